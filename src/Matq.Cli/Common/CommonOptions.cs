@@ -1,0 +1,70 @@
+// Options named and described the same way on every verb (--model, --out, --bits, --group, --data, --device, --seed).
+using System.CommandLine;
+
+namespace Matq.Cli.Common;
+
+public static class CommonOptions
+{
+    public static Option<string> Model(bool required = true) => new("--model")
+    {
+        Description = "An HF checkpoint folder, a .safetensors file or a .matq artifact",
+        Required = required,
+        HelpName = "PATH",
+    };
+
+    public static Option<string> Out(bool required = true) => new("--out")
+    {
+        Description = "Where to write the result (written atomically; an existing file is replaced only on success)",
+        Required = required,
+        HelpName = "PATH",
+    };
+
+    public static Option<string> Bits(string defaultValue) => new("--bits")
+    {
+        Description = "Bit-width(s), comma-separated, each in 1..8 (e.g. 8,4,3,2)",
+        DefaultValueFactory = _ => defaultValue,
+        HelpName = "B[,B...]",
+    };
+
+    public static Option<int> Group(int defaultValue) => new("--group")
+    {
+        Description = "Quantization group size along the input dimension; 0 = per output channel",
+        DefaultValueFactory = _ => defaultValue,
+        HelpName = "G",
+    };
+
+    public static Option<string> Data(string defaultValue) => new("--data")
+    {
+        Description = "Dataset name (sotu-train, sotu-validation, sotu-test, moby-dick) or a UTF-8 text file",
+        DefaultValueFactory = _ => defaultValue,
+        HelpName = "NAME|FILE",
+    };
+
+    public static Option<string> Device() => new("--device")
+    {
+        Description = "cpu, cuda or auto (cuda needs MATQ_TORCH_LIB=/path/to/torch/lib of a CUDA PyTorch install)",
+        DefaultValueFactory = _ => "auto",
+        HelpName = "cpu|cuda|auto",
+    };
+
+    public static Option<int> Seed(int defaultValue = 1234) => new("--seed")
+    {
+        Description = "Random seed; the same seed gives the same result",
+        DefaultValueFactory = _ => defaultValue,
+        HelpName = "N",
+    };
+
+    /// <summary>Parses "8,4,2" into bit-widths, each validated to 1..8.</summary>
+    public static int[] ParseBits(string text)
+    {
+        var parts = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (parts.Length == 0) throw new MatqException("--bits is empty: give one or more bit-widths in 1..8, e.g. --bits 4 or --bits 8,4,2");
+        var bits = new int[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+        {
+            if (!int.TryParse(parts[i], out bits[i]) || bits[i] < 1 || bits[i] > 8)
+                throw new MatqException($"--bits '{parts[i]}' is not supported: bit-widths must be integers in 1..8");
+        }
+        return bits;
+    }
+}

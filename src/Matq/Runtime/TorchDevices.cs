@@ -1,0 +1,91 @@
+// Chooses the compute device for a verb (--device cpu|cuda|auto) and, when MATQ_TORCH_LIB names an existing
+// PyTorch lib/ folder, loads its CUDA-enabled libtorch before TorchSharp initializes (no TorchSharp-cuda package needed).
+using System.Runtime.InteropServices;
+using TorchSharp;
+
+namespace Matq.Runtime;
+
+public enum DeviceRequest { Cpu, Cuda, Auto }
+
+public static class TorchDevices
+{
+    public const string TorchLibVariable = "MATQ_TORCH_LIB";
+
+    // Load order matters: each library's dependencies first, so dlopen resolves them by soname.
+    private static readonly string[] CudaLibraries = ["libc10.so", "libtorch_cpu.so", "libc10_cuda.so", "libtorch_cuda.so", "libtorch.so"];
+    private static readonly object Gate = new();
+    private static bool _initialized;
+    private static string? _cudaProblem;
+
+    public static DeviceRequest Parse(string? text) => text?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "auto" => DeviceRequest.Auto,
+        "cpu" => DeviceRequest.Cpu,
+        "cuda" or "gpu" => DeviceRequest.Cuda,
+        _ => throw new MatqException($"--device '{text}' is not a device (use cpu, cuda or auto)"),
+    };
+
+    /// <summary>Resolves a request to a TorchSharp device; a CUDA request without CUDA fails with one line.</summary>
+    public static torch.Device Resolve(DeviceRequest request)
+    {
+        if (request == DeviceRequest.Cpu) return torch.CPU;
+        bool cuda = TryInitializeCuda();
+        if (cuda) return torch.CUDA;
+        if (request == DeviceRequest.Cuda)
+            throw new MatqException($"--device cuda: CUDA is not available ({_cudaProblem}); use --device cpu");
+        return torch.CPU;
+    }
+
+    public static torch.Device Resolve(string? text) => Resolve(Parse(text));
+
+    /// <summary>True once CUDA is usable; loads MATQ_TORCH_LIB's libraries at most once per process.</summary>
+    public static bool TryInitializeCuda()
+    {
+        lock (Gate)
+        {
+            if (_initialized) return _cudaProblem is null;
+            _initialized = true;
+            var dir = Environment.GetEnvironmentVariable(TorchLibVariable);
+            if (string.IsNullOrWhiteSpace(dir))
+            {
+                _cudaProblem = $"{TorchLibVariable} is not set; point it at a CUDA PyTorch install's torch/lib folder";
+                return false;
+            }
+            if (!Directory.Exists(dir))
+            {
+                _cudaProblem = $"{TorchLibVariable}={dir} does not exist";
+                return false;
+            }
+            foreach (var lib in CudaLibraries)
+            {
+                var path = Path.Combine(dir, lib);
+                if (!File.Exists(path))
+                {
+                    _cudaProblem = $"{TorchLibVariable}={dir} has no {lib}";
+                    return false;
+                }
+                try { NativeLibrary.Load(path); }
+                catch (Exception e) when (e is DllNotFoundException or BadImageFormatException)
+                {
+                    _cudaProblem = $"loading {path} failed: {e.Message.Split('\n')[0]}";
+                    return false;
+                }
+            }
+            try
+            {
+                torch.InitializeDeviceType(DeviceType.CUDA);
+            }
+            catch (Exception e)
+            {
+                _cudaProblem = $"TorchSharp could not initialize CUDA: {e.Message.Split('\n')[0]}";
+                return false;
+            }
+            if (!torch.cuda.is_available())
+            {
+                _cudaProblem = "libtorch loaded but reports no CUDA device";
+                return false;
+            }
+            return true;
+        }
+    }
+}
