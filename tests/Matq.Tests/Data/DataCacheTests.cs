@@ -66,6 +66,10 @@ public sealed class DataCacheTests
         Assert.False(cache.IsCached("demo", "2.0"));
         File.WriteAllText(Path.Combine(cache.DatasetPath("demo"), DataCache.ManifestFile), "not json");
         Assert.False(cache.Describe("demo", "d").Cached);
+
+        cache.Remove("demo");
+        Assert.False(Directory.Exists(cache.DatasetPath("demo")));
+        cache.Remove("demo"); // absent is fine
     }
 
     [Fact]
