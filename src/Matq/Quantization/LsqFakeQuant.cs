@@ -52,7 +52,7 @@ public static class LsqFakeQuant
     internal static Tensor SumToShape(Tensor t, long[] shape)
     {
         Tensor r = t;
-        while (r.dim() > shape.Length) r = r.sum(0);
+        while (r.dim() > shape.Length) r = r.sum(dim: 0L);   // a bare literal 0 would bind to sum(ScalarType)
         for (int d = 0; d < shape.Length; d++)
             if (shape[d] == 1 && r.shape[d] != 1) r = r.sum(d, keepdim: true);
         return r.reshape(shape);

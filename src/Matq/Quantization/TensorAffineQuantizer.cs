@@ -22,6 +22,8 @@ public static class TensorAffineQuantizer
         int g = spec.EffectiveGroupSize(checked((int)cols));
         long groups = (cols + g - 1) / g;
         Tensor x = w.detach().to(ScalarType.Float32);
+        if (x.isnan().any().item<bool>())
+            throw new MatqException("weights contain NaN: quantization needs finite weights; check the checkpoint or the training run.");
 
         Tensor lo, hi;
         if (spec.Granularity == Granularity.PerTensor)

@@ -73,4 +73,14 @@ public class TensorAffineQuantizerTests
         var w = zeros(2, 2);
         Assert.Contains("bits = 9", Assert.Throws<MatqException>(() => TensorAffineQuantizer.Quantize(w, ones(2, 1), zeros(2, 1), 2, 9)).Message);
     }
+
+    [Fact]
+    public void NaNWeightsAreRejectedLikeTheKernel()
+    {
+        using var scope = NewDisposeScope();
+        float[] w = { 1f, float.NaN, 0.5f, 2f };
+        var kernel = Assert.Throws<MatqException>(() => AffineQuantizer.ComputeParams(w, 2, 2, QuantSpec.PerChannel(4)));
+        var tensorPath = Assert.Throws<MatqException>(() => TensorAffineQuantizer.ComputeParams(tensor(w, new long[] { 2, 2 }), QuantSpec.PerChannel(4)));
+        Assert.Equal(kernel.Message, tensorPath.Message);
+    }
 }
