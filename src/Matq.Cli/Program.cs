@@ -17,6 +17,7 @@ public static class Program
         data.Subcommands.Add(new DataFetchVerb(console).Build());
         data.Subcommands.Add(new DataListVerb(console).Build());
         root.Subcommands.Add(data);
+        root.Subcommands.Add(new DeviceVerb(console).Build());
         return root;
     }
 
