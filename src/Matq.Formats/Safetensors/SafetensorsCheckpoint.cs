@@ -17,6 +17,10 @@ public sealed partial class SafetensorsCheckpoint : IDisposable
 
     public string Source { get; }
     public IReadOnlyList<SafetensorsFile> Files => _files;
+    /// <summary>The index file when the checkpoint is sharded, else null.</summary>
+    public string? IndexPath { get; private set; }
+    /// <summary>The index's "metadata" object (e.g. total_size), values as JSON text; empty when not sharded.</summary>
+    public IReadOnlyDictionary<string, string> IndexMetadata { get; private set; } = new Dictionary<string, string>();
     public IEnumerable<string> TensorNames => _byTensor.Keys;
 
     private SafetensorsCheckpoint(string source) => Source = source;
@@ -68,6 +72,10 @@ public sealed partial class SafetensorsCheckpoint : IDisposable
                     throw new MatqException($"{indexPath}: weight_map entry '{p.Name}' must name a shard file");
                 weightMap[p.Name] = p.Value.GetString()!;
             }
+            if (doc.RootElement.TryGetProperty("metadata", out var md) && md.ValueKind == JsonValueKind.Object)
+                IndexMetadata = md.EnumerateObject().ToDictionary(p => p.Name,
+                    p => p.Value.ValueKind == JsonValueKind.String ? p.Value.GetString()! : p.Value.GetRawText(), StringComparer.Ordinal);
+            IndexPath = indexPath;
             if (weightMap.Count == 0)
                 throw new MatqException($"{indexPath}: 'weight_map' is empty; the checkpoint lists no tensors");
         }
