@@ -146,7 +146,9 @@ public sealed class SafetensorsFile : IDisposable
                 throw new MatqException($"{path}: tensor '{name}' has an invalid data offset {d.GetRawText()}");
             o[i++] = v;
         }
-        if (o[0] > o[1] || o[1] > dataLength)
+        if (o[0] > o[1])
+            throw new MatqException($"{path}: tensor '{name}' data offsets [{o[0]}, {o[1]}] are reversed (begin > end); the file is corrupt");
+        if (o[1] > dataLength)
             throw new MatqException($"{path}: tensor '{name}' data offsets [{o[0]}, {o[1]}] lie outside the {dataLength}-byte data buffer; the file is truncated or corrupt");
         // Byte count from the shape, refusing products that overflow (a [4, 2^62] shape must not wrap to 0 bytes).
         long expected = SafetensorsDtypes.SizeOf(dtype);
