@@ -9,4 +9,5 @@ dotnet publish src/Matq.Cli -c Release -r linux-x64 --self-contained -p:MatqForc
 find "$out" \( -name 'libtorch*.so*' -o -name 'libc10*.so*' -o -name 'libgomp*.so*' -o -name 'libshm*.so' -o -name 'libaoti*.so' \
   -o -name 'libbackend_with_compiler.so' -o -name 'libjitbackend_test.so' -o -name 'libnnapi_backend.so' -o -name 'libtorchbind_test.so' \) -delete
 tar -C .carry -cJf .carry/matq.tar.xz publish
+rm -rf "$out"
 ls -la .carry/matq.tar.xz

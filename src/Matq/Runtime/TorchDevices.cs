@@ -16,6 +16,17 @@ public static class TorchDevices
     private static readonly object Gate = new();
     private static bool _initialized;
     private static string? _cudaProblem;
+    private static bool _preloaded;
+
+    /// <summary>Loads MATQ_TORCH_LIB's libtorch when set; false when it is not set. Call before any other torch use.</summary>
+    public static bool PreloadTorchLib()
+    {
+        if (string.IsNullOrWhiteSpace(Environment.GetEnvironmentVariable(TorchLibVariable))) return false;
+        TryInitializeCuda();
+        if (!_preloaded)
+            throw new MatqException($"{TorchLibVariable} is set but its libtorch could not be loaded: {_cudaProblem}; unset it to use matq's own CPU libtorch");
+        return true;
+    }
 
     public static DeviceRequest Parse(string? text) => text?.Trim().ToLowerInvariant() switch
     {
@@ -28,7 +39,13 @@ public static class TorchDevices
     /// <summary>Resolves a request to a TorchSharp device; a CUDA request without CUDA fails with one line.</summary>
     public static torch.Device Resolve(DeviceRequest request)
     {
-        if (request == DeviceRequest.Cpu) return torch.CPU;
+        // With MATQ_TORCH_LIB set, that install's libtorch must be in place before TorchSharp's static
+        // initializer runs, for CPU work too (a GPU publish carries no CPU libtorch of its own).
+        if (request == DeviceRequest.Cpu)
+        {
+            PreloadTorchLib();
+            return torch.CPU;
+        }
         bool cuda = TryInitializeCuda();
         if (cuda) return torch.CUDA;
         if (request == DeviceRequest.Cuda)
@@ -71,6 +88,7 @@ public static class TorchDevices
                     return false;
                 }
             }
+            _preloaded = true;
             try
             {
                 torch.InitializeDeviceType(DeviceType.CUDA);
