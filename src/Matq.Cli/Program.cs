@@ -8,7 +8,12 @@ namespace Matq.Cli;
 
 public static class Program
 {
-    public static int Main(string[] args) => Run(args, AnsiConsole.Console);
+    public static int Main(string[] args)
+    {
+        // Redirected output has no terminal width; keep tables and one-line errors unwrapped.
+        if (System.Console.IsOutputRedirected) AnsiConsole.Console.Profile.Width = 240;
+        return Run(args, AnsiConsole.Console);
+    }
 
     public static RootCommand BuildRoot(IAnsiConsole console)
     {
@@ -17,6 +22,7 @@ public static class Program
         data.Subcommands.Add(new DataFetchVerb(console).Build());
         data.Subcommands.Add(new DataListVerb(console).Build());
         root.Subcommands.Add(data);
+        root.Subcommands.Add(new InspectVerb(console).Build());
         root.Subcommands.Add(new DeviceVerb(console).Build());
         return root;
     }
