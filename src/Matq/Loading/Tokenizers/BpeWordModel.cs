@@ -9,7 +9,8 @@ internal sealed class BpeWordModel
 {
     private readonly BpeTokenizer bpe;
     private readonly Dictionary<string, int> vocab;
-    private readonly HashSet<int> knownChars = [];   // code points whose one-char string is a vocab token
+    private readonly bool[] knownBmp = new bool[65536];   // BMP chars whose one-char string is a vocab token
+    private readonly HashSet<int> knownAstral = [];       // the same for code points above U+FFFF
     private readonly int[] byteIds;                  // "<0xHH>" ids, -1 where absent; all -1 without byte fallback
     private readonly int unkId;                      // -1: no unk token, unknown chars are dropped (as HF does)
     private readonly bool byteFallback, fuseUnk, ignoreMerges;
@@ -39,8 +40,8 @@ internal sealed class BpeWordModel
         }
 
         foreach (var token in vocab.Keys)
-            if (token.Length == 1 || (token.Length == 2 && char.IsSurrogatePair(token, 0)))
-                knownChars.Add(char.ConvertToUtf32(token, 0));
+            if (token.Length == 1) knownBmp[token[0]] = true;
+            else if (token.Length == 2 && char.IsSurrogatePair(token, 0)) knownAstral.Add(char.ConvertToUtf32(token, 0));
         byteIds = new int[256];
         for (int b = 0; b < 256; b++)
             byteIds[b] = spec.ByteFallback && vocab.TryGetValue($"<0x{b:X2}>", out int id) ? id : -1;
@@ -88,8 +89,7 @@ internal sealed class BpeWordModel
         for (int i = 0; i < text.Length;)
         {
             int width = char.IsSurrogatePair(text, i) ? 2 : 1;
-            int cp = width == 2 ? char.ConvertToUtf32(text[i], text[i + 1]) : text[i];
-            if (knownChars.Contains(cp)) { i += width; continue; }
+            if (width == 1 ? knownBmp[text[i]] : knownAstral.Contains(char.ConvertToUtf32(text[i], text[i + 1]))) { i += width; continue; }
 
             if (i > runStart) { Merge(text, runStart, i, ids); lastWasUnk = false; }
             if (!TryAddBytes(text.AsSpan(i, width), ids))
@@ -117,8 +117,16 @@ internal sealed class BpeWordModel
     private void Merge(string text, int start, int end, List<int> ids)
     {
         string run = start == 0 && end == text.Length ? text : text[start..end];
+        if (run.Length <= CachedRunLength && cache.TryGetValue(run, out int[]? hit)) { ids.AddRange(hit); return; }
         // considerPreTokenization: false makes the library treat the run as one word (its default pre-tokenizer
         // would split at non-word chars such as '▁').
-        ids.AddRange(bpe.EncodeToIds(run, considerPreTokenization: false, considerNormalization: false));
+        int[] merged = [.. bpe.EncodeToIds(run, considerPreTokenization: false, considerNormalization: false)];
+        if (run.Length <= CachedRunLength && cache.Count < CacheCapacity) cache.TryAdd(run, merged);
+        ids.AddRange(merged);
     }
+
+    // Natural text repeats its words, so short runs are cached (as HF's BPE does); bounded so that a corpus of
+    // unique strings cannot grow it without limit. Concurrent: one tokenizer may serve several data loaders.
+    private const int CachedRunLength = 64, CacheCapacity = 200_000;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int[]> cache = new(StringComparer.Ordinal);
 }

@@ -30,6 +30,12 @@ internal static class ByteLevelAlphabet
     /// <summary>The UTF-8 bytes of <paramref name="text"/>, each written as its alphabet char.</summary>
     public static string Map(string text)
     {
+        // ASCII (most pieces) is one byte per char, so skip the UTF-8 round trip.
+        if (System.Text.Ascii.IsValid(text))
+            return string.Create(text.Length, text, static (chars, src) =>
+            {
+                for (int i = 0; i < chars.Length; i++) chars[i] = ByteToChar[src[i]];
+            });
         byte[] bytes = Encoding.UTF8.GetBytes(text);
         return string.Create(bytes.Length, bytes, static (chars, src) =>
         {

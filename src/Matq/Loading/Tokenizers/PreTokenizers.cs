@@ -55,6 +55,7 @@ internal sealed class SplitPreTokenizer(Regex pattern, SplitBehavior behavior, b
     public override void Split(Piece piece, List<Piece> into)
     {
         string text = piece.Text;
+        if (behavior == SplitBehavior.Isolated && !invert) { SplitIsolated(piece, into); return; }
         // Alternating spans; IsMatch marks the delimiter spans (the non-matches when inverted).
         var spans = new List<(int Start, int End, bool IsMatch)>();
         int pos = 0;
@@ -104,6 +105,21 @@ internal sealed class SplitPreTokenizer(Regex pattern, SplitBehavior behavior, b
         }
         foreach (var (start, end, _) in merged)
             into.Add(new Piece(start == 0 && end == text.Length ? text : text[start..end], piece.AtStart && start == 0));
+    }
+
+    // The byte-level hot path (GPT-2, Llama 3, Qwen2): every match and every gap becomes a piece, with no span lists.
+    private void SplitIsolated(Piece piece, List<Piece> into)
+    {
+        string text = piece.Text;
+        int pos = 0;
+        foreach (var m in pattern.EnumerateMatches(text))
+        {
+            if (m.Length == 0) continue;
+            if (m.Index > pos) into.Add(new Piece(text[pos..m.Index], piece.AtStart && pos == 0));
+            into.Add(new Piece(m.Length == text.Length ? text : text.Substring(m.Index, m.Length), piece.AtStart && m.Index == 0));
+            pos = m.Index + m.Length;
+        }
+        if (pos < text.Length) into.Add(new Piece(text[pos..], piece.AtStart && pos == 0));
     }
 }
 
