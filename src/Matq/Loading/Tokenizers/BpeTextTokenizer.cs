@@ -58,7 +58,7 @@ public sealed class BpeTextTokenizer : TextTokenizer
             (bos, eos) = ReadBosEos(files[TokenizerFolder.ConfigFile], configPath);
         }
         var spec = TokenizerJson.Read(Encoding.UTF8.GetString(files[TokenizerFolder.TokenizerJsonFile]));
-        return new BpeTextTokenizer(spec, TokenizerKind.TokenizerJson, $"tokenizer.json", files, bos, eos, allowSafeSplit);
+        return new BpeTextTokenizer(spec, TokenizerKind.TokenizerJson, "tokenizer.json", files, bos, eos, allowSafeSplit);
     }
 
     internal static BpeTextTokenizer ReadGpt2Files(string encoderPath, string mergesPath)

@@ -58,7 +58,8 @@ internal static class TokenizerJson
                     Int(t, "id", "added_tokens"), Str(t, "content", "added_tokens"), Bool(t, "special", false),
                     Bool(t, "lstrip", false), Bool(t, "rstrip", false), Bool(t, "single_word", false))).ToArray()
                 : [];
-            var specialIds = added.ToDictionary(a => a.Content, a => a.Id, StringComparer.Ordinal);
+            var specialIds = new Dictionary<string, int>(StringComparer.Ordinal);
+            foreach (var a in added) specialIds[a.Content] = a.Id;   // a repeated content: the last entry wins
 
             var (prefix, suffix, post) = ParsePostProcessor(Prop(root, "post_processor"), specialIds, vocab);
             return new BpeSpec(vocab, merges, added,

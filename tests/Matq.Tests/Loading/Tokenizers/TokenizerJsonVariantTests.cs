@@ -104,9 +104,10 @@ public class TokenizerJsonVariantTests : IDisposable
             TokenizerFixtures.AssertIds(TokenizerFixtures.Llama2Ids[i], t.Encode(TokenizerFixtures.Texts[i]), $"metaspace #{i}");
             Assert.Equal(TokenizerFixtures.Texts[i], t.Decode(TokenizerFixtures.Llama2Ids[i]));
         }
-        // "  leading": Metaspace leaves the two spaces as "▁▁leading" (no extra '▁'), then splits before each '▁'.
-        int[] sp = [1, 28705, 5374];   // "▁", "▁leading"
-        TokenizerFixtures.AssertIds(sp, t.Encode("  leading"), "metaspace leading spaces");
+        // "   leading": Metaspace leaves the spaces as "▁▁▁leading" (no extra '▁') and splits before each '▁', giving
+        // "▁", "▁", "▁leading"; unsplit BPE would give "▁▁", "▁leading" = [259, 5374], as the legacy form does.
+        int[] sp = [1, 28705, 28705, 5374];
+        TokenizerFixtures.AssertIds(sp, t.Encode("   leading"), "metaspace leading spaces");
     }
 
     [Theory]
