@@ -51,7 +51,9 @@ public abstract class TextTokenizer
 
     /// <summary>
     /// Loads a model folder's tokenizer, looking in order for tokenizer.json (with tokenizer_config.json for
-    /// BOS/EOS if present), encoder.json + vocab.bpe, vocab.json + merges.txt, and matq_tokenizer.json.
+    /// BOS/EOS if present), encoder.json + vocab.bpe, vocab.json + merges.txt, and matq_tokenizer.json — matq's
+    /// marker for the built-in byte tokenizer, <c>{ "kind": "bytes", "bos_eos": true }</c> ("bos_eos" defaults to
+    /// false: vocab 256, no specials). A missing tokenizer throws a MatqException listing these files.
     /// </summary>
     public static TextTokenizer Load(string folder) => TokenizerFolder.Load(folder);
 
