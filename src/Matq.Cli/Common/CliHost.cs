@@ -15,7 +15,9 @@ public static class CliHost
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {
-            console.MarkupLine($"[red]error:[/] {Markup.Escape(parse.Errors[0].Message)} (see matq --help)");
+            // "Unrecognized command or argument 'x'" says more than the "Required command was not provided" that comes with it.
+            var error = parse.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal)) ?? parse.Errors[0];
+            console.MarkupLine($"[red]error:[/] {Markup.Escape(error.Message)} (see matq --help)");
             return UsageError;
         }
         var output = new ConsoleWriter(console);

@@ -1,0 +1,35 @@
+// Runs the real `matq` command tree against an in-memory console and returns what a user would see.
+using Spectre.Console;
+
+namespace Matq.Cli.Tests;
+
+public sealed record CliRun(int ExitCode, string Output)
+{
+    public string[] Lines => Output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.TrimEnd()).ToArray();
+}
+
+public static class CliRunner
+{
+    public static CliRun Run(params string[] args)
+    {
+        var writer = new StringWriter();
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Ansi = AnsiSupport.No,
+            ColorSystem = ColorSystemSupport.NoColors,
+            Interactive = InteractionSupport.No,
+            Out = new AnsiConsoleOutput(writer),
+        });
+        console.Profile.Width = 240;
+        int code = Program.Run(args, console);
+        return new CliRun(code, writer.ToString());
+    }
+
+    public static string Fixture(params string[] parts)
+    {
+        var dir = AppContext.BaseDirectory;
+        while (dir is not null && !Directory.Exists(Path.Combine(dir, "tests", "fixtures"))) dir = Path.GetDirectoryName(dir);
+        if (dir is null) throw new DirectoryNotFoundException("tests/fixtures not found above " + AppContext.BaseDirectory);
+        return Path.Combine([dir, "tests", "fixtures", .. parts]);
+    }
+}
