@@ -23,6 +23,7 @@ public static class Program
         data.Subcommands.Add(new DataListVerb(console).Build());
         root.Subcommands.Add(data);
         root.Subcommands.Add(new InspectVerb(console).Build());
+        root.Subcommands.Add(new QuantizeVerb(console).Build());
         root.Subcommands.Add(new DemoVerb(console).Build());
         root.Subcommands.Add(new DeviceVerb(console).Build());
         return root;
