@@ -1,0 +1,199 @@
+// `matq quantize`: post-training quantization of an HF model into a .matq artifact with any registered method
+// (AlgorithmRegistry), showing per-block progress and a per-layer summary table; the artifact write is atomic.
+using System.CommandLine;
+using System.Diagnostics;
+using Matq.Cli.Common;
+using Matq.Data;
+using Matq.Loading.Tokenizers;
+using Matq.Quantization.Pipeline;
+using Matq.Runtime;
+using Matq.Runtime.Serving;
+using Spectre.Console;
+
+namespace Matq.Cli.Verbs;
+
+public sealed class QuantizeVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb(console)
+{
+    private static readonly string[] CalibNames = ["sotu-train", "sotu-validation", "sotu-test", "moby-dick"];
+
+    private readonly Func<DataStore> _data = data ?? (() => new DataStore());
+    private readonly Option<string> _model = CommonOptions.Model();
+    private readonly Option<string> _method = new("--method")
+    {
+        Description = "Quantization algorithm: " + string.Join("; ", AlgorithmRegistry.All.Select(r => $"{r.Name} = {r.Description}")),
+        DefaultValueFactory = _ => "rtn",
+        HelpName = string.Join("|", AlgorithmRegistry.Names),
+    };
+    private readonly Option<string> _bits = CommonOptions.Bits("4");
+    private readonly Option<int> _group = CommonOptions.Group(128);
+    private readonly Option<bool> _symmetric = new("--symmetric") { Description = "Symmetric grid around 0 (z = 2^(bits-1)) instead of asymmetric min-max" };
+    private readonly Option<string?> _clip = new("--clip") { Description = "rtn: range per group, minmax (default) or mse (search shrink factors for the least squared error)", HelpName = "mse|minmax" };
+    private readonly Option<string[]> _options = new("--option")
+    {
+        Description = "A method-specific setting KEY=VALUE (repeatable). " + string.Join("; ", AlgorithmRegistry.All.Where(r => r.Options.Count > 0)
+            .Select(r => $"{r.Name}: " + string.Join(", ", r.Options.Select(o => $"{o.Key} ({o.Description}; default {o.Default})")))),
+        HelpName = "KEY=VALUE",
+        AllowMultipleArgumentsPerToken = false,
+    };
+    private readonly Option<bool> _head = new("--include-head") { Description = "Also quantize lm_head (untied heads only; embeddings stay float)" };
+    private readonly Option<string> _calibData = new("--calib-data")
+    {
+        Description = "Calibration text for methods that need it: sotu-train, sotu-validation, sotu-test, moby-dick or a UTF-8 text file",
+        DefaultValueFactory = _ => "sotu-train",
+        HelpName = "NAME|FILE",
+    };
+    private readonly Option<int> _calibN = new("--calib-n") { Description = "Calibration windows", DefaultValueFactory = _ => 128, HelpName = "N" };
+    private readonly Option<int> _calibLen = new("--calib-len") { Description = "Tokens per calibration window", DefaultValueFactory = _ => 512, HelpName = "L" };
+    private readonly Option<string> _out = CommonOptions.Out();
+    private readonly Option<string> _device = CommonOptions.Device();
+    private readonly Option<int> _seed = CommonOptions.Seed();
+
+    public override string Name => "quantize";
+    public override string Description => "Quantize an HF model's linears to low-bit integer codes and write a .matq artifact (servable at any bits up to --bits)";
+    public override IReadOnlyList<string> Examples =>
+    [
+        "matq quantize --model models/tiny --method rtn --bits 4 --group 128 --out out/tiny-rtn4.matq",
+        "matq quantize --model models/tiny --bits 8 --group 64 --clip mse --out out/tiny-rtn8.matq",
+        "matq quantize --model models/small --method rtn --bits 3 --group 0 --symmetric --include-head --device cuda --out out/small-rtn3.matq",
+    ];
+
+    protected override void Configure(Command command)
+    {
+        foreach (var o in new Option[] { _model, _method, _bits, _group, _symmetric, _clip, _options, _head, _calibData, _calibN, _calibLen, _out, _device, _seed })
+            command.Options.Add(o);
+    }
+
+    protected override int Execute(ParseResult result)
+    {
+        // Cheap checks first: a bad method, option or path fails before a model load or a dataset fetch.
+        var registration = AlgorithmRegistry.Get(result.GetValue(_method)!);
+        var bits = CommonOptions.ParseBits(result.GetValue(_bits)!);
+        if (bits.Length != 1)
+            throw new MatqException($"--bits {result.GetValue(_bits)}: quantize takes one master bit-width (serve lower widths from the artifact with --bits at load)");
+        var options = ParseOptions(result.GetValue(_options) ?? [], result.GetValue(_clip), registration);
+        var config = new QuantizationConfig(registration.Name, bits[0], result.GetValue(_group), result.GetValue(_symmetric),
+            result.GetValue(_head), options);
+        var modelPath = result.GetValue(_model)!;
+        var outPath = result.GetValue(_out)!;
+        if (!Directory.Exists(modelPath) && !File.Exists(modelPath))
+            throw new MatqException($"--model {modelPath} does not exist (give an HF model folder)");
+        if (Directory.Exists(outPath)) throw new MatqException($"--out {outPath} is a folder: give a file path, e.g. {Path.Combine(outPath, "model.matq")}");
+        int calibN = result.GetValue(_calibN), calibLen = result.GetValue(_calibLen), seed = result.GetValue(_seed);
+        var calibData = result.GetValue(_calibData)!;
+        if (registration.NeedsCalibration)
+        {
+            if (calibN < 1) throw new MatqException($"--calib-n {calibN} is out of range: at least 1");
+            if (calibLen < 2) throw new MatqException($"--calib-len {calibLen} is out of range: at least 2");
+            if (!CalibNames.Contains(calibData) && !File.Exists(calibData))
+                throw new MatqException($"--calib-data '{calibData}' is neither a dataset ({string.Join(", ", CalibNames)}) nor an existing file");
+        }
+
+        var device = TorchDevices.Resolve(result.GetValue(_device));
+        using var source = ModelSource.Open(modelPath, device: device);
+        if (source.Kind == ModelSourceKind.MatqArtifact)
+            throw new MatqException($"--model {modelPath} is already a .matq artifact: quantize the float model it came from");
+        var model = source.Model;
+        if (registration.NeedsCalibration && calibLen > model.Config.MaxPositionEmbeddings)
+            throw new MatqException($"--calib-len {calibLen} exceeds the model's {model.Config.MaxPositionEmbeddings} positions");
+
+        CalibrationTokens Calibration()
+        {
+            var tokenizer = TextTokenizer.Load(source.RequireTokenizerFolder());
+            var ids = tokenizer.Encode(CalibrationText(calibData));
+            return CalibrationTokens.Sample(ids, calibN, calibLen, seed);
+        }
+
+        using var cts = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cts.Cancel(); };
+        System.Console.CancelKeyPress += onCancel;
+        var sw = Stopwatch.StartNew();
+        QuantizationResult run = null!;
+        ArtifactExportResult written = null!;
+        try
+        {
+            Console.Progress().AutoClear(true).Start(ctx =>
+            {
+                var task = ctx.AddTask($"{registration.Name} {config.Bits}-bit", maxValue: 1);
+                var context = new QuantizationContext(model, device, registration.NeedsCalibration ? Calibration : null, seed,
+                    e => OnEvent(task, e), cts.Token);
+                run = QuantizationRunner.Run(config, context);
+                task.Description = "writing artifact";
+                written = ArtifactExport.Write(run, model, outPath, source.TokenizerFolder);
+                task.Value = task.MaxValue;
+            });
+        }
+        finally
+        {
+            System.Console.CancelKeyPress -= onCancel;
+        }
+        WriteSummary(run, written, sw.Elapsed.TotalSeconds);
+        return 0;
+    }
+
+    private static void OnEvent(ProgressTask task, QuantizationEvent e)
+    {
+        task.MaxValue = Math.Max(1, e.LayerCount);
+        task.Value = e.LayersDone;
+        string block = $"block {e.Block + 1}/{e.BlockCount}";
+        task.Description = e.Kind switch
+        {
+            QuantizationEventKind.LayerDone => $"{block} · {Markup.Escape(e.Report!.Name)}",
+            QuantizationEventKind.Message => $"{block} · {Markup.Escape(e.Message ?? "")}",
+            _ => block,
+        };
+    }
+
+    // --clip is rtn's dedicated flag; --option KEY=VALUE carries any method's settings (keys checked by the config).
+    private static Dictionary<string, string> ParseOptions(string[] pairs, string? clip, AlgorithmRegistration registration)
+    {
+        var options = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var pair in pairs)
+        {
+            int eq = pair.IndexOf('=');
+            if (eq <= 0) throw new MatqException($"--option '{pair}' is not KEY=VALUE (e.g. --option clip=mse)");
+            if (!options.TryAdd(pair[..eq].Trim(), pair[(eq + 1)..].Trim()))
+                throw new MatqException($"--option {pair[..eq].Trim()} is given twice");
+        }
+        if (clip is not null)
+        {
+            if (!registration.Options.Any(o => o.Key == "clip"))
+                throw new MatqException($"--clip applies to methods with a clip setting (rtn); '{registration.Name}' has none");
+            if (options.ContainsKey("clip")) throw new MatqException("--clip and --option clip=... are both given; use one");
+            options["clip"] = clip;
+        }
+        return options;
+    }
+
+    private string CalibrationText(string name) => name switch
+    {
+        "sotu-train" => _data().Sotu().Text(DataSplit.Train),
+        "sotu-validation" => _data().Sotu().Text(DataSplit.Validation),
+        "sotu-test" => _data().Sotu().Text(DataSplit.Test),
+        "moby-dick" => _data().MobyDick(),
+        _ => File.ReadAllText(name),
+    };
+
+    private void WriteSummary(QuantizationResult run, ArtifactExportResult written, double seconds)
+    {
+        bool hessian = run.Layers.Any(l => l.Report.HessianErrorBefore is not null || l.Report.HessianErrorAfter is not null);
+        var table = new Table().Border(TableBorder.Rounded).Title($"[bold]{run.Algorithm}[/] {run.MasterBits}-bit, "
+            + (run.Config.PerChannel ? "per-channel" : $"group {run.Config.GroupSize}") + (run.Config.Symmetric ? ", symmetric" : ""));
+        table.AddColumns("layer", "shape", "bits", "weight MSE");
+        if (hessian) table.AddColumns("H-error before", "H-error after");
+        table.AddColumn("time");
+        foreach (var r in run.Layers.Select(l => l.Report))
+        {
+            var cells = new List<string> { Markup.Escape(r.Name), $"{r.OutFeatures}×{r.InFeatures}", r.Bits.ToString(), $"{r.WeightMse:E3}" };
+            if (hessian) cells.AddRange([Optional(r.HessianErrorBefore), Optional(r.HessianErrorAfter)]);
+            cells.Add($"{r.Seconds:F2} s");
+            table.AddRow(cells.ToArray());
+        }
+        Console.Write(table);
+        double meanMse = run.Layers.Sum(l => l.Report.WeightMse * l.OutFeatures * (double)l.InFeatures) / Math.Max(1, run.Layers.Sum(l => (double)l.OutFeatures * l.InFeatures));
+        Console.MarkupLine($"{run.Layers.Count} layers, mean weight MSE {meanMse:E3}, quantize {run.Seconds:F1} s, total {seconds:F1} s");
+        Console.MarkupLine($"wrote [bold]{Markup.Escape(written.Path)}[/] ({Format.Bytes(written.Bytes)})"
+            + (written.TokenizerFolder is null ? " [yellow](no tokenizer files found to copy)[/]" : $" + tokenizer {Markup.Escape(written.TokenizerFolder)}"));
+    }
+
+    private static string Optional(double? v) => v is double d ? $"{d:E3}" : "-";
+}

@@ -1,0 +1,181 @@
+// Contract: writes a QuantizationResult plus the model's remaining tensors as a .matq artifact (atomic), and copies
+// the model's tokenizer files beside it into "<stem>.tokenizer/", which the metadata's tokenizer reference names.
+//
+// Layout written for out/tiny-rtn4.matq from an HF folder holding tokenizer.json + tokenizer_config.json:
+//   out/tiny-rtn4.matq                          quantized weights (codes/scales/zeros[/perm]) + every other tensor as
+//                                               float in the model's dtype (F32, BF16 or F16), metadata JSON
+//   out/tiny-rtn4.tokenizer/tokenizer.json      copies of the tokenizer files; metadata tokenizer =
+//   out/tiny-rtn4.tokenizer/tokenizer_config.json   {kind: "hf-tokenizer-json", files: ["tiny-rtn4.tokenizer/tokenizer.json", ...]}
+// Files are relative to the artifact's folder, so artifact + folder move together. The tokenizer folder is staged
+// first and swapped in only after the artifact's own atomic write succeeded; a failed export changes nothing.
+using System.Text.Json.Nodes;
+using Matq.Formats.Artifact;
+using Matq.Formats.Safetensors;
+using Matq.Loading;
+using Matq.Models;
+using static TorchSharp.torch;
+
+namespace Matq.Quantization.Pipeline;
+
+/// <summary>What <see cref="ArtifactExport.Write"/> produced: the artifact, its size, and the tokenizer copy (if any).</summary>
+public sealed record ArtifactExportResult(string Path, long Bytes, string? TokenizerFolder, string? TokenizerKind);
+
+public static class ArtifactExport
+{
+    /// <summary>Tokenizer file names copied from the source folder, and the kind each set is recorded as.</summary>
+    public static readonly IReadOnlyList<string> TokenizerFileNames =
+        ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+         "encoder.json", "vocab.bpe", "vocab.json", "merges.txt", "matq_tokenizer.json"];
+
+    /// <summary>"&lt;dir&gt;/&lt;stem&gt;.tokenizer" for an artifact path "&lt;dir&gt;/&lt;stem&gt;.matq".</summary>
+    public static string TokenizerFolderFor(string artifactPath) =>
+        System.IO.Path.Combine(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(artifactPath))!,
+            System.IO.Path.GetFileNameWithoutExtension(artifactPath) + ".tokenizer");
+
+    /// <summary>
+    /// Writes <paramref name="path"/>. <paramref name="tokenizerFolder"/> is the folder holding the model's tokenizer
+    /// files (usually the HF model folder); null or a folder without tokenizer files writes no tokenizer reference.
+    /// </summary>
+    public static ArtifactExportResult Write(QuantizationResult result, LlamaForCausalLM model, string path, string? tokenizerFolder = null)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        ArgumentNullException.ThrowIfNull(model);
+        if (string.IsNullOrWhiteSpace(path)) throw new MatqException("--out is empty: give the artifact path, e.g. out/model-rtn4.matq");
+        var config = result.Config;
+        var writer = new MatqArtifactWriter(result.Algorithm, config.Bits, config.GroupSize, config.Symmetric, result.TrainedBits)
+        {
+            AlgorithmConfig = MatqMetadata.ParseObject(result.AlgorithmConfigJson().ToJsonString(), "algorithm_config"),
+            ModelConfig = MatqMetadata.ParseObject(HfLlamaConfig.ToJson(model.Config, HfDtypeName(model.Dtype)), "model_config"),
+            Extra = MatqMetadata.ParseObject(Reports(result).ToJsonString(), "extra"),
+        };
+
+        var expected = LlamaTensors.Expected(model.Config).ToDictionary(e => e.Name, e => e.Shape, StringComparer.Ordinal);
+        var quantized = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var layer in result.Layers)
+        {
+            if (!expected.TryGetValue(layer.WeightName, out var shape))
+                throw new MatqException($"cannot export '{layer.Name}': the model has no tensor '{layer.WeightName}'");
+            if (shape[0] != layer.OutFeatures || shape[1] != layer.InFeatures)
+                throw new MatqException($"cannot export '{layer.Name}': quantized as [{layer.OutFeatures}, {layer.InFeatures}], the model's weight is {LlamaTensors.ShapeText(shape)}");
+            writer.AddQuantized(layer.ToArtifactTensor());
+            quantized.Add(layer.WeightName);
+        }
+        var (storeType, storeDtype) = StoredType(model.Dtype);
+        foreach (var (name, shape) in LlamaTensors.Expected(model.Config))
+        {
+            if (quantized.Contains(name)) continue;
+            using var scope = NewDisposeScope();
+            var p = model.get_parameter(name)
+                ?? throw new MatqException($"cannot export '{name}': the model has no such parameter (was its module swapped and not restored?)");
+            var host = p.detach().to(storeType, CPU).contiguous();
+            writer.AddFloatRaw(name, storeDtype, shape, host.bytes.ToArray());
+        }
+
+        var dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!;
+        Directory.CreateDirectory(dir);
+        string? kind = null;
+        string[]? files = null;
+        var staged = tokenizerFolder is null ? null : StageTokenizer(tokenizerFolder, path, out kind, out files);
+        try
+        {
+            if (staged is not null) writer.Tokenizer = new MatqTokenizerRef(kind!, files!);
+            writer.Write(path);
+        }
+        catch
+        {
+            if (staged is not null) TryDelete(staged);
+            throw;
+        }
+        string? final = staged is null ? null : Commit(staged, TokenizerFolderFor(path));
+        return new ArtifactExportResult(System.IO.Path.GetFullPath(path), new FileInfo(path).Length, final, final is null ? null : kind);
+    }
+
+    /// <summary>"hf-tokenizer-json", "gpt2-bpe" or "matq-bytes" from the file names present; null when none fits.</summary>
+    public static string? DetectTokenizerKind(IReadOnlyCollection<string> fileNames)
+    {
+        bool Has(string f) => fileNames.Contains(f);
+        if (Has("tokenizer.json")) return "hf-tokenizer-json";
+        if ((Has("encoder.json") && Has("vocab.bpe")) || (Has("vocab.json") && Has("merges.txt"))) return "gpt2-bpe";
+        if (Has("matq_tokenizer.json")) return "matq-bytes";
+        return null;
+    }
+
+    // Copies the recognised files into a hidden staging folder beside the artifact; null when the source has none.
+    private static string? StageTokenizer(string source, string artifactPath, out string? kind, out string[]? files)
+    {
+        kind = null; files = null;
+        if (!Directory.Exists(source))
+            throw new MatqException($"tokenizer folder '{source}' does not exist; give the model folder that holds the tokenizer files");
+        var present = TokenizerFileNames.Where(f => File.Exists(System.IO.Path.Combine(source, f))).ToArray();
+        kind = DetectTokenizerKind(present);
+        if (kind is null) return null;
+        var final = TokenizerFolderFor(artifactPath);
+        var stem = System.IO.Path.GetFileName(final);
+        var staged = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(final)!, "." + stem + ".tmp-" + Guid.NewGuid().ToString("N")[..8]);
+        Directory.CreateDirectory(staged);
+        try
+        {
+            foreach (var f in present) File.Copy(System.IO.Path.Combine(source, f), System.IO.Path.Combine(staged, f));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            TryDelete(staged);
+            throw new MatqException($"cannot copy the tokenizer files from '{source}' ({e.Message})", e);
+        }
+        files = present.Select(f => stem + "/" + f).ToArray();
+        return staged;
+    }
+
+    // Swaps the staged folder in: old folder aside, staged into place, old deleted.
+    private static string Commit(string staged, string final)
+    {
+        string? aside = null;
+        if (Directory.Exists(final))
+        {
+            aside = final + ".old-" + Guid.NewGuid().ToString("N")[..8];
+            Directory.Move(final, aside);
+        }
+        Directory.Move(staged, final);
+        if (aside is not null) TryDelete(aside);
+        return final;
+    }
+
+    private static void TryDelete(string dir)
+    {
+        try { Directory.Delete(dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
+    private static (ScalarType, SafetensorsDtype) StoredType(ScalarType t) => t switch
+    {
+        ScalarType.BFloat16 => (ScalarType.BFloat16, SafetensorsDtype.BF16),
+        ScalarType.Float16 => (ScalarType.Float16, SafetensorsDtype.F16),
+        _ => (ScalarType.Float32, SafetensorsDtype.F32),
+    };
+
+    private static string HfDtypeName(ScalarType t) => t switch
+    {
+        ScalarType.BFloat16 => "bfloat16",
+        ScalarType.Float16 => "float16",
+        _ => "float32",
+    };
+
+    // extra = {"seconds": total, "layers": [{name, shape, bits, weight_mse, hessian_error_before/after, seconds}]}
+    private static JsonObject Reports(QuantizationResult result)
+    {
+        var layers = new JsonArray();
+        foreach (var r in result.Layers.Select(l => l.Report))
+        {
+            layers.Add(new JsonObject
+            {
+                ["name"] = r.Name,
+                ["shape"] = new JsonArray(r.OutFeatures, r.InFeatures),
+                ["bits"] = r.Bits,
+                ["weight_mse"] = r.WeightMse,
+                ["hessian_error_before"] = r.HessianErrorBefore,
+                ["hessian_error_after"] = r.HessianErrorAfter,
+                ["seconds"] = Math.Round(r.Seconds, 4),
+            });
+        }
+        return new JsonObject { ["seconds"] = Math.Round(result.Seconds, 3), ["layers"] = layers };
+    }
+}

@@ -1,0 +1,99 @@
+// Contract: the one interface every quantization algorithm implements — Prepare (hooks / module swaps) then Convert
+// (solve, freeze, emit one QuantizedLinearResult per selected linear) — plus the registration a registry row holds.
+using System.Text.Json.Nodes;
+using Matq.Models;
+
+namespace Matq.Quantization.Pipeline;
+
+/// <summary>
+/// Base of every algorithm (RTN, GPTQ/Athena, MatQuant, ...). The runner calls <see cref="Prepare"/> once, then
+/// <see cref="Convert"/> once. Convert must leave the model's module tree as it found it (remove hooks, swap originals
+/// back); it may update weights of linears it quantized (e.g. GPTQ's in-place error feedback), never any other tensor,
+/// because the artifact export reads every non-quantized tensor from the model.
+/// </summary>
+public abstract class QuantizationAlgorithm
+{
+    protected QuantizationAlgorithm(QuantizationConfig config) => Config = config ?? throw new ArgumentNullException(nameof(config));
+
+    /// <summary>The registry name written to the artifact's "algorithm" field.</summary>
+    public abstract string Name { get; }
+
+    public QuantizationConfig Config { get; }
+
+    /// <summary>Bit-widths the codes were optimized for (the artifact's trained_bits); one-bit-width methods: [Bits].</summary>
+    public virtual IReadOnlyList<int> TrainedBits => [Config.Bits];
+
+    /// <summary>Attach hooks, swap modules, capture what Convert needs. Default: nothing.</summary>
+    public virtual void Prepare(QuantizationContext context) { }
+
+    /// <summary>Quantizes the selected linears (see <see cref="LinearSelection.Select"/>) and returns them in model order.</summary>
+    public abstract IReadOnlyList<QuantizedLinearResult> Convert(QuantizationContext context);
+
+    /// <summary>The algorithm's own settings (the artifact's algorithm_config also gets the common fields).</summary>
+    public abstract JsonObject DescribeSettings();
+}
+
+/// <summary>A method-specific option: key as typed after --option (or a dedicated CLI flag), help text, default value.</summary>
+public sealed record AlgorithmOption(string Key, string Description, string Default);
+
+/// <summary>
+/// One row of <see cref="AlgorithmRegistry"/>: the name users type, a one-line description, whether it needs
+/// calibration text, its options, and a factory (the factory parses <see cref="QuantizationConfig.Options"/> into the
+/// algorithm's typed config and throws MatqException for bad values).
+/// </summary>
+public sealed record AlgorithmRegistration(
+    string Name,
+    string Description,
+    bool NeedsCalibration,
+    IReadOnlyList<AlgorithmOption> Options,
+    Func<QuantizationConfig, QuantizationAlgorithm> Create);
+
+/// <summary>A linear chosen for quantization: HF module name, module, decoder block index (lm_head: NumLayers).</summary>
+public sealed record SelectedLinear(string Name, TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor> Module, int Block)
+{
+    /// <summary>The linear's weight [out, in] (a Parameter of the module).</summary>
+    public TorchSharp.torch.Tensor Weight => LinearSelection.WeightOf(Name, Module);
+}
+
+/// <summary>Which linears a config quantizes, in model (execution) order.</summary>
+public static class LinearSelection
+{
+    /// <summary>
+    /// Every decoder linear (q/k/v/o, gate/up/down of each layer), plus lm_head when the config includes it and the
+    /// head is untied; OnlyLayers narrows the list and every name in it must exist.
+    /// </summary>
+    public static IReadOnlyList<SelectedLinear> Select(LlamaForCausalLM model, QuantizationConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(config);
+        if (config.IncludeLmHead && model.LmHead is null && config.OnlyLayers?.Contains("lm_head") == true)
+            throw new MatqException("onlyLayers names lm_head but this model ties it to the embedding; embeddings are not quantized");
+        var all = model.Linears(config.IncludeLmHead || config.OnlyLayers?.Contains("lm_head") == true)
+            .Select(l => new SelectedLinear(l.Name, l.Module, l.Name == "lm_head" ? model.Config.NumLayers : BlockOf(l.Name)))
+            .ToList();
+        if (config.OnlyLayers is null) return all;
+        var known = all.Select(l => l.Name).ToHashSet(StringComparer.Ordinal);
+        foreach (var name in config.OnlyLayers)
+        {
+            var module = name.EndsWith(".weight", StringComparison.Ordinal) ? name[..^7] : name;
+            if (!known.Contains(module))
+                throw new MatqException($"onlyLayers names '{name}', which is not a linear of this model (e.g. {all[0].Name}, lm_head)");
+        }
+        var wanted = config.OnlyLayers.Select(n => n.EndsWith(".weight", StringComparison.Ordinal) ? n[..^7] : n).ToHashSet(StringComparer.Ordinal);
+        return all.Where(l => wanted.Contains(l.Name)).ToList();
+    }
+
+    /// <summary>"model.layers.7.mlp.up_proj" → 7.</summary>
+    public static int BlockOf(string name)
+    {
+        const string prefix = "model.layers.";
+        int dot = name.IndexOf('.', prefix.Length);
+        return name.StartsWith(prefix, StringComparison.Ordinal) && dot > 0 && int.TryParse(name.AsSpan(prefix.Length, dot - prefix.Length), out var i)
+            ? i : throw new ArgumentException($"'{name}' is not a decoder-layer module name");
+    }
+
+    /// <summary>The "weight" parameter [out, in] of a linear module.</summary>
+    public static TorchSharp.torch.Tensor WeightOf(string name, TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor> module) =>
+        module is TorchSharp.Modules.Linear linear ? linear.weight!
+            : module.get_parameter("weight") ?? throw new MatqException($"module '{name}' has no weight parameter; is it a linear?");
+}

@@ -1,0 +1,91 @@
+// Contract: the common, immutable part of every quantization run — method (a registry name), master bits 1..8,
+// group size, scheme, which linears — validated in the constructor with one MatqException naming the field.
+using Matq.Kernels.Quantization;
+
+namespace Matq.Quantization.Pipeline;
+
+/// <summary>
+/// What to quantize and how coarsely. Algorithm-specific settings travel as string <see cref="Options"/> (the keys the
+/// method's <see cref="AlgorithmRegistration"/> declares); the algorithm parses them into its own typed config record.
+/// </summary>
+public sealed record QuantizationConfig
+{
+    /// <summary>Registry name of the algorithm ("rtn", ...); see <see cref="AlgorithmRegistry"/>.</summary>
+    public string Method { get; }
+
+    /// <summary>Master bit width c of the stored codes, 1..8 (2..8 when symmetric).</summary>
+    public int Bits { get; }
+
+    /// <summary>Input columns per group, or -1 = one group per output channel (0 and -1 both mean per-channel on input).</summary>
+    public int GroupSize { get; }
+
+    public bool Symmetric { get; }
+
+    /// <summary>Also quantize lm_head (an untied head only; embeddings are never quantized).</summary>
+    public bool IncludeLmHead { get; }
+
+    /// <summary>When set, only these HF module names (e.g. "model.layers.0.mlp.down_proj") are quantized.</summary>
+    public IReadOnlyList<string>? OnlyLayers { get; }
+
+    /// <summary>Method-specific settings by key (e.g. rtn: clip=mse); keys are checked against the method's declared options.</summary>
+    public IReadOnlyDictionary<string, string> Options { get; }
+
+    public QuantizationConfig(string method, int bits, int groupSize = 128, bool symmetric = false, bool includeLmHead = false,
+        IReadOnlyDictionary<string, string>? options = null, IReadOnlyList<string>? onlyLayers = null)
+    {
+        var registration = AlgorithmRegistry.Get(method);   // unknown → one line listing the known methods
+        if (bits < QuantSpec.MinBits || bits > QuantSpec.MaxBits)
+            throw new MatqException($"bits = {bits} is out of range: allowed {QuantSpec.MinBits}..{QuantSpec.MaxBits} (the master bit width of the codes)");
+        if (symmetric && bits < 2)
+            throw new MatqException($"bits = {bits} is out of range for symmetric quantization: allowed 2..8; use 2 or more bits or the asymmetric scheme");
+        if (groupSize < -1)
+            throw new MatqException($"groupSize = {groupSize} is invalid: use 0 or -1 for per-channel, or a positive number of input columns (e.g. 32, 64, 128)");
+        var opts = new Dictionary<string, string>(options ?? new Dictionary<string, string>(), StringComparer.Ordinal);
+        foreach (var key in opts.Keys)
+        {
+            if (!registration.Options.Any(o => o.Key == key))
+                throw new MatqException(registration.Options.Count == 0
+                    ? $"options: method '{registration.Name}' takes no options, got '{key}'"
+                    : $"options: method '{registration.Name}' has no option '{key}' (it has: {string.Join(", ", registration.Options.Select(o => o.Key))})");
+        }
+        if (onlyLayers is { Count: 0 })
+            throw new MatqException("onlyLayers is empty: leave it unset to quantize every decoder linear, or name at least one layer");
+        Method = registration.Name;
+        Bits = bits;
+        GroupSize = groupSize == 0 ? -1 : groupSize;
+        Symmetric = symmetric;
+        IncludeLmHead = includeLmHead;
+        Options = opts;
+        OnlyLayers = onlyLayers?.ToArray();
+    }
+
+    public bool PerChannel => GroupSize == -1;
+
+    /// <summary>The option value for <paramref name="key"/>, else the registration's default.</summary>
+    public string Option(string key)
+    {
+        if (Options.TryGetValue(key, out var v)) return v;
+        var declared = AlgorithmRegistry.Get(Method).Options.FirstOrDefault(o => o.Key == key)
+            ?? throw new ArgumentException($"method '{Method}' declares no option '{key}'", nameof(key));
+        return declared.Default;
+    }
+
+    /// <summary>The quantizer of one weight: per-channel or grouped, asymmetric or symmetric, at the master bits.</summary>
+    public QuantSpec Spec => PerChannel
+        ? QuantSpec.PerChannel(Bits, Symmetric ? QuantScheme.Symmetric : QuantScheme.Asymmetric)
+        : QuantSpec.Grouped(Bits, GroupSize, Symmetric ? QuantScheme.Symmetric : QuantScheme.Asymmetric);
+
+    /// <summary>The stored group width for a weight of <paramref name="inFeatures"/> columns: -1 per-channel, else min(g, in).</summary>
+    public int StoredGroupSize(int inFeatures) => PerChannel ? -1 : Math.Min(GroupSize, inFeatures);
+
+    /// <summary>The fields as a JSON-ready dictionary (recorded in the artifact's algorithm_config).</summary>
+    public IReadOnlyDictionary<string, object?> Describe() => new Dictionary<string, object?>
+    {
+        ["method"] = Method,
+        ["bits"] = Bits,
+        ["group_size"] = GroupSize,
+        ["symmetric"] = Symmetric,
+        ["include_lm_head"] = IncludeLmHead,
+        ["only_layers"] = OnlyLayers,
+    };
+}

@@ -1,0 +1,104 @@
+// Contract: everything an algorithm may use during Prepare/Convert — the model, the device, lazily provided
+// calibration token windows, a seed, a progress sink (per-block/per-layer events) and a cancellation token.
+using Matq.Data;
+using Matq.Models;
+using static TorchSharp.torch;
+
+namespace Matq.Quantization.Pipeline;
+
+public enum QuantizationEventKind
+{
+    /// <summary>Convert begins: LayerCount linears in BlockCount blocks.</summary>
+    Started,
+    BlockStarted,
+    /// <summary>One linear is done; Report is set.</summary>
+    LayerDone,
+    BlockDone,
+    /// <summary>Free-form status (e.g. "capturing block inputs"); Message is set.</summary>
+    Message,
+}
+
+/// <summary>A progress event. Block is the decoder layer index (lm_head: BlockCount − 1 when included).</summary>
+public sealed record QuantizationEvent(
+    QuantizationEventKind Kind,
+    int Block,
+    int BlockCount,
+    int LayersDone,
+    int LayerCount,
+    LayerReport? Report = null,
+    string? Message = null);
+
+/// <summary>N calibration windows of L token ids each (same L), from <see cref="CalibrationSampler"/> or given directly.</summary>
+public sealed class CalibrationTokens
+{
+    public CalibrationTokens(IReadOnlyList<int[]> windows)
+    {
+        ArgumentNullException.ThrowIfNull(windows);
+        if (windows.Count == 0) throw new MatqException("calibration set is empty: use at least 1 window");
+        int len = windows[0].Length;
+        if (len == 0) throw new MatqException("calibration windows are empty: use at least 1 token per window");
+        if (windows.Any(w => w.Length != len))
+            throw new MatqException("calibration windows differ in length: every window must hold the same number of tokens");
+        Windows = windows.Select(w => (int[])w.Clone()).ToArray();
+        Length = len;
+    }
+
+    public IReadOnlyList<int[]> Windows { get; }
+    public int Count => Windows.Count;
+    public int Length { get; }
+
+    /// <summary>Seeded, disjoint windows of a token stream (see <see cref="CalibrationSampler.Sample"/>).</summary>
+    public static CalibrationTokens Sample(ReadOnlySpan<int> tokens, int count, int length, int seed) =>
+        new(CalibrationSampler.Sample(tokens, count, length, seed));
+
+    /// <summary>ids [B, L] int64 on <paramref name="device"/>, B ≤ batchSize, in window order (the caller disposes each).</summary>
+    public IEnumerable<Tensor> Batches(int batchSize, Device device)
+    {
+        if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "batch size must be ≥ 1");
+        for (int start = 0; start < Count; start += batchSize)
+        {
+            int b = Math.Min(batchSize, Count - start);
+            var flat = new long[(long)b * Length];
+            for (int i = 0; i < b; i++)
+                for (int t = 0; t < Length; t++) flat[(long)i * Length + t] = Windows[start + i][t];
+            yield return tensor(flat, new long[] { b, Length }, dtype: ScalarType.Int64, device: device);
+        }
+    }
+}
+
+/// <summary>The run's environment. Calibration is produced on first request, so methods that need none never load text.</summary>
+public sealed class QuantizationContext
+{
+    private readonly Func<CalibrationTokens>? _calibrationProvider;
+    private CalibrationTokens? _calibration;
+
+    public QuantizationContext(LlamaForCausalLM model, Device? device = null, Func<CalibrationTokens>? calibration = null, int seed = 1234,
+        Action<QuantizationEvent>? progress = null, CancellationToken cancellation = default)
+    {
+        Model = model ?? throw new ArgumentNullException(nameof(model));
+        Device = device ?? model.Device;
+        _calibrationProvider = calibration;
+        Seed = seed;
+        Progress = progress;
+        Cancellation = cancellation;
+    }
+
+    public LlamaForCausalLM Model { get; }
+    public Device Device { get; }
+    public int Seed { get; }
+    public Action<QuantizationEvent>? Progress { get; }
+    public CancellationToken Cancellation { get; }
+
+    public bool HasCalibration => _calibration is not null || _calibrationProvider is not null;
+
+    /// <summary>The calibration windows (built once); throws a one-line error naming <paramref name="method"/> when none were given.</summary>
+    public CalibrationTokens RequireCalibration(string method)
+    {
+        if (_calibration is not null) return _calibration;
+        if (_calibrationProvider is null)
+            throw new MatqException($"method '{method}' needs calibration text: pass --calib-data (e.g. sotu-train or a text file)");
+        return _calibration = _calibrationProvider();
+    }
+
+    public void Report(QuantizationEvent e) => Progress?.Invoke(e);
+}

@@ -1,0 +1,123 @@
+// Contract: what an algorithm emits per linear — HF module name, uint8 codes [out, in], float32 scales/zeros
+// [out, nGroups], optional act-order perm [in], and a LayerReport — and the whole run's QuantizationResult.
+using System.Text.Json.Nodes;
+using Matq.Formats.Artifact;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Matq.Quantization.Pipeline;
+
+/// <summary>
+/// Per-layer numbers: WeightMse = mean((W − Ŵ)²) over the layer at the master bits; HessianError* = tr(ΔW H ΔWᵀ)
+/// style errors before (plain RTN) and after the algorithm's solve, for second-order methods only; Seconds of work.
+/// </summary>
+public sealed record LayerReport(
+    string Name,
+    int OutFeatures,
+    int InFeatures,
+    int Bits,
+    double WeightMse,
+    double? HessianErrorBefore,
+    double? HessianErrorAfter,
+    double Seconds);
+
+/// <summary>
+/// One quantized linear in the artifact's layout (all row-major): Codes [out, in] in stored column order,
+/// Scales/Zeros [out, ceil(in/g)], Perm [in] or null (stored column k = original column Perm[k]); groups are
+/// taken over stored columns. GroupSize is -1 for per-channel. Ŵ[o, Perm[k]] = Scales[o, k/g]·(Codes[o, k] − Zeros[o, k/g]).
+/// </summary>
+public sealed record QuantizedLinearResult
+{
+    public string Name { get; }
+    public int OutFeatures { get; }
+    public int InFeatures { get; }
+    public int GroupSize { get; }
+    public byte[] Codes { get; }
+    public float[] Scales { get; }
+    public float[] Zeros { get; }
+    public int[]? Perm { get; }
+    public LayerReport Report { get; }
+
+    public QuantizedLinearResult(string name, int outFeatures, int inFeatures, int groupSize, byte[] codes, float[] scales, float[] zeros,
+        int[]? perm, LayerReport report)
+    {
+        if (name.EndsWith(".weight", StringComparison.Ordinal))
+            throw new ArgumentException($"'{name}': give the HF module name (without .weight)", nameof(name));
+        // the artifact record validates shapes, scale positivity, finiteness and the permutation
+        _ = new MatqQuantizedTensor(name + ".weight", outFeatures, inFeatures, groupSize, codes, scales, zeros, perm);
+        Name = name; OutFeatures = outFeatures; InFeatures = inFeatures; GroupSize = groupSize;
+        Codes = codes; Scales = scales; Zeros = zeros; Perm = perm; Report = report ?? throw new ArgumentNullException(nameof(report));
+    }
+
+    /// <summary>Builds the result from tensors: codes uint8 [out, in], scales/zeros [out, nGroups] (any float dtype, any device).</summary>
+    public static QuantizedLinearResult FromTensors(string name, Tensor codes, Tensor scales, Tensor zeros, int groupSize, int[]? perm, LayerReport report)
+    {
+        int o = checked((int)codes.shape[0]), i = checked((int)codes.shape[1]);
+        return new QuantizedLinearResult(name, o, i, groupSize,
+            codes.to(ScalarType.Byte).cpu().contiguous().data<byte>().ToArray(),
+            scales.to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray(),
+            zeros.to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray(), perm, report);
+    }
+
+    /// <summary>The artifact's name for this weight: "&lt;module&gt;.weight".</summary>
+    public string WeightName => Name + ".weight";
+
+    public int GroupWidth => GroupSize == -1 ? InFeatures : GroupSize;
+    public int GroupCount => (InFeatures + GroupWidth - 1) / GroupWidth;
+
+    public MatqQuantizedTensor ToArtifactTensor() =>
+        new(WeightName, OutFeatures, InFeatures, GroupSize, Codes, Scales, Zeros, Perm);
+
+    /// <summary>Ŵ float32 [out, in] in the original column order (stored-order groups, then the perm undone).</summary>
+    public Tensor Dequantize(Device? device = null)
+    {
+        using var scope = NewDisposeScope();
+        var codes = tensor(Codes, new long[] { OutFeatures, InFeatures }, device: device);
+        var scales = tensor(Scales, new long[] { OutFeatures, GroupCount }, device: device);
+        var zeros = tensor(Zeros, new long[] { OutFeatures, GroupCount }, device: device);
+        var w = TensorAffineQuantizer.Dequantize(codes, scales, zeros, GroupWidth);
+        return UndoPerm(w, Perm).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>W [out, in] in stored column order → original order: W[:, perm[k]] = stored[:, k].</summary>
+    public static Tensor UndoPerm(Tensor stored, int[]? perm)
+    {
+        if (perm is null) return stored;
+        using var p = tensor(perm.Select(x => (long)x).ToArray(), dtype: ScalarType.Int64, device: stored.device);
+        using var inverse = p.argsort();
+        return stored.index_select(1, inverse);
+    }
+}
+
+/// <summary>The outcome of a run: the config, the algorithm's name, settings and trained bits, every layer, wall time.</summary>
+public sealed record QuantizationResult(
+    QuantizationConfig Config,
+    string Algorithm,
+    JsonObject AlgorithmSettings,
+    IReadOnlyList<int> TrainedBits,
+    IReadOnlyList<QuantizedLinearResult> Layers,
+    double Seconds)
+{
+    public int MasterBits => Config.Bits;
+
+    /// <summary>The artifact's algorithm_config: the common fields plus the algorithm's own settings under "settings".</summary>
+    public JsonObject AlgorithmConfigJson()
+    {
+        var o = new JsonObject();
+        foreach (var (k, v) in Config.Describe())
+            o[k] = v switch
+            {
+                null => null,
+                IReadOnlyList<string> list => new JsonArray(list.Select(s => (JsonNode?)JsonValue.Create(s)).ToArray()),
+                string s => JsonValue.Create(s),
+                int i => JsonValue.Create(i),
+                bool b => JsonValue.Create(b),
+                _ => JsonValue.Create(v.ToString()),
+            };
+        var options = new JsonObject();
+        foreach (var (k, v) in Config.Options.OrderBy(kv => kv.Key, StringComparer.Ordinal)) options[k] = v;
+        o["options"] = options;
+        o["settings"] = JsonNode.Parse(AlgorithmSettings.ToJsonString());
+        return o;
+    }
+}
