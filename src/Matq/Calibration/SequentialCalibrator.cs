@@ -29,15 +29,18 @@ public static class SequentialCalibrator
     /// <paramref name="batchSize"/> windows; per block i:
     ///   1. capture: the float block runs on its inputs h_i [b, T, hidden] while each group's first linear feeds its
     ///      input into a streaming HessianAccumulator (H = 2XXᵀ/n, fp32, on <paramref name="hessianDevice"/> or the model's);
-    ///   2. quantize: for every linear, <paramref name="quantize"/> gets its weight and Hessian and returns the weight to
-    ///      install (fp32 [out, in], usually the dequantized ŵ); it is copied into the linear in the model dtype;
+    ///   2. quantize: for every selected linear, <paramref name="quantize"/> gets its weight and Hessian and returns the
+    ///      weight to install (fp32 [out, in], usually the dequantized ŵ); it is copied in, in the model dtype;
     ///   3. propagate: h_{i+1} = block_i(h_i) with the installed weights.
+    /// With <paramref name="includeHead"/>, lm_head (untied) comes last, on norm(h_L). <paramref name="select"/> (HF module
+    /// name → bool, default all) leaves unselected linears float; a shared-input group with none selected is not captured.
     /// The callback runs inside a TorchSharp dispose scope that ends after its linear: tensors it keeps must be detached
     /// (DetachFromDisposeScope). Throws MatqException on non-finite activations (naming the linear) or an empty set.
     /// </summary>
     /// <returns>Calibration tokens seen by every linear (N·T).</returns>
     public static long Run(LlamaForCausalLM model, IReadOnlyList<int[]> samples, Func<CalibratedLinear, Tensor> quantize,
-        int batchSize = 8, Device? hessianDevice = null, Action<string>? progress = null)
+        int batchSize = 8, Device? hessianDevice = null, Action<string>? progress = null, Func<string, bool>? select = null,
+        bool includeHead = false)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(samples);
@@ -47,6 +50,9 @@ public static class SequentialCalibrator
         int length = samples[0].Length;
         if (length == 0 || samples.Any(s => s.Length != length))
             throw new MatqException("calibration windows must all have the same, non-zero length");
+        if (includeHead && model.LmHead is null)
+            throw new MatqException("lm_head is tied to the embedding in this model and cannot be quantized alone");
+        select ??= _ => true;
         Device device = model.Device;
         hessianDevice ??= device;
         using var noGrad = no_grad();
@@ -67,16 +73,17 @@ public static class SequentialCalibrator
         foreach (var layer in model.Layers)
         {
             int i = layer.Index;
-            var accumulators = Capture(layer, hidden, hessianDevice);
+            var wanted = SharedInputGroups.Select(g => g.Where(l => select(Name(layer, l))).ToArray()).ToArray();
+            var accumulators = Capture(layer, hidden, hessianDevice, wanted.Select(w => w.Length > 0).ToArray());
             try
             {
                 for (int gi = 0; gi < SharedInputGroups.Count; gi++)
-                    foreach (var local in SharedInputGroups[gi])
-                        QuantizeLinear(layer, local, accumulators[gi], quantize);
+                    foreach (var local in wanted[gi])
+                        Install(Name(layer, local), i, layer.GetLinear(local), accumulators[gi]!, quantize);
             }
             finally
             {
-                foreach (var a in accumulators) a.Dispose();
+                foreach (var a in accumulators) a?.Dispose();
             }
             for (int b = 0; b < hidden.Count; b++)
             {
@@ -85,21 +92,39 @@ public static class SequentialCalibrator
                 hidden[b].Dispose();
                 hidden[b] = next;
             }
-            progress?.Invoke($"block {i + 1}/{model.Layers.Count} quantized ({tokens} calibration tokens)");
+            progress?.Invoke($"block {i + 1}/{model.Layers.Count} done ({tokens} calibration tokens)");
+        }
+        if (includeHead && select("lm_head"))
+        {
+            var head = model.LmHead!;
+            using var acc = new HessianAccumulator("lm_head", WeightOf(head, "lm_head").shape[1], hessianDevice);
+            foreach (var h in hidden)
+            {
+                using var scope = NewDisposeScope();
+                acc.Add(model.Norm.call(h));
+            }
+            Install("lm_head", model.Layers.Count, head, acc, quantize);
         }
         foreach (var h in hidden) h.Dispose();
         return tokens;
     }
 
-    /// <summary>Step 1: one forward of the float block over all batches with capturing stand-ins; originals restored after.</summary>
-    private static List<HessianAccumulator> Capture(LlamaDecoderLayer layer, List<Tensor> hidden, Device hessianDevice)
+    /// <summary>Step 1: one forward of the float block over all batches with capturing stand-ins for the groups marked in
+    /// <paramref name="capture"/> (null accumulators for the others); originals restored after.</summary>
+    private static List<HessianAccumulator?> Capture(LlamaDecoderLayer layer, List<Tensor> hidden, Device hessianDevice, bool[] capture)
     {
-        var accumulators = new List<HessianAccumulator>();
+        var accumulators = new List<HessianAccumulator?>();
         var swapped = new List<(string Local, nn.Module<Tensor, Tensor> Original, InputCapture Wrapper)>();
         try
         {
-            foreach (var group in SharedInputGroups)
+            for (int gi = 0; gi < SharedInputGroups.Count; gi++)
             {
+                var group = SharedInputGroups[gi];
+                if (!capture[gi])
+                {
+                    accumulators.Add(null);
+                    continue;
+                }
                 var original = layer.GetLinear(group[0]);
                 long inFeatures = WeightOf(original, Name(layer, group[0])).shape[1];
                 string label = Name(layer, group[0]) + (group.Count > 1 ? $" (shared with {string.Join(", ", group.Skip(1))})" : "");
@@ -109,16 +134,17 @@ public static class SequentialCalibrator
                 layer.ReplaceLinear(group[0], wrapper);
                 swapped.Add((group[0], original, wrapper));
             }
-            foreach (var h in hidden)
-            {
-                using var scope = NewDisposeScope();
-                layer.forward(h);
-            }
+            if (swapped.Count > 0)
+                foreach (var h in hidden)
+                {
+                    using var scope = NewDisposeScope();
+                    layer.forward(h);
+                }
             return accumulators;
         }
         catch
         {
-            foreach (var a in accumulators) a.Dispose();
+            foreach (var a in accumulators) a?.Dispose();
             throw;
         }
         finally
@@ -132,13 +158,12 @@ public static class SequentialCalibrator
     }
 
     /// <summary>Step 2 for one linear: hand out (W, H), install what comes back.</summary>
-    private static void QuantizeLinear(LlamaDecoderLayer layer, string local, HessianAccumulator acc, Func<CalibratedLinear, Tensor> quantize)
+    private static void Install(string name, int block, nn.Module<Tensor, Tensor> linear, HessianAccumulator acc, Func<CalibratedLinear, Tensor> quantize)
     {
         using var scope = NewDisposeScope();
-        string name = Name(layer, local);
-        Tensor weight = WeightOf(layer.GetLinear(local), name);
+        Tensor weight = WeightOf(linear, name);
         Tensor w32 = weight.detach().to(ScalarType.Float32).clone();
-        Tensor installed = quantize(new CalibratedLinear(name, layer.Index, w32, acc.Hessian, acc.Count));
+        Tensor installed = quantize(new CalibratedLinear(name, block, w32, acc.Hessian, acc.Count));
         if (!installed.shape.SequenceEqual(weight.shape))
             throw new InvalidOperationException($"{name}: the quantizer returned [{string.Join(", ", installed.shape)}] for a [{string.Join(", ", weight.shape)}] weight");
         weight.copy_(installed.to(weight.dtype, weight.device));

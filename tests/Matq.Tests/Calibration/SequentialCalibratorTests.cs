@@ -6,6 +6,7 @@ using Matq.Kernels.Quantization;
 using Matq.Loading;
 using Matq.Models;
 using Matq.Quantization;
+using Matq.Tests.Algorithms.Athena;
 using Matq.Tests.Models;
 using static TorchSharp.torch;
 
@@ -13,21 +14,7 @@ namespace Matq.Tests.Calibration;
 
 public class SequentialCalibratorTests
 {
-    /// <summary>Seeded Zipf-like token windows (frequent tokens dominate, as in text), so inputs have structure.</summary>
-    private static int[][] Windows(int count, int length, int seed, int vocab = 384)
-    {
-        var rng = new Random(seed);
-        double[] cdf = new double[vocab];
-        double total = 0;
-        for (int t = 0; t < vocab; t++) cdf[t] = total += 1.0 / (t + 1);
-        var perm = Enumerable.Range(0, vocab).OrderBy(_ => rng.Next()).ToArray();
-        return Enumerable.Range(0, count).Select(_ => Enumerable.Range(0, length).Select(_ =>
-        {
-            double u = rng.NextDouble() * total;
-            int i = Array.BinarySearch(cdf, u);
-            return perm[Math.Min(vocab - 1, i < 0 ? ~i : i)];
-        }).ToArray()).ToArray();
-    }
+    private static int[][] Windows(int count, int length, int seed) => AthenaTestData.ZipfWindows(count, length, seed);
 
     private static Tensor Ids(int[][] windows) =>
         tensor(windows.SelectMany(w => w.Select(t => (long)t)).ToArray(), new long[] { windows.Length, windows[0].Length }, dtype: ScalarType.Int64);

@@ -26,4 +26,20 @@ internal static class AthenaTestData
     }
 
     public static double MaxAbsDiff(Tensor a, Tensor b) => (a.to(ScalarType.Float64) - b.to(ScalarType.Float64)).abs().max().item<double>();
+
+    /// <summary>Seeded Zipf-like token windows (frequent tokens dominate, as in text), so inputs have structure.</summary>
+    public static int[][] ZipfWindows(int count, int length, int seed, int vocab = 384)
+    {
+        var rng = new Random(seed);
+        double[] cdf = new double[vocab];
+        double total = 0;
+        for (int t = 0; t < vocab; t++) cdf[t] = total += 1.0 / (t + 1);
+        var perm = Enumerable.Range(0, vocab).OrderBy(_ => rng.Next()).ToArray();
+        return Enumerable.Range(0, count).Select(_ => Enumerable.Range(0, length).Select(_ =>
+        {
+            double u = rng.NextDouble() * total;
+            int i = Array.BinarySearch(cdf, u);
+            return perm[Math.Min(vocab - 1, i < 0 ? ~i : i)];
+        }).ToArray()).ToArray();
+    }
 }
