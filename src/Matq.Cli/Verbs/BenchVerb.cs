@@ -104,6 +104,7 @@ public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb(console)
                 double seconds = sw.Elapsed.TotalSeconds;   // RTN's time excludes its error evaluation; the solvers' include their reports
                 var peaks = meter.Stop();
                 if (algorithm == "rtn") (rtnSeconds, rtnError) = (seconds, error);
+                Console.MarkupLine(Markup.Escape($"  {algorithm}: {seconds:F3}s"));
                 table.AddRow($"{rows}x{cols}", algorithm, $"{seconds:F3}", double.IsNaN(rtnSeconds) ? "-" : $"{seconds / rtnSeconds:F1}",
                     double.IsNaN(rtnError) ? $"{error:G4}" : $"{error / rtnError:F3}",
                     Format.Bytes(peaks.Gc), Format.Bytes(peaks.Rss), cuda ? Format.Bytes(peaks.Cuda) : "-");
