@@ -1,5 +1,6 @@
 // Contract: the explicit table of quantization algorithms by name (no reflection, so trimming/AOT keep them).
 // Adding an algorithm = adding one row here; the entry point (QuantizationRunner) and the CLI read this table.
+using Matq.Algorithms.Athena;
 using Matq.Algorithms.Rtn;
 
 namespace Matq.Quantization.Pipeline;
@@ -10,6 +11,8 @@ public static class AlgorithmRegistry
     private static readonly AlgorithmRegistration[] Table =
     [
         RtnAlgorithm.Registration,
+        AthenaAlgorithm.GptqRegistration,
+        AthenaAlgorithm.AthenaRegistration,
     ];
 
     public static IReadOnlyList<AlgorithmRegistration> All => Table;

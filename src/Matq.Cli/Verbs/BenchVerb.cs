@@ -1,0 +1,240 @@
+// `matq bench quantize-layer`: seconds and memory peaks to quantize single synthetic layers (default 4096×4096 and
+// 4096×11008, [out]×[in]) with RTN, GPTQ-exact and Athena on one device, as a table with ratios vs RTN.
+//
+// Inputs (seeded): W ~ N(0, 0.02²) [out, in]. Activations X = Z·A [tokens, in], Z ~ N(0, 1), A = D(I + UVᵀ) with
+// D = diag(s), s log-uniform over two decades and 1% outlier channels ×10 (LLM activations have a few huge channels),
+// U, V [in, 64] ~ N(0, 1/in) (shared directions → correlated inputs). The Hessian is either
+//   --tokens N > 0: streamed from N rows of X in chunks of 8192 through HessianAccumulator (2XᵀX/N, N = 128×2048 =
+//                   262144 is one usual calibration set's worth), or
+//   --tokens 0:     its expectation 2AᵀA = 2(D² + D²UVᵀ + VUᵀD² + V(UᵀD²U)Vᵀ), built in O(in²·64) (cheap on a CPU).
+// Default (-1): streamed 262144 tokens on CUDA, the expectation on the CPU. Hessian time is reported separately.
+using System.CommandLine;
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using Matq.Algorithms.Athena;
+using Matq.Calibration;
+using Matq.Cli.Common;
+using Matq.Kernels.Quantization;
+using Matq.Quantization;
+using Matq.Runtime;
+using Spectre.Console;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Matq.Cli.Verbs;
+
+public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb(console)
+{
+    private readonly Option<string> _device = CommonOptions.Device();
+    private readonly Option<string> _shapes = new("--shapes") { Description = "Layers as OUTxIN, comma-separated", DefaultValueFactory = _ => "4096x4096,4096x11008", HelpName = "OxI[,OxI...]" };
+    private readonly Option<int> _bits = new("--bits") { Description = "Bit-width, 2..8", DefaultValueFactory = _ => 4, HelpName = "B" };
+    private readonly Option<int> _group = CommonOptions.Group(128);
+    private readonly Option<int> _tokens = new("--tokens") { Description = "Calibration rows streamed into the Hessian; 0 = its closed-form expectation; -1 = 262144 on CUDA, 0 on CPU", DefaultValueFactory = _ => -1, HelpName = "N" };
+    private readonly Option<int> _sweeps = new("--sweeps") { Description = "Athena refinement sweeps", DefaultValueFactory = _ => 2, HelpName = "N" };
+    private readonly Option<int> _block = new("--block") { Description = "GPTQ column block size B", DefaultValueFactory = _ => 128, HelpName = "B" };
+    private readonly Option<bool> _actOrder = new("--act-order") { Description = "Process columns by descending diag H (static groups)" };
+    private readonly Option<string> _algorithms = new("--algorithms") { Description = "Which to run: rtn, gptq, athena (comma-separated)", DefaultValueFactory = _ => "rtn,gptq,athena", HelpName = "A[,A...]" };
+    private readonly Option<int> _seed = CommonOptions.Seed();
+
+    public override string Name => "quantize-layer";
+    public override string Description => "Time RTN, GPTQ-exact and Athena on single synthetic layers (seconds, memory peaks, ratio vs RTN)";
+    public override IReadOnlyList<string> Examples =>
+    [
+        "matq bench quantize-layer --device cpu --shapes 1024x1024",
+        "MATQ_TORCH_LIB=/opt/torch/.venv/lib/python3.12/site-packages/torch/lib matq bench quantize-layer --device cuda",
+    ];
+
+    protected override void Configure(Command command)
+    {
+        foreach (Option o in new Option[] { _device, _shapes, _bits, _group, _tokens, _sweeps, _block, _actOrder, _algorithms, _seed })
+            command.Options.Add(o);
+    }
+
+    protected override int Execute(ParseResult result)
+    {
+        var device = TorchDevices.Resolve(result.GetValue(_device));
+        bool cuda = device.type == DeviceType.CUDA;
+        int bits = result.GetValue(_bits), group = result.GetValue(_group), tokens = result.GetValue(_tokens);
+        if (tokens < 0) tokens = cuda ? 128 * 2048 : 0;
+        var spec = group == 0 ? QuantSpec.PerChannel(bits) : QuantSpec.Grouped(bits, group);
+        var algorithms = result.GetValue(_algorithms)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(a => a.ToLowerInvariant()).ToArray();
+        foreach (var a in algorithms)
+            if (a is not ("rtn" or "gptq" or "athena")) throw new MatqException($"--algorithms '{a}' is not one of rtn, gptq, athena");
+        var athena = new AthenaConfig(spec, AthenaMode.Athena, blockSize: result.GetValue(_block), actOrder: result.GetValue(_actOrder), sweeps: result.GetValue(_sweeps));
+        var shapes = ParseShapes(result.GetValue(_shapes)!);
+        int seed = result.GetValue(_seed);
+        using var meter = new MemoryMeter(cuda);
+
+        Console.MarkupLine(Markup.Escape($"device {device}, {spec.Bits} bits, group {(group == 0 ? "per-channel" : group.ToString())}, " +
+            $"block {athena.BlockSize}, act-order {athena.ActOrder}, Athena sweeps {athena.Sweeps}, torch threads {torch.get_num_threads()}, " +
+            $"Hessian: {(tokens > 0 ? $"streamed from {tokens} tokens" : "closed-form expectation 2AᵀA")}"));
+        Warmup(device, spec, athena);
+        var table = new Table().AddColumns("layer", "algorithm", "seconds", "× RTN time", "H-error / RTN's", "GC heap peak", "RSS peak", cuda ? "CUDA peak (in use)" : "CUDA");
+        foreach (var (rows, cols) in shapes)
+        {
+            using var scope = NewDisposeScope();
+            manual_seed(seed);
+            var sw = Stopwatch.StartNew();
+            Tensor w = randn(rows, cols, device: device) * 0.02;
+            Tensor h = Hessian(cols, tokens, device);
+            Sync(cuda);
+            Console.MarkupLine(Markup.Escape($"{rows}x{cols}: weights + Hessian in {sw.Elapsed.TotalSeconds:F2}s"));
+            double rtnSeconds = double.NaN, rtnError = double.NaN;
+            foreach (var algorithm in algorithms)
+            {
+                using var inner = NewDisposeScope();
+                meter.Start();
+                sw.Restart();
+                double error;
+                if (algorithm == "rtn")
+                {
+                    using var q = TensorAffineQuantizer.Quantize(w, spec);
+                    Tensor wHat = q.Dequantize();
+                    Sync(cuda);
+                    error = AthenaSolver.HessianError(w - wHat, h);
+                }
+                else
+                {
+                    var config = algorithm == "gptq" ? athena.AsGptqExact() : athena;
+                    using var solved = AthenaSolver.Quantize($"bench.{rows}x{cols}", w, h, config);
+                    Sync(cuda);
+                    error = solved.Report.FinalError;
+                }
+                double seconds = sw.Elapsed.TotalSeconds;   // RTN's time excludes its error evaluation; the solvers' include their reports
+                var peaks = meter.Stop();
+                if (algorithm == "rtn") (rtnSeconds, rtnError) = (seconds, error);
+                Console.MarkupLine(Markup.Escape($"  {algorithm}: {seconds:F3}s"));
+                table.AddRow($"{rows}x{cols}", algorithm, $"{seconds:F3}", double.IsNaN(rtnSeconds) ? "-" : $"{seconds / rtnSeconds:F1}",
+                    double.IsNaN(rtnError) ? $"{error:G4}" : $"{error / rtnError:F3}",
+                    Format.Bytes(peaks.Gc), Format.Bytes(peaks.Rss), cuda ? Format.Bytes(peaks.Cuda) : "-");
+            }
+        }
+        Console.Write(table);
+        Console.MarkupLine(Markup.Escape("Peaks are maxima sampled every 2 ms while the algorithm ran, above the level before it (RSS: the process's " +
+            "resident memory, holding CPU tensors; CUDA: device memory in use incl. the caching allocator's reserve, above the start of the bench)."));
+        return 0;
+    }
+
+    private static List<(long Rows, long Cols)> ParseShapes(string text)
+    {
+        var list = new List<(long, long)>();
+        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var dims = part.ToLowerInvariant().Split('x');
+            if (dims.Length != 2 || !long.TryParse(dims[0], out long r) || !long.TryParse(dims[1], out long c) || r < 1 || c < 1 || r > 65536 || c > 65536)
+                throw new MatqException($"--shapes '{part}' is not OUTxIN with sizes 1..65536 (e.g. 4096x11008)");
+            list.Add((r, c));
+        }
+        if (list.Count == 0) throw new MatqException("--shapes is empty: give e.g. 4096x4096");
+        return list;
+    }
+
+    /// <summary>2XᵀX/N streamed from N rows of X = Z·D(I + UVᵀ), or (N = 0) its expectation 2AᵀA. [n, n] fp32.</summary>
+    private static Tensor Hessian(long n, int tokens, Device device)
+    {
+        using var scope = NewDisposeScope();
+        const int rank = 64;
+        Tensor s = pow(10.0, rand(n, device: device) * 2 - 1);                      // [n] two decades
+        s = where(rand(n, device: device).lt(0.01), s * 10, s);                     // ~1% outlier channels
+        Tensor u = randn(n, rank, device: device) / Math.Sqrt(n), v = randn(n, rank, device: device) / Math.Sqrt(n);
+        if (tokens == 0)
+        {
+            Tensor d2 = s.square();                                                  // D² [n]
+            Tensor d2u = u * d2.unsqueeze(1);                                        // D²U [n, r]
+            Tensor cross = d2u.matmul(v.t());                                        // D²UVᵀ
+            Tensor core = v.matmul(u.t().matmul(d2u)).matmul(v.t());                 // V(UᵀD²U)Vᵀ
+            return ((diag(d2) + cross + cross.t() + core) * 2).MoveToOuterDisposeScope();
+        }
+        using var acc = new HessianAccumulator("bench", n, device);
+        for (int done = 0; done < tokens; done += 8192)
+        {
+            using var chunkScope = NewDisposeScope();
+            int m = Math.Min(8192, tokens - done);
+            Tensor zd = randn(m, n, device: device) * s;                             // Z·D [m, n]
+            acc.Add(zd + zd.matmul(u).matmul(v.t()));                                // X = ZD + (ZDU)Vᵀ
+        }
+        return acc.Hessian.clone().MoveToOuterDisposeScope();
+    }
+
+    /// <summary>First-call costs (kernel loading, allocator growth, cuSOLVER handles) kept out of the timings.</summary>
+    private static void Warmup(Device device, QuantSpec spec, AthenaConfig athena)
+    {
+        using var scope = NewDisposeScope();
+        Tensor w = randn(64, 256, device: device);
+        Tensor h = Hessian(256, 0, device);
+        using var _ = AthenaSolver.Quantize("warmup", w, h, athena);
+        TensorAffineQuantizer.Quantize(w, spec).Dispose();
+        Sync(device.type == DeviceType.CUDA);
+    }
+
+    private static void Sync(bool cuda)
+    {
+        if (cuda) torch.cuda.synchronize();
+    }
+
+    /// <summary>Samples GC heap, resident set and CUDA memory in use (cudaMemGetInfo) on a background thread.</summary>
+    private sealed class MemoryMeter : IDisposable
+    {
+        private delegate int MemGetInfo(out nuint free, out nuint total);
+        private readonly MemGetInfo? _memGetInfo;
+        private readonly long _cudaBase;
+        private Thread? _thread;
+        private volatile bool _running;
+        private long _gcBase, _rssBase, _gcPeak, _rssPeak, _cudaPeak;
+
+        public MemoryMeter(bool cuda)
+        {
+            if (!cuda) return;
+            foreach (var name in new[] { "libcudart.so.13", "libcudart.so.12", "libcudart.so" })
+                if (NativeLibrary.TryLoad(name, out var lib) && NativeLibrary.TryGetExport(lib, "cudaMemGetInfo", out var fn))
+                {
+                    _memGetInfo = Marshal.GetDelegateForFunctionPointer<MemGetInfo>(fn);
+                    break;
+                }
+            _cudaBase = CudaInUse();
+        }
+
+        private long CudaInUse() => _memGetInfo is not null && _memGetInfo(out var free, out var total) == 0 ? (long)(total - free) : 0;
+
+        private static long Rss()
+        {
+            using var p = Process.GetCurrentProcess();
+            return p.WorkingSet64;
+        }
+
+        private void Sample()
+        {
+            _gcPeak = Math.Max(_gcPeak, GC.GetTotalMemory(false));
+            _rssPeak = Math.Max(_rssPeak, Rss());
+            _cudaPeak = Math.Max(_cudaPeak, CudaInUse());
+        }
+
+        public void Start()
+        {
+            GC.Collect();
+            _gcBase = GC.GetTotalMemory(true);
+            _rssBase = Rss();
+            _gcPeak = _gcBase;
+            _rssPeak = _rssBase;
+            _cudaPeak = _cudaBase;
+            _running = true;
+            _thread = new Thread(() => { while (_running) { Sample(); Thread.Sleep(2); } }) { IsBackground = true };
+            _thread.Start();
+        }
+
+        public (long Gc, long Rss, long Cuda) Stop()
+        {
+            _running = false;
+            _thread?.Join();
+            Sample();
+            return (_gcPeak - _gcBase, _rssPeak - _rssBase, _memGetInfo is null ? 0 : _cudaPeak - _cudaBase);
+        }
+
+        public void Dispose()
+        {
+            _running = false;
+            _thread?.Join();
+        }
+    }
+}

@@ -1,0 +1,149 @@
+// Contract: quantizes one linear W [out, in] given its calibration Hessian H = 2XXᵀ/n [in, in] (fp32, on W's device)
+// with GPTQ-exact or Athena; returns codes/scales/zeros in TensorAffineQuantizer's convention and a report.
+//
+// GPTQ-exact (Frantar et al. 2022): dead inputs (H_ii = 0 → H_ii = 1, W[:, i] = 0); λ = percDamp·mean(diag H) on the
+// diagonal (×10 retries if not positive definite); U = upper Cholesky factor of H_d⁻¹; one error-feedback pass over
+// the columns in blocks of B with lazy batch updates (GptqColumnPass); group (α, z) are min-max parameters of the
+// current, error-updated weights of the group, computed when its first column is reached. Act-order processes
+// columns by descending diag H with "static groups": all group parameters are computed up front from the unpermuted
+// weights, so codes/scales/zeros keep the natural layout and no permutation is stored.
+//
+// Athena (after the paper's description: block-wise second-order quantization that groups parameters by columns or
+// rows and iteratively updates the remaining parameters and the Hessian), as implemented here:
+//   1. Column grouping + updates: exactly the GPTQ pass above. Quantizing column j and pushing e_j·U[j, j+1:] onto
+//      the unquantized columns is the OBS update of the remaining parameters; reading U's rows in order is the same
+//      as deleting column j from the inverse Hessian after each step (the Hessian update), without recomputing it.
+//   2. Row grouping: rows are independent under tr(ΔW H ΔWᵀ) = Σ_r ΔW_r H ΔW_rᵀ, so W is solved in row blocks of
+//      RowBlockSize (shared U); this bounds memory and leaves the result unchanged.
+//   3. Refinement sweeps (Sweeps, default 2), each from the best solution so far (codes Q, params P, error f):
+//      a. refit P with Q fixed: exact block coordinate descent over the groups on the full Hessian-weighted error
+//         (AthenaRefiner; a closed-form weighted least-squares (α, β) per row and group, β = −αz with z rounded to an
+//         integer, kept only where the row's error drops) → P_a, f_a;
+//      b. re-quantize: rerun the error-feedback pass from the original W with P_a fixed → Q_b, f_b;
+//      the better of (a, b) is accepted only if it lowers f; otherwise the sweeps stop. Hence Athena's error is never
+//      above GPTQ-exact's on the same layer. Per-tensor granularity has one shared pair, so it gets no sweeps.
+using System.Diagnostics;
+using Matq.Kernels.Quantization;
+using Matq.Quantization;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Matq.Algorithms.Athena;
+
+/// <summary>Second-order per-layer quantization (GPTQ-exact and Athena).</summary>
+public static class AthenaSolver
+{
+    /// <summary>Quantizes <paramref name="weight"/> [out, in]; <paramref name="hessian"/> [in, in] is 2XXᵀ/n of the layer's
+    /// inputs. Works on the weight's device in fp32. Throws MatqException naming <paramref name="layer"/> for non-finite
+    /// weights or Hessians and for Hessians that stay indefinite after the dampening retries.</summary>
+    public static LayerQuantResult Quantize(string layer, Tensor weight, Tensor hessian, AthenaConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        GroupLayout.CheckMatrix(weight, nameof(weight));
+        var sw = Stopwatch.StartNew();
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        QuantSpec spec = config.Spec;
+        Tensor w0 = weight.detach().to(ScalarType.Float32).clone();                   // [out, in]
+        if (!w0.isfinite().all().item<bool>())
+            throw new MatqException($"layer {layer}: the weights contain NaN or Inf; quantization needs finite weights (check the checkpoint).");
+        long rows = w0.shape[0];
+        int n = checked((int)w0.shape[1]);
+        HessianFactorizer.Check(layer, hessian, n);
+        Tensor h0 = hessian.detach().to(ScalarType.Float32, w0.device);               // [in, in] undamped, for errors
+        int g = spec.EffectiveGroupSize(n);
+        int groups = (n + g - 1) / g;
+
+        Tensor rtn = TensorAffineQuantizer.Quantize(w0, spec).Dequantize();             // RTN baseline [out, in]
+        double rtnError = HessianError(w0 - rtn, h0);
+
+        // Dead inputs, then the processing order (act-order: descending diag H; ties keep column order).
+        Tensor hFixed = h0.clone();
+        Tensor w = w0.clone();                                                         // dead columns zeroed
+        int dead = HessianFactorizer.FixDeadInputs(hFixed, w);
+        int[] order = config.ActOrder ? DescendingOrder(hFixed.diagonal()) : Enumerable.Range(0, n).ToArray();
+        Tensor perm = tensor(order.Select(i => (long)i).ToArray(), dtype: ScalarType.Int64, device: w0.device);
+        Tensor hp = config.ActOrder ? hFixed.index_select(0, perm).index_select(1, perm) : hFixed;
+        Tensor wp = config.ActOrder ? w.index_select(1, perm) : w;                     // [out, in] in processing order
+        HessianFactor factor = HessianFactorizer.Factor(layer, hp, config.PercDamp, config.MaxDampRetries, dead);
+
+        // Static grid (act-order, per-tensor): min-max parameters of the unpermuted weights; else filled during the pass.
+        bool dynamic = !config.ActOrder && spec.Granularity != Granularity.PerTensor;
+        Tensor scales, zeros;
+        if (dynamic)
+        {
+            scales = torch.zeros(rows, groups, dtype: ScalarType.Float32, device: w0.device);
+            zeros = torch.zeros(rows, groups, dtype: ScalarType.Float32, device: w0.device);
+        }
+        else (scales, zeros) = TensorAffineQuantizer.ComputeParams(w, spec);
+        int[] groupOf = order.Select(c => spec.Granularity == Granularity.PerTensor ? 0 : c / g).ToArray();
+        Tensor inverse = argsort(perm);
+
+        // One pass: codes in natural column order for the given grid.
+        Tensor Pass(Tensor s, Tensor z, bool dyn)
+        {
+            var codesP = RunRowBlocks(wp, factor.U, s, z, groupOf, g, dyn, spec, config);
+            return config.ActOrder ? codesP.index_select(1, inverse) : codesP;
+        }
+
+        Tensor codes = Pass(scales, zeros, dynamic);
+        double gptqError = HessianError(w0 - TensorAffineQuantizer.Dequantize(codes, scales, zeros, g), h0);
+        double error = gptqError;
+        int accepted = 0;
+        if (config.Mode == AthenaMode.Athena && spec.Granularity != Granularity.PerTensor)
+        {
+            for (int s = 0; s < config.Sweeps; s++)
+            {
+                var (sa, za) = AthenaRefiner.RefitGroups(w, h0, codes, scales, zeros, g, spec);
+                double fa = HessianError(w0 - TensorAffineQuantizer.Dequantize(codes, sa, za, g), h0);
+                Tensor codesB = Pass(sa, za, false);
+                double fb = HessianError(w0 - TensorAffineQuantizer.Dequantize(codesB, sa, za, g), h0);
+                double best = Math.Min(fa, fb);
+                if (!(best < error)) break;
+                if (fb <= fa) codes = codesB;
+                (scales, zeros, error) = (sa, za, best);
+                accepted++;
+            }
+        }
+
+        Tensor wHat = TensorAffineQuantizer.Dequantize(codes, scales, zeros, g);
+        double mse = (w0 - wHat).square().mean().item<float>();
+        if (w0.device.type == DeviceType.CUDA) cuda.synchronize();
+        var report = new LayerQuantReport(layer, config.Mode, config.ActOrder, rtnError, gptqError, error, mse,
+            sw.Elapsed.TotalSeconds, factor.PercDampUsed, factor.Lambda, factor.Retries, dead, accepted);
+        var quantized = new QuantizedTensor(codes.to(ScalarType.Byte).MoveToOuterDisposeScope(),
+            scales.contiguous().MoveToOuterDisposeScope(), zeros.contiguous().MoveToOuterDisposeScope(), spec, g);
+        return new LayerQuantResult(quantized, report);
+    }
+
+    /// <summary>tr(ΔW H ΔWᵀ) = Σ (ΔW H) ⊙ ΔW for ΔW [rows, n], H [n, n]; accumulated in fp64.</summary>
+    public static double HessianError(Tensor deltaW, Tensor h)
+    {
+        using var scope = NewDisposeScope();
+        return deltaW.matmul(h).mul_(deltaW).sum(ScalarType.Float64).item<double>();
+    }
+
+    /// <summary>Row grouping: the pass on rows [r0, r0 + R) at a time; each block works on its own copy of W's rows.</summary>
+    private static Tensor RunRowBlocks(Tensor wp, Tensor u, Tensor scales, Tensor zeros, int[] groupOf, int g, bool dynamic,
+        QuantSpec spec, AthenaConfig config)
+    {
+        long rows = wp.shape[0];
+        long step = config.RowBlockSize == 0 ? rows : config.RowBlockSize;
+        var parts = new List<Tensor>();
+        for (long r0 = 0; r0 < rows; r0 += step)
+        {
+            long len = Math.Min(step, rows - r0);
+            var grid = new PassGrid(scales.narrow(0, r0, len), zeros.narrow(0, r0, len), groupOf, g, dynamic);
+            parts.Add(GptqColumnPass.Run(wp.narrow(0, r0, len).clone(), u, grid, spec, config.BlockSize));
+        }
+        return parts.Count == 1 ? parts[0] : cat(parts.ToArray(), 0);
+    }
+
+    /// <summary>Column indices by descending value; equal values keep ascending index (deterministic).</summary>
+    private static int[] DescendingOrder(Tensor diag)
+    {
+        float[] values = diag.cpu().data<float>().ToArray();
+        int[] order = Enumerable.Range(0, values.Length).ToArray();
+        return order.OrderByDescending(i => values[i]).ThenBy(i => i).ToArray();
+    }
+}
