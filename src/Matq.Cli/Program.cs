@@ -26,6 +26,9 @@ public static class Program
         root.Subcommands.Add(new QuantizeVerb(console).Build());
         root.Subcommands.Add(new DemoVerb(console).Build());
         root.Subcommands.Add(new DeviceVerb(console).Build());
+        var bench = new Command("bench", "Benchmarks that print ratios measured in one run");
+        bench.Subcommands.Add(new BenchQuantizeLayerVerb(console).Build());
+        root.Subcommands.Add(bench);
         return root;
     }
 
