@@ -1,5 +1,5 @@
 // Sliding-window perplexity of any ids [B,T] int64 → logits [B,T,V] module over one token stream. Token i ≥ 1 is
-// scored exactly once, by the first window that has it after at least (Context − Stride) tokens of context.
+// scored exactly once, by the first window that predicts it with at least Context − Stride + 1 tokens of context.
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -30,28 +30,31 @@ public sealed record PerplexityResult(double TotalNll, long Tokens, long Bytes, 
     public double BitsPerByte => TotalNll / (Math.Log(2) * Bytes);
 }
 
-/// <summary>One model input window: tokens [Begin, Begin + Length); targets at stream positions ≥ ScoreFrom are scored.</summary>
+/// <summary>
+/// One model input: tokens [Begin, Begin + Length), which predict stream positions Begin+1 … Begin+Length;
+/// of those, positions ≥ ScoreFrom are scored.
+/// </summary>
 public readonly record struct ScoringWindow(int Begin, int Length, int ScoreFrom);
 
 public static class Perplexity
 {
     /// <summary>
-    /// The windows for a stream of <paramref name="tokens"/>: begins 0, S, 2S, … with length C, the last one moved
-    /// back to end exactly at the stream's end (so every window has length C and batches without padding).
-    /// Window k scores stream positions [prevEnd, end) where prevEnd is the previous window's end (1 for the first).
+    /// The windows for a stream of <paramref name="tokens"/>: inputs of length L = min(C, N−1) beginning at 0, S, 2S, …,
+    /// the last one moved back to predict exactly up to the stream's end (so all windows batch without padding).
+    /// The first window scores positions 1…L; every later one the positions after its predecessor's last, i.e. its
+    /// last S predictions, each with at least L − S + 1 tokens of context.
     /// </summary>
     public static IReadOnlyList<ScoringWindow> Windows(int tokens, int context, int stride)
     {
         var list = new List<ScoringWindow>();
         if (tokens < 2) return list;
-        if (tokens <= context) { list.Add(new ScoringWindow(0, tokens, 1)); return list; }
-        int prevEnd = 1;
-        for (int begin = 0; prevEnd < tokens; begin += stride)
+        int length = Math.Min(context, tokens - 1);
+        int next = 1;                                   // the first stream position not yet scored
+        for (int begin = 0; next < tokens; begin += stride)
         {
-            int b = Math.Min(begin, tokens - context);
-            int end = b + context;
-            list.Add(new ScoringWindow(b, context, prevEnd));
-            prevEnd = end;
+            int b = Math.Min(begin, tokens - 1 - length);
+            list.Add(new ScoringWindow(b, length, next));
+            next = b + length + 1;
         }
         return list;
     }
@@ -80,7 +83,7 @@ public static class Perplexity
                 // Only logits from the earliest scored offset on are needed: window offset j predicts stream position Begin+j+1.
                 int from = int.MaxValue;
                 for (int r = 0; r < rows; r++) from = Math.Min(from, windows[first + r].ScoreFrom - windows[first + r].Begin - 1);
-                int n = len - 1 - from;            // predicted positions per row
+                int n = len - from;                // predicted positions per row
                 var ids = new long[rows * len];
                 var targets = new long[rows * n];
                 var mask = new float[rows * n];
