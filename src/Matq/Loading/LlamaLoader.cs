@@ -1,0 +1,103 @@
+// Loads an HF Llama-family folder (config.json + model.safetensors or shards) into LlamaForCausalLM on a device and
+// dtype. Every tensor is validated before use: present, float, the shape the config implies, finite; extra tensors refused.
+using Matq.Formats.Safetensors;
+using Matq.Models;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Matq.Loading;
+
+public static class LlamaLoader
+{
+    /// <summary>
+    /// Reads the model in <paramref name="folder"/>. Tied configs: lm_head.weight may be absent (the usual HF layout) or
+    /// present and bit-identical to model.embed_tokens.weight; a different lm_head.weight is refused rather than silently
+    /// dropped or used. Ignorable tensors (rotary inv_freq) are reported through <paramref name="warn"/>.
+    /// </summary>
+    public static LlamaForCausalLM Load(string folder, Device? device = null, ScalarType dtype = ScalarType.Float32, Action<string>? warn = null)
+    {
+        if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16 or ScalarType.Float64))
+            throw new MatqException($"dtype {dtype} is not a float type (use float32, bfloat16 or float16)");
+        device ??= CPU;
+        var config = HfLlamaConfig.Read(folder);
+        using var ckpt = SafetensorsCheckpoint.Open(folder);
+        Validate(ckpt, config, warn);
+        using var scope = NewDisposeScope();
+        var model = new LlamaForCausalLM(config, (name, shape) => ReadTensor(ckpt, name, shape, device, dtype), device, dtype);
+        model.eval();
+        return model;
+    }
+
+    /// <summary>Checks names, dtypes and shapes against the config before any data is read.</summary>
+    public static void Validate(SafetensorsCheckpoint ckpt, LlamaConfig config, Action<string>? warn = null)
+    {
+        var expected = LlamaTensors.Expected(config);
+        foreach (var (name, shape) in expected)
+        {
+            if (!ckpt.Contains(name))
+                throw new MatqException($"{ckpt.Source}: tensor '{name}' is missing (config.json expects it; is the checkpoint complete and for this config?)");
+            var info = ckpt.Get(name);
+            if (!SafetensorsDtypes.IsFloat(info.Dtype))
+                throw new MatqException($"{ckpt.Source}: tensor '{name}' has dtype {SafetensorsDtypes.ToName(info.Dtype)}, expected F32, F16 or BF16");
+            if (!info.Shape.SequenceEqual(shape))
+                throw new MatqException($"{ckpt.Source}: tensor '{name}' has shape {info.ShapeText} but config.json implies {LlamaTensors.ShapeText(shape)}");
+        }
+        var known = expected.Select(e => e.Name).ToHashSet(StringComparer.Ordinal);
+        var unexpected = new List<string>();
+        foreach (var name in ckpt.TensorNames.OrderBy(n => n, StringComparer.Ordinal))
+        {
+            if (known.Contains(name)) continue;
+            if (name.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal))
+                warn?.Invoke($"{ckpt.Source}: ignoring '{name}' (rotary frequencies are recomputed from rope_theta)");
+            else if (name == "lm_head.weight" && config.TieWordEmbeddings)
+                CheckTiedHead(ckpt, config, warn);
+            else
+                unexpected.Add(name);
+        }
+        if (unexpected.Count > 0)
+            throw new MatqException($"{ckpt.Source}: {unexpected.Count} tensor(s) not used by a {config.Family} model with this config.json: "
+                + string.Join(", ", unexpected.Take(5).Select(n => $"'{n}'")) + (unexpected.Count > 5 ? ", ..." : "")
+                + " (is config.json for these weights?)");
+    }
+
+    private static void CheckTiedHead(SafetensorsCheckpoint ckpt, LlamaConfig config, Action<string>? warn)
+    {
+        var head = ckpt.Get("lm_head.weight");
+        var emb = ckpt.Get("model.embed_tokens.weight");
+        bool same = head.Shape.SequenceEqual(emb.Shape) && (head.Dtype == emb.Dtype
+            ? ckpt.ReadBytes("lm_head.weight").AsSpan().SequenceEqual(ckpt.ReadBytes("model.embed_tokens.weight"))
+            : ckpt.ReadFloat32("lm_head.weight").AsSpan().SequenceEqual(ckpt.ReadFloat32("model.embed_tokens.weight")));
+        if (!same)
+            throw new MatqException($"{ckpt.Source}: tensor 'lm_head.weight' differs from 'model.embed_tokens.weight' but config.json has tie_word_embeddings=true (set it to false to use the separate head)");
+        warn?.Invoke($"{ckpt.Source}: 'lm_head.weight' equals the tied embedding; using model.embed_tokens.weight");
+        _ = config;
+    }
+
+    /// <summary>One tensor from disk as [shape] in <paramref name="dtype"/> on <paramref name="device"/>, checked finite.</summary>
+    internal static Tensor ReadTensor(SafetensorsCheckpoint ckpt, string name, long[] shape, Device device, ScalarType dtype)
+    {
+        var info = ckpt.Get(name);
+        if (!info.Shape.SequenceEqual(shape))
+            throw new MatqException($"{ckpt.Source}: tensor '{name}' has shape {info.ShapeText} but the model needs {LlamaTensors.ShapeText(shape)}");
+        var diskType = info.Dtype switch
+        {
+            SafetensorsDtype.F32 => ScalarType.Float32,
+            SafetensorsDtype.F16 => ScalarType.Float16,
+            SafetensorsDtype.BF16 => ScalarType.BFloat16,
+            SafetensorsDtype.F64 => ScalarType.Float64,
+            _ => throw new MatqException($"{ckpt.Source}: tensor '{name}' has dtype {SafetensorsDtypes.ToName(info.Dtype)}, expected F32, F16 or BF16"),
+        };
+        using var scope = NewDisposeScope();
+        var host = empty(shape, dtype: diskType);
+        host.bytes = ckpt.ReadBytes(name);
+        long bad = CountNonFinite(host);
+        if (bad > 0)
+            throw new MatqException($"{ckpt.Source}: tensor '{name}' holds {bad} NaN/Inf value(s) (the checkpoint is corrupt or diverged; re-export it)");
+        var result = host.to(dtype, device);
+        if (dtype != diskType && CountNonFinite(result) > 0)
+            throw new MatqException($"{ckpt.Source}: tensor '{name}' overflows {dtype} (max |w| = {host.abs().max().to(ScalarType.Float64).item<double>():G4}); load it in float32");
+        return result.MoveToOuterDisposeScope();
+    }
+
+    private static long CountNonFinite(Tensor t) => t.numel() == 0 ? 0 : isfinite(t).logical_not().sum().item<long>();
+}

@@ -1,0 +1,41 @@
+// Saves a LlamaForCausalLM as an HF folder: config.json + model.safetensors (or shards + index) with HF tensor
+// names, in F32, BF16 or F16. Each file is written atomically (temp + rename); weights first, then config.json.
+using Matq.Formats.Safetensors;
+using Matq.Models;
+using static TorchSharp.torch;
+
+namespace Matq.Loading;
+
+public static class LlamaSaver
+{
+    public const long DefaultMaxShardBytes = 5L * 1024 * 1024 * 1024;
+
+    public static IReadOnlyList<string> Save(LlamaForCausalLM model, string folder, SafetensorsDtype dtype = SafetensorsDtype.F32,
+        long maxShardBytes = DefaultMaxShardBytes)
+    {
+        var (torchType, hfName) = dtype switch
+        {
+            SafetensorsDtype.F32 => (ScalarType.Float32, "float32"),
+            SafetensorsDtype.BF16 => (ScalarType.BFloat16, "bfloat16"),
+            SafetensorsDtype.F16 => (ScalarType.Float16, "float16"),
+            _ => throw new MatqException($"save dtype {SafetensorsDtypes.ToName(dtype)} is not supported (use F32, BF16 or F16)"),
+        };
+        if (maxShardBytes <= 0) throw new MatqException($"maxShardBytes {maxShardBytes} must be positive");
+        var tensors = new List<(string Name, SafetensorsDtype Dtype, long[] Shape, byte[] Data)>();
+        foreach (var (name, shape) in LlamaTensors.Expected(model.Config))
+        {
+            using var scope = NewDisposeScope();
+            var p = model.get_parameter(name)
+                ?? throw new MatqException($"cannot save '{name}' as an HF tensor: that module was replaced (save quantized models with the artifact writer)");
+            if (!p.shape.SequenceEqual(shape))
+                throw new MatqException($"cannot save '{name}': its shape {LlamaTensors.ShapeText(p.shape)} differs from the config's {LlamaTensors.ShapeText(shape)}");
+            var host = p.detach().to(torchType, CPU).contiguous();
+            tensors.Add((name, dtype, shape, host.bytes.ToArray()));
+        }
+        var written = new List<string>(SafetensorsCheckpoint.WriteSharded(folder, tensors, maxShardBytes,
+            new Dictionary<string, string> { ["format"] = "pt" }));
+        HfLlamaConfig.Write(model.Config, folder, hfName);
+        written.Add(Path.Combine(folder, HfLlamaConfig.FileName));
+        return written;
+    }
+}

@@ -1,0 +1,107 @@
+// Grouped-query self-attention of a Llama-family layer: x [B, T, hidden] -> [B, T, hidden]. q/k/v/o are swappable
+// [out, in] linears registered under their HF names; rotary on q and k; causal scaled-dot-product attention.
+using TorchSharp;
+using TorchSharp.Utils;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Matq.Models;
+
+public sealed class LlamaAttention : nn.Module
+{
+    [ComponentName(Name = "q_proj")] private nn.Module<Tensor, Tensor> q_proj;
+    [ComponentName(Name = "k_proj")] private nn.Module<Tensor, Tensor> k_proj;
+    [ComponentName(Name = "v_proj")] private nn.Module<Tensor, Tensor> v_proj;
+    [ComponentName(Name = "o_proj")] private nn.Module<Tensor, Tensor> o_proj;
+
+    private readonly int _heads, _kvHeads, _headDim;
+
+    public static readonly string[] LinearNames = { "q_proj", "k_proj", "v_proj", "o_proj" };
+
+    public LlamaAttention(LlamaConfig c, string prefix, WeightSource? source, Device? device, ScalarType dtype) : base("LlamaAttention")
+    {
+        _heads = c.NumHeads;
+        _kvHeads = c.NumKvHeads;
+        _headDim = c.HeadDim;
+        q_proj = ModelInit.Linear(source, prefix + ".q_proj", c.HiddenSize, c.QDim, c.QkvBias, device, dtype);
+        k_proj = ModelInit.Linear(source, prefix + ".k_proj", c.HiddenSize, c.KvDim, c.QkvBias, device, dtype);
+        v_proj = ModelInit.Linear(source, prefix + ".v_proj", c.HiddenSize, c.KvDim, c.QkvBias, device, dtype);
+        o_proj = ModelInit.Linear(source, prefix + ".o_proj", c.QDim, c.HiddenSize, c.OutputBias, device, dtype);
+        RegisterComponents();
+    }
+
+    public nn.Module<Tensor, Tensor> Get(string name) => name switch
+    {
+        "q_proj" => q_proj, "k_proj" => k_proj, "v_proj" => v_proj, "o_proj" => o_proj,
+        _ => throw new ArgumentException($"no linear '{name}' in self_attn (have {string.Join(", ", LinearNames)})"),
+    };
+
+    /// <summary>Swaps a projection (e.g. for a quantized wrapper) and re-registers it under the same HF name.</summary>
+    public void Replace(string name, nn.Module<Tensor, Tensor> module)
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        _ = Get(name);
+        switch (name)
+        {
+            case "q_proj": q_proj = module; break;
+            case "k_proj": k_proj = module; break;
+            case "v_proj": v_proj = module; break;
+            default: o_proj = module; break;
+        }
+        register_module(name, null!);
+        register_module(name, module);
+    }
+
+    /// <summary>
+    /// x [B, T, hidden]; cos/sin broadcastable to [B, H, T, D]. With a cache, k/v of earlier tokens are prepended and
+    /// the T new queries sit at the end of the key axis.
+    /// </summary>
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, KvCache? cache = null, int layer = 0)
+    {
+        using var scope = NewDisposeScope();
+        long b = x.shape[0], t = x.shape[1];
+        // [B, T, H*D] -> [B, T, H, D] -> [B, H, T, D]
+        var q = q_proj.call(x).view(b, t, _heads, _headDim).transpose(1, 2);
+        var k = k_proj.call(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);
+        var v = v_proj.call(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);
+        q = RotaryEmbedding.Apply(q, cos, sin);
+        k = RotaryEmbedding.Apply(k, cos, sin);
+
+        long past = 0;
+        if (cache is not null)
+        {
+            (k, v) = cache.Append(layer, k, v);
+            past = k.shape[2] - t;
+        }
+
+        // GQA: each kv head serves H/Hkv query heads; [B, Hkv, S, D] -> [B, Hkv, g, S, D] -> [B, H, S, D]
+        int groups = _heads / _kvHeads;
+        if (groups > 1)
+        {
+            long s = k.shape[2];
+            k = k.unsqueeze(2).expand(b, _kvHeads, groups, s, _headDim).reshape(b, _heads, s, _headDim);
+            v = v.unsqueeze(2).expand(b, _kvHeads, groups, s, _headDim).reshape(b, _heads, s, _headDim);
+        }
+
+        Tensor attn;
+        if (past == 0)
+        {
+            attn = F.scaled_dot_product_attention(q, k, v, is_casual: t > 1);
+        }
+        else if (t == 1)
+        {
+            // one new query sees every cached key: no mask
+            attn = F.scaled_dot_product_attention(q, k, v);
+        }
+        else
+        {
+            // query i (absolute position past+i) sees keys 0..past+i; bool mask [T, S], true = attend
+            var rows = arange(past, past + t, dtype: ScalarType.Int64, device: x.device).unsqueeze(1);
+            var cols = arange(0, past + t, dtype: ScalarType.Int64, device: x.device).unsqueeze(0);
+            attn = F.scaled_dot_product_attention(q, k, v, attn_mask: cols.le(rows));
+        }
+        // [B, H, T, D] -> [B, T, H*D]
+        var merged = attn.transpose(1, 2).reshape(b, t, _heads * _headDim);
+        return o_proj.call(merged).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,52 @@
+// SwiGLU feed-forward: x [B, T, hidden] -> down(silu(gate(x)) * up(x)) [B, T, hidden]; gate/up/down are swappable
+// [out, in] linears registered under their HF names.
+using TorchSharp;
+using TorchSharp.Utils;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Matq.Models;
+
+public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
+{
+    [ComponentName(Name = "gate_proj")] private nn.Module<Tensor, Tensor> gate_proj;
+    [ComponentName(Name = "up_proj")] private nn.Module<Tensor, Tensor> up_proj;
+    [ComponentName(Name = "down_proj")] private nn.Module<Tensor, Tensor> down_proj;
+
+    public static readonly string[] LinearNames = { "gate_proj", "up_proj", "down_proj" };
+
+    public LlamaMlp(LlamaConfig c, string prefix, WeightSource? source, Device? device, ScalarType dtype) : base("LlamaMlp")
+    {
+        gate_proj = ModelInit.Linear(source, prefix + ".gate_proj", c.HiddenSize, c.IntermediateSize, c.MlpBias, device, dtype);
+        up_proj = ModelInit.Linear(source, prefix + ".up_proj", c.HiddenSize, c.IntermediateSize, c.MlpBias, device, dtype);
+        down_proj = ModelInit.Linear(source, prefix + ".down_proj", c.IntermediateSize, c.HiddenSize, c.MlpBias, device, dtype);
+        RegisterComponents();
+    }
+
+    public nn.Module<Tensor, Tensor> Get(string name) => name switch
+    {
+        "gate_proj" => gate_proj, "up_proj" => up_proj, "down_proj" => down_proj,
+        _ => throw new ArgumentException($"no linear '{name}' in mlp (have {string.Join(", ", LinearNames)})"),
+    };
+
+    public void Replace(string name, nn.Module<Tensor, Tensor> module)
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        _ = Get(name);
+        switch (name)
+        {
+            case "gate_proj": gate_proj = module; break;
+            case "up_proj": up_proj = module; break;
+            default: down_proj = module; break;
+        }
+        register_module(name, null!);
+        register_module(name, module);
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var h = F.silu(gate_proj.call(x)) * up_proj.call(x);
+        return down_proj.call(h).MoveToOuterDisposeScope();
+    }
+}
