@@ -1,5 +1,6 @@
-// Autoregressive continuation with any ids [B,T] int64 → logits [B,T,V] module: each step reruns the model on the
-// last ContextLength tokens (no KV cache; the model keeps none) and samples the next id on the host.
+// Autoregressive continuation with any ids [B,T] int64 → logits [B,T,V] module, sampling each next id on the host.
+// A LlamaForCausalLM decodes incrementally with its KV cache; any other module reruns on the last ContextLength tokens.
+using Matq.Models;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -28,22 +29,52 @@ public static class TextGenerator
         var ids = new List<int>(prompt);
         var produced = new List<int>();
         model.eval();
-        using (no_grad())
-            while (produced.Count < options.MaxNewTokens)
-            {
-                cancel.ThrowIfCancellationRequested();
-                using var scope = NewDisposeScope();
-                int n = Math.Min(ids.Count, options.ContextLength);
-                var window = new long[n];
-                for (int i = 0; i < n; i++) window[i] = ids[ids.Count - n + i];
-                var logits = model.call(tensor(window, [1, n], ScalarType.Int64).to(device));   // [1, n, V]
-                var last = logits[0, n - 1].to_type(ScalarType.Float32).cpu();                 // [V]
-                int next = sampler.Next(last.data<float>().ToArray());
-                ids.Add(next);
-                produced.Add(next);
-                onToken?.Invoke(next);
-                if (options.StopIds.Contains(next)) break;
-            }
+        KvCache? cache = null;
+        var llama = model as LlamaForCausalLM;
+        try
+        {
+            using (no_grad())
+                while (produced.Count < options.MaxNewTokens)
+                {
+                    cancel.ThrowIfCancellationRequested();
+                    using var scope = NewDisposeScope();
+                    Tensor last;                                                                       // [V] logits of the next token
+                    if (llama is null) last = Uncached(model, ids, options.ContextLength, device);
+                    else
+                    {
+                        // The cache holds ids[..^k] for the k ids not yet fed; once the window would overflow, start over
+                        // on the last ContextLength ids, which is exactly what the uncached path computes.
+                        int pending = cache is null ? ids.Count : ids.Count - (int)cache.Length;
+                        if (cache is null || cache.Length + pending > options.ContextLength)
+                        {
+                            cache?.Dispose();
+                            cache = new KvCache(llama.Config.NumLayers);
+                            pending = Math.Min(ids.Count, options.ContextLength);
+                        }
+                        var fresh = new long[pending];
+                        for (int i = 0; i < pending; i++) fresh[i] = ids[ids.Count - pending + i];
+                        var logits = llama.forward(tensor(fresh, [1, pending], ScalarType.Int64).to(device), cache, cache.Length); // [1, k, V]
+                        last = logits[0, pending - 1];
+                    }
+                    int next = sampler.Next(last.to_type(ScalarType.Float32).cpu().data<float>().ToArray());
+                    ids.Add(next);
+                    produced.Add(next);
+                    onToken?.Invoke(next);
+                    if (options.StopIds.Contains(next)) break;
+                }
+        }
+        finally
+        {
+            cache?.Dispose();
+        }
         return produced;
+    }
+
+    private static Tensor Uncached(nn.Module<Tensor, Tensor> model, List<int> ids, int contextLength, Device device)
+    {
+        int n = Math.Min(ids.Count, contextLength);
+        var window = new long[n];
+        for (int i = 0; i < n; i++) window[i] = ids[ids.Count - n + i];
+        return model.call(tensor(window, [1, n], ScalarType.Int64).to(device))[0, n - 1];   // [1, n, V] → [V]
     }
 }
