@@ -4,8 +4,11 @@ using System.Text.Json;
 
 namespace Matq.Formats.Safetensors;
 
-public sealed class SafetensorsCheckpoint : IDisposable
+public sealed partial class SafetensorsCheckpoint : IDisposable
 {
+    [System.Text.RegularExpressions.GeneratedRegex(@"^model-\d{5}-of-\d{5}\.safetensors$")]
+    private static partial System.Text.RegularExpressions.Regex ShardName();
+
     public const string SingleFileName = "model.safetensors";
     public const string IndexFileName = "model.safetensors.index.json";
 
@@ -14,6 +17,10 @@ public sealed class SafetensorsCheckpoint : IDisposable
 
     public string Source { get; }
     public IReadOnlyList<SafetensorsFile> Files => _files;
+    /// <summary>The index file when the checkpoint is sharded, else null.</summary>
+    public string? IndexPath { get; private set; }
+    /// <summary>The index's "metadata" object (e.g. total_size), values as JSON text; empty when not sharded.</summary>
+    public IReadOnlyDictionary<string, string> IndexMetadata { get; private set; } = new Dictionary<string, string>();
     public IEnumerable<string> TensorNames => _byTensor.Keys;
 
     private SafetensorsCheckpoint(string source) => Source = source;
@@ -55,7 +62,8 @@ public sealed class SafetensorsCheckpoint : IDisposable
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllBytes(indexPath));
-            if (!doc.RootElement.TryGetProperty("weight_map", out var wm) || wm.ValueKind != JsonValueKind.Object)
+            if (doc.RootElement.ValueKind != JsonValueKind.Object
+                || !doc.RootElement.TryGetProperty("weight_map", out var wm) || wm.ValueKind != JsonValueKind.Object)
                 throw new MatqException($"{indexPath}: missing 'weight_map' object");
             weightMap = new(StringComparer.Ordinal);
             foreach (var p in wm.EnumerateObject())
@@ -64,6 +72,12 @@ public sealed class SafetensorsCheckpoint : IDisposable
                     throw new MatqException($"{indexPath}: weight_map entry '{p.Name}' must name a shard file");
                 weightMap[p.Name] = p.Value.GetString()!;
             }
+            if (doc.RootElement.TryGetProperty("metadata", out var md) && md.ValueKind == JsonValueKind.Object)
+                IndexMetadata = md.EnumerateObject().ToDictionary(p => p.Name,
+                    p => p.Value.ValueKind == JsonValueKind.String ? p.Value.GetString()! : p.Value.GetRawText(), StringComparer.Ordinal);
+            IndexPath = indexPath;
+            if (weightMap.Count == 0)
+                throw new MatqException($"{indexPath}: 'weight_map' is empty; the checkpoint lists no tensors");
         }
         catch (JsonException e)
         {
@@ -87,6 +101,21 @@ public sealed class SafetensorsCheckpoint : IDisposable
             if (!f.Contains(tensor))
                 throw new MatqException($"{indexPath}: tensor '{tensor}' is mapped to '{shardName}' but that shard does not hold it");
             _byTensor[tensor] = f;
+        }
+        // Tensors a shard holds but the index does not list are still loaded (as transformers does),
+        // unless another shard holds the same name.
+        foreach (var f in _files)
+        {
+            foreach (var t in f.Tensors)
+            {
+                if (_byTensor.TryGetValue(t.Name, out var owner))
+                {
+                    if (!ReferenceEquals(owner, f) && !weightMap.ContainsKey(t.Name))
+                        throw new MatqException($"{indexPath}: tensor '{t.Name}' appears in two shards");
+                    continue;
+                }
+                _byTensor[t.Name] = f;
+            }
         }
     }
 
@@ -145,6 +174,7 @@ public sealed class SafetensorsCheckpoint : IDisposable
             w.Write(p);
             var staleIndex = System.IO.Path.Combine(dir, IndexFileName);
             if (File.Exists(staleIndex)) File.Delete(staleIndex);
+            DeleteStaleShards(dir, written);
             written.Add(p);
             return written;
         }
@@ -165,12 +195,29 @@ public sealed class SafetensorsCheckpoint : IDisposable
             ["metadata"] = new Dictionary<string, long> { ["total_size"] = tensors.Sum(t => (long)t.Data.Length) },
             ["weight_map"] = map,
         }, new JsonSerializerOptions { WriteIndented = true });
-        var tmp = indexPath + ".tmp";
-        File.WriteAllText(tmp, json);
-        File.Move(tmp, indexPath, overwrite: true);
+        var tmp = System.IO.Path.Combine(dir, "." + IndexFileName + ".tmp");
+        try
+        {
+            File.WriteAllText(tmp, json);
+            File.Move(tmp, indexPath, overwrite: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new MatqException($"{indexPath}: cannot write the index ({e.Message.Split('\n')[0]}); check that the folder is writable", e);
+        }
         var single = System.IO.Path.Combine(dir, SingleFileName);
         if (File.Exists(single)) File.Delete(single);
+        DeleteStaleShards(dir, written);
         written.Add(indexPath);
         return written;
+    }
+
+    // Shards of an earlier write with a different shard count would otherwise linger beside the new files.
+    private static void DeleteStaleShards(string dir, List<string> keep)
+    {
+        foreach (var stale in Directory.EnumerateFiles(dir, "model-*-of-*.safetensors"))
+        {
+            if (ShardName().IsMatch(System.IO.Path.GetFileName(stale)) && !keep.Contains(stale)) File.Delete(stale);
+        }
     }
 }

@@ -67,34 +67,58 @@ public sealed class SafetensorsFile : IDisposable
     private static (Dictionary<string, SafetensorsTensorInfo>, Dictionary<string, string>) ParseHeader(
         string path, byte[] header, long dataLength, long dataStart)
     {
+        // Checked up front: invalid UTF-8 inside JSON strings would otherwise surface later as InvalidOperationException.
+        if (!System.Text.Unicode.Utf8.IsValid(header))
+            throw new MatqException($"{path}: safetensors header is not valid UTF-8; the file is corrupt or not safetensors");
         JsonDocument doc;
         try { doc = JsonDocument.Parse(header); }
-        catch (JsonException e) { throw new MatqException($"{path}: safetensors header is not valid JSON ({e.Message.Split('\n')[0]})"); }
+        catch (JsonException e) { throw new MatqException($"{path}: safetensors header is not valid JSON ({FirstLine(e.Message)}); the file is corrupt or not safetensors"); }
         using (doc)
         {
-            if (doc.RootElement.ValueKind != JsonValueKind.Object)
-                throw new MatqException($"{path}: safetensors header must be a JSON object");
-            var tensors = new Dictionary<string, SafetensorsTensorInfo>(StringComparer.Ordinal);
-            var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
-            foreach (var prop in doc.RootElement.EnumerateObject())
+            try
             {
-                if (prop.Name == "__metadata__")
-                {
-                    if (prop.Value.ValueKind != JsonValueKind.Object)
-                        throw new MatqException($"{path}: __metadata__ must be an object of strings");
-                    foreach (var m in prop.Value.EnumerateObject())
-                    {
-                        if (m.Value.ValueKind != JsonValueKind.String)
-                            throw new MatqException($"{path}: __metadata__ field '{m.Name}' must be a string");
-                        metadata[m.Name] = m.Value.GetString()!;
-                    }
-                    continue;
-                }
-                tensors[prop.Name] = ParseTensor(path, prop.Name, prop.Value, dataLength, dataStart);
+                return ParseHeaderObject(path, doc.RootElement, dataLength, dataStart);
             }
-            CheckNoOverlap(path, tensors.Values);
-            return (tensors, metadata);
+            catch (InvalidOperationException e)
+            {
+                // e.g. a "\uD800" escape that cannot be decoded to a string
+                throw new MatqException($"{path}: safetensors header holds an undecodable string ({FirstLine(e.Message)}); the file is corrupt");
+            }
         }
+    }
+
+    private static (Dictionary<string, SafetensorsTensorInfo>, Dictionary<string, string>) ParseHeaderObject(
+        string path, JsonElement root, long dataLength, long dataStart)
+    {
+        if (root.ValueKind != JsonValueKind.Object)
+            throw new MatqException($"{path}: safetensors header must be a JSON object, found {root.ValueKind}");
+        var tensors = new Dictionary<string, SafetensorsTensorInfo>(StringComparer.Ordinal);
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        bool sawMetadata = false;
+        foreach (var prop in root.EnumerateObject())
+        {
+            if (prop.Name == "__metadata__")
+            {
+                if (sawMetadata)
+                    throw new MatqException($"{path}: safetensors header has two __metadata__ blocks; the file is corrupt");
+                sawMetadata = true;
+                if (prop.Value.ValueKind != JsonValueKind.Object)
+                    throw new MatqException($"{path}: __metadata__ must be an object of strings, found {prop.Value.ValueKind}");
+                foreach (var m in prop.Value.EnumerateObject())
+                {
+                    if (m.Value.ValueKind != JsonValueKind.String)
+                        throw new MatqException($"{path}: __metadata__ field '{m.Name}' must be a string, found {m.Value.ValueKind}");
+                    if (!metadata.TryAdd(m.Name, m.Value.GetString()!))
+                        throw new MatqException($"{path}: __metadata__ field '{m.Name}' appears twice; the file is corrupt");
+                }
+                continue;
+            }
+            var info = ParseTensor(path, prop.Name, prop.Value, dataLength, dataStart);
+            if (!tensors.TryAdd(prop.Name, info))
+                throw new MatqException($"{path}: tensor '{prop.Name}' appears twice in the header; the file is corrupt");
+        }
+        CheckContiguous(path, tensors.Values, dataStart, dataStart + dataLength);
+        return (tensors, metadata);
     }
 
     private static SafetensorsTensorInfo ParseTensor(string path, string name, JsonElement e, long dataLength, long dataStart)
@@ -105,7 +129,7 @@ public sealed class SafetensorsFile : IDisposable
             || !e.TryGetProperty("data_offsets", out var off) || off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2)
             throw new MatqException($"{path}: tensor '{name}' needs dtype, shape and data_offsets [begin, end] in the header");
         if (!SafetensorsDtypes.TryParse(dt.GetString()!, out var dtype))
-            throw new MatqException($"{path}: tensor '{name}' has unsupported dtype '{dt.GetString()}'");
+            throw new MatqException($"{path}: tensor '{name}' has unsupported dtype '{dt.GetString()}' (supported: BOOL, U8, I8, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64)");
         var shape = new long[sh.GetArrayLength()];
         int i = 0;
         foreach (var d in sh.EnumerateArray())
@@ -122,29 +146,51 @@ public sealed class SafetensorsFile : IDisposable
                 throw new MatqException($"{path}: tensor '{name}' has an invalid data offset {d.GetRawText()}");
             o[i++] = v;
         }
-        if (o[0] > o[1] || o[1] > dataLength)
+        if (o[0] > o[1])
+            throw new MatqException($"{path}: tensor '{name}' data offsets [{o[0]}, {o[1]}] are reversed (begin > end); the file is corrupt");
+        if (o[1] > dataLength)
             throw new MatqException($"{path}: tensor '{name}' data offsets [{o[0]}, {o[1]}] lie outside the {dataLength}-byte data buffer; the file is truncated or corrupt");
-        long numel = 1;
-        foreach (var d in shape)
+        // Byte count from the shape, refusing products that overflow (a [4, 2^62] shape must not wrap to 0 bytes).
+        long expected = SafetensorsDtypes.SizeOf(dtype);
+        bool tooBig = false;
+        if (Array.IndexOf(shape, 0L) >= 0) expected = 0;
+        else
         {
-            numel *= d;
-            if (numel > dataLength) break;
+            foreach (var d in shape)
+            {
+                if (expected > long.MaxValue / d) { tooBig = true; break; }
+                expected *= d;
+            }
         }
-        if (numel * SafetensorsDtypes.SizeOf(dtype) != o[1] - o[0])
+        if (tooBig || expected != o[1] - o[0])
             throw new MatqException($"{path}: tensor '{name}' is {SafetensorsDtypes.ToName(dtype)}[{string.Join(", ", shape)}] but its data holds {o[1] - o[0]} bytes");
         return new SafetensorsTensorInfo(name, dtype, shape, dataStart + o[0], dataStart + o[1]);
     }
 
-    private static void CheckNoOverlap(string path, IEnumerable<SafetensorsTensorInfo> tensors)
+    /// <summary>
+    /// The format (and the Python reference reader) requires the tensors to tile the data buffer exactly:
+    /// sorted by offset, each begins where the previous ends, the first at 0 and the last at the buffer end.
+    /// </summary>
+    private static void CheckContiguous(string path, IEnumerable<SafetensorsTensorInfo> tensors, long dataStart, long fileEnd)
     {
         SafetensorsTensorInfo? prev = null;
-        foreach (var t in tensors.Where(t => t.ByteLength > 0).OrderBy(t => t.Begin))
+        long pos = dataStart;
+        foreach (var t in tensors.OrderBy(t => t.Begin).ThenBy(t => t.End))
         {
-            if (prev is not null && t.Begin < prev.End)
-                throw new MatqException($"{path}: tensors '{prev.Name}' and '{t.Name}' overlap in the data buffer; the file is corrupt");
+            if (t.Begin < pos)
+                throw new MatqException($"{path}: tensors '{prev!.Name}' and '{t.Name}' overlap in the data buffer; the file is corrupt");
+            if (t.Begin > pos)
+                throw new MatqException($"{path}: the data buffer has a {t.Begin - pos}-byte hole before tensor '{t.Name}'; the file is corrupt");
+            pos = t.End;
             prev = t;
         }
+        if (pos != fileEnd)
+            throw new MatqException(prev is null
+                ? $"{path}: the file has {fileEnd - pos} data bytes but no tensors; the file is corrupt"
+                : $"{path}: the file has {fileEnd - pos} bytes after the last tensor '{prev.Name}'; the file is corrupt");
     }
+
+    private static string FirstLine(string s) => s.Split('\n')[0];
 
     public bool Contains(string name) => _tensors.ContainsKey(name);
 
@@ -177,6 +223,8 @@ public sealed class SafetensorsFile : IDisposable
     public float[] ReadFloat32(string name)
     {
         var t = Get(name);
+        if (!SafetensorsDtypes.IsFloat(t.Dtype))
+            throw new MatqException($"{Path}: tensor '{name}' has dtype {SafetensorsDtypes.ToName(t.Dtype)}, expected a float type (F32, F16, BF16, F64)");
         return SafetensorsDtypes.ToFloat32(t.Dtype, ReadBytes(name), name);
     }
 

@@ -1,28 +1,43 @@
 // Writes safetensors files atomically (temp file in the same folder, flush, rename) with an optional
 // __metadata__ block. Tensors are laid out contiguously in insertion order (the format forbids holes in the
 // data buffer); the JSON header is space-padded to a multiple of 8 so the buffer starts aligned.
-using System.Text;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 
 namespace Matq.Formats.Safetensors;
 
 public sealed class SafetensorsWriter
 {
-    private readonly List<(string Name, SafetensorsDtype Dtype, long[] Shape, byte[] Data)> _tensors = new();
+    // Data is either held (byte[]) or produced at write time by Chunks (lets callers stream large tensors).
+    private sealed record Entry(string Name, SafetensorsDtype Dtype, long[] Shape, long ByteLength,
+        byte[]? Data, Func<IEnumerable<ReadOnlyMemory<byte>>>? Chunks);
+
+    private readonly List<Entry> _tensors = new();
     private readonly HashSet<string> _names = new(StringComparer.Ordinal);
 
     public Dictionary<string, string> Metadata { get; } = new(StringComparer.Ordinal);
-    public long DataBytes => _tensors.Sum(t => (long)t.Data.Length);
+    public long DataBytes => _tensors.Sum(t => t.ByteLength);
     public int Count => _tensors.Count;
 
     public SafetensorsWriter Add(string name, SafetensorsDtype dtype, long[] shape, byte[] data)
     {
-        if (name == "__metadata__" || !_names.Add(name))
-            throw new ArgumentException($"tensor name '{name}' is reserved or already added");
-        long numel = shape.Aggregate(1L, (a, b) => a * b);
-        if (numel * SafetensorsDtypes.SizeOf(dtype) != data.Length)
-            throw new ArgumentException($"tensor '{name}': {SafetensorsDtypes.ToName(dtype)}[{string.Join(", ", shape)}] needs {numel * SafetensorsDtypes.SizeOf(dtype)} bytes, got {data.Length}");
-        _tensors.Add((name, dtype, (long[])shape.Clone(), data));
+        long bytes = CheckNew(name, dtype, shape);
+        if (bytes != data.Length)
+            throw new ArgumentException($"tensor '{name}': {SafetensorsDtypes.ToName(dtype)}[{string.Join(", ", shape)}] needs {bytes} bytes, got {data.Length}");
+        _tensors.Add(new Entry(name, dtype, (long[])shape.Clone(), bytes, data, null));
+        _names.Add(name);
+        return this;
+    }
+
+    /// <summary>
+    /// Adds a tensor whose bytes are produced while writing, chunk by chunk; the chunks must add up to exactly
+    /// the shape's byte count. If the producer throws, the write fails and the previous file stays intact.
+    /// </summary>
+    public SafetensorsWriter AddStreamed(string name, SafetensorsDtype dtype, long[] shape, Func<IEnumerable<ReadOnlyMemory<byte>>> chunks)
+    {
+        long bytes = CheckNew(name, dtype, shape);
+        _tensors.Add(new Entry(name, dtype, (long[])shape.Clone(), bytes, null, chunks));
+        _names.Add(name);
         return this;
     }
 
@@ -32,24 +47,56 @@ public sealed class SafetensorsWriter
     public SafetensorsWriter AddBf16(string name, long[] shape, ReadOnlySpan<float> values) =>
         Add(name, SafetensorsDtype.BF16, shape, SafetensorsDtypes.Float32ToBf16(values));
 
-    /// <summary>Writes to <paramref name="path"/> via a temp file + rename; on failure the old file is untouched.</summary>
+    /// <summary>Narrows to IEEE half (round to nearest even; magnitudes above 65504 become ±Inf).</summary>
+    public SafetensorsWriter AddFloat16(string name, long[] shape, ReadOnlySpan<float> values)
+    {
+        var data = new byte[values.Length * 2];
+        var dst = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(data.AsSpan());
+        for (int i = 0; i < values.Length; i++) dst[i] = (Half)values[i];
+        return Add(name, SafetensorsDtype.F16, shape, data);
+    }
+
+    private long CheckNew(string name, SafetensorsDtype dtype, long[] shape)
+    {
+        if (name == "__metadata__" || _names.Contains(name))
+            throw new ArgumentException($"tensor name '{name}' is reserved or already added");
+        long bytes = SafetensorsDtypes.SizeOf(dtype);
+        foreach (var d in shape)
+        {
+            if (d < 0) throw new ArgumentException($"tensor '{name}': negative dimension in shape [{string.Join(", ", shape)}]");
+            bytes = checked(bytes * d);
+        }
+        return bytes;
+    }
+
+    /// <summary>
+    /// Writes to <paramref name="path"/> via a temp file + rename; on failure the old file is untouched and the
+    /// temp file is removed. File-system failures (read-only folder, disk full) become one-line MatqExceptions.
+    /// </summary>
     public void Write(string path)
     {
-        var dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!;
-        Directory.CreateDirectory(dir);
-        var tmp = System.IO.Path.Combine(dir, "." + System.IO.Path.GetFileName(path) + "." + Guid.NewGuid().ToString("N")[..8] + ".tmp");
+        string full = System.IO.Path.GetFullPath(path);
+        string tmp = "";
         try
         {
+            var dir = System.IO.Path.GetDirectoryName(full)!;
+            Directory.CreateDirectory(dir);
+            tmp = System.IO.Path.Combine(dir, "." + System.IO.Path.GetFileName(full) + "." + Guid.NewGuid().ToString("N")[..8] + ".tmp");
             using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
             {
                 WriteTo(fs);
                 fs.Flush(flushToDisk: true);
             }
-            File.Move(tmp, path, overwrite: true);
+            File.Move(tmp, full, overwrite: true);
         }
-        catch
+        catch (Exception e)
         {
-            try { File.Delete(tmp); } catch (IOException) { }
+            if (tmp.Length > 0)
+            {
+                try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            }
+            if (e is IOException or UnauthorizedAccessException)
+                throw new MatqException($"{path}: cannot write the file ({e.Message.Split('\n')[0]}); check that the folder is writable and has free space", e);
             throw;
         }
     }
@@ -59,13 +106,26 @@ public sealed class SafetensorsWriter
         var header = BuildHeader();
         stream.Write(BitConverter.GetBytes((ulong)header.Length));
         stream.Write(header);
-        foreach (var t in _tensors) stream.Write(t.Data);
+        foreach (var t in _tensors)
+        {
+            if (t.Data is not null) { stream.Write(t.Data); continue; }
+            long written = 0;
+            foreach (var chunk in t.Chunks!())
+            {
+                written += chunk.Length;
+                if (written > t.ByteLength) break;
+                stream.Write(chunk.Span);
+            }
+            if (written != t.ByteLength)
+                throw new InvalidOperationException($"tensor '{t.Name}': its data producer gave {(written > t.ByteLength ? "more than" : "only")} {Math.Min(written, t.ByteLength)} of the {t.ByteLength} bytes its shape needs");
+        }
     }
 
     private byte[] BuildHeader()
     {
         using var ms = new MemoryStream();
-        using (var w = new Utf8JsonWriter(ms))
+        // relaxed escaping keeps names and metadata readable (no \u002B for '+'); quotes and controls are still escaped
+        using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
         {
             w.WriteStartObject();
             if (Metadata.Count > 0)
@@ -75,9 +135,8 @@ public sealed class SafetensorsWriter
                 w.WriteEndObject();
             }
             long pos = 0;
-            for (int i = 0; i < _tensors.Count; i++)
+            foreach (var t in _tensors)
             {
-                var t = _tensors[i];
                 w.WriteStartObject(t.Name);
                 w.WriteString("dtype", SafetensorsDtypes.ToName(t.Dtype));
                 w.WriteStartArray("shape");
@@ -85,10 +144,10 @@ public sealed class SafetensorsWriter
                 w.WriteEndArray();
                 w.WriteStartArray("data_offsets");
                 w.WriteNumberValue(pos);
-                w.WriteNumberValue(pos + t.Data.Length);
+                w.WriteNumberValue(pos + t.ByteLength);
                 w.WriteEndArray();
                 w.WriteEndObject();
-                pos += t.Data.Length;
+                pos += t.ByteLength;
             }
             w.WriteEndObject();
         }

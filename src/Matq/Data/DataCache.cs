@@ -31,14 +31,16 @@ public sealed class DataCache
     public string Root { get; }
 
     /// <summary>MATQ_DATA if set, else $XDG_CACHE_HOME/matq, else ~/.cache/matq.</summary>
-    public static string DefaultRoot()
+    public static string DefaultRoot() =>
+        ResolveRoot(Environment.GetEnvironmentVariable("MATQ_DATA"), Environment.GetEnvironmentVariable("XDG_CACHE_HOME"),
+            Environment.GetFolderPath(Environment.SpecialFolder.UserProfile));
+
+    /// <summary>The root rule of <see cref="DefaultRoot"/> on explicit values (empty counts as unset).</summary>
+    public static string ResolveRoot(string? matqData, string? xdgCacheHome, string? home)
     {
-        var env = Environment.GetEnvironmentVariable("MATQ_DATA");
-        if (!string.IsNullOrWhiteSpace(env)) return Path.GetFullPath(env);
-        var xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
-        if (!string.IsNullOrWhiteSpace(xdg)) return Path.Combine(Path.GetFullPath(xdg), "matq");
-        var home = Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
-        if (string.IsNullOrEmpty(home))
+        if (!string.IsNullOrWhiteSpace(matqData)) return Path.GetFullPath(matqData);
+        if (!string.IsNullOrWhiteSpace(xdgCacheHome)) return Path.Combine(Path.GetFullPath(xdgCacheHome), "matq");
+        if (string.IsNullOrWhiteSpace(home))
             throw new MatqException("no home folder to hold the data cache: set MATQ_DATA to a writable folder");
         return Path.Combine(home, ".cache", "matq");
     }

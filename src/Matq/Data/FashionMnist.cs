@@ -99,8 +99,8 @@ public sealed class FashionMnist
                 throw new MatqException($"IDX file {labelsPath} has label {labels[i]} at index {i}, expected 0..{Classes - 1}: fetch the dataset again");
 
         var images = new float[img.Pixels.Length];
-        const float scale = 1f / 255f;
-        for (int i = 0; i < images.Length; i++) images[i] = img.Pixels[i] * scale;
+        // Division, not a multiply by 1/255f: it gives the correctly rounded p/255, so 255 maps to exactly 1.
+        for (int i = 0; i < images.Length; i++) images[i] = img.Pixels[i] / 255f;
         return new ImageSet(img.Count, img.Rows, img.Cols, images, labels);
     }
 }

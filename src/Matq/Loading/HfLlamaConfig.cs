@@ -36,7 +36,7 @@ public static class HfLlamaConfig
         JsonObject root;
         try
         {
-            root = JsonNode.Parse(json) as JsonObject ?? throw new MatqException($"{source}: must hold a JSON object");
+            root = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }) as JsonObject ?? throw new MatqException($"{source}: must hold a JSON object");
         }
         catch (JsonException e)
         {

@@ -50,7 +50,7 @@ public static class LlamaLoader
             if (name.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal))
                 warn?.Invoke($"{ckpt.Source}: ignoring '{name}' (rotary frequencies are recomputed from rope_theta)");
             else if (name == "lm_head.weight" && config.TieWordEmbeddings)
-                CheckTiedHead(ckpt, config, warn);
+                CheckTiedHead(ckpt, warn);
             else
                 unexpected.Add(name);
         }
@@ -60,7 +60,7 @@ public static class LlamaLoader
                 + " (is config.json for these weights?)");
     }
 
-    private static void CheckTiedHead(SafetensorsCheckpoint ckpt, LlamaConfig config, Action<string>? warn)
+    private static void CheckTiedHead(SafetensorsCheckpoint ckpt, Action<string>? warn)
     {
         var head = ckpt.Get("lm_head.weight");
         var emb = ckpt.Get("model.embed_tokens.weight");
@@ -70,7 +70,6 @@ public static class LlamaLoader
         if (!same)
             throw new MatqException($"{ckpt.Source}: tensor 'lm_head.weight' differs from 'model.embed_tokens.weight' but config.json has tie_word_embeddings=true (set it to false to use the separate head)");
         warn?.Invoke($"{ckpt.Source}: 'lm_head.weight' equals the tied embedding; using model.embed_tokens.weight");
-        _ = config;
     }
 
     /// <summary>One tensor from disk as [shape] in <paramref name="dtype"/> on <paramref name="device"/>, checked finite.</summary>

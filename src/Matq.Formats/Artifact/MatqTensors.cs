@@ -1,0 +1,156 @@
+// Records for the tensors of a .matq artifact; constructors validate shapes and values (MatqException naming
+// the tensor). Dequantize() is the reference that defines how codes, scales, zeros and perm combine.
+using Matq.Formats.Safetensors;
+
+namespace Matq.Formats.Artifact;
+
+/// <summary>
+/// An optional side tensor of a quantized weight W, stored as W.&lt;Suffix&gt; with any dtype; e.g. for
+/// extra-precision MatQuant the overflow bucket (positions and extra bits of the few codes that need them).
+/// </summary>
+public sealed record MatqSideTensor
+{
+    public string Suffix { get; }
+    public SafetensorsDtype Dtype { get; }
+    public long[] Shape { get; }
+    public byte[] Data { get; }
+
+    public MatqSideTensor(string suffix, SafetensorsDtype dtype, long[] shape, byte[] data)
+    {
+        long numel = 1;
+        foreach (var d in shape)
+        {
+            if (d < 0) throw new MatqException($"side tensor '{suffix}': negative dimension in shape [{string.Join(", ", shape)}]");
+            numel = d == 0 || numel <= long.MaxValue / 16 / d ? numel * d : throw new MatqException($"side tensor '{suffix}': shape too large");
+        }
+        if (numel * SafetensorsDtypes.SizeOf(dtype) != data.Length)
+            throw new MatqException($"side tensor '{suffix}': {SafetensorsDtypes.ToName(dtype)}[{string.Join(", ", shape)}] needs {numel * SafetensorsDtypes.SizeOf(dtype)} bytes, got {data.Length}");
+        if (SafetensorsDtypes.IsFloat(dtype))
+            MatqFloatTensor.CheckFinite(SafetensorsDtypes.ToFloat32(dtype, data, suffix), $"side tensor '{suffix}'");
+        Suffix = suffix; Dtype = dtype; Shape = (long[])shape.Clone(); Data = data;
+    }
+}
+
+/// <summary>
+/// One quantized linear weight W [OutFeatures, InFeatures] with c-bit master codes.
+/// Layout (all row-major): Codes U8 [out, in], Scales/Zeros F32 [out, GroupCount], Perm I32 [in] or null.
+/// Stored column k of a row holds original input column Perm[k] (identity without Perm); groups are formed
+/// over stored columns: column k belongs to group k / GroupWidth. Dequantized value:
+///   W[o, Perm[k]] = Scales[o, k/g] * (Codes[o, k] - Zeros[o, k/g])
+/// Zeros are F32 because some algorithms produce fractional zero points; symmetric quantizers store 2^(c-1).
+/// </summary>
+public sealed record MatqQuantizedTensor
+{
+    public MatqQuantizedEntry Entry { get; }
+    public byte[] Codes { get; }
+    public float[] Scales { get; }
+    public float[] Zeros { get; }
+    public int[]? Perm { get; }
+    public IReadOnlyList<MatqSideTensor> SideTensors { get; }
+
+    public string Name => Entry.Name;
+    public int OutFeatures => Entry.OutFeatures;
+    public int InFeatures => Entry.InFeatures;
+    public int GroupSize => Entry.GroupSize;
+    public int GroupWidth => Entry.GroupWidth;
+    public int GroupCount => Entry.GroupCount;
+
+    public MatqQuantizedTensor(string name, int outFeatures, int inFeatures, int groupSize, byte[] codes, float[] scales, float[] zeros,
+        int[]? perm = null, IReadOnlyList<MatqSideTensor>? sideTensors = null)
+    {
+        var sides = (sideTensors ?? []).ToArray();
+        Entry = new MatqQuantizedEntry(name, outFeatures, inFeatures, groupSize, perm is not null, sides.Select(s => s.Suffix).ToArray());
+        long cells = (long)outFeatures * inFeatures;
+        if (codes.LongLength != cells)
+            throw new MatqException($"quantized tensor '{name}': codes hold {codes.LongLength} values, shape [{outFeatures}, {inFeatures}] needs {cells}");
+        long groups = (long)outFeatures * Entry.GroupCount;
+        if (scales.LongLength != groups || zeros.LongLength != groups)
+            throw new MatqException($"quantized tensor '{name}': scales hold {scales.LongLength} and zeros {zeros.LongLength} values, [out, ceil(in/g)] = [{outFeatures}, {Entry.GroupCount}] needs {groups}");
+        for (int i = 0; i < scales.Length; i++)
+        {
+            if (!float.IsFinite(scales[i]) || scales[i] <= 0)
+                throw new MatqException($"quantized tensor '{name}': scale {scales[i]} at [{i / Entry.GroupCount}, {i % Entry.GroupCount}] must be finite and > 0");
+        }
+        for (int i = 0; i < zeros.Length; i++)
+        {
+            if (!float.IsFinite(zeros[i]))
+                throw new MatqException($"quantized tensor '{name}': zero point {zeros[i]} at [{i / Entry.GroupCount}, {i % Entry.GroupCount}] must be finite");
+        }
+        if (perm is not null)
+        {
+            if (perm.Length != inFeatures)
+                throw new MatqException($"quantized tensor '{name}': perm holds {perm.Length} entries, in_features is {inFeatures}");
+            var seen = new bool[inFeatures];
+            foreach (var p in perm)
+            {
+                if ((uint)p >= (uint)inFeatures || seen[p])
+                    throw new MatqException($"quantized tensor '{name}': perm is not a permutation of 0..{inFeatures - 1} (entry {p} is out of range or repeated)");
+                seen[p] = true;
+            }
+        }
+        Codes = codes; Scales = scales; Zeros = zeros; Perm = perm; SideTensors = sides;
+    }
+
+    /// <summary>Throws when a code does not fit in <paramref name="masterBits"/> bits (codes must be &lt; 2^c).</summary>
+    public void ValidateCodes(int masterBits)
+    {
+        if (masterBits is < 1 or > 8) throw new ArgumentOutOfRangeException(nameof(masterBits), masterBits, "master bits must be in 1..8");
+        if (masterBits == 8) return; // every byte fits
+        int i = Codes.AsSpan().IndexOfAnyInRange((byte)(1 << masterBits), (byte)255);
+        if (i >= 0)
+            throw new MatqException($"quantized tensor '{Name}': code {Codes[i]} at [{i / InFeatures}, {i % InFeatures}] does not fit master_bits = {masterBits} (codes must be < {1 << masterBits})");
+    }
+
+    /// <summary>Reference dequantization to fp32 [out, in] in the original column order.</summary>
+    public float[] Dequantize()
+    {
+        int n = InFeatures, g = GroupWidth, groups = GroupCount;
+        var w = new float[(long)OutFeatures * n];
+        for (int o = 0; o < OutFeatures; o++)
+        {
+            for (int k = 0; k < n; k++)
+            {
+                int gi = o * groups + k / g;
+                int col = Perm is null ? k : Perm[k];
+                w[(long)o * n + col] = Scales[gi] * (Codes[(long)o * n + k] - Zeros[gi]);
+            }
+        }
+        return w;
+    }
+}
+
+/// <summary>A tensor kept in floating point (norms, embeddings, biases), widened to fp32; StoredDtype is F32, F16 or BF16.</summary>
+public sealed record MatqFloatTensor
+{
+    public string Name { get; }
+    public long[] Shape { get; }
+    public SafetensorsDtype StoredDtype { get; }
+    public float[] Values { get; }
+
+    public MatqFloatTensor(string name, long[] shape, SafetensorsDtype storedDtype, float[] values)
+    {
+        if (string.IsNullOrWhiteSpace(name) || name == "__metadata__")
+            throw new MatqException($"float tensor name '{name}' is empty or reserved");
+        if (storedDtype is not (SafetensorsDtype.F32 or SafetensorsDtype.F16 or SafetensorsDtype.BF16))
+            throw new MatqException($"float tensor '{name}' has dtype {SafetensorsDtypes.ToName(storedDtype)}; a .matq stores float tensors as F32, F16 or BF16");
+        long numel = 1;
+        foreach (var d in shape)
+        {
+            if (d < 0) throw new MatqException($"float tensor '{name}': negative dimension in shape [{string.Join(", ", shape)}]");
+            numel = d == 0 || numel <= long.MaxValue / d ? numel * d : long.MaxValue;
+        }
+        if (numel != values.LongLength)
+            throw new MatqException($"float tensor '{name}': shape [{string.Join(", ", shape)}] needs {numel} values, got {values.LongLength}");
+        CheckFinite(values, $"float tensor '{name}'");
+        Name = name; Shape = (long[])shape.Clone(); StoredDtype = storedDtype; Values = values;
+    }
+
+    internal static void CheckFinite(ReadOnlySpan<float> values, string what)
+    {
+        for (int i = 0; i < values.Length; i++)
+        {
+            if (!float.IsFinite(values[i]))
+                throw new MatqException($"{what} holds {values[i]} at flat index {i}; NaN and Inf are not allowed (the model is corrupt or a value overflowed its dtype)");
+        }
+    }
+}
