@@ -37,12 +37,12 @@ public static class ModelCard
         sb.AppendLine($"| {c.HiddenSize} | {c.NumLayers} | {c.NumHeads} | {c.NumKvHeads} | {c.HeadDim} | {c.IntermediateSize} | {c.VocabSize} | {c.MaxPositionEmbeddings} |");
         sb.AppendLine();
         sb.AppendLine("## Training");
-        sb.AppendLine($"- AdamW (β = {o.Beta1.ToString(inv)}, {o.Beta2.ToString(inv)}; weight decay {o.WeightDecay.ToString(inv)} on matrices), peak lr {o.Lr.ToString(inv)}, " +
-                      $"{o.WarmupSteps} warm-up steps then cosine decay to {(o.Lr * o.MinLrFraction).ToString(inv)}, global-norm clip {o.ClipNorm.ToString(inv)}.");
+        sb.AppendLine($"- AdamW (β = {o.Beta1.ToString(inv)}, {o.Beta2.ToString(inv)}; weight decay {o.WeightDecay.ToString(inv)} on matrices), peak lr {o.Lr.ToString("G4", inv)}, " +
+                      $"{o.WarmupSteps} warm-up steps then cosine decay to {(o.Lr * o.MinLrFraction).ToString("G4", inv)}, global-norm clip {o.ClipNorm.ToString(inv)}.");
         sb.AppendLine($"- Batch {o.BatchSize} × {o.ContextLength} tokens (random windows, a pure function of seed {o.Seed} and the step); " +
                       $"compute {(o.ComputeDtype == TorchSharp.torch.ScalarType.BFloat16 ? "bf16 with fp32 master weights and fp32 loss" : "fp32")}.");
         sb.AppendLine($"- Steps: **{s.Step:N0}** of {s.PlannedSteps:N0} planned" + (r.Training.StoppedByBudget ? " (stopped by the time budget)" : r.Training.Cancelled ? " (interrupted)" : "") +
-                      $"; tokens seen **{s.TokensSeen:N0}** ({(double)s.TokensSeen / Math.Max(1, r.TrainTokens):F1} epochs).");
+                      $"; tokens seen **{s.TokensSeen:N0}** ({(double)s.TokensSeen / Math.Max(1, r.TrainTokens):F3} epochs).");
         sb.AppendLine($"- Wall time {TimeSpan.FromSeconds(s.ElapsedSeconds):hh\\:mm\\:ss} on {r.DeviceText}" +
                       (r.Training.MeasuredSteps > 0 ? $"; {r.Training.MsPerStep:F1} ms/step, {r.Training.TokensPerSecond:N0} tokens/s after warm-up." : "."));
         sb.AppendLine($"- Weights stored as bf16 safetensors; the last training checkpoint (fp32 masters + optimizer) is in `{LmRunReport.CheckpointFolder}/` when kept.");
