@@ -81,11 +81,12 @@ public sealed class TrainLmVerb(IAnsiConsole console, Func<DataStore>? data = nu
                         task.MaxValue = p.PlannedSteps;
                         task.Value = p.Step;
                         var val = p.ValidationLoss is double v ? $" val {v:F3}" : "";
-                        task.Description = $"step {p.Step}/{p.PlannedSteps} loss {p.TrainLoss:F3}{val} lr {p.Lr:0.0e+0} {p.TokensPerSecond:N0} tok/s";
+                        var loss = double.IsNaN(p.TrainLoss) ? "-" : p.TrainLoss.ToString("F3");
+                        task.Description = $"step {p.Step}/{p.PlannedSteps} loss {loss}{val} lr {p.Lr:0.0e+0} {p.TokensPerSecond:N0} tok/s";
                         if (p.ValidationLoss is double vl) Log($"step {p.Step}: validation loss {vl:F4} (ppl {Math.Exp(vl):F2})");
                         if (p.Note is not null) Log(p.Note);
                     }
-                    return LmTrainingRun.Run(request, _data(), Progress, Log, cts.Token);
+                    return LmTrainingRun.Run(request, _data, Progress, Log, cts.Token);
                 });
         }
         finally

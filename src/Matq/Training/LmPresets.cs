@@ -18,7 +18,7 @@ public sealed record LmPreset(string Name, string Summary, LmTokenizerChoice Tok
                 numKvHeads: 2, rmsNormEps: 1e-5, maxPositionEmbeddings: 256, tieWordEmbeddings: false, ropeTheta: RopeTheta),
             new TrainOptions
             {
-                Steps = 500, BatchSize = 8, ContextLength = 256, Lr = 4e-3, WarmupSteps = 40, WeightDecay = 0.1,
+                Steps = 800, BatchSize = 8, ContextLength = 256, Lr = 4e-3, WarmupSteps = 40, WeightDecay = 0.1,
                 EvalEvery = 100, EvalWindows = 32, CheckpointEvery = 100, LogEvery = 10,
             }),
         new("small", "GPT-2 BPE tokenizer, hidden 384, 6 layers, 6 heads / 2 KV heads, SwiGLU 1024, ctx 512, tied embedding (~28.7M params; GPU)",

@@ -40,7 +40,7 @@ public static class LmTrainingRun
     /// <summary>Largest safetensors shard written for the model (a single larger tensor still gets a file of its own).</summary>
     public const long MaxShardBytes = 16L * 1024 * 1024 - 4096;
 
-    public static LmRunReport Run(LmRunRequest request, DataStore data, Action<TrainProgress>? progress = null,
+    public static LmRunReport Run(LmRunRequest request, Func<DataStore> dataStore, Action<TrainProgress>? progress = null,
         Action<string>? log = null, CancellationToken cancel = default)
     {
         var preset = LmPreset.Get(request.Preset);
@@ -65,6 +65,7 @@ public static class LmTrainingRun
         Directory.CreateDirectory(Path.GetDirectoryName(ckpt)!);
 
         log?.Invoke("loading SOTU (train = before 2000, validation = 2000–2009)");
+        var data = dataStore();
         var corpus = data.Sotu();
         string trainText = corpus.Text(DataSplit.Train), valText = corpus.Text(DataSplit.Validation);
         var tokenizer = preset.Tokenizer == LmTokenizerChoice.Bytes

@@ -1,6 +1,8 @@
-// The trainer on a seeded bigram LM (CPU): loss goes down, a run is bit-identical for the same seed (and not for
+// The trainer on a tiny seeded Llama (CPU): loss goes down, a run is bit-identical for the same seed (and not for
 // another), and checkpoint → resume reproduces the uninterrupted run exactly.
+using Matq.Models;
 using Matq.Training;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Matq.Tests.Training;
@@ -12,16 +14,21 @@ public sealed class LmTrainerTests : IDisposable
     private static readonly int[] TrainTokens = TestText.Tokens(4000, Vocab, 1);
     private static readonly int[] ValTokens = TestText.Tokens(600, Vocab, 2);
 
+    // 2 layers, hidden 32, 4 heads over 2 KV heads, untied head: every kind of Llama parameter, ~20k of them.
+    private static readonly LlamaConfig TinyConfig = new(hiddenSize: 32, intermediateSize: 64, numLayers: 2, numHeads: 4, vocabSize: Vocab,
+        numKvHeads: 2, maxPositionEmbeddings: 16);
+
     private static TrainOptions Options(int steps, long seed = 7) => new()
     {
-        Steps = steps, BatchSize = 4, ContextLength = 16, Lr = 3e-2, WarmupSteps = 5, EvalEvery = 10, EvalWindows = 8,
+        Steps = steps, BatchSize = 4, ContextLength = 16, Lr = 1e-2, WarmupSteps = 5, EvalEvery = 10, EvalWindows = 8,
         CheckpointEvery = 1000, LogEvery = 1, ThroughputWarmup = 0, Seed = seed,
     };
 
     private static (TrainResult Result, float[][] Params) Train(TrainOptions o, string? ckpt = null, bool resume = false, int stopAt = -1)
     {
-        using var model = new BigramLm(Vocab, 16, o.Seed);
-        using var trainer = new LmTrainer(model, CPU, o, "bigram-32x16");
+        torch.manual_seed(o.Seed);
+        using var model = new LlamaForCausalLM(TinyConfig);
+        using var trainer = new LmTrainer(model, CPU, o, "llama-tiny-test");
         using var cts = new CancellationTokenSource();
         var result = trainer.Run(TrainTokens, ValTokens, ckpt, resume, p => { if (p.Step == stopAt) cts.Cancel(); }, cts.Token);
         var ps = trainer.Masters.Select(m => m.Master.detach().cpu().data<float>().ToArray()).ToArray();
@@ -43,6 +50,23 @@ public sealed class LmTrainerTests : IDisposable
 
         var other = Train(Options(30, seed: 8));
         Assert.NotEqual(losses, other.Result.State.Train.Select(p => p.Loss).ToArray());
+    }
+
+    [Fact]
+    public void EachStepUsesTheScheduledLearningRate()
+    {
+        // Adam's first update moves every weight by about lr (m̂/√v̂ = ±1), so one step at warm-up rate Lr/10
+        // must move weights ~Lr/10, not Lr: this fails if the schedule never reaches the optimizer.
+        var o = Options(30) with { WarmupSteps = 10, Lr = 1e-2, WeightDecay = 0 };
+        torch.manual_seed(o.Seed);
+        using var model = new LlamaForCausalLM(TinyConfig);
+        var before = model.parameters().Select(p => p.detach().clone()).ToList();
+        using var trainer = new LmTrainer(model, CPU, o with { EvalEvery = 0 }, "lr-test");
+        using var cts = new CancellationTokenSource();
+        var r = trainer.Run(TrainTokens, ValTokens, null, false, p => { if (p.Step == 1) cts.Cancel(); }, cts.Token);
+        Assert.Equal(1, r.State.Step);
+        double maxMove = model.parameters().Zip(before).Max(t => (t.First - t.Second).abs().max().item<float>());
+        Assert.InRange(maxMove, 0.5e-3, 1.05e-3);
     }
 
     [Fact]

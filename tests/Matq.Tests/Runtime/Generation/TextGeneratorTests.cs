@@ -58,3 +58,26 @@ public class TextGeneratorTests
         Assert.Throws<MatqException>(() => TextGenerator.Generate(Model, [1], Greedy(5) with { Sampling = new SamplingOptions { Temperature = -1 } }, CPU));
     }
 }
+
+public class CachedGenerationTests
+{
+    /// <summary>Hides the Llama type so the generator takes its uncached path.</summary>
+    private sealed class Opaque(TorchSharp.torch.nn.Module<Tensor, Tensor> inner) : TorchSharp.torch.nn.Module<Tensor, Tensor>("Opaque")
+    {
+        public override Tensor forward(Tensor ids) => inner.call(ids);
+    }
+
+    [Fact]
+    public void KvCachedGreedyEqualsRecomputationAcrossTheContextLimit()
+    {
+        TorchSharp.torch.manual_seed(3);
+        using var llama = new Matq.Models.LlamaForCausalLM(new Matq.Models.LlamaConfig(hiddenSize: 32, intermediateSize: 64, numLayers: 2,
+            numHeads: 4, vocabSize: 40, numKvHeads: 2, maxPositionEmbeddings: 24));
+        // 30 new tokens after a 5-token prompt overflow the 12-token window, exercising the cache restart.
+        var options = new GenerationOptions { MaxNewTokens = 30, ContextLength = 12, Sampling = new SamplingOptions { Temperature = 0 } };
+        var cached = TextGenerator.Generate(llama, [1, 2, 3, 4, 5], options, CPU);
+        var plain = TextGenerator.Generate(new Opaque(llama), [1, 2, 3, 4, 5], options, CPU);
+        Assert.Equal(30, cached.Count);
+        Assert.Equal(plain, cached);
+    }
+}
