@@ -126,7 +126,7 @@ def main():
     p.add_argument("--eps", type=float, default=1e-5)
     p.add_argument("--rope-theta", type=float, default=10000.0)
     p.add_argument("--untied", dest="tied", action="store_false", help="separate lm_head (small ties it)")
-    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--batch", type=int, default=16)
     p.add_argument("--context", type=int, default=512)
     p.add_argument("--lr", type=float, default=1.5e-3)
     p.add_argument("--steps", type=int, default=100, help="timed steps")

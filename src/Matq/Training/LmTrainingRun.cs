@@ -110,8 +110,6 @@ public static class LmTrainingRun
     }
 
     public static string DeviceText(Device device) => device.type == DeviceType.CUDA
-        ? $"CUDA ({(MATQ_TorchLib() ?? "libtorch")})"
+        ? $"CUDA device {Math.Max(0, (int)device.index)} (libtorch from {TorchDevices.TorchLibVariable})"
         : $"CPU ({torch.get_num_threads()} threads)";
-
-    private static string? MATQ_TorchLib() => Environment.GetEnvironmentVariable(TorchDevices.TorchLibVariable);
 }
