@@ -34,17 +34,16 @@ public sealed class LmTrainer : IDisposable
         _model.to(device);
         _masters = new MasterWeights(_model, options.ComputeDtype);
         // Decay matrices only: norms' gains (and any biases) are 1-D and are left undecayed, as is usual.
-        var decay = _masters.Masters.Where(m => m.Master.dim() >= 2).Select(m => m.Master).ToList();
-        var plain = _masters.Masters.Where(m => m.Master.dim() < 2).Select(m => m.Master).ToList();
         var groups = new List<AdamW.ParamGroup>
         {
-            new(decay, options.Lr, options.Beta1, options.Beta2, options.Eps, options.WeightDecay, false, false),
+            new(_masters.Decayed, options.Lr, options.Beta1, options.Beta2, options.Eps, options.WeightDecay, false, false),
         };
-        if (plain.Count > 0) groups.Add(new(plain, options.Lr, options.Beta1, options.Beta2, options.Eps, 0.0, false, false));
+        if (_masters.Undecayed.Count > 0)
+            groups.Add(new(_masters.Undecayed, options.Lr, options.Beta1, options.Beta2, options.Eps, 0.0, false, false));
         _optimizer = optim.AdamW(groups, options.Lr, options.Beta1, options.Beta2, options.Eps, options.WeightDecay);
     }
 
-    public IReadOnlyList<(string Name, Parameter Master)> Masters => _masters.Masters;
+    public IReadOnlyList<(string Name, Tensor Master)> Masters => _masters.Masters;
 
     /// <summary>Resumes from <paramref name="checkpointPath"/> (when <paramref name="resume"/>) and trains to the planned step.</summary>
     public TrainResult Run(int[] trainTokens, int[] validationTokens, string? checkpointPath, bool resume,
@@ -128,7 +127,7 @@ public sealed class LmTrainer : IDisposable
                 var loss = nn.functional.cross_entropy(logits.flatten(0, 1).to_type(ScalarType.Float32), target.flatten());
                 loss.backward();
                 _masters.GradsToMasters();
-                GradClip.ClipGlobalNorm(_masters.Masters.Select(m => (Tensor)m.Master), _o.ClipNorm);
+                GradClip.ClipGlobalNorm(_masters.OptimizerParameters, _o.ClipNorm);
                 _optimizer.step();
                 _optimizer.zero_grad();
                 _masters.MastersToModel();

@@ -38,7 +38,7 @@ public static class TrainCheckpoint
     private const string MasterPrefix = "master.";
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = false };
 
-    public static void Save(string path, IReadOnlyList<(string Name, Parameter Master)> masters, optim.Optimizer optimizer, TrainState state)
+    public static void Save(string path, IReadOnlyList<(string Name, Tensor Master)> masters, optim.Optimizer optimizer, TrainState state)
     {
         var w = new SafetensorsWriter();
         w.Metadata[FormatKey] = FormatValue;
@@ -67,7 +67,7 @@ public static class TrainCheckpoint
     }
 
     /// <summary>Loads masters (validated by name, shape, dtype), optimizer state and RNG; returns the trainer state.</summary>
-    public static TrainState Load(string path, IReadOnlyList<(string Name, Parameter Master)> masters, optim.Optimizer optimizer)
+    public static TrainState Load(string path, IReadOnlyList<(string Name, Tensor Master)> masters, optim.Optimizer optimizer)
     {
         using var f = OpenChecked(path);
         var state = ParseState(f, path);

@@ -18,8 +18,9 @@ public sealed class LmTrainerTests : IDisposable
     private static readonly LlamaConfig TinyConfig = new(hiddenSize: 32, intermediateSize: 64, numLayers: 2, numHeads: 4, vocabSize: Vocab,
         numKvHeads: 2, maxPositionEmbeddings: 16);
 
-    private static TrainOptions Options(int steps, long seed = 7) => new()
+    private static TrainOptions Options(int steps, long seed = 7, ScalarType dtype = ScalarType.Float32) => new()
     {
+        ComputeDtype = dtype,
         Steps = steps, BatchSize = 4, ContextLength = 16, Lr = 1e-2, WarmupSteps = 5, EvalEvery = 10, EvalWindows = 8,
         CheckpointEvery = 1000, LogEvery = 1, ThroughputWarmup = 0, Seed = seed,
     };
@@ -53,6 +54,29 @@ public sealed class LmTrainerTests : IDisposable
     }
 
     [Fact]
+    public void Bf16ComputeWithFp32MastersLearnsAndKeepsMastersExact()
+    {
+        var o = Options(30, dtype: ScalarType.BFloat16);
+        torch.manual_seed(o.Seed);
+        using var model = new LlamaForCausalLM(TinyConfig);
+        using var trainer = new LmTrainer(model, CPU, o, "llama-tiny-test");
+        var r = trainer.Run(TrainTokens, ValTokens, null, false);
+        var losses = r.State.Train.Select(p => p.Loss).ToArray();
+        Assert.True(losses[^3..].Average() < losses[..3].Average() - 0.5, $"loss {losses[0]:F3} → {losses[^1]:F3}");
+        Assert.All(model.parameters(), p => Assert.Equal(ScalarType.BFloat16, p.dtype));
+        Assert.All(trainer.Masters, m => Assert.Equal(ScalarType.Float32, m.Master.dtype));
+        // the model holds exactly the bf16 rounding of each master, and the masters hold more than bf16 can
+        var named = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        bool finer = false;
+        foreach (var (name, master) in trainer.Masters)
+        {
+            Assert.True(named[name].equal(master.to_type(ScalarType.BFloat16)).all().item<bool>(), name);
+            finer |= !master.equal(master.to_type(ScalarType.BFloat16).to_type(ScalarType.Float32)).all().item<bool>();
+        }
+        Assert.True(finer, "fp32 masters should carry updates smaller than bf16's resolution");
+    }
+
+    [Fact]
     public void EachStepUsesTheScheduledLearningRate()
     {
         // Adam's first update moves every weight by about lr (m̂/√v̂ = ±1), so one step at warm-up rate Lr/10
@@ -69,18 +93,20 @@ public sealed class LmTrainerTests : IDisposable
         Assert.InRange(maxMove, 0.5e-3, 1.05e-3);
     }
 
-    [Fact]
-    public void ResumeEqualsAnUninterruptedRun()
+    [Theory]
+    [InlineData(ScalarType.Float32)]
+    [InlineData(ScalarType.BFloat16)]   // the GPU scheme (bf16 model, flat fp32 masters), run on the CPU
+    public void ResumeEqualsAnUninterruptedRun(ScalarType dtype)
     {
-        var full = Train(Options(20));
+        var full = Train(Options(20, dtype: dtype));
         var ckpt = Path.Combine(_dir, TrainCheckpoint.FileName);
-        var first = Train(Options(20), ckpt, stopAt: 9);
+        var first = Train(Options(20, dtype: dtype), ckpt, stopAt: 9);
         Assert.True(first.Result.Cancelled);
         Assert.Equal(9, TrainCheckpoint.ReadState(ckpt).Step);
         Assert.NotEqual(full.Params[0], first.Params[0]);                                     // really stopped early
 
         // A fresh model object (re-seeded init, then overwritten by the checkpoint) continues to step 20.
-        var resumed = Train(Options(20), ckpt, resume: true);
+        var resumed = Train(Options(20, dtype: dtype), ckpt, resume: true);
         Assert.Equal(20, resumed.Result.State.Step);
         for (int i = 0; i < full.Params.Length; i++) Assert.Equal(full.Params[i], resumed.Params[i]);
         Assert.Equal(full.Result.State.Train.Select(p => p.Loss), resumed.Result.State.Train.Select(p => p.Loss));
