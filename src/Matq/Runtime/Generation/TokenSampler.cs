@@ -1,0 +1,65 @@
+// Picks the next token from one row of logits [V]: greedy (temperature 0: argmax, lowest id on ties) or
+// temperature + top-k sampling from a seeded generator. Runs on the host in fp64, so it is device-independent.
+namespace Matq.Runtime.Generation;
+
+public sealed record SamplingOptions
+{
+    /// <summary>0 = greedy; otherwise logits are divided by it before the softmax.</summary>
+    public double Temperature { get; init; } = 0.8;
+    /// <summary>Keep only the K most likely tokens; 0 = all.</summary>
+    public int TopK { get; init; } = 40;
+    public int Seed { get; init; } = 1234;
+
+    public void Validate()
+    {
+        if (Temperature < 0 || double.IsNaN(Temperature) || double.IsInfinity(Temperature))
+            throw new MatqException($"--temperature {Temperature} is out of range: 0 (greedy) or a positive number");
+        if (TopK < 0) throw new MatqException($"--top-k {TopK} is out of range: 0 (no limit) or more");
+    }
+}
+
+public sealed class TokenSampler
+{
+    private readonly SamplingOptions _options;
+    private readonly Random _random;
+
+    public TokenSampler(SamplingOptions options)
+    {
+        options.Validate();
+        _options = options;
+        _random = new Random(options.Seed);   // seeded System.Random: a fixed sequence for a fixed seed
+    }
+
+    public int Next(ReadOnlySpan<float> logits)
+    {
+        if (logits.Length == 0) throw new ArgumentException("empty logits");
+        if (_options.Temperature == 0) return ArgMax(logits);
+
+        // Top-k: ids sorted by logit, descending, ties by id, so the candidate set is deterministic.
+        var ids = new int[logits.Length];
+        for (int i = 0; i < ids.Length; i++) ids[i] = i;
+        var values = logits.ToArray();
+        Array.Sort(ids, (a, b) => values[b] != values[a] ? values[b].CompareTo(values[a]) : a.CompareTo(b));
+        int k = _options.TopK == 0 ? ids.Length : Math.Min(_options.TopK, ids.Length);
+
+        // Softmax over the kept logits / T, shifted by the max for stability.
+        double max = values[ids[0]];
+        var weights = new double[k];
+        double sum = 0;
+        for (int i = 0; i < k; i++) { weights[i] = Math.Exp((values[ids[i]] - max) / _options.Temperature); sum += weights[i]; }
+        double u = _random.NextDouble() * sum;
+        for (int i = 0; i < k; i++)
+        {
+            u -= weights[i];
+            if (u < 0) return ids[i];
+        }
+        return ids[k - 1];
+    }
+
+    public static int ArgMax(ReadOnlySpan<float> logits)
+    {
+        int best = 0;
+        for (int i = 1; i < logits.Length; i++) if (logits[i] > logits[best]) best = i;
+        return best;
+    }
+}
