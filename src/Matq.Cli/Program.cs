@@ -23,7 +23,12 @@ public static class Program
         data.Subcommands.Add(new DataListVerb(console).Build());
         root.Subcommands.Add(data);
         root.Subcommands.Add(new InspectVerb(console).Build());
+        var train = new Command("train", "Train reference models from scratch");
+        train.Subcommands.Add(new TrainLmVerb(console).Build());
+        root.Subcommands.Add(train);
         root.Subcommands.Add(new QuantizeVerb(console).Build());
+        root.Subcommands.Add(new EvalVerb(console).Build());
+        root.Subcommands.Add(new GenerateVerb(console).Build());
         root.Subcommands.Add(new DemoVerb(console).Build());
         root.Subcommands.Add(new DeviceVerb(console).Build());
         var bench = new Command("bench", "Benchmarks that print ratios measured in one run");
