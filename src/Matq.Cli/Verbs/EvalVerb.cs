@@ -20,6 +20,9 @@ public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null)
     private readonly Option<int> _batch = new("--batch") { Description = "Windows per forward pass", DefaultValueFactory = _ => 8, HelpName = "B" };
     private readonly Option<string> _device = CommonOptions.Device();
     private readonly Option<int?> _maxTokens = new("--max-tokens") { Description = "Evaluate only the first N tokens of the text", HelpName = "N" };
+    private readonly Option<string?> _bits = new("--bits") { Description = "For a .matq: serve at these bits, comma-separated (one row each), each in 1..master; default the master bits", HelpName = "R[,R...]" };
+    private readonly Option<string?> _plan = new("--plan") { Description = "For a .matq: per-layer bits JSON {\"default\": 4, \"layers\": {\"model.layers.0.mlp.down_proj\": 8}}", HelpName = "FILE" };
+    private readonly Option<bool> _extra = new("--extra-precision") { Description = "For a .matq: keep the rounding overflow bucket 2^r (a few weights take an extra bit)" };
 
     public override string Name => "eval";
     public override string Description => "Perplexity and bits per byte of a language model on SOTU, Moby-Dick or a text file (sliding windows)";
@@ -28,11 +31,13 @@ public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null)
         "matq eval --model models/tiny --data sotu-validation",
         "matq eval --model models/tiny --data moby-dick --context 256 --stride 128",
         "matq eval --model models/small --data notes.txt --device cuda --max-tokens 20000",
+        "matq eval --model out/tiny-rtn8.matq --bits 8,4,3,2 --data sotu-test",
+        "matq eval --model out/tiny-rtn8.matq --plan plan.json --extra-precision",
     ];
 
     protected override void Configure(Command command)
     {
-        foreach (var o in new Option[] { _model, _dataOpt, _context, _stride, _batch, _device, _maxTokens })
+        foreach (var o in new Option[] { _model, _dataOpt, _context, _stride, _batch, _device, _maxTokens, _bits, _plan, _extra })
             command.Options.Add(o);
     }
 
@@ -44,38 +49,51 @@ public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null)
         if (maxTokens is < 2) throw new MatqException($"--max-tokens {maxTokens} is out of range: at least 2");
         var dataName = result.GetValue(_dataOpt)!;
         var modelPath = result.GetValue(_model)!;
-        // Cheap checks first: a bad --data or --model fails before a dataset fetch or a model load.
+        int?[] bitsList = result.GetValue(_bits) is string b ? CommonOptions.ParseBits(b).Select(x => (int?)x).ToArray() : [null];
+        var plan = result.GetValue(_plan);
+        bool extra = result.GetValue(_extra);
+        // Cheap checks first: a bad --data, --model or --plan fails before a dataset fetch or a model load.
         if (!EvalTexts.Names.Contains(dataName) && !File.Exists(dataName))
             EvalTexts.Resolve(dataName, _data);
-        if (!Directory.Exists(modelPath) && !modelPath.EndsWith(".matq", StringComparison.OrdinalIgnoreCase))
+        if (!Directory.Exists(modelPath) && !File.Exists(modelPath))
             throw new MatqException($"--model {modelPath} does not exist");
+        if (plan is not null) BitPlanFile.Load(plan);
 
         var device = TorchDevices.Resolve(result.GetValue(_device));
-        using var lm = LanguageModelSource.Open(modelPath, device);
-        if (options.Context > lm.ContextLength)
-            throw new MatqException($"--context {options.Context} exceeds the model's context of {lm.ContextLength} tokens");
-        var (label, text) = EvalTexts.Resolve(dataName, _data);
-        var ids = lm.Tokenizer.Encode(text);
-        long bytes = Encoding.UTF8.GetByteCount(text);
-        if (maxTokens is int m && m < ids.Length)
+        EvalSet? set = null;
+        var table = new Table().Border(TableBorder.Rounded);
+        if (bitsList.Length > 1 || bitsList[0] is not null) table.AddColumn("bits");
+        table.AddColumns("tokens", "NLL (nats)", "loss/token", "perplexity", "bits/byte", "time");
+        string? description = null, caption = null;
+        foreach (var bits in bitsList)
         {
-            ids = ids[..m];
-            bytes = Encoding.UTF8.GetByteCount(lm.Tokenizer.Decode(ids));   // the bytes these tokens actually cover
+            using var lm = LanguageModelSource.Open(modelPath, device, new ServingRequest(bits, plan, extra));
+            if (options.Context > lm.ContextLength)
+                throw new MatqException($"--context {options.Context} exceeds the model's context of {lm.ContextLength} tokens");
+            if (set is null)   // every bit-width of one artifact shares its tokenizer: encode once
+            {
+                var (label, text) = EvalTexts.Resolve(dataName, _data);
+                set = EvalSet.Tokenize(dataName, label, text, lm.Tokenizer, maxTokens);
+            }
+            var (tokens, bytes) = (set.Tokens, set.Bytes);
+            var sw = Stopwatch.StartNew();
+            PerplexityResult r = null!;
+            Console.Progress().AutoClear(true).Start(ctx =>
+            {
+                var task = ctx.AddTask($"scoring {tokens.Length:N0} tokens" + (lm.Served is { } s ? $" at {s.Bits} bits" : ""), maxValue: 1);
+                r = Perplexity.Evaluate(lm.Module, tokens, bytes, options, device, (done, total) => { task.MaxValue = total; task.Value = done; });
+            });
+            description ??= lm.Description;
+            caption ??= $"{set.Label}, {r.Bytes:N0} UTF-8 bytes, context {options.Context} / stride {options.Stride}, {r.Windows:N0} windows";
+            var cells = new List<string>();
+            if (table.Columns.Count == 7) cells.Add(lm.Served is { } served ? $"{served.Bits}" + (served.ExtraPrecision ? $" ({served.MeanEffectiveBits:F3})" : "") : "-");
+            cells.AddRange([$"{r.Tokens:N0}", $"{r.TotalNll:F1}", $"{r.MeanNll:F4}", $"[bold]{r.Perplexity:F3}[/]", $"[bold]{r.BitsPerByte:F4}[/]",
+                $"{sw.Elapsed.TotalSeconds:F1} s"]);
+            table.AddRow(cells.ToArray());
         }
-        var sw = Stopwatch.StartNew();
-        PerplexityResult r = null!;
-        Console.Progress().AutoClear(true).Start(ctx =>
-        {
-            var task = ctx.AddTask($"scoring {ids.Length:N0} tokens", maxValue: 1);
-            r = Perplexity.Evaluate(lm.Module, ids, bytes, options, device, (done, total) => { task.MaxValue = total; task.Value = done; });
-        });
         // Model and data on their own lines keep the numeric table narrow enough for an 80-column terminal.
-        Console.MarkupLine($"model: {Markup.Escape(lm.Description)}");
-        Console.MarkupLine($"data:  {Markup.Escape(label)}, {r.Bytes:N0} UTF-8 bytes, context {options.Context} / stride {options.Stride}, {r.Windows:N0} windows");
-        var table = new Table().Border(TableBorder.Rounded)
-            .AddColumns("tokens", "NLL (nats)", "loss/token", "perplexity", "bits/byte", "time");
-        table.AddRow($"{r.Tokens:N0}", $"{r.TotalNll:F1}", $"{r.MeanNll:F4}", $"[bold]{r.Perplexity:F3}[/]", $"[bold]{r.BitsPerByte:F4}[/]",
-            $"{sw.Elapsed.TotalSeconds:F1} s");
+        Console.MarkupLine($"model: {Markup.Escape(description!)}");
+        Console.MarkupLine($"data:  {Markup.Escape(caption!)}");
         Console.Write(table);
         return 0;
     }

@@ -17,6 +17,9 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<int> _topK = new("--top-k") { Description = "Sample among the K most likely tokens; 0 = all", DefaultValueFactory = _ => 40, HelpName = "K" };
     private readonly Option<int> _seed = CommonOptions.Seed();
     private readonly Option<string> _device = CommonOptions.Device();
+    private readonly Option<int?> _bits = new("--bits") { Description = "For a .matq: serve at R bits, 1..master; default the master bits", HelpName = "R" };
+    private readonly Option<string?> _plan = new("--plan") { Description = "For a .matq: per-layer bits JSON {\"default\": 4, \"layers\": {\"model.layers.0.mlp.down_proj\": 8}}", HelpName = "FILE" };
+    private readonly Option<bool> _extra = new("--extra-precision") { Description = "For a .matq: keep the rounding overflow bucket 2^r (a few weights take an extra bit)" };
 
     public override string Name => "generate";
     public override string Description => "Continue a prompt with a language model (greedy or seeded top-k sampling)";
@@ -24,11 +27,12 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
     [
         "matq generate --model models/tiny --prompt \"Fellow citizens\"",
         "matq generate --model models/tiny --prompt \"The economy\" --temperature 0 --max-tokens 100",
+        "matq generate --model out/tiny-rtn8.matq --bits 3 --prompt \"Fellow citizens\" --temperature 0",
     ];
 
     protected override void Configure(Command command)
     {
-        foreach (var o in new Option[] { _model, _prompt, _maxTokens, _temperature, _topK, _seed, _device })
+        foreach (var o in new Option[] { _model, _prompt, _maxTokens, _temperature, _topK, _seed, _device, _bits, _plan, _extra })
             command.Options.Add(o);
     }
 
@@ -40,10 +44,12 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
         if (max < 0) throw new MatqException($"--max-tokens {max} is out of range: 0 or more");
         var prompt = result.GetValue(_prompt) ?? "";
         var path = result.GetValue(_model)!;
-        if (!Directory.Exists(path) && !path.EndsWith(".matq", StringComparison.OrdinalIgnoreCase))
+        if (!Directory.Exists(path) && !File.Exists(path))
             throw new MatqException($"--model {path} does not exist");
+        var serving = new ServingRequest(result.GetValue(_bits), result.GetValue(_plan), result.GetValue(_extra));
+        serving.Resolve();   // a bad --bits or --plan fails before the model load
         var device = TorchDevices.Resolve(result.GetValue(_device));
-        using var lm = LanguageModelSource.Open(path, device);
+        using var lm = LanguageModelSource.Open(path, device, serving);
         var promptIds = lm.Tokenizer.Encode(prompt);
         var options = new GenerationOptions
         {

@@ -1,0 +1,203 @@
+// `matq bench ptq`: post-training quantization sweep of one float model — methods × bits × groups, each quantized
+// fresh in memory and scored on eval sets — printed as one table and written as markdown, CSV and a PNG plot.
+using System.CommandLine;
+using System.Diagnostics;
+using Matq.Cli.Common;
+using Matq.Data;
+using Matq.Evaluation;
+using Matq.Loading.Tokenizers;
+using Matq.Quantization.Pipeline;
+using Matq.Runtime;
+using Matq.Runtime.Serving;
+using Spectre.Console;
+using TorchSharp;
+
+namespace Matq.Cli.Verbs;
+
+public sealed class BenchPtqVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb(console)
+{
+    private readonly Func<DataStore> _data = data ?? (() => new DataStore());
+    private readonly Option<string> _model = CommonOptions.Model();
+    private readonly Option<string> _methods = new("--methods")
+    {
+        Description = "Methods, comma-separated: rtn, rtn-mse (rtn with clip=mse), gptq, athena; registry options after colons, e.g. gptq:act-order=true",
+        DefaultValueFactory = _ => "rtn,rtn-mse,gptq,athena",
+        HelpName = "M[,M...]",
+    };
+    private readonly Option<string> _bits = CommonOptions.Bits("8,4,3,2");
+    private readonly Option<string> _groups = new("--groups")
+    {
+        Description = "Group sizes along the input dimension, comma-separated; 0 = per output channel. A size ≥ every layer's width is skipped (it equals per-channel)",
+        DefaultValueFactory = _ => "0,128,64,32",
+        HelpName = "G[,G...]",
+    };
+    private readonly Option<string> _dataOpt = new("--data")
+    {
+        Description = "Eval sets, comma-separated: sotu-train, sotu-validation, sotu-test, moby-dick or UTF-8 text files",
+        DefaultValueFactory = _ => "sotu-test,moby-dick",
+        HelpName = "NAME[,NAME...]",
+    };
+    private readonly Option<int?> _maxTokens = new("--max-tokens") { Description = "Score only the first N tokens of each eval set (default: all)", HelpName = "N" };
+    private readonly Option<string> _calibData = new("--calib-data") { Description = "Calibration text (dataset name or file)", DefaultValueFactory = _ => "sotu-train", HelpName = "NAME|FILE" };
+    private readonly Option<int> _calibN = new("--calib-n") { Description = "Calibration windows", DefaultValueFactory = _ => 128, HelpName = "N" };
+    private readonly Option<int> _calibLen = new("--calib-len") { Description = "Tokens per calibration window", DefaultValueFactory = _ => 256, HelpName = "L" };
+    private readonly Option<int> _context = new("--context") { Description = "Eval tokens per window", DefaultValueFactory = _ => 256, HelpName = "C" };
+    private readonly Option<int> _stride = new("--stride") { Description = "Eval window step", DefaultValueFactory = _ => 128, HelpName = "S" };
+    private readonly Option<int> _batch = new("--batch") { Description = "Eval windows per forward pass", DefaultValueFactory = _ => 8, HelpName = "B" };
+    private readonly Option<bool> _symmetric = new("--symmetric") { Description = "Symmetric grid instead of asymmetric min-max" };
+    private readonly Option<bool> _head = new("--include-head") { Description = "Also quantize lm_head (untied heads only)" };
+    private readonly Option<string?> _out = new("--out") { Description = "Folder for ptq-<model>.md/.csv/.png (default docs/results)", HelpName = "DIR" };
+    private readonly Option<string> _device = CommonOptions.Device();
+    private readonly Option<int> _seed = CommonOptions.Seed();
+
+    public override string Name => "ptq";
+    public override string Description => "Sweep PTQ methods × bits × groups on one model: perplexity and bits/byte per eval set, as a table, markdown, CSV and a plot";
+    public override IReadOnlyList<string> Examples =>
+    [
+        "matq bench ptq --model models/tiny --max-tokens 20000",
+        "matq bench ptq --model models/tiny --methods rtn,gptq --bits 4,2 --groups 0,32 --data sotu-test --max-tokens 5000 --out /tmp/ptq",
+        "matq bench ptq --model models/small --device cuda --methods rtn,gptq,gptq:act-order=true,athena",
+    ];
+
+    protected override void Configure(Command command)
+    {
+        foreach (var o in new Option[] { _model, _methods, _bits, _groups, _dataOpt, _maxTokens, _calibData, _calibN, _calibLen, _context, _stride,
+                     _batch, _symmetric, _head, _out, _device, _seed })
+            command.Options.Add(o);
+    }
+
+    protected override int Execute(ParseResult result)
+    {
+        // Cheap checks first: names, numbers and paths fail before a model load or a dataset fetch.
+        var methods = Split(result.GetValue(_methods)!, "--methods").Select(PtqMethod.Parse).ToArray();
+        if (methods.Select(m => m.Label).Distinct().Count() != methods.Length) throw new MatqException("--methods names a method twice");
+        var bits = CommonOptions.ParseBits(result.GetValue(_bits)!);
+        var groups = Split(result.GetValue(_groups)!, "--groups").Select(g => int.TryParse(g, out var v) && v >= 0 ? v
+            : throw new MatqException($"--groups '{g}' is not a group size: 0 (per-channel) or a positive number of input columns")).ToArray();
+        var dataNames = Split(result.GetValue(_dataOpt)!, "--data");
+        foreach (var d in dataNames.Append(result.GetValue(_calibData)!))
+            if (!EvalTexts.Names.Contains(d) && !File.Exists(d)) EvalTexts.Resolve(d, _data);   // throws the one-line error
+        int? maxTokens = result.GetValue(_maxTokens);
+        if (maxTokens is < 2) throw new MatqException($"--max-tokens {maxTokens} is out of range: at least 2");
+        var eval = new PerplexityOptions { Context = result.GetValue(_context), Stride = result.GetValue(_stride), Batch = result.GetValue(_batch) };
+        eval.Validate();
+        int calibN = result.GetValue(_calibN), calibLen = result.GetValue(_calibLen), seed = result.GetValue(_seed);
+        bool calibrate = methods.Any(m => m.NeedsCalibration);
+        if (calibrate && calibN < 1) throw new MatqException($"--calib-n {calibN} is out of range: at least 1");
+        if (calibrate && calibLen < 2) throw new MatqException($"--calib-len {calibLen} is out of range: at least 2");
+        var modelPath = result.GetValue(_model)!;
+        if (!Directory.Exists(modelPath) && !File.Exists(modelPath)) throw new MatqException($"--model {modelPath} does not exist");
+        var outDir = result.GetValue(_out) ?? Path.Combine("docs", "results");
+        if (File.Exists(outDir)) throw new MatqException($"--out {outDir} is a file: give a folder");
+
+        var device = TorchDevices.Resolve(result.GetValue(_device));
+        torch.manual_seed(seed);
+        var wall = Stopwatch.StartNew();
+        using var source = ModelSource.Open(modelPath, device: device);
+        if (source.Kind == ModelSourceKind.MatqArtifact)
+            throw new MatqException($"--model {modelPath} is a .matq artifact: the sweep quantizes a float model (give the folder it came from)");
+        var model = source.Model;
+        var tokenizer = TextTokenizer.Load(source.RequireTokenizerFolder());
+        int positions = model.Config.SlidingWindow ?? model.Config.MaxPositionEmbeddings;
+        if (eval.Context > positions) throw new MatqException($"--context {eval.Context} exceeds the model's context of {positions} tokens");
+        if (calibrate && calibLen > positions) throw new MatqException($"--calib-len {calibLen} exceeds the model's context of {positions} tokens");
+
+        Console.MarkupLine($"[grey]tokenizing {dataNames.Count} eval set(s){(calibrate ? " and the calibration text" : "")}…[/]");
+        var sets = dataNames.Select(d =>
+        {
+            var (label, text) = EvalTexts.Resolve(d, _data);
+            return EvalSet.Tokenize(d, label, text, tokenizer, maxTokens);
+        }).ToArray();
+        CalibrationTokens? calibration = null;
+        if (calibrate)
+        {
+            var (_, text) = EvalTexts.Resolve(result.GetValue(_calibData)!, _data);
+            calibration = CalibrationTokens.Sample(tokenizer.Encode(text), calibN, calibLen, seed);
+        }
+
+        var options = new PtqSweepOptions
+        {
+            Methods = methods, Bits = bits, Groups = groups, Symmetric = result.GetValue(_symmetric), IncludeHead = result.GetValue(_head),
+            Seed = seed, Eval = eval,
+        };
+        PtqSweepResult sweep = null!;
+        using var cts = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cts.Cancel(); };
+        System.Console.CancelKeyPress += onCancel;
+        try
+        {
+            Console.Progress().AutoClear(true).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+                .Start(ctx =>
+                {
+                    var overall = ctx.AddTask("sweep", maxValue: 1);
+                    var stage = ctx.AddTask("starting", maxValue: 1);
+                    sweep = PtqSweep.Run(model, options, sets, calibration, device, p =>
+                    {
+                        overall.MaxValue = p.Runs;
+                        overall.Value = p.Run;
+                        overall.Description = $"run {p.Run + 1}/{p.Runs} · {Markup.Escape(p.Label)}";
+                        stage.MaxValue = Math.Max(1, p.Total);
+                        stage.Value = p.Done;
+                        stage.Description = Markup.Escape(p.Stage);
+                    }, cts.Token);
+                    overall.Value = overall.MaxValue;
+                });
+        }
+        finally
+        {
+            System.Console.CancelKeyPress -= onCancel;
+        }
+
+        var name = Path.GetFileName(Path.GetFullPath(modelPath).TrimEnd(Path.DirectorySeparatorChar));
+        if (source.Kind == ModelSourceKind.SafetensorsFile) name = Path.GetFileNameWithoutExtension(modelPath);
+        var settings = Settings(source, tokenizer, options, calibration, result.GetValue(_calibData)!, device, wall.Elapsed.TotalSeconds);
+        WriteTable(sweep, sets, settings);
+        var stem = Path.Combine(outDir, $"ptq-{name}");
+        var title = $"PTQ sweep: {name} ({model.Config.ParameterCount():N0} params)";
+        PtqSweepPlot.Save(stem + ".png", sweep, sets, title);
+        PtqSweepReport.WriteAtomic(stem + ".csv", PtqSweepReport.Csv(sweep, sets));
+        PtqSweepReport.WriteAtomic(stem + ".md", PtqSweepReport.Markdown(sweep, sets, title, settings, $"ptq-{name}.png"));
+        Console.MarkupLine($"wrote [bold]{Markup.Escape(stem)}.md[/], .csv and .png ({sweep.Rows.Count - 1} quantized runs, {wall.Elapsed.TotalMinutes:F1} min)");
+        return 0;
+    }
+
+    private static List<string> Settings(OpenedModel source, TextTokenizer tokenizer, PtqSweepOptions o, CalibrationTokens? calibration,
+        string calibData, torch.Device device, double seconds)
+    {
+        var c = source.Model.Config;
+        return
+        [
+            $"model: {source.Path} ({c.Family}, {c.ParameterCount():N0} params, {c.NumLayers} layers, hidden {c.HiddenSize}, vocab {c.VocabSize}, {tokenizer.Name} tokenizer), evaluated in fp32",
+            $"quantized: every decoder linear{(o.IncludeHead ? " and lm_head" : " (lm_head and embeddings stay float)")}, {(o.Symmetric ? "symmetric" : "asymmetric")} min-max grid",
+            calibration is null ? "calibration: none (no method needs it)"
+                : $"calibration: {calibration.Count} windows × {calibration.Length} tokens of {calibData}, seed {o.Seed} (built once, shared by every run)",
+            $"eval: sliding windows, context {o.Eval.Context}, stride {o.Eval.Stride}",
+            $"device: {device} ({(device.type == DeviceType.CUDA ? "CUDA" : $"CPU, {torch.get_num_threads()} torch threads")}); sweep wall time {seconds / 60:F1} min",
+            $"command: matq bench ptq --model {source.Path} --methods {string.Join(',', o.Methods.Select(m => m.Label))} --bits {string.Join(',', o.Bits)} --groups {string.Join(',', o.Groups)}",
+        ];
+    }
+
+    private void WriteTable(PtqSweepResult sweep, IReadOnlyList<EvalSet> sets, IReadOnlyList<string> settings)
+    {
+        foreach (var line in settings) Console.MarkupLine($"[grey]{Markup.Escape(line)}[/]");
+        var table = new Table().Border(TableBorder.Rounded);
+        var headers = PtqSweepReport.Headers(sets);
+        for (int i = 0; i < headers.Count; i++)
+            table.AddColumn(new TableColumn(Markup.Escape(headers[i])) { Alignment = i < 3 ? Justify.Left : Justify.Right });
+        var cells = PtqSweepReport.Cells(sweep, sets);
+        for (int r = 0; r < cells.Count; r++)
+        {
+            table.AddRow(cells[r].Select(Markup.Escape).ToArray());
+            if (r + 1 < cells.Count && sweep.Rows[r].Method != sweep.Rows[r + 1].Method) table.AddEmptyRow();
+        }
+        Console.Write(table);
+        foreach (var note in PtqSweepReport.Notes(sweep)) Console.MarkupLine($"[grey]{Markup.Escape(note)}[/]");
+    }
+
+    private static List<string> Split(string text, string option)
+    {
+        var parts = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
+        if (parts.Count == 0) throw new MatqException($"{option} is empty");
+        return parts;
+    }
+}
