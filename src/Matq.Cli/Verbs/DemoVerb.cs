@@ -1,12 +1,18 @@
-// `matq demo`: the best end-to-end path matq has, on built-in defaults, in a few minutes on 2 CPU cores.
-// Today: fetch the real datasets, then quantize a real weight matrix at 8/4/3/2 bits by min-max and by Matryoshka slicing.
+// `matq demo`: the best end-to-end path matq has, on built-in defaults, in a few minutes on 2 CPU cores:
+// fetch the real datasets; quantize a real weight matrix by min-max and by Matryoshka slicing; then load the committed
+// tiny LM, evaluate it, and quantize it with RTN (8/4/3/2 bits, per-channel and g32) and Athena, printing perplexities.
 using System.CommandLine;
 using System.Diagnostics;
 using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Evaluation;
 using Matq.Formats.Safetensors;
+using Matq.Loading.Tokenizers;
+using Matq.Quantization.Pipeline;
+using Matq.Runtime;
+using Matq.Runtime.Serving;
 using Spectre.Console;
+using TorchSharp;
 
 namespace Matq.Cli.Verbs;
 
@@ -18,6 +24,13 @@ public sealed class DemoVerb(IAnsiConsole console) : Verb(console)
         HelpName = "PATH",
     };
     private readonly Option<string> _device = CommonOptions.Device();
+    private readonly Option<int> _tokens = new("--max-tokens")
+    {
+        Description = "Tokens scored per eval set (the head of SOTU test and of Moby-Dick); more is slower and steadier",
+        DefaultValueFactory = _ => 12_000,
+        HelpName = "N",
+    };
+    private readonly Option<int> _seed = CommonOptions.Seed();
 
     public override string Name => "demo";
     public override string Description => "Run matq end to end on built-in defaults: fetch data, quantize a real model's weights at 8/4/3/2 bits, print the errors";
@@ -27,6 +40,8 @@ public sealed class DemoVerb(IAnsiConsole console) : Verb(console)
     {
         command.Options.Add(_model);
         command.Options.Add(_device);
+        command.Options.Add(_tokens);
+        command.Options.Add(_seed);
     }
 
     protected override int Execute(ParseResult result)
@@ -44,6 +59,11 @@ public sealed class DemoVerb(IAnsiConsole console) : Verb(console)
 
         // 2. One real weight matrix: direct r-bit min-max vs the top r bits of the int8 master codes.
         SliceTable(model);
+
+        // 3. The whole model: float, RTN at 8/4/3/2 bits (per-channel, g32) and one Athena row, by perplexity.
+        int maxTokens = result.GetValue(_tokens);
+        if (maxTokens < 1000) throw new MatqException($"--max-tokens {maxTokens} is too small: at least 1000");
+        ModelTable(model, store, TorchDevices.Resolve(result.GetValue(_device)), maxTokens, result.GetValue(_seed));
 
         Console.MarkupLineInterpolated($"[grey]demo finished in {total.Elapsed.TotalSeconds:F1} s[/]");
         return 0;
@@ -66,6 +86,40 @@ public sealed class DemoVerb(IAnsiConsole console) : Verb(console)
                     row.Ratio.ToString("F2"), (row.DirectMse / row.WeightVariance).ToString("F4"));
         }
         Console.Write(table);
+    }
+
+    private void ModelTable(string modelPath, DataStore store, torch.Device device, int maxTokens, int seed)
+    {
+        using var source = ModelSource.Open(modelPath, device: device);
+        var tokenizer = TextTokenizer.Load(source.RequireTokenizerFolder());
+        var eval = new PerplexityOptions { Context = Math.Min(256, source.Model.Config.MaxPositionEmbeddings), Stride = 128 };
+        var sets = new[]
+        {
+            EvalSet.Tokenize("sotu-test", "SOTU test", store.Sotu().Text(DataSplit.Test), tokenizer, maxTokens),
+            EvalSet.Tokenize("moby-dick", "Moby-Dick", store.MobyDick(), tokenizer, maxTokens),
+        };
+        var calibration = CalibrationTokens.Sample(tokenizer.Encode(store.Sotu().Text(DataSplit.Train)), 64, eval.Context, seed);
+        var rows = new List<PtqSweepRow>();
+        var wall = Stopwatch.StartNew();
+        Console.Progress().AutoClear(true).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+            .Start(ctx =>
+            {
+                var task = ctx.AddTask("quantize + evaluate");
+                void Run(PtqSweepOptions options) => rows.AddRange(PtqSweep.Run(source.Model, options, sets, calibration, device,
+                    p => { task.Description = Markup.Escape(p.Label + ": " + p.Stage); task.Value = 100.0 * (rows.Count + p.Run) / 11; }).Rows
+                    .Where(r => !r.IsFloat || rows.Count == 0));
+                Run(new PtqSweepOptions { Methods = [PtqMethod.Parse("rtn")], Bits = [8, 4, 3, 2], Groups = [0, 32], Seed = seed, Eval = eval });
+                Run(new PtqSweepOptions { Methods = [PtqMethod.Parse("athena")], Bits = [3], Groups = [32], Seed = seed, Eval = eval });
+                task.Value = 100;
+            });
+        var table = new Table().Title($"{Markup.Escape(source.Describe())}: perplexity (bits/byte) on the first {maxTokens:N0} tokens, context {eval.Context}/stride {eval.Stride}")
+            .AddColumns("method", "bits", "group", "SOTU test", "Moby-Dick", "quantize s");
+        foreach (var r in rows)
+            table.AddRow(r.Method, r.IsFloat ? "32" : r.Bits.ToString(), r.GroupText,
+                $"{r.Scores[0].Perplexity:F3} ({r.Scores[0].BitsPerByte:F3})", $"{r.Scores[1].Perplexity:F3} ({r.Scores[1].BitsPerByte:F3})",
+                r.IsFloat ? "-" : r.QuantizeSeconds.ToString("F1"));
+        Console.Write(table);
+        Console.MarkupLineInterpolated($"[grey]model section: {wall.Elapsed.TotalSeconds:F0} s on {device}[/]");
     }
 
     /// <summary>models/tiny above the working directory or the app, else the HF test fixture.</summary>
