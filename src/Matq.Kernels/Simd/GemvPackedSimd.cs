@@ -199,27 +199,33 @@ public static unsafe class GemvPackedSimd
     private struct Unit3 : IUnits
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Units(byte* p, out Vector128<byte> u0, out Vector128<byte> u1, out Vector128<byte> u2, out Vector128<byte> u3) =>
+        public static void Units(byte* p, out Vector128<byte> u0, out Vector128<byte> u1, out Vector128<byte> u2, out Vector128<byte> u3)
+        {
             Unit2.Units(p, out u0, out u1, out u2, out u3);
-
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> Widen256(Vector128<byte> u, byte* p, int k)
-        {
-            // bit j of p[8+k] → bit 2 of lane j: variable shift right by j, keep bit 0, shift to bit 2.
-            var hb = Avx2.ShiftRightLogicalVariable(Vector256.Create((uint)p[8 + k]), Vector256.Create(0u, 1, 2, 3, 4, 5, 6, 7));
-            var high = Avx2.ShiftLeftLogical(hb & Vector256.Create(1u), 2).AsInt32();
-            return Avx2.ConvertToVector256Int32(u) | high;
+            // High-bit plane: byte p[8+k] expands through a 256-entry table to 8 bytes of 0 or 4 (bit j → byte j).
+            fixed (ulong* t = HighBitTable)
+            {
+                u0 |= Vector128.CreateScalar(t[p[8]]).AsByte();
+                u1 |= Vector128.CreateScalar(t[p[9]]).AsByte();
+                u2 |= Vector128.CreateScalar(t[p[10]]).AsByte();
+                u3 |= Vector128.CreateScalar(t[p[11]]).AsByte();
+            }
         }
-
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static (Vector128<uint>, Vector128<uint>) Widen128(Vector128<byte> u, byte* p, int k)
-        {
-            var (lo, hi) = Widen8(u);
-            var hb = Vector128.Create((uint)p[8 + k]);
-            var four = Vector128.Create(4u);
-            var hLo = ~Vector128.Equals(hb & Vector128.Create(1u, 2, 4, 8), Vector128<uint>.Zero) & four;
-            var hHi = ~Vector128.Equals(hb & Vector128.Create(16u, 32, 64, 128), Vector128<uint>.Zero) & four;
-            return (lo | hLo, hi | hHi);
-        }
+        public static Vector256<int> Widen256(Vector128<byte> u, byte* p, int k) => Avx2.ConvertToVector256Int32(u);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static (Vector128<uint>, Vector128<uint>) Widen128(Vector128<byte> u, byte* p, int k) => Widen8(u);
+    }
+
+    /// <summary>Entry h: byte j = 4 when bit j of h is set (2 KiB, stays in L1).</summary>
+    private static readonly ulong[] HighBitTable = BuildHighBitTable();
+
+    private static ulong[] BuildHighBitTable()
+    {
+        var t = new ulong[256];
+        for (int h = 0; h < 256; h++)
+            for (int j = 0; j < 8; j++)
+                if ((h >> j & 1) != 0) t[h] |= 4UL << (8 * j);
+        return t;
     }
 }
