@@ -23,13 +23,27 @@ public static class ModelInspector
         if (!File.Exists(path))
             throw new MatqException($"{path}: no such file or folder (give a .safetensors file, a .matq artifact or an HF checkpoint folder)");
         if (IsGguf(path))
-            throw new MatqException($"{path}: GGUF files cannot be inspected yet (supported: .safetensors, .matq, HF checkpoint folders)");
+            return InspectGguf(path);
 
         using var f = SafetensorsFile.Open(path);
         if (!MatqArtifact.IsArtifact(f))
             return Build(ModelFormatKind.Safetensors, path, [f.Path], [f], f.Metadata.OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList(), null);
         var md = MatqArtifact.ReadMetadata(f);
         return Build(ModelFormatKind.MatqArtifact, path, [f.Path], [f], MatqFields(md), md);
+    }
+
+    /// <summary>GGUF: header only (Gguf/GgufReader); shapes shown row-major (ggml ne reversed).</summary>
+    private static ModelInspection InspectGguf(string path)
+    {
+        var g = Gguf.GgufFile.Open(path);
+        var files = new List<InspectedFile> { new(path, new FileInfo(path).Length) };
+        var tensors = g.Tensors.Select(t => new InspectedTensor(t.Name, t.TypeName, t.Shape, Math.Max(0, t.ByteLength), path)).ToList();
+        var dtypes = tensors.GroupBy(t => t.Dtype)
+            .Select(x => new DtypeTotal(x.Key, x.Count(), x.Sum(t => t.Elements), x.Sum(t => t.Bytes)))
+            .OrderByDescending(d => d.Bytes).ThenBy(d => d.Dtype, StringComparer.Ordinal).ToList();
+        var meta = new List<KeyValuePair<string, string>> { new("gguf.version", g.Version.ToString(System.Globalization.CultureInfo.InvariantCulture)) };
+        meta.AddRange(g.Metadata.Select(kv => new KeyValuePair<string, string>(kv.Key, Gguf.GgufFile.Describe(kv.Value))));
+        return new ModelInspection(ModelFormatKind.Gguf, path, files, files.Sum(f => f.Bytes), tensors, dtypes, meta, null);
     }
 
     private static bool IsGguf(string path)

@@ -1,0 +1,148 @@
+// `matq bench kernels`: GB/s of weight bytes read by the packed int8/int4/int3/int2 GEMVs, our fp32 GEMV and TorchSharp's
+// fp32 torch.mv on large weights (default 4096×4096 and 4096×11008, [out]×[in], so weights exceed the caches), beside the
+// machine's memory bandwidth measured in the same run (copy and triad over arrays ≫ cache). Prints GB/s, % of the measured
+// bandwidth and speedup vs our fp32 GEMV. Time per call = the median of calls over --seconds per kernel, after a warm-up.
+using System.CommandLine;
+using System.Diagnostics;
+using Matq.Cli.Common;
+using Matq.Kernels.Packed;
+using Matq.Kernels.Simd;
+using Spectre.Console;
+using TorchSharp;
+
+namespace Matq.Cli.Verbs;
+
+public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
+{
+    private readonly Option<string> _shapes = new("--shapes") { Description = "Weights as OUTxIN, comma-separated", DefaultValueFactory = _ => "4096x4096,4096x11008", HelpName = "OxI[,OxI...]" };
+    private readonly Option<string> _bits = CommonOptions.Bits("8,4,3,2");
+    private readonly Option<int> _group = CommonOptions.Group(128);
+    private readonly Option<double> _seconds = new("--seconds") { Description = "Measuring time per kernel", DefaultValueFactory = _ => 1.0, HelpName = "S" };
+    private readonly Option<int> _threads = new("--threads") { Description = "Worker threads for our kernels; -1 = all cores", DefaultValueFactory = _ => -1, HelpName = "N" };
+    private readonly Option<bool> _noTorch = new("--no-torch") { Description = "Skip the TorchSharp torch.mv baseline" };
+    private readonly Option<int> _seed = CommonOptions.Seed();
+
+    public override string Name => "kernels";
+    public override string Description => "GEMV throughput (GB/s of weights) of the packed int8/int4/int3/int2 kernels vs fp32 and measured memory bandwidth";
+    public override IReadOnlyList<string> Examples =>
+    [
+        "matq bench kernels",
+        "matq bench kernels --shapes 1024x1024 --bits 4 --group 32 --seconds 0.3",
+    ];
+
+    protected override void Configure(Command command)
+    {
+        foreach (Option o in new Option[] { _shapes, _bits, _group, _seconds, _threads, _noTorch, _seed }) command.Options.Add(o);
+    }
+
+    protected override int Execute(ParseResult result)
+    {
+        var bitsList = CommonOptions.ParseBits(result.GetValue(_bits)!);
+        foreach (int b in bitsList)
+            if (b is not (2 or 3 or 4 or 8)) throw new MatqException($"--bits {b} has no packed kernel: supported widths are 2, 3, 4 and 8");
+        int group = result.GetValue(_group), threads = result.GetValue(_threads);
+        if (group != 0 && (group < 32 || group % 32 != 0)) throw new MatqException($"--group {group} is not supported by the packed kernels: use 0 (per-channel) or a multiple of 32");
+        double seconds = result.GetValue(_seconds);
+        if (seconds <= 0) throw new MatqException("--seconds must be positive");
+        var shapes = ParseShapes(result.GetValue(_shapes)!);
+        var rng = new Random(result.GetValue(_seed));
+
+        Console.MarkupLine(Markup.Escape($"{Environment.ProcessorCount} logical cores, AVX2 path: {GemvPackedSimd.Avx2Path}, threads: {(threads < 0 ? "all" : threads)}, " +
+                                         $"group {(group == 0 ? "per-channel" : group)}, load average {LoadAverage()}"));
+        var (copy, triad) = MemoryBandwidth(threads, seconds);
+        double bw = Math.Max(copy, triad);
+        Console.MarkupLine(Markup.Escape($"memory bandwidth: copy {copy:F1} GB/s, triad {triad:F1} GB/s (reads + writes over 3×128 MiB arrays); reference = {bw:F1} GB/s"));
+
+        var table = new Table().AddColumns("weight", "kernel", "weight bytes", "µs/call", "GB/s", "% of bandwidth", "× fp32 (ours)");
+        foreach (var (rows, cols) in shapes)
+        {
+            var x = Enumerable.Range(0, cols).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+            var y = new float[rows];
+            var wf = new float[(long)rows * cols];
+            for (long i = 0; i < wf.LongLength; i++) wf[i] = (float)(rng.NextDouble() - 0.5) * 0.04f;
+            long fpBytes = 4L * rows * cols;
+            double fpSec = Time(() => GemvF32Simd.Gemv(wf, rows, cols, x, y, threads), seconds);
+            var rowsOut = new List<(string Kernel, long Bytes, double Sec)> { ("fp32 (ours)", fpBytes, fpSec) };
+            if (!result.GetValue(_noTorch))
+            {
+                using var scope = torch.NewDisposeScope();
+                var tw = torch.tensor(wf, [rows, cols]);
+                var tx = torch.tensor(x);
+                double tSec = Time(() => { using var r = torch.mv(tw, tx); }, seconds);
+                rowsOut.Add(($"fp32 torch.mv ({torch.get_num_threads()} threads)", fpBytes, tSec));
+            }
+            wf = [];
+            int g = group == 0 ? cols : group, groups = (cols + g - 1) / g;
+            var master = new byte[(long)rows * cols];
+            rng.NextBytes(master);
+            var scales = Enumerable.Range(0, rows * groups).Select(_ => (float)(rng.NextDouble() * 1e-3 + 1e-4)).ToArray();
+            var zeros = Enumerable.Range(0, rows * groups).Select(_ => 128f).ToArray();
+            foreach (int bits in bitsList)
+            {
+                var pm = PackedMatrix.FromMaster(master, rows, cols, group == 0 ? -1 : group, scales, zeros, 8, bits);
+                double sec = Time(() => GemvPackedSimd.Gemv(pm, x, y, false, threads), seconds);
+                rowsOut.Add(($"int{bits} packed", pm.WeightBytes, sec));
+            }
+            foreach (var (kernel, bytes, sec) in rowsOut)
+            {
+                double gbs = bytes / sec / 1e9;
+                table.AddRow($"{rows}x{cols}", kernel, Format.Bytes(bytes), $"{sec * 1e6:F0}", $"{gbs:F1}", $"{100 * gbs / bw:F0}%", $"{fpSec / sec:F2}");
+            }
+        }
+        Console.Write(table);
+        Console.MarkupLine(Markup.Escape($"load average after: {LoadAverage()}. GB/s counts the bytes a call must read from the weight " +
+                                         "(packed codes + fp32 scales/biases); the activation vector is not counted. Speedups are ratios within this run."));
+        return 0;
+    }
+
+    private static List<(int Rows, int Cols)> ParseShapes(string text)
+    {
+        var list = new List<(int, int)>();
+        foreach (var s in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var p = s.ToLowerInvariant().Split('x');
+            if (p.Length != 2 || !int.TryParse(p[0], out int r) || !int.TryParse(p[1], out int c) || r < 1 || c < 1 || (long)r * c > int.MaxValue / 4)
+                throw new MatqException($"--shapes '{s}' is not OUTxIN with positive sizes (e.g. 4096x11008)");
+            list.Add((r, c));
+        }
+        return list;
+    }
+
+    /// <summary>Median seconds per call over about <paramref name="seconds"/>, after two warm-up calls.</summary>
+    private static double Time(Action call, double seconds)
+    {
+        call(); call();
+        var times = new List<double>();
+        var total = Stopwatch.StartNew();
+        while (total.Elapsed.TotalSeconds < seconds || times.Count < 5)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            call();
+            times.Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
+        }
+        times.Sort();
+        return times[times.Count / 2];
+    }
+
+    /// <summary>Copy a→b (2 streams) and triad a = b + s·c (3 streams) over 32 Mi floats each, split across threads; GB/s by
+    /// bytes explicitly read + written (write-allocate traffic not counted, as in STREAM).</summary>
+    private static (double Copy, double Triad) MemoryBandwidth(int threads, double seconds)
+    {
+        const int n = 32 << 20;
+        var a = new float[n]; var b = new float[n]; var c = new float[n];
+        Array.Fill(b, 1f); Array.Fill(c, 2f); Array.Fill(a, 0f);
+        int parts = Math.Max(1, Environment.ProcessorCount) * 4, chunk = n / parts;
+        var opt = new ParallelOptions { MaxDegreeOfParallelism = threads };
+        double copy = Time(() => Parallel.For(0, parts, opt, p => b.AsSpan(p * chunk, chunk).CopyTo(a.AsSpan(p * chunk, chunk))), seconds);
+        double triad = Time(() => Parallel.For(0, parts, opt, p =>
+            System.Numerics.Tensors.TensorPrimitives.FusedMultiplyAdd(c.AsSpan(p * chunk, chunk), 3f, b.AsSpan(p * chunk, chunk), a.AsSpan(p * chunk, chunk))), seconds);
+        return (2.0 * 4 * n / copy / 1e9, 3.0 * 4 * n / triad / 1e9);
+    }
+
+    private static string LoadAverage()
+    {
+        try { return File.ReadAllText("/proc/loadavg").Split(' ')[0]; }
+        catch (IOException) { return "n/a"; }
+        catch (UnauthorizedAccessException) { return "n/a"; }
+    }
+}

@@ -1,0 +1,231 @@
+// Contract: vectorized y = Ŵx over a PackedMatrix (fp32 activations), equal to GemvPackedReference within float
+// rounding (summation order differs). AVX2+FMA path (Vector256) where present, a portable Vector128 path otherwise;
+// rows are split into blocks of RowChunk rows run with Parallel.For. Block layouts: see Reference/PackedBlock32.
+// Per block of 32 codes, sub-vector k (codes 8k..8k+7) is one 8-byte unit zero-extended to 8 int32 lanes beside x[8k..8k+7].
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Matq.Kernels.Packed;
+
+namespace Matq.Kernels.Simd;
+
+public static unsafe class GemvPackedSimd
+{
+    /// <summary>Rows per parallel work item.</summary>
+    public const int RowChunk = 32;
+
+    /// <summary>True when the Vector256 AVX2+FMA path runs (else the Vector128 path).</summary>
+    public static bool Avx2Path => Avx2.IsSupported && Fma.IsSupported;
+
+    /// <param name="forceVector128">Run the portable path even where AVX2 exists (tests cover both).</param>
+    /// <param name="maxThreads">−1 = all cores; 1 = the calling thread only.</param>
+    public static void Gemv(PackedMatrix w, ReadOnlySpan<float> x, Span<float> y, bool forceVector128 = false, int maxThreads = -1)
+    {
+        if (y.Length != w.Rows) throw new ArgumentException($"y must hold {w.Rows} values, got {y.Length}");
+        var xp = new float[w.BlocksPerRow * 32];
+        var gs = new float[w.GroupsPerRow];
+        w.PrepareInput(x, xp, gs);
+        bool avx = Avx2Path && !forceVector128;
+        int chunks = (w.Rows + RowChunk - 1) / RowChunk;
+        fixed (float* yp0 = y)
+        fixed (float* xp0 = xp, gs0 = gs)
+        {
+            nint yp = (nint)yp0, xpp = (nint)xp0, gsp = (nint)gs0;
+            if (chunks == 1 || maxThreads == 1 || (long)w.Rows * w.Cols < 1 << 16)
+                RunRows(w, (float*)xpp, (float*)gsp, (float*)yp, 0, w.Rows, avx);
+            else
+                Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = maxThreads }, c =>
+                    RunRows(w, (float*)xpp, (float*)gsp, (float*)yp, c * RowChunk, Math.Min(w.Rows, (c + 1) * RowChunk), avx));
+        }
+    }
+
+    private static void RunRows(PackedMatrix w, float* xp, float* gs, float* y, int r0, int r1, bool avx)
+    {
+        switch (w.Bits, avx)
+        {
+            case (8, true): Rows256<Unit8>(w, xp, gs, y, r0, r1); break;
+            case (4, true): Rows256<Unit4>(w, xp, gs, y, r0, r1); break;
+            case (3, true): Rows256<Unit3>(w, xp, gs, y, r0, r1); break;
+            case (2, true): Rows256<Unit2>(w, xp, gs, y, r0, r1); break;
+            case (8, false): Rows128<Unit8>(w, xp, gs, y, r0, r1); break;
+            case (4, false): Rows128<Unit4>(w, xp, gs, y, r0, r1); break;
+            case (3, false): Rows128<Unit3>(w, xp, gs, y, r0, r1); break;
+            case (2, false): Rows128<Unit2>(w, xp, gs, y, r0, r1); break;
+            default: throw new MatqException($"bits = {w.Bits} has no packed GEMV kernel: supported widths are 2, 3, 4 and 8.");
+        }
+    }
+
+    private static void Rows256<TUnit>(PackedMatrix w, float* xp, float* gs, float* y, int r0, int r1) where TUnit : struct, IUnits
+    {
+        int bpr = w.BlocksPerRow, bpg = w.BlocksPerGroup, groups = w.GroupsPerRow, bb = w.BlockBytes;
+        fixed (byte* data = w.Data)
+        fixed (float* sc = w.Scales, bi = w.Biases)
+        {
+            for (int o = r0; o < r1; o++)
+            {
+                byte* row = data + (long)o * bpr * bb;
+                float* srow = sc + (long)o * groups, brow = bi + (long)o * groups;
+                var acc = Vector256<float>.Zero;
+                float bias = 0;
+                for (int g = 0; g < groups; g++)
+                {
+                    int b0 = g * bpg, b1 = Math.Min(b0 + bpg, bpr);
+                    Vector256<float> g0 = Vector256<float>.Zero, g1 = Vector256<float>.Zero;
+                    for (int b = b0; b < b1; b++)
+                    {
+                        byte* p = row + (long)b * bb;
+                        float* xb = xp + b * 32;
+                        TUnit.Units(p, out var u0, out var u1, out var u2, out var u3);
+                        var w0 = Avx.ConvertToVector256Single(TUnit.Widen256(u0, p, 0));
+                        var w1 = Avx.ConvertToVector256Single(TUnit.Widen256(u1, p, 1));
+                        var w2 = Avx.ConvertToVector256Single(TUnit.Widen256(u2, p, 2));
+                        var w3 = Avx.ConvertToVector256Single(TUnit.Widen256(u3, p, 3));
+                        g0 = Fma.MultiplyAdd(w0, Avx.LoadVector256(xb), g0);
+                        g1 = Fma.MultiplyAdd(w1, Avx.LoadVector256(xb + 8), g1);
+                        g0 = Fma.MultiplyAdd(w2, Avx.LoadVector256(xb + 16), g0);
+                        g1 = Fma.MultiplyAdd(w3, Avx.LoadVector256(xb + 24), g1);
+                    }
+                    acc = Fma.MultiplyAdd(Vector256.Create(srow[g]), Avx.Add(g0, g1), acc);
+                    bias += brow[g] * gs[g];
+                }
+                y[o] = Vector256.Sum(acc) + bias;
+            }
+        }
+    }
+
+    private static void Rows128<TUnit>(PackedMatrix w, float* xp, float* gs, float* y, int r0, int r1) where TUnit : struct, IUnits
+    {
+        int bpr = w.BlocksPerRow, bpg = w.BlocksPerGroup, groups = w.GroupsPerRow, bb = w.BlockBytes;
+        fixed (byte* data = w.Data)
+        fixed (float* sc = w.Scales, bi = w.Biases)
+        {
+            for (int o = r0; o < r1; o++)
+            {
+                byte* row = data + (long)o * bpr * bb;
+                var acc = Vector128<float>.Zero;
+                float bias = 0;
+                for (int g = 0; g < groups; g++)
+                {
+                    int b0 = g * bpg, b1 = Math.Min(b0 + bpg, bpr);
+                    var ga = Vector128<float>.Zero;
+                    for (int b = b0; b < b1; b++)
+                    {
+                        byte* p = row + (long)b * bb;
+                        float* xb = xp + b * 32;
+                        TUnit.Units(p, out var u0, out var u1, out var u2, out var u3);
+                        ga += Dot8(TUnit.Widen128(u0, p, 0), xb) + Dot8(TUnit.Widen128(u1, p, 1), xb + 8)
+                            + Dot8(TUnit.Widen128(u2, p, 2), xb + 16) + Dot8(TUnit.Widen128(u3, p, 3), xb + 24);
+                    }
+                    acc += ga * Vector128.Create(w.Scales[o * groups + g]);
+                    bias += w.Biases[o * groups + g] * gs[g];
+                }
+                y[o] = Vector128.Sum(acc) + bias;
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> Dot8((Vector128<uint> Lo, Vector128<uint> Hi) c, float* x) =>
+        Vector128.ConvertToSingle(c.Lo) * Vector128.Load(x) + Vector128.ConvertToSingle(c.Hi) * Vector128.Load(x + 4);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector128<uint>, Vector128<uint>) Widen8(Vector128<byte> u)
+    {
+        var s = Vector128.WidenLower(u);
+        return (Vector128.WidenLower(s), Vector128.WidenUpper(s));
+    }
+
+    /// <summary>Extracts the four 8-code units of a block (low 8 bytes of each vector; r = 3 gives the low two bits)
+    /// and widens unit k to int32 lanes (r = 3 adds bit 2 from the high-bit plane at p[8 + k]).</summary>
+    private interface IUnits
+    {
+        static abstract void Units(byte* p, out Vector128<byte> u0, out Vector128<byte> u1, out Vector128<byte> u2, out Vector128<byte> u3);
+        static abstract Vector256<int> Widen256(Vector128<byte> u, byte* p, int k);
+        static abstract (Vector128<uint> Lo, Vector128<uint> Hi) Widen128(Vector128<byte> u, byte* p, int k);
+    }
+
+    private struct Unit8 : IUnits
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Units(byte* p, out Vector128<byte> u0, out Vector128<byte> u1, out Vector128<byte> u2, out Vector128<byte> u3)
+        {
+            var a = Vector128.Load(p);
+            var b = Vector128.Load(p + 16);
+            u0 = a; u1 = Vector128.Shuffle(a.AsUInt64(), Vector128.Create(1UL, 0UL)).AsByte();
+            u2 = b; u3 = Vector128.Shuffle(b.AsUInt64(), Vector128.Create(1UL, 0UL)).AsByte();
+        }
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Widen256(Vector128<byte> u, byte* p, int k) => Avx2.ConvertToVector256Int32(p + 8 * k);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static (Vector128<uint>, Vector128<uint>) Widen128(Vector128<byte> u, byte* p, int k) => Widen8(u);
+    }
+
+    private struct Unit4 : IUnits
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Units(byte* p, out Vector128<byte> u0, out Vector128<byte> u1, out Vector128<byte> u2, out Vector128<byte> u3)
+        {
+            var v = Vector128.Load(p);
+            var m = Vector128.Create((byte)0x0F);
+            var lo = v & m;
+            var hi = Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & m;
+            u0 = lo; u1 = Vector128.Shuffle(lo.AsUInt64(), Vector128.Create(1UL, 0UL)).AsByte();
+            u2 = hi; u3 = Vector128.Shuffle(hi.AsUInt64(), Vector128.Create(1UL, 0UL)).AsByte();
+        }
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Widen256(Vector128<byte> u, byte* p, int k) => Avx2.ConvertToVector256Int32(u);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static (Vector128<uint>, Vector128<uint>) Widen128(Vector128<byte> u, byte* p, int k) => Widen8(u);
+    }
+
+    private struct Unit2 : IUnits
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Units(byte* p, out Vector128<byte> u0, out Vector128<byte> u1, out Vector128<byte> u2, out Vector128<byte> u3)
+        {
+            var v = Vector128.CreateScalar(Unsafe.ReadUnaligned<ulong>(p)).AsUInt16();
+            var m = Vector128.Create((byte)3);
+            u0 = v.AsByte() & m;
+            u1 = Vector128.ShiftRightLogical(v, 2).AsByte() & m;
+            u2 = Vector128.ShiftRightLogical(v, 4).AsByte() & m;
+            u3 = Vector128.ShiftRightLogical(v, 6).AsByte() & m;
+        }
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Widen256(Vector128<byte> u, byte* p, int k) => Avx2.ConvertToVector256Int32(u);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static (Vector128<uint>, Vector128<uint>) Widen128(Vector128<byte> u, byte* p, int k) => Widen8(u);
+    }
+
+    private struct Unit3 : IUnits
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Units(byte* p, out Vector128<byte> u0, out Vector128<byte> u1, out Vector128<byte> u2, out Vector128<byte> u3)
+        {
+            Unit2.Units(p, out u0, out u1, out u2, out u3);
+            // High-bit plane: byte p[8+k] expands through a 256-entry table to 8 bytes of 0 or 4 (bit j → byte j).
+            fixed (ulong* t = HighBitTable)
+            {
+                u0 |= Vector128.CreateScalar(t[p[8]]).AsByte();
+                u1 |= Vector128.CreateScalar(t[p[9]]).AsByte();
+                u2 |= Vector128.CreateScalar(t[p[10]]).AsByte();
+                u3 |= Vector128.CreateScalar(t[p[11]]).AsByte();
+            }
+        }
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Widen256(Vector128<byte> u, byte* p, int k) => Avx2.ConvertToVector256Int32(u);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static (Vector128<uint>, Vector128<uint>) Widen128(Vector128<byte> u, byte* p, int k) => Widen8(u);
+    }
+
+    /// <summary>Entry h: byte j = 4 when bit j of h is set (2 KiB, stays in L1).</summary>
+    private static readonly ulong[] HighBitTable = BuildHighBitTable();
+
+    private static ulong[] BuildHighBitTable()
+    {
+        var t = new ulong[256];
+        for (int h = 0; h < 256; h++)
+            for (int j = 0; j < 8; j++)
+                if ((h >> j & 1) != 0) t[h] |= 4UL << (8 * j);
+        return t;
+    }
+}

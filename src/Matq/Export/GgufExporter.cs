@@ -1,0 +1,167 @@
+// Contract: writes a .matq artifact as a llama.cpp-style GGUF v3 file (Gguf/GgufWriter) with Llama metadata, the tokenizer
+// and tensors as f32 | f16 | q8_0 | q4_0 | q4_1. Quantized weights take the lossless path (codes copied, scales → fp16)
+// where the GGUF block type expresses our grid exactly, else they are re-quantized from ŵ_r (ExportReport says which):
+//   q4_1 ← int4 slice, any group that is a multiple of 32 (or per-channel with in % 32 == 0), no act-order perm:
+//          ŵ_4 = α(S·16 − z) = d·S + m with d = 16α, m = −αz (each 32-block takes its group's d, m).
+//   q4_0 ← int4 slice when z = 128 (symmetric): ŵ_4 = 16α(S − 8) = d(q − 8).    q8_0 ← int8 master when z = 128: d = α, q = c − 128.
+// q_proj/k_proj rows are permuted per head from HF's rotate-half order to the interleaved pairs llama.cpp's rope expects:
+// GGUF row h·D + 2i + j = HF row h·D + j·D/2 + i (D = head_dim; k uses the KV head count). Rows move whole, so codes stay exact.
+using System.Text.Json;
+using Matq.Formats.Artifact;
+using Matq.Formats.Gguf;
+using Matq.Runtime.Serving;
+
+namespace Matq.Export;
+
+public sealed record GgufExportReport(int Lossless, int Requantized, int Float, IReadOnlyList<string> Notes);
+
+public static class GgufExporter
+{
+    public static readonly IReadOnlyList<string> Types = ["f32", "f16", "q8_0", "q4_0", "q4_1"];
+
+    public static GgmlType ParseType(string text) => text.ToLowerInvariant() switch
+    {
+        "f32" => GgmlType.F32, "f16" => GgmlType.F16, "q8_0" => GgmlType.Q8_0, "q4_0" => GgmlType.Q4_0, "q4_1" => GgmlType.Q4_1,
+        _ => throw new MatqException($"--type {text} is not supported for GGUF: use one of {string.Join(", ", Types)}"),
+    };
+
+    public static GgufExportReport Export(string matqPath, GgmlType type, string outPath)
+    {
+        var a = MatqArtifact.Open(matqPath);
+        var cfg = a.Metadata.ModelConfig;
+        int I(string k) => cfg.TryGetProperty(k, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt32()
+            : throw new MatqException($"{matqPath}: model config has no '{k}'; GGUF export needs a Llama config");
+        float F(string k, float d) => cfg.TryGetProperty(k, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetSingle() : d;
+        int hidden = I("hidden_size"), heads = I("num_attention_heads"), layers = I("num_hidden_layers");
+        int kvHeads = cfg.TryGetProperty("num_key_value_heads", out var kvh) && kvh.ValueKind == JsonValueKind.Number ? kvh.GetInt32() : heads;
+        int headDim = cfg.TryGetProperty("head_dim", out var hd) && hd.ValueKind == JsonValueKind.Number ? hd.GetInt32() : hidden / heads;
+        var w = new GgufWriter()
+            .Add("general.architecture", "llama").Add("general.name", Path.GetFileNameWithoutExtension(matqPath))
+            .Add("general.alignment", (uint)GgufWriter.Alignment).Add("general.file_type", (uint)FileType(type))
+            .Add("llama.context_length", (uint)I("max_position_embeddings")).Add("llama.embedding_length", (uint)hidden)
+            .Add("llama.block_count", (uint)layers).Add("llama.feed_forward_length", (uint)I("intermediate_size"))
+            .Add("llama.attention.head_count", (uint)heads).Add("llama.attention.head_count_kv", (uint)kvHeads)
+            .Add("llama.rope.freq_base", F("rope_theta", 10000f)).Add("llama.attention.layer_norm_rms_epsilon", F("rms_norm_eps", 1e-6f))
+            .Add("llama.rope.dimension_count", (uint)headDim).Add("llama.vocab_size", (uint)I("vocab_size"))
+            .Add("matq.master_bits", (uint)a.Metadata.MasterBits).Add("matq.group_size", a.Metadata.GroupSize)
+            .Add("matq.algorithm", a.Metadata.Algorithm);
+        var notes = new List<string>();
+        AddTokenizer(w, matqPath, a.Metadata, notes);
+        int lossless = 0, requant = 0, floats = 0;
+        foreach (var f in a.Floats)
+        {
+            var name = GgufName(f.Name);
+            var (rows, cols) = f.Shape.Length == 1 ? (1L, f.Shape[0]) : (f.Shape[0], f.Shape.Skip(1).Aggregate(1L, (x, y) => x * y));
+            var vals = PermuteRows(f.Name, f.Values, (int)rows, (int)cols, heads, kvHeads, headDim);
+            var ft = f.Shape.Length == 1 || type == GgmlType.F32 ? GgmlType.F32 : GgmlType.F16;
+            w.AddTensor(name, f.Shape.Reverse().ToArray(), ft, GgufBlocks.Encode(ft, vals));
+            floats++;
+        }
+        foreach (var q in a.Quantized)
+        {
+            var name = GgufName(q.Name);
+            long[] ne = [q.InFeatures, q.OutFeatures];
+            var perm = RowPerm(q.Name, q.OutFeatures, heads, kvHeads, headDim);
+            bool blocks32 = q.GroupWidth % 32 == 0 && q.InFeatures % 32 == 0 && q.Perm is null;
+            bool sym = q.Zeros.All(z => z == 128f) && a.Metadata.MasterBits == 8;
+            byte[] data;
+            if (type == GgmlType.Q4_1 && blocks32 || type is GgmlType.Q4_0 or GgmlType.Q8_0 && blocks32 && sym)
+            {
+                data = GgufQuantizedCodes.Encode(q, a.Metadata.MasterBits, type, perm);
+                lossless++;
+            }
+            else
+            {
+                if (GgufBlocks.IsBlockType(type) && q.InFeatures % 32 != 0)
+                    throw new MatqException($"{q.Name}: in = {q.InFeatures} is not a multiple of 32, which GGUF {type} needs; export with --type f16 or f32");
+                int r = type is GgmlType.Q4_0 or GgmlType.Q4_1 ? Math.Min(4, a.Metadata.MasterBits) : a.Metadata.MasterBits;
+                var deq = GgufQuantizedCodes.DequantizeSlice(q, a.Metadata.MasterBits, r, perm);
+                data = GgufBlocks.Encode(type, deq);
+                if (GgufBlocks.IsBlockType(type)) requant++; else floats++;
+            }
+            w.AddTensor(name, ne, type, data);
+        }
+        if (requant > 0) notes.Add($"{requant} quantized weights were re-quantized to {type} (asymmetric zero points, act-order perm or groups not a multiple of 32)");
+        w.Write(outPath);
+        return new GgufExportReport(lossless, requant, floats, notes);
+    }
+
+    private static int FileType(GgmlType t) => t switch { GgmlType.F32 => 0, GgmlType.F16 => 1, GgmlType.Q4_0 => 2, GgmlType.Q4_1 => 3, _ => 7 };
+
+    /// <summary>HF Llama name → llama.cpp GGUF name.</summary>
+    public static string GgufName(string hf)
+    {
+        if (hf == "model.embed_tokens.weight") return "token_embd.weight";
+        if (hf == "model.norm.weight") return "output_norm.weight";
+        if (hf == "lm_head.weight") return "output.weight";
+        var p = hf.Split('.');
+        if (p.Length >= 5 && p[0] == "model" && p[1] == "layers")
+        {
+            string part = string.Join('.', p[3..^1]) switch
+            {
+                "self_attn.q_proj" => "attn_q", "self_attn.k_proj" => "attn_k", "self_attn.v_proj" => "attn_v", "self_attn.o_proj" => "attn_output",
+                "mlp.gate_proj" => "ffn_gate", "mlp.up_proj" => "ffn_up", "mlp.down_proj" => "ffn_down",
+                "input_layernorm" => "attn_norm", "post_attention_layernorm" => "ffn_norm",
+                var other => throw new MatqException($"tensor '{hf}' ({other}) has no llama.cpp GGUF name; GGUF export supports Llama models"),
+            };
+            return $"blk.{p[2]}.{part}.{p[^1]}";
+        }
+        throw new MatqException($"tensor '{hf}' has no llama.cpp GGUF name; GGUF export supports Llama models");
+    }
+
+    /// <summary>GGUF row → HF row for q_proj/k_proj (see the file header); null for every other tensor.</summary>
+    public static int[]? RowPerm(string hf, int rows, int heads, int kvHeads, int headDim)
+    {
+        int h = hf.EndsWith("self_attn.q_proj.weight", StringComparison.Ordinal) ? heads
+              : hf.EndsWith("self_attn.k_proj.weight", StringComparison.Ordinal) ? kvHeads : 0;
+        if (h == 0) return null;
+        if (rows != h * headDim || headDim % 2 != 0) throw new MatqException($"{hf}: {rows} rows do not split into {h} heads of even size {headDim}");
+        var src = new int[rows];
+        int half = headDim / 2;
+        for (int hh = 0; hh < h; hh++)
+            for (int i = 0; i < half; i++)
+                for (int j = 0; j < 2; j++) src[hh * headDim + 2 * i + j] = hh * headDim + j * half + i;
+        return src;
+    }
+
+    private static float[] PermuteRows(string hf, float[] v, int rows, int cols, int heads, int kvHeads, int headDim)
+    {
+        var perm = RowPerm(hf, rows, heads, kvHeads, headDim);
+        if (perm is null) return v;
+        var o = new float[v.Length];
+        for (int r = 0; r < rows; r++) Array.Copy(v, perm[r] * cols, o, r * cols, cols);
+        return o;
+    }
+
+    /// <summary>GPT-2 BPE (encoder.json + vocab.bpe) → tokenizer.ggml.model = gpt2 with tokens, token_type, merges.
+    /// The byte tokenizer (256 ids, id = byte) → also gpt2: 256 tokens spelled in GPT-2's byte-level alphabet and no
+    /// merges, so llama.cpp's BPE yields exactly one token per byte, and decoding maps them back to the bytes.</summary>
+    private static void AddTokenizer(GgufWriter w, string matqPath, MatqMetadata md, List<string> notes)
+    {
+        var (folder, problem) = ModelSource.ArtifactTokenizer(matqPath, md);
+        if (folder is null) { notes.Add($"no tokenizer written: {problem}"); return; }
+        string enc = Path.Combine(folder, "encoder.json"), bpe = Path.Combine(folder, "vocab.bpe");
+        if (File.Exists(enc) && File.Exists(bpe))
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(enc));
+            var pairs = doc.RootElement.EnumerateObject().Select(p => (p.Name, Id: p.Value.GetInt32())).OrderBy(p => p.Id).ToList();
+            if (pairs.Where((p, i) => p.Id != i).Any()) throw new MatqException($"{enc}: token ids are not 0..n−1");
+            var tokens = pairs.Select(p => p.Name).ToArray();
+            var merges = File.ReadLines(bpe).Where(l => l.Length > 0 && !l.StartsWith("#version", StringComparison.Ordinal)).ToArray();
+            int eot = Array.IndexOf(tokens, "<|endoftext|>");
+            w.Add("tokenizer.ggml.model", "gpt2").Add("tokenizer.ggml.pre", "gpt-2").Add("tokenizer.ggml.tokens", tokens)
+             .Add("tokenizer.ggml.token_type", tokens.Select((_, i) => i == eot ? 3 : 1).ToArray()).Add("tokenizer.ggml.merges", merges);
+            if (eot >= 0) w.Add("tokenizer.ggml.bos_token_id", (uint)eot).Add("tokenizer.ggml.eos_token_id", (uint)eot);
+            return;
+        }
+        if (md.Tokenizer!.Kind.Contains("byte", StringComparison.OrdinalIgnoreCase) || File.Exists(Path.Combine(folder, "matq_tokenizer.json")))
+        {
+            var tokens = Enumerable.Range(0, 256).Select(b => Loading.Tokenizers.ByteLevelAlphabet.ByteToChar[b].ToString()).ToArray();
+            w.Add("tokenizer.ggml.model", "gpt2").Add("tokenizer.ggml.pre", "default").Add("tokenizer.ggml.tokens", tokens)
+             .Add("tokenizer.ggml.token_type", Enumerable.Repeat(1, 256).ToArray()).Add("tokenizer.ggml.merges", Array.Empty<string>());
+            notes.Add("byte tokenizer written as gpt2 BPE with 256 byte-level tokens and no merges (one token per byte)");
+            return;
+        }
+        notes.Add($"no tokenizer written: tokenizer kind '{md.Tokenizer.Kind}' has no GGUF mapping in matq yet");
+    }
+}
