@@ -29,10 +29,13 @@ public static class Program
         root.Subcommands.Add(new QuantizeVerb(console).Build());
         root.Subcommands.Add(new EvalVerb(console).Build());
         root.Subcommands.Add(new GenerateVerb(console).Build());
+        root.Subcommands.Add(new ExportVerb(console).Build());
         root.Subcommands.Add(new DemoVerb(console).Build());
         root.Subcommands.Add(new DeviceVerb(console).Build());
         var bench = new Command("bench", "Benchmarks that print ratios measured in one run");
         bench.Subcommands.Add(new BenchQuantizeLayerVerb(console).Build());
+        bench.Subcommands.Add(new BenchPtqVerb(console).Build());
+        bench.Subcommands.Add(new BenchKernelsVerb(console).Build());
         root.Subcommands.Add(bench);
         return root;
     }
