@@ -98,7 +98,7 @@ public sealed class DemoVerb(IAnsiConsole console) : Verb(console)
             EvalSet.Tokenize("sotu-test", "SOTU test", store.Sotu().Text(DataSplit.Test), tokenizer, maxTokens),
             EvalSet.Tokenize("moby-dick", "Moby-Dick", store.MobyDick(), tokenizer, maxTokens),
         };
-        var calibration = CalibrationTokens.Sample(tokenizer.Encode(store.Sotu().Text(DataSplit.Train)), 64, eval.Context, seed);
+        var calibration = CalibrationTokens.Sample(tokenizer.Encode(store.Sotu().Text(DataSplit.Train)), 32, eval.Context, seed);
         var rows = new List<PtqSweepRow>();
         var wall = Stopwatch.StartNew();
         Console.Progress().AutoClear(true).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
