@@ -55,6 +55,13 @@ public static class PartialWeightGrad
     /// <summary>A full-shape weight gradient holding <paramref name="partial"/> in <paramref name="rows"/>, zeros elsewhere.</summary>
     private static Tensor Scatter(Tensor w, Tensor partial, Tensor rows) => zeros_like(w).index_copy_(0, rows, partial);
 
+    // Tensors go through save_for_backward (TorchSharp warns about tensors in save_data); rows is optional.
+    private static void SaveInputs(AutogradContext ctx, Tensor x, Tensor w, Tensor? rows)
+    {
+        ctx.save_for_backward(rows is null ? new List<Tensor> { x, w } : new List<Tensor> { x, w, rows });
+        ctx.save_data("hasRows", rows is not null);
+    }
+
     private sealed class ConvFunction : SingleTensorFunction<ConvFunction>
     {
         public override string Name => "matq.EfQatConv2d";
@@ -65,10 +72,9 @@ public static class PartialWeightGrad
             var x = (Tensor)vars[0];
             var w = (Tensor)vars[1];
             long stride = (long)vars[2], padding = (long)vars[3];
-            ctx.save_for_backward(new List<Tensor> { x, w });
+            SaveInputs(ctx, x, w, vars[4] as Tensor);
             ctx.save_data("stride", stride);
             ctx.save_data("padding", padding);
-            ctx.save_data("rows", vars[4]);
             ctx.save_data("method", vars[5]);
             ctx.save_data("xgrad", x.requires_grad);
             return nn.functional.conv2d(x, w, strides: new[] { stride, stride }, padding: new[] { padding, padding });
@@ -79,7 +85,7 @@ public static class PartialWeightGrad
             List<Tensor> saved = ctx.get_saved_variables();
             Tensor x = saved[0], w = saved[1];
             long stride = (long)ctx.get_data("stride"), padding = (long)ctx.get_data("padding");
-            var rows = ctx.get_data("rows") as Tensor;
+            Tensor? rows = (bool)ctx.get_data("hasRows") ? saved[2] : null;
             var method = (ConvWeightGradMethod)ctx.get_data("method");
             long k = w.shape[2];
             using var scope = NewDisposeScope();
@@ -109,8 +115,7 @@ public static class PartialWeightGrad
         {
             var x = (Tensor)vars[0];
             var w = (Tensor)vars[1];
-            ctx.save_for_backward(new List<Tensor> { x, w });
-            ctx.save_data("rows", vars[2]);
+            SaveInputs(ctx, x, w, vars[2] as Tensor);
             ctx.save_data("xgrad", x.requires_grad);
             return x.matmul(w.t());
         }
@@ -119,7 +124,7 @@ public static class PartialWeightGrad
         {
             List<Tensor> saved = ctx.get_saved_variables();
             Tensor x = saved[0], w = saved[1];
-            var rows = ctx.get_data("rows") as Tensor;
+            Tensor? rows = (bool)ctx.get_data("hasRows") ? saved[2] : null;
             using var scope = NewDisposeScope();
             Tensor? gx = (bool)ctx.get_data("xgrad") ? g.matmul(w).MoveToOuterDisposeScope() : null;
             Tensor? gw = null;

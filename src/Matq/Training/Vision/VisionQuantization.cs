@@ -77,11 +77,11 @@ public static class VisionQuantization
     public static VisionQuantOutcome Run(VisionNet net, ImageSet train, ImageSet test, VisionQuantRequest r, Device device,
         Action<int, int, double>? stepProgress = null, int calibImages = 512)
     {
-        using (var scope = NewDisposeScope())
-        {
-            var idx = Enumerable.Range(0, Math.Min(calibImages, train.Count)).ToArray();
-            Prepare(net, CnnTrainer.Batch(train, idx, null, device).X, r.Quant);
-        }
+        // No dispose scope around Prepare: the step Parameters it creates must outlive it.
+        var idx = Enumerable.Range(0, Math.Min(calibImages, train.Count)).ToArray();
+        (Tensor calib, Tensor labels) = CnnTrainer.Batch(train, idx, null, device);
+        Prepare(net, calib, r.Quant);
+        calib.Dispose(); labels.Dispose();
         double ptq = CnnTrainer.Accuracy(net, test, device);
         double acc = ptq, seconds = 0, selected = 0;
         EfQatAlgorithm? alg = null;
