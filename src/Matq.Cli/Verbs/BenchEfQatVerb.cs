@@ -1,0 +1,100 @@
+// `matq bench efqat`: backward-pass and whole-step time of EfQAT (partial weight gradients) vs full QAT on the same
+// W4A8 fake-quantized ResNet and the same batch, in one run; ratios = full QAT time / EfQAT time (> 1 = faster).
+using System.CommandLine;
+using System.Diagnostics;
+using Matq.Algorithms.EfQat;
+using Matq.Cli.Common;
+using Matq.Models.Vision;
+using Matq.Runtime;
+using Matq.Training.Vision;
+using Spectre.Console;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Matq.Cli.Verbs;
+
+/// <summary>The "efqat" sub-verb of "bench" (wire as: bench → efqat).</summary>
+public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
+{
+    private readonly Option<string> _device = CommonOptions.Device();
+    private readonly Option<int> _batch = new("--batch") { Description = "Images per step", DefaultValueFactory = _ => 256, HelpName = "B" };
+    private readonly Option<int> _iters = new("--iters") { Description = "Timed steps per configuration (after 5 warm-up steps)", DefaultValueFactory = _ => 30, HelpName = "N" };
+    private readonly Option<string> _fractions = new("--fractions") { Description = "EfQAT fractions (CWPL)", DefaultValueFactory = _ => "1,0.25,0.05,0", HelpName = "F[,F...]" };
+    private readonly Option<string> _width = new("--widths") { Description = "ResNet stage widths", DefaultValueFactory = _ => "16,32,64", HelpName = "W,W,W" };
+    private readonly Option<int> _seed = CommonOptions.Seed();
+
+    public override string Name => "efqat";
+    public override string Description => "Time EfQAT's partial-gradient backward vs full QAT on one batch (ratios from one run)";
+    public override IReadOnlyList<string> Examples => ["matq bench efqat --device cpu --batch 64 --iters 5", "matq bench efqat --device cuda --widths 64,128,256"];
+
+    protected override void Configure(Command command)
+    {
+        foreach (Option o in new Option[] { _device, _batch, _iters, _fractions, _width, _seed })
+            command.Options.Add(o);
+    }
+
+    protected override int Execute(ParseResult result)
+    {
+        var device = TorchDevices.Resolve(result.GetValue(_device));
+        int batch = result.GetValue(_batch), iters = result.GetValue(_iters);
+        if (batch < 1 || iters < 1) throw new MatqException("--batch and --iters must be ≥ 1");
+        double[] fractions = result.GetValue(_fractions)!.Split(',').Select(s => double.TryParse(s, System.Globalization.CultureInfo.InvariantCulture, out var f) && f >= 0 && f <= 1
+            ? f : throw new MatqException($"--fractions '{s}' is invalid: each must be in 0..1")).ToArray();
+        int[] widths = result.GetValue(_width)!.Split(',').Select(int.Parse).ToArray();
+        manual_seed(result.GetValue(_seed));
+        var net = VisionNet.Create(new VisionNetConfig("resnet", widths, 2));
+        net.to(device);
+        Tensor x = rand(batch, 1, 28, 28, device: device), y = randint(0, 10, new long[] { batch }, device: device);
+        VisionQuantization.Prepare(net, x, new QuantSettings(4, 8));
+        var layers = net.QuantLayers().Select(l => l.Layer).ToList();
+        var opt = optim.SGD(net.parameters(), 1e-4, momentum: 0.9);
+
+        var rows = new List<(string Name, double Fwd, double Bwd, double Step)>();
+        rows.Add(("full QAT (native autograd)", 0, 0, 0));
+        rows[0] = Measure("full QAT (native autograd)", null);
+        foreach (var method in new[] { ConvWeightGradMethod.Unfold, ConvWeightGradMethod.Conv })
+        {
+            PartialWeightGrad.ConvMethod = method;
+            foreach (double f in fractions)
+                rows.Add(Measure($"EfQAT CWPL {f:P0} ({method})", new EfQatAlgorithm(new EfQatConfig(EfQatMode.ChannelPerLayer, f, refreshEvery: 1000), layers)));
+        }
+        var full = rows[0];
+        var table = new Table().Border(TableBorder.Rounded).AddColumns("configuration", "forward ms", "backward ms", "step ms", "backward speed-up", "step speed-up");
+        foreach (var r in rows)
+            table.AddRow(Markup.Escape(r.Name), $"{r.Fwd:F2}", $"{r.Bwd:F2}", $"{r.Step:F2}", $"{full.Bwd / r.Bwd:F2}x", $"{full.Step / r.Step:F2}x");
+        Console.Write(table);
+        Console.MarkupLine($"[grey]{device}, batch {batch}, ResNet widths {string.Join("/", widths)} ({net.ParameterCount():N0} params), W4A8 LSQ fake quant, {iters} timed steps each; step = zero_grad + forward + backward + SGD step (+ EfQAT hooks)[/]");
+        return 0;
+
+        (string, double, double, double) Measure(string name, EfQatAlgorithm? alg)
+        {
+            double fwd = 0, bwd = 0, step = 0;
+            for (int i = 0; i < 5 + iters; i++)
+            {
+                using var scope = NewDisposeScope();
+                Sync();
+                var t0 = Stopwatch.GetTimestamp();
+                alg?.BeforeStep(i);
+                opt.zero_grad();
+                Tensor loss = nn.functional.cross_entropy(net.forward(x), y);
+                Sync();
+                var t1 = Stopwatch.GetTimestamp();
+                loss.backward();
+                Sync();
+                var t2 = Stopwatch.GetTimestamp();
+                opt.step();
+                alg?.AfterStep();
+                Sync();
+                var t3 = Stopwatch.GetTimestamp();
+                if (i < 5) continue;
+                fwd += Stopwatch.GetElapsedTime(t0, t1).TotalMilliseconds;
+                bwd += Stopwatch.GetElapsedTime(t1, t2).TotalMilliseconds;
+                step += Stopwatch.GetElapsedTime(t0, t3).TotalMilliseconds;
+            }
+            alg?.Detach();
+            return (name, fwd / iters, bwd / iters, step / iters);
+        }
+
+        void Sync() { if (device.type == DeviceType.CUDA) torch.cuda.synchronize(); }
+    }
+}

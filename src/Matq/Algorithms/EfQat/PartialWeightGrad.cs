@@ -1,0 +1,137 @@
+// Contract: conv2d / linear as custom autograd functions whose backward computes grad_input in full but grad_weight
+// only for the selected output channels (rows), leaving the other rows' gradient zero; an empty selection computes
+// no weight gradient at all (null). This is where EfQAT's saving is real compute, not a mask applied afterwards.
+using TorchSharp;
+using static TorchSharp.torch;
+using static TorchSharp.torch.autograd;
+
+namespace Matq.Algorithms.EfQat;
+
+/// <summary>How the selected rows' conv weight gradient is computed (both exact; speed differs by device).</summary>
+public enum ConvWeightGradMethod
+{
+    /// <summary>im2col: unfold(x) [N, Cin·k·k, L] and a batched matmul with the selected output gradients [N, S, L].</summary>
+    Unfold,
+    /// <summary>A conv2d of x with batch and channel swapped, the selected output gradients as the kernel (dilation = stride).</summary>
+    Conv,
+}
+
+/// <summary>Partial-weight-gradient conv2d and linear.</summary>
+public static class PartialWeightGrad
+{
+    /// <summary>Method used by <see cref="Conv2d"/>; Unfold by default.</summary>
+    public static ConvWeightGradMethod ConvMethod { get; set; } = ConvWeightGradMethod.Unfold;
+
+    /// <summary>y = conv2d(x, w) (x [N, Cin, H, W], w [Cout, Cin, k, k] → [N, Cout, Ho, Wo], no bias, square stride and
+    /// padding); rows = selected output channels (int64 [S]), null = all rows (full gradient).</summary>
+    public static Tensor Conv2d(Tensor x, Tensor w, long stride, long padding, Tensor? rows) =>
+        ConvFunction.apply(x, w, stride, padding, rows!, ConvMethod);
+
+    /// <summary>y = x·wᵀ (x [N, in], w [out, in] → [N, out]); rows as in <see cref="Conv2d"/>.</summary>
+    public static Tensor Linear(Tensor x, Tensor w, Tensor? rows) => LinearFunction.apply(x, w, rows!);
+
+    /// <summary>∂L/∂w for the output channels of g: x [N, Cin, H, W], g [N, S, Ho, Wo] → [S, Cin, k, k].</summary>
+    public static Tensor ConvWeightGrad(Tensor x, Tensor g, long kernel, long stride, long padding, ConvWeightGradMethod method)
+    {
+        using var scope = NewDisposeScope();
+        long n = x.shape[0], cin = x.shape[1], s = g.shape[1];
+        Tensor result;
+        if (method == ConvWeightGradMethod.Unfold)
+        {
+            Tensor cols = nn.functional.unfold(x, kernel, dilation: 1, padding: padding, stride: stride);   // [N, Cin·k·k, L]
+            Tensor gl = g.reshape(n, s, -1);                                                                  // [N, S, L]
+            result = bmm(gl, cols.transpose(1, 2)).sum(dim: 0L).reshape(s, cin, kernel, kernel);              // [S, Cin·k·k]
+        }
+        else
+        {
+            // gw[o, i, a, b] = Σ_n Σ_p x[n, i, s·p + a − pad] g[n, o, p]: a conv over "channels" n with kernel g.
+            Tensor y = nn.functional.conv2d(x.transpose(0, 1), g.transpose(0, 1), strides: new[] { 1L, 1L },
+                padding: new[] { padding, padding }, dilation: new[] { stride, stride });                     // [Cin, S, k', k']
+            result = y.narrow(2, 0, kernel).narrow(3, 0, kernel).transpose(0, 1).contiguous();
+        }
+        return result.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>A full-shape weight gradient holding <paramref name="partial"/> in <paramref name="rows"/>, zeros elsewhere.</summary>
+    private static Tensor Scatter(Tensor w, Tensor partial, Tensor rows) => zeros_like(w).index_copy_(0, rows, partial);
+
+    // Tensors go through save_for_backward (TorchSharp warns about tensors in save_data); rows is optional.
+    private static void SaveInputs(AutogradContext ctx, Tensor x, Tensor w, Tensor? rows)
+    {
+        ctx.save_for_backward(rows is null ? new List<Tensor> { x, w } : new List<Tensor> { x, w, rows });
+        ctx.save_data("hasRows", rows is not null);
+    }
+
+    private sealed class ConvFunction : SingleTensorFunction<ConvFunction>
+    {
+        public override string Name => "matq.EfQatConv2d";
+
+        // vars: [0] x, [1] w, [2] stride (long), [3] padding (long), [4] rows (Tensor?), [5] method
+        public override Tensor forward(AutogradContext ctx, params object[] vars)
+        {
+            var x = (Tensor)vars[0];
+            var w = (Tensor)vars[1];
+            long stride = (long)vars[2], padding = (long)vars[3];
+            SaveInputs(ctx, x, w, vars[4] as Tensor);
+            ctx.save_data("stride", stride);
+            ctx.save_data("padding", padding);
+            ctx.save_data("method", vars[5]);
+            ctx.save_data("xgrad", x.requires_grad);
+            return nn.functional.conv2d(x, w, strides: new[] { stride, stride }, padding: new[] { padding, padding });
+        }
+
+        public override List<Tensor> backward(AutogradContext ctx, Tensor g)
+        {
+            List<Tensor> saved = ctx.get_saved_variables();
+            Tensor x = saved[0], w = saved[1];
+            long stride = (long)ctx.get_data("stride"), padding = (long)ctx.get_data("padding");
+            Tensor? rows = (bool)ctx.get_data("hasRows") ? saved[2] : null;
+            var method = (ConvWeightGradMethod)ctx.get_data("method");
+            long k = w.shape[2];
+            using var scope = NewDisposeScope();
+            Tensor? gx = null, gw = null;
+            if ((bool)ctx.get_data("xgrad"))
+            {
+                // transposed conv = the data gradient; output_padding restores sizes lost to the stride's floor
+                long oh = x.shape[2] - ((g.shape[2] - 1) * stride - 2 * padding + k);
+                long ow = x.shape[3] - ((g.shape[3] - 1) * stride - 2 * padding + k);
+                gx = nn.functional.conv_transpose2d(g, w, strides: new[] { stride, stride }, padding: new[] { padding, padding },
+                    output_padding: new[] { oh, ow }).MoveToOuterDisposeScope();
+            }
+            if (rows is null)
+                gw = ConvWeightGrad(x, g, k, stride, padding, method).MoveToOuterDisposeScope();
+            else if (rows.numel() > 0)
+                gw = Scatter(w, ConvWeightGrad(x, g.index_select(1, rows), k, stride, padding, method), rows).MoveToOuterDisposeScope();
+            return new List<Tensor> { gx!, gw!, null!, null!, null!, null! };
+        }
+    }
+
+    private sealed class LinearFunction : SingleTensorFunction<LinearFunction>
+    {
+        public override string Name => "matq.EfQatLinear";
+
+        // vars: [0] x [N, in], [1] w [out, in], [2] rows (Tensor?)
+        public override Tensor forward(AutogradContext ctx, params object[] vars)
+        {
+            var x = (Tensor)vars[0];
+            var w = (Tensor)vars[1];
+            SaveInputs(ctx, x, w, vars[2] as Tensor);
+            ctx.save_data("xgrad", x.requires_grad);
+            return x.matmul(w.t());
+        }
+
+        public override List<Tensor> backward(AutogradContext ctx, Tensor g)
+        {
+            List<Tensor> saved = ctx.get_saved_variables();
+            Tensor x = saved[0], w = saved[1];
+            Tensor? rows = (bool)ctx.get_data("hasRows") ? saved[2] : null;
+            using var scope = NewDisposeScope();
+            Tensor? gx = (bool)ctx.get_data("xgrad") ? g.matmul(w).MoveToOuterDisposeScope() : null;
+            Tensor? gw = null;
+            if (rows is null) gw = g.t().matmul(x).MoveToOuterDisposeScope();                                  // [out, in]
+            else if (rows.numel() > 0)
+                gw = Scatter(w, g.index_select(1, rows).t().matmul(x), rows).MoveToOuterDisposeScope();        // [S, in] scattered
+            return new List<Tensor> { gx!, gw!, null! };
+        }
+    }
+}

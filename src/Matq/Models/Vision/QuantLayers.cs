@@ -1,0 +1,150 @@
+// Contract: conv2d and linear layers with optional fake quantization for QAT: weights signed per output channel
+// (step [out, 1, ...]), input activations unsigned per tensor (step [1]), 2..8 bits, LSQ gradients for the steps
+// (learnable) or fixed steps (STE with clip mask); an EfQAT row selection restricts the weight gradient (see PartialWeightGrad).
+using Matq.Algorithms.EfQat;
+using Matq.Quantization;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Matq.Models.Vision;
+
+/// <summary>Fake-quantization settings of one layer; bits in 2..8 (weights are signed: 2 bits = {−2, −1, 0, 1}·s).</summary>
+public sealed record QuantSettings
+{
+    public QuantSettings(int weightBits, int actBits, bool learnScales = true)
+    {
+        if (weightBits < 2 || weightBits > 8) throw new MatqException($"weight bits = {weightBits} is out of range: allowed 2..8");
+        if (actBits < 2 || actBits > 8) throw new MatqException($"activation bits = {actBits} is out of range: allowed 2..8");
+        WeightBits = weightBits; ActBits = actBits; LearnScales = learnScales;
+    }
+
+    public int WeightBits { get; }
+    public int ActBits { get; }
+    /// <summary>True: LSQ learns both steps; false: steps stay at their PTQ values and only the STE passes gradients.</summary>
+    public bool LearnScales { get; }
+}
+
+/// <summary>Base of <see cref="QConv2d"/> and <see cref="QLinear"/>: weight [out, ...], optional bias [out].</summary>
+public abstract class QuantLayer : torch.nn.Module<Tensor, Tensor>
+{
+    protected QuantLayer(string name, Tensor weight, bool bias) : base(name)
+    {
+        Weight = new Parameter(weight);
+        register_parameter("weight", Weight);
+        if (bias)
+        {
+            Bias = new Parameter(zeros(Weight.shape[0]));
+            register_parameter("bias", Bias);
+        }
+    }
+
+    public Parameter Weight { get; }
+    public Parameter? Bias { get; }
+    public QuantSettings? Quant { get; private set; }
+    /// <summary>[out, 1, ...] signed LSQ step of each output channel (null while float).</summary>
+    public Parameter? WeightStep { get; private set; }
+    /// <summary>[1] unsigned LSQ step of the input activation (null while float).</summary>
+    public Parameter? ActStep { get; private set; }
+    /// <summary>EfQAT: output channels whose weights get gradients (int64 [S]); null = all (plain training/QAT).</summary>
+    public Tensor? SelectedRows { get; set; }
+    public long OutChannels => Weight.shape[0];
+    /// <summary>Called with each forward's (float) input; calibration uses it to capture activations.</summary>
+    public Action<Tensor>? InputObserver { get; set; }
+
+    /// <summary>Turns fake quantization on with PTQ (RTN) steps: per channel and per tensor, each the clip ratio in
+    /// {1, 0.95, ..., 0.3}·max that minimizes the squared error (weights: of the channel; activations: of <paramref name="sampleInput"/>).</summary>
+    public void EnableQuant(QuantSettings settings, Tensor sampleInput)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        Tensor ws, aS;
+        using (var scope = NewDisposeScope())
+        using (no_grad())
+        {
+            (_, int wqp) = LsqFakeQuant.Bounds(settings.WeightBits, signed: true);
+            (_, int aqp) = LsqFakeQuant.Bounds(settings.ActBits, signed: false);
+            Tensor w2 = Weight.detach().reshape(OutChannels, -1);                                              // [out, fan_in]
+            var shape = new long[Weight.dim()];
+            Array.Fill(shape, 1L);
+            shape[0] = OutChannels;
+            ws = MseStep(w2, w2.abs().amax(new long[] { 1 }, keepdim: true), settings.WeightBits, true, wqp)   // [out, 1]
+                .reshape(shape).clamp_min(1e-8).contiguous().MoveToOuterDisposeScope();
+            Tensor xa = sampleInput.detach().reshape(1, -1);
+            aS = MseStep(xa, xa.amax(new long[] { 1 }, keepdim: true), settings.ActBits, false, aqp)
+                .reshape(1).clamp_min(1e-8).contiguous().MoveToOuterDisposeScope();
+        }
+        // Parameters are made outside the scope: a Parameter created inside one would be disposed with it.
+        WeightStep = new Parameter(ws, settings.LearnScales);
+        ActStep = new Parameter(aS, settings.LearnScales);
+        register_parameter("weight_step", WeightStep);
+        register_parameter("act_step", ActStep);
+        Quant = settings;
+    }
+
+    private static Tensor MseStep(Tensor v, Tensor maxAbs, int bits, bool signed, int qp)
+    {
+        Tensor best = maxAbs.div(qp), bestErr = full_like(maxAbs, double.PositiveInfinity);
+        for (double r = 1.0; r > 0.29; r -= 0.05)
+        {
+            Tensor step = maxAbs.mul(r / qp).clamp_min(1e-8);
+            Tensor err = LsqFakeQuant.Apply(v, step, bits, signed).sub(v).square().sum(1, keepdim: true);
+            Tensor better = err.lt(bestErr);
+            best = where(better, step, best);
+            bestErr = where(better, err, bestErr);
+        }
+        return best;
+    }
+
+    /// <summary>The weight as used by forward: fake-quantized when quantization is on.</summary>
+    public Tensor EffectiveWeight() => Quant is null ? Weight : LsqFakeQuant.Apply(Weight, WeightStep!, Quant.WeightBits, signed: true);
+
+    /// <summary>The input as used by forward: fake-quantized (unsigned, clipped at Qp·s) when quantization is on.</summary>
+    public Tensor EffectiveInput(Tensor x) => Quant is null ? x : LsqFakeQuant.Apply(x, ActStep!, Quant.ActBits, signed: false);
+
+    /// <summary>Uses the partial-gradient autograd path (EfQAT) instead of the native op.</summary>
+    public bool UsePartialGrad => SelectedRows is not null;
+}
+
+/// <summary>Square-kernel conv2d without dilation or groups: x [N, Cin, H, W] → [N, Cout, Ho, Wo].</summary>
+public sealed class QConv2d : QuantLayer
+{
+    public QConv2d(string name, long inChannels, long outChannels, long kernel, long stride = 1, long padding = 0, bool bias = false)
+        : base(name, KaimingConv(inChannels, outChannels, kernel), bias)
+    {
+        Kernel = kernel; Stride = stride; Padding = padding;
+    }
+
+    public long Kernel { get; }
+    public long Stride { get; }
+    public long Padding { get; }
+
+    private static Tensor KaimingConv(long cin, long cout, long k) =>
+        randn(cout, cin, k, k).mul(Math.Sqrt(2.0 / (cin * k * k)));
+
+    public override Tensor forward(Tensor x)
+    {
+        InputObserver?.Invoke(x);
+        Tensor xq = EffectiveInput(x), wq = EffectiveWeight();
+        Tensor y = UsePartialGrad
+            ? PartialWeightGrad.Conv2d(xq, wq, Stride, Padding, SelectedRows!.numel() == OutChannels ? null : SelectedRows)
+            : nn.functional.conv2d(xq, wq, strides: new[] { Stride, Stride }, padding: new[] { Padding, Padding });
+        return Bias is null ? y : y.add(Bias.reshape(1, -1, 1, 1));
+    }
+}
+
+/// <summary>Linear layer: x [N, in] → [N, out] = x·Wᵀ + b.</summary>
+public sealed class QLinear : QuantLayer
+{
+    public QLinear(string name, long inFeatures, long outFeatures, bool bias = true)
+        : base(name, rand(outFeatures, inFeatures).mul(2).sub(1).mul(Math.Sqrt(1.0 / inFeatures)), bias) { }
+
+    public override Tensor forward(Tensor x)
+    {
+        InputObserver?.Invoke(x);
+        Tensor xq = EffectiveInput(x), wq = EffectiveWeight();
+        Tensor y = UsePartialGrad
+            ? PartialWeightGrad.Linear(xq, wq, SelectedRows!.numel() == OutChannels ? null : SelectedRows)
+            : nn.functional.linear(xq, wq);
+        return Bias is null ? y : y.add(Bias);
+    }
+}

@@ -1,0 +1,153 @@
+// Contract: supervised training of a VisionNet on an ImageSet: cross-entropy, SGD(momentum, nesterov) or AdamW,
+// warm-up + cosine schedule per step, optional random crop (pad 2) + horizontal flip, a seeded shuffle per epoch (so
+// a resume at an epoch boundary is exact), atomic checkpoints after each epoch, test accuracy at the end.
+// Hooks let an algorithm act around each optimizer step (EfQAT selection, frozen rows).
+using Matq.Data;
+using Matq.Models.Vision;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Matq.Training.Vision;
+
+public sealed record CnnTrainOptions
+{
+    public int Epochs { get; init; } = 15;
+    public int Batch { get; init; } = 128;
+    public double Lr { get; init; } = 0.1;
+    /// <summary>"sgd" (momentum 0.9, nesterov) or "adamw".</summary>
+    public string Optimizer { get; init; } = "sgd";
+    public double WeightDecay { get; init; } = 5e-4;
+    public bool Augment { get; init; } = true;
+    public int WarmupSteps { get; init; } = 100;
+    public long Seed { get; init; } = 1234;
+    /// <summary>Use only the first N training images (quick runs and tests); null = all.</summary>
+    public int? LimitTrain { get; init; }
+
+    public void Validate()
+    {
+        if (Epochs < 1 || Epochs > 1000) throw new MatqException($"epochs = {Epochs} is out of range: allowed 1..1000");
+        if (Batch < 1 || Batch > 65536) throw new MatqException($"batch = {Batch} is out of range: allowed 1..65536");
+        if (!(Lr > 0) || double.IsInfinity(Lr)) throw new MatqException($"lr = {Lr} is invalid: allowed a positive number");
+        if (Optimizer is not ("sgd" or "adamw")) throw new MatqException($"optimizer '{Optimizer}' is not supported: allowed sgd, adamw");
+        if (WeightDecay < 0) throw new MatqException($"weight decay = {WeightDecay} is invalid: allowed ≥ 0");
+    }
+}
+
+public sealed record CnnEpochReport(int Epoch, int Step, int PlannedSteps, double TrainLoss, double Lr, double Seconds);
+
+public sealed record CnnTrainResult(int Steps, double Seconds, double TestAccuracy, List<LossPoint> Losses);
+
+/// <summary>Optional callbacks around each optimizer step (0-based step index).</summary>
+public sealed record TrainHooks(Action<int>? BeforeStep = null, Action<int>? AfterStep = null);
+
+public static class CnnTrainer
+{
+    /// <summary>Trains <paramref name="net"/> (already on <paramref name="device"/>) and returns the test accuracy.
+    /// <paramref name="checkpointDir"/>: where checkpoint.safetensors goes (null = none); resume when it holds one.</summary>
+    public static CnnTrainResult Train(VisionNet net, ImageSet train, ImageSet test, CnnTrainOptions o, Device device,
+        Action<CnnEpochReport>? progress = null, string? checkpointDir = null, TrainHooks? hooks = null,
+        Action<int, int, double>? stepProgress = null, CancellationToken cancel = default)
+    {
+        o.Validate();
+        int n = Math.Min(train.Count, o.LimitTrain ?? int.MaxValue);
+        int stepsPerEpoch = (n + o.Batch - 1) / o.Batch, total = stepsPerEpoch * o.Epochs;
+        var schedule = new LrSchedule(o.Lr, Math.Min(o.WarmupSteps, total), total);
+        var parameters = net.parameters().Where(p => p.requires_grad).ToList();
+        optim.Optimizer opt = o.Optimizer == "sgd"
+            ? optim.SGD(parameters, o.Lr, momentum: 0.9, nesterov: true, weight_decay: o.WeightDecay)
+            : optim.AdamW(parameters, o.Lr, weight_decay: o.WeightDecay);
+        var masters = VisionNetIO.FloatState(net);
+        string? ckpt = checkpointDir is null ? null : Path.Combine(checkpointDir, TrainCheckpoint.FileName);
+        string runKey = $"{net.Config.ToJson().ReplaceLineEndings("")}|{o with { Epochs = 0 }}";
+        var state = new TrainState { PlannedSteps = total, Seed = o.Seed, RunKey = runKey };
+        if (ckpt is not null && File.Exists(ckpt))
+        {
+            var stored = TrainCheckpoint.ReadState(ckpt);
+            if (stored.RunKey == runKey && stored.PlannedSteps == total) state = TrainCheckpoint.Load(ckpt, masters, opt);
+        }
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        int step = state.Step;
+        var losses = state.Train;
+        for (int epoch = step / stepsPerEpoch; epoch < o.Epochs && !cancel.IsCancellationRequested; epoch++)
+        {
+            net.train();
+            var rng = new Random(unchecked((int)(o.Seed * 1000003 + epoch)));
+            int[] order = Enumerable.Range(0, n).ToArray();
+            rng.Shuffle(order);
+            double sumLoss = 0; int count = 0;
+            for (int b = 0; b < stepsPerEpoch && !cancel.IsCancellationRequested; b++, step++)
+            {
+                using var scope = NewDisposeScope();
+                int start = b * o.Batch, len = Math.Min(o.Batch, n - start);
+                (Tensor x, Tensor y) = Batch(train, order.AsSpan(start, len), o.Augment ? rng : null, device);
+                double lr = schedule.At(step);
+                foreach (var g in opt.ParamGroups) g.LearningRate = lr;
+                hooks?.BeforeStep?.Invoke(step);
+                opt.zero_grad();
+                Tensor loss = nn.functional.cross_entropy(net.forward(x), y);
+                loss.backward();
+                opt.step();
+                hooks?.AfterStep?.Invoke(step);
+                if (b % 50 == 0 || b == stepsPerEpoch - 1)
+                {
+                    double l = loss.item<float>();
+                    sumLoss += l; count++;
+                    losses.Add(new LossPoint(step, l, lr));
+                    stepProgress?.Invoke(step + 1, total, l);
+                }
+            }
+            progress?.Invoke(new CnnEpochReport(epoch + 1, step, total, count == 0 ? double.NaN : sumLoss / count, schedule.At(Math.Max(0, step - 1)), sw.Elapsed.TotalSeconds));
+            if (ckpt is not null)
+                TrainCheckpoint.Save(ckpt, masters, opt, state with { Step = step, ElapsedSeconds = state.ElapsedSeconds + sw.Elapsed.TotalSeconds, Train = losses });
+        }
+        double acc = Accuracy(net, test, device);
+        return new CnnTrainResult(step, sw.Elapsed.TotalSeconds, acc, losses);
+    }
+
+    /// <summary>Top-1 accuracy in eval mode (BN running statistics), batches of 1000.</summary>
+    public static double Accuracy(VisionNet net, ImageSet set, Device device, int? limit = null)
+    {
+        net.eval();
+        using var noGrad = no_grad();
+        int n = Math.Min(set.Count, limit ?? int.MaxValue), correct = 0;
+        int[] idx = Enumerable.Range(0, n).ToArray();
+        for (int start = 0; start < n; start += 1000)
+        {
+            using var scope = NewDisposeScope();
+            int len = Math.Min(1000, n - start);
+            (Tensor x, Tensor y) = Batch(set, idx.AsSpan(start, len), null, device);
+            correct += (int)net.forward(x).argmax(1).eq(y).sum().item<long>();
+        }
+        net.train();
+        return (double)correct / n;
+    }
+
+    /// <summary>Images [B, 1, 28, 28] float and labels [B] int64 on <paramref name="device"/>; with <paramref name="augment"/>,
+    /// each image is shifted by a random (dy, dx) ∈ [−2, 2]² (zero fill, = pad-2 random crop) and flipped left-right with p ½.</summary>
+    public static (Tensor X, Tensor Y) Batch(ImageSet set, ReadOnlySpan<int> indices, Random? augment, Device device)
+    {
+        int side = set.Rows, pix = side * set.Cols, b = indices.Length;
+        var x = new float[b * pix];
+        var y = new long[b];
+        for (int i = 0; i < b; i++)
+        {
+            int src = indices[i] * pix;
+            y[i] = set.Labels[indices[i]];
+            if (augment is null) { Array.Copy(set.Images, src, x, i * pix, pix); continue; }
+            int dy = augment.Next(-2, 3), dx = augment.Next(-2, 3);
+            bool flip = augment.Next(2) == 1;
+            for (int r = 0; r < side; r++)
+            {
+                int sr = r + dy;
+                if (sr < 0 || sr >= side) continue;
+                for (int c = 0; c < set.Cols; c++)
+                {
+                    int sc = (flip ? set.Cols - 1 - c : c) + dx;
+                    if (sc >= 0 && sc < set.Cols) x[i * pix + r * set.Cols + c] = set.Images[src + sr * set.Cols + sc];
+                }
+            }
+        }
+        return (tensor(x, new long[] { b, 1, side, set.Cols }).to(device), tensor(y).to(device));
+    }
+}

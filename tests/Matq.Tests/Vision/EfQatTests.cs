@@ -1,0 +1,151 @@
+// Tests EfQAT: the partial weight gradient equals autograd's on the selected rows and is zero elsewhere (conv, both
+// methods, strides 1 and 2; linear), the data gradient is unchanged; selection per mode; fraction 0 keeps weights but
+// trains steps; invalid settings throw MatqException.
+using Matq.Algorithms.EfQat;
+using Matq.Data;
+using Matq.Models.Vision;
+using Matq.Training.Vision;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Matq.Tests.Vision;
+
+public class EfQatTests
+{
+    [Theory]
+    [InlineData(ConvWeightGradMethod.Unfold, 1, 1, 3)]
+    [InlineData(ConvWeightGradMethod.Unfold, 2, 1, 3)]
+    [InlineData(ConvWeightGradMethod.Conv, 1, 1, 3)]
+    [InlineData(ConvWeightGradMethod.Conv, 2, 1, 3)]
+    [InlineData(ConvWeightGradMethod.Conv, 2, 0, 1)]
+    public void ConvPartialGradientMatchesAutogradOnSelectedRows(ConvWeightGradMethod method, long stride, long pad, long k)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(7);
+        Tensor x = randn(3, 4, 9, 9), w = randn(6, 4, k, k), up = null!;
+        long[] rows = { 1, 4, 5 };
+        // reference: native conv2d + autograd
+        Tensor xr = x.clone().requires_grad_(true), wr = w.clone().requires_grad_(true);
+        Tensor yr = nn.functional.conv2d(xr, wr, strides: new[] { stride, stride }, padding: new[] { pad, pad });
+        up = randn_like(yr);
+        yr.mul(up).sum().backward();
+
+        var saved = PartialWeightGrad.ConvMethod;
+        PartialWeightGrad.ConvMethod = method;
+        try
+        {
+            Tensor xp = x.clone().requires_grad_(true), wp = w.clone().requires_grad_(true);
+            Tensor yp = PartialWeightGrad.Conv2d(xp, wp, stride, pad, tensor(rows));
+            Assert.True(yp.allclose(yr, 1e-5, 1e-5));
+            yp.mul(up).sum().backward();
+            Assert.True(xp.grad!.allclose(xr.grad!, 1e-4, 1e-4));
+            Tensor sel = tensor(rows);
+            Assert.True(wp.grad!.index_select(0, sel).allclose(wr.grad!.index_select(0, sel), 1e-4, 1e-4));
+            Tensor others = tensor(new long[] { 0, 2, 3 });
+            Assert.Equal(0f, wp.grad!.index_select(0, others).abs().max().item<float>());
+            Assert.True(wr.grad!.index_select(0, others).abs().max().item<float>() > 0);   // the reference is not zero there
+        }
+        finally { PartialWeightGrad.ConvMethod = saved; }
+    }
+
+    [Fact]
+    public void ConvEmptySelectionComputesNoWeightGradient()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(3);
+        Tensor x = randn(2, 3, 8, 8).requires_grad_(true), w = randn(5, 3, 3, 3).requires_grad_(true);
+        PartialWeightGrad.Conv2d(x, w, 1, 1, tensor(Array.Empty<long>())).sum().backward();
+        Assert.True(w.grad is null || w.grad.abs().max().item<float>() == 0);
+        Assert.NotNull(x.grad);
+    }
+
+    [Fact]
+    public void LinearPartialGradientMatchesAutogradOnSelectedRows()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(11);
+        Tensor x = randn(7, 5), w = randn(4, 5);
+        Tensor xr = x.clone().requires_grad_(true), wr = w.clone().requires_grad_(true);
+        Tensor yr = nn.functional.linear(xr, wr);
+        Tensor up = randn_like(yr);
+        yr.mul(up).sum().backward();
+        Tensor xp = x.clone().requires_grad_(true), wp = w.clone().requires_grad_(true);
+        PartialWeightGrad.Linear(xp, wp, tensor(new long[] { 0, 3 })).mul(up).sum().backward();
+        Assert.True(xp.grad!.allclose(xr.grad!, 1e-5, 1e-5));
+        Tensor sel = tensor(new long[] { 0, 3 }), others = tensor(new long[] { 1, 2 });
+        Assert.True(wp.grad!.index_select(0, sel).allclose(wr.grad!.index_select(0, sel), 1e-5, 1e-5));
+        Assert.Equal(0f, wp.grad!.index_select(0, others).abs().max().item<float>());
+    }
+
+    [Fact]
+    public void SelectionPerMode()
+    {
+        var imp = new List<float[]> { new[] { 0.1f, 0.9f, 0.5f, 0.2f }, new[] { 3f, 1f }, new[] { 0.3f, 0.4f, 0.05f, 0.6f, 0.7f, 0.8f, 0.01f, 0.02f } };
+        var cwpl = ChannelSelector.Select(imp, EfQatMode.ChannelPerLayer, 0.25);
+        Assert.Equal(new[] { 1 }, cwpl[0]);
+        Assert.Equal(new[] { 0 }, cwpl[1]);
+        Assert.Equal(new[] { 4, 5 }, cwpl[2]);
+        var cwpn = ChannelSelector.Select(imp, EfQatMode.ChannelPerNetwork, 0.25);   // 14 channels → 4: 3, 1, 0.9, 0.8
+        Assert.Equal(new[] { 1 }, cwpn[0]);
+        Assert.Equal(new[] { 0, 1 }, cwpn[1]);
+        Assert.Equal(new[] { 5 }, cwpn[2]);
+        var lwpn = ChannelSelector.Select(imp, EfQatMode.LayerPerNetwork, 0.3);       // 1 of 3 layers: mean 2 wins
+        Assert.Empty(lwpn[0]);
+        Assert.Equal(new[] { 0, 1 }, lwpn[1]);
+        Assert.Empty(lwpn[2]);
+        Assert.All(ChannelSelector.Select(imp, EfQatMode.ChannelPerNetwork, 0), s => Assert.Empty(s));
+        Assert.Equal(4, ChannelSelector.Select(imp, EfQatMode.ChannelPerLayer, 1)[0].Length);
+    }
+
+    [Fact]
+    public void InvalidSettingsThrow()
+    {
+        Assert.Throws<MatqException>(() => new EfQatConfig(EfQatMode.ChannelPerLayer, 1.5));
+        Assert.Throws<MatqException>(() => new EfQatConfig(EfQatMode.ChannelPerLayer, -0.1));
+        Assert.Throws<MatqException>(() => new EfQatConfig((EfQatMode)7, 0.25));
+        Assert.Throws<MatqException>(() => new EfQatConfig(EfQatMode.ChannelPerLayer, 0.25, weightBits: 1));
+        Assert.Throws<MatqException>(() => EfQatConfig.ParseMode("best"));
+        Assert.Throws<MatqException>(() => new QuantSettings(9, 8));
+        Assert.Throws<MatqException>(() => new VisionNetConfig("vgg", [8]));
+    }
+
+    [Theory]
+    [InlineData(0.0)]
+    [InlineData(0.25)]
+    public void OnlySelectedWeightsMoveAndStepsTrain(double fraction)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(5);
+        var cfg = new VisionNetConfig("resnet", [4, 8], 1);
+        var net = VisionNet.Create(cfg);
+        var set = RandomSet(64, 42);
+        VisionQuantization.Prepare(net, CnnTrainer.Batch(set, Enumerable.Range(0, 32).ToArray(), null, CPU).X, new QuantSettings(4, 8));
+        var layers = net.QuantLayers().Select(l => l.Layer).ToList();
+        var before = layers.Select(l => l.Weight.detach().clone()).ToList();
+        var actBefore = layers.Select(l => l.ActStep!.detach().clone()).ToList();
+        var alg = new EfQatAlgorithm(new EfQatConfig(EfQatMode.ChannelPerLayer, fraction, refreshEvery: 1000), layers);
+        var opts = new CnnTrainOptions { Epochs = 1, Batch = 16, Lr = 0.05, Optimizer = "adamw", Augment = false, WarmupSteps = 0 };
+        CnnTrainer.Train(net, set, set, opts, CPU, hooks: new TrainHooks(alg.BeforeStep, _ => alg.AfterStep()));
+        for (int l = 0; l < layers.Count; l++)
+        {
+            var moved = layers[l].Weight.detach().sub(before[l]).abs().reshape(layers[l].OutChannels, -1).amax(new long[] { 1 }).data<float>().ToArray();
+            for (int c = 0; c < moved.Length; c++)
+                if (alg.Selection[l].Contains(c)) Assert.True(moved[c] > 0, $"layer {l} channel {c} selected but unchanged");
+                else Assert.Equal(0f, moved[c]);
+        }
+        Assert.Contains(Enumerable.Range(0, layers.Count), l => layers[l].ActStep!.detach().sub(actBefore[l]).abs().max().item<float>() > 0);
+    }
+
+    internal static ImageSet RandomSet(int n, int seed)
+    {
+        var rng = new Random(seed);
+        var img = new float[n * 28 * 28];
+        var lab = new byte[n];
+        for (int i = 0; i < n; i++)
+        {
+            lab[i] = (byte)rng.Next(10);
+            for (int p = 0; p < 784; p++) img[i * 784 + p] = (float)rng.NextDouble() * (p % 10 == lab[i] ? 1f : 0.3f);
+        }
+        return new ImageSet(n, 28, 28, img, lab);
+    }
+}
