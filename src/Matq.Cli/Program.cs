@@ -25,10 +25,12 @@ public static class Program
         root.Subcommands.Add(new InspectVerb(console).Build());
         var train = new Command("train", "Train reference models from scratch");
         train.Subcommands.Add(new TrainLmVerb(console).Build());
+        train.Subcommands.Add(new TrainCnnVerb(console).Build());
         root.Subcommands.Add(train);
         root.Subcommands.Add(new QuantizeVerb(console).Build());
         root.Subcommands.Add(new EvalVerb(console).Build());
         root.Subcommands.Add(new GenerateVerb(console).Build());
+        root.Subcommands.Add(new VisionQuantizeVerb(console).Build());
         root.Subcommands.Add(new ExportVerb(console).Build());
         root.Subcommands.Add(new DemoVerb(console).Build());
         root.Subcommands.Add(new DeviceVerb(console).Build());
@@ -36,6 +38,7 @@ public static class Program
         bench.Subcommands.Add(new BenchQuantizeLayerVerb(console).Build());
         bench.Subcommands.Add(new BenchPtqVerb(console).Build());
         bench.Subcommands.Add(new BenchKernelsVerb(console).Build());
+        bench.Subcommands.Add(new BenchEfQatVerb(console).Build());
         root.Subcommands.Add(bench);
         return root;
     }
