@@ -3,10 +3,10 @@
 // serving the exported codes at r bits produces. Bits = 0 runs the frozen float weight (the distillation teacher).
 //
 // Math (c master bits, k = c − r, g columns per group, α = exp(log α), z̄ = round(z) with a pass-through gradient):
-//   u   = W/α + z̄                                             [out, in] continuous code (α, z̄ expanded per group)
+//   u   = clamp(W/α + z̄, −½, 2^c − ½)                         [out, in] continuous code (α, z̄ expanded per group)
 //   q   = clamp(round(W/α) + z̄, 0, 2^c − 1)                   master code, as TensorAffineQuantizer computes it
 //   q_r = min(⌊q/2^k + ½⌋, 2^r − 1)·2^k                        slice (no min with extra precision: bucket 2^r kept)
-//   ŵ_r = α·(STE(q_r) − z̄),  STE(q_r) = q_r forward, ∂/∂u = 1 where 0 ≤ u ≤ 2^c − 1, else 0
+//   ŵ_r = α·(STE(q_r) − z̄),  STE(q_r) = q_r forward, ∂/∂u = 1 (the clamp masks the codes round() clips)
 // so ∂ŵ/∂W = 1 inside the range (0 outside), ∂ŵ/∂α = q_r − u inside and q_r − z̄ outside (LSQ's step gradient,
 // Esser et al. 2020, through the slice), ∂ŵ/∂z = −α outside, 0 inside.
 using Matq.Kernels.Quantization;
@@ -83,7 +83,7 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>
         Tensor zr = StraightThrough.Apply(zero, t => t.round().clamp(0, qmax));                 // [out, nGroups]
         Tensor a = GroupLayout.Expand(alpha, groupSize, cols);                                 // [out, in]
         Tensor z = GroupLayout.Expand(zr, groupSize, cols);                                    // [out, in]
-        Tensor u = w.div(a).add(z).clamp(0, qmax);                                             // gradient 0 where clipped
+        Tensor u = w.div(a).add(z).clamp(-0.5, qmax + 0.5);                                   // gradient 0 where round() clips
         Tensor qr;
         using (no_grad())
         {
