@@ -107,7 +107,7 @@ public class PlanTests
     {
         var e = Assert.Throws<MatqException>(() => new MixPlan("abc", 8, 4, new Dictionary<string, int> { ["model.layers.0.mlp.up_proj"] = bits }));
         Assert.Contains("out of range", e.Message);
-        Assert.Throws<MatqException>(() => MixPlan.Parse($$"""{"format":"matq-plan","model_hash":"x","master_bits":4,"default_bits":{{bits}},"layers":{}}"""));
+        Assert.Throws<MatqException>(() => MixPlan.Parse($$"""{"format":"matq-plan","model_hash":"x","master_bits":4,"default_bits":{{bits}},"layers":{} }"""));
     }
 
     [Fact]

@@ -16,7 +16,11 @@
 //        W[:, j+1:] −= e_j ⊗ U[j, j+1:]
 //      The window ±2^(c − min R) spans one whole bucket of the coarsest slice on each side, so every combination of
 //      slice values reachable near w is searched (a wider window only adds codes farther from w at every width).
-//   3. Keep whichever of Q_a and Q_nested has the lower E (so the result never loses to Athena's codes sliced).
+//   1b. A second, nested-friendly grid (NestedGrid): sliced c-bit min-max codes clamp the coarsest slice a bucket short
+//      of the group's max (S(q, 2)·64 ≤ 192 of 255), so per (row, group) α is stretched by γ ∈ [1, γ_max] (z rescaled)
+//      where that lowers the diag(H)-weighted nested round-to-nearest error.
+//   3. Step 2 runs on both grids; keep whichever of Q_a (Athena's codes, its grid) and the two nested results has the
+//      lowest E (so the result never loses to Athena's codes sliced).
 using Matq.Algorithms.Athena;
 using Matq.Kernels.Quantization;
 using Matq.Quantization;
@@ -65,10 +69,14 @@ public static class MatQuantAthena
             Tensor hFixed = h.clone(), w = w0.clone();
             int dead = HessianFactorizer.FixDeadInputs(hFixed, w);
             var factor = HessianFactorizer.Factor(layer, hFixed, athena.PercDamp, athena.MaxDampRetries, dead);
-            Tensor codesN = NestedPass(w, factor.U, scales, zeros, g, config, athena.BlockSize).to(ScalarType.Byte);
-            var errN = PerWidthErrors(w0, h, codesN, scales, zeros, g, c, config.Bits, config.ExtraPrecision);
-            double eN = Weighted(errN, config.Lambda);
-            if (eN < eA) { kept = codesN; keptErr = errN; eKept = eN; nestedKept = true; }
+            var (sg, zg) = NestedGrid(w0, h.diagonal(), scales, zeros, g, config);
+            foreach (var (s, z) in new[] { (scales, zeros), (sg, zg) })
+            {
+                Tensor codesN = NestedPass(w.clone(), factor.U, s, z, g, config, athena.BlockSize).to(ScalarType.Byte);
+                var errN = PerWidthErrors(w0, h, codesN, s, z, g, c, config.Bits, config.ExtraPrecision);
+                double eN = Weighted(errN, config.Lambda);
+                if (eN < eKept) { kept = codesN; keptErr = errN; eKept = eN; nestedKept = true; (scales, zeros) = (s, z); }
+            }
         }
         return new NestedLayerResult(kept.clone().MoveToOuterDisposeScope(), scales.clone().MoveToOuterDisposeScope(), zeros.clone().MoveToOuterDisposeScope(),
             g, eKept, eA, keptErr, nestedKept, sw.Elapsed.TotalSeconds);
@@ -90,6 +98,39 @@ public static class MatQuantAthena
     }
 
     public static double Weighted(IReadOnlyList<double> errors, IReadOnlyList<double> lambda) => errors.Select((e, i) => e * lambda[i]).Sum();
+
+    /// <summary>Step 1b: per (row, group), α' = γ·α and z' = clamp(round(z/γ)) for γ on a grid from 1 to
+    /// γ_max = (2^c − 1)/((2^m − 1)·2^(c−m)), m = min R — the stretch at which the coarsest slice's top code reaches the
+    /// group's max instead of being clamped a bucket short — keeping the γ with the least diag(H)-weighted nested RTN error.</summary>
+    private static (Tensor Scales, Tensor Zeros) NestedGrid(Tensor w, Tensor hdiag, Tensor scales, Tensor zeros, int groupSize, MatQuantConfig config)
+    {
+        int c = config.MasterBits, m = config.Bits.Min(), qmax = (1 << c) - 1;
+        double gammaMax = (double)qmax / (((1 << m) - 1) * (double)(1 << (c - m)));
+        long rows = w.shape[0], cols = w.shape[1], groups = scales.shape[1];
+        var bestS = scales.clone();
+        var bestZ = zeros.clone();
+        Tensor bestE = full(rows, groups, double.PositiveInfinity, dtype: ScalarType.Float32, device: w.device);
+        const int steps = 8;
+        for (int i = 0; i <= steps; i++)
+        {
+            using var scope = NewDisposeScope();
+            double gamma = 1 + (gammaMax - 1) * i / steps;
+            Tensor s = scales.mul(gamma), z = zeros.div(gamma).round().clamp(0, qmax);
+            Tensor a = GroupLayout.Expand(s, groupSize, cols), zz = GroupLayout.Expand(z, groupSize, cols);
+            Tensor q = w.div(a).round().add(zz).clamp(0, qmax);
+            Tensor cost = torch.zeros_like(w);
+            for (int b = 0; b < config.Bits.Count; b++)
+                cost.add_((w - SliceValue(q, a, zz, c, config.Bits[b], config.ExtraPrecision)).square().mul(config.Lambda[b]));
+            cost.mul_(hdiag.unsqueeze(0));
+            long pad = groups * groupSize - cols;
+            Tensor perGroup = (pad == 0 ? cost : nn.functional.pad(cost, new long[] { 0, pad })).reshape(rows, groups, groupSize).sum(dim: 2L);
+            Tensor better = perGroup.lt(bestE);
+            bestE.copy_(where(better, perGroup, bestE));
+            bestS.copy_(where(better, s, bestS));
+            bestZ.copy_(where(better, z, bestZ));
+        }
+        return (bestS, bestZ);
+    }
 
     /// <summary>Step 2 of the header on w [rows, n] (consumed), u [n, n]; returns float codes [rows, n].</summary>
     private static Tensor NestedPass(Tensor w, Tensor u, Tensor scales, Tensor zeros, int groupSize, MatQuantConfig config, int blockSize)
