@@ -1,6 +1,7 @@
 // Contract: the explicit table of quantization algorithms by name (no reflection, so trimming/AOT keep them).
 // Adding an algorithm = adding one row here; the entry point (QuantizationRunner) and the CLI read this table.
 using Matq.Algorithms.Athena;
+using Matq.Algorithms.MatQuant;
 using Matq.Algorithms.Rtn;
 
 namespace Matq.Quantization.Pipeline;
@@ -13,6 +14,7 @@ public static class AlgorithmRegistry
         RtnAlgorithm.Registration,
         AthenaAlgorithm.GptqRegistration,
         AthenaAlgorithm.AthenaRegistration,
+        MatQuantAlgorithm.Registration,
     ];
 
     public static IReadOnlyList<AlgorithmRegistration> All => Table;

@@ -1,0 +1,219 @@
+// `matq bench matquant`: on one float model, per base (qat, athena): independently quantized baselines at each bit-width
+// vs MatQuant (R = {8,4,2}) sliced to 8/6/4/3/2, with co-distillation (qat), single-precision MatQuant at 2 and extra
+// precision at 2 (measured effective bits); then Mix'n'Match curves (uniform / pyramid / budget, ppl vs average bits)
+// of the MatQuant artifact. Prints the tables and writes them as markdown (+ one PNG per base).
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using Matq.Algorithms.MatQuant;
+using Matq.Cli.Common;
+using Matq.Data;
+using Matq.Evaluation;
+using Matq.Formats.Artifact;
+using Matq.Loading.Tokenizers;
+using Matq.Quantization.Pipeline;
+using Matq.Runtime;
+using Matq.Runtime.Plans;
+using Matq.Runtime.Serving;
+using Spectre.Console;
+using static TorchSharp.torch;
+
+namespace Matq.Cli.Verbs;
+
+public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb(console)
+{
+    private readonly Func<DataStore> _data = data ?? (() => new DataStore());
+    private readonly Option<string> _model = CommonOptions.Model();
+    private readonly Option<string> _bases = new("--bases") { Description = "Bases to run: qat, athena (comma-separated)", DefaultValueFactory = _ => "qat,athena", HelpName = "B[,B...]" };
+    private readonly Option<int> _group = CommonOptions.Group(64);
+    private readonly Option<int> _steps = new("--steps") { Description = "QAT steps per run (every run gets the same budget)", DefaultValueFactory = _ => 200, HelpName = "N" };
+    private readonly Option<int> _batch = new("--batch") { Description = "QAT windows per step", DefaultValueFactory = _ => 8, HelpName = "N" };
+    private readonly Option<int> _context = new("--context") { Description = "QAT window length (tokens)", DefaultValueFactory = _ => 128, HelpName = "T" };
+    private readonly Option<int> _calibN = new("--calib-n") { Description = "Athena calibration windows (256 tokens)", DefaultValueFactory = _ => 128, HelpName = "N" };
+    private readonly Option<string> _independent = new("--independent") { Description = "Bit-widths of the independently quantized baselines", DefaultValueFactory = _ => "8,6,4,3,2", HelpName = "B[,B...]" };
+    private readonly Option<int> _maxTokens = new("--max-tokens") { Description = "Tokens of each evaluation text scored (0 = all)", DefaultValueFactory = _ => 20000, HelpName = "N" };
+    private readonly Option<string> _budgets = new("--budgets") { Description = "Average-bits budgets of the Mix'n'Match curves", DefaultValueFactory = _ => "2.5,3,3.5,4,5,6", HelpName = "B[,B...]" };
+    private readonly Option<string> _out = new("--out") { Description = "Markdown report (PNG plots beside it)", DefaultValueFactory = _ => "docs/results/matquant-tiny.md", HelpName = "PATH" };
+    private readonly Option<string> _work = new("--work") { Description = "Folder for the artifacts", DefaultValueFactory = _ => "out/bench-matquant", HelpName = "DIR" };
+    private readonly Option<string> _device = CommonOptions.Device();
+    private readonly Option<int> _seed = CommonOptions.Seed();
+
+    public override string Name => "matquant";
+    public override string Description => "MatQuant vs independently quantized baselines (QAT and Athena bases), sliced widths, extra precision and Mix'n'Match curves";
+    public override IReadOnlyList<string> Examples =>
+    [
+        "matq bench matquant --model models/tiny --device cpu --max-tokens 20000",
+        "matq bench matquant --model models/tiny --bases athena --budgets 3,4",
+    ];
+
+    private static readonly int[] Sliced = [8, 6, 4, 3, 2];
+
+    protected override void Configure(Command command)
+    {
+        foreach (Option o in new Option[] { _model, _bases, _group, _steps, _batch, _context, _calibN, _independent, _maxTokens, _budgets, _out, _work, _device, _seed })
+            command.Options.Add(o);
+    }
+
+    private sealed record Run(string Label, int Master, string Bits, string Lambda, Dictionary<string, string> Extra, int[] Serve, bool ServeExtra = false);
+    private sealed record Row(string Base, string Run, int Bits, double EffBits, double Sotu, double Moby);
+
+    protected override int Execute(ParseResult result)
+    {
+        var modelPath = result.GetValue(_model)!;
+        var bases = result.GetValue(_bases)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        foreach (var b in bases) if (b is not ("qat" or "athena")) throw new MatqException($"--bases '{b}' is not qat or athena");
+        var independent = CommonOptions.ParseBits(result.GetValue(_independent)!);
+        var budgets = result.GetValue(_budgets)!.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+        int group = result.GetValue(_group), steps = result.GetValue(_steps), batch = result.GetValue(_batch), context = result.GetValue(_context);
+        int maxTokens = result.GetValue(_maxTokens), seed = result.GetValue(_seed);
+        var outPath = result.GetValue(_out)!;
+        var work = result.GetValue(_work)!;
+        Directory.CreateDirectory(work);
+        var device = TorchDevices.Resolve(result.GetValue(_device));
+
+        var tokenizer = TextTokenizer.Load(modelPath);
+        var train = tokenizer.Encode(_data().Sotu().Text(DataSplit.Train));
+        var texts = new[] { ("SOTU test", _data().Sotu().Text(DataSplit.Test)), ("Moby-Dick", _data().MobyDick()) }
+            .Select(t => { var ids = tokenizer.Encode(t.Item2); return (t.Item1, maxTokens > 0 && ids.Length > maxTokens ? ids[..maxTokens] : ids); }).ToArray();
+        var qatData = CalibrationTokens.Sample(train, Math.Min(steps * batch, train.Length / (context + 1) - 1), context + 1, seed);
+        var athenaData = CalibrationTokens.Sample(train, result.GetValue(_calibN), 256, seed);
+        var ppl = new PerplexityOptions { Context = 256, Stride = 128, Batch = 8 };
+
+        (double, double) Evaluate(nn.Module<Tensor, Tensor> m) =>
+            (texts.Select(t => Perplexity.Evaluate(m, t.Item2, t.Item2.Length, ppl, device).Perplexity).ToArray() is var p ? (p[0], p[1]) : default);
+
+        var rows = new List<Row>();
+        var report = new StringBuilder();
+        using (var source = ModelSource.Open(modelPath, device: device))
+        {
+            var (s, m) = Evaluate(source.Model);
+            rows.Add(new Row("-", "float", 32, 32, s, m));
+            Console.MarkupLine($"float: SOTU-test ppl {s:F3}, Moby-Dick ppl {m:F3}");
+        }
+        var mixArtifacts = new Dictionary<string, string>();
+        foreach (var b in bases)
+        {
+            var opts = new Dictionary<string, string> { ["base"] = b };
+            if (b == "qat") { opts["steps"] = steps.ToString(); opts["batch"] = batch.ToString(); }
+            var runs = new List<Run>();
+            foreach (var r in independent) runs.Add(new Run($"independent int{r}", r, r.ToString(), "1", new(), [r]));
+            runs.Add(new Run("MatQuant {8,4,2}", 8, "8,4,2", "1,1,1", new(), Sliced));
+            if (b == "qat") runs.Add(new Run("MatQuant {8,4,2} + co-distill 8→4,8→2", 8, "8,4,2", "1,1,1", new() { ["codistill"] = "8->4,8->2" }, Sliced));
+            runs.Add(new Run("single-precision MatQuant {2}", 8, "2", "1", new(), [2]));
+            runs.Add(new Run("MatQuant {8,4,2} + extra precision", 8, "8,4,2", "1,1,1", new() { ["extra-precision"] = "true" }, [4, 3, 2], ServeExtra: true));
+            foreach (var run in runs)
+            {
+                var sw = Stopwatch.StartNew();
+                var options = new Dictionary<string, string>(opts) { ["bits"] = run.Bits, ["lambda"] = run.Lambda };
+                foreach (var (k, v) in run.Extra) options[k] = v;
+                var config = new QuantizationConfig(MatQuantAlgorithm.MethodName, run.Master, group, options: options);
+                var path = Path.Combine(work, $"{b}-{Slug(run.Label)}.matq");
+                using (var source = ModelSource.Open(modelPath, device: device))
+                {
+                    var ctx = new QuantizationContext(source.Model, device, () => b == "qat" ? qatData : athenaData, seed);
+                    var q = QuantizationRunner.Run(config, ctx);
+                    ArtifactExport.Write(q, source.Model, path, source.TokenizerFolder);
+                }
+                var artifact = MatqArtifact.Open(path);
+                foreach (var bits in run.Serve)
+                {
+                    using var served = QuantizedModelLoader.LoadServed(artifact, bits, device, ScalarType.Float32, run.ServeExtra, null);
+                    var (s, m) = Evaluate(served.Model);
+                    rows.Add(new Row(b, run.Label, bits, served.MeanEffectiveBits, s, m));
+                    Console.MarkupLine(Markup.Escape($"{b} · {run.Label} @ {bits} bits (eff {served.MeanEffectiveBits:F3}): SOTU {s:F3}, Moby {m:F3}  [{sw.Elapsed.TotalSeconds:F0} s]"));
+                }
+                if (run.Label == "MatQuant {8,4,2}") mixArtifacts[b] = path;
+            }
+        }
+
+        // Mix'n'Match curves on each base's MatQuant artifact (levels = its trained bits)
+        var curves = new List<(string Base, string Strategy, double Avg, long Bytes, double Sotu, double Moby)>();
+        foreach (var (b, path) in mixArtifacts)
+        {
+            var artifact = MatqArtifact.Open(path);
+            var layers = PlanLayer.From(artifact);
+            int[] levels = [2, 4, 8];
+            var hash = MixPlan.ModelHashOf(artifact);
+            using var calib = tensor(athenaData.Windows.Take(8).SelectMany(w => w.Take(128).Select(t => (long)t)).ToArray(), new long[] { 8, 128 });
+            var sens = LayerSensitivity.Measure(artifact, calib, levels, device: device);
+            void Add(string strategy, Dictionary<string, int> bits)
+            {
+                var plan = new MixPlan(hash, artifact.Metadata.MasterBits, 8, bits, strategy);
+                using var served = QuantizedModelLoader.LoadServed(artifact, 8, device, ScalarType.Float32, false, plan.ToLoaderPlan(artifact));
+                var (s, m) = Evaluate(served.Model);
+                curves.Add((b, strategy, plan.AverageBits(artifact), plan.WeightBytes(artifact), s, m));
+                Console.MarkupLine(Markup.Escape($"{b} · {strategy} avg {plan.AverageBits(artifact):F2} bits: SOTU {s:F3}, Moby {m:F3}"));
+            }
+            foreach (var r in Sliced) Add("uniform", PlanStrategies.Uniform(layers, r));
+            foreach (var budget in budgets)
+            {
+                Add("pyramid", PlanStrategies.Pyramid(layers, budget, levels));
+                Add("budget", PlanStrategies.Budget(layers, budget, levels, (l, bits) => sens[(l, bits)]));
+            }
+            SavePlot(Path.ChangeExtension(outPath, null) + $"-{b}-mixnmatch.png", curves.Where(c => c.Base == b).ToList(), b);
+        }
+        WriteReport(outPath, rows, curves, independent, modelPath, steps, batch, context, group, maxTokens);
+        Console.MarkupLine($"wrote [bold]{Markup.Escape(outPath)}[/]");
+        return 0;
+    }
+
+    private static string Slug(string label) => new(label.ToLowerInvariant().Select(ch => char.IsLetterOrDigit(ch) ? ch : '-').ToArray());
+
+    private void WriteReport(string path, List<Row> rows, List<(string Base, string Strategy, double Avg, long Bytes, double Sotu, double Moby)> curves,
+        int[] independent, string model, int steps, int batch, int context, int group, int maxTokens)
+    {
+        var md = new StringBuilder();
+        var f = rows.First(r => r.Run == "float");
+        md.AppendLine($"Model {model}; group {group}; QAT: {steps} steps × {batch} windows × {context} tokens per run (AdamW, same budget for every run);");
+        md.AppendLine($"Athena: 128 windows × 256 tokens of SOTU train. Perplexity: windows 256, stride 128, first {maxTokens} tokens of each text.");
+        md.AppendLine($"Float model: SOTU-test {f.Sotu:F3}, Moby-Dick {f.Moby:F3}.");
+        md.AppendLine();
+        foreach (var b in rows.Select(r => r.Base).Where(b => b != "-").Distinct())
+        {
+            md.AppendLine($"### Base: {b} — perplexity (SOTU-test / Moby-Dick) by served bits");
+            md.AppendLine();
+            var runs = rows.Where(r => r.Base == b).Select(r => r.Run).Distinct().Where(r => !r.StartsWith("independent")).ToList();
+            md.AppendLine("| bits | independent | " + string.Join(" | ", runs) + " |");
+            md.AppendLine("|---|---|" + string.Concat(runs.Select(_ => "---|")));
+            foreach (var bits in Sliced.Union(independent).Distinct().OrderByDescending(x => x))
+            {
+                string Cell(Row? r) => r is null ? "–" : $"{r.Sotu:F3} / {r.Moby:F3}" + (r.EffBits > r.Bits + 1e-9 ? $" (eff {r.EffBits:F3} b)" : "");
+                var ind = rows.FirstOrDefault(r => r.Base == b && r.Run == $"independent int{bits}");
+                md.AppendLine($"| {bits} | {Cell(ind)} | " + string.Join(" | ", runs.Select(run => Cell(rows.FirstOrDefault(r => r.Base == b && r.Run == run && r.Bits == bits)))) + " |");
+            }
+            md.AppendLine();
+            var c = curves.Where(x => x.Base == b).ToList();
+            if (c.Count == 0) continue;
+            md.AppendLine($"Mix'n'Match on the {b} MatQuant {{8,4,2}} artifact (levels 2,4,8 for pyramid/budget; uniform at each width):");
+            md.AppendLine();
+            md.AppendLine("| strategy | avg bits | weight bytes | SOTU-test | Moby-Dick |");
+            md.AppendLine("|---|---|---|---|---|");
+            foreach (var x in c.OrderBy(x => x.Strategy).ThenBy(x => x.Avg))
+                md.AppendLine($"| {x.Strategy} | {x.Avg:F3} | {x.Bytes:N0} | {x.Sotu:F3} | {x.Moby:F3} |");
+            md.AppendLine();
+        }
+        var full = Path.GetFullPath(path);
+        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+        File.WriteAllText(Path.ChangeExtension(full, null) + "-tables.md", md.ToString());
+        Console.WriteLine(md.ToString());
+    }
+
+    private static void SavePlot(string path, List<(string Base, string Strategy, double Avg, long Bytes, double Sotu, double Moby)> points, string b)
+    {
+        var plot = new ScottPlot.Plot();
+        foreach (var g in points.GroupBy(p => p.Strategy))
+        {
+            var ordered = g.OrderBy(p => p.Avg).ToArray();
+            var s = plot.Add.Scatter(ordered.Select(p => p.Avg).ToArray(), ordered.Select(p => p.Sotu).ToArray());
+            s.LegendText = g.Key;
+            s.MarkerSize = 7;
+        }
+        plot.Title($"Mix'n'Match ({b} MatQuant artifact): SOTU-test perplexity vs average bits");
+        plot.XLabel("parameter-weighted average bits");
+        plot.YLabel("perplexity (SOTU test)");
+        plot.ShowLegend(ScottPlot.Alignment.UpperRight);
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        plot.SavePng(path, 900, 540);
+    }
+}

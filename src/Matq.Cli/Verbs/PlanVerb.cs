@@ -1,0 +1,89 @@
+// `matq plan`: writes a Mix'n'Match plan (per-layer bits) for one .matq artifact — uniform, pyramid or sensitivity-
+// driven budget search — and prints its parameter-weighted average bits and the served weights' memory.
+using System.CommandLine;
+using System.Globalization;
+using Matq.Cli.Common;
+using Matq.Data;
+using Matq.Evaluation;
+using Matq.Formats.Artifact;
+using Matq.Loading.Tokenizers;
+using Matq.Quantization.Pipeline;
+using Matq.Runtime;
+using Matq.Runtime.Plans;
+using Matq.Runtime.Serving;
+using Spectre.Console;
+using static TorchSharp.torch;
+
+namespace Matq.Cli.Verbs;
+
+public sealed class PlanVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb(console)
+{
+    private readonly Func<DataStore> _data = data ?? (() => new DataStore());
+    private readonly Option<string> _model = new("--model") { Description = "The .matq artifact the plan is for", Required = true, HelpName = "X.matq" };
+    private readonly Option<string> _strategy = new("--strategy") { Description = "uniform (every layer at --bits), pyramid (more bits in the middle blocks) or budget (greedy by measured sensitivity)", DefaultValueFactory = _ => "pyramid", HelpName = "uniform|pyramid|budget" };
+    private readonly Option<int?> _bits = new("--bits") { Description = "uniform: the bits of every layer (1..master)", HelpName = "R" };
+    private readonly Option<double?> _avg = new("--avg-bits") { Description = "pyramid/budget: parameter-weighted average bits not to exceed", HelpName = "B" };
+    private readonly Option<string?> _levels = new("--levels") { Description = "Bit-widths a layer may take (default: the artifact's trained bits, or 2,4,8 up to master)", HelpName = "B[,B...]" };
+    private readonly Option<string> _calib = CommonOptions.Data("sotu-validation");
+    private readonly Option<string> _out = CommonOptions.Out();
+    private readonly Option<string> _device = CommonOptions.Device();
+    private readonly Option<int> _seed = CommonOptions.Seed();
+
+    public override string Name => "plan";
+    public override string Description => "Write a Mix'n'Match plan (per-layer bit-widths served from one .matq artifact)";
+    public override IReadOnlyList<string> Examples =>
+    [
+        "matq plan --model out/tiny-mq.matq --strategy pyramid --avg-bits 3.5 --out out/tiny-pyramid.json",
+        "matq plan --model out/tiny-mq.matq --strategy budget --avg-bits 3.2 --out out/tiny-budget.json",
+        "matq plan --model out/tiny-mq.matq --strategy uniform --bits 4 --out out/tiny-int4.json",
+    ];
+
+    protected override void Configure(Command command)
+    {
+        foreach (Option o in new Option[] { _model, _strategy, _bits, _avg, _levels, _calib, _out, _device, _seed }) command.Options.Add(o);
+    }
+
+    protected override int Execute(ParseResult result)
+    {
+        var strategy = result.GetValue(_strategy)!.Trim().ToLowerInvariant();
+        if (!PlanStrategies.Names.Contains(strategy)) throw new MatqException($"--strategy '{strategy}' is not one of {string.Join(", ", PlanStrategies.Names)}");
+        var path = result.GetValue(_model)!;
+        if (!File.Exists(path)) throw new MatqException($"--model {path} does not exist (give a .matq artifact)");
+        var artifact = MatqArtifact.Open(path);
+        int c = artifact.Metadata.MasterBits;
+        var layers = PlanLayer.From(artifact);
+        var levels = result.GetValue(_levels) is { } text ? CommonOptions.ParseBits(text)
+            : artifact.Metadata.TrainedBits.Count >= 2 ? artifact.Metadata.TrainedBits.ToArray() : new[] { 2, 4, 8 }.Where(b => b <= c).ToArray();
+        if (levels.Any(b => b > c)) throw new MatqException($"--levels {string.Join(",", levels)}: the artifact has {c} master bits");
+        Dictionary<string, int> bits;
+        if (strategy == "uniform")
+        {
+            int r = result.GetValue(_bits) ?? throw new MatqException("--strategy uniform needs --bits R");
+            if (r < 1 || r > c) throw new MatqException($"--bits {r} is out of range: 1..{c}");
+            bits = PlanStrategies.Uniform(layers, r);
+        }
+        else
+        {
+            double avg = result.GetValue(_avg) ?? throw new MatqException($"--strategy {strategy} needs --avg-bits B");
+            if (strategy == "pyramid") bits = PlanStrategies.Pyramid(layers, avg, levels);
+            else
+            {
+                var device = TorchDevices.Resolve(result.GetValue(_device));
+                var (folder, problem) = ModelSource.ArtifactTokenizer(path, artifact.Metadata);
+                if (folder is null) throw new MatqException($"budget search needs the artifact's tokenizer: {problem}");
+                var ids = TextTokenizer.Load(folder).Encode(EvalTexts.Resolve(result.GetValue(_calib)!, _data).Text);
+                var windows = CalibrationTokens.Sample(ids, 8, Math.Min(128, ids.Length / 9), result.GetValue(_seed));
+                using var batch = tensor(windows.Windows.SelectMany(w => w.Select(t => (long)t)).ToArray(), new long[] { windows.Count, windows.Length });
+                var sens = LayerSensitivity.Measure(artifact, batch, levels, device: device);
+                bits = PlanStrategies.Budget(layers, avg, levels, (l, b) => sens[(l, b)]);
+            }
+        }
+        var plan = new MixPlan(MixPlan.ModelHashOf(artifact), c, levels.Max(), bits, strategy);
+        plan.Save(result.GetValue(_out)!);
+        var table = new Table().AddColumns("layer", "params", "bits");
+        foreach (var l in layers) table.AddRow(Markup.Escape(l.Name), l.Parameters.ToString("N0", CultureInfo.InvariantCulture), plan.BitsOf(l.Name).ToString());
+        Console.Write(table);
+        Console.MarkupLine(Markup.Escape($"{strategy}: average {plan.AverageBits(artifact):F3} bits/weight, weights + scales {Format.Bytes(plan.WeightBytes(artifact))} ({plan.WeightBytes(artifact):N0} bytes); wrote {result.GetValue(_out)}"));
+        return 0;
+    }
+}

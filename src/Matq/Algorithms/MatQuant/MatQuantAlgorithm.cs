@@ -1,0 +1,148 @@
+// Contract: the pipeline's "matquant" method: wraps a base (qat | athena) so its loss is Σ_{r∈R} λ_r·loss(slice r) and
+// emits ONE set of c-bit master codes per linear (artifact trained_bits = R), servable at any r ≤ c by the loader.
+using System.Text.Json.Nodes;
+using Matq.Algorithms.Athena;
+using Matq.Calibration;
+using Matq.Quantization.Pipeline;
+using static TorchSharp.torch;
+
+namespace Matq.Algorithms.MatQuant;
+
+public sealed class MatQuantAlgorithm : QuantizationAlgorithm
+{
+    public const string MethodName = "matquant";
+
+    /// <summary>Registry row "matquant": its own options plus the Athena solver's (used by base=athena).</summary>
+    public static AlgorithmRegistration Registration { get; } = new(MethodName,
+        "MatQuant: one c-bit artifact whose nested int4/int2 slices are trained jointly (base=qat|athena; needs calibration text)",
+        NeedsCalibration: true,
+        [.. MatQuantConfig.Options, .. AthenaAlgorithm.AthenaRegistration.Options],
+        config => new MatQuantAlgorithm(config));
+
+    private readonly AthenaAlgorithm _athena;
+
+    public MatQuantAlgorithm(QuantizationConfig config) : base(config)
+    {
+        MatQuant = MatQuantConfig.FromOptions(config);
+        // The Athena options (percdamp, block, sweeps, ...) are parsed by Athena's own algorithm from a config of its method.
+        var athenaKeys = AthenaAlgorithm.AthenaRegistration.Options.Select(o => o.Key).ToHashSet();
+        var athenaOptions = config.Options.Where(kv => athenaKeys.Contains(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value);
+        _athena = new AthenaAlgorithm(new QuantizationConfig(AthenaAlgorithm.AthenaName, config.Bits, config.GroupSize, config.Symmetric,
+            config.IncludeLmHead, athenaOptions, config.OnlyLayers), AthenaMode.Athena);
+    }
+
+    public MatQuantConfig MatQuant { get; }
+
+    /// <summary>Called with each logged QAT step (progress display, tests).</summary>
+    public Action<MatQuantStep>? StepLog { get; init; }
+
+    public override string Name => MethodName;
+
+    public override IReadOnlyList<int> TrainedBits => MatQuant.Bits;
+
+    public override JsonObject DescribeSettings()
+    {
+        var o = new JsonObject
+        {
+            ["base"] = MatQuant.Base.ToString().ToLowerInvariant(),
+            ["bits"] = new JsonArray(MatQuant.Bits.Select(b => (JsonNode?)JsonValue.Create(b)).ToArray()),
+            ["lambda"] = new JsonArray(MatQuant.Lambda.Select(l => (JsonNode?)JsonValue.Create(l)).ToArray()),
+            ["extra_precision"] = MatQuant.ExtraPrecision,
+        };
+        if (MatQuant.Base == MatQuantBase.Qat)
+        {
+            o["codistill"] = string.Join(",", MatQuant.Codistill);
+            o["codistill_weight"] = MatQuant.CodistillWeight;
+            o["distill"] = MatQuant.Distill;
+            o["steps"] = MatQuant.Steps;
+            o["batch"] = MatQuant.Batch;
+            o["lr"] = MatQuant.Lr;
+            o["scale_lr"] = MatQuant.ScaleLr;
+            o["warmup"] = MatQuant.Warmup;
+            o["clip"] = MatQuant.ClipNorm;
+        }
+        else o["athena"] = _athena.DescribeSettings();
+        return o;
+    }
+
+    public override IReadOnlyList<QuantizedLinearResult> Convert(QuantizationContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        return MatQuant.Base == MatQuantBase.Qat ? ConvertQat(context) : ConvertAthena(context);
+    }
+
+    private IReadOnlyList<QuantizedLinearResult> ConvertQat(QuantizationContext context)
+    {
+        var model = context.Model;
+        var selected = LinearSelection.Select(model, Config);
+        var data = context.RequireCalibration(Name);
+        int blocks = model.Config.NumLayers + (selected.Any(s => s.Name == "lm_head") ? 1 : 0);
+        context.Report(new QuantizationEvent(QuantizationEventKind.Started, 0, blocks, 0, selected.Count));
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var trained = MatQuantQat.Train(model, selected, Config, MatQuant, data, context.Device, context.Seed, s =>
+        {
+            StepLog?.Invoke(s);
+            context.Report(new QuantizationEvent(QuantizationEventKind.Message, 0, blocks, 0, selected.Count,
+                Message: $"qat step {s.Step}/{MatQuant.Steps}, loss {s.Loss:F4}"));
+        }, context.Cancellation);
+        var results = new List<QuantizedLinearResult>();
+        try
+        {
+            foreach (var (name, module) in trained)
+            {
+                using var scope = NewDisposeScope();
+                var (codes, scales, zeros) = module.Export();
+                var w = selected.First(s => s.Name == name).Weight.detach().to(ScalarType.Float32, codes.device);
+                var deq = Matq.Quantization.TensorAffineQuantizer.Dequantize(codes, scales, zeros, module.GroupSize);
+                double mse = (w - deq).square().mean().item<float>();
+                int cols = checked((int)codes.shape[1]);
+                var report = new LayerReport(name, checked((int)codes.shape[0]), cols, Config.Bits, mse, null, null, sw.Elapsed.TotalSeconds / trained.Count);
+                results.Add(QuantizedLinearResult.FromTensors(name, codes, scales, zeros, Config.StoredGroupSize(cols), null, report));
+                context.Report(new QuantizationEvent(QuantizationEventKind.LayerDone, name == "lm_head" ? blocks - 1 : LinearSelection.BlockOf(name),
+                    blocks, results.Count, selected.Count, report));
+            }
+        }
+        finally
+        {
+            foreach (var (_, m) in trained) m.Dispose();
+        }
+        return results;
+    }
+
+    // Sequential calibration as in Athena; the weight installed for the next blocks is the λ-weighted mean of the
+    // slices Σ λ_r ŵ_r / Σ λ: the single weight closest (in Σ λ_r‖·‖²) to every served precision, so later blocks are
+    // calibrated on inputs between those of the widths they will be served at.
+    private IReadOnlyList<QuantizedLinearResult> ConvertAthena(QuantizationContext context)
+    {
+        var model = context.Model;
+        var selected = LinearSelection.Select(model, Config);
+        var names = selected.Select(s => s.Name).ToHashSet(StringComparer.Ordinal);
+        var calibration = context.RequireCalibration(Name);
+        bool head = names.Contains("lm_head");
+        int blocks = model.Config.NumLayers + (head ? 1 : 0);
+        context.Report(new QuantizationEvent(QuantizationEventKind.Started, 0, blocks, 0, selected.Count));
+        var results = new List<QuantizedLinearResult>(selected.Count);
+        SequentialCalibrator.Run(model, calibration.Windows, linear =>
+        {
+            context.Cancellation.ThrowIfCancellationRequested();
+            var w = linear.Weight.to(context.Device);
+            using var r = MatQuantAthena.Quantize(linear.Name, w, linear.Hessian, _athena.Solver, MatQuant);
+            int cols = checked((int)r.Codes.shape[1]);
+            Tensor mean = zeros_like(w);
+            for (int i = 0; i < MatQuant.Bits.Count; i++)
+            {
+                int b = MatQuant.Bits[i];
+                var sliced = MatQuant.ExtraPrecision ? Matq.Quantization.TensorNestedSlice.SliceExtra(r.Codes, Config.Bits, b).Codes
+                    : Matq.Quantization.TensorNestedSlice.Slice(r.Codes, Config.Bits, b);
+                mean.add_(Matq.Quantization.TensorNestedSlice.Dequantize(sliced, r.Scales, r.Zeros, r.GroupSize, Config.Bits, b).mul(MatQuant.Lambda[i]));
+            }
+            mean.div_(MatQuant.LambdaSum);
+            double mse = (w - Matq.Quantization.TensorAffineQuantizer.Dequantize(r.Codes, r.Scales, r.Zeros, r.GroupSize)).square().mean().item<float>();
+            var report = new LayerReport(linear.Name, checked((int)r.Codes.shape[0]), cols, Config.Bits, mse, r.AthenaSlicedError, r.NestedError, r.Seconds);
+            results.Add(QuantizedLinearResult.FromTensors(linear.Name, r.Codes, r.Scales, r.Zeros, Config.StoredGroupSize(cols), null, report));
+            context.Report(new QuantizationEvent(QuantizationEventKind.LayerDone, linear.Block, blocks, results.Count, selected.Count, report));
+            return mean;
+        }, _athena.CalibrationBatch, context.Device, select: names.Contains, includeHead: head);
+        return results;
+    }
+}

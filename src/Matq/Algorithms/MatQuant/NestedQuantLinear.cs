@@ -1,0 +1,103 @@
+// Contract: a linear whose weight is trained for Matryoshka slicing: learnable latent W [out, in], log α and z
+// [out, nGroups]; its forward uses ŵ_r (r = Bits) with straight-through gradients to W, α and z, bit-identical to what
+// serving the exported codes at r bits produces. Bits = 0 runs the frozen float weight (the distillation teacher).
+//
+// Math (c master bits, k = c − r, g columns per group, α = exp(log α), z̄ = round(z) with a pass-through gradient):
+//   u   = clamp(W/α + z̄, −½, 2^c − ½)                         [out, in] continuous code (α, z̄ expanded per group)
+//   q   = clamp(round(W/α) + z̄, 0, 2^c − 1)                   master code, as TensorAffineQuantizer computes it
+//   q_r = min(⌊q/2^k + ½⌋, 2^r − 1)·2^k                        slice (no min with extra precision: bucket 2^r kept)
+//   ŵ_r = α·(STE(q_r) − z̄),  STE(q_r) = q_r forward, ∂/∂u = 1 (the clamp masks the codes round() clips)
+// so ∂ŵ/∂W = 1 inside the range (0 outside), ∂ŵ/∂α = q_r − u inside and q_r − z̄ outside (LSQ's step gradient,
+// Esser et al. 2020, through the slice), ∂ŵ/∂z = −α outside, 0 inside.
+using Matq.Kernels.Quantization;
+using Matq.Quantization;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Matq.Algorithms.MatQuant;
+
+public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>
+{
+    private readonly Parameter weight;       // [out, in] fp32 latent weight
+    private readonly Parameter log_scale;    // [out, nGroups] log α
+    private readonly Parameter zero;         // [out, nGroups] z (continuous; rounded in the forward)
+    private readonly Tensor _float;          // [out, in] the original float weight, frozen
+
+    /// <summary>Starts from float weight <paramref name="w"/> [out, in] with min-max parameters at <paramref name="spec"/>'s bits.</summary>
+    public NestedQuantLinear(string name, Tensor w, QuantSpec spec) : base(name)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        using var scope = NewDisposeScope();
+        var w32 = w.detach().to(ScalarType.Float32).clone();
+        var (a, z) = TensorAffineQuantizer.ComputeParams(w32, spec);
+        GroupSize = spec.EffectiveGroupSize(checked((int)w32.shape[1]));
+        MasterBits = spec.Bits;
+        Bits = spec.Bits;
+        weight = new Parameter(w32.clone().MoveToOuterDisposeScope());
+        log_scale = new Parameter(a.log().MoveToOuterDisposeScope());
+        zero = new Parameter(z.clone().MoveToOuterDisposeScope());
+        _float = w32.MoveToOuterDisposeScope();
+        RegisterComponents();
+    }
+
+    public int GroupSize { get; }
+    public int MasterBits { get; }
+    /// <summary>The slice the forward uses: 1..MasterBits, or 0 for the frozen float weight.</summary>
+    public int Bits { get; set; }
+    public bool ExtraPrecision { get; set; }
+
+    public Parameter Weight => weight;
+    public Parameter LogScale => log_scale;
+    public Parameter Zero => zero;
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var w = Bits == 0 ? _float : SlicedWeight(Bits);
+        return F.linear(x, w.to(x.dtype)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>ŵ_r [out, in] fp32 with the straight-through gradients of the header.</summary>
+    public Tensor SlicedWeight(int r) => Nested(weight, log_scale.exp(), zero, GroupSize, MasterBits, r, ExtraPrecision);
+
+    /// <summary>The exported parameters: uint8 codes q [out, in], α and integer z [out, nGroups] (no gradient).</summary>
+    public (Tensor Codes, Tensor Scales, Tensor Zeros) Export()
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var a = log_scale.detach().exp();
+        var z = zero.detach().round().clamp(0, (1 << MasterBits) - 1);
+        var codes = TensorAffineQuantizer.Quantize(weight.detach(), a, z, GroupSize, MasterBits);
+        return (codes.MoveToOuterDisposeScope(), a.contiguous().MoveToOuterDisposeScope(), z.contiguous().MoveToOuterDisposeScope());
+    }
+
+    /// <summary>The header's ŵ_r for latent w [out, in], α, z [out, nGroups] (z is rounded and clamped to 0..2^c − 1 here).</summary>
+    public static Tensor Nested(Tensor w, Tensor alpha, Tensor zero, int groupSize, int masterBits, int sliceBits, bool extraPrecision)
+    {
+        QuantSpec.ValidateSliceBits(masterBits, sliceBits);
+        using var scope = NewDisposeScope();
+        int qmax = (1 << masterBits) - 1, k = masterBits - sliceBits, top = (1 << sliceBits) - 1;
+        long cols = w.shape[1];
+        Tensor zr = StraightThrough.Apply(zero, t => t.round().clamp(0, qmax));                 // [out, nGroups]
+        Tensor a = GroupLayout.Expand(alpha, groupSize, cols);                                 // [out, in]
+        Tensor z = GroupLayout.Expand(zr, groupSize, cols);                                    // [out, in]
+        Tensor u = w.div(a).add(z).clamp(-0.5, qmax + 0.5);                                   // gradient 0 where round() clips
+        Tensor qr;
+        using (no_grad())
+        {
+            // same float ops as TensorAffineQuantizer.QuantizeFloat and TensorNestedSlice, so export/serving match exactly
+            Tensor q = w.detach().div(a.detach()).round().add(z.detach()).clamp(0, qmax);
+            if (k > 0)
+            {
+                Tensor s = q.div(1 << k).add(0.5).floor();
+                if (!extraPrecision) s = s.clamp_max(top);
+                q = s.mul(1 << k);
+            }
+            qr = q;
+        }
+        Tensor ste = StraightThrough.Apply(u, _ => qr.clone());
+        return ste.sub(z).mul(a).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,144 @@
+// MatQuant QAT base: the nested STE's gradients and exactness, λ masking, option errors, and the artifact round trip
+// (trained codes → .matq → served at r equals the in-memory sliced model).
+using Matq.Algorithms.Athena;
+using Matq.Algorithms.MatQuant;
+using Matq.Kernels.Quantization;
+using Matq.Quantization;
+using Matq.Quantization.Pipeline;
+using Matq.Runtime.Serving;
+using Matq.Tests.Algorithms.Athena;
+using Matq.Tests.Models;
+using Matq.Tests.Pipeline;
+using static TorchSharp.torch;
+
+namespace Matq.Tests.Algorithms.MatQuant;
+
+public class MatQuantQatTests
+{
+    private static CalibrationTokens Data() => new(AthenaTestData.ZipfWindows(16, 17, seed: 5));
+
+    private static QuantizationConfig Config(string bits, string lambda, int master = 8, int steps = 3, string extra = "false", string codistill = "") =>
+        new("matquant", master, 32, options: new Dictionary<string, string>
+        {
+            ["bits"] = bits, ["lambda"] = lambda, ["steps"] = steps.ToString(), ["batch"] = "2", ["warmup"] = "1",
+            ["extra-precision"] = extra, ["codistill"] = codistill, ["lr"] = "0.01", ["scale-lr"] = "0.01",
+        });
+
+    [Theory]
+    [InlineData(8)]
+    [InlineData(4)]
+    [InlineData(3)]
+    [InlineData(2)]
+    public void Gradient_reaches_weights_and_scales_through_every_slice(int r)
+    {
+        manual_seed(11);
+        var w = randn(6, 40) * 0.05;
+        using var m = new NestedQuantLinear("l", w, QuantSpec.Grouped(8, 16));
+        var probe = randn(6, 40);
+        var loss = m.SlicedWeight(r).mul(probe).sum();
+        loss.backward();
+        Assert.True(m.LogScale.grad!.abs().min().item<float>() > 0, "every group's scale gets a gradient");
+        // pass-through inside the range: dŵ/dW = 1 where not clipped (min-max init clips at most the float-rounded extremes)
+        var same = m.Weight.grad!.isclose(probe, rtol: 1e-5, atol: 1e-7).to(ScalarType.Float32).mean().item<float>();
+        Assert.True(same > 0.999, $"dŵ/dW = 1 on {same:P1} of the weights");
+    }
+
+    [Theory]
+    [InlineData(8, false)]
+    [InlineData(4, false)]
+    [InlineData(2, false)]
+    [InlineData(2, true)]
+    public void Forward_equals_the_exported_codes_sliced_and_dequantized_exactly(int r, bool extra)
+    {
+        manual_seed(3);
+        using var m = new NestedQuantLinear("l", randn(5, 37) * 0.1, QuantSpec.Grouped(8, 16)) { ExtraPrecision = extra };
+        using (no_grad()) { m.Weight.add_(randn(5, 37) * 0.01); m.LogScale.add_(0.05); m.Zero.add_(0.7); }
+        var (codes, scales, zeros) = m.Export();
+        var sliced = extra ? TensorNestedSlice.SliceExtra(codes, 8, r).Codes : TensorNestedSlice.Slice(codes, 8, r);
+        var served = TensorNestedSlice.Dequantize(sliced, scales, zeros, 16, 8, r);
+        Assert.True(m.SlicedWeight(r).detach().eq(served).all().item<bool>());
+    }
+
+    [Fact]
+    public void Lambda_001_over_842_trains_exactly_like_single_precision_2()
+    {
+        var a = TrainCodes(Config("8,4,2", "0,0,1"));
+        var b = TrainCodes(Config("2", "1"));
+        var c = TrainCodes(Config("8,4,2", "1,1,1"));
+        Assert.Equal(a.Count, b.Count);
+        for (int i = 0; i < a.Count; i++)
+        {
+            Assert.Equal(a[i].Codes, b[i].Codes);
+            Assert.Equal(a[i].Scales, b[i].Scales);
+        }
+        Assert.Contains(Enumerable.Range(0, a.Count), i => !a[i].Codes.SequenceEqual(c[i].Codes));
+    }
+
+    private static List<QuantizedLinearResult> TrainCodes(QuantizationConfig config)
+    {
+        using var model = PipelineFixtures.LoadTiny();
+        return QuantizationRunner.Run(config, new QuantizationContext(model, CPU, Data, seed: 9)).Layers.ToList();
+    }
+
+    [Theory]
+    [InlineData("8,4,2", "1,1", 8, "lambda has 2")]
+    [InlineData("8,4,9", "1,1,1", 8, "out of range")]
+    [InlineData("8,4,0", "1,1,1", 8, "out of range")]
+    [InlineData("8,4,2", "1,1,1", 4, "master bits 4 < max(bits) = 8")]
+    [InlineData("4,2", "1,-1", 8, "lambda")]
+    public void Bad_options_throw_one_clear_error(string bits, string lambda, int master, string expected)
+    {
+        var e = Assert.Throws<MatqException>(() => AlgorithmRegistry.Create(Config(bits, lambda, master)));
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void Codistill_pairs_must_name_trained_widths()
+    {
+        var e = Assert.Throws<MatqException>(() => AlgorithmRegistry.Create(Config("8,4", "1,1", codistill: "8->2")));
+        Assert.Contains("codistill", e.Message);
+        var alg = Assert.IsType<MatQuantAlgorithm>(AlgorithmRegistry.Create(Config("8,4,2", "1,1,1", codistill: "8->2,8->4")));
+        Assert.Equal([new CodistillPair(8, 2), new CodistillPair(8, 4)], alg.MatQuant.Codistill);
+        Assert.Equal([8, 4, 2], alg.TrainedBits);
+    }
+
+    [Theory]
+    [InlineData(8, false)]
+    [InlineData(4, false)]
+    [InlineData(3, false)]
+    [InlineData(2, false)]
+    [InlineData(2, true)]
+    public void Artifact_served_at_r_equals_the_in_memory_sliced_model(int r, bool extra)
+    {
+        using var model = PipelineFixtures.LoadTiny();
+        var config = Config("8,4,2", "1,1,1", extra: extra ? "true" : "false", codistill: "8->2");
+        var alg = (MatQuantAlgorithm)AlgorithmRegistry.Create(config);
+        var selected = LinearSelection.Select(model, config);
+        var trained = MatQuantQat.Train(model, selected, config, alg.MatQuant, Data(), CPU, 9);
+        var layers = trained.Select(t =>
+        {
+            var (codes, scales, zeros) = t.Module.Export();
+            var report = new LayerReport(t.Name, (int)codes.shape[0], (int)codes.shape[1], 8, 0, null, null, 0);
+            return QuantizedLinearResult.FromTensors(t.Name, codes, scales, zeros, 32, null, report);
+        }).ToArray();
+        var result = new QuantizationResult(config, "matquant", alg.DescribeSettings(), alg.TrainedBits.ToArray(), layers, 0);
+        var path = System.IO.Path.Combine(HfFixtures.TempDir(), "mq.matq");
+        ArtifactExport.Write(result, model, path);
+
+        var ids = tensor(AthenaTestData.ZipfWindows(2, 12, seed: 1).SelectMany(w => w.Select(x => (long)x)).ToArray(), new long[] { 2, 12 });
+        foreach (var (name, m) in trained) { m.Bits = r; m.ExtraPrecision = extra; model.ReplaceLinear(name, m); }
+        Tensor expected;
+        using (no_grad()) expected = model.call(ids);
+        using var served = QuantizedModelLoader.LoadServed(path, r, extraPrecision: extra);
+        Tensor actual;
+        using (no_grad()) actual = served.Model.call(ids);
+        Assert.True(expected.allclose(actual, rtol: 0, atol: 1e-5), $"max diff {(expected - actual).abs().max().item<float>()}");
+        foreach (var (name, m) in trained)
+        {
+            var w = served.Model.get_parameter(name + ".weight")!;
+            Assert.True(m.SlicedWeight(r).detach().eq(w).all().item<bool>(), name);
+        }
+        if (extra && r < 8) Assert.True(served.MeanEffectiveBits >= r);
+        foreach (var (_, m) in trained) m.Dispose();
+    }
+}
