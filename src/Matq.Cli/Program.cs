@@ -31,6 +31,7 @@ public static class Program
         root.Subcommands.Add(new EvalVerb(console).Build());
         root.Subcommands.Add(new GenerateVerb(console).Build());
         root.Subcommands.Add(new VisionQuantizeVerb(console).Build());
+        root.Subcommands.Add(new PlanVerb(console).Build());
         root.Subcommands.Add(new ExportVerb(console).Build());
         root.Subcommands.Add(new DemoVerb(console).Build());
         root.Subcommands.Add(new DeviceVerb(console).Build());
@@ -39,6 +40,7 @@ public static class Program
         bench.Subcommands.Add(new BenchPtqVerb(console).Build());
         bench.Subcommands.Add(new BenchKernelsVerb(console).Build());
         bench.Subcommands.Add(new BenchEfQatVerb(console).Build());
+        bench.Subcommands.Add(new BenchMatQuantVerb(console).Build());
         root.Subcommands.Add(bench);
         return root;
     }
