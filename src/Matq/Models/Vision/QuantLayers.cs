@@ -30,19 +30,22 @@ public abstract class QuantLayer : torch.nn.Module<Tensor, Tensor>
 {
     protected QuantLayer(string name, Tensor weight, bool bias) : base(name)
     {
-        register_parameter("weight", new Parameter(weight));
-        if (bias) register_parameter("bias", new Parameter(zeros(weight.shape[0])));
+        Weight = new Parameter(weight);
+        register_parameter("weight", Weight);
+        if (bias)
+        {
+            Bias = new Parameter(zeros(Weight.shape[0]));
+            register_parameter("bias", Bias);
+        }
     }
 
-    // Parameters are looked up by their registered names on every access: Module.to(device/dtype) replaces the
-    // registered tensors (and disposes the old ones), so a cached C# reference would go stale after moving to CUDA.
-    public Parameter Weight => get_parameter("weight")!;
-    public Parameter? Bias => get_parameter("bias");
+    public Parameter Weight { get; }
+    public Parameter? Bias { get; }
     public QuantSettings? Quant { get; private set; }
     /// <summary>[out, 1, ...] signed LSQ step of each output channel (null while float).</summary>
-    public Parameter? WeightStep => get_parameter("weight_step");
+    public Parameter? WeightStep { get; private set; }
     /// <summary>[1] unsigned LSQ step of the input activation (null while float).</summary>
-    public Parameter? ActStep => get_parameter("act_step");
+    public Parameter? ActStep { get; private set; }
     /// <summary>EfQAT: output channels whose weights get gradients (int64 [S]); null = all (plain training/QAT).</summary>
     public Tensor? SelectedRows { get; set; }
     public long OutChannels => Weight.shape[0];
@@ -71,8 +74,10 @@ public abstract class QuantLayer : torch.nn.Module<Tensor, Tensor>
                 .reshape(1).clamp_min(1e-8).contiguous().MoveToOuterDisposeScope();
         }
         // Parameters are made outside the scope: a Parameter created inside one would be disposed with it.
-        register_parameter("weight_step", new Parameter(ws, settings.LearnScales));
-        register_parameter("act_step", new Parameter(aS, settings.LearnScales));
+        WeightStep = new Parameter(ws, settings.LearnScales);
+        ActStep = new Parameter(aS, settings.LearnScales);
+        register_parameter("weight_step", WeightStep);
+        register_parameter("act_step", ActStep);
         Quant = settings;
     }
 
