@@ -1,7 +1,6 @@
 // `matq eval`: sliding-window perplexity and bits per byte of a model on a dataset or text file, as a table.
 using System.CommandLine;
 using System.Diagnostics;
-using System.Text;
 using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Evaluation;
@@ -83,7 +82,8 @@ public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null)
                 var task = ctx.AddTask($"scoring {tokens.Length:N0} tokens" + (lm.Served is { } s ? $" at {s.Bits} bits" : ""), maxValue: 1);
                 r = Perplexity.Evaluate(lm.Module, tokens, bytes, options, device, (done, total) => { task.MaxValue = total; task.Value = done; });
             });
-            description ??= lm.Description;
+            description ??= bitsList.Length > 1 && lm.Served is { } first
+                ? lm.Description.Replace($"served at {first.Bits} bits", "served at the bits below", StringComparison.Ordinal) : lm.Description;
             caption ??= $"{set.Label}, {r.Bytes:N0} UTF-8 bytes, context {options.Context} / stride {options.Stride}, {r.Windows:N0} windows";
             var cells = new List<string>();
             if (table.Columns.Count == 7) cells.Add(lm.Served is { } served ? $"{served.Bits}" + (served.ExtraPrecision ? $" ({served.MeanEffectiveBits:F3})" : "") : "-");

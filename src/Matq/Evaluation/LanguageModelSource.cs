@@ -1,5 +1,6 @@
 // Opens what `matq eval` / `matq generate` score or run: a model that maps ids [B,T] int64 → logits [B,T,V], its
 // tokenizer and context length. What a path is (HF folder, .safetensors file, .matq by content) is ModelSource's call.
+using Matq.Loading;
 using Matq.Loading.Tokenizers;
 using Matq.Runtime.Serving;
 using static TorchSharp.torch;
@@ -29,6 +30,9 @@ public static class LanguageModelSource
     public static LanguageModel Open(string path, Device device, int? bits = null, IReadOnlyDictionary<string, int>? plan = null,
         bool extraPrecision = false)
     {
+        // ModelSource decides what the path is; this only words the commonest mistake (a folder that is no model) for eval.
+        if (Directory.Exists(path) && !File.Exists(Path.Combine(path, HfLlamaConfig.FileName)))
+            throw new MatqException($"--model {path} has no {HfLlamaConfig.FileName}: it is not an HF model folder (give a model folder or a .matq artifact)");
         var opened = ModelSource.Open(path, bits, device, ScalarType.Float32, extraPrecision, plan);
         return Wrap(opened, path);
     }

@@ -129,37 +129,52 @@ public static class PtqSweep
 
     private sealed record PlannedRun(PtqMethod Method, QuantizationConfig Config, int Group, string? WidthNote);
 
-    // Every config is built (and its algorithm created, which validates method options and bits) before any work.
-    private static (List<PlannedRun> Runs, List<string> Skipped) Plan(LlamaForCausalLM model, PtqSweepOptions o)
+    /// <summary>
+    /// Builds every method × bits × group config and creates its algorithm (which validates method options and bits),
+    /// so bad combinations fail with one line before a model is loaded. Returns them in sweep order.
+    /// </summary>
+    public static IReadOnlyList<(PtqMethod Method, QuantizationConfig Config, int Group)> Check(PtqSweepOptions o)
     {
+        ArgumentNullException.ThrowIfNull(o);
         if (o.Methods.Count == 0 || o.Bits.Count == 0 || o.Groups.Count == 0)
             throw new MatqException("--methods, --bits and --groups each need at least one value");
         foreach (var g in o.Groups)
             if (g < 0) throw new MatqException($"--groups {g} is invalid: 0 = per-channel, or a positive number of input columns");
-        var probe = new QuantizationConfig("rtn", 8, 0, includeLmHead: o.IncludeHead);
-        var widths = LinearSelection.Select(model, probe).Select(l => l.Weight.shape[1]).ToArray();
-        var runs = new List<PlannedRun>();
-        var skipped = new List<string>();
-        foreach (var g in o.Groups.Where(g => g > 0 && widths.All(w => g >= w)))
-            skipped.Add($"g{g}: every quantized layer has at most {widths.Max()} input columns, so it equals per-channel");
+        var list = new List<(PtqMethod, QuantizationConfig, int)>();
         foreach (var method in o.Methods)
             foreach (var bits in o.Bits)
                 foreach (var g in o.Groups)
                 {
-                    if (g > 0 && widths.All(w => g >= w)) continue;
-                    int covered = g == 0 ? 0 : widths.Count(w => g >= w);
-                    string? note = covered == 0 ? null : $"g{g} ≥ the input width of {covered} of {widths.Length} layers (per-channel there)";
-                    var config = new QuantizationConfig(method.Method, bits, g, o.Symmetric, o.IncludeHead, method.Options);
                     try
                     {
+                        var config = new QuantizationConfig(method.Method, bits, g, o.Symmetric, o.IncludeHead, method.Options);
                         AlgorithmRegistry.Create(config);
+                        list.Add((method, config, g));
                     }
                     catch (MatqException e)
                     {
                         throw new MatqException($"--methods {method.Label} at {bits} bits: {e.Message}", e);
                     }
-                    runs.Add(new PlannedRun(method, config, g, note));
                 }
+        return list;
+    }
+
+    // Check's runs minus group sizes ≥ every quantized layer's input width (identical to per-channel), which are reported.
+    private static (List<PlannedRun> Runs, List<string> Skipped) Plan(LlamaForCausalLM model, PtqSweepOptions o)
+    {
+        var all = Check(o);
+        var probe = new QuantizationConfig("rtn", 8, 0, includeLmHead: o.IncludeHead);
+        var widths = LinearSelection.Select(model, probe).Select(l => l.Weight.shape[1]).ToArray();
+        var skipped = o.Groups.Where(g => g > 0 && widths.All(w => g >= w)).Distinct()
+            .Select(g => $"g{g}: every quantized layer has at most {widths.Max()} input columns, so it equals per-channel").ToList();
+        var runs = new List<PlannedRun>();
+        foreach (var (method, config, g) in all)
+        {
+            if (g > 0 && widths.All(w => g >= w)) continue;
+            int covered = g == 0 ? 0 : widths.Count(w => g >= w);
+            string? note = covered == 0 ? null : $"g{g} ≥ the input width of {covered} of {widths.Length} layers (per-channel there)";
+            runs.Add(new PlannedRun(method, config, g, note));
+        }
         return (runs, skipped);
     }
 

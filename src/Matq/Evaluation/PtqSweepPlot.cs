@@ -62,7 +62,8 @@ public static class PtqSweepPlot
                 plot.Axes.Bottom.TickGenerator = BitTicks(bits);
                 plot.Axes.SetLimitsY(lo - pad, hi + pad);
                 plot.Axes.SetLimitsX(bits.Min() - 0.4, bits.Max() + 0.4);
-                plot.Title($"{sets[si].Name} · {(groups[gi] == 0 ? "per-channel" : $"group {groups[gi]}")}", size: 15);
+                bool marked = quantized.Any(r => r.Group == groups[gi] && r.WidthNote is not null);   // per-channel on some layers
+                plot.Title($"{sets[si].Name} · {(groups[gi] == 0 ? "per-channel" : $"group {groups[gi]}")}{(marked ? "*" : "")}", size: 15);
                 plot.XLabel("bits", size: 13);
                 plot.YLabel("perplexity (log)", size: 13);
                 if (si == 0 && gi == groups.Count - 1) plot.ShowLegend(Alignment.UpperRight);

@@ -39,6 +39,40 @@ public static class PtqSweepReport
         return list;
     }
 
+    /// <summary>
+    /// Headline: per method (rows) and bits (columns), the geometric mean over group layouts and eval sets of
+    /// perplexity ÷ RTN's at the same bits and group; null where the method has no row at those bits or no RTN baseline.
+    /// </summary>
+    public static (IReadOnlyList<string> Methods, IReadOnlyList<int> Bits, double?[,] Ratio) Summary(PtqSweepResult result)
+    {
+        var quantized = result.Rows.Where(r => !r.IsFloat).ToList();
+        var methods = quantized.Select(r => r.Method).Distinct().ToList();
+        var bits = quantized.Select(r => r.Bits).Distinct().OrderDescending().ToList();
+        var ratio = new double?[methods.Count, bits.Count];
+        for (int m = 0; m < methods.Count; m++)
+            for (int b = 0; b < bits.Count; b++)
+            {
+                var logs = new List<double>();
+                foreach (var row in quantized.Where(r => r.Method == methods[m] && r.Bits == bits[b]))
+                    if (Baseline(result, row) is { } rtn)
+                        for (int i = 0; i < row.Scores.Count; i++) logs.Add(Math.Log(row.Scores[i].Perplexity / rtn.Scores[i].Perplexity));
+                ratio[m, b] = logs.Count == 0 ? null : Math.Exp(logs.Average());
+            }
+        return (methods, bits, ratio);
+    }
+
+    /// <summary>The Summary as markdown lines (a table plus one line saying what it is).</summary>
+    public static IEnumerable<string> SummaryMarkdown(PtqSweepResult result)
+    {
+        var (methods, bits, ratio) = Summary(result);
+        yield return "| method | " + string.Join(" | ", bits.Select(b => $"{b}-bit ppl ×RTN")) + " |";
+        yield return "|---|" + string.Concat(bits.Select(_ => "---:|"));
+        for (int m = 0; m < methods.Count; m++)
+            yield return $"| {methods[m]} | " + string.Join(" | ", bits.Select((_, b) => ratio[m, b] is double v ? F(v, 3) : "-")) + " |";
+        yield return "";
+        yield return "Geometric mean over group layouts and eval sets of perplexity ÷ min-max RTN's at the same bits and group (< 1: better than RTN).";
+    }
+
     /// <summary>The plain "rtn" row with the same bits and group (min-max RTN, the baseline of the ×RTN column).</summary>
     public static PtqSweepRow? Baseline(PtqSweepResult result, PtqSweepRow row) =>
         result.Rows.FirstOrDefault(r => r.Method == "rtn" && r.Bits == row.Bits && r.Group == row.Group);
@@ -55,6 +89,9 @@ public static class PtqSweepReport
         foreach (var line in settings) sb.AppendLine($"- {line}");
         foreach (var set in sets) sb.AppendLine($"- {set.Name}: {set.Label}, {set.Tokens.Length:N0} tokens = {set.Bytes:N0} UTF-8 bytes");
         sb.AppendLine();
+        sb.AppendLine("## Summary").AppendLine();
+        foreach (var line in SummaryMarkdown(result)) sb.AppendLine(line);
+        sb.AppendLine().AppendLine("## All runs").AppendLine();
         var headers = Headers(sets);
         sb.AppendLine("| " + string.Join(" | ", headers) + " |");
         sb.AppendLine("|" + string.Concat(headers.Select((_, i) => i < 3 ? "---|" : "---:|")));
@@ -67,7 +104,7 @@ public static class PtqSweepReport
         if (notes.Count > 0)
         {
             sb.AppendLine();
-            foreach (var n in notes) sb.AppendLine(n).AppendLine();
+            foreach (var n in notes) sb.AppendLine(n.StartsWith('*') ? "\\" + n : n).AppendLine();   // "\*": a footnote, not a list item
         }
         if (plotFile is not null) sb.AppendLine().AppendLine($"![perplexity vs bits]({plotFile})");
         return sb.ToString();

@@ -115,13 +115,23 @@ public sealed class PtqSweepTests
         var sets = Sets();
         var result = PtqSweep.Run(model, Options("rtn,rtn-mse", [4, 2], [0, 32]), sets, null, CPU);
         var md = PtqSweepReport.Markdown(result, sets, "title", ["setting"], "p.png").Split('\n');
-        Assert.Equal(result.Rows.Count, md.Count(l => l.StartsWith("| rtn", StringComparison.Ordinal) || l.StartsWith("| float", StringComparison.Ordinal)));
+        Assert.Equal(result.Rows.Count, md.Count(l => l.StartsWith("| float |", StringComparison.Ordinal) || l.Contains(" | per-channel | ") || l.Contains(" | g32 | ")));
         Assert.Contains(md, l => l.StartsWith("| rtn-mse | 2 | g32 |", StringComparison.Ordinal));
         var csv = PtqSweepReport.Csv(result, sets).TrimEnd().Split('\n');
         Assert.Equal(result.Rows.Count + 1, csv.Length);
         Assert.StartsWith("method,bits,group,a_ppl,a_bits_per_byte", csv[0]);
         // the ×RTN column of plain rtn rows is exactly 1
         Assert.All(PtqSweepReport.Cells(result, sets).Where(c => c[0] == "rtn"), c => Assert.Equal("1.000", c[5]));
+
+        // summary: methods × bits (descending); plain rtn is its own baseline, rtn-mse a geometric mean of its row ratios
+        var (methods, bits, ratio) = PtqSweepReport.Summary(result);
+        Assert.Equal(["rtn", "rtn-mse"], methods);
+        Assert.Equal([4, 2], bits);
+        Assert.Equal(1.0, ratio[0, 1]!.Value, 12);
+        var mse2 = result.Rows.Where(r => r.Method == "rtn-mse" && r.Bits == 2).SelectMany(r =>
+            r.Scores.Select((sc, i) => Math.Log(sc.Perplexity / PtqSweepReport.Baseline(result, r)!.Scores[i].Perplexity))).Average();
+        Assert.Equal(Math.Exp(mse2), ratio[1, 1]!.Value, 12);
+        Assert.Contains(md, l => l.StartsWith("| rtn-mse | ", StringComparison.Ordinal) && l.Split('|').Length == 5);   // summary row: 2 bit columns
 
         var png = Path.Combine(HfFixtures.TempDir(), "sweep.png");
         PtqSweepPlot.Save(png, result, sets, "tiny-llama sweep");
