@@ -63,7 +63,11 @@ public sealed class DemoVerb(IAnsiConsole console) : Verb(console)
         // 3. The whole model: float, RTN at 8/4/3/2 bits (per-channel, g32) and one Athena row, by perplexity.
         int maxTokens = result.GetValue(_tokens);
         if (maxTokens < 1000) throw new MatqException($"--max-tokens {maxTokens} is too small: at least 1000");
-        ModelTable(model, store, TorchDevices.Resolve(result.GetValue(_device)), maxTokens, result.GetValue(_seed));
+        var device = TorchDevices.Resolve(result.GetValue(_device));
+        ModelTable(model, store, device, maxTokens, result.GetValue(_seed));
+
+        // 4. MatQuant: one int8 artifact (Athena base, R = {8,4,2}) served at 8/6/4/3/2 bits from the same file.
+        MatQuantTable(model, store, device, maxTokens, result.GetValue(_seed));
 
         Console.MarkupLineInterpolated($"[grey]demo finished in {total.Elapsed.TotalSeconds:F1} s[/]");
         return 0;
@@ -120,6 +124,55 @@ public sealed class DemoVerb(IAnsiConsole console) : Verb(console)
                 r.IsFloat ? "-" : r.QuantizeSeconds.ToString("F1"));
         Console.Write(table);
         Console.MarkupLineInterpolated($"[grey]model section: {wall.Elapsed.TotalSeconds:F0} s on {device}[/]");
+    }
+
+    private void MatQuantTable(string modelPath, DataStore store, torch.Device device, int maxTokens, int seed)
+    {
+        var wall = Stopwatch.StartNew();
+        var work = Path.Combine(Path.GetTempPath(), $"matq-demo-{Environment.ProcessId}");
+        Directory.CreateDirectory(work);
+        try
+        {
+            var artifact = Path.Combine(work, "tiny-matquant.matq");
+            var eval = new PerplexityOptions { Context = 256, Stride = 128 };
+            TextTokenizer tokenizer;
+            using (var source = ModelSource.Open(modelPath, device: device))
+            {
+                tokenizer = TextTokenizer.Load(source.RequireTokenizerFolder());
+                eval = eval with { Context = Math.Min(256, source.Model.Config.MaxPositionEmbeddings) };
+                var calibration = CalibrationTokens.Sample(tokenizer.Encode(store.Sotu().Text(DataSplit.Train)), 32, eval.Context, seed);
+                var config = new QuantizationConfig("matquant", 8, 32, options: new Dictionary<string, string>
+                {
+                    ["base"] = "athena", ["bits"] = "8,4,2", ["lambda"] = "1,1,1",
+                });
+                var quantized = Console.Status().Start("MatQuant (Athena base, R = {8,4,2}, g32): quantizing", _ =>
+                    QuantizationRunner.Run(config, new QuantizationContext(source.Model, device, () => calibration, seed, null, CancellationToken.None)));
+                ArtifactExport.Write(quantized, source.Model, artifact, source.TokenizerFolder);
+            }
+            var sets = new[]
+            {
+                (Label: "SOTU test", Text: store.Sotu().Text(DataSplit.Test)),
+                (Label: "Moby-Dick", Text: store.MobyDick()),
+            }.Select(s => EvalSet.Tokenize(s.Label, s.Label, s.Text, tokenizer, maxTokens)).ToArray();
+            var table = new Table().Title($"MatQuant: one int8 artifact ({Format.Bytes(new FileInfo(artifact).Length)}), Athena base, R = {{8,4,2}}, g32, served at r bits")
+                .AddColumns("served bits", "SOTU test ppl (bits/byte)", "Moby-Dick ppl (bits/byte)");
+            foreach (int bits in new[] { 8, 6, 4, 3, 2 })
+            {
+                using var served = ModelSource.Open(artifact, bits, device);
+                var cells = sets.Select(s =>
+                {
+                    var r = Perplexity.Evaluate(served.Model, s.Tokens, s.Bytes, eval, device);
+                    return $"{r.Perplexity:F3} ({r.BitsPerByte:F3})";
+                }).ToArray();
+                table.AddRow(bits + (bits is 8 or 4 or 2 ? "" : " (interpolated)"), cells[0], cells[1]);
+            }
+            Console.Write(table);
+            Console.MarkupLineInterpolated($"[grey]MatQuant section: {wall.Elapsed.TotalSeconds:F0} s on {device}[/]");
+        }
+        finally
+        {
+            try { Directory.Delete(work, recursive: true); } catch (IOException) { }
+        }
     }
 
     /// <summary>models/tiny above the working directory or the app, else the HF test fixture.</summary>
