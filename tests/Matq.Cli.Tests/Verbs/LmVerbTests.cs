@@ -55,7 +55,7 @@ public sealed class LmVerbTests : IDisposable
         File.WriteAllText(Path.Combine(_dir, "text.txt"), "hello world");
         var (code, output) = Run("eval", "--model", _dir, "--data", Path.Combine(_dir, "text.txt"), "--device", "cpu");
         Assert.Equal(CliHost.Failure, code);
-        Assert.Contains("config.json not found", output);
+        Assert.Contains("has no config.json", output);
     }
 
     [Fact]
