@@ -65,6 +65,7 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
             var rowsOut = new List<(string Kernel, long Bytes, double Sec)> { ("fp32 (ours)", fpBytes, fpSec) };
             if (!result.GetValue(_noTorch))
             {
+                Matq.Runtime.TorchDevices.PreloadTorchLib();   // MATQ_TORCH_LIB's libtorch must load before TorchSharp initializes
                 using var scope = torch.NewDisposeScope();
                 var tw = torch.tensor(wf, [rows, cols]);
                 var tx = torch.tensor(x);
