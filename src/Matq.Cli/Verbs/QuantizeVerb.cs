@@ -43,7 +43,7 @@ public sealed class QuantizeVerb(IAnsiConsole console, Func<DataStore>? data = n
         HelpName = "NAME|FILE",
     };
     private readonly Option<int> _calibN = new("--calib-n") { Description = "Calibration windows", DefaultValueFactory = _ => 128, HelpName = "N" };
-    private readonly Option<int> _calibLen = new("--calib-len") { Description = "Tokens per calibration window", DefaultValueFactory = _ => 512, HelpName = "L" };
+    private readonly Option<int> _calibLen = new("--calib-len") { Description = "Tokens per calibration window", DefaultValueFactory = _ => 512, HelpName = "L" }; // capped at the model's context unless given
     private readonly Option<string> _out = CommonOptions.Out();
     private readonly Option<string> _device = CommonOptions.Device();
     private readonly Option<int> _seed = CommonOptions.Seed();
@@ -93,6 +93,9 @@ public sealed class QuantizeVerb(IAnsiConsole console, Func<DataStore>? data = n
         if (source.Kind == ModelSourceKind.MatqArtifact)
             throw new MatqException($"--model {modelPath} is already a .matq artifact: quantize the float model it came from");
         var model = source.Model;
+        // The default window is capped at the model's context; an explicit --calib-len longer than it is an error.
+        if (result.GetResult(_calibLen) is null || result.GetResult(_calibLen)!.Implicit)
+            calibLen = Math.Min(calibLen, model.Config.MaxPositionEmbeddings);
         if (registration.NeedsCalibration && calibLen > model.Config.MaxPositionEmbeddings)
             throw new MatqException($"--calib-len {calibLen} exceeds the model's {model.Config.MaxPositionEmbeddings} positions");
 
