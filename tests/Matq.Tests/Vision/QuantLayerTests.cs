@@ -48,4 +48,21 @@ public class QuantLayerTests
         }
         finally { Directory.Delete(dir, true); }
     }
+
+    [Fact]
+    public void MovingTheModuleKeepsParameterReferencesValid()
+    {
+        // Module.to(...) replaces registered tensors; the layer's Weight/Bias must follow (this broke CUDA runs).
+        using var scope = NewDisposeScope();
+        var conv = new QConv2d("c", 2, 3, 3, padding: 1, bias: true);
+        var lin = new QLinear("l", 4, 5);
+        conv.to(ScalarType.Float64);
+        lin.to(ScalarType.Float64);
+        Assert.Equal(ScalarType.Float64, conv.Weight.dtype);
+        Assert.Equal(ScalarType.Float64, conv.Bias!.dtype);
+        Assert.Equal(ScalarType.Float64, lin.Weight.dtype);
+        var y = conv.forward(ones(1, 2, 4, 4, dtype: ScalarType.Float64));
+        Assert.Equal(new long[] { 1, 3, 4, 4 }, y.shape);
+        Assert.Equal(new long[] { 2, 5 }, lin.forward(ones(2, 4, dtype: ScalarType.Float64)).shape);
+    }
 }

@@ -30,22 +30,31 @@ public abstract class QuantLayer : torch.nn.Module<Tensor, Tensor>
 {
     protected QuantLayer(string name, Tensor weight, bool bias) : base(name)
     {
-        Weight = new Parameter(weight);
-        register_parameter("weight", Weight);
+        this.weight = new Parameter(weight);
+        register_parameter("weight", this.weight);
         if (bias)
         {
-            Bias = new Parameter(zeros(Weight.shape[0]));
-            register_parameter("bias", Bias);
+            this.bias = new Parameter(zeros(this.weight.shape[0]));
+            register_parameter("bias", this.bias);
         }
     }
 
-    public Parameter Weight { get; }
-    public Parameter? Bias { get; }
+    // Fields carry exactly the registered names: Module.to(device/dtype) replaces registered tensors and rebinds
+    // same-named fields, so these stay valid after moving to CUDA (a differently named cache would go stale).
+#pragma warning disable IDE1006 // names must match the registered parameter names
+    private Parameter weight;
+    private Parameter? bias;
+    private Parameter? weight_step;
+    private Parameter? act_step;
+#pragma warning restore IDE1006
+
+    public Parameter Weight => weight;
+    public Parameter? Bias => bias;
     public QuantSettings? Quant { get; private set; }
     /// <summary>[out, 1, ...] signed LSQ step of each output channel (null while float).</summary>
-    public Parameter? WeightStep { get; private set; }
+    public Parameter? WeightStep => weight_step;
     /// <summary>[1] unsigned LSQ step of the input activation (null while float).</summary>
-    public Parameter? ActStep { get; private set; }
+    public Parameter? ActStep => act_step;
     /// <summary>EfQAT: output channels whose weights get gradients (int64 [S]); null = all (plain training/QAT).</summary>
     public Tensor? SelectedRows { get; set; }
     public long OutChannels => Weight.shape[0];
@@ -74,10 +83,10 @@ public abstract class QuantLayer : torch.nn.Module<Tensor, Tensor>
                 .reshape(1).clamp_min(1e-8).contiguous().MoveToOuterDisposeScope();
         }
         // Parameters are made outside the scope: a Parameter created inside one would be disposed with it.
-        WeightStep = new Parameter(ws, settings.LearnScales);
-        ActStep = new Parameter(aS, settings.LearnScales);
-        register_parameter("weight_step", WeightStep);
-        register_parameter("act_step", ActStep);
+        weight_step = new Parameter(ws, settings.LearnScales);
+        act_step = new Parameter(aS, settings.LearnScales);
+        register_parameter("weight_step", weight_step);
+        register_parameter("act_step", act_step);
         Quant = settings;
     }
 
