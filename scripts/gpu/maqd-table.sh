@@ -20,7 +20,7 @@ MODEL=${MODEL:-models/cnn}            # architecture only (resnet 16/32/64, 2 bl
 SURROGATE=${SURROGATE:-ste}
 WIDTH=${WIDTH:-1}
 if [[ "${QUICK:-0}" == 1 ]]; then
-  DEVICE=cpu; SETTINGS="128:256:1,8:64:1"; EXTRA=(--limit-test 200); GUARD_S=${GUARD_S:-1200}
+  DEVICE=cpu; SETTINGS="128:256:1,8:64:1"; EXTRA=(--limit-test 200 --threads 1); GUARD_S=${GUARD_S:-1200}
 else
   DEVICE=cuda
   SETTINGS="128:60000:${EPOCHS_128:-3},8:${IMAGES_8:-12000}:${EPOCHS_8:-1}"

@@ -33,6 +33,7 @@ public sealed class VisionQuantizeMethods(IAnsiConsole console, Func<DataStore> 
     private readonly Option<double?> _lr = new("--lr") { Description = "Peak learning rate (default: efqat 2e-4 AdamW; maqd SGD 0.1·min(1, B/128))", HelpName = "LR" };
     private readonly Option<int?> _limit = new("--limit-train") { Description = "Use only the first N training images", HelpName = "N" };
     private readonly Option<int?> _limitTest = new("--limit-test") { Description = "Evaluate on only the first N test images (quick runs)", HelpName = "N" };
+    private readonly Option<int?> _threads = new("--threads") { Description = "CPU threads for torch (default: torch's own); on a shared CPU, 1 avoids oversubscription", HelpName = "N" };
     private readonly Option<int> _abits = new("--abits") { Description = "efqat: activation bits 2..8 (weights: --bits)", DefaultValueFactory = _ => 8, HelpName = "B" };
     private readonly Option<string> _mode = new("--mode") { Description = "efqat: selection cwpl, cwpn or lwpn", DefaultValueFactory = _ => "cwpl", HelpName = "cwpl|cwpn|lwpn" };
     private readonly Option<double> _fraction = new("--fraction") { Description = "efqat: fraction of channels/layers trained, 0..1", DefaultValueFactory = _ => 0.25, HelpName = "F" };
@@ -40,7 +41,7 @@ public sealed class VisionQuantizeMethods(IAnsiConsole console, Func<DataStore> 
     private readonly Option<string?> _settings = new("--sweep-settings") { Description = "maqd --sweep: columns as B[:IMAGES[:EPOCHS]],... (default 8,128 with --limit-train and --epochs)", HelpName = "SPEC" };
 
     /// <summary>Options only the vision methods read (given to an LM method they are an error).</summary>
-    public IReadOnlyList<Option> Options => [_wstates, _astates, _surrogate, _width, _norm, _fold, _batch, _epochs, _lr, _limit, _limitTest, _abits, _mode, _fraction, _sweep, _settings];
+    public IReadOnlyList<Option> Options => [_wstates, _astates, _surrogate, _width, _norm, _fold, _batch, _epochs, _lr, _limit, _limitTest, _threads, _abits, _mode, _fraction, _sweep, _settings];
 
     private static bool Given(ParseResult r, Option o) => r.GetResult(o) is { Implicit: false };
 
@@ -63,7 +64,9 @@ public sealed class VisionQuantizeMethods(IAnsiConsole console, Func<DataStore> 
             throw new MatqException($"{e.Name} applies to --method efqat, not to maqd");
         if (method == "maqd" && Given(r, bits))
             throw new MatqException("--bits applies to efqat; maqd counts states: use --wstates N and --astates M");
+        if (r.GetValue(_threads) is < 1) throw new MatqException($"--threads {r.GetValue(_threads)} is out of range: at least 1");
         var arch = VisionNetIO.ReadConfig(model);
+        if (r.GetValue(_threads) is int threads) torch.set_num_threads(threads);
         return method == "efqat" ? EfQat(r, model, bits, device, seed) : Maqd(r, model, arch, device, seed);
     }
 
@@ -127,6 +130,7 @@ public sealed class VisionQuantizeMethods(IAnsiConsole console, Func<DataStore> 
         CnnTrainOptions TrainOptions(int batch, int? images, int ep) => new()
         {
             Epochs = ep, Batch = batch, Lr = r.GetValue(_lr) ?? DefaultMaqdLr(batch), Optimizer = "sgd", WeightDecay = 5e-4,
+            WarmupSteps = Math.Clamp((images ?? 60_000) / batch * ep / 10, 1, 100),   // ≤ 10% of the run, at most 100 steps
             Augment = true, Seed = r.GetValue(seedOption), LimitTrain = images, LimitTest = r.GetValue(_limitTest),
         };
         var jobs = new List<(MaqdRunSpec Spec, CnnTrainOptions Train)>();
@@ -208,7 +212,7 @@ public sealed class VisionQuantizeMethods(IAnsiConsole console, Func<DataStore> 
         md.AppendLine("# MaQD on Fashion-MNIST: float vs fully quantized, BN vs LBN");
         md.AppendLine();
         md.AppendLine($"Architecture of `{model}`, trained from scratch per row; device {device}; surrogate {(surrogate == Surrogate.Ste ? "ste" : $"smooth, width {width.ToString(CultureInfo.InvariantCulture)}")}; "
-            + "SGD nesterov (lr 0.1·min(1, B/128), cosine), augmentation (shift ±2 px, flip). Accuracy = eval-mode net after folding every norm into the layer before it "
+            + "SGD nesterov (lr 0.1·min(1, B/128), warm-up min(100, 10% of the steps), cosine), augmentation (shift ±2 px, flip). Accuracy = eval-mode net after folding every norm into the layer before it "
             + "(test images). MaQD (N, M): N weight states (standardized, round-clip), M activation states (round-clip ReLU), all conv/linear layers. "
             + "float + LBN standardizes its weights as MaQD does (WS(W)/sqrt(fan_in), no rounding); the no-WS row shows LBN without it. "
             + $"{outcomes.Count} of {rows.Count * settings.Count} runs done.");

@@ -1,7 +1,7 @@
 // Contract: the scaled round-clip quantizer of MaQD with a choice of surrogate gradient:
 //   forward   y = RoundClip(s·x, lo, hi)/s                       (lo < hi integers: hi − lo + 1 states, step 1/s)
 //   backward  ∂y/∂x = g(s·x) with
-//     Ste:    g(v) = 1 where lo ≤ v ≤ hi, else 0                 (straight-through inside the clip range; TensorRoundClip)
+//     Ste:    g(v) = 1 where lo ≤ v ≤ hi, else 0                 (straight-through inside the clip range)
 //     Smooth: g(v) = S′_w(v), the derivative of the smooth staircase
 //             S_w(v) = lo + Σ_{j=lo}^{hi−1} h_w(v − j − ½),  h_w(u) = smoothstep: 0 for u ≤ −w, 1 for u ≥ w,
 //             3p² − 2p³ with p = (u + w)/(2w) in between  ⇒  h′_w(u) = 3p(1 − p)/w on |u| < w.
@@ -10,7 +10,6 @@
 //             and a decay to 0 within one step outside it; w = ½ gives peaks of 1.5 at the thresholds and 0 on the levels.
 using TorchSharp;
 using static TorchSharp.torch;
-using static TorchSharp.torch.autograd;
 
 namespace Matq.Quantization;
 
@@ -33,13 +32,22 @@ public static class SurrogateRoundClip
     {
         if (!(scale > 0) || double.IsInfinity(scale)) throw new ArgumentOutOfRangeException(nameof(scale), $"scale must be a positive finite number, got {scale}");
         if (lo >= hi) throw new ArgumentOutOfRangeException(nameof(hi), $"round-clip needs lo < hi (lo = {lo}, hi = {hi})");
-        if (surrogate == Surrogate.Ste)
+        if (surrogate == Surrogate.Smooth) CheckWidth(width);
+        using var scope = NewDisposeScope();
+        Tensor v = x.mul(scale);
+        Tensor q, g, c;
+        using (no_grad())
         {
-            using var scope = NewDisposeScope();
-            return TensorRoundClip.RoundClipSte(x.mul(scale), lo, hi).div(scale).MoveToOuterDisposeScope();
+            q = v.round().clamp(lo, hi);
+            g = surrogate == Surrogate.Ste ? v.ge(lo).logical_and(v.le(hi)).to(v.dtype) : SmoothStaircaseDerivative(v, lo, hi, width);
+            c = v.mul(g);
         }
-        CheckWidth(width);
-        return SmoothFunction.apply(x, scale, lo, hi, width);
+        // Gradient injection: v·g − c is exactly 0 (c is the same product, computed without grad), so the value is q
+        // exactly and ∂y/∂v = g. Not a custom autograd Function: TorchSharp 0.107 leaves the managed backward's tensors
+        // to the GC finalizer (measured: 17 MB of native memory per call on a [64, 16, 28, 28] input), nor
+        // v − v.detach(): detaching a non-leaf tensor that the graph also uses kept memory alive until a GC as well.
+        Tensor y = q.add(v.mul(g).sub(c));
+        return y.div(scale).MoveToOuterDisposeScope();
     }
 
     /// <summary>S_w(v) of the file contract, a scalar reference (double).</summary>
@@ -81,33 +89,5 @@ public static class SurrogateRoundClip
     {
         if (!(width > 0 && width <= MaxWidth))
             throw new MatqException($"surrogate width = {width} is out of range: allowed 0 < width ≤ {MaxWidth} (in quantization steps, e.g. 1)");
-    }
-
-    private sealed class SmoothFunction : SingleTensorFunction<SmoothFunction>
-    {
-        public override string Name => "matq.SmoothRoundClip";
-
-        // vars: [0] x, [1] scale s, [2] lo, [3] hi, [4] width w
-        public override Tensor forward(AutogradContext ctx, params object[] vars)
-        {
-            var x = (Tensor)vars[0];
-            double s = (double)vars[1];
-            int lo = (int)vars[2], hi = (int)vars[3];
-            using var scope = NewDisposeScope();
-            Tensor v = x.detach().mul(s);
-            ctx.save_for_backward(new List<Tensor> { v.MoveToOuterDisposeScope() });
-            ctx.save_data("lo", lo);
-            ctx.save_data("hi", hi);
-            ctx.save_data("width", (double)vars[4]);
-            return v.round().clamp(lo, hi).div(s).MoveToOuterDisposeScope();
-        }
-
-        public override List<Tensor> backward(AutogradContext ctx, Tensor gradOutput)
-        {
-            Tensor v = ctx.get_saved_variables()[0];
-            using var scope = NewDisposeScope();
-            Tensor g = SmoothStaircaseDerivative(v, (int)ctx.get_data("lo"), (int)ctx.get_data("hi"), (double)ctx.get_data("width"));
-            return new List<Tensor> { gradOutput.mul(g).MoveToOuterDisposeScope(), null!, null!, null!, null! };
-        }
     }
 }
