@@ -27,6 +27,7 @@ public sealed class VisionQuantizeMethods(IAnsiConsole console, Func<DataStore> 
     private readonly Option<string> _surrogate = new("--surrogate") { Description = "maqd: gradient of the round-clips: ste (1 inside the clip range) or smooth (derivative of a smooth staircase)", DefaultValueFactory = _ => "ste", HelpName = "ste|smooth" };
     private readonly Option<double> _width = new("--width") { Description = "maqd: smooth surrogate half-width per step, 0 < w <= 4", DefaultValueFactory = _ => 1.0, HelpName = "W" };
     private readonly Option<string> _norm = new("--norm") { Description = "maqd: normalization of the trained net: lbn (Layer-Batch Norm), bn, or none (mlp only)", DefaultValueFactory = _ => "lbn", HelpName = "lbn|bn|none" };
+    private readonly Option<double> _freeze = new("--freeze-lbn") { Description = "LBN nets: train the last fraction of the steps with the norms frozen at recomputed running estimates (the map folding keeps); 0 = never", DefaultValueFactory = _ => 0.2, HelpName = "F" };
     private readonly Option<bool> _fold = new("--fold") { Description = "maqd: fold the norms into the preceding layers after training and report the folded net's accuracy" };
     private readonly Option<int> _batch = new("--batch") { Description = "Images per training step", DefaultValueFactory = _ => 128, HelpName = "B" };
     private readonly Option<int?> _epochs = new("--epochs") { Description = "Training epochs (default: efqat 1, maqd 15)", HelpName = "N" };
@@ -41,7 +42,7 @@ public sealed class VisionQuantizeMethods(IAnsiConsole console, Func<DataStore> 
     private readonly Option<string?> _settings = new("--sweep-settings") { Description = "maqd --sweep: columns as B[:IMAGES[:EPOCHS]],... (default 8,128 with --limit-train and --epochs)", HelpName = "SPEC" };
 
     /// <summary>Options only the vision methods read (given to an LM method they are an error).</summary>
-    public IReadOnlyList<Option> Options => [_wstates, _astates, _surrogate, _width, _norm, _fold, _batch, _epochs, _lr, _limit, _limitTest, _threads, _abits, _mode, _fraction, _sweep, _settings];
+    public IReadOnlyList<Option> Options => [_wstates, _astates, _surrogate, _width, _norm, _freeze, _fold, _batch, _epochs, _lr, _limit, _limitTest, _threads, _abits, _mode, _fraction, _sweep, _settings];
 
     private static bool Given(ParseResult r, Option o) => r.GetResult(o) is { Implicit: false };
 
@@ -58,7 +59,7 @@ public sealed class VisionQuantizeMethods(IAnsiConsole console, Func<DataStore> 
     {
         if (lmOnly.FirstOrDefault(o => Given(r, o)) is { } lm)
             throw new MatqException($"{lm.Name} applies to LM quantization (HF models), not to --method {method} on a vision model");
-        if (method == "efqat" && Options.Where(o => o == _wstates || o == _astates || o == _surrogate || o == _width || o == _norm || o == _fold || o == _sweep || o == _settings).FirstOrDefault(o => Given(r, o)) is { } m)
+        if (method == "efqat" && Options.Where(o => o == _wstates || o == _astates || o == _surrogate || o == _width || o == _norm || o == _freeze || o == _fold || o == _sweep || o == _settings).FirstOrDefault(o => Given(r, o)) is { } m)
             throw new MatqException($"{m.Name} applies to --method maqd, not to efqat");
         if (method == "maqd" && new Option[] { _abits, _mode, _fraction }.FirstOrDefault(o => Given(r, o)) is { } e)
             throw new MatqException($"{e.Name} applies to --method efqat, not to maqd");
@@ -132,6 +133,7 @@ public sealed class VisionQuantizeMethods(IAnsiConsole console, Func<DataStore> 
             Epochs = ep, Batch = batch, Lr = r.GetValue(_lr) ?? DefaultMaqdLr(batch), Optimizer = "sgd", WeightDecay = 5e-4,
             WarmupSteps = Math.Clamp((images ?? 60_000) / batch * ep / 10, 1, 100),   // ≤ 10% of the run, at most 100 steps
             Augment = true, Seed = r.GetValue(seedOption), LimitTrain = images, LimitTest = r.GetValue(_limitTest),
+            FreezeLbnFraction = r.GetValue(_freeze),
         };
         var jobs = new List<(MaqdRunSpec Spec, CnnTrainOptions Train)>();
         bool fold;
@@ -193,7 +195,7 @@ public sealed class VisionQuantizeMethods(IAnsiConsole console, Func<DataStore> 
         {
             Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
             File.WriteAllText(path + ".tmp", SweepMarkdown(done, settings, jobs.Take(jobs.Count / settings.Count).Select(j => j.Spec).ToList(),
-                model, device.ToString(), surrogate, width));
+                model, device.ToString(), surrogate, width, r.GetValue(_freeze)));
             File.Move(path + ".tmp", path, overwrite: true);
         }
     }
@@ -206,7 +208,7 @@ public sealed class VisionQuantizeMethods(IAnsiConsole console, Func<DataStore> 
     /// details. <paramref name="outcomes"/> are in run order (setting-major) and may be a prefix of the plan: cells not
     /// yet run show "…".</summary>
     public static string SweepMarkdown(IReadOnlyList<MaqdRunOutcome> outcomes, IReadOnlyList<SweepSetting> settings, IReadOnlyList<MaqdRunSpec> rows,
-        string model, string device, Surrogate surrogate, double width)
+        string model, string device, Surrogate surrogate, double width, double freeze)
     {
         var md = new StringBuilder();
         md.AppendLine("# MaQD on Fashion-MNIST: float vs fully quantized, BN vs LBN");
@@ -215,6 +217,8 @@ public sealed class VisionQuantizeMethods(IAnsiConsole console, Func<DataStore> 
             + "SGD nesterov (lr 0.1·min(1, B/128), warm-up min(100, 10% of the steps), cosine), augmentation (shift ±2 px, flip). Accuracy = eval-mode net after folding every norm into the layer before it "
             + "(test images). MaQD (N, M): N weight states (standardized, round-clip), M activation states (round-clip ReLU), all conv/linear layers. "
             + "float + LBN standardizes its weights as MaQD does (WS(W)/sqrt(fan_in), no rounding); the no-WS row shows LBN without it. "
+            + (freeze > 0 ? $"LBN nets train their last {(freeze * 100).ToString("0.#", CultureInfo.InvariantCulture)} % of steps (--freeze-lbn) with the norms frozen at running estimates recomputed over 4,096 training images. "
+                : "LBN running estimates: recomputed over 4,096 training images after training (--freeze-lbn 0). ")
             + $"{outcomes.Count} of {rows.Count * settings.Count} runs done.");
         md.AppendLine();
         md.Append("| run |");

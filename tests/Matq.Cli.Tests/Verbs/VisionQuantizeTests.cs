@@ -59,6 +59,7 @@ public sealed class VisionQuantizeTests : IDisposable
     [InlineData("--surrogate", "sigmoid", "surrogate 'sigmoid' is not supported")]
     [InlineData("--width", "0", "surrogate width = 0 is out of range")]
     [InlineData("--norm", "none", "norm 'none' is not supported for resnet")]
+    [InlineData("--freeze-lbn", "1", "freeze fraction = 1 is out of range")]
     public void MaqdRejectsInvalidSettings(string option, string value, string expected)
     {
         var (code, output) = Run(null, "quantize", "--model", Resnet, "--method", "maqd", option, value, "--limit-train", "16", "--epochs", "1");

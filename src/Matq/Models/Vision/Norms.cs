@@ -10,6 +10,9 @@
 //                             computed as GroupNorm with one group, a fused kernel)
 //   running estimates:        μ̄ ← (1−m)·μ̄ + m·mean_n μ_n,  σ̄² ← (1−m)·σ̄² + m·mean_n σ²_n   (scalars [1], no grad);
 //                             m = null gives the cumulative average (used to recalibrate after training)
+//   frozen (training):        the inference formula with fixed μ̄, σ̄² (no update): the last part of training can adapt the
+//                             weights to the map that folding keeps (per-sample statistics at training time and fixed
+//                             estimates at inference otherwise disagree, by up to ~20 points for ternary MaQD in short runs)
 //   inference:                y = γ_c·(x − μ̄)/sqrt(σ̄² + ε) + β_c  = scale_c·x + shift_c, scale_c = γ_c/sqrt(σ̄² + ε),
 //                             shift_c = β_c − scale_c·μ̄
 // So a sample's training output does not depend on its batch companions nor on the batch size, and inference costs
@@ -133,6 +136,9 @@ public sealed class LayerBatchNorm : ChannelNorm
     /// batch since <see cref="ResetRunningStats"/>.</summary>
     public double? Momentum { get; set; } = 0.1;
 
+    /// <summary>Training uses the running estimates (the inference map) instead of per-sample statistics, and leaves them unchanged.</summary>
+    public bool Frozen { get; set; }
+
     /// <summary>μ̄ [1] (a view of the buffer).</summary>
     public Tensor RunningMean => running_mean;
     /// <summary>σ̄² [1].</summary>
@@ -151,7 +157,7 @@ public sealed class LayerBatchNorm : ChannelNorm
         if (x.dim() < 2 || x.shape[1] != Channels)
             throw new ArgumentException($"LayerBatchNorm({Channels}) expects [N, {Channels}, ...], got [{string.Join(", ", x.shape)}]");
         using var scope = NewDisposeScope();
-        if (training)
+        if (training && !Frozen)
         {
             // The training formula is GroupNorm with one group (one fused kernel each way); the statistics for the
             // running estimates are taken again without grad.
