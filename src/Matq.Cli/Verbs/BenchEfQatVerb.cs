@@ -49,15 +49,29 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
         var layers = net.QuantLayers().Select(l => l.Layer).ToList();
         var opt = optim.SGD(net.parameters(), 1e-4, momentum: 0.9);
 
-        var rows = new List<(string Name, double Fwd, double Bwd, double Step)>();
-        rows.Add(("full QAT (native autograd)", 0, 0, 0));
-        rows[0] = Measure("full QAT (native autograd)", null);
-        foreach (var method in new[] { ConvWeightGradMethod.Unfold, ConvWeightGradMethod.Conv })
-        {
-            PartialWeightGrad.ConvMethod = method;
+        // Configurations are interleaved step by step (round robin), so drift in machine load hits all of them alike.
+        var configs = new List<(string Name, ConvWeightGradMethod Method, EfQatAlgorithm? Alg)> { ("full QAT (native autograd)", ConvWeightGradMethod.Split, null) };
+        foreach (var method in new[] { ConvWeightGradMethod.Split, ConvWeightGradMethod.Unfold, ConvWeightGradMethod.Conv })
             foreach (double f in fractions)
-                rows.Add(Measure($"EfQAT CWPL {f:P0} ({method})", new EfQatAlgorithm(new EfQatConfig(EfQatMode.ChannelPerLayer, f, refreshEvery: 1000), layers)));
-        }
+                configs.Add(($"EfQAT CWPL {f:P0} ({method})", method, new EfQatAlgorithm(new EfQatConfig(EfQatMode.ChannelPerLayer, f, refreshEvery: 1000), layers)));
+        var fwd = new double[configs.Count]; var bwd = new double[configs.Count]; var stepMs = new double[configs.Count];
+        Console.Status().Start("timing", ctx =>
+        {
+            for (int i = 0; i < 5 + iters; i++)
+                for (int c = 0; c < configs.Count; c++)
+                {
+                    ctx.Status($"round {i + 1}/{5 + iters}: {Markup.Escape(configs[c].Name)}");
+                    foreach (var cfg in configs) cfg.Alg?.Detach();
+                    PartialWeightGrad.ConvMethod = configs[c].Method;
+                    configs[c].Alg?.Refresh();
+                    var (f, b, st) = Step(configs[c].Alg, i);
+                    if (i < 5) continue;
+                    fwd[c] += f; bwd[c] += b; stepMs[c] += st;
+                }
+        });
+        foreach (var cfg in configs) cfg.Alg?.Detach();
+        PartialWeightGrad.ConvMethod = ConvWeightGradMethod.Split;
+        var rows = configs.Select((cfg, c) => (cfg.Name, Fwd: fwd[c] / iters, Bwd: bwd[c] / iters, Step: stepMs[c] / iters)).ToList();
         var full = rows[0];
         var table = new Table().Border(TableBorder.Rounded).AddColumns("configuration", "forward ms", "backward ms", "step ms", "backward speed-up", "step speed-up");
         foreach (var r in rows)
@@ -66,33 +80,26 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
         Console.MarkupLine($"[grey]{device}, batch {batch}, ResNet widths {string.Join("/", widths)} ({net.ParameterCount():N0} params), W4A8 LSQ fake quant, {iters} timed steps each; step = zero_grad + forward + backward + SGD step (+ EfQAT hooks)[/]");
         return 0;
 
-        (string, double, double, double) Measure(string name, EfQatAlgorithm? alg)
+        // One training step (the EfQAT hooks included; refresh is not due inside the timed rounds); returns ms.
+        (double, double, double) Step(EfQatAlgorithm? alg, int i)
         {
-            double fwd = 0, bwd = 0, step = 0;
-            for (int i = 0; i < 5 + iters; i++)
-            {
-                using var scope = NewDisposeScope();
-                Sync();
-                var t0 = Stopwatch.GetTimestamp();
-                alg?.BeforeStep(i);
-                opt.zero_grad();
-                Tensor loss = nn.functional.cross_entropy(net.forward(x), y);
-                Sync();
-                var t1 = Stopwatch.GetTimestamp();
-                loss.backward();
-                Sync();
-                var t2 = Stopwatch.GetTimestamp();
-                opt.step();
-                alg?.AfterStep();
-                Sync();
-                var t3 = Stopwatch.GetTimestamp();
-                if (i < 5) continue;
-                fwd += Stopwatch.GetElapsedTime(t0, t1).TotalMilliseconds;
-                bwd += Stopwatch.GetElapsedTime(t1, t2).TotalMilliseconds;
-                step += Stopwatch.GetElapsedTime(t0, t3).TotalMilliseconds;
-            }
-            alg?.Detach();
-            return (name, fwd / iters, bwd / iters, step / iters);
+            using var scope = NewDisposeScope();
+            Sync();
+            var t0 = Stopwatch.GetTimestamp();
+            alg?.BeforeStep(i + 1);
+            opt.zero_grad();
+            Tensor loss = nn.functional.cross_entropy(net.forward(x), y);
+            Sync();
+            var t1 = Stopwatch.GetTimestamp();
+            loss.backward();
+            Sync();
+            var t2 = Stopwatch.GetTimestamp();
+            opt.step();
+            alg?.AfterStep();
+            Sync();
+            var t3 = Stopwatch.GetTimestamp();
+            return (Stopwatch.GetElapsedTime(t0, t1).TotalMilliseconds, Stopwatch.GetElapsedTime(t1, t2).TotalMilliseconds,
+                Stopwatch.GetElapsedTime(t0, t3).TotalMilliseconds);
         }
 
         void Sync() { if (device.type == DeviceType.CUDA) torch.cuda.synchronize(); }

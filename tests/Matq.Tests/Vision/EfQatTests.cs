@@ -13,6 +13,9 @@ namespace Matq.Tests.Vision;
 public class EfQatTests
 {
     [Theory]
+    [InlineData(ConvWeightGradMethod.Split, 1, 1, 3)]
+    [InlineData(ConvWeightGradMethod.Split, 2, 1, 3)]
+    [InlineData(ConvWeightGradMethod.Split, 2, 0, 1)]
     [InlineData(ConvWeightGradMethod.Unfold, 1, 1, 3)]
     [InlineData(ConvWeightGradMethod.Unfold, 2, 1, 3)]
     [InlineData(ConvWeightGradMethod.Conv, 1, 1, 3)]
@@ -59,8 +62,10 @@ public class EfQatTests
         Assert.NotNull(x.grad);
     }
 
-    [Fact]
-    public void LinearPartialGradientMatchesAutogradOnSelectedRows()
+    [Theory]
+    [InlineData(ConvWeightGradMethod.Split)]
+    [InlineData(ConvWeightGradMethod.Unfold)]
+    public void LinearPartialGradientMatchesAutogradOnSelectedRows(ConvWeightGradMethod method)
     {
         using var scope = NewDisposeScope();
         manual_seed(11);
@@ -70,7 +75,10 @@ public class EfQatTests
         Tensor up = randn_like(yr);
         yr.mul(up).sum().backward();
         Tensor xp = x.clone().requires_grad_(true), wp = w.clone().requires_grad_(true);
-        PartialWeightGrad.Linear(xp, wp, tensor(new long[] { 0, 3 })).mul(up).sum().backward();
+        var saved = PartialWeightGrad.ConvMethod;
+        PartialWeightGrad.ConvMethod = method;
+        try { PartialWeightGrad.Linear(xp, wp, tensor(new long[] { 0, 3 })).mul(up).sum().backward(); }
+        finally { PartialWeightGrad.ConvMethod = saved; }
         Assert.True(xp.grad!.allclose(xr.grad!, 1e-5, 1e-5));
         Tensor sel = tensor(new long[] { 0, 3 }), others = tensor(new long[] { 1, 2 });
         Assert.True(wp.grad!.index_select(0, sel).allclose(wr.grad!.index_select(0, sel), 1e-5, 1e-5));

@@ -1,6 +1,9 @@
-// Contract: conv2d / linear as custom autograd functions whose backward computes grad_input in full but grad_weight
-// only for the selected output channels (rows), leaving the other rows' gradient zero; an empty selection computes
-// no weight gradient at all (null). This is where EfQAT's saving is real compute, not a mask applied afterwards.
+// Contract: conv2d / linear whose backward computes grad_input in full but grad_weight only for the selected output
+// channels (rows), leaving the other rows' gradient zero; an empty selection computes no weight gradient at all.
+// This is where EfQAT's saving is real compute, not a mask applied afterwards. Three exact implementations:
+// Split (default) runs the native op twice, on the selected rows and on the detached frozen rows, and interleaves the
+// outputs, so the device's own weight-gradient kernel (cuDNN/oneDNN) runs for the selected rows only; Unfold and Conv
+// are custom autograd functions that compute the selected rows' weight gradient by im2col+bmm or by a swapped conv.
 using TorchSharp;
 using static TorchSharp.torch;
 using static TorchSharp.torch.autograd;
@@ -10,6 +13,8 @@ namespace Matq.Algorithms.EfQat;
 /// <summary>How the selected rows' conv weight gradient is computed (both exact; speed differs by device).</summary>
 public enum ConvWeightGradMethod
 {
+    /// <summary>Native autograd on two ops: w[rows] (trained) and w[frozen].detach(); outputs interleaved by index_copy.</summary>
+    Split,
     /// <summary>im2col: unfold(x) [N, Cin·k·k, L] and a batched matmul with the selected output gradients [N, S, L].</summary>
     Unfold,
     /// <summary>A conv2d of x with batch and channel swapped, the selected output gradients as the kernel (dilation = stride).</summary>
@@ -19,16 +24,51 @@ public enum ConvWeightGradMethod
 /// <summary>Partial-weight-gradient conv2d and linear.</summary>
 public static class PartialWeightGrad
 {
-    /// <summary>Method used by <see cref="Conv2d"/>; Unfold by default.</summary>
-    public static ConvWeightGradMethod ConvMethod { get; set; } = ConvWeightGradMethod.Unfold;
+    /// <summary>Method used by <see cref="Conv2d"/> and <see cref="Linear"/> (Linear: Split, or else the custom function).</summary>
+    public static ConvWeightGradMethod ConvMethod { get; set; } = ConvWeightGradMethod.Split;
 
     /// <summary>y = conv2d(x, w) (x [N, Cin, H, W], w [Cout, Cin, k, k] → [N, Cout, Ho, Wo], no bias, square stride and
-    /// padding); rows = selected output channels (int64 [S]), null = all rows (full gradient).</summary>
-    public static Tensor Conv2d(Tensor x, Tensor w, long stride, long padding, Tensor? rows) =>
-        ConvFunction.apply(x, w, stride, padding, rows!, ConvMethod);
+    /// padding); rows = selected output channels (int64 [S]), null = all rows (full gradient); frozen = the other rows
+    /// (computed when null).</summary>
+    public static Tensor Conv2d(Tensor x, Tensor w, long stride, long padding, Tensor? rows, Tensor? frozen = null)
+    {
+        if (ConvMethod != ConvWeightGradMethod.Split) return ConvFunction.apply(x, w, stride, padding, rows!, ConvMethod);
+        Tensor Op(Tensor wt) => nn.functional.conv2d(x, wt, strides: new[] { stride, stride }, padding: new[] { padding, padding });
+        return SplitRows(Op, w, rows, frozen, dim: 1);
+    }
 
     /// <summary>y = x·wᵀ (x [N, in], w [out, in] → [N, out]); rows as in <see cref="Conv2d"/>.</summary>
-    public static Tensor Linear(Tensor x, Tensor w, Tensor? rows) => LinearFunction.apply(x, w, rows!);
+    public static Tensor Linear(Tensor x, Tensor w, Tensor? rows, Tensor? frozen = null) =>
+        ConvMethod == ConvWeightGradMethod.Split ? SplitLinear(x, w, rows, frozen) : LinearFunction.apply(x, w, rows!);
+
+    /// <summary>y = x·wᵀ for x [..., in] (any leading dims) with the Split method: only w[rows] gets a weight gradient.</summary>
+    public static Tensor SplitLinear(Tensor x, Tensor w, Tensor? rows, Tensor? frozen = null) =>
+        SplitRows(wt => nn.functional.linear(x, wt), w, rows, frozen, dim: x.dim() - 1);
+
+    /// <summary>The rows of [0, n) not in <paramref name="rows"/> (sorted, int64, on rows' device).</summary>
+    public static Tensor Complement(Tensor rows, long n)
+    {
+        var keep = new bool[n];
+        Array.Fill(keep, true);
+        foreach (long r in rows.cpu().data<long>()) keep[r] = false;
+        return tensor(Enumerable.Range(0, (int)n).Where(i => keep[i]).Select(i => (long)i).ToArray(), ScalarType.Int64).to(rows.device);
+    }
+
+    // op(w) maps a weight [rows, ...] to an output whose dimension `dim` indexes those rows; weight gradients flow only
+    // through w[rows]: the frozen part is detached, so autograd never asks the device for its weight gradient.
+    private static Tensor SplitRows(Func<Tensor, Tensor> op, Tensor w, Tensor? rows, Tensor? frozen, long dim)
+    {
+        if (rows is null) return op(w);
+        if (rows.numel() == 0) return op(w.detach());
+        if (rows.numel() == w.shape[0]) return op(w);
+        using var scope = NewDisposeScope();
+        frozen ??= Complement(rows, w.shape[0]);
+        Tensor ySel = op(w.index_select(0, rows));
+        Tensor yFrz = op(w.detach().index_select(0, frozen));
+        var shape = (long[])ySel.shape.Clone();
+        shape[dim] = w.shape[0];
+        return zeros(shape, ySel.dtype, ySel.device).index_copy(dim, rows, ySel).index_copy(dim, frozen, yFrz).MoveToOuterDisposeScope();
+    }
 
     /// <summary>∂L/∂w for the output channels of g: x [N, Cin, H, W], g [N, S, Ho, Wo] → [S, Cin, k, k].</summary>
     public static Tensor ConvWeightGrad(Tensor x, Tensor g, long kernel, long stride, long padding, ConvWeightGradMethod method)

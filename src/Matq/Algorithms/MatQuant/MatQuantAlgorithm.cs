@@ -85,28 +85,7 @@ public sealed class MatQuantAlgorithm : QuantizationAlgorithm
             context.Report(new QuantizationEvent(QuantizationEventKind.Message, 0, blocks, 0, selected.Count,
                 Message: $"qat step {s.Step}/{MatQuant.Steps}, loss {s.Loss:F4}"));
         }, context.Cancellation);
-        var results = new List<QuantizedLinearResult>();
-        try
-        {
-            foreach (var (name, module) in trained)
-            {
-                using var scope = NewDisposeScope();
-                var (codes, scales, zeros) = module.Export();
-                var w = selected.First(s => s.Name == name).Weight.detach().to(ScalarType.Float32, codes.device);
-                var deq = Matq.Quantization.TensorAffineQuantizer.Dequantize(codes, scales, zeros, module.GroupSize);
-                double mse = (w - deq).square().mean().item<float>();
-                int cols = checked((int)codes.shape[1]);
-                var report = new LayerReport(name, checked((int)codes.shape[0]), cols, Config.Bits, mse, null, null, sw.Elapsed.TotalSeconds / trained.Count);
-                results.Add(QuantizedLinearResult.FromTensors(name, codes, scales, zeros, Config.StoredGroupSize(cols), null, report));
-                context.Report(new QuantizationEvent(QuantizationEventKind.LayerDone, name == "lm_head" ? blocks - 1 : LinearSelection.BlockOf(name),
-                    blocks, results.Count, selected.Count, report));
-            }
-        }
-        finally
-        {
-            foreach (var (_, m) in trained) m.Dispose();
-        }
-        return results;
+        return MatQuantQat.Export(trained, selected, Config, context, sw.Elapsed.TotalSeconds);
     }
 
     // Sequential calibration as in Athena; the weight installed for the next blocks is the λ-weighted mean of the

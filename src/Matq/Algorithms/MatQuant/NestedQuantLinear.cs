@@ -9,6 +9,7 @@
 //   ŵ_r = α·(STE(q_r) − z̄),  STE(q_r) = q_r forward, ∂/∂u = 1 (the clamp masks the codes round() clips)
 // so ∂ŵ/∂W = 1 inside the range (0 outside), ∂ŵ/∂α = q_r − u inside and q_r − z̄ outside (LSQ's step gradient,
 // Esser et al. 2020, through the slice), ∂ŵ/∂z = −α outside, 0 inside.
+using Matq.Algorithms.EfQat;
 using Matq.Kernels.Quantization;
 using Matq.Quantization;
 using TorchSharp;
@@ -18,7 +19,7 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace Matq.Algorithms.MatQuant;
 
-public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>
+public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>, IEfQatLayer
 {
     private readonly Parameter weight;       // [out, in] fp32 latent weight
     private readonly Parameter log_scale;    // [out, nGroups] log α
@@ -42,7 +43,30 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>Starts from quantized parameters (e.g. Athena's): latent W = α(q − z) [out, in], so the master codes
+    /// at the start are exactly <paramref name="codes"/>; α, z [out, nGroups] (z integer-valued), contiguous groups.</summary>
+    public NestedQuantLinear(string name, Tensor codes, Tensor alpha, Tensor zeroPoints, int groupSize, int masterBits, Tensor floatWeight) : base(name)
+    {
+        using var scope = NewDisposeScope();
+        var a = alpha.detach().to(ScalarType.Float32);
+        var z = zeroPoints.detach().to(ScalarType.Float32);
+        var latent = TensorAffineQuantizer.Dequantize(codes, a, z, groupSize);
+        GroupSize = groupSize;
+        MasterBits = masterBits;
+        Bits = masterBits;
+        weight = new Parameter(latent.contiguous().MoveToOuterDisposeScope());
+        log_scale = new Parameter(a.log().contiguous().MoveToOuterDisposeScope());
+        zero = new Parameter(z.clone().MoveToOuterDisposeScope());
+        _float = floatWeight.detach().to(ScalarType.Float32).clone().MoveToOuterDisposeScope();
+        RegisterComponents();
+    }
+
     public int GroupSize { get; }
+    public long OutChannels => weight.shape[0];
+    /// <summary>EfQAT: rows whose latent weights (and α, z) get gradients; null = all.</summary>
+    public Tensor? SelectedRows { get; set; }
+    /// <summary>EfQAT: the other rows (their weights, α and z stay as they are).</summary>
+    public Tensor? FrozenRows { get; set; }
     public int MasterBits { get; }
     /// <summary>The slice the forward uses: 1..MasterBits, or 0 for the frozen float weight.</summary>
     public int Bits { get; set; }
@@ -56,6 +80,8 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var w = Bits == 0 ? _float : SlicedWeight(Bits);
+        if (Bits != 0 && SelectedRows is not null)
+            return PartialWeightGrad.SplitLinear(x, w.to(x.dtype), SelectedRows, FrozenRows).MoveToOuterDisposeScope();
         return F.linear(x, w.to(x.dtype)).MoveToOuterDisposeScope();
     }
 

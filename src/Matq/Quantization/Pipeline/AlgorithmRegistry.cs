@@ -1,6 +1,7 @@
 // Contract: the explicit table of quantization algorithms by name (no reflection, so trimming/AOT keep them).
 // Adding an algorithm = adding one row here; the entry point (QuantizationRunner) and the CLI read this table.
 using Matq.Algorithms.Athena;
+using Matq.Algorithms.EfQat;
 using Matq.Algorithms.MatQuant;
 using Matq.Algorithms.Rtn;
 
@@ -15,6 +16,7 @@ public static class AlgorithmRegistry
         AthenaAlgorithm.GptqRegistration,
         AthenaAlgorithm.AthenaRegistration,
         MatQuantAlgorithm.Registration,
+        EfQatLmAlgorithm.Registration,
     ];
 
     public static IReadOnlyList<AlgorithmRegistration> All => Table;
