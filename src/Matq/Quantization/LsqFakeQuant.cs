@@ -82,6 +82,7 @@ public static class LsqFakeQuant
 
         public override List<Tensor> backward(AutogradContext ctx, Tensor gradOutput)
         {
+            BackwardTensors.Begin();
             List<Tensor> saved = ctx.get_saved_variables();
             Tensor m = saved[0], ds = saved[1];
             var sshape = (long[])ctx.get_data("sshape");
@@ -89,7 +90,8 @@ public static class LsqFakeQuant
             using var scope = NewDisposeScope();
             Tensor gv = gradOutput.mul(m);
             Tensor gs = SumToShape(gradOutput.mul(ds), sshape).mul(g);
-            return new List<Tensor> { gv.MoveToOuterDisposeScope(), gs.MoveToOuterDisposeScope(), null!, null!, null! };
+            return BackwardTensors.Hand(new List<Tensor> { gv.MoveToOuterDisposeScope(), gs.MoveToOuterDisposeScope(), null!, null!, null! },
+                [gradOutput, .. saved]);
         }
     }
 }

@@ -157,3 +157,33 @@ public class EfQatTests
         return new ImageSet(n, 28, 28, img, lab);
     }
 }
+
+public class BackwardTensorsTests
+{
+    [Fact]
+    public void Inputs_saved_by_custom_functions_stay_usable_after_later_backward_passes()
+    {
+        // BackwardTensors disposes what a backward handed over when the next backward starts: the caller's own
+        // tensors (saved as inputs) must survive that, and repeated steps must keep producing the same gradient.
+        manual_seed(5);
+        Tensor x = randn(4, 6).requires_grad_(true), w = randn(3, 6).requires_grad_(true);
+        var saved = PartialWeightGrad.ConvMethod;
+        PartialWeightGrad.ConvMethod = ConvWeightGradMethod.Unfold;   // the custom-function path (saves x and w)
+        try
+        {
+            Tensor? first = null;
+            for (int i = 0; i < 3; i++)
+            {
+                x.grad?.zero_();
+                var y = Matq.Quantization.LsqFakeQuant.Apply(PartialWeightGrad.Linear(x, w, tensor(new long[] { 0, 2 })), tensor(new float[] { 0.1f }), 4);
+                y.sum().backward();
+                first ??= x.grad!.clone();
+                Assert.True(x.grad!.allclose(first), $"step {i}");
+                Assert.Equal(new long[] { 4, 6 }, x.shape);
+                Assert.True(float.IsFinite(x.sum().item<float>()));
+                Assert.True(float.IsFinite(w.sum().item<float>()));
+            }
+        }
+        finally { PartialWeightGrad.ConvMethod = saved; }
+    }
+}

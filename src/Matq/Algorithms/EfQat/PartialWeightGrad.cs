@@ -4,6 +4,7 @@
 // Split (default) runs the native op twice, on the selected rows and on the detached frozen rows, and interleaves the
 // outputs, so the device's own weight-gradient kernel (cuDNN/oneDNN) runs for the selected rows only; Unfold and Conv
 // are custom autograd functions that compute the selected rows' weight gradient by im2col+bmm or by a swapped conv.
+using Matq.Quantization;
 using TorchSharp;
 using static TorchSharp.torch;
 using static TorchSharp.torch.autograd;
@@ -122,6 +123,7 @@ public static class PartialWeightGrad
 
         public override List<Tensor> backward(AutogradContext ctx, Tensor g)
         {
+            BackwardTensors.Begin();
             List<Tensor> saved = ctx.get_saved_variables();
             Tensor x = saved[0], w = saved[1];
             long stride = (long)ctx.get_data("stride"), padding = (long)ctx.get_data("padding");
@@ -142,7 +144,7 @@ public static class PartialWeightGrad
                 gw = ConvWeightGrad(x, g, k, stride, padding, method).MoveToOuterDisposeScope();
             else if (rows.numel() > 0)
                 gw = Scatter(w, ConvWeightGrad(x, g.index_select(1, rows), k, stride, padding, method), rows).MoveToOuterDisposeScope();
-            return new List<Tensor> { gx!, gw!, null!, null!, null!, null! };
+            return BackwardTensors.Hand(new List<Tensor> { gx!, gw!, null!, null!, null!, null! }, [g, .. saved]);
         }
     }
 
@@ -162,6 +164,7 @@ public static class PartialWeightGrad
 
         public override List<Tensor> backward(AutogradContext ctx, Tensor g)
         {
+            BackwardTensors.Begin();
             List<Tensor> saved = ctx.get_saved_variables();
             Tensor x = saved[0], w = saved[1];
             Tensor? rows = (bool)ctx.get_data("hasRows") ? saved[2] : null;
@@ -171,7 +174,7 @@ public static class PartialWeightGrad
             if (rows is null) gw = g.t().matmul(x).MoveToOuterDisposeScope();                                  // [out, in]
             else if (rows.numel() > 0)
                 gw = Scatter(w, g.index_select(1, rows).t().matmul(x), rows).MoveToOuterDisposeScope();        // [S, in] scattered
-            return new List<Tensor> { gx!, gw!, null! };
+            return BackwardTensors.Hand(new List<Tensor> { gx!, gw!, null! }, [g, .. saved]);
         }
     }
 }
