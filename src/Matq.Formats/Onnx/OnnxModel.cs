@@ -5,14 +5,14 @@
 //   GraphProto        node 1, name 2, initializer 5, doc_string 10, input 11, output 12
 //   NodeProto         input 1, output 2, name 3, op_type 4, attribute 5, domain 7
 //   AttributeProto    name 1, f 2, i 3, s 4, t 5, floats 7, ints 8, type 20 (FLOAT 1, INT 2, STRING 3, TENSOR 4, FLOATS 6, INTS 7)
-//   TensorProto       dims 1, data_type 2, name 8, raw_data 9 (little-endian values, row-major)
+//   TensorProto       dims 1, data_type 2 (FLOAT 1, UINT8 2, INT64 7, FLOAT16 10, BFLOAT16 16), name 8, raw_data 9 (little-endian, row-major)
 //   ValueInfoProto    name 1, type 2;  TypeProto tensor_type 1;  TypeProto.Tensor elem_type 1, shape 2
 //   TensorShapeProto  dim 1;  Dimension dim_value 1, dim_param 2
 // A model file is one protobuf message, so it must stay under 2 GiB (no external data here).
 namespace Matq.Formats.Onnx;
 
 /// <summary>TensorProto.DataType values used by matq.</summary>
-public enum OnnxDataType { Float = 1, UInt8 = 2, Int8 = 3, Int32 = 6, Int64 = 7, Bool = 9, Float16 = 10 }
+public enum OnnxDataType { Float = 1, UInt8 = 2, Int8 = 3, Int32 = 6, Int64 = 7, Bool = 9, Float16 = 10, BFloat16 = 16 }
 
 public sealed record OnnxTensor(string Name, OnnxDataType DataType, long[] Dims, byte[] RawData)
 {
@@ -26,7 +26,7 @@ public sealed record OnnxTensor(string Name, OnnxDataType DataType, long[] Dims,
 
     public static int ElementSize(OnnxDataType t) => t switch
     {
-        OnnxDataType.Float or OnnxDataType.Int32 => 4, OnnxDataType.Int64 => 8, OnnxDataType.Float16 => 2, _ => 1,
+        OnnxDataType.Float or OnnxDataType.Int32 => 4, OnnxDataType.Int64 => 8, OnnxDataType.Float16 or OnnxDataType.BFloat16 => 2, _ => 1,
     };
 
     internal void Validate()

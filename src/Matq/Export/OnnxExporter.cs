@@ -2,7 +2,8 @@
 //   float model (HF folder or .safetensors + config.json) → every linear is a MatMul with Wᵀ [in, out] float32;
 //   .matq artifact at r bits                              → every quantized linear is a MatMulNBits at r bits (see
 //                                                            OnnxQuantizedLinear: exact, never re-quantized); the artifact's
-//                                                            float tensors stay float32.
+//                                                            embedding and float linears keep their stored width (f32, or
+//                                                            bf16/f16 + Cast, exact), norms and biases are float32.
 // The graph has no KV cache: input_ids [batch, sequence] → logits [batch, sequence, vocab]. Metadata props record the
 // source, bits and algorithm. Bits ORT does not run, group sizes MatMulNBits blocks cannot tile and sliding-window
 // models are refused with one MatqException before anything is written.
@@ -82,28 +83,32 @@ public static class OnnxExporter
                 return y;
             }
             linears++;
-            return FloatLinear(g, module, x, a.GetFloat(module + ".weight").Values, config);
-        });
+            var f = a.GetFloat(module + ".weight");
+            return FloatLinear(g, module, x, f.Values, config, Stored(f.StoredDtype));
+        }, Stored(a.GetFloat("model.embed_tokens.weight").StoredDtype));
         quantized = reports;
         floatLinears = linears;
         servedBits = r;
         return Wrap(graph, config, a.Path, r, a.Metadata);
     }
 
-    // y = x·Wᵀ with Wᵀ [in, out] stored transposed for MatMul
-    private static string FlatLinear(OnnxGraphBuilder g, string module, string x, float[] w, int outF, int inF)
+    // y = x·Wᵀ with Wᵀ [in, out] stored transposed for MatMul (in the source's float width)
+    private static string FloatLinear(OnnxGraphBuilder g, string module, string x, float[] w, LlamaConfig c, OnnxDataType storedAs = OnnxDataType.Float)
     {
+        var shape = LlamaTensors.Expected(c).First(e => e.Name == module + ".weight").Shape;
+        int outF = (int)shape[0], inF = (int)shape[1];
         var wt = new float[w.Length];
         for (int o = 0; o < outF; o++)
             for (int i = 0; i < inF; i++) wt[(long)i * outF + o] = w[(long)o * inF + i];
-        return g.Op("MatMul", module + "/out", [x, g.Initializer(OnnxTensor.FromFloats(module + ".weight_t", [inF, outF], wt))]);
+        return g.Op("MatMul", module + "/out", [x, g.FloatWeight(module + ".weight_t", [inF, outF], wt, storedAs)]);
     }
 
-    private static string FloatLinear(OnnxGraphBuilder g, string module, string x, float[] w, LlamaConfig c)
+    private static OnnxDataType Stored(Formats.Safetensors.SafetensorsDtype dtype) => dtype switch
     {
-        var shape = LlamaTensors.Expected(c).First(e => e.Name == module + ".weight").Shape;
-        return FlatLinear(g, module, x, w, (int)shape[0], (int)shape[1]);
-    }
+        Formats.Safetensors.SafetensorsDtype.BF16 => OnnxDataType.BFloat16,
+        Formats.Safetensors.SafetensorsDtype.F16 => OnnxDataType.Float16,
+        _ => OnnxDataType.Float,
+    };
 
     private static OnnxModel Wrap(OnnxGraph graph, LlamaConfig c, string source, int? bits, MatqMetadata? md)
     {

@@ -31,6 +31,29 @@ internal sealed class OnnxGraphBuilder(OnnxGraph graph)
         return name;
     }
 
+    /// <summary>
+    /// A float32 weight stored in the file as <paramref name="storedAs"/> (F32, or F16/BF16 when that is how the source
+    /// holds it, so the narrowing is exact) and Cast to float32 in the graph (ORT folds the Cast at load).
+    /// </summary>
+    public string FloatWeight(string name, long[] dims, float[] values, OnnxDataType storedAs)
+    {
+        switch (storedAs)
+        {
+            case OnnxDataType.Float:
+                return Initializer(OnnxTensor.FromFloats(name, dims, values));
+            case OnnxDataType.BFloat16:
+                return Op("Cast", name + "/f32", [Initializer(new OnnxTensor(name, OnnxDataType.BFloat16, dims, Formats.Safetensors.SafetensorsDtypes.Float32ToBf16(values)))],
+                    OnnxAttribute.Of("to", (long)OnnxDataType.Float));
+            case OnnxDataType.Float16:
+                var half = new byte[values.Length * 2];
+                var dst = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(half.AsSpan());
+                for (int i = 0; i < values.Length; i++) dst[i] = (Half)values[i];
+                return Op("Cast", name + "/f32", [Initializer(new OnnxTensor(name, OnnxDataType.Float16, dims, half))], OnnxAttribute.Of("to", (long)OnnxDataType.Float));
+            default:
+                throw new ArgumentException($"weights are stored as F32, F16 or BF16, not {storedAs}", nameof(storedAs));
+        }
+    }
+
     /// <summary>An int64 constant [values.Length] (or a scalar when <paramref name="scalar"/>), shared by every use.</summary>
     public string Int64s(bool scalar, params long[] values)
     {

@@ -1,7 +1,7 @@
 // Contract: the Llama-family decoder (Llama, Mistral, Qwen2, SmolLM) as an ONNX graph of standard opset-17 ops, computing
 // what LlamaForCausalLM.forward computes without a KV cache: input_ids int64 [batch, sequence] → logits float
 // [batch, sequence, vocab] for every position (each call recomputes the whole sequence; sequence ≤ max_position_embeddings).
-//   embed      Gather(embed_tokens [V, H], ids)                                                 → h [B, T, H]
+//   embed      Gather(embed_tokens [V, H], ids) → h [B, T, H]; a bf16/f16 source embedding stays 16-bit in the file (+ Cast)
 //   RMSNorm    x · 1/√(mean(x²) + eps) · w  (ReduceMean over the last axis)
 //   RoPE       cos/sin tables [P, D] precomputed like RotaryEmbedding (fp32, rotate-half), sliced to [T, D];
 //              x·cos + concat(−x[D/2:], x[:D/2])·sin on q, k [B, heads, T, D]
@@ -25,7 +25,9 @@ internal static class OnnxLlamaGraph
     public const string OutputName = "logits";
 
     /// <param name="floats">Float tensor by HF name (embedding, norms, biases, and float linears' weights).</param>
-    public static OnnxGraph Build(LlamaConfig c, string name, Func<string, float[]> floats, LinearEmitter linear)
+    /// <param name="embeddingStoredAs">How the source stores the embedding (F32/F16/BF16): the file keeps that width.</param>
+    public static OnnxGraph Build(LlamaConfig c, string name, Func<string, float[]> floats, LinearEmitter linear,
+        OnnxDataType embeddingStoredAs = OnnxDataType.Float)
     {
         if (c.SlidingWindow is int w)
             throw new MatqException($"sliding_window = {w} (shorter than the context): the ONNX export builds full causal attention only; export a model without a sliding window");
@@ -35,7 +37,7 @@ internal static class OnnxLlamaGraph
         graph.Inputs.Add(new OnnxValueInfo(InputName, OnnxDataType.Int64, ["batch", "sequence"]));
 
         int h = c.HiddenSize, heads = c.NumHeads, kvHeads = c.NumKvHeads, d = c.HeadDim, p = c.MaxPositionEmbeddings;
-        var embed = g.Initializer(OnnxTensor.FromFloats("model.embed_tokens.weight", [c.VocabSize, h], floats("model.embed_tokens.weight")));
+        var embed = g.FloatWeight("model.embed_tokens.weight", [c.VocabSize, h], floats("model.embed_tokens.weight"), embeddingStoredAs);
         var x = g.Op("Gather", "model.embed_tokens/out", [embed, InputName], OnnxAttribute.Of("axis", 0L));
 
         // positions 0..T−1: T as [1] from the input's shape; cos/sin [T, D]; mask [T, T]

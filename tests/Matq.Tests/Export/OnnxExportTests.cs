@@ -102,6 +102,30 @@ public sealed class OnnxExportTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void A_bf16_embedding_and_head_stay_bf16_in_the_file_and_compute_the_same_logits()
+    {
+        // models/tiny is a bf16 checkpoint: the artifact keeps embed_tokens and lm_head as BF16
+        var tiny = Path.Combine(HfFixtures.Root, "models", "tiny");
+        string artifact;
+        using (var model = LlamaLoader.Load(tiny, CPU, ScalarType.BFloat16))
+        {
+            var result = PipelineFixtures.Quantize(model, PipelineFixtures.Rtn(8, 64));
+            artifact = Path.Combine(HfFixtures.TempDir(), "tiny.matq");
+            ArtifactExport.Write(result, model, artifact);
+        }
+        var onnx = OnnxExporter.Build(artifact, 4, out _, out _, out _);
+        Assert.Equal(OnnxDataType.BFloat16, onnx.Graph.Initializers.Single(t => t.Name == "model.embed_tokens.weight").DataType);
+        Assert.Equal(OnnxDataType.BFloat16, onnx.Graph.Initializers.Single(t => t.Name == "lm_head.weight_t").DataType);
+        var path = Path.Combine(HfFixtures.TempDir(), "tiny.onnx");
+        onnx.Write(path);
+        using var served = QuantizedModelLoader.Load(artifact, 4);
+        var ids = OnnxVerifier.SampleIds(served.Config.VocabSize, 2, 20, seed: 9);
+        var check = OnnxVerifier.Compare(path, served, ids, 2, 20);
+        output.WriteLine($"models/tiny bf16 embedding, 4 bits: max |Δ| = {check.MaxAbsDiff:E3} (max |logit| {check.MaxAbsLogit:F3})");
+        Assert.True(check.MaxAbsDiff < Tolerance * Math.Max(1, check.MaxAbsLogit), $"max |Δ| {check.MaxAbsDiff:E3}");
+    }
+
+    [Fact]
     public void An_act_order_permutation_is_applied_to_the_activations()
     {
         var (plain, result) = PipelineFixtures.WriteTinyArtifact(PipelineFixtures.Rtn(8, group: 32));
