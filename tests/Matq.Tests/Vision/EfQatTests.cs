@@ -75,10 +75,10 @@ public class EfQatTests
         Tensor up = randn_like(yr);
         yr.mul(up).sum().backward();
         Tensor xp = x.clone().requires_grad_(true), wp = w.clone().requires_grad_(true);
-        var saved = PartialWeightGrad.ConvMethod;
-        PartialWeightGrad.ConvMethod = method;
+        var saved = PartialWeightGrad.LinearMethod;
+        PartialWeightGrad.LinearMethod = method;
         try { PartialWeightGrad.Linear(xp, wp, tensor(new long[] { 0, 3 })).mul(up).sum().backward(); }
-        finally { PartialWeightGrad.ConvMethod = saved; }
+        finally { PartialWeightGrad.LinearMethod = saved; }
         Assert.True(xp.grad!.allclose(xr.grad!, 1e-5, 1e-5));
         Tensor sel = tensor(new long[] { 0, 3 }), others = tensor(new long[] { 1, 2 });
         Assert.True(wp.grad!.index_select(0, sel).allclose(wr.grad!.index_select(0, sel), 1e-5, 1e-5));
@@ -167,8 +167,8 @@ public class BackwardTensorsTests
         // tensors (saved as inputs) must survive that, and repeated steps must keep producing the same gradient.
         manual_seed(5);
         Tensor x = randn(4, 6).requires_grad_(true), w = randn(3, 6).requires_grad_(true);
-        var saved = PartialWeightGrad.ConvMethod;
-        PartialWeightGrad.ConvMethod = ConvWeightGradMethod.Unfold;   // the custom-function path (saves x and w)
+        var saved = PartialWeightGrad.LinearMethod;
+        PartialWeightGrad.LinearMethod = ConvWeightGradMethod.Unfold;   // the custom-function path (saves x and w)
         try
         {
             Tensor? first = null;
@@ -184,6 +184,6 @@ public class BackwardTensorsTests
                 Assert.True(float.IsFinite(w.sum().item<float>()));
             }
         }
-        finally { PartialWeightGrad.ConvMethod = saved; }
+        finally { PartialWeightGrad.LinearMethod = saved; }
     }
 }

@@ -25,8 +25,12 @@ public enum ConvWeightGradMethod
 /// <summary>Partial-weight-gradient conv2d and linear.</summary>
 public static class PartialWeightGrad
 {
-    /// <summary>Method used by <see cref="Conv2d"/> and <see cref="Linear"/> (Linear: Split, or else the custom function).</summary>
+    /// <summary>Method used by <see cref="Conv2d"/>.</summary>
     public static ConvWeightGradMethod ConvMethod { get; set; } = ConvWeightGradMethod.Split;
+
+    /// <summary>Method used by <see cref="Linear"/>: Split, or else (default) the custom function that gathers the
+    /// selected columns of the output gradient and multiplies them with the input (one GEMM of S rows).</summary>
+    public static ConvWeightGradMethod LinearMethod { get; set; } = ConvWeightGradMethod.Unfold;
 
     /// <summary>y = conv2d(x, w) (x [N, Cin, H, W], w [Cout, Cin, k, k] → [N, Cout, Ho, Wo], no bias, square stride and
     /// padding); rows = selected output channels (int64 [S]), null = all rows (full gradient); frozen = the other rows
@@ -38,13 +42,22 @@ public static class PartialWeightGrad
         return SplitRows(Op, w, rows, frozen, dim: 1);
     }
 
-    /// <summary>y = x·wᵀ (x [N, in], w [out, in] → [N, out]); rows as in <see cref="Conv2d"/>.</summary>
+    /// <summary>y = x·wᵀ (x [..., in], w [out, in] → [..., out]); rows as in <see cref="Conv2d"/>.</summary>
     public static Tensor Linear(Tensor x, Tensor w, Tensor? rows, Tensor? frozen = null) =>
-        ConvMethod == ConvWeightGradMethod.Split ? SplitLinear(x, w, rows, frozen) : LinearFunction.apply(x, w, rows!);
+        LinearMethod == ConvWeightGradMethod.Split ? SplitLinear(x, w, rows, frozen)
+        : rows is null || rows.numel() == w.shape[0] ? nn.functional.linear(x, w)
+        : rows.numel() == 0 ? nn.functional.linear(x, w.detach())
+        : LinearFunction.apply(x, w, rows);
 
     /// <summary>y = x·wᵀ for x [..., in] (any leading dims) with the Split method: only w[rows] gets a weight gradient.</summary>
     public static Tensor SplitLinear(Tensor x, Tensor w, Tensor? rows, Tensor? frozen = null) =>
         SplitRows(wt => nn.functional.linear(x, wt), w, rows, frozen, dim: x.dim() - 1);
+
+    /// <summary>y = x·wFullᵀ (x [..., in], wFull [out, in] without gradient) where <paramref name="wSel"/> [S, in] =
+    /// wFull[rows] is the differentiable copy of the selected rows: the backward returns ∂L/∂x = g·wFull and
+    /// ∂L/∂wSel = g[:, rows]ᵀ·x (one GEMM of S rows) — nothing of size [out, in] is formed on the gradient side, so
+    /// whatever produced wSel (e.g. a fake quantizer) also back-propagates through S rows only.</summary>
+    public static Tensor LinearRows(Tensor x, Tensor wFull, Tensor wSel, Tensor rows) => LinearRowsFunction.apply(x, wFull, wSel, rows);
 
     /// <summary>The rows of [0, n) not in <paramref name="rows"/> (sorted, int64, on rows' device).</summary>
     public static Tensor Complement(Tensor rows, long n)
@@ -152,7 +165,7 @@ public static class PartialWeightGrad
     {
         public override string Name => "matq.EfQatLinear";
 
-        // vars: [0] x [N, in], [1] w [out, in], [2] rows (Tensor?)
+        // vars: [0] x [..., in] (leading dims flattened for the weight gradient), [1] w [out, in], [2] rows (Tensor?)
         public override Tensor forward(AutogradContext ctx, params object[] vars)
         {
             var x = (Tensor)vars[0];
@@ -171,10 +184,38 @@ public static class PartialWeightGrad
             using var scope = NewDisposeScope();
             Tensor? gx = (bool)ctx.get_data("xgrad") ? g.matmul(w).MoveToOuterDisposeScope() : null;
             Tensor? gw = null;
-            if (rows is null) gw = g.t().matmul(x).MoveToOuterDisposeScope();                                  // [out, in]
+            Tensor g2 = g.reshape(-1, w.shape[0]), x2 = x.reshape(-1, w.shape[1]);                             // [N, out], [N, in]
+            if (rows is null) gw = g2.t().matmul(x2).MoveToOuterDisposeScope();                                // [out, in]
             else if (rows.numel() > 0)
-                gw = Scatter(w, g.index_select(1, rows).t().matmul(x), rows).MoveToOuterDisposeScope();        // [S, in] scattered
+                gw = Scatter(w, g2.index_select(1, rows).t().matmul(x2), rows).MoveToOuterDisposeScope();      // [S, in] scattered
             return BackwardTensors.Hand(new List<Tensor> { gx!, gw!, null! }, [g, .. saved]);
+        }
+    }
+
+    private sealed class LinearRowsFunction : SingleTensorFunction<LinearRowsFunction>
+    {
+        public override string Name => "matq.EfQatLinearRows";
+
+        // vars: [0] x [..., in], [1] wFull [out, in] (values), [2] wSel [S, in] (gradient target), [3] rows int64 [S]
+        public override Tensor forward(AutogradContext ctx, params object[] vars)
+        {
+            var x = (Tensor)vars[0];
+            var wFull = (Tensor)vars[1];
+            ctx.save_for_backward(new List<Tensor> { x, wFull, (Tensor)vars[3] });
+            ctx.save_data("xgrad", x.requires_grad);
+            return nn.functional.linear(x, wFull.detach());
+        }
+
+        public override List<Tensor> backward(AutogradContext ctx, Tensor g)
+        {
+            BackwardTensors.Begin();
+            List<Tensor> saved = ctx.get_saved_variables();
+            Tensor x = saved[0], w = saved[1], rows = saved[2];
+            using var scope = NewDisposeScope();
+            Tensor? gx = (bool)ctx.get_data("xgrad") ? g.matmul(w).MoveToOuterDisposeScope() : null;
+            Tensor g2 = g.reshape(-1, w.shape[0]), x2 = x.reshape(-1, w.shape[1]);
+            Tensor gSel = g2.index_select(1, rows).t().matmul(x2).MoveToOuterDisposeScope();                 // [S, in]
+            return BackwardTensors.Hand(new List<Tensor> { gx!, null!, gSel, null! }, [g, .. saved]);
         }
     }
 }

@@ -79,9 +79,18 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>, IEfQatLayer
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
+        if (Bits != 0 && SelectedRows is { } rows && rows.numel() < OutChannels)
+        {
+            // EfQAT: ŵ of every row for the values, but only the selected rows' ŵ (from their W, α, z) is differentiable,
+            // so the backward forms weight-side gradients of S rows only (see PartialWeightGrad.LinearRows).
+            Tensor full;
+            using (no_grad()) full = SlicedWeight(Bits).to(x.dtype);
+            if (rows.numel() == 0) return F.linear(x, full).MoveToOuterDisposeScope();
+            Tensor sel = Nested(weight.index_select(0, rows), log_scale.index_select(0, rows).exp(), zero.index_select(0, rows),
+                GroupSize, MasterBits, Bits, ExtraPrecision).to(x.dtype);
+            return PartialWeightGrad.LinearRows(x, full, sel, rows).MoveToOuterDisposeScope();
+        }
         var w = Bits == 0 ? _float : SlicedWeight(Bits);
-        if (Bits != 0 && SelectedRows is not null)
-            return PartialWeightGrad.SplitLinear(x, w.to(x.dtype), SelectedRows, FrozenRows).MoveToOuterDisposeScope();
         return F.linear(x, w.to(x.dtype)).MoveToOuterDisposeScope();
     }
 
