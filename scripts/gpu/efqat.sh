@@ -1,24 +1,27 @@
 #!/usr/bin/env bash
-# EfQAT figures on the GPU machine: backward/step timing (CUDA, then CPU with 16 threads) with GPU memory polled,
-# then the small LM re-trained in place and the LM EfQAT perplexity table at W4 and W3 (two processes side by side).
-# Needs: $MATQ (binary), MATQ_DATA, MATQ_TORCH_LIB, $OUT. QUICK=1: tiny CPU settings for a local check.
+# EfQAT figures on the GPU machine. Timing first, alone on the machine: backward/step time of EfQAT vs full QAT on
+# the CNN (two widths) and on a small-recipe LM (random init: timing needs the shapes, not trained weights), on CUDA
+# and on the CPU (16 threads); GPU memory polled. Then the Fashion-MNIST accuracy sweep (PTQ, EfQAT modes × fractions,
+# full QAT at W4A8 and W2A8) on CUDA. Needs $MATQ, MATQ_DATA (with fashion-mnist), MATQ_TORCH_LIB, $OUT, models/cnn.
+# QUICK=1: a few CPU steps for a local check. EPOCHS (default 2) = QAT epochs of the sweep.
 set -uo pipefail
 : "${MATQ:?}" "${OUT:?}"
-dev=cuda; [ "${QUICK:-0}" = 1 ] && dev=cpu
-poll() { while true; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null | head -1; sleep 1; done; }
-if [ "$dev" = cuda ]; then poll > "$OUT/gpu-mem.log" & POLL=$!; fi
 if [ "${QUICK:-0}" = 1 ]; then
   $MATQ bench efqat --device cpu --batch 16 --iters 2 --fractions 1,0.25 2>&1 | tee "$OUT/bench-efqat-quick.log"
   exit 0
 fi
-$MATQ bench efqat --device cuda --batch 256 --iters 20 --widths 16,32,64 2>&1 | tee "$OUT/bench-efqat-cuda-16-32-64.log"
-$MATQ bench efqat --device cuda --batch 256 --iters 20 --widths 64,128,256 2>&1 | tee "$OUT/bench-efqat-cuda-64-128-256.log"
-[ -n "${POLL:-}" ] && kill $POLL
-sort -n "$OUT/gpu-mem.log" | tail -1 > "$OUT/gpu-mem-peak.txt"
-$MATQ bench efqat --device cpu --batch 64 --iters 10 --widths 16,32,64 2>&1 | tee "$OUT/bench-efqat-cpu16.log"
-$MATQ train lm --preset small --device cuda --out /tmp/small 2>&1 | tail -3 > "$OUT/train-small.log"
-for b in 4 3; do
-  $MATQ bench efqat-lm --model /tmp/small --device cuda --bits $b --steps 200 --batch 8 --context 128 --max-tokens 50000 \
-    --out "$OUT/efqat-lm-small-w$b.md" --work /tmp/ef$b > "$OUT/efqat-lm-w$b.log" 2>&1 &
-done
-wait
+poll() { while true; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null | head -1; sleep 1; done; }
+poll > /tmp/gpu-mem.log & POLL=$!
+$MATQ train lm --preset small --steps 1 --device cuda --out /tmp/small-init > /tmp/init.log 2>&1
+{
+  $MATQ bench efqat --device cuda --batch 256 --iters 20 --widths 16,32,64 --fractions 1,0.25,0.05,0
+  $MATQ bench efqat --device cuda --batch 256 --iters 20 --widths 64,128,256 --fractions 1,0.25,0.05,0
+  $MATQ bench efqat --device cuda --model /tmp/small-init --batch 16 --context 256 --iters 20 --fractions 1,0.25,0.05,0
+  echo "GPU memory used, peak MiB: $(sort -n /tmp/gpu-mem.log | tail -1)"
+} > "$OUT/bench-efqat-cuda.log" 2>&1
+kill $POLL
+{
+  $MATQ bench efqat --device cpu --batch 64 --iters 8 --widths 16,32,64 --fractions 1,0.25,0
+  $MATQ bench efqat --device cpu --model /tmp/small-init --batch 4 --context 128 --iters 8 --fractions 1,0.25,0
+} > "$OUT/bench-efqat-cpu16.log" 2>&1
+$MATQ quantize-cnn --model models/cnn --sweep "$OUT/vision-efqat-sweep.md" --epochs "${EPOCHS:-2}" --device cuda > "$OUT/sweep.log" 2>&1
