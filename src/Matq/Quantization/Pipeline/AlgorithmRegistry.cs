@@ -2,6 +2,7 @@
 // Adding an algorithm = adding one row here; the entry point (QuantizationRunner) and the CLI read this table.
 using Matq.Algorithms.Athena;
 using Matq.Algorithms.MatQuant;
+using Matq.Algorithms.OmniQuant;
 using Matq.Algorithms.Rtn;
 
 namespace Matq.Quantization.Pipeline;
@@ -14,6 +15,7 @@ public static class AlgorithmRegistry
         RtnAlgorithm.Registration,
         AthenaAlgorithm.GptqRegistration,
         AthenaAlgorithm.AthenaRegistration,
+        OmniQuantAlgorithm.Registration,
         MatQuantAlgorithm.Registration,
     ];
 
