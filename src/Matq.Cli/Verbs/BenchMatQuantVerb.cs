@@ -33,13 +33,15 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
     private readonly Option<int> _batch = new("--batch") { Description = "QAT windows per step", DefaultValueFactory = _ => 8, HelpName = "N" };
     private readonly Option<int> _context = new("--context") { Description = "QAT window length (tokens)", DefaultValueFactory = _ => 128, HelpName = "T" };
     private readonly Option<int> _epochs = new("--epochs") { Description = "OmniQuant epochs per block (every run gets the same budget)", DefaultValueFactory = _ => 10, HelpName = "N" };
+    private readonly Option<double> _lwcLr = new("--lwc-lr") { Description = "OmniQuant Adam learning rate of the clip logits", DefaultValueFactory = _ => 0.01, HelpName = "LR" };
+    private readonly Option<int> _lwcBatch = new("--lwc-batch") { Description = "OmniQuant calibration windows per Adam step", DefaultValueFactory = _ => 1, HelpName = "N" };
     private readonly Option<string> _codistill = new("--codistill") { Description = "Co-distillation pairs of the co-distill run (qat, omniquant)", DefaultValueFactory = _ => "8->4,8->2", HelpName = "T->S[,...]" };
     private readonly Option<int?> _threads = new("--threads") { Description = "Torch CPU threads (default: torch's choice)", HelpName = "N" };
     private readonly Option<int> _calibN = new("--calib-n") { Description = "Athena and OmniQuant calibration windows (256 tokens)", DefaultValueFactory = _ => 128, HelpName = "N" };
     private readonly Option<string> _independent = new("--independent") { Description = "Bit-widths of the independently quantized baselines", DefaultValueFactory = _ => "8,6,4,3,2", HelpName = "B[,B...]" };
     private readonly Option<int> _maxTokens = new("--max-tokens") { Description = "Tokens of each evaluation text scored (0 = all)", DefaultValueFactory = _ => 20000, HelpName = "N" };
     private readonly Option<string> _budgets = new("--budgets") { Description = "Average-bits budgets of the Mix'n'Match curves", DefaultValueFactory = _ => "2.5,3,3.5,4,5,6", HelpName = "B[,B...]" };
-    private readonly Option<string> _out = new("--out") { Description = "Markdown report (PNG plots beside it)", DefaultValueFactory = _ => "docs/results/matquant-tiny.md", HelpName = "PATH" };
+    private readonly Option<string> _out = new("--out") { Description = "Report path: the tables go to <stem>-tables.md, the PNG plots beside it", DefaultValueFactory = _ => "docs/results/matquant-tiny.md", HelpName = "PATH" };
     private readonly Option<string> _work = new("--work") { Description = "Folder for the artifacts", DefaultValueFactory = _ => "out/bench-matquant", HelpName = "DIR" };
     private readonly Option<string> _device = CommonOptions.Device();
     private readonly Option<int> _seed = CommonOptions.Seed();
@@ -57,7 +59,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
 
     protected override void Configure(Command command)
     {
-        foreach (Option o in new Option[] { _model, _bases, _group, _steps, _batch, _context, _epochs, _codistill, _threads, _calibN, _independent, _maxTokens, _budgets, _out, _work, _device, _seed })
+        foreach (Option o in new Option[] { _model, _bases, _group, _steps, _batch, _context, _epochs, _lwcLr, _lwcBatch, _codistill, _threads, _calibN, _independent, _maxTokens, _budgets, _out, _work, _device, _seed })
             command.Options.Add(o);
     }
 
@@ -110,7 +112,12 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
         {
             var opts = new Dictionary<string, string> { ["base"] = b };
             if (b == "qat") { opts["steps"] = steps.ToString(); opts["batch"] = batch.ToString(); }
-            if (b == "omniquant") opts[OmniQuantConfig.EpochsKey] = epochs.ToString(CultureInfo.InvariantCulture);
+            if (b == "omniquant")
+            {
+                opts[OmniQuantConfig.EpochsKey] = epochs.ToString(CultureInfo.InvariantCulture);
+                opts[OmniQuantConfig.LrKey] = result.GetValue(_lwcLr).ToString("R", CultureInfo.InvariantCulture);
+                opts[OmniQuantConfig.BatchKey] = result.GetValue(_lwcBatch).ToString(CultureInfo.InvariantCulture);
+            }
             var runs = new List<Run>();
             foreach (var r in independent) runs.Add(new Run($"independent int{r}", r, r.ToString(), "1", new(), [r]));
             runs.Add(new Run("MatQuant {8,4,2}", 8, "8,4,2", "1,1,1", new(), Sliced));
@@ -126,7 +133,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
                 // OmniQuant's independent baselines are the plain `omniquant` method at r bits (the same engine at R = {r})
                 bool plain = b == "omniquant" && run.Label.StartsWith("independent", StringComparison.Ordinal);
                 var config = plain
-                    ? new QuantizationConfig(OmniQuantAlgorithm.MethodName, run.Master, group, options: new Dictionary<string, string> { [OmniQuantConfig.EpochsKey] = opts[OmniQuantConfig.EpochsKey] })
+                    ? new QuantizationConfig(OmniQuantAlgorithm.MethodName, run.Master, group, options: opts.Where(kv => kv.Key != "base").ToDictionary())
                     : new QuantizationConfig(MatQuantAlgorithm.MethodName, run.Master, group, options: options);
                 var path = Path.Combine(work, $"{b}-{Slug(run.Label)}.matq");
                 using (var source = ModelSource.Open(modelPath, device: device))
@@ -173,22 +180,27 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
             }
             SavePlot(Path.ChangeExtension(outPath, null) + $"-{b}-mixnmatch.png", curves.Where(c => c.Base == b).ToList(), b);
         }
-        WriteReport(outPath, rows, curves, independent, modelPath, steps, batch, context, group, maxTokens, epochs, result.GetValue(_calibN));
-        Console.MarkupLine($"wrote [bold]{Markup.Escape(outPath)}[/]");
+        var omniBudget = $"{epochs} epochs per block over {result.GetValue(_calibN)} windows × 256 tokens of SOTU train, Adam lr {result.GetValue(_lwcLr)}, " +
+            $"{result.GetValue(_lwcBatch)} window(s) per step, clip init σ(4) = 0.982, bound of γ, β: 1 at one width, 2 for MatQuant (lwc-max auto)";
+        WriteReport(outPath, rows, curves, independent, modelPath, steps, batch, context, group, maxTokens, omniBudget, result.GetValue(_calibN));
+        Console.MarkupLine($"wrote [bold]{Markup.Escape(Path.ChangeExtension(Path.GetFullPath(outPath), null) + "-tables.md")}[/] (+ plots beside it)");
         return 0;
     }
 
     private static string Slug(string label) => new(label.ToLowerInvariant().Select(ch => char.IsLetterOrDigit(ch) ? ch : '-').ToArray());
 
     private void WriteReport(string path, List<Row> rows, List<(string Base, string Strategy, double Avg, long Bytes, double Sotu, double Moby)> curves,
-        int[] independent, string model, int steps, int batch, int context, int group, int maxTokens, int epochs, int calibN)
+        int[] independent, string model, int steps, int batch, int context, int group, int maxTokens, string omniBudget, int calibN)
     {
         var md = new StringBuilder();
         var f = rows.First(r => r.Run == "float");
-        md.AppendLine($"Model {model}; group {group}; QAT: {steps} steps × {batch} windows × {context} tokens per run (AdamW, same budget for every run);");
-        md.AppendLine($"Athena: {calibN} windows × 256 tokens of SOTU train. Perplexity: windows 256, stride 128, first {maxTokens} tokens of each text.");
+        md.AppendLine($"Model {model}; group {group}. Perplexity: windows 256, stride 128, first {maxTokens} tokens of each text (0 = all).");
+        if (rows.Any(r => r.Base == "qat"))
+            md.AppendLine($"QAT: {steps} steps × {batch} windows × {context} tokens per run (AdamW, same budget for every run).");
+        if (rows.Any(r => r.Base == "athena"))
+            md.AppendLine($"Athena: {calibN} windows × 256 tokens of SOTU train.");
         if (rows.Any(r => r.Base == "omniquant"))
-            md.AppendLine($"OmniQuant (LWC, no LET): {epochs} epochs per block over {calibN} windows × 256 tokens of SOTU train, Adam lr 0.01, 4 windows per step, clip logits init 4 (same budget for every run).");
+            md.AppendLine($"OmniQuant (LWC, no LET): {omniBudget} (same budget for every run).");
         md.AppendLine($"Float model: SOTU-test {f.Sotu:F3}, Moby-Dick {f.Moby:F3}.");
         md.AppendLine();
         foreach (var b in rows.Select(r => r.Base).Where(b => b != "-").Distinct())

@@ -64,8 +64,9 @@ public static class OmniQuantBlockwise
             var windows = omni.Samples > 0 ? data.Windows.Take(omni.Samples).ToArray() : data.Windows;
             foreach (var (r, _) in _widths) _paths[r] = [];
             using (no_grad())
-                foreach (var ids in new CalibrationTokens(windows).Batches(omni.Batch, model.Device))
+                foreach (var batch in new CalibrationTokens(windows).Batches(omni.Batch, model.Device))
                 {
+                    using var ids = batch;                                            // [b, T] int64
                     using var scope = NewDisposeScope();
                     var h = model.EmbedTokens(ids);                                   // [b, T, hidden]
                     _fp.Add(h.clone().DetachFromDisposeScope());
