@@ -108,8 +108,13 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>, IEfQatLayer
         return (codes.MoveToOuterDisposeScope(), a.contiguous().MoveToOuterDisposeScope(), z.contiguous().MoveToOuterDisposeScope());
     }
 
-    /// <summary>The header's ŵ_r for latent w [out, in], α, z [out, nGroups] (z is rounded and clamped to 0..2^c − 1 here).</summary>
-    public static Tensor Nested(Tensor w, Tensor alpha, Tensor zero, int groupSize, int masterBits, int sliceBits, bool extraPrecision)
+    /// <summary>The header's ŵ_r for latent w [out, in], α, z [out, nGroups] (z is rounded and clamped to 0..2^c − 1 here).
+    /// With <paramref name="sliceRange"/> the continuous code u is clamped to the slice's own range instead of the master's,
+    /// u ∈ [−½, (2^r − ½)·2^(c−r) − ½] (the codes whose slice is not clamped at 2^r − 1), so weights the slice clips get
+    /// LSQ's gradient ∂ŵ/∂α = q_r − z̄ rather than q_r − u (which points the other way there); learnable-clipping bases
+    /// need it, where the slice's clamp is what the range parameters trade against. Forward values are unchanged.</summary>
+    public static Tensor Nested(Tensor w, Tensor alpha, Tensor zero, int groupSize, int masterBits, int sliceBits, bool extraPrecision,
+        bool sliceRange = false)
     {
         QuantSpec.ValidateSliceBits(masterBits, sliceBits);
         using var scope = NewDisposeScope();
@@ -118,7 +123,8 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>, IEfQatLayer
         Tensor zr = StraightThrough.Apply(zero, t => t.round().clamp(0, qmax));                 // [out, nGroups]
         Tensor a = GroupLayout.Expand(alpha, groupSize, cols);                                 // [out, in]
         Tensor z = GroupLayout.Expand(zr, groupSize, cols);                                    // [out, in]
-        Tensor u = w.div(a).add(z).clamp(-0.5, qmax + 0.5);                                   // gradient 0 where round() clips
+        double high = sliceRange && k > 0 && !extraPrecision ? (top + 0.5) * (1 << k) - 0.5 : qmax + 0.5;
+        Tensor u = w.div(a).add(z).clamp(-0.5, high);                                          // gradient 0 where round() or the slice clips
         Tensor qr;
         using (no_grad())
         {

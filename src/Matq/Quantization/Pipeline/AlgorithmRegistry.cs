@@ -3,6 +3,7 @@
 using Matq.Algorithms.Athena;
 using Matq.Algorithms.EfQat;
 using Matq.Algorithms.MatQuant;
+using Matq.Algorithms.OmniQuant;
 using Matq.Algorithms.Rtn;
 
 namespace Matq.Quantization.Pipeline;
@@ -15,6 +16,7 @@ public static class AlgorithmRegistry
         RtnAlgorithm.Registration,
         AthenaAlgorithm.GptqRegistration,
         AthenaAlgorithm.AthenaRegistration,
+        OmniQuantAlgorithm.Registration,
         MatQuantAlgorithm.Registration,
         EfQatLmAlgorithm.Registration,
     ];
