@@ -91,7 +91,7 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
         // Configurations are interleaved step by step (round robin), so drift in machine load hits all of them alike.
         var configs = new List<(string Name, ConvWeightGradMethod Method, EfQatAlgorithm? Alg)> { ("full QAT (native autograd)", ConvWeightGradMethod.Split, null) };
         // CNN: the three conv methods; LM: the linear's gather-GEMM custom function ("Unfold" slot) and Split.
-        foreach (var method in lmPath is null ? new[] { ConvWeightGradMethod.Split, ConvWeightGradMethod.Unfold, ConvWeightGradMethod.Conv } : [ConvWeightGradMethod.Unfold, ConvWeightGradMethod.Split])
+        foreach (var method in lmPath is null ? new[] { ConvWeightGradMethod.Regrad, ConvWeightGradMethod.Split, ConvWeightGradMethod.Unfold, ConvWeightGradMethod.Conv } : [ConvWeightGradMethod.Unfold, ConvWeightGradMethod.Split])
             foreach (double f in fractions)
                 configs.Add(($"EfQAT CWPL {f:P0} ({(lmPath is not null && method == ConvWeightGradMethod.Unfold ? "Gather" : method.ToString())})", method, new EfQatAlgorithm(new EfQatConfig(EfQatMode.ChannelPerLayer, f, refreshEvery: 1000), layers)));
         var fwd = new double[configs.Count]; var bwd = new double[configs.Count]; var stepMs = new double[configs.Count];

@@ -20,6 +20,9 @@ public enum ConvWeightGradMethod
     Unfold,
     /// <summary>A conv2d of x with batch and channel swapped, the selected output gradients as the kernel (dilation = stride).</summary>
     Conv,
+    /// <summary>The device's own weight-gradient kernel on the selected rows: inside the backward, autograd of a conv2d
+    /// of x with an [S, Cin, k, k] stand-in weight (∂y/∂w does not depend on w), at the cost of that S-channel forward.</summary>
+    Regrad,
 }
 
 /// <summary>Partial-weight-gradient conv2d and linear.</summary>
@@ -90,7 +93,14 @@ public static class PartialWeightGrad
         using var scope = NewDisposeScope();
         long n = x.shape[0], cin = x.shape[1], s = g.shape[1];
         Tensor result;
-        if (method == ConvWeightGradMethod.Unfold)
+        if (method == ConvWeightGradMethod.Regrad)
+        {
+            using var grad = enable_grad();
+            Tensor ws = zeros(new long[] { s, cin, kernel, kernel }, x.dtype, x.device).requires_grad_(true);
+            Tensor ys = nn.functional.conv2d(x.detach(), ws, strides: new[] { stride, stride }, padding: new[] { padding, padding });
+            result = autograd.grad(new List<Tensor> { ys }, new List<Tensor> { ws }, new List<Tensor> { g })[0];
+        }
+        else if (method == ConvWeightGradMethod.Unfold)
         {
             Tensor cols = nn.functional.unfold(x, kernel, dilation: 1, padding: padding, stride: stride);   // [N, Cin·k·k, L]
             Tensor gl = g.reshape(n, s, -1);                                                                  // [N, S, L]
