@@ -35,10 +35,10 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
     private readonly Option<int> _epochs = new("--epochs") { Description = "OmniQuant epochs per block (every run gets the same budget)", DefaultValueFactory = _ => 10, HelpName = "N" };
     private readonly Option<double> _lwcLr = new("--lwc-lr") { Description = "OmniQuant Adam learning rate of the clip logits", DefaultValueFactory = _ => 0.01, HelpName = "LR" };
     private readonly Option<int> _lwcBatch = new("--lwc-batch") { Description = "OmniQuant calibration windows per Adam step", DefaultValueFactory = _ => 1, HelpName = "N" };
-    private readonly Option<string> _codistill = new("--codistill") { Description = "Co-distillation pairs of the co-distill run (qat, omniquant)", DefaultValueFactory = _ => "8->4,8->2", HelpName = "T->S[,...]" };
+    private readonly Option<string> _codistill = new("--codistill") { Description = "Co-distillation pairs of the co-distill run (qat, omniquant; empty = skip that run)", DefaultValueFactory = _ => "8->4,8->2", HelpName = "T->S[,...]" };
     private readonly Option<int?> _threads = new("--threads") { Description = "Torch CPU threads (default: torch's choice)", HelpName = "N" };
     private readonly Option<int> _calibN = new("--calib-n") { Description = "Athena and OmniQuant calibration windows (256 tokens)", DefaultValueFactory = _ => 128, HelpName = "N" };
-    private readonly Option<string> _independent = new("--independent") { Description = "Bit-widths of the independently quantized baselines", DefaultValueFactory = _ => "8,6,4,3,2", HelpName = "B[,B...]" };
+    private readonly Option<string> _independent = new("--independent") { Description = "Bit-widths of the independently quantized baselines (none = skip them)", DefaultValueFactory = _ => "8,6,4,3,2", HelpName = "B[,B...]" };
     private readonly Option<int> _maxTokens = new("--max-tokens") { Description = "Tokens of each evaluation text scored (0 = all)", DefaultValueFactory = _ => 20000, HelpName = "N" };
     private readonly Option<string> _budgets = new("--budgets") { Description = "Average-bits budgets of the Mix'n'Match curves", DefaultValueFactory = _ => "2.5,3,3.5,4,5,6", HelpName = "B[,B...]" };
     private readonly Option<string> _out = new("--out") { Description = "Report path: the tables go to <stem>-tables.md, the PNG plots beside it", DefaultValueFactory = _ => "docs/results/matquant-tiny.md", HelpName = "PATH" };
@@ -79,7 +79,8 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
             if (threads < 1) throw new MatqException($"--threads {threads} is out of range: at least 1");
             set_num_threads(threads);
         }
-        var independent = CommonOptions.ParseBits(result.GetValue(_independent)!);
+        var independentText = result.GetValue(_independent)!.Trim();
+        var independent = independentText.Equals("none", StringComparison.OrdinalIgnoreCase) ? [] : CommonOptions.ParseBits(independentText);
         var budgets = result.GetValue(_budgets)!.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
         int group = result.GetValue(_group), steps = result.GetValue(_steps), batch = result.GetValue(_batch), context = result.GetValue(_context);
         int maxTokens = result.GetValue(_maxTokens), seed = result.GetValue(_seed);
