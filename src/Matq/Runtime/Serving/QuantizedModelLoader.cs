@@ -118,7 +118,7 @@ public static class QuantizedModelLoader
         return (QuantizedLinearResult.UndoPerm(w, q.Perm).MoveToOuterDisposeScope(), layer);
     }
 
-    private static void CheckBits(int r, int c, string what)
+    internal static void CheckBits(int r, int c, string what)
     {
         if (r > c)
             throw new MatqException($"{what} {r} is more than the artifact's {c} master bits (serve at 1..{c})");
@@ -127,7 +127,7 @@ public static class QuantizedModelLoader
     }
 
     // weight name → bits for every quantized tensor; a plan naming anything else is refused.
-    private static Dictionary<string, int> ResolvePlan(MatqArtifact artifact, IReadOnlyDictionary<string, int>? plan, int defaultBits)
+    internal static Dictionary<string, int> ResolvePlan(MatqArtifact artifact, IReadOnlyDictionary<string, int>? plan, int defaultBits)
     {
         var bits = artifact.Quantized.ToDictionary(q => q.Name, _ => defaultBits, StringComparer.Ordinal);
         if (plan is null) return bits;
@@ -145,7 +145,7 @@ public static class QuantizedModelLoader
         return bits;
     }
 
-    private static LlamaConfig ParseConfig(MatqArtifact artifact)
+    internal static LlamaConfig ParseConfig(MatqArtifact artifact)
     {
         var json = artifact.Metadata.ModelConfig;
         if (json.ValueKind != System.Text.Json.JsonValueKind.Object || !json.EnumerateObject().Any())
@@ -154,7 +154,7 @@ public static class QuantizedModelLoader
     }
 
     // Every tensor the config implies must be present (quantized or float) with its shape; nothing else may be.
-    private static void CheckTensors(MatqArtifact artifact, LlamaConfig config)
+    internal static void CheckTensors(MatqArtifact artifact, LlamaConfig config)
     {
         var expected = LlamaTensors.Expected(config);
         foreach (var (name, shape) in expected)
