@@ -6,6 +6,7 @@ using Matq.Formats.Artifact;
 using Matq.Loading;
 using Matq.Models;
 using Matq.Quantization.Pipeline;
+using Matq.Runtime.Generation;
 using Matq.Runtime.Packed;
 using Matq.Runtime.Serving;
 using Matq.Tests.Models;
@@ -146,6 +147,26 @@ public sealed class PackedLlamaTests
         var packed = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = 4 });
         var ids = Ids(50, 100, 6);
         AssertClose(TorchLogits(path, 4, ids), new PackedLlamaSession(packed, threads: 2).Forward(ids, allLogits: true), Tolerance, "linear rope");
+    }
+
+    [Fact]
+    public void Greedy_generation_equals_the_torch_generator_including_the_sliding_window()
+    {
+        var (path, _) = PipelineFixtures.WriteTinyArtifact(PipelineFixtures.Rtn(8, 32));
+        var ids = Ids(10, 384, 4);
+        var options = new GenerationOptions { MaxNewTokens = 14, ContextLength = 16, Sampling = new SamplingOptions { Temperature = 0 } };
+        using var torchModel = QuantizedModelLoader.Load(path, 4);
+        var want = TextGenerator.Generate(torchModel, ids, options, CPU);
+        var model = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = 4 });
+        var seen = new List<int>();
+        var (got, stats) = PackedTextGenerator.Generate(new PackedLlamaSession(model), ids, options, seen.Add);
+        Assert.Equal(want, got);
+        Assert.Equal(got, seen);
+        Assert.Equal(14, got.Count);
+        Assert.Equal(10, stats.PromptTokens);
+        Assert.Equal(13, stats.DecodedTokens);
+        var tooLong = Assert.Throws<MatqException>(() => PackedTextGenerator.Generate(new PackedLlamaSession(model), Ids(17, 384, 1), options));
+        Assert.Contains("longer than the model's context of 16 tokens", tooLong.Message);
     }
 
     [Fact]
