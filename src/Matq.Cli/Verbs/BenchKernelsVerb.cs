@@ -20,6 +20,7 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<double> _seconds = new("--seconds") { Description = "Measuring time per kernel", DefaultValueFactory = _ => 1.0, HelpName = "S" };
     private readonly Option<int> _threads = new("--threads") { Description = "Worker threads for our kernels; -1 = all cores", DefaultValueFactory = _ => -1, HelpName = "N" };
     private readonly Option<bool> _noTorch = new("--no-torch") { Description = "Skip the TorchSharp torch.mv baseline" };
+    private readonly Option<bool> _noInt8 = new("--no-int8") { Description = "Skip the int8-activation (integer dot product) kernels" };
     private readonly Option<int> _seed = CommonOptions.Seed();
 
     public override string Name => "kernels";
@@ -32,7 +33,7 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
 
     protected override void Configure(Command command)
     {
-        foreach (Option o in new Option[] { _shapes, _bits, _group, _seconds, _threads, _noTorch, _seed }) command.Options.Add(o);
+        foreach (Option o in new Option[] { _shapes, _bits, _group, _seconds, _threads, _noTorch, _noInt8, _seed }) command.Options.Add(o);
     }
 
     protected override int Execute(ParseResult result)
@@ -46,6 +47,7 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
         if (seconds <= 0) throw new MatqException("--seconds must be positive");
         var shapes = ParseShapes(result.GetValue(_shapes)!);
         var rng = new Random(result.GetValue(_seed));
+        bool noInt8 = result.GetValue(_noInt8);
 
         Console.MarkupLine(Markup.Escape($"{Environment.ProcessorCount} logical cores, AVX2 path: {GemvPackedSimd.Avx2Path}, threads: {(threads < 0 ? "all" : threads)}, " +
                                          $"group {(group == 0 ? "per-channel" : group)}, load average {LoadAverage()}"));
@@ -83,6 +85,11 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
                 var pm = PackedMatrix.FromMaster(master, rows, cols, group == 0 ? -1 : group, scales, zeros, 8, bits);
                 double sec = Time(() => GemvPackedSimd.Gemv(pm, x, y, false, threads), seconds);
                 rowsOut.Add(($"int{bits} packed", pm.WeightBytes, sec));
+                if (!noInt8)
+                {
+                    double isec = Time(() => GemvInt8Simd.Gemv(pm, x, y, Int8KernelPath.Auto, threads), seconds);
+                    rowsOut.Add(($"int{bits} packed, int8 x ({GemvInt8Simd.BestPath})", pm.WeightBytes, isec));
+                }
             }
             foreach (var (kernel, bytes, sec) in rowsOut)
             {
