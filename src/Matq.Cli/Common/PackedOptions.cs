@@ -21,6 +21,28 @@ public static class PackedOptions
         HelpName = "B|fp32",
     };
 
+    public static Option<string> Activations(string defaultValue) => new("--activations")
+    {
+        Description = "Packed runtime decode activations: int8 (quantized per row, integer dot products; faster) or fp32 (matches the torch engine within 1e-3)",
+        DefaultValueFactory = _ => defaultValue,
+        HelpName = "int8|fp32",
+    };
+
+    /// <summary>"int8" / "fp32", comma-separated.</summary>
+    public static Matq.Runtime.Packed.PackedActivations[] ParseActivations(string text)
+    {
+        var parts = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (parts.Length == 0) throw new MatqException("--activations is empty: give int8, fp32 or int8,fp32");
+        return parts.Select(p => p.ToLowerInvariant() switch
+        {
+            "int8" or "i8" => Matq.Runtime.Packed.PackedActivations.Int8,
+            "fp32" or "f32" or "float" => Matq.Runtime.Packed.PackedActivations.Fp32,
+            _ => throw new MatqException($"--activations '{p}' is not supported: use int8 or fp32"),
+        }).Distinct().ToArray();
+    }
+
+    public static string Name(Matq.Runtime.Packed.PackedActivations a) => a == Matq.Runtime.Packed.PackedActivations.Int8 ? "int8" : "fp32";
+
     public static int CheckThreads(int threads) =>
         threads == -1 || threads >= 1 ? threads : throw new MatqException($"--threads {threads} is out of range: 1 or more, or -1 for all cores");
 

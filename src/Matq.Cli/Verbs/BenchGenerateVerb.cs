@@ -1,8 +1,9 @@
 // `matq bench generate`: prefill and decode tokens/s of the packed CPU runtime (Matq.Runtime.Packed) on one .matq served at
 // each of --bits, with the resident weight bytes (decoder layers, head, fp32 embedding/norms), the KV cache and the process
-// RSS, and ratios vs the int8 row (or the first row), all measured in this run. Prompt: --prompt-tokens seeded random ids
+// RSS, and ratios vs the int8 row (or the first row), all measured in this run, for each --activations mode (int8: decode GEMVs on int8 activations; fp32). Prompt: --prompt-tokens seeded random ids
 // (speed does not depend on content), prefilled in chunks of 32; then --decode-tokens greedy steps. Each figure is the
-// median of --repeats runs after one warm-up run; RSS is read after a full compacting GC.
+// median of --repeats interleaved rounds (every configuration once per round) after one warm-up round; RSS is read
+// per bit-width with only that model loaded, after a full compacting GC.
 using System.CommandLine;
 using System.Diagnostics;
 using Matq.Cli.Common;
@@ -17,6 +18,7 @@ public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<string> _bits = CommonOptions.Bits("8,4,3,2");
     private readonly Option<int> _threads = PackedOptions.Threads();
     private readonly Option<string> _head = PackedOptions.Head();
+    private readonly Option<string> _activations = PackedOptions.Activations("int8,fp32");
     private readonly Option<int> _promptTokens = new("--prompt-tokens") { Description = "Prompt length (prefill)", DefaultValueFactory = _ => 128, HelpName = "N" };
     private readonly Option<int> _decodeTokens = new("--decode-tokens") { Description = "Tokens decoded one by one after the prompt", DefaultValueFactory = _ => 64, HelpName = "N" };
     private readonly Option<int> _repeats = new("--repeats") { Description = "Timed runs per bit-width (the median is reported)", DefaultValueFactory = _ => 3, HelpName = "N" };
@@ -27,12 +29,12 @@ public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb(console)
     public override IReadOnlyList<string> Examples =>
     [
         "matq bench generate --model out/small8.matq --bits 8,4,3,2 --threads 1",
-        "matq bench generate --model out/small8.matq --threads 16 --prompt-tokens 256 --decode-tokens 128 --head fp32",
+        "matq bench generate --model out/small8.matq --threads 16 --prompt-tokens 256 --decode-tokens 128 --head fp32 --activations fp32",
     ];
 
     protected override void Configure(Command command)
     {
-        foreach (Option o in new Option[] { _model, _bits, _threads, _head, _promptTokens, _decodeTokens, _repeats, _seed }) command.Options.Add(o);
+        foreach (Option o in new Option[] { _model, _bits, _threads, _head, _activations, _promptTokens, _decodeTokens, _repeats, _seed }) command.Options.Add(o);
     }
 
     protected override int Execute(ParseResult result)
@@ -41,6 +43,7 @@ public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb(console)
         var bitsList = CommonOptions.ParseBits(result.GetValue(_bits)!);
         int threads = PackedOptions.CheckThreads(result.GetValue(_threads));
         int? head = PackedOptions.ParseHead(result.GetValue(_head)!);
+        var actsList = PackedOptions.ParseActivations(result.GetValue(_activations)!);
         int prompt = result.GetValue(_promptTokens), decode = result.GetValue(_decodeTokens), repeats = result.GetValue(_repeats);
         if (prompt < 1) throw new MatqException($"--prompt-tokens {prompt} must be at least 1");
         if (decode < 1) throw new MatqException($"--decode-tokens {decode} must be at least 1");
@@ -49,52 +52,77 @@ public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb(console)
 
         Console.MarkupLine(Markup.Escape($"{Environment.ProcessorCount} logical cores, threads: {(threads < 0 ? "all" : threads)}, AVX2 path: {Matq.Kernels.Simd.GemvPackedSimd.Avx2Path}, " +
                                          $"load average {LoadAverage()}; prompt {prompt} tokens, decode {decode} tokens, median of {repeats}"));
-        var rows = new List<Row>();
+        // Phase 1, one model at a time: the process RSS with only that model resident (after a compacting GC).
+        var rss = new Dictionary<int, long>();
+        foreach (int bits in bitsList)
+        {
+            var probe = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = bits, HeadBits = head });
+            ReleaseMemory();   // the artifact's master codes and float tables are garbage once packed
+            rss[bits] = Environment.WorkingSet;
+            GC.KeepAlive(probe);
+            probe = null;
+            ReleaseMemory();
+        }
+        // Phase 2: every (bits, activations) session side by side, timed in interleaved rounds so that load changes on a
+        // shared machine hit all rows alike; one warm-up round (JIT tiers, page faults), then the median of --repeats.
+        var configs = new List<(int Bits, PackedActivations Acts, PackedLlamaModel Model, PackedLlamaSession Session)>();
+        int context = prompt + decode;
         foreach (int bits in bitsList)
         {
             var model = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = bits, HeadBits = head });
-            int context = prompt + decode;
             if (context > model.MaxPositions)
                 throw new MatqException($"--prompt-tokens + --decode-tokens = {context} exceeds the model's context of {model.MaxPositions} tokens");
-            var session = new PackedLlamaSession(model, context, threads);
-            var rng = new Random(result.GetValue(_seed));
-            var ids = Enumerable.Range(0, prompt).Select(_ => rng.Next(model.Config.VocabSize)).ToArray();
-            ReleaseMemory();   // the artifact's master codes and float tables are garbage once packed
-            Measure(session, ids, decode);   // warm-up run: JIT tiers, pools, page faults
-            var runs = Enumerable.Range(0, repeats).Select(_ => Measure(session, ids, decode)).ToList();
-            double pre = Median(runs.Select(r => r.Prefill)), dec = Median(runs.Select(r => r.Decode));
-            rows.Add(new Row(bits, model.LayerWeightBytes, model.HeadBytes, model.OtherBytes, model.ResidentWeightBytes, session.CacheBytes,
-                Environment.WorkingSet, prompt / pre, decode / dec, model.Head.Packed is null ? "fp32" : $"int{model.Head.Bits}"));
-            model = null;
-            session = null;
-            ReleaseMemory();
+            foreach (var acts in actsList) configs.Add((bits, acts, model, new PackedLlamaSession(model, context, threads, acts)));
+        }
+        ReleaseMemory();
+        var rng = new Random(result.GetValue(_seed));
+        var ids = Enumerable.Range(0, prompt).Select(_ => rng.Next(configs[0].Model.Config.VocabSize)).ToArray();
+        var times = configs.Select(_ => new List<(double Prefill, double Decode)>()).ToArray();
+        for (int round = -1; round < repeats; round++)
+            for (int c = 0; c < configs.Count; c++)
+            {
+                var m = Measure(configs[c].Session, ids, decode);
+                if (round >= 0) times[c].Add(m);
+            }
+        var rows = new List<Row>();
+        for (int c = 0; c < configs.Count; c++)
+        {
+            var (bits, acts, model, session) = configs[c];
+            double pre = Median(times[c].Select(r => r.Prefill)), dec = Median(times[c].Select(r => r.Decode));
+            rows.Add(new Row(bits, PackedOptions.Name(acts), model.LayerWeightBytes, model.HeadBytes, model.OtherBytes, model.ResidentWeightBytes,
+                session.CacheBytes, rss[bits], prompt / pre, decode / dec, model.Head.Packed is null ? "fp32" : $"int{model.Head.Bits}"));
         }
 
-        var baseRow = rows.FirstOrDefault(r => r.Bits == 8) ?? rows[0];
-        var table = new Table().AddColumns("bits", "layer weights", "head", "embed+norms", "resident weights", "KV cache", "process RSS",
-            "prefill tok/s", "decode tok/s", $"prefill × int{baseRow.Bits}", $"decode × int{baseRow.Bits}", $"layer bytes ÷ int{baseRow.Bits}");
-        foreach (var r in rows)
-            table.AddRow($"{r.Bits}", Format.Bytes(r.LayerBytes), $"{Format.Bytes(r.HeadBytes)} ({r.Head})", Format.Bytes(r.OtherBytes), Format.Bytes(r.Resident),
+        Row Base(Row r) => rows.FirstOrDefault(b => b.Bits == 8 && b.Activations == r.Activations) ?? rows.First(b => b.Activations == r.Activations);
+        int baseBits = rows.Any(r => r.Bits == 8) ? 8 : rows[0].Bits;
+        var table = new Table().AddColumns("bits", "activations", "layer weights", "head", "embed+norms", "resident weights", "KV cache", "process RSS",
+            "prefill tok/s", "decode tok/s", $"prefill × int{baseBits}", $"decode × int{baseBits}", $"layer bytes ÷ int{baseBits}");
+        foreach (var r in rows.OrderBy(r => r.Activations).ThenByDescending(r => r.Bits))
+        {
+            var baseRow = Base(r);
+            table.AddRow($"{r.Bits}", r.Activations, Format.Bytes(r.LayerBytes), $"{Format.Bytes(r.HeadBytes)} ({r.Head})", Format.Bytes(r.OtherBytes), Format.Bytes(r.Resident),
                 Format.Bytes(r.Cache), Format.Bytes(r.Rss), $"{r.Prefill:F1}", $"{r.Decode:F1}", $"{r.Prefill / baseRow.Prefill:F2}", $"{r.Decode / baseRow.Decode:F2}",
                 $"{(double)r.LayerBytes / baseRow.LayerBytes:F2}");
+        }
         Console.Write(table);
         Console.MarkupLine(Markup.Escape($"load average after: {LoadAverage()}. Resident weights = layer weights (packed codes + fp32 scales/biases) + head + fp32 embedding and norms; " +
-                                         "process RSS is read after each row's runs (the GC may keep memory of earlier rows). Ratios are within this run."));
+                                         "process RSS = the whole process with only that bit-width's model loaded (runtime, JIT and GC heaps included). Timed in interleaved rounds; ratios are within this run."));
         return 0;
     }
 
-    private sealed record Row(int Bits, long LayerBytes, long HeadBytes, long OtherBytes, long Resident, long Cache, long Rss, double Prefill, double Decode, string Head);
+    private sealed record Row(int Bits, string Activations, long LayerBytes, long HeadBytes, long OtherBytes, long Resident, long Cache, long Rss, double Prefill, double Decode, string Head);
 
     /// <summary>Seconds for the prompt's prefill and for <paramref name="decode"/> greedy single-token steps.</summary>
     private static (double Prefill, double Decode) Measure(PackedLlamaSession session, int[] prompt, int decode)
     {
         session.Reset();
+        var logits = new float[session.Model.Config.VocabSize];
         long t0 = Stopwatch.GetTimestamp();
-        var logits = session.Forward(prompt);
+        session.Forward(prompt, logits);
         double prefill = Stopwatch.GetElapsedTime(t0).TotalSeconds;
         t0 = Stopwatch.GetTimestamp();
         for (int i = 0; i < decode; i++)
-            logits = session.Forward([Matq.Runtime.Generation.TokenSampler.ArgMax(logits)]);
+            session.Forward([Matq.Runtime.Generation.TokenSampler.ArgMax(logits)], logits);
         return (prefill, Stopwatch.GetElapsedTime(t0).TotalSeconds);
     }
 

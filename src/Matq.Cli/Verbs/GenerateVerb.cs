@@ -31,6 +31,7 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<string> _engine = new("--engine") { Description = "auto (packed for a .matq, torch otherwise), packed (r-bit CPU kernels) or torch (dequantized TorchSharp model)", DefaultValueFactory = _ => "auto", HelpName = "auto|packed|torch" };
     private readonly Option<int> _threads = PackedOptions.Threads();
     private readonly Option<string> _head = PackedOptions.Head();
+    private readonly Option<string> _activations = PackedOptions.Activations("int8");
 
     public override string Name => "generate";
     public override string Description => "Continue a prompt with a language model (greedy or seeded top-k sampling)";
@@ -45,7 +46,7 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
 
     protected override void Configure(Command command)
     {
-        foreach (var o in new Option[] { _model, _prompt, _maxTokens, _temperature, _topK, _seed, _device, _bits, _plan, _extra, _engine, _threads, _head })
+        foreach (var o in new Option[] { _model, _prompt, _maxTokens, _temperature, _topK, _seed, _device, _bits, _plan, _extra, _engine, _threads, _head, _activations })
             command.Options.Add(o);
     }
 
@@ -63,19 +64,22 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
         var (bits, plan) = serving.Resolve();   // a bad --bits or --plan fails before the model load
         int threads = PackedOptions.CheckThreads(result.GetValue(_threads));
         int? headBits = PackedOptions.ParseHead(result.GetValue(_head)!);
+        var acts = PackedOptions.ParseActivations(result.GetValue(_activations)!);
+        if (acts.Length != 1) throw new MatqException("--activations takes one value for generate: int8 or fp32");
         if (UsePackedEngine(result.GetValue(_engine)!, path, serving.ExtraPrecision))
         {
             var model = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = bits, Plan = plan, HeadBits = headBits });
             var (folder, problem) = ModelSource.ArtifactTokenizer(path, model.Metadata);
             var tokenizer = TextTokenizer.Load(folder ?? throw new MatqException($"{path}: no tokenizer ({problem}); copy the model's tokenizer files next to it"));
-            var session = new PackedLlamaSession(model, threads: threads);
+            var session = new PackedLlamaSession(model, threads: threads, activations: acts[0]);
             var stats = Run(tokenizer, prompt, max, sampling, session.ContextLength,
                 (ids, o, onToken) => PackedTextGenerator.Generate(session, ids, o, onToken).Stats);
-            Console.MarkupLine("[dim]" + Markup.Escape($"packed engine: {model.Config.NumLayers} layers at {model.MeanLayerBits:F2} bits/weight, head {(model.Head.Packed is null ? "fp32" : $"{model.Head.Bits}-bit")}, "
+            Console.MarkupLine("[dim]" + Markup.Escape($"packed engine: {model.Config.NumLayers} layers at {model.MeanLayerBits:F2} bits/weight, head {(model.Head.Packed is null ? "fp32" : $"{model.Head.Bits}-bit")}, {PackedOptions.Name(acts[0])} activations, "
                 + $"{(threads < 0 ? Environment.ProcessorCount : threads)} thread(s); prefill {stats!.PrefillTokensPerSecond:F1} tok/s, decode {stats.DecodeTokensPerSecond:F1} tok/s") + "[/]");
             return 0;
         }
         if (result.GetValue(_head) != PackedOptions.DefaultHead) throw new MatqException("--head applies to the packed engine; drop it with --engine torch or float models");
+        if (result.GetValue(_activations) != "int8") throw new MatqException("--activations applies to the packed engine; drop it with --engine torch or float models");
         var device = TorchDevices.Resolve(result.GetValue(_device));
         using var lm = LanguageModelSource.Open(path, device, serving);
         int promptTokens = lm.Tokenizer.Encode(prompt).Length;

@@ -20,6 +20,11 @@ public sealed class Int8Activations
     /// <summary>Σ q over the stored columns of each group [GroupsPerRow].</summary>
     public int[] GroupSums { get; }
     internal Int8SlotLayout Layout { get; }
+    /// <summary>The permutation x was reordered by (null = none): activations serve any matrix of the same layout and perm.</summary>
+    internal int[]? Perm { get; private set; }
+
+    /// <summary>True when these activations can feed <paramref name="w"/> (same slot layout, same column permutation).</summary>
+    public bool Fits(PackedMatrix w) => ReferenceEquals(Layout, Int8SlotLayout.For(w)) && ReferenceEquals(Perm, w.Perm);
 
     private Int8Activations(Int8SlotLayout layout, int cols, int groups)
     {
@@ -72,6 +77,7 @@ public sealed class Int8Activations
             stored = permuted;
         }
         a.Scale = Quantize(stored, a.Codes);
+        a.Perm = w.Perm;
         Gather(layout.Map, a.Codes, a.Slots);
         for (int g = 0; g < w.GroupsPerRow; g++)
         {
@@ -120,7 +126,8 @@ public sealed class Int8Activations
 /// </summary>
 internal sealed class Int8SlotLayout
 {
-    private static readonly ConditionalWeakTable<PackedMatrix, Int8SlotLayout> Cache = new();
+    // one layout per (bits, cols, group size): matrices of one shape share it, so one set of activations feeds them all
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(int, int, int), Int8SlotLayout> Cache = new();
 
     public int U { get; }
     public int[] Offsets { get; }
@@ -128,7 +135,7 @@ internal sealed class Int8SlotLayout
     public int[] Map { get; }
     public int TotalBytes => Map.Length;
 
-    public static Int8SlotLayout For(PackedMatrix w) => Cache.GetValue(w, m => new Int8SlotLayout(m));
+    public static Int8SlotLayout For(PackedMatrix w) => Cache.GetOrAdd((w.Bits, w.Cols, w.GroupSize), _ => new Int8SlotLayout(w));
 
     public static int BlocksPerStep(int bits) => bits switch { 8 => 2, 4 => 2, 2 or 3 => 4, _ => throw new MatqException($"bits = {bits} has no packed layout") };
 

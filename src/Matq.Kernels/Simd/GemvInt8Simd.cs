@@ -44,7 +44,7 @@ public static unsafe class GemvInt8Simd
     {
         ArgumentNullException.ThrowIfNull(w);
         ArgumentNullException.ThrowIfNull(a);
-        if (!ReferenceEquals(a.Layout, Int8SlotLayout.For(w))) throw new ArgumentException("activations were prepared for another matrix layout");
+        if (!a.Fits(w)) throw new ArgumentException("activations were prepared for another matrix layout or column permutation");
         if (y.Length != w.Rows) throw new ArgumentException($"y must hold {w.Rows} values, got {y.Length}");
         if (path == Int8KernelPath.Auto) path = BestPath;
         if (!IsSupported(path)) throw new PlatformNotSupportedException($"the {path} integer kernel needs CPU support this machine lacks");
@@ -85,86 +85,60 @@ public static unsafe class GemvInt8Simd
         }
     }
 
-    // One row at a time. Groups 0..nQuad−1 (all of the same width) go four per round: step s of the four groups runs
-    // in one loop iteration (four independent accumulator pairs, so the int32 chains overlap), the four exact sums come
-    // out of one transposing horizontal add and enter the reference's epilogue as a vector of four doubles (lane j =
-    // partial sum A_j). The remaining groups (the short last one, per-channel rows) take Tail. Rows whose last step could
-    // read past Data, and groups wider than 65536 columns (whose int32 sum could overflow), take the padded long-sum route.
+    // Four rows at a time (missing rows of the last quad repeat a real row; their lanes are dropped). Per group, step s of
+    // the four rows runs in one loop iteration against the same activation slots (four independent accumulator pairs,
+    // so the int32 chains overlap); one transposing horizontal add gives the four rows' exact D_g, and the reference
+    // epilogue runs with rows in vector lanes: A[g mod 4] += S·D + B·X per lane, y = (float)(s·((A0 + A1) + (A2 + A3))).
+    // Rows whose last step could read past Data, and groups wider than 65536 columns (whose int32 sum could overflow),
+    // take the padded long-sum route.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Rows<T>(PackedMatrix w, Int8Activations a, float* y, int r0, int r1) where T : struct, IStep
     {
         int bb = w.BlockBytes, bpr = w.BlocksPerRow, bpg = w.BlocksPerGroup, gpr = w.GroupsPerRow, u = T.U;
         int steps = (bpg + u - 1) / u, stepsLast = (bpr - (gpr - 1) * bpg + u - 1) / u;
-        int nFull = stepsLast == steps ? gpr : gpr - 1, nQuad = nFull & ~3;
         long rowBytes = (long)bpr * bb, stepBytes = (long)u * bb, groupBytes = (long)bpg * bb, total = w.Data.LongLength;
         int slot = 32 * u * steps;                       // slot bytes per full group: Offsets[g] = g·slot
         bool wide = w.GroupSize > 65536;
+        var partial = stackalloc Vector256<double>[4];
+        var scale = Vector256.Create((double)a.Scale);
         fixed (byte* data = w.Data)
         fixed (sbyte* xs = a.Slots)
         fixed (int* gsum = a.GroupSums)
         fixed (float* sc = w.Scales, bi = w.Biases)
-            for (int o = r0; o < r1; o++)
+            for (int o = r0; o < r1; o += 4)
             {
-                byte* row = data + o * rowBytes;
-                if (wide || (o + 1) * rowBytes + 64 > total)
+                int n = Math.Min(4, r1 - o);
+                if (wide || (o + n) * rowBytes + 64 > total)
                 {
-                    y[o] = Slow(w, a, o, T.Path);
+                    for (int r = 0; r < n; r++) y[o + r] = Slow(w, a, o + r, T.Path);
                     continue;
                 }
+                long d1 = n > 1 ? rowBytes : 0, d2 = n > 2 ? 2 * rowBytes : 0, d3 = n > 3 ? 3 * rowBytes : 0;
+                int e1 = n > 1 ? gpr : 0, e2 = n > 2 ? 2 * gpr : 0, e3 = n > 3 ? 3 * gpr : 0;
+                byte* row = data + o * rowBytes;
                 float* srow = sc + (long)o * gpr, brow = bi + (long)o * gpr;
-                var acc = Vector256<double>.Zero;
-                for (int g = 0; g < nQuad; g += 4)
+                partial[0] = partial[1] = partial[2] = partial[3] = Vector256<double>.Zero;
+                for (int g = 0; g < gpr; g++)
                 {
+                    int ns = g == gpr - 1 ? stepsLast : steps;
                     byte* p = row + g * groupBytes;
                     sbyte* x = xs + g * slot;
                     Vector256<int> a0 = default, b0 = default, a1 = default, b1 = default, a2 = default, b2 = default, a3 = default, b3 = default;
-                    for (int s = 0; s < steps; s++, p += stepBytes, x += 32 * u)
+                    for (int s = 0; s < ns; s++, p += stepBytes, x += 32 * u)
                     {
                         T.Step(p, x, ref a0, ref b0);
-                        T.Step(p + groupBytes, x + slot, ref a1, ref b1);
-                        T.Step(p + 2 * groupBytes, x + 2 * slot, ref a2, ref b2);
-                        T.Step(p + 3 * groupBytes, x + 3 * slot, ref a3, ref b3);
+                        T.Step(p + d1, x, ref a1, ref b1);
+                        T.Step(p + d2, x, ref a2, ref b2);
+                        T.Step(p + d3, x, ref a3, ref b3);
                     }
-                    var sums = Sum4(a0 + b0, a1 + b1, a2 + b2, a3 + b3);
-                    acc += Avx.ConvertToVector256Double(Sse.LoadVector128(srow + g)) * Avx.ConvertToVector256Double(sums)
-                         + Avx.ConvertToVector256Double(Sse.LoadVector128(brow + g)) * Avx.ConvertToVector256Double(Sse2.LoadVector128(gsum + g));
+                    var dots = Avx.ConvertToVector256Double(Sum4(a0 + b0, a1 + b1, a2 + b2, a3 + b3));
+                    var sv = Avx.ConvertToVector256Double(Vector128.Create(srow[g], srow[e1 + g], srow[e2 + g], srow[e3 + g]));
+                    var bv = Avx.ConvertToVector256Double(Vector128.Create(brow[g], brow[e1 + g], brow[e2 + g], brow[e3 + g]));
+                    partial[g & 3] += sv * dots + bv * Vector256.Create((double)gsum[g]);
                 }
-                if (nQuad < gpr) acc = Tail<T>(row, xs, slot, nQuad, gpr, steps, stepsLast, groupBytes, stepBytes, srow, brow, gsum, acc);
-                y[o] = (float)(a.Scale * ((acc.GetElement(0) + acc.GetElement(1)) + (acc.GetElement(2) + acc.GetElement(3))));
+                var yv = Avx.ConvertToVector128Single(scale * ((partial[0] + partial[1]) + (partial[2] + partial[3])));
+                for (int r = 0; r < n; r++) y[o + r] = yv.GetElement(r);
             }
-    }
-
-    // Groups g0..gpr−1 of one row (fewer than four, or the short last group): exact sums, then the same epilogue with the
-    // missing lanes zero (which add exactly nothing). One group at a time, steps round-robin over four accumulator pairs.
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static Vector256<double> Tail<T>(byte* row, sbyte* xs, int slot, int g0, int gpr, int steps, int stepsLast,
-        long groupBytes, long stepBytes, float* srow, float* brow, int* gsum, Vector256<double> acc) where T : struct, IStep
-    {
-        double* t = stackalloc double[12];
-        for (int g = g0; g < gpr; g += 4)
-        {
-            for (int j = 0; j < 12; j++) t[j] = 0;
-            for (int j = 0; j < 4 && g + j < gpr; j++)
-            {
-                int gj = g + j, n = gj == gpr - 1 ? stepsLast : steps;
-                byte* p = row + gj * groupBytes;
-                sbyte* x = xs + gj * slot;
-                Vector256<int> a0 = default, b0 = default, a1 = default, b1 = default;
-                int s = 0;
-                for (; s + 2 <= n; s += 2, p += 2 * stepBytes, x += 64 * T.U)
-                {
-                    T.Step(p, x, ref a0, ref b0);
-                    T.Step(p + stepBytes, x + 32 * T.U, ref a1, ref b1);
-                }
-                if (s < n) T.Step(p, x, ref a0, ref b0);
-                var d = (a0 + b0) + (a1 + b1);
-                t[j] = Vector256.Sum(Vector256.WidenLower(d) + Vector256.WidenUpper(d));
-                t[4 + j] = srow[gj];
-                t[8 + j] = (double)brow[gj] * gsum[gj];
-            }
-            acc += Avx.LoadVector256(t + 4) * Avx.LoadVector256(t) + Avx.LoadVector256(t + 8);
-        }
-        return acc;
     }
 
     // A row through the padded-copy, long-sum route and the reference epilogue.

@@ -1,5 +1,6 @@
 // `matq generate` on the packed engine and `matq bench generate`, on an RTN int8 artifact of models/tiny (byte tokenizer):
-// greedy text equals the torch engine's at the same bits (head fp32); bench prints one row per bit-width with ratios;
+// greedy text equals the torch engine's at the same bits (head and activations fp32); bench prints one row per
+// bit-width and activation mode with ratios;
 // bad input (engine/model mismatch, prompt longer than the context, --head, --threads) is one line and exit code 1.
 namespace Matq.Cli.Tests.Verbs;
 
@@ -33,7 +34,7 @@ public sealed class PackedRuntimeVerbTests : IClassFixture<PackedRuntimeVerbTest
     public void Packed_greedy_text_equals_the_torch_engine(int bits)
     {
         string[] common = ["generate", "--model", _a.Path, "--bits", $"{bits}", "--prompt", "The state of the", "--temperature", "0", "--max-tokens", "24"];
-        var packed = CliRunner.Run([.. common, "--head", "fp32", "--threads", "1"]);
+        var packed = CliRunner.Run([.. common, "--head", "fp32", "--activations", "fp32", "--threads", "1"]);
         var torch = CliRunner.Run([.. common, "--engine", "torch", "--device", "cpu"]);
         Assert.True(packed.ExitCode == 0, packed.Output);
         Assert.True(torch.ExitCode == 0, torch.Output);
@@ -49,7 +50,9 @@ public sealed class PackedRuntimeVerbTests : IClassFixture<PackedRuntimeVerbTest
         var run = CliRunner.Run("bench", "generate", "--model", _a.Path, "--bits", "8,4,2", "--threads", "1",
             "--prompt-tokens", "40", "--decode-tokens", "8", "--repeats", "1");
         Assert.True(run.ExitCode == 0, run.Output);
-        foreach (var b in new[] { 8, 4, 2 }) Assert.Matches($@"│ {b}\s+│ [\d.]+ (KiB|MiB)", run.Output);
+        foreach (var b in new[] { 8, 4, 2 })
+            foreach (var act in new[] { "int8", "fp32" })
+                Assert.Matches($@"│ {b}\s+│ {act}\s+│ [\d.]+ (KiB|MiB)", run.Output);
         Assert.Contains("decode × int8", run.Output);
         Assert.Matches(@"│ 8\s+│.*│ 1\.00\s+│ 1\.00\s+│ 1\.00\s+│", run.Output);
     }

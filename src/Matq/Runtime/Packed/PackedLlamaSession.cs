@@ -4,9 +4,16 @@
 // LlamaForCausalLM: pre-norm blocks h += o(attn(rms(h))), h += down(silu(gate(x))·up(x)) with x = rms(h); RMSNorm
 // x·rsqrt(mean(x²) + eps)·w; rotate_half RoPE; causal grouped-query attention with softmax(q·k/√D); final norm, head.
 // Cache layout: K and V per layer [kvHeads, ContextLength, HeadDim]. A sequence longer than ContextLength is refused.
+// Activations: Fp32 everywhere, or Int8 — single-token steps (decode, and the head) quantize each linear's input per row
+// to int8 and run the integer GEMV (faster; error bounded by half an activation step); prefill chunks stay fp32.
 using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace Matq.Runtime.Packed;
+
+/// <summary>Activations the decode GEMVs consume.</summary>
+public enum PackedActivations { Fp32, Int8 }
 
 public sealed class PackedLlamaSession
 {
@@ -24,9 +31,13 @@ public sealed class PackedLlamaSession
     public int ContextLength { get; }
     /// <summary>Worker threads for the kernels and attention; −1 = all cores.</summary>
     public int Threads { get; }
+    public PackedActivations Activations { get; }
+    private readonly Int8Buffer? _int8;
 
-    public PackedLlamaSession(PackedLlamaModel model, int? contextLength = null, int threads = -1)
+    public PackedLlamaSession(PackedLlamaModel model, int? contextLength = null, int threads = -1, PackedActivations activations = PackedActivations.Fp32)
     {
+        Activations = activations;
+        _int8 = activations == PackedActivations.Int8 ? new Int8Buffer() : null;
         ArgumentNullException.ThrowIfNull(model);
         if (threads == 0 || threads < -1) throw new MatqException($"--threads {threads} is out of range: 1 or more, or -1 for all cores");
         _m = model;
@@ -65,22 +76,30 @@ public sealed class PackedLlamaSession
     /// </summary>
     public float[] Forward(ReadOnlySpan<int> ids, bool allLogits = false)
     {
+        var logits = new float[(allLogits ? ids.Length : 1) * (long)_vocab];
+        Forward(ids, logits, allLogits);
+        return logits;
+    }
+
+    /// <summary>As <see cref="Forward(ReadOnlySpan{int}, bool)"/>, writing the logits into <paramref name="logits"/> (no allocation per step).</summary>
+    public void Forward(ReadOnlySpan<int> ids, Span<float> logits, bool allLogits = false)
+    {
         if (ids.IsEmpty) throw new ArgumentException("no tokens to run", nameof(ids));
+        if (logits.Length != (allLogits ? ids.Length : 1) * (long)_vocab)
+            throw new ArgumentException($"logits must hold {(allLogits ? ids.Length : 1)}×{_vocab} values", nameof(logits));
         if (Length + ids.Length > ContextLength)
             throw new MatqException($"a sequence of {Length + ids.Length} tokens exceeds the context of {ContextLength} tokens; shorten the prompt (or --max-tokens)");
         foreach (int id in ids)
             if ((uint)id >= (uint)_vocab)
                 throw new MatqException($"token id {id} is outside the vocabulary (0..{_vocab - 1}); the tokenizer does not match the model");
-        var logits = new float[(allLogits ? ids.Length : 1) * (long)_vocab];
         for (int s = 0; s < ids.Length; s += MaxBatch)
         {
             int t = Math.Min(MaxBatch, ids.Length - s);
             bool last = s + t == ids.Length;
             Chunk(ids.Slice(s, t));
-            if (allLogits) HeadRows(0, t, logits.AsSpan((int)((long)s * _vocab), t * _vocab));
+            if (allLogits) HeadRows(0, t, logits.Slice((int)((long)s * _vocab), t * _vocab));
             else if (last) HeadRows(t - 1, 1, logits);
         }
-        return logits;
     }
 
     // Runs t ≤ MaxBatch tokens through every layer; leaves the last layer's hidden states in _h [t, hidden].
@@ -93,9 +112,9 @@ public sealed class PackedLlamaSession
         {
             var layer = _m.Layers[l];
             RmsNorm(_h, _x, t, layer.InputNorm, eps);
-            layer.Q.Forward(_x, t, _q, Threads);
-            layer.K.Forward(_x, t, _kNew, Threads);
-            layer.V.Forward(_x, t, _vNew, Threads);
+            layer.Q.Forward(_x, t, _q, Threads, _int8);
+            layer.K.Forward(_x, t, _kNew, Threads, _int8);
+            layer.V.Forward(_x, t, _vNew, Threads, _int8);
             for (int i = 0; i < t; i++)
             {
                 Rope(_q.AsSpan(i * _heads * _d, _heads * _d), _heads, start + i);
@@ -108,15 +127,15 @@ public sealed class PackedLlamaSession
                 }
             }
             Attention(l, t, start);
-            layer.O.Forward(_att, t, _o, Threads);
+            layer.O.Forward(_att, t, _o, Threads, _int8);
             TensorPrimitives.Add(_h.AsSpan(0, t * h), _o.AsSpan(0, t * h), _h.AsSpan(0, t * h));
 
             RmsNorm(_h, _x, t, layer.PostNorm, eps);
-            layer.Gate.Forward(_x, t, _gate, Threads);
-            layer.Up.Forward(_x, t, _up, Threads);
+            layer.Gate.Forward(_x, t, _gate, Threads, _int8);
+            layer.Up.Forward(_x, t, _up, Threads, _int8);
             var g = _gate.AsSpan(0, t * _inter);
             Swiglu(g, _up.AsSpan(0, t * _inter));
-            layer.Down.Forward(_gate, t, _o, Threads);
+            layer.Down.Forward(_gate, t, _o, Threads, _int8);
             TensorPrimitives.Add(_h.AsSpan(0, t * h), _o.AsSpan(0, t * h), _h.AsSpan(0, t * h));
         }
         Length += t;
@@ -131,9 +150,9 @@ public sealed class PackedLlamaSession
     // Final norm and head for rows [r0, r0+n) of _h into dst [n, vocab].
     private void HeadRows(int r0, int n, Span<float> dst)
     {
-        var normed = new float[n * _hidden];
+        var normed = _x.AsSpan(0, n * _hidden);   // _x is free once the layers are done
         RmsNorm(_h.AsSpan(r0 * _hidden, n * _hidden), normed, n, _m.FinalNorm, (float)_m.Config.RmsNormEps);
-        _m.Head.Forward(normed, n, dst, Threads);
+        _m.Head.Forward(normed, n, dst, Threads, _int8);
     }
 
     // y = w·(x·rsqrt(mean(x²) + eps)) per row, in fp32 as the torch model does.
@@ -169,6 +188,28 @@ public sealed class PackedLlamaSession
         }
     }
 
+    // out [D] = Σ_s p[s]·V[s] for V [n, D] row-major; D a multiple of 8 runs in Vector256 registers.
+    private static void WeightedSum(ReadOnlySpan<float> p, ReadOnlySpan<float> v, Span<float> output)
+    {
+        int d = output.Length;
+        if (!Vector256.IsHardwareAccelerated || d % 8 != 0 || d > 256)
+        {
+            output.Clear();
+            for (int s = 0; s < p.Length; s++) TensorPrimitives.MultiplyAdd(v.Slice(s * d, d), p[s], output, output);
+            return;
+        }
+        Span<Vector256<float>> acc = stackalloc Vector256<float>[d / 8];
+        acc.Clear();
+        ref float v0 = ref MemoryMarshal.GetReference(v);
+        for (int s = 0; s < p.Length; s++)
+        {
+            var ps = Vector256.Create(p[s]);
+            for (int j = 0; j < acc.Length; j++)
+                acc[j] = Vector256.FusedMultiplyAdd(ps, Vector256.LoadUnsafe(ref v0, (nuint)(s * d + 8 * j)), acc[j]);
+        }
+        for (int j = 0; j < acc.Length; j++) acc[j].CopyTo(output.Slice(8 * j, 8));
+    }
+
     // _att [t, heads·D]: token i (position start+i), head hd attends to cached positions 0..start+i of kv head hd/groups.
     private void Attention(int layer, int t, int start)
     {
@@ -182,18 +223,15 @@ public sealed class PackedLlamaSession
             var q = _q.AsSpan((i * _heads + hd) * _d, _d);
             var outv = _att.AsSpan((i * _heads + hd) * _d, _d);
             long baseAt = (long)kh * ContextLength * _d;
-            float max = float.NegativeInfinity;
-            for (int s = 0; s < n; s++)
-            {
-                float sc = TensorPrimitives.Dot(q, kc.AsSpan((int)(baseAt + (long)s * _d), _d)) * scale;
-                scores[s] = sc;
-                if (sc > max) max = sc;
-            }
-            float sum = 0;
-            for (int s = 0; s < n; s++) { float e = MathF.Exp(scores[s] - max); scores[s] = e; sum += e; }
-            outv.Clear();
-            for (int s = 0; s < n; s++)
-                TensorPrimitives.MultiplyAdd(vc.AsSpan((int)(baseAt + (long)s * _d), _d), scores[s] / sum, outv, outv);
+            var sc = scores.AsSpan(0, n);
+            var keys = kc.AsSpan((int)baseAt, n * _d);
+            for (int s = 0; s < n; s++) sc[s] = TensorPrimitives.Dot(q, keys.Slice(s * _d, _d));
+            TensorPrimitives.Multiply(sc, scale, sc);
+            float max = TensorPrimitives.Max(sc);
+            TensorPrimitives.Subtract(sc, max, sc);
+            TensorPrimitives.Exp(sc, sc);
+            TensorPrimitives.Multiply(sc, 1f / TensorPrimitives.Sum(sc), sc);
+            WeightedSum(sc, vc.AsSpan((int)baseAt, n * _d), outv);
         }
         long flops = (long)work * (start + t) * _d;
         if (Threads == 1 || flops < 1 << 16)

@@ -34,7 +34,8 @@ public static class PackedTextGenerator
         if (options.MaxNewTokens == 0) return (produced, new PackedGenerationStats(prompt.Count, 0, 0, 0));
 
         var clock = Stopwatch.StartNew();
-        var logits = session.Forward(ids.ToArray());
+        var logits = new float[session.Model.Config.VocabSize];
+        session.Forward(ids.ToArray(), logits);
         double prefill = clock.Elapsed.TotalSeconds;
         clock.Restart();
         while (true)
@@ -48,9 +49,9 @@ public static class PackedTextGenerator
             if (session.Length + 1 > context)
             {
                 session.Reset();
-                logits = session.Forward(ids.GetRange(ids.Count - context, context).ToArray());
+                session.Forward(ids.GetRange(ids.Count - context, context).ToArray(), logits);
             }
-            else logits = session.Forward([next]);
+            else session.Forward([next], logits);
         }
         // the first new token comes from the prefill logits; decode time covers the tokens after it
         return (produced, new PackedGenerationStats(prompt.Count, prefill, produced.Count - 1, clock.Elapsed.TotalSeconds));

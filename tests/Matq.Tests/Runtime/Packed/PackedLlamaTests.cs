@@ -83,6 +83,26 @@ public sealed class PackedLlamaTests
         AssertClose(full[^v..], session.Forward(ids), 1e-5, "last row");
     }
 
+    [Theory]
+    [InlineData(8)]
+    [InlineData(4)]
+    [InlineData(2)]
+    public void Int8_activation_decode_stays_within_its_quantization_error(int bits)
+    {
+        var (path, _) = PipelineFixtures.WriteTinyArtifact(PipelineFixtures.Rtn(8, 32));
+        var model = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = bits });
+        var ids = Ids(24, model.Config.VocabSize, 9);
+        var full = new PackedLlamaSession(model).Forward(ids, allLogits: true);
+        var session = new PackedLlamaSession(model, activations: PackedActivations.Int8);
+        int v = model.Config.VocabSize;
+        var stepwise = new List<float>(session.Forward(ids.AsSpan(0, 1), allLogits: true));
+        for (int i = 1; i < ids.Length; i++) stepwise.AddRange(session.Forward(ids.AsSpan(i, 1)));
+        var got = stepwise.ToArray();
+        double max = full.Max(Math.Abs), worst = full.Zip(got, (a, b) => Math.Abs(a - b)).Max();
+        Assert.True(worst <= 2e-2 * max, $"int8 activations: max |Δ| = {worst:G4} vs max|logit| {max:G4}");
+        Assert.True(worst > 1e-6 * max, "the int8 path ran (its logits differ from fp32)");
+    }
+
     [Fact]
     public void A_plan_serves_the_named_layers_at_their_bits()
     {
