@@ -2,7 +2,8 @@
 // each of --bits, with the resident weight bytes (decoder layers, head, fp32 embedding/norms), the KV cache and the process
 // RSS, and ratios vs the int8 row (or the first row), all measured in this run, for each --activations mode (int8: decode GEMVs on int8 activations; fp32). Prompt: --prompt-tokens seeded random ids
 // (speed does not depend on content), prefilled in chunks of 32; then --decode-tokens greedy steps. Each figure is the
-// median of --repeats interleaved rounds (every configuration once per round) after one warm-up round; RSS is read
+// median of --repeats interleaved rounds (every configuration once per round, order rotating) after ≥ 1 s of warm-up
+// rounds; RSS is read
 // per bit-width with only that model loaded, after a full compacting GC.
 using System.CommandLine;
 using System.Diagnostics;
@@ -64,7 +65,8 @@ public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb(console)
             ReleaseMemory();
         }
         // Phase 2: every (bits, activations) session side by side, timed in interleaved rounds so that load changes on a
-        // shared machine hit all rows alike; one warm-up round (JIT tiers, page faults), then the median of --repeats.
+        // shared machine hit all rows alike (the order rotates per round); warm-up rounds (JIT tiers, page faults) for at
+        // least a second, then the median of --repeats.
         var configs = new List<(int Bits, PackedActivations Acts, PackedLlamaModel Model, PackedLlamaSession Session)>();
         int context = prompt + decode;
         foreach (int bits in bitsList)
@@ -78,11 +80,15 @@ public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb(console)
         var rng = new Random(result.GetValue(_seed));
         var ids = Enumerable.Range(0, prompt).Select(_ => rng.Next(configs[0].Model.Config.VocabSize)).ToArray();
         var times = configs.Select(_ => new List<(double Prefill, double Decode)>()).ToArray();
-        for (int round = -1; round < repeats; round++)
-            for (int c = 0; c < configs.Count; c++)
+        // warm-up: at least two rounds and one second, so that tiered JIT has replaced every hot method before timing
+        var warm = Stopwatch.StartNew();
+        for (int round = 0; round < 2 || warm.Elapsed.TotalSeconds < 1; round++)
+            foreach (var c in configs) Measure(c.Session, ids, decode);
+        for (int round = 0; round < repeats; round++)
+            for (int i = 0; i < configs.Count; i++)
             {
-                var m = Measure(configs[c].Session, ids, decode);
-                if (round >= 0) times[c].Add(m);
+                int c = (i + round) % configs.Count;   // rotate the order so no configuration always runs first
+                times[c].Add(Measure(configs[c].Session, ids, decode));
             }
         var rows = new List<Row>();
         for (int c = 0; c < configs.Count; c++)
