@@ -1,7 +1,7 @@
 // `matq generate`: continues a prompt with a model, greedy (--temperature 0) or seeded top-k sampling, streaming text.
 // Engines: a .matq runs on the packed CPU runtime (Matq.Runtime.Packed: r-bit kernels, no TorchSharp) unless
-// --engine torch (or --extra-precision, which the packed layout cannot hold) picks the TorchSharp model with dequantized
-// weights; float models always run on TorchSharp. A prompt longer than the model's context is refused.
+// --engine torch (or --extra-precision, which the packed layout cannot hold, or --device cuda) picks the TorchSharp model
+// with dequantized weights; float models always run on TorchSharp. A prompt longer than the model's context is refused.
 using System.CommandLine;
 using Matq.Cli.Common;
 using Matq.Evaluation;
@@ -66,7 +66,7 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
         int? headBits = PackedOptions.ParseHead(result.GetValue(_head)!);
         var acts = PackedOptions.ParseActivations(result.GetValue(_activations)!);
         if (acts.Length != 1) throw new MatqException("--activations takes one value for generate: int8 or fp32");
-        if (UsePackedEngine(result.GetValue(_engine)!, path, serving.ExtraPrecision))
+        if (UsePackedEngine(result.GetValue(_engine)!, path, serving.ExtraPrecision, result.GetValue(_device)!))
         {
             var model = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = bits, Plan = plan, HeadBits = headBits });
             var (folder, problem) = ModelSource.ArtifactTokenizer(path, model.Metadata);
@@ -94,16 +94,18 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
     }
 
     /// <summary>packed for a .matq unless told otherwise; refuses combinations that cannot run.</summary>
-    private static bool UsePackedEngine(string engine, string path, bool extraPrecision)
+    private static bool UsePackedEngine(string engine, string path, bool extraPrecision, string device)
     {
         bool artifact = File.Exists(path) && IsArtifact(path);
+        bool cuda = device.Trim().Equals("cuda", StringComparison.OrdinalIgnoreCase);
         switch (engine.Trim().ToLowerInvariant())
         {
             case "torch": return false;
-            case "auto": return artifact && !extraPrecision;
+            case "auto": return artifact && !extraPrecision && !cuda;
             case "packed":
                 if (!artifact) throw new MatqException($"--engine packed serves .matq artifacts; {path} is a float model (use --engine torch or quantize it first)");
                 if (extraPrecision) throw new MatqException("--extra-precision needs --engine torch: the packed layout holds r-bit codes only");
+                if (cuda) throw new MatqException("--engine packed runs on the CPU; drop --device cuda or use --engine torch");
                 return true;
             default: throw new MatqException($"--engine {engine} is not known: use auto, packed or torch");
         }
