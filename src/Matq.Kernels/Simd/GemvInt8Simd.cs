@@ -312,15 +312,21 @@ public static unsafe class GemvInt8Simd
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<byte> Pair() => Vector256.Create((byte)3);
 
+    // A 3-bit step is 4 blocks of 12 bytes (8 bytes of low pairs, 4 of high plane). Two overlapping 32-byte loads, v0 =
+    // bytes 0..31 and v1 = bytes 16..47, hold every dword of it; vpermd + vpblendd pick the low pairs of blocks 0..3
+    // (dwords v0[0,1 | 3,4 | 6,7], v1[5,6]) into one vector, and the planes of blocks (0, 1) into the low 128-bit half and
+    // (2, 3) into the high half (v0[2, 5], v1[4, 7]).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> LowPairs3(byte* p) =>
-        Vector256.Create(*(ulong*)p, *(ulong*)(p + 12), *(ulong*)(p + 24), *(ulong*)(p + 36)).AsByte();
-
-    // The four high planes of a step, per 128-bit half: blocks (0, 1) low and (2, 3) high, 4 plane bytes each at 4·(b mod 2).
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> Planes3(byte* p) => Vector256.Create(
-        Vector128.Create(*(uint*)(p + 8), *(uint*)(p + 20), 0u, 0u).AsByte(),
-        Vector128.Create(*(uint*)(p + 32), *(uint*)(p + 44), 0u, 0u).AsByte());
+    private static (Vector256<byte> Low, Vector256<byte> Planes) Split3(byte* p)
+    {
+        var v0 = Avx.LoadVector256((int*)p);
+        var v1 = Avx.LoadVector256((int*)(p + 16));
+        var low = Avx2.Blend(Avx2.PermuteVar8x32(v0, Vector256.Create(0, 1, 3, 4, 6, 7, 0, 0)),
+                             Avx2.PermuteVar8x32(v1, Vector256.Create(0, 0, 0, 0, 0, 0, 5, 6)), 0b1100_0000);
+        var planes = Avx2.Blend(Avx2.PermuteVar8x32(v0, Vector256.Create(2, 5, 0, 0, 0, 0, 0, 0)),
+                                Avx2.PermuteVar8x32(v1, Vector256.Create(0, 0, 0, 0, 4, 7, 0, 0)), 0b0011_0000);
+        return (low.AsByte(), planes.AsByte());
+    }
 
     // bit 2 (value 4) of code vector k: high plane of block b, byte k, bit j → lane 8b + j. vpshufb picks plane byte
     // 4·(b mod 2) + k into every lane of block b, the AND/compare tests bit j = lane mod 8.
@@ -360,8 +366,8 @@ public static unsafe class GemvInt8Simd
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void StepVnni3(byte* p, sbyte* x, ref Vector256<int> a, ref Vector256<int> b)
     {
-        var v = LowPairs3(p).AsUInt16();
-        var planes = Planes3(p);
+        var (low, planes) = Split3(p);
+        var v = low.AsUInt16();
         a = AvxVnni.MultiplyWideningAndAdd(a, (v.AsByte() & Pair()) | HighBits3(planes, 0), Avx.LoadVector256(x));
         b = AvxVnni.MultiplyWideningAndAdd(b, (Vector256.ShiftRightLogical(v, 2).AsByte() & Pair()) | HighBits3(planes, 1), Avx.LoadVector256(x + 32));
         a = AvxVnni.MultiplyWideningAndAdd(a, (Vector256.ShiftRightLogical(v, 4).AsByte() & Pair()) | HighBits3(planes, 2), Avx.LoadVector256(x + 64));
@@ -402,8 +408,8 @@ public static unsafe class GemvInt8Simd
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void StepAvx23(byte* p, sbyte* x, ref Vector256<int> a, ref Vector256<int> b)
     {
-        var v = LowPairs3(p).AsUInt16();
-        var planes = Planes3(p);
+        var (low, planes) = Split3(p);
+        var v = low.AsUInt16();
         var s = Avx2.MultiplyAddAdjacent((v.AsByte() & Pair()) | HighBits3(planes, 0), Avx.LoadVector256(x))
               + Avx2.MultiplyAddAdjacent((Vector256.ShiftRightLogical(v, 2).AsByte() & Pair()) | HighBits3(planes, 1), Avx.LoadVector256(x + 32))
               + Avx2.MultiplyAddAdjacent((Vector256.ShiftRightLogical(v, 4).AsByte() & Pair()) | HighBits3(planes, 2), Avx.LoadVector256(x + 64))
