@@ -59,7 +59,7 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
         Console.MarkupLine(Markup.Escape($"memory bandwidth: copy {copy:F1} GB/s, triad {triad:F1} GB/s (reads + writes over 3×128 MiB arrays), " +
                                          $"read {read:F1} GB/s (sum over 384 MiB); reference = the largest, {bw:F1} GB/s"));
 
-        var table = new Table().AddColumns("weight", "kernel", "weight bytes", "> LLC", "µs/call", "GB/s", "% of bandwidth", "× fp32 (ours)");
+        var table = new Table().AddColumns("weight", "kernel", "weight bytes", "> LLC", "µs/call", "GB/s", "% of bandwidth", "× fp32 (ours)", "× torch.mv");
         foreach (var (rows, cols) in shapes)
         {
             var x = Enumerable.Range(0, cols).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
@@ -69,14 +69,16 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
             long fpBytes = 4L * rows * cols;
             double fpSec = Time(() => GemvF32Simd.Gemv(wf, rows, cols, x, y, threads), seconds);
             var rowsOut = new List<(string Kernel, long Bytes, double Sec)> { ("fp32 (ours)", fpBytes, fpSec) };
+            double torchSec = double.NaN;
             if (!result.GetValue(_noTorch))
             {
                 Matq.Runtime.TorchDevices.PreloadTorchLib();   // MATQ_TORCH_LIB's libtorch must load before TorchSharp initializes
+                if (threads > 0) torch.set_num_threads(threads);   // the same thread budget as our kernels
                 using var scope = torch.NewDisposeScope();
                 var tw = torch.tensor(wf, [rows, cols]);
                 var tx = torch.tensor(x);
-                double tSec = Time(() => { using var r = torch.mv(tw, tx); }, seconds);
-                rowsOut.Add(($"fp32 torch.mv ({torch.get_num_threads()} threads)", fpBytes, tSec));
+                torchSec = Time(() => { using var r = torch.mv(tw, tx); }, seconds);
+                rowsOut.Add(($"fp32 torch.mv ({torch.get_num_threads()} threads)", fpBytes, torchSec));
             }
             wf = [];
             int g = group == 0 ? cols : group, groups = (cols + g - 1) / g;
@@ -98,7 +100,8 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
             foreach (var (kernel, bytes, sec) in rowsOut)
             {
                 double gbs = bytes / sec / 1e9;
-                table.AddRow($"{rows}x{cols}", kernel, Format.Bytes(bytes), l3 <= 0 ? "?" : bytes > l3 ? "yes" : "no", $"{sec * 1e6:F0}", $"{gbs:F1}", $"{100 * gbs / bw:F0}%", $"{fpSec / sec:F2}");
+                table.AddRow($"{rows}x{cols}", kernel, Format.Bytes(bytes), l3 <= 0 ? "?" : bytes > l3 ? "yes" : "no", $"{sec * 1e6:F0}", $"{gbs:F1}", $"{100 * gbs / bw:F0}%", $"{fpSec / sec:F2}",
+                    double.IsNaN(torchSec) ? "-" : $"{torchSec / sec:F2}");
             }
         }
         Console.Write(table);
