@@ -65,8 +65,10 @@ public sealed class PackedLlamaModel
     public long LayerWeightBytes => Layers.Sum(l => l.Linears.Sum(x => x.WeightBytes));
     /// <summary>Bytes of the head as held.</summary>
     public long HeadBytes => Head.WeightBytes;
-    /// <summary>Bytes of the fp32 embedding table (0 when lookups read the packed head) and of the norms.</summary>
-    public long OtherBytes => 4L * ((Embedding?.LongLength ?? 0) + FinalNorm.Length + Layers.Sum(l => (long)l.InputNorm.Length + l.PostNorm.Length));
+    /// <summary>Bytes of the fp32 embedding table (0 when lookups read the packed head, or when a tied fp32 head is that
+    /// same array) and of the norms.</summary>
+    public long OtherBytes => 4L * ((Embedding is null || ReferenceEquals(Embedding, Head.Dense) ? 0 : Embedding.LongLength)
+                                    + FinalNorm.Length + Layers.Sum(l => (long)l.InputNorm.Length + l.PostNorm.Length));
     public long ResidentWeightBytes => LayerWeightBytes + HeadBytes + OtherBytes;
 
     /// <summary>Weight-count-weighted mean served bits of the decoder layers' linears.</summary>

@@ -149,6 +149,9 @@ public sealed class PackedLlamaTests
         {
             var model = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = bits });
             Assert.NotNull(model.Embedding);
+            Assert.Same(model.Embedding, model.Head.Dense);   // tied: one fp32 table, counted once
+            Assert.Equal(4L * qwen.Config.VocabSize * qwen.Config.HiddenSize, model.HeadBytes);
+            Assert.True(model.OtherBytes < model.HeadBytes);
             AssertClose(TorchLogits(path, bits, ids), new PackedLlamaSession(model).Forward(ids, allLogits: true), Tolerance, $"qwen2 r = {bits}");
         }
         // an int8 head quantized at load: one packed vocabulary table serves the head and the (tied) embedding lookups
