@@ -24,7 +24,7 @@ torch_flag=()
 
 for t in 16 1; do
   echo "== bench kernels, $t thread(s)"
-  "$MATQ" bench kernels --threads "$t" --shapes "$shapes" --seconds "$seconds" "${torch_flag[@]}" 2>&1 | tee "$OUT/kernels-${t}t.log"
+  "$MATQ" bench kernels --threads "$t" --shapes "$shapes" --seconds "$seconds" ${torch_flag[@]+"${torch_flag[@]}"} 2>&1 | tee "$OUT/kernels-${t}t.log"
 done
 
 art="$OUT/small8.matq"
