@@ -126,7 +126,7 @@ public static class QuantizedModelLoader
     }
 
     // weight name → bits for every quantized tensor; a plan naming anything else is refused.
-    private static Dictionary<string, int> ResolvePlan(MatqArtifact artifact, IReadOnlyDictionary<string, int>? plan, int defaultBits)
+    internal static Dictionary<string, int> ResolvePlan(MatqArtifact artifact, IReadOnlyDictionary<string, int>? plan, int defaultBits)
     {
         var bits = artifact.Quantized.ToDictionary(q => q.Name, _ => defaultBits, StringComparer.Ordinal);
         if (plan is null) return bits;
@@ -157,7 +157,7 @@ public static class QuantizedModelLoader
     }
 
     // Every tensor the config implies must be present (quantized or float) with its shape; nothing else may be.
-    private static void CheckTensors(MatqArtifact artifact, LlamaConfig config)
+    internal static void CheckTensors(MatqArtifact artifact, LlamaConfig config)
     {
         var expected = LlamaTensors.Expected(config);
         foreach (var (name, shape) in expected)
