@@ -1,11 +1,14 @@
 // `matq quantize`: post-training quantization of an HF model into a .matq artifact with any registered method
 // (AlgorithmRegistry), showing per-block progress and a per-layer summary table; the artifact write is atomic.
+// A vision model folder (written by `matq train cnn`) goes to the vision methods instead: efqat, maqd
+// (VisionQuantizeMethods); the dispatch is on the folder's kind, checked before anything is loaded.
 using System.CommandLine;
 using System.Diagnostics;
 using Matq.Algorithms.MatQuant;
 using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Loading.Tokenizers;
+using Matq.Models.Vision;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime;
 using Matq.Runtime.Serving;
@@ -13,17 +16,25 @@ using Spectre.Console;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class QuantizeVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb(console)
+public sealed class QuantizeVerb : Verb
 {
     private static readonly string[] CalibNames = ["sotu-train", "sotu-validation", "sotu-test", "moby-dick"];
 
-    private readonly Func<DataStore> _data = data ?? (() => new DataStore());
+    public QuantizeVerb(IAnsiConsole console, Func<DataStore>? data = null) : base(console)
+    {
+        _data = data ?? (() => new DataStore());
+        _vision = new VisionQuantizeMethods(console, _data);
+    }
+
+    private readonly Func<DataStore> _data;
+    private readonly VisionQuantizeMethods _vision;
     private readonly Option<string> _model = CommonOptions.Model();
     private readonly Option<string> _method = new("--method")
     {
-        Description = "Quantization algorithm: " + string.Join("; ", AlgorithmRegistry.All.Select(r => $"{r.Name} = {r.Description}")),
+        Description = "Quantization algorithm: " + string.Join("; ", AlgorithmRegistry.All.Select(r => $"{r.Name} = {r.Description}"))
+            + "; for a vision folder from `matq train cnn`: efqat = partial QAT of the trained net, maqd = fully quantized training from scratch (LBN, round-clip, surrogate gradients)",
         DefaultValueFactory = _ => "rtn",
-        HelpName = string.Join("|", AlgorithmRegistry.Names),
+        HelpName = string.Join("|", AlgorithmRegistry.Names.Concat(VisionQuantizeMethods.Methods)),
     };
     private readonly Option<string> _bits = CommonOptions.Bits("4");
     private readonly Option<int> _group = CommonOptions.Group(128);
@@ -52,7 +63,7 @@ public sealed class QuantizeVerb(IAnsiConsole console, Func<DataStore>? data = n
     };
     private readonly Option<int> _calibN = new("--calib-n") { Description = "Calibration windows", DefaultValueFactory = _ => 128, HelpName = "N" };
     private readonly Option<int> _calibLen = new("--calib-len") { Description = "Tokens per calibration window", DefaultValueFactory = _ => 512, HelpName = "L" }; // capped at the model's context unless given
-    private readonly Option<string> _out = CommonOptions.Out();
+    private readonly Option<string> _out = CommonOptions.Out(required: false);
     private readonly Option<string> _device = CommonOptions.Device();
     private readonly Option<int> _seed = CommonOptions.Seed();
 
@@ -65,18 +76,39 @@ public sealed class QuantizeVerb(IAnsiConsole console, Func<DataStore>? data = n
         "matq quantize --model models/small --method rtn --bits 3 --group 0 --symmetric --include-head --device cuda --out out/small-rtn3.matq",
         "matq quantize --model models/tiny --method omniquant --bits 4 --group 64 --option epochs=10 --out out/tiny-omni4.matq",
         "matq quantize --model models/tiny --method matquant --base omniquant --bits 8,4,2 --lambda 1,1,1 --codistill 8->2 --out out/tiny-mq.matq  (int8 master codes)",
+        "matq quantize --model models/cnn --method maqd --wstates 3 --astates 15 --epochs 5 --fold --device cuda",
+        "matq quantize --model models/cnn --method maqd --sweep docs/results/maqd-fashion-mnist.md --sweep-settings 8:20000:1,128:60000:4 --device cuda",
+        "matq quantize --model models/cnn --method efqat --mode cwpl --fraction 0.25 --bits 2",
     ];
 
     protected override void Configure(Command command)
     {
         foreach (var o in new Option[] { _model, _method, _bits, _group, _symmetric, _clip, _options, _base, _lambda, _codistill, _head, _calibData, _calibN, _calibLen, _out, _device, _seed })
             command.Options.Add(o);
+        foreach (var o in _vision.Options) command.Options.Add(o);
     }
 
     protected override int Execute(ParseResult result)
     {
         // Cheap checks first: a bad method, option or path fails before a model load or a dataset fetch.
-        var registration = AlgorithmRegistry.Get(result.GetValue(_method)!);
+        string method = (result.GetValue(_method) ?? "").Trim().ToLowerInvariant();
+        var modelPath = result.GetValue(_model)!;
+        bool visionMethod = VisionQuantizeMethods.Methods.Contains(method), visionModel = VisionNetIO.IsVisionFolder(modelPath);
+        if (!visionMethod && !AlgorithmRegistry.Contains(method))
+            throw new MatqException($"method '{result.GetValue(_method)}' is not known: choose one of {string.Join(", ", AlgorithmRegistry.Names)} (language models) or {string.Join(", ", VisionQuantizeMethods.Methods)} (vision models)");
+        if (visionMethod)
+        {
+            if (!Directory.Exists(modelPath) && !File.Exists(modelPath))
+                throw new MatqException($"--model {modelPath} does not exist (give a vision model folder written by `matq train cnn`)");
+            if (!visionModel)
+                throw new MatqException($"--method {method} needs a vision model folder written by `matq train cnn` (config.json + model.safetensors with conv/linear layers); {modelPath} is not one");
+            return _vision.Execute(result, method, modelPath, _bits, _device, _seed,
+                [_group, _symmetric, _clip, _options, _head, _calibData, _calibN, _calibLen, _out]);
+        }
+        if (visionModel)
+            throw new MatqException($"--model {modelPath} is a vision model (written by `matq train cnn`): quantize it with --method efqat or maqd (ptq/qat: `matq quantize-cnn`)");
+        _vision.RejectForLanguageModel(result, method);
+        var registration = AlgorithmRegistry.Get(method);
         var bits = CommonOptions.ParseBits(result.GetValue(_bits)!);
         var options = ParseOptions(result.GetValue(_options) ?? [], result.GetValue(_clip), registration);
         bool matquant = registration.Name == MatQuantAlgorithm.MethodName;
@@ -98,8 +130,8 @@ public sealed class QuantizeVerb(IAnsiConsole console, Func<DataStore>? data = n
         }
         var config = new QuantizationConfig(registration.Name, master, result.GetValue(_group), result.GetValue(_symmetric),
             result.GetValue(_head), options);
-        var modelPath = result.GetValue(_model)!;
-        var outPath = result.GetValue(_out)!;
+        var outPath = result.GetValue(_out)
+            ?? throw new MatqException("--out is required to quantize a language model: the .matq artifact to write (e.g. --out out/model.matq)");
         if (!Directory.Exists(modelPath) && !File.Exists(modelPath))
             throw new MatqException($"--model {modelPath} does not exist (give an HF model folder)");
         if (Directory.Exists(outPath)) throw new MatqException($"--out {outPath} is a folder: give a file path, e.g. {Path.Combine(outPath, "model.matq")}");

@@ -16,6 +16,8 @@ public sealed class TrainCnnVerb(IAnsiConsole console, Func<DataStore>? data = n
 {
     private readonly Func<DataStore> _data = data ?? (() => new DataStore());
     private readonly Option<string> _arch = new("--arch") { Description = "resnet (~175K params) or mlp (~235K params)", DefaultValueFactory = _ => "resnet", HelpName = "resnet|mlp" };
+    private readonly Option<string?> _norm = new("--norm") { Description = "Normalization: bn (BatchNorm) or lbn (Layer-Batch Norm, per-sample statistics); mlp also none (its default)", HelpName = "bn|lbn|none" };
+    private readonly Option<bool?> _ws = new("--weight-std") { Description = "Standardize each output channel's weights before use (default: on with lbn, off otherwise)", HelpName = "true|false" };
     private readonly Option<string> _out = CommonOptions.Out();
     private readonly Option<int> _epochs = new("--epochs") { Description = "Passes over the training set", DefaultValueFactory = _ => 15, HelpName = "N" };
     private readonly Option<int> _batch = new("--batch") { Description = "Images per step", DefaultValueFactory = _ => 128, HelpName = "B" };
@@ -32,11 +34,12 @@ public sealed class TrainCnnVerb(IAnsiConsole console, Func<DataStore>? data = n
     [
         "matq train cnn --out models/cnn",
         "matq train cnn --arch mlp --optimizer adamw --lr 1e-3 --epochs 10 --out models/mlp",
+        "matq train cnn --norm lbn --out models/cnn-lbn",
     ];
 
     protected override void Configure(Command command)
     {
-        foreach (Option o in new Option[] { _arch, _out, _epochs, _batch, _lr, _optimizer, _noAugment, _limit, _device, _seed })
+        foreach (Option o in new Option[] { _arch, _norm, _ws, _out, _epochs, _batch, _lr, _optimizer, _noAugment, _limit, _device, _seed })
             command.Options.Add(o);
     }
 
@@ -48,6 +51,8 @@ public sealed class TrainCnnVerb(IAnsiConsole console, Func<DataStore>? data = n
             "mlp" => VisionNetConfig.MlpSmall,
             var a => throw new MatqException($"--arch '{a}' is not supported: allowed resnet, mlp"),
         };
+        if (result.GetValue(_norm) is not null || result.GetValue(_ws) is not null)
+            cfg = cfg.WithNorm(result.GetValue(_norm) ?? cfg.Norm, result.GetValue(_ws));
         var opts = new CnnTrainOptions
         {
             Epochs = result.GetValue(_epochs), Batch = result.GetValue(_batch), Lr = result.GetValue(_lr),
@@ -88,12 +93,12 @@ public sealed class TrainCnnVerb(IAnsiConsole console, Func<DataStore>? data = n
         string text = $"""
             # matq Fashion-MNIST {c.Arch}
 
-            - architecture: {c.Arch}, widths [{string.Join(", ", c.Widths)}], blocks per stage {c.Blocks}; {net.ParameterCount():N0} parameters
+            - architecture: {c.Arch}, widths [{string.Join(", ", c.Widths)}], blocks per stage {c.Blocks}, norm {c.Norm}{(c.StandardizeWeights ? " with weight standardization" : "")}; {net.ParameterCount():N0} parameters
             - data: Fashion-MNIST (Debian dataset-fashion-mnist), 60,000 train / 10,000 test, pixels /255
             - training: {o.Epochs} epochs, batch {o.Batch}, {o.Optimizer} lr {o.Lr} (warm-up {o.WarmupSteps} steps + cosine), weight decay {o.WeightDecay}, augmentation {(o.Augment ? "random shift ±2 px + horizontal flip" : "none")}, seed {o.Seed}
             - device: {device}; {r.Steps} steps in {r.Seconds:F1} s
-            - **test accuracy: {r.TestAccuracy:P2}** (10,000 test images, eval-mode BatchNorm)
-            - files: model.safetensors (F32 state dict incl. BN running statistics), config.json; load with VisionNetIO.Load
+            - **test accuracy: {r.TestAccuracy:P2}** (10,000 test images, eval-mode {(c.Norm == "lbn" ? "Layer-Batch Norm, running estimates recomputed over 4,096 training images" : c.Norm == "bn" ? "BatchNorm" : "net")})
+            - files: model.safetensors (F32 state dict incl. the norms' running statistics), config.json; load with VisionNetIO.Load
             """;
         File.WriteAllText(path + ".tmp", text + "\n");
         File.Move(path + ".tmp", path, overwrite: true);

@@ -1,6 +1,8 @@
 // Contract: conv2d and linear layers with optional fake quantization for QAT: weights signed per output channel
 // (step [out, 1, ...]), input activations unsigned per tensor (step [1]), 2..8 bits, LSQ gradients for the steps
-// (learnable) or fixed steps (STE with clip mask); an EfQAT row selection restricts the weight gradient (see PartialWeightGrad).
+// (learnable) or fixed steps (STE with clip mask); an EfQAT row selection restricts the weight gradient (see PartialWeightGrad);
+// or any other weight quantizer (MaQD's standardize + round-clip) through WeightQuantizer. FoldAffine takes in the
+// eval-mode affine map of a following norm as a per-channel output scale and a bias: y = op(x, W_eff)·scale_c + b_c.
 using Matq.Algorithms.EfQat;
 using Matq.Quantization;
 using TorchSharp;
@@ -46,6 +48,7 @@ public abstract class QuantLayer : torch.nn.Module<Tensor, Tensor>, IEfQatLayer
     private Parameter? bias;
     private Parameter? weight_step;
     private Parameter? act_step;
+    private Tensor? channel_scale;
 #pragma warning restore IDE1006
 
     public Parameter Weight => weight;
@@ -62,6 +65,50 @@ public abstract class QuantLayer : torch.nn.Module<Tensor, Tensor>, IEfQatLayer
     public long OutChannels => Weight.shape[0];
     /// <summary>Called with each forward's (float) input; calibration uses it to capture activations.</summary>
     public Action<Tensor>? InputObserver { get; set; }
+    /// <summary>Float weight = WS(W)/sqrt(fan_in) (per-output-channel standardization) instead of W.</summary>
+    public bool Standardize { get; set; }
+    /// <summary>Maps the latent weight to the weight forward uses (MaQD); takes precedence over LSQ fake quantization.</summary>
+    public Func<Tensor, Tensor>? WeightQuantizer { get; set; }
+    /// <summary>[out] per-channel output scale from folded norms (null until <see cref="FoldAffine"/>).</summary>
+    public Tensor? ChannelScale => channel_scale;
+
+    /// <summary>Makes this layer's output scale_c·y + shift_c (the eval-mode map of the norm that follows it), as a
+    /// per-channel output scale and a bias; composes with earlier folds. scale, shift [out].</summary>
+    public void FoldAffine(Tensor scale, Tensor shift)
+    {
+        if (scale.shape.Length != 1 || scale.shape[0] != OutChannels || !shift.shape.SequenceEqual(scale.shape))
+            throw new ArgumentException($"fold needs scale and shift of shape [{OutChannels}]");
+        using var noGrad = no_grad();
+        var s = scale.to(Weight.dtype, Weight.device);
+        var b = shift.to(Weight.dtype, Weight.device);
+        if (channel_scale is null)
+        {
+            channel_scale = s.clone();
+            register_buffer("channel_scale", channel_scale);
+        }
+        else channel_scale.mul_(s);
+        if (bias is null)
+        {
+            bias = new Parameter(b.clone());
+            register_parameter("bias", bias);
+        }
+        else bias.mul_(s).add_(b);
+    }
+
+    /// <summary>Applies the folded per-channel scale (if any) and the bias to y [N, out, ...] or [N, out].</summary>
+    protected Tensor ScaleAndBias(Tensor y)
+    {
+        if (channel_scale is not null) y = y.mul(PerChannel(channel_scale, y));
+        return bias is null ? y : y.add(PerChannel(bias, y));
+    }
+
+    private static Tensor PerChannel(Tensor v, Tensor y)
+    {
+        var shape = new long[y.dim()];
+        Array.Fill(shape, 1L);
+        shape[1] = v.shape[0];
+        return v.reshape(shape);
+    }
 
     /// <summary>Turns fake quantization on with PTQ (RTN) steps: per channel and per tensor, each the clip ratio in
     /// {1, 0.95, ..., 0.3}·max that minimizes the squared error (weights: of the channel; activations: of <paramref name="sampleInput"/>).</summary>
@@ -74,7 +121,7 @@ public abstract class QuantLayer : torch.nn.Module<Tensor, Tensor>, IEfQatLayer
         {
             (_, int wqp) = LsqFakeQuant.Bounds(settings.WeightBits, signed: true);
             (_, int aqp) = LsqFakeQuant.Bounds(settings.ActBits, signed: false);
-            Tensor w2 = Weight.detach().reshape(OutChannels, -1);                                              // [out, fan_in]
+            Tensor w2 = FloatWeight().detach().reshape(OutChannels, -1);                                       // [out, fan_in]
             var shape = new long[Weight.dim()];
             Array.Fill(shape, 1L);
             shape[0] = OutChannels;
@@ -107,7 +154,17 @@ public abstract class QuantLayer : torch.nn.Module<Tensor, Tensor>, IEfQatLayer
     }
 
     /// <summary>The weight as used by forward: fake-quantized when quantization is on.</summary>
-    public Tensor EffectiveWeight() => Quant is null ? Weight : LsqFakeQuant.Apply(Weight, WeightStep!, Quant.WeightBits, signed: true);
+    public Tensor EffectiveWeight() =>
+        WeightQuantizer is not null ? WeightQuantizer(Weight)
+        : Quant is null ? FloatWeight() : LsqFakeQuant.Apply(FloatWeight(), WeightStep!, Quant.WeightBits, signed: true);
+
+    /// <summary>The float weight the quantizers see: W, or WS(W)/sqrt(fan_in) when <see cref="Standardize"/>.</summary>
+    public Tensor FloatWeight()
+    {
+        if (!Standardize) return Weight;
+        using var scope = NewDisposeScope();
+        return WeightStandardization.Apply(Weight).div(Math.Sqrt(Weight.numel() / OutChannels)).MoveToOuterDisposeScope();
+    }
 
     /// <summary>The input as used by forward: fake-quantized (unsigned, clipped at Qp·s) when quantization is on.</summary>
     public Tensor EffectiveInput(Tensor x) => Quant is null ? x : LsqFakeQuant.Apply(x, ActStep!, Quant.ActBits, signed: false);
@@ -139,7 +196,7 @@ public sealed class QConv2d : QuantLayer
         Tensor y = UsePartialGrad
             ? PartialWeightGrad.Conv2d(xq, wq, Stride, Padding, SelectedRows!.numel() == OutChannels ? null : SelectedRows, FrozenRows)
             : nn.functional.conv2d(xq, wq, strides: new[] { Stride, Stride }, padding: new[] { Padding, Padding });
-        return Bias is null ? y : y.add(Bias.reshape(1, -1, 1, 1));
+        return ScaleAndBias(y);
     }
 }
 
@@ -156,6 +213,6 @@ public sealed class QLinear : QuantLayer
         Tensor y = UsePartialGrad
             ? PartialWeightGrad.Linear(xq, wq, SelectedRows!.numel() == OutChannels ? null : SelectedRows, FrozenRows)
             : nn.functional.linear(xq, wq);
-        return Bias is null ? y : y.add(Bias);
+        return ScaleAndBias(y);
     }
 }

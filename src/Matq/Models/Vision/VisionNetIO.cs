@@ -10,6 +10,29 @@ public static class VisionNetIO
 {
     public const string WeightsFile = "model.safetensors";
     public const string ConfigFile = "config.json";
+    public const string Format = "matq-vision-v1";
+
+    /// <summary>True when <paramref name="dir"/> holds config.json and a model.safetensors tagged format = matq-vision-v1
+    /// (what <see cref="Save"/> writes); false for anything else (an HF folder, a file, a missing path).</summary>
+    public static bool IsVisionFolder(string dir)
+    {
+        var wPath = Path.Combine(dir, WeightsFile);
+        if (!Directory.Exists(dir) || !File.Exists(Path.Combine(dir, ConfigFile)) || !File.Exists(wPath)) return false;
+        try
+        {
+            using var f = SafetensorsFile.Open(wPath);
+            return f.Metadata.TryGetValue("format", out var format) && format == Format;
+        }
+        catch (Exception e) when (e is MatqException or IOException or InvalidDataException) { return false; }
+    }
+
+    /// <summary>The architecture in <paramref name="dir"/>/config.json (no weights read).</summary>
+    public static VisionNetConfig ReadConfig(string dir)
+    {
+        var cfgPath = Path.Combine(dir, ConfigFile);
+        if (!File.Exists(cfgPath)) throw new MatqException($"{dir} is not a matq vision model folder (needs {ConfigFile}): train one with `matq train cnn`");
+        return VisionNetConfig.FromJson(File.ReadAllText(cfgPath));
+    }
 
     /// <summary>Float tensors of the state dict (BN's integer num_batches_tracked is skipped).</summary>
     public static IReadOnlyList<(string Name, Tensor Value)> FloatState(VisionNet net) =>
@@ -19,7 +42,7 @@ public static class VisionNetIO
     {
         Directory.CreateDirectory(dir);
         var w = new SafetensorsWriter();
-        w.Metadata["format"] = "matq-vision-v1";
+        w.Metadata["format"] = Format;
         if (metadata is not null) foreach (var kv in metadata) w.Metadata[kv.Key] = kv.Value;
         foreach (var (name, t) in FloatState(net))
         {

@@ -1,7 +1,9 @@
 // Contract: supervised training of a VisionNet on an ImageSet: cross-entropy, SGD(momentum, nesterov) or AdamW,
 // warm-up + cosine schedule per step, optional random crop (pad 2) + horizontal flip, a seeded shuffle per epoch (so
 // a resume at an epoch boundary is exact), atomic checkpoints after each epoch, test accuracy at the end.
-// Hooks let an algorithm act around each optimizer step (EfQAT selection, frozen rows).
+// Hooks let an algorithm act around each optimizer step (EfQAT selection, frozen rows). A net normalized with LBN gets
+// its running estimates recomputed at the end as the plain average of the per-sample statistics over (up to 4,096 of)
+// the training images at the final weights, so its inference map does not depend on the batch size or momentum.
 using Matq.Data;
 using Matq.Models.Vision;
 using TorchSharp;
@@ -23,6 +25,8 @@ public sealed record CnnTrainOptions
     public long Seed { get; init; } = 1234;
     /// <summary>Use only the first N training images (quick runs and tests); null = all.</summary>
     public int? LimitTrain { get; init; }
+    /// <summary>Evaluate on only the first N test images (quick runs); null = all 10,000.</summary>
+    public int? LimitTest { get; init; }
 
     public void Validate()
     {
@@ -31,6 +35,8 @@ public sealed record CnnTrainOptions
         if (!(Lr > 0) || double.IsInfinity(Lr)) throw new MatqException($"lr = {Lr} is invalid: allowed a positive number");
         if (Optimizer is not ("sgd" or "adamw")) throw new MatqException($"optimizer '{Optimizer}' is not supported: allowed sgd, adamw");
         if (WeightDecay < 0) throw new MatqException($"weight decay = {WeightDecay} is invalid: allowed ≥ 0");
+        if (LimitTrain is < 1) throw new MatqException($"limit-train = {LimitTrain} is out of range: allowed ≥ 1 images");
+        if (LimitTest is < 1) throw new MatqException($"limit-test = {LimitTest} is out of range: allowed ≥ 1 images");
     }
 }
 
@@ -101,8 +107,38 @@ public static class CnnTrainer
             if (ckpt is not null)
                 TrainCheckpoint.Save(ckpt, masters, opt, state with { Step = step, ElapsedSeconds = state.ElapsedSeconds + sw.Elapsed.TotalSeconds, Train = losses });
         }
-        double acc = Accuracy(net, test, device);
-        return new CnnTrainResult(step, sw.Elapsed.TotalSeconds, acc, losses);
+        if (!cancel.IsCancellationRequested) RecalibrateLbn(net, train, Math.Min(n, RecalibrationImages), device);
+        double seconds = sw.Elapsed.TotalSeconds;
+        double acc = Accuracy(net, test, device, o.LimitTest);
+        return new CnnTrainResult(step, seconds, acc, losses);
+    }
+
+    public const int RecalibrationImages = 4096;
+
+    /// <summary>When every norm of the net is an LBN: resets the running estimates and sets them to the cumulative average
+    /// of the per-sample statistics over the first <paramref name="images"/> images of <paramref name="set"/> (no
+    /// augmentation, no gradients; weights unchanged). Returns false (and does nothing) for other nets.</summary>
+    public static bool RecalibrateLbn(VisionNet net, ImageSet set, int images, Device device)
+    {
+        var norms = net.Norms();
+        if (norms.Count == 0 || norms.Any(m => m is not LayerBatchNorm || m.Folded)) return false;
+        var lbns = norms.Cast<LayerBatchNorm>().ToList();
+        var saved = lbns.Select(m => m.Momentum).ToList();
+        foreach (var m in lbns) { m.ResetRunningStats(); m.Momentum = null; }
+        net.train();
+        using (no_grad())
+        {
+            int n = Math.Min(images, set.Count);
+            int[] idx = Enumerable.Range(0, n).ToArray();
+            for (int start = 0; start < n; start += 256)
+            {
+                using var scope = NewDisposeScope();
+                (Tensor x, _) = Batch(set, idx.AsSpan(start, Math.Min(256, n - start)), null, device);
+                net.forward(x);
+            }
+        }
+        for (int i = 0; i < lbns.Count; i++) lbns[i].Momentum = saved[i];
+        return true;
     }
 
     /// <summary>Top-1 accuracy in eval mode (BN running statistics), batches of 1000.</summary>

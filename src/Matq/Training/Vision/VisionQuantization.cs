@@ -99,6 +99,6 @@ public static class VisionQuantization
     /// <summary>Integer codes (uint8, signed values + 2^(b−1)) and steps of every layer's weights.</summary>
     public static IReadOnlyList<(string Layer, Tensor Codes, Tensor Step)> Convert(VisionNet net) =>
         net.QuantLayers().Where(l => l.Layer.Quant is not null)
-            .Select(l => (l.Name, LsqFakeQuant.Codes(l.Layer.Weight, l.Layer.WeightStep!, l.Layer.Quant!.WeightBits), l.Layer.WeightStep!.detach().clone()))
+            .Select(l => (l.Name, LsqFakeQuant.Codes(l.Layer.FloatWeight(), l.Layer.WeightStep!, l.Layer.Quant!.WeightBits), l.Layer.WeightStep!.detach().clone()))
             .ToList();
 }
