@@ -35,16 +35,18 @@ public static class SurrogateRoundClip
         if (surrogate == Surrogate.Smooth) CheckWidth(width);
         using var scope = NewDisposeScope();
         Tensor v = x.mul(scale);
-        Tensor q, g;
+        Tensor q, g, c;
         using (no_grad())
         {
             q = v.round().clamp(lo, hi);
             g = surrogate == Surrogate.Ste ? v.ge(lo).logical_and(v.le(hi)).to(v.dtype) : SmoothStaircaseDerivative(v, lo, hi, width);
+            c = v.mul(g);
         }
-        // Gradient injection: v − v.detach() is exactly 0, so the value is q exactly, and ∂y/∂v = g. (Not a custom
-        // autograd Function: TorchSharp 0.107's managed backward leaves its gradient tensors to the GC finalizer —
-        // measured here as 17 MB of native memory per step for a [64, 16, 28, 28] input — which a training loop cannot afford.)
-        Tensor y = q.add(v.sub(v.detach()).mul(g));
+        // Gradient injection: v·g − c is exactly 0 (c is the same product, computed without grad), so the value is q
+        // exactly and ∂y/∂v = g. Not a custom autograd Function: TorchSharp 0.107 leaves the managed backward's tensors
+        // to the GC finalizer (measured: 17 MB of native memory per call on a [64, 16, 28, 28] input), nor
+        // v − v.detach(): detaching a non-leaf tensor that the graph also uses kept memory alive until a GC as well.
+        Tensor y = q.add(v.mul(g).sub(c));
         return y.div(scale).MoveToOuterDisposeScope();
     }
 

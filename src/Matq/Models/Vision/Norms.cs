@@ -160,8 +160,9 @@ public sealed class LayerBatchNorm : ChannelNorm
             {
                 _count++;
                 double m = Momentum ?? 1.0 / _count;
-                running_mean.mul_(1 - m).add_(mean.detach().mean().reshape(1), alpha: m);
-                running_var.mul_(1 - m).add_(var.detach().mean().reshape(1), alpha: m);
+                // no .detach() here: detaching a non-leaf that the graph also uses kept memory alive until a GC
+                running_mean.mul_(1 - m).add_(mean.mean().reshape(1), alpha: m);
+                running_var.mul_(1 - m).add_(var.mean().reshape(1), alpha: m);
             }
             y = flat.sub(mean).div(var.add(Eps).sqrt()).reshape(x.shape);
         }
