@@ -1,5 +1,6 @@
 // `matq bench efqat`: backward-pass and whole-step time of EfQAT (partial weight gradients) vs full QAT on the same
-// W4A8 fake-quantized ResNet and the same batch, in one run; ratios = full QAT time / EfQAT time (> 1 = faster).
+// W4A8 fake-quantized ResNet (or, with --model, an LM whose linears are W4 NestedQuantLinears) and the same batch, in
+// one run; ratios = full QAT time / EfQAT time (> 1 = faster).
 using System.CommandLine;
 using System.Diagnostics;
 using Matq.Algorithms.EfQat;
@@ -21,6 +22,8 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<int> _iters = new("--iters") { Description = "Timed steps per configuration (after 5 warm-up steps)", DefaultValueFactory = _ => 30, HelpName = "N" };
     private readonly Option<string> _fractions = new("--fractions") { Description = "EfQAT fractions (CWPL)", DefaultValueFactory = _ => "1,0.25,0.05,0", HelpName = "F[,F...]" };
     private readonly Option<string> _width = new("--widths") { Description = "ResNet stage widths", DefaultValueFactory = _ => "16,32,64", HelpName = "W,W,W" };
+    private readonly Option<string?> _lm = new("--model") { Description = "Time a language model (HF folder) instead of the CNN: its linears at W4 (group 64), batch × --context tokens", HelpName = "DIR" };
+    private readonly Option<int> _context = new("--context") { Description = "LM tokens per sequence", DefaultValueFactory = _ => 128, HelpName = "T" };
     private readonly Option<int> _seed = CommonOptions.Seed();
 
     public override string Name => "efqat";
@@ -29,7 +32,7 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
 
     protected override void Configure(Command command)
     {
-        foreach (Option o in new Option[] { _device, _batch, _iters, _fractions, _width, _seed })
+        foreach (Option o in new Option[] { _device, _batch, _iters, _fractions, _width, _lm, _context, _seed })
             command.Options.Add(o);
     }
 
@@ -42,57 +45,103 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
             ? f : throw new MatqException($"--fractions '{s}' is invalid: each must be in 0..1")).ToArray();
         int[] widths = result.GetValue(_width)!.Split(',').Select(int.Parse).ToArray();
         manual_seed(result.GetValue(_seed));
-        var net = VisionNet.Create(new VisionNetConfig("resnet", widths, 2));
-        net.to(device);
-        Tensor x = rand(batch, 1, 28, 28, device: device), y = randint(0, 10, new long[] { batch }, device: device);
-        VisionQuantization.Prepare(net, x, new QuantSettings(4, 8));
-        var layers = net.QuantLayers().Select(l => l.Layer).ToList();
-        var opt = optim.SGD(net.parameters(), 1e-4, momentum: 0.9);
-
-        var rows = new List<(string Name, double Fwd, double Bwd, double Step)>();
-        rows.Add(("full QAT (native autograd)", 0, 0, 0));
-        rows[0] = Measure("full QAT (native autograd)", null);
-        foreach (var method in new[] { ConvWeightGradMethod.Unfold, ConvWeightGradMethod.Conv })
+        string? lmPath = result.GetValue(_lm);
+        IReadOnlyList<IEfQatLayer> layers;
+        Func<Tensor> lossOf;
+        optim.Optimizer opt;
+        string workload;
+        IDisposable owner;
+        if (lmPath is null)
         {
-            PartialWeightGrad.ConvMethod = method;
-            foreach (double f in fractions)
-                rows.Add(Measure($"EfQAT CWPL {f:P0} ({method})", new EfQatAlgorithm(new EfQatConfig(EfQatMode.ChannelPerLayer, f, refreshEvery: 1000), layers)));
+            var net = VisionNet.Create(new VisionNetConfig("resnet", widths, 2));
+            net.to(device);
+            Tensor x = rand(batch, 1, 28, 28, device: device), y = randint(0, 10, new long[] { batch }, device: device);
+            VisionQuantization.Prepare(net, x, new QuantSettings(4, 8));
+            layers = net.QuantLayers().Select(l => l.Layer).ToList();
+            opt = optim.SGD(net.parameters(), 1e-4, momentum: 0.9);
+            lossOf = () => nn.functional.cross_entropy(net.forward(x), y);
+            workload = $"ResNet widths {string.Join("/", widths)} ({net.ParameterCount():N0} params), W4A8 LSQ fake quant, batch {batch}";
+            owner = net;
         }
+        else
+        {
+            // The LM: every decoder linear becomes a W4 (group 64) NestedQuantLinear, trained on random tokens.
+            var source = Matq.Runtime.Serving.ModelSource.Open(lmPath, device: device);
+            var model = source.Model;
+            var qc = new Matq.Quantization.Pipeline.QuantizationConfig("efqat", 4, 64);
+            var selected = Matq.Quantization.Pipeline.LinearSelection.Select(model, qc);
+            foreach (var p in model.parameters()) p.requires_grad = false;
+            var modules = selected.Select(sl => (sl.Name, Module: new Matq.Algorithms.MatQuant.NestedQuantLinear(sl.Name, sl.Weight, qc.Spec))).ToList();
+            foreach (var (name, m) in modules) { m.to(device); model.ReplaceLinear(name, m); }
+            layers = modules.Select(m => m.Module).ToList();
+            // as `quantize --method efqat` trains them: the RMSNorm weights too (so 0 % still has a backward pass)
+            var norms = model.named_parameters().Where(p => p.name.EndsWith("norm.weight", StringComparison.Ordinal)).Select(p => p.parameter).ToList();
+            foreach (var p in norms) p.requires_grad = true;
+            var trainable = modules.SelectMany(m => new[] { m.Module.Weight, m.Module.LogScale, m.Module.Zero }).Concat(norms).ToList();
+            opt = optim.SGD(trainable, 1e-4, momentum: 0.9);
+            int context = result.GetValue(_context);
+            Tensor ids = randint(0, model.Config.VocabSize, new long[] { batch, context + 1 }, device: device);
+            Tensor xi = ids.narrow(1, 0, context), yi = ids.narrow(1, 1, context).flatten();
+            model.train();
+            lossOf = () => nn.functional.cross_entropy(model.call(xi).flatten(0, 1), yi);
+            workload = $"LM {lmPath} ({modules.Count} linears at W4 g64, {layers.Sum(l => l.Weight.numel()):N0} quantized weights), batch {batch}×{context} tokens";
+            owner = model;
+        }
+
+        // Configurations are interleaved step by step (round robin), so drift in machine load hits all of them alike.
+        var configs = new List<(string Name, ConvWeightGradMethod Method, EfQatAlgorithm? Alg)> { ("full QAT (native autograd)", ConvWeightGradMethod.Split, null) };
+        // CNN: the three conv methods; LM: the linear's gather-GEMM custom function ("Unfold" slot) and Split.
+        foreach (var method in lmPath is null ? new[] { ConvWeightGradMethod.Regrad, ConvWeightGradMethod.Split, ConvWeightGradMethod.Unfold, ConvWeightGradMethod.Conv } : [ConvWeightGradMethod.Unfold, ConvWeightGradMethod.Split])
+            foreach (double f in fractions)
+                configs.Add(($"EfQAT CWPL {f:P0} ({(lmPath is not null && method == ConvWeightGradMethod.Unfold ? "Gather" : method.ToString())})", method, new EfQatAlgorithm(new EfQatConfig(EfQatMode.ChannelPerLayer, f, refreshEvery: 1000), layers)));
+        var fwd = new double[configs.Count]; var bwd = new double[configs.Count]; var stepMs = new double[configs.Count];
+        Console.Status().Start("timing", ctx =>
+        {
+            for (int i = 0; i < 5 + iters; i++)
+                for (int c = 0; c < configs.Count; c++)
+                {
+                    ctx.Status($"round {i + 1}/{5 + iters}: {Markup.Escape(configs[c].Name)}");
+                    foreach (var cfg in configs) cfg.Alg?.Detach();
+                    PartialWeightGrad.ConvMethod = configs[c].Method;
+                    PartialWeightGrad.LinearMethod = configs[c].Method == ConvWeightGradMethod.Split ? ConvWeightGradMethod.Split : ConvWeightGradMethod.Unfold;
+                    configs[c].Alg?.Refresh();
+                    var (f, b, st) = Step(configs[c].Alg, i);
+                    if (i < 5) continue;
+                    fwd[c] += f; bwd[c] += b; stepMs[c] += st;
+                }
+        });
+        foreach (var cfg in configs) cfg.Alg?.Detach();
+        PartialWeightGrad.ConvMethod = ConvWeightGradMethod.Split;
+        PartialWeightGrad.LinearMethod = ConvWeightGradMethod.Unfold;
+        var rows = configs.Select((cfg, c) => (cfg.Name, Fwd: fwd[c] / iters, Bwd: bwd[c] / iters, Step: stepMs[c] / iters)).ToList();
         var full = rows[0];
         var table = new Table().Border(TableBorder.Rounded).AddColumns("configuration", "forward ms", "backward ms", "step ms", "backward speed-up", "step speed-up");
         foreach (var r in rows)
             table.AddRow(Markup.Escape(r.Name), $"{r.Fwd:F2}", $"{r.Bwd:F2}", $"{r.Step:F2}", $"{full.Bwd / r.Bwd:F2}x", $"{full.Step / r.Step:F2}x");
         Console.Write(table);
-        Console.MarkupLine($"[grey]{device}, batch {batch}, ResNet widths {string.Join("/", widths)} ({net.ParameterCount():N0} params), W4A8 LSQ fake quant, {iters} timed steps each; step = zero_grad + forward + backward + SGD step (+ EfQAT hooks)[/]");
+        Console.MarkupLine(Markup.Escape($"{device}, {workload}, {iters} timed steps each (interleaved); step = zero_grad + forward + backward + SGD step (+ EfQAT hooks)"));
         return 0;
 
-        (string, double, double, double) Measure(string name, EfQatAlgorithm? alg)
+        // One training step (the EfQAT hooks included; refresh is not due inside the timed rounds); returns ms.
+        (double, double, double) Step(EfQatAlgorithm? alg, int i)
         {
-            double fwd = 0, bwd = 0, step = 0;
-            for (int i = 0; i < 5 + iters; i++)
-            {
-                using var scope = NewDisposeScope();
-                Sync();
-                var t0 = Stopwatch.GetTimestamp();
-                alg?.BeforeStep(i);
-                opt.zero_grad();
-                Tensor loss = nn.functional.cross_entropy(net.forward(x), y);
-                Sync();
-                var t1 = Stopwatch.GetTimestamp();
-                loss.backward();
-                Sync();
-                var t2 = Stopwatch.GetTimestamp();
-                opt.step();
-                alg?.AfterStep();
-                Sync();
-                var t3 = Stopwatch.GetTimestamp();
-                if (i < 5) continue;
-                fwd += Stopwatch.GetElapsedTime(t0, t1).TotalMilliseconds;
-                bwd += Stopwatch.GetElapsedTime(t1, t2).TotalMilliseconds;
-                step += Stopwatch.GetElapsedTime(t0, t3).TotalMilliseconds;
-            }
-            alg?.Detach();
-            return (name, fwd / iters, bwd / iters, step / iters);
+            using var scope = NewDisposeScope();
+            Sync();
+            var t0 = Stopwatch.GetTimestamp();
+            alg?.BeforeStep(i + 1);
+            opt.zero_grad();
+            Tensor loss = lossOf();
+            Sync();
+            var t1 = Stopwatch.GetTimestamp();
+            loss.backward();
+            Sync();
+            var t2 = Stopwatch.GetTimestamp();
+            opt.step();
+            alg?.AfterStep();
+            Sync();
+            var t3 = Stopwatch.GetTimestamp();
+            return (Stopwatch.GetElapsedTime(t0, t1).TotalMilliseconds, Stopwatch.GetElapsedTime(t1, t2).TotalMilliseconds,
+                Stopwatch.GetElapsedTime(t0, t3).TotalMilliseconds);
         }
 
         void Sync() { if (device.type == DeviceType.CUDA) torch.cuda.synchronize(); }

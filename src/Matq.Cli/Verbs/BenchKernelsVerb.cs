@@ -1,5 +1,6 @@
 // `matq bench kernels`: GB/s of weight bytes read by the packed int8/int4/int3/int2 GEMVs, our fp32 GEMV and TorchSharp's
-// fp32 torch.mv on large weights (default 4096×4096 and 4096×11008, [out]×[in], so weights exceed the caches), beside the
+// fp32 torch.mv on large weights (default 4096×4096, 4096×11008 and 16384×16384, [out]×[in]; a column says which exceed the
+// last-level cache), and the integer kernels on int8 activations (per-row quantized, included in their time), beside the
 // machine's memory bandwidth measured in the same run (copy and triad over arrays ≫ cache). Prints GB/s, % of the measured
 // bandwidth and speedup vs our fp32 GEMV. Time per call = the median of calls over --seconds per kernel, after a warm-up.
 using System.CommandLine;
@@ -14,12 +15,13 @@ namespace Matq.Cli.Verbs;
 
 public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
 {
-    private readonly Option<string> _shapes = new("--shapes") { Description = "Weights as OUTxIN, comma-separated", DefaultValueFactory = _ => "4096x4096,4096x11008", HelpName = "OxI[,OxI...]" };
+    private readonly Option<string> _shapes = new("--shapes") { Description = "Weights as OUTxIN, comma-separated", DefaultValueFactory = _ => "4096x4096,4096x11008,16384x16384", HelpName = "OxI[,OxI...]" };
     private readonly Option<string> _bits = CommonOptions.Bits("8,4,3,2");
     private readonly Option<int> _group = CommonOptions.Group(128);
     private readonly Option<double> _seconds = new("--seconds") { Description = "Measuring time per kernel", DefaultValueFactory = _ => 1.0, HelpName = "S" };
     private readonly Option<int> _threads = new("--threads") { Description = "Worker threads for our kernels; -1 = all cores", DefaultValueFactory = _ => -1, HelpName = "N" };
     private readonly Option<bool> _noTorch = new("--no-torch") { Description = "Skip the TorchSharp torch.mv baseline" };
+    private readonly Option<bool> _noInt8 = new("--no-int8") { Description = "Skip the int8-activation (integer dot product) kernels" };
     private readonly Option<int> _seed = CommonOptions.Seed();
 
     public override string Name => "kernels";
@@ -32,7 +34,7 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
 
     protected override void Configure(Command command)
     {
-        foreach (Option o in new Option[] { _shapes, _bits, _group, _seconds, _threads, _noTorch, _seed }) command.Options.Add(o);
+        foreach (Option o in new Option[] { _shapes, _bits, _group, _seconds, _threads, _noTorch, _noInt8, _seed }) command.Options.Add(o);
     }
 
     protected override int Execute(ParseResult result)
@@ -46,14 +48,18 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
         if (seconds <= 0) throw new MatqException("--seconds must be positive");
         var shapes = ParseShapes(result.GetValue(_shapes)!);
         var rng = new Random(result.GetValue(_seed));
+        bool noInt8 = result.GetValue(_noInt8);
 
-        Console.MarkupLine(Markup.Escape($"{Environment.ProcessorCount} logical cores, AVX2 path: {GemvPackedSimd.Avx2Path}, threads: {(threads < 0 ? "all" : threads)}, " +
-                                         $"group {(group == 0 ? "per-channel" : group)}, load average {LoadAverage()}"));
-        var (copy, triad) = MemoryBandwidth(threads, seconds);
-        double bw = Math.Max(copy, triad);
-        Console.MarkupLine(Markup.Escape($"memory bandwidth: copy {copy:F1} GB/s, triad {triad:F1} GB/s (reads + writes over 3×128 MiB arrays); reference = {bw:F1} GB/s"));
+        long l3 = LastLevelCache();
+        Console.MarkupLine(Markup.Escape($"{Environment.ProcessorCount} logical cores, AVX2 path: {GemvPackedSimd.Avx2Path}, integer path: {GemvInt8Simd.BestPath}, " +
+                                         $"threads: {(threads < 0 ? "all" : threads)}, group {(group == 0 ? "per-channel" : group)}, " +
+                                         $"last-level cache {(l3 > 0 ? Format.Bytes(l3) : "unknown")}, load average {LoadAverage()}"));
+        var (copy, triad, read) = MemoryBandwidth(threads, seconds);
+        double bw = Math.Max(read, Math.Max(copy, triad));
+        Console.MarkupLine(Markup.Escape($"memory bandwidth: copy {copy:F1} GB/s, triad {triad:F1} GB/s (reads + writes over 3×128 MiB arrays), " +
+                                         $"read {read:F1} GB/s (sum over 384 MiB); reference = the largest, {bw:F1} GB/s"));
 
-        var table = new Table().AddColumns("weight", "kernel", "weight bytes", "µs/call", "GB/s", "% of bandwidth", "× fp32 (ours)");
+        var table = new Table().AddColumns("weight", "kernel", "weight bytes", "> LLC", "µs/call", "GB/s", "% of bandwidth", "× fp32 (ours)", "× torch.mv");
         foreach (var (rows, cols) in shapes)
         {
             var x = Enumerable.Range(0, cols).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
@@ -63,14 +69,16 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
             long fpBytes = 4L * rows * cols;
             double fpSec = Time(() => GemvF32Simd.Gemv(wf, rows, cols, x, y, threads), seconds);
             var rowsOut = new List<(string Kernel, long Bytes, double Sec)> { ("fp32 (ours)", fpBytes, fpSec) };
+            double torchSec = double.NaN;
             if (!result.GetValue(_noTorch))
             {
                 Matq.Runtime.TorchDevices.PreloadTorchLib();   // MATQ_TORCH_LIB's libtorch must load before TorchSharp initializes
+                if (threads > 0) torch.set_num_threads(threads);   // the same thread budget as our kernels
                 using var scope = torch.NewDisposeScope();
                 var tw = torch.tensor(wf, [rows, cols]);
                 var tx = torch.tensor(x);
-                double tSec = Time(() => { using var r = torch.mv(tw, tx); }, seconds);
-                rowsOut.Add(($"fp32 torch.mv ({torch.get_num_threads()} threads)", fpBytes, tSec));
+                torchSec = Time(() => { using var r = torch.mv(tw, tx); }, seconds);
+                rowsOut.Add(($"fp32 torch.mv ({torch.get_num_threads()} threads)", fpBytes, torchSec));
             }
             wf = [];
             int g = group == 0 ? cols : group, groups = (cols + g - 1) / g;
@@ -83,16 +91,23 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
                 var pm = PackedMatrix.FromMaster(master, rows, cols, group == 0 ? -1 : group, scales, zeros, 8, bits);
                 double sec = Time(() => GemvPackedSimd.Gemv(pm, x, y, false, threads), seconds);
                 rowsOut.Add(($"int{bits} packed", pm.WeightBytes, sec));
+                if (!noInt8)
+                {
+                    double isec = Time(() => GemvInt8Simd.Gemv(pm, x, y, Int8KernelPath.Auto, threads), seconds);
+                    rowsOut.Add(($"int{bits} packed, int8 x ({GemvInt8Simd.BestPath})", pm.WeightBytes, isec));
+                }
             }
             foreach (var (kernel, bytes, sec) in rowsOut)
             {
                 double gbs = bytes / sec / 1e9;
-                table.AddRow($"{rows}x{cols}", kernel, Format.Bytes(bytes), $"{sec * 1e6:F0}", $"{gbs:F1}", $"{100 * gbs / bw:F0}%", $"{fpSec / sec:F2}");
+                table.AddRow($"{rows}x{cols}", kernel, Format.Bytes(bytes), l3 <= 0 ? "?" : bytes > l3 ? "yes" : "no", $"{sec * 1e6:F0}", $"{gbs:F1}", $"{100 * gbs / bw:F0}%", $"{fpSec / sec:F2}",
+                    double.IsNaN(torchSec) ? "-" : $"{torchSec / sec:F2}");
             }
         }
         Console.Write(table);
         Console.MarkupLine(Markup.Escape($"load average after: {LoadAverage()}. GB/s counts the bytes a call must read from the weight " +
-                                         "(packed codes + fp32 scales/biases); the activation vector is not counted. Speedups are ratios within this run."));
+                                         "(packed codes + fp32 scales/biases); the activation vector is not counted (int8 x rows include quantizing it). " +
+                                         "> LLC: the weight is larger than the last-level cache, so it streams from memory. Speedups are ratios within this run."));
         return 0;
     }
 
@@ -126,8 +141,9 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
     }
 
     /// <summary>Copy a→b (2 streams) and triad a = b + s·c (3 streams) over 32 Mi floats each, split across threads; GB/s by
-    /// bytes explicitly read + written (write-allocate traffic not counted, as in STREAM).</summary>
-    private static (double Copy, double Triad) MemoryBandwidth(int threads, double seconds)
+    /// bytes explicitly read + written (write-allocate traffic not counted, as in STREAM); and a pure read stream (the sum of
+    /// all three arrays, what a GEMV does with its weight).</summary>
+    private static (double Copy, double Triad, double Read) MemoryBandwidth(int threads, double seconds)
     {
         const int n = 32 << 20;
         var a = new float[n]; var b = new float[n]; var c = new float[n];
@@ -137,7 +153,31 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
         double copy = Time(() => Parallel.For(0, parts, opt, p => b.AsSpan(p * chunk, chunk).CopyTo(a.AsSpan(p * chunk, chunk))), seconds);
         double triad = Time(() => Parallel.For(0, parts, opt, p =>
             System.Numerics.Tensors.TensorPrimitives.FusedMultiplyAdd(c.AsSpan(p * chunk, chunk), 3f, b.AsSpan(p * chunk, chunk), a.AsSpan(p * chunk, chunk))), seconds);
-        return (2.0 * 4 * n / copy / 1e9, 3.0 * 4 * n / triad / 1e9);
+        var sums = new float[parts * 3];
+        double read = Time(() => Parallel.For(0, parts * 3, opt, p =>
+        {
+            var arr = (p % 3) switch { 0 => a, 1 => b, _ => c };
+            sums[p] = System.Numerics.Tensors.TensorPrimitives.Sum(arr.AsSpan(p / 3 * chunk, chunk));
+        }), seconds);
+        return (2.0 * 4 * n / copy / 1e9, 3.0 * 4 * n / triad / 1e9, 3.0 * 4 * n / read / 1e9);
+    }
+
+    /// <summary>Bytes of the largest cache level of CPU 0 (Linux sysfs), or 0 when unknown.</summary>
+    private static long LastLevelCache()
+    {
+        long best = 0;
+        try
+        {
+            foreach (var dir in Directory.EnumerateDirectories("/sys/devices/system/cpu/cpu0/cache", "index*"))
+            {
+                var text = File.ReadAllText(Path.Combine(dir, "size")).Trim();
+                long mult = text.EndsWith('K') ? 1024 : text.EndsWith('M') ? 1 << 20 : 1;
+                if (long.TryParse(text.TrimEnd('K', 'M'), out long v)) best = Math.Max(best, v * mult);
+            }
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return best;
     }
 
     private static string LoadAverage()

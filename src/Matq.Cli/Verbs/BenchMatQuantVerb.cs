@@ -1,5 +1,6 @@
-// `matq bench matquant`: on one float model, per base (qat, athena): independently quantized baselines at each bit-width
-// vs MatQuant (R = {8,4,2}) sliced to 8/6/4/3/2, with co-distillation (qat), single-precision MatQuant at 2 and extra
+// `matq bench matquant`: on one float model, per base (qat, athena, omniquant): independently quantized baselines at each
+// bit-width (omniquant: the `omniquant` method at r bits) vs MatQuant (R = {8,4,2}) sliced to 8/6/4/3/2, with
+// co-distillation (qat, omniquant), single-precision MatQuant at 2 and extra
 // precision at 2 (measured effective bits); then Mix'n'Match curves (uniform / pyramid / budget, ppl vs average bits)
 // of the MatQuant artifact. Prints the tables and writes them as markdown (+ one PNG per base).
 using System.CommandLine;
@@ -7,6 +8,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using Matq.Algorithms.MatQuant;
+using Matq.Algorithms.OmniQuant;
 using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Evaluation;
@@ -25,16 +27,21 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
 {
     private readonly Func<DataStore> _data = data ?? (() => new DataStore());
     private readonly Option<string> _model = CommonOptions.Model();
-    private readonly Option<string> _bases = new("--bases") { Description = "Bases to run: qat, athena (comma-separated)", DefaultValueFactory = _ => "qat,athena", HelpName = "B[,B...]" };
+    private readonly Option<string> _bases = new("--bases") { Description = "Bases to run: qat, athena, omniquant (comma-separated)", DefaultValueFactory = _ => "qat,athena", HelpName = "B[,B...]" };
     private readonly Option<int> _group = CommonOptions.Group(64);
     private readonly Option<int> _steps = new("--steps") { Description = "QAT steps per run (every run gets the same budget)", DefaultValueFactory = _ => 200, HelpName = "N" };
     private readonly Option<int> _batch = new("--batch") { Description = "QAT windows per step", DefaultValueFactory = _ => 8, HelpName = "N" };
     private readonly Option<int> _context = new("--context") { Description = "QAT window length (tokens)", DefaultValueFactory = _ => 128, HelpName = "T" };
-    private readonly Option<int> _calibN = new("--calib-n") { Description = "Athena calibration windows (256 tokens)", DefaultValueFactory = _ => 128, HelpName = "N" };
-    private readonly Option<string> _independent = new("--independent") { Description = "Bit-widths of the independently quantized baselines", DefaultValueFactory = _ => "8,6,4,3,2", HelpName = "B[,B...]" };
+    private readonly Option<int> _epochs = new("--epochs") { Description = "OmniQuant epochs per block (every run gets the same budget)", DefaultValueFactory = _ => 10, HelpName = "N" };
+    private readonly Option<double> _lwcLr = new("--lwc-lr") { Description = "OmniQuant Adam learning rate of the clip logits", DefaultValueFactory = _ => 0.01, HelpName = "LR" };
+    private readonly Option<int> _lwcBatch = new("--lwc-batch") { Description = "OmniQuant calibration windows per Adam step", DefaultValueFactory = _ => 1, HelpName = "N" };
+    private readonly Option<string> _codistill = new("--codistill") { Description = "Co-distillation pairs of the co-distill run (qat, omniquant; empty = skip that run)", DefaultValueFactory = _ => "8->4,8->2", HelpName = "T->S[,...]" };
+    private readonly Option<int?> _threads = new("--threads") { Description = "Torch CPU threads (default: torch's choice)", HelpName = "N" };
+    private readonly Option<int> _calibN = new("--calib-n") { Description = "Athena and OmniQuant calibration windows (256 tokens)", DefaultValueFactory = _ => 128, HelpName = "N" };
+    private readonly Option<string> _independent = new("--independent") { Description = "Bit-widths of the independently quantized baselines (none = skip them)", DefaultValueFactory = _ => "8,6,4,3,2", HelpName = "B[,B...]" };
     private readonly Option<int> _maxTokens = new("--max-tokens") { Description = "Tokens of each evaluation text scored (0 = all)", DefaultValueFactory = _ => 20000, HelpName = "N" };
     private readonly Option<string> _budgets = new("--budgets") { Description = "Average-bits budgets of the Mix'n'Match curves", DefaultValueFactory = _ => "2.5,3,3.5,4,5,6", HelpName = "B[,B...]" };
-    private readonly Option<string> _out = new("--out") { Description = "Markdown report (PNG plots beside it)", DefaultValueFactory = _ => "docs/results/matquant-tiny.md", HelpName = "PATH" };
+    private readonly Option<string> _out = new("--out") { Description = "Report path: the tables go to <stem>-tables.md, the PNG plots beside it", DefaultValueFactory = _ => "docs/results/matquant-tiny.md", HelpName = "PATH" };
     private readonly Option<string> _work = new("--work") { Description = "Folder for the artifacts", DefaultValueFactory = _ => "out/bench-matquant", HelpName = "DIR" };
     private readonly Option<string> _device = CommonOptions.Device();
     private readonly Option<int> _seed = CommonOptions.Seed();
@@ -45,13 +52,14 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
     [
         "matq bench matquant --model models/tiny --device cpu --max-tokens 20000",
         "matq bench matquant --model models/tiny --bases athena --budgets 3,4",
+        "matq bench matquant --model models/tiny --bases omniquant --independent 8,4,2 --codistill 8->2 --epochs 5 --threads 1 --out docs/results/matquant-tiny-omniquant.md",
     ];
 
     private static readonly int[] Sliced = [8, 6, 4, 3, 2];
 
     protected override void Configure(Command command)
     {
-        foreach (Option o in new Option[] { _model, _bases, _group, _steps, _batch, _context, _calibN, _independent, _maxTokens, _budgets, _out, _work, _device, _seed })
+        foreach (Option o in new Option[] { _model, _bases, _group, _steps, _batch, _context, _epochs, _lwcLr, _lwcBatch, _codistill, _threads, _calibN, _independent, _maxTokens, _budgets, _out, _work, _device, _seed })
             command.Options.Add(o);
     }
 
@@ -62,8 +70,17 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
     {
         var modelPath = result.GetValue(_model)!;
         var bases = result.GetValue(_bases)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-        foreach (var b in bases) if (b is not ("qat" or "athena")) throw new MatqException($"--bases '{b}' is not qat or athena");
-        var independent = CommonOptions.ParseBits(result.GetValue(_independent)!);
+        foreach (var b in bases) if (b is not ("qat" or "athena" or "omniquant")) throw new MatqException($"--bases '{b}' is not qat, athena or omniquant");
+        int epochs = result.GetValue(_epochs);
+        var codistill = result.GetValue(_codistill)!;
+        MatQuantConfig.ParsePairs(codistill);
+        if (result.GetValue(_threads) is int threads)
+        {
+            if (threads < 1) throw new MatqException($"--threads {threads} is out of range: at least 1");
+            set_num_threads(threads);
+        }
+        var independentText = result.GetValue(_independent)!.Trim();
+        var independent = independentText.Equals("none", StringComparison.OrdinalIgnoreCase) ? [] : CommonOptions.ParseBits(independentText);
         var budgets = result.GetValue(_budgets)!.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
         int group = result.GetValue(_group), steps = result.GetValue(_steps), batch = result.GetValue(_batch), context = result.GetValue(_context);
         int maxTokens = result.GetValue(_maxTokens), seed = result.GetValue(_seed);
@@ -96,10 +113,17 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
         {
             var opts = new Dictionary<string, string> { ["base"] = b };
             if (b == "qat") { opts["steps"] = steps.ToString(); opts["batch"] = batch.ToString(); }
+            if (b == "omniquant")
+            {
+                opts[OmniQuantConfig.EpochsKey] = epochs.ToString(CultureInfo.InvariantCulture);
+                opts[OmniQuantConfig.LrKey] = result.GetValue(_lwcLr).ToString("R", CultureInfo.InvariantCulture);
+                opts[OmniQuantConfig.BatchKey] = result.GetValue(_lwcBatch).ToString(CultureInfo.InvariantCulture);
+            }
             var runs = new List<Run>();
             foreach (var r in independent) runs.Add(new Run($"independent int{r}", r, r.ToString(), "1", new(), [r]));
             runs.Add(new Run("MatQuant {8,4,2}", 8, "8,4,2", "1,1,1", new(), Sliced));
-            if (b == "qat") runs.Add(new Run("MatQuant {8,4,2} + co-distill 8→4,8→2", 8, "8,4,2", "1,1,1", new() { ["codistill"] = "8->4,8->2" }, Sliced));
+            if (b is "qat" or "omniquant" && codistill.Length > 0)
+                runs.Add(new Run($"MatQuant {{8,4,2}} + co-distill {codistill.Replace("->", "→")}", 8, "8,4,2", "1,1,1", new() { ["codistill"] = codistill }, Sliced));
             runs.Add(new Run("single-precision MatQuant {2}", 8, "2", "1", new(), [2]));
             runs.Add(new Run("MatQuant {8,4,2} + extra precision", 8, "8,4,2", "1,1,1", new() { ["extra-precision"] = "true" }, [4, 3, 2], ServeExtra: true));
             foreach (var run in runs)
@@ -107,7 +131,11 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
                 var sw = Stopwatch.StartNew();
                 var options = new Dictionary<string, string>(opts) { ["bits"] = run.Bits, ["lambda"] = run.Lambda };
                 foreach (var (k, v) in run.Extra) options[k] = v;
-                var config = new QuantizationConfig(MatQuantAlgorithm.MethodName, run.Master, group, options: options);
+                // OmniQuant's independent baselines are the plain `omniquant` method at r bits (the same engine at R = {r})
+                bool plain = b == "omniquant" && run.Label.StartsWith("independent", StringComparison.Ordinal);
+                var config = plain
+                    ? new QuantizationConfig(OmniQuantAlgorithm.MethodName, run.Master, group, options: opts.Where(kv => kv.Key != "base").ToDictionary())
+                    : new QuantizationConfig(MatQuantAlgorithm.MethodName, run.Master, group, options: options);
                 var path = Path.Combine(work, $"{b}-{Slug(run.Label)}.matq");
                 using (var source = ModelSource.Open(modelPath, device: device))
                 {
@@ -153,20 +181,27 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
             }
             SavePlot(Path.ChangeExtension(outPath, null) + $"-{b}-mixnmatch.png", curves.Where(c => c.Base == b).ToList(), b);
         }
-        WriteReport(outPath, rows, curves, independent, modelPath, steps, batch, context, group, maxTokens);
-        Console.MarkupLine($"wrote [bold]{Markup.Escape(outPath)}[/]");
+        var omniBudget = $"{epochs} epochs per block over {result.GetValue(_calibN)} windows × 256 tokens of SOTU train, Adam lr {result.GetValue(_lwcLr)}, " +
+            $"{result.GetValue(_lwcBatch)} window(s) per step, clip init σ(4) = 0.982, bound of γ, β: 1 at one width, 2 for MatQuant (lwc-max auto)";
+        WriteReport(outPath, rows, curves, independent, modelPath, steps, batch, context, group, maxTokens, omniBudget, result.GetValue(_calibN));
+        Console.MarkupLine($"wrote [bold]{Markup.Escape(Path.ChangeExtension(Path.GetFullPath(outPath), null) + "-tables.md")}[/] (+ plots beside it)");
         return 0;
     }
 
     private static string Slug(string label) => new(label.ToLowerInvariant().Select(ch => char.IsLetterOrDigit(ch) ? ch : '-').ToArray());
 
     private void WriteReport(string path, List<Row> rows, List<(string Base, string Strategy, double Avg, long Bytes, double Sotu, double Moby)> curves,
-        int[] independent, string model, int steps, int batch, int context, int group, int maxTokens)
+        int[] independent, string model, int steps, int batch, int context, int group, int maxTokens, string omniBudget, int calibN)
     {
         var md = new StringBuilder();
         var f = rows.First(r => r.Run == "float");
-        md.AppendLine($"Model {model}; group {group}; QAT: {steps} steps × {batch} windows × {context} tokens per run (AdamW, same budget for every run);");
-        md.AppendLine($"Athena: 128 windows × 256 tokens of SOTU train. Perplexity: windows 256, stride 128, first {maxTokens} tokens of each text.");
+        md.AppendLine($"Model {model}; group {group}. Perplexity: windows 256, stride 128, first {maxTokens} tokens of each text (0 = all).");
+        if (rows.Any(r => r.Base == "qat"))
+            md.AppendLine($"QAT: {steps} steps × {batch} windows × {context} tokens per run (AdamW, same budget for every run).");
+        if (rows.Any(r => r.Base == "athena"))
+            md.AppendLine($"Athena: {calibN} windows × 256 tokens of SOTU train.");
+        if (rows.Any(r => r.Base == "omniquant"))
+            md.AppendLine($"OmniQuant (LWC, no LET): {omniBudget} (same budget for every run).");
         md.AppendLine($"Float model: SOTU-test {f.Sotu:F3}, Moby-Dick {f.Moby:F3}.");
         md.AppendLine();
         foreach (var b in rows.Select(r => r.Base).Where(b => b != "-").Distinct())

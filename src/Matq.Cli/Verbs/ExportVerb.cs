@@ -1,45 +1,132 @@
-// `matq export`: writes a .matq artifact as GGUF (llama.cpp) with --type f32|f16|q8_0|q4_0|q4_1; says which weights
-// mapped losslessly and which were re-quantized. Other formats/sources are refused with one line naming what is supported.
+// `matq export`: writes a model for other runtimes —
+//   gguf  a .matq as llama.cpp GGUF, --type f32|f16|q8_0|q4_0|q4_1 (lossless where the block type expresses our codes)
+//   onnx  a .matq at --bits 2|4|8 (quantized linears as com.microsoft MatMulNBits, exact) or an HF model as float32;
+//         --verify runs the file in ONNX Runtime and compares its logits with matq's
+//   hf    a .matq at --bits r as an HF folder of dequantized f32|bf16|f16 weights + config + tokenizer
+// An unsupported combination is refused with one line listing what is supported.
 using System.CommandLine;
+using System.Globalization;
 using Matq.Cli.Common;
 using Matq.Export;
+using Matq.Runtime.Serving;
 using Spectre.Console;
 
 namespace Matq.Cli.Verbs;
 
 public sealed class ExportVerb(IAnsiConsole console) : Verb(console)
 {
-    private readonly Option<string> _format = new("--format") { Description = "Output format: gguf (onnx is not implemented yet)", Required = true, HelpName = "gguf" };
+    private const string Supported =
+        "supported: gguf [--type f32|f16|q8_0|q4_0|q4_1] from a .matq; onnx [--bits 2|4|8] from a .matq, or float32 from an HF model; " +
+        "hf [--bits 1..8] [--type f32|bf16|f16] from a .matq";
+
+    private readonly Option<string> _format = new("--format") { Description = "Output format: gguf, onnx or hf", Required = true, HelpName = "gguf|onnx|hf" };
     private readonly Option<string> _model = CommonOptions.Model();
     private readonly Option<string> _out = CommonOptions.Out();
-    private readonly Option<string> _type = new("--type") { Description = "GGUF tensor type: f32, f16, q8_0, q4_0, q4_1", DefaultValueFactory = _ => "q4_1", HelpName = "TYPE" };
+    private readonly Option<string?> _bits = new("--bits")
+    {
+        Description = "onnx/hf: serve the .matq at this many bits (default: its master bits); onnx runs 2, 4 or 8",
+        HelpName = "B",
+    };
+    private readonly Option<string?> _type = new("--type")
+    {
+        Description = "gguf: f32, f16, q8_0, q4_0, q4_1 (default q4_1); hf: f32, bf16, f16 (default f32)",
+        HelpName = "TYPE",
+    };
+    private readonly Option<bool> _verify = new("--verify")
+    {
+        Description = "onnx: run the written file in ONNX Runtime on a seeded batch and print max |Δlogits| against matq's own forward",
+    };
 
     public override string Name => "export";
-    public override string Description => "Export a .matq artifact to GGUF (llama.cpp), lossless where the block type expresses our codes";
+    public override string Description =>
+        "Export to GGUF (llama.cpp), ONNX (ONNX Runtime, MatMulNBits; no KV cache: input_ids -> logits for the whole sequence) or an HF folder";
     public override IReadOnlyList<string> Examples =>
     [
         "matq export --format gguf --model small.matq --type q4_1 --out small-q4_1.gguf",
-        "matq export --format gguf --model tiny.matq --type q8_0 --out tiny.gguf",
+        "matq export --format onnx --model tiny.matq --bits 4 --out tiny-4bit.onnx --verify",
+        "matq export --format onnx --model models/tiny --out tiny-f32.onnx",
+        "matq export --format hf --model tiny.matq --bits 3 --type bf16 --out tiny-3bit",
     ];
 
     protected override void Configure(Command command)
     {
-        foreach (Option o in new Option[] { _format, _model, _out, _type }) command.Options.Add(o);
+        foreach (Option o in new Option[] { _format, _model, _out, _bits, _type, _verify }) command.Options.Add(o);
     }
 
     protected override int Execute(ParseResult result)
     {
         var format = result.GetValue(_format)!.ToLowerInvariant();
         var model = result.GetValue(_model)!;
-        if (format != "gguf")
-            throw new MatqException($"--format {format} is not supported: supported is --format gguf with --type {string.Join("|", GgufExporter.Types)} from a .matq artifact");
-        if (!File.Exists(model) || Formats.Gguf.GgufFile.HasMagic(model) || !model.EndsWith(".matq", StringComparison.OrdinalIgnoreCase) && Directory.Exists(model))
-            throw new MatqException($"{model}: GGUF export reads a .matq artifact; quantize an HF model first with `matq quantize`");
-        var type = GgufExporter.ParseType(result.GetValue(_type)!);
-        var report = GgufExporter.Export(model, type, result.GetValue(_out)!);
-        Console.MarkupLine(Markup.Escape($"wrote {result.GetValue(_out)} ({type}): {report.Lossless} weights lossless (codes copied, scales rounded to fp16), " +
+        var output = result.GetValue(_out)!;
+        var bitsText = result.GetValue(_bits);
+        var type = result.GetValue(_type);
+        bool verify = result.GetValue(_verify);
+        int? bits = bitsText is null ? null : ParseOneBits(bitsText);
+        if (format is not ("gguf" or "onnx" or "hf"))
+            throw new MatqException($"--format {format} is not supported; {Supported}");
+        if (verify && format != "onnx") throw new MatqException($"--verify is for --format onnx; {Supported}");
+        switch (format)
+        {
+            case "gguf":
+                if (bits is not null) throw new MatqException($"--format gguf takes no --bits (--type picks it); {Supported}");
+                RequireArtifact(model, "GGUF");
+                return Gguf(model, GgufExporter.ParseType(type ?? "q4_1"), output);
+            case "onnx":
+                if (type is not null) throw new MatqException($"--format onnx takes no --type (--bits picks it); {Supported}");
+                return Onnx(model, bits, output, verify);
+            default:
+                RequireArtifact(model, "HF");
+                var dtype = Matq.Export.HfExporter.ParseType(type ?? "f32");
+                var hf = Matq.Export.HfExporter.Export(model, bits, output, dtype);
+                Console.MarkupLine(Markup.Escape($"wrote {hf.Folder}: {hf.Bits}-bit weights dequantized to {dtype}, {hf.Files.Count} files ({string.Join(", ", hf.Files.Select(Path.GetFileName))})"));
+                if (hf.TokenizerNote is not null) Console.MarkupLine(Markup.Escape("note: " + hf.TokenizerNote));
+                return 0;
+        }
+    }
+
+    private int Gguf(string model, Formats.Gguf.GgmlType type, string output)
+    {
+        var report = GgufExporter.Export(model, type, output);
+        Console.MarkupLine(Markup.Escape($"wrote {output} ({type}): {report.Lossless} weights lossless (codes copied, scales rounded to fp16), " +
                                          $"{report.Requantized} re-quantized, {report.Float} float tensors"));
         foreach (var n in report.Notes) Console.MarkupLine(Markup.Escape("note: " + n));
         return 0;
+    }
+
+    private int Onnx(string model, int? bits, string output, bool verify)
+    {
+        var report = OnnxExporter.Export(model, bits, output);
+        var what = report.Bits is int r
+            ? $"{r}-bit com.microsoft MatMulNBits for {report.Quantized.Count} linears (block {string.Join("/", report.BlockSizes)}; " +
+              $"{report.Corrected} with the exact zero-point correction, {report.Permuted} with an act-order Gather), {report.FloatLinears} float MatMul"
+            : $"float32, {report.FloatLinears} MatMul linears";
+        Console.MarkupLine(Markup.Escape($"wrote {output} ({what}): {report.Bytes:N0} bytes"));
+        Console.MarkupLine(Markup.Escape("note: no KV cache: input_ids [batch, sequence] -> logits [batch, sequence, vocab], each call recomputes the whole sequence"));
+        if (!verify) return 0;
+
+        using var opened = report.Bits is null ? ModelSource.Open(model) : ModelSource.Open(model, report.Bits);
+        const int batch = 2, seq = 16;
+        var ids = OnnxVerifier.SampleIds(opened.Model.Config.VocabSize, batch, Math.Min(seq, opened.Model.Config.MaxPositionEmbeddings), seed: 1234);
+        var check = OnnxVerifier.Compare(output, opened.Model, ids, batch, ids.Length / batch);
+        var table = new Table().AddColumns("model", "bits", "file bytes", "ids", "max |Δlogit| ORT vs matq", "max |logit|", "relative");
+        table.AddRow(Markup.Escape(Path.GetFileName(model.TrimEnd(Path.DirectorySeparatorChar))), report.Bits?.ToString(CultureInfo.InvariantCulture) ?? "f32",
+            report.Bytes.ToString("N0", CultureInfo.InvariantCulture), $"{check.Batch}×{check.Sequence}",
+            check.MaxAbsDiff.ToString("E2", CultureInfo.InvariantCulture), check.MaxAbsLogit.ToString("F3", CultureInfo.InvariantCulture),
+            check.Relative.ToString("E2", CultureInfo.InvariantCulture));
+        Console.Write(table);
+        return 0;
+    }
+
+    private static int ParseOneBits(string text)
+    {
+        var bits = CommonOptions.ParseBits(text);
+        if (bits.Length != 1) throw new MatqException($"--bits {text}: export writes one bit-width per file; give one, e.g. --bits 4");
+        return bits[0];
+    }
+
+    private static void RequireArtifact(string model, string format)
+    {
+        if (!File.Exists(model) || Formats.Gguf.GgufFile.HasMagic(model) || !model.EndsWith(".matq", StringComparison.OrdinalIgnoreCase) && Directory.Exists(model))
+            throw new MatqException($"{model}: {format} export reads a .matq artifact; quantize an HF model first with `matq quantize` ({Supported})");
     }
 }

@@ -1,9 +1,17 @@
 // `matq generate`: continues a prompt with a model, greedy (--temperature 0) or seeded top-k sampling, streaming text.
+// Engines: a .matq runs on the packed CPU runtime (Matq.Runtime.Packed: r-bit kernels, no TorchSharp) unless
+// --engine torch (or --extra-precision, which the packed layout cannot hold, or --device cuda) picks the TorchSharp model
+// with dequantized weights; float models always run on TorchSharp. A prompt longer than the model's context is refused.
 using System.CommandLine;
 using Matq.Cli.Common;
 using Matq.Evaluation;
+using Matq.Formats.Artifact;
+using Matq.Formats.Safetensors;
+using Matq.Loading.Tokenizers;
 using Matq.Runtime;
 using Matq.Runtime.Generation;
+using Matq.Runtime.Packed;
+using Matq.Runtime.Serving;
 using Spectre.Console;
 
 namespace Matq.Cli.Verbs;
@@ -19,7 +27,11 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<string> _device = CommonOptions.Device();
     private readonly Option<int?> _bits = new("--bits") { Description = "For a .matq: serve at R bits, 1..master; default the master bits", HelpName = "R" };
     private readonly Option<string?> _plan = new("--plan") { Description = "For a .matq: per-layer bits JSON {\"default\": 4, \"layers\": {\"model.layers.0.mlp.down_proj\": 8}}", HelpName = "FILE" };
-    private readonly Option<bool> _extra = new("--extra-precision") { Description = "For a .matq: keep the rounding overflow bucket 2^r (a few weights take an extra bit)" };
+    private readonly Option<bool> _extra = new("--extra-precision") { Description = "For a .matq: keep the rounding overflow bucket 2^r (a few weights take an extra bit; torch engine)" };
+    private readonly Option<string> _engine = new("--engine") { Description = "auto (packed for a .matq, torch otherwise), packed (r-bit CPU kernels) or torch (dequantized TorchSharp model)", DefaultValueFactory = _ => "auto", HelpName = "auto|packed|torch" };
+    private readonly Option<int> _threads = PackedOptions.Threads();
+    private readonly Option<string> _head = PackedOptions.Head();
+    private readonly Option<string> _activations = PackedOptions.Activations("int8");
 
     public override string Name => "generate";
     public override string Description => "Continue a prompt with a language model (greedy or seeded top-k sampling)";
@@ -28,11 +40,13 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
         "matq generate --model models/tiny --prompt \"Fellow citizens\"",
         "matq generate --model models/tiny --prompt \"The economy\" --temperature 0 --max-tokens 100",
         "matq generate --model out/tiny-rtn8.matq --bits 3 --prompt \"Fellow citizens\" --temperature 0",
+        "matq generate --model out/small8.matq --plan plan.json --threads 4 --prompt \"The economy\"",
+        "matq generate --model out/small8.matq --bits 4 --engine torch --prompt \"The economy\"",
     ];
 
     protected override void Configure(Command command)
     {
-        foreach (var o in new Option[] { _model, _prompt, _maxTokens, _temperature, _topK, _seed, _device, _bits, _plan, _extra })
+        foreach (var o in new Option[] { _model, _prompt, _maxTokens, _temperature, _topK, _seed, _device, _bits, _plan, _extra, _engine, _threads, _head, _activations })
             command.Options.Add(o);
     }
 
@@ -47,14 +61,71 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
         if (!Directory.Exists(path) && !File.Exists(path))
             throw new MatqException($"--model {path} does not exist");
         var serving = new ServingRequest(result.GetValue(_bits), result.GetValue(_plan), result.GetValue(_extra));
-        serving.Resolve();   // a bad --bits or --plan fails before the model load
+        var (bits, plan) = serving.Resolve();   // a bad --bits or --plan fails before the model load
+        int threads = PackedOptions.CheckThreads(result.GetValue(_threads));
+        int? headBits = PackedOptions.ParseHead(result.GetValue(_head)!);
+        var acts = PackedOptions.ParseActivations(result.GetValue(_activations)!);
+        if (acts.Length != 1) throw new MatqException("--activations takes one value for generate: int8 or fp32");
+        if (UsePackedEngine(result.GetValue(_engine)!, path, serving.ExtraPrecision, result.GetValue(_device)!))
+        {
+            var model = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = bits, Plan = plan, HeadBits = headBits });
+            var (folder, problem) = ModelSource.ArtifactTokenizer(path, model.Metadata);
+            var tokenizer = TextTokenizer.Load(folder ?? throw new MatqException($"{path}: no tokenizer ({problem}); copy the model's tokenizer files next to it"));
+            var session = new PackedLlamaSession(model, threads: threads, activations: acts[0]);
+            var stats = Run(tokenizer, prompt, max, sampling, session.ContextLength,
+                (ids, o, onToken) => PackedTextGenerator.Generate(session, ids, o, onToken).Stats);
+            Console.MarkupLine("[dim]" + Markup.Escape($"packed engine: {model.Config.NumLayers} layers at {model.MeanLayerBits:F2} bits/weight, head {(model.Head.Packed is null ? "fp32" : $"{model.Head.Bits}-bit")}, {PackedOptions.Name(acts[0])} activations, "
+                + $"{(threads < 0 ? Environment.ProcessorCount : threads)} thread(s); prefill {stats!.PrefillTokensPerSecond:F1} tok/s, decode {stats.DecodeTokensPerSecond:F1} tok/s") + "[/]");
+            return 0;
+        }
+        if (result.GetValue(_head) != PackedOptions.DefaultHead) throw new MatqException("--head applies to the packed engine; drop it with --engine torch or float models");
+        if (result.GetValue(_activations) != "int8") throw new MatqException("--activations applies to the packed engine; drop it with --engine torch or float models");
         var device = TorchDevices.Resolve(result.GetValue(_device));
         using var lm = LanguageModelSource.Open(path, device, serving);
-        var promptIds = lm.Tokenizer.Encode(prompt);
+        int promptTokens = lm.Tokenizer.Encode(prompt).Length;
+        if (promptTokens > lm.ContextLength)
+            throw new MatqException($"the prompt is {promptTokens} tokens, longer than the model's context of {lm.ContextLength} tokens; shorten --prompt");
+        Run(lm.Tokenizer, prompt, max, sampling, lm.ContextLength, (ids, o, onToken) =>
+        {
+            TextGenerator.Generate(lm.Module, ids, o, device, onToken);
+            return null;
+        });
+        return 0;
+    }
+
+    /// <summary>packed for a .matq unless told otherwise; refuses combinations that cannot run.</summary>
+    private static bool UsePackedEngine(string engine, string path, bool extraPrecision, string device)
+    {
+        bool artifact = File.Exists(path) && IsArtifact(path);
+        bool cuda = device.Trim().Equals("cuda", StringComparison.OrdinalIgnoreCase);
+        switch (engine.Trim().ToLowerInvariant())
+        {
+            case "torch": return false;
+            case "auto": return artifact && !extraPrecision && !cuda;
+            case "packed":
+                if (!artifact) throw new MatqException($"--engine packed serves .matq artifacts; {path} is a float model (use --engine torch or quantize it first)");
+                if (extraPrecision) throw new MatqException("--extra-precision needs --engine torch: the packed layout holds r-bit codes only");
+                if (cuda) throw new MatqException("--engine packed runs on the CPU; drop --device cuda or use --engine torch");
+                return true;
+            default: throw new MatqException($"--engine {engine} is not known: use auto, packed or torch");
+        }
+    }
+
+    private static bool IsArtifact(string path)
+    {
+        using var f = SafetensorsFile.Open(path);
+        return MatqArtifact.IsArtifact(f);
+    }
+
+    // Encodes, streams the continuation as text; returns the engine's stats (null for torch).
+    private PackedGenerationStats? Run(TextTokenizer tokenizer, string prompt, int max, SamplingOptions sampling, int context,
+        Func<IReadOnlyList<int>, GenerationOptions, Action<int>, PackedGenerationStats?> generate)
+    {
+        var promptIds = tokenizer.Encode(prompt);
         var options = new GenerationOptions
         {
-            MaxNewTokens = max, ContextLength = lm.ContextLength, Sampling = sampling,
-            StopIds = lm.Tokenizer.EosId is int eos ? [eos] : [],
+            MaxNewTokens = max, ContextLength = context, Sampling = sampling,
+            StopIds = tokenizer.EosId is int eos ? [eos] : [],
         };
         Console.Markup($"[bold]{Markup.Escape(prompt)}[/]");
         // Decode the whole continuation each time and print what is new; a trailing U+FFFD (a multi-byte character
@@ -63,14 +134,14 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
         int printed = 0;
         void Emit(bool final)
         {
-            var text = lm.Tokenizer.Decode(produced.ToArray());
+            var text = tokenizer.Decode(produced.ToArray());
             int upto = text.Length;
             if (!final) while (upto > printed && text[upto - 1] == '\uFFFD') upto--;
             if (upto > printed) { Console.Write(new Text(text[printed..upto])); printed = upto; }
         }
-        TextGenerator.Generate(lm.Module, promptIds, options, device, id => { produced.Add(id); Emit(false); });
+        var stats = generate(promptIds, options, id => { produced.Add(id); Emit(false); });
         Emit(true);
         Console.WriteLine();
-        return 0;
+        return stats;
     }
 }

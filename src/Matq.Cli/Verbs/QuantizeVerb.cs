@@ -4,6 +4,7 @@
 // (VisionQuantizeMethods); the dispatch is on the folder's kind, checked before anything is loaded.
 using System.CommandLine;
 using System.Diagnostics;
+using Matq.Algorithms.MatQuant;
 using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Loading.Tokenizers;
@@ -46,6 +47,13 @@ public sealed class QuantizeVerb : Verb
         HelpName = "KEY=VALUE",
         AllowMultipleArgumentsPerToken = false,
     };
+    private readonly Option<string?> _base = new("--base")
+    {
+        Description = "matquant: the base whose loss is summed over the nested widths, qat, athena or omniquant (= --option base=...)",
+        HelpName = "qat|athena|omniquant",
+    };
+    private readonly Option<string?> _lambda = new("--lambda") { Description = "matquant: weights λ_r of the per-width losses, one per nested width (= --option lambda=...)", HelpName = "L[,L...]" };
+    private readonly Option<string?> _codistill = new("--codistill") { Description = "matquant (qat, omniquant bases): co-distillation pairs TEACHER->STUDENT, e.g. 8->2,8->4", HelpName = "T->S[,...]" };
     private readonly Option<bool> _head = new("--include-head") { Description = "Also quantize lm_head (untied heads only; embeddings stay float)" };
     private readonly Option<string> _calibData = new("--calib-data")
     {
@@ -66,6 +74,8 @@ public sealed class QuantizeVerb : Verb
         "matq quantize --model models/tiny --method rtn --bits 4 --group 128 --out out/tiny-rtn4.matq",
         "matq quantize --model models/tiny --bits 8 --group 64 --clip mse --out out/tiny-rtn8.matq",
         "matq quantize --model models/small --method rtn --bits 3 --group 0 --symmetric --include-head --device cuda --out out/small-rtn3.matq",
+        "matq quantize --model models/tiny --method omniquant --bits 4 --group 64 --option epochs=10 --out out/tiny-omni4.matq",
+        "matq quantize --model models/tiny --method matquant --base omniquant --bits 8,4,2 --lambda 1,1,1 --codistill 8->2 --out out/tiny-mq.matq  (int8 master codes)",
         "matq quantize --model models/cnn --method maqd --wstates 3 --astates 15 --epochs 5 --fold --device cuda",
         "matq quantize --model models/cnn --method maqd --sweep docs/results/maqd-fashion-mnist.md --sweep-settings 8:20000:1,128:60000:4 --device cuda",
         "matq quantize --model models/cnn --method efqat --mode cwpl --fraction 0.25 --bits 2",
@@ -73,7 +83,7 @@ public sealed class QuantizeVerb : Verb
 
     protected override void Configure(Command command)
     {
-        foreach (var o in new Option[] { _model, _method, _bits, _group, _symmetric, _clip, _options, _head, _calibData, _calibN, _calibLen, _out, _device, _seed })
+        foreach (var o in new Option[] { _model, _method, _bits, _group, _symmetric, _clip, _options, _base, _lambda, _codistill, _head, _calibData, _calibN, _calibLen, _out, _device, _seed })
             command.Options.Add(o);
         foreach (var o in _vision.Options) command.Options.Add(o);
     }
@@ -100,10 +110,25 @@ public sealed class QuantizeVerb : Verb
         _vision.RejectForLanguageModel(result, method);
         var registration = AlgorithmRegistry.Get(method);
         var bits = CommonOptions.ParseBits(result.GetValue(_bits)!);
-        if (bits.Length != 1)
-            throw new MatqException($"--bits {result.GetValue(_bits)}: quantize takes one master bit-width (serve lower widths from the artifact with --bits at load)");
         var options = ParseOptions(result.GetValue(_options) ?? [], result.GetValue(_clip), registration);
-        var config = new QuantizationConfig(registration.Name, bits[0], result.GetValue(_group), result.GetValue(_symmetric),
+        bool matquant = registration.Name == MatQuantAlgorithm.MethodName;
+        foreach (var (flag, key) in new[] { (_base, MatQuantConfig.BaseKey), (_lambda, MatQuantConfig.LambdaKey), (_codistill, MatQuantConfig.CodistillKey) })
+        {
+            if (result.GetValue(flag) is not { } value) continue;
+            if (!matquant) throw new MatqException($"--{key} applies to --method matquant, not '{registration.Name}'");
+            if (!options.TryAdd(key, value)) throw new MatqException($"--{key} and --option {key}=... are both given; use one");
+        }
+        int master = bits[0];
+        if (bits.Length > 1)
+        {
+            // matquant: a list is the nested widths R, stored as int8 master codes (c = 8)
+            if (!matquant)
+                throw new MatqException($"--bits {result.GetValue(_bits)}: {registration.Name} takes one master bit-width (serve lower widths from the artifact with --bits at load)");
+            if (!options.TryAdd(MatQuantConfig.BitsKey, string.Join(",", bits)))
+                throw new MatqException("--bits with several widths and --option bits=... are both given; use one");
+            master = 8;
+        }
+        var config = new QuantizationConfig(registration.Name, master, result.GetValue(_group), result.GetValue(_symmetric),
             result.GetValue(_head), options);
         var outPath = result.GetValue(_out)
             ?? throw new MatqException("--out is required to quantize a language model: the .matq artifact to write (e.g. --out out/model.matq)");

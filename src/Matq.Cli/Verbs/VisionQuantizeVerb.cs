@@ -106,17 +106,16 @@ public sealed class VisionQuantizeVerb(IAnsiConsole console, Func<DataStore>? da
             var q = new QuantSettings(wb, 8);
             yield return (Label("ptq", q, null), new VisionQuantRequest("ptq", q));
         }
-        var q4 = new QuantSettings(4, 8);
-        foreach (var mode in new[] { EfQatMode.ChannelPerLayer, EfQatMode.ChannelPerNetwork, EfQatMode.LayerPerNetwork })
-            foreach (double f in mode == EfQatMode.ChannelPerLayer ? new[] { 0.0, 0.05, 0.25 } : new[] { 0.05, 0.25 })
-            {
-                var ef = new EfQatConfig(mode, f, 4, 8);
-                yield return (Label("efqat", q4, ef), new VisionQuantRequest("efqat", q4, train, ef));
-            }
-        yield return (Label("qat", q4, null), new VisionQuantRequest("qat", q4, train));
-        var q2 = new QuantSettings(2, 8);
-        var ef2 = new EfQatConfig(EfQatMode.ChannelPerLayer, 0.25, 2, 8);
-        yield return (Label("efqat", q2, ef2), new VisionQuantRequest("efqat", q2, train, ef2));
-        yield return (Label("qat", q2, null), new VisionQuantRequest("qat", q2, train));
+        foreach (int wb in new[] { 4, 2 })
+        {
+            var q = new QuantSettings(wb, 8);
+            foreach (var mode in new[] { EfQatMode.ChannelPerLayer, EfQatMode.ChannelPerNetwork, EfQatMode.LayerPerNetwork })
+                foreach (double f in mode == EfQatMode.ChannelPerLayer ? new[] { 0.0, 0.05, 0.25 } : new[] { 0.05, 0.25 })
+                {
+                    var ef = new EfQatConfig(mode, f, wb, 8);
+                    yield return (Label("efqat", q, ef), new VisionQuantRequest("efqat", q, train, ef));
+                }
+            yield return (Label("qat", q, null), new VisionQuantRequest("qat", q, train));
+        }
     }
 }

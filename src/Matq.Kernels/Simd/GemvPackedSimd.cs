@@ -6,6 +6,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using Matq.Kernels.Packed;
+using static Matq.Kernels.Simd.PackedUnits;
 
 namespace Matq.Kernels.Simd;
 
@@ -55,37 +56,74 @@ public static unsafe class GemvPackedSimd
         }
     }
 
+    // Two rows per pass (the x loads feed both) with four FMA chains per row, so the decode, not FMA latency, sets the
+    // pace; an odd last row runs alone.
     private static void Rows256<TUnit>(PackedMatrix w, float* xp, float* gs, float* y, int r0, int r1) where TUnit : struct, IUnits
     {
         int bpr = w.BlocksPerRow, bpg = w.BlocksPerGroup, groups = w.GroupsPerRow, bb = w.BlockBytes;
+        long rowBytes = (long)bpr * bb;
         fixed (byte* data = w.Data)
         fixed (float* sc = w.Scales, bi = w.Biases)
         {
-            for (int o = r0; o < r1; o++)
+            int o = r0;
+            for (; o + 2 <= r1; o += 2)
             {
-                byte* row = data + (long)o * bpr * bb;
+                byte* ra = data + o * rowBytes, rb = ra + rowBytes;
+                float* sa = sc + (long)o * groups, sb = sa + groups, ba = bi + (long)o * groups, bbias = ba + groups;
+                Vector256<float> accA = Vector256<float>.Zero, accB = Vector256<float>.Zero;
+                float biasA = 0, biasB = 0;
+                for (int g = 0; g < groups; g++)
+                {
+                    int b0 = g * bpg, b1 = Math.Min(b0 + bpg, bpr);
+                    Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, c0 = default, c1 = default, c2 = default, c3 = default;
+                    for (int b = b0; b < b1; b++)
+                    {
+                        byte* pa = ra + (long)b * bb, pb = rb + (long)b * bb;
+                        float* xb = xp + b * 32;
+                        var x0 = Avx.LoadVector256(xb);
+                        var x1 = Avx.LoadVector256(xb + 8);
+                        var x2 = Avx.LoadVector256(xb + 16);
+                        var x3 = Avx.LoadVector256(xb + 24);
+                        TUnit.Units(pa, out var u0, out var u1, out var u2, out var u3);
+                        a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(TUnit.Widen256(u0, pa, 0)), x0, a0);
+                        a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(TUnit.Widen256(u1, pa, 1)), x1, a1);
+                        a2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(TUnit.Widen256(u2, pa, 2)), x2, a2);
+                        a3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(TUnit.Widen256(u3, pa, 3)), x3, a3);
+                        TUnit.Units(pb, out u0, out u1, out u2, out u3);
+                        c0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(TUnit.Widen256(u0, pb, 0)), x0, c0);
+                        c1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(TUnit.Widen256(u1, pb, 1)), x1, c1);
+                        c2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(TUnit.Widen256(u2, pb, 2)), x2, c2);
+                        c3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(TUnit.Widen256(u3, pb, 3)), x3, c3);
+                    }
+                    accA = Fma.MultiplyAdd(Vector256.Create(sa[g]), (a0 + a1) + (a2 + a3), accA);
+                    accB = Fma.MultiplyAdd(Vector256.Create(sb[g]), (c0 + c1) + (c2 + c3), accB);
+                    biasA += ba[g] * gs[g];
+                    biasB += bbias[g] * gs[g];
+                }
+                y[o] = Vector256.Sum(accA) + biasA;
+                y[o + 1] = Vector256.Sum(accB) + biasB;
+            }
+            if (o < r1)
+            {
+                byte* row = data + o * rowBytes;
                 float* srow = sc + (long)o * groups, brow = bi + (long)o * groups;
                 var acc = Vector256<float>.Zero;
                 float bias = 0;
                 for (int g = 0; g < groups; g++)
                 {
                     int b0 = g * bpg, b1 = Math.Min(b0 + bpg, bpr);
-                    Vector256<float> g0 = Vector256<float>.Zero, g1 = Vector256<float>.Zero;
+                    Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
                     for (int b = b0; b < b1; b++)
                     {
                         byte* p = row + (long)b * bb;
                         float* xb = xp + b * 32;
                         TUnit.Units(p, out var u0, out var u1, out var u2, out var u3);
-                        var w0 = Avx.ConvertToVector256Single(TUnit.Widen256(u0, p, 0));
-                        var w1 = Avx.ConvertToVector256Single(TUnit.Widen256(u1, p, 1));
-                        var w2 = Avx.ConvertToVector256Single(TUnit.Widen256(u2, p, 2));
-                        var w3 = Avx.ConvertToVector256Single(TUnit.Widen256(u3, p, 3));
-                        g0 = Fma.MultiplyAdd(w0, Avx.LoadVector256(xb), g0);
-                        g1 = Fma.MultiplyAdd(w1, Avx.LoadVector256(xb + 8), g1);
-                        g0 = Fma.MultiplyAdd(w2, Avx.LoadVector256(xb + 16), g0);
-                        g1 = Fma.MultiplyAdd(w3, Avx.LoadVector256(xb + 24), g1);
+                        a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(TUnit.Widen256(u0, p, 0)), Avx.LoadVector256(xb), a0);
+                        a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(TUnit.Widen256(u1, p, 1)), Avx.LoadVector256(xb + 8), a1);
+                        a2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(TUnit.Widen256(u2, p, 2)), Avx.LoadVector256(xb + 16), a2);
+                        a3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(TUnit.Widen256(u3, p, 3)), Avx.LoadVector256(xb + 24), a3);
                     }
-                    acc = Fma.MultiplyAdd(Vector256.Create(srow[g]), Avx.Add(g0, g1), acc);
+                    acc = Fma.MultiplyAdd(Vector256.Create(srow[g]), (a0 + a1) + (a2 + a3), acc);
                     bias += brow[g] * gs[g];
                 }
                 y[o] = Vector256.Sum(acc) + bias;
@@ -127,105 +165,4 @@ public static unsafe class GemvPackedSimd
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector128<float> Dot8((Vector128<uint> Lo, Vector128<uint> Hi) c, float* x) =>
         Vector128.ConvertToSingle(c.Lo) * Vector128.Load(x) + Vector128.ConvertToSingle(c.Hi) * Vector128.Load(x + 4);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static (Vector128<uint>, Vector128<uint>) Widen8(Vector128<byte> u)
-    {
-        var s = Vector128.WidenLower(u);
-        return (Vector128.WidenLower(s), Vector128.WidenUpper(s));
-    }
-
-    /// <summary>Extracts the four 8-code units of a block (low 8 bytes of each vector; r = 3 gives the low two bits)
-    /// and widens unit k to int32 lanes (r = 3 adds bit 2 from the high-bit plane at p[8 + k]).</summary>
-    private interface IUnits
-    {
-        static abstract void Units(byte* p, out Vector128<byte> u0, out Vector128<byte> u1, out Vector128<byte> u2, out Vector128<byte> u3);
-        static abstract Vector256<int> Widen256(Vector128<byte> u, byte* p, int k);
-        static abstract (Vector128<uint> Lo, Vector128<uint> Hi) Widen128(Vector128<byte> u, byte* p, int k);
-    }
-
-    private struct Unit8 : IUnits
-    {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Units(byte* p, out Vector128<byte> u0, out Vector128<byte> u1, out Vector128<byte> u2, out Vector128<byte> u3)
-        {
-            var a = Vector128.Load(p);
-            var b = Vector128.Load(p + 16);
-            u0 = a; u1 = Vector128.Shuffle(a.AsUInt64(), Vector128.Create(1UL, 0UL)).AsByte();
-            u2 = b; u3 = Vector128.Shuffle(b.AsUInt64(), Vector128.Create(1UL, 0UL)).AsByte();
-        }
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> Widen256(Vector128<byte> u, byte* p, int k) => Avx2.ConvertToVector256Int32(p + 8 * k);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static (Vector128<uint>, Vector128<uint>) Widen128(Vector128<byte> u, byte* p, int k) => Widen8(u);
-    }
-
-    private struct Unit4 : IUnits
-    {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Units(byte* p, out Vector128<byte> u0, out Vector128<byte> u1, out Vector128<byte> u2, out Vector128<byte> u3)
-        {
-            var v = Vector128.Load(p);
-            var m = Vector128.Create((byte)0x0F);
-            var lo = v & m;
-            var hi = Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & m;
-            u0 = lo; u1 = Vector128.Shuffle(lo.AsUInt64(), Vector128.Create(1UL, 0UL)).AsByte();
-            u2 = hi; u3 = Vector128.Shuffle(hi.AsUInt64(), Vector128.Create(1UL, 0UL)).AsByte();
-        }
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> Widen256(Vector128<byte> u, byte* p, int k) => Avx2.ConvertToVector256Int32(u);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static (Vector128<uint>, Vector128<uint>) Widen128(Vector128<byte> u, byte* p, int k) => Widen8(u);
-    }
-
-    private struct Unit2 : IUnits
-    {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Units(byte* p, out Vector128<byte> u0, out Vector128<byte> u1, out Vector128<byte> u2, out Vector128<byte> u3)
-        {
-            var v = Vector128.CreateScalar(Unsafe.ReadUnaligned<ulong>(p)).AsUInt16();
-            var m = Vector128.Create((byte)3);
-            u0 = v.AsByte() & m;
-            u1 = Vector128.ShiftRightLogical(v, 2).AsByte() & m;
-            u2 = Vector128.ShiftRightLogical(v, 4).AsByte() & m;
-            u3 = Vector128.ShiftRightLogical(v, 6).AsByte() & m;
-        }
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> Widen256(Vector128<byte> u, byte* p, int k) => Avx2.ConvertToVector256Int32(u);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static (Vector128<uint>, Vector128<uint>) Widen128(Vector128<byte> u, byte* p, int k) => Widen8(u);
-    }
-
-    private struct Unit3 : IUnits
-    {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Units(byte* p, out Vector128<byte> u0, out Vector128<byte> u1, out Vector128<byte> u2, out Vector128<byte> u3)
-        {
-            Unit2.Units(p, out u0, out u1, out u2, out u3);
-            // High-bit plane: byte p[8+k] expands through a 256-entry table to 8 bytes of 0 or 4 (bit j → byte j).
-            fixed (ulong* t = HighBitTable)
-            {
-                u0 |= Vector128.CreateScalar(t[p[8]]).AsByte();
-                u1 |= Vector128.CreateScalar(t[p[9]]).AsByte();
-                u2 |= Vector128.CreateScalar(t[p[10]]).AsByte();
-                u3 |= Vector128.CreateScalar(t[p[11]]).AsByte();
-            }
-        }
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static Vector256<int> Widen256(Vector128<byte> u, byte* p, int k) => Avx2.ConvertToVector256Int32(u);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static (Vector128<uint>, Vector128<uint>) Widen128(Vector128<byte> u, byte* p, int k) => Widen8(u);
-    }
-
-    /// <summary>Entry h: byte j = 4 when bit j of h is set (2 KiB, stays in L1).</summary>
-    private static readonly ulong[] HighBitTable = BuildHighBitTable();
-
-    private static ulong[] BuildHighBitTable()
-    {
-        var t = new ulong[256];
-        for (int h = 0; h < 256; h++)
-            for (int j = 0; j < 8; j++)
-                if ((h >> j & 1) != 0) t[h] |= 4UL << (8 * j);
-        return t;
-    }
 }

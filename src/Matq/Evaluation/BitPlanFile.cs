@@ -1,5 +1,6 @@
-// Reads a per-layer bit plan for serving a .matq (`--plan FILE`): {"default": 4, "layers": {"model.layers.0.mlp.down_proj": 8}}.
-// Keys are HF module (or weight) names; which names exist and which bits the artifact allows is checked by the loader.
+// Reads a per-layer bit plan for serving a .matq (`--plan FILE`): {"default": 4, "layers": {"model.layers.0.mlp.down_proj": 8}},
+// or a plan written by `matq plan` ({"format": "matq-plan", ...}: its default_bits and layers). Keys are HF module (or
+// weight) names; which names exist and which bits the artifact allows is checked by the loader.
 using System.Text.Json;
 
 namespace Matq.Evaluation;
@@ -39,6 +40,12 @@ public static class BitPlanFile
     {
         using var doc = JsonDocument.Parse(json);
         var root = doc.RootElement;
+        if (root.ValueKind == JsonValueKind.Object && root.TryGetProperty("format", out var format) && format.ValueKind == JsonValueKind.String
+            && format.GetString() == Matq.Runtime.Plans.MixPlan.Format)
+        {
+            var mix = Matq.Runtime.Plans.MixPlan.Parse(json, $"--plan {origin}");
+            return new BitPlan(mix.DefaultBits, mix.Layers);
+        }
         if (root.ValueKind != JsonValueKind.Object)
             throw new MatqException($"--plan {origin}: expected an object like {{\"default\": 4, \"layers\": {{\"model.layers.0.mlp.down_proj\": 8}}}}");
         int? def = null;

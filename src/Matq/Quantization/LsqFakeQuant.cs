@@ -63,34 +63,35 @@ public static class LsqFakeQuant
         public override string Name => "matq.LsqFakeQuant";
 
         // vars: [0] v, [1] step s, [2] Qn (int), [3] Qp (int), [4] gradient scale g (double)
+        // Forward saves what backward needs instead of v: the inside mask m and ∂v̂/∂s, written with c = clip(v/s) as
+        // round(c) − c·m (inside: round(u) − u; below: −Qn; above: Qp), so backward is two products and a reduction.
         public override Tensor forward(AutogradContext ctx, params object[] vars)
         {
             var v = (Tensor)vars[0];
             var s = (Tensor)vars[1];
             int qn = (int)vars[2], qp = (int)vars[3];
-            ctx.save_for_backward(new List<Tensor> { v, s });
-            ctx.save_data("qn", qn);
-            ctx.save_data("qp", qp);
-            ctx.save_data("g", (double)vars[4]);
             using var scope = NewDisposeScope();
-            return v.div(s).clamp(-qn, qp).round().mul(s).MoveToOuterDisposeScope();
+            Tensor u = v.div(s), c = u.clamp(-qn, qp), rc = c.round();
+            Tensor m = c.eq(u);
+            Tensor ds = rc.sub(c.mul(m));
+            ctx.save_for_backward(new List<Tensor> { m.MoveToOuterDisposeScope(), ds.MoveToOuterDisposeScope() });
+            ctx.save_data("sshape", s.shape);
+            ctx.save_data("g", (double)vars[4]);
+            return rc.mul(s).MoveToOuterDisposeScope();
         }
 
         public override List<Tensor> backward(AutogradContext ctx, Tensor gradOutput)
         {
+            BackwardTensors.Begin();
             List<Tensor> saved = ctx.get_saved_variables();
-            Tensor v = saved[0], s = saved[1];
-            int qn = (int)ctx.get_data("qn"), qp = (int)ctx.get_data("qp");
+            Tensor m = saved[0], ds = saved[1];
+            var sshape = (long[])ctx.get_data("sshape");
             double g = (double)ctx.get_data("g");
             using var scope = NewDisposeScope();
-            Tensor u = v.div(s);
-            Tensor below = u.le(-qn), above = u.ge(qp);
-            Tensor inside = below.logical_or(above).logical_not();
-            Tensor gv = gradOutput.mul(inside.to(gradOutput.dtype));
-            // ∂v̂/∂s: round(u) − u inside, −Qn below, Qp above
-            Tensor ds = where(inside, u.round().sub(u), where(below, full_like(u, -qn), full_like(u, qp)));
-            Tensor gs = SumToShape(gradOutput.mul(ds).mul(g), s.shape);
-            return new List<Tensor> { gv.MoveToOuterDisposeScope(), gs.MoveToOuterDisposeScope(), null!, null!, null! };
+            Tensor gv = gradOutput.mul(m);
+            Tensor gs = SumToShape(gradOutput.mul(ds), sshape).mul(g);
+            return BackwardTensors.Hand(new List<Tensor> { gv.MoveToOuterDisposeScope(), gs.MoveToOuterDisposeScope(), null!, null!, null! },
+                [gradOutput, .. saved]);
         }
     }
 }

@@ -53,8 +53,10 @@ public static class StraightThrough
 
         public override List<Tensor> backward(AutogradContext ctx, Tensor gradOutput)
         {
-            Tensor g = (bool)ctx.get_data("masked") ? gradOutput.mul(ctx.get_saved_variables()[0]) : gradOutput.clone();
-            return new List<Tensor> { g, null!, null! };
+            BackwardTensors.Begin();
+            var saved = (bool)ctx.get_data("masked") ? ctx.get_saved_variables() : [];
+            Tensor g = saved.Count > 0 ? gradOutput.mul(saved[0]) : gradOutput.clone();
+            return BackwardTensors.Hand(new List<Tensor> { g, null!, null! }, [gradOutput, .. saved]);
         }
     }
 }

@@ -18,13 +18,37 @@ public static class TensorAffineQuantizer
         GroupLayout.CheckMatrix(w, nameof(w));
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
+        var (lo, hi) = GroupRange(w, spec);
+        Tensor alpha, zero;
+        if (spec.Scheme == QuantScheme.Symmetric)
+        {
+            Tensor absMax = maximum(lo.neg(), hi);
+            alpha = absMax.div(GroupLayout.Constant(absMax, (1 << (spec.Bits - 1)) - 1)).clamp_min(AffineQuantizer.MinScale);
+            zero = GroupLayout.Constant(alpha, 1 << (spec.Bits - 1));
+        }
+        else
+        {
+            Tensor range = hi - lo;
+            alpha = range.div(GroupLayout.Constant(range, spec.QMax)).clamp_min(AffineQuantizer.MinScale);
+            zero = lo.neg().div(alpha).round().clamp(0, spec.QMax);
+        }
+        return (alpha.contiguous().MoveToOuterDisposeScope(), zero.contiguous().MoveToOuterDisposeScope());
+    }
+
+    /// <summary>The zero-inclusive range per group: lo = min(min w, 0), hi = max(max w, 0), float32 [out, nGroups] (per-tensor:
+    /// [out, 1], the same on every row); no gradient. Throws MatqException on NaN weights.</summary>
+    public static (Tensor Lo, Tensor Hi) GroupRange(Tensor w, QuantSpec spec)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        GroupLayout.CheckMatrix(w, nameof(w));
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
         long rows = w.shape[0], cols = w.shape[1];
         int g = spec.EffectiveGroupSize(checked((int)cols));
         long groups = (cols + g - 1) / g;
         Tensor x = w.detach().to(ScalarType.Float32);
         if (x.isnan().any().item<bool>())
             throw new MatqException("weights contain NaN: quantization needs finite weights; check the checkpoint or the training run.");
-
         Tensor lo, hi;
         if (spec.Granularity == Granularity.PerTensor)
         {
@@ -40,21 +64,7 @@ public static class TensorAffineQuantizer
             lo = grouped.amin(new long[] { 2 }).clamp_max(0);
             hi = grouped.amax(new long[] { 2 }).clamp_min(0);
         }
-
-        Tensor alpha, zero;
-        if (spec.Scheme == QuantScheme.Symmetric)
-        {
-            Tensor absMax = maximum(lo.neg(), hi);
-            alpha = absMax.div(GroupLayout.Constant(absMax, (1 << (spec.Bits - 1)) - 1)).clamp_min(AffineQuantizer.MinScale);
-            zero = GroupLayout.Constant(alpha, 1 << (spec.Bits - 1));
-        }
-        else
-        {
-            Tensor range = hi - lo;
-            alpha = range.div(GroupLayout.Constant(range, spec.QMax)).clamp_min(AffineQuantizer.MinScale);
-            zero = lo.neg().div(alpha).round().clamp(0, spec.QMax);
-        }
-        return (alpha.contiguous().MoveToOuterDisposeScope(), zero.contiguous().MoveToOuterDisposeScope());
+        return (lo.contiguous().MoveToOuterDisposeScope(), hi.contiguous().MoveToOuterDisposeScope());
     }
 
     /// <summary>uint8 codes [out, in]: q = clamp(round(w/α) + z, 0, 2^bits − 1) with α, z [out|1, nGroups].</summary>

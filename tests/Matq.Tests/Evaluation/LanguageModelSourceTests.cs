@@ -109,6 +109,16 @@ public sealed class LanguageModelSourceTests
         Assert.Equal(3, BitPlanFile.Parse("{}", "p.json").ResolveBits(3, "p.json"));
     }
 
+    [Fact]
+    public void A_plan_written_by_matq_plan_is_read_too()
+    {
+        var mix = new Matq.Runtime.Plans.MixPlan("hash", 8, 8, new Dictionary<string, int> { ["model.layers.0.mlp.up_proj"] = 2, ["model.layers.0.mlp.down_proj"] = 4 }, "pyramid");
+        var plan = BitPlanFile.Parse(mix.ToJson(), "p.json");
+        Assert.Equal(8, plan.Default);
+        Assert.Equal(2, plan.Layers["model.layers.0.mlp.up_proj"]);
+        Assert.Equal(4, plan.Layers["model.layers.0.mlp.down_proj"]);
+    }
+
     private static string Rtn4(string folder)
     {
         using var model = LlamaLoader.Load(folder, CPU, ScalarType.Float32);

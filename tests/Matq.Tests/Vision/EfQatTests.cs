@@ -13,6 +13,12 @@ namespace Matq.Tests.Vision;
 public class EfQatTests
 {
     [Theory]
+    [InlineData(ConvWeightGradMethod.Split, 1, 1, 3)]
+    [InlineData(ConvWeightGradMethod.Split, 2, 1, 3)]
+    [InlineData(ConvWeightGradMethod.Split, 2, 0, 1)]
+    [InlineData(ConvWeightGradMethod.Regrad, 1, 1, 3)]
+    [InlineData(ConvWeightGradMethod.Regrad, 2, 1, 3)]
+    [InlineData(ConvWeightGradMethod.Regrad, 2, 0, 1)]
     [InlineData(ConvWeightGradMethod.Unfold, 1, 1, 3)]
     [InlineData(ConvWeightGradMethod.Unfold, 2, 1, 3)]
     [InlineData(ConvWeightGradMethod.Conv, 1, 1, 3)]
@@ -59,8 +65,10 @@ public class EfQatTests
         Assert.NotNull(x.grad);
     }
 
-    [Fact]
-    public void LinearPartialGradientMatchesAutogradOnSelectedRows()
+    [Theory]
+    [InlineData(ConvWeightGradMethod.Split)]
+    [InlineData(ConvWeightGradMethod.Unfold)]
+    public void LinearPartialGradientMatchesAutogradOnSelectedRows(ConvWeightGradMethod method)
     {
         using var scope = NewDisposeScope();
         manual_seed(11);
@@ -70,7 +78,10 @@ public class EfQatTests
         Tensor up = randn_like(yr);
         yr.mul(up).sum().backward();
         Tensor xp = x.clone().requires_grad_(true), wp = w.clone().requires_grad_(true);
-        PartialWeightGrad.Linear(xp, wp, tensor(new long[] { 0, 3 })).mul(up).sum().backward();
+        var saved = PartialWeightGrad.LinearMethod;
+        PartialWeightGrad.LinearMethod = method;
+        try { PartialWeightGrad.Linear(xp, wp, tensor(new long[] { 0, 3 })).mul(up).sum().backward(); }
+        finally { PartialWeightGrad.LinearMethod = saved; }
         Assert.True(xp.grad!.allclose(xr.grad!, 1e-5, 1e-5));
         Tensor sel = tensor(new long[] { 0, 3 }), others = tensor(new long[] { 1, 2 });
         Assert.True(wp.grad!.index_select(0, sel).allclose(wr.grad!.index_select(0, sel), 1e-5, 1e-5));
@@ -147,5 +158,35 @@ public class EfQatTests
             for (int p = 0; p < 784; p++) img[i * 784 + p] = (float)rng.NextDouble() * (p % 10 == lab[i] ? 1f : 0.3f);
         }
         return new ImageSet(n, 28, 28, img, lab);
+    }
+}
+
+public class BackwardTensorsTests
+{
+    [Fact]
+    public void Inputs_saved_by_custom_functions_stay_usable_after_later_backward_passes()
+    {
+        // BackwardTensors disposes what a backward handed over when the next backward starts: the caller's own
+        // tensors (saved as inputs) must survive that, and repeated steps must keep producing the same gradient.
+        manual_seed(5);
+        Tensor x = randn(4, 6).requires_grad_(true), w = randn(3, 6).requires_grad_(true);
+        var saved = PartialWeightGrad.LinearMethod;
+        PartialWeightGrad.LinearMethod = ConvWeightGradMethod.Unfold;   // the custom-function path (saves x and w)
+        try
+        {
+            Tensor? first = null;
+            for (int i = 0; i < 3; i++)
+            {
+                x.grad?.zero_();
+                var y = Matq.Quantization.LsqFakeQuant.Apply(PartialWeightGrad.Linear(x, w, tensor(new long[] { 0, 2 })), tensor(new float[] { 0.1f }), 4);
+                y.sum().backward();
+                first ??= x.grad!.clone();
+                Assert.True(x.grad!.allclose(first), $"step {i}");
+                Assert.Equal(new long[] { 4, 6 }, x.shape);
+                Assert.True(float.IsFinite(x.sum().item<float>()));
+                Assert.True(float.IsFinite(w.sum().item<float>()));
+            }
+        }
+        finally { PartialWeightGrad.LinearMethod = saved; }
     }
 }

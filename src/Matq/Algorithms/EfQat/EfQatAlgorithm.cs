@@ -1,21 +1,34 @@
-// Contract: EfQAT on a VisionNet: Prepare = PTQ (RTN steps from a calibration batch) + partial-gradient layers;
+// Contract: EfQAT on any set of IEfQatLayer (a VisionNet's QuantLayers, an LM's NestedQuantLinears): Prepare = PTQ (RTN steps from a calibration batch) + partial-gradient layers;
 // during training the selection (ChannelSelector) is refreshed every RefreshEvery steps, and after each optimizer
 // step the frozen rows are restored, so optimizer momentum or weight decay can never move a weight that was not
 // selected. Steps, biases and norm parameters train normally (a frozen channel's weight step gets no gradient:
 // that would need the very weight gradient EfQAT skips).
-using Matq.Models.Vision;
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Matq.Algorithms.EfQat;
 
+/// <summary>A layer whose weight rows (output channels) EfQAT selects: the forward must route <see cref="SelectedRows"/>
+/// and <see cref="FrozenRows"/> to <see cref="PartialWeightGrad"/> so only selected rows get a weight gradient.</summary>
+public interface IEfQatLayer
+{
+    /// <summary>[out, ...] the trained weight (latent weight for fake-quantized layers).</summary>
+    Parameter Weight { get; }
+    long OutChannels { get; }
+    /// <summary>Rows whose weights get gradients (int64 [S]); null = all (plain training).</summary>
+    Tensor? SelectedRows { get; set; }
+    /// <summary>The other rows (sorted int64), set together with SelectedRows.</summary>
+    Tensor? FrozenRows { get; set; }
+}
+
 public sealed class EfQatAlgorithm
 {
-    private readonly IReadOnlyList<QuantLayer> _layers;
+    private readonly IReadOnlyList<IEfQatLayer> _layers;
     private Tensor?[] _snapshot;
     private Tensor?[] _keepMask;
 
-    public EfQatAlgorithm(EfQatConfig config, IReadOnlyList<QuantLayer> layers)
+    public EfQatAlgorithm(EfQatConfig config, IReadOnlyList<IEfQatLayer> layers)
     {
         Config = config ?? throw new ArgumentNullException(nameof(config));
         _layers = layers;
@@ -52,7 +65,11 @@ public sealed class EfQatAlgorithm
             layer.SelectedRows?.Dispose();
             _keepMask[l]?.Dispose();
             var device = layer.Weight.device;
+            layer.FrozenRows?.Dispose();
             layer.SelectedRows = tensor(Selection[l].Select(i => (long)i).ToArray(), ScalarType.Int64).to(device).DetachFromDisposeScope();
+            var selected = new HashSet<int>(Selection[l]);
+            layer.FrozenRows = tensor(Enumerable.Range(0, (int)layer.OutChannels).Where(i => !selected.Contains(i)).Select(i => (long)i).ToArray(),
+                ScalarType.Int64).to(device).DetachFromDisposeScope();
             if (Selection[l].Length == layer.OutChannels) { _keepMask[l] = null; continue; }
             var shape = new long[layer.Weight.dim()];
             Array.Fill(shape, 1L);
@@ -92,6 +109,8 @@ public sealed class EfQatAlgorithm
         {
             _layers[l].SelectedRows?.Dispose();
             _layers[l].SelectedRows = null;
+            _layers[l].FrozenRows?.Dispose();
+            _layers[l].FrozenRows = null;
             _snapshot[l]?.Dispose(); _snapshot[l] = null;
             _keepMask[l]?.Dispose(); _keepMask[l] = null;
         }

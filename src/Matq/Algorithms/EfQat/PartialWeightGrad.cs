@@ -1,6 +1,10 @@
-// Contract: conv2d / linear as custom autograd functions whose backward computes grad_input in full but grad_weight
-// only for the selected output channels (rows), leaving the other rows' gradient zero; an empty selection computes
-// no weight gradient at all (null). This is where EfQAT's saving is real compute, not a mask applied afterwards.
+// Contract: conv2d / linear whose backward computes grad_input in full but grad_weight only for the selected output
+// channels (rows), leaving the other rows' gradient zero; an empty selection computes no weight gradient at all.
+// This is where EfQAT's saving is real compute, not a mask applied afterwards. Three exact implementations:
+// Split (default) runs the native op twice, on the selected rows and on the detached frozen rows, and interleaves the
+// outputs, so the device's own weight-gradient kernel (cuDNN/oneDNN) runs for the selected rows only; Unfold and Conv
+// are custom autograd functions that compute the selected rows' weight gradient by im2col+bmm or by a swapped conv.
+using Matq.Quantization;
 using TorchSharp;
 using static TorchSharp.torch;
 using static TorchSharp.torch.autograd;
@@ -10,25 +14,78 @@ namespace Matq.Algorithms.EfQat;
 /// <summary>How the selected rows' conv weight gradient is computed (both exact; speed differs by device).</summary>
 public enum ConvWeightGradMethod
 {
+    /// <summary>Native autograd on two ops: w[rows] (trained) and w[frozen].detach(); outputs interleaved by index_copy.</summary>
+    Split,
     /// <summary>im2col: unfold(x) [N, Cin·k·k, L] and a batched matmul with the selected output gradients [N, S, L].</summary>
     Unfold,
     /// <summary>A conv2d of x with batch and channel swapped, the selected output gradients as the kernel (dilation = stride).</summary>
     Conv,
+    /// <summary>The device's own weight-gradient kernel on the selected rows: inside the backward, autograd of a conv2d
+    /// of x with an [S, Cin, k, k] stand-in weight (∂y/∂w does not depend on w), at the cost of that S-channel forward.</summary>
+    Regrad,
 }
 
 /// <summary>Partial-weight-gradient conv2d and linear.</summary>
 public static class PartialWeightGrad
 {
-    /// <summary>Method used by <see cref="Conv2d"/>; Unfold by default.</summary>
-    public static ConvWeightGradMethod ConvMethod { get; set; } = ConvWeightGradMethod.Unfold;
+    /// <summary>Method used by <see cref="Conv2d"/>.</summary>
+    public static ConvWeightGradMethod ConvMethod { get; set; } = ConvWeightGradMethod.Split;
+
+    /// <summary>Method used by <see cref="Linear"/>: Split, or else (default) the custom function that gathers the
+    /// selected columns of the output gradient and multiplies them with the input (one GEMM of S rows).</summary>
+    public static ConvWeightGradMethod LinearMethod { get; set; } = ConvWeightGradMethod.Unfold;
 
     /// <summary>y = conv2d(x, w) (x [N, Cin, H, W], w [Cout, Cin, k, k] → [N, Cout, Ho, Wo], no bias, square stride and
-    /// padding); rows = selected output channels (int64 [S]), null = all rows (full gradient).</summary>
-    public static Tensor Conv2d(Tensor x, Tensor w, long stride, long padding, Tensor? rows) =>
-        ConvFunction.apply(x, w, stride, padding, rows!, ConvMethod);
+    /// padding); rows = selected output channels (int64 [S]), null = all rows (full gradient); frozen = the other rows
+    /// (computed when null).</summary>
+    public static Tensor Conv2d(Tensor x, Tensor w, long stride, long padding, Tensor? rows, Tensor? frozen = null)
+    {
+        if (ConvMethod != ConvWeightGradMethod.Split) return ConvFunction.apply(x, w, stride, padding, rows!, ConvMethod);
+        Tensor Op(Tensor wt) => nn.functional.conv2d(x, wt, strides: new[] { stride, stride }, padding: new[] { padding, padding });
+        return SplitRows(Op, w, rows, frozen, dim: 1);
+    }
 
-    /// <summary>y = x·wᵀ (x [N, in], w [out, in] → [N, out]); rows as in <see cref="Conv2d"/>.</summary>
-    public static Tensor Linear(Tensor x, Tensor w, Tensor? rows) => LinearFunction.apply(x, w, rows!);
+    /// <summary>y = x·wᵀ (x [..., in], w [out, in] → [..., out]); rows as in <see cref="Conv2d"/>.</summary>
+    public static Tensor Linear(Tensor x, Tensor w, Tensor? rows, Tensor? frozen = null) =>
+        LinearMethod == ConvWeightGradMethod.Split ? SplitLinear(x, w, rows, frozen)
+        : rows is null || rows.numel() == w.shape[0] ? nn.functional.linear(x, w)
+        : rows.numel() == 0 ? nn.functional.linear(x, w.detach())
+        : LinearFunction.apply(x, w, rows);
+
+    /// <summary>y = x·wᵀ for x [..., in] (any leading dims) with the Split method: only w[rows] gets a weight gradient.</summary>
+    public static Tensor SplitLinear(Tensor x, Tensor w, Tensor? rows, Tensor? frozen = null) =>
+        SplitRows(wt => nn.functional.linear(x, wt), w, rows, frozen, dim: x.dim() - 1);
+
+    /// <summary>y = x·wFullᵀ (x [..., in], wFull [out, in] without gradient) where <paramref name="wSel"/> [S, in] =
+    /// wFull[rows] is the differentiable copy of the selected rows: the backward returns ∂L/∂x = g·wFull and
+    /// ∂L/∂wSel = g[:, rows]ᵀ·x (one GEMM of S rows) — nothing of size [out, in] is formed on the gradient side, so
+    /// whatever produced wSel (e.g. a fake quantizer) also back-propagates through S rows only.</summary>
+    public static Tensor LinearRows(Tensor x, Tensor wFull, Tensor wSel, Tensor rows) => LinearRowsFunction.apply(x, wFull, wSel, rows);
+
+    /// <summary>The rows of [0, n) not in <paramref name="rows"/> (sorted, int64, on rows' device).</summary>
+    public static Tensor Complement(Tensor rows, long n)
+    {
+        var keep = new bool[n];
+        Array.Fill(keep, true);
+        foreach (long r in rows.cpu().data<long>()) keep[r] = false;
+        return tensor(Enumerable.Range(0, (int)n).Where(i => keep[i]).Select(i => (long)i).ToArray(), ScalarType.Int64).to(rows.device);
+    }
+
+    // op(w) maps a weight [rows, ...] to an output whose dimension `dim` indexes those rows; weight gradients flow only
+    // through w[rows]: the frozen part is detached, so autograd never asks the device for its weight gradient.
+    private static Tensor SplitRows(Func<Tensor, Tensor> op, Tensor w, Tensor? rows, Tensor? frozen, long dim)
+    {
+        if (rows is null) return op(w);
+        if (rows.numel() == 0) return op(w.detach());
+        if (rows.numel() == w.shape[0]) return op(w);
+        using var scope = NewDisposeScope();
+        frozen ??= Complement(rows, w.shape[0]);
+        Tensor ySel = op(w.index_select(0, rows));
+        Tensor yFrz = op(w.detach().index_select(0, frozen));
+        var shape = (long[])ySel.shape.Clone();
+        shape[dim] = w.shape[0];
+        return zeros(shape, ySel.dtype, ySel.device).index_copy(dim, rows, ySel).index_copy(dim, frozen, yFrz).MoveToOuterDisposeScope();
+    }
 
     /// <summary>∂L/∂w for the output channels of g: x [N, Cin, H, W], g [N, S, Ho, Wo] → [S, Cin, k, k].</summary>
     public static Tensor ConvWeightGrad(Tensor x, Tensor g, long kernel, long stride, long padding, ConvWeightGradMethod method)
@@ -36,7 +93,14 @@ public static class PartialWeightGrad
         using var scope = NewDisposeScope();
         long n = x.shape[0], cin = x.shape[1], s = g.shape[1];
         Tensor result;
-        if (method == ConvWeightGradMethod.Unfold)
+        if (method == ConvWeightGradMethod.Regrad)
+        {
+            using var grad = enable_grad();
+            Tensor ws = zeros(new long[] { s, cin, kernel, kernel }, x.dtype, x.device).requires_grad_(true);
+            Tensor ys = nn.functional.conv2d(x.detach(), ws, strides: new[] { stride, stride }, padding: new[] { padding, padding });
+            result = autograd.grad(new List<Tensor> { ys }, new List<Tensor> { ws }, new List<Tensor> { g })[0];
+        }
+        else if (method == ConvWeightGradMethod.Unfold)
         {
             Tensor cols = nn.functional.unfold(x, kernel, dilation: 1, padding: padding, stride: stride);   // [N, Cin·k·k, L]
             Tensor gl = g.reshape(n, s, -1);                                                                  // [N, S, L]
@@ -82,6 +146,7 @@ public static class PartialWeightGrad
 
         public override List<Tensor> backward(AutogradContext ctx, Tensor g)
         {
+            BackwardTensors.Begin();
             List<Tensor> saved = ctx.get_saved_variables();
             Tensor x = saved[0], w = saved[1];
             long stride = (long)ctx.get_data("stride"), padding = (long)ctx.get_data("padding");
@@ -102,7 +167,7 @@ public static class PartialWeightGrad
                 gw = ConvWeightGrad(x, g, k, stride, padding, method).MoveToOuterDisposeScope();
             else if (rows.numel() > 0)
                 gw = Scatter(w, ConvWeightGrad(x, g.index_select(1, rows), k, stride, padding, method), rows).MoveToOuterDisposeScope();
-            return new List<Tensor> { gx!, gw!, null!, null!, null!, null! };
+            return BackwardTensors.Hand(new List<Tensor> { gx!, gw!, null!, null!, null!, null! }, [g, .. saved]);
         }
     }
 
@@ -110,7 +175,7 @@ public static class PartialWeightGrad
     {
         public override string Name => "matq.EfQatLinear";
 
-        // vars: [0] x [N, in], [1] w [out, in], [2] rows (Tensor?)
+        // vars: [0] x [..., in] (leading dims flattened for the weight gradient), [1] w [out, in], [2] rows (Tensor?)
         public override Tensor forward(AutogradContext ctx, params object[] vars)
         {
             var x = (Tensor)vars[0];
@@ -122,16 +187,45 @@ public static class PartialWeightGrad
 
         public override List<Tensor> backward(AutogradContext ctx, Tensor g)
         {
+            BackwardTensors.Begin();
             List<Tensor> saved = ctx.get_saved_variables();
             Tensor x = saved[0], w = saved[1];
             Tensor? rows = (bool)ctx.get_data("hasRows") ? saved[2] : null;
             using var scope = NewDisposeScope();
             Tensor? gx = (bool)ctx.get_data("xgrad") ? g.matmul(w).MoveToOuterDisposeScope() : null;
             Tensor? gw = null;
-            if (rows is null) gw = g.t().matmul(x).MoveToOuterDisposeScope();                                  // [out, in]
+            Tensor g2 = g.reshape(-1, w.shape[0]), x2 = x.reshape(-1, w.shape[1]);                             // [N, out], [N, in]
+            if (rows is null) gw = g2.t().matmul(x2).MoveToOuterDisposeScope();                                // [out, in]
             else if (rows.numel() > 0)
-                gw = Scatter(w, g.index_select(1, rows).t().matmul(x), rows).MoveToOuterDisposeScope();        // [S, in] scattered
-            return new List<Tensor> { gx!, gw!, null! };
+                gw = Scatter(w, g2.index_select(1, rows).t().matmul(x2), rows).MoveToOuterDisposeScope();      // [S, in] scattered
+            return BackwardTensors.Hand(new List<Tensor> { gx!, gw!, null! }, [g, .. saved]);
+        }
+    }
+
+    private sealed class LinearRowsFunction : SingleTensorFunction<LinearRowsFunction>
+    {
+        public override string Name => "matq.EfQatLinearRows";
+
+        // vars: [0] x [..., in], [1] wFull [out, in] (values), [2] wSel [S, in] (gradient target), [3] rows int64 [S]
+        public override Tensor forward(AutogradContext ctx, params object[] vars)
+        {
+            var x = (Tensor)vars[0];
+            var wFull = (Tensor)vars[1];
+            ctx.save_for_backward(new List<Tensor> { x, wFull, (Tensor)vars[3] });
+            ctx.save_data("xgrad", x.requires_grad);
+            return nn.functional.linear(x, wFull.detach());
+        }
+
+        public override List<Tensor> backward(AutogradContext ctx, Tensor g)
+        {
+            BackwardTensors.Begin();
+            List<Tensor> saved = ctx.get_saved_variables();
+            Tensor x = saved[0], w = saved[1], rows = saved[2];
+            using var scope = NewDisposeScope();
+            Tensor? gx = (bool)ctx.get_data("xgrad") ? g.matmul(w).MoveToOuterDisposeScope() : null;
+            Tensor g2 = g.reshape(-1, w.shape[0]), x2 = x.reshape(-1, w.shape[1]);
+            Tensor gSel = g2.index_select(1, rows).t().matmul(x2).MoveToOuterDisposeScope();                 // [S, in]
+            return BackwardTensors.Hand(new List<Tensor> { gx!, null!, gSel, null! }, [g, .. saved]);
         }
     }
 }

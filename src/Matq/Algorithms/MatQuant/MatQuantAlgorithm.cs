@@ -1,7 +1,8 @@
-// Contract: the pipeline's "matquant" method: wraps a base (qat | athena) so its loss is Σ_{r∈R} λ_r·loss(slice r) and
+// Contract: the pipeline's "matquant" method: wraps a base (qat | athena | omniquant) so its loss is Σ_{r∈R} λ_r·loss(slice r) and
 // emits ONE set of c-bit master codes per linear (artifact trained_bits = R), servable at any r ≤ c by the loader.
 using System.Text.Json.Nodes;
 using Matq.Algorithms.Athena;
+using Matq.Algorithms.OmniQuant;
 using Matq.Calibration;
 using Matq.Quantization.Pipeline;
 using static TorchSharp.torch;
@@ -12,11 +13,11 @@ public sealed class MatQuantAlgorithm : QuantizationAlgorithm
 {
     public const string MethodName = "matquant";
 
-    /// <summary>Registry row "matquant": its own options plus the Athena solver's (used by base=athena).</summary>
+    /// <summary>Registry row "matquant": its own options plus the Athena solver's (base=athena) and OmniQuant's (base=omniquant).</summary>
     public static AlgorithmRegistration Registration { get; } = new(MethodName,
-        "MatQuant: one c-bit artifact whose nested int4/int2 slices are trained jointly (base=qat|athena; needs calibration text)",
+        "MatQuant: one c-bit artifact whose nested int4/int2 slices are trained jointly (base=qat|athena|omniquant; needs calibration text)",
         NeedsCalibration: true,
-        [.. MatQuantConfig.Options, .. AthenaAlgorithm.AthenaRegistration.Options],
+        [.. MatQuantConfig.Options, .. AthenaAlgorithm.AthenaRegistration.Options, .. OmniQuantConfig.Options],
         config => new MatQuantAlgorithm(config));
 
     private readonly AthenaAlgorithm _athena;
@@ -29,9 +30,16 @@ public sealed class MatQuantAlgorithm : QuantizationAlgorithm
         var athenaOptions = config.Options.Where(kv => athenaKeys.Contains(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value);
         _athena = new AthenaAlgorithm(new QuantizationConfig(AthenaAlgorithm.AthenaName, config.Bits, config.GroupSize, config.Symmetric,
             config.IncludeLmHead, athenaOptions, config.OnlyLayers), AthenaMode.Athena);
+        Omni = OmniQuantConfig.FromOptions(config);
     }
 
     public MatQuantConfig MatQuant { get; }
+
+    /// <summary>The OmniQuant budget (used by base=omniquant).</summary>
+    public OmniQuantConfig Omni { get; }
+
+    /// <summary>Called with each block epoch of base=omniquant (tests, logs).</summary>
+    public Action<OmniQuantEpoch>? EpochLog { get; init; }
 
     /// <summary>Called with each logged QAT step (progress display, tests).</summary>
     public Action<MatQuantStep>? StepLog { get; init; }
@@ -61,6 +69,12 @@ public sealed class MatQuantAlgorithm : QuantizationAlgorithm
             o["warmup"] = MatQuant.Warmup;
             o["clip"] = MatQuant.ClipNorm;
         }
+        else if (MatQuant.Base == MatQuantBase.OmniQuant)
+        {
+            o["codistill"] = string.Join(",", MatQuant.Codistill);
+            o["codistill_weight"] = MatQuant.CodistillWeight;
+            o["omniquant"] = OmniQuantAlgorithm.Describe(Omni, Omni.MaxFor(MatQuant.Bits, MatQuant.MasterBits));
+        }
         else o["athena"] = _athena.DescribeSettings();
         return o;
     }
@@ -68,7 +82,13 @@ public sealed class MatQuantAlgorithm : QuantizationAlgorithm
     public override IReadOnlyList<QuantizedLinearResult> Convert(QuantizationContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        return MatQuant.Base == MatQuantBase.Qat ? ConvertQat(context) : ConvertAthena(context);
+        return MatQuant.Base switch
+        {
+            MatQuantBase.Qat => ConvertQat(context),
+            MatQuantBase.OmniQuant => OmniQuantBlockwise.Run(context.Model, LinearSelection.Select(context.Model, Config), Config, MatQuant, Omni,
+                context.RequireCalibration(Name), context.Seed, context.Report, EpochLog, context.Cancellation),
+            _ => ConvertAthena(context),
+        };
     }
 
     private IReadOnlyList<QuantizedLinearResult> ConvertQat(QuantizationContext context)
@@ -85,28 +105,7 @@ public sealed class MatQuantAlgorithm : QuantizationAlgorithm
             context.Report(new QuantizationEvent(QuantizationEventKind.Message, 0, blocks, 0, selected.Count,
                 Message: $"qat step {s.Step}/{MatQuant.Steps}, loss {s.Loss:F4}"));
         }, context.Cancellation);
-        var results = new List<QuantizedLinearResult>();
-        try
-        {
-            foreach (var (name, module) in trained)
-            {
-                using var scope = NewDisposeScope();
-                var (codes, scales, zeros) = module.Export();
-                var w = selected.First(s => s.Name == name).Weight.detach().to(ScalarType.Float32, codes.device);
-                var deq = Matq.Quantization.TensorAffineQuantizer.Dequantize(codes, scales, zeros, module.GroupSize);
-                double mse = (w - deq).square().mean().item<float>();
-                int cols = checked((int)codes.shape[1]);
-                var report = new LayerReport(name, checked((int)codes.shape[0]), cols, Config.Bits, mse, null, null, sw.Elapsed.TotalSeconds / trained.Count);
-                results.Add(QuantizedLinearResult.FromTensors(name, codes, scales, zeros, Config.StoredGroupSize(cols), null, report));
-                context.Report(new QuantizationEvent(QuantizationEventKind.LayerDone, name == "lm_head" ? blocks - 1 : LinearSelection.BlockOf(name),
-                    blocks, results.Count, selected.Count, report));
-            }
-        }
-        finally
-        {
-            foreach (var (_, m) in trained) m.Dispose();
-        }
-        return results;
+        return MatQuantQat.Export(trained, selected, Config, context, sw.Elapsed.TotalSeconds);
     }
 
     // Sequential calibration as in Athena; the weight installed for the next blocks is the λ-weighted mean of the

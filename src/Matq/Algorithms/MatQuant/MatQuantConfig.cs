@@ -14,10 +14,14 @@ public enum MatQuantBase
 
     /// <summary>Second-order column-by-column rounding on the calibration Hessian (GPTQ/Athena error feedback).</summary>
     Athena,
+
+    /// <summary>Block-wise learnable weight clipping trained on block-output reconstruction (OmniQuant LWC).</summary>
+    OmniQuant,
 }
 
 /// <summary>A co-distillation term: the slice at <see cref="Teacher"/> bits (detached) is the target of the slice at
-/// <see cref="Student"/> bits, KL(p_teacher ‖ p_student) over the next-token distributions.</summary>
+/// <see cref="Student"/> bits: KL(p_teacher ‖ p_student) over the next-token distributions (qat), or the mse between the
+/// two slices' block outputs (omniquant).</summary>
 public sealed record CodistillPair(int Teacher, int Student)
 {
     public override string ToString() => $"{Teacher}->{Student}";
@@ -68,15 +72,15 @@ public sealed record MatQuantConfig
             throw new MatqException($"matquant lambda has {lambda.Count} value(s) but bits has {bits.Count}: give one weight per bit-width (e.g. bits=8,4,2 lambda=1,1,1)");
         if (lambda.Any(l => !(l >= 0) || double.IsInfinity(l)) || !(lambda.Sum() > 0))
             throw new MatqException($"matquant lambda = {string.Join(",", lambda)} is invalid: weights must be finite, ≥ 0, and not all 0");
-        if (!Enum.IsDefined(baseAlgorithm)) throw new MatqException($"matquant base {(int)baseAlgorithm} is not known: use qat or athena");
+        if (!Enum.IsDefined(baseAlgorithm)) throw new MatqException($"matquant base {(int)baseAlgorithm} is not known: use qat, athena or omniquant");
         codistill ??= [];
         foreach (var p in codistill)
         {
             if (!bits.Contains(p.Teacher) || !bits.Contains(p.Student) || p.Teacher == p.Student)
                 throw new MatqException($"matquant codistill {p}: teacher and student must be two different widths of bits = {string.Join(",", bits)}");
         }
-        if (codistill.Count > 0 && baseAlgorithm != MatQuantBase.Qat)
-            throw new MatqException("matquant codistill applies to the qat base only (it compares slice outputs during training)");
+        if (codistill.Count > 0 && baseAlgorithm == MatQuantBase.Athena)
+            throw new MatqException("matquant codistill applies to the qat and omniquant bases (it compares slice outputs during training), not athena");
         if (!(codistillWeight >= 0) || !(distill >= 0) || double.IsInfinity(codistillWeight) || double.IsInfinity(distill))
             throw new MatqException("matquant codistill-weight and distill must be finite and ≥ 0");
         if (steps < 1 || steps > 1_000_000) throw new MatqException($"matquant steps = {steps} is out of range: allowed 1..1000000");
@@ -108,11 +112,11 @@ public sealed record MatQuantConfig
     /// <summary>The declared options of the registry row (defaults as text).</summary>
     public static IReadOnlyList<AlgorithmOption> Options { get; } =
     [
-        new(BaseKey, "base algorithm whose loss is summed over the nested widths: qat or athena", "qat"),
+        new(BaseKey, "base algorithm whose loss is summed over the nested widths: qat, athena or omniquant", "qat"),
         new(BitsKey, "nested bit-widths R, comma-separated, each 1..master bits", "8,4,2"),
         new(LambdaKey, "weights λ_r of the per-width losses, one per bit-width", "1,1,1"),
-        new(CodistillKey, "co-distillation pairs teacher->student, e.g. 8->2,8->4 (qat base)", ""),
-        new(CodistillWeightKey, "weight of each co-distillation KL term", "1"),
+        new(CodistillKey, "co-distillation pairs teacher->student, e.g. 8->2,8->4 (qat and omniquant bases)", ""),
+        new(CodistillWeightKey, "weight of each co-distillation term (KL for qat, block-output mse for omniquant)", "1"),
         new(DistillKey, "weight of KL(float model ‖ slice) per slice (qat base)", "0"),
         new(ExtraKey, "true: keep the overflow bucket 2^r in training (serve with extra precision)", "false"),
         new(StepsKey, "qat: AdamW steps", "300"),
@@ -137,8 +141,8 @@ public sealed record MatQuantConfig
         {
             "qat" => MatQuantBase.Qat,
             "athena" => MatQuantBase.Athena,
-            "omniquant" => throw new MatqException("matquant base=omniquant is not implemented yet: use base=qat or base=athena"),
-            var other => throw new MatqException($"matquant base = '{other}' is not known: use qat or athena"),
+            "omniquant" => MatQuantBase.OmniQuant,
+            var other => throw new MatqException($"matquant base = '{other}' is not known: use qat, athena or omniquant"),
         };
         return new MatQuantConfig(bits, lambda, config.Bits, b, ParsePairs(O(CodistillKey)), Double(CodistillWeightKey, O(CodistillWeightKey)),
             Double(DistillKey, O(DistillKey)), Flag(ExtraKey, O(ExtraKey)), Int(StepsKey, O(StepsKey)), Int(BatchKey, O(BatchKey)),

@@ -19,6 +19,17 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace Matq.Algorithms.MatQuant;
 
+/// <summary>Optional additions to the QAT loop (EfQAT uses them): a module factory (default: min-max parameters from the
+/// float weight), extra parameters trained with the scale learning rate (e.g. RMSNorm weights), a callback with the
+/// modules once they are in the model, hooks around each optimizer step, and text that joins the checkpoint's run key.</summary>
+public sealed record QatExtras(
+    Func<SelectedLinear, NestedQuantLinear>? Create = null,
+    IReadOnlyList<Parameter>? AlsoTrain = null,
+    Action<IReadOnlyList<NestedQuantLinear>>? Attached = null,
+    Action<int>? BeforeStep = null,
+    Action? AfterStep = null,
+    string RunKey = "");
+
 /// <summary>Loss of one logged step: total and the per-width CE terms (in R's order).</summary>
 public sealed record MatQuantStep(int Step, double Loss, IReadOnlyList<double> SliceCe);
 
@@ -28,19 +39,23 @@ public static class MatQuantQat
     /// (the caller exports and disposes them). The model's module tree is restored before returning (also on failure).</summary>
     public static IReadOnlyList<(string Name, NestedQuantLinear Module)> Train(LlamaForCausalLM model, IReadOnlyList<SelectedLinear> selected,
         QuantizationConfig quant, MatQuantConfig config, CalibrationTokens data, Device device, int seed,
-        Action<MatQuantStep>? log = null, CancellationToken cancel = default)
+        Action<MatQuantStep>? log = null, CancellationToken cancel = default, QatExtras? extras = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         if (data.Length < 2) throw new MatqException("matquant qat needs windows of at least 2 tokens (--calib-len)");
-        var modules = selected.Select(s => (s.Name, Module: new NestedQuantLinear(s.Name, s.Weight, quant.Spec))).ToList();
+        extras ??= new QatExtras();
+        var modules = selected.Select(s => (s.Name, Module: extras.Create?.Invoke(s) ?? new NestedQuantLinear(s.Name, s.Weight, quant.Spec))).ToList();
         foreach (var (_, m) in modules) { m.to(device); m.ExtraPrecision = config.ExtraPrecision; }
         var originals = selected.Select(s => (s.Name, s.Module)).ToList();
+        var also = extras.AlsoTrain ?? [];
         var frozen = model.parameters().Where(p => p.requires_grad).ToList();
         try
         {
             foreach (var p in frozen) p.requires_grad = false;
+            foreach (var p in also) p.requires_grad = true;
             foreach (var (name, m) in modules) model.ReplaceLinear(name, m);
-            Loop(model, modules.Select(m => m.Module).ToList(), config, data, device, seed, log, cancel);
+            extras.Attached?.Invoke(modules.Select(m => m.Module).ToList());
+            Loop(model, modules.Select(m => m.Module).ToList(), config, data, device, seed, log, cancel, extras);
             return modules;
         }
         catch
@@ -56,12 +71,14 @@ public static class MatQuantQat
     }
 
     private static void Loop(LlamaForCausalLM model, List<NestedQuantLinear> modules, MatQuantConfig config, CalibrationTokens data,
-        Device device, int seed, Action<MatQuantStep>? log, CancellationToken cancel)
+        Device device, int seed, Action<MatQuantStep>? log, CancellationToken cancel, QatExtras extras)
     {
         var weights = modules.Select(m => (Tensor)m.Weight).ToList();
-        var quantParams = modules.SelectMany(m => new Tensor[] { m.LogScale, m.Zero }).ToList();
+        var also = extras.AlsoTrain ?? [];
+        var quantParams = modules.SelectMany(m => new Tensor[] { m.LogScale, m.Zero }).Concat(also).ToList();
         var all = weights.Concat(quantParams).ToList();
-        var named = modules.SelectMany((m, i) => new (string, Tensor)[] { ($"{i}.w", m.Weight), ($"{i}.s", m.LogScale), ($"{i}.z", m.Zero) }).ToList();
+        var named = modules.SelectMany((m, i) => new (string, Tensor)[] { ($"{i}.w", m.Weight), ($"{i}.s", m.LogScale), ($"{i}.z", m.Zero) })
+            .Concat(also.Select((p, i) => ($"extra{i}", (Tensor)p))).ToList();
         var groups = new List<AdamW.ParamGroup>
         {
             new(weights.Select(t => (Parameter)t), config.Lr, 0.9, 0.95, 1e-8, 0.0, false, false),
@@ -70,7 +87,8 @@ public static class MatQuantQat
         using var optimizer = optim.AdamW(groups, config.Lr);
         var schedule = new LrSchedule(1.0, config.Warmup, config.Steps, 0.1);   // multiplier of each group's peak
         string runKey = $"matquant;bits={string.Join(",", config.Bits)};lambda={string.Join(",", config.Lambda)};steps={config.Steps};batch={config.Batch};" +
-                        $"lr={config.Lr:R};slr={config.ScaleLr:R};cd={string.Join(",", config.Codistill)};distill={config.Distill:R};extra={config.ExtraPrecision};seed={seed};n={data.Count}x{data.Length}";
+                        $"lr={config.Lr:R};slr={config.ScaleLr:R};cd={string.Join(",", config.Codistill)};distill={config.Distill:R};extra={config.ExtraPrecision};seed={seed};n={data.Count}x{data.Length}" +
+                        extras.RunKey;
         int start = 0;
         if (config.Checkpoint is { } ckpt && File.Exists(ckpt))
         {
@@ -93,10 +111,12 @@ public static class MatQuantQat
             long t = ids.shape[1] - 1;
             var x = ids.narrow(1, 0, t);
             var y = ids.narrow(1, 1, t).flatten();                                              // [B·T]
+            extras.BeforeStep?.Invoke(step);
             var (loss, ce) = Loss(model, modules, config, x, y);
             loss.backward();
             GradClip.ClipGlobalNorm(all, config.ClipNorm);
             optimizer.step();
+            extras.AfterStep?.Invoke();
             optimizer.zero_grad();
             if (log is not null && ((step + 1) % 10 == 0 || step + 1 == config.Steps))
                 log(new MatQuantStep(step + 1, loss.item<float>(), ce.Select(c => (double)c.item<float>()).ToArray()));
@@ -143,6 +163,36 @@ public static class MatQuantQat
             total = total + Kl(logp[p.Teacher].detach(), logp[p.Student]) * config.CodistillWeight;
         SetBits(modules, modules.Count > 0 ? modules[0].MasterBits : 0);
         return (total, ce);
+    }
+
+    /// <summary>The trained modules' master codes as results (MSE against the selected float weights), reported per layer;
+    /// disposes the modules. <paramref name="seconds"/> = the training time, spread evenly over the layers' reports.</summary>
+    public static IReadOnlyList<QuantizedLinearResult> Export(IReadOnlyList<(string Name, NestedQuantLinear Module)> trained,
+        IReadOnlyList<SelectedLinear> selected, QuantizationConfig config, QuantizationContext context, double seconds = 0)
+    {
+        int blocks = context.Model.Config.NumLayers + (selected.Any(s => s.Name == "lm_head") ? 1 : 0);
+        var results = new List<QuantizedLinearResult>();
+        try
+        {
+            foreach (var (name, module) in trained)
+            {
+                using var scope = NewDisposeScope();
+                var (codes, scales, zeros) = module.Export();
+                var w = selected.First(s => s.Name == name).Weight.detach().to(ScalarType.Float32, codes.device);
+                var deq = Matq.Quantization.TensorAffineQuantizer.Dequantize(codes, scales, zeros, module.GroupSize);
+                double mse = (w - deq).square().mean().item<float>();
+                int cols = checked((int)codes.shape[1]);
+                var report = new LayerReport(name, checked((int)codes.shape[0]), cols, config.Bits, mse, null, null, seconds / trained.Count);
+                results.Add(QuantizedLinearResult.FromTensors(name, codes, scales, zeros, config.StoredGroupSize(cols), null, report));
+                context.Report(new QuantizationEvent(QuantizationEventKind.LayerDone, name == "lm_head" ? blocks - 1 : LinearSelection.BlockOf(name),
+                    blocks, results.Count, selected.Count, report));
+            }
+        }
+        finally
+        {
+            foreach (var (_, m) in trained) m.Dispose();
+        }
+        return results;
     }
 
     public static void SetBits(IEnumerable<NestedQuantLinear> modules, int bits)

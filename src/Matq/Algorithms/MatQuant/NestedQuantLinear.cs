@@ -9,6 +9,7 @@
 //   ŵ_r = α·(STE(q_r) − z̄),  STE(q_r) = q_r forward, ∂/∂u = 1 (the clamp masks the codes round() clips)
 // so ∂ŵ/∂W = 1 inside the range (0 outside), ∂ŵ/∂α = q_r − u inside and q_r − z̄ outside (LSQ's step gradient,
 // Esser et al. 2020, through the slice), ∂ŵ/∂z = −α outside, 0 inside.
+using Matq.Algorithms.EfQat;
 using Matq.Kernels.Quantization;
 using Matq.Quantization;
 using TorchSharp;
@@ -18,7 +19,7 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace Matq.Algorithms.MatQuant;
 
-public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>
+public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>, IEfQatLayer
 {
     private readonly Parameter weight;       // [out, in] fp32 latent weight
     private readonly Parameter log_scale;    // [out, nGroups] log α
@@ -42,7 +43,30 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>Starts from quantized parameters (e.g. Athena's): latent W = α(q − z) [out, in], so the master codes
+    /// at the start are exactly <paramref name="codes"/>; α, z [out, nGroups] (z integer-valued), contiguous groups.</summary>
+    public NestedQuantLinear(string name, Tensor codes, Tensor alpha, Tensor zeroPoints, int groupSize, int masterBits, Tensor floatWeight) : base(name)
+    {
+        using var scope = NewDisposeScope();
+        var a = alpha.detach().to(ScalarType.Float32);
+        var z = zeroPoints.detach().to(ScalarType.Float32);
+        var latent = TensorAffineQuantizer.Dequantize(codes, a, z, groupSize);
+        GroupSize = groupSize;
+        MasterBits = masterBits;
+        Bits = masterBits;
+        weight = new Parameter(latent.contiguous().MoveToOuterDisposeScope());
+        log_scale = new Parameter(a.log().contiguous().MoveToOuterDisposeScope());
+        zero = new Parameter(z.clone().MoveToOuterDisposeScope());
+        _float = floatWeight.detach().to(ScalarType.Float32).clone().MoveToOuterDisposeScope();
+        RegisterComponents();
+    }
+
     public int GroupSize { get; }
+    public long OutChannels => weight.shape[0];
+    /// <summary>EfQAT: rows whose latent weights (and α, z) get gradients; null = all.</summary>
+    public Tensor? SelectedRows { get; set; }
+    /// <summary>EfQAT: the other rows (their weights, α and z stay as they are).</summary>
+    public Tensor? FrozenRows { get; set; }
     public int MasterBits { get; }
     /// <summary>The slice the forward uses: 1..MasterBits, or 0 for the frozen float weight.</summary>
     public int Bits { get; set; }
@@ -55,6 +79,17 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
+        if (Bits != 0 && SelectedRows is { } rows && rows.numel() < OutChannels)
+        {
+            // EfQAT: ŵ of every row for the values, but only the selected rows' ŵ (from their W, α, z) is differentiable,
+            // so the backward forms weight-side gradients of S rows only (see PartialWeightGrad.LinearRows).
+            Tensor full;
+            using (no_grad()) full = SlicedWeight(Bits).to(x.dtype);
+            if (rows.numel() == 0) return F.linear(x, full).MoveToOuterDisposeScope();
+            Tensor sel = Nested(weight.index_select(0, rows), log_scale.index_select(0, rows).exp(), zero.index_select(0, rows),
+                GroupSize, MasterBits, Bits, ExtraPrecision).to(x.dtype);
+            return PartialWeightGrad.LinearRows(x, full, sel, rows).MoveToOuterDisposeScope();
+        }
         var w = Bits == 0 ? _float : SlicedWeight(Bits);
         return F.linear(x, w.to(x.dtype)).MoveToOuterDisposeScope();
     }
@@ -73,8 +108,13 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>
         return (codes.MoveToOuterDisposeScope(), a.contiguous().MoveToOuterDisposeScope(), z.contiguous().MoveToOuterDisposeScope());
     }
 
-    /// <summary>The header's ŵ_r for latent w [out, in], α, z [out, nGroups] (z is rounded and clamped to 0..2^c − 1 here).</summary>
-    public static Tensor Nested(Tensor w, Tensor alpha, Tensor zero, int groupSize, int masterBits, int sliceBits, bool extraPrecision)
+    /// <summary>The header's ŵ_r for latent w [out, in], α, z [out, nGroups] (z is rounded and clamped to 0..2^c − 1 here).
+    /// With <paramref name="sliceRange"/> the continuous code u is clamped to the slice's own range instead of the master's,
+    /// u ∈ [−½, (2^r − ½)·2^(c−r) − ½] (the codes whose slice is not clamped at 2^r − 1), so weights the slice clips get
+    /// LSQ's gradient ∂ŵ/∂α = q_r − z̄ rather than q_r − u (which points the other way there); learnable-clipping bases
+    /// need it, where the slice's clamp is what the range parameters trade against. Forward values are unchanged.</summary>
+    public static Tensor Nested(Tensor w, Tensor alpha, Tensor zero, int groupSize, int masterBits, int sliceBits, bool extraPrecision,
+        bool sliceRange = false)
     {
         QuantSpec.ValidateSliceBits(masterBits, sliceBits);
         using var scope = NewDisposeScope();
@@ -83,7 +123,8 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>
         Tensor zr = StraightThrough.Apply(zero, t => t.round().clamp(0, qmax));                 // [out, nGroups]
         Tensor a = GroupLayout.Expand(alpha, groupSize, cols);                                 // [out, in]
         Tensor z = GroupLayout.Expand(zr, groupSize, cols);                                    // [out, in]
-        Tensor u = w.div(a).add(z).clamp(-0.5, qmax + 0.5);                                   // gradient 0 where round() clips
+        double high = sliceRange && k > 0 && !extraPrecision ? (top + 0.5) * (1 << k) - 0.5 : qmax + 0.5;
+        Tensor u = w.div(a).add(z).clamp(-0.5, high);                                          // gradient 0 where round() or the slice clips
         Tensor qr;
         using (no_grad())
         {

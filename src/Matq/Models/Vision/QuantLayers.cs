@@ -28,7 +28,7 @@ public sealed record QuantSettings
 }
 
 /// <summary>Base of <see cref="QConv2d"/> and <see cref="QLinear"/>: weight [out, ...], optional bias [out].</summary>
-public abstract class QuantLayer : torch.nn.Module<Tensor, Tensor>
+public abstract class QuantLayer : torch.nn.Module<Tensor, Tensor>, IEfQatLayer
 {
     protected QuantLayer(string name, Tensor weight, bool bias) : base(name)
     {
@@ -60,6 +60,8 @@ public abstract class QuantLayer : torch.nn.Module<Tensor, Tensor>
     public Parameter? ActStep => act_step;
     /// <summary>EfQAT: output channels whose weights get gradients (int64 [S]); null = all (plain training/QAT).</summary>
     public Tensor? SelectedRows { get; set; }
+    /// <summary>EfQAT: the other output channels (sorted int64), kept with <see cref="SelectedRows"/>.</summary>
+    public Tensor? FrozenRows { get; set; }
     public long OutChannels => Weight.shape[0];
     /// <summary>Called with each forward's (float) input; calibration uses it to capture activations.</summary>
     public Action<Tensor>? InputObserver { get; set; }
@@ -192,7 +194,7 @@ public sealed class QConv2d : QuantLayer
         InputObserver?.Invoke(x);
         Tensor xq = EffectiveInput(x), wq = EffectiveWeight();
         Tensor y = UsePartialGrad
-            ? PartialWeightGrad.Conv2d(xq, wq, Stride, Padding, SelectedRows!.numel() == OutChannels ? null : SelectedRows)
+            ? PartialWeightGrad.Conv2d(xq, wq, Stride, Padding, SelectedRows!.numel() == OutChannels ? null : SelectedRows, FrozenRows)
             : nn.functional.conv2d(xq, wq, strides: new[] { Stride, Stride }, padding: new[] { Padding, Padding });
         return ScaleAndBias(y);
     }
@@ -209,7 +211,7 @@ public sealed class QLinear : QuantLayer
         InputObserver?.Invoke(x);
         Tensor xq = EffectiveInput(x), wq = EffectiveWeight();
         Tensor y = UsePartialGrad
-            ? PartialWeightGrad.Linear(xq, wq, SelectedRows!.numel() == OutChannels ? null : SelectedRows)
+            ? PartialWeightGrad.Linear(xq, wq, SelectedRows!.numel() == OutChannels ? null : SelectedRows, FrozenRows)
             : nn.functional.linear(xq, wq);
         return ScaleAndBias(y);
     }

@@ -1,7 +1,9 @@
 // Contract: the explicit table of quantization algorithms by name (no reflection, so trimming/AOT keep them).
 // Adding an algorithm = adding one row here; the entry point (QuantizationRunner) and the CLI read this table.
 using Matq.Algorithms.Athena;
+using Matq.Algorithms.EfQat;
 using Matq.Algorithms.MatQuant;
+using Matq.Algorithms.OmniQuant;
 using Matq.Algorithms.Rtn;
 
 namespace Matq.Quantization.Pipeline;
@@ -14,7 +16,9 @@ public static class AlgorithmRegistry
         RtnAlgorithm.Registration,
         AthenaAlgorithm.GptqRegistration,
         AthenaAlgorithm.AthenaRegistration,
+        OmniQuantAlgorithm.Registration,
         MatQuantAlgorithm.Registration,
+        EfQatLmAlgorithm.Registration,
     ];
 
     public static IReadOnlyList<AlgorithmRegistration> All => Table;

@@ -61,8 +61,7 @@ public static class QuantizedModelLoader
         int r = bits ?? c;
         CheckBits(r, c, "--bits");
         var perLayer = ResolvePlan(artifact, plan, r);
-        var config = ParseConfig(artifact);
-        CheckTensors(artifact, config);
+        var config = ModelConfig(artifact);
 
         var served = new List<ServedLayer>();
         var model = new LlamaForCausalLM(config, (name, shape) =>
@@ -118,7 +117,7 @@ public static class QuantizedModelLoader
         return (QuantizedLinearResult.UndoPerm(w, q.Perm).MoveToOuterDisposeScope(), layer);
     }
 
-    private static void CheckBits(int r, int c, string what)
+    internal static void CheckBits(int r, int c, string what)
     {
         if (r > c)
             throw new MatqException($"{what} {r} is more than the artifact's {c} master bits (serve at 1..{c})");
@@ -127,7 +126,7 @@ public static class QuantizedModelLoader
     }
 
     // weight name → bits for every quantized tensor; a plan naming anything else is refused.
-    private static Dictionary<string, int> ResolvePlan(MatqArtifact artifact, IReadOnlyDictionary<string, int>? plan, int defaultBits)
+    internal static Dictionary<string, int> ResolvePlan(MatqArtifact artifact, IReadOnlyDictionary<string, int>? plan, int defaultBits)
     {
         var bits = artifact.Quantized.ToDictionary(q => q.Name, _ => defaultBits, StringComparer.Ordinal);
         if (plan is null) return bits;
@@ -145,16 +144,20 @@ public static class QuantizedModelLoader
         return bits;
     }
 
-    private static LlamaConfig ParseConfig(MatqArtifact artifact)
+    /// <summary>The artifact's model_config parsed as a Llama config, after checking that its tensors are exactly the ones it implies.</summary>
+    public static LlamaConfig ModelConfig(MatqArtifact artifact)
     {
+        ArgumentNullException.ThrowIfNull(artifact);
         var json = artifact.Metadata.ModelConfig;
         if (json.ValueKind != System.Text.Json.JsonValueKind.Object || !json.EnumerateObject().Any())
             throw new MatqException($"{artifact.Path}: the artifact has no model_config (the HF config.json); it cannot be served as a model");
-        return HfLlamaConfig.Parse(json.GetRawText(), $"{artifact.Path} model_config");
+        var config = HfLlamaConfig.Parse(json.GetRawText(), $"{artifact.Path} model_config");
+        CheckTensors(artifact, config);
+        return config;
     }
 
     // Every tensor the config implies must be present (quantized or float) with its shape; nothing else may be.
-    private static void CheckTensors(MatqArtifact artifact, LlamaConfig config)
+    internal static void CheckTensors(MatqArtifact artifact, LlamaConfig config)
     {
         var expected = LlamaTensors.Expected(config);
         foreach (var (name, shape) in expected)

@@ -1,0 +1,149 @@
+// `matq bench generate`: prefill and decode tokens/s of the packed CPU runtime (Matq.Runtime.Packed) on one .matq served at
+// each of --bits, with the resident weight bytes (decoder layers, head, fp32 embedding/norms), the KV cache and the process
+// RSS, and ratios vs the int8 row (or the first row), all measured in this run, for each --activations mode (int8: decode GEMVs on int8 activations; fp32). Prompt: --prompt-tokens seeded random ids
+// (speed does not depend on content), prefilled in chunks of 32; then --decode-tokens greedy steps. Each figure is the
+// median of --repeats interleaved rounds (every configuration once per round, order rotating) after ≥ 1 s of warm-up
+// rounds; RSS is read
+// per bit-width with only that model loaded, after a full compacting GC.
+using System.CommandLine;
+using System.Diagnostics;
+using Matq.Cli.Common;
+using Matq.Runtime.Packed;
+using Spectre.Console;
+
+namespace Matq.Cli.Verbs;
+
+public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb(console)
+{
+    private readonly Option<string> _model = CommonOptions.Model();
+    private readonly Option<string> _bits = CommonOptions.Bits("8,4,3,2");
+    private readonly Option<int> _threads = PackedOptions.Threads();
+    private readonly Option<string> _head = PackedOptions.Head();
+    private readonly Option<string> _activations = PackedOptions.Activations("int8,fp32");
+    private readonly Option<int> _promptTokens = new("--prompt-tokens") { Description = "Prompt length (prefill)", DefaultValueFactory = _ => 128, HelpName = "N" };
+    private readonly Option<int> _decodeTokens = new("--decode-tokens") { Description = "Tokens decoded one by one after the prompt", DefaultValueFactory = _ => 64, HelpName = "N" };
+    private readonly Option<int> _repeats = new("--repeats") { Description = "Timed runs per bit-width (the median is reported)", DefaultValueFactory = _ => 3, HelpName = "N" };
+    private readonly Option<int> _seed = CommonOptions.Seed();
+
+    public override string Name => "generate";
+    public override string Description => "Prefill and decode tokens/s, resident memory and ratios vs int8 of the packed CPU runtime at each served bit-width";
+    public override IReadOnlyList<string> Examples =>
+    [
+        "matq bench generate --model out/small8.matq --bits 8,4,3,2 --threads 1",
+        "matq bench generate --model out/small8.matq --threads 16 --prompt-tokens 256 --decode-tokens 128 --head fp32 --activations fp32",
+    ];
+
+    protected override void Configure(Command command)
+    {
+        foreach (Option o in new Option[] { _model, _bits, _threads, _head, _activations, _promptTokens, _decodeTokens, _repeats, _seed }) command.Options.Add(o);
+    }
+
+    protected override int Execute(ParseResult result)
+    {
+        var path = result.GetValue(_model)!;
+        var bitsList = CommonOptions.ParseBits(result.GetValue(_bits)!);
+        int threads = PackedOptions.CheckThreads(result.GetValue(_threads));
+        int? head = PackedOptions.ParseHead(result.GetValue(_head)!);
+        var actsList = PackedOptions.ParseActivations(result.GetValue(_activations)!);
+        int prompt = result.GetValue(_promptTokens), decode = result.GetValue(_decodeTokens), repeats = result.GetValue(_repeats);
+        if (prompt < 1) throw new MatqException($"--prompt-tokens {prompt} must be at least 1");
+        if (decode < 1) throw new MatqException($"--decode-tokens {decode} must be at least 1");
+        if (repeats < 1) throw new MatqException($"--repeats {repeats} must be at least 1");
+        if (!File.Exists(path)) throw new MatqException($"--model {path} does not exist (give a .matq artifact)");
+
+        Console.MarkupLine(Markup.Escape($"{Environment.ProcessorCount} logical cores, threads: {(threads < 0 ? "all" : threads)}, AVX2 path: {Matq.Kernels.Simd.GemvPackedSimd.Avx2Path}, " +
+                                         $"load average {LoadAverage()}; prompt {prompt} tokens, decode {decode} tokens, median of {repeats}"));
+        // Phase 1, one model at a time: the process RSS with only that model resident (after a compacting GC).
+        var rss = new Dictionary<int, long>();
+        foreach (int bits in bitsList)
+        {
+            var probe = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = bits, HeadBits = head });
+            ReleaseMemory();   // the artifact's master codes and float tables are garbage once packed
+            rss[bits] = Environment.WorkingSet;
+            GC.KeepAlive(probe);
+            probe = null;
+            ReleaseMemory();
+        }
+        // Phase 2: every (bits, activations) session side by side, timed in interleaved rounds so that load changes on a
+        // shared machine hit all rows alike (the order rotates per round); warm-up rounds (JIT tiers, page faults) for at
+        // least a second, then the median of --repeats.
+        var configs = new List<(int Bits, PackedActivations Acts, PackedLlamaModel Model, PackedLlamaSession Session)>();
+        int context = prompt + decode;
+        foreach (int bits in bitsList)
+        {
+            var model = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = bits, HeadBits = head });
+            if (context > model.MaxPositions)
+                throw new MatqException($"--prompt-tokens + --decode-tokens = {context} exceeds the model's context of {model.MaxPositions} tokens");
+            foreach (var acts in actsList) configs.Add((bits, acts, model, new PackedLlamaSession(model, context, threads, acts)));
+        }
+        ReleaseMemory();
+        var rng = new Random(result.GetValue(_seed));
+        var ids = Enumerable.Range(0, prompt).Select(_ => rng.Next(configs[0].Model.Config.VocabSize)).ToArray();
+        var times = configs.Select(_ => new List<(double Prefill, double Decode)>()).ToArray();
+        // warm-up: at least two rounds and one second, so that tiered JIT has replaced every hot method before timing
+        var warm = Stopwatch.StartNew();
+        for (int round = 0; round < 2 || warm.Elapsed.TotalSeconds < 1; round++)
+            foreach (var c in configs) Measure(c.Session, ids, decode);
+        for (int round = 0; round < repeats; round++)
+            for (int i = 0; i < configs.Count; i++)
+            {
+                int c = (i + round) % configs.Count;   // rotate the order so no configuration always runs first
+                times[c].Add(Measure(configs[c].Session, ids, decode));
+            }
+        var rows = new List<Row>();
+        for (int c = 0; c < configs.Count; c++)
+        {
+            var (bits, acts, model, session) = configs[c];
+            double pre = Median(times[c].Select(r => r.Prefill)), dec = Median(times[c].Select(r => r.Decode));
+            rows.Add(new Row(bits, PackedOptions.Name(acts), model.LayerWeightBytes, model.HeadBytes, model.OtherBytes, model.ResidentWeightBytes,
+                session.CacheBytes, rss[bits], prompt / pre, decode / dec, model.Head.Packed is null ? "fp32" : $"int{model.Head.Bits}"));
+        }
+
+        Row Base(Row r) => rows.FirstOrDefault(b => b.Bits == 8 && b.Activations == r.Activations) ?? rows.First(b => b.Activations == r.Activations);
+        int baseBits = rows.Any(r => r.Bits == 8) ? 8 : rows[0].Bits;
+        var table = new Table().AddColumns("bits", "activations", "layer weights", "head", "embed+norms", "resident weights", "KV cache", "process RSS",
+            "prefill tok/s", "decode tok/s", $"prefill × int{baseBits}", $"decode × int{baseBits}", $"layer bytes ÷ int{baseBits}");
+        foreach (var r in rows.OrderBy(r => r.Activations).ThenByDescending(r => r.Bits))
+        {
+            var baseRow = Base(r);
+            table.AddRow($"{r.Bits}", r.Activations, Format.Bytes(r.LayerBytes), $"{Format.Bytes(r.HeadBytes)} ({r.Head})", Format.Bytes(r.OtherBytes), Format.Bytes(r.Resident),
+                Format.Bytes(r.Cache), Format.Bytes(r.Rss), $"{r.Prefill:F1}", $"{r.Decode:F1}", $"{r.Prefill / baseRow.Prefill:F2}", $"{r.Decode / baseRow.Decode:F2}",
+                $"{(double)r.LayerBytes / baseRow.LayerBytes:F2}");
+        }
+        Console.Write(table);
+        Console.MarkupLine(Markup.Escape($"load average after: {LoadAverage()}. Resident weights = layer weights (packed codes + fp32 scales/biases) + head + fp32 embedding and norms; " +
+                                         "process RSS = the whole process with only that bit-width's model loaded (runtime, JIT and GC heaps included). Timed in interleaved rounds; ratios are within this run."));
+        return 0;
+    }
+
+    private sealed record Row(int Bits, string Activations, long LayerBytes, long HeadBytes, long OtherBytes, long Resident, long Cache, long Rss, double Prefill, double Decode, string Head);
+
+    /// <summary>Seconds for the prompt's prefill and for <paramref name="decode"/> greedy single-token steps.</summary>
+    private static (double Prefill, double Decode) Measure(PackedLlamaSession session, int[] prompt, int decode)
+    {
+        session.Reset();
+        var logits = new float[session.Model.Config.VocabSize];
+        long t0 = Stopwatch.GetTimestamp();
+        session.Forward(prompt, logits);
+        double prefill = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+        t0 = Stopwatch.GetTimestamp();
+        for (int i = 0; i < decode; i++)
+            session.Forward([Matq.Runtime.Generation.TokenSampler.ArgMax(logits)], logits);
+        return (prefill, Stopwatch.GetElapsedTime(t0).TotalSeconds);
+    }
+
+    private static void ReleaseMemory() => GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+
+    private static double Median(IEnumerable<double> values)
+    {
+        var v = values.Order().ToArray();
+        return v.Length % 2 == 1 ? v[v.Length / 2] : (v[v.Length / 2 - 1] + v[v.Length / 2]) / 2;
+    }
+
+    private static string LoadAverage()
+    {
+        try { return File.ReadAllText("/proc/loadavg").Split(' ')[0]; }
+        catch (IOException) { return "n/a"; }
+        catch (UnauthorizedAccessException) { return "n/a"; }
+    }
+}

@@ -1,0 +1,129 @@
+// Contract: OmniQuant's learnable weight clipping (LWC, Shao et al. 2024) on one linear: the float weight W [out, in] is
+// frozen; per group two logits a, b [out, nGroups] set the clipped range, and the forward uses W fake-quantized at the
+// c master bits and sliced to r (Bits) with straight-through gradients to a and b, bit-identical to serving the
+// exported codes at r bits. Bits = 0 runs the float weight (the block's target).
+//
+// Math (lo = min(min W_g, 0), hi = max(max W_g, 0) per group g, as every matq quantizer; γ = m·σ(a), β = m·σ(b) ∈ (0, m),
+// m = 1 in OmniQuant; m > 1 (an option) lets the range stretch beyond the group's min/max):
+//   asymmetric: α = max((γ·hi − β·lo)/(2^c − 1), MinScale),  z = −β·lo/α   (rounded with a pass-through gradient)
+//   symmetric:  α = max(γ·max(−lo, hi)/(2^(c−1) − 1), MinScale), z = 2^(c−1)   (b is unused)
+//   ŵ_r = NestedQuantLinear.Nested(W, α, z, r): q = clamp(round(W/α) + round(z), 0, 2^c − 1), sliced to r bits,
+//         α·(S(q, r)·2^(c−r) − round(z)); STE through round and slice, with the continuous code clamped to the slice's
+//         range (sliceRange), so weights the slice clips pull α the LSQ way (∂ŵ/∂α = q_r − z there).
+// At γ = β = 1 (m = 1, a, b → ∞; in float32 σ(a) = 1 exactly for a ≥ 17) α and z equal min-max RTN's and so do the
+// codes. The logits start where γ = β = σ(init) (a = init when m = 1); init 4 (σ = 0.982) starts 1.8% inside the
+// min-max range, where σ still has slope.
+using Matq.Algorithms.MatQuant;
+using Matq.Kernels.Quantization;
+using Matq.Quantization;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Matq.Algorithms.OmniQuant;
+
+public sealed class LwcLinear : nn.Module<Tensor, Tensor>
+{
+    private readonly Parameter clip_max;     // [out, nGroups] a, γ = σ(a)
+    private readonly Parameter clip_min;     // [out, nGroups] b, β = σ(b)
+    private readonly Tensor _weight;         // [out, in] frozen float weight, fp32
+    private readonly Tensor _lo, _hi;        // [out, nGroups] zero-inclusive group range of W
+    private readonly bool _symmetric;
+
+    /// <summary>LWC for float weight <paramref name="w"/> [out, in] at <paramref name="spec"/> (master bits c), γ and β
+    /// bounded by <paramref name="max"/> and starting at σ(<paramref name="init"/>).</summary>
+    public LwcLinear(string name, Tensor w, QuantSpec spec, double init, double max = 1.0) : base(name)
+    {
+        if (!(max >= 1)) throw new ArgumentOutOfRangeException(nameof(max), max, "the bound of γ, β must be ≥ 1");
+        ArgumentNullException.ThrowIfNull(spec);
+        if (spec.Granularity == Granularity.PerTensor) throw new ArgumentException("LWC clips per channel or per group, not per tensor", nameof(spec));
+        using var scope = NewDisposeScope();
+        _weight = w.detach().to(ScalarType.Float32).clone().MoveToOuterDisposeScope();
+        var (lo, hi) = TensorAffineQuantizer.GroupRange(_weight, spec);
+        _lo = lo.MoveToOuterDisposeScope();
+        _hi = hi.MoveToOuterDisposeScope();
+        GroupSize = spec.EffectiveGroupSize(checked((int)_weight.shape[1]));
+        MasterBits = spec.Bits;
+        Bits = spec.Bits;
+        _symmetric = spec.Scheme == QuantScheme.Symmetric;
+        Max = max;
+        double p = 1 / (1 + Math.Exp(-init)) / max;                                  // σ(a0) = σ(init)/m
+        double a0 = max == 1 ? init : Math.Log(p / (1 - p));
+        clip_max = new Parameter(full_like(_lo, a0).MoveToOuterDisposeScope());
+        clip_min = new Parameter(full_like(_lo, a0).MoveToOuterDisposeScope(), requires_grad: !_symmetric);
+        RegisterComponents();
+    }
+
+    public int GroupSize { get; }
+    public int MasterBits { get; }
+    /// <summary>Upper bound m of γ and β.</summary>
+    public double Max { get; }
+    /// <summary>The slice the forward uses: 1..MasterBits, or 0 for the float weight.</summary>
+    public int Bits { get; set; }
+    public bool ExtraPrecision { get; set; }
+
+    public Parameter ClipMax => clip_max;
+    public Parameter ClipMin => clip_min;
+    public Tensor FloatWeight => _weight;
+
+    /// <summary>The logits Adam trains (a and b; a only when symmetric).</summary>
+    public IReadOnlyList<Parameter> Trainable => _symmetric ? [clip_max] : [clip_max, clip_min];
+
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var w = Bits == 0 ? _weight : SlicedWeight(Bits);
+        return F.linear(x, w.to(x.dtype)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>α [out, nGroups] and the continuous zero point z [out, nGroups] of the header, differentiable in a and b.</summary>
+    public (Tensor Alpha, Tensor Zero) Params()
+    {
+        using var scope = NewDisposeScope();
+        Tensor gamma = Bound(clip_max);
+        Tensor alpha, zero;
+        if (_symmetric)
+        {
+            Tensor absMax = maximum(_lo.neg(), _hi).mul(gamma);
+            alpha = absMax.div(full_like(absMax, (1 << (MasterBits - 1)) - 1)).clamp_min(AffineQuantizer.MinScale);
+            zero = full_like(alpha, 1 << (MasterBits - 1));
+        }
+        else
+        {
+            Tensor lo = _lo.mul(Bound(clip_min));
+            Tensor range = _hi.mul(gamma) - lo;
+            alpha = range.div(full_like(range, (1 << MasterBits) - 1)).clamp_min(AffineQuantizer.MinScale);
+            zero = lo.neg().div(alpha);
+        }
+        return (alpha.MoveToOuterDisposeScope(), zero.MoveToOuterDisposeScope());
+    }
+
+    private Tensor Bound(Tensor logit) => Max == 1 ? logit.sigmoid() : logit.sigmoid().mul(Max);
+
+    /// <summary>ŵ_r [out, in] fp32 with straight-through gradients to the clip logits.</summary>
+    public Tensor SlicedWeight(int r)
+    {
+        using var scope = NewDisposeScope();
+        var (alpha, zero) = Params();
+        return NestedQuantLinear.Nested(_weight, alpha, zero, GroupSize, MasterBits, r, ExtraPrecision, sliceRange: true).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The exported parameters: uint8 codes [out, in], α and integer z [out, nGroups] (no gradient).</summary>
+    public (Tensor Codes, Tensor Scales, Tensor Zeros) Export()
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var (alpha, zero) = Params();
+        var z = zero.round().clamp(0, (1 << MasterBits) - 1);
+        var codes = TensorAffineQuantizer.Quantize(_weight, alpha, z, GroupSize, MasterBits);
+        return (codes.MoveToOuterDisposeScope(), alpha.contiguous().MoveToOuterDisposeScope(), z.contiguous().MoveToOuterDisposeScope());
+    }
+
+    /// <summary>Mean γ and β over the groups (how far the learned clipping moved from the min-max range).</summary>
+    public (double Gamma, double Beta) MeanClip()
+    {
+        using var noGrad = no_grad();
+        return (Bound(clip_max).mean().item<float>(), _symmetric ? 1.0 : Bound(clip_min).mean().item<float>());
+    }
+}

@@ -1,0 +1,246 @@
+// Contract: the forward pass of a PackedLlamaModel with an fp32 KV cache, no TorchSharp: Forward(ids) runs the ids at
+// positions Length..Length+T−1 and returns their logits; tokens go through in chunks of at most MaxBatch (prefill: the
+// GEMM kernels, weights read once per chunk), a single token through the GEMV kernels (decode). Math as the TorchSharp
+// LlamaForCausalLM: pre-norm blocks h += o(attn(rms(h))), h += down(silu(gate(x))·up(x)) with x = rms(h); RMSNorm
+// x·rsqrt(mean(x²) + eps)·w; rotate_half RoPE; causal grouped-query attention with softmax(q·k/√D); final norm, head.
+// Cache layout: K and V per layer [kvHeads, ContextLength, HeadDim]. A sequence longer than ContextLength is refused.
+// Activations: Fp32 everywhere, or Int8 — single-token steps (decode, and the head) quantize each linear's input per row
+// to int8 and run the integer GEMV (faster; error bounded by half an activation step); prefill chunks stay fp32.
+using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
+namespace Matq.Runtime.Packed;
+
+/// <summary>Activations the decode GEMVs consume.</summary>
+public enum PackedActivations { Fp32, Int8 }
+
+public sealed class PackedLlamaSession
+{
+    /// <summary>Most tokens run through the layers at once (rows of the prefill GEMM).</summary>
+    public const int MaxBatch = 32;
+
+    private readonly PackedLlamaModel _m;
+    private readonly float[][] _k, _v;
+    private readonly float[] _h, _x, _q, _kNew, _vNew, _att, _gate, _up, _o;
+    private readonly int _hidden, _heads, _kvHeads, _d, _inter, _vocab;
+
+    public PackedLlamaModel Model => _m;
+    /// <summary>Tokens in the cache.</summary>
+    public int Length { get; private set; }
+    public int ContextLength { get; }
+    /// <summary>Worker threads for the kernels and attention; −1 = all cores.</summary>
+    public int Threads { get; }
+    public PackedActivations Activations { get; }
+    private readonly Int8Buffer? _int8;
+
+    public PackedLlamaSession(PackedLlamaModel model, int? contextLength = null, int threads = -1, PackedActivations activations = PackedActivations.Fp32)
+    {
+        Activations = activations;
+        _int8 = activations == PackedActivations.Int8 ? new Int8Buffer() : null;
+        ArgumentNullException.ThrowIfNull(model);
+        if (threads == 0 || threads < -1) throw new MatqException($"--threads {threads} is out of range: 1 or more, or -1 for all cores");
+        _m = model;
+        var c = model.Config;
+        ContextLength = Math.Min(contextLength ?? model.MaxPositions, model.MaxPositions);
+        if (ContextLength < 1) throw new MatqException($"context length {contextLength} must be at least 1");
+        Threads = threads;
+        _hidden = c.HiddenSize; _heads = c.NumHeads; _kvHeads = c.NumKvHeads; _d = c.HeadDim; _inter = c.IntermediateSize; _vocab = c.VocabSize;
+        _k = new float[c.NumLayers][];
+        _v = new float[c.NumLayers][];
+        for (int l = 0; l < c.NumLayers; l++)
+        {
+            _k[l] = new float[(long)_kvHeads * ContextLength * _d];
+            _v[l] = new float[(long)_kvHeads * ContextLength * _d];
+        }
+        _h = new float[MaxBatch * _hidden];
+        _x = new float[MaxBatch * _hidden];
+        _o = new float[MaxBatch * _hidden];
+        _q = new float[MaxBatch * c.QDim];
+        _att = new float[MaxBatch * c.QDim];
+        _kNew = new float[MaxBatch * c.KvDim];
+        _vNew = new float[MaxBatch * c.KvDim];
+        _gate = new float[MaxBatch * _inter];
+        _up = new float[MaxBatch * _inter];
+    }
+
+    /// <summary>Bytes of the KV cache (fp32, allocated for ContextLength tokens).</summary>
+    public long CacheBytes => _k.Sum(a => 4L * a.LongLength) * 2;
+
+    /// <summary>Forgets every cached token.</summary>
+    public void Reset() => Length = 0;
+
+    /// <summary>
+    /// Runs <paramref name="ids"/> at positions Length.. and appends them to the cache. Returns logits [T, vocab] when
+    /// <paramref name="allLogits"/>, else [vocab] of the last token (the head runs on that token only).
+    /// </summary>
+    public float[] Forward(ReadOnlySpan<int> ids, bool allLogits = false)
+    {
+        var logits = new float[(allLogits ? ids.Length : 1) * (long)_vocab];
+        Forward(ids, logits, allLogits);
+        return logits;
+    }
+
+    /// <summary>As <see cref="Forward(ReadOnlySpan{int}, bool)"/>, writing the logits into <paramref name="logits"/> (no allocation per step).</summary>
+    public void Forward(ReadOnlySpan<int> ids, Span<float> logits, bool allLogits = false)
+    {
+        if (ids.IsEmpty) throw new ArgumentException("no tokens to run", nameof(ids));
+        if (logits.Length != (allLogits ? ids.Length : 1) * (long)_vocab)
+            throw new ArgumentException($"logits must hold {(allLogits ? ids.Length : 1)}×{_vocab} values", nameof(logits));
+        if (Length + ids.Length > ContextLength)
+            throw new MatqException($"a sequence of {Length + ids.Length} tokens exceeds the context of {ContextLength} tokens; shorten the prompt (or --max-tokens)");
+        foreach (int id in ids)
+            if ((uint)id >= (uint)_vocab)
+                throw new MatqException($"token id {id} is outside the vocabulary (0..{_vocab - 1}); the tokenizer does not match the model");
+        for (int s = 0; s < ids.Length; s += MaxBatch)
+        {
+            int t = Math.Min(MaxBatch, ids.Length - s);
+            bool last = s + t == ids.Length;
+            Chunk(ids.Slice(s, t));
+            if (allLogits) HeadRows(0, t, logits.Slice((int)((long)s * _vocab), t * _vocab));
+            else if (last) HeadRows(t - 1, 1, logits);
+        }
+    }
+
+    // Runs t ≤ MaxBatch tokens through every layer; leaves the last layer's hidden states in _h [t, hidden].
+    private void Chunk(ReadOnlySpan<int> ids)
+    {
+        int t = ids.Length, h = _hidden, start = Length;
+        for (int i = 0; i < t; i++) _m.Embed(ids[i], _h.AsSpan(i * h, h));
+        float eps = (float)_m.Config.RmsNormEps;
+        for (int l = 0; l < _m.Layers.Count; l++)
+        {
+            var layer = _m.Layers[l];
+            RmsNorm(_h, _x, t, layer.InputNorm, eps);
+            layer.Q.Forward(_x, t, _q, Threads, _int8);
+            layer.K.Forward(_x, t, _kNew, Threads, _int8);
+            layer.V.Forward(_x, t, _vNew, Threads, _int8);
+            for (int i = 0; i < t; i++)
+            {
+                Rope(_q.AsSpan(i * _heads * _d, _heads * _d), _heads, start + i);
+                Rope(_kNew.AsSpan(i * _kvHeads * _d, _kvHeads * _d), _kvHeads, start + i);
+                for (int kh = 0; kh < _kvHeads; kh++)
+                {
+                    long at = ((long)kh * ContextLength + start + i) * _d;
+                    _kNew.AsSpan((i * _kvHeads + kh) * _d, _d).CopyTo(_k[l].AsSpan((int)at, _d));
+                    _vNew.AsSpan((i * _kvHeads + kh) * _d, _d).CopyTo(_v[l].AsSpan((int)at, _d));
+                }
+            }
+            Attention(l, t, start);
+            layer.O.Forward(_att, t, _o, Threads, _int8);
+            TensorPrimitives.Add(_h.AsSpan(0, t * h), _o.AsSpan(0, t * h), _h.AsSpan(0, t * h));
+
+            RmsNorm(_h, _x, t, layer.PostNorm, eps);
+            layer.Gate.Forward(_x, t, _gate, Threads, _int8);
+            layer.Up.Forward(_x, t, _up, Threads, _int8);
+            var g = _gate.AsSpan(0, t * _inter);
+            Swiglu(g, _up.AsSpan(0, t * _inter));
+            layer.Down.Forward(_gate, t, _o, Threads, _int8);
+            TensorPrimitives.Add(_h.AsSpan(0, t * h), _o.AsSpan(0, t * h), _h.AsSpan(0, t * h));
+        }
+        Length += t;
+    }
+
+    // silu(g)·u = g·σ(g)·u, in place in g.
+    private static void Swiglu(Span<float> g, ReadOnlySpan<float> u)
+    {
+        for (int i = 0; i < g.Length; i++) g[i] = g[i] / (1f + MathF.Exp(-g[i])) * u[i];
+    }
+
+    // Final norm and head for rows [r0, r0+n) of _h into dst [n, vocab].
+    private void HeadRows(int r0, int n, Span<float> dst)
+    {
+        var normed = _x.AsSpan(0, n * _hidden);   // _x is free once the layers are done
+        RmsNorm(_h.AsSpan(r0 * _hidden, n * _hidden), normed, n, _m.FinalNorm, (float)_m.Config.RmsNormEps);
+        _m.Head.Forward(normed, n, dst, Threads, _int8);
+    }
+
+    // y = w·(x·rsqrt(mean(x²) + eps)) per row, in fp32 as the torch model does.
+    private void RmsNorm(ReadOnlySpan<float> x, Span<float> y, int t, float[] w, float eps)
+    {
+        int h = _hidden;
+        for (int i = 0; i < t; i++)
+        {
+            var xr = x.Slice(i * h, h);
+            var yr = y.Slice(i * h, h);
+            float mean = TensorPrimitives.SumOfSquares(xr) / h;
+            float r = 1f / MathF.Sqrt(mean + eps);
+            TensorPrimitives.Multiply(xr, r, yr);
+            TensorPrimitives.Multiply(yr, w, yr);
+        }
+    }
+
+    // rotate_half on each head of v [heads·D] at position pos: (x1, x2) → (x1·cos − x2·sin, x2·cos + x1·sin), halves of D.
+    private void Rope(Span<float> v, int heads, int pos)
+    {
+        int half = _d / 2;
+        var cos = _m.RopeCos.AsSpan(pos * half, half);
+        var sin = _m.RopeSin.AsSpan(pos * half, half);
+        for (int hd = 0; hd < heads; hd++)
+        {
+            var x = v.Slice(hd * _d, _d);
+            for (int i = 0; i < half; i++)
+            {
+                float x1 = x[i], x2 = x[i + half];
+                x[i] = x1 * cos[i] - x2 * sin[i];
+                x[i + half] = x2 * cos[i] + x1 * sin[i];
+            }
+        }
+    }
+
+    // out [D] = Σ_s p[s]·V[s] for V [n, D] row-major; D a multiple of 8 runs in Vector256 registers.
+    private static void WeightedSum(ReadOnlySpan<float> p, ReadOnlySpan<float> v, Span<float> output)
+    {
+        int d = output.Length;
+        if (!Vector256.IsHardwareAccelerated || d % 8 != 0 || d > 256)
+        {
+            output.Clear();
+            for (int s = 0; s < p.Length; s++) TensorPrimitives.MultiplyAdd(v.Slice(s * d, d), p[s], output, output);
+            return;
+        }
+        Span<Vector256<float>> acc = stackalloc Vector256<float>[d / 8];
+        acc.Clear();
+        ref float v0 = ref MemoryMarshal.GetReference(v);
+        for (int s = 0; s < p.Length; s++)
+        {
+            var ps = Vector256.Create(p[s]);
+            for (int j = 0; j < acc.Length; j++)
+                acc[j] = Vector256.FusedMultiplyAdd(ps, Vector256.LoadUnsafe(ref v0, (nuint)(s * d + 8 * j)), acc[j]);
+        }
+        for (int j = 0; j < acc.Length; j++) acc[j].CopyTo(output.Slice(8 * j, 8));
+    }
+
+    // _att [t, heads·D]: token i (position start+i), head hd attends to cached positions 0..start+i of kv head hd/groups.
+    private void Attention(int layer, int t, int start)
+    {
+        int groups = _heads / _kvHeads, work = t * _heads;
+        float scale = 1f / MathF.Sqrt(_d);
+        var kc = _k[layer];
+        var vc = _v[layer];
+        void One(int item, float[] scores)
+        {
+            int i = item / _heads, hd = item % _heads, kh = hd / groups, n = start + i + 1;
+            var q = _q.AsSpan((i * _heads + hd) * _d, _d);
+            var outv = _att.AsSpan((i * _heads + hd) * _d, _d);
+            long baseAt = (long)kh * ContextLength * _d;
+            var sc = scores.AsSpan(0, n);
+            var keys = kc.AsSpan((int)baseAt, n * _d);
+            for (int s = 0; s < n; s++) sc[s] = TensorPrimitives.Dot(q, keys.Slice(s * _d, _d));
+            TensorPrimitives.Multiply(sc, scale, sc);
+            float max = TensorPrimitives.Max(sc);
+            TensorPrimitives.Subtract(sc, max, sc);
+            TensorPrimitives.Exp(sc, sc);
+            TensorPrimitives.Multiply(sc, 1f / TensorPrimitives.Sum(sc), sc);
+            WeightedSum(sc, vc.AsSpan((int)baseAt, n * _d), outv);
+        }
+        long flops = (long)work * (start + t) * _d;
+        if (Threads == 1 || flops < 1 << 16)
+        {
+            var scores = new float[start + t];
+            for (int w = 0; w < work; w++) One(w, scores);
+        }
+        else
+            Parallel.For(0, work, new ParallelOptions { MaxDegreeOfParallelism = Threads }, () => new float[start + t],
+                (w, _, scores) => { One(w, scores); return scores; }, _ => { });
+    }
+}

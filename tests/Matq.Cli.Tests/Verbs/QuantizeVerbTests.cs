@@ -1,0 +1,102 @@
+// `matq quantize` with OmniQuant on models/tiny (tiny settings, calibration from a local text file, so no dataset is
+// fetched): the plain method at one width, MatQuant with --base omniquant --bits 8,4,2 --lambda --codistill (int8
+// master codes, trained_bits = R), and the flags' one-line errors.
+using System.CommandLine;
+using Matq.Cli.Common;
+using Matq.Cli.Verbs;
+using Matq.Data;
+using Matq.Formats.Artifact;
+using Spectre.Console;
+
+namespace Matq.Cli.Tests.Verbs;
+
+public sealed class QuantizeVerbTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("matq-quantize-").FullName;
+
+    private static (int Code, string Output) Run(params string[] args)
+    {
+        var writer = new StringWriter();
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(writer), Ansi = AnsiSupport.No, ColorSystem = ColorSystemSupport.NoColors, Interactive = InteractionSupport.No,
+        });
+        console.Profile.Width = 240;
+        Func<DataStore> noData = () => throw new InvalidOperationException("the verb touched the dataset cache");
+        var root = new RootCommand("test");
+        root.Subcommands.Add(new QuantizeVerb(console, noData).Build());
+        int code = CliHost.Run(root, args, console);
+        return (code, writer.ToString());
+    }
+
+    private static string TinyModel()
+    {
+        var dir = AppContext.BaseDirectory;
+        while (dir is not null && !File.Exists(Path.Combine(dir, "models", "tiny", "config.json"))) dir = Path.GetDirectoryName(dir);
+        return dir is null ? throw new DirectoryNotFoundException("models/tiny not found above " + AppContext.BaseDirectory) : Path.Combine(dir, "models", "tiny");
+    }
+
+    private string Text()
+    {
+        var path = Path.Combine(_dir, "calib.txt");
+        File.WriteAllText(path, string.Concat(Enumerable.Repeat("We the people of the United States, in order to form a more perfect union. ", 20)));
+        return path;
+    }
+
+    private static readonly string[] Tiny = ["--group", "64", "--calib-n", "4", "--calib-len", "32", "--option", "epochs=1", "--option", "lwc-batch=2"];
+
+    [Fact]
+    public void Matquant_with_the_omniquant_base_writes_int8_master_codes_trained_for_R()
+    {
+        var outPath = Path.Combine(_dir, "mq.matq");
+        var (code, output) = Run(["quantize", "--model", TinyModel(), "--method", "matquant", "--base", "omniquant", "--bits", "8,4,2",
+            "--lambda", "1,1,2", "--codistill", "8->2", "--calib-data", Text(), "--out", outPath, .. Tiny]);
+        Assert.True(code == 0, output);
+        Assert.Contains("matquant 8-bit", output);
+        Assert.Contains("model.layers.3.mlp.down_proj", output);
+        var meta = MatqArtifact.Open(outPath).Metadata;
+        Assert.Equal("matquant", meta.Algorithm);
+        Assert.Equal(8, meta.MasterBits);
+        Assert.Equal([8, 4, 2], meta.TrainedBits);
+        var settings = meta.AlgorithmConfig.GetProperty("settings");
+        Assert.Equal("omniquant", settings.GetProperty("base").GetString());
+        Assert.Equal("8->2", settings.GetProperty("codistill").GetString());
+        Assert.Equal(2.0, settings.GetProperty("lambda")[2].GetDouble());
+        Assert.Equal(1, settings.GetProperty("omniquant").GetProperty("epochs").GetInt32());
+    }
+
+    [Fact]
+    public void Plain_omniquant_at_one_width()
+    {
+        var outPath = Path.Combine(_dir, "o4.matq");
+        var (code, output) = Run(["quantize", "--model", TinyModel(), "--method", "omniquant", "--bits", "4", "--calib-data", Text(), "--out", outPath, .. Tiny]);
+        Assert.True(code == 0, output);
+        Assert.Contains("omniquant 4-bit", output);
+        var meta = MatqArtifact.Open(outPath).Metadata;
+        Assert.Equal("omniquant", meta.Algorithm);
+        Assert.Equal([4], meta.TrainedBits);
+    }
+
+    [Theory]
+    [InlineData("--method omniquant --bits 8,4,2", "omniquant takes one master bit-width")]
+    [InlineData("--method rtn --bits 4 --base omniquant", "--base applies to --method matquant")]
+    [InlineData("--method matquant --bits 8,4,2 --base omniquant --lambda 1,1", "lambda has 2 value(s)")]
+    [InlineData("--method matquant --bits 8,4,2 --base omniquant --option bits=8,4", "--option bits=... are both given")]
+    [InlineData("--method matquant --bits 8,4,2 --base omniquant --option lwc-lr=7", "lwc-lr = 7 is out of range")]
+    [InlineData("--method matquant --bits 8,4,2 --base athena --codistill 8->2", "codistill applies to the qat and omniquant bases")]
+    [InlineData("--method matquant --bits 8,4,2 --base gptq", "base = 'gptq' is not known")]
+    [InlineData("--method omniquant --bits 4 --option epochs=-1", "epochs = -1 is out of range")]
+    public void Mistakes_are_one_line_before_any_load(string args, string expected)
+    {
+        var (code, output) = Run(["quantize", "--model", TinyModel(), "--out", Path.Combine(_dir, "x.matq"), .. args.Split(' ')]);
+        Assert.Equal(CliHost.Failure, code);
+        Assert.Contains(expected, output);
+        Assert.DoesNotContain("   at ", output);
+        Assert.False(File.Exists(Path.Combine(_dir, "x.matq")));
+    }
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }
+    }
+}
