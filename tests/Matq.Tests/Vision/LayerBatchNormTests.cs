@@ -223,6 +223,23 @@ public class LayerBatchNormTests
         Assert.True(train.allclose(lbn.forward(x), 1e-6, 1e-6));
     }
 
+    [Fact]
+    public void UntrackedLbnTrainsTheSameAndLeavesItsEstimates()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(14);
+        var lbn = new LayerBatchNorm(3);
+        lbn.train();
+        Tensor x = randn(4, 3, 5, 5).mul(2).add(1);
+        Tensor tracked = lbn.forward(x);
+        float mean = lbn.RunningMean.item<float>();
+        Assert.NotEqual(0f, mean);
+        lbn.TrackRunningStats = false;
+        Tensor untracked = lbn.forward(x.mul(3));
+        Assert.Equal(mean, lbn.RunningMean.item<float>());
+        Assert.True(untracked.allclose(tracked, 1e-5, 1e-5));   // per-sample statistics: a scaled input normalizes alike
+    }
+
     [Theory]
     [InlineData(0.5)]
     [InlineData(0.0)]
@@ -238,6 +255,7 @@ public class LayerBatchNormTests
         var o = new Matq.Training.Vision.CnnTrainOptions { Epochs = 2, Batch = 16, Lr = 0.05, WarmupSteps = 1, FreezeLbnFraction = freeze, LimitTest = 16 };
         Matq.Training.Vision.CnnTrainer.Train(net, set, set, o, CPU);
         Assert.All(net.Norms(), n => Assert.Equal(freeze > 0, ((LayerBatchNorm)n).Frozen));
+        Assert.All(net.Norms(), n => Assert.True(((LayerBatchNorm)n).TrackRunningStats));   // off only while the trainer runs
         if (freeze == 0)
         {
             // the estimates are the plain averages of the per-sample statistics over the (64) training images

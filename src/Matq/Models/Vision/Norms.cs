@@ -139,6 +139,10 @@ public sealed class LayerBatchNorm : ChannelNorm
     /// <summary>Training uses the running estimates (the inference map) instead of per-sample statistics, and leaves them unchanged.</summary>
     public bool Frozen { get; set; }
 
+    /// <summary>Training updates the running estimates (default). The CNN trainer turns this off while it trains, since
+    /// it recomputes the estimates itself (<c>CnnTrainer.RecalibrateLbn</c>): ~8 small kernels per norm and step saved.</summary>
+    public bool TrackRunningStats { get; set; } = true;
+
     /// <summary>μ̄ [1] (a view of the buffer).</summary>
     public Tensor RunningMean => running_mean;
     /// <summary>σ̄² [1].</summary>
@@ -161,8 +165,9 @@ public sealed class LayerBatchNorm : ChannelNorm
         {
             // The training formula is GroupNorm with one group (one fused kernel each way); the statistics for the
             // running estimates are taken again without grad.
-            using (no_grad())
+            if (TrackRunningStats)
             {
+                using var noGrad = no_grad();
                 (Tensor var, Tensor mean) = x.reshape(x.shape[0], -1).var_mean(1, false, false);   // [N] each, population variance
                 _count++;
                 double m = Momentum ?? 1.0 / _count;

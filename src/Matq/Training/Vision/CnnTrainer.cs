@@ -6,6 +6,9 @@
 // images, so its inference map depends on neither the batch size nor a momentum: at the start of the last
 // FreezeLbnFraction of the steps, after which training uses those fixed estimates (the map folding keeps), or at the
 // end when that fraction is 0. (A resume past the freeze point recomputes them at the resumed weights.)
+// ClipGradNorm rescales the whole gradient to at most that norm before each step: quantized nets (MaQD) trained at
+// SGD lr 0.1 see rare gradient spikes (norm 10–22 against a typical 0.4–3) whose step pushes a norm's β far negative,
+// zeroing a whole layer's quantized ReLU and with it every gradient upstream (the run never recovers: loss stays at ln 10).
 using Matq.Data;
 using Matq.Models.Vision;
 using TorchSharp;
@@ -31,6 +34,8 @@ public sealed record CnnTrainOptions
     public double FreezeLbnFraction { get; init; } = 0.2;
     /// <summary>Evaluate on only the first N test images (quick runs); null = all 10,000.</summary>
     public int? LimitTest { get; init; }
+    /// <summary>Largest global gradient norm per step (the gradient is rescaled above it); null = no clipping.</summary>
+    public double? ClipGradNorm { get; init; }
 
     public void Validate()
     {
@@ -42,6 +47,7 @@ public sealed record CnnTrainOptions
         if (LimitTrain is < 1) throw new MatqException($"limit-train = {LimitTrain} is out of range: allowed ≥ 1 images");
         if (!(FreezeLbnFraction >= 0 && FreezeLbnFraction < 1)) throw new MatqException($"freeze fraction = {FreezeLbnFraction} is out of range: allowed 0 ≤ f < 1 (e.g. 0.2)");
         if (LimitTest is < 1) throw new MatqException($"limit-test = {LimitTest} is out of range: allowed ≥ 1 images");
+        if (ClipGradNorm is double c && !(c > 0 && !double.IsInfinity(c))) throw new MatqException($"gradient clip = {c} is invalid: allowed a positive norm (e.g. 2)");
     }
 }
 
@@ -80,6 +86,8 @@ public static class CnnTrainer
         var sw = System.Diagnostics.Stopwatch.StartNew();
         int step = state.Step;
         bool lbnNet = net.Norms().Count > 0 && net.Norms().All(m => m is LayerBatchNorm);
+        // the estimates are recomputed below (RecalibrateLbn), so per-step updates would be wasted kernels
+        if (lbnNet) foreach (var m in net.Norms().Cast<LayerBatchNorm>()) m.TrackRunningStats = false;
         int freezeAt = lbnNet && o.FreezeLbnFraction > 0 ? (int)Math.Round(total * (1 - o.FreezeLbnFraction)) : int.MaxValue;
         bool frozen = false;
         var losses = state.Train;
@@ -107,6 +115,7 @@ public static class CnnTrainer
                 opt.zero_grad();
                 Tensor loss = nn.functional.cross_entropy(net.forward(x), y);
                 loss.backward();
+                if (o.ClipGradNorm is double clip) nn.utils.clip_grad_norm_(parameters, clip);   // one native call (libtorch loops the grads)
                 opt.step();
                 hooks?.AfterStep?.Invoke(step);
                 // Some native tensors of a step are released only by the GC finalizer (TorchSharp wrappers the dispose
@@ -126,6 +135,7 @@ public static class CnnTrainer
                 TrainCheckpoint.Save(ckpt, masters, opt, state with { Step = step, ElapsedSeconds = state.ElapsedSeconds + sw.Elapsed.TotalSeconds, Train = losses });
         }
         if (!cancel.IsCancellationRequested && !frozen) RecalibrateLbn(net, train, Math.Min(n, RecalibrationImages), device);
+        if (lbnNet) foreach (var m in net.Norms().Cast<LayerBatchNorm>()) m.TrackRunningStats = true;
         double seconds = sw.Elapsed.TotalSeconds;
         double acc = Accuracy(net, test, device, o.LimitTest);
         return new CnnTrainResult(step, seconds, acc, losses);
@@ -143,8 +153,8 @@ public static class CnnTrainer
         var norms = net.Norms();
         if (norms.Count == 0 || norms.Any(m => m is not LayerBatchNorm || m.Folded)) return false;
         var lbns = norms.Cast<LayerBatchNorm>().ToList();
-        var saved = lbns.Select(m => m.Momentum).ToList();
-        foreach (var m in lbns) { m.ResetRunningStats(); m.Momentum = null; m.Frozen = false; }
+        var saved = lbns.Select(m => (m.Momentum, m.TrackRunningStats)).ToList();
+        foreach (var m in lbns) { m.ResetRunningStats(); m.Momentum = null; m.Frozen = false; m.TrackRunningStats = true; }
         net.train();
         using (no_grad())
         {
@@ -157,7 +167,7 @@ public static class CnnTrainer
                 net.forward(x);
             }
         }
-        for (int i = 0; i < lbns.Count; i++) lbns[i].Momentum = saved[i];
+        for (int i = 0; i < lbns.Count; i++) (lbns[i].Momentum, lbns[i].TrackRunningStats) = saved[i];
         return true;
     }
 
