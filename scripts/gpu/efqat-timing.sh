@@ -10,7 +10,7 @@ set -uo pipefail
 log="$OUT/bench-efqat-timing.log"
 if [ "${QUICK:-0}" = 1 ]; then
   { $MATQ train lm --preset small --steps 1 --device cpu --out /tmp/small-init > /tmp/init.log 2>&1 || tail -3 /tmp/init.log
-    $MATQ bench efqat --device cpu --batch 8 --iters 2 --widths 8,16,32 --methods split --fractions 1,0.25
+    $MATQ bench efqat --device cpu --batch 8 --iters 2 --widths 8,16,32 --methods inject,split --fractions 1,0.25
     $MATQ bench efqat --device cpu --model /tmp/small-init --batch 1 --context 32 --iters 2 --fractions 1,0.25; } > "$log" 2>&1
   exit 0
 fi
@@ -18,13 +18,13 @@ fi
   nvidia-smi --query-gpu=name,clocks.max.sm --format=csv,noheader; lscpu | grep -E "Model name|^CPU\(s\)"
   $MATQ train lm --preset small --steps 1 --device cuda --out /tmp/small-init > /tmp/init.log 2>&1 || tail -3 /tmp/init.log
   for tf in default off; do
-    $MATQ bench efqat --device cuda --tf32 $tf --batch 256 --iters 20 --widths 16,32,64 --methods split,regrad --fractions 1,0.25,0
-    $MATQ bench efqat --device cuda --tf32 $tf --batch 256 --iters 20 --widths 64,128,256 --methods split,regrad --fractions 1,0.25,0
-    $MATQ bench efqat --device cuda --tf32 $tf --batch 256 --iters 20 --widths 128,256,512 --methods split,regrad --fractions 1,0.25,0.05,0
-    $MATQ bench efqat --device cuda --tf32 $tf --batch 128 --iters 15 --widths 256,512,1024 --methods split,regrad --fractions 1,0.25,0
+    $MATQ bench efqat --device cuda --tf32 $tf --batch 256 --iters 20 --widths 16,32,64 --methods inject,split --fractions 1,0.25,0
+    $MATQ bench efqat --device cuda --tf32 $tf --batch 256 --iters 20 --widths 64,128,256 --methods inject,split,regrad --fractions 1,0.25,0.05,0
+    $MATQ bench efqat --device cuda --tf32 $tf --batch 128 --iters 15 --widths 256,512,1024 --methods inject,split --fractions 1,0.25,0
   done
-  $MATQ bench efqat --device cuda --model /tmp/small-init --batch 16 --context 256 --iters 20 --fractions 1,0.25,0
-  $MATQ bench efqat --device cuda --model /tmp/small-init --batch 32 --context 512 --iters 10 --methods gather --fractions 1,0.25,0
-  $MATQ bench efqat --device cpu --batch 64 --iters 8 --widths 64,128,256 --methods split,regrad --fractions 1,0.25,0
-  $MATQ bench efqat --device cpu --model /tmp/small-init --batch 8 --context 256 --iters 5 --methods gather --fractions 1,0.25,0
+  $MATQ bench efqat --device cuda --model /tmp/small-init --batch 16 --context 256 --iters 20 --fractions 1,0.25,0.05,0
+  $MATQ bench efqat --device cuda --model /tmp/small-init --batch 32 --context 512 --iters 10 --fractions 1,0.25,0
+  $MATQ bench efqat --device cpu --batch 64 --iters 8 --widths 64,128,256 --methods inject,split,regrad --fractions 1,0.25,0.05,0
+  $MATQ bench efqat --device cpu --batch 32 --iters 6 --widths 16,32,64 --methods inject,split --fractions 1,0.25,0
+  $MATQ bench efqat --device cpu --model /tmp/small-init --batch 8 --context 256 --iters 5 --fractions 1,0.25,0
 } > "$log" 2>&1
