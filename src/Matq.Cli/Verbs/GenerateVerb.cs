@@ -5,8 +5,6 @@
 using System.CommandLine;
 using Matq.Cli.Common;
 using Matq.Evaluation;
-using Matq.Formats.Artifact;
-using Matq.Formats.Safetensors;
 using Matq.Loading.Tokenizers;
 using Matq.Runtime;
 using Matq.Runtime.Generation;
@@ -69,8 +67,7 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
         if (UsePackedEngine(result.GetValue(_engine)!, path, serving.ExtraPrecision, result.GetValue(_device)!))
         {
             var model = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = bits, Plan = plan, HeadBits = headBits });
-            var (folder, problem) = ModelSource.ArtifactTokenizer(path, model.Metadata);
-            var tokenizer = TextTokenizer.Load(folder ?? throw new MatqException($"{path}: no tokenizer ({problem}); copy the model's tokenizer files next to it"));
+            var tokenizer = ModelSource.LoadArtifactTokenizer(path, model.Metadata, model.Config.VocabSize);
             var session = new PackedLlamaSession(model, threads: threads, activations: acts[0]);
             var stats = Run(tokenizer, prompt, max, sampling, session.ContextLength,
                 (ids, o, onToken) => PackedTextGenerator.Generate(session, ids, o, onToken).Stats);
@@ -96,7 +93,7 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
     /// <summary>packed for a .matq unless told otherwise; refuses combinations that cannot run.</summary>
     private static bool UsePackedEngine(string engine, string path, bool extraPrecision, string device)
     {
-        bool artifact = File.Exists(path) && IsArtifact(path);
+        bool artifact = ModelSource.IsArtifactFile(path);
         bool cuda = device.Trim().Equals("cuda", StringComparison.OrdinalIgnoreCase);
         switch (engine.Trim().ToLowerInvariant())
         {
@@ -111,12 +108,6 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
         }
     }
 
-    private static bool IsArtifact(string path)
-    {
-        using var f = SafetensorsFile.Open(path);
-        return MatqArtifact.IsArtifact(f);
-    }
-
     // Encodes, streams the continuation as text; returns the engine's stats (null for torch).
     private PackedGenerationStats? Run(TextTokenizer tokenizer, string prompt, int max, SamplingOptions sampling, int context,
         Func<IReadOnlyList<int>, GenerationOptions, Action<int>, PackedGenerationStats?> generate)
@@ -128,19 +119,13 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
             StopIds = tokenizer.EosId is int eos ? [eos] : [],
         };
         Console.Markup($"[bold]{Markup.Escape(prompt)}[/]");
-        // Decode the whole continuation each time and print what is new; a trailing U+FFFD (a multi-byte character
-        // cut in half by a byte or BPE token) is held back until its remaining bytes arrive.
-        var produced = new List<int>();
-        int printed = 0;
-        void Emit(bool final)
+        var stream = new TokenTextStream(tokenizer);   // holds back a character cut in half by a byte or BPE token
+        void Emit(string piece)
         {
-            var text = tokenizer.Decode(produced.ToArray());
-            int upto = text.Length;
-            if (!final) while (upto > printed && text[upto - 1] == '\uFFFD') upto--;
-            if (upto > printed) { Console.Write(new Text(text[printed..upto])); printed = upto; }
+            if (piece.Length > 0) Console.Write(new Text(piece));
         }
-        var stats = generate(promptIds, options, id => { produced.Add(id); Emit(false); });
-        Emit(true);
+        var stats = generate(promptIds, options, id => Emit(stream.Add(id)));
+        Emit(stream.Finish());
         Console.WriteLine();
         return stats;
     }
