@@ -196,18 +196,7 @@ public sealed class CompletionServer : IAsyncDisposable
             await response.StartAsync(cancel.Token).ConfigureAwait(false);
             await foreach (var piece in pieces.Reader.ReadAllAsync(cancel.Token).ConfigureAwait(false))
                 await WriteEvent(response, OpenAiProtocol.Chunk(id, created, ModelId, piece), cancel.Token).ConfigureAwait(false);
-            CompletionResult result;
-            try
-            {
-                result = await generation.ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                // the status line is gone: report the failure as an event, and no [DONE]
-                var error = e is MatqException ? new ApiException(400, e.Message) : new ApiException(500, e.Message, ApiException.Server);
-                await WriteEvent(response, error.Body(), cancel.Token).ConfigureAwait(false);
-                throw new ResponseAlreadyWrittenException(e);
-            }
+            var result = await generation.ConfigureAwait(false);   // a failure is reported by Guard as an error event
             await WriteEvent(response, OpenAiProtocol.FinalChunk(id, created, ModelId, result), cancel.Token).ConfigureAwait(false);
             if (includeUsage) await WriteEvent(response, OpenAiProtocol.UsageChunk(id, created, ModelId, result), cancel.Token).ConfigureAwait(false);
             await response.WriteAsync("data: [DONE]\n\n", cancel.Token).ConfigureAwait(false);
@@ -218,7 +207,7 @@ public sealed class CompletionServer : IAsyncDisposable
         {
             // the slot is freed only after the generation has really ended (a disconnect cancels it between tokens)
             cancel.Cancel();
-            try { await generation.ConfigureAwait(false); } catch { /* reported above, or cancelled */ }
+            try { await generation.ConfigureAwait(false); } catch { /* rethrown above to Guard, or cancelled */ }
         }
     }
 
@@ -285,10 +274,6 @@ public sealed class CompletionServer : IAsyncDisposable
         {
             await WriteError(ctx, new ApiException(503, "the server is stopping; retry against a running server", ApiException.Server, code: "server_stopping")).ConfigureAwait(false);
         }
-        catch (ResponseAlreadyWrittenException e)
-        {
-            _log?.Invoke($"{ctx.Request.Method} {ctx.Request.Path} failed while streaming: {e.InnerException!.Message}");
-        }
         catch (MatqException e)
         {
             await WriteError(ctx, new ApiException(400, e.Message)).ConfigureAwait(false);
@@ -302,13 +287,18 @@ public sealed class CompletionServer : IAsyncDisposable
     private async Task WriteError(HttpContext ctx, ApiException e)
     {
         _log?.Invoke($"{ctx.Request.Method} {ctx.Request.Path} {e.Status} {e.Message}");
-        if (ctx.Response.HasStarted) return;
-        if (e.Status == 429) ctx.Response.Headers.RetryAfter = "1";
         try
         {
-            await WriteJson(ctx, e.Status, e.Body()).ConfigureAwait(false);
+            if (!ctx.Response.HasStarted)
+            {
+                if (e.Status == 429) ctx.Response.Headers.RetryAfter = "1";
+                await WriteJson(ctx, e.Status, e.Body()).ConfigureAwait(false);
+            }
+            else if (ctx.Response.ContentType?.StartsWith("text/event-stream", StringComparison.Ordinal) == true)
+                await WriteEvent(ctx.Response, e.Body(), ctx.RequestAborted).ConfigureAwait(false);   // mid-stream: an error event, no [DONE]
         }
         catch (Exception) when (ctx.RequestAborted.IsCancellationRequested) { }
+        catch (IOException) { }
     }
 
     private static Task WriteJson(HttpContext ctx, int status, object payload)
@@ -317,8 +307,6 @@ public sealed class CompletionServer : IAsyncDisposable
         ctx.Response.ContentType = "application/json; charset=utf-8";
         return ctx.Response.WriteAsync(JsonSerializer.Serialize(payload, OpenAiProtocol.Json), Encoding.UTF8);
     }
-
-    private sealed class ResponseAlreadyWrittenException(Exception inner) : Exception(inner.Message, inner);
 
     /// <summary>No console hooks: Ctrl+C and SIGTERM belong to whoever hosts the server.</summary>
     private sealed class EmbeddedLifetime : IHostLifetime
