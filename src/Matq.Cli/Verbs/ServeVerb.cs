@@ -89,6 +89,11 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
             Serve(engine, options with { ModelId = modelId });
             return 0;
         }
+        catch (FileNotFoundException e) when (e.FileName?.StartsWith("Microsoft.AspNetCore", StringComparison.Ordinal) == true
+                                              || e.FileName?.StartsWith("Microsoft.Extensions", StringComparison.Ordinal) == true)
+        {
+            throw new MatqException($"this matq was published without the ASP.NET Core framework that serve needs ({e.FileName?.Split(',')[0]} is missing); publish with it (SERVE=1 bash scripts/publish-gpu.sh) or run serve from a full build");
+        }
         finally
         {
             if (tempDir is not null) try { Directory.Delete(tempDir, recursive: true); } catch (IOException) { }
