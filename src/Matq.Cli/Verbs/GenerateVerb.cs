@@ -21,6 +21,7 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<int> _maxTokens = new("--max-tokens") { Description = "New tokens to generate", DefaultValueFactory = _ => 64, HelpName = "N" };
     private readonly Option<double> _temperature = new("--temperature") { Description = "Sampling temperature; 0 = greedy", DefaultValueFactory = _ => 0.8, HelpName = "T" };
     private readonly Option<int> _topK = new("--top-k") { Description = "Sample among the K most likely tokens; 0 = all", DefaultValueFactory = _ => 40, HelpName = "K" };
+    private readonly Option<double> _topP = new("--top-p") { Description = "Nucleus sampling: keep the most likely tokens until their probability reaches P; 1 = no cut", DefaultValueFactory = _ => 1.0, HelpName = "P" };
     private readonly Option<int> _seed = CommonOptions.Seed();
     private readonly Option<string> _device = CommonOptions.Device();
     private readonly Option<int?> _bits = new("--bits") { Description = "For a .matq: serve at R bits, 1..master; default the master bits", HelpName = "R" };
@@ -32,7 +33,7 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<string> _activations = PackedOptions.Activations("int8");
 
     public override string Name => "generate";
-    public override string Description => "Continue a prompt with a language model (greedy or seeded top-k sampling)";
+    public override string Description => "Continue a prompt with a language model (greedy or seeded top-k / top-p sampling)";
     public override IReadOnlyList<string> Examples =>
     [
         "matq generate --model models/tiny --prompt \"Fellow citizens\"",
@@ -44,13 +45,13 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
 
     protected override void Configure(Command command)
     {
-        foreach (var o in new Option[] { _model, _prompt, _maxTokens, _temperature, _topK, _seed, _device, _bits, _plan, _extra, _engine, _threads, _head, _activations })
+        foreach (var o in new Option[] { _model, _prompt, _maxTokens, _temperature, _topK, _topP, _seed, _device, _bits, _plan, _extra, _engine, _threads, _head, _activations })
             command.Options.Add(o);
     }
 
     protected override int Execute(ParseResult result)
     {
-        var sampling = new SamplingOptions { Temperature = result.GetValue(_temperature), TopK = result.GetValue(_topK), Seed = result.GetValue(_seed) };
+        var sampling = new SamplingOptions { Temperature = result.GetValue(_temperature), TopK = result.GetValue(_topK), TopP = result.GetValue(_topP), Seed = result.GetValue(_seed) };
         sampling.Validate();
         int max = result.GetValue(_maxTokens);
         if (max < 0) throw new MatqException($"--max-tokens {max} is out of range: 0 or more");

@@ -30,7 +30,11 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
         Description = "Packed precisions kept in memory (each built on first request for its bits; building another drops the least recently used)",
         DefaultValueFactory = _ => 4, HelpName = "N",
     };
-    private readonly Option<int> _group = CommonOptions.Group(128);
+    private readonly Option<int> _group = new("--group")
+    {
+        Description = "Float models only: group size of the int8 RTN master made at start (a multiple of 32 for the packed kernels); 0 = per output channel",
+        DefaultValueFactory = _ => 128, HelpName = "G",
+    };
     private readonly Option<int> _threads = PackedOptions.Threads();
     private readonly Option<string> _head = PackedOptions.Head();
     private readonly Option<string> _activations = PackedOptions.Activations("int8");

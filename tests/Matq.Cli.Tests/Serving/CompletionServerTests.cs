@@ -78,11 +78,11 @@ public sealed class CompletionServerTests : IClassFixture<CompletionServerTests.
         return message;
     }
 
-    /// <summary>`matq generate`'s continuation (its first output line is the prompt, then the continuation).</summary>
-    private string Generate(int bits, int maxTokens)
+    /// <summary>`matq generate`'s continuation (its output is the prompt, the continuation, then the engine line).</summary>
+    private string Generate(int bits, int maxTokens, params string[] sampling)
     {
-        var run = CliRunner.Run("generate", "--model", _f.Artifact, "--bits", $"{bits}", "--prompt", Prompt, "--temperature", "0",
-            "--max-tokens", $"{maxTokens}", "--threads", "1");
+        var run = CliRunner.Run(["generate", "--model", _f.Artifact, "--bits", $"{bits}", "--prompt", Prompt,
+            "--max-tokens", $"{maxTokens}", "--threads", "1", .. sampling.Length > 0 ? sampling : ["--temperature", "0"]]);
         Assert.True(run.ExitCode == 0, run.Output);
         Assert.StartsWith(Prompt, run.Output);
         int end = run.Output.IndexOf("\npacked engine:", StringComparison.Ordinal);
@@ -110,6 +110,16 @@ public sealed class CompletionServerTests : IClassFixture<CompletionServerTests.
         Assert.Equal(Prompt.Length + 40, usage.GetProperty("total_tokens").GetInt32());
         Assert.Equal(Generate(bits, 40), Text(json));
         Assert.Equal(40, Encoding.UTF8.GetByteCount(Text(json)));
+    }
+
+    [Fact]
+    public async Task A_seeded_sampled_completion_equals_matq_generate_with_the_same_sampling()
+    {
+        var (status, json) = await Post(_f.Http, new { prompt = Prompt, max_tokens = 40, temperature = 0.9, top_p = 0.9, top_k = 20, seed = 11, bits = 3 });
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal(Generate(3, 40, "--temperature", "0.9", "--top-p", "0.9", "--top-k", "20", "--seed", "11"), Text(json));
+        var (_, other) = await Post(_f.Http, new { prompt = Prompt, max_tokens = 40, temperature = 0.9, top_p = 0.9, top_k = 20, seed = 12, bits = 3 });
+        Assert.NotEqual(Text(json), Text(other));
     }
 
     [Fact]
