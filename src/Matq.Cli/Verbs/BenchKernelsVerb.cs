@@ -22,6 +22,8 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<int> _threads = new("--threads") { Description = "Worker threads for our kernels; -1 = all cores", DefaultValueFactory = _ => -1, HelpName = "N" };
     private readonly Option<bool> _noTorch = new("--no-torch") { Description = "Skip the TorchSharp torch.mv baseline" };
     private readonly Option<bool> _noInt8 = new("--no-int8") { Description = "Skip the int8-activation (integer dot product) kernels" };
+    private readonly Option<string> _paths = new("--paths") { Description = "Integer kernel paths to time: auto (the one each width runs), all (every path this CPU has), or a list of avx512, vnni, avx2, vector128", DefaultValueFactory = _ => "auto", HelpName = "auto|all|P[,P...]" };
+    private readonly Option<bool> _noFp32x = new("--no-fp32x") { Description = "Skip the packed kernels on fp32 activations" };
     private readonly Option<int> _seed = CommonOptions.Seed();
 
     public override string Name => "kernels";
@@ -34,7 +36,7 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
 
     protected override void Configure(Command command)
     {
-        foreach (Option o in new Option[] { _shapes, _bits, _group, _seconds, _threads, _noTorch, _noInt8, _seed }) command.Options.Add(o);
+        foreach (Option o in new Option[] { _shapes, _bits, _group, _seconds, _threads, _noTorch, _noInt8, _paths, _noFp32x, _seed }) command.Options.Add(o);
     }
 
     protected override int Execute(ParseResult result)
@@ -48,10 +50,11 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
         if (seconds <= 0) throw new MatqException("--seconds must be positive");
         var shapes = ParseShapes(result.GetValue(_shapes)!);
         var rng = new Random(result.GetValue(_seed));
-        bool noInt8 = result.GetValue(_noInt8);
+        bool noInt8 = result.GetValue(_noInt8), noFp32x = result.GetValue(_noFp32x);
+        var paths = ParsePaths(result.GetValue(_paths)!);
 
         long l3 = LastLevelCache();
-        Console.MarkupLine(Markup.Escape($"{Environment.ProcessorCount} logical cores, AVX2 path: {GemvPackedSimd.Avx2Path}, integer path: {GemvInt8Simd.BestPath}, " +
+        Console.MarkupLine(Markup.Escape($"{Environment.ProcessorCount} logical cores, AVX2 path: {GemvPackedSimd.Avx2Path}, integer paths (auto): {string.Join(", ", bitsList.Select(b => $"int{b} {GemvInt8Simd.BestPath(b)}"))}, " +
                                          $"threads: {(threads < 0 ? "all" : threads)}, group {(group == 0 ? "per-channel" : group)}, " +
                                          $"last-level cache {(l3 > 0 ? Format.Bytes(l3) : "unknown")}, load average {LoadAverage()}"));
         var (copy, triad, read) = MemoryBandwidth(threads, seconds);
@@ -89,12 +92,16 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
             foreach (int bits in bitsList)
             {
                 var pm = PackedMatrix.FromMaster(master, rows, cols, group == 0 ? -1 : group, scales, zeros, 8, bits);
-                double sec = Time(() => GemvPackedSimd.Gemv(pm, x, y, false, threads), seconds);
-                rowsOut.Add(($"int{bits} packed", pm.WeightBytes, sec));
-                if (!noInt8)
+                if (!noFp32x)
                 {
-                    double isec = Time(() => GemvInt8Simd.Gemv(pm, x, y, Int8KernelPath.Auto, threads), seconds);
-                    rowsOut.Add(($"int{bits} packed, int8 x ({GemvInt8Simd.BestPath})", pm.WeightBytes, isec));
+                    double sec = Time(() => GemvPackedSimd.Gemv(pm, x, y, false, threads), seconds);
+                    rowsOut.Add(($"int{bits} packed, fp32 x", pm.WeightBytes, sec));
+                }
+                if (noInt8) continue;
+                foreach (var path in paths ?? [GemvInt8Simd.BestPath(bits)])
+                {
+                    double isec = Time(() => GemvInt8Simd.Gemv(pm, x, y, path, threads), seconds);
+                    rowsOut.Add(($"int{bits} packed, int8 x ({path})", pm.WeightBytes, isec));
                 }
             }
             foreach (var (kernel, bytes, sec) in rowsOut)
@@ -109,6 +116,27 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
                                          "(packed codes + fp32 scales/biases); the activation vector is not counted (int8 x rows include quantizing it). " +
                                          "> LLC: the weight is larger than the last-level cache, so it streams from memory. Speedups are ratios within this run."));
         return 0;
+    }
+
+    /// <summary>null = auto (each width's own path); else the listed paths this CPU has.</summary>
+    private static Int8KernelPath[]? ParsePaths(string text)
+    {
+        var t = text.Trim().ToLowerInvariant();
+        if (t == "auto") return null;
+        if (t == "all") return GemvInt8Simd.Paths.Where(GemvInt8Simd.IsSupported).ToArray();
+        return t.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(p =>
+        {
+            var path = p switch
+            {
+                "avx512" => Int8KernelPath.Avx512,
+                "vnni" or "avxvnni" => Int8KernelPath.Vnni,
+                "avx2" => Int8KernelPath.Avx2,
+                "vector128" or "v128" => Int8KernelPath.Vector128,
+                _ => throw new MatqException($"--paths '{p}' is not a kernel path: use auto, all, or avx512, vnni, avx2, vector128"),
+            };
+            if (!GemvInt8Simd.IsSupported(path)) throw new MatqException($"--paths {p}: this CPU lacks that path; use --paths all to time the ones it has");
+            return path;
+        }).ToArray();
     }
 
     private static List<(int Rows, int Cols)> ParseShapes(string text)
