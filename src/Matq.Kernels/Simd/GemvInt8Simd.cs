@@ -8,8 +8,8 @@
 //             accumulators, shifted back exactly at the end of a group;
 //   Avx2      AVX2, 256-bit: the Avx512 arithmetic on 256-bit halves;
 //   Vector128 portable: code fields widened to int32, multiplied by the broadcast activation, added.
-// (.NET 10 exposes no 512-bit vpdpbusd — AVX512-VNNI — so the 512-bit path uses vpmaddubsw/vpmaddwd.) Auto picks per
-// width the path measured fastest on a machine that has them all (BestPath). D_g is exact in int32 for groups of up to
+// (.NET 10 exposes no 512-bit vpdpbusd — AVX512-VNNI — so the 512-bit path uses vpmaddubsw/vpmaddwd; on AVX-512 machines
+// the JIT encodes the 256-bit VNNI path with EVEX, using 32 registers and vpternlogd.) Auto = BestPath(bits). D_g is exact in int32 for groups of up to
 // 65536 columns (|D| ≤ 255·127·65536 < 2^31); wider groups are summed in int64 over 65536-column pieces. Tiles are split
 // over threads by KernelThreads.
 using System.Runtime.CompilerServices;
@@ -43,11 +43,12 @@ public static unsafe class GemvInt8Simd
     /// <summary>The path Auto runs for <paramref name="bits"/>-bit weights (see the contract).</summary>
     public static Int8KernelPath BestPath(int bits)
     {
-        // VNNI's one instruction per 32 products wins where no unpacking is needed (8-bit); elsewhere the 512-bit
-        // unpacking halves the instruction count (measured with `matq bench kernels --paths all`).
-        if (bits == 8 && AvxVnni.IsSupported) return Int8KernelPath.Vnni;
-        if (Avx512BW.IsSupported) return Int8KernelPath.Avx512;
+        // One vpdpbusd per 32 products beats vpmaddubsw + vpmaddwd at any width, even at 256 bits against 512
+        // (measured on a Sapphire Rapids VM with `matq bench kernels --paths all`, 1 and 2 threads); without AVX-VNNI
+        // the 512-bit path halves the instructions of the 256-bit one.
+        _ = bits;
         if (AvxVnni.IsSupported) return Int8KernelPath.Vnni;
+        if (Avx512BW.IsSupported) return Int8KernelPath.Avx512;
         return Avx2.IsSupported ? Int8KernelPath.Avx2 : Int8KernelPath.Vector128;
     }
 
