@@ -5,8 +5,8 @@
 // goes to accumulator p; the high nibble (v & 0xF0) = 16·code to its own accumulator; each accumulator's lanes are
 // exact multiples of its scale, so the group dot is Σ (acc_p >> 2p) (arithmetic shifts, exact). 3-bit: low pairs come
 // from the 2-bit plane (pairs 0, 2 in place, pairs 1, 3 after one 16-bit shift right by 2), the high bit from the 1-bit
-// plane shifted so it lands beside them (bit 2 for pairs 0, 1; bit 6 for pairs 2, 3), OR-ed in: codes ≤ 7 and 16·codes
-// ≤ 112. Four accumulators per half keep four independent vpdpbusd chains per half in flight.
+// plane shifted so it lands beside them (bit 2 for pairs 0, 1; bit 6 for pairs 2, 3), selected in: codes ≤ 7 and
+// 16·codes ≤ 112. Four accumulators per half keep four independent vpdpbusd chains per half in flight.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -141,29 +141,31 @@ internal static unsafe class Int8DotsVnni
             Store(d, (a0 + a1) + Vector256.ShiftRightArithmetic(a2 + a3, 4), (b0 + b1) + Vector256.ShiftRightArithmetic(b2 + b3, 4));
         }
 
-        // Codes of quads 0..7 of one half: pairs 0, 1 → a0, a1 (scale 1), pairs 2, 3 → a2, a3 (scale 16).
+        // Codes of quads 0..7 of one half: pairs 0, 1 → a0, a1 (scale 1), pairs 2, 3 → a2, a3 (scale 16). One bitwise
+        // select per two quads takes bits 0, 1, 4, 5 from the low plane and bits 2, 3, 6, 7 from the shifted high plane; the
+        // masks 0x07 and 0x70 then keep a quad's low pair and its high bit (J puts the wanted one at bit 2 or 6).
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static void Half(byte* p, sbyte* x, ref Vector256<int> a0, ref Vector256<int> a1, ref Vector256<int> a2, ref Vector256<int> a3)
         {
             var h = Avx.LoadVector256(p + 128).AsUInt16();
             var l = Avx.LoadVector256(p).AsUInt16();
-            var l2 = Vector256.ShiftRightLogical(l, 2).AsByte();
-            var hs = Vector256.ShiftRightLogical(h, 1).AsByte();
-            var hb = h.AsByte();
-            var lb = l.AsByte();
-            a0 = Dp(a0, (lb & B(0x03)) | (hb & B(0x04)), X(x));          // quad 0: high bit J = 2
-            a1 = Dp(a1, (l2 & B(0x03)) | (hs & B(0x04)), X(x + 4));      // quad 1: J = 3
-            a2 = Dp(a2, (lb & B(0x30)) | (hb & B(0x40)), X(x + 8));      // quad 2: J = 6
-            a3 = Dp(a3, (l2 & B(0x30)) | (hs & B(0x40)), X(x + 12));     // quad 3: J = 7
+            var n = Select(l.AsByte(), h.AsByte());                                           // quads 0 (J = 2), 2 (J = 6)
+            var m = Select(Vector256.ShiftRightLogical(l, 2).AsByte(), Vector256.ShiftRightLogical(h, 1).AsByte());   // quads 1 (J = 3), 3 (J = 7)
+            a0 = Dp(a0, n & B(0x07), X(x));
+            a1 = Dp(a1, m & B(0x07), X(x + 4));
+            a2 = Dp(a2, n & B(0x70), X(x + 8));
+            a3 = Dp(a3, m & B(0x70), X(x + 12));
             l = Avx.LoadVector256(p + 64).AsUInt16();
-            l2 = Vector256.ShiftRightLogical(l, 2).AsByte();
-            lb = l.AsByte();
-            var hl2 = Vector256.ShiftLeft(h, 2).AsByte();
-            var hl1 = Vector256.ShiftLeft(h, 1).AsByte();
-            a0 = Dp(a0, (lb & B(0x03)) | (hl2 & B(0x04)), X(x + 16));    // quad 4: J = 0
-            a1 = Dp(a1, (l2 & B(0x03)) | (hl1 & B(0x04)), X(x + 20));    // quad 5: J = 1
-            a2 = Dp(a2, (lb & B(0x30)) | (hl2 & B(0x40)), X(x + 24));    // quad 6: J = 4
-            a3 = Dp(a3, (l2 & B(0x30)) | (hl1 & B(0x40)), X(x + 28));    // quad 7: J = 5
+            n = Select(l.AsByte(), Vector256.ShiftLeft(h, 2).AsByte());                       // quads 4 (J = 0), 6 (J = 4)
+            m = Select(Vector256.ShiftRightLogical(l, 2).AsByte(), Vector256.ShiftLeft(h, 1).AsByte());   // quads 5 (J = 1), 7 (J = 5)
+            a0 = Dp(a0, n & B(0x07), X(x + 16));
+            a1 = Dp(a1, m & B(0x07), X(x + 20));
+            a2 = Dp(a2, n & B(0x70), X(x + 24));
+            a3 = Dp(a3, m & B(0x70), X(x + 28));
         }
+
+        // bits 0, 1, 4, 5 of l, bits 2, 3, 6, 7 of h (one vpternlogd where AVX-512VL is present)
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static Vector256<byte> Select(Vector256<byte> l, Vector256<byte> h) => Vector256.ConditionalSelect(B(0x33), l, h);
     }
 }

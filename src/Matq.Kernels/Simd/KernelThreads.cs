@@ -7,7 +7,7 @@ namespace Matq.Kernels.Simd;
 public static class KernelThreads
 {
     /// <summary>Weights per thread below which a call is not split further.</summary>
-    public const long MinWorkPerThread = 1L << 17;
+    public const long MinWorkPerThread = 1L << 16;
 
     /// <summary>Threads a call over <paramref name="items"/> items of <paramref name="workPerItem"/> weights would use.</summary>
     public static int ThreadsFor(int items, int maxThreads, long workPerItem)

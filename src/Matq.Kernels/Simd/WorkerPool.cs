@@ -78,6 +78,7 @@ public static class WorkerPool
         {
             _inside = true;
             Job? last = null;
+            var spin = new SpinWait();   // spins, then yields to other threads (an oversubscribed machine keeps its cores for work)
             long idleSince = Stopwatch.GetTimestamp();
             while (true)
             {
@@ -87,12 +88,14 @@ public static class WorkerPool
                     last = job;
                     if (Interlocked.Decrement(ref job.Slots) >= 0) Drain(job);
                     idleSince = Stopwatch.GetTimestamp();
+                    spin.Reset();
                     continue;
                 }
-                if (Stopwatch.GetElapsedTime(idleSince).TotalMicroseconds < SpinMicroseconds) { Thread.SpinWait(16); continue; }
+                if (Stopwatch.GetElapsedTime(idleSince).TotalMicroseconds < SpinMicroseconds) { spin.SpinOnce(sleep1Threshold: -1); continue; }
                 _wake.Wait();
                 _wake.Reset();
                 idleSince = Stopwatch.GetTimestamp();
+                spin.Reset();
             }
         }
     }
