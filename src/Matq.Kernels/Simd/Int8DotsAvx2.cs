@@ -28,6 +28,10 @@ internal static unsafe class Int8DotsAvx2
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<byte> Sll(Vector256<byte> v, [ConstantExpected] byte n) => Avx2.ShiftLeftLogical(v.AsUInt16(), n).AsByte();
 
+    // bits 0, 1, 4, 5 of l and bits 2, 3, 6, 7 of h
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> Select(Vector256<byte> l, Vector256<byte> h) => Vector256.ConditionalSelect(B(0x33), l, h);
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Store(int* d, Vector256<int> lo, Vector256<int> hi)
     {
@@ -142,16 +146,15 @@ internal static unsafe class Int8DotsAvx2
         {
             var h = Avx.LoadVector256(p + 128);
             var l = Avx.LoadVector256(p);
-            var l2 = Srl(l, 2);
-            var hs = Srl(h, 1);
-            var s1 = Mul((l & B(0x03)) | (h & B(0x04)), X(x)) + Mul((l2 & B(0x03)) | (hs & B(0x04)), X(x + 4));
-            var f = Fold(Mul((l & B(0x30)) | (h & B(0x40)), X(x + 8)), 1) + Fold(Mul((l2 & B(0x30)) | (hs & B(0x40)), X(x + 12)), 1);
+            var n = Select(l, h);
+            var m = Select(Srl(l, 2), Srl(h, 1));
+            var s1 = Mul(n & B(0x07), X(x)) + Mul(m & B(0x07), X(x + 4));
+            var f = Fold(Mul(n & B(0x70), X(x + 8)), 1) + Fold(Mul(m & B(0x70), X(x + 12)), 1);
             l = Avx.LoadVector256(p + 64);
-            l2 = Srl(l, 2);
-            var hl2 = Sll(h, 2);
-            var hl1 = Sll(h, 1);
-            s1 += Mul((l & B(0x03)) | (hl2 & B(0x04)), X(x + 16)) + Mul((l2 & B(0x03)) | (hl1 & B(0x04)), X(x + 20));
-            f += Fold(Mul((l & B(0x30)) | (hl2 & B(0x40)), X(x + 24)), 1) + Fold(Mul((l2 & B(0x30)) | (hl1 & B(0x40)), X(x + 28)), 1);
+            n = Select(l, Sll(h, 2));
+            m = Select(Srl(l, 2), Sll(h, 1));
+            s1 += Mul(n & B(0x07), X(x + 16)) + Mul(m & B(0x07), X(x + 20));
+            f += Fold(Mul(n & B(0x70), X(x + 24)), 1) + Fold(Mul(m & B(0x70), X(x + 28)), 1);
             return Fold(s1, 16) + f;
         }
     }

@@ -8,7 +8,7 @@
 //          per chunk Σ scale-1 ≤ 4·762, Σ scale-4 ≤ 4·3048; folded as vpmaddwd(4·S1 + S4, 1) ≤ 24384, D = acc >> 2.
 //   3-bit: as AVX-VNNI does (pairs 0, 1 with the high bit at bit 2, scale 1, ≤ 7; pairs 2, 3 at bits 4..6, scale 16,
 //          ≤ 112): scale-1 products summed per chunk (≤ 4·1778), each scale-16 product (≤ 28448) folded at once.
-// The 3-bit merge (a & m) | (b & 4·4^p) is one vpternlogd after masking b.
+// The 3-bit merge — bits 0, 1, 4, 5 from the low plane, 2, 3, 6, 7 from the shifted high plane — is one vpternlogd.
 using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
@@ -30,9 +30,9 @@ internal static unsafe class Int8DotsAvx512
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<int> Fold(Vector512<short> s, short by) => Avx512BW.MultiplyAddAdjacent(s, Vector512.Create(by));
 
-    // (a & m) | b, b already masked: vpternlogd with truth table 0xEC over (a, b, m)
+    // bits 0, 1, 4, 5 of l and bits 2, 3, 6, 7 of h: a bitwise select (one vpternlogd)
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<byte> Merge(Vector512<byte> a, Vector512<byte> b, Vector512<byte> m) => Avx512F.TernaryLogic(a, b, m, 0xEC);
+    private static Vector512<byte> Select(Vector512<byte> l, Vector512<byte> h) => Vector512.ConditionalSelect(B(0x33), l, h);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<byte> Srl(Vector512<byte> v, [ConstantExpected] byte n) => Avx512BW.ShiftRightLogical(v.AsUInt16(), n).AsByte();
@@ -126,20 +126,17 @@ internal static unsafe class Int8DotsAvx512
             {
                 var h = Vector512.Load(p + 128);
                 var l = Vector512.Load(p);
-                var l2 = Srl(l, 2);
-                var hs = Srl(h, 1);
-                var s1 = Mul(Merge(l, h & B(0x04), B(0x03)), X(x))                // quad 0: J = 2
-                       + Mul(Merge(l2, hs & B(0x04), B(0x03)), X(x + 4));         // quad 1: J = 3
-                var p2 = Mul(Merge(l, h & B(0x40), B(0x30)), X(x + 8));           // quad 2: J = 6 (scale 16)
-                var p3 = Mul(Merge(l2, hs & B(0x40), B(0x30)), X(x + 12));        // quad 3: J = 7 (scale 16)
+                var n = Select(l, h);                       // quads 0 (J = 2) and 2 (J = 6, scale 16)
+                var m = Select(Srl(l, 2), Srl(h, 1));       // quads 1 (J = 3) and 3 (J = 7, scale 16)
+                var s1 = Mul(n & B(0x07), X(x)) + Mul(m & B(0x07), X(x + 4));
+                var p2 = Mul(n & B(0x70), X(x + 8));
+                var p3 = Mul(m & B(0x70), X(x + 12));
                 l = Vector512.Load(p + 64);
-                l2 = Srl(l, 2);
-                var hl2 = Sll(h, 2);
-                var hl1 = Sll(h, 1);
-                s1 += Mul(Merge(l, hl2 & B(0x04), B(0x03)), X(x + 16))            // quad 4: J = 0
-                    + Mul(Merge(l2, hl1 & B(0x04), B(0x03)), X(x + 20));          // quad 5: J = 1
-                var p6 = Mul(Merge(l, hl2 & B(0x40), B(0x30)), X(x + 24));        // quad 6: J = 4
-                var p7 = Mul(Merge(l2, hl1 & B(0x40), B(0x30)), X(x + 28));       // quad 7: J = 5
+                n = Select(l, Sll(h, 2));                   // quads 4 (J = 0) and 6 (J = 4)
+                m = Select(Srl(l, 2), Sll(h, 1));           // quads 5 (J = 1) and 7 (J = 5)
+                s1 += Mul(n & B(0x07), X(x + 16)) + Mul(m & B(0x07), X(x + 20));
+                var p6 = Mul(n & B(0x70), X(x + 24));
+                var p7 = Mul(m & B(0x70), X(x + 28));
                 acc += Fold(s1, 16);
                 acc16 += (Fold(p2, 1) + Fold(p3, 1)) + (Fold(p6, 1) + Fold(p7, 1));
             }
