@@ -22,7 +22,7 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<int> _threads = new("--threads") { Description = "Worker threads for our kernels; -1 = all cores", DefaultValueFactory = _ => -1, HelpName = "N" };
     private readonly Option<bool> _noTorch = new("--no-torch") { Description = "Skip the TorchSharp torch.mv baseline" };
     private readonly Option<bool> _noInt8 = new("--no-int8") { Description = "Skip the int8-activation (integer dot product) kernels" };
-    private readonly Option<string> _paths = new("--paths") { Description = "Integer kernel paths to time: auto (the one each width runs), all (every path this CPU has), or a list of avx512, vnni, avx2, vector128", DefaultValueFactory = _ => "auto", HelpName = "auto|all|P[,P...]" };
+    private readonly Option<string> _paths = new("--paths") { Description = "Integer kernel paths to time: auto (the one each width runs), simd (every path this CPU has but the portable one), all, or a list of avx512, vnni, avx2, vector128", DefaultValueFactory = _ => "auto", HelpName = "auto|simd|all|P[,P...]" };
     private readonly Option<bool> _noFp32x = new("--no-fp32x") { Description = "Skip the packed kernels on fp32 activations" };
     private readonly Option<int> _seed = CommonOptions.Seed();
 
@@ -62,6 +62,7 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
         Console.MarkupLine(Markup.Escape($"memory bandwidth: copy {copy:F1} GB/s, triad {triad:F1} GB/s (reads + writes over 3×128 MiB arrays), " +
                                          $"read {read:F1} GB/s (sum over 384 MiB); reference = the largest, {bw:F1} GB/s"));
 
+        var orderings = new List<string>();
         var table = new Table().AddColumns("weight", "kernel", "weight bytes", "> LLC", "µs/call", "GB/s", "% of bandwidth", "× fp32 (ours)", "× torch.mv");
         foreach (var (rows, cols) in shapes)
         {
@@ -104,6 +105,13 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
                     rowsOut.Add(($"int{bits} packed, int8 x ({path})", pm.WeightBytes, isec));
                 }
             }
+            var auto = bitsList.Select(b => (Bits: b, Row: rowsOut.FirstOrDefault(r => r.Kernel == $"int{b} packed, int8 x ({GemvInt8Simd.BestPath(b)})"))).Where(r => r.Row.Kernel is not null).OrderByDescending(r => r.Bits).ToList();
+            if (auto.Count > 1)
+            {
+                bool falls = auto.Zip(auto.Skip(1)).All(p => p.Second.Row.Sec < p.First.Row.Sec);
+                orderings.Add($"{rows}x{cols}: " + string.Join(", ", auto.Select(r => $"int{r.Bits} {r.Row.Sec * 1e6:F0} µs ({100 * r.Row.Bytes / r.Row.Sec / 1e9 / bw:F0}%)")) +
+                              $" — time falls with bits: {(falls ? "yes" : "no")}");
+            }
             foreach (var (kernel, bytes, sec) in rowsOut)
             {
                 double gbs = bytes / sec / 1e9;
@@ -112,6 +120,7 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
             }
         }
         Console.Write(table);
+        foreach (var line in orderings) Console.MarkupLine(Markup.Escape($"int8-activation GEMV (auto paths), µs/call and % of bandwidth: {line}"));
         Console.MarkupLine(Markup.Escape($"load average after: {LoadAverage()}. GB/s counts the bytes a call must read from the weight " +
                                          "(packed codes + fp32 scales/biases); the activation vector is not counted (int8 x rows include quantizing it). " +
                                          "> LLC: the weight is larger than the last-level cache, so it streams from memory. Speedups are ratios within this run."));
@@ -124,6 +133,7 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
         var t = text.Trim().ToLowerInvariant();
         if (t == "auto") return null;
         if (t == "all") return GemvInt8Simd.Paths.Where(GemvInt8Simd.IsSupported).ToArray();
+        if (t == "simd") return GemvInt8Simd.Paths.Where(p => p != Int8KernelPath.Vector128 && GemvInt8Simd.IsSupported(p)).ToArray();
         return t.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(p =>
         {
             var path = p switch
@@ -132,7 +142,7 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
                 "vnni" or "avxvnni" => Int8KernelPath.Vnni,
                 "avx2" => Int8KernelPath.Avx2,
                 "vector128" or "v128" => Int8KernelPath.Vector128,
-                _ => throw new MatqException($"--paths '{p}' is not a kernel path: use auto, all, or avx512, vnni, avx2, vector128"),
+                _ => throw new MatqException($"--paths '{p}' is not a kernel path: use auto, simd, all, or avx512, vnni, avx2, vector128"),
             };
             if (!GemvInt8Simd.IsSupported(path)) throw new MatqException($"--paths {p}: this CPU lacks that path; use --paths all to time the ones it has");
             return path;
@@ -145,8 +155,8 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
         foreach (var s in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
             var p = s.ToLowerInvariant().Split('x');
-            if (p.Length != 2 || !int.TryParse(p[0], out int r) || !int.TryParse(p[1], out int c) || r < 1 || c < 1 || (long)r * c > int.MaxValue / 4)
-                throw new MatqException($"--shapes '{s}' is not OUTxIN with positive sizes (e.g. 4096x11008)");
+            if (p.Length != 2 || !int.TryParse(p[0], out int r) || !int.TryParse(p[1], out int c) || r < 1 || c < 1 || (long)r * c > 1L << 30)
+                throw new MatqException($"--shapes '{s}' is not OUTxIN with positive sizes of at most 2^30 weights (e.g. 4096x11008)");
             list.Add((r, c));
         }
         return list;
