@@ -8,9 +8,9 @@
 //             accumulators, shifted back exactly at the end of a group;
 //   Avx2      AVX2, 256-bit: the Avx512 arithmetic on 256-bit halves;
 //   Vector128 portable: code fields widened to int32, multiplied by the broadcast activation, added.
-// (.NET 10 exposes no 512-bit vpdpbusd — AVX512-VNNI — so the 512-bit path uses vpmaddubsw/vpmaddwd; on AVX-512 machines
-// the JIT encodes the 256-bit VNNI path with EVEX, using 32 registers and vpternlogd.) Auto = BestPath(bits). D_g is exact in int32 for groups of up to
-// 65536 columns (|D| ≤ 255·127·65536 < 2^31); wider groups are summed in int64 over 65536-column pieces. Tiles are split
+// (.NET 10 exposes no 512-bit vpdpbusd — AVX512-VNNI — so the 512-bit path uses vpmaddubsw/vpmaddwd; on AVX-512
+// machines the JIT encodes the 256-bit VNNI path with EVEX, using 32 registers and vpternlogd.) Auto = BestPath(bits).
+// D_g is exact in int32 for groups of up to 65536 columns (|D| ≤ 255·127·65536 < 2^31); wider groups are summed in int64 over 65536-column pieces. Tiles are split
 // over threads by KernelThreads; weights that stream from memory are software-prefetched (PrefetchMinBytes).
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
@@ -34,7 +34,7 @@ public static unsafe class GemvInt8Simd
     public const long PrefetchMinBytes = 32L << 20;
     private const int PrefetchDistance = 4096;
 
-    /// <summary>Every path, fastest first where several run.</summary>
+    /// <summary>Every path (widest first).</summary>
     public static IReadOnlyList<Int8KernelPath> Paths { get; } = [Int8KernelPath.Avx512, Int8KernelPath.Vnni, Int8KernelPath.Avx2, Int8KernelPath.Vector128];
 
     /// <summary>True when <paramref name="path"/> can run on this machine.</summary>
@@ -46,13 +46,14 @@ public static unsafe class GemvInt8Simd
         _ => true,
     };
 
-    /// <summary>The path Auto runs for <paramref name="bits"/>-bit weights (see the contract).</summary>
+    /// <summary>The path Auto runs for <paramref name="bits"/>-bit weights (today the same for every width).</summary>
     public static Int8KernelPath BestPath(int bits)
     {
-        // One vpdpbusd per 32 products beats vpmaddubsw + vpmaddwd at any width, even at 256 bits against 512
+        // One vpdpbusd per 32 products beats vpmaddubsw + vpmaddwd at every width, even at 256 bits against 512
         // (measured on a Sapphire Rapids VM with `matq bench kernels --paths all`, 1 and 2 threads); without AVX-VNNI
-        // the 512-bit path halves the instructions of the 256-bit one.
-        _ = bits;
+        // the 512-bit path halves the instructions of the 256-bit one. The width stays a parameter so a machine where
+        // that differs per width can be told apart (bench kernels prints the choice per width).
+        PackedTile16.CheckBits(PackedMatrix.ContainerBits(bits));
         if (AvxVnni.IsSupported) return Int8KernelPath.Vnni;
         if (Avx512BW.IsSupported) return Int8KernelPath.Avx512;
         return Avx2.IsSupported ? Int8KernelPath.Avx2 : Int8KernelPath.Vector128;
