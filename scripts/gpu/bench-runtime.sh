@@ -21,7 +21,7 @@ cores=$(nproc)
 if [[ "${QUICK:-0}" == 1 ]]; then
   shapes="1024x1024,2048x4096"; shapes1="1024x1024"; seconds=0.2; prompt=32; decode=16; repeats=1
 else
-  shapes="4096x4096,16384x16384,32768x32768"; shapes1="4096x4096,16384x16384"; seconds=1; prompt=128; decode=64; repeats=5
+  shapes="4096x4096,16384x16384,32768x32768"; shapes1="4096x4096,16384x16384"; seconds=0.5; prompt=128; decode=64; repeats=5
 fi
 torch_flag=()
 [[ -n "${MATQ_TORCH_LIB:-}" ]] || torch_flag=(--no-torch)

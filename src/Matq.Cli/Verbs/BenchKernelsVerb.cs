@@ -69,7 +69,13 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
             var x = Enumerable.Range(0, cols).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
             var y = new float[rows];
             var wf = new float[(long)rows * cols];
-            for (long i = 0; i < wf.LongLength; i++) wf[i] = (float)(rng.NextDouble() - 0.5) * 0.04f;
+            int seed = rng.Next();
+            Parallel.For(0, rows, o =>   // seeded per row, so the data does not depend on the thread count
+            {
+                var r = new Random(seed + o);
+                var row = wf.AsSpan((int)((long)o * cols), cols);
+                for (int i = 0; i < cols; i++) row[i] = (float)(r.NextDouble() - 0.5) * 0.04f;
+            });
             long fpBytes = 4L * rows * cols;
             double fpSec = Time(() => GemvF32Simd.Gemv(wf, rows, cols, x, y, threads), seconds);
             var rowsOut = new List<(string Kernel, long Bytes, double Sec)> { ("fp32 (ours)", fpBytes, fpSec) };
@@ -87,7 +93,8 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
             wf = [];
             int g = group == 0 ? cols : group, groups = (cols + g - 1) / g;
             var master = new byte[(long)rows * cols];
-            rng.NextBytes(master);
+            int seed2 = rng.Next();
+            Parallel.For(0, rows, o => new Random(seed2 + o).NextBytes(master.AsSpan((int)((long)o * cols), cols)));
             var scales = Enumerable.Range(0, rows * groups).Select(_ => (float)(rng.NextDouble() * 1e-3 + 1e-4)).ToArray();
             var zeros = Enumerable.Range(0, rows * groups).Select(_ => 128f).ToArray();
             foreach (int bits in bitsList)

@@ -89,16 +89,7 @@ public sealed class PackedMatrix
         if (perm is not null && perm.Length != cols) throw new ArgumentException($"perm must hold {cols} entries");
         int tiles = (rows + TileRows - 1) / TileRows, cpr = (cols + 31) / 32, cb = PackedTile16.ChunkBytes(bits);
         var data = new byte[(long)tiles * cpr * cb];
-        var block = new byte[TileRows * PackedTile16.Codes];
-        for (int t = 0; t < tiles; t++)
-            for (int c = 0; c < cpr; c++)
-            {
-                Array.Clear(block);
-                int c0 = c * 32, n = Math.Min(32, cols - c0);
-                for (int l = 0; l < TileRows && t * TileRows + l < rows; l++)
-                    codes.Slice((int)((long)(t * TileRows + l) * cols + c0), n).CopyTo(block.AsSpan(l * 32, n));
-                PackedTile16.Pack(block, bits, data.AsSpan((int)(((long)t * cpr + c) * cb), cb));
-            }
+        PackTiles(codes, rows, cols, bits, data);
         var ts = new float[(long)tiles * groups * TileRows];
         var tb = new float[ts.LongLength];
         for (int o = 0; o < rows; o++)
@@ -109,6 +100,30 @@ public sealed class PackedMatrix
                 tb[i] = biases[(long)o * groups + g];
             }
         return new PackedMatrix(rows, cols, bits, groupSize, data, ts, tb, perm);
+    }
+
+    // Tiles are independent: packed in parallel (load time of large matrices), each by the reference codec.
+    private static unsafe void PackTiles(ReadOnlySpan<byte> codes, int rows, int cols, int bits, byte[] data)
+    {
+        int tiles = (rows + TileRows - 1) / TileRows, cpr = (cols + 31) / 32, cb = PackedTile16.ChunkBytes(bits);
+        fixed (byte* src = codes)
+        {
+            nint sp = (nint)src;
+            long total = (long)rows * cols;
+            Parallel.For(0, tiles, () => new byte[TileRows * PackedTile16.Codes], (t, _, block) =>
+            {
+                var all = new ReadOnlySpan<byte>((byte*)sp, (int)total);
+                for (int c = 0; c < cpr; c++)
+                {
+                    Array.Clear(block);
+                    int c0 = c * 32, n = Math.Min(32, cols - c0);
+                    for (int l = 0; l < TileRows && t * TileRows + l < rows; l++)
+                        all.Slice((int)((long)(t * TileRows + l) * cols + c0), n).CopyTo(block.AsSpan(l * 32, n));
+                    PackedTile16.Pack(block, bits, data.AsSpan((int)(((long)t * cpr + c) * cb), cb));
+                }
+                return block;
+            }, _ => { });
+        }
     }
 
     /// <summary>Slices c-bit master codes to r bits and packs them; scales/zeros are the artifact's float α and z
