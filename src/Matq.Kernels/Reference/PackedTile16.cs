@@ -8,12 +8,15 @@
 //   r = 8: 8 sub-steps; i = 4s + b.
 //   r = 4: 4 sub-steps; low nibble i = 8s + b, high nibble i = 8s + 4 + b.
 //   r = 2: 2 sub-steps; bit pair p (bits 2p, 2p+1) i = 16s + 4p + b.
-//   r = 3: a 2-bit plane and a 1-bit plane: sub-steps 0, 1 hold the low two bits as r = 2 does; sub-step 2 holds
-//          bit 2 of code i = 4q + b (q = 0..7) at bit J[q] of byte 128 + 4l + b, J = [2, 3, 6, 7, 0, 1, 4, 5].
+//   r = 3: a 2-bit plane and a 1-bit plane. Code i = 4q + b (quad q = 4s + p, s = 0, 1): sub-step s, bit pair p holds
+//          its low two bits (c & 3) for p = 0, 1, 2 and its top two bits (c >> 1) for p = 3; the remaining bit (c >> 2,
+//          or c & 1 for p = 3) is bit J[q] of byte 128 + 4l + b (sub-step 2), J = [2, 4, 6, 5, 3, 0, 7, 1].
 // Why the masks: one AND of a loaded register yields a code field in place (pair p scaled by 4^p, the high nibble by
-// 16); kernels add scaled fields into scaled accumulators and shift the sums back exactly. J puts each high bit
-// where one 16-bit shift of the plane (by 0, −1, +2, +1) brings it to bit 2 (codes of pairs 0, 1) or bit 6 (pairs
-// 2, 3, scaled by 16), beside its low pair.
+// 16); kernels add scaled fields into scaled accumulators and shift the sums back exactly. For r = 3, one bitwise
+// select of the two planes (low plane bits 0, 1, 4, 5 or 2, 3, 6, 7) and one AND give a whole scaled code: 1·c (bits
+// 0..2), 4·c (bits 2..4), 16·c (bits 4..6) and, because pair 3 holds the top bits, 32·c (bits 5..7) — all ≤ 255.
+// J puts the spare bits of quads 0..3 where the plane needs no shift, those of quads 4..7 where a 16-bit shift right
+// by 1 (quads 4, 6) or left by 4 (quads 5, 7) brings them.
 namespace Matq.Kernels.Reference;
 
 /// <summary>Pack/unpack of one 16-row × 32-column chunk of the packed layout; names carry width and container.</summary>
@@ -27,8 +30,11 @@ public static class PackedTile16
     /// <summary>Widths with a packed layout.</summary>
     public static readonly IReadOnlyList<int> SupportedBits = [2, 3, 4, 8];
 
-    /// <summary>The 3-bit layout's high-bit position of quad q (codes 4q..4q+3 of a chunk).</summary>
-    public static ReadOnlySpan<byte> HighBit3 => [2, 3, 6, 7, 0, 1, 4, 5];
+    /// <summary>The 3-bit layout's 1-bit-plane position of quad q (codes 4q..4q+3 of a chunk).</summary>
+    public static ReadOnlySpan<byte> HighBit3 => [2, 4, 6, 5, 3, 0, 7, 1];
+
+    /// <summary>True when quad q's pair in the 2-bit plane holds a 3-bit code's top two bits (pair 3), not its low two.</summary>
+    public static bool TopPair3(int q) => (q & 3) == 3;
 
     /// <summary>Bytes per chunk (16 rows × 32 codes): 64·r.</summary>
     public static int ChunkBytes(int bits)
@@ -61,8 +67,9 @@ public static class PackedTile16
                     case 4: chunk[Byte4(l, i)] |= (byte)(c << Shift4(i)); break;
                     case 2: chunk[Byte2(l, i)] |= (byte)(c << Shift2(i)); break;
                     case 3:
-                        chunk[Byte2(l, i)] |= (byte)((c & 3) << Shift2(i));
-                        chunk[128 + 4 * l + (i & 3)] |= (byte)((c >> 2) << HighBit3[i >> 2]);
+                        bool top = TopPair3(i >> 2);
+                        chunk[Byte2(l, i)] |= (byte)((top ? c >> 1 : c & 3) << Shift2(i));
+                        chunk[128 + 4 * l + (i & 3)] |= (byte)((top ? c & 1 : c >> 2) << HighBit3[i >> 2]);
                         break;
                 }
             }
@@ -83,9 +90,12 @@ public static class PackedTile16
         8 => chunk[Byte8(l, i)],
         4 => (byte)((chunk[Byte4(l, i)] >> Shift4(i)) & 15),
         2 => (byte)((chunk[Byte2(l, i)] >> Shift2(i)) & 3),
-        3 => (byte)(((chunk[Byte2(l, i)] >> Shift2(i)) & 3) | (((chunk[128 + 4 * l + (i & 3)] >> HighBit3[i >> 2]) & 1) << 2)),
+        3 => Code3((chunk[Byte2(l, i)] >> Shift2(i)) & 3, (chunk[128 + 4 * l + (i & 3)] >> HighBit3[i >> 2]) & 1, TopPair3(i >> 2)),
         _ => throw new MatqException($"bits = {bits} has no packed GEMV layout: supported widths are 2, 3, 4 and 8."),
     };
+
+    /// <summary>A 3-bit code from its pair and its spare bit.</summary>
+    public static byte Code3(int pair, int bit, bool top) => (byte)(top ? pair << 1 | bit : pair | bit << 2);
 
     // r = 8: sub-step i/4, byte i mod 4
     private static int Byte8(int l, int i) => 64 * (i >> 2) + 4 * l + (i & 3);

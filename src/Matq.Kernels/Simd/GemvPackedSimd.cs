@@ -226,44 +226,48 @@ public static unsafe class GemvPackedSimd
         public static void Chunk(byte* p, float* x, ref Vector256<float> a0, ref Vector256<float> a1, ref Vector256<float> a2, ref Vector256<float> a3,
             ref Vector256<float> c0, ref Vector256<float> c1, ref Vector256<float> c2, ref Vector256<float> c3)
         {
-            // code = low pair | high bit << 2, merged in the integer lane before the conversion; quad q = 4s + p (J = 2, 3, 6, 7, 0, 1, 4, 5)
+            // a code from its pair and its spare bit, merged in the integer lane before the conversion (PackedTile16.Code3):
+            // quad q = 4s + p, pair shift 2p, spare bit J = 2, 4, 6, 5, 3, 0, 7, 1; pair 3 holds the top two bits
             var h0 = L(p + 128);
             var h1 = L(p + 160);
             var v = L(p);
             var u = L(p + 32);
-            Quad(v, u, h0, h1, 0, 2, x, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
-            Quad(v, u, h0, h1, 2, 3, x + 4, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
-            Quad(v, u, h0, h1, 4, 6, x + 8, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
-            Quad(v, u, h0, h1, 6, 7, x + 12, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
+            Quad(v, u, h0, h1, 0, 2, false, x, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
+            Quad(v, u, h0, h1, 2, 4, false, x + 4, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
+            Quad(v, u, h0, h1, 4, 6, false, x + 8, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
+            Quad(v, u, h0, h1, 6, 5, true, x + 12, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
             v = L(p + 64);
             u = L(p + 96);
-            Quad(v, u, h0, h1, 0, 0, x + 16, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
-            Quad(v, u, h0, h1, 2, 1, x + 20, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
-            Quad(v, u, h0, h1, 4, 4, x + 24, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
-            Quad(v, u, h0, h1, 6, 5, x + 28, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
+            Quad(v, u, h0, h1, 0, 3, false, x + 16, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
+            Quad(v, u, h0, h1, 2, 0, false, x + 20, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
+            Quad(v, u, h0, h1, 4, 7, false, x + 24, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
+            Quad(v, u, h0, h1, 6, 1, true, x + 28, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static void Quad(Vector256<uint> v, Vector256<uint> u, Vector256<uint> h0, Vector256<uint> h1, int sh, int j, float* x,
+        private static void Quad(Vector256<uint> v, Vector256<uint> u, Vector256<uint> h0, Vector256<uint> h1, int sh, int j, bool top, float* x,
             ref Vector256<float> a0, ref Vector256<float> a1, ref Vector256<float> a2, ref Vector256<float> a3,
             ref Vector256<float> c0, ref Vector256<float> c1, ref Vector256<float> c2, ref Vector256<float> c3)
         {
-            // bit j of each byte to bit 2: the whole lane shifts by j − 2 (left when j < 2)
-            var g0 = j >= 2 ? Vector256.ShiftRightLogical(h0, j - 2) : Vector256.ShiftLeft(h0, 2 - j);
-            var g1 = j >= 2 ? Vector256.ShiftRightLogical(h1, j - 2) : Vector256.ShiftLeft(h1, 2 - j);
+            // the spare bit j of each byte to bit 2 (low pair + bit·4) or, for a top pair, to bit 0 (pair·2 + bit)
+            int to = top ? 0 : 2;
+            var g0 = j >= to ? Vector256.ShiftRightLogical(h0, j - to) : Vector256.ShiftLeft(h0, to - j);
+            var g1 = j >= to ? Vector256.ShiftRightLogical(h1, j - to) : Vector256.ShiftLeft(h1, to - j);
             v = Vector256.ShiftRightLogical(v, sh);
             u = Vector256.ShiftRightLogical(u, sh);
-            a0 = Mac3(v, g0, 0, x[0], a0); c0 = Mac3(u, g1, 0, x[0], c0);
-            a1 = Mac3(v, g0, 8, x[1], a1); c1 = Mac3(u, g1, 8, x[1], c1);
-            a2 = Mac3(v, g0, 16, x[2], a2); c2 = Mac3(u, g1, 16, x[2], c2);
-            a3 = Mac3(v, g0, 24, x[3], a3); c3 = Mac3(u, g1, 24, x[3], c3);
+            if (top) { v <<= 1; u <<= 1; }
+            uint pm = top ? 6u : 3u, bm = top ? 1u : 4u;
+            a0 = Mac3(v, g0, 0, pm, bm, x[0], a0); c0 = Mac3(u, g1, 0, pm, bm, x[0], c0);
+            a1 = Mac3(v, g0, 8, pm, bm, x[1], a1); c1 = Mac3(u, g1, 8, pm, bm, x[1], c1);
+            a2 = Mac3(v, g0, 16, pm, bm, x[2], a2); c2 = Mac3(u, g1, 16, pm, bm, x[2], c2);
+            a3 = Mac3(v, g0, 24, pm, bm, x[3], a3); c3 = Mac3(u, g1, 24, pm, bm, x[3], c3);
         }
 
-        // ((l >> b) & 3) | ((g >> b) & 4), converted, times x, into acc
+        // ((l >> b) & pm) | ((g >> b) & bm), converted, times x, into acc
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector256<float> Mac3(Vector256<uint> l, Vector256<uint> g, int b, float x, Vector256<float> acc)
+        private static Vector256<float> Mac3(Vector256<uint> l, Vector256<uint> g, int b, uint pm, uint bm, float x, Vector256<float> acc)
         {
-            var c = (Vector256.ShiftRightLogical(l, b) & Vector256.Create(3u)) | (Vector256.ShiftRightLogical(g, b) & Vector256.Create(4u));
+            var c = (Vector256.ShiftRightLogical(l, b) & Vector256.Create(pm)) | (Vector256.ShiftRightLogical(g, b) & Vector256.Create(bm));
             return Fma.MultiplyAdd(Avx.ConvertToVector256Single(c.AsInt32()), Vector256.Create(x), acc);
         }
     }

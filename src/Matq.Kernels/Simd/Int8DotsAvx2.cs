@@ -28,10 +28,6 @@ internal static unsafe class Int8DotsAvx2
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<byte> Sll(Vector256<byte> v, [ConstantExpected] byte n) => Avx2.ShiftLeftLogical(v.AsUInt16(), n).AsByte();
 
-    // bits 0, 1, 4, 5 of l and bits 2, 3, 6, 7 of h
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> Select(Vector256<byte> l, Vector256<byte> h) => Vector256.ConditionalSelect(B(0x33), l, h);
-
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Store(int* d, Vector256<int> lo, Vector256<int> hi)
     {
@@ -140,22 +136,24 @@ internal static unsafe class Int8DotsAvx2
             Store(d, Avx2.ShiftRightArithmetic(a, 4), Avx2.ShiftRightArithmetic(b, 4));
         }
 
-        // 16·D of one half over one chunk (see Int8DotsAvx512.W3 for the quads and high-bit positions)
+        // 16·D of one half over one chunk (the arithmetic of Int8DotsAvx512.W3)
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static Vector256<int> Half(byte* p, sbyte* x)
         {
             var h = Avx.LoadVector256(p + 128);
             var l = Avx.LoadVector256(p);
-            var n = Select(l, h);
-            var m = Select(Srl(l, 2), Srl(h, 1));
-            var s1 = Mul(n & B(0x07), X(x)) + Mul(m & B(0x07), X(x + 4));
-            var f = Fold(Mul(n & B(0x70), X(x + 8)), 1) + Fold(Mul(m & B(0x70), X(x + 12)), 1);
+            var n = Vector256.ConditionalSelect(B(0x33), l, h);
+            var m = Vector256.ConditionalSelect(B(0xCC), l, h);
+            var s1 = Mul(n & B(0x07), X(x)) + Mul(Srl(m, 5) & B(0x07), X(x + 12));
+            var s4 = Mul(m & B(0x1C), X(x + 4));
+            var f = Fold(Mul(n & B(0x70), X(x + 8)), 1);
             l = Avx.LoadVector256(p + 64);
-            n = Select(l, Sll(h, 2));
-            m = Select(Srl(l, 2), Sll(h, 1));
-            s1 += Mul(n & B(0x07), X(x + 16)) + Mul(m & B(0x07), X(x + 20));
-            f += Fold(Mul(n & B(0x70), X(x + 24)), 1) + Fold(Mul(m & B(0x70), X(x + 28)), 1);
-            return Fold(s1, 16) + f;
+            n = Vector256.ConditionalSelect(B(0x33), l, Srl(h, 1));
+            m = Vector256.ConditionalSelect(B(0xCC), l, Sll(h, 4));
+            s1 += Mul(n & B(0x07), X(x + 16)) + Mul(Srl(m, 5) & B(0x07), X(x + 28));
+            s4 += Mul(m & B(0x1C), X(x + 20));
+            f += Fold(Mul(n & B(0x70), X(x + 24)), 1);
+            return Fold(s1, 16) + Fold(s4, 4) + f;
         }
     }
 }

@@ -6,9 +6,10 @@
 //   4-bit: nibbles in two int16 sums of ≤ 4·3810 each per chunk; their sum ≤ 30480.
 //   2-bit: pairs 0, 1 in place (v & 3, scale 1; v & 0x0C, scale 4), pairs 2, 3 the same after one 16-bit shift by 4;
 //          per chunk Σ scale-1 ≤ 4·762, Σ scale-4 ≤ 4·3048; folded as vpmaddwd(4·S1 + S4, 1) ≤ 24384, D = acc >> 2.
-//   3-bit: as AVX-VNNI does (pairs 0, 1 with the high bit at bit 2, scale 1, ≤ 7; pairs 2, 3 at bits 4..6, scale 16,
-//          ≤ 112): scale-1 products summed per chunk (≤ 4·1778), each scale-16 product (≤ 28448) folded at once.
-// The 3-bit merge — bits 0, 1, 4, 5 from the low plane, 2, 3, 6, 7 from the shifted high plane — is one vpternlogd.
+//   3-bit: the selects of AVX-VNNI (Int8DotsVnni.W3): codes at scale 1 (quads 0, 3, 4, 7; pair-3 codes shifted down
+//          from 32·code), 4 (≤ 28) and 16 (≤ 112); per chunk Σ scale-1 ≤ 4·1778, Σ scale-4 ≤ 2·7112, each scale-16
+//          product (≤ 28448) folded at once; all into one ×16 accumulator.
+// The 3-bit select of the two planes is one vpternlogd.
 using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
@@ -30,9 +31,9 @@ internal static unsafe class Int8DotsAvx512
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<int> Fold(Vector512<short> s, short by) => Avx512BW.MultiplyAddAdjacent(s, Vector512.Create(by));
 
-    // bits 0, 1, 4, 5 of l and bits 2, 3, 6, 7 of h: a bitwise select (one vpternlogd)
+    // bits of l where the mask is set, of h elsewhere (one vpternlogd)
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<byte> Select(Vector512<byte> l, Vector512<byte> h) => Vector512.ConditionalSelect(B(0x33), l, h);
+    private static Vector512<byte> Select(Vector512<byte> mask, Vector512<byte> l, Vector512<byte> h) => Vector512.ConditionalSelect(mask, l, h);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<byte> Srl(Vector512<byte> v, [ConstantExpected] byte n) => Avx512BW.ShiftRightLogical(v.AsUInt16(), n).AsByte();
@@ -124,21 +125,22 @@ internal static unsafe class Int8DotsAvx512
             Vector512<int> acc = default, acc16 = default;
             for (int c = 0; c < chunks; c++, p += 192, x += 32)
             {
+                // the selects and masks of Int8DotsVnni.W3; 32·code (pair 3) is shifted down to code for vpmaddubsw
                 var h = Vector512.Load(p + 128);
                 var l = Vector512.Load(p);
-                var n = Select(l, h);                       // quads 0 (J = 2) and 2 (J = 6, scale 16)
-                var m = Select(Srl(l, 2), Srl(h, 1));       // quads 1 (J = 3) and 3 (J = 7, scale 16)
-                var s1 = Mul(n & B(0x07), X(x)) + Mul(m & B(0x07), X(x + 4));
-                var p2 = Mul(n & B(0x70), X(x + 8));
-                var p3 = Mul(m & B(0x70), X(x + 12));
+                var n = Select(B(0x33), l, h);
+                var m = Select(B(0xCC), l, h);
+                var s1 = Mul(n & B(0x07), X(x)) + Mul(Srl(m, 5) & B(0x07), X(x + 12));    // quads 0, 3: scale 1
+                var s4 = Mul(m & B(0x1C), X(x + 4));                                      // quad 1: scale 4
+                var p2 = Mul(n & B(0x70), X(x + 8));                                      // quad 2: scale 16
                 l = Vector512.Load(p + 64);
-                n = Select(l, Sll(h, 2));                   // quads 4 (J = 0) and 6 (J = 4)
-                m = Select(Srl(l, 2), Sll(h, 1));           // quads 5 (J = 1) and 7 (J = 5)
-                s1 += Mul(n & B(0x07), X(x + 16)) + Mul(m & B(0x07), X(x + 20));
-                var p6 = Mul(n & B(0x70), X(x + 24));
-                var p7 = Mul(m & B(0x70), X(x + 28));
-                acc += Fold(s1, 16);
-                acc16 += (Fold(p2, 1) + Fold(p3, 1)) + (Fold(p6, 1) + Fold(p7, 1));
+                n = Select(B(0x33), l, Srl(h, 1));
+                m = Select(B(0xCC), l, Sll(h, 4));
+                s1 += Mul(n & B(0x07), X(x + 16)) + Mul(Srl(m, 5) & B(0x07), X(x + 28));  // quads 4, 7
+                s4 += Mul(m & B(0x1C), X(x + 20));                                        // quad 5
+                var p6 = Mul(n & B(0x70), X(x + 24));                                     // quad 6
+                acc += Fold(s1, 16) + Fold(s4, 4);
+                acc16 += Fold(p2, 1) + Fold(p6, 1);
             }
             Avx512F.ShiftRightArithmetic(acc + acc16, 4).Store(d);
         }

@@ -3,10 +3,9 @@
 // (rows), so a tile runs as two halves (bytes 0..31 and 32..63 of every 64-byte sub-step) sharing each activation
 // broadcast. Code fields are masked in place, never shifted down: pair p of a 2-bit byte is (v & 3·4^p) = 4^p·code and
 // goes to accumulator p; the high nibble (v & 0xF0) = 16·code to its own accumulator; each accumulator's lanes are
-// exact multiples of its scale, so the group dot is Σ (acc_p >> 2p) (arithmetic shifts, exact). 3-bit: low pairs come
-// from the 2-bit plane (pairs 0, 2 in place, pairs 1, 3 after one 16-bit shift right by 2), the high bit from the 1-bit
-// plane shifted so it lands beside them (bit 2 for pairs 0, 1; bit 6 for pairs 2, 3), selected in: codes ≤ 7 and
-// 16·codes ≤ 112. Four accumulators per half keep four independent vpdpbusd chains per half in flight.
+// exact multiples of its scale, so the group dot is Σ (acc_p >> 2p) (arithmetic shifts, exact). 3-bit: a bitwise select
+// of the 2-bit and 1-bit planes and one AND give whole codes scaled by 1, 4, 16 and 32 (see W3); no code is shifted.
+// Four accumulators per half keep four independent vpdpbusd chains per half in flight.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -138,34 +137,36 @@ internal static unsafe class Int8DotsVnni
                 Half(p, x, ref a0, ref a1, ref a2, ref a3);
                 Half(p + 32, x, ref b0, ref b1, ref b2, ref b3);
             }
-            Store(d, (a0 + a1) + Vector256.ShiftRightArithmetic(a2 + a3, 4), (b0 + b1) + Vector256.ShiftRightArithmetic(b2 + b3, 4));
+            Store(d, Sum3(a0, a1, a2, a3), Sum3(b0, b1, b2, b3));
         }
 
-        // Codes of quads 0..7 of one half: pairs 0, 1 → a0, a1 (scale 1), pairs 2, 3 → a2, a3 (scale 16). One bitwise
-        // select per two quads takes bits 0, 1, 4, 5 from the low plane and bits 2, 3, 6, 7 from the shifted high plane; the
-        // masks 0x07 and 0x70 then keep a quad's low pair and its high bit (J puts the wanted one at bit 2 or 6).
+        // pair p of quads p and 4 + p → a_p at scale 1, 4, 16, 32 (pair 3 holds the top bits: 32·code ≤ 224)
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static Vector256<int> Sum3(Vector256<int> a0, Vector256<int> a1, Vector256<int> a2, Vector256<int> a3) =>
+            (a0 + Vector256.ShiftRightArithmetic(a1, 2)) + (Vector256.ShiftRightArithmetic(a2, 4) + Vector256.ShiftRightArithmetic(a3, 5));
+
+        // One half: a select of the planes takes bits 0, 1, 4, 5 (n) or 2, 3, 6, 7 (m) from the 2-bit plane and the rest
+        // from the 1-bit plane; one AND then leaves a whole scaled code: n & 0x07 = code (J = 2), m & 0x1C = 4·code
+        // (J = 4), n & 0x70 = 16·code (J = 6), m & 0xE0 = 32·code (J = 5). Quads 4..7 take the 1-bit plane shifted right
+        // by 1 (J = 3, 7) and left by 4 (J = 0, 1).
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private static void Half(byte* p, sbyte* x, ref Vector256<int> a0, ref Vector256<int> a1, ref Vector256<int> a2, ref Vector256<int> a3)
         {
-            var h = Avx.LoadVector256(p + 128).AsUInt16();
-            var l = Avx.LoadVector256(p).AsUInt16();
-            var n = Select(l.AsByte(), h.AsByte());                                           // quads 0 (J = 2), 2 (J = 6)
-            var m = Select(Vector256.ShiftRightLogical(l, 2).AsByte(), Vector256.ShiftRightLogical(h, 1).AsByte());   // quads 1 (J = 3), 3 (J = 7)
+            var h = Avx.LoadVector256(p + 128);
+            var l = Avx.LoadVector256(p);
+            var n = Vector256.ConditionalSelect(B(0x33), l, h);
+            var m = Vector256.ConditionalSelect(B(0xCC), l, h);
             a0 = Dp(a0, n & B(0x07), X(x));
-            a1 = Dp(a1, m & B(0x07), X(x + 4));
+            a1 = Dp(a1, m & B(0x1C), X(x + 4));
             a2 = Dp(a2, n & B(0x70), X(x + 8));
-            a3 = Dp(a3, m & B(0x70), X(x + 12));
-            l = Avx.LoadVector256(p + 64).AsUInt16();
-            n = Select(l.AsByte(), Vector256.ShiftLeft(h, 2).AsByte());                       // quads 4 (J = 0), 6 (J = 4)
-            m = Select(Vector256.ShiftRightLogical(l, 2).AsByte(), Vector256.ShiftLeft(h, 1).AsByte());   // quads 5 (J = 1), 7 (J = 5)
+            a3 = Dp(a3, m & B(0xE0), X(x + 12));
+            l = Avx.LoadVector256(p + 64);
+            n = Vector256.ConditionalSelect(B(0x33), l, Vector256.ShiftRightLogical(h.AsUInt16(), 1).AsByte());
+            m = Vector256.ConditionalSelect(B(0xCC), l, Vector256.ShiftLeft(h.AsUInt16(), 4).AsByte());
             a0 = Dp(a0, n & B(0x07), X(x + 16));
-            a1 = Dp(a1, m & B(0x07), X(x + 20));
+            a1 = Dp(a1, m & B(0x1C), X(x + 20));
             a2 = Dp(a2, n & B(0x70), X(x + 24));
-            a3 = Dp(a3, m & B(0x70), X(x + 28));
+            a3 = Dp(a3, m & B(0xE0), X(x + 28));
         }
-
-        // bits 0, 1, 4, 5 of l, bits 2, 3, 6, 7 of h (one vpternlogd where AVX-512VL is present)
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static Vector256<byte> Select(Vector256<byte> l, Vector256<byte> h) => Vector256.ConditionalSelect(B(0x33), l, h);
     }
 }

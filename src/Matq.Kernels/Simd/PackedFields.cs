@@ -1,6 +1,6 @@
 // Contract: where code i (0..31) of a chunk lives in a tile lane (Reference/PackedTile16 defines it), as the fp32 kernels
-// extract it: the sub-step, the bit offset inside the lane's uint32 and the mask; 3-bit codes add their high bit from
-// sub-step 2 at bit 8·(i mod 4) + J[i/4]. Used by the fp32 GEMV and the GEMM's tile decode.
+// extract it: the sub-step, the bit offset inside the lane's uint32 and the mask; 3-bit codes combine their pair with
+// their spare bit from sub-step 2 at bit 8·(i mod 4) + J[i/4] (PackedTile16.Code3). Used by the fp32 GEMV and the GEMM's tile decode.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using Matq.Kernels.Reference;
@@ -28,7 +28,11 @@ internal static unsafe class PackedFields
     {
         var (sub, shift, mask) = Field(bits, i);
         var c = Vector256.ShiftRightLogical(Vector256.Load((uint*)(p + 64 * sub + 32 * h)), shift) & Vector256.Create(mask);
-        if (bits == 3) c |= (Vector256.ShiftRightLogical(Vector256.Load((uint*)(p + 128 + 32 * h)), HighShift(i)) & Vector256.Create(1u)) << 2;
+        if (bits == 3)
+        {
+            var b = Vector256.ShiftRightLogical(Vector256.Load((uint*)(p + 128 + 32 * h)), HighShift(i)) & Vector256.Create(1u);
+            c = PackedTile16.TopPair3(i >> 2) ? (c << 1) | b : c | (b << 2);
+        }
         return c.AsInt32();
     }
 
@@ -38,7 +42,11 @@ internal static unsafe class PackedFields
     {
         var (sub, shift, mask) = Field(bits, i);
         var c = Vector128.ShiftRightLogical(Vector128.Load((uint*)(p + 64 * sub + 16 * k)), shift) & Vector128.Create(mask);
-        if (bits == 3) c |= (Vector128.ShiftRightLogical(Vector128.Load((uint*)(p + 128 + 16 * k)), HighShift(i)) & Vector128.Create(1u)) << 2;
+        if (bits == 3)
+        {
+            var b = Vector128.ShiftRightLogical(Vector128.Load((uint*)(p + 128 + 16 * k)), HighShift(i)) & Vector128.Create(1u);
+            c = PackedTile16.TopPair3(i >> 2) ? (c << 1) | b : c | (b << 2);
+        }
         return c.AsInt32();
     }
 }

@@ -56,21 +56,23 @@ public sealed class PackedMatrixTests
     }
 
     [Fact]
-    public void Chunk3BitSplitsA2BitPlaneAndAHighBitPlaneAtBitsJ()
+    public void Chunk3BitSplitsA2BitPlaneAndA1BitPlaneAtBitsJWithPair3HoldingTheTopBits()
     {
         var codes = new byte[16 * 32];
-        codes[0] = 5;                    // quad 0 → low pair 1 at byte 0; high bit at J[0] = 2 of byte 128
-        codes[2 * 32 + 5] = 6;           // row 2, quad 1, b = 1 → low 2 at pair 1 of byte 9; high bit J[1] = 3 of byte 128 + 9
-        codes[32 + 29] = 7;              // row 1, quad 7, b = 1 → low 3 at pair 3 of byte 64 + 5; high bit J[7] = 5 of byte 128 + 5
+        codes[0] = 5;                    // quad 0 → low pair 1 at byte 0; bit 2 at J[0] = 2 of byte 128
+        codes[12] = 6;                   // row 0, quad 3 (pair 3) → top pair 3 at bits 6, 7 of byte 0; bit 0 (= 0) at J[3] = 5
+        codes[2 * 32 + 5] = 6;           // row 2, quad 1, b = 1 → low 2 at pair 1 of byte 9; bit 2 at J[1] = 4 of byte 128 + 9
+        codes[32 + 29] = 7;              // row 1, quad 7, b = 1 → top 3 at pair 3 of byte 64 + 5; bit 0 at J[7] = 1 of byte 128 + 5
         var chunk = Pack(codes, 3);
         Assert.Equal(192, chunk.Length);
-        Assert.Equal(1, chunk[0]);
+        Assert.Equal(1 | 3 << 6, chunk[0]);
         Assert.Equal(2 << 2, chunk[9]);
         Assert.Equal(3 << 6, chunk[64 + 5]);
         Assert.Equal(1 << 2, chunk[128]);
-        Assert.Equal(1 << 3, chunk[128 + 9]);
-        Assert.Equal(1 << 5, chunk[128 + 5]);
+        Assert.Equal(1 << 4, chunk[128 + 9]);
+        Assert.Equal(1 << 1, chunk[128 + 5]);
         Assert.Equal(6, chunk.Count(v => v != 0));
+        Assert.Equal(new byte[] { 2, 4, 6, 5, 3, 0, 7, 1 }, PackedTile16.HighBit3.ToArray());
     }
 
     [Theory]
