@@ -70,7 +70,19 @@ public sealed class TokenSampler
         return ids[k - 1];
     }
 
+    /// <summary>The lowest id of the largest logit (NaNs never win unless logits[0] is one; +0 and −0 tie).</summary>
     public static int ArgMax(ReadOnlySpan<float> logits)
+    {
+        // vectorized for the usual case (no NaN, a nonzero maximum): the first index holding the largest value
+        if (logits.IsEmpty || float.IsNaN(logits[0])) return 0;
+        int idx = System.Numerics.Tensors.TensorPrimitives.IndexOfMax(logits);
+        float m = logits[idx];
+        if (!float.IsNaN(m) && m != 0) return logits.IndexOf(m);
+        return ArgMaxScalar(logits);
+    }
+
+    /// <summary>The definition ArgMax follows: a strict-greater scan from id 0.</summary>
+    private static int ArgMaxScalar(ReadOnlySpan<float> logits)
     {
         int best = 0;
         for (int i = 1; i < logits.Length; i++) if (logits[i] > logits[best]) best = i;
