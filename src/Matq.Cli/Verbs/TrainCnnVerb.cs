@@ -18,6 +18,7 @@ public sealed class TrainCnnVerb(IAnsiConsole console, Func<DataStore>? data = n
     private readonly Option<string> _arch = new("--arch") { Description = "resnet (~175K params) or mlp (~235K params)", DefaultValueFactory = _ => "resnet", HelpName = "resnet|mlp" };
     private readonly Option<string?> _norm = new("--norm") { Description = "Normalization: bn (BatchNorm) or lbn (Layer-Batch Norm, per-sample statistics); mlp also none (its default)", HelpName = "bn|lbn|none" };
     private readonly Option<bool?> _ws = new("--weight-std") { Description = "Standardize each output channel's weights before use (default: on with lbn, off otherwise)", HelpName = "true|false" };
+    private readonly Option<double> _freeze = new("--freeze-lbn") { Description = "lbn: train the last fraction of the steps with the norms frozen at recomputed running estimates; 0 = never", DefaultValueFactory = _ => 0.2, HelpName = "F" };
     private readonly Option<string> _out = CommonOptions.Out();
     private readonly Option<int> _epochs = new("--epochs") { Description = "Passes over the training set", DefaultValueFactory = _ => 15, HelpName = "N" };
     private readonly Option<int> _batch = new("--batch") { Description = "Images per step", DefaultValueFactory = _ => 128, HelpName = "B" };
@@ -39,7 +40,7 @@ public sealed class TrainCnnVerb(IAnsiConsole console, Func<DataStore>? data = n
 
     protected override void Configure(Command command)
     {
-        foreach (Option o in new Option[] { _arch, _norm, _ws, _out, _epochs, _batch, _lr, _optimizer, _noAugment, _limit, _device, _seed })
+        foreach (Option o in new Option[] { _arch, _norm, _ws, _freeze, _out, _epochs, _batch, _lr, _optimizer, _noAugment, _limit, _device, _seed })
             command.Options.Add(o);
     }
 
@@ -57,7 +58,7 @@ public sealed class TrainCnnVerb(IAnsiConsole console, Func<DataStore>? data = n
         {
             Epochs = result.GetValue(_epochs), Batch = result.GetValue(_batch), Lr = result.GetValue(_lr),
             Optimizer = result.GetValue(_optimizer)!, Augment = !result.GetValue(_noAugment), Seed = result.GetValue(_seed),
-            LimitTrain = result.GetValue(_limit), WeightDecay = result.GetValue(_optimizer) == "adamw" ? 0.05 : 5e-4,
+            LimitTrain = result.GetValue(_limit), FreezeLbnFraction = result.GetValue(_freeze), WeightDecay = result.GetValue(_optimizer) == "adamw" ? 0.05 : 5e-4,
         };
         opts.Validate();
         var device = TorchDevices.Resolve(result.GetValue(_device));
@@ -97,7 +98,7 @@ public sealed class TrainCnnVerb(IAnsiConsole console, Func<DataStore>? data = n
             - data: Fashion-MNIST (Debian dataset-fashion-mnist), 60,000 train / 10,000 test, pixels /255
             - training: {o.Epochs} epochs, batch {o.Batch}, {o.Optimizer} lr {o.Lr} (warm-up {o.WarmupSteps} steps + cosine), weight decay {o.WeightDecay}, augmentation {(o.Augment ? "random shift ±2 px + horizontal flip" : "none")}, seed {o.Seed}
             - device: {device}; {r.Steps} steps in {r.Seconds:F1} s
-            - **test accuracy: {r.TestAccuracy:P2}** (10,000 test images, eval-mode {(c.Norm == "lbn" ? "Layer-Batch Norm, running estimates recomputed over 4,096 training images" : c.Norm == "bn" ? "BatchNorm" : "net")})
+            - **test accuracy: {r.TestAccuracy:P2}** (10,000 test images, eval-mode {(c.Norm == "lbn" ? $"Layer-Batch Norm, running estimates recomputed over 4,096 training images{(o.FreezeLbnFraction > 0 ? $" and frozen for the last {o.FreezeLbnFraction:P0} of the steps" : "")}" : c.Norm == "bn" ? "BatchNorm" : "net")})
             - files: model.safetensors (F32 state dict incl. the norms' running statistics), config.json; load with VisionNetIO.Load
             """;
         File.WriteAllText(path + ".tmp", text + "\n");

@@ -64,7 +64,17 @@ public sealed class FashionMnistFetcher : DatasetFetcher
 }
 
 /// <summary>Images as floats in [0,1], row-major [Count, Rows, Cols]; labels 0..9 (see <see cref="FashionMnist.ClassNames"/>).</summary>
-public sealed record ImageSet(int Count, int Rows, int Cols, float[] Images, byte[] Labels);
+public sealed record ImageSet(int Count, int Rows, int Cols, float[] Images, byte[] Labels)
+{
+    /// <summary>Images start..start+count−1 as a new set (copies).</summary>
+    public ImageSet Slice(int start, int count)
+    {
+        if (start < 0 || count < 1 || start + count > Count)
+            throw new ArgumentOutOfRangeException(nameof(count), $"slice [{start}, {start + count}) is outside the {Count} images");
+        int pix = Rows * Cols;
+        return new ImageSet(count, Rows, Cols, Images.AsSpan(start * pix, count * pix).ToArray(), Labels.AsSpan(start, count).ToArray());
+    }
+}
 
 /// <summary>The canonical split: upstream train file (60,000 images) and t10k file (10,000 images).</summary>
 public sealed class FashionMnist

@@ -18,9 +18,9 @@ public static class WeightStandardization
             throw new MatqException($"eps = {eps} is invalid for weight standardization: allowed a finite value ≥ 0 (e.g. 1e-5).");
         if (w.dim() < 1 || w.shape[0] < 1) throw new ArgumentException("weight must have an output-channel dimension");
         using var scope = NewDisposeScope();
-        Tensor flat = w.reshape(w.shape[0], -1);
-        (Tensor variance, Tensor mean) = flat.var_mean(1, false, true);
-        Tensor standardized = flat.sub(mean).div(variance.add(eps).sqrt());
+        Tensor flat = w.reshape(w.shape[0], -1);                                    // [out, fan_in]
+        // layer_norm without affine over the fan-in is exactly (w − mean)/sqrt(var + eps), biased var, in one fused kernel
+        Tensor standardized = nn.functional.layer_norm(flat, new[] { flat.shape[1] }, eps: eps);
         return standardized.reshape(w.shape).MoveToOuterDisposeScope();
     }
 }

@@ -59,6 +59,11 @@ public sealed class VisionQuantizeTests : IDisposable
     [InlineData("--surrogate", "sigmoid", "surrogate 'sigmoid' is not supported")]
     [InlineData("--width", "0", "surrogate width = 0 is out of range")]
     [InlineData("--norm", "none", "norm 'none' is not supported for resnet")]
+    [InlineData("--freeze-lbn", "1", "freeze fraction = 1 is out of range")]
+    [InlineData("--ends-wstates", "4", "end-layer weight states = 4 is invalid")]
+    [InlineData("--clip-grad", "-1", "--clip-grad -1 is invalid")]
+    [InlineData("--holdout", "0", "--holdout 0 is out of range")]
+    [InlineData("--holdout", "59999", "--holdout 59999 is out of range")]
     public void MaqdRejectsInvalidSettings(string option, string value, string expected)
     {
         var (code, output) = Run(null, "quantize", "--model", Resnet, "--method", "maqd", option, value, "--limit-train", "16", "--epochs", "1");
@@ -147,19 +152,40 @@ public sealed class VisionQuantizeTests : IDisposable
         var (code, output) = Run(() => store, "quantize", "--model", Resnet, "--method", "maqd", "--wstates", "3", "--astates", "3",
             "--surrogate", "smooth", "--fold", "--limit-train", "32", "--batch", "16", "--epochs", "1", "--device", "cpu");
         Assert.True(code == 0, output);
-        Assert.Contains("MaQD (3, 3) + LBN B=16: test accuracy", output);
+        Assert.Contains("MaQD (3, 3) + LBN, first/last 255 B=16: test accuracy", output);
         Assert.Contains("folded", output);
+
+        // the float reference on a held-out split (the last 8 of the 48 training images)
+        (code, output) = Run(() => store, "quantize", "--model", Resnet, "--method", "maqd", "--float", "--holdout", "8",
+            "--limit-train", "32", "--batch", "16", "--epochs", "1", "--device", "cpu");
+        Assert.True(code == 0, output);
+        Assert.Contains("float + LBN B=16: held-out accuracy", output);
+        (code, output) = Run(() => store, "quantize", "--model", Resnet, "--method", "maqd", "--float", "--holdout", "48", "--limit-train", "32", "--device", "cpu");
+        AssertOneError(code, output, "--holdout 48 leaves no training images of the 48");
+        (code, output) = Run(() => store, "quantize", "--model", Resnet, "--method", "maqd", "--float", "--wstates", "3", "--limit-train", "32", "--device", "cpu");
+        AssertOneError(code, output, "--wstates sets the quantizers, which --float leaves out");
+
+        // --init: a float LBN folder of the same architecture is the start; the BN folder of models/cnn is refused
+        var lbnDir = Folder("lbn", new VisionNetConfig("resnet", [4, 8], 1, norm: "lbn"));
+        (code, output) = Run(() => store, "quantize", "--model", Resnet, "--method", "maqd", "--init", lbnDir, "--limit-train", "16", "--batch", "16", "--epochs", "1", "--device", "cpu");
+        Assert.True(code == 0, output);
+        Assert.Contains("MaQD (3, 15) + LBN, first/last 255, from lbn B=16: test accuracy", output);
+        (code, output) = Run(() => store, "quantize", "--model", Resnet, "--method", "maqd", "--init", Resnet, "--limit-train", "16", "--device", "cpu");
+        AssertOneError(code, output, "holds a resnet [4, 8] with norm bn, but this run trains a resnet [4, 8] with norm lbn and standardized weights");
 
         var md = Path.Combine(_dir, "out", "table.md");
         (code, output) = Run(() => store, "quantize", "--model", Resnet, "--method", "maqd", "--sweep", md,
             "--sweep-settings", "8:16:1,16:32:1", "--device", "cpu");
         Assert.True(code == 0, output);
         var text = File.ReadAllText(md);
-        foreach (var row in new[] { "float + BN", "float + LBN", "float + LBN, no WS", "MaQD (3, 15) + LBN", "MaQD (15, 15) + LBN", "MaQD (3, 3) + LBN", "MaQD (255, 255) + LBN" })
+        foreach (var row in new[] { "float + BN", "float + LBN", "MaQD (3, 15) + LBN, first/last 255", "MaQD (15, 15) + LBN, first/last 255", "MaQD (3, 3) + LBN, first/last 255",
+                     "MaQD (255, 255) + LBN, all layers", "MaQD (3, 15) + LBN, all layers", "MaQD (15, 15) + LBN, all layers" })
             Assert.Contains($"| {row} |", text);
+        Assert.Contains("gradient norm clipped at 2·sqrt(128/B)", text);
         Assert.Contains("B=8 (16 images × 1 ep)", text);
         Assert.Contains("B=16 (32 images × 1 ep)", text);
-        Assert.Equal(2 + 7 + 2 + 14, text.Split('\n').Count(l => l.StartsWith('|')));
+        Assert.DoesNotContain("MaQD (3, 3) + LBN, all layers", text);
+        Assert.Equal(2 + 8 + 2 + 16, text.Split('\n').Count(l => l.StartsWith('|')));
     }
 
     /// <summary>A DataStore whose fashion-mnist entry holds 48 train / 20 test random images in the IDX layout.</summary>

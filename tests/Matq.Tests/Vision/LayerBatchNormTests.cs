@@ -1,7 +1,8 @@
 // Tests Layer-Batch Normalization and folding: a sample's training output does not depend on its batch companions
 // (LBN nets, float and MaQD; BN nets as the contrast), LBN's training formula against a scalar reference, the running
 // estimates, folded == unfolded eval outputs (BN, LBN, MLP with LBN, MaQD), the fold error on a norm-free net, old
-// config.json files without "norm" loading as BN, and the norm buffers following Module.to.
+// config.json files without "norm" loading as BN, the norm buffers following Module.to, and the trainer's LBN freeze
+// (the last part of training uses the inference map, so train-mode and eval-mode outputs agree afterwards).
 using Matq.Algorithms.MaQD;
 using Matq.Models.Vision;
 using Matq.Quantization;
@@ -202,6 +203,82 @@ public class LayerBatchNormTests
         Assert.Equal(ScalarType.Float64, bn.forward(ones(2, 3, 2, 2, dtype: ScalarType.Float64)).dtype);
         var (s, _) = bn.InferenceAffine();
         Assert.Equal(ScalarType.Float64, s.dtype);
+    }
+
+    [Fact]
+    public void FrozenLbnTrainsWithTheInferenceMapAndKeepsItsEstimates()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(12);
+        var lbn = new LayerBatchNorm(3);
+        lbn.train();
+        lbn.forward(randn(4, 3, 5, 5).mul(2).add(1));
+        float mean = lbn.RunningMean.item<float>(), variance = lbn.RunningVar.item<float>();
+        lbn.Frozen = true;
+        Tensor x = randn(2, 3, 5, 5);
+        Tensor train = lbn.forward(x);
+        Assert.Equal(mean, lbn.RunningMean.item<float>());
+        Assert.Equal(variance, lbn.RunningVar.item<float>());
+        lbn.eval();
+        Assert.True(train.allclose(lbn.forward(x), 1e-6, 1e-6));
+    }
+
+    [Fact]
+    public void UntrackedLbnTrainsTheSameAndLeavesItsEstimates()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(14);
+        var lbn = new LayerBatchNorm(3);
+        lbn.train();
+        Tensor x = randn(4, 3, 5, 5).mul(2).add(1);
+        Tensor tracked = lbn.forward(x);
+        float mean = lbn.RunningMean.item<float>();
+        Assert.NotEqual(0f, mean);
+        lbn.TrackRunningStats = false;
+        Tensor untracked = lbn.forward(x.mul(3));
+        Assert.Equal(mean, lbn.RunningMean.item<float>());
+        Assert.True(untracked.allclose(tracked, 1e-5, 1e-5));   // per-sample statistics: a scaled input normalizes alike
+    }
+
+    [Theory]
+    [InlineData(0.5)]
+    [InlineData(0.0)]
+    public void TrainerFreezesLbnForTheLastStepsOrRecalibratesAtTheEnd(double freeze)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(13);
+        var rng = new Random(2);
+        var images = Enumerable.Range(0, 64 * 784).Select(_ => (float)rng.NextDouble()).ToArray();
+        var labels = Enumerable.Range(0, 64).Select(i => (byte)(i % 10)).ToArray();
+        var set = new Matq.Data.ImageSet(64, 28, 28, images, labels);
+        var net = VisionNet.Create(Tiny.WithNorm("lbn"));
+        var o = new Matq.Training.Vision.CnnTrainOptions { Epochs = 2, Batch = 16, Lr = 0.05, WarmupSteps = 1, FreezeLbnFraction = freeze, LimitTest = 16 };
+        Matq.Training.Vision.CnnTrainer.Train(net, set, set, o, CPU);
+        Assert.All(net.Norms(), n => Assert.Equal(freeze > 0, ((LayerBatchNorm)n).Frozen));
+        Assert.All(net.Norms(), n => Assert.True(((LayerBatchNorm)n).TrackRunningStats));   // off only while the trainer runs
+        if (freeze == 0)
+        {
+            // the estimates are the plain averages of the per-sample statistics over the (64) training images
+            var lbn = (LayerBatchNorm)net.Norms()[0];
+            var stem = net.QuantLayers()[0].Layer;
+            (Tensor all, _) = Matq.Training.Vision.CnnTrainer.Batch(set, Enumerable.Range(0, 64).ToArray(), null, CPU);
+            using (no_grad())
+            {
+                Tensor h = stem.forward(all).reshape(64, -1);
+                (Tensor v, Tensor m) = h.var_mean(1, false, false);
+                Assert.Equal(m.mean().item<float>(), lbn.RunningMean.item<float>(), 4);
+                Assert.Equal(v.mean().item<float>(), lbn.RunningVar.item<float>(), 4);
+            }
+        }
+        (Tensor x, _) = Matq.Training.Vision.CnnTrainer.Batch(set, Enumerable.Range(0, 8).ToArray(), null, CPU);
+        Tensor train, eval;
+        using (no_grad())
+        {
+            net.eval(); eval = net.forward(x);
+            net.train(); train = net.forward(x);   // (a non-frozen LBN updates its estimates here; eval ran first)
+        }
+        // frozen: training computes the inference map; not frozen: per-sample statistics differ from the estimates
+        Assert.Equal(freeze > 0, train.allclose(eval, 1e-5, 1e-5));
     }
 
     /// <summary>γ, β away from (1, 0) so folding has something to move.</summary>

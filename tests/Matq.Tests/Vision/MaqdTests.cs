@@ -1,7 +1,8 @@
 // Tests MaQD: weights take exactly N distinct levels per layer (codes −k..k, W_eff = codes·Δ), activations exactly the
 // M levels 0..M−1 (scaled), the surrogate gradients (ste: 1 inside the clip range, 0 outside; smooth: equal to central
 // finite differences of the scalar smooth staircase, and the staircase tends to round-clip as the width shrinks), the
-// Gaussian-optimal clip against the known ternary quantizer, invalid settings → MatqException, and Convert/fold codes.
+// Gaussian-optimal clip against the known ternary quantizer, invalid settings → MatqException, Convert/fold codes, and
+// the end layers (first conv, classifier; found by EndLayers, not by registration order) at their own weight states.
 using Matq.Algorithms.MaQD;
 using Matq.Kernels.Quantization;
 using Matq.Models.Vision;
@@ -200,5 +201,56 @@ public class MaqdTests
         Assert.True(y.allclose(expected, 1e-4, 1e-4));
         Assert.True(codes.Codes.abs().max().item<sbyte>() <= 2);
         foreach (var l in layers) l.Dispose();
+    }
+
+    [Fact]
+    public void EndLayersTakeTheirOwnStatesAndEveryOtherLayerN()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(5);
+        var net = VisionNet.Create(new VisionNetConfig("resnet", [8, 16], 1, norm: "lbn"));
+        var alg = new MaqdAlgorithm(new MaqdConfig(3, 15, endWeightStates: 255));
+        alg.Prepare(net);
+        var (first, last) = net.EndLayers();
+        var codes = alg.Convert(net);
+        foreach (var (name, layer) in net.QuantLayers())
+        {
+            bool end = ReferenceEquals(layer, first) || ReferenceEquals(layer, last);
+            Assert.Equal(end ? 255 : 3, alg.StatesOf(layer));
+            Tensor q;
+            using (no_grad()) q = layer.EffectiveWeight().div(alg.Step(layer));
+            Assert.True(q.sub(q.round()).abs().max().item<float>() < 1e-3, $"{name}: W_eff is an integer multiple of Δ");
+            int distinct = q.round().to(ScalarType.Int32).data<int>().ToArray().Distinct().Count();
+            if (end) Assert.True(distinct > 15, $"{name}: {distinct} levels"); else Assert.InRange(distinct, 2, 3);
+            var c = codes.Single(l => l.Name == name);
+            Assert.True(c.Codes.to(ScalarType.Float32).allclose(q.round()), name);
+            int maxCode = c.Codes.abs().max().item<sbyte>();
+            if (end) Assert.InRange(maxCode, 2, 127); else Assert.Equal(1, maxCode);
+        }
+        foreach (var l in codes) l.Dispose();
+    }
+
+    [Fact]
+    public void EndLayersAreTheFirstAndLastOfTheForwardPass()
+    {
+        using var scope = NewDisposeScope();
+        var resnet = VisionNet.Create(new VisionNetConfig("resnet", [4, 8], 1));
+        var (first, last) = resnet.EndLayers();
+        Assert.Equal("stem", resnet.QuantLayers().Single(l => ReferenceEquals(l.Layer, first)).Name);
+        Assert.Equal("fc", resnet.QuantLayers().Single(l => ReferenceEquals(l.Layer, last)).Name);
+        var mlp = VisionNet.Create(new VisionNetConfig("mlp", [32, 16]));
+        (first, last) = mlp.EndLayers();
+        Assert.Equal(784, first.Weight.shape[1]);
+        Assert.Equal(10, last.OutChannels);
+    }
+
+    [Fact]
+    public void EndStatesEqualToNMeanAllLayersAndInvalidEndStatesThrow()
+    {
+        Assert.Null(new MaqdConfig(15, 15, endWeightStates: 15).EndWeightStates);
+        Assert.Equal("all layers", new MaqdConfig(15, 15).LayersText);
+        Assert.Equal("first/last 255", new MaqdConfig(3, 15, endWeightStates: 255).LayersText);
+        foreach (int bad in new[] { 1, 4, 256 })
+            Assert.Contains("end-layer weight states", Assert.Throws<MatqException>(() => new MaqdConfig(3, 15, endWeightStates: bad)).Message);
     }
 }

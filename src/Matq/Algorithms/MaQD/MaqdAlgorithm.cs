@@ -7,8 +7,12 @@
 //   scales       s_w = k/c_w and s_a = (M − 1)/c_a with c the clip that minimizes the expected squared error for a
 //                unit Gaussian input (weights: of ŵ itself; activations: of ReLU(x), x ~ N(0, 1) after the norm),
 //                found by numerical integration; e.g. ternary gives c_w ≈ 1.224 (levels ±1.224σ, thresholds ±0.612σ).
-// Prepare installs the quantizers (replacing a net's own float weight standardization, which this includes); after training, VisionNet.FoldNorms moves the (LBN/BN) norms into each layer's
-// per-channel output scale and bias, and Convert reads the integer codes with their per-channel scales.
+//   layers       every conv/linear layer; the two end layers (first conv on the pixels, classifier) take
+//                config.EndWeightStates when set (e.g. 255), every other layer N. The pixels entering the first layer
+//                are 8-bit data already (p/255); every activation after a norm is quantized to M states.
+// Prepare installs the quantizers (replacing a net's own float weight standardization, which this includes); after
+// training, VisionNet.FoldNorms moves the (LBN/BN) norms into each layer's per-channel output scale and bias, and
+// Convert reads the integer codes with their per-channel scales.
 using System.Collections.Concurrent;
 using Matq.Models.Vision;
 using Matq.Quantization;
@@ -27,6 +31,7 @@ public sealed record MaqdLayerCodes(string Name, Tensor Codes, Tensor Scale, Ten
 public sealed class MaqdAlgorithm
 {
     private static readonly ConcurrentDictionary<(int States, bool Signed), double> Clips = new();
+    private readonly Dictionary<QuantLayer, int> _states = new(ReferenceEqualityComparer.Instance);
 
     public MaqdAlgorithm(MaqdConfig config)
     {
@@ -40,8 +45,15 @@ public sealed class MaqdAlgorithm
     public double WeightClip { get; }
     /// <summary>c_a: the largest activation level.</summary>
     public double ActClip { get; }
-    /// <summary>s_w = k/c_w.</summary>
+    /// <summary>s_w = k/c_w (for N states).</summary>
     public double WeightScale => Config.WeightLevels / WeightClip;
+
+    /// <summary>s_w for any odd number of states: ((states − 1)/2)/c_w(states).</summary>
+    public static double WeightScaleFor(int states) => (states - 1) / 2 / GaussianClip(states, signed: true);
+
+    /// <summary>The weight states <paramref name="layer"/> was prepared with (N, or the end layers' states); N for a
+    /// layer this instance did not prepare (quantized directly through <see cref="QuantizeWeight(Tensor)"/>).</summary>
+    public int StatesOf(QuantLayer layer) => _states.TryGetValue(layer, out int s) ? s : Config.WeightStates;
     /// <summary>s_a = (M − 1)/c_a.</summary>
     public double ActScale => (Config.ActStates - 1) / ActClip;
 
@@ -52,17 +64,26 @@ public sealed class MaqdAlgorithm
         if (layers.Count == 0) throw new MatqException($"this {net.Config.Arch} has no conv/linear layers for MaQD to quantize");
         if (layers.Any(l => l.Layer.Quant is not null || l.Layer.WeightQuantizer is not null))
             throw new MatqException("the net is already quantized: MaQD trains a fresh float net");
-        foreach (var (_, layer) in layers) layer.WeightQuantizer = QuantizeWeight;
+        var (first, last) = net.EndLayers();
+        foreach (var (_, layer) in layers)
+        {
+            int states = Config.EndWeightStates is int e && (ReferenceEquals(layer, first) || ReferenceEquals(layer, last)) ? e : Config.WeightStates;
+            _states[layer] = states;
+            layer.WeightQuantizer = w => QuantizeWeight(w, states);
+        }
         net.Act.Override = QuantizeActivation;
     }
 
-    /// <summary>W [out, ...] → q·Δ, same shape (differentiable through the standardization and the surrogate).</summary>
-    public Tensor QuantizeWeight(Tensor w)
+    /// <summary>W [out, ...] → q·Δ at N states, same shape (differentiable through the standardization and the surrogate).</summary>
+    public Tensor QuantizeWeight(Tensor w) => QuantizeWeight(w, Config.WeightStates);
+
+    /// <summary>W [out, ...] → q·Δ at <paramref name="states"/> (odd) states.</summary>
+    public Tensor QuantizeWeight(Tensor w, int states)
     {
         using var scope = NewDisposeScope();
         Tensor std = WeightStandardization.Apply(w);
-        int k = Config.WeightLevels;
-        Tensor q = SurrogateRoundClip.Apply(std, WeightScale, -k, k, Config.Surrogate, Config.Width);   // codes / s_w
+        int k = (states - 1) / 2;
+        Tensor q = SurrogateRoundClip.Apply(std, WeightScaleFor(states), -k, k, Config.Surrogate, Config.Width);   // codes / s_w
         return q.div(Math.Sqrt(FanIn(w))).MoveToOuterDisposeScope();
     }
 
@@ -70,17 +91,20 @@ public sealed class MaqdAlgorithm
     public Tensor QuantizeActivation(Tensor x) =>
         SurrogateRoundClip.Apply(x, ActScale, 0, Config.ActStates - 1, Config.Surrogate, Config.Width);
 
-    /// <summary>Integer codes of W: int8 [out, ...] in −k..k.</summary>
-    public Tensor WeightCodes(Tensor w)
+    /// <summary>Integer codes of W at N states: int8 [out, ...] in −k..k.</summary>
+    public Tensor WeightCodes(Tensor w) => WeightCodes(w, Config.WeightStates);
+
+    /// <summary>Integer codes of W at <paramref name="states"/> states: int8 [out, ...] in −k..k, k = (states − 1)/2.</summary>
+    public static Tensor WeightCodes(Tensor w, int states)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        int k = Config.WeightLevels;
-        return WeightStandardization.Apply(w.detach()).mul(WeightScale).round().clamp(-k, k).to(ScalarType.Int8).MoveToOuterDisposeScope();
+        int k = (states - 1) / 2;
+        return WeightStandardization.Apply(w.detach()).mul(WeightScaleFor(states)).round().clamp(-k, k).to(ScalarType.Int8).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Δ of a layer: W_eff = codes·Δ.</summary>
-    public double Step(QuantLayer layer) => 1.0 / (WeightScale * Math.Sqrt(FanIn(layer.Weight)));
+    /// <summary>Δ of a prepared layer: W_eff = codes·Δ.</summary>
+    public double Step(QuantLayer layer) => 1.0 / (WeightScaleFor(StatesOf(layer)) * Math.Sqrt(FanIn(layer.Weight)));
 
     /// <summary>Every layer's codes, per-channel scale (Δ·folded scale) and bias, on the CPU.</summary>
     public IReadOnlyList<MaqdLayerCodes> Convert(VisionNet net)
@@ -90,7 +114,7 @@ public sealed class MaqdAlgorithm
         {
             using var scope = NewDisposeScope();
             using var noGrad = no_grad();
-            Tensor codes = WeightCodes(layer.Weight).cpu();
+            Tensor codes = WeightCodes(layer.Weight, StatesOf(layer)).cpu();
             Tensor scale = layer.ChannelScale is { } cs ? cs.detach().cpu().mul(Step(layer)) : full(layer.OutChannels, Step(layer));
             Tensor? bias = layer.Bias?.detach().cpu().clone();
             result.Add(new MaqdLayerCodes(name, codes.MoveToOuterDisposeScope(), scale.MoveToOuterDisposeScope(), bias?.MoveToOuterDisposeScope()));

@@ -6,9 +6,13 @@
 // LBN (Sawada et al. 2024, "Magic for the Age of Quantized DNNs"; only the abstract could be consulted here, so the
 // formula below is this project's reading of the issue text, stated in full):
 //   training, x [N, C, ...]:  μ_n = mean over all C·H·W units of sample n,  σ²_n = population variance over them,
-//                             y = γ_c·(x − μ_n)/sqrt(σ²_n + ε) + β_c                 (no statistic crosses samples)
+//                             y = γ_c·(x − μ_n)/sqrt(σ²_n + ε) + β_c                 (no statistic crosses samples;
+//                             computed as GroupNorm with one group, a fused kernel)
 //   running estimates:        μ̄ ← (1−m)·μ̄ + m·mean_n μ_n,  σ̄² ← (1−m)·σ̄² + m·mean_n σ²_n   (scalars [1], no grad);
 //                             m = null gives the cumulative average (used to recalibrate after training)
+//   frozen (training):        the inference formula with fixed μ̄, σ̄² (no update): the last part of training can adapt the
+//                             weights to the map that folding keeps (per-sample statistics at training time and fixed
+//                             estimates at inference otherwise disagree, by up to ~20 points for ternary MaQD in short runs)
 //   inference:                y = γ_c·(x − μ̄)/sqrt(σ̄² + ε) + β_c  = scale_c·x + shift_c, scale_c = γ_c/sqrt(σ̄² + ε),
 //                             shift_c = β_c − scale_c·μ̄
 // So a sample's training output does not depend on its batch companions nor on the batch size, and inference costs
@@ -132,6 +136,13 @@ public sealed class LayerBatchNorm : ChannelNorm
     /// batch since <see cref="ResetRunningStats"/>.</summary>
     public double? Momentum { get; set; } = 0.1;
 
+    /// <summary>Training uses the running estimates (the inference map) instead of per-sample statistics, and leaves them unchanged.</summary>
+    public bool Frozen { get; set; }
+
+    /// <summary>Training updates the running estimates (default). The CNN trainer turns this off while it trains, since
+    /// it recomputes the estimates itself (<c>CnnTrainer.RecalibrateLbn</c>): ~8 small kernels per norm and step saved.</summary>
+    public bool TrackRunningStats { get; set; } = true;
+
     /// <summary>μ̄ [1] (a view of the buffer).</summary>
     public Tensor RunningMean => running_mean;
     /// <summary>σ̄² [1].</summary>
@@ -150,24 +161,22 @@ public sealed class LayerBatchNorm : ChannelNorm
         if (x.dim() < 2 || x.shape[1] != Channels)
             throw new ArgumentException($"LayerBatchNorm({Channels}) expects [N, {Channels}, ...], got [{string.Join(", ", x.shape)}]");
         using var scope = NewDisposeScope();
-        Tensor y;
-        if (training)
+        if (training && !Frozen)
         {
-            long n = x.shape[0];
-            Tensor flat = x.reshape(n, -1);                                             // [N, C·H·W]
-            (Tensor var, Tensor mean) = flat.var_mean(1, false, true);                  // [N, 1] each, population variance
-            using (no_grad())
+            // The training formula is GroupNorm with one group (one fused kernel each way); the statistics for the
+            // running estimates are taken again without grad.
+            if (TrackRunningStats)
             {
+                using var noGrad = no_grad();
+                (Tensor var, Tensor mean) = x.reshape(x.shape[0], -1).var_mean(1, false, false);   // [N] each, population variance
                 _count++;
                 double m = Momentum ?? 1.0 / _count;
-                // no .detach() here: detaching a non-leaf that the graph also uses kept memory alive until a GC
                 running_mean.mul_(1 - m).add_(mean.mean().reshape(1), alpha: m);
                 running_var.mul_(1 - m).add_(var.mean().reshape(1), alpha: m);
             }
-            y = flat.sub(mean).div(var.add(Eps).sqrt()).reshape(x.shape);
+            return nn.functional.group_norm(x, 1, Gamma, Beta, Eps).MoveToOuterDisposeScope();
         }
-        else
-            y = x.sub(running_mean).div(running_var.add(Eps).sqrt());
+        Tensor y = x.sub(running_mean).div(running_var.add(Eps).sqrt());
         return y.mul(PerChannel(Gamma, x)).add(PerChannel(Beta, x)).MoveToOuterDisposeScope();
     }
 

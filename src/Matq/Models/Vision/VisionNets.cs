@@ -108,11 +108,15 @@ public abstract class VisionNet : nn.Module<Tensor, Tensor>
         }
     }
 
-    /// <summary>Every conv/linear layer with its state-dict prefix, in forward order.</summary>
+    /// <summary>Every conv/linear layer with its state-dict prefix, in module registration order (ResNet: stem, fc, then
+    /// the blocks' convs), which is not the forward order: use <see cref="EndLayers"/> for the first and last layer.</summary>
     public IReadOnlyList<(string Name, QuantLayer Layer)> QuantLayers() =>
         named_modules().Where(m => m.module is QuantLayer).Select(m => (m.name, (QuantLayer)m.module)).ToList();
 
     public long ParameterCount() => parameters().Sum(p => p.numel());
+
+    /// <summary>The first weight layer of the forward pass (it reads the pixels) and the last (the classifier).</summary>
+    public abstract (QuantLayer First, QuantLayer Last) EndLayers();
 
     public static VisionNet Create(VisionNetConfig config)
     {
@@ -185,6 +189,8 @@ public sealed class ResNetCnn : VisionNet
         RegisterComponents();
     }
 
+    public override (QuantLayer First, QuantLayer Last) EndLayers() => (stem, fc);
+
     public override IReadOnlyList<(QuantLayer Layer, ChannelNorm Norm)> NormPairs() =>
         new[] { ((QuantLayer)stem, stem_bn) }.Concat(blocks.SelectMany(b => b.NormPairs())).ToList();
 
@@ -215,6 +221,8 @@ public sealed class MlpNet : VisionNet
         layers.Add(new QLinear("out", cin, config.Classes));
         RegisterComponents();
     }
+
+    public override (QuantLayer First, QuantLayer Last) EndLayers() => (layers[0], layers[layers.Count - 1]);
 
     public override IReadOnlyList<(QuantLayer Layer, ChannelNorm Norm)> NormPairs() =>
         norms.Select((n, i) => ((QuantLayer)layers[i], n)).ToList();

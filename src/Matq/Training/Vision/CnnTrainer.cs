@@ -2,8 +2,13 @@
 // warm-up + cosine schedule per step, optional random crop (pad 2) + horizontal flip, a seeded shuffle per epoch (so
 // a resume at an epoch boundary is exact), atomic checkpoints after each epoch, test accuracy at the end.
 // Hooks let an algorithm act around each optimizer step (EfQAT selection, frozen rows). A net normalized with LBN gets
-// its running estimates recomputed at the end as the plain average of the per-sample statistics over (up to 4,096 of)
-// the training images at the final weights, so its inference map does not depend on the batch size or momentum.
+// its running estimates recomputed as the plain average of the per-sample statistics over (up to 4,096 of) the training
+// images, so its inference map depends on neither the batch size nor a momentum: at the start of the last
+// FreezeLbnFraction of the steps, after which training uses those fixed estimates (the map folding keeps), or at the
+// end when that fraction is 0. (A resume past the freeze point recomputes them at the resumed weights.)
+// ClipGradNorm rescales the whole gradient to at most that norm before each step: quantized nets (MaQD) trained at
+// SGD lr 0.1 see rare gradient spikes (norm 10–22 against a typical 0.4–3) whose step pushes a norm's β far negative,
+// zeroing a whole layer's quantized ReLU and with it every gradient upstream (the run never recovers: loss stays at ln 10).
 using Matq.Data;
 using Matq.Models.Vision;
 using TorchSharp;
@@ -25,8 +30,12 @@ public sealed record CnnTrainOptions
     public long Seed { get; init; } = 1234;
     /// <summary>Use only the first N training images (quick runs and tests); null = all.</summary>
     public int? LimitTrain { get; init; }
+    /// <summary>LBN nets: the last fraction of the steps trains with the norms frozen at recomputed running estimates.</summary>
+    public double FreezeLbnFraction { get; init; } = 0.2;
     /// <summary>Evaluate on only the first N test images (quick runs); null = all 10,000.</summary>
     public int? LimitTest { get; init; }
+    /// <summary>Largest global gradient norm per step (the gradient is rescaled above it); null = no clipping.</summary>
+    public double? ClipGradNorm { get; init; }
 
     public void Validate()
     {
@@ -36,7 +45,9 @@ public sealed record CnnTrainOptions
         if (Optimizer is not ("sgd" or "adamw")) throw new MatqException($"optimizer '{Optimizer}' is not supported: allowed sgd, adamw");
         if (WeightDecay < 0) throw new MatqException($"weight decay = {WeightDecay} is invalid: allowed ≥ 0");
         if (LimitTrain is < 1) throw new MatqException($"limit-train = {LimitTrain} is out of range: allowed ≥ 1 images");
+        if (!(FreezeLbnFraction >= 0 && FreezeLbnFraction < 1)) throw new MatqException($"freeze fraction = {FreezeLbnFraction} is out of range: allowed 0 ≤ f < 1 (e.g. 0.2)");
         if (LimitTest is < 1) throw new MatqException($"limit-test = {LimitTest} is out of range: allowed ≥ 1 images");
+        if (ClipGradNorm is double c && !(c > 0 && !double.IsInfinity(c))) throw new MatqException($"gradient clip = {c} is invalid: allowed a positive norm (e.g. 2)");
     }
 }
 
@@ -74,6 +85,11 @@ public static class CnnTrainer
         }
         var sw = System.Diagnostics.Stopwatch.StartNew();
         int step = state.Step;
+        bool lbnNet = net.Norms().Count > 0 && net.Norms().All(m => m is LayerBatchNorm);
+        // the estimates are recomputed below (RecalibrateLbn), so per-step updates would be wasted kernels
+        if (lbnNet) foreach (var m in net.Norms().Cast<LayerBatchNorm>()) m.TrackRunningStats = false;
+        int freezeAt = lbnNet && o.FreezeLbnFraction > 0 ? (int)Math.Round(total * (1 - o.FreezeLbnFraction)) : int.MaxValue;
+        bool frozen = false;
         var losses = state.Train;
         for (int epoch = step / stepsPerEpoch; epoch < o.Epochs && !cancel.IsCancellationRequested; epoch++)
         {
@@ -84,6 +100,12 @@ public static class CnnTrainer
             double sumLoss = 0; int count = 0;
             for (int b = 0; b < stepsPerEpoch && !cancel.IsCancellationRequested; b++, step++)
             {
+                if (step >= freezeAt && !frozen)
+                {
+                    RecalibrateLbn(net, train, Math.Min(n, RecalibrationImages), device);
+                    foreach (var m in net.Norms().Cast<LayerBatchNorm>()) m.Frozen = true;
+                    frozen = true;
+                }
                 using var scope = NewDisposeScope();
                 int start = b * o.Batch, len = Math.Min(o.Batch, n - start);
                 (Tensor x, Tensor y) = Batch(train, order.AsSpan(start, len), o.Augment ? rng : null, device);
@@ -93,6 +115,7 @@ public static class CnnTrainer
                 opt.zero_grad();
                 Tensor loss = nn.functional.cross_entropy(net.forward(x), y);
                 loss.backward();
+                if (o.ClipGradNorm is double clip) nn.utils.clip_grad_norm_(parameters, clip);   // one native call (libtorch loops the grads)
                 opt.step();
                 hooks?.AfterStep?.Invoke(step);
                 // Some native tensors of a step are released only by the GC finalizer (TorchSharp wrappers the dispose
@@ -111,7 +134,8 @@ public static class CnnTrainer
             if (ckpt is not null)
                 TrainCheckpoint.Save(ckpt, masters, opt, state with { Step = step, ElapsedSeconds = state.ElapsedSeconds + sw.Elapsed.TotalSeconds, Train = losses });
         }
-        if (!cancel.IsCancellationRequested) RecalibrateLbn(net, train, Math.Min(n, RecalibrationImages), device);
+        if (!cancel.IsCancellationRequested && !frozen) RecalibrateLbn(net, train, Math.Min(n, RecalibrationImages), device);
+        if (lbnNet) foreach (var m in net.Norms().Cast<LayerBatchNorm>()) m.TrackRunningStats = true;
         double seconds = sw.Elapsed.TotalSeconds;
         double acc = Accuracy(net, test, device, o.LimitTest);
         return new CnnTrainResult(step, seconds, acc, losses);
@@ -123,14 +147,14 @@ public static class CnnTrainer
 
     /// <summary>When every norm of the net is an LBN: resets the running estimates and sets them to the cumulative average
     /// of the per-sample statistics over the first <paramref name="images"/> images of <paramref name="set"/> (no
-    /// augmentation, no gradients; weights unchanged). Returns false (and does nothing) for other nets.</summary>
+    /// augmentation, no gradients; weights unchanged; the norms are unfrozen). Returns false (and does nothing) for other nets.</summary>
     public static bool RecalibrateLbn(VisionNet net, ImageSet set, int images, Device device)
     {
         var norms = net.Norms();
         if (norms.Count == 0 || norms.Any(m => m is not LayerBatchNorm || m.Folded)) return false;
         var lbns = norms.Cast<LayerBatchNorm>().ToList();
-        var saved = lbns.Select(m => m.Momentum).ToList();
-        foreach (var m in lbns) { m.ResetRunningStats(); m.Momentum = null; }
+        var saved = lbns.Select(m => (m.Momentum, m.TrackRunningStats)).ToList();
+        foreach (var m in lbns) { m.ResetRunningStats(); m.Momentum = null; m.Frozen = false; m.TrackRunningStats = true; }
         net.train();
         using (no_grad())
         {
@@ -143,7 +167,7 @@ public static class CnnTrainer
                 net.forward(x);
             }
         }
-        for (int i = 0; i < lbns.Count; i++) lbns[i].Momentum = saved[i];
+        for (int i = 0; i < lbns.Count; i++) (lbns[i].Momentum, lbns[i].TrackRunningStats) = saved[i];
         return true;
     }
 
