@@ -14,9 +14,9 @@ public static class PackedOptions
         HelpName = "N",
     };
 
-    public static Option<string> Head() => new("--head")
+    public static Option<string> Head(string description = "Packed runtime: quantize an fp32 lm_head at load to B bits (RTN, groups of 128; a tied embedding shares it), or fp32 to keep it as stored") => new("--head", "--head-bits")
     {
-        Description = "Packed runtime: quantize an fp32 lm_head at load to B bits (RTN, groups of 128; a tied embedding shares it), or fp32 to keep it as stored",
+        Description = description,
         DefaultValueFactory = _ => DefaultHead,
         HelpName = "B|fp32",
     };

@@ -24,6 +24,8 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<string> _width = new("--widths") { Description = "ResNet stage widths", DefaultValueFactory = _ => "16,32,64", HelpName = "W,W,W" };
     private readonly Option<string?> _lm = new("--model") { Description = "Time a language model (HF folder) instead of the CNN: its linears at W4 (group 64), batch × --context tokens", HelpName = "DIR" };
     private readonly Option<int> _context = new("--context") { Description = "LM tokens per sequence", DefaultValueFactory = _ => 128, HelpName = "T" };
+    private readonly Option<string?> _methods = new("--methods") { Description = "Partial-gradient methods to time: CNN inject,split,regrad,unfold,conv; LM inject,gather (default: all)", HelpName = "M[,M...]" };
+    private readonly Option<string> _tf32 = new("--tf32") { Description = "CUDA: let cuDNN convolutions and cuBLAS matmuls use TF32 (on) or keep full fp32 (off); libtorch's defaults are conv on, matmul off", DefaultValueFactory = _ => "default", HelpName = "on|off|default" };
     private readonly Option<int> _seed = CommonOptions.Seed();
 
     public override string Name => "efqat";
@@ -32,7 +34,7 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
 
     protected override void Configure(Command command)
     {
-        foreach (Option o in new Option[] { _device, _batch, _iters, _fractions, _width, _lm, _context, _seed })
+        foreach (Option o in new Option[] { _device, _batch, _iters, _fractions, _width, _lm, _context, _methods, _tf32, _seed })
             command.Options.Add(o);
     }
 
@@ -43,9 +45,12 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
         if (batch < 1 || iters < 1) throw new MatqException("--batch and --iters must be ≥ 1");
         double[] fractions = result.GetValue(_fractions)!.Split(',').Select(s => double.TryParse(s, System.Globalization.CultureInfo.InvariantCulture, out var f) && f >= 0 && f <= 1
             ? f : throw new MatqException($"--fractions '{s}' is invalid: each must be in 0..1")).ToArray();
-        int[] widths = result.GetValue(_width)!.Split(',').Select(int.Parse).ToArray();
+        int[] widths = result.GetValue(_width)!.Split(',').Select(s => int.TryParse(s, out var w) && w > 0 ? w
+            : throw new MatqException($"--widths '{s}' is invalid: give positive integers, e.g. 64,128,256")).ToArray();
         manual_seed(result.GetValue(_seed));
         string? lmPath = result.GetValue(_lm);
+        var methods = ParseMethods(result.GetValue(_methods), lm: lmPath is not null);
+        string tf32 = ApplyTf32(result.GetValue(_tf32)!, device);
         IReadOnlyList<IEfQatLayer> layers;
         Func<Tensor> lossOf;
         optim.Optimizer opt;
@@ -89,11 +94,12 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
         }
 
         // Configurations are interleaved step by step (round robin), so drift in machine load hits all of them alike.
+        var (defaultConv, defaultLinear) = (PartialWeightGrad.ConvMethod, PartialWeightGrad.LinearMethod);
         var configs = new List<(string Name, ConvWeightGradMethod Method, EfQatAlgorithm? Alg)> { ("full QAT (native autograd)", ConvWeightGradMethod.Split, null) };
         // CNN: the three conv methods; LM: the linear's gather-GEMM custom function ("Unfold" slot) and Split.
-        foreach (var method in lmPath is null ? new[] { ConvWeightGradMethod.Regrad, ConvWeightGradMethod.Split, ConvWeightGradMethod.Unfold, ConvWeightGradMethod.Conv } : [ConvWeightGradMethod.Unfold, ConvWeightGradMethod.Split])
+        foreach (var method in methods)
             foreach (double f in fractions)
-                configs.Add(($"EfQAT CWPL {f:P0} ({(lmPath is not null && method == ConvWeightGradMethod.Unfold ? "Gather" : method.ToString())})", method, new EfQatAlgorithm(new EfQatConfig(EfQatMode.ChannelPerLayer, f, refreshEvery: 1000), layers)));
+                configs.Add(($"EfQAT CWPL {f:P0} ({(lmPath is not null && method == ConvWeightGradMethod.Unfold ? "Gather" : method.ToString())}{(method == (lmPath is null ? defaultConv : defaultLinear) ? ", default" : "")})", method, new EfQatAlgorithm(new EfQatConfig(EfQatMode.ChannelPerLayer, f, refreshEvery: 1000), layers)));
         var fwd = new double[configs.Count]; var bwd = new double[configs.Count]; var stepMs = new double[configs.Count];
         Console.Status().Start("timing", ctx =>
         {
@@ -103,7 +109,7 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
                     ctx.Status($"round {i + 1}/{5 + iters}: {Markup.Escape(configs[c].Name)}");
                     foreach (var cfg in configs) cfg.Alg?.Detach();
                     PartialWeightGrad.ConvMethod = configs[c].Method;
-                    PartialWeightGrad.LinearMethod = configs[c].Method == ConvWeightGradMethod.Split ? ConvWeightGradMethod.Split : ConvWeightGradMethod.Unfold;
+                    PartialWeightGrad.LinearMethod = configs[c].Method is ConvWeightGradMethod.Split or ConvWeightGradMethod.Inject ? configs[c].Method : ConvWeightGradMethod.Unfold;
                     configs[c].Alg?.Refresh();
                     var (f, b, st) = Step(configs[c].Alg, i);
                     if (i < 5) continue;
@@ -111,15 +117,15 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
                 }
         });
         foreach (var cfg in configs) cfg.Alg?.Detach();
-        PartialWeightGrad.ConvMethod = ConvWeightGradMethod.Split;
-        PartialWeightGrad.LinearMethod = ConvWeightGradMethod.Unfold;
+        PartialWeightGrad.ConvMethod = defaultConv;
+        PartialWeightGrad.LinearMethod = defaultLinear;
         var rows = configs.Select((cfg, c) => (cfg.Name, Fwd: fwd[c] / iters, Bwd: bwd[c] / iters, Step: stepMs[c] / iters)).ToList();
         var full = rows[0];
         var table = new Table().Border(TableBorder.Rounded).AddColumns("configuration", "forward ms", "backward ms", "step ms", "backward speed-up", "step speed-up");
         foreach (var r in rows)
             table.AddRow(Markup.Escape(r.Name), $"{r.Fwd:F2}", $"{r.Bwd:F2}", $"{r.Step:F2}", $"{full.Bwd / r.Bwd:F2}x", $"{full.Step / r.Step:F2}x");
         Console.Write(table);
-        Console.MarkupLine(Markup.Escape($"{device}, {workload}, {iters} timed steps each (interleaved); step = zero_grad + forward + backward + SGD step (+ EfQAT hooks)"));
+        Console.MarkupLine(Markup.Escape($"{device}, {workload}, {iters} timed steps each (interleaved), TF32 {tf32}; step = zero_grad + forward + backward + SGD step (+ EfQAT hooks)"));
         return 0;
 
         // One training step (the EfQAT hooks included; refresh is not due inside the timed rounds); returns ms.
@@ -145,5 +151,29 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
         }
 
         void Sync() { if (device.type == DeviceType.CUDA) torch.cuda.synchronize(); }
+    }
+
+    // "gather" is the LM's name for the custom gather-GEMM function (the Unfold slot of the enum); the LM's linears
+    // (NestedQuantLinear) implement inject and gather only.
+    private static ConvWeightGradMethod[] ParseMethods(string? text, bool lm)
+    {
+        var all = lm ? new[] { ("inject", ConvWeightGradMethod.Inject), ("gather", ConvWeightGradMethod.Unfold) }
+            : [("inject", ConvWeightGradMethod.Inject), ("regrad", ConvWeightGradMethod.Regrad), ("split", ConvWeightGradMethod.Split), ("unfold", ConvWeightGradMethod.Unfold), ("conv", ConvWeightGradMethod.Conv)];
+        if (string.IsNullOrWhiteSpace(text)) return all.Select(a => a.Item2).ToArray();
+        return text.Split(',').Select(m => m.Trim().ToLowerInvariant()).Select(m => all.FirstOrDefault(a => a.Item1 == m) is { Item1: not null } a ? a.Item2
+            : throw new MatqException($"--methods '{m}' is not known for the {(lm ? "LM" : "CNN")}: use {string.Join(", ", all.Select(a => a.Item1))}")).Distinct().ToArray();
+    }
+
+    private static string ApplyTf32(string text, Device device)
+    {
+        string v = text.Trim().ToLowerInvariant();
+        if (v is not ("on" or "off" or "default")) throw new MatqException($"--tf32 '{text}' is invalid: use on, off or default");
+        if (device.type != DeviceType.CUDA) return v == "default" ? "n/a (cpu)" : throw new MatqException("--tf32 applies to --device cuda only");
+        if (v != "default")
+        {
+            torch.backends.cudnn.allow_tf32 = v == "on";
+            torch.backends.cuda.matmul.allow_tf32 = v == "on";
+        }
+        return $"conv {(torch.backends.cudnn.allow_tf32 ? "on" : "off")}, matmul {(torch.backends.cuda.matmul.allow_tf32 ? "on" : "off")}";
     }
 }

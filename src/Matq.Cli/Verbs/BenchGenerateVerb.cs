@@ -1,6 +1,6 @@
 // `matq bench generate`: prefill and decode tokens/s of the packed CPU runtime (Matq.Runtime.Packed) on one .matq served at
 // each of --bits, with the resident weight bytes (decoder layers, head, fp32 embedding/norms), the KV cache and the process
-// RSS, and ratios vs the int8 row (or the first row), all measured in this run, for each --activations mode (int8: decode GEMVs on int8 activations; fp32). Prompt: --prompt-tokens seeded random ids
+// RSS, and ratios vs the int8 row (or the first row) of the same head and activations, all measured in this run, for each --head (a list times several) and --activations mode (int8: decode GEMVs on int8 activations; fp32). Prompt: --prompt-tokens seeded random ids
 // (speed does not depend on content), prefilled in chunks of 32; then --decode-tokens greedy steps. Each figure is the
 // median of --repeats interleaved rounds (every configuration once per round, order rotating) after ≥ 1 s of warm-up
 // rounds; RSS is read
@@ -18,7 +18,7 @@ public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<string> _model = CommonOptions.Model();
     private readonly Option<string> _bits = CommonOptions.Bits("8,4,3,2");
     private readonly Option<int> _threads = PackedOptions.Threads();
-    private readonly Option<string> _head = PackedOptions.Head();
+    private readonly Option<string> _head = PackedOptions.Head("Packed runtime head: quantize an fp32 lm_head at load to B bits (RTN, groups of 128), or fp32; a comma list times each (e.g. 8,4)");
     private readonly Option<string> _activations = PackedOptions.Activations("int8,fp32");
     private readonly Option<int> _promptTokens = new("--prompt-tokens") { Description = "Prompt length (prefill)", DefaultValueFactory = _ => 128, HelpName = "N" };
     private readonly Option<int> _decodeTokens = new("--decode-tokens") { Description = "Tokens decoded one by one after the prompt", DefaultValueFactory = _ => 64, HelpName = "N" };
@@ -43,7 +43,9 @@ public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb(console)
         var path = result.GetValue(_model)!;
         var bitsList = CommonOptions.ParseBits(result.GetValue(_bits)!);
         int threads = PackedOptions.CheckThreads(result.GetValue(_threads));
-        int? head = PackedOptions.ParseHead(result.GetValue(_head)!);
+        var heads = result.GetValue(_head)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(PackedOptions.ParseHead).Distinct().ToArray();
+        if (heads.Length == 0) throw new MatqException("--head is empty: give bits 1..8 or fp32, or a comma list (8,4)");
         var actsList = PackedOptions.ParseActivations(result.GetValue(_activations)!);
         int prompt = result.GetValue(_promptTokens), decode = result.GetValue(_decodeTokens), repeats = result.GetValue(_repeats);
         if (prompt < 1) throw new MatqException($"--prompt-tokens {prompt} must be at least 1");
@@ -54,12 +56,13 @@ public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb(console)
         Console.MarkupLine(Markup.Escape($"{Environment.ProcessorCount} logical cores, threads: {(threads < 0 ? "all" : threads)}, AVX2 path: {Matq.Kernels.Simd.GemvPackedSimd.Avx2Path}, " +
                                          $"load average {LoadAverage()}; prompt {prompt} tokens, decode {decode} tokens, median of {repeats}"));
         // Phase 1, one model at a time: the process RSS with only that model resident (after a compacting GC).
-        var rss = new Dictionary<int, long>();
+        var rss = new Dictionary<(int, int?), long>();
         foreach (int bits in bitsList)
+        foreach (var head in heads)
         {
             var probe = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = bits, HeadBits = head });
             ReleaseMemory();   // the artifact's master codes and float tables are garbage once packed
-            rss[bits] = Environment.WorkingSet;
+            rss[(bits, head)] = Environment.WorkingSet;
             GC.KeepAlive(probe);
             probe = null;
             ReleaseMemory();
@@ -67,14 +70,15 @@ public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb(console)
         // Phase 2: every (bits, activations) session side by side, timed in interleaved rounds so that load changes on a
         // shared machine hit all rows alike (the order rotates per round); warm-up rounds (JIT tiers, page faults) for at
         // least a second, then the median of --repeats.
-        var configs = new List<(int Bits, PackedActivations Acts, PackedLlamaModel Model, PackedLlamaSession Session)>();
+        var configs = new List<(int Bits, int? Head, PackedActivations Acts, PackedLlamaModel Model, PackedLlamaSession Session)>();
         int context = prompt + decode;
         foreach (int bits in bitsList)
+        foreach (var head in heads)
         {
             var model = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = bits, HeadBits = head });
             if (context > model.MaxPositions)
                 throw new MatqException($"--prompt-tokens + --decode-tokens = {context} exceeds the model's context of {model.MaxPositions} tokens");
-            foreach (var acts in actsList) configs.Add((bits, acts, model, new PackedLlamaSession(model, context, threads, acts)));
+            foreach (var acts in actsList) configs.Add((bits, head, acts, model, new PackedLlamaSession(model, context, threads, acts)));
         }
         ReleaseMemory();
         var rng = new Random(result.GetValue(_seed));
@@ -93,17 +97,18 @@ public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb(console)
         var rows = new List<Row>();
         for (int c = 0; c < configs.Count; c++)
         {
-            var (bits, acts, model, session) = configs[c];
+            var (bits, head, acts, model, session) = configs[c];
             double pre = Median(times[c].Select(r => r.Prefill)), dec = Median(times[c].Select(r => r.Decode));
             rows.Add(new Row(bits, PackedOptions.Name(acts), model.LayerWeightBytes, model.HeadBytes, model.OtherBytes, model.ResidentWeightBytes,
-                session.CacheBytes, rss[bits], prompt / pre, decode / dec, model.Head.Packed is null ? "fp32" : $"int{model.Head.Bits}"));
+                session.CacheBytes, rss[(bits, head)], prompt / pre, decode / dec, model.Head.Packed is null ? "fp32" : $"int{model.Head.Bits}"));
         }
 
-        Row Base(Row r) => rows.FirstOrDefault(b => b.Bits == 8 && b.Activations == r.Activations) ?? rows.First(b => b.Activations == r.Activations);
+        Row Base(Row r) => rows.FirstOrDefault(b => b.Bits == 8 && b.Activations == r.Activations && b.Head == r.Head)
+                           ?? rows.First(b => b.Activations == r.Activations && b.Head == r.Head);
         int baseBits = rows.Any(r => r.Bits == 8) ? 8 : rows[0].Bits;
         var table = new Table().AddColumns("bits", "activations", "layer weights", "head", "embed+norms", "resident weights", "KV cache", "process RSS",
             "prefill tok/s", "decode tok/s", $"prefill × int{baseBits}", $"decode × int{baseBits}", $"layer bytes ÷ int{baseBits}");
-        foreach (var r in rows.OrderBy(r => r.Activations).ThenByDescending(r => r.Bits))
+        foreach (var r in rows.OrderBy(r => r.Activations).ThenBy(r => r.Head).ThenByDescending(r => r.Bits))
         {
             var baseRow = Base(r);
             table.AddRow($"{r.Bits}", r.Activations, Format.Bytes(r.LayerBytes), $"{Format.Bytes(r.HeadBytes)} ({r.Head})", Format.Bytes(r.OtherBytes), Format.Bytes(r.Resident),

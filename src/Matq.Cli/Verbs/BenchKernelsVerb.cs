@@ -22,6 +22,8 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<int> _threads = new("--threads") { Description = "Worker threads for our kernels; -1 = all cores", DefaultValueFactory = _ => -1, HelpName = "N" };
     private readonly Option<bool> _noTorch = new("--no-torch") { Description = "Skip the TorchSharp torch.mv baseline" };
     private readonly Option<bool> _noInt8 = new("--no-int8") { Description = "Skip the int8-activation (integer dot product) kernels" };
+    private readonly Option<string> _paths = new("--paths") { Description = "Integer kernel paths to time: auto (the one each width runs), simd (every path this CPU has but the portable one), all, or a list of avx512, vnni, avx2, vector128", DefaultValueFactory = _ => "auto", HelpName = "auto|simd|all|P[,P...]" };
+    private readonly Option<bool> _noFp32x = new("--no-fp32x") { Description = "Skip the packed kernels on fp32 activations" };
     private readonly Option<int> _seed = CommonOptions.Seed();
 
     public override string Name => "kernels";
@@ -34,7 +36,7 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
 
     protected override void Configure(Command command)
     {
-        foreach (Option o in new Option[] { _shapes, _bits, _group, _seconds, _threads, _noTorch, _noInt8, _seed }) command.Options.Add(o);
+        foreach (Option o in new Option[] { _shapes, _bits, _group, _seconds, _threads, _noTorch, _noInt8, _paths, _noFp32x, _seed }) command.Options.Add(o);
     }
 
     protected override int Execute(ParseResult result)
@@ -48,10 +50,11 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
         if (seconds <= 0) throw new MatqException("--seconds must be positive");
         var shapes = ParseShapes(result.GetValue(_shapes)!);
         var rng = new Random(result.GetValue(_seed));
-        bool noInt8 = result.GetValue(_noInt8);
+        bool noInt8 = result.GetValue(_noInt8), noFp32x = result.GetValue(_noFp32x);
+        var paths = ParsePaths(result.GetValue(_paths)!);
 
         long l3 = LastLevelCache();
-        Console.MarkupLine(Markup.Escape($"{Environment.ProcessorCount} logical cores, AVX2 path: {GemvPackedSimd.Avx2Path}, integer path: {GemvInt8Simd.BestPath}, " +
+        Console.MarkupLine(Markup.Escape($"{Environment.ProcessorCount} logical cores, AVX2 path: {GemvPackedSimd.Avx2Path}, integer paths (auto): {string.Join(", ", bitsList.Select(b => $"int{b} {GemvInt8Simd.BestPath(b)}"))}, " +
                                          $"threads: {(threads < 0 ? "all" : threads)}, group {(group == 0 ? "per-channel" : group)}, " +
                                          $"last-level cache {(l3 > 0 ? Format.Bytes(l3) : "unknown")}, load average {LoadAverage()}"));
         var (copy, triad, read) = MemoryBandwidth(threads, seconds);
@@ -59,13 +62,20 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
         Console.MarkupLine(Markup.Escape($"memory bandwidth: copy {copy:F1} GB/s, triad {triad:F1} GB/s (reads + writes over 3×128 MiB arrays), " +
                                          $"read {read:F1} GB/s (sum over 384 MiB); reference = the largest, {bw:F1} GB/s"));
 
+        var orderings = new List<string>();
         var table = new Table().AddColumns("weight", "kernel", "weight bytes", "> LLC", "µs/call", "GB/s", "% of bandwidth", "× fp32 (ours)", "× torch.mv");
         foreach (var (rows, cols) in shapes)
         {
             var x = Enumerable.Range(0, cols).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
             var y = new float[rows];
             var wf = new float[(long)rows * cols];
-            for (long i = 0; i < wf.LongLength; i++) wf[i] = (float)(rng.NextDouble() - 0.5) * 0.04f;
+            int seed = rng.Next();
+            Parallel.For(0, rows, o =>   // seeded per row, so the data does not depend on the thread count
+            {
+                var r = new Random(seed + o);
+                var row = wf.AsSpan((int)((long)o * cols), cols);
+                for (int i = 0; i < cols; i++) row[i] = (float)(r.NextDouble() - 0.5) * 0.04f;
+            });
             long fpBytes = 4L * rows * cols;
             double fpSec = Time(() => GemvF32Simd.Gemv(wf, rows, cols, x, y, threads), seconds);
             var rowsOut = new List<(string Kernel, long Bytes, double Sec)> { ("fp32 (ours)", fpBytes, fpSec) };
@@ -83,19 +93,31 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
             wf = [];
             int g = group == 0 ? cols : group, groups = (cols + g - 1) / g;
             var master = new byte[(long)rows * cols];
-            rng.NextBytes(master);
+            int seed2 = rng.Next();
+            Parallel.For(0, rows, o => new Random(seed2 + o).NextBytes(master.AsSpan((int)((long)o * cols), cols)));
             var scales = Enumerable.Range(0, rows * groups).Select(_ => (float)(rng.NextDouble() * 1e-3 + 1e-4)).ToArray();
             var zeros = Enumerable.Range(0, rows * groups).Select(_ => 128f).ToArray();
             foreach (int bits in bitsList)
             {
                 var pm = PackedMatrix.FromMaster(master, rows, cols, group == 0 ? -1 : group, scales, zeros, 8, bits);
-                double sec = Time(() => GemvPackedSimd.Gemv(pm, x, y, false, threads), seconds);
-                rowsOut.Add(($"int{bits} packed", pm.WeightBytes, sec));
-                if (!noInt8)
+                if (!noFp32x)
                 {
-                    double isec = Time(() => GemvInt8Simd.Gemv(pm, x, y, Int8KernelPath.Auto, threads), seconds);
-                    rowsOut.Add(($"int{bits} packed, int8 x ({GemvInt8Simd.BestPath})", pm.WeightBytes, isec));
+                    double sec = Time(() => GemvPackedSimd.Gemv(pm, x, y, false, threads), seconds);
+                    rowsOut.Add(($"int{bits} packed, fp32 x", pm.WeightBytes, sec));
                 }
+                if (noInt8) continue;
+                foreach (var path in paths ?? [GemvInt8Simd.BestPath(bits)])
+                {
+                    double isec = Time(() => GemvInt8Simd.Gemv(pm, x, y, path, threads), seconds);
+                    rowsOut.Add(($"int{bits} packed, int8 x ({path})", pm.WeightBytes, isec));
+                }
+            }
+            var auto = bitsList.Select(b => (Bits: b, Row: rowsOut.FirstOrDefault(r => r.Kernel == $"int{b} packed, int8 x ({GemvInt8Simd.BestPath(b)})"))).Where(r => r.Row.Kernel is not null).OrderByDescending(r => r.Bits).ToList();
+            if (auto.Count > 1)
+            {
+                bool falls = auto.Zip(auto.Skip(1)).All(p => p.Second.Row.Sec < p.First.Row.Sec);
+                orderings.Add($"{rows}x{cols}: " + string.Join(", ", auto.Select(r => $"int{r.Bits} {r.Row.Sec * 1e6:F0} µs ({100 * r.Row.Bytes / r.Row.Sec / 1e9 / bw:F0}%)")) +
+                              $" — time falls with bits: {(falls ? "yes" : "no")}");
             }
             foreach (var (kernel, bytes, sec) in rowsOut)
             {
@@ -105,10 +127,33 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
             }
         }
         Console.Write(table);
+        foreach (var line in orderings) Console.MarkupLine(Markup.Escape($"int8-activation GEMV (auto paths), µs/call and % of bandwidth: {line}"));
         Console.MarkupLine(Markup.Escape($"load average after: {LoadAverage()}. GB/s counts the bytes a call must read from the weight " +
                                          "(packed codes + fp32 scales/biases); the activation vector is not counted (int8 x rows include quantizing it). " +
                                          "> LLC: the weight is larger than the last-level cache, so it streams from memory. Speedups are ratios within this run."));
         return 0;
+    }
+
+    /// <summary>null = auto (each width's own path); else the listed paths this CPU has.</summary>
+    private static Int8KernelPath[]? ParsePaths(string text)
+    {
+        var t = text.Trim().ToLowerInvariant();
+        if (t == "auto") return null;
+        if (t == "all") return GemvInt8Simd.Paths.Where(GemvInt8Simd.IsSupported).ToArray();
+        if (t == "simd") return GemvInt8Simd.Paths.Where(p => p != Int8KernelPath.Vector128 && GemvInt8Simd.IsSupported(p)).ToArray();
+        return t.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(p =>
+        {
+            var path = p switch
+            {
+                "avx512" => Int8KernelPath.Avx512,
+                "vnni" or "avxvnni" => Int8KernelPath.Vnni,
+                "avx2" => Int8KernelPath.Avx2,
+                "vector128" or "v128" => Int8KernelPath.Vector128,
+                _ => throw new MatqException($"--paths '{p}' is not a kernel path: use auto, simd, all, or avx512, vnni, avx2, vector128"),
+            };
+            if (!GemvInt8Simd.IsSupported(path)) throw new MatqException($"--paths {p}: this CPU lacks that path; use --paths all to time the ones it has");
+            return path;
+        }).ToArray();
     }
 
     private static List<(int Rows, int Cols)> ParseShapes(string text)
@@ -117,8 +162,8 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
         foreach (var s in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
             var p = s.ToLowerInvariant().Split('x');
-            if (p.Length != 2 || !int.TryParse(p[0], out int r) || !int.TryParse(p[1], out int c) || r < 1 || c < 1 || (long)r * c > int.MaxValue / 4)
-                throw new MatqException($"--shapes '{s}' is not OUTxIN with positive sizes (e.g. 4096x11008)");
+            if (p.Length != 2 || !int.TryParse(p[0], out int r) || !int.TryParse(p[1], out int c) || r < 1 || c < 1 || (long)r * c > 1L << 30)
+                throw new MatqException($"--shapes '{s}' is not OUTxIN with positive sizes of at most 2^30 weights (e.g. 4096x11008)");
             list.Add((r, c));
         }
         return list;

@@ -5,8 +5,6 @@
 using System.CommandLine;
 using Matq.Cli.Common;
 using Matq.Evaluation;
-using Matq.Formats.Artifact;
-using Matq.Formats.Safetensors;
 using Matq.Loading.Tokenizers;
 using Matq.Runtime;
 using Matq.Runtime.Generation;
@@ -23,6 +21,7 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<int> _maxTokens = new("--max-tokens") { Description = "New tokens to generate", DefaultValueFactory = _ => 64, HelpName = "N" };
     private readonly Option<double> _temperature = new("--temperature") { Description = "Sampling temperature; 0 = greedy", DefaultValueFactory = _ => 0.8, HelpName = "T" };
     private readonly Option<int> _topK = new("--top-k") { Description = "Sample among the K most likely tokens; 0 = all", DefaultValueFactory = _ => 40, HelpName = "K" };
+    private readonly Option<double> _topP = new("--top-p") { Description = "Nucleus sampling: keep the most likely tokens until their probability reaches P; 1 = no cut", DefaultValueFactory = _ => 1.0, HelpName = "P" };
     private readonly Option<int> _seed = CommonOptions.Seed();
     private readonly Option<string> _device = CommonOptions.Device();
     private readonly Option<int?> _bits = new("--bits") { Description = "For a .matq: serve at R bits, 1..master; default the master bits", HelpName = "R" };
@@ -34,7 +33,7 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<string> _activations = PackedOptions.Activations("int8");
 
     public override string Name => "generate";
-    public override string Description => "Continue a prompt with a language model (greedy or seeded top-k sampling)";
+    public override string Description => "Continue a prompt with a language model (greedy or seeded top-k / top-p sampling)";
     public override IReadOnlyList<string> Examples =>
     [
         "matq generate --model models/tiny --prompt \"Fellow citizens\"",
@@ -46,13 +45,13 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
 
     protected override void Configure(Command command)
     {
-        foreach (var o in new Option[] { _model, _prompt, _maxTokens, _temperature, _topK, _seed, _device, _bits, _plan, _extra, _engine, _threads, _head, _activations })
+        foreach (var o in new Option[] { _model, _prompt, _maxTokens, _temperature, _topK, _topP, _seed, _device, _bits, _plan, _extra, _engine, _threads, _head, _activations })
             command.Options.Add(o);
     }
 
     protected override int Execute(ParseResult result)
     {
-        var sampling = new SamplingOptions { Temperature = result.GetValue(_temperature), TopK = result.GetValue(_topK), Seed = result.GetValue(_seed) };
+        var sampling = new SamplingOptions { Temperature = result.GetValue(_temperature), TopK = result.GetValue(_topK), TopP = result.GetValue(_topP), Seed = result.GetValue(_seed) };
         sampling.Validate();
         int max = result.GetValue(_maxTokens);
         if (max < 0) throw new MatqException($"--max-tokens {max} is out of range: 0 or more");
@@ -69,8 +68,7 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
         if (UsePackedEngine(result.GetValue(_engine)!, path, serving.ExtraPrecision, result.GetValue(_device)!))
         {
             var model = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = bits, Plan = plan, HeadBits = headBits });
-            var (folder, problem) = ModelSource.ArtifactTokenizer(path, model.Metadata);
-            var tokenizer = TextTokenizer.Load(folder ?? throw new MatqException($"{path}: no tokenizer ({problem}); copy the model's tokenizer files next to it"));
+            var tokenizer = ModelSource.LoadArtifactTokenizer(path, model.Metadata, model.Config.VocabSize);
             var session = new PackedLlamaSession(model, threads: threads, activations: acts[0]);
             var stats = Run(tokenizer, prompt, max, sampling, session.ContextLength,
                 (ids, o, onToken) => PackedTextGenerator.Generate(session, ids, o, onToken).Stats);
@@ -96,7 +94,7 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
     /// <summary>packed for a .matq unless told otherwise; refuses combinations that cannot run.</summary>
     private static bool UsePackedEngine(string engine, string path, bool extraPrecision, string device)
     {
-        bool artifact = File.Exists(path) && IsArtifact(path);
+        bool artifact = ModelSource.IsArtifactFile(path);
         bool cuda = device.Trim().Equals("cuda", StringComparison.OrdinalIgnoreCase);
         switch (engine.Trim().ToLowerInvariant())
         {
@@ -111,12 +109,6 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
         }
     }
 
-    private static bool IsArtifact(string path)
-    {
-        using var f = SafetensorsFile.Open(path);
-        return MatqArtifact.IsArtifact(f);
-    }
-
     // Encodes, streams the continuation as text; returns the engine's stats (null for torch).
     private PackedGenerationStats? Run(TextTokenizer tokenizer, string prompt, int max, SamplingOptions sampling, int context,
         Func<IReadOnlyList<int>, GenerationOptions, Action<int>, PackedGenerationStats?> generate)
@@ -128,19 +120,13 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
             StopIds = tokenizer.EosId is int eos ? [eos] : [],
         };
         Console.Markup($"[bold]{Markup.Escape(prompt)}[/]");
-        // Decode the whole continuation each time and print what is new; a trailing U+FFFD (a multi-byte character
-        // cut in half by a byte or BPE token) is held back until its remaining bytes arrive.
-        var produced = new List<int>();
-        int printed = 0;
-        void Emit(bool final)
+        var stream = new TokenTextStream(tokenizer);   // holds back a character cut in half by a byte or BPE token
+        void Emit(string piece)
         {
-            var text = tokenizer.Decode(produced.ToArray());
-            int upto = text.Length;
-            if (!final) while (upto > printed && text[upto - 1] == '\uFFFD') upto--;
-            if (upto > printed) { Console.Write(new Text(text[printed..upto])); printed = upto; }
+            if (piece.Length > 0) Console.Write(new Text(piece));
         }
-        var stats = generate(promptIds, options, id => { produced.Add(id); Emit(false); });
-        Emit(true);
+        var stats = generate(promptIds, options, id => Emit(stream.Add(id)));
+        Emit(stream.Finish());
         Console.WriteLine();
         return stats;
     }

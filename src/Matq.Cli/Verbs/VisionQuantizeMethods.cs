@@ -72,7 +72,7 @@ public sealed class VisionQuantizeMethods(IAnsiConsole console, Func<DataStore> 
             throw new MatqException("--bits applies to efqat; maqd counts states: use --wstates N and --astates M");
         if (r.GetValue(_threads) is < 1) throw new MatqException($"--threads {r.GetValue(_threads)} is out of range: at least 1");
         var arch = VisionNetIO.ReadConfig(model);
-        if (r.GetValue(_threads) is int threads) torch.set_num_threads(threads);
+        if (r.GetValue(_threads) is int threads) { Matq.Runtime.TorchDevices.PreloadTorchLib(); torch.set_num_threads(threads); }   // MATQ_TORCH_LIB first
         return method == "efqat" ? EfQat(r, model, bits, device, seed) : Maqd(r, model, arch, device, seed);
     }
 

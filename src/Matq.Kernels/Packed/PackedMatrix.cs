@@ -1,10 +1,13 @@
 // Contract: a weight matrix W [Rows, Cols] held in a packed container of Bits ∈ {2, 3, 4, 8} bits, built at load time by
 // slicing c-bit master codes to r = SliceBits (NestedSlice) and packing them. Documented fallback for widths without a
-// layout of their own: r = 1 is held in the 2-bit container, r = 5, 6, 7 in the 8-bit one (same values, more bytes); y[o] = Σ_g Scales[o,g]·Σ_{i∈g} S[o,i]·x[i] + Biases[o,g]·Σ_{i∈g} x[i].
-// Layout: Data = [Rows][BlocksPerRow][4·r bytes]; each row's stored columns are cut into blocks of 32 (the last one
-// zero-padded: activations are zero-padded too, so padding never contributes); a block is packed by PackedBlock32.
-// Scales/Biases are float [Rows, GroupsPerRow]: Scales = α·2^(c−r), Biases = −α·z (so ŵ = Scales·S + Biases = α(S·2^(c−r) − z)).
-// Groups: GroupSize columns, a multiple of 32 (whole blocks), or the whole row (per-channel). Perm (optional):
+// layout of their own: r = 1 is held in the 2-bit container, r = 5, 6, 7 in the 8-bit one (same values, more bytes).
+// ŵ[o, k] = Scale(o, g)·S[o, k] + Bias(o, g) for stored column k of group g, so
+// y[o] = Σ_g Scale(o,g)·Σ_{k∈g} S[o,k]·x[k] + Bias(o,g)·Σ_{k∈g} x[k].
+// Layout (Reference/PackedTile16 defines it): rows in tiles of 16, each row's stored columns in chunks of 32;
+// Data = [RowTiles][ChunksPerRow][64·r bytes]; rows past Rows and columns past Cols hold code 0 (activations are
+// zero-padded, padded rows have zero scale and bias, so padding never contributes). Scales/Biases are float
+// [RowTiles][GroupsPerRow][16] (lane = row within the tile): Scale = α·2^(c−r), Bias = −α·z (so ŵ = α(S·2^(c−r) − z)).
+// Groups: GroupSize columns, a multiple of 32 (whole chunks), or the whole row (per-channel). Perm (optional):
 // stored column k holds original input column Perm[k], so the kernels read x[Perm[k]].
 using Matq.Kernels.Packing;
 using Matq.Kernels.Reference;
@@ -13,68 +16,114 @@ namespace Matq.Kernels.Packed;
 
 public sealed class PackedMatrix
 {
+    public const int TileRows = PackedTile16.Rows;
+
     public int Rows { get; }
     public int Cols { get; }
-    /// <summary>Container width of the packed blocks: 2, 3, 4 or 8.</summary>
+    /// <summary>Container width of the packed codes: 2, 3, 4 or 8.</summary>
     public int Bits { get; }
     /// <summary>Width r of the codes held (≤ Bits; see the fallback above).</summary>
     public int SliceBits { get; private set; }
     /// <summary>Columns per group: a multiple of 32, or Cols (per-channel).</summary>
     public int GroupSize { get; }
     public int GroupsPerRow { get; }
-    public int BlocksPerRow { get; }
-    public int BlockBytes { get; }
-    public int RowBytes => BlocksPerRow * BlockBytes;
-    /// <summary>[Rows, BlocksPerRow, BlockBytes].</summary>
+    /// <summary>Chunks of 32 stored columns per row (the last one zero-padded).</summary>
+    public int ChunksPerRow { get; }
+    /// <summary>Tiles of 16 rows (the last one padded).</summary>
+    public int RowTiles { get; }
+    /// <summary>Bytes of one chunk of one tile: 64·Bits.</summary>
+    public int ChunkBytes { get; }
+    /// <summary>Bytes of one tile: ChunksPerRow·ChunkBytes.</summary>
+    public long TileBytes => (long)ChunksPerRow * ChunkBytes;
+    /// <summary>Stored columns with padding: ChunksPerRow·32 (the length of prepared activations).</summary>
+    public int PaddedCols => ChunksPerRow * PackedTile16.Codes;
+    /// <summary>[RowTiles, ChunksPerRow, ChunkBytes].</summary>
     public byte[] Data { get; }
-    /// <summary>[Rows, GroupsPerRow]: α·2^(c−r).</summary>
+    /// <summary>[RowTiles, GroupsPerRow, 16]: α·2^(c−r) (0 for padded rows).</summary>
     public float[] Scales { get; }
-    /// <summary>[Rows, GroupsPerRow]: −α·z.</summary>
+    /// <summary>[RowTiles, GroupsPerRow, 16]: −α·z (0 for padded rows).</summary>
     public float[] Biases { get; }
     public int[]? Perm { get; }
 
-    /// <summary>Bytes a GEMV reads from the weight: packed codes plus scales and biases.</summary>
+    /// <summary>Bytes a GEMV reads from the weight: packed codes plus scales and biases (padding included).</summary>
     public long WeightBytes => Data.LongLength + 4L * (Scales.LongLength + Biases.LongLength);
 
-    /// <summary>Blocks per group (BlocksPerRow for per-channel).</summary>
-    public int BlocksPerGroup => GroupSize == Cols ? BlocksPerRow : GroupSize / PackedBlock32.Codes;
+    /// <summary>Chunks per group (ChunksPerRow for per-channel).</summary>
+    public int ChunksPerGroup => GroupSize == Cols ? ChunksPerRow : GroupSize / PackedTile16.Codes;
+
+    /// <summary>Scale of row o, group g.</summary>
+    public float Scale(int o, int g) => Scales[SideIndex(o, g)];
+    /// <summary>Bias of row o, group g.</summary>
+    public float Bias(int o, int g) => Biases[SideIndex(o, g)];
+    private long SideIndex(int o, int g) => ((long)(o / TileRows) * GroupsPerRow + g) * TileRows + o % TileRows;
+
+    /// <summary>Code of row o at stored column k (the reference decode of the layout).</summary>
+    public byte CodeAt(int o, int k) =>
+        PackedTile16.CodeAt(Data.AsSpan((int)((o / TileRows) * TileBytes + (long)(k / PackedTile16.Codes) * ChunkBytes), ChunkBytes),
+            Bits, o % TileRows, k % PackedTile16.Codes);
 
     private PackedMatrix(int rows, int cols, int bits, int groupSize, byte[] data, float[] scales, float[] biases, int[]? perm)
     {
         Rows = rows; Cols = cols; Bits = bits; SliceBits = bits; GroupSize = groupSize;
         GroupsPerRow = (cols + groupSize - 1) / groupSize;
-        BlocksPerRow = (cols + PackedBlock32.Codes - 1) / PackedBlock32.Codes;
-        BlockBytes = PackedBlock32.BlockBytes(bits);
+        ChunksPerRow = (cols + PackedTile16.Codes - 1) / PackedTile16.Codes;
+        RowTiles = (rows + TileRows - 1) / TileRows;
+        ChunkBytes = PackedTile16.ChunkBytes(bits);
         Data = data; Scales = scales; Biases = biases; Perm = perm;
     }
 
-    /// <summary>Packs r-bit codes [rows·cols] (row-major) with their per-group scales and biases.</summary>
+    /// <summary>Packs r-bit codes [rows·cols] (row-major) with their per-group scales and biases [rows, groups].</summary>
     public static PackedMatrix FromCodes(ReadOnlySpan<byte> codes, int rows, int cols, int bits, int groupSize,
         float[] scales, float[] biases, int[]? perm = null)
     {
-        PackedBlock32.CheckBits(bits);
+        PackedTile16.CheckBits(bits);
         ArgumentOutOfRangeException.ThrowIfLessThan(rows, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(cols, 1);
         if (groupSize == -1) groupSize = cols;
-        if (groupSize != cols && (groupSize <= 0 || groupSize % PackedBlock32.Codes != 0 || groupSize > cols))
+        if (groupSize != cols && (groupSize <= 0 || groupSize % PackedTile16.Codes != 0 || groupSize > cols))
             throw new MatqException($"group size {groupSize} has no packed GEMV layout: use a multiple of 32 (32, 64, 128) or per-channel.");
         if (codes.Length != (long)rows * cols) throw new ArgumentException($"codes must hold {rows}×{cols} entries");
         int groups = (cols + groupSize - 1) / groupSize;
-        if (scales.Length != rows * groups || biases.Length != rows * groups)
+        if (scales.Length != (long)rows * groups || biases.Length != (long)rows * groups)
             throw new ArgumentException($"scales and biases must hold {rows}×{groups} entries");
         if (perm is not null && perm.Length != cols) throw new ArgumentException($"perm must hold {cols} entries");
-        int bpr = (cols + 31) / 32, bb = PackedBlock32.BlockBytes(bits);
-        var data = new byte[(long)rows * bpr * bb];
-        Span<byte> block = stackalloc byte[32];
+        int tiles = (rows + TileRows - 1) / TileRows, cpr = (cols + 31) / 32, cb = PackedTile16.ChunkBytes(bits);
+        var data = new byte[(long)tiles * cpr * cb];
+        PackTiles(codes, rows, cols, bits, data);
+        var ts = new float[(long)tiles * groups * TileRows];
+        var tb = new float[ts.LongLength];
         for (int o = 0; o < rows; o++)
-            for (int b = 0; b < bpr; b++)
+            for (int g = 0; g < groups; g++)
             {
-                block.Clear();
-                int c0 = b * 32, n = Math.Min(32, cols - c0);
-                codes.Slice(o * cols + c0, n).CopyTo(block);
-                PackedBlock32.Pack(block, bits, data.AsSpan((int)(((long)o * bpr + b) * bb), bb));
+                long i = ((long)(o / TileRows) * groups + g) * TileRows + o % TileRows;
+                ts[i] = scales[(long)o * groups + g];
+                tb[i] = biases[(long)o * groups + g];
             }
-        return new PackedMatrix(rows, cols, bits, groupSize, data, scales, biases, perm);
+        return new PackedMatrix(rows, cols, bits, groupSize, data, ts, tb, perm);
+    }
+
+    // Tiles are independent: packed in parallel (load time of large matrices), each by the reference codec.
+    private static unsafe void PackTiles(ReadOnlySpan<byte> codes, int rows, int cols, int bits, byte[] data)
+    {
+        int tiles = (rows + TileRows - 1) / TileRows, cpr = (cols + 31) / 32, cb = PackedTile16.ChunkBytes(bits);
+        fixed (byte* src = codes)
+        {
+            nint sp = (nint)src;
+            long total = (long)rows * cols;
+            Parallel.For(0, tiles, () => new byte[TileRows * PackedTile16.Codes], (t, _, block) =>
+            {
+                var all = new ReadOnlySpan<byte>((byte*)sp, (int)total);
+                for (int c = 0; c < cpr; c++)
+                {
+                    Array.Clear(block);
+                    int c0 = c * 32, n = Math.Min(32, cols - c0);
+                    for (int l = 0; l < TileRows && t * TileRows + l < rows; l++)
+                        all.Slice((int)((long)(t * TileRows + l) * cols + c0), n).CopyTo(block.AsSpan(l * 32, n));
+                    PackedTile16.Pack(block, bits, data.AsSpan((int)(((long)t * cpr + c) * cb), cb));
+                }
+                return block;
+            }, _ => { });
+        }
     }
 
     /// <summary>Slices c-bit master codes to r bits and packs them; scales/zeros are the artifact's float α and z
@@ -120,21 +169,18 @@ public sealed class PackedMatrix
     {
         if ((uint)o >= (uint)Rows) throw new ArgumentOutOfRangeException(nameof(o), o, $"row must be in 0..{Rows - 1}");
         if (dst.Length != Cols) throw new ArgumentException($"dst must hold {Cols} values");
-        Span<byte> codes = stackalloc byte[PackedBlock32.Codes];
-        for (int b = 0; b < BlocksPerRow; b++)
+        var tile = Data.AsSpan((int)(o / TileRows * TileBytes), (int)TileBytes);
+        int l = o % TileRows;
+        for (int k = 0; k < Cols; k++)
         {
-            PackedBlock32.Unpack(Data.AsSpan((int)(((long)o * BlocksPerRow + b) * BlockBytes), BlockBytes), Bits, codes);
-            int c0 = b * PackedBlock32.Codes, n = Math.Min(PackedBlock32.Codes, Cols - c0);
-            for (int i = 0; i < n; i++)
-            {
-                int k = c0 + i, gi = o * GroupsPerRow + k / GroupSize;
-                dst[Perm is null ? k : Perm[k]] = Scales[gi] * codes[i] + Biases[gi];
-            }
+            int g = k / GroupSize;
+            byte c = PackedTile16.CodeAt(tile.Slice(k / PackedTile16.Codes * ChunkBytes, ChunkBytes), Bits, l, k % PackedTile16.Codes);
+            dst[Perm is null ? k : Perm[k]] = Scale(o, g) * c + Bias(o, g);
         }
     }
 
-    /// <summary>The activations the kernels consume: x in stored-column order (Perm applied), zero-padded to
-    /// BlocksPerRow·32, plus Σx per group [GroupsPerRow] (skipped when <paramref name="groupSums"/> is empty).</summary>
+    /// <summary>The activations the fp32 kernels consume: x in stored-column order (Perm applied), zero-padded to
+    /// PaddedCols, plus Σx per group [GroupsPerRow] (skipped when <paramref name="groupSums"/> is empty).</summary>
     public void PrepareInput(ReadOnlySpan<float> x, Span<float> padded, Span<float> groupSums)
     {
         if (x.Length != Cols) throw new ArgumentException($"x must hold {Cols} values, got {x.Length}");

@@ -1,8 +1,8 @@
 // Contract: the scalar reference of the integer GEMV (int8 activations, see Packed/Int8Activations): it DEFINES what the
 // SIMD integer kernels compute, bit for bit. Per row o and group g: D_g = Σ_{k∈g} S[o,k]·q[k] (exact integer),
-// X_g = Σ_{k∈g} q[k]; t_g = (double)Scales[o,g]·D_g + (double)Biases[o,g]·X_g (two double products, then their sum);
-// four partial sums A_j = Σ_{g ≡ j mod 4} t_g in g order; y[o] = (float)(s · ((A_0 + A_1) + (A_2 + A_3))).
-// (Four interleaved partial sums let the SIMD epilogue handle four groups per vector and still match bit for bit.)
+// X_g = Σ_{k∈g} q[k] (exact); in group order, with single-rounding fp32 fused multiply-adds,
+//   A ← fma(Scale(o,g), (float)D_g, A),   B ← fma(Bias(o,g), (float)X_g, B)   (A = B = 0 at the start),
+// and y[o] = s·(A + B) in fp32. (Rows sit in vector lanes in the SIMD kernels, so each lane runs exactly this sequence.)
 using Matq.Kernels.Packed;
 
 namespace Matq.Kernels.Reference;
@@ -28,23 +28,20 @@ public static class GemvInt8Reference
         {
             long d = 0;
             int c0 = g * w.GroupSize, n = Math.Min(w.GroupSize, w.Cols - c0);
-            for (int k = c0; k < c0 + n; k++)
-            {
-                var block = w.Data.AsSpan((int)(((long)o * w.BlocksPerRow + k / PackedBlock32.Codes) * w.BlockBytes), w.BlockBytes);
-                d += PackedBlock32.CodeAt(block, w.Bits, k % PackedBlock32.Codes) * q[k];
-            }
+            for (int k = c0; k < c0 + n; k++) d += w.CodeAt(o, k) * q[k];
             dots[g] = d;
         }
     }
 
-    /// <summary>The float epilogue shared by the reference and the SIMD kernels (same order, so results are identical).</summary>
+    /// <summary>The float epilogue the SIMD kernels run per lane (same operations, same order, so results are identical).</summary>
     public static float Combine(PackedMatrix w, int o, ReadOnlySpan<long> dots, ReadOnlySpan<int> groupSums, float scale)
     {
-        Span<double> a = stackalloc double[4];
-        a.Clear();
-        int gpr = w.GroupsPerRow;
-        for (int g = 0; g < gpr; g++)
-            a[g & 3] += (double)w.Scales[(long)o * gpr + g] * dots[g] + (double)w.Biases[(long)o * gpr + g] * groupSums[g];
-        return (float)(scale * ((a[0] + a[1]) + (a[2] + a[3])));
+        float a = 0, b = 0;
+        for (int g = 0; g < w.GroupsPerRow; g++)
+        {
+            a = MathF.FusedMultiplyAdd(w.Scale(o, g), dots[g], a);
+            b = MathF.FusedMultiplyAdd(w.Bias(o, g), groupSums[g], b);
+        }
+        return scale * (a + b);
     }
 }

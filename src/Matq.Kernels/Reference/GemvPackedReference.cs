@@ -1,5 +1,5 @@
 // Contract: the scalar reference GEMV y = Ŵx over a PackedMatrix (fp32 activations, double accumulation); it DEFINES
-// what every vectorized GEMV must compute: ŵ[o, k] = Scales[o,g]·S[o,k] + Biases[o,g] for stored column k of group g,
+// what every vectorized GEMV must compute: ŵ[o, k] = Scale(o,g)·S[o,k] + Bias(o,g) for stored column k of group g,
 // y[o] = Σ_k ŵ[o, k]·x[Perm[k]].
 using Matq.Kernels.Packed;
 
@@ -16,9 +16,8 @@ public static class GemvPackedReference
             double acc = 0;
             for (int k = 0; k < w.Cols; k++)
             {
-                int b = k / PackedBlock32.Codes, g = o * w.GroupsPerRow + k / w.GroupSize;
-                var block = w.Data.AsSpan((o * w.BlocksPerRow + b) * w.BlockBytes, w.BlockBytes);
-                double wv = (double)w.Scales[g] * PackedBlock32.CodeAt(block, w.Bits, k % PackedBlock32.Codes) + w.Biases[g];
+                int g = k / w.GroupSize;
+                double wv = (double)w.Scale(o, g) * w.CodeAt(o, k) + w.Bias(o, g);
                 acc += wv * x[w.Perm is null ? k : w.Perm[k]];
             }
             y[o] = (float)acc;
@@ -28,13 +27,12 @@ public static class GemvPackedReference
     /// <summary>The dense dequantized matrix Ŵ [Rows, Cols] in original column order.</summary>
     public static float[] Dequantize(PackedMatrix w)
     {
-        var d = new float[w.Rows * w.Cols];
+        var d = new float[(long)w.Rows * w.Cols];
         for (int o = 0; o < w.Rows; o++)
             for (int k = 0; k < w.Cols; k++)
             {
-                int b = k / PackedBlock32.Codes, g = o * w.GroupsPerRow + k / w.GroupSize;
-                var block = w.Data.AsSpan((o * w.BlocksPerRow + b) * w.BlockBytes, w.BlockBytes);
-                d[o * w.Cols + (w.Perm is null ? k : w.Perm[k])] = w.Scales[g] * PackedBlock32.CodeAt(block, w.Bits, k % 32) + w.Biases[g];
+                int g = k / w.GroupSize;
+                d[(long)o * w.Cols + (w.Perm is null ? k : w.Perm[k])] = w.Scale(o, g) * w.CodeAt(o, k) + w.Bias(o, g);
             }
         return d;
     }

@@ -1,25 +1,22 @@
 // Contract: Y[t, o] = Σ_k Ŵ[o, k]·X[t, k] for T activation rows X [T, Cols] → Y [T, Rows] over a PackedMatrix (fp32
 // activations; the prefill kernel, meant for T ≤ 32 per call), equal to GemvPackedReference row by row within float
-// rounding. Tiles of 4 weight rows are decoded once into an fp32 scratch (ŵ = Scales·S + Biases, stored column order,
-// padded to whole blocks) and multiplied with all T rows, so the packed weights are read once per call whatever T is.
-// AVX2+FMA path with 4×2 register blocking (each x load feeds 4 weight rows); TensorPrimitives.Dot elsewhere. Row
-// chunks of RowChunk rows run with Parallel.For.
+// rounding. Per tile of 16 rows, blocks of KBlock chunks are decoded once into an fp32 scratch laid out [column][16 rows]
+// (ŵ = Scale·S + Bias), then every activation row is multiplied against it with rows in vector lanes (4 activation rows
+// per pass share each weight load), so the packed weights are read once per call whatever T is. AVX2+FMA path; a
+// portable Vector128 path otherwise. Tiles split by KernelThreads.
 using System.Buffers;
-using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using Matq.Kernels.Packed;
-using static Matq.Kernels.Simd.PackedUnits;
+using static Matq.Kernels.Simd.PackedFields;
 
 namespace Matq.Kernels.Simd;
 
 public static unsafe class GemmPackedSimd
 {
-    /// <summary>Weight rows per parallel work item.</summary>
-    public const int RowChunk = 16;
-
-    /// <summary>Weight rows decoded together (x loads shared across them).</summary>
-    public const int Tile = 4;
+    /// <summary>Chunks (32 columns) decoded per scratch block: 8·32 columns × 16 rows × 4 B = 16 KiB.</summary>
+    public const int KBlock = 8;
 
     /// <param name="x">[t, Cols] row-major, original column order.</param>
     /// <param name="y">[t, Rows] row-major.</param>
@@ -30,152 +27,151 @@ public static unsafe class GemmPackedSimd
         ArgumentOutOfRangeException.ThrowIfLessThan(t, 1);
         if (x.Length != (long)t * w.Cols) throw new ArgumentException($"x must hold {t}×{w.Cols} values, got {x.Length}");
         if (y.Length != (long)t * w.Rows) throw new ArgumentException($"y must hold {t}×{w.Rows} values, got {y.Length}");
-        int lp = w.BlocksPerRow * 32;
+        int lp = w.PaddedCols;
         var xp = ArrayPool<float>.Shared.Rent(t * lp);
-        var yo = ArrayPool<float>.Shared.Rent(t * w.Rows);
         try
         {
             for (int r = 0; r < t; r++) w.PrepareInput(x.Slice(r * w.Cols, w.Cols), xp.AsSpan(r * lp, lp), default);
             bool avx = GemvPackedSimd.Avx2Path && !forceVector128;
-            int chunks = (w.Rows + RowChunk - 1) / RowChunk;
-            if (chunks == 1 || maxThreads == 1)
-                RunRows(w, xp, t, yo, 0, w.Rows, avx);
-            else
-                Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = maxThreads },
-                    c => RunRows(w, xp, t, yo, c * RowChunk, Math.Min(w.Rows, (c + 1) * RowChunk), avx));
-            yo.AsSpan(0, t * w.Rows).CopyTo(y);
+            fixed (float* yp0 = y)
+            {
+                nint yp = (nint)yp0;
+                KernelThreads.For(w.RowTiles, maxThreads, (long)PackedMatrix.TileRows * lp * t,
+                    (t0, t1) => RunTiles(w, xp, t, (float*)yp, t0, t1, avx));
+            }
         }
         finally
         {
             ArrayPool<float>.Shared.Return(xp);
-            ArrayPool<float>.Shared.Return(yo);
         }
     }
 
-    private static void RunRows(PackedMatrix w, float[] xp, int t, float[] y, int r0, int r1, bool avx)
+    private static void RunTiles(PackedMatrix w, float[] xpa, int t, float* y, int t0, int t1, bool avx)
     {
-        int lp = w.BlocksPerRow * 32;
-        var scratch = ArrayPool<float>.Shared.Rent(Tile * lp);
+        int lp = w.PaddedCols, cpr = w.ChunksPerRow;
+        var acc = ArrayPool<float>.Shared.Rent(t * 16);
+        var scratch = ArrayPool<float>.Shared.Rent(KBlock * 32 * 16);
         try
         {
-            fixed (float* s = scratch, xs = xp, ys = y)
-                for (int o = r0; o < r1; o += Tile)
+            fixed (float* xp = xpa, ya = acc, s = scratch)
+                for (int tile = t0; tile < t1; tile++)
                 {
-                    int n = Math.Min(Tile, r1 - o);
-                    for (int i = 0; i < n; i++) DecodeRow(w, o + i, s + i * lp, avx);
-                    if (avx && n == Tile) Dots4Avx(s, lp, xs, t, ys, o, w.Rows);
-                    else
-                        for (int r = 0; r < t; r++)
-                            for (int i = 0; i < n; i++)
-                                ys[(long)r * w.Rows + o + i] = TensorPrimitives.Dot(new ReadOnlySpan<float>(s + i * lp, lp), new ReadOnlySpan<float>(xs + (long)r * lp, lp));
+                    new Span<float>(ya, t * 16).Clear();
+                    for (int kb = 0; kb < cpr; kb += KBlock)
+                    {
+                        int n = Math.Min(KBlock, cpr - kb);
+                        for (int j = 0; j < n; j++) DecodeChunk(w, tile, kb + j, s + j * 32 * 16, avx);
+                        if (avx) Multiply256(s, n * 32, xp + kb * 32, lp, t, ya);
+                        else Multiply128(s, n * 32, xp + kb * 32, lp, t, ya);
+                    }
+                    int rows = Math.Min(16, w.Rows - tile * 16);
+                    for (int r = 0; r < t; r++)
+                        for (int i = 0; i < rows; i++) y[(long)r * w.Rows + tile * 16 + i] = ya[r * 16 + i];
                 }
         }
         finally
         {
+            ArrayPool<float>.Shared.Return(acc);
             ArrayPool<float>.Shared.Return(scratch);
         }
     }
 
-    /// <summary>ŵ of row o in stored column order into dst [BlocksPerRow·32] (padding codes decode to Biases; x is 0 there).</summary>
-    internal static void DecodeRow(PackedMatrix w, int o, float* dst, bool avx)
+    /// <summary>ŵ of chunk ch of a tile into dst [32 columns][16 rows] (padding columns decode to Bias; x is 0 there).</summary>
+    internal static void DecodeChunk(PackedMatrix w, int tile, int ch, float* dst, bool avx)
     {
         switch (w.Bits, avx)
         {
-            case (8, true): DecodeRow256<Unit8>(w, o, dst); break;
-            case (4, true): DecodeRow256<Unit4>(w, o, dst); break;
-            case (3, true): DecodeRow256<Unit3>(w, o, dst); break;
-            case (2, true): DecodeRow256<Unit2>(w, o, dst); break;
-            case (8, false): DecodeRow128<Unit8>(w, o, dst); break;
-            case (4, false): DecodeRow128<Unit4>(w, o, dst); break;
-            case (3, false): DecodeRow128<Unit3>(w, o, dst); break;
-            case (2, false): DecodeRow128<Unit2>(w, o, dst); break;
-            default: throw new MatqException($"bits = {w.Bits} has no packed kernel: supported widths are 2, 3, 4 and 8.");
+            case (8, true): Decode256<GemvPackedSimd.Width8>(w, tile, ch, dst); break;
+            case (4, true): Decode256<GemvPackedSimd.Width4>(w, tile, ch, dst); break;
+            case (3, true): Decode256<GemvPackedSimd.Width3>(w, tile, ch, dst); break;
+            case (2, true): Decode256<GemvPackedSimd.Width2>(w, tile, ch, dst); break;
+            default: Decode128(w, tile, ch, dst); break;
         }
     }
 
-    private static void DecodeRow256<TUnit>(PackedMatrix w, int o, float* dst) where TUnit : struct, IUnits
+    private static void Decode256<TW>(PackedMatrix w, int tile, int ch, float* dst) where TW : struct, GemvPackedSimd.IWidth
     {
-        int bpr = w.BlocksPerRow, bpg = w.BlocksPerGroup, groups = w.GroupsPerRow, bb = w.BlockBytes;
+        int g = ch / w.ChunksPerGroup, gpr = w.GroupsPerRow;
         fixed (byte* data = w.Data)
         fixed (float* sc = w.Scales, bi = w.Biases)
         {
-            byte* row = data + (long)o * bpr * bb;
-            for (int g = 0; g < groups; g++)
+            byte* p = data + tile * w.TileBytes + (long)ch * w.ChunkBytes;
+            float* s = sc + ((long)tile * gpr + g) * 16, b = bi + ((long)tile * gpr + g) * 16;
+            Vector256<float> s0 = Avx.LoadVector256(s), s1 = Avx.LoadVector256(s + 8), b0 = Avx.LoadVector256(b), b1 = Avx.LoadVector256(b + 8);
+            for (int i = 0; i < 32; i++)
             {
-                var vs = Vector256.Create(sc[(long)o * groups + g]);
-                var vb = Vector256.Create(bi[(long)o * groups + g]);
-                int b1 = Math.Min((g + 1) * bpg, bpr);
-                for (int b = g * bpg; b < b1; b++)
-                {
-                    byte* p = row + (long)b * bb;
-                    float* d = dst + b * 32;
-                    TUnit.Units(p, out var u0, out var u1, out var u2, out var u3);
-                    Avx.Store(d, Fma.MultiplyAdd(Avx.ConvertToVector256Single(TUnit.Widen256(u0, p, 0)), vs, vb));
-                    Avx.Store(d + 8, Fma.MultiplyAdd(Avx.ConvertToVector256Single(TUnit.Widen256(u1, p, 1)), vs, vb));
-                    Avx.Store(d + 16, Fma.MultiplyAdd(Avx.ConvertToVector256Single(TUnit.Widen256(u2, p, 2)), vs, vb));
-                    Avx.Store(d + 24, Fma.MultiplyAdd(Avx.ConvertToVector256Single(TUnit.Widen256(u3, p, 3)), vs, vb));
-                }
+                Avx.Store(dst + 16 * i, Fma.MultiplyAdd(Avx.ConvertToVector256Single(Code256(p, TW.Bits, i, 0)), s0, b0));
+                Avx.Store(dst + 16 * i + 8, Fma.MultiplyAdd(Avx.ConvertToVector256Single(Code256(p, TW.Bits, i, 1)), s1, b1));
             }
         }
     }
 
-    private static void DecodeRow128<TUnit>(PackedMatrix w, int o, float* dst) where TUnit : struct, IUnits
+    private static void Decode128(PackedMatrix w, int tile, int ch, float* dst)
     {
-        int bpr = w.BlocksPerRow, bpg = w.BlocksPerGroup, groups = w.GroupsPerRow, bb = w.BlockBytes;
+        int g = ch / w.ChunksPerGroup, gpr = w.GroupsPerRow;
         fixed (byte* data = w.Data)
+        fixed (float* sc = w.Scales, bi = w.Biases)
         {
-            byte* row = data + (long)o * bpr * bb;
-            for (int g = 0; g < groups; g++)
-            {
-                var vs = Vector128.Create(w.Scales[(long)o * groups + g]);
-                var vb = Vector128.Create(w.Biases[(long)o * groups + g]);
-                int b1 = Math.Min((g + 1) * bpg, bpr);
-                for (int b = g * bpg; b < b1; b++)
-                {
-                    byte* p = row + (long)b * bb;
-                    float* d = dst + b * 32;
-                    TUnit.Units(p, out var u0, out var u1, out var u2, out var u3);
-                    Store8(TUnit.Widen128(u0, p, 0), vs, vb, d);
-                    Store8(TUnit.Widen128(u1, p, 1), vs, vb, d + 8);
-                    Store8(TUnit.Widen128(u2, p, 2), vs, vb, d + 16);
-                    Store8(TUnit.Widen128(u3, p, 3), vs, vb, d + 24);
-                }
-            }
+            byte* p = data + tile * w.TileBytes + (long)ch * w.ChunkBytes;
+            float* s = sc + ((long)tile * gpr + g) * 16, b = bi + ((long)tile * gpr + g) * 16;
+            for (int i = 0; i < 32; i++)
+                for (int k = 0; k < 4; k++)
+                    (Vector128.ConvertToSingle(Code128(p, w.Bits, i, k)) * Vector128.Load(s + 4 * k) + Vector128.Load(b + 4 * k)).Store(dst + 16 * i + 4 * k);
         }
     }
 
-    private static void Store8((Vector128<uint> Lo, Vector128<uint> Hi) c, Vector128<float> s, Vector128<float> b, float* d)
+    // acc [t][16] += Σ_k w[k][16]·x[r][k] for k < n; four activation rows per pass share each weight load
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Multiply256(float* w, int n, float* x, int lp, int t, float* acc)
     {
-        (Vector128.ConvertToSingle(c.Lo) * s + b).Store(d);
-        (Vector128.ConvertToSingle(c.Hi) * s + b).Store(d + 4);
+        int r = 0;
+        for (; r + 4 <= t; r += 4)
+        {
+            float* x0 = x + (long)r * lp, x1 = x0 + lp, x2 = x1 + lp, x3 = x2 + lp;
+            float* a = acc + r * 16;
+            Vector256<float> p0 = Avx.LoadVector256(a), q0 = Avx.LoadVector256(a + 8), p1 = Avx.LoadVector256(a + 16), q1 = Avx.LoadVector256(a + 24),
+                             p2 = Avx.LoadVector256(a + 32), q2 = Avx.LoadVector256(a + 40), p3 = Avx.LoadVector256(a + 48), q3 = Avx.LoadVector256(a + 56);
+            for (int k = 0; k < n; k++)
+            {
+                var w0 = Avx.LoadVector256(w + 16 * k);
+                var w1 = Avx.LoadVector256(w + 16 * k + 8);
+                var b = Vector256.Create(x0[k]);
+                p0 = Fma.MultiplyAdd(w0, b, p0); q0 = Fma.MultiplyAdd(w1, b, q0);
+                b = Vector256.Create(x1[k]);
+                p1 = Fma.MultiplyAdd(w0, b, p1); q1 = Fma.MultiplyAdd(w1, b, q1);
+                b = Vector256.Create(x2[k]);
+                p2 = Fma.MultiplyAdd(w0, b, p2); q2 = Fma.MultiplyAdd(w1, b, q2);
+                b = Vector256.Create(x3[k]);
+                p3 = Fma.MultiplyAdd(w0, b, p3); q3 = Fma.MultiplyAdd(w1, b, q3);
+            }
+            Avx.Store(a, p0); Avx.Store(a + 8, q0); Avx.Store(a + 16, p1); Avx.Store(a + 24, q1);
+            Avx.Store(a + 32, p2); Avx.Store(a + 40, q2); Avx.Store(a + 48, p3); Avx.Store(a + 56, q3);
+        }
+        for (; r < t; r++)
+        {
+            float* xr = x + (long)r * lp, a = acc + r * 16;
+            Vector256<float> p0 = Avx.LoadVector256(a), q0 = Avx.LoadVector256(a + 8);
+            for (int k = 0; k < n; k++)
+            {
+                var b = Vector256.Create(xr[k]);
+                p0 = Fma.MultiplyAdd(Avx.LoadVector256(w + 16 * k), b, p0);
+                q0 = Fma.MultiplyAdd(Avx.LoadVector256(w + 16 * k + 8), b, q0);
+            }
+            Avx.Store(a, p0); Avx.Store(a + 8, q0);
+        }
     }
 
-    /// <summary>y[r, o..o+3] = the 4 scratch rows · x row r, for every r &lt; t; lp is a multiple of 32.</summary>
-    private static void Dots4Avx(float* s, int lp, float* xs, int t, float* y, int o, int rows)
+    private static void Multiply128(float* w, int n, float* x, int lp, int t, float* acc)
     {
-        float* w0 = s, w1 = s + lp, w2 = s + 2 * lp, w3 = s + 3 * lp;
         for (int r = 0; r < t; r++)
         {
-            float* x = xs + (long)r * lp;
-            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
-            for (int k = 0; k < lp; k += 16)
+            float* xr = x + (long)r * lp, a = acc + r * 16;
+            for (int k4 = 0; k4 < 4; k4++)
             {
-                var x0 = Avx.LoadVector256(x + k);
-                var x1 = Avx.LoadVector256(x + k + 8);
-                a0 = Fma.MultiplyAdd(Avx.LoadVector256(w0 + k), x0, a0);
-                a1 = Fma.MultiplyAdd(Avx.LoadVector256(w1 + k), x0, a1);
-                a2 = Fma.MultiplyAdd(Avx.LoadVector256(w2 + k), x0, a2);
-                a3 = Fma.MultiplyAdd(Avx.LoadVector256(w3 + k), x0, a3);
-                b0 = Fma.MultiplyAdd(Avx.LoadVector256(w0 + k + 8), x1, b0);
-                b1 = Fma.MultiplyAdd(Avx.LoadVector256(w1 + k + 8), x1, b1);
-                b2 = Fma.MultiplyAdd(Avx.LoadVector256(w2 + k + 8), x1, b2);
-                b3 = Fma.MultiplyAdd(Avx.LoadVector256(w3 + k + 8), x1, b3);
+                var p = Vector128.Load(a + 4 * k4);
+                for (int k = 0; k < n; k++) p += Vector128.Load(w + 16 * k + 4 * k4) * Vector128.Create(xr[k]);
+                p.Store(a + 4 * k4);
             }
-            float* yr = y + (long)r * rows + o;
-            yr[0] = Vector256.Sum(a0 + b0);
-            yr[1] = Vector256.Sum(a1 + b1);
-            yr[2] = Vector256.Sum(a2 + b2);
-            yr[3] = Vector256.Sum(a3 + b3);
         }
     }
 }

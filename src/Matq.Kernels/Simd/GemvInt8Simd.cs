@@ -1,11 +1,17 @@
-// Contract: the integer GEMV y = Ŵx with int8 activations (Packed/Int8Activations), bit-identical to GemvInt8Reference:
-// integer group dots D_g are exact, the epilogue is the reference's double expression in the same order. Paths:
-//   AVX-VNNI   vpdpbusd: u8 codes × s8 activations summed 4 at a time into int32 lanes (every width);
-//   AVX2       2/3/4-bit: vpmaddubsw (codes ≤ 15, so |pair| ≤ 3840, no saturation; ≤ 4 vectors summed in int16 per
-//              step, ≤ 15360) then vpmaddwd by 1 into int32; 8-bit: both sides widened to int16, vpmaddwd;
-//   Vector128  portable: codes and activations widened to int16, multiplied (|c·q| ≤ 255·127 fits), widened to int32.
-// A step decodes U blocks (one 32-byte load; two for 8-bit, 48 bytes for 3-bit) into V = U vectors of 32 codes in
-// Int8SlotLayout order; a step that would read past the end of Data goes through a zero-padded copy. Rows split over Parallel.For (RowChunk).
+// Contract: the integer GEMV y = Ŵx with int8 activations (Packed/Int8Activations), bit-identical to GemvInt8Reference.
+// Rows sit in the int32 lanes of the packed tiles (Reference/PackedTile16), so a path's integer loop leaves each row's
+// exact group dot D_g in its own lane — no horizontal sums — and the epilogue is the reference's per-row fp32 sequence
+// A ← fma(Scale, D_g, A), B ← fma(Bias, X_g, B), y = s·(A + B), 16 rows per vector operation. Integer paths:
+//   Avx512    AVX-512BW, 512-bit: vpmaddubsw of unscaled code fields (≤ 15) with 4 broadcast activations, int16 sums,
+//             vpmaddwd into int32 (no saturation: pairs ≤ 2·15·127; the int16 sums are bounded per width below);
+//   Vnni      AVX-VNNI, 256-bit: vpdpbusd of code fields masked in place (scaled by 4^p or 16, ≤ 255) into scaled
+//             accumulators, shifted back exactly at the end of a group;
+//   Avx2      AVX2, 256-bit: the Avx512 arithmetic on 256-bit halves;
+//   Vector128 portable: code fields widened to int32, multiplied by the broadcast activation, added.
+// (.NET 10 exposes no 512-bit vpdpbusd — AVX512-VNNI — so the 512-bit path uses vpmaddubsw/vpmaddwd; on AVX-512
+// machines the JIT encodes the 256-bit VNNI path with EVEX, using 32 registers and vpternlogd.) Auto = BestPath(bits).
+// D_g is exact in int32 for groups of up to 65536 columns (|D| ≤ 255·127·65536 < 2^31); wider groups are summed in int64 over 65536-column pieces. Tiles are split
+// over threads by KernelThreads; weights that stream from memory are software-prefetched (PrefetchMinBytes).
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -14,22 +20,44 @@ using Matq.Kernels.Reference;
 
 namespace Matq.Kernels.Simd;
 
-/// <summary>Which integer kernel runs: Auto picks VNNI, else AVX2, else Vector128.</summary>
-public enum Int8KernelPath { Auto, Vnni, Avx2, Vector128 }
+/// <summary>Which integer kernel runs: Auto picks per width (BestPath).</summary>
+public enum Int8KernelPath { Auto, Avx512, Vnni, Avx2, Vector128 }
 
 public static unsafe class GemvInt8Simd
 {
-    public const int RowChunk = 32;
+    /// <summary>Chunks (32 columns) summed in int32 before a group is split into int64 pieces.</summary>
+    private const int MaxChunks = 2048;
 
-    public static Int8KernelPath BestPath => AvxVnni.IsSupported ? Int8KernelPath.Vnni : Avx2.IsSupported ? Int8KernelPath.Avx2 : Int8KernelPath.Vector128;
+    /// <summary>Weights of at least this many bytes stream from memory: each group's lines are prefetched PrefetchDistance
+    /// bytes ahead (one sequential stream per thread needs more reads in flight than the hardware prefetchers keep;
+    /// measured 1.2–1.9× on a 544 MiB weight, one thread). Smaller weights live in the caches, where the extra loads cost.</summary>
+    public const long PrefetchMinBytes = 32L << 20;
+    private const int PrefetchDistance = 4096;
+
+    /// <summary>Every path (widest first).</summary>
+    public static IReadOnlyList<Int8KernelPath> Paths { get; } = [Int8KernelPath.Avx512, Int8KernelPath.Vnni, Int8KernelPath.Avx2, Int8KernelPath.Vector128];
 
     /// <summary>True when <paramref name="path"/> can run on this machine.</summary>
     public static bool IsSupported(Int8KernelPath path) => path switch
     {
+        Int8KernelPath.Avx512 => Avx512BW.IsSupported,
         Int8KernelPath.Vnni => AvxVnni.IsSupported,
         Int8KernelPath.Avx2 => Avx2.IsSupported,
         _ => true,
     };
+
+    /// <summary>The path Auto runs for <paramref name="bits"/>-bit weights (today the same for every width).</summary>
+    public static Int8KernelPath BestPath(int bits)
+    {
+        // One vpdpbusd per 32 products beats vpmaddubsw + vpmaddwd at every width, even at 256 bits against 512
+        // (measured on a Sapphire Rapids VM with `matq bench kernels --paths all`, 1 and 2 threads); without AVX-VNNI
+        // the 512-bit path halves the instructions of the 256-bit one. The width stays a parameter so a machine where
+        // that differs per width can be told apart (bench kernels prints the choice per width).
+        PackedTile16.CheckBits(PackedMatrix.ContainerBits(bits));
+        if (AvxVnni.IsSupported) return Int8KernelPath.Vnni;
+        if (Avx512BW.IsSupported) return Int8KernelPath.Avx512;
+        return Avx2.IsSupported ? Int8KernelPath.Avx2 : Int8KernelPath.Vector128;
+    }
 
     /// <param name="maxThreads">−1 = all cores; 1 = the calling thread only.</param>
     public static void Gemv(PackedMatrix w, ReadOnlySpan<float> x, Span<float> y, Int8KernelPath path = Int8KernelPath.Auto, int maxThreads = -1)
@@ -39,432 +67,187 @@ public static unsafe class GemvInt8Simd
         Gemv(w, Int8Activations.Prepare(w, x), y, path, maxThreads);
     }
 
-    /// <summary>The GEMV on activations already prepared for <paramref name="w"/>'s layout.</summary>
+    /// <summary>The GEMV on activations already prepared for <paramref name="w"/>'s shape.</summary>
     public static void Gemv(PackedMatrix w, Int8Activations a, Span<float> y, Int8KernelPath path = Int8KernelPath.Auto, int maxThreads = -1)
     {
         ArgumentNullException.ThrowIfNull(w);
         ArgumentNullException.ThrowIfNull(a);
-        if (!a.Fits(w)) throw new ArgumentException("activations were prepared for another matrix layout or column permutation");
+        if (!a.Fits(w)) throw new ArgumentException("activations were prepared for another matrix shape, group size or column permutation");
         if (y.Length != w.Rows) throw new ArgumentException($"y must hold {w.Rows} values, got {y.Length}");
-        if (path == Int8KernelPath.Auto) path = BestPath;
-        if (!IsSupported(path)) throw new PlatformNotSupportedException($"the {path} integer kernel needs CPU support this machine lacks");
-        int chunks = (w.Rows + RowChunk - 1) / RowChunk;
+        path = Resolve(path, w.Bits);
         fixed (float* yp0 = y)
         {
             nint yp = (nint)yp0;
-            if (chunks == 1 || maxThreads == 1 || (long)w.Rows * w.Cols < 1 << 16)
-                RunRows(w, a, (float*)yp, 0, w.Rows, path);
-            else
-                Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = maxThreads },
-                    c => RunRows(w, a, (float*)yp, c * RowChunk, Math.Min(w.Rows, (c + 1) * RowChunk), path));
+            KernelThreads.For(w.RowTiles, maxThreads, (long)PackedMatrix.TileRows * w.PaddedCols,
+                (t0, t1) => RunTiles(w, a, (float*)yp, t0, t1, path));
         }
     }
 
     /// <summary>D_g of row <paramref name="o"/> computed by <paramref name="path"/>'s integer loop (for exactness tests).</summary>
     public static void GroupDots(PackedMatrix w, Int8Activations a, int o, Span<long> dots, Int8KernelPath path = Int8KernelPath.Auto)
     {
-        if (path == Int8KernelPath.Auto) path = BestPath;
         if (dots.Length != w.GroupsPerRow) throw new ArgumentException($"dots must hold {w.GroupsPerRow} values");
-        if (!IsSupported(path)) throw new PlatformNotSupportedException($"the {path} integer kernel needs CPU support this machine lacks");
-        GroupDotsVia(w, a, o, dots, path);
+        path = Resolve(path, w.Bits);
+        var d = stackalloc long[16];
+        fixed (byte* data = w.Data)
+        fixed (sbyte* xs = a.Codes)
+        {
+            byte* tile = data + o / PackedMatrix.TileRows * w.TileBytes;
+            for (int g = 0; g < w.GroupsPerRow; g++)
+            {
+                GroupDot(w, tile, xs, g, d, path);
+                dots[g] = d[o % PackedMatrix.TileRows];
+            }
+        }
     }
 
-    private static void RunRows(PackedMatrix w, Int8Activations a, float* y, int r0, int r1, Int8KernelPath path)
+    private static Int8KernelPath Resolve(Int8KernelPath path, int bits)
+    {
+        if (path == Int8KernelPath.Auto) path = BestPath(bits);
+        if (!IsSupported(path)) throw new PlatformNotSupportedException($"the {path} integer kernel needs CPU support this machine lacks");
+        return path;
+    }
+
+    private static void RunTiles(PackedMatrix w, Int8Activations a, float* y, int t0, int t1, Int8KernelPath path)
     {
         switch (path, w.Bits)
         {
-            case (Int8KernelPath.Vnni, 8): Rows<Vnni8>(w, a, y, r0, r1); break;
-            case (Int8KernelPath.Vnni, 4): Rows<Vnni4>(w, a, y, r0, r1); break;
-            case (Int8KernelPath.Vnni, 3): Rows<Vnni3>(w, a, y, r0, r1); break;
-            case (Int8KernelPath.Vnni, 2): Rows<Vnni2>(w, a, y, r0, r1); break;
-            case (Int8KernelPath.Avx2, 8): Rows<Avx8>(w, a, y, r0, r1); break;
-            case (Int8KernelPath.Avx2, 4): Rows<Avx4>(w, a, y, r0, r1); break;
-            case (Int8KernelPath.Avx2, 3): Rows<Avx3>(w, a, y, r0, r1); break;
-            case (Int8KernelPath.Avx2, 2): Rows<Avx2x2>(w, a, y, r0, r1); break;
-            default: Rows128(w, a, y, r0, r1); break;
+            case (Int8KernelPath.Avx512, 8): Tiles<Int8DotsAvx512.W8>(w, a, y, t0, t1); break;
+            case (Int8KernelPath.Avx512, 4): Tiles<Int8DotsAvx512.W4>(w, a, y, t0, t1); break;
+            case (Int8KernelPath.Avx512, 3): Tiles<Int8DotsAvx512.W3>(w, a, y, t0, t1); break;
+            case (Int8KernelPath.Avx512, 2): Tiles<Int8DotsAvx512.W2>(w, a, y, t0, t1); break;
+            case (Int8KernelPath.Vnni, 8): Tiles<Int8DotsVnni.W8>(w, a, y, t0, t1); break;
+            case (Int8KernelPath.Vnni, 4): Tiles<Int8DotsVnni.W4>(w, a, y, t0, t1); break;
+            case (Int8KernelPath.Vnni, 3): Tiles<Int8DotsVnni.W3>(w, a, y, t0, t1); break;
+            case (Int8KernelPath.Vnni, 2): Tiles<Int8DotsVnni.W2>(w, a, y, t0, t1); break;
+            case (Int8KernelPath.Avx2, 8): Tiles<Int8DotsAvx2.W8>(w, a, y, t0, t1); break;
+            case (Int8KernelPath.Avx2, 4): Tiles<Int8DotsAvx2.W4>(w, a, y, t0, t1); break;
+            case (Int8KernelPath.Avx2, 3): Tiles<Int8DotsAvx2.W3>(w, a, y, t0, t1); break;
+            case (Int8KernelPath.Avx2, 2): Tiles<Int8DotsAvx2.W2>(w, a, y, t0, t1); break;
+            case (_, 8): Tiles<Int8Dots128.W8>(w, a, y, t0, t1); break;
+            case (_, 4): Tiles<Int8Dots128.W4>(w, a, y, t0, t1); break;
+            case (_, 3): Tiles<Int8Dots128.W3>(w, a, y, t0, t1); break;
+            default: Tiles<Int8Dots128.W2>(w, a, y, t0, t1); break;
         }
     }
 
-    // Four rows at a time (missing rows of the last quad repeat a real row; their lanes are dropped). Per group, step s of
-    // the four rows runs in one loop iteration against the same activation slots (four independent accumulator pairs,
-    // so the int32 chains overlap); one transposing horizontal add gives the four rows' exact D_g, and the reference
-    // epilogue runs with rows in vector lanes: A[g mod 4] += S·D + B·X per lane, y = (float)(s·((A0 + A1) + (A2 + A3))).
-    // Rows whose last step could read past Data, and groups wider than 65536 columns (whose int32 sum could overflow),
-    // take the padded long-sum route.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Rows<T>(PackedMatrix w, Int8Activations a, float* y, int r0, int r1) where T : struct, IStep
+    /// <summary>D of group g for the 16 lanes of one tile (int64), via <paramref name="path"/>.</summary>
+    private static void GroupDot(PackedMatrix w, byte* tile, sbyte* xs, int g, long* d, Int8KernelPath path)
     {
-        int bb = w.BlockBytes, bpr = w.BlocksPerRow, bpg = w.BlocksPerGroup, gpr = w.GroupsPerRow, u = T.U;
-        int steps = (bpg + u - 1) / u, stepsLast = (bpr - (gpr - 1) * bpg + u - 1) / u;
-        long rowBytes = (long)bpr * bb, stepBytes = (long)u * bb, groupBytes = (long)bpg * bb, total = w.Data.LongLength;
-        int slot = 32 * u * steps;                       // slot bytes per full group: Offsets[g] = g·slot
-        bool wide = w.GroupSize > 65536;
-        var partial = stackalloc Vector256<double>[4];
-        var scale = Vector256.Create((double)a.Scale);
+        switch (path, w.Bits)
+        {
+            case (Int8KernelPath.Avx512, 8): GroupDot<Int8DotsAvx512.W8>(w, tile, xs, g, d); break;
+            case (Int8KernelPath.Avx512, 4): GroupDot<Int8DotsAvx512.W4>(w, tile, xs, g, d); break;
+            case (Int8KernelPath.Avx512, 3): GroupDot<Int8DotsAvx512.W3>(w, tile, xs, g, d); break;
+            case (Int8KernelPath.Avx512, 2): GroupDot<Int8DotsAvx512.W2>(w, tile, xs, g, d); break;
+            case (Int8KernelPath.Vnni, 8): GroupDot<Int8DotsVnni.W8>(w, tile, xs, g, d); break;
+            case (Int8KernelPath.Vnni, 4): GroupDot<Int8DotsVnni.W4>(w, tile, xs, g, d); break;
+            case (Int8KernelPath.Vnni, 3): GroupDot<Int8DotsVnni.W3>(w, tile, xs, g, d); break;
+            case (Int8KernelPath.Vnni, 2): GroupDot<Int8DotsVnni.W2>(w, tile, xs, g, d); break;
+            case (Int8KernelPath.Avx2, 8): GroupDot<Int8DotsAvx2.W8>(w, tile, xs, g, d); break;
+            case (Int8KernelPath.Avx2, 4): GroupDot<Int8DotsAvx2.W4>(w, tile, xs, g, d); break;
+            case (Int8KernelPath.Avx2, 3): GroupDot<Int8DotsAvx2.W3>(w, tile, xs, g, d); break;
+            case (Int8KernelPath.Avx2, 2): GroupDot<Int8DotsAvx2.W2>(w, tile, xs, g, d); break;
+            case (_, 8): GroupDot<Int8Dots128.W8>(w, tile, xs, g, d); break;
+            case (_, 4): GroupDot<Int8Dots128.W4>(w, tile, xs, g, d); break;
+            case (_, 3): GroupDot<Int8Dots128.W3>(w, tile, xs, g, d); break;
+            default: GroupDot<Int8Dots128.W2>(w, tile, xs, g, d); break;
+        }
+    }
+
+    private static void GroupDot<T>(PackedMatrix w, byte* tile, sbyte* xs, int g, long* d) where T : struct, IInt8Dots
+    {
+        int cpg = w.ChunksPerGroup, c0 = g * cpg, c1 = Math.Min(c0 + cpg, w.ChunksPerRow);
+        var part = stackalloc int[16];
+        for (int i = 0; i < 16; i++) d[i] = 0;
+        for (int c = c0; c < c1; c += MaxChunks)
+        {
+            int n = Math.Min(MaxChunks, c1 - c);
+            T.Dots(tile + (long)c * w.ChunkBytes, xs + 32 * c, n, part);
+            for (int i = 0; i < 16; i++) d[i] += part[i];
+        }
+    }
+
+    // One tile at a time: per group, the path's integer loop writes the 16 lanes' D_g, the epilogue folds them into the
+    // per-lane fp32 sums A and B (two 256-bit halves each). Groups wider than MaxChunks, or no 256-bit vectors: TilesScalar.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Tiles<T>(PackedMatrix w, Int8Activations a, float* y, int t0, int t1) where T : struct, IInt8Dots
+    {
+        if (w.ChunksPerGroup > MaxChunks || !Vector256.IsHardwareAccelerated) { TilesScalar<T>(w, a, y, t0, t1); return; }
+        int gpr = w.GroupsPerRow, cpg = w.ChunksPerGroup, cpr = w.ChunksPerRow, cb = w.ChunkBytes;
+        long tileBytes = w.TileBytes;
+        var d = stackalloc int[16];
+        var outv = stackalloc float[16];
+        var sv = Vector256.Create(a.Scale);
+        bool prefetch = w.WeightBytes >= PrefetchMinBytes && Sse.IsSupported;
         fixed (byte* data = w.Data)
-        fixed (sbyte* xs = a.Slots)
+        fixed (sbyte* xs = a.Codes)
         fixed (int* gsum = a.GroupSums)
         fixed (float* sc = w.Scales, bi = w.Biases)
-            for (int o = r0; o < r1; o += 4)
+            for (int t = t0; t < t1; t++)
             {
-                int n = Math.Min(4, r1 - o);
-                if (wide || (o + n) * rowBytes + 64 > total)
+                byte* tile = data + t * tileBytes;
+                float* s = sc + (long)t * gpr * 16, b = bi + (long)t * gpr * 16;
+                Vector256<float> a0 = default, a1 = default, b0 = default, b1 = default;
+                for (int g = 0, c0 = 0; g < gpr; g++, c0 += cpg, s += 16, b += 16)
                 {
-                    for (int r = 0; r < n; r++) y[o + r] = Slow(w, a, o + r, T.Path);
-                    continue;
-                }
-                long d1 = n > 1 ? rowBytes : 0, d2 = n > 2 ? 2 * rowBytes : 0, d3 = n > 3 ? 3 * rowBytes : 0;
-                int e1 = n > 1 ? gpr : 0, e2 = n > 2 ? 2 * gpr : 0, e3 = n > 3 ? 3 * gpr : 0;
-                byte* row = data + o * rowBytes;
-                float* srow = sc + (long)o * gpr, brow = bi + (long)o * gpr;
-                partial[0] = partial[1] = partial[2] = partial[3] = Vector256<double>.Zero;
-                for (int g = 0; g < gpr; g++)
-                {
-                    int ns = g == gpr - 1 ? stepsLast : steps;
-                    byte* p = row + g * groupBytes;
-                    sbyte* x = xs + g * slot;
-                    Vector256<int> a0 = default, b0 = default, a1 = default, b1 = default, a2 = default, b2 = default, a3 = default, b3 = default;
-                    for (int s = 0; s < ns; s++, p += stepBytes, x += 32 * u)
+                    if (prefetch)   // into L2, every line of the group 4 KiB ahead (past the end of Data it is a no-op hint)
                     {
-                        T.Step(p, x, ref a0, ref b0);
-                        T.Step(p + d1, x, ref a1, ref b1);
-                        T.Step(p + d2, x, ref a2, ref b2);
-                        T.Step(p + d3, x, ref a3, ref b3);
+                        byte* pf = tile + (long)c0 * cb + PrefetchDistance;
+                        for (int i = 0; i < cpg * cb; i += 64) Sse.Prefetch1(pf + i);
                     }
-                    var dots = Avx.ConvertToVector256Double(Sum4(a0 + b0, a1 + b1, a2 + b2, a3 + b3));
-                    var sv = Avx.ConvertToVector256Double(Vector128.Create(srow[g], srow[e1 + g], srow[e2 + g], srow[e3 + g]));
-                    var bv = Avx.ConvertToVector256Double(Vector128.Create(brow[g], brow[e1 + g], brow[e2 + g], brow[e3 + g]));
-                    partial[g & 3] += sv * dots + bv * Vector256.Create((double)gsum[g]);
+                    T.Dots(tile + (long)c0 * cb, xs + 32 * c0, Math.Min(cpg, cpr - c0), d);
+                    var xv = Vector256.Create((float)gsum[g]);
+                    a0 = Vector256.FusedMultiplyAdd(Vector256.Load(s), Vector256.ConvertToSingle(Vector256.Load(d)), a0);
+                    a1 = Vector256.FusedMultiplyAdd(Vector256.Load(s + 8), Vector256.ConvertToSingle(Vector256.Load(d + 8)), a1);
+                    b0 = Vector256.FusedMultiplyAdd(Vector256.Load(b), xv, b0);
+                    b1 = Vector256.FusedMultiplyAdd(Vector256.Load(b + 8), xv, b1);
                 }
-                var yv = Avx.ConvertToVector128Single(scale * ((partial[0] + partial[1]) + (partial[2] + partial[3])));
-                for (int r = 0; r < n; r++) y[o + r] = yv.GetElement(r);
+                float* yt = y + t * 16;
+                if (t * 16 + 16 <= w.Rows)
+                {
+                    (sv * (a0 + b0)).Store(yt);
+                    (sv * (a1 + b1)).Store(yt + 8);
+                }
+                else
+                {
+                    (sv * (a0 + b0)).Store(outv);
+                    (sv * (a1 + b1)).Store(outv + 8);
+                    for (int i = 0; i < w.Rows - t * 16; i++) yt[i] = outv[i];
+                }
             }
     }
 
-    // A row through the padded-copy, long-sum route and the reference epilogue.
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static float Slow(PackedMatrix w, Int8Activations a, int o, Int8KernelPath path)
-    {
-        var dots = new long[w.GroupsPerRow];
-        GroupDotsVia(w, a, o, dots, path);
-        return GemvInt8Reference.Combine(w, o, dots, a.GroupSums, a.Scale);
-    }
-
-    // [Σ d0, Σ d1, Σ d2, Σ d3] (int32 lanes; callers keep each group's sum below 2^31)
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<int> Sum4(Vector256<int> d0, Vector256<int> d1, Vector256<int> d2, Vector256<int> d3)
-    {
-        var c = Avx2.HorizontalAdd(Avx2.HorizontalAdd(d0, d1), Avx2.HorizontalAdd(d2, d3));
-        return c.GetLower() + c.GetUpper();
-    }
-
-    // p itself when 64 bytes are readable there, else a zero-padded copy of what is left (junk codes meet zero activations).
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static byte* Padded(byte* p, byte* end, byte* pad)
-    {
-        if (p + 64 <= end) return p;
-        new Span<byte>(pad, 64).Clear();
-        Buffer.MemoryCopy(p, pad, 64, end - p);
-        return pad;
-    }
-
-    private static void Rows128(PackedMatrix w, Int8Activations a, float* y, int r0, int r1)
+    // The same per lane in scalar fp32, with each D_g summed in int64 over pieces of MaxChunks chunks.
+    private static void TilesScalar<T>(PackedMatrix w, Int8Activations a, float* y, int t0, int t1) where T : struct, IInt8Dots
     {
         int gpr = w.GroupsPerRow;
-        var dots = new long[gpr];
-        for (int o = r0; o < r1; o++)
-        {
-            GroupDots128(w, a, o, dots);
-            y[o] = GemvInt8Reference.Combine(w, o, dots, a.GroupSums, a.Scale);
-        }
-    }
-
-    private static void GroupDots128(PackedMatrix w, Int8Activations a, int o, Span<long> dots)
-    {
-        int bb = w.BlockBytes, bpr = w.BlocksPerRow, bpg = w.BlocksPerGroup, u = a.Layout.U;
-        byte* pad = stackalloc byte[64];
+        var d = stackalloc long[16];
+        var acc = stackalloc float[32];
         fixed (byte* data = w.Data)
-        fixed (sbyte* xs = a.Slots)
-            for (int g = 0; g < w.GroupsPerRow; g++)
+        fixed (sbyte* xs = a.Codes)
+        fixed (float* sc = w.Scales, bi = w.Biases)
+            for (int t = t0; t < t1; t++)
             {
-                int b0 = g * bpg, steps = (Math.Min(bpg, bpr - b0) + u - 1) / u;
-                byte* p = data + ((long)o * bpr + b0) * bb;
-                sbyte* x = xs + a.Layout.Offsets[g];
-                var d = Vector128<int>.Zero;
-                for (int s = 0; s < steps; s++, p += (long)u * bb, x += 32 * u) d = Step128(w.Bits, Padded(p, data + w.Data.LongLength, pad), x, d);
-                dots[g] = (long)d.GetElement(0) + d.GetElement(1) + d.GetElement(2) + d.GetElement(3);
-            }
-    }
-
-    /// <summary>D_g of one row for every group through <paramref name="path"/>'s integer loop.</summary>
-    private static void GroupDotsVia(PackedMatrix w, Int8Activations a, int o, Span<long> dots, Int8KernelPath path)
-    {
-        if (path == Int8KernelPath.Vector128) { GroupDots128(w, a, o, dots); return; }
-        // the step functions of Rows<T>, returning each D_g instead of folding it into y
-        int bb = w.BlockBytes, bpr = w.BlocksPerRow, bpg = w.BlocksPerGroup, u = a.Layout.U;
-        byte* pad = stackalloc byte[64];
-        fixed (byte* data = w.Data)
-        fixed (sbyte* xs = a.Slots)
-            for (int g = 0; g < w.GroupsPerRow; g++)
-            {
-                int b0 = g * bpg, steps = (Math.Min(bpg, bpr - b0) + u - 1) / u;
-                byte* p = data + ((long)o * bpr + b0) * bb;
-                sbyte* x = xs + a.Layout.Offsets[g];
-                Vector256<int> d = default, e = default;
-                for (int s = 0; s < steps; s++, p += (long)u * bb, x += 32 * u)
+                for (int i = 0; i < 32; i++) acc[i] = 0;
+                for (int g = 0; g < gpr; g++)
                 {
-                    byte* q = Padded(p, data + w.Data.LongLength, pad);
-                    switch (path, w.Bits)
+                    GroupDot<T>(w, data + t * w.TileBytes, xs, g, d);
+                    float* s = sc + ((long)t * gpr + g) * 16, b = bi + ((long)t * gpr + g) * 16;
+                    for (int i = 0; i < 16; i++)
                     {
-                        case (Int8KernelPath.Vnni, 8): Vnni8.Step(q, x, ref d, ref e); break;
-                        case (Int8KernelPath.Vnni, 4): Vnni4.Step(q, x, ref d, ref e); break;
-                        case (Int8KernelPath.Vnni, 3): Vnni3.Step(q, x, ref d, ref e); break;
-                        case (Int8KernelPath.Vnni, 2): Vnni2.Step(q, x, ref d, ref e); break;
-                        case (_, 8): Avx8.Step(q, x, ref d, ref e); break;
-                        case (_, 4): Avx4.Step(q, x, ref d, ref e); break;
-                        case (_, 3): Avx3.Step(q, x, ref d, ref e); break;
-                        default: Avx2x2.Step(q, x, ref d, ref e); break;
+                        acc[i] = MathF.FusedMultiplyAdd(s[i], d[i], acc[i]);
+                        acc[16 + i] = MathF.FusedMultiplyAdd(b[i], a.GroupSums[g], acc[16 + i]);
                     }
                 }
-                // long sums: a padded row may also be a wide one
-                dots[g] = Vector256.Sum(Vector256.WidenLower(d) + Vector256.WidenUpper(d)) + Vector256.Sum(Vector256.WidenLower(e) + Vector256.WidenUpper(e));
+                for (int i = 0; i < Math.Min(16, w.Rows - t * 16); i++) y[t * 16 + i] = a.Scale * (acc[i] + acc[16 + i]);
             }
     }
+}
 
-    /// <summary>One step: U blocks at p against 32·U slot bytes at x, accumulated into two int32 chains a and b.</summary>
-    private interface IStep
-    {
-        static abstract int U { get; }
-        static abstract Int8KernelPath Path { get; }
-        static abstract void Step(byte* p, sbyte* x, ref Vector256<int> a, ref Vector256<int> b);
-    }
-
-    private struct Vnni8 : IStep
-    {
-        public static int U => 2;
-        public static Int8KernelPath Path => Int8KernelPath.Vnni;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Step(byte* p, sbyte* x, ref Vector256<int> a, ref Vector256<int> b) => StepVnni8(p, x, ref a, ref b);
-    }
-
-    private struct Vnni4 : IStep
-    {
-        public static int U => 2;
-        public static Int8KernelPath Path => Int8KernelPath.Vnni;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Step(byte* p, sbyte* x, ref Vector256<int> a, ref Vector256<int> b) => StepVnni4(p, x, ref a, ref b);
-    }
-
-    private struct Vnni3 : IStep
-    {
-        public static int U => 4;
-        public static Int8KernelPath Path => Int8KernelPath.Vnni;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Step(byte* p, sbyte* x, ref Vector256<int> a, ref Vector256<int> b) => StepVnni3(p, x, ref a, ref b);
-    }
-
-    private struct Vnni2 : IStep
-    {
-        public static int U => 4;
-        public static Int8KernelPath Path => Int8KernelPath.Vnni;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Step(byte* p, sbyte* x, ref Vector256<int> a, ref Vector256<int> b) => StepVnni2(p, x, ref a, ref b);
-    }
-
-    private struct Avx8 : IStep
-    {
-        public static int U => 2;
-        public static Int8KernelPath Path => Int8KernelPath.Avx2;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Step(byte* p, sbyte* x, ref Vector256<int> a, ref Vector256<int> b) => StepAvx28(p, x, ref a, ref b);
-    }
-
-    private struct Avx4 : IStep
-    {
-        public static int U => 2;
-        public static Int8KernelPath Path => Int8KernelPath.Avx2;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Step(byte* p, sbyte* x, ref Vector256<int> a, ref Vector256<int> b) => StepAvx24(p, x, ref a, ref b);
-    }
-
-    private struct Avx3 : IStep
-    {
-        public static int U => 4;
-        public static Int8KernelPath Path => Int8KernelPath.Avx2;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Step(byte* p, sbyte* x, ref Vector256<int> a, ref Vector256<int> b) => StepAvx23(p, x, ref a, ref b);
-    }
-
-    private struct Avx2x2 : IStep
-    {
-        public static int U => 4;
-        public static Int8KernelPath Path => Int8KernelPath.Avx2;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Step(byte* p, sbyte* x, ref Vector256<int> a, ref Vector256<int> b) => StepAvx22(p, x, ref a, ref b);
-    }
-
-    // ---- code extraction (256-bit): V vectors of 32 u8 codes, lane order of Int8SlotLayout; constants inline so the
-    // JIT materialises them once per method (static readonly vectors would be re-read behind class-init checks) ----
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> Nibble() => Vector256.Create((byte)0x0F);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> Pair() => Vector256.Create((byte)3);
-
-    // A 3-bit step is 4 blocks of 12 bytes (8 bytes of low pairs, 4 of high plane). Two overlapping 32-byte loads, v0 =
-    // bytes 0..31 and v1 = bytes 16..47, hold every dword of it; vpermd + vpblendd pick the low pairs of blocks 0..3
-    // (dwords v0[0,1 | 3,4 | 6,7], v1[5,6]) into one vector, and the planes of blocks (0, 1) into the low 128-bit half and
-    // (2, 3) into the high half (v0[2, 5], v1[4, 7]).
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static (Vector256<byte> Low, Vector256<byte> Planes) Split3(byte* p)
-    {
-        var v0 = Avx.LoadVector256((int*)p);
-        var v1 = Avx.LoadVector256((int*)(p + 16));
-        var low = Avx2.Blend(Avx2.PermuteVar8x32(v0, Vector256.Create(0, 1, 3, 4, 6, 7, 0, 0)),
-                             Avx2.PermuteVar8x32(v1, Vector256.Create(0, 0, 0, 0, 0, 0, 5, 6)), 0b1100_0000);
-        var planes = Avx2.Blend(Avx2.PermuteVar8x32(v0, Vector256.Create(2, 5, 0, 0, 0, 0, 0, 0)),
-                                Avx2.PermuteVar8x32(v1, Vector256.Create(0, 0, 0, 0, 4, 7, 0, 0)), 0b0011_0000);
-        return (low.AsByte(), planes.AsByte());
-    }
-
-    // bit 2 (value 4) of code vector k: high plane of block b, byte k, bit j → lane 8b + j. vpshufb picks plane byte
-    // 4·(b mod 2) + k into every lane of block b, the AND/compare tests bit j = lane mod 8.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> HighBits3(Vector256<byte> planes, byte k)
-    {
-        var bit = Vector256.Create((byte)1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
-        var index = Vector256.Create((byte)0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4) + Vector256.Create(k);
-        return Vector256.Equals(Avx2.Shuffle(planes, index) & bit, bit) & Vector256.Create((byte)4);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StepVnni8(byte* p, sbyte* x, ref Vector256<int> a, ref Vector256<int> b)
-    {
-        a = AvxVnni.MultiplyWideningAndAdd(a, Avx.LoadVector256(p), Avx.LoadVector256(x));
-        b = AvxVnni.MultiplyWideningAndAdd(b, Avx.LoadVector256(p + 32), Avx.LoadVector256(x + 32));
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StepVnni4(byte* p, sbyte* x, ref Vector256<int> a, ref Vector256<int> b)
-    {
-        var v = Avx.LoadVector256(p);
-        a = AvxVnni.MultiplyWideningAndAdd(a, v & Nibble(), Avx.LoadVector256(x));
-        b = AvxVnni.MultiplyWideningAndAdd(b, Vector256.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & Nibble(), Avx.LoadVector256(x + 32));
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StepVnni2(byte* p, sbyte* x, ref Vector256<int> a, ref Vector256<int> b)
-    {
-        var v = Avx.LoadVector256(p).AsUInt16();
-        a = AvxVnni.MultiplyWideningAndAdd(a, v.AsByte() & Pair(), Avx.LoadVector256(x));
-        b = AvxVnni.MultiplyWideningAndAdd(b, Vector256.ShiftRightLogical(v, 2).AsByte() & Pair(), Avx.LoadVector256(x + 32));
-        a = AvxVnni.MultiplyWideningAndAdd(a, Vector256.ShiftRightLogical(v, 4).AsByte() & Pair(), Avx.LoadVector256(x + 64));
-        b = AvxVnni.MultiplyWideningAndAdd(b, Vector256.ShiftRightLogical(v, 6).AsByte() & Pair(), Avx.LoadVector256(x + 96));
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StepVnni3(byte* p, sbyte* x, ref Vector256<int> a, ref Vector256<int> b)
-    {
-        var (low, planes) = Split3(p);
-        var v = low.AsUInt16();
-        a = AvxVnni.MultiplyWideningAndAdd(a, (v.AsByte() & Pair()) | HighBits3(planes, 0), Avx.LoadVector256(x));
-        b = AvxVnni.MultiplyWideningAndAdd(b, (Vector256.ShiftRightLogical(v, 2).AsByte() & Pair()) | HighBits3(planes, 1), Avx.LoadVector256(x + 32));
-        a = AvxVnni.MultiplyWideningAndAdd(a, (Vector256.ShiftRightLogical(v, 4).AsByte() & Pair()) | HighBits3(planes, 2), Avx.LoadVector256(x + 64));
-        b = AvxVnni.MultiplyWideningAndAdd(b, (Vector256.ShiftRightLogical(v, 6).AsByte() & Pair()) | HighBits3(planes, 3), Avx.LoadVector256(x + 96));
-    }
-
-    // AVX2 without VNNI. 8-bit: codes and activations widened to int16, vpmaddwd. 2/3/4-bit: vpmaddubsw pairs (|·| ≤ 2·7·127
-    // or 2·15·127), summed in int16 within the step (≤ 4·1778 or 2·3810), then vpmaddwd by 1 into int32.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StepAvx28(byte* p, sbyte* x, ref Vector256<int> a, ref Vector256<int> b)
-    {
-        a += Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(p), Avx2.ConvertToVector256Int16(x))
-           + Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(p + 16), Avx2.ConvertToVector256Int16(x + 16));
-        b += Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(p + 32), Avx2.ConvertToVector256Int16(x + 32))
-           + Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(p + 48), Avx2.ConvertToVector256Int16(x + 48));
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StepAvx24(byte* p, sbyte* x, ref Vector256<int> a, ref Vector256<int> b)
-    {
-        var v = Avx.LoadVector256(p);
-        var s = Avx2.MultiplyAddAdjacent(v & Nibble(), Avx.LoadVector256(x))
-              + Avx2.MultiplyAddAdjacent(Vector256.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & Nibble(), Avx.LoadVector256(x + 32));
-        a += Avx2.MultiplyAddAdjacent(s, Vector256.Create((short)1));
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StepAvx22(byte* p, sbyte* x, ref Vector256<int> a, ref Vector256<int> b)
-    {
-        var v = Avx.LoadVector256(p).AsUInt16();
-        var s = Avx2.MultiplyAddAdjacent(v.AsByte() & Pair(), Avx.LoadVector256(x))
-              + Avx2.MultiplyAddAdjacent(Vector256.ShiftRightLogical(v, 2).AsByte() & Pair(), Avx.LoadVector256(x + 32))
-              + Avx2.MultiplyAddAdjacent(Vector256.ShiftRightLogical(v, 4).AsByte() & Pair(), Avx.LoadVector256(x + 64))
-              + Avx2.MultiplyAddAdjacent(Vector256.ShiftRightLogical(v, 6).AsByte() & Pair(), Avx.LoadVector256(x + 96));
-        a += Avx2.MultiplyAddAdjacent(s, Vector256.Create((short)1));
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StepAvx23(byte* p, sbyte* x, ref Vector256<int> a, ref Vector256<int> b)
-    {
-        var (low, planes) = Split3(p);
-        var v = low.AsUInt16();
-        var s = Avx2.MultiplyAddAdjacent((v.AsByte() & Pair()) | HighBits3(planes, 0), Avx.LoadVector256(x))
-              + Avx2.MultiplyAddAdjacent((Vector256.ShiftRightLogical(v, 2).AsByte() & Pair()) | HighBits3(planes, 1), Avx.LoadVector256(x + 32))
-              + Avx2.MultiplyAddAdjacent((Vector256.ShiftRightLogical(v, 4).AsByte() & Pair()) | HighBits3(planes, 2), Avx.LoadVector256(x + 64))
-              + Avx2.MultiplyAddAdjacent((Vector256.ShiftRightLogical(v, 6).AsByte() & Pair()) | HighBits3(planes, 3), Avx.LoadVector256(x + 96));
-        a += Avx2.MultiplyAddAdjacent(s, Vector256.Create((short)1));
-    }
-
-    // ---- portable Vector128 path: the same codes, 16 lanes at a time, int16 products widened into int32 ----
-
-    private static Vector128<int> Step128(int bits, byte* p, sbyte* x, Vector128<int> acc)
-    {
-        switch (bits)
-        {
-            case 8:
-                for (int i = 0; i < 64; i += 16) acc = Mac16(Vector128.Load(p + i), x + i, acc);
-                return acc;
-            case 4:
-            {
-                var m = Vector128.Create((byte)0x0F);
-                for (int h = 0; h < 2; h++)   // 256-bit lane halves: h = 0 is block 0's 16 bytes, h = 1 block 1's
-                {
-                    var v = Vector128.Load(p + 16 * h);
-                    acc = Mac16(v & m, x + 16 * h, acc);
-                    acc = Mac16(Vector128.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & m, x + 32 + 16 * h, acc);
-                }
-                return acc;
-            }
-            default:
-            {
-                var m = Vector128.Create((byte)3);
-                for (int h = 0; h < 2; h++)   // h = 0: blocks 0, 1; h = 1: blocks 2, 3
-                {
-                    byte* b = p + (bits == 2 ? 16 : 24) * h;
-                    var v = (bits == 2 ? Vector128.Load(b) : Vector128.Create(*(ulong*)b, *(ulong*)(b + 12)).AsByte()).AsUInt16();
-                    for (int k = 0; k < 4; k++)
-                    {
-                        var c = Vector128.ShiftRightLogical(v, 2 * k).AsByte() & m;
-                        if (bits == 3) c |= Vector128.Create(HighBit(b[8 + k]), HighBit(b[20 + k])).AsByte();
-                        acc = Mac16(c, x + 32 * k + 16 * h, acc);
-                    }
-                }
-                return acc;
-            }
-        }
-    }
-
-    /// <summary>8 bytes, byte j = 4 when bit j of h is set.</summary>
-    private static ulong HighBit(byte h) => PackedUnits.HighBitTable[h];
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<int> Mac16(Vector128<byte> c, sbyte* x, Vector128<int> acc)
-    {
-        var xv = Vector128.Load(x);
-        var pl = Vector128.WidenLower(c).AsInt16() * Vector128.WidenLower(xv);
-        var ph = Vector128.WidenUpper(c).AsInt16() * Vector128.WidenUpper(xv);
-        return acc + Vector128.WidenLower(pl) + Vector128.WidenUpper(pl) + Vector128.WidenLower(ph) + Vector128.WidenUpper(ph);
-    }
+/// <summary>One path's integer loop for one width: D of the 16 lanes of a tile over <c>chunks</c> chunks (32 columns each)
+/// starting at packed bytes p and activation codes x, written to d[16]; exact in int32 for chunks ≤ 2048.</summary>
+internal unsafe interface IInt8Dots
+{
+    static abstract void Dots(byte* p, sbyte* x, int chunks, int* d);
 }

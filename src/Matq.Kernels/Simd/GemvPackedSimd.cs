@@ -1,20 +1,20 @@
-// Contract: vectorized y = Ŵx over a PackedMatrix (fp32 activations), equal to GemvPackedReference within float
-// rounding (summation order differs). AVX2+FMA path (Vector256) where present, a portable Vector128 path otherwise;
-// rows are split into blocks of RowChunk rows run with Parallel.For. Block layouts: see Reference/PackedBlock32.
-// Per block of 32 codes, sub-vector k (codes 8k..8k+7) is one 8-byte unit zero-extended to 8 int32 lanes beside x[8k..8k+7].
+// Contract: vectorized y = Ŵx over a PackedMatrix (fp32 activations), equal to GemvPackedReference within float rounding
+// (summation order differs). Rows sit in the lanes of the packed tiles (Reference/PackedTile16): per group, each code
+// field is shifted down, masked and converted in its lane and multiplied by its broadcast activation into per-row sums
+// Σ S·x, folded as A ← fma(Scale, Σ S·x, A) and B ← fma(Bias, Σx, B), y = A + B. AVX2+FMA path (two 8-row halves per
+// tile) where present, a portable Vector128 path (four 4-row quarters) otherwise; tiles split by KernelThreads.
+using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using Matq.Kernels.Packed;
-using static Matq.Kernels.Simd.PackedUnits;
+using Matq.Kernels.Reference;
+using static Matq.Kernels.Simd.PackedFields;
 
 namespace Matq.Kernels.Simd;
 
 public static unsafe class GemvPackedSimd
 {
-    /// <summary>Rows per parallel work item.</summary>
-    public const int RowChunk = 32;
-
     /// <summary>True when the Vector256 AVX2+FMA path runs (else the Vector128 path).</summary>
     public static bool Avx2Path => Avx2.IsSupported && Fma.IsSupported;
 
@@ -22,147 +22,253 @@ public static unsafe class GemvPackedSimd
     /// <param name="maxThreads">−1 = all cores; 1 = the calling thread only.</param>
     public static void Gemv(PackedMatrix w, ReadOnlySpan<float> x, Span<float> y, bool forceVector128 = false, int maxThreads = -1)
     {
+        ArgumentNullException.ThrowIfNull(w);
         if (y.Length != w.Rows) throw new ArgumentException($"y must hold {w.Rows} values, got {y.Length}");
-        var xp = new float[w.BlocksPerRow * 32];
+        var xp = new float[w.PaddedCols];
         var gs = new float[w.GroupsPerRow];
         w.PrepareInput(x, xp, gs);
         bool avx = Avx2Path && !forceVector128;
-        int chunks = (w.Rows + RowChunk - 1) / RowChunk;
         fixed (float* yp0 = y)
-        fixed (float* xp0 = xp, gs0 = gs)
         {
-            nint yp = (nint)yp0, xpp = (nint)xp0, gsp = (nint)gs0;
-            if (chunks == 1 || maxThreads == 1 || (long)w.Rows * w.Cols < 1 << 16)
-                RunRows(w, (float*)xpp, (float*)gsp, (float*)yp, 0, w.Rows, avx);
-            else
-                Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = maxThreads }, c =>
-                    RunRows(w, (float*)xpp, (float*)gsp, (float*)yp, c * RowChunk, Math.Min(w.Rows, (c + 1) * RowChunk), avx));
+            nint yp = (nint)yp0;
+            KernelThreads.For(w.RowTiles, maxThreads, (long)PackedMatrix.TileRows * w.PaddedCols,
+                (t0, t1) => RunTiles(w, xp, gs, (float*)yp, t0, t1, avx));
         }
     }
 
-    private static void RunRows(PackedMatrix w, float* xp, float* gs, float* y, int r0, int r1, bool avx)
+    private static void RunTiles(PackedMatrix w, float[] xp, float[] gs, float* y, int t0, int t1, bool avx)
     {
         switch (w.Bits, avx)
         {
-            case (8, true): Rows256<Unit8>(w, xp, gs, y, r0, r1); break;
-            case (4, true): Rows256<Unit4>(w, xp, gs, y, r0, r1); break;
-            case (3, true): Rows256<Unit3>(w, xp, gs, y, r0, r1); break;
-            case (2, true): Rows256<Unit2>(w, xp, gs, y, r0, r1); break;
-            case (8, false): Rows128<Unit8>(w, xp, gs, y, r0, r1); break;
-            case (4, false): Rows128<Unit4>(w, xp, gs, y, r0, r1); break;
-            case (3, false): Rows128<Unit3>(w, xp, gs, y, r0, r1); break;
-            case (2, false): Rows128<Unit2>(w, xp, gs, y, r0, r1); break;
+            case (8, true): Tiles256<Width8>(w, xp, gs, y, t0, t1); break;
+            case (4, true): Tiles256<Width4>(w, xp, gs, y, t0, t1); break;
+            case (3, true): Tiles256<Width3>(w, xp, gs, y, t0, t1); break;
+            case (2, true): Tiles256<Width2>(w, xp, gs, y, t0, t1); break;
+            case (8, false): Tiles128<Width8>(w, xp, gs, y, t0, t1); break;
+            case (4, false): Tiles128<Width4>(w, xp, gs, y, t0, t1); break;
+            case (3, false): Tiles128<Width3>(w, xp, gs, y, t0, t1); break;
+            case (2, false): Tiles128<Width2>(w, xp, gs, y, t0, t1); break;
             default: throw new MatqException($"bits = {w.Bits} has no packed GEMV kernel: supported widths are 2, 3, 4 and 8.");
         }
     }
 
-    // Two rows per pass (the x loads feed both) with four FMA chains per row, so the decode, not FMA latency, sets the
-    // pace; an odd last row runs alone.
-    private static void Rows256<TUnit>(PackedMatrix w, float* xp, float* gs, float* y, int r0, int r1) where TUnit : struct, IUnits
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Tiles256<TW>(PackedMatrix w, float[] xpa, float[] gsa, float* y, int t0, int t1) where TW : struct, IWidth
     {
-        int bpr = w.BlocksPerRow, bpg = w.BlocksPerGroup, groups = w.GroupsPerRow, bb = w.BlockBytes;
-        long rowBytes = (long)bpr * bb;
+        int gpr = w.GroupsPerRow, cpg = w.ChunksPerGroup, cpr = w.ChunksPerRow, cb = w.ChunkBytes, bits = TW.Bits;
+        var outv = stackalloc float[16];
         fixed (byte* data = w.Data)
-        fixed (float* sc = w.Scales, bi = w.Biases)
-        {
-            int o = r0;
-            for (; o + 2 <= r1; o += 2)
+        fixed (float* xp = xpa, gs = gsa, sc = w.Scales, bi = w.Biases)
+            for (int t = t0; t < t1; t++)
             {
-                byte* ra = data + o * rowBytes, rb = ra + rowBytes;
-                float* sa = sc + (long)o * groups, sb = sa + groups, ba = bi + (long)o * groups, bbias = ba + groups;
-                Vector256<float> accA = Vector256<float>.Zero, accB = Vector256<float>.Zero;
-                float biasA = 0, biasB = 0;
-                for (int g = 0; g < groups; g++)
+                byte* tile = data + t * w.TileBytes;
+                float* st = sc + (long)t * gpr * 16, bt = bi + (long)t * gpr * 16;
+                Vector256<float> A0 = default, A1 = default, B0 = default, B1 = default;
+                for (int g = 0; g < gpr; g++)
                 {
-                    int b0 = g * bpg, b1 = Math.Min(b0 + bpg, bpr);
                     Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, c0 = default, c1 = default, c2 = default, c3 = default;
-                    for (int b = b0; b < b1; b++)
+                    int ch1 = Math.Min(cpr, (g + 1) * cpg);
+                    for (int ch = g * cpg; ch < ch1; ch++)
                     {
-                        byte* pa = ra + (long)b * bb, pb = rb + (long)b * bb;
-                        float* xb = xp + b * 32;
-                        var x0 = Avx.LoadVector256(xb);
-                        var x1 = Avx.LoadVector256(xb + 8);
-                        var x2 = Avx.LoadVector256(xb + 16);
-                        var x3 = Avx.LoadVector256(xb + 24);
-                        TUnit.Units(pa, out var u0, out var u1, out var u2, out var u3);
-                        a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(TUnit.Widen256(u0, pa, 0)), x0, a0);
-                        a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(TUnit.Widen256(u1, pa, 1)), x1, a1);
-                        a2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(TUnit.Widen256(u2, pa, 2)), x2, a2);
-                        a3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(TUnit.Widen256(u3, pa, 3)), x3, a3);
-                        TUnit.Units(pb, out u0, out u1, out u2, out u3);
-                        c0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(TUnit.Widen256(u0, pb, 0)), x0, c0);
-                        c1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(TUnit.Widen256(u1, pb, 1)), x1, c1);
-                        c2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(TUnit.Widen256(u2, pb, 2)), x2, c2);
-                        c3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(TUnit.Widen256(u3, pb, 3)), x3, c3);
+                        byte* p = tile + (long)ch * cb;
+                        float* xc = xp + 32 * ch;
+                        TW.Chunk(p, xc, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
                     }
-                    accA = Fma.MultiplyAdd(Vector256.Create(sa[g]), (a0 + a1) + (a2 + a3), accA);
-                    accB = Fma.MultiplyAdd(Vector256.Create(sb[g]), (c0 + c1) + (c2 + c3), accB);
-                    biasA += ba[g] * gs[g];
-                    biasB += bbias[g] * gs[g];
+                    float* s = st + 16 * g, b = bt + 16 * g;
+                    var xs = Vector256.Create(gs[g]);
+                    A0 = Fma.MultiplyAdd(Avx.LoadVector256(s), (a0 + a1) + (a2 + a3), A0);
+                    A1 = Fma.MultiplyAdd(Avx.LoadVector256(s + 8), (c0 + c1) + (c2 + c3), A1);
+                    B0 = Fma.MultiplyAdd(Avx.LoadVector256(b), xs, B0);
+                    B1 = Fma.MultiplyAdd(Avx.LoadVector256(b + 8), xs, B1);
                 }
-                y[o] = Vector256.Sum(accA) + biasA;
-                y[o + 1] = Vector256.Sum(accB) + biasB;
+                (A0 + B0).Store(outv);
+                (A1 + B1).Store(outv + 8);
+                int n = Math.Min(16, w.Rows - t * 16);
+                for (int r = 0; r < n; r++) y[t * 16 + r] = outv[r];
             }
-            if (o < r1)
-            {
-                byte* row = data + o * rowBytes;
-                float* srow = sc + (long)o * groups, brow = bi + (long)o * groups;
-                var acc = Vector256<float>.Zero;
-                float bias = 0;
-                for (int g = 0; g < groups; g++)
-                {
-                    int b0 = g * bpg, b1 = Math.Min(b0 + bpg, bpr);
-                    Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-                    for (int b = b0; b < b1; b++)
-                    {
-                        byte* p = row + (long)b * bb;
-                        float* xb = xp + b * 32;
-                        TUnit.Units(p, out var u0, out var u1, out var u2, out var u3);
-                        a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(TUnit.Widen256(u0, p, 0)), Avx.LoadVector256(xb), a0);
-                        a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(TUnit.Widen256(u1, p, 1)), Avx.LoadVector256(xb + 8), a1);
-                        a2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(TUnit.Widen256(u2, p, 2)), Avx.LoadVector256(xb + 16), a2);
-                        a3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(TUnit.Widen256(u3, p, 3)), Avx.LoadVector256(xb + 24), a3);
-                    }
-                    acc = Fma.MultiplyAdd(Vector256.Create(srow[g]), (a0 + a1) + (a2 + a3), acc);
-                    bias += brow[g] * gs[g];
-                }
-                y[o] = Vector256.Sum(acc) + bias;
-            }
-        }
     }
 
-    private static void Rows128<TUnit>(PackedMatrix w, float* xp, float* gs, float* y, int r0, int r1) where TUnit : struct, IUnits
+    private static void Tiles128<TW>(PackedMatrix w, float[] xpa, float[] gsa, float* y, int t0, int t1) where TW : struct, IWidth
     {
-        int bpr = w.BlocksPerRow, bpg = w.BlocksPerGroup, groups = w.GroupsPerRow, bb = w.BlockBytes;
+        int gpr = w.GroupsPerRow, cpg = w.ChunksPerGroup, cpr = w.ChunksPerRow, cb = w.ChunkBytes, bits = TW.Bits;
+        var outv = stackalloc float[16];
+        var sums = stackalloc Vector128<float>[4];
         fixed (byte* data = w.Data)
-        fixed (float* sc = w.Scales, bi = w.Biases)
-        {
-            for (int o = r0; o < r1; o++)
+        fixed (float* xp = xpa, gs = gsa, sc = w.Scales, bi = w.Biases)
+            for (int t = t0; t < t1; t++)
             {
-                byte* row = data + (long)o * bpr * bb;
-                var acc = Vector128<float>.Zero;
-                float bias = 0;
-                for (int g = 0; g < groups; g++)
+                byte* tile = data + t * w.TileBytes;
+                float* st = sc + (long)t * gpr * 16, bt = bi + (long)t * gpr * 16;
+                for (int k = 0; k < 4; k++) Vector128<float>.Zero.Store(outv + 4 * k);
+                for (int g = 0; g < gpr; g++)
                 {
-                    int b0 = g * bpg, b1 = Math.Min(b0 + bpg, bpr);
-                    var ga = Vector128<float>.Zero;
-                    for (int b = b0; b < b1; b++)
+                    for (int k = 0; k < 4; k++) sums[k] = default;
+                    int ch1 = Math.Min(cpr, (g + 1) * cpg);
+                    for (int ch = g * cpg; ch < ch1; ch++)
                     {
-                        byte* p = row + (long)b * bb;
-                        float* xb = xp + b * 32;
-                        TUnit.Units(p, out var u0, out var u1, out var u2, out var u3);
-                        ga += Dot8(TUnit.Widen128(u0, p, 0), xb) + Dot8(TUnit.Widen128(u1, p, 1), xb + 8)
-                            + Dot8(TUnit.Widen128(u2, p, 2), xb + 16) + Dot8(TUnit.Widen128(u3, p, 3), xb + 24);
+                        byte* p = tile + (long)ch * cb;
+                        for (int i = 0; i < 32; i++)
+                        {
+                            var xv = Vector128.Create(xp[32 * ch + i]);
+                            for (int k = 0; k < 4; k++) sums[k] += Vector128.ConvertToSingle(Code128(p, bits, i, k)) * xv;
+                        }
                     }
-                    acc += ga * Vector128.Create(w.Scales[o * groups + g]);
-                    bias += w.Biases[o * groups + g] * gs[g];
+                    var xs = Vector128.Create(gs[g]);
+                    for (int k = 0; k < 4; k++)
+                        (Vector128.Load(outv + 4 * k) + Vector128.Load(st + 16 * g + 4 * k) * sums[k] + Vector128.Load(bt + 16 * g + 4 * k) * xs).Store(outv + 4 * k);
                 }
-                y[o] = Vector128.Sum(acc) + bias;
+                int n = Math.Min(16, w.Rows - t * 16);
+                for (int r = 0; r < n; r++) y[t * 16 + r] = outv[r];
             }
-        }
     }
+
+    /// <summary>A width: its bits and its fp32 chunk loop (rows 0..7 into a*, rows 8..15 into c*, 4 chains each).</summary>
+    internal interface IWidth
+    {
+        static abstract int Bits { get; }
+        static abstract void Chunk(byte* p, float* x, ref Vector256<float> a0, ref Vector256<float> a1, ref Vector256<float> a2, ref Vector256<float> a3,
+            ref Vector256<float> c0, ref Vector256<float> c1, ref Vector256<float> c2, ref Vector256<float> c3);
+    }
+
+    // field (v >> shift) & mask of every lane, converted, times the broadcast activation, into acc
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Mac(Vector256<uint> v, [ConstantExpected] byte shift, uint mask, float x, Vector256<float> acc) =>
+        Fma.MultiplyAdd(Avx.ConvertToVector256Single((Avx2.ShiftRightLogical(v, shift) & Vector256.Create(mask)).AsInt32()), Vector256.Create(x), acc);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector128<float> Dot8((Vector128<uint> Lo, Vector128<uint> Hi) c, float* x) =>
-        Vector128.ConvertToSingle(c.Lo) * Vector128.Load(x) + Vector128.ConvertToSingle(c.Hi) * Vector128.Load(x + 4);
+    private static Vector256<uint> L(byte* p) => Avx.LoadVector256((uint*)p);
+
+    internal struct Width8 : IWidth
+    {
+        public static int Bits => 8;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Chunk(byte* p, float* x, ref Vector256<float> a0, ref Vector256<float> a1, ref Vector256<float> a2, ref Vector256<float> a3,
+            ref Vector256<float> c0, ref Vector256<float> c1, ref Vector256<float> c2, ref Vector256<float> c3)
+        {
+            for (int s = 0; s < 8; s++, p += 64, x += 4)
+            {
+                var v = L(p);
+                var u = L(p + 32);
+                a0 = Mac(v, 0, 0xFF, x[0], a0); c0 = Mac(u, 0, 0xFF, x[0], c0);
+                a1 = Mac(v, 8, 0xFF, x[1], a1); c1 = Mac(u, 8, 0xFF, x[1], c1);
+                a2 = Mac(v, 16, 0xFF, x[2], a2); c2 = Mac(u, 16, 0xFF, x[2], c2);
+                a3 = Mac(v, 24, 0xFF, x[3], a3); c3 = Mac(u, 24, 0xFF, x[3], c3);
+            }
+        }
+    }
+
+    internal struct Width4 : IWidth
+    {
+        public static int Bits => 4;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Chunk(byte* p, float* x, ref Vector256<float> a0, ref Vector256<float> a1, ref Vector256<float> a2, ref Vector256<float> a3,
+            ref Vector256<float> c0, ref Vector256<float> c1, ref Vector256<float> c2, ref Vector256<float> c3)
+        {
+            for (int s = 0; s < 4; s++, p += 64, x += 8)
+            {
+                var v = L(p);
+                var u = L(p + 32);
+                a0 = Mac(v, 0, 0xF, x[0], a0); c0 = Mac(u, 0, 0xF, x[0], c0);
+                a1 = Mac(v, 8, 0xF, x[1], a1); c1 = Mac(u, 8, 0xF, x[1], c1);
+                a2 = Mac(v, 16, 0xF, x[2], a2); c2 = Mac(u, 16, 0xF, x[2], c2);
+                a3 = Mac(v, 24, 0xF, x[3], a3); c3 = Mac(u, 24, 0xF, x[3], c3);
+                a0 = Mac(v, 4, 0xF, x[4], a0); c0 = Mac(u, 4, 0xF, x[4], c0);
+                a1 = Mac(v, 12, 0xF, x[5], a1); c1 = Mac(u, 12, 0xF, x[5], c1);
+                a2 = Mac(v, 20, 0xF, x[6], a2); c2 = Mac(u, 20, 0xF, x[6], c2);
+                a3 = Mac(v, 28, 0xF, x[7], a3); c3 = Mac(u, 28, 0xF, x[7], c3);
+            }
+        }
+    }
+
+    internal struct Width2 : IWidth
+    {
+        public static int Bits => 2;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Chunk(byte* p, float* x, ref Vector256<float> a0, ref Vector256<float> a1, ref Vector256<float> a2, ref Vector256<float> a3,
+            ref Vector256<float> c0, ref Vector256<float> c1, ref Vector256<float> c2, ref Vector256<float> c3)
+        {
+            for (int s = 0; s < 2; s++, p += 64, x += 16)
+            {
+                var v = L(p);
+                var u = L(p + 32);
+                Pair(v, u, x, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
+            }
+        }
+    }
+
+    // the four codes of bit pair p (columns 4p..4p+3 of x) of one 2-bit sub-step
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Pair(Vector256<uint> v, Vector256<uint> u, float* x, ref Vector256<float> a0, ref Vector256<float> a1, ref Vector256<float> a2,
+        ref Vector256<float> a3, ref Vector256<float> c0, ref Vector256<float> c1, ref Vector256<float> c2, ref Vector256<float> c3)
+    {
+        a0 = Mac(v, 0, 3, x[0], a0); c0 = Mac(u, 0, 3, x[0], c0);
+        a1 = Mac(v, 8, 3, x[1], a1); c1 = Mac(u, 8, 3, x[1], c1);
+        a2 = Mac(v, 16, 3, x[2], a2); c2 = Mac(u, 16, 3, x[2], c2);
+        a3 = Mac(v, 24, 3, x[3], a3); c3 = Mac(u, 24, 3, x[3], c3);
+        a0 = Mac(v, 2, 3, x[4], a0); c0 = Mac(u, 2, 3, x[4], c0);
+        a1 = Mac(v, 10, 3, x[5], a1); c1 = Mac(u, 10, 3, x[5], c1);
+        a2 = Mac(v, 18, 3, x[6], a2); c2 = Mac(u, 18, 3, x[6], c2);
+        a3 = Mac(v, 26, 3, x[7], a3); c3 = Mac(u, 26, 3, x[7], c3);
+        a0 = Mac(v, 4, 3, x[8], a0); c0 = Mac(u, 4, 3, x[8], c0);
+        a1 = Mac(v, 12, 3, x[9], a1); c1 = Mac(u, 12, 3, x[9], c1);
+        a2 = Mac(v, 20, 3, x[10], a2); c2 = Mac(u, 20, 3, x[10], c2);
+        a3 = Mac(v, 28, 3, x[11], a3); c3 = Mac(u, 28, 3, x[11], c3);
+        a0 = Mac(v, 6, 3, x[12], a0); c0 = Mac(u, 6, 3, x[12], c0);
+        a1 = Mac(v, 14, 3, x[13], a1); c1 = Mac(u, 14, 3, x[13], c1);
+        a2 = Mac(v, 22, 3, x[14], a2); c2 = Mac(u, 22, 3, x[14], c2);
+        a3 = Mac(v, 30, 3, x[15], a3); c3 = Mac(u, 30, 3, x[15], c3);
+    }
+
+    internal struct Width3 : IWidth
+    {
+        public static int Bits => 3;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Chunk(byte* p, float* x, ref Vector256<float> a0, ref Vector256<float> a1, ref Vector256<float> a2, ref Vector256<float> a3,
+            ref Vector256<float> c0, ref Vector256<float> c1, ref Vector256<float> c2, ref Vector256<float> c3)
+        {
+            // a code from its pair and its spare bit, merged in the integer lane before the conversion (PackedTile16.Code3):
+            // quad q = 4s + p, pair shift 2p, spare bit J = 2, 4, 6, 5, 3, 0, 7, 1; pair 3 holds the top two bits
+            var h0 = L(p + 128);
+            var h1 = L(p + 160);
+            var v = L(p);
+            var u = L(p + 32);
+            Quad(v, u, h0, h1, 0, 2, false, x, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
+            Quad(v, u, h0, h1, 2, 4, false, x + 4, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
+            Quad(v, u, h0, h1, 4, 6, false, x + 8, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
+            Quad(v, u, h0, h1, 6, 5, true, x + 12, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
+            v = L(p + 64);
+            u = L(p + 96);
+            Quad(v, u, h0, h1, 0, 3, false, x + 16, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
+            Quad(v, u, h0, h1, 2, 0, false, x + 20, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
+            Quad(v, u, h0, h1, 4, 7, false, x + 24, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
+            Quad(v, u, h0, h1, 6, 1, true, x + 28, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void Quad(Vector256<uint> v, Vector256<uint> u, Vector256<uint> h0, Vector256<uint> h1, int sh, int j, bool top, float* x,
+            ref Vector256<float> a0, ref Vector256<float> a1, ref Vector256<float> a2, ref Vector256<float> a3,
+            ref Vector256<float> c0, ref Vector256<float> c1, ref Vector256<float> c2, ref Vector256<float> c3)
+        {
+            // the spare bit j of each byte to bit 2 (low pair + bit·4) or, for a top pair, to bit 0 (pair·2 + bit)
+            int to = top ? 0 : 2;
+            var g0 = j >= to ? Vector256.ShiftRightLogical(h0, j - to) : Vector256.ShiftLeft(h0, to - j);
+            var g1 = j >= to ? Vector256.ShiftRightLogical(h1, j - to) : Vector256.ShiftLeft(h1, to - j);
+            v = Vector256.ShiftRightLogical(v, sh);
+            u = Vector256.ShiftRightLogical(u, sh);
+            if (top) { v <<= 1; u <<= 1; }
+            uint pm = top ? 6u : 3u, bm = top ? 1u : 4u;
+            a0 = Mac3(v, g0, 0, pm, bm, x[0], a0); c0 = Mac3(u, g1, 0, pm, bm, x[0], c0);
+            a1 = Mac3(v, g0, 8, pm, bm, x[1], a1); c1 = Mac3(u, g1, 8, pm, bm, x[1], c1);
+            a2 = Mac3(v, g0, 16, pm, bm, x[2], a2); c2 = Mac3(u, g1, 16, pm, bm, x[2], c2);
+            a3 = Mac3(v, g0, 24, pm, bm, x[3], a3); c3 = Mac3(u, g1, 24, pm, bm, x[3], c3);
+        }
+
+        // ((l >> b) & pm) | ((g >> b) & bm), converted, times x, into acc
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static Vector256<float> Mac3(Vector256<uint> l, Vector256<uint> g, int b, uint pm, uint bm, float x, Vector256<float> acc)
+        {
+            var c = (Vector256.ShiftRightLogical(l, b) & Vector256.Create(pm)) | (Vector256.ShiftRightLogical(g, b) & Vector256.Create(bm));
+            return Fma.MultiplyAdd(Avx.ConvertToVector256Single(c.AsInt32()), Vector256.Create(x), acc);
+        }
+    }
 }

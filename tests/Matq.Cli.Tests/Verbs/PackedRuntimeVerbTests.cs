@@ -58,6 +58,33 @@ public sealed class PackedRuntimeVerbTests : IClassFixture<PackedRuntimeVerbTest
     }
 
     [Fact]
+    public void Bench_generate_times_each_head_width_of_a_list_against_its_own_int8_row()
+    {
+        var run = CliRunner.Run("bench", "generate", "--model", _a.Path, "--bits", "8,2", "--threads", "1", "--head-bits", "8,4",
+            "--activations", "int8", "--prompt-tokens", "20", "--decode-tokens", "4", "--repeats", "1");
+        Assert.True(run.ExitCode == 0, run.Output);
+        foreach (var b in new[] { 8, 2 })
+            foreach (var head in new[] { "int8", "int4" })
+                Assert.Matches($@"│ {b}\s+│ int8\s+│ [\d.]+ (KiB|MiB)\s+│ [\d.]+ (KiB|MiB) \({head}\)", run.Output);
+        Assert.Equal(2, System.Text.RegularExpressions.Regex.Matches(run.Output, @"│ 8\s+│.*│ 1\.00\s+│ 1\.00\s+│ 1\.00\s+│").Count);
+    }
+
+    [Fact]
+    public void Bench_kernels_times_every_integer_path_with_bandwidth_ratios()
+    {
+        var run = CliRunner.Run("bench", "kernels", "--shapes", "48x100", "--bits", "3,2", "--group", "32", "--seconds", "0.01",
+            "--threads", "1", "--no-torch", "--paths", "all");
+        Assert.True(run.ExitCode == 0, run.Output);
+        foreach (var path in Matq.Kernels.Simd.GemvInt8Simd.Paths.Where(Matq.Kernels.Simd.GemvInt8Simd.IsSupported))
+            foreach (var b in new[] { 3, 2 })
+                Assert.Matches($@"│ 48x100\s+│ int{b} packed, int8 x \({path}\)\s+│ [\d.]+ KiB\s+│ (no|yes|\?)\s+│ \d+\s+│ [\d.]+\s+│ \d+%", run.Output);
+        Assert.Contains("memory bandwidth: copy", run.Output);
+        run = CliRunner.Run("bench", "kernels", "--shapes", "48x100", "--paths", "sse9");
+        Assert.Equal(1, run.ExitCode);
+        Assert.Contains("--paths 'sse9' is not a kernel path", run.Output);
+    }
+
+    [Fact]
     public void Bad_input_is_one_line_and_exit_code_1()
     {
         var longPrompt = new string('a', 300);   // byte tokenizer: 300 tokens > context 256

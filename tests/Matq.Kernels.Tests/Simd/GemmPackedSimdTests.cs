@@ -105,7 +105,7 @@ public sealed class GemmPackedSimdTests
         var w = PackedMatrix.FromFloat(wf, rows, cols, 8, 32);
         var dense = GemvPackedReference.Dequantize(w);
         for (int i = 0; i < wf.Length; i++)
-            Assert.True(Math.Abs(dense[i] - wf[i]) <= 0.5 * w.Scales[(i / cols) * 3 + (i % cols) / 32] + 1e-6, $"element {i}");
+            Assert.True(Math.Abs(dense[i] - wf[i]) <= 0.5 * w.Scale(i / cols, (i % cols) / 32) + 1e-6, $"element {i}");
     }
 
     [Fact]

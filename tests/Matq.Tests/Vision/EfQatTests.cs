@@ -13,6 +13,9 @@ namespace Matq.Tests.Vision;
 public class EfQatTests
 {
     [Theory]
+    [InlineData(ConvWeightGradMethod.Inject, 1, 1, 3)]
+    [InlineData(ConvWeightGradMethod.Inject, 2, 1, 3)]
+    [InlineData(ConvWeightGradMethod.Inject, 2, 0, 1)]
     [InlineData(ConvWeightGradMethod.Split, 1, 1, 3)]
     [InlineData(ConvWeightGradMethod.Split, 2, 1, 3)]
     [InlineData(ConvWeightGradMethod.Split, 2, 0, 1)]
@@ -43,6 +46,7 @@ public class EfQatTests
             Tensor xp = x.clone().requires_grad_(true), wp = w.clone().requires_grad_(true);
             Tensor yp = PartialWeightGrad.Conv2d(xp, wp, stride, pad, tensor(rows));
             Assert.True(yp.allclose(yr, 1e-5, 1e-5));
+            if (method == ConvWeightGradMethod.Inject) Assert.True(yp.eq(yr).all().item<bool>(), "inject's forward is bit-identical to the plain conv");
             yp.mul(up).sum().backward();
             Assert.True(xp.grad!.allclose(xr.grad!, 1e-4, 1e-4));
             Tensor sel = tensor(rows);
@@ -68,6 +72,7 @@ public class EfQatTests
     [Theory]
     [InlineData(ConvWeightGradMethod.Split)]
     [InlineData(ConvWeightGradMethod.Unfold)]
+    [InlineData(ConvWeightGradMethod.Inject)]
     public void LinearPartialGradientMatchesAutogradOnSelectedRows(ConvWeightGradMethod method)
     {
         using var scope = NewDisposeScope();

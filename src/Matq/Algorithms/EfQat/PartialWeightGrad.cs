@@ -1,9 +1,12 @@
 // Contract: conv2d / linear whose backward computes grad_input in full but grad_weight only for the selected output
 // channels (rows), leaving the other rows' gradient zero; an empty selection computes no weight gradient at all.
-// This is where EfQAT's saving is real compute, not a mask applied afterwards. Three exact implementations:
-// Split (default) runs the native op twice, on the selected rows and on the detached frozen rows, and interleaves the
-// outputs, so the device's own weight-gradient kernel (cuDNN/oneDNN) runs for the selected rows only; Unfold and Conv
-// are custom autograd functions that compute the selected rows' weight gradient by im2col+bmm or by a swapped conv.
+// This is where EfQAT's saving is real compute, not a mask applied afterwards. Exact implementations:
+// Inject (default) runs the native op once on the detached weight (the device's own data-gradient kernel, no weight
+// gradient) and adds a zero-valued S-row term op(x.detach(), w[rows]) − itself.detach() to the selected outputs, whose
+// native backward is the device's weight-gradient kernel for S rows only (at the price of an S-row forward);
+// Split runs the native op twice, on the selected rows and on the detached frozen rows, and interleaves the outputs;
+// Unfold and Conv are custom autograd functions that compute the selected rows' weight gradient by im2col+bmm or by a
+// swapped conv; Regrad re-runs an S-row op inside a custom backward.
 using Matq.Quantization;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -23,31 +26,51 @@ public enum ConvWeightGradMethod
     /// <summary>The device's own weight-gradient kernel on the selected rows: inside the backward, autograd of a conv2d
     /// of x with an [S, Cin, k, k] stand-in weight (∂y/∂w does not depend on w), at the cost of that S-channel forward.</summary>
     Regrad,
+    /// <summary>One native op on the detached weight (full data gradient, no weight gradient) plus a zero-valued
+    /// S-row term op(x.detach(), w[rows]) − op(…).detach() index-added into the selected outputs: its native backward
+    /// computes the weight gradient of the S rows only. Forward values are bit-identical to the plain op.</summary>
+    Inject,
 }
 
 /// <summary>Partial-weight-gradient conv2d and linear.</summary>
 public static class PartialWeightGrad
 {
-    /// <summary>Method used by <see cref="Conv2d"/>.</summary>
-    public static ConvWeightGradMethod ConvMethod { get; set; } = ConvWeightGradMethod.Split;
+    // Per thread (forward passes read them on the calling thread), so concurrent callers (tests, benchmarks) choosing
+    // methods do not race; a thread that never set one gets the default.
+    [ThreadStatic] private static ConvWeightGradMethod? _convMethod;
+    [ThreadStatic] private static ConvWeightGradMethod? _linearMethod;
 
-    /// <summary>Method used by <see cref="Linear"/>: Split, or else (default) the custom function that gathers the
-    /// selected columns of the output gradient and multiplies them with the input (one GEMM of S rows).</summary>
-    public static ConvWeightGradMethod LinearMethod { get; set; } = ConvWeightGradMethod.Unfold;
+    /// <summary>Default of <see cref="ConvMethod"/>.</summary>
+    public const ConvWeightGradMethod DefaultConvMethod = ConvWeightGradMethod.Inject;
+    /// <summary>Default of <see cref="LinearMethod"/>.</summary>
+    public const ConvWeightGradMethod DefaultLinearMethod = ConvWeightGradMethod.Inject;
+
+    /// <summary>Method used by <see cref="Conv2d"/> on this thread.</summary>
+    public static ConvWeightGradMethod ConvMethod { get => _convMethod ?? DefaultConvMethod; set => _convMethod = value; }
+
+    /// <summary>Method used by <see cref="Linear"/> and by NestedQuantLinear on this thread: Split, Inject, or else the
+    /// custom function that gathers the selected columns of the output gradient and multiplies them with the input
+    /// (one GEMM of S rows; NestedQuantLinear knows Inject and this one).</summary>
+    public static ConvWeightGradMethod LinearMethod { get => _linearMethod ?? DefaultLinearMethod; set => _linearMethod = value; }
 
     /// <summary>y = conv2d(x, w) (x [N, Cin, H, W], w [Cout, Cin, k, k] → [N, Cout, Ho, Wo], no bias, square stride and
     /// padding); rows = selected output channels (int64 [S]), null = all rows (full gradient); frozen = the other rows
     /// (computed when null).</summary>
     public static Tensor Conv2d(Tensor x, Tensor w, long stride, long padding, Tensor? rows, Tensor? frozen = null)
     {
-        if (ConvMethod != ConvWeightGradMethod.Split) return ConvFunction.apply(x, w, stride, padding, rows!, ConvMethod);
-        Tensor Op(Tensor wt) => nn.functional.conv2d(x, wt, strides: new[] { stride, stride }, padding: new[] { padding, padding });
-        return SplitRows(Op, w, rows, frozen, dim: 1);
+        Tensor Op(Tensor xt, Tensor wt) => nn.functional.conv2d(xt, wt, strides: new[] { stride, stride }, padding: new[] { padding, padding });
+        return ConvMethod switch
+        {
+            ConvWeightGradMethod.Split => SplitRows(wt => Op(x, wt), w, rows, frozen, dim: 1),
+            ConvWeightGradMethod.Inject => InjectRows(Op, x, w, rows, dim: 1),
+            _ => ConvFunction.apply(x, w, stride, padding, rows!, ConvMethod),
+        };
     }
 
     /// <summary>y = x·wᵀ (x [..., in], w [out, in] → [..., out]); rows as in <see cref="Conv2d"/>.</summary>
     public static Tensor Linear(Tensor x, Tensor w, Tensor? rows, Tensor? frozen = null) =>
         LinearMethod == ConvWeightGradMethod.Split ? SplitLinear(x, w, rows, frozen)
+        : LinearMethod == ConvWeightGradMethod.Inject ? InjectRows((xt, wt) => nn.functional.linear(xt, wt), x, w, rows, dim: x.dim() - 1)
         : rows is null || rows.numel() == w.shape[0] ? nn.functional.linear(x, w)
         : rows.numel() == 0 ? nn.functional.linear(x, w.detach())
         : LinearFunction.apply(x, w, rows);
@@ -61,6 +84,16 @@ public static class PartialWeightGrad
     /// ∂L/∂wSel = g[:, rows]ᵀ·x (one GEMM of S rows) — nothing of size [out, in] is formed on the gradient side, so
     /// whatever produced wSel (e.g. a fake quantizer) also back-propagates through S rows only.</summary>
     public static Tensor LinearRows(Tensor x, Tensor wFull, Tensor wSel, Tensor rows) => LinearRowsFunction.apply(x, wFull, wSel, rows);
+
+    /// <summary>y = x·wFullᵀ where only <paramref name="wSel"/> = wFull[rows] (differentiable, [S, in]) gets a weight
+    /// gradient, by the Inject method: native linear on the detached full weight plus the zero-valued S-row term.</summary>
+    public static Tensor InjectLinearRows(Tensor x, Tensor wFull, Tensor wSel, Tensor rows)
+    {
+        using var scope = NewDisposeScope();
+        Tensor y = nn.functional.linear(x, wFull.detach());
+        Tensor c = nn.functional.linear(x.detach(), wSel);
+        return y.index_add_(x.dim() - 1, rows, c.sub(c.detach()), 1).MoveToOuterDisposeScope();
+    }
 
     /// <summary>The rows of [0, n) not in <paramref name="rows"/> (sorted, int64, on rows' device).</summary>
     public static Tensor Complement(Tensor rows, long n)
@@ -84,7 +117,21 @@ public static class PartialWeightGrad
         Tensor yFrz = op(w.detach().index_select(0, frozen));
         var shape = (long[])ySel.shape.Clone();
         shape[dim] = w.shape[0];
-        return zeros(shape, ySel.dtype, ySel.device).index_copy(dim, rows, ySel).index_copy(dim, frozen, yFrz).MoveToOuterDisposeScope();
+        // rows ∪ frozen covers every index, so the uninitialized output is fully written (index_copy_ is differentiable)
+        return empty(shape, ySel.dtype, ySel.device).index_copy_(dim, rows, ySel).index_copy_(dim, frozen, yFrz).MoveToOuterDisposeScope();
+    }
+
+    // op(x, w) with output rows along `dim`: the full op runs on w.detach() (its backward gives ∂L/∂x only); the S-row
+    // term c − c.detach() is exactly 0 for finite c, so the values are those of op(x, w), and its backward (x detached)
+    // is the native weight gradient of w[rows] alone, reached through index_select's backward.
+    private static Tensor InjectRows(Func<Tensor, Tensor, Tensor> op, Tensor x, Tensor w, Tensor? rows, long dim)
+    {
+        if (rows is null || rows.numel() == w.shape[0]) return op(x, w);
+        if (rows.numel() == 0) return op(x, w.detach());
+        using var scope = NewDisposeScope();
+        Tensor y = op(x, w.detach());
+        Tensor c = op(x.detach(), w.index_select(0, rows));
+        return y.index_add_(dim, rows, c.sub(c.detach()), 1).MoveToOuterDisposeScope();
     }
 
     /// <summary>∂L/∂w for the output channels of g: x [N, Cin, H, W], g [N, S, Ho, Wo] → [S, Cin, k, k].</summary>

@@ -88,7 +88,8 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>, IEfQatLayer
             if (rows.numel() == 0) return F.linear(x, full).MoveToOuterDisposeScope();
             Tensor sel = Nested(weight.index_select(0, rows), log_scale.index_select(0, rows).exp(), zero.index_select(0, rows),
                 GroupSize, MasterBits, Bits, ExtraPrecision).to(x.dtype);
-            return PartialWeightGrad.LinearRows(x, full, sel, rows).MoveToOuterDisposeScope();
+            return (PartialWeightGrad.LinearMethod == ConvWeightGradMethod.Inject ? PartialWeightGrad.InjectLinearRows(x, full, sel, rows)
+                : PartialWeightGrad.LinearRows(x, full, sel, rows)).MoveToOuterDisposeScope();
         }
         var w = Bits == 0 ? _float : SlicedWeight(Bits);
         return F.linear(x, w.to(x.dtype)).MoveToOuterDisposeScope();

@@ -1,5 +1,7 @@
 // Picks the next token from one row of logits [V]: greedy (temperature 0: argmax, lowest id on ties) or
-// temperature + top-k sampling from a seeded generator. Runs on the host in fp64, so it is device-independent.
+// temperature + top-k + top-p (nucleus) sampling from a seeded generator. Runs on the host in fp64, so it is
+// device-independent. Top-p keeps the shortest run of the top-k candidates (most likely first) whose probability
+// reaches p; p = 1 keeps all k, and then the draw is exactly the plain top-k draw.
 namespace Matq.Runtime.Generation;
 
 public sealed record SamplingOptions
@@ -8,6 +10,8 @@ public sealed record SamplingOptions
     public double Temperature { get; init; } = 0.8;
     /// <summary>Keep only the K most likely tokens; 0 = all.</summary>
     public int TopK { get; init; } = 40;
+    /// <summary>Nucleus: keep the most likely candidates until their probability reaches TopP; 1 = no cut.</summary>
+    public double TopP { get; init; } = 1.0;
     public int Seed { get; init; } = 1234;
 
     public void Validate()
@@ -15,6 +19,7 @@ public sealed record SamplingOptions
         if (Temperature < 0 || double.IsNaN(Temperature) || double.IsInfinity(Temperature))
             throw new MatqException($"--temperature {Temperature} is out of range: 0 (greedy) or a positive number");
         if (TopK < 0) throw new MatqException($"--top-k {TopK} is out of range: 0 (no limit) or more");
+        if (!(TopP > 0 && TopP <= 1)) throw new MatqException($"--top-p {TopP} is out of range: more than 0, at most 1");
     }
 }
 
@@ -47,6 +52,15 @@ public sealed class TokenSampler
         var weights = new double[k];
         double sum = 0;
         for (int i = 0; i < k; i++) { weights[i] = Math.Exp((values[ids[i]] - max) / _options.Temperature); sum += weights[i]; }
+        if (_options.TopP < 1)
+        {
+            // shortest prefix (candidates sorted by probability, descending) whose mass reaches p·sum; at least one
+            double target = _options.TopP * sum, mass = 0;
+            int kept = 0;
+            while (kept < k && mass < target) mass += weights[kept++];
+            k = Math.Max(1, kept);
+            sum = mass;
+        }
         double u = _random.NextDouble() * sum;
         for (int i = 0; i < k; i++)
         {
@@ -56,7 +70,19 @@ public sealed class TokenSampler
         return ids[k - 1];
     }
 
+    /// <summary>The lowest id of the largest logit (NaNs never win unless logits[0] is one; +0 and −0 tie).</summary>
     public static int ArgMax(ReadOnlySpan<float> logits)
+    {
+        // vectorized for the usual case (no NaN, a nonzero maximum): the first index holding the largest value
+        if (logits.IsEmpty || float.IsNaN(logits[0])) return 0;
+        int idx = System.Numerics.Tensors.TensorPrimitives.IndexOfMax(logits);
+        float m = logits[idx];
+        if (!float.IsNaN(m) && m != 0) return logits.IndexOf(m);
+        return ArgMaxScalar(logits);
+    }
+
+    /// <summary>The definition ArgMax follows: a strict-greater scan from id 0.</summary>
+    private static int ArgMaxScalar(ReadOnlySpan<float> logits)
     {
         int best = 0;
         for (int i = 1; i < logits.Length; i++) if (logits[i] > logits[best]) best = i;

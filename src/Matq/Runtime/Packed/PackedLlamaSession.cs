@@ -7,8 +7,7 @@
 // Activations: Fp32 everywhere, or Int8 — single-token steps (decode, and the head) quantize each linear's input per row
 // to int8 and run the integer GEMV (faster; error bounded by half an activation step); prefill chunks stay fp32.
 using System.Numerics.Tensors;
-using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
+using Matq.Kernels.Simd;
 
 namespace Matq.Runtime.Packed;
 
@@ -22,7 +21,8 @@ public sealed class PackedLlamaSession
 
     private readonly PackedLlamaModel _m;
     private readonly float[][] _k, _v;
-    private readonly float[] _h, _x, _q, _kNew, _vNew, _att, _gate, _up, _o;
+    private readonly float[] _h, _x, _q, _kNew, _vNew, _att, _gate, _up, _o, _swiglu;
+    private float[] _scores;   // [work items, start + t] of the current attention call, grown on demand
     private readonly int _hidden, _heads, _kvHeads, _d, _inter, _vocab;
 
     public PackedLlamaModel Model => _m;
@@ -62,6 +62,8 @@ public sealed class PackedLlamaSession
         _vNew = new float[MaxBatch * c.KvDim];
         _gate = new float[MaxBatch * _inter];
         _up = new float[MaxBatch * _inter];
+        _swiglu = new float[MaxBatch * _inter];
+        _scores = [];
     }
 
     /// <summary>Bytes of the KV cache (fp32, allocated for ContextLength tokens).</summary>
@@ -134,17 +136,19 @@ public sealed class PackedLlamaSession
             layer.Gate.Forward(_x, t, _gate, Threads, _int8);
             layer.Up.Forward(_x, t, _up, Threads, _int8);
             var g = _gate.AsSpan(0, t * _inter);
-            Swiglu(g, _up.AsSpan(0, t * _inter));
+            Swiglu(g, _up.AsSpan(0, t * _inter), _swiglu.AsSpan(0, t * _inter));
             layer.Down.Forward(_gate, t, _o, Threads, _int8);
             TensorPrimitives.Add(_h.AsSpan(0, t * h), _o.AsSpan(0, t * h), _h.AsSpan(0, t * h));
         }
         Length += t;
     }
 
-    // silu(g)·u = g·σ(g)·u, in place in g.
-    private static void Swiglu(Span<float> g, ReadOnlySpan<float> u)
+    // silu(g)·u = g·σ(g)·u, in place in g (σ into the scratch s).
+    private static void Swiglu(Span<float> g, ReadOnlySpan<float> u, Span<float> s)
     {
-        for (int i = 0; i < g.Length; i++) g[i] = g[i] / (1f + MathF.Exp(-g[i])) * u[i];
+        TensorPrimitives.Sigmoid(g, s);
+        TensorPrimitives.Multiply(g, s, g);
+        TensorPrimitives.Multiply(g, u, g);
     }
 
     // Final norm and head for rows [r0, r0+n) of _h into dst [n, vocab].
@@ -188,59 +192,30 @@ public sealed class PackedLlamaSession
         }
     }
 
-    // out [D] = Σ_s p[s]·V[s] for V [n, D] row-major; D a multiple of 8 runs in Vector256 registers.
-    private static void WeightedSum(ReadOnlySpan<float> p, ReadOnlySpan<float> v, Span<float> output)
-    {
-        int d = output.Length;
-        if (!Vector256.IsHardwareAccelerated || d % 8 != 0 || d > 256)
-        {
-            output.Clear();
-            for (int s = 0; s < p.Length; s++) TensorPrimitives.MultiplyAdd(v.Slice(s * d, d), p[s], output, output);
-            return;
-        }
-        Span<Vector256<float>> acc = stackalloc Vector256<float>[d / 8];
-        acc.Clear();
-        ref float v0 = ref MemoryMarshal.GetReference(v);
-        for (int s = 0; s < p.Length; s++)
-        {
-            var ps = Vector256.Create(p[s]);
-            for (int j = 0; j < acc.Length; j++)
-                acc[j] = Vector256.FusedMultiplyAdd(ps, Vector256.LoadUnsafe(ref v0, (nuint)(s * d + 8 * j)), acc[j]);
-        }
-        for (int j = 0; j < acc.Length; j++) acc[j].CopyTo(output.Slice(8 * j, 8));
-    }
-
     // _att [t, heads·D]: token i (position start+i), head hd attends to cached positions 0..start+i of kv head hd/groups.
+    // Work items (token, head) split over the kernels' worker pool when the call is large enough (KernelThreads).
     private void Attention(int layer, int t, int start)
     {
-        int groups = _heads / _kvHeads, work = t * _heads;
+        int groups = _heads / _kvHeads, work = t * _heads, ctx = ContextLength, stride = start + t;
+        if (_scores.Length < work * stride) _scores = new float[work * stride];
         float scale = 1f / MathF.Sqrt(_d);
         var kc = _k[layer];
         var vc = _v[layer];
-        void One(int item, float[] scores)
+        void One(int item)
         {
             int i = item / _heads, hd = item % _heads, kh = hd / groups, n = start + i + 1;
             var q = _q.AsSpan((i * _heads + hd) * _d, _d);
             var outv = _att.AsSpan((i * _heads + hd) * _d, _d);
-            long baseAt = (long)kh * ContextLength * _d;
-            var sc = scores.AsSpan(0, n);
-            var keys = kc.AsSpan((int)baseAt, n * _d);
-            for (int s = 0; s < n; s++) sc[s] = TensorPrimitives.Dot(q, keys.Slice(s * _d, _d));
+            int baseAt = kh * ctx * _d;
+            var sc = _scores.AsSpan(item * stride, n);
+            AttentionMath.Scores(q, kc.AsSpan(baseAt, n * _d), n, sc);
             TensorPrimitives.Multiply(sc, scale, sc);
             float max = TensorPrimitives.Max(sc);
             TensorPrimitives.Subtract(sc, max, sc);
             TensorPrimitives.Exp(sc, sc);
             TensorPrimitives.Multiply(sc, 1f / TensorPrimitives.Sum(sc), sc);
-            WeightedSum(sc, vc.AsSpan((int)baseAt, n * _d), outv);
+            AttentionMath.WeightedSum(sc, vc.AsSpan(baseAt, n * _d), outv);
         }
-        long flops = (long)work * (start + t) * _d;
-        if (Threads == 1 || flops < 1 << 16)
-        {
-            var scores = new float[start + t];
-            for (int w = 0; w < work; w++) One(w, scores);
-        }
-        else
-            Parallel.For(0, work, new ParallelOptions { MaxDegreeOfParallelism = Threads }, () => new float[start + t],
-                (w, _, scores) => { One(w, scores); return scores; }, _ => { });
+        KernelThreads.For(work, Threads, 2L * (start + t) * _d, (w0, w1) => { for (int w = w0; w < w1; w++) One(w); });
     }
 }

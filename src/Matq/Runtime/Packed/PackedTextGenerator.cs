@@ -1,7 +1,8 @@
 // Contract: autoregressive continuation on the packed runtime (no TorchSharp): the prompt is prefilled in chunks, each new
 // token decoded with the KV cache and sampled on the host by TokenSampler (the torch engine's sampler, so greedy and
-// seeded sampling pick the same ids from the same logits). A prompt longer than the context is refused; when generation
-// fills the context, the window slides exactly as TextGenerator does (the last ContextLength ids are prefilled again).
+// seeded sampling pick the same ids from the same logits); the caller may stop it after any token (stop sequences).
+// A prompt longer than the context is refused; when generation fills the context, the window slides exactly as
+// TextGenerator does (the last ContextLength ids are prefilled again).
 using System.Diagnostics;
 using Matq.Runtime.Generation;
 
@@ -18,8 +19,17 @@ public static class PackedTextGenerator
 {
     /// <summary>Returns only the new ids (at most MaxNewTokens); <paramref name="onToken"/> sees each as it is made.</summary>
     public static (IReadOnlyList<int> Ids, PackedGenerationStats Stats) Generate(PackedLlamaSession session, IReadOnlyList<int> prompt,
-        GenerationOptions options, Action<int>? onToken = null, CancellationToken cancel = default)
+        GenerationOptions options, Action<int>? onToken = null, CancellationToken cancel = default) =>
+        GenerateWhile(session, prompt, options, id => { onToken?.Invoke(id); return true; }, cancel);
+
+    /// <summary>
+    /// As Generate, and stops early once <paramref name="onToken"/> returns false for a new id (that id is kept), e.g. when
+    /// the text it completes holds a stop sequence.
+    /// </summary>
+    public static (IReadOnlyList<int> Ids, PackedGenerationStats Stats) GenerateWhile(PackedLlamaSession session, IReadOnlyList<int> prompt,
+        GenerationOptions options, Func<int, bool> onToken, CancellationToken cancel = default)
     {
+        ArgumentNullException.ThrowIfNull(onToken);
         ArgumentNullException.ThrowIfNull(session);
         ArgumentNullException.ThrowIfNull(options);
         if (options.MaxNewTokens < 0) throw new MatqException($"--max-tokens {options.MaxNewTokens} is out of range: 0 or more");
@@ -43,8 +53,8 @@ public static class PackedTextGenerator
             int next = sampler.Next(logits);
             ids.Add(next);
             produced.Add(next);
-            onToken?.Invoke(next);
-            if (produced.Count >= options.MaxNewTokens || options.StopIds.Contains(next)) break;
+            bool more = onToken(next);
+            if (!more || produced.Count >= options.MaxNewTokens || options.StopIds.Contains(next)) break;
             cancel.ThrowIfCancellationRequested();
             if (session.Length + 1 > context)
             {

@@ -3,6 +3,7 @@
 using Matq.Formats.Artifact;
 using Matq.Formats.Safetensors;
 using Matq.Loading;
+using Matq.Loading.Tokenizers;
 using Matq.Models;
 using static TorchSharp.torch;
 
@@ -64,9 +65,7 @@ public static class ModelSource
         if (!File.Exists(path))
             throw new MatqException($"--model {path} does not exist (give an HF model folder, a .safetensors file or a .matq artifact)");
 
-        bool isArtifact;
-        using (var f = SafetensorsFile.Open(path)) isArtifact = MatqArtifact.IsArtifact(f);
-        if (isArtifact)
+        if (IsArtifactFile(path))
         {
             var served = QuantizedModelLoader.LoadServed(path, bits, device, dtype, extraPrecision, plan);
             var (folder, problem) = ArtifactTokenizer(path, served.Metadata);
@@ -75,6 +74,14 @@ public static class ModelSource
         RefuseServingOptions(path, bits, extraPrecision, plan);
         var dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!;
         return new OpenedModel(LoadSafetensorsFile(path, dir, device, dtype), ModelSourceKind.SafetensorsFile, path, dir, null, null);
+    }
+
+    /// <summary>True when <paramref name="path"/> is a file holding a .matq artifact (by content, not by extension).</summary>
+    public static bool IsArtifactFile(string path)
+    {
+        if (!File.Exists(path)) return false;
+        using var f = SafetensorsFile.Open(path);
+        return MatqArtifact.IsArtifact(f);
     }
 
     /// <summary>The folder holding a .matq's tokenizer files (all must exist and share one folder), or why there is none.</summary>
@@ -89,6 +96,19 @@ public static class ModelSource
         var folders = full.Select(System.IO.Path.GetDirectoryName).Distinct().ToArray();
         if (folders.Length != 1) return (null, "its tokenizer files lie in different folders");
         return (folders[0], null);
+    }
+
+    /// <summary>
+    /// The tokenizer of a .matq (the folder <see cref="ArtifactTokenizer"/> finds), checked to fit the model's
+    /// <paramref name="vocabSize"/> embeddings; one line naming the fix when there is none or it does not fit.
+    /// </summary>
+    public static TextTokenizer LoadArtifactTokenizer(string artifactPath, MatqMetadata metadata, int vocabSize)
+    {
+        var (folder, problem) = ArtifactTokenizer(artifactPath, metadata);
+        var tokenizer = TextTokenizer.Load(folder ?? throw new MatqException($"{artifactPath}: no tokenizer ({problem}); copy the model's tokenizer files next to it"));
+        if (tokenizer.VocabSize > vocabSize)
+            throw new MatqException($"{artifactPath}: the tokenizer has {tokenizer.VocabSize} ids but the model only {vocabSize} embeddings");
+        return tokenizer;
     }
 
     private static void RefuseServingOptions(string path, int? bits, bool extraPrecision, IReadOnlyDictionary<string, int>? plan)

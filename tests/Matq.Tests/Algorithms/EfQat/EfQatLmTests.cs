@@ -23,8 +23,18 @@ public class EfQatLmTests
         }.Concat(extra.Length == 0 ? [] : extra.Split(';').Select(kv => kv.Split('=')).Select(p => KeyValuePair.Create(p[0], p[1])))
          .ToDictionary());
 
-    [Fact]
-    public void Split_forward_gives_selected_rows_the_full_gradient_and_frozen_rows_none()
+    [Theory]
+    [InlineData(ConvWeightGradMethod.Unfold)]   // the gather-GEMM custom function
+    [InlineData(ConvWeightGradMethod.Inject)]
+    public void Split_forward_gives_selected_rows_the_full_gradient_and_frozen_rows_none(ConvWeightGradMethod method)
+    {
+        var saved = PartialWeightGrad.LinearMethod;
+        PartialWeightGrad.LinearMethod = method;
+        try { SelectedRowsGetTheFullGradient(); }
+        finally { PartialWeightGrad.LinearMethod = saved; }
+    }
+
+    private static void SelectedRowsGetTheFullGradient()
     {
         manual_seed(3);
         var w = randn(8, 32) * 0.05;

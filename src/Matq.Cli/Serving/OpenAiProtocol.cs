@@ -1,0 +1,253 @@
+// Contract: the OpenAI completions wire format as `matq serve` speaks it. ParseCompletion turns a request body into
+// CompletionParameters or throws ApiException (status 400 naming the field and the fix, 404 for another model);
+// fields OpenAI defines but matq does not serve (n > 1, echo, logprobs, penalties, ...) are refused, not ignored, and so
+// are unknown fields. The builders give the response objects: text_completion bodies and stream chunks, model lists,
+// and errors {"error": {"message", "type", "param", "code"}}. Extensions: "bits" (served precision, 1..master),
+// "top_k" in requests; a "matq" object (bits and bytes actually served, tokens/s) in responses.
+using System.Text.Json;
+using Matq.Runtime.Generation;
+using Matq.Runtime.Serving;
+
+namespace Matq.Cli.Serving;
+
+/// <summary>An error answered as OpenAI-style JSON with <see cref="Status"/>.</summary>
+public sealed class ApiException(int status, string message, string type = ApiException.InvalidRequest, string? param = null, string? code = null)
+    : Exception(message)
+{
+    public const string InvalidRequest = "invalid_request_error";
+    public const string RateLimit = "rate_limit_error";
+    public const string Server = "server_error";
+
+    public int Status { get; } = status;
+    public string Type { get; } = type;
+    public string? Param { get; } = param;
+    public string? Code { get; } = code;
+
+    public object Body() => OpenAiProtocol.Error(Message, Type, Param, Code);
+}
+
+/// <summary>A parsed request: what to generate, and how to answer.</summary>
+public sealed record CompletionRequest(CompletionParameters Parameters, bool Stream, bool IncludeUsage);
+
+public static class OpenAiProtocol
+{
+    /// <summary>OpenAI's legacy default for max_tokens.</summary>
+    public const int DefaultMaxTokens = 16;
+    public const int MaxStopSequences = 4;
+
+    /// <summary>Compact JSON; quotes and apostrophes in messages stay readable (the body is JSON, never embedded in HTML).</summary>
+    public static readonly JsonSerializerOptions Json = new() { WriteIndented = false, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    public static object Error(string message, string type, string? param, string? code) =>
+        new { error = new { message, type, param, code } };
+
+    /// <summary>Parses a /v1/completions body; <paramref name="modelId"/> is the one model served.</summary>
+    public static CompletionRequest ParseCompletion(ReadOnlyMemory<byte> body, string modelId, Func<int>? randomSeed = null)
+    {
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(body, new JsonDocumentOptions { MaxDepth = 16 });
+        }
+        catch (JsonException e)
+        {
+            throw new ApiException(400, $"the request body is not valid JSON ({e.Message.Split(" Path:")[0].TrimEnd('.')}); send a JSON object such as {{\"prompt\": \"Hello\", \"max_tokens\": 16}}",
+                code: "invalid_json");
+        }
+        using (doc)
+        {
+            var root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+                throw new ApiException(400, $"the request body is a JSON {root.ValueKind.ToString().ToLowerInvariant()}, not an object; send {{\"prompt\": \"Hello\", \"max_tokens\": 16}}", code: "invalid_json");
+
+            string? prompt = null;
+            int maxTokens = DefaultMaxTokens, topK = 0;
+            int? seed = null, bits = null;
+            double temperature = 1, topP = 1;
+            bool stream = false, includeUsage = false;
+            IReadOnlyList<string> stop = [];
+            foreach (var f in root.EnumerateObject())
+            {
+                var v = f.Value;
+                switch (f.Name)
+                {
+                    case "model":
+                        if (v.ValueKind is not (JsonValueKind.String or JsonValueKind.Null)) throw Invalid("model", "model must be a string");
+                        if (v.ValueKind == JsonValueKind.String && v.GetString() != modelId)
+                            throw new ApiException(404, $"the model '{v.GetString()}' does not exist: this server serves '{modelId}' (GET /v1/models)", param: "model", code: "model_not_found");
+                        break;
+                    case "prompt": prompt = Prompt(v); break;
+                    case "max_tokens": maxTokens = Int(v, "max_tokens") ?? DefaultMaxTokens; break;
+                    case "temperature":
+                        temperature = Number(v, "temperature") ?? 1;
+                        if (temperature is < 0 or > 2) throw Invalid("temperature", $"temperature {temperature} is out of range: 0 (greedy) to 2");
+                        break;
+                    case "top_p":
+                        topP = Number(v, "top_p") ?? 1;
+                        if (!(topP > 0 && topP <= 1)) throw Invalid("top_p", $"top_p {topP} is out of range: more than 0, at most 1");
+                        break;
+                    case "top_k":
+                        topK = Int(v, "top_k") ?? 0;
+                        if (topK < 0) throw Invalid("top_k", $"top_k {topK} is out of range: 0 (no limit) or more");
+                        break;
+                    case "seed": seed = Int(v, "seed"); break;
+                    case "stop": stop = Stop(v); break;
+                    case "stream": stream = Bool(v, "stream") ?? false; break;
+                    case "stream_options":
+                        if (v.ValueKind == JsonValueKind.Null) break;
+                        if (v.ValueKind != JsonValueKind.Object) throw Invalid("stream_options", "stream_options must be an object such as {\"include_usage\": true}");
+                        foreach (var o in v.EnumerateObject())
+                        {
+                            if (o.Name != "include_usage") throw Invalid("stream_options", $"stream_options.{o.Name} is not supported: only include_usage");
+                            includeUsage = Bool(o.Value, "stream_options.include_usage") ?? false;
+                        }
+                        break;
+                    case "bits": bits = Int(v, "bits"); break;
+                    case "n":
+                    case "best_of":
+                        if (Int(v, f.Name) is int n && n != 1) throw Invalid(f.Name, $"{f.Name} {n} is not served: one completion per request ({f.Name} = 1); send several requests instead");
+                        break;
+                    case "echo":
+                        if (Bool(v, "echo") == true) throw Invalid("echo", "echo is not served: the response holds the completion only; leave echo out or false");
+                        break;
+                    case "logprobs":
+                        if (v.ValueKind != JsonValueKind.Null) throw Invalid("logprobs", "logprobs are not served; leave logprobs out or null");
+                        break;
+                    case "suffix":
+                        if (v.ValueKind != JsonValueKind.Null && !(v.ValueKind == JsonValueKind.String && v.GetString() == ""))
+                            throw Invalid("suffix", "suffix (insertion) is not served; leave suffix out");
+                        break;
+                    case "presence_penalty":
+                    case "frequency_penalty":
+                        if (Number(v, f.Name) is double pen && pen != 0) throw Invalid(f.Name, $"{f.Name} is not served; leave it out or 0");
+                        break;
+                    case "logit_bias":
+                        if (v.ValueKind != JsonValueKind.Null && !(v.ValueKind == JsonValueKind.Object && !v.EnumerateObject().Any()))
+                            throw Invalid("logit_bias", "logit_bias is not served; leave it out");
+                        break;
+                    case "user": break;   // an end-user id for abuse tracking: nothing to do on a local server
+                    default:
+                        throw new ApiException(400, $"unrecognized request argument '{f.Name}'; the fields served are model, prompt, max_tokens, temperature, top_p, top_k, seed, stop, stream, stream_options, n (1), bits",
+                            param: f.Name, code: "unknown_parameter");
+                }
+            }
+            if (prompt is null) throw Invalid("prompt", "prompt is required: give the text to continue, e.g. \"prompt\": \"Hello\"");
+            var sampling = new SamplingOptions
+            {
+                Temperature = temperature, TopP = topP, TopK = topK, Seed = seed ?? (randomSeed ?? (() => Random.Shared.Next()))(),
+            };
+            var p = new CompletionParameters { Prompt = prompt, MaxTokens = maxTokens, Sampling = sampling, Stop = stop, Bits = bits };
+            return new CompletionRequest(p, stream, includeUsage);
+        }
+    }
+
+    private static ApiException Invalid(string param, string message) => new(400, message, param: param, code: "invalid_value");
+
+    private static string Prompt(JsonElement v)
+    {
+        if (v.ValueKind == JsonValueKind.String) return v.GetString()!;
+        if (v.ValueKind == JsonValueKind.Array && v.GetArrayLength() == 1 && v[0].ValueKind == JsonValueKind.String) return v[0].GetString()!;
+        throw Invalid("prompt", "prompt must be one string (token arrays and batches of prompts are not served)");
+    }
+
+    private static IReadOnlyList<string> Stop(JsonElement v)
+    {
+        string[] stops = v.ValueKind switch
+        {
+            JsonValueKind.Null => [],
+            JsonValueKind.String => [v.GetString()!],
+            JsonValueKind.Array when v.EnumerateArray().All(e => e.ValueKind == JsonValueKind.String) => v.EnumerateArray().Select(e => e.GetString()!).ToArray(),
+            _ => throw Invalid("stop", "stop must be a string or an array of strings"),
+        };
+        if (stops.Length > MaxStopSequences) throw Invalid("stop", $"stop holds {stops.Length} sequences; give at most {MaxStopSequences}");
+        if (stops.Any(s => s.Length == 0)) throw Invalid("stop", "stop holds an empty string; give non-empty stop sequences");
+        return stops;
+    }
+
+    private static int? Int(JsonElement v, string name)
+    {
+        if (v.ValueKind == JsonValueKind.Null) return null;
+        if (v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int i)) return i;
+        throw Invalid(name, $"{name} must be an integer, got {Describe(v)}");
+    }
+
+    private static double? Number(JsonElement v, string name)
+    {
+        if (v.ValueKind == JsonValueKind.Null) return null;
+        if (v.ValueKind == JsonValueKind.Number && v.TryGetDouble(out double d) && double.IsFinite(d)) return d;
+        throw Invalid(name, $"{name} must be a number, got {Describe(v)}");
+    }
+
+    private static bool? Bool(JsonElement v, string name) => v.ValueKind switch
+    {
+        JsonValueKind.Null => null,
+        JsonValueKind.True => true,
+        JsonValueKind.False => false,
+        _ => throw Invalid(name, $"{name} must be true or false, got {Describe(v)}"),
+    };
+
+    private static string Describe(JsonElement v)
+    {
+        var raw = v.GetRawText();
+        return raw.Length <= 40 ? raw : raw[..37] + "...";
+    }
+
+    // ---- responses ----
+
+    public static object Usage(int promptTokens, int completionTokens) =>
+        new { prompt_tokens = promptTokens, completion_tokens = completionTokens, total_tokens = promptTokens + completionTokens };
+
+    /// <summary>matq's extension: the precision actually served and how fast.</summary>
+    public static object Served(CompletionResult r) => new
+    {
+        bits = r.Bits,
+        plan = r.Precision == Matq.Runtime.Packed.PackedPrecisionCache.PlanKey,
+        mean_layer_bits = Math.Round(r.MeanLayerBits, 4),
+        weight_bytes = r.WeightBytes,
+        prefill_tokens_per_second = Math.Round(r.Stats.PrefillTokensPerSecond, 1),
+        decode_tokens_per_second = Math.Round(r.Stats.DecodeTokensPerSecond, 1),
+    };
+
+    public static object Completion(string id, long created, string model, CompletionResult r) => new
+    {
+        id,
+        @object = "text_completion",
+        created,
+        model,
+        choices = new[] { new { text = r.Text, index = 0, logprobs = (object?)null, finish_reason = r.FinishReason } },
+        usage = Usage(r.PromptTokens, r.CompletionTokens),
+        matq = Served(r),
+    };
+
+    /// <summary>A stream chunk carrying a piece of text (finish_reason null).</summary>
+    public static object Chunk(string id, long created, string model, string text) => new
+    {
+        id,
+        @object = "text_completion",
+        created,
+        model,
+        choices = new[] { new { text, index = 0, logprobs = (object?)null, finish_reason = (string?)null } },
+    };
+
+    /// <summary>The last text chunk: no text, the finish reason, and the precision served.</summary>
+    public static object FinalChunk(string id, long created, string model, CompletionResult r) => new
+    {
+        id,
+        @object = "text_completion",
+        created,
+        model,
+        choices = new[] { new { text = "", index = 0, logprobs = (object?)null, finish_reason = r.FinishReason } },
+        matq = Served(r),
+    };
+
+    /// <summary>The usage chunk sent last when stream_options.include_usage is true (no choices).</summary>
+    public static object UsageChunk(string id, long created, string model, CompletionResult r) => new
+    {
+        id,
+        @object = "text_completion",
+        created,
+        model,
+        choices = Array.Empty<object>(),
+        usage = Usage(r.PromptTokens, r.CompletionTokens),
+    };
+}

@@ -1,0 +1,160 @@
+// `matq serve`: an OpenAI-style completions endpoint on 127.0.0.1 for one model on the packed CPU runtime, the precision
+// chosen per request ("bits": r, default --bits) and packed lazily from the artifact's master codes, at most
+// --max-precisions kept. A float model (HF folder or .safetensors) is RTN-quantized to an int8 master at start (groups of
+// --group, into a temporary artifact removed at exit) and then served the same way. Runs until Ctrl+C or SIGTERM (or the
+// injected stop token), then stops cleanly: running generations are cancelled and their requests end.
+using System.CommandLine;
+using System.Runtime.InteropServices;
+using Matq.Cli.Common;
+using Matq.Cli.Serving;
+using Matq.Evaluation;
+using Matq.Quantization.Pipeline;
+using Matq.Runtime;
+using Matq.Runtime.Packed;
+using Matq.Runtime.Serving;
+using Spectre.Console;
+
+namespace Matq.Cli.Verbs;
+
+public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = default) : Verb(console)
+{
+    private readonly Option<string> _model = CommonOptions.Model();
+    private readonly Option<int?> _bits = new("--bits") { Description = "Default served bits R (1..master) for requests that name no \"bits\"; default the master bits", HelpName = "R" };
+    private readonly Option<string?> _plan = new("--plan") { Description = "Per-layer bits JSON served to requests that name no \"bits\" (a request's \"bits\" serves uniformly)", HelpName = "FILE" };
+    private readonly Option<int> _port = new("--port") { Description = "TCP port on 127.0.0.1 (never other interfaces); 0 = any free port (printed)", DefaultValueFactory = _ => 8080, HelpName = "N" };
+    private readonly Option<int> _concurrency = new("--max-concurrency") { Description = "Requests generating at once", DefaultValueFactory = _ => 2, HelpName = "N" };
+    private readonly Option<int> _queue = new("--max-queue") { Description = "Requests waiting for a slot (first come, first served); beyond that 429 with an OpenAI-style error", DefaultValueFactory = _ => 8, HelpName = "N" };
+    private readonly Option<long> _maxBody = new("--max-body-bytes") { Description = "Largest request body; larger ones get 413", DefaultValueFactory = _ => 256 * 1024, HelpName = "BYTES" };
+    private readonly Option<int> _precisions = new("--max-precisions")
+    {
+        Description = "Packed precisions kept in memory (each built on first request for its bits; building another drops the least recently used)",
+        DefaultValueFactory = _ => 4, HelpName = "N",
+    };
+    private readonly Option<int> _group = new("--group")
+    {
+        Description = "Float models only: group size of the int8 RTN master made at start (a multiple of 32 for the packed kernels); 0 = per output channel",
+        DefaultValueFactory = _ => 128, HelpName = "G",
+    };
+    private readonly Option<int> _threads = PackedOptions.Threads();
+    private readonly Option<string> _head = PackedOptions.Head();
+    private readonly Option<string> _activations = PackedOptions.Activations("int8");
+
+    public override string Name => "serve";
+    public override string Description =>
+        "Serve a model over HTTP on 127.0.0.1 in the OpenAI completions shape (POST /v1/completions, GET /v1/models, GET /health); "
+        + "an extra request field \"bits\" picks the precision (1..master) per request";
+    public override IReadOnlyList<string> Examples =>
+    [
+        "matq serve --model out/tiny8.matq --bits 4",
+        "matq serve --model out/small8.matq --port 0 --max-concurrency 1 --max-queue 4 --threads 8",
+        "matq serve --model models/tiny --group 32        (float model: RTN int8 at start)",
+        "curl -s localhost:8080/v1/completions -H 'Content-Type: application/json' -d '{\"prompt\": \"Fellow citizens\", \"max_tokens\": 32, \"temperature\": 0, \"bits\": 2}'",
+    ];
+
+    protected override void Configure(Command command)
+    {
+        foreach (var o in new Option[] { _model, _bits, _plan, _port, _concurrency, _queue, _maxBody, _precisions, _group, _threads, _head, _activations })
+            command.Options.Add(o);
+    }
+
+    protected override int Execute(ParseResult result)
+    {
+        var path = result.GetValue(_model)!;
+        var options = new ServeOptions
+        {
+            Port = result.GetValue(_port), MaxConcurrency = result.GetValue(_concurrency), MaxQueue = result.GetValue(_queue),
+            MaxBodyBytes = result.GetValue(_maxBody),
+        };
+        options.Validate();   // cheap checks before any load
+        var (bits, plan) = new ServingRequest(result.GetValue(_bits), result.GetValue(_plan)).Resolve();
+        int threads = PackedOptions.CheckThreads(result.GetValue(_threads));
+        int? headBits = PackedOptions.ParseHead(result.GetValue(_head)!);
+        var acts = PackedOptions.ParseActivations(result.GetValue(_activations)!);
+        if (acts.Length != 1) throw new MatqException("--activations takes one value for serve: int8 or fp32");
+        int capacity = result.GetValue(_precisions);
+        if (capacity < 1) throw new MatqException($"--max-precisions {capacity} is out of range: keep at least 1 precision");
+        if (!Directory.Exists(path) && !File.Exists(path))
+            throw new MatqException($"--model {path} does not exist (give a .matq artifact, an HF model folder or a .safetensors file)");
+
+        string? tempDir = null;
+        try
+        {
+            string artifact = path, modelId = Path.GetFileNameWithoutExtension(Path.GetFullPath(path).TrimEnd(Path.DirectorySeparatorChar));
+            if (!ModelSource.IsArtifactFile(path))
+            {
+                tempDir = Directory.CreateTempSubdirectory("matq-serve-").FullName;
+                artifact = QuantizeFloatModel(path, result.GetValue(_group), Path.Combine(tempDir, modelId + "-rtn8.matq"));
+                modelId += "-rtn8";
+            }
+            var engine = CompletionEngine.Open(artifact, new PackedServingOptions
+            {
+                DefaultBits = bits, Plan = plan, HeadBits = headBits, Threads = threads, Activations = acts[0], Capacity = capacity,
+            });
+            Serve(engine, options with { ModelId = modelId });
+            return 0;
+        }
+        catch (FileNotFoundException e) when (e.FileName?.StartsWith("Microsoft.AspNetCore", StringComparison.Ordinal) == true
+                                              || e.FileName?.StartsWith("Microsoft.Extensions", StringComparison.Ordinal) == true)
+        {
+            throw new MatqException($"this matq was published without the ASP.NET Core framework that serve needs ({e.FileName?.Split(',')[0]} is missing); publish with it (SERVE=1 bash scripts/publish-gpu.sh) or run serve from a full build");
+        }
+        finally
+        {
+            if (tempDir is not null) try { Directory.Delete(tempDir, recursive: true); } catch (IOException) { }
+        }
+    }
+
+    private void Serve(CompletionEngine engine, ServeOptions options)
+    {
+        using var stopping = CancellationTokenSource.CreateLinkedTokenSource(stop);
+        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; stopping.Cancel(); };
+        System.Console.CancelKeyPress += onCancel;
+        using var sigterm = OperatingSystem.IsWindows() ? null : PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stopping.Cancel(); });
+        var gate = new object();
+        void Log(string line)
+        {
+            lock (gate) Console.MarkupLine("[dim]" + Markup.Escape($"{DateTime.Now:HH:mm:ss} {line}") + "[/]");
+        }
+        try
+        {
+            var server = CompletionServer.StartAsync(engine, options, Log).GetAwaiter().GetResult();
+            var p = engine.Precisions;
+            var model = p.Default.Model;
+            lock (gate)
+            {
+                Console.MarkupLine(Markup.Escape($"serving {server.ModelId}: {p.Metadata.Algorithm} {p.MasterBits}-bit master, {model.Config.NumLayers} layers, context {engine.ContextLength} tokens, "
+                    + $"tokenizer {engine.Tokenizer.Name}; default {(p.Options.Plan is null ? $"{p.DefaultBits} bits" : $"plan ({model.MeanLayerBits:F2} bits/weight)")}, "
+                    + $"a request's \"bits\" picks 1..{p.MasterBits}"));
+                Console.MarkupLine(Markup.Escape($"precisions are packed on first use, at most {p.Options.Capacity} kept (least recently used dropped); "
+                    + $"{options.MaxConcurrency} generating at once, {options.MaxQueue} queued, then 429; bodies up to {Format.Bytes(options.MaxBodyBytes)}"));
+                Console.MarkupLine($"listening on [bold]{Markup.Escape(server.BaseAddress.ToString().TrimEnd('/'))}[/] "
+                    + Markup.Escape("(POST /v1/completions, GET /v1/models, GET /health; Ctrl+C stops)"));
+            }
+            try
+            {
+                stopping.Token.WaitHandle.WaitOne();
+            }
+            finally
+            {
+                Log("stopping: cancelling running generations");
+                server.DisposeAsync().AsTask().GetAwaiter().GetResult();
+                Log("stopped");
+            }
+        }
+        finally
+        {
+            System.Console.CancelKeyPress -= onCancel;
+        }
+    }
+
+    // RTN to an int8 master at start, written as a temporary artifact (tokenizer copied next to it) for the packed runtime.
+    private string QuantizeFloatModel(string path, int group, string outPath)
+    {
+        var device = TorchDevices.Resolve("cpu");
+        using var source = ModelSource.Open(path, device: device);
+        var config = new QuantizationConfig("rtn", 8, group);
+        Console.MarkupLine(Markup.Escape($"{path} is a float model: quantizing it with RTN to an int8 master ({(config.PerChannel ? "per-channel" : $"groups of {config.GroupSize}")}) for serving"));
+        var run = QuantizationRunner.Run(config, new QuantizationContext(source.Model, device));
+        return ArtifactExport.Write(run, source.Model, outPath, source.TokenizerFolder).Path;
+    }
+}
