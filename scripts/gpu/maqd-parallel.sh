@@ -3,34 +3,86 @@
 # (each small-CNN run is launch-bound, so a dozen share an H100 well; 16 host cores drive them). Columns: batch 128 on
 # all 60,000 images × EPOCHS_128 epochs, batch 8 on the first IMAGES_8 images × EPOCHS_8 epochs. Every row is
 # `quantize --method maqd` (float rows with --float; MaQD rows on LBN with the first conv and classifier at 255 states,
-# plus (3,15) with every layer ternary at batch 128), folded before evaluation; same recipe, seed and data. Writes $OUT/maqd-parallel.log (one result line per run) and the per-run logs
-# tarred as $OUT/maqd-runs.tgz. QUICK=1: a CPU smoke test on a few hundred images.
+# plus (3,15) and (15,15) with every layer quantized), folded before evaluation; same recipe and data; seed 1234, and
+# the float rows at B=8 also with SEEDS_8 (BN vs LBN at small batch differ by less than one seed's spread).
+# Writes $OUT/maqd-fashion-mnist.md (the table, rebuilt from the run logs), $OUT/maqd-parallel.log (one result line
+# per run) and the per-run logs tarred as $OUT/maqd-runs.tgz. QUICK=1: a CPU smoke test on a few hundred images.
+#
+# Budget, measured on the H100 with the previous version of this script (EPOCHS_128=6, IMAGES_8=16000, 13 processes
+# at once): every run took 90-160 s, i.e. ~17.5 steps/s per process at either batch size (B=128: 2,814 steps in
+# ~159 s, 56 ms/step while sharing the GPU; B=8: 2,000 steps in ~115 s; a lone run is ~33 ms/step). The defaults run
+# 16 processes (8 per batch size: the float rows at B=8 with seeds 1234 and 7): EPOCHS_128=8 = 3,752 steps and
+# IMAGES_8=32000 = 4,000 steps, ~230 s each at that rate (+ start-up and evaluation); GUARD_S (default 420 s) cuts a
+# single run that goes past it (a cut run leaves "…" in the table). Keep the whole call under 8 minutes.
 set -uo pipefail
 : "${MATQ:?}" "${OUT:?}"
 MODEL=${MODEL:-models/cnn}
-E128=${EPOCHS_128:-6}; N8=${IMAGES_8:-16000}; E8=${EPOCHS_8:-1}
+E128=${EPOCHS_128:-8}; N8=${IMAGES_8:-32000}; E8=${EPOCHS_8:-1}; SEEDS8=${SEEDS_8:-7}
 dev=cuda; extra=(--threads 1); lim128=(); [ "${QUICK:-0}" = 1 ] && { dev=cpu; E128=1; N8=64; extra=(--limit-test 200 --threads 1); lim128=(--limit-train 256); }
-runs=/tmp/maqd-runs; rm -rf $runs; mkdir -p $runs
+runs=/tmp/maqd-runs; rm -rf $runs; mkdir -p $runs "$OUT"
 pids=()
+launch() {   # name, then quantize options
+  local name=$1; shift
+  timeout ${GUARD_S:-420} $MATQ quantize --model $MODEL --method maqd --fold --device $dev "${extra[@]}" "$@" > $runs/$name.log 2>&1 &
+  pids+=($!)
+}
 for b in ${BATCHES:-128 8}; do
-  if [ $b = 128 ]; then ep=$E128; lim=("${lim128[@]}"); lr=0.1; else ep=$E8; lim=(--limit-train $N8); lr=0.00625; fi
-  for norm in bn lbn; do
-    timeout ${GUARD_S:-500} $MATQ quantize --model $MODEL --method maqd --float --norm $norm --fold --batch $b --epochs $ep "${lim[@]}" \
-      --device $dev "${extra[@]}" > $runs/float-$norm-b$b.log 2>&1 &
-    pids+=($!)
+  if [ $b = 128 ]; then ep=$E128; lim=("${lim128[@]}"); seeds="1234"; else ep=$E8; lim=(--limit-train $N8); seeds="1234 $SEEDS8"; fi
+  for s in $seeds; do
+    for norm in bn lbn; do launch float-$norm-b$b-s$s --float --norm $norm --batch $b --epochs $ep "${lim[@]}" --seed $s; done
   done
-  pairs="3:15:255 15:15:255 3:3:255 255:255:255"; [ $b = 128 ] && pairs="$pairs 3:15:3"
+  pairs="3:15:255 15:15:255 3:3:255 255:255:255"; [ $b = 128 ] && pairs="$pairs 3:15:3 15:15:15"
   for p in $pairs; do
     IFS=: read -r w a e <<< "$p"
-    timeout ${GUARD_S:-500} $MATQ quantize --model $MODEL --method maqd --wstates $w --astates $a --ends-wstates $e --norm lbn --fold --batch $b --epochs $ep "${lim[@]}" \
-      --device $dev "${extra[@]}" > $runs/maqd-$w-$a-ends$e-b$b.log 2>&1 &
-    pids+=($!)
+    launch maqd-$w-$a-ends$e-b$b --wstates $w --astates $a --ends-wstates $e --norm lbn --batch $b --epochs $ep "${lim[@]}"
   done
 done
 for p in "${pids[@]}"; do wait $p; done
 {
   echo "MaQD parallel table: batch 128 × $E128 epochs on 60,000 images; batch 8 × $E8 epoch(s) on $N8 images; device $dev"
-  for f in $runs/*.log; do echo "== $(basename $f .log)"; grep -aE "test accuracy|folded|accuracy" $f | tail -3; done
+  for f in $runs/*.log; do echo "== $(basename $f .log)"; grep -aE "test accuracy" $f | tail -1; done
 } > "$OUT/maqd-parallel.log"
+
+# The table: one row per configuration, one column per batch size (folded test accuracy; float rows at B=8 as the
+# mean of their seeds with the seeds listed), Δ against float+BN of the same column.
+acc() { grep -aoE "folded [0-9.]+ %" "$runs/$1.log" 2>/dev/null | tail -1 | grep -oE "[0-9.]+"; }
+row() {   # label, run-name prefix (…-b$b-s<seed> for float rows, …-b$b for MaQD rows)
+  local label=$1 base=$2 line="| $1 |"
+  for b in ${BATCHES:-128 8}; do
+    local vals=() f
+    for f in $runs/$base-b$b.log $runs/$base-b$b-s*.log; do [ -f "$f" ] && v=$(acc "$(basename "$f" .log)") && [ -n "$v" ] && vals+=("$v"); done
+    if [ ${#vals[@]} = 0 ]; then line="$line … | … |"; continue; fi
+    local mean; mean=$(printf '%s\n' "${vals[@]}" | awk '{s+=$1} END {printf "%.2f", s/NR}')
+    local cell="$mean %"; [ ${#vals[@]} -gt 1 ] && cell="$mean % ($(IFS=/; echo "${vals[*]}"))"
+    local ref; ref=$(for f in $runs/float-bn-b$b-s*.log; do acc "$(basename "$f" .log)"; done | awk '{s+=$1} END {if (NR) printf "%.2f", s/NR}')
+    local d="-"; [ "$base" != float-bn ] && [ -n "$ref" ] && d=$(awk -v a=$mean -v r=$ref 'BEGIN {printf "%+.2f", a-r}')
+    line="$line $cell | $d |"
+  done
+  echo "$line"
+}
+{
+  echo "# MaQD on Fashion-MNIST: float vs fully quantized, BN vs LBN"
+  echo
+  echo "Device $dev, one process per run (scripts/gpu/maqd-parallel.sh). Architecture of \`$MODEL\`, trained from scratch per row;"
+  echo "same recipe for every row (SGD nesterov, lr 0.1·min(1, sqrt(B/128)), warm-up min(100, 10 %), cosine, weight decay 5e-4, gradient norm"
+  echo "clipped at 2·sqrt(128/B), augmentation shift ±2 px + flip, LBN frozen at recomputed estimates for the last 20 % of steps). Accuracy ="
+  echo "folded eval-mode net on the 10,000 test images; seed 1234, float rows at B=8 averaged over seeds 1234 $SEEDS8 (each listed)."
+  echo "MaQD (N, M): N weight states, M activation states; \"first/last 255\" keeps the first conv and the classifier at 255 states."
+  echo
+  echo "| run | B=128 ($E128 ep × 60,000 images) | Δ vs float+BN | B=8 ($E8 ep × $N8 images) | Δ vs float+BN |"
+  echo "|---|---:|---:|---:|---:|"
+  row "float + BN" float-bn
+  row "float + LBN" float-lbn
+  row "MaQD (3, 15) + LBN, first/last 255" maqd-3-15-ends255
+  row "MaQD (15, 15) + LBN, first/last 255" maqd-15-15-ends255
+  row "MaQD (3, 3) + LBN, first/last 255" maqd-3-3-ends255
+  row "MaQD (255, 255) + LBN" maqd-255-255-ends255
+  row "MaQD (3, 15) + LBN, all layers" maqd-3-15-ends3
+  row "MaQD (15, 15) + LBN, all layers" maqd-15-15-ends15
+  echo
+  echo "Training seconds per run (processes shared the GPU):"
+  echo
+  for f in $runs/*.log; do echo "- $(basename $f .log): $(grep -aoE '\(([0-9.]+) s\)' $f | tail -1)"; done
+} > "$OUT/maqd-fashion-mnist.md"
 tar -C /tmp -czf "$OUT/maqd-runs.tgz" maqd-runs
-cat "$OUT/maqd-parallel.log"
+cat "$OUT/maqd-parallel.log" "$OUT/maqd-fashion-mnist.md"

@@ -35,7 +35,7 @@ public sealed class VisionQuantizeMethods(IAnsiConsole console, Func<DataStore> 
     private readonly Option<bool> _fold = new("--fold") { Description = "maqd: fold the norms into the preceding layers after training and report the folded net's accuracy" };
     private readonly Option<int> _batch = new("--batch") { Description = "Images per training step", DefaultValueFactory = _ => 128, HelpName = "B" };
     private readonly Option<int?> _epochs = new("--epochs") { Description = "Training epochs (default: efqat 1, maqd 15)", HelpName = "N" };
-    private readonly Option<double?> _lr = new("--lr") { Description = "Peak learning rate (default: efqat 2e-4 AdamW; maqd SGD 0.1·min(1, B/128))", HelpName = "LR" };
+    private readonly Option<double?> _lr = new("--lr") { Description = "Peak learning rate (default: efqat 2e-4 AdamW; maqd SGD 0.1·min(1, sqrt(B/128)))", HelpName = "LR" };
     private readonly Option<int?> _limit = new("--limit-train") { Description = "Use only the first N training images", HelpName = "N" };
     private readonly Option<int?> _limitTest = new("--limit-test") { Description = "Evaluate on only the first N test images (quick runs)", HelpName = "N" };
     private readonly Option<int?> _holdout = new("--holdout") { Description = "maqd: hold out the last N training images and report accuracy on them instead of the test set (for choosing settings); training uses the images before them", HelpName = "N" };
@@ -130,8 +130,10 @@ public sealed class VisionQuantizeMethods(IAnsiConsole console, Func<DataStore> 
 
     public const double DefaultClip = 2.0;
 
-    /// <summary>SGD (nesterov, momentum 0.9) at 0.1 for batch ≥ 128, scaled linearly below it.</summary>
-    public static double DefaultMaqdLr(int batch) => 0.1 * Math.Min(1.0, batch / 128.0);
+    /// <summary>SGD (nesterov, momentum 0.9) at 0.1 for batch ≥ 128, scaled with sqrt(B/128) below it (0.025 at B = 8):
+    /// on a held-out split at B = 8 it beat linear scaling (0.00625) by 1.4 points for float BN and LBN and 0.6 for
+    /// ternary MaQD, and with the clip 2·sqrt(128/B) it keeps the largest step lr·clip = 0.2 at every batch size.</summary>
+    public static double DefaultMaqdLr(int batch) => 0.1 * Math.Min(1.0, Math.Sqrt(batch / 128.0));
 
     private int Maqd(ParseResult r, string model, VisionNetConfig arch, Option<string> deviceOption, Option<int> seedOption)
     {
@@ -246,7 +248,7 @@ public sealed class VisionQuantizeMethods(IAnsiConsole console, Func<DataStore> 
         md.AppendLine("# MaQD on Fashion-MNIST: float vs fully quantized, BN vs LBN");
         md.AppendLine();
         md.AppendLine($"Architecture of `{model}`, trained from scratch per row; device {device}; surrogate {(surrogate == Surrogate.Ste ? "ste" : $"smooth, width {width.ToString(CultureInfo.InvariantCulture)}")}; "
-            + "SGD nesterov (lr 0.1·min(1, B/128), warm-up min(100, 10% of the steps), cosine, weight decay 5e-4"
+            + "SGD nesterov (lr 0.1·min(1, sqrt(B/128)), warm-up min(100, 10% of the steps), cosine, weight decay 5e-4"
             + (clip is double g ? (g > 0 ? $", gradient norm clipped at {g.ToString(CultureInfo.InvariantCulture)}" : "") : $", gradient norm clipped at {DefaultClip.ToString(CultureInfo.InvariantCulture)}·sqrt(128/B)") + "), augmentation (shift ±2 px, flip), same recipe for every row. "
             + $"Accuracy = eval-mode net after folding every norm into the layer before it ({evalName}). "
             + "MaQD (N, M): N weight states (standardized per output channel, round-clip), M activation states (round-clip ReLU after every norm); "

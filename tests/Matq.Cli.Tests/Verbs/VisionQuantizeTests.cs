@@ -71,6 +71,21 @@ public sealed class VisionQuantizeTests : IDisposable
     }
 
     [Fact]
+    public void MaqdLrAndClipScaleWithTheBatch()
+    {
+        Assert.Equal(0.1, VisionQuantizeMethods.DefaultMaqdLr(128), 12);
+        Assert.Equal(0.1, VisionQuantizeMethods.DefaultMaqdLr(512), 12);
+        Assert.Equal(0.025, VisionQuantizeMethods.DefaultMaqdLr(8), 12);
+        Assert.Equal(2.0, VisionQuantizeMethods.ClipFor(null, 128)!.Value, 12);
+        Assert.Equal(8.0, VisionQuantizeMethods.ClipFor(null, 8)!.Value, 12);
+        Assert.Equal(3.0, VisionQuantizeMethods.ClipFor(3, 8)!.Value, 12);
+        Assert.Null(VisionQuantizeMethods.ClipFor(0, 8));
+        // the largest step lr·clip is the same at B = 8 and B = 128
+        Assert.Equal(VisionQuantizeMethods.DefaultMaqdLr(128) * VisionQuantizeMethods.ClipFor(null, 128)!.Value,
+            VisionQuantizeMethods.DefaultMaqdLr(8) * VisionQuantizeMethods.ClipFor(null, 8)!.Value, 12);
+    }
+
+    [Fact]
     public void FoldOnANormFreeNetIsOneError()
     {
         var mlp = Folder("mlp", new VisionNetConfig("mlp", [8]));
@@ -182,6 +197,7 @@ public sealed class VisionQuantizeTests : IDisposable
                      "MaQD (255, 255) + LBN, all layers", "MaQD (3, 15) + LBN, all layers", "MaQD (15, 15) + LBN, all layers" })
             Assert.Contains($"| {row} |", text);
         Assert.Contains("gradient norm clipped at 2·sqrt(128/B)", text);
+        Assert.Contains("lr 0.1·min(1, sqrt(B/128))", text);
         Assert.Contains("B=8 (16 images × 1 ep)", text);
         Assert.Contains("B=16 (32 images × 1 ep)", text);
         Assert.DoesNotContain("MaQD (3, 3) + LBN, all layers", text);
