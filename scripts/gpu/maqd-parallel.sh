@@ -18,7 +18,8 @@ set -uo pipefail
 : "${MATQ:?}" "${OUT:?}"
 MODEL=${MODEL:-models/cnn}
 E128=${EPOCHS_128:-8}; N8=${IMAGES_8:-32000}; E8=${EPOCHS_8:-1}; SEEDS8=${SEEDS_8:-7}
-dev=cuda; extra=(--threads 1); lim128=(); [ "${QUICK:-0}" = 1 ] && { dev=cpu; E128=1; N8=64; extra=(--limit-test 200 --threads 1); lim128=(--limit-train 256); }
+dev=cuda; extra=(--threads 1); lim128=(); N128=60,000
+[ "${QUICK:-0}" = 1 ] && { dev=cpu; E128=1; N8=64; N128=256; extra=(--limit-test 200 --threads 1); lim128=(--limit-train 256); }
 runs=/tmp/maqd-runs; rm -rf $runs; mkdir -p $runs "$OUT"
 pids=()
 launch() {   # name, then quantize options
@@ -39,7 +40,7 @@ for b in ${BATCHES:-128 8}; do
 done
 for p in "${pids[@]}"; do wait $p; done
 {
-  echo "MaQD parallel table: batch 128 × $E128 epochs on 60,000 images; batch 8 × $E8 epoch(s) on $N8 images; device $dev"
+  echo "MaQD parallel table: batch 128 × $E128 epochs on $N128 images; batch 8 × $E8 epoch(s) on $N8 images; device $dev"
   for f in $runs/*.log; do echo "== $(basename $f .log)"; grep -aE "test accuracy" $f | tail -1; done
 } > "$OUT/maqd-parallel.log"
 
@@ -66,11 +67,15 @@ row() {   # label, run-name prefix (…-b$b-s<seed> for float rows, …-b$b for 
   echo "Device $dev, one process per run (scripts/gpu/maqd-parallel.sh). Architecture of \`$MODEL\`, trained from scratch per row;"
   echo "same recipe for every row (SGD nesterov, lr 0.1·min(1, sqrt(B/128)), warm-up min(100, 10 %), cosine, weight decay 5e-4, gradient norm"
   echo "clipped at 2·sqrt(128/B), augmentation shift ±2 px + flip, LBN frozen at recomputed estimates for the last 20 % of steps). Accuracy ="
-  echo "folded eval-mode net on the 10,000 test images; seed 1234, float rows at B=8 averaged over seeds 1234 $SEEDS8 (each listed)."
+  echo "folded eval-mode net on the test images; seed 1234, float rows at B=8 averaged over seeds 1234 $SEEDS8 (each listed)."
   echo "MaQD (N, M): N weight states, M activation states; \"first/last 255\" keeps the first conv and the classifier at 255 states."
   echo
-  echo "| run | B=128 ($E128 ep × 60,000 images) | Δ vs float+BN | B=8 ($E8 ep × $N8 images) | Δ vs float+BN |"
-  echo "|---|---:|---:|---:|---:|"
+  h="| run |"; sep="|---|"
+  for b in ${BATCHES:-128 8}; do
+    if [ $b = 128 ]; then h="$h B=128 ($E128 ep × $N128 images) |"; else h="$h B=8 ($E8 ep × $N8 images) |"; fi
+    h="$h Δ vs float+BN |"; sep="$sep---:|---:|"
+  done
+  echo "$h"; echo "$sep"
   row "float + BN" float-bn
   row "float + LBN" float-lbn
   row "MaQD (3, 15) + LBN, first/last 255" maqd-3-15-ends255
