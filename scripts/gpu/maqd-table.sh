@@ -2,6 +2,8 @@
 # MaQD accuracy table on Fashion-MNIST (issue 7): float+BN, float+LBN, MaQD+LBN at (weight states, activation states)
 # ∈ {(3,15), (15,15), (3,3), (255,255)} with the first conv and the classifier at 255 states (8-bit), and (3,15),
 # (15,15) again with every layer quantized; each trained from scratch (same recipe for every row), folded for inference.
+# Sequential (one process): scripts/gpu/maqd-parallel.sh trains every row as its own process at once and so affords
+# ~3× longer training in one call; this script stays for a one-process sweep with its markdown written as it goes.
 # One call per batch size (BATCH=128 or BATCH=8), each < 8 min on one H100:
 #
 #   BATCH=128 MATQ=/tmp/m/publish/Matq.Cli MATQ_DATA=... MATQ_TORCH_LIB=... OUT=/tmp/out bash scripts/gpu/maqd-table.sh
