@@ -8,12 +8,13 @@
 # Writes $OUT/maqd-fashion-mnist.md (the table, rebuilt from the run logs), $OUT/maqd-parallel.log (one result line
 # per run) and the per-run logs tarred as $OUT/maqd-runs.tgz. QUICK=1: a CPU smoke test on a few hundred images.
 #
-# Budget, measured on the H100 with the previous version of this script (EPOCHS_128=6, IMAGES_8=16000, 13 processes
-# at once): every run took 90-160 s, i.e. ~17.5 steps/s per process at either batch size (B=128: 2,814 steps in
-# ~159 s, 56 ms/step while sharing the GPU; B=8: 2,000 steps in ~115 s; a lone run is ~33 ms/step). The defaults run
-# 16 processes (8 per batch size: the float rows at B=8 with seeds 1234 and 7): EPOCHS_128=8 = 3,752 steps and
-# IMAGES_8=32000 = 4,000 steps, ~230 s each at that rate (+ start-up and evaluation); GUARD_S (default 420 s) cuts a
-# single run that goes past it (a cut run leaves "…" in the table). Keep the whole call under 8 minutes.
+# Budget, measured on the H100 with the previous version of this script: the processes share ~200-220 optimizer
+# steps/s in all, at either batch size (13 processes: 7 × 2,814 steps at B=128 + 6 × 2,000 at B=8 in ~159 s;
+# 6 processes: 6 × 7,500 steps at B=8 in ~205 s; a lone run is ~33 ms/step). The defaults run 16 processes
+# (8 per batch size, the float rows at B=8 with seeds 1234 and 7): EPOCHS_128=8 = 3,752 steps and IMAGES_8=32000 =
+# 4,000 steps each, 62,000 steps ≈ 300 s (+ start-up and evaluation). GUARD_S (default 420 s) cuts a single run that
+# goes past it (a cut run leaves "…" in the table). Size other settings as Σ steps / 200 s and keep the call < 8 min,
+# e.g. BATCHES=8 IMAGES_8=60000 (8 processes × 7,500 steps ≈ 300 s).
 set -uo pipefail
 : "${MATQ:?}" "${OUT:?}"
 MODEL=${MODEL:-models/cnn}
