@@ -1,5 +1,5 @@
 // `matq bench efqat`: backward-pass and whole-step time of EfQAT (partial weight gradients) vs full QAT on the same
-// W4A8 fake-quantized ResNet (or, with --model, an LM whose linears are W4 NestedQuantLinears) and the same batch, in
+// W4A8 fake-quantized ResNet or MLP (or, with --model, an LM whose linears are W4 NestedQuantLinears) and the same batch, in
 // one run; ratios = full QAT time / EfQAT time (> 1 = faster).
 using System.CommandLine;
 using System.Diagnostics;
@@ -21,7 +21,8 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<int> _batch = new("--batch") { Description = "Images per step", DefaultValueFactory = _ => 256, HelpName = "B" };
     private readonly Option<int> _iters = new("--iters") { Description = "Timed steps per configuration (after 5 warm-up steps)", DefaultValueFactory = _ => 30, HelpName = "N" };
     private readonly Option<string> _fractions = new("--fractions") { Description = "EfQAT fractions (CWPL)", DefaultValueFactory = _ => "1,0.25,0.05,0", HelpName = "F[,F...]" };
-    private readonly Option<string> _width = new("--widths") { Description = "ResNet stage widths", DefaultValueFactory = _ => "16,32,64", HelpName = "W,W,W" };
+    private readonly Option<string> _arch = new("--arch") { Description = "Vision model: resnet (widths = stage channels, 2 blocks each) or mlp (widths = hidden sizes)", DefaultValueFactory = _ => "resnet", HelpName = "resnet|mlp" };
+    private readonly Option<string> _width = new("--widths") { Description = "ResNet stage widths or MLP hidden sizes", DefaultValueFactory = _ => "16,32,64", HelpName = "W,W,W" };
     private readonly Option<string?> _lm = new("--model") { Description = "Time a language model (HF folder) instead of the CNN: its linears at W4 (group 64), batch × --context tokens", HelpName = "DIR" };
     private readonly Option<int> _context = new("--context") { Description = "LM tokens per sequence", DefaultValueFactory = _ => 128, HelpName = "T" };
     private readonly Option<string?> _methods = new("--methods") { Description = "Partial-gradient methods to time: CNN inject,split,regrad,unfold,conv; LM inject,gather (default: all)", HelpName = "M[,M...]" };
@@ -30,11 +31,11 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
 
     public override string Name => "efqat";
     public override string Description => "Time EfQAT's partial-gradient backward vs full QAT on one batch (ratios from one run)";
-    public override IReadOnlyList<string> Examples => ["matq bench efqat --device cpu --batch 64 --iters 5", "matq bench efqat --device cuda --widths 64,128,256"];
+    public override IReadOnlyList<string> Examples => ["matq bench efqat --device cpu --batch 64 --iters 5", "matq bench efqat --device cuda --widths 64,128,256", "matq bench efqat --arch mlp --widths 2048,2048,2048"];
 
     protected override void Configure(Command command)
     {
-        foreach (Option o in new Option[] { _device, _batch, _iters, _fractions, _width, _lm, _context, _methods, _tf32, _seed })
+        foreach (Option o in new Option[] { _device, _batch, _iters, _fractions, _arch, _width, _lm, _context, _methods, _tf32, _seed })
             command.Options.Add(o);
     }
 
@@ -47,6 +48,8 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
             ? f : throw new MatqException($"--fractions '{s}' is invalid: each must be in 0..1")).ToArray();
         int[] widths = result.GetValue(_width)!.Split(',').Select(s => int.TryParse(s, out var w) && w > 0 ? w
             : throw new MatqException($"--widths '{s}' is invalid: give positive integers, e.g. 64,128,256")).ToArray();
+        string arch = result.GetValue(_arch)!;
+        if (arch is not ("resnet" or "mlp")) throw new MatqException($"--arch '{arch}' is not supported: use resnet or mlp");
         manual_seed(result.GetValue(_seed));
         string? lmPath = result.GetValue(_lm);
         var methods = ParseMethods(result.GetValue(_methods), lm: lmPath is not null);
@@ -58,14 +61,14 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
         IDisposable owner;
         if (lmPath is null)
         {
-            var net = VisionNet.Create(new VisionNetConfig("resnet", widths, 2));
+            var net = VisionNet.Create(new VisionNetConfig(arch, widths, 2));
             net.to(device);
             Tensor x = rand(batch, 1, 28, 28, device: device), y = randint(0, 10, new long[] { batch }, device: device);
             VisionQuantization.Prepare(net, x, new QuantSettings(4, 8));
             layers = net.QuantLayers().Select(l => l.Layer).ToList();
             opt = optim.SGD(net.parameters(), 1e-4, momentum: 0.9);
             lossOf = () => nn.functional.cross_entropy(net.forward(x), y);
-            workload = $"ResNet widths {string.Join("/", widths)} ({net.ParameterCount():N0} params), W4A8 LSQ fake quant, batch {batch}";
+            workload = $"{(arch == "mlp" ? "MLP 784/" : "ResNet widths ")}{string.Join("/", widths)}{(arch == "mlp" ? "/10" : "")} ({net.ParameterCount():N0} params), W4A8 LSQ fake quant, batch {batch}";
             owner = net;
         }
         else
@@ -99,7 +102,7 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
         // CNN: the three conv methods; LM: the linear's gather-GEMM custom function ("Unfold" slot) and Split.
         foreach (var method in methods)
             foreach (double f in fractions)
-                configs.Add(($"EfQAT CWPL {f:P0} ({(lmPath is not null && method == ConvWeightGradMethod.Unfold ? "Gather" : method.ToString())}{(method == (lmPath is null ? defaultConv : defaultLinear) ? ", default" : "")})", method, new EfQatAlgorithm(new EfQatConfig(EfQatMode.ChannelPerLayer, f, refreshEvery: 1000), layers)));
+                configs.Add(($"EfQAT CWPL {f:P0} ({((lmPath is not null || arch == "mlp") && method == ConvWeightGradMethod.Unfold ? "Gather" : method.ToString())}{(method == (lmPath is null ? defaultConv : defaultLinear) ? ", default" : "")})", method, new EfQatAlgorithm(new EfQatConfig(EfQatMode.ChannelPerLayer, f, refreshEvery: 1000), layers)));
         var fwd = new double[configs.Count]; var bwd = new double[configs.Count]; var stepMs = new double[configs.Count];
         Console.Status().Start("timing", ctx =>
         {
