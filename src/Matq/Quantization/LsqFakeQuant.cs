@@ -35,6 +35,12 @@ public static class LsqFakeQuant
         (int qn, int qp) = Bounds(bits, signed);
         long perStep = v.numel() / Math.Max(1, step.numel());
         double g = gradScale ?? 1.0 / Math.Sqrt((double)perStep * qp);
+        if (!is_grad_enabled() || !(v.requires_grad || step.requires_grad))
+        {
+            // values only: skip the mask and step-gradient tensors the autograd function saves
+            using var scope = NewDisposeScope();
+            return v.div(step).clamp_(-qn, qp).round_().mul_(step).MoveToOuterDisposeScope();
+        }
         return LsqFunction.apply(v, step, qn, qp, g);
     }
 

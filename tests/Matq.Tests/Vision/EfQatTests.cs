@@ -152,6 +152,55 @@ public class EfQatTests
         Assert.Contains(Enumerable.Range(0, layers.Count), l => layers[l].ActStep!.detach().sub(actBefore[l]).abs().max().item<float>() > 0);
     }
 
+    [Theory]
+    [InlineData("conv", false)]
+    [InlineData("conv", true)]
+    [InlineData("linear", false)]
+    [InlineData("linear", true)]
+    public void InjectOnLsqRowsMatchesTheGeneralPath(string kind, bool standardize)
+    {
+        // Inject fake-quantizes only the selected rows differentiably (the whole weight without autograd): outputs and
+        // every gradient (input, weight, weight step, activation step, bias) must equal the Split path, which runs
+        // LSQ on the whole weight under autograd.
+        using var scope = NewDisposeScope();
+        manual_seed(11);
+        QuantLayer layer = kind == "conv" ? new QConv2d("c", 5, 8, 3, stride: 1, padding: 1, bias: true) : new QLinear("l", 12, 8);
+        layer.Standardize = standardize;
+        Tensor x = kind == "conv" ? rand(4, 5, 6, 6) : rand(4, 12);
+        layer.EnableQuant(new QuantSettings(4, 8), x);
+        var rows = tensor(new long[] { 1, 4, 5 });
+        var grads = new List<Tensor[]>();
+        var outs = new List<Tensor>();
+        foreach (var method in new[] { ConvWeightGradMethod.Inject, ConvWeightGradMethod.Split })
+        {
+            var (savedConv, savedLinear) = (PartialWeightGrad.ConvMethod, PartialWeightGrad.LinearMethod);
+            PartialWeightGrad.ConvMethod = PartialWeightGrad.LinearMethod = method;
+            try
+            {
+                layer.SelectedRows = rows;
+                layer.FrozenRows = PartialWeightGrad.Complement(rows, layer.OutChannels);
+                layer.zero_grad();
+                Tensor xi = x.clone().requires_grad_(true);
+                Tensor y = layer.forward(xi);
+                y.mul(arange(y.numel()).reshape(y.shape).cos()).sum().backward();
+                outs.Add(y.detach());
+                grads.Add([xi.grad!, layer.Weight.grad!.clone(), layer.WeightStep!.grad!.clone(), layer.ActStep!.grad!.clone(), layer.Bias!.grad!.clone()]);
+            }
+            finally { (PartialWeightGrad.ConvMethod, PartialWeightGrad.LinearMethod) = (savedConv, savedLinear); }
+        }
+        layer.SelectedRows = layer.FrozenRows = null;
+        Tensor plain;
+        using (no_grad()) plain = layer.forward(x);
+        Assert.True(outs[0].eq(plain).all().item<bool>(), "Inject's forward values differ from the plain layer's");
+        Assert.True(outs[1].allclose(plain, rtol: 1e-5, atol: 1e-6), "Split's forward values differ from the plain layer's");
+        string[] names = ["input", "weight", "weight step", "activation step", "bias"];
+        for (int i = 0; i < names.Length; i++)
+            Assert.True(grads[0][i].allclose(grads[1][i], rtol: 1e-4, atol: 1e-6), $"{names[i]} gradient differs");
+        var frozen = PartialWeightGrad.Complement(rows, layer.OutChannels);
+        Assert.Equal(0f, grads[0][1].index_select(0, frozen).abs().max().item<float>());
+        Assert.True(grads[0][1].index_select(0, rows).abs().max().item<float>() > 0);
+    }
+
     internal static ImageSet RandomSet(int n, int seed)
     {
         var rng = new Random(seed);

@@ -87,12 +87,22 @@ public static class PartialWeightGrad
 
     /// <summary>y = x·wFullᵀ where only <paramref name="wSel"/> = wFull[rows] (differentiable, [S, in]) gets a weight
     /// gradient, by the Inject method: native linear on the detached full weight plus the zero-valued S-row term.</summary>
-    public static Tensor InjectLinearRows(Tensor x, Tensor wFull, Tensor wSel, Tensor rows)
+    public static Tensor InjectLinearRows(Tensor x, Tensor wFull, Tensor wSel, Tensor rows) =>
+        InjectSelected((xt, wt) => nn.functional.linear(xt, wt), x, wFull, wSel, rows, dim: x.dim() - 1);
+
+    /// <summary>conv2d(x, wFull) where only <paramref name="wSel"/> = wFull[rows] (differentiable, [S, Cin, k, k]) gets
+    /// a weight gradient, by the Inject method; an empty <paramref name="rows"/> gives no weight gradient at all.</summary>
+    public static Tensor InjectConv2dRows(Tensor x, Tensor wFull, Tensor wSel, Tensor rows, long stride, long padding) =>
+        InjectSelected((xt, wt) => nn.functional.conv2d(xt, wt, strides: new[] { stride, stride }, padding: new[] { padding, padding }),
+            x, wFull, wSel, rows, dim: 1);
+
+    private static Tensor InjectSelected(Func<Tensor, Tensor, Tensor> op, Tensor x, Tensor wFull, Tensor wSel, Tensor rows, long dim)
     {
+        if (rows.numel() == 0) return op(x, wFull.detach());
         using var scope = NewDisposeScope();
-        Tensor y = nn.functional.linear(x, wFull.detach());
-        Tensor c = nn.functional.linear(x.detach(), wSel);
-        return y.index_add_(x.dim() - 1, rows, c.sub(c.detach()), 1).MoveToOuterDisposeScope();
+        Tensor y = op(x, wFull.detach());
+        Tensor c = op(x.detach(), wSel);
+        return y.index_add_(dim, rows, c.sub(c.detach()), 1).MoveToOuterDisposeScope();
     }
 
     /// <summary>The rows of [0, n) not in <paramref name="rows"/> (sorted, int64, on rows' device).</summary>
@@ -127,11 +137,7 @@ public static class PartialWeightGrad
     private static Tensor InjectRows(Func<Tensor, Tensor, Tensor> op, Tensor x, Tensor w, Tensor? rows, long dim)
     {
         if (rows is null || rows.numel() == w.shape[0]) return op(x, w);
-        if (rows.numel() == 0) return op(x, w.detach());
-        using var scope = NewDisposeScope();
-        Tensor y = op(x, w.detach());
-        Tensor c = op(x.detach(), w.index_select(0, rows));
-        return y.index_add_(dim, rows, c.sub(c.detach()), 1).MoveToOuterDisposeScope();
+        return InjectSelected(op, x, w, rows.numel() == 0 ? w : w.index_select(0, rows), rows, dim);
     }
 
     /// <summary>∂L/∂w for the output channels of g: x [N, Cin, H, W], g [N, S, Ho, Wo] → [S, Cin, k, k].</summary>

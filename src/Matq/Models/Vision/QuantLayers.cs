@@ -159,11 +159,30 @@ public abstract class QuantLayer : torch.nn.Module<Tensor, Tensor>, IEfQatLayer
         : Quant is null ? FloatWeight() : LsqFakeQuant.Apply(FloatWeight(), WeightStep!, Quant.WeightBits, signed: true);
 
     /// <summary>The float weight the quantizers see: W, or WS(W)/sqrt(fan_in) when <see cref="Standardize"/>.</summary>
-    public Tensor FloatWeight()
+    public Tensor FloatWeight() => FloatWeightOf(Weight);
+
+    // Standardization is per output channel, so FloatWeightOf(W[rows]) = FloatWeight()[rows].
+    private Tensor FloatWeightOf(Tensor w)
     {
-        if (!Standardize) return Weight;
+        if (!Standardize) return w;
         using var scope = NewDisposeScope();
-        return WeightStandardization.Apply(Weight).div(Math.Sqrt(Weight.numel() / OutChannels)).MoveToOuterDisposeScope();
+        return WeightStandardization.Apply(w).div(Math.Sqrt(Weight.numel() / OutChannels)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>EfQAT with LSQ weights and the Inject method: the forward values come from the whole fake-quantized
+    /// weight computed without autograd, and the weight gradient reaches only the selected rows'
+    /// LSQ(W[rows], step[rows]) (same gradient scale as the whole-tensor call, since the step is per row). So the LSQ
+    /// backward and the scatter into the weight's gradient touch S rows, not all of them. Null when this layer has no
+    /// LSQ weight (float, or MaQD's WeightQuantizer) or another method is in use: the caller takes the general path.</summary>
+    protected (Tensor Full, Tensor Selected)? InjectWeights(Tensor rows, ConvWeightGradMethod method)
+    {
+        if (method != ConvWeightGradMethod.Inject || WeightQuantizer is not null || Quant is null || rows.numel() == OutChannels) return null;
+        Tensor full;
+        using (no_grad()) full = EffectiveWeight();
+        if (rows.numel() == 0) return (full, full);
+        using var scope = NewDisposeScope();
+        Tensor sel = LsqFakeQuant.Apply(FloatWeightOf(Weight.index_select(0, rows)), WeightStep!.index_select(0, rows), Quant.WeightBits, signed: true);
+        return (full, sel.MoveToOuterDisposeScope());
     }
 
     /// <summary>The input as used by forward: fake-quantized (unsigned, clipped at Qp·s) when quantization is on.</summary>
@@ -192,10 +211,17 @@ public sealed class QConv2d : QuantLayer
     public override Tensor forward(Tensor x)
     {
         InputObserver?.Invoke(x);
-        Tensor xq = EffectiveInput(x), wq = EffectiveWeight();
-        Tensor y = UsePartialGrad
-            ? PartialWeightGrad.Conv2d(xq, wq, Stride, Padding, SelectedRows!.numel() == OutChannels ? null : SelectedRows, FrozenRows)
-            : nn.functional.conv2d(xq, wq, strides: new[] { Stride, Stride }, padding: new[] { Padding, Padding });
+        Tensor xq = EffectiveInput(x);
+        Tensor y;
+        if (UsePartialGrad && InjectWeights(SelectedRows!, PartialWeightGrad.ConvMethod) is (var full, var sel))
+            y = PartialWeightGrad.InjectConv2dRows(xq, full, sel, SelectedRows!, Stride, Padding);
+        else
+        {
+            Tensor wq = EffectiveWeight();
+            y = UsePartialGrad
+                ? PartialWeightGrad.Conv2d(xq, wq, Stride, Padding, SelectedRows!.numel() == OutChannels ? null : SelectedRows, FrozenRows)
+                : nn.functional.conv2d(xq, wq, strides: new[] { Stride, Stride }, padding: new[] { Padding, Padding });
+        }
         return ScaleAndBias(y);
     }
 }
@@ -209,10 +235,17 @@ public sealed class QLinear : QuantLayer
     public override Tensor forward(Tensor x)
     {
         InputObserver?.Invoke(x);
-        Tensor xq = EffectiveInput(x), wq = EffectiveWeight();
-        Tensor y = UsePartialGrad
-            ? PartialWeightGrad.Linear(xq, wq, SelectedRows!.numel() == OutChannels ? null : SelectedRows, FrozenRows)
-            : nn.functional.linear(xq, wq);
+        Tensor xq = EffectiveInput(x);
+        Tensor y;
+        if (UsePartialGrad && InjectWeights(SelectedRows!, PartialWeightGrad.LinearMethod) is (var full, var sel))
+            y = PartialWeightGrad.InjectLinearRows(xq, full, sel, SelectedRows!);
+        else
+        {
+            Tensor wq = EffectiveWeight();
+            y = UsePartialGrad
+                ? PartialWeightGrad.Linear(xq, wq, SelectedRows!.numel() == OutChannels ? null : SelectedRows, FrozenRows)
+                : nn.functional.linear(xq, wq);
+        }
         return ScaleAndBias(y);
     }
 }
