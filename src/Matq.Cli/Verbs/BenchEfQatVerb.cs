@@ -7,6 +7,7 @@ using Matq.Algorithms.EfQat;
 using Matq.Cli.Common;
 using Matq.Models.Vision;
 using Matq.Runtime;
+using Matq.Training;
 using Matq.Training.Vision;
 using Spectre.Console;
 using TorchSharp;
@@ -128,7 +129,7 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
         foreach (var r in rows)
             table.AddRow(Markup.Escape(r.Name), $"{r.Fwd:F2}", $"{r.Bwd:F2}", $"{r.Step:F2}", $"{full.Bwd / r.Bwd:F2}x", $"{full.Step / r.Step:F2}x");
         Console.Write(table);
-        Console.MarkupLine(Markup.Escape($"{device}, {workload}, {iters} timed steps each (interleaved), TF32 {tf32}; step = zero_grad + forward + backward + SGD step (+ EfQAT hooks)"));
+        Console.MarkupLine(Markup.Escape($"{device}, {workload}, {iters} timed steps each (interleaved), TF32 {tf32}; step = clear gradients + forward + backward + SGD step (+ EfQAT hooks)"));
         return 0;
 
         // One training step (the EfQAT hooks included; refresh is not due inside the timed rounds); returns ms.
@@ -138,7 +139,7 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
             Sync();
             var t0 = Stopwatch.GetTimestamp();
             alg?.BeforeStep(i + 1);
-            opt.zero_grad();
+            opt.ClearGradients();
             Tensor loss = lossOf();
             Sync();
             var t1 = Stopwatch.GetTimestamp();

@@ -26,14 +26,14 @@ public sealed class EfQatAlgorithm
 {
     private readonly IReadOnlyList<IEfQatLayer> _layers;
     private Tensor?[] _snapshot;
-    private Tensor?[] _keepMask;
+    private readonly bool[] _partial;   // layer l has frozen rows under the current selection
 
     public EfQatAlgorithm(EfQatConfig config, IReadOnlyList<IEfQatLayer> layers)
     {
         Config = config ?? throw new ArgumentNullException(nameof(config));
         _layers = layers;
         _snapshot = new Tensor?[layers.Count];
-        _keepMask = new Tensor?[layers.Count];
+        _partial = new bool[layers.Count];
         Selection = new int[layers.Count][];
     }
 
@@ -54,7 +54,7 @@ public sealed class EfQatAlgorithm
         return all == 0 ? 0 : (double)sel / all;
     }
 
-    /// <summary>Recomputes importance and sets each layer's SelectedRows and the frozen-row masks.</summary>
+    /// <summary>Recomputes importance and sets each layer's SelectedRows and FrozenRows.</summary>
     public void Refresh()
     {
         // Everything kept across steps leaves the caller's per-step dispose scope.
@@ -63,20 +63,13 @@ public sealed class EfQatAlgorithm
         {
             var layer = _layers[l];
             layer.SelectedRows?.Dispose();
-            _keepMask[l]?.Dispose();
             var device = layer.Weight.device;
             layer.FrozenRows?.Dispose();
             layer.SelectedRows = tensor(Selection[l].Select(i => (long)i).ToArray(), ScalarType.Int64).to(device).DetachFromDisposeScope();
             var selected = new HashSet<int>(Selection[l]);
             layer.FrozenRows = tensor(Enumerable.Range(0, (int)layer.OutChannels).Where(i => !selected.Contains(i)).Select(i => (long)i).ToArray(),
                 ScalarType.Int64).to(device).DetachFromDisposeScope();
-            if (Selection[l].Length == layer.OutChannels) { _keepMask[l] = null; continue; }
-            var shape = new long[layer.Weight.dim()];
-            Array.Fill(shape, 1L);
-            shape[0] = layer.OutChannels;
-            var mask = new bool[layer.OutChannels];
-            foreach (int c in Selection[l]) mask[c] = true;
-            _keepMask[l] = tensor(mask).reshape(shape).to(device).DetachFromDisposeScope();   // [out, 1, ...]: true = trained
+            _partial[l] = Selection[l].Length < layer.OutChannels;
         }
     }
 
@@ -88,7 +81,8 @@ public sealed class EfQatAlgorithm
         for (int l = 0; l < _layers.Count; l++)
         {
             _snapshot[l]?.Dispose();
-            _snapshot[l] = _keepMask[l] is null ? null : _layers[l].Weight.detach().clone().DetachFromDisposeScope();
+            // only the frozen rows: they are what AfterStep puts back
+            _snapshot[l] = !_partial[l] ? null : _layers[l].Weight.detach().index_select(0, _layers[l].FrozenRows!).DetachFromDisposeScope();
         }
     }
 
@@ -98,8 +92,8 @@ public sealed class EfQatAlgorithm
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         for (int l = 0; l < _layers.Count; l++)
-            if (_keepMask[l] is { } keep && _snapshot[l] is { } old)
-                _layers[l].Weight.copy_(where(keep, _layers[l].Weight, old));
+            if (_partial[l] && _snapshot[l] is { } old)
+                _layers[l].Weight.index_copy_(0, _layers[l].FrozenRows!, old);
     }
 
     /// <summary>Back to plain (native-autograd) layers.</summary>
@@ -112,7 +106,7 @@ public sealed class EfQatAlgorithm
             _layers[l].FrozenRows?.Dispose();
             _layers[l].FrozenRows = null;
             _snapshot[l]?.Dispose(); _snapshot[l] = null;
-            _keepMask[l]?.Dispose(); _keepMask[l] = null;
+            _partial[l] = false;
         }
     }
 }

@@ -117,7 +117,7 @@ public static class MatQuantQat
             GradClip.ClipGlobalNorm(all, config.ClipNorm);
             optimizer.step();
             extras.AfterStep?.Invoke();
-            optimizer.zero_grad();
+            optimizer.ClearGradients();
             if (log is not null && ((step + 1) % 10 == 0 || step + 1 == config.Steps))
                 log(new MatQuantStep(step + 1, loss.item<float>(), ce.Select(c => (double)c.item<float>()).ToArray()));
             if (config.Checkpoint is { } path && (step + 1) % config.CheckpointEvery == 0 && step + 1 < config.Steps)

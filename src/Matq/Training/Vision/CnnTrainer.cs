@@ -11,6 +11,7 @@
 // zeroing a whole layer's quantized ReLU and with it every gradient upstream (the run never recovers: loss stays at ln 10).
 using Matq.Data;
 using Matq.Models.Vision;
+using Matq.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -112,7 +113,7 @@ public static class CnnTrainer
                 double lr = schedule.At(step);
                 foreach (var g in opt.ParamGroups) g.LearningRate = lr;
                 hooks?.BeforeStep?.Invoke(step);
-                opt.zero_grad();
+                opt.ClearGradients();
                 Tensor loss = nn.functional.cross_entropy(net.forward(x), y);
                 loss.backward();
                 if (o.ClipGradNorm is double clip) nn.utils.clip_grad_norm_(parameters, clip);   // one native call (libtorch loops the grads)
