@@ -4,10 +4,10 @@
 #  - the MLP (784 → hidden × 3 → 10, W4A8 LSQ) on CUDA at batch 1024 and 4096 and on the CPU (all cores);
 #  - the wide CNN (256/512/1024, batch 128) on CUDA with TF32 off and default, and 64/128/256 on the CPU;
 #  - with LM=1 also the small-recipe LM (random init; MATQ_DATA must hold sotu and gpt2-tokenizer) on CUDA and CPU.
-# Writes $OUT/bench-efqat-wide.log. QUICK=1: a CPU smoke test.
+# PART=cuda|cpu|all (default all). Tables report the median step. Writes $OUT/bench-efqat-wide-$PART.log. QUICK=1: a CPU smoke test.
 set -uo pipefail
 : "${MATQ:?}" "${OUT:?}"
-mkdir -p "$OUT"; log="$OUT/bench-efqat-wide.log"
+PART=${PART:-all}; mkdir -p "$OUT"; log="$OUT/bench-efqat-wide-$PART.log"
 if [ "${QUICK:-0}" = 1 ]; then
   { $MATQ bench efqat --device cpu --arch mlp --batch 16 --iters 2 --widths 64,64,64 --methods inject,unfold --fractions 1,0.25,0
     $MATQ bench efqat --device cpu --batch 8 --iters 2 --widths 8,16,32 --methods inject --fractions 1,0.25; } > "$log" 2>&1
@@ -15,18 +15,23 @@ if [ "${QUICK:-0}" = 1 ]; then
 fi
 {
   nvidia-smi --query-gpu=name,clocks.max.sm --format=csv,noheader; lscpu | grep -E "Model name|^CPU\(s\)"
+  if [ $PART != cpu ]; then
   $MATQ bench efqat --device cuda --arch mlp --batch 1024 --iters 30 --widths 4096,4096,4096 --methods inject,unfold,split --fractions 1,0.25,0.05,0
   $MATQ bench efqat --device cuda --arch mlp --batch 4096 --iters 20 --widths 4096,4096,4096 --methods inject,unfold --fractions 1,0.25,0
   $MATQ bench efqat --device cuda --arch mlp --batch 2048 --iters 20 --widths 4096,4096,4096 --methods inject --fractions 1,0.25,0
   for tf in off default; do
     $MATQ bench efqat --device cuda --tf32 $tf --batch 128 --iters 15 --widths 256,512,1024 --methods inject --fractions 1,0.25,0.05,0
   done
-  $MATQ bench efqat --device cpu --arch mlp --batch 256 --iters 10 --widths 2048,2048,2048 --methods inject,unfold --fractions 1,0.25,0.05,0
-  $MATQ bench efqat --device cpu --arch mlp --batch 1024 --iters 6 --widths 2048,2048,2048 --methods inject --fractions 1,0.25,0
-  $MATQ bench efqat --device cpu --batch 64 --iters 8 --widths 64,128,256 --methods inject --fractions 1,0.25,0.05,0
+  fi
+  if [ $PART != cuda ]; then
+  $MATQ bench efqat --device cpu --arch mlp --batch 256 --iters 20 --widths 2048,2048,2048 --methods inject,unfold --fractions 1,0.25,0.05,0
+  $MATQ bench efqat --device cpu --arch mlp --batch 1024 --iters 12 --widths 2048,2048,2048 --methods inject --fractions 1,0.25,0
+  $MATQ bench efqat --device cpu --batch 64 --iters 12 --widths 64,128,256 --methods inject --fractions 1,0.25,0.05,0
+  OMP_NUM_THREADS=8 $MATQ bench efqat --device cpu --arch mlp --batch 1024 --iters 12 --widths 2048,2048,2048 --methods inject --fractions 1,0.25,0
+  fi
   if [ "${LM:-0}" = 1 ]; then
-    $MATQ train lm --preset small --steps 1 --device cuda --out /tmp/small-init > /tmp/init.log 2>&1 || tail -3 /tmp/init.log
-    $MATQ bench efqat --device cuda --model /tmp/small-init --batch 32 --context 512 --iters 10 --methods inject --fractions 1,0.25,0
-    $MATQ bench efqat --device cpu --model /tmp/small-init --batch 8 --context 256 --iters 5 --methods inject --fractions 1,0.25,0
+    $MATQ train lm --preset small --steps 1 --device cpu --out /tmp/small-init > /tmp/init.log 2>&1 || tail -3 /tmp/init.log
+    [ $PART != cpu ] && $MATQ bench efqat --device cuda --model /tmp/small-init --batch 32 --context 512 --iters 10 --methods inject --fractions 1,0.25,0
+    [ $PART != cuda ] && $MATQ bench efqat --device cpu --model /tmp/small-init --batch 8 --context 256 --iters 5 --methods inject --fractions 1,0.25,0
   fi
 } > "$log" 2>&1

@@ -104,7 +104,10 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
         foreach (var method in methods)
             foreach (double f in fractions)
                 configs.Add(($"EfQAT CWPL {f:P0} ({((lmPath is not null || arch == "mlp") && method == ConvWeightGradMethod.Unfold ? "Gather" : method.ToString())}{(method == (lmPath is null ? defaultConv : defaultLinear) ? ", default" : "")})", method, new EfQatAlgorithm(new EfQatConfig(EfQatMode.ChannelPerLayer, f, refreshEvery: 1000), layers)));
-        var fwd = new double[configs.Count]; var bwd = new double[configs.Count]; var stepMs = new double[configs.Count];
+        // per-step times; the table reports medians (one stalled step must not decide a ratio)
+        var fwd = configs.Select(_ => new List<double>()).ToArray();
+        var bwd = configs.Select(_ => new List<double>()).ToArray();
+        var stepMs = configs.Select(_ => new List<double>()).ToArray();
         Console.Status().Start("timing", ctx =>
         {
             for (int i = 0; i < 5 + iters; i++)
@@ -117,20 +120,26 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
                     configs[c].Alg?.Refresh();
                     var (f, b, st) = Step(configs[c].Alg, i);
                     if (i < 5) continue;
-                    fwd[c] += f; bwd[c] += b; stepMs[c] += st;
+                    fwd[c].Add(f); bwd[c].Add(b); stepMs[c].Add(st);
                 }
         });
         foreach (var cfg in configs) cfg.Alg?.Detach();
         PartialWeightGrad.ConvMethod = defaultConv;
         PartialWeightGrad.LinearMethod = defaultLinear;
-        var rows = configs.Select((cfg, c) => (cfg.Name, Fwd: fwd[c] / iters, Bwd: bwd[c] / iters, Step: stepMs[c] / iters)).ToList();
+        var rows = configs.Select((cfg, c) => (cfg.Name, Fwd: Median(fwd[c]), Bwd: Median(bwd[c]), Step: Median(stepMs[c]))).ToList();
         var full = rows[0];
         var table = new Table().Border(TableBorder.Rounded).AddColumns("configuration", "forward ms", "backward ms", "step ms", "backward speed-up", "step speed-up");
         foreach (var r in rows)
             table.AddRow(Markup.Escape(r.Name), $"{r.Fwd:F2}", $"{r.Bwd:F2}", $"{r.Step:F2}", $"{full.Bwd / r.Bwd:F2}x", $"{full.Step / r.Step:F2}x");
         Console.Write(table);
-        Console.MarkupLine(Markup.Escape($"{device}, {workload}, {iters} timed steps each (interleaved), TF32 {tf32}; step = clear gradients + forward + backward + SGD step (+ EfQAT hooks)"));
+        Console.MarkupLine(Markup.Escape($"{device}, {workload}, median of {iters} timed steps each (interleaved), TF32 {tf32}; step = clear gradients + forward + backward + SGD step (+ EfQAT hooks)"));
         return 0;
+
+        static double Median(List<double> v)
+        {
+            var s = v.Order().ToArray();
+            return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
+        }
 
         // One training step (the EfQAT hooks included; refresh is not due inside the timed rounds); returns ms.
         (double, double, double) Step(EfQatAlgorithm? alg, int i)
