@@ -126,7 +126,7 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
         foreach (var cfg in configs) cfg.Alg?.Detach();
         PartialWeightGrad.ConvMethod = defaultConv;
         PartialWeightGrad.LinearMethod = defaultLinear;
-        var rows = configs.Select((cfg, c) => (cfg.Name, Fwd: Median(fwd[c]), Bwd: Median(bwd[c]), Step: Median(stepMs[c]))).ToList();
+        var rows = configs.Select((cfg, c) => (cfg.Name, Fwd: BenchStats.Median(fwd[c]), Bwd: BenchStats.Median(bwd[c]), Step: BenchStats.Median(stepMs[c]))).ToList();
         var full = rows[0];
         var table = new Table().Border(TableBorder.Rounded).AddColumns("configuration", "forward ms", "backward ms", "step ms", "backward speed-up", "step speed-up");
         foreach (var r in rows)
@@ -134,12 +134,6 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
         Console.Write(table);
         Console.MarkupLine(Markup.Escape($"{device}, {workload}, median of {iters} timed steps each (interleaved), TF32 {tf32}; step = clear gradients + forward + backward + SGD step (+ EfQAT hooks)"));
         return 0;
-
-        static double Median(List<double> v)
-        {
-            var s = v.Order().ToArray();
-            return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
-        }
 
         // One training step (the EfQAT hooks included; refresh is not due inside the timed rounds); returns ms.
         (double, double, double) Step(EfQatAlgorithm? alg, int i)

@@ -98,7 +98,7 @@ public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb(console)
         for (int c = 0; c < configs.Count; c++)
         {
             var (bits, head, acts, model, session) = configs[c];
-            double pre = Median(times[c].Select(r => r.Prefill)), dec = Median(times[c].Select(r => r.Decode));
+            double pre = BenchStats.Median(times[c].Select(r => r.Prefill)), dec = BenchStats.Median(times[c].Select(r => r.Decode));
             rows.Add(new Row(bits, PackedOptions.Name(acts), model.LayerWeightBytes, model.HeadBytes, model.OtherBytes, model.ResidentWeightBytes,
                 session.CacheBytes, rss[(bits, head)], prompt / pre, decode / dec, model.Head.Packed is null ? "fp32" : $"int{model.Head.Bits}"));
         }
@@ -138,12 +138,6 @@ public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb(console)
     }
 
     private static void ReleaseMemory() => GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
-
-    private static double Median(IEnumerable<double> values)
-    {
-        var v = values.Order().ToArray();
-        return v.Length % 2 == 1 ? v[v.Length / 2] : (v[v.Length / 2 - 1] + v[v.Length / 2]) / 2;
-    }
 
     private static string LoadAverage()
     {

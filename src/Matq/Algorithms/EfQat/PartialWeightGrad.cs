@@ -137,7 +137,7 @@ public static class PartialWeightGrad
     private static Tensor InjectRows(Func<Tensor, Tensor, Tensor> op, Tensor x, Tensor w, Tensor? rows, long dim)
     {
         if (rows is null || rows.numel() == w.shape[0]) return op(x, w);
-        return InjectSelected(op, x, w, rows.numel() == 0 ? w : w.index_select(0, rows), rows, dim);
+        return InjectSelected(op, x, w, w.index_select(0, rows), rows, dim);
     }
 
     /// <summary>∂L/∂w for the output channels of g: x [N, Cin, H, W], g [N, S, Ho, Wo] → [S, Cin, k, k].</summary>
