@@ -4,7 +4,9 @@
 #  - the MLP (784 → hidden × 3 → 10, W4A8 LSQ) on CUDA at batch 1024 and 4096 and on the CPU (all cores);
 #  - the wide CNN (256/512/1024, batch 128) on CUDA with TF32 off and default, and 64/128/256 on the CPU;
 #  - with LM=1 also the small-recipe LM (random init; MATQ_DATA must hold sotu and gpt2-tokenizer) on CUDA and CPU.
-# PART=cuda|cpu|all (default all). Tables report the median step. Writes $OUT/bench-efqat-wide-$PART.log. QUICK=1: a CPU smoke test.
+# PART=cnn: the CNNs only — CUDA with cudnn.benchmark off and on (TF32 default and off; batch 128 and 256; the
+# inject, regrad and conv methods), the CPU CNN at 16 and 8 threads and batch 64 and 128.
+# PART=cuda|cpu|cnn|all (default all). Tables report the median step. Writes $OUT/bench-efqat-wide-$PART.log. QUICK=1: a CPU smoke test.
 set -uo pipefail
 : "${MATQ:?}" "${OUT:?}"
 PART=${PART:-all}; mkdir -p "$OUT"; log="$OUT/bench-efqat-wide-$PART.log"
@@ -15,7 +17,17 @@ if [ "${QUICK:-0}" = 1 ]; then
 fi
 {
   nvidia-smi --query-gpu=name,clocks.max.sm --format=csv,noheader; lscpu | grep -E "Model name|^CPU\(s\)"
-  if [ $PART != cpu ]; then
+  if [ $PART = cnn ]; then
+    for bm in off on; do
+      $MATQ bench efqat --device cuda --cudnn-benchmark $bm --batch 128 --iters 20 --widths 256,512,1024 --methods inject,regrad,conv --fractions 1,0.25,0
+    done
+    $MATQ bench efqat --device cuda --cudnn-benchmark on --tf32 off --batch 128 --iters 15 --widths 256,512,1024 --methods inject --fractions 1,0.25,0.05,0
+    $MATQ bench efqat --device cuda --cudnn-benchmark on --batch 256 --iters 15 --widths 256,512,1024 --methods inject --fractions 1,0.25,0.05,0
+    $MATQ bench efqat --device cpu --batch 64 --iters 12 --widths 64,128,256 --methods inject,conv --fractions 1,0.25,0
+    $MATQ bench efqat --device cpu --batch 128 --iters 8 --widths 64,128,256 --methods inject --fractions 1,0.25,0
+    OMP_NUM_THREADS=8 $MATQ bench efqat --device cpu --batch 64 --iters 12 --widths 64,128,256 --methods inject --fractions 1,0.25,0
+  fi
+  if [ $PART = cuda ] || [ $PART = all ]; then
   $MATQ bench efqat --device cuda --arch mlp --batch 1024 --iters 30 --widths 4096,4096,4096 --methods inject,unfold,split --fractions 1,0.25,0.05,0
   $MATQ bench efqat --device cuda --arch mlp --batch 4096 --iters 20 --widths 4096,4096,4096 --methods inject,unfold --fractions 1,0.25,0
   $MATQ bench efqat --device cuda --arch mlp --batch 2048 --iters 20 --widths 4096,4096,4096 --methods inject --fractions 1,0.25,0
@@ -23,7 +35,7 @@ fi
     $MATQ bench efqat --device cuda --tf32 $tf --batch 128 --iters 15 --widths 256,512,1024 --methods inject --fractions 1,0.25,0.05,0
   done
   fi
-  if [ $PART != cuda ]; then
+  if [ $PART = cpu ] || [ $PART = all ]; then
   $MATQ bench efqat --device cpu --arch mlp --batch 256 --iters 20 --widths 2048,2048,2048 --methods inject,unfold --fractions 1,0.25,0.05,0
   $MATQ bench efqat --device cpu --arch mlp --batch 1024 --iters 12 --widths 2048,2048,2048 --methods inject --fractions 1,0.25,0
   $MATQ bench efqat --device cpu --batch 64 --iters 12 --widths 64,128,256 --methods inject --fractions 1,0.25,0.05,0

@@ -28,6 +28,7 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<int> _context = new("--context") { Description = "LM tokens per sequence", DefaultValueFactory = _ => 128, HelpName = "T" };
     private readonly Option<string?> _methods = new("--methods") { Description = "Partial-gradient methods to time: CNN inject,split,regrad,unfold,conv; LM inject,gather (default: all)", HelpName = "M[,M...]" };
     private readonly Option<string> _tf32 = new("--tf32") { Description = "CUDA: let cuDNN convolutions and cuBLAS matmuls use TF32 (on) or keep full fp32 (off); libtorch's defaults are conv on, matmul off", DefaultValueFactory = _ => "default", HelpName = "on|off|default" };
+    private readonly Option<string> _cudnnBenchmark = new("--cudnn-benchmark") { Description = "CUDA: let cuDNN time its convolution algorithms once per shape and keep the fastest (PyTorch's cudnn.benchmark); libtorch's default is off", DefaultValueFactory = _ => "off", HelpName = "on|off" };
     private readonly Option<int> _seed = CommonOptions.Seed();
 
     public override string Name => "efqat";
@@ -36,7 +37,7 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
 
     protected override void Configure(Command command)
     {
-        foreach (Option o in new Option[] { _device, _batch, _iters, _fractions, _arch, _width, _lm, _context, _methods, _tf32, _seed })
+        foreach (Option o in new Option[] { _device, _batch, _iters, _fractions, _arch, _width, _lm, _context, _methods, _tf32, _cudnnBenchmark, _seed })
             command.Options.Add(o);
     }
 
@@ -55,6 +56,7 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
         string? lmPath = result.GetValue(_lm);
         var methods = ParseMethods(result.GetValue(_methods), lm: lmPath is not null);
         string tf32 = ApplyTf32(result.GetValue(_tf32)!, device);
+        string cudnnBenchmark = ApplyCudnnBenchmark(result.GetValue(_cudnnBenchmark)!, device);
         IReadOnlyList<IEfQatLayer> layers;
         Func<Tensor> lossOf;
         optim.Optimizer opt;
@@ -132,7 +134,7 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
         foreach (var r in rows)
             table.AddRow(Markup.Escape(r.Name), $"{r.Fwd:F2}", $"{r.Bwd:F2}", $"{r.Step:F2}", $"{full.Bwd / r.Bwd:F2}x", $"{full.Step / r.Step:F2}x");
         Console.Write(table);
-        Console.MarkupLine(Markup.Escape($"{device}, {workload}, median of {iters} timed steps each (interleaved), TF32 {tf32}; step = clear gradients + forward + backward + SGD step (+ EfQAT hooks)"));
+        Console.MarkupLine(Markup.Escape($"{device}, {workload}, median of {iters} timed steps each (interleaved), TF32 {tf32}, cudnn.benchmark {cudnnBenchmark}; step = clear gradients + forward + backward + SGD step (+ EfQAT hooks)"));
         return 0;
 
         // One training step (the EfQAT hooks included; refresh is not due inside the timed rounds); returns ms.
@@ -169,6 +171,14 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
         if (string.IsNullOrWhiteSpace(text)) return all.Select(a => a.Item2).ToArray();
         return text.Split(',').Select(m => m.Trim().ToLowerInvariant()).Select(m => all.FirstOrDefault(a => a.Item1 == m) is { Item1: not null } a ? a.Item2
             : throw new MatqException($"--methods '{m}' is not known for the {(lm ? "LM" : "CNN")}: use {string.Join(", ", all.Select(a => a.Item1))}")).Distinct().ToArray();
+    }
+
+    private static string ApplyCudnnBenchmark(string text, Device device)
+    {
+        string v = text.Trim().ToLowerInvariant();
+        if (v is not ("on" or "off")) throw new MatqException($"--cudnn-benchmark '{text}' is invalid: use on or off");
+        if (device.type != DeviceType.CUDA) return v == "off" ? "n/a (cpu)" : throw new MatqException("--cudnn-benchmark applies to --device cuda only");
+        return TorchDevices.SetCudnnBenchmark(v == "on") ? "on" : "off";
     }
 
     private static string ApplyTf32(string text, Device device)

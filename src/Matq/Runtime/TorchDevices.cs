@@ -17,6 +17,7 @@ public static class TorchDevices
     private static bool _initialized;
     private static string? _cudaProblem;
     private static bool _preloaded;
+    private static IntPtr _torchCpu;
 
     /// <summary>Loads MATQ_TORCH_LIB's libtorch when set; false when it is not set. Call before any other torch use.</summary>
     public static bool PreloadTorchLib()
@@ -55,6 +56,23 @@ public static class TorchDevices
 
     public static torch.Device Resolve(string? text) => Resolve(Parse(text));
 
+    /// <summary>Sets libtorch's cuDNN autotuner (PyTorch's torch.backends.cudnn.benchmark): on, each new convolution
+    /// shape times cuDNN's algorithms once and caches the fastest; off (libtorch's default), a heuristic picks one.
+    /// TorchSharp 0.107 has no setter, so this calls at::globalContext().setBenchmarkCuDNN in the libtorch loaded from
+    /// MATQ_TORCH_LIB (exported C++ symbols, Itanium ABI) and returns the value read back.</summary>
+    public static unsafe bool SetCudnnBenchmark(bool on)
+    {
+        if (!TryInitializeCuda() || _torchCpu == IntPtr.Zero)
+            throw new MatqException($"--cudnn-benchmark needs CUDA: {_cudaProblem ?? "no CUDA libtorch loaded"}");
+        if (!NativeLibrary.TryGetExport(_torchCpu, "_ZN2at13globalContextEv", out IntPtr global)
+            || !NativeLibrary.TryGetExport(_torchCpu, "_ZN2at7Context17setBenchmarkCuDNNEb", out IntPtr set)
+            || !NativeLibrary.TryGetExport(_torchCpu, "_ZNK2at7Context14benchmarkCuDNNEv", out IntPtr get))
+            throw new MatqException("--cudnn-benchmark: this libtorch does not export at::Context::setBenchmarkCuDNN; leave the option off");
+        IntPtr context = ((delegate* unmanaged<IntPtr>)global)();
+        ((delegate* unmanaged<IntPtr, byte, void>)set)(context, on ? (byte)1 : (byte)0);
+        return ((delegate* unmanaged<IntPtr, byte>)get)(context) != 0;
+    }
+
     /// <summary>True once CUDA is usable; loads MATQ_TORCH_LIB's libraries at most once per process.</summary>
     public static bool TryInitializeCuda()
     {
@@ -81,7 +99,11 @@ public static class TorchDevices
                     _cudaProblem = $"{TorchLibVariable}={dir} has no {lib}";
                     return false;
                 }
-                try { NativeLibrary.Load(path); }
+                try
+                {
+                    IntPtr handle = NativeLibrary.Load(path);
+                    if (lib == "libtorch_cpu.so") _torchCpu = handle;
+                }
                 catch (Exception e) when (e is DllNotFoundException or BadImageFormatException)
                 {
                     _cudaProblem = $"loading {path} failed: {e.Message.Split('\n')[0]}";
