@@ -6,7 +6,10 @@
 #  - with LM=1 also the small-recipe LM (random init; MATQ_DATA must hold sotu and gpt2-tokenizer) on CUDA and CPU.
 # PART=cnn: the CNNs only — CUDA with cudnn.benchmark off and on (TF32 default and off; batch 128 and 256; the
 # inject, regrad and conv methods), the CPU CNN at 16 and 8 threads and batch 64 and 128.
-# PART=cuda|cpu|cnn|all (default all). Tables report the median step. Writes $OUT/bench-efqat-wide-$PART.log. QUICK=1: a CPU smoke test.
+# PART=modes: the three selection modes (CWPL, CWPN, LWPN) on nets trained one epoch first (`matq train cnn --widths`,
+# on CUDA), so the per-network modes select what they would in training: the wide CNN and MLP on CUDA, the 64/128/256
+# CNN and the MLP on the CPU, plus the wide CNN from a random init for comparison. Needs MATQ_DATA with Fashion-MNIST.
+# PART=cuda|cpu|cnn|modes|all (default all). Tables report the median step. Writes $OUT/bench-efqat-wide-$PART.log. QUICK=1: a CPU smoke test.
 set -uo pipefail
 : "${MATQ:?}" "${OUT:?}"
 PART=${PART:-all}; mkdir -p "$OUT"; log="$OUT/bench-efqat-wide-$PART.log"
@@ -26,6 +29,18 @@ fi
     $MATQ bench efqat --device cpu --batch 64 --iters 12 --widths 64,128,256 --methods inject,conv --fractions 1,0.25,0
     $MATQ bench efqat --device cpu --batch 128 --iters 8 --widths 64,128,256 --methods inject --fractions 1,0.25,0
     OMP_NUM_THREADS=8 $MATQ bench efqat --device cpu --batch 64 --iters 12 --widths 64,128,256 --methods inject --fractions 1,0.25,0
+  fi
+  if [ $PART = modes ]; then
+    train() { $MATQ train cnn --device cuda --epochs 1 "$@" > /tmp/train.log 2>&1 || tail -5 /tmp/train.log; grep -E "test accuracy|steps / seconds" /tmp/train.log; }
+    train --widths 256,512,1024 --out /tmp/cnn-wide
+    train --widths 64,128,256 --out /tmp/cnn-mid
+    train --arch mlp --widths 2048,2048,2048 --optimizer adamw --lr 1e-3 --out /tmp/mlp-wide
+    modes="--methods inject --modes cwpl,cwpn,lwpn"
+    $MATQ bench efqat --device cuda --cudnn-benchmark on --init /tmp/cnn-wide --batch 128 --iters 15 $modes --fractions 1,0.25,0.05,0
+    $MATQ bench efqat --device cuda --cudnn-benchmark on --widths 256,512,1024 --batch 128 --iters 15 $modes --fractions 1,0.25,0
+    $MATQ bench efqat --device cuda --init /tmp/mlp-wide --batch 1024 --iters 20 $modes --fractions 1,0.25,0.05,0
+    $MATQ bench efqat --device cpu --init /tmp/cnn-mid --batch 64 --iters 10 $modes --fractions 1,0.25,0
+    $MATQ bench efqat --device cpu --init /tmp/mlp-wide --batch 256 --iters 12 $modes --fractions 1,0.25,0
   fi
   if [ $PART = cuda ] || [ $PART = all ]; then
   $MATQ bench efqat --device cuda --arch mlp --batch 1024 --iters 30 --widths 4096,4096,4096 --methods inject,unfold,split --fractions 1,0.25,0.05,0

@@ -21,9 +21,11 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<string> _device = CommonOptions.Device();
     private readonly Option<int> _batch = new("--batch") { Description = "Images per step", DefaultValueFactory = _ => 256, HelpName = "B" };
     private readonly Option<int> _iters = new("--iters") { Description = "Timed steps per configuration (after 5 warm-up steps)", DefaultValueFactory = _ => 30, HelpName = "N" };
-    private readonly Option<string> _fractions = new("--fractions") { Description = "EfQAT fractions (CWPL)", DefaultValueFactory = _ => "1,0.25,0.05,0", HelpName = "F[,F...]" };
+    private readonly Option<string> _fractions = new("--fractions") { Description = "EfQAT fractions, run for every mode (0 and 1 select the same weights in every mode and run once)", DefaultValueFactory = _ => "1,0.25,0.05,0", HelpName = "F[,F...]" };
+    private readonly Option<string> _modes = new("--modes") { Description = "EfQAT selection modes: cwpl (channels per layer), cwpn (channels per network), lwpn (layers per network)", DefaultValueFactory = _ => "cwpl", HelpName = "M[,M...]" };
     private readonly Option<string> _arch = new("--arch") { Description = "Vision model: resnet (widths = stage channels, 2 blocks each) or mlp (widths = hidden sizes)", DefaultValueFactory = _ => "resnet", HelpName = "resnet|mlp" };
     private readonly Option<string> _width = new("--widths") { Description = "ResNet stage widths or MLP hidden sizes", DefaultValueFactory = _ => "16,32,64", HelpName = "W,W,W" };
+    private readonly Option<string?> _init = new("--init") { Description = "Time a trained vision model (a `matq train cnn` folder: its architecture and weights, so the per-network modes select what they would in training) instead of a random init", HelpName = "DIR" };
     private readonly Option<string?> _lm = new("--model") { Description = "Time a language model (HF folder) instead of the CNN: its linears at W4 (group 64), batch × --context tokens", HelpName = "DIR" };
     private readonly Option<int> _context = new("--context") { Description = "LM tokens per sequence", DefaultValueFactory = _ => 128, HelpName = "T" };
     private readonly Option<string?> _methods = new("--methods") { Description = "Partial-gradient methods to time: CNN inject,split,regrad,unfold,conv; LM inject,gather (default: all)", HelpName = "M[,M...]" };
@@ -37,7 +39,7 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
 
     protected override void Configure(Command command)
     {
-        foreach (Option o in new Option[] { _device, _batch, _iters, _fractions, _arch, _width, _lm, _context, _methods, _tf32, _cudnnBenchmark, _seed })
+        foreach (Option o in new Option[] { _device, _batch, _iters, _fractions, _modes, _arch, _width, _init, _lm, _context, _methods, _tf32, _cudnnBenchmark, _seed })
             command.Options.Add(o);
     }
 
@@ -55,23 +57,34 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
         manual_seed(result.GetValue(_seed));
         string? lmPath = result.GetValue(_lm);
         var methods = ParseMethods(result.GetValue(_methods), lm: lmPath is not null);
+        EfQatMode[] modes = result.GetValue(_modes)!.Split(',').Select(EfQatConfig.ParseMode).Distinct().ToArray();
         string tf32 = ApplyTf32(result.GetValue(_tf32)!, device);
         string cudnnBenchmark = ApplyCudnnBenchmark(result.GetValue(_cudnnBenchmark)!, device);
         IReadOnlyList<IEfQatLayer> layers;
+        double[] positions;   // per layer: output positions per step (N·Ho·Wo for a conv, tokens or rows for a linear)
         Func<Tensor> lossOf;
         optim.Optimizer opt;
         string workload;
         IDisposable owner;
+        if (lmPath is not null && result.GetResult(_init) is { Implicit: false })
+            throw new MatqException("--init (a vision model) and --model (a language model) exclude each other: give one");
         if (lmPath is null)
         {
-            var net = VisionNet.Create(new VisionNetConfig(arch, widths, 2));
+            string? init = result.GetValue(_init);
+            if (init is not null && (result.GetResult(_width) is { Implicit: false } || result.GetResult(_arch) is { Implicit: false }))
+                throw new MatqException("--init takes the architecture and widths from the model folder: leave out --arch and --widths");
+            var net = init is null ? VisionNet.Create(new VisionNetConfig(arch, widths, 2)) : VisionNetIO.Load(init);
+            arch = net.Config.Arch;
+            widths = net.Config.Widths;
             net.to(device);
             Tensor x = rand(batch, 1, 28, 28, device: device), y = randint(0, 10, new long[] { batch }, device: device);
             VisionQuantization.Prepare(net, x, new QuantSettings(4, 8));
-            layers = net.QuantLayers().Select(l => l.Layer).ToList();
+            var quantLayers = net.QuantLayers().Select(l => l.Layer).ToList();
+            layers = quantLayers;
+            positions = OutputPositions(net, quantLayers, x);
             opt = optim.SGD(net.parameters(), 1e-4, momentum: 0.9);
             lossOf = () => nn.functional.cross_entropy(net.forward(x), y);
-            workload = $"{(arch == "mlp" ? "MLP 784/" : "ResNet widths ")}{string.Join("/", widths)}{(arch == "mlp" ? "/10" : "")} ({net.ParameterCount():N0} params), W4A8 LSQ fake quant, batch {batch}";
+            workload = $"{(arch == "mlp" ? "MLP 784/" : "ResNet widths ")}{string.Join("/", widths)}{(arch == "mlp" ? "/10" : "")} ({net.ParameterCount():N0} params, {(init is null ? "random init" : "weights of " + init)}), W4A8 LSQ fake quant, batch {batch}";
             owner = net;
         }
         else
@@ -85,6 +98,7 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
             var modules = selected.Select(sl => (sl.Name, Module: new Matq.Algorithms.MatQuant.NestedQuantLinear(sl.Name, sl.Weight, qc.Spec))).ToList();
             foreach (var (name, m) in modules) { m.to(device); model.ReplaceLinear(name, m); }
             layers = modules.Select(m => m.Module).ToList();
+            positions = Enumerable.Repeat((double)batch * result.GetValue(_context), layers.Count).ToArray();
             // as `quantize --method efqat` trains them: the RMSNorm weights too (so 0 % still has a backward pass)
             var norms = model.named_parameters().Where(p => p.name.EndsWith("norm.weight", StringComparison.Ordinal)).Select(p => p.parameter).ToList();
             foreach (var p in norms) p.requires_grad = true;
@@ -104,8 +118,10 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
         var configs = new List<(string Name, ConvWeightGradMethod Method, EfQatAlgorithm? Alg)> { ("full QAT (native autograd)", ConvWeightGradMethod.Split, null) };
         // CNN: the three conv methods; LM: the linear's gather-GEMM custom function ("Unfold" slot) and Split.
         foreach (var method in methods)
-            foreach (double f in fractions)
-                configs.Add(($"EfQAT CWPL {f:P0} ({((lmPath is not null || arch == "mlp") && method == ConvWeightGradMethod.Unfold ? "Gather" : method.ToString())}{(method == (lmPath is null ? defaultConv : defaultLinear) ? ", default" : "")})", method, new EfQatAlgorithm(new EfQatConfig(EfQatMode.ChannelPerLayer, f, refreshEvery: 1000), layers)));
+            foreach (var (mode, m) in modes.Select((mode, m) => (mode, m)))
+                foreach (double f in fractions.Where(f => m == 0 || (f > 0 && f < 1)))
+                    configs.Add(($"EfQAT {(f is 0 or 1 ? "" : EfQatConfig.ShortName(mode) + " ")}{f:P0} ({((lmPath is not null || arch == "mlp") && method == ConvWeightGradMethod.Unfold ? "Gather" : method.ToString())}{(method == (lmPath is null ? defaultConv : defaultLinear) ? ", default" : "")})",
+                        method, new EfQatAlgorithm(new EfQatConfig(mode, f, refreshEvery: 1000), layers)));
         // per-step times; the table reports medians (one stalled step must not decide a ratio)
         var fwd = configs.Select(_ => new List<double>()).ToArray();
         var bwd = configs.Select(_ => new List<double>()).ToArray();
@@ -128,13 +144,13 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
         foreach (var cfg in configs) cfg.Alg?.Detach();
         PartialWeightGrad.ConvMethod = defaultConv;
         PartialWeightGrad.LinearMethod = defaultLinear;
-        var rows = configs.Select((cfg, c) => (cfg.Name, Fwd: BenchStats.Median(fwd[c]), Bwd: BenchStats.Median(bwd[c]), Step: BenchStats.Median(stepMs[c]))).ToList();
+        var rows = configs.Select((cfg, c) => (cfg.Name, Work: WeightGradWork(cfg.Alg), Fwd: BenchStats.Median(fwd[c]), Bwd: BenchStats.Median(bwd[c]), Step: BenchStats.Median(stepMs[c]))).ToList();
         var full = rows[0];
-        var table = new Table().Border(TableBorder.Rounded).AddColumns("configuration", "forward ms", "backward ms", "step ms", "backward speed-up", "step speed-up");
+        var table = new Table().Border(TableBorder.Rounded).AddColumns("configuration", "weight-grad work", "forward ms", "backward ms", "step ms", "backward speed-up", "step speed-up");
         foreach (var r in rows)
-            table.AddRow(Markup.Escape(r.Name), $"{r.Fwd:F2}", $"{r.Bwd:F2}", $"{r.Step:F2}", $"{full.Bwd / r.Bwd:F2}x", $"{full.Step / r.Step:F2}x");
+            table.AddRow(Markup.Escape(r.Name), $"{r.Work:P0}", $"{r.Fwd:F2}", $"{r.Bwd:F2}", $"{r.Step:F2}", $"{full.Bwd / r.Bwd:F2}x", $"{full.Step / r.Step:F2}x");
         Console.Write(table);
-        Console.MarkupLine(Markup.Escape($"{device}, {workload}, median of {iters} timed steps each (interleaved), TF32 {tf32}, cudnn.benchmark {cudnnBenchmark}; step = clear gradients + forward + backward + SGD step (+ EfQAT hooks)"));
+        Console.MarkupLine(Markup.Escape($"{device}, {workload}, median of {iters} timed steps each (interleaved), TF32 {tf32}, cudnn.benchmark {cudnnBenchmark}; step = clear gradients + forward + backward + SGD step (+ EfQAT hooks); weight-grad work = the selected rows' share of full QAT's weight-gradient multiply-adds"));
         return 0;
 
         // One training step (the EfQAT hooks included; refresh is not due inside the timed rounds); returns ms.
@@ -160,6 +176,37 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
         }
 
         void Sync() { if (device.type == DeviceType.CUDA) torch.cuda.synchronize(); }
+
+        // Σ selected rows · fan-in · positions over Σ all rows · fan-in · positions: the multiply-adds of the weight
+        // gradients this configuration computes, as a share of full QAT's (the per-network modes favour some layers).
+        double WeightGradWork(EfQatAlgorithm? alg)
+        {
+            double sel = 0, all = 0;
+            for (int l = 0; l < layers.Count; l++)
+            {
+                double perRow = (double)layers[l].Weight.numel() / layers[l].OutChannels * positions[l];
+                all += layers[l].OutChannels * perRow;
+                sel += (alg is null ? layers[l].OutChannels : alg.Selection[l].Length) * perRow;
+            }
+            return all == 0 ? 0 : sel / all;
+        }
+    }
+
+    // One forward pass with input observers: a conv's output positions per step are N·Ho·Wo, a linear's the rows of its input.
+    private static double[] OutputPositions(VisionNet net, IReadOnlyList<QuantLayer> layers, Tensor x)
+    {
+        var positions = new double[layers.Count];
+        for (int l = 0; l < layers.Count; l++)
+        {
+            int k = l;
+            layers[k].InputObserver = t => positions[k] = layers[k] is QConv2d c
+                ? t.shape[0] * ((t.shape[2] + 2 * c.Padding - c.Kernel) / c.Stride + 1) * ((t.shape[3] + 2 * c.Padding - c.Kernel) / c.Stride + 1)
+                : t.numel() / t.shape[^1];
+        }
+        using (no_grad())
+        using (NewDisposeScope()) net.forward(x);
+        foreach (var layer in layers) layer.InputObserver = null;
+        return positions;
     }
 
     // "gather" is the LM's name for the custom gather-GEMM function (the Unfold slot of the enum); the LM's linears

@@ -16,6 +16,7 @@ public sealed class TrainCnnVerb(IAnsiConsole console, Func<DataStore>? data = n
 {
     private readonly Func<DataStore> _data = data ?? (() => new DataStore());
     private readonly Option<string> _arch = new("--arch") { Description = "resnet (~175K params) or mlp (~235K params)", DefaultValueFactory = _ => "resnet", HelpName = "resnet|mlp" };
+    private readonly Option<string?> _widths = new("--widths") { Description = "Stage channels (resnet, two blocks each) or hidden sizes (mlp); default resnet 16,32,64, mlp 256,128", HelpName = "W[,W...]" };
     private readonly Option<string?> _norm = new("--norm") { Description = "Normalization: bn (BatchNorm) or lbn (Layer-Batch Norm, per-sample statistics); mlp also none (its default)", HelpName = "bn|lbn|none" };
     private readonly Option<bool?> _ws = new("--weight-std") { Description = "Standardize each output channel's weights before use (default: on with lbn, off otherwise)", HelpName = "true|false" };
     private readonly Option<double> _freeze = new("--freeze-lbn") { Description = "lbn: train the last fraction of the steps with the norms frozen at recomputed running estimates; 0 = never", DefaultValueFactory = _ => 0.2, HelpName = "F" };
@@ -40,7 +41,7 @@ public sealed class TrainCnnVerb(IAnsiConsole console, Func<DataStore>? data = n
 
     protected override void Configure(Command command)
     {
-        foreach (Option o in new Option[] { _arch, _norm, _ws, _freeze, _out, _epochs, _batch, _lr, _optimizer, _noAugment, _limit, _device, _seed })
+        foreach (Option o in new Option[] { _arch, _widths, _norm, _ws, _freeze, _out, _epochs, _batch, _lr, _optimizer, _noAugment, _limit, _device, _seed })
             command.Options.Add(o);
     }
 
@@ -52,6 +53,9 @@ public sealed class TrainCnnVerb(IAnsiConsole console, Func<DataStore>? data = n
             "mlp" => VisionNetConfig.MlpSmall,
             var a => throw new MatqException($"--arch '{a}' is not supported: allowed resnet, mlp"),
         };
+        if (result.GetValue(_widths) is { } widths)
+            cfg = new VisionNetConfig(cfg.Arch, widths.Split(',').Select(w => int.TryParse(w, out int v) && v >= 1 && v <= 4096 ? v
+                : throw new MatqException($"--widths '{w}' is invalid: give sizes in 1..4096, e.g. 64,128,256")).ToArray(), cfg.Blocks);
         if (result.GetValue(_norm) is not null || result.GetValue(_ws) is not null)
             cfg = cfg.WithNorm(result.GetValue(_norm) ?? cfg.Norm, result.GetValue(_ws));
         var opts = new CnnTrainOptions

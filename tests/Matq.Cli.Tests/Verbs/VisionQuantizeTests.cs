@@ -161,6 +161,20 @@ public sealed class VisionQuantizeTests : IDisposable
     }
 
     [Fact]
+    public void TrainCnnTakesWidthsAndRejectsBadOnes()
+    {
+        var (code, output) = Run(null, "train", "cnn", "--widths", "8,0", "--out", Path.Combine(_dir, "m"), "--limit-train", "16");
+        AssertOneError(code, output, "--widths '0' is invalid: give sizes in 1..4096");
+        Assert.False(Directory.Exists(Path.Combine(_dir, "m")));
+
+        var store = SyntheticFashionMnist();
+        var outDir = Path.Combine(_dir, "wide");
+        (code, output) = Run(() => store, "train", "cnn", "--widths", "4,6,8", "--epochs", "1", "--batch", "16", "--limit-train", "32", "--out", outDir, "--device", "cpu");
+        Assert.True(code == 0, output);
+        Assert.Equal([4, 6, 8], VisionNetIO.ReadConfig(outDir).Widths);
+    }
+
+    [Fact]
     public void TinyMaqdRunFoldsAndTheSweepWritesTheTable()
     {
         var store = SyntheticFashionMnist();
