@@ -35,8 +35,12 @@ fi
     train --widths 256,512,1024 --out /tmp/cnn-wide
     train --widths 64,128,256 --out /tmp/cnn-mid
     train --arch mlp --widths 2048,2048,2048 --optimizer adamw --lr 1e-3 --out /tmp/mlp-wide
+    train --arch mlp --widths 4096,4096,4096 --optimizer adamw --lr 1e-3 --out /tmp/mlp-4096
     modes="--methods inject --modes cwpl,cwpn,lwpn"
     $MATQ bench efqat --device cuda --cudnn-benchmark on --init /tmp/cnn-wide --batch 128 --iters 15 $modes --fractions 1,0.25,0.05,0
+    $MATQ bench efqat --device cuda --cudnn-benchmark on --init /tmp/cnn-wide --batch 256 --iters 15 $modes --fractions 1,0.25,0
+    $MATQ bench efqat --device cuda --init /tmp/mlp-4096 --batch 4096 --iters 20 $modes --fractions 1,0.25,0
+    OMP_NUM_THREADS=8 $MATQ bench efqat --device cpu --init /tmp/cnn-mid --batch 64 --iters 10 $modes --fractions 1,0.25,0
     $MATQ bench efqat --device cuda --cudnn-benchmark on --widths 256,512,1024 --batch 128 --iters 15 $modes --fractions 1,0.25,0
     $MATQ bench efqat --device cuda --init /tmp/mlp-wide --batch 1024 --iters 20 $modes --fractions 1,0.25,0.05,0
     $MATQ bench efqat --device cpu --init /tmp/cnn-mid --batch 64 --iters 10 $modes --fractions 1,0.25,0

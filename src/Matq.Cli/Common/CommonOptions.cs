@@ -1,5 +1,6 @@
-// Options named and described the same way on every verb (--model, --out, --bits, --group, --data, --device, --seed).
+// Options named and described the same way on every verb (--model, --out, --bits, --group, --data, --device, --cudnn-benchmark, --seed).
 using System.CommandLine;
+using TorchSharp;
 
 namespace Matq.Cli.Common;
 
@@ -46,6 +47,23 @@ public static class CommonOptions
         DefaultValueFactory = _ => "auto",
         HelpName = "cpu|cuda|auto",
     };
+
+    public static Option<string> CudnnBenchmark() => new("--cudnn-benchmark")
+    {
+        Description = "CUDA: let cuDNN time its convolution algorithms once per shape and keep the fastest (PyTorch's cudnn.benchmark): faster convolutions once timed, but every new input shape is timed first, so short runs can get slower, and results are not bit-reproducible run to run; libtorch's default is off",
+        DefaultValueFactory = _ => "off",
+        HelpName = "on|off",
+    };
+
+    /// <summary>Applies --cudnn-benchmark on <paramref name="device"/> (after TorchDevices.Resolve) and returns what
+    /// libtorch reports back: "on", "off", or "n/a (cpu)".</summary>
+    public static string ApplyCudnnBenchmark(string text, torch.Device device)
+    {
+        string v = text.Trim().ToLowerInvariant();
+        if (v is not ("on" or "off")) throw new MatqException($"--cudnn-benchmark '{text}' is invalid: use on or off");
+        if (device.type != DeviceType.CUDA) return v == "off" ? "n/a (cpu)" : throw new MatqException("--cudnn-benchmark applies to --device cuda only");
+        return Matq.Runtime.TorchDevices.SetCudnnBenchmark(v == "on") ? "on" : "off";
+    }
 
     public static Option<int> Seed(int defaultValue = 1234) => new("--seed")
     {

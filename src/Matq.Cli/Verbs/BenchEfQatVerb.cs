@@ -30,7 +30,7 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<int> _context = new("--context") { Description = "LM tokens per sequence", DefaultValueFactory = _ => 128, HelpName = "T" };
     private readonly Option<string?> _methods = new("--methods") { Description = "Partial-gradient methods to time: CNN inject,split,regrad,unfold,conv; LM inject,gather (default: all)", HelpName = "M[,M...]" };
     private readonly Option<string> _tf32 = new("--tf32") { Description = "CUDA: let cuDNN convolutions and cuBLAS matmuls use TF32 (on) or keep full fp32 (off); libtorch's defaults are conv on, matmul off", DefaultValueFactory = _ => "default", HelpName = "on|off|default" };
-    private readonly Option<string> _cudnnBenchmark = new("--cudnn-benchmark") { Description = "CUDA: let cuDNN time its convolution algorithms once per shape and keep the fastest (PyTorch's cudnn.benchmark); libtorch's default is off", DefaultValueFactory = _ => "off", HelpName = "on|off" };
+    private readonly Option<string> _cudnnBenchmark = CommonOptions.CudnnBenchmark();
     private readonly Option<int> _seed = CommonOptions.Seed();
 
     public override string Name => "efqat";
@@ -59,7 +59,7 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
         var methods = ParseMethods(result.GetValue(_methods), lm: lmPath is not null);
         EfQatMode[] modes = result.GetValue(_modes)!.Split(',').Select(EfQatConfig.ParseMode).Distinct().ToArray();
         string tf32 = ApplyTf32(result.GetValue(_tf32)!, device);
-        string cudnnBenchmark = ApplyCudnnBenchmark(result.GetValue(_cudnnBenchmark)!, device);
+        string cudnnBenchmark = CommonOptions.ApplyCudnnBenchmark(result.GetValue(_cudnnBenchmark)!, device);
         IReadOnlyList<IEfQatLayer> layers;
         double[] positions;   // per layer: output positions per step (N·Ho·Wo for a conv, tokens or rows for a linear)
         Func<Tensor> lossOf;
@@ -218,14 +218,6 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
         if (string.IsNullOrWhiteSpace(text)) return all.Select(a => a.Item2).ToArray();
         return text.Split(',').Select(m => m.Trim().ToLowerInvariant()).Select(m => all.FirstOrDefault(a => a.Item1 == m) is { Item1: not null } a ? a.Item2
             : throw new MatqException($"--methods '{m}' is not known for the {(lm ? "LM" : "CNN")}: use {string.Join(", ", all.Select(a => a.Item1))}")).Distinct().ToArray();
-    }
-
-    private static string ApplyCudnnBenchmark(string text, Device device)
-    {
-        string v = text.Trim().ToLowerInvariant();
-        if (v is not ("on" or "off")) throw new MatqException($"--cudnn-benchmark '{text}' is invalid: use on or off");
-        if (device.type != DeviceType.CUDA) return v == "off" ? "n/a (cpu)" : throw new MatqException("--cudnn-benchmark applies to --device cuda only");
-        return TorchDevices.SetCudnnBenchmark(v == "on") ? "on" : "off";
     }
 
     private static string ApplyTf32(string text, Device device)

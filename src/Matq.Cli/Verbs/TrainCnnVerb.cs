@@ -28,6 +28,7 @@ public sealed class TrainCnnVerb(IAnsiConsole console, Func<DataStore>? data = n
     private readonly Option<bool> _noAugment = new("--no-augment") { Description = "Disable random shift (pad-2 crop) + horizontal flip" };
     private readonly Option<int?> _limit = new("--limit-train") { Description = "Use only the first N training images (quick runs)", HelpName = "N" };
     private readonly Option<string> _device = CommonOptions.Device();
+    private readonly Option<string> _cudnnBenchmark = CommonOptions.CudnnBenchmark();
     private readonly Option<int> _seed = CommonOptions.Seed();
 
     public override string Name => "cnn";
@@ -41,7 +42,7 @@ public sealed class TrainCnnVerb(IAnsiConsole console, Func<DataStore>? data = n
 
     protected override void Configure(Command command)
     {
-        foreach (Option o in new Option[] { _arch, _widths, _norm, _ws, _freeze, _out, _epochs, _batch, _lr, _optimizer, _noAugment, _limit, _device, _seed })
+        foreach (Option o in new Option[] { _arch, _widths, _norm, _ws, _freeze, _out, _epochs, _batch, _lr, _optimizer, _noAugment, _limit, _device, _cudnnBenchmark, _seed })
             command.Options.Add(o);
     }
 
@@ -66,6 +67,7 @@ public sealed class TrainCnnVerb(IAnsiConsole console, Func<DataStore>? data = n
         };
         opts.Validate();
         var device = TorchDevices.Resolve(result.GetValue(_device));
+        CommonOptions.ApplyCudnnBenchmark(result.GetValue(_cudnnBenchmark)!, device);
         string outDir = result.GetValue(_out)!;
         var fm = _data().FashionMnist();
         torch.manual_seed(opts.Seed);

@@ -40,6 +40,7 @@ public sealed class VisionQuantizeMethods(IAnsiConsole console, Func<DataStore> 
     private readonly Option<int?> _limitTest = new("--limit-test") { Description = "Evaluate on only the first N test images (quick runs)", HelpName = "N" };
     private readonly Option<int?> _holdout = new("--holdout") { Description = "maqd: hold out the last N training images and report accuracy on them instead of the test set (for choosing settings); training uses the images before them", HelpName = "N" };
     private readonly Option<int?> _threads = new("--threads") { Description = "CPU threads for torch (default: torch's own); on a shared CPU, 1 avoids oversubscription", HelpName = "N" };
+    private readonly Option<string> _cudnnBenchmark = Common.CommonOptions.CudnnBenchmark();
     private readonly Option<int> _abits = new("--abits") { Description = "efqat: activation bits 2..8 (weights: --bits)", DefaultValueFactory = _ => 8, HelpName = "B" };
     private readonly Option<string> _mode = new("--mode") { Description = "efqat: selection cwpl, cwpn or lwpn", DefaultValueFactory = _ => "cwpl", HelpName = "cwpl|cwpn|lwpn" };
     private readonly Option<double> _fraction = new("--fraction") { Description = "efqat: fraction of channels/layers trained, 0..1", DefaultValueFactory = _ => 0.25, HelpName = "F" };
@@ -47,7 +48,7 @@ public sealed class VisionQuantizeMethods(IAnsiConsole console, Func<DataStore> 
     private readonly Option<string?> _settings = new("--sweep-settings") { Description = "maqd --sweep: columns as B[:IMAGES[:EPOCHS]],... (default 8,128 with --limit-train and --epochs)", HelpName = "SPEC" };
 
     /// <summary>Options only the vision methods read (given to an LM method they are an error).</summary>
-    public IReadOnlyList<Option> Options => [_wstates, _astates, _ends, _surrogate, _width, _norm, _freeze, _clip, _float, _init, _fold, _batch, _epochs, _lr, _limit, _limitTest, _holdout, _threads, _abits, _mode, _fraction, _sweep, _settings];
+    public IReadOnlyList<Option> Options => [_wstates, _astates, _ends, _surrogate, _width, _norm, _freeze, _clip, _float, _init, _fold, _batch, _epochs, _lr, _limit, _limitTest, _holdout, _threads, _cudnnBenchmark, _abits, _mode, _fraction, _sweep, _settings];
 
     private static bool Given(ParseResult r, Option o) => r.GetResult(o) is { Implicit: false };
 
@@ -90,6 +91,7 @@ public sealed class VisionQuantizeMethods(IAnsiConsole console, Func<DataStore> 
         train.Validate();
         var request = new VisionQuantRequest("efqat", q, train, ef);
         var device = TorchDevices.Resolve(r.GetValue(deviceOption));
+        Common.CommonOptions.ApplyCudnnBenchmark(r.GetValue(_cudnnBenchmark)!, device);
         var fm = data().FashionMnist();
         torch.manual_seed(r.GetValue(seedOption));
         using var net = VisionNetIO.Load(model);
@@ -192,6 +194,7 @@ public sealed class VisionQuantizeMethods(IAnsiConsole console, Func<DataStore> 
         }
 
         var device = TorchDevices.Resolve(r.GetValue(deviceOption));
+        Common.CommonOptions.ApplyCudnnBenchmark(r.GetValue(_cudnnBenchmark)!, device);
         var fm = data().FashionMnist();
         if (holdout >= fm.Train.Count) throw new MatqException($"--holdout {holdout} leaves no training images of the {fm.Train.Count}: lower it");
         var (trainSet, evalSet) = holdout is int h ? (fm.Train.Slice(0, fm.Train.Count - h), fm.Train.Slice(fm.Train.Count - h, h)) : (fm.Train, fm.Test);

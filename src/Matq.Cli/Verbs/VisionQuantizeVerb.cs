@@ -28,6 +28,7 @@ public sealed class VisionQuantizeVerb(IAnsiConsole console, Func<DataStore>? da
     private readonly Option<int?> _limit = new("--limit-train") { Description = "Use only the first N training images", HelpName = "N" };
     private readonly Option<string?> _sweep = new("--sweep") { Description = "Run the full accuracy table and write it as markdown to this file", HelpName = "FILE" };
     private readonly Option<string> _device = CommonOptions.Device();
+    private readonly Option<string> _cudnnBenchmark = CommonOptions.CudnnBenchmark();
     private readonly Option<int> _seed = CommonOptions.Seed();
 
     public override string Name => "quantize-cnn";
@@ -40,13 +41,14 @@ public sealed class VisionQuantizeVerb(IAnsiConsole console, Func<DataStore>? da
 
     protected override void Configure(Command command)
     {
-        foreach (Option o in new Option[] { _model, _method, _wbits, _abits, _mode, _fraction, _epochs, _lr, _limit, _sweep, _device, _seed })
+        foreach (Option o in new Option[] { _model, _method, _wbits, _abits, _mode, _fraction, _epochs, _lr, _limit, _sweep, _device, _cudnnBenchmark, _seed })
             command.Options.Add(o);
     }
 
     protected override int Execute(ParseResult result)
     {
         var device = TorchDevices.Resolve(result.GetValue(_device));
+        CommonOptions.ApplyCudnnBenchmark(result.GetValue(_cudnnBenchmark)!, device);
         string model = result.GetValue(_model)!;
         var train = new CnnTrainOptions
         {

@@ -30,6 +30,7 @@ public sealed class VisionQuantizeTests : IDisposable
         train.Subcommands.Add(new TrainCnnVerb(console, data).Build());
         root.Subcommands.Add(train);
         root.Subcommands.Add(new QuantizeVerb(console, data).Build());
+        root.Subcommands.Add(new VisionQuantizeVerb(console, data).Build());
         int code = CliHost.Run(root, args, console);
         return (code, writer.ToString());
     }
@@ -103,6 +104,20 @@ public sealed class VisionQuantizeTests : IDisposable
     {
         var (code, output) = Run(null, "quantize", "--model", Resnet, "--method", "efqat", option, value, "--limit-train", "16");
         AssertOneError(code, output, expected);
+    }
+
+    [Fact]
+    public void CudnnBenchmarkIsForCudaAndOnOrOff()
+    {
+        foreach (var args in new[] { new[] { "quantize", "--model", Resnet, "--method", "efqat" }, ["quantize", "--model", Resnet, "--method", "maqd"],
+                     ["quantize-cnn", "--model", Resnet], ["train", "cnn", "--out", Path.Combine(_dir, "m")] })
+        {
+            var (code, output) = Run(null, [.. args, "--device", "cpu", "--cudnn-benchmark", "on", "--limit-train", "16"]);
+            AssertOneError(code, output, "--cudnn-benchmark applies to --device cuda only");
+            (code, output) = Run(null, [.. args, "--device", "cpu", "--cudnn-benchmark", "fast", "--limit-train", "16"]);
+            AssertOneError(code, output, "--cudnn-benchmark 'fast' is invalid: use on or off");
+        }
+        Assert.False(Directory.Exists(Path.Combine(_dir, "m")));
     }
 
     [Fact]
