@@ -72,6 +72,11 @@ public static class CommonOptions
         HelpName = "N",
     };
 
+    /// <summary>Parses --widths "64,128,256" (vision stage channels or hidden sizes), each in 1..4096.</summary>
+    public static int[] ParseWidths(string text) =>
+        text.Split(',').Select(w => int.TryParse(w, out int v) && v >= 1 && v <= 4096 ? v
+            : throw new MatqException($"--widths '{w}' is invalid: give sizes in 1..4096, e.g. 64,128,256")).ToArray();
+
     /// <summary>Parses "8,4,2" into bit-widths, each validated to 1..8.</summary>
     public static int[] ParseBits(string text)
     {

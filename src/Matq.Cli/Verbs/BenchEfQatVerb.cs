@@ -51,8 +51,7 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
         if (batch < 1 || iters < 1) throw new MatqException("--batch and --iters must be ≥ 1");
         double[] fractions = result.GetValue(_fractions)!.Split(',').Select(s => double.TryParse(s, System.Globalization.CultureInfo.InvariantCulture, out var f) && f >= 0 && f <= 1
             ? f : throw new MatqException($"--fractions '{s}' is invalid: each must be in 0..1")).ToArray();
-        int[] widths = result.GetValue(_width)!.Split(',').Select(s => int.TryParse(s, out var w) && w > 0 ? w
-            : throw new MatqException($"--widths '{s}' is invalid: give positive integers, e.g. 64,128,256")).ToArray();
+        int[] widths = CommonOptions.ParseWidths(result.GetValue(_width)!);
         string arch = result.GetValue(_arch)!;
         if (arch is not ("resnet" or "mlp")) throw new MatqException($"--arch '{arch}' is not supported: use resnet or mlp");
         manual_seed(result.GetValue(_seed));

@@ -55,8 +55,7 @@ public sealed class TrainCnnVerb(IAnsiConsole console, Func<DataStore>? data = n
             var a => throw new MatqException($"--arch '{a}' is not supported: allowed resnet, mlp"),
         };
         if (result.GetValue(_widths) is { } widths)
-            cfg = new VisionNetConfig(cfg.Arch, widths.Split(',').Select(w => int.TryParse(w, out int v) && v >= 1 && v <= 4096 ? v
-                : throw new MatqException($"--widths '{w}' is invalid: give sizes in 1..4096, e.g. 64,128,256")).ToArray(), cfg.Blocks);
+            cfg = new VisionNetConfig(cfg.Arch, CommonOptions.ParseWidths(widths), cfg.Blocks);
         if (result.GetValue(_norm) is not null || result.GetValue(_ws) is not null)
             cfg = cfg.WithNorm(result.GetValue(_norm) ?? cfg.Norm, result.GetValue(_ws));
         var opts = new CnnTrainOptions
