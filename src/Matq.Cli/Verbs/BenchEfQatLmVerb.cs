@@ -133,11 +133,7 @@ public sealed class BenchEfQatLmVerb(IAnsiConsole console, Func<DataStore>? data
         md.AppendLine("|---|---|---:|---:|---:|---:|");
         foreach (var r in rows)
             md.AppendLine($"| W{r.Bits} | {r.Run} | {(r.Run.StartsWith("PTQ") ? "–" : r.Trained.ToString("P1", CultureInfo.InvariantCulture))} | {r.Sotu:F3} | {r.Moby:F3} | {r.Seconds:F1} |");
-        var full = Path.GetFullPath(outPath);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        var tmp = full + ".tmp";
-        File.WriteAllText(tmp, md.ToString());
-        File.Move(tmp, full, overwrite: true);
+        Matq.Formats.IO.AtomicFile.WriteAllText(outPath, md.ToString());
         Console.WriteLine(md.ToString());
         Console.MarkupLine($"wrote [bold]{Markup.Escape(outPath)}[/]");
         return 0;

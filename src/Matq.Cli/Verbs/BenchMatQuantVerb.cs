@@ -228,9 +228,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
                 md.AppendLine($"| {x.Strategy} | {x.Avg:F3} | {x.Bytes:N0} | {x.Sotu:F3} | {x.Moby:F3} |");
             md.AppendLine();
         }
-        var full = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        File.WriteAllText(Path.ChangeExtension(full, null) + "-tables.md", md.ToString());
+        Matq.Formats.IO.AtomicFile.WriteAllText(Path.ChangeExtension(Path.GetFullPath(path), null) + "-tables.md", md.ToString());
         Console.WriteLine(md.ToString());
     }
 
@@ -248,7 +246,6 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
         plot.XLabel("parameter-weighted average bits");
         plot.YLabel("perplexity (SOTU test)");
         plot.ShowLegend(ScottPlot.Alignment.UpperRight);
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        plot.SavePng(path, 900, 540);
+        Matq.Formats.IO.AtomicFile.WriteAllBytes(path, plot.GetImageBytes(900, 540, ScottPlot.ImageFormat.Png));
     }
 }
