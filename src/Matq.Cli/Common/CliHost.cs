@@ -17,7 +17,7 @@ public static class CliHost
         {
             // "Unrecognized command or argument 'x'" says more than the "Required command was not provided" that comes with it.
             var error = parse.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal)) ?? parse.Errors[0];
-            console.MarkupLine($"[red]error:[/] {Markup.Escape(OneLine(error.Message))} (see matq --help)");
+            Error(console, OneLine(error.Message) + " (see matq --help)");
             return UsageError;
         }
         var output = new ConsoleWriter(console);
@@ -27,13 +27,13 @@ public static class CliHost
         }
         catch (MatqException e)
         {
-            console.MarkupLine($"[red]error:[/] {Markup.Escape(OneLine(e.Message))}");
+            Error(console, OneLine(e.Message));
             return Failure;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             // Every writer checks its paths first; this is the last guard, so a file-system failure is still one line.
-            console.MarkupLine($"[red]error:[/] {Markup.Escape(OneLine(e.Message))} (a file-system error: check the paths given, permissions and free space)");
+            Error(console, OneLine(e.Message) + " (a file-system error: check the paths given, permissions and free space)");
             return Failure;
         }
         catch (OperationCanceledException)
@@ -41,6 +41,15 @@ public static class CliHost
             console.MarkupLine("[yellow]cancelled[/]");
             return Failure;
         }
+    }
+
+    // "error: MESSAGE" as one line: the message bypasses Spectre's word wrap (a terminal wraps it; a log keeps it whole).
+    private static void Error(IAnsiConsole console, string message)
+    {
+        console.Markup("[red]error:[/] ");
+        var writer = console.Profile.Out.Writer;
+        writer.WriteLine(message);
+        writer.Flush();
     }
 
     /// <summary>Longest error line printed; longer messages (e.g. quoting a crafted file's text) are cut.</summary>

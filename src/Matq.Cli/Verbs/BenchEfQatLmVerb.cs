@@ -68,6 +68,8 @@ public sealed class BenchEfQatLmVerb(IAnsiConsole console, Func<DataStore>? data
         if (steps < 1 || batch < 1 || context < 2 || refresh < 1) throw new MatqException("--steps, --batch, --refresh must be ≥ 1 and --context ≥ 2");
         var outPath = result.GetValue(_out)!;
         var work = result.GetValue(_work)!;
+        Matq.Formats.IO.OutputPaths.CheckFile(outPath, "--out", modelPath);
+        Matq.Formats.IO.OutputPaths.CheckWorkFolder(work, "--work", modelPath);
         Directory.CreateDirectory(work);
         var device = TorchDevices.Resolve(result.GetValue(_device));
 

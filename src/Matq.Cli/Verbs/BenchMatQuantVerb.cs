@@ -81,11 +81,15 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
         }
         var independentText = result.GetValue(_independent)!.Trim();
         var independent = independentText.Equals("none", StringComparison.OrdinalIgnoreCase) ? [] : CommonOptions.ParseBits(independentText);
-        var budgets = result.GetValue(_budgets)!.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+        var budgets = result.GetValue(_budgets)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(s => double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var b) && b >= 1 && b <= 8 ? b
+                : throw new MatqException($"--budgets '{s}' is invalid: give average bits in 1..8, e.g. 2.5,3,4")).ToArray();
         int group = result.GetValue(_group), steps = result.GetValue(_steps), batch = result.GetValue(_batch), context = result.GetValue(_context);
         int maxTokens = result.GetValue(_maxTokens), seed = result.GetValue(_seed);
         var outPath = result.GetValue(_out)!;
         var work = result.GetValue(_work)!;
+        Matq.Formats.IO.OutputPaths.CheckFile(outPath, "--out", modelPath);
+        Matq.Formats.IO.OutputPaths.CheckWorkFolder(work, "--work", modelPath);
         Directory.CreateDirectory(work);
         var device = TorchDevices.Resolve(result.GetValue(_device));
 

@@ -27,7 +27,7 @@ public static class AtomicFile
                 write(fs);
                 fs.Flush(flushToDisk: true);
             }
-            if (Directory.Exists(full)) throw new MatqException($"{path} is a folder: give a file path");
+            if (Directory.Exists(full)) throw new MatqException($"{path}: cannot write the file, a folder is there; give a file path");
             File.Move(tmp, full, overwrite: true);
         }
         catch (Exception e)
@@ -62,7 +62,7 @@ public static class AtomicFile
             Directory.CreateDirectory(staged);
             fill(staged);
             beforeSwap?.Invoke();
-            if (File.Exists(full)) throw new MatqException($"{path} is a file: give a folder path");
+            if (File.Exists(full)) throw new MatqException($"{path}: cannot write the folder, a file is there; give a folder path");
             string? aside = null;
             if (Directory.Exists(full))
             {

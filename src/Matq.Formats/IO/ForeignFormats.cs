@@ -20,10 +20,8 @@ public static class ForeignFormats
     /// <summary>The one-line refusal for a GGUF or ONNX file given where safetensors / .matq is read; null otherwise.</summary>
     public static string? Refusal(string path, ReadOnlySpan<byte> head) => Detect(head) switch
     {
-        "GGUF" => $"{path} is a GGUF file (llama.cpp's format), not safetensors: `matq inspect` lists it and llama.cpp runs it; " +
-                  "eval, generate, serve, plan, quantize and export read an HF folder, a .safetensors file or a .matq artifact",
-        "ONNX" => $"{path} is an ONNX model, not safetensors: ONNX Runtime runs it (`matq export --format onnx --verify` checks one matq wrote); " +
-                  "inspect, eval, generate, serve, plan, quantize and export read an HF folder, a .safetensors file or a .matq artifact",
+        "GGUF" => $"{path} is a GGUF file: llama.cpp runs it and `matq inspect` lists it; this command reads an HF folder, a .safetensors file or a .matq artifact",
+        "ONNX" => $"{path} is an ONNX model: ONNX Runtime runs it; matq's commands read an HF folder, a .safetensors file or a .matq artifact",
         _ => null,
     };
 }
