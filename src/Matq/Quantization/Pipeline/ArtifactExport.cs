@@ -76,6 +76,7 @@ public static class ArtifactExport
         // folder is swapped in: a failure at any step leaves the previous artifact and tokenizer folder as they were.
         var (kind, present) = tokenizerFolder is null ? (null, Array.Empty<string>()) : FindTokenizer(tokenizerFolder);
         string? final = kind is null ? null : TokenizerFolderFor(path);
+        AtomicFile.CleanStale(TokenizerFolderFor(path));   // a killed earlier write's staging/aside folders, even if none is written now
         if (final is null) writer.Write(path);
         else
         {
