@@ -6,15 +6,16 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 dotnet build src/Matq.Cli -c Release --nologo -v q >/dev/null || exit 1
-M="$PWD/src/Matq.Cli/bin/Release/net10.0/Matq.Cli"
 W="${1:-$(mktemp -d /tmp/matq-kill-XXXXXX)}"
 mkdir -p "$W"
+rm -rf "$W/bin"; cp -r src/Matq.Cli/bin/Release/net10.0 "$W/bin"   # a private copy: a rebuild meanwhile cannot disturb the runs
+M="$W/bin/Matq.Cli"
 cat docs/results/*.md README.md ARCHITECTURE.md > "$W/calib.txt"
 TINY="$PWD/models/tiny"
 
 # name | command writing $W/out/<target> | the target | how to check it is a whole, readable output
 scenarios=(
-  "quantize gptq|quantize --model $TINY --method gptq --bits 4 --group 32 --calib-data $W/calib.txt --calib-n 16 --calib-len 128 --device cpu --out $W/out/q.matq|q.matq|inspect"
+  "quantize gptq|quantize --model $TINY --method gptq --bits 4 --group 32 --calib-data $W/calib.txt --calib-n 8 --calib-len 64 --device cpu --out $W/out/q.matq|q.matq|inspect"
   "quantize rtn|quantize --model $TINY --method rtn --bits 8 --group 32 --device cpu --out $W/out/r.matq|r.matq|inspect"
   "export gguf|export --format gguf --type f16 --model $W/base.matq --out $W/out/g.gguf|g.gguf|inspect"
   "export onnx|export --format onnx --bits 4 --model $W/base.matq --out $W/out/o.onnx|o.onnx|onnx"

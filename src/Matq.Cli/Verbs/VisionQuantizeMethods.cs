@@ -144,6 +144,7 @@ public sealed class VisionQuantizeMethods(IAnsiConsole console, Func<DataStore> 
         int epochs = r.GetValue(_epochs) ?? 15;
         int? limit = r.GetValue(_limit);
         string? sweep = r.GetValue(_sweep);
+        if (sweep is not null) Matq.Formats.IO.OutputPaths.CheckFile(sweep, "--sweep", model);
         CnnTrainOptions TrainOptions(int batch, int? images, int ep) => new()
         {
             Epochs = ep, Batch = batch, Lr = r.GetValue(_lr) ?? DefaultMaqdLr(batch), Optimizer = "sgd", WeightDecay = 5e-4,

@@ -47,6 +47,7 @@ public sealed class VisionQuantizeVerb(IAnsiConsole console, Func<DataStore>? da
 
     protected override int Execute(ParseResult result)
     {
+        if (result.GetValue(_sweep) is { } sweepPath) Matq.Formats.IO.OutputPaths.CheckFile(sweepPath, "--sweep", result.GetValue(_model));
         var device = TorchDevices.Resolve(result.GetValue(_device));
         CommonOptions.ApplyCudnnBenchmark(result.GetValue(_cudnnBenchmark)!, device);
         string model = result.GetValue(_model)!;

@@ -24,7 +24,9 @@ public sealed class ReliabilitySandbox : IDisposable
         if (q.ExitCode != 0) throw new InvalidOperationException(q.Output);
     }
 
-    public string Expand(string arg) => arg.Replace("{M}", Model).Replace("{A}", Artifact).Replace("{F}", PlainFile).Replace("{T}", Root);
+    public static string Cnn => Path.GetFullPath(CliRunner.Fixture("..", "..", "models", "cnn"));
+
+    public string Expand(string arg) => arg.Replace("{CNN}", Cnn).Replace("{M}", Model).Replace("{A}", Artifact).Replace("{F}", PlainFile).Replace("{T}", Root);
 
     /// <summary>Every file and folder under Root with its size and content hash.</summary>
     public IReadOnlyList<string> Snapshot() => Directory.EnumerateFileSystemEntries(Root, "*", SearchOption.AllDirectories)
@@ -88,6 +90,10 @@ public sealed class ReliabilityTests(ReliabilitySandbox box) : IClassFixture<Rel
         { "serve --model {T}/missing", 1, "does not exist" },
         { "quantize-cnn --model {T}/missing", 1, "is not a matq vision model folder" },
         { "quantize-cnn --model {M} --wbits 1", 1, "weight bits = 1 is out of range" },
+        { "quantize-cnn --model {CNN} --sweep /proc/matq-sweep.md", 1, "cannot write in /proc" },
+        { "quantize-cnn --model {CNN} --sweep {CNN}/README.md", 1, "lies inside the input" },
+        { "quantize --model {CNN} --method maqd --sweep /proc/matq-sweep.md", 1, "cannot write in /proc" },
+        { "quantize --model {CNN} --method maqd --bits 4", 1, "--bits" },
         { "plan --model {A} --strategy nope --out {T}/p.json", 1, "--strategy 'nope' is not one of" },
         { "plan --model {A} --strategy uniform --bits 9 --out {T}/p.json", 1, "--bits 9 is out of range" },
         { "plan --model {A} --strategy budget --avg-bits 9 --out {T}/p.json", 1, "--avg-bits 9 is out of range" },
