@@ -244,6 +244,51 @@ public sealed class CompletionServerTests : IClassFixture<CompletionServerTests.
         Assert.Equal(HttpStatusCode.NotFound, otherModel.StatusCode);
     }
 
+    private static ByteArrayContent Raw(byte[] body)
+    {
+        var content = new ByteArrayContent(body);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        return content;
+    }
+
+    private static byte[] Bytes(params object[] parts) =>
+        parts.SelectMany(p => p is string s ? Encoding.UTF8.GetBytes(s) : (byte[])p).ToArray();
+
+    [Fact]
+    public async Task Text_that_is_not_unicode_gets_400_naming_where_it_is()
+    {
+        var http = _f.Http;
+        // Latin-1 é (0xE9) inside the prompt
+        var m = AssertError(HttpStatusCode.BadRequest, await Send(http, Raw(Bytes("{\"prompt\": \"caf", new byte[] { 0xE9 }, "\", \"max_tokens\": 2}"))), "prompt", "invalid_encoding");
+        Assert.Equal("the request body is not valid UTF-8: the value of prompt holds the byte 0xE9 at byte offset 15, which is not part of a UTF-8 character; "
+            + "send the JSON as UTF-8 text (JSON requires it)", m);
+        // a truncated sequence in a key, and in the second stop sequence
+        m = AssertError(HttpStatusCode.BadRequest, await Send(http, Raw(Bytes("{\"prompt\": \"a\", \"x", new byte[] { 0xC3 }, "\": 1}"))), null, "invalid_encoding");
+        Assert.Contains("not valid UTF-8: a key of the request object holds the byte 0xC3", m);
+        m = AssertError(HttpStatusCode.BadRequest, await Send(http, Raw(Bytes("{\"prompt\": \"a\", \"stop\": [\"x\", \"", new byte[] { 0xFF }, "\"]}"))), "stop", "invalid_encoding");
+        Assert.Contains("the value of stop[1] holds the byte 0xFF", m);
+        // a surrogate code point written as UTF-8 (CESU-style ED A0 80) is not UTF-8 either
+        m = AssertError(HttpStatusCode.BadRequest, await Send(http, Raw(Bytes("{\"prompt\": \"", new byte[] { 0xED, 0xA0, 0x80 }, "\"}"))), "prompt", "invalid_encoding");
+        Assert.Contains("the byte 0xED", m);
+
+        // lone surrogate escapes: in the prompt, in a key, low before high, high at the end
+        m = AssertError(HttpStatusCode.BadRequest, await Send(http, Raw(Bytes("{\"prompt\": \"ab\\ud800c\"}"))), "prompt", "invalid_encoding");
+        Assert.StartsWith("the request body holds text that is not Unicode: the value of prompt holds the escape \\ud800 at byte offset 14, a lone UTF-16 high surrogate", m);
+        m = AssertError(HttpStatusCode.BadRequest, await Send(http, Raw(Bytes("{\"prompt\": \"a\", \"\\udc00\": 1}"))), null, "invalid_encoding");
+        Assert.Contains("a key of the request object holds the escape \\udc00 at byte offset 17, a lone UTF-16 low surrogate", m);
+        m = AssertError(HttpStatusCode.BadRequest, await Send(http, Raw(Bytes("{\"prompt\": \"\\ude00\\ud83d\"}"))), "prompt", "invalid_encoding");
+        Assert.Contains("\\ude00", m);
+        m = AssertError(HttpStatusCode.BadRequest, await Send(http, Raw(Bytes("{\"prompt\": \"a\", \"stream_options\": {\"include_usage\\ud83d\": true}}"))), null, "invalid_encoding");
+        Assert.Contains("a key inside stream_options holds the escape \\ud83d", m);
+        m = AssertError(HttpStatusCode.BadRequest, await Send(http, Raw(Bytes("{\"prompt\": \"a\", \"model\": \"\\ud800\"}"))), "model", "invalid_encoding");
+
+        // bytes that are not UTF-8 outside any string are not JSON at all
+        AssertError(HttpStatusCode.BadRequest, await Send(http, Raw(Bytes(new byte[] { 0xFF, 0xFE }, "{\"prompt\": \"a\"}"))), null, "invalid_json");
+        // a surrogate pair, escaped or as UTF-8, is one character and is served
+        Assert.Equal(HttpStatusCode.OK, (await Send(http, Raw(Bytes("{\"prompt\": \"\\ud83d\\ude00 \u00e9\", \"max_tokens\": 1}")))).Status);
+        Assert.Equal(HttpStatusCode.OK, (await Post(http, new { prompt = "\U0001F600 é", max_tokens = 1 })).Status);
+    }
+
     [Fact]
     public async Task An_oversized_body_gets_413_whether_its_length_is_declared_or_chunked()
     {
