@@ -4,8 +4,9 @@
 // at once with MaxQueue more waiting (then 429 with Retry-After), prompt + max_tokens within the context (400, from the
 // engine), headers within HeadersTimeout and bodies at Kestrel's minimum rate (408 with Retry-After). Every error is
 // {"error": {"message", "type", "param", "code"}} with its status (400, 404 unknown route or model, 405 known route with
-// another method, 408, 413, 429, 500), Kestrel's own 408 included (KestrelErrorBody). Generation runs on its own thread per request; a client
-// that goes away, or the server stopping, cancels it between tokens, and its slot is freed only once it has ended.
+// another method, 408, 413, 429, 500), Kestrel's own 408 included (KestrelErrorBody). Generation runs on its own thread
+// per request; a client that goes away, or the server stopping, cancels it between tokens, and its slot is freed only
+// once it has ended.
 using System.Diagnostics;
 using System.Net;
 using System.Text;
@@ -16,10 +17,10 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
-using MinDataRate = Microsoft.AspNetCore.Server.Kestrel.Core.MinDataRate;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using MinDataRate = Microsoft.AspNetCore.Server.Kestrel.Core.MinDataRate;
 
 namespace Matq.Cli.Serving;
 
@@ -39,12 +40,13 @@ public sealed record ServeOptions
 
     public void Validate()
     {
-        if (HeadersTimeout <= TimeSpan.Zero) throw new MatqException($"headers timeout {HeadersTimeout} is out of range: more than 0");
-        if (BodyGracePeriod <= TimeSpan.FromSeconds(1)) throw new MatqException($"body grace period {BodyGracePeriod} is out of range: more than 1 s (Kestrel checks rates once a second)");
         if (Port is < 0 or > 65535) throw new MatqException($"--port {Port} is out of range: 1..65535, or 0 for any free port");
         if (MaxBodyBytes < 1024) throw new MatqException($"--max-body-bytes {MaxBodyBytes} is too small: at least 1024");
         if (MaxConcurrency < 1) throw new MatqException($"--max-concurrency {MaxConcurrency} is out of range: 1 or more");
         if (MaxQueue < 0) throw new MatqException($"--max-queue {MaxQueue} is out of range: 0 (refuse when busy) or more");
+        if (HeadersTimeout <= TimeSpan.Zero) throw new MatqException($"headers timeout {HeadersTimeout} is out of range: more than 0");
+        if (BodyGracePeriod <= TimeSpan.FromSeconds(1))
+            throw new MatqException($"body grace period {BodyGracePeriod} is out of range: more than 1 s (Kestrel checks rates once a second)");
     }
 }
 
