@@ -2,9 +2,11 @@
 // (OpenAI completions; "stream": true answers server-sent events "data: {chunk}" ... "data: [DONE]"), GET /v1/models,
 // GET /v1/models/{id}, GET /health. Bounds: request bodies up to MaxBodyBytes (413), at most MaxConcurrency generations
 // at once with MaxQueue more waiting (then 429 with Retry-After), prompt + max_tokens within the context (400, from the
-// engine). Every error is {"error": {"message", "type", "param", "code"}} with its status (400, 404 unknown route or
-// model, 405 known route with another method, 413, 429, 500). Generation runs on its own thread per request; a client
-// that goes away, or the server stopping, cancels it between tokens, and its slot is freed only once it has ended.
+// engine), headers within HeadersTimeout and bodies at Kestrel's minimum rate (408 with Retry-After). Every error is
+// {"error": {"message", "type", "param", "code"}} with its status (400, 404 unknown route or model, 405 known route with
+// another method, 408, 413, 429, 500), Kestrel's own 408 included (KestrelErrorBody). Generation runs on its own thread
+// per request; a client that goes away, or the server stopping, cancels it between tokens, and its slot is freed only
+// once it has ended.
 using System.Diagnostics;
 using System.Net;
 using System.Text;
@@ -18,6 +20,7 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using MinDataRate = Microsoft.AspNetCore.Server.Kestrel.Core.MinDataRate;
 
 namespace Matq.Cli.Serving;
 
@@ -30,6 +33,10 @@ public sealed record ServeOptions
     public long MaxBodyBytes { get; init; } = 256 * 1024;
     /// <summary>The model id clients name ("model"); by default the artifact's file name without extension.</summary>
     public string? ModelId { get; init; }
+    /// <summary>How long a client may take to send a request's headers, from its first byte (Kestrel's RequestHeadersTimeout).</summary>
+    public TimeSpan HeadersTimeout { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>How long a body may arrive slower than 240 bytes/s before it is cut off with 408 (Kestrel's MinRequestBodyDataRate grace).</summary>
+    public TimeSpan BodyGracePeriod { get; init; } = TimeSpan.FromSeconds(5);
 
     public void Validate()
     {
@@ -37,6 +44,9 @@ public sealed record ServeOptions
         if (MaxBodyBytes < 1024) throw new MatqException($"--max-body-bytes {MaxBodyBytes} is too small: at least 1024");
         if (MaxConcurrency < 1) throw new MatqException($"--max-concurrency {MaxConcurrency} is out of range: 1 or more");
         if (MaxQueue < 0) throw new MatqException($"--max-queue {MaxQueue} is out of range: 0 (refuse when busy) or more");
+        if (HeadersTimeout <= TimeSpan.Zero) throw new MatqException($"headers timeout {HeadersTimeout} is out of range: more than 0");
+        if (BodyGracePeriod <= TimeSpan.FromSeconds(1))
+            throw new MatqException($"body grace period {BodyGracePeriod} is out of range: more than 1 s (Kestrel checks rates once a second)");
     }
 }
 
@@ -70,9 +80,11 @@ public sealed class CompletionServer : IAsyncDisposable
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
         builder.WebHost.UseKestrelCore().ConfigureKestrel(k =>
         {
-            k.Listen(IPAddress.Loopback, options.Port);
+            k.Listen(IPAddress.Loopback, options.Port, listen => listen.Use(KestrelErrorBody.Middleware(TimeoutBody)));
             k.AddServerHeader = false;
             k.Limits.MaxRequestBodySize = options.MaxBodyBytes;
+            k.Limits.RequestHeadersTimeout = options.HeadersTimeout;
+            k.Limits.MinRequestBodyDataRate = new MinDataRate(240, options.BodyGracePeriod);
         });
         builder.Services.AddRoutingCore();
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(5));
@@ -262,9 +274,15 @@ public sealed class CompletionServer : IAsyncDisposable
         {
             await WriteError(ctx, e).ConfigureAwait(false);
         }
-        catch (BadHttpRequestException e)   // Kestrel's own limits (a chunked body past MaxRequestBodySize)
+        catch (BadHttpRequestException e)   // Kestrel's own limits (a chunked body past MaxRequestBodySize, a body too slow)
         {
-            await WriteError(ctx, e.StatusCode == 413 ? TooLarge(null) : new ApiException(e.StatusCode, e.Message)).ConfigureAwait(false);
+            await WriteError(ctx, e.StatusCode switch
+            {
+                413 => TooLarge(null),
+                408 => TimedOut("the request body arrived too slowly (under 240 bytes/s after the first "
+                    + $"{_options.BodyGracePeriod.TotalSeconds:0.#} s)"),
+                _ => new ApiException(e.StatusCode, e.Message),
+            }).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
         {
@@ -291,7 +309,7 @@ public sealed class CompletionServer : IAsyncDisposable
         {
             if (!ctx.Response.HasStarted)
             {
-                if (e.Status == 429) ctx.Response.Headers.RetryAfter = "1";
+                if (e.Status is 429 or 408) ctx.Response.Headers.RetryAfter = "1";
                 await WriteJson(ctx, e.Status, e.Body()).ConfigureAwait(false);
             }
             else if (ctx.Response.ContentType?.StartsWith("text/event-stream", StringComparison.Ordinal) == true)
@@ -301,12 +319,22 @@ public sealed class CompletionServer : IAsyncDisposable
         catch (IOException) { }
     }
 
+    // With Content-Length the body is whole even when Kestrel then closes the connection (after a rejected request body).
     private static Task WriteJson(HttpContext ctx, int status, object payload)
     {
+        var bytes = JsonSerializer.SerializeToUtf8Bytes(payload, OpenAiProtocol.Json);
         ctx.Response.StatusCode = status;
         ctx.Response.ContentType = "application/json; charset=utf-8";
-        return ctx.Response.WriteAsync(JsonSerializer.Serialize(payload, OpenAiProtocol.Json), Encoding.UTF8);
+        ctx.Response.ContentLength = bytes.Length;
+        return ctx.Response.Body.WriteAsync(bytes).AsTask();
     }
+
+    private static ApiException TimedOut(string what) =>
+        new(408, $"{what}; the server stopped waiting. Send the whole request promptly, then retry", code: "request_timeout");
+
+    // Kestrel's own 408 (the app never saw the request), made JSON by KestrelErrorBody.
+    private byte[] TimeoutBody() => JsonSerializer.SerializeToUtf8Bytes(TimedOut(
+        $"the request headers did not all arrive within {_options.HeadersTimeout.TotalSeconds:0.#} s of its first byte").Body(), OpenAiProtocol.Json);
 
     /// <summary>No console hooks: Ctrl+C and SIGTERM belong to whoever hosts the server.</summary>
     private sealed class EmbeddedLifetime : IHostLifetime

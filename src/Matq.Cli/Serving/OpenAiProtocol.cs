@@ -56,6 +56,7 @@ public static class OpenAiProtocol
         }
         using (doc)
         {
+            RequireUnicodeText(body.Span);
             var root = doc.RootElement;
             if (root.ValueKind != JsonValueKind.Object)
                 throw new ApiException(400, $"the request body is a JSON {root.ValueKind.ToString().ToLowerInvariant()}, not an object; send {{\"prompt\": \"Hello\", \"max_tokens\": 16}}", code: "invalid_json");
@@ -140,6 +141,82 @@ public static class OpenAiProtocol
             return new CompletionRequest(p, stream, includeUsage);
         }
     }
+
+    // System.Text.Json accepts invalid UTF-8 inside strings and lone surrogate escapes ("\ud800") when it parses, and
+    // fails only when such a string or key is read (InvalidOperationException, a 500). So every key and string of the
+    // (syntactically valid) body is checked here once, before any is read, and the first bad one is named by its path.
+    private static void RequireUnicodeText(ReadOnlySpan<byte> body)
+    {
+        var reader = new Utf8JsonReader(body, new JsonReaderOptions { MaxDepth = 16 });
+        var path = new List<(bool Array, int Index, string? Name)>();   // one frame per open object/array
+        void Element()
+        {
+            if (path.Count > 0 && path[^1].Array) path[^1] = path[^1] with { Index = path[^1].Index + 1 };
+        }
+        while (reader.Read())
+        {
+            switch (reader.TokenType)
+            {
+                case JsonTokenType.StartObject or JsonTokenType.StartArray:
+                    Element();
+                    path.Add((reader.TokenType == JsonTokenType.StartArray, -1, null));
+                    break;
+                case JsonTokenType.EndObject or JsonTokenType.EndArray:
+                    path.RemoveAt(path.Count - 1);
+                    break;
+                case JsonTokenType.PropertyName:
+                    CheckText(ref reader, path, key: true);
+                    path[^1] = path[^1] with { Name = reader.GetString() };
+                    break;
+                case JsonTokenType.String:
+                    Element();
+                    CheckText(ref reader, path, key: false);
+                    break;
+                default:
+                    Element();
+                    break;
+            }
+        }
+    }
+
+    private static void CheckText(ref Utf8JsonReader reader, List<(bool Array, int Index, string? Name)> path, bool key)
+    {
+        var raw = reader.ValueSpan;   // the text between the quotes, escapes as written
+        long start = reader.TokenStartIndex + 1;
+        // a value's path is every open frame's current child (prompt, stop[1]); a key's is that of the object holding it
+        string At(int frames) => string.Concat(path.Take(frames).Select((f, i) => f.Array ? $"[{f.Index}]" : i == 0 ? f.Name : "." + f.Name));
+        string where = key ? (path.Count == 1 ? "a key of the request object" : $"a key inside {At(path.Count - 1)}") : $"the value of {At(path.Count)}";
+        string? param = key || path.Count == 0 ? null : path[0].Name;
+        for (int i = 0; i < raw.Length;)
+        {
+            var status = System.Text.Rune.DecodeFromUtf8(raw[i..], out _, out int used);
+            if (status != System.Buffers.OperationStatus.Done)
+                throw new ApiException(400, $"the request body is not valid UTF-8: {where} holds the byte 0x{raw[i]:X2} at byte offset {start + i}, "
+                    + "which is not part of a UTF-8 character; send the JSON as UTF-8 text (JSON requires it)", param: param, code: "invalid_encoding");
+            i += used;
+        }
+        if (!reader.ValueIsEscaped) return;
+        for (int i = 0; i < raw.Length; i++)
+        {
+            if (raw[i] != '\\') continue;
+            i++;
+            if (raw[i] != 'u') continue;
+            int unit = Hex(raw.Slice(i + 1, 4));
+            i += 4;
+            bool high = unit is >= 0xD800 and <= 0xDBFF, low = unit is >= 0xDC00 and <= 0xDFFF;
+            if (high && i + 6 < raw.Length && raw[i + 1] == '\\' && raw[i + 2] == 'u' && Hex(raw.Slice(i + 3, 4)) is >= 0xDC00 and <= 0xDFFF)
+            {
+                i += 6;   // a surrogate pair: one character outside the BMP
+                continue;
+            }
+            if (high || low)
+                throw new ApiException(400, $"the request body holds text that is not Unicode: {where} holds the escape \\u{unit:x4} at byte offset {start + i - 5}, "
+                    + $"a lone UTF-16 {(high ? "high" : "low")} surrogate ({(high ? "not followed by a low surrogate \\udc00-\\udfff" : "not after a high surrogate \\ud800-\\udbff")}); "
+                    + "write a character outside the BMP as a surrogate pair such as \\ud83d\\ude00, or as UTF-8", param: param, code: "invalid_encoding");
+        }
+    }
+
+    private static int Hex(ReadOnlySpan<byte> four) => int.Parse(four, System.Globalization.NumberStyles.AllowHexSpecifier, System.Globalization.CultureInfo.InvariantCulture);
 
     private static ApiException Invalid(string param, string message) => new(400, message, param: param, code: "invalid_value");
 

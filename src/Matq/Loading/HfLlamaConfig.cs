@@ -107,6 +107,7 @@ public static class HfLlamaConfig
         {
             if (!rp.ContainsKey("rope_theta") && !rp.ContainsKey("rope_type") && rp.Any(kv => kv.Value is JsonObject))
                 throw new MatqException($"{source} rope_parameters per layer type are not supported (give one rope_theta/rope_type)");
+            RefuseContradictingRopeForms(root, rp, source);
             p = rp;
             where = "rope_parameters";
         }
@@ -136,6 +137,38 @@ public static class HfLlamaConfig
                 throw new MatqException($"rope type '{type}' in {source} is not supported (supported: default, linear)");
         }
     }
+
+    // A file holding both forms (hand edits, or tools that write one form next to the other) must say one thing: when
+    // the top-level rope_theta / rope_scaling and rope_parameters give different values, transformers 4.x and 5.x would
+    // run different models, so neither is picked silently. Equal values (as ToJson writes) and null rope_scaling pass.
+    private static void RefuseContradictingRopeForms(JsonObject root, JsonObject rp, string source)
+    {
+        void Refuse(string topKey, JsonNode top, string newKey, string shown) =>
+            throw new MatqException($"{source}: {topKey} {top.ToJsonString()} contradicts rope_parameters.{newKey} {shown}; the file holds both rope "
+                + $"forms (transformers 4.x top-level rope_theta/rope_scaling, 5.x rope_parameters) with different values: remove one of them (or make them equal)");
+
+        if (root["rope_theta"] is JsonNode theta && rp["rope_theta"] is JsonNode pTheta && !SameJson(theta, pTheta))
+            Refuse("rope_theta", theta, "rope_theta", pTheta.ToJsonString());
+        if (root["rope_scaling"] is not JsonObject rs) return;
+        // the rope type: 4.x wrote "type", later "rope_type"; an object without either is the default rope
+        static (string Key, JsonNode? Value) TypeOf(JsonObject o) =>
+            o.ContainsKey("rope_type") ? ("rope_type", o["rope_type"]) : o.ContainsKey("type") ? ("type", o["type"]) : ("rope_type", null);
+        var (sKey, sType) = TypeOf(rs);
+        var (pKey, pType) = TypeOf(rp);
+        if (!SameJson(sType ?? "default", pType ?? "default"))
+            Refuse($"rope_scaling.{sKey}", sType ?? "default", pKey, (pType ?? "default").ToJsonString() + (pType is null ? " (absent: the default rope)" : ""));
+        foreach (var (key, value) in rs)
+        {
+            if (key is "type" or "rope_type" || value is null || rp[key] is not JsonNode other) continue;
+            if (!SameJson(value, other)) Refuse($"rope_scaling.{key}", value, key, other.ToJsonString());
+        }
+    }
+
+    // numbers compare by value (10000 == 10000.0), everything else by its JSON text
+    private static bool SameJson(JsonNode a, JsonNode b) =>
+        a is JsonValue va && b is JsonValue vb && va.GetValueKind() == JsonValueKind.Number && vb.GetValueKind() == JsonValueKind.Number
+            ? va.GetValue<double>() == vb.GetValue<double>()
+            : JsonNode.DeepEquals(a, b);
 
     /// <summary>HF config.json text for <paramref name="config"/>; <paramref name="dtype"/> is written as "dtype" ("float32", "bfloat16").</summary>
     public static string ToJson(LlamaConfig config, string dtype = "float32")

@@ -2,9 +2,11 @@
 // HTTP: a greedy completion equals `matq generate`'s text at the same bits; bits 2 and 8 both serve and report the
 // precision actually used (layer bits, bytes) with different text; a stream's chunks concatenate to the non-stream text
 // (greedy and seeded sampling), ending with a finish reason, usage and [DONE]; stop sequences cut the text; bad JSON,
-// unknown bits, prompts/max_tokens past the context, oversized bodies, unknown routes and methods get their status and
-// an OpenAI-style error; the admission gate answers 429 when slots and queue are full and serves queued requests in
-// turn (driven by holding its slots, so deterministic); a client leaving mid-stream frees its slot.
+// unknown bits, prompts/max_tokens past the context, oversized bodies, unknown routes and methods, text that is not
+// Unicode (invalid UTF-8, lone surrogate escapes) get their status and an OpenAI-style error; headers or a body too slow
+// get a JSON 408 with Retry-After, Kestrel's own header timeout included (raw TCP on 127.0.0.1); the admission gate
+// answers 429 when slots and queue are full and serves queued requests in turn (driven by holding its slots, so
+// deterministic); a client leaving mid-stream frees its slot.
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
@@ -244,13 +246,62 @@ public sealed class CompletionServerTests : IClassFixture<CompletionServerTests.
         Assert.Equal(HttpStatusCode.NotFound, otherModel.StatusCode);
     }
 
+    private static ByteArrayContent Raw(byte[] body)
+    {
+        var content = new ByteArrayContent(body);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        return content;
+    }
+
+    private static byte[] Bytes(params object[] parts) =>
+        parts.SelectMany(p => p is string s ? Encoding.UTF8.GetBytes(s) : (byte[])p).ToArray();
+
+    [Fact]
+    public async Task Text_that_is_not_unicode_gets_400_naming_where_it_is()
+    {
+        var http = _f.Http;
+        // Latin-1 é (0xE9) inside the prompt
+        var m = AssertError(HttpStatusCode.BadRequest, await Send(http, Raw(Bytes("{\"prompt\": \"caf", new byte[] { 0xE9 }, "\", \"max_tokens\": 2}"))), "prompt", "invalid_encoding");
+        Assert.Equal("the request body is not valid UTF-8: the value of prompt holds the byte 0xE9 at byte offset 15, which is not part of a UTF-8 character; "
+            + "send the JSON as UTF-8 text (JSON requires it)", m);
+        // a truncated sequence in a key, and in the second stop sequence
+        m = AssertError(HttpStatusCode.BadRequest, await Send(http, Raw(Bytes("{\"prompt\": \"a\", \"x", new byte[] { 0xC3 }, "\": 1}"))), null, "invalid_encoding");
+        Assert.Contains("not valid UTF-8: a key of the request object holds the byte 0xC3", m);
+        m = AssertError(HttpStatusCode.BadRequest, await Send(http, Raw(Bytes("{\"prompt\": \"a\", \"stop\": [\"x\", \"", new byte[] { 0xFF }, "\"]}"))), "stop", "invalid_encoding");
+        Assert.Contains("the value of stop[1] holds the byte 0xFF", m);
+        // a surrogate code point written as UTF-8 (CESU-style ED A0 80) is not UTF-8 either
+        m = AssertError(HttpStatusCode.BadRequest, await Send(http, Raw(Bytes("{\"prompt\": \"", new byte[] { 0xED, 0xA0, 0x80 }, "\"}"))), "prompt", "invalid_encoding");
+        Assert.Contains("the byte 0xED", m);
+
+        // lone surrogate escapes: in the prompt, in a key, low before high, high at the end
+        m = AssertError(HttpStatusCode.BadRequest, await Send(http, Raw(Bytes("{\"prompt\": \"ab\\ud800c\"}"))), "prompt", "invalid_encoding");
+        Assert.StartsWith("the request body holds text that is not Unicode: the value of prompt holds the escape \\ud800 at byte offset 14, a lone UTF-16 high surrogate", m);
+        m = AssertError(HttpStatusCode.BadRequest, await Send(http, Raw(Bytes("{\"prompt\": \"a\", \"\\udc00\": 1}"))), null, "invalid_encoding");
+        Assert.Contains("a key of the request object holds the escape \\udc00 at byte offset 17, a lone UTF-16 low surrogate", m);
+        m = AssertError(HttpStatusCode.BadRequest, await Send(http, Raw(Bytes("{\"prompt\": \"\\ude00\\ud83d\"}"))), "prompt", "invalid_encoding");
+        Assert.Contains("\\ude00", m);
+        m = AssertError(HttpStatusCode.BadRequest, await Send(http, Raw(Bytes("{\"prompt\": \"a\", \"stream_options\": {\"include_usage\\ud83d\": true}}"))), null, "invalid_encoding");
+        Assert.Contains("a key inside stream_options holds the escape \\ud83d", m);
+        m = AssertError(HttpStatusCode.BadRequest, await Send(http, Raw(Bytes("{\"prompt\": \"a\", \"model\": \"\\ud800\"}"))), "model", "invalid_encoding");
+
+        // bytes that are not UTF-8 outside any string are not JSON at all
+        AssertError(HttpStatusCode.BadRequest, await Send(http, Raw(Bytes(new byte[] { 0xFF, 0xFE }, "{\"prompt\": \"a\"}"))), null, "invalid_json");
+        // a surrogate pair, escaped or as UTF-8, is one character and is served
+        Assert.Equal(HttpStatusCode.OK, (await Send(http, Raw(Bytes("{\"prompt\": \"\\ud83d\\ude00 \u00e9\", \"max_tokens\": 1}")))).Status);
+        Assert.Equal(HttpStatusCode.OK, (await Post(http, new { prompt = "\U0001F600 é", max_tokens = 1 })).Status);
+    }
+
     [Fact]
     public async Task An_oversized_body_gets_413_whether_its_length_is_declared_or_chunked()
     {
         await using var server = await CompletionServer.StartAsync(_f.Engine, new ServeOptions { Port = 0, MaxBodyBytes = 2048 });
         using var http = new HttpClient { BaseAddress = server.BaseAddress };
-        var big = Body(new { prompt = new string('a', 4000), max_tokens = 1 });
-        var m = AssertError(HttpStatusCode.RequestEntityTooLarge, await Send(http, big), null, "request_too_large");
+        // Expect: 100-continue, so the client waits for the answer instead of racing the server's close with the body
+        // (without it, a write of the refused body can hit the closed socket: "Broken pipe", seen about 1 run in 6)
+        using var declared = new HttpRequestMessage(HttpMethod.Post, "v1/completions") { Content = Body(new { prompt = new string('a', 4000), max_tokens = 1 }) };
+        declared.Headers.ExpectContinue = true;
+        using var refused = await http.SendAsync(declared);
+        var m = AssertError(HttpStatusCode.RequestEntityTooLarge, (refused.StatusCode, JsonDocument.Parse(await refused.Content.ReadAsStringAsync()).RootElement.Clone()), null, "request_too_large");
         Assert.Contains("limit of 2048 bytes", m);
 
         // no Content-Length: the body is counted as it arrives
@@ -265,6 +316,75 @@ public sealed class CompletionServerTests : IClassFixture<CompletionServerTests.
         // just under the limit is served
         var (status, _) = await Post(http, new { prompt = new string('a', 100), max_tokens = 2 });
         Assert.Equal(HttpStatusCode.OK, status);
+    }
+
+    /// <summary>Sends <paramref name="parts"/> over raw TCP to 127.0.0.1, pausing between them, and reads until the server
+    /// closes (bounded: 30 s); returns the status line, the headers (lower-case names) and the body.</summary>
+    private static async Task<(string Status, Dictionary<string, string> Headers, string Body)> RawExchange(int port, params string[] parts)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        using var tcp = new System.Net.Sockets.TcpClient();
+        await tcp.ConnectAsync(IPAddress.Loopback, port, timeout.Token);
+        var stream = tcp.GetStream();
+        foreach (var part in parts)
+        {
+            await stream.WriteAsync(Encoding.ASCII.GetBytes(part), timeout.Token);
+            await stream.FlushAsync(timeout.Token);
+        }
+        var received = new MemoryStream();
+        try
+        {
+            await stream.CopyToAsync(received, timeout.Token);   // the server answers, then closes the connection
+        }
+        catch (IOException) { }   // a reset after the response still leaves what arrived
+        Assert.False(timeout.IsCancellationRequested, "the server never closed the connection");
+        var text = Encoding.UTF8.GetString(received.ToArray());
+        int end = text.IndexOf("\r\n\r\n", StringComparison.Ordinal);
+        Assert.True(end > 0, $"no complete response head: '{text}'");
+        var lines = text[..end].Split("\r\n");
+        var headers = lines[1..].Select(l => l.Split(':', 2)).ToDictionary(kv => kv[0].Trim().ToLowerInvariant(), kv => kv[1].Trim());
+        return (lines[0], headers, text[(end + 4)..]);
+    }
+
+    private static void AssertJsonTimeout((string Status, Dictionary<string, string> Headers, string Body) r, string mentions)
+    {
+        Assert.StartsWith("HTTP/1.1 408 ", r.Status);
+        Assert.StartsWith("application/json", r.Headers["content-type"]);
+        Assert.Equal("1", r.Headers["retry-after"]);
+        Assert.Equal(Encoding.UTF8.GetByteCount(r.Body).ToString(), r.Headers["content-length"]);
+        var m = AssertError(HttpStatusCode.RequestTimeout, (HttpStatusCode.RequestTimeout, JsonDocument.Parse(r.Body).RootElement.Clone()), null, "request_timeout");
+        Assert.Contains(mentions, m);
+    }
+
+    [Fact]
+    public async Task A_client_sending_its_headers_too_slowly_gets_a_json_408()
+    {
+        await using var server = await CompletionServer.StartAsync(_f.Engine, new ServeOptions { Port = 0, HeadersTimeout = TimeSpan.FromSeconds(1) });
+        // the request line and one header, then nothing: Kestrel times the headers out before the application sees them
+        var r = await RawExchange(server.Port, "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+        AssertJsonTimeout(r, "the request headers did not all arrive within 1 s");
+        Assert.Equal("close", r.Headers["connection"]);
+
+        // the server still serves, and whole requests on a connection keep their own answers
+        var ok = await RawExchange(server.Port, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        Assert.StartsWith("HTTP/1.1 200 ", ok.Status);
+        Assert.Equal("ok", JsonDocument.Parse(ok.Body).RootElement.GetProperty("status").GetString());
+    }
+
+    [Fact]
+    public async Task A_client_sending_its_body_too_slowly_gets_a_json_408()
+    {
+        await using var server = await CompletionServer.StartAsync(_f.Engine, new ServeOptions { Port = 0, BodyGracePeriod = TimeSpan.FromSeconds(1.5) });
+        var r = await RawExchange(server.Port,
+            "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"prompt\": ");
+        AssertJsonTimeout(r, "the request body arrived too slowly");
+    }
+
+    [Fact]
+    public void Timeouts_out_of_range_are_refused()
+    {
+        Assert.Throws<MatqException>(() => new ServeOptions { HeadersTimeout = TimeSpan.Zero }.Validate());
+        Assert.Throws<MatqException>(() => new ServeOptions { BodyGracePeriod = TimeSpan.FromSeconds(1) }.Validate());
     }
 
     private static async Task<JsonElement> Health(HttpClient http) => JsonDocument.Parse(await http.GetStringAsync("health")).RootElement.Clone();

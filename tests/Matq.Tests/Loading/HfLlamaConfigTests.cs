@@ -78,6 +78,50 @@ public class HfLlamaConfigTests
     }
 
     [Theory]
+    [InlineData(""", "rope_theta": 500000.0, "rope_parameters": {"rope_theta": 10000.0, "rope_type": "default"}""",
+        "config.json: rope_theta 500000.0 contradicts rope_parameters.rope_theta 10000.0;")]
+    [InlineData(""", "rope_scaling": {"type": "linear", "factor": 4.0}, "rope_parameters": {"rope_theta": 1e4, "rope_type": "default"}""",
+        "config.json: rope_scaling.type \"linear\" contradicts rope_parameters.rope_type \"default\";")]
+    [InlineData(""", "rope_scaling": {"rope_type": "linear", "factor": 4.0}, "rope_parameters": {"rope_theta": 1e4}""",
+        "config.json: rope_scaling.rope_type \"linear\" contradicts rope_parameters.rope_type \"default\" (absent: the default rope);")]
+    [InlineData(""", "rope_scaling": {"rope_type": "linear", "factor": 4.0}, "rope_parameters": {"rope_theta": 1e4, "rope_type": "linear", "factor": 2.0}""",
+        "config.json: rope_scaling.factor 4.0 contradicts rope_parameters.factor 2.0;")]
+    public void BothRopeFormsWithDifferentValuesAreRefused(string extra, string start)
+    {
+        var e = Assert.Throws<MatqException>(() => ParseWith(extra));
+        Assert.StartsWith(start, e.Message);
+        Assert.EndsWith("with different values: remove one of them (or make them equal)", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Fact]
+    public void BothRopeFormsWithEqualValuesAreRead()
+    {
+        var c = ParseWith(""", "rope_theta": 500000, "rope_scaling": {"type": "linear", "rope_type": "linear", "factor": 4}, "rope_parameters": {"rope_theta": 500000.0, "rope_type": "linear", "factor": 4.0}""");
+        Assert.Equal((500000.0, RopeScaling.Linear, 4.0), (c.RopeTheta, c.RopeScaling, c.RopeFactor));
+        // 4.x's "no scaling" (null) next to 5.x's default rope, as ToJson writes them
+        c = ParseWith(""", "rope_theta": 1000.0, "rope_scaling": null, "rope_parameters": {"rope_theta": 1000.0, "rope_type": "default"}""");
+        Assert.Equal((1000.0, RopeScaling.Default), (c.RopeTheta, c.RopeScaling));
+    }
+
+    [Fact]
+    public void AContradictionNamesTheFileItWasReadFrom()
+    {
+        var dir = Directory.CreateTempSubdirectory("matq-config-").FullName;
+        try
+        {
+            var path = Path.Combine(dir, HfLlamaConfig.FileName);
+            File.WriteAllText(path, Minimal.Replace("%EXTRA%", """, "rope_theta": 1.0, "rope_parameters": {"rope_theta": 2.0}"""));
+            var e = Assert.Throws<MatqException>(() => HfLlamaConfig.Read(dir));
+            Assert.StartsWith($"{path}: rope_theta 1.0 contradicts rope_parameters.rope_theta 2.0;", e.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Theory]
     [InlineData("hidden_size")]
     [InlineData("num_attention_heads")]
     [InlineData("vocab_size")]
