@@ -18,7 +18,8 @@ public sealed record MatqTokenizerRef
             throw new MatqException("matq metadata field 'tokenizer.kind' is empty; name the tokenizer kind, e.g. hf-tokenizer-json");
         foreach (var f in files)
         {
-            if (string.IsNullOrWhiteSpace(f) || System.IO.Path.IsPathRooted(f) || f.Replace('\\', '/').Split('/').Contains(".."))
+            // control characters (NUL included) are no file name a tokenizer has; Path APIs would throw on NUL
+            if (string.IsNullOrWhiteSpace(f) || f.Any(char.IsControl) || System.IO.Path.IsPathRooted(f) || f.Replace('\\', '/').Split('/').Contains(".."))
                 throw new MatqException($"matq metadata field 'tokenizer.files' entry {SafeText.Quote(f)} must be a relative path inside the artifact's folder");
         }
         Kind = kind;

@@ -66,6 +66,19 @@ internal static class FuzzRunner
         Assert.True(failures.Count == 0, line + Environment.NewLine + string.Join(Environment.NewLine, failures));
     }
 
+    /// <summary>One case as a regression test: success or a clean MatqException line, within the hang limit.</summary>
+    public static void AssertPasses(string context, Action run)
+    {
+        var task = Task.Run(run);
+        try { Assert.True(task.Wait(HangLimit), $"{context}: no result within {HangLimit.TotalSeconds} s (hang)"); }
+        catch (AggregateException) { }
+        if (task.Exception?.InnerException is { } e)
+        {
+            if (e is not MatqException mx) throw new Xunit.Sdk.XunitException($"{context}: expected success or MatqException, got {e}");
+            Assert.True(Problem(mx.Message) is null, $"{context}: MatqException message {Problem(mx.Message)}: {Shorten(mx.Message)}");
+        }
+    }
+
     /// <summary>Why a MatqException message breaks the one-line rule, or null.</summary>
     public static string? Problem(string message) =>
         message.Contains('\n') ? "spans several lines"
