@@ -38,10 +38,10 @@ public sealed class MatqArtifact
     public bool TryGetFloat(string name, out MatqFloatTensor tensor) => _floats.TryGetValue(name, out tensor!);
 
     public MatqQuantizedTensor GetQuantized(string name) => _quantized.TryGetValue(name, out var t) ? t
-        : throw new MatqException($"{Path}: '{name}' is not a quantized tensor of this artifact");
+        : throw new MatqException($"{Path}: {SafeText.Quote(name)} is not a quantized tensor of this artifact");
 
     public MatqFloatTensor GetFloat(string name) => _floats.TryGetValue(name, out var t) ? t
-        : throw new MatqException($"{Path}: '{name}' is not a float tensor of this artifact");
+        : throw new MatqException($"{Path}: {SafeText.Quote(name)} is not a float tensor of this artifact");
 
     /// <summary>True when the safetensors file carries the "matq" metadata key (how a .matq is recognised).</summary>
     public static bool IsArtifact(SafetensorsFile file) => file.Metadata.ContainsKey(MatqMetadata.Key);
@@ -100,7 +100,7 @@ public sealed class MatqArtifact
         foreach (var (k, v) in FlatKeys(md))
         {
             if (f.Metadata.TryGetValue(k, out var stored) && stored != v)
-                throw new MatqException($"{path}: metadata key '{k}' = '{stored}' disagrees with the matq document ('{v}'); the artifact was edited or is corrupt");
+                throw new MatqException($"{path}: metadata key '{k}' = {SafeText.Quote(stored)} disagrees with the matq document ({SafeText.Quote(v)}); the artifact was edited or is corrupt");
         }
         foreach (var e in md.Quantized)
         {
@@ -111,7 +111,7 @@ public sealed class MatqArtifact
             foreach (var s in e.SideSuffixes)
             {
                 if (!f.Contains(e.SideName(s)))
-                    throw new MatqException($"{path}: quantized tensor '{e.Name}' lists side tensor '{e.SideName(s)}' but the file does not hold it");
+                    throw new MatqException($"{path}: quantized tensor {SafeText.Quote(e.Name)} lists side tensor {SafeText.Quote(e.SideName(s))} but the file does not hold it");
             }
         }
         _ = FloatTensors(f, md).Count();
@@ -121,12 +121,12 @@ public sealed class MatqArtifact
     private static void Expect(SafetensorsFile f, MatqQuantizedEntry e, string name, SafetensorsDtype dtype, long[] shape, string rule)
     {
         if (!f.Contains(name))
-            throw new MatqException($"{f.Path}: quantized tensor '{e.Name}' has no '{name}' tensor; the artifact is incomplete");
+            throw new MatqException($"{f.Path}: quantized tensor {SafeText.Quote(e.Name)} has no {SafeText.Quote(name)} tensor; the artifact is incomplete");
         var t = f.Get(name);
         if (t.Dtype != dtype)
-            throw new MatqException($"{f.Path}: tensor '{name}' has dtype {SafetensorsDtypes.ToName(t.Dtype)}, a .matq stores it as {SafetensorsDtypes.ToName(dtype)}");
+            throw new MatqException($"{f.Path}: tensor {SafeText.Quote(name)} has dtype {SafetensorsDtypes.ToName(t.Dtype)}, a .matq stores it as {SafetensorsDtypes.ToName(dtype)}");
         if (!t.Shape.SequenceEqual(shape))
-            throw new MatqException($"{f.Path}: tensor '{name}' has shape {t.ShapeText}, expected [{string.Join(", ", shape)}] = {rule} from the matq metadata");
+            throw new MatqException($"{f.Path}: tensor {SafeText.Quote(name)} has shape {t.ShapeText}, expected [{string.Join(", ", shape)}] = {rule} from the matq metadata");
     }
 
     /// <summary>The tensors not owned by a quantized weight; each must be F32/F16/BF16 and not look like an unlisted quantized part.</summary>
@@ -145,14 +145,14 @@ public sealed class MatqArtifact
         {
             if (owned.Contains(t.Name)) continue;
             if (quantNames.Contains(t.Name))
-                throw new MatqException($"{f.Path}: tensor '{t.Name}' is listed as quantized but is also stored as a plain tensor");
+                throw new MatqException($"{f.Path}: tensor {SafeText.Quote(t.Name)} is listed as quantized but is also stored as a plain tensor");
             if (t.Name.EndsWith(".qcodes", StringComparison.Ordinal))
-                throw new MatqException($"{f.Path}: tensor '{t.Name}' holds codes but '{t.Name[..^7]}' is not in the matq 'quantized' list; the metadata does not match the file");
+                throw new MatqException($"{f.Path}: tensor {SafeText.Quote(t.Name)} holds codes but {SafeText.Quote(t.Name[..^7])} is not in the matq 'quantized' list; the metadata does not match the file");
             int dot = t.Name.LastIndexOf('.');
             if (dot > 0 && quantNames.Contains(t.Name[..dot]))
-                throw new MatqException($"{f.Path}: tensor '{t.Name}' is not declared for quantized tensor '{t.Name[..dot]}' in the matq metadata (perm or side)");
+                throw new MatqException($"{f.Path}: tensor {SafeText.Quote(t.Name)} is not declared for quantized tensor {SafeText.Quote(t.Name[..dot])} in the matq metadata (perm or side)");
             if (t.Dtype is not (SafetensorsDtype.F32 or SafetensorsDtype.F16 or SafetensorsDtype.BF16))
-                throw new MatqException($"{f.Path}: tensor '{t.Name}' has dtype {SafetensorsDtypes.ToName(t.Dtype)}; a .matq holds quantized weights listed in its metadata and F32/F16/BF16 tensors only");
+                throw new MatqException($"{f.Path}: tensor {SafeText.Quote(t.Name)} has dtype {SafetensorsDtypes.ToName(t.Dtype)}; a .matq holds quantized weights listed in its metadata and F32/F16/BF16 tensors only");
             yield return t;
         }
     }

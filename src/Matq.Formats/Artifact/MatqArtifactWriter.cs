@@ -46,11 +46,11 @@ public sealed class MatqArtifactWriter
         if (e.HasPerm) names.Add(e.PermName);
         names.AddRange(e.SideSuffixes.Select(e.SideName));
         if (_stored.Contains(e.Name) || _quantNames.Contains(e.Name))
-            throw new MatqException($"quantized tensor '{e.Name}' was already added (as float or quantized)");
+            throw new MatqException($"quantized tensor {SafeText.Quote(e.Name)} was already added (as float or quantized)");
         foreach (var n in names)
         {
             if (_stored.Contains(n) || _quantNames.Contains(n))
-                throw new MatqException($"quantized tensor '{e.Name}': its tensor name '{n}' is already taken");
+                throw new MatqException($"quantized tensor {SafeText.Quote(e.Name)}: its tensor name {SafeText.Quote(n)} is already taken");
         }
         long o = e.OutFeatures, g = e.GroupCount;
         _st.Add(e.CodesName, SafetensorsDtype.U8, [o, e.InFeatures], t.Codes);
@@ -81,16 +81,16 @@ public sealed class MatqArtifactWriter
     public MatqArtifactWriter AddFloatRaw(string name, SafetensorsDtype dtype, long[] shape, byte[] data)
     {
         if (!SafetensorsDtypes.IsFloat(dtype) || dtype == SafetensorsDtype.F64)
-            throw new MatqException($"float tensor '{name}' has dtype {SafetensorsDtypes.ToName(dtype)}; a .matq stores float tensors as F32, F16 or BF16");
+            throw new MatqException($"float tensor {SafeText.Quote(name)} has dtype {SafetensorsDtypes.ToName(dtype)}; a .matq stores float tensors as F32, F16 or BF16");
         long bytes = SafetensorsDtypes.SizeOf(dtype);
         foreach (var d in shape) bytes = d < 0 ? -1 : checked(bytes * d);
         if (bytes != data.LongLength)
-            throw new MatqException($"float tensor '{name}': {SafetensorsDtypes.ToName(dtype)}[{string.Join(", ", shape)}] needs {bytes} bytes, got {data.LongLength}");
+            throw new MatqException($"float tensor {SafeText.Quote(name)}: {SafetensorsDtypes.ToName(dtype)}[{string.Join(", ", shape)}] needs {bytes} bytes, got {data.LongLength}");
         _ = new MatqFloatTensor(name, shape, dtype, SafetensorsDtypes.ToFloat32(dtype, data, name)); // finiteness, name
         if (name.EndsWith(".qcodes", StringComparison.Ordinal))
-            throw new MatqException($"float tensor '{name}': names ending in .qcodes are reserved for quantized codes");
+            throw new MatqException($"float tensor {SafeText.Quote(name)}: names ending in .qcodes are reserved for quantized codes");
         if (_stored.Contains(name) || _quantNames.Contains(name))
-            throw new MatqException($"float tensor '{name}': the name is already taken by another tensor");
+            throw new MatqException($"float tensor {SafeText.Quote(name)}: the name is already taken by another tensor");
         _st.Add(name, dtype, shape, data);
         _stored.Add(name);
         return this;

@@ -18,8 +18,9 @@ public sealed record MatqTokenizerRef
             throw new MatqException("matq metadata field 'tokenizer.kind' is empty; name the tokenizer kind, e.g. hf-tokenizer-json");
         foreach (var f in files)
         {
-            if (string.IsNullOrWhiteSpace(f) || System.IO.Path.IsPathRooted(f) || f.Replace('\\', '/').Split('/').Contains(".."))
-                throw new MatqException($"matq metadata field 'tokenizer.files' entry '{f}' must be a relative path inside the artifact's folder");
+            // control characters (NUL included) are no file name a tokenizer has; Path APIs would throw on NUL
+            if (string.IsNullOrWhiteSpace(f) || f.Any(char.IsControl) || System.IO.Path.IsPathRooted(f) || f.Replace('\\', '/').Split('/').Contains(".."))
+                throw new MatqException($"matq metadata field 'tokenizer.files' entry {SafeText.Quote(f)} must be a relative path inside the artifact's folder");
         }
         Kind = kind;
         Files = files.ToArray();
@@ -52,19 +53,19 @@ public sealed record MatqQuantizedEntry
     public MatqQuantizedEntry(string name, int outFeatures, int inFeatures, int groupSize, bool hasPerm = false, IReadOnlyList<string>? sideSuffixes = null)
     {
         if (string.IsNullOrWhiteSpace(name) || name == "__metadata__")
-            throw new MatqException($"quantized tensor name '{name}' is empty or reserved; use the HF weight name, e.g. model.layers.0.mlp.down_proj.weight");
+            throw new MatqException($"quantized tensor name {SafeText.Quote(name)} is empty or reserved; use the HF weight name, e.g. model.layers.0.mlp.down_proj.weight");
         if (outFeatures < 1 || inFeatures < 1)
-            throw new MatqException($"quantized tensor '{name}': shape [{outFeatures}, {inFeatures}] must have both dimensions >= 1");
+            throw new MatqException($"quantized tensor {SafeText.Quote(name)}: shape [{outFeatures}, {inFeatures}] must have both dimensions >= 1");
         if (groupSize != -1 && groupSize < 1)
-            throw new MatqException($"quantized tensor '{name}': group_size {groupSize} must be -1 (per-channel) or a positive number of input columns");
+            throw new MatqException($"quantized tensor {SafeText.Quote(name)}: group_size {groupSize} must be -1 (per-channel) or a positive number of input columns");
         var sides = (sideSuffixes ?? []).ToArray();
         foreach (var s in sides)
         {
             if (!SuffixRegex.IsMatch(s) || ReservedSuffixes.Contains(s))
-                throw new MatqException($"quantized tensor '{name}': side tensor suffix '{s}' must be lowercase [a-z0-9_] and not one of {string.Join(", ", ReservedSuffixes)}");
+                throw new MatqException($"quantized tensor {SafeText.Quote(name)}: side tensor suffix {SafeText.Quote(s)} must be lowercase [a-z0-9_] and not one of {string.Join(", ", ReservedSuffixes)}");
         }
         if (sides.Distinct().Count() != sides.Length)
-            throw new MatqException($"quantized tensor '{name}': side tensor suffixes repeat ({string.Join(", ", sides)})");
+            throw new MatqException($"quantized tensor {SafeText.Quote(name)}: side tensor suffixes repeat ({string.Join(", ", sides)})");
         Name = name; OutFeatures = outFeatures; InFeatures = inFeatures; GroupSize = groupSize; HasPerm = hasPerm; SideSuffixes = sides;
     }
 
@@ -127,7 +128,7 @@ public sealed record MatqMetadata
         foreach (var q in quantized)
         {
             if (!names.Add(q.Name))
-                throw new MatqException($"matq metadata field 'quantized' lists '{q.Name}' twice");
+                throw new MatqException($"matq metadata field 'quantized' lists {SafeText.Quote(q.Name)} twice");
         }
         if (string.IsNullOrWhiteSpace(createdBy))
             throw new MatqException("matq metadata field 'created_by' is empty; name the producing tool and version");
@@ -173,7 +174,7 @@ public sealed record MatqMetadata
         }
         catch (JsonException e)
         {
-            throw new MatqException($"matq metadata field '{field}' is not valid JSON ({e.Message.Split('\n')[0]})");
+            throw new MatqException($"matq metadata field '{field}' is not valid JSON ({SafeText.Escape(e.Message.Split('\n')[0])})");
         }
     }
 
@@ -182,7 +183,7 @@ public sealed record MatqMetadata
     {
         JsonDocument doc;
         try { doc = JsonDocument.Parse(json); }
-        catch (JsonException e) { throw new MatqException($"'matq' metadata is not valid JSON ({e.Message.Split('\n')[0]}); the artifact is corrupt"); }
+        catch (JsonException e) { throw new MatqException($"'matq' metadata is not valid JSON ({SafeText.Escape(e.Message.Split('\n')[0])}); the artifact is corrupt"); }
         using (doc)
         {
             var root = doc.RootElement;
@@ -195,15 +196,15 @@ public sealed record MatqMetadata
                 if (q.ValueKind != JsonValueKind.Object)
                     throw new MatqException("matq metadata field 'quantized' must hold objects {name, shape, group_size, perm, side}");
                 var name = Str(q, "name", "quantized[].name");
-                var shape = Array(q, "shape", $"quantized '{name}'.shape").Select(d => IntValue(d, $"quantized '{name}'.shape")).ToArray();
+                var shape = Array(q, "shape", $"quantized {SafeText.Quote(name)}.shape").Select(d => IntValue(d, $"quantized {SafeText.Quote(name)}.shape")).ToArray();
                 if (shape.Length != 2)
-                    throw new MatqException($"matq metadata: quantized '{name}' shape must be [out, in], found {shape.Length} dimensions");
-                bool perm = q.TryGetProperty("perm", out var p) ? Bool(p, $"quantized '{name}'.perm") : false;
+                    throw new MatqException($"matq metadata: quantized {SafeText.Quote(name)} shape must be [out, in], found {shape.Length} dimensions");
+                bool perm = q.TryGetProperty("perm", out var p) ? Bool(p, $"quantized {SafeText.Quote(name)}.perm") : false;
                 var side = q.TryGetProperty("side", out var s)
-                    ? Array(q, "side", $"quantized '{name}'.side").Select(x => x.ValueKind == JsonValueKind.String ? x.GetString()!
-                        : throw new MatqException($"matq metadata: quantized '{name}'.side must list suffix strings")).ToArray()
+                    ? Array(q, "side", $"quantized {SafeText.Quote(name)}.side").Select(x => x.ValueKind == JsonValueKind.String ? x.GetString()!
+                        : throw new MatqException($"matq metadata: quantized {SafeText.Quote(name)}.side must list suffix strings")).ToArray()
                     : [];
-                quantized.Add(new MatqQuantizedEntry(name, shape[0], shape[1], Int(q, "group_size", $"quantized '{name}'.group_size"), perm, side));
+                quantized.Add(new MatqQuantizedEntry(name, shape[0], shape[1], Int(q, "group_size", $"quantized {SafeText.Quote(name)}.group_size"), perm, side));
             }
             MatqTokenizerRef? tokenizer = null;
             if (root.TryGetProperty("tokenizer", out var t) && t.ValueKind != JsonValueKind.Null)
@@ -231,13 +232,13 @@ public sealed record MatqMetadata
 
     private static int IntValue(JsonElement v, string field) =>
         v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int i) ? i
-            : throw new MatqException($"matq metadata field '{field}' must be an integer, found {v.GetRawText()}");
+            : throw new MatqException($"matq metadata field '{field}' must be an integer, found {SafeText.Escape(v.GetRawText(), 60)}");
 
     private static bool Bool(JsonElement v, string field) => v.ValueKind switch
     {
         JsonValueKind.True => true,
         JsonValueKind.False => false,
-        _ => throw new MatqException($"matq metadata field '{field}' must be true or false, found {v.GetRawText()}"),
+        _ => throw new MatqException($"matq metadata field '{field}' must be true or false, found {SafeText.Escape(v.GetRawText(), 60)}"),
     };
 
     private static string Str(JsonElement o, string name, string? field = null)

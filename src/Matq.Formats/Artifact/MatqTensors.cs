@@ -20,13 +20,13 @@ public sealed record MatqSideTensor
         long numel = 1;
         foreach (var d in shape)
         {
-            if (d < 0) throw new MatqException($"side tensor '{suffix}': negative dimension in shape [{string.Join(", ", shape)}]");
-            numel = d == 0 || numel <= long.MaxValue / 16 / d ? numel * d : throw new MatqException($"side tensor '{suffix}': shape too large");
+            if (d < 0) throw new MatqException($"side tensor {SafeText.Quote(suffix)}: negative dimension in shape [{string.Join(", ", shape)}]");
+            numel = d == 0 || numel <= long.MaxValue / 16 / d ? numel * d : throw new MatqException($"side tensor {SafeText.Quote(suffix)}: shape too large");
         }
         if (numel * SafetensorsDtypes.SizeOf(dtype) != data.Length)
-            throw new MatqException($"side tensor '{suffix}': {SafetensorsDtypes.ToName(dtype)}[{string.Join(", ", shape)}] needs {numel * SafetensorsDtypes.SizeOf(dtype)} bytes, got {data.Length}");
+            throw new MatqException($"side tensor {SafeText.Quote(suffix)}: {SafetensorsDtypes.ToName(dtype)}[{string.Join(", ", shape)}] needs {numel * SafetensorsDtypes.SizeOf(dtype)} bytes, got {data.Length}");
         if (SafetensorsDtypes.IsFloat(dtype))
-            MatqFloatTensor.CheckFinite(SafetensorsDtypes.ToFloat32(dtype, data, suffix), $"side tensor '{suffix}'");
+            MatqFloatTensor.CheckFinite(SafetensorsDtypes.ToFloat32(dtype, data, suffix), $"side tensor {SafeText.Quote(suffix)}");
         Suffix = suffix; Dtype = dtype; Shape = (long[])shape.Clone(); Data = data;
     }
 }
@@ -62,29 +62,29 @@ public sealed record MatqQuantizedTensor
         Entry = new MatqQuantizedEntry(name, outFeatures, inFeatures, groupSize, perm is not null, sides.Select(s => s.Suffix).ToArray());
         long cells = (long)outFeatures * inFeatures;
         if (codes.LongLength != cells)
-            throw new MatqException($"quantized tensor '{name}': codes hold {codes.LongLength} values, shape [{outFeatures}, {inFeatures}] needs {cells}");
+            throw new MatqException($"quantized tensor {SafeText.Quote(name)}: codes hold {codes.LongLength} values, shape [{outFeatures}, {inFeatures}] needs {cells}");
         long groups = (long)outFeatures * Entry.GroupCount;
         if (scales.LongLength != groups || zeros.LongLength != groups)
-            throw new MatqException($"quantized tensor '{name}': scales hold {scales.LongLength} and zeros {zeros.LongLength} values, [out, ceil(in/g)] = [{outFeatures}, {Entry.GroupCount}] needs {groups}");
+            throw new MatqException($"quantized tensor {SafeText.Quote(name)}: scales hold {scales.LongLength} and zeros {zeros.LongLength} values, [out, ceil(in/g)] = [{outFeatures}, {Entry.GroupCount}] needs {groups}");
         for (int i = 0; i < scales.Length; i++)
         {
             if (!float.IsFinite(scales[i]) || scales[i] <= 0)
-                throw new MatqException($"quantized tensor '{name}': scale {scales[i]} at [{i / Entry.GroupCount}, {i % Entry.GroupCount}] must be finite and > 0");
+                throw new MatqException($"quantized tensor {SafeText.Quote(name)}: scale {scales[i]} at [{i / Entry.GroupCount}, {i % Entry.GroupCount}] must be finite and > 0");
         }
         for (int i = 0; i < zeros.Length; i++)
         {
             if (!float.IsFinite(zeros[i]))
-                throw new MatqException($"quantized tensor '{name}': zero point {zeros[i]} at [{i / Entry.GroupCount}, {i % Entry.GroupCount}] must be finite");
+                throw new MatqException($"quantized tensor {SafeText.Quote(name)}: zero point {zeros[i]} at [{i / Entry.GroupCount}, {i % Entry.GroupCount}] must be finite");
         }
         if (perm is not null)
         {
             if (perm.Length != inFeatures)
-                throw new MatqException($"quantized tensor '{name}': perm holds {perm.Length} entries, in_features is {inFeatures}");
+                throw new MatqException($"quantized tensor {SafeText.Quote(name)}: perm holds {perm.Length} entries, in_features is {inFeatures}");
             var seen = new bool[inFeatures];
             foreach (var p in perm)
             {
                 if ((uint)p >= (uint)inFeatures || seen[p])
-                    throw new MatqException($"quantized tensor '{name}': perm is not a permutation of 0..{inFeatures - 1} (entry {p} is out of range or repeated)");
+                    throw new MatqException($"quantized tensor {SafeText.Quote(name)}: perm is not a permutation of 0..{inFeatures - 1} (entry {p} is out of range or repeated)");
                 seen[p] = true;
             }
         }
@@ -98,7 +98,7 @@ public sealed record MatqQuantizedTensor
         if (masterBits == 8) return; // every byte fits
         int i = Codes.AsSpan().IndexOfAnyInRange((byte)(1 << masterBits), (byte)255);
         if (i >= 0)
-            throw new MatqException($"quantized tensor '{Name}': code {Codes[i]} at [{i / InFeatures}, {i % InFeatures}] does not fit master_bits = {masterBits} (codes must be < {1 << masterBits})");
+            throw new MatqException($"quantized tensor {SafeText.Quote(Name)}: code {Codes[i]} at [{i / InFeatures}, {i % InFeatures}] does not fit master_bits = {masterBits} (codes must be < {1 << masterBits})");
     }
 
     /// <summary>Reference dequantization to fp32 [out, in] in the original column order.</summary>
@@ -130,18 +130,18 @@ public sealed record MatqFloatTensor
     public MatqFloatTensor(string name, long[] shape, SafetensorsDtype storedDtype, float[] values)
     {
         if (string.IsNullOrWhiteSpace(name) || name == "__metadata__")
-            throw new MatqException($"float tensor name '{name}' is empty or reserved");
+            throw new MatqException($"float tensor name {SafeText.Quote(name)} is empty or reserved");
         if (storedDtype is not (SafetensorsDtype.F32 or SafetensorsDtype.F16 or SafetensorsDtype.BF16))
-            throw new MatqException($"float tensor '{name}' has dtype {SafetensorsDtypes.ToName(storedDtype)}; a .matq stores float tensors as F32, F16 or BF16");
+            throw new MatqException($"float tensor {SafeText.Quote(name)} has dtype {SafetensorsDtypes.ToName(storedDtype)}; a .matq stores float tensors as F32, F16 or BF16");
         long numel = 1;
         foreach (var d in shape)
         {
-            if (d < 0) throw new MatqException($"float tensor '{name}': negative dimension in shape [{string.Join(", ", shape)}]");
+            if (d < 0) throw new MatqException($"float tensor {SafeText.Quote(name)}: negative dimension in shape [{string.Join(", ", shape)}]");
             numel = d == 0 || numel <= long.MaxValue / d ? numel * d : long.MaxValue;
         }
         if (numel != values.LongLength)
-            throw new MatqException($"float tensor '{name}': shape [{string.Join(", ", shape)}] needs {numel} values, got {values.LongLength}");
-        CheckFinite(values, $"float tensor '{name}'");
+            throw new MatqException($"float tensor {SafeText.Quote(name)}: shape [{string.Join(", ", shape)}] needs {numel} values, got {values.LongLength}");
+        CheckFinite(values, $"float tensor {SafeText.Quote(name)}");
         Name = name; Shape = (long[])shape.Clone(); StoredDtype = storedDtype; Values = values;
     }
 

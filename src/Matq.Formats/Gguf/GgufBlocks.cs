@@ -23,8 +23,8 @@ public static class GgufBlocks
     /// <summary>Bytes of a tensor of <paramref name="count"/> values of type t (count a multiple of 32 for block types).</summary>
     public static long ByteLength(GgmlType t, long count) => t switch
     {
-        GgmlType.F32 => 4 * count, GgmlType.F16 => 2 * count,
-        _ => count % BlockValues == 0 ? count / BlockValues * BlockBytes(t)
+        GgmlType.F32 => checked(4 * count), GgmlType.F16 => checked(2 * count),
+        _ => count % BlockValues == 0 ? checked(count / BlockValues * BlockBytes(t))
             : throw new MatqException($"{t} needs a multiple of 32 values per row, got {count}"),
     };
 

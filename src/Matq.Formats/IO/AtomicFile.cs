@@ -163,7 +163,7 @@ public static class AtomicFile
     {
         MatqException => e,
         IOException or UnauthorizedAccessException or NotSupportedException or System.Security.SecurityException =>
-            new MatqException($"{path}: cannot write ({FirstLine(e.Message)}); choose a writable --out with free space", e),
+            new MatqException($"{path}: cannot write ({SafeText.Escape(FirstLine(e.Message))}); choose a writable --out with free space", e),
         _ => e,
     };
 

@@ -69,7 +69,7 @@ public sealed partial class SafetensorsCheckpoint : IDisposable
             foreach (var p in wm.EnumerateObject())
             {
                 if (p.Value.ValueKind != JsonValueKind.String)
-                    throw new MatqException($"{indexPath}: weight_map entry '{p.Name}' must name a shard file");
+                    throw new MatqException($"{indexPath}: weight_map entry {SafeText.Quote(p.Name)} must name a shard file");
                 weightMap[p.Name] = p.Value.GetString()!;
             }
             if (doc.RootElement.TryGetProperty("metadata", out var md) && md.ValueKind == JsonValueKind.Object)
@@ -81,16 +81,16 @@ public sealed partial class SafetensorsCheckpoint : IDisposable
         }
         catch (JsonException e)
         {
-            throw new MatqException($"{indexPath}: not valid JSON ({e.Message.Split('\n')[0]})");
+            throw new MatqException($"{indexPath}: not valid JSON ({SafeText.Escape(e.Message.Split('\n')[0])})");
         }
         var shards = new Dictionary<string, SafetensorsFile>(StringComparer.Ordinal);
         foreach (var shardName in weightMap.Values.Distinct(StringComparer.Ordinal).OrderBy(s => s, StringComparer.Ordinal))
         {
             if (shardName.Contains('/') || shardName.Contains('\\'))
-                throw new MatqException($"{indexPath}: shard name '{shardName}' must be a file name in the same folder");
+                throw new MatqException($"{indexPath}: shard name {SafeText.Quote(shardName)} must be a file name in the same folder");
             var shardPath = System.IO.Path.Combine(dir, shardName);
             if (!File.Exists(shardPath))
-                throw new MatqException($"{indexPath}: shard '{shardName}' listed in weight_map is missing");
+                throw new MatqException($"{indexPath}: shard {SafeText.Quote(shardName)} listed in weight_map is missing");
             var f = SafetensorsFile.Open(shardPath);
             _files.Add(f);
             shards[shardName] = f;
@@ -99,7 +99,7 @@ public sealed partial class SafetensorsCheckpoint : IDisposable
         {
             var f = shards[shardName];
             if (!f.Contains(tensor))
-                throw new MatqException($"{indexPath}: tensor '{tensor}' is mapped to '{shardName}' but that shard does not hold it");
+                throw new MatqException($"{indexPath}: tensor {SafeText.Quote(tensor)} is mapped to {SafeText.Quote(shardName)} but that shard does not hold it");
             _byTensor[tensor] = f;
         }
         // Tensors a shard holds but the index does not list are still loaded (as transformers does),
@@ -111,7 +111,7 @@ public sealed partial class SafetensorsCheckpoint : IDisposable
                 if (_byTensor.TryGetValue(t.Name, out var owner))
                 {
                     if (!ReferenceEquals(owner, f) && !weightMap.ContainsKey(t.Name))
-                        throw new MatqException($"{indexPath}: tensor '{t.Name}' appears in two shards");
+                        throw new MatqException($"{indexPath}: tensor {SafeText.Quote(t.Name)} appears in two shards");
                     continue;
                 }
                 _byTensor[t.Name] = f;
@@ -125,7 +125,7 @@ public sealed partial class SafetensorsCheckpoint : IDisposable
         foreach (var t in f.Tensors)
         {
             if (!_byTensor.TryAdd(t.Name, f))
-                throw new MatqException($"{f.Path}: tensor '{t.Name}' appears in two files");
+                throw new MatqException($"{f.Path}: tensor {SafeText.Quote(t.Name)} appears in two files");
         }
     }
 
@@ -139,7 +139,7 @@ public sealed partial class SafetensorsCheckpoint : IDisposable
 
     private SafetensorsFile FileOf(string name) =>
         _byTensor.TryGetValue(name, out var f) ? f
-            : throw new MatqException($"{Source}: tensor '{name}' is missing from the checkpoint");
+            : throw new MatqException($"{Source}: tensor {SafeText.Quote(name)} is missing from the checkpoint");
 
     public void Dispose()
     {

@@ -70,7 +70,7 @@ public static class SafetensorsDtypes
                 for (int i = 0; i < n; i++) result[i] = (float)doubles[i];
                 break;
             default:
-                throw new MatqException($"tensor '{tensorName}' has dtype {ToName(dtype)}, expected a float type (F32, F16, BF16, F64)");
+                throw new MatqException($"tensor {SafeText.Quote(tensorName)} has dtype {ToName(dtype)}, expected a float type (F32, F16, BF16, F64)");
         }
         return result;
     }

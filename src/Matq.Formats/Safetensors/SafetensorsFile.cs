@@ -108,15 +108,15 @@ public sealed class SafetensorsFile : IDisposable
                 foreach (var m in prop.Value.EnumerateObject())
                 {
                     if (m.Value.ValueKind != JsonValueKind.String)
-                        throw new MatqException($"{path}: __metadata__ field '{m.Name}' must be a string, found {m.Value.ValueKind}");
+                        throw new MatqException($"{path}: __metadata__ field {SafeText.Quote(m.Name)} must be a string, found {m.Value.ValueKind}");
                     if (!metadata.TryAdd(m.Name, m.Value.GetString()!))
-                        throw new MatqException($"{path}: __metadata__ field '{m.Name}' appears twice; the file is corrupt");
+                        throw new MatqException($"{path}: __metadata__ field {SafeText.Quote(m.Name)} appears twice; the file is corrupt");
                 }
                 continue;
             }
             var info = ParseTensor(path, prop.Name, prop.Value, dataLength, dataStart);
             if (!tensors.TryAdd(prop.Name, info))
-                throw new MatqException($"{path}: tensor '{prop.Name}' appears twice in the header; the file is corrupt");
+                throw new MatqException($"{path}: tensor {SafeText.Quote(prop.Name)} appears twice in the header; the file is corrupt");
         }
         CheckContiguous(path, tensors.Values, dataStart, dataStart + dataLength);
         return (tensors, metadata);
@@ -128,15 +128,15 @@ public sealed class SafetensorsFile : IDisposable
             || !e.TryGetProperty("dtype", out var dt) || dt.ValueKind != JsonValueKind.String
             || !e.TryGetProperty("shape", out var sh) || sh.ValueKind != JsonValueKind.Array
             || !e.TryGetProperty("data_offsets", out var off) || off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2)
-            throw new MatqException($"{path}: tensor '{name}' needs dtype, shape and data_offsets [begin, end] in the header");
+            throw new MatqException($"{path}: tensor {SafeText.Quote(name)} needs dtype, shape and data_offsets [begin, end] in the header");
         if (!SafetensorsDtypes.TryParse(dt.GetString()!, out var dtype))
-            throw new MatqException($"{path}: tensor '{name}' has unsupported dtype '{dt.GetString()}' (supported: BOOL, U8, I8, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64)");
+            throw new MatqException($"{path}: tensor {SafeText.Quote(name)} has unsupported dtype {SafeText.Quote(dt.GetString())} (supported: BOOL, U8, I8, I16, U16, F16, BF16, I32, U32, F32, F64, I64, U64)");
         var shape = new long[sh.GetArrayLength()];
         int i = 0;
         foreach (var d in sh.EnumerateArray())
         {
             if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt64(out long v) || v < 0)
-                throw new MatqException($"{path}: tensor '{name}' has an invalid shape entry {d.GetRawText()}");
+                throw new MatqException($"{path}: tensor {SafeText.Quote(name)} has an invalid shape entry {SafeText.Escape(d.GetRawText(), 40)}");
             shape[i++] = v;
         }
         long[] o = new long[2];
@@ -144,13 +144,13 @@ public sealed class SafetensorsFile : IDisposable
         foreach (var d in off.EnumerateArray())
         {
             if (d.ValueKind != JsonValueKind.Number || !d.TryGetInt64(out long v) || v < 0)
-                throw new MatqException($"{path}: tensor '{name}' has an invalid data offset {d.GetRawText()}");
+                throw new MatqException($"{path}: tensor {SafeText.Quote(name)} has an invalid data offset {SafeText.Escape(d.GetRawText(), 40)}");
             o[i++] = v;
         }
         if (o[0] > o[1])
-            throw new MatqException($"{path}: tensor '{name}' data offsets [{o[0]}, {o[1]}] are reversed (begin > end); the file is corrupt");
+            throw new MatqException($"{path}: tensor {SafeText.Quote(name)} data offsets [{o[0]}, {o[1]}] are reversed (begin > end); the file is corrupt");
         if (o[1] > dataLength)
-            throw new MatqException($"{path}: tensor '{name}' data offsets [{o[0]}, {o[1]}] lie outside the {dataLength}-byte data buffer; the file is truncated or corrupt");
+            throw new MatqException($"{path}: tensor {SafeText.Quote(name)} data offsets [{o[0]}, {o[1]}] lie outside the {dataLength}-byte data buffer; the file is truncated or corrupt");
         // Byte count from the shape, refusing products that overflow (a [4, 2^62] shape must not wrap to 0 bytes).
         long expected = SafetensorsDtypes.SizeOf(dtype);
         bool tooBig = false;
@@ -164,7 +164,7 @@ public sealed class SafetensorsFile : IDisposable
             }
         }
         if (tooBig || expected != o[1] - o[0])
-            throw new MatqException($"{path}: tensor '{name}' is {SafetensorsDtypes.ToName(dtype)}[{string.Join(", ", shape)}] but its data holds {o[1] - o[0]} bytes");
+            throw new MatqException($"{path}: tensor {SafeText.Quote(name)} is {SafetensorsDtypes.ToName(dtype)}[{string.Join(", ", shape)}] but its data holds {o[1] - o[0]} bytes");
         return new SafetensorsTensorInfo(name, dtype, shape, dataStart + o[0], dataStart + o[1]);
     }
 
@@ -179,25 +179,25 @@ public sealed class SafetensorsFile : IDisposable
         foreach (var t in tensors.OrderBy(t => t.Begin).ThenBy(t => t.End))
         {
             if (t.Begin < pos)
-                throw new MatqException($"{path}: tensors '{prev!.Name}' and '{t.Name}' overlap in the data buffer; the file is corrupt");
+                throw new MatqException($"{path}: tensors {SafeText.Quote(prev!.Name)} and {SafeText.Quote(t.Name)} overlap in the data buffer; the file is corrupt");
             if (t.Begin > pos)
-                throw new MatqException($"{path}: the data buffer has a {t.Begin - pos}-byte hole before tensor '{t.Name}'; the file is corrupt");
+                throw new MatqException($"{path}: the data buffer has a {t.Begin - pos}-byte hole before tensor {SafeText.Quote(t.Name)}; the file is corrupt");
             pos = t.End;
             prev = t;
         }
         if (pos != fileEnd)
             throw new MatqException(prev is null
                 ? $"{path}: the file has {fileEnd - pos} data bytes but no tensors; the file is corrupt"
-                : $"{path}: the file has {fileEnd - pos} bytes after the last tensor '{prev.Name}'; the file is corrupt");
+                : $"{path}: the file has {fileEnd - pos} bytes after the last tensor {SafeText.Quote(prev.Name)}; the file is corrupt");
     }
 
-    private static string FirstLine(string s) => s.Split('\n')[0];
+    private static string FirstLine(string s) => SafeText.Escape(s.Split('\n')[0]);
 
     public bool Contains(string name) => _tensors.ContainsKey(name);
 
     public SafetensorsTensorInfo Get(string name) =>
         _tensors.TryGetValue(name, out var t) ? t
-            : throw new MatqException($"{Path}: tensor '{name}' is missing");
+            : throw new MatqException($"{Path}: tensor {SafeText.Quote(name)} is missing");
 
     public byte[] ReadBytes(string name)
     {
@@ -210,12 +210,12 @@ public sealed class SafetensorsFile : IDisposable
     public void ReadInto(SafetensorsTensorInfo t, Span<byte> destination)
     {
         if (destination.Length != t.ByteLength)
-            throw new ArgumentException($"destination holds {destination.Length} bytes, tensor '{t.Name}' has {t.ByteLength}");
+            throw new ArgumentException($"destination holds {destination.Length} bytes, tensor {SafeText.Quote(t.Name)} has {t.ByteLength}");
         int read = 0;
         while (read < destination.Length)
         {
             int n = RandomAccess.Read(_handle, destination[read..], t.Begin + read);
-            if (n == 0) throw new MatqException($"{Path}: tensor '{t.Name}' ends past the end of the file; the file is truncated");
+            if (n == 0) throw new MatqException($"{Path}: tensor {SafeText.Quote(t.Name)} ends past the end of the file; the file is truncated");
             read += n;
         }
     }
@@ -225,7 +225,7 @@ public sealed class SafetensorsFile : IDisposable
     {
         var t = Get(name);
         if (!SafetensorsDtypes.IsFloat(t.Dtype))
-            throw new MatqException($"{Path}: tensor '{name}' has dtype {SafetensorsDtypes.ToName(t.Dtype)}, expected a float type (F32, F16, BF16, F64)");
+            throw new MatqException($"{Path}: tensor {SafeText.Quote(name)} has dtype {SafetensorsDtypes.ToName(t.Dtype)}, expected a float type (F32, F16, BF16, F64)");
         return SafetensorsDtypes.ToFloat32(t.Dtype, ReadBytes(name), name);
     }
 

@@ -28,23 +28,21 @@ public static class GgufExporter
     public static GgufExportReport Export(string matqPath, GgmlType type, string outPath)
     {
         var a = MatqArtifact.Open(matqPath);
-        var cfg = a.Metadata.ModelConfig;
-        int I(string k) => cfg.TryGetProperty(k, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt32()
-            : throw new MatqException($"{matqPath}: model config has no '{k}'; GGUF export needs a Llama config");
-        float F(string k, float d) => cfg.TryGetProperty(k, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetSingle() : d;
-        int hidden = I("hidden_size"), heads = I("num_attention_heads"), layers = I("num_hidden_layers");
-        int kvHeads = cfg.TryGetProperty("num_key_value_heads", out var kvh) && kvh.ValueKind == JsonValueKind.Number ? kvh.GetInt32() : heads;
-        int headDim = cfg.TryGetProperty("head_dim", out var hd) && hd.ValueKind == JsonValueKind.Number ? hd.GetInt32() : hidden / heads;
+        // the same check eval/generate make: model_config parses as a Llama config and the tensors are exactly the ones it implies
+        var cfg = QuantizedModelLoader.ModelConfig(a);
+        int hidden = cfg.HiddenSize, heads = cfg.NumHeads, kvHeads = cfg.NumKvHeads, headDim = cfg.HeadDim;
         var w = new GgufWriter()
             .Add("general.architecture", "llama").Add("general.name", Path.GetFileNameWithoutExtension(matqPath))
             .Add("general.alignment", (uint)GgufWriter.Alignment).Add("general.file_type", (uint)FileType(type))
-            .Add("llama.context_length", (uint)I("max_position_embeddings")).Add("llama.embedding_length", (uint)hidden)
-            .Add("llama.block_count", (uint)layers).Add("llama.feed_forward_length", (uint)I("intermediate_size"))
+            .Add("llama.context_length", (uint)cfg.MaxPositionEmbeddings).Add("llama.embedding_length", (uint)hidden)
+            .Add("llama.block_count", (uint)cfg.NumLayers).Add("llama.feed_forward_length", (uint)cfg.IntermediateSize)
             .Add("llama.attention.head_count", (uint)heads).Add("llama.attention.head_count_kv", (uint)kvHeads)
-            .Add("llama.rope.freq_base", F("rope_theta", 10000f)).Add("llama.attention.layer_norm_rms_epsilon", F("rms_norm_eps", 1e-6f))
-            .Add("llama.rope.dimension_count", (uint)headDim).Add("llama.vocab_size", (uint)I("vocab_size"))
+            .Add("llama.rope.freq_base", (float)cfg.RopeTheta).Add("llama.attention.layer_norm_rms_epsilon", (float)cfg.RmsNormEps)
+            .Add("llama.rope.dimension_count", (uint)headDim).Add("llama.vocab_size", (uint)cfg.VocabSize)
             .Add("matq.master_bits", (uint)a.Metadata.MasterBits).Add("matq.group_size", a.Metadata.GroupSize)
             .Add("matq.algorithm", a.Metadata.Algorithm);
+        if (cfg.RopeScaling == Models.RopeScaling.Linear)
+            w.Add("llama.rope.scaling.type", "linear").Add("llama.rope.scaling.factor", (float)cfg.RopeFactor);
         var notes = new List<string>();
         AddTokenizer(w, matqPath, a.Metadata, notes);
         int lossless = 0, requant = 0, floats = 0;

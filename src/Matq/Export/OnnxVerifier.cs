@@ -67,5 +67,6 @@ public static class OnnxVerifier
         return Enumerable.Range(0, batch * seq).Select(_ => (long)rng.Next(vocab)).ToArray();
     }
 
-    private static string FirstLine(string s) => s.Split('\n')[0].Trim();
+    // ORT quotes node and value names from the file verbatim: escape them (SafeText) so the message stays one clean line
+    private static string FirstLine(string s) => SafeText.Escape(s.Split('\n')[0].Trim(), 400);
 }

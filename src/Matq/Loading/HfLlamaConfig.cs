@@ -40,7 +40,7 @@ public static class HfLlamaConfig
         }
         catch (JsonException e)
         {
-            throw new MatqException($"{source}: not valid JSON ({e.Message.Split('\n')[0]})");
+            throw new MatqException($"{source}: not valid JSON ({SafeText.Escape(e.Message.Split('\n')[0])})");
         }
 
         var modelType = GetString(root, "model_type", source)
@@ -50,7 +50,7 @@ public static class HfLlamaConfig
             "llama" => LlamaFamily.Llama,
             "mistral" => LlamaFamily.Mistral,
             "qwen2" => LlamaFamily.Qwen2,
-            _ => throw new MatqException($"{source} model_type '{modelType}' is not a Llama-family decoder (supported: llama, mistral, qwen2)"),
+            _ => throw new MatqException($"{source} model_type {SafeText.Quote(modelType, 60)} is not a Llama-family decoder (supported: llama, mistral, qwen2)"),
         };
         if (root["architectures"] is JsonArray archs)
         {
@@ -58,12 +58,12 @@ public static class HfLlamaConfig
             {
                 var name = a?.GetValueKind() == JsonValueKind.String ? a.GetValue<string>() : a?.ToJsonString();
                 if (name is null || !SupportedArchitectures.Contains(name))
-                    throw new MatqException($"{source} architectures '{name}' is not a Llama-family decoder (supported: {string.Join(", ", SupportedArchitectures)})");
+                    throw new MatqException($"{source} architectures {SafeText.Quote(name, 60)} is not a Llama-family decoder (supported: {string.Join(", ", SupportedArchitectures)})");
             }
         }
         var act = GetString(root, "hidden_act", source) ?? "silu";
         if (act is not ("silu" or "swish"))
-            throw new MatqException($"{source} hidden_act '{act}' is not supported (Llama-family MLPs use silu)");
+            throw new MatqException($"{source} hidden_act {SafeText.Quote(act, 60)} is not supported (Llama-family MLPs use silu)");
 
         var (ropeTheta, ropeScaling, ropeFactor) = ParseRope(root, source);
 
@@ -117,7 +117,7 @@ public static class HfLlamaConfig
         }
         else if (root["rope_scaling"] is JsonNode other)
         {
-            throw new MatqException($"{source} rope_scaling must be an object or null, got {other.ToJsonString()}");
+            throw new MatqException($"{source} rope_scaling must be an object or null, got {SafeText.Escape(other.ToJsonString(), 60)}");
         }
         double theta = (p is not null && p.ContainsKey("rope_theta") ? GetDouble(p, "rope_theta", source) : null)
             ?? GetDouble(root, "rope_theta", source) ?? 10000.0;
@@ -134,7 +134,7 @@ public static class HfLlamaConfig
                     ?? throw new MatqException($"{source} {where}.factor is missing (rope type 'linear' needs it)");
                 return (theta, RopeScaling.Linear, factor);
             default:
-                throw new MatqException($"rope type '{type}' in {source} is not supported (supported: default, linear)");
+                throw new MatqException($"rope type {SafeText.Quote(type, 60)} in {source} is not supported (supported: default, linear)");
         }
     }
 
@@ -235,7 +235,7 @@ public static class HfLlamaConfig
             if (jv.TryGetValue<int>(out var i)) return i;
             if (jv.TryGetValue<double>(out var d) && d == Math.Floor(d) && d is >= int.MinValue and <= int.MaxValue) return (int)d;
         }
-        throw new MatqException($"{source} field '{key}' must be an integer, got {v.ToJsonString()}");
+        throw new MatqException($"{source} field '{key}' must be an integer, got {SafeText.Escape(v.ToJsonString(), 60)}");
     }
 
     private static double? GetDouble(JsonObject o, string key, string source)
@@ -243,7 +243,7 @@ public static class HfLlamaConfig
         var v = o[key];
         if (v is null) return null;
         if (v is JsonValue jv && jv.GetValueKind() == JsonValueKind.Number && jv.TryGetValue<double>(out var d)) return d;
-        throw new MatqException($"{source} field '{key}' must be a number, got {v.ToJsonString()}");
+        throw new MatqException($"{source} field '{key}' must be a number, got {SafeText.Escape(v.ToJsonString(), 60)}");
     }
 
     private static bool? GetBool(JsonObject o, string key, string source)
@@ -254,7 +254,7 @@ public static class HfLlamaConfig
         {
             JsonValueKind.True => true,
             JsonValueKind.False => false,
-            _ => throw new MatqException($"{source} field '{key}' must be true or false, got {o[key]!.ToJsonString()}"),
+            _ => throw new MatqException($"{source} field '{key}' must be true or false, got {SafeText.Escape(o[key]!.ToJsonString(), 60)}"),
         };
     }
 
@@ -263,6 +263,6 @@ public static class HfLlamaConfig
         var v = o[key];
         if (v is null) return null;
         if (v is JsonValue jv && jv.GetValueKind() == JsonValueKind.String) return jv.GetValue<string>();
-        throw new MatqException($"{source} field '{key}' must be a string, got {v.ToJsonString()}");
+        throw new MatqException($"{source} field '{key}' must be a string, got {SafeText.Escape(v.ToJsonString(), 60)}");
     }
 }

@@ -31,9 +31,11 @@ public static class LlamaLoader
     /// <summary>Checks names, dtypes and shapes against the config before any data is read.</summary>
     public static void Validate(SafetensorsCheckpoint ckpt, LlamaConfig config, Action<string>? warn = null)
     {
-        var expected = LlamaTensors.Expected(config);
-        foreach (var (name, shape) in expected)
+        // one at a time: the first missing tensor stops a config that claims more layers than the file holds
+        var known = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (name, shape) in LlamaTensors.Enumerate(config))
         {
+            known.Add(name);
             if (!ckpt.Contains(name))
                 throw new MatqException($"{ckpt.Source}: tensor '{name}' is missing (config.json expects it; is the checkpoint complete and for this config?)");
             var info = ckpt.Get(name);
@@ -42,7 +44,6 @@ public static class LlamaLoader
             if (!info.Shape.SequenceEqual(shape))
                 throw new MatqException($"{ckpt.Source}: tensor '{name}' has shape {info.ShapeText} but config.json implies {LlamaTensors.ShapeText(shape)}");
         }
-        var known = expected.Select(e => e.Name).ToHashSet(StringComparer.Ordinal);
         var unexpected = new List<string>();
         foreach (var name in ckpt.TensorNames.OrderBy(n => n, StringComparer.Ordinal))
         {

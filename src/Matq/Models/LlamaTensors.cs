@@ -4,13 +4,21 @@ namespace Matq.Models;
 
 public static class LlamaTensors
 {
-    public static IReadOnlyList<(string Name, long[] Shape)> Expected(LlamaConfig c)
+    public static IReadOnlyList<(string Name, long[] Shape)> Expected(LlamaConfig c) => Enumerate(c).ToList();
+
+    /// <summary>
+    /// The tensors of <see cref="Expected"/> one at a time, so a checker can stop at the first missing one: a config read
+    /// from a file may claim 10^9 layers, whose full list would not fit in memory.
+    /// </summary>
+    public static IEnumerable<(string Name, long[] Shape)> Enumerate(LlamaConfig c)
     {
         long h = c.HiddenSize, q = c.QDim, kv = c.KvDim, m = c.IntermediateSize;
-        var list = new List<(string, long[])> { ("model.embed_tokens.weight", new[] { (long)c.VocabSize, h }) };
+        yield return ("model.embed_tokens.weight", new[] { (long)c.VocabSize, h });
+        var list = new List<(string, long[])>();
         for (int i = 0; i < c.NumLayers; i++)
         {
             var p = $"model.layers.{i}.";
+            list.Clear();
             list.Add((p + "input_layernorm.weight", new[] { h }));
             Linear(list, p + "self_attn.q_proj", q, h, c.QkvBias);
             Linear(list, p + "self_attn.k_proj", kv, h, c.QkvBias);
@@ -20,10 +28,10 @@ public static class LlamaTensors
             Linear(list, p + "mlp.gate_proj", m, h, c.MlpBias);
             Linear(list, p + "mlp.up_proj", m, h, c.MlpBias);
             Linear(list, p + "mlp.down_proj", h, m, c.MlpBias);
+            foreach (var t in list) yield return t;
         }
-        list.Add(("model.norm.weight", new[] { h }));
-        if (!c.TieWordEmbeddings) list.Add(("lm_head.weight", new[] { (long)c.VocabSize, h }));
-        return list;
+        yield return ("model.norm.weight", new[] { h });
+        if (!c.TieWordEmbeddings) yield return ("lm_head.weight", new[] { (long)c.VocabSize, h });
     }
 
     private static void Linear(List<(string, long[])> list, string name, long outF, long inF, bool bias)

@@ -127,6 +127,33 @@ public sealed class GgufExporterTests
         Assert.Throws<MatqException>(() => GgufExporter.ParseType("q5_k"));
     }
 
+    // Before: a model_config contradicting the tensors was written into the GGUF header (llama.cpp misreads it; exit 0),
+    // and a vocab_size of 2^31 crashed with FormatException. Now the export checks the config as eval does.
+    [Theory]
+    [InlineData("hidden_size", "128", "model.embed_tokens.weight")]
+    [InlineData("num_hidden_layers", "3", "model.layers.2")]
+    [InlineData("num_hidden_layers", "1", "not used")]
+    [InlineData("vocab_size", "1000", "model.embed_tokens.weight")]
+    [InlineData("intermediate_size", "64", "gate_proj")]
+    [InlineData("num_key_value_heads", "4", "k_proj")]
+    [InlineData("vocab_size", "2147483648", "vocab_size")]
+    [InlineData("num_attention_heads", "0", "num_attention_heads")]
+    public void A_model_config_that_contradicts_the_tensors_is_refused_like_eval_does(string key, string value, string fragment)
+    {
+        var (artifact, _) = PipelineFixtures.WriteTinyArtifact(PipelineFixtures.Rtn(8, 32));
+        var edited = Path.Combine(Path.GetDirectoryName(artifact)!, "edited.matq");
+        Fuzz.ArtifactEdits.SetModelConfig(artifact, edited, key, value);
+        var gguf = Path.Combine(Path.GetDirectoryName(artifact)!, "edited.gguf");
+        var evalError = Assert.Throws<MatqException>(() => ModelSource.Open(edited).Dispose());
+        var e = Assert.Throws<MatqException>(() => GgufExporter.Export(edited, GgmlType.Q4_1, gguf));
+        Assert.Equal(evalError.Message, e.Message);
+        Assert.Contains(fragment, e.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain('\n', e.Message);
+        Assert.False(File.Exists(gguf));
+        GgufExporter.Export(artifact, GgmlType.F16, gguf); // the unedited artifact still exports
+        Assert.True(File.Exists(gguf));
+    }
+
     [Fact]
     public void Gguf_rows_h_D_plus_2i_plus_j_come_from_hf_rows_h_D_plus_j_D_over_2_plus_i()
     {

@@ -159,9 +159,11 @@ public static class QuantizedModelLoader
     // Every tensor the config implies must be present (quantized or float) with its shape; nothing else may be.
     internal static void CheckTensors(MatqArtifact artifact, LlamaConfig config)
     {
-        var expected = LlamaTensors.Expected(config);
-        foreach (var (name, shape) in expected)
+        // one at a time: the first missing tensor stops a model_config that claims more layers than the artifact holds
+        var known = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (name, shape) in LlamaTensors.Enumerate(config))
         {
+            known.Add(name);
             long[]? actual = artifact.TryGetQuantized(name, out var q) ? [q.OutFeatures, q.InFeatures]
                 : artifact.TryGetFloat(name, out var f) ? f.Shape : null;
             if (actual is null)
@@ -169,7 +171,6 @@ public static class QuantizedModelLoader
             if (!actual.SequenceEqual(shape))
                 throw new MatqException($"{artifact.Path}: tensor '{name}' has shape {LlamaTensors.ShapeText(actual)} but the model_config implies {LlamaTensors.ShapeText(shape)}");
         }
-        var known = expected.Select(e => e.Name).ToHashSet(StringComparer.Ordinal);
         var extra = artifact.Quantized.Select(q => q.Name).Concat(artifact.Floats.Select(f => f.Name)).Where(n => !known.Contains(n)).ToList();
         if (extra.Count > 0)
             throw new MatqException($"{artifact.Path}: {extra.Count} tensor(s) not used by a {config.Family} model with this model_config: "
