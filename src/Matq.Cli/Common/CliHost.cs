@@ -17,7 +17,7 @@ public static class CliHost
         {
             // "Unrecognized command or argument 'x'" says more than the "Required command was not provided" that comes with it.
             var error = parse.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal)) ?? parse.Errors[0];
-            console.MarkupLine($"[red]error:[/] {Markup.Escape(error.Message)} (see matq --help)");
+            Error(console, OneLine(error.Message) + " (see matq --help)");
             return UsageError;
         }
         var output = new ConsoleWriter(console);
@@ -27,7 +27,13 @@ public static class CliHost
         }
         catch (MatqException e)
         {
-            console.MarkupLine($"[red]error:[/] {Markup.Escape(e.Message)}");
+            Error(console, OneLine(e.Message));
+            return Failure;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Every writer checks its paths first; this is the last guard, so a file-system failure is still one line.
+            Error(console, OneLine(e.Message) + " (a file-system error: check the paths given, permissions and free space)");
             return Failure;
         }
         catch (OperationCanceledException)
@@ -35,6 +41,39 @@ public static class CliHost
             console.MarkupLine("[yellow]cancelled[/]");
             return Failure;
         }
+    }
+
+    // "error: MESSAGE" as one line: the message bypasses Spectre's word wrap (a terminal wraps it; a log keeps it whole).
+    private static void Error(IAnsiConsole console, string message)
+    {
+        console.Markup("[red]error:[/] ");
+        var writer = console.Profile.Out.Writer;
+        writer.WriteLine(message);
+        writer.Flush();
+    }
+
+    /// <summary>Longest error line printed; longer messages (e.g. quoting a crafted file's text) are cut.</summary>
+    public const int MaxErrorChars = 1000;
+
+    /// <summary>
+    /// An error message made safe for a terminal: control characters (ESC, NUL, CR, LF, C1 codes) and Unicode
+    /// direction overrides appear as visible \xNN / \uNNNN escapes, and the line is cut at <see cref="MaxErrorChars"/>.
+    /// Messages often quote untrusted text (tensor names, file contents, request bodies), so this is the last guard.
+    /// </summary>
+    public static string OneLine(string message)
+    {
+        var sb = new System.Text.StringBuilder(Math.Min(message.Length, MaxErrorChars) + 16);
+        int i = 0;
+        for (; i < message.Length && sb.Length < MaxErrorChars; i++)
+        {
+            char ch = message[i];
+            if (ch < 0x20 || ch is >= '\u007f' and <= '\u009f') sb.Append(System.Globalization.CultureInfo.InvariantCulture, $"\\x{(int)ch:X2}");
+            else if (ch is >= '\u202a' and <= '\u202e' or >= '\u2066' and <= '\u2069' or '\u200e' or '\u200f')
+                sb.Append(System.Globalization.CultureInfo.InvariantCulture, $"\\u{(int)ch:X4}");
+            else sb.Append(ch);
+        }
+        if (i < message.Length) sb.Append(System.Globalization.CultureInfo.InvariantCulture, $"… ({message.Length - i} more characters)");
+        return sb.ToString();
     }
 
     /// <summary>Routes System.CommandLine's help text into the injected console.</summary>

@@ -77,6 +77,17 @@ public static class CommonOptions
         text.Split(',').Select(w => int.TryParse(w, out int v) && v >= 1 && v <= 4096 ? v
             : throw new MatqException($"--widths '{w}' is invalid: give sizes in 1..4096, e.g. 64,128,256")).ToArray();
 
+    /// <summary>
+    /// Checks a language-model --group against what every consumer of the artifact supports: the packed runtime
+    /// (generate, serve, plan), the GGUF and ONNX exporters all need per-channel (0) or groups of a multiple of 32.
+    /// </summary>
+    public static int CheckGroup(int group, string option = "--group")
+    {
+        if (group == 0 || (group > 0 && group % 32 == 0)) return group;
+        throw new MatqException($"{option} {group} is not supported: use 0 (per output channel) or a multiple of 32 (32, 64, 128, ...), " +
+                                "which generate, serve and the GGUF/ONNX exports all run");
+    }
+
     /// <summary>Parses "8,4,2" into bit-widths, each validated to 1..8.</summary>
     public static int[] ParseBits(string text)
     {

@@ -68,6 +68,8 @@ public sealed class BenchEfQatLmVerb(IAnsiConsole console, Func<DataStore>? data
         if (steps < 1 || batch < 1 || context < 2 || refresh < 1) throw new MatqException("--steps, --batch, --refresh must be ≥ 1 and --context ≥ 2");
         var outPath = result.GetValue(_out)!;
         var work = result.GetValue(_work)!;
+        Matq.Formats.IO.OutputPaths.CheckFile(outPath, "--out", modelPath);
+        Matq.Formats.IO.OutputPaths.CheckWorkFolder(work, "--work", modelPath);
         Directory.CreateDirectory(work);
         var device = TorchDevices.Resolve(result.GetValue(_device));
 
@@ -133,11 +135,7 @@ public sealed class BenchEfQatLmVerb(IAnsiConsole console, Func<DataStore>? data
         md.AppendLine("|---|---|---:|---:|---:|---:|");
         foreach (var r in rows)
             md.AppendLine($"| W{r.Bits} | {r.Run} | {(r.Run.StartsWith("PTQ") ? "–" : r.Trained.ToString("P1", CultureInfo.InvariantCulture))} | {r.Sotu:F3} | {r.Moby:F3} | {r.Seconds:F1} |");
-        var full = Path.GetFullPath(outPath);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        var tmp = full + ".tmp";
-        File.WriteAllText(tmp, md.ToString());
-        File.Move(tmp, full, overwrite: true);
+        Matq.Formats.IO.AtomicFile.WriteAllText(outPath, md.ToString());
         Console.WriteLine(md.ToString());
         Console.MarkupLine($"wrote [bold]{Markup.Escape(outPath)}[/]");
         return 0;

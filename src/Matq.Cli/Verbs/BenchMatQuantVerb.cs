@@ -81,11 +81,15 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
         }
         var independentText = result.GetValue(_independent)!.Trim();
         var independent = independentText.Equals("none", StringComparison.OrdinalIgnoreCase) ? [] : CommonOptions.ParseBits(independentText);
-        var budgets = result.GetValue(_budgets)!.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+        var budgets = result.GetValue(_budgets)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(s => double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var b) && b >= 1 && b <= 8 ? b
+                : throw new MatqException($"--budgets '{s}' is invalid: give average bits in 1..8, e.g. 2.5,3,4")).ToArray();
         int group = result.GetValue(_group), steps = result.GetValue(_steps), batch = result.GetValue(_batch), context = result.GetValue(_context);
         int maxTokens = result.GetValue(_maxTokens), seed = result.GetValue(_seed);
         var outPath = result.GetValue(_out)!;
         var work = result.GetValue(_work)!;
+        Matq.Formats.IO.OutputPaths.CheckFile(outPath, "--out", modelPath);
+        Matq.Formats.IO.OutputPaths.CheckWorkFolder(work, "--work", modelPath);
         Directory.CreateDirectory(work);
         var device = TorchDevices.Resolve(result.GetValue(_device));
 
@@ -228,9 +232,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
                 md.AppendLine($"| {x.Strategy} | {x.Avg:F3} | {x.Bytes:N0} | {x.Sotu:F3} | {x.Moby:F3} |");
             md.AppendLine();
         }
-        var full = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        File.WriteAllText(Path.ChangeExtension(full, null) + "-tables.md", md.ToString());
+        Matq.Formats.IO.AtomicFile.WriteAllText(Path.ChangeExtension(Path.GetFullPath(path), null) + "-tables.md", md.ToString());
         Console.WriteLine(md.ToString());
     }
 
@@ -248,7 +250,6 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
         plot.XLabel("parameter-weighted average bits");
         plot.YLabel("perplexity (SOTU test)");
         plot.ShowLegend(ScottPlot.Alignment.UpperRight);
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        plot.SavePng(path, 900, 540);
+        Matq.Formats.IO.AtomicFile.WriteAllBytes(path, plot.GetImageBytes(900, 540, ScottPlot.ImageFormat.Png));
     }
 }

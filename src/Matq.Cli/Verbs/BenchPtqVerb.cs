@@ -100,6 +100,7 @@ public sealed class BenchPtqVerb(IAnsiConsole console, Func<DataStore>? data = n
         if (!Directory.Exists(modelPath) && !File.Exists(modelPath)) throw new MatqException($"--model {modelPath} does not exist");
         var outDir = result.GetValue(_out) ?? Path.Combine("docs", "results");
         if (File.Exists(outDir)) throw new MatqException($"--out {outDir} is a file: give a folder");
+        Matq.Formats.IO.OutputPaths.CheckWorkFolder(outDir, "--out", modelPath);
 
         if (result.GetValue(_threads) is < 1) throw new MatqException($"--threads {result.GetValue(_threads)} is out of range: at least 1");
         var device = TorchDevices.Resolve(result.GetValue(_device));

@@ -8,6 +8,8 @@ using System.CommandLine;
 using System.Globalization;
 using Matq.Cli.Common;
 using Matq.Export;
+using Matq.Formats.IO;
+using Matq.Quantization.Pipeline;
 using Matq.Runtime.Serving;
 using Spectre.Console;
 
@@ -32,6 +34,10 @@ public sealed class ExportVerb(IAnsiConsole console) : Verb(console)
         Description = "gguf: f32, f16, q8_0, q4_0, q4_1 (default q4_1); hf: f32, bf16, f16 (default f32)",
         HelpName = "TYPE",
     };
+    private readonly Option<bool> _force = new("--force")
+    {
+        Description = "hf: replace an existing --out folder (without it an existing folder is refused)",
+    };
     private readonly Option<bool> _verify = new("--verify")
     {
         Description = "onnx: run the written file in ONNX Runtime on a seeded batch and print max |Δlogits| against matq's own forward",
@@ -46,11 +52,12 @@ public sealed class ExportVerb(IAnsiConsole console) : Verb(console)
         "matq export --format onnx --model tiny.matq --bits 4 --out tiny-4bit.onnx --verify",
         "matq export --format onnx --model models/tiny --out tiny-f32.onnx",
         "matq export --format hf --model tiny.matq --bits 3 --type bf16 --out tiny-3bit",
+        "matq export --format hf --model tiny.matq --bits 4 --out tiny-3bit --force   (replaces the folder)",
     ];
 
     protected override void Configure(Command command)
     {
-        foreach (Option o in new Option[] { _format, _model, _out, _bits, _type, _verify }) command.Options.Add(o);
+        foreach (Option o in new Option[] { _format, _model, _out, _bits, _type, _force, _verify }) command.Options.Add(o);
     }
 
     protected override int Execute(ParseResult result)
@@ -65,6 +72,12 @@ public sealed class ExportVerb(IAnsiConsole console) : Verb(console)
         if (format is not ("gguf" or "onnx" or "hf"))
             throw new MatqException($"--format {format} is not supported; {Supported}");
         if (verify && format != "onnx") throw new MatqException($"--verify is for --format onnx; {Supported}");
+        bool force = result.GetValue(_force);
+        if (force && format != "hf") throw new MatqException($"--force is for --format hf (a folder); gguf and onnx replace a file atomically");
+        // Before any work: the output must not be (or lie in, or contain) the input or its tokenizer folder, and must be writable.
+        string[] inputs = [model, ArtifactExport.TokenizerFolderFor(model)];
+        if (format == "hf") OutputPaths.CheckFolder(output, "--out", force, inputs);
+        else OutputPaths.CheckFile(output, "--out", inputs);
         switch (format)
         {
             case "gguf":

@@ -6,6 +6,7 @@ using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Evaluation;
 using Matq.Formats.Artifact;
+using Matq.Formats.IO;
 using Matq.Loading.Tokenizers;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime;
@@ -49,6 +50,8 @@ public sealed class PlanVerb(IAnsiConsole console, Func<DataStore>? data = null)
         if (!PlanStrategies.Names.Contains(strategy)) throw new MatqException($"--strategy '{strategy}' is not one of {string.Join(", ", PlanStrategies.Names)}");
         var path = result.GetValue(_model)!;
         if (!File.Exists(path)) throw new MatqException($"--model {path} does not exist (give a .matq artifact)");
+        var outPath = result.GetValue(_out)!;
+        OutputPaths.CheckFile(outPath, "--out", path, ArtifactExport.TokenizerFolderFor(path));
         var artifact = MatqArtifact.Open(path);
         int c = artifact.Metadata.MasterBits;
         var layers = PlanLayer.From(artifact);
@@ -65,6 +68,9 @@ public sealed class PlanVerb(IAnsiConsole console, Func<DataStore>? data = null)
         else
         {
             double avg = result.GetValue(_avg) ?? throw new MatqException($"--strategy {strategy} needs --avg-bits B");
+            // Checked before the (minutes-long) sensitivity pass: a plan averages between the lowest level and the master bits.
+            if (!double.IsFinite(avg) || avg < levels.Min() || avg > c)
+                throw new MatqException($"--avg-bits {avg.ToString(CultureInfo.InvariantCulture)} is out of range: give a value in {levels.Min()}..{c} (the lowest of --levels {string.Join(",", levels)} up to the artifact's {c} master bits)");
             if (strategy == "pyramid") bits = PlanStrategies.Pyramid(layers, avg, levels);
             else
             {
@@ -79,11 +85,11 @@ public sealed class PlanVerb(IAnsiConsole console, Func<DataStore>? data = null)
             }
         }
         var plan = new MixPlan(MixPlan.ModelHashOf(artifact), c, levels.Max(), bits, strategy);
-        plan.Save(result.GetValue(_out)!);
+        plan.Save(outPath);
         var table = new Table().AddColumns("layer", "params", "bits");
         foreach (var l in layers) table.AddRow(Markup.Escape(l.Name), l.Parameters.ToString("N0", CultureInfo.InvariantCulture), plan.BitsOf(l.Name).ToString());
         Console.Write(table);
-        Console.MarkupLine(Markup.Escape($"{strategy}: average {plan.AverageBits(artifact):F3} bits/weight, weights + scales {Format.Bytes(plan.WeightBytes(artifact))} ({plan.WeightBytes(artifact):N0} bytes); wrote {result.GetValue(_out)}"));
+        Console.MarkupLine(Markup.Escape($"{strategy}: average {plan.AverageBits(artifact):F3} bits/weight, weights + scales {Format.Bytes(plan.WeightBytes(artifact))} ({plan.WeightBytes(artifact):N0} bytes); wrote {outPath}"));
         return 0;
     }
 }

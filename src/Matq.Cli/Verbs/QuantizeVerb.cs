@@ -8,6 +8,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using Matq.Algorithms.MatQuant;
 using Matq.Cli.Common;
+using Matq.Formats.IO;
 using Matq.Data;
 using Matq.Loading.Tokenizers;
 using Matq.Models.Vision;
@@ -144,13 +145,16 @@ public sealed class QuantizeVerb : Verb
                 throw new MatqException("--bits with several widths and --option bits=... are both given; use one");
             master = 8;
         }
-        var config = new QuantizationConfig(registration.Name, master, result.GetValue(_group), result.GetValue(_symmetric),
+        var config = new QuantizationConfig(registration.Name, master, CommonOptions.CheckGroup(result.GetValue(_group)), result.GetValue(_symmetric),
             result.GetValue(_head), options);
         var outPath = result.GetValue(_out)
             ?? throw new MatqException("--out is required to quantize a language model: the .matq artifact to write (e.g. --out out/model.matq)");
         if (!Directory.Exists(modelPath) && !File.Exists(modelPath))
             throw new MatqException($"--model {modelPath} does not exist (give an HF model folder)");
         if (Directory.Exists(outPath)) throw new MatqException($"--out {outPath} is a folder: give a file path, e.g. {Path.Combine(outPath, "model.matq")}");
+        // Before any compute: never write over (or into) the input, and fail now, not after minutes, on an unwritable --out.
+        OutputPaths.CheckFile(outPath, "--out", modelPath);
+        OutputPaths.CheckNotInput(ArtifactExport.TokenizerFolderFor(outPath), "--out", modelPath);
         var algorithm = AlgorithmRegistry.Create(config);   // the method's own options are checked here, before the load
         if (resume && !algorithm.SupportsResume)
             throw new MatqException($"--resume: {algorithm.Name}{(matquant ? " with base " + options.GetValueOrDefault(MatQuantConfig.BaseKey, "qat") : "")} does not walk the model block by block, so it has no checkpoint to continue; methods that resume: {QuantizationCheckpoint.ResumableMethods}");

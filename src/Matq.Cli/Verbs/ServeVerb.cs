@@ -73,6 +73,7 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
         if (acts.Length != 1) throw new MatqException("--activations takes one value for serve: int8 or fp32");
         int capacity = result.GetValue(_precisions);
         if (capacity < 1) throw new MatqException($"--max-precisions {capacity} is out of range: keep at least 1 precision");
+        int group = CommonOptions.CheckGroup(result.GetValue(_group));
         if (!Directory.Exists(path) && !File.Exists(path))
             throw new MatqException($"--model {path} does not exist (give a .matq artifact, an HF model folder or a .safetensors file)");
 
@@ -83,7 +84,7 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
             if (!ModelSource.IsArtifactFile(path))
             {
                 tempDir = Directory.CreateTempSubdirectory("matq-serve-").FullName;
-                artifact = QuantizeFloatModel(path, result.GetValue(_group), Path.Combine(tempDir, modelId + "-rtn8.matq"));
+                artifact = QuantizeFloatModel(path, group, Path.Combine(tempDir, modelId + "-rtn8.matq"));
                 modelId += "-rtn8";
             }
             var engine = CompletionEngine.Open(artifact, new PackedServingOptions

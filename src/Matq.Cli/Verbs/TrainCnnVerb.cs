@@ -65,9 +65,10 @@ public sealed class TrainCnnVerb(IAnsiConsole console, Func<DataStore>? data = n
             LimitTrain = result.GetValue(_limit), FreezeLbnFraction = result.GetValue(_freeze), WeightDecay = result.GetValue(_optimizer) == "adamw" ? 0.05 : 5e-4,
         };
         opts.Validate();
+        string outDir = result.GetValue(_out)!;
+        Matq.Formats.IO.OutputPaths.CheckWorkFolder(outDir, "--out");
         var device = TorchDevices.Resolve(result.GetValue(_device));
         CommonOptions.ApplyCudnnBenchmark(result.GetValue(_cudnnBenchmark)!, device);
-        string outDir = result.GetValue(_out)!;
         var fm = _data().FashionMnist();
         torch.manual_seed(opts.Seed);
         var net = VisionNet.Create(cfg);
@@ -106,7 +107,6 @@ public sealed class TrainCnnVerb(IAnsiConsole console, Func<DataStore>? data = n
             - **test accuracy: {r.TestAccuracy:P2}** (10,000 test images, eval-mode {(c.Norm == "lbn" ? $"Layer-Batch Norm, running estimates recomputed over 4,096 training images{(o.FreezeLbnFraction > 0 ? $" and frozen for the last {o.FreezeLbnFraction:P0} of the steps" : "")}" : c.Norm == "bn" ? "BatchNorm" : "net")})
             - files: model.safetensors (F32 state dict incl. the norms' running statistics), config.json; load with VisionNetIO.Load
             """;
-        File.WriteAllText(path + ".tmp", text + "\n");
-        File.Move(path + ".tmp", path, overwrite: true);
+        Matq.Formats.IO.AtomicFile.WriteAllText(path, text + "\n");
     }
 }

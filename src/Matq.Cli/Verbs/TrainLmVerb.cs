@@ -2,6 +2,7 @@
 // progress bar, Ctrl+C = stop cleanly with a checkpoint, and a closing table including ms/step and tokens/s.
 using System.CommandLine;
 using Matq.Cli.Common;
+using Matq.Formats.IO;
 using Matq.Data;
 using Matq.Training;
 using Spectre.Console;
@@ -25,6 +26,7 @@ public sealed class TrainLmVerb(IAnsiConsole console, Func<DataStore>? data = nu
     private readonly Option<double?> _lr = new("--lr") { Description = "Peak learning rate (default: the preset's)", HelpName = "LR" };
     private readonly Option<string> _device = CommonOptions.Device();
     private readonly Option<int> _seed = CommonOptions.Seed();
+    private readonly Option<bool> _force = new("--force") { Description = "Train into an --out folder that already holds a model (its files are replaced when the run ends)" };
     private readonly Option<bool> _resume = new("--resume") { Description = "Continue the unfinished run in --out from its last checkpoint (same settings required)" };
     private readonly Option<double?> _maxMinutes = new("--max-minutes")
     {
@@ -44,7 +46,7 @@ public sealed class TrainLmVerb(IAnsiConsole console, Func<DataStore>? data = nu
 
     protected override void Configure(Command command)
     {
-        foreach (var o in new Option[] { _preset, _out, _steps, _batch, _lr, _device, _seed, _resume, _maxMinutes, _evalEvery })
+        foreach (var o in new Option[] { _preset, _out, _steps, _batch, _lr, _device, _seed, _resume, _force, _maxMinutes, _evalEvery })
             command.Options.Add(o);
     }
 
@@ -62,6 +64,9 @@ public sealed class TrainLmVerb(IAnsiConsole console, Func<DataStore>? data = nu
             EvalEvery = result.GetValue(_evalEvery),
         };
         LmPreset.Get(request.Preset);   // a bad name fails before any data is touched
+        var outFull = OutputPaths.CheckWorkFolder(request.OutDir, "--out");
+        if (!request.Resume && !result.GetValue(_force) && Matq.Loading.LlamaSaver.HoldsModel(outFull))
+            throw new MatqException($"--out {request.OutDir} already holds a model: pass --force to train over it, --resume to continue its run, or give a new folder");
 
         using var cts = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cts.Cancel(); };

@@ -228,10 +228,8 @@ public sealed class VisionQuantizeMethods(IAnsiConsole console, Func<DataStore> 
         // Rewritten (atomically) after every run, so an interrupted sweep keeps the rows it finished.
         void WriteSweep(string path, IReadOnlyList<MaqdRunOutcome> done)
         {
-            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-            File.WriteAllText(path + ".tmp", SweepMarkdown(done, settings, jobs.Take(jobs.Count / settings.Count).Select(j => j.Spec).ToList(),
+            Matq.Formats.IO.AtomicFile.WriteAllText(path, SweepMarkdown(done, settings, jobs.Take(jobs.Count / settings.Count).Select(j => j.Spec).ToList(),
                 model, device.ToString(), surrogate, width, r.GetValue(_freeze), r.GetValue(_clip), r.GetValue(_ends), evalName));
-            File.Move(path + ".tmp", path, overwrite: true);
         }
     }
 

@@ -91,8 +91,7 @@ public sealed class VisionQuantizeVerb(IAnsiConsole console, Func<DataStore>? da
         Console.Write(table);
         if (result.GetValue(_sweep) is { } path)
         {
-            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-            File.WriteAllText(path, $"Float model test accuracy: {floatAcc:P2}; QAT: {train.Epochs} epoch(s), AdamW lr {train.Lr}, batch {train.Batch}, device {device}\n\n{md}");
+            Matq.Formats.IO.AtomicFile.WriteAllText(path, $"Float model test accuracy: {floatAcc:P2}; QAT: {train.Epochs} epoch(s), AdamW lr {train.Lr}, batch {train.Batch}, device {device}\n\n{md}");
             Console.MarkupLine($"wrote {Markup.Escape(path)}");
         }
         return 0;

@@ -52,18 +52,12 @@ public sealed class GgufWriter
         return this;
     }
 
-    public void Write(string path)
+    /// <summary>Writes atomically (see AtomicFile): on failure an existing file at <paramref name="path"/> is intact.</summary>
+    public void Write(string path) => Matq.Formats.IO.AtomicFile.Write(path, fs =>
     {
-        var tmp = path + ".tmp-" + Environment.ProcessId;
-        try
-        {
-            using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write))
-            using (var w = new BinaryWriter(fs, Encoding.UTF8, leaveOpen: true))
-                WriteTo(w);
-            File.Move(tmp, path, overwrite: true);
-        }
-        finally { if (File.Exists(tmp)) File.Delete(tmp); }
-    }
+        using var w = new BinaryWriter(fs, Encoding.UTF8, leaveOpen: true);
+        WriteTo(w);
+    });
 
     public byte[] ToBytes()
     {

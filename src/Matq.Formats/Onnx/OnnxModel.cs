@@ -204,18 +204,6 @@ public sealed class OnnxModel
     public void Write(string path)
     {
         var bytes = ToBytes();
-        var full = System.IO.Path.GetFullPath(path);
-        var dir = System.IO.Path.GetDirectoryName(full)!;
-        if (!Directory.Exists(dir)) throw new MatqException($"--out {path}: folder {dir} does not exist");
-        var tmp = full + ".tmp-" + Guid.NewGuid().ToString("N")[..8];
-        try
-        {
-            File.WriteAllBytes(tmp, bytes);
-            File.Move(tmp, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(tmp)) File.Delete(tmp);
-        }
+        Matq.Formats.IO.AtomicFile.WriteAllBytes(path, bytes);
     }
 }

@@ -195,16 +195,7 @@ public sealed partial class SafetensorsCheckpoint : IDisposable
             ["metadata"] = new Dictionary<string, long> { ["total_size"] = tensors.Sum(t => (long)t.Data.Length) },
             ["weight_map"] = map,
         }, new JsonSerializerOptions { WriteIndented = true });
-        var tmp = System.IO.Path.Combine(dir, "." + IndexFileName + ".tmp");
-        try
-        {
-            File.WriteAllText(tmp, json);
-            File.Move(tmp, indexPath, overwrite: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new MatqException($"{indexPath}: cannot write the index ({e.Message.Split('\n')[0]}); check that the folder is writable", e);
-        }
+        Matq.Formats.IO.AtomicFile.WriteAllText(indexPath, json);
         var single = System.IO.Path.Combine(dir, SingleFileName);
         if (File.Exists(single)) File.Delete(single);
         DeleteStaleShards(dir, written);

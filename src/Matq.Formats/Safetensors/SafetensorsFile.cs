@@ -46,9 +46,10 @@ public sealed class SafetensorsFile : IDisposable
             long length = RandomAccess.GetLength(handle);
             if (length < 8)
                 throw new MatqException($"{path}: truncated safetensors file ({length} bytes; the 8-byte header length is missing)");
-            Span<byte> lenBytes = stackalloc byte[8];
-            RandomAccess.Read(handle, lenBytes, 0);
-            ulong headerLen = BitConverter.ToUInt64(lenBytes);
+            Span<byte> head = stackalloc byte[16];
+            head = head[..RandomAccess.Read(handle, head, 0)];
+            if (Matq.Formats.IO.ForeignFormats.Refusal(path, head) is { } foreign) throw new MatqException(foreign);
+            ulong headerLen = BitConverter.ToUInt64(head[..8]);
             if (headerLen > (ulong)MaxHeaderBytes || (long)headerLen > length - 8)
                 throw new MatqException($"{path}: corrupt safetensors header length {headerLen} (file has {length} bytes); the file is truncated or not safetensors");
             var header = new byte[headerLen];

@@ -73,33 +73,7 @@ public sealed class SafetensorsWriter
     /// Writes to <paramref name="path"/> via a temp file + rename; on failure the old file is untouched and the
     /// temp file is removed. File-system failures (read-only folder, disk full) become one-line MatqExceptions.
     /// </summary>
-    public void Write(string path)
-    {
-        string full = System.IO.Path.GetFullPath(path);
-        string tmp = "";
-        try
-        {
-            var dir = System.IO.Path.GetDirectoryName(full)!;
-            Directory.CreateDirectory(dir);
-            tmp = System.IO.Path.Combine(dir, "." + System.IO.Path.GetFileName(full) + "." + Guid.NewGuid().ToString("N")[..8] + ".tmp");
-            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
-            {
-                WriteTo(fs);
-                fs.Flush(flushToDisk: true);
-            }
-            File.Move(tmp, full, overwrite: true);
-        }
-        catch (Exception e)
-        {
-            if (tmp.Length > 0)
-            {
-                try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-            }
-            if (e is IOException or UnauthorizedAccessException)
-                throw new MatqException($"{path}: cannot write the file ({e.Message.Split('\n')[0]}); check that the folder is writable and has free space", e);
-            throw;
-        }
-    }
+    public void Write(string path) => Matq.Formats.IO.AtomicFile.Write(path, WriteTo);
 
     public void WriteTo(Stream stream)
     {

@@ -77,11 +77,7 @@ public static class PtqSweepPlot
         }
         using var image = surface.Snapshot();
         using var png = image.Encode(SKEncodedImageFormat.Png, 100);
-        PtqSweepReport.WriteAtomic(path, tmp =>
-        {
-            using var stream = File.Create(tmp);
-            png.SaveTo(stream);
-        });
+        Matq.Formats.IO.AtomicFile.Write(path, png.SaveTo);
     }
 
     // Ticks (in log10 units) inside [lo, hi]: at 1, 2, 5 × 10^k over more than a decade, else at a "nice" linear step

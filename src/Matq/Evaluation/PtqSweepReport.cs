@@ -127,23 +127,7 @@ public static class PtqSweepReport
     }
 
     /// <summary>Writes <paramref name="text"/> to <paramref name="path"/> atomically (temp file in the same folder + rename).</summary>
-    public static void WriteAtomic(string path, string text) => WriteAtomic(path, tmp => File.WriteAllText(tmp, text, new UTF8Encoding(false)));
-
-    public static void WriteAtomic(string path, Action<string> write)
-    {
-        var full = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        var tmp = Path.Combine(Path.GetDirectoryName(full)!, "." + Path.GetFileName(full) + "." + Guid.NewGuid().ToString("N")[..8] + ".tmp");
-        try
-        {
-            write(tmp);
-            File.Move(tmp, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(tmp)) File.Delete(tmp);
-        }
-    }
+    public static void WriteAtomic(string path, string text) => Matq.Formats.IO.AtomicFile.WriteAllText(path, text);
 
     private static string F(double v, int digits) => v.ToString("F" + digits, CultureInfo.InvariantCulture);
     private static string R(double v) => v.ToString("R", CultureInfo.InvariantCulture);

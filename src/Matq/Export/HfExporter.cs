@@ -1,6 +1,6 @@
 // Contract: writes a .matq artifact served at r bits as a plain HF model folder — config.json + model.safetensors with
 // ŵ_r = α(S(q, r)·2^(c−r) − z) dequantized to f32/bf16/f16 (perm undone) + the artifact's tokenizer files — so any
-// HF-compatible runtime loads the r-bit model as floats. The folder is staged beside the target and moved in at the end.
+// HF-compatible runtime loads the r-bit model as floats. The folder is staged (hidden) beside the target and swapped in whole at the end.
 using Matq.Formats.Safetensors;
 using Matq.Loading;
 using Matq.Runtime.Serving;
@@ -24,32 +24,20 @@ public static class HfExporter
         if (string.IsNullOrWhiteSpace(outFolder)) throw new MatqException("--out is empty: give the HF folder to write, e.g. out/model-4bit");
         var full = Path.GetFullPath(outFolder);
         if (File.Exists(full)) throw new MatqException($"--out {outFolder} is a file; --format hf writes a folder (config.json, model.safetensors, tokenizer)");
-        var parent = Path.GetDirectoryName(full)!;
-        if (!Directory.Exists(parent)) throw new MatqException($"--out {outFolder}: folder {parent} does not exist");
 
         using var served = QuantizedModelLoader.LoadServed(matqPath, bits);
         var (tokFolder, problem) = ModelSource.ArtifactTokenizer(matqPath, served.Metadata);
-        var staging = full + ".tmp-" + Guid.NewGuid().ToString("N")[..8];
-        Directory.CreateDirectory(staging);
-        try
+        var names = new List<string>();
+        // The folder is filled while hidden and then replaces any folder at --out whole (the CLI asks for --force first).
+        Matq.Formats.IO.AtomicFile.WriteFolder(full, staging =>
         {
             LlamaSaver.Save(served.Model, staging, dtype);
             if (tokFolder is not null)
                 foreach (var f in served.Metadata.Tokenizer!.Files)
                     File.Copy(Path.Combine(tokFolder, Path.GetFileName(f)), Path.Combine(staging, Path.GetFileName(f)), overwrite: true);
-            Directory.CreateDirectory(full);
-            var written = new List<string>();
-            foreach (var f in Directory.GetFiles(staging).Order(StringComparer.Ordinal))
-            {
-                var dst = Path.Combine(full, Path.GetFileName(f));
-                File.Move(f, dst, overwrite: true);
-                written.Add(dst);
-            }
-            return new HfExportReport(outFolder, served.Bits, dtype, written, tokFolder is null ? $"no tokenizer copied: {problem}" : null);
-        }
-        finally
-        {
-            if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
-        }
+            names.AddRange(Directory.GetFiles(staging).Select(Path.GetFileName).Order(StringComparer.Ordinal)!);
+        });
+        return new HfExportReport(outFolder, served.Bits, dtype, names.Select(n => Path.Combine(full, n)).ToList(),
+            tokFolder is null ? $"no tokenizer copied: {problem}" : null);
     }
 }

@@ -185,19 +185,7 @@ public static class HfLlamaConfig
     /// <summary>Writes folder/config.json atomically (temp file + rename).</summary>
     public static void Write(LlamaConfig config, string folder, string dtype = "float32")
     {
-        Directory.CreateDirectory(folder);
-        var path = Path.Combine(folder, FileName);
-        var tmp = Path.Combine(folder, "." + FileName + "." + Guid.NewGuid().ToString("N")[..8] + ".tmp");
-        try
-        {
-            File.WriteAllText(tmp, ToJson(config, dtype));
-            File.Move(tmp, path, overwrite: true);
-        }
-        catch
-        {
-            try { File.Delete(tmp); } catch (IOException) { }
-            throw;
-        }
+        Matq.Formats.IO.AtomicFile.WriteAllText(Path.Combine(folder, FileName), ToJson(config, dtype));
     }
 
     private static int Required(JsonObject o, string key, string source) =>

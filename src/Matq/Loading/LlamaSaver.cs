@@ -10,6 +10,10 @@ public static class LlamaSaver
 {
     public const long DefaultMaxShardBytes = 5L * 1024 * 1024 * 1024;
 
+    /// <summary>True when <paramref name="folder"/> holds a saved model (config.json or safetensors weights).</summary>
+    public static bool HoldsModel(string folder) =>
+        Directory.Exists(folder) && (File.Exists(Path.Combine(folder, HfLlamaConfig.FileName)) || Directory.EnumerateFiles(folder, "*.safetensors").Any());
+
     public static IReadOnlyList<string> Save(LlamaForCausalLM model, string folder, SafetensorsDtype dtype = SafetensorsDtype.F32,
         long maxShardBytes = DefaultMaxShardBytes)
     {

@@ -26,16 +26,6 @@ public static class LossPlot
         plot.XLabel("step");
         plot.YLabel("loss (nats per token)");
         plot.ShowLegend(ScottPlot.Alignment.UpperRight);
-        var full = Path.GetFullPath(path);
-        var tmp = Path.Combine(Path.GetDirectoryName(full)!, "." + Path.GetFileName(full) + "." + Guid.NewGuid().ToString("N")[..8] + ".png");
-        try
-        {
-            plot.SavePng(tmp, width, height);
-            File.Move(tmp, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(tmp)) File.Delete(tmp);
-        }
+        Matq.Formats.IO.AtomicFile.WriteAllBytes(path, plot.GetImageBytes(width, height, ScottPlot.ImageFormat.Png));
     }
 }

@@ -60,8 +60,6 @@ public static class ModelCard
         sb.AppendLine("![loss curve](loss.png)");
         sb.AppendLine();
         sb.AppendLine("Reproduce: `matq train lm --preset " + r.Preset + $" --seed {o.Seed} --steps {o.Steps} --out DIR`; evaluate: `matq eval --model DIR --data sotu-validation`.");
-        var tmp = path + ".tmp";
-        File.WriteAllText(tmp, sb.ToString(), new UTF8Encoding(false));
-        File.Move(tmp, path, overwrite: true);
+        Matq.Formats.IO.AtomicFile.WriteAllText(path, sb.ToString());
     }
 }

@@ -84,18 +84,5 @@ internal static class TokenizerFolder
             throw new MatqException($"cannot save a {kind} tokenizer into '{folder}': its {string.Join(", ", hiding)} would be loaded instead; save into a folder without them");
     }
 
-    private static void WriteAtomic(string path, byte[] bytes)
-    {
-        string tmp = path + ".tmp-" + Environment.ProcessId;
-        try
-        {
-            File.WriteAllBytes(tmp, bytes);
-            File.Move(tmp, path, overwrite: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            try { File.Delete(tmp); } catch (IOException) { }
-            throw new MatqException($"cannot write tokenizer file '{path}' ({e.Message})", e);
-        }
-    }
+    private static void WriteAtomic(string path, byte[] bytes) => Matq.Formats.IO.AtomicFile.WriteAllBytes(path, bytes);
 }

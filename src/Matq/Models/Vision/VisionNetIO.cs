@@ -51,8 +51,7 @@ public static class VisionNetIO
         }
         w.Write(Path.Combine(dir, WeightsFile));
         var cfg = Path.Combine(dir, ConfigFile);
-        File.WriteAllText(cfg + ".tmp", net.Config.ToJson());
-        File.Move(cfg + ".tmp", cfg, overwrite: true);
+        Matq.Formats.IO.AtomicFile.WriteAllText(cfg, net.Config.ToJson());
     }
 
     /// <summary>Builds the net from config.json and copies the weights in (float net; quant steps are not restored).</summary>

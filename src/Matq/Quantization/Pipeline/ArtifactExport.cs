@@ -7,9 +7,10 @@
 //   out/tiny-rtn4.tokenizer/tokenizer.json      copies of the tokenizer files; metadata tokenizer =
 //   out/tiny-rtn4.tokenizer/tokenizer_config.json   {kind: "hf-tokenizer-json", files: ["tiny-rtn4.tokenizer/tokenizer.json", ...]}
 // Files are relative to the artifact's folder, so artifact + folder move together. The tokenizer folder is staged
-// first and swapped in only after the artifact's own atomic write succeeded; a failed export changes nothing.
+// after the artifact's own atomic write succeeded, filled hidden and swapped in whole.
 using System.Text.Json.Nodes;
 using Matq.Formats.Artifact;
+using Matq.Formats.IO;
 using Matq.Formats.Safetensors;
 using Matq.Loading;
 using Matq.Models;
@@ -71,23 +72,21 @@ public static class ArtifactExport
             writer.AddFloatRaw(name, storeDtype, shape, host.bytes.ToArray());
         }
 
-        var dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!;
-        Directory.CreateDirectory(dir);
-        string? kind = null;
-        string[]? files = null;
-        var staged = tokenizerFolder is null ? null : StageTokenizer(tokenizerFolder, path, out kind, out files);
-        try
+        // The tokenizer files are copied into a hidden folder first, then the artifact is written (atomically), then the
+        // folder is swapped in: a failure at any step leaves the previous artifact and tokenizer folder as they were.
+        var (kind, present) = tokenizerFolder is null ? (null, Array.Empty<string>()) : FindTokenizer(tokenizerFolder);
+        string? final = kind is null ? null : TokenizerFolderFor(path);
+        AtomicFile.CleanStale(TokenizerFolderFor(path));   // a killed earlier write's staging/aside folders, even if none is written now
+        if (final is null) writer.Write(path);
+        else
         {
-            if (staged is not null) writer.Tokenizer = new MatqTokenizerRef(kind!, files!);
-            writer.Write(path);
+            writer.Tokenizer = new MatqTokenizerRef(kind!, present.Select(f => System.IO.Path.GetFileName(final) + "/" + f).ToArray());
+            AtomicFile.WriteFolder(final, staged =>
+            {
+                foreach (var f in present) File.Copy(System.IO.Path.Combine(tokenizerFolder!, f), System.IO.Path.Combine(staged, f));
+            }, beforeSwap: () => writer.Write(path));
         }
-        catch
-        {
-            if (staged is not null) TryDelete(staged);
-            throw;
-        }
-        string? final = staged is null ? null : Commit(staged, TokenizerFolderFor(path));
-        return new ArtifactExportResult(System.IO.Path.GetFullPath(path), new FileInfo(path).Length, final, final is null ? null : kind);
+        return new ArtifactExportResult(System.IO.Path.GetFullPath(path), new FileInfo(path).Length, final, kind);
     }
 
     /// <summary>"hf-tokenizer-json", "gpt2-bpe" or "matq-bytes" from the file names present; null when none fits.</summary>
@@ -100,49 +99,14 @@ public static class ArtifactExport
         return null;
     }
 
-    // Copies the recognised files into a hidden staging folder beside the artifact; null when the source has none.
-    private static string? StageTokenizer(string source, string artifactPath, out string? kind, out string[]? files)
+    // The recognised tokenizer files in the source folder and their kind; (null, []) when none fits.
+    private static (string? Kind, string[] Files) FindTokenizer(string source)
     {
-        kind = null; files = null;
         if (!Directory.Exists(source))
             throw new MatqException($"tokenizer folder '{source}' does not exist; give the model folder that holds the tokenizer files");
         var present = TokenizerFileNames.Where(f => File.Exists(System.IO.Path.Combine(source, f))).ToArray();
-        kind = DetectTokenizerKind(present);
-        if (kind is null) return null;
-        var final = TokenizerFolderFor(artifactPath);
-        var stem = System.IO.Path.GetFileName(final);
-        var staged = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(final)!, "." + stem + ".tmp-" + Guid.NewGuid().ToString("N")[..8]);
-        Directory.CreateDirectory(staged);
-        try
-        {
-            foreach (var f in present) File.Copy(System.IO.Path.Combine(source, f), System.IO.Path.Combine(staged, f));
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            TryDelete(staged);
-            throw new MatqException($"cannot copy the tokenizer files from '{source}' ({e.Message})", e);
-        }
-        files = present.Select(f => stem + "/" + f).ToArray();
-        return staged;
-    }
-
-    // Swaps the staged folder in: old folder aside, staged into place, old deleted.
-    private static string Commit(string staged, string final)
-    {
-        string? aside = null;
-        if (Directory.Exists(final))
-        {
-            aside = final + ".old-" + Guid.NewGuid().ToString("N")[..8];
-            Directory.Move(final, aside);
-        }
-        Directory.Move(staged, final);
-        if (aside is not null) TryDelete(aside);
-        return final;
-    }
-
-    private static void TryDelete(string dir)
-    {
-        try { Directory.Delete(dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        string? kind = DetectTokenizerKind(present);
+        return kind is null ? (null, []) : (kind, present);
     }
 
     private static (ScalarType, SafetensorsDtype) StoredType(ScalarType t) => t switch

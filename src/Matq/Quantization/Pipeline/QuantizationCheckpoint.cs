@@ -15,6 +15,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Matq.Formats.IO;
 using Matq.Formats.Safetensors;
 using Matq.Loading;
 using Matq.Models;
@@ -287,18 +288,7 @@ public sealed class QuantizationCheckpoint
         var settings = new JsonArray(_settings.Select(kv => (JsonNode?)new JsonObject { ["key"] = kv.Key, ["value"] = kv.Value }).ToArray());
         var json = new JsonObject { ["format"] = FormatValue, ["settings"] = settings, ["calibration"] = _calibration }
             .ToJsonString(new JsonSerializerOptions { WriteIndented = true });
-        var path = Path.Combine(Folder, RunFile);
-        var tmp = path + "." + Guid.NewGuid().ToString("N")[..8] + ".tmp";
-        try
-        {
-            File.WriteAllText(tmp, json);
-            File.Move(tmp, path, overwrite: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-            throw new MatqException($"{path}: cannot write the resume checkpoint ({e.Message.Split('\n')[0]}); check that the folder is writable and has free space", e);
-        }
+        AtomicFile.WriteAllText(Path.Combine(Folder, RunFile), json);
     }
 
     private static string BlockPath(string folder, int block) =>

@@ -144,7 +144,7 @@ public sealed class PackedLlamaModel
             throw new MatqException($"{artifact.Path}: '{q.Name}' carries side tensors ({string.Join(", ", q.SideTensors.Select(s => s.Suffix))}) the packed runtime does not read; use --engine torch");
         int g = q.GroupWidth >= q.InFeatures ? -1 : q.GroupWidth;
         if (g != -1 && g % 32 != 0)
-            throw new MatqException($"{artifact.Path}: '{q.Name}' uses groups of {g} columns; the packed kernels need a multiple of 32 or per-channel (use --engine torch, or quantize with --group 32/64/128)");
+            throw new MatqException($"{artifact.Path}: '{q.Name}' uses groups of {g} columns; the packed kernels need a multiple of 32 or per-channel (quantize again with --group 32, 64, 128 or 0; `matq generate --engine torch` can still run this one)");
         return PackedMatrix.FromMaster(q.Codes, q.OutFeatures, q.InFeatures, g, q.Scales, q.Zeros, masterBits, bits, q.Perm);
     }
 

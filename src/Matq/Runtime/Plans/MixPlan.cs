@@ -121,11 +121,7 @@ public sealed record MixPlan
     /// <summary>Writes the plan atomically (temp file + rename).</summary>
     public void Save(string path)
     {
-        var full = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        var tmp = full + ".tmp-" + Guid.NewGuid().ToString("N")[..8];
-        File.WriteAllText(tmp, ToJson() + "\n");
-        File.Move(tmp, full, overwrite: true);
+        Matq.Formats.IO.AtomicFile.WriteAllText(path, ToJson() + "\n");
     }
 
     private static void CheckBits(int bits, int master, string what)
