@@ -127,6 +127,31 @@ public class QuantizationResumeTests
     }
 
     [Fact]
+    public void A_run_killed_after_its_last_block_resumes_to_the_artifact_without_quantizing()
+    {
+        var config = Config("athena", head: true);
+        var dir = HfFixtures.TempDir();
+        var outPath = Path.Combine(dir, "m.matq");
+        byte[] expected;
+        using (var model = PipelineFixtures.LoadTiny())
+        {
+            var checkpoint = QuantizationCheckpoint.Create(outPath, Settings(config, model));
+            expected = Artifact(QuantizationRunner.Run(config, Context(model, checkpoint)), model, Path.Combine(dir, "first.matq"));
+            Assert.Equal(3, checkpoint.BlocksDone);                 // two decoder blocks and lm_head
+        }
+        var events = new List<QuantizationEvent>();
+        using (var model = PipelineFixtures.LoadTiny())
+        {
+            var checkpoint = QuantizationCheckpoint.Open(outPath, Settings(config, model));
+            Assert.Equal(expected, Artifact(QuantizationRunner.Run(config, Context(model, checkpoint, progress: events.Add)), model, outPath));
+            var head = PipelineFixtures.WeightOf(model, "lm_head");
+            using var fresh = PipelineFixtures.LoadTiny();
+            Assert.False(head.eq(PipelineFixtures.WeightOf(fresh, "lm_head")).all().item<bool>(), "the quantized head weight was restored");
+        }
+        Assert.DoesNotContain(events, e => e.Kind is QuantizationEventKind.BlockStarted or QuantizationEventKind.LayerDone);
+    }
+
+    [Fact]
     public void Resume_with_a_changed_setting_is_refused_naming_it()
     {
         var outPath = Path.Combine(HfFixtures.TempDir(), "m.matq");
