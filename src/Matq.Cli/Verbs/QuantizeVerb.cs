@@ -2,6 +2,8 @@
 // (AlgorithmRegistry), showing per-block progress and a per-layer summary table; the artifact write is atomic.
 // A vision model folder (written by `matq train cnn`) goes to the vision methods instead: efqat, maqd
 // (VisionQuantizeMethods); the dispatch is on the folder's kind, checked before anything is loaded.
+// Block-walking methods (gptq, athena, omniquant, matquant with base athena|omniquant) keep a checkpoint per finished
+// block beside --out (QuantizationCheckpoint: ".<out>.resume/"); --resume continues a killed run from it.
 using System.CommandLine;
 using System.Diagnostics;
 using Matq.Algorithms.MatQuant;
@@ -21,11 +23,15 @@ public sealed class QuantizeVerb : Verb
 {
     private static readonly string[] CalibNames = ["sotu-train", "sotu-validation", "sotu-test", "moby-dick"];
 
-    public QuantizeVerb(IAnsiConsole console, Func<DataStore>? data = null) : base(console)
+    /// <param name="observe">Sees every progress event of a language-model run (tests: a throw there is a killed run).</param>
+    public QuantizeVerb(IAnsiConsole console, Func<DataStore>? data = null, Action<QuantizationEvent>? observe = null) : base(console)
     {
         _data = data ?? (() => new DataStore());
         _vision = new VisionQuantizeMethods(console, _data);
+        _observe = observe;
     }
+
+    private readonly Action<QuantizationEvent>? _observe;
 
     private readonly Func<DataStore> _data;
     private readonly VisionQuantizeMethods _vision;
@@ -67,6 +73,12 @@ public sealed class QuantizeVerb : Verb
     private readonly Option<string> _out = CommonOptions.Out(required: false);
     private readonly Option<string> _device = CommonOptions.Device();
     private readonly Option<int> _seed = CommonOptions.Seed();
+    private readonly Option<bool> _resume = new("--resume")
+    {
+        Description = "Continue a killed run from its last finished block (" + QuantizationCheckpoint.ResumableMethods + "). These methods write a "
+            + "checkpoint after every block to the hidden folder .NAME.resume beside --out NAME, deleted once the artifact is written; the settings, "
+            + "model and calibration data must match the killed run's. Without --resume an existing checkpoint for --out is replaced",
+    };
 
     public override string Name => "quantize";
     public override string Description => "Quantize an HF model's linears to low-bit integer codes and write a .matq artifact (servable at any bits up to --bits)";
@@ -77,6 +89,7 @@ public sealed class QuantizeVerb : Verb
         "matq quantize --model models/small --method rtn --bits 3 --group 0 --symmetric --include-head --device cuda --out out/small-rtn3.matq",
         "matq quantize --model models/tiny --method omniquant --bits 4 --group 64 --option epochs=10 --out out/tiny-omni4.matq",
         "matq quantize --model models/tiny --method matquant --base omniquant --bits 8,4,2 --lambda 1,1,1 --codistill 8->2 --out out/tiny-mq.matq  (int8 master codes)",
+        "matq quantize --model models/small --method athena --bits 4 --group 64 --device cuda --out out/small-athena4.matq --resume  (continue a killed run at its next block)",
         "matq quantize --model models/cnn --method maqd --wstates 3 --astates 15 --epochs 5 --fold --device cuda",
         "matq quantize --model models/cnn --method maqd --sweep docs/results/maqd-fashion-mnist.md --sweep-settings 8:20000:1,128:60000:4 --device cuda",
         "matq quantize --model models/cnn --method efqat --mode cwpl --fraction 0.25 --bits 2",
@@ -84,7 +97,7 @@ public sealed class QuantizeVerb : Verb
 
     protected override void Configure(Command command)
     {
-        foreach (var o in new Option[] { _model, _method, _bits, _group, _symmetric, _clip, _options, _base, _lambda, _codistill, _head, _calibData, _calibN, _calibLen, _out, _device, _seed })
+        foreach (var o in new Option[] { _model, _method, _bits, _group, _symmetric, _clip, _options, _base, _lambda, _codistill, _head, _calibData, _calibN, _calibLen, _out, _device, _seed, _resume })
             command.Options.Add(o);
         foreach (var o in _vision.Options) command.Options.Add(o);
     }
@@ -97,8 +110,11 @@ public sealed class QuantizeVerb : Verb
         bool visionMethod = VisionQuantizeMethods.Methods.Contains(method), visionModel = VisionNetIO.IsVisionFolder(modelPath);
         if (!visionMethod && !AlgorithmRegistry.Contains(method))
             throw new MatqException($"method '{result.GetValue(_method)}' is not known: choose one of {string.Join(", ", AlgorithmRegistry.Names)} (language models) or {string.Join(", ", VisionQuantizeMethods.Methods)} (vision models)");
+        bool resume = result.GetValue(_resume);
         if (visionMethod)
         {
+            if (resume)
+                throw new MatqException($"--resume applies to language-model methods that walk the model block by block ({QuantizationCheckpoint.ResumableMethods}), not {method}");
             if (!Directory.Exists(modelPath) && !File.Exists(modelPath))
                 throw new MatqException($"--model {modelPath} does not exist (give a vision model folder written by `matq train cnn`)");
             if (!visionModel)
@@ -139,6 +155,11 @@ public sealed class QuantizeVerb : Verb
         // Before any compute: never write over (or into) the input, and fail now, not after minutes, on an unwritable --out.
         OutputPaths.CheckFile(outPath, "--out", modelPath);
         OutputPaths.CheckNotInput(ArtifactExport.TokenizerFolderFor(outPath), "--out", modelPath);
+        var algorithm = AlgorithmRegistry.Create(config);   // the method's own options are checked here, before the load
+        if (resume && !algorithm.SupportsResume)
+            throw new MatqException($"--resume: {algorithm.Name}{(matquant ? " with base " + options.GetValueOrDefault(MatQuantConfig.BaseKey, "qat") : "")} does not walk the model block by block, so it has no checkpoint to continue; methods that resume: {QuantizationCheckpoint.ResumableMethods}");
+        if (resume && !QuantizationCheckpoint.Exists(outPath))
+            throw new MatqException($"--resume: no checkpoint for --out {outPath} (expected {QuantizationCheckpoint.FolderFor(outPath)}); run without --resume to start");
         int calibN = result.GetValue(_calibN), calibLen = result.GetValue(_calibLen), seed = result.GetValue(_seed);
         var calibData = result.GetValue(_calibData)!;
         if (registration.NeedsCalibration)
@@ -160,6 +181,9 @@ public sealed class QuantizeVerb : Verb
         if (registration.NeedsCalibration && calibLen > model.Config.MaxPositionEmbeddings)
             throw new MatqException($"--calib-len {calibLen} exceeds the model's {model.Config.MaxPositionEmbeddings} positions");
 
+        var checkpoint = OpenCheckpoint(algorithm, model, modelPath, outPath, resume, registration.NeedsCalibration ? (calibData, calibN, calibLen) : null,
+            seed, device.ToString());
+
         CalibrationTokens Calibration()
         {
             var tokenizer = TextTokenizer.Load(source.RequireTokenizerFolder());
@@ -179,19 +203,57 @@ public sealed class QuantizeVerb : Verb
             {
                 var task = ctx.AddTask($"{registration.Name} {config.Bits}-bit", maxValue: 1);
                 var context = new QuantizationContext(model, device, registration.NeedsCalibration ? Calibration : null, seed,
-                    e => OnEvent(task, e), cts.Token);
-                run = QuantizationRunner.Run(config, context);
+                    e => { OnEvent(task, e); _observe?.Invoke(e); }, cts.Token) { Checkpoint = checkpoint };
+                run = QuantizationRunner.Run(algorithm, context);
                 task.Description = "writing artifact";
                 written = ArtifactExport.Write(run, model, outPath, source.TokenizerFolder);
                 task.Value = task.MaxValue;
             });
         }
+        catch (Exception e) when (checkpoint is { BlocksDone: > 0 } && e is OperationCanceledException or MatqException)
+        {
+            Console.MarkupLine($"[yellow]{checkpoint.BlocksDone} finished block(s) are saved in {Markup.Escape(checkpoint.Folder)}: add --resume to continue[/]");
+            throw;
+        }
         finally
         {
             System.Console.CancelKeyPress -= onCancel;
         }
+        // the artifact is written: its checkpoint (or a stale one of an earlier run for this --out) has no use left
+        if (checkpoint is not null) checkpoint.Delete();
+        else QuantizationCheckpoint.DeleteFor(outPath);
         WriteSummary(run, written, sw.Elapsed.TotalSeconds);
         return 0;
+    }
+
+    // Block-walking methods get a checkpoint: --resume opens it (settings checked, "resuming at block k/N"), otherwise
+    // a fresh one replaces any earlier one (with a note). Other methods get none; an earlier one is noted and left until
+    // this run's artifact is written.
+    private QuantizationCheckpoint? OpenCheckpoint(QuantizationAlgorithm algorithm, Matq.Models.LlamaForCausalLM model, string modelPath, string outPath,
+        bool resume, (string Data, int Count, int Length)? calibration, int seed, string device)
+    {
+        int blocks = model.Config.NumLayers + (LinearSelection.Select(model, algorithm.Config).Any(s => s.Name == "lm_head") ? 1 : 0);
+        if (!resume && QuantizationCheckpoint.Exists(outPath))
+            Console.MarkupLine($"[yellow]note:[/] {Markup.Escape(QuantizationCheckpoint.FolderFor(outPath))} holds an unfinished run "
+                + $"({QuantizationCheckpoint.PeekBlocksDone(outPath)}/{blocks} blocks); "
+                + (algorithm.SupportsResume ? "starting over replaces it (--resume would have continued it)" : "it is removed once this run's artifact is written"));
+        if (!algorithm.SupportsResume) return null;
+        var settings = QuantizationCheckpoint.RunSettings(algorithm, model, seed);
+        settings.Add(new("model", Path.GetFullPath(modelPath)));
+        settings.Add(new("model files", QuantizationCheckpoint.FileFingerprint(modelPath)));
+        if (calibration is var (data, count, length))
+        {
+            settings.Add(new("calib-data", CalibNames.Contains(data) ? data : Path.GetFullPath(data) + " (" + QuantizationCheckpoint.FileFingerprint(data) + ")"));
+            settings.Add(new("calib-n", count.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+            settings.Add(new("calib-len", length.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        }
+        settings.Add(new("device", device));
+        if (!resume) return QuantizationCheckpoint.Create(outPath, settings);
+        var checkpoint = QuantizationCheckpoint.Open(outPath, settings);
+        Console.MarkupLine(checkpoint.BlocksDone >= blocks
+            ? $"resuming: all {blocks} blocks are finished in {Markup.Escape(checkpoint.Folder)}; writing the artifact"
+            : $"resuming at block {checkpoint.BlocksDone + 1}/{blocks} ({checkpoint.BlocksDone} finished block(s) restored from {Markup.Escape(checkpoint.Folder)})");
+        return checkpoint;
     }
 
     private static void OnEvent(ProgressTask task, QuantizationEvent e)

@@ -36,11 +36,14 @@ public static class SequentialCalibrator
     /// name → bool, default all) leaves unselected linears float; a shared-input group with none selected is not captured.
     /// The callback runs inside a TorchSharp dispose scope that ends after its linear: tensors it keeps must be detached
     /// (DetachFromDisposeScope). Throws MatqException on non-finite activations (naming the linear) or an empty set.
+    /// Resume: blocks i &lt; <paramref name="resumeBlocks"/> (lm_head is block L) are not captured or quantized;
+    /// <paramref name="restore"/>(i) installs their stored weights instead and step 3 runs as before, so block
+    /// <paramref name="resumeBlocks"/> sees bit-identical inputs. <paramref name="blockDone"/>(i) follows each block quantized here.
     /// </summary>
     /// <returns>Calibration tokens seen by every linear (N·T).</returns>
     public static long Run(LlamaForCausalLM model, IReadOnlyList<int[]> samples, Func<CalibratedLinear, Tensor> quantize,
         int batchSize = 8, Device? hessianDevice = null, Action<string>? progress = null, Func<string, bool>? select = null,
-        bool includeHead = false)
+        bool includeHead = false, int resumeBlocks = 0, Action<int>? restore = null, Action<int>? blockDone = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(samples);
@@ -73,17 +76,21 @@ public static class SequentialCalibrator
         foreach (var layer in model.Layers)
         {
             int i = layer.Index;
-            var wanted = SharedInputGroups.Select(g => g.Where(l => select(Name(layer, l))).ToArray()).ToArray();
-            var accumulators = Capture(layer, hidden, hessianDevice, wanted.Select(w => w.Length > 0).ToArray());
-            try
+            if (i < resumeBlocks) restore?.Invoke(i);
+            else
             {
-                for (int gi = 0; gi < SharedInputGroups.Count; gi++)
-                    foreach (var local in wanted[gi])
-                        Install(Name(layer, local), i, layer.GetLinear(local), accumulators[gi]!, quantize);
-            }
-            finally
-            {
-                foreach (var a in accumulators) a?.Dispose();
+                var wanted = SharedInputGroups.Select(g => g.Where(l => select(Name(layer, l))).ToArray()).ToArray();
+                var accumulators = Capture(layer, hidden, hessianDevice, wanted.Select(w => w.Length > 0).ToArray());
+                try
+                {
+                    for (int gi = 0; gi < SharedInputGroups.Count; gi++)
+                        foreach (var local in wanted[gi])
+                            Install(Name(layer, local), i, layer.GetLinear(local), accumulators[gi]!, quantize);
+                }
+                finally
+                {
+                    foreach (var a in accumulators) a?.Dispose();
+                }
             }
             for (int b = 0; b < hidden.Count; b++)
             {
@@ -92,9 +99,14 @@ public static class SequentialCalibrator
                 hidden[b].Dispose();
                 hidden[b] = next;
             }
-            progress?.Invoke($"block {i + 1}/{model.Layers.Count} done ({tokens} calibration tokens)");
+            if (i >= resumeBlocks)
+            {
+                progress?.Invoke($"block {i + 1}/{model.Layers.Count} done ({tokens} calibration tokens)");
+                blockDone?.Invoke(i);
+            }
         }
-        if (includeHead && select("lm_head"))
+        if (includeHead && select("lm_head") && model.Layers.Count < resumeBlocks) restore?.Invoke(model.Layers.Count);
+        else if (includeHead && select("lm_head"))
         {
             var head = model.LmHead!;
             using var acc = new HessianAccumulator("lm_head", WeightOf(head, "lm_head").shape[1], hessianDevice);
@@ -104,6 +116,7 @@ public static class SequentialCalibrator
                 acc.Add(model.Norm.call(h));
             }
             Install("lm_head", model.Layers.Count, head, acc, quantize);
+            blockDone?.Invoke(model.Layers.Count);
         }
         foreach (var h in hidden) h.Dispose();
         return tokens;

@@ -66,38 +66,20 @@ public sealed class AthenaAlgorithm : QuantizationAlgorithm
         ["calib_batch"] = CalibrationBatch,
     };
 
+    public override bool SupportsResume => true;
+
     public override IReadOnlyList<QuantizedLinearResult> Convert(QuantizationContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        var model = context.Model;
-        var selected = LinearSelection.Select(model, Config);
-        var names = selected.Select(s => s.Name).ToHashSet(StringComparer.Ordinal);
-        var calibration = context.RequireCalibration(Name);
-        bool head = names.Contains("lm_head");
-        int blockCount = model.Config.NumLayers + (head ? 1 : 0);
-        context.Report(new QuantizationEvent(QuantizationEventKind.Started, 0, blockCount, 0, selected.Count));
-        var results = new List<QuantizedLinearResult>(selected.Count);
-        int block = -1;
-        SequentialCalibrator.Run(model, calibration.Windows, linear =>
+        return SequentialQuantization.Run(context, Config, Name, CalibrationBatch, linear =>
         {
-            context.Cancellation.ThrowIfCancellationRequested();
-            if (linear.Block != block)
-            {
-                if (block >= 0) context.Report(new QuantizationEvent(QuantizationEventKind.BlockDone, block, blockCount, results.Count, selected.Count));
-                block = linear.Block;
-                context.Report(new QuantizationEvent(QuantizationEventKind.BlockStarted, block, blockCount, results.Count, selected.Count));
-            }
             using var solved = AthenaSolver.Quantize(linear.Name, linear.Weight.to(context.Device), linear.Hessian, Solver);
             var r = solved.Report;
             var w = solved.Weights;
             int cols = checked((int)w.Codes.shape[1]);
             var report = new LayerReport(linear.Name, checked((int)w.Codes.shape[0]), cols, Config.Bits, r.WeightMse, r.RtnError, r.FinalError, r.Seconds);
-            results.Add(QuantizedLinearResult.FromTensors(linear.Name, w.Codes, w.Scales, w.Zeros, Config.StoredGroupSize(cols), null, report));
-            context.Report(new QuantizationEvent(QuantizationEventKind.LayerDone, block, blockCount, results.Count, selected.Count, report));
-            return solved.Dequantize();
-        }, CalibrationBatch, context.Device, select: names.Contains, includeHead: head);
-        if (block >= 0) context.Report(new QuantizationEvent(QuantizationEventKind.BlockDone, block, blockCount, results.Count, selected.Count));
-        return results;
+            return (QuantizedLinearResult.FromTensors(linear.Name, w.Codes, w.Scales, w.Zeros, Config.StoredGroupSize(cols), null, report), solved.Dequantize());
+        });
     }
 
     private static double Number(QuantizationConfig config, string key)

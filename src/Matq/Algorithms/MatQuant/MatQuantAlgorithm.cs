@@ -48,6 +48,9 @@ public sealed class MatQuantAlgorithm : QuantizationAlgorithm
 
     public override IReadOnlyList<int> TrainedBits => MatQuant.Bits;
 
+    /// <summary>The athena and omniquant bases walk the model block by block and resume; qat trains the whole model.</summary>
+    public override bool SupportsResume => MatQuant.Base != MatQuantBase.Qat;
+
     public override JsonObject DescribeSettings()
     {
         var o = new JsonObject
@@ -86,7 +89,7 @@ public sealed class MatQuantAlgorithm : QuantizationAlgorithm
         {
             MatQuantBase.Qat => ConvertQat(context),
             MatQuantBase.OmniQuant => OmniQuantBlockwise.Run(context.Model, LinearSelection.Select(context.Model, Config), Config, MatQuant, Omni,
-                context.RequireCalibration(Name), context.Seed, context.Report, EpochLog, context.Cancellation),
+                context.RequireCalibration(Name), context.Seed, context.Report, EpochLog, context.Cancellation, context.Checkpoint),
             _ => ConvertAthena(context),
         };
     }
@@ -111,19 +114,9 @@ public sealed class MatQuantAlgorithm : QuantizationAlgorithm
     // Sequential calibration as in Athena; the weight installed for the next blocks is the λ-weighted mean of the
     // slices Σ λ_r ŵ_r / Σ λ: the single weight closest (in Σ λ_r‖·‖²) to every served precision, so later blocks are
     // calibrated on inputs between those of the widths they will be served at.
-    private IReadOnlyList<QuantizedLinearResult> ConvertAthena(QuantizationContext context)
-    {
-        var model = context.Model;
-        var selected = LinearSelection.Select(model, Config);
-        var names = selected.Select(s => s.Name).ToHashSet(StringComparer.Ordinal);
-        var calibration = context.RequireCalibration(Name);
-        bool head = names.Contains("lm_head");
-        int blocks = model.Config.NumLayers + (head ? 1 : 0);
-        context.Report(new QuantizationEvent(QuantizationEventKind.Started, 0, blocks, 0, selected.Count));
-        var results = new List<QuantizedLinearResult>(selected.Count);
-        SequentialCalibrator.Run(model, calibration.Windows, linear =>
+    private IReadOnlyList<QuantizedLinearResult> ConvertAthena(QuantizationContext context) =>
+        SequentialQuantization.Run(context, Config, Name, _athena.CalibrationBatch, linear =>
         {
-            context.Cancellation.ThrowIfCancellationRequested();
             var w = linear.Weight.to(context.Device);
             using var r = MatQuantAthena.Quantize(linear.Name, w, linear.Hessian, _athena.Solver, MatQuant);
             int cols = checked((int)r.Codes.shape[1]);
@@ -138,10 +131,6 @@ public sealed class MatQuantAlgorithm : QuantizationAlgorithm
             mean.div_(MatQuant.LambdaSum);
             double mse = (w - Matq.Quantization.TensorAffineQuantizer.Dequantize(r.Codes, r.Scales, r.Zeros, r.GroupSize)).square().mean().item<float>();
             var report = new LayerReport(linear.Name, checked((int)r.Codes.shape[0]), cols, Config.Bits, mse, r.AthenaSlicedError, r.NestedError, r.Seconds);
-            results.Add(QuantizedLinearResult.FromTensors(linear.Name, r.Codes, r.Scales, r.Zeros, Config.StoredGroupSize(cols), null, report));
-            context.Report(new QuantizationEvent(QuantizationEventKind.LayerDone, linear.Block, blocks, results.Count, selected.Count, report));
-            return mean;
-        }, _athena.CalibrationBatch, context.Device, select: names.Contains, includeHead: head);
-        return results;
-    }
+            return (QuantizedLinearResult.FromTensors(linear.Name, r.Codes, r.Scales, r.Zeros, Config.StoredGroupSize(cols), null, report), mean);
+        });
 }

@@ -31,6 +31,8 @@ public sealed class OmniQuantAlgorithm : QuantizationAlgorithm
 
     public override string Name => MethodName;
 
+    public override bool SupportsResume => true;
+
     public override JsonObject DescribeSettings() => Describe(Omni, Omni.MaxFor(Objective.Bits, Objective.MasterBits));
 
     /// <summary>The budget as recorded in the artifact's algorithm_config (<paramref name="max"/>: the resolved bound of γ, β).</summary>
@@ -54,6 +56,6 @@ public sealed class OmniQuantAlgorithm : QuantizationAlgorithm
     {
         ArgumentNullException.ThrowIfNull(context);
         return OmniQuantBlockwise.Run(context.Model, LinearSelection.Select(context.Model, Config), Config, Objective, Omni,
-            context.RequireCalibration(Name), context.Seed, context.Report, EpochLog, context.Cancellation);
+            context.RequireCalibration(Name), context.Seed, context.Report, EpochLog, context.Cancellation, context.Checkpoint);
     }
 }

@@ -14,6 +14,9 @@
 //   quantized model's outputs forward), X_fp ← Y.
 // lm_head (when selected, untied) is a last stage: f(h) = head(norm(h)) in fp32 logits, its target computed per batch.
 // The model's own weights are never changed; the LwcLinears are swapped out again after each block (also on failure).
+// Resume: each finished block commits its results and clip logits to the checkpoint; a block restored from it gets the
+// same LwcLinears with the stored logits (no training) and propagates every path as before, so the next block's inputs
+// are bit-identical to an uninterrupted run's (Adam and the batch order are seeded per block).
 using System.Diagnostics;
 using Matq.Algorithms.MatQuant;
 using Matq.Models;
@@ -34,7 +37,7 @@ public static class OmniQuantBlockwise
     /// Codistill, CodistillWeight, ExtraPrecision; MasterBits = quant.Bits); returns one result per linear in model order.</summary>
     public static IReadOnlyList<QuantizedLinearResult> Run(LlamaForCausalLM model, IReadOnlyList<SelectedLinear> selected, QuantizationConfig quant,
         MatQuantConfig objective, OmniQuantConfig omni, CalibrationTokens data, int seed, Action<QuantizationEvent>? report = null,
-        Action<OmniQuantEpoch>? epochLog = null, CancellationToken cancel = default)
+        Action<OmniQuantEpoch>? epochLog = null, CancellationToken cancel = default, QuantizationCheckpoint? checkpoint = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(selected);
@@ -43,12 +46,13 @@ public static class OmniQuantBlockwise
         ArgumentNullException.ThrowIfNull(omni);
         ArgumentNullException.ThrowIfNull(data);
         if (objective.MasterBits != quant.Bits) throw new ArgumentException($"objective master bits {objective.MasterBits} ≠ run bits {quant.Bits}");
-        using var runner = new Runner(model, selected, quant, objective, omni, seed, report, epochLog, cancel);
+        using var runner = new Runner(model, selected, quant, objective, omni, seed, report, epochLog, cancel, checkpoint);
         return runner.Run(data);
     }
 
     private sealed class Runner(LlamaForCausalLM model, IReadOnlyList<SelectedLinear> selected, QuantizationConfig quant, MatQuantConfig objective,
-        OmniQuantConfig omni, int seed, Action<QuantizationEvent>? report, Action<OmniQuantEpoch>? epochLog, CancellationToken cancel) : IDisposable
+        OmniQuantConfig omni, int seed, Action<QuantizationEvent>? report, Action<OmniQuantEpoch>? epochLog, CancellationToken cancel,
+        QuantizationCheckpoint? checkpoint) : IDisposable
     {
         private readonly List<QuantizedLinearResult> _results = new(selected.Count);
         private readonly List<Tensor> _fp = [];                                  // X_fp batches [b, T, hidden]
@@ -57,10 +61,16 @@ public static class OmniQuantBlockwise
         private readonly (int Bits, double Lambda)[] _widths = objective.Bits.Select((b, i) => (Bits: b, Lambda: objective.Lambda[i]))
             .Where(w => w.Lambda > 0 || objective.Codistill.Any(p => p.Teacher == w.Bits || p.Student == w.Bits)).ToArray();
         private readonly int _blocks = model.Config.NumLayers + (selected.Any(s => s.Name == "lm_head") ? 1 : 0);
+        private readonly int _resume = checkpoint?.BlocksDone ?? 0;                // blocks 0.._resume−1 come from the checkpoint
 
         public IReadOnlyList<QuantizedLinearResult> Run(CalibrationTokens data)
         {
-            Report(QuantizationEventKind.Started, 0);
+            if (_resume > _blocks)
+                throw new MatqException($"the checkpoint {checkpoint!.Folder} holds {_resume} finished blocks, this run has {_blocks}; run without --resume to start over");
+            Report(QuantizationEventKind.Started, Math.Min(_resume, _blocks - 1));
+            if (_resume > 0)
+                Report(QuantizationEventKind.Message, Math.Min(_resume, _blocks - 1),
+                    message: $"resuming at block {_resume + 1}/{_blocks}: blocks 1..{_resume} restored from the checkpoint");
             var windows = omni.Samples > 0 ? data.Windows.Take(omni.Samples).ToArray() : data.Windows;
             foreach (var (r, _) in _widths) _paths[r] = [];
             using (no_grad())
@@ -97,13 +107,15 @@ public static class OmniQuantBlockwise
             Action<string, nn.Module<Tensor, Tensor>> replace, Func<Tensor, Tensor> forward, bool isHead)
         {
             cancel.ThrowIfCancellationRequested();
+            bool restored = block < _resume;
             if (linears.Count == 0)
             {
                 if (!isHead) Propagate(forward, null, _ => { });                   // an unquantized block: every path through the float block
+                if (!restored) checkpoint?.Commit(block, [], []);
                 return;
             }
             var sw = Stopwatch.StartNew();
-            Report(QuantizationEventKind.BlockStarted, block);
+            if (!restored) Report(QuantizationEventKind.BlockStarted, block);
             var originals = linears.Select(l => (l.Name, Module: get(l.Name))).ToList();
             var lwc = linears.Select(l => new LwcLinear(l.Name, l.Weight, quant.Spec, omni.Init, omni.MaxFor(objective.Bits, objective.MasterBits)) { ExtraPrecision = objective.ExtraPrecision }).ToList();
             var targets = new List<Tensor>();
@@ -123,8 +135,16 @@ public static class OmniQuantBlockwise
                     SetBits(lwc, 0);
                     return Apply(forward, _fp[j]);
                 }
+                if (restored)
+                {
+                    checkpoint!.Restore(block, name => State(lwc, name));
+                    _results.AddRange(checkpoint.Results(block));
+                    if (!isHead) Propagate(forward, targets, r => SetBits(lwc, r));
+                    return;
+                }
                 Train(block, lwc, forward, Target);
                 double seconds = sw.Elapsed.TotalSeconds / lwc.Count;
+                int first = _results.Count;
                 foreach (var m in lwc)
                 {
                     using var scope = NewDisposeScope();
@@ -136,6 +156,7 @@ public static class OmniQuantBlockwise
                     Report(QuantizationEventKind.LayerDone, block, r);
                 }
                 if (!isHead) Propagate(forward, targets, r => SetBits(lwc, r));
+                checkpoint?.Commit(block, _results.Skip(first), lwc.SelectMany(m => new[] { (m.GetName() + ".clip_max", (Tensor)m.ClipMax), (m.GetName() + ".clip_min", m.ClipMin) }));
                 var clips = lwc.Select(m => m.MeanClip()).ToList();
                 Report(QuantizationEventKind.BlockDone, block, message:
                     $"mean clip γ {clips.Average(c => c.Gamma):F4}, β {clips.Average(c => c.Beta):F4}, {sw.Elapsed.TotalSeconds:F1} s");
@@ -146,6 +167,19 @@ public static class OmniQuantBlockwise
                 foreach (var m in lwc) m.Dispose();
                 foreach (var t in targets) t.Dispose();                              // empty after a propagation (moved into X_fp)
             }
+        }
+
+        // "model.layers.3.mlp.up_proj.clip_max" → that LwcLinear's logits
+        private static Tensor State(List<LwcLinear> lwc, string name)
+        {
+            int dot = name.LastIndexOf('.');
+            var m = dot < 0 ? null : lwc.FirstOrDefault(l => l.GetName() == name[..dot]);
+            return (m, dot < 0 ? "" : name[(dot + 1)..]) switch
+            {
+                ({ } l, "clip_max") => l.ClipMax,
+                ({ } l, "clip_min") => l.ClipMin,
+                _ => throw new MatqException($"the checkpoint names '{name}', which this block has no clip logits for; run without --resume to start over"),
+            };
         }
 
         private void Train(int block, List<LwcLinear> modules, Func<Tensor, Tensor> forward, Func<int, Tensor> target)

@@ -23,6 +23,10 @@ public abstract class QuantizationAlgorithm
     /// <summary>Bit-widths the codes were optimized for (the artifact's trained_bits); one-bit-width methods: [Bits].</summary>
     public virtual IReadOnlyList<int> TrainedBits => [Config.Bits];
 
+    /// <summary>Whether Convert walks the model block by block through <see cref="QuantizationContext.Checkpoint"/>:
+    /// commits each finished block and, given finished blocks, restores them and continues after the last.</summary>
+    public virtual bool SupportsResume => false;
+
     /// <summary>Attach hooks, swap modules, capture what Convert needs. Default: nothing.</summary>
     public virtual void Prepare(QuantizationContext context) { }
 

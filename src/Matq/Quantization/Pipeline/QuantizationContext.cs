@@ -89,6 +89,10 @@ public sealed class QuantizationContext
     public Action<QuantizationEvent>? Progress { get; }
     public CancellationToken Cancellation { get; }
 
+    /// <summary>Where a block-walking algorithm stores each finished block and, when it holds finished blocks, what it
+    /// resumes from (<see cref="QuantizationAlgorithm.SupportsResume"/>); null = no checkpoint.</summary>
+    public QuantizationCheckpoint? Checkpoint { get; init; }
+
     public bool HasCalibration => _calibration is not null || _calibrationProvider is not null;
 
     /// <summary>The calibration windows (built once); throws a one-line error naming <paramref name="method"/> when none were given.</summary>
@@ -97,7 +101,9 @@ public sealed class QuantizationContext
         if (_calibration is not null) return _calibration;
         if (_calibrationProvider is null)
             throw new MatqException($"method '{method}' needs calibration text: pass --calib-data (e.g. sotu-train or a text file)");
-        return _calibration = _calibrationProvider();
+        var calibration = _calibrationProvider();
+        Checkpoint?.MatchCalibration(calibration);   // a resume must see the same windows
+        return _calibration = calibration;
     }
 
     public void Report(QuantizationEvent e) => Progress?.Invoke(e);

@@ -15,6 +15,8 @@ public static class QuantizationRunner
     {
         ArgumentNullException.ThrowIfNull(algorithm);
         ArgumentNullException.ThrowIfNull(context);
+        if (context.Checkpoint is not null && !algorithm.SupportsResume)
+            throw new MatqException($"method '{algorithm.Name}' does not walk the model block by block and cannot resume; methods that resume: {QuantizationCheckpoint.ResumableMethods}");
         var sw = Stopwatch.StartNew();
         var selected = LinearSelection.Select(context.Model, algorithm.Config);
         context.Cancellation.ThrowIfCancellationRequested();
