@@ -39,11 +39,12 @@ echo "|---|---|---|---|---|"
 for s in "${scenarios[@]}"; do
   IFS='|' read -r name cmd target kind <<<"$s"
   rm -rf "$W/out"; mkdir -p "$W/out"
-  start=$(date +%s.%N)
+  "$M" $cmd >/dev/null 2>&1 || { echo "| $name | baseline run failed | | | |"; continue; }
+  start=$(date +%s.%N)   # the baseline is the second (warm) run
   "$M" $cmd >/dev/null 2>&1 || { echo "| $name | baseline run failed | | | |"; continue; }
   base=$(echo "$(date +%s.%N) - $start" | bc)
-  before=$(digest "$W/out/$target")
   for pct in 10 30 50 70 90 99; do
+    before=$(digest "$W/out/$target")
     delay=$(echo "scale=3; $base * $pct / 100" | bc)
     "$M" $cmd >/dev/null 2>&1 &
     pid=$!
@@ -54,10 +55,10 @@ for s in "${scenarios[@]}"; do
     else state="new output complete"; fi
     visible_old=$(ls "$W/out" | grep -E '\.old|\.tmp' || true)
     [ -n "$visible_old" ] && state="$state; VISIBLE: $visible_old"
-    left=$(ls -A "$W/out" | grep -c '^\.' || true)
+    left=$(ls -A "$W/out" | grep '^\.' | tr '\n' ' ' || true); left=${left:-none}
     "$M" $cmd >/dev/null 2>&1; rc=$?
     after=$(ls -A "$W/out" | grep -c '^\.' || true)
     whole "$kind" "$W/out/$target" && ok=whole || ok=BROKEN
-    echo "| $name | ${pct}% of ${base%.*}s (${delay}s) | $state | $left | exit $rc, $ok, $after hidden temps |"
+    echo "| $name | ${pct}% of $(printf "%.1f" "$base") s ($(printf "%.2f" "$delay") s) | $state | $left | exit $rc, $ok, $after hidden temps |"
   done
 done

@@ -38,12 +38,12 @@ public sealed class InspectVerb(IAnsiConsole console) : Verb(console)
         summary.AddRow("total size", Format.Bytes(info.TotalBytes));
         summary.AddRow("tensors", $"{info.Tensors.Count} ({info.TotalElements:N0} elements)");
         foreach (var (k, v) in info.Metadata)
-            summary.AddRow(Markup.Escape(k), Markup.Escape(v.Length > 120 ? v[..117] + "..." : v));
+            summary.AddRow(Markup.Escape(SafeText.Escape(k)), Markup.Escape(SafeText.Escape(v, 120)));
         Console.Write(summary);
 
         var dtypes = new Table().Title("size by dtype").AddColumns("dtype", "tensors", "elements", "bytes", "share");
         foreach (var d in info.Dtypes)
-            dtypes.AddRow(d.Dtype, d.Count.ToString(), d.Elements.ToString("N0"), Format.Bytes(d.Bytes),
+            dtypes.AddRow(Markup.Escape(SafeText.Escape(d.Dtype)), d.Count.ToString(), d.Elements.ToString("N0"), Format.Bytes(d.Bytes),
                 info.TensorBytes == 0 ? "-" : $"{100.0 * d.Bytes / info.TensorBytes:F1}%");
         Console.Write(dtypes);
 
@@ -51,7 +51,7 @@ public sealed class InspectVerb(IAnsiConsole console) : Verb(console)
         {
             var shown = limit < 0 ? info.Tensors : info.Tensors.Take(limit).ToList();
             var tensors = new Table().Title($"tensors ({shown.Count} of {info.Tensors.Count})").AddColumns("name", "dtype", "shape", "bytes");
-            foreach (var t in shown) tensors.AddRow(Markup.Escape(t.Name), t.Dtype, Markup.Escape(t.ShapeText), Format.Bytes(t.Bytes));
+            foreach (var t in shown) tensors.AddRow(Markup.Escape(SafeText.Escape(t.Name)), Markup.Escape(SafeText.Escape(t.Dtype)), Markup.Escape(t.ShapeText), Format.Bytes(t.Bytes));
             Console.Write(tensors);
         }
         return 0;

@@ -266,6 +266,24 @@ public sealed class ReliabilityTests(ReliabilitySandbox box) : IClassFixture<Rel
     }
 
     [Fact]
+    public void Inspect_escapes_crafted_names_and_metadata_of_a_valid_file()
+    {
+        var path = Path.Combine(box.Root, "crafted-valid.safetensors");
+        try
+        {
+            var header = System.Text.Encoding.UTF8.GetBytes(
+                "{\"__metadata__\":{\"k\\u001b]0;t\\u0007\":\"v\\u001b[31m\"},\"w\\u001b[2J\\u202e\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}");
+            File.WriteAllBytes(path, [.. BitConverter.GetBytes((ulong)header.Length), .. header, 0, 0, 0, 0]);
+            var run = CliRunner.Run("inspect", path);
+            Assert.True(run.ExitCode == 0, run.Output);
+            Assert.DoesNotContain(run.Output, c => (c < ' ' && c != '\n') || c == '\u202e');
+            Assert.Contains("w\\x1B[2J\\u202E", run.Output, StringComparison.Ordinal);
+            Assert.Contains("v\\x1B[31m", run.Output, StringComparison.Ordinal);
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Fact]
     public void Gguf_and_onnx_files_given_to_eval_generate_and_inspect_are_named()
     {
         var dir = Directory.CreateTempSubdirectory("matq-cli-foreign-").FullName;
