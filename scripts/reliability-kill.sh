@@ -12,6 +12,7 @@ rm -rf "$W/bin"; cp -r src/Matq.Cli/bin/Release/net10.0 "$W/bin"   # a private c
 M="$W/bin/Matq.Cli"
 cat docs/results/*.md README.md ARCHITECTURE.md > "$W/calib.txt"
 TINY="$PWD/models/tiny"
+SMALL="$PWD/models/small"   # 28.7M parameters: its writes take long enough for a kill to land inside one
 
 # name | command writing $W/out/<target> | the target | how to check it is a whole, readable output
 scenarios=(
@@ -21,8 +22,11 @@ scenarios=(
   "export onnx|export --format onnx --bits 4 --model $W/base.matq --out $W/out/o.onnx|o.onnx|onnx"
   "export hf|export --format hf --bits 4 --force --model $W/base.matq --out $W/out/hf|hf|hf"
   "plan|plan --model $W/base.matq --strategy pyramid --avg-bits 5 --out $W/out/p.json|p.json|json"
+  "quantize rtn (small)|quantize --model $SMALL --method rtn --bits 8 --group 32 --device cpu --out $W/out/s.matq|s.matq|inspect"
+  "export hf (small)|export --format hf --bits 4 --force --model $W/small.matq --out $W/out/shf|shf|hf"
 )
 "$M" quantize --model "$TINY" --method rtn --bits 8 --group 32 --device cpu --out "$W/base.matq" >/dev/null || exit 1
+"$M" quantize --model "$SMALL" --method rtn --bits 8 --group 32 --device cpu --out "$W/small.matq" >/dev/null || exit 1
 
 whole() {  # $1 kind, $2 path: 0 when the output at path is complete and readable
   case "$1" in

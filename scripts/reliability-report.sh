@@ -59,7 +59,9 @@ print("\n## kill -9 while writing\n")
 print("`scripts/reliability-kill.sh`: each writing verb runs once to completion (its time is the baseline), then six times "
       "killed with SIGKILL at 10–99 % of that time, each followed by one uninterrupted run. *previous output intact* / *new "
       "output complete*: the file or folder at --out was whole and readable after the kill (never half-written, never a "
-      "visible .old or .tmp); leftovers are the hidden temps the kill left; the rerun must clean them.\n")
+      "visible .old or .tmp); leftovers are the hidden entries the kill left: temps, which the rerun must clean, and, for the "
+      "block-walking methods, the resume checkpoint `.NAME.resume` that `--resume` continues from (kept on purpose, replaced "
+      "by a run without --resume, deleted when an artifact is written).\n")
 print(open(f"{tmp}/kill.md").read())
 EOF
 echo "wrote docs/results/reliability.md" | tee -a "$log"

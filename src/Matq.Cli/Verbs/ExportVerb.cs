@@ -18,7 +18,7 @@ namespace Matq.Cli.Verbs;
 public sealed class ExportVerb(IAnsiConsole console) : Verb(console)
 {
     private const string Supported =
-        "supported: gguf [--type f32|f16|q8_0|q4_0|q4_1] from a .matq; onnx [--bits 2|4|8] from a .matq, or float32 from an HF model; " +
+        "supported: gguf [--type f32|f16|q8_0|q4_0|q4_1] [--embed-type T] from a .matq or an HF model; onnx [--bits 2|4|8] from a .matq, or float32 from an HF model; " +
         "hf [--bits 1..8] [--type f32|bf16|f16] from a .matq";
 
     private readonly Option<string> _format = new("--format") { Description = "Output format: gguf, onnx or hf", Required = true, HelpName = "gguf|onnx|hf" };
@@ -32,6 +32,11 @@ public sealed class ExportVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<string?> _type = new("--type")
     {
         Description = "gguf: f32, f16, q8_0, q4_0, q4_1 (default q4_1); hf: f32, bf16, f16 (default f32)",
+        HelpName = "TYPE",
+    };
+    private readonly Option<string?> _embedType = new("--embed-type")
+    {
+        Description = "gguf: type of the token embedding and output head (default q8_0 when --type is a block type, as llama.cpp's quantizer; else --type)",
         HelpName = "TYPE",
     };
     private readonly Option<bool> _force = new("--force")
@@ -49,6 +54,7 @@ public sealed class ExportVerb(IAnsiConsole console) : Verb(console)
     public override IReadOnlyList<string> Examples =>
     [
         "matq export --format gguf --model small.matq --type q4_1 --out small-q4_1.gguf",
+        "matq export --format gguf --model models/small --type q8_0 --embed-type f16 --out small-q8_0.gguf   (an HF folder)",
         "matq export --format onnx --model tiny.matq --bits 4 --out tiny-4bit.onnx --verify",
         "matq export --format onnx --model models/tiny --out tiny-f32.onnx",
         "matq export --format hf --model tiny.matq --bits 3 --type bf16 --out tiny-3bit",
@@ -57,7 +63,7 @@ public sealed class ExportVerb(IAnsiConsole console) : Verb(console)
 
     protected override void Configure(Command command)
     {
-        foreach (Option o in new Option[] { _format, _model, _out, _bits, _type, _force, _verify }) command.Options.Add(o);
+        foreach (Option o in new Option[] { _format, _model, _out, _bits, _type, _embedType, _force, _verify }) command.Options.Add(o);
     }
 
     protected override int Execute(ParseResult result)
@@ -72,6 +78,8 @@ public sealed class ExportVerb(IAnsiConsole console) : Verb(console)
         if (format is not ("gguf" or "onnx" or "hf"))
             throw new MatqException($"--format {format} is not supported; {Supported}");
         if (verify && format != "onnx") throw new MatqException($"--verify is for --format onnx; {Supported}");
+        var embedType = result.GetValue(_embedType);
+        if (embedType is not null && format != "gguf") throw new MatqException($"--embed-type is for --format gguf; {Supported}");
         bool force = result.GetValue(_force);
         if (force && format != "hf") throw new MatqException($"--force is for --format hf (a folder); gguf and onnx replace a file atomically");
         // Before any work: the output must not be (or lie in, or contain) the input or its tokenizer folder, and must be writable.
@@ -82,8 +90,11 @@ public sealed class ExportVerb(IAnsiConsole console) : Verb(console)
         {
             case "gguf":
                 if (bits is not null) throw new MatqException($"--format gguf takes no --bits (--type picks it); {Supported}");
+                var ggmlType = GgufExporter.ParseType(type ?? "q4_1");
+                var embed = embedType is null ? (Formats.Gguf.GgmlType?)null : GgufExporter.ParseType(embedType);
+                if (Directory.Exists(model)) return Gguf(model, ggmlType, embed, output, fromHf: true);
                 RequireArtifact(model, "GGUF");
-                return Gguf(model, GgufExporter.ParseType(type ?? "q4_1"), output);
+                return Gguf(model, ggmlType, embed, output, fromHf: false);
             case "onnx":
                 if (type is not null) throw new MatqException($"--format onnx takes no --type (--bits picks it); {Supported}");
                 return Onnx(model, bits, output, verify);
@@ -97,11 +108,11 @@ public sealed class ExportVerb(IAnsiConsole console) : Verb(console)
         }
     }
 
-    private int Gguf(string model, Formats.Gguf.GgmlType type, string output)
+    private int Gguf(string model, Formats.Gguf.GgmlType type, Formats.Gguf.GgmlType? embed, string output, bool fromHf)
     {
-        var report = GgufExporter.Export(model, type, output);
+        var report = fromHf ? GgufExporter.ExportFloat(model, type, output, embed) : GgufExporter.Export(model, type, output, embed);
         Console.MarkupLine(Markup.Escape($"wrote {output} ({type}): {report.Lossless} weights lossless (codes copied, scales rounded to fp16), " +
-                                         $"{report.Requantized} re-quantized, {report.Float} float tensors"));
+                                         $"{report.Requantized} quantized from values, {report.Float} float tensors"));
         foreach (var n in report.Notes) Console.MarkupLine(Markup.Escape("note: " + n));
         return 0;
     }
@@ -140,6 +151,8 @@ public sealed class ExportVerb(IAnsiConsole console) : Verb(console)
     private static void RequireArtifact(string model, string format)
     {
         if (!File.Exists(model) || Formats.Gguf.GgufFile.HasMagic(model) || !model.EndsWith(".matq", StringComparison.OrdinalIgnoreCase) && Directory.Exists(model))
-            throw new MatqException($"{model}: {format} export reads a .matq artifact; quantize an HF model first with `matq quantize` ({Supported})");
+            throw new MatqException(format == "GGUF"
+                ? $"{model}: GGUF export reads a .matq artifact or an HF model folder ({Supported})"
+                : $"{model}: {format} export reads a .matq artifact; quantize an HF model first with `matq quantize` ({Supported})");
     }
 }

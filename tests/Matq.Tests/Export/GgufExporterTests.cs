@@ -79,7 +79,7 @@ public sealed class GgufExporterTests
     {
         var artifact = TinyArtifact(PipelineFixtures.Rtn(master, group, symmetric));
         var gguf = Path.Combine(HfFixtures.TempDir(), "tiny.gguf");
-        var report = GgufExporter.Export(artifact, GgufExporter.ParseType(type), gguf);
+        var report = GgufExporter.Export(artifact, GgufExporter.ParseType(type), gguf, embedType: GgmlType.F16);
         Assert.Equal(28, report.Lossless);
         Assert.Equal(0, report.Requantized);
         var a = MatqArtifact.Open(artifact);
@@ -113,17 +113,22 @@ public sealed class GgufExporterTests
         var report = GgufExporter.Export(artifact, GgmlType.Q8_0, Path.Combine(HfFixtures.TempDir(), "tiny.gguf"));
         Assert.Equal(0, report.Lossless);
         Assert.Equal(28, report.Requantized);
-        Assert.Contains(report.Notes, n => n.Contains("re-quantized", StringComparison.Ordinal));
+        Assert.Contains(report.Notes, n => n.Contains("(re-)quantized", StringComparison.Ordinal));
     }
 
     [Fact]
-    public void A_row_length_that_is_not_a_multiple_of_32_is_refused_for_block_types()
+    public void A_row_length_that_is_not_a_multiple_of_32_falls_back_to_f16_for_that_tensor_alone()
     {
-        var (path, _) = PipelineFixtures.WriteTinyArtifact(PipelineFixtures.Rtn(8, 16)); // tiny-llama: down_proj in = 176
+        // Before: one such tensor refused the whole block-type export. Now it alone is written as f16 (what llama.cpp's
+        // quantizer does), the other linears keep the block type, and the notes name it.
+        var (path, _) = PipelineFixtures.WriteTinyArtifact(PipelineFixtures.Rtn(8, 32)); // tiny-llama: down_proj in = 176
         var gguf = Path.Combine(HfFixtures.TempDir(), "t.gguf");
-        var e = Assert.Throws<MatqException>(() => GgufExporter.Export(path, GgmlType.Q4_1, gguf));
-        Assert.Contains("in = 176 is not a multiple of 32", e.Message);
-        Assert.False(File.Exists(gguf));
+        var report = GgufExporter.Export(path, GgmlType.Q4_1, gguf);
+        var g = GgufFile.Open(gguf);
+        Assert.Equal(GgmlType.F16, g.Tensors.Single(t => t.Name == "blk.0.ffn_down.weight").Type);
+        Assert.Equal(GgmlType.Q4_1, g.Tensors.Single(t => t.Name == "blk.0.ffn_up.weight").Type);
+        Assert.Equal(GgmlType.Q8_0, g.Tensors.Single(t => t.Name == "token_embd.weight").Type);   // llama.cpp's choice for embeddings
+        Assert.Contains(report.Notes, n => n.Contains("2 tensor(s) have rows that are not a multiple of 32", StringComparison.Ordinal));
         Assert.Throws<MatqException>(() => GgufExporter.ParseType("q5_k"));
     }
 
