@@ -30,6 +30,8 @@ public class FamilyTokenizerTests
             .ToArray());
     }
 
+    public static IEnumerable<object[]> StyleNames => Styles.Select(s => new object[] { s });
+
     public static IEnumerable<object[]> AllCases =>
         Styles.SelectMany(s => Enumerable.Range(0, Expected[s].Length).Select(i => new object[] { s, i }));
 
