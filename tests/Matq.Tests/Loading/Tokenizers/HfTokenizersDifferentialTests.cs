@@ -42,15 +42,27 @@ public class HfTokenizersDifferentialTests
         new string(' ', 40) + "x", string.Concat(Enumerable.Repeat("ab ", 200)),
     ];
 
+    private static readonly int RandomCount = int.TryParse(Environment.GetEnvironmentVariable("MATQ_TOK_DIFF_N"), out int n) ? n : 400;
+
     private static List<string> Texts()
     {
         var texts = new List<string>(HardTexts);
         foreach (var style in FamilyTokenizerTests.Styles) texts.AddRange(FamilyTokenizerTests.Cases(style).Select(c => c.Text));
         var rng = new Random(20260206);
-        for (int n = 0; n < 400; n++)
+        for (int n = 0; n < RandomCount; n++)
         {
             var sb = new StringBuilder();
             for (int k = rng.Next(1, 16); k > 0; k--) sb.Append(Fragments[rng.Next(Fragments.Length)]);
+            texts.Add(sb.ToString());
+            sb.Clear();
+            // Random assigned code points of every plane and category (no lone surrogates: Rust strings cannot hold them).
+            for (int k = rng.Next(1, 12); k > 0; k--)
+            {
+                int cp = rng.Next(4) switch { 0 => rng.Next(0x20, 0x250), 1 => rng.Next(0x250, 0x3000), 2 => rng.Next(0x3000, 0x10000), _ => rng.Next(0x10000, 0x30000) };
+                if (cp is >= 0xD800 and <= 0xDFFF || System.Globalization.CharUnicodeInfo.GetUnicodeCategory(cp) == System.Globalization.UnicodeCategory.OtherNotAssigned) continue;
+                sb.Append(char.ConvertFromUtf32(cp));
+                if (rng.Next(3) == 0) sb.Append(Fragments[rng.Next(Fragments.Length)]);
+            }
             texts.Add(sb.ToString());
         }
         return texts.Distinct().ToList();
