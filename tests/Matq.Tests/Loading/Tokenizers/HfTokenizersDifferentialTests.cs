@@ -68,13 +68,17 @@ public class HfTokenizersDifferentialTests
         return texts.Distinct().ToList();
     }
 
+    // The three family shapes, and the Llama-2 SentencePiece file (Prepend/Replace normalizer, Strip decoder).
+    public static IEnumerable<object[]> Files => FamilyTokenizerTests.StyleNames.Append(["sp-bpe-32k"]);
+
     [Theory]
-    [MemberData(nameof(FamilyTokenizerTests.StyleNames), MemberType = typeof(FamilyTokenizerTests))]
+    [MemberData(nameof(Files))]
     public void IdsAndDecodeMatchHfTokenizersOnHardAndRandomTexts(string style)
     {
         var texts = Texts();
-        var hf = HfTokenizers.Run(FamilyTokenizerTests.JsonPath(style), texts);
-        var tok = FamilyTokenizerTests.Get(style);
+        string path = style == "sp-bpe-32k" ? TokenizerFixtures.SpJson : FamilyTokenizerTests.JsonPath(style);
+        var hf = HfTokenizers.Run(path, texts);
+        var tok = style == "sp-bpe-32k" ? TokenizerFixtures.Sp.Value : FamilyTokenizerTests.Get(style);
         var failures = new List<string>();
         for (int i = 0; i < texts.Count; i++)
         {
