@@ -1,13 +1,14 @@
 // Unicode NFC (UAX #15: canonical decomposition, canonical ordering, canonical composition) in managed code, from
-// NfcTables (Unicode 14.0 data). Same result on every machine: no ICU, works under InvariantGlobalization.
+// NfcTables: the characters of Unicode 9.0, the data HF tokenizers 0.23 normalizes with (later marks are starters to
+// it, so they are here too; ids match HF's). Same result on every machine: no ICU, works under InvariantGlobalization.
 //
-// Why not string.Normalize: this repo builds with InvariantGlobalization=true, where .NET's normalization cannot
-// handle non-ASCII text (it throws PlatformNotSupportedException), and a library cannot choose its host's setting:
-// an app that references matq with invariant mode on, or runs where libicu is absent (slim containers, Debian
-// without libicu72), would break. Turning invariant mode off here would only move the failure to those hosts.
-// Tables are ~2k decompositions + ~400 class runs; tests compare the result with ICU (.NET with ICU, in another
-// process) over every character the tables name. Characters assigned after Unicode 14.0 are left as plain
-// starters; HF tokenizers' own tables (unicode-normalization-alignments) are older still, so they agree on those.
+// Why not string.Normalize: this repo builds with InvariantGlobalization=true, where .NET has no normalization
+// data (.NET 10 returns "e\u0301" unchanged, silently not NFC; other versions throw PlatformNotSupportedException),
+// and a library cannot choose its host's setting: an app that references matq with invariant mode on, or runs where
+// libicu is absent (slim containers, Debian without libicu72), would get ids that differ from HF. Turning invariant
+// mode off here would only move the failure to those hosts.
+// Tables are ~2k decompositions + ~330 class runs; tests compare the result with ICU (.NET with ICU, in another
+// process) and with HF's own NFC normalizer (Node) over every character the tables name and random strings.
 namespace Matq.Loading.Tokenizers;
 
 internal static class ManagedNfc

@@ -6,6 +6,7 @@ using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
 using Matq.Data;
+using Matq.Loading.Tokenizers;
 
 namespace Matq.Tests.Loading.Tokenizers;
 
@@ -94,6 +95,23 @@ public class HfTokenizersDifferentialTests
                                           string.Join("\n", failures.Take(15)));
     }
 
+    // HF's NFC uses Unicode 9.0 data: marks added later (U+0898, U+1E4EF, U+10EFD) are starters to it, so
+    // "a" + such a mark + a dot below is left as is, where ICU would reorder and compose.
+    [Fact]
+    public void NfcMatchesHfNormalizer()
+    {
+        var cases = ManagedNfcTests.IcuCases();
+        foreach (string mark in new[] { "\u0898", "\U0001E4EF", "\U00010EFD", "\u1AC1", "\u0D3B", "\U0001E94A" })
+        {
+            cases.Add("a" + mark + "\u0323");
+            cases.Add("a" + mark + "\u0301\u0323");
+        }
+        var hf = HfTokenizers.RunNfc(cases);
+        var mismatches = Enumerable.Range(0, cases.Count).Where(i => ManagedNfc.Normalize(cases[i]) != hf[i])
+            .Select(i => $"[{ManagedNfcTests.Hex(cases[i])}] → HF [{ManagedNfcTests.Hex(hf[i])}], matq [{ManagedNfcTests.Hex(ManagedNfc.Normalize(cases[i]))}]").ToList();
+        Assert.True(mismatches.Count == 0, $"{mismatches.Count} of {cases.Count} strings differ from HF's NFC:\n" + string.Join("\n", mismatches.Take(20)));
+    }
+
     private static string Show(string s)
     {
         var sb = new StringBuilder();
@@ -121,7 +139,29 @@ public class HfTokenizersDifferentialTests
             })().catch(e => { console.error(e); process.exit(2); });
             """;
 
+        private const string NfcScript = """
+            const fs = require('fs');
+            const { nfcNormalizer } = require(process.argv[2]);
+            const nfc = nfcNormalizer();
+            const texts = JSON.parse(fs.readFileSync(process.argv[3], 'utf8'));
+            fs.writeFileSync(process.argv[4], JSON.stringify(texts.map(t => nfc.normalizeString(t))));
+            """;
+
         private static readonly Lazy<string> ModuleDir = new(Install);
+
+        public static string[] RunNfc(List<string> texts)
+        {
+            string dir = Directory.CreateTempSubdirectory("matq-hf-nfc-").FullName;
+            try
+            {
+                string script = Path.Combine(dir, "nfc.js"), job = Path.Combine(dir, "job.json"), result = Path.Combine(dir, "out.json");
+                File.WriteAllText(script, NfcScript);
+                File.WriteAllText(job, JsonSerializer.Serialize(texts));
+                Exec(Locate("node"), [script, ModuleDir.Value, job, result], dir, TimeSpan.FromMinutes(3));
+                return JsonSerializer.Deserialize<string[]>(File.ReadAllText(result))!;
+            }
+            finally { Directory.Delete(dir, recursive: true); }
+        }
 
         public static List<(int[] Ids, int[] IdsNoSpecial, string Decoded)> Run(string tokenizerJson, List<string> texts)
         {

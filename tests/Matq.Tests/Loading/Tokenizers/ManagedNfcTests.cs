@@ -69,7 +69,7 @@ public class ManagedNfcTests
 
     // Every code point the tables mention, alone; each composable pair, adjacent and with a blocking or a
     // non-blocking mark between; seeded random strings over those characters, Hangul jamo and ASCII.
-    private static List<string> IcuCases()
+    internal static List<string> IcuCases()
     {
         var chars = new SortedSet<int>();
         var runs = NfcTables.CombiningClassRuns;
@@ -104,7 +104,7 @@ public class ManagedNfcTests
 
     private static string S(int cp) => char.ConvertFromUtf32(cp);
 
-    private static string Hex(string s)
+    internal static string Hex(string s)
     {
         var parts = new List<string>();
         for (int i = 0; i < s.Length; i++)
