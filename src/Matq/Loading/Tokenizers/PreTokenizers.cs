@@ -52,6 +52,31 @@ internal sealed class SplitPreTokenizer(Regex pattern, SplitBehavior behavior, b
 {
     public override string Describe() => $"Split({behavior}{(invert ? ", inverted" : "")})";
 
+    private readonly bool patternHasSurrogates = pattern.ToString().Any(char.IsSurrogate);
+
+    /// <summary>
+    /// The non-empty matches of the pattern in <paramref name="text"/>, as (start, end) offsets. HF's regex (Rust's
+    /// Oniguruma/regex) steps by code point, .NET's by UTF-16 unit, so \p{L}, [^...] and {1,3} see an astral char as two
+    /// units (𝐀 is no letter, 𝐀's splits as 𝐀' + s). Text with surrogate pairs is therefore matched through a view with
+    /// one char per code point, each astral one replaced by a BMP stand-in of the same general category (all the
+    /// patterns of real tokenizer.json files test); offsets map back. A pattern that itself names astral chars keeps
+    /// UTF-16 matching.
+    /// </summary>
+    private List<(int Start, int End)> Matches(string text)
+    {
+        var found = new List<(int, int)>();
+        var view = patternHasSurrogates ? null : CodePointView.Create(text);
+        if (view is null)
+        {
+            foreach (var m in pattern.EnumerateMatches(text))
+                if (m.Length > 0) found.Add((m.Index, m.Index + m.Length));
+            return found;
+        }
+        foreach (var m in pattern.EnumerateMatches(view.Value.Chars))
+            if (m.Length > 0) found.Add((view.Value.Offsets[m.Index], view.Value.Offsets[m.Index + m.Length]));
+        return found;
+    }
+
     public override void Split(Piece piece, List<Piece> into)
     {
         string text = piece.Text;
@@ -59,12 +84,11 @@ internal sealed class SplitPreTokenizer(Regex pattern, SplitBehavior behavior, b
         // Alternating spans; IsMatch marks the delimiter spans (the non-matches when inverted).
         var spans = new List<(int Start, int End, bool IsMatch)>();
         int pos = 0;
-        foreach (var m in pattern.EnumerateMatches(text))
+        foreach (var (start, end) in Matches(text))
         {
-            if (m.Length == 0) continue;
-            if (m.Index > pos) spans.Add((pos, m.Index, invert));
-            spans.Add((m.Index, m.Index + m.Length, !invert));
-            pos = m.Index + m.Length;
+            if (start > pos) spans.Add((pos, start, invert));
+            spans.Add((start, end, !invert));
+            pos = end;
         }
         if (pos < text.Length) spans.Add((pos, text.Length, invert));
 
@@ -112,12 +136,11 @@ internal sealed class SplitPreTokenizer(Regex pattern, SplitBehavior behavior, b
     {
         string text = piece.Text;
         int pos = 0;
-        foreach (var m in pattern.EnumerateMatches(text))
+        foreach (var (start, end) in Matches(text))
         {
-            if (m.Length == 0) continue;
-            if (m.Index > pos) into.Add(new Piece(text[pos..m.Index], piece.AtStart && pos == 0));
-            into.Add(new Piece(m.Length == text.Length ? text : text.Substring(m.Index, m.Length), piece.AtStart && m.Index == 0));
-            pos = m.Index + m.Length;
+            if (start > pos) into.Add(new Piece(text[pos..start], piece.AtStart && pos == 0));
+            into.Add(new Piece(end - start == text.Length ? text : text[start..end], piece.AtStart && start == 0));
+            pos = end;
         }
         if (pos < text.Length) into.Add(new Piece(text[pos..], piece.AtStart && pos == 0));
     }
@@ -166,8 +189,7 @@ internal sealed class MetaspacePreTokenizer(char replacement, string prependSche
 /// <summary>GPT-2 byte-level step: optional prefix space, optional GPT-2 regex split, then bytes → alphabet chars.</summary>
 internal sealed class ByteLevelPreTokenizer(bool addPrefixSpace, bool useRegex) : PreTokenizerStep
 {
-    // The GPT-2 pattern HF's ByteLevel uses. Caveat: .NET matches \p{L} per UTF-16 unit, so letters outside the
-    // BMP (rare CJK extensions, math letters) group like punctuation here; BMP text and emoji split as in HF.
+    // The GPT-2 pattern HF's ByteLevel uses (matched per code point, see SplitPreTokenizer.Matches).
     public static readonly Regex Gpt2Pattern = new(
         @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+",
         RegexOptions.Compiled | RegexOptions.CultureInvariant);
@@ -200,5 +222,53 @@ internal sealed class SequencePreTokenizer(PreTokenizerStep[] steps) : PreTokeni
             next.Clear();
         }
         into.AddRange(current);
+    }
+}
+
+/// <summary>
+/// Text with one char per code point for regex matching: astral code points become a BMP char of the same Unicode
+/// general category; Offsets[i] is where view char i starts in the original text (Offsets[^1] = its length).
+/// </summary>
+internal readonly record struct CodePointView(string Chars, int[] Offsets)
+{
+    // Stand-ins come from U+2C00 up (then U+0100 up): away from ASCII and from chars that case-fold to ASCII
+    // (U+017F ſ → s, U+212A K → k), so a case-insensitive literal such as (?i:'s) cannot match a stand-in.
+    private static readonly char[] StandIn = BuildStandIns();
+
+    private static char[] BuildStandIns()
+    {
+        var table = new char[32];
+        foreach (int start in new[] { 0x2C00, 0x0100 })
+            for (int c = start; c < 0x10000; c++)
+            {
+                if (char.IsSurrogate((char)c) || c is 0x212A or 0x212B) continue;
+                int cat = (int)char.GetUnicodeCategory((char)c);
+                if (table[cat] == 0) table[cat] = (char)c;
+            }
+        return table;
+    }
+
+    /// <summary>The view of <paramref name="text"/>, or null when it holds no surrogate pair (match it as is).</summary>
+    public static CodePointView? Create(string text)
+    {
+        int firstPair = -1;
+        for (int i = 0; i + 1 < text.Length; i++)
+            if (char.IsSurrogatePair(text[i], text[i + 1])) { firstPair = i; break; }
+        if (firstPair < 0) return null;
+        var chars = new System.Text.StringBuilder(text.Length);
+        var offsets = new List<int>(text.Length + 1);
+        for (int i = 0; i < text.Length; i++)
+        {
+            offsets.Add(i);
+            if (i + 1 < text.Length && char.IsSurrogatePair(text[i], text[i + 1]))
+            {
+                var cat = System.Globalization.CharUnicodeInfo.GetUnicodeCategory(char.ConvertToUtf32(text[i], text[i + 1]));
+                chars.Append(StandIn[(int)cat]);
+                i++;
+            }
+            else chars.Append(text[i]);
+        }
+        offsets.Add(text.Length);
+        return new CodePointView(chars.ToString(), offsets.ToArray());
     }
 }
