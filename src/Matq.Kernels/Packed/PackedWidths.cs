@@ -96,8 +96,8 @@ public sealed unsafe class PackedWidth
 /// <summary>The width table: one row per packed width, ascending bits.</summary>
 public static class PackedWidths
 {
-    //                                      reference codec     vector view (fp32, GEMM,   bits  bytes per   container
-    //                                                          portable int8)                   chunk
+    // Create<reference codec, vector view (fp32 GEMV, GEMM decode, portable int8)>(bits, bytes per chunk, container,
+    //        int8 dot per ISA: AVX-512BW, AVX-VNNI, AVX2; the Vector128 one is added to every row)
     public static IReadOnlyList<PackedWidth> All { get; } =
     [
         PackedWidth.Create<PackedTile16.Codec2, GemvPackedSimd.Width2>(2, 128,
