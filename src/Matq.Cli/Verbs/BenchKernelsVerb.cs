@@ -1,4 +1,4 @@
-// `matq bench kernels`: GB/s of weight bytes read by the packed int8/int4/int3/int2 GEMVs, our fp32 GEMV and TorchSharp's
+// `matq bench kernels`: GB/s of weight bytes read by the packed GEMVs (every width of PackedWidths), our fp32 GEMV and TorchSharp's
 // fp32 torch.mv on large weights (default 4096×4096, 4096×11008 and 16384×16384, [out]×[in]; a column says which exceed the
 // last-level cache), and the integer kernels on int8 activations (per-row quantized, included in their time), beside the
 // machine's memory bandwidth measured in the same run (copy and triad over arrays ≫ cache). Prints GB/s, % of the measured
@@ -16,7 +16,7 @@ namespace Matq.Cli.Verbs;
 public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
 {
     private readonly Option<string> _shapes = new("--shapes") { Description = "Weights as OUTxIN, comma-separated", DefaultValueFactory = _ => "4096x4096,4096x11008,16384x16384", HelpName = "OxI[,OxI...]" };
-    private readonly Option<string> _bits = CommonOptions.Bits("8,4,3,2");
+    private readonly Option<string> _bits = CommonOptions.Bits(string.Join(",", PackedWidths.Bits.Reverse()));   // widest first
     private readonly Option<int> _group = CommonOptions.Group(128);
     private readonly Option<double> _seconds = new("--seconds") { Description = "Measuring time per kernel", DefaultValueFactory = _ => 1.0, HelpName = "S" };
     private readonly Option<int> _threads = new("--threads") { Description = "Worker threads for our kernels; -1 = all cores", DefaultValueFactory = _ => -1, HelpName = "N" };
@@ -27,7 +27,8 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<int> _seed = CommonOptions.Seed();
 
     public override string Name => "kernels";
-    public override string Description => "GEMV throughput (GB/s of weights) of the packed int8/int4/int3/int2 kernels vs fp32 and measured memory bandwidth";
+    public override string Description =>
+        $"GEMV throughput (GB/s of weights) of the packed {string.Join("/", PackedWidths.Bits.Reverse().Select(b => $"int{b}"))} kernels vs fp32 and measured memory bandwidth";
     public override IReadOnlyList<string> Examples =>
     [
         "matq bench kernels",
@@ -43,7 +44,7 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
     {
         var bitsList = CommonOptions.ParseBits(result.GetValue(_bits)!);
         foreach (int b in bitsList)
-            if (b is not (2 or 3 or 4 or 8)) throw new MatqException($"--bits {b} has no packed kernel: supported widths are 2, 3, 4 and 8");
+            if (!PackedWidths.IsSupported(b)) throw new MatqException($"--bits {b} has no packed kernel: supported widths are {PackedWidths.List()}");
         int group = result.GetValue(_group), threads = result.GetValue(_threads);
         if (group != 0 && (group < 32 || group % 32 != 0)) throw new MatqException($"--group {group} is not supported by the packed kernels: use 0 (per-channel) or a multiple of 32");
         double seconds = result.GetValue(_seconds);
@@ -106,7 +107,7 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
                     rowsOut.Add(($"int{bits} packed, fp32 x", pm.WeightBytes, sec));
                 }
                 if (noInt8) continue;
-                foreach (var path in paths ?? [GemvInt8Simd.BestPath(bits)])
+                foreach (var path in (paths ?? [GemvInt8Simd.BestPath(bits)]).Where(pm.Width.HasInt8))   // the paths this width's row has
                 {
                     double isec = Time(() => GemvInt8Simd.Gemv(pm, x, y, path, threads), seconds);
                     rowsOut.Add(($"int{bits} packed, int8 x ({path})", pm.WeightBytes, isec));

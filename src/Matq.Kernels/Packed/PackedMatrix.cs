@@ -1,6 +1,7 @@
-// Contract: a weight matrix W [Rows, Cols] held in a packed container of Bits ∈ {2, 3, 4, 8} bits, built at load time by
-// slicing c-bit master codes to r = SliceBits (NestedSlice) and packing them. Documented fallback for widths without a
-// layout of their own: r = 1 is held in the 2-bit container, r = 5, 6, 7 in the 8-bit one (same values, more bytes).
+// Contract: a weight matrix W [Rows, Cols] held in a packed container of Bits bits (a row of the width table,
+// PackedWidths: 2, 3, 4 or 8 today), built at load time by slicing c-bit master codes to r = SliceBits (NestedSlice) and
+// packing them. Documented fallback for widths without a layout of their own: the narrowest row of at least r bits
+// (r = 1 is held in the 2-bit container, r = 5, 6, 7 in the 8-bit one: same values, more bytes).
 // ŵ[o, k] = Scale(o, g)·S[o, k] + Bias(o, g) for stored column k of group g, so
 // y[o] = Σ_g Scale(o,g)·Σ_{k∈g} S[o,k]·x[k] + Bias(o,g)·Σ_{k∈g} x[k].
 // Layout (Reference/PackedTile16 defines it): rows in tiles of 16, each row's stored columns in chunks of 32;
@@ -20,8 +21,10 @@ public sealed class PackedMatrix
 
     public int Rows { get; }
     public int Cols { get; }
-    /// <summary>Container width of the packed codes: 2, 3, 4 or 8.</summary>
+    /// <summary>Container width of the packed codes: a row of PackedWidths.</summary>
     public int Bits { get; }
+    /// <summary>The width table's row of <see cref="Bits"/>: layout and kernels.</summary>
+    public PackedWidth Width { get; }
     /// <summary>Width r of the codes held (≤ Bits; see the fallback above).</summary>
     public int SliceBits { get; private set; }
     /// <summary>Columns per group: a multiple of 32, or Cols (per-channel).</summary>
@@ -31,7 +34,7 @@ public sealed class PackedMatrix
     public int ChunksPerRow { get; }
     /// <summary>Tiles of 16 rows (the last one padded).</summary>
     public int RowTiles { get; }
-    /// <summary>Bytes of one chunk of one tile: 64·Bits.</summary>
+    /// <summary>Bytes of one chunk of one tile: the row's ChunkBytes (64·Bits).</summary>
     public int ChunkBytes { get; }
     /// <summary>Bytes of one tile: ChunksPerRow·ChunkBytes.</summary>
     public long TileBytes => (long)ChunksPerRow * ChunkBytes;
@@ -59,16 +62,16 @@ public sealed class PackedMatrix
 
     /// <summary>Code of row o at stored column k (the reference decode of the layout).</summary>
     public byte CodeAt(int o, int k) =>
-        PackedTile16.CodeAt(Data.AsSpan((int)((o / TileRows) * TileBytes + (long)(k / PackedTile16.Codes) * ChunkBytes), ChunkBytes),
-            Bits, o % TileRows, k % PackedTile16.Codes);
+        Width.CodeAt(Data.AsSpan((int)((o / TileRows) * TileBytes + (long)(k / PackedTile16.Codes) * ChunkBytes), ChunkBytes),
+            o % TileRows, k % PackedTile16.Codes);
 
     private PackedMatrix(int rows, int cols, int bits, int groupSize, byte[] data, float[] scales, float[] biases, int[]? perm)
     {
-        Rows = rows; Cols = cols; Bits = bits; SliceBits = bits; GroupSize = groupSize;
+        Rows = rows; Cols = cols; Bits = bits; Width = PackedWidths.Get(bits); SliceBits = bits; GroupSize = groupSize;
         GroupsPerRow = (cols + groupSize - 1) / groupSize;
         ChunksPerRow = (cols + PackedTile16.Codes - 1) / PackedTile16.Codes;
         RowTiles = (rows + TileRows - 1) / TileRows;
-        ChunkBytes = PackedTile16.ChunkBytes(bits);
+        ChunkBytes = Width.ChunkBytes;
         Data = data; Scales = scales; Biases = biases; Perm = perm;
     }
 
@@ -76,7 +79,7 @@ public sealed class PackedMatrix
     public static PackedMatrix FromCodes(ReadOnlySpan<byte> codes, int rows, int cols, int bits, int groupSize,
         float[] scales, float[] biases, int[]? perm = null)
     {
-        PackedTile16.CheckBits(bits);
+        var width = PackedWidths.Get(bits);
         ArgumentOutOfRangeException.ThrowIfLessThan(rows, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(cols, 1);
         if (groupSize == -1) groupSize = cols;
@@ -87,9 +90,9 @@ public sealed class PackedMatrix
         if (scales.Length != (long)rows * groups || biases.Length != (long)rows * groups)
             throw new ArgumentException($"scales and biases must hold {rows}×{groups} entries");
         if (perm is not null && perm.Length != cols) throw new ArgumentException($"perm must hold {cols} entries");
-        int tiles = (rows + TileRows - 1) / TileRows, cpr = (cols + 31) / 32, cb = PackedTile16.ChunkBytes(bits);
+        int tiles = (rows + TileRows - 1) / TileRows, cpr = (cols + 31) / 32, cb = width.ChunkBytes;
         var data = new byte[(long)tiles * cpr * cb];
-        PackTiles(codes, rows, cols, bits, data);
+        PackTiles(codes, rows, cols, width, data);
         var ts = new float[(long)tiles * groups * TileRows];
         var tb = new float[ts.LongLength];
         for (int o = 0; o < rows; o++)
@@ -103,9 +106,9 @@ public sealed class PackedMatrix
     }
 
     // Tiles are independent: packed in parallel (load time of large matrices), each by the reference codec.
-    private static unsafe void PackTiles(ReadOnlySpan<byte> codes, int rows, int cols, int bits, byte[] data)
+    private static unsafe void PackTiles(ReadOnlySpan<byte> codes, int rows, int cols, PackedWidth width, byte[] data)
     {
-        int tiles = (rows + TileRows - 1) / TileRows, cpr = (cols + 31) / 32, cb = PackedTile16.ChunkBytes(bits);
+        int tiles = (rows + TileRows - 1) / TileRows, cpr = (cols + 31) / 32, cb = width.ChunkBytes, bits = width.Bits;
         fixed (byte* src = codes)
         {
             nint sp = (nint)src;
@@ -143,15 +146,9 @@ public sealed class PackedMatrix
         return m;
     }
 
-    /// <summary>The packed container for r-bit codes: 2 for r ≤ 2, 3, 4, and 8 for r = 5..8 (the documented fallback).</summary>
-    public static int ContainerBits(int sliceBits) => sliceBits switch
-    {
-        1 or 2 => 2,
-        3 => 3,
-        4 => 4,
-        >= 5 and <= 8 => 8,
-        _ => throw new MatqException($"bits = {sliceBits} cannot be packed: serve at 1..8 bits."),
-    };
+    /// <summary>The packed container for r-bit codes: the narrowest width-table row of at least r bits (2 for r ≤ 2,
+    /// 8 for r = 5..7; the documented fallback).</summary>
+    public static int ContainerBits(int sliceBits) => PackedWidths.ContainerBits(sliceBits);
 
     /// <summary>Round-to-nearest asymmetric min-max quantization of a float matrix [rows, cols] to r bits (groups of
     /// <paramref name="groupSize"/> columns, −1 = per-channel), packed; for weights the artifact keeps in float (lm_head).</summary>
@@ -174,7 +171,7 @@ public sealed class PackedMatrix
         for (int k = 0; k < Cols; k++)
         {
             int g = k / GroupSize;
-            byte c = PackedTile16.CodeAt(tile.Slice(k / PackedTile16.Codes * ChunkBytes, ChunkBytes), Bits, l, k % PackedTile16.Codes);
+            byte c = Width.CodeAt(tile.Slice(k / PackedTile16.Codes * ChunkBytes, ChunkBytes), l, k % PackedTile16.Codes);
             dst[Perm is null ? k : Perm[k]] = Scale(o, g) * c + Bias(o, g);
         }
     }

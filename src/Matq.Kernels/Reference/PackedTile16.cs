@@ -17,7 +17,22 @@
 // 0..2), 4·c (bits 2..4), 16·c (bits 4..6) and, because pair 3 holds the top bits, 32·c (bits 5..7) — all ≤ 255.
 // J puts the spare bits of quads 0..3 where the plane needs no shift, those of quads 4..7 where a 16-bit shift right
 // by 1 (quads 4, 6) or left by 4 (quads 5, 7) brings them.
+// Each width is one codec struct below (IPackedTileCodec); Packed/PackedWidths has one row per codec, and the
+// width-taking methods here dispatch through that row.
+using Matq.Kernels.Packed;
+
 namespace Matq.Kernels.Reference;
+
+/// <summary>One width's reference codec of a chunk (16 lanes × 32 codes): where code i of lane l lives.</summary>
+public interface IPackedTileCodec
+{
+    /// <summary>Bits per code.</summary>
+    static abstract int Bits { get; }
+    /// <summary>ORs code c (&lt; 2^Bits) of lane l, column i into a chunk that starts cleared.</summary>
+    static abstract void Put(Span<byte> chunk, int l, int i, int c);
+    /// <summary>Code i of lane l.</summary>
+    static abstract byte Get(ReadOnlySpan<byte> chunk, int l, int i);
+}
 
 /// <summary>Pack/unpack of one 16-row × 32-column chunk of the packed layout; names carry width and container.</summary>
 public static class PackedTile16
@@ -27,8 +42,8 @@ public static class PackedTile16
     /// <summary>Columns per chunk: groups are whole chunks.</summary>
     public const int Codes = 32;
 
-    /// <summary>Widths with a packed layout.</summary>
-    public static readonly IReadOnlyList<int> SupportedBits = [2, 3, 4, 8];
+    /// <summary>Widths with a packed layout (the rows of PackedWidths).</summary>
+    public static IReadOnlyList<int> SupportedBits => PackedWidths.Bits;
 
     /// <summary>The 3-bit layout's 1-bit-plane position of quad q (codes 4q..4q+3 of a chunk).</summary>
     public static ReadOnlySpan<byte> HighBit3 => [2, 4, 6, 5, 3, 0, 7, 1];
@@ -36,18 +51,11 @@ public static class PackedTile16
     /// <summary>True when quad q's pair in the 2-bit plane holds a 3-bit code's top two bits (pair 3), not its low two.</summary>
     public static bool TopPair3(int q) => (q & 3) == 3;
 
-    /// <summary>Bytes per chunk (16 rows × 32 codes): 64·r.</summary>
-    public static int ChunkBytes(int bits)
-    {
-        CheckBits(bits);
-        return 64 * bits;
-    }
+    /// <summary>Bytes per chunk (16 rows × 32 codes): the row's ChunkBytes, 64·r.</summary>
+    public static int ChunkBytes(int bits) => PackedWidths.Get(bits).ChunkBytes;
 
-    public static void CheckBits(int bits)
-    {
-        if (bits is not (2 or 3 or 4 or 8))
-            throw new MatqException($"bits = {bits} has no packed GEMV layout: supported widths are 2, 3, 4 and 8.");
-    }
+    /// <summary>Throws unless <paramref name="bits"/> is a row of PackedWidths.</summary>
+    public static void CheckBits(int bits) => PackedWidths.CheckBits(bits);
 
     /// <summary>Packs codes [16 rows][32] (row-major, each &lt; 2^bits) into one chunk (ChunkBytes(bits) bytes).</summary>
     public static void Pack(ReadOnlySpan<byte> codes, int bits, Span<byte> chunk)
@@ -56,23 +64,7 @@ public static class PackedTile16
         if (chunk.Length != ChunkBytes(bits)) throw new ArgumentException($"a {bits}-bit chunk is {ChunkBytes(bits)} bytes");
         for (int i = 0; i < codes.Length; i++)
             if (codes[i] >> bits != 0) throw new ArgumentOutOfRangeException(nameof(codes), $"code {codes[i]} at {i} does not fit {bits} bits");
-        chunk.Clear();
-        for (int l = 0; l < Rows; l++)
-            for (int i = 0; i < Codes; i++)
-            {
-                int c = codes[l * Codes + i];
-                switch (bits)
-                {
-                    case 8: chunk[Byte8(l, i)] = (byte)c; break;
-                    case 4: chunk[Byte4(l, i)] |= (byte)(c << Shift4(i)); break;
-                    case 2: chunk[Byte2(l, i)] |= (byte)(c << Shift2(i)); break;
-                    case 3:
-                        bool top = TopPair3(i >> 2);
-                        chunk[Byte2(l, i)] |= (byte)((top ? c >> 1 : c & 3) << Shift2(i));
-                        chunk[128 + 4 * l + (i & 3)] |= (byte)((top ? c & 1 : c >> 2) << HighBit3[i >> 2]);
-                        break;
-                }
-            }
+        PackedWidths.Get(bits).PackChunk(codes, chunk);
     }
 
     /// <summary>Unpacks a chunk into codes [16 rows][32].</summary>
@@ -80,22 +72,65 @@ public static class PackedTile16
     {
         if (codes.Length != Rows * Codes) throw new ArgumentException("a chunk holds exactly 16×32 codes");
         if (chunk.Length != ChunkBytes(bits)) throw new ArgumentException($"a {bits}-bit chunk is {ChunkBytes(bits)} bytes");
+        var row = PackedWidths.Get(bits);
         for (int l = 0; l < Rows; l++)
-            for (int i = 0; i < Codes; i++) codes[l * Codes + i] = CodeAt(chunk, bits, l, i);
+            for (int i = 0; i < Codes; i++) codes[l * Codes + i] = row.CodeAt(chunk, l, i);
     }
 
     /// <summary>Code i (0..31) of lane l (0..15) of a chunk: the definition of every layout above.</summary>
-    public static byte CodeAt(ReadOnlySpan<byte> chunk, int bits, int l, int i) => bits switch
-    {
-        8 => chunk[Byte8(l, i)],
-        4 => (byte)((chunk[Byte4(l, i)] >> Shift4(i)) & 15),
-        2 => (byte)((chunk[Byte2(l, i)] >> Shift2(i)) & 3),
-        3 => Code3((chunk[Byte2(l, i)] >> Shift2(i)) & 3, (chunk[128 + 4 * l + (i & 3)] >> HighBit3[i >> 2]) & 1, TopPair3(i >> 2)),
-        _ => throw new MatqException($"bits = {bits} has no packed GEMV layout: supported widths are 2, 3, 4 and 8."),
-    };
+    public static byte CodeAt(ReadOnlySpan<byte> chunk, int bits, int l, int i) => PackedWidths.Get(bits).CodeAt(chunk, l, i);
 
     /// <summary>A 3-bit code from its pair and its spare bit.</summary>
     public static byte Code3(int pair, int bit, bool top) => (byte)(top ? pair << 1 | bit : pair | bit << 2);
+
+    // The width table's entry points: one codec's loop over a whole chunk (dispatched once per chunk, not per code).
+    internal static void PackChunk<TC>(ReadOnlySpan<byte> codes, Span<byte> chunk) where TC : IPackedTileCodec
+    {
+        chunk.Clear();
+        for (int l = 0; l < Rows; l++)
+            for (int i = 0; i < Codes; i++) TC.Put(chunk, l, i, codes[l * Codes + i]);
+    }
+
+    internal static byte CodeAt<TC>(ReadOnlySpan<byte> chunk, int l, int i) where TC : IPackedTileCodec => TC.Get(chunk, l, i);
+
+    /// <summary>r = 8: sub-step i/4, byte i mod 4.</summary>
+    public readonly struct Codec8 : IPackedTileCodec
+    {
+        public static int Bits => 8;
+        public static void Put(Span<byte> chunk, int l, int i, int c) => chunk[Byte8(l, i)] = (byte)c;
+        public static byte Get(ReadOnlySpan<byte> chunk, int l, int i) => chunk[Byte8(l, i)];
+    }
+
+    /// <summary>r = 4: sub-step i/8; nibble (i/4) mod 2.</summary>
+    public readonly struct Codec4 : IPackedTileCodec
+    {
+        public static int Bits => 4;
+        public static void Put(Span<byte> chunk, int l, int i, int c) => chunk[Byte4(l, i)] |= (byte)(c << Shift4(i));
+        public static byte Get(ReadOnlySpan<byte> chunk, int l, int i) => (byte)((chunk[Byte4(l, i)] >> Shift4(i)) & 15);
+    }
+
+    /// <summary>r = 2: sub-step i/16; bit pair (i/4) mod 4.</summary>
+    public readonly struct Codec2 : IPackedTileCodec
+    {
+        public static int Bits => 2;
+        public static void Put(Span<byte> chunk, int l, int i, int c) => chunk[Byte2(l, i)] |= (byte)(c << Shift2(i));
+        public static byte Get(ReadOnlySpan<byte> chunk, int l, int i) => (byte)((chunk[Byte2(l, i)] >> Shift2(i)) & 3);
+    }
+
+    /// <summary>r = 3: the 2-bit plane (low pair, or the top pair for pair 3) and the 1-bit plane at bit J[q] of byte 128 + 4l + b.</summary>
+    public readonly struct Codec3 : IPackedTileCodec
+    {
+        public static int Bits => 3;
+        public static void Put(Span<byte> chunk, int l, int i, int c)
+        {
+            bool top = TopPair3(i >> 2);
+            chunk[Byte2(l, i)] |= (byte)((top ? c >> 1 : c & 3) << Shift2(i));
+            chunk[128 + 4 * l + (i & 3)] |= (byte)((top ? c & 1 : c >> 2) << HighBit3[i >> 2]);
+        }
+
+        public static byte Get(ReadOnlySpan<byte> chunk, int l, int i) =>
+            Code3((chunk[Byte2(l, i)] >> Shift2(i)) & 3, (chunk[128 + 4 * l + (i & 3)] >> HighBit3[i >> 2]) & 1, TopPair3(i >> 2));
+    }
 
     // r = 8: sub-step i/4, byte i mod 4
     private static int Byte8(int l, int i) => 64 * (i >> 2) + 4 * l + (i & 3);

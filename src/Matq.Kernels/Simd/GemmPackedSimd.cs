@@ -3,13 +3,13 @@
 // rounding. Per tile of 16 rows, blocks of KBlock chunks are decoded once into an fp32 scratch laid out [column][16 rows]
 // (ŵ = Scale·S + Bias), then every activation row is multiplied against it with rows in vector lanes (4 activation rows
 // per pass share each weight load), so the packed weights are read once per call whatever T is. AVX2+FMA path; a
-// portable Vector128 path otherwise. Tiles split by KernelThreads.
+// portable Vector128 path otherwise. Tiles split by KernelThreads; the width table (Packed/PackedWidths) picks the
+// width's tile loop (its IPackedWidth decode) once per call.
 using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using Matq.Kernels.Packed;
-using static Matq.Kernels.Simd.PackedFields;
 
 namespace Matq.Kernels.Simd;
 
@@ -33,11 +33,12 @@ public static unsafe class GemmPackedSimd
         {
             for (int r = 0; r < t; r++) w.PrepareInput(x.Slice(r * w.Cols, w.Cols), xp.AsSpan(r * lp, lp), default);
             bool avx = GemvPackedSimd.Avx2Path && !forceVector128;
+            var width = w.Width;
             fixed (float* yp0 = y)
             {
                 nint yp = (nint)yp0;
                 KernelThreads.For(w.RowTiles, maxThreads, (long)PackedMatrix.TileRows * lp * t,
-                    (t0, t1) => RunTiles(w, xp, t, (float*)yp, t0, t1, avx));
+                    (t0, t1) => width.GemmTiles(avx, w, xp, t, (float*)yp, t0, t1));
             }
         }
         finally
@@ -46,7 +47,8 @@ public static unsafe class GemmPackedSimd
         }
     }
 
-    private static void RunTiles(PackedMatrix w, float[] xpa, int t, float* y, int t0, int t1, bool avx)
+    // The width table's GEMM entry point (Packed/PackedWidths): whole tiles t0..t1 of one width.
+    internal static void Tiles<TW>(PackedMatrix w, float[] xpa, int t, float* y, int t0, int t1, bool avx) where TW : struct, IPackedWidth
     {
         int lp = w.PaddedCols, cpr = w.ChunksPerRow;
         var acc = ArrayPool<float>.Shared.Rent(t * 16);
@@ -60,7 +62,7 @@ public static unsafe class GemmPackedSimd
                     for (int kb = 0; kb < cpr; kb += KBlock)
                     {
                         int n = Math.Min(KBlock, cpr - kb);
-                        for (int j = 0; j < n; j++) DecodeChunk(w, tile, kb + j, s + j * 32 * 16, avx);
+                        for (int j = 0; j < n; j++) DecodeChunk<TW>(w, tile, kb + j, s + j * 32 * 16, avx);
                         if (avx) Multiply256(s, n * 32, xp + kb * 32, lp, t, ya);
                         else Multiply128(s, n * 32, xp + kb * 32, lp, t, ya);
                     }
@@ -77,19 +79,13 @@ public static unsafe class GemmPackedSimd
     }
 
     /// <summary>ŵ of chunk ch of a tile into dst [32 columns][16 rows] (padding columns decode to Bias; x is 0 there).</summary>
-    internal static void DecodeChunk(PackedMatrix w, int tile, int ch, float* dst, bool avx)
+    internal static void DecodeChunk<TW>(PackedMatrix w, int tile, int ch, float* dst, bool avx) where TW : struct, IPackedWidth
     {
-        switch (w.Bits, avx)
-        {
-            case (8, true): Decode256<GemvPackedSimd.Width8>(w, tile, ch, dst); break;
-            case (4, true): Decode256<GemvPackedSimd.Width4>(w, tile, ch, dst); break;
-            case (3, true): Decode256<GemvPackedSimd.Width3>(w, tile, ch, dst); break;
-            case (2, true): Decode256<GemvPackedSimd.Width2>(w, tile, ch, dst); break;
-            default: Decode128(w, tile, ch, dst); break;
-        }
+        if (avx) Decode256<TW>(w, tile, ch, dst);
+        else Decode128<TW>(w, tile, ch, dst);
     }
 
-    private static void Decode256<TW>(PackedMatrix w, int tile, int ch, float* dst) where TW : struct, GemvPackedSimd.IWidth
+    private static void Decode256<TW>(PackedMatrix w, int tile, int ch, float* dst) where TW : struct, IPackedWidth
     {
         int g = ch / w.ChunksPerGroup, gpr = w.GroupsPerRow;
         fixed (byte* data = w.Data)
@@ -100,13 +96,13 @@ public static unsafe class GemmPackedSimd
             Vector256<float> s0 = Avx.LoadVector256(s), s1 = Avx.LoadVector256(s + 8), b0 = Avx.LoadVector256(b), b1 = Avx.LoadVector256(b + 8);
             for (int i = 0; i < 32; i++)
             {
-                Avx.Store(dst + 16 * i, Fma.MultiplyAdd(Avx.ConvertToVector256Single(Code256(p, TW.Bits, i, 0)), s0, b0));
-                Avx.Store(dst + 16 * i + 8, Fma.MultiplyAdd(Avx.ConvertToVector256Single(Code256(p, TW.Bits, i, 1)), s1, b1));
+                Avx.Store(dst + 16 * i, Fma.MultiplyAdd(Avx.ConvertToVector256Single(TW.Code256(p, i, 0)), s0, b0));
+                Avx.Store(dst + 16 * i + 8, Fma.MultiplyAdd(Avx.ConvertToVector256Single(TW.Code256(p, i, 1)), s1, b1));
             }
         }
     }
 
-    private static void Decode128(PackedMatrix w, int tile, int ch, float* dst)
+    private static void Decode128<TW>(PackedMatrix w, int tile, int ch, float* dst) where TW : struct, IPackedWidth
     {
         int g = ch / w.ChunksPerGroup, gpr = w.GroupsPerRow;
         fixed (byte* data = w.Data)
@@ -116,7 +112,7 @@ public static unsafe class GemmPackedSimd
             float* s = sc + ((long)tile * gpr + g) * 16, b = bi + ((long)tile * gpr + g) * 16;
             for (int i = 0; i < 32; i++)
                 for (int k = 0; k < 4; k++)
-                    (Vector128.ConvertToSingle(Code128(p, w.Bits, i, k)) * Vector128.Load(s + 4 * k) + Vector128.Load(b + 4 * k)).Store(dst + 16 * i + 4 * k);
+                    (Vector128.ConvertToSingle(TW.Code128(p, i, k)) * Vector128.Load(s + 4 * k) + Vector128.Load(b + 4 * k)).Store(dst + 16 * i + 4 * k);
         }
     }
 

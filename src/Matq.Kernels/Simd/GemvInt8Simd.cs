@@ -11,12 +11,12 @@
 // (.NET 10 exposes no 512-bit vpdpbusd — AVX512-VNNI — so the 512-bit path uses vpmaddubsw/vpmaddwd; on AVX-512
 // machines the JIT encodes the 256-bit VNNI path with EVEX, using 32 registers and vpternlogd.) Auto = BestPath(bits).
 // D_g is exact in int32 for groups of up to 65536 columns (|D| ≤ 255·127·65536 < 2^31); wider groups are summed in int64 over 65536-column pieces. Tiles are split
-// over threads by KernelThreads; weights that stream from memory are software-prefetched (PrefetchMinBytes).
+// over threads by KernelThreads; weights that stream from memory are software-prefetched (PrefetchMinBytes). Which
+// paths a width has is its row of the width table (Packed/PackedWidths): one Int8Kernel per path, picked once per call.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using Matq.Kernels.Packed;
-using Matq.Kernels.Reference;
 
 namespace Matq.Kernels.Simd;
 
@@ -46,17 +46,21 @@ public static unsafe class GemvInt8Simd
         _ => true,
     };
 
+    /// <summary>The order Auto tries the paths in.</summary>
+    private static readonly Int8KernelPath[] Preference = [Int8KernelPath.Vnni, Int8KernelPath.Avx512, Int8KernelPath.Avx2, Int8KernelPath.Vector128];
+
     /// <summary>The path Auto runs for <paramref name="bits"/>-bit weights (today the same for every width).</summary>
     public static Int8KernelPath BestPath(int bits)
     {
         // One vpdpbusd per 32 products beats vpmaddubsw + vpmaddwd at every width, even at 256 bits against 512
         // (measured on a Sapphire Rapids VM with `matq bench kernels --paths all`, 1 and 2 threads); without AVX-VNNI
         // the 512-bit path halves the instructions of the 256-bit one. The width stays a parameter so a machine where
-        // that differs per width can be told apart (bench kernels prints the choice per width).
-        PackedTile16.CheckBits(PackedMatrix.ContainerBits(bits));
-        if (AvxVnni.IsSupported) return Int8KernelPath.Vnni;
-        if (Avx512BW.IsSupported) return Int8KernelPath.Avx512;
-        return Avx2.IsSupported ? Int8KernelPath.Avx2 : Int8KernelPath.Vector128;
+        // that differs per width can be told apart (bench kernels prints the choice per width); a width whose row lacks
+        // a path skips it (every row has the portable Vector128 one).
+        var width = PackedWidths.Get(PackedWidths.ContainerBits(bits));
+        foreach (var path in Preference)
+            if (IsSupported(path) && width.HasInt8(path)) return path;
+        return Int8KernelPath.Vector128;
     }
 
     /// <param name="maxThreads">−1 = all cores; 1 = the calling thread only.</param>
@@ -74,12 +78,12 @@ public static unsafe class GemvInt8Simd
         ArgumentNullException.ThrowIfNull(a);
         if (!a.Fits(w)) throw new ArgumentException("activations were prepared for another matrix shape, group size or column permutation");
         if (y.Length != w.Rows) throw new ArgumentException($"y must hold {w.Rows} values, got {y.Length}");
-        path = Resolve(path, w.Bits);
+        var kernel = Resolve(path, w);
         fixed (float* yp0 = y)
         {
             nint yp = (nint)yp0;
             KernelThreads.For(w.RowTiles, maxThreads, (long)PackedMatrix.TileRows * w.PaddedCols,
-                (t0, t1) => RunTiles(w, a, (float*)yp, t0, t1, path));
+                (t0, t1) => kernel.Tiles(w, a, (float*)yp, t0, t1));
         }
     }
 
@@ -87,7 +91,7 @@ public static unsafe class GemvInt8Simd
     public static void GroupDots(PackedMatrix w, Int8Activations a, int o, Span<long> dots, Int8KernelPath path = Int8KernelPath.Auto)
     {
         if (dots.Length != w.GroupsPerRow) throw new ArgumentException($"dots must hold {w.GroupsPerRow} values");
-        path = Resolve(path, w.Bits);
+        var kernel = Resolve(path, w);
         var d = stackalloc long[16];
         fixed (byte* data = w.Data)
         fixed (sbyte* xs = a.Codes)
@@ -95,67 +99,21 @@ public static unsafe class GemvInt8Simd
             byte* tile = data + o / PackedMatrix.TileRows * w.TileBytes;
             for (int g = 0; g < w.GroupsPerRow; g++)
             {
-                GroupDot(w, tile, xs, g, d, path);
+                kernel.GroupDot(w, tile, xs, g, d);
                 dots[g] = d[o % PackedMatrix.TileRows];
             }
         }
     }
 
-    private static Int8KernelPath Resolve(Int8KernelPath path, int bits)
+    private static Int8Kernel Resolve(Int8KernelPath path, PackedMatrix w)
     {
-        if (path == Int8KernelPath.Auto) path = BestPath(bits);
+        if (path == Int8KernelPath.Auto) path = BestPath(w.Bits);
         if (!IsSupported(path)) throw new PlatformNotSupportedException($"the {path} integer kernel needs CPU support this machine lacks");
-        return path;
+        return w.Width.Int8(path);
     }
 
-    private static void RunTiles(PackedMatrix w, Int8Activations a, float* y, int t0, int t1, Int8KernelPath path)
-    {
-        switch (path, w.Bits)
-        {
-            case (Int8KernelPath.Avx512, 8): Tiles<Int8DotsAvx512.W8>(w, a, y, t0, t1); break;
-            case (Int8KernelPath.Avx512, 4): Tiles<Int8DotsAvx512.W4>(w, a, y, t0, t1); break;
-            case (Int8KernelPath.Avx512, 3): Tiles<Int8DotsAvx512.W3>(w, a, y, t0, t1); break;
-            case (Int8KernelPath.Avx512, 2): Tiles<Int8DotsAvx512.W2>(w, a, y, t0, t1); break;
-            case (Int8KernelPath.Vnni, 8): Tiles<Int8DotsVnni.W8>(w, a, y, t0, t1); break;
-            case (Int8KernelPath.Vnni, 4): Tiles<Int8DotsVnni.W4>(w, a, y, t0, t1); break;
-            case (Int8KernelPath.Vnni, 3): Tiles<Int8DotsVnni.W3>(w, a, y, t0, t1); break;
-            case (Int8KernelPath.Vnni, 2): Tiles<Int8DotsVnni.W2>(w, a, y, t0, t1); break;
-            case (Int8KernelPath.Avx2, 8): Tiles<Int8DotsAvx2.W8>(w, a, y, t0, t1); break;
-            case (Int8KernelPath.Avx2, 4): Tiles<Int8DotsAvx2.W4>(w, a, y, t0, t1); break;
-            case (Int8KernelPath.Avx2, 3): Tiles<Int8DotsAvx2.W3>(w, a, y, t0, t1); break;
-            case (Int8KernelPath.Avx2, 2): Tiles<Int8DotsAvx2.W2>(w, a, y, t0, t1); break;
-            case (_, 8): Tiles<Int8Dots128.W8>(w, a, y, t0, t1); break;
-            case (_, 4): Tiles<Int8Dots128.W4>(w, a, y, t0, t1); break;
-            case (_, 3): Tiles<Int8Dots128.W3>(w, a, y, t0, t1); break;
-            default: Tiles<Int8Dots128.W2>(w, a, y, t0, t1); break;
-        }
-    }
-
-    /// <summary>D of group g for the 16 lanes of one tile (int64), via <paramref name="path"/>.</summary>
-    private static void GroupDot(PackedMatrix w, byte* tile, sbyte* xs, int g, long* d, Int8KernelPath path)
-    {
-        switch (path, w.Bits)
-        {
-            case (Int8KernelPath.Avx512, 8): GroupDot<Int8DotsAvx512.W8>(w, tile, xs, g, d); break;
-            case (Int8KernelPath.Avx512, 4): GroupDot<Int8DotsAvx512.W4>(w, tile, xs, g, d); break;
-            case (Int8KernelPath.Avx512, 3): GroupDot<Int8DotsAvx512.W3>(w, tile, xs, g, d); break;
-            case (Int8KernelPath.Avx512, 2): GroupDot<Int8DotsAvx512.W2>(w, tile, xs, g, d); break;
-            case (Int8KernelPath.Vnni, 8): GroupDot<Int8DotsVnni.W8>(w, tile, xs, g, d); break;
-            case (Int8KernelPath.Vnni, 4): GroupDot<Int8DotsVnni.W4>(w, tile, xs, g, d); break;
-            case (Int8KernelPath.Vnni, 3): GroupDot<Int8DotsVnni.W3>(w, tile, xs, g, d); break;
-            case (Int8KernelPath.Vnni, 2): GroupDot<Int8DotsVnni.W2>(w, tile, xs, g, d); break;
-            case (Int8KernelPath.Avx2, 8): GroupDot<Int8DotsAvx2.W8>(w, tile, xs, g, d); break;
-            case (Int8KernelPath.Avx2, 4): GroupDot<Int8DotsAvx2.W4>(w, tile, xs, g, d); break;
-            case (Int8KernelPath.Avx2, 3): GroupDot<Int8DotsAvx2.W3>(w, tile, xs, g, d); break;
-            case (Int8KernelPath.Avx2, 2): GroupDot<Int8DotsAvx2.W2>(w, tile, xs, g, d); break;
-            case (_, 8): GroupDot<Int8Dots128.W8>(w, tile, xs, g, d); break;
-            case (_, 4): GroupDot<Int8Dots128.W4>(w, tile, xs, g, d); break;
-            case (_, 3): GroupDot<Int8Dots128.W3>(w, tile, xs, g, d); break;
-            default: GroupDot<Int8Dots128.W2>(w, tile, xs, g, d); break;
-        }
-    }
-
-    private static void GroupDot<T>(PackedMatrix w, byte* tile, sbyte* xs, int g, long* d) where T : struct, IInt8Dots
+    // The width table's entry points (Packed/PackedWidths): one path's integer loop T for one width.
+    internal static void GroupDot<T>(PackedMatrix w, byte* tile, sbyte* xs, int g, long* d) where T : struct, IInt8Dots
     {
         int cpg = w.ChunksPerGroup, c0 = g * cpg, c1 = Math.Min(c0 + cpg, w.ChunksPerRow);
         var part = stackalloc int[16];
@@ -171,7 +129,7 @@ public static unsafe class GemvInt8Simd
     // One tile at a time: per group, the path's integer loop writes the 16 lanes' D_g, the epilogue folds them into the
     // per-lane fp32 sums A and B (two 256-bit halves each). Groups wider than MaxChunks, or no 256-bit vectors: TilesScalar.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tiles<T>(PackedMatrix w, Int8Activations a, float* y, int t0, int t1) where T : struct, IInt8Dots
+    internal static void Tiles<T>(PackedMatrix w, Int8Activations a, float* y, int t0, int t1) where T : struct, IInt8Dots
     {
         if (w.ChunksPerGroup > MaxChunks || !Vector256.IsHardwareAccelerated) { TilesScalar<T>(w, a, y, t0, t1); return; }
         int gpr = w.GroupsPerRow, cpg = w.ChunksPerGroup, cpr = w.ChunksPerRow, cb = w.ChunkBytes;
@@ -250,4 +208,25 @@ public static unsafe class GemvInt8Simd
 internal unsafe interface IInt8Dots
 {
     static abstract void Dots(byte* p, sbyte* x, int chunks, int* d);
+}
+
+/// <summary>One cell of the width table: a path's integer kernel for one width (whole tiles, and one group's dots for tests).</summary>
+internal readonly unsafe struct Int8Kernel
+{
+    public Int8KernelPath Path { get; }
+    private readonly delegate*<PackedMatrix, Int8Activations, float*, int, int, void> _tiles;
+    private readonly delegate*<PackedMatrix, byte*, sbyte*, int, long*, void> _groupDot;
+
+    private Int8Kernel(Int8KernelPath path, delegate*<PackedMatrix, Int8Activations, float*, int, int, void> tiles,
+        delegate*<PackedMatrix, byte*, sbyte*, int, long*, void> groupDot)
+    {
+        Path = path; _tiles = tiles; _groupDot = groupDot;
+    }
+
+    /// <summary>The kernels of integer loop <typeparamref name="T"/> (one width's struct of one path).</summary>
+    public static Int8Kernel Of<T>(Int8KernelPath path) where T : struct, IInt8Dots =>
+        new(path, &GemvInt8Simd.Tiles<T>, &GemvInt8Simd.GroupDot<T>);
+
+    public void Tiles(PackedMatrix w, Int8Activations a, float* y, int t0, int t1) => _tiles(w, a, y, t0, t1);
+    public void GroupDot(PackedMatrix w, byte* tile, sbyte* xs, int g, long* d) => _groupDot(w, tile, xs, g, d);
 }

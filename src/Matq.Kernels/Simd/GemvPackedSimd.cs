@@ -2,13 +2,13 @@
 // (summation order differs). Rows sit in the lanes of the packed tiles (Reference/PackedTile16): per group, each code
 // field is shifted down, masked and converted in its lane and multiplied by its broadcast activation into per-row sums
 // Σ S·x, folded as A ← fma(Scale, Σ S·x, A) and B ← fma(Bias, Σx, B), y = A + B. AVX2+FMA path (two 8-row halves per
-// tile) where present, a portable Vector128 path (four 4-row quarters) otherwise; tiles split by KernelThreads.
+// tile) where present, a portable Vector128 path (four 4-row quarters) otherwise; tiles split by KernelThreads. One
+// IPackedWidth struct per width; the width table (Packed/PackedWidths) picks its tile loop once per call.
 using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using Matq.Kernels.Packed;
-using Matq.Kernels.Reference;
 using static Matq.Kernels.Simd.PackedFields;
 
 namespace Matq.Kernels.Simd;
@@ -28,34 +28,20 @@ public static unsafe class GemvPackedSimd
         var gs = new float[w.GroupsPerRow];
         w.PrepareInput(x, xp, gs);
         bool avx = Avx2Path && !forceVector128;
+        var width = w.Width;   // the width table's row: its tile loop is picked once per call
         fixed (float* yp0 = y)
         {
             nint yp = (nint)yp0;
             KernelThreads.For(w.RowTiles, maxThreads, (long)PackedMatrix.TileRows * w.PaddedCols,
-                (t0, t1) => RunTiles(w, xp, gs, (float*)yp, t0, t1, avx));
+                (t0, t1) => width.Fp32Tiles(avx, w, xp, gs, (float*)yp, t0, t1));
         }
     }
 
-    private static void RunTiles(PackedMatrix w, float[] xp, float[] gs, float* y, int t0, int t1, bool avx)
-    {
-        switch (w.Bits, avx)
-        {
-            case (8, true): Tiles256<Width8>(w, xp, gs, y, t0, t1); break;
-            case (4, true): Tiles256<Width4>(w, xp, gs, y, t0, t1); break;
-            case (3, true): Tiles256<Width3>(w, xp, gs, y, t0, t1); break;
-            case (2, true): Tiles256<Width2>(w, xp, gs, y, t0, t1); break;
-            case (8, false): Tiles128<Width8>(w, xp, gs, y, t0, t1); break;
-            case (4, false): Tiles128<Width4>(w, xp, gs, y, t0, t1); break;
-            case (3, false): Tiles128<Width3>(w, xp, gs, y, t0, t1); break;
-            case (2, false): Tiles128<Width2>(w, xp, gs, y, t0, t1); break;
-            default: throw new MatqException($"bits = {w.Bits} has no packed GEMV kernel: supported widths are 2, 3, 4 and 8.");
-        }
-    }
-
+    // The width table's fp32 entry points (Packed/PackedWidths): whole tiles t0..t1 of one width.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tiles256<TW>(PackedMatrix w, float[] xpa, float[] gsa, float* y, int t0, int t1) where TW : struct, IWidth
+    internal static void Tiles256<TW>(PackedMatrix w, float[] xpa, float[] gsa, float* y, int t0, int t1) where TW : struct, IPackedWidth
     {
-        int gpr = w.GroupsPerRow, cpg = w.ChunksPerGroup, cpr = w.ChunksPerRow, cb = w.ChunkBytes, bits = TW.Bits;
+        int gpr = w.GroupsPerRow, cpg = w.ChunksPerGroup, cpr = w.ChunksPerRow, cb = w.ChunkBytes;
         var outv = stackalloc float[16];
         fixed (byte* data = w.Data)
         fixed (float* xp = xpa, gs = gsa, sc = w.Scales, bi = w.Biases)
@@ -88,9 +74,9 @@ public static unsafe class GemvPackedSimd
             }
     }
 
-    private static void Tiles128<TW>(PackedMatrix w, float[] xpa, float[] gsa, float* y, int t0, int t1) where TW : struct, IWidth
+    internal static void Tiles128<TW>(PackedMatrix w, float[] xpa, float[] gsa, float* y, int t0, int t1) where TW : struct, IPackedWidth
     {
-        int gpr = w.GroupsPerRow, cpg = w.ChunksPerGroup, cpr = w.ChunksPerRow, cb = w.ChunkBytes, bits = TW.Bits;
+        int gpr = w.GroupsPerRow, cpg = w.ChunksPerGroup, cpr = w.ChunksPerRow, cb = w.ChunkBytes;
         var outv = stackalloc float[16];
         var sums = stackalloc Vector128<float>[4];
         fixed (byte* data = w.Data)
@@ -110,7 +96,7 @@ public static unsafe class GemvPackedSimd
                         for (int i = 0; i < 32; i++)
                         {
                             var xv = Vector128.Create(xp[32 * ch + i]);
-                            for (int k = 0; k < 4; k++) sums[k] += Vector128.ConvertToSingle(Code128(p, bits, i, k)) * xv;
+                            for (int k = 0; k < 4; k++) sums[k] += Vector128.ConvertToSingle(TW.Code128(p, i, k)) * xv;
                         }
                     }
                     var xs = Vector128.Create(gs[g]);
@@ -122,14 +108,6 @@ public static unsafe class GemvPackedSimd
             }
     }
 
-    /// <summary>A width: its bits and its fp32 chunk loop (rows 0..7 into a*, rows 8..15 into c*, 4 chains each).</summary>
-    internal interface IWidth
-    {
-        static abstract int Bits { get; }
-        static abstract void Chunk(byte* p, float* x, ref Vector256<float> a0, ref Vector256<float> a1, ref Vector256<float> a2, ref Vector256<float> a3,
-            ref Vector256<float> c0, ref Vector256<float> c1, ref Vector256<float> c2, ref Vector256<float> c3);
-    }
-
     // field (v >> shift) & mask of every lane, converted, times the broadcast activation, into acc
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Mac(Vector256<uint> v, [ConstantExpected] byte shift, uint mask, float x, Vector256<float> acc) =>
@@ -138,9 +116,14 @@ public static unsafe class GemvPackedSimd
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<uint> L(byte* p) => Avx.LoadVector256((uint*)p);
 
-    internal struct Width8 : IWidth
+    internal struct Width8 : IPackedWidth
     {
         public static int Bits => 8;
+        public static int ChunkBytes => 512;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Code256(byte* p, int i, int h) => Field256(p, i >> 2, 8 * (i & 3), 0xFFu, h).AsInt32();
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<int> Code128(byte* p, int i, int k) => Field128(p, i >> 2, 8 * (i & 3), 0xFFu, k).AsInt32();
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static void Chunk(byte* p, float* x, ref Vector256<float> a0, ref Vector256<float> a1, ref Vector256<float> a2, ref Vector256<float> a3,
             ref Vector256<float> c0, ref Vector256<float> c1, ref Vector256<float> c2, ref Vector256<float> c3)
@@ -157,9 +140,14 @@ public static unsafe class GemvPackedSimd
         }
     }
 
-    internal struct Width4 : IWidth
+    internal struct Width4 : IPackedWidth
     {
         public static int Bits => 4;
+        public static int ChunkBytes => 256;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Code256(byte* p, int i, int h) => Field256(p, i >> 3, 8 * (i & 3) + 4 * ((i >> 2) & 1), 0xFu, h).AsInt32();
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<int> Code128(byte* p, int i, int k) => Field128(p, i >> 3, 8 * (i & 3) + 4 * ((i >> 2) & 1), 0xFu, k).AsInt32();
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static void Chunk(byte* p, float* x, ref Vector256<float> a0, ref Vector256<float> a1, ref Vector256<float> a2, ref Vector256<float> a3,
             ref Vector256<float> c0, ref Vector256<float> c1, ref Vector256<float> c2, ref Vector256<float> c3)
@@ -180,9 +168,14 @@ public static unsafe class GemvPackedSimd
         }
     }
 
-    internal struct Width2 : IWidth
+    internal struct Width2 : IPackedWidth
     {
         public static int Bits => 2;
+        public static int ChunkBytes => 128;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Code256(byte* p, int i, int h) => Code2x256(p, i, h);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<int> Code128(byte* p, int i, int k) => Code2x128(p, i, k);
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static void Chunk(byte* p, float* x, ref Vector256<float> a0, ref Vector256<float> a1, ref Vector256<float> a2, ref Vector256<float> a3,
             ref Vector256<float> c0, ref Vector256<float> c1, ref Vector256<float> c2, ref Vector256<float> c3)
@@ -219,9 +212,14 @@ public static unsafe class GemvPackedSimd
         a3 = Mac(v, 30, 3, x[15], a3); c3 = Mac(u, 30, 3, x[15], c3);
     }
 
-    internal struct Width3 : IWidth
+    internal struct Width3 : IPackedWidth
     {
         public static int Bits => 3;
+        public static int ChunkBytes => 192;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Code256(byte* p, int i, int h) => Code3x256(p, i, h);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector128<int> Code128(byte* p, int i, int k) => Code3x128(p, i, k);
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static void Chunk(byte* p, float* x, ref Vector256<float> a0, ref Vector256<float> a1, ref Vector256<float> a2, ref Vector256<float> a3,
             ref Vector256<float> c0, ref Vector256<float> c1, ref Vector256<float> c2, ref Vector256<float> c3)

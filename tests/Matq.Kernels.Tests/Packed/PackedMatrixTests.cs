@@ -75,11 +75,10 @@ public sealed class PackedMatrixTests
         Assert.Equal(new byte[] { 2, 4, 6, 5, 3, 0, 7, 1 }, PackedTile16.HighBit3.ToArray());
     }
 
+    public static IEnumerable<object[]> Widths() => PackedWidths.Bits.Select(b => new object[] { b });
+
     [Theory]
-    [InlineData(2)]
-    [InlineData(3)]
-    [InlineData(4)]
-    [InlineData(8)]
+    [MemberData(nameof(Widths))]
     public void ChunkRoundTripsExactly(int bits)
     {
         var rng = new Random(bits);

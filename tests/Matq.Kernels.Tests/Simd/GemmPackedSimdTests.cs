@@ -14,7 +14,7 @@ public sealed class GemmPackedSimdTests
     {
         int[][] shapes = [[1, 7, 1], [5, 33, 3], [17, 100, 32], [4, 64, 2], [37, 257, 9], [64, 512, 5]];
         foreach (var s in shapes)
-            foreach (int bits in new[] { 2, 3, 4, 8 })
+            foreach (int bits in PackedWidths.Bits)   // every row of the width table
                 foreach (int group in new[] { -1, 32, 128 })
                     if (group == -1 || group <= s[1])
                         yield return [s[0], s[1], s[2], group, bits];

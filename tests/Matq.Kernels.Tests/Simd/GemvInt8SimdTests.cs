@@ -14,7 +14,7 @@ public sealed class GemvInt8SimdTests
     {
         int[][] shapes = [[1, 7], [3, 32], [17, 100], [5, 64], [40, 257], [33, 512], [2, 1000], [70, 96]];
         foreach (var s in shapes)
-            foreach (int bits in new[] { 2, 3, 4, 8 })
+            foreach (int bits in PackedWidths.Bits)   // every row of the width table
                 foreach (int group in new[] { -1, 32, 64, 128 })
                     if (group == -1 || group <= s[1])
                         yield return [s[0], s[1], group, bits];
