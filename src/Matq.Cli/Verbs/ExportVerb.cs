@@ -18,8 +18,8 @@ namespace Matq.Cli.Verbs;
 public sealed class ExportVerb(IAnsiConsole console) : Verb(console)
 {
     private const string Supported =
-        "supported: gguf [--type f32|f16|q8_0|q4_0|q4_1] [--embed-type T] from a .matq or an HF model; onnx [--bits 2|4|8] from a .matq, or float32 from an HF model; " +
-        "hf [--bits 1..8] [--type f32|bf16|f16] from a .matq";
+        "supported: gguf [--type f32|f16|q8_0|q4_0|q4_1] from a .matq; onnx [--bits 2|4|8] from a .matq, or float32 from an HF model; " +
+        "hf [--bits 1..8] [--type f32|bf16|f16] from a .matq; gguf also from an HF model folder, and --embed-type TYPE for the embedding and head";
 
     private readonly Option<string> _format = new("--format") { Description = "Output format: gguf, onnx or hf", Required = true, HelpName = "gguf|onnx|hf" };
     private readonly Option<string> _model = CommonOptions.Model();

@@ -18,39 +18,9 @@ public sealed class QuantizeResumeTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("matq-resume-").FullName;
 
-    private static (int Code, string Output) Run(string[] args, Action<QuantizationEvent>? observe = null)
-    {
-        var writer = new StringWriter();
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Out = new AnsiConsoleOutput(writer), Ansi = AnsiSupport.No, ColorSystem = ColorSystemSupport.NoColors, Interactive = InteractionSupport.No,
-        });
-        console.Profile.Width = 400;
-        Func<DataStore> noData = () => throw new InvalidOperationException("the verb touched the dataset cache");
-        var root = new RootCommand("test");
-        root.Subcommands.Add(new QuantizeVerb(console, noData, observe).Build());
-        int code = CliHost.Run(root, args, console);
-        return (code, writer.ToString());
-    }
-
-    private static string TinyModel()
-    {
-        var dir = AppContext.BaseDirectory;
-        while (dir is not null && !File.Exists(Path.Combine(dir, "models", "tiny", "config.json"))) dir = Path.GetDirectoryName(dir);
-        return dir is null ? throw new DirectoryNotFoundException("models/tiny not found above " + AppContext.BaseDirectory) : Path.Combine(dir, "models", "tiny");
-    }
-
-    private string Text()
-    {
-        var path = Path.Combine(_dir, "calib.txt");
-        if (!File.Exists(path))
-            File.WriteAllText(path, string.Concat(Enumerable.Repeat("We the people of the United States, in order to form a more perfect union. ", 20)));
-        return path;
-    }
-
     private string[] Args(string method, string outPath, params string[] extra) =>
     [
-        "quantize", "--model", TinyModel(), "--method", method, "--group", "64", "--calib-data", Text(), "--calib-n", "4", "--calib-len", "32",
+        "quantize", "--model", QuantizeVerbHarness.TinyModel(), "--method", method, "--group", "64", "--calib-data", QuantizeVerbHarness.CalibText(_dir), "--calib-n", "4", "--calib-len", "32",
         "--out", outPath, .. method is "omniquant" or "matquant" ? new[] { "--option", "epochs=1", "--option", "lwc-batch=2" } : [], .. extra,
     ];
 
@@ -67,20 +37,20 @@ public sealed class QuantizeResumeTests : IDisposable
     {
         // same file name in two folders: the artifact names its tokenizer folder after itself
         var full = Path.Combine(_dir, "full", "m.matq");
-        var (code, output) = Run(Args(method, full, settings));
+        var (code, output) = QuantizeVerbHarness.Run(Args(method, full, settings));
         Assert.True(code == 0, output);
         Assert.False(Directory.Exists(QuantizationCheckpoint.FolderFor(full)), "a finished run leaves no checkpoint");
 
         var outPath = Path.Combine(_dir, "resumed", "m.matq");
         var folder = QuantizationCheckpoint.FolderFor(outPath);
-        (code, output) = Run(Args(method, outPath, settings), KillAfter(1));
+        (code, output) = QuantizeVerbHarness.Run(Args(method, outPath, settings), KillAfter(1));
         Assert.Equal(CliHost.Failure, code);
         Assert.Contains("cancelled", output);
         Assert.Contains($"2 finished block(s) are saved in {folder}: add --resume to continue", output);
         Assert.False(File.Exists(outPath));
         Assert.True(File.Exists(Path.Combine(folder, "block-0001.safetensors")));
 
-        (code, output) = Run([.. Args(method, outPath, settings), "--resume"]);
+        (code, output) = QuantizeVerbHarness.Run([.. Args(method, outPath, settings), "--resume"]);
         Assert.True(code == 0, output);
         Assert.Contains($"resuming at block 3/4 (2 finished block(s) restored from {folder})", output);
         Assert.False(Directory.Exists(folder), "the checkpoint is removed once the artifact is written");
@@ -91,10 +61,10 @@ public sealed class QuantizeResumeTests : IDisposable
     public void A_run_without_resume_replaces_the_checkpoint_and_says_resume_would_have_continued()
     {
         var outPath = Path.Combine(_dir, "m.matq");
-        var (code, _) = Run(Args("gptq", outPath, "--bits", "4"), KillAfter(0));
+        var (code, _) = QuantizeVerbHarness.Run(Args("gptq", outPath, "--bits", "4"), KillAfter(0));
         Assert.Equal(CliHost.Failure, code);
         string output;
-        (code, output) = Run(Args("gptq", outPath, "--bits", "4"));
+        (code, output) = QuantizeVerbHarness.Run(Args("gptq", outPath, "--bits", "4"));
         Assert.True(code == 0, output);
         Assert.Contains($"note: {QuantizationCheckpoint.FolderFor(outPath)} holds an unfinished run (1/4 blocks); starting over replaces it (--resume would have continued it)", output);
         Assert.DoesNotContain("resuming", output);
@@ -108,7 +78,7 @@ public sealed class QuantizeResumeTests : IDisposable
         var folder = QuantizationCheckpoint.FolderFor(outPath);
         void Refused(string[] args, string expected)
         {
-            var (code, output) = Run(args);
+            var (code, output) = QuantizeVerbHarness.Run(args);
             Assert.Equal(CliHost.Failure, code);
             Assert.Contains(expected, output);
             Assert.DoesNotContain("   at ", output);
@@ -118,7 +88,7 @@ public sealed class QuantizeResumeTests : IDisposable
         Refused([.. Args("rtn", outPath, "--bits", "4"), "--resume"], "--resume: rtn does not walk the model block by block, so it has no checkpoint to continue; methods that resume: gptq, athena, omniquant, and matquant with --base athena or omniquant");
         Refused([.. Args("matquant", outPath, "--bits", "8,4,2", "--base", "qat"), "--resume"], "--resume: matquant with base qat does not walk the model block by block");
 
-        var (code, _) = Run(Args("athena", outPath, "--bits", "4"), KillAfter(0));
+        var (code, _) = QuantizeVerbHarness.Run(Args("athena", outPath, "--bits", "4"), KillAfter(0));
         Assert.Equal(CliHost.Failure, code);
         Refused([.. Args("athena", outPath, "--bits", "3"), "--resume"], $"cannot resume from {folder}: it was written with bits = 4, this run has bits = 3");
         Refused([.. Args("athena", outPath, "--bits", "4", "--option", "sweeps=1"), "--resume"], "it was written with option sweeps = 2, this run has option sweeps = 1");

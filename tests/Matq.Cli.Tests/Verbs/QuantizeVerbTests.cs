@@ -14,43 +14,14 @@ public sealed class QuantizeVerbTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("matq-quantize-").FullName;
 
-    private static (int Code, string Output) Run(params string[] args)
-    {
-        var writer = new StringWriter();
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Out = new AnsiConsoleOutput(writer), Ansi = AnsiSupport.No, ColorSystem = ColorSystemSupport.NoColors, Interactive = InteractionSupport.No,
-        });
-        console.Profile.Width = 240;
-        Func<DataStore> noData = () => throw new InvalidOperationException("the verb touched the dataset cache");
-        var root = new RootCommand("test");
-        root.Subcommands.Add(new QuantizeVerb(console, noData).Build());
-        int code = CliHost.Run(root, args, console);
-        return (code, writer.ToString());
-    }
-
-    private static string TinyModel()
-    {
-        var dir = AppContext.BaseDirectory;
-        while (dir is not null && !File.Exists(Path.Combine(dir, "models", "tiny", "config.json"))) dir = Path.GetDirectoryName(dir);
-        return dir is null ? throw new DirectoryNotFoundException("models/tiny not found above " + AppContext.BaseDirectory) : Path.Combine(dir, "models", "tiny");
-    }
-
-    private string Text()
-    {
-        var path = Path.Combine(_dir, "calib.txt");
-        File.WriteAllText(path, string.Concat(Enumerable.Repeat("We the people of the United States, in order to form a more perfect union. ", 20)));
-        return path;
-    }
-
     private static readonly string[] Tiny = ["--group", "64", "--calib-n", "4", "--calib-len", "32", "--option", "epochs=1", "--option", "lwc-batch=2"];
 
     [Fact]
     public void Matquant_with_the_omniquant_base_writes_int8_master_codes_trained_for_R()
     {
         var outPath = Path.Combine(_dir, "mq.matq");
-        var (code, output) = Run(["quantize", "--model", TinyModel(), "--method", "matquant", "--base", "omniquant", "--bits", "8,4,2",
-            "--lambda", "1,1,2", "--codistill", "8->2", "--calib-data", Text(), "--out", outPath, .. Tiny]);
+        var (code, output) = QuantizeVerbHarness.Run(["quantize", "--model", QuantizeVerbHarness.TinyModel(), "--method", "matquant", "--base", "omniquant", "--bits", "8,4,2",
+            "--lambda", "1,1,2", "--codistill", "8->2", "--calib-data", QuantizeVerbHarness.CalibText(_dir), "--out", outPath, .. Tiny]);
         Assert.True(code == 0, output);
         Assert.Contains("matquant 8-bit", output);
         Assert.Contains("model.layers.3.mlp.down_proj", output);
@@ -69,7 +40,7 @@ public sealed class QuantizeVerbTests : IDisposable
     public void Plain_omniquant_at_one_width()
     {
         var outPath = Path.Combine(_dir, "o4.matq");
-        var (code, output) = Run(["quantize", "--model", TinyModel(), "--method", "omniquant", "--bits", "4", "--calib-data", Text(), "--out", outPath, .. Tiny]);
+        var (code, output) = QuantizeVerbHarness.Run(["quantize", "--model", QuantizeVerbHarness.TinyModel(), "--method", "omniquant", "--bits", "4", "--calib-data", QuantizeVerbHarness.CalibText(_dir), "--out", outPath, .. Tiny]);
         Assert.True(code == 0, output);
         Assert.Contains("omniquant 4-bit", output);
         var meta = MatqArtifact.Open(outPath).Metadata;
@@ -88,7 +59,7 @@ public sealed class QuantizeVerbTests : IDisposable
     [InlineData("--method omniquant --bits 4 --option epochs=-1", "epochs = -1 is out of range")]
     public void Mistakes_are_one_line_before_any_load(string args, string expected)
     {
-        var (code, output) = Run(["quantize", "--model", TinyModel(), "--out", Path.Combine(_dir, "x.matq"), .. args.Split(' ')]);
+        var (code, output) = QuantizeVerbHarness.Run(["quantize", "--model", QuantizeVerbHarness.TinyModel(), "--out", Path.Combine(_dir, "x.matq"), .. args.Split(' ')]);
         Assert.Equal(CliHost.Failure, code);
         Assert.Contains(expected, output);
         Assert.DoesNotContain("   at ", output);

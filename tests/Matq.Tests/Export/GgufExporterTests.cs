@@ -17,9 +17,9 @@ namespace Matq.Tests.Export;
 
 public sealed class GgufExporterTests
 {
-    private static string TinyModel => Path.Combine(HfFixtures.Root, "models", "tiny");
+    internal static string TinyModel => Path.Combine(HfFixtures.Root, "models", "tiny");
 
-    private static string TinyArtifact(QuantizationConfig config)
+    internal static string TinyArtifact(QuantizationConfig config)
     {
         using var model = LlamaLoader.Load(TinyModel, CPU);
         var result = PipelineFixtures.Quantize(model, config);
@@ -53,18 +53,19 @@ public sealed class GgufExporterTests
         Assert.Equal(256, tokens.Length);
         Assert.Empty((object[])f.Get("tokenizer.ggml.merges")!);
 
-        // every HF tensor once, under its llama.cpp name, ne = reversed HF shape; quantized linears q4_1, norms f32, float matrices f16
+        // every HF tensor once, under its llama.cpp name, ne = reversed HF shape; quantized linears q4_1, norms f32, the
+        // embedding and the (unquantized) head q8_0 — llama.cpp's quantizer's choice (they were f16 before --embed-type)
         var expected = LlamaTensors.Expected(config).ToDictionary(e => GgufExporter.GgufName(e.Name), e => e.Shape);
         Assert.Equal(expected.Keys.Order(), f.Tensors.Select(t => t.Name).Order());
         foreach (var t in f.Tensors)
         {
             Assert.Equal(expected[t.Name], t.Shape);
             var want = t.Name.EndsWith("norm.weight", StringComparison.Ordinal) ? GgmlType.F32
-                : t.Name is "token_embd.weight" or "output.weight" ? GgmlType.F16 : GgmlType.Q4_1; // lm_head was not quantized
+                : t.Name is "token_embd.weight" or "output.weight" ? GgmlType.Q8_0 : GgmlType.Q4_1; // lm_head was not quantized
             Assert.Equal(want, t.Type);
         }
         Assert.Equal(28, report.Lossless);
-        Assert.Equal(0, report.Requantized);
+        Assert.Equal(2, report.Requantized);   // the embedding and the head, from their float values
         Assert.Contains("blk.3.ffn_down.weight", f.Tensors.Select(t => t.Name));
         Assert.Contains("output.weight", f.Tensors.Select(t => t.Name));
     }
@@ -112,7 +113,7 @@ public sealed class GgufExporterTests
         var artifact = TinyArtifact(PipelineFixtures.Rtn(8, 32));
         var report = GgufExporter.Export(artifact, GgmlType.Q8_0, Path.Combine(HfFixtures.TempDir(), "tiny.gguf"));
         Assert.Equal(0, report.Lossless);
-        Assert.Equal(28, report.Requantized);
+        Assert.Equal(30, report.Requantized);   // 28 linears + the q8_0 embedding and head
         Assert.Contains(report.Notes, n => n.Contains("(re-)quantized", StringComparison.Ordinal));
     }
 

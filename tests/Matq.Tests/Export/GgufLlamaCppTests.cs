@@ -21,19 +21,8 @@ namespace Matq.Tests.Export;
 
 public sealed class GgufLlamaCppTests(ITestOutputHelper output)
 {
-    private static string TinyModel => Path.Combine(HfFixtures.Root, "models", "tiny");
-
     // 64 byte ids of a SOTU-like sentence: models/tiny's tokenizer is one id per byte
     private static readonly int[] Ids = System.Text.Encoding.UTF8.GetBytes("Fellow citizens, the state of our Union is strong; we meet again.").Take(64).Select(b => (int)b).ToArray();
-
-    private static string TinyArtifact(QuantizationConfig config)
-    {
-        using var model = LlamaLoader.Load(TinyModel, CPU);
-        var result = PipelineFixtures.Quantize(model, config);
-        var path = Path.Combine(HfFixtures.TempDir(), "tiny.matq");
-        ArtifactExport.Write(result, model, path, TinyModel);
-        return path;
-    }
 
     [Theory]
     // type, master bits, symmetric, served bits, max |Δlogit| allowed, mean-NLL ratio tolerance
@@ -46,7 +35,7 @@ public sealed class GgufLlamaCppTests(ITestOutputHelper output)
     [InlineData("q4_1", 8, false, 4, 0.3, 5e-3)]
     public void Llama_cpp_runs_each_gguf_type_with_matqs_logits(string type, int master, bool symmetric, int bits, double maxDiff, double nllTol)
     {
-        var artifact = TinyArtifact(new QuantizationConfig("rtn", master, 32, symmetric));
+        var artifact = GgufExporterTests.TinyArtifact(new QuantizationConfig("rtn", master, 32, symmetric));
         var gguf = Path.Combine(HfFixtures.TempDir(), $"tiny-{type}.gguf");
         var report = GgufExporter.Export(artifact, GgufExporter.ParseType(type), gguf, embedType: GgmlType.F32);
         if (type is "q8_0" or "q4_0" or "q4_1") Assert.Equal(28, report.Lossless);
@@ -79,9 +68,9 @@ public sealed class GgufLlamaCppTests(ITestOutputHelper output)
     public void An_hf_folder_exports_without_quantizing_and_llama_cpp_matches_the_float_model()
     {
         var gguf = Path.Combine(HfFixtures.TempDir(), "tiny-float.gguf");
-        var report = GgufExporter.ExportFloat(TinyModel, GgmlType.F32, gguf);
+        var report = GgufExporter.ExportFloat(GgufExporterTests.TinyModel, GgmlType.F32, gguf);
         Assert.Equal(0, report.Requantized);
-        using var model = LlamaLoader.Load(TinyModel, CPU);
+        using var model = LlamaLoader.Load(GgufExporterTests.TinyModel, CPU);
         var (diff, ratio) = Compare(LlamaCpp.Logits(gguf, Ids), MatqLogits(model, Ids), Ids);
         output.WriteLine($"| models/tiny HF folder | f32 | float | - | {diff:E2} | {ratio:F6} |");
         Assert.InRange(diff, 0, 2e-4);
