@@ -30,6 +30,8 @@ public static class GgufExporter
         var a = MatqArtifact.Open(matqPath);
         // the same check eval/generate make: model_config parses as a Llama config and the tensors are exactly the ones it implies
         var cfg = QuantizedModelLoader.ModelConfig(a);
+        // llama.cpp's llama3 rope needs a rope_freqs tensor, and the other families their own GGUF architectures: not written yet
+        cfg.RequireClassicLlama("the GGUF export");
         int hidden = cfg.HiddenSize, heads = cfg.NumHeads, kvHeads = cfg.NumKvHeads, headDim = cfg.HeadDim;
         var w = new GgufWriter()
             .Add("general.architecture", "llama").Add("general.name", Path.GetFileNameWithoutExtension(matqPath))

@@ -126,7 +126,7 @@ public static class HfLlamaConfig
     // Which layers slide and the window W. layer_types (5.x, and Gemma 2/3 4.x files that carry it) decides per layer;
     // without it: Gemma 2 alternates (even layers slide), Gemma 3 slides except every sliding_window_pattern-th layer,
     // Qwen slides layers >= max_window_layers when use_sliding_window, Mistral/Phi-3 slide every layer when W is set.
-    private static (int? Window, bool[]? Sliding) ParseWindows(JsonObject root, LlamaFamily family, int numLayers, string source)
+    private static (int? Window, IReadOnlyList<bool>? Sliding) ParseWindows(JsonObject root, LlamaFamily family, int numLayers, string source)
     {
         int? window = family switch
         {
@@ -157,14 +157,16 @@ public static class HfLlamaConfig
         switch (family)
         {
             case LlamaFamily.Gemma2:
-                return (window, Enumerable.Range(0, numLayers).Select(i => (i + 1) % 2 != 0).ToArray());
+                return (window, new LayerPattern(numLayers, [true, false]));
             case LlamaFamily.Gemma3:
                 var pattern = GetInt(root, "sliding_window_pattern", source) ?? GetInt(root, "_sliding_window_pattern", source) ?? 6;
                 if (pattern <= 0) throw new MatqException($"{source} sliding_window_pattern {pattern} must be a positive integer");
-                return (window, Enumerable.Range(0, numLayers).Select(i => (i + 1) % pattern != 0).ToArray());
+                if (pattern > numLayers) return (window, LayerPattern.Uniform(numLayers, true));
+                if (pattern > 65536) throw new MatqException($"{source} sliding_window_pattern {pattern} is not supported (at most 65536; give layer_types instead)");
+                return (window, new LayerPattern(numLayers, Enumerable.Range(0, pattern).Select(i => (i + 1) % pattern != 0).ToArray()));
             case LlamaFamily.Qwen2 or LlamaFamily.Qwen3 when window is not null:
                 var first = GetInt(root, "max_window_layers", source) ?? 28;
-                return (window, Enumerable.Range(0, numLayers).Select(i => i >= first).ToArray());
+                return (window, new LayerPattern(numLayers, [true], first));
             default:
                 return (window, null);
         }
@@ -307,7 +309,7 @@ public static class HfLlamaConfig
             o["mlp_bias"] = config.MlpBias;
         if (config.Family != LlamaFamily.Llama) o["sliding_window"] = config.SlidingWindow;
         if (config.Family is LlamaFamily.Qwen2 or LlamaFamily.Qwen3) o["use_sliding_window"] = config.SlidingWindow is not null;
-        if (gemma || config.SlidingLayers.Distinct().Count() > 1)
+        if (gemma || config.SlidingLayers.Mixed)
             o["layer_types"] = new JsonArray(config.SlidingLayers.Select(sl => (JsonNode?)(sl ? "sliding_attention" : "full_attention")).ToArray());
         if (gemma)
         {

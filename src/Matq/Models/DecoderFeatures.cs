@@ -111,3 +111,45 @@ public sealed record FamilyTraits(bool NormOffset, bool SandwichNorms, bool Scal
         _ => new(false, false, false, false, false, Activation.Silu),
     };
 }
+
+/// <summary>
+/// A per-layer flag list held compactly, so a config claiming 2^31 layers costs nothing until a layer is asked for:
+/// layer i is <c>i &gt;= From &amp;&amp; Cycle[i % Cycle.Length]</c>. An explicit list (layer_types) is its own cycle.
+/// </summary>
+public sealed class LayerPattern : IReadOnlyList<bool>
+{
+    private readonly bool[] _cycle;
+    private readonly int _from;
+
+    public LayerPattern(int count, IReadOnlyList<bool> cycle, int from = 0)
+    {
+        if (cycle.Count == 0) throw new ArgumentException("a layer pattern needs at least one entry", nameof(cycle));
+        Count = count;
+        _cycle = cycle.ToArray();
+        _from = Math.Max(0, from);
+    }
+
+    public static LayerPattern Uniform(int count, bool value) => new(count, [value]);
+
+    public int Count { get; }
+    public bool this[int index] => (uint)index < (uint)Count ? index >= _from && _cycle[index % _cycle.Length] : throw new ArgumentOutOfRangeException(nameof(index));
+
+    /// <summary>True when some layers are flagged and others are not (checks one period past the start, enough for any pattern).</summary>
+    public bool Mixed
+    {
+        get
+        {
+            long n = Math.Min(Count, (long)_from + 2L * _cycle.Length);
+            bool any = false, all = true;
+            for (int i = 0; i < n; i++) { bool v = this[i]; any |= v; all &= v; }
+            return any && !all;
+        }
+    }
+
+    public IEnumerator<bool> GetEnumerator()
+    {
+        for (int i = 0; i < Count; i++) yield return this[i];
+    }
+
+    System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+}

@@ -36,7 +36,7 @@ public sealed record LlamaConfig
     /// </summary>
     public int? SlidingWindow { get; }
     /// <summary>Per layer: true for a "sliding_attention" layer type (its window is <see cref="SlidingWindow"/>, its rope <see cref="LocalRope"/>).</summary>
-    public IReadOnlyList<bool> SlidingLayers { get; }
+    public LayerPattern SlidingLayers { get; }
     public Activation Activation { get; }
     /// <summary>Attention-logit soft-cap c: scores → tanh(scores / c)·c before the mask (Gemma 2); null = none.</summary>
     public double? AttnLogitSoftcap { get; }
@@ -113,7 +113,7 @@ public sealed record LlamaConfig
             SlidingWindow = w < MaxPositionEmbeddings ? w : null;
         }
         // without layer types, every layer slides when a window applies (Mistral, Qwen2 use_sliding_window, Phi-3)
-        SlidingLayers = slidingLayers?.ToArray() ?? Enumerable.Repeat(SlidingWindow is not null, numLayers).ToArray();
+        SlidingLayers = slidingLayers as LayerPattern ?? (slidingLayers is null ? LayerPattern.Uniform(numLayers, SlidingWindow is not null) : new LayerPattern(numLayers, slidingLayers));
         Activation = activation ?? FamilyTraits.For(family).DefaultActivation;
         AttnLogitSoftcap = PositiveOrNull(attnLogitSoftcap, "attn_logit_softcapping");
         FinalLogitSoftcap = PositiveOrNull(finalLogitSoftcap, "final_logit_softcapping");
@@ -128,21 +128,27 @@ public sealed record LlamaConfig
         value is not double v || (v > 0 && !double.IsInfinity(v)) ? value : throw new MatqException($"{field} {v} must be a positive finite number or null");
 
     /// <summary>
-    /// Throws one line naming the first feature of this description that <paramref name="backend"/> does not implement,
-    /// for backends that only serve the classic Llama layout (RMSNorm w, pre-norms, SwiGLU, one default/linear rope).
+    /// Throws one line naming the first feature of this description that <paramref name="backend"/> does not implement:
+    /// backends serve the classic Llama layout (RMSNorm w, pre-norms, SwiGLU, default/linear rope, full attention) plus
+    /// the features they declare (llama3 rope, plain q/k RMSNorm, sliding windows).
     /// </summary>
-    public void RequireClassicLlama(string backend)
+    public void RequireClassicLlama(string backend, bool llama3Rope = false, bool qkNorm = false, bool slidingWindows = false)
     {
         string? feature =
             NormOffset ? "(1 + w) RMSNorm" : SandwichNorms ? "pre/post feed-forward norms" : ScaleEmbeddings ? "embedding scale √hidden"
-            : QkNorm ? "q/k RMSNorm" : Activation != Activation.Silu ? $"activation {Activation}"
+            : QkNorm && !qkNorm ? "q/k RMSNorm" : Activation != Activation.Silu ? $"activation {Activation}"
             : AttnLogitSoftcap is not null ? "attention-logit soft-cap" : FinalLogitSoftcap is not null ? "final-logit soft-cap"
             : QueryPreAttnScalar is not null && QueryPreAttnScalar != HeadDim ? "query_pre_attn_scalar"
-            : Rope.Type == RopeScaling.Llama3 ? "rope type llama3" : LocalRope != Rope ? "rope per layer type"
-            : SlidingWindow is not null && SlidingLayers.Distinct().Count() > 1 ? "sliding windows on some layers only"
+            : Rope.Type == RopeScaling.Llama3 && !llama3Rope ? "rope type llama3" : LocalRope != Rope ? "rope per layer type"
+            : SlidingWindow is not null && SlidingLayers.Mixed && !slidingWindows ? "sliding windows on some layers only"
             : null;
-        if (feature is not null)
-            throw new MatqException($"{backend} does not support {feature} ({Family} model); it serves Llama/Mistral/Qwen2/Phi-3 layouts with default or linear rope (the TorchSharp model runs every family)");
+        if (feature is null) return;
+        var extras = new List<string>();
+        if (llama3Rope) extras.Add("llama3 rope");
+        if (qkNorm) extras.Add("q/k RMSNorm");
+        if (slidingWindows) extras.Add("per-layer sliding windows");
+        throw new MatqException($"{backend} does not support {feature} ({Family} model); it serves the Llama layout (default or linear rope"
+            + (extras.Count > 0 ? ", " + string.Join(", ", extras) : "") + "); the TorchSharp model (--engine torch) runs every family");
     }
 
     public bool Equals(LlamaConfig? other) =>

@@ -91,7 +91,7 @@ public class LlamaLoaderTests(ITestOutputHelper output)
         var dir = CheckpointEdits.EditConfig("tiny-llama", s => s.Replace("\"rope_type\": \"default\"", "\"rope_type\": \"yarn\", \"factor\": 4.0"));
         var e = Assert.Throws<MatqException>(() => LlamaLoader.Load(dir));
         Assert.Contains("rope type 'yarn'", e.Message);
-        Assert.Contains("(supported: default, linear)", e.Message);
+        Assert.Contains("(supported: default, linear, llama3)", e.Message);
     }
 
     [Fact]
