@@ -18,7 +18,7 @@ namespace Matq.Tests.Runtime.Packed;
 
 public sealed class FamilyPackedTests(ITestOutputHelper output)
 {
-    private static (string Path, LlamaConfig Config) Artifact(string name)
+    internal static (string Path, LlamaConfig Config) Artifact(string name)
     {
         using var model = LlamaLoader.Load(FamilyParityTests.Fixture(name));
         var selected = LinearSelection.Select(model, PipelineFixtures.Rtn(8, 32));
@@ -95,5 +95,31 @@ public sealed class FamilyPackedTests(ITestOutputHelper output)
         var e = Assert.Throws<MatqException>(() => PackedLlamaModel.Load(path, new PackedModelOptions { Bits = 8 }));
         Assert.StartsWith($"the packed CPU runtime does not support {feature}", e.Message);
         Assert.DoesNotContain('\n', e.Message);
+    }
+}
+
+public sealed class FamilyExportTests
+{
+    // exporters that do not implement a family feature yet refuse it in one line instead of writing a wrong model
+    [Theory]
+    [InlineData("tiny-llama3", "the GGUF export does not support rope type llama3")]
+    [InlineData("tiny-gemma2", "the GGUF export does not support (1 + w) RMSNorm")]
+    [InlineData("tiny-qwen3", "the GGUF export does not support q/k RMSNorm")]
+    public void Family_gguf_export_refuses_unsupported_features(string name, string start)
+    {
+        var (path, _) = FamilyPackedTests.Artifact(name);
+        var e = Assert.Throws<MatqException>(() => Matq.Export.GgufExporter.Export(path, Matq.Formats.Gguf.GgmlType.Q8_0, Path.Combine(HfFixtures.TempDir(), "m.gguf")));
+        Assert.StartsWith(start, e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Theory]
+    [InlineData("tiny-gemma3", "the ONNX export does not support (1 + w) RMSNorm")]
+    [InlineData("tiny-qwen3", "the ONNX export does not support q/k RMSNorm")]
+    public void Family_onnx_export_refuses_unsupported_features(string name, string start)
+    {
+        var (path, _) = FamilyPackedTests.Artifact(name);
+        var e = Assert.Throws<MatqException>(() => Matq.Export.OnnxExporter.Build(path, 8, out _, out _, out _));
+        Assert.StartsWith(start, e.Message);
     }
 }
