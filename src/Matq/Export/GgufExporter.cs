@@ -138,6 +138,8 @@ public static class GgufExporter
     // general.* and llama.* keys from the model config, as llama.cpp's llama architecture reads them.
     private static GgufWriter Header(Models.LlamaConfig cfg, GgmlType type, string name)
     {
+        // llama.cpp's llama3 rope needs a rope_freqs tensor, and the other families their own GGUF architectures: not written yet
+        cfg.RequireClassicLlama("the GGUF export");
         int hidden = cfg.HiddenSize, heads = cfg.NumHeads, kvHeads = cfg.NumKvHeads, headDim = cfg.HeadDim;
         var w = new GgufWriter()
             .Add("general.architecture", "llama").Add("general.name", name)

@@ -29,6 +29,8 @@ internal static class OnnxLlamaGraph
     public static OnnxGraph Build(LlamaConfig c, string name, Func<string, float[]> floats, LinearEmitter linear,
         OnnxDataType embeddingStoredAs = OnnxDataType.Float)
     {
+        // rope tables come from RotaryEmbedding (llama3 included); norms, MLP and attention are the classic Llama layout
+        c.RequireClassicLlama("the ONNX export", llama3Rope: true);
         if (c.SlidingWindow is int w)
             throw new MatqException($"sliding_window = {w} (shorter than the context): the ONNX export builds full causal attention only; export a model without a sliding window");
         var graph = new OnnxGraph(name);

@@ -1,5 +1,7 @@
-// Loads an HF Llama-family folder (config.json + model.safetensors or shards) into LlamaForCausalLM on a device and
-// dtype. Every tensor is validated before use: present, float, the shape the config implies, finite; extra tensors refused.
+// Loads an HF decoder folder of any described family (config.json + model.safetensors or shards) into LlamaForCausalLM
+// on a device and dtype. Every tensor is validated before use: present, float, the shape the config implies, finite;
+// extra tensors refused. Phi-3's fused qkv_proj / gate_up_proj are split by rows into the model's q/k/v and gate/up
+// (LlamaTensors.CheckpointSource), so quantization and every backend see the same seven linears per layer.
 using Matq.Formats.Safetensors;
 using Matq.Models;
 using TorchSharp;
@@ -23,7 +25,7 @@ public static class LlamaLoader
         using var ckpt = SafetensorsCheckpoint.Open(folder);
         Validate(ckpt, config, warn);
         using var scope = NewDisposeScope();
-        var model = new LlamaForCausalLM(config, (name, shape) => ReadTensor(ckpt, name, shape, device, dtype), device, dtype);
+        var model = new LlamaForCausalLM(config, (name, shape) => ReadModelTensor(ckpt, config, name, shape, device, dtype), device, dtype);
         model.eval();
         return model;
     }
@@ -33,7 +35,7 @@ public static class LlamaLoader
     {
         // one at a time: the first missing tensor stops a config that claims more layers than the file holds
         var known = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var (name, shape) in LlamaTensors.Enumerate(config))
+        foreach (var (name, shape) in LlamaTensors.Checkpoint(config))
         {
             known.Add(name);
             if (!ckpt.Contains(name))
@@ -71,6 +73,16 @@ public static class LlamaLoader
         if (!same)
             throw new MatqException($"{ckpt.Source}: tensor 'lm_head.weight' differs from 'model.embed_tokens.weight' but config.json has tie_word_embeddings=true (set it to false to use the separate head)");
         warn?.Invoke($"{ckpt.Source}: 'lm_head.weight' equals the tied embedding; using model.embed_tokens.weight");
+    }
+
+    /// <summary>A model tensor: read as stored, or its rows of a fused checkpoint tensor (Phi-3).</summary>
+    private static Tensor ReadModelTensor(SafetensorsCheckpoint ckpt, LlamaConfig config, string name, long[] shape, Device device, ScalarType dtype)
+    {
+        var (source, row) = LlamaTensors.CheckpointSource(config, name);
+        if (source == name) return ReadTensor(ckpt, name, shape, device, dtype);
+        using var scope = NewDisposeScope();
+        var fused = ReadTensor(ckpt, source, ckpt.Get(source).Shape.ToArray(), device, dtype);
+        return fused.narrow(0, row, shape[0]).clone().MoveToOuterDisposeScope();
     }
 
     /// <summary>One tensor from disk as [shape] in <paramref name="dtype"/> on <paramref name="device"/>, checked finite.</summary>

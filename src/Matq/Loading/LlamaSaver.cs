@@ -1,5 +1,5 @@
-// Saves a LlamaForCausalLM as an HF folder: config.json + model.safetensors (or shards + index) with HF tensor
-// names, in F32, BF16 or F16. Each file is written atomically (temp + rename); weights first, then config.json.
+// Saves a LlamaForCausalLM as an HF folder: config.json + model.safetensors (or shards + index) with the family's HF
+// checkpoint names (Phi-3: q/k/v and gate/up fused back into qkv_proj / gate_up_proj), in F32, BF16 or F16. Each file is written atomically (temp + rename); weights first, then config.json.
 using Matq.Formats.Safetensors;
 using Matq.Models;
 using static TorchSharp.torch;
@@ -26,11 +26,13 @@ public static class LlamaSaver
         };
         if (maxShardBytes <= 0) throw new MatqException($"maxShardBytes {maxShardBytes} must be positive");
         var tensors = new List<(string Name, SafetensorsDtype Dtype, long[] Shape, byte[] Data)>();
-        foreach (var (name, shape) in LlamaTensors.Expected(model.Config))
+        foreach (var (name, shape) in LlamaTensors.Checkpoint(model.Config))
         {
             using var scope = NewDisposeScope();
-            var p = model.get_parameter(name)
-                ?? throw new MatqException($"cannot save '{name}' as an HF tensor: that module was replaced (save quantized models with the artifact writer)");
+            Tensor Param(string n) => model.get_parameter(n)
+                ?? throw new MatqException($"cannot save '{n}' as an HF tensor: that module was replaced (save quantized models with the artifact writer)");
+            var parts = LlamaTensors.FusedParts(model.Config, name);
+            var p = parts is null ? Param(name) : cat(parts.Select(part => Param(part.Name)).ToArray(), 0);
             if (!p.shape.SequenceEqual(shape))
                 throw new MatqException($"cannot save '{name}': its shape {LlamaTensors.ShapeText(p.shape)} differs from the config's {LlamaTensors.ShapeText(shape)}");
             var host = p.detach().to(torchType, CPU).contiguous();

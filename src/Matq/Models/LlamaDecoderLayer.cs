@@ -1,5 +1,7 @@
-// One pre-norm decoder block: h = x + attn(input_layernorm(x)); out = h + mlp(post_attention_layernorm(h)).
-// [B, T, hidden] -> [B, T, hidden]. Runs alone for sequential calibration: forward(hidden) uses positions 0..T-1.
+// One decoder block, [B, T, hidden] -> [B, T, hidden]. Pre-norm (Llama): h = x + attn(input_layernorm(x));
+// out = h + mlp(post_attention_layernorm(h)). Sandwich (Gemma 2/3): h = x + post_attention_layernorm(attn(input_layernorm(x)));
+// out = h + post_feedforward_layernorm(mlp(pre_feedforward_layernorm(h))). Runs alone for sequential calibration:
+// forward(hidden) uses positions 0..T-1 and the layer's own rope (per layer type) and window.
 using TorchSharp;
 using TorchSharp.Utils;
 using static TorchSharp.torch;
@@ -12,15 +14,18 @@ public sealed class LlamaDecoderLayer : nn.Module<Tensor, Tensor>
     [ComponentName(Name = "mlp")] private readonly LlamaMlp mlp;
     [ComponentName(Name = "input_layernorm")] private readonly RmsNorm input_layernorm;
     [ComponentName(Name = "post_attention_layernorm")] private readonly RmsNorm post_attention_layernorm;
+    [ComponentName(Name = "pre_feedforward_layernorm")] private readonly RmsNorm? pre_feedforward_layernorm;
+    [ComponentName(Name = "post_feedforward_layernorm")] private readonly RmsNorm? post_feedforward_layernorm;
 
     private readonly RotaryEmbedding _rotary;
-    private readonly int? _maxSequence;
 
     public int Index { get; }
     public LlamaAttention SelfAttn => self_attn;
     public LlamaMlp Mlp => mlp;
     public RmsNorm InputLayerNorm => input_layernorm;
     public RmsNorm PostAttentionLayerNorm => post_attention_layernorm;
+    /// <summary>The rope this layer uses (per layer type: Gemma 3's sliding layers have their own theta).</summary>
+    public RotaryEmbedding Rotary => _rotary;
 
     /// <summary>Local names of the seven linears, in execution order ("self_attn.q_proj" ... "mlp.down_proj").</summary>
     public static IReadOnlyList<string> LinearNames { get; } =
@@ -31,14 +36,18 @@ public sealed class LlamaDecoderLayer : nn.Module<Tensor, Tensor>
     {
         Index = index;
         _rotary = rotary;
-        _maxSequence = c.MaxSequenceLength;
         var prefix = $"model.layers.{index}";
-        self_attn = new LlamaAttention(c, prefix + ".self_attn", source, device, dtype);
+        self_attn = new LlamaAttention(c, prefix + ".self_attn", source, device, dtype, index);
         mlp = new LlamaMlp(c, prefix + ".mlp", source, device, dtype);
-        input_layernorm = new RmsNorm(c.HiddenSize, c.RmsNormEps,
-            source?.Invoke(prefix + ".input_layernorm.weight", new long[] { c.HiddenSize }), device, dtype);
-        post_attention_layernorm = new RmsNorm(c.HiddenSize, c.RmsNormEps,
-            source?.Invoke(prefix + ".post_attention_layernorm.weight", new long[] { c.HiddenSize }), device, dtype);
+        RmsNorm Norm(string name) =>
+            new(c.HiddenSize, c.RmsNormEps, source?.Invoke(prefix + "." + name + ".weight", new long[] { c.HiddenSize }), device, dtype, c.NormOffset);
+        input_layernorm = Norm("input_layernorm");
+        post_attention_layernorm = Norm("post_attention_layernorm");
+        if (c.SandwichNorms)
+        {
+            pre_feedforward_layernorm = Norm("pre_feedforward_layernorm");
+            post_feedforward_layernorm = Norm("post_feedforward_layernorm");
+        }
         RegisterComponents();
     }
 
@@ -78,19 +87,19 @@ public sealed class LlamaDecoderLayer : nn.Module<Tensor, Tensor>
         return Forward(hidden, cos, sin).MoveToOuterDisposeScope();
     }
 
-    internal (Tensor Cos, Tensor Sin) RopeFor(long start, long length, Tensor like)
-    {
-        if (_maxSequence is int max && start + length > max)
-            throw new MatqException($"sequence of {start + length} tokens exceeds the model's sliding_window {max} (sliding-window attention is not supported; use shorter sequences)");
-        return _rotary.ForRange(start, length, like.device, like.dtype);
-    }
+    internal (Tensor Cos, Tensor Sin) RopeFor(long start, long length, Tensor like) => _rotary.ForRange(start, length, like.device, like.dtype);
 
     /// <summary>The block with precomputed cos/sin ([.., 1, T, D]); with a cache, earlier tokens' k/v are reused.</summary>
     public Tensor Forward(Tensor hidden, Tensor cos, Tensor sin, KvCache? cache = null)
     {
         using var scope = NewDisposeScope();
-        var h = hidden + self_attn.Forward(input_layernorm.call(hidden), cos, sin, cache, Index);
-        var output = h + mlp.call(post_attention_layernorm.call(h));
-        return output.MoveToOuterDisposeScope();
+        var attn = self_attn.Forward(input_layernorm.call(hidden), cos, sin, cache, Index);
+        if (pre_feedforward_layernorm is null || post_feedforward_layernorm is null)
+        {
+            var h = hidden + attn;
+            return (h + mlp.call(post_attention_layernorm.call(h))).MoveToOuterDisposeScope();
+        }
+        var h2 = hidden + post_attention_layernorm.call(attn);
+        return (h2 + post_feedforward_layernorm.call(mlp.call(pre_feedforward_layernorm.call(h2)))).MoveToOuterDisposeScope();
     }
 }

@@ -1,5 +1,7 @@
-// The Llama-family causal LM: ids [B, T] int64 -> logits [B, T, vocab] fp32, via embed -> layers -> norm -> lm_head.
-// Parameter names equal HF's (model.layers.N.self_attn.q_proj.weight ...); a tied head reuses model.embed_tokens.weight.
+// The decoder causal LM of every family the description covers: ids [B, T] int64 -> logits [B, T, vocab] fp32, via
+// embed (× √hidden for Gemma) -> layers -> norm -> lm_head (-> final soft-cap). Parameter names equal HF's
+// (model.layers.N.self_attn.q_proj.weight ...; Phi-3's fused projections are split, see LlamaTensors); a tied head
+// reuses model.embed_tokens.weight.
 using TorchSharp;
 using TorchSharp.Utils;
 using TorchSharp.Modules;
@@ -15,13 +17,14 @@ public sealed class LlamaModel : nn.Module
     [ComponentName(Name = "layers")] internal readonly ModuleList<LlamaDecoderLayer> layers;
     [ComponentName(Name = "norm")] internal readonly RmsNorm norm;
 
-    internal LlamaModel(LlamaConfig c, RotaryEmbedding rotary, WeightSource? source, Device? device, ScalarType dtype) : base("LlamaModel")
+    internal LlamaModel(LlamaConfig c, RotaryEmbedding rotary, RotaryEmbedding localRotary, WeightSource? source, Device? device, ScalarType dtype) : base("LlamaModel")
     {
         var emb = source?.Invoke("model.embed_tokens.weight", new long[] { c.VocabSize, c.HiddenSize })
             ?? ModelInit.Normal(new long[] { c.VocabSize, c.HiddenSize }, device, dtype);
         embed_tokens = new TokenEmbedding(emb);
-        layers = nn.ModuleList(Enumerable.Range(0, c.NumLayers).Select(i => new LlamaDecoderLayer(c, i, rotary, source, device, dtype)).ToArray());
-        norm = new RmsNorm(c.HiddenSize, c.RmsNormEps, source?.Invoke("model.norm.weight", new long[] { c.HiddenSize }), device, dtype);
+        layers = nn.ModuleList(Enumerable.Range(0, c.NumLayers)
+            .Select(i => new LlamaDecoderLayer(c, i, c.SlidingLayers[i] ? localRotary : rotary, source, device, dtype)).ToArray());
+        norm = new RmsNorm(c.HiddenSize, c.RmsNormEps, source?.Invoke("model.norm.weight", new long[] { c.HiddenSize }), device, dtype, c.NormOffset);
         RegisterComponents();
     }
 }
@@ -33,6 +36,8 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
     [ComponentName(Name = "lm_head")] private nn.Module<Tensor, Tensor>? lm_head;
 
     private readonly RotaryEmbedding _rotary;
+    // the sliding layers' rope: the same object as _rotary unless the config has a rope per layer type
+    private readonly RotaryEmbedding _localRotary;
 
     public LlamaConfig Config { get; }
     public IReadOnlyList<LlamaDecoderLayer> Layers { get; }
@@ -51,7 +56,8 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
     {
         Config = config;
         _rotary = RotaryEmbedding.For(config);
-        model = new LlamaModel(config, _rotary, source, device, dtype);
+        _localRotary = config.LocalRope == config.Rope ? _rotary : new RotaryEmbedding(config.HeadDim, config.LocalRope, Math.Min(config.MaxPositionEmbeddings, 4096));
+        model = new LlamaModel(config, _rotary, _localRotary, source, device, dtype);
         Layers = model.layers.ToArray();
         if (!config.TieWordEmbeddings)
             lm_head = ModelInit.Linear(source, "lm_head", config.HiddenSize, config.VocabSize, bias: false, device, dtype);
@@ -61,8 +67,15 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
     public ScalarType Dtype => model.norm.Weight.dtype;
     public Device Device => model.norm.Weight.device;
 
-    /// <summary>ids [B, T] int64 -> hidden [B, T, hidden] in the model dtype.</summary>
-    public Tensor EmbedTokens(Tensor ids) => model.embed_tokens.call(ids);
+    /// <summary>ids [B, T] int64 -> hidden [B, T, hidden] in the model dtype (× √hidden, rounded to that dtype as HF does, for Gemma).</summary>
+    public Tensor EmbedTokens(Tensor ids)
+    {
+        if (!Config.ScaleEmbeddings) return model.embed_tokens.call(ids);
+        using var scope = NewDisposeScope();
+        var h = model.embed_tokens.call(ids);
+        var normalizer = tensor(Math.Sqrt(Config.HiddenSize), dtype: h.dtype, device: h.device);
+        return (h * normalizer).MoveToOuterDisposeScope();
+    }
 
     /// <summary>hidden [B, T, hidden] -> logits [B, T, vocab] fp32.</summary>
     public Tensor FinalNormAndHead(Tensor hidden)
@@ -70,6 +83,7 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         var h = model.norm.call(hidden);
         var logits = lm_head is null ? F.linear(h, model.embed_tokens.Weight) : lm_head.call(h);
+        if (Config.FinalLogitSoftcap is double cap) logits = (logits / cap).tanh() * cap;
         return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 
@@ -88,9 +102,13 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
             throw new ArgumentException("startPos > 0 needs a KvCache holding the earlier tokens");
         using var scope = NewDisposeScope();
         var h = EmbedTokens(ids);
-        // cos/sin once per forward, shared by all layers: [1, 1, T, D] in the model dtype
-        var (cos, sin) = Layers[0].RopeFor(startPos, ids.shape[1], h);
-        foreach (var layer in Layers) h = layer.Forward(h, cos, sin, cache);
+        // cos/sin once per forward and rope, shared by the layers of that rope: [1, 1, T, D] in the model dtype
+        var tables = new Dictionary<RotaryEmbedding, (Tensor Cos, Tensor Sin)>(ReferenceEqualityComparer.Instance);
+        foreach (var layer in Layers)
+        {
+            if (!tables.TryGetValue(layer.Rotary, out var cs)) tables[layer.Rotary] = cs = layer.RopeFor(startPos, ids.shape[1], h);
+            h = layer.Forward(h, cs.Cos, cs.Sin, cache);
+        }
         return FinalNormAndHead(h).MoveToOuterDisposeScope();
     }
 
@@ -127,7 +145,11 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
 
     protected override void Dispose(bool disposing)
     {
-        if (disposing) _rotary.Dispose();
+        if (disposing)
+        {
+            _rotary.Dispose();
+            if (!ReferenceEquals(_localRotary, _rotary)) _localRotary.Dispose();
+        }
         base.Dispose(disposing);
     }
 }

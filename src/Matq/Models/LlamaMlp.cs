@@ -1,5 +1,5 @@
-// SwiGLU feed-forward: x [B, T, hidden] -> down(silu(gate(x)) * up(x)) [B, T, hidden]; gate/up/down are swappable
-// [out, in] linears registered under their HF names.
+// Gated feed-forward: x [B, T, hidden] -> down(act(gate(x)) * up(x)) [B, T, hidden] with act = SiLU (SwiGLU) or tanh
+// GELU (GeGLU, Gemma); gate/up/down are swappable [out, in] linears registered under their HF names.
 using TorchSharp;
 using TorchSharp.Utils;
 using static TorchSharp.torch;
@@ -15,8 +15,11 @@ public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
 
     public static readonly string[] LinearNames = { "gate_proj", "up_proj", "down_proj" };
 
+    private readonly Activation _activation;
+
     public LlamaMlp(LlamaConfig c, string prefix, WeightSource? source, Device? device, ScalarType dtype) : base("LlamaMlp")
     {
+        _activation = c.Activation;
         gate_proj = ModelInit.Linear(source, prefix + ".gate_proj", c.HiddenSize, c.IntermediateSize, c.MlpBias, device, dtype);
         up_proj = ModelInit.Linear(source, prefix + ".up_proj", c.HiddenSize, c.IntermediateSize, c.MlpBias, device, dtype);
         down_proj = ModelInit.Linear(source, prefix + ".down_proj", c.IntermediateSize, c.HiddenSize, c.MlpBias, device, dtype);
@@ -46,7 +49,9 @@ public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var h = F.silu(gate_proj.call(x)) * up_proj.call(x);
+        var gate = gate_proj.call(x);
+        var act = _activation == Activation.GeluTanh ? F.gelu(gate, TorchSharp.Modules.GELU.Approximate.tanh) : F.silu(gate);
+        var h = act * up_proj.call(x);
         return down_proj.call(h).MoveToOuterDisposeScope();
     }
 }

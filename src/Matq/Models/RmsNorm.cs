@@ -1,5 +1,6 @@
-// RMSNorm as HF Llama computes it: normalize in fp32 (x * rsqrt(mean(x^2) + eps)), cast back to the input dtype,
-// then multiply by the weight. Input [..., H] -> output [..., H] in the promoted dtype of input and weight.
+// RMSNorm as HF computes it. Llama: normalize in fp32 (x * rsqrt(mean(x^2) + eps)), cast back to the input dtype, then
+// multiply by the weight. Gemma (offset): multiply the fp32 normalized x by (1 + w) in fp32, then cast to the input dtype.
+// Input [..., H] -> output [..., H].
 using TorchSharp;
 using TorchSharp.Utils;
 using TorchSharp.Modules;
@@ -14,13 +15,16 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     private Parameter weight;
 
     public double Eps { get; }
+    /// <summary>True for Gemma's (1 + w) scaling.</summary>
+    public bool Offset { get; }
     public Parameter Weight => weight;
 
-    /// <param name="weightInit">[H] initial weight (taken over, not copied); null means ones.</param>
-    public RmsNorm(long hidden, double eps, Tensor? weightInit = null, Device? device = null, ScalarType? dtype = null) : base("RmsNorm")
+    /// <param name="weightInit">[H] initial weight (taken over, not copied); null means the identity (ones, or zeros with an offset).</param>
+    public RmsNorm(long hidden, double eps, Tensor? weightInit = null, Device? device = null, ScalarType? dtype = null, bool offset = false) : base("RmsNorm")
     {
         Eps = eps;
-        var w = weightInit ?? ones(hidden, dtype: dtype ?? ScalarType.Float32, device: device);
+        Offset = offset;
+        var w = weightInit ?? (offset ? zeros(hidden, dtype: dtype ?? ScalarType.Float32, device: device) : ones(hidden, dtype: dtype ?? ScalarType.Float32, device: device));
         if (w.ndim != 1 || w.shape[0] != hidden) throw new ArgumentException($"RmsNorm weight must be [{hidden}], got [{string.Join(", ", w.shape)}]");
         weight = ModelInit.Param(w);
         RegisterComponents();
@@ -32,6 +36,8 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
         var inputType = x.dtype;
         var h = x.to(ScalarType.Float32);
         var variance = h.square().mean(new long[] { -1 }, keepdim: true);
+        if (Offset)
+            return (h * (variance + Eps).rsqrt() * (weight.to(ScalarType.Float32) + 1.0)).to(inputType).MoveToOuterDisposeScope();
         var normed = (h * (variance + Eps).rsqrt()).to(inputType);
         return (weight * normed).MoveToOuterDisposeScope();
     }

@@ -1,5 +1,6 @@
 // Rotary position embeddings in HF's "rotate_half" convention: for x [B, H, T, D], x*cos + rotate_half(x)*sin with
-// inv_freq[i] = 1/theta^(2i/D) (divided by the factor for linear scaling) and cos/sin tables computed once in fp32.
+// inv_freq[i] = 1/theta^(2i/D) (then scaled per RopeSpec: ÷ factor for linear, wavelength bands for llama3) and
+// cos/sin tables computed once in fp32.
 using static TorchSharp.torch;
 
 namespace Matq.Models;
@@ -15,19 +16,24 @@ public sealed class RotaryEmbedding : IDisposable
     private long _length;
 
     public int HeadDim { get; }
-    public double Theta { get; }
-    public double Factor { get; }
+    public RopeSpec Spec { get; }
+    public double Theta => Spec.Theta;
+    public double Factor => Spec.Factor;
 
     public RotaryEmbedding(int headDim, double theta, double linearFactor = 1.0, long initialLength = 0)
+        : this(headDim, new RopeSpec(theta, linearFactor == 1.0 ? RopeScaling.Default : RopeScaling.Linear, linearFactor), initialLength)
+    {
+    }
+
+    public RotaryEmbedding(int headDim, RopeSpec spec, long initialLength = 0)
     {
         HeadDim = headDim;
-        Theta = theta;
-        Factor = linearFactor;
+        Spec = spec;
         _length = Math.Max(initialLength, 0);
     }
 
-    public static RotaryEmbedding For(LlamaConfig c) =>
-        new(c.HeadDim, c.RopeTheta, c.RopeScaling == RopeScaling.Linear ? c.RopeFactor : 1.0, Math.Min(c.MaxPositionEmbeddings, 4096));
+    /// <summary>The rope of full-attention layers.</summary>
+    public static RotaryEmbedding For(LlamaConfig c) => new(c.HeadDim, c.Rope, Math.Min(c.MaxPositionEmbeddings, 4096));
 
     /// <summary>inv_freq [D/2] in fp32, computed the way HF does (fp32 exponent, fp32 power).</summary>
     public Tensor InverseFrequencies(Device? device = null)
@@ -35,7 +41,13 @@ public sealed class RotaryEmbedding : IDisposable
         using var scope = NewDisposeScope();
         var exponent = arange(0, HeadDim, 2, dtype: ScalarType.Int64, device: device).to(ScalarType.Float32) / HeadDim;
         var invFreq = 1.0f / pow(full(1, (float)Theta, dtype: ScalarType.Float32, device: device), exponent);
-        if (Factor != 1.0) invFreq = invFreq / (float)Factor;
+        if (Spec.Type == RopeScaling.Linear) invFreq = invFreq / (float)Factor;
+        else if (Spec.Type == RopeScaling.Llama3)
+        {
+            // the band rescaling elementwise in fp32 (RopeSpec mirrors HF's torch ops)
+            var host = invFreq.cpu().data<float>().ToArray();
+            invFreq = tensor(host.Select(Spec.Scale).ToArray(), dtype: ScalarType.Float32, device: device);
+        }
         return invFreq.MoveToOuterDisposeScope();
     }
 

@@ -82,7 +82,7 @@ public class LlamaLoaderTests(ITestOutputHelper output)
     {
         var dir = CheckpointEdits.EditConfig("tiny-llama", s => s.Replace("\"model_type\": \"llama\"", "\"model_type\": \"gpt2\""));
         var e = Assert.Throws<MatqException>(() => LlamaLoader.Load(dir));
-        Assert.Contains("model_type 'gpt2' is not a Llama-family decoder (supported: llama, mistral, qwen2)", e.Message);
+        Assert.Contains("model_type 'gpt2' is not a Llama-family decoder (supported: llama, mistral, qwen2, qwen3, gemma2, gemma3_text, phi3)", e.Message);
     }
 
     [Fact]
@@ -91,7 +91,7 @@ public class LlamaLoaderTests(ITestOutputHelper output)
         var dir = CheckpointEdits.EditConfig("tiny-llama", s => s.Replace("\"rope_type\": \"default\"", "\"rope_type\": \"yarn\", \"factor\": 4.0"));
         var e = Assert.Throws<MatqException>(() => LlamaLoader.Load(dir));
         Assert.Contains("rope type 'yarn'", e.Message);
-        Assert.Contains("(supported: default, linear)", e.Message);
+        Assert.Contains("(supported: default, linear, llama3)", e.Message);
     }
 
     [Fact]

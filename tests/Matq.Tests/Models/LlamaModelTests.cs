@@ -1,5 +1,5 @@
 // Model mechanics on small seeded random models: per-block path, KV-cache decoding, linear swapping, bf16, backward,
-// linear rope scaling and the sliding-window limit.
+// linear rope scaling and sliding-window attention (with and without the cache).
 using Matq.Loading;
 using Matq.Models;
 using TorchSharp;
@@ -127,14 +127,24 @@ public class LlamaModelTests
     }
 
     [Fact]
-    public void SequencesLongerThanSlidingWindowAreRefused()
+    public void SlidingWindowMasksOldKeysAlsoWhenDecodingWithTheCache()
     {
         using var scope = NewDisposeScope();
         using var model = Random(Small(family: LlamaFamily.Mistral, slidingWindow: 8));
+        using var full = Random(Small(family: LlamaFamily.Mistral));
         using var _ = no_grad();
-        Assert.Equal(new long[] { 1, 8, 50 }, model.call(Ids(1, 8)).shape);
-        var e = Assert.Throws<MatqException>(() => model.call(Ids(1, 9)));
-        Assert.Contains("sliding_window 8", e.Message);
+        var ids = Ids(2, 20);
+        var logits = model.call(ids);
+        // up to the window the masks agree; beyond it, old keys drop out
+        Assert.Equal(0.0, HfFixtures.MaxAbsDiff(logits.narrow(1, 0, 8), full.call(ids).narrow(1, 0, 8)), 5);
+        Assert.True(HfFixtures.MaxAbsDiff(logits.narrow(1, 8, 12), full.call(ids).narrow(1, 8, 12)) > 1e-4);
+        // prefill 5, then chunks of 1 and 6 tokens through the cache: the same logits as one forward
+        using var cache = new KvCache(2);
+        var parts = new List<Tensor> { model.forward(ids.narrow(1, 0, 5), cache, 0) };
+        parts.Add(model.forward(ids.narrow(1, 5, 1), cache, 5));
+        parts.Add(model.forward(ids.narrow(1, 6, 6), cache, 6));
+        for (int p = 12; p < 20; p++) parts.Add(model.forward(ids.narrow(1, p, 1), cache, p));
+        Assert.True(HfFixtures.MaxAbsDiff(cat(parts.ToArray(), 1), logits) < 1e-5);
     }
 
     [Fact]

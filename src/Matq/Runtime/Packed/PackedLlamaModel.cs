@@ -1,4 +1,4 @@
-// Contract: a Llama-family decoder (Llama, Mistral, Qwen2) held for the packed CPU runtime, no TorchSharp: every quantized
+// Contract: a Llama-family decoder (Llama 1-3, Mistral, Qwen 2/3, Phi-3) held for the packed CPU runtime, no TorchSharp: every quantized
 // linear of a .matq artifact sliced to its served bits r (--bits, or per layer from a plan) and packed (Matq.Kernels),
 // norms and biases in fp32, RoPE tables precomputed. Loading validates the artifact like QuantizedModelLoader (shapes,
 // tensors, plan names, bits ≤ master) and refuses what the packed kernels cannot hold with one line naming the fix.
@@ -24,11 +24,15 @@ public sealed record PackedModelOptions
     public int HeadGroup { get; init; } = 128;
 }
 
-/// <summary>One decoder block's weights.</summary>
+/// <summary>One decoder block's weights; QNorm/KNorm [HeadDim] for q/k RMSNorm (Qwen 3), Window its sliding window (null = full).</summary>
 public sealed record PackedLlamaLayer(
     float[] InputNorm, PackedLinear Q, PackedLinear K, PackedLinear V, PackedLinear O,
     float[] PostNorm, PackedLinear Gate, PackedLinear Up, PackedLinear Down)
 {
+    public float[]? QNorm { get; init; }
+    public float[]? KNorm { get; init; }
+    public int? Window { get; init; }
+
     public IEnumerable<PackedLinear> Linears => [Q, K, V, O, Gate, Up, Down];
 }
 
@@ -47,14 +51,14 @@ public sealed class PackedLlamaModel
     /// <summary>cos/sin of position p and pair i at [p·HeadDim/2 + i], for p &lt; MaxPositions.</summary>
     internal float[] RopeCos { get; }
     internal float[] RopeSin { get; }
-    /// <summary>Longest sequence (cache included): max_position_embeddings, or the sliding window when set.</summary>
+    /// <summary>Longest sequence (cache included): max_position_embeddings (sliding-window layers mask older keys).</summary>
     public int MaxPositions { get; }
 
     private PackedLlamaModel(LlamaConfig config, string path, MatqMetadata metadata, int bits, IReadOnlyList<PackedLlamaLayer> layers,
         float[] finalNorm, PackedLinear head, float[]? embedding)
     {
         Config = config; Path = path; Metadata = metadata; Bits = bits; Layers = layers; FinalNorm = finalNorm; Head = head; Embedding = embedding;
-        MaxPositions = config.SlidingWindow ?? config.MaxPositionEmbeddings;
+        MaxPositions = config.MaxPositionEmbeddings;
         (RopeCos, RopeSin) = RopeTables(config, MaxPositions);
     }
 
@@ -68,7 +72,7 @@ public sealed class PackedLlamaModel
     /// <summary>Bytes of the fp32 embedding table (0 when lookups read the packed head, or when a tied fp32 head is that
     /// same array) and of the norms.</summary>
     public long OtherBytes => 4L * ((Embedding is null || ReferenceEquals(Embedding, Head.Dense) ? 0 : Embedding.LongLength)
-                                    + FinalNorm.Length + Layers.Sum(l => (long)l.InputNorm.Length + l.PostNorm.Length));
+                                    + FinalNorm.Length + Layers.Sum(l => (long)l.InputNorm.Length + l.PostNorm.Length + (l.QNorm?.Length ?? 0) + (l.KNorm?.Length ?? 0)));
     public long ResidentWeightBytes => LayerWeightBytes + HeadBytes + OtherBytes;
 
     /// <summary>Weight-count-weighted mean served bits of the decoder layers' linears.</summary>
@@ -95,6 +99,7 @@ public sealed class PackedLlamaModel
             throw new MatqException($"head group {options.HeadGroup} has no packed layout: use a multiple of 32 (32, 64, 128) or per-channel");
         var perLayer = QuantizedModelLoader.ResolvePlan(artifact, options.Plan, r);
         var config = QuantizedModelLoader.ModelConfig(artifact);
+        config.RequireClassicLlama("the packed CPU runtime", llama3Rope: true, qkNorm: true, slidingWindows: true);
         QuantizedModelLoader.CheckTensors(artifact, config);
 
         float[] F(string name) => artifact.GetFloat(name).Values;
@@ -115,7 +120,12 @@ public sealed class PackedLlamaModel
             layers.Add(new PackedLlamaLayer(
                 F(p + "input_layernorm.weight"), Linear(p + "self_attn.q_proj"), Linear(p + "self_attn.k_proj"),
                 Linear(p + "self_attn.v_proj"), Linear(p + "self_attn.o_proj"), F(p + "post_attention_layernorm.weight"),
-                Linear(p + "mlp.gate_proj"), Linear(p + "mlp.up_proj"), Linear(p + "mlp.down_proj")));
+                Linear(p + "mlp.gate_proj"), Linear(p + "mlp.up_proj"), Linear(p + "mlp.down_proj"))
+            {
+                QNorm = config.QkNorm ? F(p + "self_attn.q_norm.weight") : null,
+                KNorm = config.QkNorm ? F(p + "self_attn.k_norm.weight") : null,
+                Window = config.WindowOf(i),
+            });
         }
 
         var embedding = F("model.embed_tokens.weight");
@@ -158,16 +168,12 @@ public sealed class PackedLlamaModel
         else Head.Packed!.DequantizeRow(id, dst);
     }
 
-    // HF rotate_half RoPE: inv_freq[i] = 1/θ^(2i/D) in fp32 (÷ factor for linear scaling), angle = p·inv_freq[i] in fp32.
+    // HF rotate_half RoPE: inv_freq[i] = 1/θ^(2i/D) in fp32 scaled per the description's rope (÷ factor for linear,
+    // wavelength bands for llama3: RopeSpec), angle = p·inv_freq[i] in fp32.
     private static (float[] Cos, float[] Sin) RopeTables(LlamaConfig c, int positions)
     {
         int half = c.HeadDim / 2;
-        var inv = new float[half];
-        for (int i = 0; i < half; i++)
-        {
-            inv[i] = 1f / MathF.Pow((float)c.RopeTheta, (float)(2 * i) / c.HeadDim);
-            if (c.RopeScaling == RopeScaling.Linear) inv[i] /= (float)c.RopeFactor;
-        }
+        var inv = c.Rope.InverseFrequencies(c.HeadDim);
         var cos = new float[(long)positions * half];
         var sin = new float[(long)positions * half];
         for (int p = 0; p < positions; p++)

@@ -2,7 +2,8 @@
 // positions Length..Length+T−1 and returns their logits; tokens go through in chunks of at most MaxBatch (prefill: the
 // GEMM kernels, weights read once per chunk), a single token through the GEMV kernels (decode). Math as the TorchSharp
 // LlamaForCausalLM: pre-norm blocks h += o(attn(rms(h))), h += down(silu(gate(x))·up(x)) with x = rms(h); RMSNorm
-// x·rsqrt(mean(x²) + eps)·w; rotate_half RoPE; causal grouped-query attention with softmax(q·k/√D); final norm, head.
+// x·rsqrt(mean(x²) + eps)·w; q/k RMSNorm per head (Qwen 3) before rotate_half RoPE; causal grouped-query attention with
+// softmax(q·k/√D), limited on sliding-window layers to keys j with i − W < j ≤ i; final norm, head.
 // Cache layout: K and V per layer [kvHeads, ContextLength, HeadDim]. A sequence longer than ContextLength is refused.
 // Activations: Fp32 everywhere, or Int8 — single-token steps (decode, and the head) quantize each linear's input per row
 // to int8 and run the integer GEMV (faster; error bounded by half an activation step); prefill chunks stay fp32.
@@ -117,6 +118,8 @@ public sealed class PackedLlamaSession
             layer.Q.Forward(_x, t, _q, Threads, _int8);
             layer.K.Forward(_x, t, _kNew, Threads, _int8);
             layer.V.Forward(_x, t, _vNew, Threads, _int8);
+            if (layer.QNorm is not null) RmsNorm(_q, _q, t * _heads, layer.QNorm, eps, _d);
+            if (layer.KNorm is not null) RmsNorm(_kNew, _kNew, t * _kvHeads, layer.KNorm, eps, _d);
             for (int i = 0; i < t; i++)
             {
                 Rope(_q.AsSpan(i * _heads * _d, _heads * _d), _heads, start + i);
@@ -159,10 +162,10 @@ public sealed class PackedLlamaSession
         _m.Head.Forward(normed, n, dst, Threads, _int8);
     }
 
-    // y = w·(x·rsqrt(mean(x²) + eps)) per row, in fp32 as the torch model does.
-    private void RmsNorm(ReadOnlySpan<float> x, Span<float> y, int t, float[] w, float eps)
+    // y = w·(x·rsqrt(mean(x²) + eps)) per row of h values (hidden, or head_dim for q/k norms), in fp32 as the torch model does.
+    private void RmsNorm(ReadOnlySpan<float> x, Span<float> y, int t, float[] w, float eps, int rowLength = 0)
     {
-        int h = _hidden;
+        int h = rowLength > 0 ? rowLength : _hidden;
         for (int i = 0; i < t; i++)
         {
             var xr = x.Slice(i * h, h);
@@ -192,7 +195,8 @@ public sealed class PackedLlamaSession
         }
     }
 
-    // _att [t, heads·D]: token i (position start+i), head hd attends to cached positions 0..start+i of kv head hd/groups.
+    // _att [t, heads·D]: token i (position start+i), head hd attends to cached positions first..start+i of kv head hd/groups,
+    // first = 0, or start+i−W+1 on a layer with sliding window W.
     // Work items (token, head) split over the kernels' worker pool when the call is large enough (KernelThreads).
     private void Attention(int layer, int t, int start)
     {
@@ -201,12 +205,14 @@ public sealed class PackedLlamaSession
         float scale = 1f / MathF.Sqrt(_d);
         var kc = _k[layer];
         var vc = _v[layer];
+        int? window = _m.Layers[layer].Window;
         void One(int item)
         {
-            int i = item / _heads, hd = item % _heads, kh = hd / groups, n = start + i + 1;
+            int i = item / _heads, hd = item % _heads, kh = hd / groups, end = start + i + 1;
+            int first = window is int w ? Math.Max(0, end - w) : 0, n = end - first;
             var q = _q.AsSpan((i * _heads + hd) * _d, _d);
             var outv = _att.AsSpan((i * _heads + hd) * _d, _d);
-            int baseAt = kh * ctx * _d;
+            int baseAt = (kh * ctx + first) * _d;
             var sc = _scores.AsSpan(item * stride, n);
             AttentionMath.Scores(q, kc.AsSpan(baseAt, n * _d), n, sc);
             TensorPrimitives.Multiply(sc, scale, sc);

@@ -1,0 +1,125 @@
+// Every family through the quantization pipeline and the serving backends: RTN 8-bit of each family fixture selects the
+// seven linears per layer (q/k/v/o, gate/up/down; Phi-3's split), keeps the family's extra norms float in the artifact,
+// loads back in the TorchSharp served model, and, for the families the packed CPU runtime serves (Llama 3 rope, Mistral
+// sliding window, Qwen 3 q/k norms, Phi-3), gives logits within 1e-4 of that served model at 8 bits with fp32
+// activations and head. Gemma 2/3 are refused by the packed runtime in one line.
+using Matq.Formats.Artifact;
+using Matq.Loading;
+using Matq.Models;
+using Matq.Quantization.Pipeline;
+using Matq.Runtime.Packed;
+using Matq.Runtime.Serving;
+using Matq.Tests.Models;
+using Matq.Tests.Pipeline;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace Matq.Tests.Runtime.Packed;
+
+public sealed class FamilyPackedTests(ITestOutputHelper output)
+{
+    internal static (string Path, LlamaConfig Config) Artifact(string name)
+    {
+        using var model = LlamaLoader.Load(FamilyParityTests.Fixture(name));
+        var selected = LinearSelection.Select(model, PipelineFixtures.Rtn(8, 32));
+        var expectedNames = Enumerable.Range(0, model.Config.NumLayers)
+            .SelectMany(i => LlamaDecoderLayer.LinearNames.Select(n => $"model.layers.{i}.{n}"));
+        Assert.Equal(expectedNames, selected.Select(s => s.Name));
+        var result = PipelineFixtures.Quantize(model, PipelineFixtures.Rtn(8, 32));
+        var path = Path.Combine(HfFixtures.TempDir(), name + ".matq");
+        ArtifactExport.Write(result, model, path);
+        return (path, model.Config);
+    }
+
+    [Theory]
+    [MemberData(nameof(FamilyParityTests.Families), MemberType = typeof(FamilyParityTests))]
+    public void Family_artifacts_keep_extra_norms_float_and_serve_in_torch(string name)
+    {
+        var (path, config) = Artifact(name);
+        var artifact = MatqArtifact.Open(path);
+        Assert.Equal(7 * config.NumLayers, artifact.Quantized.Count);
+        foreach (var (tensor, _) in LlamaTensors.Expected(config).Where(t => t.Name.Contains("norm")))
+            Assert.True(artifact.TryGetFloat(tensor, out var _f), $"{tensor} should be stored float");
+        if (config.SandwichNorms) Assert.True(artifact.TryGetFloat("model.layers.0.pre_feedforward_layernorm.weight", out var _p));
+        if (config.QkNorm) Assert.True(artifact.TryGetFloat("model.layers.0.self_attn.q_norm.weight", out var _q));
+        Assert.Equal(config, QuantizedModelLoader.ModelConfig(artifact));
+
+        // the served 8-bit model stays close to the float model (RTN 8-bit error, not a wiring error)
+        using var scope = NewDisposeScope();
+        var (ids, expected) = HfFixtures.Expected(Path.Combine("families", name));
+        using var served = QuantizedModelLoader.Load(path, 8);
+        using var noGrad = no_grad();
+        double diff = HfFixtures.MaxAbsDiff(served.call(ids), expected), scale = expected.abs().max().item<float>();
+        output.WriteLine($"{name}: 8-bit RTN served (torch) vs HF fp32: max |Δ| {diff:E3} (max |logit| {scale:F2})");
+        Assert.True(diff < 0.05 * scale, $"{name}: 8-bit served logits differ by {diff:E3}");
+    }
+
+    [Theory]
+    [InlineData("tiny-llama3")]
+    [InlineData("tiny-mistral-sw")]
+    [InlineData("tiny-qwen3")]
+    [InlineData("tiny-phi3")]
+    public void Family_packed_runtime_equals_the_torch_served_model(string name)
+    {
+        var (path, config) = Artifact(name);
+        var (idsTensor, _) = HfFixtures.Expected(Path.Combine("families", name));
+        var packed = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = 8 });
+        using var served = QuantizedModelLoader.Load(path, 8);
+        double worst = 0;
+        for (int row = 0; row < idsTensor.shape[0]; row++)
+        {
+            var ids = idsTensor[row].data<long>().Select(v => (int)v).ToArray();
+            using var scope = NewDisposeScope();
+            using var _ = no_grad();
+            var want = served.call(idsTensor[row].unsqueeze(0)).contiguous().data<float>().ToArray();
+            // prefill in two chunks then token by token: the window and the cache meet at every offset
+            var session = new PackedLlamaSession(packed, threads: 1, activations: PackedActivations.Fp32);
+            var got = session.Forward(ids.AsSpan(0, 40), allLogits: true).ToList();
+            for (int p = 40; p < ids.Length; p++) got.AddRange(session.Forward(ids.AsSpan(p, 1)));
+            Assert.Equal(want.Length, got.Count);
+            for (int i = 0; i < want.Length; i++) worst = Math.Max(worst, Math.Abs(want[i] - got[i]));
+        }
+        output.WriteLine($"{name}: packed 8-bit vs torch served 8-bit: max |Δ| {worst:E3}");
+        Assert.True(worst <= 1e-4, $"{name}: packed runtime differs from the torch served model by {worst:E3} (limit 1e-4)");
+        if (config.SlidingWindow is int w) Assert.True(ids64(idsTensor) > w, "the sequence must outrun the window");
+    }
+
+    private static long ids64(Tensor ids) => ids.shape[1];
+
+    [Theory]
+    [InlineData("tiny-gemma2", "(1 + w) RMSNorm")]
+    [InlineData("tiny-gemma3", "(1 + w) RMSNorm")]
+    public void Family_packed_runtime_refuses_gemma_in_one_line(string name, string feature)
+    {
+        var (path, _) = Artifact(name);
+        var e = Assert.Throws<MatqException>(() => PackedLlamaModel.Load(path, new PackedModelOptions { Bits = 8 }));
+        Assert.StartsWith($"the packed CPU runtime does not support {feature}", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+}
+
+public sealed class FamilyExportTests
+{
+    // exporters that do not implement a family feature yet refuse it in one line instead of writing a wrong model
+    [Theory]
+    [InlineData("tiny-llama3", "the GGUF export does not support rope type llama3")]
+    [InlineData("tiny-gemma2", "the GGUF export does not support (1 + w) RMSNorm")]
+    [InlineData("tiny-qwen3", "the GGUF export does not support q/k RMSNorm")]
+    public void Family_gguf_export_refuses_unsupported_features(string name, string start)
+    {
+        var (path, _) = FamilyPackedTests.Artifact(name);
+        var e = Assert.Throws<MatqException>(() => Matq.Export.GgufExporter.Export(path, Matq.Formats.Gguf.GgmlType.Q8_0, Path.Combine(HfFixtures.TempDir(), "m.gguf")));
+        Assert.StartsWith(start, e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Theory]
+    [InlineData("tiny-gemma3", "the ONNX export does not support (1 + w) RMSNorm")]
+    [InlineData("tiny-qwen3", "the ONNX export does not support q/k RMSNorm")]
+    public void Family_onnx_export_refuses_unsupported_features(string name, string start)
+    {
+        var (path, _) = FamilyPackedTests.Artifact(name);
+        var e = Assert.Throws<MatqException>(() => Matq.Export.OnnxExporter.Build(path, 8, out _, out _, out _));
+        Assert.StartsWith(start, e.Message);
+    }
+}
