@@ -57,6 +57,12 @@ public static class TensorNestedSlice
         if (codes.dtype != ScalarType.Byte) throw new ArgumentException($"codes must be uint8, got {codes.dtype}");
         int k = masterBits - sliceBits;
         Tensor q = codes.to(ScalarType.Int32);
-        return k == 0 ? q : q.add(1 << (k - 1)).floor_divide(1 << k);
+        if (k == 0) return q;
+        // Explicit scalars kept alive across the native calls: TorchSharp 0.107 passes an implicit Scalar's raw handle, so
+        // a GC finalizer on another thread can free it mid-call (seen as "alpha must not be a floating point number").
+        using Scalar half = 1 << (k - 1), one = 1, step = 1 << k;
+        var r = q.add(half, one).floor_divide(step);
+        GC.KeepAlive(half); GC.KeepAlive(one); GC.KeepAlive(step);
+        return r;
     }
 }
