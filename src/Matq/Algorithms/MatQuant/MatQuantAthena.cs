@@ -9,7 +9,8 @@
 //   1. Grid: AthenaSolver at c bits (GPTQ pass + Hessian-weighted refits of α, z) → α, z [out, nGroups], codes Q_a.
 //      Reusing its grid keeps every bit of Athena's scale search; the nested step only re-chooses the codes.
 //   2. Nested error-feedback pass over columns j: GptqColumnPass (natural order, lazy blocks of B) with the rounding
-//      rule of NestedColumnQuantizer below, U the upper Cholesky factor of (H + λI)⁻¹ (HessianFactorizer, same dampening) and d_j = U_jj:
+//      rule of NestedColumnQuantizer (below), U the upper Cholesky factor of (H + λI)⁻¹ (HessianFactorizer, same
+//      dampening) and d_j = U_jj:
 //        q_j  = argmin over q ∈ {round(w_j/α) + z + δ : |δ| ≤ 2^(c − min R)} ∩ [0, 2^c − 1] of
 //               Σ_r λ_r (w_j − ŵ_r(q))²                  (per row; d_j is common to all candidates, so it drops out)
 //        e_j  = Σ_r λ_r (w_j − ŵ_r(q_j)) / Σ_r λ_r / d_j   the λ-weighted error, fed back as in GPTQ:
