@@ -1,11 +1,12 @@
 // Sequential calibration on the tiny-llama fixture: Hessians come from the quantized prefix, and GPTQ/Athena through
-// the whole model give logits closer to the float model than RTN at 3 bits.
+// the whole model (the quantization entry point) give logits closer to the float model than RTN at 3 bits.
 using Matq.Algorithms.Athena;
 using Matq.Calibration;
 using Matq.Kernels.Quantization;
 using Matq.Loading;
 using Matq.Models;
 using Matq.Quantization;
+using Matq.Quantization.Pipeline;
 using Matq.Tests.Algorithms.Athena;
 using Matq.Tests.Models;
 using static TorchSharp.torch;
@@ -85,22 +86,19 @@ public class SequentialCalibratorTests
                 weight.copy_(Rtn(weight, spec));
             }
         });
-        var reports = new List<LayerQuantReport>();
-        double gptq = Error(model =>
+        // the registered methods on the same settings: 3 bits, groups of 32, B = 32, 8 windows per calibration batch
+        QuantizationResult Quantize(LlamaForCausalLM model, string method, string? sweeps = null)
         {
-            foreach (var r in AthenaModelQuantizer.Quantize(model, calibration, new AthenaConfig(spec, AthenaMode.GptqExact, blockSize: 32), batchSize: 8))
-            {
-                reports.Add(r.Report);
-                r.Dispose();
-            }
-        });
-        double athena = Error(model =>
-        {
-            foreach (var r in AthenaModelQuantizer.Quantize(model, calibration, new AthenaConfig(spec, AthenaMode.Athena, blockSize: 32, sweeps: 3), batchSize: 8))
-                r.Dispose();
-        });
+            var options = new Dictionary<string, string> { ["block"] = "32", ["calib-batch"] = "8" };
+            if (sweeps is not null) options["sweeps"] = sweeps;
+            return QuantizationRunner.Run(new QuantizationConfig(method, spec.Bits, spec.GroupSize, options: options),
+                new QuantizationContext(model, CPU, () => new CalibrationTokens(calibration)));
+        }
+        var reports = new List<LayerReport>();
+        double gptq = Error(model => reports.AddRange(Quantize(model, AthenaAlgorithm.GptqName).Layers.Select(l => l.Report)));
+        double athena = Error(model => Quantize(model, AthenaAlgorithm.AthenaName, sweeps: "3"));
         Assert.Equal(14, reports.Count);
-        Assert.All(reports, r => Assert.True(r.FinalError < r.RtnError, $"{r.Layer}: GPTQ {r.FinalError:G4} ≥ RTN {r.RtnError:G4}"));
+        Assert.All(reports, r => Assert.True(r.HessianErrorAfter < r.HessianErrorBefore, $"{r.Name}: GPTQ {r.HessianErrorAfter:G4} ≥ RTN {r.HessianErrorBefore:G4}"));
         // held-out windows (seen: GPTQ ≈ 0.76×, Athena ≈ 0.80× RTN's logits MSE; in-sample both ≈ 0.3×)
         Assert.True(gptq < 0.9 * rtn, $"held-out logits MSE: GPTQ {gptq:G4} vs RTN {rtn:G4}");
         Assert.True(athena < 0.9 * rtn, $"held-out logits MSE: Athena {athena:G4} vs RTN {rtn:G4}");
@@ -116,8 +114,8 @@ public class SequentialCalibratorTests
         var e = Assert.Throws<MatqException>(() => SequentialCalibrator.Run(model, windows, l => l.Weight));
         Assert.Contains("model.layers.0.self_attn.q_proj", e.Message);
 
-        var config = new AthenaConfig(QuantSpec.PerChannel(4));
-        e = Assert.Throws<MatqException>(() => AthenaModelQuantizer.Quantize(model, new int[100], count: 8, length: 32, seed: 1, config));
+        var context = new QuantizationContext(model, CPU, () => CalibrationTokens.Sample(new int[100], count: 8, length: 32, seed: 1));
+        e = Assert.Throws<MatqException>(() => QuantizationRunner.Run(new QuantizationConfig(AthenaAlgorithm.AthenaName, 4, 0), context));
         Assert.Contains("calibration needs", e.Message);
         Assert.Throws<MatqException>(() => SequentialCalibrator.Run(model, Array.Empty<int[]>(), l => l.Weight));
     }

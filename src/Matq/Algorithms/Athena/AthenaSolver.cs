@@ -3,10 +3,10 @@
 //
 // GPTQ-exact (Frantar et al. 2022): dead inputs (H_ii = 0 → H_ii = 1, W[:, i] = 0); λ = percDamp·mean(diag H) on the
 // diagonal (×10 retries if not positive definite); U = upper Cholesky factor of H_d⁻¹; one error-feedback pass over
-// the columns in blocks of B with lazy batch updates (GptqColumnPass); group (α, z) are min-max parameters of the
-// current, error-updated weights of the group, computed when its first column is reached. Act-order processes
-// columns by descending diag H with "static groups": all group parameters are computed up front from the unpermuted
-// weights, so codes/scales/zeros keep the natural layout and no permutation is stored.
+// the columns in blocks of B with lazy batch updates (GptqColumnPass with AffineColumnQuantizer); group (α, z) are
+// min-max parameters of the current, error-updated weights of the group, computed when its first column is reached.
+// Act-order processes columns by descending diag H with "static groups": all group parameters are computed up front
+// from the unpermuted weights, so codes/scales/zeros keep the natural layout and no permutation is stored.
 //
 // Athena (after the paper's description: block-wise second-order quantization that groups parameters by columns or
 // rows and iteratively updates the remaining parameters and the Hessian), as implemented here:
@@ -133,8 +133,8 @@ public static class AthenaSolver
         for (long r0 = 0; r0 < rows; r0 += step)
         {
             long len = Math.Min(step, rows - r0);
-            var grid = new PassGrid(scales.narrow(0, r0, len), zeros.narrow(0, r0, len), groupOf, g, dynamic);
-            parts.Add(GptqColumnPass.Run(wp.narrow(0, r0, len).clone(), u, grid, spec, config.BlockSize));
+            var quantizer = new AffineColumnQuantizer(scales.narrow(0, r0, len), zeros.narrow(0, r0, len), groupOf, g, dynamic, spec);
+            parts.Add(GptqColumnPass.Run(wp.narrow(0, r0, len).clone(), u, quantizer, config.BlockSize));
         }
         return parts.Count == 1 ? parts[0] : cat(parts.ToArray(), 0);
     }

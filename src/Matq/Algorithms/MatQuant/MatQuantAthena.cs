@@ -8,8 +8,9 @@
 //   0. R = {c}: E is Athena's own objective, so AthenaSolver's result is returned unchanged.
 //   1. Grid: AthenaSolver at c bits (GPTQ pass + Hessian-weighted refits of α, z) → α, z [out, nGroups], codes Q_a.
 //      Reusing its grid keeps every bit of Athena's scale search; the nested step only re-chooses the codes.
-//   2. Nested error-feedback pass over columns j (natural order, lazy blocks of B as in GptqColumnPass), with U the
-//      upper Cholesky factor of (H + λI)⁻¹ (HessianFactorizer, same dampening) and d_j = U_jj:
+//   2. Nested error-feedback pass over columns j: GptqColumnPass (natural order, lazy blocks of B) with the rounding
+//      rule of NestedColumnQuantizer (below), U the upper Cholesky factor of (H + λI)⁻¹ (HessianFactorizer, same
+//      dampening) and d_j = U_jj:
 //        q_j  = argmin over q ∈ {round(w_j/α) + z + δ : |δ| ≤ 2^(c − min R)} ∩ [0, 2^c − 1] of
 //               Σ_r λ_r (w_j − ŵ_r(q))²                  (per row; d_j is common to all candidates, so it drops out)
 //        e_j  = Σ_r λ_r (w_j − ŵ_r(q_j)) / Σ_r λ_r / d_j   the λ-weighted error, fed back as in GPTQ:
@@ -72,7 +73,8 @@ public static class MatQuantAthena
             var (sg, zg) = NestedGrid(w0, h.diagonal(), scales, zeros, g, config);
             foreach (var (s, z) in new[] { (scales, zeros), (sg, zg) })
             {
-                Tensor codesN = NestedPass(w.clone(), factor.U, s, z, g, config, athena.BlockSize).to(ScalarType.Byte);
+                var nested = new NestedColumnQuantizer(s, z, g, config);
+                Tensor codesN = GptqColumnPass.Run(w.clone(), factor.U, nested, athena.BlockSize).to(ScalarType.Byte);
                 var errN = PerWidthErrors(w0, h, codesN, s, z, g, c, config.Bits, config.ExtraPrecision);
                 double eN = Weighted(errN, config.Lambda);
                 if (eN < eKept) { kept = codesN; keptErr = errN; eKept = eN; nestedKept = true; (scales, zeros) = (s, z); }
@@ -132,55 +134,8 @@ public static class MatQuantAthena
         return (bestS, bestZ);
     }
 
-    /// <summary>Step 2 of the header on w [rows, n] (consumed), u [n, n]; returns float codes [rows, n].</summary>
-    private static Tensor NestedPass(Tensor w, Tensor u, Tensor scales, Tensor zeros, int groupSize, MatQuantConfig config, int blockSize)
-    {
-        long rows = w.shape[0];
-        int n = checked((int)w.shape[1]), c = config.MasterBits, qmax = (1 << c) - 1;
-        int reach = 1 << (c - config.Bits.Min());
-        var offsets = arange(-reach, reach + 1, dtype: ScalarType.Float32, device: w.device).unsqueeze(0);   // [1, K]
-        double lambdaSum = config.LambdaSum;
-        var codes = torch.zeros(rows, n, dtype: ScalarType.Float32, device: w.device);
-        Tensor d = u.diagonal();
-        for (int i1 = 0; i1 < n; i1 += blockSize)
-        {
-            using var scope = NewDisposeScope();
-            int i2 = Math.Min(i1 + blockSize, n), count = i2 - i1;
-            Tensor w1 = w.narrow(1, i1, count);
-            Tensor err = torch.zeros(rows, count, dtype: ScalarType.Float32, device: w.device);
-            Tensor u1 = u.narrow(0, i1, count).narrow(1, i1, count);
-            for (int j = 0; j < count; j++)
-            {
-                int col = i1 + j, k = col / groupSize;
-                Tensor alpha = scales.select(1, k).unsqueeze(1), zero = zeros.select(1, k).unsqueeze(1);    // [rows, 1]
-                Tensor wj = w1.select(1, j);                                                                // [rows]
-                Tensor center = wj.unsqueeze(1).div(alpha).round().add(zero);                                // [rows, 1]
-                Tensor cand = center.add(offsets).clamp(0, qmax);                                            // [rows, K]
-                Tensor cost = torch.zeros_like(cand);
-                Tensor mean = torch.zeros_like(cand);
-                for (int b = 0; b < config.Bits.Count; b++)
-                {
-                    if (config.Lambda[b] == 0) continue;
-                    Tensor wr = SliceValue(cand, alpha, zero, c, config.Bits[b], config.ExtraPrecision);     // [rows, K]
-                    Tensor diff = wj.unsqueeze(1) - wr;
-                    cost.add_(diff.square().mul(config.Lambda[b]));
-                    mean.add_(diff.mul(config.Lambda[b]));
-                }
-                Tensor best = cost.argmin(1, keepdim: true);                                                 // [rows, 1]
-                codes.select(1, col).copy_(cand.gather(1, best).squeeze(1));
-                Tensor e = mean.gather(1, best).squeeze(1).div(lambdaSum).div_(d.select(0, col));            // [rows]
-                err.select(1, j).copy_(e);
-                if (j + 1 < count)
-                    w1.narrow(1, j + 1, count - j - 1).addr_(e, u1.select(0, j).narrow(0, j + 1, count - j - 1), alpha: -1);
-            }
-            if (i2 < n)
-                w.narrow(1, i2, n - i2).addmm_(err, u.narrow(0, i1, count).narrow(1, i2, n - i2), alpha: -1);
-        }
-        return codes;
-    }
-
     // ŵ_r(q) = α(S(q, r)·2^(c−r) − z) on float codes, the same ops as TensorNestedSlice (exact for integers ≤ 255)
-    private static Tensor SliceValue(Tensor q, Tensor alpha, Tensor zero, int c, int r, bool extra)
+    internal static Tensor SliceValue(Tensor q, Tensor alpha, Tensor zero, int c, int r, bool extra)
     {
         int k = c - r;
         Tensor s = q;
@@ -191,5 +146,49 @@ public static class MatQuantAthena
             s = s.mul(1 << k);
         }
         return s.sub(zero).mul(alpha);
+    }
+}
+
+/// <summary>
+/// Step 2's rounding rule for GptqColumnPass on a fixed grid α, z [rows, nGroups] (natural column order, group c / g):
+/// per row, the c-bit code near round(w/α) + z whose nested slices have the least λ-weighted squared error, and the
+/// λ-weighted mean residual as the error GPTQ feeds back (the pass divides it by U_jj):
+///   cand = clamp(round(w_j/α) + z + δ, 0, 2^c−1), δ ∈ [−2^(c−min R), 2^(c−min R)]                 [rows, K]
+///   q_j  = argmin_cand Σ_r λ_r (w_j − ŵ_r(cand))²,   r_j = Σ_r λ_r (w_j − ŵ_r(q_j)) / Σ_r λ_r           [rows]
+/// </summary>
+internal sealed class NestedColumnQuantizer : ColumnQuantizer
+{
+    private readonly Tensor _scales, _zeros, _offsets;
+    private readonly int _groupSize, _masterBits, _qmax;
+    private readonly MatQuantConfig _config;
+
+    public NestedColumnQuantizer(Tensor scales, Tensor zeros, int groupSize, MatQuantConfig config)
+    {
+        (_scales, _zeros, _groupSize, _config) = (scales, zeros, groupSize, config);
+        _masterBits = config.MasterBits;
+        _qmax = (1 << _masterBits) - 1;
+        int reach = 1 << (_masterBits - config.Bits.Min());
+        _offsets = arange(-reach, reach + 1, dtype: ScalarType.Float32, device: scales.device).unsqueeze(0);   // [1, K]
+    }
+
+    public override Tensor Quantize(int c, Tensor wj, Tensor codes)
+    {
+        int k = c / _groupSize;
+        Tensor alpha = _scales.select(1, k).unsqueeze(1), zero = _zeros.select(1, k).unsqueeze(1);    // [rows, 1]
+        Tensor center = wj.unsqueeze(1).div(alpha).round().add(zero);                                  // [rows, 1]
+        Tensor cand = center.add(_offsets).clamp(0, _qmax);                                            // [rows, K]
+        Tensor cost = torch.zeros_like(cand);
+        Tensor mean = torch.zeros_like(cand);
+        for (int b = 0; b < _config.Bits.Count; b++)
+        {
+            if (_config.Lambda[b] == 0) continue;
+            Tensor wr = MatQuantAthena.SliceValue(cand, alpha, zero, _masterBits, _config.Bits[b], _config.ExtraPrecision);   // [rows, K]
+            Tensor diff = wj.unsqueeze(1) - wr;
+            cost.add_(diff.square().mul(_config.Lambda[b]));
+            mean.add_(diff.mul(_config.Lambda[b]));
+        }
+        Tensor best = cost.argmin(1, keepdim: true);                                                   // [rows, 1]
+        codes.copy_(cand.gather(1, best).squeeze(1));
+        return mean.gather(1, best).squeeze(1).div(_config.LambdaSum);                                 // [rows]
     }
 }
