@@ -41,6 +41,12 @@ public static class CommonOptions
         HelpName = "NAME|FILE",
     };
 
+    public static Option<string?> Tokenizer() => new("--tokenizer")
+    {
+        Description = "A folder with tokenizer files (tokenizer.json, or encoder.json + vocab.bpe), for a model that has none beside it",
+        HelpName = "DIR",
+    };
+
     public static Option<string> Device() => new("--device")
     {
         Description = "cpu, cuda or auto (cuda needs MATQ_TORCH_LIB=/path/to/torch/lib of a CUDA PyTorch install)",

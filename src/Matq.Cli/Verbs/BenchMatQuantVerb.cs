@@ -183,7 +183,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
                 Add("pyramid", PlanStrategies.Pyramid(layers, budget, levels));
                 Add("budget", PlanStrategies.Budget(layers, budget, levels, (l, bits) => sens[(l, bits)]));
             }
-            SavePlot(Path.ChangeExtension(outPath, null) + $"-{b}-mixnmatch.png", curves.Where(c => c.Base == b).ToList(), b);
+            SavePlot(PlotPath(outPath, b), curves.Where(c => c.Base == b).ToList(), b);
         }
         var omniBudget = $"{epochs} epochs per block over {result.GetValue(_calibN)} windows × 256 tokens of SOTU train, Adam lr {result.GetValue(_lwcLr)}, " +
             $"{result.GetValue(_lwcBatch)} window(s) per step, clip init σ(4) = 0.982, bound of γ, β: 1 at one width, 2 for MatQuant (lwc-max auto)";
@@ -234,6 +234,14 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
         }
         Matq.Formats.IO.AtomicFile.WriteAllText(Path.ChangeExtension(Path.GetFullPath(path), null) + "-tables.md", md.ToString());
         Console.WriteLine(md.ToString());
+    }
+
+    /// <summary>"&lt;stem&gt;-&lt;base&gt;-mixnmatch.png", without doubling the base when the stem already ends in it
+    /// (matquant-tiny-qat.md → matquant-tiny-qat-mixnmatch.png, not …-qat-qat-…).</summary>
+    internal static string PlotPath(string outPath, string b)
+    {
+        var stem = Path.ChangeExtension(outPath, null);
+        return (stem.EndsWith("-" + b, StringComparison.Ordinal) ? stem : stem + "-" + b) + "-mixnmatch.png";
     }
 
     private static void SavePlot(string path, List<(string Base, string Strategy, double Avg, long Bytes, double Sotu, double Moby)> points, string b)

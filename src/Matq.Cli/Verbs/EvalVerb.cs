@@ -23,6 +23,8 @@ public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null)
     private readonly Option<string?> _plan = new("--plan") { Description = "For a .matq: per-layer bits JSON {\"default\": 4, \"layers\": {\"model.layers.0.mlp.down_proj\": 8}}", HelpName = "FILE" };
     private readonly Option<bool> _extra = new("--extra-precision") { Description = "For a .matq: keep the rounding overflow bucket 2^r (a few weights take an extra bit)" };
 
+    private readonly Option<string?> _tokenizer = CommonOptions.Tokenizer();
+
     public override string Name => "eval";
     public override string Description => "Perplexity and bits per byte of a language model on SOTU, Moby-Dick or a text file (sliding windows)";
     public override IReadOnlyList<string> Examples =>
@@ -36,7 +38,7 @@ public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null)
 
     protected override void Configure(Command command)
     {
-        foreach (var o in new Option[] { _model, _dataOpt, _context, _stride, _batch, _device, _maxTokens, _bits, _plan, _extra })
+        foreach (var o in new Option[] { _model, _dataOpt, _context, _stride, _batch, _device, _maxTokens, _bits, _plan, _extra, _tokenizer })
             command.Options.Add(o);
     }
 
@@ -66,7 +68,7 @@ public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null)
         string? description = null, caption = null;
         foreach (var bits in bitsList)
         {
-            using var lm = LanguageModelSource.Open(modelPath, device, new ServingRequest(bits, plan, extra));
+            using var lm = LanguageModelSource.Open(modelPath, device, new ServingRequest(bits, plan, extra, result.GetValue(_tokenizer)));
             if (options.Context > lm.ContextLength)
                 throw new MatqException($"--context {options.Context} exceeds the model's context of {lm.ContextLength} tokens");
             if (set is null)   // every bit-width of one artifact shares its tokenizer: encode once

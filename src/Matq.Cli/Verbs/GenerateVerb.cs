@@ -32,6 +32,8 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<string> _head = PackedOptions.Head();
     private readonly Option<string> _activations = PackedOptions.Activations("int8");
 
+    private readonly Option<string?> _tokenizer = CommonOptions.Tokenizer();
+
     public override string Name => "generate";
     public override string Description => "Continue a prompt with a language model (greedy or seeded top-k / top-p sampling)";
     public override IReadOnlyList<string> Examples =>
@@ -45,7 +47,7 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
 
     protected override void Configure(Command command)
     {
-        foreach (var o in new Option[] { _model, _prompt, _maxTokens, _temperature, _topK, _topP, _seed, _device, _bits, _plan, _extra, _engine, _threads, _head, _activations })
+        foreach (var o in new Option[] { _model, _prompt, _maxTokens, _temperature, _topK, _topP, _seed, _device, _bits, _plan, _extra, _engine, _threads, _head, _activations, _tokenizer })
             command.Options.Add(o);
     }
 
@@ -59,7 +61,7 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
         var path = result.GetValue(_model)!;
         if (!Directory.Exists(path) && !File.Exists(path))
             throw new MatqException($"--model {path} does not exist");
-        var serving = new ServingRequest(result.GetValue(_bits), result.GetValue(_plan), result.GetValue(_extra));
+        var serving = new ServingRequest(result.GetValue(_bits), result.GetValue(_plan), result.GetValue(_extra), result.GetValue(_tokenizer));
         var (bits, plan) = serving.Resolve();   // a bad --bits or --plan fails before the model load
         int threads = PackedOptions.CheckThreads(result.GetValue(_threads));
         int? headBits = PackedOptions.ParseHead(result.GetValue(_head)!);
@@ -68,7 +70,7 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
         if (UsePackedEngine(result.GetValue(_engine)!, path, serving.ExtraPrecision, result.GetValue(_device)!))
         {
             var model = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = bits, Plan = plan, HeadBits = headBits });
-            var tokenizer = ModelSource.LoadArtifactTokenizer(path, model.Metadata, model.Config.VocabSize);
+            var tokenizer = ModelSource.LoadArtifactTokenizer(path, model.Metadata, model.Config.VocabSize, serving.Tokenizer);
             var session = new PackedLlamaSession(model, threads: threads, activations: acts[0]);
             var stats = Run(tokenizer, prompt, max, sampling, session.ContextLength,
                 (ids, o, onToken) => PackedTextGenerator.Generate(session, ids, o, onToken).Stats);

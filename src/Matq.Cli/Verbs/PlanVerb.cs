@@ -30,6 +30,8 @@ public sealed class PlanVerb(IAnsiConsole console, Func<DataStore>? data = null)
     private readonly Option<string> _device = CommonOptions.Device();
     private readonly Option<int> _seed = CommonOptions.Seed();
 
+    private readonly Option<string?> _tokenizer = CommonOptions.Tokenizer();
+
     public override string Name => "plan";
     public override string Description => "Write a Mix'n'Match plan (per-layer bit-widths served from one .matq artifact)";
     public override IReadOnlyList<string> Examples =>
@@ -41,7 +43,7 @@ public sealed class PlanVerb(IAnsiConsole console, Func<DataStore>? data = null)
 
     protected override void Configure(Command command)
     {
-        foreach (Option o in new Option[] { _model, _strategy, _bits, _avg, _levels, _calib, _out, _device, _seed }) command.Options.Add(o);
+        foreach (Option o in new Option[] { _model, _strategy, _bits, _avg, _levels, _calib, _out, _device, _seed, _tokenizer }) command.Options.Add(o);
     }
 
     protected override int Execute(ParseResult result)
@@ -75,7 +77,7 @@ public sealed class PlanVerb(IAnsiConsole console, Func<DataStore>? data = null)
             else
             {
                 var device = TorchDevices.Resolve(result.GetValue(_device));
-                var (folder, problem) = ModelSource.ArtifactTokenizer(path, artifact.Metadata);
+                var (folder, problem) = result.GetValue(_tokenizer) is { } tok ? (tok, null) : ModelSource.ArtifactTokenizer(path, artifact.Metadata);
                 if (folder is null) throw new MatqException($"budget search needs the artifact's tokenizer: {problem}");
                 var ids = TextTokenizer.Load(folder).Encode(EvalTexts.Resolve(result.GetValue(_calib)!, _data).Text);
                 var windows = CalibrationTokens.Sample(ids, 8, Math.Min(128, ids.Length / 9), result.GetValue(_seed));

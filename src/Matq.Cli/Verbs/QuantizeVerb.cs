@@ -80,6 +80,8 @@ public sealed class QuantizeVerb : Verb
             + "model and calibration data must match the killed run's. Without --resume an existing checkpoint for --out is replaced",
     };
 
+    private readonly Option<string?> _tokenizer = CommonOptions.Tokenizer();
+
     public override string Name => "quantize";
     public override string Description => "Quantize an HF model's linears to low-bit integer codes and write a .matq artifact (servable at any bits up to --bits)";
     public override IReadOnlyList<string> Examples =>
@@ -97,7 +99,7 @@ public sealed class QuantizeVerb : Verb
 
     protected override void Configure(Command command)
     {
-        foreach (var o in new Option[] { _model, _method, _bits, _group, _symmetric, _clip, _options, _base, _lambda, _codistill, _head, _calibData, _calibN, _calibLen, _out, _device, _seed, _resume })
+        foreach (var o in new Option[] { _model, _method, _bits, _group, _symmetric, _clip, _options, _base, _lambda, _codistill, _head, _calibData, _calibN, _calibLen, _out, _device, _seed, _resume, _tokenizer })
             command.Options.Add(o);
         foreach (var o in _vision.Options) command.Options.Add(o);
     }
@@ -171,7 +173,7 @@ public sealed class QuantizeVerb : Verb
         }
 
         var device = TorchDevices.Resolve(result.GetValue(_device));
-        using var source = ModelSource.Open(modelPath, device: device);
+        using var source = ModelSource.Open(modelPath, device: device, tokenizer: result.GetValue(_tokenizer));
         if (source.Kind == ModelSourceKind.MatqArtifact)
             throw new MatqException($"--model {modelPath} is already a .matq artifact: quantize the float model it came from");
         var model = source.Model;

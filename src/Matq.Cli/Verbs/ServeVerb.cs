@@ -39,6 +39,8 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
     private readonly Option<string> _head = PackedOptions.Head();
     private readonly Option<string> _activations = PackedOptions.Activations("int8");
 
+    private readonly Option<string?> _tokenizer = CommonOptions.Tokenizer();
+
     public override string Name => "serve";
     public override string Description =>
         "Serve a model over HTTP on 127.0.0.1 in the OpenAI completions shape (POST /v1/completions, GET /v1/models, GET /health); "
@@ -53,7 +55,7 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
 
     protected override void Configure(Command command)
     {
-        foreach (var o in new Option[] { _model, _bits, _plan, _port, _concurrency, _queue, _maxBody, _precisions, _group, _threads, _head, _activations })
+        foreach (var o in new Option[] { _model, _bits, _plan, _port, _concurrency, _queue, _maxBody, _precisions, _group, _threads, _head, _activations, _tokenizer })
             command.Options.Add(o);
     }
 
@@ -90,7 +92,7 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
             var engine = CompletionEngine.Open(artifact, new PackedServingOptions
             {
                 DefaultBits = bits, Plan = plan, HeadBits = headBits, Threads = threads, Activations = acts[0], Capacity = capacity,
-            });
+            }, result.GetValue(_tokenizer));
             Serve(engine, options with { ModelId = modelId });
             return 0;
         }

@@ -28,12 +28,12 @@ public static class LanguageModelSource
     /// bits) with per-layer overrides from <paramref name="plan"/>; the tokenizer comes from the opened model's folder.
     /// </summary>
     public static LanguageModel Open(string path, Device device, int? bits = null, IReadOnlyDictionary<string, int>? plan = null,
-        bool extraPrecision = false)
+        bool extraPrecision = false, string? tokenizer = null)
     {
         // ModelSource decides what the path is; this only words the commonest mistake (a folder that is no model) for eval.
         if (Directory.Exists(path) && !File.Exists(Path.Combine(path, HfLlamaConfig.FileName)))
             throw new MatqException($"--model {path} has no {HfLlamaConfig.FileName}: it is not an HF model folder (give a model folder or a .matq artifact)");
-        var opened = ModelSource.Open(path, bits, device, ScalarType.Float32, extraPrecision, plan);
+        var opened = ModelSource.Open(path, bits, device, ScalarType.Float32, extraPrecision, plan, tokenizer);
         return Wrap(opened, path);
     }
 
@@ -42,7 +42,7 @@ public static class LanguageModelSource
     {
         ArgumentNullException.ThrowIfNull(request);
         var (bits, plan) = request.Resolve();
-        return Open(path, device, bits, plan, request.ExtraPrecision);
+        return Open(path, device, bits, plan, request.ExtraPrecision, request.Tokenizer);
     }
 
     private static LanguageModel Wrap(OpenedModel opened, string path)

@@ -3,7 +3,7 @@
 namespace Matq.Evaluation;
 
 /// <summary>Bits r (null = the plan's default or the master bits), an optional plan file, extra precision.</summary>
-public sealed record ServingRequest(int? Bits = null, string? PlanPath = null, bool ExtraPrecision = false)
+public sealed record ServingRequest(int? Bits = null, string? PlanPath = null, bool ExtraPrecision = false, string? Tokenizer = null)
 {
     public static ServingRequest None { get; } = new();
 

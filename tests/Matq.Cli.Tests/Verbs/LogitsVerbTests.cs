@@ -80,3 +80,51 @@ public sealed class LogitsVerbTests : IDisposable
         Assert.Empty(Directory.GetFiles(_dir));
     }
 }
+
+/// <summary>--tokenizer on the verbs that load a model: a model folder without tokenizer files runs with one given.</summary>
+public sealed class TokenizerOptionTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("matq-tokopt-").FullName;
+    public void Dispose() { try { Directory.Delete(_dir, recursive: true); } catch (IOException) { } }
+
+    private static string TinyTokenizer => Path.GetFullPath(CliRunner.Fixture("..", "..", "models", "tiny"));
+
+    [Fact]
+    public void A_model_without_tokenizer_files_runs_with_tokenizer_and_the_artifact_carries_it()
+    {
+        var model = CliRunner.Fixture("tiny-llama");   // no tokenizer files; vocabulary 384 ≥ the byte tokenizer's 256
+        var without = CliRunner.Run("generate", "--model", model, "--prompt", "hi", "--max-tokens", "2", "--temperature", "0");
+        Assert.Equal(1, without.ExitCode);
+        Assert.Contains("--tokenizer DIR", without.Output, StringComparison.Ordinal);
+        var with = CliRunner.Run("generate", "--model", model, "--prompt", "hi", "--max-tokens", "2", "--temperature", "0", "--tokenizer", TinyTokenizer);
+        Assert.True(with.ExitCode == 0, with.Output);
+
+        var artifact = Path.Combine(_dir, "tl.matq");
+        var q = CliRunner.Run("quantize", "--model", model, "--method", "rtn", "--bits", "8", "--group", "32", "--out", artifact, "--tokenizer", TinyTokenizer);
+        Assert.True(q.ExitCode == 0, q.Output);
+        Assert.True(File.Exists(Path.Combine(_dir, "tl.tokenizer", "matq_tokenizer.json")));
+        var g = CliRunner.Run("generate", "--model", artifact, "--prompt", "hi", "--max-tokens", "2", "--temperature", "0");
+        Assert.True(g.ExitCode == 0, g.Output);
+        var text = Path.Combine(_dir, "t.txt");
+        File.WriteAllText(text, string.Concat(Enumerable.Repeat("Fellow citizens of the Senate. ", 40)));
+        var e = CliRunner.Run("eval", "--model", model, "--data", text, "--tokenizer", TinyTokenizer, "--context", "32", "--stride", "16");
+        Assert.True(e.ExitCode == 0, e.Output);
+    }
+
+    [Theory]
+    [InlineData("generate")]
+    [InlineData("eval")]
+    [InlineData("quantize")]
+    public void A_tokenizer_folder_that_is_none_is_one_line(string verb)
+    {
+        string[] args = verb switch
+        {
+            "generate" => ["generate", "--model", CliRunner.Fixture("tiny-llama"), "--prompt", "x", "--tokenizer", _dir],
+            "eval" => ["eval", "--model", CliRunner.Fixture("tiny-llama"), "--tokenizer", Path.Combine(_dir, "missing")],
+            _ => ["quantize", "--model", CliRunner.Fixture("tiny-llama"), "--out", Path.Combine(_dir, "q.matq"), "--tokenizer", _dir],
+        };
+        var run = CliRunner.Run(args);
+        Assert.Equal(1, run.ExitCode);
+        Assert.Contains("--tokenizer", Assert.Single(run.Lines, l => l.StartsWith("error:", StringComparison.Ordinal)), StringComparison.Ordinal);
+    }
+}

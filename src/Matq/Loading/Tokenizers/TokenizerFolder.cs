@@ -39,7 +39,7 @@ internal static class TokenizerFolder
         string marker = Path.Combine(folder, MarkerFile);
         if (File.Exists(marker)) return LoadMarker(marker);
         throw new MatqException($"no tokenizer in '{folder}': looked for {LookedFor}; copy the model's tokenizer files there, " +
-                                "or write matq_tokenizer.json {\"kind\": \"bytes\"} for the built-in byte tokenizer");
+                                "write matq_tokenizer.json {\"kind\": \"bytes\"} for the built-in byte tokenizer, or give --tokenizer DIR");
     }
 
     private static TextTokenizer LoadMarker(string path)

@@ -61,10 +61,10 @@ public sealed class CompletionEngine
     }
 
     /// <summary>Opens a .matq artifact and its tokenizer (the folder its tokenizer reference points into).</summary>
-    public static CompletionEngine Open(string artifactPath, PackedServingOptions? options = null)
+    public static CompletionEngine Open(string artifactPath, PackedServingOptions? options = null, string? tokenizer = null)
     {
         var precisions = new PackedPrecisionCache(artifactPath, options);
-        return new CompletionEngine(precisions, ModelSource.LoadArtifactTokenizer(artifactPath, precisions.Metadata, precisions.Default.Model.Config.VocabSize));
+        return new CompletionEngine(precisions, ModelSource.LoadArtifactTokenizer(artifactPath, precisions.Metadata, precisions.Default.Model.Config.VocabSize, tokenizer));
     }
 
     public PreparedCompletion Prepare(CompletionParameters p)

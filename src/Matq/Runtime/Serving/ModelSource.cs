@@ -52,7 +52,25 @@ public static class ModelSource
     /// apply to .matq artifacts only; giving them for a float model is refused rather than ignored.
     /// </summary>
     public static OpenedModel Open(string path, int? bits = null, Device? device = null, ScalarType dtype = ScalarType.Float32,
-        bool extraPrecision = false, IReadOnlyDictionary<string, int>? plan = null)
+        bool extraPrecision = false, IReadOnlyDictionary<string, int>? plan = null, string? tokenizer = null)
+    {
+        var opened = OpenModel(path, bits, device, dtype, extraPrecision, plan);
+        if (tokenizer is null) return opened;
+        // --tokenizer: a folder with tokenizer files replaces whatever lies (or not) beside the model
+        CheckTokenizerFolder(tokenizer);
+        return new OpenedModel(opened.Model, opened.Kind, opened.Path, tokenizer, null, opened.Served);
+    }
+
+    /// <summary>Refuses a --tokenizer that is not a folder holding tokenizer files matq reads.</summary>
+    public static void CheckTokenizerFolder(string folder)
+    {
+        if (!Directory.Exists(folder)) throw new MatqException($"--tokenizer {folder} is not a folder: give the folder that holds tokenizer.json (or encoder.json + vocab.bpe)");
+        var present = Matq.Quantization.Pipeline.ArtifactExport.TokenizerFileNames.Where(f => File.Exists(System.IO.Path.Combine(folder, f))).ToArray();
+        if (Matq.Quantization.Pipeline.ArtifactExport.DetectTokenizerKind(present) is null)
+            throw new MatqException($"--tokenizer {folder} holds no tokenizer files (tokenizer.json, encoder.json + vocab.bpe, vocab.json + merges.txt or matq_tokenizer.json)");
+    }
+
+    private static OpenedModel OpenModel(string path, int? bits, Device? device, ScalarType dtype, bool extraPrecision, IReadOnlyDictionary<string, int>? plan)
     {
         if (string.IsNullOrWhiteSpace(path)) throw new MatqException("--model is empty: give an HF model folder, a .safetensors file or a .matq artifact");
         device ??= CPU;
@@ -102,9 +120,10 @@ public static class ModelSource
     /// The tokenizer of a .matq (the folder <see cref="ArtifactTokenizer"/> finds), checked to fit the model's
     /// <paramref name="vocabSize"/> embeddings; one line naming the fix when there is none or it does not fit.
     /// </summary>
-    public static TextTokenizer LoadArtifactTokenizer(string artifactPath, MatqMetadata metadata, int vocabSize)
+    public static TextTokenizer LoadArtifactTokenizer(string artifactPath, MatqMetadata metadata, int vocabSize, string? tokenizerFolder = null)
     {
-        var (folder, problem) = ArtifactTokenizer(artifactPath, metadata);
+        if (tokenizerFolder is not null) CheckTokenizerFolder(tokenizerFolder);
+        var (folder, problem) = tokenizerFolder is null ? ArtifactTokenizer(artifactPath, metadata) : (tokenizerFolder, null);
         var tokenizer = TextTokenizer.Load(folder ?? throw new MatqException($"{artifactPath}: no tokenizer ({problem}); copy the model's tokenizer files next to it"));
         if (tokenizer.VocabSize > vocabSize)
             throw new MatqException($"{artifactPath}: the tokenizer has {tokenizer.VocabSize} ids but the model only {vocabSize} embeddings");
