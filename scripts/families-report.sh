@@ -13,11 +13,12 @@ mkdir -p docs/results/logs
 : > "$log"
 run() { echo "\$ matq $*" >> "$log"; "$M" "$@" >> "$log" 2>&1; }
 maxdiff() { grep -o 'max |Δlogit| [0-9.E+-]*' "$log" | tail -1 | awk '{print $3}'; }
-lasterr() { grep '^error:' "$log" | tail -1 | sed 's/^error: //; s/|/\\|/g' | cut -c1-140; }
+lasterr() { grep '^error:' "$log" | tail -1 | sed 's/^error: //; s/|/\\|/g' | cut -c1-110; }
 onnxdiff() { grep -E '│' "$log" | tail -1 | awk -F'│' '{gsub(/ /,"",$6); print $6}'; }
 
 rows=()
-for f in tests/fixtures/families/* tests/fixtures/tiny-llama tests/fixtures/tiny-qwen2; do
+for f in tests/fixtures/families/*/ tests/fixtures/tiny-llama tests/fixtures/tiny-qwen2; do
+  f=${f%/}; [ -f "$f/config.json" ] || continue
   name=$(basename "$f"); arch=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['model_type'])" "$f/config.json")
   hub="$W/$name-hub"; mkdir -p "$hub"; cp "$f"/* "$hub"/
   [ -f "$f/config.hub.json" ] && cp "$f/config.hub.json" "$hub/config.json"
