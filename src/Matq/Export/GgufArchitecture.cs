@@ -9,7 +9,7 @@
 //   gemma2 always slides on layers 0, 2, 4, ... (pattern 2) with %s.attention.sliding_window and always soft-caps with
 //   %s.attn_logit_softcapping and %s.final_logit_softcapping; gemma3 slides when %s.attention.sliding_window > 0, on
 //   layers i with i % p < p − 1 (p = %s.attention.sliding_window_pattern, default 6), local rope base
-//   %s.rope.freq_base_swa; both scale attention by head_dim^−½ (hidden/heads for the 27B layer counts), not by
+//   %s.rope.freq_base_swa (%s.rope.scaling.* apply to full-attention layers only); both scale attention by head_dim^−½ (hidden/heads for the 27B layer counts), not by
 //   query_pre_attn_scalar; convert_hf_to_gguf.py adds 1 to every Gemma "norm.weight" and the graphs multiply by w.
 using Matq.Formats.Gguf;
 using Matq.Models;
@@ -52,15 +52,14 @@ public sealed class GgufArchitecture
         bool biasOk = name == "llama" || (name == "qwen2" && !c.OutputBias && !c.MlpBias) || (!c.QkvBias && !c.OutputBias && !c.MlpBias);
         if (!biasOk) throw Refuse(c, "projection biases", $"llama.cpp's {name} architecture reads no such bias");
 
-        // rope: llama3 only through the llama graph's rope_freqs; per-layer-type rope only as gemma3's local base
+        // rope: llama3 only through the llama graph's rope_freqs; per-layer-type rope only as gemma3's local base (default
+        // rope; the global rope may be linear, which llama.cpp's gemma3 applies to full-attention layers only)
         if (c.Rope.Type == RopeScaling.Llama3 && name != "llama")
             throw Refuse(c, "rope type llama3", $"llama.cpp's {name} graph applies no rope_freqs factors");
-        if (c.LocalRope != c.Rope && !(name == "gemma3" && c.LocalRope.Type == RopeScaling.Default && c.Rope.Type == RopeScaling.Default))
-            throw Refuse(c, "rope per layer type", name == "gemma3"
-                ? "llama.cpp's gemma3 takes only a local rope base (default rope) beside the global one"
-                : $"llama.cpp's {name} architecture has one rope for every layer");
-        if (name == "gemma3" && c.Rope.Type != RopeScaling.Default)
-            throw Refuse(c, $"rope type {c.Rope.Type} on gemma3", "not verified against llama.cpp's gemma3 (local layers would share the scaling)");
+        if (name == "gemma3" && c.LocalRope.Type != RopeScaling.Default)
+            throw Refuse(c, $"rope type {c.LocalRope.Type} on sliding layers", "llama.cpp's gemma3 rotates its sliding layers with unscaled rope");
+        if (c.LocalRope != c.Rope && name != "gemma3")
+            throw Refuse(c, "rope per layer type", $"llama.cpp's {name} architecture has one rope for every layer");
 
         // attention scale: llama.cpp fixes it per architecture
         double want = c.QueryPreAttnScalar ?? c.HeadDim;

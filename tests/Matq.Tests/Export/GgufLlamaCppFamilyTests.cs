@@ -192,6 +192,11 @@ public sealed class GgufLlamaCppFamilyTests(ITestOutputHelper output)
             Refusal(new LlamaConfig(64, 160, 2, 4, 384, LlamaFamily.Qwen3, headDim: 32, attentionBias: true)));
         Assert.StartsWith("the GGUF export does not support rope type llama3 (Qwen2 model)",
             Refusal(new LlamaConfig(64, 160, 2, 4, 384, LlamaFamily.Qwen2, rope: new RopeSpec(1e4, RopeScaling.Llama3, 8, originalMaxPositions: 64))));
+        var linear = new RopeSpec(1e4, RopeScaling.Linear, 8);
+        Assert.StartsWith("the GGUF export does not support rope type Linear on sliding layers (Gemma3 model)",
+            Refusal(new LlamaConfig(64, 160, 3, 4, 384, LlamaFamily.Gemma3, headDim: 16, slidingWindow: 16, slidingLayers: [true, true, false], rope: linear)));
+        Assert.StartsWith("the GGUF export does not support rope per layer type (Qwen3 model)",
+            Refusal(new LlamaConfig(64, 160, 2, 4, 384, LlamaFamily.Qwen3, headDim: 32, localRope: linear)));
         // gemma3 slides on layers i % p < p − 1 only: a full layer first has no period
         Assert.StartsWith("the GGUF export does not support this pattern of sliding layers (Gemma3 model)",
             Refusal(new LlamaConfig(64, 160, 3, 4, 384, LlamaFamily.Gemma3, headDim: 16, slidingWindow: 16, slidingLayers: [false, true, true])));
@@ -199,6 +204,31 @@ public sealed class GgufLlamaCppFamilyTests(ITestOutputHelper output)
         Assert.Equal(2, GgufArchitecture.SlidingPeriod([true, false, true]));
         Assert.Null(GgufArchitecture.SlidingPeriod([true, false, false]));
         Assert.Equal("llama", GgufArchitecture.For(new LlamaConfig(64, 160, 2, 4, 384, LlamaFamily.Mistral)).Name);
+    }
+
+    [Theory]
+    [InlineData("""{"full_attention": {"rope_theta": 1000000.0, "rope_type": "default"}, "sliding_attention": {"rope_theta": 500.0, "rope_type": "default"}}""")]
+    [InlineData("""{"full_attention": {"rope_theta": 1000000.0, "rope_type": "linear", "factor": 8.0}, "sliding_attention": {"rope_theta": 10000.0, "rope_type": "default"}}""")]
+    public void Gemma3_local_rope_base_and_global_linear_scaling_run_in_llama_cpp(string rope)
+    {
+        // the fixture's local base is llama.cpp's default (10000): a different one shows gemma3.rope.freq_base_swa is read;
+        // a linear global rope (Gemma 3 4B and larger) is scaled on the full-attention layers only, as HF does
+        var folder = HfFixtures.CopyToTemp("families/tiny-gemma3");
+        var cfgPath = Path.Combine(folder, "config.json");
+        var json = JsonNode.Parse(File.ReadAllText(cfgPath))!.AsObject();
+        json["rope_parameters"] = JsonNode.Parse(rope);
+        File.WriteAllText(cfgPath, json.ToJsonString());
+        var gguf = Path.Combine(folder, "g3.gguf");
+        GgufExporter.ExportFloat(folder, GgmlType.F32, gguf);
+        var ids = Ids("families/tiny-gemma3");
+        using var model = LlamaLoader.Load(folder, CPU);
+        using var original = LlamaLoader.Load(HfFixtures.Path("families/tiny-gemma3"), CPU);
+        var cpp = LlamaCpp.Logits(gguf, ids);
+        var (diff, _) = GgufLlamaCppTests.Compare(cpp, GgufLlamaCppTests.MatqLogits(model, ids), ids);
+        var (dOrig, _) = GgufLlamaCppTests.Compare(cpp, GgufLlamaCppTests.MatqLogits(original, ids), ids);
+        output.WriteLine($"gemma3 rope {rope}: llama.cpp vs matq {diff:E2} (vs the fixture's rope {dOrig:E2})");
+        Assert.InRange(diff, 0, F32Tolerance("gemma3"));
+        Assert.True(dOrig > 10 * F32Tolerance("gemma3"), "the rope change must matter");
     }
 
     [Fact]
