@@ -1,10 +1,12 @@
-// Contract: writes a .matq artifact as a llama.cpp-style GGUF v3 file (Gguf/GgufWriter) with Llama metadata, the tokenizer
-// and tensors as f32 | f16 | q8_0 | q4_0 | q4_1. Quantized weights take the lossless path (codes copied, scales → fp16)
+// Contract: writes a .matq artifact (or an HF folder) as a llama.cpp GGUF v3 file (Gguf/GgufWriter) with the metadata,
+// tensor names and fused tensors of its family's llama.cpp architecture (GgufArchitecture: llama, qwen2, qwen3, gemma2,
+// gemma3, phi3; what llama.cpp cannot run as matq does is refused in one line), the tokenizer and tensors as f32 | f16 | q8_0 | q4_0 | q4_1. Quantized weights take the lossless path (codes copied, scales → fp16)
 // where the GGUF block type expresses our grid exactly, else they are re-quantized from ŵ_r (ExportReport says which):
 //   q4_1 ← int4 slice, any group that is a multiple of 32 (or per-channel with in % 32 == 0), no act-order perm:
 //          ŵ_4 = α(S·16 − z) = d·S + m with d = 16α, m = −αz (each 32-block takes its group's d, m).
 //   q4_0 ← int4 slice when z = 128 (symmetric): ŵ_4 = 16α(S − 8) = d(q − 8).    q8_0 ← int8 master when z = 128: d = α, q = c − 128.
-// q_proj/k_proj rows are permuted per head from HF's rotate-half order to the interleaved pairs llama.cpp's rope expects:
+// On the llama architecture, q_proj/k_proj rows (and biases) are permuted per head from HF's rotate-half order to the
+// interleaved pairs llama.cpp's rope expects there (the other architectures rotate halves, NEOX-style, and keep HF's order):
 // GGUF row h·D + 2i + j = HF row h·D + j·D/2 + i (D = head_dim; k uses the KV head count). Rows move whole, so codes stay exact.
 using System.Text.Json;
 using Matq.Formats.Artifact;
@@ -27,10 +29,12 @@ public static class GgufExporter
     };
 
     /// <summary>
-    /// Writes <paramref name="matqPath"/> as GGUF. Quantized linears take <paramref name="type"/>; the token embedding and
-    /// an untied output head take <paramref name="embedType"/> (default: q8_0 for the block types, as llama.cpp's own
-    /// quantizer does, else <paramref name="type"/>); norms stay f32. A tensor whose rows are not a multiple of 32 values
-    /// cannot take a block type: it falls back to f16, and the report's notes name it.
+    /// Writes <paramref name="matqPath"/> as GGUF for the llama.cpp architecture of its family (GgufArchitecture).
+    /// Quantized linears take <paramref name="type"/>; the token embedding and an untied output head take
+    /// <paramref name="embedType"/> (default: q8_0 for the block types, as llama.cpp's own quantizer does, else
+    /// <paramref name="type"/>); norms stay f32. A tensor whose rows are not a multiple of 32 values cannot take a block
+    /// type: it falls back to f16, and the report's notes name it. Phi-3's q/k/v and gate/up are fused again by rows; the
+    /// fused tensor takes the lossless path when every part does (rows are independent blocks, so codes stay exact).
     /// </summary>
     public static GgufExportReport Export(string matqPath, GgmlType type, string outPath, GgmlType? embedType = null)
     {
@@ -38,66 +42,45 @@ public static class GgufExporter
         var a = MatqArtifact.Open(matqPath);
         // the same check eval/generate make: model_config parses as a Llama config and the tensors are exactly the ones it implies
         var cfg = QuantizedModelLoader.ModelConfig(a);
-        int heads = cfg.NumHeads, kvHeads = cfg.NumKvHeads, headDim = cfg.HeadDim;
-        var w = Header(cfg, type, Path.GetFileNameWithoutExtension(matqPath))
+        var arch = GgufArchitecture.For(cfg);
+        var w = arch.Header(Path.GetFileNameWithoutExtension(matqPath), FileType(type))
             .Add("matq.master_bits", (uint)a.Metadata.MasterBits).Add("matq.group_size", a.Metadata.GroupSize)
             .Add("matq.algorithm", a.Metadata.Algorithm);
         var notes = new List<string>();
         var (tokFolder, tokProblem) = ModelSource.ArtifactTokenizer(matqPath, a.Metadata);
         AddTokenizer(w, tokFolder, tokProblem, a.Metadata.Tokenizer?.Kind, notes, cfg.VocabSize);
-        int lossless = 0, requant = 0, floats = 0;
+        var counts = new Counts { Floats = AddExtraTensors(w, arch) };
         var fallbacks = new List<string>();
-        foreach (var f in a.Floats)
+        var floatTensors = a.Floats.Select(f => new Part(f.Name, f.Shape, f.Values)).ToList();
+        // 1-D tensors (norms, biases) stay f32; the embedding and output head take embedType; other 2-D floats f16 or f32
+        AddFloats(w, arch, floatTensors, embed, type == GgmlType.F32 ? GgmlType.F32 : GgmlType.F16, fallbacks, counts);
+        foreach (var (name, partIdx) in Group(arch, a.Quantized.Select(q => q.Name)))
         {
-            var name = GgufName(f.Name);
-            var (rows, cols) = f.Shape.Length == 1 ? (1L, f.Shape[0]) : (f.Shape[0], f.Shape.Skip(1).Aggregate(1L, (x, y) => x * y));
-            var vals = PermuteRows(f.Name, f.Values, (int)rows, (int)cols, heads, kvHeads, headDim);
-            // 1-D tensors (norms) stay f32; the embedding and output head take embedType; other 2-D floats f16 or f32
-            bool embedOrHead = name is "token_embd.weight" or "output.weight";
-            var ft = f.Shape.Length == 1 ? GgmlType.F32 : embedOrHead ? embed : type == GgmlType.F32 ? GgmlType.F32 : GgmlType.F16;
-            if (GgufBlocks.IsBlockType(ft) && cols % GgufBlocks.BlockValues != 0)
-            {
-                fallbacks.Add(f.Name);
-                ft = GgmlType.F16;
-            }
-            w.AddTensor(name, f.Shape.Reverse().ToArray(), ft, GgufBlocks.Encode(ft, vals));
-            if (GgufBlocks.IsBlockType(ft)) requant++; else floats++;
-        }
-        foreach (var q in a.Quantized)
-        {
-            var name = GgufName(q.Name);
-            long[] ne = [q.InFeatures, q.OutFeatures];
-            var perm = RowPerm(q.Name, q.OutFeatures, heads, kvHeads, headDim);
-            bool blocks32 = q.GroupWidth % 32 == 0 && q.InFeatures % 32 == 0 && q.Perm is null;
-            bool sym = q.Zeros.All(z => z == 128f) && a.Metadata.MasterBits == 8;
-            byte[] data;
+            var parts = partIdx.Select(i => a.Quantized[i]).ToList();
+            int cols = parts[0].InFeatures;
+            if (parts.Any(q => q.InFeatures != cols)) throw new MatqException($"{name}: fused parts have different input sizes");
+            long[] ne = [cols, parts.Sum(q => (long)q.OutFeatures)];
+            bool sym = parts.All(q => q.Zeros.All(z => z == 128f)) && a.Metadata.MasterBits == 8;
+            bool blocks32 = parts.All(q => q.GroupWidth % 32 == 0 && q.InFeatures % 32 == 0 && q.Perm is null);
             if (type == GgmlType.Q4_1 && blocks32 || type is GgmlType.Q4_0 or GgmlType.Q8_0 && blocks32 && sym)
             {
-                data = GgufQuantizedCodes.Encode(q, a.Metadata.MasterBits, type, perm);
-                lossless++;
+                var data = parts.SelectMany(q => GgufQuantizedCodes.Encode(q, a.Metadata.MasterBits, type, arch.RowPerm(q.Name, q.OutFeatures))).ToArray();
+                w.AddTensor(name, ne, type, data);
+                counts.Lossless += parts.Count;
+                continue;
             }
-            else
-            {
-                int r = type is GgmlType.Q4_0 or GgmlType.Q4_1 ? Math.Min(4, a.Metadata.MasterBits) : a.Metadata.MasterBits;
-                var deq = GgufQuantizedCodes.DequantizeSlice(q, a.Metadata.MasterBits, r, perm);
-                if (GgufBlocks.IsBlockType(type) && q.InFeatures % GgufBlocks.BlockValues != 0)
-                {
-                    // llama.cpp's own quantizer does the same for rows its block type cannot hold
-                    fallbacks.Add(q.Name);
-                    w.AddTensor(name, ne, GgmlType.F16, GgufBlocks.Encode(GgmlType.F16, deq));
-                    floats++;
-                    continue;
-                }
-                data = GgufBlocks.Encode(type, deq);
-                if (GgufBlocks.IsBlockType(type)) requant++; else floats++;
-            }
-            w.AddTensor(name, ne, type, data);
+            int r = type is GgmlType.Q4_0 or GgmlType.Q4_1 ? Math.Min(4, a.Metadata.MasterBits) : a.Metadata.MasterBits;
+            var deq = parts.SelectMany(q => GgufQuantizedCodes.DequantizeSlice(q, a.Metadata.MasterBits, r, arch.RowPerm(q.Name, q.OutFeatures))).ToArray();
+            var t = type;
+            // llama.cpp's own quantizer does the same for rows its block type cannot hold
+            if (GgufBlocks.IsBlockType(type) && cols % GgufBlocks.BlockValues != 0) { fallbacks.Add(parts[0].Name); t = GgmlType.F16; }
+            w.AddTensor(name, ne, t, GgufBlocks.Encode(t, deq));
+            if (GgufBlocks.IsBlockType(t)) counts.Quantized += parts.Count; else counts.Floats += parts.Count;
         }
-        if (requant > 0) notes.Add($"{requant} tensors were (re-)quantized to a GGUF block type from their values (float embedding/head, asymmetric zero points, act-order perm or groups not a multiple of 32)");
-        if (fallbacks.Count > 0)
-            notes.Add($"{fallbacks.Count} tensor(s) have rows that are not a multiple of 32 values and were written as f16: {string.Join(", ", fallbacks.Take(4))}{(fallbacks.Count > 4 ? ", ..." : "")}");
+        if (counts.Quantized > 0) notes.Add($"{counts.Quantized} tensors were (re-)quantized to a GGUF block type from their values (float embedding/head, asymmetric zero points, act-order perm or groups not a multiple of 32)");
+        AddFallbackNote(notes, fallbacks);
         w.Write(outPath);
-        return new GgufExportReport(lossless, requant, floats, notes);
+        return new GgufExportReport(counts.Lossless, counts.Quantized, counts.Floats, notes);
     }
 
     /// <summary>
@@ -111,80 +94,112 @@ public static class GgufExporter
         var embed = embedType ?? (GgufBlocks.IsBlockType(type) ? GgmlType.Q8_0 : type);
         using var model = Loading.LlamaLoader.Load(hfFolder, TorchSharp.torch.CPU, TorchSharp.torch.ScalarType.Float32);
         var cfg = model.Config;
-        var w = Header(cfg, type, Path.GetFileName(Path.GetFullPath(hfFolder).TrimEnd(Path.DirectorySeparatorChar)));
+        var arch = GgufArchitecture.For(cfg);
+        var w = arch.Header(Path.GetFileName(Path.GetFullPath(hfFolder).TrimEnd(Path.DirectorySeparatorChar)), FileType(type));
         var notes = new List<string>();
         var kind = ArtifactExport.DetectTokenizerKind(ArtifactExport.TokenizerFileNames.Where(f => File.Exists(Path.Combine(hfFolder, f))).ToArray());
         AddTokenizer(w, kind is null ? null : hfFolder, "the folder holds no tokenizer files", kind, notes, cfg.VocabSize);
-        int quantized = 0, floats = 0;
+        var counts = new Counts { Floats = AddExtraTensors(w, arch) };
         var fallbacks = new List<string>();
-        foreach (var (hf, shape) in Models.LlamaTensors.Expected(cfg))
+        var tensors = Models.LlamaTensors.Expected(cfg).Select(e =>
         {
-            var p = model.get_parameter(hf) ?? throw new MatqException($"{hfFolder}: the model has no tensor '{hf}'");
-            var vals = p.detach().contiguous().data<float>().ToArray();
-            long cols = shape[^1], rows = vals.LongLength / cols;
-            vals = PermuteRows(hf, vals, (int)rows, (int)cols, cfg.NumHeads, cfg.NumKvHeads, cfg.HeadDim);
-            var name = GgufName(hf);
-            var ft = shape.Length == 1 ? GgmlType.F32 : name is "token_embd.weight" or "output.weight" ? embed : type;
-            if (GgufBlocks.IsBlockType(ft) && cols % GgufBlocks.BlockValues != 0) { fallbacks.Add(hf); ft = GgmlType.F16; }
-            w.AddTensor(name, shape.Reverse().ToArray(), ft, GgufBlocks.Encode(ft, vals));
-            if (GgufBlocks.IsBlockType(ft)) quantized++; else floats++;
-        }
-        if (quantized > 0) notes.Add($"{quantized} float tensors were quantized to GGUF block types from their values (round to nearest per 32-block, as llama.cpp's quantizer)");
-        if (fallbacks.Count > 0) notes.Add($"{fallbacks.Count} tensor(s) have rows that are not a multiple of 32 values and were written as f16: {string.Join(", ", fallbacks.Take(4))}{(fallbacks.Count > 4 ? ", ..." : "")}");
+            var p = model.get_parameter(e.Name) ?? throw new MatqException($"{hfFolder}: the model has no tensor '{e.Name}'");
+            return new Part(e.Name, e.Shape, p.detach().contiguous().data<float>().ToArray());
+        }).ToList();
+        AddFloats(w, arch, tensors, embed, type, fallbacks, counts);
+        if (counts.Quantized > 0) notes.Add($"{counts.Quantized} float tensors were quantized to GGUF block types from their values (round to nearest per 32-block, as llama.cpp's quantizer)");
+        AddFallbackNote(notes, fallbacks);
         w.Write(outPath);
-        return new GgufExportReport(0, quantized, floats, notes);
+        return new GgufExportReport(0, counts.Quantized, counts.Floats, notes);
     }
 
-    // general.* and llama.* keys from the model config, as llama.cpp's llama architecture reads them.
-    private static GgufWriter Header(Models.LlamaConfig cfg, GgmlType type, string name)
+    private sealed record Part(string Name, long[] Shape, float[] Values);
+
+    private sealed class Counts { public int Lossless, Quantized, Floats; }
+
+    // float tensors grouped into their GGUF tensors: 1-D → f32, embedding/head → embed, other 2-D → matrix
+    private static void AddFloats(GgufWriter w, GgufArchitecture arch, List<Part> tensors, GgmlType embed, GgmlType matrix, List<string> fallbacks, Counts counts)
     {
-        // llama.cpp's llama3 rope needs a rope_freqs tensor, and the other families their own GGUF architectures: not written yet
-        cfg.RequireClassicLlama("the GGUF export");
-        int hidden = cfg.HiddenSize, heads = cfg.NumHeads, kvHeads = cfg.NumKvHeads, headDim = cfg.HeadDim;
-        var w = new GgufWriter()
-            .Add("general.architecture", "llama").Add("general.name", name)
-            .Add("general.alignment", (uint)GgufWriter.Alignment).Add("general.file_type", (uint)FileType(type))
-            .Add("llama.context_length", (uint)cfg.MaxPositionEmbeddings).Add("llama.embedding_length", (uint)hidden)
-            .Add("llama.block_count", (uint)cfg.NumLayers).Add("llama.feed_forward_length", (uint)cfg.IntermediateSize)
-            .Add("llama.attention.head_count", (uint)heads).Add("llama.attention.head_count_kv", (uint)kvHeads)
-            .Add("llama.rope.freq_base", (float)cfg.RopeTheta).Add("llama.attention.layer_norm_rms_epsilon", (float)cfg.RmsNormEps)
-            .Add("llama.rope.dimension_count", (uint)headDim).Add("llama.vocab_size", (uint)cfg.VocabSize)
-            // explicit even when head_dim = hidden/heads: llama.cpp derives n_rot from these and refuses a mismatch
-            .Add("llama.attention.key_length", (uint)headDim).Add("llama.attention.value_length", (uint)headDim)
-            ;
-        if (cfg.RopeScaling == Models.RopeScaling.Linear)
-            w.Add("llama.rope.scaling.type", "linear").Add("llama.rope.scaling.factor", (float)cfg.RopeFactor);
-        return w;
+        foreach (var (name, idx) in Group(arch, tensors.Select(t => t.Name)))
+        {
+            var parts = idx.Select(i => tensors[i]).ToList();
+            var (rows, cols, vals) = Concat(arch, parts);
+            bool oneD = parts[0].Shape.Length == 1;
+            var ft = oneD ? GgmlType.F32 : name is "token_embd.weight" or "output.weight" ? embed : matrix;
+            if (GgufBlocks.IsBlockType(ft) && cols % GgufBlocks.BlockValues != 0) { fallbacks.Add(parts[0].Name); ft = GgmlType.F16; }
+            var data = GgufBlocks.Encode(ft, vals);
+            long[] ne = oneD ? [rows] : [cols, rows];
+            w.AddTensor(name, ne, ft, data);
+            // llama.cpp's phi3 loads output.weight as a required tensor: a tied head is written as a copy of the embedding
+            bool copyHead = name == "token_embd.weight" && arch.Fused && arch.Config.TieWordEmbeddings;
+            if (copyHead) w.AddTensor("output.weight", ne, ft, data);
+            int n = copyHead ? 2 : 1;
+            if (GgufBlocks.IsBlockType(ft)) counts.Quantized += n; else counts.Floats += n;
+        }
+    }
+
+    private static void AddFallbackNote(List<string> notes, List<string> fallbacks)
+    {
+        if (fallbacks.Count > 0)
+            notes.Add($"{fallbacks.Count} tensor(s) have rows that are not a multiple of 32 values and were written as f16: {string.Join(", ", fallbacks.Take(4))}{(fallbacks.Count > 4 ? ", ..." : "")}");
+    }
+
+    // model tensors grouped by GGUF name in first-appearance order; a fused group's parts in row order (q, k, v; gate, up)
+    private static List<(string Name, List<int> Parts)> Group(GgufArchitecture arch, IEnumerable<string> names)
+    {
+        var groups = new List<(string Name, List<(int Part, int Index)> Parts)>();
+        var at = new Dictionary<string, int>(StringComparer.Ordinal);
+        int i = 0;
+        foreach (var hf in names)
+        {
+            var (name, part) = arch.TensorName(hf);
+            if (!at.TryGetValue(name, out int g)) { at[name] = g = groups.Count; groups.Add((name, [])); }
+            groups[g].Parts.Add((part, i++));
+        }
+        foreach (var (name, parts) in groups)
+        {
+            int want = arch.PartsOf(name);
+            if (parts.Count != want || parts.Select(p => p.Part).Distinct().Count() != want)
+                throw new MatqException($"GGUF tensor {name}: {parts.Count} model tensors map to it, expected {want} ({arch.Config.Family} model)");
+        }
+        return groups.Select(g => (g.Name, g.Parts.OrderBy(p => p.Part).Select(p => p.Index).ToList())).ToList();
+    }
+
+    // parts → (rows, row length, values): norms stored as 1 + w for Gemma, q/k rows (and biases) permuted for the llama
+    // architecture, parts concatenated by rows. A 1-D tensor is `rows` values of length 1.
+    private static (long Rows, long Cols, float[] Values) Concat(GgufArchitecture arch, List<Part> parts)
+    {
+        long cols = parts[0].Shape.Skip(1).Aggregate(1L, (x, y) => x * y), rows = parts.Sum(p => p.Shape[0]);
+        var vals = new float[checked(rows * cols)];
+        long at = 0;
+        foreach (var (hf, shape, v) in parts)
+        {
+            int r = checked((int)shape[0]);
+            if (shape.Skip(1).Aggregate(1L, (x, y) => x * y) != cols) throw new MatqException($"{hf}: fused parts have different row lengths");
+            var stored = arch.StoredNorm(hf, v);
+            var perm = arch.RowPerm(hf, r);
+            for (int i = 0; i < r; i++) Array.Copy(stored, (perm?[i] ?? i) * cols, vals, at + i * cols, cols);
+            at += r * cols;
+        }
+        return (rows, cols, vals);
+    }
+
+    private static int AddExtraTensors(GgufWriter w, GgufArchitecture arch)
+    {
+        int n = 0;
+        foreach (var (name, values) in arch.ExtraTensors()) { w.AddTensor(name, [values.Length], GgmlType.F32, GgufBlocks.Encode(GgmlType.F32, values)); n++; }
+        return n;
     }
 
     private static int FileType(GgmlType t) => t switch { GgmlType.F32 => 0, GgmlType.F16 => 1, GgmlType.Q4_0 => 2, GgmlType.Q4_1 => 3, _ => 7 };
 
-    /// <summary>HF Llama name → llama.cpp GGUF name.</summary>
-    public static string GgufName(string hf)
-    {
-        if (hf == "model.embed_tokens.weight") return "token_embd.weight";
-        if (hf == "model.norm.weight") return "output_norm.weight";
-        if (hf == "lm_head.weight") return "output.weight";
-        var p = hf.Split('.');
-        if (p.Length >= 5 && p[0] == "model" && p[1] == "layers")
-        {
-            string part = string.Join('.', p[3..^1]) switch
-            {
-                "self_attn.q_proj" => "attn_q", "self_attn.k_proj" => "attn_k", "self_attn.v_proj" => "attn_v", "self_attn.o_proj" => "attn_output",
-                "mlp.gate_proj" => "ffn_gate", "mlp.up_proj" => "ffn_up", "mlp.down_proj" => "ffn_down",
-                "input_layernorm" => "attn_norm", "post_attention_layernorm" => "ffn_norm",
-                var other => throw new MatqException($"tensor '{hf}' ({other}) has no llama.cpp GGUF name; GGUF export supports Llama models"),
-            };
-            return $"blk.{p[2]}.{part}.{p[^1]}";
-        }
-        throw new MatqException($"tensor '{hf}' has no llama.cpp GGUF name; GGUF export supports Llama models");
-    }
-
-    /// <summary>GGUF row → HF row for q_proj/k_proj (see the file header); null for every other tensor.</summary>
+    /// <summary>GGUF row → HF row for q_proj/k_proj weights and biases (see the file header); null for every other tensor.
+    /// The llama architecture only (GgufArchitecture.RowPerm): the NEOX-rope architectures keep HF's row order.</summary>
     public static int[]? RowPerm(string hf, int rows, int heads, int kvHeads, int headDim)
     {
-        int h = hf.EndsWith("self_attn.q_proj.weight", StringComparison.Ordinal) ? heads
-              : hf.EndsWith("self_attn.k_proj.weight", StringComparison.Ordinal) ? kvHeads : 0;
+        static bool Is(string hf, string module) =>
+            hf.EndsWith(module + ".weight", StringComparison.Ordinal) || hf.EndsWith(module + ".bias", StringComparison.Ordinal);
+        int h = Is(hf, "self_attn.q_proj") ? heads : Is(hf, "self_attn.k_proj") ? kvHeads : 0;
         if (h == 0) return null;
         if (rows != h * headDim || headDim % 2 != 0) throw new MatqException($"{hf}: {rows} rows do not split into {h} heads of even size {headDim}");
         var src = new int[rows];
@@ -193,15 +208,6 @@ public static class GgufExporter
             for (int i = 0; i < half; i++)
                 for (int j = 0; j < 2; j++) src[hh * headDim + 2 * i + j] = hh * headDim + j * half + i;
         return src;
-    }
-
-    private static float[] PermuteRows(string hf, float[] v, int rows, int cols, int heads, int kvHeads, int headDim)
-    {
-        var perm = RowPerm(hf, rows, heads, kvHeads, headDim);
-        if (perm is null) return v;
-        var o = new float[v.Length];
-        for (int r = 0; r < rows; r++) Array.Copy(v, perm[r] * cols, o, r * cols, cols);
-        return o;
     }
 
     /// <summary>GPT-2 BPE (encoder.json + vocab.bpe) → tokenizer.ggml.model = gpt2 with tokens, token_type, merges.

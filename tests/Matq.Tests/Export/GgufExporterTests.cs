@@ -55,7 +55,7 @@ public sealed class GgufExporterTests
 
         // every HF tensor once, under its llama.cpp name, ne = reversed HF shape; quantized linears q4_1, norms f32, the
         // embedding and the (unquantized) head q8_0 — llama.cpp's quantizer's choice (they were f16 before --embed-type)
-        var expected = LlamaTensors.Expected(config).ToDictionary(e => GgufExporter.GgufName(e.Name), e => e.Shape);
+        var expected = LlamaTensors.Expected(config).ToDictionary(e => GgufArchitecture.For(config).TensorName(e.Name).Name, e => e.Shape);
         Assert.Equal(expected.Keys.Order(), f.Tensors.Select(t => t.Name).Order());
         foreach (var t in f.Tensors)
         {
@@ -88,7 +88,7 @@ public sealed class GgufExporterTests
         var f = GgufFile.Open(gguf);
         foreach (var q in a.Quantized)
         {
-            var info = f.Tensors.Single(t => t.Name == GgufExporter.GgufName(q.Name));
+            var info = f.Tensors.Single(t => t.Name == GgufArchitecture.For(config).TensorName(q.Name).Name);
             var decoded = GgufBlocks.Decode(info.Type!.Value, f.ReadTensorBytes(info), info.Count);
             using var servedT = QuantizedModelLoader.ServedWeight(q, master, bits, extraPrecision: false).Weight;
             var served = servedT.data<float>().ToArray();

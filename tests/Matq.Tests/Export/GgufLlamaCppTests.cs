@@ -77,7 +77,7 @@ public sealed class GgufLlamaCppTests(ITestOutputHelper output)
         Assert.InRange(ratio, 1 - 1e-5, 1 + 1e-5);
     }
 
-    private static float[][] MatqLogits(Matq.Models.LlamaForCausalLM model, int[] ids)
+    internal static float[][] MatqLogits(Matq.Models.LlamaForCausalLM model, int[] ids)
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
@@ -88,7 +88,7 @@ public sealed class GgufLlamaCppTests(ITestOutputHelper output)
     }
 
     // max |Δlogit| over every position and token, and mean next-token NLL (llama.cpp) / mean NLL (matq)
-    private static (double MaxDiff, double NllRatio) Compare(float[][] a, float[][] b, int[] ids)
+    internal static (double MaxDiff, double NllRatio) Compare(float[][] a, float[][] b, int[] ids)
     {
         Assert.Equal(b.Length, a.Length);
         double max = 0, nllA = 0, nllB = 0;
