@@ -1,8 +1,9 @@
 // Contract: a decoder of any family of the description (Llama 1-3, Mistral, Qwen 2/3, Phi-3, Gemma 2/3) held for the
 // packed CPU runtime, no TorchSharp: every quantized linear of a .matq artifact sliced to its served bits r (--bits, or
 // per layer from a plan) and packed (Matq.Kernels), norms and biases in fp32 (Gemma's (1 + w) folded into the norm
-// weights at load, in fp32 as HF computes it), RoPE tables precomputed per rope (Gemma 3: one per layer type). Loading validates the artifact like QuantizedModelLoader (shapes,
-// tensors, plan names, bits ≤ master) and refuses what the packed kernels cannot hold with one line naming the fix.
+// weights at load, in fp32 as HF computes it), RoPE tables precomputed per rope (Gemma 3: one per layer type). Loading
+// validates the artifact like QuantizedModelLoader (shapes, tensors, plan names, bits ≤ master) and refuses what the
+// packed kernels cannot hold with one line naming the fix.
 // Head: the artifact's lm_head as stored (fp32, or packed at its plan bits when quantized), or, with HeadBits, the fp32
 // head (the tied embedding for tied models) RTN-quantized at load (asymmetric min-max, HeadGroup columns per group); a
 // tied model then also looks its embeddings up in that one packed table, so the fp32 table is not kept.

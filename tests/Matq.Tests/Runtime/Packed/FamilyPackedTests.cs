@@ -18,9 +18,10 @@ namespace Matq.Tests.Runtime.Packed;
 
 public sealed class FamilyPackedTests(ITestOutputHelper output)
 {
-    internal static (string Path, LlamaConfig Config) Artifact(string name)
+    /// <summary>The 8-bit RTN artifact (group 32) of a family fixture, or of <paramref name="folder"/> when given.</summary>
+    internal static (string Path, LlamaConfig Config) Artifact(string name, string? folder = null)
     {
-        using var model = LlamaLoader.Load(FamilyParityTests.Fixture(name));
+        using var model = LlamaLoader.Load(folder ?? FamilyParityTests.Fixture(name));
         var selected = LinearSelection.Select(model, PipelineFixtures.Rtn(8, 32));
         var expectedNames = Enumerable.Range(0, model.Config.NumLayers)
             .SelectMany(i => LlamaDecoderLayer.LinearNames.Select(n => $"model.layers.{i}.{n}"));
