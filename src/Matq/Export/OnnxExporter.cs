@@ -1,12 +1,12 @@
-// Contract: writes a Llama-family model as one ONNX file (OnnxLlamaGraph; opset 17 + com.microsoft 1), atomically:
+// Contract: writes a decoder of any family (OnnxLlamaGraph; opset 17 + com.microsoft 1) as one ONNX file, atomically:
 //   float model (HF folder or .safetensors + config.json) → every linear is a MatMul with Wᵀ [in, out] float32;
 //   .matq artifact at r bits                              → every quantized linear is a MatMulNBits at r bits (see
 //                                                            OnnxQuantizedLinear: exact, never re-quantized); the artifact's
 //                                                            embedding and float linears keep their stored width (f32, or
 //                                                            bf16/f16 + Cast, exact), norms and biases are float32.
 // The graph has no KV cache: input_ids [batch, sequence] → logits [batch, sequence, vocab]. Metadata props record the
-// source, bits and algorithm. Bits ORT does not run, group sizes MatMulNBits blocks cannot tile and sliding-window
-// models are refused with one MatqException before anything is written.
+// source, bits and algorithm. Bits ORT does not run and group sizes MatMulNBits blocks cannot tile are refused with one
+// MatqException before anything is written.
 using Matq.Formats.Artifact;
 using Matq.Formats.Onnx;
 using Matq.Models;

@@ -1,7 +1,9 @@
-// Contract: a Llama-family decoder (Llama 1-3, Mistral, Qwen 2/3, Phi-3) held for the packed CPU runtime, no TorchSharp: every quantized
-// linear of a .matq artifact sliced to its served bits r (--bits, or per layer from a plan) and packed (Matq.Kernels),
-// norms and biases in fp32, RoPE tables precomputed. Loading validates the artifact like QuantizedModelLoader (shapes,
-// tensors, plan names, bits ≤ master) and refuses what the packed kernels cannot hold with one line naming the fix.
+// Contract: a decoder of any family of the description (Llama 1-3, Mistral, Qwen 2/3, Phi-3, Gemma 2/3) held for the
+// packed CPU runtime, no TorchSharp: every quantized linear of a .matq artifact sliced to its served bits r (--bits, or
+// per layer from a plan) and packed (Matq.Kernels), norms and biases in fp32 (Gemma's (1 + w) folded into the norm
+// weights at load, in fp32 as HF computes it), RoPE tables precomputed per rope (Gemma 3: one per layer type). Loading
+// validates the artifact like QuantizedModelLoader (shapes, tensors, plan names, bits ≤ master) and refuses what the
+// packed kernels cannot hold with one line naming the fix.
 // Head: the artifact's lm_head as stored (fp32, or packed at its plan bits when quantized), or, with HeadBits, the fp32
 // head (the tied embedding for tied models) RTN-quantized at load (asymmetric min-max, HeadGroup columns per group); a
 // tied model then also looks its embeddings up in that one packed table, so the fp32 table is not kept.
@@ -24,7 +26,11 @@ public sealed record PackedModelOptions
     public int HeadGroup { get; init; } = 128;
 }
 
-/// <summary>One decoder block's weights; QNorm/KNorm [HeadDim] for q/k RMSNorm (Qwen 3), Window its sliding window (null = full).</summary>
+/// <summary>
+/// One decoder block's weights. Norm weights are the effective multipliers (1 + w for Gemma). QNorm/KNorm [HeadDim] for
+/// q/k RMSNorm (Qwen 3, Gemma 3); PreFeedforwardNorm/PostFeedforwardNorm for sandwich norms (Gemma 2/3: PostNorm then
+/// normalizes the attention output); Window its sliding window (null = full); LocalRope: the sliding layers' rope.
+/// </summary>
 public sealed record PackedLlamaLayer(
     float[] InputNorm, PackedLinear Q, PackedLinear K, PackedLinear V, PackedLinear O,
     float[] PostNorm, PackedLinear Gate, PackedLinear Up, PackedLinear Down)
@@ -32,6 +38,11 @@ public sealed record PackedLlamaLayer(
     public float[]? QNorm { get; init; }
     public float[]? KNorm { get; init; }
     public int? Window { get; init; }
+    public float[]? PreFeedforwardNorm { get; init; }
+    public float[]? PostFeedforwardNorm { get; init; }
+    public bool LocalRope { get; init; }
+
+    internal IEnumerable<float[]> Norms => new[] { InputNorm, PostNorm, QNorm, KNorm, PreFeedforwardNorm, PostFeedforwardNorm }.OfType<float[]>();
 
     public IEnumerable<PackedLinear> Linears => [Q, K, V, O, Gate, Up, Down];
 }
@@ -51,6 +62,11 @@ public sealed class PackedLlamaModel
     /// <summary>cos/sin of position p and pair i at [p·HeadDim/2 + i], for p &lt; MaxPositions.</summary>
     internal float[] RopeCos { get; }
     internal float[] RopeSin { get; }
+    /// <summary>The sliding layers' tables (the same arrays as RopeCos/RopeSin unless the rope differs per layer type).</summary>
+    internal float[] LocalRopeCos { get; }
+    internal float[] LocalRopeSin { get; }
+    /// <summary>Embedding multiplier: √hidden rounded to fp32 (Gemma), else 1.</summary>
+    public float EmbeddingScale { get; }
     /// <summary>Longest sequence (cache included): max_position_embeddings (sliding-window layers mask older keys).</summary>
     public int MaxPositions { get; }
 
@@ -59,7 +75,9 @@ public sealed class PackedLlamaModel
     {
         Config = config; Path = path; Metadata = metadata; Bits = bits; Layers = layers; FinalNorm = finalNorm; Head = head; Embedding = embedding;
         MaxPositions = config.MaxPositionEmbeddings;
-        (RopeCos, RopeSin) = RopeTables(config, MaxPositions);
+        (RopeCos, RopeSin) = RopeTables(config.Rope, config.HeadDim, MaxPositions);
+        (LocalRopeCos, LocalRopeSin) = config.LocalRope == config.Rope ? (RopeCos, RopeSin) : RopeTables(config.LocalRope, config.HeadDim, MaxPositions);
+        EmbeddingScale = config.ScaleEmbeddings ? (float)Math.Sqrt(config.HiddenSize) : 1f;
     }
 
     /// <summary>Every linear, decoder layers first, head last.</summary>
@@ -72,7 +90,7 @@ public sealed class PackedLlamaModel
     /// <summary>Bytes of the fp32 embedding table (0 when lookups read the packed head, or when a tied fp32 head is that
     /// same array) and of the norms.</summary>
     public long OtherBytes => 4L * ((Embedding is null || ReferenceEquals(Embedding, Head.Dense) ? 0 : Embedding.LongLength)
-                                    + FinalNorm.Length + Layers.Sum(l => (long)l.InputNorm.Length + l.PostNorm.Length + (l.QNorm?.Length ?? 0) + (l.KNorm?.Length ?? 0)));
+                                    + FinalNorm.Length + Layers.Sum(l => l.Norms.Sum(n => (long)n.Length)));
     public long ResidentWeightBytes => LayerWeightBytes + HeadBytes + OtherBytes;
 
     /// <summary>Weight-count-weighted mean served bits of the decoder layers' linears.</summary>
@@ -99,10 +117,18 @@ public sealed class PackedLlamaModel
             throw new MatqException($"head group {options.HeadGroup} has no packed layout: use a multiple of 32 (32, 64, 128) or per-channel");
         var perLayer = QuantizedModelLoader.ResolvePlan(artifact, options.Plan, r);
         var config = QuantizedModelLoader.ModelConfig(artifact);
-        config.RequireClassicLlama("the packed CPU runtime", llama3Rope: true, qkNorm: true, slidingWindows: true);
         QuantizedModelLoader.CheckTensors(artifact, config);
 
         float[] F(string name) => artifact.GetFloat(name).Values;
+        // Gemma's (1 + w) is added in fp32 once here, as HF adds it in fp32 on every call
+        float[] Norm(string name)
+        {
+            var w = F(name);
+            if (!config.NormOffset) return w;
+            var folded = new float[w.Length];
+            for (int i = 0; i < w.Length; i++) folded[i] = 1f + w[i];
+            return folded;
+        }
         float[]? FOpt(string name) => artifact.TryGetFloat(name, out var t) ? t.Values : null;
         PackedLinear Linear(string module)
         {
@@ -118,13 +144,16 @@ public sealed class PackedLlamaModel
         {
             var p = $"model.layers.{i}.";
             layers.Add(new PackedLlamaLayer(
-                F(p + "input_layernorm.weight"), Linear(p + "self_attn.q_proj"), Linear(p + "self_attn.k_proj"),
-                Linear(p + "self_attn.v_proj"), Linear(p + "self_attn.o_proj"), F(p + "post_attention_layernorm.weight"),
+                Norm(p + "input_layernorm.weight"), Linear(p + "self_attn.q_proj"), Linear(p + "self_attn.k_proj"),
+                Linear(p + "self_attn.v_proj"), Linear(p + "self_attn.o_proj"), Norm(p + "post_attention_layernorm.weight"),
                 Linear(p + "mlp.gate_proj"), Linear(p + "mlp.up_proj"), Linear(p + "mlp.down_proj"))
             {
-                QNorm = config.QkNorm ? F(p + "self_attn.q_norm.weight") : null,
-                KNorm = config.QkNorm ? F(p + "self_attn.k_norm.weight") : null,
+                QNorm = config.QkNorm ? Norm(p + "self_attn.q_norm.weight") : null,
+                KNorm = config.QkNorm ? Norm(p + "self_attn.k_norm.weight") : null,
+                PreFeedforwardNorm = config.SandwichNorms ? Norm(p + "pre_feedforward_layernorm.weight") : null,
+                PostFeedforwardNorm = config.SandwichNorms ? Norm(p + "post_feedforward_layernorm.weight") : null,
                 Window = config.WindowOf(i),
+                LocalRope = config.SlidingLayers[i],
             });
         }
 
@@ -144,7 +173,7 @@ public sealed class PackedLlamaModel
         }
         // A tied model with a packed head looks its embeddings up in that table (one copy of the vocabulary matrix).
         bool embedFromHead = config.TieWordEmbeddings && head.Packed is not null;
-        return new PackedLlamaModel(config, artifact.Path, md, r, layers, F("model.norm.weight"), head, embedFromHead ? null : embedding);
+        return new PackedLlamaModel(config, artifact.Path, md, r, layers, Norm("model.norm.weight"), head, embedFromHead ? null : embedding);
     }
 
     /// <summary>Slices and packs one quantized weight; group widths the kernels cannot hold are refused with the fix.</summary>
@@ -158,7 +187,7 @@ public sealed class PackedLlamaModel
         return PackedMatrix.FromMaster(q.Codes, q.OutFeatures, q.InFeatures, g, q.Scales, q.Zeros, masterBits, bits, q.Perm);
     }
 
-    /// <summary>The token's embedding row into <paramref name="dst"/> [hidden].</summary>
+    /// <summary>The token's embedding row into <paramref name="dst"/> [hidden], times <see cref="EmbeddingScale"/>.</summary>
     public void Embed(int id, Span<float> dst)
     {
         if ((uint)id >= (uint)Config.VocabSize)
@@ -166,14 +195,15 @@ public sealed class PackedLlamaModel
         int h = Config.HiddenSize;
         if (Embedding is not null) Embedding.AsSpan((int)((long)id * h), h).CopyTo(dst);
         else Head.Packed!.DequantizeRow(id, dst);
+        if (EmbeddingScale != 1f) System.Numerics.Tensors.TensorPrimitives.Multiply(dst[..h], EmbeddingScale, dst[..h]);
     }
 
     // HF rotate_half RoPE: inv_freq[i] = 1/θ^(2i/D) in fp32 scaled per the description's rope (÷ factor for linear,
     // wavelength bands for llama3: RopeSpec), angle = p·inv_freq[i] in fp32.
-    private static (float[] Cos, float[] Sin) RopeTables(LlamaConfig c, int positions)
+    private static (float[] Cos, float[] Sin) RopeTables(RopeSpec rope, int headDim, int positions)
     {
-        int half = c.HeadDim / 2;
-        var inv = c.Rope.InverseFrequencies(c.HeadDim);
+        int half = headDim / 2;
+        var inv = rope.InverseFrequencies(headDim);
         var cos = new float[(long)positions * half];
         var sin = new float[(long)positions * half];
         for (int p = 0; p < positions; p++)

@@ -1,14 +1,18 @@
 // Contract: the forward pass of a PackedLlamaModel with an fp32 KV cache, no TorchSharp: Forward(ids) runs the ids at
 // positions Length..Length+T−1 and returns their logits; tokens go through in chunks of at most MaxBatch (prefill: the
 // GEMM kernels, weights read once per chunk), a single token through the GEMV kernels (decode). Math as the TorchSharp
-// LlamaForCausalLM: pre-norm blocks h += o(attn(rms(h))), h += down(silu(gate(x))·up(x)) with x = rms(h); RMSNorm
-// x·rsqrt(mean(x²) + eps)·w; q/k RMSNorm per head (Qwen 3) before rotate_half RoPE; causal grouped-query attention with
-// softmax(q·k/√D), limited on sliding-window layers to keys j with i − W < j ≤ i; final norm, head.
+// LlamaForCausalLM: embed (× √hidden for Gemma); pre-norm blocks h += o(attn(rms(h))), h += down(act(gate(x))·up(x))
+// with x = rms(h), or Gemma's sandwich h += rms(o(attn(rms(h)))), h += rms(mlp(rms(h))); act SiLU or tanh GELU;
+// RMSNorm x·rsqrt(mean(x²) + eps)·w (w = 1 + w' folded at load for Gemma); q/k RMSNorm per head (Qwen 3, Gemma 3) before
+// rotate_half RoPE of the layer's rope; causal grouped-query attention softmax(cap·tanh(q·k·scale / cap)) (scale from
+// query_pre_attn_scalar, the soft-cap for Gemma 2), limited on sliding-window layers to keys j with i − W < j ≤ i;
+// final norm, head, final soft-cap.
 // Cache layout: K and V per layer [kvHeads, ContextLength, HeadDim]. A sequence longer than ContextLength is refused.
 // Activations: Fp32 everywhere, or Int8 — single-token steps (decode, and the head) quantize each linear's input per row
 // to int8 and run the integer GEMV (faster; error bounded by half an activation step); prefill chunks stay fp32.
 using System.Numerics.Tensors;
 using Matq.Kernels.Simd;
+using Matq.Models;
 
 namespace Matq.Runtime.Packed;
 
@@ -120,10 +124,11 @@ public sealed class PackedLlamaSession
             layer.V.Forward(_x, t, _vNew, Threads, _int8);
             if (layer.QNorm is not null) RmsNorm(_q, _q, t * _heads, layer.QNorm, eps, _d);
             if (layer.KNorm is not null) RmsNorm(_kNew, _kNew, t * _kvHeads, layer.KNorm, eps, _d);
+            var (cos, sin) = layer.LocalRope ? (_m.LocalRopeCos, _m.LocalRopeSin) : (_m.RopeCos, _m.RopeSin);
             for (int i = 0; i < t; i++)
             {
-                Rope(_q.AsSpan(i * _heads * _d, _heads * _d), _heads, start + i);
-                Rope(_kNew.AsSpan(i * _kvHeads * _d, _kvHeads * _d), _kvHeads, start + i);
+                Rope(_q.AsSpan(i * _heads * _d, _heads * _d), _heads, start + i, cos, sin);
+                Rope(_kNew.AsSpan(i * _kvHeads * _d, _kvHeads * _d), _kvHeads, start + i, cos, sin);
                 for (int kh = 0; kh < _kvHeads; kh++)
                 {
                     long at = ((long)kh * ContextLength + start + i) * _d;
@@ -133,14 +138,18 @@ public sealed class PackedLlamaSession
             }
             Attention(l, t, start);
             layer.O.Forward(_att, t, _o, Threads, _int8);
+            bool sandwich = layer.PreFeedforwardNorm is not null && layer.PostFeedforwardNorm is not null;
+            if (sandwich) RmsNorm(_o, _o, t, layer.PostNorm, eps);
             TensorPrimitives.Add(_h.AsSpan(0, t * h), _o.AsSpan(0, t * h), _h.AsSpan(0, t * h));
 
-            RmsNorm(_h, _x, t, layer.PostNorm, eps);
+            RmsNorm(_h, _x, t, sandwich ? layer.PreFeedforwardNorm! : layer.PostNorm, eps);
             layer.Gate.Forward(_x, t, _gate, Threads, _int8);
             layer.Up.Forward(_x, t, _up, Threads, _int8);
             var g = _gate.AsSpan(0, t * _inter);
-            Swiglu(g, _up.AsSpan(0, t * _inter), _swiglu.AsSpan(0, t * _inter));
+            if (_m.Config.Activation == Activation.GeluTanh) Geglu(g, _up.AsSpan(0, t * _inter), _swiglu.AsSpan(0, t * _inter));
+            else Swiglu(g, _up.AsSpan(0, t * _inter), _swiglu.AsSpan(0, t * _inter));
             layer.Down.Forward(_gate, t, _o, Threads, _int8);
+            if (sandwich) RmsNorm(_o, _o, t, layer.PostFeedforwardNorm!, eps);
             TensorPrimitives.Add(_h.AsSpan(0, t * h), _o.AsSpan(0, t * h), _h.AsSpan(0, t * h));
         }
         Length += t;
@@ -154,12 +163,30 @@ public sealed class PackedLlamaSession
         TensorPrimitives.Multiply(g, u, g);
     }
 
+    // gelu_tanh(g)·u = ½·g·(1 + tanh(√(2/π)·(g + 0.044715·g³)))·u, in place in g (the tanh argument in the scratch s).
+    private static void Geglu(Span<float> g, ReadOnlySpan<float> u, Span<float> s)
+    {
+        const float k = 0.7978845608028654f, c = 0.044715f;
+        for (int i = 0; i < g.Length; i++) { float x = g[i]; s[i] = k * (x + c * x * x * x); }
+        TensorPrimitives.Tanh(s, s);
+        for (int i = 0; i < g.Length; i++) g[i] = 0.5f * g[i] * (1f + s[i]) * u[i];
+    }
+
+    // tanh(x / cap)·cap in place (attention-logit and final-logit soft-caps).
+    private static void SoftCap(Span<float> x, float cap)
+    {
+        TensorPrimitives.Multiply(x, 1f / cap, x);
+        TensorPrimitives.Tanh(x, x);
+        TensorPrimitives.Multiply(x, cap, x);
+    }
+
     // Final norm and head for rows [r0, r0+n) of _h into dst [n, vocab].
     private void HeadRows(int r0, int n, Span<float> dst)
     {
         var normed = _x.AsSpan(0, n * _hidden);   // _x is free once the layers are done
         RmsNorm(_h.AsSpan(r0 * _hidden, n * _hidden), normed, n, _m.FinalNorm, (float)_m.Config.RmsNormEps);
         _m.Head.Forward(normed, n, dst, Threads, _int8);
+        if (_m.Config.FinalLogitSoftcap is double cap) SoftCap(dst[..(n * _vocab)], (float)cap);
     }
 
     // y = w·(x·rsqrt(mean(x²) + eps)) per row of h values (hidden, or head_dim for q/k norms), in fp32 as the torch model does.
@@ -178,11 +205,11 @@ public sealed class PackedLlamaSession
     }
 
     // rotate_half on each head of v [heads·D] at position pos: (x1, x2) → (x1·cos − x2·sin, x2·cos + x1·sin), halves of D.
-    private void Rope(Span<float> v, int heads, int pos)
+    private void Rope(Span<float> v, int heads, int pos, float[] cosTable, float[] sinTable)
     {
         int half = _d / 2;
-        var cos = _m.RopeCos.AsSpan(pos * half, half);
-        var sin = _m.RopeSin.AsSpan(pos * half, half);
+        var cos = cosTable.AsSpan(pos * half, half);
+        var sin = sinTable.AsSpan(pos * half, half);
         for (int hd = 0; hd < heads; hd++)
         {
             var x = v.Slice(hd * _d, _d);
@@ -202,7 +229,8 @@ public sealed class PackedLlamaSession
     {
         int groups = _heads / _kvHeads, work = t * _heads, ctx = ContextLength, stride = start + t;
         if (_scores.Length < work * stride) _scores = new float[work * stride];
-        float scale = 1f / MathF.Sqrt(_d);
+        float scale = (float)_m.Config.AttentionScale;
+        float? cap = _m.Config.AttnLogitSoftcap is double c ? (float)c : null;
         var kc = _k[layer];
         var vc = _v[layer];
         int? window = _m.Layers[layer].Window;
@@ -216,6 +244,7 @@ public sealed class PackedLlamaSession
             var sc = _scores.AsSpan(item * stride, n);
             AttentionMath.Scores(q, kc.AsSpan(baseAt, n * _d), n, sc);
             TensorPrimitives.Multiply(sc, scale, sc);
+            if (cap is float cp) SoftCap(sc, cp);
             float max = TensorPrimitives.Max(sc);
             TensorPrimitives.Subtract(sc, max, sc);
             TensorPrimitives.Exp(sc, sc);
