@@ -100,11 +100,11 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb(console)
             {
                 int bits = type == GgmlType.Q8_0 ? 8 : 4;
                 var gguf = Path.Combine(dir, $"{Path.GetFileNameWithoutExtension(path)}-{TypeName(type)}.gguf");
-                Console.MarkupLine(Markup.Escape($"exporting {TypeName(type)} → {gguf}"));
-                var report = GgufExporter.Export(path, type, gguf);
                 var model = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = bits, HeadBits = head });
                 if (context > model.MaxPositions)
                     throw new MatqException($"--prompt-tokens + --decode-tokens = {context} exceeds the model's context of {model.MaxPositions} tokens");
+                Console.MarkupLine(Markup.Escape($"exporting {TypeName(type)} → {gguf}"));
+                var report = GgufExporter.Export(path, type, gguf);
                 var weights = LlamaCppNative.Load(Params(gguf, context, prompt, 1));
                 engines.Add(new Engine(TypeName(type), bits, report, linears, model, weights, gguf, model.LayerWeightBytes + model.HeadBytes, LlamaBytesPerToken(gguf)));
             }
