@@ -120,7 +120,11 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb(console)
             var rng = new Random(result.GetValue(_seed));
             int vocab = engines[0].Matq.Config.VocabSize;
             var ids = Enumerable.Range(0, prompt).Select(_ => rng.Next(vocab)).ToArray();
-            string header = $"{CpuModel()}, {Environment.ProcessorCount} logical cores, load average {loadBefore}; llama.cpp: {LlamaCppNative.SystemInfo()}; " +
+            // llama.cpp's CPU build waits at OpenMP barriers; libgomp reads OMP_WAIT_POLICY from the process environment at load
+            // (set it in the shell: .NET's SetEnvironmentVariable does not reach native getenv). Spinning wins on idle cores
+            // and loses badly when a thread is descheduled (a loaded or shared machine), so the header names it.
+            string omp = System.Environment.GetEnvironmentVariable("OMP_WAIT_POLICY") is { Length: > 0 } p ? p : "unset (libgomp default: spin, then sleep)";
+            string header = $"{CpuModel()}, {Environment.ProcessorCount} logical cores, load average {loadBefore}; llama.cpp: {LlamaCppNative.SystemInfo()}, OMP_WAIT_POLICY {omp}; " +
                             $"matq: AVX2 path {Matq.Kernels.Simd.GemvPackedSimd.Avx2Path}, {PackedOptions.Name(acts[0])} activations, head {(head is null ? "fp32" : $"int{head}")}; " +
                             $"prompt {prompt} tokens, decode {decode} tokens, median of {repeats} interleaved rounds";
             Console.MarkupLine(Markup.Escape(header));
