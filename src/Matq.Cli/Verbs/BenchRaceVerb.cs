@@ -162,7 +162,7 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb(console)
             var notes = Notes(engines, loadBefore);
             foreach (var n in notes) Console.MarkupLine(Markup.Escape(n));
             if (outPath is not null)
-                Matq.Formats.IO.AtomicFile.WriteAllText(outPath, Markdown(header, bandwidth, cells, notes));
+                Matq.Formats.IO.AtomicFile.WriteAllText(outPath, Markdown("matq " + string.Join(" ", result.Tokens.Select(t => t.Value)), header, bandwidth, cells, notes));
             return 0;
         }
         finally
@@ -216,9 +216,10 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb(console)
         return notes;
     }
 
-    private static string Markdown(string header, Dictionary<int, (double Copy, double Triad, double Read)> bandwidth, List<string[]> cells, List<string> notes)
+    private static string Markdown(string command, string header, Dictionary<int, (double Copy, double Triad, double Read)> bandwidth, List<string[]> cells, List<string> notes)
     {
         var md = new StringBuilder();
+        md.AppendLine(CultureInfo.InvariantCulture, $"`{command}`").AppendLine();
         md.AppendLine(header).AppendLine();
         foreach (var (t, bw) in bandwidth)
             md.AppendLine(CultureInfo.InvariantCulture, $"- memory bandwidth, {t} thread(s): copy {bw.Copy:F1} GB/s, triad {bw.Triad:F1} GB/s, read {bw.Read:F1} GB/s");

@@ -61,6 +61,7 @@ public sealed class BenchRaceVerbTests : IClassFixture<BenchRaceVerbTests.TinyAr
         Assert.Contains("28/28 linears)", run.Output);
 
         var text = File.ReadAllText(md);
+        Assert.StartsWith("`matq bench race --model ", text, StringComparison.Ordinal);
         Assert.Contains("| " + string.Join(" | ", Headers) + " |", text);
         var rows = text.Split('\n').Where(l => l.StartsWith("| 1 |", StringComparison.Ordinal) || l.StartsWith("| 2 |", StringComparison.Ordinal)).ToArray();
         Assert.Equal(4, rows.Length);
