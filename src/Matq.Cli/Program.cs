@@ -42,6 +42,7 @@ public static class Program
         bench.Subcommands.Add(new BenchPtqVerb(console).Build());
         bench.Subcommands.Add(new BenchKernelsVerb(console).Build());
         bench.Subcommands.Add(new BenchGenerateVerb(console).Build());
+        bench.Subcommands.Add(new BenchRaceVerb(console).Build());
         bench.Subcommands.Add(new BenchEfQatVerb(console).Build());
         bench.Subcommands.Add(new BenchEfQatLmVerb(console).Build());
         bench.Subcommands.Add(new BenchMatQuantVerb(console).Build());

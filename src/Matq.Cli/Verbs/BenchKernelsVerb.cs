@@ -189,7 +189,7 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
     /// <summary>Copy a→b (2 streams) and triad a = b + s·c (3 streams) over 32 Mi floats each, split across threads; GB/s by
     /// bytes explicitly read + written (write-allocate traffic not counted, as in STREAM); and a pure read stream (the sum of
     /// all three arrays, what a GEMV does with its weight).</summary>
-    private static (double Copy, double Triad, double Read) MemoryBandwidth(int threads, double seconds)
+    internal static (double Copy, double Triad, double Read) MemoryBandwidth(int threads, double seconds)
     {
         const int n = 32 << 20;
         var a = new float[n]; var b = new float[n]; var c = new float[n];
@@ -226,7 +226,7 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
         return best;
     }
 
-    private static string LoadAverage()
+    internal static string LoadAverage()
     {
         try { return File.ReadAllText("/proc/loadavg").Split(' ')[0]; }
         catch (IOException) { return "n/a"; }
