@@ -38,9 +38,39 @@ public class MatQuantQatTests
         var loss = m.SlicedWeight(r).mul(probe).sum();
         loss.backward();
         Assert.True(m.LogScale.grad!.abs().min().item<float>() > 0, "every group's scale gets a gradient");
-        // pass-through inside the range: dŵ/dW = 1 where not clipped (min-max init clips at most the float-rounded extremes)
-        var same = m.Weight.grad!.isclose(probe, rtol: 1e-5, atol: 1e-7).to(ScalarType.Float32).mean().item<float>();
-        Assert.True(same > 0.999, $"dŵ/dW = 1 on {same:P1} of the weights");
+        // pass-through inside the slice's range, 0 where the r-bit slice clamps (codes ≥ (2^r − ½)·2^(8−r))
+        var (codes, _, _) = m.Export();
+        var inside = r == 8 ? ones_like(probe, dtype: ScalarType.Bool) : codes.to(ScalarType.Float32).lt((Math.Pow(2, r) - 0.5) * (1 << (8 - r)));
+        var expected = where(inside, probe, zeros_like(probe));
+        var same = m.Weight.grad!.isclose(expected, rtol: 1e-5, atol: 1e-7).to(ScalarType.Float32).mean().item<float>();
+        Assert.True(same > 0.999, $"dŵ/dW = 1 inside the slice's range, 0 outside, on {same:P1} of the weights");
+    }
+
+    [Fact]
+    public void A_code_the_slice_clips_gets_the_clipped_values_gradient_an_unclipped_one_is_unchanged()
+    {
+        // one row, per-channel: lo = −1, hi = 1 → α = 2/255, z = round(127.5) = 128; 0.9 → code 243, sliced at r = 2 to
+        // min(⌊243/64 + ½⌋, 3)·64 = 192 (clipped); 0.3 → code 166, ⌊3.09⌋ = 3 → 192 (not clipped, u = 166.25)
+        var w = tensor(new float[] { -1f, 0.9f, 0.3f, 1f }, new long[] { 1, 4 });
+        using var m = new NestedQuantLinear("l", w, QuantSpec.PerChannel(8));
+        double alpha = m.LogScale.exp().item<float>(), z = m.Zero.round().item<float>();   // z̄ = 128 (127 if 1/α rounds down)
+        (double DAlpha, double DW) Grad(int j)
+        {
+            m.Weight.grad?.zero_();
+            m.LogScale.grad?.zero_();
+            m.SlicedWeight(2)[0, j].backward();
+            return (m.LogScale.grad![0, 0].item<float>() / alpha, m.Weight.grad![0, j].item<float>());   // ∂/∂log α = α·∂/∂α
+        }
+        var clipped = Grad(1);
+        Assert.Equal(192 - z, clipped.DAlpha, 2);        // q_r − z̄ > 0: a clipped weight pulls α up (was q_r − u ≈ −51)
+        Assert.Equal(0, clipped.DW);                       // no straight-through where the slice clips
+        var inside = Grad(2);
+        Assert.Equal(192 - (0.3f / (float)alpha + z), inside.DAlpha, 2);   // q_r − u, unchanged
+        Assert.Equal(1, inside.DW);
+        // at r = 8 nothing changes: the 0.9 weight is inside the master range
+        m.Weight.grad!.zero_();
+        m.SlicedWeight(8)[0, 1].backward();
+        Assert.Equal(1, m.Weight.grad![0, 1].item<float>());
     }
 
     [Theory]
