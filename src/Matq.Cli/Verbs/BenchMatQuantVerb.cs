@@ -43,6 +43,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
     private readonly Option<string> _budgets = new("--budgets") { Description = "Average-bits budgets of the Mix'n'Match curves", DefaultValueFactory = _ => "2.5,3,3.5,4,5,6", HelpName = "B[,B...]" };
     private readonly Option<string> _out = new("--out") { Description = "Report path: the tables go to <stem>-tables.md, the PNG plots beside it", DefaultValueFactory = _ => "docs/results/matquant-tiny.md", HelpName = "PATH" };
     private readonly Option<string> _work = new("--work") { Description = "Folder for the artifacts", DefaultValueFactory = _ => "out/bench-matquant", HelpName = "DIR" };
+    private readonly Option<string> _layers = new("--layers") { Description = "Linears every run quantizes (the rest stay float): all, ffn, attn or suffixes/globs (see matq quantize --layers)", DefaultValueFactory = _ => "all", HelpName = "all|ffn|attn|PATTERN" };
     private readonly Option<string> _device = CommonOptions.Device();
     private readonly Option<int> _seed = CommonOptions.Seed();
 
@@ -59,7 +60,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
 
     protected override void Configure(Command command)
     {
-        foreach (Option o in new Option[] { _model, _bases, _group, _steps, _batch, _context, _epochs, _lwcLr, _lwcBatch, _codistill, _threads, _calibN, _independent, _maxTokens, _budgets, _out, _work, _device, _seed })
+        foreach (Option o in new Option[] { _model, _bases, _group, _steps, _batch, _context, _epochs, _lwcLr, _lwcBatch, _codistill, _threads, _calibN, _independent, _maxTokens, _budgets, _out, _work, _layers, _device, _seed })
             command.Options.Add(o);
     }
 
@@ -86,6 +87,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
                 : throw new MatqException($"--budgets '{s}' is invalid: give average bits in 1..8, e.g. 2.5,3,4")).ToArray();
         int group = result.GetValue(_group), steps = result.GetValue(_steps), batch = result.GetValue(_batch), context = result.GetValue(_context);
         int maxTokens = result.GetValue(_maxTokens), seed = result.GetValue(_seed);
+        var selection = LayerFilter.Parse(result.GetValue(_layers));
         var outPath = result.GetValue(_out)!;
         var work = result.GetValue(_work)!;
         Matq.Formats.IO.OutputPaths.CheckFile(outPath, "--out", modelPath);
@@ -138,8 +140,8 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
                 // OmniQuant's independent baselines are the plain `omniquant` method at r bits (the same engine at R = {r})
                 bool plain = b == "omniquant" && run.Label.StartsWith("independent", StringComparison.Ordinal);
                 var config = plain
-                    ? new QuantizationConfig(OmniQuantAlgorithm.MethodName, run.Master, group, options: opts.Where(kv => kv.Key != "base").ToDictionary())
-                    : new QuantizationConfig(MatQuantAlgorithm.MethodName, run.Master, group, options: options);
+                    ? new QuantizationConfig(OmniQuantAlgorithm.MethodName, run.Master, group, options: opts.Where(kv => kv.Key != "base").ToDictionary(), layers: selection)
+                    : new QuantizationConfig(MatQuantAlgorithm.MethodName, run.Master, group, options: options, layers: selection);
                 var path = Path.Combine(work, $"{b}-{Slug(run.Label)}.matq");
                 using (var source = ModelSource.Open(modelPath, device: device))
                 {
@@ -187,7 +189,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
         }
         var omniBudget = $"{epochs} epochs per block over {result.GetValue(_calibN)} windows × 256 tokens of SOTU train, Adam lr {result.GetValue(_lwcLr)}, " +
             $"{result.GetValue(_lwcBatch)} window(s) per step, clip init σ(4) = 0.982, bound of γ, β: 1 at one width, 2 for MatQuant (lwc-max auto)";
-        WriteReport(outPath, rows, curves, independent, modelPath, steps, batch, context, group, maxTokens, omniBudget, result.GetValue(_calibN));
+        WriteReport(outPath, rows, curves, independent, modelPath, steps, batch, context, group, maxTokens, omniBudget, result.GetValue(_calibN), selection.Text);
         Console.MarkupLine($"wrote [bold]{Markup.Escape(Path.ChangeExtension(Path.GetFullPath(outPath), null) + "-tables.md")}[/] (+ plots beside it)");
         return 0;
     }
@@ -195,11 +197,11 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
     private static string Slug(string label) => new(label.ToLowerInvariant().Select(ch => char.IsLetterOrDigit(ch) ? ch : '-').ToArray());
 
     private void WriteReport(string path, List<Row> rows, List<(string Base, string Strategy, double Avg, long Bytes, double Sotu, double Moby)> curves,
-        int[] independent, string model, int steps, int batch, int context, int group, int maxTokens, string omniBudget, int calibN)
+        int[] independent, string model, int steps, int batch, int context, int group, int maxTokens, string omniBudget, int calibN, string layers)
     {
         var md = new StringBuilder();
         var f = rows.First(r => r.Run == "float");
-        md.AppendLine($"Model {model}; group {group}. Perplexity: windows 256, stride 128, first {maxTokens} tokens of each text (0 = all).");
+        md.AppendLine($"Model {model}; group {group}; quantized linears: {(layers == "all" ? "all" : layers + " (the rest float)")}. Perplexity: windows 256, stride 128, first {maxTokens} tokens of each text (0 = all).");
         if (rows.Any(r => r.Base == "qat"))
             md.AppendLine($"QAT: {steps} steps × {batch} windows × {context} tokens per run (AdamW, same budget for every run).");
         if (rows.Any(r => r.Base == "athena"))

@@ -71,7 +71,7 @@ public sealed class EfQatLmAlgorithm : QuantizationAlgorithm
         var qatOptions = config.Options.Where(kv => QatKeys.Contains(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value);
         qatOptions[MatQuantConfig.BitsKey] = config.Bits.ToString(CultureInfo.InvariantCulture);
         Qat = MatQuantConfig.FromOptions(new QuantizationConfig(MatQuantAlgorithm.MethodName, config.Bits, config.GroupSize, config.Symmetric,
-            config.IncludeLmHead, qatOptions, config.OnlyLayers));
+            config.IncludeLmHead, qatOptions, config.OnlyLayers, config.Layers));
         if (Start == "athena")
         {
             var athenaKeys = AthenaAlgorithm.AthenaRegistration.Options.Select(o => o.Key).ToHashSet();
@@ -79,7 +79,7 @@ public sealed class EfQatLmAlgorithm : QuantizationAlgorithm
             if (athenaOptions.TryGetValue(AthenaAlgorithm.ActOrderKey, out var ao) && ao.Trim().ToLowerInvariant() is "true" or "1" or "yes" or "on")
                 throw new MatqException("efqat start=athena needs act-order=false: QAT trains contiguous column groups");
             _athena = new AthenaAlgorithm(new QuantizationConfig(AthenaAlgorithm.AthenaName, config.Bits, config.GroupSize, config.Symmetric,
-                config.IncludeLmHead, athenaOptions, config.OnlyLayers), AthenaMode.Athena);
+                config.IncludeLmHead, athenaOptions, config.OnlyLayers, config.Layers), AthenaMode.Athena);
         }
     }
 
