@@ -3,6 +3,8 @@
 // co-distillation (qat, omniquant), single-precision MatQuant at 2 and extra
 // precision at 2 (measured effective bits); then Mix'n'Match curves (uniform / pyramid / budget, ppl vs average bits)
 // of the MatQuant artifact. Prints the tables and writes them as markdown (+ one PNG per base).
+// --lambdas sweeps λ: the runs over R = {8,4,2} (plain, co-distill, extra precision) are repeated per λ vector, labelled
+// "… λ=a,b,c" unless the only vector is the default 1,1,1; Mix'n'Match uses the first λ's plain MatQuant artifact.
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
@@ -40,7 +42,8 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
     private readonly Option<int> _calibN = new("--calib-n") { Description = "Athena and OmniQuant calibration windows (256 tokens)", DefaultValueFactory = _ => 128, HelpName = "N" };
     private readonly Option<string> _independent = new("--independent") { Description = "Bit-widths of the independently quantized baselines (none = skip them)", DefaultValueFactory = _ => "8,6,4,3,2", HelpName = "B[,B...]" };
     private readonly Option<int> _maxTokens = new("--max-tokens") { Description = "Tokens of each evaluation text scored (0 = all)", DefaultValueFactory = _ => 20000, HelpName = "N" };
-    private readonly Option<string> _budgets = new("--budgets") { Description = "Average-bits budgets of the Mix'n'Match curves", DefaultValueFactory = _ => "2.5,3,3.5,4,5,6", HelpName = "B[,B...]" };
+    private readonly Option<string> _budgets = new("--budgets") { Description = "Average-bits budgets of the Mix'n'Match curves (none = skip the curves)", DefaultValueFactory = _ => "2.5,3,3.5,4,5,6", HelpName = "B[,B...]|none" };
+    private readonly Option<string> _lambdas = new("--lambdas") { Description = "λ vectors for R = {8,4,2}, ';'-separated: the MatQuant runs are repeated for each (a sweep)", DefaultValueFactory = _ => "1,1,1", HelpName = "L8,L4,L2[;...]" };
     private readonly Option<string> _out = new("--out") { Description = "Report path: the tables go to <stem>-tables.md, the PNG plots beside it", DefaultValueFactory = _ => "docs/results/matquant-tiny.md", HelpName = "PATH" };
     private readonly Option<string> _work = new("--work") { Description = "Folder for the artifacts", DefaultValueFactory = _ => "out/bench-matquant", HelpName = "DIR" };
     private readonly Option<string> _layers = new("--layers") { Description = "Linears every run quantizes (the rest stay float): all, ffn, attn or suffixes/globs (see matq quantize --layers)", DefaultValueFactory = _ => "all", HelpName = "all|ffn|attn|PATTERN" };
@@ -53,6 +56,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
     [
         "matq bench matquant --model models/tiny --device cpu --max-tokens 20000",
         "matq bench matquant --model models/tiny --bases athena --budgets 3,4",
+        "matq bench matquant --model models/tiny --bases qat --lambdas \"1,1,1;1,1,2;0.1,0.1,1\" --independent none --budgets none",
         "matq bench matquant --model models/tiny --bases omniquant --independent 8,4,2 --codistill 8->2 --epochs 5 --threads 1 --out docs/results/matquant-tiny-omniquant.md",
     ];
 
@@ -60,11 +64,55 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
 
     protected override void Configure(Command command)
     {
-        foreach (Option o in new Option[] { _model, _bases, _group, _steps, _batch, _context, _epochs, _lwcLr, _lwcBatch, _codistill, _threads, _calibN, _independent, _maxTokens, _budgets, _out, _work, _layers, _device, _seed })
+        foreach (Option o in new Option[] { _model, _bases, _group, _steps, _batch, _context, _epochs, _lwcLr, _lwcBatch, _codistill, _threads, _calibN, _independent, _maxTokens, _budgets, _lambdas, _out, _work, _layers, _device, _seed })
             command.Options.Add(o);
     }
 
-    private sealed record Run(string Label, int Master, string Bits, string Lambda, Dictionary<string, string> Extra, int[] Serve, bool ServeExtra = false);
+    /// <summary>One quantization run of the bench: its row label, master bits, R, λ, extra options and the widths served.</summary>
+    public sealed record Run(string Label, int Master, string Bits, string Lambda, Dictionary<string, string> Extra, int[] Serve, bool ServeExtra = false, bool MixSource = false);
+
+    /// <summary>The nested widths every MatQuant run trains.</summary>
+    public static readonly int[] Nested = [8, 4, 2];
+
+    /// <summary>"1,1,1;1,1,2" → [[1,1,1],[1,1,2]]: one weight per width of R = {8,4,2} per vector, each valid for MatQuant
+    /// (finite, ≥ 0, not all 0), no vector twice; one MatqException naming the vector otherwise.</summary>
+    public static IReadOnlyList<double[]> ParseLambdas(string text)
+    {
+        var list = new List<double[]>();
+        foreach (var part in (text ?? "").Split(';', StringSplitOptions.TrimEntries))
+        {
+            if (part.Length == 0) throw new MatqException($"--lambdas '{SafeText.Escape(text)}' has an empty vector: give L8,L4,L2 per run, ';'-separated, e.g. 1,1,1;1,1,2");
+            var values = part.Split(',', StringSplitOptions.TrimEntries).Select(v => double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) ? d
+                : throw new MatqException($"--lambdas '{SafeText.Escape(part)}': '{SafeText.Escape(v)}' is not a number")).ToArray();
+            if (values.Length != Nested.Length)
+                throw new MatqException($"--lambdas '{SafeText.Escape(part)}' has {values.Length} value(s): give one weight per width of R = {{8,4,2}}, e.g. 1,1,1");
+            _ = new MatQuantConfig(Nested, values, 8);   // λ ≥ 0, finite, not all 0 (its own message)
+            if (list.Any(l => l.SequenceEqual(values))) throw new MatqException($"--lambdas repeats {LambdaText(values)}");
+            list.Add(values);
+        }
+        return list;
+    }
+
+    private static string LambdaText(double[] l) => string.Join(",", l.Select(x => x.ToString("R", CultureInfo.InvariantCulture)));
+
+    /// <summary>The runs of one base, in order: independent baselines, then per λ the R = {8,4,2} runs (plain, co-distill
+    /// for qat/omniquant when pairs are given, extra precision), single-precision {2} once after the first λ's plain run.</summary>
+    public static IReadOnlyList<Run> PlanRuns(string baseName, IReadOnlyList<int> independent, IReadOnlyList<double[]> lambdas, string codistill)
+    {
+        var runs = new List<Run>();
+        foreach (var r in independent) runs.Add(new Run($"independent int{r}", r, r.ToString(CultureInfo.InvariantCulture), "1", new(), [r]));
+        bool labelled = !(lambdas.Count == 1 && lambdas[0].All(x => x == 1));
+        for (int i = 0; i < lambdas.Count; i++)
+        {
+            string lambda = LambdaText(lambdas[i]), suffix = labelled ? $" λ={lambda}" : "";
+            runs.Add(new Run($"MatQuant {{8,4,2}}{suffix}", 8, "8,4,2", lambda, new(), Sliced, MixSource: i == 0));
+            if (baseName is "qat" or "omniquant" && codistill.Length > 0)
+                runs.Add(new Run($"MatQuant {{8,4,2}}{suffix} + co-distill {codistill.Replace("->", "→")}", 8, "8,4,2", lambda, new() { ["codistill"] = codistill }, Sliced));
+            if (i == 0) runs.Add(new Run("single-precision MatQuant {2}", 8, "2", "1", new(), [2]));
+            runs.Add(new Run($"MatQuant {{8,4,2}}{suffix} + extra precision", 8, "8,4,2", lambda, new() { ["extra-precision"] = "true" }, [4, 3, 2], ServeExtra: true));
+        }
+        return runs;
+    }
     private sealed record Row(string Base, string Run, int Bits, double EffBits, double Sotu, double Moby);
 
     protected override int Execute(ParseResult result)
@@ -82,7 +130,10 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
         }
         var independentText = result.GetValue(_independent)!.Trim();
         var independent = independentText.Equals("none", StringComparison.OrdinalIgnoreCase) ? [] : CommonOptions.ParseBits(independentText);
-        var budgets = result.GetValue(_budgets)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+        var lambdas = ParseLambdas(result.GetValue(_lambdas)!);
+        var budgetText = result.GetValue(_budgets)!.Trim();
+        bool mix = !budgetText.Equals("none", StringComparison.OrdinalIgnoreCase);
+        var budgets = (mix ? budgetText : "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(s => double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var b) && b >= 1 && b <= 8 ? b
                 : throw new MatqException($"--budgets '{s}' is invalid: give average bits in 1..8, e.g. 2.5,3,4")).ToArray();
         int group = result.GetValue(_group), steps = result.GetValue(_steps), batch = result.GetValue(_batch), context = result.GetValue(_context);
@@ -118,21 +169,18 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
         foreach (var b in bases)
         {
             var opts = new Dictionary<string, string> { ["base"] = b };
-            if (b == "qat") { opts["steps"] = steps.ToString(); opts["batch"] = batch.ToString(); }
+            if (b == "qat")
+            {
+                opts["steps"] = steps.ToString(CultureInfo.InvariantCulture); opts["batch"] = batch.ToString(CultureInfo.InvariantCulture);
+                if (steps < 20) opts["warmup"] = steps.ToString(CultureInfo.InvariantCulture);   // the default warm-up (20) cannot exceed the steps
+            }
             if (b == "omniquant")
             {
                 opts[OmniQuantConfig.EpochsKey] = epochs.ToString(CultureInfo.InvariantCulture);
                 opts[OmniQuantConfig.LrKey] = result.GetValue(_lwcLr).ToString("R", CultureInfo.InvariantCulture);
                 opts[OmniQuantConfig.BatchKey] = result.GetValue(_lwcBatch).ToString(CultureInfo.InvariantCulture);
             }
-            var runs = new List<Run>();
-            foreach (var r in independent) runs.Add(new Run($"independent int{r}", r, r.ToString(), "1", new(), [r]));
-            runs.Add(new Run("MatQuant {8,4,2}", 8, "8,4,2", "1,1,1", new(), Sliced));
-            if (b is "qat" or "omniquant" && codistill.Length > 0)
-                runs.Add(new Run($"MatQuant {{8,4,2}} + co-distill {codistill.Replace("->", "→")}", 8, "8,4,2", "1,1,1", new() { ["codistill"] = codistill }, Sliced));
-            runs.Add(new Run("single-precision MatQuant {2}", 8, "2", "1", new(), [2]));
-            runs.Add(new Run("MatQuant {8,4,2} + extra precision", 8, "8,4,2", "1,1,1", new() { ["extra-precision"] = "true" }, [4, 3, 2], ServeExtra: true));
-            foreach (var run in runs)
+            foreach (var run in PlanRuns(b, independent, lambdas, codistill))
             {
                 var sw = Stopwatch.StartNew();
                 var options = new Dictionary<string, string>(opts) { ["bits"] = run.Bits, ["lambda"] = run.Lambda };
@@ -157,7 +205,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
                     rows.Add(new Row(b, run.Label, bits, served.MeanEffectiveBits, s, m));
                     Console.MarkupLine(Markup.Escape($"{b} · {run.Label} @ {bits} bits (eff {served.MeanEffectiveBits:F3}): SOTU {s:F3}, Moby {m:F3}  [{sw.Elapsed.TotalSeconds:F0} s]"));
                 }
-                if (run.Label == "MatQuant {8,4,2}") mixArtifacts[b] = path;
+                if (run.MixSource && mix) mixArtifacts[b] = path;
             }
         }
 
