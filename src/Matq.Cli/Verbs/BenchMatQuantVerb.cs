@@ -43,6 +43,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
     private readonly Option<string> _independent = new("--independent") { Description = "Bit-widths of the independently quantized baselines (none = skip them)", DefaultValueFactory = _ => "8,6,4,3,2", HelpName = "B[,B...]" };
     private readonly Option<int> _maxTokens = new("--max-tokens") { Description = "Tokens of each evaluation text scored (0 = all)", DefaultValueFactory = _ => 20000, HelpName = "N" };
     private readonly Option<string> _budgets = new("--budgets") { Description = "Average-bits budgets of the Mix'n'Match curves (none = skip the curves)", DefaultValueFactory = _ => "2.5,3,3.5,4,5,6", HelpName = "B[,B...]|none" };
+    private readonly Option<string> _grid = new("--grid") { Description = "QAT grid of every qat run (independent baselines and MatQuant alike): learned or minmax (frozen min-max of the current weights)", DefaultValueFactory = _ => "learned", HelpName = "learned|minmax" };
     private readonly Option<string> _lambdas = new("--lambdas") { Description = "λ vectors for R = {8,4,2}, ';'-separated: the MatQuant runs are repeated for each (a sweep)", DefaultValueFactory = _ => "1,1,1", HelpName = "L8,L4,L2[;...]" };
     private readonly Option<string> _out = new("--out") { Description = "Report path: the tables go to <stem>-tables.md, the PNG plots beside it", DefaultValueFactory = _ => "docs/results/matquant-tiny.md", HelpName = "PATH" };
     private readonly Option<string> _work = new("--work") { Description = "Folder for the artifacts", DefaultValueFactory = _ => "out/bench-matquant", HelpName = "DIR" };
@@ -64,7 +65,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
 
     protected override void Configure(Command command)
     {
-        foreach (Option o in new Option[] { _model, _bases, _group, _steps, _batch, _context, _epochs, _lwcLr, _lwcBatch, _codistill, _threads, _calibN, _independent, _maxTokens, _budgets, _lambdas, _out, _work, _layers, _device, _seed })
+        foreach (Option o in new Option[] { _model, _bases, _group, _steps, _batch, _context, _epochs, _lwcLr, _lwcBatch, _codistill, _threads, _calibN, _independent, _maxTokens, _budgets, _lambdas, _grid, _out, _work, _layers, _device, _seed })
             command.Options.Add(o);
     }
 
@@ -131,6 +132,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
         var independentText = result.GetValue(_independent)!.Trim();
         var independent = independentText.Equals("none", StringComparison.OrdinalIgnoreCase) ? [] : CommonOptions.ParseBits(independentText);
         var lambdas = ParseLambdas(result.GetValue(_lambdas)!);
+        var grid = MatQuantConfig.ParseGrid(result.GetValue(_grid)!);
         var budgetText = result.GetValue(_budgets)!.Trim();
         bool mix = !budgetText.Equals("none", StringComparison.OrdinalIgnoreCase);
         var budgets = (mix ? budgetText : "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
@@ -173,6 +175,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
             {
                 opts["steps"] = steps.ToString(CultureInfo.InvariantCulture); opts["batch"] = batch.ToString(CultureInfo.InvariantCulture);
                 if (steps < 20) opts["warmup"] = steps.ToString(CultureInfo.InvariantCulture);   // the default warm-up (20) cannot exceed the steps
+                if (grid != QatGrid.Learned) opts[MatQuantConfig.GridKey] = "minmax";
             }
             if (b == "omniquant")
             {
@@ -237,7 +240,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
         }
         var omniBudget = $"{epochs} epochs per block over {result.GetValue(_calibN)} windows × 256 tokens of SOTU train, Adam lr {result.GetValue(_lwcLr)}, " +
             $"{result.GetValue(_lwcBatch)} window(s) per step, clip init σ(4) = 0.982, bound of γ, β: 1 at one width, 2 for MatQuant (lwc-max auto)";
-        WriteReport(outPath, rows, curves, independent, modelPath, steps, batch, context, group, maxTokens, omniBudget, result.GetValue(_calibN), selection.Text);
+        WriteReport(outPath, rows, curves, independent, modelPath, steps, batch, context, group, maxTokens, omniBudget, result.GetValue(_calibN), selection.Text, grid);
         Console.MarkupLine($"wrote [bold]{Markup.Escape(Path.ChangeExtension(Path.GetFullPath(outPath), null) + "-tables.md")}[/] (+ plots beside it)");
         return 0;
     }
@@ -245,13 +248,13 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
     private static string Slug(string label) => new(label.ToLowerInvariant().Select(ch => char.IsLetterOrDigit(ch) ? ch : '-').ToArray());
 
     private void WriteReport(string path, List<Row> rows, List<(string Base, string Strategy, double Avg, long Bytes, double Sotu, double Moby)> curves,
-        int[] independent, string model, int steps, int batch, int context, int group, int maxTokens, string omniBudget, int calibN, string layers)
+        int[] independent, string model, int steps, int batch, int context, int group, int maxTokens, string omniBudget, int calibN, string layers, QatGrid grid)
     {
         var md = new StringBuilder();
         var f = rows.First(r => r.Run == "float");
         md.AppendLine($"Model {model}; group {group}; quantized linears: {(layers == "all" ? "all" : layers + " (the rest float)")}. Perplexity: windows 256, stride 128, first {maxTokens} tokens of each text (0 = all).");
         if (rows.Any(r => r.Base == "qat"))
-            md.AppendLine($"QAT: {steps} steps × {batch} windows × {context} tokens per run (AdamW, same budget for every run).");
+            md.AppendLine($"QAT: {steps} steps × {batch} windows × {context} tokens per run (AdamW, same budget for every run){(grid == QatGrid.MinMax ? "; frozen min-max grid" : "")}.");
         if (rows.Any(r => r.Base == "athena"))
             md.AppendLine($"Athena: {calibN} windows × 256 tokens of SOTU train.");
         if (rows.Any(r => r.Base == "omniquant"))

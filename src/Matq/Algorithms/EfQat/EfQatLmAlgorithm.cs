@@ -24,7 +24,7 @@ public sealed class EfQatLmAlgorithm : QuantizationAlgorithm
     private static readonly string[] QatKeys =
     [
         MatQuantConfig.StepsKey, MatQuantConfig.BatchKey, MatQuantConfig.LrKey, MatQuantConfig.ScaleLrKey, MatQuantConfig.WarmupKey,
-        MatQuantConfig.ClipKey, MatQuantConfig.DistillKey, MatQuantConfig.CheckpointKey, MatQuantConfig.CheckpointEveryKey,
+        MatQuantConfig.ClipKey, MatQuantConfig.DistillKey, MatQuantConfig.CheckpointKey, MatQuantConfig.CheckpointEveryKey, MatQuantConfig.GridKey,
     ];
 
     /// <summary>Registry row "efqat": its own options, the QAT budget options shared with MatQuant, and Athena's (start=athena).</summary>
@@ -110,6 +110,7 @@ public sealed class EfQatLmAlgorithm : QuantizationAlgorithm
         ["scale_lr"] = Qat.ScaleLr,
         ["warmup"] = Qat.Warmup,
         ["clip"] = Qat.ClipNorm,
+        ["grid"] = Qat.Grid == QatGrid.MinMax ? "minmax" : "learned",
         ["distill"] = Qat.Distill,
         ["selected_weight_fraction"] = double.IsNaN(SelectedWeightFraction) ? null : SelectedWeightFraction,
     };

@@ -71,6 +71,7 @@ public sealed class MatQuantAlgorithm : QuantizationAlgorithm
             o["scale_lr"] = MatQuant.ScaleLr;
             o["warmup"] = MatQuant.Warmup;
             o["clip"] = MatQuant.ClipNorm;
+            o["grid"] = MatQuant.Grid == QatGrid.MinMax ? "minmax" : "learned";
         }
         else if (MatQuant.Base == MatQuantBase.OmniQuant)
         {

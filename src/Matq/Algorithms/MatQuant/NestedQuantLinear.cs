@@ -13,6 +13,8 @@
 // Esser et al. 2020, through the slice; the clipped value's own gradient), ∂ŵ/∂z = −α outside, 0 inside. Clamping u only
 // to the master range instead would give the codes the r-bit slice clips (e.g. q ≥ 224 at r = 2) ∂ŵ/∂W = 1 and
 // ∂ŵ/∂α = q_r − u < 0, pulling α the wrong way (the same slice-range STE as OmniQuant's LwcLinear).
+// Grid = MinMax (frozen min-max): α, z are not parameters but the asymmetric (or the spec's symmetric) min-max of the
+// current W, recomputed at every forward without gradient, exactly as TensorAffineQuantizer.ComputeParams; only W trains.
 using Matq.Algorithms.EfQat;
 using Matq.Kernels.Quantization;
 using Matq.Quantization;
@@ -29,6 +31,7 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>, IEfQatLayer
     private readonly Parameter log_scale;    // [out, nGroups] log α
     private readonly Parameter zero;         // [out, nGroups] z (continuous; rounded in the forward)
     private readonly Tensor _float;          // [out, in] the original float weight, frozen
+    private readonly QuantSpec _spec;        // master bits, group layout and scheme of the min-max grid
 
     /// <summary>Starts from float weight <paramref name="w"/> [out, in] with min-max parameters at <paramref name="spec"/>'s bits.</summary>
     public NestedQuantLinear(string name, Tensor w, QuantSpec spec) : base(name)
@@ -38,6 +41,7 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>, IEfQatLayer
         var w32 = w.detach().to(ScalarType.Float32).clone();
         var (a, z) = TensorAffineQuantizer.ComputeParams(w32, spec);
         GroupSize = spec.EffectiveGroupSize(checked((int)w32.shape[1]));
+        _spec = spec;
         MasterBits = spec.Bits;
         Bits = spec.Bits;
         weight = new Parameter(w32.clone().MoveToOuterDisposeScope());
@@ -56,6 +60,7 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>, IEfQatLayer
         var z = zeroPoints.detach().to(ScalarType.Float32);
         var latent = TensorAffineQuantizer.Dequantize(codes, a, z, groupSize);
         GroupSize = groupSize;
+        _spec = groupSize > 0 ? QuantSpec.Grouped(masterBits, groupSize) : QuantSpec.PerChannel(masterBits);
         MasterBits = masterBits;
         Bits = masterBits;
         weight = new Parameter(latent.contiguous().MoveToOuterDisposeScope());
@@ -75,6 +80,8 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>, IEfQatLayer
     /// <summary>The slice the forward uses: 1..MasterBits, or 0 for the frozen float weight.</summary>
     public int Bits { get; set; }
     public bool ExtraPrecision { get; set; }
+    /// <summary>Learned (log α, z train) or MinMax (min-max of the current W at every forward; set before training).</summary>
+    public QatGrid Grid { get; set; }
 
     public Parameter Weight => weight;
     public Parameter LogScale => log_scale;
@@ -90,7 +97,14 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>, IEfQatLayer
             Tensor full;
             using (no_grad()) full = SlicedWeight(Bits).to(x.dtype);
             if (rows.numel() == 0) return F.linear(x, full).MoveToOuterDisposeScope();
-            Tensor sel = Nested(weight.index_select(0, rows), log_scale.index_select(0, rows).exp(), zero.index_select(0, rows),
+            Tensor sel;
+            if (Grid == QatGrid.MinMax)
+            {
+                var (a, z) = MinMaxGrid();
+                sel = Nested(weight.index_select(0, rows), a.index_select(0, rows), z.index_select(0, rows),
+                    GroupSize, MasterBits, Bits, ExtraPrecision, sliceRange: true).to(x.dtype);
+            }
+            else sel = Nested(weight.index_select(0, rows), log_scale.index_select(0, rows).exp(), zero.index_select(0, rows),
                 GroupSize, MasterBits, Bits, ExtraPrecision, sliceRange: true).to(x.dtype);
             return (PartialWeightGrad.LinearMethod == ConvWeightGradMethod.Inject ? PartialWeightGrad.InjectLinearRows(x, full, sel, rows)
                 : PartialWeightGrad.LinearRows(x, full, sel, rows)).MoveToOuterDisposeScope();
@@ -100,15 +114,33 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>, IEfQatLayer
     }
 
     /// <summary>ŵ_r [out, in] fp32 with the straight-through gradients of the header.</summary>
-    public Tensor SlicedWeight(int r) => Nested(weight, log_scale.exp(), zero, GroupSize, MasterBits, r, ExtraPrecision, sliceRange: true);
+    public Tensor SlicedWeight(int r)
+    {
+        if (Grid == QatGrid.Learned) return Nested(weight, log_scale.exp(), zero, GroupSize, MasterBits, r, ExtraPrecision, sliceRange: true);
+        using var scope = NewDisposeScope();
+        var (a, z) = MinMaxGrid();
+        return Nested(weight, a, z, GroupSize, MasterBits, r, ExtraPrecision, sliceRange: true).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>α and integer z [out, nGroups] of the current grid, no gradient: exp(log α) and round(z) clamped (Learned),
+    /// or the min-max of the current latent W (MinMax).</summary>
+    public (Tensor Scales, Tensor Zeros) CurrentGrid()
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var (a, z) = Grid == QatGrid.MinMax ? MinMaxGrid() : (log_scale.detach().exp(), zero.detach().round().clamp(0, (1 << MasterBits) - 1));
+        return (a.contiguous().MoveToOuterDisposeScope(), z.contiguous().MoveToOuterDisposeScope());
+    }
+
+    // α, z [out, nGroups] = min-max of the current W at the master bits (no gradient).
+    private (Tensor Scales, Tensor Zeros) MinMaxGrid() => TensorAffineQuantizer.ComputeParams(weight.detach(), _spec);
 
     /// <summary>The exported parameters: uint8 codes q [out, in], α and integer z [out, nGroups] (no gradient).</summary>
     public (Tensor Codes, Tensor Scales, Tensor Zeros) Export()
     {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        var a = log_scale.detach().exp();
-        var z = zero.detach().round().clamp(0, (1 << MasterBits) - 1);
+        var (a, z) = CurrentGrid();
         var codes = TensorAffineQuantizer.Quantize(weight.detach(), a, z, GroupSize, MasterBits);
         return (codes.MoveToOuterDisposeScope(), a.contiguous().MoveToOuterDisposeScope(), z.contiguous().MoveToOuterDisposeScope());
     }
