@@ -3,6 +3,8 @@
 // co-distillation (qat, omniquant), single-precision MatQuant at 2 and extra
 // precision at 2 (measured effective bits); then Mix'n'Match curves (uniform / pyramid / budget, ppl vs average bits)
 // of the MatQuant artifact. Prints the tables and writes them as markdown (+ one PNG per base).
+// --lambdas sweeps λ: the runs over R = {8,4,2} (plain, co-distill, extra precision) are repeated per λ vector, labelled
+// "… λ=a,b,c" unless the only vector is the default 1,1,1; Mix'n'Match uses the first λ's plain MatQuant artifact.
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
@@ -40,9 +42,12 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
     private readonly Option<int> _calibN = new("--calib-n") { Description = "Athena and OmniQuant calibration windows (256 tokens)", DefaultValueFactory = _ => 128, HelpName = "N" };
     private readonly Option<string> _independent = new("--independent") { Description = "Bit-widths of the independently quantized baselines (none = skip them)", DefaultValueFactory = _ => "8,6,4,3,2", HelpName = "B[,B...]" };
     private readonly Option<int> _maxTokens = new("--max-tokens") { Description = "Tokens of each evaluation text scored (0 = all)", DefaultValueFactory = _ => 20000, HelpName = "N" };
-    private readonly Option<string> _budgets = new("--budgets") { Description = "Average-bits budgets of the Mix'n'Match curves", DefaultValueFactory = _ => "2.5,3,3.5,4,5,6", HelpName = "B[,B...]" };
+    private readonly Option<string> _budgets = new("--budgets") { Description = "Average-bits budgets of the Mix'n'Match curves (none = skip the curves)", DefaultValueFactory = _ => "2.5,3,3.5,4,5,6", HelpName = "B[,B...]|none" };
+    private readonly Option<string> _grid = new("--grid") { Description = "QAT grid of every qat run (independent baselines and MatQuant alike): learned or minmax (frozen min-max of the current weights)", DefaultValueFactory = _ => "learned", HelpName = "learned|minmax" };
+    private readonly Option<string> _lambdas = new("--lambdas") { Description = "λ vectors for R = {8,4,2}, ';'-separated: the MatQuant runs are repeated for each (a sweep)", DefaultValueFactory = _ => "1,1,1", HelpName = "L8,L4,L2[;...]" };
     private readonly Option<string> _out = new("--out") { Description = "Report path: the tables go to <stem>-tables.md, the PNG plots beside it", DefaultValueFactory = _ => "docs/results/matquant-tiny.md", HelpName = "PATH" };
     private readonly Option<string> _work = new("--work") { Description = "Folder for the artifacts", DefaultValueFactory = _ => "out/bench-matquant", HelpName = "DIR" };
+    private readonly Option<string> _layers = new("--layers") { Description = "Linears every run quantizes (the rest stay float): all, ffn, attn or suffixes/globs (see matq quantize --layers)", DefaultValueFactory = _ => "all", HelpName = "all|ffn|attn|PATTERN" };
     private readonly Option<string> _device = CommonOptions.Device();
     private readonly Option<int> _seed = CommonOptions.Seed();
 
@@ -52,6 +57,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
     [
         "matq bench matquant --model models/tiny --device cpu --max-tokens 20000",
         "matq bench matquant --model models/tiny --bases athena --budgets 3,4",
+        "matq bench matquant --model models/tiny --bases qat --lambdas \"1,1,1;1,1,2;0.1,0.1,1\" --independent none --budgets none",
         "matq bench matquant --model models/tiny --bases omniquant --independent 8,4,2 --codistill 8->2 --epochs 5 --threads 1 --out docs/results/matquant-tiny-omniquant.md",
     ];
 
@@ -59,12 +65,57 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
 
     protected override void Configure(Command command)
     {
-        foreach (Option o in new Option[] { _model, _bases, _group, _steps, _batch, _context, _epochs, _lwcLr, _lwcBatch, _codistill, _threads, _calibN, _independent, _maxTokens, _budgets, _out, _work, _device, _seed })
+        foreach (Option o in new Option[] { _model, _bases, _group, _steps, _batch, _context, _epochs, _lwcLr, _lwcBatch, _codistill, _threads, _calibN, _independent, _maxTokens, _budgets, _lambdas, _grid, _out, _work, _layers, _device, _seed })
             command.Options.Add(o);
     }
 
-    private sealed record Run(string Label, int Master, string Bits, string Lambda, Dictionary<string, string> Extra, int[] Serve, bool ServeExtra = false);
-    private sealed record Row(string Base, string Run, int Bits, double EffBits, double Sotu, double Moby);
+    /// <summary>One quantization run of the bench: its row label, master bits, R, λ, extra options and the widths served.</summary>
+    public sealed record Run(string Label, int Master, string Bits, string Lambda, Dictionary<string, string> Extra, int[] Serve, bool ServeExtra = false, bool MixSource = false);
+
+    /// <summary>The nested widths every MatQuant run trains.</summary>
+    public static readonly int[] Nested = [8, 4, 2];
+
+    /// <summary>"1,1,1;1,1,2" → [[1,1,1],[1,1,2]]: one weight per width of R = {8,4,2} per vector, each valid for MatQuant
+    /// (finite, ≥ 0, not all 0), no vector twice; one MatqException naming the vector otherwise.</summary>
+    public static IReadOnlyList<double[]> ParseLambdas(string text)
+    {
+        var list = new List<double[]>();
+        foreach (var part in (text ?? "").Split(';', StringSplitOptions.TrimEntries))
+        {
+            if (part.Length == 0) throw new MatqException($"--lambdas '{SafeText.Escape(text)}' has an empty vector: give L8,L4,L2 per run, ';'-separated, e.g. 1,1,1;1,1,2");
+            var values = part.Split(',', StringSplitOptions.TrimEntries).Select(v => double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) ? d
+                : throw new MatqException($"--lambdas '{SafeText.Escape(part)}': '{SafeText.Escape(v)}' is not a number")).ToArray();
+            if (values.Length != Nested.Length)
+                throw new MatqException($"--lambdas '{SafeText.Escape(part)}' has {values.Length} value(s): give one weight per width of R = {{8,4,2}}, e.g. 1,1,1");
+            _ = new MatQuantConfig(Nested, values, 8);   // λ ≥ 0, finite, not all 0 (its own message)
+            if (list.Any(l => l.SequenceEqual(values))) throw new MatqException($"--lambdas repeats {LambdaText(values)}");
+            list.Add(values);
+        }
+        return list;
+    }
+
+    private static string LambdaText(double[] l) => string.Join(",", l.Select(x => x.ToString("R", CultureInfo.InvariantCulture)));
+
+    /// <summary>The runs of one base, in order: independent baselines, then per λ the R = {8,4,2} runs (plain, co-distill
+    /// for qat/omniquant when pairs are given, extra precision), single-precision {2} once after the first λ's plain run.</summary>
+    public static IReadOnlyList<Run> PlanRuns(string baseName, IReadOnlyList<int> independent, IReadOnlyList<double[]> lambdas, string codistill)
+    {
+        var runs = new List<Run>();
+        foreach (var r in independent) runs.Add(new Run($"independent int{r}", r, r.ToString(CultureInfo.InvariantCulture), "1", new(), [r]));
+        bool labelled = !(lambdas.Count == 1 && lambdas[0].All(x => x == 1));
+        for (int i = 0; i < lambdas.Count; i++)
+        {
+            string lambda = LambdaText(lambdas[i]), suffix = labelled ? $" λ={lambda}" : "";
+            runs.Add(new Run($"MatQuant {{8,4,2}}{suffix}", 8, "8,4,2", lambda, new(), Sliced, MixSource: i == 0));
+            if (baseName is "qat" or "omniquant" && codistill.Length > 0)
+                runs.Add(new Run($"MatQuant {{8,4,2}}{suffix} + co-distill {codistill.Replace("->", "→")}", 8, "8,4,2", lambda, new() { ["codistill"] = codistill }, Sliced));
+            if (i == 0) runs.Add(new Run("single-precision MatQuant {2}", 8, "2", "1", new(), [2]));
+            runs.Add(new Run($"MatQuant {{8,4,2}}{suffix} + extra precision", 8, "8,4,2", lambda, new() { ["extra-precision"] = "true" }, [4, 3, 2], ServeExtra: true));
+        }
+        return runs;
+    }
+    // EffBits = stored bits/weight with the escape stream, SparseBits = with sparse overflow lists, PaperBits = r + overflow fraction
+    private sealed record Row(string Base, string Run, int Bits, double EffBits, double Sotu, double Moby, double PaperBits = 0, double SparseBits = 0);
 
     protected override int Execute(ParseResult result)
     {
@@ -81,11 +132,16 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
         }
         var independentText = result.GetValue(_independent)!.Trim();
         var independent = independentText.Equals("none", StringComparison.OrdinalIgnoreCase) ? [] : CommonOptions.ParseBits(independentText);
-        var budgets = result.GetValue(_budgets)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+        var lambdas = ParseLambdas(result.GetValue(_lambdas)!);
+        var grid = MatQuantConfig.ParseGrid(result.GetValue(_grid)!);
+        var budgetText = result.GetValue(_budgets)!.Trim();
+        bool mix = !budgetText.Equals("none", StringComparison.OrdinalIgnoreCase);
+        var budgets = (mix ? budgetText : "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(s => double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var b) && b >= 1 && b <= 8 ? b
                 : throw new MatqException($"--budgets '{s}' is invalid: give average bits in 1..8, e.g. 2.5,3,4")).ToArray();
         int group = result.GetValue(_group), steps = result.GetValue(_steps), batch = result.GetValue(_batch), context = result.GetValue(_context);
         int maxTokens = result.GetValue(_maxTokens), seed = result.GetValue(_seed);
+        var selection = LayerFilter.Parse(result.GetValue(_layers));
         var outPath = result.GetValue(_out)!;
         var work = result.GetValue(_work)!;
         Matq.Formats.IO.OutputPaths.CheckFile(outPath, "--out", modelPath);
@@ -116,21 +172,19 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
         foreach (var b in bases)
         {
             var opts = new Dictionary<string, string> { ["base"] = b };
-            if (b == "qat") { opts["steps"] = steps.ToString(); opts["batch"] = batch.ToString(); }
+            if (b == "qat")
+            {
+                opts["steps"] = steps.ToString(CultureInfo.InvariantCulture); opts["batch"] = batch.ToString(CultureInfo.InvariantCulture);
+                if (steps < 20) opts["warmup"] = steps.ToString(CultureInfo.InvariantCulture);   // the default warm-up (20) cannot exceed the steps
+                if (grid != QatGrid.Learned) opts[MatQuantConfig.GridKey] = "minmax";
+            }
             if (b == "omniquant")
             {
                 opts[OmniQuantConfig.EpochsKey] = epochs.ToString(CultureInfo.InvariantCulture);
                 opts[OmniQuantConfig.LrKey] = result.GetValue(_lwcLr).ToString("R", CultureInfo.InvariantCulture);
                 opts[OmniQuantConfig.BatchKey] = result.GetValue(_lwcBatch).ToString(CultureInfo.InvariantCulture);
             }
-            var runs = new List<Run>();
-            foreach (var r in independent) runs.Add(new Run($"independent int{r}", r, r.ToString(), "1", new(), [r]));
-            runs.Add(new Run("MatQuant {8,4,2}", 8, "8,4,2", "1,1,1", new(), Sliced));
-            if (b is "qat" or "omniquant" && codistill.Length > 0)
-                runs.Add(new Run($"MatQuant {{8,4,2}} + co-distill {codistill.Replace("->", "→")}", 8, "8,4,2", "1,1,1", new() { ["codistill"] = codistill }, Sliced));
-            runs.Add(new Run("single-precision MatQuant {2}", 8, "2", "1", new(), [2]));
-            runs.Add(new Run("MatQuant {8,4,2} + extra precision", 8, "8,4,2", "1,1,1", new() { ["extra-precision"] = "true" }, [4, 3, 2], ServeExtra: true));
-            foreach (var run in runs)
+            foreach (var run in PlanRuns(b, independent, lambdas, codistill))
             {
                 var sw = Stopwatch.StartNew();
                 var options = new Dictionary<string, string>(opts) { ["bits"] = run.Bits, ["lambda"] = run.Lambda };
@@ -138,8 +192,8 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
                 // OmniQuant's independent baselines are the plain `omniquant` method at r bits (the same engine at R = {r})
                 bool plain = b == "omniquant" && run.Label.StartsWith("independent", StringComparison.Ordinal);
                 var config = plain
-                    ? new QuantizationConfig(OmniQuantAlgorithm.MethodName, run.Master, group, options: opts.Where(kv => kv.Key != "base").ToDictionary())
-                    : new QuantizationConfig(MatQuantAlgorithm.MethodName, run.Master, group, options: options);
+                    ? new QuantizationConfig(OmniQuantAlgorithm.MethodName, run.Master, group, options: opts.Where(kv => kv.Key != "base").ToDictionary(), layers: selection)
+                    : new QuantizationConfig(MatQuantAlgorithm.MethodName, run.Master, group, options: options, layers: selection);
                 var path = Path.Combine(work, $"{b}-{Slug(run.Label)}.matq");
                 using (var source = ModelSource.Open(modelPath, device: device))
                 {
@@ -152,10 +206,10 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
                 {
                     using var served = QuantizedModelLoader.LoadServed(artifact, bits, device, ScalarType.Float32, run.ServeExtra, null);
                     var (s, m) = Evaluate(served.Model);
-                    rows.Add(new Row(b, run.Label, bits, served.MeanEffectiveBits, s, m));
-                    Console.MarkupLine(Markup.Escape($"{b} · {run.Label} @ {bits} bits (eff {served.MeanEffectiveBits:F3}): SOTU {s:F3}, Moby {m:F3}  [{sw.Elapsed.TotalSeconds:F0} s]"));
+                    rows.Add(new Row(b, run.Label, bits, served.MeanEffectiveBits, s, m, served.MeanPaperBits, served.MeanSparseBits));
+                    Console.MarkupLine(Markup.Escape($"{b} · {run.Label} @ {bits} bits{(served.ExtraPrecision ? $" ({served.ExtraBitsText})" : "")}: SOTU {s:F3}, Moby {m:F3}  [{sw.Elapsed.TotalSeconds:F0} s]"));
                 }
-                if (run.Label == "MatQuant {8,4,2}") mixArtifacts[b] = path;
+                if (run.MixSource && mix) mixArtifacts[b] = path;
             }
         }
 
@@ -187,7 +241,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
         }
         var omniBudget = $"{epochs} epochs per block over {result.GetValue(_calibN)} windows × 256 tokens of SOTU train, Adam lr {result.GetValue(_lwcLr)}, " +
             $"{result.GetValue(_lwcBatch)} window(s) per step, clip init σ(4) = 0.982, bound of γ, β: 1 at one width, 2 for MatQuant (lwc-max auto)";
-        WriteReport(outPath, rows, curves, independent, modelPath, steps, batch, context, group, maxTokens, omniBudget, result.GetValue(_calibN));
+        WriteReport(outPath, rows, curves, independent, modelPath, steps, batch, context, group, maxTokens, omniBudget, result.GetValue(_calibN), selection.Text, grid);
         Console.MarkupLine($"wrote [bold]{Markup.Escape(Path.ChangeExtension(Path.GetFullPath(outPath), null) + "-tables.md")}[/] (+ plots beside it)");
         return 0;
     }
@@ -195,18 +249,21 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
     private static string Slug(string label) => new(label.ToLowerInvariant().Select(ch => char.IsLetterOrDigit(ch) ? ch : '-').ToArray());
 
     private void WriteReport(string path, List<Row> rows, List<(string Base, string Strategy, double Avg, long Bytes, double Sotu, double Moby)> curves,
-        int[] independent, string model, int steps, int batch, int context, int group, int maxTokens, string omniBudget, int calibN)
+        int[] independent, string model, int steps, int batch, int context, int group, int maxTokens, string omniBudget, int calibN, string layers, QatGrid grid)
     {
         var md = new StringBuilder();
         var f = rows.First(r => r.Run == "float");
-        md.AppendLine($"Model {model}; group {group}. Perplexity: windows 256, stride 128, first {maxTokens} tokens of each text (0 = all).");
+        md.AppendLine($"Model {model}; group {group}; quantized linears: {(layers == "all" ? "all" : layers + " (the rest float)")}. Perplexity: windows 256, stride 128, first {maxTokens} tokens of each text (0 = all).");
         if (rows.Any(r => r.Base == "qat"))
-            md.AppendLine($"QAT: {steps} steps × {batch} windows × {context} tokens per run (AdamW, same budget for every run).");
+            md.AppendLine($"QAT: {steps} steps × {batch} windows × {context} tokens per run (AdamW, same budget for every run){(grid == QatGrid.MinMax ? "; frozen min-max grid" : "")}.");
         if (rows.Any(r => r.Base == "athena"))
             md.AppendLine($"Athena: {calibN} windows × 256 tokens of SOTU train.");
         if (rows.Any(r => r.Base == "omniquant"))
             md.AppendLine($"OmniQuant (LWC, no LET): {omniBudget} (same budget for every run).");
         md.AppendLine($"Float model: SOTU-test {f.Sotu:F3}, Moby-Dick {f.Moby:F3}.");
+        if (rows.Any(r => r.EffBits > r.Bits + 1e-9))
+            md.AppendLine("Extra precision bits/weight: paper = r + overflow fraction (the MatQuant paper's metric, not a stored size); stored = true bits of matq's "
+                + "encodings: escape = r-bit codes + one escape bit per top code, sparse = r-bit codes + per-row Golomb-Rice lists of the overflow positions.");
         md.AppendLine();
         foreach (var b in rows.Select(r => r.Base).Where(b => b != "-").Distinct())
         {
@@ -217,7 +274,8 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
             md.AppendLine("|---|---|" + string.Concat(runs.Select(_ => "---|")));
             foreach (var bits in Sliced.Union(independent).Distinct().OrderByDescending(x => x))
             {
-                string Cell(Row? r) => r is null ? "–" : $"{r.Sotu:F3} / {r.Moby:F3}" + (r.EffBits > r.Bits + 1e-9 ? $" (eff {r.EffBits:F3} b)" : "");
+                string Cell(Row? r) => r is null ? "–" : $"{r.Sotu:F3} / {r.Moby:F3}"
+                    + (r.EffBits > r.Bits + 1e-9 ? $" (paper {r.PaperBits:F3} b; stored {r.EffBits:F3} escape / {r.SparseBits:F3} sparse b)" : "");
                 var ind = rows.FirstOrDefault(r => r.Base == b && r.Run == $"independent int{bits}");
                 md.AppendLine($"| {bits} | {Cell(ind)} | " + string.Join(" | ", runs.Select(run => Cell(rows.FirstOrDefault(r => r.Base == b && r.Run == run && r.Bits == bits)))) + " |");
             }

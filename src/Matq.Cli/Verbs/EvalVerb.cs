@@ -88,7 +88,7 @@ public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null)
                 ? lm.Description.Replace($"served at {first.Bits} bits", "served at the bits below", StringComparison.Ordinal) : lm.Description;
             caption ??= $"{set.Label}, {r.Bytes:N0} UTF-8 bytes, context {options.Context} / stride {options.Stride}, {r.Windows:N0} windows";
             var cells = new List<string>();
-            if (table.Columns.Count == 7) cells.Add(lm.Served is { } served ? $"{served.Bits}" + (served.ExtraPrecision ? $" ({served.MeanEffectiveBits:F3})" : "") : "-");
+            if (table.Columns.Count == 7) cells.Add(lm.Served is { } served ? $"{served.Bits}" + (served.ExtraPrecision ? $" (paper {served.MeanPaperBits:F3}, stored {served.MeanEffectiveBits:F3} escape / {served.MeanSparseBits:F3} sparse)" : "") : "-");
             cells.AddRange([$"{r.Tokens:N0}", $"{r.TotalNll:F1}", $"{r.MeanNll:F4}", $"[bold]{r.Perplexity:F3}[/]", $"[bold]{r.BitsPerByte:F4}[/]",
                 $"{sw.Elapsed.TotalSeconds:F1} s"]);
             table.AddRow(cells.ToArray());

@@ -61,6 +61,13 @@ public sealed class QuantizeVerb : Verb
     };
     private readonly Option<string?> _lambda = new("--lambda") { Description = "matquant: weights λ_r of the per-width losses, one per nested width (= --option lambda=...)", HelpName = "L[,L...]" };
     private readonly Option<string?> _codistill = new("--codistill") { Description = "matquant (qat, omniquant bases): co-distillation pairs TEACHER->STUDENT, e.g. 8->2,8->4", HelpName = "T->S[,...]" };
+    private readonly Option<string> _layers = new("--layers")
+    {
+        Description = "Which linears to quantize (the rest stay float in the artifact): all, ffn (gate/up/down; the MatQuant paper's main setting), "
+            + "attn (q/k/v/o), or a comma list of module suffixes and globs, e.g. mlp.down_proj,mlp.up_proj or model.layers.1?.mlp.*; recorded in the artifact",
+        DefaultValueFactory = _ => "all",
+        HelpName = "all|ffn|attn|PATTERN[,...]",
+    };
     private readonly Option<bool> _head = new("--include-head") { Description = "Also quantize lm_head (untied heads only; embeddings stay float)" };
     private readonly Option<string> _calibData = new("--calib-data")
     {
@@ -91,6 +98,7 @@ public sealed class QuantizeVerb : Verb
         "matq quantize --model models/small --method rtn --bits 3 --group 0 --symmetric --include-head --device cuda --out out/small-rtn3.matq",
         "matq quantize --model models/tiny --method omniquant --bits 4 --group 64 --option epochs=10 --out out/tiny-omni4.matq",
         "matq quantize --model models/tiny --method matquant --base omniquant --bits 8,4,2 --lambda 1,1,1 --codistill 8->2 --out out/tiny-mq.matq  (int8 master codes)",
+        "matq quantize --model models/tiny --method matquant --base qat --bits 8,4,2 --layers ffn --out out/tiny-mq-ffn.matq  (attention stays float)",
         "matq quantize --model models/small --method athena --bits 4 --group 64 --device cuda --out out/small-athena4.matq --resume  (continue a killed run at its next block)",
         "matq quantize --model models/cnn --method maqd --wstates 3 --astates 15 --epochs 5 --fold --device cuda",
         "matq quantize --model models/cnn --method maqd --sweep docs/results/maqd-fashion-mnist.md --sweep-settings 8:20000:1,128:60000:4 --device cuda",
@@ -99,7 +107,7 @@ public sealed class QuantizeVerb : Verb
 
     protected override void Configure(Command command)
     {
-        foreach (var o in new Option[] { _model, _method, _bits, _group, _symmetric, _clip, _options, _base, _lambda, _codistill, _head, _calibData, _calibN, _calibLen, _out, _device, _seed, _resume, _tokenizer })
+        foreach (var o in new Option[] { _model, _method, _bits, _group, _symmetric, _clip, _options, _base, _lambda, _codistill, _layers, _head, _calibData, _calibN, _calibLen, _out, _device, _seed, _resume, _tokenizer })
             command.Options.Add(o);
         foreach (var o in _vision.Options) command.Options.Add(o);
     }
@@ -122,7 +130,7 @@ public sealed class QuantizeVerb : Verb
             if (!visionModel)
                 throw new MatqException($"--method {method} needs a vision model folder written by `matq train cnn` (config.json + model.safetensors with conv/linear layers); {modelPath} is not one");
             return _vision.Execute(result, method, modelPath, _bits, _device, _seed,
-                [_group, _symmetric, _clip, _options, _head, _calibData, _calibN, _calibLen, _out]);
+                [_group, _symmetric, _clip, _options, _layers, _head, _calibData, _calibN, _calibLen, _out, _tokenizer]);
         }
         if (visionModel)
             throw new MatqException($"--model {modelPath} is a vision model (written by `matq train cnn`): quantize it with --method efqat or maqd (ptq/qat: `matq quantize-cnn`)");
@@ -148,7 +156,7 @@ public sealed class QuantizeVerb : Verb
             master = 8;
         }
         var config = new QuantizationConfig(registration.Name, master, CommonOptions.CheckGroup(result.GetValue(_group)), result.GetValue(_symmetric),
-            result.GetValue(_head), options);
+            result.GetValue(_head), options, layers: LayerFilter.Parse(result.GetValue(_layers)));
         var outPath = result.GetValue(_out)
             ?? throw new MatqException("--out is required to quantize a language model: the .matq artifact to write (e.g. --out out/model.matq)");
         if (!Directory.Exists(modelPath) && !File.Exists(modelPath))
@@ -318,6 +326,8 @@ public sealed class QuantizeVerb : Verb
         }
         Console.Write(table);
         double meanMse = run.Layers.Sum(l => l.Report.WeightMse * l.OutFeatures * (double)l.InFeatures) / Math.Max(1, run.Layers.Sum(l => (double)l.OutFeatures * l.InFeatures));
+        if (!run.Config.Layers.IsAll)
+            Console.MarkupLine($"--layers {Markup.Escape(run.Config.Layers.Text)}: the other linears stay float in the artifact");
         Console.MarkupLine($"{run.Layers.Count} layers, mean weight MSE {meanMse:E3}, quantize {run.Seconds:F1} s, total {seconds:F1} s");
         Console.MarkupLine($"wrote [bold]{Markup.Escape(written.Path)}[/] ({Format.Bytes(written.Bytes)})"
             + (written.TokenizerFolder is null ? " [yellow](no tokenizer files found to copy)[/]" : $" + tokenizer {Markup.Escape(written.TokenizerFolder)}"));

@@ -8,11 +8,19 @@ using static TorchSharp.torch;
 
 namespace Matq.Quantization;
 
-/// <summary>An extra-precision slice on tensors with the storage accounting of <see cref="ExtraPrecisionSlice"/>.</summary>
-public sealed record TensorExtraSlice(Tensor Codes, Tensor OverflowMask, long OverflowCount, long EscapeBitCount, long Count, int SliceBits)
+/// <summary>An extra-precision slice on tensors with the storage accounting of <see cref="ExtraPrecisionSlice"/> (escape
+/// stream) and of <see cref="SparseOverflowList"/> (per-row position lists; <paramref name="SparseListBits"/> = their exact bits).</summary>
+public sealed record TensorExtraSlice(Tensor Codes, Tensor OverflowMask, long OverflowCount, long EscapeBitCount, long Count, int SliceBits,
+    long SparseListBits)
 {
     /// <summary>r + E/N, the bits per weight of base stream + escape stream (see ExtraPrecisionSlice).</summary>
     public double EffectiveBits => ExtraPrecisionSlice.EffectiveBitsFor(SliceBits, EscapeBitCount, Count);
+
+    /// <summary>The paper's metric: r + overflow/N (not a stored size).</summary>
+    public double PaperBits => SparseOverflowList.PaperBitsFor(SliceBits, OverflowCount, Count);
+
+    /// <summary>r + L/N: true bits per weight of base stream + sparse overflow lists.</summary>
+    public double SparseBits => SparseOverflowList.StoredBitsFor(SliceBits, SparseListBits, Count);
 }
 
 /// <summary>Nested slicing of uint8 code tensors.</summary>
@@ -37,8 +45,26 @@ public static class TensorNestedSlice
         Tensor overflow = s.eq(1 << sliceBits);
         long escapes = sliceBits < masterBits ? s.ge((1 << sliceBits) - 1).sum().item<long>() : 0;
         long overflowCount = overflow.sum().item<long>();
+        long listBits = sliceBits < masterBits ? SparseListBits(overflow) : 0;
         return new TensorExtraSlice(s.to(ScalarType.Byte).MoveToOuterDisposeScope(), overflow.MoveToOuterDisposeScope(),
-            overflowCount, escapes, codes.numel(), sliceBits);
+            overflowCount, escapes, codes.numel(), sliceBits, listBits);
+    }
+
+    // Σ_rows SparseOverflowList.RowBits of a bool mask [out, in] (other shapes: one row).
+    private static long SparseListBits(Tensor overflow)
+    {
+        long cols = overflow.dim() == 2 ? overflow.shape[1] : overflow.numel();
+        long rows = cols == 0 ? 0 : overflow.numel() / cols;
+        var mask = overflow.reshape(rows, cols).cpu().to(ScalarType.Byte).contiguous().data<byte>().ToArray();
+        long bits = 0;
+        var positions = new List<int>();
+        for (long r = 0; r < rows; r++)
+        {
+            positions.Clear();
+            for (int i = 0; i < cols; i++) if (mask[r * cols + i] != 0) positions.Add(i);
+            bits += SparseOverflowList.RowBits(checked((int)cols), System.Runtime.InteropServices.CollectionsMarshal.AsSpan(positions)).Bits;
+        }
+        return bits;
     }
 
     /// <summary>ŵ_r = α·(S·2^(c−r) − z), float32 [out, in], for sliced codes (plain or extra precision).</summary>

@@ -66,6 +66,25 @@ public sealed class QuantizeVerbTests : IDisposable
         Assert.False(File.Exists(Path.Combine(_dir, "x.matq")));
     }
 
+    [Fact]
+    public void Layers_ffn_quantizes_the_feed_forward_only_and_records_it()
+    {
+        var outPath = Path.Combine(_dir, "ffn.matq");
+        var (code, output) = QuantizeVerbHarness.Run(["quantize", "--model", QuantizeVerbHarness.TinyModel(), "--method", "rtn", "--bits", "4", "--group", "64",
+            "--layers", "ffn", "--out", outPath]);
+        Assert.True(code == 0, output);
+        Assert.Contains("--layers ffn: the other linears stay float", output);
+        var artifact = MatqArtifact.Open(outPath);
+        Assert.Equal("ffn", artifact.Metadata.AlgorithmConfig.GetProperty("layers").GetString());
+        Assert.All(artifact.Quantized, q => Assert.Contains(".mlp.", q.Name));
+        Assert.True(artifact.TryGetFloat("model.layers.0.self_attn.q_proj.weight", out _));
+
+        (code, output) = QuantizeVerbHarness.Run(["quantize", "--model", QuantizeVerbHarness.TinyModel(), "--method", "rtn", "--bits", "4",
+            "--layers", "mlp.dwn_proj", "--out", Path.Combine(_dir, "typo.matq")]);
+        Assert.NotEqual(0, code);
+        Assert.Contains("--layers item 'mlp.dwn_proj' matches no linear", output);
+    }
+
     public void Dispose()
     {
         try { Directory.Delete(_dir, recursive: true); } catch (IOException) { }

@@ -24,7 +24,7 @@ public sealed class EfQatLmAlgorithm : QuantizationAlgorithm
     private static readonly string[] QatKeys =
     [
         MatQuantConfig.StepsKey, MatQuantConfig.BatchKey, MatQuantConfig.LrKey, MatQuantConfig.ScaleLrKey, MatQuantConfig.WarmupKey,
-        MatQuantConfig.ClipKey, MatQuantConfig.DistillKey, MatQuantConfig.CheckpointKey, MatQuantConfig.CheckpointEveryKey,
+        MatQuantConfig.ClipKey, MatQuantConfig.DistillKey, MatQuantConfig.CheckpointKey, MatQuantConfig.CheckpointEveryKey, MatQuantConfig.GridKey,
     ];
 
     /// <summary>Registry row "efqat": its own options, the QAT budget options shared with MatQuant, and Athena's (start=athena).</summary>
@@ -71,7 +71,7 @@ public sealed class EfQatLmAlgorithm : QuantizationAlgorithm
         var qatOptions = config.Options.Where(kv => QatKeys.Contains(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value);
         qatOptions[MatQuantConfig.BitsKey] = config.Bits.ToString(CultureInfo.InvariantCulture);
         Qat = MatQuantConfig.FromOptions(new QuantizationConfig(MatQuantAlgorithm.MethodName, config.Bits, config.GroupSize, config.Symmetric,
-            config.IncludeLmHead, qatOptions, config.OnlyLayers));
+            config.IncludeLmHead, qatOptions, config.OnlyLayers, config.Layers));
         if (Start == "athena")
         {
             var athenaKeys = AthenaAlgorithm.AthenaRegistration.Options.Select(o => o.Key).ToHashSet();
@@ -79,7 +79,7 @@ public sealed class EfQatLmAlgorithm : QuantizationAlgorithm
             if (athenaOptions.TryGetValue(AthenaAlgorithm.ActOrderKey, out var ao) && ao.Trim().ToLowerInvariant() is "true" or "1" or "yes" or "on")
                 throw new MatqException("efqat start=athena needs act-order=false: QAT trains contiguous column groups");
             _athena = new AthenaAlgorithm(new QuantizationConfig(AthenaAlgorithm.AthenaName, config.Bits, config.GroupSize, config.Symmetric,
-                config.IncludeLmHead, athenaOptions, config.OnlyLayers), AthenaMode.Athena);
+                config.IncludeLmHead, athenaOptions, config.OnlyLayers, config.Layers), AthenaMode.Athena);
         }
     }
 
@@ -110,6 +110,7 @@ public sealed class EfQatLmAlgorithm : QuantizationAlgorithm
         ["scale_lr"] = Qat.ScaleLr,
         ["warmup"] = Qat.Warmup,
         ["clip"] = Qat.ClipNorm,
+        ["grid"] = Qat.Grid == QatGrid.MinMax ? "minmax" : "learned",
         ["distill"] = Qat.Distill,
         ["selected_weight_fraction"] = double.IsNaN(SelectedWeightFraction) ? null : SelectedWeightFraction,
     };

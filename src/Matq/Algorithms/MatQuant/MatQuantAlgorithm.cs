@@ -29,7 +29,7 @@ public sealed class MatQuantAlgorithm : QuantizationAlgorithm
         var athenaKeys = AthenaAlgorithm.AthenaRegistration.Options.Select(o => o.Key).ToHashSet();
         var athenaOptions = config.Options.Where(kv => athenaKeys.Contains(kv.Key)).ToDictionary(kv => kv.Key, kv => kv.Value);
         _athena = new AthenaAlgorithm(new QuantizationConfig(AthenaAlgorithm.AthenaName, config.Bits, config.GroupSize, config.Symmetric,
-            config.IncludeLmHead, athenaOptions, config.OnlyLayers), AthenaMode.Athena);
+            config.IncludeLmHead, athenaOptions, config.OnlyLayers, config.Layers), AthenaMode.Athena);
         Omni = OmniQuantConfig.FromOptions(config);
     }
 
@@ -71,6 +71,7 @@ public sealed class MatQuantAlgorithm : QuantizationAlgorithm
             o["scale_lr"] = MatQuant.ScaleLr;
             o["warmup"] = MatQuant.Warmup;
             o["clip"] = MatQuant.ClipNorm;
+            o["grid"] = MatQuant.Grid == QatGrid.MinMax ? "minmax" : "learned";
         }
         else if (MatQuant.Base == MatQuantBase.OmniQuant)
         {

@@ -19,6 +19,17 @@ public enum MatQuantBase
     OmniQuant,
 }
 
+/// <summary>Where the QAT base's quantization grid (α, z per group) comes from.</summary>
+public enum QatGrid
+{
+    /// <summary>log α and z are parameters trained with the scale learning rate (LSQ-style, through the STE).</summary>
+    Learned,
+
+    /// <summary>Frozen min-max: α and z are recomputed from the current latent W at every forward (asymmetric min-max at the
+    /// master bits, as RTN), no gradient; only W trains.</summary>
+    MinMax,
+}
+
 /// <summary>A co-distillation term: the slice at <see cref="Teacher"/> bits (detached) is the target of the slice at
 /// <see cref="Student"/> bits: KL(p_teacher ‖ p_student) over the next-token distributions (qat), or the mse between the
 /// two slices' block outputs (omniquant).</summary>
@@ -53,11 +64,13 @@ public sealed record MatQuantConfig
     /// <summary>Optional training checkpoint path (atomic writes every CheckpointEvery steps; an unfinished one resumes).</summary>
     public string? Checkpoint { get; }
     public int CheckpointEvery { get; }
+    /// <summary>QAT base: learned grid (default) or frozen min-max of the current W.</summary>
+    public QatGrid Grid { get; }
 
     public MatQuantConfig(IReadOnlyList<int> bits, IReadOnlyList<double>? lambda, int masterBits, MatQuantBase baseAlgorithm = MatQuantBase.Qat,
         IReadOnlyList<CodistillPair>? codistill = null, double codistillWeight = 1.0, double distill = 0.0, bool extraPrecision = false,
         int steps = 300, int batch = 8, double lr = 5e-4, double scaleLr = 2e-3, int warmup = 20, double clipNorm = 1.0,
-        string? checkpoint = null, int checkpointEvery = 100)
+        string? checkpoint = null, int checkpointEvery = 100, QatGrid grid = QatGrid.Learned)
     {
         ArgumentNullException.ThrowIfNull(bits);
         if (bits.Count == 0) throw new MatqException("matquant bits is empty: give one or more nested bit-widths, e.g. bits=8,4,2");
@@ -88,6 +101,9 @@ public sealed record MatQuantConfig
         if (!(lr > 0 && lr < 1) || !(scaleLr > 0 && scaleLr < 1)) throw new MatqException($"matquant lr = {lr}, scale-lr = {scaleLr}: each must be in (0, 1)");
         if (warmup < 0 || warmup > steps) throw new MatqException($"matquant warmup = {warmup} is out of range: allowed 0..steps ({steps})");
         if (!(clipNorm > 0)) throw new MatqException($"matquant clip = {clipNorm} is out of range: must be > 0");
+        if (!Enum.IsDefined(grid)) throw new MatqException($"matquant grid {(int)grid} is not known: use learned or minmax");
+        if (grid == QatGrid.MinMax && baseAlgorithm != MatQuantBase.Qat)
+            throw new MatqException($"matquant grid = minmax applies to the qat base (its grid trains); base {baseAlgorithm.ToString().ToLowerInvariant()} has its own");
         if (checkpointEvery < 1) throw new MatqException($"matquant checkpoint-every = {checkpointEvery} is out of range: at least 1");
         Bits = bits.ToArray();
         Lambda = lambda.ToArray();
@@ -100,6 +116,7 @@ public sealed record MatQuantConfig
         Steps = steps; Batch = batch; Lr = lr; ScaleLr = scaleLr; Warmup = warmup; ClipNorm = clipNorm;
         Checkpoint = string.IsNullOrWhiteSpace(checkpoint) ? null : checkpoint;
         CheckpointEvery = checkpointEvery;
+        Grid = grid;
     }
 
     public double LambdaSum => Lambda.Sum();
@@ -107,7 +124,7 @@ public sealed record MatQuantConfig
     /// <summary>Option keys as typed after --option (matq quantize --method matquant --option bits=8,4,2 ...).</summary>
     public const string BitsKey = "bits", LambdaKey = "lambda", BaseKey = "base", CodistillKey = "codistill", CodistillWeightKey = "codistill-weight",
         DistillKey = "distill", ExtraKey = "extra-precision", StepsKey = "steps", BatchKey = "batch", LrKey = "lr", ScaleLrKey = "scale-lr",
-        WarmupKey = "warmup", ClipKey = "clip", CheckpointKey = "checkpoint", CheckpointEveryKey = "checkpoint-every";
+        WarmupKey = "warmup", ClipKey = "clip", CheckpointKey = "checkpoint", CheckpointEveryKey = "checkpoint-every", GridKey = "grid";
 
     /// <summary>The declared options of the registry row (defaults as text).</summary>
     public static IReadOnlyList<AlgorithmOption> Options { get; } =
@@ -127,6 +144,7 @@ public sealed record MatQuantConfig
         new(ClipKey, "qat: global gradient-norm clip", "1"),
         new(CheckpointKey, "qat: training checkpoint file (resumes an unfinished run with the same settings)", ""),
         new(CheckpointEveryKey, "qat: steps between checkpoints", "100"),
+        new(GridKey, "qat: quantization grid, learned (log-scales and zero points train) or minmax (frozen: min-max of the current weights at every step)", "learned"),
     ];
 
     /// <summary>Parses the run's options (defaults from <see cref="Options"/>); master bits = the run's --bits.</summary>
@@ -147,8 +165,16 @@ public sealed record MatQuantConfig
         return new MatQuantConfig(bits, lambda, config.Bits, b, ParsePairs(O(CodistillKey)), Double(CodistillWeightKey, O(CodistillWeightKey)),
             Double(DistillKey, O(DistillKey)), Flag(ExtraKey, O(ExtraKey)), Int(StepsKey, O(StepsKey)), Int(BatchKey, O(BatchKey)),
             Double(LrKey, O(LrKey)), Double(ScaleLrKey, O(ScaleLrKey)), Int(WarmupKey, O(WarmupKey)), Double(ClipKey, O(ClipKey)),
-            O(CheckpointKey), Int(CheckpointEveryKey, O(CheckpointEveryKey)));
+            O(CheckpointKey), Int(CheckpointEveryKey, O(CheckpointEveryKey)), ParseGrid(O(GridKey)));
     }
+
+    /// <summary>"learned" | "minmax" (case-insensitive).</summary>
+    public static QatGrid ParseGrid(string text) => text.Trim().ToLowerInvariant() switch
+    {
+        "learned" or "" => QatGrid.Learned,
+        "minmax" or "min-max" => QatGrid.MinMax,
+        var other => throw new MatqException($"matquant grid = '{other}' is not known: use learned or minmax"),
+    };
 
     /// <summary>"8->2,8->4" → pairs; empty text → none.</summary>
     public static IReadOnlyList<CodistillPair> ParsePairs(string text)

@@ -6,8 +6,9 @@
 //   L = Σ_{r∈R} λ_r · CE(ℓ_r, y)                                        the nested objective
 //     + distill · Σ_{r∈R} λ_r · KL(softmax ℓ_float ‖ softmax ℓ_r)          optional, teacher = the frozen float model
 //     + w_cd · Σ_{(a→b)} KL(softmax ℓ_a.detach() ‖ softmax ℓ_b)           co-distillation (teacher slice detached)
-// KL and CE are token means in fp32. Gradients reach W, α, z through every slice (NestedQuantLinear's STE). Only the
-// quantized linears train; embeddings, norms and an unselected head stay as they are.
+// KL and CE are token means in fp32. Gradients reach W, α, z through every slice (NestedQuantLinear's STE); with
+// grid = minmax α, z are the min-max of the current W at every step and only W trains. Only the quantized linears
+// train; embeddings, norms and an unselected head stay as they are.
 using System.Diagnostics;
 using Matq.Models;
 using Matq.Quantization.Pipeline;
@@ -45,7 +46,13 @@ public static class MatQuantQat
         if (data.Length < 2) throw new MatqException("matquant qat needs windows of at least 2 tokens (--calib-len)");
         extras ??= new QatExtras();
         var modules = selected.Select(s => (s.Name, Module: extras.Create?.Invoke(s) ?? new NestedQuantLinear(s.Name, s.Weight, quant.Spec))).ToList();
-        foreach (var (_, m) in modules) { m.to(device); m.ExtraPrecision = config.ExtraPrecision; }
+        foreach (var (_, m) in modules)
+        {
+            m.to(device);
+            m.ExtraPrecision = config.ExtraPrecision;
+            m.Grid = config.Grid;
+            if (config.Grid == QatGrid.MinMax) { m.LogScale.requires_grad = false; m.Zero.requires_grad = false; }   // no learned grid
+        }
         var originals = selected.Select(s => (s.Name, s.Module)).ToList();
         var also = extras.AlsoTrain ?? [];
         var frozen = model.parameters().Where(p => p.requires_grad).ToList();
@@ -88,7 +95,7 @@ public static class MatQuantQat
         var schedule = new LrSchedule(1.0, config.Warmup, config.Steps, 0.1);   // multiplier of each group's peak
         string runKey = $"matquant;bits={string.Join(",", config.Bits)};lambda={string.Join(",", config.Lambda)};steps={config.Steps};batch={config.Batch};" +
                         $"lr={config.Lr:R};slr={config.ScaleLr:R};cd={string.Join(",", config.Codistill)};distill={config.Distill:R};extra={config.ExtraPrecision};seed={seed};n={data.Count}x{data.Length}" +
-                        extras.RunKey;
+                        (config.Grid == QatGrid.Learned ? "" : $";grid={config.Grid.ToString().ToLowerInvariant()}") + extras.RunKey;
         int start = 0;
         if (config.Checkpoint is { } ckpt && File.Exists(ckpt))
         {

@@ -3,12 +3,18 @@
 // serving the exported codes at r bits produces. Bits = 0 runs the frozen float weight (the distillation teacher).
 //
 // Math (c master bits, k = c − r, g columns per group, α = exp(log α), z̄ = round(z) with a pass-through gradient):
-//   u   = clamp(W/α + z̄, −½, 2^c − ½)                         [out, in] continuous code (α, z̄ expanded per group)
+//   u   = clamp(W/α + z̄, −½, h_r)                            [out, in] continuous code (α, z̄ expanded per group)
+//   h_r = (2^r − ½)·2^k − ½                                    the slice's range: codes ≥ h_r + ½ are clamped by the slice
+//         (h_r = 2^c − ½ at r = c or with extra precision, where only round() clips)
 //   q   = clamp(round(W/α) + z̄, 0, 2^c − 1)                   master code, as TensorAffineQuantizer computes it
 //   q_r = min(⌊q/2^k + ½⌋, 2^r − 1)·2^k                        slice (no min with extra precision: bucket 2^r kept)
-//   ŵ_r = α·(STE(q_r) − z̄),  STE(q_r) = q_r forward, ∂/∂u = 1 (the clamp masks the codes round() clips)
-// so ∂ŵ/∂W = 1 inside the range (0 outside), ∂ŵ/∂α = q_r − u inside and q_r − z̄ outside (LSQ's step gradient,
-// Esser et al. 2020, through the slice), ∂ŵ/∂z = −α outside, 0 inside.
+//   ŵ_r = α·(STE(q_r) − z̄),  STE(q_r) = q_r forward, ∂/∂u = 1 (the clamp masks the codes round() or the slice clips)
+// so ∂ŵ/∂W = 1 inside the slice's range (0 outside), ∂ŵ/∂α = q_r − u inside and q_r − z̄ outside (LSQ's step gradient,
+// Esser et al. 2020, through the slice; the clipped value's own gradient), ∂ŵ/∂z = −α outside, 0 inside. Clamping u only
+// to the master range instead would give the codes the r-bit slice clips (e.g. q ≥ 224 at r = 2) ∂ŵ/∂W = 1 and
+// ∂ŵ/∂α = q_r − u < 0, pulling α the wrong way (the same slice-range STE as OmniQuant's LwcLinear).
+// Grid = MinMax (frozen min-max): α, z are not parameters but the asymmetric (or the spec's symmetric) min-max of the
+// current W, recomputed at every forward without gradient, exactly as TensorAffineQuantizer.ComputeParams; only W trains.
 using Matq.Algorithms.EfQat;
 using Matq.Kernels.Quantization;
 using Matq.Quantization;
@@ -25,6 +31,7 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>, IEfQatLayer
     private readonly Parameter log_scale;    // [out, nGroups] log α
     private readonly Parameter zero;         // [out, nGroups] z (continuous; rounded in the forward)
     private readonly Tensor _float;          // [out, in] the original float weight, frozen
+    private readonly QuantSpec _spec;        // master bits, group layout and scheme of the min-max grid
 
     /// <summary>Starts from float weight <paramref name="w"/> [out, in] with min-max parameters at <paramref name="spec"/>'s bits.</summary>
     public NestedQuantLinear(string name, Tensor w, QuantSpec spec) : base(name)
@@ -34,6 +41,7 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>, IEfQatLayer
         var w32 = w.detach().to(ScalarType.Float32).clone();
         var (a, z) = TensorAffineQuantizer.ComputeParams(w32, spec);
         GroupSize = spec.EffectiveGroupSize(checked((int)w32.shape[1]));
+        _spec = spec;
         MasterBits = spec.Bits;
         Bits = spec.Bits;
         weight = new Parameter(w32.clone().MoveToOuterDisposeScope());
@@ -52,6 +60,7 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>, IEfQatLayer
         var z = zeroPoints.detach().to(ScalarType.Float32);
         var latent = TensorAffineQuantizer.Dequantize(codes, a, z, groupSize);
         GroupSize = groupSize;
+        _spec = groupSize > 0 ? QuantSpec.Grouped(masterBits, groupSize) : QuantSpec.PerChannel(masterBits);
         MasterBits = masterBits;
         Bits = masterBits;
         weight = new Parameter(latent.contiguous().MoveToOuterDisposeScope());
@@ -71,6 +80,8 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>, IEfQatLayer
     /// <summary>The slice the forward uses: 1..MasterBits, or 0 for the frozen float weight.</summary>
     public int Bits { get; set; }
     public bool ExtraPrecision { get; set; }
+    /// <summary>Learned (log α, z train) or MinMax (min-max of the current W at every forward; set before training).</summary>
+    public QatGrid Grid { get; set; }
 
     public Parameter Weight => weight;
     public Parameter LogScale => log_scale;
@@ -86,8 +97,15 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>, IEfQatLayer
             Tensor full;
             using (no_grad()) full = SlicedWeight(Bits).to(x.dtype);
             if (rows.numel() == 0) return F.linear(x, full).MoveToOuterDisposeScope();
-            Tensor sel = Nested(weight.index_select(0, rows), log_scale.index_select(0, rows).exp(), zero.index_select(0, rows),
-                GroupSize, MasterBits, Bits, ExtraPrecision).to(x.dtype);
+            Tensor sel;
+            if (Grid == QatGrid.MinMax)
+            {
+                var (a, z) = MinMaxGrid();
+                sel = Nested(weight.index_select(0, rows), a.index_select(0, rows), z.index_select(0, rows),
+                    GroupSize, MasterBits, Bits, ExtraPrecision, sliceRange: true).to(x.dtype);
+            }
+            else sel = Nested(weight.index_select(0, rows), log_scale.index_select(0, rows).exp(), zero.index_select(0, rows),
+                GroupSize, MasterBits, Bits, ExtraPrecision, sliceRange: true).to(x.dtype);
             return (PartialWeightGrad.LinearMethod == ConvWeightGradMethod.Inject ? PartialWeightGrad.InjectLinearRows(x, full, sel, rows)
                 : PartialWeightGrad.LinearRows(x, full, sel, rows)).MoveToOuterDisposeScope();
         }
@@ -96,15 +114,33 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>, IEfQatLayer
     }
 
     /// <summary>ŵ_r [out, in] fp32 with the straight-through gradients of the header.</summary>
-    public Tensor SlicedWeight(int r) => Nested(weight, log_scale.exp(), zero, GroupSize, MasterBits, r, ExtraPrecision);
+    public Tensor SlicedWeight(int r)
+    {
+        if (Grid == QatGrid.Learned) return Nested(weight, log_scale.exp(), zero, GroupSize, MasterBits, r, ExtraPrecision, sliceRange: true);
+        using var scope = NewDisposeScope();
+        var (a, z) = MinMaxGrid();
+        return Nested(weight, a, z, GroupSize, MasterBits, r, ExtraPrecision, sliceRange: true).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>α and integer z [out, nGroups] of the current grid, no gradient: exp(log α) and round(z) clamped (Learned),
+    /// or the min-max of the current latent W (MinMax).</summary>
+    public (Tensor Scales, Tensor Zeros) CurrentGrid()
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var (a, z) = Grid == QatGrid.MinMax ? MinMaxGrid() : (log_scale.detach().exp(), zero.detach().round().clamp(0, (1 << MasterBits) - 1));
+        return (a.contiguous().MoveToOuterDisposeScope(), z.contiguous().MoveToOuterDisposeScope());
+    }
+
+    // α, z [out, nGroups] = min-max of the current W at the master bits (no gradient).
+    private (Tensor Scales, Tensor Zeros) MinMaxGrid() => TensorAffineQuantizer.ComputeParams(weight.detach(), _spec);
 
     /// <summary>The exported parameters: uint8 codes q [out, in], α and integer z [out, nGroups] (no gradient).</summary>
     public (Tensor Codes, Tensor Scales, Tensor Zeros) Export()
     {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        var a = log_scale.detach().exp();
-        var z = zero.detach().round().clamp(0, (1 << MasterBits) - 1);
+        var (a, z) = CurrentGrid();
         var codes = TensorAffineQuantizer.Quantize(weight.detach(), a, z, GroupSize, MasterBits);
         return (codes.MoveToOuterDisposeScope(), a.contiguous().MoveToOuterDisposeScope(), z.contiguous().MoveToOuterDisposeScope());
     }
@@ -113,7 +149,8 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>, IEfQatLayer
     /// With <paramref name="sliceRange"/> the continuous code u is clamped to the slice's own range instead of the master's,
     /// u ∈ [−½, (2^r − ½)·2^(c−r) − ½] (the codes whose slice is not clamped at 2^r − 1), so weights the slice clips get
     /// LSQ's gradient ∂ŵ/∂α = q_r − z̄ rather than q_r − u (which points the other way there); learnable-clipping bases
-    /// need it, where the slice's clamp is what the range parameters trade against. Forward values are unchanged.</summary>
+    /// need it (OmniQuant's LWC, where the slice's clamp is what the range parameters trade against) and so does the QAT base
+    /// (<see cref="SlicedWeight"/>). Forward values are unchanged.</summary>
     public static Tensor Nested(Tensor w, Tensor alpha, Tensor zero, int groupSize, int masterBits, int sliceBits, bool extraPrecision,
         bool sliceRange = false)
     {

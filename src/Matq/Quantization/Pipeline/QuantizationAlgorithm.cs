@@ -63,8 +63,10 @@ public sealed record SelectedLinear(string Name, TorchSharp.torch.nn.Module<Torc
 public static class LinearSelection
 {
     /// <summary>
-    /// Every decoder linear (q/k/v/o, gate/up/down of each layer), plus lm_head when the config includes it and the
-    /// head is untied; OnlyLayers narrows the list and every name in it must exist.
+    /// Every decoder linear (q/k/v/o, gate/up/down of each layer), plus lm_head when the config includes it (or its
+    /// --layers names it) and the head is untied; <see cref="QuantizationConfig.Layers"/> keeps the linears its items
+    /// match (lm_head requested by --include-head is kept whatever the family items say), OnlyLayers narrows further;
+    /// every item and every OnlyLayers name must match a linear of the model.
     /// </summary>
     public static IReadOnlyList<SelectedLinear> Select(LlamaForCausalLM model, QuantizationConfig config)
     {
@@ -72,16 +74,23 @@ public static class LinearSelection
         ArgumentNullException.ThrowIfNull(config);
         if (config.IncludeLmHead && model.LmHead is null && config.OnlyLayers?.Contains("lm_head") == true)
             throw new MatqException("onlyLayers names lm_head but this model ties it to the embedding; embeddings are not quantized");
-        var all = model.Linears(config.IncludeLmHead || config.OnlyLayers?.Contains("lm_head") == true)
+        if (config.Layers.NamesHead && model.LmHead is null)
+            throw new MatqException("--layers names lm_head but this model ties it to the embedding; embeddings are not quantized");
+        var all = model.Linears(config.IncludeLmHead || config.Layers.NamesHead || config.OnlyLayers?.Contains("lm_head") == true)
             .Select(l => new SelectedLinear(l.Name, l.Module, l.Name == "lm_head" ? model.Config.NumLayers : BlockOf(l.Name)))
             .ToList();
+        if (!config.Layers.IsAll)
+        {
+            config.Layers.CheckAgainst(all.Select(l => l.Name).ToList());
+            all = all.Where(l => config.Layers.Matches(l.Name) || (l.Name == "lm_head" && config.IncludeLmHead)).ToList();
+        }
         if (config.OnlyLayers is null) return all;
         var known = all.Select(l => l.Name).ToHashSet(StringComparer.Ordinal);
         foreach (var name in config.OnlyLayers)
         {
             var module = name.EndsWith(".weight", StringComparison.Ordinal) ? name[..^7] : name;
             if (!known.Contains(module))
-                throw new MatqException($"onlyLayers names '{name}', which is not a linear of this model (e.g. {all[0].Name}, lm_head)");
+                throw new MatqException($"onlyLayers names '{name}', which is not a linear of this model{(config.Layers.IsAll ? "" : $" selected by --layers {config.Layers.Text}")} (e.g. {(all.Count > 0 ? all[0].Name : "lm_head")}, lm_head)");
         }
         var wanted = config.OnlyLayers.Select(n => n.EndsWith(".weight", StringComparison.Ordinal) ? n[..^7] : n).ToHashSet(StringComparer.Ordinal);
         return all.Where(l => wanted.Contains(l.Name)).ToList();

@@ -144,6 +144,7 @@ public sealed class QuantizationCheckpoint
             new("symmetric", c.Symmetric ? "true" : "false"),
             new("include-head", c.IncludeLmHead ? "true" : "false"),
             new("only-layers", c.OnlyLayers is null ? "all" : string.Join(",", c.OnlyLayers)),
+            new("layers", c.Layers.Text),
         };
         foreach (var option in AlgorithmRegistry.Get(c.Method).Options)
             list.Add(new("option " + option.Key, c.Option(option.Key)));

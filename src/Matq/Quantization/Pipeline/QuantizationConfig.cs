@@ -27,11 +27,15 @@ public sealed record QuantizationConfig
     /// <summary>When set, only these HF module names (e.g. "model.layers.0.mlp.down_proj") are quantized.</summary>
     public IReadOnlyList<string>? OnlyLayers { get; }
 
+    /// <summary>Which linears by family or pattern (--layers ffn|attn|all|suffixes|globs); unselected linears stay float.
+    /// Applied together with <see cref="OnlyLayers"/> (a name must pass both).</summary>
+    public LayerFilter Layers { get; }
+
     /// <summary>Method-specific settings by key (e.g. rtn: clip=mse); keys are checked against the method's declared options.</summary>
     public IReadOnlyDictionary<string, string> Options { get; }
 
     public QuantizationConfig(string method, int bits, int groupSize = 128, bool symmetric = false, bool includeLmHead = false,
-        IReadOnlyDictionary<string, string>? options = null, IReadOnlyList<string>? onlyLayers = null)
+        IReadOnlyDictionary<string, string>? options = null, IReadOnlyList<string>? onlyLayers = null, LayerFilter? layers = null)
     {
         var registration = AlgorithmRegistry.Get(method);   // unknown → one line listing the known methods
         if (bits < QuantSpec.MinBits || bits > QuantSpec.MaxBits)
@@ -57,6 +61,7 @@ public sealed record QuantizationConfig
         IncludeLmHead = includeLmHead;
         Options = opts;
         OnlyLayers = onlyLayers?.ToArray();
+        Layers = layers ?? LayerFilter.All;
     }
 
     public bool PerChannel => GroupSize == -1;
@@ -87,5 +92,6 @@ public sealed record QuantizationConfig
         ["symmetric"] = Symmetric,
         ["include_lm_head"] = IncludeLmHead,
         ["only_layers"] = OnlyLayers,
+        ["layers"] = Layers.Text,
     };
 }

@@ -39,7 +39,7 @@ public sealed class OpenedModel(LlamaForCausalLM model, ModelSourceKind kind, st
         var head = $"{name}: {c.Family} {c.ParameterCount():N0} params, {c.NumLayers} layers";
         return Served is null ? head
             : $"{head}, {Served.Metadata.Algorithm} {Served.Metadata.MasterBits}-bit master served at {Served.Bits} bits"
-              + (Served.ExtraPrecision ? $" + extra precision ({Served.MeanEffectiveBits:F3} bits/weight)" : "");
+              + (Served.ExtraPrecision ? $" + extra precision ({Served.ExtraBitsText})" : "");
     }
 
     public void Dispose() => Model.Dispose();

@@ -9,8 +9,13 @@ using static TorchSharp.torch;
 
 namespace Matq.Runtime.Serving;
 
-/// <summary>How one quantized weight was served: bits r, and the measured bits/weight (r + escapes with extra precision).</summary>
-public sealed record ServedLayer(string Name, int Bits, double EffectiveBits, long OverflowCount, long Weights);
+/// <summary>How one quantized weight was served: bits r, and the measured bits/weight with extra precision: EffectiveBits =
+/// r + escapes/N (escape stream), SparseBits = r + list bits/N (SparseOverflowList), PaperBits = r + overflow/N (the paper's
+/// metric, not a stored size); all three are r without extra precision.</summary>
+public sealed record ServedLayer(string Name, int Bits, double EffectiveBits, long OverflowCount, long Weights, double SparseBits)
+{
+    public double PaperBits => Weights == 0 ? Bits : Bits + (double)OverflowCount / Weights;
+}
 
 /// <summary>A served artifact: the model plus what was sliced; disposing disposes the model.</summary>
 public sealed class ServedModel(LlamaForCausalLM model, string path, MatqMetadata metadata, int bits, bool extraPrecision,
@@ -25,7 +30,19 @@ public sealed class ServedModel(LlamaForCausalLM model, string path, MatqMetadat
     public IReadOnlyList<ServedLayer> Layers { get; } = layers;
 
     /// <summary>Weight-count-weighted mean of the served layers' effective bits.</summary>
-    public double MeanEffectiveBits => Layers.Count == 0 ? 0 : Layers.Sum(l => l.EffectiveBits * l.Weights) / Layers.Sum(l => (double)l.Weights);
+    public double MeanEffectiveBits => Mean(l => l.EffectiveBits);
+
+    /// <summary>The paper's r + overflow fraction, weight-count-weighted.</summary>
+    public double MeanPaperBits => Mean(l => l.PaperBits);
+
+    /// <summary>True stored bits/weight with sparse overflow lists, weight-count-weighted.</summary>
+    public double MeanSparseBits => Mean(l => l.SparseBits);
+
+    /// <summary>"paper r + overflow 2.049; stored: escape 2.213, sparse lists 2.160 bits/weight" (extra precision), else "".</summary>
+    public string ExtraBitsText => ExtraPrecision
+        ? $"paper r + overflow {MeanPaperBits:F3}; stored: escape bits {MeanEffectiveBits:F3}, sparse lists {MeanSparseBits:F3} bits/weight" : "";
+
+    private double Mean(Func<ServedLayer, double> f) => Layers.Count == 0 ? 0 : Layers.Sum(l => f(l) * l.Weights) / Layers.Sum(l => (double)l.Weights);
 
     public void Dispose() => Model.Dispose();
 }
@@ -106,12 +123,12 @@ public static class QuantizedModelLoader
         {
             var extra = TensorNestedSlice.SliceExtra(codes, masterBits, bits);
             sliced = extra.Codes;
-            layer = new ServedLayer(q.Name, bits, extra.EffectiveBits, extra.OverflowCount, extra.Count);
+            layer = new ServedLayer(q.Name, bits, extra.EffectiveBits, extra.OverflowCount, extra.Count, extra.SparseBits);
         }
         else
         {
             sliced = TensorNestedSlice.Slice(codes, masterBits, bits);
-            layer = new ServedLayer(q.Name, bits, bits, 0, o * n);
+            layer = new ServedLayer(q.Name, bits, bits, 0, o * n, bits);
         }
         var w = TensorNestedSlice.Dequantize(sliced, scales, zeros, q.GroupWidth, masterBits, bits);
         return (QuantizedLinearResult.UndoPerm(w, q.Perm).MoveToOuterDisposeScope(), layer);

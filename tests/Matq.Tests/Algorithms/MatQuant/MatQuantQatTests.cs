@@ -17,12 +17,17 @@ public class MatQuantQatTests
 {
     private static CalibrationTokens Data() => new(AthenaTestData.ZipfWindows(16, 17, seed: 5));
 
-    private static QuantizationConfig Config(string bits, string lambda, int master = 8, int steps = 3, string extra = "false", string codistill = "") =>
-        new("matquant", master, 32, options: new Dictionary<string, string>
+    private static QuantizationConfig Config(string bits, string lambda, int master = 8, int steps = 3, string extra = "false", string codistill = "",
+        string? grid = null)
+    {
+        var options = new Dictionary<string, string>
         {
             ["bits"] = bits, ["lambda"] = lambda, ["steps"] = steps.ToString(), ["batch"] = "2", ["warmup"] = "1",
             ["extra-precision"] = extra, ["codistill"] = codistill, ["lr"] = "0.01", ["scale-lr"] = "0.01",
-        });
+        };
+        if (grid is not null) options["grid"] = grid;
+        return new("matquant", master, 32, options: options);
+    }
 
     [Theory]
     [InlineData(8)]
@@ -38,9 +43,39 @@ public class MatQuantQatTests
         var loss = m.SlicedWeight(r).mul(probe).sum();
         loss.backward();
         Assert.True(m.LogScale.grad!.abs().min().item<float>() > 0, "every group's scale gets a gradient");
-        // pass-through inside the range: dŵ/dW = 1 where not clipped (min-max init clips at most the float-rounded extremes)
-        var same = m.Weight.grad!.isclose(probe, rtol: 1e-5, atol: 1e-7).to(ScalarType.Float32).mean().item<float>();
-        Assert.True(same > 0.999, $"dŵ/dW = 1 on {same:P1} of the weights");
+        // pass-through inside the slice's range, 0 where the r-bit slice clamps (codes ≥ (2^r − ½)·2^(8−r))
+        var (codes, _, _) = m.Export();
+        var inside = r == 8 ? ones_like(probe, dtype: ScalarType.Bool) : codes.to(ScalarType.Float32).lt((Math.Pow(2, r) - 0.5) * (1 << (8 - r)));
+        var expected = where(inside, probe, zeros_like(probe));
+        var same = m.Weight.grad!.isclose(expected, rtol: 1e-5, atol: 1e-7).to(ScalarType.Float32).mean().item<float>();
+        Assert.True(same > 0.999, $"dŵ/dW = 1 inside the slice's range, 0 outside, on {same:P1} of the weights");
+    }
+
+    [Fact]
+    public void A_code_the_slice_clips_gets_the_clipped_values_gradient_an_unclipped_one_is_unchanged()
+    {
+        // one row, per-channel: lo = −1, hi = 1 → α = 2/255, z = round(127.5) = 128; 0.9 → code 243, sliced at r = 2 to
+        // min(⌊243/64 + ½⌋, 3)·64 = 192 (clipped); 0.3 → code 166, ⌊3.09⌋ = 3 → 192 (not clipped, u = 166.25)
+        var w = tensor(new float[] { -1f, 0.9f, 0.3f, 1f }, new long[] { 1, 4 });
+        using var m = new NestedQuantLinear("l", w, QuantSpec.PerChannel(8));
+        double alpha = m.LogScale.exp().item<float>(), z = m.Zero.round().item<float>();   // z̄ = 128 (127 if 1/α rounds down)
+        (double DAlpha, double DW) Grad(int j)
+        {
+            m.Weight.grad?.zero_();
+            m.LogScale.grad?.zero_();
+            m.SlicedWeight(2)[0, j].backward();
+            return (m.LogScale.grad![0, 0].item<float>() / alpha, m.Weight.grad![0, j].item<float>());   // ∂/∂log α = α·∂/∂α
+        }
+        var clipped = Grad(1);
+        Assert.Equal(192 - z, clipped.DAlpha, 2);        // q_r − z̄ > 0: a clipped weight pulls α up (was q_r − u ≈ −51)
+        Assert.Equal(0, clipped.DW);                       // no straight-through where the slice clips
+        var inside = Grad(2);
+        Assert.Equal(192 - (0.3f / (float)alpha + z), inside.DAlpha, 2);   // q_r − u, unchanged
+        Assert.Equal(1, inside.DW);
+        // at r = 8 nothing changes: the 0.9 weight is inside the master range
+        m.Weight.grad!.zero_();
+        m.SlicedWeight(8)[0, 1].backward();
+        Assert.Equal(1, m.Weight.grad![0, 1].item<float>());
     }
 
     [Theory]
@@ -78,6 +113,68 @@ public class MatQuantQatTests
     {
         using var model = PipelineFixtures.LoadTiny();
         return QuantizationRunner.Run(config, new QuantizationContext(model, CPU, Data, seed: 9)).Layers.ToList();
+    }
+
+    [Fact]
+    public void Minmax_grid_is_the_min_max_of_the_current_weights_at_every_step()
+    {
+        manual_seed(4);
+        var spec = QuantSpec.Grouped(8, 16);
+        using var m = new NestedQuantLinear("l", randn(5, 40) * 0.1, spec) { Grid = QatGrid.MinMax };
+        using (no_grad()) m.Weight.mul_(1.7).add_(randn(5, 40) * 0.05);        // a "step" moved W (and its range)
+        var (a, z) = TensorAffineQuantizer.ComputeParams(m.Weight.detach(), spec);
+        var (sa, sz) = m.CurrentGrid();
+        Assert.True(sa.eq(a).all().item<bool>() && sz.eq(z).all().item<bool>(), "α, z = min-max of the current W");
+        var rtn = TensorAffineQuantizer.Dequantize(TensorAffineQuantizer.Quantize(m.Weight.detach(), a, z, 16, 8), a, z, 16);
+        Assert.True(m.SlicedWeight(8).detach().eq(rtn).all().item<bool>(), "ŵ_8 = RTN of the current W");
+        m.SlicedWeight(2).sum().backward();
+        Assert.Null(m.LogScale.grad);                                             // no learned grid
+        Assert.NotNull(m.Weight.grad);
+    }
+
+    [Fact]
+    public void Minmax_training_moves_only_the_weights_and_exports_their_min_max_grid()
+    {
+        using var model = PipelineFixtures.LoadTiny();
+        var config = Config("8,4,2", "1,1,1", grid: "minmax");
+        var alg = (MatQuantAlgorithm)AlgorithmRegistry.Create(config);
+        Assert.Equal(QatGrid.MinMax, alg.MatQuant.Grid);
+        Assert.Equal("minmax", alg.DescribeSettings()["grid"]!.GetValue<string>());
+        var selected = LinearSelection.Select(model, config);
+        var init = selected.Select(s => TensorAffineQuantizer.ComputeParams(s.Weight.detach().to(ScalarType.Float32), config.Spec).Scales.log()).ToList();
+        var trained = MatQuantQat.Train(model, selected, config, alg.MatQuant, Data(), CPU, 9);
+        for (int i = 0; i < trained.Count; i++)
+        {
+            var m = trained[i].Module;
+            Assert.True(m.LogScale.eq(init[i]).all().item<bool>(), "log α is not trained");
+            Assert.False(m.Weight.eq(selected[i].Weight.detach()).all().item<bool>(), "W trains");
+            var (codes, scales, zeros) = m.Export();
+            var (a, z) = TensorAffineQuantizer.ComputeParams(m.Weight.detach(), config.Spec);
+            Assert.True(scales.eq(a).all().item<bool>() && zeros.eq(z).all().item<bool>());
+            Assert.True(codes.eq(TensorAffineQuantizer.Quantize(m.Weight.detach(), a, z, 32, 8)).all().item<bool>());
+            m.Dispose();
+        }
+    }
+
+    [Fact]
+    public void Learned_grid_keeps_the_codes_bit_identical()
+    {
+        // SHA-256 of the codes and scales this run produced before the grid option existed (commit 8536379, CPU libtorch):
+        // the default (and grid=learned) must reproduce them bit for bit.
+        static string Hash(IEnumerable<QuantizedLinearResult> layers)
+        {
+            using var h = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+            foreach (var l in layers) { h.AppendData(l.Codes); h.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(l.Scales.AsSpan())); }
+            return Convert.ToHexString(h.GetHashAndReset());
+        }
+        var learned = TrainCodes(Config("8,4,2", "1,1,1", grid: "learned"));
+        Assert.Equal("3DB5DA029DE46A5FFA7A50B2389964013B1D3B29455069DC20BCE3A004055D1F", Hash(TrainCodes(Config("8,4,2", "1,1,1"))));
+        Assert.Equal("3DB5DA029DE46A5FFA7A50B2389964013B1D3B29455069DC20BCE3A004055D1F", Hash(learned));
+        Assert.NotEqual(Hash(learned), Hash(TrainCodes(Config("8,4,2", "1,1,1", grid: "minmax"))));
+        Assert.Contains("grid = minmax applies to the qat base",
+            Assert.Throws<MatqException>(() => AlgorithmRegistry.Create(new QuantizationConfig("matquant", 8, 32, options: new Dictionary<string, string>
+                { ["base"] = "athena", ["grid"] = "minmax" }))).Message);
+        Assert.Contains("grid = 'lsq' is not known", Assert.Throws<MatqException>(() => AlgorithmRegistry.Create(Config("8,4,2", "1,1,1", grid: "lsq"))).Message);
     }
 
     [Theory]
