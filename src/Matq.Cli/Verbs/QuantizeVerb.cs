@@ -121,7 +121,9 @@ public sealed class QuantizeVerb : Verb
         if (!visionMethod && !AlgorithmRegistry.Contains(method))
             throw new MatqException($"method '{result.GetValue(_method)}' is not known: choose one of {string.Join(", ", AlgorithmRegistry.Names)} (language models) or {string.Join(", ", VisionQuantizeMethods.Methods)} (vision models)");
         bool resume = result.GetValue(_resume);
-        if (visionMethod)
+        // efqat exists for both kinds of model: an LM folder takes the language-model algorithm, anything else the vision one
+        bool lmFolder = Directory.Exists(modelPath) && File.Exists(Path.Combine(modelPath, "config.json")) && !visionModel;
+        if (visionMethod && !(lmFolder && AlgorithmRegistry.Contains(method)))
         {
             if (resume)
                 throw new MatqException($"--resume applies to language-model methods that walk the model block by block ({QuantizationCheckpoint.ResumableMethods}), not {method}");

