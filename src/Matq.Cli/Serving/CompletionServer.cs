@@ -80,7 +80,7 @@ public sealed class CompletionServer : IAsyncDisposable
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
         builder.WebHost.UseKestrelCore().ConfigureKestrel(k =>
         {
-            k.Listen(IPAddress.Loopback, options.Port, listen => listen.Use(KestrelErrorBody.Middleware(TimeoutBody)));
+            k.Listen(IPAddress.Loopback, options.Port, listen => listen.Use(KestrelErrorBody.Middleware(KestrelBody)));
             k.AddServerHeader = false;
             k.Limits.MaxRequestBodySize = options.MaxBodyBytes;
             k.Limits.RequestHeadersTimeout = options.HeadersTimeout;
@@ -332,9 +332,18 @@ public sealed class CompletionServer : IAsyncDisposable
     private static ApiException TimedOut(string what) =>
         new(408, $"{what}; the server stopped waiting. Send the whole request promptly, then retry", code: "request_timeout");
 
-    // Kestrel's own 408 (the app never saw the request), made JSON by KestrelErrorBody.
-    private byte[] TimeoutBody() => JsonSerializer.SerializeToUtf8Bytes(TimedOut(
-        $"the request headers did not all arrive within {_options.HeadersTimeout.TotalSeconds:0.#} s of its first byte").Body(), OpenAiProtocol.Json);
+    // Kestrel's own 400 / 408 / 431 (the app never saw the request), made JSON by KestrelErrorBody.
+    private byte[]? KestrelBody(int status) => status switch
+    {
+        408 => JsonSerializer.SerializeToUtf8Bytes(TimedOut(
+            $"the request headers did not all arrive within {_options.HeadersTimeout.TotalSeconds:0.#} s of its first byte").Body(), OpenAiProtocol.Json),
+        400 => JsonSerializer.SerializeToUtf8Bytes(new ApiException(400,
+            "the request line or a header is not valid HTTP/1.1 (refused before it reached the API); send a well-formed request",
+            code: "malformed_request").Body(), OpenAiProtocol.Json),
+        431 => JsonSerializer.SerializeToUtf8Bytes(new ApiException(431,
+            "the request headers are larger than the server accepts; send fewer or shorter headers", code: "request_headers_too_large").Body(), OpenAiProtocol.Json),
+        _ => null,
+    };
 
     /// <summary>No console hooks: Ctrl+C and SIGTERM belong to whoever hosts the server.</summary>
     private sealed class EmbeddedLifetime : IHostLifetime

@@ -20,14 +20,18 @@ namespace Matq.Cli.Serving;
 
 internal static class KestrelErrorBody
 {
-    private static readonly byte[] Head408 = "HTTP/1.1 408 "u8.ToArray();
+    private static readonly byte[] HeadPrefix = "HTTP/1.1 "u8.ToArray();
     private static readonly byte[] EndOfHead = "\r\n\r\n"u8.ToArray();
 
     /// <summary>Connection middleware: the transport's output goes through <see cref="RewritingWriter"/>.</summary>
-    public static Func<ConnectionDelegate, ConnectionDelegate> Middleware(Func<byte[]> timeoutBody) => next => async connection =>
+    /// <summary>Statuses Kestrel answers by itself, without a body, before the application sees a request: a malformed
+    /// request line or header (400), headers slower than RequestHeadersTimeout (408), headers over the size limit (431).</summary>
+    public static readonly IReadOnlyList<int> KestrelStatuses = [400, 408, 431];
+
+    public static Func<ConnectionDelegate, ConnectionDelegate> Middleware(Func<int, byte[]?> bodyFor) => next => async connection =>
     {
         var transport = connection.Transport;
-        var writer = new RewritingWriter(transport.Output, timeoutBody);
+        var writer = new RewritingWriter(transport.Output, bodyFor);
         connection.Transport = new DuplexPipe(transport.Input, writer);
         try
         {
@@ -39,20 +43,25 @@ internal static class KestrelErrorBody
         }
     };
 
-    /// <summary>The bytes to send instead of <paramref name="written"/>: a bodyless 408 head gets the JSON body; else null.</summary>
-    internal static byte[]? Rewrite(ReadOnlySpan<byte> written, Func<byte[]> timeoutBody)
+    /// <summary>The bytes to send instead of <paramref name="written"/>: a bodyless 400/408/431 head gets the JSON body
+    /// <paramref name="bodyFor"/> gives for its status; else null (passed on unchanged).</summary>
+    internal static byte[]? Rewrite(ReadOnlySpan<byte> written, Func<int, byte[]?> bodyFor)
     {
-        if (!written.StartsWith(Head408) || !written.EndsWith(EndOfHead) || written.IndexOf(EndOfHead) != written.Length - EndOfHead.Length)
+        if (!written.StartsWith(HeadPrefix) || written.Length < HeadPrefix.Length + 4 || written[HeadPrefix.Length + 3] != (byte)' '
+            || !written.EndsWith(EndOfHead) || written.IndexOf(EndOfHead) != written.Length - EndOfHead.Length)
+            return null;
+        if (!int.TryParse(written.Slice(HeadPrefix.Length, 3), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int status)
+            || !KestrelStatuses.Contains(status))
             return null;
         var lines = Encoding.ASCII.GetString(written[..^EndOfHead.Length]).Split("\r\n");
         if (!lines.Any(l => l.Equals("Content-Length: 0", StringComparison.OrdinalIgnoreCase))) return null;
-        var body = timeoutBody();
+        if (bodyFor(status) is not { } body) return null;
         var head = new StringBuilder();
         foreach (var line in lines)
             if (!line.StartsWith("Content-Length:", StringComparison.OrdinalIgnoreCase)) head.Append(line).Append("\r\n");
-        head.Append("Content-Type: application/json; charset=utf-8\r\n")
-            .Append("Retry-After: 1\r\n")
-            .Append("Content-Length: ").Append(body.Length).Append("\r\n\r\n");
+        head.Append("Content-Type: application/json; charset=utf-8\r\n");
+        if (status == 408) head.Append("Retry-After: 1\r\n");
+        head.Append("Content-Length: ").Append(body.Length).Append("\r\n\r\n");
         return [.. Encoding.ASCII.GetBytes(head.ToString()), .. body];
     }
 
@@ -63,7 +72,7 @@ internal static class KestrelErrorBody
     }
 
     /// <summary>Holds what Kestrel writes until it flushes or completes, then passes it on (rewritten if it is that 408).</summary>
-    private sealed class RewritingWriter(PipeWriter inner, Func<byte[]> timeoutBody) : PipeWriter
+    private sealed class RewritingWriter(PipeWriter inner, Func<int, byte[]?> bodyFor) : PipeWriter
     {
         private readonly ArrayBufferWriter<byte> _pending = new(4096);
         private readonly Lock _lock = new();
@@ -81,7 +90,7 @@ internal static class KestrelErrorBody
             {
                 if (_pending.WrittenCount == 0) return;
                 var written = _pending.WrittenSpan;
-                if (Rewrite(written, timeoutBody) is byte[] rewritten) inner.Write(rewritten);
+                if (Rewrite(written, bodyFor) is byte[] rewritten) inner.Write(rewritten);
                 else inner.Write(written);
                 _pending.ResetWrittenCount();
             }

@@ -372,6 +372,23 @@ public sealed class CompletionServerTests : IClassFixture<CompletionServerTests.
     }
 
     [Fact]
+    public async Task Kestrels_own_400_and_431_carry_the_json_error_body()
+    {
+        // both are answered by Kestrel before the application sees a request; they used to have an empty body
+        await using var server = await CompletionServer.StartAsync(_f.Engine, new ServeOptions { Port = 0 });
+        var bad = await RawExchange(server.Port, "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header Without Colon\r\n\r\n");
+        Assert.StartsWith("HTTP/1.1 400 ", bad.Status);
+        Assert.StartsWith("application/json", bad.Headers["content-type"]);
+        Assert.Equal(Encoding.UTF8.GetByteCount(bad.Body).ToString(), bad.Headers["content-length"]);
+        Assert.Contains("not valid HTTP/1.1", AssertError(HttpStatusCode.BadRequest, (HttpStatusCode.BadRequest, JsonDocument.Parse(bad.Body).RootElement.Clone()), null, "malformed_request"));
+
+        var huge = await RawExchange(server.Port, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + new string('a', 40_000) + "\r\n\r\n");
+        Assert.StartsWith("HTTP/1.1 431 ", huge.Status);
+        Assert.Contains("request_headers_too_large", huge.Body, StringComparison.Ordinal);
+        Assert.False(huge.Headers.ContainsKey("retry-after"));
+    }
+
+    [Fact]
     public async Task A_client_sending_its_body_too_slowly_gets_a_json_408()
     {
         await using var server = await CompletionServer.StartAsync(_f.Engine, new ServeOptions { Port = 0, BodyGracePeriod = TimeSpan.FromSeconds(1.5) });
