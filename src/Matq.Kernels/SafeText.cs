@@ -38,10 +38,7 @@ public static class SafeText
                 case '\n': sb.Append(@"\n"); break;
                 case '\r': sb.Append(@"\r"); break;
                 case '\t': sb.Append(@"\t"); break;
-                default:
-                    sb.Append(c <= 0xFF ? @"\x" + ((int)c).ToString("X2", CultureInfo.InvariantCulture)
-                                        : @"\u" + ((int)c).ToString("X4", CultureInfo.InvariantCulture));
-                    break;
+                default: sb.Append(Visible(c)); break;
             }
         }
         return sb.ToString();
@@ -59,8 +56,13 @@ public static class SafeText
         return false;
     }
 
+    /// <summary>\xNN (up to U+00FF) or \uNNNN: how an unsafe character is shown.</summary>
+    public static string Visible(char c) => c <= 0xFF
+        ? @"\x" + ((int)c).ToString("X2", CultureInfo.InvariantCulture)
+        : @"\u" + ((int)c).ToString("X4", CultureInfo.InvariantCulture);
+
     /// <summary>C0/C1 controls and DEL, U+2028/U+2029, bidi embeddings/overrides/isolates, BOM, lone surrogates, the backslash.</summary>
-    private static bool IsUnsafe(char c) =>
+    public static bool IsUnsafe(char c) =>
         c < 0x20 || c is >= '\x7F' and <= '\x9F' || c == '\\'
         || c is '\u2028' or '\u2029' or (>= '\u202A' and <= '\u202E') or (>= '\u2066' and <= '\u2069') or '\u200E' or '\u200F' or '\uFEFF'
         || char.IsSurrogate(c);

@@ -56,8 +56,8 @@ public static class CliHost
     public const int MaxErrorChars = 1000;
 
     /// <summary>
-    /// An error message made safe for a terminal: control characters (ESC, NUL, CR, LF, C1 codes) and Unicode
-    /// direction overrides appear as visible \xNN / \uNNNN escapes, and the line is cut at <see cref="MaxErrorChars"/>.
+    /// An error message made safe for a terminal: the characters SafeText calls unsafe (ESC, NUL, CR, LF, C1 codes, Unicode
+    /// direction overrides, lone surrogates; the backslash excepted) appear as visible \xNN / \uNNNN escapes, and the line is cut at <see cref="MaxErrorChars"/>.
     /// Messages often quote untrusted text (tensor names, file contents, request bodies), so this is the last guard.
     /// </summary>
     public static string OneLine(string message)
@@ -67,9 +67,9 @@ public static class CliHost
         for (; i < message.Length && sb.Length < MaxErrorChars; i++)
         {
             char ch = message[i];
-            if (ch < 0x20 || ch is >= '\u007f' and <= '\u009f') sb.Append(System.Globalization.CultureInfo.InvariantCulture, $"\\x{(int)ch:X2}");
-            else if (ch is >= '\u202a' and <= '\u202e' or >= '\u2066' and <= '\u2069' or '\u200e' or '\u200f')
-                sb.Append(System.Globalization.CultureInfo.InvariantCulture, $"\\u{(int)ch:X4}");
+            if (char.IsHighSurrogate(ch) && i + 1 < message.Length && char.IsLowSurrogate(message[i + 1])) sb.Append(ch).Append(message[++i]);
+            // the backslash stays: messages already hold SafeText's escapes, which must not be escaped twice
+            else if (ch != '\\' && SafeText.IsUnsafe(ch)) sb.Append(SafeText.Visible(ch));
             else sb.Append(ch);
         }
         if (i < message.Length) sb.Append(System.Globalization.CultureInfo.InvariantCulture, $"… ({message.Length - i} more characters)");

@@ -123,8 +123,9 @@ public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb(console)
 
     private sealed record Row(int Bits, string Activations, long LayerBytes, long HeadBytes, long OtherBytes, long Resident, long Cache, long Rss, double Prefill, double Decode, string Head);
 
-    /// <summary>Seconds for the prompt's prefill and for <paramref name="decode"/> greedy single-token steps.</summary>
-    private static (double Prefill, double Decode) Measure(PackedLlamaSession session, int[] prompt, int decode)
+    /// <summary>Seconds for the prompt's prefill and for <paramref name="decode"/> greedy single-token steps (also
+    /// matq's side of `bench race`).</summary>
+    internal static (double Prefill, double Decode) Measure(PackedLlamaSession session, int[] prompt, int decode)
     {
         session.Reset();
         var logits = new float[session.Model.Config.VocabSize];

@@ -136,12 +136,12 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb(console)
             var batch = new LLamaBatch();
             var warm = Stopwatch.StartNew();
             for (int round = 0; round < 2 || warm.Elapsed.TotalSeconds < 1; round++)
-                foreach (var c in configs) { MeasureMatq(c.Session, ids, decode); MeasureLlama(c.Context, batch, ids, decode); }
+                foreach (var c in configs) { BenchGenerateVerb.Measure(c.Session, ids, decode); MeasureLlama(c.Context, batch, ids, decode); }
             for (int round = 0; round < repeats; round++)
                 for (int i = 0; i < configs.Count; i++)
                 {
                     int c = (i + round) % configs.Count;   // rotate so no configuration always runs first
-                    matqTimes[c].Add(MeasureMatq(configs[c].Session, ids, decode));
+                    matqTimes[c].Add(BenchGenerateVerb.Measure(configs[c].Session, ids, decode));
                     llamaTimes[c].Add(MeasureLlama(configs[c].Context, batch, ids, decode));
                 }
 
@@ -230,20 +230,6 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb(console)
         md.AppendLine();
         foreach (var n in notes) md.AppendLine("- " + n);
         return md.ToString();
-    }
-
-    /// <summary>Seconds for the prompt's prefill and for <paramref name="decode"/> greedy single-token steps (as `bench generate`).</summary>
-    private static (double Prefill, double Decode) MeasureMatq(PackedLlamaSession session, int[] prompt, int decode)
-    {
-        session.Reset();
-        var logits = new float[session.Model.Config.VocabSize];
-        long t0 = Stopwatch.GetTimestamp();
-        session.Forward(prompt, logits);
-        double prefill = Stopwatch.GetElapsedTime(t0).TotalSeconds;
-        t0 = Stopwatch.GetTimestamp();
-        for (int i = 0; i < decode; i++)
-            session.Forward([TokenSampler.ArgMax(logits)], logits);
-        return (prefill, Stopwatch.GetElapsedTime(t0).TotalSeconds);
     }
 
     /// <summary>The same for llama.cpp: the prompt as one llama_decode batch (logits of its last token only), then one token
