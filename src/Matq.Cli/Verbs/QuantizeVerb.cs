@@ -244,7 +244,7 @@ public sealed class QuantizeVerb : Verb
     private QuantizationCheckpoint? OpenCheckpoint(QuantizationAlgorithm algorithm, Matq.Models.LlamaForCausalLM model, string modelPath, string outPath,
         bool resume, (string Data, int Count, int Length)? calibration, int seed, string device)
     {
-        int blocks = model.Config.NumLayers + (LinearSelection.Select(model, algorithm.Config).Any(s => s.Name == "lm_head") ? 1 : 0);
+        int blocks = LinearSelection.BlockCount(model, LinearSelection.Select(model, algorithm.Config));
         if (!resume && QuantizationCheckpoint.Exists(outPath))
             Console.MarkupLine($"[yellow]note:[/] {Markup.Escape(QuantizationCheckpoint.FolderFor(outPath))} holds an unfinished run "
                 + $"({QuantizationCheckpoint.PeekBlocksDone(outPath)}/{blocks} blocks); "

@@ -1,6 +1,7 @@
 // Contract: the validated, immutable options of the second-order per-layer solver (GPTQ-exact and Athena modes);
 // an invalid value throws MatqException naming the field and its allowed range.
 using Matq.Kernels.Quantization;
+using Matq.Quantization.Pipeline;
 
 namespace Matq.Algorithms.Athena;
 
@@ -42,8 +43,11 @@ public sealed record AthenaConfig
     /// memory without changing the result); 0 = all rows at once, else 1..2^30.</summary>
     public int RowBlockSize { get; }
 
+    /// <summary>Calibration windows per forward batch of the sequential calibration (pipeline runs); 1..4096, default 8.</summary>
+    public int CalibrationBatch { get; }
+
     public AthenaConfig(QuantSpec spec, AthenaMode mode = AthenaMode.Athena, double percDamp = 0.01, int blockSize = 128,
-        bool actOrder = false, int sweeps = 2, int maxDampRetries = 3, int rowBlockSize = 0)
+        bool actOrder = false, int sweeps = 2, int maxDampRetries = 3, int rowBlockSize = 0, int calibrationBatch = 8)
     {
         ArgumentNullException.ThrowIfNull(spec);
         if (spec.Bits < 2)
@@ -60,6 +64,8 @@ public sealed record AthenaConfig
             throw new MatqException($"maxDampRetries = {maxDampRetries} is out of range: allowed 0..6.");
         if (rowBlockSize < 0 || rowBlockSize > (1 << 30))
             throw new MatqException($"rowBlockSize = {rowBlockSize} is out of range: allowed 0 (all rows) or 1..{1 << 30}.");
+        if (calibrationBatch < 1 || calibrationBatch > 4096)
+            throw new MatqException($"{CalibBatchKey} = {calibrationBatch} is out of range: allowed 1..4096 windows per batch");
         Spec = spec;
         Mode = mode;
         PercDamp = percDamp;
@@ -68,8 +74,39 @@ public sealed record AthenaConfig
         Sweeps = sweeps;
         MaxDampRetries = maxDampRetries;
         RowBlockSize = rowBlockSize;
+        CalibrationBatch = calibrationBatch;
     }
 
     /// <summary>The same options in GPTQ-exact mode (the baseline Athena refines).</summary>
-    public AthenaConfig AsGptqExact() => new(Spec, AthenaMode.GptqExact, PercDamp, BlockSize, ActOrder, Sweeps, MaxDampRetries, RowBlockSize);
+    public AthenaConfig AsGptqExact() => new(Spec, AthenaMode.GptqExact, PercDamp, BlockSize, ActOrder, Sweeps, MaxDampRetries, RowBlockSize, CalibrationBatch);
+
+    /// <summary>Option keys as typed after --option (gptq, athena, and the bases/starts that run Athena: matquant, efqat).</summary>
+    public const string PercDampKey = "percdamp", BlockKey = "block", ActOrderKey = "act-order", SweepsKey = "sweeps",
+        DampRetriesKey = "damp-retries", RowBlockKey = "row-block", CalibBatchKey = "calib-batch";
+
+    /// <summary>The declared options (with sweeps only where the mode refines).</summary>
+    public static IReadOnlyList<AlgorithmOption> Options(bool sweeps) =>
+    [
+        new(PercDampKey, "dampening λ = percdamp·mean(diag H) added to diag H, 0..1", "0.01"),
+        new(BlockKey, "columns per lazy-batch block B", "128"),
+        new(ActOrderKey, "true: columns by descending diag H (static groups, no stored perm)", "false"),
+        .. (sweeps ? new[] { new AlgorithmOption(SweepsKey, "Hessian-weighted refit + re-quantize sweeps after the GPTQ pass, 0..16", "2") } : []),
+        new(DampRetriesKey, "ten-fold dampening retries when H is not positive definite, 0..6", "3"),
+        new(RowBlockKey, "rows of W solved together (0 = all; bounds memory, same result)", "0"),
+        new(CalibBatchKey, "calibration windows per forward batch", "8"),
+    ];
+
+    /// <summary>Reads the keys above (GPTQ-exact: no sweeps) at the run's bits and groups.</summary>
+    public static AthenaConfig Parse(OptionReader options, AthenaMode mode)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return new AthenaConfig(options.Config.Spec, mode,
+            percDamp: options.Double(PercDampKey),
+            blockSize: options.Int(BlockKey),
+            actOrder: options.Flag(ActOrderKey),
+            sweeps: mode == AthenaMode.Athena ? options.Int(SweepsKey) : 0,
+            maxDampRetries: options.Int(DampRetriesKey),
+            rowBlockSize: options.Int(RowBlockKey),
+            calibrationBatch: options.Int(CalibBatchKey));
+    }
 }

@@ -11,13 +11,16 @@ public sealed class OmniQuantAlgorithm : QuantizationAlgorithm
 {
     public const string MethodName = "omniquant";
 
-    public static AlgorithmRegistration Registration { get; } = new(MethodName,
+    public static AlgorithmRegistration<OmniQuantConfig> Registration { get; } = new(MethodName,
         "OmniQuant: block-wise learnable weight clipping (sigmoid-parameterized per-group clip of max/min) trained with Adam on block-output reconstruction; LET not implemented (needs calibration)",
-        NeedsCalibration: true, OmniQuantConfig.Options, config => new OmniQuantAlgorithm(config));
+        NeedsCalibration: true, OmniQuantConfig.Options, OmniQuantConfig.Parse, (config, omni) => new OmniQuantAlgorithm(config, omni));
 
-    public OmniQuantAlgorithm(QuantizationConfig config) : base(config)
+    /// <summary>The method with the budget read from <paramref name="config"/>'s options.</summary>
+    public OmniQuantAlgorithm(QuantizationConfig config) : this(config, Registration.Parse(new OptionReader(config))) { }
+
+    public OmniQuantAlgorithm(QuantizationConfig config, OmniQuantConfig omni) : base(config)
     {
-        Omni = OmniQuantConfig.FromOptions(config);
+        Omni = omni ?? throw new ArgumentNullException(nameof(omni));
         Objective = new MatQuantConfig([config.Bits], [1.0], config.Bits, MatQuantBase.OmniQuant);
     }
 
@@ -55,7 +58,6 @@ public sealed class OmniQuantAlgorithm : QuantizationAlgorithm
     public override IReadOnlyList<QuantizedLinearResult> Convert(QuantizationContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        return OmniQuantBlockwise.Run(context.Model, LinearSelection.Select(context.Model, Config), Config, Objective, Omni,
-            context.RequireCalibration(Name), context.Seed, context.Report, EpochLog, context.Cancellation, context.Checkpoint);
+        return OmniQuantBlockwise.Run(context, Config, Objective, Omni, Name, EpochLog);
     }
 }

@@ -33,25 +33,25 @@ public sealed record OmniQuantEpoch(int Block, int BlockCount, int Epoch, int Ep
 
 public static class OmniQuantBlockwise
 {
-    /// <summary>Quantizes <paramref name="selected"/> (model order) under <paramref name="objective"/> (its Bits, Lambda,
-    /// Codistill, CodistillWeight, ExtraPrecision; MasterBits = quant.Bits); returns one result per linear in model order.</summary>
-    public static IReadOnlyList<QuantizedLinearResult> Run(LlamaForCausalLM model, IReadOnlyList<SelectedLinear> selected, QuantizationConfig quant,
-        MatQuantConfig objective, OmniQuantConfig omni, CalibrationTokens data, int seed, Action<QuantizationEvent>? report = null,
-        Action<OmniQuantEpoch>? epochLog = null, CancellationToken cancel = default, QuantizationCheckpoint? checkpoint = null)
+    /// <summary>Quantizes the run's selected linears (<see cref="QuantizationContext.Selected"/>, model order) under
+    /// <paramref name="objective"/> (its Bits, Lambda, Codistill, CodistillWeight, ExtraPrecision; MasterBits = quant.Bits);
+    /// returns one result per linear in model order. <paramref name="method"/> names the run in a missing-calibration error.</summary>
+    public static IReadOnlyList<QuantizedLinearResult> Run(QuantizationContext context, QuantizationConfig quant, MatQuantConfig objective,
+        OmniQuantConfig omni, string method, Action<OmniQuantEpoch>? epochLog = null)
     {
-        ArgumentNullException.ThrowIfNull(model);
-        ArgumentNullException.ThrowIfNull(selected);
+        ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(quant);
         ArgumentNullException.ThrowIfNull(objective);
         ArgumentNullException.ThrowIfNull(omni);
-        ArgumentNullException.ThrowIfNull(data);
         if (objective.MasterBits != quant.Bits) throw new ArgumentException($"objective master bits {objective.MasterBits} ≠ run bits {quant.Bits}");
-        using var runner = new Runner(model, selected, quant, objective, omni, seed, report, epochLog, cancel, checkpoint);
+        var data = context.RequireCalibration(method);
+        using var runner = new Runner(context.Model, context.Selected, quant, objective, omni, context.Seed, context.Progress, epochLog,
+            context.Cancellation, context.Checkpoint);
         return runner.Run(data);
     }
 
     private sealed class Runner(LlamaForCausalLM model, IReadOnlyList<SelectedLinear> selected, QuantizationConfig quant, MatQuantConfig objective,
-        OmniQuantConfig omni, int seed, Action<QuantizationEvent>? report, Action<OmniQuantEpoch>? epochLog, CancellationToken cancel,
+        OmniQuantConfig omni, int seed, QuantizationProgress progress, Action<OmniQuantEpoch>? epochLog, CancellationToken cancel,
         QuantizationCheckpoint? checkpoint) : IDisposable
     {
         private readonly List<QuantizedLinearResult> _results = new(selected.Count);
@@ -60,17 +60,17 @@ public static class OmniQuantBlockwise
         // widths whose path is needed: trained (λ > 0) or in a co-distillation pair
         private readonly (int Bits, double Lambda)[] _widths = objective.Bits.Select((b, i) => (Bits: b, Lambda: objective.Lambda[i]))
             .Where(w => w.Lambda > 0 || objective.Codistill.Any(p => p.Teacher == w.Bits || p.Student == w.Bits)).ToArray();
-        private readonly int _blocks = model.Config.NumLayers + (selected.Any(s => s.Name == "lm_head") ? 1 : 0);
+        private readonly int _blocks = progress.BlockCount;
         private readonly int _resume = checkpoint?.BlocksDone ?? 0;                // blocks 0.._resume−1 come from the checkpoint
 
         public IReadOnlyList<QuantizedLinearResult> Run(CalibrationTokens data)
         {
             if (_resume > _blocks)
                 throw new MatqException($"the checkpoint {checkpoint!.Folder} holds {_resume} finished blocks, this run has {_blocks}; run without --resume to start over");
-            Report(QuantizationEventKind.Started, Math.Min(_resume, _blocks - 1));
+            progress.Started(Math.Min(_resume, _blocks - 1));
             if (_resume > 0)
-                Report(QuantizationEventKind.Message, Math.Min(_resume, _blocks - 1),
-                    message: $"resuming at block {_resume + 1}/{_blocks}: blocks 1..{_resume} restored from the checkpoint");
+                progress.Message(Math.Min(_resume, _blocks - 1),
+                    $"resuming at block {_resume + 1}/{_blocks}: blocks 1..{_resume} restored from the checkpoint");
             var windows = omni.Samples > 0 ? data.Windows.Take(omni.Samples).ToArray() : data.Windows;
             foreach (var (r, _) in _widths) _paths[r] = [];
             using (no_grad())
@@ -99,9 +99,6 @@ public static class OmniQuantBlockwise
             foreach (var t in _fp.Concat(_paths.Values.SelectMany(l => l))) t.Dispose();
         }
 
-        private void Report(QuantizationEventKind kind, int block, LayerReport? layer = null, string? message = null) =>
-            report?.Invoke(new QuantizationEvent(kind, block, _blocks, _results.Count, selected.Count, layer, message));
-
         // One block (or the head): swap in LWC, targets, train, export, propagate, swap back.
         private void Stage(int block, List<SelectedLinear> linears, Func<string, nn.Module<Tensor, Tensor>> get,
             Action<string, nn.Module<Tensor, Tensor>> replace, Func<Tensor, Tensor> forward, bool isHead)
@@ -115,7 +112,7 @@ public static class OmniQuantBlockwise
                 return;
             }
             var sw = Stopwatch.StartNew();
-            if (!restored) Report(QuantizationEventKind.BlockStarted, block);
+            if (!restored) progress.BlockStarted(block);
             var originals = linears.Select(l => (l.Name, Module: get(l.Name))).ToList();
             var lwc = linears.Select(l => new LwcLinear(l.Name, l.Weight, quant.Spec, omni.Init, omni.MaxFor(objective.Bits, objective.MasterBits)) { ExtraPrecision = objective.ExtraPrecision }).ToList();
             var targets = new List<Tensor>();
@@ -138,7 +135,9 @@ public static class OmniQuantBlockwise
                 if (restored)
                 {
                     checkpoint!.Restore(block, name => State(lwc, name));
-                    _results.AddRange(checkpoint.Results(block));
+                    var stored = checkpoint.Results(block);
+                    _results.AddRange(stored);
+                    progress.Restored(stored.Count);
                     if (!isHead) Propagate(forward, targets, r => SetBits(lwc, r));
                     return;
                 }
@@ -153,12 +152,12 @@ public static class OmniQuantBlockwise
                     int cols = checked((int)codes.shape[1]);
                     var r = new LayerReport(m.GetName(), checked((int)codes.shape[0]), cols, quant.Bits, mse, null, null, seconds);
                     _results.Add(QuantizedLinearResult.FromTensors(m.GetName(), codes, scales, zeros, quant.StoredGroupSize(cols), null, r));
-                    Report(QuantizationEventKind.LayerDone, block, r);
+                    progress.LayerDone(block, r);
                 }
                 if (!isHead) Propagate(forward, targets, r => SetBits(lwc, r));
                 checkpoint?.Commit(block, _results.Skip(first), lwc.SelectMany(m => new[] { (m.GetName() + ".clip_max", (Tensor)m.ClipMax), (m.GetName() + ".clip_min", m.ClipMin) }));
                 var clips = lwc.Select(m => m.MeanClip()).ToList();
-                Report(QuantizationEventKind.BlockDone, block, message:
+                progress.BlockDone(block,
                     $"mean clip γ {clips.Average(c => c.Gamma):F4}, β {clips.Average(c => c.Beta):F4}, {sw.Elapsed.TotalSeconds:F1} s");
             }
             finally
@@ -223,7 +222,7 @@ public static class OmniQuantBlockwise
                 }
                 var e = new OmniQuantEpoch(block, _blocks, epoch, omni.Epochs, sum / order.Length, widthSum.Select(s => s / order.Length).ToArray());
                 epochLog?.Invoke(e);
-                Report(QuantizationEventKind.Message, block, message: $"epoch {epoch}/{omni.Epochs}, loss {e.Loss:E3} ("
+                progress.Message(block, $"epoch {epoch}/{omni.Epochs}, loss {e.Loss:E3} ("
                     + string.Join(", ", _widths.Select((w, k) => $"int{w.Bits} {e.WidthMse[k]:E2}")) + ")");
             }
         }

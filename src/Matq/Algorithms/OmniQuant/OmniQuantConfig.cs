@@ -1,7 +1,6 @@
 // Contract: the validated, immutable training budget of OmniQuant's block-wise learnable weight clipping (epochs, Adam
 // learning rate, windows per step, logit init, calibration windows used); every invalid value throws one MatqException
 // naming the option and its allowed range. Shared by `omniquant` and `matquant` with base=omniquant.
-using System.Globalization;
 using Matq.Quantization.Pipeline;
 
 namespace Matq.Algorithms.OmniQuant;
@@ -47,22 +46,16 @@ public sealed record OmniQuantConfig
         new(SamplesKey, "omniquant: calibration windows used per block (0 = all of --calib-n)", "0"),
     ];
 
-    /// <summary>Reads the keys above from a run's options (defaults where absent).</summary>
-    public static OmniQuantConfig FromOptions(QuantizationConfig config)
+    /// <summary>Reads the keys above (defaults where absent; lwc-max=auto → null).</summary>
+    public static OmniQuantConfig Parse(OptionReader options)
     {
-        ArgumentNullException.ThrowIfNull(config);
-        string O(string key) => config.Options.TryGetValue(key, out var v) ? v : Options.First(o => o.Key == key).Default;
-        return new OmniQuantConfig(Int(EpochsKey, O(EpochsKey)), Double(LrKey, O(LrKey)), Int(BatchKey, O(BatchKey)), Double(InitKey, O(InitKey)),
-            Int(SamplesKey, O(SamplesKey)), O(MaxKey).Trim().Equals("auto", StringComparison.OrdinalIgnoreCase) ? null : Double(MaxKey, O(MaxKey)));
+        ArgumentNullException.ThrowIfNull(options);
+        return new OmniQuantConfig(options.Int(EpochsKey), options.Double(LrKey), options.Int(BatchKey), options.Double(InitKey),
+            options.Int(SamplesKey), options.DoubleOr(MaxKey, "auto"));
     }
 
     /// <summary>The bound used for nested widths <paramref name="bits"/> of <paramref name="masterBits"/>-bit codes: Max when
     /// set, else 1 when nothing is sliced (R = {c}, plain OmniQuant) and 2 when a slice r &lt; c is trained.</summary>
     public double MaxFor(IReadOnlyList<int> bits, int masterBits) => Max ?? (bits.All(b => b == masterBits) ? 1.0 : 2.0);
 
-    private static int Int(string key, string text) =>
-        int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) ? v : throw new MatqException($"omniquant {key} = '{text}' is not an integer");
-
-    private static double Double(string key, string text) =>
-        double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) ? v : throw new MatqException($"omniquant {key} = '{text}' is not a number");
 }
