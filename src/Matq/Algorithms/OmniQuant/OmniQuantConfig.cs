@@ -57,5 +57,4 @@ public sealed record OmniQuantConfig
     /// <summary>The bound used for nested widths <paramref name="bits"/> of <paramref name="masterBits"/>-bit codes: Max when
     /// set, else 1 when nothing is sliced (R = {c}, plain OmniQuant) and 2 when a slice r &lt; c is trained.</summary>
     public double MaxFor(IReadOnlyList<int> bits, int masterBits) => Max ?? (bits.All(b => b == masterBits) ? 1.0 : 2.0);
-
 }

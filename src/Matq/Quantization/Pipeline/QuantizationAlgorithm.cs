@@ -30,7 +30,8 @@ public abstract class QuantizationAlgorithm
     /// <summary>Attach hooks, swap modules, capture what Convert needs. Default: nothing.</summary>
     public virtual void Prepare(QuantizationContext context) { }
 
-    /// <summary>Quantizes the selected linears (see <see cref="LinearSelection.Select"/>) and returns them in model order.</summary>
+    /// <summary>Quantizes the run's selected linears (<see cref="QuantizationContext.Selected"/>, bound by the runner from
+    /// <see cref="LinearSelection.Select"/>) and returns them in model order.</summary>
     public abstract IReadOnlyList<QuantizedLinearResult> Convert(QuantizationContext context);
 
     /// <summary>The algorithm's own settings (the artifact's algorithm_config also gets the common fields).</summary>

@@ -1,5 +1,5 @@
 // Contract: the block walk shared by the methods that quantize through SequentialCalibrator (gptq, athena, matquant
-// with the athena base): selection, progress events (Started, BlockStarted, LayerDone, BlockDone), cancellation, and the
+// with the athena base): the context's selection, progress events (Started, BlockStarted, LayerDone, BlockDone), cancellation, and the
 // resume checkpoint — each finished block's results and installed weights are committed; a checkpoint holding k finished
 // blocks restores them (results as stored, weights bit-identical) and the walk quantizes from block k on.
 using Matq.Calibration;
