@@ -72,7 +72,7 @@ public sealed record MatQuantConfig
                 throw new MatqException($"matquant codistill {p}: teacher and student must be two different widths of bits = {string.Join(",", bits)}");
         }
         if (codistill.Count > 0 && !baseAlgorithm.TrainsSlices)
-            throw new MatqException($"matquant codistill applies to the bases that train the slices together ({string.Join(" and ", MatQuantBase.All.Where(b => b.TrainsSlices).Select(b => b.Name))}; it compares slice outputs during training), not {baseAlgorithm.Name}");
+            throw new MatqException($"matquant codistill applies to the {string.Join(" and ", MatQuantBase.All.Where(b => b.TrainsSlices).Select(b => b.Name))} bases (it compares slice outputs during training), not {baseAlgorithm.Name}");
         if (!(codistillWeight >= 0) || !(distill >= 0) || double.IsInfinity(codistillWeight) || double.IsInfinity(distill))
             throw new MatqException("matquant codistill-weight and distill must be finite and ≥ 0");
         if (qat.Grid == QatGrid.MinMax && baseAlgorithm != MatQuantBase.Qat)
