@@ -12,13 +12,15 @@ public sealed class AthenaAlgorithm : QuantizationAlgorithm
 {
     public const string GptqName = "gptq", AthenaName = "athena";
     public const string PercDampKey = "percdamp", BlockKey = "block", ActOrderKey = "act-order", SweepsKey = "sweeps",
-        DampRetriesKey = "damp-retries", RowBlockKey = "row-block", CalibBatchKey = "calib-batch";
+        DampRetriesKey = "damp-retries", RowBlockKey = "row-block", CalibBatchKey = "calib-batch", GroupGridKey = "group-grid";
+    public const string BlockStartGrid = "block-start", UpdatedGrid = "updated";
 
     private static AlgorithmOption[] CommonOptions(bool sweeps) =>
     [
         new(PercDampKey, "dampening λ = percdamp·mean(diag H) added to diag H, 0..1", "0.01"),
         new(BlockKey, "columns per lazy-batch block B", "128"),
         new(ActOrderKey, "true: columns by descending diag H (static groups, no stored perm)", "false"),
+        new(GroupGridKey, "group grids fitted on the block's weights as it started (block-start, upstream GPTQ) or error-updated so far (updated)", BlockStartGrid),
         .. (sweeps ? new[] { new AlgorithmOption(SweepsKey, "Hessian-weighted refit + re-quantize sweeps after the GPTQ pass, 0..16", "2") } : []),
         new(DampRetriesKey, "ten-fold dampening retries when H is not positive definite, 0..6", "3"),
         new(RowBlockKey, "rows of W solved together (0 = all; bounds memory, same result)", "0"),
@@ -43,7 +45,8 @@ public sealed class AthenaAlgorithm : QuantizationAlgorithm
             actOrder: Flag(config, ActOrderKey),
             sweeps: mode == AthenaMode.Athena ? Integer(config, SweepsKey) : 0,
             maxDampRetries: Integer(config, DampRetriesKey),
-            rowBlockSize: Integer(config, RowBlockKey));
+            rowBlockSize: Integer(config, RowBlockKey),
+            groupGrid: Grid(config));
         CalibrationBatch = Integer(config, CalibBatchKey);
         if (CalibrationBatch < 1 || CalibrationBatch > 4096)
             throw new MatqException($"{CalibBatchKey} = {CalibrationBatch} is out of range: allowed 1..4096 windows per batch");
@@ -63,6 +66,7 @@ public sealed class AthenaAlgorithm : QuantizationAlgorithm
         ["sweeps"] = Solver.Sweeps,
         ["damp_retries"] = Solver.MaxDampRetries,
         ["row_block"] = Solver.RowBlockSize,
+        ["group_grid"] = Solver.GroupGrid == GroupGrid.BlockStart ? BlockStartGrid : UpdatedGrid,
         ["calib_batch"] = CalibrationBatch,
     };
 
@@ -93,6 +97,13 @@ public sealed class AthenaAlgorithm : QuantizationAlgorithm
         var text = config.Option(key);
         return int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) ? v : throw new MatqException($"{key} = '{text}' is not an integer");
     }
+
+    private static GroupGrid Grid(QuantizationConfig config) => config.Option(GroupGridKey).Trim().ToLowerInvariant() switch
+    {
+        BlockStartGrid => GroupGrid.BlockStart,
+        UpdatedGrid => GroupGrid.Updated,
+        var other => throw new MatqException($"{GroupGridKey} = {SafeText.Quote(other)} is not a group-grid rule: use {BlockStartGrid} or {UpdatedGrid}"),
+    };
 
     private static bool Flag(QuantizationConfig config, string key) => config.Option(key).Trim().ToLowerInvariant() switch
     {

@@ -14,6 +14,19 @@ public enum AthenaMode
     Athena,
 }
 
+/// <summary>Which values of a group's columns its min-max grid is fitted on when the pass reaches the group's first
+/// column (groups fitted during the pass: natural column order, per-channel or grouped). They differ only where groups
+/// are smaller than the block, or straddle blocks.</summary>
+public enum GroupGrid
+{
+    /// <summary>The columns as they were when the current block of B columns started, before this block's error updates:
+    /// upstream GPTQ (IST-DASLab gptq.py, fasterquant: find_params reads the outer W, updated once per block).</summary>
+    BlockStart,
+
+    /// <summary>The columns with all error feedback so far, this block's included (matq's earlier rule).</summary>
+    Updated,
+}
+
 /// <summary>Options of <see cref="AthenaSolver"/>.</summary>
 public sealed record AthenaConfig
 {
@@ -42,8 +55,11 @@ public sealed record AthenaConfig
     /// memory without changing the result); 0 = all rows at once, else 1..2^30.</summary>
     public int RowBlockSize { get; }
 
+    /// <summary>What a group's grid is fitted on during the pass; default <see cref="GroupGrid.BlockStart"/> (upstream GPTQ).</summary>
+    public GroupGrid GroupGrid { get; }
+
     public AthenaConfig(QuantSpec spec, AthenaMode mode = AthenaMode.Athena, double percDamp = 0.01, int blockSize = 128,
-        bool actOrder = false, int sweeps = 2, int maxDampRetries = 3, int rowBlockSize = 0)
+        bool actOrder = false, int sweeps = 2, int maxDampRetries = 3, int rowBlockSize = 0, GroupGrid groupGrid = GroupGrid.BlockStart)
     {
         ArgumentNullException.ThrowIfNull(spec);
         if (spec.Bits < 2)
@@ -60,6 +76,8 @@ public sealed record AthenaConfig
             throw new MatqException($"maxDampRetries = {maxDampRetries} is out of range: allowed 0..6.");
         if (rowBlockSize < 0 || rowBlockSize > (1 << 30))
             throw new MatqException($"rowBlockSize = {rowBlockSize} is out of range: allowed 0 (all rows) or 1..{1 << 30}.");
+        if (!Enum.IsDefined(groupGrid))
+            throw new MatqException($"groupGrid = {(int)groupGrid} is not a group-grid rule: use BlockStart or Updated.");
         Spec = spec;
         Mode = mode;
         PercDamp = percDamp;
@@ -68,8 +86,9 @@ public sealed record AthenaConfig
         Sweeps = sweeps;
         MaxDampRetries = maxDampRetries;
         RowBlockSize = rowBlockSize;
+        GroupGrid = groupGrid;
     }
 
     /// <summary>The same options in GPTQ-exact mode (the baseline Athena refines).</summary>
-    public AthenaConfig AsGptqExact() => new(Spec, AthenaMode.GptqExact, PercDamp, BlockSize, ActOrder, Sweeps, MaxDampRetries, RowBlockSize);
+    public AthenaConfig AsGptqExact() => new(Spec, AthenaMode.GptqExact, PercDamp, BlockSize, ActOrder, Sweeps, MaxDampRetries, RowBlockSize, GroupGrid);
 }
