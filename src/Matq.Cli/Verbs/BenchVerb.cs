@@ -102,7 +102,7 @@ public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb(console)
             Tensor w = given?.W ?? randn(rows, cols, device: device) * 0.02;
             Tensor h = given?.H ?? Hessian(cols, tokens, device);
             Sync(cuda);
-            Console.MarkupLine(Markup.Escape($"{label} ({rows}x{cols}): weights + Hessian in {sw.Elapsed.TotalSeconds:F2}s"));
+            Console.MarkupLine(Markup.Escape($"{(given is null ? label : $"{label} ({rows}x{cols})")}: weights + Hessian in {sw.Elapsed.TotalSeconds:F2}s"));
             double rtnSeconds = double.NaN, rtnError = double.NaN;
             foreach (var algorithm in algorithms)
             {
