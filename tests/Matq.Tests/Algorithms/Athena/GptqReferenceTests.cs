@@ -19,11 +19,7 @@ public class GptqReferenceTests
     {
         int rows = w.GetLength(0), n = w.GetLength(1);
         int g = spec.EffectiveGroupSize(n);
-        double mean = 0;
-        for (int i = 0; i < n; i++) mean += h[i, i] / n;
-        var damped = (double[,])h.Clone();
-        for (int i = 0; i < n; i++) damped[i, i] += percDamp * mean;
-        double[,] inv0 = Invert(damped);
+        double[,] inv0 = DampedInverse(h, percDamp);
         var codes = new byte[rows, n];
         for (int r = 0; r < rows; r++)
         {
@@ -54,6 +50,29 @@ public class GptqReferenceTests
             }
         }
         return codes;
+    }
+
+    /// <summary>W [rows, n] and H [n, n] as plain arrays (H widened to double) for the references.</summary>
+    private static (float[,] W, double[,] H) Arrays(Tensor w, Tensor h)
+    {
+        int rows = checked((int)w.shape[0]), n = checked((int)w.shape[1]);
+        var wArr = new float[rows, n];
+        var hArr = new double[n, n];
+        float[] wf = w.data<float>().ToArray(), hf = h.data<float>().ToArray();
+        for (int r = 0; r < rows; r++) for (int c = 0; c < n; c++) wArr[r, c] = wf[r * n + c];
+        for (int r = 0; r < n; r++) for (int c = 0; c < n; c++) hArr[r, c] = hf[r * n + c];
+        return (wArr, hArr);
+    }
+
+    /// <summary>(H + λI)⁻¹ with λ = percDamp · mean(diag H).</summary>
+    private static double[,] DampedInverse(double[,] h, double percDamp)
+    {
+        int n = h.GetLength(0);
+        double mean = 0;
+        for (int i = 0; i < n; i++) mean += h[i, i] / n;
+        var damped = (double[,])h.Clone();
+        for (int i = 0; i < n; i++) damped[i, i] += percDamp * mean;
+        return Invert(damped);
     }
 
     private static double[,] Invert(double[,] m)
@@ -98,11 +117,7 @@ public class GptqReferenceTests
         var h = AthenaTestData.CorrelatedHessian(n, 64, seed: n, correlation: 1.5);
         using var result = AthenaSolver.Quantize("l", w, h, new AthenaConfig(spec, AthenaMode.GptqExact, blockSize: blockSize, groupGrid: GroupGrid.Updated));
 
-        var wArr = new float[rows, n];
-        var hArr = new double[n, n];
-        float[] wf = w.data<float>().ToArray(), hf = h.data<float>().ToArray();
-        for (int r = 0; r < rows; r++) for (int c = 0; c < n; c++) wArr[r, c] = wf[r * n + c];
-        for (int r = 0; r < n; r++) for (int c = 0; c < n; c++) hArr[r, c] = hf[r * n + c];
+        var (wArr, hArr) = Arrays(w, h);
         byte[,] expected = Reference(wArr, hArr, spec, 0.01);
 
         byte[] actual = result.Weights.Codes.data<byte>().ToArray();
@@ -129,11 +144,7 @@ public class GptqReferenceTests
     {
         int rows = w.GetLength(0), n = w.GetLength(1);
         int g = spec.EffectiveGroupSize(n);
-        double mean = 0;
-        for (int i = 0; i < n; i++) mean += h[i, i] / n;
-        var damped = (double[,])h.Clone();
-        for (int i = 0; i < n; i++) damped[i, i] += percDamp * mean;
-        double[,] u = UpperCholesky(Invert(damped));
+        double[,] u = UpperCholesky(DampedInverse(h, percDamp));
         var W = new double[rows, n];
         for (int r = 0; r < rows; r++) for (int k = 0; k < n; k++) W[r, k] = w[r, k];
         var codes = new byte[rows, n];
@@ -219,11 +230,7 @@ public class GptqReferenceTests
         using var result = AthenaSolver.Quantize("l", w, h, config);
         using var updated = AthenaSolver.Quantize("l", w, h, new AthenaConfig(spec, AthenaMode.GptqExact, blockSize: blockSize, groupGrid: GroupGrid.Updated));
 
-        var wArr = new float[rows, n];
-        var hArr = new double[n, n];
-        float[] wf = w.data<float>().ToArray(), hf = h.data<float>().ToArray();
-        for (int r = 0; r < rows; r++) for (int c = 0; c < n; c++) wArr[r, c] = wf[r * n + c];
-        for (int r = 0; r < n; r++) for (int c = 0; c < n; c++) hArr[r, c] = hf[r * n + c];
+        var (wArr, hArr) = Arrays(w, h);
         var (expected, expectedScales) = Upstream(wArr, hArr, spec, 0.01, blockSize);
 
         byte[] actual = result.Weights.Codes.data<byte>().ToArray(), other = updated.Weights.Codes.data<byte>().ToArray();
