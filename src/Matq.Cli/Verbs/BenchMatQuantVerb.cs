@@ -37,6 +37,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
     private readonly Option<int> _epochs = new("--epochs") { Description = "OmniQuant epochs per block (every run gets the same budget)", DefaultValueFactory = _ => 10, HelpName = "N" };
     private readonly Option<double> _lwcLr = new("--lwc-lr") { Description = "OmniQuant Adam learning rate of the clip logits", DefaultValueFactory = _ => 0.01, HelpName = "LR" };
     private readonly Option<int> _lwcBatch = new("--lwc-batch") { Description = "OmniQuant calibration windows per Adam step", DefaultValueFactory = _ => 1, HelpName = "N" };
+    private readonly Option<bool> _let = new("--let") { Description = "OmniQuant base and its independent baselines alike: train LET (per-channel scales, folded into the model) with LWC" };
     private readonly Option<string> _codistill = new("--codistill") { Description = "Co-distillation pairs of the co-distill run (qat, omniquant; empty = skip that run)", DefaultValueFactory = _ => "8->4,8->2", HelpName = "T->S[,...]" };
     private readonly Option<int?> _threads = new("--threads") { Description = "Torch CPU threads (default: torch's choice)", HelpName = "N" };
     private readonly Option<int> _calibN = new("--calib-n") { Description = "Athena and OmniQuant calibration windows (256 tokens)", DefaultValueFactory = _ => 128, HelpName = "N" };
@@ -65,7 +66,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
 
     protected override void Configure(Command command)
     {
-        foreach (Option o in new Option[] { _model, _bases, _group, _steps, _batch, _context, _epochs, _lwcLr, _lwcBatch, _codistill, _threads, _calibN, _independent, _maxTokens, _budgets, _lambdas, _grid, _out, _work, _layers, _device, _seed })
+        foreach (Option o in new Option[] { _model, _bases, _group, _steps, _batch, _context, _epochs, _lwcLr, _lwcBatch, _let, _codistill, _threads, _calibN, _independent, _maxTokens, _budgets, _lambdas, _grid, _out, _work, _layers, _device, _seed })
             command.Options.Add(o);
     }
 
@@ -183,6 +184,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
                 opts[OmniQuantConfig.EpochsKey] = epochs.ToString(CultureInfo.InvariantCulture);
                 opts[OmniQuantConfig.LrKey] = result.GetValue(_lwcLr).ToString("R", CultureInfo.InvariantCulture);
                 opts[OmniQuantConfig.BatchKey] = result.GetValue(_lwcBatch).ToString(CultureInfo.InvariantCulture);
+                if (result.GetValue(_let)) opts[OmniQuantConfig.LetKey] = "true";
             }
             foreach (var run in PlanRuns(b, independent, lambdas, codistill))
             {

@@ -75,6 +75,27 @@ public sealed class BenchMatQuantVerbTests : IDisposable
         Assert.DoesNotContain("Mix'n'Match on", tables);
     }
 
+    [Fact]
+    public void Let_reaches_the_omniquant_base_and_its_independent_baselines()
+    {
+        var data = FakeData();
+        var work = Path.Combine(_dir, "work");
+        var (code, output) = Run(data, ["matquant", "--model", QuantizeVerbHarness.TinyModel(), "--device", "cpu", "--bases", "omniquant", "--independent", "2",
+            "--epochs", "1", "--lwc-batch", "2", "--let", "--calib-n", "2", "--max-tokens", "300", "--budgets", "none", "--codistill", "",
+            "--group", "64", "--out", Path.Combine(_dir, "report.md"), "--work", work]);
+        Assert.True(code == 0, output);
+        var artifacts = Directory.GetFiles(work, "*.matq");
+        Assert.Contains(artifacts, a => Path.GetFileName(a).StartsWith("omniquant-independent", StringComparison.Ordinal));
+        Assert.True(artifacts.Length >= 2, string.Join(", ", artifacts));
+        foreach (var path in artifacts)
+        {
+            var artifact = Matq.Formats.Artifact.MatqArtifact.Open(path);
+            var settings = artifact.Metadata.AlgorithmConfig.GetProperty("settings");
+            var omni = settings.TryGetProperty("omniquant", out var nested) ? nested : settings;
+            Assert.True(omni.GetProperty("let").GetBoolean(), $"{Path.GetFileName(path)}: {settings}");
+        }
+    }
+
     private DataStore FakeData()
     {
         var cache = new DataCache(Path.Combine(_dir, "data"));

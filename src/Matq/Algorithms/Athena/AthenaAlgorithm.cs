@@ -54,6 +54,7 @@ public sealed class AthenaAlgorithm : QuantizationAlgorithm
             ["sweeps"] = solver.Sweeps,
             ["damp_retries"] = solver.MaxDampRetries,
             ["row_block"] = solver.RowBlockSize,
+            ["group_grid"] = solver.GroupGrid == GroupGrid.BlockStart ? AthenaConfig.BlockStartGrid : AthenaConfig.UpdatedGrid,
             ["calib_batch"] = solver.CalibrationBatch,
         };
     }

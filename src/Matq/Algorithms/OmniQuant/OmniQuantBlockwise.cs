@@ -1,5 +1,5 @@
-// Contract: OmniQuant's block-wise calibration (LWC only; the learnable equivalent transformation, LET, is not
-// implemented) with MatQuant's nested objective: block by block, the selected linears become LwcLinear, Adam trains
+// Contract: OmniQuant's block-wise calibration (LWC, and with omni.Let the learnable equivalent transformation, LET)
+// with MatQuant's nested objective: block by block, the selected linears become LwcLinear, Adam trains
 // their clip logits on the calibration windows, the exported codes are c-bit masters, and the next block's inputs are
 // the outputs of the quantized block. Plain OmniQuant at c bits is the objective R = {c}, λ = {1}.
 //
@@ -13,7 +13,11 @@
 //   Propagate: X_r ← block_r(X_r) with the trained clipping (each width keeps its own path, as OmniQuant feeds the
 //   quantized model's outputs forward), X_fp ← Y.
 // lm_head (when selected, untied) is a last stage: f(h) = head(norm(h)) in fp32 logits, its target computed per batch.
-// The model's own weights are never changed; the LwcLinears are swapped out again after each block (also on failure).
+// The LwcLinears are swapped out again after each block (also on failure). The model's own weights are never changed,
+// except by LET: once a block is done its scales are folded into the block's norms and linears (LetBlock.Fold), an
+// exact equivalence, so the model stays the same float function and the exported codes are those of the folded weights.
+// LET trains in the same Adam steps (its own learning rate), its scales starting at 1 and applied as transforms inside
+// the LwcLinears; the lm_head stage has no LET.
 // Resume: each finished block commits its results and clip logits to the checkpoint; a block restored from it gets the
 // same LwcLinears with the stored logits (no training) and propagates every path as before, so the next block's inputs
 // are bit-identical to an uninterrupted run's (Adam and the batch order are seeded per block).
@@ -86,7 +90,7 @@ public static class OmniQuantBlockwise
             {
                 var local = selected.Where(s => s.Name != "lm_head" && s.Block == layer.Index).ToList();
                 Stage(layer.Index, local, name => layer.GetLinear(Local(name)), (name, m) => layer.ReplaceLinear(Local(name), m),
-                    h => layer.forward(h), isHead: false);
+                    h => layer.forward(h), isHead: false, layer);
             }
             var head = selected.Where(s => s.Name == "lm_head").ToList();
             if (head.Count > 0)
@@ -101,7 +105,7 @@ public static class OmniQuantBlockwise
 
         // One block (or the head): swap in LWC, targets, train, export, propagate, swap back.
         private void Stage(int block, List<SelectedLinear> linears, Func<string, nn.Module<Tensor, Tensor>> get,
-            Action<string, nn.Module<Tensor, Tensor>> replace, Func<Tensor, Tensor> forward, bool isHead)
+            Action<string, nn.Module<Tensor, Tensor>> replace, Func<Tensor, Tensor> forward, bool isHead, LlamaDecoderLayer? layer = null)
         {
             cancel.ThrowIfCancellationRequested();
             bool restored = block < _resume;
@@ -116,6 +120,14 @@ public static class OmniQuantBlockwise
             var originals = linears.Select(l => (l.Name, Module: get(l.Name))).ToList();
             var lwc = linears.Select(l => new LwcLinear(l.Name, l.Weight, quant.Spec, omni.Init, omni.MaxFor(objective.Bits, objective.MasterBits)) { ExtraPrecision = objective.ExtraPrecision }).ToList();
             var targets = new List<Tensor>();
+            var let = omni.Let && layer is not null ? new LetBlock(model.Config, linears.Select(l => Local(l.Name)), lwc[0].FloatWeight.device) : null;
+            if (let is not null)
+                foreach (var m in lwc)
+                {
+                    string local = Local(m.GetName());
+                    m.Let = () => let.Scales(local);
+                }
+            bool fold = false;
             try
             {
                 for (int i = 0; i < lwc.Count; i++) replace(linears[i].Name, lwc[i]);
@@ -134,28 +146,32 @@ public static class OmniQuantBlockwise
                 }
                 if (restored)
                 {
-                    checkpoint!.Restore(block, name => State(lwc, name));
+                    checkpoint!.Restore(block, name => State(lwc, let, name));
                     var stored = checkpoint.Results(block);
                     _results.AddRange(stored);
                     progress.Restored(stored.Count);
                     if (!isHead) Propagate(forward, targets, r => SetBits(lwc, r));
+                    fold = true;
                     return;
                 }
-                Train(block, lwc, forward, Target);
+                Train(block, lwc, let, forward, Target);
                 double seconds = sw.Elapsed.TotalSeconds / lwc.Count;
                 int first = _results.Count;
                 foreach (var m in lwc)
                 {
                     using var scope = NewDisposeScope();
                     var (codes, scales, zeros) = m.Export();
-                    double mse = (m.FloatWeight - TensorAffineQuantizer.Dequantize(codes, scales, zeros, m.GroupSize)).square().mean().item<float>();
+                    using var noGrad = no_grad();
+                    double mse = (m.TransformedWeight() - TensorAffineQuantizer.Dequantize(codes, scales, zeros, m.GroupSize)).square().mean().item<float>();
                     int cols = checked((int)codes.shape[1]);
                     var r = new LayerReport(m.GetName(), checked((int)codes.shape[0]), cols, quant.Bits, mse, null, null, seconds);
                     _results.Add(QuantizedLinearResult.FromTensors(m.GetName(), codes, scales, zeros, quant.StoredGroupSize(cols), null, r));
                     progress.LayerDone(block, r);
                 }
                 if (!isHead) Propagate(forward, targets, r => SetBits(lwc, r));
-                checkpoint?.Commit(block, _results.Skip(first), lwc.SelectMany(m => new[] { (m.GetName() + ".clip_max", (Tensor)m.ClipMax), (m.GetName() + ".clip_min", m.ClipMin) }));
+                checkpoint?.Commit(block, _results.Skip(first), lwc.SelectMany(m => new[] { (m.GetName() + ".clip_max", (Tensor)m.ClipMax), (m.GetName() + ".clip_min", m.ClipMin) })
+                    .Concat(let?.State(BlockPrefix(block)) ?? []));
+                fold = true;
                 var clips = lwc.Select(m => m.MeanClip()).ToList();
                 progress.BlockDone(block,
                     $"mean clip γ {clips.Average(c => c.Gamma):F4}, β {clips.Average(c => c.Beta):F4}, {sw.Elapsed.TotalSeconds:F1} s");
@@ -163,15 +179,19 @@ public static class OmniQuantBlockwise
             finally
             {
                 foreach (var (name, m) in originals) replace(name, m);
+                if (fold && let is not null) let.Fold(layer!);
+                let?.Dispose();
                 foreach (var m in lwc) m.Dispose();
                 foreach (var t in targets) t.Dispose();                              // empty after a propagation (moved into X_fp)
             }
         }
 
         // "model.layers.3.mlp.up_proj.clip_max" → that LwcLinear's logits
-        private static Tensor State(List<LwcLinear> lwc, string name)
+        private static Tensor State(List<LwcLinear> lwc, LetBlock? let, string name)
         {
             int dot = name.LastIndexOf('.');
+            if (let is not null && dot > 0 && name[..dot].EndsWith(".let", StringComparison.Ordinal) && let.Theta(name[(dot + 1)..]) is { } theta)
+                return theta;
             var m = dot < 0 ? null : lwc.FirstOrDefault(l => l.GetName() == name[..dot]);
             return (m, dot < 0 ? "" : name[(dot + 1)..]) switch
             {
@@ -181,11 +201,12 @@ public static class OmniQuantBlockwise
             };
         }
 
-        private void Train(int block, List<LwcLinear> modules, Func<Tensor, Tensor> forward, Func<int, Tensor> target)
+        private void Train(int block, List<LwcLinear> modules, LetBlock? let, Func<Tensor, Tensor> forward, Func<int, Tensor> target)
         {
             if (omni.Epochs == 0) return;
             var parameters = modules.SelectMany(m => m.Trainable).ToList();
             using var adam = optim.Adam(parameters, omni.Lr, 0.9, 0.999, 1e-8, 0.0);
+            using var letAdam = let is null ? null : optim.Adam(let.Trainable, omni.LetLr, 0.9, 0.999, 1e-8, 0.0);
             var rng = new Random(unchecked(seed * 7919 + block));
             var order = Enumerable.Range(0, _fp.Count).ToArray();
             var students = objective.Codistill.Select(p => p.Student).ToHashSet();
@@ -218,6 +239,8 @@ public static class OmniQuantBlockwise
                     total.backward();
                     adam.step();
                     adam.zero_grad();
+                    letAdam?.step();
+                    letAdam?.zero_grad();
                     sum += total.item<float>();
                 }
                 var e = new OmniQuantEpoch(block, _blocks, epoch, omni.Epochs, sum / order.Length, widthSum.Select(s => s / order.Length).ToArray());
@@ -261,6 +284,8 @@ public static class OmniQuantBlockwise
     {
         foreach (var m in modules) m.Bits = bits;
     }
+
+    private static string BlockPrefix(int block) => "model.layers." + block.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     // "model.layers.3.mlp.up_proj" → "mlp.up_proj"
     private static string Local(string name) => name[(name.IndexOf('.', "model.layers.".Length) + 1)..];
