@@ -102,9 +102,7 @@ public sealed class BenchPtqVerb(IAnsiConsole console, Func<DataStore>? data = n
         if (File.Exists(outDir)) throw new MatqException($"--out {outDir} is a file: give a folder");
         Matq.Formats.IO.OutputPaths.CheckWorkFolder(outDir, "--out", modelPath);
 
-        if (result.GetValue(_threads) is < 1) throw new MatqException($"--threads {result.GetValue(_threads)} is out of range: at least 1");
-        var device = TorchDevices.Resolve(result.GetValue(_device));
-        if (result.GetValue(_threads) is int threads) torch.set_num_threads(threads);
+        var device = TorchRuntime.Configure(result.GetValue(_device), result.GetValue(_threads)).Device;
         torch.manual_seed(seed);
         var wall = Stopwatch.StartNew();
         using var source = ModelSource.Open(modelPath, device: device);

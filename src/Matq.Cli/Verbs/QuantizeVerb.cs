@@ -182,7 +182,7 @@ public sealed class QuantizeVerb : Verb
                 throw new MatqException($"--calib-data '{calibData}' is neither a dataset ({string.Join(", ", CalibNames)}) nor an existing file");
         }
 
-        var device = TorchDevices.Resolve(result.GetValue(_device));
+        var device = TorchRuntime.Configure(result.GetValue(_device)).Device;
         using var source = ModelSource.Open(modelPath, device: device, tokenizer: result.GetValue(_tokenizer));
         if (source.Kind == ModelSourceKind.MatqArtifact)
             throw new MatqException($"--model {modelPath} is already a .matq artifact: quantize the float model it came from");
