@@ -46,7 +46,8 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
 
     protected override int Execute(ParseResult result)
     {
-        var device = TorchDevices.Resolve(result.GetValue(_device));
+        var runtime = TorchRuntime.Configure(result.GetValue(_device), cudnnBenchmark: result.GetValue(_cudnnBenchmark));
+        var device = runtime.Device;
         int batch = result.GetValue(_batch), iters = result.GetValue(_iters);
         if (batch < 1 || iters < 1) throw new MatqException("--batch and --iters must be ≥ 1");
         double[] fractions = result.GetValue(_fractions)!.Split(',').Select(s => double.TryParse(s, System.Globalization.CultureInfo.InvariantCulture, out var f) && f >= 0 && f <= 1
@@ -59,7 +60,7 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
         var methods = ParseMethods(result.GetValue(_methods), lm: lmPath is not null);
         EfQatMode[] modes = result.GetValue(_modes)!.Split(',').Select(EfQatConfig.ParseMode).Distinct().ToArray();
         string tf32 = ApplyTf32(result.GetValue(_tf32)!, device);
-        string cudnnBenchmark = CommonOptions.ApplyCudnnBenchmark(result.GetValue(_cudnnBenchmark)!, device);
+        string cudnnBenchmark = runtime.CudnnBenchmark;
         IReadOnlyList<IEfQatLayer> layers;
         double[] positions;   // per layer: output positions per step (N·Ho·Wo for a conv, tokens or rows for a linear)
         Func<Tensor> lossOf;
@@ -114,7 +115,7 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
         }
 
         // Configurations are interleaved step by step (round robin), so drift in machine load hits all of them alike.
-        var (defaultConv, defaultLinear) = (PartialWeightGrad.ConvMethod, PartialWeightGrad.LinearMethod);
+        var (defaultConv, defaultLinear) = (PartialWeightGrad.DefaultConvMethod, PartialWeightGrad.DefaultLinearMethod);
         var configs = new List<(string Name, ConvWeightGradMethod Method, EfQatAlgorithm? Alg)> { ("full QAT (native autograd)", ConvWeightGradMethod.Split, null) };
         // CNN: the three conv methods; LM: the linear's gather-GEMM custom function ("Unfold" slot) and Split.
         foreach (var method in methods)
@@ -133,8 +134,9 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
                 {
                     ctx.Status($"round {i + 1}/{5 + iters}: {Markup.Escape(configs[c].Name)}");
                     foreach (var cfg in configs) cfg.Alg?.Detach();
-                    PartialWeightGrad.ConvMethod = configs[c].Method;
-                    PartialWeightGrad.LinearMethod = configs[c].Method is ConvWeightGradMethod.Split or ConvWeightGradMethod.Inject ? configs[c].Method : ConvWeightGradMethod.Unfold;
+                    // conv layers take the method as is; linears know Split, Inject and the gather-GEMM function (the Unfold slot)
+                    foreach (var layer in layers)
+                        layer.GradMethod = layer is QConv2d || configs[c].Method is ConvWeightGradMethod.Split or ConvWeightGradMethod.Inject ? configs[c].Method : ConvWeightGradMethod.Unfold;
                     configs[c].Alg?.Refresh();
                     var (f, b, st) = Step(configs[c].Alg, i);
                     if (i < 5) continue;
@@ -142,8 +144,6 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
                 }
         });
         foreach (var cfg in configs) cfg.Alg?.Detach();
-        PartialWeightGrad.ConvMethod = defaultConv;
-        PartialWeightGrad.LinearMethod = defaultLinear;
         var rows = configs.Select((cfg, c) => (cfg.Name, Work: WeightGradWork(cfg.Alg), Fwd: BenchStats.Median(fwd[c]), Bwd: BenchStats.Median(bwd[c]), Step: BenchStats.Median(stepMs[c]))).ToList();
         var full = rows[0];
         var table = new Table().Border(TableBorder.Rounded).AddColumns("configuration", "weight-grad work", "forward ms", "backward ms", "step ms", "backward speed-up", "step speed-up");

@@ -67,8 +67,7 @@ public sealed class TrainCnnVerb(IAnsiConsole console, Func<DataStore>? data = n
         opts.Validate();
         string outDir = result.GetValue(_out)!;
         Matq.Formats.IO.OutputPaths.CheckWorkFolder(outDir, "--out");
-        var device = TorchDevices.Resolve(result.GetValue(_device));
-        CommonOptions.ApplyCudnnBenchmark(result.GetValue(_cudnnBenchmark)!, device);
+        var device = TorchRuntime.Configure(result.GetValue(_device), cudnnBenchmark: result.GetValue(_cudnnBenchmark)).Device;
         var fm = _data().FashionMnist();
         torch.manual_seed(opts.Seed);
         var net = VisionNet.Create(cfg);
