@@ -15,26 +15,20 @@ namespace Matq.Evaluation;
 public sealed record ServedScore(int Bits, IReadOnlyList<double> Perplexity, double EffectiveBits, double PaperBits, double SparseBits,
     bool ExtraPrecision, string ExtraBitsText);
 
-public sealed class QuantizeServeBench
+/// <summary>The bench on the float model at <paramref name="modelPath"/>: <paramref name="trainTokens"/> feed QAT and calibration
+/// windows, <paramref name="texts"/> are scored (see <see cref="Open"/>).</summary>
+public sealed class QuantizeServeBench(string modelPath, Device device, int[] trainTokens, IReadOnlyList<(string Label, int[] Tokens)> texts)
 {
     /// <summary>Every bench scores with windows of 256 tokens, stride 128, 8 windows per batch.</summary>
     public static PerplexityOptions Windows { get; } = new() { Context = 256, Stride = 128, Batch = 8 };
 
-    private readonly (string Label, int[] Tokens)[] _texts;
+    private readonly (string Label, int[] Tokens)[] _texts = texts.ToArray();
 
-    private QuantizeServeBench(string modelPath, Device device, int[] train, (string, int[])[] texts)
-    {
-        ModelPath = modelPath;
-        Device = device;
-        TrainTokens = train;
-        _texts = texts;
-    }
-
-    public string ModelPath { get; }
-    public Device Device { get; }
+    public string ModelPath { get; } = modelPath;
+    public Device Device { get; } = device;
 
     /// <summary>SOTU train, tokenized: the source of QAT and calibration windows.</summary>
-    public int[] TrainTokens { get; }
+    public int[] TrainTokens { get; } = trainTokens;
 
     /// <summary>"SOTU test", "Moby-Dick": the order of every score list.</summary>
     public IReadOnlyList<string> Labels => _texts.Select(t => t.Label).ToArray();
