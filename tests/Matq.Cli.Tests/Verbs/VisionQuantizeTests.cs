@@ -218,6 +218,56 @@ public sealed class VisionQuantizeTests : IDisposable
         Assert.Equal(2 + 8 + 2 + 16, text.Split('\n').Count(l => l.StartsWith('|')));
     }
 
+    [Fact]
+    public void QuantizePointsVisionFoldersMethodsAndOptionsToQuantizeCnn()
+    {
+        var (code, output) = Run(null, "quantize", "--model", Resnet, "--method", "maqd", "--wstates", "3");
+        AssertOneError(code, output, "of `matq quantize-cnn`, not `matq quantize`");
+        (code, output) = Run(null, "quantize", "--model", CliRunner.Fixture("tiny-llama"), "--method", "maqd");
+        AssertOneError(code, output, "is a method of `matq quantize-cnn`");
+        (code, output) = Run(null, "quantize", "--model", CliRunner.Fixture("tiny-llama"), "--method", "rtn", "--fold", "--out", Path.Combine(_dir, "x.matq"));
+        AssertOneError(code, output, "--fold applies to the vision methods of `matq quantize-cnn`");
+        Assert.False(File.Exists(Path.Combine(_dir, "x.matq")));
+    }
+
+    [Theory]
+    [InlineData("ptq", "--mode", "cwpn", "--mode applies to --method efqat, not to ptq")]
+    [InlineData("ptq", "--epochs", "2", "--epochs applies to --method qat or efqat or maqd, not to ptq")]
+    [InlineData("qat", "--sweep", "t.md", "--sweep applies to --method efqat or maqd, not to qat")]
+    [InlineData("qat", "--holdout", "10", "--holdout applies to --method maqd, not to qat")]
+    [InlineData("maqd", "--abits", "4", "--abits applies to --method ptq or qat or efqat, not to maqd")]
+    [InlineData("nope", "--seed", "1", "--method 'nope' is not supported: use ptq, qat, efqat, maqd")]
+    [InlineData("efqat", "--threads", "0", "--threads 0 is out of range")]
+    [InlineData("efqat", "--limit-test", "0", "limit-test = 0 is out of range")]
+    public void QuantizeCnnRejectsOptionsOfOtherMethods(string method, string option, string value, string expected)
+    {
+        var (code, output) = Run(null, "quantize-cnn", "--model", Resnet, "--method", method, option, option == "--sweep" ? Path.Combine(_dir, value) : value);
+        AssertOneError(code, output, expected);
+    }
+
+    [Fact]
+    public void AnEfQatSweepRefusesTheSettingsItFixes()
+    {
+        var (code, output) = Run(null, "quantize-cnn", "--model", Resnet, "--sweep", Path.Combine(_dir, "t.md"), "--fraction", "0.5");
+        AssertOneError(code, output, "--fraction does not apply to --sweep");
+        Assert.False(File.Exists(Path.Combine(_dir, "t.md")));
+    }
+
+    [Fact]
+    public void TinyPtqAndEfQatRunsReportAccuracy()
+    {
+        var store = SyntheticFashionMnist();
+        var (code, output) = Run(() => store, "quantize-cnn", "--model", Resnet, "--method", "ptq", "--wbits", "4", "--limit-test", "10", "--device", "cpu");
+        Assert.True(code == 0, output);
+        Assert.Contains("float model", output);
+        Assert.Contains("PTQ (RTN, MSE clip) W4A8:", output);
+        (code, output) = Run(() => store, "quantize-cnn", "--model", Resnet, "--method", "efqat", "--bits", "2", "--mode", "lwpn", "--fraction", "0.5",
+            "--limit-train", "32", "--batch", "16", "--limit-test", "10", "--device", "cpu", "--threads", "1");
+        Assert.True(code == 0, output);
+        Assert.Contains("EfQAT LWPN", output);
+        Assert.Contains("W2A8", output);
+    }
+
     /// <summary>A DataStore whose fashion-mnist entry holds 48 train / 20 test random images in the IDX layout.</summary>
     private DataStore SyntheticFashionMnist()
     {
