@@ -6,7 +6,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using Matq.Algorithms.EfQat;
-using Matq.Algorithms.Rtn;
 using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Evaluation;
@@ -40,7 +39,7 @@ public sealed class BenchEfQatLmVerb(IAnsiConsole console, Func<DataStore>? data
             command.Options.Add(o);
     }
 
-    private sealed record Row(int Bits, string Run, double Trained, double Sotu, double Moby, double Seconds);
+    private sealed record Row(int Bits, string Run, bool Ptq, double Trained, double Sotu, double Moby, double Seconds);
 
     private BenchEfQatLmSettings Read(ParseResult r) => new(r.GetValue(ModelOption)!, r.GetValue(_bits)!, r.GetValue(GroupOption), r.GetValue(_modes)!,
         r.GetValue(_fractions)!, r.GetValue(StepsOption), r.GetValue(BatchOption), r.GetValue(ContextOption), r.GetValue(_refresh), r.GetValue(MaxTokensOption),
@@ -62,27 +61,10 @@ public sealed class BenchEfQatLmVerb(IAnsiConsole console, Func<DataStore>? data
         double floatSotu = floatScores[0], floatMoby = floatScores[1];
         Console.MarkupLine($"float: SOTU-test ppl {floatSotu:F3}, Moby-Dick ppl {floatMoby:F3}");
 
-        var runs = new List<(string Label, string Method, Dictionary<string, string> Options)>
-        {
-            ("PTQ (min-max RTN, the EfQAT start)", RtnAlgorithm.MethodName, new() { ["clip"] = "minmax" }),
-            ("EfQAT 0 % (norms only)", EfQatLmAlgorithm.MethodName, new() { ["fraction"] = "0" }),
-        };
-        foreach (var mode in o.ModeList)
-            foreach (var f in o.FractionList)
-                runs.Add(($"EfQAT {mode.ToUpperInvariant()} {f * 100:0.#} %", EfQatLmAlgorithm.MethodName, new() { ["mode"] = mode, ["fraction"] = f.ToString("R", CultureInfo.InvariantCulture) }));
-        runs.Add(("full QAT (EfQAT 100 %)", EfQatLmAlgorithm.MethodName, new() { ["fraction"] = "1" }));
-
         foreach (int bits in o.BitList)
-            foreach (var (label, method, extra) in runs)
+            foreach (var run in EfQatLmBenchPlan.Runs(bits, group, o.ModeList, o.FractionList, steps, batch, refresh))
             {
-                var options = new Dictionary<string, string>(extra);
-                if (method == EfQatLmAlgorithm.MethodName)
-                {
-                    options["steps"] = steps.ToString(CultureInfo.InvariantCulture);
-                    options["batch"] = batch.ToString(CultureInfo.InvariantCulture);
-                    options["refresh"] = refresh.ToString(CultureInfo.InvariantCulture);
-                }
-                var config = new QuantizationConfig(method, bits, group, options: options);
+                var (label, config) = run;
                 var path = Path.Combine(o.Work, $"w{bits}-{QuantizeServeBench.Slug(label)}.matq");
                 var sw = Stopwatch.StartNew();
                 var q = bench.Quantize(config, () => qatData, seed, path);
@@ -90,7 +72,7 @@ public sealed class BenchEfQatLmVerb(IAnsiConsole console, Func<DataStore>? data
                 double seconds = sw.Elapsed.TotalSeconds;
                 var score = bench.Serve(MatqArtifact.Open(path), bits);
                 double s = score.Perplexity[0], m = score.Perplexity[1];
-                rows.Add(new Row(bits, label, trained, s, m, seconds));
+                rows.Add(new Row(bits, label, run.IsPtq, trained, s, m, seconds));
                 Console.MarkupLine(Markup.Escape($"W{bits} · {label}: trained {trained:P1} of weights, SOTU {s:F3}, Moby {m:F3}  [{seconds:F0} s]"));
             }
 
@@ -101,7 +83,7 @@ public sealed class BenchEfQatLmVerb(IAnsiConsole console, Func<DataStore>? data
         md.AppendLine("| weights | run | weights trained (last selection) | SOTU-test ppl | Moby-Dick ppl | quantize + train s |");
         md.AppendLine("|---|---|---:|---:|---:|---:|");
         foreach (var r in rows)
-            md.AppendLine($"| W{r.Bits} | {r.Run} | {(r.Run.StartsWith("PTQ") ? "–" : r.Trained.ToString("P1", CultureInfo.InvariantCulture))} | {r.Sotu:F3} | {r.Moby:F3} | {r.Seconds:F1} |");
+            md.AppendLine($"| W{r.Bits} | {r.Run} | {(r.Ptq ? "–" : r.Trained.ToString("P1", CultureInfo.InvariantCulture))} | {r.Sotu:F3} | {r.Moby:F3} | {r.Seconds:F1} |");
         Matq.Formats.IO.AtomicFile.WriteAllText(outPath, md.ToString());
         Console.WriteLine(md.ToString());
         Console.MarkupLine($"wrote [bold]{Markup.Escape(outPath)}[/]");

@@ -49,59 +49,12 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
         "matq bench matquant --model models/tiny --bases omniquant --independent 8,4,2 --codistill 8->2 --epochs 5 --threads 1 --out docs/results/matquant-tiny-omniquant.md",
     ];
 
-    private static readonly int[] Sliced = [8, 6, 4, 3, 2];
-
     protected override void Configure(Command command)
     {
         foreach (Option o in new Option[] { ModelOption, _bases, GroupOption, StepsOption, BatchOption, ContextOption, _epochs, _lwcLr, _lwcBatch, _codistill, _threads, _calibN, _independent, MaxTokensOption, _budgets, _lambdas, _grid, _out, WorkOption, _layers, DeviceOption, SeedOption })
             command.Options.Add(o);
     }
 
-    /// <summary>One quantization run of the bench: its row label, master bits, R, λ, extra options and the widths served.</summary>
-    public sealed record Run(string Label, int Master, string Bits, string Lambda, Dictionary<string, string> Extra, int[] Serve, bool ServeExtra = false, bool MixSource = false);
-
-    /// <summary>The nested widths every MatQuant run trains.</summary>
-    public static readonly int[] Nested = [8, 4, 2];
-
-    /// <summary>"1,1,1;1,1,2" → [[1,1,1],[1,1,2]]: one weight per width of R = {8,4,2} per vector, each valid for MatQuant
-    /// (finite, ≥ 0, not all 0), no vector twice; one MatqException naming the vector otherwise.</summary>
-    public static IReadOnlyList<double[]> ParseLambdas(string text)
-    {
-        var list = new List<double[]>();
-        foreach (var part in (text ?? "").Split(';', StringSplitOptions.TrimEntries))
-        {
-            if (part.Length == 0) throw new MatqException($"--lambdas '{SafeText.Escape(text)}' has an empty vector: give L8,L4,L2 per run, ';'-separated, e.g. 1,1,1;1,1,2");
-            var values = part.Split(',', StringSplitOptions.TrimEntries).Select(v => double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) ? d
-                : throw new MatqException($"--lambdas '{SafeText.Escape(part)}': '{SafeText.Escape(v)}' is not a number")).ToArray();
-            if (values.Length != Nested.Length)
-                throw new MatqException($"--lambdas '{SafeText.Escape(part)}' has {values.Length} value(s): give one weight per width of R = {{8,4,2}}, e.g. 1,1,1");
-            _ = new MatQuantConfig(Nested, values, 8);   // λ ≥ 0, finite, not all 0 (its own message)
-            if (list.Any(l => l.SequenceEqual(values))) throw new MatqException($"--lambdas repeats {LambdaText(values)}");
-            list.Add(values);
-        }
-        return list;
-    }
-
-    private static string LambdaText(double[] l) => string.Join(",", l.Select(x => x.ToString("R", CultureInfo.InvariantCulture)));
-
-    /// <summary>The runs of one base, in order: independent baselines, then per λ the R = {8,4,2} runs (plain, co-distill
-    /// for qat/omniquant when pairs are given, extra precision), single-precision {2} once after the first λ's plain run.</summary>
-    public static IReadOnlyList<Run> PlanRuns(string baseName, IReadOnlyList<int> independent, IReadOnlyList<double[]> lambdas, string codistill)
-    {
-        var runs = new List<Run>();
-        foreach (var r in independent) runs.Add(new Run($"independent int{r}", r, r.ToString(CultureInfo.InvariantCulture), "1", new(), [r]));
-        bool labelled = !(lambdas.Count == 1 && lambdas[0].All(x => x == 1));
-        for (int i = 0; i < lambdas.Count; i++)
-        {
-            string lambda = LambdaText(lambdas[i]), suffix = labelled ? $" λ={lambda}" : "";
-            runs.Add(new Run($"MatQuant {{8,4,2}}{suffix}", 8, "8,4,2", lambda, new(), Sliced, MixSource: i == 0));
-            if (baseName is "qat" or "omniquant" && codistill.Length > 0)
-                runs.Add(new Run($"MatQuant {{8,4,2}}{suffix} + co-distill {codistill.Replace("->", "→")}", 8, "8,4,2", lambda, new() { ["codistill"] = codistill }, Sliced));
-            if (i == 0) runs.Add(new Run("single-precision MatQuant {2}", 8, "2", "1", new(), [2]));
-            runs.Add(new Run($"MatQuant {{8,4,2}}{suffix} + extra precision", 8, "8,4,2", lambda, new() { ["extra-precision"] = "true" }, [4, 3, 2], ServeExtra: true));
-        }
-        return runs;
-    }
     // EffBits = stored bits/weight with the escape stream, SparseBits = with sparse overflow lists, PaperBits = r + overflow fraction
     private sealed record Row(string Base, string Run, int Bits, double EffBits, double Sotu, double Moby, double PaperBits = 0, double SparseBits = 0);
 
@@ -148,7 +101,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
                 opts[OmniQuantConfig.LrKey] = o.LwcLr.ToString("R", CultureInfo.InvariantCulture);
                 opts[OmniQuantConfig.BatchKey] = o.LwcBatch.ToString(CultureInfo.InvariantCulture);
             }
-            foreach (var run in PlanRuns(b, independent, lambdas, codistill))
+            foreach (var run in MatQuantBenchPlan.PlanRuns(b, independent, lambdas, codistill))
             {
                 var sw = Stopwatch.StartNew();
                 var options = new Dictionary<string, string>(opts) { ["bits"] = run.Bits, ["lambda"] = run.Lambda };
@@ -189,13 +142,13 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
                 curves.Add((b, strategy, plan.AverageBits(artifact), plan.WeightBytes(artifact), s, m));
                 Console.MarkupLine(Markup.Escape($"{b} · {strategy} avg {plan.AverageBits(artifact):F2} bits: SOTU {s:F3}, Moby {m:F3}"));
             }
-            foreach (var r in Sliced) Add("uniform", PlanStrategies.Uniform(layers, r));
+            foreach (var r in MatQuantBenchPlan.Sliced) Add("uniform", PlanStrategies.Uniform(layers, r));
             foreach (var budget in budgets)
             {
                 Add("pyramid", PlanStrategies.Pyramid(layers, budget, levels));
                 Add("budget", PlanStrategies.Budget(layers, budget, levels, (l, bits) => sens[(l, bits)]));
             }
-            SavePlot(PlotPath(outPath, b), curves.Where(c => c.Base == b).ToList(), b);
+            MatQuantBenchPlan.SavePlot(MatQuantBenchPlan.PlotPath(outPath, b), curves.Where(c => c.Base == b).ToList(), b);
         }
         var omniBudget = $"{epochs} epochs per block over {o.CalibN} windows × 256 tokens of SOTU train, Adam lr {o.LwcLr}, " +
             $"{o.LwcBatch} window(s) per step, clip init σ(4) = 0.982, bound of γ, β: 1 at one width, 2 for MatQuant (lwc-max auto)";
@@ -228,7 +181,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
             var runs = rows.Where(r => r.Base == b).Select(r => r.Run).Distinct().Where(r => !r.StartsWith("independent")).ToList();
             md.AppendLine("| bits | independent | " + string.Join(" | ", runs) + " |");
             md.AppendLine("|---|---|" + string.Concat(runs.Select(_ => "---|")));
-            foreach (var bits in Sliced.Union(independent).Distinct().OrderByDescending(x => x))
+            foreach (var bits in MatQuantBenchPlan.Sliced.Union(independent).Distinct().OrderByDescending(x => x))
             {
                 string Cell(Row? r) => r is null ? "–" : $"{r.Sotu:F3} / {r.Moby:F3}"
                     + (r.EffBits > r.Bits + 1e-9 ? $" (paper {r.PaperBits:F3} b; stored {r.EffBits:F3} escape / {r.SparseBits:F3} sparse b)" : "");
@@ -249,31 +202,6 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
         Matq.Formats.IO.AtomicFile.WriteAllText(Path.ChangeExtension(Path.GetFullPath(path), null) + "-tables.md", md.ToString());
         Console.WriteLine(md.ToString());
     }
-
-    /// <summary>"&lt;stem&gt;-&lt;base&gt;-mixnmatch.png", without doubling the base when the stem already ends in it
-    /// (matquant-tiny-qat.md → matquant-tiny-qat-mixnmatch.png, not …-qat-qat-…).</summary>
-    internal static string PlotPath(string outPath, string b)
-    {
-        var stem = Path.ChangeExtension(outPath, null);
-        return (stem.EndsWith("-" + b, StringComparison.Ordinal) ? stem : stem + "-" + b) + "-mixnmatch.png";
-    }
-
-    private static void SavePlot(string path, List<(string Base, string Strategy, double Avg, long Bytes, double Sotu, double Moby)> points, string b)
-    {
-        var plot = new ScottPlot.Plot();
-        foreach (var g in points.GroupBy(p => p.Strategy))
-        {
-            var ordered = g.OrderBy(p => p.Avg).ToArray();
-            var s = plot.Add.Scatter(ordered.Select(p => p.Avg).ToArray(), ordered.Select(p => p.Sotu).ToArray());
-            s.LegendText = g.Key;
-            s.MarkerSize = 7;
-        }
-        plot.Title($"Mix'n'Match ({b} MatQuant artifact): SOTU-test perplexity vs average bits");
-        plot.XLabel("parameter-weighted average bits");
-        plot.YLabel("perplexity (SOTU test)");
-        plot.ShowLegend(ScottPlot.Alignment.UpperRight);
-        Matq.Formats.IO.AtomicFile.WriteAllBytes(path, plot.GetImageBytes(900, 540, ScottPlot.ImageFormat.Png));
-    }
 }
 
 /// <summary>What `bench matquant` was asked: the option values as typed; <see cref="Validate"/> checks them all (one line per
@@ -287,7 +215,7 @@ public sealed record BenchMatQuantSettings(string Model, string Bases, int Group
 
     public int[] IndependentList => Independent.Trim().Equals("none", StringComparison.OrdinalIgnoreCase) ? [] : CommonOptions.ParseBits(Independent.Trim());
 
-    public IReadOnlyList<double[]> LambdaList => BenchMatQuantVerb.ParseLambdas(Lambdas);
+    public IReadOnlyList<double[]> LambdaList => MatQuantBenchPlan.ParseLambdas(Lambdas);
 
     public QatGrid Grid => MatQuantConfig.ParseGrid(GridText);
 

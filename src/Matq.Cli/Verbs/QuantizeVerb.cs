@@ -227,16 +227,17 @@ public sealed class QuantizeVerb : Verb
         if (!AlgorithmRegistry.Contains(method) && !vision.Contains(method))
             throw new MatqException($"method '{result.GetValue(_method)}' is not known: choose one of {string.Join(", ", AlgorithmRegistry.Names)} (language models); "
                 + $"{string.Join(", ", VisionQuantizeSettings.Methods)} (vision models) are methods of `matq quantize-cnn`");
-        string use = $"use `matq quantize-cnn --model {modelPath} --method {string.Join("|", VisionQuantizeSettings.Methods)}` (`matq quantize` quantizes language models)";
         if (VisionNetIO.IsVisionFolder(modelPath))
         {
             if (VisionQuantizeSettings.Methods.Contains(method) && new Option[] { _group, _symmetric, _clip, _options, _layers, _head, _calibData, _calibN, _calibLen, _out, _tokenizer }
                     .FirstOrDefault(o => result.GetResult(o) is { Implicit: false }) is { } lm)
                 throw new MatqException($"{lm.Name} applies to LM quantization (HF models), not to --method {method} on a vision model: quantize vision models with `matq quantize-cnn`");
-            throw new MatqException($"--model {modelPath} is a vision model (written by `matq train cnn`): quantize it with --method efqat or maqd (or ptq, qat) of `matq quantize-cnn`, not `matq quantize`: {use}");
+            throw new MatqException($"--model {modelPath} is a vision model (written by `matq train cnn`): quantize it with --method efqat or maqd (or ptq, qat) "
+                + $"of `matq quantize-cnn --model {modelPath}`; `matq quantize` quantizes language models");
         }
         if (vision.Contains(method))
-            throw new MatqException($"--method {method} needs a vision model folder written by `matq train cnn`, and is a method of `matq quantize-cnn`: {use}");
+            throw new MatqException($"--method {method} needs a vision model folder written by `matq train cnn` and is a method of `matq quantize-cnn --model DIR --method {method}`; "
+                + "`matq quantize` quantizes language models");
         if (_visionOptions.FirstOrDefault(o => result.GetResult(o) is { Implicit: false }) is { } v)
             throw new MatqException($"{v.Name} applies to the vision methods of `matq quantize-cnn` (a folder written by `matq train cnn`), not to --method {method}");
     }

@@ -135,7 +135,7 @@ public sealed class VisionQuantizeVerb(IAnsiConsole console, Func<DataStore>? da
     {
         var arch = VisionNetIO.ReadConfig(o.Model);
         var surrogate = MaqdConfig.ParseSurrogate(o.Surrogate);
-        var jobs = o.MaqdJobs(arch);
+        var jobs = o.MaqdJobs();
         var settings = o.MaqdSettings;
         bool fold = o.Sweep is not null || o.Fold;
         var fm = _data().FashionMnist();
@@ -267,7 +267,7 @@ public sealed record VisionQuantizeSettings
         : MaqdRecipe.ParseSettings(SweepSettings, LimitTrain, Epochs ?? MaqdRecipe.DefaultEpochs);
 
     /// <summary>The runs in order (setting-major for a sweep), each with its training options.</summary>
-    public IReadOnlyList<(MaqdRunSpec Spec, CnnTrainOptions Train)> MaqdJobs(VisionNetConfig arch)
+    public IReadOnlyList<(MaqdRunSpec Spec, CnnTrainOptions Train)> MaqdJobs()
     {
         var surrogate = MaqdConfig.ParseSurrogate(Surrogate);
         CnnTrainOptions TrainOf(MaqdSweepSetting s) => MaqdRecipe.TrainOptions(s.Batch, s.Images, s.Epochs, Lr, ClipGrad, FreezeLbn, Seed, LimitTest);

@@ -222,9 +222,9 @@ public sealed class VisionQuantizeTests : IDisposable
     public void QuantizePointsVisionFoldersMethodsAndOptionsToQuantizeCnn()
     {
         var (code, output) = Run(null, "quantize", "--model", Resnet, "--method", "maqd", "--wstates", "3");
-        AssertOneError(code, output, "of `matq quantize-cnn`, not `matq quantize`");
+        AssertOneError(code, output, "of `matq quantize-cnn --model");
         (code, output) = Run(null, "quantize", "--model", CliRunner.Fixture("tiny-llama"), "--method", "maqd");
-        AssertOneError(code, output, "is a method of `matq quantize-cnn`");
+        AssertOneError(code, output, "is a method of `matq quantize-cnn --model DIR --method maqd`");
         (code, output) = Run(null, "quantize", "--model", CliRunner.Fixture("tiny-llama"), "--method", "rtn", "--fold", "--out", Path.Combine(_dir, "x.matq"));
         AssertOneError(code, output, "--fold applies to the vision methods of `matq quantize-cnn`");
         Assert.False(File.Exists(Path.Combine(_dir, "x.matq")));
