@@ -60,7 +60,7 @@ public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb(console)
 
     protected override int Execute(ParseResult result)
     {
-        var device = TorchDevices.Resolve(result.GetValue(_device));
+        var device = TorchRuntime.Configure(result.GetValue(_device)).Device;
         bool cuda = device.type == DeviceType.CUDA;
         int bits = result.GetValue(_bits), group = result.GetValue(_group), tokens = result.GetValue(_tokens);
         if (tokens < 0) tokens = cuda ? 128 * 2048 : 0;

@@ -28,19 +28,6 @@ public enum GroupGrid
     Updated,
 }
 
-/// <summary>Which values of a group's columns its min-max grid is fitted on when the pass reaches the group's first
-/// column (groups fitted during the pass: natural column order, per-channel or grouped). They differ only where groups
-/// are smaller than the block, or straddle blocks.</summary>
-public enum GroupGrid
-{
-    /// <summary>The columns as they were when the current block of B columns started, before this block's error updates:
-    /// upstream GPTQ (IST-DASLab gptq.py, fasterquant: find_params reads the outer W, updated once per block).</summary>
-    BlockStart,
-
-    /// <summary>The columns with all error feedback so far, this block's included (matq's earlier rule).</summary>
-    Updated,
-}
-
 /// <summary>Options of <see cref="AthenaSolver"/>.</summary>
 public sealed record AthenaConfig
 {

@@ -29,18 +29,15 @@ public class EfQatLmTests
     [InlineData(ConvWeightGradMethod.Inject)]
     public void Split_forward_gives_selected_rows_the_full_gradient_and_frozen_rows_none(ConvWeightGradMethod method)
     {
-        var saved = PartialWeightGrad.LinearMethod;
-        PartialWeightGrad.LinearMethod = method;
-        try { SelectedRowsGetTheFullGradient(); }
-        finally { PartialWeightGrad.LinearMethod = saved; }
+        SelectedRowsGetTheFullGradient(method);
     }
 
-    private static void SelectedRowsGetTheFullGradient()
+    private static void SelectedRowsGetTheFullGradient(ConvWeightGradMethod method)
     {
         manual_seed(3);
         var w = randn(8, 32) * 0.05;
         using var full = new NestedQuantLinear("a", w, QuantSpec.Grouped(4, 16));
-        using var part = new NestedQuantLinear("b", w, QuantSpec.Grouped(4, 16));
+        using var part = new NestedQuantLinear("b", w, QuantSpec.Grouped(4, 16)) { GradMethod = method };
         var x = randn(2, 5, 32);
         var up = randn(2, 5, 8);
         full.forward(x).mul(up).sum().backward();
