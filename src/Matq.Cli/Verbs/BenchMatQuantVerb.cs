@@ -38,6 +38,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
     private readonly Option<string> _grid = new("--grid") { Description = "QAT grid of every qat run (independent baselines and MatQuant alike): learned or minmax (frozen min-max of the current weights)", DefaultValueFactory = _ => "learned", HelpName = "learned|minmax" };
     private readonly Option<string> _lambdas = new("--lambdas") { Description = "λ vectors for R = {8,4,2}, ';'-separated: the MatQuant runs are repeated for each (a sweep)", DefaultValueFactory = _ => "1,1,1", HelpName = "L8,L4,L2[;...]" };
     private readonly Option<string> _out = new("--out") { Description = "Report path: the tables go to <stem>-tables.md, the PNG plots beside it", DefaultValueFactory = _ => "docs/results/matquant-tiny.md", HelpName = "PATH" };
+    private readonly Option<string?> _seeds = new("--seeds") { Description = "Quantization seeds (calibration sampling, QAT data order, init): every row runs once per seed; the report gives mean ± sd, paired Δ vs independent, a verdict and per-seed CSVs", HelpName = "S,S[,...]" };
     private readonly Option<string> _layers = new("--layers") { Description = "Linears every run quantizes (the rest stay float): all, ffn, attn or suffixes/globs (see matq quantize --layers)", DefaultValueFactory = _ => "all", HelpName = "all|ffn|attn|PATTERN" };
 
     public override string Name => "matquant";
@@ -52,17 +53,20 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
 
     protected override void Configure(Command command)
     {
-        foreach (Option o in new Option[] { ModelOption, _bases, GroupOption, StepsOption, BatchOption, ContextOption, _epochs, _lwcLr, _lwcBatch, _let, _codistill, _threads, _calibN, _independent, MaxTokensOption, _budgets, _lambdas, _grid, _out, WorkOption, _layers, DeviceOption, SeedOption })
+        foreach (Option o in new Option[] { ModelOption, _bases, GroupOption, StepsOption, BatchOption, ContextOption, _epochs, _lwcLr, _lwcBatch, _let, _codistill, _threads, _calibN, _independent, MaxTokensOption, _budgets, _lambdas, _grid, _out, WorkOption, _layers, DeviceOption, SeedOption, _seeds })
             command.Options.Add(o);
     }
 
     // EffBits = stored bits/weight with the escape stream, SparseBits = with sparse overflow lists, PaperBits = r + overflow fraction
-    private sealed record Row(string Base, string Run, int Bits, double EffBits, double Sotu, double Moby, double PaperBits = 0, double SparseBits = 0);
+    private sealed record Row(string Base, string Run, int Bits, double EffBits, double Sotu, double Moby, double PaperBits = 0, double SparseBits = 0, int Seed = 0);
+
+    // one Mix'n'Match point of one seed: Target = the uniform width or the budget asked
+    private sealed record CurvePoint(int Seed, string Base, string Strategy, double Target, double Avg, long Bytes, double Sotu, double Moby);
 
     private BenchMatQuantSettings Read(ParseResult r) => new(r.GetValue(ModelOption)!, r.GetValue(_bases)!, r.GetValue(GroupOption), r.GetValue(StepsOption),
         r.GetValue(BatchOption), r.GetValue(ContextOption), r.GetValue(_epochs), r.GetValue(_lwcLr), r.GetValue(_lwcBatch), r.GetValue(_let), r.GetValue(_codistill)!,
         r.GetValue(_threads), r.GetValue(_calibN), r.GetValue(_independent)!, r.GetValue(MaxTokensOption), r.GetValue(_budgets)!, r.GetValue(_grid)!,
-        r.GetValue(_lambdas)!, r.GetValue(_out)!, r.GetValue(WorkOption)!, r.GetValue(_layers), r.GetValue(DeviceOption)!, r.GetValue(SeedOption));
+        r.GetValue(_lambdas)!, r.GetValue(_out)!, r.GetValue(WorkOption)!, r.GetValue(_layers), r.GetValue(DeviceOption)!, r.GetValue(SeedOption), r.GetValue(_seeds));
 
     protected override int Execute(ParseResult result)
     {
@@ -71,14 +75,13 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
         string modelPath = o.Model, codistill = o.Codistill, outPath = o.Out;
         var (bases, independent, lambdas, grid, budgets, selection) = (o.BaseList, o.IndependentList, o.LambdaList, o.Grid, o.BudgetList, o.Selection);
         bool mix = o.Mix;
-        int group = o.Group, steps = o.Steps, batch = o.Batch, context = o.Context, epochs = o.Epochs, maxTokens = o.MaxTokens, seed = o.Seed;
+        int group = o.Group, steps = o.Steps, batch = o.Batch, context = o.Context, epochs = o.Epochs, maxTokens = o.MaxTokens;
+        int[] seeds = o.SeedList ?? [o.Seed];
+        bool multi = o.SeedList is not null;
         Directory.CreateDirectory(o.Work);
         var device = TorchRuntime.Configure(o.Device, o.Threads).Device;   // the device before the threads: MATQ_TORCH_LIB loads first
 
         var bench = QuantizeServeBench.Open(modelPath, device, Data, maxTokens);
-        var qatData = bench.QatWindows(steps, batch, context, seed);
-        var athenaData = CalibrationTokens.Sample(bench.TrainTokens, o.CalibN, 256, seed);
-
         var rows = new List<Row>();
         var report = new StringBuilder();
         {
@@ -86,6 +89,13 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
             rows.Add(new Row("-", "float", 32, 32, p[0], p[1]));
             Console.MarkupLine($"float: SOTU-test ppl {p[0]:F3}, Moby-Dick ppl {p[1]:F3}");
         }
+        var curves = new List<(string Base, string Strategy, double Avg, long Bytes, double Sotu, double Moby)>();
+        var seedCurves = new List<CurvePoint>();
+        foreach (var seed in seeds)
+        {
+        var qatData = bench.QatWindows(steps, batch, context, seed);
+        var athenaData = CalibrationTokens.Sample(bench.TrainTokens, o.CalibN, 256, seed);
+        var seedTag = multi ? $"seed {seed} · " : "";
         var mixArtifacts = new Dictionary<string, string>();
         foreach (var b in bases)
         {
@@ -113,22 +123,21 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
                 var config = plain
                     ? new QuantizationConfig(OmniQuantAlgorithm.MethodName, run.Master, group, options: opts.Where(kv => kv.Key != "base").ToDictionary(), layers: selection)
                     : new QuantizationConfig(MatQuantAlgorithm.MethodName, run.Master, group, options: options, layers: selection);
-                var path = Path.Combine(o.Work, $"{b}-{QuantizeServeBench.Slug(run.Label)}.matq");
+                var path = Path.Combine(o.Work, $"{b}-{QuantizeServeBench.Slug(run.Label)}{(multi ? $"-seed{seed}" : "")}.matq");
                 bench.Quantize(config, () => b == "qat" ? qatData : athenaData, seed, path);
                 var artifact = MatqArtifact.Open(path);
                 foreach (var bits in run.Serve)
                 {
                     var served = bench.Serve(artifact, bits, run.ServeExtra);
                     double s = served.Perplexity[0], m = served.Perplexity[1];
-                    rows.Add(new Row(b, run.Label, bits, served.EffectiveBits, s, m, served.PaperBits, served.SparseBits));
-                    Console.MarkupLine(Markup.Escape($"{b} · {run.Label} @ {bits} bits{(served.ExtraPrecision ? $" ({served.ExtraBitsText})" : "")}: SOTU {s:F3}, Moby {m:F3}  [{sw.Elapsed.TotalSeconds:F0} s]"));
+                    rows.Add(new Row(b, run.Label, bits, served.EffectiveBits, s, m, served.PaperBits, served.SparseBits, seed));
+                    Console.MarkupLine(Markup.Escape($"{seedTag}{b} · {run.Label} @ {bits} bits{(served.ExtraPrecision ? $" ({served.ExtraBitsText})" : "")}: SOTU {s:F3}, Moby {m:F3}  [{sw.Elapsed.TotalSeconds:F0} s]"));
                 }
                 if (run.MixSource && mix) mixArtifacts[b] = path;
             }
         }
 
         // Mix'n'Match curves on each base's MatQuant artifact (levels = its trained bits)
-        var curves = new List<(string Base, string Strategy, double Avg, long Bytes, double Sotu, double Moby)>();
         foreach (var (b, path) in mixArtifacts)
         {
             var artifact = MatqArtifact.Open(path);
@@ -137,26 +146,131 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
             var hash = MixPlan.ModelHashOf(artifact);
             using var calib = tensor(athenaData.Windows.Take(8).SelectMany(w => w.Take(128).Select(t => (long)t)).ToArray(), new long[] { 8, 128 });
             var sens = LayerSensitivity.Measure(artifact, calib, levels, device: device);
-            void Add(string strategy, Dictionary<string, int> bits)
+            void Add(string strategy, double target, Dictionary<string, int> bits)
             {
                 var plan = new MixPlan(hash, artifact.Metadata.MasterBits, 8, bits, strategy);
                 var (s, m) = bench.Serve(artifact, 8, plan: plan.ToLoaderPlan(artifact)).Perplexity is var p ? (p[0], p[1]) : default;
                 curves.Add((b, strategy, plan.AverageBits(artifact), plan.WeightBytes(artifact), s, m));
-                Console.MarkupLine(Markup.Escape($"{b} · {strategy} avg {plan.AverageBits(artifact):F2} bits: SOTU {s:F3}, Moby {m:F3}"));
+                seedCurves.Add(new CurvePoint(seed, b, strategy, target, plan.AverageBits(artifact), plan.WeightBytes(artifact), s, m));
+                Console.MarkupLine(Markup.Escape($"{seedTag}{b} · {strategy} avg {plan.AverageBits(artifact):F2} bits: SOTU {s:F3}, Moby {m:F3}"));
             }
-            foreach (var r in MatQuantBenchPlan.Sliced) Add("uniform", PlanStrategies.Uniform(layers, r));
+            foreach (var r in MatQuantBenchPlan.Sliced) Add("uniform", r, PlanStrategies.Uniform(layers, r));
             foreach (var budget in budgets)
             {
-                Add("pyramid", PlanStrategies.Pyramid(layers, budget, levels));
-                Add("budget", PlanStrategies.Budget(layers, budget, levels, (l, bits) => sens[(l, bits)]));
+                Add("pyramid", budget, PlanStrategies.Pyramid(layers, budget, levels));
+                Add("budget", budget, PlanStrategies.Budget(layers, budget, levels, (l, bits) => sens[(l, bits)]));
             }
-            MatQuantBenchPlan.SavePlot(MatQuantBenchPlan.PlotPath(outPath, b), curves.Where(c => c.Base == b).ToList(), b);
+            if (!multi) MatQuantBenchPlan.SavePlot(MatQuantBenchPlan.PlotPath(outPath, b), curves.Where(c => c.Base == b).ToList(), b);
+        }
         }
         var omniBudget = (o.Let ? "LWC + LET: " : "LWC only (no LET): ") + $"{epochs} epochs per block over {o.CalibN} windows × 256 tokens of SOTU train, Adam lr {o.LwcLr}, " +
             $"{o.LwcBatch} window(s) per step, clip init σ(4) = 0.982, bound of γ, β: 1 at one width, 2 for MatQuant (lwc-max auto)";
-        WriteReport(outPath, rows, curves, independent, modelPath, steps, batch, context, group, maxTokens, omniBudget, o.CalibN, selection.Text, grid);
+        if (multi)
+            WriteSeedReport(outPath, rows, seedCurves, seeds, bench.Labels, independent, modelPath, steps, batch, context, group, maxTokens, omniBudget, o.CalibN, selection.Text, grid);
+        else
+            WriteReport(outPath, rows, curves, independent, modelPath, steps, batch, context, group, maxTokens, omniBudget, o.CalibN, selection.Text, grid);
         Console.MarkupLine($"wrote [bold]{Markup.Escape(Path.ChangeExtension(Path.GetFullPath(outPath), null) + "-tables.md")}[/] (+ plots beside it)");
         return 0;
+    }
+
+    // --seeds: mean ± sd per cell, paired Δ vs independent with the verdict, Mix'n'Match with ±1 sd bands, per-seed CSVs
+    private void WriteSeedReport(string path, List<Row> rows, List<CurvePoint> curves, int[] seeds, IReadOnlyList<string> texts, int[] independent,
+        string model, int steps, int batch, int context, int group, int maxTokens, string omniBudget, int calibN, string layers, QatGrid grid)
+    {
+        var stem = Path.ChangeExtension(Path.GetFullPath(path), null);
+        var cells = rows.Where(r => r.Run != "float").Select(r => new SeedCell(r.Base, r.Run, r.Bits, r.Seed, [r.Sotu, r.Moby])).ToList();
+        var sotu = MatQuantSeedStats.Aggregate(cells, 0);
+        var moby = MatQuantSeedStats.Aggregate(cells, 1);
+        var md = new StringBuilder();
+        var f = rows.First(r => r.Run == "float");
+        string seedText = string.Join(",", seeds);
+        md.AppendLine($"Model {model}; group {(group == 0 ? "per-channel" : group.ToString(CultureInfo.InvariantCulture))}; quantized linears: {(layers == "all" ? "all" : layers + " (the rest float)")}. Perplexity: windows 256, stride 128, first {maxTokens} tokens of each text (0 = all).");
+        md.AppendLine($"Seeds {seedText} (quantization seed: calibration sampling, QAT data order and init; the float model is the same for every seed). " +
+            "Cells: mean ± sample sd over seeds. Δ: MatQuant − independent at the same served bits, paired by seed (mean ± sd of the per-seed differences; negative = MatQuant better).");
+        if (rows.Any(r => r.Base == "qat"))
+            md.AppendLine($"QAT: {steps} steps × {batch} windows × {context} tokens per run (AdamW, same budget for every run){(grid == QatGrid.MinMax ? "; frozen min-max grid" : "; learned grid")}.");
+        if (rows.Any(r => r.Base == "athena"))
+            md.AppendLine($"Athena: {calibN} windows × 256 tokens of SOTU train.");
+        if (rows.Any(r => r.Base == "omniquant"))
+            md.AppendLine($"OmniQuant with {omniBudget} (same budget for every run).");
+        md.AppendLine($"Float model: SOTU-test {f.Sotu:F3}, Moby-Dick {f.Moby:F3}.");
+        md.AppendLine();
+        var verdicts = new List<(string Base, string Run, int Bits, MeanSd Ds, MeanSd Dm)>();
+        foreach (var b in rows.Select(r => r.Base).Where(b => b != "-").Distinct())
+        {
+            var runs = rows.Where(r => r.Base == b).Select(r => r.Run).Distinct().Where(r => !r.StartsWith(MatQuantSeedStats.IndependentPrefix, StringComparison.Ordinal)).ToList();
+            var widths = MatQuantBenchPlan.Sliced.Union(independent).Distinct().OrderByDescending(x => x).ToList();
+            string Cell(string run, int bits) => sotu.TryGetValue((b, run, bits), out var s) ? $"{s.Text()} / {moby[(b, run, bits)].Text()}" : "–";
+            md.AppendLine($"### Base: {b} — perplexity (SOTU-test / Moby-Dick), mean ± sd over seeds {seedText}");
+            md.AppendLine();
+            md.AppendLine("| bits | independent | " + string.Join(" | ", runs) + " |");
+            md.AppendLine("|---|---|" + string.Concat(runs.Select(_ => "---|")));
+            foreach (var bits in widths)
+                md.AppendLine($"| {bits} | {Cell(MatQuantSeedStats.IndependentPrefix + bits, bits)} | " + string.Join(" | ", runs.Select(run => Cell(run, bits))) + " |");
+            md.AppendLine();
+            md.AppendLine($"Δ vs independent ({b}; SOTU-test / Moby-Dick; paired by seed; ✓ better by > 2 sd, ✗ worse by > 2 sd, · within noise):");
+            md.AppendLine();
+            md.AppendLine("| bits | " + string.Join(" | ", runs) + " |");
+            md.AppendLine("|---|" + string.Concat(runs.Select(_ => "---|")));
+            foreach (var bits in widths.Where(w => independent.Contains(w)))
+            {
+                var line = new List<string>();
+                foreach (var run in runs)
+                {
+                    var ds = MatQuantSeedStats.PairedDelta(cells, b, run, bits, 0);
+                    var dm = MatQuantSeedStats.PairedDelta(cells, b, run, bits, 1);
+                    if (ds is null || dm is null) { line.Add("–"); continue; }
+                    verdicts.Add((b, run, bits, ds.Value, dm.Value));
+                    line.Add($"{ds.Value.SignedText()} {Mark(ds.Value)} / {dm.Value.SignedText()} {Mark(dm.Value)}");
+                }
+                md.AppendLine($"| {bits} | " + string.Join(" | ", line) + " |");
+            }
+            md.AppendLine();
+            var c = curves.Where(x => x.Base == b).ToList();
+            if (c.Count == 0) continue;
+            var points = c.GroupBy(x => (x.Strategy, x.Target)).Select(g => (g.Key.Strategy, g.Key.Target, Avg: g.Average(x => x.Avg), Bytes: g.Average(x => (double)x.Bytes),
+                Sotu: MeanSd.Of(g.Select(x => x.Sotu).ToArray()), Moby: MeanSd.Of(g.Select(x => x.Moby).ToArray()))).OrderBy(x => x.Strategy).ThenBy(x => x.Avg).ToList();
+            var plotPath = MatQuantBenchPlan.PlotPath(path, b);
+            MatQuantBenchPlan.SavePlot(plotPath, points, $"Mix'n'Match ({b} MatQuant artifact, seeds {seedText}): SOTU-test ppl vs average bits");
+            md.AppendLine($"Mix'n'Match on the {b} MatQuant {{8,4,2}} artifact of each seed (levels 2,4,8 for pyramid/budget; uniform at each width); mean ± sd over seeds:");
+            md.AppendLine();
+            md.AppendLine("| strategy | target | avg bits (mean) | weight bytes (mean) | SOTU-test | Moby-Dick |");
+            md.AppendLine("|---|---|---|---|---|---|");
+            foreach (var x in points)
+                md.AppendLine($"| {x.Strategy} | {x.Target:0.##} | {x.Avg:F3} | {x.Bytes:N0} | {x.Sotu.Text()} | {x.Moby.Text()} |");
+            md.AppendLine();
+            md.AppendLine($"![Mix'n'Match, {b} base, mean ± 1 sd]({Path.GetFileName(plotPath)})");
+            md.AppendLine();
+        }
+        md.AppendLine("### Verdict (generated from the paired Δ)");
+        md.AppendLine();
+        md.AppendLine("Rule: MatQuant is better where −mean(Δ) > 2 sd(Δ), worse where mean(Δ) > 2 sd(Δ), else within noise; per base, run and served bits, on each text.");
+        md.AppendLine();
+        md.AppendLine("| base | run | bits | Δ SOTU-test | verdict | Δ Moby-Dick | verdict |");
+        md.AppendLine("|---|---|---|---|---|---|---|");
+        foreach (var v in verdicts)
+            md.AppendLine($"| {v.Base} | {v.Run} | {v.Bits} | {v.Ds.SignedText()} | {MatQuantSeedStats.VerdictText(MatQuantSeedStats.Verdict(v.Ds))} | {v.Dm.SignedText()} | {MatQuantSeedStats.VerdictText(MatQuantSeedStats.Verdict(v.Dm))} |");
+        md.AppendLine();
+        foreach (var g in verdicts.GroupBy(v => v.Base))
+        {
+            string Count(Func<(string Base, string Run, int Bits, MeanSd Ds, MeanSd Dm), MeanSd> pick) =>
+                string.Join(", ", Enum.GetValues<SeedVerdict>().Where(k => k != SeedVerdict.OneSeed)
+                    .Select(k => $"{g.Count(v => MatQuantSeedStats.Verdict(pick(v)) == k)} {MatQuantSeedStats.VerdictText(k)}"));
+            var head = g.Where(v => v.Run.StartsWith("MatQuant {8,4,2}", StringComparison.Ordinal) && !v.Run.Contains('+')).Take(independent.Length).ToList();
+            md.AppendLine($"- **{g.Key}**: SOTU-test {Count(v => v.Ds)}; Moby-Dick {Count(v => v.Dm)} (of {g.Count()} cells). Headline {head.FirstOrDefault().Run}: " +
+                string.Join("; ", head.Select(v => $"int{v.Bits} {v.Ds.SignedText()} ({MatQuantSeedStats.VerdictText(MatQuantSeedStats.Verdict(v.Ds))}) / {v.Dm.SignedText()} ({MatQuantSeedStats.VerdictText(MatQuantSeedStats.Verdict(v.Dm))})")) + ".");
+        }
+        md.AppendLine();
+        md.AppendLine($"Per-seed values: {Path.GetFileName(stem)}-seeds.csv (cells), {Path.GetFileName(stem)}-curves.csv (Mix'n'Match).");
+        Matq.Formats.IO.AtomicFile.WriteAllText(stem + "-seeds.csv", MatQuantSeedStats.Csv(cells, texts));
+        var cc = new StringBuilder("base,strategy,target,seed,avg_bits,weight_bytes," + string.Join(",", texts) + "\n");
+        foreach (var x in curves)
+            cc.AppendLine(string.Create(CultureInfo.InvariantCulture, $"{x.Base},{x.Strategy},{x.Target:R},{x.Seed},{x.Avg:R},{x.Bytes},{x.Sotu:R},{x.Moby:R}"));
+        Matq.Formats.IO.AtomicFile.WriteAllText(stem + "-curves.csv", cc.ToString());
+        Matq.Formats.IO.AtomicFile.WriteAllText(stem + "-tables.md", md.ToString());
+        Console.WriteLine(md.ToString());
+
+        static string Mark(MeanSd d) => MatQuantSeedStats.Verdict(d) switch { SeedVerdict.Better => "✓", SeedVerdict.Worse => "✗", _ => "·" };
     }
 
     private void WriteReport(string path, List<Row> rows, List<(string Base, string Strategy, double Avg, long Bytes, double Sotu, double Moby)> curves,
@@ -210,8 +324,21 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
 /// mistake) before any model, dataset or torch is touched.</summary>
 public sealed record BenchMatQuantSettings(string Model, string Bases, int Group, int Steps, int Batch, int Context, int Epochs, double LwcLr,
     int LwcBatch, bool Let, string Codistill, int? Threads, int CalibN, string Independent, int MaxTokens, string Budgets, string GridText, string Lambdas,
-    string Out, string Work, string? Layers, string Device, int Seed)
+    string Out, string Work, string? Layers, string Device, int Seed, string? Seeds = null)
 {
+    /// <summary>--seeds as distinct integers (null when not given: one run at --seed, the single-seed report).</summary>
+    public int[]? SeedList
+    {
+        get
+        {
+            if (Seeds is null) return null;
+            var list = Seeds.Split(',', StringSplitOptions.TrimEntries).Select(s => int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) && v >= 0 ? v
+                : throw new MatqException($"--seeds '{SafeText.Escape(Seeds)}': '{SafeText.Escape(s)}' is not a seed: give non-negative integers, e.g. 1,2,3")).ToArray();
+            if (list.Distinct().Count() != list.Length) throw new MatqException($"--seeds '{SafeText.Escape(Seeds)}' repeats a seed");
+            return list;
+        }
+    }
+
     public IReadOnlyList<string> BaseList => Bases.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
         .Select(b => b is "qat" or "athena" or "omniquant" ? b : throw new MatqException($"--bases '{b}' is not qat, athena or omniquant")).ToArray();
 
@@ -233,7 +360,8 @@ public sealed record BenchMatQuantSettings(string Model, string Bases, int Group
     public void Validate()
     {
         _ = BaseList;
-        MatQuantConfig.ParsePairs(Codistill);
+        _ = MatQuantBenchPlan.CodistillRuns(Codistill);
+        _ = SeedList;
         TorchRuntime.Check(Device, Threads);
         _ = IndependentList;
         _ = LambdaList;

@@ -50,12 +50,51 @@ public static class MatQuantBenchPlan
         {
             string lambda = LambdaText(lambdas[i]), suffix = labelled ? $" λ={lambda}" : "";
             runs.Add(new MatQuantBenchRun($"MatQuant {{8,4,2}}{suffix}", 8, "8,4,2", lambda, new(), Sliced, MixSource: i == 0));
-            if (baseName is "qat" or "omniquant" && codistill.Length > 0)
-                runs.Add(new MatQuantBenchRun($"MatQuant {{8,4,2}}{suffix} + co-distill {codistill.Replace("->", "→")}", 8, "8,4,2", lambda, new() { ["codistill"] = codistill }, Sliced));
+            if (baseName is "qat" or "omniquant")
+                foreach (var pairs in CodistillRuns(codistill))
+                    runs.Add(new MatQuantBenchRun($"MatQuant {{8,4,2}}{suffix} + co-distill {pairs.Replace("->", "→")}", 8, "8,4,2", lambda, new() { ["codistill"] = pairs }, Sliced));
             if (i == 0) runs.Add(new MatQuantBenchRun("single-precision MatQuant {2}", 8, "2", "1", new(), [2]));
             runs.Add(new MatQuantBenchRun($"MatQuant {{8,4,2}}{suffix} + extra precision", 8, "8,4,2", lambda, new() { ["extra-precision"] = "true" }, [4, 3, 2], ServeExtra: true));
         }
         return runs;
+    }
+
+    /// <summary>The co-distillation runs asked by --codistill: ';' separates runs, each a pair list ("8->2;8->4,4->2" = two
+    /// runs); "" or "none" = no co-distill run.</summary>
+    public static IReadOnlyList<string> CodistillRuns(string codistill)
+    {
+        var text = (codistill ?? "").Trim();
+        if (text.Length == 0 || text.Equals("none", StringComparison.OrdinalIgnoreCase)) return [];
+        var runs = text.Split(';', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        foreach (var r in runs) MatQuantConfig.ParsePairs(r);
+        return runs;
+    }
+
+    /// <summary>Mix'n'Match curves over seeds: per strategy, mean perplexity (SOTU test) vs mean average bits with a ±1 sd band.</summary>
+    public static void SavePlot(string path, IEnumerable<(string Strategy, double Target, double Avg, double Bytes, MeanSd Sotu, MeanSd Moby)> points, string title)
+    {
+        var plot = new ScottPlot.Plot();
+        foreach (var g in points.GroupBy(p => p.Strategy))
+        {
+            var o = g.OrderBy(p => p.Avg).ToArray();
+            double[] xs = o.Select(p => p.Avg).ToArray(), ys = o.Select(p => p.Sotu.Mean).ToArray();
+            var s = plot.Add.Scatter(xs, ys);
+            s.LegendText = g.Key;
+            s.MarkerSize = 7;
+            if (o.Length > 1)
+            {
+                var band = plot.Add.FillY(xs, o.Select(p => p.Sotu.Mean - p.Sotu.Sd).ToArray(), o.Select(p => p.Sotu.Mean + p.Sotu.Sd).ToArray());
+                band.FillColor = s.Color.WithAlpha(0.2);
+                band.LineWidth = 0;
+            }
+            var bars = plot.Add.ErrorBar(xs, ys, o.Select(p => p.Sotu.Sd).ToArray());
+            bars.Color = s.Color;
+        }
+        plot.Title(title);
+        plot.XLabel("parameter-weighted average bits (mean over seeds)");
+        plot.YLabel("perplexity (SOTU test), mean ± 1 sd");
+        plot.ShowLegend(ScottPlot.Alignment.UpperRight);
+        Matq.Formats.IO.AtomicFile.WriteAllBytes(path, plot.GetImageBytes(900, 540, ScottPlot.ImageFormat.Png));
     }
 
     /// <summary>"&lt;stem&gt;-&lt;base&gt;-mixnmatch.png", without doubling the base when the stem already ends in it

@@ -97,6 +97,118 @@ public sealed class BenchMatQuantVerbTests : IDisposable
         }
     }
 
+    // hand-computed: independent int2 SOTU 5.0, 5.2, 5.1 (seeds 1..3) → mean 5.1, sd 0.1; MatQuant 4.9, 5.0, 5.05 →
+    // paired differences −0.1, −0.2, −0.05 → mean −0.116667, sd √(0.0116667 / 2) = 0.0763763 (within noise: 0.117 < 2·0.076)
+    private static List<SeedCell> FakeCells() =>
+    [
+        new("qat", "independent int2", 2, 1, [5.0, 14.0]), new("qat", "independent int2", 2, 2, [5.2, 14.2]), new("qat", "independent int2", 2, 3, [5.1, 14.4]),
+        new("qat", "MatQuant {8,4,2}", 2, 1, [4.9, 14.1]), new("qat", "MatQuant {8,4,2}", 2, 2, [5.0, 14.3]), new("qat", "MatQuant {8,4,2}", 2, 3, [5.05, 14.5]),
+        new("qat", "co", 2, 1, [4.9, 14.0]), new("qat", "co", 2, 2, [5.09, 14.2]), new("qat", "co", 2, 3, [4.98, 14.4]),
+        new("qat", "MatQuant {8,4,2}", 8, 1, [5.0, 14.0]), new("athena", "independent int2", 2, 1, [9.0, 9.0]),
+    ];
+
+    [Fact]
+    public void Seed_cells_aggregate_to_mean_and_sample_sd()
+    {
+        var s = MatQuantSeedStats.Aggregate(FakeCells(), 0);
+        var ind = s[("qat", "independent int2", 2)];
+        Assert.Equal(3, ind.N);
+        Assert.Equal(5.1, ind.Mean, 9);
+        Assert.Equal(0.1, ind.Sd, 9);
+        Assert.Equal(0, s[("qat", "MatQuant {8,4,2}", 8)].Sd);
+        Assert.Equal(1, s[("qat", "MatQuant {8,4,2}", 8)].N);
+        Assert.Equal(14.3, MatQuantSeedStats.Aggregate(FakeCells(), 1)[("qat", "MatQuant {8,4,2}", 2)].Mean, 9);
+        Assert.Equal("5.100 ± 0.100", ind.Text());
+    }
+
+    [Fact]
+    public void Delta_is_paired_by_seed_and_only_over_seeds_on_both_sides()
+    {
+        var d = MatQuantSeedStats.PairedDelta(FakeCells(), "qat", "MatQuant {8,4,2}", 2, 0)!.Value;
+        Assert.Equal(3, d.N);
+        Assert.Equal(-0.35 / 3, d.Mean, 9);
+        Assert.Equal(Math.Sqrt(0.0116666666667 / 2), d.Sd, 9);
+        Assert.Equal(SeedVerdict.WithinNoise, MatQuantSeedStats.Verdict(d));
+        // co: −0.1, −0.11, −0.12 → mean −0.11, sd 0.01: better by > 2 sd although its mean is smaller than MatQuant's
+        var co = MatQuantSeedStats.PairedDelta(FakeCells(), "qat", "co", 2, 0)!.Value;
+        Assert.Equal(-0.11, co.Mean, 9);
+        Assert.Equal(0.01, co.Sd, 9);
+        Assert.Equal(SeedVerdict.Better, MatQuantSeedStats.Verdict(co));
+        // Moby: MatQuant +0.1 on every seed → sd 0 → worse
+        Assert.Equal(SeedVerdict.Worse, MatQuantSeedStats.Verdict(MatQuantSeedStats.PairedDelta(FakeCells(), "qat", "MatQuant {8,4,2}", 2, 1)!.Value));
+        var partial = FakeCells().Where(c => !(c.Run == "independent int2" && c.Seed == 3)).ToList();
+        var p = MatQuantSeedStats.PairedDelta(partial, "qat", "MatQuant {8,4,2}", 2, 0)!.Value;
+        Assert.Equal(2, p.N);
+        Assert.Equal(-0.15, p.Mean, 9);
+        Assert.Null(MatQuantSeedStats.PairedDelta(FakeCells(), "qat", "MatQuant {8,4,2}", 8, 0));   // no independent int8
+        Assert.Null(MatQuantSeedStats.PairedDelta(FakeCells(), "athena", "MatQuant {8,4,2}", 2, 0));
+    }
+
+    [Theory]
+    [InlineData(-0.3, 0.1, 3, SeedVerdict.Better)]
+    [InlineData(-0.2, 0.1, 3, SeedVerdict.WithinNoise)]
+    [InlineData(-0.19, 0.1, 3, SeedVerdict.WithinNoise)]
+    [InlineData(0.0, 0.0, 3, SeedVerdict.WithinNoise)]
+    [InlineData(0.21, 0.1, 3, SeedVerdict.Worse)]
+    [InlineData(0.05, 0.0, 2, SeedVerdict.Worse)]
+    [InlineData(-5, 0, 1, SeedVerdict.OneSeed)]
+    public void Verdict_needs_more_than_two_sd_of_the_paired_difference(double mean, double sd, int n, SeedVerdict expected) =>
+        Assert.Equal(expected, MatQuantSeedStats.Verdict(new MeanSd(mean, sd, n)));
+
+    [Fact]
+    public void Seed_csv_has_one_line_per_value()
+    {
+        var csv = MatQuantSeedStats.Csv(FakeCells(), ["SOTU test", "Moby-Dick"]).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal("base,run,bits,seed,SOTU test,Moby-Dick", csv[0]);
+        Assert.Equal(FakeCells().Count + 1, csv.Length);
+        Assert.Equal("qat,\"MatQuant {8,4,2}\",2,2,5,14.3", csv[5]);
+    }
+
+    [Theory]
+    [InlineData("1,1", "repeats a seed")]
+    [InlineData("1,x", "'x' is not a seed")]
+    [InlineData("1,-2", "'-2' is not a seed")]
+    public void Bad_seeds_are_one_line(string seeds, string expected)
+    {
+        var (code, output) = Run(new DataStore(new DataCache(Path.Combine(_dir, "none"))), ["matquant", "--model", QuantizeVerbHarness.TinyModel(), "--seeds", seeds]);
+        Assert.NotEqual(0, code);
+        Assert.Contains(expected, output);
+    }
+
+    [Fact]
+    public void Codistill_runs_split_on_semicolons()
+    {
+        Assert.Equal(["8->2", "8->4,4->2"], MatQuantBenchPlan.CodistillRuns("8->2; 8->4,4->2"));
+        Assert.Empty(MatQuantBenchPlan.CodistillRuns("none"));
+        var runs = MatQuantBenchPlan.PlanRuns("qat", [], MatQuantBenchPlan.ParseLambdas("1,1,1"), "8->2;8->4,4->2");
+        Assert.Contains(runs, r => r.Label == "MatQuant {8,4,2} + co-distill 8→4,4→2" && r.Extra["codistill"] == "8->4,4->2");
+        Assert.Throws<MatqException>(() => MatQuantBenchPlan.CodistillRuns("8-2"));
+    }
+
+    [Fact]
+    public void Seeds_run_every_row_per_seed_and_write_mean_sd_delta_verdict_csv_and_band_plot()
+    {
+        var data = FakeData();
+        var outPath = Path.Combine(_dir, "seeds.md");
+        var (code, output) = Run(data, ["matquant", "--model", QuantizeVerbHarness.TinyModel(), "--device", "cpu", "--bases", "qat", "--independent", "8,2",
+            "--steps", "2", "--batch", "1", "--context", "16", "--calib-n", "2", "--max-tokens", "300", "--budgets", "3", "--codistill", "none", "--seeds", "1,2",
+            "--group", "64", "--threads", "1", "--out", outPath, "--work", Path.Combine(_dir, "work")]);
+        Assert.True(code == 0, output);
+        Assert.Contains("seed 1 · qat · independent int2 @ 2 bits", output);
+        Assert.Contains("seed 2 · qat · MatQuant {8,4,2} @ 2 bits", output);
+        var tables = File.ReadAllText(Path.Combine(_dir, "seeds-tables.md"));
+        Assert.Contains("mean ± sd over seeds 1,2", tables);
+        Assert.Contains("Δ vs independent (qat", tables);
+        Assert.Matches(@"\| qat \| MatQuant \{8,4,2\} \| 2 \| [+-]\d\.\d{3} ± \d\.\d{3} \| (better|worse|within noise)", tables);
+        Assert.Contains("### Verdict", tables);
+        var csv = File.ReadAllLines(Path.Combine(_dir, "seeds-seeds.csv"));
+        Assert.Contains(csv, l => l.StartsWith("qat,independent int2,2,1,", StringComparison.Ordinal));
+        Assert.Contains(csv, l => l.StartsWith("qat,independent int2,2,2,", StringComparison.Ordinal));
+        var curves = File.ReadAllLines(Path.Combine(_dir, "seeds-curves.csv"));
+        Assert.Contains(curves, l => l.StartsWith("qat,budget,3,2,", StringComparison.Ordinal));
+        Assert.True(new FileInfo(Path.Combine(_dir, "seeds-qat-mixnmatch.png")).Length > 1000);
+    }
+
     private DataStore FakeData()
     {
         var cache = new DataCache(Path.Combine(_dir, "data"));
