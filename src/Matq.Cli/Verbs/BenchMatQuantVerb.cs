@@ -200,7 +200,13 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
         {
             var runs = rows.Where(r => r.Base == b).Select(r => r.Run).Distinct().Where(r => !r.StartsWith(MatQuantSeedStats.IndependentPrefix, StringComparison.Ordinal)).ToList();
             var widths = MatQuantBenchPlan.Sliced.Union(independent).Distinct().OrderByDescending(x => x).ToList();
-            string Cell(string run, int bits) => sotu.TryGetValue((b, run, bits), out var s) ? $"{s.Text()} / {moby[(b, run, bits)].Text()}" : "–";
+            string Cell(string run, int bits)
+            {
+                if (!sotu.TryGetValue((b, run, bits), out var s)) return "–";
+                var served = rows.Where(r => r.Base == b && r.Run == run && r.Bits == bits).ToList();
+                return $"{s.Text()} / {moby[(b, run, bits)].Text()}" + (served.Any(r => r.EffBits > r.Bits + 1e-9)
+                    ? $" (paper {served.Average(r => r.PaperBits):F3} b; stored {served.Average(r => r.EffBits):F3} escape / {served.Average(r => r.SparseBits):F3} sparse b)" : "");
+            }
             md.AppendLine($"### Base: {b} — perplexity (SOTU-test / Moby-Dick), mean ± sd over seeds {seedText}");
             md.AppendLine();
             md.AppendLine("| bits | independent | " + string.Join(" | ", runs) + " |");
