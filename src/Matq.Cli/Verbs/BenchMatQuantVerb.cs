@@ -144,7 +144,8 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
             var layers = PlanLayer.From(artifact);
             int[] levels = [2, 4, 8];
             var hash = MixPlan.ModelHashOf(artifact);
-            using var calib = tensor(athenaData.Windows.Take(8).SelectMany(w => w.Take(128).Select(t => (long)t)).ToArray(), new long[] { 8, 128 });
+            int sensN = Math.Min(8, athenaData.Windows.Count);   // --calib-n may be below 8
+            using var calib = tensor(athenaData.Windows.Take(sensN).SelectMany(w => w.Take(128).Select(t => (long)t)).ToArray(), new long[] { sensN, 128 });
             var sens = LayerSensitivity.Measure(artifact, calib, levels, device: device);
             void Add(string strategy, double target, Dictionary<string, int> bits)
             {
