@@ -9,9 +9,10 @@ SEEDS=${SEEDS:-1,2,3}
 LOGS=docs/results/logs/matquant-study
 OUT=docs/results/matquant-study
 mkdir -p "$LOGS" "$OUT" out/study
-CHOSEN_athena=${CHOSEN_athena:-"ffn 0 learned"}
-CHOSEN_omniquant=${CHOSEN_omniquant:-"ffn 0 learned"}
-CHOSEN_qat=${CHOSEN_qat:-"ffn 128 minmax"}
+# chosen from the search logs (docs/results/matquant.md, "Setting search")
+CHOSEN_athena=${CHOSEN_athena:-"ffn 128 learned"}
+CHOSEN_omniquant=${CHOSEN_omniquant:-"all 0 learned"}
+CHOSEN_qat=${CHOSEN_qat:-"all 0 learned"}
 budget() {   # the per-base budgets (same in every setting)
   case $1 in
     athena) echo "--calib-n 16" ;;
@@ -26,14 +27,16 @@ one() {   # name base layers group grid extra...
     --work "out/study/$name" --out "$OUT/$name.md" > "$LOGS/$name.log" 2>&1 || echo "FAILED $name"
 }
 run() { while (( $(jobs -rp | wc -l) >= 2 )); do wait -n; done; one "$@" & }
-for b in qat athena omniquant; do
+for b in ${BASES:-omniquant athena qat}; do
   chosen=CHOSEN_$b
+  [[ -f out/study/chosen-$b ]] && printf -v "$chosen" '%s' "$(cat out/study/chosen-$b)"   # a late pick (search still running at launch)
   read -r layers group grid <<< "${!chosen}"
   run "rows-$b-today" "$b" all 64 learned --budgets 2.5,3,4 --codistill "8->2;8->4,4->2"
   run "rows-$b-chosen" "$b" "$layers" "$group" "$grid" --budgets 2.5,3,4 --codistill "8->2;8->4,4->2"
 done
-for b in qat athena omniquant; do
+for b in ${BASES:-omniquant athena qat}; do
   chosen=CHOSEN_$b
+  [[ -f out/study/chosen-$b ]] && printf -v "$chosen" '%s' "$(cat out/study/chosen-$b)"   # a late pick (search still running at launch)
   read -r layers group grid <<< "${!chosen}"
   run "lambda-$b-chosen" "$b" "$layers" "$group" "$grid" --independent 8,4,2 --budgets none --codistill none --lambdas "1,1,2;0.1,0.1,1"
 done

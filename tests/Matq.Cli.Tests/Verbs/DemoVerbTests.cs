@@ -11,6 +11,7 @@ public class DemoVerbTests
         Assert.Contains("sliced from int8", run.Output);
         Assert.Contains("athena", run.Output);
         Assert.Contains("MatQuant", run.Output);
+        Assert.Matches(@"2: independent OmniQuant int2 \(own artifact\)\s+│\s+\d+\.\d{3} \(", run.Output);
         // the float row and the 2-bit MatQuant slice both produced finite perplexities
         Assert.Matches(@"float\s+│\s+32\s+│\s+-\s+│\s+\d+\.\d{3}", run.Output);
         Assert.Matches(@"│\s+2\s+│\s+\d+\.\d{3} \(", run.Output);
