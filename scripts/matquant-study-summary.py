@@ -42,3 +42,22 @@ rows = sorted(glob.glob("docs/results/matquant-study/rows-*-seeds.csv"))
 lam = sorted(glob.glob("docs/results/matquant-study/lambda-*-seeds.csv"))
 table(rows, lambda r: True, "Every MatQuant row, Δ vs independent (3 seeds)")
 if lam: table(lam, lambda r: "λ" in r or r.startswith("single"), "λ sweep in the chosen setting, Δ vs independent (3 seeds)")
+
+def ms(vals):
+    mean = sum(vals) / len(vals)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+    return f"{mean:.3f} ± {sd:.3f}"
+
+print("#### Absolute SOTU-test perplexity at 8 and 2 bits (mean ± sd over seeds; float 4.637 at 2,000 tokens)\n")
+print("| base | setting | independent int8 | independent int2 | room int2 − int8 | MatQuant {8,4,2} @8 | MatQuant @2 | best MatQuant-family @2 |")
+print("|---|---|---|---|---|---|---|---|")
+for path in rows:
+    base, cells = load(path)
+    setting = os.path.basename(path).split("-")[2]
+    v = lambda run, b: [x[0] for x in cells[(run, b)].values()]
+    i8, i2 = v("independent int8", 8), v("independent int2", 2)
+    room = [cells[("independent int2", 2)][s][0] - cells[("independent int8", 8)][s][0] for s in cells[("independent int2", 2)]]
+    at2 = {r: sum(v(r, 2)) / len(v(r, 2)) for r, b in cells if b == 2 and not r.startswith("independent")}
+    best = min(at2, key=at2.get)
+    print(f"| {base} | {setting} | {ms(i8)} | {ms(i2)} | {ms(room)} | {ms(v('MatQuant {8,4,2}', 8))} | {ms(v('MatQuant {8,4,2}', 2))} | {best}: {ms(v(best, 2))} |")
+print()
