@@ -31,7 +31,10 @@ public static class TensorNestedSlice
     {
         QuantSpec.ValidateSliceBits(masterBits, sliceBits);
         using var scope = NewDisposeScope();
-        Tensor s = SliceUnclamped(codes, masterBits, sliceBits).clamp_max((1 << sliceBits) - 1);
+        // an explicit Scalar held to the end of the scope: an implicit temporary can be finalized during the native call
+        // ("Unknown scalar type" abort seen in a long bench matquant --seeds run)
+        using var top = ((1 << sliceBits) - 1).ToScalar();
+        Tensor s = SliceUnclamped(codes, masterBits, sliceBits).clamp_max(top);
         return s.to(ScalarType.Byte).MoveToOuterDisposeScope();
     }
 
