@@ -3,6 +3,8 @@
 // co-distillation (qat, omniquant), single-precision MatQuant at 2 and extra
 // precision at 2 (measured effective bits); then Mix'n'Match curves (uniform / pyramid / budget, ppl vs average bits)
 // of the MatQuant artifact. Prints the tables and writes them as markdown (+ one PNG per base).
+// --seeds S,S,...: every row once per quantization seed; the tables give mean ± sd, the Δ vs independent paired by seed,
+// the > 2 sd verdict, per-seed CSVs and Mix'n'Match with ±1 sd bands (without --seeds the single-seed report is unchanged).
 // --lambdas sweeps λ: the runs over R = {8,4,2} (plain, co-distill, extra precision) are repeated per λ vector, labelled
 // "… λ=a,b,c" unless the only vector is the default 1,1,1; Mix'n'Match uses the first λ's plain MatQuant artifact.
 using System.CommandLine;
@@ -48,6 +50,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
         "matq bench matquant --model models/tiny --device cpu --max-tokens 20000",
         "matq bench matquant --model models/tiny --bases athena --budgets 3,4",
         "matq bench matquant --model models/tiny --bases qat --lambdas \"1,1,1;1,1,2;0.1,0.1,1\" --independent none --budgets none",
+        "matq bench matquant --model models/tiny --bases athena --seeds 1,2,3 --codistill \"8->2;8->4,4->2\" --out docs/results/matquant-study/rows.md",
         "matq bench matquant --model models/tiny --bases omniquant --independent 8,4,2 --codistill 8->2 --epochs 5 --threads 1 --out docs/results/matquant-tiny-omniquant.md",
     ];
 
