@@ -32,7 +32,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
     private readonly Option<double> _lwcLr = new("--lwc-lr") { Description = "OmniQuant Adam learning rate of the clip logits", DefaultValueFactory = _ => 0.01, HelpName = "LR" };
     private readonly Option<int> _lwcBatch = new("--lwc-batch") { Description = "OmniQuant calibration windows per Adam step", DefaultValueFactory = _ => 1, HelpName = "N" };
     private readonly Option<bool> _let = new("--let") { Description = "OmniQuant base and its independent baselines alike: train LET (per-channel scales, folded into the model) with LWC" };
-    private readonly Option<string> _codistill = new("--codistill") { Description = "Co-distillation pairs of the co-distill run (qat, omniquant; empty = skip that run)", DefaultValueFactory = _ => "8->4,8->2", HelpName = "T->S[,...]" };
+    private readonly Option<string> _codistill = new("--codistill") { Description = "Co-distillation runs (qat, omniquant): pairs T->S per run, runs separated by ';' (8->2;8->4,4->2 = two runs); empty or none = no co-distill run", DefaultValueFactory = _ => "8->4,8->2", HelpName = "T->S[,...]" };
     private readonly Option<int?> _threads = new("--threads") { Description = "Torch CPU threads (default: torch's choice)", HelpName = "N" };
     private readonly Option<int> _calibN = new("--calib-n") { Description = "Athena and OmniQuant calibration windows (256 tokens)", DefaultValueFactory = _ => 128, HelpName = "N" };
     private readonly Option<string> _independent = new("--independent") { Description = "Bit-widths of the independently quantized baselines (none = skip them)", DefaultValueFactory = _ => "8,6,4,3,2", HelpName = "B[,B...]" };
