@@ -11,12 +11,13 @@ using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Evaluation;
 using Matq.Formats.Artifact;
-using Matq.Loading.Tokenizers;
+using Matq.Runtime.Tokenizers;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime;
 using Matq.Runtime.Serving;
 using Spectre.Console;
 using static TorchSharp.torch;
+using Matq.Loading;
 
 namespace Matq.Cli.Verbs;
 

@@ -15,13 +15,14 @@ using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Evaluation;
 using Matq.Formats.Artifact;
-using Matq.Loading.Tokenizers;
+using Matq.Runtime.Tokenizers;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime;
 using Matq.Runtime.Plans;
 using Matq.Runtime.Serving;
 using Spectre.Console;
 using static TorchSharp.torch;
+using Matq.Loading;
 
 namespace Matq.Cli.Verbs;
 

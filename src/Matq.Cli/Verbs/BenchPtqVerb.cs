@@ -5,12 +5,13 @@ using System.Diagnostics;
 using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Evaluation;
-using Matq.Loading.Tokenizers;
+using Matq.Runtime.Tokenizers;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime;
 using Matq.Runtime.Serving;
 using Spectre.Console;
 using TorchSharp;
+using Matq.Loading;
 
 namespace Matq.Cli.Verbs;
 

@@ -7,12 +7,13 @@ using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Evaluation;
 using Matq.Formats.Safetensors;
-using Matq.Loading.Tokenizers;
+using Matq.Runtime.Tokenizers;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime;
 using Matq.Runtime.Serving;
 using Spectre.Console;
 using TorchSharp;
+using Matq.Loading;
 
 namespace Matq.Cli.Verbs;
 

@@ -6,6 +6,7 @@ using Matq.Data;
 using Matq.Evaluation;
 using Matq.Runtime;
 using Spectre.Console;
+using Matq.Loading;
 
 namespace Matq.Cli.Verbs;
 

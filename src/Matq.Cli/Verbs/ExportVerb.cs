@@ -12,6 +12,7 @@ using Matq.Formats.IO;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime.Serving;
 using Spectre.Console;
+using Matq.Loading;
 
 namespace Matq.Cli.Verbs;
 

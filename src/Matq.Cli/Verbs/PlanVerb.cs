@@ -7,13 +7,14 @@ using Matq.Data;
 using Matq.Evaluation;
 using Matq.Formats.Artifact;
 using Matq.Formats.IO;
-using Matq.Loading.Tokenizers;
+using Matq.Runtime.Tokenizers;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime;
 using Matq.Runtime.Plans;
 using Matq.Runtime.Serving;
 using Spectre.Console;
 using static TorchSharp.torch;
+using Matq.Runtime.Loading;
 
 namespace Matq.Cli.Verbs;
 
@@ -77,7 +78,7 @@ public sealed class PlanVerb(IAnsiConsole console, Func<DataStore>? data = null)
             else
             {
                 var device = TorchDevices.Resolve(result.GetValue(_device));
-                var (folder, problem) = result.GetValue(_tokenizer) is { } tok ? (tok, null) : ModelSource.ArtifactTokenizer(path, artifact.Metadata);
+                var (folder, problem) = result.GetValue(_tokenizer) is { } tok ? (tok, null) : ArtifactSource.ArtifactTokenizer(path, artifact.Metadata);
                 if (folder is null) throw new MatqException($"budget search needs the artifact's tokenizer: {problem}");
                 var ids = TextTokenizer.Load(folder).Encode(EvalTexts.Resolve(result.GetValue(_calib)!, _data).Text);
                 var windows = CalibrationTokens.Sample(ids, 8, Math.Min(128, ids.Length / 9), result.GetValue(_seed));

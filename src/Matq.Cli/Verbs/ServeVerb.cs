@@ -13,6 +13,8 @@ using Matq.Runtime;
 using Matq.Runtime.Packed;
 using Matq.Runtime.Serving;
 using Spectre.Console;
+using Matq.Runtime.Loading;
+using Matq.Loading;
 
 namespace Matq.Cli.Verbs;
 
@@ -83,7 +85,7 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
         try
         {
             string artifact = path, modelId = Path.GetFileNameWithoutExtension(Path.GetFullPath(path).TrimEnd(Path.DirectorySeparatorChar));
-            if (!ModelSource.IsArtifactFile(path))
+            if (!ArtifactSource.IsArtifactFile(path))
             {
                 tempDir = Directory.CreateTempSubdirectory("matq-serve-").FullName;
                 artifact = QuantizeFloatModel(path, group, Path.Combine(tempDir, modelId + "-rtn8.matq"));

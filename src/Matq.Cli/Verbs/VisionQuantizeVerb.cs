@@ -10,6 +10,7 @@ using Matq.Runtime;
 using Matq.Training.Vision;
 using Spectre.Console;
 using TorchSharp;
+using Matq.Runtime.Models;
 
 namespace Matq.Cli.Verbs;
 

@@ -2,7 +2,7 @@
 // a fresh quantization of the float weights in memory, its perplexity on each eval set, then the weights restored.
 using System.Diagnostics;
 using System.Text;
-using Matq.Loading.Tokenizers;
+using Matq.Runtime.Tokenizers;
 using Matq.Models;
 using Matq.Quantization.Pipeline;
 using static TorchSharp.torch;

@@ -12,6 +12,9 @@ using Matq.Formats.Onnx;
 using Matq.Models;
 using Matq.Runtime.Serving;
 using static TorchSharp.torch;
+using Matq.Runtime.Models;
+using Matq.Runtime.Loading;
+using Matq.Loading;
 
 namespace Matq.Export;
 
@@ -68,7 +71,7 @@ public static class OnnxExporter
 
     private static OnnxModel FromArtifact(MatqArtifact a, int? bits, out IReadOnlyList<OnnxLinearReport> quantized, out int floatLinears, out int? servedBits)
     {
-        var config = QuantizedModelLoader.ModelConfig(a);
+        var config = ArtifactSource.ModelConfig(a);
         int c = a.Metadata.MasterBits, r = bits ?? c;
         OnnxQuantizedLinear.CheckBits(r, c);
         foreach (var q in a.Quantized) OnnxQuantizedLinear.BlockSize(q); // refuse untileable groups before building anything

@@ -17,6 +17,7 @@
 using Matq.Formats.Onnx;
 using Matq.Models;
 using static TorchSharp.torch;
+using Matq.Runtime.Models;
 
 namespace Matq.Export;
 

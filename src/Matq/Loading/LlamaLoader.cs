@@ -6,6 +6,8 @@ using Matq.Formats.Safetensors;
 using Matq.Models;
 using TorchSharp;
 using static TorchSharp.torch;
+using Matq.Runtime.Models;
+using Matq.Runtime.Loading;
 
 namespace Matq.Loading;
 

@@ -3,6 +3,8 @@
 using Matq.Formats.Safetensors;
 using Matq.Models;
 using static TorchSharp.torch;
+using Matq.Runtime.Models;
+using Matq.Runtime.Loading;
 
 namespace Matq.Loading;
 

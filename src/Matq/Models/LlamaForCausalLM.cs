@@ -6,6 +6,7 @@ using TorchSharp;
 using TorchSharp.Utils;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Matq.Runtime.Models;
 using F = TorchSharp.torch.nn.functional;
 
 namespace Matq.Models;

@@ -3,6 +3,7 @@
 using TorchSharp;
 using TorchSharp.Utils;
 using static TorchSharp.torch;
+using Matq.Runtime.Models;
 using F = TorchSharp.torch.nn.functional;
 
 namespace Matq.Models;

@@ -2,6 +2,7 @@
 // inv_freq[i] = 1/theta^(2i/D) (then scaled per RopeSpec: ÷ factor for linear, wavelength bands for llama3) and
 // cos/sin tables computed once in fp32.
 using static TorchSharp.torch;
+using Matq.Runtime.Models;
 
 namespace Matq.Models;
 

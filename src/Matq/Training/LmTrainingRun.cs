@@ -6,11 +6,12 @@ using Matq.Data;
 using Matq.Evaluation;
 using Matq.Formats.Safetensors;
 using Matq.Loading;
-using Matq.Loading.Tokenizers;
+using Matq.Runtime.Tokenizers;
 using Matq.Models;
 using Matq.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
+using Matq.Runtime.Models;
 
 namespace Matq.Training;
 

@@ -14,6 +14,7 @@ using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
+using Matq.Runtime.Models;
 
 namespace Matq.Tests.Export;
 

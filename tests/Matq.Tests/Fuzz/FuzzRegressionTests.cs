@@ -7,6 +7,7 @@ using Matq.Loading;
 using Matq.Runtime.Serving;
 using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
+using Matq.Runtime.Loading;
 
 namespace Matq.Tests.Fuzz;
 

@@ -15,6 +15,8 @@ using Matq.Runtime.Serving;
 using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
 using Xunit.Abstractions;
+using Matq.Runtime.Loading;
+using Matq.Loading;
 
 namespace Matq.Tests.Fuzz;
 
@@ -95,7 +97,7 @@ public sealed class ModelFileFuzzTests(ITestOutputHelper output)
         using (var opened = ModelSource.Open(path))
         {
             if (opened.Served is { } served)
-                _ = ModelSource.LoadArtifactTokenizer(path, served.Metadata, opened.Model.Config.VocabSize);
+                _ = ArtifactSource.LoadArtifactTokenizer(path, served.Metadata, opened.Model.Config.VocabSize);
         }
         GgufExporter.Export(path, GgmlType.F16, ggufOut);
     }

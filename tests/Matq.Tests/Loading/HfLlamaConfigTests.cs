@@ -2,6 +2,8 @@
 using Matq.Loading;
 using Matq.Models;
 using Matq.Tests.Models;
+using Matq.Runtime.Models;
+using Matq.Runtime.Loading;
 
 namespace Matq.Tests.Loading;
 

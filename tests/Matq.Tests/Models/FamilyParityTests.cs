@@ -5,6 +5,8 @@ using Matq.Loading;
 using Matq.Models;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
+using Matq.Runtime.Models;
+using Matq.Runtime.Loading;
 
 namespace Matq.Tests.Models;
 

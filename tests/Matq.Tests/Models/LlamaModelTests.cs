@@ -4,6 +4,7 @@ using Matq.Loading;
 using Matq.Models;
 using TorchSharp;
 using static TorchSharp.torch;
+using Matq.Runtime.Models;
 
 namespace Matq.Tests.Models;
 

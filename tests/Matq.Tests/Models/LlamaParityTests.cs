@@ -3,6 +3,7 @@ using Matq.Loading;
 using Matq.Models;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
+using Matq.Runtime.Models;
 
 namespace Matq.Tests.Models;
 

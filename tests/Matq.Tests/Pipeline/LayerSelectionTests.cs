@@ -10,6 +10,7 @@ using Matq.Runtime.Serving;
 using Matq.Tests.Algorithms.Athena;
 using Matq.Tests.Models;
 using static TorchSharp.torch;
+using Matq.Loading;
 
 namespace Matq.Tests.Pipeline;
 

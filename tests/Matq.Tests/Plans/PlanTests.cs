@@ -6,6 +6,7 @@ using Matq.Runtime.Plans;
 using Matq.Runtime.Serving;
 using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
+using Matq.Loading;
 
 namespace Matq.Tests.Plans;
 

@@ -3,6 +3,7 @@ using Matq.Quantization.Pipeline;
 using Matq.Runtime.Serving;
 using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
+using Matq.Loading;
 
 namespace Matq.Tests.Serving;
 

@@ -4,6 +4,7 @@ using Matq.Models;
 using Matq.Training;
 using TorchSharp;
 using static TorchSharp.torch;
+using Matq.Runtime.Models;
 
 namespace Matq.Tests.Training;
 

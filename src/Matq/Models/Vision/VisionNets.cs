@@ -8,6 +8,7 @@ using System.Text.Json.Serialization;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Matq.Runtime.Models;
 
 namespace Matq.Models.Vision;
 

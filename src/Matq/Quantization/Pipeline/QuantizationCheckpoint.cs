@@ -20,6 +20,7 @@ using Matq.Formats.Safetensors;
 using Matq.Loading;
 using Matq.Models;
 using static TorchSharp.torch;
+using Matq.Runtime.Loading;
 
 namespace Matq.Quantization.Pipeline;
 

@@ -3,6 +3,7 @@
 using Matq.Formats.Artifact;
 using Matq.Runtime.Serving;
 using static TorchSharp.torch;
+using Matq.Loading;
 using F = TorchSharp.torch.nn.functional;
 
 namespace Matq.Runtime.Plans;

@@ -10,6 +10,7 @@ using Matq.Tests.Algorithms.Athena;
 using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
 using static TorchSharp.torch;
+using Matq.Loading;
 
 namespace Matq.Tests.Algorithms.MatQuant;
 

@@ -13,6 +13,8 @@ using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
+using Matq.Runtime.Models;
+using Matq.Runtime.Loading;
 
 namespace Matq.Tests.Runtime.Packed;
 
@@ -43,7 +45,7 @@ public sealed class FamilyPackedTests(ITestOutputHelper output)
             Assert.True(artifact.TryGetFloat(tensor, out var _f), $"{tensor} should be stored float");
         if (config.SandwichNorms) Assert.True(artifact.TryGetFloat("model.layers.0.pre_feedforward_layernorm.weight", out var _p));
         if (config.QkNorm) Assert.True(artifact.TryGetFloat("model.layers.0.self_attn.q_norm.weight", out var _q));
-        Assert.Equal(config, QuantizedModelLoader.ModelConfig(artifact));
+        Assert.Equal(config, ArtifactSource.ModelConfig(artifact));
 
         // the served 8-bit model stays close to the float model (RTN 8-bit error, not a wiring error)
         using var scope = NewDisposeScope();

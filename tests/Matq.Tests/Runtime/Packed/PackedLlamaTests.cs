@@ -12,6 +12,7 @@ using Matq.Runtime.Serving;
 using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
 using static TorchSharp.torch;
+using Matq.Runtime.Models;
 
 namespace Matq.Tests.Runtime.Packed;
 
