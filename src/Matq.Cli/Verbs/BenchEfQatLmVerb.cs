@@ -16,8 +16,8 @@ using Matq.Quantization.Pipeline;
 using Matq.Runtime;
 using Matq.Runtime.Serving;
 using Spectre.Console;
-using static TorchSharp.torch;
 using Matq.Loading;
+using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;
 

@@ -21,8 +21,8 @@ using Matq.Runtime;
 using Matq.Runtime.Plans;
 using Matq.Runtime.Serving;
 using Spectre.Console;
-using static TorchSharp.torch;
 using Matq.Loading;
+using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;
 
@@ -221,13 +221,13 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
             var artifact = MatqArtifact.Open(path);
             var layers = PlanLayer.From(artifact);
             int[] levels = [2, 4, 8];
-            var hash = MixPlan.ModelHashOf(artifact);
+            var hash = BitPlan.ModelHashOf(artifact);
             using var calib = tensor(athenaData.Windows.Take(8).SelectMany(w => w.Take(128).Select(t => (long)t)).ToArray(), new long[] { 8, 128 });
             var sens = LayerSensitivity.Measure(artifact, calib, levels, device: device);
             void Add(string strategy, Dictionary<string, int> bits)
             {
-                var plan = new MixPlan(hash, artifact.Metadata.MasterBits, 8, bits, strategy);
-                using var served = QuantizedModelLoader.LoadServed(artifact, 8, device, ScalarType.Float32, false, plan.ToLoaderPlan(artifact));
+                var plan = new BitPlan(hash, artifact.Metadata.MasterBits, 8, bits, strategy);
+                using var served = QuantizedModelLoader.LoadServed(artifact, 8, device, ScalarType.Float32, false, plan);
                 var (s, m) = Evaluate(served.Model);
                 curves.Add((b, strategy, plan.AverageBits(artifact), plan.WeightBytes(artifact), s, m));
                 Console.MarkupLine(Markup.Escape($"{b} · {strategy} avg {plan.AverageBits(artifact):F2} bits: SOTU {s:F3}, Moby {m:F3}"));

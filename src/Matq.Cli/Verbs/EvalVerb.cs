@@ -7,6 +7,7 @@ using Matq.Evaluation;
 using Matq.Runtime;
 using Spectre.Console;
 using Matq.Loading;
+using Matq.Runtime.Plans;
 
 namespace Matq.Cli.Verbs;
 
@@ -59,7 +60,7 @@ public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null)
             EvalTexts.Resolve(dataName, _data);
         if (!Directory.Exists(modelPath) && !File.Exists(modelPath))
             throw new MatqException($"--model {modelPath} does not exist");
-        if (plan is not null) BitPlanFile.Load(plan);
+        if (plan is not null) BitPlan.Load(plan);
 
         var device = TorchDevices.Resolve(result.GetValue(_device));
         EvalSet? set = null;

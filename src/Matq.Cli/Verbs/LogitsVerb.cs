@@ -14,9 +14,10 @@ using Matq.Runtime;
 using Matq.Runtime.Packed;
 using Matq.Runtime.Serving;
 using Spectre.Console;
-using static TorchSharp.torch;
 using Matq.Runtime.Loading;
 using Matq.Loading;
+using Matq.Runtime.Plans;
+using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;
 

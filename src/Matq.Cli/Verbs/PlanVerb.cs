@@ -13,8 +13,8 @@ using Matq.Runtime;
 using Matq.Runtime.Plans;
 using Matq.Runtime.Serving;
 using Spectre.Console;
-using static TorchSharp.torch;
 using Matq.Runtime.Loading;
+using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;
 
@@ -87,7 +87,7 @@ public sealed class PlanVerb(IAnsiConsole console, Func<DataStore>? data = null)
                 bits = PlanStrategies.Budget(layers, avg, levels, (l, b) => sens[(l, b)]);
             }
         }
-        var plan = new MixPlan(MixPlan.ModelHashOf(artifact), c, levels.Max(), bits, strategy);
+        var plan = new BitPlan(BitPlan.ModelHashOf(artifact), c, levels.Max(), bits, strategy);
         plan.Save(outPath);
         var table = new Table().AddColumns("layer", "params", "bits");
         foreach (var l in layers) table.AddRow(Markup.Escape(l.Name), l.Parameters.ToString("N0", CultureInfo.InvariantCulture), plan.BitsOf(l.Name).ToString());

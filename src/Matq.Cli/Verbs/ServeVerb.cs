@@ -15,6 +15,7 @@ using Matq.Runtime.Serving;
 using Spectre.Console;
 using Matq.Runtime.Loading;
 using Matq.Loading;
+using Matq.Runtime.Plans;
 
 namespace Matq.Cli.Verbs;
 

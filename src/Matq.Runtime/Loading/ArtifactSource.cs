@@ -1,7 +1,7 @@
 // Contract: the torch-free half of loading a .matq for serving: what a file is (artifact by content), its decoder
-// description (model_config checked against the tensors it implies), the bits it may be served at and which layer gets
-// which, and where its tokenizer files are. The packed runtime builds on these; Matq's QuantizedModelLoader and
-// ModelSource (TorchSharp) do too, so both backends refuse the same artifacts with the same lines.
+// description (model_config checked against the tensors it implies), the bits it may be served at, and where its
+// tokenizer files are (which layer gets which bits: Plans/BitPlan.PerLayerBits). The packed runtime builds on these;
+// Matq's QuantizedModelLoader and ModelSource (TorchSharp) do too, so both backends refuse the same artifacts alike.
 using Matq.Formats.Artifact;
 using Matq.Formats.Safetensors;
 using Matq.Runtime.Models;
@@ -62,26 +62,6 @@ public static class ArtifactSource
             throw new MatqException($"{what} {r} is more than the artifact's {c} master bits (serve at 1..{c})");
         if (r < 1)
             throw new MatqException($"{what} {r} is out of range: serve at 1..{c} bits");
-    }
-
-    // weight name → bits for every quantized tensor; a plan naming anything else is refused.
-    public static Dictionary<string, int> ResolvePlan(MatqArtifact artifact, IReadOnlyDictionary<string, int>? plan, int defaultBits)
-    {
-        ArgumentNullException.ThrowIfNull(artifact);
-        var bits = artifact.Quantized.ToDictionary(q => q.Name, _ => defaultBits, StringComparer.Ordinal);
-        if (plan is null) return bits;
-        foreach (var (key, value) in plan)
-        {
-            var name = key.EndsWith(".weight", StringComparison.Ordinal) ? key : key + ".weight";
-            if (!bits.ContainsKey(name))
-            {
-                var example = artifact.Quantized.Count > 0 ? $" (quantized layers look like '{artifact.Quantized[0].Name[..^7]}')" : " (it has no quantized layers)";
-                throw new MatqException($"plan names '{key}', which is not a quantized layer of {artifact.Path}{example}");
-            }
-            CheckBits(value, artifact.Metadata.MasterBits, $"plan bits for '{key}':");
-            bits[name] = value;
-        }
-        return bits;
     }
 
     /// <summary>The artifact's model_config parsed as a Llama config, after checking that its tensors are exactly the ones it implies.</summary>

@@ -1,9 +1,9 @@
 // Contract: one linear layer y = Ŵx (+ bias) of the packed runtime, no TorchSharp: x [T, In] → y [T, Out] row-major.
 // The weight is a PackedMatrix (r-bit codes, per-group scales) or a dense fp32 matrix [Out, In]; T = 1 runs the GEMV
 // kernels (decode; with int8 activations the integer GEMV), T > 1 the GEMM kernels (prefill, weights read once per call).
+using System.Numerics.Tensors;
 using Matq.Kernels.Packed;
 using Matq.Kernels.Simd;
-using System.Numerics.Tensors;
 
 namespace Matq.Runtime.Packed;
 

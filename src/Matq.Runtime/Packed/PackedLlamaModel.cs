@@ -10,6 +10,7 @@
 using Matq.Formats.Artifact;
 using Matq.Kernels.Packed;
 using Matq.Runtime.Models;
+using Matq.Runtime.Plans;
 using Matq.Runtime.Serving;
 using Matq.Runtime.Loading;
 
@@ -19,8 +20,8 @@ namespace Matq.Runtime.Packed;
 public sealed record PackedModelOptions
 {
     public int? Bits { get; init; }
-    /// <summary>HF module or weight name → bits (QuantizedModelLoader's plan convention).</summary>
-    public IReadOnlyDictionary<string, int>? Plan { get; init; }
+    /// <summary>Per-layer bits (layers it does not name: Bits); a plan made for another model is refused at load.</summary>
+    public BitPlan? Plan { get; init; }
     /// <summary>Quantize a float head at load to this many bits (1..8); null keeps the artifact's head as stored.</summary>
     public int? HeadBits { get; init; }
     /// <summary>Group width for the head quantization: a multiple of 32, or −1 for per-channel.</summary>
@@ -116,7 +117,7 @@ public sealed class PackedLlamaModel
             throw new MatqException($"--head {hb} is out of range: quantize the head to 1..8 bits, or keep it fp32");
         if (options.HeadGroup != -1 && (options.HeadGroup < 32 || options.HeadGroup % 32 != 0))
             throw new MatqException($"head group {options.HeadGroup} has no packed layout: use a multiple of 32 (32, 64, 128) or per-channel");
-        var perLayer = ArtifactSource.ResolvePlan(artifact, options.Plan, r);
+        var perLayer = BitPlan.PerLayerBits(artifact, options.Plan, r);
         var config = ArtifactSource.ModelConfig(artifact);
         ArtifactSource.CheckTensors(artifact, config);
 

@@ -4,6 +4,7 @@
 // requests still running on it keep their reference). Each precision pools its sessions (KV caches) for reuse, so at most
 // one session per concurrent request exists. Thread-safe; two requests for the same new precision build it once.
 using Matq.Formats.Artifact;
+using Matq.Runtime.Plans;
 using Matq.Runtime.Serving;
 using Matq.Runtime.Loading;
 
@@ -15,7 +16,7 @@ public sealed record PackedServingOptions
     /// <summary>Bits when a request names none and there is no plan; null = the master bits.</summary>
     public int? DefaultBits { get; init; }
     /// <summary>Per-layer bits served when a request names no bits (its default bits: DefaultBits or master).</summary>
-    public IReadOnlyDictionary<string, int>? Plan { get; init; }
+    public BitPlan? Plan { get; init; }
     public int? HeadBits { get; init; }
     public int Threads { get; init; } = -1;
     public PackedActivations Activations { get; init; } = PackedActivations.Int8;

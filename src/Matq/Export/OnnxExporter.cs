@@ -11,10 +11,10 @@ using Matq.Formats.Artifact;
 using Matq.Formats.Onnx;
 using Matq.Models;
 using Matq.Runtime.Serving;
-using static TorchSharp.torch;
 using Matq.Runtime.Models;
 using Matq.Runtime.Loading;
 using Matq.Loading;
+using static TorchSharp.torch;
 
 namespace Matq.Export;
 

@@ -2,9 +2,9 @@
 // tokenizer and context length. What a path is (HF folder, .safetensors file, .matq by content) is ModelSource's call.
 using Matq.Runtime.Tokenizers;
 using Matq.Runtime.Serving;
-using static TorchSharp.torch;
-using Matq.Evaluation;
 using Matq.Runtime.Loading;
+using Matq.Runtime.Plans;
+using static TorchSharp.torch;
 
 namespace Matq.Loading;
 
@@ -28,7 +28,7 @@ public static class LanguageModelSource
     /// a float model (bits/plan/extra precision refused) or a .matq served at <paramref name="bits"/> (null = master
     /// bits) with per-layer overrides from <paramref name="plan"/>; the tokenizer comes from the opened model's folder.
     /// </summary>
-    public static LanguageModel Open(string path, Device device, int? bits = null, IReadOnlyDictionary<string, int>? plan = null,
+    public static LanguageModel Open(string path, Device device, int? bits = null, BitPlan? plan = null,
         bool extraPrecision = false, string? tokenizer = null)
     {
         // ModelSource decides what the path is; this only words the commonest mistake (a folder that is no model) for eval.

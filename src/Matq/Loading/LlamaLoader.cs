@@ -5,9 +5,9 @@
 using Matq.Formats.Safetensors;
 using Matq.Models;
 using TorchSharp;
-using static TorchSharp.torch;
 using Matq.Runtime.Models;
 using Matq.Runtime.Loading;
+using static TorchSharp.torch;
 
 namespace Matq.Loading;
 

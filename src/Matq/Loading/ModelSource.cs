@@ -2,11 +2,11 @@
 // (served at --bits, default its master bits) — and says where its tokenizer files are. Detection is by content.
 using Matq.Formats.Artifact;
 using Matq.Formats.Safetensors;
-using Matq.Loading;
 using Matq.Runtime.Tokenizers;
 using Matq.Models;
-using static TorchSharp.torch;
 using Matq.Runtime.Loading;
+using Matq.Runtime.Plans;
+using static TorchSharp.torch;
 
 namespace Matq.Loading;
 
@@ -53,7 +53,7 @@ public static class ModelSource
     /// apply to .matq artifacts only; giving them for a float model is refused rather than ignored.
     /// </summary>
     public static OpenedModel Open(string path, int? bits = null, Device? device = null, ScalarType dtype = ScalarType.Float32,
-        bool extraPrecision = false, IReadOnlyDictionary<string, int>? plan = null, string? tokenizer = null)
+        bool extraPrecision = false, BitPlan? plan = null, string? tokenizer = null)
     {
         var opened = OpenModel(path, bits, device, dtype, extraPrecision, plan);
         if (tokenizer is null) return opened;
@@ -62,7 +62,7 @@ public static class ModelSource
         return new OpenedModel(opened.Model, opened.Kind, opened.Path, tokenizer, null, opened.Served);
     }
 
-    private static OpenedModel OpenModel(string path, int? bits, Device? device, ScalarType dtype, bool extraPrecision, IReadOnlyDictionary<string, int>? plan)
+    private static OpenedModel OpenModel(string path, int? bits, Device? device, ScalarType dtype, bool extraPrecision, BitPlan? plan)
     {
         if (string.IsNullOrWhiteSpace(path)) throw new MatqException("--model is empty: give an HF model folder, a .safetensors file or a .matq artifact");
         device ??= CPU;
@@ -86,7 +86,7 @@ public static class ModelSource
         return new OpenedModel(LoadSafetensorsFile(path, dir, device, dtype), ModelSourceKind.SafetensorsFile, path, dir, null, null);
     }
 
-    private static void RefuseServingOptions(string path, int? bits, bool extraPrecision, IReadOnlyDictionary<string, int>? plan)
+    private static void RefuseServingOptions(string path, int? bits, bool extraPrecision, BitPlan? plan)
     {
         if (bits is not null) throw new MatqException($"--bits {bits} applies to .matq artifacts; {path} is a float model");
         if (extraPrecision) throw new MatqException($"extra precision applies to .matq artifacts; {path} is a float model");

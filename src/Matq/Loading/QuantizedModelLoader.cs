@@ -1,13 +1,13 @@
 // Contract: serves a .matq artifact at r bits (1..master c) as a LlamaForCausalLM whose quantized linears hold
 // ŵ_r = α(S(q, r)·2^(c−r) − z) with the perm undone (simulated quantization); per-layer bits via a plan.
 using Matq.Formats.Artifact;
-using Matq.Loading;
 using Matq.Models;
 using Matq.Quantization;
 using Matq.Quantization.Pipeline;
-using static TorchSharp.torch;
 using Matq.Runtime.Models;
 using Matq.Runtime.Loading;
+using Matq.Runtime.Plans;
+using static TorchSharp.torch;
 
 namespace Matq.Loading;
 
@@ -51,9 +51,9 @@ public sealed class ServedModel(LlamaForCausalLM model, string path, MatqMetadat
 
 public static class QuantizedModelLoader
 {
-    /// <summary>The model of <paramref name="path"/> served at <paramref name="bits"/> (see <see cref="LoadServed(string, int?, Device?, ScalarType, bool, IReadOnlyDictionary{string, int}?)"/>).</summary>
+    /// <summary>The model of <paramref name="path"/> served at <paramref name="bits"/> (see <see cref="LoadServed(string, int?, Device?, ScalarType, bool, BitPlan?)"/>).</summary>
     public static LlamaForCausalLM Load(string path, int bits, Device? device = null, ScalarType dtype = ScalarType.Float32,
-        bool extraPrecision = false, IReadOnlyDictionary<string, int>? plan = null) =>
+        bool extraPrecision = false, BitPlan? plan = null) =>
         LoadServed(path, bits, device, dtype, extraPrecision, plan).Model;
 
     /// <summary>
@@ -62,7 +62,7 @@ public static class QuantizedModelLoader
     /// Extra precision keeps the overflow bucket 2^r instead of clamping it (measured effective bits in Layers).
     /// </summary>
     public static ServedModel LoadServed(string path, int? bits = null, Device? device = null, ScalarType dtype = ScalarType.Float32,
-        bool extraPrecision = false, IReadOnlyDictionary<string, int>? plan = null)
+        bool extraPrecision = false, BitPlan? plan = null)
     {
         if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16 or ScalarType.Float64))
             throw new MatqException($"dtype {dtype} is not a float type (use float32, bfloat16 or float16)");
@@ -71,7 +71,7 @@ public static class QuantizedModelLoader
     }
 
     public static ServedModel LoadServed(MatqArtifact artifact, int? bits, Device? device, ScalarType dtype, bool extraPrecision,
-        IReadOnlyDictionary<string, int>? plan)
+        BitPlan? plan)
     {
         ArgumentNullException.ThrowIfNull(artifact);
         device ??= CPU;
@@ -79,7 +79,7 @@ public static class QuantizedModelLoader
         int c = md.MasterBits;
         int r = bits ?? c;
         ArtifactSource.CheckBits(r, c, "--bits");
-        var perLayer = ArtifactSource.ResolvePlan(artifact, plan, r);
+        var perLayer = BitPlan.PerLayerBits(artifact, plan, r);
         var config = ArtifactSource.ModelConfig(artifact);
 
         var served = new List<ServedLayer>();

@@ -4,8 +4,8 @@
 // an optional tanh soft-cap on the scores (Gemma 2).
 using TorchSharp;
 using TorchSharp.Utils;
-using static TorchSharp.torch;
 using Matq.Runtime.Models;
+using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
 namespace Matq.Models;

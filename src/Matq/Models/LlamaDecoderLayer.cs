@@ -4,8 +4,8 @@
 // forward(hidden) uses positions 0..T-1 and the layer's own rope (per layer type) and window.
 using TorchSharp;
 using TorchSharp.Utils;
-using static TorchSharp.torch;
 using Matq.Runtime.Models;
+using static TorchSharp.torch;
 
 namespace Matq.Models;
 

@@ -5,8 +5,8 @@
 using TorchSharp;
 using TorchSharp.Utils;
 using TorchSharp.Modules;
-using static TorchSharp.torch;
 using Matq.Runtime.Models;
+using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
 namespace Matq.Models;

@@ -2,8 +2,8 @@
 // GELU (GeGLU, Gemma); gate/up/down are swappable [out, in] linears registered under their HF names.
 using TorchSharp;
 using TorchSharp.Utils;
-using static TorchSharp.torch;
 using Matq.Runtime.Models;
+using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
 namespace Matq.Models;

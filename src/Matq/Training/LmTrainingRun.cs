@@ -10,8 +10,8 @@ using Matq.Runtime.Tokenizers;
 using Matq.Models;
 using Matq.Runtime;
 using TorchSharp;
-using static TorchSharp.torch;
 using Matq.Runtime.Models;
+using static TorchSharp.torch;
 
 namespace Matq.Training;
 

@@ -1,5 +1,6 @@
 // eval/generate open .matq artifacts through ModelSource: at the master bits a served artifact scores exactly like
 // the RTN-dequantized float model, lower bits and plans serve, and serving options on a float folder are refused.
+using Matq.Runtime.Plans;
 using Matq.Evaluation;
 using Matq.Loading;
 using Matq.Quantization.Pipeline;
@@ -97,24 +98,24 @@ public sealed class LanguageModelSourceTests
     [InlineData("{\"bits\": 4}", "unknown key 'bits'")]
     [InlineData("{\"layers\": [4]}", "must be an object")]
     public void Bad_plans_fail_with_one_line(string json, string message) =>
-        Assert.Contains(message, Assert.Throws<MatqException>(() => BitPlanFile.Parse(json, "p.json")).Message);
+        Assert.Contains(message, Assert.Throws<MatqException>(() => BitPlan.Parse(json, "p.json")).Message);
 
     [Fact]
     public void Plan_default_and_bits_combine()
     {
-        var plan = BitPlanFile.Parse("{\"default\": 4, \"layers\": {\"model.layers.0.mlp.up_proj\": 8}}", "p.json");
+        var plan = BitPlan.Parse("{\"default\": 4, \"layers\": {\"model.layers.0.mlp.up_proj\": 8}}", "p.json");
         Assert.Equal(4, plan.ResolveBits(null, "p.json"));
         Assert.Equal(4, plan.ResolveBits(4, "p.json"));
         Assert.Throws<MatqException>(() => plan.ResolveBits(2, "p.json"));
-        Assert.Equal(3, BitPlanFile.Parse("{}", "p.json").ResolveBits(3, "p.json"));
+        Assert.Equal(3, BitPlan.Parse("{}", "p.json").ResolveBits(3, "p.json"));
     }
 
     [Fact]
     public void A_plan_written_by_matq_plan_is_read_too()
     {
-        var mix = new Matq.Runtime.Plans.MixPlan("hash", 8, 8, new Dictionary<string, int> { ["model.layers.0.mlp.up_proj"] = 2, ["model.layers.0.mlp.down_proj"] = 4 }, "pyramid");
-        var plan = BitPlanFile.Parse(mix.ToJson(), "p.json");
-        Assert.Equal(8, plan.Default);
+        var mix = new BitPlan("hash", 8, 8, new Dictionary<string, int> { ["model.layers.0.mlp.up_proj"] = 2, ["model.layers.0.mlp.down_proj"] = 4 }, "pyramid");
+        var plan = BitPlan.Parse(mix.ToJson(), "p.json");
+        Assert.Equal(8, plan.DefaultBits);
         Assert.Equal(2, plan.Layers["model.layers.0.mlp.up_proj"]);
         Assert.Equal(4, plan.Layers["model.layers.0.mlp.down_proj"]);
     }

@@ -11,9 +11,9 @@ using Matq.Quantization.Pipeline;
 using Matq.Runtime.Serving;
 using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
-using static TorchSharp.torch;
 using Matq.Runtime.Models;
 using Matq.Runtime.Loading;
+using static TorchSharp.torch;
 
 namespace Matq.Tests.Export;
 

@@ -4,9 +4,9 @@
 using Matq.Loading;
 using Matq.Models;
 using Xunit.Abstractions;
-using static TorchSharp.torch;
 using Matq.Runtime.Models;
 using Matq.Runtime.Loading;
+using static TorchSharp.torch;
 
 namespace Matq.Tests.Models;
 

@@ -3,8 +3,8 @@
 using Matq.Loading;
 using Matq.Models;
 using TorchSharp;
-using static TorchSharp.torch;
 using Matq.Runtime.Models;
+using static TorchSharp.torch;
 
 namespace Matq.Tests.Models;
 

@@ -2,8 +2,8 @@
 using Matq.Loading;
 using Matq.Models;
 using Xunit.Abstractions;
-using static TorchSharp.torch;
 using Matq.Runtime.Models;
+using static TorchSharp.torch;
 
 namespace Matq.Tests.Models;
 

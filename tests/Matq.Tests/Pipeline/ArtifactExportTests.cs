@@ -5,9 +5,9 @@ using Matq.Formats.Safetensors;
 using Matq.Loading;
 using Matq.Quantization.Pipeline;
 using Matq.Tests.Models;
-using static TorchSharp.torch;
 using Matq.Runtime.Loading;
 using Matq.Runtime.Tokenizers;
+using static TorchSharp.torch;
 
 namespace Matq.Tests.Pipeline;
 

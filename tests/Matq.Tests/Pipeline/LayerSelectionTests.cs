@@ -9,8 +9,8 @@ using Matq.Runtime.Packed;
 using Matq.Runtime.Serving;
 using Matq.Tests.Algorithms.Athena;
 using Matq.Tests.Models;
-using static TorchSharp.torch;
 using Matq.Loading;
+using static TorchSharp.torch;
 
 namespace Matq.Tests.Pipeline;
 

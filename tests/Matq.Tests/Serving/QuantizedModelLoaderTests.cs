@@ -1,6 +1,7 @@
 // Serving a .matq at r bits: r = master gives RTN's dequantized weights exactly; r < master equals a scalar
 // slice-then-dequantize of the stored codes; plans set bits per layer; logits error grows as bits shrink; bad input
 // (bits above master, unknown plan layer, corrupt file, non-Llama model_config) is one clear MatqException.
+using Matq.Runtime.Plans;
 using Matq.Formats.Artifact;
 using Matq.Loading;
 using Matq.Models;
@@ -90,7 +91,7 @@ public sealed class QuantizedModelLoaderTests
     public void A_plan_applies_its_bits_to_the_named_layers_only()
     {
         var (path, _) = PipelineFixtures.WriteTinyArtifact(PipelineFixtures.Rtn(8, group: 32));
-        var plan = new Dictionary<string, int> { ["model.layers.0.self_attn.q_proj"] = 2, ["model.layers.1.mlp.down_proj.weight"] = 3 };
+        var plan = new BitPlan(new Dictionary<string, int> { ["model.layers.0.self_attn.q_proj"] = 2, ["model.layers.1.mlp.down_proj.weight"] = 3 });
         using var served = QuantizedModelLoader.LoadServed(path, 4, plan: plan);
         using var at2 = QuantizedModelLoader.Load(path, 2);
         using var at3 = QuantizedModelLoader.Load(path, 3);
@@ -156,12 +157,12 @@ public sealed class QuantizedModelLoaderTests
     public void A_plan_naming_an_unknown_layer_or_too_many_bits_is_refused()
     {
         var (path, _) = PipelineFixtures.WriteTinyArtifact(PipelineFixtures.Rtn(4));
-        var unknown = Assert.Throws<MatqException>(() => QuantizedModelLoader.Load(path, 4, plan: new Dictionary<string, int> { ["model.layers.7.mlp.up_proj"] = 2 }));
+        var unknown = Assert.Throws<MatqException>(() => QuantizedModelLoader.Load(path, 4, plan: new BitPlan(new Dictionary<string, int> { ["model.layers.7.mlp.up_proj"] = 2 })));
         Assert.Contains("'model.layers.7.mlp.up_proj'", unknown.Message);
         Assert.Contains("not a quantized layer", unknown.Message);
-        var notQuantized = Assert.Throws<MatqException>(() => QuantizedModelLoader.Load(path, 4, plan: new Dictionary<string, int> { ["lm_head"] = 2 }));
+        var notQuantized = Assert.Throws<MatqException>(() => QuantizedModelLoader.Load(path, 4, plan: new BitPlan(new Dictionary<string, int> { ["lm_head"] = 2 })));
         Assert.Contains("'lm_head'", notQuantized.Message);
-        var tooMany = Assert.Throws<MatqException>(() => QuantizedModelLoader.Load(path, 4, plan: new Dictionary<string, int> { ["model.layers.0.mlp.up_proj"] = 6 }));
+        var tooMany = Assert.Throws<MatqException>(() => QuantizedModelLoader.Load(path, 4, plan: new BitPlan(new Dictionary<string, int> { ["model.layers.0.mlp.up_proj"] = 6 })));
         Assert.Contains("6 is more than the artifact's 4 master bits", tooMany.Message);
     }
 

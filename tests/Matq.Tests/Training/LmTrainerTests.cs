@@ -3,8 +3,8 @@
 using Matq.Models;
 using Matq.Training;
 using TorchSharp;
-using static TorchSharp.torch;
 using Matq.Runtime.Models;
+using static TorchSharp.torch;
 
 namespace Matq.Tests.Training;
 

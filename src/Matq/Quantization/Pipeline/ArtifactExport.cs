@@ -14,10 +14,10 @@ using Matq.Formats.IO;
 using Matq.Formats.Safetensors;
 using Matq.Loading;
 using Matq.Models;
-using static TorchSharp.torch;
 using Matq.Runtime.Models;
 using Matq.Runtime.Loading;
 using Matq.Runtime.Tokenizers;
+using static TorchSharp.torch;
 
 namespace Matq.Quantization.Pipeline;
 

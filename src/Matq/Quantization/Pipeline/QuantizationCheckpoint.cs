@@ -19,8 +19,8 @@ using Matq.Formats.IO;
 using Matq.Formats.Safetensors;
 using Matq.Loading;
 using Matq.Models;
-using static TorchSharp.torch;
 using Matq.Runtime.Loading;
+using static TorchSharp.torch;
 
 namespace Matq.Quantization.Pipeline;
 

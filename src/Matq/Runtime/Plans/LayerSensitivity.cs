@@ -2,8 +2,8 @@
 // artifact is served with every layer at the top level, then only layer ℓ is re-sliced to l (and restored).
 using Matq.Formats.Artifact;
 using Matq.Runtime.Serving;
-using static TorchSharp.torch;
 using Matq.Loading;
+using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
 namespace Matq.Runtime.Plans;

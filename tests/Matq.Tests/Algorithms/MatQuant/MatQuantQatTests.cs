@@ -9,8 +9,8 @@ using Matq.Runtime.Serving;
 using Matq.Tests.Algorithms.Athena;
 using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
-using static TorchSharp.torch;
 using Matq.Loading;
+using static TorchSharp.torch;
 
 namespace Matq.Tests.Algorithms.MatQuant;
 

@@ -12,9 +12,9 @@ using Matq.Runtime.Serving;
 using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
 using Xunit.Abstractions;
-using static TorchSharp.torch;
 using Matq.Runtime.Models;
 using Matq.Runtime.Loading;
+using static TorchSharp.torch;
 
 namespace Matq.Tests.Runtime.Packed;
 

@@ -2,6 +2,7 @@
 // logits agree within max|Δ| ≤ 1e-3·max|logit| at r = 8, 4, 3, 2 (and 6, 1 through the container fallback), per-channel and grouped, with a plan, a stored
 // permutation, Qwen2 biases + tied head, and linear RoPE + GQA on a random model; prefill then token-by-token decode
 // equals the full-sequence logits; sequences longer than the context and unsupported layouts are one MatqException.
+using Matq.Runtime.Plans;
 using Matq.Formats.Artifact;
 using Matq.Loading;
 using Matq.Models;
@@ -11,8 +12,8 @@ using Matq.Runtime.Packed;
 using Matq.Runtime.Serving;
 using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
-using static TorchSharp.torch;
 using Matq.Runtime.Models;
+using static TorchSharp.torch;
 
 namespace Matq.Tests.Runtime.Packed;
 
@@ -27,7 +28,7 @@ public sealed class PackedLlamaTests
     }
 
     /// <summary>The TorchSharp served model's logits [T, V] for ids.</summary>
-    private static float[] TorchLogits(string path, int bits, int[] ids, IReadOnlyDictionary<string, int>? plan = null)
+    private static float[] TorchLogits(string path, int bits, int[] ids, BitPlan? plan = null)
     {
         using var model = QuantizedModelLoader.Load(path, bits, plan: plan);
         using var _ = no_grad();
@@ -110,7 +111,7 @@ public sealed class PackedLlamaTests
     public void A_plan_serves_the_named_layers_at_their_bits()
     {
         var (path, _) = PipelineFixtures.WriteTinyArtifact(PipelineFixtures.Rtn(8, 32));
-        var plan = new Dictionary<string, int> { ["model.layers.0.self_attn.q_proj"] = 2, ["model.layers.1.mlp.down_proj.weight"] = 3 };
+        var plan = new BitPlan(new Dictionary<string, int> { ["model.layers.0.self_attn.q_proj"] = 2, ["model.layers.1.mlp.down_proj.weight"] = 3 });
         var model = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = 4, Plan = plan });
         Assert.Equal(2, model.Layers[0].Q.Bits);
         Assert.Equal(3, model.Layers[1].Down.Bits);
