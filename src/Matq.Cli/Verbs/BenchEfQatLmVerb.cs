@@ -11,12 +11,11 @@ using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Evaluation;
 using Matq.Formats.Artifact;
-using Matq.Runtime.Tokenizers;
+using Matq.Loading;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime;
-using Matq.Runtime.Serving;
+using Matq.Runtime.Tokenizers;
 using Spectre.Console;
-using Matq.Loading;
 using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;

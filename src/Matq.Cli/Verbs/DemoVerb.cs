@@ -7,13 +7,12 @@ using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Evaluation;
 using Matq.Formats.Safetensors;
-using Matq.Runtime.Tokenizers;
+using Matq.Loading;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime;
-using Matq.Runtime.Serving;
+using Matq.Runtime.Tokenizers;
 using Spectre.Console;
 using TorchSharp;
-using Matq.Loading;
 
 namespace Matq.Cli.Verbs;
 

@@ -4,10 +4,10 @@ using System.Diagnostics;
 using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Evaluation;
-using Matq.Runtime;
-using Spectre.Console;
 using Matq.Loading;
+using Matq.Runtime;
 using Matq.Runtime.Plans;
+using Spectre.Console;
 
 namespace Matq.Cli.Verbs;
 

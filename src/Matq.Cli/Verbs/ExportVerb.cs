@@ -9,10 +9,9 @@ using System.Globalization;
 using Matq.Cli.Common;
 using Matq.Export;
 using Matq.Formats.IO;
-using Matq.Quantization.Pipeline;
-using Matq.Runtime.Serving;
-using Spectre.Console;
 using Matq.Loading;
+using Matq.Quantization.Pipeline;
+using Spectre.Console;
 
 namespace Matq.Cli.Verbs;
 

@@ -4,16 +4,14 @@
 // with dequantized weights; float models always run on TorchSharp. A prompt longer than the model's context is refused.
 using System.CommandLine;
 using Matq.Cli.Common;
-using Matq.Evaluation;
-using Matq.Runtime.Tokenizers;
+using Matq.Loading;
 using Matq.Runtime;
 using Matq.Runtime.Generation;
-using Matq.Runtime.Packed;
-using Matq.Runtime.Serving;
-using Spectre.Console;
 using Matq.Runtime.Loading;
-using Matq.Loading;
+using Matq.Runtime.Packed;
 using Matq.Runtime.Plans;
+using Matq.Runtime.Tokenizers;
+using Spectre.Console;
 
 namespace Matq.Cli.Verbs;
 

@@ -6,17 +6,15 @@
 using System.CommandLine;
 using System.Globalization;
 using Matq.Cli.Common;
-using Matq.Evaluation;
 using Matq.Formats.IO;
 using Matq.Formats.Safetensors;
-using Matq.Runtime.Tokenizers;
-using Matq.Runtime;
-using Matq.Runtime.Packed;
-using Matq.Runtime.Serving;
-using Spectre.Console;
-using Matq.Runtime.Loading;
 using Matq.Loading;
+using Matq.Runtime;
+using Matq.Runtime.Loading;
+using Matq.Runtime.Packed;
 using Matq.Runtime.Plans;
+using Matq.Runtime.Tokenizers;
+using Spectre.Console;
 using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;

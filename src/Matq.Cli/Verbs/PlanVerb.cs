@@ -7,13 +7,12 @@ using Matq.Data;
 using Matq.Evaluation;
 using Matq.Formats.Artifact;
 using Matq.Formats.IO;
-using Matq.Runtime.Tokenizers;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime;
-using Matq.Runtime.Plans;
-using Matq.Runtime.Serving;
-using Spectre.Console;
 using Matq.Runtime.Loading;
+using Matq.Runtime.Plans;
+using Matq.Runtime.Tokenizers;
+using Spectre.Console;
 using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;

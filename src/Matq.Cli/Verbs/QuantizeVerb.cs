@@ -14,7 +14,6 @@ using Matq.Runtime.Tokenizers;
 using Matq.Models.Vision;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime;
-using Matq.Runtime.Serving;
 using Spectre.Console;
 using Matq.Loading;
 

@@ -7,15 +7,14 @@ using System.CommandLine;
 using System.Runtime.InteropServices;
 using Matq.Cli.Common;
 using Matq.Cli.Serving;
-using Matq.Evaluation;
+using Matq.Loading;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime;
+using Matq.Runtime.Loading;
 using Matq.Runtime.Packed;
+using Matq.Runtime.Plans;
 using Matq.Runtime.Serving;
 using Spectre.Console;
-using Matq.Runtime.Loading;
-using Matq.Loading;
-using Matq.Runtime.Plans;
 
 namespace Matq.Cli.Verbs;
 

@@ -7,10 +7,10 @@ using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Models.Vision;
 using Matq.Runtime;
+using Matq.Runtime.Models;
 using Matq.Training.Vision;
 using Spectre.Console;
 using TorchSharp;
-using Matq.Runtime.Models;
 
 namespace Matq.Cli.Verbs;
 

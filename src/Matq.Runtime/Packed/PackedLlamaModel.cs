@@ -9,10 +9,9 @@
 // tied model then also looks its embeddings up in that one packed table, so the fp32 table is not kept.
 using Matq.Formats.Artifact;
 using Matq.Kernels.Packed;
+using Matq.Runtime.Loading;
 using Matq.Runtime.Models;
 using Matq.Runtime.Plans;
-using Matq.Runtime.Serving;
-using Matq.Runtime.Loading;
 
 namespace Matq.Runtime.Packed;
 

@@ -4,9 +4,8 @@
 // requests still running on it keep their reference). Each precision pools its sessions (KV caches) for reuse, so at most
 // one session per concurrent request exists. Thread-safe; two requests for the same new precision build it once.
 using Matq.Formats.Artifact;
-using Matq.Runtime.Plans;
-using Matq.Runtime.Serving;
 using Matq.Runtime.Loading;
+using Matq.Runtime.Plans;
 
 namespace Matq.Runtime.Packed;
 

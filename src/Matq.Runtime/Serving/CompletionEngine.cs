@@ -4,10 +4,10 @@
 // Run generates with PackedTextGenerator (the `matq generate` path: same tokenizer, sampler and packed kernels, so a
 // greedy completion equals its text), streams text through TokenTextStream (stop sequences end the text and are not
 // part of it) and reports finish reason "stop" (end-of-text id or a stop sequence) or "length" (max_tokens reached).
-using Matq.Runtime.Tokenizers;
 using Matq.Runtime.Generation;
-using Matq.Runtime.Packed;
 using Matq.Runtime.Loading;
+using Matq.Runtime.Packed;
+using Matq.Runtime.Tokenizers;
 
 namespace Matq.Runtime.Serving;
 

@@ -12,7 +12,6 @@ using System.Text.Json;
 using Matq.Formats.Artifact;
 using Matq.Formats.Gguf;
 using Matq.Quantization.Pipeline;
-using Matq.Runtime.Serving;
 using Matq.Runtime.Loading;
 using Matq.Runtime.Models;
 using Matq.Runtime.Tokenizers;

@@ -3,7 +3,6 @@
 // HF-compatible runtime loads the r-bit model as floats. The folder is staged (hidden) beside the target and swapped in whole at the end.
 using Matq.Formats.Safetensors;
 using Matq.Loading;
-using Matq.Runtime.Serving;
 using Matq.Runtime.Loading;
 
 namespace Matq.Export;

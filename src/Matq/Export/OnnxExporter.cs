@@ -9,11 +9,10 @@
 // MatqException before anything is written.
 using Matq.Formats.Artifact;
 using Matq.Formats.Onnx;
-using Matq.Models;
-using Matq.Runtime.Serving;
-using Matq.Runtime.Models;
-using Matq.Runtime.Loading;
 using Matq.Loading;
+using Matq.Models;
+using Matq.Runtime.Loading;
+using Matq.Runtime.Models;
 using static TorchSharp.torch;
 
 namespace Matq.Export;

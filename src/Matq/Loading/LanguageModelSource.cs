@@ -1,9 +1,8 @@
 // Opens what `matq eval` / `matq generate` score or run: a model that maps ids [B,T] int64 → logits [B,T,V], its
 // tokenizer and context length. What a path is (HF folder, .safetensors file, .matq by content) is ModelSource's call.
-using Matq.Runtime.Tokenizers;
-using Matq.Runtime.Serving;
 using Matq.Runtime.Loading;
 using Matq.Runtime.Plans;
+using Matq.Runtime.Tokenizers;
 using static TorchSharp.torch;
 
 namespace Matq.Loading;

@@ -4,9 +4,9 @@
 // (LlamaTensors.CheckpointSource), so quantization and every backend see the same seven linears per layer.
 using Matq.Formats.Safetensors;
 using Matq.Models;
-using TorchSharp;
-using Matq.Runtime.Models;
 using Matq.Runtime.Loading;
+using Matq.Runtime.Models;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Matq.Loading;

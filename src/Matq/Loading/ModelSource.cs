@@ -2,10 +2,10 @@
 // (served at --bits, default its master bits) — and says where its tokenizer files are. Detection is by content.
 using Matq.Formats.Artifact;
 using Matq.Formats.Safetensors;
-using Matq.Runtime.Tokenizers;
 using Matq.Models;
 using Matq.Runtime.Loading;
 using Matq.Runtime.Plans;
+using Matq.Runtime.Tokenizers;
 using static TorchSharp.torch;
 
 namespace Matq.Loading;

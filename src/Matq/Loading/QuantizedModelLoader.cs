@@ -4,8 +4,8 @@ using Matq.Formats.Artifact;
 using Matq.Models;
 using Matq.Quantization;
 using Matq.Quantization.Pipeline;
-using Matq.Runtime.Models;
 using Matq.Runtime.Loading;
+using Matq.Runtime.Models;
 using Matq.Runtime.Plans;
 using static TorchSharp.torch;
 

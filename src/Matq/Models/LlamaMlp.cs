@@ -1,8 +1,8 @@
 // Gated feed-forward: x [B, T, hidden] -> down(act(gate(x)) * up(x)) [B, T, hidden] with act = SiLU (SwiGLU) or tanh
 // GELU (GeGLU, Gemma); gate/up/down are swappable [out, in] linears registered under their HF names.
+using Matq.Runtime.Models;
 using TorchSharp;
 using TorchSharp.Utils;
-using Matq.Runtime.Models;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 

@@ -6,11 +6,11 @@ using Matq.Data;
 using Matq.Evaluation;
 using Matq.Formats.Safetensors;
 using Matq.Loading;
-using Matq.Runtime.Tokenizers;
 using Matq.Models;
 using Matq.Runtime;
-using TorchSharp;
 using Matq.Runtime.Models;
+using Matq.Runtime.Tokenizers;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Matq.Training;

@@ -8,11 +8,10 @@ using Matq.Formats.Gguf;
 using Matq.Loading;
 using Matq.Models;
 using Matq.Quantization.Pipeline;
-using Matq.Runtime.Serving;
+using Matq.Runtime.Loading;
+using Matq.Runtime.Models;
 using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
-using Matq.Runtime.Models;
-using Matq.Runtime.Loading;
 using static TorchSharp.torch;
 
 namespace Matq.Tests.Export;

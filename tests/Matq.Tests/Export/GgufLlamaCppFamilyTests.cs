@@ -9,11 +9,10 @@ using Matq.Formats.Gguf;
 using Matq.Loading;
 using Matq.Models;
 using Matq.Quantization.Pipeline;
-using Matq.Runtime.Serving;
+using Matq.Runtime.Models;
 using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
 using Xunit.Abstractions;
-using Matq.Runtime.Models;
 using static TorchSharp.torch;
 
 namespace Matq.Tests.Export;

@@ -11,12 +11,11 @@ using Matq.Formats.Artifact;
 using Matq.Formats.Gguf;
 using Matq.Formats.Inspection;
 using Matq.Fuzz;
-using Matq.Runtime.Serving;
+using Matq.Loading;
+using Matq.Runtime.Loading;
 using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
 using Xunit.Abstractions;
-using Matq.Runtime.Loading;
-using Matq.Loading;
 
 namespace Matq.Tests.Fuzz;
 

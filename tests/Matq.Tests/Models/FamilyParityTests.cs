@@ -3,9 +3,9 @@
 // after a save -> load round trip: fp32 logits within 1e-4 (max abs) of HF's.
 using Matq.Loading;
 using Matq.Models;
-using Xunit.Abstractions;
-using Matq.Runtime.Models;
 using Matq.Runtime.Loading;
+using Matq.Runtime.Models;
+using Xunit.Abstractions;
 using static TorchSharp.torch;
 
 namespace Matq.Tests.Models;

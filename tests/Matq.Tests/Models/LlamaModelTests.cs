@@ -2,8 +2,8 @@
 // linear rope scaling and sliding-window attention (with and without the cache).
 using Matq.Loading;
 using Matq.Models;
-using TorchSharp;
 using Matq.Runtime.Models;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Matq.Tests.Models;

@@ -4,9 +4,9 @@ using Matq.Formats.Artifact;
 using Matq.Formats.Safetensors;
 using Matq.Loading;
 using Matq.Quantization.Pipeline;
-using Matq.Tests.Models;
 using Matq.Runtime.Loading;
 using Matq.Runtime.Tokenizers;
+using Matq.Tests.Models;
 using static TorchSharp.torch;
 
 namespace Matq.Tests.Pipeline;

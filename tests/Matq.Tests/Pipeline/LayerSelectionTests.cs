@@ -4,12 +4,11 @@
 using System.Text.Json;
 using Matq.Formats.Artifact;
 using Matq.Formats.Safetensors;
+using Matq.Loading;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime.Packed;
-using Matq.Runtime.Serving;
 using Matq.Tests.Algorithms.Athena;
 using Matq.Tests.Models;
-using Matq.Loading;
 using static TorchSharp.torch;
 
 namespace Matq.Tests.Pipeline;

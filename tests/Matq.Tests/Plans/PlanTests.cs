@@ -1,12 +1,11 @@
 // Mix'n'Match plans: strategy invariants (uniform exact, pyramid middle ≥ outer, budget average ≤ budget), the JSON
 // round trip, the loader conversion, and the refusals (unknown layer, bits out of range, a different model).
 using Matq.Formats.Artifact;
+using Matq.Loading;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime.Plans;
-using Matq.Runtime.Serving;
 using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
-using Matq.Loading;
 
 namespace Matq.Tests.Plans;
 

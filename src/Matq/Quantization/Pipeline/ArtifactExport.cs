@@ -14,8 +14,8 @@ using Matq.Formats.IO;
 using Matq.Formats.Safetensors;
 using Matq.Loading;
 using Matq.Models;
-using Matq.Runtime.Models;
 using Matq.Runtime.Loading;
+using Matq.Runtime.Models;
 using Matq.Runtime.Tokenizers;
 using static TorchSharp.torch;
 

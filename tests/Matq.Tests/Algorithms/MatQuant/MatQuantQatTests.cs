@@ -3,13 +3,12 @@
 using Matq.Algorithms.Athena;
 using Matq.Algorithms.MatQuant;
 using Matq.Kernels.Quantization;
+using Matq.Loading;
 using Matq.Quantization;
 using Matq.Quantization.Pipeline;
-using Matq.Runtime.Serving;
 using Matq.Tests.Algorithms.Athena;
 using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
-using Matq.Loading;
 using static TorchSharp.torch;
 
 namespace Matq.Tests.Algorithms.MatQuant;

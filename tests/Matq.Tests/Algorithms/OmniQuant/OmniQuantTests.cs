@@ -6,13 +6,12 @@ using Matq.Algorithms.OmniQuant;
 using Matq.Evaluation;
 using Matq.Formats.Artifact;
 using Matq.Kernels.Quantization;
+using Matq.Loading;
 using Matq.Quantization;
 using Matq.Quantization.Pipeline;
-using Matq.Runtime.Serving;
 using Matq.Tests.Algorithms.Athena;
 using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
-using Matq.Loading;
 using static TorchSharp.torch;
 
 namespace Matq.Tests.Algorithms.OmniQuant;

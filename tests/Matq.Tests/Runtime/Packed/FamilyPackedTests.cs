@@ -7,13 +7,12 @@ using Matq.Formats.Artifact;
 using Matq.Loading;
 using Matq.Models;
 using Matq.Quantization.Pipeline;
+using Matq.Runtime.Loading;
+using Matq.Runtime.Models;
 using Matq.Runtime.Packed;
-using Matq.Runtime.Serving;
 using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
 using Xunit.Abstractions;
-using Matq.Runtime.Models;
-using Matq.Runtime.Loading;
 using static TorchSharp.torch;
 
 namespace Matq.Tests.Runtime.Packed;

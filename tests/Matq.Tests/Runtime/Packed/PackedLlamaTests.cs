@@ -2,17 +2,16 @@
 // logits agree within max|Δ| ≤ 1e-3·max|logit| at r = 8, 4, 3, 2 (and 6, 1 through the container fallback), per-channel and grouped, with a plan, a stored
 // permutation, Qwen2 biases + tied head, and linear RoPE + GQA on a random model; prefill then token-by-token decode
 // equals the full-sequence logits; sequences longer than the context and unsupported layouts are one MatqException.
-using Matq.Runtime.Plans;
 using Matq.Formats.Artifact;
 using Matq.Loading;
 using Matq.Models;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime.Generation;
+using Matq.Runtime.Models;
 using Matq.Runtime.Packed;
-using Matq.Runtime.Serving;
+using Matq.Runtime.Plans;
 using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
-using Matq.Runtime.Models;
 using static TorchSharp.torch;
 
 namespace Matq.Tests.Runtime.Packed;

@@ -2,8 +2,8 @@
 // then returned as the same instance; the cache holds at most Capacity precisions and drops the least recently used
 // (rebuilt when asked again); a plan is the default when given; bits outside 1..master are refused; each precision's
 // models equal a direct PackedLlamaModel.Load at those bits; sessions are pooled.
-using Matq.Runtime.Plans;
 using Matq.Runtime.Packed;
+using Matq.Runtime.Plans;
 using Matq.Tests.Pipeline;
 
 namespace Matq.Tests.Runtime.Packed;

@@ -1,11 +1,10 @@
 // ModelSource opens HF folders, lone .safetensors files and .matq artifacts by content, and finds the tokenizer folder.
+using Matq.Loading;
 using Matq.Quantization.Pipeline;
-using Matq.Runtime.Serving;
 using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
-using Matq.Loading;
 
-namespace Matq.Tests.Serving;
+namespace Matq.Tests.Loading;
 
 public sealed class ModelSourceTests
 {

@@ -1,17 +1,16 @@
 // Serving a .matq at r bits: r = master gives RTN's dequantized weights exactly; r < master equals a scalar
 // slice-then-dequantize of the stored codes; plans set bits per layer; logits error grows as bits shrink; bad input
 // (bits above master, unknown plan layer, corrupt file, non-Llama model_config) is one clear MatqException.
-using Matq.Runtime.Plans;
 using Matq.Formats.Artifact;
 using Matq.Loading;
 using Matq.Models;
 using Matq.Quantization.Pipeline;
-using Matq.Runtime.Serving;
+using Matq.Runtime.Plans;
 using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
 using static TorchSharp.torch;
 
-namespace Matq.Tests.Serving;
+namespace Matq.Tests.Loading;
 
 public sealed class QuantizedModelLoaderTests
 {

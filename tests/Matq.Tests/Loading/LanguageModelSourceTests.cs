@@ -1,14 +1,14 @@
 // eval/generate open .matq artifacts through ModelSource: at the master bits a served artifact scores exactly like
 // the RTN-dequantized float model, lower bits and plans serve, and serving options on a float folder are refused.
-using Matq.Runtime.Plans;
 using Matq.Evaluation;
 using Matq.Loading;
 using Matq.Quantization.Pipeline;
+using Matq.Runtime.Plans;
 using Matq.Tests.Pipeline;
 using Matq.Tests.Training;
 using static TorchSharp.torch;
 
-namespace Matq.Tests.Evaluation;
+namespace Matq.Tests.Loading;
 
 public sealed class LanguageModelSourceTests
 {
