@@ -10,8 +10,10 @@ using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Evaluation;
 using Matq.Formats.Artifact;
+using Matq.Loading;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime;
+using Matq.Runtime.Tokenizers;
 using Spectre.Console;
 using static TorchSharp.torch;
 

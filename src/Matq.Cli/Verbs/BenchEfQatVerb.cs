@@ -91,7 +91,7 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
         else
         {
             // The LM: every decoder linear becomes a W4 (group 64) NestedQuantLinear, trained on random tokens.
-            var source = Matq.Runtime.Serving.ModelSource.Open(lmPath, device: device);
+            var source = Matq.Loading.ModelSource.Open(lmPath, device: device);
             var model = source.Model;
             var qc = new Matq.Quantization.Pipeline.QuantizationConfig("efqat", 4, 64);
             var selected = Matq.Quantization.Pipeline.LinearSelection.Select(model, qc);

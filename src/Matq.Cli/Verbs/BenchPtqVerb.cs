@@ -5,10 +5,10 @@ using System.Diagnostics;
 using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Evaluation;
-using Matq.Loading.Tokenizers;
+using Matq.Loading;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime;
-using Matq.Runtime.Serving;
+using Matq.Runtime.Tokenizers;
 using Spectre.Console;
 using TorchSharp;
 

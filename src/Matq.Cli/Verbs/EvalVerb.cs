@@ -4,7 +4,9 @@ using System.Diagnostics;
 using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Evaluation;
+using Matq.Loading;
 using Matq.Runtime;
+using Matq.Runtime.Plans;
 using Spectre.Console;
 
 namespace Matq.Cli.Verbs;
@@ -58,7 +60,7 @@ public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null)
             EvalTexts.Resolve(dataName, _data);
         if (!Directory.Exists(modelPath) && !File.Exists(modelPath))
             throw new MatqException($"--model {modelPath} does not exist");
-        if (plan is not null) BitPlanFile.Load(plan);
+        if (plan is not null) BitPlan.Load(plan);
 
         var device = TorchRuntime.Configure(result.GetValue(_device)).Device;
         EvalSet? set = null;

@@ -9,8 +9,8 @@ using System.Globalization;
 using Matq.Cli.Common;
 using Matq.Export;
 using Matq.Formats.IO;
+using Matq.Loading;
 using Matq.Quantization.Pipeline;
-using Matq.Runtime.Serving;
 using Spectre.Console;
 
 namespace Matq.Cli.Verbs;

@@ -4,12 +4,13 @@
 // with dequantized weights; float models always run on TorchSharp. A prompt longer than the model's context is refused.
 using System.CommandLine;
 using Matq.Cli.Common;
-using Matq.Evaluation;
-using Matq.Loading.Tokenizers;
+using Matq.Loading;
 using Matq.Runtime;
 using Matq.Runtime.Generation;
+using Matq.Runtime.Loading;
 using Matq.Runtime.Packed;
-using Matq.Runtime.Serving;
+using Matq.Runtime.Plans;
+using Matq.Runtime.Tokenizers;
 using Spectre.Console;
 
 namespace Matq.Cli.Verbs;
@@ -70,7 +71,7 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
         if (UsePackedEngine(result.GetValue(_engine)!, path, serving.ExtraPrecision, result.GetValue(_device)!))
         {
             var model = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = bits, Plan = plan, HeadBits = headBits });
-            var tokenizer = ModelSource.LoadArtifactTokenizer(path, model.Metadata, model.Config.VocabSize, serving.Tokenizer);
+            var tokenizer = ArtifactSource.LoadArtifactTokenizer(path, model.Metadata, model.Config.VocabSize, serving.Tokenizer);
             var session = new PackedLlamaSession(model, threads: threads, activations: acts[0]);
             var stats = Run(tokenizer, prompt, max, sampling, session.ContextLength,
                 (ids, o, onToken) => PackedTextGenerator.Generate(session, ids, o, onToken).Stats);
@@ -96,7 +97,7 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
     /// <summary>packed for a .matq unless told otherwise; refuses combinations that cannot run.</summary>
     private static bool UsePackedEngine(string engine, string path, bool extraPrecision, string device)
     {
-        bool artifact = ModelSource.IsArtifactFile(path);
+        bool artifact = ArtifactSource.IsArtifactFile(path);
         bool cuda = device.Trim().Equals("cuda", StringComparison.OrdinalIgnoreCase);
         switch (engine.Trim().ToLowerInvariant())
         {

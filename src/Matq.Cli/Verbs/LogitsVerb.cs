@@ -6,13 +6,14 @@
 using System.CommandLine;
 using System.Globalization;
 using Matq.Cli.Common;
-using Matq.Evaluation;
 using Matq.Formats.IO;
 using Matq.Formats.Safetensors;
-using Matq.Loading.Tokenizers;
+using Matq.Loading;
 using Matq.Runtime;
+using Matq.Runtime.Loading;
 using Matq.Runtime.Packed;
-using Matq.Runtime.Serving;
+using Matq.Runtime.Plans;
+using Matq.Runtime.Tokenizers;
 using Spectre.Console;
 using static TorchSharp.torch;
 
@@ -69,11 +70,11 @@ public sealed class LogitsVerb(IAnsiConsole console) : Verb(console)
         long vocab;
         if (engine == "packed")
         {
-            if (!ModelSource.IsArtifactFile(path)) throw new MatqException($"--engine packed serves .matq artifacts; {path} is a float model (use --engine torch)");
+            if (!ArtifactSource.IsArtifactFile(path)) throw new MatqException($"--engine packed serves .matq artifacts; {path} is a float model (use --engine torch)");
             if (!result.GetValue(_device)!.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase) && !result.GetValue(_device)!.Trim().Equals("cpu", StringComparison.OrdinalIgnoreCase))
                 throw new MatqException("--engine packed runs on the CPU; drop --device or use --engine torch");
             var model = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = bits, Plan = plan, HeadBits = null });
-            if (text is not null) ids = Tokenize(text, result.GetValue(_tokenizer) ?? ModelSource.ArtifactTokenizer(path, model.Metadata).Folder, path);
+            if (text is not null) ids = Tokenize(text, result.GetValue(_tokenizer) ?? ArtifactSource.ArtifactTokenizer(path, model.Metadata).Folder, path);
             vocab = model.Config.VocabSize;
             CheckIds(ids, vocab);
             var session = new PackedLlamaSession(model, contextLength: Math.Max(ids.GetLength(1), 1), threads: -1, activations: PackedActivations.Fp32);

@@ -10,12 +10,12 @@ using Matq.Algorithms.MatQuant;
 using Matq.Cli.Common;
 using Matq.Formats.IO;
 using Matq.Data;
-using Matq.Loading.Tokenizers;
+using Matq.Runtime.Tokenizers;
 using Matq.Models.Vision;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime;
-using Matq.Runtime.Serving;
 using Spectre.Console;
+using Matq.Loading;
 
 namespace Matq.Cli.Verbs;
 

@@ -7,10 +7,12 @@ using System.CommandLine;
 using System.Runtime.InteropServices;
 using Matq.Cli.Common;
 using Matq.Cli.Serving;
-using Matq.Evaluation;
+using Matq.Loading;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime;
+using Matq.Runtime.Loading;
 using Matq.Runtime.Packed;
+using Matq.Runtime.Plans;
 using Matq.Runtime.Serving;
 using Spectre.Console;
 
@@ -83,7 +85,7 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
         try
         {
             string artifact = path, modelId = Path.GetFileNameWithoutExtension(Path.GetFullPath(path).TrimEnd(Path.DirectorySeparatorChar));
-            if (!ModelSource.IsArtifactFile(path))
+            if (!ArtifactSource.IsArtifactFile(path))
             {
                 tempDir = Directory.CreateTempSubdirectory("matq-serve-").FullName;
                 artifact = QuantizeFloatModel(path, group, Path.Combine(tempDir, modelId + "-rtn8.matq"));

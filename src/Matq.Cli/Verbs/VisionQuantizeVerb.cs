@@ -12,6 +12,7 @@ using Matq.Data;
 using Matq.Models.Vision;
 using Matq.Quantization;
 using Matq.Runtime;
+using Matq.Runtime.Models;
 using Matq.Training.Vision;
 using Spectre.Console;
 using TorchSharp;

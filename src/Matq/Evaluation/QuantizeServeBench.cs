@@ -71,7 +71,7 @@ public sealed class QuantizeServeBench(string modelPath, Device device, int[] tr
 
     /// <summary>Serves <paramref name="artifact"/> at <paramref name="bits"/> (optionally with extra precision or a per-layer
     /// plan) and scores it.</summary>
-    public ServedScore Serve(MatqArtifact artifact, int bits, bool extraPrecision = false, IReadOnlyDictionary<string, int>? plan = null)
+    public ServedScore Serve(MatqArtifact artifact, int bits, bool extraPrecision = false, BitPlan? plan = null)
     {
         using var served = QuantizedModelLoader.LoadServed(artifact, bits, Device, ScalarType.Float32, extraPrecision, plan);
         return new ServedScore(bits, Score(served.Model), served.MeanEffectiveBits, served.MeanPaperBits, served.MeanSparseBits,

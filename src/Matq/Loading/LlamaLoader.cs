@@ -4,6 +4,8 @@
 // (LlamaTensors.CheckpointSource), so quantization and every backend see the same seven linears per layer.
 using Matq.Formats.Safetensors;
 using Matq.Models;
+using Matq.Runtime.Loading;
+using Matq.Runtime.Models;
 using TorchSharp;
 using static TorchSharp.torch;
 

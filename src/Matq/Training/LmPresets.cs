@@ -1,6 +1,7 @@
 // Named recipes for `matq train lm --preset`: architecture, tokenizer and default hyper-parameters.
 // tiny: byte-level, ~1.05M parameters, minutes on 2 CPU cores. small: GPT-2 BPE, ~28.7M parameters (tied embedding), ~1 minute on one H100.
 using Matq.Models;
+using Matq.Runtime.Models;
 
 namespace Matq.Training;
 

@@ -1,7 +1,7 @@
 // `matq serve` as a verb: with --port 0 it prints the bound address, answers over HTTP at its --bits default and stops
 // cleanly (exit 0, "stopped") when its stop token fires (Ctrl+C/SIGTERM in a terminal); a float HF folder is RTN-quantized
 // to int8 at start and serves the same greedy text as the int8 artifact of it; bad options and a port in use are one
-// line with exit code 1 before anything listens.
+// line with exit code 1 before anything listens; a plan made by `matq plan` for the artifact is its default precision.
 using System.CommandLine;
 using System.Net;
 using System.Text;
@@ -74,6 +74,21 @@ public sealed class ServeVerbTests : IClassFixture<PackedRuntimeVerbTests.TinyAr
         Assert.Contains("POST /v1/completions 200 bits=4", run.Output());
         Assert.Contains("stopped", run.Output());
         await Assert.ThrowsAnyAsync<HttpRequestException>(() => run.Http.GetAsync("health"));   // nothing listens any more
+    }
+
+    [Fact]
+    public async Task A_plan_made_for_the_artifact_is_the_default_precision()
+    {
+        var plan = Path.Combine(_a.Dir, "serve-plan.json");
+        var made = CliRunner.Run("plan", "--model", _a.Path, "--strategy", "uniform", "--bits", "3", "--out", plan);
+        Assert.True(made.ExitCode == 0, made.Output);
+        using var run = await Start("--model", _a.Path, "--plan", plan);
+        Assert.Contains("default plan (3.00 bits/weight)", run.Output());
+        var json = await Complete(run.Http, new { model = "tiny8", prompt = "Fellow citizens", max_tokens = 4, temperature = 0 });
+        Assert.True(json.GetProperty("matq").GetProperty("plan").GetBoolean());
+        Assert.Equal(3.0, json.GetProperty("matq").GetProperty("mean_layer_bits").GetDouble(), 9);
+        run.Stop.Cancel();
+        Assert.Equal(0, await run.Exit.WaitAsync(TimeSpan.FromSeconds(60)));
     }
 
     [Fact]

@@ -4,6 +4,8 @@
 // query_pre_attn_scalar, tied), Mistral 7B v0.3 (no window), Phi-3 mini 4k (fused projections, window 2047).
 using Matq.Loading;
 using Matq.Models;
+using Matq.Runtime.Loading;
+using Matq.Runtime.Models;
 
 namespace Matq.Tests.Loading;
 

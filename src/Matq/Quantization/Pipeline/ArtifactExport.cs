@@ -14,6 +14,9 @@ using Matq.Formats.IO;
 using Matq.Formats.Safetensors;
 using Matq.Loading;
 using Matq.Models;
+using Matq.Runtime.Loading;
+using Matq.Runtime.Models;
+using Matq.Runtime.Tokenizers;
 using static TorchSharp.torch;
 
 namespace Matq.Quantization.Pipeline;
@@ -23,11 +26,6 @@ public sealed record ArtifactExportResult(string Path, long Bytes, string? Token
 
 public static class ArtifactExport
 {
-    /// <summary>Tokenizer file names copied from the source folder, and the kind each set is recorded as.</summary>
-    public static readonly IReadOnlyList<string> TokenizerFileNames =
-        ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
-         "encoder.json", "vocab.bpe", "vocab.json", "merges.txt", "matq_tokenizer.json"];
-
     /// <summary>"&lt;dir&gt;/&lt;stem&gt;.tokenizer" for an artifact path "&lt;dir&gt;/&lt;stem&gt;.matq".</summary>
     public static string TokenizerFolderFor(string artifactPath) =>
         System.IO.Path.Combine(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(artifactPath))!,
@@ -89,23 +87,13 @@ public static class ArtifactExport
         return new ArtifactExportResult(System.IO.Path.GetFullPath(path), new FileInfo(path).Length, final, kind);
     }
 
-    /// <summary>"hf-tokenizer-json", "gpt2-bpe" or "matq-bytes" from the file names present; null when none fits.</summary>
-    public static string? DetectTokenizerKind(IReadOnlyCollection<string> fileNames)
-    {
-        bool Has(string f) => fileNames.Contains(f);
-        if (Has("tokenizer.json")) return "hf-tokenizer-json";
-        if ((Has("encoder.json") && Has("vocab.bpe")) || (Has("vocab.json") && Has("merges.txt"))) return "gpt2-bpe";
-        if (Has("matq_tokenizer.json")) return "matq-bytes";
-        return null;
-    }
-
     // The recognised tokenizer files in the source folder and their kind; (null, []) when none fits.
     private static (string? Kind, string[] Files) FindTokenizer(string source)
     {
         if (!Directory.Exists(source))
             throw new MatqException($"tokenizer folder '{source}' does not exist; give the model folder that holds the tokenizer files");
-        var present = TokenizerFileNames.Where(f => File.Exists(System.IO.Path.Combine(source, f))).ToArray();
-        string? kind = DetectTokenizerKind(present);
+        var present = TokenizerFiles.Names.Where(f => File.Exists(System.IO.Path.Combine(source, f))).ToArray();
+        string? kind = TokenizerFiles.DetectKind(present);
         return kind is null ? (null, []) : (kind, present);
     }
 

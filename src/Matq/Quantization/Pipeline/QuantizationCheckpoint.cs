@@ -19,6 +19,7 @@ using Matq.Formats.IO;
 using Matq.Formats.Safetensors;
 using Matq.Loading;
 using Matq.Models;
+using Matq.Runtime.Loading;
 using static TorchSharp.torch;
 
 namespace Matq.Quantization.Pipeline;

@@ -6,7 +6,7 @@ using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
 using Matq.Data;
-using Matq.Loading.Tokenizers;
+using Matq.Runtime.Tokenizers;
 
 namespace Matq.Tests.Loading.Tokenizers;
 

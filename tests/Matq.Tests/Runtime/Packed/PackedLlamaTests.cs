@@ -7,8 +7,9 @@ using Matq.Loading;
 using Matq.Models;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime.Generation;
+using Matq.Runtime.Models;
 using Matq.Runtime.Packed;
-using Matq.Runtime.Serving;
+using Matq.Runtime.Plans;
 using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
 using static TorchSharp.torch;
@@ -26,7 +27,7 @@ public sealed class PackedLlamaTests
     }
 
     /// <summary>The TorchSharp served model's logits [T, V] for ids.</summary>
-    private static float[] TorchLogits(string path, int bits, int[] ids, IReadOnlyDictionary<string, int>? plan = null)
+    private static float[] TorchLogits(string path, int bits, int[] ids, BitPlan? plan = null)
     {
         using var model = QuantizedModelLoader.Load(path, bits, plan: plan);
         using var _ = no_grad();
@@ -109,7 +110,7 @@ public sealed class PackedLlamaTests
     public void A_plan_serves_the_named_layers_at_their_bits()
     {
         var (path, _) = PipelineFixtures.WriteTinyArtifact(PipelineFixtures.Rtn(8, 32));
-        var plan = new Dictionary<string, int> { ["model.layers.0.self_attn.q_proj"] = 2, ["model.layers.1.mlp.down_proj.weight"] = 3 };
+        var plan = new BitPlan(new Dictionary<string, int> { ["model.layers.0.self_attn.q_proj"] = 2, ["model.layers.1.mlp.down_proj.weight"] = 3 });
         var model = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = 4, Plan = plan });
         Assert.Equal(2, model.Layers[0].Q.Bits);
         Assert.Equal(3, model.Layers[1].Down.Bits);
