@@ -144,8 +144,8 @@ internal static class TemplateLexer
             while (p < src.Length && char.IsWhiteSpace(src[p])) p++;
             if (p >= src.Length) throw source.Error(open, closer == '}' ? "an output tag {{ is never closed with }}" : "a statement tag {% is never closed with %}");
             bool dash = src[p] == '-' && p + 2 < src.Length && src[p + 1] == closer && src[p + 2] == '}';
-            if (dash && depth == 0) return (Finish(tokens, p + 3), p + 3, true);
-            if (src[p] == closer && p + 1 < src.Length && src[p + 1] == '}' && depth == 0) return (Finish(tokens, p + 2), p + 2, false);
+            if (dash && depth == 0) return (Finish(tokens, p), p + 3, true);
+            if (src[p] == closer && p + 1 < src.Length && src[p + 1] == '}' && depth == 0) return (Finish(tokens, p), p + 2, false);
             char c = src[p];
             if (c is '\'' or '"')
             {

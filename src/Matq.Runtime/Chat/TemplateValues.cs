@@ -94,20 +94,24 @@ public static class TemplateValues
     {
         if (double.IsNaN(d)) return "nan";
         if (double.IsInfinity(d)) return d > 0 ? "inf" : "-inf";
-        if (d == Math.Floor(d) && Math.Abs(d) < 1e16) return d.ToString("F0", CultureInfo.InvariantCulture) + ".0";
-        var r = d.ToString("R", CultureInfo.InvariantCulture);
-        int e = r.IndexOf('E');
-        if (e < 0)
-        {
-            if (Math.Abs(d) >= 1e-4) return r;
-            r = d.ToString("E16", CultureInfo.InvariantCulture);
-            e = r.IndexOf('E');
-            r = double.Parse(r[..e], CultureInfo.InvariantCulture).ToString("R", CultureInfo.InvariantCulture) + r[e..];
-            e = r.IndexOf('E');
-        }
-        string mant = r[..e], exp = r[(e + 1)..];
-        int x = int.Parse(exp, CultureInfo.InvariantCulture);
-        return mant + "e" + (x < 0 ? "-" : "+") + Math.Abs(x).ToString("00", CultureInfo.InvariantCulture);
+        if (d == 0) return double.IsNegative(d) ? "-0.0" : "0.0";
+        // shortest round-trip digits and the decimal exponent of the first one: |d| = D.DDD x 10^exp
+        string r = Math.Abs(d).ToString("R", CultureInfo.InvariantCulture);
+        int ePos = r.IndexOf('E');
+        string mant = ePos >= 0 ? r[..ePos] : r;
+        int e10 = ePos >= 0 ? int.Parse(r[(ePos + 1)..], CultureInfo.InvariantCulture) : 0;
+        int dot = mant.IndexOf('.');
+        string intPart = dot >= 0 ? mant[..dot] : mant, all = intPart + (dot >= 0 ? mant[(dot + 1)..] : "");
+        int lead = all.Length - all.TrimStart('0').Length;
+        int exp = e10 + intPart.Length - 1 - lead;
+        string digits = all.TrimStart('0').TrimEnd('0');
+        string sign = d < 0 ? "-" : "";
+        if (exp >= 16 || exp < -4)   // Python's repr switches to exponent form outside 1e-4 <= |d| < 1e16
+            return sign + digits[0] + (digits.Length > 1 ? "." + digits[1..] : "") + "e" + (exp < 0 ? "-" : "+") + Math.Abs(exp).ToString("00", CultureInfo.InvariantCulture);
+        if (exp < 0) return sign + "0." + new string('0', -exp - 1) + digits;
+        string whole = digits.Length > exp + 1 ? digits[..(exp + 1)] : digits.PadRight(exp + 1, '0');
+        string frac = digits.Length > exp + 1 ? digits[(exp + 1)..] : "0";
+        return sign + whole + "." + frac;
     }
 
     private static string PyStringRepr(string s)

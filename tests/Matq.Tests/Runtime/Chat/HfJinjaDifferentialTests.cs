@@ -40,6 +40,12 @@ public class HfJinjaDifferentialTests
         return JsonDocument.Parse(json).RootElement;
     });
 
+    private static readonly Lazy<JsonElement?> Transformers = new(() =>
+    {
+        string path = Path.Combine(ChatTemplateFixtures.Dir, "expected.json");
+        return File.Exists(path) ? JsonDocument.Parse(File.ReadAllText(path)).RootElement : null;
+    });
+
     public static IEnumerable<object[]> Templates => ChatTemplateFixtures.TemplateNames.Select(n => new object[] { n });
 
     [Theory]
@@ -52,6 +58,10 @@ public class HfJinjaDifferentialTests
             string hf = Reference.Value.GetProperty(template).GetProperty(c).GetString()!;
             string mine = ChatTemplateFixtures.Render(template, c);
             if (hf != mine) failures.Add($"{c}:\n  HF   {JsonSerializer.Serialize(hf)}\n  matq {JsonSerializer.Serialize(mine)}");
+            // transformers' own rendering, when scripts/gpu/chat-template-fixtures.py has written it
+            if (Transformers.Value is JsonElement py && py.GetProperty("renderings").GetProperty(template).GetProperty(c).GetString() is string expected
+                && expected != mine)
+                failures.Add($"{c} (transformers {py.GetProperty("transformers").GetString()}):\n  HF   {JsonSerializer.Serialize(expected)}\n  matq {JsonSerializer.Serialize(mine)}");
         }
         Assert.True(failures.Count == 0, $"{template}: {failures.Count} of {ChatTemplateFixtures.CaseNames.Length} conversations differ from {Package}:\n" + string.Join("\n", failures));
     }
