@@ -60,7 +60,7 @@ public sealed class ChatCompletionServerTests : IClassFixture<ChatCompletionServ
     {
         var tok = Path.Combine(dir, "tok-" + Path.GetFileNameWithoutExtension(templateFile));
         Directory.CreateDirectory(tok);
-        File.Copy(Path.Combine(modelDir, "matq_tokenizer.json"), Path.Combine(tok, "matq_tokenizer.json"));
+        File.Copy(Path.Combine(modelDir, "matq_tokenizer.json"), Path.Combine(tok, "matq_tokenizer.json"), overwrite: true);
         var template = File.ReadAllText(CliRunner.Fixture("chat-templates", templateFile));
         File.WriteAllText(Path.Combine(tok, "tokenizer_config.json"), JsonSerializer.Serialize(new { bos_token = "<s>", eos_token = eos, chat_template = template }));
         return tok;

@@ -77,6 +77,34 @@ public sealed class ServeVerbTests : IClassFixture<PackedRuntimeVerbTests.TinyAr
     }
 
     [Fact]
+    public async Task Chat_completions_use_the_template_file_and_answer_400_without_one()
+    {
+        using (var run = await Start("--model", _a.Path, "--template", CliRunner.Fixture("chat-templates", "google-gemma-3-it.jinja")))
+        {
+            Assert.Contains("chat: the template of ", run.Output());
+            using var response = await run.Http.PostAsync("v1/chat/completions", new StringContent(
+                """{"messages": [{"role": "user", "content": "The state of the"}], "max_tokens": 6, "temperature": 0, "bits": 3}""", Encoding.UTF8, "application/json"));
+            var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+            Assert.True(response.StatusCode == HttpStatusCode.OK, json.ToString());
+            // Gemma 3's rendering: "<start_of_turn>user\nThe state of the<end_of_turn>\n<start_of_turn>model\n" (bos_token undefined: no config)
+            Assert.Equal("<start_of_turn>user\nThe state of the<end_of_turn>\n<start_of_turn>model\n".Length, json.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+            Assert.Equal(3, json.GetProperty("matq").GetProperty("bits").GetInt32());
+            run.Stop.Cancel();
+            Assert.Equal(0, await run.Exit.WaitAsync(TimeSpan.FromSeconds(60)));
+            Assert.Contains("POST /v1/chat/completions 200 bits=3", run.Output());
+        }
+        using (var plain = await Start("--model", _a.Path))
+        {
+            Assert.Contains("chat: /v1/chat/completions answers 400 until the model has a chat template", plain.Output());
+            using var response = await plain.Http.PostAsync("v1/chat/completions", new StringContent("""{"messages": [{"role": "user", "content": "hi"}]}""", Encoding.UTF8, "application/json"));
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            Assert.Contains("pass --template FILE", await response.Content.ReadAsStringAsync());
+            plain.Stop.Cancel();
+            Assert.Equal(0, await plain.Exit.WaitAsync(TimeSpan.FromSeconds(60)));
+        }
+    }
+
+    [Fact]
     public async Task A_float_model_folder_is_quantized_to_int8_at_start_and_serves_the_artifact_text()
     {
         using var run = await Start("--model", _a.ModelDir, "--group", "32");
