@@ -153,15 +153,8 @@ public static class OpenAiChatProtocol
         matq = OpenAiProtocol.Served(r),
     };
 
-    public static object UsageChunk(string id, long created, string model, CompletionResult r) => new
-    {
-        id,
-        @object = "chat.completion.chunk",
-        created,
-        model,
-        choices = Array.Empty<object>(),
-        usage = OpenAiProtocol.Usage(r.PromptTokens, r.CompletionTokens),
-    };
+    public static object UsageChunk(string id, long created, string model, CompletionResult r) =>
+        OpenAiProtocol.UsageChunk(id, created, model, r, "chat.completion.chunk");
 
     private static object Chunk(string id, long created, string model, object delta, string? finish) => new
     {

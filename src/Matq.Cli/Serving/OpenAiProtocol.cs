@@ -343,11 +343,13 @@ public static class OpenAiProtocol
         matq = Served(r),
     };
 
-    /// <summary>The usage chunk sent last when stream_options.include_usage is true (no choices).</summary>
-    public static object UsageChunk(string id, long created, string model, CompletionResult r) => new
+    /// <summary>The usage chunk sent last when stream_options.include_usage is true (no choices); chat names its chunk object.</summary>
+    public static object UsageChunk(string id, long created, string model, CompletionResult r) => UsageChunk(id, created, model, r, "text_completion");
+
+    public static object UsageChunk(string id, long created, string model, CompletionResult r, string objectName) => new
     {
         id,
-        @object = "text_completion",
+        @object = objectName,
         created,
         model,
         choices = Array.Empty<object>(),

@@ -69,10 +69,7 @@ public sealed class ChatVerb(IAnsiConsole console, TextReader? input = null) : V
         var stops = result.GetValue(_stop) ?? [];
         if (stops.Any(string.IsNullOrEmpty)) throw new MatqException("--stop is empty: give the text a reply should stop before");
         var (bits, plan) = new ServingRequest(result.GetValue(_bits), result.GetValue(_plan)).Resolve();
-        int threads = PackedOptions.CheckThreads(result.GetValue(_threads));
-        int? headBits = PackedOptions.ParseHead(result.GetValue(_head)!);
-        var acts = PackedOptions.ParseActivations(result.GetValue(_activations)!);
-        if (acts.Length != 1) throw new MatqException("--activations takes one value for chat: int8 or fp32");
+        var (threads, headBits, activations) = PackedOptions.Resolve(result, _threads, _head, _activations, "chat");
         var templateFile = result.GetValue(_template);
         if (templateFile is not null && !File.Exists(templateFile)) throw new MatqException($"--template {templateFile} does not exist: give a Jinja chat-template file");
         if (!File.Exists(path) && !Directory.Exists(path)) throw new MatqException($"--model {path} does not exist (give a .matq artifact)");
@@ -82,7 +79,7 @@ public sealed class ChatVerb(IAnsiConsole console, TextReader? input = null) : V
 
         var engine = CompletionEngine.Open(path, new PackedServingOptions
         {
-            DefaultBits = bits, Plan = plan, HeadBits = headBits, Threads = threads, Activations = acts[0], Capacity = 2,
+            DefaultBits = bits, Plan = plan, HeadBits = headBits, Threads = threads, Activations = activations, Capacity = 2,
         }, result.GetValue(_tokenizer));
         var chat = ChatEngine.Open(engine, result.GetValue(_tokenizer), templateFile);
         chat.RequireTemplate();   // no template: one line naming the fix, before any input is read

@@ -75,10 +75,7 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
         };
         options.Validate();   // cheap checks before any load
         var (bits, plan) = new ServingRequest(result.GetValue(_bits), result.GetValue(_plan)).Resolve();
-        int threads = PackedOptions.CheckThreads(result.GetValue(_threads));
-        int? headBits = PackedOptions.ParseHead(result.GetValue(_head)!);
-        var acts = PackedOptions.ParseActivations(result.GetValue(_activations)!);
-        if (acts.Length != 1) throw new MatqException("--activations takes one value for serve: int8 or fp32");
+        var (threads, headBits, activations) = PackedOptions.Resolve(result, _threads, _head, _activations, "serve");
         int capacity = result.GetValue(_precisions);
         if (capacity < 1) throw new MatqException($"--max-precisions {capacity} is out of range: keep at least 1 precision");
         int group = CommonOptions.CheckGroup(result.GetValue(_group));
@@ -97,7 +94,7 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
             }
             var engine = CompletionEngine.Open(artifact, new PackedServingOptions
             {
-                DefaultBits = bits, Plan = plan, HeadBits = headBits, Threads = threads, Activations = acts[0], Capacity = capacity,
+                DefaultBits = bits, Plan = plan, HeadBits = headBits, Threads = threads, Activations = activations, Capacity = capacity,
             }, result.GetValue(_tokenizer));
             var chat = ChatEngine.Open(engine, result.GetValue(_tokenizer), result.GetValue(_template));
             Serve(engine, chat, options with { ModelId = modelId });

@@ -8,7 +8,6 @@ using Matq.Cli.Common;
 using Matq.Cli.Tests.Serving;
 using Matq.Cli.Verbs;
 using Matq.Runtime.Chat;
-using Spectre.Console;
 
 namespace Matq.Cli.Tests.Verbs;
 
@@ -20,11 +19,7 @@ public sealed class ChatVerbTests : IClassFixture<PackedRuntimeVerbTests.TinyArt
     private static CliRun Chat(string stdin, params string[] args)
     {
         var writer = new StringWriter();
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Ansi = AnsiSupport.No, ColorSystem = ColorSystemSupport.NoColors, Interactive = InteractionSupport.No, Out = new AnsiConsoleOutput(writer),
-        });
-        console.Profile.Width = 240;
+        var console = CliRunner.Console(writer);
         var root = new RootCommand("matq") { new ChatVerb(console, new StringReader(stdin)).Build() };
         int code = CliHost.Run(root, ["chat", .. args, "--threads", "1"], console);
         return new CliRun(code, writer.ToString());

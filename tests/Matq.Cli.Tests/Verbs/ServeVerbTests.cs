@@ -10,7 +10,6 @@ using System.Text.RegularExpressions;
 using Matq.Cli.Common;
 using Matq.Cli.Serving;
 using Matq.Cli.Verbs;
-using Spectre.Console;
 
 namespace Matq.Cli.Tests.Verbs;
 
@@ -33,11 +32,7 @@ public sealed class ServeVerbTests : IClassFixture<PackedRuntimeVerbTests.TinyAr
     {
         var writer = new StringWriter();
         var sync = TextWriter.Synchronized(writer);
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Ansi = AnsiSupport.No, ColorSystem = ColorSystemSupport.NoColors, Interactive = InteractionSupport.No, Out = new AnsiConsoleOutput(sync),
-        });
-        console.Profile.Width = 240;
+        var console = CliRunner.Console(sync);
         var stop = new CancellationTokenSource();
         var root = new RootCommand("matq") { new ServeVerb(console, stop.Token).Build() };
         string Output() { lock (sync) return writer.ToString(); }
