@@ -43,7 +43,7 @@ internal sealed class TemplateSource(string name, string text)
             if (Text[i] == '\n') { line++; col = 1; }
             else col++;
         }
-        return new TemplateException($"chat template {Name}: line {line} column {col}: {message}");
+        return new TemplateException($"chat template {Name}: line {line} column {col}: {SafeText.Escape(message, 400)}");
     }
 }
 

@@ -191,6 +191,8 @@ internal sealed class TemplateParser
                 ExpectEnd();
                 return new IfNode(head.Pos, [(new LiteralExpr(head.Pos, true), body)], null);
             }
+            case "elif" or "else" or "endif" or "endfor" or "endset" or "endmacro" or "endgeneration":
+                throw Error(head, $"'{{% {head.Text} %}}' has no open block it belongs to");
             default:
                 throw Error(head, $"the statement '{head.Text}' is not supported by matq's chat-template engine (supported: if, for, set, macro, break, continue, generation)");
         }

@@ -41,7 +41,7 @@ internal sealed class TemplateRenderer
     {
         var globals = new Scope(null);
         globals.Vars["raise_exception"] = new TemplateCallable("raise_exception", (a, _) => throw new TemplateRaisedException(
-            $"chat template {_source.Name} refused the conversation: {(a.Count > 0 ? TemplateValues.Str(a[0]) : "raise_exception() was called")}",
+            $"chat template {_source.Name} refused the conversation: {(a.Count > 0 ? SafeText.Escape(TemplateValues.Str(a[0]), 400) : "raise_exception() was called")}",
             a.Count > 0 ? TemplateValues.Str(a[0]) : ""));
         globals.Vars["namespace"] = new TemplateCallable("namespace", (a, kw) =>
         {

@@ -90,6 +90,7 @@ public class ChatTemplateEngineTests
     [InlineData("{% if true %}x", "expected {% elif %} or {% else %} or {% endif %}")]
     [InlineData("{{ 'abc' ", "line 1 column 1: an output tag {{ is never closed with }}")]
     [InlineData("{{ x is frobbed }}", "the test 'frobbed' is not supported")]
+    [InlineData("{% for x in y %}{% endif %}", "line 1 column 20: '{% endif %}' has no open block it belongs to")]
     [InlineData("{{ 'a' + 1 }}", "line 1 column 8: unsupported operand types for +: 'str' and 'int'")]
     [InlineData("{{ messages[0].role }}", "'messages' is undefined, so it cannot be indexed")]
     [InlineData("{{ m.nothing.x }}", "'m.nothing' is undefined, so it has no attribute 'x'")]
@@ -109,6 +110,9 @@ public class ChatTemplateEngineTests
         var e = Assert.Throws<TemplateRaisedException>(() => gemma.Render([ChatTemplate.Message("system", "s"), ChatTemplate.Message("user", "u")], true));
         Assert.Equal("System role not supported", e.TemplateMessage);
         Assert.Equal("chat template google-gemma-7b-it.jinja refused the conversation: System role not supported", e.Message);
+        var escaped = Assert.Throws<TemplateRaisedException>(() => R("{{ raise_exception('no\\nway\\x1b[31m') }}"));
+        Assert.Equal("no\nway\u001b[31m", escaped.TemplateMessage);
+        Assert.Equal("chat template t.jinja refused the conversation: no\\nway\\x1B[31m", escaped.Message);
     }
 
     [Fact]
