@@ -11,6 +11,7 @@ public sealed class ChatTemplate
 {
     public const string ConfigFile = "tokenizer_config.json";
     public const string JinjaFile = "chat_template.jinja";
+    public const string GenerationConfigFile = "generation_config.json";
 
     private readonly Dictionary<string, object?> _specialTokens;
 
@@ -20,6 +21,11 @@ public sealed class ChatTemplate
     /// <summary>The end-of-sequence text tokenizer_config.json names (a turn's end for most instruct models), or null.</summary>
     public string? EosToken => _specialTokens.GetValueOrDefault("eos_token") as string;
     public string? BosToken => _specialTokens.GetValueOrDefault("bos_token") as string;
+    /// <summary>
+    /// Ids that end the assistant's turn: generation_config.json's eos_token_id (an id or a list) next to the template's
+    /// tokenizer files, e.g. Phi-3's &lt;|end|&gt; or Gemma's &lt;end_of_turn&gt;; empty when there is none.
+    /// </summary>
+    public IReadOnlyList<int> EndIds { get; init; } = [];
 
     public ChatTemplate(string text, string source, IReadOnlyDictionary<string, string>? specialTokens = null)
     {
@@ -33,7 +39,8 @@ public sealed class ChatTemplate
     {
         string config = Path.Combine(folder, ConfigFile), jinja = Path.Combine(folder, JinjaFile);
         var tokens = File.Exists(config) ? SpecialTokens(config) : new Dictionary<string, string>();
-        if (File.Exists(jinja)) return (new ChatTemplate(ReadText(jinja), jinja, tokens), null);
+        var endIds = EndOfTurnIds(folder);
+        if (File.Exists(jinja)) return (new ChatTemplate(ReadText(jinja), jinja, tokens) { EndIds = endIds }, null);
         if (!File.Exists(config)) return (null, $"{SafeText.Quote(folder)} has no {ConfigFile} (nor {JinjaFile})");
         using var doc = ParseJson(config);
         if (!doc.RootElement.TryGetProperty("chat_template", out var t) || t.ValueKind == JsonValueKind.Null)
@@ -44,7 +51,7 @@ public sealed class ChatTemplate
             JsonValueKind.Array => NamedTemplate(t, config),
             _ => throw new MatqException($"{SafeText.Quote(config)}: chat_template is a JSON {t.ValueKind.ToString().ToLowerInvariant()}; it must be a string or a list of {{\"name\", \"template\"}}"),
         };
-        return (new ChatTemplate(text, config, tokens), null);
+        return (new ChatTemplate(text, config, tokens) { EndIds = endIds }, null);
     }
 
     /// <summary>A template file the user names (--template); special tokens from <paramref name="tokenizerFolder"/> when given.</summary>
@@ -52,7 +59,10 @@ public sealed class ChatTemplate
     {
         if (!File.Exists(path)) throw new MatqException($"--template {SafeText.Quote(path)} does not exist: give a Jinja chat-template file");
         string? config = tokenizerFolder is null ? null : Path.Combine(tokenizerFolder, ConfigFile);
-        return new ChatTemplate(ReadText(path), path, config is not null && File.Exists(config) ? SpecialTokens(config) : null);
+        return new ChatTemplate(ReadText(path), path, config is not null && File.Exists(config) ? SpecialTokens(config) : null)
+        {
+            EndIds = tokenizerFolder is null ? [] : EndOfTurnIds(tokenizerFolder),
+        };
     }
 
     /// <summary>The prompt text for <paramref name="messages"/> (each a mapping with "role" and "content", as in the OpenAI API).</summary>
@@ -84,6 +94,18 @@ public sealed class ChatTemplate
             if (e.TryGetProperty("name", out var n) && n.ValueKind == JsonValueKind.String && n.GetString() == "default") return t.GetString()!;
         }
         return first ?? throw new MatqException($"{SafeText.Quote(config)}: chat_template is a list without a {{\"name\", \"template\"}} entry");
+    }
+
+    // generation_config.json's eos_token_id: an id, a list of ids, or absent.
+    private static int[] EndOfTurnIds(string folder)
+    {
+        string path = Path.Combine(folder, GenerationConfigFile);
+        if (!File.Exists(path)) return [];
+        using var doc = ParseJson(path);
+        if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("eos_token_id", out var e)) return [];
+        var items = e.ValueKind == JsonValueKind.Array ? e.EnumerateArray().ToArray() : e.ValueKind == JsonValueKind.Null ? [] : [e];
+        return items.Select(x => x.ValueKind == JsonValueKind.Number && x.TryGetInt32(out int id) && id >= 0 ? id
+            : throw new MatqException($"{SafeText.Quote(path)}: eos_token_id holds {SafeText.Escape(x.GetRawText(), 40)}; it must be a token id or a list of ids")).ToArray();
     }
 
     // bos/eos/unk/pad as a string, or an {"content": ...} object (AddedToken form).

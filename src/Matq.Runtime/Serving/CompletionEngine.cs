@@ -29,6 +29,8 @@ public sealed record CompletionParameters
     public SamplingOptions Sampling { get; init; } = new() { Temperature = 0 };
     public IReadOnlyList<string> Stop { get; init; } = [];
     public int? Bits { get; init; }
+    /// <summary>Token ids that end the text besides the tokenizer's EOS (a chat model's end-of-turn ids).</summary>
+    public IReadOnlyList<int> StopIds { get; init; } = [];
     /// <summary>False for a rendered chat template, which writes its own BOS (transformers tokenizes it so).</summary>
     public bool AddSpecialTokens { get; init; } = true;
     /// <summary>The request field the prompt came from, named in errors ("prompt"; "messages" for chat).</summary>
@@ -113,7 +115,7 @@ public sealed class CompletionEngine
         var options = new GenerationOptions
         {
             MaxNewTokens = p.MaxTokens, ContextLength = ContextLength, Sampling = p.Sampling,
-            StopIds = Tokenizer.EosId is int eos ? [eos] : [],
+            StopIds = (Tokenizer.EosId is int eos ? p.StopIds.Append(eos) : p.StopIds).ToHashSet(),
         };
         bool endOfText = false;
         PackedGenerationStats stats;

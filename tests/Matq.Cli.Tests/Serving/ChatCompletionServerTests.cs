@@ -173,6 +173,36 @@ public sealed class ChatCompletionServerTests : IClassFixture<ChatCompletionServ
         Assert.Equal(_f.Engine.ContextLength, open.GetProperty("usage").GetProperty("total_tokens").GetInt32());
     }
 
+    [Fact]
+    public void End_of_turn_ids_of_generation_config_end_the_reply()
+    {
+        var conversation = new List<TemplateDict> { ChatTemplate.Message("user", "The state of the") };
+        var greedy = new Matq.Runtime.Generation.SamplingOptions { Temperature = 0 };
+        var open = ChatEngine.Open(_f.Engine, _f.TokenizerDir);
+        Assert.Empty(open.Template!.EndIds);
+        var free = _f.Engine.Run(open.Prepare(new ChatParameters { Messages = conversation, MaxTokens = 24, Sampling = greedy }));
+        Assert.Equal("length", free.FinishReason);
+
+        // the byte of the reply's 6th character ends the turn: the reply stops right after its first occurrence
+        int end = free.Text[5];
+        Assert.True(end < 128, free.Text);   // one byte = one id of the byte tokenizer
+        var dir = Path.Combine(_f.Dir, "tok-with-generation-config");
+        Directory.CreateDirectory(dir);
+        foreach (var f in Directory.GetFiles(_f.TokenizerDir)) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)), overwrite: true);
+        File.WriteAllText(Path.Combine(dir, "generation_config.json"), $$"""{"eos_token_id": [{{end}}]}""");
+        var chat = ChatEngine.Open(_f.Engine, dir);
+        Assert.Equal([end], chat.Template!.EndIds);
+        var stopped = _f.Engine.Run(chat.Prepare(new ChatParameters { Messages = conversation, MaxTokens = 24, Sampling = greedy }));
+        Assert.Equal("stop", stopped.FinishReason);
+        Assert.Equal(free.Text[..(free.Text.IndexOf((char)end) + 1)], stopped.Text);
+
+        File.WriteAllText(Path.Combine(dir, "generation_config.json"), """{"eos_token_id": [5, 70000]}""");
+        var e = Assert.Throws<MatqException>(() => ChatEngine.Open(_f.Engine, dir));
+        Assert.Contains("the end-of-turn id 70000 (generation_config.json eos_token_id) is outside the model's vocabulary", e.Message);
+        File.WriteAllText(Path.Combine(dir, "generation_config.json"), """{"eos_token_id": "x"}""");
+        Assert.Contains("eos_token_id holds \"x\"; it must be a token id or a list of ids", Assert.Throws<MatqException>(() => ChatEngine.Open(_f.Engine, dir)).Message);
+    }
+
     [Theory]
     [InlineData("""{"max_tokens": 4}""", "messages", "invalid_value", "messages is required")]
     [InlineData("""{"messages": "hi"}""", "messages", "invalid_value", "messages must be an array")]
