@@ -30,6 +30,7 @@ public static class Program
         root.Subcommands.Add(new QuantizeVerb(console).Build());
         root.Subcommands.Add(new EvalVerb(console).Build());
         root.Subcommands.Add(new GenerateVerb(console).Build());
+        root.Subcommands.Add(new ChatVerb(console).Build());
         root.Subcommands.Add(new LogitsVerb(console).Build());
         root.Subcommands.Add(new ServeVerb(console).Build());
         root.Subcommands.Add(new VisionQuantizeVerb(console).Build());

@@ -13,6 +13,13 @@ public static class CliRunner
     public static CliRun Run(params string[] args)
     {
         var writer = new StringWriter();
+        int code = Program.Run(args, Console(writer));
+        return new CliRun(code, writer.ToString());
+    }
+
+    /// <summary>A plain console (no ANSI, no colors, not interactive, 240 columns) writing to <paramref name="writer"/>.</summary>
+    public static IAnsiConsole Console(TextWriter writer)
+    {
         var console = AnsiConsole.Create(new AnsiConsoleSettings
         {
             Ansi = AnsiSupport.No,
@@ -21,8 +28,7 @@ public static class CliRunner
             Out = new AnsiConsoleOutput(writer),
         });
         console.Profile.Width = 240;
-        int code = Program.Run(args, console);
-        return new CliRun(code, writer.ToString());
+        return console;
     }
 
     public static string Fixture(params string[] parts)

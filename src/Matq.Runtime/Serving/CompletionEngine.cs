@@ -29,6 +29,12 @@ public sealed record CompletionParameters
     public SamplingOptions Sampling { get; init; } = new() { Temperature = 0 };
     public IReadOnlyList<string> Stop { get; init; } = [];
     public int? Bits { get; init; }
+    /// <summary>Token ids that end the text besides the tokenizer's EOS (a chat model's end-of-turn ids).</summary>
+    public IReadOnlyList<int> StopIds { get; init; } = [];
+    /// <summary>False for a rendered chat template, which writes its own BOS (transformers tokenizes it so).</summary>
+    public bool AddSpecialTokens { get; init; } = true;
+    /// <summary>The request field the prompt came from, named in errors ("prompt"; "messages" for chat).</summary>
+    public string PromptField { get; init; } = "prompt";
 }
 
 /// <summary>A checked request: its prompt ids, ready to run.</summary>
@@ -76,13 +82,14 @@ public sealed class CompletionEngine
             throw new CompletionArgumentException("bits", $"bits {b} cannot be served: this {master}-bit artifact serves bits 1..{master}; give one of them or leave bits out for the default {Precisions.DefaultBits}");
         if (p.MaxTokens < 0)
             throw new CompletionArgumentException("max_tokens", $"max_tokens {p.MaxTokens} is out of range: give 0 or more");
-        var ids = Tokenizer.Encode(p.Prompt);
+        var ids = Tokenizer.Encode(p.Prompt, p.AddSpecialTokens);
+        string what = p.PromptField == "prompt" ? "the prompt" : "the rendered conversation";
         if (ids.Length == 0)
-            throw new CompletionArgumentException("prompt", "the prompt encodes to no tokens: give a non-empty prompt");
+            throw new CompletionArgumentException(p.PromptField, $"{what} encodes to no tokens: give a non-empty {p.PromptField}");
         if (ids.Length > ContextLength)
-            throw new CompletionArgumentException("prompt", $"the prompt is {ids.Length} tokens, longer than the model's context of {ContextLength} tokens; shorten the prompt", CompletionArgumentException.ContextLengthExceeded);
+            throw new CompletionArgumentException(p.PromptField, $"{what} is {ids.Length} tokens, longer than the model's context of {ContextLength} tokens; shorten {what}", CompletionArgumentException.ContextLengthExceeded);
         if (ids.Length + p.MaxTokens > ContextLength)
-            throw new CompletionArgumentException("max_tokens", $"the prompt ({ids.Length} tokens) plus max_tokens {p.MaxTokens} exceeds the model's context of {ContextLength} tokens; set max_tokens to at most {ContextLength - ids.Length} or shorten the prompt", CompletionArgumentException.ContextLengthExceeded);
+            throw new CompletionArgumentException("max_tokens", $"{what} ({ids.Length} tokens) plus max_tokens {p.MaxTokens} exceeds the model's context of {ContextLength} tokens; set max_tokens to at most {ContextLength - ids.Length} or shorten {what}", CompletionArgumentException.ContextLengthExceeded);
         var sp = p.Sampling;
         if (!(sp.Temperature >= 0) || double.IsInfinity(sp.Temperature))
             throw new CompletionArgumentException("temperature", $"temperature {sp.Temperature} is out of range: 0 (greedy) or a positive number");
@@ -108,7 +115,7 @@ public sealed class CompletionEngine
         var options = new GenerationOptions
         {
             MaxNewTokens = p.MaxTokens, ContextLength = ContextLength, Sampling = p.Sampling,
-            StopIds = Tokenizer.EosId is int eos ? [eos] : [],
+            StopIds = (Tokenizer.EosId is int eos ? p.StopIds.Append(eos) : p.StopIds).ToHashSet(),
         };
         bool endOfText = false;
         PackedGenerationStats stats;

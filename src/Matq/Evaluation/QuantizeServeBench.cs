@@ -3,9 +3,10 @@
 // model, writes it as a .matq artifact, serves it at r bits and scores it (perplexity per text). The caller builds its table.
 using Matq.Data;
 using Matq.Formats.Artifact;
-using Matq.Loading.Tokenizers;
+using Matq.Loading;
 using Matq.Quantization.Pipeline;
-using Matq.Runtime.Serving;
+using Matq.Runtime.Plans;
+using Matq.Runtime.Tokenizers;
 using static TorchSharp.torch;
 
 namespace Matq.Evaluation;

@@ -15,6 +15,7 @@
 //                                            (rotate_half pairs d and d + headDim/2), so q'·k' = q·k after RoPE; not
 //                                            used with q/k norms (a per-channel scale does not pass an RMSNorm).
 using Matq.Models;
+using Matq.Runtime.Models;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
