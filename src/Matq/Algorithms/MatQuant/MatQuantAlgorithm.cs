@@ -51,6 +51,8 @@ public sealed class MatQuantAlgorithm : QuantizationAlgorithm
     /// <summary>The athena and omniquant bases walk the model block by block and resume; qat trains the whole model.</summary>
     public override bool SupportsResume => MatQuant.Base != MatQuantBase.Qat;
 
+    public override bool Streams => MatQuant.Base != MatQuantBase.Qat;
+
     public override JsonObject DescribeSettings()
     {
         var o = new JsonObject
@@ -90,7 +92,7 @@ public sealed class MatQuantAlgorithm : QuantizationAlgorithm
         {
             MatQuantBase.Qat => ConvertQat(context),
             MatQuantBase.OmniQuant => OmniQuantBlockwise.Run(context.Model, LinearSelection.Select(context.Model, Config), Config, MatQuant, Omni,
-                context.RequireCalibration(Name), context.Seed, context.Report, EpochLog, context.Cancellation, context.Checkpoint),
+                context.RequireCalibration(Name), context.Seed, context.Report, EpochLog, context.Cancellation, context.Checkpoint, context.Hold),
             _ => ConvertAthena(context),
         };
     }

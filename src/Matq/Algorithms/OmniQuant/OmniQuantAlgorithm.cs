@@ -33,6 +33,8 @@ public sealed class OmniQuantAlgorithm : QuantizationAlgorithm
 
     public override bool SupportsResume => true;
 
+    public override bool Streams => true;
+
     public override JsonObject DescribeSettings() => Describe(Omni, Omni.MaxFor(Objective.Bits, Objective.MasterBits));
 
     /// <summary>The budget as recorded in the artifact's algorithm_config (<paramref name="max"/>: the resolved bound of γ, β).</summary>
@@ -56,6 +58,6 @@ public sealed class OmniQuantAlgorithm : QuantizationAlgorithm
     {
         ArgumentNullException.ThrowIfNull(context);
         return OmniQuantBlockwise.Run(context.Model, LinearSelection.Select(context.Model, Config), Config, Objective, Omni,
-            context.RequireCalibration(Name), context.Seed, context.Report, EpochLog, context.Cancellation, context.Checkpoint);
+            context.RequireCalibration(Name), context.Seed, context.Report, EpochLog, context.Cancellation, context.Checkpoint, context.Hold);
     }
 }

@@ -37,7 +37,8 @@ public static class OmniQuantBlockwise
     /// Codistill, CodistillWeight, ExtraPrecision; MasterBits = quant.Bits); returns one result per linear in model order.</summary>
     public static IReadOnlyList<QuantizedLinearResult> Run(LlamaForCausalLM model, IReadOnlyList<SelectedLinear> selected, QuantizationConfig quant,
         MatQuantConfig objective, OmniQuantConfig omni, CalibrationTokens data, int seed, Action<QuantizationEvent>? report = null,
-        Action<OmniQuantEpoch>? epochLog = null, CancellationToken cancel = default, QuantizationCheckpoint? checkpoint = null)
+        Action<OmniQuantEpoch>? epochLog = null, CancellationToken cancel = default, QuantizationCheckpoint? checkpoint = null,
+        Func<int, IDisposable>? hold = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(selected);
@@ -46,13 +47,14 @@ public static class OmniQuantBlockwise
         ArgumentNullException.ThrowIfNull(omni);
         ArgumentNullException.ThrowIfNull(data);
         if (objective.MasterBits != quant.Bits) throw new ArgumentException($"objective master bits {objective.MasterBits} ≠ run bits {quant.Bits}");
-        using var runner = new Runner(model, selected, quant, objective, omni, seed, report, epochLog, cancel, checkpoint);
+        using var runner = new Runner(model, selected, quant, objective, omni, seed, report, epochLog, cancel, checkpoint,
+            hold ?? (_ => Matq.Loading.LlamaBlockStream.NoHold.Instance));
         return runner.Run(data);
     }
 
     private sealed class Runner(LlamaForCausalLM model, IReadOnlyList<SelectedLinear> selected, QuantizationConfig quant, MatQuantConfig objective,
         OmniQuantConfig omni, int seed, Action<QuantizationEvent>? report, Action<OmniQuantEpoch>? epochLog, CancellationToken cancel,
-        QuantizationCheckpoint? checkpoint) : IDisposable
+        QuantizationCheckpoint? checkpoint, Func<int, IDisposable> hold) : IDisposable
     {
         private readonly List<QuantizedLinearResult> _results = new(selected.Count);
         private readonly List<Tensor> _fp = [];                                  // X_fp batches [b, T, hidden]
@@ -74,6 +76,7 @@ public static class OmniQuantBlockwise
             var windows = omni.Samples > 0 ? data.Windows.Take(omni.Samples).ToArray() : data.Windows;
             foreach (var (r, _) in _widths) _paths[r] = [];
             using (no_grad())
+            using (hold(-1))
                 foreach (var batch in new CalibrationTokens(windows).Batches(omni.Batch, model.Device))
                 {
                     using var ids = batch;                                            // [b, T] int64
@@ -85,12 +88,14 @@ public static class OmniQuantBlockwise
             foreach (var layer in model.Layers)
             {
                 var local = selected.Where(s => s.Name != "lm_head" && s.Block == layer.Index).ToList();
+                using var held = hold(layer.Index);
                 Stage(layer.Index, local, name => layer.GetLinear(Local(name)), (name, m) => layer.ReplaceLinear(Local(name), m),
                     h => layer.forward(h), isHead: false);
             }
             var head = selected.Where(s => s.Name == "lm_head").ToList();
             if (head.Count > 0)
-                Stage(_blocks - 1, head, _ => model.LmHead!, (_, m) => model.ReplaceLinear("lm_head", m), model.FinalNormAndHead, isHead: true);
+                using (hold(model.Config.NumLayers))
+                    Stage(_blocks - 1, head, _ => model.LmHead!, (_, m) => model.ReplaceLinear("lm_head", m), model.FinalNormAndHead, isHead: true);
             return _results;
         }
 

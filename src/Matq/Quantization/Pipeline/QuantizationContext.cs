@@ -1,6 +1,7 @@
 // Contract: everything an algorithm may use during Prepare/Convert — the model, the device, lazily provided
 // calibration token windows, a seed, a progress sink (per-block/per-layer events) and a cancellation token.
 using Matq.Data;
+using Matq.Loading;
 using Matq.Models;
 using static TorchSharp.torch;
 
@@ -92,6 +93,14 @@ public sealed class QuantizationContext
     /// <summary>Where a block-walking algorithm stores each finished block and, when it holds finished blocks, what it
     /// resumes from (<see cref="QuantizationAlgorithm.SupportsResume"/>); null = no checkpoint.</summary>
     public QuantizationCheckpoint? Checkpoint { get; init; }
+
+    /// <summary>Set when the model is block-streamed (<see cref="LlamaBlockStream"/>): only held blocks hold weights, so
+    /// an algorithm must <see cref="Hold"/> each block it reads; null = the whole model is resident.</summary>
+    public LlamaBlockStream? Blocks { get; init; }
+
+    /// <summary>Keeps block <paramref name="block"/> (embedding −1, layers 0..L−1, head L) resident until disposed;
+    /// a no-op for a resident model.</summary>
+    public IDisposable Hold(int block) => Blocks?.Hold(block) ?? LlamaBlockStream.NoHold.Instance;
 
     public bool HasCalibration => _calibration is not null || _calibrationProvider is not null;
 

@@ -56,7 +56,7 @@ public static class SequentialQuantization
             checkpoint?.CommitInstalled(b, results.GetRange(blockStart, results.Count - blockStart), model);
             blockStart = results.Count;
             if (block == b) context.Report(new QuantizationEvent(QuantizationEventKind.BlockDone, b, blockCount, results.Count, selected.Count));
-        });
+        }, hold: context.Hold);
         return results;
     }
 }
