@@ -86,7 +86,10 @@ public sealed class MatqArtifactWriter
         foreach (var d in shape) bytes = d < 0 ? -1 : checked(bytes * d);
         if (bytes != data.LongLength)
             throw new MatqException($"float tensor {SafeText.Quote(name)}: {SafetensorsDtypes.ToName(dtype)}[{string.Join(", ", shape)}] needs {bytes} bytes, got {data.LongLength}");
-        _ = new MatqFloatTensor(name, shape, dtype, SafetensorsDtypes.ToFloat32(dtype, data, name)); // finiteness, name
+        if (string.IsNullOrWhiteSpace(name) || name == "__metadata__")
+            throw new MatqException($"float tensor name {SafeText.Quote(name)} is empty or reserved");
+        // finiteness, checked in slices: an 8B model's embedding would otherwise be widened to fp32 whole (2 GiB)
+        MatqFloatTensor.CheckFiniteRaw(dtype, data, $"float tensor {SafeText.Quote(name)}");
         if (name.EndsWith(".qcodes", StringComparison.Ordinal))
             throw new MatqException($"float tensor {SafeText.Quote(name)}: names ending in .qcodes are reserved for quantized codes");
         if (_stored.Contains(name) || _quantNames.Contains(name))
