@@ -204,8 +204,10 @@ public sealed class QuantizeVerb : Verb
             calibLen = Math.Min(calibLen, model.Config.MaxPositionEmbeddings);
         if (registration.NeedsCalibration && calibLen > model.Config.MaxPositionEmbeddings)
             throw new MatqException($"--calib-len {calibLen} exceeds the model's {model.Config.MaxPositionEmbeddings} positions");
+        var sourceDtypes = stream?.SourceDtypes ?? (source!.Kind == ModelSourceKind.HfFolder ? LlamaLoader.SourceDtypes(modelPath) : null);
         FloatTensorSource? floats = stream is not null ? stream.ReadSource
-            : source!.Kind == ModelSourceKind.HfFolder ? ArtifactExport.InSourceDtypes(model, LlamaLoader.SourceDtypes(modelPath)) : null;
+            : sourceDtypes is not null ? ArtifactExport.InSourceDtypes(model, sourceDtypes) : null;
+        OutputPaths.CheckFreeSpace(outPath, ArtifactExport.EstimateBytes(model, config, sourceDtypes), "--out");
 
         var checkpoint = OpenCheckpoint(algorithm, model, modelPath, outPath, resume, registration.NeedsCalibration ? (calibData, calibN, calibLen) : null,
             seed, device.ToString());

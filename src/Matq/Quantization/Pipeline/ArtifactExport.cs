@@ -125,6 +125,29 @@ public static class ArtifactExport
         };
     }
 
+    /// <summary>The artifact's size, about (tensor data; the header is small): per selected linear its codes (1 byte per
+    /// weight), fp32 scales and zeros per group and an int32 permutation row; every other tensor in its stored dtype
+    /// (<paramref name="floatDtypes"/>, else the model's).</summary>
+    public static long EstimateBytes(LlamaForCausalLM model, QuantizationConfig config, IReadOnlyDictionary<string, SafetensorsDtype>? floatDtypes = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(config);
+        var quantized = LinearSelection.Select(model, config).Select(s => s.Name + ".weight").ToHashSet(StringComparer.Ordinal);
+        int modelSize = SafetensorsDtypes.SizeOf(StoredType(model.Dtype).Item2);
+        long total = 0;
+        foreach (var (name, shape) in LlamaTensors.Expected(model.Config))
+        {
+            long n = shape.Aggregate(1L, (a, b) => checked(a * b));
+            if (quantized.Contains(name))
+            {
+                long cols = shape[1], groups = config.GroupSize <= 0 ? 1 : (cols + config.GroupSize - 1) / config.GroupSize;
+                total += n + shape[0] * groups * 8 + cols * 4;
+            }
+            else total += n * (floatDtypes is not null && floatDtypes.TryGetValue(name, out var d) && d is not SafetensorsDtype.F64 ? SafetensorsDtypes.SizeOf(d) : modelSize);
+        }
+        return total;
+    }
+
     /// <summary>"hf-tokenizer-json", "gpt2-bpe" or "matq-bytes" from the file names present; null when none fits.</summary>
     public static string? DetectTokenizerKind(IReadOnlyCollection<string> fileNames)
     {
