@@ -159,15 +159,20 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb(console)
             var rng = new Random(seed);
             var windows = Enumerable.Range(0, calibN).Select(_ => Enumerable.Range(0, calibLen).Select(_ => rng.Next(info.Config.VocabSize)).ToArray()).ToList();
             Begin();
+            OutputPaths.CheckFreeSpace(artifactPath, 2 * ArtifactExport.EstimateBytes(stream.Model, config, stream.SourceDtypes), "--work");
+            // as `matq quantize` does: block-walking methods keep a checkpoint per block, which also holds the finished
+            // blocks' codes (offloaded from memory) until the artifact is written
+            var checkpoint = algorithm.SupportsResume ? QuantizationCheckpoint.Create(artifactPath, QuantizationCheckpoint.RunSettings(algorithm, stream.Model, seed)) : null;
             var context = new QuantizationContext(stream.Model, device, registration.NeedsCalibration ? () => new CalibrationTokens(windows) : null, seed,
                 e => { if (e.Kind == QuantizationEventKind.BlockDone) Console.MarkupLine($"[grey]  block {e.Block + 1}/{e.BlockCount} ({sw.Elapsed.TotalSeconds:F1} s)[/]"); })
-            { Blocks = stream };
+            { Blocks = stream, Checkpoint = checkpoint };
             var run = QuantizationRunner.Run(algorithm, context);
             End("calibrate + quantize", $"{run.Layers.Count} linears, {blocks} blocks, {sw.Elapsed.TotalSeconds / Math.Max(1, blocks):F2} s/block"
                 + (registration.NeedsCalibration ? $", {calibN}×{calibLen} tokens" : ""));
 
             Begin();
             var written = ArtifactExport.Write(run, stream.Model, artifactPath, null, stream.ReadSource);
+            checkpoint?.Delete();
             End("write artifact", Format.Bytes(written.Bytes));
             stream.Dispose();
 

@@ -207,7 +207,7 @@ public sealed class QuantizeVerb : Verb
         var sourceDtypes = stream?.SourceDtypes ?? (source!.Kind == ModelSourceKind.HfFolder ? LlamaLoader.SourceDtypes(modelPath) : null);
         FloatTensorSource? floats = stream is not null ? stream.ReadSource
             : sourceDtypes is not null ? ArtifactExport.InSourceDtypes(model, sourceDtypes) : null;
-        OutputPaths.CheckFreeSpace(outPath, ArtifactExport.EstimateBytes(model, config, sourceDtypes), "--out");
+        OutputPaths.CheckFreeSpace(outPath, 2 * ArtifactExport.EstimateBytes(model, config, sourceDtypes), "--out");   // staged, then written
 
         var checkpoint = OpenCheckpoint(algorithm, model, modelPath, outPath, resume, registration.NeedsCalibration ? (calibData, calibN, calibLen) : null,
             seed, device.ToString());

@@ -161,7 +161,13 @@ public static class OmniQuantBlockwise
                     Report(QuantizationEventKind.LayerDone, block, r);
                 }
                 if (!isHead) Propagate(forward, targets, r => SetBits(lwc, r));
-                checkpoint?.Commit(block, _results.Skip(first), lwc.SelectMany(m => new[] { (m.GetName() + ".clip_max", (Tensor)m.ClipMax), (m.GetName() + ".clip_min", m.ClipMin) }));
+                if (checkpoint is not null)
+                {
+                    var committed = _results.GetRange(first, _results.Count - first);
+                    checkpoint.Commit(block, committed, lwc.SelectMany(m => new[] { (m.GetName() + ".clip_max", (Tensor)m.ClipMax), (m.GetName() + ".clip_min", m.ClipMin) }));
+                    var offloaded = checkpoint.Offload(block, committed);   // codes read back from the block's file when used
+                    for (int k = 0; k < offloaded.Count; k++) _results[first + k] = offloaded[k];
+                }
                 var clips = lwc.Select(m => m.MeanClip()).ToList();
                 Report(QuantizationEventKind.BlockDone, block, message:
                     $"mean clip γ {clips.Average(c => c.Gamma):F4}, β {clips.Average(c => c.Beta):F4}, {sw.Elapsed.TotalSeconds:F1} s");

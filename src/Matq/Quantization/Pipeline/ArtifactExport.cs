@@ -49,13 +49,14 @@ public static class ArtifactExport
         ArgumentNullException.ThrowIfNull(model);
         if (string.IsNullOrWhiteSpace(path)) throw new MatqException("--out is empty: give the artifact path, e.g. out/model-rtn4.matq");
         var config = result.Config;
-        var writer = new MatqArtifactWriter(result.Algorithm, config.Bits, config.GroupSize, config.Symmetric, result.TrainedBits)
+        using var writer = new MatqArtifactWriter(result.Algorithm, config.Bits, config.GroupSize, config.Symmetric, result.TrainedBits)
         {
             AlgorithmConfig = MatqMetadata.ParseObject(result.AlgorithmConfigJson().ToJsonString(), "algorithm_config"),
             ModelConfig = MatqMetadata.ParseObject(HfLlamaConfig.ToJson(model.Config, HfDtypeName(model.Dtype)), "model_config"),
             Extra = MatqMetadata.ParseObject(Reports(result).ToJsonString(), "extra"),
         };
 
+        writer.SpillTo(path);   // one tensor in memory at a time, whatever the model's size
         var expected = LlamaTensors.Expected(model.Config).ToDictionary(e => e.Name, e => e.Shape, StringComparer.Ordinal);
         var quantized = new HashSet<string>(StringComparer.Ordinal);
         foreach (var layer in result.Layers)
@@ -125,7 +126,8 @@ public static class ArtifactExport
         };
     }
 
-    /// <summary>The artifact's size, about (tensor data; the header is small): per selected linear its codes (1 byte per
+    /// <summary>The artifact's size, about (tensor data; the header is small; writing stages it beside the output, so the
+    /// disk needs twice this until the write ends): per selected linear its codes (1 byte per
     /// weight), fp32 scales and zeros per group and an int32 permutation row; every other tensor in its stored dtype
     /// (<paramref name="floatDtypes"/>, else the model's).</summary>
     public static long EstimateBytes(LlamaForCausalLM model, QuantizationConfig config, IReadOnlyDictionary<string, SafetensorsDtype>? floatDtypes = null)
