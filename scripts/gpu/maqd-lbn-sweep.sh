@@ -18,7 +18,7 @@ pids=()
 EP=1; [ "${SET:-lr}" = b8long ] || [ "${SET:-lr}" = b8table ] && EP=${EPOCHS:-2}
 launch() { local name=$1; shift   # float nets unless the options name weight states
   local float=(--float); [[ " $* " == *" --wstates "* ]] && float=()
-  timeout ${GUARD_S:-520} $MATQ quantize --model $MODEL --method maqd "${float[@]}" --fold --device cuda --threads 1 --epochs ${EPX:-$EP} "$@" > $runs/$name.log 2>&1 &
+  timeout ${GUARD_S:-520} $MATQ quantize-cnn --model $MODEL --method maqd "${float[@]}" --fold --device cuda --threads 1 --epochs ${EPX:-$EP} "$@" > $runs/$name.log 2>&1 &
   pids+=($!); }
 if [ "${SET:-lr}" = b8long ]; then
   for s in 1234 7; do

@@ -2,7 +2,7 @@
 # MaQD table with longer training in one GPU call: every row is its own process, all running at once on the one GPU
 # (each small-CNN run is launch-bound, so a dozen share an H100 well; 16 host cores drive them). Columns: batch 128 on
 # all 60,000 images × EPOCHS_128 epochs, batch 8 on the first IMAGES_8 images × EPOCHS_8 epochs. Every row is
-# `quantize --method maqd` (float rows with --float; MaQD rows on LBN with the first conv and classifier at 255 states,
+# `quantize-cnn --method maqd` (float rows with --float; MaQD rows on LBN with the first conv and classifier at 255 states,
 # plus (3,15) and (15,15) with every layer quantized), folded before evaluation; same recipe and data; seed 1234, and
 # the float rows at B=8 also with SEEDS_8 (BN vs LBN at small batch differ by less than one seed's spread).
 # Writes $OUT/maqd-fashion-mnist.md (the table, rebuilt from the run logs), $OUT/maqd-parallel.log (one result line
@@ -25,7 +25,7 @@ runs=/tmp/maqd-runs; rm -rf $runs; mkdir -p $runs "$OUT"
 pids=()
 launch() {   # name, then quantize options
   local name=$1; shift
-  timeout ${GUARD_S:-420} $MATQ quantize --model $MODEL --method maqd --fold --device $dev "${extra[@]}" "$@" > $runs/$name.log 2>&1 &
+  timeout ${GUARD_S:-420} $MATQ quantize-cnn --model $MODEL --method maqd --fold --device $dev "${extra[@]}" "$@" > $runs/$name.log 2>&1 &
   pids+=($!)
 }
 for b in ${BATCHES:-128 8}; do

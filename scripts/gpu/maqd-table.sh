@@ -46,7 +46,7 @@ LOG="$OUT/maqd-sweep-b$BATCH.log"
 "$MATQ" device 2>&1 | tee "$OUT/device.txt" || true
 start=$(date +%s)
 set +e
-timeout "$GUARD_S" "$MATQ" quantize --model "$MODEL" --method maqd --sweep "$MD" \
+timeout "$GUARD_S" "$MATQ" quantize-cnn --model "$MODEL" --method maqd --sweep "$MD" \
   --sweep-settings "$SETTINGS" --surrogate "$SURROGATE" --width "$WIDTH" --device "$DEVICE" "${EXTRA[@]}" \
   > "$LOG" 2>&1
 rc=$?

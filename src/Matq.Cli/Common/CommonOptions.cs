@@ -61,16 +61,6 @@ public static class CommonOptions
         HelpName = "on|off",
     };
 
-    /// <summary>Applies --cudnn-benchmark on <paramref name="device"/> (after TorchDevices.Resolve) and returns what
-    /// libtorch reports back: "on", "off", or "n/a (cpu)".</summary>
-    public static string ApplyCudnnBenchmark(string text, torch.Device device)
-    {
-        string v = text.Trim().ToLowerInvariant();
-        if (v is not ("on" or "off")) throw new MatqException($"--cudnn-benchmark '{text}' is invalid: use on or off");
-        if (device.type != DeviceType.CUDA) return v == "off" ? "n/a (cpu)" : throw new MatqException("--cudnn-benchmark applies to --device cuda only");
-        return Matq.Runtime.TorchDevices.SetCudnnBenchmark(v == "on") ? "on" : "off";
-    }
-
     public static Option<int> Seed(int defaultValue = 1234) => new("--seed")
     {
         Description = "Random seed; the same seed gives the same result",

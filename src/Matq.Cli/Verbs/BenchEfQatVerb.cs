@@ -44,35 +44,36 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
             command.Options.Add(o);
     }
 
+    private BenchEfQatSettings Read(ParseResult r) => new(r.GetValue(_device)!, r.GetValue(_batch), r.GetValue(_iters), r.GetValue(_fractions)!,
+        r.GetValue(_modes)!, r.GetValue(_arch)!, r.GetValue(_width)!, r.GetValue(_init), r.GetValue(_lm), r.GetValue(_context), r.GetValue(_methods),
+        r.GetValue(_tf32)!, r.GetValue(_cudnnBenchmark)!, r.GetValue(_seed),
+        ArchGiven: r.GetResult(_arch) is { Implicit: false } || r.GetResult(_width) is { Implicit: false });
+
     protected override int Execute(ParseResult result)
     {
-        var device = TorchDevices.Resolve(result.GetValue(_device));
-        int batch = result.GetValue(_batch), iters = result.GetValue(_iters);
-        if (batch < 1 || iters < 1) throw new MatqException("--batch and --iters must be ≥ 1");
-        double[] fractions = result.GetValue(_fractions)!.Split(',').Select(s => double.TryParse(s, System.Globalization.CultureInfo.InvariantCulture, out var f) && f >= 0 && f <= 1
-            ? f : throw new MatqException($"--fractions '{s}' is invalid: each must be in 0..1")).ToArray();
-        int[] widths = CommonOptions.ParseWidths(result.GetValue(_width)!);
-        string arch = result.GetValue(_arch)!;
-        if (arch is not ("resnet" or "mlp")) throw new MatqException($"--arch '{arch}' is not supported: use resnet or mlp");
-        manual_seed(result.GetValue(_seed));
-        string? lmPath = result.GetValue(_lm);
-        var methods = ParseMethods(result.GetValue(_methods), lm: lmPath is not null);
-        EfQatMode[] modes = result.GetValue(_modes)!.Split(',').Select(EfQatConfig.ParseMode).Distinct().ToArray();
-        string tf32 = ApplyTf32(result.GetValue(_tf32)!, device);
-        string cudnnBenchmark = CommonOptions.ApplyCudnnBenchmark(result.GetValue(_cudnnBenchmark)!, device);
+        var o = Read(result);
+        o.Validate();
+        var runtime = TorchRuntime.Configure(o.Device, cudnnBenchmark: o.CudnnBenchmark);
+        var device = runtime.Device;
+        int batch = o.Batch, iters = o.Iters;
+        double[] fractions = o.FractionList;
+        int[] widths = o.WidthList;
+        string arch = o.Arch;
+        manual_seed(o.Seed);
+        string? lmPath = o.LanguageModel;
+        var methods = o.MethodList;
+        EfQatMode[] modes = o.ModeList;
+        string tf32 = ApplyTf32(o.Tf32, device);
+        string cudnnBenchmark = runtime.CudnnBenchmark;
         IReadOnlyList<IEfQatLayer> layers;
         double[] positions;   // per layer: output positions per step (N·Ho·Wo for a conv, tokens or rows for a linear)
         Func<Tensor> lossOf;
         optim.Optimizer opt;
         string workload;
         IDisposable owner;
-        if (lmPath is not null && result.GetResult(_init) is { Implicit: false })
-            throw new MatqException("--init (a vision model) and --model (a language model) exclude each other: give one");
         if (lmPath is null)
         {
-            string? init = result.GetValue(_init);
-            if (init is not null && (result.GetResult(_width) is { Implicit: false } || result.GetResult(_arch) is { Implicit: false }))
-                throw new MatqException("--init takes the architecture and widths from the model folder: leave out --arch and --widths");
+            string? init = o.Init;
             var net = init is null ? VisionNet.Create(new VisionNetConfig(arch, widths, 2)) : VisionNetIO.Load(init);
             arch = net.Config.Arch;
             widths = net.Config.Widths;
@@ -98,13 +99,13 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
             var modules = selected.Select(sl => (sl.Name, Module: new Matq.Algorithms.MatQuant.NestedQuantLinear(sl.Name, sl.Weight, qc.Spec))).ToList();
             foreach (var (name, m) in modules) { m.to(device); model.ReplaceLinear(name, m); }
             layers = modules.Select(m => m.Module).ToList();
-            positions = Enumerable.Repeat((double)batch * result.GetValue(_context), layers.Count).ToArray();
+            positions = Enumerable.Repeat((double)batch * o.Context, layers.Count).ToArray();
             // as `quantize --method efqat` trains them: the RMSNorm weights too (so 0 % still has a backward pass)
             var norms = model.named_parameters().Where(p => p.name.EndsWith("norm.weight", StringComparison.Ordinal)).Select(p => p.parameter).ToList();
             foreach (var p in norms) p.requires_grad = true;
             var trainable = modules.SelectMany(m => new[] { m.Module.Weight, m.Module.LogScale, m.Module.Zero }).Concat(norms).ToList();
             opt = optim.SGD(trainable, 1e-4, momentum: 0.9);
-            int context = result.GetValue(_context);
+            int context = o.Context;
             Tensor ids = randint(0, model.Config.VocabSize, new long[] { batch, context + 1 }, device: device);
             Tensor xi = ids.narrow(1, 0, context), yi = ids.narrow(1, 1, context).flatten();
             model.train();
@@ -114,7 +115,7 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
         }
 
         // Configurations are interleaved step by step (round robin), so drift in machine load hits all of them alike.
-        var (defaultConv, defaultLinear) = (PartialWeightGrad.ConvMethod, PartialWeightGrad.LinearMethod);
+        var (defaultConv, defaultLinear) = (PartialWeightGrad.DefaultConvMethod, PartialWeightGrad.DefaultLinearMethod);
         var configs = new List<(string Name, ConvWeightGradMethod Method, EfQatAlgorithm? Alg)> { ("full QAT (native autograd)", ConvWeightGradMethod.Split, null) };
         // CNN: the three conv methods; LM: the linear's gather-GEMM custom function ("Unfold" slot) and Split.
         foreach (var method in methods)
@@ -133,8 +134,9 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
                 {
                     ctx.Status($"round {i + 1}/{5 + iters}: {Markup.Escape(configs[c].Name)}");
                     foreach (var cfg in configs) cfg.Alg?.Detach();
-                    PartialWeightGrad.ConvMethod = configs[c].Method;
-                    PartialWeightGrad.LinearMethod = configs[c].Method is ConvWeightGradMethod.Split or ConvWeightGradMethod.Inject ? configs[c].Method : ConvWeightGradMethod.Unfold;
+                    // conv layers take the method as is; linears know Split, Inject and the gather-GEMM function (the Unfold slot)
+                    foreach (var layer in layers)
+                        layer.GradMethod = layer is QConv2d || configs[c].Method is ConvWeightGradMethod.Split or ConvWeightGradMethod.Inject ? configs[c].Method : ConvWeightGradMethod.Unfold;
                     configs[c].Alg?.Refresh();
                     var (f, b, st) = Step(configs[c].Alg, i);
                     if (i < 5) continue;
@@ -142,8 +144,6 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
                 }
         });
         foreach (var cfg in configs) cfg.Alg?.Detach();
-        PartialWeightGrad.ConvMethod = defaultConv;
-        PartialWeightGrad.LinearMethod = defaultLinear;
         var rows = configs.Select((cfg, c) => (cfg.Name, Work: WeightGradWork(cfg.Alg), Fwd: BenchStats.Median(fwd[c]), Bwd: BenchStats.Median(bwd[c]), Step: BenchStats.Median(stepMs[c]))).ToList();
         var full = rows[0];
         var table = new Table().Border(TableBorder.Rounded).AddColumns("configuration", "weight-grad work", "forward ms", "backward ms", "step ms", "backward speed-up", "step speed-up");
@@ -211,7 +211,7 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
 
     // "gather" is the LM's name for the custom gather-GEMM function (the Unfold slot of the enum); the LM's linears
     // (NestedQuantLinear) implement inject and gather only.
-    private static ConvWeightGradMethod[] ParseMethods(string? text, bool lm)
+    internal static ConvWeightGradMethod[] ParseMethods(string? text, bool lm)
     {
         var all = lm ? new[] { ("inject", ConvWeightGradMethod.Inject), ("gather", ConvWeightGradMethod.Unfold) }
             : [("inject", ConvWeightGradMethod.Inject), ("regrad", ConvWeightGradMethod.Regrad), ("split", ConvWeightGradMethod.Split), ("unfold", ConvWeightGradMethod.Unfold), ("conv", ConvWeightGradMethod.Conv)];
@@ -220,10 +220,17 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
             : throw new MatqException($"--methods '{m}' is not known for the {(lm ? "LM" : "CNN")}: use {string.Join(", ", all.Select(a => a.Item1))}")).Distinct().ToArray();
     }
 
-    private static string ApplyTf32(string text, Device device)
+    internal static void CheckTf32(string text, DeviceRequest device)
     {
         string v = text.Trim().ToLowerInvariant();
         if (v is not ("on" or "off" or "default")) throw new MatqException($"--tf32 '{text}' is invalid: use on, off or default");
+        if (v != "default" && device == DeviceRequest.Cpu) throw new MatqException("--tf32 applies to --device cuda only");
+    }
+
+    private static string ApplyTf32(string text, Device device)
+    {
+        CheckTf32(text, TorchDevices.Parse(device.type == DeviceType.CUDA ? "cuda" : "cpu"));
+        string v = text.Trim().ToLowerInvariant();
         if (device.type != DeviceType.CUDA) return v == "default" ? "n/a (cpu)" : throw new MatqException("--tf32 applies to --device cuda only");
         if (v != "default")
         {
@@ -231,5 +238,36 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
             torch.backends.cuda.matmul.allow_tf32 = v == "on";
         }
         return $"conv {(torch.backends.cudnn.allow_tf32 ? "on" : "off")}, matmul {(torch.backends.cuda.matmul.allow_tf32 ? "on" : "off")}";
+    }
+}
+
+/// <summary>What `bench efqat` was asked: the option values as typed; <see cref="Validate"/> checks them all (one line per mistake).</summary>
+public sealed record BenchEfQatSettings(string Device, int Batch, int Iters, string Fractions, string Modes, string Arch, string Widths, string? Init,
+    string? LanguageModel, int Context, string? Methods, string Tf32, string CudnnBenchmark, int Seed, bool ArchGiven)
+{
+    public double[] FractionList => Fractions.Split(',').Select(s => double.TryParse(s, System.Globalization.CultureInfo.InvariantCulture, out var f) && f >= 0 && f <= 1
+        ? f : throw new MatqException($"--fractions '{s}' is invalid: each must be in 0..1")).ToArray();
+
+    public int[] WidthList => CommonOptions.ParseWidths(Widths);
+
+    public ConvWeightGradMethod[] MethodList => BenchEfQatVerb.ParseMethods(Methods, lm: LanguageModel is not null);
+
+    public EfQatMode[] ModeList => Modes.Split(',').Select(EfQatConfig.ParseMode).Distinct().ToArray();
+
+    public void Validate()
+    {
+        TorchRuntime.Check(Device, cudnnBenchmark: CudnnBenchmark);
+        if (Batch < 1 || Iters < 1) throw new MatqException("--batch and --iters must be ≥ 1");
+        _ = FractionList;
+        _ = WidthList;
+        if (Arch is not ("resnet" or "mlp")) throw new MatqException($"--arch '{Arch}' is not supported: use resnet or mlp");
+        _ = MethodList;
+        _ = ModeList;
+        BenchEfQatVerb.CheckTf32(Tf32, TorchDevices.Parse(Device));
+        if (LanguageModel is not null && Init is not null)
+            throw new MatqException("--init (a vision model) and --model (a language model) exclude each other: give one");
+        if (Init is not null && ArchGiven)
+            throw new MatqException("--init takes the architecture and widths from the model folder: leave out --arch and --widths");
+        if (LanguageModel is not null && Context < 1) throw new MatqException($"--context {Context} is out of range: at least 1 token");
     }
 }

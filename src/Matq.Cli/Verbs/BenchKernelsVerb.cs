@@ -83,8 +83,7 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
             double torchSec = double.NaN;
             if (!result.GetValue(_noTorch))
             {
-                Matq.Runtime.TorchDevices.PreloadTorchLib();   // MATQ_TORCH_LIB's libtorch must load before TorchSharp initializes
-                if (threads > 0) torch.set_num_threads(threads);   // the same thread budget as our kernels
+                Matq.Runtime.TorchRuntime.Configure("cpu", threads > 0 ? threads : null);   // the same thread budget as our kernels
                 using var scope = torch.NewDisposeScope();
                 var tw = torch.tensor(wf, [rows, cols]);
                 var tx = torch.tensor(x);

@@ -71,40 +71,25 @@ public sealed class BenchPtqVerb(IAnsiConsole console, Func<DataStore>? data = n
             command.Options.Add(o);
     }
 
+    private BenchPtqSettings Read(ParseResult r) => new(r.GetValue(_model)!, r.GetValue(_methods)!, r.GetValue(_bits)!, r.GetValue(_groups)!,
+        r.GetValue(_dataOpt)!, r.GetValue(_maxTokens), r.GetValue(_calibData)!, r.GetValue(_calibN), r.GetValue(_calibLen), r.GetValue(_context),
+        r.GetValue(_stride), r.GetValue(_batch), r.GetValue(_symmetric), r.GetValue(_head), r.GetValue(_out) ?? Path.Combine("docs", "results"),
+        r.GetValue(_device)!, r.GetValue(_threads), r.GetValue(_seed));
+
     protected override int Execute(ParseResult result)
     {
         // Cheap checks first: names, numbers and paths fail before a model load or a dataset fetch.
-        var methods = Split(result.GetValue(_methods)!, "--methods").Select(PtqMethod.Parse).ToArray();
-        if (methods.Select(m => m.Label).Distinct().Count() != methods.Length) throw new MatqException("--methods names a method twice");
-        var bits = CommonOptions.ParseBits(result.GetValue(_bits)!);
-        var groups = Split(result.GetValue(_groups)!, "--groups").Select(g => int.TryParse(g, out var v) && v >= 0 ? v
-            : throw new MatqException($"--groups '{g}' is not a group size: 0 (per-channel) or a positive number of input columns")).ToArray();
-        var dataNames = Split(result.GetValue(_dataOpt)!, "--data");
-        foreach (var d in dataNames.Append(result.GetValue(_calibData)!))
-            if (!EvalTexts.Names.Contains(d) && !File.Exists(d)) EvalTexts.Resolve(d, _data);   // throws the one-line error
-        int? maxTokens = result.GetValue(_maxTokens);
-        if (maxTokens is < 2) throw new MatqException($"--max-tokens {maxTokens} is out of range: at least 2");
-        var eval = new PerplexityOptions { Context = result.GetValue(_context), Stride = result.GetValue(_stride), Batch = result.GetValue(_batch) };
-        eval.Validate();
-        int calibN = result.GetValue(_calibN), calibLen = result.GetValue(_calibLen), seed = result.GetValue(_seed);
-        bool calibrate = methods.Any(m => m.NeedsCalibration);
-        if (calibrate && calibN < 1) throw new MatqException($"--calib-n {calibN} is out of range: at least 1");
-        if (calibrate && calibLen < 2) throw new MatqException($"--calib-len {calibLen} is out of range: at least 2");
-        var options = new PtqSweepOptions
-        {
-            Methods = methods, Bits = bits, Groups = groups, Symmetric = result.GetValue(_symmetric), IncludeHead = result.GetValue(_head),
-            Seed = seed, Eval = eval,
-        };
-        PtqSweep.Check(options);
-        var modelPath = result.GetValue(_model)!;
-        if (!Directory.Exists(modelPath) && !File.Exists(modelPath)) throw new MatqException($"--model {modelPath} does not exist");
-        var outDir = result.GetValue(_out) ?? Path.Combine("docs", "results");
-        if (File.Exists(outDir)) throw new MatqException($"--out {outDir} is a file: give a folder");
-        Matq.Formats.IO.OutputPaths.CheckWorkFolder(outDir, "--out", modelPath);
+        var o = Read(result);
+        o.Validate(_data);
+        var options = o.Options;
+        var eval = options.Eval;
+        var dataNames = BenchPtqSettings.Split(o.Data, "--data");
+        int? maxTokens = o.MaxTokens;
+        int calibN = o.CalibN, calibLen = o.CalibLen, seed = o.Seed;
+        bool calibrate = options.Methods.Any(m => m.NeedsCalibration);
+        var (modelPath, outDir) = (o.Model, o.Out);
 
-        if (result.GetValue(_threads) is < 1) throw new MatqException($"--threads {result.GetValue(_threads)} is out of range: at least 1");
-        var device = TorchDevices.Resolve(result.GetValue(_device));
-        if (result.GetValue(_threads) is int threads) torch.set_num_threads(threads);
+        var device = TorchRuntime.Configure(o.Device, o.Threads).Device;
         torch.manual_seed(seed);
         var wall = Stopwatch.StartNew();
         using var source = ModelSource.Open(modelPath, device: device);
@@ -212,7 +197,49 @@ public sealed class BenchPtqVerb(IAnsiConsole console, Func<DataStore>? data = n
         Console.MarkupLine("[grey]geometric mean over group layouts and eval sets of perplexity ÷ min-max RTN's at the same bits and group; < 1 beats RTN[/]");
     }
 
-    private static List<string> Split(string text, string option)
+}
+
+/// <summary>What `bench ptq` was asked: the option values as typed; <see cref="Validate"/> checks them all (one line per mistake)
+/// and builds every method × bits × group config before a model load or a dataset fetch.</summary>
+public sealed record BenchPtqSettings(string Model, string Methods, string Bits, string Groups, string Data, int? MaxTokens, string CalibData, int CalibN,
+    int CalibLen, int Context, int Stride, int Batch, bool Symmetric, bool IncludeHead, string Out, string Device, int? Threads, int Seed)
+{
+    public PtqSweepOptions Options
+    {
+        get
+        {
+            var methods = Split(Methods, "--methods").Select(PtqMethod.Parse).ToArray();
+            if (methods.Select(m => m.Label).Distinct().Count() != methods.Length) throw new MatqException("--methods names a method twice");
+            var bits = CommonOptions.ParseBits(Bits);
+            var groups = Split(Groups, "--groups").Select(g => int.TryParse(g, out var v) && v >= 0 ? v
+                : throw new MatqException($"--groups '{g}' is not a group size: 0 (per-channel) or a positive number of input columns")).ToArray();
+            return new PtqSweepOptions
+            {
+                Methods = methods, Bits = bits, Groups = groups, Symmetric = Symmetric, IncludeHead = IncludeHead, Seed = Seed,
+                Eval = new PerplexityOptions { Context = Context, Stride = Stride, Batch = Batch },
+            };
+        }
+    }
+
+    /// <summary>Checks everything; <paramref name="data"/> is only asked for a name that is neither a dataset nor a file (to say so).</summary>
+    public void Validate(Func<DataStore> data)
+    {
+        var options = Options;
+        foreach (var d in Split(Data, "--data").Append(CalibData))
+            if (!EvalTexts.Names.Contains(d) && !File.Exists(d)) EvalTexts.Resolve(d, data);   // throws the one-line error
+        if (MaxTokens is < 2) throw new MatqException($"--max-tokens {MaxTokens} is out of range: at least 2");
+        options.Eval.Validate();
+        bool calibrate = options.Methods.Any(m => m.NeedsCalibration);
+        if (calibrate && CalibN < 1) throw new MatqException($"--calib-n {CalibN} is out of range: at least 1");
+        if (calibrate && CalibLen < 2) throw new MatqException($"--calib-len {CalibLen} is out of range: at least 2");
+        PtqSweep.Check(options);
+        if (!Directory.Exists(Model) && !File.Exists(Model)) throw new MatqException($"--model {Model} does not exist");
+        if (File.Exists(Out)) throw new MatqException($"--out {Out} is a file: give a folder");
+        Matq.Formats.IO.OutputPaths.CheckWorkFolder(Out, "--out", Model);
+        TorchRuntime.Check(Device, Threads);
+    }
+
+    public static List<string> Split(string text, string option)
     {
         var parts = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
         if (parts.Count == 0) throw new MatqException($"{option} is empty");

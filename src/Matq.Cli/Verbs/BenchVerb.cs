@@ -8,10 +8,14 @@
 //                   262144 is one usual calibration set's worth), or
 //   --tokens 0:     its expectation 2AᵀA = 2(D² + D²UVᵀ + VUᵀD² + V(UᵀD²U)Vᵀ), built in O(in²·64) (cheap on a CPU).
 // Default (-1): streamed 262144 tokens on CUDA, the expectation on the CPU. Hessian time is reported separately.
+// Given layer (--weight W.safetensors --inputs X.safetensors, one tensor each: W [out, in], X [..., in] calibration
+// inputs): H = 2XᵀX/N over its N rows, and each algorithm's Hessian-weighted error tr(ΔW H ΔWᵀ) and the normalisation-free
+// ‖ΔW Xᵀ‖² = N/2 · tr(ΔW H ΔWᵀ) are printed in full, so another implementation can be compared on the same layer.
 using System.CommandLine;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using Matq.Algorithms.Athena;
+using Matq.Formats.Safetensors;
 using Matq.Calibration;
 using Matq.Cli.Common;
 using Matq.Kernels.Quantization;
@@ -34,6 +38,9 @@ public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<int> _block = new("--block") { Description = "GPTQ column block size B", DefaultValueFactory = _ => 128, HelpName = "B" };
     private readonly Option<bool> _actOrder = new("--act-order") { Description = "Process columns by descending diag H (static groups)" };
     private readonly Option<string> _algorithms = new("--algorithms") { Description = "Which to run: rtn, gptq, athena (comma-separated)", DefaultValueFactory = _ => "rtn,gptq,athena", HelpName = "A[,A...]" };
+    private readonly Option<string?> _groupGrid = new("--group-grid") { Description = "GPTQ/Athena group grids: block-start (upstream GPTQ) or updated (error-updated weights)", DefaultValueFactory = _ => AthenaConfig.BlockStartGrid, HelpName = "RULE" };
+    private readonly Option<string?> _weight = new("--weight") { Description = "Quantize this layer instead of synthetic ones: a safetensors file holding one 2-D float tensor W [out, in] (needs --inputs)", HelpName = "W.safetensors" };
+    private readonly Option<string?> _inputs = new("--inputs") { Description = "Calibration inputs of --weight's layer: a safetensors file holding one float tensor X [..., in]; H = 2XᵀX/N", HelpName = "X.safetensors" };
     private readonly Option<int> _seed = CommonOptions.Seed();
 
     public override string Name => "quantize-layer";
@@ -41,18 +48,19 @@ public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb(console)
     public override IReadOnlyList<string> Examples =>
     [
         "matq bench quantize-layer --device cpu --shapes 1024x1024",
+        "matq bench quantize-layer --device cpu --weight W.safetensors --inputs X.safetensors --bits 2 --group 64 --algorithms gptq",
         "MATQ_TORCH_LIB=/opt/torch/.venv/lib/python3.12/site-packages/torch/lib matq bench quantize-layer --device cuda",
     ];
 
     protected override void Configure(Command command)
     {
-        foreach (Option o in new Option[] { _device, _shapes, _bits, _group, _tokens, _sweeps, _block, _actOrder, _algorithms, _seed })
+        foreach (Option o in new Option[] { _device, _shapes, _bits, _group, _tokens, _sweeps, _block, _actOrder, _algorithms, _groupGrid, _weight, _inputs, _seed })
             command.Options.Add(o);
     }
 
     protected override int Execute(ParseResult result)
     {
-        var device = TorchDevices.Resolve(result.GetValue(_device));
+        var device = TorchRuntime.Configure(result.GetValue(_device)).Device;
         bool cuda = device.type == DeviceType.CUDA;
         int bits = result.GetValue(_bits), group = result.GetValue(_group), tokens = result.GetValue(_tokens);
         if (tokens < 0) tokens = cuda ? 128 * 2048 : 0;
@@ -61,25 +69,40 @@ public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb(console)
             .Select(a => a.ToLowerInvariant()).ToArray();
         foreach (var a in algorithms)
             if (a is not ("rtn" or "gptq" or "athena")) throw new MatqException($"--algorithms '{a}' is not one of rtn, gptq, athena");
-        var athena = new AthenaConfig(spec, AthenaMode.Athena, blockSize: result.GetValue(_block), actOrder: result.GetValue(_actOrder), sweeps: result.GetValue(_sweeps));
-        var shapes = ParseShapes(result.GetValue(_shapes)!);
+        string gridText = result.GetValue(_groupGrid)!.Trim().ToLowerInvariant();
+        var grid = gridText switch
+        {
+            AthenaConfig.BlockStartGrid => GroupGrid.BlockStart,
+            AthenaConfig.UpdatedGrid => GroupGrid.Updated,
+            _ => throw new MatqException($"--group-grid {SafeText.Quote(gridText)} is not a group-grid rule: use {AthenaConfig.BlockStartGrid} or {AthenaConfig.UpdatedGrid}"),
+        };
+        var athena = new AthenaConfig(spec, AthenaMode.Athena, blockSize: result.GetValue(_block), actOrder: result.GetValue(_actOrder), sweeps: result.GetValue(_sweeps), groupGrid: grid);
+        string? weightPath = result.GetValue(_weight), inputsPath = result.GetValue(_inputs);
+        if ((weightPath is null) != (inputsPath is null))
+            throw new MatqException(weightPath is null ? "--inputs needs --weight: give the layer's weight W.safetensors too" : "--weight needs --inputs: give the layer's calibration inputs X.safetensors too");
+        var shapes = weightPath is null ? ParseShapes(result.GetValue(_shapes)!) : [];
         int seed = result.GetValue(_seed);
         using var meter = new MemoryMeter(cuda);
 
         Console.MarkupLine(Markup.Escape($"device {device}, {spec.Bits} bits, group {(group == 0 ? "per-channel" : group.ToString())}, " +
-            $"block {athena.BlockSize}, act-order {athena.ActOrder}, Athena sweeps {athena.Sweeps}, torch threads {torch.get_num_threads()}, " +
-            $"Hessian: {(tokens > 0 ? $"streamed from {tokens} tokens" : "closed-form expectation 2AᵀA")}"));
+            $"block {athena.BlockSize}, act-order {athena.ActOrder}, group grid {gridText}, Athena sweeps {athena.Sweeps}, torch threads {torch.get_num_threads()}, " +
+            $"Hessian: {(weightPath is not null ? "2XᵀX/N of the given inputs" : tokens > 0 ? $"streamed from {tokens} tokens" : "closed-form expectation 2AᵀA")}"));
+        // the given layer is read before any timing, so a bad file stops the run at once
+        using var given = weightPath is null ? null : GivenLayer.Read(weightPath, inputsPath!, device);
         Warmup(device, spec, athena);
         var table = new Table().AddColumns("layer", "algorithm", "seconds", "× RTN time", "H-error / RTN's", "GC heap peak", "RSS peak", cuda ? "CUDA peak (in use)" : "CUDA");
-        foreach (var (rows, cols) in shapes)
+        var errors = new List<(string Layer, string Algorithm, double Error)>();
+        var layers = given is null ? shapes.Select(s => ($"{s.Rows}x{s.Cols}", s.Rows, s.Cols)).ToList()
+            : [(Path.GetFileName(weightPath!), given.W.shape[0], given.W.shape[1])];
+        foreach (var (label, rows, cols) in layers)
         {
             using var scope = NewDisposeScope();
             manual_seed(seed);
             var sw = Stopwatch.StartNew();
-            Tensor w = randn(rows, cols, device: device) * 0.02;
-            Tensor h = Hessian(cols, tokens, device);
+            Tensor w = given?.W ?? randn(rows, cols, device: device) * 0.02;
+            Tensor h = given?.H ?? Hessian(cols, tokens, device);
             Sync(cuda);
-            Console.MarkupLine(Markup.Escape($"{rows}x{cols}: weights + Hessian in {sw.Elapsed.TotalSeconds:F2}s"));
+            Console.MarkupLine(Markup.Escape($"{(given is null ? label : $"{label} ({rows}x{cols})")}: weights + Hessian in {sw.Elapsed.TotalSeconds:F2}s"));
             double rtnSeconds = double.NaN, rtnError = double.NaN;
             foreach (var algorithm in algorithms)
             {
@@ -97,7 +120,7 @@ public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb(console)
                 else
                 {
                     var config = algorithm == "gptq" ? athena.AsGptqExact() : athena;
-                    using var solved = AthenaSolver.Quantize($"bench.{rows}x{cols}", w, h, config);
+                    using var solved = AthenaSolver.Quantize($"bench.{label}", w, h, config);
                     Sync(cuda);
                     error = solved.Report.FinalError;
                 }
@@ -105,7 +128,8 @@ public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb(console)
                 var peaks = meter.Stop();
                 if (algorithm == "rtn") (rtnSeconds, rtnError) = (seconds, error);
                 Console.MarkupLine(Markup.Escape($"  {algorithm}: {seconds:F3}s"));
-                table.AddRow($"{rows}x{cols}", algorithm, $"{seconds:F3}", double.IsNaN(rtnSeconds) ? "-" : $"{seconds / rtnSeconds:F1}",
+                errors.Add((label, algorithm, error));
+                table.AddRow(label, algorithm, $"{seconds:F3}", double.IsNaN(rtnSeconds) ? "-" : $"{seconds / rtnSeconds:F1}",
                     double.IsNaN(rtnError) ? $"{error:G4}" : $"{error / rtnError:F3}",
                     Format.Bytes(peaks.Gc), Format.Bytes(peaks.Rss), cuda ? Format.Bytes(peaks.Cuda) : "-");
             }
@@ -113,7 +137,56 @@ public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb(console)
         Console.Write(table);
         Console.MarkupLine(Markup.Escape("Peaks are maxima sampled every 2 ms while the algorithm ran, above the level before it (RSS: the process's " +
             "resident memory, holding CPU tensors; CUDA: device memory in use incl. the caching allocator's reserve, above the start of the bench)."));
+        if (given is not null)
+        {
+            Console.MarkupLine(Markup.Escape($"Hessian-weighted error tr(ΔW H ΔWᵀ), H = 2XᵀX/N with N = {given.Rows} input rows (undamped), and ‖ΔW Xᵀ‖² = N/2 · that:"));
+            foreach (var (label, algorithm, error) in errors)
+                Console.MarkupLine(Markup.Escape($"  {label} {algorithm}: H-error {error:R}, ‖ΔW Xᵀ‖² {error * given.Rows / 2:R}"));
+        }
         return 0;
+    }
+
+    /// <summary>A layer given as files: W [out, in] fp32 and H = 2XᵀX/N of its inputs, both on the bench's device.</summary>
+    private sealed class GivenLayer(Tensor w, Tensor h, long rows) : IDisposable
+    {
+        public Tensor W { get; } = w;
+        public Tensor H { get; } = h;
+        public long Rows { get; } = rows;
+
+        public static GivenLayer Read(string weightPath, string inputsPath, Device device)
+        {
+            var (wShape, wData) = ReadSingle(weightPath, "--weight");
+            if (wShape.Length != 2)
+                throw new MatqException($"--weight {SafeText.Quote(weightPath)}: its tensor has shape [{string.Join(", ", wShape)}]; a layer's weight is 2-D [out, in]");
+            var (xShape, xData) = ReadSingle(inputsPath, "--inputs");
+            if (xShape.Length < 1 || xShape[^1] != wShape[1])
+                throw new MatqException($"--inputs {SafeText.Quote(inputsPath)}: its tensor has shape [{string.Join(", ", xShape)}]; the layer has {wShape[1]} inputs, so it must be [..., {wShape[1]}]");
+            long rows = xData.LongLength / wShape[1];
+            if (rows == 0) throw new MatqException($"--inputs {SafeText.Quote(inputsPath)}: the tensor holds no input rows");
+            using var scope = NewDisposeScope();
+            Tensor w = tensor(wData, wShape, device: device);
+            if (!w.isfinite().all().item<bool>()) throw new MatqException($"--weight {SafeText.Quote(weightPath)}: the weights contain NaN or Inf");
+            using var acc = new HessianAccumulator(Path.GetFileName(inputsPath), wShape[1], device);
+            acc.Add(tensor(xData, [rows, wShape[1]], device: device));
+            return new GivenLayer(w.MoveToOuterDisposeScope(), acc.Hessian.clone().MoveToOuterDisposeScope(), rows);
+        }
+
+        /// <summary>The one float tensor of a safetensors file, widened to fp32.</summary>
+        private static (long[] Shape, float[] Data) ReadSingle(string path, string option)
+        {
+            if (!File.Exists(path)) throw new MatqException($"{option} {SafeText.Quote(path)} does not exist: give a safetensors file");
+            using var file = SafetensorsFile.Open(path);
+            if (file.Tensors.Count != 1)
+                throw new MatqException($"{option} {SafeText.Quote(path)} holds {file.Tensors.Count} tensors; give a file with exactly one");
+            var t = file.Tensors[0];
+            return (t.Shape, file.ReadFloat32(t.Name));
+        }
+
+        public void Dispose()
+        {
+            W.Dispose();
+            H.Dispose();
+        }
     }
 
     private static List<(long Rows, long Cols)> ParseShapes(string text)

@@ -63,7 +63,7 @@ public sealed class DemoVerb(IAnsiConsole console) : Verb(console)
         // 3. The whole model: float, RTN at 8/4/3/2 bits (per-channel, g32) and one Athena row, by perplexity.
         int maxTokens = result.GetValue(_tokens);
         if (maxTokens < 1000) throw new MatqException($"--max-tokens {maxTokens} is too small: at least 1000");
-        var device = TorchDevices.Resolve(result.GetValue(_device));
+        var device = TorchRuntime.Configure(result.GetValue(_device)).Device;
         ModelTable(model, store, device, maxTokens, result.GetValue(_seed));
 
         // 4. MatQuant: one int8 artifact (Athena base, R = {8,4,2}) served at 8/6/4/3/2 bits from the same file.

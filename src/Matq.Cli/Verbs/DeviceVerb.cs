@@ -26,7 +26,7 @@ public sealed class DeviceVerb(IAnsiConsole console) : Verb(console)
 
     protected override int Execute(ParseResult result)
     {
-        var device = TorchDevices.Resolve(result.GetValue(_device));
+        var device = TorchRuntime.Configure(result.GetValue(_device)).Device;
         int n = result.GetValue(_size);
         if (n < 16 || n > 16384) throw new MatqException($"--size {n} is out of range (16..16384)");
         var table = new Table().AddColumns("property", "value");

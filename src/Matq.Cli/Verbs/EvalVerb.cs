@@ -60,7 +60,7 @@ public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null)
             throw new MatqException($"--model {modelPath} does not exist");
         if (plan is not null) BitPlanFile.Load(plan);
 
-        var device = TorchDevices.Resolve(result.GetValue(_device));
+        var device = TorchRuntime.Configure(result.GetValue(_device)).Device;
         EvalSet? set = null;
         var table = new Table().Border(TableBorder.Rounded);
         if (bitsList.Length > 1 || bitsList[0] is not null) table.AddColumn("bits");

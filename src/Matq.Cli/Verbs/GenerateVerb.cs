@@ -80,7 +80,7 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
         }
         if (result.GetValue(_head) != PackedOptions.DefaultHead) throw new MatqException("--head applies to the packed engine; drop it with --engine torch or float models");
         if (result.GetValue(_activations) != "int8") throw new MatqException("--activations applies to the packed engine; drop it with --engine torch or float models");
-        var device = TorchDevices.Resolve(result.GetValue(_device));
+        var device = TorchRuntime.Configure(result.GetValue(_device)).Device;
         using var lm = LanguageModelSource.Open(path, device, serving);
         int promptTokens = lm.Tokenizer.Encode(prompt).Length;
         if (promptTokens > lm.ContextLength)

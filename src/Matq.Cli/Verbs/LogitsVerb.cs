@@ -87,7 +87,7 @@ public sealed class LogitsVerb(IAnsiConsole console) : Verb(console)
         }
         else
         {
-            var device = TorchDevices.Resolve(result.GetValue(_device));
+            var device = TorchRuntime.Configure(result.GetValue(_device)).Device;
             using var opened = ModelSource.Open(path, bits, device, plan: plan);
             if (text is not null) ids = Tokenize(text, result.GetValue(_tokenizer) ?? opened.TokenizerFolder, path);
             vocab = opened.Model.Config.VocabSize;

@@ -76,7 +76,7 @@ public sealed class PlanVerb(IAnsiConsole console, Func<DataStore>? data = null)
             if (strategy == "pyramid") bits = PlanStrategies.Pyramid(layers, avg, levels);
             else
             {
-                var device = TorchDevices.Resolve(result.GetValue(_device));
+                var device = TorchRuntime.Configure(result.GetValue(_device)).Device;
                 var (folder, problem) = result.GetValue(_tokenizer) is { } tok ? (tok, null) : ModelSource.ArtifactTokenizer(path, artifact.Metadata);
                 if (folder is null) throw new MatqException($"budget search needs the artifact's tokenizer: {problem}");
                 var ids = TextTokenizer.Load(folder).Encode(EvalTexts.Resolve(result.GetValue(_calib)!, _data).Text);

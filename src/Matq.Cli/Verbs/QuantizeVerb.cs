@@ -1,7 +1,7 @@
 // `matq quantize`: post-training quantization of an HF model into a .matq artifact with any registered method
 // (AlgorithmRegistry), showing per-block progress and a per-layer summary table; the artifact write is atomic.
-// A vision model folder (written by `matq train cnn`) goes to the vision methods instead: efqat, maqd
-// (VisionQuantizeMethods); the dispatch is on the folder's kind, checked before anything is loaded.
+// Vision model folders (written by `matq train cnn`) are quantized by `matq quantize-cnn`; given one here, or a vision
+// method or option (the spelling of the vision branch this verb once had), it says so in one line.
 // Block-walking methods (gptq, athena, omniquant, matquant with base athena|omniquant) keep a checkpoint per finished
 // block beside --out (QuantizationCheckpoint: ".<out>.resume/"); --resume continues a killed run from it.
 using System.CommandLine;
@@ -28,21 +28,24 @@ public sealed class QuantizeVerb : Verb
     public QuantizeVerb(IAnsiConsole console, Func<DataStore>? data = null, Action<QuantizationEvent>? observe = null) : base(console)
     {
         _data = data ?? (() => new DataStore());
-        _vision = new VisionQuantizeMethods(console, _data);
         _observe = observe;
     }
 
     private readonly Action<QuantizationEvent>? _observe;
 
     private readonly Func<DataStore> _data;
-    private readonly VisionQuantizeMethods _vision;
+    // The vision branch's options, kept hidden so that their old spelling gets a pointer to `matq quantize-cnn`.
+    private static readonly string[] VisionOptionNames = ["--wstates", "--astates", "--ends-wstates", "--surrogate", "--width", "--norm", "--freeze-lbn",
+        "--clip-grad", "--float", "--init", "--fold", "--batch", "--epochs", "--lr", "--limit-train", "--limit-test", "--holdout", "--threads",
+        "--cudnn-benchmark", "--abits", "--mode", "--fraction", "--sweep", "--sweep-settings"];
+    private readonly Option<string?>[] _visionOptions = VisionOptionNames.Select(n => new Option<string?>(n) { Hidden = true, Arity = ArgumentArity.ZeroOrOne }).ToArray();
     private readonly Option<string> _model = CommonOptions.Model();
     private readonly Option<string> _method = new("--method")
     {
         Description = "Quantization algorithm: " + string.Join("; ", AlgorithmRegistry.All.Select(r => $"{r.Name} = {r.Description}"))
-            + "; for a vision folder from `matq train cnn`: efqat = partial QAT of the trained net, maqd = fully quantized training from scratch (LBN, round-clip, surrogate gradients)",
+            + " (vision model folders from `matq train cnn`: `matq quantize-cnn`)",
         DefaultValueFactory = _ => "rtn",
-        HelpName = string.Join("|", AlgorithmRegistry.Names.Concat(VisionQuantizeMethods.Methods)),
+        HelpName = string.Join("|", AlgorithmRegistry.Names),
     };
     private readonly Option<string> _bits = CommonOptions.Bits("4");
     private readonly Option<int> _group = CommonOptions.Group(128);
@@ -101,16 +104,13 @@ public sealed class QuantizeVerb : Verb
         "matq quantize --model models/tiny --method matquant --base omniquant --bits 8,4,2 --lambda 1,1,1 --codistill 8->2 --out out/tiny-mq.matq  (int8 master codes)",
         "matq quantize --model models/tiny --method matquant --base qat --bits 8,4,2 --layers ffn --out out/tiny-mq-ffn.matq  (attention stays float)",
         "matq quantize --model models/small --method athena --bits 4 --group 64 --device cuda --out out/small-athena4.matq --resume  (continue a killed run at its next block)",
-        "matq quantize --model models/cnn --method maqd --wstates 3 --astates 15 --epochs 5 --fold --device cuda",
-        "matq quantize --model models/cnn --method maqd --sweep docs/results/maqd-fashion-mnist.md --sweep-settings 8:20000:1,128:60000:4 --device cuda",
-        "matq quantize --model models/cnn --method efqat --mode cwpl --fraction 0.25 --bits 2",
     ];
 
     protected override void Configure(Command command)
     {
         foreach (var o in new Option[] { _model, _method, _bits, _group, _symmetric, _clip, _options, _base, _lambda, _codistill, _layers, _head, _calibData, _calibN, _calibLen, _out, _device, _seed, _resume, _tokenizer })
             command.Options.Add(o);
-        foreach (var o in _vision.Options) command.Options.Add(o);
+        foreach (var o in _visionOptions) command.Options.Add(o);
     }
 
     protected override int Execute(ParseResult result)
@@ -118,26 +118,8 @@ public sealed class QuantizeVerb : Verb
         // Cheap checks first: a bad method, option or path fails before a model load or a dataset fetch.
         string method = (result.GetValue(_method) ?? "").Trim().ToLowerInvariant();
         var modelPath = result.GetValue(_model)!;
-        bool visionMethod = VisionQuantizeMethods.Methods.Contains(method), visionModel = VisionNetIO.IsVisionFolder(modelPath);
-        if (!visionMethod && !AlgorithmRegistry.Contains(method))
-            throw new MatqException($"method '{result.GetValue(_method)}' is not known: choose one of {string.Join(", ", AlgorithmRegistry.Names)} (language models) or {string.Join(", ", VisionQuantizeMethods.Methods)} (vision models)");
+        RejectVision(result, method, modelPath);
         bool resume = result.GetValue(_resume);
-        // efqat exists for both kinds of model: an LM folder takes the language-model algorithm, anything else the vision one
-        bool lmFolder = Directory.Exists(modelPath) && File.Exists(Path.Combine(modelPath, "config.json")) && !visionModel;
-        if (visionMethod && !(lmFolder && AlgorithmRegistry.Contains(method)))
-        {
-            if (resume)
-                throw new MatqException($"--resume applies to language-model methods that walk the model block by block ({QuantizationCheckpoint.ResumableMethods}), not {method}");
-            if (!Directory.Exists(modelPath) && !File.Exists(modelPath))
-                throw new MatqException($"--model {modelPath} does not exist (give a vision model folder written by `matq train cnn`)");
-            if (!visionModel)
-                throw new MatqException($"--method {method} needs a vision model folder written by `matq train cnn` (config.json + model.safetensors with conv/linear layers); {modelPath} is not one");
-            return _vision.Execute(result, method, modelPath, _bits, _device, _seed,
-                [_group, _symmetric, _clip, _options, _layers, _head, _calibData, _calibN, _calibLen, _out, _tokenizer]);
-        }
-        if (visionModel)
-            throw new MatqException($"--model {modelPath} is a vision model (written by `matq train cnn`): quantize it with --method efqat or maqd (ptq/qat: `matq quantize-cnn`)");
-        _vision.RejectForLanguageModel(result, method);
         var registration = AlgorithmRegistry.Get(method);
         var bits = CommonOptions.ParseBits(result.GetValue(_bits)!);
         var options = ParseOptions(result.GetValue(_options) ?? [], result.GetValue(_clip), registration);
@@ -183,7 +165,7 @@ public sealed class QuantizeVerb : Verb
                 throw new MatqException($"--calib-data '{calibData}' is neither a dataset ({string.Join(", ", CalibNames)}) nor an existing file");
         }
 
-        var device = TorchDevices.Resolve(result.GetValue(_device));
+        var device = TorchRuntime.Configure(result.GetValue(_device)).Device;
         // PTQ methods stream an HF folder block by block (LlamaBlockStream: one block in host/device memory at a time);
         // the others need the whole model resident, which is said with its size before the load.
         bool streamed = algorithm.Streams && Directory.Exists(modelPath);
@@ -254,13 +236,35 @@ public sealed class QuantizeVerb : Verb
         return 0;
     }
 
+    // Vision folders, vision methods and the vision branch's options belong to `matq quantize-cnn`: one line saying so.
+    private void RejectVision(ParseResult result, string method, string modelPath)
+    {
+        var vision = VisionQuantizeSettings.Methods.Where(m => !AlgorithmRegistry.Contains(m)).ToArray();   // efqat is both
+        if (!AlgorithmRegistry.Contains(method) && !vision.Contains(method))
+            throw new MatqException($"method '{result.GetValue(_method)}' is not known: choose one of {string.Join(", ", AlgorithmRegistry.Names)} (language models); "
+                + $"{string.Join(", ", VisionQuantizeSettings.Methods)} (vision models) are methods of `matq quantize-cnn`");
+        if (VisionNetIO.IsVisionFolder(modelPath))
+        {
+            if (VisionQuantizeSettings.Methods.Contains(method) && new Option[] { _group, _symmetric, _clip, _options, _layers, _head, _calibData, _calibN, _calibLen, _out, _tokenizer }
+                    .FirstOrDefault(o => result.GetResult(o) is { Implicit: false }) is { } lm)
+                throw new MatqException($"{lm.Name} applies to LM quantization (HF models), not to --method {method} on a vision model: quantize vision models with `matq quantize-cnn`");
+            throw new MatqException($"--model {modelPath} is a vision model (written by `matq train cnn`): quantize it with --method efqat or maqd (or ptq, qat) "
+                + $"of `matq quantize-cnn --model {modelPath}`; `matq quantize` quantizes language models");
+        }
+        if (vision.Contains(method))
+            throw new MatqException($"--method {method} needs a vision model folder written by `matq train cnn` and is a method of `matq quantize-cnn --model DIR --method {method}`; "
+                + "`matq quantize` quantizes language models");
+        if (_visionOptions.FirstOrDefault(o => result.GetResult(o) is { Implicit: false }) is { } v)
+            throw new MatqException($"{v.Name} applies to the vision methods of `matq quantize-cnn` (a folder written by `matq train cnn`), not to --method {method}");
+    }
+
     // Block-walking methods get a checkpoint: --resume opens it (settings checked, "resuming at block k/N"), otherwise
     // a fresh one replaces any earlier one (with a note). Other methods get none; an earlier one is noted and left until
     // this run's artifact is written.
     private QuantizationCheckpoint? OpenCheckpoint(QuantizationAlgorithm algorithm, Matq.Models.LlamaForCausalLM model, string modelPath, string outPath,
         bool resume, (string Data, int Count, int Length)? calibration, int seed, string device)
     {
-        int blocks = model.Config.NumLayers + (LinearSelection.Select(model, algorithm.Config).Any(s => s.Name == "lm_head") ? 1 : 0);
+        int blocks = LinearSelection.BlockCount(model, LinearSelection.Select(model, algorithm.Config));
         if (!resume && QuantizationCheckpoint.Exists(outPath))
             Console.MarkupLine($"[yellow]note:[/] {Markup.Escape(QuantizationCheckpoint.FolderFor(outPath))} holds an unfinished run "
                 + $"({QuantizationCheckpoint.PeekBlocksDone(outPath)}/{blocks} blocks); "

@@ -153,7 +153,7 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
     // RTN to an int8 master at start, written as a temporary artifact (tokenizer copied next to it) for the packed runtime.
     private string QuantizeFloatModel(string path, int group, string outPath)
     {
-        var device = TorchDevices.Resolve("cpu");
+        var device = TorchRuntime.Configure("cpu").Device;
         using var source = ModelSource.Open(path, device: device);
         var config = new QuantizationConfig("rtn", 8, group);
         Console.MarkupLine(Markup.Escape($"{path} is a float model: quantizing it with RTN to an int8 master ({(config.PerChannel ? "per-channel" : $"groups of {config.GroupSize}")}) for serving"));

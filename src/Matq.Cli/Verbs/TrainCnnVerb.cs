@@ -46,29 +46,16 @@ public sealed class TrainCnnVerb(IAnsiConsole console, Func<DataStore>? data = n
             command.Options.Add(o);
     }
 
+    private TrainCnnSettings Read(ParseResult r) => new(r.GetValue(_arch)!, r.GetValue(_widths), r.GetValue(_norm), r.GetValue(_ws), r.GetValue(_freeze),
+        r.GetValue(_out)!, r.GetValue(_epochs), r.GetValue(_batch), r.GetValue(_lr), r.GetValue(_optimizer)!, !r.GetValue(_noAugment), r.GetValue(_limit),
+        r.GetValue(_device)!, r.GetValue(_cudnnBenchmark)!, r.GetValue(_seed));
+
     protected override int Execute(ParseResult result)
     {
-        var cfg = result.GetValue(_arch) switch
-        {
-            "resnet" => VisionNetConfig.ResNetSmall,
-            "mlp" => VisionNetConfig.MlpSmall,
-            var a => throw new MatqException($"--arch '{a}' is not supported: allowed resnet, mlp"),
-        };
-        if (result.GetValue(_widths) is { } widths)
-            cfg = new VisionNetConfig(cfg.Arch, CommonOptions.ParseWidths(widths), cfg.Blocks);
-        if (result.GetValue(_norm) is not null || result.GetValue(_ws) is not null)
-            cfg = cfg.WithNorm(result.GetValue(_norm) ?? cfg.Norm, result.GetValue(_ws));
-        var opts = new CnnTrainOptions
-        {
-            Epochs = result.GetValue(_epochs), Batch = result.GetValue(_batch), Lr = result.GetValue(_lr),
-            Optimizer = result.GetValue(_optimizer)!, Augment = !result.GetValue(_noAugment), Seed = result.GetValue(_seed),
-            LimitTrain = result.GetValue(_limit), FreezeLbnFraction = result.GetValue(_freeze), WeightDecay = result.GetValue(_optimizer) == "adamw" ? 0.05 : 5e-4,
-        };
-        opts.Validate();
-        string outDir = result.GetValue(_out)!;
-        Matq.Formats.IO.OutputPaths.CheckWorkFolder(outDir, "--out");
-        var device = TorchDevices.Resolve(result.GetValue(_device));
-        CommonOptions.ApplyCudnnBenchmark(result.GetValue(_cudnnBenchmark)!, device);
+        var settings = Read(result);
+        settings.Validate();
+        var (cfg, opts, outDir) = (settings.Config, settings.TrainOptions, settings.Out);
+        var device = TorchRuntime.Configure(settings.Device, cudnnBenchmark: settings.CudnnBenchmark).Device;
         var fm = _data().FashionMnist();
         torch.manual_seed(opts.Seed);
         var net = VisionNet.Create(cfg);
@@ -108,5 +95,42 @@ public sealed class TrainCnnVerb(IAnsiConsole console, Func<DataStore>? data = n
             - files: model.safetensors (F32 state dict incl. the norms' running statistics), config.json; load with VisionNetIO.Load
             """;
         Matq.Formats.IO.AtomicFile.WriteAllText(path, text + "\n");
+    }
+}
+
+/// <summary>What `train cnn` was asked: the option values as typed; <see cref="Validate"/> checks them all (one line per mistake).</summary>
+public sealed record TrainCnnSettings(string Arch, string? Widths, string? Norm, bool? WeightStd, double FreezeLbn, string Out, int Epochs, int Batch,
+    double Lr, string Optimizer, bool Augment, int? LimitTrain, string Device, string CudnnBenchmark, int Seed)
+{
+    /// <summary>The architecture: resnet or mlp with the given widths and norm.</summary>
+    public VisionNetConfig Config
+    {
+        get
+        {
+            var cfg = Arch switch
+            {
+                "resnet" => VisionNetConfig.ResNetSmall,
+                "mlp" => VisionNetConfig.MlpSmall,
+                var a => throw new MatqException($"--arch '{a}' is not supported: allowed resnet, mlp"),
+            };
+            if (Widths is { } widths) cfg = new VisionNetConfig(cfg.Arch, CommonOptions.ParseWidths(widths), cfg.Blocks);
+            if (Norm is not null || WeightStd is not null) cfg = cfg.WithNorm(Norm ?? cfg.Norm, WeightStd);
+            return cfg;
+        }
+    }
+
+    /// <summary>SGD (weight decay 5e-4) or AdamW (0.05), cosine after the default warm-up.</summary>
+    public CnnTrainOptions TrainOptions => new()
+    {
+        Epochs = Epochs, Batch = Batch, Lr = Lr, Optimizer = Optimizer, Augment = Augment, Seed = Seed, LimitTrain = LimitTrain,
+        FreezeLbnFraction = FreezeLbn, WeightDecay = Optimizer == "adamw" ? 0.05 : 5e-4,
+    };
+
+    public void Validate()
+    {
+        _ = Config;
+        TrainOptions.Validate();
+        Matq.Formats.IO.OutputPaths.CheckWorkFolder(Out, "--out");
+        TorchRuntime.Check(Device, cudnnBenchmark: CudnnBenchmark);
     }
 }

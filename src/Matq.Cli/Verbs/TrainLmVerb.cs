@@ -50,23 +50,23 @@ public sealed class TrainLmVerb(IAnsiConsole console, Func<DataStore>? data = nu
             command.Options.Add(o);
     }
 
+    private TrainLmSettings Read(ParseResult result) => new(new LmRunRequest(result.GetValue(_preset)!, result.GetValue(_out)!)
+    {
+        Steps = result.GetValue(_steps),
+        Batch = result.GetValue(_batch),
+        Lr = result.GetValue(_lr),
+        Device = result.GetValue(_device) ?? "auto",
+        Seed = result.GetValue(_seed),
+        Resume = result.GetValue(_resume),
+        MaxMinutes = result.GetValue(_maxMinutes),
+        EvalEvery = result.GetValue(_evalEvery),
+    }, result.GetValue(_force));
+
     protected override int Execute(ParseResult result)
     {
-        var request = new LmRunRequest(result.GetValue(_preset)!, result.GetValue(_out)!)
-        {
-            Steps = result.GetValue(_steps),
-            Batch = result.GetValue(_batch),
-            Lr = result.GetValue(_lr),
-            Device = result.GetValue(_device) ?? "auto",
-            Seed = result.GetValue(_seed),
-            Resume = result.GetValue(_resume),
-            MaxMinutes = result.GetValue(_maxMinutes),
-            EvalEvery = result.GetValue(_evalEvery),
-        };
-        LmPreset.Get(request.Preset);   // a bad name fails before any data is touched
-        var outFull = OutputPaths.CheckWorkFolder(request.OutDir, "--out");
-        if (!request.Resume && !result.GetValue(_force) && Matq.Loading.LlamaSaver.HoldsModel(outFull))
-            throw new MatqException($"--out {request.OutDir} already holds a model: pass --force to train over it, --resume to continue its run, or give a new folder");
+        var settings = Read(result);
+        settings.Validate();
+        var request = settings.Request;
 
         using var cts = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cts.Cancel(); };
@@ -117,5 +117,19 @@ public sealed class TrainLmVerb(IAnsiConsole console, Func<DataStore>? data = nu
         if (r.Training.MeasuredSteps > 0)
             Console.MarkupLine($"throughput: [bold]{r.Training.MsPerStep:F2} ms/step, {r.Training.TokensPerSecond:N0} tokens/s[/] " +
                                $"(batch {r.Options.BatchSize} × {r.Options.ContextLength}, {r.Training.MeasuredSteps} steps after {r.Options.ThroughputWarmup} warm-up steps, validation and checkpoints excluded)");
+    }
+}
+
+/// <summary>What `train lm` was asked: the run request and --force; <see cref="Validate"/> checks the preset, --device and
+/// --out (one line per mistake) before any data is touched.</summary>
+public sealed record TrainLmSettings(LmRunRequest Request, bool Force)
+{
+    public void Validate()
+    {
+        LmPreset.Get(Request.Preset);
+        Matq.Runtime.TorchRuntime.Check(Request.Device);
+        var outFull = OutputPaths.CheckWorkFolder(Request.OutDir, "--out");
+        if (!Request.Resume && !Force && Matq.Loading.LlamaSaver.HoldsModel(outFull))
+            throw new MatqException($"--out {Request.OutDir} already holds a model: pass --force to train over it, --resume to continue its run, or give a new folder");
     }
 }

@@ -19,6 +19,7 @@ public sealed class LlamaBlockStream : IDisposable
     private readonly Dictionary<string, SafetensorsDtype> _sourceDtypes;
     private readonly Tensor _placeholder;
     private readonly HashSet<int> _held = new();
+    private readonly Dictionary<string, Tensor> _overrides = new(StringComparer.Ordinal);   // changed in place: CPU copies
 
     private LlamaBlockStream(SafetensorsCheckpoint ckpt, LlamaConfig config, Device device, ScalarType dtype)
     {
@@ -91,7 +92,8 @@ public sealed class LlamaBlockStream : IDisposable
             using var noGrad = no_grad();
             foreach (var (name, shape) in tensors)
             {
-                using var real = LlamaLoader.ReadModelTensor(_ckpt, Config, name, shape, Device, Dtype);
+                using var real = _overrides.TryGetValue(name, out var kept) ? kept.to(Dtype, Device, copy: true)
+                    : LlamaLoader.ReadModelTensor(_ckpt, Config, name, shape, Device, Dtype);
                 Parameter(name).set_(real);
             }
         }
@@ -103,12 +105,33 @@ public sealed class LlamaBlockStream : IDisposable
         return new BlockHold(this, block);
     }
 
-    /// <summary>A float model tensor as the checkpoint stores it (dtype and bytes; Phi-3 split rows cut from the fused one).</summary>
+    /// <summary>Keeps <paramref name="value"/> (a held block's parameter changed in place, e.g. LET's folded norms and
+    /// linears) as tensor <paramref name="name"/>: later holds and <see cref="ReadSource"/> return it instead of the
+    /// checkpoint's. Host memory grows by the tensors kept (a copy in the model dtype).</summary>
+    public void Override(string name, Tensor value)
+    {
+        ArgumentNullException.ThrowIfNull(value);
+        if (BlockOf(Config, name) == int.MinValue || !_sourceDtypes.ContainsKey(name))
+            throw new ArgumentException($"'{name}' is not a streamed tensor of this model", nameof(name));
+        using var noGrad = no_grad();
+        var copy = value.detach().to(Dtype, CPU, copy: true);
+        if (_overrides.Remove(name, out var old)) old.Dispose();
+        _overrides[name] = copy;
+    }
+
+    /// <summary>A float model tensor as the checkpoint stores it (dtype and bytes; Phi-3 split rows cut from the fused one),
+    /// or, for a tensor kept by <see cref="Override"/>, that tensor in the checkpoint's dtype.</summary>
     public (SafetensorsDtype Dtype, byte[] Data) ReadSource(string name, long[] shape)
     {
         var dtype = _sourceDtypes.TryGetValue(name, out var d) ? d
             : throw new MatqException($"{_ckpt.Source}: the model has no tensor '{name}'");
         if (dtype is SafetensorsDtype.F64) dtype = SafetensorsDtype.F32;   // a .matq stores F32, F16 or BF16
+        if (_overrides.TryGetValue(name, out var kept))
+        {
+            var keptType = dtype switch { SafetensorsDtype.BF16 => ScalarType.BFloat16, SafetensorsDtype.F16 => ScalarType.Float16, _ => ScalarType.Float32 };
+            using var host = kept.to(keptType, CPU).contiguous();
+            return (dtype, host.bytes.ToArray());
+        }
         if (LlamaTensors.CheckpointSource(Config, name).Name == name && dtype == _ckpt.Get(name).Dtype)
             return (dtype, _ckpt.ReadBytes(name));   // the artifact writer checks the values are finite
         var type = dtype switch { SafetensorsDtype.BF16 => ScalarType.BFloat16, SafetensorsDtype.F16 => ScalarType.Float16, _ => ScalarType.Float32 };
@@ -132,6 +155,8 @@ public sealed class LlamaBlockStream : IDisposable
 
     public void Dispose()
     {
+        foreach (var t in _overrides.Values) t.Dispose();
+        _overrides.Clear();
         Model.Dispose();
         _placeholder.Dispose();
         _ckpt.Dispose();

@@ -24,6 +24,8 @@ public sealed class LlamaDecoderLayer : nn.Module<Tensor, Tensor>
     public LlamaMlp Mlp => mlp;
     public RmsNorm InputLayerNorm => input_layernorm;
     public RmsNorm PostAttentionLayerNorm => post_attention_layernorm;
+    /// <summary>The norm whose output feeds gate/up: pre_feedforward_layernorm with sandwich norms, else post_attention_layernorm.</summary>
+    public RmsNorm MlpInputNorm => pre_feedforward_layernorm ?? post_attention_layernorm;
     /// <summary>The rope this layer uses (per layer type: Gemma 3's sliding layers have their own theta).</summary>
     public RotaryEmbedding Rotary => _rotary;
 

@@ -55,7 +55,7 @@ public static class LmTrainingRun
         };
         options = options with { WarmupSteps = Math.Min(options.WarmupSteps, Math.Max(1, options.Steps / 10)) };
         options.Validate();
-        var device = TorchDevices.Resolve(request.Device);
+        var device = TorchRuntime.Configure(request.Device).Device;
         // No autocast in TorchSharp 0.107: bf16 weights/compute with fp32 masters on GPU (see MasterWeights); fp32 on CPU.
         options = options with { ComputeDtype = device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32 };
         var outDir = Path.GetFullPath(request.OutDir);

@@ -5,6 +5,7 @@ using System.CommandLine;
 using Matq.Cli.Common;
 using Matq.Cli.Verbs;
 using Matq.Data;
+using Matq.Evaluation;
 using Spectre.Console;
 
 namespace Matq.Cli.Tests.Verbs;
@@ -21,11 +22,11 @@ public sealed class BenchMatQuantVerbTests : IDisposable
     [Fact]
     public void Lambdas_parse_as_one_vector_per_run()
     {
-        var l = BenchMatQuantVerb.ParseLambdas("1,1,1;1,1,2; 0.1, 0.1, 1");
+        var l = MatQuantBenchPlan.ParseLambdas("1,1,1;1,1,2; 0.1, 0.1, 1");
         Assert.Equal(3, l.Count);
         Assert.Equal([1.0, 1, 2], l[1]);
         Assert.Equal([0.1, 0.1, 1], l[2]);
-        Assert.Single(BenchMatQuantVerb.ParseLambdas("1,1,1"));
+        Assert.Single(MatQuantBenchPlan.ParseLambdas("1,1,1"));
     }
 
     [Theory]
@@ -37,19 +38,19 @@ public sealed class BenchMatQuantVerbTests : IDisposable
     [InlineData("1,1,2;1,1,2", "repeats 1,1,2")]
     public void Bad_lambdas_are_one_line(string text, string expected)
     {
-        var e = Assert.Throws<MatqException>(() => BenchMatQuantVerb.ParseLambdas(text));
+        var e = Assert.Throws<MatqException>(() => MatQuantBenchPlan.ParseLambdas(text));
         Assert.Contains(expected, e.Message);
     }
 
     [Fact]
     public void Default_lambda_keeps_the_run_labels_and_a_sweep_repeats_the_nested_runs_per_lambda()
     {
-        var plain = BenchMatQuantVerb.PlanRuns("qat", [4, 2], BenchMatQuantVerb.ParseLambdas("1,1,1"), "8->2");
+        var plain = MatQuantBenchPlan.PlanRuns("qat", [4, 2], MatQuantBenchPlan.ParseLambdas("1,1,1"), "8->2");
         Assert.Equal(["independent int4", "independent int2", "MatQuant {8,4,2}", "MatQuant {8,4,2} + co-distill 8→2", "single-precision MatQuant {2}",
             "MatQuant {8,4,2} + extra precision"], plain.Select(r => r.Label));
         Assert.Single(plain, r => r.MixSource);
 
-        var sweep = BenchMatQuantVerb.PlanRuns("athena", [], BenchMatQuantVerb.ParseLambdas("1,1,1;0.1,0.1,1"), "8->2");
+        var sweep = MatQuantBenchPlan.PlanRuns("athena", [], MatQuantBenchPlan.ParseLambdas("1,1,1;0.1,0.1,1"), "8->2");
         Assert.Equal(["MatQuant {8,4,2} λ=1,1,1", "single-precision MatQuant {2}", "MatQuant {8,4,2} λ=1,1,1 + extra precision",
             "MatQuant {8,4,2} λ=0.1,0.1,1", "MatQuant {8,4,2} λ=0.1,0.1,1 + extra precision"], sweep.Select(r => r.Label));
         Assert.Equal(["1,1,1", "1", "1,1,1", "0.1,0.1,1", "0.1,0.1,1"], sweep.Select(r => r.Lambda));
@@ -73,6 +74,27 @@ public sealed class BenchMatQuantVerbTests : IDisposable
         Assert.Contains("| MatQuant {8,4,2} λ=1,1,2 |", tables);
         Assert.Contains("MatQuant {8,4,2} λ=1,1,2 + co-distill 8→2", tables);
         Assert.DoesNotContain("Mix'n'Match on", tables);
+    }
+
+    [Fact]
+    public void Let_reaches_the_omniquant_base_and_its_independent_baselines()
+    {
+        var data = FakeData();
+        var work = Path.Combine(_dir, "work");
+        var (code, output) = Run(data, ["matquant", "--model", QuantizeVerbHarness.TinyModel(), "--device", "cpu", "--bases", "omniquant", "--independent", "2",
+            "--epochs", "1", "--lwc-batch", "2", "--let", "--calib-n", "2", "--max-tokens", "300", "--budgets", "none", "--codistill", "",
+            "--group", "64", "--out", Path.Combine(_dir, "report.md"), "--work", work]);
+        Assert.True(code == 0, output);
+        var artifacts = Directory.GetFiles(work, "*.matq");
+        Assert.Contains(artifacts, a => Path.GetFileName(a).StartsWith("omniquant-independent", StringComparison.Ordinal));
+        Assert.True(artifacts.Length >= 2, string.Join(", ", artifacts));
+        foreach (var path in artifacts)
+        {
+            var artifact = Matq.Formats.Artifact.MatqArtifact.Open(path);
+            var settings = artifact.Metadata.AlgorithmConfig.GetProperty("settings");
+            var omni = settings.TryGetProperty("omniquant", out var nested) ? nested : settings;
+            Assert.True(omni.GetProperty("let").GetBoolean(), $"{Path.GetFileName(path)}: {settings}");
+        }
     }
 
     private DataStore FakeData()

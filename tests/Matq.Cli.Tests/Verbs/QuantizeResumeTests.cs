@@ -33,6 +33,7 @@ public sealed class QuantizeResumeTests : IDisposable
     [Theory]
     [InlineData("athena", "--bits", "4")]
     [InlineData("omniquant", "--bits", "4")]
+    [InlineData("omniquant", "--bits", "4", "--option", "let=true")]
     public void A_killed_run_resumes_at_its_next_block_and_writes_the_uninterrupted_artifact(string method, params string[] settings)
     {
         // same file name in two folders: the artifact names its tokenizer folder after itself

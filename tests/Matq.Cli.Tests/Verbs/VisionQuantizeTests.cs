@@ -1,7 +1,7 @@
-// `matq quantize` on vision model folders (efqat, maqd) and `train cnn --norm`: each user mistake is one MatqException
-// line with exit code 1 before any dataset is touched (the injected DataStore factory fails the test otherwise), the
-// LM path refuses vision folders and vision-only options, and a tiny MaQD run and sweep on synthetic Fashion-MNIST
-// files complete (fold reported, markdown written).
+// `matq quantize-cnn` on vision model folders (efqat, maqd) and `train cnn --norm`: each user mistake is one MatqException
+// line with exit code 1 before any dataset is touched (the injected DataStore factory fails the test otherwise), `matq
+// quantize` refuses vision folders, methods and options with a pointer to quantize-cnn, and a tiny MaQD run and sweep on
+// synthetic Fashion-MNIST files complete (fold reported, markdown written).
 using System.Buffers.Binary;
 using System.CommandLine;
 using Matq.Cli.Common;
@@ -67,30 +67,15 @@ public sealed class VisionQuantizeTests : IDisposable
     [InlineData("--holdout", "59999", "--holdout 59999 is out of range")]
     public void MaqdRejectsInvalidSettings(string option, string value, string expected)
     {
-        var (code, output) = Run(null, "quantize", "--model", Resnet, "--method", "maqd", option, value, "--limit-train", "16", "--epochs", "1");
+        var (code, output) = Run(null, "quantize-cnn", "--model", Resnet, "--method", "maqd", option, value, "--limit-train", "16", "--epochs", "1");
         AssertOneError(code, output, expected);
-    }
-
-    [Fact]
-    public void MaqdLrAndClipScaleWithTheBatch()
-    {
-        Assert.Equal(0.1, VisionQuantizeMethods.DefaultMaqdLr(128), 12);
-        Assert.Equal(0.1, VisionQuantizeMethods.DefaultMaqdLr(512), 12);
-        Assert.Equal(0.025, VisionQuantizeMethods.DefaultMaqdLr(8), 12);
-        Assert.Equal(2.0, VisionQuantizeMethods.ClipFor(null, 128)!.Value, 12);
-        Assert.Equal(8.0, VisionQuantizeMethods.ClipFor(null, 8)!.Value, 12);
-        Assert.Equal(3.0, VisionQuantizeMethods.ClipFor(3, 8)!.Value, 12);
-        Assert.Null(VisionQuantizeMethods.ClipFor(0, 8));
-        // the largest step lr·clip is the same at B = 8 and B = 128
-        Assert.Equal(VisionQuantizeMethods.DefaultMaqdLr(128) * VisionQuantizeMethods.ClipFor(null, 128)!.Value,
-            VisionQuantizeMethods.DefaultMaqdLr(8) * VisionQuantizeMethods.ClipFor(null, 8)!.Value, 12);
     }
 
     [Fact]
     public void FoldOnANormFreeNetIsOneError()
     {
         var mlp = Folder("mlp", new VisionNetConfig("mlp", [8]));
-        var (code, output) = Run(null, "quantize", "--model", mlp, "--method", "maqd", "--norm", "none", "--fold", "--limit-train", "16", "--epochs", "1");
+        var (code, output) = Run(null, "quantize-cnn", "--model", mlp, "--method", "maqd", "--norm", "none", "--fold", "--limit-train", "16", "--epochs", "1");
         AssertOneError(code, output, "has no normalization layers to fold");
     }
 
@@ -102,14 +87,14 @@ public sealed class VisionQuantizeTests : IDisposable
     [InlineData("--bits", "1", "weight bits = 1 is out of range")]
     public void EfQatRejectsInvalidSettings(string option, string value, string expected)
     {
-        var (code, output) = Run(null, "quantize", "--model", Resnet, "--method", "efqat", option, value, "--limit-train", "16");
+        var (code, output) = Run(null, "quantize-cnn", "--model", Resnet, "--method", "efqat", option, value, "--limit-train", "16");
         AssertOneError(code, output, expected);
     }
 
     [Fact]
     public void CudnnBenchmarkIsForCudaAndOnOrOff()
     {
-        foreach (var args in new[] { new[] { "quantize", "--model", Resnet, "--method", "efqat" }, ["quantize", "--model", Resnet, "--method", "maqd"],
+        foreach (var args in new[] { new[] { "quantize-cnn", "--model", Resnet, "--method", "efqat" }, ["quantize-cnn", "--model", Resnet, "--method", "maqd"],
                      ["quantize-cnn", "--model", Resnet], ["train", "cnn", "--out", Path.Combine(_dir, "m")] })
         {
             var (code, output) = Run(null, [.. args, "--device", "cpu", "--cudnn-benchmark", "on", "--limit-train", "16"]);
@@ -146,9 +131,9 @@ public sealed class VisionQuantizeTests : IDisposable
     [Fact]
     public void OptionsOfTheOtherMethodAreRejected()
     {
-        var (code, output) = Run(null, "quantize", "--model", Resnet, "--method", "maqd", "--fraction", "0.5", "--limit-train", "16");
+        var (code, output) = Run(null, "quantize-cnn", "--model", Resnet, "--method", "maqd", "--fraction", "0.5", "--limit-train", "16");
         AssertOneError(code, output, "--fraction applies to --method efqat, not to maqd");
-        (code, output) = Run(null, "quantize", "--model", Resnet, "--method", "efqat", "--wstates", "3", "--limit-train", "16");
+        (code, output) = Run(null, "quantize-cnn", "--model", Resnet, "--method", "efqat", "--wstates", "3", "--limit-train", "16");
         AssertOneError(code, output, "--wstates applies to --method maqd, not to efqat");
         (code, output) = Run(null, "quantize", "--model", Resnet, "--method", "maqd", "--group", "64", "--limit-train", "16");
         AssertOneError(code, output, "--group applies to LM quantization");
@@ -164,7 +149,7 @@ public sealed class VisionQuantizeTests : IDisposable
     [Fact]
     public void BadSweepSettingsAreOneError()
     {
-        var (code, output) = Run(null, "quantize", "--model", Resnet, "--method", "maqd", "--sweep", Path.Combine(_dir, "t.md"), "--sweep-settings", "8:x", "--limit-train", "16");
+        var (code, output) = Run(null, "quantize-cnn", "--model", Resnet, "--method", "maqd", "--sweep", Path.Combine(_dir, "t.md"), "--sweep-settings", "8:x", "--limit-train", "16");
         AssertOneError(code, output, "--sweep-settings item '8:x' is not B[:IMAGES[:EPOCHS]]");
     }
 
@@ -193,32 +178,32 @@ public sealed class VisionQuantizeTests : IDisposable
     public void TinyMaqdRunFoldsAndTheSweepWritesTheTable()
     {
         var store = SyntheticFashionMnist();
-        var (code, output) = Run(() => store, "quantize", "--model", Resnet, "--method", "maqd", "--wstates", "3", "--astates", "3",
+        var (code, output) = Run(() => store, "quantize-cnn", "--model", Resnet, "--method", "maqd", "--wstates", "3", "--astates", "3",
             "--surrogate", "smooth", "--fold", "--limit-train", "32", "--batch", "16", "--epochs", "1", "--device", "cpu");
         Assert.True(code == 0, output);
         Assert.Contains("MaQD (3, 3) + LBN, first/last 255 B=16: test accuracy", output);
         Assert.Contains("folded", output);
 
         // the float reference on a held-out split (the last 8 of the 48 training images)
-        (code, output) = Run(() => store, "quantize", "--model", Resnet, "--method", "maqd", "--float", "--holdout", "8",
+        (code, output) = Run(() => store, "quantize-cnn", "--model", Resnet, "--method", "maqd", "--float", "--holdout", "8",
             "--limit-train", "32", "--batch", "16", "--epochs", "1", "--device", "cpu");
         Assert.True(code == 0, output);
         Assert.Contains("float + LBN B=16: held-out accuracy", output);
-        (code, output) = Run(() => store, "quantize", "--model", Resnet, "--method", "maqd", "--float", "--holdout", "48", "--limit-train", "32", "--device", "cpu");
+        (code, output) = Run(() => store, "quantize-cnn", "--model", Resnet, "--method", "maqd", "--float", "--holdout", "48", "--limit-train", "32", "--device", "cpu");
         AssertOneError(code, output, "--holdout 48 leaves no training images of the 48");
-        (code, output) = Run(() => store, "quantize", "--model", Resnet, "--method", "maqd", "--float", "--wstates", "3", "--limit-train", "32", "--device", "cpu");
+        (code, output) = Run(() => store, "quantize-cnn", "--model", Resnet, "--method", "maqd", "--float", "--wstates", "3", "--limit-train", "32", "--device", "cpu");
         AssertOneError(code, output, "--wstates sets the quantizers, which --float leaves out");
 
         // --init: a float LBN folder of the same architecture is the start; the BN folder of models/cnn is refused
         var lbnDir = Folder("lbn", new VisionNetConfig("resnet", [4, 8], 1, norm: "lbn"));
-        (code, output) = Run(() => store, "quantize", "--model", Resnet, "--method", "maqd", "--init", lbnDir, "--limit-train", "16", "--batch", "16", "--epochs", "1", "--device", "cpu");
+        (code, output) = Run(() => store, "quantize-cnn", "--model", Resnet, "--method", "maqd", "--init", lbnDir, "--limit-train", "16", "--batch", "16", "--epochs", "1", "--device", "cpu");
         Assert.True(code == 0, output);
         Assert.Contains("MaQD (3, 15) + LBN, first/last 255, from lbn B=16: test accuracy", output);
-        (code, output) = Run(() => store, "quantize", "--model", Resnet, "--method", "maqd", "--init", Resnet, "--limit-train", "16", "--device", "cpu");
+        (code, output) = Run(() => store, "quantize-cnn", "--model", Resnet, "--method", "maqd", "--init", Resnet, "--limit-train", "16", "--device", "cpu");
         AssertOneError(code, output, "holds a resnet [4, 8] with norm bn, but this run trains a resnet [4, 8] with norm lbn and standardized weights");
 
         var md = Path.Combine(_dir, "out", "table.md");
-        (code, output) = Run(() => store, "quantize", "--model", Resnet, "--method", "maqd", "--sweep", md,
+        (code, output) = Run(() => store, "quantize-cnn", "--model", Resnet, "--method", "maqd", "--sweep", md,
             "--sweep-settings", "8:16:1,16:32:1", "--device", "cpu");
         Assert.True(code == 0, output);
         var text = File.ReadAllText(md);
@@ -231,6 +216,56 @@ public sealed class VisionQuantizeTests : IDisposable
         Assert.Contains("B=16 (32 images × 1 ep)", text);
         Assert.DoesNotContain("MaQD (3, 3) + LBN, all layers", text);
         Assert.Equal(2 + 8 + 2 + 16, text.Split('\n').Count(l => l.StartsWith('|')));
+    }
+
+    [Fact]
+    public void QuantizePointsVisionFoldersMethodsAndOptionsToQuantizeCnn()
+    {
+        var (code, output) = Run(null, "quantize", "--model", Resnet, "--method", "maqd", "--wstates", "3");
+        AssertOneError(code, output, "of `matq quantize-cnn --model");
+        (code, output) = Run(null, "quantize", "--model", CliRunner.Fixture("tiny-llama"), "--method", "maqd");
+        AssertOneError(code, output, "is a method of `matq quantize-cnn --model DIR --method maqd`");
+        (code, output) = Run(null, "quantize", "--model", CliRunner.Fixture("tiny-llama"), "--method", "rtn", "--fold", "--out", Path.Combine(_dir, "x.matq"));
+        AssertOneError(code, output, "--fold applies to the vision methods of `matq quantize-cnn`");
+        Assert.False(File.Exists(Path.Combine(_dir, "x.matq")));
+    }
+
+    [Theory]
+    [InlineData("ptq", "--mode", "cwpn", "--mode applies to --method efqat, not to ptq")]
+    [InlineData("ptq", "--epochs", "2", "--epochs applies to --method qat or efqat or maqd, not to ptq")]
+    [InlineData("qat", "--sweep", "t.md", "--sweep applies to --method efqat or maqd, not to qat")]
+    [InlineData("qat", "--holdout", "10", "--holdout applies to --method maqd, not to qat")]
+    [InlineData("maqd", "--abits", "4", "--abits applies to --method ptq or qat or efqat, not to maqd")]
+    [InlineData("nope", "--seed", "1", "--method 'nope' is not supported: use ptq, qat, efqat, maqd")]
+    [InlineData("efqat", "--threads", "0", "--threads 0 is out of range")]
+    [InlineData("efqat", "--limit-test", "0", "limit-test = 0 is out of range")]
+    public void QuantizeCnnRejectsOptionsOfOtherMethods(string method, string option, string value, string expected)
+    {
+        var (code, output) = Run(null, "quantize-cnn", "--model", Resnet, "--method", method, option, option == "--sweep" ? Path.Combine(_dir, value) : value);
+        AssertOneError(code, output, expected);
+    }
+
+    [Fact]
+    public void AnEfQatSweepRefusesTheSettingsItFixes()
+    {
+        var (code, output) = Run(null, "quantize-cnn", "--model", Resnet, "--sweep", Path.Combine(_dir, "t.md"), "--fraction", "0.5");
+        AssertOneError(code, output, "--fraction does not apply to --sweep");
+        Assert.False(File.Exists(Path.Combine(_dir, "t.md")));
+    }
+
+    [Fact]
+    public void TinyPtqAndEfQatRunsReportAccuracy()
+    {
+        var store = SyntheticFashionMnist();
+        var (code, output) = Run(() => store, "quantize-cnn", "--model", Resnet, "--method", "ptq", "--wbits", "4", "--limit-test", "10", "--device", "cpu");
+        Assert.True(code == 0, output);
+        Assert.Contains("float model", output);
+        Assert.Contains("PTQ (RTN, MSE clip) W4A8:", output);
+        (code, output) = Run(() => store, "quantize-cnn", "--model", Resnet, "--method", "efqat", "--bits", "2", "--mode", "lwpn", "--fraction", "0.5",
+            "--limit-train", "32", "--batch", "16", "--limit-test", "10", "--device", "cpu", "--threads", "1");
+        Assert.True(code == 0, output);
+        Assert.Contains("EfQAT LWPN", output);
+        Assert.Contains("W2A8", output);
     }
 
     /// <summary>A DataStore whose fashion-mnist entry holds 48 train / 20 test random images in the IDX layout.</summary>

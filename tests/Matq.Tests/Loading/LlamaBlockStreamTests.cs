@@ -57,6 +57,36 @@ public class LlamaBlockStreamTests
     }
 
     [Fact]
+    public void A_streamed_let_run_equals_the_resident_one_and_keeps_the_folded_tensors_for_later_holds_and_the_artifact()
+    {
+        var options = new Dictionary<string, string> { ["epochs"] = "1", ["let"] = "true" };
+        var config = new QuantizationConfig("omniquant", 4, 32, false, false, options);
+        var folder = PipelineFixtures.TinyPath;
+        using var resident = LlamaLoader.Load(folder, CPU);
+        var expected = Run(config, () => new QuantizationContext(resident, CPU, Calibration, seed: 7));
+        using var stream = LlamaBlockStream.Open(folder, CPU);
+        var actual = Run(config, () => new QuantizationContext(stream.Model, CPU, Calibration, seed: 7) { Blocks = stream });
+
+        for (int i = 0; i < expected.Layers.Count; i++)
+            Assert.Equal(expected.Layers[i].Codes, actual.Layers[i].Codes);
+        // the artifact's float tensors: the folded ones, as the resident export writes them
+        var quantized = expected.Layers.Select(l => l.WeightName).ToHashSet();
+        var residentFloats = ArtifactExport.InSourceDtypes(resident, LlamaLoader.SourceDtypes(folder));
+        foreach (var (name, shape) in Matq.Models.LlamaTensors.Expected(resident.Config).Where(e => !quantized.Contains(e.Name)))
+        {
+            var (wantDtype, want) = residentFloats(name, shape);
+            var (gotDtype, got) = stream.ReadSource(name, shape);
+            Assert.Equal(wantDtype, gotDtype);
+            Assert.Equal(want, got);
+        }
+        const string norm = "model.layers.0.input_layernorm.weight";
+        using var ckpt = SafetensorsCheckpoint.Open(folder);
+        Assert.NotEqual(ckpt.ReadFloat32(norm), resident.get_parameter(norm)!.data<float>().ToArray());   // LET did fold
+        using (stream.Hold(0))
+            Assert.Equal(resident.get_parameter(norm)!.data<float>().ToArray(), stream.Model.get_parameter(norm)!.data<float>().ToArray());
+    }
+
+    [Fact]
     public void A_bf16_sharded_checkpoint_keeps_bf16_float_tensors_in_the_artifact_and_reads_back()
     {
         var folder = Bf16ShardedCopy();

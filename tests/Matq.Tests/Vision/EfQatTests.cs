@@ -39,12 +39,9 @@ public class EfQatTests
         up = randn_like(yr);
         yr.mul(up).sum().backward();
 
-        var saved = PartialWeightGrad.ConvMethod;
-        PartialWeightGrad.ConvMethod = method;
-        try
         {
             Tensor xp = x.clone().requires_grad_(true), wp = w.clone().requires_grad_(true);
-            Tensor yp = PartialWeightGrad.Conv2d(xp, wp, stride, pad, tensor(rows));
+            Tensor yp = PartialWeightGrad.Conv2d(xp, wp, stride, pad, tensor(rows), method: method);
             Assert.True(yp.allclose(yr, 1e-5, 1e-5));
             if (method == ConvWeightGradMethod.Inject) Assert.True(yp.eq(yr).all().item<bool>(), "inject's forward is bit-identical to the plain conv");
             yp.mul(up).sum().backward();
@@ -55,7 +52,6 @@ public class EfQatTests
             Assert.Equal(0f, wp.grad!.index_select(0, others).abs().max().item<float>());
             Assert.True(wr.grad!.index_select(0, others).abs().max().item<float>() > 0);   // the reference is not zero there
         }
-        finally { PartialWeightGrad.ConvMethod = saved; }
     }
 
     [Fact]
@@ -83,10 +79,7 @@ public class EfQatTests
         Tensor up = randn_like(yr);
         yr.mul(up).sum().backward();
         Tensor xp = x.clone().requires_grad_(true), wp = w.clone().requires_grad_(true);
-        var saved = PartialWeightGrad.LinearMethod;
-        PartialWeightGrad.LinearMethod = method;
-        try { PartialWeightGrad.Linear(xp, wp, tensor(new long[] { 0, 3 })).mul(up).sum().backward(); }
-        finally { PartialWeightGrad.LinearMethod = saved; }
+        PartialWeightGrad.Linear(xp, wp, tensor(new long[] { 0, 3 }), method: method).mul(up).sum().backward();
         Assert.True(xp.grad!.allclose(xr.grad!, 1e-5, 1e-5));
         Tensor sel = tensor(new long[] { 0, 3 }), others = tensor(new long[] { 1, 2 });
         Assert.True(wp.grad!.index_select(0, sel).allclose(wr.grad!.index_select(0, sel), 1e-5, 1e-5));
@@ -173,9 +166,7 @@ public class EfQatTests
         var outs = new List<Tensor>();
         foreach (var method in new[] { ConvWeightGradMethod.Inject, ConvWeightGradMethod.Split })
         {
-            var (savedConv, savedLinear) = (PartialWeightGrad.ConvMethod, PartialWeightGrad.LinearMethod);
-            PartialWeightGrad.ConvMethod = PartialWeightGrad.LinearMethod = method;
-            try
+            layer.GradMethod = method;
             {
                 layer.SelectedRows = rows;
                 layer.FrozenRows = PartialWeightGrad.Complement(rows, layer.OutChannels);
@@ -186,7 +177,6 @@ public class EfQatTests
                 outs.Add(y.detach());
                 grads.Add([xi.grad!, layer.Weight.grad!.clone(), layer.WeightStep!.grad!.clone(), layer.ActStep!.grad!.clone(), layer.Bias!.grad!.clone()]);
             }
-            finally { (PartialWeightGrad.ConvMethod, PartialWeightGrad.LinearMethod) = (savedConv, savedLinear); }
         }
         layer.SelectedRows = layer.FrozenRows = null;
         Tensor plain;
@@ -224,15 +214,13 @@ public class BackwardTensorsTests
         // tensors (saved as inputs) must survive that, and repeated steps must keep producing the same gradient.
         manual_seed(5);
         Tensor x = randn(4, 6).requires_grad_(true), w = randn(3, 6).requires_grad_(true);
-        var saved = PartialWeightGrad.LinearMethod;
-        PartialWeightGrad.LinearMethod = ConvWeightGradMethod.Unfold;   // the custom-function path (saves x and w)
-        try
+        var method = ConvWeightGradMethod.Unfold;   // the custom-function path (saves x and w)
         {
             Tensor? first = null;
             for (int i = 0; i < 3; i++)
             {
                 x.grad?.zero_();
-                var y = Matq.Quantization.LsqFakeQuant.Apply(PartialWeightGrad.Linear(x, w, tensor(new long[] { 0, 2 })), tensor(new float[] { 0.1f }), 4);
+                var y = Matq.Quantization.LsqFakeQuant.Apply(PartialWeightGrad.Linear(x, w, tensor(new long[] { 0, 2 }), method: method), tensor(new float[] { 0.1f }), 4);
                 y.sum().backward();
                 first ??= x.grad!.clone();
                 Assert.True(x.grad!.allclose(first), $"step {i}");
@@ -241,6 +229,5 @@ public class BackwardTensorsTests
                 Assert.True(float.IsFinite(w.sum().item<float>()));
             }
         }
-        finally { PartialWeightGrad.LinearMethod = saved; }
     }
 }

@@ -1,6 +1,7 @@
 // Contract: the validated, immutable options of the second-order per-layer solver (GPTQ-exact and Athena modes);
 // an invalid value throws MatqException naming the field and its allowed range.
 using Matq.Kernels.Quantization;
+using Matq.Quantization.Pipeline;
 
 namespace Matq.Algorithms.Athena;
 
@@ -12,6 +13,19 @@ public enum AthenaMode
 
     /// <summary>GPTQ's pass, then Hessian-weighted refinement sweeps of the group parameters (see AthenaSolver).</summary>
     Athena,
+}
+
+/// <summary>Which values of a group's columns its min-max grid is fitted on when the pass reaches the group's first
+/// column (groups fitted during the pass: natural column order, per-channel or grouped). They differ only where groups
+/// are smaller than the block, or straddle blocks.</summary>
+public enum GroupGrid
+{
+    /// <summary>The columns as they were when the current block of B columns started, before this block's error updates:
+    /// upstream GPTQ (IST-DASLab gptq.py, fasterquant: find_params reads the outer W, updated once per block).</summary>
+    BlockStart,
+
+    /// <summary>The columns with all error feedback so far, this block's included (matq's earlier rule).</summary>
+    Updated,
 }
 
 /// <summary>Options of <see cref="AthenaSolver"/>.</summary>
@@ -42,8 +56,15 @@ public sealed record AthenaConfig
     /// memory without changing the result); 0 = all rows at once, else 1..2^30.</summary>
     public int RowBlockSize { get; }
 
+    /// <summary>Calibration windows per forward batch of the sequential calibration (pipeline runs); 1..4096, default 8.</summary>
+    public int CalibrationBatch { get; }
+
+    /// <summary>What a group's grid is fitted on during the pass; default <see cref="GroupGrid.BlockStart"/> (upstream GPTQ).</summary>
+    public GroupGrid GroupGrid { get; }
+
     public AthenaConfig(QuantSpec spec, AthenaMode mode = AthenaMode.Athena, double percDamp = 0.01, int blockSize = 128,
-        bool actOrder = false, int sweeps = 2, int maxDampRetries = 3, int rowBlockSize = 0)
+        bool actOrder = false, int sweeps = 2, int maxDampRetries = 3, int rowBlockSize = 0, int calibrationBatch = 8,
+        GroupGrid groupGrid = GroupGrid.BlockStart)
     {
         ArgumentNullException.ThrowIfNull(spec);
         if (spec.Bits < 2)
@@ -60,6 +81,10 @@ public sealed record AthenaConfig
             throw new MatqException($"maxDampRetries = {maxDampRetries} is out of range: allowed 0..6.");
         if (rowBlockSize < 0 || rowBlockSize > (1 << 30))
             throw new MatqException($"rowBlockSize = {rowBlockSize} is out of range: allowed 0 (all rows) or 1..{1 << 30}.");
+        if (calibrationBatch < 1 || calibrationBatch > 4096)
+            throw new MatqException($"{CalibBatchKey} = {calibrationBatch} is out of range: allowed 1..4096 windows per batch");
+        if (!Enum.IsDefined(groupGrid))
+            throw new MatqException($"groupGrid = {(int)groupGrid} is not a group-grid rule: use BlockStart or Updated.");
         Spec = spec;
         Mode = mode;
         PercDamp = percDamp;
@@ -68,8 +93,45 @@ public sealed record AthenaConfig
         Sweeps = sweeps;
         MaxDampRetries = maxDampRetries;
         RowBlockSize = rowBlockSize;
+        CalibrationBatch = calibrationBatch;
+        GroupGrid = groupGrid;
     }
 
     /// <summary>The same options in GPTQ-exact mode (the baseline Athena refines).</summary>
-    public AthenaConfig AsGptqExact() => new(Spec, AthenaMode.GptqExact, PercDamp, BlockSize, ActOrder, Sweeps, MaxDampRetries, RowBlockSize);
+    public AthenaConfig AsGptqExact() => new(Spec, AthenaMode.GptqExact, PercDamp, BlockSize, ActOrder, Sweeps, MaxDampRetries, RowBlockSize, CalibrationBatch, GroupGrid);
+
+    /// <summary>Option keys as typed after --option (gptq, athena, and the bases/starts that run Athena: matquant, efqat).</summary>
+    public const string PercDampKey = "percdamp", BlockKey = "block", ActOrderKey = "act-order", SweepsKey = "sweeps",
+        DampRetriesKey = "damp-retries", RowBlockKey = "row-block", CalibBatchKey = "calib-batch", GroupGridKey = "group-grid";
+
+    /// <summary>The values of <see cref="GroupGridKey"/>.</summary>
+    public const string BlockStartGrid = "block-start", UpdatedGrid = "updated";
+
+    /// <summary>The declared options (with sweeps only where the mode refines).</summary>
+    public static IReadOnlyList<AlgorithmOption> Options(bool sweeps) =>
+    [
+        new(PercDampKey, "dampening λ = percdamp·mean(diag H) added to diag H, 0..1", "0.01"),
+        new(BlockKey, "columns per lazy-batch block B", "128"),
+        new(ActOrderKey, "true: columns by descending diag H (static groups, no stored perm)", "false"),
+        new(GroupGridKey, "group grids fitted on the block's weights as it started (block-start, upstream GPTQ) or error-updated so far (updated)", BlockStartGrid),
+        .. (sweeps ? new[] { new AlgorithmOption(SweepsKey, "Hessian-weighted refit + re-quantize sweeps after the GPTQ pass, 0..16", "2") } : []),
+        new(DampRetriesKey, "ten-fold dampening retries when H is not positive definite, 0..6", "3"),
+        new(RowBlockKey, "rows of W solved together (0 = all; bounds memory, same result)", "0"),
+        new(CalibBatchKey, "calibration windows per forward batch", "8"),
+    ];
+
+    /// <summary>Reads the keys above (GPTQ-exact: no sweeps) at the run's bits and groups.</summary>
+    public static AthenaConfig Parse(OptionReader options, AthenaMode mode)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return new AthenaConfig(options.Config.Spec, mode,
+            percDamp: options.Double(PercDampKey),
+            blockSize: options.Int(BlockKey),
+            actOrder: options.Flag(ActOrderKey),
+            sweeps: mode == AthenaMode.Athena ? options.Int(SweepsKey) : 0,
+            maxDampRetries: options.Int(DampRetriesKey),
+            rowBlockSize: options.Int(RowBlockKey),
+            calibrationBatch: options.Int(CalibBatchKey),
+            groupGrid: options.Choice(GroupGridKey, (BlockStartGrid, GroupGrid.BlockStart), (UpdatedGrid, GroupGrid.Updated)));
+    }
 }

@@ -4,7 +4,8 @@
 // GPTQ-exact (Frantar et al. 2022): dead inputs (H_ii = 0 → H_ii = 1, W[:, i] = 0); λ = percDamp·mean(diag H) on the
 // diagonal (×10 retries if not positive definite); U = upper Cholesky factor of H_d⁻¹; one error-feedback pass over
 // the columns in blocks of B with lazy batch updates (GptqColumnPass with AffineColumnQuantizer); group (α, z) are
-// min-max parameters of the current, error-updated weights of the group, computed when its first column is reached.
+// min-max parameters of the group's weights as they were when the current block started (upstream gptq.py; config
+// GroupGrid.Updated: with the error feedback so far instead), computed when its first column is reached.
 // Act-order processes columns by descending diag H with "static groups": all group parameters are computed up front
 // from the unpermuted weights, so codes/scales/zeros keep the natural layout and no permutation is stored.
 //
@@ -133,7 +134,7 @@ public static class AthenaSolver
         for (long r0 = 0; r0 < rows; r0 += step)
         {
             long len = Math.Min(step, rows - r0);
-            var quantizer = new AffineColumnQuantizer(scales.narrow(0, r0, len), zeros.narrow(0, r0, len), groupOf, g, dynamic, spec);
+            var quantizer = new AffineColumnQuantizer(scales.narrow(0, r0, len), zeros.narrow(0, r0, len), groupOf, g, dynamic, spec, config.GroupGrid);
             parts.Add(GptqColumnPass.Run(wp.narrow(0, r0, len).clone(), u, quantizer, config.BlockSize));
         }
         return parts.Count == 1 ? parts[0] : cat(parts.ToArray(), 0);

@@ -9,10 +9,10 @@ namespace Matq.Algorithms.Athena;
 
 internal abstract class ColumnQuantizer
 {
-    /// <summary>Called before column <paramref name="c"/> (processing order) is quantized. <paramref name="current"/>(len)
-    /// returns the current values of columns c..c+len−1 ([rows, len], error feedback so far included), for grids fitted on
-    /// the fly. Default: a fixed grid, nothing to do.</summary>
-    public virtual void BeginColumn(int c, Func<int, Tensor> current) { }
+    /// <summary>Called before column <paramref name="c"/> (processing order) is quantized. <paramref name="columns"/> gives
+    /// columns c..c+len−1 ([rows, len]) at the block's start or with the error feedback so far, for grids fitted on the
+    /// fly. Default: a fixed grid, nothing to do.</summary>
+    public virtual void BeginColumn(int c, PassColumns columns) { }
 
     /// <summary>wj [rows]: current values of column <paramref name="c"/>. Writes its float codes into
     /// <paramref name="codes"/> [rows] and returns the residual r [rows] that the pass feeds back as e = r / U_cc
@@ -22,9 +22,10 @@ internal abstract class ColumnQuantizer
 
 /// <summary>
 /// GPTQ/Athena's affine rule on a grid of α, z [rows, nGroups] fp32; <paramref name="groupOf"/>[c] is the group of
-/// processing column c. Dynamic: group k's (α, z) are min-max parameters of the current, error-updated weights of its
-/// columns, computed (and written into the scales/zeros tensors) when its first column is reached; this needs natural
-/// column order (groupOf[c] = c / g). Otherwise the grid is fixed.
+/// processing column c. Dynamic: group k's (α, z) are min-max parameters of its columns, computed (and written into the
+/// scales/zeros tensors) when its first column is reached, from the columns as <paramref name="grid"/> says: as they
+/// were when the pass's block started (upstream GPTQ) or error-updated so far; this needs natural column order
+/// (groupOf[c] = c / g). Otherwise the grid is fixed.
 ///   q_j = clamp(round(w_j/α) + z, 0, 2^c−1),   r_j = w_j − α(q_j − z)                            [rows]
 /// </summary>
 internal sealed class AffineColumnQuantizer : ColumnQuantizer
@@ -33,20 +34,23 @@ internal sealed class AffineColumnQuantizer : ColumnQuantizer
     private readonly int[] _groupOf;
     private readonly int _groupSize, _qmax;
     private readonly bool _dynamic;
+    private readonly GroupGrid _grid;
     private readonly QuantSpec _channelSpec;
 
-    public AffineColumnQuantizer(Tensor scales, Tensor zeros, int[] groupOf, int groupSize, bool dynamic, QuantSpec spec)
+    public AffineColumnQuantizer(Tensor scales, Tensor zeros, int[] groupOf, int groupSize, bool dynamic, QuantSpec spec,
+        GroupGrid grid = GroupGrid.BlockStart)
     {
-        (_scales, _zeros, _groupOf, _groupSize, _dynamic) = (scales, zeros, groupOf, groupSize, dynamic);
+        (_scales, _zeros, _groupOf, _groupSize, _dynamic, _grid) = (scales, zeros, groupOf, groupSize, dynamic, grid);
         _qmax = spec.QMax;
         _channelSpec = QuantSpec.PerChannel(spec.Bits, spec.Scheme);
     }
 
-    public override void BeginColumn(int c, Func<int, Tensor> current)
+    public override void BeginColumn(int c, PassColumns columns)
     {
         if (!_dynamic || c % _groupSize != 0) return;
-        int k = _groupOf[c];
-        var (alpha, zero) = TensorAffineQuantizer.ComputeParams(current(Math.Min(_groupSize, _groupOf.Length - c)), _channelSpec); // [rows, 1]
+        int k = _groupOf[c], len = Math.Min(_groupSize, _groupOf.Length - c);
+        Tensor group = _grid == GroupGrid.BlockStart ? columns.AtBlockStart(len) : columns.Current(len);        // [rows, len]
+        var (alpha, zero) = TensorAffineQuantizer.ComputeParams(group, _channelSpec);                           // [rows, 1]
         _scales.narrow(1, k, 1).copy_(alpha);
         _zeros.narrow(1, k, 1).copy_(zero);
         alpha.Dispose();

@@ -2,6 +2,9 @@
 // of W [rows, n] in the given order: each column is rounded by a ColumnQuantizer and its scaled residual pushed onto the
 // columns not yet quantized. Returns float codes [rows, n] in processing order; W is consumed (updated in place).
 // The one copy of the loop: Athena/GPTQ pass AffineColumnQuantizer, MatQuant-Athena its nested-width quantizer.
+// A quantizer that fits a group's grid on the fly is offered the group's columns two ways (PassColumns): as they were
+// when the current block started (upstream gptq.py's fasterquant: find_params reads the outer W, which receives the
+// block's updates only after the block) or with the feedback so far included.
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -32,10 +35,11 @@ internal static class GptqColumnPass
             Tensor w1 = w.narrow(1, i1, count);                                   // [rows, B] view: updates land in w
             Tensor err = zeros(rows, count, dtype: ScalarType.Float32, device: w.device);
             Tensor u1 = u.narrow(0, i1, count).narrow(1, i1, count);              // [B, B]
+            Tensor start = w1.clone();                                            // [rows, B] the block as it started
             for (int j = 0; j < count; j++)
             {
-                int c = i1 + j, jj = j;
-                quantizer.BeginColumn(c, len => CurrentColumns(w, u, err, i1, jj, c, len));
+                int c = i1 + j;
+                quantizer.BeginColumn(c, new PassColumns(w, u, err, start, i1, j));
                 Tensor e = quantizer.Quantize(c, w1.select(1, j), codes.select(1, c)).div_(d.select(0, c));   // [rows] r/U_jj
                 err.select(1, j).copy_(e);
                 if (j + 1 < count)
@@ -47,11 +51,28 @@ internal static class GptqColumnPass
         return codes;
     }
 
-    /// <summary>Current values of columns c..c+len−1 ([rows, len]): those inside the block already carry this block's
-    /// updates; those past i2 still lack them, so E[:, :j] · U[i1:i1+j, i2:] is subtracted here.</summary>
-    private static Tensor CurrentColumns(Tensor w, Tensor u, Tensor err, int i1, int j, int c, int len)
+}
+
+/// <summary>The pass's view of columns c..c+len−1 ([rows, len]) when it reaches column c = i1 + j of block [i1, i2).</summary>
+internal readonly struct PassColumns(Tensor w, Tensor u, Tensor err, Tensor start, int i1, int j)
+{
+    private int C => i1 + j;
+    private int I2 => i1 + checked((int)err.shape[1]);
+
+    /// <summary>The values as they were when the block started (upstream GPTQ's grid rule): the block's own columns from
+    /// the snapshot taken then, those past i2 from W, which gets this block's updates only after the block.</summary>
+    public Tensor AtBlockStart(int len)
     {
-        int i2 = i1 + checked((int)err.shape[1]);
+        int inside = Math.Min(len, I2 - C);
+        Tensor head = start.narrow(1, j, inside);
+        return inside == len ? head : cat(new[] { head, w.narrow(1, I2, len - inside) }, 1);
+    }
+
+    /// <summary>The current values, all error feedback so far included: those inside the block already carry this
+    /// block's updates; those past i2 still lack them, so E[:, :j] · U[i1:i1+j, i2:] is subtracted here.</summary>
+    public Tensor Current(int len)
+    {
+        int c = C, i2 = I2;
         if (c + len <= i2 || j == 0) return w.narrow(1, c, len);
         int inside = i2 - c, outside = len - inside;
         Tensor tail = w.narrow(1, i2, outside) - err.narrow(1, 0, j).matmul(u.narrow(0, i1, j).narrow(1, i2, outside));

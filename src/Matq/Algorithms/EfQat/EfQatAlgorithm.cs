@@ -20,6 +20,8 @@ public interface IEfQatLayer
     Tensor? SelectedRows { get; set; }
     /// <summary>The other rows (sorted int64), set together with SelectedRows.</summary>
     Tensor? FrozenRows { get; set; }
+    /// <summary>How the forward computes the selected rows' weight gradient (PartialWeightGrad's method; all exact).</summary>
+    ConvWeightGradMethod GradMethod { get; set; }
 }
 
 public sealed class EfQatAlgorithm

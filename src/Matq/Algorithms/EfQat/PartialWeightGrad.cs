@@ -35,42 +35,33 @@ public enum ConvWeightGradMethod
 /// <summary>Partial-weight-gradient conv2d and linear.</summary>
 public static class PartialWeightGrad
 {
-    // Per thread (forward passes read them on the calling thread), so concurrent callers (tests, benchmarks) choosing
-    // methods do not race; a thread that never set one gets the default.
-    [ThreadStatic] private static ConvWeightGradMethod? _convMethod;
-    [ThreadStatic] private static ConvWeightGradMethod? _linearMethod;
-
-    /// <summary>Default of <see cref="ConvMethod"/>.</summary>
+    // The method is the caller's choice, passed in (each EfQAT layer carries its own GradMethod); these are the defaults.
+    /// <summary>Default method of <see cref="Conv2d"/>.</summary>
     public const ConvWeightGradMethod DefaultConvMethod = ConvWeightGradMethod.Inject;
-    /// <summary>Default of <see cref="LinearMethod"/>.</summary>
+    /// <summary>Default method of <see cref="Linear"/> and of NestedQuantLinear: Split, Inject, or else the custom function
+    /// that gathers the selected columns of the output gradient and multiplies them with the input (one GEMM of S rows;
+    /// NestedQuantLinear knows Inject and this one).</summary>
     public const ConvWeightGradMethod DefaultLinearMethod = ConvWeightGradMethod.Inject;
-
-    /// <summary>Method used by <see cref="Conv2d"/> on this thread.</summary>
-    public static ConvWeightGradMethod ConvMethod { get => _convMethod ?? DefaultConvMethod; set => _convMethod = value; }
-
-    /// <summary>Method used by <see cref="Linear"/> and by NestedQuantLinear on this thread: Split, Inject, or else the
-    /// custom function that gathers the selected columns of the output gradient and multiplies them with the input
-    /// (one GEMM of S rows; NestedQuantLinear knows Inject and this one).</summary>
-    public static ConvWeightGradMethod LinearMethod { get => _linearMethod ?? DefaultLinearMethod; set => _linearMethod = value; }
 
     /// <summary>y = conv2d(x, w) (x [N, Cin, H, W], w [Cout, Cin, k, k] → [N, Cout, Ho, Wo], no bias, square stride and
     /// padding); rows = selected output channels (int64 [S]), null = all rows (full gradient); frozen = the other rows
     /// (computed when null).</summary>
-    public static Tensor Conv2d(Tensor x, Tensor w, long stride, long padding, Tensor? rows, Tensor? frozen = null)
+    public static Tensor Conv2d(Tensor x, Tensor w, long stride, long padding, Tensor? rows, Tensor? frozen = null,
+        ConvWeightGradMethod method = DefaultConvMethod)
     {
         Tensor Op(Tensor xt, Tensor wt) => nn.functional.conv2d(xt, wt, strides: new[] { stride, stride }, padding: new[] { padding, padding });
-        return ConvMethod switch
+        return method switch
         {
             ConvWeightGradMethod.Split => SplitRows(wt => Op(x, wt), w, rows, frozen, dim: 1),
             ConvWeightGradMethod.Inject => InjectRows(Op, x, w, rows, dim: 1),
-            _ => ConvFunction.apply(x, w, stride, padding, rows!, ConvMethod),
+            _ => ConvFunction.apply(x, w, stride, padding, rows!, method),
         };
     }
 
     /// <summary>y = x·wᵀ (x [..., in], w [out, in] → [..., out]); rows as in <see cref="Conv2d"/>.</summary>
-    public static Tensor Linear(Tensor x, Tensor w, Tensor? rows, Tensor? frozen = null) =>
-        LinearMethod == ConvWeightGradMethod.Split ? SplitLinear(x, w, rows, frozen)
-        : LinearMethod == ConvWeightGradMethod.Inject ? InjectRows((xt, wt) => nn.functional.linear(xt, wt), x, w, rows, dim: x.dim() - 1)
+    public static Tensor Linear(Tensor x, Tensor w, Tensor? rows, Tensor? frozen = null, ConvWeightGradMethod method = DefaultLinearMethod) =>
+        method == ConvWeightGradMethod.Split ? SplitLinear(x, w, rows, frozen)
+        : method == ConvWeightGradMethod.Inject ? InjectRows((xt, wt) => nn.functional.linear(xt, wt), x, w, rows, dim: x.dim() - 1)
         : rows is null || rows.numel() == w.shape[0] ? nn.functional.linear(x, w)
         : rows.numel() == 0 ? nn.functional.linear(x, w.detach())
         : LinearFunction.apply(x, w, rows);

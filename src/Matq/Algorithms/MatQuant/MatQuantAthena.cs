@@ -7,7 +7,8 @@
 // Procedure:
 //   0. R = {c}: E is Athena's own objective, so AthenaSolver's result is returned unchanged.
 //   1. Grid: AthenaSolver at c bits (GPTQ pass + Hessian-weighted refits of α, z) → α, z [out, nGroups], codes Q_a.
-//      Reusing its grid keeps every bit of Athena's scale search; the nested step only re-chooses the codes.
+//      Reusing its grid keeps every bit of Athena's scale search; the nested step only re-chooses the codes. The pass
+//      fits group grids by the config's GroupGrid rule (upstream GPTQ's block-start by default); step 2's grids are fixed.
 //   2. Nested error-feedback pass over columns j: GptqColumnPass (natural order, lazy blocks of B) with the rounding
 //      rule of NestedColumnQuantizer (below), U the upper Cholesky factor of (H + λI)⁻¹ (HessianFactorizer, same
 //      dampening) and d_j = U_jj:

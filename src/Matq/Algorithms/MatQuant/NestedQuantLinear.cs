@@ -73,6 +73,8 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>, IEfQatLayer
     public int GroupSize { get; }
     public long OutChannels => weight.shape[0];
     /// <summary>EfQAT: rows whose latent weights (and α, z) get gradients; null = all.</summary>
+    /// <summary>EfQAT: Inject, or else the gather-GEMM function (PartialWeightGrad.LinearRows), for the selected rows' gradients.</summary>
+    public ConvWeightGradMethod GradMethod { get; set; } = PartialWeightGrad.DefaultLinearMethod;
     public Tensor? SelectedRows { get; set; }
     /// <summary>EfQAT: the other rows (their weights, α and z stay as they are).</summary>
     public Tensor? FrozenRows { get; set; }
@@ -106,7 +108,7 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>, IEfQatLayer
             }
             else sel = Nested(weight.index_select(0, rows), log_scale.index_select(0, rows).exp(), zero.index_select(0, rows),
                 GroupSize, MasterBits, Bits, ExtraPrecision, sliceRange: true).to(x.dtype);
-            return (PartialWeightGrad.LinearMethod == ConvWeightGradMethod.Inject ? PartialWeightGrad.InjectLinearRows(x, full, sel, rows)
+            return (GradMethod == ConvWeightGradMethod.Inject ? PartialWeightGrad.InjectLinearRows(x, full, sel, rows)
                 : PartialWeightGrad.LinearRows(x, full, sel, rows)).MoveToOuterDisposeScope();
         }
         var w = Bits == 0 ? _float : SlicedWeight(Bits);

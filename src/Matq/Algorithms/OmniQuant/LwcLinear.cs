@@ -13,6 +13,8 @@
 // At γ = β = 1 (m = 1, a, b → ∞; in float32 σ(a) = 1 exactly for a ≥ 17) α and z equal min-max RTN's and so do the
 // codes. The logits start where γ = β = σ(init) (a = init when m = 1); init 4 (σ = 0.982) starts 1.8% inside the
 // min-max range, where σ still has slope.
+// With LET (LetBlock) the quantized weight is W' = diag(1/so)·W·diag(si), its group range taken from W' (differentiable
+// in the scales), and the forward is so ⊙ (ŵ'_r (x / si)): the float function is unchanged, the rounding is W''s.
 using Matq.Algorithms.MatQuant;
 using Matq.Kernels.Quantization;
 using Matq.Quantization;
@@ -63,6 +65,9 @@ public sealed class LwcLinear : nn.Module<Tensor, Tensor>
     public int Bits { get; set; }
     public bool ExtraPrecision { get; set; }
 
+    /// <summary>LET's (si [in], so [out]) of this linear, differentiable in its log-scales (null: no LET; a null scale is 1).</summary>
+    public Func<(Tensor? In, Tensor? Out)>? Let { get; set; }
+
     public Parameter ClipMax => clip_max;
     public Parameter ClipMin => clip_min;
     public Tensor FloatWeight => _weight;
@@ -73,30 +78,53 @@ public sealed class LwcLinear : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var w = Bits == 0 ? _weight : SlicedWeight(Bits);
-        return F.linear(x, w.to(x.dtype)).MoveToOuterDisposeScope();
+        if (Bits == 0 || Let is null)
+            return F.linear(x, (Bits == 0 ? _weight : SlicedWeight(Bits)).to(x.dtype)).MoveToOuterDisposeScope();
+        var (si, so) = Let();
+        var y = F.linear(si is null ? x : x / si.to(x.dtype), SlicedWeight(Bits).to(x.dtype));
+        return (so is null ? y : y * so.to(x.dtype)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The weight LWC quantizes [out, in] fp32: W, or W' = diag(1/so)·W·diag(si) under LET (differentiable).</summary>
+    public Tensor TransformedWeight()
+    {
+        if (Let is null) return _weight;
+        var (si, so) = Let();
+        return LetBlock.Transform(_weight, si, so);
     }
 
     /// <summary>α [out, nGroups] and the continuous zero point z [out, nGroups] of the header, differentiable in a and b.</summary>
-    public (Tensor Alpha, Tensor Zero) Params()
+    public (Tensor Alpha, Tensor Zero) Params() => Params(Let is null ? null : TransformedWeight());
+
+    // α, z of the group range of w' (null: the stored range of W)
+    private (Tensor Alpha, Tensor Zero) Params(Tensor? transformed)
     {
         using var scope = NewDisposeScope();
+        var (groupLo, groupHi) = transformed is null ? (_lo, _hi) : Range(transformed);
         Tensor gamma = Bound(clip_max);
         Tensor alpha, zero;
         if (_symmetric)
         {
-            Tensor absMax = maximum(_lo.neg(), _hi).mul(gamma);
+            Tensor absMax = maximum(groupLo.neg(), groupHi).mul(gamma);
             alpha = absMax.div(full_like(absMax, (1 << (MasterBits - 1)) - 1)).clamp_min(AffineQuantizer.MinScale);
             zero = full_like(alpha, 1 << (MasterBits - 1));
         }
         else
         {
-            Tensor lo = _lo.mul(Bound(clip_min));
-            Tensor range = _hi.mul(gamma) - lo;
+            Tensor lo = groupLo.mul(Bound(clip_min));
+            Tensor range = groupHi.mul(gamma) - lo;
             alpha = range.div(full_like(range, (1 << MasterBits) - 1)).clamp_min(AffineQuantizer.MinScale);
             zero = lo.neg().div(alpha);
         }
         return (alpha.MoveToOuterDisposeScope(), zero.MoveToOuterDisposeScope());
+    }
+
+    // zero-inclusive group range [out, nGroups] of w [out, in] with gradients (zero padding cannot move a zero-inclusive range)
+    private (Tensor Lo, Tensor Hi) Range(Tensor w)
+    {
+        long rows = w.shape[0], cols = w.shape[1], groups = (cols + GroupSize - 1) / GroupSize, pad = groups * GroupSize - cols;
+        Tensor x = (pad == 0 ? w : F.pad(w, new long[] { 0, pad })).reshape(rows, groups, GroupSize);
+        return (x.amin(2).clamp_max(0), x.amax(2).clamp_min(0));
     }
 
     private Tensor Bound(Tensor logit) => Max == 1 ? logit.sigmoid() : logit.sigmoid().mul(Max);
@@ -105,8 +133,9 @@ public sealed class LwcLinear : nn.Module<Tensor, Tensor>
     public Tensor SlicedWeight(int r)
     {
         using var scope = NewDisposeScope();
-        var (alpha, zero) = Params();
-        return NestedQuantLinear.Nested(_weight, alpha, zero, GroupSize, MasterBits, r, ExtraPrecision, sliceRange: true).MoveToOuterDisposeScope();
+        var w = TransformedWeight();
+        var (alpha, zero) = Params(Let is null ? null : w);
+        return NestedQuantLinear.Nested(w, alpha, zero, GroupSize, MasterBits, r, ExtraPrecision, sliceRange: true).MoveToOuterDisposeScope();
     }
 
     /// <summary>The exported parameters: uint8 codes [out, in], α and integer z [out, nGroups] (no gradient).</summary>
@@ -114,9 +143,10 @@ public sealed class LwcLinear : nn.Module<Tensor, Tensor>
     {
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        var (alpha, zero) = Params();
+        var w = TransformedWeight();
+        var (alpha, zero) = Params(Let is null ? null : w);
         var z = zero.round().clamp(0, (1 << MasterBits) - 1);
-        var codes = TensorAffineQuantizer.Quantize(_weight, alpha, z, GroupSize, MasterBits);
+        var codes = TensorAffineQuantizer.Quantize(w, alpha, z, GroupSize, MasterBits);
         return (codes.MoveToOuterDisposeScope(), alpha.contiguous().MoveToOuterDisposeScope(), z.contiguous().MoveToOuterDisposeScope());
     }
 

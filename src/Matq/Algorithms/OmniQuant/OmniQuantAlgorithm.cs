@@ -1,5 +1,5 @@
-// Contract: the pipeline's "omniquant" method: OmniQuant's block-wise learnable weight clipping (LWC; LET is not
-// implemented) at one bit-width c = --bits, i.e. OmniQuantBlockwise with the objective R = {c}, λ = {1}. It is the
+// Contract: the pipeline's "omniquant" method: OmniQuant's block-wise learnable weight clipping (LWC), optionally with
+// the learnable equivalent transformation (LET, --option let=true), at one bit-width c = --bits, i.e. OmniQuantBlockwise with the objective R = {c}, λ = {1}. It is the
 // "trained independently at r bits with the same base and budget" baseline of the MatQuant tables.
 using System.Text.Json.Nodes;
 using Matq.Algorithms.MatQuant;
@@ -11,13 +11,16 @@ public sealed class OmniQuantAlgorithm : QuantizationAlgorithm
 {
     public const string MethodName = "omniquant";
 
-    public static AlgorithmRegistration Registration { get; } = new(MethodName,
-        "OmniQuant: block-wise learnable weight clipping (sigmoid-parameterized per-group clip of max/min) trained with Adam on block-output reconstruction; LET not implemented (needs calibration)",
-        NeedsCalibration: true, OmniQuantConfig.Options, config => new OmniQuantAlgorithm(config));
+    public static AlgorithmRegistration<OmniQuantConfig> Registration { get; } = new(MethodName,
+        "OmniQuant: block-wise learnable weight clipping (sigmoid-parameterized per-group clip of max/min) trained with Adam on block-output reconstruction; --option let=true adds LET's per-channel scales (needs calibration)",
+        NeedsCalibration: true, OmniQuantConfig.Options, OmniQuantConfig.Parse, (config, omni) => new OmniQuantAlgorithm(config, omni));
 
-    public OmniQuantAlgorithm(QuantizationConfig config) : base(config)
+    /// <summary>The method with the budget read from <paramref name="config"/>'s options.</summary>
+    public OmniQuantAlgorithm(QuantizationConfig config) : this(config, Registration.Parse(new OptionReader(config))) { }
+
+    public OmniQuantAlgorithm(QuantizationConfig config, OmniQuantConfig omni) : base(config)
     {
-        Omni = OmniQuantConfig.FromOptions(config);
+        Omni = omni ?? throw new ArgumentNullException(nameof(omni));
         Objective = new MatQuantConfig([config.Bits], [1.0], config.Bits, MatQuantBase.OmniQuant);
     }
 
@@ -41,7 +44,7 @@ public sealed class OmniQuantAlgorithm : QuantizationAlgorithm
     public static JsonObject Describe(OmniQuantConfig omni, double max)
     {
         ArgumentNullException.ThrowIfNull(omni);
-        return new JsonObject
+        var o = new JsonObject
         {
             ["epochs"] = omni.Epochs,
             ["lr"] = omni.Lr,
@@ -49,15 +52,20 @@ public sealed class OmniQuantAlgorithm : QuantizationAlgorithm
             ["init"] = omni.Init,
             ["samples"] = omni.Samples,
             ["max"] = max,
-            ["let"] = false,
+            ["let"] = omni.Let,
             ["target"] = "float model block output on the float path; inputs from the quantized path",
         };
+        if (omni.Let)
+        {
+            o["let_lr"] = omni.LetLr;
+            o["let_pairs"] = "scales only (no shifts), folded into the model: input norm→q/k/v, mlp norm→gate/up, v→o, q↔k (not with q/k norms)";
+        }
+        return o;
     }
 
     public override IReadOnlyList<QuantizedLinearResult> Convert(QuantizationContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        return OmniQuantBlockwise.Run(context.Model, LinearSelection.Select(context.Model, Config), Config, Objective, Omni,
-            context.RequireCalibration(Name), context.Seed, context.Report, EpochLog, context.Cancellation, context.Checkpoint, context.Hold);
+        return OmniQuantBlockwise.Run(context, Config, Objective, Omni, Name, EpochLog);
     }
 }

@@ -1,5 +1,5 @@
-// Contract: OmniQuant's block-wise calibration (LWC only; the learnable equivalent transformation, LET, is not
-// implemented) with MatQuant's nested objective: block by block, the selected linears become LwcLinear, Adam trains
+// Contract: OmniQuant's block-wise calibration (LWC, and with omni.Let the learnable equivalent transformation, LET)
+// with MatQuant's nested objective: block by block, the selected linears become LwcLinear, Adam trains
 // their clip logits on the calibration windows, the exported codes are c-bit masters, and the next block's inputs are
 // the outputs of the quantized block. Plain OmniQuant at c bits is the objective R = {c}, λ = {1}.
 //
@@ -13,12 +13,20 @@
 //   Propagate: X_r ← block_r(X_r) with the trained clipping (each width keeps its own path, as OmniQuant feeds the
 //   quantized model's outputs forward), X_fp ← Y.
 // lm_head (when selected, untied) is a last stage: f(h) = head(norm(h)) in fp32 logits, its target computed per batch.
-// The model's own weights are never changed; the LwcLinears are swapped out again after each block (also on failure).
+// The LwcLinears are swapped out again after each block (also on failure). The model's own weights are never changed,
+// except by LET: once a block is done its scales are folded into the block's norms and linears (LetBlock.Fold), an
+// exact equivalence, so the model stays the same float function and the exported codes are those of the folded weights.
+// LET trains in the same Adam steps (its own learning rate), its scales starting at 1 and applied as transforms inside
+// the LwcLinears; the lm_head stage has no LET.
+// Streaming: each stage holds its block (context.Hold); LET's pairs lie inside the block, so the fold happens while it is
+// held, and on a block-streamed model the folded tensors are kept by LlamaBlockStream.Override (later holds and the
+// artifact's float tensors read them, not the checkpoint's originals).
 // Resume: each finished block commits its results and clip logits to the checkpoint; a block restored from it gets the
 // same LwcLinears with the stored logits (no training) and propagates every path as before, so the next block's inputs
 // are bit-identical to an uninterrupted run's (Adam and the batch order are seeded per block).
 using System.Diagnostics;
 using Matq.Algorithms.MatQuant;
+using Matq.Loading;
 using Matq.Models;
 using Matq.Quantization;
 using Matq.Quantization.Pipeline;
@@ -33,28 +41,26 @@ public sealed record OmniQuantEpoch(int Block, int BlockCount, int Epoch, int Ep
 
 public static class OmniQuantBlockwise
 {
-    /// <summary>Quantizes <paramref name="selected"/> (model order) under <paramref name="objective"/> (its Bits, Lambda,
-    /// Codistill, CodistillWeight, ExtraPrecision; MasterBits = quant.Bits); returns one result per linear in model order.</summary>
-    public static IReadOnlyList<QuantizedLinearResult> Run(LlamaForCausalLM model, IReadOnlyList<SelectedLinear> selected, QuantizationConfig quant,
-        MatQuantConfig objective, OmniQuantConfig omni, CalibrationTokens data, int seed, Action<QuantizationEvent>? report = null,
-        Action<OmniQuantEpoch>? epochLog = null, CancellationToken cancel = default, QuantizationCheckpoint? checkpoint = null,
-        Func<int, IDisposable>? hold = null)
+    /// <summary>Quantizes the run's selected linears (<see cref="QuantizationContext.Selected"/>, model order) under
+    /// <paramref name="objective"/> (its Bits, Lambda, Codistill, CodistillWeight, ExtraPrecision; MasterBits = quant.Bits);
+    /// returns one result per linear in model order. <paramref name="method"/> names the run in a missing-calibration error.</summary>
+    public static IReadOnlyList<QuantizedLinearResult> Run(QuantizationContext context, QuantizationConfig quant, MatQuantConfig objective,
+        OmniQuantConfig omni, string method, Action<OmniQuantEpoch>? epochLog = null)
     {
-        ArgumentNullException.ThrowIfNull(model);
-        ArgumentNullException.ThrowIfNull(selected);
+        ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(quant);
         ArgumentNullException.ThrowIfNull(objective);
         ArgumentNullException.ThrowIfNull(omni);
-        ArgumentNullException.ThrowIfNull(data);
         if (objective.MasterBits != quant.Bits) throw new ArgumentException($"objective master bits {objective.MasterBits} ≠ run bits {quant.Bits}");
-        using var runner = new Runner(model, selected, quant, objective, omni, seed, report, epochLog, cancel, checkpoint,
-            hold ?? (_ => Matq.Loading.LlamaBlockStream.NoHold.Instance));
+        var data = context.RequireCalibration(method);
+        using var runner = new Runner(context.Model, context.Selected, quant, objective, omni, context.Seed, context.Progress, epochLog,
+            context.Cancellation, context.Checkpoint, context.Hold, context.Blocks);
         return runner.Run(data);
     }
 
     private sealed class Runner(LlamaForCausalLM model, IReadOnlyList<SelectedLinear> selected, QuantizationConfig quant, MatQuantConfig objective,
-        OmniQuantConfig omni, int seed, Action<QuantizationEvent>? report, Action<OmniQuantEpoch>? epochLog, CancellationToken cancel,
-        QuantizationCheckpoint? checkpoint, Func<int, IDisposable> hold) : IDisposable
+        OmniQuantConfig omni, int seed, QuantizationProgress progress, Action<OmniQuantEpoch>? epochLog, CancellationToken cancel,
+        QuantizationCheckpoint? checkpoint, Func<int, IDisposable> hold, LlamaBlockStream? stream) : IDisposable
     {
         private readonly List<QuantizedLinearResult> _results = new(selected.Count);
         private readonly List<Tensor> _fp = [];                                  // X_fp batches [b, T, hidden]
@@ -62,17 +68,17 @@ public static class OmniQuantBlockwise
         // widths whose path is needed: trained (λ > 0) or in a co-distillation pair
         private readonly (int Bits, double Lambda)[] _widths = objective.Bits.Select((b, i) => (Bits: b, Lambda: objective.Lambda[i]))
             .Where(w => w.Lambda > 0 || objective.Codistill.Any(p => p.Teacher == w.Bits || p.Student == w.Bits)).ToArray();
-        private readonly int _blocks = model.Config.NumLayers + (selected.Any(s => s.Name == "lm_head") ? 1 : 0);
+        private readonly int _blocks = progress.BlockCount;
         private readonly int _resume = checkpoint?.BlocksDone ?? 0;                // blocks 0.._resume−1 come from the checkpoint
 
         public IReadOnlyList<QuantizedLinearResult> Run(CalibrationTokens data)
         {
             if (_resume > _blocks)
                 throw new MatqException($"the checkpoint {checkpoint!.Folder} holds {_resume} finished blocks, this run has {_blocks}; run without --resume to start over");
-            Report(QuantizationEventKind.Started, Math.Min(_resume, _blocks - 1));
+            progress.Started(Math.Min(_resume, _blocks - 1));
             if (_resume > 0)
-                Report(QuantizationEventKind.Message, Math.Min(_resume, _blocks - 1),
-                    message: $"resuming at block {_resume + 1}/{_blocks}: blocks 1..{_resume} restored from the checkpoint");
+                progress.Message(Math.Min(_resume, _blocks - 1),
+                    $"resuming at block {_resume + 1}/{_blocks}: blocks 1..{_resume} restored from the checkpoint");
             var windows = omni.Samples > 0 ? data.Windows.Take(omni.Samples).ToArray() : data.Windows;
             foreach (var (r, _) in _widths) _paths[r] = [];
             using (no_grad())
@@ -90,7 +96,7 @@ public static class OmniQuantBlockwise
                 var local = selected.Where(s => s.Name != "lm_head" && s.Block == layer.Index).ToList();
                 using var held = hold(layer.Index);
                 Stage(layer.Index, local, name => layer.GetLinear(Local(name)), (name, m) => layer.ReplaceLinear(Local(name), m),
-                    h => layer.forward(h), isHead: false);
+                    h => layer.forward(h), isHead: false, layer);
             }
             var head = selected.Where(s => s.Name == "lm_head").ToList();
             if (head.Count > 0)
@@ -104,12 +110,9 @@ public static class OmniQuantBlockwise
             foreach (var t in _fp.Concat(_paths.Values.SelectMany(l => l))) t.Dispose();
         }
 
-        private void Report(QuantizationEventKind kind, int block, LayerReport? layer = null, string? message = null) =>
-            report?.Invoke(new QuantizationEvent(kind, block, _blocks, _results.Count, selected.Count, layer, message));
-
         // One block (or the head): swap in LWC, targets, train, export, propagate, swap back.
         private void Stage(int block, List<SelectedLinear> linears, Func<string, nn.Module<Tensor, Tensor>> get,
-            Action<string, nn.Module<Tensor, Tensor>> replace, Func<Tensor, Tensor> forward, bool isHead)
+            Action<string, nn.Module<Tensor, Tensor>> replace, Func<Tensor, Tensor> forward, bool isHead, LlamaDecoderLayer? layer = null)
         {
             cancel.ThrowIfCancellationRequested();
             bool restored = block < _resume;
@@ -120,10 +123,18 @@ public static class OmniQuantBlockwise
                 return;
             }
             var sw = Stopwatch.StartNew();
-            if (!restored) Report(QuantizationEventKind.BlockStarted, block);
+            if (!restored) progress.BlockStarted(block);
             var originals = linears.Select(l => (l.Name, Module: get(l.Name))).ToList();
             var lwc = linears.Select(l => new LwcLinear(l.Name, l.Weight, quant.Spec, omni.Init, omni.MaxFor(objective.Bits, objective.MasterBits)) { ExtraPrecision = objective.ExtraPrecision }).ToList();
             var targets = new List<Tensor>();
+            var let = omni.Let && layer is not null ? new LetBlock(model.Config, linears.Select(l => Local(l.Name)), lwc[0].FloatWeight.device) : null;
+            if (let is not null)
+                foreach (var m in lwc)
+                {
+                    string local = Local(m.GetName());
+                    m.Let = () => let.Scales(local);
+                }
+            bool fold = false;
             try
             {
                 for (int i = 0; i < lwc.Count; i++) replace(linears[i].Name, lwc[i]);
@@ -142,48 +153,74 @@ public static class OmniQuantBlockwise
                 }
                 if (restored)
                 {
-                    checkpoint!.Restore(block, name => State(lwc, name));
-                    _results.AddRange(checkpoint.Results(block));
+                    checkpoint!.Restore(block, name => State(lwc, let, name));
+                    var stored = checkpoint.Results(block);
+                    _results.AddRange(stored);
+                    progress.Restored(stored.Count);
                     if (!isHead) Propagate(forward, targets, r => SetBits(lwc, r));
+                    fold = true;
                     return;
                 }
-                Train(block, lwc, forward, Target);
+                Train(block, lwc, let, forward, Target);
                 double seconds = sw.Elapsed.TotalSeconds / lwc.Count;
                 int first = _results.Count;
                 foreach (var m in lwc)
                 {
                     using var scope = NewDisposeScope();
                     var (codes, scales, zeros) = m.Export();
-                    double mse = (m.FloatWeight - TensorAffineQuantizer.Dequantize(codes, scales, zeros, m.GroupSize)).square().mean().item<float>();
+                    using var noGrad = no_grad();
+                    double mse = (m.TransformedWeight() - TensorAffineQuantizer.Dequantize(codes, scales, zeros, m.GroupSize)).square().mean().item<float>();
                     int cols = checked((int)codes.shape[1]);
                     var r = new LayerReport(m.GetName(), checked((int)codes.shape[0]), cols, quant.Bits, mse, null, null, seconds);
                     _results.Add(QuantizedLinearResult.FromTensors(m.GetName(), codes, scales, zeros, quant.StoredGroupSize(cols), null, r));
-                    Report(QuantizationEventKind.LayerDone, block, r);
+                    progress.LayerDone(block, r);
                 }
                 if (!isHead) Propagate(forward, targets, r => SetBits(lwc, r));
                 if (checkpoint is not null)
                 {
                     var committed = _results.GetRange(first, _results.Count - first);
-                    checkpoint.Commit(block, committed, lwc.SelectMany(m => new[] { (m.GetName() + ".clip_max", (Tensor)m.ClipMax), (m.GetName() + ".clip_min", m.ClipMin) }));
+                    checkpoint.Commit(block, committed, lwc.SelectMany(m => new[] { (m.GetName() + ".clip_max", (Tensor)m.ClipMax), (m.GetName() + ".clip_min", m.ClipMin) })
+                        .Concat(let?.State(BlockPrefix(block)) ?? []));
                     var offloaded = checkpoint.Offload(block, committed);   // codes read back from the block's file when used
                     for (int k = 0; k < offloaded.Count; k++) _results[first + k] = offloaded[k];
                 }
+                fold = true;
                 var clips = lwc.Select(m => m.MeanClip()).ToList();
-                Report(QuantizationEventKind.BlockDone, block, message:
+                progress.BlockDone(block,
                     $"mean clip γ {clips.Average(c => c.Gamma):F4}, β {clips.Average(c => c.Beta):F4}, {sw.Elapsed.TotalSeconds:F1} s");
             }
             finally
             {
                 foreach (var (name, m) in originals) replace(name, m);
+                if (fold && let is not null)
+                {
+                    var folded = let.Fold(layer!);
+                    // a streamed block is dropped when its hold ends and re-read from the shards: keep the folded tensors
+                    // (norms, scaled linears) so a later hold and the artifact's float tensors see them, not the originals
+                    if (stream is not null) KeepFolded(stream, layer!, block, folded);
+                }
+                let?.Dispose();
                 foreach (var m in lwc) m.Dispose();
                 foreach (var t in targets) t.Dispose();                              // empty after a propagation (moved into X_fp)
             }
         }
 
+        // The block's parameters that LetBlock.Fold changed in place, handed to the stream as overrides by their HF names.
+        private static void KeepFolded(LlamaBlockStream stream, LlamaDecoderLayer layer, int block, IReadOnlyList<(nn.Module Module, string Parameter)> folded)
+        {
+            foreach (var (name, module) in layer.named_modules())
+                foreach (var (m, parameter) in folded)
+                    if (ReferenceEquals(m, module))
+                        stream.Override(BlockPrefix(block) + "." + name + "." + parameter, module.get_parameter(parameter)
+                            ?? throw new InvalidOperationException($"LET folded '{name}.{parameter}', which the layer has no parameter for"));
+        }
+
         // "model.layers.3.mlp.up_proj.clip_max" → that LwcLinear's logits
-        private static Tensor State(List<LwcLinear> lwc, string name)
+        private static Tensor State(List<LwcLinear> lwc, LetBlock? let, string name)
         {
             int dot = name.LastIndexOf('.');
+            if (let is not null && dot > 0 && name[..dot].EndsWith(".let", StringComparison.Ordinal) && let.Theta(name[(dot + 1)..]) is { } theta)
+                return theta;
             var m = dot < 0 ? null : lwc.FirstOrDefault(l => l.GetName() == name[..dot]);
             return (m, dot < 0 ? "" : name[(dot + 1)..]) switch
             {
@@ -193,11 +230,12 @@ public static class OmniQuantBlockwise
             };
         }
 
-        private void Train(int block, List<LwcLinear> modules, Func<Tensor, Tensor> forward, Func<int, Tensor> target)
+        private void Train(int block, List<LwcLinear> modules, LetBlock? let, Func<Tensor, Tensor> forward, Func<int, Tensor> target)
         {
             if (omni.Epochs == 0) return;
             var parameters = modules.SelectMany(m => m.Trainable).ToList();
             using var adam = optim.Adam(parameters, omni.Lr, 0.9, 0.999, 1e-8, 0.0);
+            using var letAdam = let is null ? null : optim.Adam(let.Trainable, omni.LetLr, 0.9, 0.999, 1e-8, 0.0);
             var rng = new Random(unchecked(seed * 7919 + block));
             var order = Enumerable.Range(0, _fp.Count).ToArray();
             var students = objective.Codistill.Select(p => p.Student).ToHashSet();
@@ -230,11 +268,13 @@ public static class OmniQuantBlockwise
                     total.backward();
                     adam.step();
                     adam.zero_grad();
+                    letAdam?.step();
+                    letAdam?.zero_grad();
                     sum += total.item<float>();
                 }
                 var e = new OmniQuantEpoch(block, _blocks, epoch, omni.Epochs, sum / order.Length, widthSum.Select(s => s / order.Length).ToArray());
                 epochLog?.Invoke(e);
-                Report(QuantizationEventKind.Message, block, message: $"epoch {epoch}/{omni.Epochs}, loss {e.Loss:E3} ("
+                progress.Message(block, $"epoch {epoch}/{omni.Epochs}, loss {e.Loss:E3} ("
                     + string.Join(", ", _widths.Select((w, k) => $"int{w.Bits} {e.WidthMse[k]:E2}")) + ")");
             }
         }
@@ -273,6 +313,8 @@ public static class OmniQuantBlockwise
     {
         foreach (var m in modules) m.Bits = bits;
     }
+
+    private static string BlockPrefix(int block) => "model.layers." + block.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     // "model.layers.3.mlp.up_proj" → "mlp.up_proj"
     private static string Local(string name) => name[(name.IndexOf('.', "model.layers.".Length) + 1)..];

@@ -1,7 +1,6 @@
 // Contract: the validated, immutable training budget of OmniQuant's block-wise learnable weight clipping (epochs, Adam
 // learning rate, windows per step, logit init, calibration windows used); every invalid value throws one MatqException
 // naming the option and its allowed range. Shared by `omniquant` and `matquant` with base=omniquant.
-using System.Globalization;
 using Matq.Quantization.Pipeline;
 
 namespace Matq.Algorithms.OmniQuant;
@@ -22,8 +21,14 @@ public sealed record OmniQuantConfig
     /// min/max, which the coarse nested slices need: the int2 slice of min-max int8 codes stops at 192/255 of the range,
     /// so its top level reaches a symmetric group's max only at γ ≈ 1.66). Null = auto: <see cref="MaxFor"/>.</summary>
     public double? Max { get; }
+    /// <summary>Train OmniQuant's learnable equivalent transformation (LetBlock: per-channel scales, folded into the
+    /// preceding norm or linear at the end) together with the clipping.</summary>
+    public bool Let { get; }
+    /// <summary>Adam learning rate of LET's log-scales.</summary>
+    public double LetLr { get; }
 
-    public OmniQuantConfig(int epochs = 10, double lr = 1e-2, int batch = 1, double init = 4.0, int samples = 0, double? max = null)
+    public OmniQuantConfig(int epochs = 10, double lr = 1e-2, int batch = 1, double init = 4.0, int samples = 0, double? max = null,
+        bool let = false, double letLr = 5e-3)
     {
         if (epochs < 0 || epochs > 10_000) throw new MatqException($"omniquant {EpochsKey} = {epochs} is out of range: allowed 0..10000 (0 = no training)");
         if (!(lr > 0 && lr < 1)) throw new MatqException($"omniquant {LrKey} = {lr} is out of range: must be in (0, 1)");
@@ -31,11 +36,13 @@ public sealed record OmniQuantConfig
         if (!(init >= -20 && init <= 20)) throw new MatqException($"omniquant {InitKey} = {init} is out of range: allowed -20..20 (σ(4) = 0.982 clips 1.8%, σ(20) = 1 is min-max)");
         if (max is double m && !(m >= 1 && m <= 4)) throw new MatqException($"omniquant {MaxKey} = {max} is out of range: allowed 1..4 (upper bound of γ, β; 1 = OmniQuant)");
         if (samples < 0) throw new MatqException($"omniquant {SamplesKey} = {samples} is out of range: 0 (all calibration windows) or more");
-        Epochs = epochs; Lr = lr; Batch = batch; Init = init; Samples = samples; Max = max;
+        if (!(letLr > 0 && letLr < 1)) throw new MatqException($"omniquant {LetLrKey} = {letLr} is out of range: must be in (0, 1)");
+        Epochs = epochs; Lr = lr; Batch = batch; Init = init; Samples = samples; Max = max; Let = let; LetLr = letLr;
     }
 
     /// <summary>Option keys as typed after --option (distinct from MatQuant's QAT keys, so one registry row holds both).</summary>
-    public const string EpochsKey = "epochs", LrKey = "lwc-lr", BatchKey = "lwc-batch", InitKey = "lwc-init", SamplesKey = "samples", MaxKey = "lwc-max";
+    public const string EpochsKey = "epochs", LrKey = "lwc-lr", BatchKey = "lwc-batch", InitKey = "lwc-init", SamplesKey = "samples", MaxKey = "lwc-max",
+        LetKey = "let", LetLrKey = "let-lr";
 
     public static IReadOnlyList<AlgorithmOption> Options { get; } =
     [
@@ -45,24 +52,19 @@ public sealed record OmniQuantConfig
         new(InitKey, "omniquant: initial clip γ = β = σ(lwc-init) (4 → 0.982 of the min-max range)", "4"),
         new(MaxKey, "omniquant: upper bound of γ, β (γ = lwc-max·σ(a); 1 = OmniQuant; auto = 1 at one width, 2 when slices are trained)", "auto"),
         new(SamplesKey, "omniquant: calibration windows used per block (0 = all of --calib-n)", "0"),
+        new(LetKey, "omniquant: true also trains LET, per-channel scales norm→q/k/v, norm→gate/up, v→o, q↔k, folded into the model at the end", "false"),
+        new(LetLrKey, "omniquant: Adam learning rate of LET's log-scales", "0.005"),
     ];
 
-    /// <summary>Reads the keys above from a run's options (defaults where absent).</summary>
-    public static OmniQuantConfig FromOptions(QuantizationConfig config)
+    /// <summary>Reads the keys above (defaults where absent; lwc-max=auto → null).</summary>
+    public static OmniQuantConfig Parse(OptionReader options)
     {
-        ArgumentNullException.ThrowIfNull(config);
-        string O(string key) => config.Options.TryGetValue(key, out var v) ? v : Options.First(o => o.Key == key).Default;
-        return new OmniQuantConfig(Int(EpochsKey, O(EpochsKey)), Double(LrKey, O(LrKey)), Int(BatchKey, O(BatchKey)), Double(InitKey, O(InitKey)),
-            Int(SamplesKey, O(SamplesKey)), O(MaxKey).Trim().Equals("auto", StringComparison.OrdinalIgnoreCase) ? null : Double(MaxKey, O(MaxKey)));
+        ArgumentNullException.ThrowIfNull(options);
+        return new OmniQuantConfig(options.Int(EpochsKey), options.Double(LrKey), options.Int(BatchKey), options.Double(InitKey),
+            options.Int(SamplesKey), options.DoubleOr(MaxKey, "auto"), options.Flag(LetKey), options.Double(LetLrKey));
     }
 
     /// <summary>The bound used for nested widths <paramref name="bits"/> of <paramref name="masterBits"/>-bit codes: Max when
     /// set, else 1 when nothing is sliced (R = {c}, plain OmniQuant) and 2 when a slice r &lt; c is trained.</summary>
     public double MaxFor(IReadOnlyList<int> bits, int masterBits) => Max ?? (bits.All(b => b == masterBits) ? 1.0 : 2.0);
-
-    private static int Int(string key, string text) =>
-        int.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) ? v : throw new MatqException($"omniquant {key} = '{text}' is not an integer");
-
-    private static double Double(string key, string text) =>
-        double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) ? v : throw new MatqException($"omniquant {key} = '{text}' is not a number");
 }

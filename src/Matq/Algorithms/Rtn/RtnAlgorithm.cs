@@ -14,7 +14,7 @@ public sealed class RtnAlgorithm : QuantizationAlgorithm
     public const string MethodName = "rtn";
 
     /// <summary>The registry row: "rtn", no calibration, options clip / clip-min / clip-step.</summary>
-    public static AlgorithmRegistration Registration { get; } = new(
+    public static AlgorithmRegistration<RtnConfig> Registration { get; } = new(
         MethodName,
         "round-to-nearest with min-max or MSE-optimal clipping per group (no calibration)",
         NeedsCalibration: false,
@@ -24,7 +24,8 @@ public sealed class RtnAlgorithm : QuantizationAlgorithm
             new AlgorithmOption(RtnConfig.ClipMinKey, "smallest shrink factor the mse search tries", "0.5"),
             new AlgorithmOption(RtnConfig.ClipStepKey, "distance between tried shrink factors", "0.05"),
         ],
-        Create: config => new RtnAlgorithm(config, RtnConfig.FromOptions(config)));
+        RtnConfig.Parse,
+        (config, rtn) => new RtnAlgorithm(config, rtn));
 
     public RtnAlgorithm(QuantizationConfig config, RtnConfig rtn) : base(config) =>
         Rtn = rtn ?? throw new ArgumentNullException(nameof(rtn));
@@ -44,23 +45,22 @@ public sealed class RtnAlgorithm : QuantizationAlgorithm
     public override IReadOnlyList<QuantizedLinearResult> Convert(QuantizationContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
-        var selected = LinearSelection.Select(context.Model, Config);
-        var blocks = selected.GroupBy(s => s.Block).ToList();
-        int blockCount = context.Model.Config.NumLayers + (selected.Any(s => s.Name == "lm_head") ? 1 : 0);
-        context.Report(new QuantizationEvent(QuantizationEventKind.Started, 0, blockCount, 0, selected.Count));
+        var selected = context.Selected;
+        var progress = context.Progress;
+        progress.Started();
         var results = new List<QuantizedLinearResult>(selected.Count);
-        foreach (var block in blocks)
+        foreach (var block in selected.GroupBy(s => s.Block))
         {
-            context.Report(new QuantizationEvent(QuantizationEventKind.BlockStarted, block.Key, blockCount, results.Count, selected.Count));
+            progress.BlockStarted(block.Key);
             using var held = context.Hold(block.Key);
             foreach (var layer in block)
             {
                 context.Cancellation.ThrowIfCancellationRequested();
                 var result = Quantize(layer.Name, layer.Weight);
                 results.Add(result);
-                context.Report(new QuantizationEvent(QuantizationEventKind.LayerDone, block.Key, blockCount, results.Count, selected.Count, result.Report));
+                progress.LayerDone(block.Key, result.Report);
             }
-            context.Report(new QuantizationEvent(QuantizationEventKind.BlockDone, block.Key, blockCount, results.Count, selected.Count));
+            progress.BlockDone(block.Key);
         }
         return results;
     }

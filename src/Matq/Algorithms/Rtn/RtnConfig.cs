@@ -1,6 +1,5 @@
 // Contract: RTN's own immutable settings — how the range of each group is chosen (min-max, or an MSE-optimal
-// shrink over a grid of factors) — validated in the constructor; FromOptions parses the pipeline's string options.
-using System.Globalization;
+// shrink over a grid of factors) — validated in the constructor; Parse reads it from the pipeline's string options.
 using Matq.Quantization.Pipeline;
 
 namespace Matq.Algorithms.Rtn;
@@ -49,22 +48,11 @@ public sealed record RtnConfig
         Grid = grid;
     }
 
-    /// <summary>Parses clip (minmax|mse), clip-min and clip-step from the pipeline config's options (defaults otherwise).</summary>
-    public static RtnConfig FromOptions(QuantizationConfig config)
+    /// <summary>Reads clip (minmax|mse), clip-min and clip-step (defaults where absent).</summary>
+    public static RtnConfig Parse(OptionReader options)
     {
-        var clip = config.Option(ClipKey).Trim().ToLowerInvariant() switch
-        {
-            "minmax" or "min-max" => RtnClip.MinMax,
-            "mse" => RtnClip.Mse,
-            var other => throw new MatqException($"{ClipKey} = '{other}' is not a clip mode: use minmax or mse"),
-        };
-        return new RtnConfig(clip, Number(config, ClipMinKey), Number(config, ClipStepKey));
-    }
-
-    private static double Number(QuantizationConfig config, string key)
-    {
-        var text = config.Option(key);
-        return double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var v)
-            ? v : throw new MatqException($"{key} = '{text}' is not a number");
+        ArgumentNullException.ThrowIfNull(options);
+        return new RtnConfig(options.Choice(ClipKey, ("minmax|min-max", RtnClip.MinMax), ("mse", RtnClip.Mse)),
+            options.Double(ClipMinKey), options.Double(ClipStepKey));
     }
 }

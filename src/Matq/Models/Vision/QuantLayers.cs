@@ -190,6 +190,10 @@ public abstract class QuantLayer : torch.nn.Module<Tensor, Tensor>, IEfQatLayer
 
     /// <summary>Uses the partial-gradient autograd path (EfQAT) instead of the native op.</summary>
     public bool UsePartialGrad => SelectedRows is not null;
+
+    /// <summary>EfQAT: how the selected rows' weight gradient is computed (conv: any method; linear: Split, Inject, or else
+    /// the gather-GEMM function).</summary>
+    public ConvWeightGradMethod GradMethod { get; set; } = PartialWeightGrad.DefaultConvMethod;
 }
 
 /// <summary>Square-kernel conv2d without dilation or groups: x [N, Cin, H, W] → [N, Cout, Ho, Wo].</summary>
@@ -213,13 +217,13 @@ public sealed class QConv2d : QuantLayer
         InputObserver?.Invoke(x);
         Tensor xq = EffectiveInput(x);
         Tensor y;
-        if (UsePartialGrad && InjectWeights(SelectedRows!, PartialWeightGrad.ConvMethod) is (var full, var sel))
+        if (UsePartialGrad && InjectWeights(SelectedRows!, GradMethod) is (var full, var sel))
             y = PartialWeightGrad.InjectConv2dRows(xq, full, sel, SelectedRows!, Stride, Padding);
         else
         {
             Tensor wq = EffectiveWeight();
             y = UsePartialGrad
-                ? PartialWeightGrad.Conv2d(xq, wq, Stride, Padding, SelectedRows!.numel() == OutChannels ? null : SelectedRows, FrozenRows)
+                ? PartialWeightGrad.Conv2d(xq, wq, Stride, Padding, SelectedRows!.numel() == OutChannels ? null : SelectedRows, FrozenRows, GradMethod)
                 : nn.functional.conv2d(xq, wq, strides: new[] { Stride, Stride }, padding: new[] { Padding, Padding });
         }
         return ScaleAndBias(y);
@@ -230,20 +234,20 @@ public sealed class QConv2d : QuantLayer
 public sealed class QLinear : QuantLayer
 {
     public QLinear(string name, long inFeatures, long outFeatures, bool bias = true)
-        : base(name, rand(outFeatures, inFeatures).mul(2).sub(1).mul(Math.Sqrt(1.0 / inFeatures)), bias) { }
+        : base(name, rand(outFeatures, inFeatures).mul(2).sub(1).mul(Math.Sqrt(1.0 / inFeatures)), bias) => GradMethod = PartialWeightGrad.DefaultLinearMethod;
 
     public override Tensor forward(Tensor x)
     {
         InputObserver?.Invoke(x);
         Tensor xq = EffectiveInput(x);
         Tensor y;
-        if (UsePartialGrad && InjectWeights(SelectedRows!, PartialWeightGrad.LinearMethod) is (var full, var sel))
+        if (UsePartialGrad && InjectWeights(SelectedRows!, GradMethod) is (var full, var sel))
             y = PartialWeightGrad.InjectLinearRows(xq, full, sel, SelectedRows!);
         else
         {
             Tensor wq = EffectiveWeight();
             y = UsePartialGrad
-                ? PartialWeightGrad.Linear(xq, wq, SelectedRows!.numel() == OutChannels ? null : SelectedRows, FrozenRows)
+                ? PartialWeightGrad.Linear(xq, wq, SelectedRows!.numel() == OutChannels ? null : SelectedRows, FrozenRows, GradMethod)
                 : nn.functional.linear(xq, wq);
         }
         return ScaleAndBias(y);

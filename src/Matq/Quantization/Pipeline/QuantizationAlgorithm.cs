@@ -34,7 +34,8 @@ public abstract class QuantizationAlgorithm
     /// <summary>Attach hooks, swap modules, capture what Convert needs. Default: nothing.</summary>
     public virtual void Prepare(QuantizationContext context) { }
 
-    /// <summary>Quantizes the selected linears (see <see cref="LinearSelection.Select"/>) and returns them in model order.</summary>
+    /// <summary>Quantizes the run's selected linears (<see cref="QuantizationContext.Selected"/>, bound by the runner from
+    /// <see cref="LinearSelection.Select"/>) and returns them in model order.</summary>
     public abstract IReadOnlyList<QuantizedLinearResult> Convert(QuantizationContext context);
 
     /// <summary>The algorithm's own settings (the artifact's algorithm_config also gets the common fields).</summary>
@@ -46,15 +47,39 @@ public sealed record AlgorithmOption(string Key, string Description, string Defa
 
 /// <summary>
 /// One row of <see cref="AlgorithmRegistry"/>: the name users type, a one-line description, whether it needs
-/// calibration text, its options, and a factory (the factory parses <see cref="QuantizationConfig.Options"/> into the
-/// algorithm's typed config and throws MatqException for bad values).
+/// calibration text and its declared options. <see cref="Create"/> reads the options into the method's typed config
+/// (one <see cref="OptionReader"/>; bad values throw one MatqException line) and builds the algorithm from it.
 /// </summary>
-public sealed record AlgorithmRegistration(
+public abstract record AlgorithmRegistration(
+    string Name,
+    string Description,
+    bool NeedsCalibration,
+    IReadOnlyList<AlgorithmOption> Options)
+{
+    /// <summary>Parses <paramref name="config"/>'s options into the typed config and builds the algorithm.</summary>
+    public abstract QuantizationAlgorithm Create(QuantizationConfig config);
+}
+
+/// <summary>A registry row whose method takes the typed config <typeparamref name="TConfig"/>: <see cref="Parse"/> reads it
+/// from the string options, <see cref="Build"/> makes the algorithm from the common config and the typed one (code that
+/// holds a typed config calls <see cref="QuantizationRunner.Run{TConfig}"/> and never goes through strings).</summary>
+public sealed record AlgorithmRegistration<TConfig>(
     string Name,
     string Description,
     bool NeedsCalibration,
     IReadOnlyList<AlgorithmOption> Options,
-    Func<QuantizationConfig, QuantizationAlgorithm> Create);
+    Func<OptionReader, TConfig> Parse,
+    Func<QuantizationConfig, TConfig, QuantizationAlgorithm> Build) : AlgorithmRegistration(Name, Description, NeedsCalibration, Options)
+    where TConfig : notnull
+{
+    public override QuantizationAlgorithm Create(QuantizationConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        if (!string.Equals(config.Method, Name, StringComparison.Ordinal))
+            throw new ArgumentException($"config is for method '{config.Method}', this row is '{Name}'", nameof(config));
+        return Build(config, Parse(new OptionReader(config)));
+    }
+}
 
 /// <summary>A linear chosen for quantization: HF module name, module, decoder block index (lm_head: NumLayers).</summary>
 public sealed record SelectedLinear(string Name, TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor> Module, int Block)
@@ -99,6 +124,10 @@ public static class LinearSelection
         var wanted = config.OnlyLayers.Select(n => n.EndsWith(".weight", StringComparison.Ordinal) ? n[..^7] : n).ToHashSet(StringComparer.Ordinal);
         return all.Where(l => wanted.Contains(l.Name)).ToList();
     }
+
+    /// <summary>The blocks a run over <paramref name="selected"/> walks: every decoder layer, plus one for a selected lm_head.</summary>
+    public static int BlockCount(LlamaForCausalLM model, IReadOnlyList<SelectedLinear> selected) =>
+        model.Config.NumLayers + (selected.Any(s => s.Name == "lm_head") ? 1 : 0);
 
     /// <summary>"model.layers.7.mlp.up_proj" → 7.</summary>
     public static int BlockOf(string name)

@@ -146,8 +146,9 @@ public sealed class QuantizationCheckpoint
             new("only-layers", c.OnlyLayers is null ? "all" : string.Join(",", c.OnlyLayers)),
             new("layers", c.Layers.Text),
         };
+        var options = new OptionReader(c);
         foreach (var option in AlgorithmRegistry.Get(c.Method).Options)
-            list.Add(new("option " + option.Key, c.Option(option.Key)));
+            list.Add(new("option " + option.Key, options.Text(option.Key)));
         list.Add(new("seed", seed.ToString(CultureInfo.InvariantCulture)));
         list.Add(new("model dtype", model.Dtype.ToString()));
         list.Add(new("model config", Fingerprint(HfLlamaConfig.ToJson(model.Config, model.Dtype.ToString()))));

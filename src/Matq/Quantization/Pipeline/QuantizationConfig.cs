@@ -6,7 +6,7 @@ namespace Matq.Quantization.Pipeline;
 
 /// <summary>
 /// What to quantize and how coarsely. Algorithm-specific settings travel as string <see cref="Options"/> (the keys the
-/// method's <see cref="AlgorithmRegistration"/> declares); the algorithm parses them into its own typed config record.
+/// method's <see cref="AlgorithmRegistration"/> declares); the registry row reads them with one <see cref="OptionReader"/> into the algorithm's typed config record.
 /// </summary>
 public sealed record QuantizationConfig
 {
@@ -45,13 +45,7 @@ public sealed record QuantizationConfig
         if (groupSize < -1)
             throw new MatqException($"groupSize = {groupSize} is invalid: use 0 or -1 for per-channel, or a positive number of input columns (e.g. 32, 64, 128)");
         var opts = new Dictionary<string, string>(options ?? new Dictionary<string, string>(), StringComparer.Ordinal);
-        foreach (var key in opts.Keys)
-        {
-            if (!registration.Options.Any(o => o.Key == key))
-                throw new MatqException(registration.Options.Count == 0
-                    ? $"options: method '{registration.Name}' takes no options, got '{key}'"
-                    : $"options: method '{registration.Name}' has no option '{key}' (it has: {string.Join(", ", registration.Options.Select(o => o.Key))})");
-        }
+        OptionReader.CheckKeys(registration.Name, registration.Options, opts.Keys);
         if (onlyLayers is { Count: 0 })
             throw new MatqException("onlyLayers is empty: leave it unset to quantize every decoder linear, or name at least one layer");
         Method = registration.Name;
@@ -65,15 +59,6 @@ public sealed record QuantizationConfig
     }
 
     public bool PerChannel => GroupSize == -1;
-
-    /// <summary>The option value for <paramref name="key"/>, else the registration's default.</summary>
-    public string Option(string key)
-    {
-        if (Options.TryGetValue(key, out var v)) return v;
-        var declared = AlgorithmRegistry.Get(Method).Options.FirstOrDefault(o => o.Key == key)
-            ?? throw new ArgumentException($"method '{Method}' declares no option '{key}'", nameof(key));
-        return declared.Default;
-    }
 
     /// <summary>The quantizer of one weight: per-channel or grouped, asymmetric or symmetric, at the master bits.</summary>
     public QuantSpec Spec => PerChannel

@@ -1,5 +1,6 @@
 // Contract: everything an algorithm may use during Prepare/Convert — the model, the device, lazily provided
-// calibration token windows, a seed, a progress sink (per-block/per-layer events) and a cancellation token.
+// calibration token windows, a seed, a cancellation token, and (bound by QuantizationRunner for the run) the selected
+// linears and the progress reporter that counts blocks and finished layers for the events.
 using Matq.Data;
 using Matq.Loading;
 using Matq.Models;
@@ -80,15 +81,34 @@ public sealed class QuantizationContext
         Device = device ?? model.Device;
         _calibrationProvider = calibration;
         Seed = seed;
-        Progress = progress;
+        _sink = progress;
         Cancellation = cancellation;
     }
 
     public LlamaForCausalLM Model { get; }
     public Device Device { get; }
     public int Seed { get; }
-    public Action<QuantizationEvent>? Progress { get; }
     public CancellationToken Cancellation { get; }
+
+    private readonly Action<QuantizationEvent>? _sink;
+    private IReadOnlyList<SelectedLinear>? _selected;
+    private QuantizationProgress? _progress;
+
+    /// <summary>The linears this run quantizes, in model order (bound by <see cref="QuantizationRunner"/> from the config).</summary>
+    public IReadOnlyList<SelectedLinear> Selected => _selected ?? throw Unbound();
+
+    /// <summary>The run's progress reporter: block count, layer count and layers done of every event.</summary>
+    public QuantizationProgress Progress => _progress ?? throw Unbound();
+
+    /// <summary>Binds the run's selection (called by <see cref="QuantizationRunner"/> before Prepare).</summary>
+    internal void Bind(IReadOnlyList<SelectedLinear> selected)
+    {
+        _selected = selected;
+        _progress = new QuantizationProgress(_sink, LinearSelection.BlockCount(Model, selected), selected.Count);
+    }
+
+    private static InvalidOperationException Unbound() =>
+        new("the selected linears are bound by QuantizationRunner.Run; run the algorithm through it");
 
     /// <summary>Where a block-walking algorithm stores each finished block and, when it holds finished blocks, what it
     /// resumes from (<see cref="QuantizationAlgorithm.SupportsResume"/>); null = no checkpoint.</summary>
@@ -114,6 +134,47 @@ public sealed class QuantizationContext
         Checkpoint?.MatchCalibration(calibration);   // a resume must see the same windows
         return _calibration = calibration;
     }
+}
 
-    public void Report(QuantizationEvent e) => Progress?.Invoke(e);
+/// <summary>Emits a run's progress events with its block count (decoder layers, plus one for a selected lm_head) and
+/// layer count, counting finished layers itself, so no algorithm recounts them.</summary>
+public sealed class QuantizationProgress
+{
+    private readonly Action<QuantizationEvent>? _sink;
+
+    public QuantizationProgress(Action<QuantizationEvent>? sink, int blockCount, int layerCount)
+    {
+        _sink = sink;
+        BlockCount = blockCount;
+        LayerCount = layerCount;
+    }
+
+    public int BlockCount { get; }
+    public int LayerCount { get; }
+    public int LayersDone { get; private set; }
+
+    /// <summary>Convert begins at <paramref name="block"/> with <paramref name="layersDone"/> layers already finished (resume).</summary>
+    public void Started(int block = 0, int layersDone = 0)
+    {
+        LayersDone = layersDone;
+        Emit(QuantizationEventKind.Started, block);
+    }
+
+    /// <summary>Counts <paramref name="layers"/> restored from a checkpoint without an event.</summary>
+    public void Restored(int layers) => LayersDone += layers;
+
+    public void BlockStarted(int block) => Emit(QuantizationEventKind.BlockStarted, block);
+
+    public void LayerDone(int block, LayerReport report)
+    {
+        LayersDone++;
+        Emit(QuantizationEventKind.LayerDone, block, report);
+    }
+
+    public void BlockDone(int block, string? message = null) => Emit(QuantizationEventKind.BlockDone, block, message: message);
+
+    public void Message(int block, string message) => Emit(QuantizationEventKind.Message, block, message: message);
+
+    private void Emit(QuantizationEventKind kind, int block, LayerReport? report = null, string? message = null) =>
+        _sink?.Invoke(new QuantizationEvent(kind, block, BlockCount, LayersDone, LayerCount, report, message));
 }

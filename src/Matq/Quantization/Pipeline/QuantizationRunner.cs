@@ -10,6 +10,18 @@ public static class QuantizationRunner
     public static QuantizationResult Run(QuantizationConfig config, QuantizationContext context) =>
         Run(AlgorithmRegistry.Create(config), context);
 
+    /// <summary>Runs the method of <paramref name="method"/> with its typed config (no string options involved).</summary>
+    public static QuantizationResult Run<TConfig>(AlgorithmRegistration<TConfig> method, QuantizationConfig config, TConfig settings,
+        QuantizationContext context) where TConfig : notnull
+    {
+        ArgumentNullException.ThrowIfNull(method);
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(settings);
+        if (!string.Equals(config.Method, method.Name, StringComparison.Ordinal))
+            throw new ArgumentException($"config is for method '{config.Method}', the typed config for '{method.Name}'", nameof(config));
+        return Run(method.Build(config, settings), context);
+    }
+
     /// <summary>Runs an already built algorithm (e.g. one made with a typed config in code).</summary>
     public static QuantizationResult Run(QuantizationAlgorithm algorithm, QuantizationContext context)
     {
@@ -19,6 +31,7 @@ public static class QuantizationRunner
             throw new MatqException($"method '{algorithm.Name}' does not walk the model block by block and cannot resume; methods that resume: {QuantizationCheckpoint.ResumableMethods}");
         var sw = Stopwatch.StartNew();
         var selected = LinearSelection.Select(context.Model, algorithm.Config);
+        context.Bind(selected);
         context.Cancellation.ThrowIfCancellationRequested();
         algorithm.Prepare(context);
         context.Cancellation.ThrowIfCancellationRequested();

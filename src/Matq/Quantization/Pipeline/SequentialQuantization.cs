@@ -1,5 +1,5 @@
 // Contract: the block walk shared by the methods that quantize through SequentialCalibrator (gptq, athena, matquant
-// with the athena base): selection, progress events (Started, BlockStarted, LayerDone, BlockDone), cancellation, and the
+// with the athena base): the context's selection, progress events (Started, BlockStarted, LayerDone, BlockDone), cancellation, and the
 // resume checkpoint — each finished block's results and installed weights are committed; a checkpoint holding k finished
 // blocks restores them (results as stored, weights bit-identical) and the walk quantizes from block k on.
 using Matq.Calibration;
@@ -10,32 +10,30 @@ namespace Matq.Quantization.Pipeline;
 public static class SequentialQuantization
 {
     /// <summary>
-    /// Runs <paramref name="quantize"/> on every selected linear of <paramref name="config"/>, block by block, and returns
+    /// Runs <paramref name="quantize"/> on every selected linear of the run (<see cref="QuantizationContext.Selected"/>), block by block, and returns
     /// the results in model order. <paramref name="quantize"/> returns the linear's result and the weight to install
     /// (fp32 [out, in]) for the blocks after it; its tensors live in the calibrator's per-linear dispose scope.
     /// </summary>
-    public static IReadOnlyList<QuantizedLinearResult> Run(QuantizationContext context, QuantizationConfig config, string method, int batchSize,
+    public static IReadOnlyList<QuantizedLinearResult> Run(QuantizationContext context, string method, int batchSize,
         Func<CalibratedLinear, (QuantizedLinearResult Result, Tensor Installed)> quantize)
     {
         ArgumentNullException.ThrowIfNull(context);
-        ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(quantize);
         var model = context.Model;
-        var selected = LinearSelection.Select(model, config);
+        var selected = context.Selected;
+        var progress = context.Progress;
         var names = selected.Select(s => s.Name).ToHashSet(StringComparer.Ordinal);
         var calibration = context.RequireCalibration(method);
-        bool head = names.Contains("lm_head");
-        int blockCount = model.Config.NumLayers + (head ? 1 : 0);
+        int blockCount = progress.BlockCount;
         var checkpoint = context.Checkpoint;
         int resume = checkpoint?.BlocksDone ?? 0;
         if (resume > blockCount)
             throw new MatqException($"the checkpoint {checkpoint!.Folder} holds {resume} finished blocks, this run has {blockCount}; run without --resume to start over");
         var results = new List<QuantizedLinearResult>(selected.Count);
         for (int b = 0; b < resume; b++) results.AddRange(checkpoint!.Results(b));
-        context.Report(new QuantizationEvent(QuantizationEventKind.Started, Math.Min(resume, Math.Max(0, blockCount - 1)), blockCount, results.Count, selected.Count));
+        progress.Started(Math.Min(resume, Math.Max(0, blockCount - 1)), results.Count);
         if (resume > 0)
-            context.Report(new QuantizationEvent(QuantizationEventKind.Message, Math.Min(resume, blockCount - 1), blockCount, results.Count, selected.Count,
-                Message: $"resuming at block {resume + 1}/{blockCount}: blocks 1..{resume} restored from the checkpoint"));
+            progress.Message(Math.Min(resume, blockCount - 1), $"resuming at block {resume + 1}/{blockCount}: blocks 1..{resume} restored from the checkpoint");
         int block = -1, blockStart = results.Count;
         SequentialCalibrator.Run(model, calibration.Windows, linear =>
         {
@@ -43,13 +41,13 @@ public static class SequentialQuantization
             if (linear.Block != block)
             {
                 block = linear.Block;
-                context.Report(new QuantizationEvent(QuantizationEventKind.BlockStarted, block, blockCount, results.Count, selected.Count));
+                progress.BlockStarted(block);
             }
             var (result, installed) = quantize(linear);
             results.Add(result);
-            context.Report(new QuantizationEvent(QuantizationEventKind.LayerDone, block, blockCount, results.Count, selected.Count, result.Report));
+            progress.LayerDone(block, result.Report);
             return installed;
-        }, batchSize, context.Device, select: names.Contains, includeHead: head, resumeBlocks: resume,
+        }, batchSize, context.Device, select: names.Contains, includeHead: names.Contains("lm_head"), resumeBlocks: resume,
         restore: b => checkpoint!.RestoreInstalled(b, model),
         blockDone: b =>
         {
@@ -62,7 +60,7 @@ public static class SequentialQuantization
                 for (int k = 0; k < offloaded.Count; k++) results[blockStart + k] = offloaded[k];
             }
             blockStart = results.Count;
-            if (block == b) context.Report(new QuantizationEvent(QuantizationEventKind.BlockDone, b, blockCount, results.Count, selected.Count));
+            if (block == b) progress.BlockDone(b);
         }, hold: context.Hold);
         return results;
     }

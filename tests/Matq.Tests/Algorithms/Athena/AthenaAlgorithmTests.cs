@@ -26,11 +26,25 @@ public class AthenaAlgorithmTests
         Assert.Equal(0.05, alg.Solver.PercDamp);
     }
 
+    [Fact]
+    public void GroupGridDefaultsToUpstreamsAndIsRecorded()
+    {
+        var byDefault = Assert.IsType<AthenaAlgorithm>(AlgorithmRegistry.Create(new QuantizationConfig("gptq", 4, 32)));
+        Assert.Equal(GroupGrid.BlockStart, byDefault.Solver.GroupGrid);
+        Assert.Equal("block-start", byDefault.DescribeSettings()["group_grid"]!.ToString());
+        var updated = Assert.IsType<AthenaAlgorithm>(AlgorithmRegistry.Create(new QuantizationConfig("athena", 4, 32,
+            options: new Dictionary<string, string> { ["group-grid"] = "updated" })));
+        Assert.Equal(GroupGrid.Updated, updated.Solver.GroupGrid);
+        Assert.Equal("updated", updated.DescribeSettings()["group_grid"]!.ToString());
+        Assert.Equal(GroupGrid.Updated, updated.Solver.AsGptqExact().GroupGrid);
+    }
+
     [Theory]
     [InlineData("athena", "sweeps", "-1", "sweeps")]
     [InlineData("athena", "percdamp", "abc", "percdamp")]
     [InlineData("gptq", "act-order", "maybe", "act-order")]
     [InlineData("gptq", "calib-batch", "0", "calib-batch")]
+    [InlineData("athena", "group-grid", "late", "athena group-grid = 'late' is not known: use block-start or updated")]
     public void BadOptionsNameTheKey(string method, string key, string value, string expected)
     {
         var e = Assert.Throws<MatqException>(() => AlgorithmRegistry.Create(new QuantizationConfig(method, 4, 32, options: new Dictionary<string, string> { [key] = value })));

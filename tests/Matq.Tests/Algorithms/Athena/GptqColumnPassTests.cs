@@ -43,9 +43,9 @@ public class GptqColumnPassTests
     {
         public Dictionary<int, float[]> Offered { get; } = new();
 
-        public override void BeginColumn(int c, Func<int, Tensor> current)
+        public override void BeginColumn(int c, PassColumns columns)
         {
-            if (c % 4 == 0) Offered[c] = current(4).contiguous().data<float>().ToArray();
+            if (c % 4 == 0) Offered[c] = columns.Current(4).contiguous().data<float>().ToArray();
         }
 
         public override Tensor Quantize(int c, Tensor wj, Tensor codes)

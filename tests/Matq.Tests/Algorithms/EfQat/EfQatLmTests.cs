@@ -3,6 +3,7 @@
 // fraction 0 leaves every code at its PTQ value; invalid options are one-line errors.
 using Matq.Algorithms.EfQat;
 using Matq.Algorithms.MatQuant;
+using Matq.Algorithms.Qat;
 using Matq.Kernels.Quantization;
 using Matq.Quantization.Pipeline;
 using Matq.Tests.Algorithms.Athena;
@@ -28,18 +29,15 @@ public class EfQatLmTests
     [InlineData(ConvWeightGradMethod.Inject)]
     public void Split_forward_gives_selected_rows_the_full_gradient_and_frozen_rows_none(ConvWeightGradMethod method)
     {
-        var saved = PartialWeightGrad.LinearMethod;
-        PartialWeightGrad.LinearMethod = method;
-        try { SelectedRowsGetTheFullGradient(); }
-        finally { PartialWeightGrad.LinearMethod = saved; }
+        SelectedRowsGetTheFullGradient(method);
     }
 
-    private static void SelectedRowsGetTheFullGradient()
+    private static void SelectedRowsGetTheFullGradient(ConvWeightGradMethod method)
     {
         manual_seed(3);
         var w = randn(8, 32) * 0.05;
         using var full = new NestedQuantLinear("a", w, QuantSpec.Grouped(4, 16));
-        using var part = new NestedQuantLinear("b", w, QuantSpec.Grouped(4, 16));
+        using var part = new NestedQuantLinear("b", w, QuantSpec.Grouped(4, 16)) { GradMethod = method };
         var x = randn(2, 5, 32);
         var up = randn(2, 5, 8);
         full.forward(x).mul(up).sum().backward();
@@ -68,13 +66,10 @@ public class EfQatLmTests
         var selected = LinearSelection.Select(model, config);
         var norm = model.named_parameters().First(p => p.name.EndsWith("norm.weight")).parameter;
         var normBefore = norm.detach().clone();
-        EfQatAlgorithm? selector = null;
-        List<Tensor>? before = null;
-        var trained = MatQuantQat.Train(model, selected, config, alg.Qat, Data(), CPU, 9, extras: new QatExtras(
-            AlsoTrain: [norm],
-            Attached: ms => { selector = new EfQatAlgorithm(alg.Selection, ms); before = ms.Select(m => m.Weight.detach().clone()).ToList(); },
-            BeforeStep: s => selector!.BeforeStep(s),
-            AfterStep: () => selector!.AfterStep()));
+        var objective = new RecordingObjective(alg.Settings, [norm]);
+        var trained = QatTrainer.Train(model, selected, config.Spec, alg.Qat, objective, Data(), CPU, 9);
+        var selector = objective.Selector;
+        var before = objective.Before;
         long moved = 0, frozenRows = 0;
         for (int l = 0; l < trained.Count; l++)
         {
@@ -92,6 +87,18 @@ public class EfQatLmTests
         Assert.False(norm.detach().eq(normBefore).all().item<bool>(), "the norm weight trained");
         Assert.InRange(selector!.SelectedWeightFraction(), mode == "lwpn" ? 0.01 : 0.2, mode == "lwpn" ? 0.6 : 0.3);
         foreach (var (_, m) in trained) m.Dispose();
+    }
+
+    // The EfQAT-LM objective that also keeps the latent weights as they were when the modules were attached.
+    private sealed class RecordingObjective(EfQatLmConfig config, IReadOnlyList<TorchSharp.Modules.Parameter> norms) : EfQatLmObjective(config, norms)
+    {
+        public List<Tensor>? Before { get; private set; }
+
+        public override void Attached(IReadOnlyList<NestedQuantLinear> modules)
+        {
+            base.Attached(modules);
+            Before = modules.Select(m => m.Weight.detach().clone()).ToList();
+        }
     }
 
     [Fact]

@@ -2,6 +2,7 @@
 // (trained codes → .matq → served at r equals the in-memory sliced model).
 using Matq.Algorithms.Athena;
 using Matq.Algorithms.MatQuant;
+using Matq.Algorithms.Qat;
 using Matq.Kernels.Quantization;
 using Matq.Quantization;
 using Matq.Quantization.Pipeline;
@@ -142,7 +143,7 @@ public class MatQuantQatTests
         Assert.Equal("minmax", alg.DescribeSettings()["grid"]!.GetValue<string>());
         var selected = LinearSelection.Select(model, config);
         var init = selected.Select(s => TensorAffineQuantizer.ComputeParams(s.Weight.detach().to(ScalarType.Float32), config.Spec).Scales.log()).ToList();
-        var trained = MatQuantQat.Train(model, selected, config, alg.MatQuant, Data(), CPU, 9);
+        var trained = QatTrainer.Train(model, selected, config.Spec, alg.MatQuant.Qat, new NestedObjective(alg.MatQuant), Data(), CPU, 9);
         for (int i = 0; i < trained.Count; i++)
         {
             var m = trained[i].Module;
@@ -211,7 +212,7 @@ public class MatQuantQatTests
         var config = Config("8,4,2", "1,1,1", extra: extra ? "true" : "false", codistill: "8->2");
         var alg = (MatQuantAlgorithm)AlgorithmRegistry.Create(config);
         var selected = LinearSelection.Select(model, config);
-        var trained = MatQuantQat.Train(model, selected, config, alg.MatQuant, Data(), CPU, 9);
+        var trained = QatTrainer.Train(model, selected, config.Spec, alg.MatQuant.Qat, new NestedObjective(alg.MatQuant), Data(), CPU, 9);
         var layers = trained.Select(t =>
         {
             var (codes, scales, zeros) = t.Module.Export();

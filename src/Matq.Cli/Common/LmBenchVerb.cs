@@ -1,0 +1,28 @@
+// Base of the LM quantization benches (`bench matquant`, `bench efqat-lm`): the options they name and describe the same
+// way (--model, --group, the QAT budget of each run, the scored tokens, the artifacts' folder, --device, --seed) and the
+// dataset store; the shared run loop is Evaluation/QuantizeServeBench.
+using System.CommandLine;
+using Matq.Data;
+using Spectre.Console;
+
+namespace Matq.Cli.Common;
+
+public abstract class LmBenchVerb(IAnsiConsole console, Func<DataStore>? data, string defaultWork) : Verb(console)
+{
+    protected Func<DataStore> Data { get; } = data ?? (() => new DataStore());
+    protected Option<string> ModelOption { get; } = CommonOptions.Model();
+    protected Option<int> GroupOption { get; } = CommonOptions.Group(64);
+    protected Option<int> StepsOption { get; } = new("--steps") { Description = "QAT steps per run (every run gets the same budget)", DefaultValueFactory = _ => 200, HelpName = "N" };
+    protected Option<int> BatchOption { get; } = new("--batch") { Description = "QAT windows per step", DefaultValueFactory = _ => 8, HelpName = "N" };
+    protected Option<int> ContextOption { get; } = new("--context") { Description = "QAT window length (tokens)", DefaultValueFactory = _ => 128, HelpName = "T" };
+    protected Option<int> MaxTokensOption { get; } = new("--max-tokens") { Description = "Tokens of each evaluation text scored (0 = all)", DefaultValueFactory = _ => 20000, HelpName = "N" };
+    protected Option<string> WorkOption { get; } = new("--work") { Description = "Folder for the artifacts", DefaultValueFactory = _ => defaultWork, HelpName = "DIR" };
+    protected Option<string> DeviceOption { get; } = CommonOptions.Device();
+    protected Option<int> SeedOption { get; } = CommonOptions.Seed();
+
+    /// <summary>--max-tokens as the benches read it: 0 = every token, else the first N.</summary>
+    public static void CheckMaxTokens(int maxTokens)
+    {
+        if (maxTokens < 0) throw new MatqException($"--max-tokens {maxTokens} is out of range: 0 (all) or a positive count");
+    }
+}
