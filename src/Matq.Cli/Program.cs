@@ -41,6 +41,7 @@ public static class Program
         var bench = new Command("bench", "Benchmarks that print ratios measured in one run");
         bench.Subcommands.Add(new BenchQuantizeLayerVerb(console).Build());
         bench.Subcommands.Add(new BenchPtqVerb(console).Build());
+        bench.Subcommands.Add(new BenchScaleVerb(console).Build());
         bench.Subcommands.Add(new BenchKernelsVerb(console).Build());
         bench.Subcommands.Add(new BenchGenerateVerb(console).Build());
         bench.Subcommands.Add(new BenchRaceVerb(console).Build());
