@@ -12,7 +12,7 @@ using Matq.Formats.IO;
 using Matq.Loading;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime;
-using Matq.Runtime.Serving;
+using Matq.Runtime.Loading;
 using Spectre.Console;
 using TorchSharp;
 using static TorchSharp.torch;

@@ -15,8 +15,8 @@ using Matq.Runtime.Tokenizers;
 using Matq.Models.Vision;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime;
+using Matq.Runtime.Loading;
 using Spectre.Console;
-using Matq.Loading;
 
 namespace Matq.Cli.Verbs;
 
@@ -174,7 +174,7 @@ public sealed class QuantizeVerb : Verb
                 + $"about {Format.Bytes(ResidentTrainingBytes(modelPath))} (fp32 weights, gradients and Adam moments, 16 bytes per parameter) plus activations; "
                 + "the PTQ methods (rtn, gptq, athena, omniquant, matquant with --base athena|omniquant) stream one block at a time");
         var tokenizerOverride = result.GetValue(_tokenizer);
-        if (streamed && tokenizerOverride is not null) ModelSource.CheckTokenizerFolder(tokenizerOverride);
+        if (streamed && tokenizerOverride is not null) ArtifactSource.CheckTokenizerFolder(tokenizerOverride);
         using var stream = streamed ? LlamaBlockStream.Open(modelPath, device) : null;
         using var source = streamed ? null : ModelSource.Open(modelPath, device: device, tokenizer: tokenizerOverride);
         if (source?.Kind == ModelSourceKind.MatqArtifact)

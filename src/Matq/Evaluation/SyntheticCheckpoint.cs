@@ -10,6 +10,8 @@ using Matq.Formats.IO;
 using Matq.Formats.Safetensors;
 using Matq.Loading;
 using Matq.Models;
+using Matq.Runtime.Loading;
+using Matq.Runtime.Models;
 
 namespace Matq.Evaluation;
 

@@ -6,6 +6,8 @@
 // Host memory is then one block (plus the caller's activations), whatever the model's size.
 using Matq.Formats.Safetensors;
 using Matq.Models;
+using Matq.Runtime.Loading;
+using Matq.Runtime.Models;
 using static TorchSharp.torch;
 
 namespace Matq.Loading;

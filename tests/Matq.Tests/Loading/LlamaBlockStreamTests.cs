@@ -72,7 +72,7 @@ public class LlamaBlockStreamTests
         // the artifact's float tensors: the folded ones, as the resident export writes them
         var quantized = expected.Layers.Select(l => l.WeightName).ToHashSet();
         var residentFloats = ArtifactExport.InSourceDtypes(resident, LlamaLoader.SourceDtypes(folder));
-        foreach (var (name, shape) in Matq.Models.LlamaTensors.Expected(resident.Config).Where(e => !quantized.Contains(e.Name)))
+        foreach (var (name, shape) in Matq.Runtime.Models.LlamaTensors.Expected(resident.Config).Where(e => !quantized.Contains(e.Name)))
         {
             var (wantDtype, want) = residentFloats(name, shape);
             var (gotDtype, got) = stream.ReadSource(name, shape);
@@ -116,7 +116,7 @@ public class LlamaBlockStreamTests
         Assert.All(artifact.Floats, f => Assert.Equal(f.Values, artifact2.GetFloat(f.Name).Values));
         Assert.All(artifact.Quantized, q => Assert.Equal(q.Codes, artifact2.GetQuantized(q.Name).Codes));
         // the served model reads the bf16 tensors back
-        using var served = Matq.Runtime.Serving.QuantizedModelLoader.LoadServed(path, 4, CPU, ScalarType.Float32, false, null).Model;
+        using var served = Matq.Loading.QuantizedModelLoader.LoadServed(path, 4, CPU, ScalarType.Float32, false, null).Model;
         Assert.Equal(ckpt.ReadFloat32("model.norm.weight"), PipelineFixtures.Floats(served.Norm.Weight));
     }
 
