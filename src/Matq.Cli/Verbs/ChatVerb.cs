@@ -12,6 +12,7 @@ using Matq.Runtime.Chat;
 using Matq.Runtime.Generation;
 using Matq.Runtime.Loading;
 using Matq.Runtime.Packed;
+using Matq.Runtime.Plans;
 using Matq.Runtime.Serving;
 using Spectre.Console;
 
