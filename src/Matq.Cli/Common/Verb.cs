@@ -19,8 +19,14 @@ public abstract class Verb
     /// <summary>Example command lines shown in --help.</summary>
     public abstract IReadOnlyList<string> Examples { get; }
 
-    /// <summary>Adds this verb's options and arguments to <paramref name="command"/>.</summary>
-    protected abstract void Configure(Command command);
+    /// <summary>This verb's options, in the order --help lists them.</summary>
+    protected virtual IEnumerable<Option> Options => [];
+
+    /// <summary>Adds this verb's options (and, in an override, its arguments) to <paramref name="command"/>.</summary>
+    protected virtual void Configure(Command command)
+    {
+        foreach (var option in Options) command.Options.Add(option);
+    }
 
     /// <summary>Runs the verb; returns the process exit code.</summary>
     protected abstract int Execute(ParseResult result);

@@ -35,11 +35,11 @@ public sealed class BenchEfQatLmVerb(IAnsiConsole console, Func<DataStore>? data
         "matq bench efqat-lm --model models/small --device cuda --out docs/results/efqat-lm-small.md",
     ];
 
-    protected override void Configure(Command command)
-    {
-        foreach (Option o in new Option[] { ModelOption, _bits, GroupOption, _modes, _fractions, StepsOption, BatchOption, ContextOption, _refresh, MaxTokensOption, _out, WorkOption, DeviceOption, SeedOption })
-            command.Options.Add(o);
-    }
+    protected override IEnumerable<Option> Options =>
+    [
+        ModelOption, _bits, GroupOption, _modes, _fractions, StepsOption, BatchOption, ContextOption, _refresh, MaxTokensOption, _out, WorkOption,
+        DeviceOption, SeedOption,
+    ];
 
     private sealed record Row(int Bits, string Run, bool Ptq, double Trained, double Sotu, double Moby, double Seconds);
 

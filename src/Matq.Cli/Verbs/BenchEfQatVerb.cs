@@ -38,11 +38,10 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
     public override string Description => "Time EfQAT's partial-gradient backward vs full QAT on one batch (ratios from one run)";
     public override IReadOnlyList<string> Examples => ["matq bench efqat --device cpu --batch 64 --iters 5", "matq bench efqat --device cuda --widths 64,128,256", "matq bench efqat --arch mlp --widths 2048,2048,2048"];
 
-    protected override void Configure(Command command)
-    {
-        foreach (Option o in new Option[] { _device, _batch, _iters, _fractions, _modes, _arch, _width, _init, _lm, _context, _methods, _tf32, _cudnnBenchmark, _seed })
-            command.Options.Add(o);
-    }
+    protected override IEnumerable<Option> Options =>
+    [
+        _device, _batch, _iters, _fractions, _modes, _arch, _width, _init, _lm, _context, _methods, _tf32, _cudnnBenchmark, _seed,
+    ];
 
     private BenchEfQatSettings Read(ParseResult r) => new(r.GetValue(_device)!, r.GetValue(_batch), r.GetValue(_iters), r.GetValue(_fractions)!,
         r.GetValue(_modes)!, r.GetValue(_arch)!, r.GetValue(_width)!, r.GetValue(_init), r.GetValue(_lm), r.GetValue(_context), r.GetValue(_methods),

@@ -35,10 +35,7 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
         "matq bench kernels --shapes 1024x1024 --bits 4 --group 32 --seconds 0.3",
     ];
 
-    protected override void Configure(Command command)
-    {
-        foreach (Option o in new Option[] { _shapes, _bits, _group, _seconds, _threads, _noTorch, _noInt8, _paths, _noFp32x, _seed }) command.Options.Add(o);
-    }
+    protected override IEnumerable<Option> Options => [_shapes, _bits, _group, _seconds, _threads, _noTorch, _noInt8, _paths, _noFp32x, _seed];
 
     protected override int Execute(ParseResult result)
     {

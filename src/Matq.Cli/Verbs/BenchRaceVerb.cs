@@ -48,11 +48,10 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb(console)
         "matq bench race --model out/small8sym.matq --types q8_0,q4_0,q4_1 --threads 16 --prompt-tokens 256 --decode-tokens 128 --out race.md",
     ];
 
-    protected override void Configure(Command command)
-    {
-        foreach (Option o in new Option[] { _model, _types, _threads, _head, _activations, _promptTokens, _decodeTokens, _repeats, _bandwidthSeconds, _ggufDir, _out, _seed })
-            command.Options.Add(o);
-    }
+    protected override IEnumerable<Option> Options =>
+    [
+        _model, _types, _threads, _head, _activations, _promptTokens, _decodeTokens, _repeats, _bandwidthSeconds, _ggufDir, _out, _seed,
+    ];
 
     private sealed record Engine(string Type, int Bits, GgufExportReport Export, int Linears, PackedLlamaModel Matq, LLamaWeights Llama, string Gguf, long MatqBytes, long LlamaBytes);
 

@@ -52,11 +52,10 @@ public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb(console)
         "MATQ_TORCH_LIB=/opt/torch/.venv/lib/python3.12/site-packages/torch/lib matq bench quantize-layer --device cuda",
     ];
 
-    protected override void Configure(Command command)
-    {
-        foreach (Option o in new Option[] { _device, _shapes, _bits, _group, _tokens, _sweeps, _block, _actOrder, _algorithms, _groupGrid, _weight, _inputs, _seed })
-            command.Options.Add(o);
-    }
+    protected override IEnumerable<Option> Options =>
+    [
+        _device, _shapes, _bits, _group, _tokens, _sweeps, _block, _actOrder, _algorithms, _groupGrid, _weight, _inputs, _seed,
+    ];
 
     protected override int Execute(ParseResult result)
     {

@@ -54,11 +54,10 @@ public sealed class ChatVerb(IAnsiConsole console, TextReader? input = null) : V
         HelpName = "FILE",
     };
 
-    protected override void Configure(Command command)
-    {
-        foreach (var o in new Option[] { _model, _bits, _plan, _tokenizer, _template, _system, _maxTokens, _temperature, _topK, _topP, _seed, _stop, _threads, _head, _activations })
-            command.Options.Add(o);
-    }
+    protected override IEnumerable<Option> Options =>
+    [
+        _model, _bits, _plan, _tokenizer, _template, _system, _maxTokens, _temperature, _topK, _topP, _seed, _stop, _threads, _head, _activations,
+    ];
 
     protected override int Execute(ParseResult result)
     {

@@ -36,13 +36,7 @@ public sealed class DemoVerb(IAnsiConsole console) : Verb(console)
     public override string Description => "Run matq end to end on built-in defaults: fetch data, quantize a real model's weights at 8/4/3/2 bits, print the errors";
     public override IReadOnlyList<string> Examples => ["matq demo", "matq demo --model path/to/hf-folder"];
 
-    protected override void Configure(Command command)
-    {
-        command.Options.Add(_model);
-        command.Options.Add(_device);
-        command.Options.Add(_tokens);
-        command.Options.Add(_seed);
-    }
+    protected override IEnumerable<Option> Options => [_model, _device, _tokens, _seed];
 
     protected override int Execute(ParseResult result)
     {

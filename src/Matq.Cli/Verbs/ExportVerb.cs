@@ -61,10 +61,7 @@ public sealed class ExportVerb(IAnsiConsole console) : Verb(console)
         "matq export --format hf --model tiny.matq --bits 4 --out tiny-3bit --force   (replaces the folder)",
     ];
 
-    protected override void Configure(Command command)
-    {
-        foreach (Option o in new Option[] { _format, _model, _out, _bits, _type, _embedType, _force, _verify }) command.Options.Add(o);
-    }
+    protected override IEnumerable<Option> Options => [_format, _model, _out, _bits, _type, _embedType, _force, _verify];
 
     protected override int Execute(ParseResult result)
     {

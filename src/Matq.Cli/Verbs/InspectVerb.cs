@@ -21,10 +21,12 @@ public sealed class InspectVerb(IAnsiConsole console) : Verb(console)
     public override IReadOnlyList<string> Examples =>
         ["matq inspect models/tiny", "matq inspect out/tiny-rtn4.matq --tensors -1", "matq inspect model.safetensors --tensors 0"];
 
+    protected override IEnumerable<Option> Options => [_limit];
+
     protected override void Configure(Command command)
     {
         command.Arguments.Add(_path);
-        command.Options.Add(_limit);
+        base.Configure(command);
     }
 
     protected override int Execute(ParseResult result)

@@ -41,10 +41,7 @@ public sealed class PlanVerb(IAnsiConsole console, Func<DataStore>? data = null)
         "matq plan --model out/tiny-mq.matq --strategy uniform --bits 4 --out out/tiny-int4.json",
     ];
 
-    protected override void Configure(Command command)
-    {
-        foreach (Option o in new Option[] { _model, _strategy, _bits, _avg, _levels, _calib, _out, _device, _seed, _tokenizer }) command.Options.Add(o);
-    }
+    protected override IEnumerable<Option> Options => [_model, _strategy, _bits, _avg, _levels, _calib, _out, _device, _seed, _tokenizer];
 
     protected override int Execute(ParseResult result)
     {

@@ -59,11 +59,10 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
         "curl -s localhost:8080/v1/chat/completions -H 'Content-Type: application/json' -d '{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}], \"bits\": 4}'",
     ];
 
-    protected override void Configure(Command command)
-    {
-        foreach (var o in new Option[] { _model, _bits, _plan, _port, _concurrency, _queue, _maxBody, _precisions, _group, _threads, _head, _activations, _tokenizer, _template })
-            command.Options.Add(o);
-    }
+    protected override IEnumerable<Option> Options =>
+    [
+        _model, _bits, _plan, _port, _concurrency, _queue, _maxBody, _precisions, _group, _threads, _head, _activations, _tokenizer, _template,
+    ];
 
     protected override int Execute(ParseResult result)
     {

@@ -44,11 +44,7 @@ public sealed class TrainLmVerb(IAnsiConsole console, Func<DataStore>? data = nu
         "matq train lm --preset tiny --out models/tiny --resume",
     ];
 
-    protected override void Configure(Command command)
-    {
-        foreach (var o in new Option[] { _preset, _out, _steps, _batch, _lr, _device, _seed, _resume, _force, _maxMinutes, _evalEvery })
-            command.Options.Add(o);
-    }
+    protected override IEnumerable<Option> Options => [_preset, _out, _steps, _batch, _lr, _device, _seed, _resume, _force, _maxMinutes, _evalEvery];
 
     private TrainLmSettings Read(ParseResult result) => new(new LmRunRequest(result.GetValue(_preset)!, result.GetValue(_out)!)
     {
