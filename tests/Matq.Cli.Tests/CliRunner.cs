@@ -1,5 +1,4 @@
 // Runs the real `matq` command tree against an in-memory console and returns what a user would see.
-using Spectre.Console;
 
 namespace Matq.Cli.Tests;
 

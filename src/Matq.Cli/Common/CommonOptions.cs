@@ -1,5 +1,4 @@
 // Options named and described the same way on every verb (--model, --out, --bits, --group, --data, --device, --cudnn-benchmark, --seed).
-using System.CommandLine;
 using TorchSharp;
 
 namespace Matq.Cli.Common;

@@ -1,7 +1,5 @@
 // Base of every `matq` verb: one class per verb, described options and examples, an injected console
 // so tests can read what a user would see. Verbs throw MatqException for user mistakes; the host prints it.
-using System.CommandLine;
-using Spectre.Console;
 
 namespace Matq.Cli.Common;
 

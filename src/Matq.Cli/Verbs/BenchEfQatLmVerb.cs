@@ -1,12 +1,10 @@
 // `matq bench efqat-lm`: the EfQAT perplexity table on a language model: at each weight bit-width, PTQ alone (the
 // min-max start EfQAT trains from), EfQAT at each mode × fraction, fraction 0 (norms only) and full QAT (fraction 1),
 // every training run with the same step budget; SOTU-test and Moby-Dick perplexity, trained-weight fraction, seconds.
-using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using Matq.Algorithms.EfQat;
-using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Evaluation;
 using Matq.Formats.Artifact;
@@ -14,7 +12,6 @@ using Matq.Loading;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime;
 using Matq.Runtime.Tokenizers;
-using Spectre.Console;
 using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;

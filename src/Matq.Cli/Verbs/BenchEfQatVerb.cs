@@ -2,15 +2,12 @@
 // W4A8 fake-quantized ResNet or MLP (or, with --model, an LM whose linears are W4 NestedQuantLinears) and the same batch, in
 // one run; ratios = full QAT time / EfQAT time (> 1 = faster). Each selection mode runs at each fraction, on a random
 // init or (--init) a trained net, and each row states the share of full QAT's weight-gradient multiply-adds it computes.
-using System.CommandLine;
 using System.Diagnostics;
 using Matq.Algorithms.EfQat;
-using Matq.Cli.Common;
 using Matq.Models.Vision;
 using Matq.Runtime;
 using Matq.Training;
 using Matq.Training.Vision;
-using Spectre.Console;
 using TorchSharp;
 using static TorchSharp.torch;
 

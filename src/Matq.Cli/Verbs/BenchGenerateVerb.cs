@@ -5,11 +5,8 @@
 // median of --repeats interleaved rounds (every configuration once per round, order rotating) after ≥ 1 s of warm-up
 // rounds; RSS is read
 // per bit-width with only that model loaded, after a full compacting GC.
-using System.CommandLine;
 using System.Diagnostics;
-using Matq.Cli.Common;
 using Matq.Runtime.Packed;
-using Spectre.Console;
 
 namespace Matq.Cli.Verbs;
 

@@ -3,12 +3,9 @@
 // last-level cache), and the integer kernels on int8 activations (per-row quantized, included in their time), beside the
 // machine's memory bandwidth measured in the same run (copy and triad over arrays ≫ cache). Prints GB/s, % of the measured
 // bandwidth and speedup vs our fp32 GEMV. Time per call = the median of calls over --seconds per kernel, after a warm-up.
-using System.CommandLine;
 using System.Diagnostics;
-using Matq.Cli.Common;
 using Matq.Kernels.Packed;
 using Matq.Kernels.Simd;
-using Spectre.Console;
 using TorchSharp;
 
 namespace Matq.Cli.Verbs;

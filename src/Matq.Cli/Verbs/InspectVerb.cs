@@ -1,9 +1,6 @@
 // `matq inspect PATH`: what a safetensors file, an HF checkpoint folder or a .matq artifact holds
 // (format, metadata, size by dtype, tensors) without reading tensor data.
-using System.CommandLine;
-using Matq.Cli.Common;
 using Matq.Formats.Inspection;
-using Spectre.Console;
 
 namespace Matq.Cli.Verbs;
 

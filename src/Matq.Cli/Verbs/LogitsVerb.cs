@@ -3,9 +3,7 @@
 // safetensors in the layout transformers users save (input_ids int64 [B, T], logits f32 [B, T, V]) and, with --compare
 // FILE (such a file, e.g. logits saved from transformers), checked against it: max |Δ| per row and overall.
 // It is how a user checks parity with transformers, and how matq's family parity is measured.
-using System.CommandLine;
 using System.Globalization;
-using Matq.Cli.Common;
 using Matq.Formats.IO;
 using Matq.Formats.Safetensors;
 using Matq.Loading;
@@ -14,7 +12,6 @@ using Matq.Runtime.Loading;
 using Matq.Runtime.Packed;
 using Matq.Runtime.Plans;
 using Matq.Runtime.Tokenizers;
-using Spectre.Console;
 using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;

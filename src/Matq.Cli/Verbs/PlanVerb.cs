@@ -1,8 +1,6 @@
 // `matq plan`: writes a Mix'n'Match plan (per-layer bits) for one .matq artifact — uniform, pyramid or sensitivity-
 // driven budget search — and prints its parameter-weighted average bits and the served weights' memory.
-using System.CommandLine;
 using System.Globalization;
-using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Evaluation;
 using Matq.Formats.Artifact;
@@ -12,7 +10,6 @@ using Matq.Runtime;
 using Matq.Runtime.Loading;
 using Matq.Runtime.Plans;
 using Matq.Runtime.Tokenizers;
-using Spectre.Console;
 using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;

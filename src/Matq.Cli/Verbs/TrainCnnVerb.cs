@@ -1,12 +1,9 @@
 // `matq train cnn`: trains the small ResNet (or the MLP) on Fashion-MNIST with a cosine schedule, optional
 // augmentation, per-epoch atomic checkpoints (resumed automatically) and writes model.safetensors + config.json + README.md.
-using System.CommandLine;
-using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Models.Vision;
 using Matq.Runtime;
 using Matq.Training.Vision;
-using Spectre.Console;
 using TorchSharp;
 
 namespace Matq.Cli.Verbs;

@@ -1,11 +1,8 @@
 // `matq train lm`: trains a reference Llama-style LM from scratch on SOTU (a preset + overrides), with a live
 // progress bar, Ctrl+C = stop cleanly with a checkpoint, and a closing table including ms/step and tokens/s.
-using System.CommandLine;
-using Matq.Cli.Common;
 using Matq.Formats.IO;
 using Matq.Data;
 using Matq.Training;
-using Spectre.Console;
 
 namespace Matq.Cli.Verbs;
 

@@ -2,19 +2,16 @@
 // the trained net (test accuracy; --sweep writes the PTQ / EfQAT / QAT accuracy table), or maqd, fully quantized training
 // from scratch with the folder's architecture (LBN, standardized round-clip weights, round-clip activations, surrogate
 // gradients; --sweep writes the MaQD table). The recipes live in Training/Vision; every mistake fails before data is loaded.
-using System.CommandLine;
 using System.Globalization;
 using System.Text;
 using Matq.Algorithms.EfQat;
 using Matq.Algorithms.MaQD;
-using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Models.Vision;
 using Matq.Quantization;
 using Matq.Runtime;
 using Matq.Runtime.Models;
 using Matq.Training.Vision;
-using Spectre.Console;
 using TorchSharp;
 
 namespace Matq.Cli.Verbs;
