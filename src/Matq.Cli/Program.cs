@@ -1,8 +1,5 @@
 // The `matq` command line: this file only wires verbs to the root command and runs it.
-using System.CommandLine;
-using Matq.Cli.Common;
 using Matq.Cli.Verbs;
-using Spectre.Console;
 
 namespace Matq.Cli;
 

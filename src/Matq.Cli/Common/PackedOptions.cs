@@ -1,5 +1,4 @@
 // Options of the packed CPU runtime shared by `generate` and `bench generate`: --threads and --head.
-using System.CommandLine;
 
 namespace Matq.Cli.Common;
 

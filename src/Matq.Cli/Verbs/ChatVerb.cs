@@ -5,8 +5,6 @@
 // bits (the artifact's nested precisions, as "bits" does in every API), /reset forgets the history, /exit (or end of
 // input) ends. A turn the template refuses or the context cannot hold is one error line and is dropped; the exit code
 // is then 1.
-using System.CommandLine;
-using Matq.Cli.Common;
 using Matq.Evaluation;
 using Matq.Runtime.Chat;
 using Matq.Runtime.Generation;
@@ -14,7 +12,6 @@ using Matq.Runtime.Loading;
 using Matq.Runtime.Packed;
 using Matq.Runtime.Plans;
 using Matq.Runtime.Serving;
-using Spectre.Console;
 
 namespace Matq.Cli.Verbs;
 
@@ -54,11 +51,10 @@ public sealed class ChatVerb(IAnsiConsole console, TextReader? input = null) : V
         HelpName = "FILE",
     };
 
-    protected override void Configure(Command command)
-    {
-        foreach (var o in new Option[] { _model, _bits, _plan, _tokenizer, _template, _system, _maxTokens, _temperature, _topK, _topP, _seed, _stop, _threads, _head, _activations })
-            command.Options.Add(o);
-    }
+    protected override IEnumerable<Option> Options =>
+    [
+        _model, _bits, _plan, _tokenizer, _template, _system, _maxTokens, _temperature, _topK, _topP, _seed, _stop, _threads, _head, _activations,
+    ];
 
     protected override int Execute(ParseResult result)
     {

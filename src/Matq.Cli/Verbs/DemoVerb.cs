@@ -1,9 +1,7 @@
 // `matq demo`: the best end-to-end path matq has, on built-in defaults, in a few minutes on 2 CPU cores:
 // fetch the real datasets; quantize a real weight matrix by min-max and by Matryoshka slicing; then load the committed
 // tiny LM, evaluate it, and quantize it with RTN (8/4/3/2 bits, per-channel and g32) and Athena, printing perplexities.
-using System.CommandLine;
 using System.Diagnostics;
-using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Evaluation;
 using Matq.Formats.Safetensors;
@@ -11,7 +9,6 @@ using Matq.Loading;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime;
 using Matq.Runtime.Tokenizers;
-using Spectre.Console;
 using TorchSharp;
 
 namespace Matq.Cli.Verbs;
@@ -36,13 +33,7 @@ public sealed class DemoVerb(IAnsiConsole console) : Verb(console)
     public override string Description => "Run matq end to end on built-in defaults: fetch data, quantize a real model's weights at 8/4/3/2 bits, print the errors";
     public override IReadOnlyList<string> Examples => ["matq demo", "matq demo --model path/to/hf-folder"];
 
-    protected override void Configure(Command command)
-    {
-        command.Options.Add(_model);
-        command.Options.Add(_device);
-        command.Options.Add(_tokens);
-        command.Options.Add(_seed);
-    }
+    protected override IEnumerable<Option> Options => [_model, _device, _tokens, _seed];
 
     protected override int Execute(ParseResult result)
     {

@@ -1,8 +1,6 @@
 // `matq plan`: writes a Mix'n'Match plan (per-layer bits) for one .matq artifact — uniform, pyramid or sensitivity-
 // driven budget search — and prints its parameter-weighted average bits and the served weights' memory.
-using System.CommandLine;
 using System.Globalization;
-using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Evaluation;
 using Matq.Formats.Artifact;
@@ -12,7 +10,6 @@ using Matq.Runtime;
 using Matq.Runtime.Loading;
 using Matq.Runtime.Plans;
 using Matq.Runtime.Tokenizers;
-using Spectre.Console;
 using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;
@@ -41,10 +38,7 @@ public sealed class PlanVerb(IAnsiConsole console, Func<DataStore>? data = null)
         "matq plan --model out/tiny-mq.matq --strategy uniform --bits 4 --out out/tiny-int4.json",
     ];
 
-    protected override void Configure(Command command)
-    {
-        foreach (Option o in new Option[] { _model, _strategy, _bits, _avg, _levels, _calib, _out, _device, _seed, _tokenizer }) command.Options.Add(o);
-    }
+    protected override IEnumerable<Option> Options => [_model, _strategy, _bits, _avg, _levels, _calib, _out, _device, _seed, _tokenizer];
 
     protected override int Execute(ParseResult result)
     {

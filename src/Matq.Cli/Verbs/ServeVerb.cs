@@ -4,9 +4,7 @@
 // --max-precisions kept. A float model (HF folder or .safetensors) is RTN-quantized to an int8 master at start (groups of
 // --group, into a temporary artifact removed at exit) and then served the same way. Runs until Ctrl+C or SIGTERM (or the
 // injected stop token), then stops cleanly: running generations are cancelled and their requests end.
-using System.CommandLine;
 using System.Runtime.InteropServices;
-using Matq.Cli.Common;
 using Matq.Cli.Serving;
 using Matq.Loading;
 using Matq.Quantization.Pipeline;
@@ -16,7 +14,6 @@ using Matq.Runtime.Loading;
 using Matq.Runtime.Packed;
 using Matq.Runtime.Plans;
 using Matq.Runtime.Serving;
-using Spectre.Console;
 
 namespace Matq.Cli.Verbs;
 
@@ -59,11 +56,10 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
         "curl -s localhost:8080/v1/chat/completions -H 'Content-Type: application/json' -d '{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}], \"bits\": 4}'",
     ];
 
-    protected override void Configure(Command command)
-    {
-        foreach (var o in new Option[] { _model, _bits, _plan, _port, _concurrency, _queue, _maxBody, _precisions, _group, _threads, _head, _activations, _tokenizer, _template })
-            command.Options.Add(o);
-    }
+    protected override IEnumerable<Option> Options =>
+    [
+        _model, _bits, _plan, _port, _concurrency, _queue, _maxBody, _precisions, _group, _threads, _head, _activations, _tokenizer, _template,
+    ];
 
     protected override int Execute(ParseResult result)
     {

@@ -29,10 +29,8 @@ public sealed class ChatCompletionServerTests : IClassFixture<ChatCompletionServ
 
         public Fixture()
         {
-            var model = Path.Combine(CliRunner.Fixture(), "..", "..", "models", "tiny");
-            Artifact = Path.Combine(Dir, "tiny8.matq");
-            var run = CliRunner.Run("quantize", "--model", model, "--method", "rtn", "--bits", "8", "--group", "32", "--device", "cpu", "--out", Artifact);
-            if (run.ExitCode != 0) throw new InvalidOperationException(run.Output);
+            var model = CliRunner.TinyModel();
+            Artifact = CliRunner.QuantizeRtn8(Path.Combine(Dir, "tiny8.matq"), model);
             TokenizerDir = WriteChatTokenizer(Dir, model, "Qwen-Qwen2.5-7B-Instruct.jinja", "<|im_end|>");
             Engine = CompletionEngine.Open(Artifact, new PackedServingOptions { Threads = 1, HeadBits = 8 }, TokenizerDir);   // as serve and generate default (--head 8)
         }

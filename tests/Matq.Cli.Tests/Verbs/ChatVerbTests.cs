@@ -3,10 +3,7 @@
 // template renders it (the history includes the earlier replies), /bits switches the precision for later replies, a
 // model without a template is one line naming the fix, and a conversation the template refuses (raise_exception) is one
 // error line and exit code 1.
-using System.CommandLine;
-using Matq.Cli.Common;
 using Matq.Cli.Tests.Serving;
-using Matq.Cli.Verbs;
 using Matq.Runtime.Chat;
 
 namespace Matq.Cli.Tests.Verbs;

@@ -2,14 +2,11 @@
 // cleanly (exit 0, "stopped") when its stop token fires (Ctrl+C/SIGTERM in a terminal); a float HF folder is RTN-quantized
 // to int8 at start and serves the same greedy text as the int8 artifact of it; bad options and a port in use are one
 // line with exit code 1 before anything listens; a plan made by `matq plan` for the artifact is its default precision.
-using System.CommandLine;
 using System.Net;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using Matq.Cli.Common;
 using Matq.Cli.Serving;
-using Matq.Cli.Verbs;
 
 namespace Matq.Cli.Tests.Verbs;
 

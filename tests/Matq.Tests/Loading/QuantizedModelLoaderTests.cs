@@ -69,17 +69,7 @@ public sealed class QuantizedModelLoaderTests
     public void A_stored_permutation_is_undone()
     {
         // a hand-made artifact: one layer with codes stored in reversed column order
-        var (path, result) = PipelineFixtures.WriteTinyArtifact(PipelineFixtures.Rtn(4, group: 0));
-        var layer = result.Layers[0];
-        int n = layer.InFeatures;
-        var perm = Enumerable.Range(0, n).Reverse().ToArray();
-        var permuted = new byte[layer.Codes.Length];
-        for (int o = 0; o < layer.OutFeatures; o++)
-            for (int k = 0; k < n; k++) permuted[o * n + k] = layer.Codes[o * n + perm[k]];
-        var swapped = new QuantizedLinearResult(layer.Name, layer.OutFeatures, n, layer.GroupSize, permuted, layer.Scales, layer.Zeros, perm, layer.Report);
-        using var model = PipelineFixtures.LoadTiny();
-        var permPath = Path.Combine(HfFixtures.TempDir(), "perm.matq");
-        ArtifactExport.Write(result with { Layers = [swapped, .. result.Layers.Skip(1)] }, model, permPath);
+        var (permPath, layer, permuted) = PipelineFixtures.WriteReversedPermutationArtifact(PipelineFixtures.Rtn(4, group: 0));
         using var served = QuantizedModelLoader.Load(permPath, 4);
         using var expected = layer.Dequantize();
         Assert.Equal(PipelineFixtures.Floats(expected), PipelineFixtures.Floats(PipelineFixtures.WeightOf(served, layer.Name)));

@@ -122,17 +122,8 @@ public sealed class PackedLlamaTests
     [Fact]
     public void A_stored_permutation_is_applied_to_the_activations()
     {
-        var (path0, result) = PipelineFixtures.WriteTinyArtifact(PipelineFixtures.Rtn(8, 32));
-        var layer = result.Layers[0];
-        int n = layer.InFeatures;
-        var perm = Enumerable.Range(0, n).Reverse().ToArray();
-        var permuted = new byte[layer.Codes.Length];
-        for (int o = 0; o < layer.OutFeatures; o++)
-            for (int k = 0; k < n; k++) permuted[o * n + k] = layer.Codes[o * n + perm[k]];
-        var swapped = new QuantizedLinearResult(layer.Name, layer.OutFeatures, n, layer.GroupSize, permuted, layer.Scales, layer.Zeros, perm, layer.Report);
+        var (path, _, _) = PipelineFixtures.WriteReversedPermutationArtifact(PipelineFixtures.Rtn(8, 32));
         using var tiny = PipelineFixtures.LoadTiny();
-        var path = Path.Combine(HfFixtures.TempDir(), "perm.matq");
-        ArtifactExport.Write(result with { Layers = [swapped, .. result.Layers.Skip(1)] }, tiny, path);
         var ids = Ids(12, tiny.Config.VocabSize, 8);
         var model = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = 3 });
         Assert.NotNull(model.Layers[0].Q.Packed!.Perm);
