@@ -1,4 +1,4 @@
-# Writes src/Matq/Loading/Tokenizers/NfcTables.cs: the Unicode data ManagedNfc needs (canonical combining classes,
+# Writes src/Matq.Runtime/Tokenizers/NfcTables.cs: the Unicode data ManagedNfc needs (canonical combining classes,
 # canonical decompositions, composition exclusions), from Python's unicodedata, restricted to the characters
 # present in Unicode 9.0 (perl's unicore Present_In table), because HF tokenizers (0.23: unicode-normalization-
 # alignments) normalizes with Unicode 9.0 data: marks added later are starters to it. Normalization of assigned
@@ -6,7 +6,7 @@
 #   python3 scripts/gen-nfc-tables.py
 import sys, unicodedata
 
-OUT = "src/Matq/Loading/Tokenizers/NfcTables.cs"
+OUT = "src/Matq.Runtime/Tokenizers/NfcTables.cs"
 AGE = "9.0"
 
 def present_in(version):

@@ -1,8 +1,5 @@
 // The `matq` command line: this file only wires verbs to the root command and runs it.
-using System.CommandLine;
-using Matq.Cli.Common;
 using Matq.Cli.Verbs;
-using Spectre.Console;
 
 namespace Matq.Cli;
 
@@ -30,6 +27,7 @@ public static class Program
         root.Subcommands.Add(new QuantizeVerb(console).Build());
         root.Subcommands.Add(new EvalVerb(console).Build());
         root.Subcommands.Add(new GenerateVerb(console).Build());
+        root.Subcommands.Add(new ChatVerb(console).Build());
         root.Subcommands.Add(new LogitsVerb(console).Build());
         root.Subcommands.Add(new ServeVerb(console).Build());
         root.Subcommands.Add(new VisionQuantizeVerb(console).Build());
@@ -40,6 +38,7 @@ public static class Program
         var bench = new Command("bench", "Benchmarks that print ratios measured in one run");
         bench.Subcommands.Add(new BenchQuantizeLayerVerb(console).Build());
         bench.Subcommands.Add(new BenchPtqVerb(console).Build());
+        bench.Subcommands.Add(new BenchScaleVerb(console).Build());
         bench.Subcommands.Add(new BenchKernelsVerb(console).Build());
         bench.Subcommands.Add(new BenchGenerateVerb(console).Build());
         bench.Subcommands.Add(new BenchRaceVerb(console).Build());

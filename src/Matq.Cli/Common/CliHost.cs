@@ -1,7 +1,5 @@
 // Runs a parsed command line: parse errors and MatqExceptions become one red line and a non-zero exit code
 // (2 = usage, 1 = failure); unexpected exceptions keep their stack trace because they are bugs.
-using System.CommandLine;
-using Spectre.Console;
 
 namespace Matq.Cli.Common;
 

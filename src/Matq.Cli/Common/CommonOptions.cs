@@ -1,5 +1,4 @@
 // Options named and described the same way on every verb (--model, --out, --bits, --group, --data, --device, --cudnn-benchmark, --seed).
-using System.CommandLine;
 using TorchSharp;
 
 namespace Matq.Cli.Common;
@@ -45,6 +44,26 @@ public static class CommonOptions
     {
         Description = "A folder with tokenizer files (tokenizer.json, or encoder.json + vocab.bpe), for a model that has none beside it",
         HelpName = "DIR",
+    };
+
+    /// <summary>--bits R of the verbs that serve one precision of a .matq (generate, logits).</summary>
+    public static Option<int?> ServeBits() => new("--bits")
+    {
+        Description = "For a .matq: serve at R bits, 1..master; default the master bits",
+        HelpName = "R",
+    };
+
+    /// <summary>--plan FILE: a per-layer bits plan (as `matq plan` writes) for a .matq.</summary>
+    public static Option<string?> Plan() => new("--plan")
+    {
+        Description = "For a .matq: per-layer bits JSON {\"default\": 4, \"layers\": {\"model.layers.0.mlp.down_proj\": 8}}",
+        HelpName = "FILE",
+    };
+
+    /// <summary>--extra-precision for a .matq; <paramref name="note"/> (e.g. "; torch engine") ends the description's parenthesis.</summary>
+    public static Option<bool> ExtraPrecision(string note = "") => new("--extra-precision")
+    {
+        Description = $"For a .matq: keep the rounding overflow bucket 2^r (a few weights take an extra bit{note})",
     };
 
     public static Option<string> Device() => new("--device")

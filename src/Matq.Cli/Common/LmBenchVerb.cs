@@ -1,9 +1,7 @@
 // Base of the LM quantization benches (`bench matquant`, `bench efqat-lm`): the options they name and describe the same
 // way (--model, --group, the QAT budget of each run, the scored tokens, the artifacts' folder, --device, --seed) and the
 // dataset store; the shared run loop is Evaluation/QuantizeServeBench.
-using System.CommandLine;
 using Matq.Data;
-using Spectre.Console;
 
 namespace Matq.Cli.Common;
 

@@ -1,5 +1,4 @@
 // Options of the packed CPU runtime shared by `generate` and `bench generate`: --threads and --head.
-using System.CommandLine;
 
 namespace Matq.Cli.Common;
 
@@ -42,6 +41,17 @@ public static class PackedOptions
     }
 
     public static string Name(Matq.Runtime.Packed.PackedActivations a) => a == Matq.Runtime.Packed.PackedActivations.Int8 ? "int8" : "fp32";
+
+    /// <summary>--threads, --head and one --activations value of a serving verb, checked (one line per mistake).</summary>
+    public static (int Threads, int? HeadBits, Matq.Runtime.Packed.PackedActivations Activations) Resolve(
+        System.CommandLine.ParseResult result, Option<int> threads, Option<string> head, Option<string> activations, string verb)
+    {
+        int t = CheckThreads(result.GetValue(threads));
+        int? h = ParseHead(result.GetValue(head)!);
+        var acts = ParseActivations(result.GetValue(activations)!);
+        if (acts.Length != 1) throw new MatqException($"--activations takes one value for {verb}: int8 or fp32");
+        return (t, h, acts[0]);
+    }
 
     public static int CheckThreads(int threads) =>
         threads == -1 || threads >= 1 ? threads : throw new MatqException($"--threads {threads} is out of range: 1 or more, or -1 for all cores");

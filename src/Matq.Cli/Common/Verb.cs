@@ -1,7 +1,5 @@
 // Base of every `matq` verb: one class per verb, described options and examples, an injected console
 // so tests can read what a user would see. Verbs throw MatqException for user mistakes; the host prints it.
-using System.CommandLine;
-using Spectre.Console;
 
 namespace Matq.Cli.Common;
 
@@ -19,8 +17,14 @@ public abstract class Verb
     /// <summary>Example command lines shown in --help.</summary>
     public abstract IReadOnlyList<string> Examples { get; }
 
-    /// <summary>Adds this verb's options and arguments to <paramref name="command"/>.</summary>
-    protected abstract void Configure(Command command);
+    /// <summary>This verb's options, in the order --help lists them.</summary>
+    protected virtual IEnumerable<Option> Options => [];
+
+    /// <summary>Adds this verb's options (and, in an override, its arguments) to <paramref name="command"/>.</summary>
+    protected virtual void Configure(Command command)
+    {
+        foreach (var option in Options) command.Options.Add(option);
+    }
 
     /// <summary>Runs the verb; returns the process exit code.</summary>
     protected abstract int Execute(ParseResult result);

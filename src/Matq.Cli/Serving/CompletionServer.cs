@@ -1,5 +1,6 @@
-// Contract: `matq serve`'s HTTP endpoint (Kestrel + minimal APIs), bound to 127.0.0.1 only: POST /v1/completions
-// (OpenAI completions; "stream": true answers server-sent events "data: {chunk}" ... "data: [DONE]"), GET /v1/models,
+// Contract: `matq serve`'s HTTP endpoint (Kestrel + minimal APIs), bound to 127.0.0.1 only: POST /v1/completions and
+// POST /v1/chat/completions (OpenAI completions and chat completions, the conversation rendered by the model's chat
+// template; "stream": true answers server-sent events "data: {chunk}" ... "data: [DONE]"; both take "bits"), GET /v1/models,
 // GET /v1/models/{id}, GET /health. Bounds: request bodies up to MaxBodyBytes (413), at most MaxConcurrency generations
 // at once with MaxQueue more waiting (then 429 with Retry-After), prompt + max_tokens within the context (400, from the
 // engine), headers within HeadersTimeout and bodies at Kestrel's minimum rate (408 with Retry-After). Every error is
@@ -12,6 +13,7 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using System.Threading.Channels;
+using Matq.Runtime.Chat;
 using Matq.Runtime.Serving;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -54,11 +56,12 @@ public sealed class CompletionServer : IAsyncDisposable
 {
     private static readonly Dictionary<string, string> Routes = new(StringComparer.Ordinal)
     {
-        ["/v1/completions"] = "POST", ["/v1/models"] = "GET", ["/health"] = "GET",
+        ["/v1/completions"] = "POST", ["/v1/chat/completions"] = "POST", ["/v1/models"] = "GET", ["/health"] = "GET",
     };
 
     private readonly WebApplication _app;
     private readonly CompletionEngine _engine;
+    private readonly ChatEngine _chat;
     private readonly ServeOptions _options;
     private readonly Action<string>? _log;
     private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
@@ -68,10 +71,12 @@ public sealed class CompletionServer : IAsyncDisposable
     public int Port { get; private set; }
     public Uri BaseAddress => new($"http://127.0.0.1:{Port}/");
 
-    private CompletionServer(CompletionEngine engine, ServeOptions options, Action<string>? log)
+    private CompletionServer(CompletionEngine engine, ChatEngine? chat, ServeOptions options, Action<string>? log)
     {
         options.Validate();
         _engine = engine;
+        _chat = chat ?? new ChatEngine(engine, null, "this server was started without a chat template; restart matq serve with --template FILE, "
+            + "or --tokenizer DIR whose tokenizer_config.json has a chat_template");
         _options = options;
         _log = log;
         Admission = new AdmissionGate(options.MaxConcurrency, options.MaxQueue);
@@ -91,6 +96,7 @@ public sealed class CompletionServer : IAsyncDisposable
         builder.Services.AddSingleton<IHostLifetime, EmbeddedLifetime>();   // the caller decides when to stop (Ctrl+C in the verb)
         _app = builder.Build();
         _app.MapPost("/v1/completions", ctx => Guard(ctx, CompleteAsync));
+        _app.MapPost("/v1/chat/completions", ctx => Guard(ctx, ChatAsync));
         _app.MapGet("/v1/models", ctx => Guard(ctx, c => WriteJson(c, 200, new { @object = "list", data = new[] { ModelObject() } })));
         _app.MapGet("/v1/models/{id}", ctx => Guard(ctx, c => (string?)c.Request.RouteValues["id"] == ModelId
             ? WriteJson(c, 200, ModelObject())
@@ -103,11 +109,15 @@ public sealed class CompletionServer : IAsyncDisposable
         _app.MapFallback(ctx => Guard(ctx, Fallback));
     }
 
-    /// <summary>Binds 127.0.0.1:Port and starts answering; <see cref="Port"/> then holds the bound port.</summary>
-    public static async Task<CompletionServer> StartAsync(CompletionEngine engine, ServeOptions? options = null, Action<string>? log = null)
+    /// <summary>
+    /// Binds 127.0.0.1:Port and starts answering; <see cref="Port"/> then holds the bound port. Without <paramref name="chat"/>
+    /// (or with one that has no template) /v1/chat/completions answers 400 saying how to give the model a chat template.
+    /// </summary>
+    public static async Task<CompletionServer> StartAsync(CompletionEngine engine, ServeOptions? options = null, Action<string>? log = null, ChatEngine? chat = null)
     {
         ArgumentNullException.ThrowIfNull(engine);
-        var server = new CompletionServer(engine, options ?? new ServeOptions(), log);
+        if (chat is not null && chat.Completions != engine) throw new ArgumentException("the chat engine must wrap the same completion engine", nameof(chat));
+        var server = new CompletionServer(engine, chat, options ?? new ServeOptions(), log);
         try
         {
             await server._app.StartAsync().ConfigureAwait(false);
@@ -151,21 +161,44 @@ public sealed class CompletionServer : IAsyncDisposable
                 cached_precisions = p.CachedKeys,
                 max_precisions = p.Options.Capacity,
                 context_length = _engine.ContextLength,
+                chat_template = _chat.Template is not null,
             },
         };
     }
 
-    // ---- POST /v1/completions ----
+    // ---- POST /v1/completions, POST /v1/chat/completions ----
+
+    /// <summary>The response objects of one endpoint: id prefix, non-stream body, and stream chunks (an optional first one).</summary>
+    private sealed record Shapes(string Route, string IdPrefix, Func<string, long, string, CompletionResult, object> Body,
+        Func<string, long, string, object>? First, Func<string, long, string, string, object> Piece,
+        Func<string, long, string, CompletionResult, object> Final, Func<string, long, string, CompletionResult, object> Usage);
+
+    private static readonly Shapes TextShapes = new("/v1/completions", "cmpl-", OpenAiProtocol.Completion, null, OpenAiProtocol.Chunk,
+        OpenAiProtocol.FinalChunk, OpenAiProtocol.UsageChunk);
+
+    private static readonly Shapes ChatShapes = new("/v1/chat/completions", "chatcmpl-", OpenAiChatProtocol.Completion, OpenAiChatProtocol.RoleChunk,
+        OpenAiChatProtocol.TextChunk, OpenAiChatProtocol.FinalChunk, OpenAiChatProtocol.UsageChunk);
 
     private async Task CompleteAsync(HttpContext ctx)
     {
+        var request = OpenAiProtocol.ParseCompletion(await ReadBodyAsync(ctx).ConfigureAwait(false), ModelId);
+        await GenerateAsync(ctx, TextShapes, () => _engine.Prepare(request.Parameters), request.Parameters.Bits, request.Stream, request.IncludeUsage).ConfigureAwait(false);
+    }
+
+    private async Task ChatAsync(HttpContext ctx)
+    {
+        var request = OpenAiChatProtocol.ParseChat(await ReadBodyAsync(ctx).ConfigureAwait(false), ModelId);
+        if (_chat.Template is null) throw new ApiException(400, _chat.MissingTemplate!, param: "messages", code: "chat_template_missing");
+        await GenerateAsync(ctx, ChatShapes, () => _chat.Prepare(request.Parameters), request.Parameters.Bits, request.Stream, request.IncludeUsage).ConfigureAwait(false);
+    }
+
+    private async Task GenerateAsync(HttpContext ctx, Shapes shapes, Func<PreparedCompletion> prepare, int? bits, bool stream, bool includeUsage)
+    {
         var clock = Stopwatch.StartNew();
-        var body = await ReadBodyAsync(ctx).ConfigureAwait(false);
-        var request = OpenAiProtocol.ParseCompletion(body, ModelId);
         PreparedCompletion prepared;
         try
         {
-            prepared = _engine.Prepare(request.Parameters);
+            prepared = prepare();
         }
         catch (CompletionArgumentException e)
         {
@@ -177,15 +210,15 @@ public sealed class CompletionServer : IAsyncDisposable
             ?? throw new ApiException(429, $"the server is busy: {Admission.MaxConcurrent} requests are generating and {Admission.MaxQueue} waiting (--max-concurrency, --max-queue); retry shortly",
                 ApiException.RateLimit, code: "rate_limit_exceeded");
         // Build (or find) the precision before answering, so a failure there still gets its status code.
-        var precision = await Task.Run(() => _engine.Precisions.Get(request.Parameters.Bits), cancel.Token).ConfigureAwait(false);
-        string id = "cmpl-" + Guid.NewGuid().ToString("N")[..24];
+        var precision = await Task.Run(() => _engine.Precisions.Get(bits), cancel.Token).ConfigureAwait(false);
+        string id = shapes.IdPrefix + Guid.NewGuid().ToString("N")[..24];
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        CompletionResult result = request.Stream
-            ? await StreamAsync(ctx, prepared, request.IncludeUsage, id, created, cancel).ConfigureAwait(false)
+        CompletionResult result = stream
+            ? await StreamAsync(ctx, shapes, prepared, includeUsage, id, created, cancel).ConfigureAwait(false)
             : await Generate(prepared, null, cancel.Token).ConfigureAwait(false);
-        if (!request.Stream)
-            await WriteJson(ctx, 200, OpenAiProtocol.Completion(id, created, ModelId, result)).ConfigureAwait(false);
-        _log?.Invoke($"POST /v1/completions 200 bits={precision.Key}{(request.Stream ? " stream" : "")} {result.PromptTokens}+{result.CompletionTokens} tokens "
+        if (!stream)
+            await WriteJson(ctx, 200, shapes.Body(id, created, ModelId, result)).ConfigureAwait(false);
+        _log?.Invoke($"POST {shapes.Route} 200 bits={precision.Key}{(stream ? " stream" : "")} {result.PromptTokens}+{result.CompletionTokens} tokens "
             + $"{result.FinishReason} {clock.Elapsed.TotalSeconds:F2} s (decode {result.Stats.DecodeTokensPerSecond:F0} tok/s)");
     }
 
@@ -193,7 +226,7 @@ public sealed class CompletionServer : IAsyncDisposable
     private Task<CompletionResult> Generate(PreparedCompletion prepared, Action<string>? onText, CancellationToken cancel) =>
         Task.Factory.StartNew(() => _engine.Run(prepared, onText, cancel), cancel, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
-    private async Task<CompletionResult> StreamAsync(HttpContext ctx, PreparedCompletion prepared, bool includeUsage, string id, long created,
+    private async Task<CompletionResult> StreamAsync(HttpContext ctx, Shapes shapes, PreparedCompletion prepared, bool includeUsage, string id, long created,
         CancellationTokenSource cancel)
     {
         var pieces = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
@@ -206,11 +239,12 @@ public sealed class CompletionServer : IAsyncDisposable
         try
         {
             await response.StartAsync(cancel.Token).ConfigureAwait(false);
+            if (shapes.First is not null) await WriteEvent(response, shapes.First(id, created, ModelId), cancel.Token).ConfigureAwait(false);
             await foreach (var piece in pieces.Reader.ReadAllAsync(cancel.Token).ConfigureAwait(false))
-                await WriteEvent(response, OpenAiProtocol.Chunk(id, created, ModelId, piece), cancel.Token).ConfigureAwait(false);
+                await WriteEvent(response, shapes.Piece(id, created, ModelId, piece), cancel.Token).ConfigureAwait(false);
             var result = await generation.ConfigureAwait(false);   // a failure is reported by Guard as an error event
-            await WriteEvent(response, OpenAiProtocol.FinalChunk(id, created, ModelId, result), cancel.Token).ConfigureAwait(false);
-            if (includeUsage) await WriteEvent(response, OpenAiProtocol.UsageChunk(id, created, ModelId, result), cancel.Token).ConfigureAwait(false);
+            await WriteEvent(response, shapes.Final(id, created, ModelId, result), cancel.Token).ConfigureAwait(false);
+            if (includeUsage) await WriteEvent(response, shapes.Usage(id, created, ModelId, result), cancel.Token).ConfigureAwait(false);
             await response.WriteAsync("data: [DONE]\n\n", cancel.Token).ConfigureAwait(false);
             await response.Body.FlushAsync(cancel.Token).ConfigureAwait(false);
             return result;
@@ -260,7 +294,7 @@ public sealed class CompletionServer : IAsyncDisposable
             ctx.Response.Headers.Allow = allowed;
             throw new ApiException(405, $"{ctx.Request.Method} {path} is not allowed: use {allowed} {path}", code: "method_not_allowed");
         }
-        throw new ApiException(404, $"unknown request URL: {ctx.Request.Method} {path}; matq serve answers POST /v1/completions, GET /v1/models, GET /health",
+        throw new ApiException(404, $"unknown request URL: {ctx.Request.Method} {path}; matq serve answers POST /v1/completions, POST /v1/chat/completions, GET /v1/models, GET /health",
             code: "unknown_url");
     }
 

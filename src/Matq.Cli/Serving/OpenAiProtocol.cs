@@ -44,6 +44,45 @@ public static class OpenAiProtocol
     /// <summary>Parses a /v1/completions body; <paramref name="modelId"/> is the one model served.</summary>
     public static CompletionRequest ParseCompletion(ReadOnlyMemory<byte> body, string modelId, Func<int>? randomSeed = null)
     {
+        string? prompt = null;
+        var common = ParseRequest(body, modelId, CompletionFields, "{\"prompt\": \"Hello\", \"max_tokens\": 16}", (name, v) =>
+        {
+            switch (name)
+            {
+                case "prompt": prompt = Prompt(v); return true;
+                case "best_of":
+                    if (Int(v, name) is int n && n != 1) throw Invalid(name, $"{name} {n} is not served: one completion per request ({name} = 1); send several requests instead");
+                    return true;
+                case "echo":
+                    if (Bool(v, "echo") == true) throw Invalid("echo", "echo is not served: the response holds the completion only; leave echo out or false");
+                    return true;
+                case "suffix":
+                    if (v.ValueKind != JsonValueKind.Null && !(v.ValueKind == JsonValueKind.String && v.GetString() == ""))
+                        throw Invalid("suffix", "suffix (insertion) is not served; leave suffix out");
+                    return true;
+                case "logprobs":
+                    if (v.ValueKind != JsonValueKind.Null) throw Invalid("logprobs", "logprobs are not served; leave logprobs out or null");
+                    return true;
+                default: return false;
+            }
+        }, randomSeed);
+        if (prompt is null) throw Invalid("prompt", "prompt is required: give the text to continue, e.g. \"prompt\": \"Hello\"");
+        var p = new CompletionParameters { Prompt = prompt, MaxTokens = common.MaxTokens ?? DefaultMaxTokens, Sampling = common.Sampling, Stop = common.Stop, Bits = common.Bits };
+        return new CompletionRequest(p, common.Stream, common.IncludeUsage);
+    }
+
+    private const string CompletionFields = "model, prompt, max_tokens, temperature, top_p, top_k, seed, stop, stream, stream_options, n (1), bits";
+
+    /// <summary>The fields both endpoints share (model, sampling, stop, stream, bits, ...); max_tokens null when absent.</summary>
+    internal sealed record CommonFields(int? MaxTokens, SamplingOptions Sampling, IReadOnlyList<string> Stop, int? Bits, bool Stream, bool IncludeUsage);
+
+    /// <summary>
+    /// Parses a request object: <paramref name="own"/> sees each field first and returns true for those of its endpoint;
+    /// the shared fields are parsed here; anything else is refused naming <paramref name="served"/>.
+    /// </summary>
+    internal static CommonFields ParseRequest(ReadOnlyMemory<byte> body, string modelId, string served, string example,
+        Func<string, JsonElement, bool> own, Func<int>? randomSeed)
+    {
         JsonDocument doc;
         try
         {
@@ -51,7 +90,7 @@ public static class OpenAiProtocol
         }
         catch (JsonException e)
         {
-            throw new ApiException(400, $"the request body is not valid JSON ({e.Message.Split(" Path:")[0].TrimEnd('.')}); send a JSON object such as {{\"prompt\": \"Hello\", \"max_tokens\": 16}}",
+            throw new ApiException(400, $"the request body is not valid JSON ({e.Message.Split(" Path:")[0].TrimEnd('.')}); send a JSON object such as {example}",
                 code: "invalid_json");
         }
         using (doc)
@@ -59,10 +98,10 @@ public static class OpenAiProtocol
             RequireUnicodeText(body.Span);
             var root = doc.RootElement;
             if (root.ValueKind != JsonValueKind.Object)
-                throw new ApiException(400, $"the request body is a JSON {root.ValueKind.ToString().ToLowerInvariant()}, not an object; send {{\"prompt\": \"Hello\", \"max_tokens\": 16}}", code: "invalid_json");
+                throw new ApiException(400, $"the request body is a JSON {root.ValueKind.ToString().ToLowerInvariant()}, not an object; send {example}", code: "invalid_json");
 
-            string? prompt = null;
-            int maxTokens = DefaultMaxTokens, topK = 0;
+            int? maxTokens = null;
+            int topK = 0;
             int? seed = null, bits = null;
             double temperature = 1, topP = 1;
             bool stream = false, includeUsage = false;
@@ -70,6 +109,7 @@ public static class OpenAiProtocol
             foreach (var f in root.EnumerateObject())
             {
                 var v = f.Value;
+                if (own(f.Name, v)) continue;
                 switch (f.Name)
                 {
                     case "model":
@@ -77,8 +117,7 @@ public static class OpenAiProtocol
                         if (v.ValueKind == JsonValueKind.String && v.GetString() != modelId)
                             throw new ApiException(404, $"the model '{v.GetString()}' does not exist: this server serves '{modelId}' (GET /v1/models)", param: "model", code: "model_not_found");
                         break;
-                    case "prompt": prompt = Prompt(v); break;
-                    case "max_tokens": maxTokens = Int(v, "max_tokens") ?? DefaultMaxTokens; break;
+                    case "max_tokens": maxTokens = Int(v, "max_tokens"); break;
                     case "temperature":
                         temperature = Number(v, "temperature") ?? 1;
                         if (temperature is < 0 or > 2) throw Invalid("temperature", $"temperature {temperature} is out of range: 0 (greedy) to 2");
@@ -105,18 +144,7 @@ public static class OpenAiProtocol
                         break;
                     case "bits": bits = Int(v, "bits"); break;
                     case "n":
-                    case "best_of":
                         if (Int(v, f.Name) is int n && n != 1) throw Invalid(f.Name, $"{f.Name} {n} is not served: one completion per request ({f.Name} = 1); send several requests instead");
-                        break;
-                    case "echo":
-                        if (Bool(v, "echo") == true) throw Invalid("echo", "echo is not served: the response holds the completion only; leave echo out or false");
-                        break;
-                    case "logprobs":
-                        if (v.ValueKind != JsonValueKind.Null) throw Invalid("logprobs", "logprobs are not served; leave logprobs out or null");
-                        break;
-                    case "suffix":
-                        if (v.ValueKind != JsonValueKind.Null && !(v.ValueKind == JsonValueKind.String && v.GetString() == ""))
-                            throw Invalid("suffix", "suffix (insertion) is not served; leave suffix out");
                         break;
                     case "presence_penalty":
                     case "frequency_penalty":
@@ -128,17 +156,15 @@ public static class OpenAiProtocol
                         break;
                     case "user": break;   // an end-user id for abuse tracking: nothing to do on a local server
                     default:
-                        throw new ApiException(400, $"unrecognized request argument '{f.Name}'; the fields served are model, prompt, max_tokens, temperature, top_p, top_k, seed, stop, stream, stream_options, n (1), bits",
+                        throw new ApiException(400, $"unrecognized request argument '{SafeText.Escape(f.Name)}'; the fields served are {served}",
                             param: f.Name, code: "unknown_parameter");
                 }
             }
-            if (prompt is null) throw Invalid("prompt", "prompt is required: give the text to continue, e.g. \"prompt\": \"Hello\"");
             var sampling = new SamplingOptions
             {
                 Temperature = temperature, TopP = topP, TopK = topK, Seed = seed ?? (randomSeed ?? (() => Random.Shared.Next()))(),
             };
-            var p = new CompletionParameters { Prompt = prompt, MaxTokens = maxTokens, Sampling = sampling, Stop = stop, Bits = bits };
-            return new CompletionRequest(p, stream, includeUsage);
+            return new CommonFields(maxTokens, sampling, stop, bits, stream, includeUsage);
         }
     }
 
@@ -218,7 +244,7 @@ public static class OpenAiProtocol
 
     private static int Hex(ReadOnlySpan<byte> four) => int.Parse(four, System.Globalization.NumberStyles.AllowHexSpecifier, System.Globalization.CultureInfo.InvariantCulture);
 
-    private static ApiException Invalid(string param, string message) => new(400, message, param: param, code: "invalid_value");
+    internal static ApiException Invalid(string param, string message) => new(400, message, param: param, code: "invalid_value");
 
     private static string Prompt(JsonElement v)
     {
@@ -241,7 +267,7 @@ public static class OpenAiProtocol
         return stops;
     }
 
-    private static int? Int(JsonElement v, string name)
+    internal static int? Int(JsonElement v, string name)
     {
         if (v.ValueKind == JsonValueKind.Null) return null;
         if (v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int i)) return i;
@@ -255,7 +281,7 @@ public static class OpenAiProtocol
         throw Invalid(name, $"{name} must be a number, got {Describe(v)}");
     }
 
-    private static bool? Bool(JsonElement v, string name) => v.ValueKind switch
+    internal static bool? Bool(JsonElement v, string name) => v.ValueKind switch
     {
         JsonValueKind.Null => null,
         JsonValueKind.True => true,
@@ -263,7 +289,7 @@ public static class OpenAiProtocol
         _ => throw Invalid(name, $"{name} must be true or false, got {Describe(v)}"),
     };
 
-    private static string Describe(JsonElement v)
+    internal static string Describe(JsonElement v)
     {
         var raw = v.GetRawText();
         return raw.Length <= 40 ? raw : raw[..37] + "...";
@@ -317,11 +343,13 @@ public static class OpenAiProtocol
         matq = Served(r),
     };
 
-    /// <summary>The usage chunk sent last when stream_options.include_usage is true (no choices).</summary>
-    public static object UsageChunk(string id, long created, string model, CompletionResult r) => new
+    /// <summary>The usage chunk sent last when stream_options.include_usage is true (no choices); chat names its chunk object.</summary>
+    public static object UsageChunk(string id, long created, string model, CompletionResult r) => UsageChunk(id, created, model, r, "text_completion");
+
+    public static object UsageChunk(string id, long created, string model, CompletionResult r, string objectName) => new
     {
         id,
-        @object = "text_completion",
+        @object = objectName,
         created,
         model,
         choices = Array.Empty<object>(),

@@ -1,18 +1,17 @@
 // `matq bench efqat-lm`: the EfQAT perplexity table on a language model: at each weight bit-width, PTQ alone (the
 // min-max start EfQAT trains from), EfQAT at each mode × fraction, fraction 0 (norms only) and full QAT (fraction 1),
 // every training run with the same step budget; SOTU-test and Moby-Dick perplexity, trained-weight fraction, seconds.
-using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using Matq.Algorithms.EfQat;
-using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Evaluation;
 using Matq.Formats.Artifact;
+using Matq.Loading;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime;
-using Spectre.Console;
+using Matq.Runtime.Tokenizers;
 using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;
@@ -33,11 +32,11 @@ public sealed class BenchEfQatLmVerb(IAnsiConsole console, Func<DataStore>? data
         "matq bench efqat-lm --model models/small --device cuda --out docs/results/efqat-lm-small.md",
     ];
 
-    protected override void Configure(Command command)
-    {
-        foreach (Option o in new Option[] { ModelOption, _bits, GroupOption, _modes, _fractions, StepsOption, BatchOption, ContextOption, _refresh, MaxTokensOption, _out, WorkOption, DeviceOption, SeedOption })
-            command.Options.Add(o);
-    }
+    protected override IEnumerable<Option> Options =>
+    [
+        ModelOption, _bits, GroupOption, _modes, _fractions, StepsOption, BatchOption, ContextOption, _refresh, MaxTokensOption, _out, WorkOption,
+        DeviceOption, SeedOption,
+    ];
 
     private sealed record Row(int Bits, string Run, bool Ptq, double Trained, double Sotu, double Moby, double Seconds);
 

@@ -2,15 +2,12 @@
 // W4A8 fake-quantized ResNet or MLP (or, with --model, an LM whose linears are W4 NestedQuantLinears) and the same batch, in
 // one run; ratios = full QAT time / EfQAT time (> 1 = faster). Each selection mode runs at each fraction, on a random
 // init or (--init) a trained net, and each row states the share of full QAT's weight-gradient multiply-adds it computes.
-using System.CommandLine;
 using System.Diagnostics;
 using Matq.Algorithms.EfQat;
-using Matq.Cli.Common;
 using Matq.Models.Vision;
 using Matq.Runtime;
 using Matq.Training;
 using Matq.Training.Vision;
-using Spectre.Console;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -38,11 +35,10 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
     public override string Description => "Time EfQAT's partial-gradient backward vs full QAT on one batch (ratios from one run)";
     public override IReadOnlyList<string> Examples => ["matq bench efqat --device cpu --batch 64 --iters 5", "matq bench efqat --device cuda --widths 64,128,256", "matq bench efqat --arch mlp --widths 2048,2048,2048"];
 
-    protected override void Configure(Command command)
-    {
-        foreach (Option o in new Option[] { _device, _batch, _iters, _fractions, _modes, _arch, _width, _init, _lm, _context, _methods, _tf32, _cudnnBenchmark, _seed })
-            command.Options.Add(o);
-    }
+    protected override IEnumerable<Option> Options =>
+    [
+        _device, _batch, _iters, _fractions, _modes, _arch, _width, _init, _lm, _context, _methods, _tf32, _cudnnBenchmark, _seed,
+    ];
 
     private BenchEfQatSettings Read(ParseResult r) => new(r.GetValue(_device)!, r.GetValue(_batch), r.GetValue(_iters), r.GetValue(_fractions)!,
         r.GetValue(_modes)!, r.GetValue(_arch)!, r.GetValue(_width)!, r.GetValue(_init), r.GetValue(_lm), r.GetValue(_context), r.GetValue(_methods),
@@ -91,7 +87,7 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
         else
         {
             // The LM: every decoder linear becomes a W4 (group 64) NestedQuantLinear, trained on random tokens.
-            var source = Matq.Runtime.Serving.ModelSource.Open(lmPath, device: device);
+            var source = Matq.Loading.ModelSource.Open(lmPath, device: device);
             var model = source.Model;
             var qc = new Matq.Quantization.Pipeline.QuantizationConfig("efqat", 4, 64);
             var selected = Matq.Quantization.Pipeline.LinearSelection.Select(model, qc);

@@ -5,11 +5,8 @@
 // median of --repeats interleaved rounds (every configuration once per round, order rotating) after ≥ 1 s of warm-up
 // rounds; RSS is read
 // per bit-width with only that model loaded, after a full compacting GC.
-using System.CommandLine;
 using System.Diagnostics;
-using Matq.Cli.Common;
 using Matq.Runtime.Packed;
-using Spectre.Console;
 
 namespace Matq.Cli.Verbs;
 
@@ -33,10 +30,7 @@ public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb(console)
         "matq bench generate --model out/small8.matq --threads 16 --prompt-tokens 256 --decode-tokens 128 --head fp32 --activations fp32",
     ];
 
-    protected override void Configure(Command command)
-    {
-        foreach (Option o in new Option[] { _model, _bits, _threads, _head, _activations, _promptTokens, _decodeTokens, _repeats, _seed }) command.Options.Add(o);
-    }
+    protected override IEnumerable<Option> Options => [_model, _bits, _threads, _head, _activations, _promptTokens, _decodeTokens, _repeats, _seed];
 
     protected override int Execute(ParseResult result)
     {

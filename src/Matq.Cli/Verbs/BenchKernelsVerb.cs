@@ -3,12 +3,9 @@
 // last-level cache), and the integer kernels on int8 activations (per-row quantized, included in their time), beside the
 // machine's memory bandwidth measured in the same run (copy and triad over arrays ≫ cache). Prints GB/s, % of the measured
 // bandwidth and speedup vs our fp32 GEMV. Time per call = the median of calls over --seconds per kernel, after a warm-up.
-using System.CommandLine;
 using System.Diagnostics;
-using Matq.Cli.Common;
 using Matq.Kernels.Packed;
 using Matq.Kernels.Simd;
-using Spectre.Console;
 using TorchSharp;
 
 namespace Matq.Cli.Verbs;
@@ -35,10 +32,7 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
         "matq bench kernels --shapes 1024x1024 --bits 4 --group 32 --seconds 0.3",
     ];
 
-    protected override void Configure(Command command)
-    {
-        foreach (Option o in new Option[] { _shapes, _bits, _group, _seconds, _threads, _noTorch, _noInt8, _paths, _noFp32x, _seed }) command.Options.Add(o);
-    }
+    protected override IEnumerable<Option> Options => [_shapes, _bits, _group, _seconds, _threads, _noTorch, _noInt8, _paths, _noFp32x, _seed];
 
     protected override int Execute(ParseResult result)
     {

@@ -17,9 +17,11 @@ using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Evaluation;
 using Matq.Formats.Artifact;
+using Matq.Loading;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime;
 using Matq.Runtime.Plans;
+using Matq.Runtime.Tokenizers;
 using Spectre.Console;
 using static TorchSharp.torch;
 
@@ -146,14 +148,14 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
             var artifact = MatqArtifact.Open(path);
             var layers = PlanLayer.From(artifact);
             int[] levels = [2, 4, 8];
-            var hash = MixPlan.ModelHashOf(artifact);
+            var hash = BitPlan.ModelHashOf(artifact);
             int sensN = Math.Min(8, athenaData.Windows.Count);   // --calib-n may be below 8
             using var calib = tensor(athenaData.Windows.Take(sensN).SelectMany(w => w.Take(128).Select(t => (long)t)).ToArray(), new long[] { sensN, 128 });
             var sens = LayerSensitivity.Measure(artifact, calib, levels, device: device);
             void Add(string strategy, double target, Dictionary<string, int> bits)
             {
-                var plan = new MixPlan(hash, artifact.Metadata.MasterBits, 8, bits, strategy);
-                var (s, m) = bench.Serve(artifact, 8, plan: plan.ToLoaderPlan(artifact)).Perplexity is var p ? (p[0], p[1]) : default;
+                var plan = new BitPlan(hash, artifact.Metadata.MasterBits, 8, bits, strategy);
+                var (s, m) = bench.Serve(artifact, 8, plan: plan).Perplexity is var p ? (p[0], p[1]) : default;
                 curves.Add((b, strategy, plan.AverageBits(artifact), plan.WeightBytes(artifact), s, m));
                 seedCurves.Add(new CurvePoint(seed, b, strategy, target, plan.AverageBits(artifact), plan.WeightBytes(artifact), s, m));
                 Console.MarkupLine(Markup.Escape($"{seedTag}{b} · {strategy} avg {plan.AverageBits(artifact):F2} bits: SOTU {s:F3}, Moby {m:F3}"));

@@ -1,15 +1,12 @@
 // `matq bench ptq`: post-training quantization sweep of one float model — methods × bits × groups, each quantized
 // fresh in memory and scored on eval sets — printed as one table and written as markdown, CSV and a PNG plot.
-using System.CommandLine;
 using System.Diagnostics;
-using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Evaluation;
-using Matq.Loading.Tokenizers;
+using Matq.Loading;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime;
-using Matq.Runtime.Serving;
-using Spectre.Console;
+using Matq.Runtime.Tokenizers;
 using TorchSharp;
 
 namespace Matq.Cli.Verbs;
@@ -64,12 +61,11 @@ public sealed class BenchPtqVerb(IAnsiConsole console, Func<DataStore>? data = n
         "matq bench ptq --model models/small --device cuda --methods rtn,gptq,gptq:act-order=true,athena",
     ];
 
-    protected override void Configure(Command command)
-    {
-        foreach (var o in new Option[] { _model, _methods, _bits, _groups, _dataOpt, _maxTokens, _calibData, _calibN, _calibLen, _context, _stride,
-                     _batch, _symmetric, _head, _out, _device, _threads, _seed })
-            command.Options.Add(o);
-    }
+    protected override IEnumerable<Option> Options =>
+    [
+        _model, _methods, _bits, _groups, _dataOpt, _maxTokens, _calibData, _calibN, _calibLen, _context, _stride, _batch, _symmetric, _head, _out,
+        _device, _threads, _seed,
+    ];
 
     private BenchPtqSettings Read(ParseResult r) => new(r.GetValue(_model)!, r.GetValue(_methods)!, r.GetValue(_bits)!, r.GetValue(_groups)!,
         r.GetValue(_dataOpt)!, r.GetValue(_maxTokens), r.GetValue(_calibData)!, r.GetValue(_calibN), r.GetValue(_calibLen), r.GetValue(_context),

@@ -8,20 +8,17 @@
 // warm-up; medians of --repeats. Decode GB/s = weight bytes read per token (every linear + the output head; one embedding
 // row is not counted) × decode tok/s, beside the memory read bandwidth measured in this run with the same thread count
 // (`bench kernels`' read stream). Ratios are matq ÷ llama.cpp within this run.
-using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using LLama;
 using LLama.Common;
 using LLama.Native;
-using Matq.Cli.Common;
 using Matq.Export;
 using Matq.Formats.Artifact;
 using Matq.Formats.Gguf;
 using Matq.Runtime.Generation;
 using Matq.Runtime.Packed;
-using Spectre.Console;
 
 namespace Matq.Cli.Verbs;
 
@@ -48,11 +45,10 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb(console)
         "matq bench race --model out/small8sym.matq --types q8_0,q4_0,q4_1 --threads 16 --prompt-tokens 256 --decode-tokens 128 --out race.md",
     ];
 
-    protected override void Configure(Command command)
-    {
-        foreach (Option o in new Option[] { _model, _types, _threads, _head, _activations, _promptTokens, _decodeTokens, _repeats, _bandwidthSeconds, _ggufDir, _out, _seed })
-            command.Options.Add(o);
-    }
+    protected override IEnumerable<Option> Options =>
+    [
+        _model, _types, _threads, _head, _activations, _promptTokens, _decodeTokens, _repeats, _bandwidthSeconds, _ggufDir, _out, _seed,
+    ];
 
     private sealed record Engine(string Type, int Bits, GgufExportReport Export, int Linears, PackedLlamaModel Matq, LLamaWeights Llama, string Gguf, long MatqBytes, long LlamaBytes);
 

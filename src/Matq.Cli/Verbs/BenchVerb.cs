@@ -11,17 +11,14 @@
 // Given layer (--weight W.safetensors --inputs X.safetensors, one tensor each: W [out, in], X [..., in] calibration
 // inputs): H = 2XᵀX/N over its N rows, and each algorithm's Hessian-weighted error tr(ΔW H ΔWᵀ) and the normalisation-free
 // ‖ΔW Xᵀ‖² = N/2 · tr(ΔW H ΔWᵀ) are printed in full, so another implementation can be compared on the same layer.
-using System.CommandLine;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using Matq.Algorithms.Athena;
 using Matq.Formats.Safetensors;
 using Matq.Calibration;
-using Matq.Cli.Common;
 using Matq.Kernels.Quantization;
 using Matq.Quantization;
 using Matq.Runtime;
-using Spectre.Console;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -52,11 +49,10 @@ public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb(console)
         "MATQ_TORCH_LIB=/opt/torch/.venv/lib/python3.12/site-packages/torch/lib matq bench quantize-layer --device cuda",
     ];
 
-    protected override void Configure(Command command)
-    {
-        foreach (Option o in new Option[] { _device, _shapes, _bits, _group, _tokens, _sweeps, _block, _actOrder, _algorithms, _groupGrid, _weight, _inputs, _seed })
-            command.Options.Add(o);
-    }
+    protected override IEnumerable<Option> Options =>
+    [
+        _device, _shapes, _bits, _group, _tokens, _sweeps, _block, _actOrder, _algorithms, _groupGrid, _weight, _inputs, _seed,
+    ];
 
     protected override int Execute(ParseResult result)
     {

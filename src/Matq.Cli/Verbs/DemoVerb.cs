@@ -2,17 +2,14 @@
 // fetch the real datasets; quantize a real weight matrix by min-max and by Matryoshka slicing; then load the committed
 // tiny LM, evaluate it, and quantize it with RTN (8/4/3/2 bits, per-channel and g32) and Athena, printing perplexities;
 // last, one MatQuant {8,4,2} artifact (OmniQuant base, per-channel) served at 8..2 bits next to independent OmniQuant int2.
-using System.CommandLine;
 using System.Diagnostics;
-using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Evaluation;
 using Matq.Formats.Safetensors;
-using Matq.Loading.Tokenizers;
+using Matq.Loading;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime;
-using Matq.Runtime.Serving;
-using Spectre.Console;
+using Matq.Runtime.Tokenizers;
 using TorchSharp;
 
 namespace Matq.Cli.Verbs;
@@ -37,13 +34,7 @@ public sealed class DemoVerb(IAnsiConsole console) : Verb(console)
     public override string Description => "Run matq end to end on built-in defaults: fetch data, quantize a real model's weights at 8/4/3/2 bits, print the errors";
     public override IReadOnlyList<string> Examples => ["matq demo", "matq demo --model path/to/hf-folder"];
 
-    protected override void Configure(Command command)
-    {
-        command.Options.Add(_model);
-        command.Options.Add(_device);
-        command.Options.Add(_tokens);
-        command.Options.Add(_seed);
-    }
+    protected override IEnumerable<Option> Options => [_model, _device, _tokens, _seed];
 
     protected override int Execute(ParseResult result)
     {

@@ -1,9 +1,6 @@
 // `matq device`: which compute device a verb would get, and a quick check that it computes (fp32 and bf16 matmul throughput).
-using System.CommandLine;
 using System.Diagnostics;
-using Matq.Cli.Common;
 using Matq.Runtime;
-using Spectre.Console;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -18,11 +15,7 @@ public sealed class DeviceVerb(IAnsiConsole console) : Verb(console)
     public override string Description => "Show the compute device matq would use and measure matmul throughput on it";
     public override IReadOnlyList<string> Examples => ["matq device", "MATQ_TORCH_LIB=/opt/torch/lib/python3.12/site-packages/torch/lib matq device --device cuda"];
 
-    protected override void Configure(Command command)
-    {
-        command.Options.Add(_device);
-        command.Options.Add(_size);
-    }
+    protected override IEnumerable<Option> Options => [_device, _size];
 
     protected override int Execute(ParseResult result)
     {

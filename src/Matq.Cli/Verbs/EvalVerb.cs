@@ -1,11 +1,10 @@
 // `matq eval`: sliding-window perplexity and bits per byte of a model on a dataset or text file, as a table.
-using System.CommandLine;
 using System.Diagnostics;
-using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Evaluation;
+using Matq.Loading;
 using Matq.Runtime;
-using Spectre.Console;
+using Matq.Runtime.Plans;
 
 namespace Matq.Cli.Verbs;
 
@@ -20,8 +19,8 @@ public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null)
     private readonly Option<string> _device = CommonOptions.Device();
     private readonly Option<int?> _maxTokens = new("--max-tokens") { Description = "Evaluate only the first N tokens of the text", HelpName = "N" };
     private readonly Option<string?> _bits = new("--bits") { Description = "For a .matq: serve at these bits, comma-separated (one row each), each in 1..master; default the master bits", HelpName = "R[,R...]" };
-    private readonly Option<string?> _plan = new("--plan") { Description = "For a .matq: per-layer bits JSON {\"default\": 4, \"layers\": {\"model.layers.0.mlp.down_proj\": 8}}", HelpName = "FILE" };
-    private readonly Option<bool> _extra = new("--extra-precision") { Description = "For a .matq: keep the rounding overflow bucket 2^r (a few weights take an extra bit)" };
+    private readonly Option<string?> _plan = CommonOptions.Plan();
+    private readonly Option<bool> _extra = CommonOptions.ExtraPrecision();
 
     private readonly Option<string?> _tokenizer = CommonOptions.Tokenizer();
 
@@ -36,11 +35,7 @@ public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null)
         "matq eval --model out/tiny-rtn8.matq --plan plan.json --extra-precision",
     ];
 
-    protected override void Configure(Command command)
-    {
-        foreach (var o in new Option[] { _model, _dataOpt, _context, _stride, _batch, _device, _maxTokens, _bits, _plan, _extra, _tokenizer })
-            command.Options.Add(o);
-    }
+    protected override IEnumerable<Option> Options => [_model, _dataOpt, _context, _stride, _batch, _device, _maxTokens, _bits, _plan, _extra, _tokenizer];
 
     protected override int Execute(ParseResult result)
     {
@@ -58,7 +53,7 @@ public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null)
             EvalTexts.Resolve(dataName, _data);
         if (!Directory.Exists(modelPath) && !File.Exists(modelPath))
             throw new MatqException($"--model {modelPath} does not exist");
-        if (plan is not null) BitPlanFile.Load(plan);
+        if (plan is not null) BitPlan.Load(plan);
 
         var device = TorchRuntime.Configure(result.GetValue(_device)).Device;
         EvalSet? set = null;

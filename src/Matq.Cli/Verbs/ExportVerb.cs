@@ -4,14 +4,11 @@
 //         --verify runs the file in ONNX Runtime and compares its logits with matq's
 //   hf    a .matq at --bits r as an HF folder of dequantized f32|bf16|f16 weights + config + tokenizer
 // An unsupported combination is refused with one line listing what is supported.
-using System.CommandLine;
 using System.Globalization;
-using Matq.Cli.Common;
 using Matq.Export;
 using Matq.Formats.IO;
+using Matq.Loading;
 using Matq.Quantization.Pipeline;
-using Matq.Runtime.Serving;
-using Spectre.Console;
 
 namespace Matq.Cli.Verbs;
 
@@ -61,10 +58,7 @@ public sealed class ExportVerb(IAnsiConsole console) : Verb(console)
         "matq export --format hf --model tiny.matq --bits 4 --out tiny-3bit --force   (replaces the folder)",
     ];
 
-    protected override void Configure(Command command)
-    {
-        foreach (Option o in new Option[] { _format, _model, _out, _bits, _type, _embedType, _force, _verify }) command.Options.Add(o);
-    }
+    protected override IEnumerable<Option> Options => [_format, _model, _out, _bits, _type, _embedType, _force, _verify];
 
     protected override int Execute(ParseResult result)
     {

@@ -2,15 +2,13 @@
 // Engines: a .matq runs on the packed CPU runtime (Matq.Runtime.Packed: r-bit kernels, no TorchSharp) unless
 // --engine torch (or --extra-precision, which the packed layout cannot hold, or --device cuda) picks the TorchSharp model
 // with dequantized weights; float models always run on TorchSharp. A prompt longer than the model's context is refused.
-using System.CommandLine;
-using Matq.Cli.Common;
-using Matq.Evaluation;
-using Matq.Loading.Tokenizers;
+using Matq.Loading;
 using Matq.Runtime;
 using Matq.Runtime.Generation;
+using Matq.Runtime.Loading;
 using Matq.Runtime.Packed;
-using Matq.Runtime.Serving;
-using Spectre.Console;
+using Matq.Runtime.Plans;
+using Matq.Runtime.Tokenizers;
 
 namespace Matq.Cli.Verbs;
 
@@ -24,9 +22,9 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<double> _topP = new("--top-p") { Description = "Nucleus sampling: keep the most likely tokens until their probability reaches P; 1 = no cut", DefaultValueFactory = _ => 1.0, HelpName = "P" };
     private readonly Option<int> _seed = CommonOptions.Seed();
     private readonly Option<string> _device = CommonOptions.Device();
-    private readonly Option<int?> _bits = new("--bits") { Description = "For a .matq: serve at R bits, 1..master; default the master bits", HelpName = "R" };
-    private readonly Option<string?> _plan = new("--plan") { Description = "For a .matq: per-layer bits JSON {\"default\": 4, \"layers\": {\"model.layers.0.mlp.down_proj\": 8}}", HelpName = "FILE" };
-    private readonly Option<bool> _extra = new("--extra-precision") { Description = "For a .matq: keep the rounding overflow bucket 2^r (a few weights take an extra bit; torch engine)" };
+    private readonly Option<int?> _bits = CommonOptions.ServeBits();
+    private readonly Option<string?> _plan = CommonOptions.Plan();
+    private readonly Option<bool> _extra = CommonOptions.ExtraPrecision("; torch engine");
     private readonly Option<string> _engine = new("--engine") { Description = "auto (packed for a .matq, torch otherwise), packed (r-bit CPU kernels) or torch (dequantized TorchSharp model)", DefaultValueFactory = _ => "auto", HelpName = "auto|packed|torch" };
     private readonly Option<int> _threads = PackedOptions.Threads();
     private readonly Option<string> _head = PackedOptions.Head();
@@ -45,11 +43,11 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
         "matq generate --model out/small8.matq --bits 4 --engine torch --prompt \"The economy\"",
     ];
 
-    protected override void Configure(Command command)
-    {
-        foreach (var o in new Option[] { _model, _prompt, _maxTokens, _temperature, _topK, _topP, _seed, _device, _bits, _plan, _extra, _engine, _threads, _head, _activations, _tokenizer })
-            command.Options.Add(o);
-    }
+    protected override IEnumerable<Option> Options =>
+    [
+        _model, _prompt, _maxTokens, _temperature, _topK, _topP, _seed, _device, _bits, _plan, _extra, _engine, _threads, _head, _activations,
+        _tokenizer,
+    ];
 
     protected override int Execute(ParseResult result)
     {
@@ -70,7 +68,7 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
         if (UsePackedEngine(result.GetValue(_engine)!, path, serving.ExtraPrecision, result.GetValue(_device)!))
         {
             var model = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = bits, Plan = plan, HeadBits = headBits });
-            var tokenizer = ModelSource.LoadArtifactTokenizer(path, model.Metadata, model.Config.VocabSize, serving.Tokenizer);
+            var tokenizer = ArtifactSource.LoadArtifactTokenizer(path, model.Metadata, model.Config.VocabSize, serving.Tokenizer);
             var session = new PackedLlamaSession(model, threads: threads, activations: acts[0]);
             var stats = Run(tokenizer, prompt, max, sampling, session.ContextLength,
                 (ids, o, onToken) => PackedTextGenerator.Generate(session, ids, o, onToken).Stats);
@@ -96,7 +94,7 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
     /// <summary>packed for a .matq unless told otherwise; refuses combinations that cannot run.</summary>
     private static bool UsePackedEngine(string engine, string path, bool extraPrecision, string device)
     {
-        bool artifact = ModelSource.IsArtifactFile(path);
+        bool artifact = ArtifactSource.IsArtifactFile(path);
         bool cuda = device.Trim().Equals("cuda", StringComparison.OrdinalIgnoreCase);
         switch (engine.Trim().ToLowerInvariant())
         {

@@ -1,9 +1,6 @@
 // `matq inspect PATH`: what a safetensors file, an HF checkpoint folder or a .matq artifact holds
 // (format, metadata, size by dtype, tensors) without reading tensor data.
-using System.CommandLine;
-using Matq.Cli.Common;
 using Matq.Formats.Inspection;
-using Spectre.Console;
 
 namespace Matq.Cli.Verbs;
 
@@ -21,10 +18,12 @@ public sealed class InspectVerb(IAnsiConsole console) : Verb(console)
     public override IReadOnlyList<string> Examples =>
         ["matq inspect models/tiny", "matq inspect out/tiny-rtn4.matq --tensors -1", "matq inspect model.safetensors --tensors 0"];
 
+    protected override IEnumerable<Option> Options => [_limit];
+
     protected override void Configure(Command command)
     {
         command.Arguments.Add(_path);
-        command.Options.Add(_limit);
+        base.Configure(command);
     }
 
     protected override int Execute(ParseResult result)

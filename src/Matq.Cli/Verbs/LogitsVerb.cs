@@ -3,17 +3,15 @@
 // safetensors in the layout transformers users save (input_ids int64 [B, T], logits f32 [B, T, V]) and, with --compare
 // FILE (such a file, e.g. logits saved from transformers), checked against it: max |Δ| per row and overall.
 // It is how a user checks parity with transformers, and how matq's family parity is measured.
-using System.CommandLine;
 using System.Globalization;
-using Matq.Cli.Common;
-using Matq.Evaluation;
 using Matq.Formats.IO;
 using Matq.Formats.Safetensors;
-using Matq.Loading.Tokenizers;
+using Matq.Loading;
 using Matq.Runtime;
+using Matq.Runtime.Loading;
 using Matq.Runtime.Packed;
-using Matq.Runtime.Serving;
-using Spectre.Console;
+using Matq.Runtime.Plans;
+using Matq.Runtime.Tokenizers;
 using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;
@@ -23,11 +21,11 @@ public sealed class LogitsVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<string> _model = CommonOptions.Model();
     private readonly Option<string?> _ids = new("--ids") { Description = "Token ids, comma-separated; rows of a batch separated by ';' (all rows the same length)", HelpName = "I,I,...[;I,I,...]" };
     private readonly Option<string?> _text = new("--text") { Description = "Text to tokenize with the model's tokenizer (or --tokenizer)", HelpName = "TEXT" };
-    private readonly Option<string?> _tokenizer = new("--tokenizer") { Description = "A folder with tokenizer files, for a model that has none beside it", HelpName = "DIR" };
+    private readonly Option<string?> _tokenizer = CommonOptions.Tokenizer();
     private readonly Option<string?> _compare = new("--compare") { Description = "A safetensors file with input_ids [B, T] and logits [B, T, V] (e.g. saved from transformers): its ids are used when --ids/--text are not given, and max |Δlogit| is reported", HelpName = "FILE" };
     private readonly Option<string?> _out = new("--out") { Description = "Write input_ids and logits here as safetensors (atomically)", HelpName = "FILE" };
-    private readonly Option<int?> _bits = new("--bits") { Description = "For a .matq: serve at R bits, 1..master; default the master bits", HelpName = "R" };
-    private readonly Option<string?> _plan = new("--plan") { Description = "For a .matq: per-layer bits JSON", HelpName = "FILE" };
+    private readonly Option<int?> _bits = CommonOptions.ServeBits();
+    private readonly Option<string?> _plan = CommonOptions.Plan();
     private readonly Option<string> _engine = new("--engine") { Description = "torch (default; TorchSharp forward, any model) or packed (a .matq on the r-bit CPU kernels, fp32 activations and head)", DefaultValueFactory = _ => "torch", HelpName = "torch|packed" };
     private readonly Option<string> _device = CommonOptions.Device();
 
@@ -40,10 +38,7 @@ public sealed class LogitsVerb(IAnsiConsole console) : Verb(console)
         "matq logits --model out/tiny8.matq --bits 4 --engine packed --ids 70,101,108,108,111 --out l.safetensors",
     ];
 
-    protected override void Configure(Command command)
-    {
-        foreach (var opt in new Option[] { _model, _ids, _text, _tokenizer, _compare, _out, _bits, _plan, _engine, _device }) command.Options.Add(opt);
-    }
+    protected override IEnumerable<Option> Options => [_model, _ids, _text, _tokenizer, _compare, _out, _bits, _plan, _engine, _device];
 
     protected override int Execute(ParseResult result)
     {
@@ -69,11 +64,11 @@ public sealed class LogitsVerb(IAnsiConsole console) : Verb(console)
         long vocab;
         if (engine == "packed")
         {
-            if (!ModelSource.IsArtifactFile(path)) throw new MatqException($"--engine packed serves .matq artifacts; {path} is a float model (use --engine torch)");
+            if (!ArtifactSource.IsArtifactFile(path)) throw new MatqException($"--engine packed serves .matq artifacts; {path} is a float model (use --engine torch)");
             if (!result.GetValue(_device)!.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase) && !result.GetValue(_device)!.Trim().Equals("cpu", StringComparison.OrdinalIgnoreCase))
                 throw new MatqException("--engine packed runs on the CPU; drop --device or use --engine torch");
             var model = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = bits, Plan = plan, HeadBits = null });
-            if (text is not null) ids = Tokenize(text, result.GetValue(_tokenizer) ?? ModelSource.ArtifactTokenizer(path, model.Metadata).Folder, path);
+            if (text is not null) ids = Tokenize(text, result.GetValue(_tokenizer) ?? ArtifactSource.ArtifactTokenizer(path, model.Metadata).Folder, path);
             vocab = model.Config.VocabSize;
             CheckIds(ids, vocab);
             var session = new PackedLlamaSession(model, contextLength: Math.Max(ids.GetLength(1), 1), threads: -1, activations: PackedActivations.Fp32);

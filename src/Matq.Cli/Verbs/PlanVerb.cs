@@ -1,18 +1,15 @@
 // `matq plan`: writes a Mix'n'Match plan (per-layer bits) for one .matq artifact — uniform, pyramid or sensitivity-
 // driven budget search — and prints its parameter-weighted average bits and the served weights' memory.
-using System.CommandLine;
 using System.Globalization;
-using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Evaluation;
 using Matq.Formats.Artifact;
 using Matq.Formats.IO;
-using Matq.Loading.Tokenizers;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime;
+using Matq.Runtime.Loading;
 using Matq.Runtime.Plans;
-using Matq.Runtime.Serving;
-using Spectre.Console;
+using Matq.Runtime.Tokenizers;
 using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;
@@ -41,10 +38,7 @@ public sealed class PlanVerb(IAnsiConsole console, Func<DataStore>? data = null)
         "matq plan --model out/tiny-mq.matq --strategy uniform --bits 4 --out out/tiny-int4.json",
     ];
 
-    protected override void Configure(Command command)
-    {
-        foreach (Option o in new Option[] { _model, _strategy, _bits, _avg, _levels, _calib, _out, _device, _seed, _tokenizer }) command.Options.Add(o);
-    }
+    protected override IEnumerable<Option> Options => [_model, _strategy, _bits, _avg, _levels, _calib, _out, _device, _seed, _tokenizer];
 
     protected override int Execute(ParseResult result)
     {
@@ -77,7 +71,7 @@ public sealed class PlanVerb(IAnsiConsole console, Func<DataStore>? data = null)
             else
             {
                 var device = TorchRuntime.Configure(result.GetValue(_device)).Device;
-                var (folder, problem) = result.GetValue(_tokenizer) is { } tok ? (tok, null) : ModelSource.ArtifactTokenizer(path, artifact.Metadata);
+                var (folder, problem) = result.GetValue(_tokenizer) is { } tok ? (tok, null) : ArtifactSource.ArtifactTokenizer(path, artifact.Metadata);
                 if (folder is null) throw new MatqException($"budget search needs the artifact's tokenizer: {problem}");
                 var ids = TextTokenizer.Load(folder).Encode(EvalTexts.Resolve(result.GetValue(_calib)!, _data).Text);
                 var windows = CalibrationTokens.Sample(ids, 8, Math.Min(128, ids.Length / 9), result.GetValue(_seed));
@@ -86,7 +80,7 @@ public sealed class PlanVerb(IAnsiConsole console, Func<DataStore>? data = null)
                 bits = PlanStrategies.Budget(layers, avg, levels, (l, b) => sens[(l, b)]);
             }
         }
-        var plan = new MixPlan(MixPlan.ModelHashOf(artifact), c, levels.Max(), bits, strategy);
+        var plan = new BitPlan(BitPlan.ModelHashOf(artifact), c, levels.Max(), bits, strategy);
         plan.Save(outPath);
         var table = new Table().AddColumns("layer", "params", "bits");
         foreach (var l in layers) table.AddRow(Markup.Escape(l.Name), l.Parameters.ToString("N0", CultureInfo.InvariantCulture), plan.BitsOf(l.Name).ToString());

@@ -10,11 +10,12 @@ using Matq.Algorithms.MatQuant;
 using Matq.Cli.Common;
 using Matq.Formats.IO;
 using Matq.Data;
-using Matq.Loading.Tokenizers;
+using Matq.Loading;
+using Matq.Runtime.Tokenizers;
 using Matq.Models.Vision;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime;
-using Matq.Runtime.Serving;
+using Matq.Runtime.Loading;
 using Spectre.Console;
 
 namespace Matq.Cli.Verbs;
@@ -165,22 +166,37 @@ public sealed class QuantizeVerb : Verb
         }
 
         var device = TorchRuntime.Configure(result.GetValue(_device)).Device;
-        using var source = ModelSource.Open(modelPath, device: device, tokenizer: result.GetValue(_tokenizer));
-        if (source.Kind == ModelSourceKind.MatqArtifact)
+        // PTQ methods stream an HF folder block by block (LlamaBlockStream: one block in host/device memory at a time);
+        // the others need the whole model resident, which is said with its size before the load.
+        bool streamed = algorithm.Streams && Directory.Exists(modelPath);
+        if (!algorithm.Streams && Directory.Exists(modelPath) && File.Exists(Path.Combine(modelPath, "config.json")))
+            Console.MarkupLine($"[yellow]note:[/] {Markup.Escape(algorithm.Name)}{(matquant ? " with base qat" : "")} trains the whole model, so it is loaded resident: "
+                + $"about {Format.Bytes(ResidentTrainingBytes(modelPath))} (fp32 weights, gradients and Adam moments, 16 bytes per parameter) plus activations; "
+                + "the PTQ methods (rtn, gptq, athena, omniquant, matquant with --base athena|omniquant) stream one block at a time");
+        var tokenizerOverride = result.GetValue(_tokenizer);
+        if (streamed && tokenizerOverride is not null) ArtifactSource.CheckTokenizerFolder(tokenizerOverride);
+        using var stream = streamed ? LlamaBlockStream.Open(modelPath, device) : null;
+        using var source = streamed ? null : ModelSource.Open(modelPath, device: device, tokenizer: tokenizerOverride);
+        if (source?.Kind == ModelSourceKind.MatqArtifact)
             throw new MatqException($"--model {modelPath} is already a .matq artifact: quantize the float model it came from");
-        var model = source.Model;
+        var model = stream?.Model ?? source!.Model;
+        string? tokenizerFolder = streamed ? tokenizerOverride ?? modelPath : source!.TokenizerFolder;
         // The default window is capped at the model's context; an explicit --calib-len longer than it is an error.
         if (result.GetResult(_calibLen) is null || result.GetResult(_calibLen)!.Implicit)
             calibLen = Math.Min(calibLen, model.Config.MaxPositionEmbeddings);
         if (registration.NeedsCalibration && calibLen > model.Config.MaxPositionEmbeddings)
             throw new MatqException($"--calib-len {calibLen} exceeds the model's {model.Config.MaxPositionEmbeddings} positions");
+        var sourceDtypes = stream?.SourceDtypes ?? (source!.Kind == ModelSourceKind.HfFolder ? LlamaLoader.SourceDtypes(modelPath) : null);
+        FloatTensorSource? floats = stream is not null ? stream.ReadSource
+            : sourceDtypes is not null ? ArtifactExport.InSourceDtypes(model, sourceDtypes) : null;
+        OutputPaths.CheckFreeSpace(outPath, 2 * ArtifactExport.EstimateBytes(model, config, sourceDtypes), "--out");   // staged, then written
 
         var checkpoint = OpenCheckpoint(algorithm, model, modelPath, outPath, resume, registration.NeedsCalibration ? (calibData, calibN, calibLen) : null,
             seed, device.ToString());
 
         CalibrationTokens Calibration()
         {
-            var tokenizer = TextTokenizer.Load(source.RequireTokenizerFolder());
+            var tokenizer = TextTokenizer.Load(tokenizerFolder ?? source!.RequireTokenizerFolder());
             var ids = tokenizer.Encode(CalibrationText(calibData));
             return CalibrationTokens.Sample(ids, calibN, calibLen, seed);
         }
@@ -197,10 +213,10 @@ public sealed class QuantizeVerb : Verb
             {
                 var task = ctx.AddTask($"{registration.Name} {config.Bits}-bit", maxValue: 1);
                 var context = new QuantizationContext(model, device, registration.NeedsCalibration ? Calibration : null, seed,
-                    e => { OnEvent(task, e); _observe?.Invoke(e); }, cts.Token) { Checkpoint = checkpoint };
+                    e => { OnEvent(task, e); _observe?.Invoke(e); }, cts.Token) { Checkpoint = checkpoint, Blocks = stream };
                 run = QuantizationRunner.Run(algorithm, context);
                 task.Description = "writing artifact";
-                written = ArtifactExport.Write(run, model, outPath, source.TokenizerFolder);
+                written = ArtifactExport.Write(run, model, outPath, tokenizerFolder, floats);
                 task.Value = task.MaxValue;
             });
         }
@@ -271,6 +287,9 @@ public sealed class QuantizeVerb : Verb
             : $"resuming at block {checkpoint.BlocksDone + 1}/{blocks} ({checkpoint.BlocksDone} finished block(s) restored from {Markup.Escape(checkpoint.Folder)})");
         return checkpoint;
     }
+
+    // QAT-style training memory: every parameter in fp32 with its gradient and two Adam moments (config.json only).
+    private static long ResidentTrainingBytes(string folder) => HfLlamaConfig.Read(folder).ParameterCount() * 16;
 
     private static void OnEvent(ProgressTask task, QuantizationEvent e)
     {

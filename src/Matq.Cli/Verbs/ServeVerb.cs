@@ -1,18 +1,19 @@
-// `matq serve`: an OpenAI-style completions endpoint on 127.0.0.1 for one model on the packed CPU runtime, the precision
-// chosen per request ("bits": r, default --bits) and packed lazily from the artifact's master codes, at most
+// `matq serve`: OpenAI-style completions and chat-completions endpoints on 127.0.0.1 for one model on the packed CPU
+// runtime (chat renders the conversation with the model's chat template: tokenizer_config.json, or --template), the
+// precision chosen per request ("bits": r, default --bits) and packed lazily from the artifact's master codes, at most
 // --max-precisions kept. A float model (HF folder or .safetensors) is RTN-quantized to an int8 master at start (groups of
 // --group, into a temporary artifact removed at exit) and then served the same way. Runs until Ctrl+C or SIGTERM (or the
 // injected stop token), then stops cleanly: running generations are cancelled and their requests end.
-using System.CommandLine;
 using System.Runtime.InteropServices;
-using Matq.Cli.Common;
 using Matq.Cli.Serving;
-using Matq.Evaluation;
+using Matq.Loading;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime;
+using Matq.Runtime.Chat;
+using Matq.Runtime.Loading;
 using Matq.Runtime.Packed;
+using Matq.Runtime.Plans;
 using Matq.Runtime.Serving;
-using Spectre.Console;
 
 namespace Matq.Cli.Verbs;
 
@@ -40,10 +41,11 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
     private readonly Option<string> _activations = PackedOptions.Activations("int8");
 
     private readonly Option<string?> _tokenizer = CommonOptions.Tokenizer();
+    private readonly Option<string?> _template = ChatVerb.TemplateOption();
 
     public override string Name => "serve";
     public override string Description =>
-        "Serve a model over HTTP on 127.0.0.1 in the OpenAI completions shape (POST /v1/completions, GET /v1/models, GET /health); "
+        "Serve a model over HTTP on 127.0.0.1 in the OpenAI shapes (POST /v1/completions, POST /v1/chat/completions, GET /v1/models, GET /health); "
         + "an extra request field \"bits\" picks the precision (1..master) per request";
     public override IReadOnlyList<string> Examples =>
     [
@@ -51,13 +53,13 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
         "matq serve --model out/small8.matq --port 0 --max-concurrency 1 --max-queue 4 --threads 8",
         "matq serve --model models/tiny --group 32        (float model: RTN int8 at start)",
         "curl -s localhost:8080/v1/completions -H 'Content-Type: application/json' -d '{\"prompt\": \"Fellow citizens\", \"max_tokens\": 32, \"temperature\": 0, \"bits\": 2}'",
+        "curl -s localhost:8080/v1/chat/completions -H 'Content-Type: application/json' -d '{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}], \"bits\": 4}'",
     ];
 
-    protected override void Configure(Command command)
-    {
-        foreach (var o in new Option[] { _model, _bits, _plan, _port, _concurrency, _queue, _maxBody, _precisions, _group, _threads, _head, _activations, _tokenizer })
-            command.Options.Add(o);
-    }
+    protected override IEnumerable<Option> Options =>
+    [
+        _model, _bits, _plan, _port, _concurrency, _queue, _maxBody, _precisions, _group, _threads, _head, _activations, _tokenizer, _template,
+    ];
 
     protected override int Execute(ParseResult result)
     {
@@ -69,10 +71,7 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
         };
         options.Validate();   // cheap checks before any load
         var (bits, plan) = new ServingRequest(result.GetValue(_bits), result.GetValue(_plan)).Resolve();
-        int threads = PackedOptions.CheckThreads(result.GetValue(_threads));
-        int? headBits = PackedOptions.ParseHead(result.GetValue(_head)!);
-        var acts = PackedOptions.ParseActivations(result.GetValue(_activations)!);
-        if (acts.Length != 1) throw new MatqException("--activations takes one value for serve: int8 or fp32");
+        var (threads, headBits, activations) = PackedOptions.Resolve(result, _threads, _head, _activations, "serve");
         int capacity = result.GetValue(_precisions);
         if (capacity < 1) throw new MatqException($"--max-precisions {capacity} is out of range: keep at least 1 precision");
         int group = CommonOptions.CheckGroup(result.GetValue(_group));
@@ -83,7 +82,7 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
         try
         {
             string artifact = path, modelId = Path.GetFileNameWithoutExtension(Path.GetFullPath(path).TrimEnd(Path.DirectorySeparatorChar));
-            if (!ModelSource.IsArtifactFile(path))
+            if (!ArtifactSource.IsArtifactFile(path))
             {
                 tempDir = Directory.CreateTempSubdirectory("matq-serve-").FullName;
                 artifact = QuantizeFloatModel(path, group, Path.Combine(tempDir, modelId + "-rtn8.matq"));
@@ -91,9 +90,10 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
             }
             var engine = CompletionEngine.Open(artifact, new PackedServingOptions
             {
-                DefaultBits = bits, Plan = plan, HeadBits = headBits, Threads = threads, Activations = acts[0], Capacity = capacity,
+                DefaultBits = bits, Plan = plan, HeadBits = headBits, Threads = threads, Activations = activations, Capacity = capacity,
             }, result.GetValue(_tokenizer));
-            Serve(engine, options with { ModelId = modelId });
+            var chat = ChatEngine.Open(engine, result.GetValue(_tokenizer), result.GetValue(_template));
+            Serve(engine, chat, options with { ModelId = modelId });
             return 0;
         }
         catch (FileNotFoundException e) when (e.FileName?.StartsWith("Microsoft.AspNetCore", StringComparison.Ordinal) == true
@@ -107,7 +107,7 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
         }
     }
 
-    private void Serve(CompletionEngine engine, ServeOptions options)
+    private void Serve(CompletionEngine engine, ChatEngine chat, ServeOptions options)
     {
         using var stopping = CancellationTokenSource.CreateLinkedTokenSource(stop);
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; stopping.Cancel(); };
@@ -120,7 +120,7 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
         }
         try
         {
-            var server = CompletionServer.StartAsync(engine, options, Log).GetAwaiter().GetResult();
+            var server = CompletionServer.StartAsync(engine, options, Log, chat).GetAwaiter().GetResult();
             var p = engine.Precisions;
             var model = p.Default.Model;
             lock (gate)
@@ -130,8 +130,11 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
                     + $"a request's \"bits\" picks 1..{p.MasterBits}"));
                 Console.MarkupLine(Markup.Escape($"precisions are packed on first use, at most {p.Options.Capacity} kept (least recently used dropped); "
                     + $"{options.MaxConcurrency} generating at once, {options.MaxQueue} queued, then 429; bodies up to {Format.Bytes(options.MaxBodyBytes)}"));
+                Console.MarkupLine(Markup.Escape(chat.Template is not null
+                    ? $"chat: the template of {chat.Template.Source} renders /v1/chat/completions"
+                    : $"chat: /v1/chat/completions answers 400 until the model has a chat template: {chat.MissingTemplate}"));
                 Console.MarkupLine($"listening on [bold]{Markup.Escape(server.BaseAddress.ToString().TrimEnd('/'))}[/] "
-                    + Markup.Escape("(POST /v1/completions, GET /v1/models, GET /health; Ctrl+C stops)"));
+                    + Markup.Escape("(POST /v1/completions, POST /v1/chat/completions, GET /v1/models, GET /health; Ctrl+C stops)"));
             }
             try
             {

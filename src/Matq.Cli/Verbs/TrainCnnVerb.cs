@@ -1,12 +1,9 @@
 // `matq train cnn`: trains the small ResNet (or the MLP) on Fashion-MNIST with a cosine schedule, optional
 // augmentation, per-epoch atomic checkpoints (resumed automatically) and writes model.safetensors + config.json + README.md.
-using System.CommandLine;
-using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Models.Vision;
 using Matq.Runtime;
 using Matq.Training.Vision;
-using Spectre.Console;
 using TorchSharp;
 
 namespace Matq.Cli.Verbs;
@@ -40,11 +37,10 @@ public sealed class TrainCnnVerb(IAnsiConsole console, Func<DataStore>? data = n
         "matq train cnn --norm lbn --out models/cnn-lbn",
     ];
 
-    protected override void Configure(Command command)
-    {
-        foreach (Option o in new Option[] { _arch, _widths, _norm, _ws, _freeze, _out, _epochs, _batch, _lr, _optimizer, _noAugment, _limit, _device, _cudnnBenchmark, _seed })
-            command.Options.Add(o);
-    }
+    protected override IEnumerable<Option> Options =>
+    [
+        _arch, _widths, _norm, _ws, _freeze, _out, _epochs, _batch, _lr, _optimizer, _noAugment, _limit, _device, _cudnnBenchmark, _seed,
+    ];
 
     private TrainCnnSettings Read(ParseResult r) => new(r.GetValue(_arch)!, r.GetValue(_widths), r.GetValue(_norm), r.GetValue(_ws), r.GetValue(_freeze),
         r.GetValue(_out)!, r.GetValue(_epochs), r.GetValue(_batch), r.GetValue(_lr), r.GetValue(_optimizer)!, !r.GetValue(_noAugment), r.GetValue(_limit),

@@ -1,11 +1,8 @@
 // `matq train lm`: trains a reference Llama-style LM from scratch on SOTU (a preset + overrides), with a live
 // progress bar, Ctrl+C = stop cleanly with a checkpoint, and a closing table including ms/step and tokens/s.
-using System.CommandLine;
-using Matq.Cli.Common;
 using Matq.Formats.IO;
 using Matq.Data;
 using Matq.Training;
-using Spectre.Console;
 
 namespace Matq.Cli.Verbs;
 
@@ -44,11 +41,7 @@ public sealed class TrainLmVerb(IAnsiConsole console, Func<DataStore>? data = nu
         "matq train lm --preset tiny --out models/tiny --resume",
     ];
 
-    protected override void Configure(Command command)
-    {
-        foreach (var o in new Option[] { _preset, _out, _steps, _batch, _lr, _device, _seed, _resume, _force, _maxMinutes, _evalEvery })
-            command.Options.Add(o);
-    }
+    protected override IEnumerable<Option> Options => [_preset, _out, _steps, _batch, _lr, _device, _seed, _resume, _force, _maxMinutes, _evalEvery];
 
     private TrainLmSettings Read(ParseResult result) => new(new LmRunRequest(result.GetValue(_preset)!, result.GetValue(_out)!)
     {

@@ -2,18 +2,16 @@
 // the trained net (test accuracy; --sweep writes the PTQ / EfQAT / QAT accuracy table), or maqd, fully quantized training
 // from scratch with the folder's architecture (LBN, standardized round-clip weights, round-clip activations, surrogate
 // gradients; --sweep writes the MaQD table). The recipes live in Training/Vision; every mistake fails before data is loaded.
-using System.CommandLine;
 using System.Globalization;
 using System.Text;
 using Matq.Algorithms.EfQat;
 using Matq.Algorithms.MaQD;
-using Matq.Cli.Common;
 using Matq.Data;
 using Matq.Models.Vision;
 using Matq.Quantization;
 using Matq.Runtime;
+using Matq.Runtime.Models;
 using Matq.Training.Vision;
-using Spectre.Console;
 using TorchSharp;
 
 namespace Matq.Cli.Verbs;
@@ -62,13 +60,8 @@ public sealed class VisionQuantizeVerb(IAnsiConsole console, Func<DataStore>? da
         "matq quantize-cnn --model models/cnn --method maqd --sweep docs/results/maqd-fashion-mnist.md --sweep-settings 8:20000:1,128:60000:4 --device cuda",
     ];
 
-    private Option[] All => [_model, _method, _wbits, _abits, _mode, _fraction, _epochs, _lr, _batch, _limit, _limitTest, _sweep, _settings, _wstates, _astates,
+    protected override IEnumerable<Option> Options => [_model, _method, _wbits, _abits, _mode, _fraction, _epochs, _lr, _batch, _limit, _limitTest, _sweep, _settings, _wstates, _astates,
         _ends, _surrogate, _width, _norm, _freeze, _clip, _float, _init, _fold, _holdout, _threads, _device, _cudnnBenchmark, _seed];
-
-    protected override void Configure(Command command)
-    {
-        foreach (var o in All) command.Options.Add(o);
-    }
 
     private VisionQuantizeSettings Read(ParseResult r) => new()
     {
@@ -79,7 +72,7 @@ public sealed class VisionQuantizeVerb(IAnsiConsole console, Func<DataStore>? da
         Width = r.GetValue(_width), Norm = r.GetValue(_norm)!, FreezeLbn = r.GetValue(_freeze), ClipGrad = r.GetValue(_clip), Float = r.GetValue(_float),
         Init = r.GetValue(_init), Fold = r.GetValue(_fold), Holdout = r.GetValue(_holdout), Threads = r.GetValue(_threads), Device = r.GetValue(_device)!,
         CudnnBenchmark = r.GetValue(_cudnnBenchmark)!, Seed = r.GetValue(_seed),
-        Given = All.Where(o => r.GetResult(o) is { Implicit: false }).Select(o => o.Name).ToHashSet(StringComparer.Ordinal),
+        Given = Options.Where(o => r.GetResult(o) is { Implicit: false }).Select(o => o.Name).ToHashSet(StringComparer.Ordinal),
     };
 
     protected override int Execute(ParseResult result)

@@ -6,9 +6,11 @@ using Matq.Formats.Safetensors;
 
 namespace Matq.Formats.Artifact;
 
-public sealed class MatqArtifactWriter
+public sealed class MatqArtifactWriter : IDisposable
 {
     private readonly SafetensorsWriter _st = new();
+    // with SpillTo: tensor bytes appended here as they are added and streamed back at Write (deleted on dispose)
+    private FileStream? _spill;
     private readonly List<MatqQuantizedEntry> _quantized = new();
     private readonly HashSet<string> _quantNames = new(StringComparer.Ordinal);
     private readonly HashSet<string> _stored = new(StringComparer.Ordinal);
@@ -33,6 +35,61 @@ public sealed class MatqArtifactWriter
         Algorithm = algorithm; MasterBits = masterBits; GroupSize = groupSize; Symmetric = symmetric; TrainedBits = trainedBits.ToArray();
     }
 
+    /// <summary>
+    /// From now on, keeps each added tensor's bytes in a hidden temp file beside <paramref name="artifactPath"/> rather than
+    /// in memory, and streams them from there at <see cref="Write"/>: writing a model holds one tensor at a time (the disk
+    /// needs room for the artifact twice until the write ends). The file is deleted when the writer is disposed.
+    /// </summary>
+    public void SpillTo(string artifactPath)
+    {
+        if (_spill is not null || _stored.Count > 0) throw new InvalidOperationException("SpillTo must come before the first tensor");
+        var full = Path.GetFullPath(artifactPath);
+        try
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+            _spill = new FileStream(IO.AtomicFile.TempPath(full), FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1 << 20, FileOptions.DeleteOnClose);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new MatqException($"{artifactPath}: cannot create a temp file beside it ({e.Message.Split('\n')[0]}); check that the folder is writable");
+        }
+    }
+
+    private void Store(string name, SafetensorsDtype dtype, long[] shape, byte[] data)
+    {
+        if (_spill is null)
+        {
+            _st.Add(name, dtype, shape, data);
+            return;
+        }
+        long offset = _spill.Seek(0, SeekOrigin.End);
+        try
+        {
+            _spill.Write(data);
+        }
+        catch (IOException e)
+        {
+            throw new MatqException($"cannot stage tensor {SafeText.Quote(name)} ({e.Message.Split('\n')[0]}); is the disk full?");
+        }
+        var spill = _spill;
+        long length = data.LongLength;
+        _st.AddStreamed(name, dtype, shape, () => ReadBack(spill, offset, length));
+    }
+
+    private static IEnumerable<ReadOnlyMemory<byte>> ReadBack(FileStream spill, long offset, long length)
+    {
+        var buffer = new byte[(int)Math.Min(length, 4 << 20)];
+        for (long done = 0; done < length;)
+        {
+            int n = RandomAccess.Read(spill.SafeFileHandle, buffer.AsSpan(0, (int)Math.Min(buffer.Length, length - done)), offset + done);
+            if (n <= 0) throw new IOException("the staged tensor data ended early");
+            done += n;
+            yield return buffer.AsMemory(0, n);
+        }
+    }
+
+    public void Dispose() => _spill?.Dispose();
+
     /// <summary>Adds W from its parts: codes U8 [out*in], scales/zeros [out*ceil(in/g)], optional perm [in]; g defaults to GroupSize.</summary>
     public MatqArtifactWriter AddQuantized(string name, int outFeatures, int inFeatures, byte[] codes, float[] scales, float[] zeros,
         int? groupSize = null, int[]? perm = null) =>
@@ -53,11 +110,11 @@ public sealed class MatqArtifactWriter
                 throw new MatqException($"quantized tensor {SafeText.Quote(e.Name)}: its tensor name {SafeText.Quote(n)} is already taken");
         }
         long o = e.OutFeatures, g = e.GroupCount;
-        _st.Add(e.CodesName, SafetensorsDtype.U8, [o, e.InFeatures], t.Codes);
-        _st.Add(e.ScalesName, SafetensorsDtype.F32, [o, g], MemoryMarshal.AsBytes(t.Scales.AsSpan()).ToArray());
-        _st.Add(e.ZerosName, SafetensorsDtype.F32, [o, g], MemoryMarshal.AsBytes(t.Zeros.AsSpan()).ToArray());
-        if (t.Perm is not null) _st.Add(e.PermName, SafetensorsDtype.I32, [e.InFeatures], MemoryMarshal.AsBytes(t.Perm.AsSpan()).ToArray());
-        foreach (var s in t.SideTensors) _st.Add(e.SideName(s.Suffix), s.Dtype, s.Shape, s.Data);
+        Store(e.CodesName, SafetensorsDtype.U8, [o, e.InFeatures], t.Codes);
+        Store(e.ScalesName, SafetensorsDtype.F32, [o, g], MemoryMarshal.AsBytes(t.Scales.AsSpan()).ToArray());
+        Store(e.ZerosName, SafetensorsDtype.F32, [o, g], MemoryMarshal.AsBytes(t.Zeros.AsSpan()).ToArray());
+        if (t.Perm is not null) Store(e.PermName, SafetensorsDtype.I32, [e.InFeatures], MemoryMarshal.AsBytes(t.Perm.AsSpan()).ToArray());
+        foreach (var s in t.SideTensors) Store(e.SideName(s.Suffix), s.Dtype, s.Shape, s.Data);
         _quantNames.Add(e.Name);
         foreach (var n in names) _stored.Add(n);
         _quantized.Add(e);
@@ -86,12 +143,15 @@ public sealed class MatqArtifactWriter
         foreach (var d in shape) bytes = d < 0 ? -1 : checked(bytes * d);
         if (bytes != data.LongLength)
             throw new MatqException($"float tensor {SafeText.Quote(name)}: {SafetensorsDtypes.ToName(dtype)}[{string.Join(", ", shape)}] needs {bytes} bytes, got {data.LongLength}");
-        _ = new MatqFloatTensor(name, shape, dtype, SafetensorsDtypes.ToFloat32(dtype, data, name)); // finiteness, name
+        if (string.IsNullOrWhiteSpace(name) || name == "__metadata__")
+            throw new MatqException($"float tensor name {SafeText.Quote(name)} is empty or reserved");
+        // finiteness, checked in slices: an 8B model's embedding would otherwise be widened to fp32 whole (2 GiB)
+        MatqFloatTensor.CheckFiniteRaw(dtype, data, $"float tensor {SafeText.Quote(name)}");
         if (name.EndsWith(".qcodes", StringComparison.Ordinal))
             throw new MatqException($"float tensor {SafeText.Quote(name)}: names ending in .qcodes are reserved for quantized codes");
         if (_stored.Contains(name) || _quantNames.Contains(name))
             throw new MatqException($"float tensor {SafeText.Quote(name)}: the name is already taken by another tensor");
-        _st.Add(name, dtype, shape, data);
+        Store(name, dtype, shape, data);
         _stored.Add(name);
         return this;
     }

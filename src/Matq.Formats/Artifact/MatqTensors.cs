@@ -145,12 +145,20 @@ public sealed record MatqFloatTensor
         Name = name; Shape = (long[])shape.Clone(); StoredDtype = storedDtype; Values = values;
     }
 
-    internal static void CheckFinite(ReadOnlySpan<float> values, string what)
+    internal static void CheckFinite(ReadOnlySpan<float> values, string what, long offset = 0)
     {
         for (int i = 0; i < values.Length; i++)
         {
             if (!float.IsFinite(values[i]))
-                throw new MatqException($"{what} holds {values[i]} at flat index {i}; NaN and Inf are not allowed (the model is corrupt or a value overflowed its dtype)");
+                throw new MatqException($"{what} holds {values[i]} at flat index {offset + i}; NaN and Inf are not allowed (the model is corrupt or a value overflowed its dtype)");
         }
+    }
+
+    /// <summary><see cref="CheckFinite"/> on stored bytes of any float dtype, widened a slice at a time (no fp32 copy of the whole tensor).</summary>
+    internal static void CheckFiniteRaw(SafetensorsDtype dtype, ReadOnlySpan<byte> data, string what)
+    {
+        int size = SafetensorsDtypes.SizeOf(dtype), slice = (1 << 16) * size;
+        for (int at = 0; at < data.Length; at += slice)
+            CheckFinite(SafetensorsDtypes.ToFloat32(dtype, data.Slice(at, Math.Min(slice, data.Length - at)), what), what, at / size);
     }
 }

@@ -19,6 +19,33 @@ public static class OutputPaths
         return full;
     }
 
+    /// <summary>Where free bytes of a folder's file system come from; tests substitute a small figure.</summary>
+    public static Func<string, long> FreeBytesProbe { get; set; } = folder => new DriveInfo(folder).AvailableFreeSpace;
+
+    /// <summary>
+    /// Refuses, before any work, an output of about <paramref name="bytes"/> (an estimate) that the file system holding
+    /// <paramref name="output"/> lacks room for; an atomic write needs the new file whole beside any old one, so an
+    /// existing file's size does not count as free.
+    /// </summary>
+    public static void CheckFreeSpace(string output, long bytes, string option)
+    {
+        var folder = Path.GetDirectoryName(Path.GetFullPath(output))!;
+        while (!Directory.Exists(folder) && Path.GetDirectoryName(folder) is { } parent) folder = parent;
+        long free;
+        try
+        {
+            free = FreeBytesProbe(folder);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            return;   // no figure on this file system: the atomic write still fails cleanly if it runs out
+        }
+        if (free < bytes)
+            throw new MatqException($"{option} {output}: the output needs about {Mib(bytes)} but {folder} has {Mib(free)} free; free some space or write elsewhere");
+    }
+
+    private static string Mib(long bytes) => (bytes / 1048576.0).ToString("N0", CultureInfo.InvariantCulture) + " MiB";
+
     /// <summary>Checks a folder output: an existing folder is replaced only with <paramref name="force"/>.</summary>
     public static string CheckFolder(string output, string option, bool force, params string?[] inputs)
     {

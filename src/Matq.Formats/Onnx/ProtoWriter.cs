@@ -58,11 +58,7 @@ public sealed class ProtoWriter
     {
         var inner = new ProtoWriter();
         foreach (var v in values) inner.WriteVarint(unchecked((ulong)v));
-        Key(field, LengthDelimited);
-        WriteVarint((ulong)inner._buffer.Length);
-        inner._buffer.Position = 0;
-        inner._buffer.CopyTo(_buffer);
-        return this;
+        return Message(field, inner);
     }
 
     /// <summary>Repeated float in packed encoding (little-endian fixed32 values).</summary>

@@ -102,17 +102,22 @@ public static class PackedWidths
     [
         PackedWidth.Create<PackedTile16.Codec2, GemvPackedSimd.Width2>(2, 128,
             "u8, 4 codes a byte: bit pair p of byte 64s + 4l + b holds code 16s + 4p + b (2 sub-steps)",
-            Int8Kernel.Of<Int8DotsAvx512.W2>(Int8KernelPath.Avx512), Int8Kernel.Of<Int8DotsVnni.W2>(Int8KernelPath.Vnni), Int8Kernel.Of<Int8DotsAvx2.W2>(Int8KernelPath.Avx2)),
+            X86<Int8DotsAvx512.W2, Int8DotsVnni.W2, Int8DotsAvx2.W2>()),
         PackedWidth.Create<PackedTile16.Codec3, GemvPackedSimd.Width3>(3, 192,
             "u8 planes: a 2-bit plane (2 sub-steps; pair 3 holds a code's top two bits) + a 1-bit plane (bit J[q] of byte 128 + 4l + b)",
-            Int8Kernel.Of<Int8DotsAvx512.W3>(Int8KernelPath.Avx512), Int8Kernel.Of<Int8DotsVnni.W3>(Int8KernelPath.Vnni), Int8Kernel.Of<Int8DotsAvx2.W3>(Int8KernelPath.Avx2)),
+            X86<Int8DotsAvx512.W3, Int8DotsVnni.W3, Int8DotsAvx2.W3>()),
         PackedWidth.Create<PackedTile16.Codec4, GemvPackedSimd.Width4>(4, 256,
             "u8 nibbles: byte 64s + 4l + b holds code 8s + b (low) and 8s + 4 + b (high) (4 sub-steps)",
-            Int8Kernel.Of<Int8DotsAvx512.W4>(Int8KernelPath.Avx512), Int8Kernel.Of<Int8DotsVnni.W4>(Int8KernelPath.Vnni), Int8Kernel.Of<Int8DotsAvx2.W4>(Int8KernelPath.Avx2)),
+            X86<Int8DotsAvx512.W4, Int8DotsVnni.W4, Int8DotsAvx2.W4>()),
         PackedWidth.Create<PackedTile16.Codec8, GemvPackedSimd.Width8>(8, 512,
             "u8, one code a byte: byte 64s + 4l + b holds code 4s + b (8 sub-steps)",
-            Int8Kernel.Of<Int8DotsAvx512.W8>(Int8KernelPath.Avx512), Int8Kernel.Of<Int8DotsVnni.W8>(Int8KernelPath.Vnni), Int8Kernel.Of<Int8DotsAvx2.W8>(Int8KernelPath.Avx2)),
+            X86<Int8DotsAvx512.W8, Int8DotsVnni.W8, Int8DotsAvx2.W8>()),
     ];
+
+    // one width's int8 dot kernels on each x86 path, fastest first
+    private static Int8Kernel[] X86<TAvx512, TVnni, TAvx2>()
+        where TAvx512 : struct, IInt8Dots where TVnni : struct, IInt8Dots where TAvx2 : struct, IInt8Dots =>
+        [Int8Kernel.Of<TAvx512>(Int8KernelPath.Avx512), Int8Kernel.Of<TVnni>(Int8KernelPath.Vnni), Int8Kernel.Of<TAvx2>(Int8KernelPath.Avx2)];
 
     /// <summary>The widths of the rows, ascending.</summary>
     public static IReadOnlyList<int> Bits { get; } = All.Select(r => r.Bits).ToArray();

@@ -81,39 +81,33 @@ public static unsafe class GemmPackedSimd
     /// <summary>ŵ of chunk ch of a tile into dst [32 columns][16 rows] (padding columns decode to Bias; x is 0 there).</summary>
     internal static void DecodeChunk<TW>(PackedMatrix w, int tile, int ch, float* dst, bool avx) where TW : struct, IPackedWidth
     {
-        if (avx) Decode256<TW>(w, tile, ch, dst);
-        else Decode128<TW>(w, tile, ch, dst);
-    }
-
-    private static void Decode256<TW>(PackedMatrix w, int tile, int ch, float* dst) where TW : struct, IPackedWidth
-    {
         int g = ch / w.ChunksPerGroup, gpr = w.GroupsPerRow;
         fixed (byte* data = w.Data)
         fixed (float* sc = w.Scales, bi = w.Biases)
         {
             byte* p = data + tile * w.TileBytes + (long)ch * w.ChunkBytes;
-            float* s = sc + ((long)tile * gpr + g) * 16, b = bi + ((long)tile * gpr + g) * 16;
-            Vector256<float> s0 = Avx.LoadVector256(s), s1 = Avx.LoadVector256(s + 8), b0 = Avx.LoadVector256(b), b1 = Avx.LoadVector256(b + 8);
-            for (int i = 0; i < 32; i++)
-            {
-                Avx.Store(dst + 16 * i, Fma.MultiplyAdd(Avx.ConvertToVector256Single(TW.Code256(p, i, 0)), s0, b0));
-                Avx.Store(dst + 16 * i + 8, Fma.MultiplyAdd(Avx.ConvertToVector256Single(TW.Code256(p, i, 1)), s1, b1));
-            }
+            long sb = ((long)tile * gpr + g) * 16;
+            if (avx) Decode256<TW>(p, sc + sb, bi + sb, dst);
+            else Decode128<TW>(p, sc + sb, bi + sb, dst);
         }
     }
 
-    private static void Decode128<TW>(PackedMatrix w, int tile, int ch, float* dst) where TW : struct, IPackedWidth
+    // chunk codes p with the tile's 16 scales s and biases b of its group
+    private static void Decode256<TW>(byte* p, float* s, float* b, float* dst) where TW : struct, IPackedWidth
     {
-        int g = ch / w.ChunksPerGroup, gpr = w.GroupsPerRow;
-        fixed (byte* data = w.Data)
-        fixed (float* sc = w.Scales, bi = w.Biases)
+        Vector256<float> s0 = Avx.LoadVector256(s), s1 = Avx.LoadVector256(s + 8), b0 = Avx.LoadVector256(b), b1 = Avx.LoadVector256(b + 8);
+        for (int i = 0; i < 32; i++)
         {
-            byte* p = data + tile * w.TileBytes + (long)ch * w.ChunkBytes;
-            float* s = sc + ((long)tile * gpr + g) * 16, b = bi + ((long)tile * gpr + g) * 16;
-            for (int i = 0; i < 32; i++)
-                for (int k = 0; k < 4; k++)
-                    (Vector128.ConvertToSingle(TW.Code128(p, i, k)) * Vector128.Load(s + 4 * k) + Vector128.Load(b + 4 * k)).Store(dst + 16 * i + 4 * k);
+            Avx.Store(dst + 16 * i, Fma.MultiplyAdd(Avx.ConvertToVector256Single(TW.Code256(p, i, 0)), s0, b0));
+            Avx.Store(dst + 16 * i + 8, Fma.MultiplyAdd(Avx.ConvertToVector256Single(TW.Code256(p, i, 1)), s1, b1));
         }
+    }
+
+    private static void Decode128<TW>(byte* p, float* s, float* b, float* dst) where TW : struct, IPackedWidth
+    {
+        for (int i = 0; i < 32; i++)
+            for (int k = 0; k < 4; k++)
+                (Vector128.ConvertToSingle(TW.Code128(p, i, k)) * Vector128.Load(s + 4 * k) + Vector128.Load(b + 4 * k)).Store(dst + 16 * i + 4 * k);
     }
 
     // acc [t][16] += Σ_k w[k][16]·x[r][k] for k < n; four activation rows per pass share each weight load

@@ -110,8 +110,9 @@ public static unsafe class GemvPackedSimd
 
     // field (v >> shift) & mask of every lane, converted, times the broadcast activation, into acc
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Mac(Vector256<uint> v, [ConstantExpected] byte shift, uint mask, float x, Vector256<float> acc) =>
-        Fma.MultiplyAdd(Avx.ConvertToVector256Single((Avx2.ShiftRightLogical(v, shift) & Vector256.Create(mask)).AsInt32()), Vector256.Create(x), acc);
+    // (shift is a constant at every call once inlined, so the JIT emits the immediate-count shift)
+    private static Vector256<float> Mac(Vector256<uint> v, int shift, uint mask, float x, Vector256<float> acc) =>
+        Fma.MultiplyAdd(Avx.ConvertToVector256Single((Vector256.ShiftRightLogical(v, shift) & Vector256.Create(mask)).AsInt32()), Vector256.Create(x), acc);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<uint> L(byte* p) => Avx.LoadVector256((uint*)p);
@@ -132,10 +133,7 @@ public static unsafe class GemvPackedSimd
             {
                 var v = L(p);
                 var u = L(p + 32);
-                a0 = Mac(v, 0, 0xFF, x[0], a0); c0 = Mac(u, 0, 0xFF, x[0], c0);
-                a1 = Mac(v, 8, 0xFF, x[1], a1); c1 = Mac(u, 8, 0xFF, x[1], c1);
-                a2 = Mac(v, 16, 0xFF, x[2], a2); c2 = Mac(u, 16, 0xFF, x[2], c2);
-                a3 = Mac(v, 24, 0xFF, x[3], a3); c3 = Mac(u, 24, 0xFF, x[3], c3);
+                Lanes(v, u, 0, 0xFF, x, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
             }
         }
     }
@@ -156,14 +154,8 @@ public static unsafe class GemvPackedSimd
             {
                 var v = L(p);
                 var u = L(p + 32);
-                a0 = Mac(v, 0, 0xF, x[0], a0); c0 = Mac(u, 0, 0xF, x[0], c0);
-                a1 = Mac(v, 8, 0xF, x[1], a1); c1 = Mac(u, 8, 0xF, x[1], c1);
-                a2 = Mac(v, 16, 0xF, x[2], a2); c2 = Mac(u, 16, 0xF, x[2], c2);
-                a3 = Mac(v, 24, 0xF, x[3], a3); c3 = Mac(u, 24, 0xF, x[3], c3);
-                a0 = Mac(v, 4, 0xF, x[4], a0); c0 = Mac(u, 4, 0xF, x[4], c0);
-                a1 = Mac(v, 12, 0xF, x[5], a1); c1 = Mac(u, 12, 0xF, x[5], c1);
-                a2 = Mac(v, 20, 0xF, x[6], a2); c2 = Mac(u, 20, 0xF, x[6], c2);
-                a3 = Mac(v, 28, 0xF, x[7], a3); c3 = Mac(u, 28, 0xF, x[7], c3);
+                Lanes(v, u, 0, 0xF, x, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
+                Lanes(v, u, 4, 0xF, x + 4, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
             }
         }
     }
@@ -194,22 +186,22 @@ public static unsafe class GemvPackedSimd
     private static void Pair(Vector256<uint> v, Vector256<uint> u, float* x, ref Vector256<float> a0, ref Vector256<float> a1, ref Vector256<float> a2,
         ref Vector256<float> a3, ref Vector256<float> c0, ref Vector256<float> c1, ref Vector256<float> c2, ref Vector256<float> c3)
     {
-        a0 = Mac(v, 0, 3, x[0], a0); c0 = Mac(u, 0, 3, x[0], c0);
-        a1 = Mac(v, 8, 3, x[1], a1); c1 = Mac(u, 8, 3, x[1], c1);
-        a2 = Mac(v, 16, 3, x[2], a2); c2 = Mac(u, 16, 3, x[2], c2);
-        a3 = Mac(v, 24, 3, x[3], a3); c3 = Mac(u, 24, 3, x[3], c3);
-        a0 = Mac(v, 2, 3, x[4], a0); c0 = Mac(u, 2, 3, x[4], c0);
-        a1 = Mac(v, 10, 3, x[5], a1); c1 = Mac(u, 10, 3, x[5], c1);
-        a2 = Mac(v, 18, 3, x[6], a2); c2 = Mac(u, 18, 3, x[6], c2);
-        a3 = Mac(v, 26, 3, x[7], a3); c3 = Mac(u, 26, 3, x[7], c3);
-        a0 = Mac(v, 4, 3, x[8], a0); c0 = Mac(u, 4, 3, x[8], c0);
-        a1 = Mac(v, 12, 3, x[9], a1); c1 = Mac(u, 12, 3, x[9], c1);
-        a2 = Mac(v, 20, 3, x[10], a2); c2 = Mac(u, 20, 3, x[10], c2);
-        a3 = Mac(v, 28, 3, x[11], a3); c3 = Mac(u, 28, 3, x[11], c3);
-        a0 = Mac(v, 6, 3, x[12], a0); c0 = Mac(u, 6, 3, x[12], c0);
-        a1 = Mac(v, 14, 3, x[13], a1); c1 = Mac(u, 14, 3, x[13], c1);
-        a2 = Mac(v, 22, 3, x[14], a2); c2 = Mac(u, 22, 3, x[14], c2);
-        a3 = Mac(v, 30, 3, x[15], a3); c3 = Mac(u, 30, 3, x[15], c3);
+        Lanes(v, u, 0, 3, x, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
+        Lanes(v, u, 2, 3, x + 4, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
+        Lanes(v, u, 4, 3, x + 8, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
+        Lanes(v, u, 6, 3, x + 12, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
+    }
+
+    // one field of each byte lane — bits sh.., 8 + sh.., 16 + sh.., 24 + sh.. of every u32 (columns x[0..3]) — into a0..a3 (v) and c0..c3 (u)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Lanes(Vector256<uint> v, Vector256<uint> u, int sh, uint mask, float* x,
+        ref Vector256<float> a0, ref Vector256<float> a1, ref Vector256<float> a2, ref Vector256<float> a3,
+        ref Vector256<float> c0, ref Vector256<float> c1, ref Vector256<float> c2, ref Vector256<float> c3)
+    {
+        a0 = Mac(v, sh, mask, x[0], a0); c0 = Mac(u, sh, mask, x[0], c0);
+        a1 = Mac(v, sh + 8, mask, x[1], a1); c1 = Mac(u, sh + 8, mask, x[1], c1);
+        a2 = Mac(v, sh + 16, mask, x[2], a2); c2 = Mac(u, sh + 16, mask, x[2], c2);
+        a3 = Mac(v, sh + 24, mask, x[3], a3); c3 = Mac(u, sh + 24, mask, x[3], c3);
     }
 
     internal struct Width3 : IPackedWidth

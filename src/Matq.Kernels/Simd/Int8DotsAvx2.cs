@@ -5,17 +5,12 @@ using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using static Matq.Kernels.Simd.Int8Lanes256;
 
 namespace Matq.Kernels.Simd;
 
 internal static unsafe class Int8DotsAvx2
 {
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<sbyte> X(sbyte* x) => Vector256.Create(*(int*)x).AsSByte();
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> B(byte v) => Vector256.Create(v);
-
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<short> Mul(Vector256<byte> u, Vector256<sbyte> x) => Avx2.MultiplyAddAdjacent(u, x);
 
@@ -27,13 +22,6 @@ internal static unsafe class Int8DotsAvx2
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<byte> Sll(Vector256<byte> v, [ConstantExpected] byte n) => Avx2.ShiftLeftLogical(v.AsUInt16(), n).AsByte();
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store(int* d, Vector256<int> lo, Vector256<int> hi)
-    {
-        lo.Store(d);
-        hi.Store(d + 8);
-    }
 
     internal struct W8 : IInt8Dots
     {

@@ -9,26 +9,14 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
+using static Matq.Kernels.Simd.Int8Lanes256;
 
 namespace Matq.Kernels.Simd;
 
 internal static unsafe class Int8DotsVnni
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<sbyte> X(sbyte* x) => Vector256.Create(*(int*)x).AsSByte();
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> B(byte v) => Vector256.Create(v);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Dp(Vector256<int> acc, Vector256<byte> u, Vector256<sbyte> x) => AvxVnni.MultiplyWideningAndAdd(acc, u, x);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Store(int* d, Vector256<int> lo, Vector256<int> hi)
-    {
-        lo.Store(d);
-        hi.Store(d + 8);
-    }
 
     /// <summary>8 sub-steps of 64 bytes per chunk; sub-step s holds codes 4s..4s+3 of every lane.</summary>
     internal struct W8 : IInt8Dots

@@ -39,11 +39,13 @@ public static class SequentialCalibrator
     /// Resume: blocks i &lt; <paramref name="resumeBlocks"/> (lm_head is block L) are not captured or quantized;
     /// <paramref name="restore"/>(i) installs their stored weights instead and step 3 runs as before, so block
     /// <paramref name="resumeBlocks"/> sees bit-identical inputs. <paramref name="blockDone"/>(i) follows each block quantized here.
+    /// Streaming: <paramref name="hold"/>(i) keeps block i resident (embedding −1, layers, head L) while it is used.
     /// </summary>
     /// <returns>Calibration tokens seen by every linear (N·T).</returns>
     public static long Run(LlamaForCausalLM model, IReadOnlyList<int[]> samples, Func<CalibratedLinear, Tensor> quantize,
         int batchSize = 8, Device? hessianDevice = null, Action<string>? progress = null, Func<string, bool>? select = null,
-        bool includeHead = false, int resumeBlocks = 0, Action<int>? restore = null, Action<int>? blockDone = null)
+        bool includeHead = false, int resumeBlocks = 0, Action<int>? restore = null, Action<int>? blockDone = null,
+        Func<int, IDisposable>? hold = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(samples);
@@ -56,6 +58,7 @@ public static class SequentialCalibrator
         if (includeHead && model.LmHead is null)
             throw new MatqException("lm_head is tied to the embedding in this model and cannot be quantized alone");
         select ??= _ => true;
+        hold ??= _ => Loading.LlamaBlockStream.NoHold.Instance;
         Device device = model.Device;
         hessianDevice ??= device;
         using var noGrad = no_grad();
@@ -63,19 +66,23 @@ public static class SequentialCalibrator
 
         // h_0 = embed(ids), one [b, T, hidden] tensor per batch
         var hidden = new List<Tensor>();
-        for (int s = 0; s < samples.Count; s += batchSize)
+        using (hold(-1))
         {
-            using var scope = NewDisposeScope();
-            int b = Math.Min(batchSize, samples.Count - s);
-            var ids = tensor(samples.Skip(s).Take(b).SelectMany(w => w.Select(t => (long)t)).ToArray(), new long[] { b, length },
-                dtype: ScalarType.Int64, device: device);
-            hidden.Add(model.EmbedTokens(ids).MoveToOuterDisposeScope());
+            for (int s = 0; s < samples.Count; s += batchSize)
+            {
+                using var scope = NewDisposeScope();
+                int b = Math.Min(batchSize, samples.Count - s);
+                var ids = tensor(samples.Skip(s).Take(b).SelectMany(w => w.Select(t => (long)t)).ToArray(), new long[] { b, length },
+                    dtype: ScalarType.Int64, device: device);
+                hidden.Add(model.EmbedTokens(ids).MoveToOuterDisposeScope());
+            }
         }
         long tokens = (long)samples.Count * length;
 
         foreach (var layer in model.Layers)
         {
             int i = layer.Index;
+            using var held = hold(i);
             if (i < resumeBlocks) restore?.Invoke(i);
             else
             {
@@ -105,6 +112,7 @@ public static class SequentialCalibrator
                 blockDone?.Invoke(i);
             }
         }
+        using var heldHead = includeHead && select("lm_head") ? hold(model.Layers.Count) : null;
         if (includeHead && select("lm_head") && model.Layers.Count < resumeBlocks) restore?.Invoke(model.Layers.Count);
         else if (includeHead && select("lm_head"))
         {

@@ -2,9 +2,9 @@
 // a fresh quantization of the float weights in memory, its perplexity on each eval set, then the weights restored.
 using System.Diagnostics;
 using System.Text;
-using Matq.Loading.Tokenizers;
 using Matq.Models;
 using Matq.Quantization.Pipeline;
+using Matq.Runtime.Tokenizers;
 using static TorchSharp.torch;
 
 namespace Matq.Evaluation;

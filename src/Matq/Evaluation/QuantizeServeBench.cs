@@ -3,9 +3,10 @@
 // model, writes it as a .matq artifact, serves it at r bits and scores it (perplexity per text). The caller builds its table.
 using Matq.Data;
 using Matq.Formats.Artifact;
-using Matq.Loading.Tokenizers;
+using Matq.Loading;
 using Matq.Quantization.Pipeline;
-using Matq.Runtime.Serving;
+using Matq.Runtime.Plans;
+using Matq.Runtime.Tokenizers;
 using static TorchSharp.torch;
 
 namespace Matq.Evaluation;
@@ -71,7 +72,7 @@ public sealed class QuantizeServeBench(string modelPath, Device device, int[] tr
 
     /// <summary>Serves <paramref name="artifact"/> at <paramref name="bits"/> (optionally with extra precision or a per-layer
     /// plan) and scores it.</summary>
-    public ServedScore Serve(MatqArtifact artifact, int bits, bool extraPrecision = false, IReadOnlyDictionary<string, int>? plan = null)
+    public ServedScore Serve(MatqArtifact artifact, int bits, bool extraPrecision = false, BitPlan? plan = null)
     {
         using var served = QuantizedModelLoader.LoadServed(artifact, bits, Device, ScalarType.Float32, extraPrecision, plan);
         return new ServedScore(bits, Score(served.Model), served.MeanEffectiveBits, served.MeanPaperBits, served.MeanSparseBits,

@@ -13,6 +13,7 @@
 //   query_pre_attn_scalar; convert_hf_to_gguf.py adds 1 to every Gemma "norm.weight" and the graphs multiply by w.
 using Matq.Formats.Gguf;
 using Matq.Models;
+using Matq.Runtime.Models;
 
 namespace Matq.Export;
 

@@ -12,7 +12,9 @@ using System.Text.Json;
 using Matq.Formats.Artifact;
 using Matq.Formats.Gguf;
 using Matq.Quantization.Pipeline;
-using Matq.Runtime.Serving;
+using Matq.Runtime.Loading;
+using Matq.Runtime.Models;
+using Matq.Runtime.Tokenizers;
 
 namespace Matq.Export;
 
@@ -41,13 +43,13 @@ public static class GgufExporter
         var embed = embedType ?? (GgufBlocks.IsBlockType(type) ? GgmlType.Q8_0 : type);
         var a = MatqArtifact.Open(matqPath);
         // the same check eval/generate make: model_config parses as a Llama config and the tensors are exactly the ones it implies
-        var cfg = QuantizedModelLoader.ModelConfig(a);
+        var cfg = ArtifactSource.ModelConfig(a);
         var arch = GgufArchitecture.For(cfg);
         var w = arch.Header(Path.GetFileNameWithoutExtension(matqPath), FileType(type))
             .Add("matq.master_bits", (uint)a.Metadata.MasterBits).Add("matq.group_size", a.Metadata.GroupSize)
             .Add("matq.algorithm", a.Metadata.Algorithm);
         var notes = new List<string>();
-        var (tokFolder, tokProblem) = ModelSource.ArtifactTokenizer(matqPath, a.Metadata);
+        var (tokFolder, tokProblem) = ArtifactSource.ArtifactTokenizer(matqPath, a.Metadata);
         AddTokenizer(w, tokFolder, tokProblem, a.Metadata.Tokenizer?.Kind, notes, cfg.VocabSize);
         var counts = new Counts { Floats = AddExtraTensors(w, arch) };
         var fallbacks = new List<string>();
@@ -97,11 +99,11 @@ public static class GgufExporter
         var arch = GgufArchitecture.For(cfg);
         var w = arch.Header(Path.GetFileName(Path.GetFullPath(hfFolder).TrimEnd(Path.DirectorySeparatorChar)), FileType(type));
         var notes = new List<string>();
-        var kind = ArtifactExport.DetectTokenizerKind(ArtifactExport.TokenizerFileNames.Where(f => File.Exists(Path.Combine(hfFolder, f))).ToArray());
+        var kind = TokenizerFiles.DetectKind(TokenizerFiles.Names.Where(f => File.Exists(Path.Combine(hfFolder, f))).ToArray());
         AddTokenizer(w, kind is null ? null : hfFolder, "the folder holds no tokenizer files", kind, notes, cfg.VocabSize);
         var counts = new Counts { Floats = AddExtraTensors(w, arch) };
         var fallbacks = new List<string>();
-        var tensors = Models.LlamaTensors.Expected(cfg).Select(e =>
+        var tensors = LlamaTensors.Expected(cfg).Select(e =>
         {
             var p = model.get_parameter(e.Name) ?? throw new MatqException($"{hfFolder}: the model has no tensor '{e.Name}'");
             return new Part(e.Name, e.Shape, p.detach().contiguous().data<float>().ToArray());
@@ -240,7 +242,7 @@ public static class GgufExporter
         {
             // 256 byte tokens, then BOS (256) and EOS (257) when the model's vocabulary holds them (matq's byte tokenizer with
             // bos_eos); a 256-token vocabulary has none, so BOS/EOS are switched off rather than left to llama.cpp's defaults
-            var tokens = Enumerable.Range(0, 256).Select(b => Loading.Tokenizers.ByteLevelAlphabet.ByteToChar[b].ToString()).ToList();
+            var tokens = Enumerable.Range(0, 256).Select(b => ByteLevelAlphabet.ByteToChar[b].ToString()).ToList();
             var types = Enumerable.Repeat(1, 256).ToList();
             bool special = vocabSize >= 258;
             if (special) { tokens.AddRange(["<s>", "</s>"]); types.AddRange([3, 3]); }

@@ -3,7 +3,7 @@
 // HF-compatible runtime loads the r-bit model as floats. The folder is staged (hidden) beside the target and swapped in whole at the end.
 using Matq.Formats.Safetensors;
 using Matq.Loading;
-using Matq.Runtime.Serving;
+using Matq.Runtime.Loading;
 
 namespace Matq.Export;
 
@@ -26,7 +26,7 @@ public static class HfExporter
         if (File.Exists(full)) throw new MatqException($"--out {outFolder} is a file; --format hf writes a folder (config.json, model.safetensors, tokenizer)");
 
         using var served = QuantizedModelLoader.LoadServed(matqPath, bits);
-        var (tokFolder, problem) = ModelSource.ArtifactTokenizer(matqPath, served.Metadata);
+        var (tokFolder, problem) = ArtifactSource.ArtifactTokenizer(matqPath, served.Metadata);
         var names = new List<string>();
         // The folder is filled while hidden and then replaces any folder at --out whole (the CLI asks for --force first).
         Matq.Formats.IO.AtomicFile.WriteFolder(full, staging =>

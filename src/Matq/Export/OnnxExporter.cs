@@ -9,8 +9,10 @@
 // MatqException before anything is written.
 using Matq.Formats.Artifact;
 using Matq.Formats.Onnx;
+using Matq.Loading;
 using Matq.Models;
-using Matq.Runtime.Serving;
+using Matq.Runtime.Loading;
+using Matq.Runtime.Models;
 using static TorchSharp.torch;
 
 namespace Matq.Export;
@@ -68,7 +70,7 @@ public static class OnnxExporter
 
     private static OnnxModel FromArtifact(MatqArtifact a, int? bits, out IReadOnlyList<OnnxLinearReport> quantized, out int floatLinears, out int? servedBits)
     {
-        var config = QuantizedModelLoader.ModelConfig(a);
+        var config = ArtifactSource.ModelConfig(a);
         int c = a.Metadata.MasterBits, r = bits ?? c;
         OnnxQuantizedLinear.CheckBits(r, c);
         foreach (var q in a.Quantized) OnnxQuantizedLinear.BlockSize(q); // refuse untileable groups before building anything

@@ -16,6 +16,7 @@
 // Linears are emitted by a callback (plain MatMul, or MatMulNBits for quantized weights); biases are Add nodes.
 using Matq.Formats.Onnx;
 using Matq.Models;
+using Matq.Runtime.Models;
 using static TorchSharp.torch;
 
 namespace Matq.Export;

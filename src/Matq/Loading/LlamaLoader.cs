@@ -4,6 +4,8 @@
 // (LlamaTensors.CheckpointSource), so quantization and every backend see the same seven linears per layer.
 using Matq.Formats.Safetensors;
 using Matq.Models;
+using Matq.Runtime.Loading;
+using Matq.Runtime.Models;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -28,6 +30,26 @@ public static class LlamaLoader
         var model = new LlamaForCausalLM(config, (name, shape) => ReadModelTensor(ckpt, config, name, shape, device, dtype), device, dtype);
         model.eval();
         return model;
+    }
+
+    /// <summary>The checkpoint dtype of every model tensor of <paramref name="folder"/> (headers only; a split Phi-3
+    /// tensor has its fused tensor's), so an artifact can store float tensors as the source did.</summary>
+    public static Dictionary<string, SafetensorsDtype> SourceDtypes(string folder)
+    {
+        var config = HfLlamaConfig.Read(folder);
+        using var ckpt = SafetensorsCheckpoint.Open(folder);
+        return SourceDtypes(ckpt, config);
+    }
+
+    internal static Dictionary<string, SafetensorsDtype> SourceDtypes(SafetensorsCheckpoint ckpt, LlamaConfig config)
+    {
+        var map = new Dictionary<string, SafetensorsDtype>(StringComparer.Ordinal);
+        foreach (var (name, _) in LlamaTensors.Enumerate(config))
+        {
+            var source = LlamaTensors.CheckpointSource(config, name).Name;
+            if (ckpt.Contains(source)) map[name] = ckpt.Get(source).Dtype;
+        }
+        return map;
     }
 
     /// <summary>Checks names, dtypes and shapes against the config before any data is read.</summary>
@@ -76,7 +98,7 @@ public static class LlamaLoader
     }
 
     /// <summary>A model tensor: read as stored, or its rows of a fused checkpoint tensor (Phi-3).</summary>
-    private static Tensor ReadModelTensor(SafetensorsCheckpoint ckpt, LlamaConfig config, string name, long[] shape, Device device, ScalarType dtype)
+    internal static Tensor ReadModelTensor(SafetensorsCheckpoint ckpt, LlamaConfig config, string name, long[] shape, Device device, ScalarType dtype)
     {
         var (source, row) = LlamaTensors.CheckpointSource(config, name);
         if (source == name) return ReadTensor(ckpt, name, shape, device, dtype);

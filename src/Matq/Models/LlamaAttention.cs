@@ -2,6 +2,7 @@
 // linears registered under their HF names; optional q/k RMSNorm over head_dim (Qwen 3, Gemma 3) before rotary on q and k;
 // causal attention, limited to a sliding window when the layer has one, scaled by the config's attention scale, with
 // an optional tanh soft-cap on the scores (Gemma 2).
+using Matq.Runtime.Models;
 using TorchSharp;
 using TorchSharp.Utils;
 using static TorchSharp.torch;

@@ -2,6 +2,7 @@
 // out = h + mlp(post_attention_layernorm(h)). Sandwich (Gemma 2/3): h = x + post_attention_layernorm(attn(input_layernorm(x)));
 // out = h + post_feedforward_layernorm(mlp(pre_feedforward_layernorm(h))). Runs alone for sequential calibration:
 // forward(hidden) uses positions 0..T-1 and the layer's own rope (per layer type) and window.
+using Matq.Runtime.Models;
 using TorchSharp;
 using TorchSharp.Utils;
 using static TorchSharp.torch;

@@ -5,6 +5,7 @@
 using TorchSharp;
 using TorchSharp.Utils;
 using TorchSharp.Modules;
+using Matq.Runtime.Models;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 

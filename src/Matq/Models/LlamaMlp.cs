@@ -1,5 +1,6 @@
 // Gated feed-forward: x [B, T, hidden] -> down(act(gate(x)) * up(x)) [B, T, hidden] with act = SiLU (SwiGLU) or tanh
 // GELU (GeGLU, Gemma); gate/up/down are swappable [out, in] linears registered under their HF names.
+using Matq.Runtime.Models;
 using TorchSharp;
 using TorchSharp.Utils;
 using static TorchSharp.torch;

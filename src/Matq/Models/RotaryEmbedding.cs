@@ -1,6 +1,7 @@
 // Rotary position embeddings in HF's "rotate_half" convention: for x [B, H, T, D], x*cos + rotate_half(x)*sin with
 // inv_freq[i] = 1/theta^(2i/D) (then scaled per RopeSpec: ÷ factor for linear, wavelength bands for llama3) and
 // cos/sin tables computed once in fp32.
+using Matq.Runtime.Models;
 using static TorchSharp.torch;
 
 namespace Matq.Models;

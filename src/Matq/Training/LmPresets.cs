@@ -1,6 +1,7 @@
 // Named recipes for `matq train lm --preset`: architecture, tokenizer and default hyper-parameters.
 // tiny: byte-level, ~1.05M parameters, minutes on 2 CPU cores. small: GPT-2 BPE, ~28.7M parameters (tied embedding), ~1 minute on one H100.
 using Matq.Models;
+using Matq.Runtime.Models;
 
 namespace Matq.Training;
 
@@ -14,8 +15,7 @@ public sealed record LmPreset(string Name, string Summary, LmTokenizerChoice Tok
     [
         new("tiny", "byte-level tokenizer, hidden 128, 4 layers, 4 heads / 2 KV heads, SwiGLU 512, ctx 256 (~1.05M params; CPU)",
             LmTokenizerChoice.Bytes,
-            vocab => new LlamaConfig(hiddenSize: 128, intermediateSize: 512, numLayers: 4, numHeads: 4, vocabSize: vocab,
-                numKvHeads: 2, rmsNormEps: 1e-5, maxPositionEmbeddings: 256, tieWordEmbeddings: false, ropeTheta: RopeTheta),
+            Llama(hidden: 128, intermediate: 512, layers: 4, heads: 4, context: 256, tied: false),
             new TrainOptions
             {
                 Steps = 800, BatchSize = 8, ContextLength = 256, Lr = 4e-3, WarmupSteps = 40, WeightDecay = 0.1,
@@ -23,8 +23,7 @@ public sealed record LmPreset(string Name, string Summary, LmTokenizerChoice Tok
             }),
         new("small", "GPT-2 BPE tokenizer, hidden 384, 6 layers, 6 heads / 2 KV heads, SwiGLU 1024, ctx 512, tied embedding (~28.7M params; GPU)",
             LmTokenizerChoice.Gpt2,
-            vocab => new LlamaConfig(hiddenSize: 384, intermediateSize: 1024, numLayers: 6, numHeads: 6, vocabSize: vocab,
-                numKvHeads: 2, rmsNormEps: 1e-5, maxPositionEmbeddings: 512, tieWordEmbeddings: true, ropeTheta: RopeTheta),
+            Llama(hidden: 384, intermediate: 1024, layers: 6, heads: 6, context: 512, tied: true),
             new TrainOptions
             {
                 // SOTU train is only 1.92M GPT-2 tokens: 1600 × 16 × 512 ≈ 7 epochs with the cosine decay gave the best validation loss
@@ -33,6 +32,11 @@ public sealed record LmPreset(string Name, string Summary, LmTokenizerChoice Tok
                 EvalEvery = 100, EvalWindows = 128, CheckpointEvery = 200, LogEvery = 10,
             }),
     ];
+
+    /// <summary>The presets' architecture: 2 KV heads, RMSNorm eps 1e-5, RoPE θ <see cref="RopeTheta"/>; the vocabulary comes from the tokenizer.</summary>
+    private static Func<int, LlamaConfig> Llama(int hidden, int intermediate, int layers, int heads, int context, bool tied) =>
+        vocab => new LlamaConfig(hiddenSize: hidden, intermediateSize: intermediate, numLayers: layers, numHeads: heads, vocabSize: vocab,
+            numKvHeads: 2, rmsNormEps: 1e-5, maxPositionEmbeddings: context, tieWordEmbeddings: tied, ropeTheta: RopeTheta);
 
     public static IEnumerable<string> Names => All.Select(p => p.Name);
 

@@ -6,9 +6,10 @@ using Matq.Data;
 using Matq.Evaluation;
 using Matq.Formats.Safetensors;
 using Matq.Loading;
-using Matq.Loading.Tokenizers;
 using Matq.Models;
 using Matq.Runtime;
+using Matq.Runtime.Models;
+using Matq.Runtime.Tokenizers;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -29,10 +29,7 @@ public sealed class CompletionServerTests : IClassFixture<CompletionServerTests.
 
         public Fixture()
         {
-            var model = Path.Combine(CliRunner.Fixture(), "..", "..", "models", "tiny");
-            Artifact = Path.Combine(Dir, "tiny8.matq");
-            var run = CliRunner.Run("quantize", "--model", model, "--method", "rtn", "--bits", "8", "--group", "32", "--device", "cpu", "--out", Artifact);
-            if (run.ExitCode != 0) throw new InvalidOperationException(run.Output);
+            Artifact = CliRunner.QuantizeRtn8(Path.Combine(Dir, "tiny8.matq"));
             Engine = CompletionEngine.Open(Artifact, new PackedServingOptions { Threads = 1 });
         }
 

@@ -1,12 +1,8 @@
 // `matq bench matquant --lambdas`: parsing of λ vectors, the planned runs (default labels unchanged, one labelled set
 // of R = {8,4,2} runs per λ), and a tiny QAT run on models/tiny over a fake local data cache whose rows and tables
 // show every λ.
-using System.CommandLine;
-using Matq.Cli.Common;
-using Matq.Cli.Verbs;
 using Matq.Data;
 using Matq.Evaluation;
-using Spectre.Console;
 
 namespace Matq.Cli.Tests.Verbs;
 

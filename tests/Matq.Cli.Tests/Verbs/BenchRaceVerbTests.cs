@@ -14,17 +14,8 @@ public sealed class BenchRaceVerbTests : IClassFixture<BenchRaceVerbTests.TinyAr
 
         public TinyArtifacts()
         {
-            var model = Path.Combine(CliRunner.Fixture(), "..", "..", "models", "tiny");
-            Symmetric = Quantize(model, "tiny8sym.matq", "--symmetric");
-            Asymmetric = Quantize(model, "tiny8.matq");
-        }
-
-        private string Quantize(string model, string name, params string[] extra)
-        {
-            var path = Path.Combine(Dir, name);
-            var run = CliRunner.Run(["quantize", "--model", model, "--method", "rtn", "--bits", "8", "--group", "32", "--device", "cpu", "--out", path, .. extra]);
-            if (run.ExitCode != 0) throw new InvalidOperationException(run.Output);
-            return path;
+            Symmetric = CliRunner.QuantizeRtn8(Path.Combine(Dir, "tiny8sym.matq"), extra: "--symmetric");
+            Asymmetric = CliRunner.QuantizeRtn8(Path.Combine(Dir, "tiny8.matq"));
         }
 
         public void Dispose() => Directory.Delete(Dir, recursive: true);

@@ -1,10 +1,6 @@
 // User mistakes on `train lm`, `eval` and `generate` end as one MatqException line and exit code 1, before any
 // dataset is fetched or model loaded (the injected DataStore factory fails the test if it is touched).
-using System.CommandLine;
-using Matq.Cli.Common;
-using Matq.Cli.Verbs;
 using Matq.Data;
-using Spectre.Console;
 
 namespace Matq.Cli.Tests.Verbs;
 

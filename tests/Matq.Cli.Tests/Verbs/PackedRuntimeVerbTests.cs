@@ -14,10 +14,8 @@ public sealed class PackedRuntimeVerbTests : IClassFixture<PackedRuntimeVerbTest
 
         public TinyArtifact()
         {
-            ModelDir = System.IO.Path.Combine(CliRunner.Fixture(), "..", "..", "models", "tiny");
-            Path = System.IO.Path.Combine(Dir, "tiny8.matq");
-            var run = CliRunner.Run("quantize", "--model", ModelDir, "--method", "rtn", "--bits", "8", "--group", "32", "--device", "cpu", "--out", Path);
-            if (run.ExitCode != 0) throw new InvalidOperationException(run.Output);
+            ModelDir = CliRunner.TinyModel();
+            Path = CliRunner.QuantizeRtn8(System.IO.Path.Combine(Dir, "tiny8.matq"), ModelDir);
         }
 
         public void Dispose() => Directory.Delete(Dir, recursive: true);

@@ -3,14 +3,10 @@
 // "resuming at block 3/4", writes an artifact equal to an uninterrupted run's in every tensor byte and every metadata
 // field but the wall-clock seconds, and removes the checkpoint; plus the one-line refusals and the note when a run
 // without --resume replaces a checkpoint.
-using System.CommandLine;
 using System.Text.Json.Nodes;
-using Matq.Cli.Common;
-using Matq.Cli.Verbs;
 using Matq.Data;
 using Matq.Formats.Safetensors;
 using Matq.Quantization.Pipeline;
-using Spectre.Console;
 
 namespace Matq.Cli.Tests.Verbs;
 

@@ -1,11 +1,7 @@
 // Runs `matq quantize` alone (no dataset cache: a test that touches it fails) on models/tiny with calibration from a
 // local text file; shared by the quantize and --resume tests.
-using System.CommandLine;
-using Matq.Cli.Common;
-using Matq.Cli.Verbs;
 using Matq.Data;
 using Matq.Quantization.Pipeline;
-using Spectre.Console;
 
 namespace Matq.Cli.Tests.Verbs;
 

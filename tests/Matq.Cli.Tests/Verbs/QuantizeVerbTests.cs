@@ -1,12 +1,8 @@
 // `matq quantize` with OmniQuant on models/tiny (tiny settings, calibration from a local text file, so no dataset is
 // fetched): the plain method at one width, MatQuant with --base omniquant --bits 8,4,2 --lambda --codistill (int8
 // master codes, trained_bits = R), and the flags' one-line errors.
-using System.CommandLine;
-using Matq.Cli.Common;
-using Matq.Cli.Verbs;
 using Matq.Data;
 using Matq.Formats.Artifact;
-using Spectre.Console;
 
 namespace Matq.Cli.Tests.Verbs;
 

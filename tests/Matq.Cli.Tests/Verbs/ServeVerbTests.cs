@@ -1,16 +1,12 @@
 // `matq serve` as a verb: with --port 0 it prints the bound address, answers over HTTP at its --bits default and stops
 // cleanly (exit 0, "stopped") when its stop token fires (Ctrl+C/SIGTERM in a terminal); a float HF folder is RTN-quantized
 // to int8 at start and serves the same greedy text as the int8 artifact of it; bad options and a port in use are one
-// line with exit code 1 before anything listens.
-using System.CommandLine;
+// line with exit code 1 before anything listens; a plan made by `matq plan` for the artifact is its default precision.
 using System.Net;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using Matq.Cli.Common;
 using Matq.Cli.Serving;
-using Matq.Cli.Verbs;
-using Spectre.Console;
 
 namespace Matq.Cli.Tests.Verbs;
 
@@ -33,11 +29,7 @@ public sealed class ServeVerbTests : IClassFixture<PackedRuntimeVerbTests.TinyAr
     {
         var writer = new StringWriter();
         var sync = TextWriter.Synchronized(writer);
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Ansi = AnsiSupport.No, ColorSystem = ColorSystemSupport.NoColors, Interactive = InteractionSupport.No, Out = new AnsiConsoleOutput(sync),
-        });
-        console.Profile.Width = 240;
+        var console = CliRunner.Console(sync);
         var stop = new CancellationTokenSource();
         var root = new RootCommand("matq") { new ServeVerb(console, stop.Token).Build() };
         string Output() { lock (sync) return writer.ToString(); }
@@ -74,6 +66,49 @@ public sealed class ServeVerbTests : IClassFixture<PackedRuntimeVerbTests.TinyAr
         Assert.Contains("POST /v1/completions 200 bits=4", run.Output());
         Assert.Contains("stopped", run.Output());
         await Assert.ThrowsAnyAsync<HttpRequestException>(() => run.Http.GetAsync("health"));   // nothing listens any more
+    }
+
+    [Fact]
+    public async Task A_plan_made_for_the_artifact_is_the_default_precision()
+    {
+        var plan = Path.Combine(_a.Dir, "serve-plan.json");
+        var made = CliRunner.Run("plan", "--model", _a.Path, "--strategy", "uniform", "--bits", "3", "--out", plan);
+        Assert.True(made.ExitCode == 0, made.Output);
+        using var run = await Start("--model", _a.Path, "--plan", plan);
+        Assert.Contains("default plan (3.00 bits/weight)", run.Output());
+        var json = await Complete(run.Http, new { model = "tiny8", prompt = "Fellow citizens", max_tokens = 4, temperature = 0 });
+        Assert.True(json.GetProperty("matq").GetProperty("plan").GetBoolean());
+        Assert.Equal(3.0, json.GetProperty("matq").GetProperty("mean_layer_bits").GetDouble(), 9);
+        run.Stop.Cancel();
+        Assert.Equal(0, await run.Exit.WaitAsync(TimeSpan.FromSeconds(60)));
+    }
+
+    [Fact]
+    public async Task Chat_completions_use_the_template_file_and_answer_400_without_one()
+    {
+        using (var run = await Start("--model", _a.Path, "--template", CliRunner.Fixture("chat-templates", "google-gemma-3-it.jinja")))
+        {
+            Assert.Contains("chat: the template of ", run.Output());
+            using var response = await run.Http.PostAsync("v1/chat/completions", new StringContent(
+                """{"messages": [{"role": "user", "content": "The state of the"}], "max_tokens": 6, "temperature": 0, "bits": 3}""", Encoding.UTF8, "application/json"));
+            var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+            Assert.True(response.StatusCode == HttpStatusCode.OK, json.ToString());
+            // Gemma 3's rendering: "<start_of_turn>user\nThe state of the<end_of_turn>\n<start_of_turn>model\n" (bos_token undefined: no config)
+            Assert.Equal("<start_of_turn>user\nThe state of the<end_of_turn>\n<start_of_turn>model\n".Length, json.GetProperty("usage").GetProperty("prompt_tokens").GetInt32());
+            Assert.Equal(3, json.GetProperty("matq").GetProperty("bits").GetInt32());
+            run.Stop.Cancel();
+            Assert.Equal(0, await run.Exit.WaitAsync(TimeSpan.FromSeconds(60)));
+            Assert.Contains("POST /v1/chat/completions 200 bits=3", run.Output());
+        }
+        using (var plain = await Start("--model", _a.Path))
+        {
+            Assert.Contains("chat: /v1/chat/completions answers 400 until the model has a chat template", plain.Output());
+            using var response = await plain.Http.PostAsync("v1/chat/completions", new StringContent("""{"messages": [{"role": "user", "content": "hi"}]}""", Encoding.UTF8, "application/json"));
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            Assert.Contains("pass --template FILE", await response.Content.ReadAsStringAsync());
+            plain.Stop.Cancel();
+            Assert.Equal(0, await plain.Exit.WaitAsync(TimeSpan.FromSeconds(60)));
+        }
     }
 
     [Fact]

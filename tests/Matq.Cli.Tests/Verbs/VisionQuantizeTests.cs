@@ -3,12 +3,8 @@
 // quantize` refuses vision folders, methods and options with a pointer to quantize-cnn, and a tiny MaQD run and sweep on
 // synthetic Fashion-MNIST files complete (fold reported, markdown written).
 using System.Buffers.Binary;
-using System.CommandLine;
-using Matq.Cli.Common;
-using Matq.Cli.Verbs;
 using Matq.Data;
 using Matq.Models.Vision;
-using Spectre.Console;
 
 namespace Matq.Cli.Tests.Verbs;
 

@@ -8,7 +8,8 @@ using Matq.Formats.Gguf;
 using Matq.Loading;
 using Matq.Models;
 using Matq.Quantization.Pipeline;
-using Matq.Runtime.Serving;
+using Matq.Runtime.Loading;
+using Matq.Runtime.Models;
 using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
 using static TorchSharp.torch;
@@ -35,7 +36,7 @@ public sealed class GgufExporterTests
         var gguf = Path.Combine(HfFixtures.TempDir(), "tiny.gguf");
         var report = GgufExporter.Export(artifact, GgmlType.Q4_1, gguf);
         var f = GgufFile.Open(gguf);
-        var config = QuantizedModelLoader.ModelConfig(MatqArtifact.Open(artifact));
+        var config = ArtifactSource.ModelConfig(MatqArtifact.Open(artifact));
 
         Assert.Equal("llama", Assert.IsType<string>(f.Get("general.architecture")));
         uint U(string key) => Assert.IsType<uint>(f.Get(key));
@@ -84,7 +85,7 @@ public sealed class GgufExporterTests
         Assert.Equal(28, report.Lossless);
         Assert.Equal(0, report.Requantized);
         var a = MatqArtifact.Open(artifact);
-        var config = QuantizedModelLoader.ModelConfig(a);
+        var config = ArtifactSource.ModelConfig(a);
         var f = GgufFile.Open(gguf);
         foreach (var q in a.Quantized)
         {

@@ -9,7 +9,7 @@ using Matq.Formats.Gguf;
 using Matq.Loading;
 using Matq.Models;
 using Matq.Quantization.Pipeline;
-using Matq.Runtime.Serving;
+using Matq.Runtime.Models;
 using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
 using Xunit.Abstractions;

@@ -4,7 +4,7 @@
 // corrupted node names verbatim.
 using Matq.Fuzz;
 using Matq.Loading;
-using Matq.Runtime.Serving;
+using Matq.Runtime.Loading;
 using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
 

@@ -11,7 +11,8 @@ using Matq.Formats.Artifact;
 using Matq.Formats.Gguf;
 using Matq.Formats.Inspection;
 using Matq.Fuzz;
-using Matq.Runtime.Serving;
+using Matq.Loading;
+using Matq.Runtime.Loading;
 using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
 using Xunit.Abstractions;
@@ -95,7 +96,7 @@ public sealed class ModelFileFuzzTests(ITestOutputHelper output)
         using (var opened = ModelSource.Open(path))
         {
             if (opened.Served is { } served)
-                _ = ModelSource.LoadArtifactTokenizer(path, served.Metadata, opened.Model.Config.VocabSize);
+                _ = ArtifactSource.LoadArtifactTokenizer(path, served.Metadata, opened.Model.Config.VocabSize);
         }
         GgufExporter.Export(path, GgmlType.F16, ggufOut);
     }

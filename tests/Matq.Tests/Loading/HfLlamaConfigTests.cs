@@ -1,6 +1,8 @@
 // config.json parsing: both fixtures, both rope forms, defaults, refusals naming the field, and write -> read identity.
 using Matq.Loading;
 using Matq.Models;
+using Matq.Runtime.Loading;
+using Matq.Runtime.Models;
 using Matq.Tests.Models;
 
 namespace Matq.Tests.Loading;

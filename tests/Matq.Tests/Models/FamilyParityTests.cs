@@ -3,6 +3,8 @@
 // after a save -> load round trip: fp32 logits within 1e-4 (max abs) of HF's.
 using Matq.Loading;
 using Matq.Models;
+using Matq.Runtime.Loading;
+using Matq.Runtime.Models;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
 

@@ -2,6 +2,7 @@
 // linear rope scaling and sliding-window attention (with and without the cache).
 using Matq.Loading;
 using Matq.Models;
+using Matq.Runtime.Models;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,6 +1,7 @@
 // Parity with HF transformers 5.17: our fp32 logits for the fixtures' input_ids match HF's within 1e-4 (max abs).
 using Matq.Loading;
 using Matq.Models;
+using Matq.Runtime.Models;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
 

@@ -4,6 +4,8 @@ using Matq.Formats.Artifact;
 using Matq.Formats.Safetensors;
 using Matq.Loading;
 using Matq.Quantization.Pipeline;
+using Matq.Runtime.Loading;
+using Matq.Runtime.Tokenizers;
 using Matq.Tests.Models;
 using static TorchSharp.torch;
 
@@ -87,10 +89,10 @@ public sealed class ArtifactExportTests
     [Fact]
     public void Tokenizer_kinds_are_detected_from_file_names()
     {
-        Assert.Equal("hf-tokenizer-json", ArtifactExport.DetectTokenizerKind(["tokenizer.json", "tokenizer_config.json"]));
-        Assert.Equal("gpt2-bpe", ArtifactExport.DetectTokenizerKind(["encoder.json", "vocab.bpe"]));
-        Assert.Equal("gpt2-bpe", ArtifactExport.DetectTokenizerKind(["vocab.json", "merges.txt"]));
-        Assert.Null(ArtifactExport.DetectTokenizerKind(["vocab.json"]));
+        Assert.Equal("hf-tokenizer-json", TokenizerFiles.DetectKind(["tokenizer.json", "tokenizer_config.json"]));
+        Assert.Equal("gpt2-bpe", TokenizerFiles.DetectKind(["encoder.json", "vocab.bpe"]));
+        Assert.Equal("gpt2-bpe", TokenizerFiles.DetectKind(["vocab.json", "merges.txt"]));
+        Assert.Null(TokenizerFiles.DetectKind(["vocab.json"]));
     }
 
     [Fact]

@@ -4,9 +4,9 @@
 using System.Text.Json;
 using Matq.Formats.Artifact;
 using Matq.Formats.Safetensors;
+using Matq.Loading;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime.Packed;
-using Matq.Runtime.Serving;
 using Matq.Tests.Algorithms.Athena;
 using Matq.Tests.Models;
 using static TorchSharp.torch;

@@ -31,6 +31,26 @@ internal static class PipelineFixtures
         return (path, result);
     }
 
+    /// <summary>
+    /// The fixture quantized by <paramref name="config"/> and written as perm.matq with its first layer's codes stored in
+    /// reversed column order and that permutation recorded; returns (artifact path, the original first layer, its permuted codes).
+    /// </summary>
+    public static (string Path, QuantizedLinearResult Layer, byte[] Permuted) WriteReversedPermutationArtifact(QuantizationConfig config)
+    {
+        var (_, result) = WriteTinyArtifact(config);
+        var layer = result.Layers[0];
+        int n = layer.InFeatures;
+        var perm = Enumerable.Range(0, n).Reverse().ToArray();
+        var permuted = new byte[layer.Codes.Length];
+        for (int o = 0; o < layer.OutFeatures; o++)
+            for (int k = 0; k < n; k++) permuted[o * n + k] = layer.Codes[o * n + perm[k]];
+        var swapped = new QuantizedLinearResult(layer.Name, layer.OutFeatures, n, layer.GroupSize, permuted, layer.Scales, layer.Zeros, perm, layer.Report);
+        using var model = LoadTiny();
+        var path = System.IO.Path.Combine(HfFixtures.TempDir(), "perm.matq");
+        ArtifactExport.Write(result with { Layers = [swapped, .. result.Layers.Skip(1)] }, model, path);
+        return (path, layer, permuted);
+    }
+
     /// <summary>The fixture folder copied to temp with a byte-tokenizer marker, so exports have a tokenizer to copy.</summary>
     public static string TinyWithTokenizer()
     {

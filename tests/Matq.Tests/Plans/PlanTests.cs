@@ -1,9 +1,9 @@
 // Mix'n'Match plans: strategy invariants (uniform exact, pyramid middle ≥ outer, budget average ≤ budget), the JSON
 // round trip, the loader conversion, and the refusals (unknown layer, bits out of range, a different model).
 using Matq.Formats.Artifact;
+using Matq.Loading;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime.Plans;
-using Matq.Runtime.Serving;
 using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
 
@@ -79,13 +79,13 @@ public class PlanTests
         var artifact = MatqArtifact.Open(path);
         var layers = PlanLayer.From(artifact);
         var bits = PlanStrategies.Pyramid(layers, 5, [2, 4, 8]);
-        var plan = new MixPlan(MixPlan.ModelHashOf(artifact), 8, 8, bits, "pyramid");
+        var plan = new BitPlan(BitPlan.ModelHashOf(artifact), 8, 8, bits, "pyramid");
         var file = Path.Combine(HfFixtures.TempDir(), "plan.json");
         plan.Save(file);
-        var loaded = MixPlan.Load(file);
+        var loaded = BitPlan.Load(file);
         Assert.Equal(plan.ModelHash, loaded.ModelHash);
         Assert.Equal(bits.OrderBy(k => k.Key), loaded.Layers.OrderBy(k => k.Key));
-        using var served = QuantizedModelLoader.LoadServed(artifact, 8, null, TorchSharp.torch.ScalarType.Float32, false, loaded.ToLoaderPlan(artifact));
+        using var served = QuantizedModelLoader.LoadServed(artifact, 8, null, TorchSharp.torch.ScalarType.Float32, false, loaded);
         Assert.All(served.Layers, l => Assert.Equal(bits[l.Name[..^7]], l.Bits));
         Assert.Equal(plan.AverageBits(artifact), served.Layers.Sum(l => (double)l.Bits * l.Weights) / served.Layers.Sum(l => (double)l.Weights), 9);
     }
@@ -95,8 +95,8 @@ public class PlanTests
     {
         var (path, _) = PipelineFixtures.WriteTinyArtifact(PipelineFixtures.Rtn(8));
         var artifact = MatqArtifact.Open(path);
-        var plan = new MixPlan(MixPlan.ModelHashOf(artifact), 8, 4, new Dictionary<string, int> { ["model.layers.9.mlp.up_proj"] = 2 });
-        var e = Assert.Throws<MatqException>(() => plan.ToLoaderPlan(artifact));
+        var plan = new BitPlan(BitPlan.ModelHashOf(artifact), 8, 4, new Dictionary<string, int> { ["model.layers.9.mlp.up_proj"] = 2 });
+        var e = Assert.Throws<MatqException>(() => plan.Validate(artifact));
         Assert.Contains("model.layers.9.mlp.up_proj", e.Message);
     }
 
@@ -105,9 +105,9 @@ public class PlanTests
     [InlineData(9)]
     public void Plan_bits_out_of_range_are_refused(int bits)
     {
-        var e = Assert.Throws<MatqException>(() => new MixPlan("abc", 8, 4, new Dictionary<string, int> { ["model.layers.0.mlp.up_proj"] = bits }));
+        var e = Assert.Throws<MatqException>(() => new BitPlan("abc", 8, 4, new Dictionary<string, int> { ["model.layers.0.mlp.up_proj"] = bits }));
         Assert.Contains("out of range", e.Message);
-        Assert.Throws<MatqException>(() => MixPlan.Parse($$"""{"format":"matq-plan","model_hash":"x","master_bits":4,"default_bits":{{bits}},"layers":{} }"""));
+        Assert.Throws<MatqException>(() => BitPlan.Parse($$"""{"format":"matq-plan","model_hash":"x","master_bits":4,"default_bits":{{bits}},"layers":{} }"""));
     }
 
     [Fact]
@@ -117,9 +117,9 @@ public class PlanTests
         var (b, _) = PipelineFixtures.WriteTinyArtifact(PipelineFixtures.Rtn(8, group: 16));
         var artA = MatqArtifact.Open(a);
         var artB = MatqArtifact.Open(b);
-        var plan = new MixPlan(MixPlan.ModelHashOf(artA), 8, 4, PlanStrategies.Uniform(PlanLayer.From(artA), 4));
-        plan.ToLoaderPlan(artA);
-        var e = Assert.Throws<MatqException>(() => plan.ToLoaderPlan(artB));
+        var plan = new BitPlan(BitPlan.ModelHashOf(artA), 8, 4, PlanStrategies.Uniform(PlanLayer.From(artA), 4));
+        plan.Validate(artA);
+        var e = Assert.Throws<MatqException>(() => plan.Validate(artB));
         Assert.Contains("different model", e.Message);
     }
 }

@@ -1,6 +1,7 @@
 // The trainer on a tiny seeded Llama (CPU): loss goes down, a run is bit-identical for the same seed (and not for
 // another), and checkpoint → resume reproduces the uninterrupted run exactly.
 using Matq.Models;
+using Matq.Runtime.Models;
 using Matq.Training;
 using TorchSharp;
 using static TorchSharp.torch;

@@ -61,6 +61,8 @@ public sealed class AthenaAlgorithm : QuantizationAlgorithm
 
     public override bool SupportsResume => true;
 
+    public override bool Streams => true;
+
     public override IReadOnlyList<QuantizedLinearResult> Convert(QuantizationContext context)
     {
         ArgumentNullException.ThrowIfNull(context);

@@ -77,6 +77,9 @@ public sealed class MatQuantAlgorithm : QuantizationAlgorithm
     /// <summary>The base's: athena and omniquant walk the model block by block and resume; qat trains the whole model.</summary>
     public override bool SupportsResume => MatQuant.Base.SupportsResume;
 
+    /// <summary>The base's: athena and omniquant read one held block at a time; qat needs the whole model resident.</summary>
+    public override bool Streams => MatQuant.Base.Streams;
+
     public override JsonObject DescribeSettings()
     {
         var o = new JsonObject

@@ -34,6 +34,10 @@ public abstract class MatQuantBase
     /// <summary>Whether the base walks the model block by block with a resume checkpoint.</summary>
     public abstract bool SupportsResume { get; }
 
+    /// <summary>Whether the base reads the model one block at a time through <see cref="QuantizationContext.Hold"/>, so it
+    /// runs on a block-streamed model (<see cref="QuantizationAlgorithm.Streams"/>).</summary>
+    public abstract bool Streams { get; }
+
     /// <summary>The base's own options (the matquant registry row declares them all).</summary>
     public abstract IReadOnlyList<AlgorithmOption> Options { get; }
 
@@ -49,6 +53,7 @@ public abstract class MatQuantBase
         public override string Name => "qat";
         public override bool TrainsSlices => true;
         public override bool SupportsResume => false;   // trains the whole model at once
+        public override bool Streams => false;          // needs the whole model resident
         public override IReadOnlyList<AlgorithmOption> Options => QatConfig.Options;
 
         public override void Describe(MatQuantAlgorithm algorithm, JsonObject o)
@@ -75,6 +80,7 @@ public abstract class MatQuantBase
         public override string Name => "athena";
         public override bool TrainsSlices => false;
         public override bool SupportsResume => true;
+        public override bool Streams => true;
         public override IReadOnlyList<AlgorithmOption> Options => AthenaAlgorithm.AthenaRegistration.Options;
 
         public override void Describe(MatQuantAlgorithm algorithm, JsonObject o) =>
@@ -112,6 +118,7 @@ public abstract class MatQuantBase
         public override string Name => "omniquant";
         public override bool TrainsSlices => true;
         public override bool SupportsResume => true;
+        public override bool Streams => true;
         public override IReadOnlyList<AlgorithmOption> Options => OmniQuantConfig.Options;
 
         public override void Describe(MatQuantAlgorithm algorithm, JsonObject o)

@@ -15,6 +15,7 @@
 //                                            (rotate_half pairs d and d + headDim/2), so q'·k' = q·k after RoPE; not
 //                                            used with q/k norms (a per-channel scale does not pass an RMSNorm).
 using Matq.Models;
+using Matq.Runtime.Models;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -78,14 +79,16 @@ public sealed class LetBlock : IDisposable
     }
 
     /// <summary>Folds the scales into <paramref name="layer"/>'s float tensors in place (norms, weights, biases of the
-    /// original linears, selected or not), leaving the block the same float function.</summary>
-    public void Fold(LlamaDecoderLayer layer)
+    /// original linears, selected or not), leaving the block the same float function; returns the parameters it changed,
+    /// as (module of the layer, parameter name).</summary>
+    public IReadOnlyList<(nn.Module Module, string Parameter)> Fold(LlamaDecoderLayer layer)
     {
         ArgumentNullException.ThrowIfNull(layer);
+        var changed = new List<(nn.Module, string)>();
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        if (_theta.TryGetValue(Qkv, out var qkv)) FoldNorm(layer.InputLayerNorm, qkv.exp());
-        if (_theta.TryGetValue(Fc, out var fc)) FoldNorm(layer.MlpInputNorm, fc.exp());
+        if (_theta.TryGetValue(Qkv, out var qkv)) changed.Add((FoldNorm(layer.InputLayerNorm, qkv.exp()), "weight"));
+        if (_theta.TryGetValue(Fc, out var fc)) changed.Add((FoldNorm(layer.MlpInputNorm, fc.exp()), "weight"));
         foreach (var local in LlamaDecoderLayer.LinearNames)
         {
             var (si, so) = Scales(local);
@@ -94,15 +97,22 @@ public sealed class LetBlock : IDisposable
                 ?? throw new InvalidOperationException($"LET folds into nn.Linear; {local} is {layer.GetLinear(local).GetType().Name}");
             var w = linear.weight!;
             w.copy_(Transform(w.to(ScalarType.Float32), si, so).to(w.dtype));
-            if (linear.bias is { } b && so is not null) b.copy_((b.to(ScalarType.Float32) / so).to(b.dtype));
+            changed.Add((linear, "weight"));
+            if (linear.bias is { } b && so is not null)
+            {
+                b.copy_((b.to(ScalarType.Float32) / so).to(b.dtype));
+                changed.Add((linear, "bias"));
+            }
         }
+        return changed;
     }
 
-    private void FoldNorm(RmsNorm norm, Tensor s)
+    private static RmsNorm FoldNorm(RmsNorm norm, Tensor s)
     {
         var g = norm.Weight;
         var gf = g.to(ScalarType.Float32);
         g.copy_((norm.Offset ? (gf + 1) / s - 1 : gf / s).to(g.dtype));
+        return norm;
     }
 
     // t [qDim] for q (each query head takes its kv head's t) or [kvDim] for k; θ_qk duplicated over the two RoPE halves

@@ -36,6 +36,8 @@ public sealed class OmniQuantAlgorithm : QuantizationAlgorithm
 
     public override bool SupportsResume => true;
 
+    public override bool Streams => true;
+
     public override JsonObject DescribeSettings() => Describe(Omni, Omni.MaxFor(Objective.Bits, Objective.MasterBits));
 
     /// <summary>The budget as recorded in the artifact's algorithm_config (<paramref name="max"/>: the resolved bound of γ, β).</summary>

@@ -18,11 +18,15 @@
 // exact equivalence, so the model stays the same float function and the exported codes are those of the folded weights.
 // LET trains in the same Adam steps (its own learning rate), its scales starting at 1 and applied as transforms inside
 // the LwcLinears; the lm_head stage has no LET.
+// Streaming: each stage holds its block (context.Hold); LET's pairs lie inside the block, so the fold happens while it is
+// held, and on a block-streamed model the folded tensors are kept by LlamaBlockStream.Override (later holds and the
+// artifact's float tensors read them, not the checkpoint's originals).
 // Resume: each finished block commits its results and clip logits to the checkpoint; a block restored from it gets the
 // same LwcLinears with the stored logits (no training) and propagates every path as before, so the next block's inputs
 // are bit-identical to an uninterrupted run's (Adam and the batch order are seeded per block).
 using System.Diagnostics;
 using Matq.Algorithms.MatQuant;
+using Matq.Loading;
 using Matq.Models;
 using Matq.Quantization;
 using Matq.Quantization.Pipeline;
@@ -50,13 +54,13 @@ public static class OmniQuantBlockwise
         if (objective.MasterBits != quant.Bits) throw new ArgumentException($"objective master bits {objective.MasterBits} ≠ run bits {quant.Bits}");
         var data = context.RequireCalibration(method);
         using var runner = new Runner(context.Model, context.Selected, quant, objective, omni, context.Seed, context.Progress, epochLog,
-            context.Cancellation, context.Checkpoint);
+            context.Cancellation, context.Checkpoint, context.Hold, context.Blocks);
         return runner.Run(data);
     }
 
     private sealed class Runner(LlamaForCausalLM model, IReadOnlyList<SelectedLinear> selected, QuantizationConfig quant, MatQuantConfig objective,
         OmniQuantConfig omni, int seed, QuantizationProgress progress, Action<OmniQuantEpoch>? epochLog, CancellationToken cancel,
-        QuantizationCheckpoint? checkpoint) : IDisposable
+        QuantizationCheckpoint? checkpoint, Func<int, IDisposable> hold, LlamaBlockStream? stream) : IDisposable
     {
         private readonly List<QuantizedLinearResult> _results = new(selected.Count);
         private readonly List<Tensor> _fp = [];                                  // X_fp batches [b, T, hidden]
@@ -78,6 +82,7 @@ public static class OmniQuantBlockwise
             var windows = omni.Samples > 0 ? data.Windows.Take(omni.Samples).ToArray() : data.Windows;
             foreach (var (r, _) in _widths) _paths[r] = [];
             using (no_grad())
+            using (hold(-1))
                 foreach (var batch in new CalibrationTokens(windows).Batches(omni.Batch, model.Device))
                 {
                     using var ids = batch;                                            // [b, T] int64
@@ -89,12 +94,14 @@ public static class OmniQuantBlockwise
             foreach (var layer in model.Layers)
             {
                 var local = selected.Where(s => s.Name != "lm_head" && s.Block == layer.Index).ToList();
+                using var held = hold(layer.Index);
                 Stage(layer.Index, local, name => layer.GetLinear(Local(name)), (name, m) => layer.ReplaceLinear(Local(name), m),
                     h => layer.forward(h), isHead: false, layer);
             }
             var head = selected.Where(s => s.Name == "lm_head").ToList();
             if (head.Count > 0)
-                Stage(_blocks - 1, head, _ => model.LmHead!, (_, m) => model.ReplaceLinear("lm_head", m), model.FinalNormAndHead, isHead: true);
+                using (hold(model.Config.NumLayers))
+                    Stage(_blocks - 1, head, _ => model.LmHead!, (_, m) => model.ReplaceLinear("lm_head", m), model.FinalNormAndHead, isHead: true);
             return _results;
         }
 
@@ -169,8 +176,14 @@ public static class OmniQuantBlockwise
                     progress.LayerDone(block, r);
                 }
                 if (!isHead) Propagate(forward, targets, r => SetBits(lwc, r));
-                checkpoint?.Commit(block, _results.Skip(first), lwc.SelectMany(m => new[] { (m.GetName() + ".clip_max", (Tensor)m.ClipMax), (m.GetName() + ".clip_min", m.ClipMin) })
-                    .Concat(let?.State(BlockPrefix(block)) ?? []));
+                if (checkpoint is not null)
+                {
+                    var committed = _results.GetRange(first, _results.Count - first);
+                    checkpoint.Commit(block, committed, lwc.SelectMany(m => new[] { (m.GetName() + ".clip_max", (Tensor)m.ClipMax), (m.GetName() + ".clip_min", m.ClipMin) })
+                        .Concat(let?.State(BlockPrefix(block)) ?? []));
+                    var offloaded = checkpoint.Offload(block, committed);   // codes read back from the block's file when used
+                    for (int k = 0; k < offloaded.Count; k++) _results[first + k] = offloaded[k];
+                }
                 fold = true;
                 var clips = lwc.Select(m => m.MeanClip()).ToList();
                 progress.BlockDone(block,
@@ -179,11 +192,27 @@ public static class OmniQuantBlockwise
             finally
             {
                 foreach (var (name, m) in originals) replace(name, m);
-                if (fold && let is not null) let.Fold(layer!);
+                if (fold && let is not null)
+                {
+                    var folded = let.Fold(layer!);
+                    // a streamed block is dropped when its hold ends and re-read from the shards: keep the folded tensors
+                    // (norms, scaled linears) so a later hold and the artifact's float tensors see them, not the originals
+                    if (stream is not null) KeepFolded(stream, layer!, block, folded);
+                }
                 let?.Dispose();
                 foreach (var m in lwc) m.Dispose();
                 foreach (var t in targets) t.Dispose();                              // empty after a propagation (moved into X_fp)
             }
+        }
+
+        // The block's parameters that LetBlock.Fold changed in place, handed to the stream as overrides by their HF names.
+        private static void KeepFolded(LlamaBlockStream stream, LlamaDecoderLayer layer, int block, IReadOnlyList<(nn.Module Module, string Parameter)> folded)
+        {
+            foreach (var (name, module) in layer.named_modules())
+                foreach (var (m, parameter) in folded)
+                    if (ReferenceEquals(m, module))
+                        stream.Override(BlockPrefix(block) + "." + name + "." + parameter, module.get_parameter(parameter)
+                            ?? throw new InvalidOperationException($"LET folded '{name}.{parameter}', which the layer has no parameter for"));
         }
 
         // "model.layers.3.mlp.up_proj.clip_max" → that LwcLinear's logits

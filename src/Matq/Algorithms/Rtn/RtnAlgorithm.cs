@@ -34,6 +34,8 @@ public sealed class RtnAlgorithm : QuantizationAlgorithm
 
     public override string Name => MethodName;
 
+    public override bool Streams => true;
+
     public override JsonObject DescribeSettings() => new()
     {
         ["clip"] = Rtn.Clip == RtnClip.Mse ? "mse" : "minmax",
@@ -50,6 +52,7 @@ public sealed class RtnAlgorithm : QuantizationAlgorithm
         foreach (var block in selected.GroupBy(s => s.Block))
         {
             progress.BlockStarted(block.Key);
+            using var held = context.Hold(block.Key);
             foreach (var layer in block)
             {
                 context.Cancellation.ThrowIfCancellationRequested();

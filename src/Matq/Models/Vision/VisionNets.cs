@@ -5,6 +5,7 @@
 // Input x [N, 1, 28, 28] in [0, 1]; output logits [N, 10].
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Matq.Runtime.Models;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

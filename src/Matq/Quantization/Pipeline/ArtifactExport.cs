@@ -14,6 +14,9 @@ using Matq.Formats.IO;
 using Matq.Formats.Safetensors;
 using Matq.Loading;
 using Matq.Models;
+using Matq.Runtime.Loading;
+using Matq.Runtime.Models;
+using Matq.Runtime.Tokenizers;
 using static TorchSharp.torch;
 
 namespace Matq.Quantization.Pipeline;
@@ -21,13 +24,11 @@ namespace Matq.Quantization.Pipeline;
 /// <summary>What <see cref="ArtifactExport.Write"/> produced: the artifact, its size, and the tokenizer copy (if any).</summary>
 public sealed record ArtifactExportResult(string Path, long Bytes, string? TokenizerFolder, string? TokenizerKind);
 
+/// <summary>A float (non-quantized) model tensor as the artifact stores it: dtype F32, F16 or BF16 and its bytes.</summary>
+public delegate (SafetensorsDtype Dtype, byte[] Data) FloatTensorSource(string name, long[] shape);
+
 public static class ArtifactExport
 {
-    /// <summary>Tokenizer file names copied from the source folder, and the kind each set is recorded as.</summary>
-    public static readonly IReadOnlyList<string> TokenizerFileNames =
-        ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
-         "encoder.json", "vocab.bpe", "vocab.json", "merges.txt", "matq_tokenizer.json"];
-
     /// <summary>"&lt;dir&gt;/&lt;stem&gt;.tokenizer" for an artifact path "&lt;dir&gt;/&lt;stem&gt;.matq".</summary>
     public static string TokenizerFolderFor(string artifactPath) =>
         System.IO.Path.Combine(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(artifactPath))!,
@@ -36,20 +37,24 @@ public static class ArtifactExport
     /// <summary>
     /// Writes <paramref name="path"/>. <paramref name="tokenizerFolder"/> is the folder holding the model's tokenizer
     /// files (usually the HF model folder); null or a folder without tokenizer files writes no tokenizer reference.
+    /// <paramref name="floats"/> supplies the float tensors (e.g. <see cref="InSourceDtypes"/>, or a block stream's source
+    /// bytes); null = the model's parameters in the model dtype.
     /// </summary>
-    public static ArtifactExportResult Write(QuantizationResult result, LlamaForCausalLM model, string path, string? tokenizerFolder = null)
+    public static ArtifactExportResult Write(QuantizationResult result, LlamaForCausalLM model, string path, string? tokenizerFolder = null,
+        FloatTensorSource? floats = null)
     {
         ArgumentNullException.ThrowIfNull(result);
         ArgumentNullException.ThrowIfNull(model);
         if (string.IsNullOrWhiteSpace(path)) throw new MatqException("--out is empty: give the artifact path, e.g. out/model-rtn4.matq");
         var config = result.Config;
-        var writer = new MatqArtifactWriter(result.Algorithm, config.Bits, config.GroupSize, config.Symmetric, result.TrainedBits)
+        using var writer = new MatqArtifactWriter(result.Algorithm, config.Bits, config.GroupSize, config.Symmetric, result.TrainedBits)
         {
             AlgorithmConfig = MatqMetadata.ParseObject(result.AlgorithmConfigJson().ToJsonString(), "algorithm_config"),
             ModelConfig = MatqMetadata.ParseObject(HfLlamaConfig.ToJson(model.Config, HfDtypeName(model.Dtype)), "model_config"),
             Extra = MatqMetadata.ParseObject(Reports(result).ToJsonString(), "extra"),
         };
 
+        writer.SpillTo(path);   // one tensor in memory at a time, whatever the model's size
         var expected = LlamaTensors.Expected(model.Config).ToDictionary(e => e.Name, e => e.Shape, StringComparer.Ordinal);
         var quantized = new HashSet<string>(StringComparer.Ordinal);
         foreach (var layer in result.Layers)
@@ -62,15 +67,26 @@ public static class ArtifactExport
             quantized.Add(layer.WeightName);
         }
         var (storeType, storeDtype) = StoredType(model.Dtype);
+        string? floatDtype = null;
         foreach (var (name, shape) in LlamaTensors.Expected(model.Config))
         {
             if (quantized.Contains(name)) continue;
+            if (floats is not null)
+            {
+                var (dtype, data) = floats(name, shape);
+                writer.AddFloatRaw(name, dtype, shape, data);
+                floatDtype ??= HfDtypeName(dtype);
+                continue;
+            }
             using var scope = NewDisposeScope();
             var p = model.get_parameter(name)
                 ?? throw new MatqException($"cannot export '{name}': the model has no such parameter (was its module swapped and not restored?)");
             var host = p.detach().to(storeType, CPU).contiguous();
             writer.AddFloatRaw(name, storeDtype, shape, host.bytes.ToArray());
         }
+
+        if (floatDtype is not null)   // torch_dtype says what the float tensors are stored as
+            writer.ModelConfig = MatqMetadata.ParseObject(HfLlamaConfig.ToJson(model.Config, floatDtype), "model_config");
 
         // The tokenizer files are copied into a hidden folder first, then the artifact is written (atomically), then the
         // folder is swapped in: a failure at any step leaves the previous artifact and tokenizer folder as they were.
@@ -89,14 +105,47 @@ public static class ArtifactExport
         return new ArtifactExportResult(System.IO.Path.GetFullPath(path), new FileInfo(path).Length, final, kind);
     }
 
-    /// <summary>"hf-tokenizer-json", "gpt2-bpe" or "matq-bytes" from the file names present; null when none fits.</summary>
-    public static string? DetectTokenizerKind(IReadOnlyCollection<string> fileNames)
+    /// <summary>Float tensors of a resident model stored in each one's checkpoint dtype (<paramref name="dtypes"/>, e.g.
+    /// LlamaLoader.SourceDtypes): a bf16 checkpoint quantized in fp32 keeps bf16 embeddings, norms and head; F64 and
+    /// tensors the map lacks are stored in the model dtype (F32 for F64).</summary>
+    public static FloatTensorSource InSourceDtypes(LlamaForCausalLM model, IReadOnlyDictionary<string, SafetensorsDtype> dtypes)
     {
-        bool Has(string f) => fileNames.Contains(f);
-        if (Has("tokenizer.json")) return "hf-tokenizer-json";
-        if ((Has("encoder.json") && Has("vocab.bpe")) || (Has("vocab.json") && Has("merges.txt"))) return "gpt2-bpe";
-        if (Has("matq_tokenizer.json")) return "matq-bytes";
-        return null;
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(dtypes);
+        return (name, shape) =>
+        {
+            var (type, dtype) = dtypes.TryGetValue(name, out var d) && d is SafetensorsDtype.BF16 or SafetensorsDtype.F16 or SafetensorsDtype.F32
+                ? (d switch { SafetensorsDtype.BF16 => ScalarType.BFloat16, SafetensorsDtype.F16 => ScalarType.Float16, _ => ScalarType.Float32 }, d)
+                : StoredType(model.Dtype);
+            using var scope = NewDisposeScope();
+            var p = model.get_parameter(name)
+                ?? throw new MatqException($"cannot export '{name}': the model has no such parameter (was its module swapped and not restored?)");
+            return (dtype, p.detach().to(type, CPU).contiguous().bytes.ToArray());
+        };
+    }
+
+    /// <summary>The artifact's size, about (tensor data; the header is small; writing stages it beside the output, so the
+    /// disk needs twice this until the write ends): per selected linear its codes (1 byte per
+    /// weight), fp32 scales and zeros per group and an int32 permutation row; every other tensor in its stored dtype
+    /// (<paramref name="floatDtypes"/>, else the model's).</summary>
+    public static long EstimateBytes(LlamaForCausalLM model, QuantizationConfig config, IReadOnlyDictionary<string, SafetensorsDtype>? floatDtypes = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(config);
+        var quantized = LinearSelection.Select(model, config).Select(s => s.Name + ".weight").ToHashSet(StringComparer.Ordinal);
+        int modelSize = SafetensorsDtypes.SizeOf(StoredType(model.Dtype).Item2);
+        long total = 0;
+        foreach (var (name, shape) in LlamaTensors.Expected(model.Config))
+        {
+            long n = shape.Aggregate(1L, (a, b) => checked(a * b));
+            if (quantized.Contains(name))
+            {
+                long cols = shape[1], groups = config.GroupSize <= 0 ? 1 : (cols + config.GroupSize - 1) / config.GroupSize;
+                total += n + shape[0] * groups * 8 + cols * 4;
+            }
+            else total += n * (floatDtypes is not null && floatDtypes.TryGetValue(name, out var d) && d is not SafetensorsDtype.F64 ? SafetensorsDtypes.SizeOf(d) : modelSize);
+        }
+        return total;
     }
 
     // The recognised tokenizer files in the source folder and their kind; (null, []) when none fits.
@@ -104,8 +153,8 @@ public static class ArtifactExport
     {
         if (!Directory.Exists(source))
             throw new MatqException($"tokenizer folder '{source}' does not exist; give the model folder that holds the tokenizer files");
-        var present = TokenizerFileNames.Where(f => File.Exists(System.IO.Path.Combine(source, f))).ToArray();
-        string? kind = DetectTokenizerKind(present);
+        var present = TokenizerFiles.Names.Where(f => File.Exists(System.IO.Path.Combine(source, f))).ToArray();
+        string? kind = TokenizerFiles.DetectKind(present);
         return kind is null ? (null, []) : (kind, present);
     }
 
@@ -120,6 +169,13 @@ public static class ArtifactExport
     {
         ScalarType.BFloat16 => "bfloat16",
         ScalarType.Float16 => "float16",
+        _ => "float32",
+    };
+
+    private static string HfDtypeName(SafetensorsDtype t) => t switch
+    {
+        SafetensorsDtype.BF16 => "bfloat16",
+        SafetensorsDtype.F16 => "float16",
         _ => "float32",
     };
 

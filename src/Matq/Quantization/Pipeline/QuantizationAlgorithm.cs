@@ -27,6 +27,10 @@ public abstract class QuantizationAlgorithm
     /// commits each finished block and, given finished blocks, restores them and continues after the last.</summary>
     public virtual bool SupportsResume => false;
 
+    /// <summary>Whether Convert reads the model one block at a time through <see cref="QuantizationContext.Hold"/>, so it
+    /// runs on a block-streamed model (<see cref="QuantizationContext.Blocks"/>); false = it needs the whole model resident.</summary>
+    public virtual bool Streams => false;
+
     /// <summary>Attach hooks, swap modules, capture what Convert needs. Default: nothing.</summary>
     public virtual void Prepare(QuantizationContext context) { }
 

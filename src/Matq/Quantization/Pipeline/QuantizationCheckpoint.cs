@@ -19,6 +19,7 @@ using Matq.Formats.IO;
 using Matq.Formats.Safetensors;
 using Matq.Loading;
 using Matq.Models;
+using Matq.Runtime.Loading;
 using static TorchSharp.torch;
 
 namespace Matq.Quantization.Pipeline;
@@ -221,6 +222,17 @@ public sealed class QuantizationCheckpoint
         BlocksDone++;
     }
 
+    /// <summary><paramref name="committed"/> (block <paramref name="block"/>'s results as just committed, in order) with their
+    /// codes dropped from memory and read back from the block's file when used.</summary>
+    public IReadOnlyList<QuantizedLinearResult> Offload(int block, IReadOnlyList<QuantizedLinearResult> committed) =>
+        committed.Select((r, i) => r.WithOffloadedCodes(CodesReader(block, LayerPrefix + i.ToString(CultureInfo.InvariantCulture) + ".codes"))).ToList();
+
+    private Func<byte[]> CodesReader(int block, string tensor) => () =>
+    {
+        using var f = OpenBlock(block);
+        return f.ReadBytes(tensor);
+    };
+
     /// <summary>The results stored for finished block <paramref name="block"/>, in the order they were committed.</summary>
     public IReadOnlyList<QuantizedLinearResult> Results(int block)
     {
@@ -232,9 +244,10 @@ public sealed class QuantizationCheckpoint
         {
             var p = LayerPrefix + i++.ToString(CultureInfo.InvariantCulture);
             var report = l!["report"].Deserialize<LayerReport>(ReportJson) ?? throw new MatqException($"{f.Path}: layer {p} has no report");
-            list.Add(new QuantizedLinearResult((string)l["name"]!, (int)l["out"]!, (int)l["in"]!, (int)l["group"]!, f.ReadBytes(p + ".codes"),
+            var r = new QuantizedLinearResult((string)l["name"]!, (int)l["out"]!, (int)l["in"]!, (int)l["group"]!, f.ReadBytes(p + ".codes"),
                 Floats(f.ReadBytes(p + ".scales")), Floats(f.ReadBytes(p + ".zeros")),
-                (bool)l["perm"]! ? Ints(f.ReadBytes(p + ".perm")) : null, report));
+                (bool)l["perm"]! ? Ints(f.ReadBytes(p + ".perm")) : null, report);
+            list.Add(r.WithOffloadedCodes(CodesReader(block, p + ".codes")));
         }
         return list;
     }
@@ -264,7 +277,7 @@ public sealed class QuantizationCheckpoint
     /// <summary>Installs the stored weights of finished block <paramref name="block"/> into <paramref name="model"/>.</summary>
     public void RestoreInstalled(int block, LlamaForCausalLM model) => Restore(block, name => Parameter(model, name));
 
-    /// <summary>Deletes the folder (after the artifact was written).</summary>
+    /// <summary>Deletes the folder (after the artifact was written; offloaded results cannot be read after).</summary>
     public void Delete()
     {
         if (Directory.Exists(Folder)) Directory.Delete(Folder, recursive: true);

@@ -2,6 +2,7 @@
 // calibration token windows, a seed, a cancellation token, and (bound by QuantizationRunner for the run) the selected
 // linears and the progress reporter that counts blocks and finished layers for the events.
 using Matq.Data;
+using Matq.Loading;
 using Matq.Models;
 using static TorchSharp.torch;
 
@@ -112,6 +113,14 @@ public sealed class QuantizationContext
     /// <summary>Where a block-walking algorithm stores each finished block and, when it holds finished blocks, what it
     /// resumes from (<see cref="QuantizationAlgorithm.SupportsResume"/>); null = no checkpoint.</summary>
     public QuantizationCheckpoint? Checkpoint { get; init; }
+
+    /// <summary>Set when the model is block-streamed (<see cref="LlamaBlockStream"/>): only held blocks hold weights, so
+    /// an algorithm must <see cref="Hold"/> each block it reads; null = the whole model is resident.</summary>
+    public LlamaBlockStream? Blocks { get; init; }
+
+    /// <summary>Keeps block <paramref name="block"/> (embedding −1, layers 0..L−1, head L) resident until disposed;
+    /// a no-op for a resident model.</summary>
+    public IDisposable Hold(int block) => Blocks?.Hold(block) ?? LlamaBlockStream.NoHold.Instance;
 
     public bool HasCalibration => _calibration is not null || _calibrationProvider is not null;
 

@@ -32,7 +32,11 @@ public sealed record QuantizedLinearResult
     public int OutFeatures { get; }
     public int InFeatures { get; }
     public int GroupSize { get; }
-    public byte[] Codes { get; }
+    /// <summary>The codes; for a result whose codes were offloaded to disk (<see cref="WithOffloadedCodes"/>), read anew
+    /// on each access, so a run holds one layer's codes at a time rather than the model's.</summary>
+    public byte[] Codes => _codes ?? _loadCodes!();
+    private readonly byte[]? _codes;
+    private readonly Func<byte[]>? _loadCodes;
     public float[] Scales { get; }
     public float[] Zeros { get; }
     public int[]? Perm { get; }
@@ -46,8 +50,18 @@ public sealed record QuantizedLinearResult
         // the artifact record validates shapes, scale positivity, finiteness and the permutation
         _ = new MatqQuantizedTensor(name + ".weight", outFeatures, inFeatures, groupSize, codes, scales, zeros, perm);
         Name = name; OutFeatures = outFeatures; InFeatures = inFeatures; GroupSize = groupSize;
-        Codes = codes; Scales = scales; Zeros = zeros; Perm = perm; Report = report ?? throw new ArgumentNullException(nameof(report));
+        _codes = codes; Scales = scales; Zeros = zeros; Perm = perm; Report = report ?? throw new ArgumentNullException(nameof(report));
     }
+
+    private QuantizedLinearResult(QuantizedLinearResult r, Func<byte[]> loadCodes)
+    {
+        Name = r.Name; OutFeatures = r.OutFeatures; InFeatures = r.InFeatures; GroupSize = r.GroupSize;
+        _loadCodes = loadCodes; Scales = r.Scales; Zeros = r.Zeros; Perm = r.Perm; Report = r.Report;
+    }
+
+    /// <summary>This result with its codes dropped from memory and read back by <paramref name="loadCodes"/> (e.g. from the
+    /// resume checkpoint, which holds them byte for byte) whenever they are used.</summary>
+    public QuantizedLinearResult WithOffloadedCodes(Func<byte[]> loadCodes) => new(this, loadCodes ?? throw new ArgumentNullException(nameof(loadCodes)));
 
     /// <summary>Builds the result from tensors: codes uint8 [out, in], scales/zeros [out, nGroups] (any float dtype, any device).</summary>
     public static QuantizedLinearResult FromTensors(string name, Tensor codes, Tensor scales, Tensor zeros, int groupSize, int[]? perm, LayerReport report)

@@ -51,10 +51,17 @@ public static class SequentialQuantization
         restore: b => checkpoint!.RestoreInstalled(b, model),
         blockDone: b =>
         {
-            checkpoint?.CommitInstalled(b, results.GetRange(blockStart, results.Count - blockStart), model);
+            if (checkpoint is not null)
+            {
+                var committed = results.GetRange(blockStart, results.Count - blockStart);
+                checkpoint.CommitInstalled(b, committed, model);
+                // the block's codes live in its checkpoint file from now on: memory holds one block's, not the model's
+                var offloaded = checkpoint.Offload(b, committed);
+                for (int k = 0; k < offloaded.Count; k++) results[blockStart + k] = offloaded[k];
+            }
             blockStart = results.Count;
             if (block == b) progress.BlockDone(b);
-        });
+        }, hold: context.Hold);
         return results;
     }
 }

@@ -6,16 +6,6 @@ using static TorchSharp.torch;
 
 namespace Matq.Runtime.Generation;
 
-public sealed record GenerationOptions
-{
-    public int MaxNewTokens { get; init; } = 64;
-    /// <summary>The model's maximum sequence length; longer prompts keep only their last tokens.</summary>
-    public int ContextLength { get; init; } = 256;
-    public SamplingOptions Sampling { get; init; } = new();
-    /// <summary>Generation stops after emitting one of these ids (e.g. end-of-text); it is included in the output.</summary>
-    public IReadOnlyCollection<int> StopIds { get; init; } = Array.Empty<int>();
-}
-
 public static class TextGenerator
 {
     /// <summary>Returns only the new ids (at most MaxNewTokens); <paramref name="onToken"/> sees each as it is made.</summary>

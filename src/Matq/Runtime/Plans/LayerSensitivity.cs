@@ -1,7 +1,7 @@
 // Contract: measures each quantized layer's sensitivity s_ℓ(l) = mean-token KL(p_top ‖ p_ℓ→l) on calibration ids: the
 // artifact is served with every layer at the top level, then only layer ℓ is re-sliced to l (and restored).
 using Matq.Formats.Artifact;
-using Matq.Runtime.Serving;
+using Matq.Loading;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 

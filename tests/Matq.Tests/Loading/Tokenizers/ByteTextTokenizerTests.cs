@@ -1,6 +1,6 @@
 // The built-in byte tokenizer: exact round trips for any valid string, U+FFFD for invalid UTF-8, BOS/EOS ids.
 using System.Text;
-using Matq.Loading.Tokenizers;
+using Matq.Runtime.Tokenizers;
 
 namespace Matq.Tests.Loading.Tokenizers;
 

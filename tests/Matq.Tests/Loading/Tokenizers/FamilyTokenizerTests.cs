@@ -2,7 +2,7 @@
 // (tests/fixtures/tokenizers/expected-family-ids.json, written by make_family_tokenizers.py): ids with and
 // without special tokens and decode(ids_no_special) (specials skipped) for every recorded text.
 using System.Text.Json;
-using Matq.Loading.Tokenizers;
+using Matq.Runtime.Tokenizers;
 
 namespace Matq.Tests.Loading.Tokenizers;
 

@@ -2,11 +2,10 @@
 // family tokenizer.json, hard and seeded random texts must give the same ids (with and without special tokens) and
 // the same decode. The package is installed at test time into the matq data cache; a missing node/npm fails the
 // test with what to install (scripts/prereqs.sh installs npm), never a skip.
-using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
-using Matq.Data;
-using Matq.Loading.Tokenizers;
+using Matq.Tests.TestSupport;
+using Matq.Runtime.Tokenizers;
 
 namespace Matq.Tests.Loading.Tokenizers;
 
@@ -147,78 +146,21 @@ public class HfTokenizersDifferentialTests
             fs.writeFileSync(process.argv[4], JSON.stringify(texts.map(t => nfc.normalizeString(t))));
             """;
 
-        private static readonly Lazy<string> ModuleDir = new(Install);
+        private static readonly Lazy<string> ModuleDir = new(() => NodeTool.Install(Package, "tokenizers"));
 
-        public static string[] RunNfc(List<string> texts)
-        {
-            string dir = Directory.CreateTempSubdirectory("matq-hf-nfc-").FullName;
-            try
-            {
-                string script = Path.Combine(dir, "nfc.js"), job = Path.Combine(dir, "job.json"), result = Path.Combine(dir, "out.json");
-                File.WriteAllText(script, NfcScript);
-                File.WriteAllText(job, JsonSerializer.Serialize(texts));
-                Exec(Locate("node"), [script, ModuleDir.Value, job, result], dir, TimeSpan.FromMinutes(3));
-                return JsonSerializer.Deserialize<string[]>(File.ReadAllText(result))!;
-            }
-            finally { Directory.Delete(dir, recursive: true); }
-        }
+        public static string[] RunNfc(List<string> texts) =>
+            JsonSerializer.Deserialize<string[]>(NodeTool.RunScript(Package, NfcScript, [("job.json", JsonSerializer.Serialize(texts))], "out.json",
+                ModuleDir.Value, "{dir}/job.json", "{dir}/out.json"))!;
 
         public static List<(int[] Ids, int[] IdsNoSpecial, string Decoded)> Run(string tokenizerJson, List<string> texts)
         {
-            string dir = Directory.CreateTempSubdirectory("matq-hf-tok-").FullName;
-            try
-            {
-                string script = Path.Combine(dir, "run.js"), job = Path.Combine(dir, "job.json"), result = Path.Combine(dir, "out.json");
-                File.WriteAllText(script, Script);
-                File.WriteAllText(job, JsonSerializer.Serialize(new { tokenizer = tokenizerJson, texts }));
-                Exec(Locate("node"), [script, ModuleDir.Value, job, result], dir, TimeSpan.FromMinutes(3));
-                using var doc = JsonDocument.Parse(File.ReadAllText(result));
-                return doc.RootElement.EnumerateArray().Select(e => (
-                    e.GetProperty("ids").EnumerateArray().Select(x => x.GetInt32()).ToArray(),
-                    e.GetProperty("idsNoSpecial").EnumerateArray().Select(x => x.GetInt32()).ToArray(),
-                    e.GetProperty("decoded").GetString()!)).ToList();
-            }
-            finally { Directory.Delete(dir, recursive: true); }
-        }
-
-        // <data cache>/test-tools/tokenizers-0.23.2/node_modules/tokenizers, installed once (into a staging folder,
-        // then renamed, so an interrupted install is never mistaken for a complete one).
-        private static string Install()
-        {
-            string root = Path.Combine(DataCache.DefaultRoot(), "test-tools", Package.Replace('@', '-'));
-            string module = Path.Combine(root, "node_modules", "tokenizers");
-            if (File.Exists(Path.Combine(module, "package.json"))) return module;
-            string npm;
-            try { npm = new NpmClient().Locate(); }
-            catch (MatqException e) { throw new InvalidOperationException($"this test runs HF {Package} through Node: {e.Message} (scripts/prereqs.sh installs it)"); }
-            Directory.CreateDirectory(Path.GetDirectoryName(root)!);
-            string staging = root + ".staging-" + Environment.ProcessId;
-            Directory.CreateDirectory(staging);
-            File.WriteAllText(Path.Combine(staging, "package.json"), "{\"private\": true}");
-            Exec(npm, ["install", "--no-audit", "--no-fund", "--no-save", Package], staging, TimeSpan.FromMinutes(5));
-            if (!Directory.Exists(root)) Directory.Move(staging, root);
-            else Directory.Delete(staging, recursive: true);   // another process finished first
-            return module;
-        }
-
-        private static string Locate(string name)
-        {
-            foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries))
-                if (File.Exists(Path.Combine(dir, name))) return Path.Combine(dir, name);
-            throw new InvalidOperationException($"this test runs HF {Package} through Node, and '{name}' is not on PATH: " +
-                                                "install Node.js and npm (apt-get install npm; scripts/prereqs.sh does it)");
-        }
-
-        private static void Exec(string file, string[] args, string cwd, TimeSpan timeout)
-        {
-            var psi = new ProcessStartInfo(file) { WorkingDirectory = cwd, RedirectStandardOutput = true, RedirectStandardError = true };
-            foreach (var a in args) psi.ArgumentList.Add(a);
-            using var p = Process.Start(psi) ?? throw new InvalidOperationException($"{file} did not start");
-            var stdout = p.StandardOutput.ReadToEndAsync();
-            var stderr = p.StandardError.ReadToEndAsync();
-            if (!p.WaitForExit(timeout)) { p.Kill(true); throw new TimeoutException($"{file} {string.Join(' ', args)} ran over {timeout}"); }
-            if (p.ExitCode != 0)
-                throw new InvalidOperationException($"{Path.GetFileName(file)} {string.Join(' ', args)} failed (exit {p.ExitCode}): {stderr.Result}{stdout.Result}");
+            var json = NodeTool.RunScript(Package, Script, [("job.json", JsonSerializer.Serialize(new { tokenizer = tokenizerJson, texts }))], "out.json",
+                ModuleDir.Value, "{dir}/job.json", "{dir}/out.json");
+            using var doc = JsonDocument.Parse(json);
+            return doc.RootElement.EnumerateArray().Select(e => (
+                e.GetProperty("ids").EnumerateArray().Select(x => x.GetInt32()).ToArray(),
+                e.GetProperty("idsNoSpecial").EnumerateArray().Select(x => x.GetInt32()).ToArray(),
+                e.GetProperty("decoded").GetString()!)).ToList();
         }
     }
 }

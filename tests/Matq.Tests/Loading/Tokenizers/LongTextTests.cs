@@ -1,6 +1,6 @@
 // Long inputs: the pieces matq hands the library must give the same ids as tokenizing without those splits.
 using System.Text;
-using Matq.Loading.Tokenizers;
+using Matq.Runtime.Tokenizers;
 using Microsoft.ML.Tokenizers;
 
 namespace Matq.Tests.Loading.Tokenizers;

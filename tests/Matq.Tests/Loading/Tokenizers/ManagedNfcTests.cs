@@ -3,7 +3,7 @@
 // the tables name, the composable pairs with and without a blocking mark, and seeded random strings.
 using System.Diagnostics;
 using System.Text;
-using Matq.Loading.Tokenizers;
+using Matq.Runtime.Tokenizers;
 
 namespace Matq.Tests.Loading.Tokenizers;
 

@@ -2,7 +2,7 @@
 // added-token stripping, NFC.
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
-using Matq.Loading.Tokenizers;
+using Matq.Runtime.Tokenizers;
 
 namespace Matq.Tests.Loading.Tokenizers;
 

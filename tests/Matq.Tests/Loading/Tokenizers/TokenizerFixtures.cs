@@ -1,6 +1,6 @@
 // Locates tests/fixtures/tokenizers (HF tokenizers 0.23.2 reference ids) and loads expected-ids.json.
 using System.Text.Json;
-using Matq.Loading.Tokenizers;
+using Matq.Runtime.Tokenizers;
 
 namespace Matq.Tests.Loading.Tokenizers;
 

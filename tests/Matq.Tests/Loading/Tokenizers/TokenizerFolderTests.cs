@@ -1,5 +1,5 @@
 // Loading a tokenizer from a model folder (file lookup order, missing files) and saving it back self-contained.
-using Matq.Loading.Tokenizers;
+using Matq.Runtime.Tokenizers;
 
 namespace Matq.Tests.Loading.Tokenizers;
 

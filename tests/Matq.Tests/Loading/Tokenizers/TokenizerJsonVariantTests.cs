@@ -2,7 +2,7 @@
 // and components matq does not support must fail at load with a message naming the component and type.
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using Matq.Loading.Tokenizers;
+using Matq.Runtime.Tokenizers;
 
 namespace Matq.Tests.Loading.Tokenizers;
 

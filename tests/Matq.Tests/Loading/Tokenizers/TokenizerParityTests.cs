@@ -1,5 +1,5 @@
 // Exact id parity with HF tokenizers 0.23.2 for the fixture files, and decode(encode(t)) round trips.
-using Matq.Loading.Tokenizers;
+using Matq.Runtime.Tokenizers;
 
 namespace Matq.Tests.Loading.Tokenizers;
 

@@ -71,7 +71,7 @@ public class CachedGenerationTests
     public void KvCachedGreedyEqualsRecomputationAcrossTheContextLimit()
     {
         TorchSharp.torch.manual_seed(3);
-        using var llama = new Matq.Models.LlamaForCausalLM(new Matq.Models.LlamaConfig(hiddenSize: 32, intermediateSize: 64, numLayers: 2,
+        using var llama = new Matq.Models.LlamaForCausalLM(new Matq.Runtime.Models.LlamaConfig(hiddenSize: 32, intermediateSize: 64, numLayers: 2,
             numHeads: 4, vocabSize: 40, numKvHeads: 2, maxPositionEmbeddings: 24));
         // 30 new tokens after a 5-token prompt overflow the 12-token window, exercising the cache restart.
         var options = new GenerationOptions { MaxNewTokens = 30, ContextLength = 12, Sampling = new SamplingOptions { Temperature = 0 } };

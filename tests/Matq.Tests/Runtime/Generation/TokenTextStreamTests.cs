@@ -2,8 +2,8 @@
 // complete; stop sequences end the text before their first occurrence (also when one spans tokens), a tail that only
 // starts one is held and released by Finish; TokenSampler's top-p keeps the shortest most-likely run reaching p.
 using System.Text;
-using Matq.Loading.Tokenizers;
 using Matq.Runtime.Generation;
+using Matq.Runtime.Tokenizers;
 
 namespace Matq.Tests.Runtime.Generation;
 

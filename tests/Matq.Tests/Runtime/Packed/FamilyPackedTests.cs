@@ -7,8 +7,9 @@ using Matq.Formats.Artifact;
 using Matq.Loading;
 using Matq.Models;
 using Matq.Quantization.Pipeline;
+using Matq.Runtime.Loading;
+using Matq.Runtime.Models;
 using Matq.Runtime.Packed;
-using Matq.Runtime.Serving;
 using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
 using Xunit.Abstractions;
@@ -43,7 +44,7 @@ public sealed class FamilyPackedTests(ITestOutputHelper output)
             Assert.True(artifact.TryGetFloat(tensor, out var _f), $"{tensor} should be stored float");
         if (config.SandwichNorms) Assert.True(artifact.TryGetFloat("model.layers.0.pre_feedforward_layernorm.weight", out var _p));
         if (config.QkNorm) Assert.True(artifact.TryGetFloat("model.layers.0.self_attn.q_norm.weight", out var _q));
-        Assert.Equal(config, QuantizedModelLoader.ModelConfig(artifact));
+        Assert.Equal(config, ArtifactSource.ModelConfig(artifact));
 
         // the served 8-bit model stays close to the float model (RTN 8-bit error, not a wiring error)
         using var scope = NewDisposeScope();

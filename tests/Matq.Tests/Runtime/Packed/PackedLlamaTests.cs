@@ -7,8 +7,9 @@ using Matq.Loading;
 using Matq.Models;
 using Matq.Quantization.Pipeline;
 using Matq.Runtime.Generation;
+using Matq.Runtime.Models;
 using Matq.Runtime.Packed;
-using Matq.Runtime.Serving;
+using Matq.Runtime.Plans;
 using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
 using static TorchSharp.torch;
@@ -26,7 +27,7 @@ public sealed class PackedLlamaTests
     }
 
     /// <summary>The TorchSharp served model's logits [T, V] for ids.</summary>
-    private static float[] TorchLogits(string path, int bits, int[] ids, IReadOnlyDictionary<string, int>? plan = null)
+    private static float[] TorchLogits(string path, int bits, int[] ids, BitPlan? plan = null)
     {
         using var model = QuantizedModelLoader.Load(path, bits, plan: plan);
         using var _ = no_grad();
@@ -109,7 +110,7 @@ public sealed class PackedLlamaTests
     public void A_plan_serves_the_named_layers_at_their_bits()
     {
         var (path, _) = PipelineFixtures.WriteTinyArtifact(PipelineFixtures.Rtn(8, 32));
-        var plan = new Dictionary<string, int> { ["model.layers.0.self_attn.q_proj"] = 2, ["model.layers.1.mlp.down_proj.weight"] = 3 };
+        var plan = new BitPlan(new Dictionary<string, int> { ["model.layers.0.self_attn.q_proj"] = 2, ["model.layers.1.mlp.down_proj.weight"] = 3 });
         var model = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = 4, Plan = plan });
         Assert.Equal(2, model.Layers[0].Q.Bits);
         Assert.Equal(3, model.Layers[1].Down.Bits);
@@ -121,17 +122,8 @@ public sealed class PackedLlamaTests
     [Fact]
     public void A_stored_permutation_is_applied_to_the_activations()
     {
-        var (path0, result) = PipelineFixtures.WriteTinyArtifact(PipelineFixtures.Rtn(8, 32));
-        var layer = result.Layers[0];
-        int n = layer.InFeatures;
-        var perm = Enumerable.Range(0, n).Reverse().ToArray();
-        var permuted = new byte[layer.Codes.Length];
-        for (int o = 0; o < layer.OutFeatures; o++)
-            for (int k = 0; k < n; k++) permuted[o * n + k] = layer.Codes[o * n + perm[k]];
-        var swapped = new QuantizedLinearResult(layer.Name, layer.OutFeatures, n, layer.GroupSize, permuted, layer.Scales, layer.Zeros, perm, layer.Report);
+        var (path, _, _) = PipelineFixtures.WriteReversedPermutationArtifact(PipelineFixtures.Rtn(8, 32));
         using var tiny = PipelineFixtures.LoadTiny();
-        var path = Path.Combine(HfFixtures.TempDir(), "perm.matq");
-        ArtifactExport.Write(result with { Layers = [swapped, .. result.Layers.Skip(1)] }, tiny, path);
         var ids = Ids(12, tiny.Config.VocabSize, 8);
         var model = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = 3 });
         Assert.NotNull(model.Layers[0].Q.Packed!.Perm);

@@ -3,6 +3,7 @@
 // (rebuilt when asked again); a plan is the default when given; bits outside 1..master are refused; each precision's
 // models equal a direct PackedLlamaModel.Load at those bits; sessions are pooled.
 using Matq.Runtime.Packed;
+using Matq.Runtime.Plans;
 using Matq.Tests.Pipeline;
 
 namespace Matq.Tests.Runtime.Packed;
@@ -49,7 +50,7 @@ public sealed class PackedPrecisionCacheTests
     [Fact]
     public void A_plan_is_the_default_precision_and_sessions_are_pooled()
     {
-        var plan = new Dictionary<string, int> { ["model.layers.0.mlp.down_proj"] = 8 };
+        var plan = new BitPlan(new Dictionary<string, int> { ["model.layers.0.mlp.down_proj"] = 8 });
         var cache = new PackedPrecisionCache(Artifact, new PackedServingOptions { DefaultBits = 2, Plan = plan, Threads = 1 });
         Assert.Equal([PackedPrecisionCache.PlanKey], cache.CachedKeys);
         Assert.Same(cache.Default, cache.Get(null));

@@ -1,0 +1,257 @@
+// `matq bench scale`: quantizes and evaluates a synthetic checkpoint of a real model's shape (random bf16 weights, the
+// family's published config.json, sharded with an index) the way `matq quantize` does — block-streamed — and reports
+// per stage the wall time, peak host RSS (VmHWM, reset per stage) and peak GPU memory (NVML samples; n/a without it),
+// plus checkpoint and artifact sizes: a Spectre table and, with --out, a markdown file.
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using Matq.Cli.Common;
+using Matq.Evaluation;
+using Matq.Formats.IO;
+using Matq.Loading;
+using Matq.Quantization.Pipeline;
+using Matq.Runtime;
+using Matq.Runtime.Loading;
+using Spectre.Console;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Matq.Cli.Verbs;
+
+public sealed class BenchScaleVerb(IAnsiConsole console) : Verb(console)
+{
+    private readonly Option<string> _shape = new("--shape")
+    {
+        Description = "The real model whose shapes the synthetic checkpoint has: " + string.Join(", ", RealConfigs.Shapes.Select(s => s.Name)),
+        Required = true,
+        HelpName = string.Join("|", RealConfigs.Shapes.Select(s => s.Name)),
+    };
+    private readonly Option<string> _method = new("--method")
+    {
+        Description = "A PTQ method that streams: " + string.Join(", ", AlgorithmRegistry.Names) + " (QAT-based ones need the model resident and are refused)",
+        DefaultValueFactory = _ => "rtn",
+        HelpName = "METHOD",
+    };
+    private readonly Option<string> _bits = CommonOptions.Bits("4");
+    private readonly Option<int> _group = CommonOptions.Group(128);
+    private readonly Option<string[]> _options = new("--option") { Description = "A method setting KEY=VALUE (repeatable), as for `matq quantize`", HelpName = "KEY=VALUE" };
+    private readonly Option<string> _device = CommonOptions.Device();
+    private readonly Option<string?> _work = new("--work")
+    {
+        Description = "Folder for the synthetic checkpoint (reused when it already holds this shape) and the artifact; default: a fresh temp folder, deleted after",
+        HelpName = "DIR",
+    };
+    private readonly Option<int?> _layers = new("--layers") { Description = "Keep only the first N decoder layers (quick runs); default: all of the shape's", HelpName = "N" };
+    private readonly Option<int> _calibN = new("--calib-n") { Description = "Calibration windows (random token ids) for methods that calibrate", DefaultValueFactory = _ => 32, HelpName = "N" };
+    private readonly Option<int> _calibLen = new("--calib-len") { Description = "Tokens per calibration window", DefaultValueFactory = _ => 512, HelpName = "L" };
+    private readonly Option<int> _evalTokens = new("--eval-tokens") { Description = "Tokens the eval stage runs through the artifact's model (windows of 256)", DefaultValueFactory = _ => 512, HelpName = "N" };
+    private readonly Option<int?> _threads = new("--threads") { Description = "CPU threads for torch (default: torch's own)", HelpName = "N" };
+    private readonly Option<string?> _out = new("--out") { Description = "Also write the table as markdown to this file", HelpName = "FILE.md" };
+    private readonly Option<int> _seed = CommonOptions.Seed();
+
+    public override string Name => "scale";
+    public override string Description => "Quantize and evaluate a synthetic checkpoint of a real model's shape, block-streamed: time, peak host and GPU memory per stage, sizes";
+    public override IReadOnlyList<string> Examples =>
+    [
+        "matq bench scale --shape llama-3.2-1b --layers 2 --threads 1",
+        "matq bench scale --shape llama-3.2-1b --method rtn --bits 4 --group 128 --work /tmp/scale --out docs/results/scale-1b-rtn.md",
+        "matq bench scale --shape llama-3.1-8b --method gptq --bits 4 --group 128 --device cuda --work /data/scale --out scale-8b-gptq.md",
+    ];
+
+    protected override void Configure(Command command)
+    {
+        foreach (var o in new Option[] { _shape, _method, _bits, _group, _options, _device, _work, _layers, _calibN, _calibLen, _evalTokens, _threads, _out, _seed })
+            command.Options.Add(o);
+    }
+
+    private sealed record Stage(string Name, double Seconds, long? HostPeak, long? GpuPeak, string Note);
+
+    protected override int Execute(ParseResult result)
+    {
+        // Cheap checks first: names, numbers and paths fail before anything is written.
+        var shape = result.GetValue(_shape)!.Trim().ToLowerInvariant();
+        int? layers = result.GetValue(_layers);
+        var configText = RealConfigs.Config(shape, layers);   // unknown shape or layers out of range: one line
+        var method = result.GetValue(_method)!.Trim().ToLowerInvariant();
+        if (!AlgorithmRegistry.Contains(method))
+            throw new MatqException($"--method '{method}' is not known: choose one of {string.Join(", ", AlgorithmRegistry.Names)}");
+        var registration = AlgorithmRegistry.Get(method);
+        var bits = CommonOptions.ParseBits(result.GetValue(_bits)!);
+        var options = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var pair in result.GetValue(_options) ?? [])
+        {
+            int eq = pair.IndexOf('=');
+            if (eq <= 0 || !options.TryAdd(pair[..eq].Trim(), pair[(eq + 1)..].Trim()))
+                throw new MatqException($"--option '{pair}' is not KEY=VALUE or is given twice");
+        }
+        int master = bits[0];
+        if (bits.Length > 1)
+        {
+            if (method != Matq.Algorithms.MatQuant.MatQuantAlgorithm.MethodName) throw new MatqException($"--bits {result.GetValue(_bits)}: {method} takes one bit-width");
+            options[Matq.Algorithms.MatQuant.MatQuantConfig.BitsKey] = string.Join(",", bits);
+            master = 8;
+        }
+        var config = new QuantizationConfig(registration.Name, master, CommonOptions.CheckGroup(result.GetValue(_group)), false, false, options);
+        var algorithm = AlgorithmRegistry.Create(config);
+        if (!algorithm.Streams)
+            throw new MatqException($"--method {method}{(options.TryGetValue("base", out var b) ? " with base " + b : "")} trains the whole model resident, so it has no block-streamed run to measure; bench a PTQ method (rtn, gptq, athena, omniquant, matquant with base athena|omniquant)");
+        int calibN = result.GetValue(_calibN), calibLen = result.GetValue(_calibLen), evalTokens = result.GetValue(_evalTokens), seed = result.GetValue(_seed);
+        if (calibN < 1 || calibLen < 2) throw new MatqException($"--calib-n {calibN} / --calib-len {calibLen}: at least 1 window of 2 tokens");
+        if (evalTokens < 2) throw new MatqException($"--eval-tokens {evalTokens}: at least 2");
+        var outMd = result.GetValue(_out);
+        var workOpt = result.GetValue(_work);
+        bool tempWork = workOpt is null;
+        var work = workOpt ?? Path.Combine(Path.GetTempPath(), $"matq-scale-{Environment.ProcessId}-{Guid.NewGuid():N}"[..40]);
+        if (!tempWork) OutputPaths.CheckWorkFolder(work, "--work");
+        if (outMd is not null) OutputPaths.CheckFile(outMd, "--out", work);
+        if (result.GetValue(_threads) is int threads)
+        {
+            if (threads < 1) throw new MatqException($"--threads {threads}: at least 1");
+            torch.set_num_threads(threads);
+        }
+        var device = TorchDevices.Resolve(result.GetValue(_device));
+
+        var stages = new List<Stage>();
+        using var gpu = device.type == DeviceType.CUDA ? new GpuMemorySampler(device.index < 0 ? 0 : device.index) : null;
+        var sw = new Stopwatch();
+        void Begin()
+        {
+            GC.Collect();
+            HostMemory.ResetPeak();
+            gpu?.Reset();
+            sw.Restart();
+        }
+        void End(string name, string note)
+        {
+            if (device.type == DeviceType.CUDA) torch.cuda.synchronize();
+            stages.Add(new Stage(name, sw.Elapsed.TotalSeconds, HostMemory.PeakBytes(), gpu?.Peak, note));
+            Console.MarkupLine($"[grey]{Markup.Escape(name)}: {sw.Elapsed.TotalSeconds:F1} s[/]");
+        }
+
+        var checkpointDir = Path.Combine(work, "checkpoint");
+        var artifactPath = Path.Combine(work, $"{shape}-{method}{master}.matq");
+        try
+        {
+            Directory.CreateDirectory(work);
+            Begin();
+            SyntheticCheckpointInfo info;
+            bool reused = File.Exists(Path.Combine(checkpointDir, "config.json")) && File.Exists(Path.Combine(checkpointDir, Matq.Formats.Safetensors.SafetensorsCheckpoint.IndexFileName))
+                && SameShape(checkpointDir, configText);
+            if (reused)
+            {
+                var cfg = HfLlamaConfig.Read(checkpointDir);
+                var files = Directory.GetFiles(checkpointDir, "model-*.safetensors");
+                info = new SyntheticCheckpointInfo(checkpointDir, cfg, files, files.Sum(f => new FileInfo(f).Length), cfg.ParameterCount());
+            }
+            else
+            {
+                Console.MarkupLine($"writing a synthetic {Markup.Escape(shape)} checkpoint to {Markup.Escape(checkpointDir)}");
+                info = SyntheticCheckpoint.Write(checkpointDir, shape, layers, seed);
+            }
+            End("checkpoint", reused ? "reused" : $"{info.Shards.Count} shard(s), {Format.Bytes(info.Bytes)}");
+
+            Begin();
+            using var stream = LlamaBlockStream.Open(checkpointDir, device);
+            End("open", "headers checked, placeholder model");
+
+            int blocks = info.Config.NumLayers;
+            var rng = new Random(seed);
+            var windows = Enumerable.Range(0, calibN).Select(_ => Enumerable.Range(0, calibLen).Select(_ => rng.Next(info.Config.VocabSize)).ToArray()).ToList();
+            Begin();
+            OutputPaths.CheckFreeSpace(artifactPath, 2 * ArtifactExport.EstimateBytes(stream.Model, config, stream.SourceDtypes), "--work");
+            // as `matq quantize` does: block-walking methods keep a checkpoint per block, which also holds the finished
+            // blocks' codes (offloaded from memory) until the artifact is written
+            var checkpoint = algorithm.SupportsResume ? QuantizationCheckpoint.Create(artifactPath, QuantizationCheckpoint.RunSettings(algorithm, stream.Model, seed)) : null;
+            var context = new QuantizationContext(stream.Model, device, registration.NeedsCalibration ? () => new CalibrationTokens(windows) : null, seed,
+                e => { if (e.Kind == QuantizationEventKind.BlockDone) Console.MarkupLine($"[grey]  block {e.Block + 1}/{e.BlockCount} ({sw.Elapsed.TotalSeconds:F1} s)[/]"); })
+            { Blocks = stream, Checkpoint = checkpoint };
+            var run = QuantizationRunner.Run(algorithm, context);
+            End("calibrate + quantize", $"{run.Layers.Count} linears, {blocks} blocks, {sw.Elapsed.TotalSeconds / Math.Max(1, blocks):F2} s/block"
+                + (registration.NeedsCalibration ? $", {calibN}×{calibLen} tokens" : ""));
+
+            Begin();
+            var written = ArtifactExport.Write(run, stream.Model, artifactPath, null, stream.ReadSource);
+            checkpoint?.Delete();
+            End("write artifact", Format.Bytes(written.Bytes));
+            stream.Dispose();
+
+            Begin();
+            double nll;
+            using (var served = QuantizedModelLoader.LoadServed(artifactPath, master, device))
+            {
+                nll = MeanNll(served.Model, evalTokens, info.Config.VocabSize, seed, device);
+            }
+            End("eval artifact", $"{master}-bit, {evalTokens} tokens, mean NLL {nll:F3} (random weights: ≈ ln vocab {Math.Log(info.Config.VocabSize):F2})");
+
+            Report(shape, layers, info, method, master, config.GroupSize, device.ToString(), written.Bytes, stages, outMd);
+            return 0;
+        }
+        finally
+        {
+            if (tempWork && Directory.Exists(work)) Directory.Delete(work, recursive: true);
+        }
+    }
+
+    private static bool SameShape(string folder, string configText)
+    {
+        try
+        {
+            var want = HfLlamaConfig.Parse(configText);
+            var have = HfLlamaConfig.Read(folder);
+            return want.NumLayers == have.NumLayers && want.HiddenSize == have.HiddenSize && want.VocabSize == have.VocabSize
+                && want.IntermediateSize == have.IntermediateSize && want.Family == have.Family;
+        }
+        catch (MatqException)
+        {
+            return false;
+        }
+    }
+
+    // mean next-token NLL over random ids in windows of 256 (the served model's forward; memory and time are what count)
+    private static double MeanNll(Matq.Models.LlamaForCausalLM model, int tokens, int vocab, int seed, Device device)
+    {
+        var rng = new Random(seed + 1);
+        double sum = 0;
+        long count = 0;
+        using var noGrad = no_grad();
+        for (int start = 0; start < tokens; start += 256)
+        {
+            int len = Math.Min(256, tokens - start);
+            if (len < 2) break;
+            using var scope = NewDisposeScope();
+            var ids = tensor(Enumerable.Range(0, len).Select(_ => (long)rng.Next(vocab)).ToArray(), new long[] { 1, len }, device: device);
+            var logits = model.forward(ids);
+            var loss = nn.functional.cross_entropy(logits[0, ..^1].to(ScalarType.Float32), ids[0, 1..], reduction: nn.Reduction.Sum);
+            sum += loss.to(ScalarType.Float64).item<double>();
+            count += len - 1;
+        }
+        return sum / Math.Max(1, count);
+    }
+
+    private void Report(string shape, int? layers, SyntheticCheckpointInfo info, string method, int bits, int group, string device, long artifactBytes,
+        List<Stage> stages, string? outMd)
+    {
+        static string Mem(long? b) => b is long v ? Format.Bytes(v) : "n/a";
+        string title = $"{shape}{(layers is int n ? $" (first {n} layers)" : "")}: {info.Parameters:N0} parameters, {method} {bits}-bit"
+            + (group <= 0 ? " per-channel" : $" g{group}") + $", {device}";
+        var table = new Table().Border(TableBorder.Rounded).Title(Markup.Escape(title));
+        table.AddColumns("stage", "wall", "peak host RSS", "peak GPU", "notes");
+        foreach (var s in stages)
+            table.AddRow(Markup.Escape(s.Name), $"{s.Seconds:F1} s", Mem(s.HostPeak), Mem(s.GpuPeak), Markup.Escape(s.Note));
+        Console.Write(table);
+        long modelBf16 = info.Parameters * 2;
+        Console.MarkupLine($"checkpoint {Format.Bytes(info.Bytes)} (bf16), artifact {Format.Bytes(artifactBytes)}; whole model in bf16 {Format.Bytes(modelBf16)}, in fp32 {Format.Bytes(modelBf16 * 2)}");
+        if (outMd is null) return;
+        var md = new StringBuilder();
+        md.AppendLine(CultureInfo.InvariantCulture, $"# matq bench scale: {title}").AppendLine();
+        md.AppendLine("| stage | wall (s) | peak host RSS | peak GPU | notes |").AppendLine("|---|---:|---:|---:|---|");
+        foreach (var s in stages)
+            md.AppendLine(CultureInfo.InvariantCulture, $"| {s.Name} | {s.Seconds:F1} | {Mem(s.HostPeak)} | {Mem(s.GpuPeak)} | {s.Note.Replace("|", "\\|")} |");
+        md.AppendLine().AppendLine(CultureInfo.InvariantCulture,
+            $"Checkpoint {Format.Bytes(info.Bytes)} (bf16, {info.Shards.Count} shard(s)); artifact {Format.Bytes(artifactBytes)}; whole model in bf16 {Format.Bytes(modelBf16)}, in fp32 {Format.Bytes(modelBf16 * 2)}.");
+        md.AppendLine().AppendLine("Peak host RSS is VmHWM, reset at each stage; peak GPU is NVML's used memory above the stage's start (n/a without a GPU).");
+        AtomicFile.WriteAllText(outMd, md.ToString());
+        Console.MarkupLine($"wrote {Markup.Escape(outMd)}");
+    }
+}

@@ -1,0 +1,4 @@
+// Lets the tests reach Matq's internal pieces directly.
+using System.Runtime.CompilerServices;
+
+[assembly: InternalsVisibleTo("Matq.Tests")]
