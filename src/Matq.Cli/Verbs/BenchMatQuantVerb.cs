@@ -46,7 +46,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
     private readonly Option<string> _layers = new("--layers") { Description = "Linears every run quantizes (the rest stay float): all, ffn, attn or suffixes/globs (see matq quantize --layers)", DefaultValueFactory = _ => "all", HelpName = "all|ffn|attn|PATTERN" };
 
     public override string Name => "matquant";
-    public override string Description => "MatQuant vs independently quantized baselines (QAT and Athena bases), sliced widths, extra precision and Mix'n'Match curves";
+    public override string Description => "MatQuant vs independently quantized baselines (QAT, Athena and OmniQuant bases; --seeds for mean ± sd and paired Δ), sliced widths, extra precision and Mix'n'Match curves";
     public override IReadOnlyList<string> Examples =>
     [
         "matq bench matquant --model models/tiny --device cpu --max-tokens 20000",
