@@ -1,5 +1,5 @@
 // `matq export`: writes a model for other runtimes —
-//   gguf  a .matq as llama.cpp GGUF, --type f32|f16|q8_0|q4_0|q4_1 (lossless where the block type expresses our codes)
+//   gguf  a .matq as llama.cpp GGUF, --type f32|f16|q8_0|q4_0|q4_1|q2_k..q6_k (lossless where the block type expresses our codes)
 //   onnx  a .matq at --bits 2|4|8 (quantized linears as com.microsoft MatMulNBits, exact) or an HF model as float32;
 //         --verify runs the file in ONNX Runtime and compares its logits with matq's
 //   hf    a .matq at --bits r as an HF folder of dequantized f32|bf16|f16 weights + config + tokenizer
@@ -28,12 +28,12 @@ public sealed class ExportVerb(IAnsiConsole console) : Verb(console)
     };
     private readonly Option<string?> _type = new("--type")
     {
-        Description = "gguf: f32, f16, q8_0, q4_0, q4_1 (default q4_1); hf: f32, bf16, f16 (default f32)",
+        Description = "gguf: f32, f16, q8_0, q4_0, q4_1, q2_k, q3_k, q4_k, q5_k, q6_k (default q4_1; k-quants from the r-bit slice, exact where the group grid allows); hf: f32, bf16, f16 (default f32)",
         HelpName = "TYPE",
     };
     private readonly Option<string?> _embedType = new("--embed-type")
     {
-        Description = "gguf: type of the token embedding and output head (default q8_0 when --type is a block type, as llama.cpp's quantizer; else --type)",
+        Description = "gguf: type of the token embedding and output head (default q8_0 when --type is a 32-block type, q6_k for a k-quant, as llama.cpp's quantizer; else --type)",
         HelpName = "TYPE",
     };
     private readonly Option<bool> _force = new("--force")
