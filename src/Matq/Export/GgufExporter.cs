@@ -114,7 +114,7 @@ public static class GgufExporter
         GgufKQuantStats? kstats = null;
         if (GgufKQuants.IsKQuant(type))
         {
-            kstats = k.Stats(type, Math.Min(GgufKQuants.Spec(type).Bits, a.Metadata.MasterBits), kFallbacks.Count);
+            kstats = k.Stats(type, Math.Min(GgufKQuants.Spec(type).Bits, a.Metadata.MasterBits));
             notes.Add(kstats.Line);
         }
         else if (counts.Quantized > 0) notes.Add($"{counts.Quantized} tensors were (re-)quantized to a GGUF block type from their values (float embedding/head, asymmetric zero points, act-order perm or groups not a multiple of 32)");
@@ -160,7 +160,7 @@ public static class GgufExporter
 
     private sealed class KStats
     {
-        public int Exact, Requantized;
+        public int Exact, Requantized, Fallback;
         public double MaxExact, MaxRequant, SqRequant, SqAll;
         public long NRequant, NAll;
 
@@ -173,7 +173,7 @@ public static class GgufExporter
             else { Requantized += parts; MaxRequant = Math.Max(MaxRequant, max); SqRequant += sq; NRequant += want.Length; }
         }
 
-        public GgufKQuantStats Stats(GgmlType t, int bits, int fallback) => new(t, bits, Exact, Requantized, fallback, MaxExact, MaxRequant,
+        public GgufKQuantStats Stats(GgmlType t, int bits) => new(t, bits, Exact, Requantized, Fallback, MaxExact, MaxRequant,
             NRequant == 0 ? 0 : Math.Sqrt(SqRequant / NRequant), NAll == 0 ? 0 : Math.Sqrt(SqAll / NAll));
     }
 
@@ -204,6 +204,7 @@ public static class GgufExporter
         {
             w.AddTensor(name, ne, t, GgufBlocks.Encode(t, deq));
             if (GgufBlocks.IsBlockType(t)) counts.Quantized += parts.Count; else counts.Floats += parts.Count;
+            k.Fallback += parts.Count;
             return;
         }
         var data = new List<byte>();
