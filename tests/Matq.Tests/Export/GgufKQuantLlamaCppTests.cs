@@ -135,6 +135,25 @@ public sealed class GgufKQuantLlamaCppTests(ITestOutputHelper output)
         Assert.InRange(ratio, 1 - NllTol, 1 + NllTol);
     }
 
+    [Fact]
+    public void An_hf_folder_exports_as_q4_K_from_its_float_weights_and_llama_cpp_agrees()
+    {
+        var gguf = Path.Combine(HfFixtures.TempDir(), "tiny-hf-q4_k.gguf");
+        var report = GgufExporter.ExportFloat(GgufExporterTests.TinyModel, GgmlType.Q4_K, gguf);
+        Assert.Null(report.KQuant);
+        Assert.Contains(report.Notes, n => n.Contains("least-squares sub-block scales", StringComparison.Ordinal));
+        Assert.Contains(report.Notes, n => n.Contains("were written as Q5_0 (llama.cpp's fallback)", StringComparison.Ordinal));
+        var f = GgufFile.Open(gguf);
+        Assert.Equal(4, f.Tensors.Count(x => x.Type == GgmlType.Q4_K));   // the four down_proj (rows of 512)
+        using var decoded = LlamaLoader.Load(GgufExporterTests.TinyModel, CPU);
+        LoadGgufWeights(decoded, gguf);
+        var cpp = LlamaCpp.Logits(gguf, TinyIds);
+        var (diff, ratio) = GgufLlamaCppTests.Compare(cpp, GgufLlamaCppTests.MatqLogits(decoded, TinyIds), TinyIds);
+        output.WriteLine($"models/tiny HF folder as q4_K: max |Δlogit| {diff:E2}, NLL ratio {ratio:F6}");
+        Assert.InRange(diff, 0, MaxDiff);
+        Assert.InRange(ratio, 1 - NllTol, 1 + NllTol);
+    }
+
     private static readonly Lazy<(string Folder, string Artifact)> Wide = new(() =>
     {
         var cfg = new LlamaConfig(256, 512, 2, 4, 256, numKvHeads: 2, maxPositionEmbeddings: 128);
