@@ -36,6 +36,8 @@ public sealed class GgufKQuantLlamaCppTests(ITestOutputHelper output)
         
                 { "q2_k", -1, true }, { "q3_k", -1, true }, { "q4_k", -1, true }, { "q5_k", -1, true }, { "q6_k", -1, true },
         { "q2_k", 32, false }, { "q3_k", 32, false }, { "q4_k", 32, false }, { "q5_k", 32, false }, { "q6_k", 32, false },
+        // one asymmetric group per super-block: exact for the types with mins, re-quantized for the symmetric q3_K/q6_K
+        { "q4_k", 256, false }, { "q3_k", 256, false },
     };
 
     [Theory]
@@ -50,10 +52,12 @@ public sealed class GgufKQuantLlamaCppTests(ITestOutputHelper output)
         // models/tiny: 4 down_proj rows of 512 values take the k-quant; the 24 other linears (rows of 128) fall back
         Assert.Equal(4, k.Exact + k.Requantized);
         Assert.Equal(24, k.Fallback);
-        // a per-channel symmetric grid is exactly a k-quant super-block (one sub-block scale unit, codes copied);
-        // group-32 asymmetric RTN scales have no common fp16 unit per super-block, so they are re-quantized
-        Assert.Equal(symmetric ? 4 : 0, k.Exact);
-        if (symmetric) Assert.InRange(k.MaxErrExact, 0, 2e-3 * MaxAbsSlice(artifact, k.Bits));
+        // a per-channel symmetric grid, or one asymmetric group of 256 under a type with mins, is exactly a k-quant
+        // super-block (one sub-block scale unit, codes copied); group-32 RTN scales have no common fp16 unit per
+        // super-block, and an asymmetric grid has no offset-only form in q3_K/q6_K: those are re-quantized
+        bool exact = group != 32 && (symmetric || !GgufKQuants.Spec(t).Symmetric);
+        Assert.Equal(exact ? 4 : 0, k.Exact);
+        if (exact) Assert.InRange(k.MaxErrExact, 0, 2e-3 * MaxAbsSlice(artifact, k.Bits));
         Assert.Contains(report.Notes, n => n.StartsWith($"{t}: {k.Exact} linear(s) exact", StringComparison.Ordinal));
 
         using var decoded = LlamaLoader.Load(GgufExporterTests.TinyModel, CPU);
