@@ -39,7 +39,9 @@ dotnet test tests/Matq.Tests -c Release --no-build --nologo --filter "FullyQuali
   echo
   echo "Each k-quant is written from the artifact's r-bit slice, r = the type's code bits (2, 3, 4, 5, 6). *Exact*: codes"
   echo "copied and each super-block's sub-block scales (and mins) integer multiples of one fp16 d (dmin) — a per-channel"
-  echo "symmetric grid is; *re-quantized*: from ŵ_r (group-32 RTN scales share no fp16 unit); *fallback*: rows not a multiple"
+  echo "symmetric grid is, and so is one asymmetric group of 256 under a type with mins (q2_K/q4_K/q5_K; q3_K/q6_K have no"
+  echo "mins, so an asymmetric grid is re-quantized there); *re-quantized*: from ŵ_r, the artifact's group grid tried as a"
+  echo "candidate (group-32 RTN scales share no fp16 unit per super-block); *fallback*: rows not a multiple"
   echo "of 256 take llama.cpp's fallback type (q2_K/q3_K → q4_0, q4_K → q5_0, q5_K → q5_1, q6_K → q8_0), from ŵ_r. The"
   echo "embedding and head take q6_K by default (llama.cpp's head type), falling back the same way (models/tiny's 128-wide"
   echo "rows → q8_0); the wide model writes them in the type itself (\`--embed-type\`). *max |Δw|*: over the re-quantized"
@@ -54,6 +56,6 @@ dotnet test tests/Matq.Tests -c Release --no-build --nologo --filter "FullyQuali
   echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   grep -E 'K\| ' "$log" | sed 's/^.*K| /| /' | sort -u
   echo
-  grep -E 'models/tiny HF folder as q4_K' "$log" | sed 's/^ *//' | sort -u
+  grep -E 'models/tiny HF folder as q4_K|control: llama.cpp q3_K' "$log" | sed 's/^ *//' | sort -u
 } > docs/results/gguf-llama.cpp.md
 cat docs/results/gguf-llama.cpp.md

@@ -387,6 +387,16 @@ public static class GgufKQuants
     public static void Encode(GgmlType t, ReadOnlySpan<float> values, Span<byte> dst)
     {
         var s = Spec(t);
+        if (values.Length >= 64 * SuperBlock)
+        {
+            // large tensors (embeddings, HF-folder weights): super-blocks are independent, quantize them in parallel
+            var x = values.ToArray();
+            var outBytes = new byte[dst.Length];
+            Parallel.For(0, x.Length / SuperBlock, b =>
+                Pack(s, Quantize(s, x.AsSpan(b * SuperBlock, SuperBlock)), outBytes.AsSpan(b * s.Bytes, s.Bytes)));
+            outBytes.CopyTo(dst);
+            return;
+        }
         for (int b = 0; b < values.Length / SuperBlock; b++)
             Pack(s, Quantize(s, values.Slice(b * SuperBlock, SuperBlock)), dst.Slice(b * s.Bytes, s.Bytes));
     }

@@ -213,7 +213,7 @@ public static class GgufExporter
         foreach (var q in parts)
         {
             long n = (long)q.OutFeatures * q.InFeatures;
-            var (bytes, allExact) = GgufQuantizedCodes.EncodeK(q, master, spec, r, arch.RowPerm(q.Name, q.OutFeatures), deq.AsSpan((int)at, (int)n));
+            var (bytes, allExact) = GgufQuantizedCodes.EncodeK(q, master, spec, r, arch.RowPerm(q.Name, q.OutFeatures), deq, at);
             data.AddRange(bytes);
             exact &= allExact;
             at += n;

@@ -60,10 +60,11 @@ public static class GgufQuantizedCodes
     }
 
     /// <summary>
-    /// One artifact weight as k-quant rows: <paramref name="deq"/> is its ŵ_r in GGUF row order (DequantizeSlice with the
-    /// same permutation); returns the bytes and whether every super-block took the exact path (codes copied).
+    /// One artifact weight as k-quant rows: <paramref name="deq"/> from <paramref name="at"/> is its ŵ_r in GGUF row order
+    /// (DequantizeSlice with the same permutation); returns the bytes and whether every super-block took the exact path
+    /// (codes copied). Rows are encoded in parallel (each writes its own bytes).
     /// </summary>
-    public static (byte[] Data, bool Exact) EncodeK(MatqQuantizedTensor q, int masterBits, KSpec spec, int r, int[]? rowPerm, ReadOnlySpan<float> deq)
+    public static (byte[] Data, bool Exact) EncodeK(MatqQuantizedTensor q, int masterBits, KSpec spec, int r, int[]? rowPerm, float[] deq, long at)
     {
         int rows = q.OutFeatures, cols = q.InFeatures, g = q.GroupWidth, groups = q.GroupCount, k = masterBits - r, sb = GgufKQuants.SuperBlock;
         if (cols % sb != 0) throw new MatqException($"{q.Name}: {spec.Type} needs rows of a multiple of {sb} values, got {cols}");
@@ -72,11 +73,11 @@ public static class GgufQuantizedCodes
         float symZero = (1 << (r - 1)) * (float)(1 << k);
         bool gridExact = aligned && r == spec.Bits && (!spec.Symmetric || q.Zeros.All(z => z == symZero));
         var dst = new byte[(long)rows * (cols / sb) * spec.Bytes];
-        Span<float> dj = stackalloc float[spec.SubBlocks], mj = stackalloc float[spec.SubBlocks], hm = stackalloc float[spec.SubBlocks];
-        Span<byte> codes = stackalloc byte[sb];
-        bool all = true;
-        for (int o = 0; o < rows; o++)
+        int requantized = 0;
+        Parallel.For(0, rows, o =>
         {
+            Span<float> dj = stackalloc float[spec.SubBlocks], mj = stackalloc float[spec.SubBlocks], hm = stackalloc float[spec.SubBlocks];
+            Span<byte> codes = stackalloc byte[sb];
             int src = rowPerm?[o] ?? o;
             for (int b = 0; b < cols / sb; b++)
             {
@@ -97,13 +98,13 @@ public static class GgufQuantizedCodes
                 }
                 if (block is null)
                 {
-                    all = false;
+                    Interlocked.Exchange(ref requantized, 1);
                     for (int j = 0; j < spec.SubBlocks; j++) hm[j] = -mj[j];
-                    block = GgufKQuants.Quantize(spec, deq.Slice(o * cols + b * sb, sb), dj, hm);
+                    block = GgufKQuants.Quantize(spec, deq.AsSpan((int)(at + (long)o * cols + b * sb), sb), dj, hm);
                 }
                 GgufKQuants.Pack(spec, block, dst.AsSpan((int)(((long)o * (cols / sb) + b) * spec.Bytes), spec.Bytes));
             }
-        }
-        return (dst, all);
+        });
+        return (dst, requantized == 0);
     }
 }

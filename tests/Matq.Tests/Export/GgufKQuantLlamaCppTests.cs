@@ -158,6 +158,23 @@ public sealed class GgufKQuantLlamaCppTests(ITestOutputHelper output)
         Assert.InRange(ratio, 1 - NllTol, 1 + NllTol);
     }
 
+    [Fact]
+    public void The_tolerance_tells_neighbouring_k_quant_grids_apart()
+    {
+        // control: llama.cpp running the q3_K file against matq's forward of the q4_K weights (one bit apart, same model)
+        // must exceed the tolerance the same-weights comparisons pass, or those comparisons would prove nothing
+        var (folder, artifact) = WideLlama();
+        string q3 = Path.Combine(HfFixtures.TempDir(), "c3.gguf"), q4 = Path.Combine(HfFixtures.TempDir(), "c4.gguf");
+        GgufExporter.Export(artifact, GgmlType.Q3_K, q3, embedType: GgmlType.Q3_K);
+        GgufExporter.Export(artifact, GgmlType.Q4_K, q4, embedType: GgmlType.Q4_K);
+        using var decoded = LlamaLoader.Load(folder, CPU);
+        LoadGgufWeights(decoded, q4);
+        int[] ids = Enumerable.Range(0, 48).Select(i => (i * 37 + 11) % 256).ToArray();
+        var (diff, _) = GgufLlamaCppTests.Compare(LlamaCpp.Logits(q3, ids), GgufLlamaCppTests.MatqLogits(decoded, ids), ids);
+        output.WriteLine($"control: llama.cpp q3_K vs matq on the q4_K weights: max |Δlogit| {diff:E2}");
+        Assert.True(diff > 2 * MaxDiff, $"q3_K vs q4_K weights differ by only {diff:E2}");
+    }
+
     private static readonly Lazy<(string Folder, string Artifact)> Wide = new(() =>
     {
         var cfg = new LlamaConfig(256, 512, 2, 4, 256, numKvHeads: 2, maxPositionEmbeddings: 128);
