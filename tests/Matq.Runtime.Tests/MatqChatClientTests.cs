@@ -35,6 +35,7 @@ public sealed class MatqChatClientTests : IClassFixture<MatqChatClientTests.Tiny
         }
     }
 
+    /// <summary>A path under the repository root (the folder above this test's output that holds models/tiny).</summary>
     public static string RepoPath(params string[] parts)
     {
         var dir = AppContext.BaseDirectory;

@@ -101,14 +101,30 @@ public sealed class MatqModel : IDisposable
                 DefaultBits = options.Bits, Plan = plan, HeadBits = options.HeadBits, Threads = options.Threads, Capacity = options.MaxPrecisions,
             };
             var completions = CompletionEngine.Open(artifact, serving, tokenizer);
-            var chat = ChatEngine.Open(completions, tokenizer, options.ChatTemplatePath);
-            return new MatqModel(id, completions, chat, tempDir);
+            return new MatqModel(id, completions, OpenChat(path, completions, tokenizer, options.ChatTemplatePath), tempDir);
         }
         catch
         {
             if (tempDir is not null) Directory.Delete(tempDir, recursive: true);
             throw;
         }
+    }
+
+    // The chat template as ChatEngine.Open finds it, with the fix for a missing one named in this API's terms.
+    private static ChatEngine OpenChat(string path, CompletionEngine completions, string? tokenizer, string? templateFile)
+    {
+        if (templateFile is not null)
+        {
+            if (!File.Exists(templateFile))
+                throw new MatqException($"MatqModelOptions.ChatTemplatePath {SafeText.Quote(templateFile)} does not exist: give a Jinja chat-template file");
+            return ChatEngine.Open(completions, tokenizer, templateFile);
+        }
+        var p = completions.Precisions;
+        string? folder = tokenizer ?? ArtifactSource.ArtifactTokenizer(p.ArtifactPath, p.Metadata).Folder;
+        var (template, problem) = folder is null ? (null, "it has no tokenizer folder") : ChatTemplate.FromFolder(folder);
+        return new ChatEngine(completions, template, template is not null ? null
+            : $"{SafeText.Quote(path)} has no chat template ({problem}): set MatqModelOptions.ChatTemplatePath to a Jinja chat-template file, "
+              + "or TokenizerFolder to a folder whose tokenizer_config.json has a chat_template");
     }
 
     /// <summary>Token ids of <paramref name="text"/> (with the tokenizer's BOS when it adds one and <paramref name="addSpecialTokens"/>).</summary>
