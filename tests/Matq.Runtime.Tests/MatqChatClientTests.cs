@@ -248,6 +248,27 @@ public sealed class MatqChatClientTests : IClassFixture<MatqChatClientTests.Tiny
         Assert.Equal(_f.Model.Generate(p).Text, again.Generate(p).Text);
     }
 
+    [Fact]
+    public async Task A_plan_serves_calls_that_name_no_bits_and_bits_still_override_it()
+    {
+        // a hand-written plan: the first two blocks' MLP at 2 bits, everything else at 4
+        var layers = Enumerable.Range(0, 2).SelectMany(i => new[] { "gate_proj", "up_proj", "down_proj" }.Select(l => $"model.layers.{i}.mlp.{l}"))
+            .ToDictionary(n => n, _ => 2);
+        using var planned = MatqModel.Open(_f.Model.ArtifactPath, new MatqModelOptions
+        {
+            Threads = 1, TokenizerFolder = _f.Folder, Plan = new Matq.Runtime.Plans.BitPlan(layers, defaultBits: 4),
+        });
+        Assert.True(planned.HasPlan);
+        using var client = planned.AsChatClient();
+        var byPlan = await client.GetResponseAsync(Conversation, Options(32, 0));
+        Assert.Equal("plan", byPlan.AdditionalProperties!["precision"]);
+        Assert.InRange(Convert.ToDouble(byPlan.AdditionalProperties["mean_layer_bits"]), 2.01, 3.99);
+        var four = await client.GetResponseAsync(Conversation, Options(32, 0, bits: 4));
+        Assert.Equal("4", four.AdditionalProperties!["precision"]);
+        Assert.Equal((await _f.Model.AsChatClient().GetResponseAsync(Conversation, Options(32, 0, bits: 4))).Text, four.Text);
+        Assert.NotEqual(four.Text, byPlan.Text);
+    }
+
     private static TemplateDict Dict(ChatMessage m)
     {
         var d = new TemplateDict();
