@@ -98,7 +98,8 @@ public sealed class MatqModel : IDisposable
                 throw new MatqException($"{SafeText.Quote(path)} is not a .matq artifact: give one written by `matq quantize`, or an HF model folder");
             var serving = new PackedServingOptions
             {
-                DefaultBits = options.Bits, Plan = plan, HeadBits = options.HeadBits, Threads = options.Threads, Capacity = options.MaxPrecisions,
+                // a plan's default bits serve its unlisted layers (as `--plan` does); Bits must agree with it
+                DefaultBits = plan is null ? options.Bits : plan.ResolveBits(options.Bits, plan.Origin ?? "(MatqModelOptions.Plan)"), Plan = plan, HeadBits = options.HeadBits, Threads = options.Threads, Capacity = options.MaxPrecisions,
             };
             var completions = CompletionEngine.Open(artifact, serving, tokenizer);
             return new MatqModel(id, completions, OpenChat(path, completions, tokenizer, options.ChatTemplatePath), tempDir);
