@@ -61,7 +61,11 @@ public sealed class SampleAppTests
             string packages = Environment.GetEnvironmentVariable("NUGET_PACKAGES") is { Length: > 0 } p ? p
                 : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
             foreach (var id in new[] { "matq.kernels", "matq.formats", "matq.runtime" })
+            {
                 if (Directory.Exists(Path.Combine(packages, id, version))) Directory.Delete(Path.Combine(packages, id, version), recursive: true);
+                if (Directory.Exists(Path.Combine(packages, id)) && !Directory.EnumerateFileSystemEntries(Path.Combine(packages, id)).Any())
+                    Directory.Delete(Path.Combine(packages, id));
+            }
         }
     }
 
