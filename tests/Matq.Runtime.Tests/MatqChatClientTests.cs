@@ -168,6 +168,25 @@ public sealed class MatqChatClientTests : IClassFixture<MatqChatClientTests.Tiny
     }
 
     [Fact]
+    public async Task Leaving_a_stream_early_or_cancelling_ends_the_generation()
+    {
+        using var client = _f.Model.AsChatClient();
+        var options = Options(50, 0.8f, seed: 3);
+        int seen = 0;
+        await foreach (var u in client.GetStreamingResponseAsync(Conversation, options))
+            if (u.Text.Length > 0 && ++seen == 2) break;
+        Assert.Equal(2, seen);
+        using var cancel = new CancellationTokenSource();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () =>
+        {
+            await foreach (var u in client.GetStreamingResponseAsync(Conversation, options, cancel.Token))
+                if (u.Text.Length > 0) cancel.Cancel();
+        });
+        // the model serves on afterwards
+        Assert.Equal(50, (await client.GetResponseAsync(Conversation, options)).Usage!.OutputTokenCount);
+    }
+
+    [Fact]
     public async Task Bits_in_additional_properties_pick_the_precision_per_call()
     {
         using var client = _f.Model.AsChatClient();
