@@ -5,7 +5,8 @@ using Matq.Data;
 
 namespace Matq.Cli.Common;
 
-public abstract class LmBenchVerb(IAnsiConsole console, Func<DataStore>? data, string defaultWork) : Verb(console)
+public abstract class LmBenchVerb(IAnsiConsole console, Func<DataStore>? data, string defaultWork, string name, string description,
+    params IReadOnlyList<string> examples) : Verb(console, name, description, examples)
 {
     protected Func<DataStore> Data { get; } = data ?? (() => new DataStore());
     protected Option<string> ModelOption { get; } = CommonOptions.Model();

@@ -3,19 +3,19 @@
 
 namespace Matq.Cli.Common;
 
-public abstract class Verb
+/// <summary>A verb declares its name (as typed, e.g. "inspect"; a nested verb's own name, e.g. "fetch"), its description
+/// and the example command lines --help shows, once, in its base-constructor call.</summary>
+public abstract class Verb(IAnsiConsole console, string name, string description, params IReadOnlyList<string> examples)
 {
-    protected Verb(IAnsiConsole console) => Console = console;
-
-    protected IAnsiConsole Console { get; }
+    protected IAnsiConsole Console { get; } = console;
 
     /// <summary>Name as typed, e.g. "inspect" (a nested verb's own name, e.g. "fetch").</summary>
-    public abstract string Name { get; }
+    public string Name { get; } = name;
 
-    public abstract string Description { get; }
+    public string Description { get; } = description;
 
     /// <summary>Example command lines shown in --help.</summary>
-    public abstract IReadOnlyList<string> Examples { get; }
+    public IReadOnlyList<string> Examples { get; } = examples;
 
     /// <summary>This verb's options, in the order --help lists them.</summary>
     protected virtual IEnumerable<Option> Options => [];

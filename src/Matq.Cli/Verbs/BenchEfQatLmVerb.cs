@@ -16,21 +16,16 @@ using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class BenchEfQatLmVerb(IAnsiConsole console, Func<DataStore>? data = null) : LmBenchVerb(console, data, "out/bench-efqat-lm")
+public sealed class BenchEfQatLmVerb(IAnsiConsole console, Func<DataStore>? data = null) : LmBenchVerb(console, data, "out/bench-efqat-lm", "efqat-lm",
+    "EfQAT on a language model: perplexity of PTQ, EfQAT modes × fractions and full QAT at each bit-width",
+    "matq bench efqat-lm --model models/tiny --device cpu --steps 60 --bits 4",
+    "matq bench efqat-lm --model models/small --device cuda --out docs/results/efqat-lm-small.md")
 {
     private readonly Option<string> _bits = new("--bits") { Description = "Weight bit-widths", DefaultValueFactory = _ => "4,3", HelpName = "B[,B...]" };
     private readonly Option<string> _modes = new("--modes") { Description = "EfQAT modes", DefaultValueFactory = _ => "cwpl,cwpn,lwpn", HelpName = "M[,M...]" };
     private readonly Option<string> _fractions = new("--fractions") { Description = "EfQAT fractions run for every mode (0 and 1 are added once)", DefaultValueFactory = _ => "0.05,0.25", HelpName = "F[,F...]" };
     private readonly Option<int> _refresh = new("--refresh") { Description = "Steps between importance refreshes", DefaultValueFactory = _ => 50, HelpName = "N" };
     private readonly Option<string> _out = new("--out") { Description = "Markdown report", DefaultValueFactory = _ => "docs/results/efqat-lm-tiny.md", HelpName = "PATH" };
-
-    public override string Name => "efqat-lm";
-    public override string Description => "EfQAT on a language model: perplexity of PTQ, EfQAT modes × fractions and full QAT at each bit-width";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq bench efqat-lm --model models/tiny --device cpu --steps 60 --bits 4",
-        "matq bench efqat-lm --model models/small --device cuda --out docs/results/efqat-lm-small.md",
-    ];
 
     protected override IEnumerable<Option> Options =>
     [

@@ -14,7 +14,11 @@ using static TorchSharp.torch;
 namespace Matq.Cli.Verbs;
 
 /// <summary>The "efqat" sub-verb of "bench" (wire as: bench → efqat).</summary>
-public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
+public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console, "efqat",
+    "Time EfQAT's partial-gradient backward vs full QAT on one batch (ratios from one run)",
+    "matq bench efqat --device cpu --batch 64 --iters 5",
+    "matq bench efqat --device cuda --widths 64,128,256",
+    "matq bench efqat --arch mlp --widths 2048,2048,2048")
 {
     private readonly Option<string> _device = CommonOptions.Device();
     private readonly Option<int> _batch = new("--batch") { Description = "Images per step", DefaultValueFactory = _ => 256, HelpName = "B" };
@@ -30,10 +34,6 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<string> _tf32 = new("--tf32") { Description = "CUDA: let cuDNN convolutions and cuBLAS matmuls use TF32 (on) or keep full fp32 (off); libtorch's defaults are conv on, matmul off", DefaultValueFactory = _ => "default", HelpName = "on|off|default" };
     private readonly Option<string> _cudnnBenchmark = CommonOptions.CudnnBenchmark();
     private readonly Option<int> _seed = CommonOptions.Seed();
-
-    public override string Name => "efqat";
-    public override string Description => "Time EfQAT's partial-gradient backward vs full QAT on one batch (ratios from one run)";
-    public override IReadOnlyList<string> Examples => ["matq bench efqat --device cpu --batch 64 --iters 5", "matq bench efqat --device cuda --widths 64,128,256", "matq bench efqat --arch mlp --widths 2048,2048,2048"];
 
     protected override IEnumerable<Option> Options =>
     [

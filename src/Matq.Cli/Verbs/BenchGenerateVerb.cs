@@ -10,7 +10,10 @@ using Matq.Runtime.Packed;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb(console)
+public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb(console, "generate",
+    "Prefill and decode tokens/s, resident memory and ratios vs int8 of the packed CPU runtime at each served bit-width",
+    "matq bench generate --model out/small8.matq --bits 8,4,3,2 --threads 1",
+    "matq bench generate --model out/small8.matq --threads 16 --prompt-tokens 256 --decode-tokens 128 --head fp32 --activations fp32")
 {
     private readonly Option<string> _model = CommonOptions.Model();
     private readonly Option<string> _bits = CommonOptions.Bits("8,4,3,2");
@@ -21,14 +24,6 @@ public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<int> _decodeTokens = new("--decode-tokens") { Description = "Tokens decoded one by one after the prompt", DefaultValueFactory = _ => 64, HelpName = "N" };
     private readonly Option<int> _repeats = new("--repeats") { Description = "Timed runs per bit-width (the median is reported)", DefaultValueFactory = _ => 3, HelpName = "N" };
     private readonly Option<int> _seed = CommonOptions.Seed();
-
-    public override string Name => "generate";
-    public override string Description => "Prefill and decode tokens/s, resident memory and ratios vs int8 of the packed CPU runtime at each served bit-width";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq bench generate --model out/small8.matq --bits 8,4,3,2 --threads 1",
-        "matq bench generate --model out/small8.matq --threads 16 --prompt-tokens 256 --decode-tokens 128 --head fp32 --activations fp32",
-    ];
 
     protected override IEnumerable<Option> Options => [_model, _bits, _threads, _head, _activations, _promptTokens, _decodeTokens, _repeats, _seed];
 

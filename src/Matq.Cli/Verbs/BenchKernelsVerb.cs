@@ -10,7 +10,10 @@ using TorchSharp;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
+public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console, "kernels",
+    $"GEMV throughput (GB/s of weights) of the packed {string.Join("/", PackedWidths.Bits.Reverse().Select(b => $"int{b}"))} kernels vs fp32 and measured memory bandwidth",
+    "matq bench kernels",
+    "matq bench kernels --shapes 1024x1024 --bits 4 --group 32 --seconds 0.3")
 {
     private readonly Option<string> _shapes = new("--shapes") { Description = "Weights as OUTxIN, comma-separated", DefaultValueFactory = _ => "4096x4096,4096x11008,16384x16384", HelpName = "OxI[,OxI...]" };
     private readonly Option<string> _bits = CommonOptions.Bits(string.Join(",", PackedWidths.Bits.Reverse()));   // widest first
@@ -22,15 +25,6 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<string> _paths = new("--paths") { Description = "Integer kernel paths to time: auto (the one each width runs), simd (every path this CPU has but the portable one), all, or a list of avx512, vnni, avx2, vector128", DefaultValueFactory = _ => "auto", HelpName = "auto|simd|all|P[,P...]" };
     private readonly Option<bool> _noFp32x = new("--no-fp32x") { Description = "Skip the packed kernels on fp32 activations" };
     private readonly Option<int> _seed = CommonOptions.Seed();
-
-    public override string Name => "kernels";
-    public override string Description =>
-        $"GEMV throughput (GB/s of weights) of the packed {string.Join("/", PackedWidths.Bits.Reverse().Select(b => $"int{b}"))} kernels vs fp32 and measured memory bandwidth";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq bench kernels",
-        "matq bench kernels --shapes 1024x1024 --bits 4 --group 32 --seconds 0.3",
-    ];
 
     protected override IEnumerable<Option> Options => [_shapes, _bits, _group, _seconds, _threads, _noTorch, _noInt8, _paths, _noFp32x, _seed];
 

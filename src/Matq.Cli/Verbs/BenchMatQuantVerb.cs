@@ -27,7 +27,13 @@ using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? data = null) : LmBenchVerb(console, data, "out/bench-matquant")
+public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? data = null) : LmBenchVerb(console, data, "out/bench-matquant", "matquant",
+    "MatQuant vs independently quantized baselines (QAT, Athena and OmniQuant bases; --seeds for mean ± sd and paired Δ), sliced widths, extra precision and Mix'n'Match curves",
+    "matq bench matquant --model models/tiny --device cpu --max-tokens 20000",
+    "matq bench matquant --model models/tiny --bases athena --budgets 3,4",
+    "matq bench matquant --model models/tiny --bases qat --lambdas \"1,1,1;1,1,2;0.1,0.1,1\" --independent none --budgets none",
+    "matq bench matquant --model models/tiny --bases athena --seeds 1,2,3 --codistill \"8->2;8->4,4->2\" --out docs/results/matquant-study/rows.md",
+    "matq bench matquant --model models/tiny --bases omniquant --independent 8,4,2 --codistill 8->2 --epochs 5 --threads 1 --out docs/results/matquant-tiny-omniquant.md")
 {
     private readonly Option<string> _bases = new("--bases") { Description = "Bases to run: qat, athena, omniquant (comma-separated)", DefaultValueFactory = _ => "qat,athena", HelpName = "B[,B...]" };
     private readonly Option<int> _epochs = new("--epochs") { Description = "OmniQuant epochs per block (every run gets the same budget)", DefaultValueFactory = _ => 10, HelpName = "N" };
@@ -44,17 +50,6 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
     private readonly Option<string> _out = new("--out") { Description = "Report path: the tables go to <stem>-tables.md, the PNG plots beside it", DefaultValueFactory = _ => "docs/results/matquant-tiny.md", HelpName = "PATH" };
     private readonly Option<string?> _seeds = new("--seeds") { Description = "Quantization seeds (calibration sampling, QAT data order, init): every row runs once per seed; the report gives mean ± sd, paired Δ vs independent, a verdict and per-seed CSVs", HelpName = "S,S[,...]" };
     private readonly Option<string> _layers = new("--layers") { Description = "Linears every run quantizes (the rest stay float): all, ffn, attn or suffixes/globs (see matq quantize --layers)", DefaultValueFactory = _ => "all", HelpName = "all|ffn|attn|PATTERN" };
-
-    public override string Name => "matquant";
-    public override string Description => "MatQuant vs independently quantized baselines (QAT, Athena and OmniQuant bases; --seeds for mean ± sd and paired Δ), sliced widths, extra precision and Mix'n'Match curves";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq bench matquant --model models/tiny --device cpu --max-tokens 20000",
-        "matq bench matquant --model models/tiny --bases athena --budgets 3,4",
-        "matq bench matquant --model models/tiny --bases qat --lambdas \"1,1,1;1,1,2;0.1,0.1,1\" --independent none --budgets none",
-        "matq bench matquant --model models/tiny --bases athena --seeds 1,2,3 --codistill \"8->2;8->4,4->2\" --out docs/results/matquant-study/rows.md",
-        "matq bench matquant --model models/tiny --bases omniquant --independent 8,4,2 --codistill 8->2 --epochs 5 --threads 1 --out docs/results/matquant-tiny-omniquant.md",
-    ];
 
     protected override void Configure(Command command)
     {

@@ -11,7 +11,11 @@ using TorchSharp;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class BenchPtqVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb(console)
+public sealed class BenchPtqVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb(console, "ptq",
+    "Sweep PTQ methods × bits × groups on one model: perplexity and bits/byte per eval set, as a table, markdown, CSV and a plot",
+    "matq bench ptq --model models/tiny --max-tokens 20000 --threads 1",
+    "matq bench ptq --model models/tiny --methods rtn,gptq --bits 4,2 --groups 0,32 --data sotu-test --max-tokens 5000 --out /tmp/ptq",
+    "matq bench ptq --model models/small --device cuda --methods rtn,gptq,gptq:act-order=true,athena")
 {
     private readonly Func<DataStore> _data = data ?? (() => new DataStore());
     private readonly Option<string> _model = CommonOptions.Model();
@@ -51,15 +55,6 @@ public sealed class BenchPtqVerb(IAnsiConsole console, Func<DataStore>? data = n
         HelpName = "N",
     };
     private readonly Option<int> _seed = CommonOptions.Seed();
-
-    public override string Name => "ptq";
-    public override string Description => "Sweep PTQ methods × bits × groups on one model: perplexity and bits/byte per eval set, as a table, markdown, CSV and a plot";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq bench ptq --model models/tiny --max-tokens 20000 --threads 1",
-        "matq bench ptq --model models/tiny --methods rtn,gptq --bits 4,2 --groups 0,32 --data sotu-test --max-tokens 5000 --out /tmp/ptq",
-        "matq bench ptq --model models/small --device cuda --methods rtn,gptq,gptq:act-order=true,athena",
-    ];
 
     protected override IEnumerable<Option> Options =>
     [

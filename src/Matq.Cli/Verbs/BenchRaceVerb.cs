@@ -22,7 +22,10 @@ using Matq.Runtime.Packed;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class BenchRaceVerb(IAnsiConsole console) : Verb(console)
+public sealed class BenchRaceVerb(IAnsiConsole console) : Verb(console, "race",
+    "matq's packed CPU runtime vs llama.cpp (LLamaSharp) on the same artifact exported as GGUF: prefill/decode tok/s, ratios, decode GB/s vs measured bandwidth",
+    "matq bench race --model out/small8sym.matq --threads 1,2",
+    "matq bench race --model out/small8sym.matq --types q8_0,q4_0,q4_1 --threads 16 --prompt-tokens 256 --decode-tokens 128 --out race.md")
 {
     private readonly Option<string> _model = CommonOptions.Model();
     private readonly Option<string> _types = new("--types") { Description = "GGUF types to race, each beside matq at its bits: q8_0 (8 bits), q4_0 / q4_1 (4 bits); auto = q8_0 and q4_0 for a symmetric artifact, q4_1 for an asymmetric one (their lossless paths)", DefaultValueFactory = _ => "auto", HelpName = "auto|T[,T...]" };
@@ -36,14 +39,6 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<string?> _ggufDir = new("--gguf-dir") { Description = "Keep the exported GGUF files in this folder (default: a temporary folder, deleted after)", HelpName = "DIR" };
     private readonly Option<string?> _out = new("--out") { Description = "Also write the table and settings as markdown", HelpName = "PATH" };
     private readonly Option<int> _seed = CommonOptions.Seed();
-
-    public override string Name => "race";
-    public override string Description => "matq's packed CPU runtime vs llama.cpp (LLamaSharp) on the same artifact exported as GGUF: prefill/decode tok/s, ratios, decode GB/s vs measured bandwidth";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq bench race --model out/small8sym.matq --threads 1,2",
-        "matq bench race --model out/small8sym.matq --types q8_0,q4_0,q4_1 --threads 16 --prompt-tokens 256 --decode-tokens 128 --out race.md",
-    ];
 
     protected override IEnumerable<Option> Options =>
     [

@@ -19,7 +19,11 @@ using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class BenchScaleVerb(IAnsiConsole console) : Verb(console)
+public sealed class BenchScaleVerb(IAnsiConsole console) : Verb(console, "scale",
+    "Quantize and evaluate a synthetic checkpoint of a real model's shape, block-streamed: time, peak host and GPU memory per stage, sizes",
+    "matq bench scale --shape llama-3.2-1b --layers 2 --threads 1",
+    "matq bench scale --shape llama-3.2-1b --method rtn --bits 4 --group 128 --work /tmp/scale --out docs/results/scale-1b-rtn.md",
+    "matq bench scale --shape llama-3.1-8b --method gptq --bits 4 --group 128 --device cuda --work /data/scale --out scale-8b-gptq.md")
 {
     private readonly Option<string> _shape = new("--shape")
     {
@@ -49,15 +53,6 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<int?> _threads = new("--threads") { Description = "CPU threads for torch (default: torch's own)", HelpName = "N" };
     private readonly Option<string?> _out = new("--out") { Description = "Also write the table as markdown to this file", HelpName = "FILE.md" };
     private readonly Option<int> _seed = CommonOptions.Seed();
-
-    public override string Name => "scale";
-    public override string Description => "Quantize and evaluate a synthetic checkpoint of a real model's shape, block-streamed: time, peak host and GPU memory per stage, sizes";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq bench scale --shape llama-3.2-1b --layers 2 --threads 1",
-        "matq bench scale --shape llama-3.2-1b --method rtn --bits 4 --group 128 --work /tmp/scale --out docs/results/scale-1b-rtn.md",
-        "matq bench scale --shape llama-3.1-8b --method gptq --bits 4 --group 128 --device cuda --work /data/scale --out scale-8b-gptq.md",
-    ];
 
     protected override void Configure(Command command)
     {

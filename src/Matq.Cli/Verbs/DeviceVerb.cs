@@ -6,14 +6,13 @@ using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class DeviceVerb(IAnsiConsole console) : Verb(console)
+public sealed class DeviceVerb(IAnsiConsole console) : Verb(console, "device",
+    "Show the compute device matq would use and measure matmul throughput on it",
+    "matq device",
+    "MATQ_TORCH_LIB=/opt/torch/lib/python3.12/site-packages/torch/lib matq device --device cuda")
 {
     private readonly Option<string> _device = CommonOptions.Device();
     private readonly Option<int> _size = new("--size") { Description = "Square matmul size for the throughput check", DefaultValueFactory = _ => 2048 };
-
-    public override string Name => "device";
-    public override string Description => "Show the compute device matq would use and measure matmul throughput on it";
-    public override IReadOnlyList<string> Examples => ["matq device", "MATQ_TORCH_LIB=/opt/torch/lib/python3.12/site-packages/torch/lib matq device --device cuda"];
 
     protected override IEnumerable<Option> Options => [_device, _size];
 

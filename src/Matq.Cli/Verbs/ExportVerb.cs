@@ -12,7 +12,14 @@ using Matq.Quantization.Pipeline;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class ExportVerb(IAnsiConsole console) : Verb(console)
+public sealed class ExportVerb(IAnsiConsole console) : Verb(console, "export",
+    "Export to GGUF (llama.cpp), ONNX (ONNX Runtime, MatMulNBits; no KV cache: input_ids -> logits for the whole sequence) or an HF folder",
+    "matq export --format gguf --model small.matq --type q4_1 --out small-q4_1.gguf",
+    "matq export --format gguf --model models/small --type q8_0 --embed-type f16 --out small-q8_0.gguf   (an HF folder)",
+    "matq export --format onnx --model tiny.matq --bits 4 --out tiny-4bit.onnx --verify",
+    "matq export --format onnx --model models/tiny --out tiny-f32.onnx",
+    "matq export --format hf --model tiny.matq --bits 3 --type bf16 --out tiny-3bit",
+    "matq export --format hf --model tiny.matq --bits 4 --out tiny-3bit --force   (replaces the folder)")
 {
     private const string Supported =
         "supported: gguf [--type f32|f16|q8_0|q4_0|q4_1] from a .matq; onnx [--bits 2|4|8] from a .matq, or float32 from an HF model; " +
@@ -44,19 +51,6 @@ public sealed class ExportVerb(IAnsiConsole console) : Verb(console)
     {
         Description = "onnx: run the written file in ONNX Runtime on a seeded batch and print max |Δlogits| against matq's own forward",
     };
-
-    public override string Name => "export";
-    public override string Description =>
-        "Export to GGUF (llama.cpp), ONNX (ONNX Runtime, MatMulNBits; no KV cache: input_ids -> logits for the whole sequence) or an HF folder";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq export --format gguf --model small.matq --type q4_1 --out small-q4_1.gguf",
-        "matq export --format gguf --model models/small --type q8_0 --embed-type f16 --out small-q8_0.gguf   (an HF folder)",
-        "matq export --format onnx --model tiny.matq --bits 4 --out tiny-4bit.onnx --verify",
-        "matq export --format onnx --model models/tiny --out tiny-f32.onnx",
-        "matq export --format hf --model tiny.matq --bits 3 --type bf16 --out tiny-3bit",
-        "matq export --format hf --model tiny.matq --bits 4 --out tiny-3bit --force   (replaces the folder)",
-    ];
 
     protected override IEnumerable<Option> Options => [_format, _model, _out, _bits, _type, _embedType, _force, _verify];
 

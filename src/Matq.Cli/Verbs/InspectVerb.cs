@@ -4,7 +4,11 @@ using Matq.Formats.Inspection;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class InspectVerb(IAnsiConsole console) : Verb(console)
+public sealed class InspectVerb(IAnsiConsole console) : Verb(console, "inspect",
+    "Show a model file's format, metadata, tensors and size by dtype (reads headers only)",
+    "matq inspect models/tiny",
+    "matq inspect out/tiny-rtn4.matq --tensors -1",
+    "matq inspect model.safetensors --tensors 0")
 {
     private readonly Argument<string> _path = new("path") { Description = "A .safetensors file, a .matq artifact or an HF checkpoint folder" };
     private readonly Option<int> _limit = new("--tensors")
@@ -12,11 +16,6 @@ public sealed class InspectVerb(IAnsiConsole console) : Verb(console)
         Description = "How many tensors to list (0 = none, -1 = all)",
         DefaultValueFactory = _ => 40,
     };
-
-    public override string Name => "inspect";
-    public override string Description => "Show a model file's format, metadata, tensors and size by dtype (reads headers only)";
-    public override IReadOnlyList<string> Examples =>
-        ["matq inspect models/tiny", "matq inspect out/tiny-rtn4.matq --tensors -1", "matq inspect model.safetensors --tensors 0"];
 
     protected override IEnumerable<Option> Options => [_limit];
 

@@ -16,7 +16,11 @@ using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class LogitsVerb(IAnsiConsole console) : Verb(console)
+public sealed class LogitsVerb(IAnsiConsole console) : Verb(console, "logits",
+    "Write the logits of token ids (safetensors: input_ids, logits) and compare them with a reference such as transformers' output",
+    "matq logits --model tests/fixtures/families/tiny-gemma2 --compare tests/fixtures/families/tiny-gemma2/expected.safetensors",
+    "matq logits --model models/tiny --text \"Fellow citizens\" --out tiny-logits.safetensors",
+    "matq logits --model out/tiny8.matq --bits 4 --engine packed --ids 70,101,108,108,111 --out l.safetensors")
 {
     private readonly Option<string> _model = CommonOptions.Model();
     private readonly Option<string?> _ids = new("--ids") { Description = "Token ids, comma-separated; rows of a batch separated by ';' (all rows the same length)", HelpName = "I,I,...[;I,I,...]" };
@@ -28,15 +32,6 @@ public sealed class LogitsVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<string?> _plan = CommonOptions.Plan();
     private readonly Option<string> _engine = new("--engine") { Description = "torch (default; TorchSharp forward, any model) or packed (a .matq on the r-bit CPU kernels, fp32 activations and head)", DefaultValueFactory = _ => "torch", HelpName = "torch|packed" };
     private readonly Option<string> _device = CommonOptions.Device();
-
-    public override string Name => "logits";
-    public override string Description => "Write the logits of token ids (safetensors: input_ids, logits) and compare them with a reference such as transformers' output";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq logits --model tests/fixtures/families/tiny-gemma2 --compare tests/fixtures/families/tiny-gemma2/expected.safetensors",
-        "matq logits --model models/tiny --text \"Fellow citizens\" --out tiny-logits.safetensors",
-        "matq logits --model out/tiny8.matq --bits 4 --engine packed --ids 70,101,108,108,111 --out l.safetensors",
-    ];
 
     protected override IEnumerable<Option> Options => [_model, _ids, _text, _tokenizer, _compare, _out, _bits, _plan, _engine, _device];
 

@@ -14,7 +14,11 @@ using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class PlanVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb(console)
+public sealed class PlanVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb(console, "plan",
+    "Write a Mix'n'Match plan (per-layer bit-widths served from one .matq artifact)",
+    "matq plan --model out/tiny-mq.matq --strategy pyramid --avg-bits 3.5 --out out/tiny-pyramid.json",
+    "matq plan --model out/tiny-mq.matq --strategy budget --avg-bits 3.2 --out out/tiny-budget.json",
+    "matq plan --model out/tiny-mq.matq --strategy uniform --bits 4 --out out/tiny-int4.json")
 {
     private readonly Func<DataStore> _data = data ?? (() => new DataStore());
     private readonly Option<string> _model = new("--model") { Description = "The .matq artifact the plan is for", Required = true, HelpName = "X.matq" };
@@ -28,15 +32,6 @@ public sealed class PlanVerb(IAnsiConsole console, Func<DataStore>? data = null)
     private readonly Option<int> _seed = CommonOptions.Seed();
 
     private readonly Option<string?> _tokenizer = CommonOptions.Tokenizer();
-
-    public override string Name => "plan";
-    public override string Description => "Write a Mix'n'Match plan (per-layer bit-widths served from one .matq artifact)";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq plan --model out/tiny-mq.matq --strategy pyramid --avg-bits 3.5 --out out/tiny-pyramid.json",
-        "matq plan --model out/tiny-mq.matq --strategy budget --avg-bits 3.2 --out out/tiny-budget.json",
-        "matq plan --model out/tiny-mq.matq --strategy uniform --bits 4 --out out/tiny-int4.json",
-    ];
 
     protected override IEnumerable<Option> Options => [_model, _strategy, _bits, _avg, _levels, _calib, _out, _device, _seed, _tokenizer];
 

@@ -25,7 +25,15 @@ public sealed class QuantizeVerb : Verb
     private static readonly string[] CalibNames = ["sotu-train", "sotu-validation", "sotu-test", "moby-dick"];
 
     /// <param name="observe">Sees every progress event of a language-model run (tests: a throw there is a killed run).</param>
-    public QuantizeVerb(IAnsiConsole console, Func<DataStore>? data = null, Action<QuantizationEvent>? observe = null) : base(console)
+    public QuantizeVerb(IAnsiConsole console, Func<DataStore>? data = null, Action<QuantizationEvent>? observe = null) : base(console, "quantize",
+        "Quantize an HF model's linears to low-bit integer codes and write a .matq artifact (servable at any bits up to --bits)",
+        "matq quantize --model models/tiny --method rtn --bits 4 --group 128 --out out/tiny-rtn4.matq",
+        "matq quantize --model models/tiny --bits 8 --group 64 --clip mse --out out/tiny-rtn8.matq",
+        "matq quantize --model models/small --method rtn --bits 3 --group 0 --symmetric --include-head --device cuda --out out/small-rtn3.matq",
+        "matq quantize --model models/tiny --method omniquant --bits 4 --group 64 --option epochs=10 --out out/tiny-omni4.matq",
+        "matq quantize --model models/tiny --method matquant --base omniquant --bits 8,4,2 --lambda 1,1,1 --codistill 8->2 --out out/tiny-mq.matq  (int8 master codes)",
+        "matq quantize --model models/tiny --method matquant --base qat --bits 8,4,2 --layers ffn --out out/tiny-mq-ffn.matq  (attention stays float)",
+        "matq quantize --model models/small --method athena --bits 4 --group 64 --device cuda --out out/small-athena4.matq --resume  (continue a killed run at its next block)")
     {
         _data = data ?? (() => new DataStore());
         _observe = observe;
@@ -92,19 +100,6 @@ public sealed class QuantizeVerb : Verb
     };
 
     private readonly Option<string?> _tokenizer = CommonOptions.Tokenizer();
-
-    public override string Name => "quantize";
-    public override string Description => "Quantize an HF model's linears to low-bit integer codes and write a .matq artifact (servable at any bits up to --bits)";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq quantize --model models/tiny --method rtn --bits 4 --group 128 --out out/tiny-rtn4.matq",
-        "matq quantize --model models/tiny --bits 8 --group 64 --clip mse --out out/tiny-rtn8.matq",
-        "matq quantize --model models/small --method rtn --bits 3 --group 0 --symmetric --include-head --device cuda --out out/small-rtn3.matq",
-        "matq quantize --model models/tiny --method omniquant --bits 4 --group 64 --option epochs=10 --out out/tiny-omni4.matq",
-        "matq quantize --model models/tiny --method matquant --base omniquant --bits 8,4,2 --lambda 1,1,1 --codistill 8->2 --out out/tiny-mq.matq  (int8 master codes)",
-        "matq quantize --model models/tiny --method matquant --base qat --bits 8,4,2 --layers ffn --out out/tiny-mq-ffn.matq  (attention stays float)",
-        "matq quantize --model models/small --method athena --bits 4 --group 64 --device cuda --out out/small-athena4.matq --resume  (continue a killed run at its next block)",
-    ];
 
     protected override void Configure(Command command)
     {

@@ -9,7 +9,11 @@ using TorchSharp;
 namespace Matq.Cli.Verbs;
 
 /// <summary>The "cnn" sub-verb of "train" (wire as: train → cnn).</summary>
-public sealed class TrainCnnVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb(console)
+public sealed class TrainCnnVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb(console, "cnn",
+    "Train a small ResNet (or MLP) classifier on Fashion-MNIST (safetensors + config.json + model card)",
+    "matq train cnn --out models/cnn",
+    "matq train cnn --arch mlp --optimizer adamw --lr 1e-3 --epochs 10 --out models/mlp",
+    "matq train cnn --norm lbn --out models/cnn-lbn")
 {
     private readonly Func<DataStore> _data = data ?? (() => new DataStore());
     private readonly Option<string> _arch = new("--arch") { Description = "resnet (~175K params) or mlp (~235K params)", DefaultValueFactory = _ => "resnet", HelpName = "resnet|mlp" };
@@ -27,15 +31,6 @@ public sealed class TrainCnnVerb(IAnsiConsole console, Func<DataStore>? data = n
     private readonly Option<string> _device = CommonOptions.Device();
     private readonly Option<string> _cudnnBenchmark = CommonOptions.CudnnBenchmark();
     private readonly Option<int> _seed = CommonOptions.Seed();
-
-    public override string Name => "cnn";
-    public override string Description => "Train a small ResNet (or MLP) classifier on Fashion-MNIST (safetensors + config.json + model card)";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq train cnn --out models/cnn",
-        "matq train cnn --arch mlp --optimizer adamw --lr 1e-3 --epochs 10 --out models/mlp",
-        "matq train cnn --norm lbn --out models/cnn-lbn",
-    ];
 
     protected override IEnumerable<Option> Options =>
     [

@@ -7,7 +7,11 @@ using Matq.Training;
 namespace Matq.Cli.Verbs;
 
 /// <summary>The "lm" sub-verb of "train" (wire as: train → lm).</summary>
-public sealed class TrainLmVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb(console)
+public sealed class TrainLmVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb(console, "lm",
+    "Train a reference language model from scratch on State of the Union addresses (HF folder + loss plot + model card)",
+    "matq train lm --preset tiny --out models/tiny",
+    "matq train lm --preset small --device cuda --max-minutes 15 --out models/small",
+    "matq train lm --preset tiny --out models/tiny --resume")
 {
     private readonly Func<DataStore> _data = data ?? (() => new DataStore());
 
@@ -31,15 +35,6 @@ public sealed class TrainLmVerb(IAnsiConsole console, Func<DataStore>? data = nu
         HelpName = "MIN",
     };
     private readonly Option<int?> _evalEvery = new("--eval-every") { Description = "Validation loss every N steps (default: the preset's; 0 = only at the end)", HelpName = "N" };
-
-    public override string Name => "lm";
-    public override string Description => "Train a reference language model from scratch on State of the Union addresses (HF folder + loss plot + model card)";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq train lm --preset tiny --out models/tiny",
-        "matq train lm --preset small --device cuda --max-minutes 15 --out models/small",
-        "matq train lm --preset tiny --out models/tiny --resume",
-    ];
 
     protected override IEnumerable<Option> Options => [_preset, _out, _steps, _batch, _lr, _device, _seed, _resume, _force, _maxMinutes, _evalEvery];
 

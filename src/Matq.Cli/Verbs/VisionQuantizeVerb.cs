@@ -17,7 +17,12 @@ using TorchSharp;
 namespace Matq.Cli.Verbs;
 
 /// <summary>Top-level verb "quantize-cnn".</summary>
-public sealed class VisionQuantizeVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb(console)
+public sealed class VisionQuantizeVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb(console, "quantize-cnn",
+    "Quantize a Fashion-MNIST model folder (from `matq train cnn`) with PTQ, QAT, EfQAT or MaQD and report test accuracy",
+    "matq quantize-cnn --model models/cnn --method efqat --mode cwpl --fraction 0.25 --wbits 2",
+    "matq quantize-cnn --model models/cnn --sweep docs/results/vision-fashion-mnist.md --device cuda",
+    "matq quantize-cnn --model models/cnn --method maqd --wstates 3 --astates 15 --epochs 5 --fold --device cuda",
+    "matq quantize-cnn --model models/cnn --method maqd --sweep docs/results/maqd-fashion-mnist.md --sweep-settings 8:20000:1,128:60000:4 --device cuda")
 {
     private readonly Func<DataStore> _data = data ?? (() => new DataStore());
     private readonly Option<string> _model = new("--model") { Description = "A folder written by `matq train cnn`", Required = true, HelpName = "DIR" };
@@ -49,16 +54,6 @@ public sealed class VisionQuantizeVerb(IAnsiConsole console, Func<DataStore>? da
     private readonly Option<string> _device = CommonOptions.Device();
     private readonly Option<string> _cudnnBenchmark = CommonOptions.CudnnBenchmark();
     private readonly Option<int> _seed = CommonOptions.Seed();
-
-    public override string Name => "quantize-cnn";
-    public override string Description => "Quantize a Fashion-MNIST model folder (from `matq train cnn`) with PTQ, QAT, EfQAT or MaQD and report test accuracy";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq quantize-cnn --model models/cnn --method efqat --mode cwpl --fraction 0.25 --wbits 2",
-        "matq quantize-cnn --model models/cnn --sweep docs/results/vision-fashion-mnist.md --device cuda",
-        "matq quantize-cnn --model models/cnn --method maqd --wstates 3 --astates 15 --epochs 5 --fold --device cuda",
-        "matq quantize-cnn --model models/cnn --method maqd --sweep docs/results/maqd-fashion-mnist.md --sweep-settings 8:20000:1,128:60000:4 --device cuda",
-    ];
 
     protected override IEnumerable<Option> Options => [_model, _method, _wbits, _abits, _mode, _fraction, _epochs, _lr, _batch, _limit, _limitTest, _sweep, _settings, _wstates, _astates,
         _ends, _surrogate, _width, _norm, _freeze, _clip, _float, _init, _fold, _holdout, _threads, _device, _cudnnBenchmark, _seed];
