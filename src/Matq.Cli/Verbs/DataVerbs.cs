@@ -27,10 +27,16 @@ public sealed class DataFetchVerb(IAnsiConsole console) : Verb(console, "fetch",
 
     protected override int Execute(ParseResult result)
     {
-        var name = result.GetValue(_name)!;
-        var from = result.GetValue(_from);
+        var settings = new DataFetchSettings(result.GetValue(_name)!, result.GetValue(_from), result.GetValue(_force));
+        settings.Validate();
+        return Run(settings);
+    }
+
+    private int Run(DataFetchSettings s)
+    {
+        var (name, from) = (s.Name, s.From);
         var store = new DataStore(options: new DataOptions { Progress = new Progress<string>(line => Console.MarkupLineInterpolated($"[grey]{line}[/]")) });
-        Console.Status().Start($"fetching {name}", _ => store.Fetch(name, from, result.GetValue(_force)));
+        Console.Status().Start($"fetching {name}", _ => store.Fetch(name, from, s.Force));
         DataListVerb.Render(Console, store);
         return 0;
     }
@@ -56,5 +62,16 @@ public sealed class DataListVerb(IAnsiConsole console) : Verb(console, "list",
                 s.Cached ? Format.Bytes(s.SizeBytes) : "-", s.Cached ? s.Files.Count.ToString() : "-", Markup.Escape(s.Description));
         }
         console.Write(table);
+    }
+}
+
+/// <summary>What `data fetch` was asked: the dataset (or all), --from and --force; <see cref="Validate"/> checks the name and the
+/// --from folder (one line per mistake) before anything is fetched.</summary>
+public sealed record DataFetchSettings(string Name, string? From, bool Force)
+{
+    public void Validate()
+    {
+        DataStore.CheckFrom(From);
+        DatasetRegistry.Resolve(Name);
     }
 }

@@ -37,8 +37,15 @@ public sealed class DemoVerb(IAnsiConsole console) : Verb(console, "demo",
 
     protected override int Execute(ParseResult result)
     {
+        var settings = new DemoSettings(result.GetValue(_model), result.GetValue(_device)!, result.GetValue(_tokens), result.GetValue(_seed));
+        settings.Validate();
+        return Run(settings);
+    }
+
+    private int Run(DemoSettings s)
+    {
         var total = Stopwatch.StartNew();
-        var model = result.GetValue(_model) ?? DefaultModel();
+        var model = s.ModelPath;
         Console.Write(new Rule("[bold]matq demo[/]").LeftJustified());
 
         // 1. Real data, through the ordinary package clients.
@@ -52,14 +59,13 @@ public sealed class DemoVerb(IAnsiConsole console) : Verb(console, "demo",
         SliceTable(model);
 
         // 3. The whole model: float, RTN at 8/4/3/2 bits (per-channel, g32) and one Athena row, by perplexity.
-        int maxTokens = result.GetValue(_tokens);
-        if (maxTokens < 1000) throw new MatqException($"--max-tokens {maxTokens} is too small: at least 1000");
-        var device = TorchRuntime.Configure(result.GetValue(_device)).Device;
-        ModelTable(model, store, device, maxTokens, result.GetValue(_seed));
+        int maxTokens = s.MaxTokens;
+        var device = TorchRuntime.Configure(s.Device).Device;
+        ModelTable(model, store, device, maxTokens, s.Seed);
 
         // 4. MatQuant: one int8 artifact (OmniQuant base, R = {8,4,2}, per-channel: the setting where the study in
         // docs/results/matquant.md shows MatQuant's int2 gain best) served at 8/6/4/3/2 bits, vs independent OmniQuant int2.
-        MatQuantTable(model, store, device, maxTokens, result.GetValue(_seed));
+        MatQuantTable(model, store, device, maxTokens, s.Seed);
 
         Console.MarkupLineInterpolated($"[grey]demo finished in {total.Elapsed.TotalSeconds:F1} s[/]");
         return 0;
@@ -203,5 +209,19 @@ public sealed class DemoVerb(IAnsiConsole console) : Verb(console, "demo",
             }
         }
         throw new MatqException("no default model found (models/tiny): run from the matq repository or pass --model PATH");
+    }
+}
+
+/// <summary>What `demo` was asked: --model (default: the repository's tiny model), --device, --max-tokens and --seed;
+/// <see cref="Validate"/> checks them (one line per mistake) before any dataset is fetched.</summary>
+public sealed record DemoSettings(string? Model, string Device, int MaxTokens, int Seed)
+{
+    public string ModelPath => Model ?? DemoVerb.DefaultModel();
+
+    public void Validate()
+    {
+        _ = ModelPath;
+        if (MaxTokens < 1000) throw new MatqException($"--max-tokens {MaxTokens} is too small: at least 1000");
+        TorchRuntime.Check(Device);
     }
 }

@@ -18,9 +18,15 @@ public sealed class DeviceVerb(IAnsiConsole console) : Verb(console, "device",
 
     protected override int Execute(ParseResult result)
     {
-        var device = TorchRuntime.Configure(result.GetValue(_device)).Device;
-        int n = result.GetValue(_size);
-        if (n < 16 || n > 16384) throw new MatqException($"--size {n} is out of range (16..16384)");
+        var settings = new DeviceSettings(result.GetValue(_device)!, result.GetValue(_size));
+        settings.Validate();
+        return Run(settings);
+    }
+
+    private int Run(DeviceSettings s)
+    {
+        var device = TorchRuntime.Configure(s.Device).Device;
+        int n = s.Size;
         var table = new Table().AddColumns("property", "value");
         table.AddRow("device", device.ToString());
         table.AddRow("torch threads", torch.get_num_threads().ToString());
@@ -53,5 +59,15 @@ public sealed class DeviceVerb(IAnsiConsole console) : Verb(console, "device",
     private static void Sync(Device device)
     {
         if (device.type == DeviceType.CUDA) torch.cuda.synchronize();
+    }
+}
+
+/// <summary>What `device` was asked: --device and --size; <see cref="Validate"/> checks both (one line per mistake) before torch loads.</summary>
+public sealed record DeviceSettings(string Device, int Size)
+{
+    public void Validate()
+    {
+        TorchRuntime.Check(Device);
+        if (Size < 16 || Size > 16384) throw new MatqException($"--size {Size} is out of range (16..16384)");
     }
 }

@@ -27,8 +27,15 @@ public sealed class InspectVerb(IAnsiConsole console) : Verb(console, "inspect",
 
     protected override int Execute(ParseResult result)
     {
-        var info = ModelInspector.Inspect(result.GetValue(_path)!);
-        int limit = result.GetValue(_limit);
+        var settings = new InspectSettings(result.GetValue(_path)!, result.GetValue(_limit));
+        settings.Validate();
+        return Run(settings);
+    }
+
+    private int Run(InspectSettings s)
+    {
+        var info = ModelInspector.Inspect(s.Path);
+        int limit = s.Tensors;
 
         var summary = new Table().Title($"[bold]{Markup.Escape(info.Path)}[/]").AddColumns("property", "value");
         summary.AddRow("format", info.Kind.ToString());
@@ -53,5 +60,15 @@ public sealed class InspectVerb(IAnsiConsole console) : Verb(console, "inspect",
             Console.Write(tensors);
         }
         return 0;
+    }
+}
+
+/// <summary>What `inspect` was asked: the path and --tensors; <see cref="Validate"/> checks both (one line per mistake) before a header is read.</summary>
+public sealed record InspectSettings(string Path, int Tensors)
+{
+    public void Validate()
+    {
+        ModelInspector.RequireExists(Path);
+        if (Tensors < -1) throw new MatqException($"--tensors {Tensors} is out of range: a count, 0 for none or -1 for all");
     }
 }
