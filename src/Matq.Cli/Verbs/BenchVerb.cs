@@ -49,30 +49,27 @@ public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb(console,
         _device, _shapes, _bits, _group, _tokens, _sweeps, _block, _actOrder, _algorithms, _groupGrid, _weight, _inputs, _seed,
     ];
 
+    private BenchQuantizeLayerSettings Read(ParseResult r) => new(r.GetValue(_device)!, r.GetValue(_shapes)!, r.GetValue(_bits), r.GetValue(_group),
+        r.GetValue(_tokens), r.GetValue(_sweeps), r.GetValue(_block), r.GetValue(_actOrder), r.GetValue(_algorithms)!, r.GetValue(_groupGrid)!,
+        r.GetValue(_weight), r.GetValue(_inputs), r.GetValue(_seed));
+
     protected override int Execute(ParseResult result)
     {
-        var device = TorchRuntime.Configure(result.GetValue(_device)).Device;
+        var settings = Read(result);
+        settings.Validate();
+        return Run(settings);
+    }
+
+    private int Run(BenchQuantizeLayerSettings s)
+    {
+        var device = TorchRuntime.Configure(s.Device).Device;
         bool cuda = device.type == DeviceType.CUDA;
-        int bits = result.GetValue(_bits), group = result.GetValue(_group), tokens = result.GetValue(_tokens);
+        int group = s.Group, tokens = s.Tokens;
         if (tokens < 0) tokens = cuda ? 128 * 2048 : 0;
-        var spec = group == 0 ? QuantSpec.PerChannel(bits) : QuantSpec.Grouped(bits, group);
-        var algorithms = result.GetValue(_algorithms)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Select(a => a.ToLowerInvariant()).ToArray();
-        foreach (var a in algorithms)
-            if (a is not ("rtn" or "gptq" or "athena")) throw new MatqException($"--algorithms '{a}' is not one of rtn, gptq, athena");
-        string gridText = result.GetValue(_groupGrid)!.Trim().ToLowerInvariant();
-        var grid = gridText switch
-        {
-            AthenaConfig.BlockStartGrid => GroupGrid.BlockStart,
-            AthenaConfig.UpdatedGrid => GroupGrid.Updated,
-            _ => throw new MatqException($"--group-grid {SafeText.Quote(gridText)} is not a group-grid rule: use {AthenaConfig.BlockStartGrid} or {AthenaConfig.UpdatedGrid}"),
-        };
-        var athena = new AthenaConfig(spec, AthenaMode.Athena, blockSize: result.GetValue(_block), actOrder: result.GetValue(_actOrder), sweeps: result.GetValue(_sweeps), groupGrid: grid);
-        string? weightPath = result.GetValue(_weight), inputsPath = result.GetValue(_inputs);
-        if ((weightPath is null) != (inputsPath is null))
-            throw new MatqException(weightPath is null ? "--inputs needs --weight: give the layer's weight W.safetensors too" : "--weight needs --inputs: give the layer's calibration inputs X.safetensors too");
-        var shapes = weightPath is null ? ParseShapes(result.GetValue(_shapes)!) : [];
-        int seed = result.GetValue(_seed);
+        var (spec, algorithms, gridText, athena) = (s.Spec, s.AlgorithmList, s.GridText, s.Athena);
+        string? weightPath = s.Weight, inputsPath = s.Inputs;
+        var shapes = s.ShapeList;
+        int seed = s.Seed;
         using var meter = new MemoryMeter(cuda);
 
         Console.MarkupLine(Markup.Escape($"device {device}, {spec.Bits} bits, group {(group == 0 ? "per-channel" : group.ToString())}, " +
@@ -178,20 +175,6 @@ public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb(console,
             W.Dispose();
             H.Dispose();
         }
-    }
-
-    private static List<(long Rows, long Cols)> ParseShapes(string text)
-    {
-        var list = new List<(long, long)>();
-        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-        {
-            var dims = part.ToLowerInvariant().Split('x');
-            if (dims.Length != 2 || !long.TryParse(dims[0], out long r) || !long.TryParse(dims[1], out long c) || r < 1 || c < 1 || r > 65536 || c > 65536)
-                throw new MatqException($"--shapes '{part}' is not OUTxIN with sizes 1..65536 (e.g. 4096x11008)");
-            list.Add((r, c));
-        }
-        if (list.Count == 0) throw new MatqException("--shapes is empty: give e.g. 4096x4096");
-        return list;
     }
 
     /// <summary>2XᵀX/N streamed from N rows of X = Z·D(I + UVᵀ), or (N = 0) its expectation 2AᵀA. [n, n] fp32.</summary>
@@ -300,5 +283,68 @@ public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb(console,
             _running = false;
             _thread?.Join();
         }
+    }
+}
+
+/// <summary>What `bench quantize-layer` was asked: the option values as typed; <see cref="Validate"/> checks --device, the bits and
+/// group, --algorithms, --group-grid, the GPTQ/Athena settings, --weight/--inputs and --shapes (one line per mistake) before torch loads.</summary>
+public sealed record BenchQuantizeLayerSettings(string Device, string Shapes, int Bits, int Group, int Tokens, int Sweeps, int Block, bool ActOrder,
+    string Algorithms, string GroupGrid, string? Weight, string? Inputs, int Seed)
+{
+    public QuantSpec Spec => Group == 0 ? QuantSpec.PerChannel(Bits) : QuantSpec.Grouped(Bits, Group);
+
+    public string[] AlgorithmList
+    {
+        get
+        {
+            var algorithms = Algorithms.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(a => a.ToLowerInvariant()).ToArray();
+            foreach (var a in algorithms)
+                if (a is not ("rtn" or "gptq" or "athena")) throw new MatqException($"--algorithms '{a}' is not one of rtn, gptq, athena");
+            return algorithms;
+        }
+    }
+
+    public string GridText => GroupGrid.Trim().ToLowerInvariant();
+
+    public AthenaConfig Athena
+    {
+        get
+        {
+            var grid = GridText switch
+            {
+                AthenaConfig.BlockStartGrid => Matq.Algorithms.Athena.GroupGrid.BlockStart,
+                AthenaConfig.UpdatedGrid => Matq.Algorithms.Athena.GroupGrid.Updated,
+                _ => throw new MatqException($"--group-grid {SafeText.Quote(GridText)} is not a group-grid rule: use {AthenaConfig.BlockStartGrid} or {AthenaConfig.UpdatedGrid}"),
+            };
+            return new AthenaConfig(Spec, AthenaMode.Athena, blockSize: Block, actOrder: ActOrder, sweeps: Sweeps, groupGrid: grid);
+        }
+    }
+
+    /// <summary>The synthetic layers' shapes; none when --weight gives the layer.</summary>
+    public List<(long Rows, long Cols)> ShapeList => Weight is null ? ParseShapes(Shapes) : [];
+
+    public void Validate()
+    {
+        TorchRuntime.Check(Device);
+        _ = Spec;
+        _ = AlgorithmList;
+        _ = Athena;
+        if ((Weight is null) != (Inputs is null))
+            throw new MatqException(Weight is null ? "--inputs needs --weight: give the layer's weight W.safetensors too" : "--weight needs --inputs: give the layer's calibration inputs X.safetensors too");
+        _ = ShapeList;
+    }
+
+    private static List<(long Rows, long Cols)> ParseShapes(string text)
+    {
+        var list = new List<(long, long)>();
+        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var dims = part.ToLowerInvariant().Split('x');
+            if (dims.Length != 2 || !long.TryParse(dims[0], out long r) || !long.TryParse(dims[1], out long c) || r < 1 || c < 1 || r > 65536 || c > 65536)
+                throw new MatqException($"--shapes '{part}' is not OUTxIN with sizes 1..65536 (e.g. 4096x11008)");
+            list.Add((r, c));
+        }
+        if (list.Count == 0) throw new MatqException("--shapes is empty: give e.g. 4096x4096");
+        return list;
     }
 }
