@@ -26,4 +26,10 @@ public static class BenchStats
         if (decodeTokens < 1) throw new MatqException($"--decode-tokens {decodeTokens} must be at least 1");
         if (repeats < 1) throw new MatqException($"--repeats {repeats} must be at least 1");
     }
+
+    /// <summary>--max-tokens as the LM quantization benches read it: 0 = every token, else the first N.</summary>
+    public static void CheckMaxTokens(int maxTokens)
+    {
+        if (maxTokens < 0) throw new MatqException($"--max-tokens {maxTokens} is out of range: 0 (all) or a positive count");
+    }
 }

@@ -16,7 +16,7 @@ using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class BenchEfQatLmVerb(IAnsiConsole console, Func<DataStore>? data = null) : LmBenchVerb(console, data, "out/bench-efqat-lm", "efqat-lm",
+public sealed class BenchEfQatLmVerb(IAnsiConsole console, Func<DataStore>? data = null) : LmBenchVerb<BenchEfQatLmSettings>(console, data, "out/bench-efqat-lm", "efqat-lm",
     "EfQAT on a language model: perplexity of PTQ, EfQAT modes × fractions and full QAT at each bit-width",
     "matq bench efqat-lm --model models/tiny --device cpu --steps 60 --bits 4",
     "matq bench efqat-lm --model models/small --device cuda --out docs/results/efqat-lm-small.md")
@@ -35,14 +35,12 @@ public sealed class BenchEfQatLmVerb(IAnsiConsole console, Func<DataStore>? data
 
     private sealed record Row(int Bits, string Run, bool Ptq, double Trained, double Sotu, double Moby, double Seconds);
 
-    private BenchEfQatLmSettings Read(ParseResult r) => new(r.GetValue(ModelOption)!, r.GetValue(_bits)!, r.GetValue(GroupOption), r.GetValue(_modes)!,
+    protected override BenchEfQatLmSettings Read(ParseResult r) => new(r.GetValue(ModelOption)!, r.GetValue(_bits)!, r.GetValue(GroupOption), r.GetValue(_modes)!,
         r.GetValue(_fractions)!, r.GetValue(StepsOption), r.GetValue(BatchOption), r.GetValue(ContextOption), r.GetValue(_refresh), r.GetValue(MaxTokensOption),
         r.GetValue(_out)!, r.GetValue(WorkOption)!, r.GetValue(DeviceOption)!, r.GetValue(SeedOption));
 
-    protected override int Execute(ParseResult result)
+    protected override int Run(BenchEfQatLmSettings o)
     {
-        var o = Read(result);
-        o.Validate();
         string modelPath = o.Model, outPath = o.Out;
         int group = o.Group, steps = o.Steps, batch = o.Batch, context = o.Context, refresh = o.Refresh, maxTokens = o.MaxTokens, seed = o.Seed;
         Directory.CreateDirectory(o.Work);
@@ -87,7 +85,7 @@ public sealed class BenchEfQatLmVerb(IAnsiConsole console, Func<DataStore>? data
 
 /// <summary>What `bench efqat-lm` was asked: the option values as typed; <see cref="Validate"/> checks them all (one line per mistake).</summary>
 public sealed record BenchEfQatLmSettings(string Model, string Bits, int Group, string Modes, string Fractions, int Steps, int Batch, int Context,
-    int Refresh, int MaxTokens, string Out, string Work, string Device, int Seed)
+    int Refresh, int MaxTokens, string Out, string Work, string Device, int Seed) : IVerbSettings
 {
     public int[] BitList => CommonOptions.ParseBits(Bits);
 
@@ -103,7 +101,7 @@ public sealed record BenchEfQatLmSettings(string Model, string Bits, int Group, 
         foreach (var m in ModeList) EfQatConfig.ParseMode(m);
         _ = FractionList;
         if (Steps < 1 || Batch < 1 || Context < 2 || Refresh < 1) throw new MatqException("--steps, --batch, --refresh must be ≥ 1 and --context ≥ 2");
-        LmBenchVerb.CheckMaxTokens(MaxTokens);
+        BenchStats.CheckMaxTokens(MaxTokens);
         TorchDevices.Parse(Device);
         Matq.Formats.IO.OutputPaths.CheckFile(Out, "--out", Model);
         Matq.Formats.IO.OutputPaths.CheckWorkFolder(Work, "--work", Model);

@@ -10,7 +10,7 @@ using Matq.Runtime.Packed;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb(console, "generate",
+public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb<BenchGenerateSettings>(console, "generate",
     "Prefill and decode tokens/s, resident memory and ratios vs int8 of the packed CPU runtime at each served bit-width",
     "matq bench generate --model out/small8.matq --bits 8,4,3,2 --threads 1",
     "matq bench generate --model out/small8.matq --threads 16 --prompt-tokens 256 --decode-tokens 128 --head fp32 --activations fp32")
@@ -27,17 +27,10 @@ public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb(console, "gen
 
     protected override IEnumerable<Option> Options => [_model, _bits, _threads, _head, _activations, _promptTokens, _decodeTokens, _repeats, _seed];
 
-    private BenchGenerateSettings Read(ParseResult r) => new(r.GetValue(_model)!, r.GetValue(_bits)!, r.GetValue(_threads), r.GetValue(_head)!,
+    protected override BenchGenerateSettings Read(ParseResult r) => new(r.GetValue(_model)!, r.GetValue(_bits)!, r.GetValue(_threads), r.GetValue(_head)!,
         r.GetValue(_activations)!, r.GetValue(_promptTokens), r.GetValue(_decodeTokens), r.GetValue(_repeats), r.GetValue(_seed));
 
-    protected override int Execute(ParseResult result)
-    {
-        var settings = Read(result);
-        settings.Validate();
-        return Run(settings);
-    }
-
-    private int Run(BenchGenerateSettings s)
+    protected override int Run(BenchGenerateSettings s)
     {
         var path = s.Model;
         var (bitsList, heads, actsList) = (s.BitsList, s.HeadList, s.ActivationList);
@@ -135,7 +128,7 @@ public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb(console, "gen
 /// <summary>What `bench generate` was asked: the option values as typed; <see cref="Validate"/> checks --bits, --threads, --head,
 /// --activations, the run lengths and --model (one line per mistake) before any load.</summary>
 public sealed record BenchGenerateSettings(string Model, string Bits, int Threads, string Head, string Activations, int PromptTokens, int DecodeTokens,
-    int Repeats, int Seed)
+    int Repeats, int Seed) : IVerbSettings
 {
     public int[] BitsList => CommonOptions.ParseBits(Bits);
 

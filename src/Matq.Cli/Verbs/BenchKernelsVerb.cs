@@ -10,7 +10,7 @@ using TorchSharp;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console, "kernels",
+public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb<BenchKernelsSettings>(console, "kernels",
     $"GEMV throughput (GB/s of weights) of the packed {string.Join("/", PackedWidths.Bits.Reverse().Select(b => $"int{b}"))} kernels vs fp32 and measured memory bandwidth",
     "matq bench kernels",
     "matq bench kernels --shapes 1024x1024 --bits 4 --group 32 --seconds 0.3")
@@ -28,17 +28,10 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console, "kern
 
     protected override IEnumerable<Option> Options => [_shapes, _bits, _group, _seconds, _threads, _noTorch, _noInt8, _paths, _noFp32x, _seed];
 
-    private BenchKernelsSettings Read(ParseResult r) => new(r.GetValue(_shapes)!, r.GetValue(_bits)!, r.GetValue(_group), r.GetValue(_seconds),
+    protected override BenchKernelsSettings Read(ParseResult r) => new(r.GetValue(_shapes)!, r.GetValue(_bits)!, r.GetValue(_group), r.GetValue(_seconds),
         r.GetValue(_threads), r.GetValue(_noTorch), r.GetValue(_noInt8), r.GetValue(_paths)!, r.GetValue(_noFp32x), r.GetValue(_seed));
 
-    protected override int Execute(ParseResult result)
-    {
-        var settings = Read(result);
-        settings.Validate();
-        return Run(settings);
-    }
-
-    private int Run(BenchKernelsSettings s)
+    protected override int Run(BenchKernelsSettings s)
     {
         var bitsList = s.BitsList;
         int group = s.Group, threads = s.Threads;
@@ -188,7 +181,7 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console, "kern
 /// <summary>What `bench kernels` was asked: the option values as typed; <see cref="Validate"/> checks --bits against the packed widths,
 /// --group, --seconds, --shapes and --paths (one line per mistake) before any timing.</summary>
 public sealed record BenchKernelsSettings(string Shapes, string Bits, int Group, double Seconds, int Threads, bool NoTorch, bool NoInt8, string Paths,
-    bool NoFp32x, int Seed)
+    bool NoFp32x, int Seed) : IVerbSettings
 {
     public int[] BitsList
     {

@@ -27,7 +27,7 @@ using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? data = null) : LmBenchVerb(console, data, "out/bench-matquant", "matquant",
+public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? data = null) : LmBenchVerb<BenchMatQuantSettings>(console, data, "out/bench-matquant", "matquant",
     "MatQuant vs independently quantized baselines (QAT, Athena and OmniQuant bases; --seeds for mean ± sd and paired Δ), sliced widths, extra precision and Mix'n'Match curves",
     "matq bench matquant --model models/tiny --device cpu --max-tokens 20000",
     "matq bench matquant --model models/tiny --bases athena --budgets 3,4",
@@ -63,15 +63,13 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
     // one Mix'n'Match point of one seed: Target = the uniform width or the budget asked
     private sealed record CurvePoint(int Seed, string Base, string Strategy, double Target, double Avg, long Bytes, double Sotu, double Moby);
 
-    private BenchMatQuantSettings Read(ParseResult r) => new(r.GetValue(ModelOption)!, r.GetValue(_bases)!, r.GetValue(GroupOption), r.GetValue(StepsOption),
+    protected override BenchMatQuantSettings Read(ParseResult r) => new(r.GetValue(ModelOption)!, r.GetValue(_bases)!, r.GetValue(GroupOption), r.GetValue(StepsOption),
         r.GetValue(BatchOption), r.GetValue(ContextOption), r.GetValue(_epochs), r.GetValue(_lwcLr), r.GetValue(_lwcBatch), r.GetValue(_let), r.GetValue(_codistill)!,
         r.GetValue(_threads), r.GetValue(_calibN), r.GetValue(_independent)!, r.GetValue(MaxTokensOption), r.GetValue(_budgets)!, r.GetValue(_grid)!,
         r.GetValue(_lambdas)!, r.GetValue(_out)!, r.GetValue(WorkOption)!, r.GetValue(_layers), r.GetValue(DeviceOption)!, r.GetValue(SeedOption), r.GetValue(_seeds));
 
-    protected override int Execute(ParseResult result)
+    protected override int Run(BenchMatQuantSettings o)
     {
-        var o = Read(result);
-        o.Validate();
         string modelPath = o.Model, codistill = o.Codistill, outPath = o.Out;
         var (bases, independent, lambdas, grid, budgets, selection) = (o.BaseList, o.IndependentList, o.LambdaList, o.Grid, o.BudgetList, o.Selection);
         bool mix = o.Mix;
@@ -331,7 +329,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
 /// mistake) before any model, dataset or torch is touched.</summary>
 public sealed record BenchMatQuantSettings(string Model, string Bases, int Group, int Steps, int Batch, int Context, int Epochs, double LwcLr,
     int LwcBatch, bool Let, string Codistill, int? Threads, int CalibN, string Independent, int MaxTokens, string Budgets, string GridText, string Lambdas,
-    string Out, string Work, string? Layers, string Device, int Seed, string? Seeds = null)
+    string Out, string Work, string? Layers, string Device, int Seed, string? Seeds = null) : IVerbSettings
 {
     /// <summary>--seeds as distinct integers (null when not given: one run at --seed, the single-seed report).</summary>
     public int[]? SeedList
@@ -375,7 +373,7 @@ public sealed record BenchMatQuantSettings(string Model, string Bases, int Group
         _ = Grid;
         _ = BudgetList;
         _ = Selection;
-        LmBenchVerb.CheckMaxTokens(MaxTokens);
+        BenchStats.CheckMaxTokens(MaxTokens);
         Matq.Formats.IO.OutputPaths.CheckFile(Out, "--out", Model);
         Matq.Formats.IO.OutputPaths.CheckWorkFolder(Work, "--work", Model);
     }

@@ -22,7 +22,7 @@ using Matq.Runtime.Packed;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class BenchRaceVerb(IAnsiConsole console) : Verb(console, "race",
+public sealed class BenchRaceVerb(IAnsiConsole console) : Verb<BenchRaceSettings>(console, "race",
     "matq's packed CPU runtime vs llama.cpp (LLamaSharp) on the same artifact exported as GGUF: prefill/decode tok/s, ratios, decode GB/s vs measured bandwidth",
     "matq bench race --model out/small8sym.matq --threads 1,2",
     "matq bench race --model out/small8sym.matq --types q8_0,q4_0,q4_1 --threads 16 --prompt-tokens 256 --decode-tokens 128 --out race.md")
@@ -52,18 +52,11 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb(console, "race",
     private sealed record Row(int Threads, int Bits, string Type, string Path, long MatqBytes, long LlamaBytes,
         double MatqPrefill, double LlamaPrefill, double MatqDecode, double LlamaDecode, double ReadBandwidth);
 
-    private BenchRaceSettings Read(ParseResult r) => new(r.GetValue(_model)!, r.GetValue(_types)!, r.GetValue(_threads)!, r.GetValue(_head)!,
+    protected override BenchRaceSettings Read(ParseResult r) => new(r.GetValue(_model)!, r.GetValue(_types)!, r.GetValue(_threads)!, r.GetValue(_head)!,
         r.GetValue(_activations)!, r.GetValue(_promptTokens), r.GetValue(_decodeTokens), r.GetValue(_repeats), r.GetValue(_bandwidthSeconds),
         r.GetValue(_ggufDir), r.GetValue(_out), r.GetValue(_seed), "matq " + string.Join(" ", r.Tokens.Select(t => t.Value)));
 
-    protected override int Execute(ParseResult result)
-    {
-        var settings = Read(result);
-        settings.Validate();
-        return Run(settings);
-    }
-
-    private int Run(BenchRaceSettings s)
+    protected override int Run(BenchRaceSettings s)
     {
         var path = s.Model;
         var (threadsList, head, acts) = (s.ThreadList, s.HeadBits, s.Activation);
@@ -366,7 +359,7 @@ internal static class LlamaCppNative
 /// <summary>What `bench race` was asked: the option values as typed and the command line (for the report); <see cref="Validate"/> checks --threads, --head, --activations,
 /// the run lengths, --bandwidth-seconds, --types, --model, --out and --gguf-dir (one line per mistake) before the artifact is read.</summary>
 public sealed record BenchRaceSettings(string Model, string Types, string Threads, string Head, string Activations, int PromptTokens, int DecodeTokens,
-    int Repeats, double BandwidthSeconds, string? GgufDir, string? Out, int Seed, string CommandLine)
+    int Repeats, double BandwidthSeconds, string? GgufDir, string? Out, int Seed, string CommandLine) : IVerbSettings
 {
     public int[] ThreadList => BenchRaceVerb.ParseThreads(Threads);
 

@@ -19,7 +19,7 @@ using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class BenchScaleVerb(IAnsiConsole console) : Verb(console, "scale",
+public sealed class BenchScaleVerb(IAnsiConsole console) : Verb<BenchScaleSettings>(console, "scale",
     "Quantize and evaluate a synthetic checkpoint of a real model's shape, block-streamed: time, peak host and GPU memory per stage, sizes",
     "matq bench scale --shape llama-3.2-1b --layers 2 --threads 1",
     "matq bench scale --shape llama-3.2-1b --method rtn --bits 4 --group 128 --work /tmp/scale --out docs/results/scale-1b-rtn.md",
@@ -62,18 +62,11 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb(console, "scale"
 
     private sealed record Stage(string Name, double Seconds, long? HostPeak, long? GpuPeak, string Note);
 
-    private BenchScaleSettings Read(ParseResult r) => new(r.GetValue(_shape)!.Trim().ToLowerInvariant(), r.GetValue(_method)!.Trim().ToLowerInvariant(),
+    protected override BenchScaleSettings Read(ParseResult r) => new(r.GetValue(_shape)!.Trim().ToLowerInvariant(), r.GetValue(_method)!.Trim().ToLowerInvariant(),
         r.GetValue(_bits)!, r.GetValue(_group), r.GetValue(_options) ?? [], r.GetValue(_device)!, r.GetValue(_work), r.GetValue(_layers), r.GetValue(_calibN),
         r.GetValue(_calibLen), r.GetValue(_evalTokens), r.GetValue(_threads), r.GetValue(_out), r.GetValue(_seed));
 
-    protected override int Execute(ParseResult result)
-    {
-        var settings = Read(result);
-        settings.Validate();
-        return Run(settings);
-    }
-
-    private int Run(BenchScaleSettings s)
+    protected override int Run(BenchScaleSettings s)
     {
         var (shape, layers, method) = (s.Shape, s.Layers, s.Method);
         var configText = s.ConfigText;
@@ -235,7 +228,7 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb(console, "scale"
 /// checks the shape and --layers, the method and its options, the calibration and eval sizes, --work, --out, --threads and --device
 /// (one line per mistake) before anything is written.</summary>
 public sealed record BenchScaleSettings(string Shape, string Method, string Bits, int Group, string[] Options, string Device, string? Work, int? Layers,
-    int CalibN, int CalibLen, int EvalTokens, int? Threads, string? Out, int Seed)
+    int CalibN, int CalibLen, int EvalTokens, int? Threads, string? Out, int Seed) : IVerbSettings
 {
     /// <summary>The shape's config.json (first --layers layers); an unknown shape or --layers out of range is one line.</summary>
     public string ConfigText => RealConfigs.Config(Shape, Layers);

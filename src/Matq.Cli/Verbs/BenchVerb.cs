@@ -24,7 +24,7 @@ using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb(console, "quantize-layer",
+public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb<BenchQuantizeLayerSettings>(console, "quantize-layer",
     "Time RTN, GPTQ-exact and Athena on single synthetic layers (seconds, memory peaks, ratio vs RTN)",
     "matq bench quantize-layer --device cpu --shapes 1024x1024",
     "matq bench quantize-layer --device cpu --weight W.safetensors --inputs X.safetensors --bits 2 --group 64 --algorithms gptq",
@@ -49,18 +49,11 @@ public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb(console,
         _device, _shapes, _bits, _group, _tokens, _sweeps, _block, _actOrder, _algorithms, _groupGrid, _weight, _inputs, _seed,
     ];
 
-    private BenchQuantizeLayerSettings Read(ParseResult r) => new(r.GetValue(_device)!, r.GetValue(_shapes)!, r.GetValue(_bits), r.GetValue(_group),
+    protected override BenchQuantizeLayerSettings Read(ParseResult r) => new(r.GetValue(_device)!, r.GetValue(_shapes)!, r.GetValue(_bits), r.GetValue(_group),
         r.GetValue(_tokens), r.GetValue(_sweeps), r.GetValue(_block), r.GetValue(_actOrder), r.GetValue(_algorithms)!, r.GetValue(_groupGrid)!,
         r.GetValue(_weight), r.GetValue(_inputs), r.GetValue(_seed));
 
-    protected override int Execute(ParseResult result)
-    {
-        var settings = Read(result);
-        settings.Validate();
-        return Run(settings);
-    }
-
-    private int Run(BenchQuantizeLayerSettings s)
+    protected override int Run(BenchQuantizeLayerSettings s)
     {
         var device = TorchRuntime.Configure(s.Device).Device;
         bool cuda = device.type == DeviceType.CUDA;
@@ -289,7 +282,7 @@ public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb(console,
 /// <summary>What `bench quantize-layer` was asked: the option values as typed; <see cref="Validate"/> checks --device, the bits and
 /// group, --algorithms, --group-grid, the GPTQ/Athena settings, --weight/--inputs and --shapes (one line per mistake) before torch loads.</summary>
 public sealed record BenchQuantizeLayerSettings(string Device, string Shapes, int Bits, int Group, int Tokens, int Sweeps, int Block, bool ActOrder,
-    string Algorithms, string GroupGrid, string? Weight, string? Inputs, int Seed)
+    string Algorithms, string GroupGrid, string? Weight, string? Inputs, int Seed) : IVerbSettings
 {
     public QuantSpec Spec => Group == 0 ? QuantSpec.PerChannel(Bits) : QuantSpec.Grouped(Bits, Group);
 

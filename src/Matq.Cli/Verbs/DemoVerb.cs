@@ -14,7 +14,7 @@ using TorchSharp;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class DemoVerb(IAnsiConsole console) : Verb(console, "demo",
+public sealed class DemoVerb(IAnsiConsole console) : Verb<DemoSettings>(console, "demo",
     "Run matq end to end on built-in defaults: fetch data, quantize a real model's weights at 8/4/3/2 bits, print the errors",
     "matq demo",
     "matq demo --model path/to/hf-folder")
@@ -35,14 +35,9 @@ public sealed class DemoVerb(IAnsiConsole console) : Verb(console, "demo",
 
     protected override IEnumerable<Option> Options => [_model, _device, _tokens, _seed];
 
-    protected override int Execute(ParseResult result)
-    {
-        var settings = new DemoSettings(result.GetValue(_model), result.GetValue(_device)!, result.GetValue(_tokens), result.GetValue(_seed));
-        settings.Validate();
-        return Run(settings);
-    }
+    protected override DemoSettings Read(ParseResult r) => new DemoSettings(r.GetValue(_model), r.GetValue(_device)!, r.GetValue(_tokens), r.GetValue(_seed));
 
-    private int Run(DemoSettings s)
+    protected override int Run(DemoSettings s)
     {
         var total = Stopwatch.StartNew();
         var model = s.ModelPath;
@@ -214,7 +209,7 @@ public sealed class DemoVerb(IAnsiConsole console) : Verb(console, "demo",
 
 /// <summary>What `demo` was asked: --model (default: the repository's tiny model), --device, --max-tokens and --seed;
 /// <see cref="Validate"/> checks them (one line per mistake) before any dataset is fetched.</summary>
-public sealed record DemoSettings(string? Model, string Device, int MaxTokens, int Seed)
+public sealed record DemoSettings(string? Model, string Device, int MaxTokens, int Seed) : IVerbSettings
 {
     public string ModelPath => Model ?? DemoVerb.DefaultModel();
 

@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class DeviceVerb(IAnsiConsole console) : Verb(console, "device",
+public sealed class DeviceVerb(IAnsiConsole console) : Verb<DeviceSettings>(console, "device",
     "Show the compute device matq would use and measure matmul throughput on it",
     "matq device",
     "MATQ_TORCH_LIB=/opt/torch/lib/python3.12/site-packages/torch/lib matq device --device cuda")
@@ -16,14 +16,9 @@ public sealed class DeviceVerb(IAnsiConsole console) : Verb(console, "device",
 
     protected override IEnumerable<Option> Options => [_device, _size];
 
-    protected override int Execute(ParseResult result)
-    {
-        var settings = new DeviceSettings(result.GetValue(_device)!, result.GetValue(_size));
-        settings.Validate();
-        return Run(settings);
-    }
+    protected override DeviceSettings Read(ParseResult r) => new DeviceSettings(r.GetValue(_device)!, r.GetValue(_size));
 
-    private int Run(DeviceSettings s)
+    protected override int Run(DeviceSettings s)
     {
         var device = TorchRuntime.Configure(s.Device).Device;
         int n = s.Size;
@@ -63,7 +58,7 @@ public sealed class DeviceVerb(IAnsiConsole console) : Verb(console, "device",
 }
 
 /// <summary>What `device` was asked: --device and --size; <see cref="Validate"/> checks both (one line per mistake) before torch loads.</summary>
-public sealed record DeviceSettings(string Device, int Size)
+public sealed record DeviceSettings(string Device, int Size) : IVerbSettings
 {
     public void Validate()
     {

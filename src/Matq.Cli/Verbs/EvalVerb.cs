@@ -8,7 +8,7 @@ using Matq.Runtime.Plans;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb(console, "eval",
+public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb<EvalSettings>(console, "eval",
     "Perplexity and bits per byte of a language model on SOTU, Moby-Dick or a text file (sliding windows)",
     "matq eval --model models/tiny --data sotu-validation",
     "matq eval --model models/tiny --data moby-dick --context 256 --stride 128",
@@ -32,17 +32,10 @@ public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null)
 
     protected override IEnumerable<Option> Options => [_model, _dataOpt, _context, _stride, _batch, _device, _maxTokens, _bits, _plan, _extra, _tokenizer];
 
-    private EvalSettings Read(ParseResult r) => new(r.GetValue(_model)!, r.GetValue(_dataOpt)!, r.GetValue(_context), r.GetValue(_stride),
-        r.GetValue(_batch), r.GetValue(_device)!, r.GetValue(_maxTokens), r.GetValue(_bits), r.GetValue(_plan), r.GetValue(_extra), r.GetValue(_tokenizer));
+    protected override EvalSettings Read(ParseResult r) => new(r.GetValue(_model)!, r.GetValue(_dataOpt)!, r.GetValue(_context), r.GetValue(_stride),
+        r.GetValue(_batch), r.GetValue(_device)!, r.GetValue(_maxTokens), r.GetValue(_bits), r.GetValue(_plan), r.GetValue(_extra), r.GetValue(_tokenizer), _data);
 
-    protected override int Execute(ParseResult result)
-    {
-        var settings = Read(result);
-        settings.Validate(_data);
-        return Run(settings);
-    }
-
-    private int Run(EvalSettings s)
+    protected override int Run(EvalSettings s)
     {
         var options = s.Perplexity;
         int? maxTokens = s.MaxTokens;
@@ -89,24 +82,24 @@ public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null)
     }
 }
 
-/// <summary>What `eval` was asked: the option values as typed; <see cref="Validate"/> checks the windows, --max-tokens, --bits,
+/// <summary>What `eval` was asked: the option values as typed and the dataset store; <see cref="Validate"/> checks the windows, --max-tokens, --bits,
 /// --data, --model, --plan and --device (one line per mistake) before a dataset fetch or a model load.</summary>
 public sealed record EvalSettings(string Model, string Data, int Context, int Stride, int Batch, string Device, int? MaxTokens, string? Bits,
-    string? Plan, bool ExtraPrecision, string? Tokenizer)
+    string? Plan, bool ExtraPrecision, string? Tokenizer, Func<DataStore> DataStore) : IVerbSettings
 {
     public PerplexityOptions Perplexity => new() { Context = Context, Stride = Stride, Batch = Batch };
 
     /// <summary>The served bit-widths, one table row each; [null] = the model as stored (a .matq at its master bits).</summary>
     public int?[] BitsList => Bits is string b ? CommonOptions.ParseBits(b).Select(x => (int?)x).ToArray() : [null];
 
-    /// <summary>Checks everything; <paramref name="data"/> is only asked for a name that is neither a dataset nor a file (to say so).</summary>
-    public void Validate(Func<DataStore> data)
+    /// <summary>Checks everything; <see cref="DataStore"/> is only asked for a name that is neither a dataset nor a file (to say so).</summary>
+    public void Validate()
     {
         Perplexity.Validate();
         if (MaxTokens is < 2) throw new MatqException($"--max-tokens {MaxTokens} is out of range: at least 2");
         _ = BitsList;
         if (!EvalTexts.Names.Contains(Data) && !File.Exists(Data))
-            EvalTexts.Resolve(Data, data);
+            EvalTexts.Resolve(Data, DataStore);
         if (!Directory.Exists(Model) && !File.Exists(Model))
             throw new MatqException($"--model {Model} does not exist");
         if (Plan is not null) BitPlan.Load(Plan);

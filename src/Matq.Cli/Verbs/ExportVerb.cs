@@ -12,7 +12,7 @@ using Matq.Quantization.Pipeline;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class ExportVerb(IAnsiConsole console) : Verb(console, "export",
+public sealed class ExportVerb(IAnsiConsole console) : Verb<ExportSettings>(console, "export",
     "Export to GGUF (llama.cpp), ONNX (ONNX Runtime, MatMulNBits; no KV cache: input_ids -> logits for the whole sequence) or an HF folder",
     "matq export --format gguf --model small.matq --type q4_1 --out small-q4_1.gguf",
     "matq export --format gguf --model models/small --type q8_0 --embed-type f16 --out small-q8_0.gguf   (an HF folder)",
@@ -50,17 +50,10 @@ public sealed class ExportVerb(IAnsiConsole console) : Verb(console, "export",
 
     protected override IEnumerable<Option> Options => [_format, _model, _out, _bits, _type, _embedType, _force, _verify];
 
-    private ExportSettings Read(ParseResult r) => new(r.GetValue(_format)!.ToLowerInvariant(), r.GetValue(_model)!, r.GetValue(_out)!, r.GetValue(_bits),
+    protected override ExportSettings Read(ParseResult r) => new(r.GetValue(_format)!.ToLowerInvariant(), r.GetValue(_model)!, r.GetValue(_out)!, r.GetValue(_bits),
         r.GetValue(_type), r.GetValue(_embedType), r.GetValue(_force), r.GetValue(_verify));
 
-    protected override int Execute(ParseResult result)
-    {
-        var settings = Read(result);
-        settings.Validate();
-        return Run(settings);
-    }
-
-    private int Run(ExportSettings s)
+    protected override int Run(ExportSettings s)
     {
         var (model, output) = (s.Model, s.Out);
         switch (s.Format)
@@ -114,7 +107,7 @@ public sealed class ExportVerb(IAnsiConsole console) : Verb(console, "export",
 
 /// <summary>What `export` was asked: the option values as typed (--format lower-cased); <see cref="Validate"/> checks the format and
 /// which options it takes, --bits, --type, --embed-type, the input and --out (one line per mistake) before any export work.</summary>
-public sealed record ExportSettings(string Format, string Model, string Out, string? Bits, string? Type, string? EmbedType, bool Force, bool Verify)
+public sealed record ExportSettings(string Format, string Model, string Out, string? Bits, string? Type, string? EmbedType, bool Force, bool Verify) : IVerbSettings
 {
     private const string Supported =
         "supported: gguf [--type f32|f16|q8_0|q4_0|q4_1] from a .matq; onnx [--bits 2|4|8] from a .matq, or float32 from an HF model; " +

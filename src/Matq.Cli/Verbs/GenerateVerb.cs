@@ -12,7 +12,7 @@ using Matq.Runtime.Tokenizers;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class GenerateVerb(IAnsiConsole console) : Verb(console, "generate",
+public sealed class GenerateVerb(IAnsiConsole console) : Verb<GenerateSettings>(console, "generate",
     "Continue a prompt with a language model (greedy or seeded top-k / top-p sampling)",
     "matq generate --model models/tiny --prompt \"Fellow citizens\"",
     "matq generate --model models/tiny --prompt \"The economy\" --temperature 0 --max-tokens 100",
@@ -44,19 +44,12 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console, "generate
         _tokenizer,
     ];
 
-    private GenerateSettings Read(ParseResult r) => new(r.GetValue(_model)!, r.GetValue(_prompt) ?? "", r.GetValue(_maxTokens),
+    protected override GenerateSettings Read(ParseResult r) => new(r.GetValue(_model)!, r.GetValue(_prompt) ?? "", r.GetValue(_maxTokens),
         new SamplingOptions { Temperature = r.GetValue(_temperature), TopK = r.GetValue(_topK), TopP = r.GetValue(_topP), Seed = r.GetValue(_seed) },
         r.GetValue(_device)!, new ServingRequest(r.GetValue(_bits), r.GetValue(_plan), r.GetValue(_extra), r.GetValue(_tokenizer)), r.GetValue(_engine)!,
         r.GetValue(_threads), r.GetValue(_head)!, r.GetValue(_activations)!);
 
-    protected override int Execute(ParseResult result)
-    {
-        var settings = Read(result);
-        settings.Validate();
-        return Run(settings);
-    }
-
-    private int Run(GenerateSettings s)
+    protected override int Run(GenerateSettings s)
     {
         var (sampling, max, prompt, path, serving) = (s.Sampling, s.MaxTokens, s.Prompt, s.Model, s.Serving);
         var (bits, plan) = serving.Resolve();
@@ -131,7 +124,7 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console, "generate
 /// <summary>What `generate` was asked: the option values as typed; <see cref="Validate"/> checks sampling, --max-tokens, --model,
 /// --bits/--plan, the packed runtime's --threads/--head/--activations and --device (one line per mistake) before the model load.</summary>
 public sealed record GenerateSettings(string Model, string Prompt, int MaxTokens, SamplingOptions Sampling, string Device, ServingRequest Serving,
-    string Engine, int Threads, string Head, string Activations)
+    string Engine, int Threads, string Head, string Activations) : IVerbSettings
 {
     /// <summary>--threads, --head and --activations as the packed runtime takes them.</summary>
     public (int Threads, int? HeadBits, PackedActivations Activations) Packed => PackedOptions.Resolve(Threads, Head, Activations, "generate");

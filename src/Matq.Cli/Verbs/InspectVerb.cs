@@ -4,7 +4,7 @@ using Matq.Formats.Inspection;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class InspectVerb(IAnsiConsole console) : Verb(console, "inspect",
+public sealed class InspectVerb(IAnsiConsole console) : Verb<InspectSettings>(console, "inspect",
     "Show a model file's format, metadata, tensors and size by dtype (reads headers only)",
     "matq inspect models/tiny",
     "matq inspect out/tiny-rtn4.matq --tensors -1",
@@ -25,14 +25,9 @@ public sealed class InspectVerb(IAnsiConsole console) : Verb(console, "inspect",
         base.Configure(command);
     }
 
-    protected override int Execute(ParseResult result)
-    {
-        var settings = new InspectSettings(result.GetValue(_path)!, result.GetValue(_limit));
-        settings.Validate();
-        return Run(settings);
-    }
+    protected override InspectSettings Read(ParseResult r) => new InspectSettings(r.GetValue(_path)!, r.GetValue(_limit));
 
-    private int Run(InspectSettings s)
+    protected override int Run(InspectSettings s)
     {
         var info = ModelInspector.Inspect(s.Path);
         int limit = s.Tensors;
@@ -64,7 +59,7 @@ public sealed class InspectVerb(IAnsiConsole console) : Verb(console, "inspect",
 }
 
 /// <summary>What `inspect` was asked: the path and --tensors; <see cref="Validate"/> checks both (one line per mistake) before a header is read.</summary>
-public sealed record InspectSettings(string Path, int Tensors)
+public sealed record InspectSettings(string Path, int Tensors) : IVerbSettings
 {
     public void Validate()
     {

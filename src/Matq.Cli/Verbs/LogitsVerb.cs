@@ -16,7 +16,7 @@ using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class LogitsVerb(IAnsiConsole console) : Verb(console, "logits",
+public sealed class LogitsVerb(IAnsiConsole console) : Verb<LogitsSettings>(console, "logits",
     "Write the logits of token ids (safetensors: input_ids, logits) and compare them with a reference such as transformers' output",
     "matq logits --model tests/fixtures/families/tiny-gemma2 --compare tests/fixtures/families/tiny-gemma2/expected.safetensors",
     "matq logits --model models/tiny --text \"Fellow citizens\" --out tiny-logits.safetensors",
@@ -35,17 +35,10 @@ public sealed class LogitsVerb(IAnsiConsole console) : Verb(console, "logits",
 
     protected override IEnumerable<Option> Options => [_model, _ids, _text, _tokenizer, _compare, _out, _bits, _plan, _engine, _device];
 
-    private LogitsSettings Read(ParseResult r) => new(r.GetValue(_model)!, r.GetValue(_ids), r.GetValue(_text), r.GetValue(_tokenizer), r.GetValue(_compare),
+    protected override LogitsSettings Read(ParseResult r) => new(r.GetValue(_model)!, r.GetValue(_ids), r.GetValue(_text), r.GetValue(_tokenizer), r.GetValue(_compare),
         r.GetValue(_out), r.GetValue(_bits), r.GetValue(_plan), r.GetValue(_engine)!.Trim().ToLowerInvariant(), r.GetValue(_device)!);
 
-    protected override int Execute(ParseResult result)
-    {
-        var settings = Read(result);
-        settings.Validate();
-        return Run(settings);
-    }
-
-    private int Run(LogitsSettings s)
+    protected override int Run(LogitsSettings s)
     {
         var (path, text, compare, outPath, engine) = (s.Model, s.Text, s.Compare, s.Out, s.Engine);
         long[,]? given = s.Ids is null ? null : ParseIds(s.Ids);
@@ -192,7 +185,7 @@ public sealed class LogitsVerb(IAnsiConsole console) : Verb(console, "logits",
 /// <summary>What `logits` was asked: the option values as typed (--engine trimmed, lower-cased); <see cref="Validate"/> checks which
 /// tokens are given, --ids, --out/--compare, --model, --engine, --bits/--plan and --device (one line per mistake) before any load.</summary>
 public sealed record LogitsSettings(string Model, string? Ids, string? Text, string? Tokenizer, string? Compare, string? Out, int? Bits, string? Plan,
-    string Engine, string Device)
+    string Engine, string Device) : IVerbSettings
 {
     public void Validate()
     {

@@ -14,7 +14,7 @@ using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class PlanVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb(console, "plan",
+public sealed class PlanVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb<PlanSettings>(console, "plan",
     "Write a Mix'n'Match plan (per-layer bit-widths served from one .matq artifact)",
     "matq plan --model out/tiny-mq.matq --strategy pyramid --avg-bits 3.5 --out out/tiny-pyramid.json",
     "matq plan --model out/tiny-mq.matq --strategy budget --avg-bits 3.2 --out out/tiny-budget.json",
@@ -35,17 +35,10 @@ public sealed class PlanVerb(IAnsiConsole console, Func<DataStore>? data = null)
 
     protected override IEnumerable<Option> Options => [_model, _strategy, _bits, _avg, _levels, _calib, _out, _device, _seed, _tokenizer];
 
-    private PlanSettings Read(ParseResult r) => new(r.GetValue(_model)!, r.GetValue(_strategy)!.Trim().ToLowerInvariant(), r.GetValue(_bits), r.GetValue(_avg),
+    protected override PlanSettings Read(ParseResult r) => new(r.GetValue(_model)!, r.GetValue(_strategy)!.Trim().ToLowerInvariant(), r.GetValue(_bits), r.GetValue(_avg),
         r.GetValue(_levels), r.GetValue(_calib)!, r.GetValue(_out)!, r.GetValue(_device)!, r.GetValue(_seed), r.GetValue(_tokenizer));
 
-    protected override int Execute(ParseResult result)
-    {
-        var settings = Read(result);
-        settings.Validate();
-        return Run(settings);
-    }
-
-    private int Run(PlanSettings s)
+    protected override int Run(PlanSettings s)
     {
         var (strategy, path, outPath) = (s.Strategy, s.Model, s.Out);
         var artifact = MatqArtifact.Open(path);
@@ -94,7 +87,7 @@ public sealed class PlanVerb(IAnsiConsole console, Func<DataStore>? data = null)
 /// strategy and the option it needs, --levels, --model, --out and --device (one line per mistake) before the artifact is read.
 /// The checks against the artifact (its master bits) follow in the run.</summary>
 public sealed record PlanSettings(string Model, string Strategy, int? Bits, double? AvgBits, string? Levels, string Calib, string Out, string Device,
-    int Seed, string? Tokenizer)
+    int Seed, string? Tokenizer) : IVerbSettings
 {
     public void Validate()
     {

@@ -20,7 +20,7 @@ using Spectre.Console;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class QuantizeVerb : Verb
+public sealed class QuantizeVerb : Verb<QuantizeSettings>
 {
     internal static readonly string[] CalibNames = ["sotu-train", "sotu-validation", "sotu-test", "moby-dick"];
 
@@ -111,7 +111,7 @@ public sealed class QuantizeVerb : Verb
     // The LM options that, given explicitly for a vision method on a vision folder, are named in the pointer to `matq quantize-cnn`.
     private Option[] LmOnlyOptions => [_group, _symmetric, _clip, _options, _layers, _head, _calibData, _calibN, _calibLen, _out, _tokenizer];
 
-    private QuantizeSettings Read(ParseResult r)
+    protected override QuantizeSettings Read(ParseResult r)
     {
         static bool Given(ParseResult r, Option o) => r.GetResult(o) is { Implicit: false };
         return new(r.GetValue(_model)!, r.GetValue(_method) ?? "", r.GetValue(_bits)!, r.GetValue(_group), r.GetValue(_symmetric), r.GetValue(_clip),
@@ -121,14 +121,7 @@ public sealed class QuantizeVerb : Verb
             LmOnlyOptions.FirstOrDefault(o => Given(r, o))?.Name, _visionOptions.FirstOrDefault(o => Given(r, o))?.Name);
     }
 
-    protected override int Execute(ParseResult result)
-    {
-        var settings = Read(result);
-        settings.Validate();
-        return Run(settings);
-    }
-
-    private int Run(QuantizeSettings s)
+    protected override int Run(QuantizeSettings s)
     {
         var config = s.Config;
         var registration = AlgorithmRegistry.Get(config.Method);
@@ -296,7 +289,7 @@ public sealed class QuantizeVerb : Verb
 /// paths, --resume, calibration and --device (one line per mistake) before a model load or a dataset fetch.</summary>
 public sealed record QuantizeSettings(string Model, string Method, string Bits, int Group, bool Symmetric, string? Clip, string[] Options, string? Base,
     string? Lambda, string? Codistill, string Layers, bool IncludeHead, string CalibData, int CalibN, int CalibLen, bool CalibLenGiven, string? Out,
-    string Device, int Seed, bool Resume, string? Tokenizer, string? GivenLmOption, string? GivenVisionOption)
+    string Device, int Seed, bool Resume, string? Tokenizer, string? GivenLmOption, string? GivenVisionOption) : IVerbSettings
 {
     /// <summary>The method's config: method, master bits (int8 for a MatQuant list of widths), group, options and layers.</summary>
     public QuantizationConfig Config

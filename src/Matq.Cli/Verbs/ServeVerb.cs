@@ -17,7 +17,7 @@ using Matq.Runtime.Serving;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = default) : Verb(console, "serve",
+public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = default) : Verb<ServeSettings>(console, "serve",
     "Serve a model over HTTP on 127.0.0.1 in the OpenAI shapes (POST /v1/completions, POST /v1/chat/completions, GET /v1/models, GET /health); an extra request field \"bits\" picks the precision (1..master) per request",
     "matq serve --model out/tiny8.matq --bits 4",
     "matq serve --model out/small8.matq --port 0 --max-concurrency 1 --max-queue 4 --threads 8",
@@ -54,20 +54,13 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
         _model, _bits, _plan, _port, _concurrency, _queue, _maxBody, _precisions, _group, _threads, _head, _activations, _tokenizer, _template,
     ];
 
-    private ServeSettings Read(ParseResult r) => new(r.GetValue(_model)!, r.GetValue(_bits), r.GetValue(_plan), new ServeOptions
+    protected override ServeSettings Read(ParseResult r) => new(r.GetValue(_model)!, r.GetValue(_bits), r.GetValue(_plan), new ServeOptions
     {
         Port = r.GetValue(_port), MaxConcurrency = r.GetValue(_concurrency), MaxQueue = r.GetValue(_queue), MaxBodyBytes = r.GetValue(_maxBody),
     }, r.GetValue(_precisions), r.GetValue(_group), r.GetValue(_threads), r.GetValue(_head)!, r.GetValue(_activations)!, r.GetValue(_tokenizer),
         r.GetValue(_template));
 
-    protected override int Execute(ParseResult result)
-    {
-        var settings = Read(result);
-        settings.Validate();
-        return Run(settings);
-    }
-
-    private int Run(ServeSettings s)
+    protected override int Run(ServeSettings s)
     {
         var (path, options, group, capacity) = (s.Model, s.Options, s.Group, s.MaxPrecisions);
         var (bits, plan) = new ServingRequest(s.Bits, s.Plan).Resolve();
@@ -162,7 +155,7 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
 /// <summary>What `serve` was asked: the option values as typed; <see cref="Validate"/> checks the server limits, --bits/--plan, the
 /// packed runtime's options, --max-precisions, --group and --model (one line per mistake) before any load.</summary>
 public sealed record ServeSettings(string Model, int? Bits, string? Plan, ServeOptions Options, int MaxPrecisions, int Group, int Threads, string Head,
-    string Activations, string? Tokenizer, string? Template)
+    string Activations, string? Tokenizer, string? Template) : IVerbSettings
 {
     /// <summary>--threads, --head and --activations as the packed runtime takes them.</summary>
     public (int Threads, int? HeadBits, PackedActivations Activations) Packed => PackedOptions.Resolve(Threads, Head, Activations, "serve");

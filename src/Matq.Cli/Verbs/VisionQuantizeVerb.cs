@@ -17,7 +17,7 @@ using TorchSharp;
 namespace Matq.Cli.Verbs;
 
 /// <summary>Top-level verb "quantize-cnn".</summary>
-public sealed class VisionQuantizeVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb(console, "quantize-cnn",
+public sealed class VisionQuantizeVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb<VisionQuantizeSettings>(console, "quantize-cnn",
     "Quantize a Fashion-MNIST model folder (from `matq train cnn`) with PTQ, QAT, EfQAT or MaQD and report test accuracy",
     "matq quantize-cnn --model models/cnn --method efqat --mode cwpl --fraction 0.25 --wbits 2",
     "matq quantize-cnn --model models/cnn --sweep docs/results/vision-fashion-mnist.md --device cuda",
@@ -58,7 +58,7 @@ public sealed class VisionQuantizeVerb(IAnsiConsole console, Func<DataStore>? da
     protected override IEnumerable<Option> Options => [_model, _method, _wbits, _abits, _mode, _fraction, _epochs, _lr, _batch, _limit, _limitTest, _sweep, _settings, _wstates, _astates,
         _ends, _surrogate, _width, _norm, _freeze, _clip, _float, _init, _fold, _holdout, _threads, _device, _cudnnBenchmark, _seed];
 
-    private VisionQuantizeSettings Read(ParseResult r) => new()
+    protected override VisionQuantizeSettings Read(ParseResult r) => new()
     {
         Model = r.GetValue(_model)!, Method = (r.GetValue(_method) ?? "").Trim().ToLowerInvariant(), WeightBits = r.GetValue(_wbits), ActBits = r.GetValue(_abits),
         Mode = r.GetValue(_mode)!, Fraction = r.GetValue(_fraction), Epochs = r.GetValue(_epochs), Lr = r.GetValue(_lr), Batch = r.GetValue(_batch),
@@ -70,10 +70,8 @@ public sealed class VisionQuantizeVerb(IAnsiConsole console, Func<DataStore>? da
         Given = Options.Where(o => r.GetResult(o) is { Implicit: false }).Select(o => o.Name).ToHashSet(StringComparer.Ordinal),
     };
 
-    protected override int Execute(ParseResult result)
+    protected override int Run(VisionQuantizeSettings o)
     {
-        var o = Read(result);
-        o.Validate();
         var runtime = TorchRuntime.Configure(o.Device, o.Threads, o.CudnnBenchmark);
         return o.Method == "maqd" ? Maqd(o, runtime.Device) : Quantize(o, runtime.Device);
     }
@@ -162,7 +160,7 @@ public sealed class VisionQuantizeVerb(IAnsiConsole console, Func<DataStore>? da
 
 /// <summary>What `quantize-cnn` was asked: every option's value and which were given. <see cref="Validate"/> checks
 /// them all before any data or torch is touched: one line per mistake, naming the option and what to use.</summary>
-public sealed record VisionQuantizeSettings
+public sealed record VisionQuantizeSettings : IVerbSettings
 {
     public static IReadOnlyList<string> Methods { get; } = ["ptq", "qat", "efqat", "maqd"];
 
