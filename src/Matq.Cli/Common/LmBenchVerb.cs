@@ -1,7 +1,6 @@
 // Base of the LM quantization benches (`bench matquant`, `bench efqat-lm`): the options they name and describe the same
 // way (--model, --group, the QAT budget of each run, the scored tokens, the artifacts' folder, --device, --seed) and the
 // dataset store; the shared run loop is Evaluation/QuantizeServeBench.
-using Matq.Data;
 
 namespace Matq.Cli.Common;
 

@@ -5,13 +5,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using Matq.Algorithms.EfQat;
-using Matq.Data;
-using Matq.Evaluation;
-using Matq.Formats.Artifact;
-using Matq.Loading;
-using Matq.Quantization.Pipeline;
-using Matq.Runtime;
-using Matq.Runtime.Tokenizers;
 using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;

@@ -5,7 +5,6 @@
 using System.Diagnostics;
 using Matq.Algorithms.EfQat;
 using Matq.Models.Vision;
-using Matq.Runtime;
 using Matq.Training;
 using Matq.Training.Vision;
 using TorchSharp;

@@ -6,7 +6,6 @@
 // rounds; RSS is read
 // per bit-width with only that model loaded, after a full compacting GC.
 using System.Diagnostics;
-using Matq.Runtime.Packed;
 
 namespace Matq.Cli.Verbs;
 

@@ -14,14 +14,6 @@ using System.Text;
 using Matq.Algorithms.MatQuant;
 using Matq.Algorithms.OmniQuant;
 using Matq.Cli.Common;
-using Matq.Data;
-using Matq.Evaluation;
-using Matq.Formats.Artifact;
-using Matq.Loading;
-using Matq.Quantization.Pipeline;
-using Matq.Runtime;
-using Matq.Runtime.Plans;
-using Matq.Runtime.Tokenizers;
 using Spectre.Console;
 using static TorchSharp.torch;
 

@@ -1,12 +1,6 @@
 // `matq bench ptq`: post-training quantization sweep of one float model — methods × bits × groups, each quantized
 // fresh in memory and scored on eval sets — printed as one table and written as markdown, CSV and a PNG plot.
 using System.Diagnostics;
-using Matq.Data;
-using Matq.Evaluation;
-using Matq.Loading;
-using Matq.Quantization.Pipeline;
-using Matq.Runtime;
-using Matq.Runtime.Tokenizers;
 using TorchSharp;
 
 namespace Matq.Cli.Verbs;

@@ -15,10 +15,8 @@ using LLama;
 using LLama.Common;
 using LLama.Native;
 using Matq.Export;
-using Matq.Formats.Artifact;
 using Matq.Formats.Gguf;
 using Matq.Runtime.Generation;
-using Matq.Runtime.Packed;
 
 namespace Matq.Cli.Verbs;
 

@@ -18,7 +18,6 @@ using Matq.Formats.Safetensors;
 using Matq.Calibration;
 using Matq.Kernels.Quantization;
 using Matq.Quantization;
-using Matq.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 

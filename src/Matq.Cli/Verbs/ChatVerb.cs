@@ -5,12 +5,8 @@
 // bits (the artifact's nested precisions, as "bits" does in every API), /reset forgets the history, /exit (or end of
 // input) ends. A turn the template refuses or the context cannot hold is one error line and is dropped; the exit code
 // is then 1.
-using Matq.Evaluation;
 using Matq.Runtime.Chat;
 using Matq.Runtime.Generation;
-using Matq.Runtime.Loading;
-using Matq.Runtime.Packed;
-using Matq.Runtime.Plans;
 using Matq.Runtime.Serving;
 
 namespace Matq.Cli.Verbs;

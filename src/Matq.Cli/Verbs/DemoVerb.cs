@@ -3,13 +3,7 @@
 // tiny LM, evaluate it, and quantize it with RTN (8/4/3/2 bits, per-channel and g32) and Athena, printing perplexities;
 // last, one MatQuant {8,4,2} artifact (OmniQuant base, per-channel) served at 8..2 bits next to independent OmniQuant int2.
 using System.Diagnostics;
-using Matq.Data;
-using Matq.Evaluation;
 using Matq.Formats.Safetensors;
-using Matq.Loading;
-using Matq.Quantization.Pipeline;
-using Matq.Runtime;
-using Matq.Runtime.Tokenizers;
 using TorchSharp;
 
 namespace Matq.Cli.Verbs;

@@ -1,6 +1,5 @@
 // `matq device`: which compute device a verb would get, and a quick check that it computes (fp32 and bf16 matmul throughput).
 using System.Diagnostics;
-using Matq.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,10 +1,5 @@
 // `matq eval`: sliding-window perplexity and bits per byte of a model on a dataset or text file, as a table.
 using System.Diagnostics;
-using Matq.Data;
-using Matq.Evaluation;
-using Matq.Loading;
-using Matq.Runtime;
-using Matq.Runtime.Plans;
 
 namespace Matq.Cli.Verbs;
 

@@ -6,9 +6,6 @@
 // An unsupported combination is refused with one line listing what is supported.
 using System.Globalization;
 using Matq.Export;
-using Matq.Formats.IO;
-using Matq.Loading;
-using Matq.Quantization.Pipeline;
 
 namespace Matq.Cli.Verbs;
 

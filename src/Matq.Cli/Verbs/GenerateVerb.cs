@@ -2,13 +2,7 @@
 // Engines: a .matq runs on the packed CPU runtime (Matq.Runtime.Packed: r-bit kernels, no TorchSharp) unless
 // --engine torch (or --extra-precision, which the packed layout cannot hold, or --device cuda) picks the TorchSharp model
 // with dequantized weights; float models always run on TorchSharp. A prompt longer than the model's context is refused.
-using Matq.Loading;
-using Matq.Runtime;
 using Matq.Runtime.Generation;
-using Matq.Runtime.Loading;
-using Matq.Runtime.Packed;
-using Matq.Runtime.Plans;
-using Matq.Runtime.Tokenizers;
 
 namespace Matq.Cli.Verbs;
 

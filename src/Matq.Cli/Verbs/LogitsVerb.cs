@@ -4,14 +4,7 @@
 // FILE (such a file, e.g. logits saved from transformers), checked against it: max |Δ| per row and overall.
 // It is how a user checks parity with transformers, and how matq's family parity is measured.
 using System.Globalization;
-using Matq.Formats.IO;
 using Matq.Formats.Safetensors;
-using Matq.Loading;
-using Matq.Runtime;
-using Matq.Runtime.Loading;
-using Matq.Runtime.Packed;
-using Matq.Runtime.Plans;
-using Matq.Runtime.Tokenizers;
 using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;

@@ -1,15 +1,6 @@
 // `matq plan`: writes a Mix'n'Match plan (per-layer bits) for one .matq artifact — uniform, pyramid or sensitivity-
 // driven budget search — and prints its parameter-weighted average bits and the served weights' memory.
 using System.Globalization;
-using Matq.Data;
-using Matq.Evaluation;
-using Matq.Formats.Artifact;
-using Matq.Formats.IO;
-using Matq.Quantization.Pipeline;
-using Matq.Runtime;
-using Matq.Runtime.Loading;
-using Matq.Runtime.Plans;
-using Matq.Runtime.Tokenizers;
 using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;

@@ -8,14 +8,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using Matq.Algorithms.MatQuant;
 using Matq.Cli.Common;
-using Matq.Formats.IO;
-using Matq.Data;
-using Matq.Loading;
-using Matq.Runtime.Tokenizers;
 using Matq.Models.Vision;
-using Matq.Quantization.Pipeline;
-using Matq.Runtime;
-using Matq.Runtime.Loading;
 using Spectre.Console;
 
 namespace Matq.Cli.Verbs;

@@ -6,13 +6,7 @@
 // injected stop token), then stops cleanly: running generations are cancelled and their requests end.
 using System.Runtime.InteropServices;
 using Matq.Cli.Serving;
-using Matq.Loading;
-using Matq.Quantization.Pipeline;
-using Matq.Runtime;
 using Matq.Runtime.Chat;
-using Matq.Runtime.Loading;
-using Matq.Runtime.Packed;
-using Matq.Runtime.Plans;
 using Matq.Runtime.Serving;
 
 namespace Matq.Cli.Verbs;

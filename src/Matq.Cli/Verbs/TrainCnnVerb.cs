@@ -1,8 +1,6 @@
 // `matq train cnn`: trains the small ResNet (or the MLP) on Fashion-MNIST with a cosine schedule, optional
 // augmentation, per-epoch atomic checkpoints (resumed automatically) and writes model.safetensors + config.json + README.md.
-using Matq.Data;
 using Matq.Models.Vision;
-using Matq.Runtime;
 using Matq.Training.Vision;
 using TorchSharp;
 

@@ -1,7 +1,5 @@
 // `matq train lm`: trains a reference Llama-style LM from scratch on SOTU (a preset + overrides), with a live
 // progress bar, Ctrl+C = stop cleanly with a checkpoint, and a closing table including ms/step and tokens/s.
-using Matq.Formats.IO;
-using Matq.Data;
 using Matq.Training;
 
 namespace Matq.Cli.Verbs;
