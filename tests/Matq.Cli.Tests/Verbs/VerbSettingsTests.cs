@@ -8,16 +8,6 @@ namespace Matq.Cli.Tests.Verbs;
 public class VerbSettingsTests
 {
     [Fact]
-    public void Inspect_refuses_a_tensor_count_below_minus_one()
-    {
-        var run = CliRunner.Run("inspect", CliRunner.Fixture("tiny-llama"), "--tensors", "-2");
-        Assert.Equal(1, run.ExitCode);
-        Assert.Single(run.Lines);
-        Assert.Contains("--tensors -2 is out of range", run.Lines[0]);
-        Assert.Equal(0, CliRunner.Run("inspect", CliRunner.Fixture("tiny-llama"), "--tensors", "-1").ExitCode);
-    }
-
-    [Fact]
     public void Device_checks_the_size_before_resolving_the_device()
     {
         // cuda is a valid request; resolving it would load torch (and fail on a machine without CUDA): the size error comes first
@@ -70,5 +60,15 @@ public class VerbSettingsTests
         Assert.Contains("--from folder /nonexistent/matq-downloads does not exist",
             Assert.Throws<MatqException>(() => new DataFetchSettings("sotu", "/nonexistent/matq-downloads", false).Validate()).Message);
         new DataFetchSettings("all", null, false).Validate();
+    }
+
+    [Fact]
+    public void Inspect_refuses_a_tensor_count_below_minus_one()
+    {
+        var run = CliRunner.Run("inspect", CliRunner.Fixture("tiny-llama"), "--tensors", "-2");
+        Assert.Equal(1, run.ExitCode);
+        Assert.Single(run.Lines);
+        Assert.Contains("--tensors -2 is out of range", run.Lines[0]);
+        Assert.Equal(0, CliRunner.Run("inspect", CliRunner.Fixture("tiny-llama"), "--tensors", "-1").ExitCode);
     }
 }

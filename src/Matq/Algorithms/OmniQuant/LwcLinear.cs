@@ -16,11 +16,6 @@
 // With LET (LetBlock) the quantized weight is W' = diag(1/so)·W·diag(si), its group range taken from W' (differentiable
 // in the scales), and the forward is so ⊙ (ŵ'_r (x / si)): the float function is unchanged, the rounding is W''s.
 using Matq.Algorithms.MatQuant;
-using Matq.Kernels.Quantization;
-using Matq.Quantization;
-using TorchSharp;
-using TorchSharp.Modules;
-using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
 namespace Matq.Algorithms.OmniQuant;
