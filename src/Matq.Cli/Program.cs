@@ -14,7 +14,10 @@ public static class Program
 
     public static RootCommand BuildRoot(IAnsiConsole console)
     {
-        var root = new RootCommand("matq: quantize neural networks to int8/int4/int3/int2 (Matryoshka, Athena/GPTQ, QAT) and serve them");
+        var root = new RootCommand("matq: quantize neural networks to int8/int4/int3/int2 (Matryoshka, Athena/GPTQ, QAT) and serve them")
+        {
+            HelpName = "matq",   // the command users type (the dotnet tool's command), not the assembly name Matq.Cli
+        };
         var data = new Command("data", "Fetch and list the datasets matq uses");
         data.Subcommands.Add(new DataFetchVerb(console).Build());
         data.Subcommands.Add(new DataListVerb(console).Build());

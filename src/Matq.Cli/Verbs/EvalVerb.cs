@@ -1,14 +1,15 @@
 // `matq eval`: sliding-window perplexity and bits per byte of a model on a dataset or text file, as a table.
 using System.Diagnostics;
-using Matq.Data;
-using Matq.Evaluation;
-using Matq.Loading;
-using Matq.Runtime;
-using Matq.Runtime.Plans;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb(console)
+public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb<EvalSettings>(console, "eval",
+    "Perplexity and bits per byte of a language model on SOTU, Moby-Dick or a text file (sliding windows)",
+    "matq eval --model models/tiny --data sotu-validation",
+    "matq eval --model models/tiny --data moby-dick --context 256 --stride 128",
+    "matq eval --model models/small --data notes.txt --device cuda --max-tokens 20000",
+    "matq eval --model out/tiny-rtn8.matq --bits 8,4,3,2 --data sotu-test",
+    "matq eval --model out/tiny-rtn8.matq --plan plan.json --extra-precision")
 {
     private readonly Func<DataStore> _data = data ?? (() => new DataStore());
     private readonly Option<string> _model = CommonOptions.Model();
@@ -24,38 +25,18 @@ public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null)
 
     private readonly Option<string?> _tokenizer = CommonOptions.Tokenizer();
 
-    public override string Name => "eval";
-    public override string Description => "Perplexity and bits per byte of a language model on SOTU, Moby-Dick or a text file (sliding windows)";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq eval --model models/tiny --data sotu-validation",
-        "matq eval --model models/tiny --data moby-dick --context 256 --stride 128",
-        "matq eval --model models/small --data notes.txt --device cuda --max-tokens 20000",
-        "matq eval --model out/tiny-rtn8.matq --bits 8,4,3,2 --data sotu-test",
-        "matq eval --model out/tiny-rtn8.matq --plan plan.json --extra-precision",
-    ];
-
     protected override IEnumerable<Option> Options => [_model, _dataOpt, _context, _stride, _batch, _device, _maxTokens, _bits, _plan, _extra, _tokenizer];
 
-    protected override int Execute(ParseResult result)
-    {
-        var options = new PerplexityOptions { Context = result.GetValue(_context), Stride = result.GetValue(_stride), Batch = result.GetValue(_batch) };
-        options.Validate();
-        int? maxTokens = result.GetValue(_maxTokens);
-        if (maxTokens is < 2) throw new MatqException($"--max-tokens {maxTokens} is out of range: at least 2");
-        var dataName = result.GetValue(_dataOpt)!;
-        var modelPath = result.GetValue(_model)!;
-        int?[] bitsList = result.GetValue(_bits) is string b ? CommonOptions.ParseBits(b).Select(x => (int?)x).ToArray() : [null];
-        var plan = result.GetValue(_plan);
-        bool extra = result.GetValue(_extra);
-        // Cheap checks first: a bad --data, --model or --plan fails before a dataset fetch or a model load.
-        if (!EvalTexts.Names.Contains(dataName) && !File.Exists(dataName))
-            EvalTexts.Resolve(dataName, _data);
-        if (!Directory.Exists(modelPath) && !File.Exists(modelPath))
-            throw new MatqException($"--model {modelPath} does not exist");
-        if (plan is not null) BitPlan.Load(plan);
+    protected override EvalSettings Read(ParseResult r) => new(r.GetValue(_model)!, r.GetValue(_dataOpt)!, r.GetValue(_context), r.GetValue(_stride),
+        r.GetValue(_batch), r.GetValue(_device)!, r.GetValue(_maxTokens), r.GetValue(_bits), r.GetValue(_plan), r.GetValue(_extra), r.GetValue(_tokenizer), _data);
 
-        var device = TorchRuntime.Configure(result.GetValue(_device)).Device;
+    protected override int Run(EvalSettings s)
+    {
+        var options = s.Perplexity;
+        int? maxTokens = s.MaxTokens;
+        var (dataName, modelPath, plan) = (s.Data, s.Model, s.Plan);
+        var bitsList = s.BitsList;
+        var device = TorchRuntime.Configure(s.Device).Device;
         EvalSet? set = null;
         var table = new Table().Border(TableBorder.Rounded);
         if (bitsList.Length > 1 || bitsList[0] is not null) table.AddColumn("bits");
@@ -63,7 +44,7 @@ public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null)
         string? description = null, caption = null;
         foreach (var bits in bitsList)
         {
-            using var lm = LanguageModelSource.Open(modelPath, device, new ServingRequest(bits, plan, extra, result.GetValue(_tokenizer)));
+            using var lm = LanguageModelSource.Open(modelPath, device, new ServingRequest(bits, plan, s.ExtraPrecision, s.Tokenizer));
             if (options.Context > lm.ContextLength)
                 throw new MatqException($"--context {options.Context} exceeds the model's context of {lm.ContextLength} tokens");
             if (set is null)   // every bit-width of one artifact shares its tokenizer: encode once
@@ -93,5 +74,30 @@ public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null)
         Console.MarkupLine($"data:  {Markup.Escape(caption!)}");
         Console.Write(table);
         return 0;
+    }
+}
+
+/// <summary>What `eval` was asked: the option values as typed and the dataset store; <see cref="Validate"/> checks the windows, --max-tokens, --bits,
+/// --data, --model, --plan and --device (one line per mistake) before a dataset fetch or a model load.</summary>
+public sealed record EvalSettings(string Model, string Data, int Context, int Stride, int Batch, string Device, int? MaxTokens, string? Bits,
+    string? Plan, bool ExtraPrecision, string? Tokenizer, Func<DataStore> DataStore) : IVerbSettings
+{
+    public PerplexityOptions Perplexity => new() { Context = Context, Stride = Stride, Batch = Batch };
+
+    /// <summary>The served bit-widths, one table row each; [null] = the model as stored (a .matq at its master bits).</summary>
+    public int?[] BitsList => Bits is string b ? CommonOptions.ParseBits(b).Select(x => (int?)x).ToArray() : [null];
+
+    /// <summary>Checks everything; <see cref="DataStore"/> is only asked for a name that is neither a dataset nor a file (to say so).</summary>
+    public void Validate()
+    {
+        Perplexity.Validate();
+        if (MaxTokens is < 2) throw new MatqException($"--max-tokens {MaxTokens} is out of range: at least 2");
+        _ = BitsList;
+        if (!EvalTexts.Names.Contains(Data) && !File.Exists(Data))
+            EvalTexts.Resolve(Data, DataStore);
+        if (!Directory.Exists(Model) && !File.Exists(Model))
+            throw new MatqException($"--model {Model} does not exist");
+        if (Plan is not null) BitPlan.Load(Plan);
+        TorchRuntime.Check(Device);
     }
 }

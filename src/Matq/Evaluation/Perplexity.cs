@@ -1,7 +1,5 @@
 // Sliding-window perplexity of any ids [B,T] int64 → logits [B,T,V] module over one token stream. Token i ≥ 1 is
 // scored exactly once, by the first window that predicts it with at least Context − Stride + 1 tokens of context.
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Matq.Evaluation;
 

@@ -12,6 +12,18 @@ public class HostTests
             Assert.Contains(verb, run.Output);
     }
 
+    [Fact]
+    public void HelpNamesTheCommandMatq()
+    {
+        // the dotnet tool's command is `matq`: help names it so, not the assembly (Matq.Cli)
+        var run = CliRunner.Run("--help");
+        Assert.Equal(0, run.ExitCode);
+        Assert.Contains("Usage:\n  matq [command] [options]", run.Output.Replace("\r", ""), StringComparison.Ordinal);
+        Assert.DoesNotContain("Matq.Cli", run.Output, StringComparison.Ordinal);
+        var verb = CliRunner.Run("quantize", "--help");
+        Assert.Contains("matq quantize [options]", verb.Output, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("inspect")]
     [InlineData("device")]

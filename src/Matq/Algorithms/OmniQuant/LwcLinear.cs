@@ -14,13 +14,10 @@
 // codes. The logits start where γ = β = σ(init) (a = init when m = 1); init 4 (σ = 0.982) starts 1.8% inside the
 // min-max range, where σ still has slope.
 // With LET (LetBlock) the quantized weight is W' = diag(1/so)·W·diag(si), its group range taken from W' (differentiable
-// in the scales), and the forward is so ⊙ (ŵ'_r (x / si)): the float function is unchanged, the rounding is W''s.
+// in the scales), and the forward is so ⊙ (ŵ'_r (x / si)) + b: the float function is unchanged, the rounding is W''s.
+// The bias b (Qwen2's q/k/v, attention_bias / mlp_bias models) is frozen, kept in float and added in every mode, so the
+// block's float targets and its quantized forward are those of the real linear.
 using Matq.Algorithms.MatQuant;
-using Matq.Kernels.Quantization;
-using Matq.Quantization;
-using TorchSharp;
-using TorchSharp.Modules;
-using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
 namespace Matq.Algorithms.OmniQuant;
@@ -30,18 +27,23 @@ public sealed class LwcLinear : nn.Module<Tensor, Tensor>
     private readonly Parameter clip_max;     // [out, nGroups] a, γ = σ(a)
     private readonly Parameter clip_min;     // [out, nGroups] b, β = σ(b)
     private readonly Tensor _weight;         // [out, in] frozen float weight, fp32
+    private readonly Tensor? _bias;          // [out] frozen float bias, fp32 (null: none)
     private readonly Tensor _lo, _hi;        // [out, nGroups] zero-inclusive group range of W
     private readonly bool _symmetric;
 
     /// <summary>LWC for float weight <paramref name="w"/> [out, in] at <paramref name="spec"/> (master bits c), γ and β
-    /// bounded by <paramref name="max"/> and starting at σ(<paramref name="init"/>).</summary>
-    public LwcLinear(string name, Tensor w, QuantSpec spec, double init, double max = 1.0) : base(name)
+    /// bounded by <paramref name="max"/> and starting at σ(<paramref name="init"/>); <paramref name="bias"/> [out] is the
+    /// linear's bias, added unquantized.</summary>
+    public LwcLinear(string name, Tensor w, QuantSpec spec, double init, double max = 1.0, Tensor? bias = null) : base(name)
     {
         if (!(max >= 1)) throw new ArgumentOutOfRangeException(nameof(max), max, "the bound of γ, β must be ≥ 1");
         ArgumentNullException.ThrowIfNull(spec);
         if (spec.Granularity == Granularity.PerTensor) throw new ArgumentException("LWC clips per channel or per group, not per tensor", nameof(spec));
         using var scope = NewDisposeScope();
         _weight = w.detach().to(ScalarType.Float32).clone().MoveToOuterDisposeScope();
+        if (bias is not null && (bias.ndim != 1 || bias.shape[0] != _weight.shape[0]))
+            throw new ArgumentException($"bias [{string.Join(", ", bias.shape)}] does not match the weight's {_weight.shape[0]} outputs", nameof(bias));
+        _bias = bias?.detach().to(ScalarType.Float32).clone().MoveToOuterDisposeScope();
         var (lo, hi) = TensorAffineQuantizer.GroupRange(_weight, spec);
         _lo = lo.MoveToOuterDisposeScope();
         _hi = hi.MoveToOuterDisposeScope();
@@ -71,6 +73,8 @@ public sealed class LwcLinear : nn.Module<Tensor, Tensor>
     public Parameter ClipMax => clip_max;
     public Parameter ClipMin => clip_min;
     public Tensor FloatWeight => _weight;
+    /// <summary>The frozen float bias [out], or null.</summary>
+    public Tensor? FloatBias => _bias;
 
     /// <summary>The logits Adam trains (a and b; a only when symmetric).</summary>
     public IReadOnlyList<Parameter> Trainable => _symmetric ? [clip_max] : [clip_max, clip_min];
@@ -78,11 +82,13 @@ public sealed class LwcLinear : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
+        var b = _bias?.to(x.dtype);
         if (Bits == 0 || Let is null)
-            return F.linear(x, (Bits == 0 ? _weight : SlicedWeight(Bits)).to(x.dtype)).MoveToOuterDisposeScope();
+            return F.linear(x, (Bits == 0 ? _weight : SlicedWeight(Bits)).to(x.dtype), b).MoveToOuterDisposeScope();
         var (si, so) = Let();
         var y = F.linear(si is null ? x : x / si.to(x.dtype), SlicedWeight(Bits).to(x.dtype));
-        return (so is null ? y : y * so.to(x.dtype)).MoveToOuterDisposeScope();
+        if (so is not null) y = y * so.to(x.dtype);
+        return (b is null ? y : y + b).MoveToOuterDisposeScope();
     }
 
     /// <summary>The weight LWC quantizes [out, in] fp32: W, or W' = diag(1/so)·W·diag(si) under LET (differentiable).</summary>

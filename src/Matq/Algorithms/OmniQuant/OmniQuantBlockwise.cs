@@ -31,6 +31,7 @@ using Matq.Models;
 using Matq.Quantization;
 using Matq.Quantization.Pipeline;
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -125,7 +126,8 @@ public static class OmniQuantBlockwise
             var sw = Stopwatch.StartNew();
             if (!restored) progress.BlockStarted(block);
             var originals = linears.Select(l => (l.Name, Module: get(l.Name))).ToList();
-            var lwc = linears.Select(l => new LwcLinear(l.Name, l.Weight, quant.Spec, omni.Init, omni.MaxFor(objective.Bits, objective.MasterBits)) { ExtraPrecision = objective.ExtraPrecision }).ToList();
+            var lwc = linears.Select((l, i) => new LwcLinear(l.Name, l.Weight, quant.Spec, omni.Init, omni.MaxFor(objective.Bits, objective.MasterBits),
+                bias: (originals[i].Module as Linear)?.bias) { ExtraPrecision = objective.ExtraPrecision }).ToList();
             var targets = new List<Tensor>();
             var let = omni.Let && layer is not null ? new LetBlock(model.Config, linears.Select(l => Local(l.Name)), lwc[0].FloatWeight.device) : null;
             if (let is not null)

@@ -18,8 +18,10 @@ public class LetTests
 {
     private static double MaxAbs(Tensor a, Tensor b) => (a - b).abs().max().item<float>();
 
-    [Fact]
-    public void Folded_let_gives_the_outputs_of_let_applied_as_transforms()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]   // every linear with a bias (Qwen2's q/k/v, attention_bias / mlp_bias models): LWC adds it, the fold divides it by so
+    public void Folded_let_gives_the_outputs_of_let_applied_as_transforms(bool biases)
     {
         using var model = PipelineFixtures.LoadTiny();
         using var scope = NewDisposeScope();
@@ -33,11 +35,18 @@ public class LetTests
         foreach (var theta in let.Trainable) theta.copy_(randn_like(theta) * 0.5);
         Assert.Equal(4, let.Trainable.Count);
         Tensor x = randn(2, 12, c.HiddenSize);
+        if (biases)
+            foreach (var n in names)
+            {
+                var linear = (Linear)layer.GetLinear(n);
+                linear.bias = new TorchSharp.Modules.Parameter(randn(linear.weight!.shape[0]) * 0.3);
+            }
         Tensor y0 = layer.forward(x);                                                  // the float block
         var spec = QuantSpec.Grouped(4, 32);
 
         var originals = names.Select(n => (Name: n, Module: layer.GetLinear(n))).ToList();
-        var lwc = originals.Select(o => new LwcLinear(o.Name, ((Linear)o.Module).weight!, spec, init: 4) { Let = () => let.Scales(o.Name) }).ToList();
+        var lwc = originals.Select(o => new LwcLinear(o.Name, ((Linear)o.Module).weight!, spec, init: 4, bias: ((Linear)o.Module).bias)
+            { Let = () => let.Scales(o.Name) }).ToList();
         for (int i = 0; i < lwc.Count; i++) layer.ReplaceLinear(names[i], lwc[i]);
         foreach (var m in lwc) m.Bits = 0;
         Tensor yFloatTransforms = layer.forward(x);
