@@ -50,7 +50,9 @@ dotnet test tests/Matq.Tests -c Release --no-build --nologo --filter "FullyQuali
   echo "decoded by matq): tolerance max |Δlogit| ≤ 0.4 and NLL ratio within 5e-3 of 1, the activation-quantization gap"
   echo "of ggml's dot products (q8_K/q8_0 activations). The last column is llama.cpp's NLL over matq's served r-bit model's"
   echo "(float embedding/head, unquantized fallbacks): what the k-quant grid costs against MatQuant at r bits. bits/weight"
-  echo "is over all 2-D tensors of the file. Family fixtures are narrower than 256, so all their linears fall back."
+  echo "is over all 2-D tensors of the file. Family fixtures are narrower than 256, so all their linears fall back; the"
+  echo "random 256-wide models (weights scaled ×4, embedding ×20, per-channel symmetric RTN) put every linear and the"
+  echo "embedding/head in the k-quant under llama, phi3 (fused attn_qkv/ffn_up), qwen2 (biases), qwen3, gemma2 and gemma3."
   echo
   echo "| model | GGUF type | file bytes | bits/weight | exact | re-quantized | fallback | max abs Δw (re-quantized) | RMS Δw | max abs Δlogit / max abs logit | NLL ratio vs matq same weights | NLL ratio vs matq served r-bit |"
   echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"

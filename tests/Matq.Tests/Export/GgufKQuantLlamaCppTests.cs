@@ -5,7 +5,8 @@
 // dot products (the same gap as the q8_0/q4_x rows of GgufLlamaCppTests). A wrong bit layout, scale packing or row
 // order moves logits by O(1) and fails. Also: which tensors are exact (a per-channel symmetric grid) vs re-quantized
 // (group-32 asymmetric), the fallback of rows that are not a multiple of 256 (every family fixture is narrower than 256,
-// so all of their linears take llama.cpp's fallback types q4_0/q5_0/q5_1/q8_0), and matq's served r-bit model's NLL.
+// so all of their linears take llama.cpp's fallback types q4_0/q5_0/q5_1/q8_0; random 256-wide models of each family put
+// every linear in the k-quant under its architecture), and matq's served r-bit model's NLL.
 using Matq.Export;
 using Matq.Formats.Gguf;
 using Matq.Loading;
@@ -173,6 +174,76 @@ public sealed class GgufKQuantLlamaCppTests(ITestOutputHelper output)
         var (diff, _) = GgufLlamaCppTests.Compare(LlamaCpp.Logits(q3, ids), GgufLlamaCppTests.MatqLogits(decoded, ids), ids);
         output.WriteLine($"control: llama.cpp q3_K vs matq on the q4_K weights: max |Δlogit| {diff:E2}");
         Assert.True(diff > 2 * MaxDiff, $"q3_K vs q4_K weights differ by only {diff:E2}");
+    }
+
+    [Theory]
+    [InlineData("Phi3", "q4_k")]
+    [InlineData("Phi3", "q3_k")]
+    [InlineData("Qwen2", "q4_k")]
+    [InlineData("Qwen3", "q5_k")]
+    [InlineData("Gemma2", "q4_k")]
+    [InlineData("Gemma3", "q6_k")]
+    public void A_256_wide_model_of_another_family_runs_its_k_quant_linears_in_llama_cpp(string family, string type)
+    {
+        // the k-quant path under the other architectures: Phi-3's fused attn_qkv / ffn_up (parts encoded one after the
+        // other, rows independent), Qwen2's q/k/v biases, Qwen3's q/k norms; every linear and the embedding k-quant
+        var t = GgufExporter.ParseType(type);
+        var (folder, artifact) = WideModel(Enum.Parse<LlamaFamily>(family));
+        var gguf = Path.Combine(HfFixtures.TempDir(), $"wide-{family}-{type}.gguf");
+        var report = GgufExporter.Export(artifact, t, gguf, embedType: t);
+        var k = Assert.IsType<GgufKQuantStats>(report.KQuant);
+        Assert.Equal(7 * (family == "Gemma3" ? 3 : 2), k.Exact);   // the linears (a tied head is the embedding)
+        Assert.Equal(0, k.Fallback);
+        var f = GgufFile.Open(gguf);
+        if (family == "Phi3") Assert.Equal(t, f.Tensors.Single(x => x.Name == "blk.0.attn_qkv.weight").Type);
+        using var decoded = LlamaLoader.Load(folder, CPU);
+        LoadGgufWeights(decoded, gguf);
+        int[] ids = Enumerable.Range(0, 48).Select(i => (i * 37 + 11) % 256).ToArray();
+        var cpp = LlamaCpp.Logits(gguf, ids);
+        var (diff, ratio) = GgufLlamaCppTests.Compare(cpp, GgufLlamaCppTests.MatqLogits(decoded, ids), ids);
+        using var served = QuantizedModelLoader.Load(artifact, k.Bits);
+        var (_, servedRatio) = GgufLlamaCppTests.Compare(cpp, GgufLlamaCppTests.MatqLogits(served, ids), ids);
+        output.WriteLine(Row($"wide {family.ToLowerInvariant()} (256×512, random) rtn8 per-channel sym ({f.Get("general.architecture")}), embedding/head same type", t, k, gguf, diff, ratio, servedRatio, cpp));
+        Assert.InRange(diff, 0, MaxDiff);
+        Assert.InRange(ratio, 1 - NllTol, 1 + NllTol);
+    }
+
+    private static readonly Dictionary<LlamaFamily, (string Folder, string Artifact)> WideByFamily = [];
+
+    private static (string Folder, string Artifact) WideModel(LlamaFamily family)
+    {
+        lock (WideByFamily)
+        {
+            if (WideByFamily.TryGetValue(family, out var hit)) return hit;
+            var cfg = family switch
+            {
+                LlamaFamily.Qwen2 => new LlamaConfig(256, 512, 2, 4, 256, family, numKvHeads: 2, maxPositionEmbeddings: 128, attentionBias: true),
+                LlamaFamily.Qwen3 => new LlamaConfig(256, 512, 2, 4, 256, family, numKvHeads: 2, headDim: 64, maxPositionEmbeddings: 128),
+                // as the family fixtures: Gemma 2 soft-caps and alternates sliding/full layers, Gemma 3 slides 2 of every 3
+                // (tied, as every Gemma 2: llama.cpp's gemma2 loads no output.weight — an untied one fails to load, even as f32)
+                LlamaFamily.Gemma2 => new LlamaConfig(256, 512, 2, 4, 256, family, numKvHeads: 2, headDim: 64, maxPositionEmbeddings: 128, tieWordEmbeddings: true,
+                    slidingWindow: 16, slidingLayers: [true, false], attnLogitSoftcap: 50, finalLogitSoftcap: 30, queryPreAttnScalar: 64),
+                LlamaFamily.Gemma3 => new LlamaConfig(256, 512, 3, 4, 256, family, numKvHeads: 2, headDim: 64, maxPositionEmbeddings: 128,
+                    slidingWindow: 16, slidingLayers: [true, true, false], queryPreAttnScalar: 64),
+                _ => new LlamaConfig(256, 512, 2, 4, 256, family, maxPositionEmbeddings: 128),
+            };
+            return WideByFamily[family] = BuildWide(cfg, 23);
+        }
+    }
+
+    private static (string Folder, string Artifact) BuildWide(LlamaConfig cfg, int seed)
+    {
+        manual_seed(seed);
+        using var model = new LlamaForCausalLM(cfg);
+        using (no_grad())
+            foreach (var (name, p) in model.named_parameters())
+                if (p.dim() == 2) p.mul_(name.Contains("embed", StringComparison.Ordinal) ? 20f : 4f);
+        var folder = HfFixtures.TempDir();
+        LlamaSaver.Save(model, folder);
+        var result = PipelineFixtures.Quantize(model, PipelineFixtures.Rtn(8, -1, symmetric: true));
+        var path = Path.Combine(HfFixtures.TempDir(), "wide.matq");
+        ArtifactExport.Write(result, model, path);
+        return (folder, path);
     }
 
     private static readonly Lazy<(string Folder, string Artifact)> Wide = new(() =>
