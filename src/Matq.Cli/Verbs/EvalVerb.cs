@@ -1,9 +1,15 @@
 // `matq eval`: sliding-window perplexity and bits per byte of a model on a dataset or text file, as a table.
+// Engines: a .matq is scored on the packed CPU runtime (memory-mapped, r-bit kernels, no TorchSharp: host memory is
+// about the r-bit weights plus the embedding as stored) unless --engine torch, --extra-precision or --device cuda picks
+// the TorchSharp model, which dequantizes every weight to fp32 (host memory about 4 bytes per parameter); float models
+// always run on TorchSharp. Both engines score the same windows and tokens.
 using System.Diagnostics;
 using Matq.Data;
 using Matq.Evaluation;
 using Matq.Loading;
 using Matq.Runtime;
+using Matq.Runtime.Loading;
+using Matq.Runtime.Packed;
 using Matq.Runtime.Plans;
 
 namespace Matq.Cli.Verbs;
@@ -23,6 +29,19 @@ public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null)
     private readonly Option<bool> _extra = CommonOptions.ExtraPrecision();
 
     private readonly Option<string?> _tokenizer = CommonOptions.Tokenizer();
+    private readonly Option<string> _engine = new("--engine")
+    {
+        Description = "auto (packed for a .matq, torch otherwise), packed (memory-mapped r-bit CPU kernels; host memory ≈ r-bit weights + embedding as stored) or torch (fp32 TorchSharp model; ≈ 4 bytes per parameter)",
+        DefaultValueFactory = _ => "auto",
+        HelpName = "auto|packed|torch",
+    };
+    private readonly Option<int> _threads = PackedOptions.Threads();
+    private readonly Option<string> _head = new("--head", "--head-bits")
+    {
+        Description = "Packed engine: the lm_head as stored (fp32: the artifact's head, bf16/f16 kept as stored and widened per tile), or RTN-quantized at load to B bits (groups of 128; a tied embedding shares it)",
+        DefaultValueFactory = _ => "fp32",
+        HelpName = "fp32|B",
+    };
 
     public override string Name => "eval";
     public override string Description => "Perplexity and bits per byte of a language model on SOTU, Moby-Dick or a text file (sliding windows)";
@@ -33,9 +52,10 @@ public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null)
         "matq eval --model models/small --data notes.txt --device cuda --max-tokens 20000",
         "matq eval --model out/tiny-rtn8.matq --bits 8,4,3,2 --data sotu-test",
         "matq eval --model out/tiny-rtn8.matq --plan plan.json --extra-precision",
+        "matq eval --model out/tiny-rtn8.matq --bits 4 --engine torch --device cuda",
     ];
 
-    protected override IEnumerable<Option> Options => [_model, _dataOpt, _context, _stride, _batch, _device, _maxTokens, _bits, _plan, _extra, _tokenizer];
+    protected override IEnumerable<Option> Options => [_model, _dataOpt, _context, _stride, _batch, _device, _maxTokens, _bits, _plan, _extra, _tokenizer, _engine, _threads, _head];
 
     protected override int Execute(ParseResult result)
     {
@@ -54,6 +74,11 @@ public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null)
         if (!Directory.Exists(modelPath) && !File.Exists(modelPath))
             throw new MatqException($"--model {modelPath} does not exist");
         if (plan is not null) BitPlan.Load(plan);
+        int threads = PackedOptions.CheckThreads(result.GetValue(_threads));
+        int? headBits = PackedOptions.ParseHead(result.GetValue(_head)!);
+        if (GenerateVerb.UsePackedEngine(result.GetValue(_engine)!, modelPath, extra, result.GetValue(_device)!))
+            return ExecutePacked(result, options, maxTokens, dataName, modelPath, bitsList, plan, threads, headBits);
+        if (result.GetValue(_head) != "fp32") throw new MatqException("--head applies to the packed engine; drop it with --engine torch or float models");
 
         var device = TorchRuntime.Configure(result.GetValue(_device)).Device;
         EvalSet? set = null;
@@ -94,4 +119,67 @@ public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null)
         Console.Write(table);
         return 0;
     }
+
+    // The packed engine: each --bits row loads the artifact through the memory map (one tensor at a time) and scores it.
+    private int ExecutePacked(ParseResult result, PerplexityOptions options, int? maxTokens, string dataName, string modelPath, int?[] bitsList,
+        string? planPath, int threads, int? headBits)
+    {
+        var serving = new ServingRequest(null, planPath, false, result.GetValue(_tokenizer));
+        var (_, plan) = serving.Resolve();
+        EvalSet? set = null;
+        var table = new Table().Border(TableBorder.Rounded);
+        if (bitsList.Length > 1 || bitsList[0] is not null) table.AddColumn("bits");
+        table.AddColumns("tokens", "NLL (nats)", "loss/token", "perplexity", "bits/byte", "time");
+        string? description = null, caption = null;
+        foreach (var requested in bitsList)
+        {
+            var (bits, _) = new ServingRequest(requested, planPath, false, null).Resolve();
+            var model = PackedLlamaModel.Load(modelPath, new PackedModelOptions { Bits = bits, Plan = plan, HeadBits = headBits });
+            var session = new PackedLlamaSession(model, contextLength: options.Context, threads: threads, activations: PackedActivations.Fp32);
+            if (options.Context > model.MaxPositions)
+                throw new MatqException($"--context {options.Context} exceeds the model's context of {model.MaxPositions} tokens");
+            if (set is null)
+            {
+                var tokenizer = ArtifactSource.LoadArtifactTokenizer(modelPath, model.Metadata, model.Config.VocabSize, serving.Tokenizer);
+                var (label, text) = EvalTexts.Resolve(dataName, _data);
+                set = EvalSet.Tokenize(dataName, label, text, tokenizer, maxTokens);
+                description = Describe(modelPath, model, tokenizer.Name, bitsList.Length > 1, threads);
+            }
+            var (tokens, bytes) = (set.Tokens, set.Bytes);
+            var sw = Stopwatch.StartNew();
+            PerplexityResult r = null!;
+            Console.Progress().AutoClear(true).Start(ctx =>
+            {
+                var task = ctx.AddTask($"scoring {tokens.Length:N0} tokens at {model.Bits} bits (packed)", maxValue: 1);
+                r = Perplexity.EvaluatePacked(session, tokens, bytes, options, (done, total) => { task.MaxValue = total; task.Value = done; });
+            });
+            caption ??= $"{set.Label}, {r.Bytes:N0} UTF-8 bytes, context {options.Context} / stride {options.Stride}, {r.Windows:N0} windows";
+            var cells = new List<string>();
+            if (table.Columns.Count == 7) cells.Add($"{model.Bits}");
+            cells.AddRange([$"{r.Tokens:N0}", $"{r.TotalNll:F1}", $"{r.MeanNll:F4}", $"[bold]{r.Perplexity:F3}[/]", $"[bold]{r.BitsPerByte:F4}[/]",
+                $"{sw.Elapsed.TotalSeconds:F1} s"]);
+            table.AddRow(cells.ToArray());
+        }
+        Console.MarkupLine($"model: {Markup.Escape(description!)}");
+        Console.MarkupLine($"data:  {Markup.Escape(caption!)}");
+        Console.Write(table);
+        return 0;
+    }
+
+    // As the torch engine words it (ModelSource.Describe + the plan note), then the packed engine's own facts.
+    private static string Describe(string path, PackedLlamaModel model, string tokenizer, bool severalBits, int threads)
+    {
+        var c = model.Config;
+        var md = model.Metadata;
+        var name = Path.GetFileName(Path.GetFullPath(path).TrimEnd(Path.DirectorySeparatorChar));
+        var served = severalBits ? "served at the bits below" : $"served at {model.Bits} bits";
+        var quantized = model.Layers.SelectMany(l => l.Linears).Concat(md.Quantized.Any(q => q.Name == "lm_head.weight") ? [model.Head] : []).ToList();
+        int moved = quantized.Count(l => l.Bits != model.Bits);
+        var plan = moved == 0 || severalBits ? "" : $"; plan: {moved} of {quantized.Count} layers at other bits, mean {model.MeanLayerBits:F3} bits/weight";
+        var head = model.Head.Packed is not null ? $"{model.Head.Bits}-bit head" : model.Head.Stored is { } s ? $"{SafetensorsName(s)} head as stored" : "fp32 head";
+        return $"{name}: {c.Family} {c.ParameterCount():N0} params, {c.NumLayers} layers, {md.Algorithm} {md.MasterBits}-bit master {served}, hidden {c.HiddenSize}, vocab {c.VocabSize} ({tokenizer}){plan}"
+            + $"; packed engine (memory-mapped load), {head}, {(threads < 0 ? Environment.ProcessorCount : threads)} thread(s)";
+    }
+
+    private static string SafetensorsName(StoredRows s) => Matq.Formats.Safetensors.SafetensorsDtypes.ToName(s.Dtype).ToLowerInvariant();
 }

@@ -1,7 +1,9 @@
 // `matq generate`: continues a prompt with a model, greedy (--temperature 0) or seeded top-k sampling, streaming text.
 // Engines: a .matq runs on the packed CPU runtime (Matq.Runtime.Packed: r-bit kernels, no TorchSharp) unless
 // --engine torch (or --extra-precision, which the packed layout cannot hold, or --device cuda) picks the TorchSharp model
-// with dequantized weights; float models always run on TorchSharp. A prompt longer than the model's context is refused.
+// with dequantized weights; float models always run on TorchSharp. The packed engine loads the artifact through a
+// memory map, one tensor at a time (host memory ≈ the r-bit weights + the embedding/head as stored); the torch engine
+// holds every weight in fp32. A prompt longer than the model's context is refused.
 using Matq.Loading;
 using Matq.Runtime;
 using Matq.Runtime.Generation;
@@ -92,7 +94,7 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
     }
 
     /// <summary>packed for a .matq unless told otherwise; refuses combinations that cannot run.</summary>
-    private static bool UsePackedEngine(string engine, string path, bool extraPrecision, string device)
+    internal static bool UsePackedEngine(string engine, string path, bool extraPrecision, string device)
     {
         bool artifact = ArtifactSource.IsArtifactFile(path);
         bool cuda = device.Trim().Equals("cuda", StringComparison.OrdinalIgnoreCase);

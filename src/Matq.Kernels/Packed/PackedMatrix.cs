@@ -161,6 +161,37 @@ public sealed class PackedMatrix
         return FromMaster(codes, rows, cols, g == cols ? -1 : g, p.Scales, zeros, bits, bits);
     }
 
+    /// <summary>
+    /// <see cref="FromFloat"/> of a matrix supplied a block of rows at a time (<paramref name="fill"/>(firstRow, rows,
+    /// destination [rows·cols])), so no fp32 copy of the whole matrix exists (e.g. a bf16 lm_head read as stored). The
+    /// quantization is per row (grouped or per-channel), so the result is the same, bit for bit, as FromFloat's.
+    /// </summary>
+    public static PackedMatrix FromFloatRows(int rows, int cols, int bits, int groupSize, Action<int, int, Span<float>> fill, int blockRows = 1024)
+    {
+        ArgumentNullException.ThrowIfNull(fill);
+        ArgumentOutOfRangeException.ThrowIfLessThan(rows, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(cols, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(blockRows, 1);
+        int g = groupSize == -1 || groupSize >= cols ? cols : groupSize;
+        var spec = g == cols ? Quantization.QuantSpec.PerChannel(bits) : Quantization.QuantSpec.Grouped(bits, g);
+        int groups = (cols + g - 1) / g;
+        var codes = new byte[(long)rows * cols];
+        var scales = new float[(long)rows * groups];
+        var zeros = new float[scales.LongLength];
+        var block = new float[(long)Math.Min(blockRows, rows) * cols];
+        for (int r0 = 0; r0 < rows; r0 += blockRows)
+        {
+            int n = Math.Min(blockRows, rows - r0);
+            var w = block.AsSpan(0, n * cols);
+            fill(r0, n, w);
+            var (p, c) = Quantization.AffineQuantizer.QuantizeMatrix(w, n, cols, spec);
+            c.CopyTo(codes.AsSpan((int)((long)r0 * cols), n * cols));
+            p.Scales.AsSpan().CopyTo(scales.AsSpan(r0 * groups, n * groups));
+            for (int i = 0; i < n * groups; i++) zeros[(long)r0 * groups + i] = (float)p.Zeros[i];
+        }
+        return FromMaster(codes, rows, cols, g == cols ? -1 : g, scales, zeros, bits, bits);
+    }
+
     /// <summary>Row <paramref name="o"/> of Ŵ in original column order (scalar; used for embedding lookups from a packed table).</summary>
     public void DequantizeRow(int o, Span<float> dst)
     {
