@@ -74,7 +74,7 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
             var session = new PackedLlamaSession(model, threads: threads, activations: acts[0]);
             var stats = Run(tokenizer, prompt, max, sampling, session.ContextLength,
                 (ids, o, onToken) => PackedTextGenerator.Generate(session, ids, o, onToken).Stats);
-            Console.MarkupLine("[dim]" + Markup.Escape($"packed engine: {model.Config.NumLayers} layers at {model.MeanLayerBits:F2} bits/weight, head {(model.Head.Packed is null ? "fp32" : $"{model.Head.Bits}-bit")}, {PackedOptions.Name(acts[0])} activations, "
+            Console.MarkupLine("[dim]" + Markup.Escape($"packed engine: {model.Config.NumLayers} layers at {model.MeanLayerBits:F2} bits/weight, head {(model.Head.Packed is not null ? $"{model.Head.Bits}-bit" : model.Head.Stored is { } st ? $"{Matq.Formats.Safetensors.SafetensorsDtypes.ToName(st.Dtype).ToLowerInvariant()} as stored" : "fp32")}, {PackedOptions.Name(acts[0])} activations, "
                 + $"{(threads < 0 ? Environment.ProcessorCount : threads)} thread(s); prefill {stats!.PrefillTokensPerSecond:F1} tok/s, decode {stats.DecodeTokensPerSecond:F1} tok/s") + "[/]");
             return 0;
         }

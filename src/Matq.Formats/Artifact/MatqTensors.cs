@@ -169,7 +169,20 @@ public sealed record MatqFloatTensor
     internal static void CheckFiniteRaw(SafetensorsDtype dtype, ReadOnlySpan<byte> data, string what)
     {
         int size = SafetensorsDtypes.SizeOf(dtype), slice = (1 << 16) * size;
+        if (dtype is not (SafetensorsDtype.F32 or SafetensorsDtype.F16 or SafetensorsDtype.BF16))
+        {
+            for (int at = 0; at < data.Length; at += slice)
+                CheckFinite(SafetensorsDtypes.ToFloat32(dtype, data.Slice(at, Math.Min(slice, data.Length - at)), what), what, at / size);
+            return;
+        }
+        // one reused slice buffer: checking a 1 GB embedding must not leave a GB of widened slices to the collector
+        var buffer = new float[1 << 16];
         for (int at = 0; at < data.Length; at += slice)
-            CheckFinite(SafetensorsDtypes.ToFloat32(dtype, data.Slice(at, Math.Min(slice, data.Length - at)), what), what, at / size);
+        {
+            var raw = data.Slice(at, Math.Min(slice, data.Length - at));
+            var values = buffer.AsSpan(0, raw.Length / size);
+            SafetensorsDtypes.ToFloat32(dtype, raw, values);
+            CheckFinite(values, what, at / size);
+        }
     }
 }

@@ -116,8 +116,13 @@ public sealed class PackedLlamaModel
     public static PackedLlamaModel Load(string path, PackedModelOptions? options = null)
     {
         if (!File.Exists(path)) throw new MatqException($"--model {path} does not exist (the packed runtime serves .matq artifacts)");
-        using var mapped = MappedMatqArtifact.Open(path);
-        return Load(mapped, options);
+        PackedLlamaModel model;
+        using (var mapped = MappedMatqArtifact.Open(path))
+            model = Load(mapped, options);
+        // the load's transient arrays (scales read per tensor, the head's codes before packing) go now, not at some
+        // later collection, so the process starts serving at about the size of the model it holds
+        GC.Collect();
+        return model;
     }
 
     /// <summary>Packs an artifact already held in memory (every tensor loaded, floats widened to fp32, by <see cref="MatqArtifact.Open"/>).</summary>

@@ -48,20 +48,31 @@ public sealed class StoredRows
     {
         int rows = Rows, cols = Cols;
         if (x.Length != (long)t * cols || y.Length != (long)t * rows) throw new ArgumentException("x must be [t, cols] and y [t, rows]");
-        var xa = x.ToArray();
-        var ya = new float[(long)t * rows];
-        int tiles = (rows + TileRows - 1) / TileRows;
-        Parallel.For(0, tiles, new ParallelOptions { MaxDegreeOfParallelism = threads }, () => new float[TileRows * cols], (tile, _, w) =>
+        // pooled buffers: a decode step or prefill chunk leaves no garbage behind (host peak stays the weights)
+        var pool = System.Buffers.ArrayPool<float>.Shared;
+        var xa = pool.Rent(t * cols);
+        var ya = pool.Rent(t * rows);
+        try
         {
-            int o0 = tile * TileRows, n = Math.Min(TileRows, rows - o0);
-            RowsTo(o0, n, w);
-            for (int i = 0; i < n; i++)
+            x.CopyTo(xa);
+            int tiles = (rows + TileRows - 1) / TileRows;
+            Parallel.For(0, tiles, new ParallelOptions { MaxDegreeOfParallelism = threads }, () => pool.Rent(TileRows * cols), (tile, _, w) =>
             {
-                var wr = w.AsSpan(i * cols, cols);
-                for (int r = 0; r < t; r++) ya[(long)r * rows + o0 + i] = TensorPrimitives.Dot(wr, xa.AsSpan(r * cols, cols));
-            }
-            return w;
-        }, _ => { });
-        ya.CopyTo(y);
+                int o0 = tile * TileRows, n = Math.Min(TileRows, rows - o0);
+                RowsTo(o0, n, w);
+                for (int i = 0; i < n; i++)
+                {
+                    var wr = w.AsSpan(i * cols, cols);
+                    for (int r = 0; r < t; r++) ya[(long)r * rows + o0 + i] = TensorPrimitives.Dot(wr, xa.AsSpan(r * cols, cols));
+                }
+                return w;
+            }, w => pool.Return(w));
+            ya.AsSpan(0, t * rows).CopyTo(y);
+        }
+        finally
+        {
+            pool.Return(xa);
+            pool.Return(ya);
+        }
     }
 }

@@ -129,6 +129,7 @@ public static class Perplexity
         int vocab = session.Model.Config.VocabSize;
         double total = 0;
         long count = 0;
+        var logits = new float[(long)windows[0].Length * vocab];   // reused: [scored offsets, V]
         for (int wi = 0; wi < windows.Count; wi++)
         {
             cancel.ThrowIfCancellationRequested();
@@ -137,7 +138,7 @@ public static class Perplexity
             var ids = tokens.AsSpan(w.Begin, w.Length);
             session.Reset();
             if (from > 0) session.Forward(ids[..from]);
-            var logits = session.Forward(ids[from..], allLogits: true);   // [Length − from, V]
+            session.Forward(ids[from..], logits.AsSpan(0, (int)((long)(w.Length - from) * vocab)), allLogits: true);
             for (int j = from; j < w.Length; j++)
             {
                 var row = logits.AsSpan((int)((long)(j - from) * vocab), vocab);
