@@ -116,13 +116,8 @@ public sealed class PackedLlamaModel
     public static PackedLlamaModel Load(string path, PackedModelOptions? options = null)
     {
         if (!File.Exists(path)) throw new MatqException($"--model {path} does not exist (the packed runtime serves .matq artifacts)");
-        PackedLlamaModel model;
-        using (var mapped = MappedMatqArtifact.Open(path))
-            model = Load(mapped, options);
-        // the load's transient arrays (scales read per tensor, the head's codes before packing) go now, not at some
-        // later collection, so the process starts serving at about the size of the model it holds
-        GC.Collect();
-        return model;
+        using var mapped = MappedMatqArtifact.Open(path);
+        return Load(mapped, options);
     }
 
     /// <summary>Packs an artifact already held in memory (every tensor loaded, floats widened to fp32, by <see cref="MatqArtifact.Open"/>).</summary>
@@ -136,7 +131,11 @@ public sealed class PackedLlamaModel
     public static PackedLlamaModel Load(MappedMatqArtifact artifact, PackedModelOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(artifact);
-        return Build(new MappedSource(artifact), options);
+        var model = Build(new MappedSource(artifact), options);
+        // the load's transient arrays (scales read per tensor, the head's codes before packing) go now, not at some
+        // later collection, so the process starts serving at about the size of the model it holds
+        GC.Collect();
+        return model;
     }
 
     private static PackedLlamaModel Build(Source artifact, PackedModelOptions? options)
