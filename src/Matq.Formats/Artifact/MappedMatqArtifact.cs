@@ -82,14 +82,15 @@ public sealed class MappedMatqArtifact : IDisposable
             var md = MatqArtifact.ReadMetadata(f);
             var floats = MatqArtifact.FloatTensors(f, md).ToList();
             MemoryMappedFile map;
+            var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
             try
             {
-                map = MemoryMappedFile.CreateFromFile(File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read), null, 0,
-                    MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
+                map = MemoryMappedFile.CreateFromFile(handle, null, 0, MemoryMappedFileAccess.Read, HandleInheritability.None, leaveOpen: false);
             }
             catch (IOException e)
             {
-                throw new MatqException($"{path}: cannot memory-map the artifact ({e.Message.Split('\n')[0]})");
+                handle.Dispose();
+                throw new MatqException($"{path}: cannot memory-map the artifact ({SafeText.Escape(e.Message.Split('\n')[0])})");
             }
             return new MappedMatqArtifact(path, f, map, md, floats);
         }
@@ -163,6 +164,36 @@ public sealed class MappedMatqArtifact : IDisposable
         var d = dtype;
         MatqArtifact.Prefixed(Path, () => { MatqFloatTensor.CheckFiniteRaw(d, raw, $"float tensor {SafeText.Quote(name)}"); return 0; });
         return raw;
+    }
+
+    /// <summary>
+    /// Rows <paramref name="firstRow"/>..firstRow+rows−1 of a 2-D float tensor widened to fp32 into <paramref name="dst"/>
+    /// (positioned reads of just those rows, checked finite), for consumers that go through a table a block of rows at a
+    /// time (an lm_head quantized at load) without holding it.
+    /// </summary>
+    public void ReadRows(string name, int firstRow, int rows, Span<float> dst)
+    {
+        var info = GetFloatInfo(name);
+        if (info.Shape.Length != 2 || firstRow < 0 || rows < 0 || firstRow + rows > info.Shape[0])
+            throw new ArgumentOutOfRangeException(nameof(firstRow), $"rows {firstRow}..{firstRow + rows - 1} of {SafeText.Quote(name)} {info.ShapeText}");
+        int cols = (int)info.Shape[1], size = SafetensorsDtypes.SizeOf(info.Dtype);
+        long offset = (long)firstRow * cols * size;
+        int bytes = checked(rows * cols * size);
+        var values = dst[..(rows * cols)];
+        var pool = System.Buffers.ArrayPool<byte>.Shared;
+        var buffer = pool.Rent(bytes);
+        try
+        {
+            _file.ReadRange(info, offset, buffer.AsSpan(0, bytes));
+            SafetensorsDtypes.ToFloat32(info.Dtype, buffer.AsSpan(0, bytes), values);
+        }
+        finally
+        {
+            pool.Return(buffer);
+        }
+        for (int i = 0; i < values.Length; i++)
+            if (!float.IsFinite(values[i]))
+                throw new MatqException($"{Path}: float tensor {SafeText.Quote(name)} holds {values[i]} at flat index {offset / size + i}; NaN and Inf are not allowed (the model is corrupt or a value overflowed its dtype)");
     }
 
     public void Dispose()

@@ -178,10 +178,6 @@ public sealed class PackedLlamaModel
             var (rows, cols) = artifact.FloatShape(name);
             return new PackedLinear(module, dense!, rows, cols, bias);
         }
-        // RTN at load (--head B): from the fp32 table, or from the stored rows a block at a time (the same codes).
-        static PackedMatrix Quantize(PackedLinear t, int bits, int group) => t.Stored is { } s
-            ? PackedMatrix.FromFloatRows(s.Rows, s.Cols, bits, group, s.RowsTo)
-            : PackedMatrix.FromFloat(t.Dense!, t.Out, t.In, bits, group);
 
         var layers = new List<PackedLlamaLayer>();
         for (int i = 0; i < config.NumLayers; i++)
@@ -201,24 +197,21 @@ public sealed class PackedLlamaModel
             });
         }
 
-        var embedding = Table("model.embed_tokens", null);
+        // A tied model with a packed head looks its embeddings up in that table (one copy of the vocabulary matrix), so
+        // its float table is never held: --head B quantizes it straight from the artifact (RTN at load, as FromFloat).
+        bool embedFromHead = config.TieWordEmbeddings && options.HeadBits is not null;
+        var embedding = embedFromHead ? null : Table("model.embed_tokens", null);
         PackedLinear head;
         if (config.TieWordEmbeddings)
         {
-            head = options.HeadBits is int b ? new PackedLinear("lm_head", Quantize(embedding, b, options.HeadGroup))
-                : embedding.Stored is { } stored ? new PackedLinear("lm_head", stored)
+            head = options.HeadBits is int b ? new PackedLinear("lm_head", artifact.QuantizeRows("model.embed_tokens.weight", b, options.HeadGroup))
+                : embedding!.Stored is { } stored ? new PackedLinear("lm_head", stored)
                 : new PackedLinear("lm_head", embedding.Dense!, config.VocabSize, config.HiddenSize);
         }
-        else
-        {
-            head = artifact.TryGetQuantized("lm_head.weight", out _) ? Linear("lm_head") : Table("lm_head", FOpt("lm_head.bias"));
-            if (head.Packed is null && options.HeadBits is int b)
-                head = new PackedLinear("lm_head", Quantize(head, b, options.HeadGroup));
-        }
-        // A tied model with a packed head looks its embeddings up in that table (one copy of the vocabulary matrix).
-        bool embedFromHead = config.TieWordEmbeddings && head.Packed is not null;
-        return new PackedLlamaModel(config, artifact.Path, md, r, layers, Norm("model.norm.weight"), head,
-            embedFromHead ? null : embedding.Dense, embedFromHead ? null : embedding.Stored);
+        else if (artifact.TryGetQuantized("lm_head.weight", out _)) head = Linear("lm_head");
+        else head = options.HeadBits is int b ? new PackedLinear("lm_head", artifact.QuantizeRows("lm_head.weight", b, options.HeadGroup))
+            : Table("lm_head", FOpt("lm_head.bias"));
+        return new PackedLlamaModel(config, artifact.Path, md, r, layers, Norm("model.norm.weight"), head, embedding?.Dense, embedding?.Stored);
     }
 
     /// <summary>What Build reads: an artifact held in memory, or one memory-mapped and read a tensor at a time.</summary>
@@ -233,6 +226,8 @@ public sealed class PackedLlamaModel
         public abstract float[] Float(string name);
         public abstract (float[]? Dense, StoredRows? Stored) Table(string name);
         public abstract PackedMatrix Pack(MatqQuantizedEntry e, int masterBits, int bits);
+        /// <summary>A float table [rows, cols] RTN-quantized at load to <paramref name="bits"/> (PackedMatrix.FromFloat's codes).</summary>
+        public abstract PackedMatrix QuantizeRows(string name, int bits, int group);
 
         /// <summary>The packed group width (−1 per-channel); side tensors and widths the kernels cannot hold are refused with the fix.</summary>
         protected int PackedGroup(MatqQuantizedEntry e, IReadOnlyList<MatqSideTensor> sides)
@@ -264,6 +259,11 @@ public sealed class PackedLlamaModel
         public override (int Rows, int Cols) FloatShape(string name) => Matrix(a.GetFloat(name).Shape, name);
         public override float[] Float(string name) => a.GetFloat(name).Values;
         public override (float[]? Dense, StoredRows? Stored) Table(string name) => (a.GetFloat(name).Values, null);
+        public override PackedMatrix QuantizeRows(string name, int bits, int group)
+        {
+            var (rows, cols) = FloatShape(name);
+            return PackedMatrix.FromFloat(a.GetFloat(name).Values, rows, cols, bits, group);
+        }
         public override PackedMatrix Pack(MatqQuantizedEntry e, int masterBits, int bits)
         {
             var q = a.GetQuantized(e.Name);
@@ -288,6 +288,12 @@ public sealed class PackedLlamaModel
             var (rows, cols) = Matrix(info.Shape, name);
             var raw = a.ReadStored(name, out var dtype);
             return (null, new StoredRows(dtype, rows, cols, raw));
+        }
+        // a block of rows at a time from the file (FromFloatRows = FromFloat, bit for bit): the table is never held whole
+        public override PackedMatrix QuantizeRows(string name, int bits, int group)
+        {
+            var (rows, cols) = FloatShape(name);
+            return PackedMatrix.FromFloatRows(rows, cols, bits, group, (first, n, dst) => a.ReadRows(name, first, n, dst));
         }
         public override PackedMatrix Pack(MatqQuantizedEntry e, int masterBits, int bits)
         {
