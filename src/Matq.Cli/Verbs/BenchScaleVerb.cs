@@ -117,7 +117,8 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb(console)
         var sw = new Stopwatch();
         void Begin()
         {
-            GC.Collect();
+            // aggressive: the heap the previous stage freed is decommitted, so it is not counted in this stage's peak
+            GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
             HostMemory.ResetPeak();
             gpu?.Reset();
             sw.Restart();
@@ -172,6 +173,7 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb(console)
 
             Begin();
             var written = ArtifactExport.Write(run, stream.Model, artifactPath, null, stream.ReadSource);
+            run = null!;   // RTN's codes (1 byte per weight) are done with once written
             checkpoint?.Delete();
             End("write artifact", Format.Bytes(written.Bytes));
             stream.Dispose();
