@@ -199,12 +199,15 @@ public sealed class PackedMatrix
         var ts = new float[(long)tiles * groups * TileRows];
         var tb = new float[ts.LongLength];
         var block = new float[(long)Math.Min(blockRows, rows) * cols];
+        var blockCodes = new byte[block.LongLength];   // reused: QuantizeMatrix's codes, without a new array per block
         for (int r0 = 0; r0 < rows; r0 += blockRows)
         {
             int n = Math.Min(blockRows, rows - r0);
             var w = block.AsSpan(0, n * cols);
             fill(r0, n, w);
-            var (p, codes) = Quantization.AffineQuantizer.QuantizeMatrix(w, n, cols, spec);
+            var p = Quantization.AffineQuantizer.ComputeParams(w, n, cols, spec);
+            var codes = blockCodes.AsSpan(0, n * cols);
+            Quantization.AffineQuantizer.Quantize(w, p, codes);
             long tileBase = (long)(r0 / TileRows) * cpr * cb;
             PackTiles(codes, n, cols, width, data, tileBase, 0, 0);
             for (int l = 0; l < n; l++)
