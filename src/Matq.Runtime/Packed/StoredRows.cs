@@ -1,7 +1,9 @@
 // Contract: a float matrix [Rows, Cols] kept in the dtype the artifact stores it in (BF16 or F16; 2 bytes a value)
 // instead of widened to fp32: the embedding table and an unquantized lm_head of a memory-mapped load. Rows are widened
 // to fp32 only where they are used: one row per embedding lookup, a tile of rows at a time in the head's matrix-vector
-// product. Widening bf16/f16 to fp32 is exact, so every value the kernels see is the one the fp32 table would hold.
+// product. Widening bf16/f16 to fp32 is exact, so every value the kernels see is the one the fp32 table would hold, and
+// each output is TensorPrimitives.Dot of the same row and x as the fp32 kernels compute: the same bits, since Dot's
+// result does not depend on where the row lies in memory (System.Numerics.Tensors ≥ 9: dotnet/runtime#106166).
 using System.Numerics.Tensors;
 using Matq.Formats.Safetensors;
 
