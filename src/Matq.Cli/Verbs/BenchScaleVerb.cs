@@ -79,7 +79,8 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb<BenchScaleSettin
         var sw = new Stopwatch();
         void Begin()
         {
-            GC.Collect();
+            // aggressive: the heap the previous stage freed is decommitted, so it is not counted in this stage's peak
+            GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
             HostMemory.ResetPeak();
             gpu?.Reset();
             sw.Restart();
@@ -134,17 +135,28 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb<BenchScaleSettin
 
             Begin();
             var written = ArtifactExport.Write(run, stream.Model, artifactPath, null, stream.ReadSource);
+            run = null!;   // RTN's codes (1 byte per weight) are done with once written
             checkpoint?.Delete();
             End("write artifact", Format.Bytes(written.Bytes));
             stream.Dispose();
 
             Begin();
             double nll;
-            using (var served = QuantizedModelLoader.LoadServed(artifactPath, master, device))
+            string engine;
+            if (device.type == DeviceType.CPU)
             {
-                nll = MeanNll(served.Model, evalTokens, info.Config.VocabSize, seed, device);
+                // as `matq eval` on the CPU: the packed runtime, loaded through the memory map one tensor at a time
+                var packed = Matq.Runtime.Packed.PackedLlamaModel.Load(artifactPath, new Matq.Runtime.Packed.PackedModelOptions { Bits = master });
+                nll = MeanNllPacked(packed, evalTokens, seed);
+                engine = "packed, memory-mapped";
             }
-            End("eval artifact", $"{master}-bit, {evalTokens} tokens, mean NLL {nll:F3} (random weights: ≈ ln vocab {Math.Log(info.Config.VocabSize):F2})");
+            else
+            {
+                using var served = QuantizedModelLoader.LoadServed(artifactPath, master, device);
+                nll = MeanNll(served.Model, evalTokens, info.Config.VocabSize, seed, device);
+                engine = "torch, fp32 weights";
+            }
+            End("eval artifact", $"{master}-bit ({engine}), {evalTokens} tokens, mean NLL {nll:F3} (random weights: ≈ ln vocab {Math.Log(info.Config.VocabSize):F2})");
 
             Report(shape, layers, info, method, master, config.GroupSize, device.ToString(), written.Bytes, stages, outMd);
             return 0;
@@ -186,6 +198,34 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb<BenchScaleSettin
             var logits = model.forward(ids);
             var loss = nn.functional.cross_entropy(logits[0, ..^1].to(ScalarType.Float32), ids[0, 1..], reduction: nn.Reduction.Sum);
             sum += loss.to(ScalarType.Float64).item<double>();
+            count += len - 1;
+        }
+        return sum / Math.Max(1, count);
+    }
+
+    // MeanNll through the packed runtime (fp32 activations, the head as stored): the same random windows
+    private static double MeanNllPacked(Matq.Runtime.Packed.PackedLlamaModel model, int tokens, int seed)
+    {
+        int vocab = model.Config.VocabSize;
+        var rng = new Random(seed + 1);
+        var session = new Matq.Runtime.Packed.PackedLlamaSession(model, contextLength: Math.Min(256, model.MaxPositions));
+        double sum = 0;
+        long count = 0;
+        for (int start = 0; start < tokens; start += 256)
+        {
+            int len = Math.Min(256, tokens - start);
+            if (len < 2) break;
+            var ids = Enumerable.Range(0, len).Select(_ => rng.Next(vocab)).ToArray();
+            session.Reset();
+            var logits = session.Forward(ids.AsSpan(0, len - 1), allLogits: true);
+            for (int j = 0; j < len - 1; j++)
+            {
+                var row = logits.AsSpan(j * vocab, vocab);
+                float max = System.Numerics.Tensors.TensorPrimitives.Max(row);
+                double e = 0;
+                foreach (float v in row) e += Math.Exp(v - (double)max);
+                sum += Math.Log(e) + max - row[ids[j + 1]];
+            }
             count += len - 1;
         }
         return sum / Math.Max(1, count);

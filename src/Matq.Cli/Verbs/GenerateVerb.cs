@@ -1,7 +1,9 @@
 // `matq generate`: continues a prompt with a model, greedy (--temperature 0) or seeded top-k sampling, streaming text.
 // Engines: a .matq runs on the packed CPU runtime (Matq.Runtime.Packed: r-bit kernels, no TorchSharp) unless
 // --engine torch (or --extra-precision, which the packed layout cannot hold, or --device cuda) picks the TorchSharp model
-// with dequantized weights; float models always run on TorchSharp. A prompt longer than the model's context is refused.
+// with dequantized weights; float models always run on TorchSharp. The packed engine loads the artifact through a
+// memory map, one tensor at a time (host memory ≈ the r-bit weights + the embedding/head as stored); the torch engine
+// holds every weight in fp32. A prompt longer than the model's context is refused.
 using Matq.Runtime.Generation;
 
 namespace Matq.Cli.Verbs;
@@ -55,7 +57,7 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb<GenerateSettings>(
             var session = new PackedLlamaSession(model, threads: threads, activations: activations);
             var stats = Run(tokenizer, prompt, max, sampling, session.ContextLength,
                 (ids, o, onToken) => PackedTextGenerator.Generate(session, ids, o, onToken).Stats);
-            Console.MarkupLine("[dim]" + Markup.Escape($"packed engine: {model.Config.NumLayers} layers at {model.MeanLayerBits:F2} bits/weight, head {(model.Head.Packed is null ? "fp32" : $"{model.Head.Bits}-bit")}, {PackedOptions.Name(activations)} activations, "
+            Console.MarkupLine("[dim]" + Markup.Escape($"packed engine: {model.Config.NumLayers} layers at {model.MeanLayerBits:F2} bits/weight, head {(model.Head.Packed is not null ? $"{model.Head.Bits}-bit" : model.Head.Stored is { } st ? $"{Matq.Formats.Safetensors.SafetensorsDtypes.ToName(st.Dtype).ToLowerInvariant()} as stored" : "fp32")}, {PackedOptions.Name(activations)} activations, "
                 + $"{(threads < 0 ? Environment.ProcessorCount : threads)} thread(s); prefill {stats!.PrefillTokensPerSecond:F1} tok/s, decode {stats.DecodeTokensPerSecond:F1} tok/s") + "[/]");
             return 0;
         }
@@ -75,7 +77,7 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb<GenerateSettings>(
     }
 
     /// <summary>packed for a .matq unless told otherwise; refuses combinations that cannot run.</summary>
-    private static bool UsePackedEngine(string engine, string path, bool extraPrecision, string device)
+    internal static bool UsePackedEngine(string engine, string path, bool extraPrecision, string device)
     {
         bool artifact = ArtifactSource.IsArtifactFile(path);
         bool cuda = device.Trim().Equals("cuda", StringComparison.OrdinalIgnoreCase);
