@@ -45,7 +45,7 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<int?> _layers = new("--layers") { Description = "Keep only the first N decoder layers (quick runs); default: all of the shape's", HelpName = "N" };
     private readonly Option<int> _calibN = new("--calib-n") { Description = "Calibration windows (random token ids) for methods that calibrate", DefaultValueFactory = _ => 32, HelpName = "N" };
     private readonly Option<int> _calibLen = new("--calib-len") { Description = "Tokens per calibration window", DefaultValueFactory = _ => 512, HelpName = "L" };
-    private readonly Option<int> _evalTokens = new("--eval-tokens") { Description = "Tokens the eval stage runs through the artifact's model (windows of 256)", DefaultValueFactory = _ => 512, HelpName = "N" };
+    private readonly Option<int> _evalTokens = new("--eval-tokens") { Description = "Tokens the eval stage runs through the artifact's model (windows of 256); 0 skips the eval stage (it loads the artifact whole, not streamed)", DefaultValueFactory = _ => 512, HelpName = "N" };
     private readonly Option<int?> _threads = new("--threads") { Description = "CPU threads for torch (default: torch's own)", HelpName = "N" };
     private readonly Option<string?> _out = new("--out") { Description = "Also write the table as markdown to this file", HelpName = "FILE.md" };
     private readonly Option<int> _seed = CommonOptions.Seed();
@@ -98,7 +98,7 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb(console)
             throw new MatqException($"--method {method}{(options.TryGetValue("base", out var b) ? " with base " + b : "")} trains the whole model resident, so it has no block-streamed run to measure; bench a PTQ method (rtn, gptq, athena, omniquant, matquant with base athena|omniquant)");
         int calibN = result.GetValue(_calibN), calibLen = result.GetValue(_calibLen), evalTokens = result.GetValue(_evalTokens), seed = result.GetValue(_seed);
         if (calibN < 1 || calibLen < 2) throw new MatqException($"--calib-n {calibN} / --calib-len {calibLen}: at least 1 window of 2 tokens");
-        if (evalTokens < 2) throw new MatqException($"--eval-tokens {evalTokens}: at least 2");
+        if (evalTokens is < 2 and not 0) throw new MatqException($"--eval-tokens {evalTokens}: 0 (no eval stage) or at least 2");
         var outMd = result.GetValue(_out);
         var workOpt = result.GetValue(_work);
         bool tempWork = workOpt is null;
@@ -126,7 +126,8 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb(console)
         {
             if (device.type == DeviceType.CUDA) torch.cuda.synchronize();
             stages.Add(new Stage(name, sw.Elapsed.TotalSeconds, HostMemory.PeakBytes(), gpu?.Peak, note));
-            Console.MarkupLine($"[grey]{Markup.Escape(name)}: {sw.Elapsed.TotalSeconds:F1} s[/]");
+            var peak = stages[^1].HostPeak is long p ? $", peak host RSS {Format.Bytes(p)}" : "";
+            Console.MarkupLine($"[grey]{Markup.Escape(name)}: {sw.Elapsed.TotalSeconds:F1} s{peak}[/]");
         }
 
         var checkpointDir = Path.Combine(work, "checkpoint");
@@ -176,13 +177,16 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb(console)
             End("write artifact", Format.Bytes(written.Bytes));
             stream.Dispose();
 
-            Begin();
-            double nll;
-            using (var served = QuantizedModelLoader.LoadServed(artifactPath, master, device))
+            if (evalTokens > 0)
             {
-                nll = MeanNll(served.Model, evalTokens, info.Config.VocabSize, seed, device);
+                Begin();
+                double nll;
+                using (var served = QuantizedModelLoader.LoadServed(artifactPath, master, device))
+                {
+                    nll = MeanNll(served.Model, evalTokens, info.Config.VocabSize, seed, device);
+                }
+                End("eval artifact", $"{master}-bit, {evalTokens} tokens, mean NLL {nll:F3} (random weights: ≈ ln vocab {Math.Log(info.Config.VocabSize):F2})");
             }
-            End("eval artifact", $"{master}-bit, {evalTokens} tokens, mean NLL {nll:F3} (random weights: ≈ ln vocab {Math.Log(info.Config.VocabSize):F2})");
 
             Report(shape, layers, info, method, master, config.GroupSize, device.ToString(), written.Bytes, stages, outMd);
             return 0;
