@@ -164,9 +164,10 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb(console)
             // as `matq quantize` does: block-walking methods keep a checkpoint per block, which also holds the finished
             // blocks' codes (offloaded from memory) until the artifact is written
             var checkpoint = algorithm.SupportsResume ? QuantizationCheckpoint.Create(artifactPath, QuantizationCheckpoint.RunSettings(algorithm, stream.Model, seed)) : null;
+            using var spill = checkpoint is null ? new CodeSpill(artifactPath) : null;   // rtn: its codes, as `matq quantize` does
             var context = new QuantizationContext(stream.Model, device, registration.NeedsCalibration ? () => new CalibrationTokens(windows) : null, seed,
                 e => { if (e.Kind == QuantizationEventKind.BlockDone) Console.MarkupLine($"[grey]  block {e.Block + 1}/{e.BlockCount} ({sw.Elapsed.TotalSeconds:F1} s)[/]"); })
-            { Blocks = stream, Checkpoint = checkpoint };
+            { Blocks = stream, Checkpoint = checkpoint, CodeSpill = spill };
             var run = QuantizationRunner.Run(algorithm, context);
             End("calibrate + quantize", $"{run.Layers.Count} linears, {blocks} blocks, {sw.Elapsed.TotalSeconds / Math.Max(1, blocks):F2} s/block"
                 + (registration.NeedsCalibration ? $", {calibN}×{calibLen} tokens" : ""));

@@ -211,10 +211,20 @@ public sealed class SafetensorsFile : IDisposable
     {
         if (destination.Length != t.ByteLength)
             throw new ArgumentException($"destination holds {destination.Length} bytes, tensor {SafeText.Quote(t.Name)} has {t.ByteLength}");
+        ReadRange(t, 0, destination);
+    }
+
+    /// <summary>Bytes [offset, offset + destination.Length) of tensor <paramref name="t"/>'s data (slice-wise reads of a
+    /// tensor too large to hold twice).</summary>
+    public void ReadRange(SafetensorsTensorInfo t, long offset, Span<byte> destination)
+    {
+        ArgumentNullException.ThrowIfNull(t);
+        if (offset < 0 || offset > t.ByteLength || destination.Length > t.ByteLength - offset)
+            throw new ArgumentOutOfRangeException(nameof(offset), $"bytes [{offset}, {offset + destination.Length}) lie outside tensor {SafeText.Quote(t.Name)}'s {t.ByteLength}");
         int read = 0;
         while (read < destination.Length)
         {
-            int n = RandomAccess.Read(_handle, destination[read..], t.Begin + read);
+            int n = RandomAccess.Read(_handle, destination[read..], t.Begin + offset + read);
             if (n == 0) throw new MatqException($"{Path}: tensor {SafeText.Quote(t.Name)} ends past the end of the file; the file is truncated");
             read += n;
         }

@@ -57,7 +57,7 @@ public sealed class RtnAlgorithm : QuantizationAlgorithm
             {
                 context.Cancellation.ThrowIfCancellationRequested();
                 var result = Quantize(layer.Name, layer.Weight);
-                results.Add(result);
+                results.Add(context.CodeSpill is { } spill ? spill.Offload(result) : result);
                 progress.LayerDone(block.Key, result.Report);
             }
             progress.BlockDone(block.Key);
