@@ -43,7 +43,7 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb<BenchScaleSettin
     private readonly Option<int?> _layers = new("--layers") { Description = "Keep only the first N decoder layers (quick runs); default: all of the shape's", HelpName = "N" };
     private readonly Option<int> _calibN = new("--calib-n") { Description = "Calibration windows (random token ids) for methods that calibrate", DefaultValueFactory = _ => 32, HelpName = "N" };
     private readonly Option<int> _calibLen = new("--calib-len") { Description = "Tokens per calibration window", DefaultValueFactory = _ => 512, HelpName = "L" };
-    private readonly Option<int> _evalTokens = new("--eval-tokens") { Description = "Tokens the eval stage runs through the artifact's model (windows of 256)", DefaultValueFactory = _ => 512, HelpName = "N" };
+    private readonly Option<int> _evalTokens = new("--eval-tokens") { Description = "Tokens the eval stage runs through the artifact's model (windows of 256); 0 skips the eval stage (it loads the artifact whole, not streamed)", DefaultValueFactory = _ => 512, HelpName = "N" };
     private readonly Option<int?> _threads = new("--threads") { Description = "CPU threads for torch (default: torch's own)", HelpName = "N" };
     private readonly Option<string?> _out = new("--out") { Description = "Also write the table as markdown to this file", HelpName = "FILE.md" };
     private readonly Option<int> _seed = CommonOptions.Seed();
@@ -89,7 +89,8 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb<BenchScaleSettin
         {
             if (device.type == DeviceType.CUDA) torch.cuda.synchronize();
             stages.Add(new Stage(name, sw.Elapsed.TotalSeconds, HostMemory.PeakBytes(), gpu?.Peak, note));
-            Console.MarkupLine($"[grey]{Markup.Escape(name)}: {sw.Elapsed.TotalSeconds:F1} s[/]");
+            var peak = stages[^1].HostPeak is long p ? $", peak host RSS {Format.Bytes(p)}" : "";
+            Console.MarkupLine($"[grey]{Markup.Escape(name)}: {sw.Elapsed.TotalSeconds:F1} s{peak}[/]");
         }
 
         var checkpointDir = Path.Combine(work, "checkpoint");
@@ -126,9 +127,10 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb<BenchScaleSettin
             // as `matq quantize` does: block-walking methods keep a checkpoint per block, which also holds the finished
             // blocks' codes (offloaded from memory) until the artifact is written
             var checkpoint = algorithm.SupportsResume ? QuantizationCheckpoint.Create(artifactPath, QuantizationCheckpoint.RunSettings(algorithm, stream.Model, seed)) : null;
+            using var spill = checkpoint is null ? new CodeSpill(artifactPath) : null;   // rtn: its codes, as `matq quantize` does
             var context = new QuantizationContext(stream.Model, device, registration.NeedsCalibration ? () => new CalibrationTokens(windows) : null, seed,
                 e => { if (e.Kind == QuantizationEventKind.BlockDone) Console.MarkupLine($"[grey]  block {e.Block + 1}/{e.BlockCount} ({sw.Elapsed.TotalSeconds:F1} s)[/]"); })
-            { Blocks = stream, Checkpoint = checkpoint };
+            { Blocks = stream, Checkpoint = checkpoint, CodeSpill = spill };
             var run = QuantizationRunner.Run(algorithm, context);
             End("calibrate + quantize", $"{run.Layers.Count} linears, {blocks} blocks, {sw.Elapsed.TotalSeconds / Math.Max(1, blocks):F2} s/block"
                 + (registration.NeedsCalibration ? $", {calibN}×{calibLen} tokens" : ""));
@@ -140,23 +142,26 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb<BenchScaleSettin
             End("write artifact", Format.Bytes(written.Bytes));
             stream.Dispose();
 
-            Begin();
-            double nll;
-            string engine;
-            if (device.type == DeviceType.CPU)
+            if (evalTokens > 0)
             {
-                // as `matq eval` on the CPU: the packed runtime, loaded through the memory map one tensor at a time
-                var packed = Matq.Runtime.Packed.PackedLlamaModel.Load(artifactPath, new Matq.Runtime.Packed.PackedModelOptions { Bits = master });
-                nll = MeanNllPacked(packed, evalTokens, seed);
-                engine = "packed, memory-mapped";
+                Begin();
+                double nll;
+                string engine;
+                if (device.type == DeviceType.CPU)
+                {
+                    // as `matq eval` on the CPU: the packed runtime, loaded through the memory map one tensor at a time
+                    var packed = Matq.Runtime.Packed.PackedLlamaModel.Load(artifactPath, new Matq.Runtime.Packed.PackedModelOptions { Bits = master });
+                    nll = MeanNllPacked(packed, evalTokens, seed);
+                    engine = "packed, memory-mapped";
+                }
+                else
+                {
+                    using var served = QuantizedModelLoader.LoadServed(artifactPath, master, device);
+                    nll = MeanNll(served.Model, evalTokens, info.Config.VocabSize, seed, device);
+                    engine = "torch, fp32 weights";
+                }
+                End("eval artifact", $"{master}-bit ({engine}), {evalTokens} tokens, mean NLL {nll:F3} (random weights: ≈ ln vocab {Math.Log(info.Config.VocabSize):F2})");
             }
-            else
-            {
-                using var served = QuantizedModelLoader.LoadServed(artifactPath, master, device);
-                nll = MeanNll(served.Model, evalTokens, info.Config.VocabSize, seed, device);
-                engine = "torch, fp32 weights";
-            }
-            End("eval artifact", $"{master}-bit ({engine}), {evalTokens} tokens, mean NLL {nll:F3} (random weights: ≈ ln vocab {Math.Log(info.Config.VocabSize):F2})");
 
             Report(shape, layers, info, method, master, config.GroupSize, device.ToString(), written.Bytes, stages, outMd);
             return 0;
@@ -302,7 +307,7 @@ public sealed record BenchScaleSettings(string Shape, string Method, string Bits
         if (!AlgorithmRegistry.Create(config).Streams)
             throw new MatqException($"--method {Method}{(config.Options.TryGetValue("base", out var b) ? " with base " + b : "")} trains the whole model resident, so it has no block-streamed run to measure; bench a PTQ method (rtn, gptq, athena, omniquant, matquant with base athena|omniquant)");
         if (CalibN < 1 || CalibLen < 2) throw new MatqException($"--calib-n {CalibN} / --calib-len {CalibLen}: at least 1 window of 2 tokens");
-        if (EvalTokens < 2) throw new MatqException($"--eval-tokens {EvalTokens}: at least 2");
+        if (EvalTokens is < 2 and not 0) throw new MatqException($"--eval-tokens {EvalTokens}: 0 (no eval stage) or at least 2");
         if (Work is not null) OutputPaths.CheckWorkFolder(Work, "--work");
         if (Out is not null) OutputPaths.CheckFile(Out, "--out", Work);
         if (Threads is < 1) throw new MatqException($"--threads {Threads}: at least 1");

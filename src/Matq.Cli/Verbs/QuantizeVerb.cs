@@ -160,6 +160,8 @@ public sealed class QuantizeVerb : Verb<QuantizeSettings>
             return CalibrationTokens.Sample(ids, calibN, calibLen, seed);
         }
 
+        // a streamed method without a checkpoint (rtn) keeps its finished codes in a temp file beside --out, not in memory
+        using var spill = streamed && checkpoint is null ? new CodeSpill(outPath) : null;
         using var cts = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cts.Cancel(); };
         System.Console.CancelKeyPress += onCancel;
@@ -172,7 +174,7 @@ public sealed class QuantizeVerb : Verb<QuantizeSettings>
             {
                 var task = ctx.AddTask($"{registration.Name} {config.Bits}-bit", maxValue: 1);
                 var context = new QuantizationContext(model, device, registration.NeedsCalibration ? Calibration : null, seed,
-                    e => { OnEvent(task, e); _observe?.Invoke(e); }, cts.Token) { Checkpoint = checkpoint, Blocks = stream };
+                    e => { OnEvent(task, e); _observe?.Invoke(e); }, cts.Token) { Checkpoint = checkpoint, Blocks = stream, CodeSpill = spill };
                 run = QuantizationRunner.Run(algorithm, context);
                 task.Description = "writing artifact";
                 written = ArtifactExport.Write(run, model, outPath, tokenizerFolder, floats);

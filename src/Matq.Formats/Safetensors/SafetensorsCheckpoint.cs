@@ -137,6 +137,13 @@ public sealed partial class SafetensorsCheckpoint : IDisposable
 
     public byte[] ReadBytes(string name) => FileOf(name).ReadBytes(name);
 
+    /// <summary>Bytes [offset, offset + destination.Length) of tensor <paramref name="name"/>'s data.</summary>
+    public void ReadRange(string name, long offset, Span<byte> destination)
+    {
+        var f = FileOf(name);
+        f.ReadRange(f.Get(name), offset, destination);
+    }
+
     private SafetensorsFile FileOf(string name) =>
         _byTensor.TryGetValue(name, out var f) ? f
             : throw new MatqException($"{Source}: tensor {SafeText.Quote(name)} is missing from the checkpoint");

@@ -50,8 +50,17 @@ public static class SafetensorsDtypes
     /// <summary>Widens any float dtype to fp32 (bf16 is the top half of an fp32; f16 via Half).</summary>
     public static float[] ToFloat32(SafetensorsDtype dtype, ReadOnlySpan<byte> raw, string tensorName)
     {
+        var result = new float[raw.Length / SizeOf(dtype)];
+        ToFloat32(dtype, raw, result, tensorName);
+        return result;
+    }
+
+    /// <summary>Widens <paramref name="raw"/> into the first raw.Length / size(dtype) elements of <paramref name="result"/>
+    /// (a reused buffer: no allocation).</summary>
+    public static void ToFloat32(SafetensorsDtype dtype, ReadOnlySpan<byte> raw, Span<float> result, string tensorName)
+    {
         int n = raw.Length / SizeOf(dtype);
-        var result = new float[n];
+        if (result.Length < n) throw new ArgumentException($"the destination holds {result.Length} values, {n} are needed", nameof(result));
         switch (dtype)
         {
             case SafetensorsDtype.F32:
@@ -72,7 +81,6 @@ public static class SafetensorsDtypes
             default:
                 throw new MatqException($"tensor {SafeText.Quote(tensorName)} has dtype {ToName(dtype)}, expected a float type (F32, F16, BF16, F64)");
         }
-        return result;
     }
 
     /// <summary>Widens F32/F16/BF16 values into <paramref name="dst"/> (as <see cref="ToFloat32(SafetensorsDtype, ReadOnlySpan{byte}, string)"/>,

@@ -211,22 +211,16 @@ public sealed class SafetensorsFile : IDisposable
     {
         if (destination.Length != t.ByteLength)
             throw new ArgumentException($"destination holds {destination.Length} bytes, tensor {SafeText.Quote(t.Name)} has {t.ByteLength}");
-        int read = 0;
-        while (read < destination.Length)
-        {
-            int n = RandomAccess.Read(_handle, destination[read..], t.Begin + read);
-            if (n == 0) throw new MatqException($"{Path}: tensor {SafeText.Quote(t.Name)} ends past the end of the file; the file is truncated");
-            read += n;
-        }
+        ReadRange(t, 0, destination);
     }
 
-    /// <summary>Reads <paramref name="destination"/>.Length bytes of tensor <paramref name="t"/> from byte
-    /// <paramref name="offset"/> of its data (positioned reads; never past the tensor's end).</summary>
+    /// <summary>Bytes [offset, offset + destination.Length) of tensor <paramref name="t"/>'s data (slice-wise reads of a
+    /// tensor too large to hold twice).</summary>
     public void ReadRange(SafetensorsTensorInfo t, long offset, Span<byte> destination)
     {
         ArgumentNullException.ThrowIfNull(t);
-        if (offset < 0 || offset + destination.Length > t.ByteLength)
-            throw new ArgumentOutOfRangeException(nameof(offset), $"bytes {offset}..{offset + destination.Length} lie outside tensor {SafeText.Quote(t.Name)} ({t.ByteLength} bytes)");
+        if (offset < 0 || offset > t.ByteLength || destination.Length > t.ByteLength - offset)
+            throw new ArgumentOutOfRangeException(nameof(offset), $"bytes [{offset}, {offset + destination.Length}) lie outside tensor {SafeText.Quote(t.Name)}'s {t.ByteLength}");
         int read = 0;
         while (read < destination.Length)
         {

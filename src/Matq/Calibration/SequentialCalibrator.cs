@@ -91,8 +91,13 @@ public static class SequentialCalibrator
                 try
                 {
                     for (int gi = 0; gi < SharedInputGroups.Count; gi++)
+                    {
                         foreach (var local in wanted[gi])
                             Install(Name(layer, local), i, layer.GetLinear(local), accumulators[gi]!, quantize);
+                        // a group's Hessian is freed as soon as its linears are done (down_proj's alone is 822 MB at 8B)
+                        accumulators[gi]?.Dispose();
+                        accumulators[gi] = null;
+                    }
                 }
                 finally
                 {

@@ -108,7 +108,8 @@ public static class LlamaLoader
     }
 
     /// <summary>One tensor from disk as [shape] in <paramref name="dtype"/> on <paramref name="device"/>, checked finite.</summary>
-    internal static Tensor ReadTensor(SafetensorsCheckpoint ckpt, string name, long[] shape, Device device, ScalarType dtype)
+    internal static Tensor ReadTensor(SafetensorsCheckpoint ckpt, string name, long[] shape, Device device, ScalarType dtype,
+        long sliceBytes = ReadSliceBytes)
     {
         var info = ckpt.Get(name);
         if (!info.Shape.SequenceEqual(shape))
@@ -121,16 +122,54 @@ public static class LlamaLoader
             SafetensorsDtype.F64 => ScalarType.Float64,
             _ => throw new MatqException($"{ckpt.Source}: tensor '{name}' has dtype {SafetensorsDtypes.ToName(info.Dtype)}, expected F32, F16 or BF16"),
         };
+        // Read in slices of at most ReadSliceBytes through one host buffer, each converted into place: memory is the
+        // result plus one slice (read whole, an 8B embedding widened to fp32 held its bytes three times over).
         using var scope = NewDisposeScope();
-        var host = empty(shape, dtype: diskType);
-        host.bytes = ckpt.ReadBytes(name);
-        long bad = CountNonFinite(host);
+        var result = empty(shape, dtype: dtype, device: device);
+        long count = result.numel();
+        if (count == 0) return result.MoveToOuterDisposeScope();
+        int size = SafetensorsDtypes.SizeOf(info.Dtype);
+        long slice = Math.Clamp(sliceBytes / size, 1, count);
+        var flat = result.view(-1);
+        var buffer = empty(slice, dtype: diskType);
+        long bad = 0, overflowed = 0;
+        for (long at = 0; at < count; at += slice)
+        {
+            using var sliceScope = NewDisposeScope();
+            long len = Math.Min(slice, count - at);
+            var part = buffer.narrow(0, 0, len);
+            ckpt.ReadRange(name, at * size, part.bytes);
+            bad += CountNonFinite(part);
+            if (bad > 0) continue;   // reported below, before any conversion is judged
+            var dest = flat.narrow(0, at, len);
+            dest.copy_(part);
+            if (dtype != diskType) overflowed += CountNonFinite(dest);
+        }
         if (bad > 0)
             throw new MatqException($"{ckpt.Source}: tensor '{name}' holds {bad} NaN/Inf value(s) (the checkpoint is corrupt or diverged; re-export it)");
-        var result = host.to(dtype, device);
-        if (dtype != diskType && CountNonFinite(result) > 0)
-            throw new MatqException($"{ckpt.Source}: tensor '{name}' overflows {dtype} (max |w| = {host.abs().max().to(ScalarType.Float64).item<double>():G4}); load it in float32");
+        if (overflowed > 0)
+            throw new MatqException($"{ckpt.Source}: tensor '{name}' overflows {dtype} (max |w| = {MaxAbs(ckpt, name, diskType, count, size):G4}); load it in float32");
         return result.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Bytes per slice of <see cref="ReadTensor"/> (tests pass smaller slices).</summary>
+    internal const long ReadSliceBytes = 64L << 20;
+
+    // max |w| of a finite tensor as stored (the overflow message; read again slice by slice)
+    private static double MaxAbs(SafetensorsCheckpoint ckpt, string name, ScalarType diskType, long count, int size)
+    {
+        using var scope = NewDisposeScope();
+        long slice = Math.Min(count, ReadSliceBytes / size);
+        var buffer = empty(slice, dtype: diskType);
+        double max = 0;
+        for (long at = 0; at < count; at += slice)
+        {
+            long len = Math.Min(slice, count - at);
+            var part = buffer.narrow(0, 0, len);
+            ckpt.ReadRange(name, at * size, part.bytes);
+            max = Math.Max(max, part.abs().max().to(ScalarType.Float64).item<double>());
+        }
+        return max;
     }
 
     private static long CountNonFinite(Tensor t) => t.numel() == 0 ? 0 : isfinite(t).logical_not().sum().item<long>();

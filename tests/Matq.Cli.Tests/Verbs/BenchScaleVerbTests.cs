@@ -46,6 +46,7 @@ public sealed class BenchScaleVerbTests
     [InlineData("--shape llama-3.2-1b --layers 17", "--layers 17 is out of range for llama-3.2-1b: 1..16")]
     [InlineData("--shape mistral-7b --method matquant --bits 8,4,2 --option base=qat", "--method matquant with base qat trains the whole model resident")]
     [InlineData("--shape mistral-7b --method nope", "--method 'nope' is not known")]
+    [InlineData("--shape llama-3.2-1b --eval-tokens 1", "--eval-tokens 1: 0 (no eval stage) or at least 2")]
     public void Bad_options_are_one_line_before_anything_is_written(string args, string message)
     {
         var dir = Directory.CreateTempSubdirectory("matq-scale-bad-").FullName;

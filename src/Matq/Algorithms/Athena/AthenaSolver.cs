@@ -55,18 +55,33 @@ public static class AthenaSolver
         int g = spec.EffectiveGroupSize(n);
         int groups = (n + g - 1) / g;
 
-        Tensor rtn = TensorAffineQuantizer.Quantize(w0, spec).Dequantize();             // RTN baseline [out, in]
-        double rtnError = HessianError(w0 - rtn, h0);
+        double rtnError;
+        using (var rtnScope = NewDisposeScope())
+        {
+            Tensor rtn = TensorAffineQuantizer.Quantize(w0, spec).Dequantize();         // RTN baseline [out, in]
+            rtnError = HessianError(w0 - rtn, h0);
+        }
 
-        // Dead inputs, then the processing order (act-order: descending diag H; ties keep column order).
-        Tensor hFixed = h0.clone();
+        // Dead inputs, then the processing order (act-order: descending diag H; ties keep column order). H is copied
+        // only when it has dead inputs to fix, and every [n, n] copy is freed once factorised: beside the caller's H
+        // the solve then holds U and, while factorising, at most two more [n, n] buffers (HessianFactorizer.Factor).
         Tensor w = w0.clone();                                                         // dead columns zeroed
-        int dead = HessianFactorizer.FixDeadInputs(hFixed, w);
+        bool anyDead;
+        using (var diagZero = h0.diagonal().eq(0))
+        using (var any = diagZero.any())
+            anyDead = any.item<bool>();
+        Tensor hFixed = anyDead ? h0.clone() : h0;                                     // FixDeadInputs changes nothing else
+        int dead = anyDead ? HessianFactorizer.FixDeadInputs(hFixed, w) : 0;
         int[] order = config.ActOrder ? DescendingOrder(hFixed.diagonal()) : Enumerable.Range(0, n).ToArray();
         Tensor perm = tensor(order.Select(i => (long)i).ToArray(), dtype: ScalarType.Int64, device: w0.device);
-        Tensor hp = config.ActOrder ? hFixed.index_select(0, perm).index_select(1, perm) : hFixed;
+        Tensor hp = hFixed;
+        if (config.ActOrder)
+            using (var rowsPermuted = hFixed.index_select(0, perm))
+                hp = rowsPermuted.index_select(1, perm);
         Tensor wp = config.ActOrder ? w.index_select(1, perm) : w;                     // [out, in] in processing order
         HessianFactor factor = HessianFactorizer.Factor(layer, hp, config.PercDamp, config.MaxDampRetries, dead);
+        if (!ReferenceEquals(hp, h0)) hp.Dispose();
+        if (!ReferenceEquals(hFixed, h0) && !ReferenceEquals(hFixed, hp)) hFixed.Dispose();
 
         // Static grid (act-order, per-tensor): min-max parameters of the unpermuted weights; else filled during the pass.
         bool dynamic = !config.ActOrder && spec.Granularity != Granularity.PerTensor;

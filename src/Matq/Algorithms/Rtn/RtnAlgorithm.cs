@@ -52,14 +52,17 @@ public sealed class RtnAlgorithm : QuantizationAlgorithm
         foreach (var block in selected.GroupBy(s => s.Block))
         {
             progress.BlockStarted(block.Key);
-            using var held = context.Hold(block.Key);
-            foreach (var layer in block)
+            using (context.Hold(block.Key))
             {
-                context.Cancellation.ThrowIfCancellationRequested();
-                var result = Quantize(layer.Name, layer.Weight);
-                results.Add(result);
-                progress.LayerDone(block.Key, result.Report);
+                foreach (var layer in block)
+                {
+                    context.Cancellation.ThrowIfCancellationRequested();
+                    var result = Quantize(layer.Name, layer.Weight);
+                    results.Add(context.CodeSpill is { } spill ? spill.Offload(result) : result);
+                    progress.LayerDone(block.Key, result.Report);
+                }
             }
+            if (context.Blocks is not null) Runtime.HostMemoryRelease.AfterBlock();   // streamed: the block's buffers back to the OS
             progress.BlockDone(block.Key);
         }
         return results;

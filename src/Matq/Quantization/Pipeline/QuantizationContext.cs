@@ -114,6 +114,10 @@ public sealed class QuantizationContext
     /// resumes from (<see cref="QuantizationAlgorithm.SupportsResume"/>); null = no checkpoint.</summary>
     public QuantizationCheckpoint? Checkpoint { get; init; }
 
+    /// <summary>Where a method without a checkpoint (rtn) offloads each finished linear's codes; null = they stay in
+    /// memory (1 byte per weight). Methods with a checkpoint offload to it instead.</summary>
+    public CodeSpill? CodeSpill { get; init; }
+
     /// <summary>Set when the model is block-streamed (<see cref="LlamaBlockStream"/>): only held blocks hold weights, so
     /// an algorithm must <see cref="Hold"/> each block it reads; null = the whole model is resident.</summary>
     public LlamaBlockStream? Blocks { get; init; }

@@ -60,6 +60,7 @@ public static class SequentialQuantization
                 for (int k = 0; k < offloaded.Count; k++) results[blockStart + k] = offloaded[k];
             }
             blockStart = results.Count;
+            Runtime.HostMemoryRelease.AfterBlock();   // the block's freed buffers back to the OS before the next is held
             if (block == b) progress.BlockDone(b);
         }, hold: context.Hold);
         return results;
