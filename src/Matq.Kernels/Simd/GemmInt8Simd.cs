@@ -4,7 +4,8 @@
 // Per tile of 16 rows and per group, blocks of up to KBlock chunks are decoded once into the 8-bit tile layout (u8
 // codes; Reference/PackedTile16, r = 8: byte 64s + 4l + b = code 4s + b of lane l; the 8-bit width is read in place),
 // then every block of 4 activation rows runs over the decoded codes with rows in int32 lanes (one weight load shared by
-// 4 tokens), leaving each token's exact group dot D_g in its lane; the epilogue is the GEMV's per-lane fp32 sequence
+// 4 tokens), leaving each token's exact group dot D_g in its lane (the Avx512 path decodes a whole tile first and keeps
+// every group's dots and the fp32 sums of 4 tokens in registers); the epilogue is the GEMV's per-lane fp32 sequence
 // A ← fma(Scale, D_g, A), B ← fma(Bias, X_g, B), y = s_t·(A + B). So the packed weights are read from memory once per
 // call, whatever T is. Integer paths over the decoded codes:
 //   Vnni      AVX-VNNI, 256-bit vpdpbusd of u8 codes (≤ 255) × 4 broadcast s8 activations into int32 (no saturation);
@@ -90,6 +91,7 @@ public static unsafe class GemmInt8Simd
     {
         int t = a.Rows, gpr = w.GroupsPerRow, cpg = w.ChunksPerGroup, cpr = w.ChunksPerRow, cb = w.ChunkBytes, lp = a.Stride;
         bool wide = TW.Bits > 4;   // codes above 15: vpmaddubsw paths split them into nibbles
+        if (path == Int8KernelPath.Avx512) { TilesAvx512<TW>(w, a, y, t0, t1); return; }
         var dbuf = ArrayPool<int>.Shared.Rent(t * 16);
         var fbuf = ArrayPool<float>.Shared.Rent(t * 32 + 16);
         var ubuf = ArrayPool<byte>.Shared.Rent(KBlock * 512 + 64);
@@ -127,11 +129,6 @@ public static unsafe class GemmInt8Simd
                                 case Int8KernelPath.Vnni:
                                     for (; r + 4 <= t; r += 4) Vnni4(u, n, xk + (long)r * lp, lp, d + 16 * r);
                                     for (; r < t; r++) Vnni1(u, n, xk + (long)r * lp, d + 16 * r);
-                                    break;
-                                case Int8KernelPath.Avx512:
-                                    for (; r + 4 <= t; r += 4)
-                                        if (wide) Avx512Wide4(u, n, xk + (long)r * lp, lp, d + 16 * r); else Avx512Narrow4(u, n, xk + (long)r * lp, lp, d + 16 * r);
-                                    for (; r < t; r++) Avx512One(u, n, xk + (long)r * lp, d + 16 * r, wide);
                                     break;
                                 case Int8KernelPath.Avx2:
                                     for (; r + 4 <= t; r += 4) Avx2Four(u, n, xk + (long)r * lp, lp, d + 16 * r, wide);
@@ -255,6 +252,7 @@ public static unsafe class GemmInt8Simd
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Dp(Vector256<int> acc, Vector256<byte> u, Vector256<sbyte> x) => AvxVnni.MultiplyWideningAndAdd(acc, u, x);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Vnni4(byte* u, int n, sbyte* x, int lp, int* d)
     {
         Vector256<int> a0 = Vector256.Load(d), b0 = Vector256.Load(d + 8), a1 = Vector256.Load(d + 16), b1 = Vector256.Load(d + 24),
@@ -279,6 +277,7 @@ public static unsafe class GemmInt8Simd
         a2.Store(d + 32); b2.Store(d + 40); a3.Store(d + 48); b3.Store(d + 56);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Vnni1(byte* u, int n, sbyte* x, int* d)
     {
         Vector256<int> a = Vector256.Load(d), b = Vector256.Load(d + 8);
@@ -298,79 +297,174 @@ public static unsafe class GemmInt8Simd
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<int> Fold512(Vector512<short> s, short by) => Avx512BW.MultiplyAddAdjacent(s, Vector512.Create(by));
 
-    // codes ≤ 15: a chunk's 8 sub-steps in int16 (≤ 30480), folded once per chunk
-    private static void Avx512Narrow4(byte* u, int n, sbyte* x, int lp, int* d)
+    // The Avx512 path: a tile's codes are decoded once into u8 (whole rows of the tile, cpr·512 B), then for each block
+    // of 4 activation rows every group's dots stay in registers and fold at once into per-token fp32 A and B (16 lanes
+    // each, the reference's fma sequence), so nothing per group goes through memory.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void TilesAvx512<TW>(PackedMatrix w, Int8ActivationRows a, float* y, int t0, int t1) where TW : struct, IPackedWidth
     {
-        Vector512<int> a0 = Vector512.Load(d), a1 = Vector512.Load(d + 16), a2 = Vector512.Load(d + 32), a3 = Vector512.Load(d + 48);
-        sbyte* x1 = x + lp, x2 = x1 + lp, x3 = x2 + lp;
-        for (int c = 0; c < n; c++, u += 512)
+        int t = a.Rows, gpr = w.GroupsPerRow, cpg = w.ChunksPerGroup, cpr = w.ChunksPerRow, cb = w.ChunkBytes, lp = a.Stride;
+        var ubuf = TW.Bits == 8 ? null : ArrayPool<byte>.Shared.Rent(cpr * 512 + 64);
+        var outv = stackalloc float[16 * 4];
+        try
         {
-            Vector512<short> s0 = default, s1 = default, s2 = default, s3 = default;
-            for (int s = 0; s < 8; s++)
+            fixed (byte* data = w.Data, ub0 = ubuf)
+            fixed (sbyte* xs = a.Codes)
+            fixed (int* gsum = a.GroupSums)
+            fixed (float* sc = w.Scales, bi = w.Biases, rs = a.Scales)
             {
-                var v = Vector512.Load(u + 64 * s);
-                int o = 32 * c + 4 * s;
-                s0 += Mul512(v, X512(x + o));
-                s1 += Mul512(v, X512(x1 + o));
-                s2 += Mul512(v, X512(x2 + o));
-                s3 += Mul512(v, X512(x3 + o));
-            }
-            a0 += Fold512(s0, 1); a1 += Fold512(s1, 1); a2 += Fold512(s2, 1); a3 += Fold512(s3, 1);
-        }
-        a0.Store(d); a1.Store(d + 16); a2.Store(d + 32); a3.Store(d + 48);
-    }
-
-    // 8-bit codes: low and high nibbles summed apart in int16 (≤ 30480 each), the high sums folded ×16
-    private static void Avx512Wide4(byte* u, int n, sbyte* x, int lp, int* d)
-    {
-        Vector512<int> a0 = Vector512.Load(d), a1 = Vector512.Load(d + 16), a2 = Vector512.Load(d + 32), a3 = Vector512.Load(d + 48);
-        sbyte* x1 = x + lp, x2 = x1 + lp, x3 = x2 + lp;
-        var m = Vector512.Create((byte)0x0F);
-        for (int c = 0; c < n; c++, u += 512)
-        {
-            Vector512<short> l0 = default, l1 = default, l2 = default, l3 = default, h0 = default, h1 = default, h2 = default, h3 = default;
-            for (int s = 0; s < 8; s++)
-            {
-                var v = Vector512.Load(u + 64 * s);
-                var lo = v & m;
-                var hi = Avx512BW.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & m;
-                int o = 32 * c + 4 * s;
-                var xv = X512(x + o);
-                l0 += Mul512(lo, xv); h0 += Mul512(hi, xv);
-                xv = X512(x1 + o);
-                l1 += Mul512(lo, xv); h1 += Mul512(hi, xv);
-                xv = X512(x2 + o);
-                l2 += Mul512(lo, xv); h2 += Mul512(hi, xv);
-                xv = X512(x3 + o);
-                l3 += Mul512(lo, xv); h3 += Mul512(hi, xv);
-            }
-            a0 += Fold512(l0, 1) + Fold512(h0, 16); a1 += Fold512(l1, 1) + Fold512(h1, 16);
-            a2 += Fold512(l2, 1) + Fold512(h2, 16); a3 += Fold512(l3, 1) + Fold512(h3, 16);
-        }
-        a0.Store(d); a1.Store(d + 16); a2.Store(d + 32); a3.Store(d + 48);
-    }
-
-    private static void Avx512One(byte* u, int n, sbyte* x, int* d, bool wide)
-    {
-        var a = Vector512.Load(d);
-        var m = Vector512.Create((byte)0x0F);
-        for (int c = 0; c < n; c++, u += 512)
-        {
-            Vector512<short> l = default, h = default;
-            for (int s = 0; s < 8; s++)
-            {
-                var v = Vector512.Load(u + 64 * s);
-                var xv = X512(x + 32 * c + 4 * s);
-                if (wide)
+                byte* ub = (byte*)(((nint)ub0 + 63) & ~(nint)63);
+                for (int tile = t0; tile < t1; tile++)
                 {
-                    l += Mul512(v & m, xv);
-                    h += Mul512(Avx512BW.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & m, xv);
+                    byte* tp = data + tile * w.TileBytes, u = tp;
+                    if (TW.Bits != 8)
+                    {
+                        for (int c = 0; c < cpr; c++) DecodeU8<TW>(tp + (long)c * cb, ub + 512 * c);
+                        u = ub;
+                    }
+                    float* s = sc + (long)tile * gpr * 16, b = bi + (long)tile * gpr * 16;
+                    int rows = Math.Min(16, w.Rows - tile * 16);
+                    for (int r = 0; r < t; r += 4)
+                    {
+                        int nt = Math.Min(4, t - r);
+                        if (nt == 4)
+                        {
+                            if (TW.Bits > 4) Avx512Wide4(u, xs + (long)r * lp, lp, s, b, gsum + r * gpr, gpr, cpg, cpr, outv);
+                            else Avx512Narrow4(u, xs + (long)r * lp, lp, s, b, gsum + r * gpr, gpr, cpg, cpr, outv);
+                        }
+                        else
+                            for (int j = 0; j < nt; j++)
+                                Avx512One(u, xs + (long)(r + j) * lp, s, b, gsum + (r + j) * gpr, gpr, cpg, cpr, outv + 16 * j, TW.Bits > 4);
+                        for (int j = 0; j < nt; j++)
+                        {
+                            float* yr = y + (long)(r + j) * w.Rows + tile * 16;
+                            var o = Vector512.Create(rs[r + j]) * Vector512.Load(outv + 16 * j);
+                            if (rows == 16) o.Store(yr);
+                            else { o.Store(outv + 16 * j); for (int i = 0; i < rows; i++) yr[i] = outv[16 * j + i]; }
+                        }
+                    }
                 }
-                else l += Mul512(v, xv);
             }
-            a += wide ? Fold512(l, 1) + Fold512(h, 16) : Fold512(l, 1);
         }
-        a.Store(d);
+        finally
+        {
+            if (ubuf is not null) ArrayPool<byte>.Shared.Return(ubuf);
+        }
+    }
+
+    // A ← fma(Scale, D, A), B ← fma(Bias, X, B) on 16 lanes
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Fold(Vector512<int> d, int gs, Vector512<float> sv, Vector512<float> bv, ref Vector512<float> av, ref Vector512<float> bacc)
+    {
+        av = Vector512.FusedMultiplyAdd(sv, Vector512.ConvertToSingle(d), av);
+        bacc = Vector512.FusedMultiplyAdd(bv, Vector512.Create((float)gs), bacc);
+    }
+
+    // codes ≤ 15, 4 activation rows: a chunk's 8 sub-steps in int16 (≤ 8·2·15·127 = 30480), folded once per chunk;
+    // out[j][16] = A + B of row j (before its scale s_j)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Avx512Narrow4(byte* u, sbyte* x, int lp, float* s, float* b, int* gs, int gpr, int cpg, int cpr, float* out4)
+    {
+        Vector512<float> A0 = default, A1 = default, A2 = default, A3 = default, B0 = default, B1 = default, B2 = default, B3 = default;
+        sbyte* x1 = x + lp, x2 = x1 + lp, x3 = x2 + lp;
+        for (int g = 0, c = 0; g < gpr; g++, s += 16, b += 16)
+        {
+            Vector512<int> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (int c1 = Math.Min(c + cpg, cpr); c < c1; c++)
+            {
+                byte* q = u + 512 * c;
+                Vector512<short> s0 = default, s1 = default, s2 = default, s3 = default;
+                for (int k = 0; k < 8; k++)
+                {
+                    var v = Vector512.Load(q + 64 * k);
+                    int o = 32 * c + 4 * k;
+                    s0 += Mul512(v, X512(x + o));
+                    s1 += Mul512(v, X512(x1 + o));
+                    s2 += Mul512(v, X512(x2 + o));
+                    s3 += Mul512(v, X512(x3 + o));
+                }
+                a0 += Fold512(s0, 1); a1 += Fold512(s1, 1); a2 += Fold512(s2, 1); a3 += Fold512(s3, 1);
+            }
+            var sv = Vector512.Load(s);
+            var bv = Vector512.Load(b);
+            Fold(a0, gs[g], sv, bv, ref A0, ref B0);
+            Fold(a1, gs[gpr + g], sv, bv, ref A1, ref B1);
+            Fold(a2, gs[2 * gpr + g], sv, bv, ref A2, ref B2);
+            Fold(a3, gs[3 * gpr + g], sv, bv, ref A3, ref B3);
+        }
+        (A0 + B0).Store(out4); (A1 + B1).Store(out4 + 16); (A2 + B2).Store(out4 + 32); (A3 + B3).Store(out4 + 48);
+    }
+
+    // 8-bit codes, 4 activation rows: low and high nibbles summed apart in int16 (≤ 30480 each), the high sums folded ×16
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Avx512Wide4(byte* u, sbyte* x, int lp, float* s, float* b, int* gs, int gpr, int cpg, int cpr, float* out4)
+    {
+        Vector512<float> A0 = default, A1 = default, A2 = default, A3 = default, B0 = default, B1 = default, B2 = default, B3 = default;
+        sbyte* x1 = x + lp, x2 = x1 + lp, x3 = x2 + lp;
+        var m = Vector512.Create((byte)0x0F);
+        for (int g = 0, c = 0; g < gpr; g++, s += 16, b += 16)
+        {
+            Vector512<int> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (int c1 = Math.Min(c + cpg, cpr); c < c1; c++)
+            {
+                byte* q = u + 512 * c;
+                Vector512<short> l0 = default, l1 = default, l2 = default, l3 = default, h0 = default, h1 = default, h2 = default, h3 = default;
+                for (int k = 0; k < 8; k++)
+                {
+                    var v = Vector512.Load(q + 64 * k);
+                    var lo = v & m;
+                    var hi = Avx512BW.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & m;
+                    int o = 32 * c + 4 * k;
+                    var xv = X512(x + o);
+                    l0 += Mul512(lo, xv); h0 += Mul512(hi, xv);
+                    xv = X512(x1 + o);
+                    l1 += Mul512(lo, xv); h1 += Mul512(hi, xv);
+                    xv = X512(x2 + o);
+                    l2 += Mul512(lo, xv); h2 += Mul512(hi, xv);
+                    xv = X512(x3 + o);
+                    l3 += Mul512(lo, xv); h3 += Mul512(hi, xv);
+                }
+                a0 += Fold512(l0, 1) + Fold512(h0, 16); a1 += Fold512(l1, 1) + Fold512(h1, 16);
+                a2 += Fold512(l2, 1) + Fold512(h2, 16); a3 += Fold512(l3, 1) + Fold512(h3, 16);
+            }
+            var sv = Vector512.Load(s);
+            var bv = Vector512.Load(b);
+            Fold(a0, gs[g], sv, bv, ref A0, ref B0);
+            Fold(a1, gs[gpr + g], sv, bv, ref A1, ref B1);
+            Fold(a2, gs[2 * gpr + g], sv, bv, ref A2, ref B2);
+            Fold(a3, gs[3 * gpr + g], sv, bv, ref A3, ref B3);
+        }
+        (A0 + B0).Store(out4); (A1 + B1).Store(out4 + 16); (A2 + B2).Store(out4 + 32); (A3 + B3).Store(out4 + 48);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Avx512One(byte* u, sbyte* x, float* s, float* b, int* gs, int gpr, int cpg, int cpr, float* out1, bool wide)
+    {
+        Vector512<float> A = default, B = default;
+        var m = Vector512.Create((byte)0x0F);
+        for (int g = 0, c = 0; g < gpr; g++, s += 16, b += 16)
+        {
+            Vector512<int> acc = default;
+            for (int c1 = Math.Min(c + cpg, cpr); c < c1; c++)
+            {
+                byte* q = u + 512 * c;
+                Vector512<short> l = default, h = default;
+                for (int k = 0; k < 8; k++)
+                {
+                    var v = Vector512.Load(q + 64 * k);
+                    var xv = X512(x + 32 * c + 4 * k);
+                    if (wide)
+                    {
+                        l += Mul512(v & m, xv);
+                        h += Mul512(Avx512BW.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & m, xv);
+                    }
+                    else l += Mul512(v, xv);
+                }
+                acc += wide ? Fold512(l, 1) + Fold512(h, 16) : Fold512(l, 1);
+            }
+            Fold(acc, gs[g], Vector512.Load(s), Vector512.Load(b), ref A, ref B);
+        }
+        (A + B).Store(out1);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -380,6 +474,7 @@ public static unsafe class GemmInt8Simd
     private static Vector256<int> Fold256(Vector256<short> s, short by) => Avx2.MultiplyAddAdjacent(s, Vector256.Create(by));
 
     // the Avx512 arithmetic on halves (lanes 0..7: bytes 0..31; 8..15: bytes 32..63); r = 8 folds each product at once
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Avx2Four(byte* u, int n, sbyte* x, int lp, int* d, bool wide)
     {
         Vector256<int> a0 = Vector256.Load(d), b0 = Vector256.Load(d + 8), a1 = Vector256.Load(d + 16), b1 = Vector256.Load(d + 24),
@@ -429,6 +524,7 @@ public static unsafe class GemmInt8Simd
         a2.Store(d + 32); b2.Store(d + 40); a3.Store(d + 48); b3.Store(d + 56);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Avx2One(byte* u, int n, sbyte* x, int* d, bool wide)
     {
         Vector256<int> a = Vector256.Load(d), b = Vector256.Load(d + 8);
@@ -454,6 +550,7 @@ public static unsafe class GemmInt8Simd
     }
 
     // portable: code byte b of each int32 lane widened, times its activation, added (|code·q| ≤ 255·127)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Portable(byte* u, int n, sbyte* x, int* d)
     {
         Vector128<int> a0 = Vector128.Load(d), a1 = Vector128.Load(d + 4), a2 = Vector128.Load(d + 8), a3 = Vector128.Load(d + 12);
