@@ -1,13 +1,12 @@
 // Contract: the prefill GEMM with int8 activations, Y[t, o] for T activation rows prepared by Int8ActivationRows (each
 // row quantized on its own, as the integer GEMV quantizes one), bit-identical to GemmInt8Reference — which is the
 // integer GEMV's reference (GemvInt8Reference) applied row by row — and so to GemvInt8Simd run token by token.
-// Per tile of 16 rows and per group, blocks of up to KBlock chunks are decoded once into the 8-bit tile layout (u8
-// codes; Reference/PackedTile16, r = 8: byte 64s + 4l + b = code 4s + b of lane l; the 8-bit width is read in place),
-// then every block of 4 activation rows runs over the decoded codes with rows in int32 lanes (one weight load shared by
-// 4 tokens), leaving each token's exact group dot D_g in its lane (the Avx512 path decodes a whole tile first and keeps
-// every group's dots and the fp32 sums of 4 tokens in registers); the epilogue is the GEMV's per-lane fp32 sequence
-// A ← fma(Scale, D_g, A), B ← fma(Bias, X_g, B), y = s_t·(A + B). So the packed weights are read from memory once per
-// call, whatever T is. Integer paths over the decoded codes:
+// Per tile of 16 rows, the codes are decoded once into the 8-bit tile layout (u8 codes; Reference/PackedTile16, r = 8:
+// byte 64s + 4l + b = code 4s + b of lane l; the 8-bit width is read in place), then each block of activation rows (4 on
+// the 512-bit path, 2 on the 256-bit ones) runs over them with rows in int32 lanes — one weight load feeds every row of
+// the block — keeping each row's exact group dot D_g and its fp32 sums in registers; the epilogue is the GEMV's
+// per-lane fp32 sequence A ← fma(Scale, D_g, A), B ← fma(Bias, X_g, B), y = s_t·(A + B). So the packed weights are read
+// from memory once per call, whatever T is. Integer paths over the decoded codes:
 //   Vnni      AVX-VNNI, 256-bit vpdpbusd of u8 codes (≤ 255) × 4 broadcast s8 activations into int32 (no saturation);
 //   Avx512    AVX-512BW, 512-bit vpmaddubsw into int16 + vpmaddwd into int32. Codes ≤ 15 (r ≤ 4): a chunk's 8
 //             sub-steps summed in int16 (≤ 8·2·15·127 = 30480) then folded; r = 8: the low and high nibbles of each
@@ -85,13 +84,14 @@ public static unsafe class GemmInt8Simd
         }
     }
 
-    // The width table's entry point (Packed/PackedWidths): tiles t0..t1 of one width TW.
+    // The width table's entry point (Packed/PackedWidths): tiles t0..t1 of one width TW. The SIMD paths run whole-tile
+    // loops below; the portable one decodes blocks of KBlock chunks per group and sums through memory.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Tiles<TW>(PackedMatrix w, Int8ActivationRows a, Int8KernelPath path, float* y, int t0, int t1) where TW : struct, IPackedWidth
     {
         int t = a.Rows, gpr = w.GroupsPerRow, cpg = w.ChunksPerGroup, cpr = w.ChunksPerRow, cb = w.ChunkBytes, lp = a.Stride;
-        bool wide = TW.Bits > 4;   // codes above 15: vpmaddubsw paths split them into nibbles
         if (path == Int8KernelPath.Avx512) { TilesAvx512<TW>(w, a, y, t0, t1); return; }
+        if (path is Int8KernelPath.Vnni or Int8KernelPath.Avx2) { TilesAvx256<TW>(w, a, path == Int8KernelPath.Vnni, y, t0, t1); return; }
         var dbuf = ArrayPool<int>.Shared.Rent(t * 16);
         var fbuf = ArrayPool<float>.Shared.Rent(t * 32 + 16);
         var ubuf = ArrayPool<byte>.Shared.Rent(KBlock * 512 + 64);
@@ -123,21 +123,7 @@ public static unsafe class GemmInt8Simd
                                 u = ub;
                             }
                             sbyte* xk = xs + 32 * kb;
-                            int r = 0;
-                            switch (path)
-                            {
-                                case Int8KernelPath.Vnni:
-                                    for (; r + 4 <= t; r += 4) Vnni4(u, n, xk + (long)r * lp, lp, d + 16 * r);
-                                    for (; r < t; r++) Vnni1(u, n, xk + (long)r * lp, d + 16 * r);
-                                    break;
-                                case Int8KernelPath.Avx2:
-                                    for (; r + 4 <= t; r += 4) Avx2Four(u, n, xk + (long)r * lp, lp, d + 16 * r, wide);
-                                    for (; r < t; r++) Avx2One(u, n, xk + (long)r * lp, d + 16 * r, wide);
-                                    break;
-                                default:
-                                    for (; r < t; r++) Portable(u, n, xk + (long)r * lp, d + 16 * r);
-                                    break;
-                            }
+                            for (int r = 0; r < t; r++) Portable(u, n, xk + (long)r * lp, d + 16 * r);
                         }
                         float* s = sc + ((long)tile * gpr + g) * 16, b = bi + ((long)tile * gpr + g) * 16;
                         for (int r = 0; r < t; r++) Epilogue(s, b, d + 16 * r, gsum[r * gpr + g], acc + 32 * r);
@@ -252,45 +238,6 @@ public static unsafe class GemmInt8Simd
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Dp(Vector256<int> acc, Vector256<byte> u, Vector256<sbyte> x) => AvxVnni.MultiplyWideningAndAdd(acc, u, x);
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Vnni4(byte* u, int n, sbyte* x, int lp, int* d)
-    {
-        Vector256<int> a0 = Vector256.Load(d), b0 = Vector256.Load(d + 8), a1 = Vector256.Load(d + 16), b1 = Vector256.Load(d + 24),
-                       a2 = Vector256.Load(d + 32), b2 = Vector256.Load(d + 40), a3 = Vector256.Load(d + 48), b3 = Vector256.Load(d + 56);
-        sbyte* x1 = x + lp, x2 = x1 + lp, x3 = x2 + lp;
-        for (int c = 0; c < n; c++, u += 512)
-            for (int s = 0; s < 8; s++)
-            {
-                var v0 = Vector256.Load(u + 64 * s);
-                var v1 = Vector256.Load(u + 64 * s + 32);
-                int o = 32 * c + 4 * s;
-                var xv = X256(x + o);
-                a0 = Dp(a0, v0, xv); b0 = Dp(b0, v1, xv);
-                xv = X256(x1 + o);
-                a1 = Dp(a1, v0, xv); b1 = Dp(b1, v1, xv);
-                xv = X256(x2 + o);
-                a2 = Dp(a2, v0, xv); b2 = Dp(b2, v1, xv);
-                xv = X256(x3 + o);
-                a3 = Dp(a3, v0, xv); b3 = Dp(b3, v1, xv);
-            }
-        a0.Store(d); b0.Store(d + 8); a1.Store(d + 16); b1.Store(d + 24);
-        a2.Store(d + 32); b2.Store(d + 40); a3.Store(d + 48); b3.Store(d + 56);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Vnni1(byte* u, int n, sbyte* x, int* d)
-    {
-        Vector256<int> a = Vector256.Load(d), b = Vector256.Load(d + 8);
-        for (int c = 0; c < n; c++, u += 512)
-            for (int s = 0; s < 8; s++)
-            {
-                var xv = X256(x + 32 * c + 4 * s);
-                a = Dp(a, Vector256.Load(u + 64 * s), xv);
-                b = Dp(b, Vector256.Load(u + 64 * s + 32), xv);
-            }
-        a.Store(d); b.Store(d + 8);
-    }
-
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<short> Mul512(Vector512<byte> u, Vector512<sbyte> x) => Avx512BW.MultiplyAddAdjacent(u, x);
 
@@ -350,6 +297,163 @@ public static unsafe class GemmInt8Simd
         {
             if (ubuf is not null) ArrayPool<byte>.Shared.Return(ubuf);
         }
+    }
+
+    // The 256-bit paths (AVX-VNNI vpdpbusd, AVX2 vpmaddubsw): the structure of TilesAvx512 with 2 activation rows per
+    // block, each row's 16 lanes in two 8-lane halves (bytes 0..31 and 32..63 of a sub-step): 4 int32 dots and 8 fp32
+    // sums in registers (16 ymm registers suffice for VNNI).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void TilesAvx256<TW>(PackedMatrix w, Int8ActivationRows a, bool vnni, float* y, int t0, int t1) where TW : struct, IPackedWidth
+    {
+        int t = a.Rows, gpr = w.GroupsPerRow, cpg = w.ChunksPerGroup, cpr = w.ChunksPerRow, cb = w.ChunkBytes, lp = a.Stride;
+        bool wide = TW.Bits > 4;
+        var ubuf = TW.Bits == 8 ? null : ArrayPool<byte>.Shared.Rent(cpr * 512 + 64);
+        var outv = stackalloc float[16 * 2];
+        try
+        {
+            fixed (byte* data = w.Data, ub0 = ubuf)
+            fixed (sbyte* xs = a.Codes)
+            fixed (int* gsum = a.GroupSums)
+            fixed (float* sc = w.Scales, bi = w.Biases, rs = a.Scales)
+            {
+                byte* ub = (byte*)(((nint)ub0 + 63) & ~(nint)63);
+                for (int tile = t0; tile < t1; tile++)
+                {
+                    byte* tp = data + tile * w.TileBytes, u = tp;
+                    if (TW.Bits != 8)
+                    {
+                        for (int c = 0; c < cpr; c++) DecodeU8<TW>(tp + (long)c * cb, ub + 512 * c);
+                        u = ub;
+                    }
+                    float* s = sc + (long)tile * gpr * 16, b = bi + (long)tile * gpr * 16;
+                    int rows = Math.Min(16, w.Rows - tile * 16);
+                    for (int r = 0; r < t; r += 2)
+                    {
+                        int nt = Math.Min(2, t - r), r1 = r + nt - 1;   // an odd last row runs as both rows of the block
+                        sbyte* x0 = xs + (long)r * lp, x1 = xs + (long)r1 * lp;
+                        int* g0 = gsum + r * gpr, g1 = gsum + r1 * gpr;
+                        if (vnni) Vnni2(u, x0, x1, s, b, g0, g1, gpr, cpg, cpr, outv);
+                        else if (wide) Avx2Wide2(u, x0, x1, s, b, g0, g1, gpr, cpg, cpr, outv);
+                        else Avx2Narrow2(u, x0, x1, s, b, g0, g1, gpr, cpg, cpr, outv);
+                        for (int j = 0; j < nt; j++)
+                        {
+                            float* yr = y + (long)(r + j) * w.Rows + tile * 16;
+                            var sv = Vector256.Create(rs[r + j]);
+                            (sv * Vector256.Load(outv + 16 * j)).Store(outv + 16 * j);
+                            (sv * Vector256.Load(outv + 16 * j + 8)).Store(outv + 16 * j + 8);
+                            for (int i = 0; i < rows; i++) yr[i] = outv[16 * j + i];
+                        }
+                    }
+                }
+            }
+        }
+        finally
+        {
+            if (ubuf is not null) ArrayPool<byte>.Shared.Return(ubuf);
+        }
+    }
+
+    // A ← fma(Scale, D, A), B ← fma(Bias, X, B) on 8 lanes
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Fold(Vector256<int> d, int gs, Vector256<float> sv, Vector256<float> bv, ref Vector256<float> av, ref Vector256<float> bacc)
+    {
+        av = Vector256.FusedMultiplyAdd(sv, Vector256.ConvertToSingle(d), av);
+        bacc = Vector256.FusedMultiplyAdd(bv, Vector256.Create((float)gs), bacc);
+    }
+
+    // AVX-VNNI, 2 activation rows (x0, x1): vpdpbusd of u8 codes (≤ 255) straight into int32; out2 [2][16] = A + B
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Vnni2(byte* u, sbyte* x0, sbyte* x1, float* s, float* b, int* g0, int* g1, int gpr, int cpg, int cpr, float* out2)
+    {
+        Vector256<float> A0 = default, A1 = default, A2 = default, A3 = default, B0 = default, B1 = default, B2 = default, B3 = default;
+        for (int g = 0, c = 0; g < gpr; g++, s += 16, b += 16)
+        {
+            Vector256<int> d0 = default, d1 = default, d2 = default, d3 = default;   // row 0 halves, row 1 halves
+            for (int c1 = Math.Min(c + cpg, cpr); c < c1; c++)
+            {
+                byte* q = u + 512 * c;
+                for (int k = 0; k < 8; k++)
+                {
+                    var v0 = Vector256.Load(q + 64 * k);
+                    var v1 = Vector256.Load(q + 64 * k + 32);
+                    int o = 32 * c + 4 * k;
+                    var xv = X256(x0 + o);
+                    d0 = Dp(d0, v0, xv); d1 = Dp(d1, v1, xv);
+                    xv = X256(x1 + o);
+                    d2 = Dp(d2, v0, xv); d3 = Dp(d3, v1, xv);
+                }
+            }
+            Vector256<float> sl = Vector256.Load(s), sh = Vector256.Load(s + 8), bl = Vector256.Load(b), bh = Vector256.Load(b + 8);
+            Fold(d0, g0[g], sl, bl, ref A0, ref B0); Fold(d1, g0[g], sh, bh, ref A1, ref B1);
+            Fold(d2, g1[g], sl, bl, ref A2, ref B2); Fold(d3, g1[g], sh, bh, ref A3, ref B3);
+        }
+        (A0 + B0).Store(out2); (A1 + B1).Store(out2 + 8); (A2 + B2).Store(out2 + 16); (A3 + B3).Store(out2 + 24);
+    }
+
+    // AVX2, codes ≤ 15, 2 activation rows: a chunk's 8 sub-steps in int16 (≤ 30480), folded once per chunk
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Avx2Narrow2(byte* u, sbyte* x0, sbyte* x1, float* s, float* b, int* g0, int* g1, int gpr, int cpg, int cpr, float* out2)
+    {
+        Vector256<float> A0 = default, A1 = default, A2 = default, A3 = default, B0 = default, B1 = default, B2 = default, B3 = default;
+        for (int g = 0, c = 0; g < gpr; g++, s += 16, b += 16)
+        {
+            Vector256<int> d0 = default, d1 = default, d2 = default, d3 = default;
+            for (int c1 = Math.Min(c + cpg, cpr); c < c1; c++)
+            {
+                byte* q = u + 512 * c;
+                Vector256<short> p0 = default, p1 = default, p2 = default, p3 = default;
+                for (int k = 0; k < 8; k++)
+                {
+                    var v0 = Vector256.Load(q + 64 * k);
+                    var v1 = Vector256.Load(q + 64 * k + 32);
+                    int o = 32 * c + 4 * k;
+                    var xv = X256(x0 + o);
+                    p0 += Mul256(v0, xv); p1 += Mul256(v1, xv);
+                    xv = X256(x1 + o);
+                    p2 += Mul256(v0, xv); p3 += Mul256(v1, xv);
+                }
+                d0 += Fold256(p0, 1); d1 += Fold256(p1, 1); d2 += Fold256(p2, 1); d3 += Fold256(p3, 1);
+            }
+            Vector256<float> sl = Vector256.Load(s), sh = Vector256.Load(s + 8), bl = Vector256.Load(b), bh = Vector256.Load(b + 8);
+            Fold(d0, g0[g], sl, bl, ref A0, ref B0); Fold(d1, g0[g], sh, bh, ref A1, ref B1);
+            Fold(d2, g1[g], sl, bl, ref A2, ref B2); Fold(d3, g1[g], sh, bh, ref A3, ref B3);
+        }
+        (A0 + B0).Store(out2); (A1 + B1).Store(out2 + 8); (A2 + B2).Store(out2 + 16); (A3 + B3).Store(out2 + 24);
+    }
+
+    // AVX2, 8-bit codes, 2 activation rows: low and high nibbles in int16 apart (≤ 30480 each), the high sums folded ×16
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Avx2Wide2(byte* u, sbyte* x0, sbyte* x1, float* s, float* b, int* g0, int* g1, int gpr, int cpg, int cpr, float* out2)
+    {
+        Vector256<float> A0 = default, A1 = default, A2 = default, A3 = default, B0 = default, B1 = default, B2 = default, B3 = default;
+        var m = Vector256.Create((byte)0x0F);
+        for (int g = 0, c = 0; g < gpr; g++, s += 16, b += 16)
+        {
+            Vector256<int> d0 = default, d1 = default, d2 = default, d3 = default;
+            for (int c1 = Math.Min(c + cpg, cpr); c < c1; c++)
+            {
+                byte* q = u + 512 * c;
+                Vector256<short> l0 = default, l1 = default, l2 = default, l3 = default, h0 = default, h1 = default, h2 = default, h3 = default;
+                for (int k = 0; k < 8; k++)
+                {
+                    var v0 = Vector256.Load(q + 64 * k);
+                    var v1 = Vector256.Load(q + 64 * k + 32);
+                    Vector256<byte> lo0 = v0 & m, hi0 = Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m;
+                    Vector256<byte> lo1 = v1 & m, hi1 = Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
+                    int o = 32 * c + 4 * k;
+                    var xv = X256(x0 + o);
+                    l0 += Mul256(lo0, xv); h0 += Mul256(hi0, xv); l1 += Mul256(lo1, xv); h1 += Mul256(hi1, xv);
+                    xv = X256(x1 + o);
+                    l2 += Mul256(lo0, xv); h2 += Mul256(hi0, xv); l3 += Mul256(lo1, xv); h3 += Mul256(hi1, xv);
+                }
+                d0 += Fold256(l0, 1) + Fold256(h0, 16); d1 += Fold256(l1, 1) + Fold256(h1, 16);
+                d2 += Fold256(l2, 1) + Fold256(h2, 16); d3 += Fold256(l3, 1) + Fold256(h3, 16);
+            }
+            Vector256<float> sl = Vector256.Load(s), sh = Vector256.Load(s + 8), bl = Vector256.Load(b), bh = Vector256.Load(b + 8);
+            Fold(d0, g0[g], sl, bl, ref A0, ref B0); Fold(d1, g0[g], sh, bh, ref A1, ref B1);
+            Fold(d2, g1[g], sl, bl, ref A2, ref B2); Fold(d3, g1[g], sh, bh, ref A3, ref B3);
+        }
+        (A0 + B0).Store(out2); (A1 + B1).Store(out2 + 8); (A2 + B2).Store(out2 + 16); (A3 + B3).Store(out2 + 24);
     }
 
     // A ← fma(Scale, D, A), B ← fma(Bias, X, B) on 16 lanes
@@ -472,82 +576,6 @@ public static unsafe class GemmInt8Simd
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Fold256(Vector256<short> s, short by) => Avx2.MultiplyAddAdjacent(s, Vector256.Create(by));
-
-    // the Avx512 arithmetic on halves (lanes 0..7: bytes 0..31; 8..15: bytes 32..63); r = 8 folds each product at once
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Avx2Four(byte* u, int n, sbyte* x, int lp, int* d, bool wide)
-    {
-        Vector256<int> a0 = Vector256.Load(d), b0 = Vector256.Load(d + 8), a1 = Vector256.Load(d + 16), b1 = Vector256.Load(d + 24),
-                       a2 = Vector256.Load(d + 32), b2 = Vector256.Load(d + 40), a3 = Vector256.Load(d + 48), b3 = Vector256.Load(d + 56);
-        sbyte* x1 = x + lp, x2 = x1 + lp, x3 = x2 + lp;
-        var m = Vector256.Create((byte)0x0F);
-        for (int c = 0; c < n; c++, u += 512)
-        {
-            if (wide)
-                for (int s = 0; s < 8; s++)
-                {
-                    var v0 = Vector256.Load(u + 64 * s);
-                    var v1 = Vector256.Load(u + 64 * s + 32);
-                    Vector256<byte> l0 = v0 & m, h0 = Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m, l1 = v1 & m, h1 = Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m;
-                    int o = 32 * c + 4 * s;
-                    var xv = X256(x + o);
-                    a0 += Fold256(Mul256(l0, xv), 1) + Fold256(Mul256(h0, xv), 16); b0 += Fold256(Mul256(l1, xv), 1) + Fold256(Mul256(h1, xv), 16);
-                    xv = X256(x1 + o);
-                    a1 += Fold256(Mul256(l0, xv), 1) + Fold256(Mul256(h0, xv), 16); b1 += Fold256(Mul256(l1, xv), 1) + Fold256(Mul256(h1, xv), 16);
-                    xv = X256(x2 + o);
-                    a2 += Fold256(Mul256(l0, xv), 1) + Fold256(Mul256(h0, xv), 16); b2 += Fold256(Mul256(l1, xv), 1) + Fold256(Mul256(h1, xv), 16);
-                    xv = X256(x3 + o);
-                    a3 += Fold256(Mul256(l0, xv), 1) + Fold256(Mul256(h0, xv), 16); b3 += Fold256(Mul256(l1, xv), 1) + Fold256(Mul256(h1, xv), 16);
-                }
-            else
-            {
-                Vector256<short> p0 = default, q0 = default, p1 = default, q1 = default, p2 = default, q2 = default, p3 = default, q3 = default;
-                for (int s = 0; s < 8; s++)
-                {
-                    var v0 = Vector256.Load(u + 64 * s);
-                    var v1 = Vector256.Load(u + 64 * s + 32);
-                    int o = 32 * c + 4 * s;
-                    var xv = X256(x + o);
-                    p0 += Mul256(v0, xv); q0 += Mul256(v1, xv);
-                    xv = X256(x1 + o);
-                    p1 += Mul256(v0, xv); q1 += Mul256(v1, xv);
-                    xv = X256(x2 + o);
-                    p2 += Mul256(v0, xv); q2 += Mul256(v1, xv);
-                    xv = X256(x3 + o);
-                    p3 += Mul256(v0, xv); q3 += Mul256(v1, xv);
-                }
-                a0 += Fold256(p0, 1); b0 += Fold256(q0, 1); a1 += Fold256(p1, 1); b1 += Fold256(q1, 1);
-                a2 += Fold256(p2, 1); b2 += Fold256(q2, 1); a3 += Fold256(p3, 1); b3 += Fold256(q3, 1);
-            }
-        }
-        a0.Store(d); b0.Store(d + 8); a1.Store(d + 16); b1.Store(d + 24);
-        a2.Store(d + 32); b2.Store(d + 40); a3.Store(d + 48); b3.Store(d + 56);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Avx2One(byte* u, int n, sbyte* x, int* d, bool wide)
-    {
-        Vector256<int> a = Vector256.Load(d), b = Vector256.Load(d + 8);
-        var m = Vector256.Create((byte)0x0F);
-        for (int c = 0; c < n; c++, u += 512)
-        {
-            Vector256<short> p = default, q = default;
-            for (int s = 0; s < 8; s++)
-            {
-                var v0 = Vector256.Load(u + 64 * s);
-                var v1 = Vector256.Load(u + 64 * s + 32);
-                var xv = X256(x + 32 * c + 4 * s);
-                if (wide)
-                {
-                    a += Fold256(Mul256(v0 & m, xv), 1) + Fold256(Mul256(Avx2.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & m, xv), 16);
-                    b += Fold256(Mul256(v1 & m, xv), 1) + Fold256(Mul256(Avx2.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & m, xv), 16);
-                }
-                else { p += Mul256(v0, xv); q += Mul256(v1, xv); }
-            }
-            if (!wide) { a += Fold256(p, 1); b += Fold256(q, 1); }
-        }
-        a.Store(d); b.Store(d + 8);
-    }
 
     // portable: code byte b of each int32 lane widened, times its activation, added (|code·q| ≤ 255·127)
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
