@@ -9,7 +9,7 @@
 // row is not counted) × decode tok/s, beside the memory read bandwidth measured in this run with the same thread count
 // (`bench kernels`' read stream). Ratios are matq ÷ llama.cpp within this run. With int8 activations, matq's prefill runs
 // the integer GEMM; a second matq session with fp32 activations is timed on the same prompt in the same rounds (its own
-// column), so int8 and fp32 prefill compare within one run.
+// line under the table), so int8 and fp32 prefill compare within one run.
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
@@ -167,6 +167,9 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb(console)
             foreach (var r in cells) table.AddRow(r.Select(Markup.Escape).ToArray());
             Console.Write(table);
             var notes = Notes(engines, loadBefore);
+            foreach (var r in rows.Where(r => !double.IsNaN(r.MatqPrefillFp32)))
+                notes.Add($"matq prefill with fp32 activations (same rounds), {r.Threads} thread(s), {r.Bits} bits: {r.MatqPrefillFp32:F1} tok/s; " +
+                          $"int8 ÷ fp32 activations {r.MatqPrefill / r.MatqPrefillFp32:F2}, fp32 activations ÷ llama.cpp {r.MatqPrefillFp32 / r.LlamaPrefill:F2}");
             foreach (var n in notes) Console.MarkupLine(Markup.Escape(n));
             if (outPath is not null)
                 Matq.Formats.IO.AtomicFile.WriteAllText(outPath, Markdown("matq " + string.Join(" ", result.Tokens.Select(t => t.Value)), header, bandwidth, cells, notes));
@@ -186,7 +189,7 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb(console)
     private static readonly string[] Columns =
     [
         "threads", "bits", "GGUF type (export path)", "weights read/token matq", "weights read/token llama.cpp",
-        "prefill tok/s matq", "prefill tok/s llama.cpp", "prefill matq ÷ llama.cpp", "prefill tok/s matq fp32 act. (÷ llama.cpp)",
+        "prefill tok/s matq", "prefill tok/s llama.cpp", "prefill matq ÷ llama.cpp",
         "decode tok/s matq", "decode tok/s llama.cpp", "decode matq ÷ llama.cpp",
         "decode GB/s matq (% read bw)", "decode GB/s llama.cpp (% read bw)",
     ];
@@ -195,7 +198,6 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb(console)
     [
         $"{r.Threads}", $"{r.Bits}", $"{r.Type} ({r.Path})", Format.Bytes(r.MatqBytes), Format.Bytes(r.LlamaBytes),
         $"{r.MatqPrefill:F1}", $"{r.LlamaPrefill:F1}", $"{r.MatqPrefill / r.LlamaPrefill:F2}",
-        double.IsNaN(r.MatqPrefillFp32) ? "—" : $"{r.MatqPrefillFp32:F1} ({r.MatqPrefillFp32 / r.LlamaPrefill:F2})",
         $"{r.MatqDecode:F1}", $"{r.LlamaDecode:F1}", $"{r.MatqDecode / r.LlamaDecode:F2}",
         GbPerSecond(r.MatqBytes, r.MatqDecode, r.ReadBandwidth), GbPerSecond(r.LlamaBytes, r.LlamaDecode, r.ReadBandwidth),
     ];
