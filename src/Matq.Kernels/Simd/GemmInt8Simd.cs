@@ -85,7 +85,8 @@ public static unsafe class GemmInt8Simd
     }
 
     // The width table's entry point (Packed/PackedWidths): tiles t0..t1 of one width TW. The SIMD paths run whole-tile
-    // loops below; the portable one decodes blocks of KBlock chunks per group and sums through memory.
+    // loops below; the portable one decodes blocks of KBlock chunks per group (with the width-generic decode, so the
+    // Vector128 tests cover it for every width) and sums through memory.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Tiles<TW>(PackedMatrix w, Int8ActivationRows a, Int8KernelPath path, float* y, int t0, int t1) where TW : struct, IPackedWidth
     {
@@ -119,7 +120,7 @@ public static unsafe class GemmInt8Simd
                             if (TW.Bits == 8) u = tp + (long)kb * cb;
                             else
                             {
-                                for (int j = 0; j < n; j++) DecodeU8<TW>(tp + (long)(kb + j) * cb, ub + 512 * j);
+                                for (int j = 0; j < n; j++) DecodeU8Portable<TW>(tp + (long)(kb + j) * cb, ub + 512 * j);
                                 u = ub;
                             }
                             sbyte* xk = xs + 32 * kb;
@@ -219,12 +220,17 @@ public static unsafe class GemmInt8Simd
                 (Vector256.ShiftRightLogical(n, 4) & m7).Store(dst + 384 + h);
                 (Vector256.ShiftRightLogical(mm, 5) & m7).Store(dst + 448 + h);
             }
-        else
-            // any width (a new row of the table, or no 256-bit vectors): its field extraction, 4 codes packed per lane
-            for (int s = 0; s < 8; s++)
-                for (int k = 0; k < 4; k++)
-                    (TW.Code128(p, 4 * s, k) | (TW.Code128(p, 4 * s + 1, k) << 8) | (TW.Code128(p, 4 * s + 2, k) << 16) | (TW.Code128(p, 4 * s + 3, k) << 24))
-                        .Store((int*)(dst + 64 * s + 16 * k));
+        else DecodeU8Portable<TW>(p, dst);
+    }
+
+    /// <summary>The same for any width (a new row of the table, or no 256-bit vectors): the width's field extraction
+    /// (IPackedWidth.Code128), 4 codes packed per int32 lane. The portable path always decodes this way.</summary>
+    internal static void DecodeU8Portable<TW>(byte* p, byte* dst) where TW : struct, IPackedWidth
+    {
+        for (int s = 0; s < 8; s++)
+            for (int k = 0; k < 4; k++)
+                (TW.Code128(p, 4 * s, k) | (TW.Code128(p, 4 * s + 1, k) << 8) | (TW.Code128(p, 4 * s + 2, k) << 16) | (TW.Code128(p, 4 * s + 3, k) << 24))
+                    .Store((int*)(dst + 64 * s + 16 * k));
     }
 
     // --- integer loops over n decoded chunks u (512 B each) and activation rows x (stride lp), adding into d [rows][16] ---
