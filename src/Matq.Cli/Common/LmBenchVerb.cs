@@ -1,11 +1,11 @@
 // Base of the LM quantization benches (`bench matquant`, `bench efqat-lm`): the options they name and describe the same
 // way (--model, --group, the QAT budget of each run, the scored tokens, the artifacts' folder, --device, --seed) and the
 // dataset store; the shared run loop is Evaluation/QuantizeServeBench.
-using Matq.Data;
 
 namespace Matq.Cli.Common;
 
-public abstract class LmBenchVerb(IAnsiConsole console, Func<DataStore>? data, string defaultWork) : Verb(console)
+public abstract class LmBenchVerb<TSettings>(IAnsiConsole console, Func<DataStore>? data, string defaultWork, string name, string description,
+    params IReadOnlyList<string> examples) : Verb<TSettings>(console, name, description, examples) where TSettings : IVerbSettings
 {
     protected Func<DataStore> Data { get; } = data ?? (() => new DataStore());
     protected Option<string> ModelOption { get; } = CommonOptions.Model();
@@ -17,10 +17,4 @@ public abstract class LmBenchVerb(IAnsiConsole console, Func<DataStore>? data, s
     protected Option<string> WorkOption { get; } = new("--work") { Description = "Folder for the artifacts", DefaultValueFactory = _ => defaultWork, HelpName = "DIR" };
     protected Option<string> DeviceOption { get; } = CommonOptions.Device();
     protected Option<int> SeedOption { get; } = CommonOptions.Seed();
-
-    /// <summary>--max-tokens as the benches read it: 0 = every token, else the first N.</summary>
-    public static void CheckMaxTokens(int maxTokens)
-    {
-        if (maxTokens < 0) throw new MatqException($"--max-tokens {maxTokens} is out of range: 0 (all) or a positive count");
-    }
 }

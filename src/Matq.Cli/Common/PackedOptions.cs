@@ -43,12 +43,11 @@ public static class PackedOptions
     public static string Name(Matq.Runtime.Packed.PackedActivations a) => a == Matq.Runtime.Packed.PackedActivations.Int8 ? "int8" : "fp32";
 
     /// <summary>--threads, --head and one --activations value of a serving verb, checked (one line per mistake).</summary>
-    public static (int Threads, int? HeadBits, Matq.Runtime.Packed.PackedActivations Activations) Resolve(
-        System.CommandLine.ParseResult result, Option<int> threads, Option<string> head, Option<string> activations, string verb)
+    public static (int Threads, int? HeadBits, Matq.Runtime.Packed.PackedActivations Activations) Resolve(int threads, string head, string activations, string verb)
     {
-        int t = CheckThreads(result.GetValue(threads));
-        int? h = ParseHead(result.GetValue(head)!);
-        var acts = ParseActivations(result.GetValue(activations)!);
+        int t = CheckThreads(threads);
+        int? h = ParseHead(head);
+        var acts = ParseActivations(activations);
         if (acts.Length != 1) throw new MatqException($"--activations takes one value for {verb}: int8 or fp32");
         return (t, h, acts[0]);
     }

@@ -5,32 +5,20 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using Matq.Algorithms.EfQat;
-using Matq.Data;
-using Matq.Evaluation;
-using Matq.Formats.Artifact;
-using Matq.Loading;
-using Matq.Quantization.Pipeline;
-using Matq.Runtime;
-using Matq.Runtime.Tokenizers;
 using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class BenchEfQatLmVerb(IAnsiConsole console, Func<DataStore>? data = null) : LmBenchVerb(console, data, "out/bench-efqat-lm")
+public sealed class BenchEfQatLmVerb(IAnsiConsole console, Func<DataStore>? data = null) : LmBenchVerb<BenchEfQatLmSettings>(console, data, "out/bench-efqat-lm", "efqat-lm",
+    "EfQAT on a language model: perplexity of PTQ, EfQAT modes × fractions and full QAT at each bit-width",
+    "matq bench efqat-lm --model models/tiny --device cpu --steps 60 --bits 4",
+    "matq bench efqat-lm --model models/small --device cuda --out docs/results/efqat-lm-small.md")
 {
     private readonly Option<string> _bits = new("--bits") { Description = "Weight bit-widths", DefaultValueFactory = _ => "4,3", HelpName = "B[,B...]" };
     private readonly Option<string> _modes = new("--modes") { Description = "EfQAT modes", DefaultValueFactory = _ => "cwpl,cwpn,lwpn", HelpName = "M[,M...]" };
     private readonly Option<string> _fractions = new("--fractions") { Description = "EfQAT fractions run for every mode (0 and 1 are added once)", DefaultValueFactory = _ => "0.05,0.25", HelpName = "F[,F...]" };
     private readonly Option<int> _refresh = new("--refresh") { Description = "Steps between importance refreshes", DefaultValueFactory = _ => 50, HelpName = "N" };
     private readonly Option<string> _out = new("--out") { Description = "Markdown report", DefaultValueFactory = _ => "docs/results/efqat-lm-tiny.md", HelpName = "PATH" };
-
-    public override string Name => "efqat-lm";
-    public override string Description => "EfQAT on a language model: perplexity of PTQ, EfQAT modes × fractions and full QAT at each bit-width";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq bench efqat-lm --model models/tiny --device cpu --steps 60 --bits 4",
-        "matq bench efqat-lm --model models/small --device cuda --out docs/results/efqat-lm-small.md",
-    ];
 
     protected override IEnumerable<Option> Options =>
     [
@@ -40,14 +28,12 @@ public sealed class BenchEfQatLmVerb(IAnsiConsole console, Func<DataStore>? data
 
     private sealed record Row(int Bits, string Run, bool Ptq, double Trained, double Sotu, double Moby, double Seconds);
 
-    private BenchEfQatLmSettings Read(ParseResult r) => new(r.GetValue(ModelOption)!, r.GetValue(_bits)!, r.GetValue(GroupOption), r.GetValue(_modes)!,
+    protected override BenchEfQatLmSettings Read(ParseResult r) => new(r.GetValue(ModelOption)!, r.GetValue(_bits)!, r.GetValue(GroupOption), r.GetValue(_modes)!,
         r.GetValue(_fractions)!, r.GetValue(StepsOption), r.GetValue(BatchOption), r.GetValue(ContextOption), r.GetValue(_refresh), r.GetValue(MaxTokensOption),
         r.GetValue(_out)!, r.GetValue(WorkOption)!, r.GetValue(DeviceOption)!, r.GetValue(SeedOption));
 
-    protected override int Execute(ParseResult result)
+    protected override int Run(BenchEfQatLmSettings o)
     {
-        var o = Read(result);
-        o.Validate();
         string modelPath = o.Model, outPath = o.Out;
         int group = o.Group, steps = o.Steps, batch = o.Batch, context = o.Context, refresh = o.Refresh, maxTokens = o.MaxTokens, seed = o.Seed;
         Directory.CreateDirectory(o.Work);
@@ -92,7 +78,7 @@ public sealed class BenchEfQatLmVerb(IAnsiConsole console, Func<DataStore>? data
 
 /// <summary>What `bench efqat-lm` was asked: the option values as typed; <see cref="Validate"/> checks them all (one line per mistake).</summary>
 public sealed record BenchEfQatLmSettings(string Model, string Bits, int Group, string Modes, string Fractions, int Steps, int Batch, int Context,
-    int Refresh, int MaxTokens, string Out, string Work, string Device, int Seed)
+    int Refresh, int MaxTokens, string Out, string Work, string Device, int Seed) : IVerbSettings
 {
     public int[] BitList => CommonOptions.ParseBits(Bits);
 
@@ -108,7 +94,7 @@ public sealed record BenchEfQatLmSettings(string Model, string Bits, int Group, 
         foreach (var m in ModeList) EfQatConfig.ParseMode(m);
         _ = FractionList;
         if (Steps < 1 || Batch < 1 || Context < 2 || Refresh < 1) throw new MatqException("--steps, --batch, --refresh must be ≥ 1 and --context ≥ 2");
-        LmBenchVerb.CheckMaxTokens(MaxTokens);
+        BenchStats.CheckMaxTokens(MaxTokens);
         TorchDevices.Parse(Device);
         Matq.Formats.IO.OutputPaths.CheckFile(Out, "--out", Model);
         Matq.Formats.IO.OutputPaths.CheckWorkFolder(Work, "--work", Model);

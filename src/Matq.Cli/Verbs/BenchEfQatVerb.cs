@@ -5,7 +5,6 @@
 using System.Diagnostics;
 using Matq.Algorithms.EfQat;
 using Matq.Models.Vision;
-using Matq.Runtime;
 using Matq.Training;
 using Matq.Training.Vision;
 using TorchSharp;
@@ -14,7 +13,11 @@ using static TorchSharp.torch;
 namespace Matq.Cli.Verbs;
 
 /// <summary>The "efqat" sub-verb of "bench" (wire as: bench → efqat).</summary>
-public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
+public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb<BenchEfQatSettings>(console, "efqat",
+    "Time EfQAT's partial-gradient backward vs full QAT on one batch (ratios from one run)",
+    "matq bench efqat --device cpu --batch 64 --iters 5",
+    "matq bench efqat --device cuda --widths 64,128,256",
+    "matq bench efqat --arch mlp --widths 2048,2048,2048")
 {
     private readonly Option<string> _device = CommonOptions.Device();
     private readonly Option<int> _batch = new("--batch") { Description = "Images per step", DefaultValueFactory = _ => 256, HelpName = "B" };
@@ -31,24 +34,18 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<string> _cudnnBenchmark = CommonOptions.CudnnBenchmark();
     private readonly Option<int> _seed = CommonOptions.Seed();
 
-    public override string Name => "efqat";
-    public override string Description => "Time EfQAT's partial-gradient backward vs full QAT on one batch (ratios from one run)";
-    public override IReadOnlyList<string> Examples => ["matq bench efqat --device cpu --batch 64 --iters 5", "matq bench efqat --device cuda --widths 64,128,256", "matq bench efqat --arch mlp --widths 2048,2048,2048"];
-
     protected override IEnumerable<Option> Options =>
     [
         _device, _batch, _iters, _fractions, _modes, _arch, _width, _init, _lm, _context, _methods, _tf32, _cudnnBenchmark, _seed,
     ];
 
-    private BenchEfQatSettings Read(ParseResult r) => new(r.GetValue(_device)!, r.GetValue(_batch), r.GetValue(_iters), r.GetValue(_fractions)!,
+    protected override BenchEfQatSettings Read(ParseResult r) => new(r.GetValue(_device)!, r.GetValue(_batch), r.GetValue(_iters), r.GetValue(_fractions)!,
         r.GetValue(_modes)!, r.GetValue(_arch)!, r.GetValue(_width)!, r.GetValue(_init), r.GetValue(_lm), r.GetValue(_context), r.GetValue(_methods),
         r.GetValue(_tf32)!, r.GetValue(_cudnnBenchmark)!, r.GetValue(_seed),
         ArchGiven: r.GetResult(_arch) is { Implicit: false } || r.GetResult(_width) is { Implicit: false });
 
-    protected override int Execute(ParseResult result)
+    protected override int Run(BenchEfQatSettings o)
     {
-        var o = Read(result);
-        o.Validate();
         var runtime = TorchRuntime.Configure(o.Device, cudnnBenchmark: o.CudnnBenchmark);
         var device = runtime.Device;
         int batch = o.Batch, iters = o.Iters;
@@ -239,7 +236,7 @@ public sealed class BenchEfQatVerb(IAnsiConsole console) : Verb(console)
 
 /// <summary>What `bench efqat` was asked: the option values as typed; <see cref="Validate"/> checks them all (one line per mistake).</summary>
 public sealed record BenchEfQatSettings(string Device, int Batch, int Iters, string Fractions, string Modes, string Arch, string Widths, string? Init,
-    string? LanguageModel, int Context, string? Methods, string Tf32, string CudnnBenchmark, int Seed, bool ArchGiven)
+    string? LanguageModel, int Context, string? Methods, string Tf32, string CudnnBenchmark, int Seed, bool ArchGiven) : IVerbSettings
 {
     public double[] FractionList => Fractions.Split(',').Select(s => double.TryParse(s, System.Globalization.CultureInfo.InvariantCulture, out var f) && f >= 0 && f <= 1
         ? f : throw new MatqException($"--fractions '{s}' is invalid: each must be in 0..1")).ToArray();

@@ -6,11 +6,13 @@
 // rounds; RSS is read
 // per bit-width with only that model loaded, after a full compacting GC.
 using System.Diagnostics;
-using Matq.Runtime.Packed;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb(console)
+public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb<BenchGenerateSettings>(console, "generate",
+    "Prefill and decode tokens/s, resident memory and ratios vs int8 of the packed CPU runtime at each served bit-width",
+    "matq bench generate --model out/small8.matq --bits 8,4,3,2 --threads 1",
+    "matq bench generate --model out/small8.matq --threads 16 --prompt-tokens 256 --decode-tokens 128 --head fp32 --activations fp32")
 {
     private readonly Option<string> _model = CommonOptions.Model();
     private readonly Option<string> _bits = CommonOptions.Bits("8,4,3,2");
@@ -22,33 +24,20 @@ public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<int> _repeats = new("--repeats") { Description = "Timed runs per bit-width (the median is reported)", DefaultValueFactory = _ => 3, HelpName = "N" };
     private readonly Option<int> _seed = CommonOptions.Seed();
 
-    public override string Name => "generate";
-    public override string Description => "Prefill and decode tokens/s, resident memory and ratios vs int8 of the packed CPU runtime at each served bit-width";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq bench generate --model out/small8.matq --bits 8,4,3,2 --threads 1",
-        "matq bench generate --model out/small8.matq --threads 16 --prompt-tokens 256 --decode-tokens 128 --head fp32 --activations fp32",
-    ];
-
     protected override IEnumerable<Option> Options => [_model, _bits, _threads, _head, _activations, _promptTokens, _decodeTokens, _repeats, _seed];
 
-    protected override int Execute(ParseResult result)
+    protected override BenchGenerateSettings Read(ParseResult r) => new(r.GetValue(_model)!, r.GetValue(_bits)!, r.GetValue(_threads), r.GetValue(_head)!,
+        r.GetValue(_activations)!, r.GetValue(_promptTokens), r.GetValue(_decodeTokens), r.GetValue(_repeats), r.GetValue(_seed));
+
+    protected override int Run(BenchGenerateSettings s)
     {
-        var path = result.GetValue(_model)!;
-        var bitsList = CommonOptions.ParseBits(result.GetValue(_bits)!);
-        int threads = PackedOptions.CheckThreads(result.GetValue(_threads));
-        var heads = result.GetValue(_head)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Select(PackedOptions.ParseHead).Distinct().ToArray();
-        if (heads.Length == 0) throw new MatqException("--head is empty: give bits 1..8 or fp32, or a comma list (8,4)");
-        var actsList = PackedOptions.ParseActivations(result.GetValue(_activations)!);
-        int prompt = result.GetValue(_promptTokens), decode = result.GetValue(_decodeTokens), repeats = result.GetValue(_repeats);
-        if (prompt < 1) throw new MatqException($"--prompt-tokens {prompt} must be at least 1");
-        if (decode < 1) throw new MatqException($"--decode-tokens {decode} must be at least 1");
-        if (repeats < 1) throw new MatqException($"--repeats {repeats} must be at least 1");
-        if (!File.Exists(path)) throw new MatqException($"--model {path} does not exist (give a .matq artifact)");
+        var path = s.Model;
+        var (bitsList, heads, actsList) = (s.BitsList, s.HeadList, s.ActivationList);
+        int threads = s.Threads;
+        int prompt = s.PromptTokens, decode = s.DecodeTokens, repeats = s.Repeats;
 
         Console.MarkupLine(Markup.Escape($"{Environment.ProcessorCount} logical cores, threads: {(threads < 0 ? "all" : threads)}, AVX2 path: {Matq.Kernels.Simd.GemvPackedSimd.Avx2Path}, " +
-                                         $"load average {LoadAverage()}; prompt {prompt} tokens, decode {decode} tokens, median of {repeats}"));
+                                         $"load average {BenchStats.LoadAverage()}; prompt {prompt} tokens, decode {decode} tokens, median of {repeats}"));
         // Phase 1, one model at a time: the process RSS with only that model resident (after a compacting GC).
         var rss = new Dictionary<(int, int?), long>();
         foreach (int bits in bitsList)
@@ -75,7 +64,7 @@ public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb(console)
             foreach (var acts in actsList) configs.Add((bits, head, acts, model, new PackedLlamaSession(model, context, threads, acts)));
         }
         ReleaseMemory();
-        var rng = new Random(result.GetValue(_seed));
+        var rng = new Random(s.Seed);
         var ids = Enumerable.Range(0, prompt).Select(_ => rng.Next(configs[0].Model.Config.VocabSize)).ToArray();
         var times = configs.Select(_ => new List<(double Prefill, double Decode)>()).ToArray();
         // warm-up: at least two rounds and one second, so that tiered JIT has replaced every hot method before timing
@@ -110,7 +99,7 @@ public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb(console)
                 $"{(double)r.LayerBytes / baseRow.LayerBytes:F2}");
         }
         Console.Write(table);
-        Console.MarkupLine(Markup.Escape($"load average after: {LoadAverage()}. Resident weights = layer weights (packed codes + fp32 scales/biases) + head + fp32 embedding and norms; " +
+        Console.MarkupLine(Markup.Escape($"load average after: {BenchStats.LoadAverage()}. Resident weights = layer weights (packed codes + fp32 scales/biases) + head + fp32 embedding and norms; " +
                                          "process RSS = the whole process with only that bit-width's model loaded (runtime, JIT and GC heaps included). Timed in interleaved rounds; ratios are within this run."));
         return 0;
     }
@@ -133,11 +122,35 @@ public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb(console)
     }
 
     private static void ReleaseMemory() => GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+}
 
-    private static string LoadAverage()
+/// <summary>What `bench generate` was asked: the option values as typed; <see cref="Validate"/> checks --bits, --threads, --head,
+/// --activations, the run lengths and --model (one line per mistake) before any load.</summary>
+public sealed record BenchGenerateSettings(string Model, string Bits, int Threads, string Head, string Activations, int PromptTokens, int DecodeTokens,
+    int Repeats, int Seed) : IVerbSettings
+{
+    public int[] BitsList => CommonOptions.ParseBits(Bits);
+
+    /// <summary>The heads to time, each as bits or null (fp32).</summary>
+    public int?[] HeadList
     {
-        try { return File.ReadAllText("/proc/loadavg").Split(' ')[0]; }
-        catch (IOException) { return "n/a"; }
-        catch (UnauthorizedAccessException) { return "n/a"; }
+        get
+        {
+            var heads = Head.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(PackedOptions.ParseHead).Distinct().ToArray();
+            if (heads.Length == 0) throw new MatqException("--head is empty: give bits 1..8 or fp32, or a comma list (8,4)");
+            return heads;
+        }
+    }
+
+    public PackedActivations[] ActivationList => PackedOptions.ParseActivations(Activations);
+
+    public void Validate()
+    {
+        _ = BitsList;
+        PackedOptions.CheckThreads(Threads);
+        _ = HeadList;
+        _ = ActivationList;
+        BenchStats.CheckRun(PromptTokens, DecodeTokens, Repeats);
+        if (!File.Exists(Model)) throw new MatqException($"--model {Model} does not exist (give a .matq artifact)");
     }
 }

@@ -10,7 +10,10 @@ using TorchSharp;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
+public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb<BenchKernelsSettings>(console, "kernels",
+    $"GEMV throughput (GB/s of weights) of the packed {string.Join("/", PackedWidths.Bits.Reverse().Select(b => $"int{b}"))} kernels vs fp32 and measured memory bandwidth",
+    "matq bench kernels",
+    "matq bench kernels --shapes 1024x1024 --bits 4 --group 32 --seconds 0.3")
 {
     private readonly Option<string> _shapes = new("--shapes") { Description = "Weights as OUTxIN, comma-separated", DefaultValueFactory = _ => "4096x4096,4096x11008,16384x16384", HelpName = "OxI[,OxI...]" };
     private readonly Option<string> _bits = CommonOptions.Bits(string.Join(",", PackedWidths.Bits.Reverse()));   // widest first
@@ -23,35 +26,25 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<bool> _noFp32x = new("--no-fp32x") { Description = "Skip the packed kernels on fp32 activations" };
     private readonly Option<int> _seed = CommonOptions.Seed();
 
-    public override string Name => "kernels";
-    public override string Description =>
-        $"GEMV throughput (GB/s of weights) of the packed {string.Join("/", PackedWidths.Bits.Reverse().Select(b => $"int{b}"))} kernels vs fp32 and measured memory bandwidth";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq bench kernels",
-        "matq bench kernels --shapes 1024x1024 --bits 4 --group 32 --seconds 0.3",
-    ];
-
     protected override IEnumerable<Option> Options => [_shapes, _bits, _group, _seconds, _threads, _noTorch, _noInt8, _paths, _noFp32x, _seed];
 
-    protected override int Execute(ParseResult result)
+    protected override BenchKernelsSettings Read(ParseResult r) => new(r.GetValue(_shapes)!, r.GetValue(_bits)!, r.GetValue(_group), r.GetValue(_seconds),
+        r.GetValue(_threads), r.GetValue(_noTorch), r.GetValue(_noInt8), r.GetValue(_paths)!, r.GetValue(_noFp32x), r.GetValue(_seed));
+
+    protected override int Run(BenchKernelsSettings s)
     {
-        var bitsList = CommonOptions.ParseBits(result.GetValue(_bits)!);
-        foreach (int b in bitsList)
-            if (!PackedWidths.IsSupported(b)) throw new MatqException($"--bits {b} has no packed kernel: supported widths are {PackedWidths.List()}");
-        int group = result.GetValue(_group), threads = result.GetValue(_threads);
-        if (group != 0 && (group < 32 || group % 32 != 0)) throw new MatqException($"--group {group} is not supported by the packed kernels: use 0 (per-channel) or a multiple of 32");
-        double seconds = result.GetValue(_seconds);
-        if (seconds <= 0) throw new MatqException("--seconds must be positive");
-        var shapes = ParseShapes(result.GetValue(_shapes)!);
-        var rng = new Random(result.GetValue(_seed));
-        bool noInt8 = result.GetValue(_noInt8), noFp32x = result.GetValue(_noFp32x);
-        var paths = ParsePaths(result.GetValue(_paths)!);
+        var bitsList = s.BitsList;
+        int group = s.Group, threads = s.Threads;
+        double seconds = s.Seconds;
+        var shapes = s.ShapeList;
+        var rng = new Random(s.Seed);
+        bool noInt8 = s.NoInt8, noFp32x = s.NoFp32x;
+        var paths = s.PathList;
 
         long l3 = LastLevelCache();
         Console.MarkupLine(Markup.Escape($"{Environment.ProcessorCount} logical cores, AVX2 path: {GemvPackedSimd.Avx2Path}, integer paths (auto): {string.Join(", ", bitsList.Select(b => $"int{b} {GemvInt8Simd.BestPath(b)}"))}, " +
                                          $"threads: {(threads < 0 ? "all" : threads)}, group {(group == 0 ? "per-channel" : group)}, " +
-                                         $"last-level cache {(l3 > 0 ? Format.Bytes(l3) : "unknown")}, load average {LoadAverage()}"));
+                                         $"last-level cache {(l3 > 0 ? Format.Bytes(l3) : "unknown")}, load average {BenchStats.LoadAverage()}"));
         var (copy, triad, read) = MemoryBandwidth(threads, seconds);
         double bw = Math.Max(read, Math.Max(copy, triad));
         Console.MarkupLine(Markup.Escape($"memory bandwidth: copy {copy:F1} GB/s, triad {triad:F1} GB/s (reads + writes over 3×128 MiB arrays), " +
@@ -75,7 +68,7 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
             double fpSec = Time(() => GemvF32Simd.Gemv(wf, rows, cols, x, y, threads), seconds);
             var rowsOut = new List<(string Kernel, long Bytes, double Sec)> { ("fp32 (ours)", fpBytes, fpSec) };
             double torchSec = double.NaN;
-            if (!result.GetValue(_noTorch))
+            if (!s.NoTorch)
             {
                 Matq.Runtime.TorchRuntime.Configure("cpu", threads > 0 ? threads : null);   // the same thread budget as our kernels
                 using var scope = torch.NewDisposeScope();
@@ -122,45 +115,10 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
         }
         Console.Write(table);
         foreach (var line in orderings) Console.MarkupLine(Markup.Escape($"int8-activation GEMV (auto paths), µs/call and % of bandwidth: {line}"));
-        Console.MarkupLine(Markup.Escape($"load average after: {LoadAverage()}. GB/s counts the bytes a call must read from the weight " +
+        Console.MarkupLine(Markup.Escape($"load average after: {BenchStats.LoadAverage()}. GB/s counts the bytes a call must read from the weight " +
                                          "(packed codes + fp32 scales/biases); the activation vector is not counted (int8 x rows include quantizing it). " +
                                          "> LLC: the weight is larger than the last-level cache, so it streams from memory. Speedups are ratios within this run."));
         return 0;
-    }
-
-    /// <summary>null = auto (each width's own path); else the listed paths this CPU has.</summary>
-    private static Int8KernelPath[]? ParsePaths(string text)
-    {
-        var t = text.Trim().ToLowerInvariant();
-        if (t == "auto") return null;
-        if (t == "all") return GemvInt8Simd.Paths.Where(GemvInt8Simd.IsSupported).ToArray();
-        if (t == "simd") return GemvInt8Simd.Paths.Where(p => p != Int8KernelPath.Vector128 && GemvInt8Simd.IsSupported(p)).ToArray();
-        return t.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(p =>
-        {
-            var path = p switch
-            {
-                "avx512" => Int8KernelPath.Avx512,
-                "vnni" or "avxvnni" => Int8KernelPath.Vnni,
-                "avx2" => Int8KernelPath.Avx2,
-                "vector128" or "v128" => Int8KernelPath.Vector128,
-                _ => throw new MatqException($"--paths '{p}' is not a kernel path: use auto, simd, all, or avx512, vnni, avx2, vector128"),
-            };
-            if (!GemvInt8Simd.IsSupported(path)) throw new MatqException($"--paths {p}: this CPU lacks that path; use --paths all to time the ones it has");
-            return path;
-        }).ToArray();
-    }
-
-    private static List<(int Rows, int Cols)> ParseShapes(string text)
-    {
-        var list = new List<(int, int)>();
-        foreach (var s in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-        {
-            var p = s.ToLowerInvariant().Split('x');
-            if (p.Length != 2 || !int.TryParse(p[0], out int r) || !int.TryParse(p[1], out int c) || r < 1 || c < 1 || (long)r * c > 1L << 30)
-                throw new MatqException($"--shapes '{s}' is not OUTxIN with positive sizes of at most 2^30 weights (e.g. 4096x11008)");
-            list.Add((r, c));
-        }
-        return list;
     }
 
     /// <summary>Median seconds per call over about <paramref name="seconds"/>, after two warm-up calls.</summary>
@@ -218,11 +176,69 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb(console)
         catch (UnauthorizedAccessException) { }
         return best;
     }
+}
 
-    internal static string LoadAverage()
+/// <summary>What `bench kernels` was asked: the option values as typed; <see cref="Validate"/> checks --bits against the packed widths,
+/// --group, --seconds, --shapes and --paths (one line per mistake) before any timing.</summary>
+public sealed record BenchKernelsSettings(string Shapes, string Bits, int Group, double Seconds, int Threads, bool NoTorch, bool NoInt8, string Paths,
+    bool NoFp32x, int Seed) : IVerbSettings
+{
+    public int[] BitsList
     {
-        try { return File.ReadAllText("/proc/loadavg").Split(' ')[0]; }
-        catch (IOException) { return "n/a"; }
-        catch (UnauthorizedAccessException) { return "n/a"; }
+        get
+        {
+            var bits = CommonOptions.ParseBits(Bits);
+            foreach (int b in bits)
+                if (!PackedWidths.IsSupported(b)) throw new MatqException($"--bits {b} has no packed kernel: supported widths are {PackedWidths.List()}");
+            return bits;
+        }
+    }
+
+    public List<(int Rows, int Cols)> ShapeList => ParseShapes(Shapes);
+
+    /// <summary>null = auto (each width's own path); else the listed paths this CPU has.</summary>
+    public Int8KernelPath[]? PathList => ParsePaths(Paths);
+
+    public void Validate()
+    {
+        _ = BitsList;
+        if (Group != 0 && (Group < 32 || Group % 32 != 0)) throw new MatqException($"--group {Group} is not supported by the packed kernels: use 0 (per-channel) or a multiple of 32");
+        if (Seconds <= 0) throw new MatqException("--seconds must be positive");
+        _ = ShapeList;
+        _ = PathList;
+    }
+
+    private static Int8KernelPath[]? ParsePaths(string text)
+    {
+        var t = text.Trim().ToLowerInvariant();
+        if (t == "auto") return null;
+        if (t == "all") return GemvInt8Simd.Paths.Where(GemvInt8Simd.IsSupported).ToArray();
+        if (t == "simd") return GemvInt8Simd.Paths.Where(p => p != Int8KernelPath.Vector128 && GemvInt8Simd.IsSupported(p)).ToArray();
+        return t.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(p =>
+        {
+            var path = p switch
+            {
+                "avx512" => Int8KernelPath.Avx512,
+                "vnni" or "avxvnni" => Int8KernelPath.Vnni,
+                "avx2" => Int8KernelPath.Avx2,
+                "vector128" or "v128" => Int8KernelPath.Vector128,
+                _ => throw new MatqException($"--paths '{p}' is not a kernel path: use auto, simd, all, or avx512, vnni, avx2, vector128"),
+            };
+            if (!GemvInt8Simd.IsSupported(path)) throw new MatqException($"--paths {p}: this CPU lacks that path; use --paths all to time the ones it has");
+            return path;
+        }).ToArray();
+    }
+
+    private static List<(int Rows, int Cols)> ParseShapes(string text)
+    {
+        var list = new List<(int, int)>();
+        foreach (var s in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var p = s.ToLowerInvariant().Split('x');
+            if (p.Length != 2 || !int.TryParse(p[0], out int r) || !int.TryParse(p[1], out int c) || r < 1 || c < 1 || (long)r * c > 1L << 30)
+                throw new MatqException($"--shapes '{s}' is not OUTxIN with positive sizes of at most 2^30 weights (e.g. 4096x11008)");
+            list.Add((r, c));
+        }
+        return list;
     }
 }

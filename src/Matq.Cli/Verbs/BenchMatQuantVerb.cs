@@ -14,20 +14,18 @@ using System.Text;
 using Matq.Algorithms.MatQuant;
 using Matq.Algorithms.OmniQuant;
 using Matq.Cli.Common;
-using Matq.Data;
-using Matq.Evaluation;
-using Matq.Formats.Artifact;
-using Matq.Loading;
-using Matq.Quantization.Pipeline;
-using Matq.Runtime;
-using Matq.Runtime.Plans;
-using Matq.Runtime.Tokenizers;
 using Spectre.Console;
 using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? data = null) : LmBenchVerb(console, data, "out/bench-matquant")
+public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? data = null) : LmBenchVerb<BenchMatQuantSettings>(console, data, "out/bench-matquant", "matquant",
+    "MatQuant vs independently quantized baselines (QAT, Athena and OmniQuant bases; --seeds for mean ± sd and paired Δ), sliced widths, extra precision and Mix'n'Match curves",
+    "matq bench matquant --model models/tiny --device cpu --max-tokens 20000",
+    "matq bench matquant --model models/tiny --bases athena --budgets 3,4",
+    "matq bench matquant --model models/tiny --bases qat --lambdas \"1,1,1;1,1,2;0.1,0.1,1\" --independent none --budgets none",
+    "matq bench matquant --model models/tiny --bases athena --seeds 1,2,3 --codistill \"8->2;8->4,4->2\" --out docs/results/matquant-study/rows.md",
+    "matq bench matquant --model models/tiny --bases omniquant --independent 8,4,2 --codistill 8->2 --epochs 5 --threads 1 --out docs/results/matquant-tiny-omniquant.md")
 {
     private readonly Option<string> _bases = new("--bases") { Description = "Bases to run: qat, athena, omniquant (comma-separated)", DefaultValueFactory = _ => "qat,athena", HelpName = "B[,B...]" };
     private readonly Option<int> _epochs = new("--epochs") { Description = "OmniQuant epochs per block (every run gets the same budget)", DefaultValueFactory = _ => 10, HelpName = "N" };
@@ -45,17 +43,6 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
     private readonly Option<string?> _seeds = new("--seeds") { Description = "Quantization seeds (calibration sampling, QAT data order, init): every row runs once per seed; the report gives mean ± sd, paired Δ vs independent, a verdict and per-seed CSVs", HelpName = "S,S[,...]" };
     private readonly Option<string> _layers = new("--layers") { Description = "Linears every run quantizes (the rest stay float): all, ffn, attn or suffixes/globs (see matq quantize --layers)", DefaultValueFactory = _ => "all", HelpName = "all|ffn|attn|PATTERN" };
 
-    public override string Name => "matquant";
-    public override string Description => "MatQuant vs independently quantized baselines (QAT, Athena and OmniQuant bases; --seeds for mean ± sd and paired Δ), sliced widths, extra precision and Mix'n'Match curves";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq bench matquant --model models/tiny --device cpu --max-tokens 20000",
-        "matq bench matquant --model models/tiny --bases athena --budgets 3,4",
-        "matq bench matquant --model models/tiny --bases qat --lambdas \"1,1,1;1,1,2;0.1,0.1,1\" --independent none --budgets none",
-        "matq bench matquant --model models/tiny --bases athena --seeds 1,2,3 --codistill \"8->2;8->4,4->2\" --out docs/results/matquant-study/rows.md",
-        "matq bench matquant --model models/tiny --bases omniquant --independent 8,4,2 --codistill 8->2 --epochs 5 --threads 1 --out docs/results/matquant-tiny-omniquant.md",
-    ];
-
     protected override void Configure(Command command)
     {
         foreach (Option o in new Option[] { ModelOption, _bases, GroupOption, StepsOption, BatchOption, ContextOption, _epochs, _lwcLr, _lwcBatch, _let, _codistill, _threads, _calibN, _independent, MaxTokensOption, _budgets, _lambdas, _grid, _out, WorkOption, _layers, DeviceOption, SeedOption, _seeds })
@@ -68,15 +55,13 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
     // one Mix'n'Match point of one seed: Target = the uniform width or the budget asked
     private sealed record CurvePoint(int Seed, string Base, string Strategy, double Target, double Avg, long Bytes, double Sotu, double Moby);
 
-    private BenchMatQuantSettings Read(ParseResult r) => new(r.GetValue(ModelOption)!, r.GetValue(_bases)!, r.GetValue(GroupOption), r.GetValue(StepsOption),
+    protected override BenchMatQuantSettings Read(ParseResult r) => new(r.GetValue(ModelOption)!, r.GetValue(_bases)!, r.GetValue(GroupOption), r.GetValue(StepsOption),
         r.GetValue(BatchOption), r.GetValue(ContextOption), r.GetValue(_epochs), r.GetValue(_lwcLr), r.GetValue(_lwcBatch), r.GetValue(_let), r.GetValue(_codistill)!,
         r.GetValue(_threads), r.GetValue(_calibN), r.GetValue(_independent)!, r.GetValue(MaxTokensOption), r.GetValue(_budgets)!, r.GetValue(_grid)!,
         r.GetValue(_lambdas)!, r.GetValue(_out)!, r.GetValue(WorkOption)!, r.GetValue(_layers), r.GetValue(DeviceOption)!, r.GetValue(SeedOption), r.GetValue(_seeds));
 
-    protected override int Execute(ParseResult result)
+    protected override int Run(BenchMatQuantSettings o)
     {
-        var o = Read(result);
-        o.Validate();
         string modelPath = o.Model, codistill = o.Codistill, outPath = o.Out;
         var (bases, independent, lambdas, grid, budgets, selection) = (o.BaseList, o.IndependentList, o.LambdaList, o.Grid, o.BudgetList, o.Selection);
         bool mix = o.Mix;
@@ -336,7 +321,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
 /// mistake) before any model, dataset or torch is touched.</summary>
 public sealed record BenchMatQuantSettings(string Model, string Bases, int Group, int Steps, int Batch, int Context, int Epochs, double LwcLr,
     int LwcBatch, bool Let, string Codistill, int? Threads, int CalibN, string Independent, int MaxTokens, string Budgets, string GridText, string Lambdas,
-    string Out, string Work, string? Layers, string Device, int Seed, string? Seeds = null)
+    string Out, string Work, string? Layers, string Device, int Seed, string? Seeds = null) : IVerbSettings
 {
     /// <summary>--seeds as distinct integers (null when not given: one run at --seed, the single-seed report).</summary>
     public int[]? SeedList
@@ -380,7 +365,7 @@ public sealed record BenchMatQuantSettings(string Model, string Bases, int Group
         _ = Grid;
         _ = BudgetList;
         _ = Selection;
-        LmBenchVerb.CheckMaxTokens(MaxTokens);
+        BenchStats.CheckMaxTokens(MaxTokens);
         Matq.Formats.IO.OutputPaths.CheckFile(Out, "--out", Model);
         Matq.Formats.IO.OutputPaths.CheckWorkFolder(Work, "--work", Model);
     }

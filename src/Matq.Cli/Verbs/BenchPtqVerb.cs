@@ -1,17 +1,15 @@
 // `matq bench ptq`: post-training quantization sweep of one float model — methods × bits × groups, each quantized
 // fresh in memory and scored on eval sets — printed as one table and written as markdown, CSV and a PNG plot.
 using System.Diagnostics;
-using Matq.Data;
-using Matq.Evaluation;
-using Matq.Loading;
-using Matq.Quantization.Pipeline;
-using Matq.Runtime;
-using Matq.Runtime.Tokenizers;
 using TorchSharp;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class BenchPtqVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb(console)
+public sealed class BenchPtqVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb<BenchPtqSettings>(console, "ptq",
+    "Sweep PTQ methods × bits × groups on one model: perplexity and bits/byte per eval set, as a table, markdown, CSV and a plot",
+    "matq bench ptq --model models/tiny --max-tokens 20000 --threads 1",
+    "matq bench ptq --model models/tiny --methods rtn,gptq --bits 4,2 --groups 0,32 --data sotu-test --max-tokens 5000 --out /tmp/ptq",
+    "matq bench ptq --model models/small --device cuda --methods rtn,gptq,gptq:act-order=true,athena")
 {
     private readonly Func<DataStore> _data = data ?? (() => new DataStore());
     private readonly Option<string> _model = CommonOptions.Model();
@@ -52,31 +50,21 @@ public sealed class BenchPtqVerb(IAnsiConsole console, Func<DataStore>? data = n
     };
     private readonly Option<int> _seed = CommonOptions.Seed();
 
-    public override string Name => "ptq";
-    public override string Description => "Sweep PTQ methods × bits × groups on one model: perplexity and bits/byte per eval set, as a table, markdown, CSV and a plot";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq bench ptq --model models/tiny --max-tokens 20000 --threads 1",
-        "matq bench ptq --model models/tiny --methods rtn,gptq --bits 4,2 --groups 0,32 --data sotu-test --max-tokens 5000 --out /tmp/ptq",
-        "matq bench ptq --model models/small --device cuda --methods rtn,gptq,gptq:act-order=true,athena",
-    ];
-
     protected override IEnumerable<Option> Options =>
     [
         _model, _methods, _bits, _groups, _dataOpt, _maxTokens, _calibData, _calibN, _calibLen, _context, _stride, _batch, _symmetric, _head, _out,
         _device, _threads, _seed,
     ];
 
-    private BenchPtqSettings Read(ParseResult r) => new(r.GetValue(_model)!, r.GetValue(_methods)!, r.GetValue(_bits)!, r.GetValue(_groups)!,
+    protected override BenchPtqSettings Read(ParseResult r) => new(r.GetValue(_model)!, r.GetValue(_methods)!, r.GetValue(_bits)!, r.GetValue(_groups)!,
         r.GetValue(_dataOpt)!, r.GetValue(_maxTokens), r.GetValue(_calibData)!, r.GetValue(_calibN), r.GetValue(_calibLen), r.GetValue(_context),
         r.GetValue(_stride), r.GetValue(_batch), r.GetValue(_symmetric), r.GetValue(_head), r.GetValue(_out) ?? Path.Combine("docs", "results"),
-        r.GetValue(_device)!, r.GetValue(_threads), r.GetValue(_seed));
+        r.GetValue(_device)!, r.GetValue(_threads), r.GetValue(_seed), _data,
+        "matq " + string.Join(' ', r.Tokens.Select(t => t.Value.Contains(' ') ? $"\"{t.Value}\"" : t.Value)));
 
-    protected override int Execute(ParseResult result)
+    protected override int Run(BenchPtqSettings o)
     {
         // Cheap checks first: names, numbers and paths fail before a model load or a dataset fetch.
-        var o = Read(result);
-        o.Validate(_data);
         var options = o.Options;
         var eval = options.Eval;
         var dataNames = BenchPtqSettings.Split(o.Data, "--data");
@@ -106,7 +94,7 @@ public sealed class BenchPtqVerb(IAnsiConsole console, Func<DataStore>? data = n
         CalibrationTokens? calibration = null;
         if (calibrate)
         {
-            var (_, text) = EvalTexts.Resolve(result.GetValue(_calibData)!, _data);
+            var (_, text) = EvalTexts.Resolve(o.CalibData, _data);
             calibration = CalibrationTokens.Sample(tokenizer.Encode(text), calibN, calibLen, seed);
         }
 
@@ -140,8 +128,8 @@ public sealed class BenchPtqVerb(IAnsiConsole console, Func<DataStore>? data = n
 
         var name = Path.GetFileName(Path.GetFullPath(modelPath).TrimEnd(Path.DirectorySeparatorChar));
         if (source.Kind == ModelSourceKind.SafetensorsFile) name = Path.GetFileNameWithoutExtension(modelPath);
-        var settings = Settings(source, tokenizer, options, calibration, result.GetValue(_calibData)!, maxTokens, device, wall.Elapsed.TotalSeconds,
-            "matq " + string.Join(' ', result.Tokens.Select(t => t.Value.Contains(' ') ? $"\"{t.Value}\"" : t.Value)));
+        var settings = Settings(source, tokenizer, options, calibration, o.CalibData, maxTokens, device, wall.Elapsed.TotalSeconds,
+            o.CommandLine);
         WriteTable(sweep, sets, settings);
         var stem = Path.Combine(outDir, $"ptq-{name}");
         var title = $"PTQ sweep: {name} ({model.Config.ParameterCount():N0} params)";
@@ -195,10 +183,11 @@ public sealed class BenchPtqVerb(IAnsiConsole console, Func<DataStore>? data = n
 
 }
 
-/// <summary>What `bench ptq` was asked: the option values as typed; <see cref="Validate"/> checks them all (one line per mistake)
+/// <summary>What `bench ptq` was asked: the option values as typed, the dataset store and the command line (for the report); <see cref="Validate"/> checks them all (one line per mistake)
 /// and builds every method × bits × group config before a model load or a dataset fetch.</summary>
 public sealed record BenchPtqSettings(string Model, string Methods, string Bits, string Groups, string Data, int? MaxTokens, string CalibData, int CalibN,
-    int CalibLen, int Context, int Stride, int Batch, bool Symmetric, bool IncludeHead, string Out, string Device, int? Threads, int Seed)
+    int CalibLen, int Context, int Stride, int Batch, bool Symmetric, bool IncludeHead, string Out, string Device, int? Threads, int Seed, Func<DataStore> DataStore,
+    string CommandLine) : IVerbSettings
 {
     public PtqSweepOptions Options
     {
@@ -217,12 +206,12 @@ public sealed record BenchPtqSettings(string Model, string Methods, string Bits,
         }
     }
 
-    /// <summary>Checks everything; <paramref name="data"/> is only asked for a name that is neither a dataset nor a file (to say so).</summary>
-    public void Validate(Func<DataStore> data)
+    /// <summary>Checks everything; <see cref="DataStore"/> is only asked for a name that is neither a dataset nor a file (to say so).</summary>
+    public void Validate()
     {
         var options = Options;
         foreach (var d in Split(Data, "--data").Append(CalibData))
-            if (!EvalTexts.Names.Contains(d) && !File.Exists(d)) EvalTexts.Resolve(d, data);   // throws the one-line error
+            if (!EvalTexts.Names.Contains(d) && !File.Exists(d)) EvalTexts.Resolve(d, DataStore);   // throws the one-line error
         if (MaxTokens is < 2) throw new MatqException($"--max-tokens {MaxTokens} is out of range: at least 2");
         options.Eval.Validate();
         bool calibrate = options.Methods.Any(m => m.NeedsCalibration);

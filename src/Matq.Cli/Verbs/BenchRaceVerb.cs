@@ -17,14 +17,15 @@ using LLama;
 using LLama.Common;
 using LLama.Native;
 using Matq.Export;
-using Matq.Formats.Artifact;
 using Matq.Formats.Gguf;
 using Matq.Runtime.Generation;
-using Matq.Runtime.Packed;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class BenchRaceVerb(IAnsiConsole console) : Verb(console)
+public sealed class BenchRaceVerb(IAnsiConsole console) : Verb<BenchRaceSettings>(console, "race",
+    "matq's packed CPU runtime vs llama.cpp (LLamaSharp) on the same artifact exported as GGUF: prefill/decode tok/s, ratios, decode GB/s vs measured bandwidth",
+    "matq bench race --model out/small8sym.matq --threads 1,2",
+    "matq bench race --model out/small8sym.matq --types q8_0,q4_0,q4_1 --threads 16 --prompt-tokens 256 --decode-tokens 128 --out race.md")
 {
     private readonly Option<string> _model = CommonOptions.Model();
     private readonly Option<string> _types = new("--types") { Description = "GGUF types to race, each beside matq at its bits: q8_0 (8 bits), q4_0 / q4_1 (4 bits); auto = q8_0 and q4_0 for a symmetric artifact, q4_1 for an asymmetric one (their lossless paths)", DefaultValueFactory = _ => "auto", HelpName = "auto|T[,T...]" };
@@ -39,14 +40,6 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<string?> _out = new("--out") { Description = "Also write the table and settings as markdown", HelpName = "PATH" };
     private readonly Option<int> _seed = CommonOptions.Seed();
 
-    public override string Name => "race";
-    public override string Description => "matq's packed CPU runtime vs llama.cpp (LLamaSharp) on the same artifact exported as GGUF: prefill/decode tok/s, ratios, decode GB/s vs measured bandwidth";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq bench race --model out/small8sym.matq --threads 1,2",
-        "matq bench race --model out/small8sym.matq --types q8_0,q4_0,q4_1 --threads 16 --prompt-tokens 256 --decode-tokens 128 --out race.md",
-    ];
-
     protected override IEnumerable<Option> Options =>
     [
         _model, _types, _threads, _head, _activations, _promptTokens, _decodeTokens, _repeats, _bandwidthSeconds, _ggufDir, _out, _seed,
@@ -59,25 +52,20 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb(console)
     private sealed record Row(int Threads, int Bits, string Type, string Path, long MatqBytes, long LlamaBytes,
         double MatqPrefill, double LlamaPrefill, double MatqDecode, double LlamaDecode, double ReadBandwidth, double MatqPrefillFp32);
 
-    protected override int Execute(ParseResult result)
+    protected override BenchRaceSettings Read(ParseResult r) => new(r.GetValue(_model)!, r.GetValue(_types)!, r.GetValue(_threads)!, r.GetValue(_head)!,
+        r.GetValue(_activations)!, r.GetValue(_promptTokens), r.GetValue(_decodeTokens), r.GetValue(_repeats), r.GetValue(_bandwidthSeconds),
+        r.GetValue(_ggufDir), r.GetValue(_out), r.GetValue(_seed), "matq " + string.Join(" ", r.Tokens.Select(t => t.Value)));
+
+    protected override int Run(BenchRaceSettings s)
     {
-        var path = result.GetValue(_model)!;
-        var threadsList = ParseThreads(result.GetValue(_threads)!);
-        var head = PackedOptions.ParseHead(result.GetValue(_head)!);
-        var acts = PackedOptions.ParseActivations(result.GetValue(_activations)!);
-        if (acts.Length != 1) throw new MatqException("--activations takes one mode here (int8 or fp32)");
-        int prompt = result.GetValue(_promptTokens), decode = result.GetValue(_decodeTokens), repeats = result.GetValue(_repeats);
-        if (prompt < 1) throw new MatqException($"--prompt-tokens {prompt} must be at least 1");
-        if (decode < 1) throw new MatqException($"--decode-tokens {decode} must be at least 1");
-        if (repeats < 1) throw new MatqException($"--repeats {repeats} must be at least 1");
-        double bwSeconds = result.GetValue(_bandwidthSeconds);
-        if (!(bwSeconds >= 0) || bwSeconds > 60) throw new MatqException($"--bandwidth-seconds {bwSeconds} must be between 0 and 60");
-        var typesText = result.GetValue(_types)!;
-        var types = ParseTypes(typesText, symmetric: null);   // validates the names before the model is read
-        if (!File.Exists(path)) throw new MatqException($"--model {path} does not exist (give a .matq artifact)");
-        var outPath = result.GetValue(_out);
-        if (outPath is not null) outPath = Matq.Formats.IO.OutputPaths.CheckFile(outPath, "--out", path);
-        var keepDir = result.GetValue(_ggufDir);
+        var path = s.Model;
+        var (threadsList, head, acts) = (s.ThreadList, s.HeadBits, s.Activation);
+        int prompt = s.PromptTokens, decode = s.DecodeTokens, repeats = s.Repeats;
+        double bwSeconds = s.BandwidthSeconds;
+        var typesText = s.Types;
+        var types = ParseTypes(typesText, symmetric: null);
+        var outPath = s.OutFull;
+        var keepDir = s.GgufDir;
         string dir = keepDir is not null ? Matq.Formats.IO.OutputPaths.CheckWorkFolder(keepDir, "--gguf-dir", path)
             : Directory.CreateTempSubdirectory("matq-race-").FullName;
         Directory.CreateDirectory(dir);
@@ -93,7 +81,7 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb(console)
         var configs = new List<Config>();
         try
         {
-            string loadBefore = BenchKernelsVerb.LoadAverage();
+            string loadBefore = BenchStats.LoadAverage();
             foreach (var type in types)
             {
                 int bits = type == GgmlType.Q8_0 ? 8 : 4;
@@ -108,15 +96,15 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb(console)
             }
             foreach (int t in threadsList)
             foreach (var e in engines)
-                configs.Add(new Config(e, t, new PackedLlamaSession(e.Matq, context, t, acts[0]), e.Llama.CreateContext(Params(e.Gguf, context, prompt, t)),
-                    acts[0] == PackedActivations.Int8 ? new PackedLlamaSession(e.Matq, context, t, PackedActivations.Fp32) : null));
+                configs.Add(new Config(e, t, new PackedLlamaSession(e.Matq, context, t, acts), e.Llama.CreateContext(Params(e.Gguf, context, prompt, t)),
+                    acts == PackedActivations.Int8 ? new PackedLlamaSession(e.Matq, context, t, PackedActivations.Fp32) : null));
             GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
 
             var bandwidth = new Dictionary<int, (double Copy, double Triad, double Read)>();
             if (bwSeconds > 0)
                 foreach (int t in threadsList) bandwidth[t] = BenchKernelsVerb.MemoryBandwidth(t, bwSeconds);
 
-            var rng = new Random(result.GetValue(_seed));
+            var rng = new Random(s.Seed);
             int vocab = engines[0].Matq.Config.VocabSize;
             var ids = Enumerable.Range(0, prompt).Select(_ => rng.Next(vocab)).ToArray();
             // llama.cpp's CPU build waits at OpenMP barriers; libgomp reads OMP_WAIT_POLICY from the process environment at load
@@ -124,7 +112,7 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb(console)
             // and loses badly when a thread is descheduled (a loaded or shared machine), so the header names it.
             string omp = System.Environment.GetEnvironmentVariable("OMP_WAIT_POLICY") is { Length: > 0 } p ? p : "unset (libgomp default: spin, then sleep)";
             string header = $"{CpuModel()}, {Environment.ProcessorCount} logical cores, load average {loadBefore}; llama.cpp: {LlamaCppNative.SystemInfo()}, OMP_WAIT_POLICY {omp}; " +
-                            $"matq: AVX2 path {Matq.Kernels.Simd.GemvPackedSimd.Avx2Path}, {PackedOptions.Name(acts[0])} activations, head {(head is null ? "fp32" : $"int{head}")}; " +
+                            $"matq: AVX2 path {Matq.Kernels.Simd.GemvPackedSimd.Avx2Path}, {PackedOptions.Name(acts)} activations, head {(head is null ? "fp32" : $"int{head}")}; " +
                             $"prompt {prompt} tokens, decode {decode} tokens, median of {repeats} interleaved rounds";
             Console.MarkupLine(Markup.Escape(header));
             foreach (var (t, bw) in bandwidth)
@@ -172,7 +160,7 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb(console)
                           $"int8 ÷ fp32 activations {r.MatqPrefill / r.MatqPrefillFp32:F2}, fp32 activations ÷ llama.cpp {r.MatqPrefillFp32 / r.LlamaPrefill:F2}");
             foreach (var n in notes) Console.MarkupLine(Markup.Escape(n));
             if (outPath is not null)
-                Matq.Formats.IO.AtomicFile.WriteAllText(outPath, Markdown("matq " + string.Join(" ", result.Tokens.Select(t => t.Value)), header, bandwidth, cells, notes));
+                Matq.Formats.IO.AtomicFile.WriteAllText(outPath, Markdown(s.CommandLine, header, bandwidth, cells, notes));
             return 0;
         }
         finally
@@ -219,7 +207,7 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb(console)
         var notes = new List<string>();
         foreach (var e in engines)
             foreach (var n in e.Export.Notes) notes.Add($"GGUF {e.Type}: {n}");
-        notes.Add($"load average before {loadBefore}, after {BenchKernelsVerb.LoadAverage()}. Weights read/token: matq = packed layer linears (codes + fp32 scales/zeros) " +
+        notes.Add($"load average before {loadBefore}, after {BenchStats.LoadAverage()}. Weights read/token: matq = packed layer linears (codes + fp32 scales/zeros) " +
                   "+ head; llama.cpp = every GGUF tensor but token_embd (which counts as the output head when tied). Timed in interleaved rounds " +
                   "(matq, llama.cpp, ...); ratios and % of the read bandwidth are within this run. A model smaller than the last-level " +
                   "cache can read faster than memory (> 100%).");
@@ -298,7 +286,7 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb(console)
     }
 
     /// <summary>null for auto when the symmetry is not yet known.</summary>
-    private static GgmlType[]? ParseTypes(string text, bool? symmetric)
+    internal static GgmlType[]? ParseTypes(string text, bool? symmetric)
     {
         var parts = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         if (parts.Length == 0) throw new MatqException("--types is empty: give auto, or a list of q8_0, q4_0, q4_1");
@@ -322,7 +310,7 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb(console)
 
     private static string TypeName(GgmlType t) => t switch { GgmlType.Q8_0 => "q8_0", GgmlType.Q4_0 => "q4_0", GgmlType.Q4_1 => "q4_1", _ => t.ToString() };
 
-    private static int[] ParseThreads(string text)
+    internal static int[] ParseThreads(string text)
     {
         var parts = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         if (parts.Length == 0) throw new MatqException("--threads is empty: give 1 or more, -1 for all cores, or a list (1,2)");
@@ -387,5 +375,41 @@ internal static class LlamaCppNative
         string info = System.Runtime.InteropServices.Marshal.PtrToStringUTF8(NativeApi.llama_print_system_info()) ?? "";
         var on = info.Split('|', StringSplitOptions.TrimEntries).Where(s => s.EndsWith("= 1", StringComparison.Ordinal)).Select(s => s[..^3].Trim()).ToArray();
         return on.Length > 0 ? "CPU features on: " + string.Join(" ", on) : info.Trim();
+    }
+}
+
+/// <summary>What `bench race` was asked: the option values as typed and the command line (for the report); <see cref="Validate"/> checks --threads, --head, --activations,
+/// the run lengths, --bandwidth-seconds, --types, --model, --out and --gguf-dir (one line per mistake) before the artifact is read.</summary>
+public sealed record BenchRaceSettings(string Model, string Types, string Threads, string Head, string Activations, int PromptTokens, int DecodeTokens,
+    int Repeats, double BandwidthSeconds, string? GgufDir, string? Out, int Seed, string CommandLine) : IVerbSettings
+{
+    public int[] ThreadList => BenchRaceVerb.ParseThreads(Threads);
+
+    public int? HeadBits => PackedOptions.ParseHead(Head);
+
+    public PackedActivations Activation
+    {
+        get
+        {
+            var acts = PackedOptions.ParseActivations(Activations);
+            if (acts.Length != 1) throw new MatqException("--activations takes one mode here (int8 or fp32)");
+            return acts[0];
+        }
+    }
+
+    /// <summary>--out checked and as a full path; null when not given.</summary>
+    public string? OutFull => Out is null ? null : Matq.Formats.IO.OutputPaths.CheckFile(Out, "--out", Model);
+
+    public void Validate()
+    {
+        _ = ThreadList;
+        _ = HeadBits;
+        _ = Activation;
+        BenchStats.CheckRun(PromptTokens, DecodeTokens, Repeats);
+        if (!(BandwidthSeconds >= 0) || BandwidthSeconds > 60) throw new MatqException($"--bandwidth-seconds {BandwidthSeconds} must be between 0 and 60");
+        BenchRaceVerb.ParseTypes(Types, symmetric: null);   // the names, before the model is read
+        if (!File.Exists(Model)) throw new MatqException($"--model {Model} does not exist (give a .matq artifact)");
+        _ = OutFull;
+        if (GgufDir is not null) Matq.Formats.IO.OutputPaths.CheckWorkFolder(GgufDir, "--gguf-dir", Model);
     }
 }

@@ -7,19 +7,17 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using Matq.Cli.Common;
-using Matq.Evaluation;
-using Matq.Formats.IO;
-using Matq.Loading;
-using Matq.Quantization.Pipeline;
-using Matq.Runtime;
-using Matq.Runtime.Loading;
 using Spectre.Console;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class BenchScaleVerb(IAnsiConsole console) : Verb(console)
+public sealed class BenchScaleVerb(IAnsiConsole console) : Verb<BenchScaleSettings>(console, "scale",
+    "Quantize and evaluate a synthetic checkpoint of a real model's shape, block-streamed: time, peak host and GPU memory per stage, sizes",
+    "matq bench scale --shape llama-3.2-1b --layers 2 --threads 1",
+    "matq bench scale --shape llama-3.2-1b --method rtn --bits 4 --group 128 --work /tmp/scale --out docs/results/scale-1b-rtn.md",
+    "matq bench scale --shape llama-3.1-8b --method gptq --bits 4 --group 128 --device cuda --work /data/scale --out scale-8b-gptq.md")
 {
     private readonly Option<string> _shape = new("--shape")
     {
@@ -50,15 +48,6 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<string?> _out = new("--out") { Description = "Also write the table as markdown to this file", HelpName = "FILE.md" };
     private readonly Option<int> _seed = CommonOptions.Seed();
 
-    public override string Name => "scale";
-    public override string Description => "Quantize and evaluate a synthetic checkpoint of a real model's shape, block-streamed: time, peak host and GPU memory per stage, sizes";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq bench scale --shape llama-3.2-1b --layers 2 --threads 1",
-        "matq bench scale --shape llama-3.2-1b --method rtn --bits 4 --group 128 --work /tmp/scale --out docs/results/scale-1b-rtn.md",
-        "matq bench scale --shape llama-3.1-8b --method gptq --bits 4 --group 128 --device cuda --work /data/scale --out scale-8b-gptq.md",
-    ];
-
     protected override void Configure(Command command)
     {
         foreach (var o in new Option[] { _shape, _method, _bits, _group, _options, _device, _work, _layers, _calibN, _calibLen, _evalTokens, _threads, _out, _seed })
@@ -67,57 +56,31 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb(console)
 
     private sealed record Stage(string Name, double Seconds, long? HostPeak, long? GpuPeak, string Note);
 
-    protected override int Execute(ParseResult result)
+    protected override BenchScaleSettings Read(ParseResult r) => new(r.GetValue(_shape)!.Trim().ToLowerInvariant(), r.GetValue(_method)!.Trim().ToLowerInvariant(),
+        r.GetValue(_bits)!, r.GetValue(_group), r.GetValue(_options) ?? [], r.GetValue(_device)!, r.GetValue(_work), r.GetValue(_layers), r.GetValue(_calibN),
+        r.GetValue(_calibLen), r.GetValue(_evalTokens), r.GetValue(_threads), r.GetValue(_out), r.GetValue(_seed));
+
+    protected override int Run(BenchScaleSettings s)
     {
-        // Cheap checks first: names, numbers and paths fail before anything is written.
-        var shape = result.GetValue(_shape)!.Trim().ToLowerInvariant();
-        int? layers = result.GetValue(_layers);
-        var configText = RealConfigs.Config(shape, layers);   // unknown shape or layers out of range: one line
-        var method = result.GetValue(_method)!.Trim().ToLowerInvariant();
-        if (!AlgorithmRegistry.Contains(method))
-            throw new MatqException($"--method '{method}' is not known: choose one of {string.Join(", ", AlgorithmRegistry.Names)}");
+        var (shape, layers, method) = (s.Shape, s.Layers, s.Method);
+        var configText = s.ConfigText;
         var registration = AlgorithmRegistry.Get(method);
-        var bits = CommonOptions.ParseBits(result.GetValue(_bits)!);
-        var options = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var pair in result.GetValue(_options) ?? [])
-        {
-            int eq = pair.IndexOf('=');
-            if (eq <= 0 || !options.TryAdd(pair[..eq].Trim(), pair[(eq + 1)..].Trim()))
-                throw new MatqException($"--option '{pair}' is not KEY=VALUE or is given twice");
-        }
-        int master = bits[0];
-        if (bits.Length > 1)
-        {
-            if (method != Matq.Algorithms.MatQuant.MatQuantAlgorithm.MethodName) throw new MatqException($"--bits {result.GetValue(_bits)}: {method} takes one bit-width");
-            options[Matq.Algorithms.MatQuant.MatQuantConfig.BitsKey] = string.Join(",", bits);
-            master = 8;
-        }
-        var config = new QuantizationConfig(registration.Name, master, CommonOptions.CheckGroup(result.GetValue(_group)), false, false, options);
+        var config = s.Config;
+        int master = config.Bits;
         var algorithm = AlgorithmRegistry.Create(config);
-        if (!algorithm.Streams)
-            throw new MatqException($"--method {method}{(options.TryGetValue("base", out var b) ? " with base " + b : "")} trains the whole model resident, so it has no block-streamed run to measure; bench a PTQ method (rtn, gptq, athena, omniquant, matquant with base athena|omniquant)");
-        int calibN = result.GetValue(_calibN), calibLen = result.GetValue(_calibLen), evalTokens = result.GetValue(_evalTokens), seed = result.GetValue(_seed);
-        if (calibN < 1 || calibLen < 2) throw new MatqException($"--calib-n {calibN} / --calib-len {calibLen}: at least 1 window of 2 tokens");
-        if (evalTokens < 2) throw new MatqException($"--eval-tokens {evalTokens}: at least 2");
-        var outMd = result.GetValue(_out);
-        var workOpt = result.GetValue(_work);
-        bool tempWork = workOpt is null;
-        var work = workOpt ?? Path.Combine(Path.GetTempPath(), $"matq-scale-{Environment.ProcessId}-{Guid.NewGuid():N}"[..40]);
-        if (!tempWork) OutputPaths.CheckWorkFolder(work, "--work");
-        if (outMd is not null) OutputPaths.CheckFile(outMd, "--out", work);
-        if (result.GetValue(_threads) is int threads)
-        {
-            if (threads < 1) throw new MatqException($"--threads {threads}: at least 1");
-            torch.set_num_threads(threads);
-        }
-        var device = TorchDevices.Resolve(result.GetValue(_device));
+        int calibN = s.CalibN, calibLen = s.CalibLen, evalTokens = s.EvalTokens, seed = s.Seed;
+        var outMd = s.Out;
+        bool tempWork = s.Work is null;
+        var work = s.Work ?? Path.Combine(Path.GetTempPath(), $"matq-scale-{Environment.ProcessId}-{Guid.NewGuid():N}"[..40]);
+        var device = TorchRuntime.Configure(s.Device, s.Threads).Device;   // the device first, then the threads
 
         var stages = new List<Stage>();
         using var gpu = device.type == DeviceType.CUDA ? new GpuMemorySampler(device.index < 0 ? 0 : device.index) : null;
         var sw = new Stopwatch();
         void Begin()
         {
-            GC.Collect();
+            // aggressive: the heap the previous stage freed is decommitted, so it is not counted in this stage's peak
+            GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
             HostMemory.ResetPeak();
             gpu?.Reset();
             sw.Restart();
@@ -172,17 +135,28 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb(console)
 
             Begin();
             var written = ArtifactExport.Write(run, stream.Model, artifactPath, null, stream.ReadSource);
+            run = null!;   // RTN's codes (1 byte per weight) are done with once written
             checkpoint?.Delete();
             End("write artifact", Format.Bytes(written.Bytes));
             stream.Dispose();
 
             Begin();
             double nll;
-            using (var served = QuantizedModelLoader.LoadServed(artifactPath, master, device))
+            string engine;
+            if (device.type == DeviceType.CPU)
             {
-                nll = MeanNll(served.Model, evalTokens, info.Config.VocabSize, seed, device);
+                // as `matq eval` on the CPU: the packed runtime, loaded through the memory map one tensor at a time
+                var packed = Matq.Runtime.Packed.PackedLlamaModel.Load(artifactPath, new Matq.Runtime.Packed.PackedModelOptions { Bits = master });
+                nll = MeanNllPacked(packed, evalTokens, seed);
+                engine = "packed, memory-mapped";
             }
-            End("eval artifact", $"{master}-bit, {evalTokens} tokens, mean NLL {nll:F3} (random weights: ≈ ln vocab {Math.Log(info.Config.VocabSize):F2})");
+            else
+            {
+                using var served = QuantizedModelLoader.LoadServed(artifactPath, master, device);
+                nll = MeanNll(served.Model, evalTokens, info.Config.VocabSize, seed, device);
+                engine = "torch, fp32 weights";
+            }
+            End("eval artifact", $"{master}-bit ({engine}), {evalTokens} tokens, mean NLL {nll:F3} (random weights: ≈ ln vocab {Math.Log(info.Config.VocabSize):F2})");
 
             Report(shape, layers, info, method, master, config.GroupSize, device.ToString(), written.Bytes, stages, outMd);
             return 0;
@@ -229,6 +203,34 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb(console)
         return sum / Math.Max(1, count);
     }
 
+    // MeanNll through the packed runtime (fp32 activations, the head as stored): the same random windows
+    private static double MeanNllPacked(Matq.Runtime.Packed.PackedLlamaModel model, int tokens, int seed)
+    {
+        int vocab = model.Config.VocabSize;
+        var rng = new Random(seed + 1);
+        var session = new Matq.Runtime.Packed.PackedLlamaSession(model, contextLength: Math.Min(256, model.MaxPositions));
+        double sum = 0;
+        long count = 0;
+        for (int start = 0; start < tokens; start += 256)
+        {
+            int len = Math.Min(256, tokens - start);
+            if (len < 2) break;
+            var ids = Enumerable.Range(0, len).Select(_ => rng.Next(vocab)).ToArray();
+            session.Reset();
+            var logits = session.Forward(ids.AsSpan(0, len - 1), allLogits: true);
+            for (int j = 0; j < len - 1; j++)
+            {
+                var row = logits.AsSpan(j * vocab, vocab);
+                float max = System.Numerics.Tensors.TensorPrimitives.Max(row);
+                double e = 0;
+                foreach (float v in row) e += Math.Exp(v - (double)max);
+                sum += Math.Log(e) + max - row[ids[j + 1]];
+            }
+            count += len - 1;
+        }
+        return sum / Math.Max(1, count);
+    }
+
     private void Report(string shape, int? layers, SyntheticCheckpointInfo info, string method, int bits, int group, string device, long artifactBytes,
         List<Stage> stages, string? outMd)
     {
@@ -253,5 +255,57 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb(console)
         md.AppendLine().AppendLine("Peak host RSS is VmHWM, reset at each stage; peak GPU is NVML's used memory above the stage's start (n/a without a GPU).");
         AtomicFile.WriteAllText(outMd, md.ToString());
         Console.MarkupLine($"wrote {Markup.Escape(outMd)}");
+    }
+}
+
+/// <summary>What `bench scale` was asked: the option values as typed (--shape and --method trimmed, lower-cased); <see cref="Validate"/>
+/// checks the shape and --layers, the method and its options, the calibration and eval sizes, --work, --out, --threads and --device
+/// (one line per mistake) before anything is written.</summary>
+public sealed record BenchScaleSettings(string Shape, string Method, string Bits, int Group, string[] Options, string Device, string? Work, int? Layers,
+    int CalibN, int CalibLen, int EvalTokens, int? Threads, string? Out, int Seed) : IVerbSettings
+{
+    /// <summary>The shape's config.json (first --layers layers); an unknown shape or --layers out of range is one line.</summary>
+    public string ConfigText => RealConfigs.Config(Shape, Layers);
+
+    /// <summary>The method's config: master bits (int8 for a MatQuant list of widths), group and --option settings.</summary>
+    public QuantizationConfig Config
+    {
+        get
+        {
+            if (!AlgorithmRegistry.Contains(Method))
+                throw new MatqException($"--method '{Method}' is not known: choose one of {string.Join(", ", AlgorithmRegistry.Names)}");
+            var registration = AlgorithmRegistry.Get(Method);
+            var bits = CommonOptions.ParseBits(Bits);
+            var options = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var pair in Options)
+            {
+                int eq = pair.IndexOf('=');
+                if (eq <= 0 || !options.TryAdd(pair[..eq].Trim(), pair[(eq + 1)..].Trim()))
+                    throw new MatqException($"--option '{pair}' is not KEY=VALUE or is given twice");
+            }
+            int master = bits[0];
+            if (bits.Length > 1)
+            {
+                if (Method != Matq.Algorithms.MatQuant.MatQuantAlgorithm.MethodName) throw new MatqException($"--bits {Bits}: {Method} takes one bit-width");
+                options[Matq.Algorithms.MatQuant.MatQuantConfig.BitsKey] = string.Join(",", bits);
+                master = 8;
+            }
+            return new QuantizationConfig(registration.Name, master, CommonOptions.CheckGroup(Group), false, false, options);
+        }
+    }
+
+    public void Validate()
+    {
+        // Cheap checks first: names, numbers and paths fail before anything is written.
+        _ = ConfigText;
+        var config = Config;
+        if (!AlgorithmRegistry.Create(config).Streams)
+            throw new MatqException($"--method {Method}{(config.Options.TryGetValue("base", out var b) ? " with base " + b : "")} trains the whole model resident, so it has no block-streamed run to measure; bench a PTQ method (rtn, gptq, athena, omniquant, matquant with base athena|omniquant)");
+        if (CalibN < 1 || CalibLen < 2) throw new MatqException($"--calib-n {CalibN} / --calib-len {CalibLen}: at least 1 window of 2 tokens");
+        if (EvalTokens < 2) throw new MatqException($"--eval-tokens {EvalTokens}: at least 2");
+        if (Work is not null) OutputPaths.CheckWorkFolder(Work, "--work");
+        if (Out is not null) OutputPaths.CheckFile(Out, "--out", Work);
+        if (Threads is < 1) throw new MatqException($"--threads {Threads}: at least 1");
+        TorchRuntime.Check(Device);
     }
 }

@@ -18,13 +18,16 @@ using Matq.Formats.Safetensors;
 using Matq.Calibration;
 using Matq.Kernels.Quantization;
 using Matq.Quantization;
-using Matq.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb(console)
+public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb<BenchQuantizeLayerSettings>(console, "quantize-layer",
+    "Time RTN, GPTQ-exact and Athena on single synthetic layers (seconds, memory peaks, ratio vs RTN)",
+    "matq bench quantize-layer --device cpu --shapes 1024x1024",
+    "matq bench quantize-layer --device cpu --weight W.safetensors --inputs X.safetensors --bits 2 --group 64 --algorithms gptq",
+    "MATQ_TORCH_LIB=/opt/torch/.venv/lib/python3.12/site-packages/torch/lib matq bench quantize-layer --device cuda")
 {
     private readonly Option<string> _device = CommonOptions.Device();
     private readonly Option<string> _shapes = new("--shapes") { Description = "Layers as OUTxIN, comma-separated", DefaultValueFactory = _ => "4096x4096,4096x11008", HelpName = "OxI[,OxI...]" };
@@ -40,44 +43,25 @@ public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<string?> _inputs = new("--inputs") { Description = "Calibration inputs of --weight's layer: a safetensors file holding one float tensor X [..., in]; H = 2XᵀX/N", HelpName = "X.safetensors" };
     private readonly Option<int> _seed = CommonOptions.Seed();
 
-    public override string Name => "quantize-layer";
-    public override string Description => "Time RTN, GPTQ-exact and Athena on single synthetic layers (seconds, memory peaks, ratio vs RTN)";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq bench quantize-layer --device cpu --shapes 1024x1024",
-        "matq bench quantize-layer --device cpu --weight W.safetensors --inputs X.safetensors --bits 2 --group 64 --algorithms gptq",
-        "MATQ_TORCH_LIB=/opt/torch/.venv/lib/python3.12/site-packages/torch/lib matq bench quantize-layer --device cuda",
-    ];
-
     protected override IEnumerable<Option> Options =>
     [
         _device, _shapes, _bits, _group, _tokens, _sweeps, _block, _actOrder, _algorithms, _groupGrid, _weight, _inputs, _seed,
     ];
 
-    protected override int Execute(ParseResult result)
+    protected override BenchQuantizeLayerSettings Read(ParseResult r) => new(r.GetValue(_device)!, r.GetValue(_shapes)!, r.GetValue(_bits), r.GetValue(_group),
+        r.GetValue(_tokens), r.GetValue(_sweeps), r.GetValue(_block), r.GetValue(_actOrder), r.GetValue(_algorithms)!, r.GetValue(_groupGrid)!,
+        r.GetValue(_weight), r.GetValue(_inputs), r.GetValue(_seed));
+
+    protected override int Run(BenchQuantizeLayerSettings s)
     {
-        var device = TorchRuntime.Configure(result.GetValue(_device)).Device;
+        var device = TorchRuntime.Configure(s.Device).Device;
         bool cuda = device.type == DeviceType.CUDA;
-        int bits = result.GetValue(_bits), group = result.GetValue(_group), tokens = result.GetValue(_tokens);
+        int group = s.Group, tokens = s.Tokens;
         if (tokens < 0) tokens = cuda ? 128 * 2048 : 0;
-        var spec = group == 0 ? QuantSpec.PerChannel(bits) : QuantSpec.Grouped(bits, group);
-        var algorithms = result.GetValue(_algorithms)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Select(a => a.ToLowerInvariant()).ToArray();
-        foreach (var a in algorithms)
-            if (a is not ("rtn" or "gptq" or "athena")) throw new MatqException($"--algorithms '{a}' is not one of rtn, gptq, athena");
-        string gridText = result.GetValue(_groupGrid)!.Trim().ToLowerInvariant();
-        var grid = gridText switch
-        {
-            AthenaConfig.BlockStartGrid => GroupGrid.BlockStart,
-            AthenaConfig.UpdatedGrid => GroupGrid.Updated,
-            _ => throw new MatqException($"--group-grid {SafeText.Quote(gridText)} is not a group-grid rule: use {AthenaConfig.BlockStartGrid} or {AthenaConfig.UpdatedGrid}"),
-        };
-        var athena = new AthenaConfig(spec, AthenaMode.Athena, blockSize: result.GetValue(_block), actOrder: result.GetValue(_actOrder), sweeps: result.GetValue(_sweeps), groupGrid: grid);
-        string? weightPath = result.GetValue(_weight), inputsPath = result.GetValue(_inputs);
-        if ((weightPath is null) != (inputsPath is null))
-            throw new MatqException(weightPath is null ? "--inputs needs --weight: give the layer's weight W.safetensors too" : "--weight needs --inputs: give the layer's calibration inputs X.safetensors too");
-        var shapes = weightPath is null ? ParseShapes(result.GetValue(_shapes)!) : [];
-        int seed = result.GetValue(_seed);
+        var (spec, algorithms, gridText, athena) = (s.Spec, s.AlgorithmList, s.GridText, s.Athena);
+        string? weightPath = s.Weight, inputsPath = s.Inputs;
+        var shapes = s.ShapeList;
+        int seed = s.Seed;
         using var meter = new MemoryMeter(cuda);
 
         Console.MarkupLine(Markup.Escape($"device {device}, {spec.Bits} bits, group {(group == 0 ? "per-channel" : group.ToString())}, " +
@@ -183,20 +167,6 @@ public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb(console)
             W.Dispose();
             H.Dispose();
         }
-    }
-
-    private static List<(long Rows, long Cols)> ParseShapes(string text)
-    {
-        var list = new List<(long, long)>();
-        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-        {
-            var dims = part.ToLowerInvariant().Split('x');
-            if (dims.Length != 2 || !long.TryParse(dims[0], out long r) || !long.TryParse(dims[1], out long c) || r < 1 || c < 1 || r > 65536 || c > 65536)
-                throw new MatqException($"--shapes '{part}' is not OUTxIN with sizes 1..65536 (e.g. 4096x11008)");
-            list.Add((r, c));
-        }
-        if (list.Count == 0) throw new MatqException("--shapes is empty: give e.g. 4096x4096");
-        return list;
     }
 
     /// <summary>2XᵀX/N streamed from N rows of X = Z·D(I + UVᵀ), or (N = 0) its expectation 2AᵀA. [n, n] fp32.</summary>
@@ -305,5 +275,68 @@ public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb(console)
             _running = false;
             _thread?.Join();
         }
+    }
+}
+
+/// <summary>What `bench quantize-layer` was asked: the option values as typed; <see cref="Validate"/> checks --device, the bits and
+/// group, --algorithms, --group-grid, the GPTQ/Athena settings, --weight/--inputs and --shapes (one line per mistake) before torch loads.</summary>
+public sealed record BenchQuantizeLayerSettings(string Device, string Shapes, int Bits, int Group, int Tokens, int Sweeps, int Block, bool ActOrder,
+    string Algorithms, string GroupGrid, string? Weight, string? Inputs, int Seed) : IVerbSettings
+{
+    public QuantSpec Spec => Group == 0 ? QuantSpec.PerChannel(Bits) : QuantSpec.Grouped(Bits, Group);
+
+    public string[] AlgorithmList
+    {
+        get
+        {
+            var algorithms = Algorithms.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(a => a.ToLowerInvariant()).ToArray();
+            foreach (var a in algorithms)
+                if (a is not ("rtn" or "gptq" or "athena")) throw new MatqException($"--algorithms '{a}' is not one of rtn, gptq, athena");
+            return algorithms;
+        }
+    }
+
+    public string GridText => GroupGrid.Trim().ToLowerInvariant();
+
+    public AthenaConfig Athena
+    {
+        get
+        {
+            var grid = GridText switch
+            {
+                AthenaConfig.BlockStartGrid => Matq.Algorithms.Athena.GroupGrid.BlockStart,
+                AthenaConfig.UpdatedGrid => Matq.Algorithms.Athena.GroupGrid.Updated,
+                _ => throw new MatqException($"--group-grid {SafeText.Quote(GridText)} is not a group-grid rule: use {AthenaConfig.BlockStartGrid} or {AthenaConfig.UpdatedGrid}"),
+            };
+            return new AthenaConfig(Spec, AthenaMode.Athena, blockSize: Block, actOrder: ActOrder, sweeps: Sweeps, groupGrid: grid);
+        }
+    }
+
+    /// <summary>The synthetic layers' shapes; none when --weight gives the layer.</summary>
+    public List<(long Rows, long Cols)> ShapeList => Weight is null ? ParseShapes(Shapes) : [];
+
+    public void Validate()
+    {
+        TorchRuntime.Check(Device);
+        _ = Spec;
+        _ = AlgorithmList;
+        _ = Athena;
+        if ((Weight is null) != (Inputs is null))
+            throw new MatqException(Weight is null ? "--inputs needs --weight: give the layer's weight W.safetensors too" : "--weight needs --inputs: give the layer's calibration inputs X.safetensors too");
+        _ = ShapeList;
+    }
+
+    private static List<(long Rows, long Cols)> ParseShapes(string text)
+    {
+        var list = new List<(long, long)>();
+        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var dims = part.ToLowerInvariant().Split('x');
+            if (dims.Length != 2 || !long.TryParse(dims[0], out long r) || !long.TryParse(dims[1], out long c) || r < 1 || c < 1 || r > 65536 || c > 65536)
+                throw new MatqException($"--shapes '{part}' is not OUTxIN with sizes 1..65536 (e.g. 4096x11008)");
+            list.Add((r, c));
+        }
+        if (list.Count == 0) throw new MatqException("--shapes is empty: give e.g. 4096x4096");
+        return list;
     }
 }

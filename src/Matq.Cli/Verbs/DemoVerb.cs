@@ -3,18 +3,15 @@
 // tiny LM, evaluate it, and quantize it with RTN (8/4/3/2 bits, per-channel and g32) and Athena, printing perplexities;
 // last, one MatQuant {8,4,2} artifact (OmniQuant base, per-channel) served at 8..2 bits next to independent OmniQuant int2.
 using System.Diagnostics;
-using Matq.Data;
-using Matq.Evaluation;
 using Matq.Formats.Safetensors;
-using Matq.Loading;
-using Matq.Quantization.Pipeline;
-using Matq.Runtime;
-using Matq.Runtime.Tokenizers;
 using TorchSharp;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class DemoVerb(IAnsiConsole console) : Verb(console)
+public sealed class DemoVerb(IAnsiConsole console) : Verb<DemoSettings>(console, "demo",
+    "Run matq end to end on built-in defaults: fetch data, quantize a real model's weights at 8/4/3/2 bits, print the errors",
+    "matq demo",
+    "matq demo --model path/to/hf-folder")
 {
     private readonly Option<string?> _model = new("--model")
     {
@@ -30,16 +27,14 @@ public sealed class DemoVerb(IAnsiConsole console) : Verb(console)
     };
     private readonly Option<int> _seed = CommonOptions.Seed();
 
-    public override string Name => "demo";
-    public override string Description => "Run matq end to end on built-in defaults: fetch data, quantize a real model's weights at 8/4/3/2 bits, print the errors";
-    public override IReadOnlyList<string> Examples => ["matq demo", "matq demo --model path/to/hf-folder"];
-
     protected override IEnumerable<Option> Options => [_model, _device, _tokens, _seed];
 
-    protected override int Execute(ParseResult result)
+    protected override DemoSettings Read(ParseResult r) => new DemoSettings(r.GetValue(_model), r.GetValue(_device)!, r.GetValue(_tokens), r.GetValue(_seed));
+
+    protected override int Run(DemoSettings s)
     {
         var total = Stopwatch.StartNew();
-        var model = result.GetValue(_model) ?? DefaultModel();
+        var model = s.ModelPath;
         Console.Write(new Rule("[bold]matq demo[/]").LeftJustified());
 
         // 1. Real data, through the ordinary package clients.
@@ -53,14 +48,13 @@ public sealed class DemoVerb(IAnsiConsole console) : Verb(console)
         SliceTable(model);
 
         // 3. The whole model: float, RTN at 8/4/3/2 bits (per-channel, g32) and one Athena row, by perplexity.
-        int maxTokens = result.GetValue(_tokens);
-        if (maxTokens < 1000) throw new MatqException($"--max-tokens {maxTokens} is too small: at least 1000");
-        var device = TorchRuntime.Configure(result.GetValue(_device)).Device;
-        ModelTable(model, store, device, maxTokens, result.GetValue(_seed));
+        int maxTokens = s.MaxTokens;
+        var device = TorchRuntime.Configure(s.Device).Device;
+        ModelTable(model, store, device, maxTokens, s.Seed);
 
         // 4. MatQuant: one int8 artifact (OmniQuant base, R = {8,4,2}, per-channel: the setting where the study in
         // docs/results/matquant.md shows MatQuant's int2 gain best) served at 8/6/4/3/2 bits, vs independent OmniQuant int2.
-        MatQuantTable(model, store, device, maxTokens, result.GetValue(_seed));
+        MatQuantTable(model, store, device, maxTokens, s.Seed);
 
         Console.MarkupLineInterpolated($"[grey]demo finished in {total.Elapsed.TotalSeconds:F1} s[/]");
         return 0;
@@ -204,5 +198,19 @@ public sealed class DemoVerb(IAnsiConsole console) : Verb(console)
             }
         }
         throw new MatqException("no default model found (models/tiny): run from the matq repository or pass --model PATH");
+    }
+}
+
+/// <summary>What `demo` was asked: --model (default: the repository's tiny model), --device, --max-tokens and --seed;
+/// <see cref="Validate"/> checks them (one line per mistake) before any dataset is fetched.</summary>
+public sealed record DemoSettings(string? Model, string Device, int MaxTokens, int Seed) : IVerbSettings
+{
+    public string ModelPath => Model ?? DemoVerb.DefaultModel();
+
+    public void Validate()
+    {
+        _ = ModelPath;
+        if (MaxTokens < 1000) throw new MatqException($"--max-tokens {MaxTokens} is too small: at least 1000");
+        TorchRuntime.Check(Device);
     }
 }

@@ -1,27 +1,26 @@
 // `matq device`: which compute device a verb would get, and a quick check that it computes (fp32 and bf16 matmul throughput).
 using System.Diagnostics;
-using Matq.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class DeviceVerb(IAnsiConsole console) : Verb(console)
+public sealed class DeviceVerb(IAnsiConsole console) : Verb<DeviceSettings>(console, "device",
+    "Show the compute device matq would use and measure matmul throughput on it",
+    "matq device",
+    "MATQ_TORCH_LIB=/opt/torch/lib/python3.12/site-packages/torch/lib matq device --device cuda")
 {
     private readonly Option<string> _device = CommonOptions.Device();
     private readonly Option<int> _size = new("--size") { Description = "Square matmul size for the throughput check", DefaultValueFactory = _ => 2048 };
 
-    public override string Name => "device";
-    public override string Description => "Show the compute device matq would use and measure matmul throughput on it";
-    public override IReadOnlyList<string> Examples => ["matq device", "MATQ_TORCH_LIB=/opt/torch/lib/python3.12/site-packages/torch/lib matq device --device cuda"];
-
     protected override IEnumerable<Option> Options => [_device, _size];
 
-    protected override int Execute(ParseResult result)
+    protected override DeviceSettings Read(ParseResult r) => new DeviceSettings(r.GetValue(_device)!, r.GetValue(_size));
+
+    protected override int Run(DeviceSettings s)
     {
-        var device = TorchRuntime.Configure(result.GetValue(_device)).Device;
-        int n = result.GetValue(_size);
-        if (n < 16 || n > 16384) throw new MatqException($"--size {n} is out of range (16..16384)");
+        var device = TorchRuntime.Configure(s.Device).Device;
+        int n = s.Size;
         var table = new Table().AddColumns("property", "value");
         table.AddRow("device", device.ToString());
         table.AddRow("torch threads", torch.get_num_threads().ToString());
@@ -54,5 +53,15 @@ public sealed class DeviceVerb(IAnsiConsole console) : Verb(console)
     private static void Sync(Device device)
     {
         if (device.type == DeviceType.CUDA) torch.cuda.synchronize();
+    }
+}
+
+/// <summary>What `device` was asked: --device and --size; <see cref="Validate"/> checks both (one line per mistake) before torch loads.</summary>
+public sealed record DeviceSettings(string Device, int Size) : IVerbSettings
+{
+    public void Validate()
+    {
+        TorchRuntime.Check(Device);
+        if (Size < 16 || Size > 16384) throw new MatqException($"--size {Size} is out of range (16..16384)");
     }
 }

@@ -1,18 +1,20 @@
 // `matq generate`: continues a prompt with a model, greedy (--temperature 0) or seeded top-k sampling, streaming text.
 // Engines: a .matq runs on the packed CPU runtime (Matq.Runtime.Packed: r-bit kernels, no TorchSharp) unless
 // --engine torch (or --extra-precision, which the packed layout cannot hold, or --device cuda) picks the TorchSharp model
-// with dequantized weights; float models always run on TorchSharp. A prompt longer than the model's context is refused.
-using Matq.Loading;
-using Matq.Runtime;
+// with dequantized weights; float models always run on TorchSharp. The packed engine loads the artifact through a
+// memory map, one tensor at a time (host memory ≈ the r-bit weights + the embedding/head as stored); the torch engine
+// holds every weight in fp32. A prompt longer than the model's context is refused.
 using Matq.Runtime.Generation;
-using Matq.Runtime.Loading;
-using Matq.Runtime.Packed;
-using Matq.Runtime.Plans;
-using Matq.Runtime.Tokenizers;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
+public sealed class GenerateVerb(IAnsiConsole console) : Verb<GenerateSettings>(console, "generate",
+    "Continue a prompt with a language model (greedy or seeded top-k / top-p sampling)",
+    "matq generate --model models/tiny --prompt \"Fellow citizens\"",
+    "matq generate --model models/tiny --prompt \"The economy\" --temperature 0 --max-tokens 100",
+    "matq generate --model out/tiny-rtn8.matq --bits 3 --prompt \"Fellow citizens\" --temperature 0",
+    "matq generate --model out/small8.matq --plan plan.json --threads 4 --prompt \"The economy\"",
+    "matq generate --model out/small8.matq --bits 4 --engine torch --prompt \"The economy\"")
 {
     private readonly Option<string> _model = CommonOptions.Model();
     private readonly Option<string> _prompt = new("--prompt") { Description = "Text to continue", Required = true, HelpName = "TEXT" };
@@ -32,53 +34,36 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
 
     private readonly Option<string?> _tokenizer = CommonOptions.Tokenizer();
 
-    public override string Name => "generate";
-    public override string Description => "Continue a prompt with a language model (greedy or seeded top-k / top-p sampling)";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq generate --model models/tiny --prompt \"Fellow citizens\"",
-        "matq generate --model models/tiny --prompt \"The economy\" --temperature 0 --max-tokens 100",
-        "matq generate --model out/tiny-rtn8.matq --bits 3 --prompt \"Fellow citizens\" --temperature 0",
-        "matq generate --model out/small8.matq --plan plan.json --threads 4 --prompt \"The economy\"",
-        "matq generate --model out/small8.matq --bits 4 --engine torch --prompt \"The economy\"",
-    ];
-
     protected override IEnumerable<Option> Options =>
     [
         _model, _prompt, _maxTokens, _temperature, _topK, _topP, _seed, _device, _bits, _plan, _extra, _engine, _threads, _head, _activations,
         _tokenizer,
     ];
 
-    protected override int Execute(ParseResult result)
+    protected override GenerateSettings Read(ParseResult r) => new(r.GetValue(_model)!, r.GetValue(_prompt) ?? "", r.GetValue(_maxTokens),
+        new SamplingOptions { Temperature = r.GetValue(_temperature), TopK = r.GetValue(_topK), TopP = r.GetValue(_topP), Seed = r.GetValue(_seed) },
+        r.GetValue(_device)!, new ServingRequest(r.GetValue(_bits), r.GetValue(_plan), r.GetValue(_extra), r.GetValue(_tokenizer)), r.GetValue(_engine)!,
+        r.GetValue(_threads), r.GetValue(_head)!, r.GetValue(_activations)!);
+
+    protected override int Run(GenerateSettings s)
     {
-        var sampling = new SamplingOptions { Temperature = result.GetValue(_temperature), TopK = result.GetValue(_topK), TopP = result.GetValue(_topP), Seed = result.GetValue(_seed) };
-        sampling.Validate();
-        int max = result.GetValue(_maxTokens);
-        if (max < 0) throw new MatqException($"--max-tokens {max} is out of range: 0 or more");
-        var prompt = result.GetValue(_prompt) ?? "";
-        var path = result.GetValue(_model)!;
-        if (!Directory.Exists(path) && !File.Exists(path))
-            throw new MatqException($"--model {path} does not exist");
-        var serving = new ServingRequest(result.GetValue(_bits), result.GetValue(_plan), result.GetValue(_extra), result.GetValue(_tokenizer));
-        var (bits, plan) = serving.Resolve();   // a bad --bits or --plan fails before the model load
-        int threads = PackedOptions.CheckThreads(result.GetValue(_threads));
-        int? headBits = PackedOptions.ParseHead(result.GetValue(_head)!);
-        var acts = PackedOptions.ParseActivations(result.GetValue(_activations)!);
-        if (acts.Length != 1) throw new MatqException("--activations takes one value for generate: int8 or fp32");
-        if (UsePackedEngine(result.GetValue(_engine)!, path, serving.ExtraPrecision, result.GetValue(_device)!))
+        var (sampling, max, prompt, path, serving) = (s.Sampling, s.MaxTokens, s.Prompt, s.Model, s.Serving);
+        var (bits, plan) = serving.Resolve();
+        var (threads, headBits, activations) = s.Packed;
+        if (UsePackedEngine(s.Engine, path, serving.ExtraPrecision, s.Device))
         {
             var model = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = bits, Plan = plan, HeadBits = headBits });
             var tokenizer = ArtifactSource.LoadArtifactTokenizer(path, model.Metadata, model.Config.VocabSize, serving.Tokenizer);
-            var session = new PackedLlamaSession(model, threads: threads, activations: acts[0]);
+            var session = new PackedLlamaSession(model, threads: threads, activations: activations);
             var stats = Run(tokenizer, prompt, max, sampling, session.ContextLength,
                 (ids, o, onToken) => PackedTextGenerator.Generate(session, ids, o, onToken).Stats);
-            Console.MarkupLine("[dim]" + Markup.Escape($"packed engine: {model.Config.NumLayers} layers at {model.MeanLayerBits:F2} bits/weight, head {(model.Head.Packed is null ? "fp32" : $"{model.Head.Bits}-bit")}, {PackedOptions.Name(acts[0])} activations, "
+            Console.MarkupLine("[dim]" + Markup.Escape($"packed engine: {model.Config.NumLayers} layers at {model.MeanLayerBits:F2} bits/weight, head {(model.Head.Packed is not null ? $"{model.Head.Bits}-bit" : model.Head.Stored is { } st ? $"{Matq.Formats.Safetensors.SafetensorsDtypes.ToName(st.Dtype).ToLowerInvariant()} as stored" : "fp32")}, {PackedOptions.Name(activations)} activations, "
                 + $"{(threads < 0 ? Environment.ProcessorCount : threads)} thread(s); prefill {stats!.PrefillTokensPerSecond:F1} tok/s, decode {stats.DecodeTokensPerSecond:F1} tok/s") + "[/]");
             return 0;
         }
-        if (result.GetValue(_head) != PackedOptions.DefaultHead) throw new MatqException("--head applies to the packed engine; drop it with --engine torch or float models");
-        if (result.GetValue(_activations) != "int8") throw new MatqException("--activations applies to the packed engine; drop it with --engine torch or float models");
-        var device = TorchRuntime.Configure(result.GetValue(_device)).Device;
+        if (s.Head != PackedOptions.DefaultHead) throw new MatqException("--head applies to the packed engine; drop it with --engine torch or float models");
+        if (s.Activations != "int8") throw new MatqException("--activations applies to the packed engine; drop it with --engine torch or float models");
+        var device = TorchRuntime.Configure(s.Device).Device;
         using var lm = LanguageModelSource.Open(path, device, serving);
         int promptTokens = lm.Tokenizer.Encode(prompt).Length;
         if (promptTokens > lm.ContextLength)
@@ -92,7 +77,7 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
     }
 
     /// <summary>packed for a .matq unless told otherwise; refuses combinations that cannot run.</summary>
-    private static bool UsePackedEngine(string engine, string path, bool extraPrecision, string device)
+    internal static bool UsePackedEngine(string engine, string path, bool extraPrecision, string device)
     {
         bool artifact = ArtifactSource.IsArtifactFile(path);
         bool cuda = device.Trim().Equals("cuda", StringComparison.OrdinalIgnoreCase);
@@ -129,5 +114,25 @@ public sealed class GenerateVerb(IAnsiConsole console) : Verb(console)
         Emit(stream.Finish());
         Console.WriteLine();
         return stats;
+    }
+}
+
+/// <summary>What `generate` was asked: the option values as typed; <see cref="Validate"/> checks sampling, --max-tokens, --model,
+/// --bits/--plan, the packed runtime's --threads/--head/--activations and --device (one line per mistake) before the model load.</summary>
+public sealed record GenerateSettings(string Model, string Prompt, int MaxTokens, SamplingOptions Sampling, string Device, ServingRequest Serving,
+    string Engine, int Threads, string Head, string Activations) : IVerbSettings
+{
+    /// <summary>--threads, --head and --activations as the packed runtime takes them.</summary>
+    public (int Threads, int? HeadBits, PackedActivations Activations) Packed => PackedOptions.Resolve(Threads, Head, Activations, "generate");
+
+    public void Validate()
+    {
+        Sampling.Validate();
+        if (MaxTokens < 0) throw new MatqException($"--max-tokens {MaxTokens} is out of range: 0 or more");
+        if (!Directory.Exists(Model) && !File.Exists(Model))
+            throw new MatqException($"--model {Model} does not exist");
+        Serving.Resolve();   // a bad --bits or --plan fails before the model load
+        _ = Packed;
+        TorchRuntime.Check(Device);
     }
 }

@@ -4,7 +4,11 @@ using Matq.Formats.Inspection;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class InspectVerb(IAnsiConsole console) : Verb(console)
+public sealed class InspectVerb(IAnsiConsole console) : Verb<InspectSettings>(console, "inspect",
+    "Show a model file's format, metadata, tensors and size by dtype (reads headers only)",
+    "matq inspect models/tiny",
+    "matq inspect out/tiny-rtn4.matq --tensors -1",
+    "matq inspect model.safetensors --tensors 0")
 {
     private readonly Argument<string> _path = new("path") { Description = "A .safetensors file, a .matq artifact or an HF checkpoint folder" };
     private readonly Option<int> _limit = new("--tensors")
@@ -12,11 +16,6 @@ public sealed class InspectVerb(IAnsiConsole console) : Verb(console)
         Description = "How many tensors to list (0 = none, -1 = all)",
         DefaultValueFactory = _ => 40,
     };
-
-    public override string Name => "inspect";
-    public override string Description => "Show a model file's format, metadata, tensors and size by dtype (reads headers only)";
-    public override IReadOnlyList<string> Examples =>
-        ["matq inspect models/tiny", "matq inspect out/tiny-rtn4.matq --tensors -1", "matq inspect model.safetensors --tensors 0"];
 
     protected override IEnumerable<Option> Options => [_limit];
 
@@ -26,10 +25,12 @@ public sealed class InspectVerb(IAnsiConsole console) : Verb(console)
         base.Configure(command);
     }
 
-    protected override int Execute(ParseResult result)
+    protected override InspectSettings Read(ParseResult r) => new InspectSettings(r.GetValue(_path)!, r.GetValue(_limit));
+
+    protected override int Run(InspectSettings s)
     {
-        var info = ModelInspector.Inspect(result.GetValue(_path)!);
-        int limit = result.GetValue(_limit);
+        var info = ModelInspector.Inspect(s.Path);
+        int limit = s.Tensors;
 
         var summary = new Table().Title($"[bold]{Markup.Escape(info.Path)}[/]").AddColumns("property", "value");
         summary.AddRow("format", info.Kind.ToString());
@@ -54,5 +55,15 @@ public sealed class InspectVerb(IAnsiConsole console) : Verb(console)
             Console.Write(tensors);
         }
         return 0;
+    }
+}
+
+/// <summary>What `inspect` was asked: the path and --tensors; <see cref="Validate"/> checks both (one line per mistake) before a header is read.</summary>
+public sealed record InspectSettings(string Path, int Tensors) : IVerbSettings
+{
+    public void Validate()
+    {
+        ModelInspector.RequireExists(Path);
+        if (Tensors < -1) throw new MatqException($"--tensors {Tensors} is out of range: a count, 0 for none or -1 for all");
     }
 }

@@ -4,19 +4,16 @@
 // FILE (such a file, e.g. logits saved from transformers), checked against it: max |Δ| per row and overall.
 // It is how a user checks parity with transformers, and how matq's family parity is measured.
 using System.Globalization;
-using Matq.Formats.IO;
 using Matq.Formats.Safetensors;
-using Matq.Loading;
-using Matq.Runtime;
-using Matq.Runtime.Loading;
-using Matq.Runtime.Packed;
-using Matq.Runtime.Plans;
-using Matq.Runtime.Tokenizers;
 using static TorchSharp.torch;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class LogitsVerb(IAnsiConsole console) : Verb(console)
+public sealed class LogitsVerb(IAnsiConsole console) : Verb<LogitsSettings>(console, "logits",
+    "Write the logits of token ids (safetensors: input_ids, logits) and compare them with a reference such as transformers' output",
+    "matq logits --model tests/fixtures/families/tiny-gemma2 --compare tests/fixtures/families/tiny-gemma2/expected.safetensors",
+    "matq logits --model models/tiny --text \"Fellow citizens\" --out tiny-logits.safetensors",
+    "matq logits --model out/tiny8.matq --bits 4 --engine packed --ids 70,101,108,108,111 --out l.safetensors")
 {
     private readonly Option<string> _model = CommonOptions.Model();
     private readonly Option<string?> _ids = new("--ids") { Description = "Token ids, comma-separated; rows of a batch separated by ';' (all rows the same length)", HelpName = "I,I,...[;I,I,...]" };
@@ -29,31 +26,16 @@ public sealed class LogitsVerb(IAnsiConsole console) : Verb(console)
     private readonly Option<string> _engine = new("--engine") { Description = "torch (default; TorchSharp forward, any model) or packed (a .matq on the r-bit CPU kernels, fp32 activations and head)", DefaultValueFactory = _ => "torch", HelpName = "torch|packed" };
     private readonly Option<string> _device = CommonOptions.Device();
 
-    public override string Name => "logits";
-    public override string Description => "Write the logits of token ids (safetensors: input_ids, logits) and compare them with a reference such as transformers' output";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq logits --model tests/fixtures/families/tiny-gemma2 --compare tests/fixtures/families/tiny-gemma2/expected.safetensors",
-        "matq logits --model models/tiny --text \"Fellow citizens\" --out tiny-logits.safetensors",
-        "matq logits --model out/tiny8.matq --bits 4 --engine packed --ids 70,101,108,108,111 --out l.safetensors",
-    ];
-
     protected override IEnumerable<Option> Options => [_model, _ids, _text, _tokenizer, _compare, _out, _bits, _plan, _engine, _device];
 
-    protected override int Execute(ParseResult result)
+    protected override LogitsSettings Read(ParseResult r) => new(r.GetValue(_model)!, r.GetValue(_ids), r.GetValue(_text), r.GetValue(_tokenizer), r.GetValue(_compare),
+        r.GetValue(_out), r.GetValue(_bits), r.GetValue(_plan), r.GetValue(_engine)!.Trim().ToLowerInvariant(), r.GetValue(_device)!);
+
+    protected override int Run(LogitsSettings s)
     {
-        var path = result.GetValue(_model)!;
-        string? idsText = result.GetValue(_ids), text = result.GetValue(_text), compare = result.GetValue(_compare), outPath = result.GetValue(_out);
-        if ((idsText is null ? 0 : 1) + (text is null ? 0 : 1) > 1) throw new MatqException("give one of --ids and --text");
-        if (idsText is null && text is null && compare is null) throw new MatqException("give the tokens: --ids 1,2,3, --text \"...\", or --compare FILE (its input_ids)");
-        long[,]? given = idsText is null ? null : ParseIds(idsText);
-        if (outPath is null && compare is null) throw new MatqException("give --out FILE to write the logits, --compare FILE to check them, or both");
-        if (!Directory.Exists(path) && !File.Exists(path)) throw new MatqException($"--model {path} does not exist");
-        if (compare is not null && !File.Exists(compare)) throw new MatqException($"--compare {compare} does not exist");
-        if (outPath is not null) OutputPaths.CheckFile(outPath, "--out", path, compare);
-        string engine = result.GetValue(_engine)!.Trim().ToLowerInvariant();
-        if (engine is not ("torch" or "packed")) throw new MatqException($"--engine {engine} is not known: use torch or packed");
-        var (bits, plan) = new ServingRequest(result.GetValue(_bits), result.GetValue(_plan)).Resolve();
+        var (path, text, compare, outPath, engine) = (s.Model, s.Text, s.Compare, s.Out, s.Engine);
+        long[,]? given = s.Ids is null ? null : ParseIds(s.Ids);
+        var (bits, plan) = new ServingRequest(s.Bits, s.Plan).Resolve();
 
         (long[,]? refIds, float[]? refLogits, long vocabRef) = compare is null ? (null, null, 0) : ReadReference(compare);
         long[,] ids = given is not null ? given
@@ -65,10 +47,10 @@ public sealed class LogitsVerb(IAnsiConsole console) : Verb(console)
         if (engine == "packed")
         {
             if (!ArtifactSource.IsArtifactFile(path)) throw new MatqException($"--engine packed serves .matq artifacts; {path} is a float model (use --engine torch)");
-            if (!result.GetValue(_device)!.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase) && !result.GetValue(_device)!.Trim().Equals("cpu", StringComparison.OrdinalIgnoreCase))
+            if (!s.Device.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase) && !s.Device.Trim().Equals("cpu", StringComparison.OrdinalIgnoreCase))
                 throw new MatqException("--engine packed runs on the CPU; drop --device or use --engine torch");
             var model = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = bits, Plan = plan, HeadBits = null });
-            if (text is not null) ids = Tokenize(text, result.GetValue(_tokenizer) ?? ArtifactSource.ArtifactTokenizer(path, model.Metadata).Folder, path);
+            if (text is not null) ids = Tokenize(text, s.Tokenizer ?? ArtifactSource.ArtifactTokenizer(path, model.Metadata).Folder, path);
             vocab = model.Config.VocabSize;
             CheckIds(ids, vocab);
             var session = new PackedLlamaSession(model, contextLength: Math.Max(ids.GetLength(1), 1), threads: -1, activations: PackedActivations.Fp32);
@@ -82,9 +64,9 @@ public sealed class LogitsVerb(IAnsiConsole console) : Verb(console)
         }
         else
         {
-            var device = TorchRuntime.Configure(result.GetValue(_device)).Device;
+            var device = TorchRuntime.Configure(s.Device).Device;
             using var opened = ModelSource.Open(path, bits, device, plan: plan);
-            if (text is not null) ids = Tokenize(text, result.GetValue(_tokenizer) ?? opened.TokenizerFolder, path);
+            if (text is not null) ids = Tokenize(text, s.Tokenizer ?? opened.TokenizerFolder, path);
             vocab = opened.Model.Config.VocabSize;
             CheckIds(ids, vocab);
             using var scope = NewDisposeScope();
@@ -135,7 +117,7 @@ public sealed class LogitsVerb(IAnsiConsole console) : Verb(console)
         return 0;
     }
 
-    private static long[,] ParseIds(string text)
+    internal static long[,] ParseIds(string text)
     {
         var rows = text.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(r => r.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
@@ -190,5 +172,25 @@ public sealed class LogitsVerb(IAnsiConsole console) : Verb(console)
             default: throw new MatqException($"--compare {path}: input_ids must be I64 or I32");
         }
         return (ids, f.ReadFloat32("logits"), logitInfo.Shape[2]);
+    }
+}
+
+/// <summary>What `logits` was asked: the option values as typed (--engine trimmed, lower-cased); <see cref="Validate"/> checks which
+/// tokens are given, --ids, --out/--compare, --model, --engine, --bits/--plan and --device (one line per mistake) before any load.</summary>
+public sealed record LogitsSettings(string Model, string? Ids, string? Text, string? Tokenizer, string? Compare, string? Out, int? Bits, string? Plan,
+    string Engine, string Device) : IVerbSettings
+{
+    public void Validate()
+    {
+        if ((Ids is null ? 0 : 1) + (Text is null ? 0 : 1) > 1) throw new MatqException("give one of --ids and --text");
+        if (Ids is null && Text is null && Compare is null) throw new MatqException("give the tokens: --ids 1,2,3, --text \"...\", or --compare FILE (its input_ids)");
+        if (Ids is not null) LogitsVerb.ParseIds(Ids);
+        if (Out is null && Compare is null) throw new MatqException("give --out FILE to write the logits, --compare FILE to check them, or both");
+        if (!Directory.Exists(Model) && !File.Exists(Model)) throw new MatqException($"--model {Model} does not exist");
+        if (Compare is not null && !File.Exists(Compare)) throw new MatqException($"--compare {Compare} does not exist");
+        if (Out is not null) OutputPaths.CheckFile(Out, "--out", Model, Compare);
+        if (Engine is not ("torch" or "packed")) throw new MatqException($"--engine {Engine} is not known: use torch or packed");
+        new ServingRequest(Bits, Plan).Resolve();
+        if (Engine == "torch") TorchRuntime.Check(Device);   // the packed engine answers any --device but cpu/auto itself
     }
 }

@@ -8,24 +8,25 @@ using System.CommandLine;
 using System.Diagnostics;
 using Matq.Algorithms.MatQuant;
 using Matq.Cli.Common;
-using Matq.Formats.IO;
-using Matq.Data;
-using Matq.Loading;
-using Matq.Runtime.Tokenizers;
 using Matq.Models.Vision;
-using Matq.Quantization.Pipeline;
-using Matq.Runtime;
-using Matq.Runtime.Loading;
 using Spectre.Console;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class QuantizeVerb : Verb
+public sealed class QuantizeVerb : Verb<QuantizeSettings>
 {
-    private static readonly string[] CalibNames = ["sotu-train", "sotu-validation", "sotu-test", "moby-dick"];
+    internal static readonly string[] CalibNames = ["sotu-train", "sotu-validation", "sotu-test", "moby-dick"];
 
     /// <param name="observe">Sees every progress event of a language-model run (tests: a throw there is a killed run).</param>
-    public QuantizeVerb(IAnsiConsole console, Func<DataStore>? data = null, Action<QuantizationEvent>? observe = null) : base(console)
+    public QuantizeVerb(IAnsiConsole console, Func<DataStore>? data = null, Action<QuantizationEvent>? observe = null) : base(console, "quantize",
+        "Quantize an HF model's linears to low-bit integer codes and write a .matq artifact (servable at any bits up to --bits)",
+        "matq quantize --model models/tiny --method rtn --bits 4 --group 128 --out out/tiny-rtn4.matq",
+        "matq quantize --model models/tiny --bits 8 --group 64 --clip mse --out out/tiny-rtn8.matq",
+        "matq quantize --model models/small --method rtn --bits 3 --group 0 --symmetric --include-head --device cuda --out out/small-rtn3.matq",
+        "matq quantize --model models/tiny --method omniquant --bits 4 --group 64 --option epochs=10 --out out/tiny-omni4.matq",
+        "matq quantize --model models/tiny --method matquant --base omniquant --bits 8,4,2 --lambda 1,1,1 --codistill 8->2 --out out/tiny-mq.matq  (int8 master codes)",
+        "matq quantize --model models/tiny --method matquant --base qat --bits 8,4,2 --layers ffn --out out/tiny-mq-ffn.matq  (attention stays float)",
+        "matq quantize --model models/small --method athena --bits 4 --group 64 --device cuda --out out/small-athena4.matq --resume  (continue a killed run at its next block)")
     {
         _data = data ?? (() => new DataStore());
         _observe = observe;
@@ -93,19 +94,6 @@ public sealed class QuantizeVerb : Verb
 
     private readonly Option<string?> _tokenizer = CommonOptions.Tokenizer();
 
-    public override string Name => "quantize";
-    public override string Description => "Quantize an HF model's linears to low-bit integer codes and write a .matq artifact (servable at any bits up to --bits)";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq quantize --model models/tiny --method rtn --bits 4 --group 128 --out out/tiny-rtn4.matq",
-        "matq quantize --model models/tiny --bits 8 --group 64 --clip mse --out out/tiny-rtn8.matq",
-        "matq quantize --model models/small --method rtn --bits 3 --group 0 --symmetric --include-head --device cuda --out out/small-rtn3.matq",
-        "matq quantize --model models/tiny --method omniquant --bits 4 --group 64 --option epochs=10 --out out/tiny-omni4.matq",
-        "matq quantize --model models/tiny --method matquant --base omniquant --bits 8,4,2 --lambda 1,1,1 --codistill 8->2 --out out/tiny-mq.matq  (int8 master codes)",
-        "matq quantize --model models/tiny --method matquant --base qat --bits 8,4,2 --layers ffn --out out/tiny-mq-ffn.matq  (attention stays float)",
-        "matq quantize --model models/small --method athena --bits 4 --group 64 --device cuda --out out/small-athena4.matq --resume  (continue a killed run at its next block)",
-    ];
-
     protected override void Configure(Command command)
     {
         foreach (var o in new Option[] { _model, _method, _bits, _group, _symmetric, _clip, _options, _base, _lambda, _codistill, _layers, _head, _calibData, _calibN, _calibLen, _out, _device, _seed, _resume, _tokenizer })
@@ -113,59 +101,30 @@ public sealed class QuantizeVerb : Verb
         foreach (var o in _visionOptions) command.Options.Add(o);
     }
 
-    protected override int Execute(ParseResult result)
-    {
-        // Cheap checks first: a bad method, option or path fails before a model load or a dataset fetch.
-        string method = (result.GetValue(_method) ?? "").Trim().ToLowerInvariant();
-        var modelPath = result.GetValue(_model)!;
-        RejectVision(result, method, modelPath);
-        bool resume = result.GetValue(_resume);
-        var registration = AlgorithmRegistry.Get(method);
-        var bits = CommonOptions.ParseBits(result.GetValue(_bits)!);
-        var options = ParseOptions(result.GetValue(_options) ?? [], result.GetValue(_clip), registration);
-        bool matquant = registration.Name == MatQuantAlgorithm.MethodName;
-        foreach (var (flag, key) in new[] { (_base, MatQuantConfig.BaseKey), (_lambda, MatQuantConfig.LambdaKey), (_codistill, MatQuantConfig.CodistillKey) })
-        {
-            if (result.GetValue(flag) is not { } value) continue;
-            if (!matquant) throw new MatqException($"--{key} applies to --method matquant, not '{registration.Name}'");
-            if (!options.TryAdd(key, value)) throw new MatqException($"--{key} and --option {key}=... are both given; use one");
-        }
-        int master = bits[0];
-        if (bits.Length > 1)
-        {
-            // matquant: a list is the nested widths R, stored as int8 master codes (c = 8)
-            if (!matquant)
-                throw new MatqException($"--bits {result.GetValue(_bits)}: {registration.Name} takes one master bit-width (serve lower widths from the artifact with --bits at load)");
-            if (!options.TryAdd(MatQuantConfig.BitsKey, string.Join(",", bits)))
-                throw new MatqException("--bits with several widths and --option bits=... are both given; use one");
-            master = 8;
-        }
-        var config = new QuantizationConfig(registration.Name, master, CommonOptions.CheckGroup(result.GetValue(_group)), result.GetValue(_symmetric),
-            result.GetValue(_head), options, layers: LayerFilter.Parse(result.GetValue(_layers)));
-        var outPath = result.GetValue(_out)
-            ?? throw new MatqException("--out is required to quantize a language model: the .matq artifact to write (e.g. --out out/model.matq)");
-        if (!Directory.Exists(modelPath) && !File.Exists(modelPath))
-            throw new MatqException($"--model {modelPath} does not exist (give an HF model folder)");
-        if (Directory.Exists(outPath)) throw new MatqException($"--out {outPath} is a folder: give a file path, e.g. {Path.Combine(outPath, "model.matq")}");
-        // Before any compute: never write over (or into) the input, and fail now, not after minutes, on an unwritable --out.
-        OutputPaths.CheckFile(outPath, "--out", modelPath);
-        OutputPaths.CheckNotInput(ArtifactExport.TokenizerFolderFor(outPath), "--out", modelPath);
-        var algorithm = AlgorithmRegistry.Create(config);   // the method's own options are checked here, before the load
-        if (resume && !algorithm.SupportsResume)
-            throw new MatqException($"--resume: {algorithm.Name}{(matquant ? " with base " + options.GetValueOrDefault(MatQuantConfig.BaseKey, "qat") : "")} does not walk the model block by block, so it has no checkpoint to continue; methods that resume: {QuantizationCheckpoint.ResumableMethods}");
-        if (resume && !QuantizationCheckpoint.Exists(outPath))
-            throw new MatqException($"--resume: no checkpoint for --out {outPath} (expected {QuantizationCheckpoint.FolderFor(outPath)}); run without --resume to start");
-        int calibN = result.GetValue(_calibN), calibLen = result.GetValue(_calibLen), seed = result.GetValue(_seed);
-        var calibData = result.GetValue(_calibData)!;
-        if (registration.NeedsCalibration)
-        {
-            if (calibN < 1) throw new MatqException($"--calib-n {calibN} is out of range: at least 1");
-            if (calibLen < 2) throw new MatqException($"--calib-len {calibLen} is out of range: at least 2");
-            if (!CalibNames.Contains(calibData) && !File.Exists(calibData))
-                throw new MatqException($"--calib-data '{calibData}' is neither a dataset ({string.Join(", ", CalibNames)}) nor an existing file");
-        }
+    // The LM options that, given explicitly for a vision method on a vision folder, are named in the pointer to `matq quantize-cnn`.
+    private Option[] LmOnlyOptions => [_group, _symmetric, _clip, _options, _layers, _head, _calibData, _calibN, _calibLen, _out, _tokenizer];
 
-        var device = TorchRuntime.Configure(result.GetValue(_device)).Device;
+    protected override QuantizeSettings Read(ParseResult r)
+    {
+        static bool Given(ParseResult r, Option o) => r.GetResult(o) is { Implicit: false };
+        return new(r.GetValue(_model)!, r.GetValue(_method) ?? "", r.GetValue(_bits)!, r.GetValue(_group), r.GetValue(_symmetric), r.GetValue(_clip),
+            r.GetValue(_options) ?? [], r.GetValue(_base), r.GetValue(_lambda), r.GetValue(_codistill), r.GetValue(_layers)!, r.GetValue(_head),
+            r.GetValue(_calibData)!, r.GetValue(_calibN), r.GetValue(_calibLen), Given(r, _calibLen), r.GetValue(_out), r.GetValue(_device)!,
+            r.GetValue(_seed), r.GetValue(_resume), r.GetValue(_tokenizer),
+            LmOnlyOptions.FirstOrDefault(o => Given(r, o))?.Name, _visionOptions.FirstOrDefault(o => Given(r, o))?.Name);
+    }
+
+    protected override int Run(QuantizeSettings s)
+    {
+        var config = s.Config;
+        var registration = AlgorithmRegistry.Get(config.Method);
+        bool matquant = registration.Name == MatQuantAlgorithm.MethodName;
+        var (modelPath, outPath, resume) = (s.Model, s.Out!, s.Resume);
+        var algorithm = AlgorithmRegistry.Create(config);
+        int calibN = s.CalibN, calibLen = s.CalibLen, seed = s.Seed;
+        var calibData = s.CalibData;
+
+        var device = TorchRuntime.Configure(s.Device).Device;
         // PTQ methods stream an HF folder block by block (LlamaBlockStream: one block in host/device memory at a time);
         // the others need the whole model resident, which is said with its size before the load.
         bool streamed = algorithm.Streams && Directory.Exists(modelPath);
@@ -173,7 +132,7 @@ public sealed class QuantizeVerb : Verb
             Console.MarkupLine($"[yellow]note:[/] {Markup.Escape(algorithm.Name)}{(matquant ? " with base qat" : "")} trains the whole model, so it is loaded resident: "
                 + $"about {Format.Bytes(ResidentTrainingBytes(modelPath))} (fp32 weights, gradients and Adam moments, 16 bytes per parameter) plus activations; "
                 + "the PTQ methods (rtn, gptq, athena, omniquant, matquant with --base athena|omniquant) stream one block at a time");
-        var tokenizerOverride = result.GetValue(_tokenizer);
+        var tokenizerOverride = s.Tokenizer;
         if (streamed && tokenizerOverride is not null) ArtifactSource.CheckTokenizerFolder(tokenizerOverride);
         using var stream = streamed ? LlamaBlockStream.Open(modelPath, device) : null;
         using var source = streamed ? null : ModelSource.Open(modelPath, device: device, tokenizer: tokenizerOverride);
@@ -182,7 +141,7 @@ public sealed class QuantizeVerb : Verb
         var model = stream?.Model ?? source!.Model;
         string? tokenizerFolder = streamed ? tokenizerOverride ?? modelPath : source!.TokenizerFolder;
         // The default window is capped at the model's context; an explicit --calib-len longer than it is an error.
-        if (result.GetResult(_calibLen) is null || result.GetResult(_calibLen)!.Implicit)
+        if (!s.CalibLenGiven)
             calibLen = Math.Min(calibLen, model.Config.MaxPositionEmbeddings);
         if (registration.NeedsCalibration && calibLen > model.Config.MaxPositionEmbeddings)
             throw new MatqException($"--calib-len {calibLen} exceeds the model's {model.Config.MaxPositionEmbeddings} positions");
@@ -236,28 +195,6 @@ public sealed class QuantizeVerb : Verb
         return 0;
     }
 
-    // Vision folders, vision methods and the vision branch's options belong to `matq quantize-cnn`: one line saying so.
-    private void RejectVision(ParseResult result, string method, string modelPath)
-    {
-        var vision = VisionQuantizeSettings.Methods.Where(m => !AlgorithmRegistry.Contains(m)).ToArray();   // efqat is both
-        if (!AlgorithmRegistry.Contains(method) && !vision.Contains(method))
-            throw new MatqException($"method '{result.GetValue(_method)}' is not known: choose one of {string.Join(", ", AlgorithmRegistry.Names)} (language models); "
-                + $"{string.Join(", ", VisionQuantizeSettings.Methods)} (vision models) are methods of `matq quantize-cnn`");
-        if (VisionNetIO.IsVisionFolder(modelPath))
-        {
-            if (VisionQuantizeSettings.Methods.Contains(method) && new Option[] { _group, _symmetric, _clip, _options, _layers, _head, _calibData, _calibN, _calibLen, _out, _tokenizer }
-                    .FirstOrDefault(o => result.GetResult(o) is { Implicit: false }) is { } lm)
-                throw new MatqException($"{lm.Name} applies to LM quantization (HF models), not to --method {method} on a vision model: quantize vision models with `matq quantize-cnn`");
-            throw new MatqException($"--model {modelPath} is a vision model (written by `matq train cnn`): quantize it with --method efqat or maqd (or ptq, qat) "
-                + $"of `matq quantize-cnn --model {modelPath}`; `matq quantize` quantizes language models");
-        }
-        if (vision.Contains(method))
-            throw new MatqException($"--method {method} needs a vision model folder written by `matq train cnn` and is a method of `matq quantize-cnn --model DIR --method {method}`; "
-                + "`matq quantize` quantizes language models");
-        if (_visionOptions.FirstOrDefault(o => result.GetResult(o) is { Implicit: false }) is { } v)
-            throw new MatqException($"{v.Name} applies to the vision methods of `matq quantize-cnn` (a folder written by `matq train cnn`), not to --method {method}");
-    }
-
     // Block-walking methods get a checkpoint: --resume opens it (settings checked, "resuming at block k/N"), otherwise
     // a fresh one replaces any earlier one (with a note). Other methods get none; an earlier one is noted and left until
     // this run's artifact is written.
@@ -304,27 +241,6 @@ public sealed class QuantizeVerb : Verb
         };
     }
 
-    // --clip is rtn's dedicated flag; --option KEY=VALUE carries any method's settings (keys checked by the config).
-    private static Dictionary<string, string> ParseOptions(string[] pairs, string? clip, AlgorithmRegistration registration)
-    {
-        var options = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var pair in pairs)
-        {
-            int eq = pair.IndexOf('=');
-            if (eq <= 0) throw new MatqException($"--option '{pair}' is not KEY=VALUE (e.g. --option clip=mse)");
-            if (!options.TryAdd(pair[..eq].Trim(), pair[(eq + 1)..].Trim()))
-                throw new MatqException($"--option {pair[..eq].Trim()} is given twice");
-        }
-        if (clip is not null)
-        {
-            if (!registration.Options.Any(o => o.Key == "clip"))
-                throw new MatqException($"--clip applies to methods with a clip setting (rtn); '{registration.Name}' has none");
-            if (options.ContainsKey("clip")) throw new MatqException("--clip and --option clip=... are both given; use one");
-            options["clip"] = clip;
-        }
-        return options;
-    }
-
     private string CalibrationText(string name) => name switch
     {
         "sotu-train" => _data().Sotu().Text(DataSplit.Train),
@@ -359,4 +275,115 @@ public sealed class QuantizeVerb : Verb
     }
 
     private static string Optional(double? v) => v is double d ? $"{d:E3}" : "-";
+}
+
+/// <summary>What `quantize` was asked: the option values as typed, whether --calib-len was given, and the first LM-only and vision
+/// option given explicitly (for the one-line pointer to `matq quantize-cnn`); <see cref="Validate"/> checks the method, bits, options,
+/// paths, --resume, calibration and --device (one line per mistake) before a model load or a dataset fetch.</summary>
+public sealed record QuantizeSettings(string Model, string Method, string Bits, int Group, bool Symmetric, string? Clip, string[] Options, string? Base,
+    string? Lambda, string? Codistill, string Layers, bool IncludeHead, string CalibData, int CalibN, int CalibLen, bool CalibLenGiven, string? Out,
+    string Device, int Seed, bool Resume, string? Tokenizer, string? GivenLmOption, string? GivenVisionOption) : IVerbSettings
+{
+    /// <summary>The method's config: method, master bits (int8 for a MatQuant list of widths), group, options and layers.</summary>
+    public QuantizationConfig Config
+    {
+        get
+        {
+            var registration = AlgorithmRegistry.Get(Method.Trim().ToLowerInvariant());
+            var bits = CommonOptions.ParseBits(Bits);
+            var options = ParseOptions(Options, Clip, registration);
+            bool matquant = registration.Name == MatQuantAlgorithm.MethodName;
+            foreach (var (value, key) in new[] { (Base, MatQuantConfig.BaseKey), (Lambda, MatQuantConfig.LambdaKey), (Codistill, MatQuantConfig.CodistillKey) })
+            {
+                if (value is null) continue;
+                if (!matquant) throw new MatqException($"--{key} applies to --method matquant, not '{registration.Name}'");
+                if (!options.TryAdd(key, value)) throw new MatqException($"--{key} and --option {key}=... are both given; use one");
+            }
+            int master = bits[0];
+            if (bits.Length > 1)
+            {
+                // matquant: a list is the nested widths R, stored as int8 master codes (c = 8)
+                if (!matquant)
+                    throw new MatqException($"--bits {Bits}: {registration.Name} takes one master bit-width (serve lower widths from the artifact with --bits at load)");
+                if (!options.TryAdd(MatQuantConfig.BitsKey, string.Join(",", bits)))
+                    throw new MatqException("--bits with several widths and --option bits=... are both given; use one");
+                master = 8;
+            }
+            return new QuantizationConfig(registration.Name, master, CommonOptions.CheckGroup(Group), Symmetric, IncludeHead, options,
+                layers: LayerFilter.Parse(Layers));
+        }
+    }
+
+    public void Validate()
+    {
+        // Cheap checks first: a bad method, option or path fails before a model load or a dataset fetch.
+        string method = Method.Trim().ToLowerInvariant();
+        RejectVision(method);
+        var config = Config;
+        var registration = AlgorithmRegistry.Get(config.Method);
+        bool matquant = registration.Name == MatQuantAlgorithm.MethodName;
+        var outPath = Out
+            ?? throw new MatqException("--out is required to quantize a language model: the .matq artifact to write (e.g. --out out/model.matq)");
+        if (!Directory.Exists(Model) && !File.Exists(Model))
+            throw new MatqException($"--model {Model} does not exist (give an HF model folder)");
+        if (Directory.Exists(outPath)) throw new MatqException($"--out {outPath} is a folder: give a file path, e.g. {Path.Combine(outPath, "model.matq")}");
+        // Before any compute: never write over (or into) the input, and fail now, not after minutes, on an unwritable --out.
+        OutputPaths.CheckFile(outPath, "--out", Model);
+        OutputPaths.CheckNotInput(ArtifactExport.TokenizerFolderFor(outPath), "--out", Model);
+        var algorithm = AlgorithmRegistry.Create(config);   // the method's own options are checked here, before the load
+        if (Resume && !algorithm.SupportsResume)
+            throw new MatqException($"--resume: {algorithm.Name}{(matquant ? " with base " + config.Options.GetValueOrDefault(MatQuantConfig.BaseKey, "qat") : "")} does not walk the model block by block, so it has no checkpoint to continue; methods that resume: {QuantizationCheckpoint.ResumableMethods}");
+        if (Resume && !QuantizationCheckpoint.Exists(outPath))
+            throw new MatqException($"--resume: no checkpoint for --out {outPath} (expected {QuantizationCheckpoint.FolderFor(outPath)}); run without --resume to start");
+        if (registration.NeedsCalibration)
+        {
+            if (CalibN < 1) throw new MatqException($"--calib-n {CalibN} is out of range: at least 1");
+            if (CalibLen < 2) throw new MatqException($"--calib-len {CalibLen} is out of range: at least 2");
+            if (!QuantizeVerb.CalibNames.Contains(CalibData) && !File.Exists(CalibData))
+                throw new MatqException($"--calib-data '{CalibData}' is neither a dataset ({string.Join(", ", QuantizeVerb.CalibNames)}) nor an existing file");
+        }
+        TorchRuntime.Check(Device);
+    }
+
+    // Vision folders, vision methods and the vision branch's options belong to `matq quantize-cnn`: one line saying so.
+    private void RejectVision(string method)
+    {
+        var vision = VisionQuantizeSettings.Methods.Where(m => !AlgorithmRegistry.Contains(m)).ToArray();   // efqat is both
+        if (!AlgorithmRegistry.Contains(method) && !vision.Contains(method))
+            throw new MatqException($"method '{Method}' is not known: choose one of {string.Join(", ", AlgorithmRegistry.Names)} (language models); "
+                + $"{string.Join(", ", VisionQuantizeSettings.Methods)} (vision models) are methods of `matq quantize-cnn`");
+        if (VisionNetIO.IsVisionFolder(Model))
+        {
+            if (VisionQuantizeSettings.Methods.Contains(method) && GivenLmOption is { } lm)
+                throw new MatqException($"{lm} applies to LM quantization (HF models), not to --method {method} on a vision model: quantize vision models with `matq quantize-cnn`");
+            throw new MatqException($"--model {Model} is a vision model (written by `matq train cnn`): quantize it with --method efqat or maqd (or ptq, qat) "
+                + $"of `matq quantize-cnn --model {Model}`; `matq quantize` quantizes language models");
+        }
+        if (vision.Contains(method))
+            throw new MatqException($"--method {method} needs a vision model folder written by `matq train cnn` and is a method of `matq quantize-cnn --model DIR --method {method}`; "
+                + "`matq quantize` quantizes language models");
+        if (GivenVisionOption is { } v)
+            throw new MatqException($"{v} applies to the vision methods of `matq quantize-cnn` (a folder written by `matq train cnn`), not to --method {method}");
+    }
+
+    // --clip is rtn's dedicated flag; --option KEY=VALUE carries any method's settings (keys checked by the config).
+    private static Dictionary<string, string> ParseOptions(string[] pairs, string? clip, AlgorithmRegistration registration)
+    {
+        var options = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var pair in pairs)
+        {
+            int eq = pair.IndexOf('=');
+            if (eq <= 0) throw new MatqException($"--option '{pair}' is not KEY=VALUE (e.g. --option clip=mse)");
+            if (!options.TryAdd(pair[..eq].Trim(), pair[(eq + 1)..].Trim()))
+                throw new MatqException($"--option {pair[..eq].Trim()} is given twice");
+        }
+        if (clip is not null)
+        {
+            if (!registration.Options.Any(o => o.Key == "clip"))
+                throw new MatqException($"--clip applies to methods with a clip setting (rtn); '{registration.Name}' has none");
+            if (options.ContainsKey("clip")) throw new MatqException("--clip and --option clip=... are both given; use one");
+            options["clip"] = clip;
+        }
+        return options;
+    }
 }

@@ -6,18 +6,18 @@
 // injected stop token), then stops cleanly: running generations are cancelled and their requests end.
 using System.Runtime.InteropServices;
 using Matq.Cli.Serving;
-using Matq.Loading;
-using Matq.Quantization.Pipeline;
-using Matq.Runtime;
 using Matq.Runtime.Chat;
-using Matq.Runtime.Loading;
-using Matq.Runtime.Packed;
-using Matq.Runtime.Plans;
 using Matq.Runtime.Serving;
 
 namespace Matq.Cli.Verbs;
 
-public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = default) : Verb(console)
+public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = default) : Verb<ServeSettings>(console, "serve",
+    "Serve a model over HTTP on 127.0.0.1 in the OpenAI shapes (POST /v1/completions, POST /v1/chat/completions, GET /v1/models, GET /health); an extra request field \"bits\" picks the precision (1..master) per request",
+    "matq serve --model out/tiny8.matq --bits 4",
+    "matq serve --model out/small8.matq --port 0 --max-concurrency 1 --max-queue 4 --threads 8",
+    "matq serve --model models/tiny --group 32        (float model: RTN int8 at start)",
+    "curl -s localhost:8080/v1/completions -H 'Content-Type: application/json' -d '{\"prompt\": \"Fellow citizens\", \"max_tokens\": 32, \"temperature\": 0, \"bits\": 2}'",
+    "curl -s localhost:8080/v1/chat/completions -H 'Content-Type: application/json' -d '{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}], \"bits\": 4}'")
 {
     private readonly Option<string> _model = CommonOptions.Model();
     private readonly Option<int?> _bits = new("--bits") { Description = "Default served bits R (1..master) for requests that name no \"bits\"; default the master bits", HelpName = "R" };
@@ -43,41 +43,22 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
     private readonly Option<string?> _tokenizer = CommonOptions.Tokenizer();
     private readonly Option<string?> _template = ChatVerb.TemplateOption();
 
-    public override string Name => "serve";
-    public override string Description =>
-        "Serve a model over HTTP on 127.0.0.1 in the OpenAI shapes (POST /v1/completions, POST /v1/chat/completions, GET /v1/models, GET /health); "
-        + "an extra request field \"bits\" picks the precision (1..master) per request";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq serve --model out/tiny8.matq --bits 4",
-        "matq serve --model out/small8.matq --port 0 --max-concurrency 1 --max-queue 4 --threads 8",
-        "matq serve --model models/tiny --group 32        (float model: RTN int8 at start)",
-        "curl -s localhost:8080/v1/completions -H 'Content-Type: application/json' -d '{\"prompt\": \"Fellow citizens\", \"max_tokens\": 32, \"temperature\": 0, \"bits\": 2}'",
-        "curl -s localhost:8080/v1/chat/completions -H 'Content-Type: application/json' -d '{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}], \"bits\": 4}'",
-    ];
-
     protected override IEnumerable<Option> Options =>
     [
         _model, _bits, _plan, _port, _concurrency, _queue, _maxBody, _precisions, _group, _threads, _head, _activations, _tokenizer, _template,
     ];
 
-    protected override int Execute(ParseResult result)
+    protected override ServeSettings Read(ParseResult r) => new(r.GetValue(_model)!, r.GetValue(_bits), r.GetValue(_plan), new ServeOptions
     {
-        var path = result.GetValue(_model)!;
-        var options = new ServeOptions
-        {
-            Port = result.GetValue(_port), MaxConcurrency = result.GetValue(_concurrency), MaxQueue = result.GetValue(_queue),
-            MaxBodyBytes = result.GetValue(_maxBody),
-        };
-        options.Validate();   // cheap checks before any load
-        var (bits, plan) = new ServingRequest(result.GetValue(_bits), result.GetValue(_plan)).Resolve();
-        var (threads, headBits, activations) = PackedOptions.Resolve(result, _threads, _head, _activations, "serve");
-        int capacity = result.GetValue(_precisions);
-        if (capacity < 1) throw new MatqException($"--max-precisions {capacity} is out of range: keep at least 1 precision");
-        int group = CommonOptions.CheckGroup(result.GetValue(_group));
-        if (!Directory.Exists(path) && !File.Exists(path))
-            throw new MatqException($"--model {path} does not exist (give a .matq artifact, an HF model folder or a .safetensors file)");
+        Port = r.GetValue(_port), MaxConcurrency = r.GetValue(_concurrency), MaxQueue = r.GetValue(_queue), MaxBodyBytes = r.GetValue(_maxBody),
+    }, r.GetValue(_precisions), r.GetValue(_group), r.GetValue(_threads), r.GetValue(_head)!, r.GetValue(_activations)!, r.GetValue(_tokenizer),
+        r.GetValue(_template));
 
+    protected override int Run(ServeSettings s)
+    {
+        var (path, options, group, capacity) = (s.Model, s.Options, s.Group, s.MaxPrecisions);
+        var (bits, plan) = new ServingRequest(s.Bits, s.Plan).Resolve();
+        var (threads, headBits, activations) = s.Packed;
         string? tempDir = null;
         try
         {
@@ -91,8 +72,8 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
             var engine = CompletionEngine.Open(artifact, new PackedServingOptions
             {
                 DefaultBits = bits, Plan = plan, HeadBits = headBits, Threads = threads, Activations = activations, Capacity = capacity,
-            }, result.GetValue(_tokenizer));
-            var chat = ChatEngine.Open(engine, result.GetValue(_tokenizer), result.GetValue(_template));
+            }, s.Tokenizer);
+            var chat = ChatEngine.Open(engine, s.Tokenizer, s.Template);
             Serve(engine, chat, options with { ModelId = modelId });
             return 0;
         }
@@ -162,5 +143,25 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
         Console.MarkupLine(Markup.Escape($"{path} is a float model: quantizing it with RTN to an int8 master ({(config.PerChannel ? "per-channel" : $"groups of {config.GroupSize}")}) for serving"));
         var run = QuantizationRunner.Run(config, new QuantizationContext(source.Model, device));
         return ArtifactExport.Write(run, source.Model, outPath, source.TokenizerFolder).Path;
+    }
+}
+
+/// <summary>What `serve` was asked: the option values as typed; <see cref="Validate"/> checks the server limits, --bits/--plan, the
+/// packed runtime's options, --max-precisions, --group and --model (one line per mistake) before any load.</summary>
+public sealed record ServeSettings(string Model, int? Bits, string? Plan, ServeOptions Options, int MaxPrecisions, int Group, int Threads, string Head,
+    string Activations, string? Tokenizer, string? Template) : IVerbSettings
+{
+    /// <summary>--threads, --head and --activations as the packed runtime takes them.</summary>
+    public (int Threads, int? HeadBits, PackedActivations Activations) Packed => PackedOptions.Resolve(Threads, Head, Activations, "serve");
+
+    public void Validate()
+    {
+        Options.Validate();
+        new ServingRequest(Bits, Plan).Resolve();
+        _ = Packed;
+        if (MaxPrecisions < 1) throw new MatqException($"--max-precisions {MaxPrecisions} is out of range: keep at least 1 precision");
+        CommonOptions.CheckGroup(Group);
+        if (!Directory.Exists(Model) && !File.Exists(Model))
+            throw new MatqException($"--model {Model} does not exist (give a .matq artifact, an HF model folder or a .safetensors file)");
     }
 }

@@ -1,15 +1,17 @@
 // `matq train cnn`: trains the small ResNet (or the MLP) on Fashion-MNIST with a cosine schedule, optional
 // augmentation, per-epoch atomic checkpoints (resumed automatically) and writes model.safetensors + config.json + README.md.
-using Matq.Data;
 using Matq.Models.Vision;
-using Matq.Runtime;
 using Matq.Training.Vision;
 using TorchSharp;
 
 namespace Matq.Cli.Verbs;
 
 /// <summary>The "cnn" sub-verb of "train" (wire as: train → cnn).</summary>
-public sealed class TrainCnnVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb(console)
+public sealed class TrainCnnVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb<TrainCnnSettings>(console, "cnn",
+    "Train a small ResNet (or MLP) classifier on Fashion-MNIST (safetensors + config.json + model card)",
+    "matq train cnn --out models/cnn",
+    "matq train cnn --arch mlp --optimizer adamw --lr 1e-3 --epochs 10 --out models/mlp",
+    "matq train cnn --norm lbn --out models/cnn-lbn")
 {
     private readonly Func<DataStore> _data = data ?? (() => new DataStore());
     private readonly Option<string> _arch = new("--arch") { Description = "resnet (~175K params) or mlp (~235K params)", DefaultValueFactory = _ => "resnet", HelpName = "resnet|mlp" };
@@ -28,28 +30,17 @@ public sealed class TrainCnnVerb(IAnsiConsole console, Func<DataStore>? data = n
     private readonly Option<string> _cudnnBenchmark = CommonOptions.CudnnBenchmark();
     private readonly Option<int> _seed = CommonOptions.Seed();
 
-    public override string Name => "cnn";
-    public override string Description => "Train a small ResNet (or MLP) classifier on Fashion-MNIST (safetensors + config.json + model card)";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq train cnn --out models/cnn",
-        "matq train cnn --arch mlp --optimizer adamw --lr 1e-3 --epochs 10 --out models/mlp",
-        "matq train cnn --norm lbn --out models/cnn-lbn",
-    ];
-
     protected override IEnumerable<Option> Options =>
     [
         _arch, _widths, _norm, _ws, _freeze, _out, _epochs, _batch, _lr, _optimizer, _noAugment, _limit, _device, _cudnnBenchmark, _seed,
     ];
 
-    private TrainCnnSettings Read(ParseResult r) => new(r.GetValue(_arch)!, r.GetValue(_widths), r.GetValue(_norm), r.GetValue(_ws), r.GetValue(_freeze),
+    protected override TrainCnnSettings Read(ParseResult r) => new(r.GetValue(_arch)!, r.GetValue(_widths), r.GetValue(_norm), r.GetValue(_ws), r.GetValue(_freeze),
         r.GetValue(_out)!, r.GetValue(_epochs), r.GetValue(_batch), r.GetValue(_lr), r.GetValue(_optimizer)!, !r.GetValue(_noAugment), r.GetValue(_limit),
         r.GetValue(_device)!, r.GetValue(_cudnnBenchmark)!, r.GetValue(_seed));
 
-    protected override int Execute(ParseResult result)
+    protected override int Run(TrainCnnSettings settings)
     {
-        var settings = Read(result);
-        settings.Validate();
         var (cfg, opts, outDir) = (settings.Config, settings.TrainOptions, settings.Out);
         var device = TorchRuntime.Configure(settings.Device, cudnnBenchmark: settings.CudnnBenchmark).Device;
         var fm = _data().FashionMnist();
@@ -96,7 +87,7 @@ public sealed class TrainCnnVerb(IAnsiConsole console, Func<DataStore>? data = n
 
 /// <summary>What `train cnn` was asked: the option values as typed; <see cref="Validate"/> checks them all (one line per mistake).</summary>
 public sealed record TrainCnnSettings(string Arch, string? Widths, string? Norm, bool? WeightStd, double FreezeLbn, string Out, int Epochs, int Batch,
-    double Lr, string Optimizer, bool Augment, int? LimitTrain, string Device, string CudnnBenchmark, int Seed)
+    double Lr, string Optimizer, bool Augment, int? LimitTrain, string Device, string CudnnBenchmark, int Seed) : IVerbSettings
 {
     /// <summary>The architecture: resnet or mlp with the given widths and norm.</summary>
     public VisionNetConfig Config

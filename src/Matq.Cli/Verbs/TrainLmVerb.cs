@@ -1,13 +1,15 @@
 // `matq train lm`: trains a reference Llama-style LM from scratch on SOTU (a preset + overrides), with a live
 // progress bar, Ctrl+C = stop cleanly with a checkpoint, and a closing table including ms/step and tokens/s.
-using Matq.Formats.IO;
-using Matq.Data;
 using Matq.Training;
 
 namespace Matq.Cli.Verbs;
 
 /// <summary>The "lm" sub-verb of "train" (wire as: train → lm).</summary>
-public sealed class TrainLmVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb(console)
+public sealed class TrainLmVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb<TrainLmSettings>(console, "lm",
+    "Train a reference language model from scratch on State of the Union addresses (HF folder + loss plot + model card)",
+    "matq train lm --preset tiny --out models/tiny",
+    "matq train lm --preset small --device cuda --max-minutes 15 --out models/small",
+    "matq train lm --preset tiny --out models/tiny --resume")
 {
     private readonly Func<DataStore> _data = data ?? (() => new DataStore());
 
@@ -32,18 +34,9 @@ public sealed class TrainLmVerb(IAnsiConsole console, Func<DataStore>? data = nu
     };
     private readonly Option<int?> _evalEvery = new("--eval-every") { Description = "Validation loss every N steps (default: the preset's; 0 = only at the end)", HelpName = "N" };
 
-    public override string Name => "lm";
-    public override string Description => "Train a reference language model from scratch on State of the Union addresses (HF folder + loss plot + model card)";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq train lm --preset tiny --out models/tiny",
-        "matq train lm --preset small --device cuda --max-minutes 15 --out models/small",
-        "matq train lm --preset tiny --out models/tiny --resume",
-    ];
-
     protected override IEnumerable<Option> Options => [_preset, _out, _steps, _batch, _lr, _device, _seed, _resume, _force, _maxMinutes, _evalEvery];
 
-    private TrainLmSettings Read(ParseResult result) => new(new LmRunRequest(result.GetValue(_preset)!, result.GetValue(_out)!)
+    protected override TrainLmSettings Read(ParseResult result) => new(new LmRunRequest(result.GetValue(_preset)!, result.GetValue(_out)!)
     {
         Steps = result.GetValue(_steps),
         Batch = result.GetValue(_batch),
@@ -55,10 +48,8 @@ public sealed class TrainLmVerb(IAnsiConsole console, Func<DataStore>? data = nu
         EvalEvery = result.GetValue(_evalEvery),
     }, result.GetValue(_force));
 
-    protected override int Execute(ParseResult result)
+    protected override int Run(TrainLmSettings settings)
     {
-        var settings = Read(result);
-        settings.Validate();
         var request = settings.Request;
 
         using var cts = new CancellationTokenSource();
@@ -115,7 +106,7 @@ public sealed class TrainLmVerb(IAnsiConsole console, Func<DataStore>? data = nu
 
 /// <summary>What `train lm` was asked: the run request and --force; <see cref="Validate"/> checks the preset, --device and
 /// --out (one line per mistake) before any data is touched.</summary>
-public sealed record TrainLmSettings(LmRunRequest Request, bool Force)
+public sealed record TrainLmSettings(LmRunRequest Request, bool Force) : IVerbSettings
 {
     public void Validate()
     {

@@ -6,10 +6,8 @@ using System.Globalization;
 using System.Text;
 using Matq.Algorithms.EfQat;
 using Matq.Algorithms.MaQD;
-using Matq.Data;
 using Matq.Models.Vision;
 using Matq.Quantization;
-using Matq.Runtime;
 using Matq.Runtime.Models;
 using Matq.Training.Vision;
 using TorchSharp;
@@ -17,7 +15,12 @@ using TorchSharp;
 namespace Matq.Cli.Verbs;
 
 /// <summary>Top-level verb "quantize-cnn".</summary>
-public sealed class VisionQuantizeVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb(console)
+public sealed class VisionQuantizeVerb(IAnsiConsole console, Func<DataStore>? data = null) : Verb<VisionQuantizeSettings>(console, "quantize-cnn",
+    "Quantize a Fashion-MNIST model folder (from `matq train cnn`) with PTQ, QAT, EfQAT or MaQD and report test accuracy",
+    "matq quantize-cnn --model models/cnn --method efqat --mode cwpl --fraction 0.25 --wbits 2",
+    "matq quantize-cnn --model models/cnn --sweep docs/results/vision-fashion-mnist.md --device cuda",
+    "matq quantize-cnn --model models/cnn --method maqd --wstates 3 --astates 15 --epochs 5 --fold --device cuda",
+    "matq quantize-cnn --model models/cnn --method maqd --sweep docs/results/maqd-fashion-mnist.md --sweep-settings 8:20000:1,128:60000:4 --device cuda")
 {
     private readonly Func<DataStore> _data = data ?? (() => new DataStore());
     private readonly Option<string> _model = new("--model") { Description = "A folder written by `matq train cnn`", Required = true, HelpName = "DIR" };
@@ -50,20 +53,10 @@ public sealed class VisionQuantizeVerb(IAnsiConsole console, Func<DataStore>? da
     private readonly Option<string> _cudnnBenchmark = CommonOptions.CudnnBenchmark();
     private readonly Option<int> _seed = CommonOptions.Seed();
 
-    public override string Name => "quantize-cnn";
-    public override string Description => "Quantize a Fashion-MNIST model folder (from `matq train cnn`) with PTQ, QAT, EfQAT or MaQD and report test accuracy";
-    public override IReadOnlyList<string> Examples =>
-    [
-        "matq quantize-cnn --model models/cnn --method efqat --mode cwpl --fraction 0.25 --wbits 2",
-        "matq quantize-cnn --model models/cnn --sweep docs/results/vision-fashion-mnist.md --device cuda",
-        "matq quantize-cnn --model models/cnn --method maqd --wstates 3 --astates 15 --epochs 5 --fold --device cuda",
-        "matq quantize-cnn --model models/cnn --method maqd --sweep docs/results/maqd-fashion-mnist.md --sweep-settings 8:20000:1,128:60000:4 --device cuda",
-    ];
-
     protected override IEnumerable<Option> Options => [_model, _method, _wbits, _abits, _mode, _fraction, _epochs, _lr, _batch, _limit, _limitTest, _sweep, _settings, _wstates, _astates,
         _ends, _surrogate, _width, _norm, _freeze, _clip, _float, _init, _fold, _holdout, _threads, _device, _cudnnBenchmark, _seed];
 
-    private VisionQuantizeSettings Read(ParseResult r) => new()
+    protected override VisionQuantizeSettings Read(ParseResult r) => new()
     {
         Model = r.GetValue(_model)!, Method = (r.GetValue(_method) ?? "").Trim().ToLowerInvariant(), WeightBits = r.GetValue(_wbits), ActBits = r.GetValue(_abits),
         Mode = r.GetValue(_mode)!, Fraction = r.GetValue(_fraction), Epochs = r.GetValue(_epochs), Lr = r.GetValue(_lr), Batch = r.GetValue(_batch),
@@ -75,10 +68,8 @@ public sealed class VisionQuantizeVerb(IAnsiConsole console, Func<DataStore>? da
         Given = Options.Where(o => r.GetResult(o) is { Implicit: false }).Select(o => o.Name).ToHashSet(StringComparer.Ordinal),
     };
 
-    protected override int Execute(ParseResult result)
+    protected override int Run(VisionQuantizeSettings o)
     {
-        var o = Read(result);
-        o.Validate();
         var runtime = TorchRuntime.Configure(o.Device, o.Threads, o.CudnnBenchmark);
         return o.Method == "maqd" ? Maqd(o, runtime.Device) : Quantize(o, runtime.Device);
     }
@@ -167,7 +158,7 @@ public sealed class VisionQuantizeVerb(IAnsiConsole console, Func<DataStore>? da
 
 /// <summary>What `quantize-cnn` was asked: every option's value and which were given. <see cref="Validate"/> checks
 /// them all before any data or torch is touched: one line per mistake, naming the option and what to use.</summary>
-public sealed record VisionQuantizeSettings
+public sealed record VisionQuantizeSettings : IVerbSettings
 {
     public static IReadOnlyList<string> Methods { get; } = ["ptq", "qat", "efqat", "maqd"];
 

@@ -130,7 +130,7 @@ public sealed class MatqArtifact
     }
 
     /// <summary>The tensors not owned by a quantized weight; each must be F32/F16/BF16 and not look like an unlisted quantized part.</summary>
-    private static IEnumerable<SafetensorsTensorInfo> FloatTensors(SafetensorsFile f, MatqMetadata md)
+    internal static IEnumerable<SafetensorsTensorInfo> FloatTensors(SafetensorsFile f, MatqMetadata md)
     {
         var owned = new HashSet<string>(StringComparer.Ordinal);
         var quantNames = new HashSet<string>(StringComparer.Ordinal);
@@ -157,7 +157,7 @@ public sealed class MatqArtifact
         }
     }
 
-    private static T Prefixed<T>(string path, Func<T> body)
+    internal static T Prefixed<T>(string path, Func<T> body)
     {
         try { return body(); }
         catch (MatqException e) when (!e.Message.StartsWith(path, StringComparison.Ordinal))

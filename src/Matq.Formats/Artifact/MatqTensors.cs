@@ -63,43 +63,54 @@ public sealed record MatqQuantizedTensor
         long cells = (long)outFeatures * inFeatures;
         if (codes.LongLength != cells)
             throw new MatqException($"quantized tensor {SafeText.Quote(name)}: codes hold {codes.LongLength} values, shape [{outFeatures}, {inFeatures}] needs {cells}");
-        long groups = (long)outFeatures * Entry.GroupCount;
-        if (scales.LongLength != groups || zeros.LongLength != groups)
-            throw new MatqException($"quantized tensor {SafeText.Quote(name)}: scales hold {scales.LongLength} and zeros {zeros.LongLength} values, [out, ceil(in/g)] = [{outFeatures}, {Entry.GroupCount}] needs {groups}");
+        ValidateParts(Entry, scales, zeros, perm);
+        Codes = codes; Scales = scales; Zeros = zeros; Perm = perm; SideTensors = sides;
+    }
+
+    /// <summary>The checks of the constructor on scales, zeros and perm, for readers that keep the codes elsewhere (a
+    /// memory-mapped artifact): scales finite and &gt; 0, zeros finite, perm a permutation of 0..in−1.</summary>
+    public static void ValidateParts(MatqQuantizedEntry e, ReadOnlySpan<float> scales, ReadOnlySpan<float> zeros, ReadOnlySpan<int> perm)
+    {
+        ArgumentNullException.ThrowIfNull(e);
+        long groups = (long)e.OutFeatures * e.GroupCount;
+        if ((long)scales.Length != groups || (long)zeros.Length != groups)
+            throw new MatqException($"quantized tensor {SafeText.Quote(e.Name)}: scales hold {(long)scales.Length} and zeros {(long)zeros.Length} values, [out, ceil(in/g)] = [{e.OutFeatures}, {e.GroupCount}] needs {groups}");
         for (int i = 0; i < scales.Length; i++)
         {
             if (!float.IsFinite(scales[i]) || scales[i] <= 0)
-                throw new MatqException($"quantized tensor {SafeText.Quote(name)}: scale {scales[i]} at [{i / Entry.GroupCount}, {i % Entry.GroupCount}] must be finite and > 0");
+                throw new MatqException($"quantized tensor {SafeText.Quote(e.Name)}: scale {scales[i]} at [{i / e.GroupCount}, {i % e.GroupCount}] must be finite and > 0");
         }
         for (int i = 0; i < zeros.Length; i++)
         {
             if (!float.IsFinite(zeros[i]))
-                throw new MatqException($"quantized tensor {SafeText.Quote(name)}: zero point {zeros[i]} at [{i / Entry.GroupCount}, {i % Entry.GroupCount}] must be finite");
+                throw new MatqException($"quantized tensor {SafeText.Quote(e.Name)}: zero point {zeros[i]} at [{i / e.GroupCount}, {i % e.GroupCount}] must be finite");
         }
-        if (perm is not null)
+        if (!perm.IsEmpty || e.HasPerm)
         {
-            if (perm.Length != inFeatures)
-                throw new MatqException($"quantized tensor {SafeText.Quote(name)}: perm holds {perm.Length} entries, in_features is {inFeatures}");
-            var seen = new bool[inFeatures];
+            if (perm.Length != e.InFeatures)
+                throw new MatqException($"quantized tensor {SafeText.Quote(e.Name)}: perm holds {perm.Length} entries, in_features is {e.InFeatures}");
+            var seen = new bool[e.InFeatures];
             foreach (var p in perm)
             {
-                if ((uint)p >= (uint)inFeatures || seen[p])
-                    throw new MatqException($"quantized tensor {SafeText.Quote(name)}: perm is not a permutation of 0..{inFeatures - 1} (entry {p} is out of range or repeated)");
+                if ((uint)p >= (uint)e.InFeatures || seen[p])
+                    throw new MatqException($"quantized tensor {SafeText.Quote(e.Name)}: perm is not a permutation of 0..{e.InFeatures - 1} (entry {p} is out of range or repeated)");
                 seen[p] = true;
             }
         }
-        Codes = codes; Scales = scales; Zeros = zeros; Perm = perm; SideTensors = sides;
     }
 
-    /// <summary>Throws when a code does not fit in <paramref name="masterBits"/> bits (codes must be &lt; 2^c).</summary>
-    public void ValidateCodes(int masterBits)
+    /// <summary>Throws when a code of <paramref name="codes"/> does not fit <paramref name="masterBits"/> bits (the check of <see cref="ValidateCodes(int)"/>).</summary>
+    public static void ValidateCodes(string name, int inFeatures, ReadOnlySpan<byte> codes, int masterBits)
     {
         if (masterBits is < 1 or > 8) throw new ArgumentOutOfRangeException(nameof(masterBits), masterBits, "master bits must be in 1..8");
         if (masterBits == 8) return; // every byte fits
-        int i = Codes.AsSpan().IndexOfAnyInRange((byte)(1 << masterBits), (byte)255);
+        int i = codes.IndexOfAnyInRange((byte)(1 << masterBits), (byte)255);
         if (i >= 0)
-            throw new MatqException($"quantized tensor {SafeText.Quote(Name)}: code {Codes[i]} at [{i / InFeatures}, {i % InFeatures}] does not fit master_bits = {masterBits} (codes must be < {1 << masterBits})");
+            throw new MatqException($"quantized tensor {SafeText.Quote(name)}: code {codes[i]} at [{i / inFeatures}, {i % inFeatures}] does not fit master_bits = {masterBits} (codes must be < {1 << masterBits})");
     }
+
+    /// <summary>Throws when a code does not fit in <paramref name="masterBits"/> bits (codes must be &lt; 2^c).</summary>
+    public void ValidateCodes(int masterBits) => ValidateCodes(Name, InFeatures, Codes, masterBits);
 
     /// <summary>Reference dequantization to fp32 [out, in] in the original column order.</summary>
     public float[] Dequantize()
@@ -158,7 +169,20 @@ public sealed record MatqFloatTensor
     internal static void CheckFiniteRaw(SafetensorsDtype dtype, ReadOnlySpan<byte> data, string what)
     {
         int size = SafetensorsDtypes.SizeOf(dtype), slice = (1 << 16) * size;
+        if (dtype is not (SafetensorsDtype.F32 or SafetensorsDtype.F16 or SafetensorsDtype.BF16))
+        {
+            for (int at = 0; at < data.Length; at += slice)
+                CheckFinite(SafetensorsDtypes.ToFloat32(dtype, data.Slice(at, Math.Min(slice, data.Length - at)), what), what, at / size);
+            return;
+        }
+        // one reused slice buffer: checking a 1 GB embedding must not leave a GB of widened slices to the collector
+        var buffer = new float[1 << 16];
         for (int at = 0; at < data.Length; at += slice)
-            CheckFinite(SafetensorsDtypes.ToFloat32(dtype, data.Slice(at, Math.Min(slice, data.Length - at)), what), what, at / size);
+        {
+            var raw = data.Slice(at, Math.Min(slice, data.Length - at));
+            var values = buffer.AsSpan(0, raw.Length / size);
+            SafetensorsDtypes.ToFloat32(dtype, raw, values);
+            CheckFinite(values, what, at / size);
+        }
     }
 }

@@ -3,10 +3,11 @@
 //   Q4_0 (18 B / 32 values): f16 d | u8 qs[16]                    value i = d·(q_i − 8)
 //   Q4_1 (20 B / 32 values): f16 d | f16 m | u8 qs[16]            value i = d·q_i + m
 //   Q4_x nibbles: qs[j] = q_j | q_{j+16} << 4 (low nibbles values 0..15, high nibbles 16..31). All little-endian.
-// A row of ne0 values is ne0/32 consecutive blocks; rows follow each other (ne0 must be a multiple of 32).
+//   Q5_0, Q5_1 and the k-quants Q2_K..Q6_K (256-value super-blocks): GgufKQuants.
+// A row of ne0 values is ne0/32 (k-quants: ne0/256) consecutive blocks; rows follow each other.
 namespace Matq.Formats.Gguf;
 
-public enum GgmlType : uint { F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q8_0 = 8 }
+public enum GgmlType : uint { F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14 }
 
 public static class GgufBlocks
 {
@@ -15,17 +16,22 @@ public static class GgufBlocks
     public static int BlockBytes(GgmlType t) => t switch
     {
         GgmlType.Q8_0 => 34, GgmlType.Q4_0 => 18, GgmlType.Q4_1 => 20, GgmlType.F16 => 64, GgmlType.F32 => 128,
+        GgmlType.Q5_0 => 22, GgmlType.Q5_1 => 24,
+        _ when GgufKQuants.IsKQuant(t) => GgufKQuants.Spec(t).Bytes,
         _ => throw new MatqException($"ggml type {t} is not written by matq"),
     };
 
-    public static bool IsBlockType(GgmlType t) => t is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_1;
+    public static bool IsBlockType(GgmlType t) => t is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_1 or GgmlType.Q5_0 or GgmlType.Q5_1 || GgufKQuants.IsKQuant(t);
+
+    /// <summary>Values per block of a block type: 256 for the k-quants, 32 for the others (1 for f32/f16).</summary>
+    public static int BlockValuesOf(GgmlType t) => GgufKQuants.IsKQuant(t) ? GgufKQuants.SuperBlock : IsBlockType(t) ? BlockValues : 1;
 
     /// <summary>Bytes of a tensor of <paramref name="count"/> values of type t (count a multiple of 32 for block types).</summary>
     public static long ByteLength(GgmlType t, long count) => t switch
     {
         GgmlType.F32 => checked(4 * count), GgmlType.F16 => checked(2 * count),
-        _ => count % BlockValues == 0 ? checked(count / BlockValues * BlockBytes(t))
-            : throw new MatqException($"{t} needs a multiple of 32 values per row, got {count}"),
+        _ => count % BlockValuesOf(t) == 0 ? checked(count / BlockValuesOf(t) * BlockBytes(t))
+            : throw new MatqException($"{t} needs a multiple of {BlockValuesOf(t)} values per row, got {count}"),
     };
 
     /// <summary>Q8_0 from floats: d = max|x|/127, qs = round(x/d) (d = 0 gives qs = 0).</summary>
@@ -81,7 +87,7 @@ public static class GgufBlocks
         PackNibbles(q, dst.Slice(4, 16));
     }
 
-    /// <summary>Encodes rows of floats (length a multiple of 32 for block types) into type t.</summary>
+    /// <summary>Encodes rows of floats (length a multiple of 32 for block types, 256 for k-quants) into type t.</summary>
     public static byte[] Encode(GgmlType t, ReadOnlySpan<float> values)
     {
         var dst = new byte[ByteLength(t, values.Length)];
@@ -89,6 +95,14 @@ public static class GgufBlocks
         {
             case GgmlType.F32: System.Runtime.InteropServices.MemoryMarshal.AsBytes(values).CopyTo(dst); break;
             case GgmlType.F16: for (int i = 0; i < values.Length; i++) WriteHalf(dst.AsSpan(2 * i), values[i]); break;
+            case var k when GgufKQuants.IsKQuant(k): GgufKQuants.Encode(k, values, dst); break;
+            case GgmlType.Q5_0 or GgmlType.Q5_1:
+                for (int b = 0; b < values.Length / 32; b++)
+                {
+                    if (t == GgmlType.Q5_0) GgufKQuants.EncodeQ5_0(values.Slice(b * 32, 32), dst.AsSpan(b * 22, 22));
+                    else GgufKQuants.EncodeQ5_1(values.Slice(b * 32, 32), dst.AsSpan(b * 24, 24));
+                }
+                break;
             default:
                 int bb = BlockBytes(t);
                 for (int b = 0; b < values.Length / 32; b++)
@@ -108,7 +122,13 @@ public static class GgufBlocks
         var y = new float[count];
         if (t == GgmlType.F32) { System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(data).Slice(0, (int)count).CopyTo(y); return y; }
         if (t == GgmlType.F16) { for (int i = 0; i < count; i++) y[i] = ReadHalf(data[(2 * i)..]); return y; }
+        if (GgufKQuants.IsKQuant(t)) { GgufKQuants.Decode(t, data, y); return y; }
         int bb = BlockBytes(t);
+        if (t is GgmlType.Q5_0 or GgmlType.Q5_1)
+        {
+            for (int b = 0; b < count / 32; b++) GgufKQuants.DecodeQ5(t, data.Slice(b * bb, bb), y.AsSpan(b * 32, 32));
+            return y;
+        }
         for (int b = 0; b < count / 32; b++)
         {
             var s = data.Slice(b * bb, bb);

@@ -118,9 +118,9 @@ public sealed class GgufFile
         }
         if (t.Offset % align != 0) throw new MatqException($"{what} offset {t.Offset} is not a multiple of the alignment {align}; the file is corrupt");
         if (t.Type is not { } type) return; // a type matq does not know: listed, never read
-        if (GgufBlocks.IsBlockType(type) && t.Ne[0] % GgufBlocks.BlockValues != 0)
-            throw new MatqException($"{what}: {type} rows need a multiple of {GgufBlocks.BlockValues} values, ne[0] is {t.Ne[0]}; the file is corrupt");
-        long bytes = count / (GgufBlocks.IsBlockType(type) ? GgufBlocks.BlockValues : 1);
+        if (GgufBlocks.IsBlockType(type) && t.Ne[0] % GgufBlocks.BlockValuesOf(type) != 0)
+            throw new MatqException($"{what}: {type} rows need a multiple of {GgufBlocks.BlockValuesOf(type)} values, ne[0] is {t.Ne[0]}; the file is corrupt");
+        long bytes = count / GgufBlocks.BlockValuesOf(type);
         int unit = GgufBlocks.IsBlockType(type) ? GgufBlocks.BlockBytes(type) : type == GgmlType.F32 ? 4 : 2;
         if (bytes > long.MaxValue / unit) throw new MatqException($"{what} needs more bytes than fit in 64 bits; the file is corrupt");
         bytes *= unit;

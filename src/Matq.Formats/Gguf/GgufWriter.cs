@@ -43,8 +43,8 @@ public sealed class GgufWriter
     public GgufWriter AddTensor(string name, long[] ne, GgmlType type, byte[] data)
     {
         long count = ne.Aggregate(1L, (a, b) => a * b);
-        if (GgufBlocks.IsBlockType(type) && ne[0] % GgufBlocks.BlockValues != 0)
-            throw new MatqException($"tensor '{name}': {type} needs rows of a multiple of 32 values, got {ne[0]}");
+        if (GgufBlocks.IsBlockType(type) && ne[0] % GgufBlocks.BlockValuesOf(type) != 0)
+            throw new MatqException($"tensor '{name}': {type} needs rows of a multiple of {GgufBlocks.BlockValuesOf(type)} values, got {ne[0]}");
         if (GgufBlocks.ByteLength(type, count) != data.Length)
             throw new MatqException($"tensor '{name}': {type} [{string.Join(", ", ne)}] needs {GgufBlocks.ByteLength(type, count)} bytes, got {data.Length}");
         if (_tensors.Any(t => t.Name == name)) throw new MatqException($"GGUF tensor '{name}' was added twice");

@@ -8,6 +8,13 @@ namespace Matq.Formats.Inspection;
 
 public static class ModelInspector
 {
+    /// <summary>Throws the one-line error `inspect` gives for a path that is neither a file nor a folder.</summary>
+    public static void RequireExists(string path)
+    {
+        if (!File.Exists(path) && !Directory.Exists(path))
+            throw new MatqException($"{path}: no such file or folder (give a .safetensors file, a .matq artifact or an HF checkpoint folder)");
+    }
+
     public static ModelInspection Inspect(string path)
     {
         if (Directory.Exists(path))
@@ -20,8 +27,7 @@ public static class ModelInspector
             meta.AddRange(MergedFileMetadata(ck.Files));
             return Build(ModelFormatKind.HfCheckpoint, path, files, ck.Files, meta, null);
         }
-        if (!File.Exists(path))
-            throw new MatqException($"{path}: no such file or folder (give a .safetensors file, a .matq artifact or an HF checkpoint folder)");
+        RequireExists(path);
         if (IsGguf(path))
             return InspectGguf(path);
 

@@ -75,6 +75,28 @@ public static class SafetensorsDtypes
         return result;
     }
 
+    /// <summary>Widens F32/F16/BF16 values into <paramref name="dst"/> (as <see cref="ToFloat32(SafetensorsDtype, ReadOnlySpan{byte}, string)"/>,
+    /// without allocating; the value of each element is the same).</summary>
+    public static void ToFloat32(SafetensorsDtype dtype, ReadOnlySpan<byte> raw, Span<float> dst)
+    {
+        switch (dtype)
+        {
+            case SafetensorsDtype.F32:
+                System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(raw).CopyTo(dst);
+                break;
+            case SafetensorsDtype.F16:
+                var halves = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(raw);
+                for (int i = 0; i < halves.Length; i++) dst[i] = (float)halves[i];
+                break;
+            case SafetensorsDtype.BF16:
+                var bits = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(raw);
+                for (int i = 0; i < bits.Length; i++) dst[i] = BitConverter.Int32BitsToSingle(bits[i] << 16);
+                break;
+            default:
+                throw new ArgumentException($"dtype {ToName(dtype)} is not F32, F16 or BF16", nameof(dtype));
+        }
+    }
+
     /// <summary>Narrows fp32 to bf16 with round-to-nearest-even (NaN stays NaN).</summary>
     public static byte[] Float32ToBf16(ReadOnlySpan<float> values)
     {

@@ -220,6 +220,22 @@ public sealed class SafetensorsFile : IDisposable
         }
     }
 
+    /// <summary>Reads <paramref name="destination"/>.Length bytes of tensor <paramref name="t"/> from byte
+    /// <paramref name="offset"/> of its data (positioned reads; never past the tensor's end).</summary>
+    public void ReadRange(SafetensorsTensorInfo t, long offset, Span<byte> destination)
+    {
+        ArgumentNullException.ThrowIfNull(t);
+        if (offset < 0 || offset + destination.Length > t.ByteLength)
+            throw new ArgumentOutOfRangeException(nameof(offset), $"bytes {offset}..{offset + destination.Length} lie outside tensor {SafeText.Quote(t.Name)} ({t.ByteLength} bytes)");
+        int read = 0;
+        while (read < destination.Length)
+        {
+            int n = RandomAccess.Read(_handle, destination[read..], t.Begin + offset + read);
+            if (n == 0) throw new MatqException($"{Path}: tensor {SafeText.Quote(t.Name)} ends past the end of the file; the file is truncated");
+            read += n;
+        }
+    }
+
     /// <summary>Reads a float tensor (F32/F16/BF16/F64) widened to fp32.</summary>
     public float[] ReadFloat32(string name)
     {

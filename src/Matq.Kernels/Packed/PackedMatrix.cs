@@ -77,7 +77,12 @@ public sealed class PackedMatrix
 
     /// <summary>Packs r-bit codes [rows·cols] (row-major) with their per-group scales and biases [rows, groups].</summary>
     public static PackedMatrix FromCodes(ReadOnlySpan<byte> codes, int rows, int cols, int bits, int groupSize,
-        float[] scales, float[] biases, int[]? perm = null)
+        float[] scales, float[] biases, int[]? perm = null) => FromCodes(codes, rows, cols, bits, groupSize, scales, biases, perm, 0, 0);
+
+    // masterBits > 0: codes are c-bit master codes, sliced to sliceBits (NestedSlice) as each tile is packed, so no
+    // sliced copy of the whole matrix is made.
+    private static PackedMatrix FromCodes(ReadOnlySpan<byte> codes, int rows, int cols, int bits, int groupSize,
+        float[] scales, float[] biases, int[]? perm, int masterBits, int sliceBits)
     {
         var width = PackedWidths.Get(bits);
         ArgumentOutOfRangeException.ThrowIfLessThan(rows, 1);
@@ -92,7 +97,7 @@ public sealed class PackedMatrix
         if (perm is not null && perm.Length != cols) throw new ArgumentException($"perm must hold {cols} entries");
         int tiles = (rows + TileRows - 1) / TileRows, cpr = (cols + 31) / 32, cb = width.ChunkBytes;
         var data = new byte[(long)tiles * cpr * cb];
-        PackTiles(codes, rows, cols, width, data);
+        PackTiles(codes, rows, cols, width, data, 0, masterBits, sliceBits);
         var ts = new float[(long)tiles * groups * TileRows];
         var tb = new float[ts.LongLength];
         for (int o = 0; o < rows; o++)
@@ -106,7 +111,7 @@ public sealed class PackedMatrix
     }
 
     // Tiles are independent: packed in parallel (load time of large matrices), each by the reference codec.
-    private static unsafe void PackTiles(ReadOnlySpan<byte> codes, int rows, int cols, PackedWidth width, byte[] data)
+    private static unsafe void PackTiles(ReadOnlySpan<byte> codes, int rows, int cols, PackedWidth width, byte[] data, long dataOffset, int masterBits, int sliceBits)
     {
         int tiles = (rows + TileRows - 1) / TileRows, cpr = (cols + 31) / 32, cb = width.ChunkBytes, bits = width.Bits;
         fixed (byte* src = codes)
@@ -121,8 +126,13 @@ public sealed class PackedMatrix
                     Array.Clear(block);
                     int c0 = c * 32, n = Math.Min(32, cols - c0);
                     for (int l = 0; l < TileRows && t * TileRows + l < rows; l++)
-                        all.Slice((int)((long)(t * TileRows + l) * cols + c0), n).CopyTo(block.AsSpan(l * 32, n));
-                    PackedTile16.Pack(block, bits, data.AsSpan((int)(((long)t * cpr + c) * cb), cb));
+                    {
+                        var dst = block.AsSpan(l * 32, n);
+                        var src = all.Slice((int)((long)(t * TileRows + l) * cols + c0), n);
+                        if (masterBits > 0) NestedSlice.Slice(src, masterBits, sliceBits, dst);
+                        else src.CopyTo(dst);
+                    }
+                    PackedTile16.Pack(block, bits, data.AsSpan((int)(dataOffset + ((long)t * cpr + c) * cb), cb));
                 }
                 return block;
             }, _ => { });
@@ -136,12 +146,15 @@ public sealed class PackedMatrix
     {
         Quantization.QuantSpec.ValidateSliceBits(masterBits, sliceBits);
         int container = ContainerBits(sliceBits);
-        var sliced = NestedSlice.Slice(masterCodes, masterBits, sliceBits);
+        // the codes are sliced tile by tile while packing (the same NestedSlice per code, no sliced copy of the
+        // matrix); a code above the master range is refused here, before the parallel packing, as NestedSlice would
+        if (masterBits < 8 && masterCodes.IndexOfAnyInRange((byte)(1 << masterBits), (byte)255) is int bad and >= 0)
+            throw new ArgumentOutOfRangeException(nameof(masterCodes), $"code {masterCodes[bad]} does not fit {masterBits} master bits");
         float step = 1 << (masterBits - sliceBits);
         var s = new float[scales.Length];
         var z = new float[zeros.Length];
         for (int i = 0; i < s.Length; i++) { s[i] = scales[i] * step; z[i] = -scales[i] * zeros[i]; }
-        var m = FromCodes(sliced, rows, cols, container, groupSize, s, z, perm);
+        var m = FromCodes(masterCodes, rows, cols, container, groupSize, s, z, perm, masterBits, sliceBits);
         m.SliceBits = sliceBits;
         return m;
     }
@@ -159,6 +172,57 @@ public sealed class PackedMatrix
         var (p, codes) = Quantization.AffineQuantizer.QuantizeMatrix(weights, rows, cols, spec);
         var zeros = Array.ConvertAll(p.Zeros, z => (float)z);
         return FromMaster(codes, rows, cols, g == cols ? -1 : g, p.Scales, zeros, bits, bits);
+    }
+
+    /// <summary>
+    /// <see cref="FromFloat"/> of a matrix supplied a block of rows at a time (<paramref name="fill"/>(firstRow, rows,
+    /// destination [rows·cols])), so no fp32 copy of the whole matrix exists (e.g. a bf16 lm_head read as stored). The
+    /// quantization is per row (grouped or per-channel), so the result is the same, bit for bit, as FromFloat's.
+    /// </summary>
+    public static PackedMatrix FromFloatRows(int rows, int cols, int bits, int groupSize, Action<int, int, Span<float>> fill, int blockRows = 1024)
+    {
+        ArgumentNullException.ThrowIfNull(fill);
+        ArgumentOutOfRangeException.ThrowIfLessThan(rows, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(cols, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(blockRows, TileRows);
+        blockRows -= blockRows % TileRows;   // blocks start on a tile, so each block packs whole tiles
+        int g = groupSize == -1 || groupSize >= cols ? cols : groupSize;
+        var spec = g == cols ? Quantization.QuantSpec.PerChannel(bits) : Quantization.QuantSpec.Grouped(bits, g);
+        // as FromFloat → FromMaster(codes, c = r = bits) → FromCodes in the container of r bits: step 1, scale α, bias −α·z
+        int container = ContainerBits(bits);
+        var width = PackedWidths.Get(container);
+        if (g != cols && (g <= 0 || g % PackedTile16.Codes != 0))
+            throw new MatqException($"group size {g} has no packed GEMV layout: use a multiple of 32 (32, 64, 128) or per-channel.");
+        int groups = (cols + g - 1) / g;
+        int tiles = (rows + TileRows - 1) / TileRows, cpr = (cols + 31) / 32, cb = width.ChunkBytes;
+        var data = new byte[(long)tiles * cpr * cb];
+        var ts = new float[(long)tiles * groups * TileRows];
+        var tb = new float[ts.LongLength];
+        var block = new float[(long)Math.Min(blockRows, rows) * cols];
+        var blockCodes = new byte[block.LongLength];   // reused: QuantizeMatrix's codes, without a new array per block
+        for (int r0 = 0; r0 < rows; r0 += blockRows)
+        {
+            int n = Math.Min(blockRows, rows - r0);
+            var w = block.AsSpan(0, n * cols);
+            fill(r0, n, w);
+            var p = Quantization.AffineQuantizer.ComputeParams(w, n, cols, spec);
+            var codes = blockCodes.AsSpan(0, n * cols);
+            Quantization.AffineQuantizer.Quantize(w, p, codes);
+            long tileBase = (long)(r0 / TileRows) * cpr * cb;
+            PackTiles(codes, n, cols, width, data, tileBase, 0, 0);
+            for (int l = 0; l < n; l++)
+                for (int j = 0; j < groups; j++)
+                {
+                    int o = r0 + l;
+                    float a = p.Scales[l * groups + j], z = p.Zeros[l * groups + j];
+                    long i = ((long)(o / TileRows) * groups + j) * TileRows + o % TileRows;
+                    ts[i] = a * 1f;
+                    tb[i] = -a * z;
+                }
+        }
+        var m = new PackedMatrix(rows, cols, container, g, data, ts, tb, null);
+        m.SliceBits = bits;
+        return m;
     }
 
     /// <summary>Row <paramref name="o"/> of Ŵ in original column order (scalar; used for embedding lookups from a packed table).</summary>

@@ -68,34 +68,62 @@ public static class ArtifactSource
     public static LlamaConfig ModelConfig(MatqArtifact artifact)
     {
         ArgumentNullException.ThrowIfNull(artifact);
-        var json = artifact.Metadata.ModelConfig;
+        return ModelConfig(artifact.Path, artifact.Metadata, FloatShapes(artifact));
+    }
+
+    /// <summary><see cref="ModelConfig(MatqArtifact)"/> for a memory-mapped artifact (header only; nothing is read).</summary>
+    public static LlamaConfig ModelConfig(MappedMatqArtifact artifact)
+    {
+        ArgumentNullException.ThrowIfNull(artifact);
+        return ModelConfig(artifact.Path, artifact.Metadata, artifact.Floats.Select(f => (f.Name, f.Shape)).ToList());
+    }
+
+    private static LlamaConfig ModelConfig(string path, MatqMetadata metadata, IReadOnlyList<(string Name, long[] Shape)> floats)
+    {
+        var json = metadata.ModelConfig;
         if (json.ValueKind != System.Text.Json.JsonValueKind.Object || !json.EnumerateObject().Any())
-            throw new MatqException($"{artifact.Path}: the artifact has no model_config (the HF config.json); it cannot be served as a model");
-        var config = HfLlamaConfig.Parse(json.GetRawText(), $"{artifact.Path} model_config");
-        CheckTensors(artifact, config);
+            throw new MatqException($"{path}: the artifact has no model_config (the HF config.json); it cannot be served as a model");
+        var config = HfLlamaConfig.Parse(json.GetRawText(), $"{path} model_config");
+        CheckTensors(path, metadata, floats, config);
         return config;
     }
+
+    private static List<(string Name, long[] Shape)> FloatShapes(MatqArtifact artifact) => artifact.Floats.Select(f => (f.Name, f.Shape)).ToList();
 
     // Every tensor the config implies must be present (quantized or float) with its shape; nothing else may be.
     public static void CheckTensors(MatqArtifact artifact, LlamaConfig config)
     {
         ArgumentNullException.ThrowIfNull(artifact);
+        CheckTensors(artifact.Path, artifact.Metadata, FloatShapes(artifact), config);
+    }
+
+    public static void CheckTensors(MappedMatqArtifact artifact, LlamaConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(artifact);
+        CheckTensors(artifact.Path, artifact.Metadata, artifact.Floats.Select(f => (f.Name, f.Shape)).ToList(), config);
+    }
+
+    private static void CheckTensors(string path, MatqMetadata metadata, IReadOnlyList<(string Name, long[] Shape)> floats, LlamaConfig config)
+    {
         ArgumentNullException.ThrowIfNull(config);
+        var quantized = metadata.Quantized.ToDictionary(q => q.Name, StringComparer.Ordinal);
+        var floatShapes = new Dictionary<string, long[]>(StringComparer.Ordinal);
+        foreach (var (name, shape) in floats) floatShapes.TryAdd(name, shape);
         // one at a time: the first missing tensor stops a model_config that claims more layers than the artifact holds
         var known = new HashSet<string>(StringComparer.Ordinal);
         foreach (var (name, shape) in LlamaTensors.Enumerate(config))
         {
             known.Add(name);
-            long[]? actual = artifact.TryGetQuantized(name, out var q) ? [q.OutFeatures, q.InFeatures]
-                : artifact.TryGetFloat(name, out var f) ? f.Shape : null;
+            long[]? actual = quantized.TryGetValue(name, out var q) ? [q.OutFeatures, q.InFeatures]
+                : floatShapes.TryGetValue(name, out var f) ? f : null;
             if (actual is null)
-                throw new MatqException($"{artifact.Path}: tensor '{name}' is missing (its model_config expects it; is the artifact complete?)");
+                throw new MatqException($"{path}: tensor '{name}' is missing (its model_config expects it; is the artifact complete?)");
             if (!actual.SequenceEqual(shape))
-                throw new MatqException($"{artifact.Path}: tensor '{name}' has shape {LlamaTensors.ShapeText(actual)} but the model_config implies {LlamaTensors.ShapeText(shape)}");
+                throw new MatqException($"{path}: tensor '{name}' has shape {LlamaTensors.ShapeText(actual)} but the model_config implies {LlamaTensors.ShapeText(shape)}");
         }
-        var extra = artifact.Quantized.Select(q => q.Name).Concat(artifact.Floats.Select(f => f.Name)).Where(n => !known.Contains(n)).ToList();
+        var extra = metadata.Quantized.Select(q => q.Name).Concat(floats.Select(f => f.Name)).Where(n => !known.Contains(n)).ToList();
         if (extra.Count > 0)
-            throw new MatqException($"{artifact.Path}: {extra.Count} tensor(s) not used by a {config.Family} model with this model_config: "
+            throw new MatqException($"{path}: {extra.Count} tensor(s) not used by a {config.Family} model with this model_config: "
                 + string.Join(", ", extra.Take(5).Select(n => $"'{n}'")) + (extra.Count > 5 ? ", ..." : ""));
     }
 }

@@ -1,9 +1,11 @@
 // Contract: one linear layer y = Ŵx (+ bias) of the packed runtime, no TorchSharp: x [T, In] → y [T, Out] row-major.
-// The weight is a PackedMatrix (r-bit codes, per-group scales) or a dense fp32 matrix [Out, In]; T = 1 runs the GEMV
+// The weight is a PackedMatrix (r-bit codes, per-group scales), a dense fp32 matrix [Out, In], or (an lm_head of a
+// memory-mapped load) a bf16/f16 matrix as stored, widened a tile at a time (StoredRows); T = 1 runs the GEMV
 // kernels (decode; with int8 activations the integer GEMV), T > 1 the GEMM kernels (prefill, weights read once per call;
 // with int8 activations the integer GEMM, each row quantized as the GEMV quantizes one, so its rows equal the GEMV's).
 using System.Numerics.Tensors;
 using Matq.Kernels.Packed;
+using Matq.Formats.Safetensors;
 using Matq.Kernels.Simd;
 
 namespace Matq.Runtime.Packed;
@@ -15,8 +17,10 @@ public sealed class PackedLinear
     public int In { get; }
     /// <summary>The packed weight, or null when <see cref="Dense"/> holds it.</summary>
     public PackedMatrix? Packed { get; }
-    /// <summary>fp32 [Out, In], or null when packed.</summary>
+    /// <summary>fp32 [Out, In], or null when packed or stored.</summary>
     public float[]? Dense { get; }
+    /// <summary>The weight in its stored 16-bit dtype (an unquantized head of a memory-mapped load), or null.</summary>
+    public StoredRows? Stored { get; }
     public float[]? Bias { get; }
 
     public PackedLinear(string name, PackedMatrix packed, float[]? bias = null) : this(name, packed.Rows, packed.Cols, bias)
@@ -31,6 +35,11 @@ public sealed class PackedLinear
         Dense = dense;
     }
 
+    public PackedLinear(string name, StoredRows stored, float[]? bias = null) : this(name, stored.Rows, stored.Cols, bias)
+    {
+        Stored = stored;
+    }
+
     private PackedLinear(string name, int outFeatures, int inFeatures, float[]? bias)
     {
         Name = name; Out = outFeatures; In = inFeatures;
@@ -39,11 +48,11 @@ public sealed class PackedLinear
         Bias = bias;
     }
 
-    /// <summary>Bits per weight as served: the slice width r, or 32 for fp32.</summary>
-    public int Bits => Packed?.SliceBits ?? 32;
+    /// <summary>Bits per weight as served: the slice width r, 16 for a stored bf16/f16 weight, or 32 for fp32.</summary>
+    public int Bits => Packed?.SliceBits ?? (Stored is { } s ? 8 * SafetensorsDtypes.SizeOf(s.Dtype) : 32);
 
-    /// <summary>Bytes held for the weight: packed codes + fp32 scales/biases, or 4 per fp32 weight (bias included).</summary>
-    public long WeightBytes => (Packed?.WeightBytes ?? 4L * Dense!.LongLength) + 4L * (Bias?.Length ?? 0);
+    /// <summary>Bytes held for the weight: packed codes + fp32 scales/biases, the stored bytes, or 4 per fp32 weight (bias included).</summary>
+    public long WeightBytes => (Packed?.WeightBytes ?? Stored?.Bytes ?? 4L * Dense!.LongLength) + 4L * (Bias?.Length ?? 0);
 
     /// <summary>
     /// y [t, Out] = x [t, In]·Ŵᵀ + bias. With <paramref name="int8"/> (a packed weight) the activations are quantized per
@@ -64,6 +73,7 @@ public sealed class PackedLinear
             else if (t == 1) GemvPackedSimd.Gemv(Packed, xs, ys, false, threads);
             else GemmPackedSimd.Gemm(Packed, xs, t, ys, false, threads);
         }
+        else if (Stored is not null) Stored.Multiply(xs, t, ys, threads);
         else if (t == 1) GemvF32Simd.Gemv(Dense!, Out, In, xs, ys, threads);
         else GemmF32Simd.Gemm(Dense!, Out, In, xs, t, ys, threads);
         if (Bias is not null)

@@ -1,5 +1,6 @@
 // Contract: the packed models of one .matq artifact, one per served precision (uniform r bits, or the per-layer plan),
-// each built lazily once — sliced and packed from the artifact's master codes on first use — and kept in a bounded LRU
+// each built lazily once — sliced and packed from the artifact's master codes on first use, read through a memory-mapped
+// view one tensor at a time (PackedLlamaModel.Load) — and kept in a bounded LRU
 // cache: at most Capacity precisions are held; building another drops the least recently used (rebuilt if asked again;
 // requests still running on it keep their reference). Each precision pools its sessions (KV caches) for reuse, so at most
 // one session per concurrent request exists. Thread-safe; two requests for the same new precision build it once.
@@ -19,7 +20,8 @@ public sealed record PackedServingOptions
     public int? HeadBits { get; init; }
     public int Threads { get; init; } = -1;
     public PackedActivations Activations { get; init; } = PackedActivations.Int8;
-    /// <summary>Most precisions held at once (each holds r/8 of the int8 weights plus fp32 norms, embeddings, head).</summary>
+    /// <summary>Most precisions held at once (each holds r/8 of the int8 weights plus its head, fp32 norms and the
+    /// embedding as stored).</summary>
     public int Capacity { get; init; } = 4;
 }
 
@@ -81,7 +83,7 @@ public sealed class PackedPrecisionCache
         ArtifactPath = artifactPath;
         Options = options;
         if (!File.Exists(artifactPath)) throw new MatqException($"--model {artifactPath} does not exist (the packed runtime serves .matq artifacts)");
-        var artifact = MatqArtifact.Open(artifactPath);
+        using var artifact = MappedMatqArtifact.Open(artifactPath);
         Metadata = artifact.Metadata;
         DefaultBits = options.DefaultBits ?? Metadata.MasterBits;
         ArtifactSource.CheckBits(DefaultBits, MasterBits, "--bits");
@@ -120,7 +122,11 @@ public sealed class PackedPrecisionCache
             {
                 while (_entries.Count >= Options.Capacity)
                     _entries.Remove(_entries.MinBy(x => x.Value.Used).Key);
-                lazy = new Lazy<PackedPrecision>(() => Build(MatqArtifact.Open(ArtifactPath), key), LazyThreadSafetyMode.ExecutionAndPublication);
+                lazy = new Lazy<PackedPrecision>(() =>
+                {
+                    using var mapped = MappedMatqArtifact.Open(ArtifactPath);
+                    return Build(mapped, key);
+                }, LazyThreadSafetyMode.ExecutionAndPublication);
             }
             _entries[key] = (lazy, ++_clock);
         }
@@ -136,7 +142,7 @@ public sealed class PackedPrecisionCache
         }
     }
 
-    private PackedPrecision Build(MatqArtifact artifact, string key)
+    private PackedPrecision Build(MappedMatqArtifact artifact, string key)
     {
         bool plan = key == PlanKey;
         var model = PackedLlamaModel.Load(artifact, new PackedModelOptions

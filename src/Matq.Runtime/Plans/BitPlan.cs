@@ -85,8 +85,15 @@ public sealed record BitPlan
     public static string ModelHashOf(MatqArtifact artifact)
     {
         ArgumentNullException.ThrowIfNull(artifact);
+        return ModelHashOf(artifact.Metadata.Quantized);
+    }
+
+    /// <summary><see cref="ModelHashOf(MatqArtifact)"/> from the quantized entries of an artifact's metadata.</summary>
+    public static string ModelHashOf(IEnumerable<MatqQuantizedEntry> quantized)
+    {
+        ArgumentNullException.ThrowIfNull(quantized);
         var text = new StringBuilder();
-        foreach (var q in artifact.Quantized.OrderBy(q => q.Name, StringComparer.Ordinal))
+        foreach (var q in quantized.OrderBy(q => q.Name, StringComparer.Ordinal))
             text.Append(q.Name).Append(':').Append(q.OutFeatures).Append('×').Append(q.InFeatures).Append(':').Append(q.GroupSize).Append('\n');
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())));
     }
@@ -99,18 +106,26 @@ public sealed record BitPlan
     public static Dictionary<string, int> PerLayerBits(MatqArtifact artifact, BitPlan? plan, int defaultBits)
     {
         ArgumentNullException.ThrowIfNull(artifact);
-        var bits = artifact.Quantized.ToDictionary(q => q.Name, _ => defaultBits, StringComparer.Ordinal);
+        return PerLayerBits(artifact.Path, artifact.Metadata, plan, defaultBits);
+    }
+
+    /// <summary><see cref="PerLayerBits(MatqArtifact, BitPlan?, int)"/> from an artifact's path and metadata (header only).</summary>
+    public static Dictionary<string, int> PerLayerBits(string path, MatqMetadata metadata, BitPlan? plan, int defaultBits)
+    {
+        ArgumentNullException.ThrowIfNull(metadata);
+        var quantized = metadata.Quantized;
+        var bits = quantized.ToDictionary(q => q.Name, _ => defaultBits, StringComparer.Ordinal);
         if (plan is null) return bits;
-        plan.CheckModel(artifact);
+        plan.CheckModel(path, metadata);
         foreach (var (key, value) in plan.Layers)
         {
             var name = key + ".weight";
             if (!bits.ContainsKey(name))
             {
-                var example = artifact.Quantized.Count > 0 ? $" (quantized layers look like '{artifact.Quantized[0].Name[..^7]}')" : " (it has no quantized layers)";
-                throw new MatqException($"{plan.Name} names '{key}', which is not a quantized layer of {artifact.Path}{example}");
+                var example = quantized.Count > 0 ? $" (quantized layers look like '{quantized[0].Name[..^7]}')" : " (it has no quantized layers)";
+                throw new MatqException($"{plan.Name} names '{key}', which is not a quantized layer of {path}{example}");
             }
-            ArtifactSource.CheckBits(value, artifact.Metadata.MasterBits, $"plan bits for '{key}':");
+            ArtifactSource.CheckBits(value, metadata.MasterBits, $"plan bits for '{key}':");
             bits[name] = value;
         }
         return bits;
@@ -120,13 +135,13 @@ public sealed record BitPlan
     public void Validate(MatqArtifact artifact) => PerLayerBits(artifact, this, DefaultBits ?? artifact.Metadata.MasterBits);
 
     // A plan bound to a model serves only that model: same quantized layout (hash), same master bits.
-    private void CheckModel(MatqArtifact artifact)
+    private void CheckModel(string path, MatqMetadata metadata)
     {
-        if (ModelHash is not null && ModelHashOf(artifact) is var actual && actual != ModelHash)
-            throw new MatqException($"{Name} was made for a different model (its model_hash is {SafeText.Escape(ModelHash, 80)}, {artifact.Path} has {actual}): "
-                + $"make a plan for this model with `matq plan --model {artifact.Path}`");
-        if (MasterBits is int m && artifact.Metadata.MasterBits != m)
-            throw new MatqException($"{Name} is for {m} master bits but {artifact.Path} stores {artifact.Metadata.MasterBits}: make a plan for this model with `matq plan --model {artifact.Path}`");
+        if (ModelHash is not null && ModelHashOf(metadata.Quantized) is var actual && actual != ModelHash)
+            throw new MatqException($"{Name} was made for a different model (its model_hash is {SafeText.Escape(ModelHash, 80)}, {path} has {actual}): "
+                + $"make a plan for this model with `matq plan --model {path}`");
+        if (MasterBits is int m && metadata.MasterBits != m)
+            throw new MatqException($"{Name} is for {m} master bits but {path} stores {metadata.MasterBits}: make a plan for this model with `matq plan --model {path}`");
     }
 
     /// <summary>Parameter-count-weighted mean bits over the artifact's quantized layers.</summary>

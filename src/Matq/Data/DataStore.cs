@@ -24,11 +24,17 @@ public sealed class DataStore
         return Cache.IsCached(fetcher.Name, fetcher.Version) ? Cache.DatasetPath(fetcher.Name) : Install(fetcher, from);
     }
 
-    /// <summary>Fetches one dataset or "all"; cached ones are kept unless <paramref name="force"/>. Returns their folders.</summary>
-    public IReadOnlyList<string> Fetch(string nameOrAll, string? from = null, bool force = false)
+    /// <summary>Throws the one-line error for a --from folder that does not exist (null: fetch online).</summary>
+    public static void CheckFrom(string? from)
     {
         if (from is not null && !Directory.Exists(from))
             throw new MatqException($"--from folder {from} does not exist: pass a folder holding the downloaded files");
+    }
+
+    /// <summary>Fetches one dataset or "all"; cached ones are kept unless <paramref name="force"/>. Returns their folders.</summary>
+    public IReadOnlyList<string> Fetch(string nameOrAll, string? from = null, bool force = false)
+    {
+        CheckFrom(from);
         var dirs = new List<string>();
         foreach (var f in DatasetRegistry.Resolve(nameOrAll))
         {

@@ -1,7 +1,7 @@
 // Sliding-window perplexity of any ids [B,T] int64 → logits [B,T,V] module over one token stream. Token i ≥ 1 is
 // scored exactly once, by the first window that predicts it with at least Context − Stride + 1 tokens of context.
-using TorchSharp;
-using static TorchSharp.torch;
+// EvaluatePacked scores the same windows through the packed CPU runtime (a PackedLlamaSession: r-bit kernels, no
+// TorchSharp model), one window at a time: the unscored prefix runs without the head, the scored tail with all logits.
 
 namespace Matq.Evaluation;
 
@@ -106,6 +106,48 @@ public static class Perplexity
                 total += (nll.to_type(ScalarType.Float64) * tensor(mask).to(device).to_type(ScalarType.Float64)).sum().item<double>();
                 progress?.Invoke(Math.Min(first + rows, windows.Count), windows.Count);
             }
+        return new PerplexityResult(total, count, utf8Bytes, windows.Count);
+    }
+
+    /// <summary>
+    /// <see cref="Evaluate"/> through the packed runtime: the same windows and the same scored positions; each token's
+    /// NLL is log Σ exp(logits) − logit[target] from the fp32 logits (in fp64), summed in fp64. Batch is ignored (the
+    /// session runs one window at a time, in chunks of its MaxBatch tokens).
+    /// </summary>
+    public static PerplexityResult EvaluatePacked(Matq.Runtime.Packed.PackedLlamaSession session, int[] tokens, long utf8Bytes, PerplexityOptions options,
+        Action<int, int>? progress = null, CancellationToken cancel = default)
+    {
+        ArgumentNullException.ThrowIfNull(session);
+        ArgumentNullException.ThrowIfNull(tokens);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        if (tokens.Length < 2) throw new MatqException($"the text has {tokens.Length} token(s): at least 2 are needed to score one");
+        if (utf8Bytes < 1) throw new ArgumentOutOfRangeException(nameof(utf8Bytes), utf8Bytes, "the text must have at least one byte");
+        var windows = Windows(tokens.Length, options.Context, options.Stride);
+        int vocab = session.Model.Config.VocabSize;
+        double total = 0;
+        long count = 0;
+        var logits = new float[(long)windows[0].Length * vocab];   // reused: [scored offsets, V]
+        for (int wi = 0; wi < windows.Count; wi++)
+        {
+            cancel.ThrowIfCancellationRequested();
+            var w = windows[wi];
+            int from = w.ScoreFrom - w.Begin - 1;          // window offset j predicts stream position Begin + j + 1
+            var ids = tokens.AsSpan(w.Begin, w.Length);
+            session.Reset();
+            if (from > 0) session.Forward(ids[..from]);
+            session.Forward(ids[from..], logits.AsSpan(0, (int)((long)(w.Length - from) * vocab)), allLogits: true);
+            for (int j = from; j < w.Length; j++)
+            {
+                var row = logits.AsSpan((int)((long)(j - from) * vocab), vocab);
+                float max = System.Numerics.Tensors.TensorPrimitives.Max(row);
+                double sum = 0;
+                foreach (float v in row) sum += Math.Exp(v - (double)max);
+                total += Math.Log(sum) + max - row[tokens[w.Begin + j + 1]];
+                count++;
+            }
+            progress?.Invoke(wi + 1, windows.Count);
+        }
         return new PerplexityResult(total, count, utf8Bytes, windows.Count);
     }
 }

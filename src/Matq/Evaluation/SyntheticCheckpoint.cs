@@ -4,14 +4,6 @@
 // generated while they are written (a few MiB at a time), so writing an 8B checkpoint needs no model-sized memory.
 // Values: linears and embeddings uniform in ±0.02·√3 (σ = 0.02, HF's initializer_range), norms 1 (Gemma: 0, as its
 // (1 + w) norms store), biases 0; seeded, so a shape and seed always give the same bytes.
-using System.Text.Json;
-using System.Text.Json.Nodes;
-using Matq.Formats.IO;
-using Matq.Formats.Safetensors;
-using Matq.Loading;
-using Matq.Models;
-using Matq.Runtime.Loading;
-using Matq.Runtime.Models;
 
 namespace Matq.Evaluation;
 

@@ -8,6 +8,13 @@
 // On the llama architecture, q_proj/k_proj rows (and biases) are permuted per head from HF's rotate-half order to the
 // interleaved pairs llama.cpp's rope expects there (the other architectures rotate halves, NEOX-style, and keep HF's order):
 // GGUF row h·D + 2i + j = HF row h·D + j·D/2 + i (D = head_dim; k uses the KV head count). Rows move whole, so codes stay exact.
+// k-quants (q2_K..q6_K, 256-value super-blocks; GgufKQuants) take the r-bit slice, r = the type's code bits (2..6):
+//   exact where the grid fits the super-block format: no act-order perm, groups a whole number of sub-blocks (16 or 32
+//   wide), symmetric codes (z = 2^(r−1)·2^k) for q3_K/q6_K, and in each super-block the sub-block scales α·2^k (and mins
+//   α·z) are integer multiples (6-bit, q2_K 4-bit) of one fp16 d (dmin) — e.g. a per-channel grid; codes are copied.
+//   Otherwise each super-block is re-quantized from ŵ_r (the artifact's group grid tried as a candidate), and the export
+//   reports exact vs re-quantized tensors with max/RMS |Δw| against ŵ_r. Rows that are not a multiple of 256 fall back
+//   as llama.cpp's quantizer does (q2_K/q3_K → q4_0, q4_K → q5_0, q5_K → q5_1, q6_K → q8_0; f16 when not a multiple of 32).
 using System.Text.Json;
 using Matq.Formats.Artifact;
 using Matq.Formats.Gguf;
@@ -18,29 +25,47 @@ using Matq.Runtime.Tokenizers;
 
 namespace Matq.Export;
 
-public sealed record GgufExportReport(int Lossless, int Requantized, int Float, IReadOnlyList<string> Notes);
+public sealed record GgufExportReport(int Lossless, int Requantized, int Float, IReadOnlyList<string> Notes)
+{
+    /// <summary>For a k-quant export of an artifact: how its quantized linears were written (null otherwise).</summary>
+    public GgufKQuantStats? KQuant { get; init; }
+}
+
+/// <summary>
+/// A k-quant export's linears (counted per model tensor): Exact (codes copied), Requantized (from ŵ_r), Fallback (rows not
+/// a multiple of 256); max |Δw| and RMS Δw against ŵ_r over the exact and the re-quantized tensors' values.
+/// </summary>
+public sealed record GgufKQuantStats(GgmlType Type, int Bits, int Exact, int Requantized, int Fallback,
+    double MaxErrExact, double MaxErrRequantized, double RmsRequantized, double RmsAll)
+{
+    public string Line =>
+        $"{Type}: {Exact} linear(s) exact ({Bits}-bit codes copied, fp16 super-block scales; max |Δw| {MaxErrExact:E2}), " +
+        $"{Requantized} re-quantized from the {Bits}-bit weights (max |Δw| {MaxErrRequantized:E2}, RMS {RmsRequantized:E2}), " +
+        $"{Fallback} fell back (rows not a multiple of 256); RMS Δw over all k-quant linears {RmsAll:E2}";
+}
 
 public static class GgufExporter
 {
-    public static readonly IReadOnlyList<string> Types = ["f32", "f16", "q8_0", "q4_0", "q4_1"];
+    public static readonly IReadOnlyList<string> Types = ["f32", "f16", "q8_0", "q4_0", "q4_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k"];
 
     public static GgmlType ParseType(string text) => text.ToLowerInvariant() switch
     {
         "f32" => GgmlType.F32, "f16" => GgmlType.F16, "q8_0" => GgmlType.Q8_0, "q4_0" => GgmlType.Q4_0, "q4_1" => GgmlType.Q4_1,
+        "q2_k" => GgmlType.Q2_K, "q3_k" => GgmlType.Q3_K, "q4_k" => GgmlType.Q4_K, "q5_k" => GgmlType.Q5_K, "q6_k" => GgmlType.Q6_K,
         _ => throw new MatqException($"--type {text} is not supported for GGUF: use one of {string.Join(", ", Types)}"),
     };
 
     /// <summary>
     /// Writes <paramref name="matqPath"/> as GGUF for the llama.cpp architecture of its family (GgufArchitecture).
     /// Quantized linears take <paramref name="type"/>; the token embedding and an untied output head take
-    /// <paramref name="embedType"/> (default: q8_0 for the block types, as llama.cpp's own quantizer does, else
+    /// <paramref name="embedType"/> (default: q8_0 for the block types, q6_K for the k-quants, as llama.cpp's own quantizer does for the head, else
     /// <paramref name="type"/>); norms stay f32. A tensor whose rows are not a multiple of 32 values cannot take a block
     /// type: it falls back to f16, and the report's notes name it. Phi-3's q/k/v and gate/up are fused again by rows; the
     /// fused tensor takes the lossless path when every part does (rows are independent blocks, so codes stay exact).
     /// </summary>
     public static GgufExportReport Export(string matqPath, GgmlType type, string outPath, GgmlType? embedType = null)
     {
-        var embed = embedType ?? (GgufBlocks.IsBlockType(type) ? GgmlType.Q8_0 : type);
+        var embed = embedType ?? DefaultEmbed(type);
         var a = MatqArtifact.Open(matqPath);
         // the same check eval/generate make: model_config parses as a Llama config and the tensors are exactly the ones it implies
         var cfg = ArtifactSource.ModelConfig(a);
@@ -53,15 +78,22 @@ public static class GgufExporter
         AddTokenizer(w, tokFolder, tokProblem, a.Metadata.Tokenizer?.Kind, notes, cfg.VocabSize);
         var counts = new Counts { Floats = AddExtraTensors(w, arch) };
         var fallbacks = new List<string>();
+        var kFallbacks = new List<(string Name, GgmlType To)>();
+        var k = new KStats();
         var floatTensors = a.Floats.Select(f => new Part(f.Name, f.Shape, f.Values)).ToList();
         // 1-D tensors (norms, biases) stay f32; the embedding and output head take embedType; other 2-D floats f16 or f32
-        AddFloats(w, arch, floatTensors, embed, type == GgmlType.F32 ? GgmlType.F32 : GgmlType.F16, fallbacks, counts);
+        AddFloats(w, arch, floatTensors, embed, type == GgmlType.F32 ? GgmlType.F32 : GgmlType.F16, fallbacks, kFallbacks, counts);
         foreach (var (name, partIdx) in Group(arch, a.Quantized.Select(q => q.Name)))
         {
             var parts = partIdx.Select(i => a.Quantized[i]).ToList();
             int cols = parts[0].InFeatures;
             if (parts.Any(q => q.InFeatures != cols)) throw new MatqException($"{name}: fused parts have different input sizes");
             long[] ne = [cols, parts.Sum(q => (long)q.OutFeatures)];
+            if (GgufKQuants.IsKQuant(type))
+            {
+                AddKQuant(w, arch, name, ne, parts, a.Metadata.MasterBits, type, fallbacks, kFallbacks, counts, k);
+                continue;
+            }
             bool sym = parts.All(q => q.Zeros.All(z => z == 128f)) && a.Metadata.MasterBits == 8;
             bool blocks32 = parts.All(q => q.GroupWidth % 32 == 0 && q.InFeatures % 32 == 0 && q.Perm is null);
             if (type == GgmlType.Q4_1 && blocks32 || type is GgmlType.Q4_0 or GgmlType.Q8_0 && blocks32 && sym)
@@ -79,10 +111,16 @@ public static class GgufExporter
             w.AddTensor(name, ne, t, GgufBlocks.Encode(t, deq));
             if (GgufBlocks.IsBlockType(t)) counts.Quantized += parts.Count; else counts.Floats += parts.Count;
         }
-        if (counts.Quantized > 0) notes.Add($"{counts.Quantized} tensors were (re-)quantized to a GGUF block type from their values (float embedding/head, asymmetric zero points, act-order perm or groups not a multiple of 32)");
-        AddFallbackNote(notes, fallbacks);
+        GgufKQuantStats? kstats = null;
+        if (GgufKQuants.IsKQuant(type))
+        {
+            kstats = k.Stats(type, Math.Min(GgufKQuants.Spec(type).Bits, a.Metadata.MasterBits));
+            notes.Add(kstats.Line);
+        }
+        else if (counts.Quantized > 0) notes.Add($"{counts.Quantized} tensors were (re-)quantized to a GGUF block type from their values (float embedding/head, asymmetric zero points, act-order perm or groups not a multiple of 32)");
+        AddFallbackNote(notes, fallbacks, kFallbacks);
         w.Write(outPath);
-        return new GgufExportReport(counts.Lossless, counts.Quantized, counts.Floats, notes);
+        return new GgufExportReport(counts.Lossless, counts.Quantized, counts.Floats, notes) { KQuant = kstats };
     }
 
     /// <summary>
@@ -93,7 +131,7 @@ public static class GgufExporter
     /// </summary>
     public static GgufExportReport ExportFloat(string hfFolder, GgmlType type, string outPath, GgmlType? embedType = null)
     {
-        var embed = embedType ?? (GgufBlocks.IsBlockType(type) ? GgmlType.Q8_0 : type);
+        var embed = embedType ?? DefaultEmbed(type);
         using var model = Loading.LlamaLoader.Load(hfFolder, TorchSharp.torch.CPU, TorchSharp.torch.ScalarType.Float32);
         var cfg = model.Config;
         var arch = GgufArchitecture.For(cfg);
@@ -103,14 +141,15 @@ public static class GgufExporter
         AddTokenizer(w, kind is null ? null : hfFolder, "the folder holds no tokenizer files", kind, notes, cfg.VocabSize);
         var counts = new Counts { Floats = AddExtraTensors(w, arch) };
         var fallbacks = new List<string>();
+        var kFallbacks = new List<(string Name, GgmlType To)>();
         var tensors = LlamaTensors.Expected(cfg).Select(e =>
         {
             var p = model.get_parameter(e.Name) ?? throw new MatqException($"{hfFolder}: the model has no tensor '{e.Name}'");
             return new Part(e.Name, e.Shape, p.detach().contiguous().data<float>().ToArray());
         }).ToList();
-        AddFloats(w, arch, tensors, embed, type, fallbacks, counts);
-        if (counts.Quantized > 0) notes.Add($"{counts.Quantized} float tensors were quantized to GGUF block types from their values (round to nearest per 32-block, as llama.cpp's quantizer)");
-        AddFallbackNote(notes, fallbacks);
+        AddFloats(w, arch, tensors, embed, type, fallbacks, kFallbacks, counts);
+        if (counts.Quantized > 0) notes.Add($"{counts.Quantized} float tensors were quantized to GGUF block types from their values ({(GgufKQuants.IsKQuant(type) ? "least-squares sub-block scales and mins per 256-value super-block" : "round to nearest per 32-block, as llama.cpp's quantizer")})");
+        AddFallbackNote(notes, fallbacks, kFallbacks);
         w.Write(outPath);
         return new GgufExportReport(0, counts.Quantized, counts.Floats, notes);
     }
@@ -119,8 +158,75 @@ public static class GgufExporter
 
     private sealed class Counts { public int Lossless, Quantized, Floats; }
 
+    private sealed class KStats
+    {
+        public int Exact, Requantized, Fallback;
+        public double MaxExact, MaxRequant, SqRequant, SqAll;
+        public long NRequant, NAll;
+
+        public void Add(bool exact, int parts, ReadOnlySpan<float> want, ReadOnlySpan<float> got)
+        {
+            double max = 0, sq = 0;
+            for (int i = 0; i < want.Length; i++) { double d = Math.Abs((double)got[i] - want[i]); max = Math.Max(max, d); sq += d * d; }
+            SqAll += sq; NAll += want.Length;
+            if (exact) { Exact += parts; MaxExact = Math.Max(MaxExact, max); }
+            else { Requantized += parts; MaxRequant = Math.Max(MaxRequant, max); SqRequant += sq; NRequant += want.Length; }
+        }
+
+        public GgufKQuantStats Stats(GgmlType t, int bits) => new(t, bits, Exact, Requantized, Fallback, MaxExact, MaxRequant,
+            NRequant == 0 ? 0 : Math.Sqrt(SqRequant / NRequant), NAll == 0 ? 0 : Math.Sqrt(SqAll / NAll));
+    }
+
+    /// <summary>The embedding/head type when --embed-type is not given: q8_0 for the 32-blocks, q6_K for the k-quants (what
+    /// llama.cpp's quantizer gives the output head), else the type itself.</summary>
+    public static GgmlType DefaultEmbed(GgmlType type) =>
+        GgufKQuants.IsKQuant(type) ? GgmlType.Q6_K : GgufBlocks.IsBlockType(type) ? GgmlType.Q8_0 : type;
+
+    // the type a tensor of rows of `cols` values takes: t, else llama.cpp's fallback for a k-quant, else f16 (notes list them)
+    private static GgmlType Fit(GgmlType t, long cols, string name, List<string> fallbacks, List<(string Name, GgmlType To)> kFallbacks)
+    {
+        if (!GgufBlocks.IsBlockType(t) || cols % GgufBlocks.BlockValuesOf(t) == 0) return t;
+        var fb = GgufKQuants.Fallback(t);
+        if (fb != t && cols % GgufBlocks.BlockValuesOf(fb) == 0) { kFallbacks.Add((name, fb)); return fb; }
+        fallbacks.Add(name);
+        return GgmlType.F16;
+    }
+
+    // one GGUF tensor of a k-quant export from its parts' r-bit slices (see the file header)
+    private static void AddKQuant(GgufWriter w, GgufArchitecture arch, string name, long[] ne, List<MatqQuantizedTensor> parts, int master,
+        GgmlType type, List<string> fallbacks, List<(string Name, GgmlType To)> kFallbacks, Counts counts, KStats k)
+    {
+        var spec = GgufKQuants.Spec(type);
+        int r = Math.Min(spec.Bits, master);
+        var deq = parts.SelectMany(q => GgufQuantizedCodes.DequantizeSlice(q, master, r, arch.RowPerm(q.Name, q.OutFeatures))).ToArray();
+        var t = Fit(type, ne[0], parts[0].Name, fallbacks, kFallbacks);
+        if (t != type)
+        {
+            w.AddTensor(name, ne, t, GgufBlocks.Encode(t, deq));
+            if (GgufBlocks.IsBlockType(t)) counts.Quantized += parts.Count; else counts.Floats += parts.Count;
+            k.Fallback += parts.Count;
+            return;
+        }
+        var data = new List<byte>();
+        bool exact = true;
+        long at = 0;
+        foreach (var q in parts)
+        {
+            long n = (long)q.OutFeatures * q.InFeatures;
+            var (bytes, allExact) = GgufQuantizedCodes.EncodeK(q, master, spec, r, arch.RowPerm(q.Name, q.OutFeatures), deq, at);
+            data.AddRange(bytes);
+            exact &= allExact;
+            at += n;
+        }
+        var encoded = data.ToArray();
+        k.Add(exact, parts.Count, deq, GgufBlocks.Decode(type, encoded, deq.Length));
+        if (exact) counts.Lossless += parts.Count; else counts.Quantized += parts.Count;
+        w.AddTensor(name, ne, type, encoded);
+    }
+
     // float tensors grouped into their GGUF tensors: 1-D → f32, embedding/head → embed, other 2-D → matrix
-    private static void AddFloats(GgufWriter w, GgufArchitecture arch, List<Part> tensors, GgmlType embed, GgmlType matrix, List<string> fallbacks, Counts counts)
+    private static void AddFloats(GgufWriter w, GgufArchitecture arch, List<Part> tensors, GgmlType embed, GgmlType matrix, List<string> fallbacks,
+        List<(string Name, GgmlType To)> kFallbacks, Counts counts)
     {
         foreach (var (name, idx) in Group(arch, tensors.Select(t => t.Name)))
         {
@@ -128,7 +234,7 @@ public static class GgufExporter
             var (rows, cols, vals) = Concat(arch, parts);
             bool oneD = parts[0].Shape.Length == 1;
             var ft = oneD ? GgmlType.F32 : name is "token_embd.weight" or "output.weight" ? embed : matrix;
-            if (GgufBlocks.IsBlockType(ft) && cols % GgufBlocks.BlockValues != 0) { fallbacks.Add(parts[0].Name); ft = GgmlType.F16; }
+            ft = Fit(ft, cols, parts[0].Name, fallbacks, kFallbacks);
             var data = GgufBlocks.Encode(ft, vals);
             long[] ne = oneD ? [rows] : [cols, rows];
             w.AddTensor(name, ne, ft, data);
@@ -140,8 +246,11 @@ public static class GgufExporter
         }
     }
 
-    private static void AddFallbackNote(List<string> notes, List<string> fallbacks)
+    private static void AddFallbackNote(List<string> notes, List<string> fallbacks, List<(string Name, GgmlType To)> kFallbacks)
     {
+        foreach (var g in kFallbacks.GroupBy(f => f.To))
+            notes.Add($"{g.Count()} tensor(s) have rows that are not a multiple of 256 values and were written as {g.Key} (llama.cpp's fallback): " +
+                      $"{string.Join(", ", g.Take(4).Select(f => f.Name))}{(g.Count() > 4 ? ", ..." : "")}");
         if (fallbacks.Count > 0)
             notes.Add($"{fallbacks.Count} tensor(s) have rows that are not a multiple of 32 values and were written as f16: {string.Join(", ", fallbacks.Take(4))}{(fallbacks.Count > 4 ? ", ..." : "")}");
     }
@@ -193,7 +302,12 @@ public static class GgufExporter
         return n;
     }
 
-    private static int FileType(GgmlType t) => t switch { GgmlType.F32 => 0, GgmlType.F16 => 1, GgmlType.Q4_0 => 2, GgmlType.Q4_1 => 3, _ => 7 };
+    // llama_ftype: the k-quants as their all-one-type variants (Q3_K_S, Q4_K_S, Q5_K_S)
+    private static int FileType(GgmlType t) => t switch
+    {
+        GgmlType.F32 => 0, GgmlType.F16 => 1, GgmlType.Q4_0 => 2, GgmlType.Q4_1 => 3, GgmlType.Q2_K => 10, GgmlType.Q3_K => 11,
+        GgmlType.Q4_K => 14, GgmlType.Q5_K => 16, GgmlType.Q6_K => 18, _ => 7,
+    };
 
     /// <summary>GGUF row → HF row for q_proj/k_proj weights and biases (see the file header); null for every other tensor.
     /// The llama architecture only (GgufArchitecture.RowPerm): the NEOX-rope architectures keep HF's row order.</summary>

@@ -1,6 +1,8 @@
 // Contract: turns one artifact weight into GGUF data: Encode copies sliced codes into Q4_1/Q4_0/Q8_0 blocks without
 // re-quantizing (callers check the conditions in GgufExporter's header), DequantizeSlice gives ŵ_r [out·in] in original
-// column order; both apply an optional row permutation (GGUF row i = artifact row rowPerm[i]).
+// column order; EncodeK writes k-quant super-blocks from the r-bit slice (exact where GgufKQuants.TryExact fits the
+// group grid, else re-quantized from ŵ_r with the group grid as a candidate); all apply an optional row permutation
+// (GGUF row i = artifact row rowPerm[i]).
 using Matq.Formats.Artifact;
 using Matq.Formats.Gguf;
 using Matq.Kernels.Packing;
@@ -55,5 +57,54 @@ public static class GgufQuantizedCodes
             }
         }
         return y;
+    }
+
+    /// <summary>
+    /// One artifact weight as k-quant rows: <paramref name="deq"/> from <paramref name="at"/> is its ŵ_r in GGUF row order
+    /// (DequantizeSlice with the same permutation); returns the bytes and whether every super-block took the exact path
+    /// (codes copied). Rows are encoded in parallel (each writes its own bytes).
+    /// </summary>
+    public static (byte[] Data, bool Exact) EncodeK(MatqQuantizedTensor q, int masterBits, KSpec spec, int r, int[]? rowPerm, float[] deq, long at)
+    {
+        int rows = q.OutFeatures, cols = q.InFeatures, g = q.GroupWidth, groups = q.GroupCount, k = masterBits - r, sb = GgufKQuants.SuperBlock;
+        if (cols % sb != 0) throw new MatqException($"{q.Name}: {spec.Type} needs rows of a multiple of {sb} values, got {cols}");
+        // the group grid applies to a sub-block when the sub-block lies in one group and columns are in their original order
+        bool aligned = q.Perm is null && g % spec.Sub == 0;
+        float symZero = (1 << (r - 1)) * (float)(1 << k);
+        bool gridExact = aligned && r == spec.Bits && (!spec.Symmetric || q.Zeros.All(z => z == symZero));
+        var dst = new byte[(long)rows * (cols / sb) * spec.Bytes];
+        int requantized = 0;
+        Parallel.For(0, rows, o =>
+        {
+            Span<float> dj = stackalloc float[spec.SubBlocks], mj = stackalloc float[spec.SubBlocks], hm = stackalloc float[spec.SubBlocks];
+            Span<byte> codes = stackalloc byte[sb];
+            int src = rowPerm?[o] ?? o;
+            for (int b = 0; b < cols / sb; b++)
+            {
+                for (int j = 0; j < spec.SubBlocks; j++)
+                {
+                    int grp = src * groups + (b * sb + j * spec.Sub) / g;
+                    float alpha = q.Scales[grp], z = q.Zeros[grp];
+                    dj[j] = aligned ? alpha * (1 << k) : float.NaN;
+                    // asymmetric: value = dj·S − α·z; symmetric types: value = dj·(S − offset) when z sits at the offset
+                    mj[j] = spec.Symmetric ? 0f : alpha * z;
+                    if (spec.Symmetric && z != symZero) dj[j] = float.NaN;
+                }
+                KBlock? block = null;
+                if (gridExact)
+                {
+                    NestedSlice.Slice(new ReadOnlySpan<byte>(q.Codes, src * cols + b * sb, sb), masterBits, r, codes);
+                    block = GgufKQuants.TryExact(spec, codes, dj, mj);
+                }
+                if (block is null)
+                {
+                    Interlocked.Exchange(ref requantized, 1);
+                    for (int j = 0; j < spec.SubBlocks; j++) hm[j] = -mj[j];
+                    block = GgufKQuants.Quantize(spec, deq.AsSpan((int)(at + (long)o * cols + b * sb), sb), dj, hm);
+                }
+                GgufKQuants.Pack(spec, block, dst.AsSpan((int)(((long)o * (cols / sb) + b) * spec.Bytes), spec.Bytes));
+            }
+        });
+        return (dst, requantized == 0);
     }
 }

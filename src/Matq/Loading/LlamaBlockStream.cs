@@ -4,11 +4,6 @@
 // safetensors shards (positioned reads, one tensor at a time) onto the device; disposing the hold drops them again.
 // Blocks: Embedding = −1, decoder layers 0..L−1, Head = L (untied lm_head); model.norm is always resident (tiny).
 // Host memory is then one block (plus the caller's activations), whatever the model's size.
-using Matq.Formats.Safetensors;
-using Matq.Models;
-using Matq.Runtime.Loading;
-using Matq.Runtime.Models;
-using static TorchSharp.torch;
 
 namespace Matq.Loading;
 

@@ -1,10 +1,5 @@
 // Saves a LlamaForCausalLM as an HF folder: config.json + model.safetensors (or shards + index) with the family's HF
 // checkpoint names (Phi-3: q/k/v and gate/up fused back into qkv_proj / gate_up_proj), in F32, BF16 or F16. Each file is written atomically (temp + rename); weights first, then config.json.
-using Matq.Formats.Safetensors;
-using Matq.Models;
-using Matq.Runtime.Loading;
-using Matq.Runtime.Models;
-using static TorchSharp.torch;
 
 namespace Matq.Loading;
 

@@ -1,10 +1,7 @@
 // RMSNorm as HF computes it. Llama: normalize in fp32 (x * rsqrt(mean(x^2) + eps)), cast back to the input dtype, then
 // multiply by the weight. Gemma (offset): multiply the fp32 normalized x by (1 + w) in fp32, then cast to the input dtype.
 // Input [..., H] -> output [..., H].
-using TorchSharp;
 using TorchSharp.Utils;
-using TorchSharp.Modules;
-using static TorchSharp.torch;
 
 namespace Matq.Models;
 

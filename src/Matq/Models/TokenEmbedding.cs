@@ -1,9 +1,6 @@
 // Token embedding table: ids [B, T] int64 -> weight[ids] [B, T, hidden]. A managed Parameter "weight" [vocab, hidden]
 // (TorchSharp's native Embedding hides its weight from named_parameters when built from a pretrained tensor).
-using TorchSharp;
-using TorchSharp.Modules;
 using TorchSharp.Utils;
-using static TorchSharp.torch;
 
 namespace Matq.Models;
 

@@ -1,5 +1,4 @@
 // Hyper-parameters of one language-model training run; validated on construction (field name + allowed range).
-using static TorchSharp.torch;
 
 namespace Matq.Training;
 

@@ -16,9 +16,8 @@ namespace Matq.Cli.Tests.Serving;
 
 public sealed class ChatCompletionServerTests : IClassFixture<ChatCompletionServerTests.Fixture>
 {
-    public sealed class Fixture : IAsyncLifetime
+    public sealed class Fixture : TempFolderFixture, IAsyncLifetime
     {
-        public string Dir { get; } = Directory.CreateTempSubdirectory("matq-chat-serve-").FullName;
         public string Artifact { get; }
         public string TokenizerDir { get; }
         public CompletionEngine Engine { get; }
@@ -27,7 +26,7 @@ public sealed class ChatCompletionServerTests : IClassFixture<ChatCompletionServ
         public HttpClient Http { get; private set; } = null!;
         public HttpClient PlainHttp { get; private set; } = null!;
 
-        public Fixture()
+        public Fixture() : base("matq-chat-serve-")
         {
             var model = CliRunner.TinyModel();
             Artifact = CliRunner.QuantizeRtn8(Path.Combine(Dir, "tiny8.matq"), model);
@@ -49,7 +48,6 @@ public sealed class ChatCompletionServerTests : IClassFixture<ChatCompletionServ
             PlainHttp.Dispose();
             await Server.DisposeAsync();
             await Plain.DisposeAsync();
-            Directory.Delete(Dir, recursive: true);
         }
     }
 

@@ -19,15 +19,14 @@ namespace Matq.Cli.Tests.Serving;
 
 public sealed class CompletionServerTests : IClassFixture<CompletionServerTests.Fixture>
 {
-    public sealed class Fixture : IAsyncLifetime
+    public sealed class Fixture : TempFolderFixture, IAsyncLifetime
     {
-        public string Dir { get; } = Directory.CreateTempSubdirectory("matq-serve-").FullName;
         public string Artifact { get; }
         public CompletionEngine Engine { get; }
         public CompletionServer Server { get; private set; } = null!;
         public HttpClient Http { get; private set; } = null!;
 
-        public Fixture()
+        public Fixture() : base("matq-serve-")
         {
             Artifact = CliRunner.QuantizeRtn8(Path.Combine(Dir, "tiny8.matq"));
             Engine = CompletionEngine.Open(Artifact, new PackedServingOptions { Threads = 1 });
@@ -43,7 +42,6 @@ public sealed class CompletionServerTests : IClassFixture<CompletionServerTests.
         {
             Http.Dispose();
             await Server.DisposeAsync();
-            Directory.Delete(Dir, recursive: true);
         }
     }
 

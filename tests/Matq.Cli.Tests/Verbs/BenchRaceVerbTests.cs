@@ -6,19 +6,16 @@ namespace Matq.Cli.Tests.Verbs;
 
 public sealed class BenchRaceVerbTests : IClassFixture<BenchRaceVerbTests.TinyArtifacts>
 {
-    public sealed class TinyArtifacts : IDisposable
+    public sealed class TinyArtifacts : TempFolderFixture
     {
-        public string Dir { get; } = Directory.CreateTempSubdirectory("matq-race-test-").FullName;
         public string Symmetric { get; }
         public string Asymmetric { get; }
 
-        public TinyArtifacts()
+        public TinyArtifacts() : base("matq-race-test-")
         {
             Symmetric = CliRunner.QuantizeRtn8(Path.Combine(Dir, "tiny8sym.matq"), extra: "--symmetric");
             Asymmetric = CliRunner.QuantizeRtn8(Path.Combine(Dir, "tiny8.matq"));
         }
-
-        public void Dispose() => Directory.Delete(Dir, recursive: true);
     }
 
     private readonly TinyArtifacts _a;

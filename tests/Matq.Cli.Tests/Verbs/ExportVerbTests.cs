@@ -61,6 +61,24 @@ public sealed class ExportVerbTests : IDisposable
         Assert.True(gguf.ExitCode == 0, gguf.Output);
     }
 
+    [Fact]
+    public void Gguf_k_quant_export_reports_exact_re_quantized_and_fallback_linears()
+    {
+        // tiny-llama's rows (64 and 176 values) are narrower than a 256-value super-block: every linear falls back to
+        // q4_0 as llama.cpp's quantizer does for q3_K, and the report says so
+        var path = Path.Combine(_dir, "t-q3_k.gguf");
+        var run = CliRunner.Run("export", "--format", "gguf", "--model", _artifact, "--type", "q3_k", "--out", path);
+        Assert.True(run.ExitCode == 0, run.Output);
+        Assert.True(File.Exists(path));
+        Assert.Contains("note: Q3_K: 0 linear(s) exact", run.Output);
+        Assert.Contains("14 fell back (rows not a multiple of 256)", run.Output);
+        Assert.Contains("were written as Q4_0 (llama.cpp's fallback)", run.Output);
+        var bad = CliRunner.Run("export", "--format", "gguf", "--model", _artifact, "--type", "q7_k", "--out", Path.Combine(_dir, "bad.gguf"));
+        Assert.Equal(1, bad.ExitCode);
+        Assert.Contains("--type q7_k is not supported for GGUF: use one of f32, f16, q8_0, q4_0, q4_1, q2_k, q3_k, q4_k, q5_k, q6_k", bad.Output);
+        Assert.False(File.Exists(Path.Combine(_dir, "bad.gguf")));
+    }
+
     [Theory]
     [InlineData("--format", "tflite")]
     [InlineData("--format", "onnx", "--type", "q4_1")]

@@ -6,19 +6,16 @@ namespace Matq.Cli.Tests.Verbs;
 
 public sealed class PackedRuntimeVerbTests : IClassFixture<PackedRuntimeVerbTests.TinyArtifact>
 {
-    public sealed class TinyArtifact : IDisposable
+    public sealed class TinyArtifact : TempFolderFixture
     {
-        public string Dir { get; } = Directory.CreateTempSubdirectory("matq-packed-").FullName;
         public string Path { get; }
         public string ModelDir { get; }
 
-        public TinyArtifact()
+        public TinyArtifact() : base("matq-packed-")
         {
             ModelDir = CliRunner.TinyModel();
             Path = CliRunner.QuantizeRtn8(System.IO.Path.Combine(Dir, "tiny8.matq"), ModelDir);
         }
-
-        public void Dispose() => Directory.Delete(Dir, recursive: true);
     }
 
     private readonly TinyArtifact _a;

@@ -131,7 +131,9 @@ public sealed class GgufExporterTests
         Assert.Equal(GgmlType.Q4_1, g.Tensors.Single(t => t.Name == "blk.0.ffn_up.weight").Type);
         Assert.Equal(GgmlType.Q8_0, g.Tensors.Single(t => t.Name == "token_embd.weight").Type);   // llama.cpp's choice for embeddings
         Assert.Contains(report.Notes, n => n.Contains("2 tensor(s) have rows that are not a multiple of 32", StringComparison.Ordinal));
-        Assert.Throws<MatqException>(() => GgufExporter.ParseType("q5_k"));
+        // (this asserted "q5_k" before the k-quants existed; a type matq still does not write is refused in one line)
+        var e = Assert.Throws<MatqException>(() => GgufExporter.ParseType("iq2_xs"));
+        Assert.Equal("--type iq2_xs is not supported for GGUF: use one of f32, f16, q8_0, q4_0, q4_1, q2_k, q3_k, q4_k, q5_k, q6_k", e.Message);
     }
 
     // Before: a model_config contradicting the tensors was written into the GGUF header (llama.cpp misreads it; exit 0),

@@ -16,11 +16,6 @@
 // Grid = MinMax (frozen min-max): α, z are not parameters but the asymmetric (or the spec's symmetric) min-max of the
 // current W, recomputed at every forward without gradient, exactly as TensorAffineQuantizer.ComputeParams; only W trains.
 using Matq.Algorithms.EfQat;
-using Matq.Kernels.Quantization;
-using Matq.Quantization;
-using TorchSharp;
-using TorchSharp.Modules;
-using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
 namespace Matq.Algorithms.MatQuant;

@@ -18,11 +18,6 @@
 // The bias b (Qwen2's q/k/v, attention_bias / mlp_bias models) is frozen, kept in float and added in every mode, so the
 // block's float targets and its quantized forward are those of the real linear.
 using Matq.Algorithms.MatQuant;
-using Matq.Kernels.Quantization;
-using Matq.Quantization;
-using TorchSharp;
-using TorchSharp.Modules;
-using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
 namespace Matq.Algorithms.OmniQuant;

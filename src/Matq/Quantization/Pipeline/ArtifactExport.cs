@@ -8,16 +8,8 @@
 //   out/tiny-rtn4.tokenizer/tokenizer_config.json   {kind: "hf-tokenizer-json", files: ["tiny-rtn4.tokenizer/tokenizer.json", ...]}
 // Files are relative to the artifact's folder, so artifact + folder move together. The tokenizer folder is staged
 // after the artifact's own atomic write succeeded, filled hidden and swapped in whole.
-using System.Text.Json.Nodes;
 using Matq.Formats.Artifact;
-using Matq.Formats.IO;
-using Matq.Formats.Safetensors;
-using Matq.Loading;
-using Matq.Models;
-using Matq.Runtime.Loading;
-using Matq.Runtime.Models;
 using Matq.Runtime.Tokenizers;
-using static TorchSharp.torch;
 
 namespace Matq.Quantization.Pipeline;
 

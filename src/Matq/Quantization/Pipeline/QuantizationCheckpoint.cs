@@ -13,14 +13,6 @@
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
-using System.Text.Json;
-using System.Text.Json.Nodes;
-using Matq.Formats.IO;
-using Matq.Formats.Safetensors;
-using Matq.Loading;
-using Matq.Models;
-using Matq.Runtime.Loading;
-using static TorchSharp.torch;
 
 namespace Matq.Quantization.Pipeline;
 

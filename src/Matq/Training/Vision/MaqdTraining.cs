@@ -4,11 +4,7 @@
 // activation states) ∈ {(3,15), (15,15), (3,3), (255,255)} with the first conv and the classifier at 255 states (8-bit,
 // the usual choice), and (3,15), (15,15) again with every layer at N, each at every (batch, images, epochs) setting.
 using Matq.Algorithms.MaQD;
-using Matq.Data;
 using Matq.Models.Vision;
-using Matq.Quantization;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Matq.Training.Vision;
 

@@ -2,11 +2,7 @@
 // Prepare = PTQ steps from a calibration batch (RTN with an MSE-chosen clip) on every conv/linear layer; the algorithm
 // then trains (QAT: all weights; EfQAT: selected channels) and Convert reports test accuracy and int codes per layer.
 using Matq.Algorithms.EfQat;
-using Matq.Data;
 using Matq.Models.Vision;
-using Matq.Quantization;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace Matq.Training.Vision;
 
