@@ -7,7 +7,9 @@
 // llama_decode / Forward). Rounds interleave the engines (matq, llama.cpp, matq, ...; configurations rotate) after ≥ 1 s of
 // warm-up; medians of --repeats. Decode GB/s = weight bytes read per token (every linear + the output head; one embedding
 // row is not counted) × decode tok/s, beside the memory read bandwidth measured in this run with the same thread count
-// (`bench kernels`' read stream). Ratios are matq ÷ llama.cpp within this run.
+// (`bench kernels`' read stream). Ratios are matq ÷ llama.cpp within this run. With int8 activations, matq's prefill runs
+// the integer GEMM; a second matq session with fp32 activations is timed on the same prompt in the same rounds (its own
+// line under the table), so int8 and fp32 prefill compare within one run.
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
@@ -45,10 +47,10 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb<BenchRaceSettings
 
     private sealed record Engine(string Type, int Bits, GgufExportReport Export, int Linears, PackedLlamaModel Matq, LLamaWeights Llama, string Gguf, long MatqBytes, long LlamaBytes);
 
-    private sealed record Config(Engine Engine, int Threads, PackedLlamaSession Session, LLamaContext Context);
+    private sealed record Config(Engine Engine, int Threads, PackedLlamaSession Session, LLamaContext Context, PackedLlamaSession? Fp32Prefill);
 
     private sealed record Row(int Threads, int Bits, string Type, string Path, long MatqBytes, long LlamaBytes,
-        double MatqPrefill, double LlamaPrefill, double MatqDecode, double LlamaDecode, double ReadBandwidth);
+        double MatqPrefill, double LlamaPrefill, double MatqDecode, double LlamaDecode, double ReadBandwidth, double MatqPrefillFp32);
 
     protected override BenchRaceSettings Read(ParseResult r) => new(r.GetValue(_model)!, r.GetValue(_types)!, r.GetValue(_threads)!, r.GetValue(_head)!,
         r.GetValue(_activations)!, r.GetValue(_promptTokens), r.GetValue(_decodeTokens), r.GetValue(_repeats), r.GetValue(_bandwidthSeconds),
@@ -94,7 +96,8 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb<BenchRaceSettings
             }
             foreach (int t in threadsList)
             foreach (var e in engines)
-                configs.Add(new Config(e, t, new PackedLlamaSession(e.Matq, context, t, acts), e.Llama.CreateContext(Params(e.Gguf, context, prompt, t))));
+                configs.Add(new Config(e, t, new PackedLlamaSession(e.Matq, context, t, acts), e.Llama.CreateContext(Params(e.Gguf, context, prompt, t)),
+                    acts == PackedActivations.Int8 ? new PackedLlamaSession(e.Matq, context, t, PackedActivations.Fp32) : null));
             GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
 
             var bandwidth = new Dictionary<int, (double Copy, double Triad, double Read)>();
@@ -117,15 +120,22 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb<BenchRaceSettings
 
             var matqTimes = configs.Select(_ => new List<(double Prefill, double Decode)>()).ToArray();
             var llamaTimes = configs.Select(_ => new List<(double Prefill, double Decode)>()).ToArray();
+            var fp32Prefill = configs.Select(_ => new List<double>()).ToArray();
             var batch = new LLamaBatch();
             var warm = Stopwatch.StartNew();
             for (int round = 0; round < 2 || warm.Elapsed.TotalSeconds < 1; round++)
-                foreach (var c in configs) { BenchGenerateVerb.Measure(c.Session, ids, decode); MeasureLlama(c.Context, batch, ids, decode); }
+                foreach (var c in configs)
+                {
+                    BenchGenerateVerb.Measure(c.Session, ids, decode);
+                    if (c.Fp32Prefill is not null) MeasurePrefill(c.Fp32Prefill, ids);
+                    MeasureLlama(c.Context, batch, ids, decode);
+                }
             for (int round = 0; round < repeats; round++)
                 for (int i = 0; i < configs.Count; i++)
                 {
                     int c = (i + round) % configs.Count;   // rotate so no configuration always runs first
                     matqTimes[c].Add(BenchGenerateVerb.Measure(configs[c].Session, ids, decode));
+                    if (configs[c].Fp32Prefill is { } f) fp32Prefill[c].Add(MeasurePrefill(f, ids));
                     llamaTimes[c].Add(MeasureLlama(configs[c].Context, batch, ids, decode));
                 }
 
@@ -136,7 +146,8 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb<BenchRaceSettings
                 rows.Add(new Row(t, e.Bits, e.Type, ExportPath(e), e.MatqBytes, e.LlamaBytes,
                     prompt / BenchStats.Median(matqTimes[c].Select(x => x.Prefill)), prompt / BenchStats.Median(llamaTimes[c].Select(x => x.Prefill)),
                     decode / BenchStats.Median(matqTimes[c].Select(x => x.Decode)), decode / BenchStats.Median(llamaTimes[c].Select(x => x.Decode)),
-                    bandwidth.TryGetValue(t, out var bw) ? bw.Read : double.NaN));
+                    bandwidth.TryGetValue(t, out var bw) ? bw.Read : double.NaN,
+                    fp32Prefill[c].Count > 0 ? prompt / BenchStats.Median(fp32Prefill[c]) : double.NaN));
             }
             rows = rows.OrderBy(r => r.Threads).ThenByDescending(r => r.Bits).ThenBy(r => r.Type, StringComparer.Ordinal).ToList();
             var cells = rows.Select(Cells).ToList();
@@ -144,6 +155,9 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb<BenchRaceSettings
             foreach (var r in cells) table.AddRow(r.Select(Markup.Escape).ToArray());
             Console.Write(table);
             var notes = Notes(engines, loadBefore);
+            foreach (var r in rows.Where(r => !double.IsNaN(r.MatqPrefillFp32)))
+                notes.Add($"matq prefill with fp32 activations (same rounds), {r.Threads} thread(s), {r.Bits} bits: {r.MatqPrefillFp32:F1} tok/s; " +
+                          $"int8 ÷ fp32 activations {r.MatqPrefill / r.MatqPrefillFp32:F2}, fp32 activations ÷ llama.cpp {r.MatqPrefillFp32 / r.LlamaPrefill:F2}");
             foreach (var n in notes) Console.MarkupLine(Markup.Escape(n));
             if (outPath is not null)
                 Matq.Formats.IO.AtomicFile.WriteAllText(outPath, Markdown(s.CommandLine, header, bandwidth, cells, notes));
@@ -214,6 +228,16 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb<BenchRaceSettings
         md.AppendLine();
         foreach (var n in notes) md.AppendLine("- " + n);
         return md.ToString();
+    }
+
+    /// <summary>Seconds of one prefill Forward of the whole prompt on a reset session (matq's prefill timing).</summary>
+    private static double MeasurePrefill(PackedLlamaSession session, int[] prompt)
+    {
+        session.Reset();
+        var logits = new float[session.Model.Config.VocabSize];
+        long t0 = Stopwatch.GetTimestamp();
+        session.Forward(prompt, logits);
+        return Stopwatch.GetElapsedTime(t0).TotalSeconds;
     }
 
     /// <summary>The same for llama.cpp: the prompt as one llama_decode batch (logits of its last token only), then one token

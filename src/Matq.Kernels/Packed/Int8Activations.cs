@@ -34,6 +34,9 @@ public sealed class Int8Activations
         GroupSums = new int[w.GroupsPerRow];
     }
 
+    /// <summary>Sets s for codes and group sums copied in from a prepared row (Int8ActivationRows), same weight.</summary>
+    internal void SetScale(float s) => Scale = s;
+
     /// <summary>q and s of <paramref name="x"/> (the definition above); returns s.</summary>
     public static float Quantize(ReadOnlySpan<float> x, Span<sbyte> q)
     {

@@ -1,7 +1,8 @@
 // Contract: the width traits table — one row per packed width (the model: ggml's type_traits, one row per quant type with
 // its block size, type size and function pointers). A row names its bits, codes and bytes per chunk (16 rows × 32
 // codes, Reference/PackedTile16), its container layout, and its kernels per path: the reference codec (scalar; it
-// DEFINES the layout), the fp32-activation GEMV and the GEMM decode (AVX2+FMA and portable Vector128), and the
+// DEFINES the layout), the fp32-activation GEMV and the GEMM decode (AVX2+FMA and portable Vector128), the
+// int8-activation GEMM's tile loop (Simd/GemmInt8Simd, its decode to u8 codes specialized per width), and the
 // int8-activation dot per ISA (AVX-512BW, AVX-VNNI, AVX2; the portable Vector128 loop for every row). Kernels are
 // static generic methods over one width's structs (IPackedTileCodec, IPackedWidth, IInt8Dots), taken once as
 // function pointers: a call dispatches once per matrix (per tile range), never per code. Every width switch, width
@@ -32,16 +33,19 @@ public sealed unsafe class PackedWidth
     private readonly delegate*<PackedMatrix, float[], float[], float*, int, int, void> _fp32Tiles256;
     private readonly delegate*<PackedMatrix, float[], float[], float*, int, int, void> _fp32Tiles128;
     private readonly delegate*<PackedMatrix, float[], int, float*, int, int, bool, void> _gemmTiles;
+    private readonly delegate*<PackedMatrix, Int8ActivationRows, Int8KernelPath, float*, int, int, void> _int8GemmTiles;
     private readonly Int8Kernel[] _int8;
 
     private PackedWidth(int bits, int chunkBytes, string container,
         delegate*<ReadOnlySpan<byte>, Span<byte>, void> pack, delegate*<ReadOnlySpan<byte>, int, int, byte> codeAt,
         delegate*<PackedMatrix, float[], float[], float*, int, int, void> fp32Tiles256,
         delegate*<PackedMatrix, float[], float[], float*, int, int, void> fp32Tiles128,
-        delegate*<PackedMatrix, float[], int, float*, int, int, bool, void> gemmTiles, Int8Kernel[] int8)
+        delegate*<PackedMatrix, float[], int, float*, int, int, bool, void> gemmTiles,
+        delegate*<PackedMatrix, Int8ActivationRows, Int8KernelPath, float*, int, int, void> int8GemmTiles, Int8Kernel[] int8)
     {
         Bits = bits; CodesPerChunk = PackedTile16.Rows * PackedTile16.Codes; ChunkBytes = chunkBytes; Container = container;
         _pack = pack; _codeAt = codeAt; _fp32Tiles256 = fp32Tiles256; _fp32Tiles128 = fp32Tiles128; _gemmTiles = gemmTiles;
+        _int8GemmTiles = int8GemmTiles;
         _int8 = int8;
         Int8Paths = Array.ConvertAll(int8, k => k.Path);
     }
@@ -58,7 +62,7 @@ public sealed unsafe class PackedWidth
         if (paths.DistinctBy(k => k.Path).Count() != paths.Length || paths.Any(k => k.Path == Int8KernelPath.Auto))
             throw new InvalidOperationException($"width table row {bits}: an int8 path is listed twice or is Auto");
         return new PackedWidth(bits, chunkBytes, container, &PackedTile16.PackChunk<TCodec>, &PackedTile16.CodeAt<TCodec>,
-            &GemvPackedSimd.Tiles256<TWidth>, &GemvPackedSimd.Tiles128<TWidth>, &GemmPackedSimd.Tiles<TWidth>, paths);
+            &GemvPackedSimd.Tiles256<TWidth>, &GemvPackedSimd.Tiles128<TWidth>, &GemmPackedSimd.Tiles<TWidth>, &GemmInt8Simd.Tiles<TWidth>, paths);
     }
 
     /// <summary>True when this width has an integer kernel for <paramref name="path"/>.</summary>
@@ -83,6 +87,10 @@ public sealed unsafe class PackedWidth
     }
 
     internal void GemmTiles(bool avx, PackedMatrix w, float[] xp, int t, float* y, int t0, int t1) => _gemmTiles(w, xp, t, y, t0, t1, avx);
+
+    /// <summary>The int8-activation GEMM (prefill) over tiles t0..t1, its decode specialized for this width.</summary>
+    internal void Int8GemmTiles(PackedMatrix w, Int8ActivationRows a, Int8KernelPath path, float* y, int t0, int t1) =>
+        _int8GemmTiles(w, a, path, y, t0, t1);
 
     /// <summary>This width's kernel for <paramref name="path"/> (not Auto).</summary>
     internal Int8Kernel Int8(Int8KernelPath path)

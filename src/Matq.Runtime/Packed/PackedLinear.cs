@@ -1,7 +1,8 @@
 // Contract: one linear layer y = Ŵx (+ bias) of the packed runtime, no TorchSharp: x [T, In] → y [T, Out] row-major.
 // The weight is a PackedMatrix (r-bit codes, per-group scales), a dense fp32 matrix [Out, In], or (an lm_head of a
 // memory-mapped load) a bf16/f16 matrix as stored, widened a tile at a time (StoredRows); T = 1 runs the GEMV
-// kernels (decode; with int8 activations the integer GEMV), T > 1 the GEMM kernels (prefill, weights read once per call).
+// kernels (decode; with int8 activations the integer GEMV), T > 1 the GEMM kernels (prefill, weights read once per call;
+// with int8 activations the integer GEMM, each row quantized as the GEMV quantizes one, so its rows equal the GEMV's).
 using System.Numerics.Tensors;
 using Matq.Kernels.Packed;
 using Matq.Formats.Safetensors;
@@ -54,8 +55,8 @@ public sealed class PackedLinear
     public long WeightBytes => (Packed?.WeightBytes ?? Stored?.Bytes ?? 4L * Dense!.LongLength) + 4L * (Bias?.Length ?? 0);
 
     /// <summary>
-    /// y [t, Out] = x [t, In]·Ŵᵀ + bias. With <paramref name="int8"/> (a packed weight and t = 1) the activations are
-    /// quantized per row to int8 into <paramref name="int8"/>'s buffers and the integer GEMV runs.
+    /// y [t, Out] = x [t, In]·Ŵᵀ + bias. With <paramref name="int8"/> (a packed weight) the activations are quantized per
+    /// row to int8 into <paramref name="int8"/>'s buffers and the integer GEMV (t = 1) or integer GEMM (t &gt; 1) runs.
     /// </summary>
     public void Forward(ReadOnlySpan<float> x, int t, Span<float> y, int threads, Int8Buffer? int8 = null)
     {
@@ -68,6 +69,7 @@ public sealed class PackedLinear
                 var a = int8.For(this, xs);
                 GemvInt8Simd.Gemv(Packed, a, ys, Int8KernelPath.Auto, threads);
             }
+            else if (int8 is not null) GemmInt8Simd.Gemm(Packed, int8.Rows(this, xs, t), ys, Int8KernelPath.Auto, threads);
             else if (t == 1) GemvPackedSimd.Gemv(Packed, xs, ys, false, threads);
             else GemmPackedSimd.Gemm(Packed, xs, t, ys, false, threads);
         }
@@ -83,6 +85,7 @@ public sealed class PackedLinear
 public sealed class Int8Buffer
 {
     private readonly Dictionary<PackedLinear, Int8Activations> _byLinear = new();
+    private readonly Dictionary<PackedLinear, Int8ActivationRows> _rowsByLinear = new();
 
     /// <summary>x quantized for <paramref name="linear"/>'s packed layout, in that linear's reused buffers.</summary>
     public Int8Activations For(PackedLinear linear, ReadOnlySpan<float> x)
@@ -90,6 +93,15 @@ public sealed class Int8Buffer
         _byLinear.TryGetValue(linear, out var reuse);
         var a = Int8Activations.Prepare(linear.Packed!, x, reuse);
         _byLinear[linear] = a;
+        return a;
+    }
+
+    /// <summary>x [t, In] quantized row by row for <paramref name="linear"/>'s packed layout (the integer GEMM's input).</summary>
+    public Int8ActivationRows Rows(PackedLinear linear, ReadOnlySpan<float> x, int t)
+    {
+        _rowsByLinear.TryGetValue(linear, out var reuse);
+        var a = Int8ActivationRows.Prepare(linear.Packed!, x, t, reuse);
+        _rowsByLinear[linear] = a;
         return a;
     }
 }

@@ -8,15 +8,17 @@
 // query_pre_attn_scalar, the soft-cap for Gemma 2), limited on sliding-window layers to keys j with i − W < j ≤ i;
 // final norm, head, final soft-cap.
 // Cache layout: K and V per layer [kvHeads, ContextLength, HeadDim]. A sequence longer than ContextLength is refused.
-// Activations: Fp32 everywhere, or Int8 — single-token steps (decode, and the head) quantize each linear's input per row
-// to int8 and run the integer GEMV (faster; error bounded by half an activation step); prefill chunks stay fp32.
+// Activations: Fp32 everywhere (the default and the exact mode), or Int8 — each packed linear's input is quantized per
+// row (token) to int8: single-token steps (decode, and the head) run the integer GEMV, prefill chunks the integer GEMM
+// (GemmInt8Simd), whose rows equal the GEMV's bit for bit, so Int8 prefill gives the logits of Int8 token-by-token
+// decode; its error against Fp32 is that of the activation rounding (half an activation step per value).
 using System.Numerics.Tensors;
 using Matq.Kernels.Simd;
 using Matq.Runtime.Models;
 
 namespace Matq.Runtime.Packed;
 
-/// <summary>Activations the decode GEMVs consume.</summary>
+/// <summary>Activations the packed linears consume (decode GEMVs and prefill GEMMs).</summary>
 public enum PackedActivations { Fp32, Int8 }
 
 public sealed class PackedLlamaSession

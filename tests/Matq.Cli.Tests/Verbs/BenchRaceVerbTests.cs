@@ -47,6 +47,10 @@ public sealed class BenchRaceVerbTests : IClassFixture<BenchRaceVerbTests.TinyAr
             Assert.Matches($@"│ {t}\s+│ 4\s+│ q4_0 \(lossless,", run.Output);
         }
         Assert.Contains("28/28 linears)", run.Output);
+        // int8 activations (the default): matq's prefill runs the integer GEMM, and an fp32-activation prefill is timed beside it
+        foreach (var t in new[] { 1, 2 })
+            foreach (var b in new[] { 8, 4 })
+                Assert.Matches($@"matq prefill with fp32 activations \(same rounds\), {t} thread\(s\), {b} bits: [\d.]+ tok/s; int8 ÷ fp32 activations [\d.]+", run.Output);
 
         var text = File.ReadAllText(md);
         Assert.StartsWith("`matq bench race --model ", text, StringComparison.Ordinal);
