@@ -29,7 +29,7 @@ public sealed class CompletionServerTests : IClassFixture<CompletionServerTests.
         public Fixture() : base("matq-serve-")
         {
             Artifact = CliRunner.QuantizeRtn8(Path.Combine(Dir, "tiny8.matq"));
-            Engine = CompletionEngine.Open(Artifact, new PackedServingOptions { Threads = 1 });
+            Engine = CompletionEngine.Open(Artifact, new PackedServingOptions { Threads = 1, HeadBits = 8 });   // as `matq serve` (--head 8), so it serves what `matq generate` runs
         }
 
         public async Task InitializeAsync()
