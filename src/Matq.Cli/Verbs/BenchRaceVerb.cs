@@ -28,7 +28,7 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb<BenchRaceSettings
     "matq bench race --model out/small8sym.matq --types q8_0,q4_0,q4_1 --threads 16 --prompt-tokens 256 --decode-tokens 128 --out race.md")
 {
     private readonly Option<string> _model = CommonOptions.Model();
-    private readonly Option<string> _types = new("--types") { Description = "GGUF types to race, each beside matq at its bits: q8_0 (8 bits), q4_0 / q4_1 (4 bits); auto = q8_0 and q4_0 for a symmetric artifact, q4_1 for an asymmetric one (their lossless paths)", DefaultValueFactory = _ => "auto", HelpName = "auto|T[,T...]" };
+    private readonly Option<string> _types = new("--types") { Description = "GGUF types to race, each beside matq at its bits: q8_0 (8 bits), q4_0 / q4_1 (4 bits), q3_K (3 bits), q2_K (2 bits: k-quants re-quantized from the artifact's values, matq slices its codes); auto = q8_0 and q4_0 for a symmetric artifact, q4_1 for an asymmetric one (their lossless paths)", DefaultValueFactory = _ => "auto", HelpName = "auto|T[,T...]" };
     private readonly Option<string> _threads = new("--threads") { Description = "Thread counts, each given to both engines (matq workers; llama.cpp Threads and BatchThreads); -1 = all cores", DefaultValueFactory = _ => "1", HelpName = "N[,N...]" };
     private readonly Option<string> _head = PackedOptions.Head("matq head: quantize an fp32 lm_head (or the tied embedding) at load to B bits (RTN, groups of 128), or fp32; the GGUF holds it as q8_0");
     private readonly Option<string> _activations = PackedOptions.Activations("int8");
@@ -84,7 +84,7 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb<BenchRaceSettings
             string loadBefore = BenchStats.LoadAverage();
             foreach (var type in types)
             {
-                int bits = type == GgmlType.Q8_0 ? 8 : 4;
+                int bits = type switch { GgmlType.Q8_0 => 8, GgmlType.Q3_K => 3, GgmlType.Q2_K => 2, _ => 4 };
                 var gguf = Path.Combine(dir, $"{Path.GetFileNameWithoutExtension(path)}-{TypeName(type)}.gguf");
                 var model = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = bits, HeadBits = head });
                 if (context > model.MaxPositions)
@@ -301,14 +301,14 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb<BenchRaceSettings
             }
             list.Add(p.ToLowerInvariant() switch
             {
-                "q8_0" => GgmlType.Q8_0, "q4_0" => GgmlType.Q4_0, "q4_1" => GgmlType.Q4_1,
-                _ => throw new MatqException($"--types '{p}' is not raced: use auto, or q8_0 (8 bits), q4_0 or q4_1 (4 bits)"),
+                "q8_0" => GgmlType.Q8_0, "q4_0" => GgmlType.Q4_0, "q4_1" => GgmlType.Q4_1, "q3_k" => GgmlType.Q3_K, "q2_k" => GgmlType.Q2_K,
+                _ => throw new MatqException($"--types '{p}' is not raced: use auto, or q8_0 (8 bits), q4_0 or q4_1 (4 bits), q3_K (3 bits), q2_K (2 bits)"),
             });
         }
         return list.Distinct().ToArray();
     }
 
-    private static string TypeName(GgmlType t) => t switch { GgmlType.Q8_0 => "q8_0", GgmlType.Q4_0 => "q4_0", GgmlType.Q4_1 => "q4_1", _ => t.ToString() };
+    private static string TypeName(GgmlType t) => t switch { GgmlType.Q8_0 => "q8_0", GgmlType.Q4_0 => "q4_0", GgmlType.Q4_1 => "q4_1", GgmlType.Q3_K => "q3_K", GgmlType.Q2_K => "q2_K", _ => t.ToString() };
 
     internal static int[] ParseThreads(string text)
     {

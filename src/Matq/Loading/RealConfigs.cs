@@ -65,10 +65,21 @@ public static class RealConfigs
          "vocab_size": 32064}
         """;
 
+    /// <summary>Not a published model: Llama 3.2 1B's blocks (hidden 2048, 16 layers, intermediate 8192, 32/8 heads) with GPT-2's
+    /// 50257-token vocabulary and an untied head, 1.18B parameters: the "synthetic 1.18B Llama" of issue 21's race tables.</summary>
+    public const string Llama_1_18B_V50257 = """
+        {"architectures": ["LlamaForCausalLM"], "attention_bias": false, "attention_dropout": 0.0, "bos_token_id": 50256,
+         "eos_token_id": 50256, "head_dim": 64, "hidden_act": "silu", "hidden_size": 2048, "initializer_range": 0.02,
+         "intermediate_size": 8192, "max_position_embeddings": 2048, "mlp_bias": false, "model_type": "llama",
+         "num_attention_heads": 32, "num_hidden_layers": 16, "num_key_value_heads": 8, "pretraining_tp": 1, "rms_norm_eps": 1e-05,
+         "rope_theta": 500000.0, "tie_word_embeddings": false, "torch_dtype": "bfloat16", "use_cache": true, "vocab_size": 50257}
+        """;
+
     /// <summary>The shapes `matq bench scale --shape` accepts, with their config.json text.</summary>
     public static IReadOnlyList<(string Name, string Json)> Shapes { get; } =
     [
         ("llama-3.2-1b", Llama32_1B), ("llama-3.1-8b", Llama31_8B), ("qwen2.5-7b", Qwen25_7B), ("gemma-2-9b", Gemma2_9B), ("mistral-7b", Mistral7B_v03),
+        ("llama-1.18b-v50257", Llama_1_18B_V50257),
     ];
 
     /// <summary>The config.json of shape <paramref name="name"/>, truncated to <paramref name="layers"/> decoder layers when given
