@@ -60,10 +60,8 @@ public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null)
         var bitsList = s.BitsList;
         var device = TorchRuntime.Configure(s.Device).Device;
         EvalSet? set = null;
-        var table = new Table().Border(TableBorder.Rounded);
-        if (bitsList.Length > 1 || bitsList[0] is not null) table.AddColumn("bits");
-        table.AddColumns("tokens", "NLL (nats)", "loss/token", "perplexity", "bits/byte", "time");
-        string? description = null, caption = null;
+        var table = new ScoreTable(bitsList);
+        string? description = null;
         foreach (var bits in bitsList)
         {
             using var lm = LanguageModelSource.Open(modelPath, device, new ServingRequest(bits, plan, s.ExtraPrecision, s.Tokenizer));
@@ -75,26 +73,13 @@ public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null)
                 set = EvalSet.Tokenize(dataName, label, text, lm.Tokenizer, maxTokens);
             }
             var (tokens, bytes) = (set.Tokens, set.Bytes);
-            var sw = Stopwatch.StartNew();
-            PerplexityResult r = null!;
-            Console.Progress().AutoClear(true).Start(ctx =>
-            {
-                var task = ctx.AddTask($"scoring {tokens.Length:N0} tokens" + (lm.Served is { } s ? $" at {s.Bits} bits" : ""), maxValue: 1);
-                r = Perplexity.Evaluate(lm.Module, tokens, bytes, options, device, (done, total) => { task.MaxValue = total; task.Value = done; });
-            });
             description ??= bitsList.Length > 1 && lm.Served is { } first
                 ? lm.Description.Replace($"served at {first.Bits} bits", "served at the bits below", StringComparison.Ordinal) : lm.Description;
-            caption ??= $"{set.Label}, {r.Bytes:N0} UTF-8 bytes, context {options.Context} / stride {options.Stride}, {r.Windows:N0} windows";
-            var cells = new List<string>();
-            if (table.Columns.Count == 7) cells.Add(lm.Served is { } served ? $"{served.Bits}" + (served.ExtraPrecision ? $" (paper {served.MeanPaperBits:F3}, stored {served.MeanEffectiveBits:F3} escape / {served.MeanSparseBits:F3} sparse)" : "") : "-");
-            cells.AddRange([$"{r.Tokens:N0}", $"{r.TotalNll:F1}", $"{r.MeanNll:F4}", $"[bold]{r.Perplexity:F3}[/]", $"[bold]{r.BitsPerByte:F4}[/]",
-                $"{sw.Elapsed.TotalSeconds:F1} s"]);
-            table.AddRow(cells.ToArray());
+            table.Score(Console, set, options, $"scoring {tokens.Length:N0} tokens" + (lm.Served is { } sv ? $" at {sv.Bits} bits" : ""),
+                lm.Served is { } served ? $"{served.Bits}" + (served.ExtraPrecision ? $" (paper {served.MeanPaperBits:F3}, stored {served.MeanEffectiveBits:F3} escape / {served.MeanSparseBits:F3} sparse)" : "") : "-",
+                progress => Perplexity.Evaluate(lm.Module, tokens, bytes, options, device, progress));
         }
-        // Model and data on their own lines keep the numeric table narrow enough for an 80-column terminal.
-        Console.MarkupLine($"model: {Markup.Escape(description!)}");
-        Console.MarkupLine($"data:  {Markup.Escape(caption!)}");
-        Console.Write(table);
+        table.Write(Console, description!);
         return 0;
     }
 
@@ -107,10 +92,8 @@ public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null)
         var serving = new ServingRequest(null, planPath, false, s.Tokenizer);
         var (_, plan) = serving.Resolve();
         EvalSet? set = null;
-        var table = new Table().Border(TableBorder.Rounded);
-        if (bitsList.Length > 1 || bitsList[0] is not null) table.AddColumn("bits");
-        table.AddColumns("tokens", "NLL (nats)", "loss/token", "perplexity", "bits/byte", "time");
-        string? description = null, caption = null;
+        var table = new ScoreTable(bitsList);
+        string? description = null;
         foreach (var requested in bitsList)
         {
             var (bits, _) = new ServingRequest(requested, planPath, false, null).Resolve();
@@ -126,24 +109,54 @@ public sealed class EvalVerb(IAnsiConsole console, Func<DataStore>? data = null)
                 description = Describe(modelPath, model, tokenizer.Name, bitsList.Length > 1, threads);
             }
             var (tokens, bytes) = (set.Tokens, set.Bytes);
+            table.Score(Console, set, options, $"scoring {tokens.Length:N0} tokens at {model.Bits} bits (packed)", $"{model.Bits}",
+                progress => Perplexity.EvaluatePacked(session, tokens, bytes, options, progress));
+        }
+        table.Write(Console, description!);
+        return 0;
+    }
+
+    // The table both engines fill: a bits column when bits were asked for, one row per served width; the data caption
+    // comes from the first row's result.
+    private sealed class ScoreTable
+    {
+        private readonly Table _table = new Table().Border(TableBorder.Rounded);
+        private readonly bool _bitsColumn;
+        private string? _caption;
+
+        public ScoreTable(int?[] bitsList)
+        {
+            _bitsColumn = bitsList.Length > 1 || bitsList[0] is not null;
+            if (_bitsColumn) _table.AddColumn("bits");
+            _table.AddColumns("tokens", "NLL (nats)", "loss/token", "perplexity", "bits/byte", "time");
+        }
+
+        /// <summary>Runs <paramref name="score"/> under a progress bar labelled <paramref name="label"/> and adds its row.</summary>
+        public void Score(IAnsiConsole console, EvalSet set, PerplexityOptions options, string label, string bitsCell,
+            Func<Action<int, int>, PerplexityResult> score)
+        {
             var sw = Stopwatch.StartNew();
             PerplexityResult r = null!;
-            Console.Progress().AutoClear(true).Start(ctx =>
+            console.Progress().AutoClear(true).Start(ctx =>
             {
-                var task = ctx.AddTask($"scoring {tokens.Length:N0} tokens at {model.Bits} bits (packed)", maxValue: 1);
-                r = Perplexity.EvaluatePacked(session, tokens, bytes, options, (done, total) => { task.MaxValue = total; task.Value = done; });
+                var task = ctx.AddTask(label, maxValue: 1);
+                r = score((done, total) => { task.MaxValue = total; task.Value = done; });
             });
-            caption ??= $"{set.Label}, {r.Bytes:N0} UTF-8 bytes, context {options.Context} / stride {options.Stride}, {r.Windows:N0} windows";
+            _caption ??= $"{set.Label}, {r.Bytes:N0} UTF-8 bytes, context {options.Context} / stride {options.Stride}, {r.Windows:N0} windows";
             var cells = new List<string>();
-            if (table.Columns.Count == 7) cells.Add($"{model.Bits}");
+            if (_bitsColumn) cells.Add(bitsCell);
             cells.AddRange([$"{r.Tokens:N0}", $"{r.TotalNll:F1}", $"{r.MeanNll:F4}", $"[bold]{r.Perplexity:F3}[/]", $"[bold]{r.BitsPerByte:F4}[/]",
                 $"{sw.Elapsed.TotalSeconds:F1} s"]);
-            table.AddRow(cells.ToArray());
+            _table.AddRow(cells.ToArray());
         }
-        Console.MarkupLine($"model: {Markup.Escape(description!)}");
-        Console.MarkupLine($"data:  {Markup.Escape(caption!)}");
-        Console.Write(table);
-        return 0;
+
+        // Model and data on their own lines keep the numeric table narrow enough for an 80-column terminal.
+        public void Write(IAnsiConsole console, string description)
+        {
+            console.MarkupLine($"model: {Markup.Escape(description)}");
+            console.MarkupLine($"data:  {Markup.Escape(_caption!)}");
+            console.Write(_table);
+        }
     }
 
     // As the torch engine words it (ModelSource.Describe + the plan note), then the packed engine's own facts.
