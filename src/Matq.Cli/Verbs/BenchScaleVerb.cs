@@ -129,7 +129,14 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb<BenchScaleSettin
             var checkpoint = algorithm.SupportsResume ? QuantizationCheckpoint.Create(artifactPath, QuantizationCheckpoint.RunSettings(algorithm, stream.Model, seed)) : null;
             using var spill = checkpoint is null ? new CodeSpill(artifactPath) : null;   // rtn: its codes, as `matq quantize` does
             var context = new QuantizationContext(stream.Model, device, registration.NeedsCalibration ? () => new CalibrationTokens(windows) : null, seed,
-                e => { if (e.Kind == QuantizationEventKind.BlockDone) Console.MarkupLine($"[grey]  block {e.Block + 1}/{e.BlockCount} ({sw.Elapsed.TotalSeconds:F1} s)[/]"); })
+                e =>
+                {
+                    // per block: the phase times (the calibrator's message), host RSS now and the stage's peak, GPU memory in use now
+                    if (e.Kind == QuantizationEventKind.Message) Console.MarkupLine($"[grey]  {Markup.Escape(e.Message ?? "")}[/]");
+                    if (e.Kind != QuantizationEventKind.BlockDone) return;
+                    var gpuNow = gpu?.Current is long g ? $", GPU used {Format.Bytes(g)}" : "";
+                    Console.MarkupLine($"[grey]  block {e.Block + 1}/{e.BlockCount} ({sw.Elapsed.TotalSeconds:F1} s): host RSS {Mem(HostMemory.CurrentBytes())} (peak {Mem(HostMemory.PeakBytes())}){gpuNow}[/]");
+                })
             { Blocks = stream, Checkpoint = checkpoint, CodeSpill = spill };
             var run = QuantizationRunner.Run(algorithm, context);
             End("calibrate + quantize", $"{run.Layers.Count} linears, {blocks} blocks, {sw.Elapsed.TotalSeconds / Math.Max(1, blocks):F2} s/block"
@@ -236,10 +243,11 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb<BenchScaleSettin
         return sum / Math.Max(1, count);
     }
 
+    private static string Mem(long? b) => b is long v ? Format.Bytes(v) : "n/a";
+
     private void Report(string shape, int? layers, SyntheticCheckpointInfo info, string method, int bits, int group, string device, long artifactBytes,
         List<Stage> stages, string? outMd)
     {
-        static string Mem(long? b) => b is long v ? Format.Bytes(v) : "n/a";
         string title = $"{shape}{(layers is int n ? $" (first {n} layers)" : "")}: {info.Parameters:N0} parameters, {method} {bits}-bit"
             + (group <= 0 ? " per-channel" : $" g{group}") + $", {device}";
         var table = new Table().Border(TableBorder.Rounded).Title(Markup.Escape(title));

@@ -82,12 +82,16 @@ public static class SequentialCalibrator
         foreach (var layer in model.Layers)
         {
             int i = layer.Index;
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            double holdS = 0, captureS = 0, quantizeS = 0;
             using var held = hold(i);
+            holdS = clock.Elapsed.TotalSeconds;
             if (i < resumeBlocks) restore?.Invoke(i);
             else
             {
                 var wanted = SharedInputGroups.Select(g => g.Where(l => select(Name(layer, l))).ToArray()).ToArray();
                 var accumulators = Capture(layer, hidden, hessianDevice, wanted.Select(w => w.Length > 0).ToArray());
+                captureS = clock.Elapsed.TotalSeconds - holdS;
                 try
                 {
                     for (int gi = 0; gi < SharedInputGroups.Count; gi++)
@@ -103,6 +107,7 @@ public static class SequentialCalibrator
                 {
                     foreach (var a in accumulators) a?.Dispose();
                 }
+                quantizeS = clock.Elapsed.TotalSeconds - holdS - captureS;
             }
             for (int b = 0; b < hidden.Count; b++)
             {
@@ -111,9 +116,12 @@ public static class SequentialCalibrator
                 hidden[b].Dispose();
                 hidden[b] = next;
             }
+            if (device.type == DeviceType.CUDA) cuda.synchronize();   // the phase times below are the GPU's, not its queue's
             if (i >= resumeBlocks)
             {
-                progress?.Invoke($"block {i + 1}/{model.Layers.Count} done ({tokens} calibration tokens)");
+                double propagateS = clock.Elapsed.TotalSeconds - holdS - captureS - quantizeS;
+                progress?.Invoke(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"block {i + 1}/{model.Layers.Count} done ({tokens} calibration tokens): hold {holdS:F2} s, capture {captureS:F2} s, quantize {quantizeS:F2} s, propagate {propagateS:F2} s"));
                 blockDone?.Invoke(i);
             }
         }

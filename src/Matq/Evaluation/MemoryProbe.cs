@@ -78,6 +78,9 @@ public sealed class GpuMemorySampler : IDisposable
     /// <summary>Peak used bytes above the level when sampling started; null when unavailable.</summary>
     public long? Peak => Available ? Interlocked.Read(ref _peak) : null;
 
+    /// <summary>Used bytes on the device now (all processes); null when unavailable.</summary>
+    public long? Current => Available ? Sample() : null;
+
     /// <summary>Starts a new stage: the baseline becomes the current level and the peak 0.</summary>
     public void Reset()
     {

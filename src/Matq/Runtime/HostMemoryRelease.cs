@@ -16,6 +16,10 @@ public static partial class HostMemoryRelease
     {
         GCSettings.LargeObjectHeapCompactionMode = GCLargeObjectHeapCompactionMode.CompactOnce;
         GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
+        // tensors nobody disposed are freed by their finalizers: run them now, so their native (and CUDA) memory is free
+        // before the next block is held, not whenever the managed heap next fills
+        GC.WaitForPendingFinalizers();
+        GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
         if (_noTrim || !OperatingSystem.IsLinux()) return;
         try
         {

@@ -47,7 +47,7 @@ public static class SequentialQuantization
             results.Add(result);
             progress.LayerDone(block, result.Report);
             return installed;
-        }, batchSize, context.Device, select: names.Contains, includeHead: names.Contains("lm_head"), resumeBlocks: resume,
+        }, batchSize, context.Device, progress: message => progress.Message(Math.Max(block, 0), message), select: names.Contains, includeHead: names.Contains("lm_head"), resumeBlocks: resume,
         restore: b => checkpoint!.RestoreInstalled(b, model),
         blockDone: b =>
         {
