@@ -135,7 +135,7 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb<BenchScaleSettin
                     if (e.Kind == QuantizationEventKind.Message) Console.MarkupLine($"[grey]  {Markup.Escape(e.Message ?? "")}[/]");
                     if (e.Kind != QuantizationEventKind.BlockDone) return;
                     var gpuNow = gpu?.Current is long g ? $", GPU used {Format.Bytes(g)}" : "";
-                    Console.MarkupLine($"[grey]  block {e.Block + 1}/{e.BlockCount} ({sw.Elapsed.TotalSeconds:F1} s): host RSS {Mem(HostMemory.CurrentBytes())} (peak {Mem(HostMemory.PeakBytes())}){gpuNow}[/]");
+                    Console.MarkupLine($"[grey]  block {e.Block + 1}/{e.BlockCount} ({sw.Elapsed.TotalSeconds:F1} s): host RSS {Mem(HostMemory.CurrentBytes())} (peak {Mem(HostMemory.PeakBytes())}; managed heap {Mem(GC.GetGCMemoryInfo().HeapSizeBytes)}){gpuNow}[/]");
                 })
             { Blocks = stream, Checkpoint = checkpoint, CodeSpill = spill };
             var run = QuantizationRunner.Run(algorithm, context);

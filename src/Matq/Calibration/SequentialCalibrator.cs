@@ -84,9 +84,9 @@ public static class SequentialCalibrator
             int i = layer.Index;
             var clock = System.Diagnostics.Stopwatch.StartNew();
             double holdS = 0, captureS = 0, quantizeS = 0;
-            using var held = hold(i);
+            using var held = Scoped(() => hold(i));
             holdS = clock.Elapsed.TotalSeconds;
-            if (i < resumeBlocks) restore?.Invoke(i);
+            if (i < resumeBlocks) Scoped(() => restore?.Invoke(i));
             else
             {
                 var wanted = SharedInputGroups.Select(g => g.Where(l => select(Name(layer, l))).ToArray()).ToArray();
@@ -122,11 +122,11 @@ public static class SequentialCalibrator
                 double propagateS = clock.Elapsed.TotalSeconds - holdS - captureS - quantizeS;
                 progress?.Invoke(string.Create(System.Globalization.CultureInfo.InvariantCulture,
                     $"block {i + 1}/{model.Layers.Count} done ({tokens} calibration tokens): hold {holdS:F2} s, capture {captureS:F2} s, quantize {quantizeS:F2} s, propagate {propagateS:F2} s"));
-                blockDone?.Invoke(i);
+                Scoped(() => blockDone?.Invoke(i));
             }
         }
-        using var heldHead = includeHead && select("lm_head") ? hold(model.Layers.Count) : null;
-        if (includeHead && select("lm_head") && model.Layers.Count < resumeBlocks) restore?.Invoke(model.Layers.Count);
+        using var heldHead = includeHead && select("lm_head") ? Scoped(() => hold(model.Layers.Count)) : null;
+        if (includeHead && select("lm_head") && model.Layers.Count < resumeBlocks) Scoped(() => restore?.Invoke(model.Layers.Count));
         else if (includeHead && select("lm_head"))
         {
             var head = model.LmHead!;
@@ -137,10 +137,25 @@ public static class SequentialCalibrator
                 acc.Add(model.Norm.call(h));
             }
             Install("lm_head", model.Layers.Count, head, acc, quantize);
-            blockDone?.Invoke(model.Layers.Count);
+            Scoped(() => blockDone?.Invoke(model.Layers.Count));
         }
         foreach (var h in hidden) h.Dispose();
         return tokens;
+    }
+
+    // The callbacks (hold, restore, blockDone) run in a dispose scope of their own: a tensor they make and do not dispose
+    // (a detached alias of a block's weights, a host copy of it) would otherwise join the run's scope and keep that
+    // block's memory alive until the whole run ends, one block's worth more per block.
+    private static void Scoped(Action action)
+    {
+        using var scope = NewDisposeScope();
+        action();
+    }
+
+    private static T Scoped<T>(Func<T> func)
+    {
+        using var scope = NewDisposeScope();
+        return func();
     }
 
     /// <summary>Step 1: one forward of the float block over all batches with capturing stand-ins for the groups marked in

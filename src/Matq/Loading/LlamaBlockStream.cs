@@ -111,7 +111,7 @@ public sealed class LlamaBlockStream : IDisposable
         if (BlockOf(Config, name) == int.MinValue || !_sourceDtypes.ContainsKey(name))
             throw new ArgumentException($"'{name}' is not a streamed tensor of this model", nameof(name));
         using var noGrad = no_grad();
-        var copy = value.detach().to(Dtype, CPU, copy: true);
+        var copy = value.detach().to(Dtype, CPU, copy: true).DetachFromDisposeScope();   // owned here until Dispose
         if (_overrides.Remove(name, out var old)) old.Dispose();
         _overrides[name] = copy;
     }

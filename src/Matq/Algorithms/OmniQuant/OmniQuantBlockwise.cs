@@ -116,6 +116,9 @@ public static class OmniQuantBlockwise
             Action<string, nn.Module<Tensor, Tensor>> replace, Func<Tensor, Tensor> forward, bool isHead, LlamaDecoderLayer? layer = null)
         {
             cancel.ThrowIfCancellationRequested();
+            // what the stage makes and does not keep (LWC set-up intermediates, exports, checkpoint copies) is freed when it
+            // ends; the activations it keeps (X_fp, the width paths, targets) are detached from every scope
+            using var stageScope = NewDisposeScope();
             bool restored = block < _resume;
             if (linears.Count == 0)
             {

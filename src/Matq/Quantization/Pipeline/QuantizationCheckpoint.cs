@@ -208,6 +208,9 @@ public sealed class QuantizationCheckpoint
         // state tensors are streamed from their memory into the file in 4 MiB pieces: no managed copy of the block
         // (an 8B block's installed fp32 weights are 0.87 GB)
         var hosts = new List<Tensor>();
+        // every intermediate (the detached alias, a device-to-host copy) belongs to this scope and is freed with it: left in
+        // the caller's scope they would hold the block's weights (on the host and on the GPU) until the caller's scope ends
+        using var scope = NewDisposeScope();
         try
         {
             foreach (var (name, value) in state)
@@ -282,6 +285,7 @@ public sealed class QuantizationCheckpoint
     {
         using var f = OpenBlock(block);
         using var noGrad = no_grad();
+        using var scope = NewDisposeScope();   // the host-to-device copies are freed here, not with the caller's scope
         foreach (var info in f.Tensors.Where(t => t.Name.StartsWith(StatePrefix, StringComparison.Ordinal)))
         {
             var name = info.Name[StatePrefix.Length..];

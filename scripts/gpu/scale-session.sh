@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# GPU machine, one call: `matq bench scale` runs for issue 19, each under its own time cap and all within DEADLINE
+# seconds (default 570) of the start. STEPS picks them (default "8b-l4 8b-l4-exp 1b-rtn 1b-gptq 1b-athena"):
+#   8b-l4       Llama-3.1-8B shape, first 4 blocks, GPTQ 4-bit g128, 128×512 calibration tokens: per-block phase times,
+#               host RSS and GPU memory (the trace lines), default CUDA caching allocator
+#   8b-l4-exp   the same with PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (fragmentation of the caching allocator)
+#   8b          all 32 blocks (as scripts/gpu/scale-8b.sh)
+#   1b-M        Llama-3.2-1B shape, all 16 blocks, method M (rtn, gptq, athena, omniquant, matquant-omniquant, matquant-athena)
+# Needs .carry/matq.tar.xz (scripts/publish-gpu.sh) in the tree; writes <step>.log and .md into $OUT/scale-session.tgz.
+set -uo pipefail
+FINAL=${OUT:-/tmp/out}; OUT=/tmp/scale-res; rm -rf "$OUT"; mkdir -p "$OUT" "$FINAL"
+start=$(date +%s); DEADLINE=${DEADLINE:-570}
+if [[ ! -x /tmp/matq/publish/Matq.Cli ]]; then mkdir -p /tmp/matq && tar -C /tmp/matq -xJf .carry/matq.tar.xz; fi
+MATQ=/tmp/matq/publish/Matq.Cli
+export MATQ_TORCH_LIB=${MATQ_TORCH_LIB:-/opt/torch/.venv/lib/python3.12/site-packages/torch/lib}
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+nproc >> "$OUT/gpu.txt"
+step() {   # name cap command...
+  local name=$1 cap=$2; shift 2
+  local left=$(( DEADLINE - ($(date +%s) - start) - 5 ))
+  (( left < 30 )) && { echo "$name: skipped, $left s left" | tee -a "$OUT/steps.txt"; return; }
+  (( cap > left )) && cap=$left
+  local t0=$(date +%s)
+  /usr/bin/time -v timeout "$cap" "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  echo "$name: rc $rc, $(( $(date +%s) - t0 )) s (cap $cap s)" | tee -a "$OUT/steps.txt"
+}
+scale() {  # name cap shape method extra...
+  local name=$1 cap=$2 shape=$3 method=$4; shift 4
+  local m=(--method "$method")
+  case $method in matquant-*) m=(--method matquant --option "base=${method#matquant-}" --bits 8,4,2) ;; *) m+=(--bits 4) ;; esac
+  step "$name" "$cap" "$MATQ" bench scale --shape "$shape" "${m[@]}" --group 128 --device cuda --calib-n 128 \
+    --work "/dev/shm/$shape" --out "$OUT/$name.md" "$@"
+}
+for s in ${STEPS:-8b-l4 8b-l4-exp 1b-rtn 1b-gptq 1b-athena}; do
+  case $s in
+    8b-l4) scale "$s" 150 llama-3.1-8b gptq --layers 4 --eval-tokens 0 ;;
+    8b-l4-exp) PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True scale "$s" 150 llama-3.1-8b gptq --layers 4 --eval-tokens 0 ;;
+    8b) scale "$s" 560 llama-3.1-8b gptq --eval-tokens 0 ;;
+    1b-*) scale "$s" 400 llama-3.2-1b "${s#1b-}" --eval-tokens 512 ;;
+  esac
+done
+rm -rf /dev/shm/llama-*
+tar -C "$OUT" -czf "$FINAL/scale-session.tgz" .
+cat "$OUT/steps.txt"; grep -h "s/block\|block 4/4\|calibrate" "$OUT"/*.log | tail -20
