@@ -43,7 +43,7 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb<BenchScaleSettin
     private readonly Option<int?> _layers = new("--layers") { Description = "Keep only the first N decoder layers (quick runs); default: all of the shape's", HelpName = "N" };
     private readonly Option<int> _calibN = new("--calib-n") { Description = "Calibration windows (random token ids) for methods that calibrate", DefaultValueFactory = _ => 32, HelpName = "N" };
     private readonly Option<int> _calibLen = new("--calib-len") { Description = "Tokens per calibration window", DefaultValueFactory = _ => 512, HelpName = "L" };
-    private readonly Option<int> _evalTokens = new("--eval-tokens") { Description = "Tokens the eval stage runs through the artifact's model (windows of 256); 0 skips the eval stage (it loads the artifact whole, not streamed)", DefaultValueFactory = _ => 512, HelpName = "N" };
+    private readonly Option<int> _evalTokens = new("--eval-tokens") { Description = "Tokens the eval stage runs through the artifact's model (windows of 256); 0 skips the eval stage (the packed runtime on the host CPU, the artifact memory-mapped, as `matq eval`)", DefaultValueFactory = _ => 512, HelpName = "N" };
     private readonly Option<int?> _threads = new("--threads") { Description = "CPU threads for torch (default: torch's own)", HelpName = "N" };
     private readonly Option<string?> _out = new("--out") { Description = "Also write the table as markdown to this file", HelpName = "FILE.md" };
     private readonly Option<int> _seed = CommonOptions.Seed();
@@ -152,21 +152,11 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb<BenchScaleSettin
             if (evalTokens > 0)
             {
                 Begin();
-                double nll;
-                string engine;
-                if (device.type == DeviceType.CPU)
-                {
-                    // as `matq eval` on the CPU: the packed runtime, loaded through the memory map one tensor at a time
-                    var packed = Matq.Runtime.Packed.PackedLlamaModel.Load(artifactPath, new Matq.Runtime.Packed.PackedModelOptions { Bits = master });
-                    nll = MeanNllPacked(packed, evalTokens, seed);
-                    engine = "packed, memory-mapped";
-                }
-                else
-                {
-                    using var served = QuantizedModelLoader.LoadServed(artifactPath, master, device);
-                    nll = MeanNll(served.Model, evalTokens, info.Config.VocabSize, seed, device);
-                    engine = "torch, fp32 weights";
-                }
+                // as `matq eval` serves a .matq: the packed runtime on the host CPU, loaded through the memory map one tensor at a
+                // time, whatever device quantized it (the torch engine would widen every weight to fp32: 25 GiB at 8B)
+                var packed = Matq.Runtime.Packed.PackedLlamaModel.Load(artifactPath, new Matq.Runtime.Packed.PackedModelOptions { Bits = master });
+                double nll = MeanNllPacked(packed, evalTokens, seed);
+                const string engine = "packed, memory-mapped, host CPU";
                 End("eval artifact", $"{master}-bit ({engine}), {evalTokens} tokens, mean NLL {nll:F3} (random weights: ≈ ln vocab {Math.Log(info.Config.VocabSize):F2})");
             }
 
@@ -194,28 +184,9 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb<BenchScaleSettin
         }
     }
 
-    // mean next-token NLL over random ids in windows of 256 (the served model's forward; memory and time are what count)
-    private static double MeanNll(Matq.Models.LlamaForCausalLM model, int tokens, int vocab, int seed, Device device)
-    {
-        var rng = new Random(seed + 1);
-        double sum = 0;
-        long count = 0;
-        using var noGrad = no_grad();
-        for (int start = 0; start < tokens; start += 256)
-        {
-            int len = Math.Min(256, tokens - start);
-            if (len < 2) break;
-            using var scope = NewDisposeScope();
-            var ids = tensor(Enumerable.Range(0, len).Select(_ => (long)rng.Next(vocab)).ToArray(), new long[] { 1, len }, device: device);
-            var logits = model.forward(ids);
-            var loss = nn.functional.cross_entropy(logits[0, ..^1].to(ScalarType.Float32), ids[0, 1..], reduction: nn.Reduction.Sum);
-            sum += loss.to(ScalarType.Float64).item<double>();
-            count += len - 1;
-        }
-        return sum / Math.Max(1, count);
-    }
 
-    // MeanNll through the packed runtime (fp32 activations, the head as stored): the same random windows
+    // mean next-token NLL over seeded random ids in windows of 256 through the packed runtime (fp32 activations, the head as
+    // stored); memory and time are what count
     private static double MeanNllPacked(Matq.Runtime.Packed.PackedLlamaModel model, int tokens, int seed)
     {
         int vocab = model.Config.VocabSize;
