@@ -58,7 +58,7 @@ public static class GgufExporter
     /// <summary>
     /// Writes <paramref name="matqPath"/> as GGUF for the llama.cpp architecture of its family (GgufArchitecture).
     /// Quantized linears take <paramref name="type"/>; the token embedding and an untied output head take
-    /// <paramref name="embedType"/> (default: q8_0 for the block types, q6_K for the k-quants, as llama.cpp's own quantizer does for the head, else
+    /// <paramref name="embedType"/> (a quantized embedding from its codes, by the linears' rules; default: q8_0 for the block types, q6_K for the k-quants, as llama.cpp's own quantizer does for the head, else
     /// <paramref name="type"/>); norms stay f32. A tensor whose rows are not a multiple of 32 values cannot take a block
     /// type: it falls back to f16, and the report's notes name it. Phi-3's q/k/v and gate/up are fused again by rows; the
     /// fused tensor takes the lossless path when every part does (rows are independent blocks, so codes stay exact).
@@ -86,31 +86,20 @@ public static class GgufExporter
         foreach (var (name, partIdx) in Group(arch, a.Quantized.Select(q => q.Name)))
         {
             var parts = partIdx.Select(i => a.Quantized[i]).ToList();
-            int cols = parts[0].InFeatures;
-            if (parts.Any(q => q.InFeatures != cols)) throw new MatqException($"{name}: fused parts have different input sizes");
-            long[] ne = [cols, parts.Sum(q => (long)q.OutFeatures)];
-            if (GgufKQuants.IsKQuant(type))
+            if (name != "token_embd.weight")
             {
-                AddKQuant(w, arch, name, ne, parts, a.Metadata.MasterBits, type, fallbacks, kFallbacks, counts, k);
+                AddQuantized(w, arch, name, parts, a.Metadata.MasterBits, type, fallbacks, kFallbacks, counts, k);
                 continue;
             }
-            bool sym = parts.All(q => q.Zeros.All(z => z == 128f)) && a.Metadata.MasterBits == 8;
-            bool blocks32 = parts.All(q => q.GroupWidth % 32 == 0 && q.InFeatures % 32 == 0 && q.Perm is null);
-            if (type == GgmlType.Q4_1 && blocks32 || type is GgmlType.Q4_0 or GgmlType.Q8_0 && blocks32 && sym)
-            {
-                var data = parts.SelectMany(q => GgufQuantizedCodes.Encode(q, a.Metadata.MasterBits, type, arch.RowPerm(q.Name, q.OutFeatures))).ToArray();
-                w.AddTensor(name, ne, type, data);
-                counts.Lossless += parts.Count;
-                continue;
-            }
-            int r = type is GgmlType.Q4_0 or GgmlType.Q4_1 ? Math.Min(4, a.Metadata.MasterBits) : a.Metadata.MasterBits;
-            var deq = parts.SelectMany(q => GgufQuantizedCodes.DequantizeSlice(q, a.Metadata.MasterBits, r, arch.RowPerm(q.Name, q.OutFeatures))).ToArray();
-            var t = type;
-            // llama.cpp's own quantizer does the same for rows its block type cannot hold
-            if (GgufBlocks.IsBlockType(type) && cols % GgufBlocks.BlockValues != 0) { fallbacks.Add(parts[0].Name); t = GgmlType.F16; }
-            w.AddTensor(name, ne, t, GgufBlocks.Encode(t, deq));
-            if (GgufBlocks.IsBlockType(t)) counts.Quantized += parts.Count; else counts.Floats += parts.Count;
+            // a quantized embedding (quantize --embedding-bits) takes the embedding type, from its codes by the same rules as
+            // the linears; its k-quant stats are kept apart so the linears' k-quant line stays theirs
+            int lossless = counts.Lossless;
+            AddQuantized(w, arch, name, parts, a.Metadata.MasterBits, embed, fallbacks, kFallbacks, counts, new KStats());
+            notes.Add($"token_embd.weight written from the artifact's {a.Metadata.MasterBits}-bit embedding codes as {embed}: "
+                + (counts.Lossless > lossless ? "codes copied (lossless)" : "re-quantized from the dequantized codes (asymmetric zero points, or a grid the type cannot hold)"));
         }
+        // llama.cpp's phi3 loads output.weight as a required tensor: a tied head is written as a copy of the embedding
+        if (a.IsQuantized("model.embed_tokens.weight") && arch.Fused && cfg.TieWordEmbeddings) w.CopyTensor("token_embd.weight", "output.weight");
         GgufKQuantStats? kstats = null;
         if (GgufKQuants.IsKQuant(type))
         {
@@ -190,6 +179,36 @@ public static class GgufExporter
         if (fb != t && cols % GgufBlocks.BlockValuesOf(fb) == 0) { kFallbacks.Add((name, fb)); return fb; }
         fallbacks.Add(name);
         return GgmlType.F16;
+    }
+
+    // one GGUF tensor from quantized artifact weights (fused parts by rows): k-quant, lossless block copy, or re-quantized
+    private static void AddQuantized(GgufWriter w, GgufArchitecture arch, string name, List<MatqQuantizedTensor> parts, int master, GgmlType type,
+        List<string> fallbacks, List<(string Name, GgmlType To)> kFallbacks, Counts counts, KStats k)
+    {
+        int cols = parts[0].InFeatures;
+        if (parts.Any(q => q.InFeatures != cols)) throw new MatqException($"{name}: fused parts have different input sizes");
+        long[] ne = [cols, parts.Sum(q => (long)q.OutFeatures)];
+        if (GgufKQuants.IsKQuant(type))
+        {
+            AddKQuant(w, arch, name, ne, parts, master, type, fallbacks, kFallbacks, counts, k);
+            return;
+        }
+        bool sym = parts.All(q => q.Zeros.All(z => z == 128f)) && master == 8;
+        bool blocks32 = parts.All(q => q.GroupWidth % 32 == 0 && q.InFeatures % 32 == 0 && q.Perm is null);
+        if (type == GgmlType.Q4_1 && blocks32 || type is GgmlType.Q4_0 or GgmlType.Q8_0 && blocks32 && sym)
+        {
+            var data = parts.SelectMany(q => GgufQuantizedCodes.Encode(q, master, type, arch.RowPerm(q.Name, q.OutFeatures))).ToArray();
+            w.AddTensor(name, ne, type, data);
+            counts.Lossless += parts.Count;
+            return;
+        }
+        int r = type is GgmlType.Q4_0 or GgmlType.Q4_1 ? Math.Min(4, master) : master;
+        var deq = parts.SelectMany(q => GgufQuantizedCodes.DequantizeSlice(q, master, r, arch.RowPerm(q.Name, q.OutFeatures))).ToArray();
+        var t = type;
+        // llama.cpp's own quantizer does the same for rows its block type cannot hold
+        if (GgufBlocks.IsBlockType(type) && cols % GgufBlocks.BlockValues != 0) { fallbacks.Add(parts[0].Name); t = GgmlType.F16; }
+        w.AddTensor(name, ne, t, GgufBlocks.Encode(t, deq));
+        if (GgufBlocks.IsBlockType(t)) counts.Quantized += parts.Count; else counts.Floats += parts.Count;
     }
 
     // one GGUF tensor of a k-quant export from its parts' r-bit slices (see the file header)
