@@ -15,6 +15,8 @@
 //   Otherwise each super-block is re-quantized from ŵ_r (the artifact's group grid tried as a candidate), and the export
 //   reports exact vs re-quantized tensors with max/RMS |Δw| against ŵ_r. Rows that are not a multiple of 256 fall back
 //   as llama.cpp's quantizer does (q2_K/q3_K → q4_0, q4_K → q5_0, q5_K → q5_1, q6_K → q8_0; f16 when not a multiple of 32).
+// A quantized embedding (quantize --embedding-bits) takes the linears' path at the embedding type (--embed-type: q8_0 is
+// lossless for symmetric 8-bit codes, else re-quantized from ŵ); a report note says which type it got and how.
 using System.Text.Json;
 using Matq.Formats.Artifact;
 using Matq.Formats.Gguf;
@@ -93,10 +95,10 @@ public static class GgufExporter
             }
             // a quantized embedding (quantize --embedding-bits) takes the embedding type, from its codes by the same rules as
             // the linears; its k-quant stats are kept apart so the linears' k-quant line stays theirs
-            int lossless = counts.Lossless;
-            AddQuantized(w, arch, name, parts, a.Metadata.MasterBits, embed, fallbacks, kFallbacks, counts, new KStats());
-            notes.Add($"token_embd.weight written from the artifact's {a.Metadata.MasterBits}-bit embedding codes as {embed}: "
-                + (counts.Lossless > lossless ? "codes copied (lossless)" : "re-quantized from the dequantized codes (asymmetric zero points, or a grid the type cannot hold)"));
+            var (written, lossless) = AddQuantized(w, arch, name, parts, a.Metadata.MasterBits, embed, fallbacks, kFallbacks, counts, new KStats());
+            notes.Add($"token_embd.weight written from the artifact's {a.Metadata.MasterBits}-bit embedding codes as {written}: "
+                + (lossless ? "codes copied (lossless)" : GgufBlocks.IsBlockType(written)
+                    ? "re-quantized from the dequantized codes (asymmetric zero points, or a grid the type cannot hold)" : "the dequantized codes"));
         }
         // llama.cpp's phi3 loads output.weight as a required tensor: a tied head is written as a copy of the embedding
         if (a.IsQuantized("model.embed_tokens.weight") && arch.Fused && cfg.TieWordEmbeddings) w.CopyTensor("token_embd.weight", "output.weight");
@@ -182,7 +184,7 @@ public static class GgufExporter
     }
 
     // one GGUF tensor from quantized artifact weights (fused parts by rows): k-quant, lossless block copy, or re-quantized
-    private static void AddQuantized(GgufWriter w, GgufArchitecture arch, string name, List<MatqQuantizedTensor> parts, int master, GgmlType type,
+    private static (GgmlType Written, bool Lossless) AddQuantized(GgufWriter w, GgufArchitecture arch, string name, List<MatqQuantizedTensor> parts, int master, GgmlType type,
         List<string> fallbacks, List<(string Name, GgmlType To)> kFallbacks, Counts counts, KStats k)
     {
         int cols = parts[0].InFeatures;
@@ -190,8 +192,7 @@ public static class GgufExporter
         long[] ne = [cols, parts.Sum(q => (long)q.OutFeatures)];
         if (GgufKQuants.IsKQuant(type))
         {
-            AddKQuant(w, arch, name, ne, parts, master, type, fallbacks, kFallbacks, counts, k);
-            return;
+            return AddKQuant(w, arch, name, ne, parts, master, type, fallbacks, kFallbacks, counts, k);
         }
         bool sym = parts.All(q => q.Zeros.All(z => z == 128f)) && master == 8;
         bool blocks32 = parts.All(q => q.GroupWidth % 32 == 0 && q.InFeatures % 32 == 0 && q.Perm is null);
@@ -200,7 +201,7 @@ public static class GgufExporter
             var data = parts.SelectMany(q => GgufQuantizedCodes.Encode(q, master, type, arch.RowPerm(q.Name, q.OutFeatures))).ToArray();
             w.AddTensor(name, ne, type, data);
             counts.Lossless += parts.Count;
-            return;
+            return (type, true);
         }
         int r = type is GgmlType.Q4_0 or GgmlType.Q4_1 ? Math.Min(4, master) : master;
         var deq = parts.SelectMany(q => GgufQuantizedCodes.DequantizeSlice(q, master, r, arch.RowPerm(q.Name, q.OutFeatures))).ToArray();
@@ -209,10 +210,11 @@ public static class GgufExporter
         if (GgufBlocks.IsBlockType(type) && cols % GgufBlocks.BlockValues != 0) { fallbacks.Add(parts[0].Name); t = GgmlType.F16; }
         w.AddTensor(name, ne, t, GgufBlocks.Encode(t, deq));
         if (GgufBlocks.IsBlockType(t)) counts.Quantized += parts.Count; else counts.Floats += parts.Count;
+        return (t, false);
     }
 
     // one GGUF tensor of a k-quant export from its parts' r-bit slices (see the file header)
-    private static void AddKQuant(GgufWriter w, GgufArchitecture arch, string name, long[] ne, List<MatqQuantizedTensor> parts, int master,
+    private static (GgmlType Written, bool Exact) AddKQuant(GgufWriter w, GgufArchitecture arch, string name, long[] ne, List<MatqQuantizedTensor> parts, int master,
         GgmlType type, List<string> fallbacks, List<(string Name, GgmlType To)> kFallbacks, Counts counts, KStats k)
     {
         var spec = GgufKQuants.Spec(type);
@@ -224,7 +226,7 @@ public static class GgufExporter
             w.AddTensor(name, ne, t, GgufBlocks.Encode(t, deq));
             if (GgufBlocks.IsBlockType(t)) counts.Quantized += parts.Count; else counts.Floats += parts.Count;
             k.Fallback += parts.Count;
-            return;
+            return (t, false);
         }
         var data = new List<byte>();
         bool exact = true;
@@ -241,6 +243,7 @@ public static class GgufExporter
         k.Add(exact, parts.Count, deq, GgufBlocks.Decode(type, encoded, deq.Length));
         if (exact) counts.Lossless += parts.Count; else counts.Quantized += parts.Count;
         w.AddTensor(name, ne, type, encoded);
+        return (type, exact);
     }
 
     // float tensors grouped into their GGUF tensors: 1-D → f32, embedding/head → embed, other 2-D → matrix

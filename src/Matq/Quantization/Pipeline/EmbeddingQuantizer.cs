@@ -33,10 +33,11 @@ public static class EmbeddingQuantizer
         var zeros = new float[(long)rows * groups];
         int slices = (rows + SliceRows - 1) / SliceRows;
         var sq = new double[slices];
-        Parallel.For(0, slices, s =>
+        // one widened slice per worker, reused: fresh 8 MiB slices would pile up on the large-object heap until a gen-2 collection
+        Parallel.For(0, slices, () => new float[Math.Min(SliceRows, rows) * cols], (s, _, buffer) =>
         {
             int r0 = s * SliceRows, n = Math.Min(SliceRows, rows - r0);
-            var w = new float[n * cols];
+            var w = buffer.AsSpan(0, n * cols);
             SafetensorsDtypes.ToFloat32(dtype, data.AsSpan().Slice(checked((int)((long)r0 * cols * size)), n * cols * size), w);
             MatqFloatTensorCheck(w, name, (long)r0 * cols);
             var p = AffineQuantizer.ComputeParams(w, n, cols, spec);
@@ -53,7 +54,8 @@ public static class EmbeddingQuantizer
                     e += d * d;
                 }
             sq[s] = e;
-        });
+            return buffer;
+        }, _ => { });
         var tensor = new MatqQuantizedTensor(name, rows, cols, config.StoredGroupSize(cols), codes, scales, zeros);
         var module = name.EndsWith(".weight", StringComparison.Ordinal) ? name[..^7] : name;
         var report = new LayerReport(module, rows, cols, config.Bits, sq.Sum() / ((double)rows * cols), null, null, sw.Elapsed.TotalSeconds);
