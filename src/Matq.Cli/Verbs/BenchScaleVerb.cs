@@ -143,7 +143,7 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb<BenchScaleSettin
                 + (registration.NeedsCalibration ? $", {calibN}×{calibLen} tokens" : ""));
 
             Begin();
-            var written = ArtifactExport.Write(run, stream.Model, artifactPath, null, stream.ReadSource);
+            var written = ArtifactExport.Write(run, stream.Model, artifactPath, null, stream.ReadSource, stream.StoredReader);
             run = null!;   // RTN's codes (1 byte per weight) are done with once written
             checkpoint?.Delete();
             End("write artifact", Format.Bytes(written.Bytes) + (written.Embedding is { } emb ? $", embedding as {emb.Bits}-bit codes" : ", embedding float")

@@ -185,7 +185,7 @@ public sealed class QuantizeVerb : Verb<QuantizeSettings>
                     e => { OnEvent(task, e); _observe?.Invoke(e); }, cts.Token) { Checkpoint = checkpoint, Blocks = stream, CodeSpill = spill };
                 run = QuantizationRunner.Run(algorithm, context);
                 task.Description = "writing artifact";
-                written = ArtifactExport.Write(run, model, outPath, tokenizerFolder, floats);
+                written = ArtifactExport.Write(run, model, outPath, tokenizerFolder, floats, stream is null ? null : stream.StoredReader);
                 task.Value = task.MaxValue;
             });
         }

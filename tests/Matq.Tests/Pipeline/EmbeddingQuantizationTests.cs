@@ -70,6 +70,21 @@ public sealed class EmbeddingQuantizationTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Rows_read_in_place_from_the_checkpoint_give_the_codes_of_the_whole_stored_table()
+    {
+        using var stream = LlamaBlockStream.Open(GgufExporterTests.TinyModel);   // bf16 checkpoint
+        var (dtype, read) = stream.StoredReader(Embed) ?? throw new Xunit.Sdk.XunitException("models/tiny's embedding has no in-place reader");
+        Assert.Equal(SafetensorsDtype.BF16, dtype);
+        var (sourceDtype, bytes) = stream.ReadSource(Embed, [stream.Config.VocabSize, stream.Config.HiddenSize]);
+        var config = Rtn(8, 64);
+        var (inPlace, _) = EmbeddingQuantizer.Quantize(Embed, dtype, read, stream.Config.VocabSize, stream.Config.HiddenSize, config);
+        var (whole, _) = EmbeddingQuantizer.Quantize(Embed, sourceDtype, bytes, stream.Config.VocabSize, stream.Config.HiddenSize, config);
+        Assert.Equal(whole.Codes, inPlace.Codes);
+        Assert.Equal(whole.Scales, inPlace.Scales);
+        Assert.Equal(whole.Zeros, inPlace.Zeros);
+    }
+
+    [Fact]
     public void The_artifact_stores_codes_only_records_the_option_and_reads_back_loaded_and_mapped()
     {
         // tiny-llama is untied: with --include-head nothing large stays float

@@ -25,6 +25,9 @@ public sealed record ArtifactExportResult(string Path, long Bytes, string? Token
 /// <summary>A float (non-quantized) model tensor as the artifact stores it: dtype F32, F16 or BF16 and its bytes.</summary>
 public delegate (SafetensorsDtype Dtype, byte[] Data) FloatTensorSource(string name, long[] shape);
 
+/// <summary>A reader of a model tensor's stored bytes in place (e.g. LlamaBlockStream.StoredReader), or null where there is none.</summary>
+public delegate (SafetensorsDtype Dtype, StoredBytesReader Read)? StoredTensorReader(string name);
+
 public static class ArtifactExport
 {
     /// <summary>"&lt;dir&gt;/&lt;stem&gt;.tokenizer" for an artifact path "&lt;dir&gt;/&lt;stem&gt;.matq".</summary>
@@ -37,10 +40,11 @@ public static class ArtifactExport
     /// files (usually the HF model folder); null or a folder without tokenizer files writes no tokenizer reference.
     /// <paramref name="floats"/> supplies the float tensors (e.g. <see cref="InSourceDtypes"/>, or a block stream's source
     /// bytes); null = the model's parameters in the model dtype. With config.EmbeddingBits the embedding is taken from the same
-    /// source and stored as master codes (<see cref="EmbeddingQuantizer"/>, rows widened a slice at a time).
+    /// source and stored as master codes (<see cref="EmbeddingQuantizer"/>, rows widened a slice at a time); with
+    /// <paramref name="stored"/> its rows are read in place, so the table is never held whole.
     /// </summary>
     public static ArtifactExportResult Write(QuantizationResult result, LlamaForCausalLM model, string path, string? tokenizerFolder = null,
-        FloatTensorSource? floats = null)
+        FloatTensorSource? floats = null, StoredTensorReader? stored = null)
     {
         ArgumentNullException.ThrowIfNull(result);
         ArgumentNullException.ThrowIfNull(model);
@@ -72,10 +76,18 @@ public static class ArtifactExport
             if (quantized.Contains(name)) continue;
             if (name == EmbeddingName && config.EmbeddingBits is not null)
             {
-                // the table in its stored dtype (a bf16 checkpoint: 2 bytes a weight), quantized a slice of rows at a time
-                var (dtype, data) = floats is not null ? floats(name, shape) : ModelBytes(model, name, storeType, storeDtype);
-                floatDtype ??= floats is not null ? HfDtypeName(dtype) : null;
-                var (q, report) = EmbeddingQuantizer.Quantize(name, dtype, data, checked((int)shape[0]), checked((int)shape[1]), config);
+                // the table in its stored dtype (a bf16 checkpoint: 2 bytes a weight), quantized a slice of rows at a time:
+                // read in place where the source allows, else from its bytes
+                int rows = checked((int)shape[0]), cols = checked((int)shape[1]);
+                MatqQuantizedTensor q;
+                LayerReport report;
+                if (stored?.Invoke(name) is var (rowDtype, read))
+                    (q, report) = EmbeddingQuantizer.Quantize(name, rowDtype, read, rows, cols, config);
+                else
+                {
+                    var (dtype, data) = floats is not null ? floats(name, shape) : ModelBytes(model, name, storeType, storeDtype);
+                    (q, report) = EmbeddingQuantizer.Quantize(name, dtype, data, rows, cols, config);
+                }
                 writer.AddQuantized(q);
                 embeddingReport = report;
                 continue;
