@@ -47,10 +47,16 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb<BenchScaleSettin
     private readonly Option<int?> _threads = new("--threads") { Description = "CPU threads for torch (default: torch's own)", HelpName = "N" };
     private readonly Option<string?> _out = new("--out") { Description = "Also write the table as markdown to this file", HelpName = "FILE.md" };
     private readonly Option<int> _seed = CommonOptions.Seed();
+    private readonly Option<bool> _head = new("--include-head") { Description = "Also quantize an untied lm_head, as `matq quantize --include-head`" };
+    private readonly Option<int?> _embeddingBits = new("--embedding-bits")
+    {
+        Description = "Also store the token embedding as master codes (= the master bits), as `matq quantize --embedding-bits`",
+        HelpName = "B",
+    };
 
     protected override void Configure(Command command)
     {
-        foreach (var o in new Option[] { _shape, _method, _bits, _group, _options, _device, _work, _layers, _calibN, _calibLen, _evalTokens, _threads, _out, _seed })
+        foreach (var o in new Option[] { _shape, _method, _bits, _group, _options, _device, _work, _layers, _calibN, _calibLen, _evalTokens, _threads, _out, _seed, _head, _embeddingBits })
             command.Options.Add(o);
     }
 
@@ -58,7 +64,8 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb<BenchScaleSettin
 
     protected override BenchScaleSettings Read(ParseResult r) => new(r.GetValue(_shape)!.Trim().ToLowerInvariant(), r.GetValue(_method)!.Trim().ToLowerInvariant(),
         r.GetValue(_bits)!, r.GetValue(_group), r.GetValue(_options) ?? [], r.GetValue(_device)!, r.GetValue(_work), r.GetValue(_layers), r.GetValue(_calibN),
-        r.GetValue(_calibLen), r.GetValue(_evalTokens), r.GetValue(_threads), r.GetValue(_out), r.GetValue(_seed));
+        r.GetValue(_calibLen), r.GetValue(_evalTokens), r.GetValue(_threads), r.GetValue(_out), r.GetValue(_seed))
+        { IncludeHead = r.GetValue(_head), EmbeddingBits = r.GetValue(_embeddingBits) };
 
     protected override int Run(BenchScaleSettings s)
     {
@@ -143,10 +150,11 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb<BenchScaleSettin
                 + (registration.NeedsCalibration ? $", {calibN}×{calibLen} tokens" : ""));
 
             Begin();
-            var written = ArtifactExport.Write(run, stream.Model, artifactPath, null, stream.ReadSource);
+            var written = ArtifactExport.Write(run, stream.Model, artifactPath, null, stream.ReadSource, stream.StoredReader);
             run = null!;   // RTN's codes (1 byte per weight) are done with once written
             checkpoint?.Delete();
-            End("write artifact", Format.Bytes(written.Bytes));
+            End("write artifact", Format.Bytes(written.Bytes) + (written.Embedding is { } emb ? $", embedding as {emb.Bits}-bit codes" : ", embedding float")
+                + (config.IncludeLmHead && !info.Config.TieWordEmbeddings ? ", lm_head quantized" : ""));
             stream.Dispose();
 
             if (evalTokens > 0)
@@ -248,6 +256,11 @@ public sealed class BenchScaleVerb(IAnsiConsole console) : Verb<BenchScaleSettin
 public sealed record BenchScaleSettings(string Shape, string Method, string Bits, int Group, string[] Options, string Device, string? Work, int? Layers,
     int CalibN, int CalibLen, int EvalTokens, int? Threads, string? Out, int Seed) : IVerbSettings
 {
+    /// <summary>--include-head: also quantize an untied lm_head.</summary>
+    public bool IncludeHead { get; init; }
+    /// <summary>--embedding-bits: store the embedding as master codes (must equal the master bits).</summary>
+    public int? EmbeddingBits { get; init; }
+
     /// <summary>The shape's config.json (first --layers layers); an unknown shape or --layers out of range is one line.</summary>
     public string ConfigText => RealConfigs.Config(Shape, Layers);
 
@@ -274,7 +287,7 @@ public sealed record BenchScaleSettings(string Shape, string Method, string Bits
                 options[Matq.Algorithms.MatQuant.MatQuantConfig.BitsKey] = string.Join(",", bits);
                 master = 8;
             }
-            return new QuantizationConfig(registration.Name, master, CommonOptions.CheckGroup(Group), false, false, options);
+            return new QuantizationConfig(registration.Name, master, CommonOptions.CheckGroup(Group), false, IncludeHead, options, embeddingBits: EmbeddingBits);
         }
     }
 

@@ -23,6 +23,7 @@ public sealed class QuantizeVerb : Verb<QuantizeSettings>
         "matq quantize --model models/tiny --method rtn --bits 4 --group 128 --out out/tiny-rtn4.matq",
         "matq quantize --model models/tiny --bits 8 --group 64 --clip mse --out out/tiny-rtn8.matq",
         "matq quantize --model models/small --method rtn --bits 3 --group 0 --symmetric --include-head --device cuda --out out/small-rtn3.matq",
+        "matq quantize --model models/tiny --method rtn --bits 8 --group 64 --embedding-bits 8 --include-head --out out/tiny-rtn8-emb.matq  (no large float tensor left)",
         "matq quantize --model models/tiny --method omniquant --bits 4 --group 64 --option epochs=10 --out out/tiny-omni4.matq",
         "matq quantize --model models/tiny --method matquant --base omniquant --bits 8,4,2 --lambda 1,1,1 --codistill 8->2 --out out/tiny-mq.matq  (int8 master codes)",
         "matq quantize --model models/tiny --method matquant --base qat --bits 8,4,2 --layers ffn --out out/tiny-mq-ffn.matq  (attention stays float)",
@@ -73,7 +74,14 @@ public sealed class QuantizeVerb : Verb<QuantizeSettings>
         DefaultValueFactory = _ => "all",
         HelpName = "all|ffn|attn|PATTERN[,...]",
     };
-    private readonly Option<bool> _head = new("--include-head") { Description = "Also quantize lm_head (untied heads only; embeddings stay float)" };
+    private readonly Option<bool> _head = new("--include-head") { Description = "Also quantize lm_head (untied heads only, calibrated like the linears; a tied head is the embedding: see --embedding-bits)" };
+    private readonly Option<int?> _embeddingBits = new("--embedding-bits")
+    {
+        Description = "Also store the token embedding as master codes like a linear (min-max grid from the weights, groups of --group along hidden; "
+            + "served sliced to --bits at load like the linears; a tied head reads it too); B must be the master bits (--bits, 8 for a matquant list). "
+            + "Default: the embedding stays float in the checkpoint dtype",
+        HelpName = "B",
+    };
     private readonly Option<string> _calibData = new("--calib-data")
     {
         Description = "Calibration text for methods that need it: sotu-train, sotu-validation, sotu-test, moby-dick or a UTF-8 text file",
@@ -96,20 +104,20 @@ public sealed class QuantizeVerb : Verb<QuantizeSettings>
 
     protected override void Configure(Command command)
     {
-        foreach (var o in new Option[] { _model, _method, _bits, _group, _symmetric, _clip, _options, _base, _lambda, _codistill, _layers, _head, _calibData, _calibN, _calibLen, _out, _device, _seed, _resume, _tokenizer })
+        foreach (var o in new Option[] { _model, _method, _bits, _group, _symmetric, _clip, _options, _base, _lambda, _codistill, _layers, _head, _embeddingBits, _calibData, _calibN, _calibLen, _out, _device, _seed, _resume, _tokenizer })
             command.Options.Add(o);
         foreach (var o in _visionOptions) command.Options.Add(o);
     }
 
     // The LM options that, given explicitly for a vision method on a vision folder, are named in the pointer to `matq quantize-cnn`.
-    private Option[] LmOnlyOptions => [_group, _symmetric, _clip, _options, _layers, _head, _calibData, _calibN, _calibLen, _out, _tokenizer];
+    private Option[] LmOnlyOptions => [_group, _symmetric, _clip, _options, _layers, _head, _embeddingBits, _calibData, _calibN, _calibLen, _out, _tokenizer];
 
     protected override QuantizeSettings Read(ParseResult r)
     {
         static bool Given(ParseResult r, Option o) => r.GetResult(o) is { Implicit: false };
         return new(r.GetValue(_model)!, r.GetValue(_method) ?? "", r.GetValue(_bits)!, r.GetValue(_group), r.GetValue(_symmetric), r.GetValue(_clip),
             r.GetValue(_options) ?? [], r.GetValue(_base), r.GetValue(_lambda), r.GetValue(_codistill), r.GetValue(_layers)!, r.GetValue(_head),
-            r.GetValue(_calibData)!, r.GetValue(_calibN), r.GetValue(_calibLen), Given(r, _calibLen), r.GetValue(_out), r.GetValue(_device)!,
+            r.GetValue(_embeddingBits), r.GetValue(_calibData)!, r.GetValue(_calibN), r.GetValue(_calibLen), Given(r, _calibLen), r.GetValue(_out), r.GetValue(_device)!,
             r.GetValue(_seed), r.GetValue(_resume), r.GetValue(_tokenizer),
             LmOnlyOptions.FirstOrDefault(o => Given(r, o))?.Name, _visionOptions.FirstOrDefault(o => Given(r, o))?.Name);
     }
@@ -177,7 +185,7 @@ public sealed class QuantizeVerb : Verb<QuantizeSettings>
                     e => { OnEvent(task, e); _observe?.Invoke(e); }, cts.Token) { Checkpoint = checkpoint, Blocks = stream, CodeSpill = spill };
                 run = QuantizationRunner.Run(algorithm, context);
                 task.Description = "writing artifact";
-                written = ArtifactExport.Write(run, model, outPath, tokenizerFolder, floats);
+                written = ArtifactExport.Write(run, model, outPath, tokenizerFolder, floats, stream is null ? null : stream.StoredReader);
                 task.Value = task.MaxValue;
             });
         }
@@ -272,6 +280,8 @@ public sealed class QuantizeVerb : Verb<QuantizeSettings>
         if (!run.Config.Layers.IsAll)
             Console.MarkupLine($"--layers {Markup.Escape(run.Config.Layers.Text)}: the other linears stay float in the artifact");
         Console.MarkupLine($"{run.Layers.Count} layers, mean weight MSE {meanMse:E3}, quantize {run.Seconds:F1} s, total {seconds:F1} s");
+        if (written.Embedding is { } e)
+            Console.MarkupLine($"embedding {e.OutFeatures}×{e.InFeatures} stored as {e.Bits}-bit codes (min-max grid, weight MSE {e.WeightMse:E3}, {e.Seconds:F1} s)");
         Console.MarkupLine($"wrote [bold]{Markup.Escape(written.Path)}[/] ({Format.Bytes(written.Bytes)})"
             + (written.TokenizerFolder is null ? " [yellow](no tokenizer files found to copy)[/]" : $" + tokenizer {Markup.Escape(written.TokenizerFolder)}"));
     }
@@ -283,7 +293,7 @@ public sealed class QuantizeVerb : Verb<QuantizeSettings>
 /// option given explicitly (for the one-line pointer to `matq quantize-cnn`); <see cref="Validate"/> checks the method, bits, options,
 /// paths, --resume, calibration and --device (one line per mistake) before a model load or a dataset fetch.</summary>
 public sealed record QuantizeSettings(string Model, string Method, string Bits, int Group, bool Symmetric, string? Clip, string[] Options, string? Base,
-    string? Lambda, string? Codistill, string Layers, bool IncludeHead, string CalibData, int CalibN, int CalibLen, bool CalibLenGiven, string? Out,
+    string? Lambda, string? Codistill, string Layers, bool IncludeHead, int? EmbeddingBits, string CalibData, int CalibN, int CalibLen, bool CalibLenGiven, string? Out,
     string Device, int Seed, bool Resume, string? Tokenizer, string? GivenLmOption, string? GivenVisionOption) : IVerbSettings
 {
     /// <summary>The method's config: method, master bits (int8 for a MatQuant list of widths), group, options and layers.</summary>
@@ -312,7 +322,7 @@ public sealed record QuantizeSettings(string Model, string Method, string Bits, 
                 master = 8;
             }
             return new QuantizationConfig(registration.Name, master, CommonOptions.CheckGroup(Group), Symmetric, IncludeHead, options,
-                layers: LayerFilter.Parse(Layers));
+                layers: LayerFilter.Parse(Layers), embeddingBits: EmbeddingBits);
         }
     }
 

@@ -52,6 +52,14 @@ public sealed class GgufWriter
         return this;
     }
 
+    /// <summary>Adds tensor <paramref name="to"/> as a copy of the already added <paramref name="from"/> (same type and data).</summary>
+    public GgufWriter CopyTensor(string from, string to)
+    {
+        var t = _tensors.FirstOrDefault(x => x.Name == from);
+        if (t.Name is null) throw new MatqException($"GGUF tensor '{from}' was not added, so it cannot be copied to '{to}'");
+        return AddTensor(to, t.Ne, t.Type, t.Data);
+    }
+
     /// <summary>Writes atomically (see AtomicFile): on failure an existing file at <paramref name="path"/> is intact.</summary>
     public void Write(string path) => Matq.Formats.IO.AtomicFile.Write(path, fs =>
     {

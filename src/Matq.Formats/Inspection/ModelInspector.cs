@@ -95,6 +95,7 @@ public static class ModelInspector
             new("symmetric", md.Symmetric ? "true" : "false"),
             new("trained_bits", string.Join(",", md.TrainedBits)),
             new("quantized_tensors", md.Quantized.Count.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+            new("embedding", TableText(md, "model.embed_tokens.weight")),
             new("tokenizer", md.Tokenizer is null ? "none" : $"{md.Tokenizer.Kind}: {string.Join(", ", md.Tokenizer.Files)}"),
             new("created_by", md.CreatedBy),
         };
@@ -102,5 +103,13 @@ public static class ModelInspector
             list.Add(new("model_type", mt.GetString()!));
         if (md.Extra is { } extra) list.Add(new("extra", extra.GetRawText()));
         return list;
+    }
+
+    // "quantized: 8-bit codes [128256, 4096], group 128" for a table stored as master codes, else "float (see tensors)"
+    private static string TableText(MatqMetadata md, string name)
+    {
+        var q = md.Quantized.FirstOrDefault(e => e.Name == name);
+        return q is null ? "float (see tensors)"
+            : $"quantized: {md.MasterBits}-bit codes [{q.OutFeatures}, {q.InFeatures}], {(q.GroupSize == -1 ? "per-channel" : $"group {q.GroupSize}")}";
     }
 }

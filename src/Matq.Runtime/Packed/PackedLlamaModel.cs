@@ -11,6 +11,9 @@
 // Head: the artifact's lm_head as stored (fp32, or packed at its plan bits when quantized), or, with HeadBits, the fp32
 // head (the tied embedding for tied models) RTN-quantized at load (asymmetric min-max, HeadGroup columns per group); a
 // tied model then also looks its embeddings up in that one packed table, so the fp32 (or stored) table is not kept.
+// A quantized embedding (quantize --embedding-bits) is sliced to its served bits and packed like a linear; each lookup
+// dequantizes one row (PackedMatrix.DequantizeRow), and a tied head is that same packed table (HeadBits does not apply,
+// as for a quantized untied head).
 using Matq.Formats.Artifact;
 using Matq.Kernels.Packed;
 using Matq.Runtime.Loading;
@@ -67,6 +70,9 @@ public sealed class PackedLlamaModel
     public float[]? Embedding { get; }
     /// <summary>The embedding table in its stored bf16/f16 dtype (a memory-mapped load), widened per looked-up row; or null.</summary>
     public StoredRows? StoredEmbedding { get; }
+    /// <summary>A quantized embedding sliced to its served bits and packed (one row dequantized per lookup); for a tied
+    /// model the head's matrix is this same object. Null when the artifact stores the embedding float.</summary>
+    public Matq.Kernels.Packed.PackedMatrix? PackedEmbedding { get; }
     /// <summary>cos/sin of position p and pair i at [p·HeadDim/2 + i], for p &lt; MaxPositions.</summary>
     internal float[] RopeCos { get; }
     internal float[] RopeSin { get; }
@@ -79,10 +85,10 @@ public sealed class PackedLlamaModel
     public int MaxPositions { get; }
 
     private PackedLlamaModel(LlamaConfig config, string path, MatqMetadata metadata, int bits, IReadOnlyList<PackedLlamaLayer> layers,
-        float[] finalNorm, PackedLinear head, float[]? embedding, StoredRows? storedEmbedding)
+        float[] finalNorm, PackedLinear head, float[]? embedding, StoredRows? storedEmbedding, Matq.Kernels.Packed.PackedMatrix? packedEmbedding)
     {
         Config = config; Path = path; Metadata = metadata; Bits = bits; Layers = layers; FinalNorm = finalNorm; Head = head; Embedding = embedding;
-        StoredEmbedding = storedEmbedding;
+        StoredEmbedding = storedEmbedding; PackedEmbedding = packedEmbedding;
         MaxPositions = config.MaxPositionEmbeddings;
         (RopeCos, RopeSin) = RopeTables(config.Rope, config.HeadDim, MaxPositions);
         (LocalRopeCos, LocalRopeSin) = config.LocalRope == config.Rope ? (RopeCos, RopeSin) : RopeTables(config.LocalRope, config.HeadDim, MaxPositions);
@@ -100,7 +106,8 @@ public sealed class PackedLlamaModel
     /// same array) and of the norms.</summary>
     public long OtherBytes => 4L * ((Embedding is null || ReferenceEquals(Embedding, Head.Dense) ? 0 : Embedding.LongLength)
                                     + FinalNorm.Length + Layers.Sum(l => l.Norms.Sum(n => (long)n.Length)))
-                              + (StoredEmbedding is null || ReferenceEquals(StoredEmbedding, Head.Stored) ? 0 : StoredEmbedding.Bytes);
+                              + (StoredEmbedding is null || ReferenceEquals(StoredEmbedding, Head.Stored) ? 0 : StoredEmbedding.Bytes)
+                              + (PackedEmbedding is null || ReferenceEquals(PackedEmbedding, Head.Packed) ? 0 : PackedEmbedding.WeightBytes);
     public long ResidentWeightBytes => LayerWeightBytes + HeadBytes + OtherBytes;
 
     /// <summary>Weight-count-weighted mean served bits of the decoder layers' linears.</summary>
@@ -199,10 +206,13 @@ public sealed class PackedLlamaModel
 
         // A tied model with a packed head looks its embeddings up in that table (one copy of the vocabulary matrix), so
         // its float table is never held: --head B quantizes it straight from the artifact (RTN at load, as FromFloat).
-        bool embedFromHead = config.TieWordEmbeddings && options.HeadBits is not null;
-        var embedding = embedFromHead ? null : Table("model.embed_tokens", null);
+        const string embedName = "model.embed_tokens.weight";
+        var packedEmbedding = artifact.TryGetQuantized(embedName, out var qe) ? artifact.Pack(qe, c, perLayer[embedName]) : null;
+        bool embedFromHead = config.TieWordEmbeddings && options.HeadBits is not null && packedEmbedding is null;
+        var embedding = embedFromHead || packedEmbedding is not null ? null : Table("model.embed_tokens", null);
         PackedLinear head;
-        if (config.TieWordEmbeddings)
+        if (config.TieWordEmbeddings && packedEmbedding is not null) head = new PackedLinear("lm_head", packedEmbedding);
+        else if (config.TieWordEmbeddings)
         {
             head = options.HeadBits is int b ? new PackedLinear("lm_head", artifact.QuantizeRows("model.embed_tokens.weight", b, options.HeadGroup))
                 : embedding!.Stored is { } stored ? new PackedLinear("lm_head", stored)
@@ -211,7 +221,7 @@ public sealed class PackedLlamaModel
         else if (artifact.TryGetQuantized("lm_head.weight", out _)) head = Linear("lm_head");
         else head = options.HeadBits is int b ? new PackedLinear("lm_head", artifact.QuantizeRows("lm_head.weight", b, options.HeadGroup))
             : Table("lm_head", FOpt("lm_head.bias"));
-        return new PackedLlamaModel(config, artifact.Path, md, r, layers, Norm("model.norm.weight"), head, embedding?.Dense, embedding?.Stored);
+        return new PackedLlamaModel(config, artifact.Path, md, r, layers, Norm("model.norm.weight"), head, embedding?.Dense, embedding?.Stored, packedEmbedding);
     }
 
     /// <summary>What Build reads: an artifact held in memory, or one memory-mapped and read a tensor at a time.</summary>
@@ -312,7 +322,7 @@ public sealed class PackedLlamaModel
         int h = Config.HiddenSize;
         if (Embedding is not null) Embedding.AsSpan((int)((long)id * h), h).CopyTo(dst);
         else if (StoredEmbedding is not null) StoredEmbedding.RowsTo(id, 1, dst[..h]);
-        else Head.Packed!.DequantizeRow(id, dst);
+        else (PackedEmbedding ?? Head.Packed!).DequantizeRow(id, dst[..h]);
         if (EmbeddingScale != 1f) System.Numerics.Tensors.TensorPrimitives.Multiply(dst[..h], EmbeddingScale, dst[..h]);
     }
 

@@ -15,6 +15,8 @@
 //   Otherwise each super-block is re-quantized from ŵ_r (the artifact's group grid tried as a candidate), and the export
 //   reports exact vs re-quantized tensors with max/RMS |Δw| against ŵ_r. Rows that are not a multiple of 256 fall back
 //   as llama.cpp's quantizer does (q2_K/q3_K → q4_0, q4_K → q5_0, q5_K → q5_1, q6_K → q8_0; f16 when not a multiple of 32).
+// A quantized embedding (quantize --embedding-bits) takes the linears' path at the embedding type (--embed-type: q8_0 is
+// lossless for symmetric 8-bit codes, else re-quantized from ŵ); a report note says which type it got and how.
 using System.Text.Json;
 using Matq.Formats.Artifact;
 using Matq.Formats.Gguf;
@@ -58,7 +60,7 @@ public static class GgufExporter
     /// <summary>
     /// Writes <paramref name="matqPath"/> as GGUF for the llama.cpp architecture of its family (GgufArchitecture).
     /// Quantized linears take <paramref name="type"/>; the token embedding and an untied output head take
-    /// <paramref name="embedType"/> (default: q8_0 for the block types, q6_K for the k-quants, as llama.cpp's own quantizer does for the head, else
+    /// <paramref name="embedType"/> (a quantized embedding from its codes, by the linears' rules; default: q8_0 for the block types, q6_K for the k-quants, as llama.cpp's own quantizer does for the head, else
     /// <paramref name="type"/>); norms stay f32. A tensor whose rows are not a multiple of 32 values cannot take a block
     /// type: it falls back to f16, and the report's notes name it. Phi-3's q/k/v and gate/up are fused again by rows; the
     /// fused tensor takes the lossless path when every part does (rows are independent blocks, so codes stay exact).
@@ -86,31 +88,20 @@ public static class GgufExporter
         foreach (var (name, partIdx) in Group(arch, a.Quantized.Select(q => q.Name)))
         {
             var parts = partIdx.Select(i => a.Quantized[i]).ToList();
-            int cols = parts[0].InFeatures;
-            if (parts.Any(q => q.InFeatures != cols)) throw new MatqException($"{name}: fused parts have different input sizes");
-            long[] ne = [cols, parts.Sum(q => (long)q.OutFeatures)];
-            if (GgufKQuants.IsKQuant(type))
+            if (name != "token_embd.weight")
             {
-                AddKQuant(w, arch, name, ne, parts, a.Metadata.MasterBits, type, fallbacks, kFallbacks, counts, k);
+                AddQuantized(w, arch, name, parts, a.Metadata.MasterBits, type, fallbacks, kFallbacks, counts, k);
                 continue;
             }
-            bool sym = parts.All(q => q.Zeros.All(z => z == 128f)) && a.Metadata.MasterBits == 8;
-            bool blocks32 = parts.All(q => q.GroupWidth % 32 == 0 && q.InFeatures % 32 == 0 && q.Perm is null);
-            if (type == GgmlType.Q4_1 && blocks32 || type is GgmlType.Q4_0 or GgmlType.Q8_0 && blocks32 && sym)
-            {
-                var data = parts.SelectMany(q => GgufQuantizedCodes.Encode(q, a.Metadata.MasterBits, type, arch.RowPerm(q.Name, q.OutFeatures))).ToArray();
-                w.AddTensor(name, ne, type, data);
-                counts.Lossless += parts.Count;
-                continue;
-            }
-            int r = type is GgmlType.Q4_0 or GgmlType.Q4_1 ? Math.Min(4, a.Metadata.MasterBits) : a.Metadata.MasterBits;
-            var deq = parts.SelectMany(q => GgufQuantizedCodes.DequantizeSlice(q, a.Metadata.MasterBits, r, arch.RowPerm(q.Name, q.OutFeatures))).ToArray();
-            var t = type;
-            // llama.cpp's own quantizer does the same for rows its block type cannot hold
-            if (GgufBlocks.IsBlockType(type) && cols % GgufBlocks.BlockValues != 0) { fallbacks.Add(parts[0].Name); t = GgmlType.F16; }
-            w.AddTensor(name, ne, t, GgufBlocks.Encode(t, deq));
-            if (GgufBlocks.IsBlockType(t)) counts.Quantized += parts.Count; else counts.Floats += parts.Count;
+            // a quantized embedding (quantize --embedding-bits) takes the embedding type, from its codes by the same rules as
+            // the linears; its k-quant stats are kept apart so the linears' k-quant line stays theirs
+            var (written, lossless) = AddQuantized(w, arch, name, parts, a.Metadata.MasterBits, embed, fallbacks, kFallbacks, counts, new KStats());
+            notes.Add($"token_embd.weight written from the artifact's {a.Metadata.MasterBits}-bit embedding codes as {written}: "
+                + (lossless ? "codes copied (lossless)" : GgufBlocks.IsBlockType(written)
+                    ? "re-quantized from the dequantized codes (asymmetric zero points, or a grid the type cannot hold)" : "the dequantized codes"));
         }
+        // llama.cpp's phi3 loads output.weight as a required tensor: a tied head is written as a copy of the embedding
+        if (a.IsQuantized("model.embed_tokens.weight") && arch.Fused && cfg.TieWordEmbeddings) w.CopyTensor("token_embd.weight", "output.weight");
         GgufKQuantStats? kstats = null;
         if (GgufKQuants.IsKQuant(type))
         {
@@ -192,8 +183,38 @@ public static class GgufExporter
         return GgmlType.F16;
     }
 
+    // one GGUF tensor from quantized artifact weights (fused parts by rows): k-quant, lossless block copy, or re-quantized
+    private static (GgmlType Written, bool Lossless) AddQuantized(GgufWriter w, GgufArchitecture arch, string name, List<MatqQuantizedTensor> parts, int master, GgmlType type,
+        List<string> fallbacks, List<(string Name, GgmlType To)> kFallbacks, Counts counts, KStats k)
+    {
+        int cols = parts[0].InFeatures;
+        if (parts.Any(q => q.InFeatures != cols)) throw new MatqException($"{name}: fused parts have different input sizes");
+        long[] ne = [cols, parts.Sum(q => (long)q.OutFeatures)];
+        if (GgufKQuants.IsKQuant(type))
+        {
+            return AddKQuant(w, arch, name, ne, parts, master, type, fallbacks, kFallbacks, counts, k);
+        }
+        bool sym = parts.All(q => q.Zeros.All(z => z == 128f)) && master == 8;
+        bool blocks32 = parts.All(q => q.GroupWidth % 32 == 0 && q.InFeatures % 32 == 0 && q.Perm is null);
+        if (type == GgmlType.Q4_1 && blocks32 || type is GgmlType.Q4_0 or GgmlType.Q8_0 && blocks32 && sym)
+        {
+            var data = parts.SelectMany(q => GgufQuantizedCodes.Encode(q, master, type, arch.RowPerm(q.Name, q.OutFeatures))).ToArray();
+            w.AddTensor(name, ne, type, data);
+            counts.Lossless += parts.Count;
+            return (type, true);
+        }
+        int r = type is GgmlType.Q4_0 or GgmlType.Q4_1 ? Math.Min(4, master) : master;
+        var deq = parts.SelectMany(q => GgufQuantizedCodes.DequantizeSlice(q, master, r, arch.RowPerm(q.Name, q.OutFeatures))).ToArray();
+        var t = type;
+        // llama.cpp's own quantizer does the same for rows its block type cannot hold
+        if (GgufBlocks.IsBlockType(type) && cols % GgufBlocks.BlockValues != 0) { fallbacks.Add(parts[0].Name); t = GgmlType.F16; }
+        w.AddTensor(name, ne, t, GgufBlocks.Encode(t, deq));
+        if (GgufBlocks.IsBlockType(t)) counts.Quantized += parts.Count; else counts.Floats += parts.Count;
+        return (t, false);
+    }
+
     // one GGUF tensor of a k-quant export from its parts' r-bit slices (see the file header)
-    private static void AddKQuant(GgufWriter w, GgufArchitecture arch, string name, long[] ne, List<MatqQuantizedTensor> parts, int master,
+    private static (GgmlType Written, bool Exact) AddKQuant(GgufWriter w, GgufArchitecture arch, string name, long[] ne, List<MatqQuantizedTensor> parts, int master,
         GgmlType type, List<string> fallbacks, List<(string Name, GgmlType To)> kFallbacks, Counts counts, KStats k)
     {
         var spec = GgufKQuants.Spec(type);
@@ -205,7 +226,7 @@ public static class GgufExporter
             w.AddTensor(name, ne, t, GgufBlocks.Encode(t, deq));
             if (GgufBlocks.IsBlockType(t)) counts.Quantized += parts.Count; else counts.Floats += parts.Count;
             k.Fallback += parts.Count;
-            return;
+            return (t, false);
         }
         var data = new List<byte>();
         bool exact = true;
@@ -222,6 +243,7 @@ public static class GgufExporter
         k.Add(exact, parts.Count, deq, GgufBlocks.Decode(type, encoded, deq.Length));
         if (exact) counts.Lossless += parts.Count; else counts.Quantized += parts.Count;
         w.AddTensor(name, ne, type, encoded);
+        return (type, exact);
     }
 
     // float tensors grouped into their GGUF tensors: 1-D → f32, embedding/head → embed, other 2-D → matrix

@@ -3,7 +3,10 @@
 //   .matq artifact at r bits                              → every quantized linear is a MatMulNBits at r bits (see
 //                                                            OnnxQuantizedLinear: exact, never re-quantized); the artifact's
 //                                                            embedding and float linears keep their stored width (f32, or
-//                                                            bf16/f16 + Cast, exact), norms and biases are float32.
+//                                                            bf16/f16 + Cast, exact), norms and biases are float32;
+//                                                            a quantized embedding (quantize --embedding-bits) is
+//                                                            dequantized at r bits into a float32 Gather table (as the
+//                                                            torch engine serves it; a tied head multiplies by it).
 // The graph has no KV cache: input_ids [batch, sequence] → logits [batch, sequence, vocab]. Metadata props record the
 // source, bits and algorithm. Bits ORT does not run and group sizes MatMulNBits blocks cannot tile are refused with one
 // MatqException before anything is written.
@@ -73,10 +76,18 @@ public static class OnnxExporter
         var config = ArtifactSource.ModelConfig(a);
         int c = a.Metadata.MasterBits, r = bits ?? c;
         OnnxQuantizedLinear.CheckBits(r, c);
-        foreach (var q in a.Quantized) OnnxQuantizedLinear.BlockSize(q); // refuse untileable groups before building anything
+        const string embedName = "model.embed_tokens.weight";
+        foreach (var q in a.Quantized.Where(q => q.Name != embedName)) OnnxQuantizedLinear.BlockSize(q); // refuse untileable groups before building anything
+        bool quantizedEmbedding = a.TryGetQuantized(embedName, out var qe);
+        float[] Floats(string n)
+        {
+            if (n != embedName || !quantizedEmbedding) return a.GetFloat(n).Values;
+            var (wq, _) = QuantizedModelLoader.ServedWeight(qe, c, r, extraPrecision: false);
+            using (wq) return wq.contiguous().data<float>().ToArray();
+        }
         var reports = new List<OnnxLinearReport>();
         int linears = 0;
-        var graph = OnnxLlamaGraph.Build(config, Stem(a.Path), n => a.GetFloat(n).Values, (g, module, x) =>
+        var graph = OnnxLlamaGraph.Build(config, Stem(a.Path), Floats, (g, module, x) =>
         {
             if (a.TryGetQuantized(module + ".weight", out var q))
             {
@@ -87,7 +98,7 @@ public static class OnnxExporter
             linears++;
             var f = a.GetFloat(module + ".weight");
             return FloatLinear(g, module, x, f.Values, config, Stored(f.StoredDtype));
-        }, Stored(a.GetFloat("model.embed_tokens.weight").StoredDtype));
+        }, quantizedEmbedding ? OnnxDataType.Float : Stored(a.GetFloat(embedName).StoredDtype));
         quantized = reports;
         floatLinears = linears;
         servedBits = r;

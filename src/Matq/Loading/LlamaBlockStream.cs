@@ -136,6 +136,16 @@ public sealed class LlamaBlockStream : IDisposable
         return (dtype, t.contiguous().bytes.ToArray());
     }
 
+    /// <summary>A reader of tensor <paramref name="name"/>'s stored bytes straight from the shards (positioned reads, any
+    /// range, thread-safe) and its dtype, when the artifact would store those bytes as they are (what <see cref="ReadSource"/>
+    /// returns whole); null for a tensor kept by <see cref="Override"/>, cut from a fused one, or converted (F64).</summary>
+    public (SafetensorsDtype Dtype, Matq.Quantization.Pipeline.StoredBytesReader Read)? StoredReader(string name)
+    {
+        if (!_sourceDtypes.TryGetValue(name, out var dtype) || dtype is SafetensorsDtype.F64 || _overrides.ContainsKey(name)) return null;
+        if (LlamaTensors.CheckpointSource(Config, name).Name != name || dtype != _ckpt.Get(name).Dtype) return null;
+        return (dtype, (offset, destination) => _ckpt.ReadRange(name, offset, destination));
+    }
+
     private Tensor Parameter(string name) => Model.get_parameter(name)
         ?? throw new InvalidOperationException($"the streamed model has no parameter '{name}'");
 

@@ -133,6 +133,8 @@ public sealed class VisionQuantizeTests : IDisposable
         AssertOneError(code, output, "--wstates applies to --method maqd, not to efqat");
         (code, output) = Run(null, "quantize", "--model", Resnet, "--method", "maqd", "--group", "64", "--limit-train", "16");
         AssertOneError(code, output, "--group applies to LM quantization");
+        (code, output) = Run(null, "quantize", "--model", Resnet, "--method", "maqd", "--embedding-bits", "8", "--limit-train", "16");
+        AssertOneError(code, output, "--embedding-bits applies to LM quantization");
     }
 
     [Fact]

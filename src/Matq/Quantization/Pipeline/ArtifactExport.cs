@@ -3,7 +3,9 @@
 //
 // Layout written for out/tiny-rtn4.matq from an HF folder holding tokenizer.json + tokenizer_config.json:
 //   out/tiny-rtn4.matq                          quantized weights (codes/scales/zeros[/perm]) + every other tensor as
-//                                               float in the model's dtype (F32, BF16 or F16), metadata JSON
+//                                               float in the model's dtype (F32, BF16 or F16), metadata JSON; with
+//                                               config.EmbeddingBits the embedding too is codes/scales/zeros (a tied
+//                                               head then has no tensor of its own: readers take it from the embedding)
 //   out/tiny-rtn4.tokenizer/tokenizer.json      copies of the tokenizer files; metadata tokenizer =
 //   out/tiny-rtn4.tokenizer/tokenizer_config.json   {kind: "hf-tokenizer-json", files: ["tiny-rtn4.tokenizer/tokenizer.json", ...]}
 // Files are relative to the artifact's folder, so artifact + folder move together. The tokenizer folder is staged
@@ -14,10 +16,17 @@ using Matq.Runtime.Tokenizers;
 namespace Matq.Quantization.Pipeline;
 
 /// <summary>What <see cref="ArtifactExport.Write"/> produced: the artifact, its size, and the tokenizer copy (if any).</summary>
-public sealed record ArtifactExportResult(string Path, long Bytes, string? TokenizerFolder, string? TokenizerKind);
+public sealed record ArtifactExportResult(string Path, long Bytes, string? TokenizerFolder, string? TokenizerKind)
+{
+    /// <summary>The embedding's quantization (config.EmbeddingBits set): its shape, bits and weight MSE; null when it stays float.</summary>
+    public LayerReport? Embedding { get; init; }
+}
 
 /// <summary>A float (non-quantized) model tensor as the artifact stores it: dtype F32, F16 or BF16 and its bytes.</summary>
 public delegate (SafetensorsDtype Dtype, byte[] Data) FloatTensorSource(string name, long[] shape);
+
+/// <summary>A reader of a model tensor's stored bytes in place (e.g. LlamaBlockStream.StoredReader), or null where there is none.</summary>
+public delegate (SafetensorsDtype Dtype, StoredBytesReader Read)? StoredTensorReader(string name);
 
 public static class ArtifactExport
 {
@@ -30,10 +39,12 @@ public static class ArtifactExport
     /// Writes <paramref name="path"/>. <paramref name="tokenizerFolder"/> is the folder holding the model's tokenizer
     /// files (usually the HF model folder); null or a folder without tokenizer files writes no tokenizer reference.
     /// <paramref name="floats"/> supplies the float tensors (e.g. <see cref="InSourceDtypes"/>, or a block stream's source
-    /// bytes); null = the model's parameters in the model dtype.
+    /// bytes); null = the model's parameters in the model dtype. With config.EmbeddingBits the embedding is taken from the same
+    /// source and stored as master codes (<see cref="EmbeddingQuantizer"/>, rows widened a slice at a time); with
+    /// <paramref name="stored"/> its rows are read in place, so the table is never held whole.
     /// </summary>
     public static ArtifactExportResult Write(QuantizationResult result, LlamaForCausalLM model, string path, string? tokenizerFolder = null,
-        FloatTensorSource? floats = null)
+        FloatTensorSource? floats = null, StoredTensorReader? stored = null)
     {
         ArgumentNullException.ThrowIfNull(result);
         ArgumentNullException.ThrowIfNull(model);
@@ -43,7 +54,6 @@ public static class ArtifactExport
         {
             AlgorithmConfig = MatqMetadata.ParseObject(result.AlgorithmConfigJson().ToJsonString(), "algorithm_config"),
             ModelConfig = MatqMetadata.ParseObject(HfLlamaConfig.ToJson(model.Config, HfDtypeName(model.Dtype)), "model_config"),
-            Extra = MatqMetadata.ParseObject(Reports(result).ToJsonString(), "extra"),
         };
 
         writer.SpillTo(path);   // one tensor in memory at a time, whatever the model's size
@@ -60,9 +70,28 @@ public static class ArtifactExport
         }
         var (storeType, storeDtype) = StoredType(model.Dtype);
         string? floatDtype = null;
+        LayerReport? embeddingReport = null;
         foreach (var (name, shape) in LlamaTensors.Expected(model.Config))
         {
             if (quantized.Contains(name)) continue;
+            if (name == EmbeddingName && config.EmbeddingBits is not null)
+            {
+                // the table in its stored dtype (a bf16 checkpoint: 2 bytes a weight), quantized a slice of rows at a time:
+                // read in place where the source allows, else from its bytes
+                int rows = checked((int)shape[0]), cols = checked((int)shape[1]);
+                MatqQuantizedTensor q;
+                LayerReport report;
+                if (stored?.Invoke(name) is var (rowDtype, read))
+                    (q, report) = EmbeddingQuantizer.Quantize(name, rowDtype, read, rows, cols, config);
+                else
+                {
+                    var (dtype, data) = floats is not null ? floats(name, shape) : ModelBytes(model, name, storeType, storeDtype);
+                    (q, report) = EmbeddingQuantizer.Quantize(name, dtype, data, rows, cols, config);
+                }
+                writer.AddQuantized(q);
+                embeddingReport = report;
+                continue;
+            }
             if (floats is not null)
             {
                 var (dtype, data) = floats(name, shape);
@@ -70,12 +99,10 @@ public static class ArtifactExport
                 floatDtype ??= HfDtypeName(dtype);
                 continue;
             }
-            using var scope = NewDisposeScope();
-            var p = model.get_parameter(name)
-                ?? throw new MatqException($"cannot export '{name}': the model has no such parameter (was its module swapped and not restored?)");
-            var host = p.detach().to(storeType, CPU).contiguous();
-            writer.AddFloatRaw(name, storeDtype, shape, host.bytes.ToArray());
+            var (_, bytes) = ModelBytes(model, name, storeType, storeDtype);
+            writer.AddFloatRaw(name, storeDtype, shape, bytes);
         }
+        writer.Extra = MatqMetadata.ParseObject(Reports(result, embeddingReport).ToJsonString(), "extra");
 
         if (floatDtype is not null)   // torch_dtype says what the float tensors are stored as
             writer.ModelConfig = MatqMetadata.ParseObject(HfLlamaConfig.ToJson(model.Config, floatDtype), "model_config");
@@ -94,7 +121,18 @@ public static class ArtifactExport
                 foreach (var f in present) File.Copy(System.IO.Path.Combine(tokenizerFolder!, f), System.IO.Path.Combine(staged, f));
             }, beforeSwap: () => writer.Write(path));
         }
-        return new ArtifactExportResult(System.IO.Path.GetFullPath(path), new FileInfo(path).Length, final, kind);
+        return new ArtifactExportResult(System.IO.Path.GetFullPath(path), new FileInfo(path).Length, final, kind) { Embedding = embeddingReport };
+    }
+
+    /// <summary>The HF name of the token embedding table [vocab, hidden].</summary>
+    public const string EmbeddingName = "model.embed_tokens.weight";
+
+    private static (SafetensorsDtype, byte[]) ModelBytes(LlamaForCausalLM model, string name, ScalarType storeType, SafetensorsDtype storeDtype)
+    {
+        using var scope = NewDisposeScope();
+        var p = model.get_parameter(name)
+            ?? throw new MatqException($"cannot export '{name}': the model has no such parameter (was its module swapped and not restored?)");
+        return (storeDtype, p.detach().to(storeType, CPU).contiguous().bytes.ToArray());
     }
 
     /// <summary>Float tensors of a resident model stored in each one's checkpoint dtype (<paramref name="dtypes"/>, e.g.
@@ -130,7 +168,7 @@ public static class ArtifactExport
         foreach (var (name, shape) in LlamaTensors.Expected(model.Config))
         {
             long n = shape.Aggregate(1L, (a, b) => checked(a * b));
-            if (quantized.Contains(name))
+            if (quantized.Contains(name) || name == EmbeddingName && config.EmbeddingBits is not null)
             {
                 long cols = shape[1], groups = config.GroupSize <= 0 ? 1 : (cols + config.GroupSize - 1) / config.GroupSize;
                 total += n + shape[0] * groups * 8 + cols * 4;
@@ -171,11 +209,12 @@ public static class ArtifactExport
         _ => "float32",
     };
 
-    // extra = {"seconds": total, "layers": [{name, shape, bits, weight_mse, hessian_error_before/after, seconds}]}
-    private static JsonObject Reports(QuantizationResult result)
+    // extra = {"seconds": total, "layers": [{name, shape, bits, weight_mse, hessian_error_before/after, seconds}]}; a quantized
+// embedding is the last entry (name model.embed_tokens)
+    private static JsonObject Reports(QuantizationResult result, LayerReport? embedding)
     {
         var layers = new JsonArray();
-        foreach (var r in result.Layers.Select(l => l.Report))
+        foreach (var r in result.Layers.Select(l => l.Report).Concat(embedding is null ? [] : [embedding]))
         {
             layers.Add(new JsonObject
             {

@@ -102,9 +102,9 @@ public static class LinearSelection
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(config);
         if (config.IncludeLmHead && model.LmHead is null && config.OnlyLayers?.Contains("lm_head") == true)
-            throw new MatqException("onlyLayers names lm_head but this model ties it to the embedding; embeddings are not quantized");
+            throw new MatqException("onlyLayers names lm_head but this model ties it to the embedding; quantize the tied table with --embedding-bits");
         if (config.Layers.NamesHead && model.LmHead is null)
-            throw new MatqException("--layers names lm_head but this model ties it to the embedding; embeddings are not quantized");
+            throw new MatqException("--layers names lm_head but this model ties it to the embedding; quantize the tied table with --embedding-bits");
         var all = model.Linears(config.IncludeLmHead || config.Layers.NamesHead || config.OnlyLayers?.Contains("lm_head") == true)
             .Select(l => new SelectedLinear(l.Name, l.Module, l.Name == "lm_head" ? model.Config.NumLayers : BlockOf(l.Name)))
             .ToList();

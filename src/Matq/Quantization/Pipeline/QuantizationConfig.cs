@@ -21,8 +21,13 @@ public sealed record QuantizationConfig
 
     public bool Symmetric { get; }
 
-    /// <summary>Also quantize lm_head (an untied head only; embeddings are never quantized).</summary>
+    /// <summary>Also quantize lm_head (an untied head only; a tied head is the embedding, see <see cref="EmbeddingBits"/>).</summary>
     public bool IncludeLmHead { get; }
+
+    /// <summary>Store model.embed_tokens.weight [vocab, hidden] as master codes like a linear (RTN min-max grid from the
+    /// weights, groups of <see cref="GroupSize"/> along hidden) at these bits, which must be <see cref="Bits"/>; null keeps it
+    /// float in the checkpoint dtype. A tied head then reads the same quantized table.</summary>
+    public int? EmbeddingBits { get; }
 
     /// <summary>When set, only these HF module names (e.g. "model.layers.0.mlp.down_proj") are quantized.</summary>
     public IReadOnlyList<string>? OnlyLayers { get; }
@@ -35,7 +40,8 @@ public sealed record QuantizationConfig
     public IReadOnlyDictionary<string, string> Options { get; }
 
     public QuantizationConfig(string method, int bits, int groupSize = 128, bool symmetric = false, bool includeLmHead = false,
-        IReadOnlyDictionary<string, string>? options = null, IReadOnlyList<string>? onlyLayers = null, LayerFilter? layers = null)
+        IReadOnlyDictionary<string, string>? options = null, IReadOnlyList<string>? onlyLayers = null, LayerFilter? layers = null,
+        int? embeddingBits = null)
     {
         var registration = AlgorithmRegistry.Get(method);   // unknown → one line listing the known methods
         if (bits < QuantSpec.MinBits || bits > QuantSpec.MaxBits)
@@ -48,8 +54,11 @@ public sealed record QuantizationConfig
         OptionReader.CheckKeys(registration.Name, registration.Options, opts.Keys);
         if (onlyLayers is { Count: 0 })
             throw new MatqException("onlyLayers is empty: leave it unset to quantize every decoder linear, or name at least one layer");
+        if (embeddingBits is int eb && eb != bits)
+            throw new MatqException($"--embedding-bits {eb}: the embedding is stored as master codes beside the linears' and sliced like them, so it takes the artifact's master bits ({bits}); give --embedding-bits {bits}, or leave it out to keep the embedding float");
         Method = registration.Name;
         Bits = bits;
+        EmbeddingBits = embeddingBits;
         GroupSize = groupSize == 0 ? -1 : groupSize;
         Symmetric = symmetric;
         IncludeLmHead = includeLmHead;
@@ -76,6 +85,7 @@ public sealed record QuantizationConfig
         ["group_size"] = GroupSize,
         ["symmetric"] = Symmetric,
         ["include_lm_head"] = IncludeLmHead,
+        ["embedding_bits"] = EmbeddingBits,
         ["only_layers"] = OnlyLayers,
         ["layers"] = Layers.Text,
     };
