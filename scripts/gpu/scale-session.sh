@@ -5,8 +5,10 @@
 #               host RSS and GPU memory (the trace lines), default CUDA caching allocator
 #   8b-l4-exp   the same with PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (fragmentation of the caching allocator)
 #   8b          all 32 blocks (as scripts/gpu/scale-8b.sh)
+#   8b-q        all 32 blocks with --embedding-bits 4 --include-head (no float vocabulary table), and the eval stage
 #   1b-M        Llama-3.2-1B shape, all 16 blocks, method M (rtn, gptq, athena, omniquant, matquant-omniquant, matquant-athena)
-# Needs .carry/matq.tar.xz (scripts/publish-gpu.sh) in the tree; writes <step>.log and .md into $OUT/scale-session.tgz.
+# Needs .carry/matq.tar.xz (scripts/publish-gpu.sh) in the tree; writes <step>.log and .md into $OUT/scale-session.tgz,
+# re-packed after every step. Keep DEADLINE below the call's limit (the device budget left can make it shorter than asked).
 set -uo pipefail
 FINAL=${OUT:-/tmp/out}; OUT=/tmp/scale-res; rm -rf "$OUT"; mkdir -p "$OUT" "$FINAL"
 start=$(date +%s); DEADLINE=${DEADLINE:-570}
@@ -24,6 +26,7 @@ step() {   # name cap command...
   /usr/bin/time -v timeout "$cap" "$@" > "$OUT/$name.log" 2>&1
   local rc=$?
   echo "$name: rc $rc, $(( $(date +%s) - t0 )) s (cap $cap s)" | tee -a "$OUT/steps.txt"
+  tar -C "$OUT" -czf "$FINAL/scale-session.tgz" .   # after every step: a call stopped by its time limit still returns the steps done
 }
 scale() {  # name cap shape method extra...
   local name=$1 cap=$2 shape=$3 method=$4; shift 4
@@ -37,6 +40,7 @@ for s in ${STEPS:-8b-l4 8b-l4-exp 1b-rtn 1b-gptq 1b-athena}; do
     8b-l4) scale "$s" 150 llama-3.1-8b gptq --layers 4 --eval-tokens 0 ;;
     8b-l4-exp) PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True scale "$s" 150 llama-3.1-8b gptq --layers 4 --eval-tokens 0 ;;
     8b) scale "$s" 560 llama-3.1-8b gptq --eval-tokens 0 ;;
+    8b-q) scale "$s" 560 llama-3.1-8b gptq --embedding-bits 4 --include-head --eval-tokens 256 ;;   # embedding and head quantized too
     1b-*) scale "$s" 400 llama-3.2-1b "${s#1b-}" --eval-tokens 512 ;;
   esac
 done
