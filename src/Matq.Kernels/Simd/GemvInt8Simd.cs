@@ -1,7 +1,8 @@
 // Contract: the integer GEMV y = Ŵx with int8 activations (Packed/Int8Activations), bit-identical to GemvInt8Reference.
 // Rows sit in the int32 lanes of the packed tiles (Reference/PackedTile16), so a path's integer loop leaves each row's
 // exact group dot D_g in its own lane — no horizontal sums — and the epilogue is the reference's per-row fp32 sequence
-// A ← fma(Scale, D_g, A), B ← fma(Bias, X_g, B), y = s·(A + B), 16 rows per vector operation. Integer paths:
+// A ← fma(Scale, D_g, A), B ← fma(b, β·X_g, B), y = s·(A + B), 16 rows per vector operation (fp16 scales and b lanes,
+// converted exactly: Packed/PackedGroupParams). Integer paths:
 //   Avx512    AVX-512BW, 512-bit: vpmaddubsw of unscaled code fields (≤ 15) with 4 broadcast activations, int16 sums,
 //             vpmaddwd into int32 (no saturation: pairs ≤ 2·15·127; the int16 sums are bounded per width below);
 //   Vnni      AVX-VNNI, 256-bit: vpdpbusd of code fields masked in place (scaled by 4^p or 16, ≤ 255) into scaled
@@ -138,14 +139,16 @@ public static unsafe class GemvInt8Simd
         var outv = stackalloc float[16];
         var sv = Vector256.Create(a.Scale);
         bool prefetch = w.WeightBytes >= PrefetchMinBytes && Sse.IsSupported;
+        var gp = w.Params;
+        float mg = gp.Magic, beta = gp.BiasFactor;
         fixed (byte* data = w.Data)
         fixed (sbyte* xs = a.Codes)
         fixed (int* gsum = a.GroupSums)
-        fixed (float* sc = w.Scales, bi = w.Biases)
+        fixed (Half* sc = gp.Scales, bi = gp.BiasLanes)
             for (int t = t0; t < t1; t++)
             {
                 byte* tile = data + t * tileBytes;
-                float* s = sc + (long)t * gpr * 16, b = bi + (long)t * gpr * 16;
+                Half* s = sc + (long)t * gpr * 16, b = bi + (long)t * gpr * 16;
                 Vector256<float> a0 = default, a1 = default, b0 = default, b1 = default;
                 for (int g = 0, c0 = 0; g < gpr; g++, c0 += cpg, s += 16, b += 16)
                 {
@@ -155,11 +158,11 @@ public static unsafe class GemvInt8Simd
                         for (int i = 0; i < cpg * cb; i += 64) Sse.Prefetch1(pf + i);
                     }
                     T.Dots(tile + (long)c0 * cb, xs + 32 * c0, Math.Min(cpg, cpr - c0), d);
-                    var xv = Vector256.Create((float)gsum[g]);
-                    a0 = Vector256.FusedMultiplyAdd(Vector256.Load(s), Vector256.ConvertToSingle(Vector256.Load(d)), a0);
-                    a1 = Vector256.FusedMultiplyAdd(Vector256.Load(s + 8), Vector256.ConvertToSingle(Vector256.Load(d + 8)), a1);
-                    b0 = Vector256.FusedMultiplyAdd(Vector256.Load(b), xv, b0);
-                    b1 = Vector256.FusedMultiplyAdd(Vector256.Load(b + 8), xv, b1);
+                    var xv = Vector256.Create(beta * gsum[g]);
+                    a0 = Vector256.FusedMultiplyAdd(PackedGroupParams.Load256(s, mg), Vector256.ConvertToSingle(Vector256.Load(d)), a0);
+                    a1 = Vector256.FusedMultiplyAdd(PackedGroupParams.Load256(s + 8, mg), Vector256.ConvertToSingle(Vector256.Load(d + 8)), a1);
+                    b0 = Vector256.FusedMultiplyAdd(PackedGroupParams.Load256(b, mg), xv, b0);
+                    b1 = Vector256.FusedMultiplyAdd(PackedGroupParams.Load256(b + 8, mg), xv, b1);
                 }
                 float* yt = y + t * 16;
                 if (t * 16 + 16 <= w.Rows)
@@ -182,20 +185,20 @@ public static unsafe class GemvInt8Simd
         int gpr = w.GroupsPerRow;
         var d = stackalloc long[16];
         var acc = stackalloc float[32];
+        float beta = w.Params.BiasFactor;
         fixed (byte* data = w.Data)
         fixed (sbyte* xs = a.Codes)
-        fixed (float* sc = w.Scales, bi = w.Biases)
             for (int t = t0; t < t1; t++)
             {
                 for (int i = 0; i < 32; i++) acc[i] = 0;
                 for (int g = 0; g < gpr; g++)
                 {
                     GroupDot<T>(w, data + t * w.TileBytes, xs, g, d);
-                    float* s = sc + ((long)t * gpr + g) * 16, b = bi + ((long)t * gpr + g) * 16;
+                    long e = ((long)t * gpr + g) * 16;
                     for (int i = 0; i < 16; i++)
                     {
-                        acc[i] = MathF.FusedMultiplyAdd(s[i], d[i], acc[i]);
-                        acc[16 + i] = MathF.FusedMultiplyAdd(b[i], a.GroupSums[g], acc[16 + i]);
+                        acc[i] = MathF.FusedMultiplyAdd(w.Params.Scale(e + i), d[i], acc[i]);
+                        acc[16 + i] = MathF.FusedMultiplyAdd(w.Params.BiasLane(e + i), beta * a.GroupSums[g], acc[16 + i]);
                     }
                 }
                 for (int i = 0; i < Math.Min(16, w.Rows - t * 16); i++) y[t * 16 + i] = a.Scale * (acc[i] + acc[16 + i]);
