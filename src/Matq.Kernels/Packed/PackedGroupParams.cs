@@ -1,14 +1,16 @@
 // Contract: the one definition of a packed matrix's per-group parameters, which every packed kernel and reference reads.
-// Per (row o, group g), laid out [RowTiles][GroupsPerRow][16] (lane = row within its tile of 16): one fp16 scale s and,
-// only when the tensor is asymmetric, one fp16 offset m; both are multiplied by a per-tensor power of two T (chosen so the
-// largest |value| sits in [2^14, 2^15], keeping every fp16 value normal whatever the weights' magnitude; exact to undo).
-//   asymmetric:  ŵ = s·S + m          (m = −s·z_r, one per group: 2 + 2 bytes a group)
-//   symmetric:   ŵ = s·(S − z)        (one constant z for the whole tensor, e.g. 2^(r−1): no offset array, 2 bytes a group)
-// The kernels fold a group's exact or fp32 sums D_g = Σ S·x and X_g = Σ x per lane as
-//   A ← fma(s, D_g, A),   B ← fma(b, β·X_g, B),   y = A + B
-// with b = m and β = 1 (asymmetric) or b = s and β = −z (symmetric): BiasLanes and BiasFactor, so both kinds run the
-// same instructions and only the symmetric one skips the offset bytes. fp16 → fp32 (Load128/256/512, Scale, Offset) is
-// exact: the half's bits shifted into a float's (×2^−112), then one multiply by Magic = 2^112·T (a power of two).
+// Per (row o, group g), laid out [RowTiles][GroupsPerRow][16] (lane = row within its tile of 16): one fp16 scale s (times
+// a per-tensor power of two T, chosen so the largest sits in (2^14, 2^15]: every fp16 value normal whatever the weights'
+// magnitude, exact to undo) and, only when the zeros of the tensor differ, one fp16 zero z in code units (z_r = z/2^(c−r)
+// of the artifact's integer zero: exact in fp16). When every zero is the same (symmetric artifacts store 2^(c−1), whose
+// r-bit slice is the constant 2^(r−1)) no zero array is kept, just ZeroCode. Either way
+//   ŵ = s·(S − z),     2 bytes a group (constant zero) or 4 (a zero per group).
+// (A zero rather than an fp16 offset −s·z: the artifact's zero is an integer, so it is exact, where an fp16 offset rounds
+// by 2^−12 of |s·z|, up to 2^(r+1)/4096 of a step — enough to move logits past the engines' 1e-3 agreement.)
+// The kernels fold a group's sums D_g = Σ S·x (exact integers with int8 activations) and X_g = Σ x per lane as
+//   t = fma(z, −X_g, D_g),   A ← fma(s, t, A),   y = A      (with int8 activations y = s_x·A)
+// — one rounding for t (none at all for integer sums below 2^24), one for A. fp16 → fp32 (Load128/256/512, Scale, Zero) is
+// exact: the half's bits shifted into a float's (×2^−112), then one multiply by a power of two (Magic = 2^112·T, or 2^112).
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -19,84 +21,83 @@ public sealed class PackedGroupParams
 {
     /// <summary>[RowTiles, GroupsPerRow, 16]: s/T as fp16 (0 for padded rows).</summary>
     public Half[] Scales { get; }
-    /// <summary>[RowTiles, GroupsPerRow, 16]: m/T as fp16; null for a symmetric tensor (one zero for all groups).</summary>
-    public Half[]? Offsets { get; }
-    /// <summary>The constant zero z in code units of a symmetric tensor (ŵ = s·(S − z)); 0 when asymmetric.</summary>
+    /// <summary>[RowTiles, GroupsPerRow, 16]: the zero of each group in code units, fp16; null when the tensor has one zero.</summary>
+    public Half[]? Zeros { get; }
+    /// <summary>The zero of every group, in code units, when <see cref="Zeros"/> is null (symmetric: 2^(r−1)); else 0.</summary>
     public float ZeroCode { get; }
-    /// <summary>The per-tensor power of two T the fp16 values are multiplied by.</summary>
+    /// <summary>The per-tensor power of two T the fp16 scales are multiplied by.</summary>
     public float TensorScale { get; }
 
-    public bool Symmetric => Offsets is null;
-    /// <summary>β of the fold B ← fma(b, β·X_g, B): 1 (asymmetric) or −z (symmetric).</summary>
-    public float BiasFactor => Offsets is null ? -ZeroCode : 1f;
-    /// <summary>The b lanes of the fold: the offsets (asymmetric) or the scales (symmetric).</summary>
-    public Half[] BiasLanes => Offsets ?? Scales;
-    /// <summary>2^112·T: a half's bits shifted into a float's, times this, is the value times T, exactly.</summary>
+    /// <summary>True when the tensor keeps no zero per group (one constant zero).</summary>
+    public bool Symmetric => Zeros is null;
+    /// <summary>The zero lanes the kernels pin: Zeros, or Scales as a stand-in never read when symmetric.</summary>
+    public Half[] ZeroLanes => Zeros ?? Scales;
+    /// <summary>2^112·T: a half's bits shifted into a float's, times this, is the scale times T, exactly.</summary>
     public float Magic { get; }
-    /// <summary>Bytes the kernels read per call: 2 per scale, 2 per offset.</summary>
-    public long Bytes => 2L * (Scales.LongLength + (Offsets?.LongLength ?? 0));
+    /// <summary>2^112: the same for the zeros (no tensor factor).</summary>
+    public static readonly float ZeroMagic = MathF.ScaleB(1f, 112);
+    /// <summary>Bytes the kernels read per call: 2 per scale, 2 per zero.</summary>
+    public long Bytes => 2L * (Scales.LongLength + (Zeros?.LongLength ?? 0));
 
-    private PackedGroupParams(Half[] scales, Half[]? offsets, float zeroCode, float tensorScale)
+    private PackedGroupParams(Half[] scales, Half[]? zeros, float zeroCode, float tensorScale)
     {
-        Scales = scales; Offsets = offsets; ZeroCode = zeroCode; TensorScale = tensorScale;
+        Scales = scales; Zeros = zeros; ZeroCode = zeroCode; TensorScale = tensorScale;
         Magic = MathF.ScaleB(1f, 112) * tensorScale;
     }
 
-    /// <summary>Scale of entry i (tile-laid index): s exactly as every kernel sees it.</summary>
+    /// <summary>Scale of entry i (tile-laid index) exactly as every kernel sees it.</summary>
     public float Scale(long i) => (float)Scales[i] * TensorScale;
-    /// <summary>Offset of entry i: m (asymmetric) or −z·s rounded to fp32 (symmetric; informational).</summary>
-    public float Offset(long i) => Offsets is null ? -ZeroCode * Scale(i) : (float)Offsets[i] * TensorScale;
-    /// <summary>The b lane of entry i in the fold (Offsets or Scales).</summary>
-    public float BiasLane(long i) => (float)BiasLanes[i] * TensorScale;
+    /// <summary>Zero of entry i in code units, as every kernel sees it.</summary>
+    public float Zero(long i) => Zeros is null ? ZeroCode : (float)Zeros[i];
+    /// <summary>−s·z of entry i rounded to fp32 (informational: ŵ = s·S + offset up to that rounding).</summary>
+    public float Offset(long i) => -Zero(i) * Scale(i);
     /// <summary>ŵ of code S at entry i in double: the reference value of the format.</summary>
-    public double Value(long i, int code) =>
-        Offsets is null ? (double)Scale(i) * (code - (double)ZeroCode) : (double)Scale(i) * code + Offset(i);
+    public double Value(long i, int code) => (double)Scale(i) * (code - (double)Zero(i));
+    /// <summary>The fold of one group into lane accumulator a (the kernels' sequence, see the contract).</summary>
+    public float Fold(long i, float a, float d, float x) => MathF.FusedMultiplyAdd(Scale(i), MathF.FusedMultiplyAdd(Zero(i), -x, d), a);
 
-    /// <summary>From fp32 parameters already in the tile layout: scales s and offsets m (asymmetric), or scales and one
-    /// zero z in code units (<paramref name="offsets"/> null: symmetric). Rounds each to fp16 after dividing by T.</summary>
-    public static PackedGroupParams Create(ReadOnlySpan<float> scales, ReadOnlySpan<float> offsets, bool symmetric, float zeroCode = 0)
+    /// <summary>From fp32 parameters already in the tile layout: scales s, and zeros z in code units per entry, or one zero
+    /// <paramref name="zeroCode"/> for all (<paramref name="zeros"/> empty). Scales are rounded to fp16 after dividing by T,
+    /// zeros to fp16 as they are (exact for the artifact's integer zeros and their slices).</summary>
+    public static PackedGroupParams Create(ReadOnlySpan<float> scales, ReadOnlySpan<float> zeros, float zeroCode = 0)
     {
-        if (!symmetric && offsets.Length != scales.Length) throw new ArgumentException("offsets must match scales");
+        bool constant = zeros.IsEmpty;
+        if (!constant && zeros.Length != scales.Length) throw new ArgumentException("zeros must match scales");
         float max = 0;
-        foreach (float v in scales) max = MathF.Max(max, Finite(v));
-        if (!symmetric) foreach (float v in offsets) max = MathF.Max(max, Finite(v));
-        if (symmetric && !float.IsFinite(zeroCode)) throw new MatqException($"zero {zeroCode} is not finite");
+        foreach (float v in scales) max = MathF.Max(max, Finite(v, "scale"));
+        foreach (float v in zeros)
+            if (Finite(v, "zero") > 65504) throw new MatqException($"zero {v} does not fit the packed layout's fp16 zeros (|z| ≤ 65504)");
+        if (constant) Finite(zeroCode, "zero");
         // T = 2^(⌈log2 max⌉ − 15): max/T in (2^14, 2^15], under fp16's 65504; clamped so 2^112·T stays a normal float
         int e = max > 0 ? Math.Clamp((int)Math.Ceiling(Math.Log2(max)) - 15, -126, 15) : 0;
-        float t = MathF.ScaleB(1f, e), inv = MathF.ScaleB(1f, -e);
+        float inv = MathF.ScaleB(1f, -e);
         var s = new Half[scales.Length];
         for (int i = 0; i < s.Length; i++) s[i] = (Half)(scales[i] * inv);
-        Half[]? m = null;
-        if (!symmetric)
+        Half[]? z = null;
+        if (!constant)
         {
-            m = new Half[offsets.Length];
-            for (int i = 0; i < m.Length; i++) m[i] = (Half)(offsets[i] * inv);
+            z = new Half[zeros.Length];
+            for (int i = 0; i < z.Length; i++) z[i] = (Half)zeros[i];
         }
-        return new PackedGroupParams(s, m, symmetric ? zeroCode : 0, t);
+        return new PackedGroupParams(s, z, constant ? zeroCode : 0, MathF.ScaleB(1f, e));
     }
 
-    private static float Finite(float v) =>
-        float.IsFinite(v) ? MathF.Abs(v) : throw new MatqException($"group parameter {v} is not finite: the packed layout stores finite fp16 values");
+    private static float Finite(float v, string what) =>
+        float.IsFinite(v) ? MathF.Abs(v) : throw new MatqException($"group {what} {v} is not finite: the packed layout stores finite fp16 values");
 
     // --- the kernels' loads: 4, 8 or 16 consecutive lanes at p, converted exactly (see the contract) ---
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Bits256(Vector256<uint> h, Vector256<float> magic)
-    {
-        var f = (Vector256.ShiftLeft(h, 13) & Vector256.Create(0x0FFFE000u)).AsSingle() * magic;
-        return (f.AsUInt32() | (Vector256.ShiftLeft(h, 16) & Vector256.Create(0x80000000u))).AsSingle();
-    }
-
-    /// <summary>8 lanes at p as fp32 (times T).</summary>
+    /// <summary>8 lanes at p as fp32, times magic/2^112.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static unsafe Vector256<float> Load256(Half* p, float magic)
     {
         var h = Avx2.IsSupported ? Avx2.ConvertToVector256Int32((ushort*)p).AsUInt32()
             : Vector256.Create(Vector128.WidenLower(Vector128.Load((ushort*)p)), Vector128.WidenUpper(Vector128.Load((ushort*)p)));
-        return Bits256(h, Vector256.Create(magic));
+        var f = (Vector256.ShiftLeft(h, 13) & Vector256.Create(0x0FFFE000u)).AsSingle() * Vector256.Create(magic);
+        return (f.AsUInt32() | (Vector256.ShiftLeft(h, 16) & Vector256.Create(0x80000000u))).AsSingle();
     }
 
-    /// <summary>16 lanes at p as fp32 (times T); AVX-512F.</summary>
+    /// <summary>16 lanes at p as fp32, times magic/2^112; AVX-512F.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static unsafe Vector512<float> Load512(Half* p, float magic)
     {
@@ -105,12 +106,33 @@ public sealed class PackedGroupParams
         return (f.AsUInt32() | (Vector512.ShiftLeft(h, 16) & Vector512.Create(0x80000000u))).AsSingle();
     }
 
-    /// <summary>4 lanes at p as fp32 (times T); portable.</summary>
+    /// <summary>4 lanes at p as fp32, times magic/2^112; portable.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static unsafe Vector128<float> Load128(Half* p, float magic)
     {
         var h = Vector128.WidenLower(Vector128.CreateScalar(*(ulong*)p).AsUInt16());
         var f = (Vector128.ShiftLeft(h, 13) & Vector128.Create(0x0FFFE000u)).AsSingle() * Vector128.Create(magic);
         return (f.AsUInt32() | (Vector128.ShiftLeft(h, 16) & Vector128.Create(0x80000000u))).AsSingle();
+    }
+
+    /// <summary>A matrix's constants as the tile loops carry them, with the zero lanes of one group (broadcast ZeroCode when
+    /// there is no zero array: a predictable branch per group, no bytes read).</summary>
+    internal readonly unsafe struct Lanes(PackedGroupParams p)
+    {
+        public readonly float Magic = p.Magic, ZeroCode = p.ZeroCode;
+        public readonly bool HasZeros = p.Zeros is not null;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Vector256<float> S256(Half* s) => Load256(s, Magic);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Vector512<float> S512(Half* s) => Load512(s, Magic);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Vector128<float> S128(Half* s) => Load128(s, Magic);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Vector256<float> Z256(Half* z) => HasZeros ? Load256(z, ZeroMagic) : Vector256.Create(ZeroCode);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Vector512<float> Z512(Half* z) => HasZeros ? Load512(z, ZeroMagic) : Vector512.Create(ZeroCode);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Vector128<float> Z128(Half* z) => HasZeros ? Load128(z, ZeroMagic) : Vector128.Create(ZeroCode);
     }
 }

@@ -1,7 +1,7 @@
 // The packed group parameters (Packed/PackedGroupParams): a symmetric tensor (every zero the same, as symmetric artifacts
-// store 2^(c−1)) keeps one fp16 scale per group and no offsets, at every slice width; a tensor whose zeros differ keeps
-// fp16 offsets; the bytes a GEMV reads follow; and the kernels' fp16 → fp32 conversion equals .NET's (Half → float) over a
-// tensor whose scales span 2^−34..2^0 (fp16 subnormals after the per-tensor power of two) and signed offsets.
+// store 2^(c−1)) keeps one fp16 scale per group and no zeros, at every slice width; a tensor whose zeros differ keeps
+// an fp16 zero per group (exact: the artifact's integer zero over 2^(c−r)); the bytes a GEMV reads follow; and the kernels' fp16 → fp32 conversion equals .NET's (Half → float) over a
+// tensor whose scales span 2^−34..2^0 (fp16 subnormals after the per-tensor power of two) and signed fractional zeros.
 using Matq.Kernels.Packed;
 using Matq.Kernels.Packing;
 using Matq.Kernels.Reference;
@@ -27,7 +27,7 @@ public sealed class PackedGroupParamsTests
         var zeros = Enumerable.Repeat(128f, rows * groups).ToArray();
         var w = PackedMatrix.FromMaster(master, rows, cols, 32, scales, zeros, 8, r);
         Assert.True(w.Params.Symmetric);
-        Assert.Null(w.Params.Offsets);
+        Assert.Null(w.Params.Zeros);
         // the slice of a constant zero is a constant: z_r = 2^(c−1) / 2^(c−r) = 2^(r−1)
         Assert.Equal(MathF.ScaleB(1f, r - 1), w.Params.ZeroCode);
         Assert.Equal(w.Data.LongLength + 2L * w.Params.Scales.LongLength, w.WeightBytes);
@@ -46,7 +46,7 @@ public sealed class PackedGroupParamsTests
     }
 
     [Fact]
-    public void A_tensor_whose_zeros_differ_takes_the_offset_path()
+    public void A_tensor_whose_zeros_differ_keeps_a_zero_per_group()
     {
         var rng = new Random(11);
         int rows = 20, cols = 64, groups = 2;
@@ -56,18 +56,18 @@ public sealed class PackedGroupParamsTests
         zeros[17] = 127;   // one group off the constant
         var w = PackedMatrix.FromMaster(master, rows, cols, 32, scales, zeros, 8, 4);
         Assert.False(w.Params.Symmetric);
-        Assert.NotNull(w.Params.Offsets);
-        Assert.Equal(1f, w.Params.BiasFactor);
+        Assert.NotNull(w.Params.Zeros);
         Assert.Equal(w.Data.LongLength + 4L * w.Params.Scales.LongLength, w.WeightBytes);
+        Assert.Equal(127f / 16, w.Zero(17 / groups, 17 % groups));   // the slice's zero, exact
         var dense = GemvPackedReference.Dequantize(w);
         var sliced = NestedSlice.Slice(master, 8, 4);
         for (int i = 0; i < rows * cols; i++)
         {
             int j = i / cols * groups + i % cols / 32;
-            float want = (float)((double)Fp16.Round(scales[j] * 16) * sliced[i] + Fp16.Round(-scales[j] * zeros[j]));
+            float want = (float)((double)Fp16.Round(scales[j] * 16) * (sliced[i] - zeros[j] / 16));
             Assert.Equal(want, dense[i]);
         }
-        // the SIMD GEMVs read the offsets: the group with zero 127 shifts its rows' results by α·Σx over the group
+        // the SIMD GEMVs read the zeros per group (bit for bit the reference's fold)
         var x = Enumerable.Range(0, cols).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
         var want8 = new float[rows];
         var got = new float[rows];
@@ -93,7 +93,7 @@ public sealed class PackedGroupParamsTests
     }
 
     [Fact]
-    public void The_kernels_fp16_conversion_is_exact_over_a_wide_range_and_signed_offsets()
+    public void The_kernels_fp16_conversion_is_exact_over_a_wide_range_and_signed_zeros()
     {
         var rng = new Random(5);
         int rows = 48, cols = 128, g = 32, groups = 4;

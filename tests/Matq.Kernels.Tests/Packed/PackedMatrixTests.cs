@@ -108,7 +108,7 @@ public sealed class PackedMatrixTests
         Assert.Equal((cols + 31) / 32, w.ChunksPerRow);
         Assert.Equal((long)w.RowTiles * w.ChunksPerRow * 64 * bits, w.Data.LongLength);
         Assert.Equal(w.RowTiles * groups * 16, w.Params.Scales.Length);
-        Assert.Equal(w.RowTiles * groups * 16, w.Params.Offsets!.Length);
+        Assert.Equal(w.RowTiles * groups * 16, w.Params.Zeros!.Length);
         for (int o = 0; o < w.RowTiles * 16; o++)
         {
             for (int k = 0; k < w.PaddedCols; k++)
@@ -157,10 +157,9 @@ public sealed class PackedMatrixTests
             {
                 int j = o * groups + k / g;
                 int s = NestedSlice.Slice(master[o * cols + k], 8, bits);
-                // the layout keeps α·2^(c−r) and −α·z as fp16 (the zeros differ: the asymmetric layout; one group alone is
-                // symmetric: α·2^(c−r)·(S − z/2^(c−r)))
+                // the layout keeps α·2^(c−r) as fp16 and z/2^(c−r) (exact in fp16): α·2^(c−r)·(S − z/2^(c−r))
                 double step = 1 << (8 - bits), sc = Fp16.Round(scales[j] * (1 << (8 - bits)));
-                want += (w.Params.Symmetric ? sc * (s - zeros[j] / step) : sc * s + Fp16.Round(-scales[j] * zeros[j])) * x[perm[k]];
+                want += sc * (s - zeros[j] / step) * x[perm[k]];
             }
             Assert.Equal(want, y[o], 3e-5 * Math.Max(1, Math.Abs(want)));
         }
@@ -170,7 +169,7 @@ public sealed class PackedMatrixTests
         {
             int j = k / g;
             double step = 1 << (8 - bits), sc = Fp16.Round(scales[j] * (1 << (8 - bits)));
-            float want = (float)(w.Params.Symmetric ? sc * (sliced[k] - zeros[j] / step) : sc * sliced[k] + Fp16.Round(-scales[j] * zeros[j]));
+            float want = (float)(sc * (sliced[k] - zeros[j] / step));
             Assert.Equal(want, dense[perm[k]]);
         }
     }

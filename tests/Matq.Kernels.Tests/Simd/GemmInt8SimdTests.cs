@@ -98,7 +98,9 @@ public sealed class GemmInt8SimdTests
         var want = new float[t * rows];
         GemmInt8Reference.Gemm(w, x, t, want);
         // the exact value: s = 1/127, every code at its maximum against ±127
-        float expect0 = 1f / 127 * (Packed.Fp16.Round(1e-3f) * (127f * ((1 << bits) - 1) * g) * groups + Packed.Fp16.Round(-0.1f) * 127 * cols);
+        // as stored: fp16 scale 1e-3 and zero 0.1/1e-3 = 100 (ŵ = s·(S − z))
+        float s16 = Packed.Fp16.Round(1e-3f), z16 = Packed.Fp16.Round(0.1f / 1e-3f);
+        float expect0 = 1f / 127 * s16 * (127f * ((1 << bits) - 1) * g * groups - z16 * 127 * cols);
         Assert.True(Math.Abs(want[0] - expect0) <= 1e-4 * Math.Abs(expect0), $"reference {want[0]} vs {expect0}");
         foreach (var path in Paths())
         {

@@ -81,8 +81,8 @@ public sealed class GemmPackedSimdTests
             for (int k = 0; k < cols; k++)
             {
                 int gi = o * groups + k / 32;
-                // α·2^(c−r) and −α·z as the layout keeps them (fp16), combined in double as the reference does
-                float want = (float)((double)Packed.Fp16.Round(scales[gi] * (1 << (8 - r))) * sliced[o * cols + k] + Packed.Fp16.Round(-scales[gi] * zeros[gi]));
+                // α·2^(c−r) as the layout keeps it (fp16) times S − z/2^(c−r) (exact), in double as the reference
+                float want = (float)((double)Packed.Fp16.Round(scales[gi] * (1 << (8 - r))) * (sliced[o * cols + k] - zeros[gi] / (1 << (8 - r))));
                 Assert.Equal(want, dense[o * cols + k]);
             }
     }
@@ -110,9 +110,9 @@ public sealed class GemmPackedSimdTests
         var dense = GemvPackedReference.Dequantize(w);
         for (int i = 0; i < wf.Length; i++)
         {
-            // half a step, plus what fp16 scale and offset may add: 2^−11 of |α·code| and of |α·z| (code ≤ 255)
+            // half a step, plus what the fp16 scale may add: 2^−11 of α·|S − z| ≤ 255α
             int o = i / cols, g = (i % cols) / 32;
-            double fp16 = (255 * w.Scale(o, g) + Math.Abs(w.Bias(o, g))) / 2048;
+            double fp16 = 255 * w.Scale(o, g) / 2048;
             Assert.True(Math.Abs(dense[i] - wf[i]) <= 0.5 * w.Scale(o, g) + fp16 + 1e-6, $"element {i}");
         }
     }
