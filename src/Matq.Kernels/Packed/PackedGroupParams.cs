@@ -9,8 +9,10 @@
 // by 2^−12 of |s·z|, up to 2^(r+1)/4096 of a step — enough to move logits past the engines' 1e-3 agreement.)
 // The kernels fold a group's sums D_g = Σ S·x (exact integers with int8 activations) and X_g = Σ x per lane as
 //   t = fma(z, −X_g, D_g),   A ← fma(s, t, A),   y = A      (with int8 activations y = s_x·A)
-// — one rounding for t (none at all for integer sums below 2^24), one for A. fp16 → fp32 (Load128/256/512, Scale, Zero) is
-// exact: the half's bits shifted into a float's (×2^−112), then one multiply by a power of two (Magic = 2^112·T, or 2^112).
+// — one rounding for t (none at all for integer sums below 2^24), one for A. fp16 → fp32 (Scale*/Zero* loads, Scale, Zero)
+// is exact: the half's bits shifted into a float's (×2^−112), then one multiply by a power of two (Magic = 2^112·T, or
+// 2^112). Scales are never negative, so their loads skip the sign (3 instructions for 8 lanes: widen, shift, multiply).
+// Kernels specialize on IGroupZeros (OneZero: a broadcast constant, no bytes; GroupZeros: a load per group) once per call.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -64,7 +66,11 @@ public sealed class PackedGroupParams
         bool constant = zeros.IsEmpty;
         if (!constant && zeros.Length != scales.Length) throw new ArgumentException("zeros must match scales");
         float max = 0;
-        foreach (float v in scales) max = MathF.Max(max, Finite(v, "scale"));
+        foreach (float v in scales)
+        {
+            max = MathF.Max(max, Finite(v, "scale"));
+            if (v < 0) throw new MatqException($"group scale {v} is negative: the packed layout keeps scales ≥ 0");
+        }
         foreach (float v in zeros)
             if (Finite(v, "zero") > 65504) throw new MatqException($"zero {v} does not fit the packed layout's fp16 zeros (|z| ≤ 65504)");
         if (constant) Finite(zeroCode, "zero");
@@ -72,7 +78,7 @@ public sealed class PackedGroupParams
         int e = max > 0 ? Math.Clamp((int)Math.Ceiling(Math.Log2(max)) - 15, -126, 15) : 0;
         float inv = MathF.ScaleB(1f, -e);
         var s = new Half[scales.Length];
-        for (int i = 0; i < s.Length; i++) s[i] = (Half)(scales[i] * inv);
+        for (int i = 0; i < s.Length; i++) s[i] = (Half)MathF.Abs(scales[i] * inv);   // +0, never −0 (the loads skip the sign)
         Half[]? z = null;
         if (!constant)
         {
@@ -115,6 +121,20 @@ public sealed class PackedGroupParams
         return (f.AsUInt32() | (Vector128.ShiftLeft(h, 16) & Vector128.Create(0x80000000u))).AsSingle();
     }
 
+    /// <summary>8 scales at p as fp32 times magic/2^112 (non-negative halves: no sign to carry).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static unsafe Vector256<float> Scale256(Half* p, Vector256<float> magic)
+    {
+        var h = Avx2.IsSupported ? Avx2.ConvertToVector256Int32((ushort*)p).AsUInt32()
+            : Vector256.Create(Vector128.WidenLower(Vector128.Load((ushort*)p)), Vector128.WidenUpper(Vector128.Load((ushort*)p)));
+        return Vector256.ShiftLeft(h, 13).AsSingle() * magic;
+    }
+
+    /// <summary>16 scales at p as fp32 times magic/2^112; AVX-512F.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static unsafe Vector512<float> Scale512(Half* p, Vector512<float> magic) =>
+        Vector512.ShiftLeft(Avx512F.ConvertToVector512UInt32(Vector256.Load((ushort*)p)), 13).AsSingle() * magic;
+
     /// <summary>A matrix's constants as the tile loops carry them, with the zero lanes of one group (broadcast ZeroCode when
     /// there is no zero array: a predictable branch per group, no bytes read).</summary>
     internal readonly unsafe struct Lanes(PackedGroupParams p)
@@ -123,9 +143,9 @@ public sealed class PackedGroupParams
         public readonly bool HasZeros = p.Zeros is not null;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public Vector256<float> S256(Half* s) => Load256(s, Magic);
+        public Vector256<float> S256(Half* s) => Scale256(s, Vector256.Create(Magic));
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public Vector512<float> S512(Half* s) => Load512(s, Magic);
+        public Vector512<float> S512(Half* s) => Scale512(s, Vector512.Create(Magic));
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public Vector128<float> S128(Half* s) => Load128(s, Magic);
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -136,3 +156,17 @@ public sealed class PackedGroupParams
         public Vector128<float> Z128(Half* z) => HasZeros ? Load128(z, ZeroMagic) : Vector128.Create(ZeroCode);
     }
 }
+
+/// <summary>How a kernel gets a group's zero lanes, fixed per call (a generic struct argument, so no branch per group).</summary>
+internal interface IGroupZeros
+{
+    /// <summary>True: an fp16 zero per lane and group (PackedGroupParams.Zeros); false: one ZeroCode for the tensor.</summary>
+    static abstract bool PerGroup { get; }
+}
+
+/// <summary>One zero for the whole tensor (symmetric): broadcast once, nothing read per group.</summary>
+internal struct OneZero : IGroupZeros { public static bool PerGroup => false; }
+
+/// <summary>A zero per group (asymmetric): 16 fp16 lanes read beside the 16 scales.</summary>
+internal struct GroupZeros : IGroupZeros { public static bool PerGroup => true; }
+

@@ -128,18 +128,26 @@ public static unsafe class GemvInt8Simd
     }
 
     // One tile at a time: per group, the path's integer loop writes the 16 lanes' D_g, the epilogue folds them into the
-    // per-lane fp32 sums A and B (two 256-bit halves each). Groups wider than MaxChunks, or no 256-bit vectors: TilesScalar.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    // per-lane fp32 sums A (two 256-bit halves). Groups wider than MaxChunks, or no 256-bit vectors: TilesScalar. The zero
+    // lanes' source (one constant or an fp16 array) is a type argument, fixed once per call.
     internal static void Tiles<T>(PackedMatrix w, Int8Activations a, float* y, int t0, int t1) where T : struct, IInt8Dots
     {
-        if (w.ChunksPerGroup > MaxChunks || !Vector256.IsHardwareAccelerated) { TilesScalar<T>(w, a, y, t0, t1); return; }
+        if (w.ChunksPerGroup > MaxChunks || !Vector256.IsHardwareAccelerated) TilesScalar<T>(w, a, y, t0, t1);
+        else if (w.Params.Symmetric) Tiles<T, OneZero>(w, a, y, t0, t1);
+        else Tiles<T, GroupZeros>(w, a, y, t0, t1);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Tiles<T, TZ>(PackedMatrix w, Int8Activations a, float* y, int t0, int t1) where T : struct, IInt8Dots where TZ : struct, IGroupZeros
+    {
         int gpr = w.GroupsPerRow, cpg = w.ChunksPerGroup, cpr = w.ChunksPerRow, cb = w.ChunkBytes;
         long tileBytes = w.TileBytes;
         var d = stackalloc int[16];
         var outv = stackalloc float[16];
         var sv = Vector256.Create(a.Scale);
         bool prefetch = w.WeightBytes >= PrefetchMinBytes && Sse.IsSupported;
-        var gp = new PackedGroupParams.Lanes(w.Params);
+        Vector256<float> mg = Vector256.Create(w.Params.Magic), zk = Vector256.Create(w.Params.ZeroCode);
+        float zm = PackedGroupParams.ZeroMagic;
         fixed (byte* data = w.Data)
         fixed (sbyte* xs = a.Codes)
         fixed (int* gsum = a.GroupSums)
@@ -158,8 +166,9 @@ public static unsafe class GemvInt8Simd
                     }
                     T.Dots(tile + (long)c0 * cb, xs + 32 * c0, Math.Min(cpg, cpr - c0), d);
                     var nx = Vector256.Create(-(float)gsum[g]);
-                    a0 = Vector256.FusedMultiplyAdd(gp.S256(s), Vector256.FusedMultiplyAdd(gp.Z256(z), nx, Vector256.ConvertToSingle(Vector256.Load(d))), a0);
-                    a1 = Vector256.FusedMultiplyAdd(gp.S256(s + 8), Vector256.FusedMultiplyAdd(gp.Z256(z + 8), nx, Vector256.ConvertToSingle(Vector256.Load(d + 8))), a1);
+                    Vector256<float> z0 = TZ.PerGroup ? PackedGroupParams.Load256(z, zm) : zk, z1 = TZ.PerGroup ? PackedGroupParams.Load256(z + 8, zm) : zk;
+                    a0 = Vector256.FusedMultiplyAdd(PackedGroupParams.Scale256(s, mg), Vector256.FusedMultiplyAdd(z0, nx, Vector256.ConvertToSingle(Vector256.Load(d))), a0);
+                    a1 = Vector256.FusedMultiplyAdd(PackedGroupParams.Scale256(s + 8, mg), Vector256.FusedMultiplyAdd(z1, nx, Vector256.ConvertToSingle(Vector256.Load(d + 8))), a1);
                 }
                 float* yt = y + t * 16;
                 if (t * 16 + 16 <= w.Rows)

@@ -39,11 +39,19 @@ public static unsafe class GemvPackedSimd
     }
 
     // The width table's fp32 entry points (Packed/PackedWidths): whole tiles t0..t1 of one width.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Tiles256<TW>(PackedMatrix w, float[] xpa, float[] gsa, float* y, int t0, int t1) where TW : struct, IPackedWidth
     {
+        if (w.Params.Symmetric) Tiles256<TW, OneZero>(w, xpa, gsa, y, t0, t1);
+        else Tiles256<TW, GroupZeros>(w, xpa, gsa, y, t0, t1);
+    }
+
+    // the zero lanes' source (one constant or an fp16 array) fixed per call by TZ
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Tiles256<TW, TZ>(PackedMatrix w, float[] xpa, float[] gsa, float* y, int t0, int t1) where TW : struct, IPackedWidth where TZ : struct, IGroupZeros
+    {
         int gpr = w.GroupsPerRow, cpg = w.ChunksPerGroup, cpr = w.ChunksPerRow, cb = w.ChunkBytes;
-        var gp = new PackedGroupParams.Lanes(w.Params);
+        Vector256<float> mg = Vector256.Create(w.Params.Magic), zk = Vector256.Create(w.Params.ZeroCode);
+        float zm = PackedGroupParams.ZeroMagic;
         var outv = stackalloc float[16];
         fixed (byte* data = w.Data)
         fixed (float* xp = xpa, gs = gsa)
@@ -65,8 +73,9 @@ public static unsafe class GemvPackedSimd
                     }
                     Half* s = st + 16 * g, z = zt + 16 * g;
                     var nx = Vector256.Create(-gs[g]);
-                    A0 = Fma.MultiplyAdd(gp.S256(s), Fma.MultiplyAdd(gp.Z256(z), nx, (a0 + a1) + (a2 + a3)), A0);
-                    A1 = Fma.MultiplyAdd(gp.S256(s + 8), Fma.MultiplyAdd(gp.Z256(z + 8), nx, (c0 + c1) + (c2 + c3)), A1);
+                    Vector256<float> z0 = TZ.PerGroup ? PackedGroupParams.Load256(z, zm) : zk, z1 = TZ.PerGroup ? PackedGroupParams.Load256(z + 8, zm) : zk;
+                    A0 = Fma.MultiplyAdd(PackedGroupParams.Scale256(s, mg), Fma.MultiplyAdd(z0, nx, (a0 + a1) + (a2 + a3)), A0);
+                    A1 = Fma.MultiplyAdd(PackedGroupParams.Scale256(s + 8, mg), Fma.MultiplyAdd(z1, nx, (c0 + c1) + (c2 + c3)), A1);
                 }
                 A0.Store(outv);
                 A1.Store(outv + 8);
