@@ -215,9 +215,9 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb<BenchRaceSettings
             long weights = packed.Sum(p => (long)p.Rows * p.Cols), bytes = packed.Sum(p => p.WeightBytes);
             notes.Add(string.Create(CultureInfo.InvariantCulture,
                 $"matq int{e.Bits} layout: {sym}/{packed.Length} packed linears symmetric (codes + one fp16 scale per group), {packed.Length - sym} asymmetric " +
-                $"(+ one fp16 offset per group); {8.0 * bytes / Math.Max(1, weights):F3} bits/weight read in the layer linears (padding included)"));
+                $"(+ one fp16 zero per group); {8.0 * bytes / Math.Max(1, weights):F3} bits/weight read in the layer linears (padding included)"));
         }
-        notes.Add($"load average before {loadBefore}, after {BenchStats.LoadAverage()}. Weights read/token: matq = packed layer linears (codes + fp16 group scales, + fp16 offsets when asymmetric) " +
+        notes.Add($"load average before {loadBefore}, after {BenchStats.LoadAverage()}. Weights read/token: matq = packed layer linears (codes + fp16 group scales, + an fp16 zero per group when the zeros differ) " +
                   "+ head; llama.cpp = every GGUF tensor but token_embd (which counts as the output head when tied). Timed in interleaved rounds " +
                   "(matq, llama.cpp, ...); ratios and % of the read bandwidth are within this run. A model smaller than the last-level " +
                   "cache can read faster than memory (> 100%).");

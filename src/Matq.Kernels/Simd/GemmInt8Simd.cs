@@ -92,8 +92,19 @@ public static unsafe class GemmInt8Simd
     internal static void Tiles<TW>(PackedMatrix w, Int8ActivationRows a, Int8KernelPath path, float* y, int t0, int t1) where TW : struct, IPackedWidth
     {
         int t = a.Rows, gpr = w.GroupsPerRow, cpg = w.ChunksPerGroup, cpr = w.ChunksPerRow, cb = w.ChunkBytes, lp = a.Stride;
-        if (path == Int8KernelPath.Avx512) { TilesAvx512<TW>(w, a, y, t0, t1); return; }
-        if (path is Int8KernelPath.Vnni or Int8KernelPath.Avx2) { TilesAvx256<TW>(w, a, path == Int8KernelPath.Vnni, y, t0, t1); return; }
+        // the zero lanes' source (one constant or an fp16 array) is a type argument of the SIMD loops, fixed here per call
+        bool one = w.Params.Symmetric;
+        if (path == Int8KernelPath.Avx512)
+        {
+            if (one) TilesAvx512<TW, OneZero>(w, a, y, t0, t1); else TilesAvx512<TW, GroupZeros>(w, a, y, t0, t1);
+            return;
+        }
+        if (path is Int8KernelPath.Vnni or Int8KernelPath.Avx2)
+        {
+            if (one) TilesAvx256<TW, OneZero>(w, a, path == Int8KernelPath.Vnni, y, t0, t1);
+            else TilesAvx256<TW, GroupZeros>(w, a, path == Int8KernelPath.Vnni, y, t0, t1);
+            return;
+        }
         var dbuf = ArrayPool<int>.Shared.Rent(t * 16);
         var fbuf = ArrayPool<float>.Shared.Rent(t * 32 + 16);
         var ubuf = ArrayPool<byte>.Shared.Rent(KBlock * 512 + 64);
@@ -257,7 +268,7 @@ public static unsafe class GemmInt8Simd
     // of 4 activation rows every group's dots stay in registers and fold at once into per-token fp32 A and B (16 lanes
     // each, the reference's fma sequence), so nothing per group goes through memory.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void TilesAvx512<TW>(PackedMatrix w, Int8ActivationRows a, float* y, int t0, int t1) where TW : struct, IPackedWidth
+    private static void TilesAvx512<TW, TZ>(PackedMatrix w, Int8ActivationRows a, float* y, int t0, int t1) where TW : struct, IPackedWidth where TZ : struct, IGroupZeros
     {
         int t = a.Rows, gpr = w.GroupsPerRow, cpg = w.ChunksPerGroup, cpr = w.ChunksPerRow, cb = w.ChunkBytes, lp = a.Stride;
         var ubuf = TW.Bits == 8 ? null : ArrayPool<byte>.Shared.Rent(cpr * 512 + 64);
@@ -287,12 +298,12 @@ public static unsafe class GemmInt8Simd
                         int nt = Math.Min(4, t - r);
                         if (nt == 4)
                         {
-                            if (TW.Bits > 4) Avx512Wide4(u, xs + (long)r * lp, lp, s, z, gp, gsum + r * gpr, gpr, cpg, cpr, outv);
-                            else Avx512Narrow4(u, xs + (long)r * lp, lp, s, z, gp, gsum + r * gpr, gpr, cpg, cpr, outv);
+                            if (TW.Bits > 4) Avx512Wide4<TZ>(u, xs + (long)r * lp, lp, s, z, gp, gsum + r * gpr, gpr, cpg, cpr, outv);
+                            else Avx512Narrow4<TZ>(u, xs + (long)r * lp, lp, s, z, gp, gsum + r * gpr, gpr, cpg, cpr, outv);
                         }
                         else
                             for (int j = 0; j < nt; j++)
-                                Avx512One(u, xs + (long)(r + j) * lp, s, z, gp, gsum + (r + j) * gpr, gpr, cpg, cpr, outv + 16 * j, TW.Bits > 4);
+                                Avx512One<TZ>(u, xs + (long)(r + j) * lp, s, z, gp, gsum + (r + j) * gpr, gpr, cpg, cpr, outv + 16 * j, TW.Bits > 4);
                         for (int j = 0; j < nt; j++)
                         {
                             float* yr = y + (long)(r + j) * w.Rows + tile * 16;
@@ -314,7 +325,7 @@ public static unsafe class GemmInt8Simd
     // block, each row's 16 lanes in two 8-lane halves (bytes 0..31 and 32..63 of a sub-step): 4 int32 dots and 8 fp32
     // sums in registers (16 ymm registers suffice for VNNI).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void TilesAvx256<TW>(PackedMatrix w, Int8ActivationRows a, bool vnni, float* y, int t0, int t1) where TW : struct, IPackedWidth
+    private static void TilesAvx256<TW, TZ>(PackedMatrix w, Int8ActivationRows a, bool vnni, float* y, int t0, int t1) where TW : struct, IPackedWidth where TZ : struct, IGroupZeros
     {
         int t = a.Rows, gpr = w.GroupsPerRow, cpg = w.ChunksPerGroup, cpr = w.ChunksPerRow, cb = w.ChunkBytes, lp = a.Stride;
         bool wide = TW.Bits > 4;
@@ -345,9 +356,9 @@ public static unsafe class GemmInt8Simd
                         int nt = Math.Min(2, t - r), r1 = r + nt - 1;   // an odd last row runs as both rows of the block
                         sbyte* x0 = xs + (long)r * lp, x1 = xs + (long)r1 * lp;
                         int* g0 = gsum + r * gpr, g1 = gsum + r1 * gpr;
-                        if (vnni) Vnni2(u, x0, x1, s, z, gp, g0, g1, gpr, cpg, cpr, outv);
-                        else if (wide) Avx2Wide2(u, x0, x1, s, z, gp, g0, g1, gpr, cpg, cpr, outv);
-                        else Avx2Narrow2(u, x0, x1, s, z, gp, g0, g1, gpr, cpg, cpr, outv);
+                        if (vnni) Vnni2<TZ>(u, x0, x1, s, z, gp, g0, g1, gpr, cpg, cpr, outv);
+                        else if (wide) Avx2Wide2<TZ>(u, x0, x1, s, z, gp, g0, g1, gpr, cpg, cpr, outv);
+                        else Avx2Narrow2<TZ>(u, x0, x1, s, z, gp, g0, g1, gpr, cpg, cpr, outv);
                         for (int j = 0; j < nt; j++)
                         {
                             float* yr = y + (long)(r + j) * w.Rows + tile * 16;
@@ -373,7 +384,7 @@ public static unsafe class GemmInt8Simd
 
     // AVX-VNNI, 2 activation rows (x0, x1): vpdpbusd of u8 codes (≤ 255) straight into int32; out2 [2][16] = A
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Vnni2(byte* u, sbyte* x0, sbyte* x1, Half* s, Half* z, PackedGroupParams.Lanes gp, int* g0, int* g1, int gpr, int cpg, int cpr, float* out2)
+    private static void Vnni2<TZ>(byte* u, sbyte* x0, sbyte* x1, Half* s, Half* z, PackedGroupParams.Lanes gp, int* g0, int* g1, int gpr, int cpg, int cpr, float* out2) where TZ : struct, IGroupZeros
     {
         Vector256<float> A0 = default, A1 = default, A2 = default, A3 = default;
         for (int g = 0, c = 0; g < gpr; g++, s += 16, z += 16)
@@ -393,7 +404,7 @@ public static unsafe class GemmInt8Simd
                     d2 = Dp(d2, v0, xv); d3 = Dp(d3, v1, xv);
                 }
             }
-            Vector256<float> sl = gp.S256(s), sh = gp.S256(s + 8), zl = gp.Z256(z), zh = gp.Z256(z + 8);
+            Vector256<float> sl = gp.S256(s), sh = gp.S256(s + 8), zl = gp.Z256<TZ>(z), zh = gp.Z256<TZ>(z + 8);
             float x0g = -(float)g0[g], x1g = -(float)g1[g];
             Fold(d0, x0g, sl, zl, ref A0); Fold(d1, x0g, sh, zh, ref A1);
             Fold(d2, x1g, sl, zl, ref A2); Fold(d3, x1g, sh, zh, ref A3);
@@ -403,7 +414,7 @@ public static unsafe class GemmInt8Simd
 
     // AVX2, codes ≤ 15, 2 activation rows: a chunk's 8 sub-steps in int16 (≤ 30480), folded once per chunk
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Avx2Narrow2(byte* u, sbyte* x0, sbyte* x1, Half* s, Half* z, PackedGroupParams.Lanes gp, int* g0, int* g1, int gpr, int cpg, int cpr, float* out2)
+    private static void Avx2Narrow2<TZ>(byte* u, sbyte* x0, sbyte* x1, Half* s, Half* z, PackedGroupParams.Lanes gp, int* g0, int* g1, int gpr, int cpg, int cpr, float* out2) where TZ : struct, IGroupZeros
     {
         Vector256<float> A0 = default, A1 = default, A2 = default, A3 = default;
         for (int g = 0, c = 0; g < gpr; g++, s += 16, z += 16)
@@ -425,7 +436,7 @@ public static unsafe class GemmInt8Simd
                 }
                 d0 += Fold256(p0, 1); d1 += Fold256(p1, 1); d2 += Fold256(p2, 1); d3 += Fold256(p3, 1);
             }
-            Vector256<float> sl = gp.S256(s), sh = gp.S256(s + 8), zl = gp.Z256(z), zh = gp.Z256(z + 8);
+            Vector256<float> sl = gp.S256(s), sh = gp.S256(s + 8), zl = gp.Z256<TZ>(z), zh = gp.Z256<TZ>(z + 8);
             float x0g = -(float)g0[g], x1g = -(float)g1[g];
             Fold(d0, x0g, sl, zl, ref A0); Fold(d1, x0g, sh, zh, ref A1);
             Fold(d2, x1g, sl, zl, ref A2); Fold(d3, x1g, sh, zh, ref A3);
@@ -435,7 +446,7 @@ public static unsafe class GemmInt8Simd
 
     // AVX2, 8-bit codes, 2 activation rows: low and high nibbles in int16 apart (≤ 30480 each), the high sums folded ×16
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Avx2Wide2(byte* u, sbyte* x0, sbyte* x1, Half* s, Half* z, PackedGroupParams.Lanes gp, int* g0, int* g1, int gpr, int cpg, int cpr, float* out2)
+    private static void Avx2Wide2<TZ>(byte* u, sbyte* x0, sbyte* x1, Half* s, Half* z, PackedGroupParams.Lanes gp, int* g0, int* g1, int gpr, int cpg, int cpr, float* out2) where TZ : struct, IGroupZeros
     {
         Vector256<float> A0 = default, A1 = default, A2 = default, A3 = default;
         var m = Vector256.Create((byte)0x0F);
@@ -461,7 +472,7 @@ public static unsafe class GemmInt8Simd
                 d0 += Fold256(l0, 1) + Fold256(h0, 16); d1 += Fold256(l1, 1) + Fold256(h1, 16);
                 d2 += Fold256(l2, 1) + Fold256(h2, 16); d3 += Fold256(l3, 1) + Fold256(h3, 16);
             }
-            Vector256<float> sl = gp.S256(s), sh = gp.S256(s + 8), zl = gp.Z256(z), zh = gp.Z256(z + 8);
+            Vector256<float> sl = gp.S256(s), sh = gp.S256(s + 8), zl = gp.Z256<TZ>(z), zh = gp.Z256<TZ>(z + 8);
             float x0g = -(float)g0[g], x1g = -(float)g1[g];
             Fold(d0, x0g, sl, zl, ref A0); Fold(d1, x0g, sh, zh, ref A1);
             Fold(d2, x1g, sl, zl, ref A2); Fold(d3, x1g, sh, zh, ref A3);
@@ -477,7 +488,7 @@ public static unsafe class GemmInt8Simd
     // codes ≤ 15, 4 activation rows: a chunk's 8 sub-steps in int16 (≤ 8·2·15·127 = 30480), folded once per chunk;
     // out[j][16] = A of row j (before its scale s_j)
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Avx512Narrow4(byte* u, sbyte* x, int lp, Half* s, Half* z, PackedGroupParams.Lanes gp, int* gs, int gpr, int cpg, int cpr, float* out4)
+    private static void Avx512Narrow4<TZ>(byte* u, sbyte* x, int lp, Half* s, Half* z, PackedGroupParams.Lanes gp, int* gs, int gpr, int cpg, int cpr, float* out4) where TZ : struct, IGroupZeros
     {
         Vector512<float> A0 = default, A1 = default, A2 = default, A3 = default;
         sbyte* x1 = x + lp, x2 = x1 + lp, x3 = x2 + lp;
@@ -500,7 +511,7 @@ public static unsafe class GemmInt8Simd
                 a0 += Fold512(s0, 1); a1 += Fold512(s1, 1); a2 += Fold512(s2, 1); a3 += Fold512(s3, 1);
             }
             var sv = gp.S512(s);
-            var zv = gp.Z512(z);
+            var zv = gp.Z512<TZ>(z);
             Fold(a0, -(float)gs[g], sv, zv, ref A0);
             Fold(a1, -(float)gs[gpr + g], sv, zv, ref A1);
             Fold(a2, -(float)gs[2 * gpr + g], sv, zv, ref A2);
@@ -511,7 +522,7 @@ public static unsafe class GemmInt8Simd
 
     // 8-bit codes, 4 activation rows: low and high nibbles summed apart in int16 (≤ 30480 each), the high sums folded ×16
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Avx512Wide4(byte* u, sbyte* x, int lp, Half* s, Half* z, PackedGroupParams.Lanes gp, int* gs, int gpr, int cpg, int cpr, float* out4)
+    private static void Avx512Wide4<TZ>(byte* u, sbyte* x, int lp, Half* s, Half* z, PackedGroupParams.Lanes gp, int* gs, int gpr, int cpg, int cpr, float* out4) where TZ : struct, IGroupZeros
     {
         Vector512<float> A0 = default, A1 = default, A2 = default, A3 = default;
         sbyte* x1 = x + lp, x2 = x1 + lp, x3 = x2 + lp;
@@ -542,7 +553,7 @@ public static unsafe class GemmInt8Simd
                 a2 += Fold512(l2, 1) + Fold512(h2, 16); a3 += Fold512(l3, 1) + Fold512(h3, 16);
             }
             var sv = gp.S512(s);
-            var zv = gp.Z512(z);
+            var zv = gp.Z512<TZ>(z);
             Fold(a0, -(float)gs[g], sv, zv, ref A0);
             Fold(a1, -(float)gs[gpr + g], sv, zv, ref A1);
             Fold(a2, -(float)gs[2 * gpr + g], sv, zv, ref A2);
@@ -552,7 +563,7 @@ public static unsafe class GemmInt8Simd
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Avx512One(byte* u, sbyte* x, Half* s, Half* z, PackedGroupParams.Lanes gp, int* gs, int gpr, int cpg, int cpr, float* out1, bool wide)
+    private static void Avx512One<TZ>(byte* u, sbyte* x, Half* s, Half* z, PackedGroupParams.Lanes gp, int* gs, int gpr, int cpg, int cpr, float* out1, bool wide) where TZ : struct, IGroupZeros
     {
         Vector512<float> A = default;
         var m = Vector512.Create((byte)0x0F);
@@ -576,7 +587,7 @@ public static unsafe class GemmInt8Simd
                 }
                 acc += wide ? Fold512(l, 1) + Fold512(h, 16) : Fold512(l, 1);
             }
-            Fold(acc, -(float)gs[g], gp.S512(s), gp.Z512(z), ref A);
+            Fold(acc, -(float)gs[g], gp.S512(s), gp.Z512<TZ>(z), ref A);
         }
         A.Store(out1);
     }
