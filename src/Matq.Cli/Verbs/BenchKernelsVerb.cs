@@ -41,7 +41,7 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb<BenchKernelsSe
         bool noInt8 = s.NoInt8, noFp32x = s.NoFp32x;
         var paths = s.PathList;
 
-        long l3 = CpuCaches.LastLevelBytes;
+        long l3 = LastLevelCache();
         Console.MarkupLine(Markup.Escape($"{Environment.ProcessorCount} logical cores, AVX2 path: {GemvPackedSimd.Avx2Path}, integer paths (auto): {string.Join(", ", bitsList.Select(b => $"int{b} {GemvInt8Simd.BestPath(b)}"))}, " +
                                          $"threads: {(threads < 0 ? "all" : threads)}, group {(group == 0 ? "per-channel" : group)}, " +
                                          $"last-level cache {(l3 > 0 ? Format.Bytes(l3) : "unknown")}, load average {BenchStats.LoadAverage()}"));
@@ -159,6 +159,23 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb<BenchKernelsSe
         return (2.0 * 4 * n / copy / 1e9, 3.0 * 4 * n / triad / 1e9, 3.0 * 4 * n / read / 1e9);
     }
 
+    /// <summary>Bytes of the largest cache level of CPU 0 (Linux sysfs), or 0 when unknown.</summary>
+    private static long LastLevelCache()
+    {
+        long best = 0;
+        try
+        {
+            foreach (var dir in Directory.EnumerateDirectories("/sys/devices/system/cpu/cpu0/cache", "index*"))
+            {
+                var text = File.ReadAllText(Path.Combine(dir, "size")).Trim();
+                long mult = text.EndsWith('K') ? 1024 : text.EndsWith('M') ? 1 << 20 : 1;
+                if (long.TryParse(text.TrimEnd('K', 'M'), out long v)) best = Math.Max(best, v * mult);
+            }
+        }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
+        return best;
+    }
 }
 
 /// <summary>What `bench kernels` was asked: the option values as typed; <see cref="Validate"/> checks --bits against the packed widths,

@@ -151,8 +151,6 @@ public sealed class PackedGroupParams
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public Vector256<float> Z256(Half* z) => HasZeros ? Load256(z, ZeroMagic) : Vector256.Create(ZeroCode);
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public Vector512<float> Z512(Half* z) => HasZeros ? Load512(z, ZeroMagic) : Vector512.Create(ZeroCode);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public Vector128<float> Z128(Half* z) => HasZeros ? Load128(z, ZeroMagic) : Vector128.Create(ZeroCode);
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public Vector256<float> Z256<TZ>(Half* z) where TZ : struct, IGroupZeros => TZ.PerGroup ? Load256(z, ZeroMagic) : Vector256.Create(ZeroCode);

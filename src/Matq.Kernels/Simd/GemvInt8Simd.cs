@@ -31,9 +31,7 @@ public static unsafe class GemvInt8Simd
 
     /// <summary>Weights of at least this many bytes stream from memory: each group's lines are prefetched PrefetchDistance
     /// bytes ahead (one sequential stream per thread needs more reads in flight than the hardware prefetchers keep;
-    /// measured 1.2–1.9× on a 544 MiB weight, one thread). Smaller weights live in the caches, where the extra loads cost —
-    /// unless the caller knows better (Gemv's streams: a decode step whose model is larger than the last-level cache reads
-    /// every weight from memory, however small).</summary>
+    /// measured 1.2–1.9× on a 544 MiB weight, one thread). Smaller weights live in the caches, where the extra loads cost.</summary>
     public const long PrefetchMinBytes = 32L << 20;
     private const int PrefetchDistance = 4096;
 
@@ -75,22 +73,18 @@ public static unsafe class GemvInt8Simd
     }
 
     /// <summary>The GEMV on activations already prepared for <paramref name="w"/>'s shape.</summary>
-    /// <param name="streams">True: the weight comes from memory (prefetch its lines); false: from the caches; null: judged
-    /// by its own size (PrefetchMinBytes). The result is the same either way.</param>
-    public static void Gemv(PackedMatrix w, Int8Activations a, Span<float> y, Int8KernelPath path = Int8KernelPath.Auto, int maxThreads = -1,
-        bool? streams = null)
+    public static void Gemv(PackedMatrix w, Int8Activations a, Span<float> y, Int8KernelPath path = Int8KernelPath.Auto, int maxThreads = -1)
     {
         ArgumentNullException.ThrowIfNull(w);
         ArgumentNullException.ThrowIfNull(a);
         if (!a.Fits(w)) throw new ArgumentException("activations were prepared for another matrix shape, group size or column permutation");
         if (y.Length != w.Rows) throw new ArgumentException($"y must hold {w.Rows} values, got {y.Length}");
         var kernel = Resolve(path, w);
-        bool prefetch = (streams ?? w.WeightBytes >= PrefetchMinBytes) && Sse.IsSupported;
         fixed (float* yp0 = y)
         {
             nint yp = (nint)yp0;
             KernelThreads.For(w.RowTiles, maxThreads, (long)PackedMatrix.TileRows * w.PaddedCols,
-                (t0, t1) => kernel.Tiles(w, a, (float*)yp, t0, t1, prefetch));
+                (t0, t1) => kernel.Tiles(w, a, (float*)yp, t0, t1));
         }
     }
 
@@ -136,21 +130,22 @@ public static unsafe class GemvInt8Simd
     // One tile at a time: per group, the path's integer loop writes the 16 lanes' D_g, the epilogue folds them into the
     // per-lane fp32 sums A (two 256-bit halves). Groups wider than MaxChunks, or no 256-bit vectors: TilesScalar. The zero
     // lanes' source (one constant or an fp16 array) is a type argument, fixed once per call.
-    internal static void Tiles<T>(PackedMatrix w, Int8Activations a, float* y, int t0, int t1, bool prefetch) where T : struct, IInt8Dots
+    internal static void Tiles<T>(PackedMatrix w, Int8Activations a, float* y, int t0, int t1) where T : struct, IInt8Dots
     {
         if (w.ChunksPerGroup > MaxChunks || !Vector256.IsHardwareAccelerated) TilesScalar<T>(w, a, y, t0, t1);
-        else if (w.Params.Symmetric) Tiles<T, OneZero>(w, a, y, t0, t1, prefetch);
-        else Tiles<T, GroupZeros>(w, a, y, t0, t1, prefetch);
+        else if (w.Params.Symmetric) Tiles<T, OneZero>(w, a, y, t0, t1);
+        else Tiles<T, GroupZeros>(w, a, y, t0, t1);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tiles<T, TZ>(PackedMatrix w, Int8Activations a, float* y, int t0, int t1, bool prefetch) where T : struct, IInt8Dots where TZ : struct, IGroupZeros
+    private static void Tiles<T, TZ>(PackedMatrix w, Int8Activations a, float* y, int t0, int t1) where T : struct, IInt8Dots where TZ : struct, IGroupZeros
     {
         int gpr = w.GroupsPerRow, cpg = w.ChunksPerGroup, cpr = w.ChunksPerRow, cb = w.ChunkBytes;
         long tileBytes = w.TileBytes;
         var d = stackalloc int[16];
         var outv = stackalloc float[16];
         var sv = Vector256.Create(a.Scale);
+        bool prefetch = w.WeightBytes >= PrefetchMinBytes && Sse.IsSupported;
         Vector256<float> mg = Vector256.Create(w.Params.Magic), zk = Vector256.Create(w.Params.ZeroCode);
         float zm = PackedGroupParams.ZeroMagic;
         fixed (byte* data = w.Data)
@@ -223,10 +218,10 @@ internal unsafe interface IInt8Dots
 internal readonly unsafe struct Int8Kernel
 {
     public Int8KernelPath Path { get; }
-    private readonly delegate*<PackedMatrix, Int8Activations, float*, int, int, bool, void> _tiles;
+    private readonly delegate*<PackedMatrix, Int8Activations, float*, int, int, void> _tiles;
     private readonly delegate*<PackedMatrix, byte*, sbyte*, int, long*, void> _groupDot;
 
-    private Int8Kernel(Int8KernelPath path, delegate*<PackedMatrix, Int8Activations, float*, int, int, bool, void> tiles,
+    private Int8Kernel(Int8KernelPath path, delegate*<PackedMatrix, Int8Activations, float*, int, int, void> tiles,
         delegate*<PackedMatrix, byte*, sbyte*, int, long*, void> groupDot)
     {
         Path = path; _tiles = tiles; _groupDot = groupDot;
@@ -236,6 +231,6 @@ internal readonly unsafe struct Int8Kernel
     public static Int8Kernel Of<T>(Int8KernelPath path) where T : struct, IInt8Dots =>
         new(path, &GemvInt8Simd.Tiles<T>, &GemvInt8Simd.GroupDot<T>);
 
-    public void Tiles(PackedMatrix w, Int8Activations a, float* y, int t0, int t1, bool prefetch) => _tiles(w, a, y, t0, t1, prefetch);
+    public void Tiles(PackedMatrix w, Int8Activations a, float* y, int t0, int t1) => _tiles(w, a, y, t0, t1);
     public void GroupDot(PackedMatrix w, byte* tile, sbyte* xs, int g, long* d) => _groupDot(w, tile, xs, g, d);
 }

@@ -57,10 +57,8 @@ public sealed class PackedLinear
     /// <summary>
     /// y [t, Out] = x [t, In]·Ŵᵀ + bias. With <paramref name="int8"/> (a packed weight) the activations are quantized per
     /// row to int8 into <paramref name="int8"/>'s buffers and the integer GEMV (t = 1) or integer GEMM (t &gt; 1) runs.
-    /// <paramref name="streams"/>: the integer GEMV's hint that the weight comes from memory (GemvInt8Simd.Gemv; null =
-    /// judged by the weight's own size).
     /// </summary>
-    public void Forward(ReadOnlySpan<float> x, int t, Span<float> y, int threads, Int8Buffer? int8 = null, bool? streams = null)
+    public void Forward(ReadOnlySpan<float> x, int t, Span<float> y, int threads, Int8Buffer? int8 = null)
     {
         var ys = y[..(t * Out)];
         var xs = x[..(t * In)];
@@ -69,7 +67,7 @@ public sealed class PackedLinear
             if (t == 1 && int8 is not null)
             {
                 var a = int8.For(this, xs);
-                GemvInt8Simd.Gemv(Packed, a, ys, Int8KernelPath.Auto, threads, streams);
+                GemvInt8Simd.Gemv(Packed, a, ys, Int8KernelPath.Auto, threads);
             }
             else if (int8 is not null) GemmInt8Simd.Gemm(Packed, int8.Rows(this, xs, t), ys, Int8KernelPath.Auto, threads);
             else if (t == 1) GemvPackedSimd.Gemv(Packed, xs, ys, false, threads);

@@ -40,9 +40,6 @@ public sealed class PackedLlamaSession
     public int Threads { get; }
     public PackedActivations Activations { get; }
     private readonly Int8Buffer? _int8;
-    // true when the weights a token reads exceed the last-level cache: every decode GEMV then streams from memory and
-    // prefetches, however small its own matrix (null: each GEMV judges by its own size, GemvInt8Simd.PrefetchMinBytes)
-    private readonly bool? _streams;
 
     public PackedLlamaSession(PackedLlamaModel model, int? contextLength = null, int threads = -1, PackedActivations activations = PackedActivations.Fp32)
     {
@@ -55,8 +52,6 @@ public sealed class PackedLlamaSession
         ContextLength = Math.Min(contextLength ?? model.MaxPositions, model.MaxPositions);
         if (ContextLength < 1) throw new MatqException($"context length {contextLength} must be at least 1");
         Threads = threads;
-        long llc = CpuCaches.LastLevelBytes;
-        _streams = llc > 0 && model.LayerWeightBytes + model.HeadBytes > llc ? true : null;
         _hidden = c.HiddenSize; _heads = c.NumHeads; _kvHeads = c.NumKvHeads; _d = c.HeadDim; _inter = c.IntermediateSize; _vocab = c.VocabSize;
         _k = new float[c.NumLayers][];
         _v = new float[c.NumLayers][];
@@ -126,9 +121,9 @@ public sealed class PackedLlamaSession
         {
             var layer = _m.Layers[l];
             RmsNorm(_h, _x, t, layer.InputNorm, eps);
-            layer.Q.Forward(_x, t, _q, Threads, _int8, _streams);
-            layer.K.Forward(_x, t, _kNew, Threads, _int8, _streams);
-            layer.V.Forward(_x, t, _vNew, Threads, _int8, _streams);
+            layer.Q.Forward(_x, t, _q, Threads, _int8);
+            layer.K.Forward(_x, t, _kNew, Threads, _int8);
+            layer.V.Forward(_x, t, _vNew, Threads, _int8);
             if (layer.QNorm is not null) RmsNorm(_q, _q, t * _heads, layer.QNorm, eps, _d);
             if (layer.KNorm is not null) RmsNorm(_kNew, _kNew, t * _kvHeads, layer.KNorm, eps, _d);
             var (cos, sin) = layer.LocalRope ? (_m.LocalRopeCos, _m.LocalRopeSin) : (_m.RopeCos, _m.RopeSin);
@@ -144,18 +139,18 @@ public sealed class PackedLlamaSession
                 }
             }
             Attention(l, t, start);
-            layer.O.Forward(_att, t, _o, Threads, _int8, _streams);
+            layer.O.Forward(_att, t, _o, Threads, _int8);
             bool sandwich = layer.PreFeedforwardNorm is not null && layer.PostFeedforwardNorm is not null;
             if (sandwich) RmsNorm(_o, _o, t, layer.PostNorm, eps);
             TensorPrimitives.Add(_h.AsSpan(0, t * h), _o.AsSpan(0, t * h), _h.AsSpan(0, t * h));
 
             RmsNorm(_h, _x, t, sandwich ? layer.PreFeedforwardNorm! : layer.PostNorm, eps);
-            layer.Gate.Forward(_x, t, _gate, Threads, _int8, _streams);
-            layer.Up.Forward(_x, t, _up, Threads, _int8, _streams);
+            layer.Gate.Forward(_x, t, _gate, Threads, _int8);
+            layer.Up.Forward(_x, t, _up, Threads, _int8);
             var g = _gate.AsSpan(0, t * _inter);
             if (_m.Config.Activation == Activation.GeluTanh) Geglu(g, _up.AsSpan(0, t * _inter), _swiglu.AsSpan(0, t * _inter));
             else Swiglu(g, _up.AsSpan(0, t * _inter), _swiglu.AsSpan(0, t * _inter));
-            layer.Down.Forward(_gate, t, _o, Threads, _int8, _streams);
+            layer.Down.Forward(_gate, t, _o, Threads, _int8);
             if (sandwich) RmsNorm(_o, _o, t, layer.PostFeedforwardNorm!, eps);
             TensorPrimitives.Add(_h.AsSpan(0, t * h), _o.AsSpan(0, t * h), _h.AsSpan(0, t * h));
         }
@@ -192,7 +187,7 @@ public sealed class PackedLlamaSession
     {
         var normed = _x.AsSpan(0, n * _hidden);   // _x is free once the layers are done
         RmsNorm(_h.AsSpan(r0 * _hidden, n * _hidden), normed, n, _m.FinalNorm, (float)_m.Config.RmsNormEps);
-        _m.Head.Forward(normed, n, dst, Threads, _int8, _streams);
+        _m.Head.Forward(normed, n, dst, Threads, _int8);
         if (_m.Config.FinalLogitSoftcap is double cap) SoftCap(dst[..(n * _vocab)], (float)cap);
     }
 

@@ -53,31 +53,6 @@ public sealed class GemvInt8SimdTests
         }
     }
 
-    // The streams hint (software prefetch of a weight said to come from memory, as a decode step over a model larger than
-    // the last-level cache passes it) changes nothing in the result, on or off, for small and per-channel weights.
-    [Theory]
-    [InlineData(4, 32, true)]
-    [InlineData(2, 32, false)]
-    [InlineData(8, -1, true)]
-    [InlineData(3, 64, false)]
-    public void The_streams_hint_leaves_the_result_bit_for_bit(int bits, int group, bool symmetric)
-    {
-        var rng = new Random(bits * 7 + group);
-        var w = GemmPackedSimdTests.Random(rng, 70, 320, group, bits, perm: false, symmetric);
-        var x = Enumerable.Range(0, 320).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
-        var want = new float[70];
-        GemvInt8Reference.Gemv(w, x, want);
-        var a = Int8Activations.Prepare(w, x);
-        foreach (var path in Paths())
-            foreach (bool? streams in new bool?[] { true, false, null })
-                foreach (int threads in new[] { 1, 2 })
-                {
-                    var got = new float[70];
-                    GemvInt8Simd.Gemv(w, a, got, path, threads, streams);
-                    Assert.Equal(want, got);
-                }
-    }
-
     // Largest codes against ±127 everywhere: the int16/int32 bounds of every path at their limits (per-channel rows
     // of 4096 columns, groups of 128), and a group wider than 65536 columns, whose dot exceeds int32 and is summed in int64.
     [Theory]
