@@ -99,7 +99,7 @@ public sealed class BenchGenerateVerb(IAnsiConsole console) : Verb<BenchGenerate
                 $"{(double)r.LayerBytes / baseRow.LayerBytes:F2}");
         }
         Console.Write(table);
-        Console.MarkupLine(Markup.Escape($"load average after: {BenchStats.LoadAverage()}. Resident weights = layer weights (packed codes + fp32 scales/biases) + head + fp32 embedding and norms; " +
+        Console.MarkupLine(Markup.Escape($"load average after: {BenchStats.LoadAverage()}. Resident weights = layer weights (packed codes + fp16 group scales, + an fp16 zero per group when the zeros differ) + head + fp32 embedding and norms; " +
                                          "process RSS = the whole process with only that bit-width's model loaded (runtime, JIT and GC heaps included). Timed in interleaved rounds; ratios are within this run."));
         return 0;
     }

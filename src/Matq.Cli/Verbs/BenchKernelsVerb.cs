@@ -116,7 +116,7 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb<BenchKernelsSe
         Console.Write(table);
         foreach (var line in orderings) Console.MarkupLine(Markup.Escape($"int8-activation GEMV (auto paths), µs/call and % of bandwidth: {line}"));
         Console.MarkupLine(Markup.Escape($"load average after: {BenchStats.LoadAverage()}. GB/s counts the bytes a call must read from the weight " +
-                                         "(packed codes + fp32 scales/biases); the activation vector is not counted (int8 x rows include quantizing it). " +
+                                         "(packed codes + fp16 group scales, + an fp16 zero per group when the zeros differ); the activation vector is not counted (int8 x rows include quantizing it). " +
                                          "> LLC: the weight is larger than the last-level cache, so it streams from memory. Speedups are ratios within this run."));
         return 0;
     }

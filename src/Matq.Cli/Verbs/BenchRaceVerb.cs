@@ -10,6 +10,7 @@
 // (`bench kernels`' read stream). Ratios are matq ÷ llama.cpp within this run. With int8 activations, matq's prefill runs
 // the integer GEMM; a second matq session with fp32 activations is timed on the same prompt in the same rounds (its own
 // line under the table), so int8 and fp32 prefill compare within one run.
+using Matq.Kernels.Packed;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
@@ -207,7 +208,16 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb<BenchRaceSettings
         var notes = new List<string>();
         foreach (var e in engines)
             foreach (var n in e.Export.Notes) notes.Add($"GGUF {e.Type}: {n}");
-        notes.Add($"load average before {loadBefore}, after {BenchStats.LoadAverage()}. Weights read/token: matq = packed layer linears (codes + fp32 scales/zeros) " +
+        foreach (var e in engines)
+        {
+            var packed = e.Matq.Layers.SelectMany(l => l.Linears).Select(l => l.Packed).OfType<PackedMatrix>().ToArray();
+            int sym = packed.Count(p => p.Params.Symmetric);
+            long weights = packed.Sum(p => (long)p.Rows * p.Cols), bytes = packed.Sum(p => p.WeightBytes);
+            notes.Add(string.Create(CultureInfo.InvariantCulture,
+                $"matq int{e.Bits} layout: {sym}/{packed.Length} packed linears symmetric (codes + one fp16 scale per group), {packed.Length - sym} asymmetric " +
+                $"(+ one fp16 zero per group); {8.0 * bytes / Math.Max(1, weights):F3} bits/weight read in the layer linears (padding included)"));
+        }
+        notes.Add($"load average before {loadBefore}, after {BenchStats.LoadAverage()}. Weights read/token: matq = packed layer linears (codes + fp16 group scales, + an fp16 zero per group when the zeros differ) " +
                   "+ head; llama.cpp = every GGUF tensor but token_embd (which counts as the output head when tied). Timed in interleaved rounds " +
                   "(matq, llama.cpp, ...); ratios and % of the read bandwidth are within this run. A model smaller than the last-level " +
                   "cache can read faster than memory (> 100%).");

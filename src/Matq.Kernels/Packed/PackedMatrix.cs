@@ -6,8 +6,10 @@
 // y[o] = Σ_g Scale(o,g)·Σ_{k∈g} S[o,k]·x[k] + Bias(o,g)·Σ_{k∈g} x[k].
 // Layout (Reference/PackedTile16 defines it): rows in tiles of 16, each row's stored columns in chunks of 32;
 // Data = [RowTiles][ChunksPerRow][64·r bytes]; rows past Rows and columns past Cols hold code 0 (activations are
-// zero-padded, padded rows have zero scale and bias, so padding never contributes). Scales/Biases are float
-// [RowTiles][GroupsPerRow][16] (lane = row within the tile): Scale = α·2^(c−r), Bias = −α·z (so ŵ = α(S·2^(c−r) − z)).
+// zero-padded, padded rows have zero scale, so padding never contributes). Group parameters: Params (PackedGroupParams,
+// the one definition of their layout): fp16 Scale = α·2^(c−r) per group, plus an fp16 zero z_r = z/2^(c−r) per group
+// only when the zeros differ; when every zero of the tensor is the same z (symmetric artifacts: 2^(c−1)), no zero array
+// is stored, just z_r for the tensor. ŵ = Scale·(S − z_r) = α(S·2^(c−r) − z) either way.
 // Groups: GroupSize columns, a multiple of 32 (whole chunks), or the whole row (per-channel). Perm (optional):
 // stored column k holds original input column Perm[k], so the kernels read x[Perm[k]].
 using Matq.Kernels.Packing;
@@ -42,22 +44,26 @@ public sealed class PackedMatrix
     public int PaddedCols => ChunksPerRow * PackedTile16.Codes;
     /// <summary>[RowTiles, ChunksPerRow, ChunkBytes].</summary>
     public byte[] Data { get; }
-    /// <summary>[RowTiles, GroupsPerRow, 16]: α·2^(c−r) (0 for padded rows).</summary>
-    public float[] Scales { get; }
-    /// <summary>[RowTiles, GroupsPerRow, 16]: −α·z (0 for padded rows).</summary>
-    public float[] Biases { get; }
+    /// <summary>Per-group scales (and zeros, when they differ): fp16, [RowTiles, GroupsPerRow, 16].</summary>
+    public PackedGroupParams Params { get; }
     public int[]? Perm { get; }
 
-    /// <summary>Bytes a GEMV reads from the weight: packed codes plus scales and biases (padding included).</summary>
-    public long WeightBytes => Data.LongLength + 4L * (Scales.LongLength + Biases.LongLength);
+    /// <summary>Bytes a GEMV reads from the weight: packed codes plus group parameters (padding included).</summary>
+    public long WeightBytes => Data.LongLength + Params.Bytes;
 
     /// <summary>Chunks per group (ChunksPerRow for per-channel).</summary>
     public int ChunksPerGroup => GroupSize == Cols ? ChunksPerRow : GroupSize / PackedTile16.Codes;
 
-    /// <summary>Scale of row o, group g.</summary>
-    public float Scale(int o, int g) => Scales[SideIndex(o, g)];
-    /// <summary>Bias of row o, group g.</summary>
-    public float Bias(int o, int g) => Biases[SideIndex(o, g)];
+    /// <summary>Scale of row o, group g (the fp16 value as the kernels read it).</summary>
+    public float Scale(int o, int g) => Params.Scale(SideIndex(o, g));
+    /// <summary>Zero of row o, group g in code units (z_r = z/2^(c−r)).</summary>
+    public float Zero(int o, int g) => Params.Zero(SideIndex(o, g));
+    /// <summary>−Scale·Zero of row o, group g in fp32 (−α·z up to fp16 rounding of the scale; informational).</summary>
+    public float Bias(int o, int g) => Params.Offset(SideIndex(o, g));
+    /// <summary>The kernels' fold of group g of row o into lane accumulator a (PackedGroupParams.Fold).</summary>
+    public float Fold(int o, int g, float a, float d, float x) => Params.Fold(SideIndex(o, g), a, d, x);
+    /// <summary>ŵ of code <paramref name="code"/> in row o, group g (double; the format's definition).</summary>
+    public double Dequantize(int o, int g, int code) => Params.Value(SideIndex(o, g), code);
     private long SideIndex(int o, int g) => ((long)(o / TileRows) * GroupsPerRow + g) * TileRows + o % TileRows;
 
     /// <summary>Code of row o at stored column k (the reference decode of the layout).</summary>
@@ -65,24 +71,41 @@ public sealed class PackedMatrix
         Width.CodeAt(Data.AsSpan((int)((o / TileRows) * TileBytes + (long)(k / PackedTile16.Codes) * ChunkBytes), ChunkBytes),
             o % TileRows, k % PackedTile16.Codes);
 
-    private PackedMatrix(int rows, int cols, int bits, int groupSize, byte[] data, float[] scales, float[] biases, int[]? perm)
+    private PackedMatrix(int rows, int cols, int bits, int groupSize, byte[] data, PackedGroupParams groupParams, int[]? perm)
     {
         Rows = rows; Cols = cols; Bits = bits; Width = PackedWidths.Get(bits); SliceBits = bits; GroupSize = groupSize;
         GroupsPerRow = (cols + groupSize - 1) / groupSize;
         ChunksPerRow = (cols + PackedTile16.Codes - 1) / PackedTile16.Codes;
         RowTiles = (rows + TileRows - 1) / TileRows;
         ChunkBytes = Width.ChunkBytes;
-        Data = data; Scales = scales; Biases = biases; Perm = perm;
+        Data = data; Params = groupParams; Perm = perm;
     }
 
-    /// <summary>Packs r-bit codes [rows·cols] (row-major) with their per-group scales and biases [rows, groups].</summary>
+    /// <summary>Packs r-bit codes [rows·cols] (row-major) with their per-group scales and biases [rows, groups]
+    /// (ŵ = scale·S + bias; stored as fp16 scale and zero −bias/scale per group: the layout of differing zeros; a bias
+    /// must be 0 where its scale is).</summary>
     public static PackedMatrix FromCodes(ReadOnlySpan<byte> codes, int rows, int cols, int bits, int groupSize,
-        float[] scales, float[] biases, int[]? perm = null) => FromCodes(codes, rows, cols, bits, groupSize, scales, biases, perm, 0, 0);
+        float[] scales, float[] biases, int[]? perm = null) => FromCodes(codes, rows, cols, bits, groupSize, scales, ZerosOf(scales, biases), 0, perm, 0, 0);
+
+    private static float[] ZerosOf(float[] scales, float[] biases)
+    {
+        if (biases.Length != scales.Length) throw new ArgumentException("scales and biases must have the same length");
+        var z = new float[biases.Length];
+        for (int i = 0; i < z.Length; i++)
+            z[i] = scales[i] != 0 ? -biases[i] / scales[i]
+                : biases[i] == 0 ? 0 : throw new MatqException($"group {i} has bias {biases[i]} with scale 0: the packed layout keeps ŵ = scale·(S − zero)");
+        return z;
+    }
+
+    /// <summary>Packs r-bit codes with per-group scales [rows, groups] and one zero <paramref name="zeroCode"/> for the
+    /// whole matrix (ŵ = scale·(S − zeroCode); the symmetric layout: no zeros stored).</summary>
+    public static PackedMatrix FromCodesSymmetric(ReadOnlySpan<byte> codes, int rows, int cols, int bits, int groupSize,
+        float[] scales, float zeroCode, int[]? perm = null) => FromCodes(codes, rows, cols, bits, groupSize, scales, null, zeroCode, perm, 0, 0);
 
     // masterBits > 0: codes are c-bit master codes, sliced to sliceBits (NestedSlice) as each tile is packed, so no
-    // sliced copy of the whole matrix is made.
+    // sliced copy of the whole matrix is made. zeros (in code units) null: zero zeroCode for every group.
     private static PackedMatrix FromCodes(ReadOnlySpan<byte> codes, int rows, int cols, int bits, int groupSize,
-        float[] scales, float[] biases, int[]? perm, int masterBits, int sliceBits)
+        float[] scales, float[]? zeros, float zeroCode, int[]? perm, int masterBits, int sliceBits)
     {
         var width = PackedWidths.Get(bits);
         ArgumentOutOfRangeException.ThrowIfLessThan(rows, 1);
@@ -92,22 +115,22 @@ public sealed class PackedMatrix
             throw new MatqException($"group size {groupSize} has no packed GEMV layout: use a multiple of 32 (32, 64, 128) or per-channel.");
         if (codes.Length != (long)rows * cols) throw new ArgumentException($"codes must hold {rows}×{cols} entries");
         int groups = (cols + groupSize - 1) / groupSize;
-        if (scales.Length != (long)rows * groups || biases.Length != (long)rows * groups)
+        if (scales.Length != (long)rows * groups || (zeros is not null && zeros.Length != (long)rows * groups))
             throw new ArgumentException($"scales and biases must hold {rows}×{groups} entries");
         if (perm is not null && perm.Length != cols) throw new ArgumentException($"perm must hold {cols} entries");
         int tiles = (rows + TileRows - 1) / TileRows, cpr = (cols + 31) / 32, cb = width.ChunkBytes;
         var data = new byte[(long)tiles * cpr * cb];
         PackTiles(codes, rows, cols, width, data, 0, masterBits, sliceBits);
         var ts = new float[(long)tiles * groups * TileRows];
-        var tb = new float[ts.LongLength];
+        var tz = zeros is null ? [] : new float[ts.LongLength];
         for (int o = 0; o < rows; o++)
             for (int g = 0; g < groups; g++)
             {
                 long i = ((long)(o / TileRows) * groups + g) * TileRows + o % TileRows;
                 ts[i] = scales[(long)o * groups + g];
-                tb[i] = biases[(long)o * groups + g];
+                if (zeros is not null) tz[i] = zeros[(long)o * groups + g];
             }
-        return new PackedMatrix(rows, cols, bits, groupSize, data, ts, tb, perm);
+        return new PackedMatrix(rows, cols, bits, groupSize, data, PackedGroupParams.Create(ts, tz, zeroCode), perm);
     }
 
     // Tiles are independent: packed in parallel (load time of large matrices), each by the reference codec.
@@ -140,7 +163,8 @@ public sealed class PackedMatrix
     }
 
     /// <summary>Slices c-bit master codes to r bits and packs them; scales/zeros are the artifact's float α and z
-    /// [rows, ceil(cols/g)]; groupSize −1 = per-channel.</summary>
+    /// [rows, ceil(cols/g)]; groupSize −1 = per-channel. When every z is the same (symmetric artifacts store 2^(c−1)),
+    /// no per-group zero is kept: the slice's zero is the constant z/2^(c−r) (PackedGroupParams).</summary>
     public static PackedMatrix FromMaster(ReadOnlySpan<byte> masterCodes, int rows, int cols, int groupSize,
         ReadOnlySpan<float> scales, ReadOnlySpan<float> zeros, int masterBits, int sliceBits, int[]? perm = null)
     {
@@ -151,10 +175,13 @@ public sealed class PackedMatrix
         if (masterBits < 8 && masterCodes.IndexOfAnyInRange((byte)(1 << masterBits), (byte)255) is int bad and >= 0)
             throw new ArgumentOutOfRangeException(nameof(masterCodes), $"code {masterCodes[bad]} does not fit {masterBits} master bits");
         float step = 1 << (masterBits - sliceBits);
+        if (zeros.Length != scales.Length) throw new ArgumentException("scales and zeros must have the same length");
+        bool symmetric = zeros.Length > 0 && zeros.IndexOfAnyExcept(zeros[0]) < 0;
         var s = new float[scales.Length];
-        var z = new float[zeros.Length];
-        for (int i = 0; i < s.Length; i++) { s[i] = scales[i] * step; z[i] = -scales[i] * zeros[i]; }
-        var m = FromCodes(masterCodes, rows, cols, container, groupSize, s, z, perm, masterBits, sliceBits);
+        var z = symmetric ? null : new float[zeros.Length];
+        for (int i = 0; i < s.Length; i++) s[i] = scales[i] * step;
+        if (z is not null) for (int i = 0; i < z.Length; i++) z[i] = zeros[i] / step;
+        var m = FromCodes(masterCodes, rows, cols, container, groupSize, s, z, symmetric ? zeros[0] / step : 0, perm, masterBits, sliceBits);
         m.SliceBits = sliceBits;
         return m;
     }
@@ -188,7 +215,7 @@ public sealed class PackedMatrix
         blockRows -= blockRows % TileRows;   // blocks start on a tile, so each block packs whole tiles
         int g = groupSize == -1 || groupSize >= cols ? cols : groupSize;
         var spec = g == cols ? Quantization.QuantSpec.PerChannel(bits) : Quantization.QuantSpec.Grouped(bits, g);
-        // as FromFloat → FromMaster(codes, c = r = bits) → FromCodes in the container of r bits: step 1, scale α, bias −α·z
+        // as FromFloat → FromMaster(codes, c = r = bits) → FromCodes in the container of r bits: step 1, scale α, zero z
         int container = ContainerBits(bits);
         var width = PackedWidths.Get(container);
         if (g != cols && (g <= 0 || g % PackedTile16.Codes != 0))
@@ -200,6 +227,8 @@ public sealed class PackedMatrix
         var tb = new float[ts.LongLength];
         var block = new float[(long)Math.Min(blockRows, rows) * cols];
         var blockCodes = new byte[block.LongLength];   // reused: QuantizeMatrix's codes, without a new array per block
+        float first = float.NaN;
+        bool constant = true;   // as FromMaster: one zero for every group keeps no zero array
         for (int r0 = 0; r0 < rows; r0 += blockRows)
         {
             int n = Math.Min(blockRows, rows - r0);
@@ -217,10 +246,13 @@ public sealed class PackedMatrix
                     float a = p.Scales[l * groups + j], z = p.Zeros[l * groups + j];
                     long i = ((long)(o / TileRows) * groups + j) * TileRows + o % TileRows;
                     ts[i] = a * 1f;
-                    tb[i] = -a * z;
+                    tb[i] = z;
+                    if (float.IsNaN(first)) first = z;
+                    constant &= z == first;
                 }
         }
-        var m = new PackedMatrix(rows, cols, container, g, data, ts, tb, null);
+        var gp = constant ? PackedGroupParams.Create(ts, [], first) : PackedGroupParams.Create(ts, tb);
+        var m = new PackedMatrix(rows, cols, container, g, data, gp, null);
         m.SliceBits = bits;
         return m;
     }
@@ -236,7 +268,7 @@ public sealed class PackedMatrix
         {
             int g = k / GroupSize;
             byte c = Width.CodeAt(tile.Slice(k / PackedTile16.Codes * ChunkBytes, ChunkBytes), l, k % PackedTile16.Codes);
-            dst[Perm is null ? k : Perm[k]] = Scale(o, g) * c + Bias(o, g);
+            dst[Perm is null ? k : Perm[k]] = (float)Dequantize(o, g, c);
         }
     }
 

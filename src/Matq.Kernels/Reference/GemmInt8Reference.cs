@@ -1,7 +1,7 @@
 // Contract: the scalar reference of the int8-activation GEMM (prefill): it DEFINES what GemmInt8Simd computes, bit for
 // bit. Each activation row x_r is quantized on its own (Int8Activations.Quantize: per row symmetric, round-half-even),
 // and row r of Y is the integer GEMV's reference on that row: per output o and group g the exact integer dot
-// D_g = Σ S[o,k]·q_r[k] and X_g = Σ q_r[k], then A ← fma(Scale, D_g, A), B ← fma(Bias, X_g, B), y = s_r·(A + B)
+// D_g = Σ S[o,k]·q_r[k] and X_g = Σ q_r[k], then A ← fma(Scale, fma(Zero, −X_g, D_g), A), y = s_r·A
 // (GemvInt8Reference.GroupDots / Combine). So the GEMM equals the integer GEMV run token by token.
 using Matq.Kernels.Packed;
 

@@ -1,8 +1,8 @@
 // Contract: the scalar reference of the integer GEMV (int8 activations, see Packed/Int8Activations): it DEFINES what the
 // SIMD integer kernels compute, bit for bit. Per row o and group g: D_g = Σ_{k∈g} S[o,k]·q[k] (exact integer),
 // X_g = Σ_{k∈g} q[k] (exact); in group order, with single-rounding fp32 fused multiply-adds,
-//   A ← fma(Scale(o,g), (float)D_g, A),   B ← fma(Bias(o,g), (float)X_g, B)   (A = B = 0 at the start),
-// and y[o] = s·(A + B) in fp32. (Rows sit in vector lanes in the SIMD kernels, so each lane runs exactly this sequence.)
+//   A ← fma(Scale(o,g), fma(Zero(o,g), −(float)X_g, (float)D_g), A)   (A = 0 at the start; PackedGroupParams.Fold),
+// and y[o] = s·A in fp32. (Rows sit in vector lanes in the SIMD kernels, so each lane runs exactly this sequence.)
 using Matq.Kernels.Packed;
 
 namespace Matq.Kernels.Reference;
@@ -36,12 +36,8 @@ public static class GemvInt8Reference
     /// <summary>The float epilogue the SIMD kernels run per lane (same operations, same order, so results are identical).</summary>
     public static float Combine(PackedMatrix w, int o, ReadOnlySpan<long> dots, ReadOnlySpan<int> groupSums, float scale)
     {
-        float a = 0, b = 0;
-        for (int g = 0; g < w.GroupsPerRow; g++)
-        {
-            a = MathF.FusedMultiplyAdd(w.Scale(o, g), dots[g], a);
-            b = MathF.FusedMultiplyAdd(w.Bias(o, g), groupSums[g], b);
-        }
-        return scale * (a + b);
+        float a = 0;
+        for (int g = 0; g < w.GroupsPerRow; g++) a = w.Fold(o, g, a, dots[g], groupSums[g]);
+        return scale * a;
     }
 }

@@ -1,5 +1,5 @@
 // Contract: the scalar reference GEMV y = Ŵx over a PackedMatrix (fp32 activations, double accumulation); it DEFINES
-// what every vectorized GEMV must compute: ŵ[o, k] = Scale(o,g)·S[o,k] + Bias(o,g) for stored column k of group g,
+// what every vectorized GEMV must compute: ŵ[o, k] = PackedMatrix.Dequantize(o, g, S[o,k]) for stored column k of group g (PackedGroupParams.Value),
 // y[o] = Σ_k ŵ[o, k]·x[Perm[k]].
 using Matq.Kernels.Packed;
 
@@ -17,7 +17,7 @@ public static class GemvPackedReference
             for (int k = 0; k < w.Cols; k++)
             {
                 int g = k / w.GroupSize;
-                double wv = (double)w.Scale(o, g) * w.CodeAt(o, k) + w.Bias(o, g);
+                double wv = w.Dequantize(o, g, w.CodeAt(o, k));
                 acc += wv * x[w.Perm is null ? k : w.Perm[k]];
             }
             y[o] = (float)acc;
@@ -32,7 +32,7 @@ public static class GemvPackedReference
             for (int k = 0; k < w.Cols; k++)
             {
                 int g = k / w.GroupSize;
-                d[(long)o * w.Cols + (w.Perm is null ? k : w.Perm[k])] = w.Scale(o, g) * w.CodeAt(o, k) + w.Bias(o, g);
+                d[(long)o * w.Cols + (w.Perm is null ? k : w.Perm[k])] = (float)w.Dequantize(o, g, w.CodeAt(o, k));
             }
         return d;
     }

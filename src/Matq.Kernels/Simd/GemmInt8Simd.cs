@@ -5,7 +5,8 @@
 // byte 64s + 4l + b = code 4s + b of lane l; the 8-bit width is read in place), then each block of activation rows (4 on
 // the 512-bit path, 2 on the 256-bit ones) runs over them with rows in int32 lanes — one weight load feeds every row of
 // the block — keeping each row's exact group dot D_g and its fp32 sums in registers; the epilogue is the GEMV's
-// per-lane fp32 sequence A ← fma(Scale, D_g, A), B ← fma(Bias, X_g, B), y = s_t·(A + B). So the packed weights are read
+// per-lane fp32 sequence A ← fma(Scale, fma(Zero, −X_g, D_g), A), y = s_t·A (fp16 scales and zeros converted exactly,
+// a symmetric tensor's one zero broadcast: Packed/PackedGroupParams). So the packed weights are read
 // from memory once per call, whatever T is. Integer paths over the decoded codes:
 //   Vnni      AVX-VNNI, 256-bit vpdpbusd of u8 codes (≤ 255) × 4 broadcast s8 activations into int32 (no saturation);
 //   Avx512    AVX-512BW, 512-bit vpmaddubsw into int16 + vpmaddwd into int32. Codes ≤ 15 (r ≤ 4): a chunk's 8
@@ -91,8 +92,19 @@ public static unsafe class GemmInt8Simd
     internal static void Tiles<TW>(PackedMatrix w, Int8ActivationRows a, Int8KernelPath path, float* y, int t0, int t1) where TW : struct, IPackedWidth
     {
         int t = a.Rows, gpr = w.GroupsPerRow, cpg = w.ChunksPerGroup, cpr = w.ChunksPerRow, cb = w.ChunkBytes, lp = a.Stride;
-        if (path == Int8KernelPath.Avx512) { TilesAvx512<TW>(w, a, y, t0, t1); return; }
-        if (path is Int8KernelPath.Vnni or Int8KernelPath.Avx2) { TilesAvx256<TW>(w, a, path == Int8KernelPath.Vnni, y, t0, t1); return; }
+        // the zero lanes' source (one constant or an fp16 array) is a type argument of the SIMD loops, fixed here per call
+        bool one = w.Params.Symmetric;
+        if (path == Int8KernelPath.Avx512)
+        {
+            if (one) TilesAvx512<TW, OneZero>(w, a, y, t0, t1); else TilesAvx512<TW, GroupZeros>(w, a, y, t0, t1);
+            return;
+        }
+        if (path is Int8KernelPath.Vnni or Int8KernelPath.Avx2)
+        {
+            if (one) TilesAvx256<TW, OneZero>(w, a, path == Int8KernelPath.Vnni, y, t0, t1);
+            else TilesAvx256<TW, GroupZeros>(w, a, path == Int8KernelPath.Vnni, y, t0, t1);
+            return;
+        }
         var dbuf = ArrayPool<int>.Shared.Rent(t * 16);
         var fbuf = ArrayPool<float>.Shared.Rent(t * 32 + 16);
         var ubuf = ArrayPool<byte>.Shared.Rent(KBlock * 512 + 64);
@@ -101,13 +113,15 @@ public static unsafe class GemmInt8Simd
             fixed (byte* data = w.Data, ub0 = ubuf)
             fixed (sbyte* xs = a.Codes)
             fixed (int* d = dbuf, gsum = a.GroupSums)
-            fixed (float* sc = w.Scales, bi = w.Biases, acc = fbuf, rs = a.Scales)
+            fixed (float* acc = fbuf, rs = a.Scales)
+            fixed (Half* sc = w.Params.Scales, zc = w.Params.ZeroLanes)
             {
+                var gp = new PackedGroupParams.Lanes(w.Params);
                 byte* ub = (byte*)(((nint)ub0 + 63) & ~(nint)63);
                 float* outv = acc + t * 32;
                 for (int tile = t0; tile < t1; tile++)
                 {
-                    new Span<float>(acc, t * 32).Clear();   // per token: A lanes 0..15, B lanes 16..31
+                    new Span<float>(acc, t * 32).Clear();   // per token: A lanes 0..15 (16..31 unused)
                     byte* tp = data + tile * w.TileBytes;
                     for (int g = 0, c0 = 0; g < gpr; g++, c0 += cpg)
                     {
@@ -126,8 +140,8 @@ public static unsafe class GemmInt8Simd
                             sbyte* xk = xs + 32 * kb;
                             for (int r = 0; r < t; r++) Portable(u, n, xk + (long)r * lp, d + 16 * r);
                         }
-                        float* s = sc + ((long)tile * gpr + g) * 16, b = bi + ((long)tile * gpr + g) * 16;
-                        for (int r = 0; r < t; r++) Epilogue(s, b, d + 16 * r, gsum[r * gpr + g], acc + 32 * r);
+                        Half* s = sc + ((long)tile * gpr + g) * 16, z = zc + ((long)tile * gpr + g) * 16;
+                        for (int r = 0; r < t; r++) Epilogue(s, z, gp, gsum[r * gpr + g], d + 16 * r, acc + 32 * r);
                     }
                     int rows = Math.Min(16, w.Rows - tile * 16);
                     for (int r = 0; r < t; r++)
@@ -138,11 +152,11 @@ public static unsafe class GemmInt8Simd
                         if (Vector256.IsHardwareAccelerated)
                         {
                             var sv = Vector256.Create(sr);
-                            (sv * (Vector256.Load(ar) + Vector256.Load(ar + 16))).Store(outv);
-                            (sv * (Vector256.Load(ar + 8) + Vector256.Load(ar + 24))).Store(outv + 8);
+                            (sv * Vector256.Load(ar)).Store(outv);
+                            (sv * Vector256.Load(ar + 8)).Store(outv + 8);
                         }
                         else
-                            for (int i = 0; i < 16; i++) outv[i] = sr * (ar[i] + ar[16 + i]);
+                            for (int i = 0; i < 16; i++) outv[i] = sr * ar[i];
                         for (int i = 0; i < rows; i++) yr[i] = outv[i];
                     }
                 }
@@ -156,23 +170,23 @@ public static unsafe class GemmInt8Simd
         }
     }
 
-    // A ← fma(Scale, (float)D, A), B ← fma(Bias, (float)X, B) per lane (the reference's single-rounding fmas)
+    // A ← fma(Scale, fma(Zero, −X, (float)D), A) per lane (the reference's single-rounding fmas)
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Epilogue(float* s, float* b, int* d, int gs, float* ab)
+    private static void Epilogue(Half* s, Half* z, PackedGroupParams.Lanes gp, int x, int* d, float* ab)
     {
         if (Vector256.IsHardwareAccelerated)
         {
-            var xv = Vector256.Create((float)gs);
-            Vector256.FusedMultiplyAdd(Vector256.Load(s), Vector256.ConvertToSingle(Vector256.Load(d)), Vector256.Load(ab)).Store(ab);
-            Vector256.FusedMultiplyAdd(Vector256.Load(s + 8), Vector256.ConvertToSingle(Vector256.Load(d + 8)), Vector256.Load(ab + 8)).Store(ab + 8);
-            Vector256.FusedMultiplyAdd(Vector256.Load(b), xv, Vector256.Load(ab + 16)).Store(ab + 16);
-            Vector256.FusedMultiplyAdd(Vector256.Load(b + 8), xv, Vector256.Load(ab + 24)).Store(ab + 24);
+            var nx = Vector256.Create(-(float)x);
+            Vector256.FusedMultiplyAdd(gp.S256(s), Vector256.FusedMultiplyAdd(gp.Z256(z), nx, Vector256.ConvertToSingle(Vector256.Load(d))), Vector256.Load(ab)).Store(ab);
+            Vector256.FusedMultiplyAdd(gp.S256(s + 8), Vector256.FusedMultiplyAdd(gp.Z256(z + 8), nx, Vector256.ConvertToSingle(Vector256.Load(d + 8))), Vector256.Load(ab + 8)).Store(ab + 8);
         }
         else
-            for (int i = 0; i < 16; i++)
+            for (int i = 0; i < 16; i += 4)
             {
-                ab[i] = MathF.FusedMultiplyAdd(s[i], d[i], ab[i]);
-                ab[16 + i] = MathF.FusedMultiplyAdd(b[i], gs, ab[16 + i]);
+                var sv = gp.S128(s + i);
+                var zv = gp.Z128(z + i);
+                for (int j = 0; j < 4; j++)
+                    ab[i + j] = MathF.FusedMultiplyAdd(sv.GetElement(j), MathF.FusedMultiplyAdd(zv.GetElement(j), -(float)x, d[i + j]), ab[i + j]);
             }
     }
 
@@ -254,7 +268,7 @@ public static unsafe class GemmInt8Simd
     // of 4 activation rows every group's dots stay in registers and fold at once into per-token fp32 A and B (16 lanes
     // each, the reference's fma sequence), so nothing per group goes through memory.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void TilesAvx512<TW>(PackedMatrix w, Int8ActivationRows a, float* y, int t0, int t1) where TW : struct, IPackedWidth
+    private static void TilesAvx512<TW, TZ>(PackedMatrix w, Int8ActivationRows a, float* y, int t0, int t1) where TW : struct, IPackedWidth where TZ : struct, IGroupZeros
     {
         int t = a.Rows, gpr = w.GroupsPerRow, cpg = w.ChunksPerGroup, cpr = w.ChunksPerRow, cb = w.ChunkBytes, lp = a.Stride;
         var ubuf = TW.Bits == 8 ? null : ArrayPool<byte>.Shared.Rent(cpr * 512 + 64);
@@ -264,9 +278,11 @@ public static unsafe class GemmInt8Simd
             fixed (byte* data = w.Data, ub0 = ubuf)
             fixed (sbyte* xs = a.Codes)
             fixed (int* gsum = a.GroupSums)
-            fixed (float* sc = w.Scales, bi = w.Biases, rs = a.Scales)
+            fixed (float* rs = a.Scales)
+            fixed (Half* sc = w.Params.Scales, zc = w.Params.ZeroLanes)
             {
                 byte* ub = (byte*)(((nint)ub0 + 63) & ~(nint)63);
+                var gp = new PackedGroupParams.Lanes(w.Params);
                 for (int tile = t0; tile < t1; tile++)
                 {
                     byte* tp = data + tile * w.TileBytes, u = tp;
@@ -275,19 +291,19 @@ public static unsafe class GemmInt8Simd
                         for (int c = 0; c < cpr; c++) DecodeU8<TW>(tp + (long)c * cb, ub + 512 * c);
                         u = ub;
                     }
-                    float* s = sc + (long)tile * gpr * 16, b = bi + (long)tile * gpr * 16;
+                    Half* s = sc + (long)tile * gpr * 16, z = zc + (long)tile * gpr * 16;
                     int rows = Math.Min(16, w.Rows - tile * 16);
                     for (int r = 0; r < t; r += 4)
                     {
                         int nt = Math.Min(4, t - r);
                         if (nt == 4)
                         {
-                            if (TW.Bits > 4) Avx512Wide4(u, xs + (long)r * lp, lp, s, b, gsum + r * gpr, gpr, cpg, cpr, outv);
-                            else Avx512Narrow4(u, xs + (long)r * lp, lp, s, b, gsum + r * gpr, gpr, cpg, cpr, outv);
+                            if (TW.Bits > 4) Avx512Wide4<TZ>(u, xs + (long)r * lp, lp, s, z, gp, gsum + r * gpr, gpr, cpg, cpr, outv);
+                            else Avx512Narrow4<TZ>(u, xs + (long)r * lp, lp, s, z, gp, gsum + r * gpr, gpr, cpg, cpr, outv);
                         }
                         else
                             for (int j = 0; j < nt; j++)
-                                Avx512One(u, xs + (long)(r + j) * lp, s, b, gsum + (r + j) * gpr, gpr, cpg, cpr, outv + 16 * j, TW.Bits > 4);
+                                Avx512One<TZ>(u, xs + (long)(r + j) * lp, s, z, gp, gsum + (r + j) * gpr, gpr, cpg, cpr, outv + 16 * j, TW.Bits > 4);
                         for (int j = 0; j < nt; j++)
                         {
                             float* yr = y + (long)(r + j) * w.Rows + tile * 16;
@@ -309,7 +325,7 @@ public static unsafe class GemmInt8Simd
     // block, each row's 16 lanes in two 8-lane halves (bytes 0..31 and 32..63 of a sub-step): 4 int32 dots and 8 fp32
     // sums in registers (16 ymm registers suffice for VNNI).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void TilesAvx256<TW>(PackedMatrix w, Int8ActivationRows a, bool vnni, float* y, int t0, int t1) where TW : struct, IPackedWidth
+    private static void TilesAvx256<TW, TZ>(PackedMatrix w, Int8ActivationRows a, bool vnni, float* y, int t0, int t1) where TW : struct, IPackedWidth where TZ : struct, IGroupZeros
     {
         int t = a.Rows, gpr = w.GroupsPerRow, cpg = w.ChunksPerGroup, cpr = w.ChunksPerRow, cb = w.ChunkBytes, lp = a.Stride;
         bool wide = TW.Bits > 4;
@@ -320,9 +336,11 @@ public static unsafe class GemmInt8Simd
             fixed (byte* data = w.Data, ub0 = ubuf)
             fixed (sbyte* xs = a.Codes)
             fixed (int* gsum = a.GroupSums)
-            fixed (float* sc = w.Scales, bi = w.Biases, rs = a.Scales)
+            fixed (float* rs = a.Scales)
+            fixed (Half* sc = w.Params.Scales, zc = w.Params.ZeroLanes)
             {
                 byte* ub = (byte*)(((nint)ub0 + 63) & ~(nint)63);
+                var gp = new PackedGroupParams.Lanes(w.Params);
                 for (int tile = t0; tile < t1; tile++)
                 {
                     byte* tp = data + tile * w.TileBytes, u = tp;
@@ -331,16 +349,16 @@ public static unsafe class GemmInt8Simd
                         for (int c = 0; c < cpr; c++) DecodeU8<TW>(tp + (long)c * cb, ub + 512 * c);
                         u = ub;
                     }
-                    float* s = sc + (long)tile * gpr * 16, b = bi + (long)tile * gpr * 16;
+                    Half* s = sc + (long)tile * gpr * 16, z = zc + (long)tile * gpr * 16;
                     int rows = Math.Min(16, w.Rows - tile * 16);
                     for (int r = 0; r < t; r += 2)
                     {
                         int nt = Math.Min(2, t - r), r1 = r + nt - 1;   // an odd last row runs as both rows of the block
                         sbyte* x0 = xs + (long)r * lp, x1 = xs + (long)r1 * lp;
                         int* g0 = gsum + r * gpr, g1 = gsum + r1 * gpr;
-                        if (vnni) Vnni2(u, x0, x1, s, b, g0, g1, gpr, cpg, cpr, outv);
-                        else if (wide) Avx2Wide2(u, x0, x1, s, b, g0, g1, gpr, cpg, cpr, outv);
-                        else Avx2Narrow2(u, x0, x1, s, b, g0, g1, gpr, cpg, cpr, outv);
+                        if (vnni) Vnni2<TZ>(u, x0, x1, s, z, gp, g0, g1, gpr, cpg, cpr, outv);
+                        else if (wide) Avx2Wide2<TZ>(u, x0, x1, s, z, gp, g0, g1, gpr, cpg, cpr, outv);
+                        else Avx2Narrow2<TZ>(u, x0, x1, s, z, gp, g0, g1, gpr, cpg, cpr, outv);
                         for (int j = 0; j < nt; j++)
                         {
                             float* yr = y + (long)(r + j) * w.Rows + tile * 16;
@@ -359,20 +377,17 @@ public static unsafe class GemmInt8Simd
         }
     }
 
-    // A ← fma(Scale, D, A), B ← fma(Bias, X, B) on 8 lanes
+    // A ← fma(Scale, fma(Zero, −X, D), A) on 8 lanes; nx = −(float)X
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Fold(Vector256<int> d, int gs, Vector256<float> sv, Vector256<float> bv, ref Vector256<float> av, ref Vector256<float> bacc)
-    {
-        av = Vector256.FusedMultiplyAdd(sv, Vector256.ConvertToSingle(d), av);
-        bacc = Vector256.FusedMultiplyAdd(bv, Vector256.Create((float)gs), bacc);
-    }
+    private static void Fold(Vector256<int> d, float nx, Vector256<float> sv, Vector256<float> zv, ref Vector256<float> av) =>
+        av = Vector256.FusedMultiplyAdd(sv, Vector256.FusedMultiplyAdd(zv, Vector256.Create(nx), Vector256.ConvertToSingle(d)), av);
 
-    // AVX-VNNI, 2 activation rows (x0, x1): vpdpbusd of u8 codes (≤ 255) straight into int32; out2 [2][16] = A + B
+    // AVX-VNNI, 2 activation rows (x0, x1): vpdpbusd of u8 codes (≤ 255) straight into int32; out2 [2][16] = A
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Vnni2(byte* u, sbyte* x0, sbyte* x1, float* s, float* b, int* g0, int* g1, int gpr, int cpg, int cpr, float* out2)
+    private static void Vnni2<TZ>(byte* u, sbyte* x0, sbyte* x1, Half* s, Half* z, PackedGroupParams.Lanes gp, int* g0, int* g1, int gpr, int cpg, int cpr, float* out2) where TZ : struct, IGroupZeros
     {
-        Vector256<float> A0 = default, A1 = default, A2 = default, A3 = default, B0 = default, B1 = default, B2 = default, B3 = default;
-        for (int g = 0, c = 0; g < gpr; g++, s += 16, b += 16)
+        Vector256<float> A0 = default, A1 = default, A2 = default, A3 = default;
+        for (int g = 0, c = 0; g < gpr; g++, s += 16, z += 16)
         {
             Vector256<int> d0 = default, d1 = default, d2 = default, d3 = default;   // row 0 halves, row 1 halves
             for (int c1 = Math.Min(c + cpg, cpr); c < c1; c++)
@@ -389,19 +404,20 @@ public static unsafe class GemmInt8Simd
                     d2 = Dp(d2, v0, xv); d3 = Dp(d3, v1, xv);
                 }
             }
-            Vector256<float> sl = Vector256.Load(s), sh = Vector256.Load(s + 8), bl = Vector256.Load(b), bh = Vector256.Load(b + 8);
-            Fold(d0, g0[g], sl, bl, ref A0, ref B0); Fold(d1, g0[g], sh, bh, ref A1, ref B1);
-            Fold(d2, g1[g], sl, bl, ref A2, ref B2); Fold(d3, g1[g], sh, bh, ref A3, ref B3);
+            Vector256<float> sl = gp.S256(s), sh = gp.S256(s + 8), zl = gp.Z256<TZ>(z), zh = gp.Z256<TZ>(z + 8);
+            float x0g = -(float)g0[g], x1g = -(float)g1[g];
+            Fold(d0, x0g, sl, zl, ref A0); Fold(d1, x0g, sh, zh, ref A1);
+            Fold(d2, x1g, sl, zl, ref A2); Fold(d3, x1g, sh, zh, ref A3);
         }
-        (A0 + B0).Store(out2); (A1 + B1).Store(out2 + 8); (A2 + B2).Store(out2 + 16); (A3 + B3).Store(out2 + 24);
+        A0.Store(out2); A1.Store(out2 + 8); A2.Store(out2 + 16); A3.Store(out2 + 24);
     }
 
     // AVX2, codes ≤ 15, 2 activation rows: a chunk's 8 sub-steps in int16 (≤ 30480), folded once per chunk
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Avx2Narrow2(byte* u, sbyte* x0, sbyte* x1, float* s, float* b, int* g0, int* g1, int gpr, int cpg, int cpr, float* out2)
+    private static void Avx2Narrow2<TZ>(byte* u, sbyte* x0, sbyte* x1, Half* s, Half* z, PackedGroupParams.Lanes gp, int* g0, int* g1, int gpr, int cpg, int cpr, float* out2) where TZ : struct, IGroupZeros
     {
-        Vector256<float> A0 = default, A1 = default, A2 = default, A3 = default, B0 = default, B1 = default, B2 = default, B3 = default;
-        for (int g = 0, c = 0; g < gpr; g++, s += 16, b += 16)
+        Vector256<float> A0 = default, A1 = default, A2 = default, A3 = default;
+        for (int g = 0, c = 0; g < gpr; g++, s += 16, z += 16)
         {
             Vector256<int> d0 = default, d1 = default, d2 = default, d3 = default;
             for (int c1 = Math.Min(c + cpg, cpr); c < c1; c++)
@@ -420,20 +436,21 @@ public static unsafe class GemmInt8Simd
                 }
                 d0 += Fold256(p0, 1); d1 += Fold256(p1, 1); d2 += Fold256(p2, 1); d3 += Fold256(p3, 1);
             }
-            Vector256<float> sl = Vector256.Load(s), sh = Vector256.Load(s + 8), bl = Vector256.Load(b), bh = Vector256.Load(b + 8);
-            Fold(d0, g0[g], sl, bl, ref A0, ref B0); Fold(d1, g0[g], sh, bh, ref A1, ref B1);
-            Fold(d2, g1[g], sl, bl, ref A2, ref B2); Fold(d3, g1[g], sh, bh, ref A3, ref B3);
+            Vector256<float> sl = gp.S256(s), sh = gp.S256(s + 8), zl = gp.Z256<TZ>(z), zh = gp.Z256<TZ>(z + 8);
+            float x0g = -(float)g0[g], x1g = -(float)g1[g];
+            Fold(d0, x0g, sl, zl, ref A0); Fold(d1, x0g, sh, zh, ref A1);
+            Fold(d2, x1g, sl, zl, ref A2); Fold(d3, x1g, sh, zh, ref A3);
         }
-        (A0 + B0).Store(out2); (A1 + B1).Store(out2 + 8); (A2 + B2).Store(out2 + 16); (A3 + B3).Store(out2 + 24);
+        A0.Store(out2); A1.Store(out2 + 8); A2.Store(out2 + 16); A3.Store(out2 + 24);
     }
 
     // AVX2, 8-bit codes, 2 activation rows: low and high nibbles in int16 apart (≤ 30480 each), the high sums folded ×16
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Avx2Wide2(byte* u, sbyte* x0, sbyte* x1, float* s, float* b, int* g0, int* g1, int gpr, int cpg, int cpr, float* out2)
+    private static void Avx2Wide2<TZ>(byte* u, sbyte* x0, sbyte* x1, Half* s, Half* z, PackedGroupParams.Lanes gp, int* g0, int* g1, int gpr, int cpg, int cpr, float* out2) where TZ : struct, IGroupZeros
     {
-        Vector256<float> A0 = default, A1 = default, A2 = default, A3 = default, B0 = default, B1 = default, B2 = default, B3 = default;
+        Vector256<float> A0 = default, A1 = default, A2 = default, A3 = default;
         var m = Vector256.Create((byte)0x0F);
-        for (int g = 0, c = 0; g < gpr; g++, s += 16, b += 16)
+        for (int g = 0, c = 0; g < gpr; g++, s += 16, z += 16)
         {
             Vector256<int> d0 = default, d1 = default, d2 = default, d3 = default;
             for (int c1 = Math.Min(c + cpg, cpr); c < c1; c++)
@@ -455,29 +472,27 @@ public static unsafe class GemmInt8Simd
                 d0 += Fold256(l0, 1) + Fold256(h0, 16); d1 += Fold256(l1, 1) + Fold256(h1, 16);
                 d2 += Fold256(l2, 1) + Fold256(h2, 16); d3 += Fold256(l3, 1) + Fold256(h3, 16);
             }
-            Vector256<float> sl = Vector256.Load(s), sh = Vector256.Load(s + 8), bl = Vector256.Load(b), bh = Vector256.Load(b + 8);
-            Fold(d0, g0[g], sl, bl, ref A0, ref B0); Fold(d1, g0[g], sh, bh, ref A1, ref B1);
-            Fold(d2, g1[g], sl, bl, ref A2, ref B2); Fold(d3, g1[g], sh, bh, ref A3, ref B3);
+            Vector256<float> sl = gp.S256(s), sh = gp.S256(s + 8), zl = gp.Z256<TZ>(z), zh = gp.Z256<TZ>(z + 8);
+            float x0g = -(float)g0[g], x1g = -(float)g1[g];
+            Fold(d0, x0g, sl, zl, ref A0); Fold(d1, x0g, sh, zh, ref A1);
+            Fold(d2, x1g, sl, zl, ref A2); Fold(d3, x1g, sh, zh, ref A3);
         }
-        (A0 + B0).Store(out2); (A1 + B1).Store(out2 + 8); (A2 + B2).Store(out2 + 16); (A3 + B3).Store(out2 + 24);
+        A0.Store(out2); A1.Store(out2 + 8); A2.Store(out2 + 16); A3.Store(out2 + 24);
     }
 
-    // A ← fma(Scale, D, A), B ← fma(Bias, X, B) on 16 lanes
+    // A ← fma(Scale, fma(Zero, −X, D), A) on 16 lanes; nx = −(float)X
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Fold(Vector512<int> d, int gs, Vector512<float> sv, Vector512<float> bv, ref Vector512<float> av, ref Vector512<float> bacc)
-    {
-        av = Vector512.FusedMultiplyAdd(sv, Vector512.ConvertToSingle(d), av);
-        bacc = Vector512.FusedMultiplyAdd(bv, Vector512.Create((float)gs), bacc);
-    }
+    private static void Fold(Vector512<int> d, float nx, Vector512<float> sv, Vector512<float> zv, ref Vector512<float> av)
+        => av = Vector512.FusedMultiplyAdd(sv, Vector512.FusedMultiplyAdd(zv, Vector512.Create(nx), Vector512.ConvertToSingle(d)), av);
 
     // codes ≤ 15, 4 activation rows: a chunk's 8 sub-steps in int16 (≤ 8·2·15·127 = 30480), folded once per chunk;
-    // out[j][16] = A + B of row j (before its scale s_j)
+    // out[j][16] = A of row j (before its scale s_j)
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Avx512Narrow4(byte* u, sbyte* x, int lp, float* s, float* b, int* gs, int gpr, int cpg, int cpr, float* out4)
+    private static void Avx512Narrow4<TZ>(byte* u, sbyte* x, int lp, Half* s, Half* z, PackedGroupParams.Lanes gp, int* gs, int gpr, int cpg, int cpr, float* out4) where TZ : struct, IGroupZeros
     {
-        Vector512<float> A0 = default, A1 = default, A2 = default, A3 = default, B0 = default, B1 = default, B2 = default, B3 = default;
+        Vector512<float> A0 = default, A1 = default, A2 = default, A3 = default;
         sbyte* x1 = x + lp, x2 = x1 + lp, x3 = x2 + lp;
-        for (int g = 0, c = 0; g < gpr; g++, s += 16, b += 16)
+        for (int g = 0, c = 0; g < gpr; g++, s += 16, z += 16)
         {
             Vector512<int> a0 = default, a1 = default, a2 = default, a3 = default;
             for (int c1 = Math.Min(c + cpg, cpr); c < c1; c++)
@@ -495,24 +510,24 @@ public static unsafe class GemmInt8Simd
                 }
                 a0 += Fold512(s0, 1); a1 += Fold512(s1, 1); a2 += Fold512(s2, 1); a3 += Fold512(s3, 1);
             }
-            var sv = Vector512.Load(s);
-            var bv = Vector512.Load(b);
-            Fold(a0, gs[g], sv, bv, ref A0, ref B0);
-            Fold(a1, gs[gpr + g], sv, bv, ref A1, ref B1);
-            Fold(a2, gs[2 * gpr + g], sv, bv, ref A2, ref B2);
-            Fold(a3, gs[3 * gpr + g], sv, bv, ref A3, ref B3);
+            var sv = gp.S512(s);
+            var zv = gp.Z512<TZ>(z);
+            Fold(a0, -(float)gs[g], sv, zv, ref A0);
+            Fold(a1, -(float)gs[gpr + g], sv, zv, ref A1);
+            Fold(a2, -(float)gs[2 * gpr + g], sv, zv, ref A2);
+            Fold(a3, -(float)gs[3 * gpr + g], sv, zv, ref A3);
         }
-        (A0 + B0).Store(out4); (A1 + B1).Store(out4 + 16); (A2 + B2).Store(out4 + 32); (A3 + B3).Store(out4 + 48);
+        A0.Store(out4); A1.Store(out4 + 16); A2.Store(out4 + 32); A3.Store(out4 + 48);
     }
 
     // 8-bit codes, 4 activation rows: low and high nibbles summed apart in int16 (≤ 30480 each), the high sums folded ×16
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Avx512Wide4(byte* u, sbyte* x, int lp, float* s, float* b, int* gs, int gpr, int cpg, int cpr, float* out4)
+    private static void Avx512Wide4<TZ>(byte* u, sbyte* x, int lp, Half* s, Half* z, PackedGroupParams.Lanes gp, int* gs, int gpr, int cpg, int cpr, float* out4) where TZ : struct, IGroupZeros
     {
-        Vector512<float> A0 = default, A1 = default, A2 = default, A3 = default, B0 = default, B1 = default, B2 = default, B3 = default;
+        Vector512<float> A0 = default, A1 = default, A2 = default, A3 = default;
         sbyte* x1 = x + lp, x2 = x1 + lp, x3 = x2 + lp;
         var m = Vector512.Create((byte)0x0F);
-        for (int g = 0, c = 0; g < gpr; g++, s += 16, b += 16)
+        for (int g = 0, c = 0; g < gpr; g++, s += 16, z += 16)
         {
             Vector512<int> a0 = default, a1 = default, a2 = default, a3 = default;
             for (int c1 = Math.Min(c + cpg, cpr); c < c1; c++)
@@ -537,22 +552,22 @@ public static unsafe class GemmInt8Simd
                 a0 += Fold512(l0, 1) + Fold512(h0, 16); a1 += Fold512(l1, 1) + Fold512(h1, 16);
                 a2 += Fold512(l2, 1) + Fold512(h2, 16); a3 += Fold512(l3, 1) + Fold512(h3, 16);
             }
-            var sv = Vector512.Load(s);
-            var bv = Vector512.Load(b);
-            Fold(a0, gs[g], sv, bv, ref A0, ref B0);
-            Fold(a1, gs[gpr + g], sv, bv, ref A1, ref B1);
-            Fold(a2, gs[2 * gpr + g], sv, bv, ref A2, ref B2);
-            Fold(a3, gs[3 * gpr + g], sv, bv, ref A3, ref B3);
+            var sv = gp.S512(s);
+            var zv = gp.Z512<TZ>(z);
+            Fold(a0, -(float)gs[g], sv, zv, ref A0);
+            Fold(a1, -(float)gs[gpr + g], sv, zv, ref A1);
+            Fold(a2, -(float)gs[2 * gpr + g], sv, zv, ref A2);
+            Fold(a3, -(float)gs[3 * gpr + g], sv, zv, ref A3);
         }
-        (A0 + B0).Store(out4); (A1 + B1).Store(out4 + 16); (A2 + B2).Store(out4 + 32); (A3 + B3).Store(out4 + 48);
+        A0.Store(out4); A1.Store(out4 + 16); A2.Store(out4 + 32); A3.Store(out4 + 48);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Avx512One(byte* u, sbyte* x, float* s, float* b, int* gs, int gpr, int cpg, int cpr, float* out1, bool wide)
+    private static void Avx512One<TZ>(byte* u, sbyte* x, Half* s, Half* z, PackedGroupParams.Lanes gp, int* gs, int gpr, int cpg, int cpr, float* out1, bool wide) where TZ : struct, IGroupZeros
     {
-        Vector512<float> A = default, B = default;
+        Vector512<float> A = default;
         var m = Vector512.Create((byte)0x0F);
-        for (int g = 0, c = 0; g < gpr; g++, s += 16, b += 16)
+        for (int g = 0, c = 0; g < gpr; g++, s += 16, z += 16)
         {
             Vector512<int> acc = default;
             for (int c1 = Math.Min(c + cpg, cpr); c < c1; c++)
@@ -572,9 +587,9 @@ public static unsafe class GemmInt8Simd
                 }
                 acc += wide ? Fold512(l, 1) + Fold512(h, 16) : Fold512(l, 1);
             }
-            Fold(acc, gs[g], Vector512.Load(s), Vector512.Load(b), ref A, ref B);
+            Fold(acc, -(float)gs[g], gp.S512(s), gp.Z512<TZ>(z), ref A);
         }
-        (A + B).Store(out1);
+        A.Store(out1);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

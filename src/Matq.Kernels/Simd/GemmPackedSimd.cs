@@ -1,7 +1,7 @@
 // Contract: Y[t, o] = Σ_k Ŵ[o, k]·X[t, k] for T activation rows X [T, Cols] → Y [T, Rows] over a PackedMatrix (fp32
 // activations; the prefill kernel, meant for T ≤ 32 per call), equal to GemvPackedReference row by row within float
 // rounding. Per tile of 16 rows, blocks of KBlock chunks are decoded once into an fp32 scratch laid out [column][16 rows]
-// (ŵ = Scale·S + Bias), then every activation row is multiplied against it with rows in vector lanes (4 activation rows
+// (ŵ = Scale·(S − Zero), the fp16 lanes of Packed/PackedGroupParams), then every activation row is multiplied against it with rows in vector lanes (4 activation rows
 // per pass share each weight load), so the packed weights are read once per call whatever T is. AVX2+FMA path; a
 // portable Vector128 path otherwise. Tiles split by KernelThreads; the width table (Packed/PackedWidths) picks the
 // width's tile loop (its IPackedWidth decode) once per call.
@@ -82,32 +82,35 @@ public static unsafe class GemmPackedSimd
     internal static void DecodeChunk<TW>(PackedMatrix w, int tile, int ch, float* dst, bool avx) where TW : struct, IPackedWidth
     {
         int g = ch / w.ChunksPerGroup, gpr = w.GroupsPerRow;
+        var gp = new PackedGroupParams.Lanes(w.Params);
         fixed (byte* data = w.Data)
-        fixed (float* sc = w.Scales, bi = w.Biases)
+        fixed (Half* sc = w.Params.Scales, zc = w.Params.ZeroLanes)
         {
             byte* p = data + tile * w.TileBytes + (long)ch * w.ChunkBytes;
             long sb = ((long)tile * gpr + g) * 16;
-            if (avx) Decode256<TW>(p, sc + sb, bi + sb, dst);
-            else Decode128<TW>(p, sc + sb, bi + sb, dst);
+            if (avx) Decode256<TW>(p, sc + sb, zc + sb, gp, dst);
+            else Decode128<TW>(p, sc + sb, zc + sb, gp, dst);
         }
     }
 
-    // chunk codes p with the tile's 16 scales s and biases b of its group
-    private static void Decode256<TW>(byte* p, float* s, float* b, float* dst) where TW : struct, IPackedWidth
+    // chunk codes p with the tile's 16 scales s and zeros z of its group: ŵ = s·(S − z)
+    private static void Decode256<TW>(byte* p, Half* s, Half* z, PackedGroupParams.Lanes gp, float* dst) where TW : struct, IPackedWidth
     {
-        Vector256<float> s0 = Avx.LoadVector256(s), s1 = Avx.LoadVector256(s + 8), b0 = Avx.LoadVector256(b), b1 = Avx.LoadVector256(b + 8);
+        Vector256<float> s0 = gp.S256(s), s1 = gp.S256(s + 8), z0 = gp.Z256(z), z1 = gp.Z256(z + 8);
         for (int i = 0; i < 32; i++)
         {
-            Avx.Store(dst + 16 * i, Fma.MultiplyAdd(Avx.ConvertToVector256Single(TW.Code256(p, i, 0)), s0, b0));
-            Avx.Store(dst + 16 * i + 8, Fma.MultiplyAdd(Avx.ConvertToVector256Single(TW.Code256(p, i, 1)), s1, b1));
+            Avx.Store(dst + 16 * i, (Avx.ConvertToVector256Single(TW.Code256(p, i, 0)) - z0) * s0);
+            Avx.Store(dst + 16 * i + 8, (Avx.ConvertToVector256Single(TW.Code256(p, i, 1)) - z1) * s1);
         }
     }
 
-    private static void Decode128<TW>(byte* p, float* s, float* b, float* dst) where TW : struct, IPackedWidth
+    private static void Decode128<TW>(byte* p, Half* s, Half* z, PackedGroupParams.Lanes gp, float* dst) where TW : struct, IPackedWidth
     {
+        var sv = stackalloc Vector128<float>[8];
+        for (int k = 0; k < 4; k++) { sv[k] = gp.S128(s + 4 * k); sv[4 + k] = gp.Z128(z + 4 * k); }
         for (int i = 0; i < 32; i++)
             for (int k = 0; k < 4; k++)
-                (Vector128.ConvertToSingle(TW.Code128(p, i, k)) * Vector128.Load(s + 4 * k) + Vector128.Load(b + 4 * k)).Store(dst + 16 * i + 4 * k);
+                ((Vector128.ConvertToSingle(TW.Code128(p, i, k)) - sv[4 + k]) * sv[k]).Store(dst + 16 * i + 4 * k);
     }
 
     // acc [t][16] += Σ_k w[k][16]·x[r][k] for k < n; four activation rows per pass share each weight load

@@ -1,7 +1,8 @@
 // Contract: the integer GEMV y = Ŵx with int8 activations (Packed/Int8Activations), bit-identical to GemvInt8Reference.
 // Rows sit in the int32 lanes of the packed tiles (Reference/PackedTile16), so a path's integer loop leaves each row's
 // exact group dot D_g in its own lane — no horizontal sums — and the epilogue is the reference's per-row fp32 sequence
-// A ← fma(Scale, D_g, A), B ← fma(Bias, X_g, B), y = s·(A + B), 16 rows per vector operation. Integer paths:
+// A ← fma(Scale, fma(Zero, −X_g, D_g), A), y = s·A, 16 rows per vector operation (fp16 scales and zeros converted
+// exactly, a symmetric tensor's one zero broadcast: Packed/PackedGroupParams). Integer paths:
 //   Avx512    AVX-512BW, 512-bit: vpmaddubsw of unscaled code fields (≤ 15) with 4 broadcast activations, int16 sums,
 //             vpmaddwd into int32 (no saturation: pairs ≤ 2·15·127; the int16 sums are bounded per width below);
 //   Vnni      AVX-VNNI, 256-bit: vpdpbusd of code fields masked in place (scaled by 4^p or 16, ≤ 255) into scaled
@@ -127,27 +128,36 @@ public static unsafe class GemvInt8Simd
     }
 
     // One tile at a time: per group, the path's integer loop writes the 16 lanes' D_g, the epilogue folds them into the
-    // per-lane fp32 sums A and B (two 256-bit halves each). Groups wider than MaxChunks, or no 256-bit vectors: TilesScalar.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    // per-lane fp32 sums A (two 256-bit halves). Groups wider than MaxChunks, or no 256-bit vectors: TilesScalar. The zero
+    // lanes' source (one constant or an fp16 array) is a type argument, fixed once per call.
     internal static void Tiles<T>(PackedMatrix w, Int8Activations a, float* y, int t0, int t1) where T : struct, IInt8Dots
     {
-        if (w.ChunksPerGroup > MaxChunks || !Vector256.IsHardwareAccelerated) { TilesScalar<T>(w, a, y, t0, t1); return; }
+        if (w.ChunksPerGroup > MaxChunks || !Vector256.IsHardwareAccelerated) TilesScalar<T>(w, a, y, t0, t1);
+        else if (w.Params.Symmetric) Tiles<T, OneZero>(w, a, y, t0, t1);
+        else Tiles<T, GroupZeros>(w, a, y, t0, t1);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Tiles<T, TZ>(PackedMatrix w, Int8Activations a, float* y, int t0, int t1) where T : struct, IInt8Dots where TZ : struct, IGroupZeros
+    {
         int gpr = w.GroupsPerRow, cpg = w.ChunksPerGroup, cpr = w.ChunksPerRow, cb = w.ChunkBytes;
         long tileBytes = w.TileBytes;
         var d = stackalloc int[16];
         var outv = stackalloc float[16];
         var sv = Vector256.Create(a.Scale);
         bool prefetch = w.WeightBytes >= PrefetchMinBytes && Sse.IsSupported;
+        Vector256<float> mg = Vector256.Create(w.Params.Magic), zk = Vector256.Create(w.Params.ZeroCode);
+        float zm = PackedGroupParams.ZeroMagic;
         fixed (byte* data = w.Data)
         fixed (sbyte* xs = a.Codes)
         fixed (int* gsum = a.GroupSums)
-        fixed (float* sc = w.Scales, bi = w.Biases)
+        fixed (Half* sc = w.Params.Scales, zc = w.Params.ZeroLanes)
             for (int t = t0; t < t1; t++)
             {
                 byte* tile = data + t * tileBytes;
-                float* s = sc + (long)t * gpr * 16, b = bi + (long)t * gpr * 16;
-                Vector256<float> a0 = default, a1 = default, b0 = default, b1 = default;
-                for (int g = 0, c0 = 0; g < gpr; g++, c0 += cpg, s += 16, b += 16)
+                Half* s = sc + (long)t * gpr * 16, z = zc + (long)t * gpr * 16;
+                Vector256<float> a0 = default, a1 = default;
+                for (int g = 0, c0 = 0; g < gpr; g++, c0 += cpg, s += 16, z += 16)
                 {
                     if (prefetch)   // into L2, every line of the group 4 KiB ahead (past the end of Data it is a no-op hint)
                     {
@@ -155,22 +165,21 @@ public static unsafe class GemvInt8Simd
                         for (int i = 0; i < cpg * cb; i += 64) Sse.Prefetch1(pf + i);
                     }
                     T.Dots(tile + (long)c0 * cb, xs + 32 * c0, Math.Min(cpg, cpr - c0), d);
-                    var xv = Vector256.Create((float)gsum[g]);
-                    a0 = Vector256.FusedMultiplyAdd(Vector256.Load(s), Vector256.ConvertToSingle(Vector256.Load(d)), a0);
-                    a1 = Vector256.FusedMultiplyAdd(Vector256.Load(s + 8), Vector256.ConvertToSingle(Vector256.Load(d + 8)), a1);
-                    b0 = Vector256.FusedMultiplyAdd(Vector256.Load(b), xv, b0);
-                    b1 = Vector256.FusedMultiplyAdd(Vector256.Load(b + 8), xv, b1);
+                    var nx = Vector256.Create(-(float)gsum[g]);
+                    Vector256<float> z0 = TZ.PerGroup ? PackedGroupParams.Load256(z, zm) : zk, z1 = TZ.PerGroup ? PackedGroupParams.Load256(z + 8, zm) : zk;
+                    a0 = Vector256.FusedMultiplyAdd(PackedGroupParams.Scale256(s, mg), Vector256.FusedMultiplyAdd(z0, nx, Vector256.ConvertToSingle(Vector256.Load(d))), a0);
+                    a1 = Vector256.FusedMultiplyAdd(PackedGroupParams.Scale256(s + 8, mg), Vector256.FusedMultiplyAdd(z1, nx, Vector256.ConvertToSingle(Vector256.Load(d + 8))), a1);
                 }
                 float* yt = y + t * 16;
                 if (t * 16 + 16 <= w.Rows)
                 {
-                    (sv * (a0 + b0)).Store(yt);
-                    (sv * (a1 + b1)).Store(yt + 8);
+                    (sv * a0).Store(yt);
+                    (sv * a1).Store(yt + 8);
                 }
                 else
                 {
-                    (sv * (a0 + b0)).Store(outv);
-                    (sv * (a1 + b1)).Store(outv + 8);
+                    (sv * a0).Store(outv);
+                    (sv * a1).Store(outv + 8);
                     for (int i = 0; i < w.Rows - t * 16; i++) yt[i] = outv[i];
                 }
             }
@@ -181,24 +190,19 @@ public static unsafe class GemvInt8Simd
     {
         int gpr = w.GroupsPerRow;
         var d = stackalloc long[16];
-        var acc = stackalloc float[32];
+        var acc = stackalloc float[16];
         fixed (byte* data = w.Data)
         fixed (sbyte* xs = a.Codes)
-        fixed (float* sc = w.Scales, bi = w.Biases)
             for (int t = t0; t < t1; t++)
             {
-                for (int i = 0; i < 32; i++) acc[i] = 0;
+                for (int i = 0; i < 16; i++) acc[i] = 0;
                 for (int g = 0; g < gpr; g++)
                 {
                     GroupDot<T>(w, data + t * w.TileBytes, xs, g, d);
-                    float* s = sc + ((long)t * gpr + g) * 16, b = bi + ((long)t * gpr + g) * 16;
-                    for (int i = 0; i < 16; i++)
-                    {
-                        acc[i] = MathF.FusedMultiplyAdd(s[i], d[i], acc[i]);
-                        acc[16 + i] = MathF.FusedMultiplyAdd(b[i], a.GroupSums[g], acc[16 + i]);
-                    }
+                    long e = ((long)t * gpr + g) * 16;
+                    for (int i = 0; i < 16; i++) acc[i] = w.Params.Fold(e + i, acc[i], d[i], a.GroupSums[g]);
                 }
-                for (int i = 0; i < Math.Min(16, w.Rows - t * 16); i++) y[t * 16 + i] = a.Scale * (acc[i] + acc[16 + i]);
+                for (int i = 0; i < Math.Min(16, w.Rows - t * 16); i++) y[t * 16 + i] = a.Scale * acc[i];
             }
     }
 }

@@ -1,7 +1,8 @@
 // Contract: vectorized y = Ŵx over a PackedMatrix (fp32 activations), equal to GemvPackedReference within float rounding
 // (summation order differs). Rows sit in the lanes of the packed tiles (Reference/PackedTile16): per group, each code
 // field is shifted down, masked and converted in its lane and multiplied by its broadcast activation into per-row sums
-// Σ S·x, folded as A ← fma(Scale, Σ S·x, A) and B ← fma(Bias, Σx, B), y = A + B. AVX2+FMA path (two 8-row halves per
+// Σ S·x, folded as A ← fma(Scale, fma(Zero, −Σx, Σ S·x), A), y = A (fp16 scales and zeros, the fold of
+// Packed/PackedGroupParams; a symmetric tensor's one zero is broadcast, no bytes read). AVX2+FMA path (two 8-row halves per
 // tile) where present, a portable Vector128 path (four 4-row quarters) otherwise; tiles split by KernelThreads. One
 // IPackedWidth struct per width; the width table (Packed/PackedWidths) picks its tile loop once per call.
 using System.Diagnostics.CodeAnalysis;
@@ -38,18 +39,28 @@ public static unsafe class GemvPackedSimd
     }
 
     // The width table's fp32 entry points (Packed/PackedWidths): whole tiles t0..t1 of one width.
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Tiles256<TW>(PackedMatrix w, float[] xpa, float[] gsa, float* y, int t0, int t1) where TW : struct, IPackedWidth
     {
+        if (w.Params.Symmetric) Tiles256<TW, OneZero>(w, xpa, gsa, y, t0, t1);
+        else Tiles256<TW, GroupZeros>(w, xpa, gsa, y, t0, t1);
+    }
+
+    // the zero lanes' source (one constant or an fp16 array) fixed per call by TZ
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Tiles256<TW, TZ>(PackedMatrix w, float[] xpa, float[] gsa, float* y, int t0, int t1) where TW : struct, IPackedWidth where TZ : struct, IGroupZeros
+    {
         int gpr = w.GroupsPerRow, cpg = w.ChunksPerGroup, cpr = w.ChunksPerRow, cb = w.ChunkBytes;
+        Vector256<float> mg = Vector256.Create(w.Params.Magic), zk = Vector256.Create(w.Params.ZeroCode);
+        float zm = PackedGroupParams.ZeroMagic;
         var outv = stackalloc float[16];
         fixed (byte* data = w.Data)
-        fixed (float* xp = xpa, gs = gsa, sc = w.Scales, bi = w.Biases)
+        fixed (float* xp = xpa, gs = gsa)
+        fixed (Half* sc = w.Params.Scales, zc = w.Params.ZeroLanes)
             for (int t = t0; t < t1; t++)
             {
                 byte* tile = data + t * w.TileBytes;
-                float* st = sc + (long)t * gpr * 16, bt = bi + (long)t * gpr * 16;
-                Vector256<float> A0 = default, A1 = default, B0 = default, B1 = default;
+                Half* st = sc + (long)t * gpr * 16, zt = zc + (long)t * gpr * 16;
+                Vector256<float> A0 = default, A1 = default;
                 for (int g = 0; g < gpr; g++)
                 {
                     Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, c0 = default, c1 = default, c2 = default, c3 = default;
@@ -60,15 +71,14 @@ public static unsafe class GemvPackedSimd
                         float* xc = xp + 32 * ch;
                         TW.Chunk(p, xc, ref a0, ref a1, ref a2, ref a3, ref c0, ref c1, ref c2, ref c3);
                     }
-                    float* s = st + 16 * g, b = bt + 16 * g;
-                    var xs = Vector256.Create(gs[g]);
-                    A0 = Fma.MultiplyAdd(Avx.LoadVector256(s), (a0 + a1) + (a2 + a3), A0);
-                    A1 = Fma.MultiplyAdd(Avx.LoadVector256(s + 8), (c0 + c1) + (c2 + c3), A1);
-                    B0 = Fma.MultiplyAdd(Avx.LoadVector256(b), xs, B0);
-                    B1 = Fma.MultiplyAdd(Avx.LoadVector256(b + 8), xs, B1);
+                    Half* s = st + 16 * g, z = zt + 16 * g;
+                    var nx = Vector256.Create(-gs[g]);
+                    Vector256<float> z0 = TZ.PerGroup ? PackedGroupParams.Load256(z, zm) : zk, z1 = TZ.PerGroup ? PackedGroupParams.Load256(z + 8, zm) : zk;
+                    A0 = Fma.MultiplyAdd(PackedGroupParams.Scale256(s, mg), Fma.MultiplyAdd(z0, nx, (a0 + a1) + (a2 + a3)), A0);
+                    A1 = Fma.MultiplyAdd(PackedGroupParams.Scale256(s + 8, mg), Fma.MultiplyAdd(z1, nx, (c0 + c1) + (c2 + c3)), A1);
                 }
-                (A0 + B0).Store(outv);
-                (A1 + B1).Store(outv + 8);
+                A0.Store(outv);
+                A1.Store(outv + 8);
                 int n = Math.Min(16, w.Rows - t * 16);
                 for (int r = 0; r < n; r++) y[t * 16 + r] = outv[r];
             }
@@ -79,12 +89,14 @@ public static unsafe class GemvPackedSimd
         int gpr = w.GroupsPerRow, cpg = w.ChunksPerGroup, cpr = w.ChunksPerRow, cb = w.ChunkBytes;
         var outv = stackalloc float[16];
         var sums = stackalloc Vector128<float>[4];
+        var gp = new PackedGroupParams.Lanes(w.Params);
         fixed (byte* data = w.Data)
-        fixed (float* xp = xpa, gs = gsa, sc = w.Scales, bi = w.Biases)
+        fixed (float* xp = xpa, gs = gsa)
+        fixed (Half* sc = w.Params.Scales, zc = w.Params.ZeroLanes)
             for (int t = t0; t < t1; t++)
             {
                 byte* tile = data + t * w.TileBytes;
-                float* st = sc + (long)t * gpr * 16, bt = bi + (long)t * gpr * 16;
+                Half* st = sc + (long)t * gpr * 16, zt = zc + (long)t * gpr * 16;
                 for (int k = 0; k < 4; k++) Vector128<float>.Zero.Store(outv + 4 * k);
                 for (int g = 0; g < gpr; g++)
                 {
@@ -99,9 +111,9 @@ public static unsafe class GemvPackedSimd
                             for (int k = 0; k < 4; k++) sums[k] += Vector128.ConvertToSingle(TW.Code128(p, i, k)) * xv;
                         }
                     }
-                    var xs = Vector128.Create(gs[g]);
+                    var nx = Vector128.Create(-gs[g]);
                     for (int k = 0; k < 4; k++)
-                        (Vector128.Load(outv + 4 * k) + Vector128.Load(st + 16 * g + 4 * k) * sums[k] + Vector128.Load(bt + 16 * g + 4 * k) * xs).Store(outv + 4 * k);
+                        (Vector128.Load(outv + 4 * k) + gp.S128(st + 16 * g + 4 * k) * (gp.Z128(zt + 16 * g + 4 * k) * nx + sums[k])).Store(outv + 4 * k);
                 }
                 int n = Math.Min(16, w.Rows - t * 16);
                 for (int r = 0; r < n; r++) y[t * 16 + r] = outv[r];

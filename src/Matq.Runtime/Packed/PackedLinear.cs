@@ -51,7 +51,7 @@ public sealed class PackedLinear
     /// <summary>Bits per weight as served: the slice width r, 16 for a stored bf16/f16 weight, or 32 for fp32.</summary>
     public int Bits => Packed?.SliceBits ?? (Stored is { } s ? 8 * SafetensorsDtypes.SizeOf(s.Dtype) : 32);
 
-    /// <summary>Bytes held for the weight: packed codes + fp32 scales/biases, the stored bytes, or 4 per fp32 weight (bias included).</summary>
+    /// <summary>Bytes held for the weight: packed codes + fp16 group scales (and fp16 group zeros when they differ), the stored bytes, or 4 per fp32 weight (bias included).</summary>
     public long WeightBytes => (Packed?.WeightBytes ?? Stored?.Bytes ?? 4L * Dense!.LongLength) + 4L * (Bias?.Length ?? 0);
 
     /// <summary>

@@ -48,16 +48,20 @@ public sealed class LogitsVerbTests : IDisposable
         var torchOut = Path.Combine(_dir, "torch.safetensors");
         var ids = "1,17,200,45,3,99,250,7,64,128;5,6,7,8,9,10,11,12,13,14";
         var torch = CliRunner.Run("logits", "--model", artifact, "--bits", "4", "--ids", ids, "--out", torchOut);
+        double maxLogit;
         Assert.True(torch.ExitCode == 0, torch.Output);
         using (var f = SafetensorsFile.Open(torchOut))
         {
             Assert.Equal([2L, 10], f.Get("input_ids").Shape);
             Assert.Equal(SafetensorsDtype.I64, f.Get("input_ids").Dtype);
             Assert.Equal([2L, 10, 384], f.Get("logits").Shape);
+            maxLogit = f.ReadFloat32("logits").Max(Math.Abs);
         }
         var packed = CliRunner.Run("logits", "--model", artifact, "--bits", "4", "--engine", "packed", "--compare", torchOut);
         Assert.True(packed.ExitCode == 0, packed.Output);
-        Assert.InRange(MaxDiff(packed), 0, 1e-4);
+        // the packed layout keeps fp16 group scales (2^−12 relative rounding), the torch engine the artifact's fp32 ones: the
+        // engines' agreement bound of PackedLlamaTests, 1e-3·max|logit| (a wiring mistake moves logits by far more)
+        Assert.InRange(MaxDiff(packed), 0, 1e-3 * maxLogit);
     }
 
     [Theory]

@@ -107,15 +107,17 @@ public sealed class PackedMatrixTests
         Assert.Equal((rows + 15) / 16, w.RowTiles);
         Assert.Equal((cols + 31) / 32, w.ChunksPerRow);
         Assert.Equal((long)w.RowTiles * w.ChunksPerRow * 64 * bits, w.Data.LongLength);
-        Assert.Equal(w.RowTiles * groups * 16, w.Scales.Length);
+        Assert.Equal(w.RowTiles * groups * 16, w.Params.Scales.Length);
+        Assert.Equal(w.RowTiles * groups * 16, w.Params.Zeros!.Length);
         for (int o = 0; o < w.RowTiles * 16; o++)
         {
             for (int k = 0; k < w.PaddedCols; k++)
                 Assert.Equal(o < rows && k < cols ? codes[o * cols + k] : 0, w.CodeAt(o, k));
             for (int j = 0; j < groups; j++)
             {
-                Assert.Equal(o < rows ? scales[o * groups + j] : 0f, w.Scales[(o / 16 * groups + j) * 16 + o % 16]);
-                Assert.Equal(o < rows ? biases[o * groups + j] : 0f, w.Biases[(o / 16 * groups + j) * 16 + o % 16]);
+                // small integers are exact in fp16 (times the tensor's power of two), so the values come back unchanged
+                Assert.Equal(o < rows ? scales[o * groups + j] : 0f, w.Params.Scale((o / 16 * groups + j) * 16 + o % 16));
+                Assert.Equal(o < rows ? biases[o * groups + j] : 0f, w.Params.Offset((o / 16 * groups + j) * 16 + o % 16));
                 if (o < rows) Assert.Equal(scales[o * groups + j], w.Scale(o, j));
             }
         }
@@ -155,7 +157,9 @@ public sealed class PackedMatrixTests
             {
                 int j = o * groups + k / g;
                 int s = NestedSlice.Slice(master[o * cols + k], 8, bits);
-                want += scales[j] * ((double)s * (1 << (8 - bits)) - zeros[j]) * x[perm[k]];
+                // the layout keeps α·2^(c−r) as fp16 and z/2^(c−r) (exact in fp16): α·2^(c−r)·(S − z/2^(c−r))
+                double step = 1 << (8 - bits), sc = Fp16.Round(scales[j] * (1 << (8 - bits)));
+                want += sc * (s - zeros[j] / step) * x[perm[k]];
             }
             Assert.Equal(want, y[o], 3e-5 * Math.Max(1, Math.Abs(want)));
         }
@@ -164,8 +168,9 @@ public sealed class PackedMatrixTests
         for (int k = 0; k < cols; k++)
         {
             int j = k / g;
-            float want = scales[j] * (sliced[k] * (1 << (8 - bits)) - zeros[j]);
-            Assert.Equal(want, dense[perm[k]], 1e-5f);
+            double step = 1 << (8 - bits), sc = Fp16.Round(scales[j] * (1 << (8 - bits)));
+            float want = (float)(sc * (sliced[k] - zeros[j] / step));
+            Assert.Equal(want, dense[perm[k]]);
         }
     }
 }

@@ -18,17 +18,18 @@ public sealed class GemmInt8SimdTests
             foreach (int bits in PackedWidths.Bits)   // every row of the width table
                 foreach (int group in new[] { -1, 32, 64, 128 })
                     if (group == -1 || group <= s[1])
-                        yield return [s[0], s[1], s[2], group, bits];
+                        foreach (bool sym in new[] { false, true }) yield return [s[0], s[1], s[2], group, bits, sym];
     }
 
     private static IEnumerable<Int8KernelPath> Paths() => GemmInt8Simd.Paths.Where(GemvInt8Simd.IsSupported);
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void EveryPathEqualsTheReferenceBitForBit(int rows, int cols, int t, int group, int bits)
+    public void EveryPathEqualsTheReferenceBitForBit(int rows, int cols, int t, int group, int bits, bool symmetric)
     {
         var rng = new Random(HashCode.Combine(rows, cols, t, group, bits, 21) & 0x7fffffff);
-        var w = GemmPackedSimdTests.Random(rng, rows, cols, group, bits, perm: rows % 2 == 1);
+        var w = GemmPackedSimdTests.Random(rng, rows, cols, group, bits, perm: rows % 2 == 1, symmetric);
+        Assert.Equal(symmetric || rows * w.GroupsPerRow == 1, w.Params.Symmetric);   // one group: its zero is constant
         var x = Enumerable.Range(0, t * cols).Select(_ => (float)(rng.NextDouble() * 4 - 2)).ToArray();
         if (t > 2) x.AsSpan(cols, cols).Clear();   // an all-zero row (s = 0)
         var want = new float[t * rows];
@@ -97,7 +98,9 @@ public sealed class GemmInt8SimdTests
         var want = new float[t * rows];
         GemmInt8Reference.Gemm(w, x, t, want);
         // the exact value: s = 1/127, every code at its maximum against ±127
-        float expect0 = 1f / 127 * (1e-3f * (127f * ((1 << bits) - 1) * g) * groups - 0.1f * 127 * cols);
+        // as stored: fp16 scale 1e-3 and zero 0.1/1e-3 = 100 (ŵ = s·(S − z))
+        float s16 = Packed.Fp16.Round(1e-3f), z16 = Packed.Fp16.Round(0.1f / 1e-3f);
+        float expect0 = 1f / 127 * s16 * (127f * ((1 << bits) - 1) * g * groups - z16 * 127 * cols);
         Assert.True(Math.Abs(want[0] - expect0) <= 1e-4 * Math.Abs(expect0), $"reference {want[0]} vs {expect0}");
         foreach (var path in Paths())
         {

@@ -17,25 +17,28 @@ public sealed class GemmPackedSimdTests
             foreach (int bits in PackedWidths.Bits)   // every row of the width table
                 foreach (int group in new[] { -1, 32, 128 })
                     if (group == -1 || group <= s[1])
-                        yield return [s[0], s[1], s[2], group, bits];
+                        foreach (bool sym in new[] { false, true }) yield return [s[0], s[1], s[2], group, bits, sym];
     }
 
-    internal static PackedMatrix Random(Random rng, int rows, int cols, int group, int bits, bool perm)
+    /// <summary>A random packed matrix from 8-bit master codes; <paramref name="symmetric"/>: every zero 2^(c−1) = 128, as
+    /// symmetric artifacts store it (the layout keeps no offsets), else random zeros (the fp16 offset layout).</summary>
+    internal static PackedMatrix Random(Random rng, int rows, int cols, int group, int bits, bool perm, bool symmetric = false)
     {
         int g = group == -1 ? cols : group, groups = (cols + g - 1) / g;
         var master = Enumerable.Range(0, rows * cols).Select(_ => (byte)rng.Next(256)).ToArray();
         var scales = Enumerable.Range(0, rows * groups).Select(_ => (float)(rng.NextDouble() * 0.02 + 1e-3)).ToArray();
-        var zeros = Enumerable.Range(0, rows * groups).Select(_ => (float)rng.Next(256)).ToArray();
+        var zeros = Enumerable.Range(0, rows * groups).Select(_ => symmetric ? 128f : rng.Next(256)).ToArray();
         int[]? p = perm ? Enumerable.Range(0, cols).OrderBy(_ => rng.Next()).ToArray() : null;
         return PackedMatrix.FromMaster(master, rows, cols, group, scales, zeros, 8, bits, p);
     }
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void GemmMatchesTheReferenceGemvRowByRow(int rows, int cols, int t, int group, int bits)
+    public void GemmMatchesTheReferenceGemvRowByRow(int rows, int cols, int t, int group, int bits, bool symmetric)
     {
         var rng = new Random(HashCode.Combine(rows, cols, t, group, bits) & 0x7fffffff);
-        var w = Random(rng, rows, cols, group, bits, perm: rows % 2 == 1);
+        var w = Random(rng, rows, cols, group, bits, perm: rows % 2 == 1, symmetric);
+        Assert.Equal(symmetric || rows * w.GroupsPerRow == 1, w.Params.Symmetric);   // one group: its zero is constant
         var x = Enumerable.Range(0, t * cols).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
         var dense = GemvPackedReference.Dequantize(w);
         foreach (var (v128, threads) in new[] { (false, -1), (false, 1), (true, 2) })
@@ -78,7 +81,8 @@ public sealed class GemmPackedSimdTests
             for (int k = 0; k < cols; k++)
             {
                 int gi = o * groups + k / 32;
-                float want = scales[gi] * (1 << (8 - r)) * sliced[o * cols + k] + -scales[gi] * zeros[gi];
+                // α·2^(c−r) as the layout keeps it (fp16) times S − z/2^(c−r) (exact), in double as the reference
+                float want = (float)((double)Packed.Fp16.Round(scales[gi] * (1 << (8 - r))) * (sliced[o * cols + k] - zeros[gi] / (1 << (8 - r))));
                 Assert.Equal(want, dense[o * cols + k]);
             }
     }
@@ -105,7 +109,12 @@ public sealed class GemmPackedSimdTests
         var w = PackedMatrix.FromFloat(wf, rows, cols, 8, 32);
         var dense = GemvPackedReference.Dequantize(w);
         for (int i = 0; i < wf.Length; i++)
-            Assert.True(Math.Abs(dense[i] - wf[i]) <= 0.5 * w.Scale(i / cols, (i % cols) / 32) + 1e-6, $"element {i}");
+        {
+            // half a step, plus what the fp16 scale may add: 2^−11 of α·|S − z| ≤ 255α
+            int o = i / cols, g = (i % cols) / 32;
+            double fp16 = 255 * w.Scale(o, g) / 2048;
+            Assert.True(Math.Abs(dense[i] - wf[i]) <= 0.5 * w.Scale(o, g) + fp16 + 1e-6, $"element {i}");
+        }
     }
 
     [Fact]

@@ -17,7 +17,7 @@ public sealed class GemvInt8SimdTests
             foreach (int bits in PackedWidths.Bits)   // every row of the width table
                 foreach (int group in new[] { -1, 32, 64, 128 })
                     if (group == -1 || group <= s[1])
-                        yield return [s[0], s[1], group, bits];
+                        foreach (bool sym in new[] { false, true }) yield return [s[0], s[1], group, bits, sym];
     }
 
     private static IEnumerable<Int8KernelPath> Paths() =>
@@ -25,10 +25,11 @@ public sealed class GemvInt8SimdTests
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void EveryPathEqualsTheReferenceBitForBit(int rows, int cols, int group, int bits)
+    public void EveryPathEqualsTheReferenceBitForBit(int rows, int cols, int group, int bits, bool symmetric)
     {
         var rng = new Random(HashCode.Combine(rows, cols, group, bits, 8) & 0x7fffffff);
-        var w = GemmPackedSimdTests.Random(rng, rows, cols, group, bits, perm: rows % 2 == 1);
+        var w = GemmPackedSimdTests.Random(rng, rows, cols, group, bits, perm: rows % 2 == 1, symmetric);
+        Assert.Equal(symmetric || rows * w.GroupsPerRow == 1, w.Params.Symmetric);   // one group: its zero is constant
         var x = Enumerable.Range(0, cols).Select(_ => (float)(rng.NextDouble() * 4 - 2)).ToArray();
         var want = new float[rows];
         GemvInt8Reference.Gemv(w, x, want);

@@ -15,20 +15,21 @@ public sealed class GemvPackedSimdTests
             foreach (int bits in PackedWidths.Bits)   // every row of the width table
                 foreach (int group in new[] { -1, 32, 64, 128 })
                     if (group == -1 || group <= s[1])
-                        yield return [s[0], s[1], group, bits];
+                        foreach (bool sym in new[] { false, true }) yield return [s[0], s[1], group, bits, sym];
     }
 
     [Theory]
     [MemberData(nameof(Shapes))]
-    public void SimdMatchesReference(int rows, int cols, int group, int bits)
+    public void SimdMatchesReference(int rows, int cols, int group, int bits, bool symmetric)
     {
         var rng = new Random(HashCode.Combine(rows, cols, group, bits) & 0x7fffffff);
         int g = group == -1 ? cols : group, groups = (cols + g - 1) / g;
         var master = Enumerable.Range(0, rows * cols).Select(_ => (byte)rng.Next(256)).ToArray();
         var scales = Enumerable.Range(0, rows * groups).Select(_ => (float)(rng.NextDouble() * 0.02 + 1e-3)).ToArray();
-        var zeros = Enumerable.Range(0, rows * groups).Select(_ => (float)rng.Next(256)).ToArray();
+        var zeros = Enumerable.Range(0, rows * groups).Select(_ => symmetric ? 128f : rng.Next(256)).ToArray();
         int[]? perm = rows % 2 == 1 ? Enumerable.Range(0, cols).OrderBy(_ => rng.Next()).ToArray() : null;
         var w = PackedMatrix.FromMaster(master, rows, cols, group, scales, zeros, 8, bits, perm);
+        Assert.Equal(symmetric || rows * w.GroupsPerRow == 1, w.Params.Symmetric);   // one group: its zero is constant
         var x = Enumerable.Range(0, cols).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
 
         var want = new float[rows];

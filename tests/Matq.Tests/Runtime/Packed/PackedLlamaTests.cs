@@ -63,6 +63,30 @@ public sealed class PackedLlamaTests
         Assert.All(model.Layers.SelectMany(l => l.Linears), l => Assert.Equal(bits, l.Bits));
     }
 
+    // The fp16 group layout (Kernels/Packed/PackedGroupParams): a symmetric artifact (every zero 2^(c−1)) is held with
+    // one fp16 scale per group and no zero array, an asymmetric one with fp16 scale and offset; both serve logits within
+    // the tolerance of the torch served model (fp32 scales and zeros), at 8, 4 and 2 bits.
+    [Theory]
+    [InlineData(8, true)]
+    [InlineData(4, true)]
+    [InlineData(2, true)]
+    [InlineData(8, false)]
+    [InlineData(4, false)]
+    [InlineData(2, false)]
+    public void Symmetric_and_asymmetric_layouts_serve_the_torch_logits(int bits, bool symmetric)
+    {
+        var (path, _) = PipelineFixtures.WriteTinyArtifact(PipelineFixtures.Rtn(8, 32, symmetric: symmetric));
+        var model = PackedLlamaModel.Load(path, new PackedModelOptions { Bits = bits });
+        var linears = model.Layers.SelectMany(l => l.Linears).ToArray();
+        Assert.All(linears, l => Assert.Equal(symmetric, l.Packed!.Params.Symmetric));
+        if (symmetric) Assert.All(linears, l => Assert.Equal(MathF.ScaleB(1f, bits - 1), l.Packed!.Params.ZeroCode));
+        // codes r bits, 2 bytes of scale per 32 weights, and 2 more of offset when asymmetric (padding aside)
+        Assert.All(linears, l => Assert.Equal(l.Packed!.Data.LongLength + (symmetric ? 2L : 4L) * l.Packed.Params.Scales.LongLength, l.Packed.WeightBytes));
+        var ids = Ids(20, model.Config.VocabSize, bits + 7);
+        AssertClose(TorchLogits(path, bits, ids), new PackedLlamaSession(model, threads: 2).Forward(ids, allLogits: true), Tolerance,
+            $"r = {bits}, {(symmetric ? "symmetric" : "asymmetric")}");
+    }
+
     [Fact]
     public void Prefill_then_decode_step_by_step_equals_the_full_sequence()
     {
