@@ -143,7 +143,10 @@ public sealed class EmbeddingQuantizationTests(ITestOutputHelper output)
             double worst = 0, scale = want.Max(Math.Abs);
             for (int i = 0; i < want.Length; i++) worst = Math.Max(worst, Math.Abs(want[i] - got[i]));
             output.WriteLine($"{model} r={bits}: packed vs torch max |Δ| {worst:E3} (max |logit| {scale:F2})");
-            Assert.True(worst <= 1e-4 * Math.Max(1, scale), $"{model} at {bits} bits: packed differs from torch by {worst:E3}");
+            // the packed layout keeps fp16 group scales (≤ 2^-12 relative each) on every table, here the embedding and the
+            // tied head too; on the trained models/tiny (logits to 23, large group partial sums) that reaches 2e-3·max|logit|
+            // at r = 4 (4.5e-2); a wiring fault (wrong row, slice or zero) is off by the order of the logits themselves
+            Assert.True(worst <= 5e-3 * Math.Max(1, scale), $"{model} at {bits} bits: packed differs from torch by {worst:E3}");
 
             // the memory-mapped load and the in-memory load agree bit for bit
             var inMemory = new PackedLlamaSession(PackedLlamaModel.Load(loadedArtifact, new PackedModelOptions { Bits = bits }), threads: 1,
@@ -167,7 +170,12 @@ public sealed class EmbeddingQuantizationTests(ITestOutputHelper output)
         foreach (int id in new[] { 0, 65, q.OutFeatures - 1 })
         {
             m2.Embed(id, row);
-            for (int k = 0; k < row.Length; k++) Assert.Equal(want[id * q.InFeatures + k], row[k], 1e-6f);
+            // exact but for the packed layout's fp16 group scale: relative rounding ≤ 2^-11 of each value
+            for (int k = 0; k < row.Length; k++)
+            {
+                float w = want[id * q.InFeatures + k];
+                Assert.True(Math.Abs(w - row[k]) <= Math.Abs(w) * Math.Pow(2, -10) + 1e-6, $"row {id}, column {k}: {row[k]} vs {w}");
+            }
         }
     }
 
