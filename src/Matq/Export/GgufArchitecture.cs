@@ -71,6 +71,10 @@ public sealed class GgufArchitecture
         // soft-caps: gemma2 always applies both (defaults 50 and 30 when absent); nothing else applies any
         if (name == "gemma2")
         {
+            // llama.cpp's gemma2 creates its output head from token_embd and reads no output.weight: an untied head would
+            // be refused at load (one tensor too many) or, if dropped, silently replaced by the embedding
+            if (!c.TieWordEmbeddings)
+                throw Refuse(c, "an untied lm_head", "llama.cpp's gemma2 always takes its output head from token_embd");
             if (c.AttnLogitSoftcap is null || c.FinalLogitSoftcap is null)
                 throw Refuse(c, "gemma2 without soft-caps", "llama.cpp's gemma2 always soft-caps attention and final logits");
         }

@@ -200,6 +200,12 @@ public sealed class GgufLlamaCppFamilyTests(ITestOutputHelper output)
         // gemma3 slides on layers i % p < p − 1 only: a full layer first has no period
         Assert.StartsWith("the GGUF export does not support this pattern of sliding layers (Gemma3 model)",
             Refusal(new LlamaConfig(64, 160, 3, 4, 384, LlamaFamily.Gemma3, headDim: 16, slidingWindow: 16, slidingLayers: [false, true, true])));
+        // gemma2 in llama.cpp has no output.weight: its head is token_embd, so an untied head cannot be exported
+        var gemma2 = (bool tied) => new LlamaConfig(64, 160, 2, 4, 384, LlamaFamily.Gemma2, headDim: 16, tieWordEmbeddings: tied, slidingWindow: 16,
+            slidingLayers: [true, false], attnLogitSoftcap: 50, finalLogitSoftcap: 30);
+        Assert.Equal("the GGUF export does not support an untied lm_head (Gemma2 model): llama.cpp's gemma2 always takes its output head from token_embd; the TorchSharp model (--engine torch) runs every family",
+            Refusal(gemma2(false)));
+        Assert.Equal("gemma2", GgufArchitecture.For(gemma2(true)).Name);
         Assert.Equal(6, GgufArchitecture.SlidingPeriod([true, true, true, true, true, false, true, true, true, true, true, false]));
         Assert.Equal(2, GgufArchitecture.SlidingPeriod([true, false, true]));
         Assert.Null(GgufArchitecture.SlidingPeriod([true, false, false]));
