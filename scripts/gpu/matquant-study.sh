@@ -9,7 +9,7 @@
 #   STAGE=lambda BASE=b SETTING="..."               seeds 1,2,3: λ = (1,1,2) and (0.1,0.1,1) for MatQuant {8,4,2}
 # Today's setting is SETTING="all 64 learned"; the chosen one is the search's largest headroom per base.
 # Writes $OUT/<stage>-*.md (+ -tables.md, -seeds.csv, -curves.csv, plots) and logs. Needs $MATQ (published Matq.Cli), $OUT,
-# MATQ_DATA (sotu + moby-dick cached) and MATQ_TORCH_LIB (CUDA PyTorch lib). Budgets: STEPS (200), BATCH (16), CONTEXT (256)
+# MATQ_DATA (the folder that holds sotu/, moby-dick/ and gpt2-tokenizer/: e.g. .carry/data.tar.xz unpacked to /tmp/data → MATQ_DATA=/tmp/data) and MATQ_TORCH_LIB (CUDA PyTorch lib). Budgets: STEPS (200), BATCH (16), CONTEXT (256)
 # for QAT; CALIB_N (64) for Athena/OmniQuant; EPOCHS (2) for OmniQuant; MAX_TOKENS (0 = the whole texts).
 # QUICK=1: the same commands on models/tiny on the CPU with tiny settings (a smoke test).
 set -euo pipefail
