@@ -56,8 +56,8 @@ public static class SafetensorsDtypes
     }
 
     /// <summary>Widens <paramref name="raw"/> into the first raw.Length / size(dtype) elements of <paramref name="result"/>
-    /// (a reused buffer: no allocation).</summary>
-    public static void ToFloat32(SafetensorsDtype dtype, ReadOnlySpan<byte> raw, Span<float> result, string tensorName)
+    /// (a reused buffer: no allocation); <paramref name="tensorName"/> names the tensor when the dtype is not a float.</summary>
+    public static void ToFloat32(SafetensorsDtype dtype, ReadOnlySpan<byte> raw, Span<float> result, string tensorName = "tensor")
     {
         int n = raw.Length / SizeOf(dtype);
         if (result.Length < n) throw new ArgumentException($"the destination holds {result.Length} values, {n} are needed", nameof(result));
@@ -80,28 +80,6 @@ public static class SafetensorsDtypes
                 break;
             default:
                 throw new MatqException($"tensor {SafeText.Quote(tensorName)} has dtype {ToName(dtype)}, expected a float type (F32, F16, BF16, F64)");
-        }
-    }
-
-    /// <summary>Widens F32/F16/BF16 values into <paramref name="dst"/> (as <see cref="ToFloat32(SafetensorsDtype, ReadOnlySpan{byte}, string)"/>,
-    /// without allocating; the value of each element is the same).</summary>
-    public static void ToFloat32(SafetensorsDtype dtype, ReadOnlySpan<byte> raw, Span<float> dst)
-    {
-        switch (dtype)
-        {
-            case SafetensorsDtype.F32:
-                System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(raw).CopyTo(dst);
-                break;
-            case SafetensorsDtype.F16:
-                var halves = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, Half>(raw);
-                for (int i = 0; i < halves.Length; i++) dst[i] = (float)halves[i];
-                break;
-            case SafetensorsDtype.BF16:
-                var bits = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(raw);
-                for (int i = 0; i < bits.Length; i++) dst[i] = BitConverter.Int32BitsToSingle(bits[i] << 16);
-                break;
-            default:
-                throw new ArgumentException($"dtype {ToName(dtype)} is not F32, F16 or BF16", nameof(dtype));
         }
     }
 
