@@ -1,5 +1,6 @@
 // `matq bench quantize-layer`: seconds and memory peaks to quantize single synthetic layers (default 4096×4096 and
-// 4096×11008, [out]×[in]) with RTN, GPTQ-exact and Athena on one device, as a table with ratios vs RTN.
+// 4096×11008, [out]×[in]) with RTN, GPTQ-exact and Athena on one device, as a table with ratios vs RTN. gptq-eager and
+// athena-eager run the same solvers with the per-column TorchSharp pass instead of the block kernel, for the ratio.
 //
 // Inputs (seeded): W ~ N(0, 0.02²) [out, in]. Activations X = Z·A [tokens, in], Z ~ N(0, 1), A = D(I + UVᵀ) with
 // D = diag(s), s log-uniform over two decades and 1% outlier channels ×10 (LLM activations have a few huge channels),
@@ -37,7 +38,7 @@ public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb<BenchQua
     private readonly Option<int> _sweeps = new("--sweeps") { Description = "Athena refinement sweeps", DefaultValueFactory = _ => 2, HelpName = "N" };
     private readonly Option<int> _block = new("--block") { Description = "GPTQ column block size B", DefaultValueFactory = _ => 128, HelpName = "B" };
     private readonly Option<bool> _actOrder = new("--act-order") { Description = "Process columns by descending diag H (static groups)" };
-    private readonly Option<string> _algorithms = new("--algorithms") { Description = "Which to run: rtn, gptq, athena (comma-separated)", DefaultValueFactory = _ => "rtn,gptq,athena", HelpName = "A[,A...]" };
+    private readonly Option<string> _algorithms = new("--algorithms") { Description = "Which to run: rtn, gptq, athena, and gptq-eager / athena-eager (the per-column TorchSharp pass instead of the block kernel) (comma-separated)", DefaultValueFactory = _ => "rtn,gptq,athena", HelpName = "A[,A...]" };
     private readonly Option<string?> _groupGrid = new("--group-grid") { Description = "GPTQ/Athena group grids: block-start (upstream GPTQ) or updated (error-updated weights)", DefaultValueFactory = _ => AthenaConfig.BlockStartGrid, HelpName = "RULE" };
     private readonly Option<string?> _weight = new("--weight") { Description = "Quantize this layer instead of synthetic ones: a safetensors file holding one 2-D float tensor W [out, in] (needs --inputs)", HelpName = "W.safetensors" };
     private readonly Option<string?> _inputs = new("--inputs") { Description = "Calibration inputs of --weight's layer: a safetensors file holding one float tensor X [..., in]; H = 2XᵀX/N", HelpName = "X.safetensors" };
@@ -70,6 +71,7 @@ public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb<BenchQua
         // the given layer is read before any timing, so a bad file stops the run at once
         using var given = weightPath is null ? null : GivenLayer.Read(weightPath, inputsPath!, device);
         Warmup(device, spec, athena);
+        Console.MarkupLine(Markup.Escape(AffineBlockPass.Describe(device)));
         var table = new Table().AddColumns("layer", "algorithm", "seconds", "× RTN time", "H-error / RTN's", "GC heap peak", "RSS peak", cuda ? "CUDA peak (in use)" : "CUDA");
         var errors = new List<(string Layer, string Algorithm, double Error)>();
         var layers = given is null ? shapes.Select(s => ($"{s.Rows}x{s.Cols}", s.Rows, s.Cols)).ToList()
@@ -99,7 +101,8 @@ public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb<BenchQua
                 }
                 else
                 {
-                    var config = algorithm == "gptq" ? athena.AsGptqExact() : athena;
+                    var config = algorithm.StartsWith("gptq", StringComparison.Ordinal) ? athena.AsGptqExact() : athena;
+                    if (algorithm.EndsWith("-eager", StringComparison.Ordinal)) config = config with { ColumnPass = ColumnPassEngine.Eager };
                     using var solved = AthenaSolver.Quantize($"bench.{label}", w, h, config);
                     Sync(cuda);
                     error = solved.Report.FinalError;
@@ -291,7 +294,8 @@ public sealed record BenchQuantizeLayerSettings(string Device, string Shapes, in
         {
             var algorithms = Algorithms.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(a => a.ToLowerInvariant()).ToArray();
             foreach (var a in algorithms)
-                if (a is not ("rtn" or "gptq" or "athena")) throw new MatqException($"--algorithms '{a}' is not one of rtn, gptq, athena");
+                if (a is not ("rtn" or "gptq" or "athena" or "gptq-eager" or "athena-eager"))
+                    throw new MatqException($"--algorithms '{a}' is not one of rtn, gptq, athena, gptq-eager, athena-eager");
             return algorithms;
         }
     }

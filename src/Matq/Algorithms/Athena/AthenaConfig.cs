@@ -28,6 +28,17 @@ public enum GroupGrid
     Updated,
 }
 
+/// <summary>How GPTQ's column pass is executed; both give the same codes (up to the last bit of a rounding tie).</summary>
+public enum ColumnPassEngine
+{
+    /// <summary>One kernel call per block of B columns where the rule allows (the affine rule with fixed or block-start
+    /// grids): vectorized C# on the CPU, an NVRTC-compiled kernel on CUDA. Other rules run eagerly.</summary>
+    Block,
+
+    /// <summary>About 20 TorchSharp operations per column (the reference; launch-bound on a GPU).</summary>
+    Eager,
+}
+
 /// <summary>Options of <see cref="AthenaSolver"/>.</summary>
 public sealed record AthenaConfig
 {
@@ -61,6 +72,9 @@ public sealed record AthenaConfig
 
     /// <summary>What a group's grid is fitted on during the pass; default <see cref="GroupGrid.BlockStart"/> (upstream GPTQ).</summary>
     public GroupGrid GroupGrid { get; }
+
+    /// <summary>How the column pass runs (<see cref="ColumnPassEngine.Block"/> by default).</summary>
+    public ColumnPassEngine ColumnPass { get; init; } = ColumnPassEngine.Block;
 
     public AthenaConfig(QuantSpec spec, AthenaMode mode = AthenaMode.Athena, double percDamp = 0.01, int blockSize = 128,
         bool actOrder = false, int sweeps = 2, int maxDampRetries = 3, int rowBlockSize = 0, int calibrationBatch = 8,
@@ -98,14 +112,19 @@ public sealed record AthenaConfig
     }
 
     /// <summary>The same options in GPTQ-exact mode (the baseline Athena refines).</summary>
-    public AthenaConfig AsGptqExact() => new(Spec, AthenaMode.GptqExact, PercDamp, BlockSize, ActOrder, Sweeps, MaxDampRetries, RowBlockSize, CalibrationBatch, GroupGrid);
+    public AthenaConfig AsGptqExact() => new(Spec, AthenaMode.GptqExact, PercDamp, BlockSize, ActOrder, Sweeps, MaxDampRetries, RowBlockSize, CalibrationBatch, GroupGrid)
+        { ColumnPass = ColumnPass };
 
     /// <summary>Option keys as typed after --option (gptq, athena, and the bases/starts that run Athena: matquant, efqat).</summary>
     public const string PercDampKey = "percdamp", BlockKey = "block", ActOrderKey = "act-order", SweepsKey = "sweeps",
-        DampRetriesKey = "damp-retries", RowBlockKey = "row-block", CalibBatchKey = "calib-batch", GroupGridKey = "group-grid";
+        DampRetriesKey = "damp-retries", RowBlockKey = "row-block", CalibBatchKey = "calib-batch", GroupGridKey = "group-grid",
+        ColumnPassKey = "column-pass";
 
     /// <summary>The values of <see cref="GroupGridKey"/>.</summary>
     public const string BlockStartGrid = "block-start", UpdatedGrid = "updated";
+
+    /// <summary>The values of <see cref="ColumnPassKey"/>.</summary>
+    public const string BlockPass = "block", EagerPass = "eager";
 
     /// <summary>The declared options (with sweeps only where the mode refines).</summary>
     public static IReadOnlyList<AlgorithmOption> Options(bool sweeps) =>
@@ -118,6 +137,7 @@ public sealed record AthenaConfig
         new(DampRetriesKey, "ten-fold dampening retries when H is not positive definite, 0..6", "3"),
         new(RowBlockKey, "rows of W solved together (0 = all; bounds memory, same result)", "0"),
         new(CalibBatchKey, "calibration windows per forward batch", "8"),
+        new(ColumnPassKey, "GPTQ column pass: block (one kernel call per block of B columns; CPU or an NVRTC-compiled CUDA kernel) or eager (TorchSharp ops per column)", BlockPass),
     ];
 
     /// <summary>Reads the keys above (GPTQ-exact: no sweeps) at the run's bits and groups.</summary>
@@ -132,6 +152,9 @@ public sealed record AthenaConfig
             maxDampRetries: options.Int(DampRetriesKey),
             rowBlockSize: options.Int(RowBlockKey),
             calibrationBatch: options.Int(CalibBatchKey),
-            groupGrid: options.Choice(GroupGridKey, (BlockStartGrid, GroupGrid.BlockStart), (UpdatedGrid, GroupGrid.Updated)));
+            groupGrid: options.Choice(GroupGridKey, (BlockStartGrid, GroupGrid.BlockStart), (UpdatedGrid, GroupGrid.Updated)))
+        {
+            ColumnPass = options.Choice(ColumnPassKey, (BlockPass, ColumnPassEngine.Block), (EagerPass, ColumnPassEngine.Eager)),
+        };
     }
 }

@@ -150,7 +150,7 @@ public static class AthenaSolver
         {
             long len = Math.Min(step, rows - r0);
             var quantizer = new AffineColumnQuantizer(scales.narrow(0, r0, len), zeros.narrow(0, r0, len), groupOf, g, dynamic, spec, config.GroupGrid);
-            parts.Add(GptqColumnPass.Run(wp.narrow(0, r0, len).clone(), u, quantizer, config.BlockSize));
+            parts.Add(GptqColumnPass.Run(wp.narrow(0, r0, len).clone(), u, quantizer, config.BlockSize, config.ColumnPass == ColumnPassEngine.Eager));
         }
         return parts.Count == 1 ? parts[0] : cat(parts.ToArray(), 0);
     }

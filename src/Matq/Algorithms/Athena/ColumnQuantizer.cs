@@ -45,6 +45,19 @@ internal sealed class AffineColumnQuantizer : ColumnQuantizer
         _channelSpec = QuantSpec.PerChannel(spec.Bits, spec.Scheme);
     }
 
+    /// <summary>α, z [rows, nGroups] (filled during the pass when the grid is dynamic).</summary>
+    public Tensor Scales => _scales;
+    public Tensor Zeros => _zeros;
+
+    /// <summary>The group of each processing column.</summary>
+    public IReadOnlyList<int> GroupOf => _groupOf;
+
+    public int QMax => _qmax;
+
+    /// <summary>True when no grid depends on this block's error feedback (a fixed grid, or the block-start rule), so
+    /// every grid of a block can be fitted before its columns are quantized (AffineBlockPass).</summary>
+    public bool FixedWithinBlock => !_dynamic || _grid == GroupGrid.BlockStart;
+
     public override void BeginColumn(int c, PassColumns columns)
     {
         if (!_dynamic || c % _groupSize != 0) return;

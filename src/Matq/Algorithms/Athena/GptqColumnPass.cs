@@ -20,9 +20,14 @@ internal static class GptqColumnPass
     ///                    W1[:, j+1:] −= e_j ⊗ U[j, j+1:i2]                    rank-1 update inside the block
     ///   W[:, i2:] −= E · U[i1:i2, i2:]                                        E = [e_i1 .. e_i2−1]  [rows, B]
     /// </summary>
-    public static Tensor Run(Tensor w, Tensor u, ColumnQuantizer quantizer, int blockSize)
+    /// <remarks>Unless <paramref name="eager"/>, an affine rule whose grids do not depend on the block's own feedback
+    /// runs a block at a time (AffineBlockPass: the same result, one kernel call per block).</remarks>
+    public static Tensor Run(Tensor w, Tensor u, ColumnQuantizer quantizer, int blockSize, bool eager = false)
     {
         ArgumentNullException.ThrowIfNull(quantizer);
+        if (!eager && quantizer is AffineColumnQuantizer affine && affine.FixedWithinBlock
+            && AffineBlockPass.TryRun(w, u, affine, blockSize, out Tensor blockCodes))
+            return blockCodes;
         using var noGrad = no_grad();
         long rows = w.shape[0];
         int n = checked((int)w.shape[1]);

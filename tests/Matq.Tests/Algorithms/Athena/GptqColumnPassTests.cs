@@ -26,7 +26,8 @@ public class GptqColumnPassTests
         int[] groupOf = Enumerable.Range(0, n).Select(c => c / g).ToArray();
 
         Tensor wAffine = w.clone(), wNested = w.clone();
-        var affine = GptqColumnPass.Run(wAffine, u, new AffineColumnQuantizer(scales, zeros, groupOf, g, dynamic: false, spec), blockSize);
+        // eager: the nested rule always runs the per-column pass, so the affine one is compared on the same pass
+        var affine = GptqColumnPass.Run(wAffine, u, new AffineColumnQuantizer(scales, zeros, groupOf, g, dynamic: false, spec), blockSize, eager: true);
         var nestedRule = new NestedColumnQuantizer(scales, zeros, g, new MatQuantConfig([8], [1], 8, MatQuantBase.Athena));
         var nested = GptqColumnPass.Run(wNested, u, nestedRule, blockSize);
 

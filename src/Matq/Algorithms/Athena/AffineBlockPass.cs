@@ -1,0 +1,201 @@
+// Contract: GptqColumnPass's result for the affine rule with one call per block of B columns instead of ~20 tensor
+// operations per column (on a GPU those are launch-bound: an 8B decoder block has 38,912 columns). Inside a block the
+// rows are independent, and column j's fed-back value is
+//   x_j = W[:, j] − Σ_{k<j} e_k · U[k, j]           (the eager pass's rank-1 updates, in the same order k = 0..j−1)
+// so each row runs its B columns alone: x_j, q_j = clamp(round(x_j/α) + z, 0, qmax), e_j = (x_j − α(q_j − z)) / U_jj.
+// A group's grid is fitted before the block's kernel: under the block-start rule (upstream GPTQ) it reads the columns as
+// the block started, which the kernel has not touched yet; a fixed grid needs nothing. The kernel works on the block
+// transposed ([B, rows], one row per lane or thread, coalesced), on the CPU in Vector256 lanes over rows and on CUDA in
+// a kernel compiled by NVRTC; both do the same IEEE operations in the same order (no fused multiply-add), so they
+// produce the same bits as each other. Then, as in the eager pass: W[:, i2:] −= E · U[i1:i2, i2:].
+using System.Runtime.Intrinsics;
+using Matq.Runtime.Cuda;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Matq.Algorithms.Athena;
+
+public static class AffineBlockPass
+{
+    /// <summary>Set once a CUDA pass fell back to the eager path (the reason is printed once per process).</summary>
+    private static int _cudaFallbackReported;
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<int, Lazy<(CudaModule? Module, string? Problem)>> Ready = new();
+
+    /// <summary>The kernel's module on CUDA device <paramref name="device"/>, compiled and checked once per process
+    /// against <see cref="RunCpu"/> on a test block (the same bits are expected); null with the reason otherwise.</summary>
+    public static (CudaModule? Module, string? Problem) Cuda(int device) =>
+        Ready.GetOrAdd(device, d => new Lazy<(CudaModule?, string?)>(() =>
+        {
+            var (module, problem) = CudaModule.Load(KernelSource, [KernelName], d);
+            if (module is null) return (null, problem);
+            try
+            {
+                string? mismatch = SelfCheck(module, d);
+                return mismatch is null ? (module, null) : (null, mismatch);
+            }
+            catch (Exception e)
+            {
+                return (null, $"the kernel's self-check failed: {e.GetType().Name}: {e.Message}");
+            }
+        })).Value;
+
+    /// <summary>One line on how the pass runs on <paramref name="device"/> (for benches and logs).</summary>
+    public static string Describe(Device device)
+    {
+        if (device.type != DeviceType.CUDA) return "column pass: block kernel on the CPU (Vector256 lanes over rows)";
+        var (module, problem) = Cuda(Math.Max(0, (int)device.index));
+        return module is null ? $"column pass: eager TorchSharp ops per column (CUDA kernel unavailable: {problem})"
+            : "column pass: NVRTC-compiled CUDA block kernel (checked bit-identical to the CPU kernel on a test block)";
+    }
+
+    /// <summary>Runs the kernel and the CPU kernel on the same random block; null when every output bit agrees.</summary>
+    private static string? SelfCheck(CudaModule module, int device)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        const int rows = 45, count = 24;
+        var gen = new Generator(1234);
+        Tensor wT = randn(count, rows, generator: gen) * 0.02f;
+        Tensor aT = rand(count, rows, generator: gen) * 0.005f + 0.001f;
+        Tensor zT = randint(0, 16, new long[] { count, rows }, generator: gen).to(ScalarType.Float32);
+        Tensor u = (triu(randn(count, count, generator: gen) * 0.1f, 1) + diag(rand(count, generator: gen) + 0.5f)).contiguous();
+        Tensor[] cpu = [wT.clone(), empty(count, rows), empty(count, rows)];
+        RunCpu(cpu[0], u, aT, zT, cpu[1], cpu[2], rows, count, 15f);
+        var cudaDevice = new Device(DeviceType.CUDA, device);
+        Tensor[] gpu = [wT.to(cudaDevice), empty(count, rows, device: cudaDevice), empty(count, rows, device: cudaDevice)];
+        Tensor uG = u.to(cudaDevice), aG = aT.to(cudaDevice), zG = zT.to(cudaDevice);
+        module.Launch(KernelName, (rows + Threads - 1) / Threads, Threads, CudaModule.Pointer<float>(gpu[0]), CudaModule.Pointer<float>(uG),
+            CudaModule.Pointer<float>(aG), CudaModule.Pointer<float>(zG), CudaModule.Pointer<float>(gpu[1]), CudaModule.Pointer<float>(gpu[2]), rows, count, 15f);
+        long differing = 0;
+        for (int i = 0; i < 3; i++) differing += cpu[i].ne(gpu[i].cpu()).sum().item<long>();
+        return differing == 0 ? null : $"the CUDA kernel's results differ from the CPU kernel's in {differing} of {3 * rows * count} values on a test block";
+    }
+
+    /// <summary>The pass of <see cref="GptqColumnPass.Run"/> for a supported quantizer; false (nothing done) when the
+    /// weights are on CUDA and the kernel is unavailable.</summary>
+    internal static bool TryRun(Tensor w, Tensor u, AffineColumnQuantizer quantizer, int blockSize, out Tensor codes)
+    {
+        using var noGrad = no_grad();
+        CudaModule? module = null;
+        if (w.device.type == DeviceType.CUDA)
+        {
+            string? problem;
+            (module, problem) = Cuda(Math.Max(0, (int)w.device.index));
+            if (module is null)
+            {
+                if (Interlocked.Exchange(ref _cudaFallbackReported, 1) == 0)
+                    Console.Error.WriteLine($"GPTQ: the CUDA column kernel is not available ({problem}); using the per-column TorchSharp pass, which is slower");
+                codes = null!;
+                return false;
+            }
+        }
+        else if (w.device.type != DeviceType.CPU)
+        {
+            codes = null!;
+            return false;
+        }
+
+        long rows = w.shape[0];
+        int n = checked((int)w.shape[1]);
+        codes = zeros(rows, n, dtype: ScalarType.Float32, device: w.device);                        // [rows, n]
+        Tensor groupOf = tensor(quantizer.GroupOf.Select(k => (long)k).ToArray(), dtype: ScalarType.Int64, device: w.device);
+        float qmax = quantizer.QMax;
+        for (int i1 = 0; i1 < n; i1 += blockSize)
+        {
+            using var scope = NewDisposeScope();
+            int i2 = Math.Min(i1 + blockSize, n), count = i2 - i1;
+            Tensor w1 = w.narrow(1, i1, count);                                                      // [rows, B] view
+            // grids of the groups that start here, from the block as it starts (the kernel has not run yet)
+            for (int j = 0; j < count; j++)
+                quantizer.BeginColumn(i1 + j, new PassColumns(w, u, w1, w1, i1, j));
+            Tensor gidx = groupOf.narrow(0, i1, count);
+            Tensor wT = w1.t().contiguous();                                                         // [B, rows]
+            Tensor aT = quantizer.Scales.index_select(1, gidx).t().contiguous();                     // [B, rows] α of each column
+            Tensor zT = quantizer.Zeros.index_select(1, gidx).t().contiguous();                      // [B, rows] z
+            Tensor uBlock = u.narrow(0, i1, count).narrow(1, i1, count).contiguous();                // [B, B]
+            Tensor qT = empty(count, rows, dtype: ScalarType.Float32, device: w.device);             // [B, rows] codes
+            Tensor eT = empty(count, rows, dtype: ScalarType.Float32, device: w.device);             // [B, rows] e_j
+            if (module is null) RunCpu(wT, uBlock, aT, zT, qT, eT, (int)rows, count, qmax);
+            else
+                module.Launch(KernelName, (int)((rows + Threads - 1) / Threads), Threads,
+                    CudaModule.Pointer<float>(wT), CudaModule.Pointer<float>(uBlock), CudaModule.Pointer<float>(aT),
+                    CudaModule.Pointer<float>(zT), CudaModule.Pointer<float>(qT), CudaModule.Pointer<float>(eT), (int)rows, count, qmax);
+            w1.copy_(wT.t());                                                                        // W is consumed, as in the eager pass
+            codes.narrow(1, i1, count).copy_(qT.t());
+            if (i2 < n)
+                w.narrow(1, i2, n - i2).addmm_(eT.t(), u.narrow(0, i1, count).narrow(1, i2, n - i2), alpha: -1);
+        }
+        return true;
+    }
+
+    private const int Threads = 128;
+    private const string KernelName = "gptq_affine_block";
+
+    /// <summary>One thread per row; the same operations, in the same order, as <see cref="RunCpu"/>.</summary>
+    private const string KernelSource = """
+        extern "C" __global__ void gptq_affine_block(float* __restrict__ wT, const float* __restrict__ u,
+            const float* __restrict__ aT, const float* __restrict__ zT, float* __restrict__ qT, float* __restrict__ eT,
+            int rows, int count, float qmax)
+        {
+            int r = blockIdx.x * blockDim.x + threadIdx.x;
+            if (r >= rows) return;
+            for (int j = 0; j < count; j++) {
+                long long at = (long long)j * rows + r;
+                float x = wT[at];
+                for (int k = 0; k < j; k++) x = x - eT[(long long)k * rows + r] * u[k * count + j];
+                float a = aT[at], z = zT[at];
+                float q = fminf(fmaxf(rintf(x / a) + z, 0.0f), qmax);
+                wT[at] = x;
+                qT[at] = q;
+                eT[at] = (x - (q - z) * a) / u[j * count + j];
+            }
+        }
+        """;
+
+    /// <summary>The kernel on the CPU: lanes of 8 rows (Vector256) over tasks of row chunks, scalar for the rest.</summary>
+    internal static unsafe void RunCpu(Tensor wT, Tensor u, Tensor aT, Tensor zT, Tensor qT, Tensor eT, int rows, int count, float qmax)
+    {
+        float* w = (float*)CudaModule.Pointer<float>(wT), uu = (float*)CudaModule.Pointer<float>(u);
+        float* a = (float*)CudaModule.Pointer<float>(aT), z = (float*)CudaModule.Pointer<float>(zT);
+        float* q = (float*)CudaModule.Pointer<float>(qT), e = (float*)CudaModule.Pointer<float>(eT);
+        const int chunk = 256;
+        int chunks = (rows + chunk - 1) / chunk;
+        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, torch.get_num_threads()) }, c =>
+        {
+            int r0 = c * chunk, r1 = Math.Min(rows, r0 + chunk);
+            int r = r0;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                var lo = Vector256<float>.Zero;
+                var hi = Vector256.Create(qmax);
+                for (; r + 8 <= r1; r += 8)
+                    for (int j = 0; j < count; j++)
+                    {
+                        long at = (long)j * rows + r;
+                        var x = Vector256.Load(w + at);
+                        for (int k = 0; k < j; k++)
+                            x -= Vector256.Load(e + (long)k * rows + r) * Vector256.Create(uu[k * count + j]);
+                        var av = Vector256.Load(a + at);
+                        var zv = Vector256.Load(z + at);
+                        var qv = Vector256.Min(Vector256.Max(Vector256.Round(x / av) + zv, lo), hi);
+                        x.Store(w + at);
+                        qv.Store(q + at);
+                        ((x - (qv - zv) * av) / Vector256.Create(uu[j * count + j])).Store(e + at);
+                    }
+            }
+            for (; r < r1; r++)
+                for (int j = 0; j < count; j++)
+                {
+                    long at = (long)j * rows + r;
+                    float x = w[at];
+                    for (int k = 0; k < j; k++) x -= e[(long)k * rows + r] * uu[k * count + j];
+                    float av = a[at], zv = z[at];
+                    float qv = Math.Min(Math.Max(MathF.Round(x / av) + zv, 0f), qmax);
+                    w[at] = x;
+                    q[at] = qv;
+                    e[at] = (x - (qv - zv) * av) / uu[j * count + j];
+                }
+        });
+    }
+}
