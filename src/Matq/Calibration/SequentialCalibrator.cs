@@ -211,7 +211,7 @@ public static class SequentialCalibrator
     {
         using var scope = NewDisposeScope();
         Tensor weight = WeightOf(linear, name);
-        Tensor w32 = weight.detach().to(ScalarType.Float32).clone();
+        Tensor w32 = weight.dtype == ScalarType.Float32 ? weight.detach().clone() : weight.detach().to(ScalarType.Float32);   // one fp32 copy
         Tensor installed = quantize(new CalibratedLinear(name, block, w32, acc.Hessian, acc.Count));
         if (!installed.shape.SequenceEqual(weight.shape))
             throw new InvalidOperationException($"{name}: the quantizer returned [{string.Join(", ", installed.shape)}] for a [{string.Join(", ", weight.shape)}] weight");

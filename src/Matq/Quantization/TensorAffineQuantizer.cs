@@ -79,14 +79,35 @@ public static class TensorAffineQuantizer
     }
 
     /// <summary>ŵ = α·(q − z), float32 [out, in], for uint8 (or any integer-valued) codes [out, in].</summary>
-    public static Tensor Dequantize(Tensor codes, Tensor scales, Tensor zeros, int groupSize)
+    public static Tensor Dequantize(Tensor codes, Tensor scales, Tensor zeros, int groupSize) =>
+        Dequantize(codes, scales, zeros, groupSize, 1L << 26);
+
+    /// <summary>As above, computed <paramref name="chunkValues"/> values (whole rows) at a time.</summary>
+    internal static Tensor Dequantize(Tensor codes, Tensor scales, Tensor zeros, int groupSize, long chunkValues)
     {
         GroupLayout.CheckMatrix(codes, nameof(codes));
         using var scope = NewDisposeScope();
-        long cols = codes.shape[1];
-        Tensor a = GroupLayout.Expand(scales.to(ScalarType.Float32), groupSize, cols);
-        Tensor z = GroupLayout.Expand(zeros.to(ScalarType.Float32), groupSize, cols);
-        return (codes.to(ScalarType.Float32) - z).mul(a).MoveToOuterDisposeScope();
+        long rows = codes.shape[0], cols = codes.shape[1];
+        // in row chunks of at most 2^26 values: the expanded grids and the float codes are chunk-sized temporaries, so a
+        // 128256-row head needs its output and ~1 GiB more, not five times its output
+        long step = Math.Max(1, chunkValues / Math.Max(1, cols));
+        if (rows <= step || scales.shape[0] != rows || zeros.shape[0] != rows)
+            return Chunk(codes, scales, zeros).MoveToOuterDisposeScope();
+        Tensor result = empty(rows, cols, dtype: ScalarType.Float32, device: codes.device);
+        for (long r0 = 0; r0 < rows; r0 += step)
+        {
+            using var chunk = NewDisposeScope();
+            long len = Math.Min(step, rows - r0);
+            result.narrow(0, r0, len).copy_(Chunk(codes.narrow(0, r0, len), scales.narrow(0, r0, len), zeros.narrow(0, r0, len)));
+        }
+        return result.MoveToOuterDisposeScope();
+
+        Tensor Chunk(Tensor c, Tensor s, Tensor zz)
+        {
+            Tensor a = GroupLayout.Expand(s.to(ScalarType.Float32), groupSize, cols);
+            Tensor z = GroupLayout.Expand(zz.to(ScalarType.Float32), groupSize, cols);
+            return (c.to(ScalarType.Float32) - z).mul(a);
+        }
     }
 
     /// <summary>Computes parameters and codes for weights [out, in].</summary>

@@ -83,4 +83,19 @@ public class TensorAffineQuantizerTests
         var tensorPath = Assert.Throws<MatqException>(() => TensorAffineQuantizer.ComputeParams(tensor(w, new long[] { 2, 2 }), QuantSpec.PerChannel(4)));
         Assert.Equal(kernel.Message, tensorPath.Message);
     }
+
+    [Theory]
+    [InlineData(1)]      // one row per chunk
+    [InlineData(7)]      // chunks that straddle the groups' rows unevenly
+    [InlineData(1000)]   // one chunk
+    public void DequantizingInRowChunksGivesTheSameWeights(int chunkRows)
+    {
+        using var scope = NewDisposeScope();
+        var w = randn(13, 40, generator: new Generator(3));
+        using var q = TensorAffineQuantizer.Quantize(w, QuantSpec.Grouped(3, 16));
+        var whole = TensorAffineQuantizer.Dequantize(q.Codes, q.Scales, q.Zeros, 16, long.MaxValue);
+        var chunked = TensorAffineQuantizer.Dequantize(q.Codes, q.Scales, q.Zeros, 16, chunkRows * 40L);
+        Assert.True(whole.eq(chunked).all().item<bool>(), "chunked dequantization differs");
+        Assert.Equal(q.Dequantize().data<float>().ToArray(), whole.data<float>().ToArray());
+    }
 }

@@ -64,7 +64,8 @@ public sealed record AthenaConfig
     public int MaxDampRetries { get; }
 
     /// <summary>Rows of W solved together ("row grouping"; rows are independent under tr(ΔW H ΔWᵀ), so this bounds
-    /// memory without changing the result); 0 = all rows at once, else 1..2^30.</summary>
+    /// memory without changing the result); 0 = automatic (blocks of at most 2^28 values: every linear of an 8B decoder
+    /// block whole, a 128256-row head in two), else 1..2^30.</summary>
     public int RowBlockSize { get; }
 
     /// <summary>Calibration windows per forward batch of the sequential calibration (pipeline runs); 1..4096, default 8.</summary>
@@ -94,7 +95,7 @@ public sealed record AthenaConfig
         if (maxDampRetries < 0 || maxDampRetries > 6)
             throw new MatqException($"maxDampRetries = {maxDampRetries} is out of range: allowed 0..6.");
         if (rowBlockSize < 0 || rowBlockSize > (1 << 30))
-            throw new MatqException($"rowBlockSize = {rowBlockSize} is out of range: allowed 0 (all rows) or 1..{1 << 30}.");
+            throw new MatqException($"rowBlockSize = {rowBlockSize} is out of range: allowed 0 (automatic) or 1..{1 << 30}.");
         if (calibrationBatch < 1 || calibrationBatch > 4096)
             throw new MatqException($"{CalibBatchKey} = {calibrationBatch} is out of range: allowed 1..4096 windows per batch");
         if (!Enum.IsDefined(groupGrid))
@@ -135,7 +136,7 @@ public sealed record AthenaConfig
         new(GroupGridKey, "group grids fitted on the block's weights as it started (block-start, upstream GPTQ) or error-updated so far (updated)", BlockStartGrid),
         .. (sweeps ? new[] { new AlgorithmOption(SweepsKey, "Hessian-weighted refit + re-quantize sweeps after the GPTQ pass, 0..16", "2") } : []),
         new(DampRetriesKey, "ten-fold dampening retries when H is not positive definite, 0..6", "3"),
-        new(RowBlockKey, "rows of W solved together (0 = all; bounds memory, same result)", "0"),
+        new(RowBlockKey, "rows of W solved together (0 = automatic, at most 2^28 values a block; bounds memory, same result)", "0"),
         new(CalibBatchKey, "calibration windows per forward batch", "8"),
         new(ColumnPassKey, "GPTQ column pass: block (one kernel call per block of B columns; CPU or an NVRTC-compiled CUDA kernel) or eager (TorchSharp ops per column)", BlockPass),
     ];

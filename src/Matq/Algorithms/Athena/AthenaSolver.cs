@@ -45,7 +45,7 @@ public static class AthenaSolver
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         QuantSpec spec = config.Spec;
-        Tensor w0 = weight.detach().to(ScalarType.Float32).clone();                   // [out, in]
+        Tensor w0 = weight.dtype == ScalarType.Float32 ? weight.detach().clone() : weight.detach().to(ScalarType.Float32);   // [out, in]
         if (!w0.isfinite().all().item<bool>())
             throw new MatqException($"layer {layer}: the weights contain NaN or Inf; quantization needs finite weights (check the checkpoint).");
         long rows = w0.shape[0];
@@ -58,8 +58,14 @@ public static class AthenaSolver
         double rtnError;
         using (var rtnScope = NewDisposeScope())
         {
-            Tensor rtn = TensorAffineQuantizer.Quantize(w0, spec).Dequantize();         // RTN baseline [out, in]
-            rtnError = HessianError(w0 - rtn, h0);
+            var (rtnScales, rtnZeros) = TensorAffineQuantizer.ComputeParams(w0, spec);   // RTN baseline
+            rtnError = 0;
+            foreach (var (r0, len) in RowChunks(w0))
+            {
+                using var chunk = NewDisposeScope();
+                Tensor rtnCodes = TensorAffineQuantizer.Quantize(w0.narrow(0, r0, len), rtnScales.narrow(0, r0, len), rtnZeros.narrow(0, r0, len), g, spec.Bits);
+                rtnError += CodesError(w0.narrow(0, r0, len), rtnCodes, rtnScales.narrow(0, r0, len), rtnZeros.narrow(0, r0, len), g, h0);
+            }
         }
 
         // Dead inputs, then the processing order (act-order: descending diag H; ties keep column order). H is copied
@@ -103,7 +109,7 @@ public static class AthenaSolver
         }
 
         Tensor codes = Pass(scales, zeros, dynamic);
-        double gptqError = HessianError(w0 - TensorAffineQuantizer.Dequantize(codes, scales, zeros, g), h0);
+        double gptqError = CodesError(w0, codes, scales, zeros, g, h0);
         double error = gptqError;
         int accepted = 0;
         if (config.Mode == AthenaMode.Athena && spec.Granularity != Granularity.PerTensor)
@@ -111,9 +117,9 @@ public static class AthenaSolver
             for (int s = 0; s < config.Sweeps; s++)
             {
                 var (sa, za) = AthenaRefiner.RefitGroups(w, h0, codes, scales, zeros, g, spec);
-                double fa = HessianError(w0 - TensorAffineQuantizer.Dequantize(codes, sa, za, g), h0);
+                double fa = CodesError(w0, codes, sa, za, g, h0);
                 Tensor codesB = Pass(sa, za, false);
-                double fb = HessianError(w0 - TensorAffineQuantizer.Dequantize(codesB, sa, za, g), h0);
+                double fb = CodesError(w0, codesB, sa, za, g, h0);
                 double best = Math.Min(fa, fb);
                 if (!(best < error)) break;
                 if (fb <= fa) codes = codesB;
@@ -122,8 +128,14 @@ public static class AthenaSolver
             }
         }
 
-        Tensor wHat = TensorAffineQuantizer.Dequantize(codes, scales, zeros, g);
-        double mse = (w0 - wHat).square().mean().item<float>();
+        double sse = 0;
+        foreach (var (r0, len) in RowChunks(w0))
+        {
+            using var chunk = NewDisposeScope();
+            Tensor wHat = TensorAffineQuantizer.Dequantize(codes.narrow(0, r0, len), scales.narrow(0, r0, len), zeros.narrow(0, r0, len), g);
+            sse += (w0.narrow(0, r0, len) - wHat).square().sum(ScalarType.Float64).item<double>();
+        }
+        double mse = sse / ((double)rows * n);
         if (w0.device.type == DeviceType.CUDA) cuda.synchronize();
         var report = new LayerQuantReport(layer, config.Mode, config.ActOrder, rtnError, gptqError, error, mse,
             sw.Elapsed.TotalSeconds, factor.PercDampUsed, factor.Lambda, factor.Retries, dead, accepted);
@@ -139,12 +151,35 @@ public static class AthenaSolver
         return deltaW.matmul(h).mul_(deltaW).sum(ScalarType.Float64).item<double>();
     }
 
-    /// <summary>Row grouping: the pass on rows [r0, r0 + R) at a time; each block works on its own copy of W's rows.</summary>
+    /// <summary>tr(ΔW H ΔWᵀ) for ΔW = W − dequant(codes; scales, zeros), in row chunks (<see cref="RowChunks"/>) so that a
+    /// large layer (a 128256-row head) never holds more than a chunk's [rows, n] fp32 temporaries.</summary>
+    private static double CodesError(Tensor w0, Tensor codes, Tensor scales, Tensor zeros, int g, Tensor h)
+    {
+        double sum = 0;
+        foreach (var (r0, len) in RowChunks(w0))
+        {
+            using var chunk = NewDisposeScope();
+            Tensor wHat = TensorAffineQuantizer.Dequantize(codes.narrow(0, r0, len), scales.narrow(0, r0, len), zeros.narrow(0, r0, len), g);
+            sum += HessianError(w0.narrow(0, r0, len) - wHat, h);
+        }
+        return sum;
+    }
+
+    /// <summary>Row ranges of at most 2^26 elements (256 MiB in fp32) of a [rows, n] matrix; one range for most layers.</summary>
+    private static IEnumerable<(long R0, long Len)> RowChunks(Tensor w)
+    {
+        long rows = w.shape[0], step = Math.Max(1, (1L << 26) / Math.Max(1, w.shape[1]));
+        for (long r0 = 0; r0 < rows; r0 += step) yield return (r0, Math.Min(step, rows - r0));
+    }
+
+    /// <summary>Row grouping: the pass on rows [r0, r0 + R) at a time; each block works on its own copy of W's rows. R = 0
+    /// (automatic): rows in blocks of at most 2^28 elements (1 GiB of fp32), all rows for every linear of an 8B decoder
+    /// block, a 128256-row head in two.</summary>
     private static Tensor RunRowBlocks(Tensor wp, Tensor u, Tensor scales, Tensor zeros, int[] groupOf, int g, bool dynamic,
         QuantSpec spec, AthenaConfig config)
     {
         long rows = wp.shape[0];
-        long step = config.RowBlockSize == 0 ? rows : config.RowBlockSize;
+        long step = config.RowBlockSize == 0 ? Math.Max(1, Math.Min(rows, (1L << 28) / Math.Max(1, wp.shape[1]))) : config.RowBlockSize;
         var parts = new List<Tensor>();
         for (long r0 = 0; r0 < rows; r0 += step)
         {
