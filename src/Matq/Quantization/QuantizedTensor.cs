@@ -1,5 +1,6 @@
 // Contract: one quantized weight matrix on the tensor side — uint8 codes [out, in], float32 scales and
 // integer-valued zeros [out, nGroups] — with conversion to and from the kernel-side QuantParams.
+using Matq.Runtime.Cuda;
 using Matq.Kernels.Quantization;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -35,8 +36,8 @@ public sealed class QuantizedTensor : IDisposable
     public QuantParams ToQuantParams()
     {
         int rows = checked((int)Codes.shape[0]), cols = checked((int)Codes.shape[1]);
-        float[] scales = Scales.to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
-        byte[] zeros = Zeros.to(ScalarType.Byte).cpu().contiguous().data<byte>().ToArray();
+        float[] scales = HostCopy.ToArray<float>(Scales.to(ScalarType.Float32));
+        byte[] zeros = HostCopy.ToArray<byte>(Zeros.to(ScalarType.Byte));
         return new QuantParams(rows, cols, Spec.Bits, Spec.Scheme, Spec.Granularity, GroupSize, scales, zeros);
     }
 

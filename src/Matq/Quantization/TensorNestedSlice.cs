@@ -1,6 +1,7 @@
 // Contract: tensor path of Matryoshka slicing; equals Matq.Kernels.Packing.NestedSlice exactly.
 // Codes are uint8 [out, in] master codes of c bits; sliced codes are uint8 [out, in] in 0..2^r − 1 (0..2^r with
 // extra precision); dequantization uses the master α and z [out|1, nGroups]: ŵ_r = α·(S·2^(c−r) − z).
+using Matq.Runtime.Cuda;
 using Matq.Kernels.Packing;
 using Matq.Kernels.Quantization;
 using TorchSharp;
@@ -58,7 +59,7 @@ public static class TensorNestedSlice
     {
         long cols = overflow.dim() == 2 ? overflow.shape[1] : overflow.numel();
         long rows = cols == 0 ? 0 : overflow.numel() / cols;
-        var mask = overflow.reshape(rows, cols).cpu().to(ScalarType.Byte).contiguous().data<byte>().ToArray();
+        var mask = HostCopy.ToArray<byte>(overflow.reshape(rows, cols).to(ScalarType.Byte));
         long bits = 0;
         var positions = new List<int>();
         for (long r = 0; r < rows; r++)

@@ -1,5 +1,6 @@
 // Contract: what an algorithm emits per linear — HF module name, uint8 codes [out, in], float32 scales/zeros
 // [out, nGroups], optional act-order perm [in], and a LayerReport — and the whole run's QuantizationResult.
+using Matq.Runtime.Cuda;
 using System.Text.Json.Nodes;
 using Matq.Formats.Artifact;
 using TorchSharp;
@@ -68,9 +69,9 @@ public sealed record QuantizedLinearResult
     {
         int o = checked((int)codes.shape[0]), i = checked((int)codes.shape[1]);
         return new QuantizedLinearResult(name, o, i, groupSize,
-            codes.to(ScalarType.Byte).cpu().contiguous().data<byte>().ToArray(),
-            scales.to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray(),
-            zeros.to(ScalarType.Float32).cpu().contiguous().data<float>().ToArray(), perm, report);
+            HostCopy.ToArray<byte>(codes.to(ScalarType.Byte)),
+            HostCopy.ToArray<float>(scales.to(ScalarType.Float32)),
+            HostCopy.ToArray<float>(zeros.to(ScalarType.Float32)), perm, report);
     }
 
     /// <summary>The artifact's name for this weight: "&lt;module&gt;.weight".</summary>

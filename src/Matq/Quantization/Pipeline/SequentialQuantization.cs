@@ -35,6 +35,8 @@ public static class SequentialQuantization
         if (resume > 0)
             progress.Message(Math.Min(resume, blockCount - 1), $"resuming at block {resume + 1}/{blockCount}: blocks 1..{resume} restored from the checkpoint");
         int block = -1, blockStart = results.Count;
+        double solveS = 0, methodS = 0;   // per block: the solvers' own seconds, and the method's (solve + its results)
+        var clock = new System.Diagnostics.Stopwatch();
         SequentialCalibrator.Run(model, calibration.Windows, linear =>
         {
             context.Cancellation.ThrowIfCancellationRequested();
@@ -43,7 +45,10 @@ public static class SequentialQuantization
                 block = linear.Block;
                 progress.BlockStarted(block);
             }
+            clock.Restart();
             var (result, installed) = quantize(linear);
+            methodS += clock.Elapsed.TotalSeconds;
+            solveS += result.Report.Seconds;
             results.Add(result);
             progress.LayerDone(block, result.Report);
             return installed;
@@ -60,6 +65,10 @@ public static class SequentialQuantization
                 for (int k = 0; k < offloaded.Count; k++) results[blockStart + k] = offloaded[k];
             }
             blockStart = results.Count;
+            if (methodS > 0)
+                progress.Message(Math.Max(block, 0), string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"block {b + 1} quantize detail: solver {solveS:F2} s, the method's results {methodS - solveS:F2} s (the rest of quantize: installing weights, Hessians)"));
+            (solveS, methodS) = (0, 0);
             Runtime.HostMemoryRelease.AfterBlock();   // the block's freed buffers back to the OS before the next is held
             if (block == b) progress.BlockDone(b);
         }, hold: context.Hold);

@@ -111,4 +111,18 @@ public class CudaModuleTests
         if (driver && cuda.is_available()) Assert.Contains("checked bit-identical", line);
         else Assert.StartsWith("column pass: eager TorchSharp ops per column (CUDA kernel unavailable: ", line);
     }
+
+    [Fact]
+    public void HostCopyGivesTheValuesInRowMajorOrderForAnyStrides()
+    {
+        using var scope = NewDisposeScope();
+        var t = arange(0, 24, dtype: ScalarType.Float32).reshape(4, 6);
+        Assert.Equal(t.data<float>().ToArray(), Matq.Runtime.Cuda.HostCopy.ToArray<float>(t));
+        var transposed = t.t();                                                         // not contiguous
+        Assert.Equal(transposed.contiguous().data<float>().ToArray(), Matq.Runtime.Cuda.HostCopy.ToArray<float>(transposed));
+        var bytes = t.to(ScalarType.Byte).narrow(1, 2, 3);
+        Assert.Equal(new byte[] { 2, 3, 4, 8, 9, 10, 14, 15, 16, 20, 21, 22 }, Matq.Runtime.Cuda.HostCopy.ToArray<byte>(bytes));
+        Assert.Empty(Matq.Runtime.Cuda.HostCopy.ToArray<float>(empty(0, 3)));
+        Assert.Equal(24, t.numel());                                                    // the source is left alive
+    }
 }
