@@ -44,6 +44,7 @@ public static class Program
         bench.Subcommands.Add(new BenchScaleVerb(console).Build());
         bench.Subcommands.Add(new BenchKernelsVerb(console).Build());
         bench.Subcommands.Add(new BenchGenerateVerb(console).Build());
+        bench.Subcommands.Add(new BenchServeVerb(console).Build());
         bench.Subcommands.Add(new BenchRaceVerb(console).Build());
         bench.Subcommands.Add(new BenchEfQatVerb(console).Build());
         bench.Subcommands.Add(new BenchEfQatLmVerb(console).Build());

@@ -18,7 +18,7 @@ namespace Matq.Runtime.Tests;
 
 public sealed class Int8PrefillTests
 {
-    private static readonly Lazy<string> Artifact = new(WriteArtifact);
+    internal static readonly Lazy<string> Artifact = new(WriteArtifact);
 
     public static IEnumerable<object[]> Widths() => PackedWidths.Bits.Select(b => new object[] { b });
 

@@ -30,6 +30,10 @@ public sealed class PackedLlamaSession
     private readonly float[][] _k, _v;
     private readonly float[] _h, _x, _q, _kNew, _vNew, _att, _gate, _up, _o, _swiglu;
     private float[] _scores;   // [work items, start + t] of the current attention call, grown on demand
+    // the current chunk's rows: row i is the token at position _rowPos[i] of session _rowSession[i] (this session's
+    // consecutive positions in a prefill; one row per sequence in a batched decode step)
+    private readonly PackedLlamaSession[] _rowSession = new PackedLlamaSession[MaxBatch];
+    private readonly int[] _rowPos = new int[MaxBatch];
     private readonly int _hidden, _heads, _kvHeads, _d, _inter, _vocab;
 
     public PackedLlamaModel Model => _m;
@@ -111,10 +115,51 @@ public sealed class PackedLlamaSession
         }
     }
 
-    // Runs t ≤ MaxBatch tokens through every layer; leaves the last layer's hidden states in _h [t, hidden].
+    // Runs t ≤ MaxBatch tokens of this session through every layer; leaves the last layer's hidden states in _h [t, hidden].
     private void Chunk(ReadOnlySpan<int> ids)
     {
-        int t = ids.Length, h = _hidden, start = Length;
+        for (int i = 0; i < ids.Length; i++) (_rowSession[i], _rowPos[i]) = (this, Length + i);
+        Rows(ids);
+        Length += ids.Length;
+    }
+
+    /// <summary>
+    /// One decode step for several sequences at once: <paramref name="sessions"/>[i] (distinct sessions of one model) takes
+    /// <paramref name="ids"/>[i] at its own next position. The packed weights are read once for all of them (each linear
+    /// runs as one GEMM of B rows, as in a prefill) and each row attends to its own cache; <paramref name="logits"/>
+    /// receives [B, vocab]. The same tokens as B separate <see cref="Forward(ReadOnlySpan{int}, Span{float}, bool)"/> calls
+    /// up to the GEMM's summation order. Batched serving runs its sequences' steps through this.
+    /// </summary>
+    public static void DecodeBatch(IReadOnlyList<PackedLlamaSession> sessions, ReadOnlySpan<int> ids, Span<float> logits)
+    {
+        ArgumentNullException.ThrowIfNull(sessions);
+        int b = sessions.Count;
+        if (b < 1 || b > MaxBatch) throw new ArgumentException($"a batch holds 1..{MaxBatch} sessions, not {b}", nameof(sessions));
+        if (ids.Length != b) throw new ArgumentException($"{b} sessions need {b} ids, not {ids.Length}", nameof(ids));
+        var first = sessions[0];
+        if (logits.Length != (long)b * first._vocab) throw new ArgumentException($"logits must hold {b}×{first._vocab} values", nameof(logits));
+        for (int i = 0; i < b; i++)
+        {
+            var s = sessions[i];
+            if (!ReferenceEquals(s._m, first._m)) throw new ArgumentException("a batch's sessions must share one model", nameof(sessions));
+            for (int j = 0; j < i; j++)
+                if (ReferenceEquals(sessions[j], s)) throw new ArgumentException("a session appears twice in the batch", nameof(sessions));
+            if (s.Length + 1 > s.ContextLength)
+                throw new MatqException($"a sequence of {s.Length + 1} tokens exceeds the context of {s.ContextLength} tokens; shorten the prompt (or --max-tokens)");
+            if ((uint)ids[i] >= (uint)first._vocab)
+                throw new MatqException($"token id {ids[i]} is outside the vocabulary (0..{first._vocab - 1}); the tokenizer does not match the model");
+            (first._rowSession[i], first._rowPos[i]) = (s, s.Length);
+        }
+        first.Rows(ids);
+        foreach (var s in sessions) s.Length++;
+        first.HeadRows(0, b, logits);
+    }
+
+    // The rows set in _rowSession/_rowPos, through every layer with this session's buffers; each row's K/V go to its own
+    // session's cache at its position.
+    private void Rows(ReadOnlySpan<int> ids)
+    {
+        int t = ids.Length, h = _hidden;
         for (int i = 0; i < t; i++) _m.Embed(ids[i], _h.AsSpan(i * h, h));
         float eps = (float)_m.Config.RmsNormEps;
         for (int l = 0; l < _m.Layers.Count; l++)
@@ -129,16 +174,17 @@ public sealed class PackedLlamaSession
             var (cos, sin) = layer.LocalRope ? (_m.LocalRopeCos, _m.LocalRopeSin) : (_m.RopeCos, _m.RopeSin);
             for (int i = 0; i < t; i++)
             {
-                Rope(_q.AsSpan(i * _heads * _d, _heads * _d), _heads, start + i, cos, sin);
-                Rope(_kNew.AsSpan(i * _kvHeads * _d, _kvHeads * _d), _kvHeads, start + i, cos, sin);
+                var (owner, pos) = (_rowSession[i], _rowPos[i]);
+                Rope(_q.AsSpan(i * _heads * _d, _heads * _d), _heads, pos, cos, sin);
+                Rope(_kNew.AsSpan(i * _kvHeads * _d, _kvHeads * _d), _kvHeads, pos, cos, sin);
                 for (int kh = 0; kh < _kvHeads; kh++)
                 {
-                    long at = ((long)kh * ContextLength + start + i) * _d;
-                    _kNew.AsSpan((i * _kvHeads + kh) * _d, _d).CopyTo(_k[l].AsSpan((int)at, _d));
-                    _vNew.AsSpan((i * _kvHeads + kh) * _d, _d).CopyTo(_v[l].AsSpan((int)at, _d));
+                    long at = ((long)kh * owner.ContextLength + pos) * _d;
+                    _kNew.AsSpan((i * _kvHeads + kh) * _d, _d).CopyTo(owner._k[l].AsSpan((int)at, _d));
+                    _vNew.AsSpan((i * _kvHeads + kh) * _d, _d).CopyTo(owner._v[l].AsSpan((int)at, _d));
                 }
             }
-            Attention(l, t, start);
+            Attention(l, t);
             layer.O.Forward(_att, t, _o, Threads, _int8);
             bool sandwich = layer.PreFeedforwardNorm is not null && layer.PostFeedforwardNorm is not null;
             if (sandwich) RmsNorm(_o, _o, t, layer.PostNorm, eps);
@@ -154,7 +200,6 @@ public sealed class PackedLlamaSession
             if (sandwich) RmsNorm(_o, _o, t, layer.PostFeedforwardNorm!, eps);
             TensorPrimitives.Add(_h.AsSpan(0, t * h), _o.AsSpan(0, t * h), _h.AsSpan(0, t * h));
         }
-        Length += t;
     }
 
     // silu(g)·u = g·σ(g)·u, in place in g (σ into the scratch s).
@@ -224,35 +269,35 @@ public sealed class PackedLlamaSession
         }
     }
 
-    // _att [t, heads·D]: token i (position start+i), head hd attends to cached positions first..start+i of kv head hd/groups,
-    // first = 0, or start+i−W+1 on a layer with sliding window W.
-    // Work items (token, head) split over the kernels' worker pool when the call is large enough (KernelThreads).
-    private void Attention(int layer, int t, int start)
+    // _att [t, heads·D]: row i (position p = _rowPos[i] of session S = _rowSession[i]), head hd attends to S's cached
+    // positions first..p of kv head hd/groups, first = 0, or p−W+1 on a layer with sliding window W.
+    // Work items (row, head) split over the kernels' worker pool when the call is large enough (KernelThreads).
+    private void Attention(int layer, int t)
     {
-        int groups = _heads / _kvHeads, work = t * _heads, ctx = ContextLength, stride = start + t;
+        int groups = _heads / _kvHeads, work = t * _heads, stride = 0;
+        for (int i = 0; i < t; i++) stride = Math.Max(stride, _rowPos[i] + 1);
         if (_scores.Length < work * stride) _scores = new float[work * stride];
         float scale = (float)_m.Config.AttentionScale;
         float? cap = _m.Config.AttnLogitSoftcap is double c ? (float)c : null;
-        var kc = _k[layer];
-        var vc = _v[layer];
         int? window = _m.Layers[layer].Window;
         void One(int item)
         {
-            int i = item / _heads, hd = item % _heads, kh = hd / groups, end = start + i + 1;
+            int i = item / _heads, hd = item % _heads, kh = hd / groups, end = _rowPos[i] + 1;
+            var owner = _rowSession[i];
             int first = window is int w ? Math.Max(0, end - w) : 0, n = end - first;
             var q = _q.AsSpan((i * _heads + hd) * _d, _d);
             var outv = _att.AsSpan((i * _heads + hd) * _d, _d);
-            int baseAt = (kh * ctx + first) * _d;
+            int baseAt = (kh * owner.ContextLength + first) * _d;
             var sc = _scores.AsSpan(item * stride, n);
-            AttentionMath.Scores(q, kc.AsSpan(baseAt, n * _d), n, sc);
+            AttentionMath.Scores(q, owner._k[layer].AsSpan(baseAt, n * _d), n, sc);
             TensorPrimitives.Multiply(sc, scale, sc);
             if (cap is float cp) SoftCap(sc, cp);
             float max = TensorPrimitives.Max(sc);
             TensorPrimitives.Subtract(sc, max, sc);
             TensorPrimitives.Exp(sc, sc);
             TensorPrimitives.Multiply(sc, 1f / TensorPrimitives.Sum(sc), sc);
-            AttentionMath.WeightedSum(sc, vc.AsSpan(baseAt, n * _d), outv);
+            AttentionMath.WeightedSum(sc, owner._v[layer].AsSpan(baseAt, n * _d), outv);
         }
-        KernelThreads.For(work, Threads, 2L * (start + t) * _d, (w0, w1) => { for (int w = w0; w < w1; w++) One(w); });
+        KernelThreads.For(work, Threads, 2L * stride * _d, (w0, w1) => { for (int w = w0; w < w1; w++) One(w); });
     }
 }

@@ -57,8 +57,21 @@ public sealed class CompletionEngine
     /// <summary>Longest prompt + completion, in tokens.</summary>
     public int ContextLength { get; }
 
-    public CompletionEngine(PackedPrecisionCache precisions, TextTokenizer tokenizer)
+    /// <summary>Sequences decoded together in one pass over the weights (continuous batching, BatchedDecoder); 1 = each
+    /// request decodes alone on its own session.</summary>
+    public int MaxBatch { get; }
+
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<PackedPrecision, BatchedDecoder> _decoders = new();
+
+    /// <summary>The batching decoder of <paramref name="precision"/> (null when MaxBatch is 1), for its counters.</summary>
+    public BatchedDecoder? DecoderOf(PackedPrecision precision) =>
+        MaxBatch > 1 ? _decoders.GetValue(precision, p => new BatchedDecoder(p, MaxBatch)) : null;
+
+    public CompletionEngine(PackedPrecisionCache precisions, TextTokenizer tokenizer, int maxBatch = 1)
     {
+        if (maxBatch < 1 || maxBatch > PackedLlamaSession.MaxBatch)
+            throw new MatqException($"--batch {maxBatch} is out of range: 1..{PackedLlamaSession.MaxBatch} sequences decoded together");
+        MaxBatch = maxBatch;
         Precisions = precisions ?? throw new ArgumentNullException(nameof(precisions));
         Tokenizer = tokenizer ?? throw new ArgumentNullException(nameof(tokenizer));
         var model = precisions.Default.Model;
@@ -68,10 +81,10 @@ public sealed class CompletionEngine
     }
 
     /// <summary>Opens a .matq artifact and its tokenizer (the folder its tokenizer reference points into).</summary>
-    public static CompletionEngine Open(string artifactPath, PackedServingOptions? options = null, string? tokenizer = null)
+    public static CompletionEngine Open(string artifactPath, PackedServingOptions? options = null, string? tokenizer = null, int maxBatch = 1)
     {
         var precisions = new PackedPrecisionCache(artifactPath, options);
-        return new CompletionEngine(precisions, ArtifactSource.LoadArtifactTokenizer(artifactPath, precisions.Metadata, precisions.Default.Model.Config.VocabSize, tokenizer));
+        return new CompletionEngine(precisions, ArtifactSource.LoadArtifactTokenizer(artifactPath, precisions.Metadata, precisions.Default.Model.Config.VocabSize, tokenizer), maxBatch);
     }
 
     public PreparedCompletion Prepare(CompletionParameters p)
@@ -118,16 +131,23 @@ public sealed class CompletionEngine
             StopIds = (Tokenizer.EosId is int eos ? p.StopIds.Append(eos) : p.StopIds).ToHashSet(),
         };
         bool endOfText = false;
-        PackedGenerationStats stats;
-        using (var lease = precision.Rent())
+        bool OnToken(int id)
         {
-            (_, stats) = PackedTextGenerator.GenerateWhile(lease.Session, prepared.PromptIds, options, id =>
-            {
-                endOfText |= options.StopIds.Contains(id);
-                var piece = stream.Add(id);
-                if (piece.Length > 0) onText?.Invoke(piece);
-                return !stream.Stopped;
-            }, cancel);
+            endOfText |= options.StopIds.Contains(id);
+            var piece = stream.Add(id);
+            if (piece.Length > 0) onText?.Invoke(piece);
+            return !stream.Stopped;
+        }
+        PackedGenerationStats stats;
+        if (DecoderOf(precision) is { } decoder)
+        {
+            try { stats = decoder.Submit(prepared.PromptIds, options, OnToken, cancel).GetAwaiter().GetResult(); }
+            catch (TaskCanceledException) { throw new OperationCanceledException(cancel); }
+        }
+        else
+        {
+            using var lease = precision.Rent();
+            (_, stats) = PackedTextGenerator.GenerateWhile(lease.Session, prepared.PromptIds, options, OnToken, cancel);
         }
         var rest = stream.Finish();
         if (rest.Length > 0) onText?.Invoke(rest);

@@ -471,3 +471,49 @@ public sealed class CompletionServerTests : IClassFixture<CompletionServerTests.
         Assert.Equal(HttpStatusCode.OK, (await Post(http, new { prompt = "a", max_tokens = 2 })).Status);
     }
 }
+
+/// <summary>`matq serve --batch 4`: concurrent requests decoded together give each request the text it gets alone
+/// (int8 activations: a batched step's rows are the lone decode's, bit for bit), streamed or not, at two precisions at once.</summary>
+public sealed class BatchedCompletionServerTests : TempFolderFixture
+{
+    public BatchedCompletionServerTests() : base("matq-serve-batch-") { }
+
+    [Fact]
+    public async Task Concurrent_requests_decoded_together_get_the_texts_they_get_alone()
+    {
+        var artifact = CliRunner.QuantizeRtn8(Path.Combine(Dir, "tiny8.matq"));
+        var options = new PackedServingOptions { Threads = 1, HeadBits = 8 };
+        var alone = CompletionEngine.Open(artifact, options);
+        var batched = CompletionEngine.Open(artifact, options, maxBatch: 4);
+        Assert.Equal(4, batched.MaxBatch);
+        await using var server = await CompletionServer.StartAsync(batched, new ServeOptions { Port = 0, MaxConcurrency = 4 });
+        using var http = new HttpClient { BaseAddress = server.BaseAddress };
+        var requests = new[]
+        {
+            new { prompt = "The state of the", max_tokens = 12, bits = 8, temperature = 0.0, seed = 1 },
+            new { prompt = "Our nation", max_tokens = 7, bits = 8, temperature = 0.9, seed = 5 },
+            new { prompt = "We the people of", max_tokens = 15, bits = 4, temperature = 0.0, seed = 1 },
+            new { prompt = "Tonight", max_tokens = 10, bits = 8, temperature = 0.0, seed = 1 },
+        };
+        string Expected(int i)
+        {
+            var r = requests[i];
+            var p = alone.Prepare(new CompletionParameters
+            {
+                Prompt = r.prompt, MaxTokens = r.max_tokens, Bits = r.bits,
+                Sampling = new Matq.Runtime.Generation.SamplingOptions { Temperature = r.temperature, Seed = r.seed, TopK = 0, TopP = 1 },   // the server's defaults
+            });
+            return alone.Run(p).Text;
+        }
+        var responses = await Task.WhenAll(requests.Select(async r =>
+        {
+            using var response = await http.PostAsync("v1/completions", new StringContent(JsonSerializer.Serialize(r), Encoding.UTF8, "application/json"));
+            var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.Clone();
+            Assert.True(response.StatusCode == HttpStatusCode.OK, json.ToString());
+            return json.GetProperty("choices")[0].GetProperty("text").GetString()!;
+        }));
+        for (int i = 0; i < requests.Length; i++) Assert.Equal(Expected(i), responses[i]);
+        var decoder = batched.DecoderOf(batched.Precisions.Get(8))!;
+        Assert.True(decoder.Steps > 0 && decoder.Rows > decoder.Steps, $"{decoder.Rows} rows in {decoder.Steps} steps: the 8-bit requests were never decoded together");
+    }
+}
