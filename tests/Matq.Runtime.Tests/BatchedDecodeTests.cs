@@ -27,17 +27,23 @@ public sealed class BatchedDecodeTests
     public void A_batched_step_gives_each_sequence_its_own_logits(PackedActivations activations, int bits)
     {
         var model = Model(bits);
-        int v = model.Config.VocabSize;
-        int[] lengths = [5, 12, 33];                                     // different positions, one prompt past MaxBatch
+        int[] lengths = [5, 12, 33, 1, 9];                               // different positions, one prompt past MaxBatch
+        foreach (int b in new[] { 3, 5 })                                // 3 rows: the GEMV per row; 5: the GEMM (token block 4)
+            Check(model, lengths[..b], activations);
+    }
+
+    private static void Check(PackedLlamaModel model, int[] lengths, PackedActivations activations)
+    {
+        int v = model.Config.VocabSize, b = lengths.Length;
         var prompts = lengths.Select((n, i) => Ids(n, 10 + i, v)).ToArray();
         var batched = prompts.Select(p => { var s = new PackedLlamaSession(model, threads: 1, activations: activations); s.Forward(p); return s; }).ToArray();
         var alone = prompts.Select(p => { var s = new PackedLlamaSession(model, threads: 1, activations: activations); s.Forward(p); return s; }).ToArray();
-        var logits = new float[3 * v];
+        var logits = new float[b * v];
         for (int step = 0; step < 4; step++)
         {
-            var next = Ids(3, 100 + step, v);
+            var next = Ids(b, 100 + step, v);
             PackedLlamaSession.DecodeBatch(batched, next, logits);
-            for (int i = 0; i < 3; i++)
+            for (int i = 0; i < b; i++)
             {
                 var expected = alone[i].Forward([next[i]]);
                 var got = logits.AsSpan(i * v, v);
@@ -46,13 +52,13 @@ public sealed class BatchedDecodeTests
                 {
                     for (int k = 0; k < v; k++)
                         Assert.True(BitConverter.SingleToInt32Bits(expected[k]) == BitConverter.SingleToInt32Bits(got[k]),
-                            $"step {step}, sequence {i}, logit {k}: batched {got[k]:R} vs alone {expected[k]:R}");
+                            $"batch of {b}, step {step}, sequence {i}, logit {k}: batched {got[k]:R} vs alone {expected[k]:R}");
                 }
                 else
                 {
                     double max = expected.Max(Math.Abs), worst = 0;
                     for (int k = 0; k < v; k++) worst = Math.Max(worst, Math.Abs(expected[k] - got[k]));
-                    Assert.True(worst <= 1e-4 * max, $"step {step}, sequence {i}: max |Δ| {worst:G4} vs max |logit| {max:G4}");
+                    Assert.True(worst <= 1e-4 * max, $"batch of {b}, step {step}, sequence {i}: max |Δ| {worst:G4} vs max |logit| {max:G4}");
                 }
             }
         }

@@ -56,7 +56,8 @@ public sealed class PackedLinear
 
     /// <summary>
     /// y [t, Out] = x [t, In]·Ŵᵀ + bias. With <paramref name="int8"/> (a packed weight) the activations are quantized per
-    /// row to int8 into <paramref name="int8"/>'s buffers and the integer GEMV (t = 1) or integer GEMM (t &gt; 1) runs.
+    /// row to int8 into <paramref name="int8"/>'s buffers and the integer GEMV (per row, t &lt; the GEMM's token block) or
+    /// the integer GEMM runs.
     /// </summary>
     public void Forward(ReadOnlySpan<float> x, int t, Span<float> y, int threads, Int8Buffer? int8 = null)
     {
@@ -64,10 +65,16 @@ public sealed class PackedLinear
         var xs = x[..(t * In)];
         if (Packed is not null)
         {
-            if (t == 1 && int8 is not null)
+            if (t < GemmInt8Simd.TokenBlock && int8 is not null)
             {
-                var a = int8.For(this, xs);
-                GemvInt8Simd.Gemv(Packed, a, ys, Int8KernelPath.Auto, threads);
+                // fewer rows than the GEMM's token block (a batched decode step of 2–3 sequences): the integer GEMV per
+                // row — the same bits (the GEMM equals it row by row) and faster, as the GEMM decodes every tile of codes
+                // first (measured on the 1.18B shape: 2 rows through the GEMM 32 tok/s, through the GEMV 43)
+                for (int i = 0; i < t; i++)
+                {
+                    var a = int8.For(this, xs.Slice(i * In, In));
+                    GemvInt8Simd.Gemv(Packed, a, ys.Slice(i * Out, Out), Int8KernelPath.Auto, threads);
+                }
             }
             else if (int8 is not null) GemmInt8Simd.Gemm(Packed, int8.Rows(this, xs, t), ys, Int8KernelPath.Auto, threads);
             else if (t == 1) GemvPackedSimd.Gemv(Packed, xs, ys, false, threads);

@@ -42,7 +42,9 @@ public sealed class BatchedDecoder
     /// <summary>Steps run and the rows they decoded, for reports (mean batch = rows / steps).</summary>
     public long Steps => Interlocked.Read(ref _steps);
     public long Rows => Interlocked.Read(ref _rows);
-    private long _steps, _rows;
+    /// <summary>Seconds spent inside the batched steps (DecodeBatch), for the pure decode rate rows ÷ seconds.</summary>
+    public double StepSeconds => Interlocked.Read(ref _stepTicks) / (double)Stopwatch.Frequency;
+    private long _steps, _rows, _stepTicks;
 
     public BatchedDecoder(PackedPrecision precision, int maxBatch)
     {
@@ -118,12 +120,14 @@ public sealed class BatchedDecoder
                 var sessions = stepping.Select(j => j.Lease!.Session).ToArray();
                 var ids = stepping.Select(j => j.Last).ToArray();
                 bool ok = true;
+                long t0 = Stopwatch.GetTimestamp();
                 try { PackedLlamaSession.DecodeBatch(sessions, ids, logits.AsSpan(0, stepping.Count * vocab)); }
                 catch (Exception e)
                 {
                     ok = false;
                     foreach (var job in stepping) { Fail(job, e); job.Produced = -1; }
                 }
+                Interlocked.Add(ref _stepTicks, Stopwatch.GetTimestamp() - t0);
                 Interlocked.Increment(ref _steps);
                 Interlocked.Add(ref _rows, stepping.Count);
                 if (ok)
