@@ -29,6 +29,11 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
         Description = "Sequences decoded together, one pass over the weights per step (continuous batching: requests join and leave between steps); 1 = each request decodes alone. At most --max-concurrency are generating at once",
         DefaultValueFactory = _ => 8, HelpName = "B",
     };
+    private readonly Option<int?> _context = new("--context")
+    {
+        Description = "Longest prompt + completion served, in tokens (each session's KV cache is sized for it); default the model's max_position_embeddings",
+        HelpName = "N",
+    };
     private readonly Option<int> _queue = new("--max-queue") { Description = "Requests waiting for a slot (first come, first served); beyond that 429 with an OpenAI-style error", DefaultValueFactory = _ => 8, HelpName = "N" };
     private readonly Option<long> _maxBody = new("--max-body-bytes") { Description = "Largest request body; larger ones get 413", DefaultValueFactory = _ => 256 * 1024, HelpName = "BYTES" };
     private readonly Option<int> _precisions = new("--max-precisions")
@@ -50,14 +55,14 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
 
     protected override IEnumerable<Option> Options =>
     [
-        _model, _bits, _plan, _port, _concurrency, _batch, _queue, _maxBody, _precisions, _group, _threads, _head, _activations, _tokenizer, _template,
+        _model, _bits, _plan, _port, _concurrency, _batch, _context, _queue, _maxBody, _precisions, _group, _threads, _head, _activations, _tokenizer, _template,
     ];
 
     protected override ServeSettings Read(ParseResult r) => new(r.GetValue(_model)!, r.GetValue(_bits), r.GetValue(_plan), new ServeOptions
     {
         Port = r.GetValue(_port), MaxConcurrency = r.GetValue(_concurrency), MaxQueue = r.GetValue(_queue), MaxBodyBytes = r.GetValue(_maxBody),
     }, r.GetValue(_precisions), r.GetValue(_group), r.GetValue(_threads), r.GetValue(_head)!, r.GetValue(_activations)!, r.GetValue(_tokenizer),
-        r.GetValue(_template), r.GetValue(_batch));
+        r.GetValue(_template), r.GetValue(_batch), r.GetValue(_context));
 
     protected override int Run(ServeSettings s)
     {
@@ -77,6 +82,7 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
             var engine = CompletionEngine.Open(artifact, new PackedServingOptions
             {
                 DefaultBits = bits, Plan = plan, HeadBits = headBits, Threads = threads, Activations = activations, Capacity = capacity,
+                ContextLength = s.Context,
             }, s.Tokenizer, Math.Min(s.Batch, options.MaxConcurrency));
             var chat = ChatEngine.Open(engine, s.Tokenizer, s.Template);
             Serve(engine, chat, options with { ModelId = modelId });
@@ -154,7 +160,7 @@ public sealed class ServeVerb(IAnsiConsole console, CancellationToken stop = def
 /// <summary>What `serve` was asked: the option values as typed; <see cref="Validate"/> checks the server limits, --bits/--plan, the
 /// packed runtime's options, --max-precisions, --group and --model (one line per mistake) before any load.</summary>
 public sealed record ServeSettings(string Model, int? Bits, string? Plan, ServeOptions Options, int MaxPrecisions, int Group, int Threads, string Head,
-    string Activations, string? Tokenizer, string? Template, int Batch = 8) : IVerbSettings
+    string Activations, string? Tokenizer, string? Template, int Batch = 8, int? Context = null) : IVerbSettings
 {
     /// <summary>--threads, --head and --activations as the packed runtime takes them.</summary>
     public (int Threads, int? HeadBits, PackedActivations Activations) Packed => PackedOptions.Resolve(Threads, Head, Activations, "serve");
@@ -167,6 +173,7 @@ public sealed record ServeSettings(string Model, int? Bits, string? Plan, ServeO
         if (MaxPrecisions < 1) throw new MatqException($"--max-precisions {MaxPrecisions} is out of range: keep at least 1 precision");
         if (Batch < 1 || Batch > PackedLlamaSession.MaxBatch)
             throw new MatqException($"--batch {Batch} is out of range: 1..{PackedLlamaSession.MaxBatch} sequences decoded together (1 = no batching)");
+        if (Context is int c && c < 1) throw new MatqException($"--context {c} is out of range: 1 or more tokens");
         CommonOptions.CheckGroup(Group);
         if (!Directory.Exists(Model) && !File.Exists(Model))
             throw new MatqException($"--model {Model} does not exist (give a .matq artifact, an HF model folder or a .safetensors file)");

@@ -23,6 +23,10 @@ public sealed record PackedServingOptions
     /// <summary>Most precisions held at once (each holds r/8 of the int8 weights plus its head, fp32 norms and the
     /// embedding as stored).</summary>
     public int Capacity { get; init; } = 4;
+    /// <summary>Longest prompt + completion served, in tokens; each session's KV cache is sized for it (fp32: 8 bytes ×
+    /// layers × kv heads × head dim a token, 128 KiB for the Llama-3.1-8B shape). Null = the model's max_position_embeddings
+    /// (131072 for Llama 3.1: a 16 GiB cache per session, allocated lazily by the OS but bounded by nothing).</summary>
+    public int? ContextLength { get; init; }
 }
 
 /// <summary>One served precision: its packed model and a pool of sessions.</summary>
@@ -31,10 +35,11 @@ public sealed class PackedPrecision
     private readonly System.Collections.Concurrent.ConcurrentBag<PackedLlamaSession> _idle = new();
     private readonly int _threads;
     private readonly PackedActivations _activations;
+    private readonly int? _context;
 
-    internal PackedPrecision(string key, PackedLlamaModel model, int threads, PackedActivations activations)
+    internal PackedPrecision(string key, PackedLlamaModel model, int threads, PackedActivations activations, int? context = null)
     {
-        Key = key; Model = model; _threads = threads; _activations = activations;
+        Key = key; Model = model; _threads = threads; _activations = activations; _context = context;
     }
 
     /// <summary>"8", "2", or "plan".</summary>
@@ -42,7 +47,7 @@ public sealed class PackedPrecision
     public PackedLlamaModel Model { get; }
 
     /// <summary>A session (reset before use by the generator); dispose the lease to return it to the pool.</summary>
-    public SessionLease Rent() => new(this, _idle.TryTake(out var s) ? s : new PackedLlamaSession(Model, threads: _threads, activations: _activations));
+    public SessionLease Rent() => new(this, _idle.TryTake(out var s) ? s : new PackedLlamaSession(Model, _context, threads: _threads, activations: _activations));
 
     public sealed class SessionLease(PackedPrecision owner, PackedLlamaSession session) : IDisposable
     {
@@ -151,6 +156,6 @@ public sealed class PackedPrecisionCache
             Plan = plan ? Options.Plan : null,
             HeadBits = Options.HeadBits,
         });
-        return new PackedPrecision(key, model, Options.Threads, Options.Activations);
+        return new PackedPrecision(key, model, Options.Threads, Options.Activations, Options.ContextLength);
     }
 }

@@ -77,7 +77,9 @@ public sealed class CompletionEngine
         var model = precisions.Default.Model;
         if (tokenizer.VocabSize > model.Config.VocabSize)
             throw new MatqException($"{precisions.ArtifactPath}: the tokenizer has {tokenizer.VocabSize} ids but the model only {model.Config.VocabSize} embeddings");
-        ContextLength = model.MaxPositions;
+        if (precisions.Options.ContextLength is int c && c < 1)
+            throw new MatqException($"--context {c} is out of range: 1 or more tokens");
+        ContextLength = Math.Min(precisions.Options.ContextLength ?? model.MaxPositions, model.MaxPositions);
     }
 
     /// <summary>Opens a .matq artifact and its tokenizer (the folder its tokenizer reference points into).</summary>

@@ -516,4 +516,26 @@ public sealed class BatchedCompletionServerTests : TempFolderFixture
         var decoder = batched.DecoderOf(batched.Precisions.Get(8))!;
         Assert.True(decoder.Steps > 0 && decoder.Rows > decoder.Steps, $"{decoder.Rows} rows in {decoder.Steps} steps: the 8-bit requests were never decoded together");
     }
+
+    [Fact]
+    public void A_served_context_bounds_the_requests_and_sizes_each_sessions_cache()
+    {
+        var artifact = CliRunner.QuantizeRtn8(Path.Combine(Dir, "tiny8.matq"));
+        var full = CompletionEngine.Open(artifact, new PackedServingOptions { Threads = 1 });
+        var engine = CompletionEngine.Open(artifact, new PackedServingOptions { Threads = 1, ContextLength = 24 });
+        Assert.Equal(24, engine.ContextLength);
+        Assert.True(full.ContextLength > 24);
+        using (var lease = engine.Precisions.Default.Rent())
+        {
+            Assert.Equal(24, lease.Session.ContextLength);
+            using var fullLease = full.Precisions.Default.Rent();
+            Assert.Equal(fullLease.Session.CacheBytes * 24 / full.ContextLength, lease.Session.CacheBytes);
+        }
+        var e = Assert.Throws<CompletionArgumentException>(() => engine.Prepare(new CompletionParameters { Prompt = "The state of the", MaxTokens = 30 }));
+        Assert.Equal("max_tokens", e.Param);
+        Assert.Contains("context of 24 tokens", e.Message);
+        Assert.InRange(engine.Run(engine.Prepare(new CompletionParameters { Prompt = "The state of the", MaxTokens = 8 })).CompletionTokens, 1, 8);   // 16 prompt tokens + 8 = 24
+        var huge = CompletionEngine.Open(artifact, new PackedServingOptions { Threads = 1, ContextLength = 1 << 20 });
+        Assert.Equal(full.ContextLength, huge.ContextLength);          // never past the model's own
+    }
 }

@@ -140,6 +140,7 @@ public sealed class ServeVerbTests : IClassFixture<PackedRuntimeVerbTests.TinyAr
             (["--model", _a.Path, "--max-precisions", "0"], "--max-precisions 0 is out of range"),
             (["--model", _a.Path, "--batch", "0"], "--batch 0 is out of range: 1..32"),
             (["--model", _a.Path, "--batch", "33"], "--batch 33 is out of range: 1..32"),
+            (["--model", _a.Path, "--context", "0"], "--context 0 is out of range"),
             (["--model", _a.Path, "--bits", "9"], "--bits 9 is out of range"),
             (["--model", _a.Path, "--activations", "int8,fp32"], "--activations takes one value"),
             (["--model", Path.Combine(_a.Dir, "missing.matq")], "does not exist"),
