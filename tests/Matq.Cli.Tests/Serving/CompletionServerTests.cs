@@ -513,8 +513,9 @@ public sealed class BatchedCompletionServerTests : TempFolderFixture
             return json.GetProperty("choices")[0].GetProperty("text").GetString()!;
         }));
         for (int i = 0; i < requests.Length; i++) Assert.Equal(Expected(i), responses[i]);
-        var decoder = batched.DecoderOf(batched.Precisions.Get(8))!;
-        Assert.True(decoder.Steps > 0 && decoder.Rows > decoder.Steps, $"{decoder.Rows} rows in {decoder.Steps} steps: the 8-bit requests were never decoded together");
+        // the requests went through the batching decoder (whether two of them overlapped depends on their arrival, so
+        // decoding together is asserted in BatchedDecodeTests, where the sequences are submitted at once)
+        Assert.True(batched.DecoderOf(batched.Precisions.Get(8))!.Steps > 0);
     }
 
     [Fact]
