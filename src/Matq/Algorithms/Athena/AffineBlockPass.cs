@@ -5,10 +5,10 @@
 // so each row runs its B columns alone: x_j, q_j = clamp(round(x_j/α) + z, 0, qmax), e_j = (x_j − α(q_j − z)) / U_jj.
 // A group's grid is fitted before the block's kernel: under the block-start rule (upstream GPTQ) it reads the columns as
 // the block started, which the kernel has not touched yet; a fixed grid needs nothing. The kernel works on the block
-// transposed ([B, rows], one row per lane or thread, coalesced), on the CPU in Vector256 lanes over rows and on CUDA in
-// a kernel compiled by NVRTC; both do the same IEEE operations in the same order (no fused multiply-add), so they
-// produce the same bits as each other. Then, as in the eager pass: W[:, i2:] −= E · U[i1:i2, i2:].
-using System.Runtime.Intrinsics;
+// transposed ([B, rows], one row per lane or thread, coalesced): Matq.Kernels' GptqBlockKernel on the CPU, and its CUDA
+// source compiled by NVRTC on a GPU; both do the same IEEE operations in the same order (no fused multiply-add), so
+// they produce the same bits as each other. Then, as in the eager pass: W[:, i2:] −= E · U[i1:i2, i2:].
+using Matq.Kernels.Gptq;
 using Matq.Runtime.Cuda;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -130,72 +130,16 @@ public static class AffineBlockPass
     }
 
     private const int Threads = 128;
-    private const string KernelName = "gptq_affine_block";
+    private const string KernelName = GptqBlockKernel.CudaName;
+    private const string KernelSource = GptqBlockKernel.CudaSource;
 
-    /// <summary>One thread per row; the same operations, in the same order, as <see cref="RunCpu"/>.</summary>
-    private const string KernelSource = """
-        extern "C" __global__ void gptq_affine_block(float* __restrict__ wT, const float* __restrict__ u,
-            const float* __restrict__ aT, const float* __restrict__ zT, float* __restrict__ qT, float* __restrict__ eT,
-            int rows, int count, float qmax)
-        {
-            int r = blockIdx.x * blockDim.x + threadIdx.x;
-            if (r >= rows) return;
-            for (int j = 0; j < count; j++) {
-                long long at = (long long)j * rows + r;
-                float x = wT[at];
-                for (int k = 0; k < j; k++) x = x - eT[(long long)k * rows + r] * u[k * count + j];
-                float a = aT[at], z = zT[at];
-                float q = fminf(fmaxf(rintf(x / a) + z, 0.0f), qmax);
-                wT[at] = x;
-                qT[at] = q;
-                eT[at] = (x - (q - z) * a) / u[j * count + j];
-            }
-        }
-        """;
-
-    /// <summary>The kernel on the CPU: lanes of 8 rows (Vector256) over tasks of row chunks, scalar for the rest.</summary>
+    /// <summary>The kernel on the CPU (GptqBlockKernel.Simd) over contiguous fp32 CPU tensors.</summary>
     internal static unsafe void RunCpu(Tensor wT, Tensor u, Tensor aT, Tensor zT, Tensor qT, Tensor eT, int rows, int count, float qmax)
     {
-        float* w = (float*)CudaModule.Pointer<float>(wT), uu = (float*)CudaModule.Pointer<float>(u);
-        float* a = (float*)CudaModule.Pointer<float>(aT), z = (float*)CudaModule.Pointer<float>(zT);
-        float* q = (float*)CudaModule.Pointer<float>(qT), e = (float*)CudaModule.Pointer<float>(eT);
-        const int chunk = 256;
-        int chunks = (rows + chunk - 1) / chunk;
-        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, torch.get_num_threads()) }, c =>
-        {
-            int r0 = c * chunk, r1 = Math.Min(rows, r0 + chunk);
-            int r = r0;
-            if (Vector256.IsHardwareAccelerated)
-            {
-                var lo = Vector256<float>.Zero;
-                var hi = Vector256.Create(qmax);
-                for (; r + 8 <= r1; r += 8)
-                    for (int j = 0; j < count; j++)
-                    {
-                        long at = (long)j * rows + r;
-                        var x = Vector256.Load(w + at);
-                        for (int k = 0; k < j; k++)
-                            x -= Vector256.Load(e + (long)k * rows + r) * Vector256.Create(uu[k * count + j]);
-                        var av = Vector256.Load(a + at);
-                        var zv = Vector256.Load(z + at);
-                        var qv = Vector256.Min(Vector256.Max(Vector256.Round(x / av) + zv, lo), hi);
-                        x.Store(w + at);
-                        qv.Store(q + at);
-                        ((x - (qv - zv) * av) / Vector256.Create(uu[j * count + j])).Store(e + at);
-                    }
-            }
-            for (; r < r1; r++)
-                for (int j = 0; j < count; j++)
-                {
-                    long at = (long)j * rows + r;
-                    float x = w[at];
-                    for (int k = 0; k < j; k++) x -= e[(long)k * rows + r] * uu[k * count + j];
-                    float av = a[at], zv = z[at];
-                    float qv = Math.Min(Math.Max(MathF.Round(x / av) + zv, 0f), qmax);
-                    w[at] = x;
-                    q[at] = qv;
-                    e[at] = (x - (qv - zv) * av) / uu[j * count + j];
-                }
-        });
+        int cells = checked(rows * count);
+        GptqBlockKernel.Simd(Span(wT, cells), Span(u, count * count), Span(aT, cells), Span(zT, cells), Span(qT, cells), Span(eT, cells),
+            rows, count, qmax, Math.Max(1, torch.get_num_threads()));
+
+        static Span<float> Span(Tensor t, int n) => new((void*)CudaModule.Pointer<float>(t), n);
     }
 }
