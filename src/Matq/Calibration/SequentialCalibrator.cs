@@ -64,6 +64,10 @@ public static class SequentialCalibrator
         using var noGrad = no_grad();
         using var runScope = NewDisposeScope();
 
+        // a resumed run whose every block (and head) is finished needs no activations: its blocks are only restored
+        // (propagating them through 32 CPU-sized forwards would cost minutes and change nothing)
+        bool anyLeft = resumeBlocks < model.Layers.Count || (includeHead && select("lm_head") && resumeBlocks <= model.Layers.Count);
+
         // h_0 = embed(ids), one [b, T, hidden] tensor per batch
         var hidden = new List<Tensor>();
         using (hold(-1))
@@ -109,7 +113,7 @@ public static class SequentialCalibrator
                 }
                 quantizeS = clock.Elapsed.TotalSeconds - holdS - captureS;
             }
-            for (int b = 0; b < hidden.Count; b++)
+            for (int b = 0; b < hidden.Count && anyLeft; b++)
             {
                 using var scope = NewDisposeScope();
                 var next = layer.forward(hidden[b]).MoveToOuterDisposeScope();
