@@ -65,8 +65,7 @@ public static class AffineBlockPass
         var cudaDevice = new Device(DeviceType.CUDA, device);
         Tensor[] gpu = [wT.to(cudaDevice), empty(count, rows, device: cudaDevice), empty(count, rows, device: cudaDevice)];
         Tensor uG = u.to(cudaDevice), aG = aT.to(cudaDevice), zG = zT.to(cudaDevice);
-        module.Launch(KernelName, (rows + Threads - 1) / Threads, Threads, CudaModule.Pointer<float>(gpu[0]), CudaModule.Pointer<float>(uG),
-            CudaModule.Pointer<float>(aG), CudaModule.Pointer<float>(zG), CudaModule.Pointer<float>(gpu[1]), CudaModule.Pointer<float>(gpu[2]), rows, count, 15f);
+        RunCuda(module, gpu[0], uG, aG, zG, gpu[1], gpu[2], rows, count, 15f);
         long differing = 0;
         for (int i = 0; i < 3; i++) differing += cpu[i].ne(gpu[i].cpu()).sum().item<long>();
         return differing == 0 ? null : $"the CUDA kernel's results differ from the CPU kernel's in {differing} of {3 * rows * count} values on a test block";
@@ -118,9 +117,7 @@ public static class AffineBlockPass
             Tensor eT = empty(count, rows, dtype: ScalarType.Float32, device: w.device);             // [B, rows] e_j
             if (module is null) RunCpu(wT, uBlock, aT, zT, qT, eT, (int)rows, count, qmax);
             else
-                module.Launch(KernelName, (int)((rows + Threads - 1) / Threads), Threads,
-                    CudaModule.Pointer<float>(wT), CudaModule.Pointer<float>(uBlock), CudaModule.Pointer<float>(aT),
-                    CudaModule.Pointer<float>(zT), CudaModule.Pointer<float>(qT), CudaModule.Pointer<float>(eT), (int)rows, count, qmax);
+                RunCuda(module, wT, uBlock, aT, zT, qT, eT, (int)rows, count, qmax);
             w1.copy_(wT.t());                                                                        // W is consumed, as in the eager pass
             codes.narrow(1, i1, count).copy_(qT.t());
             if (i2 < n)
@@ -132,6 +129,11 @@ public static class AffineBlockPass
     private const int Threads = 128;
     private const string KernelName = GptqBlockKernel.CudaName;
     private const string KernelSource = GptqBlockKernel.CudaSource;
+
+    /// <summary>The kernel on CUDA over contiguous fp32 CUDA tensors, one thread per row, on TorchSharp's stream.</summary>
+    private static void RunCuda(CudaModule module, Tensor wT, Tensor u, Tensor aT, Tensor zT, Tensor qT, Tensor eT, int rows, int count, float qmax) =>
+        module.Launch(KernelName, (rows + Threads - 1) / Threads, Threads, CudaModule.Pointer<float>(wT), CudaModule.Pointer<float>(u),
+            CudaModule.Pointer<float>(aT), CudaModule.Pointer<float>(zT), CudaModule.Pointer<float>(qT), CudaModule.Pointer<float>(eT), rows, count, qmax);
 
     /// <summary>The kernel on the CPU (GptqBlockKernel.Simd) over contiguous fp32 CPU tensors.</summary>
     internal static unsafe void RunCpu(Tensor wT, Tensor u, Tensor aT, Tensor zT, Tensor qT, Tensor eT, int rows, int count, float qmax)
