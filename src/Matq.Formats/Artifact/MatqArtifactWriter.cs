@@ -99,6 +99,62 @@ public sealed class MatqArtifactWriter : IDisposable
     {
         t.ValidateCodes(MasterBits);
         var e = t.Entry;
+        var names = ClaimNames(e);
+        Store(e.CodesName, SafetensorsDtype.U8, [e.OutFeatures, e.InFeatures], t.Codes);
+        StoreParts(e, t.Scales, t.Zeros, t.Perm);
+        foreach (var s in t.SideTensors) Store(e.SideName(s.Suffix), s.Dtype, s.Shape, s.Data);
+        Claimed(e, names);
+        return this;
+    }
+
+    /// <summary>
+    /// Adds W whose codes (U8 [out, in], stored column order) are produced at <see cref="Write"/> by <paramref name="codes"/>,
+    /// piece by piece, straight into the artifact (e.g. read from a resume checkpoint): neither held nor staged. Scales,
+    /// zeros and perm are checked now; the codes' range (&lt; 2^master bits) and count as they stream, and a bad piece
+    /// fails the write with nothing written.
+    /// </summary>
+    public MatqArtifactWriter AddQuantizedStreamed(string name, int outFeatures, int inFeatures, int groupSize, float[] scales, float[] zeros,
+        int[]? perm, Func<IEnumerable<ReadOnlyMemory<byte>>> codes)
+    {
+        ArgumentNullException.ThrowIfNull(codes);
+        var e = new MatqQuantizedEntry(name, outFeatures, inFeatures, groupSize, perm is not null, []);
+        MatqQuantizedTensor.ValidateParts(e, scales, zeros, perm);
+        var names = ClaimNames(e);
+        int bits = MasterBits;
+        long cells = (long)outFeatures * inFeatures;
+        _st.AddStreamed(e.CodesName, SafetensorsDtype.U8, [outFeatures, inFeatures], () => CheckedCodes(e, cells, bits, codes));
+        StoreParts(e, scales, zeros, perm);
+        Claimed(e, names);
+        return this;
+    }
+
+    // the pieces as they come, each checked against the master bits (positions named in the whole tensor)
+    private static IEnumerable<ReadOnlyMemory<byte>> CheckedCodes(MatqQuantizedEntry e, long cells, int bits,
+        Func<IEnumerable<ReadOnlyMemory<byte>>> codes)
+    {
+        long at = 0;
+        foreach (var piece in codes())
+        {
+            if (at + piece.Length > cells)
+                throw new MatqException($"quantized tensor {SafeText.Quote(e.Name)}: its codes hold more than the {cells} values of [{e.OutFeatures}, {e.InFeatures}]");
+            if (bits < 8)
+            {
+                int i = piece.Span.IndexOfAnyInRange((byte)(1 << bits), (byte)255);
+                if (i >= 0)
+                {
+                    long k = at + i;
+                    throw new MatqException($"quantized tensor {SafeText.Quote(e.Name)}: code {piece.Span[i]} at [{k / e.InFeatures}, {k % e.InFeatures}] does not fit master_bits = {bits} (codes must be < {1 << bits})");
+                }
+            }
+            at += piece.Length;
+            yield return piece;
+        }
+        if (at != cells)
+            throw new MatqException($"quantized tensor {SafeText.Quote(e.Name)}: its codes hold {at} values, [{e.OutFeatures}, {e.InFeatures}] needs {cells}");
+    }
+
+    private List<string> ClaimNames(MatqQuantizedEntry e)
+    {
         var names = new List<string> { e.CodesName, e.ScalesName, e.ZerosName };
         if (e.HasPerm) names.Add(e.PermName);
         names.AddRange(e.SideSuffixes.Select(e.SideName));
@@ -109,16 +165,22 @@ public sealed class MatqArtifactWriter : IDisposable
             if (_stored.Contains(n) || _quantNames.Contains(n))
                 throw new MatqException($"quantized tensor {SafeText.Quote(e.Name)}: its tensor name {SafeText.Quote(n)} is already taken");
         }
+        return names;
+    }
+
+    private void StoreParts(MatqQuantizedEntry e, float[] scales, float[] zeros, int[]? perm)
+    {
         long o = e.OutFeatures, g = e.GroupCount;
-        Store(e.CodesName, SafetensorsDtype.U8, [o, e.InFeatures], t.Codes);
-        Store(e.ScalesName, SafetensorsDtype.F32, [o, g], MemoryMarshal.AsBytes(t.Scales.AsSpan()).ToArray());
-        Store(e.ZerosName, SafetensorsDtype.F32, [o, g], MemoryMarshal.AsBytes(t.Zeros.AsSpan()).ToArray());
-        if (t.Perm is not null) Store(e.PermName, SafetensorsDtype.I32, [e.InFeatures], MemoryMarshal.AsBytes(t.Perm.AsSpan()).ToArray());
-        foreach (var s in t.SideTensors) Store(e.SideName(s.Suffix), s.Dtype, s.Shape, s.Data);
+        Store(e.ScalesName, SafetensorsDtype.F32, [o, g], MemoryMarshal.AsBytes(scales.AsSpan()).ToArray());
+        Store(e.ZerosName, SafetensorsDtype.F32, [o, g], MemoryMarshal.AsBytes(zeros.AsSpan()).ToArray());
+        if (perm is not null) Store(e.PermName, SafetensorsDtype.I32, [e.InFeatures], MemoryMarshal.AsBytes(perm.AsSpan()).ToArray());
+    }
+
+    private void Claimed(MatqQuantizedEntry e, List<string> names)
+    {
         _quantNames.Add(e.Name);
         foreach (var n in names) _stored.Add(n);
         _quantized.Add(e);
-        return this;
     }
 
     /// <summary>Adds a float tensor from fp32 values, stored as F32, F16 or BF16 (narrowing must stay finite).</summary>

@@ -132,6 +132,10 @@ public static class LlamaLoader
         long slice = Math.Clamp(sliceBytes / size, 1, count);
         var flat = result.view(-1);
         var buffer = empty(slice, dtype: diskType);
+        // a conversion that keeps every value (same dtype, or a wider float) keeps NaN/Inf as they are: the values are then
+        // checked once, converted, where they land (on the GPU, not by the host's threads before the copy)
+        bool keeps = dtype == diskType || dtype == ScalarType.Float64
+            || (dtype == ScalarType.Float32 && diskType is ScalarType.BFloat16 or ScalarType.Float16);
         long bad = 0, overflowed = 0;
         for (long at = 0; at < count; at += slice)
         {
@@ -139,11 +143,12 @@ public static class LlamaLoader
             long len = Math.Min(slice, count - at);
             var part = buffer.narrow(0, 0, len);
             ckpt.ReadRange(name, at * size, part.bytes);
-            bad += CountNonFinite(part);
+            if (!keeps) bad += CountNonFinite(part);
             if (bad > 0) continue;   // reported below, before any conversion is judged
             var dest = flat.narrow(0, at, len);
             dest.copy_(part);
-            if (dtype != diskType) overflowed += CountNonFinite(dest);
+            if (keeps) bad += CountNonFinite(dest);
+            else overflowed += CountNonFinite(dest);
         }
         if (bad > 0)
             throw new MatqException($"{ckpt.Source}: tensor '{name}' holds {bad} NaN/Inf value(s) (the checkpoint is corrupt or diverged; re-export it)");

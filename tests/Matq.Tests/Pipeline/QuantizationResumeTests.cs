@@ -152,7 +152,41 @@ public class QuantizationResumeTests
             checkpoint.RestoreInstalled(1, fresh);
             var name = "model.layers.1.mlp.down_proj";
             Assert.True(PipelineFixtures.WeightOf(fresh, name).eq(PipelineFixtures.WeightOf(model, name)).all().item<bool>());
+            // GPTQ installs its dequantized codes, so the files store codes and no installed weight (a quarter of the bytes)
+            foreach (var file in Directory.GetFiles(folder, "block-*.safetensors"))
+            {
+                using var f = Matq.Formats.Safetensors.SafetensorsFile.Open(file);
+                Assert.DoesNotContain(f.Tensors, t => t.Name.StartsWith("state.", StringComparison.Ordinal));
+                Assert.Contains("\"installed\":\"codes\"", f.Metadata["matq.resume"], StringComparison.Ordinal);
+            }
         }
+    }
+
+    [Fact]
+    public void An_installed_weight_that_is_not_its_dequantized_codes_is_stored_and_restored_byte_for_byte()
+    {
+        // the commit compares each installed weight with its codes' dequantization bit for bit: one ulp apart is stored
+        var config = Config("gptq");
+        var dir = HfFixtures.TempDir();
+        using var model = PipelineFixtures.LoadTiny();
+        var checkpoint = QuantizationCheckpoint.Create(Path.Combine(dir, "a.matq"), Settings(config, model));
+        var result = QuantizationRunner.Run(config, Context(model, checkpoint));
+        var layers = result.Layers.Where(l => l.Name.StartsWith("model.layers.0.", StringComparison.Ordinal)).ToList();
+        var nudged = layers.Single(l => l.Name.EndsWith("mlp.up_proj", StringComparison.Ordinal));
+        var weight = PipelineFixtures.WeightOf(model, nudged.Name);
+        using (no_grad())
+        {
+            var flat = weight.view(-1);
+            flat[5] = nextafter(flat[5], flat[5].abs().add(1));
+        }
+        var other = QuantizationCheckpoint.Create(Path.Combine(dir, "b.matq"), Settings(config, model));
+        other.CommitInstalled(0, layers, model);
+        using (var f = Matq.Formats.Safetensors.SafetensorsFile.Open(Path.Combine(QuantizationCheckpoint.FolderFor(Path.Combine(dir, "b.matq")), "block-0000.safetensors")))
+            Assert.Equal(new[] { "state." + nudged.WeightName }, f.Tensors.Where(t => t.Name.StartsWith("state.", StringComparison.Ordinal)).Select(t => t.Name).ToArray());
+        using var fresh = PipelineFixtures.LoadTiny();
+        other.RestoreInstalled(0, fresh);
+        foreach (var l in layers)
+            Assert.True(PipelineFixtures.WeightOf(fresh, l.Name).eq(PipelineFixtures.WeightOf(model, l.Name)).all().item<bool>(), l.Name);
     }
 
     [Fact]

@@ -65,7 +65,9 @@ public static class ArtifactExport
                 throw new MatqException($"cannot export '{layer.Name}': the model has no tensor '{layer.WeightName}'");
             if (shape[0] != layer.OutFeatures || shape[1] != layer.InFeatures)
                 throw new MatqException($"cannot export '{layer.Name}': quantized as [{layer.OutFeatures}, {layer.InFeatures}], the model's weight is {LlamaTensors.ShapeText(shape)}");
-            writer.AddQuantized(layer.ToArtifactTensor());
+            if (layer.CodePieces is { } pieces)   // offloaded to the resume checkpoint: streamed from there into the file
+                writer.AddQuantizedStreamed(layer.WeightName, layer.OutFeatures, layer.InFeatures, layer.GroupSize, layer.Scales, layer.Zeros, layer.Perm, pieces);
+            else writer.AddQuantized(layer.ToArtifactTensor());
             quantized.Add(layer.WeightName);
         }
         var (storeType, storeDtype) = StoredType(model.Dtype);

@@ -8,6 +8,10 @@
 //                                                   ".scales"/".zeros" F32 [out, nGroups], ".perm" I32 [in] and
 //                                                   "state.<name>": the tensors that define the block's quantized forward
 //                                                   (installed weights in the model dtype, LWC clip logits), raw bytes.
+//                                                   A layer whose installed weight is exactly its dequantized codes
+//                                                   (checked bit for bit at commit) is marked "installed": "codes" and its
+//                                                   weight is not stored: a resume dequantizes it again (GPTQ at 8B: 0.22
+//                                                   GB a block instead of 1.09 GB).
 // Every file is written to a temp file and renamed. The blocks 0..k−1 whose files exist are finished; a resumed run
 // restores their results and state, replays the calibration activations through them and continues at block k.
 using System.Globalization;
@@ -18,7 +22,9 @@ namespace Matq.Quantization.Pipeline;
 
 public sealed class QuantizationCheckpoint
 {
-    public const string FormatValue = "matq-quantize-resume-v1";
+    public const string FormatValue = "matq-quantize-resume-v2";
+    // v1 (every installed weight stored as state) still reads: its layers carry no "installed" mark
+    private const string FormatV1 = "matq-quantize-resume-v1";
     private const string RunFile = "run.json", MetaKey = "matq.resume", LayerPrefix = "layer.", StatePrefix = "state.";
 
     /// <summary>The methods whose runs resume, as said in errors and help.</summary>
@@ -100,7 +106,7 @@ public sealed class QuantizationCheckpoint
         {
             throw new MatqException($"{runPath} is not valid JSON ({e.Message}); delete {folder} and run without --resume");
         }
-        if ((string?)run["format"] != FormatValue)
+        if ((string?)run["format"] is not (FormatValue or FormatV1))
             throw new MatqException($"{runPath} is not a {FormatValue} checkpoint; delete {folder} and run without --resume");
         var stored = (run["settings"] as JsonArray ?? [])
             .Select(n => new KeyValuePair<string, string>((string?)n?["key"] ?? "", (string?)n?["value"] ?? "")).ToList();
@@ -184,7 +190,12 @@ public sealed class QuantizationCheckpoint
 
     /// <summary>Stores block <paramref name="block"/> (must be <see cref="BlocksDone"/>): its results and the state
     /// tensors (any device and dtype; raw bytes are kept) that reproduce its quantized forward.</summary>
-    public void Commit(int block, IEnumerable<QuantizedLinearResult> results, IEnumerable<(string Name, Tensor Value)> state)
+    public void Commit(int block, IEnumerable<QuantizedLinearResult> results, IEnumerable<(string Name, Tensor Value)> state) =>
+        Commit(block, results, state, codesInstalled: null);
+
+    // codesInstalled: the results (by name) whose installed weight is their dequantized codes, restored from them
+    private void Commit(int block, IEnumerable<QuantizedLinearResult> results, IEnumerable<(string Name, Tensor Value)> state,
+        IReadOnlySet<string>? codesInstalled)
     {
         if (block != BlocksDone) throw new InvalidOperationException($"checkpoint: block {block} committed after {BlocksDone} finished blocks");
         var w = new SafetensorsWriter();
@@ -199,6 +210,7 @@ public sealed class QuantizationCheckpoint
                 ["name"] = r.Name, ["out"] = r.OutFeatures, ["in"] = r.InFeatures, ["group"] = r.GroupSize, ["perm"] = r.Perm is not null,
                 ["report"] = JsonSerializer.SerializeToNode(r.Report, ReportJson),
             });
+            if (codesInstalled?.Contains(r.Name) == true) layers[^1]!["installed"] = "codes";
             w.Add(p + ".codes", SafetensorsDtype.U8, [r.OutFeatures, r.InFeatures], r.Codes);
             w.Add(p + ".scales", SafetensorsDtype.F32, [r.OutFeatures, r.GroupCount], Bytes(r.Scales));
             w.Add(p + ".zeros", SafetensorsDtype.F32, [r.OutFeatures, r.GroupCount], Bytes(r.Zeros));
@@ -252,7 +264,24 @@ public sealed class QuantizationCheckpoint
     /// <summary><paramref name="committed"/> (block <paramref name="block"/>'s results as just committed, in order) with their
     /// codes dropped from memory and read back from the block's file when used.</summary>
     public IReadOnlyList<QuantizedLinearResult> Offload(int block, IReadOnlyList<QuantizedLinearResult> committed) =>
-        committed.Select((r, i) => r.WithOffloadedCodes(CodesReader(block, LayerPrefix + i.ToString(CultureInfo.InvariantCulture) + ".codes"))).ToList();
+        committed.Select((r, i) => Offloaded(r, block, LayerPrefix + i.ToString(CultureInfo.InvariantCulture) + ".codes")).ToList();
+
+    private QuantizedLinearResult Offloaded(QuantizedLinearResult r, int block, string tensor) =>
+        r.WithOffloadedCodes(CodesReader(block, tensor), () => CodePieces(block, tensor));
+
+    // the codes tensor of a block file in pieces of at most 4 MiB, through one buffer, the file open while they are read
+    private IEnumerable<ReadOnlyMemory<byte>> CodePieces(int block, string tensor)
+    {
+        using var f = OpenBlock(block);
+        var info = f.Get(tensor);
+        var buffer = new byte[(int)Math.Min(Math.Max(info.ByteLength, 1), 4L << 20)];
+        for (long at = 0; at < info.ByteLength; at += buffer.Length)
+        {
+            int n = (int)Math.Min(buffer.Length, info.ByteLength - at);
+            f.ReadRange(info, at, buffer.AsSpan(0, n));
+            yield return buffer.AsMemory(0, n);
+        }
+    }
 
     private Func<byte[]> CodesReader(int block, string tensor) => () =>
     {
@@ -274,7 +303,7 @@ public sealed class QuantizationCheckpoint
             var r = new QuantizedLinearResult((string)l["name"]!, (int)l["out"]!, (int)l["in"]!, (int)l["group"]!, f.ReadBytes(p + ".codes"),
                 Floats(f.ReadBytes(p + ".scales")), Floats(f.ReadBytes(p + ".zeros")),
                 (bool)l["perm"]! ? Ints(f.ReadBytes(p + ".perm")) : null, report);
-            list.Add(r.WithOffloadedCodes(CodesReader(block, p + ".codes")));
+            list.Add(Offloaded(r, block, p + ".codes"));
         }
         return list;
     }
@@ -298,12 +327,75 @@ public sealed class QuantizationCheckpoint
         }
     }
 
-    /// <summary>The state of a block whose weights were installed in the model: "&lt;module&gt;.weight" per result.</summary>
-    public void CommitInstalled(int block, IReadOnlyList<QuantizedLinearResult> results, LlamaForCausalLM model) =>
-        Commit(block, results, results.Select(r => (r.WeightName, Parameter(model, r.WeightName))).ToList());
+    /// <summary>The state of a block whose weights were installed in the model: "&lt;module&gt;.weight" per result.
+    /// A weight that equals its result's dequantized codes bit for bit (GPTQ, Athena, RTN-style installs) is not stored:
+    /// <see cref="RestoreInstalled"/> dequantizes it again, which gives the same bits (the dequantization is one
+    /// subtraction and one product per value, rounded the same on every device).</summary>
+    public void CommitInstalled(int block, IReadOnlyList<QuantizedLinearResult> results, LlamaForCausalLM model)
+    {
+        var fromCodes = new HashSet<string>(StringComparer.Ordinal);
+        var state = new List<(string, Tensor)>();
+        foreach (var r in results)
+        {
+            var weight = Parameter(model, r.WeightName);
+            if (IsDequantizedCodes(r, weight)) fromCodes.Add(r.Name);
+            else state.Add((r.WeightName, weight));
+        }
+        Commit(block, results, state, fromCodes);
+    }
 
-    /// <summary>Installs the stored weights of finished block <paramref name="block"/> into <paramref name="model"/>.</summary>
-    public void RestoreInstalled(int block, LlamaForCausalLM model) => Restore(block, name => Parameter(model, name));
+    // row chunks of at most 2^24 values: the 128256-row head is compared without a second fp32 copy of itself
+    private const long CompareChunkValues = 1L << 24;
+
+    private static bool IsDequantizedCodes(QuantizedLinearResult r, Tensor weight)
+    {
+        if (weight.shape.Length != 2 || weight.shape[0] != r.OutFeatures || weight.shape[1] != r.InFeatures) return false;
+        using var noGrad = no_grad();
+        var codes = r.Codes;   // read once (an offloaded result would read its file per chunk)
+        long step = Math.Max(1, CompareChunkValues / Math.Max(1, r.InFeatures));
+        for (long r0 = 0; r0 < r.OutFeatures; r0 += step)
+        {
+            using var scope = NewDisposeScope();
+            long len = Math.Min(step, r.OutFeatures - r0);
+            if (!SameBits(weight.detach().narrow(0, r0, len), r.DequantizeRows(r0, len, weight.device, codes).to(weight.dtype))) return false;
+        }
+        return true;
+    }
+
+    // bit for bit: equal values and equal signs (eq alone takes −0 for +0); a NaN fails, so such a weight is stored
+    private static bool SameBits(Tensor a, Tensor b) => a.eq(b).logical_and(a.signbit().eq(b.signbit())).all().item<bool>();
+
+    /// <summary>Installs the weights of finished block <paramref name="block"/> into <paramref name="model"/>: the stored
+    /// ones byte for byte, the others dequantized again from their codes.</summary>
+    public void RestoreInstalled(int block, LlamaForCausalLM model)
+    {
+        Restore(block, name => Parameter(model, name));
+        var marked = InstalledFromCodes(block);
+        if (marked.Count == 0) return;
+        using var noGrad = no_grad();
+        foreach (var r in Results(block).Where(r => marked.Contains(r.Name)))
+        {
+            using var scope = NewDisposeScope();
+            var weight = Parameter(model, r.WeightName);
+            if (weight.shape.Length != 2 || weight.shape[0] != r.OutFeatures || weight.shape[1] != r.InFeatures)
+                throw new MatqException($"{BlockPath(Folder, block)}: '{r.WeightName}' is [{r.OutFeatures}, {r.InFeatures}], the run needs [{string.Join(", ", weight.shape)}]; delete {Folder} and run without --resume");
+            var codes = r.Codes;
+            long step = Math.Max(1, CompareChunkValues / Math.Max(1, r.InFeatures));
+            for (long r0 = 0; r0 < r.OutFeatures; r0 += step)
+            {
+                using var chunk = NewDisposeScope();
+                long len = Math.Min(step, r.OutFeatures - r0);
+                weight.narrow(0, r0, len).copy_(r.DequantizeRows(r0, len, weight.device, codes).to(weight.dtype));
+            }
+        }
+    }
+
+    private HashSet<string> InstalledFromCodes(int block)
+    {
+        using var f = OpenBlock(block);
+        return JsonNode.Parse(f.Metadata[MetaKey])!["layers"]!.AsArray()
+            .Where(l => (string?)l!["installed"] == "codes").Select(l => (string)l!["name"]!).ToHashSet(StringComparer.Ordinal);
+    }
 
     /// <summary>Deletes the folder (after the artifact was written; offloaded results cannot be read after).</summary>
     public void Delete()
@@ -318,7 +410,7 @@ public sealed class QuantizationCheckpoint
     {
         if (block < 0 || block >= BlocksDone) throw new ArgumentOutOfRangeException(nameof(block), block, $"{BlocksDone} blocks are finished");
         var f = SafetensorsFile.Open(BlockPath(Folder, block));
-        if (!f.Metadata.TryGetValue("format", out var fmt) || fmt != FormatValue || !f.Metadata.ContainsKey(MetaKey))
+        if (!f.Metadata.TryGetValue("format", out var fmt) || (fmt != FormatValue && fmt != FormatV1) || !f.Metadata.ContainsKey(MetaKey))
         {
             f.Dispose();
             throw new MatqException($"{BlockPath(Folder, block)} is not a {FormatValue} block; delete {Folder} and run without --resume");

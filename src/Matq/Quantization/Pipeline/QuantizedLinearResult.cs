@@ -54,15 +54,20 @@ public sealed record QuantizedLinearResult
         _codes = codes; Scales = scales; Zeros = zeros; Perm = perm; Report = report ?? throw new ArgumentNullException(nameof(report));
     }
 
-    private QuantizedLinearResult(QuantizedLinearResult r, Func<byte[]> loadCodes)
+    /// <summary>For a result offloaded with a piece reader: its codes in pieces, read as they are consumed (the artifact
+    /// writer streams them into the file without holding the layer's codes); null otherwise.</summary>
+    public Func<IEnumerable<ReadOnlyMemory<byte>>>? CodePieces { get; }
+
+    private QuantizedLinearResult(QuantizedLinearResult r, Func<byte[]> loadCodes, Func<IEnumerable<ReadOnlyMemory<byte>>>? codePieces)
     {
         Name = r.Name; OutFeatures = r.OutFeatures; InFeatures = r.InFeatures; GroupSize = r.GroupSize;
-        _loadCodes = loadCodes; Scales = r.Scales; Zeros = r.Zeros; Perm = r.Perm; Report = r.Report;
+        _loadCodes = loadCodes; CodePieces = codePieces; Scales = r.Scales; Zeros = r.Zeros; Perm = r.Perm; Report = r.Report;
     }
 
     /// <summary>This result with its codes dropped from memory and read back by <paramref name="loadCodes"/> (e.g. from the
     /// resume checkpoint, which holds them byte for byte) whenever they are used.</summary>
-    public QuantizedLinearResult WithOffloadedCodes(Func<byte[]> loadCodes) => new(this, loadCodes ?? throw new ArgumentNullException(nameof(loadCodes)));
+    public QuantizedLinearResult WithOffloadedCodes(Func<byte[]> loadCodes, Func<IEnumerable<ReadOnlyMemory<byte>>>? codePieces = null) =>
+        new(this, loadCodes ?? throw new ArgumentNullException(nameof(loadCodes)), codePieces);
 
     /// <summary>Builds the result from tensors: codes uint8 [out, in], scales/zeros [out, nGroups] (any float dtype, any device).</summary>
     public static QuantizedLinearResult FromTensors(string name, Tensor codes, Tensor scales, Tensor zeros, int groupSize, int[]? perm, LayerReport report)
@@ -92,6 +97,21 @@ public sealed record QuantizedLinearResult
         var zeros = tensor(Zeros, new long[] { OutFeatures, GroupCount }, device: device);
         var w = TensorAffineQuantizer.Dequantize(codes, scales, zeros, GroupWidth);
         return UndoPerm(w, Perm).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Rows [<paramref name="row"/>, <paramref name="row"/> + <paramref name="count"/>) of <see cref="Dequantize"/>,
+    /// the same values (rows are dequantized independently). <paramref name="codes"/>: <see cref="Codes"/> as already read
+    /// (an offloaded result reads its file at each use of Codes).</summary>
+    public Tensor DequantizeRows(long row, long count, Device? device = null, byte[]? codes = null)
+    {
+        if (row < 0 || count < 0 || row + count > OutFeatures) throw new ArgumentOutOfRangeException(nameof(row));
+        using var scope = NewDisposeScope();
+        codes ??= Codes;
+        int g = GroupCount;
+        var c = tensor(codes.AsSpan(checked((int)(row * InFeatures)), checked((int)(count * InFeatures))).ToArray(), new long[] { count, InFeatures }, device: device);
+        var a = tensor(Scales.AsSpan(checked((int)(row * g)), checked((int)(count * g))).ToArray(), new long[] { count, g }, device: device);
+        var z = tensor(Zeros.AsSpan(checked((int)(row * g)), checked((int)(count * g))).ToArray(), new long[] { count, g }, device: device);
+        return UndoPerm(TensorAffineQuantizer.Dequantize(c, a, z, GroupWidth), Perm).MoveToOuterDisposeScope();
     }
 
     /// <summary>W [out, in] in stored column order → original order: W[:, perm[k]] = stored[:, k].</summary>

@@ -56,18 +56,21 @@ public static class SequentialQuantization
         restore: b => checkpoint!.RestoreInstalled(b, model),
         blockDone: b =>
         {
+            double commitS = 0;
             if (checkpoint is not null)
             {
+                clock.Restart();
                 var committed = results.GetRange(blockStart, results.Count - blockStart);
                 checkpoint.CommitInstalled(b, committed, model);
                 // the block's codes live in its checkpoint file from now on: memory holds one block's, not the model's
                 var offloaded = checkpoint.Offload(b, committed);
                 for (int k = 0; k < offloaded.Count; k++) results[blockStart + k] = offloaded[k];
+                commitS = clock.Elapsed.TotalSeconds;
             }
             blockStart = results.Count;
             if (methodS > 0)
                 progress.Message(Math.Max(block, 0), string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                    $"block {b + 1} quantize detail: solver {solveS:F2} s, the method's results {methodS - solveS:F2} s (the rest of quantize: installing weights, Hessians)"));
+                    $"block {b + 1} quantize detail: solver {solveS:F2} s, the method's results {methodS - solveS:F2} s (the rest of quantize: installing weights, Hessians){(checkpoint is null ? "" : $"; checkpoint commit {commitS:F2} s")}"));
             (solveS, methodS) = (0, 0);
             Runtime.HostMemoryRelease.AfterBlock();   // the block's freed buffers back to the OS before the next is held
             if (block == b) progress.BlockDone(b);
