@@ -30,6 +30,7 @@ using Matq.Loading;
 using Matq.Models;
 using Matq.Quantization;
 using Matq.Quantization.Pipeline;
+using Matq.Runtime.Cuda;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -244,11 +245,13 @@ public static class OmniQuantBlockwise
             var rng = new Random(unchecked(seed * 7919 + block));
             var order = Enumerable.Range(0, _fp.Count).ToArray();
             var students = objective.Codistill.Select(p => p.Student).ToHashSet();
+            // the epoch's sums stay on the device (float64) and are read once an epoch: a read per step would make the host
+            // wait for each step's kernels before it queues the next step's
+            var device = modules[0].FloatWeight.device;
             for (int epoch = 1; epoch <= omni.Epochs; epoch++)
             {
                 rng.Shuffle(order);
-                double sum = 0;
-                var widthSum = new double[_widths.Length];
+                using var sums = zeros(_widths.Length + 1, dtype: ScalarType.Float64, device: device);   // per width, then the loss
                 foreach (int j in order)
                 {
                     cancel.ThrowIfCancellationRequested();
@@ -265,7 +268,7 @@ public static class OmniQuantBlockwise
                         using (graph ? null : no_grad()) o = forward(_paths[r][j]).to(ScalarType.Float32);
                         outs[r] = o;
                         var mse = F.mse_loss(o, y);
-                        widthSum[k] += mse.item<float>();
+                        sums[k].add_(mse.detach().to(ScalarType.Float64));
                         if (lambda > 0) total = total + mse * lambda;
                     }
                     foreach (var p in objective.Codistill)
@@ -275,9 +278,10 @@ public static class OmniQuantBlockwise
                     adam.zero_grad();
                     letAdam?.step();
                     letAdam?.zero_grad();
-                    sum += total.item<float>();
+                    sums[_widths.Length].add_(total.detach().to(ScalarType.Float64));
                 }
-                var e = new OmniQuantEpoch(block, _blocks, epoch, omni.Epochs, sum / order.Length, widthSum.Select(s => s / order.Length).ToArray());
+                var totals = HostCopy.ToArray<double>(sums);
+                var e = new OmniQuantEpoch(block, _blocks, epoch, omni.Epochs, totals[^1] / order.Length, totals[..^1].Select(s => s / order.Length).ToArray());
                 epochLog?.Invoke(e);
                 progress.Message(block, $"epoch {epoch}/{omni.Epochs}, loss {e.Loss:E3} ("
                     + string.Join(", ", _widths.Select((w, k) => $"int{w.Bits} {e.WidthMse[k]:E2}")) + ")");
