@@ -6,6 +6,7 @@
 #   8b-l4-exp   the same with PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (fragmentation of the caching allocator)
 #   8b          all 32 blocks (as scripts/gpu/scale-8b.sh)
 #   8b-q        all 32 blocks with --embedding-bits 4 --include-head (no float vocabulary table), and the eval stage
+#   8b-qn       the same without the eval stage
 #   1b-M        Llama-3.2-1B shape, all 16 blocks, method M (rtn, gptq, athena, omniquant, matquant-omniquant, matquant-athena)
 # Needs .carry/matq.tar.xz (scripts/publish-gpu.sh) in the tree; writes <step>.log and .md into $OUT/scale-session.tgz,
 # re-packed after every step. Keep DEADLINE below the call's limit (the device budget left can make it shorter than asked).
@@ -41,7 +42,8 @@ for s in ${STEPS:-8b-l4 8b-l4-exp 1b-rtn 1b-gptq 1b-athena}; do
     8b-l4-exp) PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True scale "$s" 150 llama-3.1-8b gptq --layers 4 --eval-tokens 0 ;;
     8b) scale "$s" 560 llama-3.1-8b gptq --eval-tokens 0 ;;
     8b-q) scale "$s" 560 llama-3.1-8b gptq --embedding-bits 4 --include-head --eval-tokens 256 ;;   # embedding and head quantized too
-    1b-*) scale "$s" 400 llama-3.2-1b "${s#1b-}" --eval-tokens 512 ;;
+    8b-qn) scale "$s" 560 llama-3.1-8b gptq --embedding-bits 4 --include-head --eval-tokens 0 ;;
+    1b-*) scale "$s" 590 llama-3.2-1b "${s#1b-}" --eval-tokens 512 ;;
   esac
 done
 rm -rf /dev/shm/llama-*

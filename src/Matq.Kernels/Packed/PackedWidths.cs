@@ -124,8 +124,8 @@ public static class PackedWidths
 
     // one width's int8 dot kernels on each x86 path, fastest first
     private static Int8Kernel[] X86<TAvx512, TVnni, TAvx2>()
-        where TAvx512 : struct, IInt8Dots where TVnni : struct, IInt8Dots where TAvx2 : struct, IInt8Dots =>
-        [Int8Kernel.Of<TAvx512>(Int8KernelPath.Avx512), Int8Kernel.Of<TVnni>(Int8KernelPath.Vnni), Int8Kernel.Of<TAvx2>(Int8KernelPath.Avx2)];
+        where TAvx512 : struct, IInt8Dots512 where TVnni : struct, IInt8Dots where TAvx2 : struct, IInt8Dots =>
+        [Int8Kernel.Of512<TAvx512>(Int8KernelPath.Avx512), Int8Kernel.Of<TVnni>(Int8KernelPath.Vnni), Int8Kernel.Of<TAvx2>(Int8KernelPath.Avx2)];
 
     /// <summary>The widths of the rows, ascending.</summary>
     public static IReadOnlyList<int> Bits { get; } = All.Select(r => r.Bits).ToArray();

@@ -9,7 +9,8 @@
 //   3-bit: the selects of AVX-VNNI (Int8DotsVnni.W3): codes at scale 1 (quads 0, 3, 4, 7; pair-3 codes shifted down
 //          from 32·code), 4 (≤ 28) and 16 (≤ 112); per chunk Σ scale-1 ≤ 4·1778, Σ scale-4 ≤ 2·7112, each scale-16
 //          product (≤ 28448) folded at once; all into one ×16 accumulator.
-// The 3-bit select of the two planes is one vpternlogd.
+// The 3-bit select of the two planes is one vpternlogd. Dots512 leaves the 16 lanes' D in a register for the 512-bit
+// epilogue of GemvInt8Simd.Tiles512 (no store and reload per group).
 using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
@@ -41,10 +42,13 @@ internal static unsafe class Int8DotsAvx512
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<byte> Sll(Vector512<byte> v, [ConstantExpected] byte n) => Avx512BW.ShiftLeftLogical(v.AsUInt16(), n).AsByte();
 
-    internal struct W8 : IInt8Dots
+    internal struct W8 : IInt8Dots512
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Dots(byte* p, sbyte* x, int chunks, int* d)
+        public static void Dots(byte* p, sbyte* x, int chunks, int* d) => Dots512(p, x, chunks).Store(d);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<int> Dots512(byte* p, sbyte* x, int chunks)
         {
             Vector512<int> acc = default, acc2 = default;
             for (int c = 0; c < chunks; c++, p += 512, x += 32)
@@ -64,14 +68,17 @@ internal static unsafe class Int8DotsAvx512
                 acc += Fold(lo0 + lo1, 1);
                 acc2 += Fold(hi0 + hi1, 16);
             }
-            (acc + acc2).Store(d);
+            return acc + acc2;
         }
     }
 
-    internal struct W4 : IInt8Dots
+    internal struct W4 : IInt8Dots512
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Dots(byte* p, sbyte* x, int chunks, int* d)
+        public static void Dots(byte* p, sbyte* x, int chunks, int* d) => Dots512(p, x, chunks).Store(d);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<int> Dots512(byte* p, sbyte* x, int chunks)
         {
             Vector512<int> acc = default, acc2 = default;
             for (int c = 0; c < chunks; c++, p += 256, x += 32)
@@ -86,14 +93,17 @@ internal static unsafe class Int8DotsAvx512
                 if ((c & 1) == 0) acc += Fold(t0 + t1, 1);
                 else acc2 += Fold(t0 + t1, 1);
             }
-            (acc + acc2).Store(d);
+            return acc + acc2;
         }
     }
 
-    internal struct W2 : IInt8Dots
+    internal struct W2 : IInt8Dots512
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Dots(byte* p, sbyte* x, int chunks, int* d)
+        public static void Dots(byte* p, sbyte* x, int chunks, int* d) => Dots512(p, x, chunks).Store(d);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<int> Dots512(byte* p, sbyte* x, int chunks)
         {
             Vector512<int> acc = default, acc2 = default;
             for (int c = 0; c < chunks; c++, p += 128, x += 32)
@@ -113,14 +123,17 @@ internal static unsafe class Int8DotsAvx512
                 if ((c & 1) == 0) acc += f;
                 else acc2 += f;
             }
-            Avx512F.ShiftRightArithmetic(acc + acc2, 2).Store(d);
+            return Avx512F.ShiftRightArithmetic(acc + acc2, 2);
         }
     }
 
-    internal struct W3 : IInt8Dots
+    internal struct W3 : IInt8Dots512
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Dots(byte* p, sbyte* x, int chunks, int* d)
+        public static void Dots(byte* p, sbyte* x, int chunks, int* d) => Dots512(p, x, chunks).Store(d);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<int> Dots512(byte* p, sbyte* x, int chunks)
         {
             Vector512<int> acc = default, acc16 = default;
             for (int c = 0; c < chunks; c++, p += 192, x += 32)
@@ -142,7 +155,7 @@ internal static unsafe class Int8DotsAvx512
                 acc += Fold(s1, 16) + Fold(s4, 4);
                 acc16 += Fold(p2, 1) + Fold(p6, 1);
             }
-            Avx512F.ShiftRightArithmetic(acc + acc16, 4).Store(d);
+            return Avx512F.ShiftRightArithmetic(acc + acc16, 4);
         }
     }
 }
