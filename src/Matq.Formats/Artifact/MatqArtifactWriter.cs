@@ -137,15 +137,7 @@ public sealed class MatqArtifactWriter : IDisposable
         {
             if (at + piece.Length > cells)
                 throw new MatqException($"quantized tensor {SafeText.Quote(e.Name)}: its codes hold more than the {cells} values of [{e.OutFeatures}, {e.InFeatures}]");
-            if (bits < 8)
-            {
-                int i = piece.Span.IndexOfAnyInRange((byte)(1 << bits), (byte)255);
-                if (i >= 0)
-                {
-                    long k = at + i;
-                    throw new MatqException($"quantized tensor {SafeText.Quote(e.Name)}: code {piece.Span[i]} at [{k / e.InFeatures}, {k % e.InFeatures}] does not fit master_bits = {bits} (codes must be < {1 << bits})");
-                }
-            }
+            MatqQuantizedTensor.ValidateCodes(e.Name, e.InFeatures, piece.Span, bits, at);
             at += piece.Length;
             yield return piece;
         }

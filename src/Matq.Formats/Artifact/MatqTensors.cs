@@ -100,13 +100,14 @@ public sealed record MatqQuantizedTensor
     }
 
     /// <summary>Throws when a code of <paramref name="codes"/> does not fit <paramref name="masterBits"/> bits (the check of <see cref="ValidateCodes(int)"/>).</summary>
-    public static void ValidateCodes(string name, int inFeatures, ReadOnlySpan<byte> codes, int masterBits)
+    /// <paramref name="offset"/>: where <paramref name="codes"/> starts in the tensor's codes (a piece of a stream), for the position named.
+    public static void ValidateCodes(string name, int inFeatures, ReadOnlySpan<byte> codes, int masterBits, long offset = 0)
     {
         if (masterBits is < 1 or > 8) throw new ArgumentOutOfRangeException(nameof(masterBits), masterBits, "master bits must be in 1..8");
         if (masterBits == 8) return; // every byte fits
         int i = codes.IndexOfAnyInRange((byte)(1 << masterBits), (byte)255);
         if (i >= 0)
-            throw new MatqException($"quantized tensor {SafeText.Quote(name)}: code {codes[i]} at [{i / inFeatures}, {i % inFeatures}] does not fit master_bits = {masterBits} (codes must be < {1 << masterBits})");
+            throw new MatqException($"quantized tensor {SafeText.Quote(name)}: code {codes[i]} at [{(offset + i) / inFeatures}, {(offset + i) % inFeatures}] does not fit master_bits = {masterBits} (codes must be < {1 << masterBits})");
     }
 
     /// <summary>Throws when a code does not fit in <paramref name="masterBits"/> bits (codes must be &lt; 2^c).</summary>

@@ -56,7 +56,16 @@ public static class QuantizationRunner
             var shape = s.Weight.shape;
             if (shape[0] != layer.OutFeatures || shape[1] != layer.InFeatures)
                 throw new InvalidOperationException($"{algorithm.Name} returned '{layer.Name}' as [{layer.OutFeatures}, {layer.InFeatures}], the model's weight is [{shape[0]}, {shape[1]}]");
-            layer.ToArtifactTensor().ValidateCodes(algorithm.Config.Bits);
+            if (layer.CodePieces is { } pieces)   // offloaded codes: checked as they stream, not read back whole (7 GB at 8B)
+            {
+                long at = 0;
+                foreach (var piece in pieces())
+                {
+                    Matq.Formats.Artifact.MatqQuantizedTensor.ValidateCodes(layer.WeightName, layer.InFeatures, piece.Span, algorithm.Config.Bits, at);
+                    at += piece.Length;
+                }
+            }
+            else layer.ToArtifactTensor().ValidateCodes(algorithm.Config.Bits);
         }
         var missing = selected.Where(s => !seen.Contains(s.Name)).Select(s => s.Name).ToList();
         if (missing.Count > 0)
