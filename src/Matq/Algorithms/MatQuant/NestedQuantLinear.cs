@@ -153,18 +153,42 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>, IEfQatLayer
     {
         QuantSpec.ValidateSliceBits(masterBits, sliceBits);
         using var scope = NewDisposeScope();
-        int qmax = (1 << masterBits) - 1, k = masterBits - sliceBits, top = (1 << sliceBits) - 1;
+        return Slice(Master(w, alpha, zero, groupSize, masterBits), sliceBits, extraPrecision, sliceRange).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The part of <see cref="Nested"/> every width shares: α and z̄ expanded to [out, in], W/α + z̄ before the slice's
+    /// clamp (with its gradients), and the master codes q (no gradient). Training several widths on the same weights in one
+    /// step (MatQuant's objective) computes it once and <see cref="Slice"/>s it per width: the same values and the same
+    /// gradients up to the order their sums are added in. The tensors belong to the caller's dispose scope.
+    /// </summary>
+    public static NestedMaster Master(Tensor w, Tensor alpha, Tensor zero, int groupSize, int masterBits)
+    {
+        int qmax = (1 << masterBits) - 1;
         long cols = w.shape[1];
         Tensor zr = StraightThrough.Apply(zero, t => t.round().clamp(0, qmax));                 // [out, nGroups]
         Tensor a = GroupLayout.Expand(alpha, groupSize, cols);                                 // [out, in]
         Tensor z = GroupLayout.Expand(zr, groupSize, cols);                                    // [out, in]
+        Tensor u = w.div(a).add(z);                                                            // clamped per slice
+        Tensor q;
+        using (no_grad())   // same float ops as TensorAffineQuantizer.QuantizeFloat, so export/serving match exactly
+            q = w.detach().div(a.detach()).round().add(z.detach()).clamp(0, qmax);
+        return new NestedMaster(a, z, u, q, masterBits);
+    }
+
+    /// <summary>ŵ_r from a shared <see cref="Master"/>: the header's slice and straight-through estimator.</summary>
+    public static Tensor Slice(NestedMaster m, int sliceBits, bool extraPrecision, bool sliceRange)
+    {
+        QuantSpec.ValidateSliceBits(m.MasterBits, sliceBits);
+        using var scope = NewDisposeScope();
+        int qmax = (1 << m.MasterBits) - 1, k = m.MasterBits - sliceBits, top = (1 << sliceBits) - 1;
         double high = sliceRange && k > 0 && !extraPrecision ? (top + 0.5) * (1 << k) - 0.5 : qmax + 0.5;
-        Tensor u = w.div(a).add(z).clamp(-0.5, high);                                          // gradient 0 where round() or the slice clips
+        Tensor u = m.Unclamped.clamp(-0.5, high);                                              // gradient 0 where round() or the slice clips
         Tensor qr;
         using (no_grad())
         {
-            // same float ops as TensorAffineQuantizer.QuantizeFloat and TensorNestedSlice, so export/serving match exactly
-            Tensor q = w.detach().div(a.detach()).round().add(z.detach()).clamp(0, qmax);
+            // same float ops as TensorNestedSlice, so export/serving match exactly
+            Tensor q = m.Codes;
             if (k > 0)
             {
                 Tensor s = q.div(1 << k).add(0.5).floor();
@@ -174,6 +198,10 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>, IEfQatLayer
             qr = q;
         }
         Tensor ste = StraightThrough.Apply(u, _ => qr.clone());
-        return ste.sub(z).mul(a).MoveToOuterDisposeScope();
+        return ste.sub(m.Zero).mul(m.Alpha).MoveToOuterDisposeScope();
     }
 }
+
+/// <summary>What the widths of <see cref="NestedQuantLinear.Nested"/> share (see <see cref="NestedQuantLinear.Master"/>):
+/// α and z̄ expanded [out, in], W/α + z̄ (differentiable, not yet clamped), the master codes q (no gradient).</summary>
+public readonly record struct NestedMaster(Tensor Alpha, Tensor Zero, Tensor Unclamped, Tensor Codes, int MasterBits);

@@ -139,10 +139,30 @@ public sealed class LwcLinear : nn.Module<Tensor, Tensor>
     public Tensor SlicedWeight(int r)
     {
         using var scope = NewDisposeScope();
+        var master = _shared ?? Master();
+        return NestedQuantLinear.Slice(master, r, ExtraPrecision, sliceRange: true).MoveToOuterDisposeScope();
+    }
+
+    // the width-independent part of ŵ (W' and its grid, the master codes) in the caller's dispose scope
+    private NestedMaster Master()
+    {
         var w = TransformedWeight();
         var (alpha, zero) = Params(Let is null ? null : w);
-        return NestedQuantLinear.Nested(w, alpha, zero, GroupSize, MasterBits, r, ExtraPrecision, sliceRange: true).MoveToOuterDisposeScope();
+        return NestedQuantLinear.Master(w, alpha, zero, GroupSize, MasterBits);
     }
+
+    private NestedMaster? _shared;
+
+    /// <summary>
+    /// From now until <see cref="EndShared"/>, every width's forward slices one master quantization of the current logits
+    /// (W', α, z̄, W'/α + z̄ and the codes, computed here once, in the caller's dispose scope) instead of computing it per
+    /// width: for an objective over several widths in one optimizer step (MatQuant), the same values, and gradients up
+    /// to the order of their sums. The logits must not change in between.
+    /// </summary>
+    public void BeginShared() => _shared = Master();
+
+    /// <summary>Back to computing the master quantization per forward (after the step's backward).</summary>
+    public void EndShared() => _shared = null;
 
     /// <summary>The exported parameters: uint8 codes [out, in], α and integer z [out, nGroups] (no gradient).</summary>
     public (Tensor Codes, Tensor Scales, Tensor Zeros) Export()

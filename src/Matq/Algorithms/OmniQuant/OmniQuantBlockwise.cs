@@ -257,6 +257,8 @@ public static class OmniQuantBlockwise
                     cancel.ThrowIfCancellationRequested();
                     using var scope = NewDisposeScope();
                     Tensor y = target(j).to(ScalarType.Float32);
+                    // several widths a step: each weight's master quantization once, sliced per width (LwcLinear.BeginShared)
+                    if (_widths.Length > 1) foreach (var m in modules) m.BeginShared();
                     var outs = new Dictionary<int, Tensor>();
                     Tensor total = zeros(Array.Empty<long>(), device: y.device);
                     for (int k = 0; k < _widths.Length; k++)
@@ -274,6 +276,7 @@ public static class OmniQuantBlockwise
                     foreach (var p in objective.Codistill)
                         total = total + F.mse_loss(outs[p.Student], outs[p.Teacher].detach()) * objective.CodistillWeight;
                     total.backward();
+                    foreach (var m in modules) m.EndShared();
                     adam.step();
                     adam.zero_grad();
                     letAdam?.step();

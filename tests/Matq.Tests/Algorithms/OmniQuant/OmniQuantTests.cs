@@ -111,6 +111,44 @@ public class OmniQuantTests
     }
 
     [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_shared_master_quantization_gives_every_width_the_same_forward_and_gradients(bool extra)
+    {
+        // MatQuant-OmniQuant's step computes W/α + z̄ and the master codes once and slices them per width
+        // (BeginShared): each width's ŵ must be bit-identical to its own computation, and the summed gradients equal up
+        // to the order of their additions
+        manual_seed(5);
+        var w = randn(6, 40) * 0.1;
+        var x = randn(3, 40);
+        (Tensor[] Outs, Tensor Max, Tensor Min) Run(bool shared)
+        {
+            using var m = new LwcLinear("l", w, QuantSpec.Grouped(8, 16), 4, max: 2) { ExtraPrecision = extra };
+            using (no_grad()) { m.ClipMax.add_(0.3); m.ClipMin.add_(-0.2); }
+            if (shared) m.BeginShared();
+            var outs = new List<Tensor>();
+            Tensor loss = zeros(Array.Empty<long>());
+            foreach (var (r, lambda) in new[] { (8, 1.0), (4, 1.0), (2, 2.0) })
+            {
+                m.Bits = r;
+                var o = m.forward(x);
+                outs.Add(o.detach().clone());
+                loss = loss + o.square().mean() * lambda;
+            }
+            loss.backward();
+            m.EndShared();
+            return (outs.ToArray(), m.ClipMax.grad!.clone(), m.ClipMin.grad!.clone());
+        }
+        var plain = Run(false);
+        var shared = Run(true);
+        for (int i = 0; i < plain.Outs.Length; i++)
+            Assert.True(plain.Outs[i].eq(shared.Outs[i]).all().item<bool>(), $"width {i}: the forward differs");
+        Assert.True(plain.Max.abs().sum().item<float>() > 0 && plain.Min.abs().sum().item<float>() > 0);
+        Assert.True(shared.Max.allclose(plain.Max, rtol: 1e-5, atol: 1e-9), "clip_max gradients differ");
+        Assert.True(shared.Min.allclose(plain.Min, rtol: 1e-5, atol: 1e-9), "clip_min gradients differ");
+    }
+
+    [Theory]
     [InlineData(8)]
     [InlineData(4)]
     [InlineData(3)]
