@@ -71,11 +71,13 @@ public static class AthenaSolver
         // Dead inputs, then the processing order (act-order: descending diag H; ties keep column order). H is copied
         // only when it has dead inputs to fix, and every [n, n] copy is freed once factorised: beside the caller's H
         // the solve then holds U and, while factorising, at most two more [n, n] buffers (HessianFactorizer.Factor).
-        Tensor w = w0.clone();                                                         // dead columns zeroed
         bool anyDead;
         using (var diagZero = h0.diagonal().eq(0))
         using (var any = diagZero.any())
             anyDead = any.item<bool>();
+        // W with its dead columns zeroed: a copy only when there are any (the solve never writes to w0 otherwise; a
+        // 128256-row head's copy is 2.1 GB)
+        Tensor w = anyDead ? w0.clone() : w0;
         Tensor hFixed = anyDead ? h0.clone() : h0;                                     // FixDeadInputs changes nothing else
         int dead = anyDead ? HessianFactorizer.FixDeadInputs(hFixed, w) : 0;
         int[] order = config.ActOrder ? DescendingOrder(hFixed.diagonal()) : Enumerable.Range(0, n).ToArray();
@@ -180,14 +182,22 @@ public static class AthenaSolver
     {
         long rows = wp.shape[0];
         long step = config.RowBlockSize == 0 ? Math.Max(1, Math.Min(rows, (1L << 28) / Math.Max(1, wp.shape[1]))) : config.RowBlockSize;
-        var parts = new List<Tensor>();
+        Tensor Block(long r0, long len)
+        {
+            var quantizer = new AffineColumnQuantizer(scales.narrow(0, r0, len), zeros.narrow(0, r0, len), groupOf, g, dynamic, spec, config.GroupGrid);
+            return GptqColumnPass.Run(wp.narrow(0, r0, len).clone(), u, quantizer, config.BlockSize, config.ColumnPass == ColumnPassEngine.Eager);
+        }
+        if (step >= rows) return Block(0, rows);
+        // each block's codes copied into the result as soon as they exist: the result and one block, not every block and
+        // then their concatenation (a head's fp32 codes are 2.1 GB)
+        Tensor codes = empty(rows, wp.shape[1], dtype: ScalarType.Float32, device: wp.device);
         for (long r0 = 0; r0 < rows; r0 += step)
         {
+            using var scope = NewDisposeScope();
             long len = Math.Min(step, rows - r0);
-            var quantizer = new AffineColumnQuantizer(scales.narrow(0, r0, len), zeros.narrow(0, r0, len), groupOf, g, dynamic, spec, config.GroupGrid);
-            parts.Add(GptqColumnPass.Run(wp.narrow(0, r0, len).clone(), u, quantizer, config.BlockSize, config.ColumnPass == ColumnPassEngine.Eager));
+            codes.narrow(0, r0, len).copy_(Block(r0, len));
         }
-        return parts.Count == 1 ? parts[0] : cat(parts.ToArray(), 0);
+        return codes;
     }
 
     /// <summary>Column indices by descending value; equal values keep ascending index (deterministic).</summary>

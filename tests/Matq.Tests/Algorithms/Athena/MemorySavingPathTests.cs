@@ -1,7 +1,7 @@
 // The memory-saving paths of block-streamed quantization give bit-identical results to the ones they replace:
 // HessianFactorizer.Factor (one [n, n] buffer per step, H + λI built in place) against the reference order
 // (h + eye·λ, cholesky, cholesky_inverse, cholesky, transpose), the solver reading the caller's Hessian in place (no copy
-// unless dead inputs are fixed) against a solve on a private copy, the caller's Hessian left unchanged, and sliced
+// unless dead inputs are fixed) against a solve on a private copy, the caller's Hessian and weight left unchanged, and sliced
 // checkpoint reads against whole ones.
 using Matq.Algorithms.Athena;
 using Matq.Formats.Safetensors;
@@ -88,9 +88,11 @@ public class MemorySavingPathTests
         var config = new AthenaConfig(QuantSpec.Grouped(3, 16), mode, blockSize: 32, actOrder: actOrder);
         var shared = h.clone();
         var before = Bits(shared);
+        var weightBefore = Bits(w);
         using var inPlace = AthenaSolver.Quantize("l", w, shared, config);
         using var copied = AthenaSolver.Quantize("l", w, h.clone(), config);
         Assert.Equal(before, Bits(shared));
+        Assert.Equal(weightBefore, Bits(w));   // the weight is read in place (copied only to zero dead columns), never written
         Assert.Equal(Bits(copied.Weights.Codes), Bits(inPlace.Weights.Codes));
         Assert.Equal(Bits(copied.Weights.Scales), Bits(inPlace.Weights.Scales));
         Assert.Equal(Bits(copied.Weights.Zeros), Bits(inPlace.Weights.Zeros));
