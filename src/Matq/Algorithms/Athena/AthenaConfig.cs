@@ -136,7 +136,7 @@ public sealed record AthenaConfig
         new(GroupGridKey, "group grids fitted on the block's weights as it started (block-start, upstream GPTQ) or error-updated so far (updated)", BlockStartGrid),
         .. (sweeps ? new[] { new AlgorithmOption(SweepsKey, "Hessian-weighted refit + re-quantize sweeps after the GPTQ pass, 0..16", "2") } : []),
         new(DampRetriesKey, "ten-fold dampening retries when H is not positive definite, 0..6", "3"),
-        new(RowBlockKey, "rows of W solved together (0 = automatic, at most 2^28 values a block; bounds memory, same result)", "0"),
+        new(RowBlockKey, "rows of W solved together (0 = automatic: at most 2^28 values a block on the GPU, 2^26 on the CPU; bounds memory, same result)", "0"),
         new(CalibBatchKey, "calibration windows per forward batch", "8"),
         new(ColumnPassKey, "GPTQ column pass: block (one kernel call per block of B columns; CPU or an NVRTC-compiled CUDA kernel) or eager (TorchSharp ops per column)", BlockPass),
     ];

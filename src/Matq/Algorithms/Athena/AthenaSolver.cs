@@ -175,13 +175,16 @@ public static class AthenaSolver
     }
 
     /// <summary>Row grouping: the pass on rows [r0, r0 + R) at a time; each block works on its own copy of W's rows. R = 0
-    /// (automatic): rows in blocks of at most 2^28 elements (1 GiB of fp32), all rows for every linear of an 8B decoder
-    /// block, a 128256-row head in two.</summary>
+    /// (automatic): rows in blocks of at most 2^28 elements (1 GiB of fp32) on the GPU — all rows for every linear of an
+    /// 8B decoder block, a 128256-row head in two — and 2^26 on the host.</summary>
     private static Tensor RunRowBlocks(Tensor wp, Tensor u, Tensor scales, Tensor zeros, int[] groupOf, int g, bool dynamic,
         QuantSpec spec, AthenaConfig config)
     {
         long rows = wp.shape[0];
-        long step = config.RowBlockSize == 0 ? Math.Max(1, Math.Min(rows, (1L << 28) / Math.Max(1, wp.shape[1]))) : config.RowBlockSize;
+        // automatic: 2^28 values a block on the GPU (one kernel launch covers more rows), 2^26 on the host, where each
+        // block's copy of W and its codes are host memory (a 128256-row head: 2 × 0.25 GB a block instead of 2 × 1 GB)
+        long values = wp.device.type == DeviceType.CUDA ? 1L << 28 : 1L << 26;
+        long step = config.RowBlockSize == 0 ? Math.Max(1, Math.Min(rows, values / Math.Max(1, wp.shape[1]))) : config.RowBlockSize;
         Tensor Block(long r0, long len)
         {
             var quantizer = new AffineColumnQuantizer(scales.narrow(0, r0, len), zeros.narrow(0, r0, len), groupOf, g, dynamic, spec, config.GroupGrid);
