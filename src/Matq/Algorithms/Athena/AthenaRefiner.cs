@@ -39,7 +39,7 @@ internal static class AthenaRefiner
             using var scope = NewDisposeScope();
             long c0 = (long)k * groupSize, len = Math.Min(groupSize, n - c0);
             Tensor hkk = h.narrow(0, c0, len).narrow(1, c0, len);                         // [len, len]
-            Tensor q = codes.narrow(1, c0, len);                                           // [rows, len]
+            Tensor q = codes.narrow(1, c0, len).to(ScalarType.Float32);                    // [rows, len] (bytes for a row-blocked layer)
             Tensor wk = wHat.narrow(1, c0, len);                                           // [rows, len] view into wHat
             Tensor gk = g.narrow(1, c0, len);                                              // [rows, len]
             Tensor v = wk.matmul(hkk).add_(gk);                                            // [rows, len]

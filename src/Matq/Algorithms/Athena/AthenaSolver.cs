@@ -191,9 +191,10 @@ public static class AthenaSolver
             return GptqColumnPass.Run(wp.narrow(0, r0, len).clone(), u, quantizer, config.BlockSize, config.ColumnPass == ColumnPassEngine.Eager);
         }
         if (step >= rows) return Block(0, rows);
-        // each block's codes copied into the result as soon as they exist: the result and one block, not every block and
-        // then their concatenation (a head's fp32 codes are 2.1 GB)
-        Tensor codes = empty(rows, wp.shape[1], dtype: ScalarType.Float32, device: wp.device);
+        // each block's codes copied into the result as soon as they exist, as bytes (codes are integers 0..255; every
+        // reader converts them): the result and one block, not every block in fp32 and then their concatenation (a
+        // head's fp32 codes are 2.1 GB, its bytes 0.5 GB)
+        Tensor codes = empty(rows, wp.shape[1], dtype: ScalarType.Byte, device: wp.device);
         for (long r0 = 0; r0 < rows; r0 += step)
         {
             using var scope = NewDisposeScope();

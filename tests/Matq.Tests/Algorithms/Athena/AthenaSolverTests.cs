@@ -158,15 +158,18 @@ public class AthenaSolverTests
         Assert.Throws<MatqException>(() => AthenaSolver.Quantize("x", w, eye(7), new AthenaConfig(QuantSpec.PerChannel(4))));
     }
 
-    [Fact]
-    public void RowBlocksGiveTheSameResult()
+    [Theory]
+    [InlineData(AthenaMode.Athena, false)]
+    [InlineData(AthenaMode.GptqExact, false)]
+    [InlineData(AthenaMode.GptqExact, true)]
+    public void RowBlocksGiveTheSameResult(AthenaMode mode, bool actOrder)
     {
         using var scope = NewDisposeScope();
         var spec = QuantSpec.Grouped(3, 16);
         var w = AthenaTestData.Weights(20, 48, seed: 8);
         var h = AthenaTestData.CorrelatedHessian(48, 256, seed: 8);
-        using var whole = AthenaSolver.Quantize("l", w, h, new AthenaConfig(spec, blockSize: 16));
-        using var blocks = AthenaSolver.Quantize("l", w, h, new AthenaConfig(spec, blockSize: 16, rowBlockSize: 7));
+        using var whole = AthenaSolver.Quantize("l", w, h, new AthenaConfig(spec, mode, blockSize: 16, actOrder: actOrder));
+        using var blocks = AthenaSolver.Quantize("l", w, h, new AthenaConfig(spec, mode, blockSize: 16, actOrder: actOrder, rowBlockSize: 7));
         Assert.Equal(0.0, AthenaTestData.MaxAbsDiff(whole.Weights.Codes, blocks.Weights.Codes));
         // rows are independent in exact arithmetic; BLAS may round a matmul over 7 rows differently from one over 20
         Assert.True(AthenaTestData.MaxAbsDiff(whole.Weights.Scales, blocks.Weights.Scales) < 1e-5);
