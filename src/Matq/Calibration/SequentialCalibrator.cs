@@ -10,7 +10,8 @@ using static TorchSharp.torch;
 namespace Matq.Calibration;
 
 /// <summary>One linear ready to quantize: HF name (model.layers.N.mlp.up_proj), block index, its weight (fp32 [out, in]:
-/// the model's own tensor when it is fp32, so read it, never write to it) and the Hessian H = 2XXᵀ/n [in, in] of its inputs over <paramref name="Tokens"/> calibration tokens.</summary>
+/// the model's own tensor when it is fp32 — read it while solving; a quantizer may overwrite it, once done with it, with
+/// the weight to install and return it) and the Hessian H = 2XXᵀ/n [in, in] of its inputs over <paramref name="Tokens"/> calibration tokens.</summary>
 public sealed record CalibratedLinear(string Name, int Block, Tensor Weight, Tensor Hessian, long Tokens);
 
 public static class SequentialCalibrator
@@ -215,8 +216,9 @@ public static class SequentialCalibrator
     {
         using var scope = NewDisposeScope();
         Tensor weight = WeightOf(linear, name);
-        // the quantizer reads the weight and returns what to install; it must not write to it, so an fp32 weight is handed
-        // over as it is (a copy of the 128256-row head would be 2.1 GB more at the peak), others as one fp32 copy
+        // the quantizer reads the weight and returns what to install (possibly the weight itself, overwritten once it has
+        // solved): an fp32 weight is handed over as it is (a copy of the 128256-row head would be 2.1 GB more at the
+        // peak), others as one fp32 copy
         Tensor w32 = weight.dtype == ScalarType.Float32 ? weight.detach() : weight.detach().to(ScalarType.Float32);
         Tensor installed = quantize(new CalibratedLinear(name, block, w32, acc.Hessian, acc.Count));
         if (!installed.shape.SequenceEqual(weight.shape))

@@ -73,7 +73,10 @@ public sealed class AthenaAlgorithm : QuantizationAlgorithm
             var w = solved.Weights;
             int cols = checked((int)w.Codes.shape[1]);
             var report = new LayerReport(linear.Name, checked((int)w.Codes.shape[0]), cols, Config.Bits, r.WeightMse, r.RtnError, r.FinalError, r.Seconds);
-            return (QuantizedLinearResult.FromTensors(linear.Name, w.Codes, w.Scales, w.Zeros, Config.StoredGroupSize(cols), null, report), solved.Dequantize());
+            var result = QuantizedLinearResult.FromTensors(linear.Name, w.Codes, w.Scales, w.Zeros, Config.StoredGroupSize(cols), null, report);
+            // the solve is done with the weight: ŵ is written over it in row chunks and installed from there, where a
+            // separate ŵ would be one more full-size tensor at the peak (2.1 GB for a 128256-row head)
+            return (result, solved.DequantizeInto(linear.Weight));
         });
     }
 }
