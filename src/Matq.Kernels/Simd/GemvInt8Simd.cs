@@ -159,11 +159,7 @@ public static unsafe class GemvInt8Simd
                 Vector256<float> a0 = default, a1 = default;
                 for (int g = 0, c0 = 0; g < gpr; g++, c0 += cpg, s += 16, z += 16)
                 {
-                    if (prefetch)   // into L2, every line of the group 4 KiB ahead (past the end of Data it is a no-op hint)
-                    {
-                        byte* pf = tile + (long)c0 * cb + PrefetchDistance;
-                        for (int i = 0; i < cpg * cb; i += 64) Sse.Prefetch1(pf + i);
-                    }
+                    if (prefetch) Prefetch(tile + (long)c0 * cb, cpg * cb);
                     T.Dots(tile + (long)c0 * cb, xs + 32 * c0, Math.Min(cpg, cpr - c0), d);
                     var nx = Vector256.Create(-(float)gsum[g]);
                     Vector256<float> z0 = TZ.PerGroup ? PackedGroupParams.Load256(z, zm) : zk, z1 = TZ.PerGroup ? PackedGroupParams.Load256(z + 8, zm) : zk;
@@ -203,7 +199,7 @@ public static unsafe class GemvInt8Simd
         long tileBytes = w.TileBytes;
         var outv = stackalloc float[16];
         var sv = Vector512.Create(a.Scale);
-        bool prefetch = w.WeightBytes >= PrefetchMinBytes;
+        bool prefetch = w.WeightBytes >= PrefetchMinBytes && Sse.IsSupported;
         Vector512<float> mg = Vector512.Create(w.Params.Magic), zk = Vector512.Create(w.Params.ZeroCode);
         float zm = PackedGroupParams.ZeroMagic;
         fixed (byte* data = w.Data)
@@ -217,11 +213,7 @@ public static unsafe class GemvInt8Simd
                 Vector512<float> acc = default;
                 for (int g = 0, c0 = 0; g < gpr; g++, c0 += cpg, s += 16, z += 16)
                 {
-                    if (prefetch)   // as Tiles
-                    {
-                        byte* pf = tile + (long)c0 * cb + PrefetchDistance;
-                        for (int i = 0; i < cpg * cb; i += 64) Sse.Prefetch1(pf + i);
-                    }
+                    if (prefetch) Prefetch(tile + (long)c0 * cb, cpg * cb);
                     var dots = T.Dots512(tile + (long)c0 * cb, xs + 32 * c0, Math.Min(cpg, cpr - c0));
                     var nx = Vector512.Create(-(float)gsum[g]);
                     var zl = TZ.PerGroup ? PackedGroupParams.Load512(z, zm) : zk;
@@ -235,6 +227,14 @@ public static unsafe class GemvInt8Simd
                     for (int i = 0; i < w.Rows - t * 16; i++) yt[i] = outv[i];
                 }
             }
+    }
+
+    // into L2, every line of a group's bytes PrefetchDistance ahead (past the end of Data it is a no-op hint)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Prefetch(byte* group, int bytes)
+    {
+        byte* pf = group + PrefetchDistance;
+        for (int i = 0; i < bytes; i += 64) Sse.Prefetch1(pf + i);
     }
 
     // The same per lane in scalar fp32, with each D_g summed in int64 over pieces of MaxChunks chunks.
