@@ -45,9 +45,14 @@ public static class AthenaSolver
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
         QuantSpec spec = config.Spec;
-        Tensor w0 = weight.dtype == ScalarType.Float32 ? weight.detach().clone() : weight.detach().to(ScalarType.Float32);   // [out, in]
-        if (!w0.isfinite().all().item<bool>())
-            throw new MatqException($"layer {layer}: the weights contain NaN or Inf; quantization needs finite weights (check the checkpoint).");
+        // [out, in], read in place when it is fp32: the solve never writes to it (a copy of a 128256-row head is 2.1 GB)
+        Tensor w0 = weight.dtype == ScalarType.Float32 ? weight.detach() : weight.detach().to(ScalarType.Float32);
+        foreach (var (r0, len) in RowChunks(w0))   // finite, a chunk at a time (a whole-tensor mask is 1 byte a weight)
+        {
+            using var chunk = NewDisposeScope();
+            if (!w0.narrow(0, r0, len).isfinite().all().item<bool>())
+                throw new MatqException($"layer {layer}: the weights contain NaN or Inf; quantization needs finite weights (check the checkpoint).");
+        }
         long rows = w0.shape[0];
         int n = checked((int)w0.shape[1]);
         HessianFactorizer.Check(layer, hessian, n);
