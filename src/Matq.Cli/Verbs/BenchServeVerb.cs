@@ -81,7 +81,7 @@ public sealed class BenchServeVerb(IAnsiConsole console) : Verb<BenchServeSettin
         var clock = Stopwatch.StartNew();
         static bool OnToken(int _) => true;
         Task<Matq.Runtime.Packed.PackedGenerationStats>[] tasks = batched
-            ? prompts.Select(p => decoder.Submit(p, options, OnToken)).ToArray()
+            ? decoder.SubmitAll(prompts, options, OnToken)   // queued together: all N start in the same step
             : prompts.Select(p => Task.Factory.StartNew(() =>
             {
                 using var lease = decoder.Precision.Rent();

@@ -57,17 +57,27 @@ public sealed class BatchedDecoder
     /// <summary>Generates for <paramref name="prompt"/> as PackedTextGenerator.GenerateWhile does, sharing each decode step
     /// with the other sequences in flight. <paramref name="onToken"/> runs on the decoder's thread; returning false stops
     /// the sequence (the id is kept). The task ends with the sequence's statistics, or its exception.</summary>
-    public Task<PackedGenerationStats> Submit(IReadOnlyList<int> prompt, GenerationOptions options, Func<int, bool> onToken, CancellationToken cancel = default)
+    public Task<PackedGenerationStats> Submit(IReadOnlyList<int> prompt, GenerationOptions options, Func<int, bool> onToken, CancellationToken cancel = default) =>
+        SubmitAll([prompt], options, onToken, cancel)[0];
+
+    /// <summary>As <see cref="Submit"/> for several prompts at once: they are queued together, so the decoder starts them
+    /// in the same step (up to MaxBatch) whatever the thread timing — what a benchmark of N concurrent sequences needs.</summary>
+    public Task<PackedGenerationStats>[] SubmitAll(IReadOnlyList<IReadOnlyList<int>> prompts, GenerationOptions options, Func<int, bool> onToken,
+        CancellationToken cancel = default)
     {
-        ArgumentNullException.ThrowIfNull(prompt);
+        ArgumentNullException.ThrowIfNull(prompts);
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(onToken);
         if (options.MaxNewTokens < 0) throw new MatqException($"--max-tokens {options.MaxNewTokens} is out of range: 0 or more");
-        if (prompt.Count == 0) throw new MatqException("the prompt encodes to no tokens: give a non-empty --prompt");
-        var job = new Job(prompt.ToArray(), options, onToken, cancel);
+        foreach (var prompt in prompts)
+        {
+            ArgumentNullException.ThrowIfNull(prompt);
+            if (prompt.Count == 0) throw new MatqException("the prompt encodes to no tokens: give a non-empty --prompt");
+        }
+        var jobs = prompts.Select(p => new Job(p.ToArray(), options, onToken, cancel)).ToArray();
         lock (_gate)
         {
-            _incoming.Enqueue(job);
+            foreach (var job in jobs) _incoming.Enqueue(job);
             if (!_running)
             {
                 _running = true;
@@ -75,7 +85,7 @@ public sealed class BatchedDecoder
             }
             Monitor.Pulse(_gate);
         }
-        return job.Done.Task;
+        return jobs.Select(j => j.Done.Task).ToArray();
     }
 
     private void Loop()

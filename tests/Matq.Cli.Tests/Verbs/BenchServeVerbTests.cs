@@ -1,5 +1,6 @@
 // `matq bench serve` on an RTN int8 artifact of models/tiny with minimal tokens and one round: a row per sequence count
-// with both sides, the batched side decoding several rows per weight pass, --out writing the same rows as markdown; bad
+// with both sides, the batched side decoding several rows per weight pass (its N prompts are queued together, so this does
+// not depend on thread timing), --out writing the same rows as markdown; bad
 // options are one line and exit code 1. No timing is asserted (a shared machine).
 namespace Matq.Cli.Tests.Verbs;
 
