@@ -121,28 +121,10 @@ public sealed class MatqArtifactWriter : IDisposable
         MatqQuantizedTensor.ValidateParts(e, scales, zeros, perm);
         var names = ClaimNames(e);
         int bits = MasterBits;
-        long cells = (long)outFeatures * inFeatures;
-        _st.AddStreamed(e.CodesName, SafetensorsDtype.U8, [outFeatures, inFeatures], () => CheckedCodes(e, cells, bits, codes));
+        _st.AddStreamed(e.CodesName, SafetensorsDtype.U8, [outFeatures, inFeatures], () => MatqQuantizedTensor.CheckedCodes(e, bits, codes()));
         StoreParts(e, scales, zeros, perm);
         Claimed(e, names);
         return this;
-    }
-
-    // the pieces as they come, each checked against the master bits (positions named in the whole tensor)
-    private static IEnumerable<ReadOnlyMemory<byte>> CheckedCodes(MatqQuantizedEntry e, long cells, int bits,
-        Func<IEnumerable<ReadOnlyMemory<byte>>> codes)
-    {
-        long at = 0;
-        foreach (var piece in codes())
-        {
-            if (at + piece.Length > cells)
-                throw new MatqException($"quantized tensor {SafeText.Quote(e.Name)}: its codes hold more than the {cells} values of [{e.OutFeatures}, {e.InFeatures}]");
-            MatqQuantizedTensor.ValidateCodes(e.Name, e.InFeatures, piece.Span, bits, at);
-            at += piece.Length;
-            yield return piece;
-        }
-        if (at != cells)
-            throw new MatqException($"quantized tensor {SafeText.Quote(e.Name)}: its codes hold {at} values, [{e.OutFeatures}, {e.InFeatures}] needs {cells}");
     }
 
     private List<string> ClaimNames(MatqQuantizedEntry e)

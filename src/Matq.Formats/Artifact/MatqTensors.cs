@@ -110,6 +110,26 @@ public sealed record MatqQuantizedTensor
             throw new MatqException($"quantized tensor {SafeText.Quote(name)}: code {codes[i]} at [{(offset + i) / inFeatures}, {(offset + i) % inFeatures}] does not fit master_bits = {masterBits} (codes must be < {1 << masterBits})");
     }
 
+    /// <summary>The codes of <paramref name="e"/> (U8 [out, in]) as they stream in <paramref name="pieces"/>, each piece
+    /// checked as it passes: codes &lt; 2^<paramref name="masterBits"/> (positions named in the whole tensor), and exactly
+    /// out·in of them in all (a longer stream fails at the piece that overruns, a shorter one at its end).</summary>
+    public static IEnumerable<ReadOnlyMemory<byte>> CheckedCodes(MatqQuantizedEntry e, int masterBits, IEnumerable<ReadOnlyMemory<byte>> pieces)
+    {
+        ArgumentNullException.ThrowIfNull(e);
+        ArgumentNullException.ThrowIfNull(pieces);
+        long cells = (long)e.OutFeatures * e.InFeatures, at = 0;
+        foreach (var piece in pieces)
+        {
+            if (at + piece.Length > cells)
+                throw new MatqException($"quantized tensor {SafeText.Quote(e.Name)}: its codes hold more than the {cells} values of [{e.OutFeatures}, {e.InFeatures}]");
+            ValidateCodes(e.Name, e.InFeatures, piece.Span, masterBits, at);
+            at += piece.Length;
+            yield return piece;
+        }
+        if (at != cells)
+            throw new MatqException($"quantized tensor {SafeText.Quote(e.Name)}: its codes hold {at} values, [{e.OutFeatures}, {e.InFeatures}] needs {cells}");
+    }
+
     /// <summary>Throws when a code does not fit in <paramref name="masterBits"/> bits (codes must be &lt; 2^c).</summary>
     public void ValidateCodes(int masterBits) => ValidateCodes(Name, InFeatures, Codes, masterBits);
 

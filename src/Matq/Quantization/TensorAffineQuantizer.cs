@@ -88,26 +88,47 @@ public static class TensorAffineQuantizer
         GroupLayout.CheckMatrix(codes, nameof(codes));
         using var scope = NewDisposeScope();
         long rows = codes.shape[0], cols = codes.shape[1];
-        // in row chunks of at most 2^26 values: the expanded grids and the float codes are chunk-sized temporaries, so a
-        // 128256-row head needs its output and ~1 GiB more, not five times its output
-        long step = Math.Max(1, chunkValues / Math.Max(1, cols));
-        if (rows <= step || scales.shape[0] != rows || zeros.shape[0] != rows)
-            return Chunk(codes, scales, zeros).MoveToOuterDisposeScope();
+        if (rows <= Math.Max(1, chunkValues / Math.Max(1, cols)) || scales.shape[0] != rows || zeros.shape[0] != rows)
+            return DequantizeChunk(codes, scales, zeros, groupSize).MoveToOuterDisposeScope();
         Tensor result = empty(rows, cols, dtype: ScalarType.Float32, device: codes.device);
+        return DequantizeInto(result, codes, scales, zeros, groupSize, chunkValues).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Writes ŵ = α·(q − z) into <paramref name="target"/> (fp32 [out, in], any device) in row chunks of at most
+    /// <paramref name="chunkValues"/> values: the expanded grids and the float codes are chunk-sized temporaries, so a
+    /// 128256-row head needs its output and ~1 GiB more, not five times its output (or, written over a tensor that is
+    /// already there, no second full-size one). The same values as <see cref="Dequantize(Tensor, Tensor, Tensor, int)"/>.
+    /// </summary>
+    public static Tensor DequantizeInto(Tensor target, Tensor codes, Tensor scales, Tensor zeros, int groupSize, long chunkValues = 1L << 26)
+    {
+        GroupLayout.CheckMatrix(codes, nameof(codes));
+        long rows = codes.shape[0], cols = codes.shape[1];
+        if (target.dtype != ScalarType.Float32 || target.shape.Length != 2 || target.shape[0] != rows || target.shape[1] != cols)
+            throw new ArgumentException($"the target must be fp32 [{rows}, {cols}]", nameof(target));
+        using var noGrad = no_grad();
+        if (scales.shape[0] != rows || zeros.shape[0] != rows)   // one grid row for all: not chunked
+        {
+            using var whole = NewDisposeScope();
+            target.copy_(DequantizeChunk(codes, scales, zeros, groupSize));
+            return target;
+        }
+        long step = Math.Max(1, chunkValues / Math.Max(1, cols));
         for (long r0 = 0; r0 < rows; r0 += step)
         {
             using var chunk = NewDisposeScope();
             long len = Math.Min(step, rows - r0);
-            result.narrow(0, r0, len).copy_(Chunk(codes.narrow(0, r0, len), scales.narrow(0, r0, len), zeros.narrow(0, r0, len)));
+            target.narrow(0, r0, len).copy_(DequantizeChunk(codes.narrow(0, r0, len), scales.narrow(0, r0, len), zeros.narrow(0, r0, len), groupSize));
         }
-        return result.MoveToOuterDisposeScope();
+        return target;
+    }
 
-        Tensor Chunk(Tensor c, Tensor s, Tensor zz)
-        {
-            Tensor a = GroupLayout.Expand(s.to(ScalarType.Float32), groupSize, cols);
-            Tensor z = GroupLayout.Expand(zz.to(ScalarType.Float32), groupSize, cols);
-            return (c.to(ScalarType.Float32) - z).mul(a);
-        }
+    private static Tensor DequantizeChunk(Tensor c, Tensor s, Tensor zz, int groupSize)
+    {
+        long cols = c.shape[1];
+        Tensor a = GroupLayout.Expand(s.to(ScalarType.Float32), groupSize, cols);
+        Tensor z = GroupLayout.Expand(zz.to(ScalarType.Float32), groupSize, cols);
+        return (c.to(ScalarType.Float32) - z).mul(a);
     }
 
     /// <summary>Computes parameters and codes for weights [out, in].</summary>

@@ -44,25 +44,10 @@ public sealed class LayerQuantResult : IDisposable
     /// <summary>ŵ = α(q − z), fp32 [out, in].</summary>
     public Tensor Dequantize() => Weights.Dequantize();
 
-    /// <summary>Writes <see cref="Dequantize"/>'s values into <paramref name="target"/> (fp32 [out, in]) in row chunks of at
-    /// most 2^24 values, so no second full-size tensor exists (a 128256-row head's is 2.1 GB); returns it.</summary>
-    public Tensor DequantizeInto(Tensor target)
-    {
-        var w = Weights;
-        long rows = w.Codes.shape[0], cols = w.Codes.shape[1];
-        if (target.dtype != ScalarType.Float32 || target.shape.Length != 2 || target.shape[0] != rows || target.shape[1] != cols)
-            throw new ArgumentException($"the target must be fp32 [{rows}, {cols}]", nameof(target));
-        using var noGrad = no_grad();
-        long step = Math.Max(1, (1L << 24) / Math.Max(1, cols));
-        for (long r0 = 0; r0 < rows; r0 += step)
-        {
-            using var scope = NewDisposeScope();
-            long len = Math.Min(step, rows - r0);
-            target.narrow(0, r0, len).copy_(Matq.Quantization.TensorAffineQuantizer.Dequantize(w.Codes.narrow(0, r0, len),
-                w.Scales.narrow(0, r0, len), w.Zeros.narrow(0, r0, len), w.GroupSize));
-        }
-        return target;
-    }
+    /// <summary>Writes <see cref="Dequantize"/>'s values into <paramref name="target"/> (fp32 [out, in]) in row chunks,
+    /// so no second full-size tensor exists (a 128256-row head's is 2.1 GB); returns it.</summary>
+    public Tensor DequantizeInto(Tensor target) =>
+        TensorAffineQuantizer.DequantizeInto(target, Weights.Codes, Weights.Scales, Weights.Zeros, Weights.GroupSize);
 
     public void Dispose() => Weights.Dispose();
 }

@@ -344,22 +344,17 @@ public sealed class QuantizationCheckpoint
         Commit(block, results, state, fromCodes);
     }
 
-    // row chunks of at most 2^24 values: the 128256-row head is compared without a second fp32 copy of itself
+    // row chunks of at most 2^24 values: the 128256-row head is compared and restored without a second fp32 copy of itself
     private const long CompareChunkValues = 1L << 24;
 
     private static bool IsDequantizedCodes(QuantizedLinearResult r, Tensor weight)
     {
         if (weight.shape.Length != 2 || weight.shape[0] != r.OutFeatures || weight.shape[1] != r.InFeatures) return false;
         using var noGrad = no_grad();
-        var codes = r.Codes;   // read once (an offloaded result would read its file per chunk)
-        long step = Math.Max(1, CompareChunkValues / Math.Max(1, r.InFeatures));
-        for (long r0 = 0; r0 < r.OutFeatures; r0 += step)
-        {
-            using var scope = NewDisposeScope();
-            long len = Math.Min(step, r.OutFeatures - r0);
-            if (!SameBits(weight.detach().narrow(0, r0, len), r.DequantizeRows(r0, len, weight.device, codes).to(weight.dtype))) return false;
-        }
-        return true;
+        bool same = true;
+        r.ForEachRowChunk(weight.device, CompareChunkValues,
+            (row, count, wHat) => same = SameBits(weight.detach().narrow(0, row, count), wHat.to(weight.dtype)));
+        return same;
     }
 
     // bit for bit: equal values and equal signs (eq alone takes −0 for +0); a NaN fails, so such a weight is stored
@@ -379,14 +374,11 @@ public sealed class QuantizationCheckpoint
             var weight = Parameter(model, r.WeightName);
             if (weight.shape.Length != 2 || weight.shape[0] != r.OutFeatures || weight.shape[1] != r.InFeatures)
                 throw new MatqException($"{BlockPath(Folder, block)}: '{r.WeightName}' is [{r.OutFeatures}, {r.InFeatures}], the run needs [{string.Join(", ", weight.shape)}]; delete {Folder} and run without --resume");
-            var codes = r.Codes;
-            long step = Math.Max(1, CompareChunkValues / Math.Max(1, r.InFeatures));
-            for (long r0 = 0; r0 < r.OutFeatures; r0 += step)
+            r.ForEachRowChunk(weight.device, CompareChunkValues, (row, count, wHat) =>
             {
-                using var chunk = NewDisposeScope();
-                long len = Math.Min(step, r.OutFeatures - r0);
-                weight.narrow(0, r0, len).copy_(r.DequantizeRows(r0, len, weight.device, codes).to(weight.dtype));
-            }
+                weight.narrow(0, row, count).copy_(wHat.to(weight.dtype));
+                return true;
+            });
         }
     }
 

@@ -58,12 +58,8 @@ public static class QuantizationRunner
                 throw new InvalidOperationException($"{algorithm.Name} returned '{layer.Name}' as [{layer.OutFeatures}, {layer.InFeatures}], the model's weight is [{shape[0]}, {shape[1]}]");
             if (layer.CodePieces is { } pieces)   // offloaded codes: checked as they stream, not read back whole (7 GB at 8B)
             {
-                long at = 0;
-                foreach (var piece in pieces())
-                {
-                    Matq.Formats.Artifact.MatqQuantizedTensor.ValidateCodes(layer.WeightName, layer.InFeatures, piece.Span, algorithm.Config.Bits, at);
-                    at += piece.Length;
-                }
+                var entry = new Matq.Formats.Artifact.MatqQuantizedEntry(layer.WeightName, layer.OutFeatures, layer.InFeatures, layer.GroupSize, layer.Perm is not null, []);
+                foreach (var _ in Matq.Formats.Artifact.MatqQuantizedTensor.CheckedCodes(entry, algorithm.Config.Bits, pieces())) { }
             }
             else layer.ToArtifactTensor().ValidateCodes(algorithm.Config.Bits);
         }

@@ -99,19 +99,26 @@ public sealed record QuantizedLinearResult
         return UndoPerm(w, Perm).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Rows [<paramref name="row"/>, <paramref name="row"/> + <paramref name="count"/>) of <see cref="Dequantize"/>,
-    /// the same values (rows are dequantized independently). <paramref name="codes"/>: <see cref="Codes"/> as already read
-    /// (an offloaded result reads its file at each use of Codes).</summary>
-    public Tensor DequantizeRows(long row, long count, Device? device = null, byte[]? codes = null)
+    /// <summary>
+    /// <see cref="Dequantize"/> a row chunk at a time (at most <paramref name="chunkValues"/> values, whole rows): for each,
+    /// <paramref name="chunk"/>(first row, rows, Ŵ rows fp32 on <paramref name="device"/>) runs in its own dispose scope;
+    /// returning false stops. The codes are read once (an offloaded result reads its file at each use of Codes).
+    /// </summary>
+    public void ForEachRowChunk(Device? device, long chunkValues, Func<long, long, Tensor, bool> chunk)
     {
-        if (row < 0 || count < 0 || row + count > OutFeatures) throw new ArgumentOutOfRangeException(nameof(row));
-        using var scope = NewDisposeScope();
-        codes ??= Codes;
+        ArgumentNullException.ThrowIfNull(chunk);
+        var codes = Codes;
         int g = GroupCount;
-        var c = tensor(codes.AsSpan(checked((int)(row * InFeatures)), checked((int)(count * InFeatures))).ToArray(), new long[] { count, InFeatures }, device: device);
-        var a = tensor(Scales.AsSpan(checked((int)(row * g)), checked((int)(count * g))).ToArray(), new long[] { count, g }, device: device);
-        var z = tensor(Zeros.AsSpan(checked((int)(row * g)), checked((int)(count * g))).ToArray(), new long[] { count, g }, device: device);
-        return UndoPerm(TensorAffineQuantizer.Dequantize(c, a, z, GroupWidth), Perm).MoveToOuterDisposeScope();
+        long step = Math.Max(1, chunkValues / Math.Max(1, InFeatures));
+        for (long row = 0; row < OutFeatures; row += step)
+        {
+            using var scope = NewDisposeScope();
+            long count = Math.Min(step, OutFeatures - row);
+            var c = tensor(codes.AsSpan(checked((int)(row * InFeatures)), checked((int)(count * InFeatures))).ToArray(), new long[] { count, InFeatures }, device: device);
+            var a = tensor(Scales.AsSpan(checked((int)(row * g)), checked((int)(count * g))).ToArray(), new long[] { count, g }, device: device);
+            var z = tensor(Zeros.AsSpan(checked((int)(row * g)), checked((int)(count * g))).ToArray(), new long[] { count, g }, device: device);
+            if (!chunk(row, count, UndoPerm(TensorAffineQuantizer.Dequantize(c, a, z, GroupWidth), Perm))) return;
+        }
     }
 
     /// <summary>W [out, in] in stored column order → original order: W[:, perm[k]] = stored[:, k].</summary>
