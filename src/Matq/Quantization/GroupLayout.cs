@@ -17,7 +17,8 @@ public static class GroupLayout
         if (perGroup.shape[1] != groups)
             throw new ArgumentException($"per-group tensor has {perGroup.shape[1]} groups; {cols} columns in groups of {groupSize} need {groups}");
         if (groupSize == 1) return perGroup;
-        using var full = perGroup.repeat_interleave(groupSize, 1);
+        // a broadcast view [rows, nGroups, g] copied once (its backward sums each group: no index-based scatter)
+        using var full = perGroup.unsqueeze(2).expand(perGroup.shape[0], groups, groupSize).reshape(perGroup.shape[0], groups * groupSize);
         return full.narrow(1, 0, cols).contiguous();
     }
 

@@ -165,15 +165,29 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>, IEfQatLayer
     public static NestedMaster Master(Tensor w, Tensor alpha, Tensor zero, int groupSize, int masterBits)
     {
         int qmax = (1 << masterBits) - 1;
-        long cols = w.shape[1];
+        long rows = w.shape[0], cols = w.shape[1];
         Tensor zr = StraightThrough.Apply(zero, t => t.round().clamp(0, qmax));                 // [out, nGroups]
-        Tensor a = GroupLayout.Expand(alpha, groupSize, cols);                                 // [out, in]
-        Tensor z = GroupLayout.Expand(zr, groupSize, cols);                                    // [out, in]
-        Tensor u = w.div(a).add(z);                                                            // clamped per slice
+        Tensor wv, a, z;
+        if (cols % groupSize == 0 && alpha.shape[1] == cols / groupSize)
+        {
+            // whole groups: W viewed [out, nGroups, g] and α, z̄ broadcast from [out, nGroups, 1] (no [out, in] copies; the
+            // same values per element as expanding them)
+            long groups = cols / groupSize;
+            wv = w.reshape(rows, groups, groupSize);
+            a = alpha.unsqueeze(2);
+            z = zr.unsqueeze(2);
+        }
+        else
+        {
+            wv = w;
+            a = GroupLayout.Expand(alpha, groupSize, cols);                                    // [out, in]
+            z = GroupLayout.Expand(zr, groupSize, cols);                                       // [out, in]
+        }
+        Tensor u = wv.div(a).add(z);                                                           // clamped per slice
         Tensor q;
         using (no_grad())   // same float ops as TensorAffineQuantizer.QuantizeFloat, so export/serving match exactly
-            q = w.detach().div(a.detach()).round().add(z.detach()).clamp(0, qmax);
-        return new NestedMaster(a, z, u, q, masterBits);
+            q = wv.detach().div(a.detach()).round().add(z.detach()).clamp(0, qmax);
+        return new NestedMaster(a, z, u, q, masterBits, rows, cols);
     }
 
     /// <summary>ŵ_r from a shared <see cref="Master"/>: the header's slice and straight-through estimator.</summary>
@@ -198,10 +212,11 @@ public sealed class NestedQuantLinear : nn.Module<Tensor, Tensor>, IEfQatLayer
             qr = q;
         }
         Tensor ste = StraightThrough.Apply(u, _ => qr.clone());
-        return ste.sub(m.Zero).mul(m.Alpha).MoveToOuterDisposeScope();
+        return ste.sub(m.Zero).mul(m.Alpha).reshape(m.Rows, m.Cols).MoveToOuterDisposeScope();
     }
 }
 
 /// <summary>What the widths of <see cref="NestedQuantLinear.Nested"/> share (see <see cref="NestedQuantLinear.Master"/>):
-/// α and z̄ expanded [out, in], W/α + z̄ (differentiable, not yet clamped), the master codes q (no gradient).</summary>
-public readonly record struct NestedMaster(Tensor Alpha, Tensor Zero, Tensor Unclamped, Tensor Codes, int MasterBits);
+/// α and z̄ (broadcast [out, nGroups, 1] against W/α + z̄ and q [out, nGroups, g] when the groups are whole, else all
+/// expanded [out, in]), W/α + z̄ (differentiable, not yet clamped), the master codes q (no gradient); ŵ is [Rows, Cols].</summary>
+public readonly record struct NestedMaster(Tensor Alpha, Tensor Zero, Tensor Unclamped, Tensor Codes, int MasterBits, long Rows, long Cols);

@@ -9,7 +9,9 @@
 //   L    = Σ_{r∈R} λ_r · mse(block_r(X_r), Y)                             nested reconstruction (mse = mean over elements)
 //        + w_cd · Σ_{(s→r)} mse(block_r(X_r), block_s(X_s).detach())       co-distillation: slice s is slice r's target
 //   Adam(lr, β = 0.9, 0.999, no weight decay) on the clip logits of the block, one step per batch of windows, `epochs`
-//   passes in a seeded order; gradients pass round and slice by the straight-through estimator (LwcLinear).
+//   passes in a seeded order; gradients pass round and slice by the straight-through estimator (LwcLinear). On CUDA the
+//   steps' matmuls run in TF32 unless omni.Tf32 is off (upstream trains under fp16 autocast); Y, the propagated paths and
+//   the exported codes are computed in fp32 outside the steps.
 //   Propagate: X_r ← block_r(X_r) with the trained clipping (each width keeps its own path, as OmniQuant feeds the
 //   quantized model's outputs forward), X_fp ← Y.
 // lm_head (when selected, untied) is a last stage: f(h) = head(norm(h)) in fp32 logits, its target computed per batch.
@@ -248,6 +250,7 @@ public static class OmniQuantBlockwise
             // the epoch's sums stay on the device (float64) and are read once an epoch: a read per step would make the host
             // wait for each step's kernels before it queues the next step's
             var device = modules[0].FloatWeight.device;
+            using var tf32 = Tf32Scope.For(device, omni.Tf32);                    // the steps' matmuls only (targets are computed before)
             for (int epoch = 1; epoch <= omni.Epochs; epoch++)
             {
                 rng.Shuffle(order);

@@ -26,9 +26,13 @@ public sealed record OmniQuantConfig
     public bool Let { get; }
     /// <summary>Adam learning rate of LET's log-scales.</summary>
     public double LetLr { get; }
+    /// <summary>On CUDA, the training steps' matmuls (the block's forward and backward under the fake-quantized weights) use
+    /// TF32 tensor cores; the float targets, the propagated activations and the exported codes stay fp32. Upstream OmniQuant
+    /// trains under fp16 autocast; TF32 keeps fp32's range and 10 mantissa bits. No effect on the CPU.</summary>
+    public bool Tf32 { get; }
 
     public OmniQuantConfig(int epochs = 10, double lr = 1e-2, int batch = 1, double init = 4.0, int samples = 0, double? max = null,
-        bool let = false, double letLr = 5e-3)
+        bool let = false, double letLr = 5e-3, bool tf32 = true)
     {
         if (epochs < 0 || epochs > 10_000) throw new MatqException($"omniquant {EpochsKey} = {epochs} is out of range: allowed 0..10000 (0 = no training)");
         if (!(lr > 0 && lr < 1)) throw new MatqException($"omniquant {LrKey} = {lr} is out of range: must be in (0, 1)");
@@ -37,12 +41,12 @@ public sealed record OmniQuantConfig
         if (max is double m && !(m >= 1 && m <= 4)) throw new MatqException($"omniquant {MaxKey} = {max} is out of range: allowed 1..4 (upper bound of γ, β; 1 = OmniQuant)");
         if (samples < 0) throw new MatqException($"omniquant {SamplesKey} = {samples} is out of range: 0 (all calibration windows) or more");
         if (!(letLr > 0 && letLr < 1)) throw new MatqException($"omniquant {LetLrKey} = {letLr} is out of range: must be in (0, 1)");
-        Epochs = epochs; Lr = lr; Batch = batch; Init = init; Samples = samples; Max = max; Let = let; LetLr = letLr;
+        Epochs = epochs; Lr = lr; Batch = batch; Init = init; Samples = samples; Max = max; Let = let; LetLr = letLr; Tf32 = tf32;
     }
 
     /// <summary>Option keys as typed after --option (distinct from MatQuant's QAT keys, so one registry row holds both).</summary>
     public const string EpochsKey = "epochs", LrKey = "lwc-lr", BatchKey = "lwc-batch", InitKey = "lwc-init", SamplesKey = "samples", MaxKey = "lwc-max",
-        LetKey = "let", LetLrKey = "let-lr";
+        LetKey = "let", LetLrKey = "let-lr", Tf32Key = "tf32";
 
     public static IReadOnlyList<AlgorithmOption> Options { get; } =
     [
@@ -54,6 +58,7 @@ public sealed record OmniQuantConfig
         new(SamplesKey, "omniquant: calibration windows used per block (0 = all of --calib-n)", "0"),
         new(LetKey, "omniquant: true also trains LET, per-channel scales norm→q/k/v, norm→gate/up, v→o, q↔k, folded into the model at the end", "false"),
         new(LetLrKey, "omniquant: Adam learning rate of LET's log-scales", "0.005"),
+        new(Tf32Key, "omniquant: CUDA only: the training steps' matmuls in TF32 (upstream trains in fp16 autocast); false keeps them fp32; targets, propagation and codes are fp32 either way", "true"),
     ];
 
     /// <summary>Reads the keys above (defaults where absent; lwc-max=auto → null).</summary>
@@ -61,7 +66,7 @@ public sealed record OmniQuantConfig
     {
         ArgumentNullException.ThrowIfNull(options);
         return new OmniQuantConfig(options.Int(EpochsKey), options.Double(LrKey), options.Int(BatchKey), options.Double(InitKey),
-            options.Int(SamplesKey), options.DoubleOr(MaxKey, "auto"), options.Flag(LetKey), options.Double(LetLrKey));
+            options.Int(SamplesKey), options.DoubleOr(MaxKey, "auto"), options.Flag(LetKey), options.Double(LetLrKey), options.Flag(Tf32Key));
     }
 
     /// <summary>The bound used for nested widths <paramref name="bits"/> of <paramref name="masterBits"/>-bit codes: Max when

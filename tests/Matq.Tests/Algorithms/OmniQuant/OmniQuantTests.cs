@@ -9,6 +9,7 @@ using Matq.Kernels.Quantization;
 using Matq.Loading;
 using Matq.Quantization;
 using Matq.Quantization.Pipeline;
+using Matq.Runtime.Cuda;
 using Matq.Tests.Algorithms.Athena;
 using Matq.Tests.Models;
 using Matq.Tests.Pipeline;
@@ -146,6 +147,26 @@ public class OmniQuantTests
         Assert.True(plain.Max.abs().sum().item<float>() > 0 && plain.Min.abs().sum().item<float>() > 0);
         Assert.True(shared.Max.allclose(plain.Max, rtol: 1e-5, atol: 1e-9), "clip_max gradients differ");
         Assert.True(shared.Min.allclose(plain.Min, rtol: 1e-5, atol: 1e-9), "clip_min gradients differ");
+    }
+
+    [Fact]
+    public void Tf32_is_on_by_default_and_its_scope_restores_the_previous_setting()
+    {
+        Assert.True(new OmniQuantConfig().Tf32);
+        Assert.False(OmniQuantConfig.Parse(new OptionReader(new QuantizationConfig("omniquant", 4, 32, options: new Dictionary<string, string> { ["tf32"] = "false" }))).Tf32);
+        var bad = Assert.Throws<MatqException>(() => OmniQuantConfig.Parse(new OptionReader(new QuantizationConfig("omniquant", 4, 32, options: new Dictionary<string, string> { ["tf32"] = "half" }))));
+        Assert.Contains("tf32", bad.Message);
+        Assert.Null(Tf32Scope.For(CPU, true));                                  // nothing changes off CUDA
+        Assert.Null(Tf32Scope.For(new Device("cuda"), false));
+        bool before = backends.cuda.matmul.allow_tf32;
+        try
+        {
+            backends.cuda.matmul.allow_tf32 = false;
+            using (Tf32Scope.For(new Device("cuda"), true))
+                Assert.True(backends.cuda.matmul.allow_tf32);
+            Assert.False(backends.cuda.matmul.allow_tf32);
+        }
+        finally { backends.cuda.matmul.allow_tf32 = before; }
     }
 
     [Theory]
