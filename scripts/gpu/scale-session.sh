@@ -7,7 +7,7 @@
 #   8b          all 32 blocks (as scripts/gpu/scale-8b.sh)
 #   8b-q        all 32 blocks with --embedding-bits 4 --include-head (no float vocabulary table), and the eval stage
 #   8b-qn       the same without the eval stage
-#   8b-serve    after 8b-q/8b-qn in the same call: standalone `matq eval`, `generate` (r = 4 and 2) and `serve` (r = 4, one
+#   8b-serve    after 8b-q/8b-qn in the same call: standalone `matq eval`, `generate` (r in SERVE_BITS, default 4 2) and `serve` (r = 4, one
 #               completion) of that artifact on the CPU runtime, each under /usr/bin/time -v (serve: the server's VmHWM)
 #   1b-M        Llama-3.2-1B shape, all 16 blocks, method M (rtn, gptq, athena, omniquant, matquant-omniquant, matquant-athena)
 # Needs .carry/matq.tar.xz (scripts/publish-gpu.sh) in the tree; writes <step>.log and .md into $OUT/scale-session.tgz,
@@ -42,7 +42,7 @@ serve_memory() {  # the whole 8B-shape artifact, served on the CPU (host memory 
   local a; a=$(ls /dev/shm/llama-3.1-8b/*.matq 2>/dev/null | head -1)
   [[ -n $a ]] || { echo "8b-serve: no 8B artifact in /dev/shm/llama-3.1-8b (run 8b-qn first)" | tee -a "$OUT/steps.txt"; return; }
   ls -l "$a" > "$OUT/8b-serve-artifact.txt"
-  for r in 4 2; do
+  for r in ${SERVE_BITS:-4 2}; do
     step "8b-eval-r$r" 120 "$MATQ" eval --model "$a" --tokenizer models/tiny --data README.md --max-tokens 256 --bits $r
     step "8b-generate-r$r" 120 "$MATQ" generate --model "$a" --tokenizer models/tiny --prompt "Fellow citizens" --max-tokens 16 --temperature 0 --bits $r
   done
