@@ -17,28 +17,11 @@ namespace Matq.Algorithms.Athena;
 
 public static class AffineBlockPass
 {
-    /// <summary>Set once a CUDA pass fell back to the eager path (the reason is printed once per process).</summary>
-    private static int _cudaFallbackReported;
-
-    private static readonly System.Collections.Concurrent.ConcurrentDictionary<int, Lazy<(CudaModule? Module, string? Problem)>> Ready = new();
+    private static readonly CheckedCudaKernel Kernel = new(GptqBlockKernel.CudaSource, GptqBlockKernel.CudaName, SelfCheck, "GPTQ");
 
     /// <summary>The kernel's module on CUDA device <paramref name="device"/>, compiled and checked once per process
     /// against <see cref="RunCpu"/> on a test block (the same bits are expected); null with the reason otherwise.</summary>
-    public static (CudaModule? Module, string? Problem) Cuda(int device) =>
-        Ready.GetOrAdd(device, d => new Lazy<(CudaModule?, string?)>(() =>
-        {
-            var (module, problem) = CudaModule.Load(KernelSource, [KernelName], d);
-            if (module is null) return (null, problem);
-            try
-            {
-                string? mismatch = SelfCheck(module, d);
-                return mismatch is null ? (module, null) : (null, mismatch);
-            }
-            catch (Exception e)
-            {
-                return (null, $"the kernel's self-check failed: {e.GetType().Name}: {e.Message}");
-            }
-        })).Value;
+    public static (CudaModule? Module, string? Problem) Cuda(int device) => Kernel.On(device);
 
     /// <summary>One line on how the pass runs on <paramref name="device"/> (for benches and logs).</summary>
     public static string Describe(Device device)
@@ -76,63 +59,34 @@ public static class AffineBlockPass
     internal static bool TryRun(Tensor w, Tensor u, AffineColumnQuantizer quantizer, int blockSize, out Tensor codes)
     {
         using var noGrad = no_grad();
-        CudaModule? module = null;
-        if (w.device.type == DeviceType.CUDA)
-        {
-            string? problem;
-            (module, problem) = Cuda(Math.Max(0, (int)w.device.index));
-            if (module is null)
-            {
-                if (Interlocked.Exchange(ref _cudaFallbackReported, 1) == 0)
-                    Console.Error.WriteLine($"GPTQ: the CUDA column kernel is not available ({problem}); using the per-column TorchSharp pass, which is slower");
-                codes = null!;
-                return false;
-            }
-        }
-        else if (w.device.type != DeviceType.CPU)
+        if (!Kernel.TryResolve(w.device, out CudaModule? module))
         {
             codes = null!;
             return false;
         }
-
         long rows = w.shape[0];
-        int n = checked((int)w.shape[1]);
-        codes = zeros(rows, n, dtype: ScalarType.Float32, device: w.device);                        // [rows, n]
         Tensor groupOf = tensor(quantizer.GroupOf.Select(k => (long)k).ToArray(), dtype: ScalarType.Int64, device: w.device);
         float qmax = quantizer.QMax;
-        for (int i1 = 0; i1 < n; i1 += blockSize)
+        codes = GptqColumnPass.RunBlocks(w, u, blockSize, (i1, count, wT, uBlock, qT, eT) =>
         {
-            using var scope = NewDisposeScope();
-            int i2 = Math.Min(i1 + blockSize, n), count = i2 - i1;
-            Tensor w1 = w.narrow(1, i1, count);                                                      // [rows, B] view
             // grids of the groups that start here, from the block as it starts (the kernel has not run yet)
+            Tensor w1 = w.narrow(1, i1, count);
             for (int j = 0; j < count; j++)
                 quantizer.BeginColumn(i1 + j, new PassColumns(w, u, w1, w1, i1, j));
             Tensor gidx = groupOf.narrow(0, i1, count);
-            Tensor wT = w1.t().contiguous();                                                         // [B, rows]
             Tensor aT = quantizer.Scales.index_select(1, gidx).t().contiguous();                     // [B, rows] α of each column
             Tensor zT = quantizer.Zeros.index_select(1, gidx).t().contiguous();                      // [B, rows] z
-            Tensor uBlock = u.narrow(0, i1, count).narrow(1, i1, count).contiguous();                // [B, B]
-            Tensor qT = empty(count, rows, dtype: ScalarType.Float32, device: w.device);             // [B, rows] codes
-            Tensor eT = empty(count, rows, dtype: ScalarType.Float32, device: w.device);             // [B, rows] e_j
             if (module is null) RunCpu(wT, uBlock, aT, zT, qT, eT, (int)rows, count, qmax);
-            else
-                RunCuda(module, wT, uBlock, aT, zT, qT, eT, (int)rows, count, qmax);
-            w1.copy_(wT.t());                                                                        // W is consumed, as in the eager pass
-            codes.narrow(1, i1, count).copy_(qT.t());
-            if (i2 < n)
-                w.narrow(1, i2, n - i2).addmm_(eT.t(), u.narrow(0, i1, count).narrow(1, i2, n - i2), alpha: -1);
-        }
+            else RunCuda(module, wT, uBlock, aT, zT, qT, eT, (int)rows, count, qmax);
+        });
         return true;
     }
 
     private const int Threads = 128;
-    private const string KernelName = GptqBlockKernel.CudaName;
-    private const string KernelSource = GptqBlockKernel.CudaSource;
 
     /// <summary>The kernel on CUDA over contiguous fp32 CUDA tensors, one thread per row, on TorchSharp's stream.</summary>
     private static void RunCuda(CudaModule module, Tensor wT, Tensor u, Tensor aT, Tensor zT, Tensor qT, Tensor eT, int rows, int count, float qmax) =>
-        module.Launch(KernelName, (rows + Threads - 1) / Threads, Threads, CudaModule.Pointer<float>(wT), CudaModule.Pointer<float>(u),
+        module.Launch(Kernel.Name, (rows + Threads - 1) / Threads, Threads, CudaModule.Pointer<float>(wT), CudaModule.Pointer<float>(u),
             CudaModule.Pointer<float>(aT), CudaModule.Pointer<float>(zT), CudaModule.Pointer<float>(qT), CudaModule.Pointer<float>(eT), rows, count, qmax);
 
     /// <summary>The kernel on the CPU (GptqBlockKernel.Simd) over contiguous fp32 CPU tensors.</summary>

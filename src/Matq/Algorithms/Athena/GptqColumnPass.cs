@@ -21,12 +21,15 @@ internal static class GptqColumnPass
     ///   W[:, i2:] −= E · U[i1:i2, i2:]                                        E = [e_i1 .. e_i2−1]  [rows, B]
     /// </summary>
     /// <remarks>Unless <paramref name="eager"/>, an affine rule whose grids do not depend on the block's own feedback
-    /// runs a block at a time (AffineBlockPass: the same result, one kernel call per block).</remarks>
+    /// runs a block at a time (AffineBlockPass: the same result, one kernel call per block), and so does a rule with its
+    /// own block kernel (<see cref="IBlockRule"/>: MatQuant-Athena's nested rounding).</remarks>
     public static Tensor Run(Tensor w, Tensor u, ColumnQuantizer quantizer, int blockSize, bool eager = false)
     {
         ArgumentNullException.ThrowIfNull(quantizer);
         if (!eager && quantizer is AffineColumnQuantizer affine && affine.FixedWithinBlock
             && AffineBlockPass.TryRun(w, u, affine, blockSize, out Tensor blockCodes))
+            return blockCodes;
+        if (!eager && quantizer is IBlockRule rule && rule.TryRunBlocks(w, u, blockSize, out blockCodes))
             return blockCodes;
         using var noGrad = no_grad();
         long rows = w.shape[0];
@@ -56,6 +59,43 @@ internal static class GptqColumnPass
         return codes;
     }
 
+    /// <summary>One kernel call per block [i1, i2) of B columns (rows independent inside a block, GptqBlockKernel's
+    /// layout): the block transposed wT [B, rows] and its factor u[i1:i2, i1:i2] go in, the kernel writes the fed-back
+    /// block into wT, codes into qT and e_j into eT [B, rows]; then W[:, i1:i2] ← wT, W[:, i2:] −= E · U[i1:i2, i2:]. The
+    /// kernel's intermediates belong to the block's dispose scope. Returns float codes [rows, n].</summary>
+    internal static Tensor RunBlocks(Tensor w, Tensor u, int blockSize, BlockKernel kernel)
+    {
+        using var noGrad = no_grad();
+        long rows = w.shape[0];
+        int n = checked((int)w.shape[1]);
+        var codes = zeros(rows, n, dtype: ScalarType.Float32, device: w.device);                        // [rows, n]
+        for (int i1 = 0; i1 < n; i1 += blockSize)
+        {
+            using var scope = NewDisposeScope();
+            int i2 = Math.Min(i1 + blockSize, n), count = i2 - i1;
+            Tensor w1 = w.narrow(1, i1, count);                                                      // [rows, B] view
+            Tensor wT = w1.t().contiguous();                                                         // [B, rows]
+            Tensor uBlock = u.narrow(0, i1, count).narrow(1, i1, count).contiguous();                // [B, B]
+            Tensor qT = empty(count, rows, dtype: ScalarType.Float32, device: w.device);             // [B, rows] codes
+            Tensor eT = empty(count, rows, dtype: ScalarType.Float32, device: w.device);             // [B, rows] e_j
+            kernel(i1, count, wT, uBlock, qT, eT);
+            w1.copy_(wT.t());                                                                        // W is consumed, as in the eager pass
+            codes.narrow(1, i1, count).copy_(qT.t());
+            if (i2 < n)
+                w.narrow(1, i2, n - i2).addmm_(eT.t(), u.narrow(0, i1, count).narrow(1, i2, n - i2), alpha: -1);
+        }
+        return codes;
+    }
+
+    /// <summary>A block kernel for <see cref="RunBlocks"/>: block [i1, i1 + count) as wT, uBlock in; qT, eT out.</summary>
+    internal delegate void BlockKernel(int i1, int count, Tensor wT, Tensor uBlock, Tensor qT, Tensor eT);
+}
+
+/// <summary>A ColumnQuantizer whose whole pass can run a block per kernel call (the same result as column by column).</summary>
+internal interface IBlockRule
+{
+    /// <summary>The pass over w (consumed) with factor u; false (nothing done) where its kernel is unavailable.</summary>
+    bool TryRunBlocks(Tensor w, Tensor u, int blockSize, out Tensor codes);
 }
 
 /// <summary>The pass's view of columns c..c+len−1 ([rows, len]) when it reaches column c = i1 + j of block [i1, i2).</summary>

@@ -24,6 +24,7 @@
 //   3. Step 2 runs on both grids; keep whichever of Q_a (Athena's codes, its grid) and the two nested results has the
 //      lowest E (so the result never loses to Athena's codes sliced).
 using Matq.Algorithms.Athena;
+using Matq.Kernels.Gptq;
 using Matq.Kernels.Quantization;
 using Matq.Quantization;
 using TorchSharp;
@@ -157,7 +158,7 @@ public static class MatQuantAthena
 ///   cand = clamp(round(w_j/α) + z + δ, 0, 2^c−1), δ ∈ [−2^(c−min R), 2^(c−min R)]                 [rows, K]
 ///   q_j  = argmin_cand Σ_r λ_r (w_j − ŵ_r(cand))²,   r_j = Σ_r λ_r (w_j − ŵ_r(q_j)) / Σ_r λ_r           [rows]
 /// </summary>
-internal sealed class NestedColumnQuantizer : ColumnQuantizer
+internal sealed class NestedColumnQuantizer : ColumnQuantizer, IBlockRule
 {
     private readonly Tensor _scales, _zeros, _offsets;
     private readonly int _groupSize, _masterBits, _qmax;
@@ -168,9 +169,24 @@ internal sealed class NestedColumnQuantizer : ColumnQuantizer
         (_scales, _zeros, _groupSize, _config) = (scales, zeros, groupSize, config);
         _masterBits = config.MasterBits;
         _qmax = (1 << _masterBits) - 1;
-        int reach = 1 << (_masterBits - config.Bits.Min());
-        _offsets = arange(-reach, reach + 1, dtype: ScalarType.Float32, device: scales.device).unsqueeze(0);   // [1, K]
+        Reach = 1 << (_masterBits - config.Bits.Min());
+        _offsets = arange(-Reach, Reach + 1, dtype: ScalarType.Float32, device: scales.device).unsqueeze(0);   // [1, K]
     }
+
+    /// <summary>The grid α, z [rows, nGroups], its group size, the candidates' reach 2^(c − min R), the largest code.</summary>
+    public Tensor Scales => _scales;
+    public Tensor Zeros => _zeros;
+    public int GroupSize => _groupSize;
+    public int Reach { get; }
+    public float QMax => _qmax;
+    public float LambdaSum => (float)_config.LambdaSum;
+
+    /// <summary>The trained widths (λ > 0) in R's order, as the block kernel takes them.</summary>
+    public NestedWidth[] Widths => _config.Bits.Select((b, i) => (b, i)).Where(x => _config.Lambda[x.i] != 0)
+        .Select(x => NestedWidth.Of(_masterBits, x.b, _config.Lambda[x.i], _config.ExtraPrecision)).ToArray();
+
+    /// <summary>The whole pass as one kernel call per block (NestedBlockPass): the eager pass's codes and weights.</summary>
+    public bool TryRunBlocks(Tensor w, Tensor u, int blockSize, out Tensor codes) => NestedBlockPass.TryRun(w, u, this, blockSize, out codes);
 
     public override Tensor Quantize(int c, Tensor wj, Tensor codes)
     {
