@@ -78,19 +78,24 @@ public static class GptqBlockKernel
         Span<float> qT, Span<float> eT, int rows, int count, float qmax, int maxThreads = -1)
     {
         Check(rows, count, wT.Length, u.Length, aT.Length, zT.Length, qT.Length, eT.Length);
-        const int chunk = 256;
-        int chunks = (rows + chunk - 1) / chunk;
         fixed (float* w = wT, uu = u, a = aT, z = zT, q = qT, e = eT)
         {
             var (pw, pu, pa, pz, pq, pe) = ((nint)w, (nint)uu, (nint)a, (nint)z, (nint)q, (nint)e);
-            KernelThreads.For(chunks, maxThreads, (long)chunk * count * count / 2, (c0, c1) =>
-            {
-                for (int c = c0; c < c1; c++)
-                    Chunk((float*)pw, (float*)pu, (float*)pa, (float*)pz, (float*)pq, (float*)pe, rows, count, qmax,
-                        c * chunk, Math.Min(rows, (c + 1) * chunk));
-            });
+            RowChunks(rows, maxThreads, (long)RowChunk * count * count / 2, (r0, r1) =>
+                Chunk((float*)pw, (float*)pu, (float*)pa, (float*)pz, (float*)pq, (float*)pe, rows, count, qmax, r0, r1));
         }
     }
+
+    /// <summary>Rows per chunk of the vectorized kernels.</summary>
+    internal const int RowChunk = 256;
+
+    /// <summary>Rows 0..rows−1 in chunks of <see cref="RowChunk"/> over at most <paramref name="maxThreads"/> threads
+    /// (KernelThreads, <paramref name="workPerChunk"/> weights a chunk), each chunk's [r0, r1) to <paramref name="body"/>.</summary>
+    internal static void RowChunks(int rows, int maxThreads, long workPerChunk, Action<int, int> body) =>
+        KernelThreads.For((rows + RowChunk - 1) / RowChunk, maxThreads, workPerChunk, (c0, c1) =>
+        {
+            for (int c = c0; c < c1; c++) body(c * RowChunk, Math.Min(rows, (c + 1) * RowChunk));
+        });
 
     private static unsafe void Chunk(float* w, float* uu, float* a, float* z, float* q, float* e, int rows, int count, float qmax, int r0, int r1)
     {

@@ -14,7 +14,6 @@
 // Reference defines the result; Simd runs Vector256 lanes over rows on KernelThreads; CudaSource is the same arithmetic,
 // one thread per row, for NVRTC (--fmad=false), which matq checks against Simd on a test block before using it.
 using System.Runtime.Intrinsics;
-using Matq.Kernels.Simd;
 
 namespace Matq.Kernels.Gptq;
 
@@ -129,19 +128,13 @@ public static class GptqNestedBlockKernel
         int maxThreads = -1)
     {
         Check(rows, count, wT.Length, u.Length, aT.Length, zT.Length, qT.Length, eT.Length, widths.Length, reach);
-        const int chunk = 256;
-        int chunks = (rows + chunk - 1) / chunk;
         var ws = widths.ToArray();
-        long work = (long)chunk * count * ((count + 1) / 2 + (2L * reach + 1) * ws.Length * 8);
+        long work = (long)GptqBlockKernel.RowChunk * count * ((count + 1) / 2 + (2L * reach + 1) * ws.Length * 8);
         fixed (float* w = wT, uu = u, a = aT, z = zT, q = qT, e = eT)
         {
             var (pw, pu, pa, pz, pq, pe) = ((nint)w, (nint)uu, (nint)a, (nint)z, (nint)q, (nint)e);
-            KernelThreads.For(chunks, maxThreads, work, (c0, c1) =>
-            {
-                for (int c = c0; c < c1; c++)
-                    Chunk((float*)pw, (float*)pu, (float*)pa, (float*)pz, (float*)pq, (float*)pe, ws, rows, count, reach, qmax, lambdaSum,
-                        c * chunk, Math.Min(rows, (c + 1) * chunk));
-            });
+            GptqBlockKernel.RowChunks(rows, maxThreads, work, (r0, r1) =>
+                Chunk((float*)pw, (float*)pu, (float*)pa, (float*)pz, (float*)pq, (float*)pe, ws, rows, count, reach, qmax, lambdaSum, r0, r1));
         }
     }
 
