@@ -25,14 +25,17 @@ public class GptqColumnPassTests
         var (scales, zeros) = TensorAffineQuantizer.ComputeParams(w, spec);                       // fixed grid [rows, nG]
         int[] groupOf = Enumerable.Range(0, n).Select(c => c / g).ToArray();
 
-        Tensor wAffine = w.clone(), wNested = w.clone();
-        // eager: the nested rule always runs the per-column pass, so the affine one is compared on the same pass
-        var affine = GptqColumnPass.Run(wAffine, u, new AffineColumnQuantizer(scales, zeros, groupOf, g, dynamic: false, spec), blockSize, eager: true);
         var nestedRule = new NestedColumnQuantizer(scales, zeros, g, new MatQuantConfig([8], [1], 8, MatQuantBase.Athena));
-        var nested = GptqColumnPass.Run(wNested, u, nestedRule, blockSize);
-
-        Assert.True(affine.eq(nested).all().item<bool>(), "codes differ");
-        Assert.True(wAffine.eq(wNested).all().item<bool>(), "the fed-back errors differ");
+        Tensor affine = null!;
+        // both per column (ATen's ops), then both a block per kernel call (GptqBlockKernel, GptqNestedBlockKernel)
+        foreach (bool eager in new[] { true, false })
+        {
+            Tensor wAffine = w.clone(), wNested = w.clone();
+            affine = GptqColumnPass.Run(wAffine, u, new AffineColumnQuantizer(scales, zeros, groupOf, g, dynamic: false, spec), blockSize, eager);
+            var nested = GptqColumnPass.Run(wNested, u, nestedRule, blockSize, eager);
+            Assert.True(affine.eq(nested).all().item<bool>(), $"codes differ (eager: {eager})");
+            Assert.True(wAffine.eq(wNested).all().item<bool>(), $"the fed-back errors differ (eager: {eager})");
+        }
         // the feedback moved codes away from round-to-nearest, so the comparison above is not between two RTN results
         var rtn = TensorAffineQuantizer.Quantize(w, scales, zeros, g, 8);
         Assert.False(rtn.to(ScalarType.Float32).eq(affine).all().item<bool>());
