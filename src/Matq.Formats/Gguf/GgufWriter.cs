@@ -19,7 +19,8 @@ public sealed class GgufWriter
     public const int Alignment = 32;
 
     private readonly List<(string Key, GgufValueType Type, object Value)> _kv = new();
-    private readonly List<(string Name, long[] Ne, GgmlType Type, byte[] Data)> _tensors = new();
+    // a tensor's bytes are produced when the file is written, one tensor at a time, and dropped once written
+    private readonly List<(string Name, long[] Ne, GgmlType Type, Func<byte[]> Data)> _tensors = new();
 
     public IReadOnlyList<string> TensorNames => _tensors.Select(t => t.Name).ToList();
 
@@ -42,22 +43,52 @@ public sealed class GgufWriter
     /// <summary>Adds a tensor; <paramref name="ne"/> is ggml order (ne[0] = innermost = columns); data already encoded as type.</summary>
     public GgufWriter AddTensor(string name, long[] ne, GgmlType type, byte[] data)
     {
-        long count = ne.Aggregate(1L, (a, b) => a * b);
-        if (GgufBlocks.IsBlockType(type) && ne[0] % GgufBlocks.BlockValuesOf(type) != 0)
-            throw new MatqException($"tensor '{name}': {type} needs rows of a multiple of {GgufBlocks.BlockValuesOf(type)} values, got {ne[0]}");
-        if (GgufBlocks.ByteLength(type, count) != data.Length)
-            throw new MatqException($"tensor '{name}': {type} [{string.Join(", ", ne)}] needs {GgufBlocks.ByteLength(type, count)} bytes, got {data.Length}");
+        long want = Length(name, ne, type);
+        if (want != data.Length)
+            throw new MatqException($"tensor '{name}': {type} [{string.Join(", ", ne)}] needs {want} bytes, got {data.Length}");
+        return Add(name, ne, type, () => data);
+    }
+
+    /// <summary>Adds a tensor whose bytes <paramref name="produce"/> encodes when <see cref="Write"/> reaches it (one tensor
+    /// in memory at a time: a real-size model's encoded tensors are never all held); its length is checked then.</summary>
+    public GgufWriter AddTensor(string name, long[] ne, GgmlType type, Func<byte[]> produce)
+    {
+        ArgumentNullException.ThrowIfNull(produce);
+        long want = Length(name, ne, type);
+        return Add(name, ne, type, () =>
+        {
+            var data = produce();
+            if (data.Length != want)
+                throw new MatqException($"tensor '{name}': {type} [{string.Join(", ", ne)}] needs {want} bytes, got {data.Length}");
+            return data;
+        });
+    }
+
+    private GgufWriter Add(string name, long[] ne, GgmlType type, Func<byte[]> data)
+    {
         if (_tensors.Any(t => t.Name == name)) throw new MatqException($"GGUF tensor '{name}' was added twice");
         _tensors.Add((name, (long[])ne.Clone(), type, data));
         return this;
     }
 
-    /// <summary>Adds tensor <paramref name="to"/> as a copy of the already added <paramref name="from"/> (same type and data).</summary>
+    private static long Length(string name, long[] ne, GgmlType type)
+    {
+        long count = ne.Aggregate(1L, (a, b) => a * b);
+        if (GgufBlocks.IsBlockType(type) && ne[0] % GgufBlocks.BlockValuesOf(type) != 0)
+            throw new MatqException($"tensor '{name}': {type} needs rows of a multiple of {GgufBlocks.BlockValuesOf(type)} values, got {ne[0]}");
+        return GgufBlocks.ByteLength(type, count);
+    }
+
+    /// <summary>Adds tensor <paramref name="to"/> as a copy of the already added <paramref name="from"/> (same type and
+    /// data; a produced tensor's bytes are produced once and written at both places).</summary>
     public GgufWriter CopyTensor(string from, string to)
     {
-        var t = _tensors.FirstOrDefault(x => x.Name == from);
-        if (t.Name is null) throw new MatqException($"GGUF tensor '{from}' was not added, so it cannot be copied to '{to}'");
-        return AddTensor(to, t.Ne, t.Type, t.Data);
+        int i = _tensors.FindIndex(x => x.Name == from);
+        if (i < 0) throw new MatqException($"GGUF tensor '{from}' was not added, so it cannot be copied to '{to}'");
+        var t = _tensors[i];
+        var once = new Lazy<byte[]>(t.Data);
+        _tensors[i] = (t.Name, t.Ne, t.Type, () => once.Value);
+        return Add(to, t.Ne, t.Type, () => once.Value);
     }
 
     /// <summary>Writes atomically (see AtomicFile): on failure an existing file at <paramref name="path"/> is intact.</summary>
@@ -91,14 +122,15 @@ public sealed class GgufWriter
             foreach (var d in t.Ne) w.Write((ulong)d);
             w.Write((uint)t.Type);
             w.Write((ulong)offset);
-            offset += Pad(t.Data.Length);
+            offset += Pad(GgufBlocks.ByteLength(t.Type, t.Ne.Aggregate(1L, (a, b) => a * b)));
         }
         w.Flush();
         WriteZeros(w, Pad(w.BaseStream.Position) - w.BaseStream.Position);
         foreach (var t in _tensors)
         {
-            w.Write(t.Data);
-            WriteZeros(w, Pad(t.Data.Length) - t.Data.Length);
+            var data = t.Data();
+            w.Write(data);
+            WriteZeros(w, Pad(data.Length) - data.Length);
         }
     }
 

@@ -85,6 +85,7 @@ public static class GgufExporter
         var floatTensors = a.Floats.Select(f => new Part(f.Name, f.Shape, f.Values)).ToList();
         // 1-D tensors (norms, biases) stay f32; the embedding and output head take embedType; other 2-D floats f16 or f32
         AddFloats(w, arch, floatTensors, embed, type == GgmlType.F32 ? GgmlType.F32 : GgmlType.F16, fallbacks, kFallbacks, counts);
+        Func<string>? embedNote = null;
         foreach (var (name, partIdx) in Group(arch, a.Quantized.Select(q => q.Name)))
         {
             var parts = partIdx.Select(i => a.Quantized[i]).ToList();
@@ -96,12 +97,15 @@ public static class GgufExporter
             // a quantized embedding (quantize --embedding-bits) takes the embedding type, from its codes by the same rules as
             // the linears; its k-quant stats are kept apart so the linears' k-quant line stays theirs
             var (written, lossless) = AddQuantized(w, arch, name, parts, a.Metadata.MasterBits, embed, fallbacks, kFallbacks, counts, new KStats());
-            notes.Add($"token_embd.weight written from the artifact's {a.Metadata.MasterBits}-bit embedding codes as {written}: "
-                + (lossless ? "codes copied (lossless)" : GgufBlocks.IsBlockType(written)
-                    ? "re-quantized from the dequantized codes (asymmetric zero points, or a grid the type cannot hold)" : "the dequantized codes"));
+            embedNote = () => $"token_embd.weight written from the artifact's {a.Metadata.MasterBits}-bit embedding codes as {written}: "
+                + (lossless() ? "codes copied (lossless)" : GgufBlocks.IsBlockType(written)
+                    ? "re-quantized from the dequantized codes (asymmetric zero points, or a grid the type cannot hold)" : "the dequantized codes");
         }
         // llama.cpp's phi3 loads output.weight as a required tensor: a tied head is written as a copy of the embedding
         if (a.IsQuantized("model.embed_tokens.weight") && arch.Fused && cfg.TieWordEmbeddings) w.CopyTensor("token_embd.weight", "output.weight");
+        // every tensor is encoded as it is written (one at a time); what the notes say of them is known after
+        w.Write(outPath);
+        if (embedNote is not null) notes.Add(embedNote());
         GgufKQuantStats? kstats = null;
         if (GgufKQuants.IsKQuant(type))
         {
@@ -110,7 +114,6 @@ public static class GgufExporter
         }
         else if (counts.Quantized > 0) notes.Add($"{counts.Quantized} tensors were (re-)quantized to a GGUF block type from their values (float embedding/head, asymmetric zero points, act-order perm or groups not a multiple of 32)");
         AddFallbackNote(notes, fallbacks, kFallbacks);
-        w.Write(outPath);
         return new GgufExportReport(counts.Lossless, counts.Quantized, counts.Floats, notes) { KQuant = kstats };
     }
 
@@ -184,7 +187,8 @@ public static class GgufExporter
     }
 
     // one GGUF tensor from quantized artifact weights (fused parts by rows): k-quant, lossless block copy, or re-quantized
-    private static (GgmlType Written, bool Lossless) AddQuantized(GgufWriter w, GgufArchitecture arch, string name, List<MatqQuantizedTensor> parts, int master, GgmlType type,
+    // (the tensor's bytes are produced when the writer writes it; Lossless is known once it has been written)
+    private static (GgmlType Written, Func<bool> Lossless) AddQuantized(GgufWriter w, GgufArchitecture arch, string name, List<MatqQuantizedTensor> parts, int master, GgmlType type,
         List<string> fallbacks, List<(string Name, GgmlType To)> kFallbacks, Counts counts, KStats k)
     {
         int cols = parts[0].InFeatures;
@@ -198,52 +202,61 @@ public static class GgufExporter
         bool blocks32 = parts.All(q => q.GroupWidth % 32 == 0 && q.InFeatures % 32 == 0 && q.Perm is null);
         if (type == GgmlType.Q4_1 && blocks32 || type is GgmlType.Q4_0 or GgmlType.Q8_0 && blocks32 && sym)
         {
-            var data = parts.SelectMany(q => GgufQuantizedCodes.Encode(q, master, type, arch.RowPerm(q.Name, q.OutFeatures))).ToArray();
-            w.AddTensor(name, ne, type, data);
+            w.AddTensor(name, ne, type, () => parts.SelectMany(q => GgufQuantizedCodes.Encode(q, master, type, arch.RowPerm(q.Name, q.OutFeatures))).ToArray());
             counts.Lossless += parts.Count;
-            return (type, true);
+            return (type, () => true);
         }
         int r = type is GgmlType.Q4_0 or GgmlType.Q4_1 ? Math.Min(4, master) : master;
-        var deq = parts.SelectMany(q => GgufQuantizedCodes.DequantizeSlice(q, master, r, arch.RowPerm(q.Name, q.OutFeatures))).ToArray();
         var t = type;
         // llama.cpp's own quantizer does the same for rows its block type cannot hold
         if (GgufBlocks.IsBlockType(type) && cols % GgufBlocks.BlockValues != 0) { fallbacks.Add(parts[0].Name); t = GgmlType.F16; }
-        w.AddTensor(name, ne, t, GgufBlocks.Encode(t, deq));
+        w.AddTensor(name, ne, t, () => GgufBlocks.Encode(t, Dequantized(arch, parts, master, r)));
         if (GgufBlocks.IsBlockType(t)) counts.Quantized += parts.Count; else counts.Floats += parts.Count;
-        return (t, false);
+        return (t, () => false);
     }
 
+    // the parts' r-bit slices dequantized, GGUF row order, concatenated by rows
+    private static float[] Dequantized(GgufArchitecture arch, List<MatqQuantizedTensor> parts, int master, int r) =>
+        parts.SelectMany(q => GgufQuantizedCodes.DequantizeSlice(q, master, r, arch.RowPerm(q.Name, q.OutFeatures))).ToArray();
+
     // one GGUF tensor of a k-quant export from its parts' r-bit slices (see the file header)
-    private static (GgmlType Written, bool Exact) AddKQuant(GgufWriter w, GgufArchitecture arch, string name, long[] ne, List<MatqQuantizedTensor> parts, int master,
+    // (exactness, the counts and k's statistics are known once the writer has produced the tensor)
+    private static (GgmlType Written, Func<bool> Exact) AddKQuant(GgufWriter w, GgufArchitecture arch, string name, long[] ne, List<MatqQuantizedTensor> parts, int master,
         GgmlType type, List<string> fallbacks, List<(string Name, GgmlType To)> kFallbacks, Counts counts, KStats k)
     {
         var spec = GgufKQuants.Spec(type);
         int r = Math.Min(spec.Bits, master);
-        var deq = parts.SelectMany(q => GgufQuantizedCodes.DequantizeSlice(q, master, r, arch.RowPerm(q.Name, q.OutFeatures))).ToArray();
         var t = Fit(type, ne[0], parts[0].Name, fallbacks, kFallbacks);
         if (t != type)
         {
-            w.AddTensor(name, ne, t, GgufBlocks.Encode(t, deq));
+            w.AddTensor(name, ne, t, () => GgufBlocks.Encode(t, Dequantized(arch, parts, master, r)));
             if (GgufBlocks.IsBlockType(t)) counts.Quantized += parts.Count; else counts.Floats += parts.Count;
             k.Fallback += parts.Count;
-            return (t, false);
+            return (t, () => false);
         }
-        var data = new List<byte>();
-        bool exact = true;
-        long at = 0;
-        foreach (var q in parts)
+        bool? exact = null;
+        w.AddTensor(name, ne, type, () =>
         {
-            long n = (long)q.OutFeatures * q.InFeatures;
-            var (bytes, allExact) = GgufQuantizedCodes.EncodeK(q, master, spec, r, arch.RowPerm(q.Name, q.OutFeatures), deq, at);
-            data.AddRange(bytes);
-            exact &= allExact;
-            at += n;
-        }
-        var encoded = data.ToArray();
-        k.Add(exact, parts.Count, deq, GgufBlocks.Decode(type, encoded, deq.Length));
-        if (exact) counts.Lossless += parts.Count; else counts.Quantized += parts.Count;
-        w.AddTensor(name, ne, type, encoded);
-        return (type, exact);
+            var deq = Dequantized(arch, parts, master, r);
+            var encoded = new byte[GgufBlocks.ByteLength(type, deq.Length)];
+            bool all = true;
+            long at = 0;
+            int written = 0;
+            foreach (var q in parts)
+            {
+                long n = (long)q.OutFeatures * q.InFeatures;
+                var (bytes, allExact) = GgufQuantizedCodes.EncodeK(q, master, spec, r, arch.RowPerm(q.Name, q.OutFeatures), deq, at);
+                bytes.CopyTo(encoded.AsSpan(written));
+                written += bytes.Length;
+                all &= allExact;
+                at += n;
+            }
+            k.Add(all, parts.Count, deq, GgufBlocks.Decode(type, encoded, deq.Length));
+            if (all) counts.Lossless += parts.Count; else counts.Quantized += parts.Count;
+            exact = all;
+            return encoded;
+        });
+        return (type, () => exact ?? throw new InvalidOperationException($"{name} has not been written yet"));
     }
 
     // float tensors grouped into their GGUF tensors: 1-D → f32, embedding/head → embed, other 2-D → matrix
@@ -253,16 +266,15 @@ public static class GgufExporter
         foreach (var (name, idx) in Group(arch, tensors.Select(t => t.Name)))
         {
             var parts = idx.Select(i => tensors[i]).ToList();
-            var (rows, cols, vals) = Concat(arch, parts);
+            long cols = parts[0].Shape.Skip(1).Aggregate(1L, (x, y) => x * y), rows = parts.Sum(p => p.Shape[0]);
             bool oneD = parts[0].Shape.Length == 1;
             var ft = oneD ? GgmlType.F32 : name is "token_embd.weight" or "output.weight" ? embed : matrix;
             ft = Fit(ft, cols, parts[0].Name, fallbacks, kFallbacks);
-            var data = GgufBlocks.Encode(ft, vals);
             long[] ne = oneD ? [rows] : [cols, rows];
-            w.AddTensor(name, ne, ft, data);
+            w.AddTensor(name, ne, ft, () => GgufBlocks.Encode(ft, Concat(arch, parts).Values));
             // llama.cpp's phi3 loads output.weight as a required tensor: a tied head is written as a copy of the embedding
             bool copyHead = name == "token_embd.weight" && arch.Fused && arch.Config.TieWordEmbeddings;
-            if (copyHead) w.AddTensor("output.weight", ne, ft, data);
+            if (copyHead) w.CopyTensor(name, "output.weight");
             int n = copyHead ? 2 : 1;
             if (GgufBlocks.IsBlockType(ft)) counts.Quantized += n; else counts.Floats += n;
         }
