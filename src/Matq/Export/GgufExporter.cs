@@ -68,7 +68,8 @@ public static class GgufExporter
     public static GgufExportReport Export(string matqPath, GgmlType type, string outPath, GgmlType? embedType = null)
     {
         var embed = embedType ?? DefaultEmbed(type);
-        var a = MatqArtifact.Open(matqPath);
+        // memory-mapped: each tensor is read when the writer reaches its GGUF tensor, so a real-size model is never held whole
+        using var a = MappedMatqArtifact.Open(matqPath);
         // the same check eval/generate make: model_config parses as a Llama config and the tensors are exactly the ones it implies
         var cfg = ArtifactSource.ModelConfig(a);
         var arch = GgufArchitecture.For(cfg);
@@ -82,13 +83,13 @@ public static class GgufExporter
         var fallbacks = new List<string>();
         var kFallbacks = new List<(string Name, GgmlType To)>();
         var k = new KStats();
-        var floatTensors = a.Floats.Select(f => new Part(f.Name, f.Shape, f.Values)).ToList();
+        var floatTensors = a.Floats.Select(f => new Part(f.Name, f.Shape, () => a.ReadFloat32(f.Name))).ToList();
         // 1-D tensors (norms, biases) stay f32; the embedding and output head take embedType; other 2-D floats f16 or f32
         AddFloats(w, arch, floatTensors, embed, type == GgmlType.F32 ? GgmlType.F32 : GgmlType.F16, fallbacks, kFallbacks, counts);
         Func<string>? embedNote = null;
         foreach (var (name, partIdx) in Group(arch, a.Quantized.Select(q => q.Name)))
         {
-            var parts = partIdx.Select(i => a.Quantized[i]).ToList();
+            var parts = partIdx.Select(i => new QuantizedSource(a, a.Quantized[i])).ToList();
             if (name != "token_embd.weight")
             {
                 AddQuantized(w, arch, name, parts, a.Metadata.MasterBits, type, fallbacks, kFallbacks, counts, k);
@@ -102,7 +103,7 @@ public static class GgufExporter
                     ? "re-quantized from the dequantized codes (asymmetric zero points, or a grid the type cannot hold)" : "the dequantized codes");
         }
         // llama.cpp's phi3 loads output.weight as a required tensor: a tied head is written as a copy of the embedding
-        if (a.IsQuantized("model.embed_tokens.weight") && arch.Fused && cfg.TieWordEmbeddings) w.CopyTensor("token_embd.weight", "output.weight");
+        if (a.TryGetQuantized("model.embed_tokens.weight", out _) && arch.Fused && cfg.TieWordEmbeddings) w.CopyTensor("token_embd.weight", "output.weight");
         // every tensor is encoded as it is written (one at a time); what the notes say of them is known after
         w.Write(outPath);
         if (embedNote is not null) notes.Add(embedNote());
@@ -139,7 +140,8 @@ public static class GgufExporter
         var tensors = LlamaTensors.Expected(cfg).Select(e =>
         {
             var p = model.get_parameter(e.Name) ?? throw new MatqException($"{hfFolder}: the model has no tensor '{e.Name}'");
-            return new Part(e.Name, e.Shape, p.detach().contiguous().data<float>().ToArray());
+            var values = p.detach().contiguous().data<float>().ToArray();
+            return new Part(e.Name, e.Shape, () => values);
         }).ToList();
         AddFloats(w, arch, tensors, embed, type, fallbacks, kFallbacks, counts);
         if (counts.Quantized > 0) notes.Add($"{counts.Quantized} float tensors were quantized to GGUF block types from their values ({(GgufKQuants.IsKQuant(type) ? "least-squares sub-block scales and mins per 256-value super-block" : "round to nearest per 32-block, as llama.cpp's quantizer")})");
@@ -148,7 +150,29 @@ public static class GgufExporter
         return new GgufExportReport(0, counts.Quantized, counts.Floats, notes);
     }
 
-    private sealed record Part(string Name, long[] Shape, float[] Values);
+    // a float tensor whose values are read when its GGUF tensor is written
+    private sealed record Part(string Name, long[] Shape, Func<float[]> Values);
+
+    // one quantized artifact tensor: its header entry now, its codes and grid read from the mapped file when needed
+    private sealed class QuantizedSource(MappedMatqArtifact artifact, MatqQuantizedEntry entry)
+    {
+        public string Name => entry.Name;
+        public int OutFeatures => entry.OutFeatures;
+        public int InFeatures => entry.InFeatures;
+        public int GroupWidth => entry.GroupWidth;
+        public bool HasPerm => entry.HasPerm;
+
+        /// <summary>Every zero point is 128 (symmetric 8-bit codes).</summary>
+        public bool Symmetric8() => artifact.ReadParts(entry).Zeros.All(z => z == 128f);
+
+        public MatqQuantizedTensor Load()
+        {
+            var p = artifact.ReadParts(entry);
+            byte[] codes;
+            using (var view = artifact.MapCodes(entry)) codes = view.Span.ToArray();
+            return new MatqQuantizedTensor(entry.Name, entry.OutFeatures, entry.InFeatures, entry.GroupSize, codes, p.Scales, p.Zeros, p.Perm, p.SideTensors);
+        }
+    }
 
     private sealed class Counts { public int Lossless, Quantized, Floats; }
 
@@ -188,7 +212,7 @@ public static class GgufExporter
 
     // one GGUF tensor from quantized artifact weights (fused parts by rows): k-quant, lossless block copy, or re-quantized
     // (the tensor's bytes are produced when the writer writes it; Lossless is known once it has been written)
-    private static (GgmlType Written, Func<bool> Lossless) AddQuantized(GgufWriter w, GgufArchitecture arch, string name, List<MatqQuantizedTensor> parts, int master, GgmlType type,
+    private static (GgmlType Written, Func<bool> Lossless) AddQuantized(GgufWriter w, GgufArchitecture arch, string name, List<QuantizedSource> parts, int master, GgmlType type,
         List<string> fallbacks, List<(string Name, GgmlType To)> kFallbacks, Counts counts, KStats k)
     {
         int cols = parts[0].InFeatures;
@@ -198,11 +222,12 @@ public static class GgufExporter
         {
             return AddKQuant(w, arch, name, ne, parts, master, type, fallbacks, kFallbacks, counts, k);
         }
-        bool sym = parts.All(q => q.Zeros.All(z => z == 128f)) && master == 8;
-        bool blocks32 = parts.All(q => q.GroupWidth % 32 == 0 && q.InFeatures % 32 == 0 && q.Perm is null);
+        bool blocks32 = parts.All(q => q.GroupWidth % 32 == 0 && q.InFeatures % 32 == 0 && !q.HasPerm);
+        bool sym = master == 8 && type is GgmlType.Q4_0 or GgmlType.Q8_0 && blocks32 && parts.All(q => q.Symmetric8());
         if (type == GgmlType.Q4_1 && blocks32 || type is GgmlType.Q4_0 or GgmlType.Q8_0 && blocks32 && sym)
         {
-            w.AddTensor(name, ne, type, () => parts.SelectMany(q => GgufQuantizedCodes.Encode(q, master, type, arch.RowPerm(q.Name, q.OutFeatures))).ToArray());
+            w.AddTensor(name, ne, type, () => parts.Select(p => p.Load())
+                .SelectMany(q => GgufQuantizedCodes.Encode(q, master, type, arch.RowPerm(q.Name, q.OutFeatures))).ToArray());
             counts.Lossless += parts.Count;
             return (type, () => true);
         }
@@ -210,18 +235,18 @@ public static class GgufExporter
         var t = type;
         // llama.cpp's own quantizer does the same for rows its block type cannot hold
         if (GgufBlocks.IsBlockType(type) && cols % GgufBlocks.BlockValues != 0) { fallbacks.Add(parts[0].Name); t = GgmlType.F16; }
-        w.AddTensor(name, ne, t, () => GgufBlocks.Encode(t, Dequantized(arch, parts, master, r)));
+        w.AddTensor(name, ne, t, () => GgufBlocks.Encode(t, Dequantized(arch, parts.Select(p => p.Load()), master, r)));
         if (GgufBlocks.IsBlockType(t)) counts.Quantized += parts.Count; else counts.Floats += parts.Count;
         return (t, () => false);
     }
 
     // the parts' r-bit slices dequantized, GGUF row order, concatenated by rows
-    private static float[] Dequantized(GgufArchitecture arch, List<MatqQuantizedTensor> parts, int master, int r) =>
+    private static float[] Dequantized(GgufArchitecture arch, IEnumerable<MatqQuantizedTensor> parts, int master, int r) =>
         parts.SelectMany(q => GgufQuantizedCodes.DequantizeSlice(q, master, r, arch.RowPerm(q.Name, q.OutFeatures))).ToArray();
 
     // one GGUF tensor of a k-quant export from its parts' r-bit slices (see the file header)
     // (exactness, the counts and k's statistics are known once the writer has produced the tensor)
-    private static (GgmlType Written, Func<bool> Exact) AddKQuant(GgufWriter w, GgufArchitecture arch, string name, long[] ne, List<MatqQuantizedTensor> parts, int master,
+    private static (GgmlType Written, Func<bool> Exact) AddKQuant(GgufWriter w, GgufArchitecture arch, string name, long[] ne, List<QuantizedSource> parts, int master,
         GgmlType type, List<string> fallbacks, List<(string Name, GgmlType To)> kFallbacks, Counts counts, KStats k)
     {
         var spec = GgufKQuants.Spec(type);
@@ -229,7 +254,7 @@ public static class GgufExporter
         var t = Fit(type, ne[0], parts[0].Name, fallbacks, kFallbacks);
         if (t != type)
         {
-            w.AddTensor(name, ne, t, () => GgufBlocks.Encode(t, Dequantized(arch, parts, master, r)));
+            w.AddTensor(name, ne, t, () => GgufBlocks.Encode(t, Dequantized(arch, parts.Select(p => p.Load()), master, r)));
             if (GgufBlocks.IsBlockType(t)) counts.Quantized += parts.Count; else counts.Floats += parts.Count;
             k.Fallback += parts.Count;
             return (t, () => false);
@@ -237,12 +262,13 @@ public static class GgufExporter
         bool? exact = null;
         w.AddTensor(name, ne, type, () =>
         {
-            var deq = Dequantized(arch, parts, master, r);
+            var loaded = parts.Select(p => p.Load()).ToList();
+            var deq = Dequantized(arch, loaded, master, r);
             var encoded = new byte[GgufBlocks.ByteLength(type, deq.Length)];
             bool all = true;
             long at = 0;
             int written = 0;
-            foreach (var q in parts)
+            foreach (var q in loaded)
             {
                 long n = (long)q.OutFeatures * q.InFeatures;
                 var (bytes, allExact) = GgufQuantizedCodes.EncodeK(q, master, spec, r, arch.RowPerm(q.Name, q.OutFeatures), deq, at);
@@ -317,8 +343,9 @@ public static class GgufExporter
         long cols = parts[0].Shape.Skip(1).Aggregate(1L, (x, y) => x * y), rows = parts.Sum(p => p.Shape[0]);
         var vals = new float[checked(rows * cols)];
         long at = 0;
-        foreach (var (hf, shape, v) in parts)
+        foreach (var (hf, shape, values) in parts)
         {
+            var v = values();
             int r = checked((int)shape[0]);
             if (shape.Skip(1).Aggregate(1L, (x, y) => x * y) != cols) throw new MatqException($"{hf}: fused parts have different row lengths");
             var stored = arch.StoredNorm(hf, v);
