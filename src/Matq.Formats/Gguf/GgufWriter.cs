@@ -17,6 +17,8 @@ public sealed class GgufWriter
     public const uint Magic = 0x46554747; // "GGUF" read as a little-endian u32
     public const uint Version = 3;
     public const int Alignment = 32;
+    /// <summary>Tensors of at least this many bytes are followed by a full collection when written.</summary>
+    private const int LargeTensorBytes = 64 << 20;
 
     private readonly List<(string Key, GgufValueType Type, object Value)> _kv = new();
     // a tensor's bytes are produced when the file is written, one tensor at a time, and dropped once written
@@ -131,6 +133,9 @@ public sealed class GgufWriter
             var data = t.Data();
             w.Write(data);
             WriteZeros(w, Pad(data.Length) - data.Length);
+            // a large tensor's bytes and the arrays that made them are garbage now: collect before the next one is made,
+            // so the process holds about one tensor's worth, not the heap growth the collector would otherwise allow
+            if (data.Length >= LargeTensorBytes) { data = null!; GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true); }
         }
     }
 
