@@ -71,11 +71,12 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb<BenchRaceSettings
             : Directory.CreateTempSubdirectory("matq-race-").FullName;
         Directory.CreateDirectory(dir);
 
-        MatqArtifact artifact;
-        try { artifact = MatqArtifact.Open(path); }
+        // the header only: the engines map the artifact themselves (an 8B-shape artifact is never held whole)
+        MatqMetadata metadata;
+        try { metadata = MatqArtifact.ReadMetadata(path); }
         catch (Exception e) when (e is InvalidDataException or IOException) { throw new MatqException($"--model {path} is not a readable .matq artifact: {e.Message}"); }
-        if (types is null) types = ParseTypes(typesText, artifact.Metadata.Symmetric)!;
-        int linears = artifact.Quantized.Count;
+        if (types is null) types = ParseTypes(typesText, metadata.Symmetric)!;
+        int linears = metadata.Quantized.Count;
         int context = prompt + decode;
         LlamaCppNative.Quiet();
         var engines = new List<Engine>();
