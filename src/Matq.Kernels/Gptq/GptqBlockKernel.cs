@@ -62,8 +62,7 @@ public static class GptqBlockKernel
         for (int j = 0; j < count; j++)
         {
             int at = j * rows + r;
-            float x = w[at];
-            for (int k = 0; k < j; k++) x -= e[k * rows + r] * u[k * count + j];
+            float x = FedBack(w, e, u, rows, count, j, r);
             float av = a[at], zv = z[at];
             float qv = Math.Min(Math.Max(MathF.Round(x / av) + zv, 0f), qmax);
             w[at] = x;
@@ -84,6 +83,24 @@ public static class GptqBlockKernel
             RowChunks(rows, maxThreads, (long)RowChunk * count * count / 2, (r0, r1) =>
                 Chunk((float*)pw, (float*)pu, (float*)pa, (float*)pz, (float*)pq, (float*)pe, rows, count, qmax, r0, r1));
         }
+    }
+
+    /// <summary>Column j of row r with the block's feedback so far: W[j, r] − Σ_{k<j} e[k, r]·u[k, j], k ascending, every
+    /// product and difference rounded on its own (the eager pass's rank-1 updates in their order; both GPTQ kernels).</summary>
+    internal static float FedBack(ReadOnlySpan<float> w, ReadOnlySpan<float> e, ReadOnlySpan<float> u, int rows, int count, int j, int r)
+    {
+        float x = w[j * rows + r];
+        for (int k = 0; k < j; k++) x -= e[k * rows + r] * u[k * count + j];
+        return x;
+    }
+
+    /// <summary><see cref="FedBack"/> for rows r..r+7 at once (the same bits per lane).</summary>
+    internal static unsafe Vector256<float> FedBack8(float* w, float* e, float* u, int rows, int count, int j, int r)
+    {
+        var x = Vector256.Load(w + (long)j * rows + r);
+        for (int k = 0; k < j; k++)
+            x -= Vector256.Load(e + (long)k * rows + r) * Vector256.Create(u[k * count + j]);
+        return x;
     }
 
     /// <summary>Rows per chunk of the vectorized kernels.</summary>
@@ -108,9 +125,7 @@ public static class GptqBlockKernel
                 for (int j = 0; j < count; j++)
                 {
                     long at = (long)j * rows + r;
-                    var x = Vector256.Load(w + at);
-                    for (int k = 0; k < j; k++)
-                        x -= Vector256.Load(e + (long)k * rows + r) * Vector256.Create(uu[k * count + j]);
+                    var x = FedBack8(w, e, uu, rows, count, j, r);
                     var av = Vector256.Load(a + at);
                     var zv = Vector256.Load(z + at);
                     var qv = Vector256.Min(Vector256.Max(Vector256.Round(x / av) + zv, lo), hi);

@@ -96,8 +96,7 @@ public static class GptqNestedBlockKernel
         for (int j = 0; j < count; j++)
         {
             int at = j * rows + r;
-            float x = w[at];
-            for (int k = 0; k < j; k++) x -= e[k * rows + r] * u[k * count + j];
+            float x = GptqBlockKernel.FedBack(w, e, u, rows, count, j, r);
             float av = a[at], zv = z[at];
             float center = MathF.Round(x / av) + zv;
             float bestCost = 0f, bestMean = 0f, bestQ = 0f;
@@ -151,9 +150,7 @@ public static class GptqNestedBlockKernel
                 for (int j = 0; j < count; j++)
                 {
                     long at = (long)j * rows + r;
-                    var x = Vector256.Load(w + at);
-                    for (int k = 0; k < j; k++)
-                        x -= Vector256.Load(e + (long)k * rows + r) * Vector256.Create(uu[k * count + j]);
+                    var x = GptqBlockKernel.FedBack8(w, e, uu, rows, count, j, r);
                     var av = Vector256.Load(a + at);
                     var zv = Vector256.Load(z + at);
                     var center = Vector256.Round(x / av) + zv;

@@ -7,7 +7,9 @@ namespace Matq.Kernels.Tests.Gptq;
 
 public class GptqBlockKernelTests
 {
-    private static (float[] W, float[] U, float[] A, float[] Z) Inputs(int rows, int count, int seed, float qmax)
+    /// <summary>A random block [count, rows]: weights, an upper factor u, and one grid per (row, group of 4 columns) with α in
+    /// [aMin, aMin + aSpan) (default: 0.004 + [0, 0.004)) and integer z in [0, qmax].</summary>
+    internal static (float[] W, float[] U, float[] A, float[] Z) Inputs(int rows, int count, int seed, float qmax, float aMin = 0.004f, float aSpan = 0.004f)
     {
         var rng = new Random(seed);
         float N() => (float)(Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble()));
@@ -21,7 +23,7 @@ public class GptqBlockKernelTests
             {
                 // one grid per (row, group of 4 columns), as a grouped grid expanded to columns
                 var g = new Random(seed * 7919 + r * 31 + j / 4);
-                a[j * rows + r] = 0.004f + 0.004f * (float)g.NextDouble();
+                a[j * rows + r] = aMin + aSpan * (float)g.NextDouble();
                 z[j * rows + r] = MathF.Round((float)g.NextDouble() * qmax);
             }
         for (int j = 0; j < count; j++)

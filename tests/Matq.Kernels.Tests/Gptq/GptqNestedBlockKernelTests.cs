@@ -8,26 +8,9 @@ namespace Matq.Kernels.Tests.Gptq;
 
 public class GptqNestedBlockKernelTests
 {
-    private static (float[] W, float[] U, float[] A, float[] Z) Inputs(int rows, int count, int seed)
-    {
-        var rng = new Random(seed);
-        float N() => (float)(Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble()));
-        var w = new float[rows * count];
-        var a = new float[rows * count];
-        var z = new float[rows * count];
-        var u = new float[count * count];
-        for (int i = 0; i < w.Length; i++) w[i] = 0.02f * N();
-        for (int j = 0; j < count; j++)
-            for (int r = 0; r < rows; r++)
-            {
-                var g = new Random(seed * 7919 + r * 31 + j / 4);                     // one 8-bit grid per (row, 4 columns)
-                a[j * rows + r] = 0.0002f + 0.0003f * (float)g.NextDouble();
-                z[j * rows + r] = MathF.Round((float)g.NextDouble() * 255);
-            }
-        for (int j = 0; j < count; j++)
-            for (int k = j; k < count; k++) u[j * count + k] = k == j ? 0.5f + (float)rng.NextDouble() : 0.2f * N();
-        return (w, u, a, z);
-    }
+    // GptqBlockKernelTests' random block with an 8-bit grid of small steps (so the ±64 candidates span real choices)
+    private static (float[] W, float[] U, float[] A, float[] Z) Inputs(int rows, int count, int seed) =>
+        GptqBlockKernelTests.Inputs(rows, count, seed, 255f, aMin: 0.0002f, aSpan: 0.0003f);
 
     private static NestedWidth[] Widths(string bits, string lambda, bool extra) =>
         bits.Split(',').Select((b, i) => NestedWidth.Of(8, int.Parse(b), double.Parse(lambda.Split(',')[i], System.Globalization.CultureInfo.InvariantCulture), extra)).ToArray();
