@@ -12,6 +12,7 @@
 // Given layer (--weight W.safetensors --inputs X.safetensors, one tensor each: W [out, in], X [..., in] calibration
 // inputs): H = 2XᵀX/N over its N rows, and each algorithm's Hessian-weighted error tr(ΔW H ΔWᵀ) and the normalisation-free
 // ‖ΔW Xᵀ‖² = N/2 · tr(ΔW H ΔWᵀ) are printed in full, so another implementation can be compared on the same layer.
+using Matq.Runtime;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using Matq.Algorithms.Athena;
@@ -182,7 +183,7 @@ public sealed class BenchQuantizeLayerVerb(IAnsiConsole console) : Verb<BenchQua
         Tensor u = randn(n, rank, device: device) / Math.Sqrt(n), v = randn(n, rank, device: device) / Math.Sqrt(n);
         if (tokens == 0)
         {
-            Tensor d2 = s.square();                                                  // D² [n]
+            Tensor d2 = s.Squared();                                                  // D² [n]
             Tensor d2u = u * d2.unsqueeze(1);                                        // D²U [n, r]
             Tensor cross = d2u.matmul(v.t());                                        // D²UVᵀ
             Tensor core = v.matmul(u.t().matmul(d2u)).matmul(v.t());                 // V(UᵀD²U)Vᵀ

@@ -22,6 +22,9 @@ public sealed class LlamaAttention : nn.Module
     private readonly int _heads, _kvHeads, _headDim;
     private readonly int? _window;
     private readonly double _scale;
+    // Scalars the module holds (TorchSharp 0.107 frees an implicit temporary's handle from the finalizer thread mid-call)
+    private readonly Scalar _scaleScalar;
+    private readonly Scalar? _capScalar, _windowScalar;
     private readonly double? _softcap;
     private readonly bool _defaultScale;
 
@@ -36,9 +39,12 @@ public sealed class LlamaAttention : nn.Module
         _kvHeads = c.NumKvHeads;
         _headDim = c.HeadDim;
         _window = c.WindowOf(layer);
+        _windowScalar = _window is int win ? ((long)win).ToScalar() : null;
         _scale = c.AttentionScale;
         _defaultScale = c.QueryPreAttnScalar is null || c.QueryPreAttnScalar == c.HeadDim;
         _softcap = c.AttnLogitSoftcap;
+        _scaleScalar = _scale.ToScalar();
+        _capScalar = _softcap?.ToScalar();
         if (c.QkNorm)
         {
             q_norm = new RmsNorm(c.HeadDim, c.RmsNormEps, source?.Invoke(prefix + ".q_norm.weight", new long[] { c.HeadDim }), device, dtype, c.NormOffset);
@@ -118,15 +124,15 @@ public sealed class LlamaAttention : nn.Module
             var rows = arange(past, total, dtype: ScalarType.Int64, device: x.device).unsqueeze(1);
             var cols = arange(0, total, dtype: ScalarType.Int64, device: x.device).unsqueeze(0);
             mask = cols.le(rows);
-            if (windowed) mask = mask.logical_and(cols.gt(rows - _window!.Value));
+            if (windowed) mask = mask.logical_and(cols.gt(rows.sub(_windowScalar!)));
         }
 
         Tensor attn;
         if (!_defaultScale || _softcap is not null)
         {
             // eager attention as HF's: scores = q·kᵀ·scale [B, H, T, S] -> soft-cap -> mask -> softmax in fp32 -> ·v
-            var scores = q.matmul(k.transpose(-2, -1)) * _scale;
-            if (_softcap is double cap) scores = (scores / cap).tanh() * cap;
+            var scores = q.matmul(k.transpose(-2, -1)).mul(_scaleScalar);
+            if (_capScalar is not null) scores = scores.div(_capScalar).tanh().mul(_capScalar);
             if (mask is not null) scores = scores.masked_fill(mask.logical_not(), double.NegativeInfinity);
             attn = scores.softmax(-1, ScalarType.Float32).to(q.dtype).matmul(v);
         }

@@ -56,6 +56,7 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
         : base("LlamaForCausalLM")
     {
         Config = config;
+        _finalCap = config.FinalLogitSoftcap?.ToScalar();
         _rotary = RotaryEmbedding.For(config);
         _localRotary = config.LocalRope == config.Rope ? _rotary : new RotaryEmbedding(config.HeadDim, config.LocalRope, Math.Min(config.MaxPositionEmbeddings, 4096));
         model = new LlamaModel(config, _rotary, _localRotary, source, device, dtype);
@@ -64,6 +65,9 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
             lm_head = ModelInit.Linear(source, "lm_head", config.HiddenSize, config.VocabSize, bias: false, device, dtype);
         RegisterComponents();
     }
+
+    // held, not an implicit temporary: TorchSharp 0.107's finalizer thread can free a temporary Scalar mid-call
+    private readonly Scalar? _finalCap;
 
     public ScalarType Dtype => model.norm.Weight.dtype;
     public Device Device => model.norm.Weight.device;
@@ -84,7 +88,7 @@ public sealed class LlamaForCausalLM : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         var h = model.norm.call(hidden);
         var logits = lm_head is null ? F.linear(h, model.embed_tokens.Weight) : lm_head.call(h);
-        if (Config.FinalLogitSoftcap is double cap) logits = (logits / cap).tanh() * cap;
+        if (_finalCap is not null) logits = logits.div(_finalCap).tanh().mul(_finalCap);
         return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 

@@ -21,21 +21,27 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     {
         Eps = eps;
         Offset = offset;
+        _eps = eps.ToScalar();
         var w = weightInit ?? (offset ? zeros(hidden, dtype: dtype ?? ScalarType.Float32, device: device) : ones(hidden, dtype: dtype ?? ScalarType.Float32, device: device));
         if (w.ndim != 1 || w.shape[0] != hidden) throw new ArgumentException($"RmsNorm weight must be [{hidden}], got [{string.Join(", ", w.shape)}]");
         weight = ModelInit.Param(w);
         RegisterComponents();
     }
 
+    // TorchSharp 0.107 passes an implicit Scalar temporary's raw handle to the native call, so the GC's finalizer thread
+    // can free it mid-call ("Unknown scalar type" seen in CI); the norm's constants are Scalars the module holds.
+    private readonly Scalar _eps;
+    private static readonly Scalar One = 1.0.ToScalar();
+
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
         var inputType = x.dtype;
         var h = x.to(ScalarType.Float32);
-        var variance = h.square().mean(new long[] { -1 }, keepdim: true);
+        var variance = h.mul(h).mean(new long[] { -1 }, keepdim: true);
         if (Offset)
-            return (h * (variance + Eps).rsqrt() * (weight.to(ScalarType.Float32) + 1.0)).to(inputType).MoveToOuterDisposeScope();
-        var normed = (h * (variance + Eps).rsqrt()).to(inputType);
+            return (h * variance.add(_eps).rsqrt() * weight.to(ScalarType.Float32).add(One)).to(inputType).MoveToOuterDisposeScope();
+        var normed = (h * variance.add(_eps).rsqrt()).to(inputType);
         return (weight * normed).MoveToOuterDisposeScope();
     }
 }

@@ -1,5 +1,6 @@
 // Global-norm gradient clipping without a host sync: total = ‖concat(grads)‖₂ in fp32, every grad is scaled by
 // min(1, maxNorm / (total + 1e-6)). Returns the pre-clip norm as a 0-d device tensor (read it only when logging).
+using Matq.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -15,8 +16,8 @@ public static class GradClip
         if (grads.Count == 0) return zeros(Array.Empty<long>());
         using var scope = NewDisposeScope();
         // Σ‖g‖² summed in fp32 even for bf16 grads: the squares of many small values underflow bf16's mantissa.
-        Tensor sumSq = grads[0].to_type(ScalarType.Float32).square().sum();
-        for (int i = 1; i < grads.Count; i++) sumSq = sumSq + grads[i].to_type(ScalarType.Float32).square().sum();
+        Tensor sumSq = grads[0].to_type(ScalarType.Float32).Squared().sum();
+        for (int i = 1; i < grads.Count; i++) sumSq = sumSq + grads[i].to_type(ScalarType.Float32).Squared().sum();
         var total = sumSq.sqrt();
         var coef = (maxNorm / (total + 1e-6)).clamp_max(1.0);
         using (no_grad())

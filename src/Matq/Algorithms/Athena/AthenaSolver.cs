@@ -23,6 +23,7 @@
 //      b. re-quantize: rerun the error-feedback pass from the original W with P_a fixed → Q_b, f_b;
 //      the better of (a, b) is accepted only if it lowers f; otherwise the sweeps stop. Hence Athena's error is never
 //      above GPTQ-exact's on the same layer. Per-tensor granularity has one shared pair, so it gets no sweeps.
+using Matq.Runtime;
 using System.Diagnostics;
 using Matq.Kernels.Quantization;
 using Matq.Quantization;
@@ -140,7 +141,7 @@ public static class AthenaSolver
         {
             using var chunk = NewDisposeScope();
             Tensor wHat = TensorAffineQuantizer.Dequantize(codes.narrow(0, r0, len), scales.narrow(0, r0, len), zeros.narrow(0, r0, len), g);
-            sse += (w0.narrow(0, r0, len) - wHat).square().sum(ScalarType.Float64).item<double>();
+            sse += (w0.narrow(0, r0, len) - wHat).Squared().sum(ScalarType.Float64).item<double>();
         }
         double mse = sse / ((double)rows * n);
         if (w0.device.type == DeviceType.CUDA) cuda.synchronize();

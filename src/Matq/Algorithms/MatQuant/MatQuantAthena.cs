@@ -23,6 +23,7 @@
 //      where that lowers the diag(H)-weighted nested round-to-nearest error.
 //   3. Step 2 runs on both grids; keep whichever of Q_a (Athena's codes, its grid) and the two nested results has the
 //      lowest E (so the result never loses to Athena's codes sliced).
+using Matq.Runtime;
 using Matq.Algorithms.Athena;
 using Matq.Kernels.Gptq;
 using Matq.Kernels.Quantization;
@@ -124,7 +125,7 @@ public static class MatQuantAthena
             Tensor q = w.div(a).round().add(zz).clamp(0, qmax);
             Tensor cost = torch.zeros_like(w);
             for (int b = 0; b < config.Bits.Count; b++)
-                cost.add_((w - SliceValue(q, a, zz, c, config.Bits[b], config.ExtraPrecision)).square().mul(config.Lambda[b]));
+                cost.add_((w - SliceValue(q, a, zz, c, config.Bits[b], config.ExtraPrecision)).Squared().mul(config.Lambda[b]));
             cost.mul_(hdiag.unsqueeze(0));
             long pad = groups * groupSize - cols;
             Tensor perGroup = (pad == 0 ? cost : nn.functional.pad(cost, new long[] { 0, pad })).reshape(rows, groups, groupSize).sum(dim: 2L);
@@ -201,7 +202,7 @@ internal sealed class NestedColumnQuantizer : ColumnQuantizer, IBlockRule
             if (_config.Lambda[b] == 0) continue;
             Tensor wr = MatQuantAthena.SliceValue(cand, alpha, zero, _masterBits, _config.Bits[b], _config.ExtraPrecision);   // [rows, K]
             Tensor diff = wj.unsqueeze(1) - wr;
-            cost.add_(diff.square().mul(_config.Lambda[b]));
+            cost.add_(diff.Squared().mul(_config.Lambda[b]));
             mean.add_(diff.mul(_config.Lambda[b]));
         }
         Tensor best = cost.argmin(1, keepdim: true);                                                   // [rows, 1]

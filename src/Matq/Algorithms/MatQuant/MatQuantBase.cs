@@ -1,6 +1,7 @@
 // Contract: the bases MatQuant wraps, as an explicit table of implementations (no reflection): each names itself, says
 // whether it trains the slices together (co-distillation applies) and resumes block by block, declares its options, and
 // runs the nested objective of a MatQuantAlgorithm on a run (returning one result per selected linear, model order).
+using Matq.Runtime;
 using System.Text.Json.Nodes;
 using Matq.Algorithms.Athena;
 using Matq.Algorithms.OmniQuant;
@@ -106,7 +107,7 @@ public abstract class MatQuantBase
                     mean.add_(TensorNestedSlice.Dequantize(sliced, r.Scales, r.Zeros, r.GroupSize, config.Bits, b).mul(mq.Lambda[i]));
                 }
                 mean.div_(mq.LambdaSum);
-                double mse = (w - TensorAffineQuantizer.Dequantize(r.Codes, r.Scales, r.Zeros, r.GroupSize)).square().mean().item<float>();
+                double mse = (w - TensorAffineQuantizer.Dequantize(r.Codes, r.Scales, r.Zeros, r.GroupSize)).Squared().mean().item<float>();
                 var report = new LayerReport(linear.Name, checked((int)r.Codes.shape[0]), cols, config.Bits, mse, r.AthenaSlicedError, r.NestedError, r.Seconds);
                 return (QuantizedLinearResult.FromTensors(linear.Name, r.Codes, r.Scales, r.Zeros, config.StoredGroupSize(cols), null, report), mean);
             });

@@ -26,6 +26,7 @@
 // Resume: each finished block commits its results and clip logits to the checkpoint; a block restored from it gets the
 // same LwcLinears with the stored logits (no training) and propagates every path as before, so the next block's inputs
 // are bit-identical to an uninterrupted run's (Adam and the batch order are seeded per block).
+using Matq.Runtime;
 using System.Diagnostics;
 using Matq.Algorithms.MatQuant;
 using Matq.Loading;
@@ -177,7 +178,7 @@ public static class OmniQuantBlockwise
                     using var scope = NewDisposeScope();
                     var (codes, scales, zeros) = m.Export();
                     using var noGrad = no_grad();
-                    double mse = (m.TransformedWeight() - TensorAffineQuantizer.Dequantize(codes, scales, zeros, m.GroupSize)).square().mean().item<float>();
+                    double mse = (m.TransformedWeight() - TensorAffineQuantizer.Dequantize(codes, scales, zeros, m.GroupSize)).Squared().mean().item<float>();
                     int cols = checked((int)codes.shape[1]);
                     var r = new LayerReport(m.GetName(), checked((int)codes.shape[0]), cols, quant.Bits, mse, null, null, seconds);
                     _results.Add(QuantizedLinearResult.FromTensors(m.GetName(), codes, scales, zeros, quant.StoredGroupSize(cols), null, r));

@@ -8,6 +8,7 @@
 // Two AdamW groups (β = 0.9, 0.95, no weight decay): weights at lr·m(s), scales/zeros/extras at scale-lr·m(s), where m is
 // the warm-up + cosine multiplier (to 10%). With grid = minmax α, z are the min-max of the current W at every step and
 // only W trains. Only the quantized linears (and the objective's extras) train; everything else is frozen meanwhile.
+using Matq.Runtime;
 using System.Diagnostics;
 using Matq.Algorithms.MatQuant;
 using Matq.Kernels.Quantization;
@@ -163,7 +164,7 @@ public static class QatTrainer
                 var linear = selected[name];
                 var w = linear.Weight.detach().to(ScalarType.Float32, codes.device);
                 var deq = Matq.Quantization.TensorAffineQuantizer.Dequantize(codes, scales, zeros, module.GroupSize);
-                double mse = (w - deq).square().mean().item<float>();
+                double mse = (w - deq).Squared().mean().item<float>();
                 int cols = checked((int)codes.shape[1]);
                 var report = new LayerReport(name, checked((int)codes.shape[0]), cols, config.Bits, mse, null, null, seconds / trained.Count);
                 results.Add(QuantizedLinearResult.FromTensors(name, codes, scales, zeros, config.StoredGroupSize(cols), null, report));

@@ -1,6 +1,7 @@
 // Contract: MSE-optimal clipping for affine quantization. For weights [out, in] and a per-channel or grouped spec,
 // returns α, z [out, nGroups] such that every group's ‖w − ŵ‖² is ≤ its min-max value (min-max is the start point
 // and a candidate replaces it only when strictly better). Vectorized over all groups; C# loops only over the grid.
+using Matq.Runtime;
 using Matq.Kernels.Quantization;
 using Matq.Quantization;
 using TorchSharp;
@@ -66,7 +67,7 @@ public static class MseClipSearch
         Tensor a3 = a.unsqueeze(2), z3 = z.unsqueeze(2);
         Tensor q = grouped.div(a3).round().add(z3).clamp(0, qmax);
         Tensor deq = (q - z3).mul(a3);
-        return (grouped - deq).square().sum(dim: 2L);
+        return (grouped - deq).Squared().sum(dim: 2L);
     }
 
     // The min-max formulas of ARCHITECTURE.md on an already zero-inclusive, shrunk range.

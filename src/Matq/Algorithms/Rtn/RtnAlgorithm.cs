@@ -1,5 +1,6 @@
 // Contract: round-to-nearest PTQ. Each selected linear W [out, in] gets α, z [out, nGroups] from min-max or the MSE
 // clip search, then q = clamp(round(W/α) + z, 0, 2^c − 1); no calibration, no weight updates, no module swaps.
+using Matq.Runtime;
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Matq.Quantization;
@@ -96,7 +97,7 @@ public sealed class RtnAlgorithm : QuantizationAlgorithm
                 : TensorAffineQuantizer.ComputeParams(w, spec);
             var q = TensorAffineQuantizer.Quantize(w, a, z, g, spec.Bits);
             var deq = TensorAffineQuantizer.Dequantize(q, a, z, g);
-            double chunkMse = (w - deq).square().mean().to(ScalarType.Float64).item<double>();
+            double chunkMse = (w - deq).Squared().mean().to(ScalarType.Float64).item<double>();
             mse += n == rows ? chunkMse : chunkMse * n / rows;
             q.to(ScalarType.Byte).cpu().contiguous().data<byte>().CopyTo(codes, checked(r0 * cols));
             a.to(ScalarType.Float32).cpu().contiguous().data<float>().CopyTo(scales, r0 * groups);

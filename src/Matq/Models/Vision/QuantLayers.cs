@@ -3,6 +3,7 @@
 // (learnable) or fixed steps (STE with clip mask); an EfQAT row selection restricts the weight gradient (see PartialWeightGrad);
 // or any other weight quantizer (MaQD's standardize + round-clip) through WeightQuantizer. FoldAffine takes in the
 // eval-mode affine map of a following norm as a per-channel output scale and a bias: y = op(x, W_eff)·scale_c + b_c.
+using Matq.Runtime;
 using Matq.Algorithms.EfQat;
 using Matq.Quantization;
 using TorchSharp;
@@ -145,7 +146,7 @@ public abstract class QuantLayer : torch.nn.Module<Tensor, Tensor>, IEfQatLayer
         for (double r = 1.0; r > 0.29; r -= 0.05)
         {
             Tensor step = maxAbs.mul(r / qp).clamp_min(1e-8);
-            Tensor err = LsqFakeQuant.Apply(v, step, bits, signed).sub(v).square().sum(1, keepdim: true);
+            Tensor err = LsqFakeQuant.Apply(v, step, bits, signed).sub(v).Squared().sum(1, keepdim: true);
             Tensor better = err.lt(bestErr);
             best = where(better, step, best);
             bestErr = where(better, err, bestErr);
