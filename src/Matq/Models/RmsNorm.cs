@@ -1,6 +1,7 @@
 // RMSNorm as HF computes it. Llama: normalize in fp32 (x * rsqrt(mean(x^2) + eps)), cast back to the input dtype, then
 // multiply by the weight. Gemma (offset): multiply the fp32 normalized x by (1 + w) in fp32, then cast to the input dtype.
 // Input [..., H] -> output [..., H].
+using Matq.Runtime;
 using TorchSharp.Utils;
 
 namespace Matq.Models;
@@ -38,7 +39,7 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         var inputType = x.dtype;
         var h = x.to(ScalarType.Float32);
-        var variance = h.mul(h).mean(new long[] { -1 }, keepdim: true);
+        var variance = h.Squared().mean(new long[] { -1 }, keepdim: true);
         if (Offset)
             return (h * variance.add(_eps).rsqrt() * weight.to(ScalarType.Float32).add(One)).to(inputType).MoveToOuterDisposeScope();
         var normed = (h * variance.add(_eps).rsqrt()).to(inputType);

@@ -11,6 +11,8 @@ namespace Matq.Runtime;
 
 public static class HeldScalarOps
 {
-    /// <summary>x² elementwise as x·x: the same values as pow(x, 2) (ATen squares by a multiply), no Scalar involved.</summary>
-    public static Tensor Squared(this Tensor x) => x.mul(x);
+    private static readonly Scalar Two = 2.ToScalar();
+
+    /// <summary>x² elementwise: Tensor.square() (pow(x, 2)) with a Scalar that no finalizer can free.</summary>
+    public static Tensor Squared(this Tensor x) => x.pow(Two);
 }
