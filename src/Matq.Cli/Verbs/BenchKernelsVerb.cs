@@ -48,9 +48,10 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb<BenchKernelsSe
         var (copy, triad, read) = MemoryBandwidth(threads, seconds);
         double bw = Math.Max(read, Math.Max(copy, triad));
         Console.MarkupLine(Markup.Escape($"memory bandwidth: copy {copy:F1} GB/s, triad {triad:F1} GB/s (reads + writes over 3×128 MiB arrays), " +
-                                         $"read {read:F1} GB/s (sum over 384 MiB); reference = the largest, {bw:F1} GB/s"));
+                                         $"read {read:F1} GB/s (sum over 384 MiB); reference = the largest, {bw:F1} GB/s; {HugePageArrays.Describe()}"));
 
         var orderings = new List<string>();
+        var pageRatios = new List<string>();
         var table = new Table().AddColumns("weight", "kernel", "weight bytes", "> LLC", "µs/call", "GB/s", "% of bandwidth", "× fp32 (ours)", "× torch.mv");
         foreach (var (rows, cols) in shapes)
         {
@@ -97,6 +98,14 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb<BenchKernelsSe
                 {
                     double isec = Time(() => GemvInt8Simd.Gemv(pm, x, y, path, threads), seconds);
                     rowsOut.Add(($"int{bits} packed, int8 x ({path})", pm.WeightBytes, isec));
+                    if (HugePageArrays.Enabled && path == GemvInt8Simd.BestPath(bits))
+                    {
+                        // the same codes on 4 KiB pages, timed right after: the huge-page gain within this run
+                        var small = pm.OnSmallPages();
+                        double ssec = Time(() => GemvInt8Simd.Gemv(small, x, y, path, threads), seconds);
+                        rowsOut.Add(($"int{bits} packed, int8 x ({path}), 4 KiB pages", small.WeightBytes, ssec));
+                        pageRatios.Add($"{rows}x{cols} int{bits}: huge ÷ 4 KiB pages {ssec / isec:F2}×");
+                    }
                 }
             }
             var auto = bitsList.Select(b => (Bits: b, Row: rowsOut.FirstOrDefault(r => r.Kernel == $"int{b} packed, int8 x ({GemvInt8Simd.BestPath(b)})"))).Where(r => r.Row.Kernel is not null).OrderByDescending(r => r.Bits).ToList();
@@ -115,6 +124,7 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb<BenchKernelsSe
         }
         Console.Write(table);
         foreach (var line in orderings) Console.MarkupLine(Markup.Escape($"int8-activation GEMV (auto paths), µs/call and % of bandwidth: {line}"));
+        if (pageRatios.Count > 0) Console.MarkupLine(Markup.Escape($"int8-activation GEMV speed on huge pages ÷ the same codes on 4 KiB pages: {string.Join("; ", pageRatios)}"));
         Console.MarkupLine(Markup.Escape($"load average after: {BenchStats.LoadAverage()}. GB/s counts the bytes a call must read from the weight " +
                                          "(packed codes + fp16 group scales, + an fp16 zero per group when the zeros differ); the activation vector is not counted (int8 x rows include quantizing it). " +
                                          "> LLC: the weight is larger than the last-level cache, so it streams from memory. Speedups are ratios within this run."));
@@ -143,7 +153,8 @@ public sealed class BenchKernelsVerb(IAnsiConsole console) : Verb<BenchKernelsSe
     internal static (double Copy, double Triad, double Read) MemoryBandwidth(int threads, double seconds)
     {
         const int n = 32 << 20;
-        var a = new float[n]; var b = new float[n]; var c = new float[n];
+        // allocated as the packed weights are (huge pages where Linux allows), so % of this stream compares like with like
+        var a = HugePageArrays.Allocate<float>(n); var b = HugePageArrays.Allocate<float>(n); var c = HugePageArrays.Allocate<float>(n);
         Array.Fill(b, 1f); Array.Fill(c, 2f); Array.Fill(a, 0f);
         int parts = Math.Max(1, Environment.ProcessorCount) * 4, chunk = n / parts;
         var opt = new ParallelOptions { MaxDegreeOfParallelism = threads };

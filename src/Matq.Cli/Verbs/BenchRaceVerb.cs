@@ -115,7 +115,7 @@ public sealed class BenchRaceVerb(IAnsiConsole console) : Verb<BenchRaceSettings
             string omp = System.Environment.GetEnvironmentVariable("OMP_WAIT_POLICY") is { Length: > 0 } p ? p : "unset (libgomp default: spin, then sleep)";
             string header = $"{CpuModel()}, {Environment.ProcessorCount} logical cores, load average {loadBefore}; llama.cpp: {LlamaCppNative.SystemInfo()}, OMP_WAIT_POLICY {omp}; " +
                             $"matq: AVX2 path {Matq.Kernels.Simd.GemvPackedSimd.Avx2Path}, {PackedOptions.Name(acts)} activations, head {(head is null ? "fp32" : $"int{head}")}; " +
-                            $"prompt {prompt} tokens, decode {decode} tokens, median of {repeats} interleaved rounds";
+                            $"prompt {prompt} tokens, decode {decode} tokens, median of {repeats} interleaved rounds; {Matq.Kernels.Packed.HugePageArrays.Describe()}";
             Console.MarkupLine(Markup.Escape(header));
             foreach (var (t, bw) in bandwidth)
                 Console.MarkupLine(Markup.Escape($"memory bandwidth, {t} thread(s): copy {bw.Copy:F1} GB/s, triad {bw.Triad:F1} GB/s, read {bw.Read:F1} GB/s (3×128 MiB arrays)"));

@@ -77,12 +77,12 @@ public sealed class PackedGroupParams
         // T = 2^(⌈log2 max⌉ − 15): max/T in (2^14, 2^15], under fp16's 65504; clamped so 2^112·T stays a normal float
         int e = max > 0 ? Math.Clamp((int)Math.Ceiling(Math.Log2(max)) - 15, -126, 15) : 0;
         float inv = MathF.ScaleB(1f, -e);
-        var s = new Half[scales.Length];
+        var s = HugePageArrays.Allocate<Half>(scales.Length);   // read with the codes, once per token
         for (int i = 0; i < s.Length; i++) s[i] = (Half)MathF.Abs(scales[i] * inv);   // +0, never −0 (the loads skip the sign)
         Half[]? z = null;
         if (!constant)
         {
-            z = new Half[zeros.Length];
+            z = HugePageArrays.Allocate<Half>(zeros.Length);
             for (int i = 0; i < z.Length; i++) z[i] = (Half)zeros[i];
         }
         return new PackedGroupParams(s, z, constant ? zeroCode : 0, MathF.ScaleB(1f, e));

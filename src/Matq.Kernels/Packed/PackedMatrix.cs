@@ -42,14 +42,16 @@ public sealed class PackedMatrix
     public long TileBytes => (long)ChunksPerRow * ChunkBytes;
     /// <summary>Stored columns with padding: ChunksPerRow·32 (the length of prepared activations).</summary>
     public int PaddedCols => ChunksPerRow * PackedTile16.Codes;
-    /// <summary>[RowTiles, ChunksPerRow, ChunkBytes].</summary>
-    public byte[] Data { get; }
+    /// <summary>[RowTiles, ChunksPerRow, ChunkBytes]: a segment of huge-page-backed memory where Linux allows it
+    /// (HugePageArrays.RentBytes; the codes are read once per token).</summary>
+    public ReadOnlySpan<byte> Data => _codes.AsSpan();
+    private readonly ArraySegment<byte> _codes;
     /// <summary>Per-group scales (and zeros, when they differ): fp16, [RowTiles, GroupsPerRow, 16].</summary>
     public PackedGroupParams Params { get; }
     public int[]? Perm { get; }
 
     /// <summary>Bytes a GEMV reads from the weight: packed codes plus group parameters (padding included).</summary>
-    public long WeightBytes => Data.LongLength + Params.Bytes;
+    public long WeightBytes => _codes.Count + Params.Bytes;
 
     /// <summary>Chunks per group (ChunksPerRow for per-channel).</summary>
     public int ChunksPerGroup => GroupSize == Cols ? ChunksPerRow : GroupSize / PackedTile16.Codes;
@@ -68,17 +70,17 @@ public sealed class PackedMatrix
 
     /// <summary>Code of row o at stored column k (the reference decode of the layout).</summary>
     public byte CodeAt(int o, int k) =>
-        Width.CodeAt(Data.AsSpan((int)((o / TileRows) * TileBytes + (long)(k / PackedTile16.Codes) * ChunkBytes), ChunkBytes),
+        Width.CodeAt(Data.Slice((int)((o / TileRows) * TileBytes + (long)(k / PackedTile16.Codes) * ChunkBytes), ChunkBytes),
             o % TileRows, k % PackedTile16.Codes);
 
-    private PackedMatrix(int rows, int cols, int bits, int groupSize, byte[] data, PackedGroupParams groupParams, int[]? perm)
+    private PackedMatrix(int rows, int cols, int bits, int groupSize, ArraySegment<byte> data, PackedGroupParams groupParams, int[]? perm)
     {
         Rows = rows; Cols = cols; Bits = bits; Width = PackedWidths.Get(bits); SliceBits = bits; GroupSize = groupSize;
         GroupsPerRow = (cols + groupSize - 1) / groupSize;
         ChunksPerRow = (cols + PackedTile16.Codes - 1) / PackedTile16.Codes;
         RowTiles = (rows + TileRows - 1) / TileRows;
         ChunkBytes = Width.ChunkBytes;
-        Data = data; Params = groupParams; Perm = perm;
+        _codes = data; Params = groupParams; Perm = perm;
     }
 
     /// <summary>Packs r-bit codes [rows·cols] (row-major) with their per-group scales and biases [rows, groups]
@@ -119,7 +121,7 @@ public sealed class PackedMatrix
             throw new ArgumentException($"scales and biases must hold {rows}×{groups} entries");
         if (perm is not null && perm.Length != cols) throw new ArgumentException($"perm must hold {cols} entries");
         int tiles = (rows + TileRows - 1) / TileRows, cpr = (cols + 31) / 32, cb = width.ChunkBytes;
-        var data = new byte[(long)tiles * cpr * cb];
+        var data = HugePageArrays.RentBytes((long)tiles * cpr * cb);
         PackTiles(codes, rows, cols, width, data, 0, masterBits, sliceBits);
         var ts = new float[(long)tiles * groups * TileRows];
         var tz = zeros is null ? [] : new float[ts.LongLength];
@@ -134,7 +136,7 @@ public sealed class PackedMatrix
     }
 
     // Tiles are independent: packed in parallel (load time of large matrices), each by the reference codec.
-    private static unsafe void PackTiles(ReadOnlySpan<byte> codes, int rows, int cols, PackedWidth width, byte[] data, long dataOffset, int masterBits, int sliceBits)
+    private static unsafe void PackTiles(ReadOnlySpan<byte> codes, int rows, int cols, PackedWidth width, ArraySegment<byte> data, long dataOffset, int masterBits, int sliceBits)
     {
         int tiles = (rows + TileRows - 1) / TileRows, cpr = (cols + 31) / 32, cb = width.ChunkBytes, bits = width.Bits;
         fixed (byte* src = codes)
@@ -155,7 +157,7 @@ public sealed class PackedMatrix
                         if (masterBits > 0) NestedSlice.Slice(src, masterBits, sliceBits, dst);
                         else src.CopyTo(dst);
                     }
-                    PackedTile16.Pack(block, bits, data.AsSpan((int)(dataOffset + ((long)t * cpr + c) * cb), cb));
+                    PackedTile16.Pack(block, bits, data.AsSpan().Slice((int)(dataOffset + ((long)t * cpr + c) * cb), cb));
                 }
                 return block;
             }, _ => { });
@@ -222,7 +224,7 @@ public sealed class PackedMatrix
             throw new MatqException($"group size {g} has no packed GEMV layout: use a multiple of 32 (32, 64, 128) or per-channel.");
         int groups = (cols + g - 1) / g;
         int tiles = (rows + TileRows - 1) / TileRows, cpr = (cols + 31) / 32, cb = width.ChunkBytes;
-        var data = new byte[(long)tiles * cpr * cb];
+        var data = HugePageArrays.RentBytes((long)tiles * cpr * cb);
         var ts = new float[(long)tiles * groups * TileRows];
         var tb = new float[ts.LongLength];
         var block = new float[(long)Math.Min(blockRows, rows) * cols];
@@ -257,12 +259,21 @@ public sealed class PackedMatrix
         return m;
     }
 
+    /// <summary>A copy whose codes sit in a plain managed array (4 KiB pages, no huge-page hint), sharing the group
+    /// parameters: for benchmarks that time the same weight on both page sizes in one run.</summary>
+    public PackedMatrix OnSmallPages()
+    {
+        var m = new PackedMatrix(Rows, Cols, Bits, GroupSize, new ArraySegment<byte>(Data.ToArray()), Params, Perm);
+        m.SliceBits = SliceBits;
+        return m;
+    }
+
     /// <summary>Row <paramref name="o"/> of Ŵ in original column order (scalar; used for embedding lookups from a packed table).</summary>
     public void DequantizeRow(int o, Span<float> dst)
     {
         if ((uint)o >= (uint)Rows) throw new ArgumentOutOfRangeException(nameof(o), o, $"row must be in 0..{Rows - 1}");
         if (dst.Length != Cols) throw new ArgumentException($"dst must hold {Cols} values");
-        var tile = Data.AsSpan((int)(o / TileRows * TileBytes), (int)TileBytes);
+        var tile = Data.Slice((int)(o / TileRows * TileBytes), (int)TileBytes);
         int l = o % TileRows;
         for (int k = 0; k < Cols; k++)
         {

@@ -30,7 +30,7 @@ public sealed class PackedGroupParamsTests
         Assert.Null(w.Params.Zeros);
         // the slice of a constant zero is a constant: z_r = 2^(c−1) / 2^(c−r) = 2^(r−1)
         Assert.Equal(MathF.ScaleB(1f, r - 1), w.Params.ZeroCode);
-        Assert.Equal(w.Data.LongLength + 2L * w.Params.Scales.LongLength, w.WeightBytes);
+        Assert.Equal((long)w.Data.Length + 2L * w.Params.Scales.LongLength, w.WeightBytes);
         var dense = GemvPackedReference.Dequantize(w);
         var sliced = NestedSlice.Slice(master, 8, r);
         for (int i = 0; i < rows * cols; i++)
@@ -57,7 +57,7 @@ public sealed class PackedGroupParamsTests
         var w = PackedMatrix.FromMaster(master, rows, cols, 32, scales, zeros, 8, 4);
         Assert.False(w.Params.Symmetric);
         Assert.NotNull(w.Params.Zeros);
-        Assert.Equal(w.Data.LongLength + 4L * w.Params.Scales.LongLength, w.WeightBytes);
+        Assert.Equal((long)w.Data.Length + 4L * w.Params.Scales.LongLength, w.WeightBytes);
         Assert.Equal(127f / 16, w.Zero(17 / groups, 17 % groups));   // the slice's zero, exact
         var dense = GemvPackedReference.Dequantize(w);
         var sliced = NestedSlice.Slice(master, 8, 4);

@@ -106,7 +106,7 @@ public sealed class PackedMatrixTests
         var w = PackedMatrix.FromCodes(codes, rows, cols, bits, group, scales, biases);
         Assert.Equal((rows + 15) / 16, w.RowTiles);
         Assert.Equal((cols + 31) / 32, w.ChunksPerRow);
-        Assert.Equal((long)w.RowTiles * w.ChunksPerRow * 64 * bits, w.Data.LongLength);
+        Assert.Equal((long)w.RowTiles * w.ChunksPerRow * 64 * bits, (long)w.Data.Length);
         Assert.Equal(w.RowTiles * groups * 16, w.Params.Scales.Length);
         Assert.Equal(w.RowTiles * groups * 16, w.Params.Zeros!.Length);
         for (int o = 0; o < w.RowTiles * 16; o++)

@@ -81,7 +81,7 @@ public sealed class PackedLlamaTests
         Assert.All(linears, l => Assert.Equal(symmetric, l.Packed!.Params.Symmetric));
         if (symmetric) Assert.All(linears, l => Assert.Equal(MathF.ScaleB(1f, bits - 1), l.Packed!.Params.ZeroCode));
         // codes r bits, 2 bytes of scale per 32 weights, and 2 more of offset when asymmetric (padding aside)
-        Assert.All(linears, l => Assert.Equal(l.Packed!.Data.LongLength + (symmetric ? 2L : 4L) * l.Packed.Params.Scales.LongLength, l.Packed.WeightBytes));
+        Assert.All(linears, l => Assert.Equal((long)l.Packed!.Data.Length + (symmetric ? 2L : 4L) * l.Packed.Params.Scales.LongLength, l.Packed.WeightBytes));
         var ids = Ids(20, model.Config.VocabSize, bits + 7);
         AssertClose(TorchLogits(path, bits, ids), new PackedLlamaSession(model, threads: 2).Forward(ids, allLogits: true), Tolerance,
             $"r = {bits}, {(symmetric ? "symmetric" : "asymmetric")}");
