@@ -35,6 +35,8 @@ public static class ArtifactExport
         System.IO.Path.Combine(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(artifactPath))!,
             System.IO.Path.GetFileNameWithoutExtension(artifactPath) + ".tokenizer");
 
+    private const long LargeTensorBytes = 64L << 20;
+
     /// <summary>
     /// Writes <paramref name="path"/>. <paramref name="tokenizerFolder"/> is the folder holding the model's tokenizer
     /// files (usually the HF model folder); null or a folder without tokenizer files writes no tokenizer reference.
@@ -99,6 +101,9 @@ public static class ArtifactExport
                 var (dtype, data) = floats(name, shape);
                 writer.AddFloatRaw(name, dtype, shape, data);
                 floatDtype ??= HfDtypeName(dtype);
+                // an 8B model's embedding and head are 1 GB each in bf16: staged now, collected now, not left to pile up
+                // with the other large arrays until the GC's next full collection (issue 19's host peak)
+                if (data.LongLength >= LargeTensorBytes) { data = null; GC.Collect(); }
                 continue;
             }
             var (_, bytes) = ModelBytes(model, name, storeType, storeDtype);

@@ -1,7 +1,8 @@
 // Contract: where a block-streamed method without a resume checkpoint (rtn) puts its finished linears' codes, so a run
 // holds one linear's codes at a time instead of the model's (1 byte per weight: 7 GB for an 8B model). A hidden temp
 // file beside the artifact (AtomicFile's temp name, so a killed run's file is cleaned by the next write of the same
-// artifact), append-only; each offloaded result reads its bytes back by offset; the file is deleted on dispose.
+// artifact), append-only; each offloaded result reads its bytes back by offset, whole or in pieces (which the artifact
+// writer streams into the file); the file is deleted on dispose.
 using Matq.Formats.IO;
 
 namespace Matq.Quantization.Pipeline;
@@ -58,7 +59,22 @@ public sealed class CodeSpill : IDisposable
             }
         }
         int length = codes.Length;
-        return result.WithOffloadedCodes(() => Read(offset, length));
+        return result.WithOffloadedCodes(() => Read(offset, length), () => Pieces(offset, length));
+    }
+
+    // The codes in pieces of at most 4 MiB through one reused buffer: the artifact writer streams them from here into
+    // the file (no layer-sized array per linear: at the end of an 8B run those arrays piled up as 7 GB of uncollected
+    // large objects before the GC ran, and each was staged once more in the writer's own temp file).
+    private IEnumerable<ReadOnlyMemory<byte>> Pieces(long offset, int length)
+    {
+        var buffer = new byte[Math.Min(length, 4 << 20)];
+        for (int done = 0; done < length;)
+        {
+            int n = RandomAccess.Read(_file.SafeFileHandle, buffer.AsSpan(0, Math.Min(buffer.Length, length - done)), offset + done);
+            if (n <= 0) throw new IOException($"{Path}: the staged codes ended early");
+            done += n;
+            yield return buffer.AsMemory(0, n);
+        }
     }
 
     private byte[] Read(long offset, int length)

@@ -1,6 +1,7 @@
 // RTN with a CodeSpill (what `matq quantize` and `bench scale` give a streamed rtn run): every linear's codes go to the
 // hidden file beside the artifact and are read back bit-identical to a run that keeps them in memory, through the
-// block-streamed model as through the resident one, and into the artifact; the file is gone after dispose.
+// block-streamed model as through the resident one, whole or as the pieces the artifact writer streams, and into the
+// artifact; the file is gone after dispose.
 using Matq.Formats.Artifact;
 using Matq.Loading;
 using Matq.Quantization.Pipeline;
@@ -36,6 +37,9 @@ public class RtnCodeSpillTests
                 Assert.Equal(a.Codes, b.Codes);
                 Assert.Equal(a.Scales, b.Scales);
                 Assert.Equal(a.Zeros, b.Zeros);
+                // the pieces the artifact writer streams are the same bytes, in order
+                Assert.NotNull(b.CodePieces);
+                Assert.Equal(a.Codes, b.CodePieces!().SelectMany(p => p.ToArray()).ToArray());
             }
             // the artifact written from the offloaded results holds the same codes (read back from the spill at write time)
             var spilledPath = Path.Combine(dir, "tiny.matq");
