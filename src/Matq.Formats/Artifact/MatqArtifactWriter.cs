@@ -85,17 +85,8 @@ public sealed class MatqArtifactWriter : IDisposable
         _st.AddStreamed(name, dtype, shape, () => ReadBack(spill, offset, length));
     }
 
-    private static IEnumerable<ReadOnlyMemory<byte>> ReadBack(FileStream spill, long offset, long length)
-    {
-        var buffer = new byte[(int)Math.Min(length, 4 << 20)];
-        for (long done = 0; done < length;)
-        {
-            int n = RandomAccess.Read(spill.SafeFileHandle, buffer.AsSpan(0, (int)Math.Min(buffer.Length, length - done)), offset + done);
-            if (n <= 0) throw new IOException("the staged tensor data ended early");
-            done += n;
-            yield return buffer.AsMemory(0, n);
-        }
-    }
+    private static IEnumerable<ReadOnlyMemory<byte>> ReadBack(FileStream spill, long offset, long length) =>
+        IO.StagedRanges.Pieces(spill.SafeFileHandle, offset, length, "the staged tensor data");
 
     public void Dispose() => _spill?.Dispose();
 

@@ -43,12 +43,7 @@ public static unsafe partial class HugePageArrays
         long bytes = length * sizeof(T);
         if (!Enabled || bytes < MinBytes) return new T[length];
         var array = GC.AllocateUninitializedArray<T>(checked((int)length), pinned: true);
-        fixed (T* p = array)
-        {
-            long start = ((long)p + HugePage - 1) & ~(HugePage - 1), end = ((long)p + bytes) & ~(HugePage - 1);
-            if (end > start && madvise((void*)start, (nuint)(end - start), MadvHugepage) == 0)
-                Interlocked.Add(ref _advisedBytes, end - start);
-        }
+        fixed (T* p = array) AdviseInterior((byte*)p, bytes);
         Array.Clear(array);
         return array;
     }
@@ -87,13 +82,20 @@ public static unsafe partial class HugePageArrays
         var array = GC.AllocateUninitializedArray<byte>(checked((int)(length + HugePage)), pinned: true);
         fixed (byte* p = array)
         {
-            long start = ((long)p + HugePage - 1) & ~(HugePage - 1), end = ((long)p + array.LongLength) & ~(HugePage - 1);
-            if (end > start && madvise((void*)start, (nuint)(end - start), MadvHugepage) == 0)
-                Interlocked.Add(ref _advisedBytes, end - start);
+            long start = AdviseInterior(p, array.LongLength);
             var seg = new ArraySegment<byte>(array, (int)(start - (long)p), (int)length);
             seg.AsSpan().Clear();
             return seg;
         }
+    }
+
+    // MADV_HUGEPAGE on the whole 2 MiB pages inside [p, p + bytes) (counted in AdvisedBytes); returns the first boundary
+    private static long AdviseInterior(byte* p, long bytes)
+    {
+        long start = ((long)p + HugePage - 1) & ~(HugePage - 1), end = ((long)p + bytes) & ~(HugePage - 1);
+        if (end > start && madvise((void*)start, (nuint)(end - start), MadvHugepage) == 0)
+            Interlocked.Add(ref _advisedBytes, end - start);
+        return start;
     }
 
     private static bool Probe()

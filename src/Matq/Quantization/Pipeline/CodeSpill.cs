@@ -62,32 +62,18 @@ public sealed class CodeSpill : IDisposable
         return result.WithOffloadedCodes(() => Read(offset, length), () => Pieces(offset, length));
     }
 
-    // The codes in pieces of at most 4 MiB through one reused buffer: the artifact writer streams them from here into
-    // the file (no layer-sized array per linear: at the end of an 8B run those arrays piled up as 7 GB of uncollected
-    // large objects before the GC ran, and each was staged once more in the writer's own temp file).
-    private IEnumerable<ReadOnlyMemory<byte>> Pieces(long offset, int length)
-    {
-        var buffer = new byte[Math.Min(length, 4 << 20)];
-        for (int done = 0; done < length;)
-        {
-            int n = RandomAccess.Read(_file.SafeFileHandle, buffer.AsSpan(0, Math.Min(buffer.Length, length - done)), offset + done);
-            if (n <= 0) throw new IOException($"{Path}: the staged codes ended early");
-            done += n;
-            yield return buffer.AsMemory(0, n);
-        }
-    }
-
     private byte[] Read(long offset, int length)
     {
         var buffer = new byte[length];
-        for (int done = 0; done < length;)
-        {
-            int n = RandomAccess.Read(_file.SafeFileHandle, buffer.AsSpan(done), offset + done);
-            if (n <= 0) throw new IOException($"{Path}: the staged codes ended early");
-            done += n;
-        }
+        StagedRanges.ReadExactly(_file.SafeFileHandle, buffer, offset, $"{Path}: the staged codes");
         return buffer;
     }
+
+    // The codes in pieces through one reused buffer: the artifact writer streams them from here into the file (no
+    // layer-sized array per linear: at the end of an 8B run those arrays piled up as 7 GB of uncollected large objects
+    // before the GC ran, and each was staged once more in the writer's own temp file).
+    private IEnumerable<ReadOnlyMemory<byte>> Pieces(long offset, int length) =>
+        StagedRanges.Pieces(_file.SafeFileHandle, offset, length, $"{Path}: the staged codes");
 
     public void Dispose() => _file.Dispose();
 }
