@@ -8,6 +8,11 @@
 #                             co-distill 8->2 and 8->4->2, single-precision {2}, extra precision, Mix'n'Match (mean ± sd)
 #   STAGE=lambda BASE=b SETTING="..."               seeds 1,2,3: λ = (1,1,2) and (0.1,0.1,1) for MatQuant {8,4,2}
 # Today's setting is SETTING="all 64 learned"; the chosen one is the search's largest headroom per base.
+# PARALLEL=1 (search: every setting as its own process; rows, lambda): every seed as its own process, all at once on the one GPU (the small model leaves most of an
+#   H100 idle), each writing <name>-s<seed>-run.json; `matq bench matquant-merge` then writes <name>.md as one run would.
+#   SETTINGS="all 64 learned;all 0 learned" runs several settings side by side on the same float model.
+#   LIMIT (seconds, default 0 = none) stops every bench process that is still running when it is reached.
+#   THREADS sets each process's torch CPU threads (default: torch's choice).
 # Writes $OUT/<stage>-*.md (+ -tables.md, -seeds.csv, -curves.csv, plots) and logs. Needs $MATQ (published Matq.Cli), $OUT,
 # MATQ_DATA (the folder that holds sotu/, moby-dick/ and gpt2-tokenizer/: e.g. .carry/data.tar.xz unpacked to /tmp/data → MATQ_DATA=/tmp/data) and MATQ_TORCH_LIB (CUDA PyTorch lib). Budgets: STEPS (200), BATCH (16), CONTEXT (256)
 # for QAT; CALIB_N (64) for Athena/OmniQuant; EPOCHS (2) for OmniQuant; MAX_TOKENS (0 = the whole texts).
@@ -29,7 +34,9 @@ else
   "$MATQ" train lm --preset small --device cuda --seed "${RETRAIN_SEED:-1234}" --out "$model" > "$OUT/train-small.log" 2>&1
   echo "trained $model in $(( $(date +%s) - start )) s"; tail -n 3 "$OUT/train-small.log"
   dev=(--device cuda)
+  [[ -n "${THREADS:-}" ]] && dev+=(--threads "$THREADS")
 fi
+LIMIT=${LIMIT:-0}; t0=$(date +%s)
 budget() {
   case $1 in
     athena) echo "--calib-n $CALIB_N" ;;
@@ -39,8 +46,9 @@ budget() {
 }
 bench() {   # name base layers group grid extra...
   local name=$1 b=$2 layers=$3 group=$4 grid=$5; shift 5
-  local start=$(date +%s)
-  "$MATQ" bench matquant --model "$model" "${dev[@]}" --max-tokens "$MAX_TOKENS" --bases "$b" $(budget "$b") \
+  local start=$(date +%s) cap=()
+  (( LIMIT > 0 )) && cap=(timeout $(( LIMIT - (start - t0) )))
+  "${cap[@]}" "$MATQ" bench matquant --model "$model" "${dev[@]}" --max-tokens "$MAX_TOKENS" --bases "$b" $(budget "$b") \
     --layers "$layers" --group "$group" --grid "$grid" "$@" --work "$work/$name" --out "$OUT/$name.md" > "$OUT/$name.log" 2>&1
   echo "$name: $(( $(date +%s) - start )) s" | tee -a "$OUT/$name.log"
 }
@@ -49,9 +57,31 @@ case $STAGE in
     for b in ${SEARCH_BASES:-qat athena omniquant}; do for layers in ffn all; do for group in 0 128; do
       grids=(learned); [[ $b == qat ]] && grids=(learned minmax)
       for grid in "${grids[@]}"; do
-        bench "search-$b-$layers-g$group-$grid" "$b" "$layers" "$group" "$grid" --seed 1 --independent 8,2 --budgets none --codistill ''
+        if [[ "${PARALLEL:-0}" == 1 ]]; then
+          bench "search-$b-$layers-g$group-$grid" "$b" "$layers" "$group" "$grid" --seed 1 --independent 8,2 --budgets none --codistill '' &
+        else bench "search-$b-$layers-g$group-$grid" "$b" "$layers" "$group" "$grid" --seed 1 --independent 8,2 --budgets none --codistill ''; fi
       done
-    done; done; done ;;
+    done; done; done
+    wait ;;
+  rows|lambda) if [[ "${PARALLEL:-0}" == 1 ]]; then
+    : "${BASE:?set BASE}"
+    IFS=';' read -ra settings <<< "${SETTINGS:-${SETTING:-all 64 learned}}"
+    for setting in "${settings[@]}"; do
+      read -r layers group grid <<< "$setting"
+      name="$STAGE-$BASE-$layers-g$group-$grid"
+      if [[ $STAGE == rows ]]; then args=(--budgets 2.5,3,4,5 --codistill '8->2;8->4,4->2')
+      else args=(--independent 8,4,2 --budgets none --codistill '' --lambdas '1,1,2;0.1,0.1,1'); fi
+      for seed in 1 2 3; do bench "$name-s$seed" "$BASE" "$layers" "$group" "$grid" --seeds "$seed" "${args[@]}" & done
+    done
+    wait
+    for setting in "${settings[@]}"; do
+      read -r layers group grid <<< "$setting"
+      name="$STAGE-$BASE-$layers-g$group-$grid"
+      "$MATQ" bench matquant-merge --runs "$OUT/$name-s1-run.json,$OUT/$name-s2-run.json,$OUT/$name-s3-run.json" --out "$OUT/$name.md" > "$OUT/$name-merge.log" 2>&1 \
+        && echo "merged $name" || { echo "merge of $name failed:"; tail -n 2 "$OUT/$name-merge.log"; }
+    done
+    exit 0
+  fi ;;&
   rows)
     : "${BASE:?set BASE}"; read -r layers group grid <<< "${SETTING:-all 64 learned}"
     bench "rows-$BASE-$layers-g$group-$grid" "$BASE" "$layers" "$group" "$grid" --seeds 1,2,3 --budgets 2.5,3,4,5 --codistill '8->2;8->4,4->2' ;;

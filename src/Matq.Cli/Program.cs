@@ -49,6 +49,7 @@ public static class Program
         bench.Subcommands.Add(new BenchEfQatVerb(console).Build());
         bench.Subcommands.Add(new BenchEfQatLmVerb(console).Build());
         bench.Subcommands.Add(new BenchMatQuantVerb(console).Build());
+        bench.Subcommands.Add(new BenchMatQuantMergeVerb(console).Build());
         root.Subcommands.Add(bench);
         return root;
     }

@@ -49,12 +49,6 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
             command.Options.Add(o);
     }
 
-    // EffBits = stored bits/weight with the escape stream, SparseBits = with sparse overflow lists, PaperBits = r + overflow fraction
-    private sealed record Row(string Base, string Run, int Bits, double EffBits, double Sotu, double Moby, double PaperBits = 0, double SparseBits = 0, int Seed = 0);
-
-    // one Mix'n'Match point of one seed: Target = the uniform width or the budget asked
-    private sealed record CurvePoint(int Seed, string Base, string Strategy, double Target, double Avg, long Bytes, double Sotu, double Moby);
-
     protected override BenchMatQuantSettings Read(ParseResult r) => new(r.GetValue(ModelOption)!, r.GetValue(_bases)!, r.GetValue(GroupOption), r.GetValue(StepsOption),
         r.GetValue(BatchOption), r.GetValue(ContextOption), r.GetValue(_epochs), r.GetValue(_lwcLr), r.GetValue(_lwcBatch), r.GetValue(_let), r.GetValue(_codistill)!,
         r.GetValue(_threads), r.GetValue(_calibN), r.GetValue(_independent)!, r.GetValue(MaxTokensOption), r.GetValue(_budgets)!, r.GetValue(_grid)!,
@@ -72,15 +66,15 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
         var device = TorchRuntime.Configure(o.Device, o.Threads).Device;   // the device before the threads: MATQ_TORCH_LIB loads first
 
         var bench = QuantizeServeBench.Open(modelPath, device, Data, maxTokens);
-        var rows = new List<Row>();
+        var rows = new List<MatQuantRow>();
         var report = new StringBuilder();
         {
             var p = bench.ScoreFloat();
-            rows.Add(new Row("-", "float", 32, 32, p[0], p[1]));
+            rows.Add(new MatQuantRow("-", "float", 32, 32, p[0], p[1]));
             Console.MarkupLine($"float: SOTU-test ppl {p[0]:F3}, Moby-Dick ppl {p[1]:F3}");
         }
         var curves = new List<(string Base, string Strategy, double Avg, long Bytes, double Sotu, double Moby)>();
-        var seedCurves = new List<CurvePoint>();
+        var seedCurves = new List<MatQuantCurvePoint>();
         foreach (var seed in seeds)
         {
         var qatData = bench.QatWindows(steps, batch, context, seed);
@@ -120,7 +114,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
                 {
                     var served = bench.Serve(artifact, bits, run.ServeExtra);
                     double s = served.Perplexity[0], m = served.Perplexity[1];
-                    rows.Add(new Row(b, run.Label, bits, served.EffectiveBits, s, m, served.PaperBits, served.SparseBits, seed));
+                    rows.Add(new MatQuantRow(b, run.Label, bits, served.EffectiveBits, s, m, served.PaperBits, served.SparseBits, seed));
                     Console.MarkupLine(Markup.Escape($"{seedTag}{b} · {run.Label} @ {bits} bits{(served.ExtraPrecision ? $" ({served.ExtraBitsText})" : "")}: SOTU {s:F3}, Moby {m:F3}  [{sw.Elapsed.TotalSeconds:F0} s]"));
                 }
                 if (run.MixSource && mix) mixArtifacts[b] = path;
@@ -142,7 +136,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
                 var plan = new BitPlan(hash, artifact.Metadata.MasterBits, 8, bits, strategy);
                 var (s, m) = bench.Serve(artifact, 8, plan: plan).Perplexity is var p ? (p[0], p[1]) : default;
                 curves.Add((b, strategy, plan.AverageBits(artifact), plan.WeightBytes(artifact), s, m));
-                seedCurves.Add(new CurvePoint(seed, b, strategy, target, plan.AverageBits(artifact), plan.WeightBytes(artifact), s, m));
+                seedCurves.Add(new MatQuantCurvePoint(seed, b, strategy, target, plan.AverageBits(artifact), plan.WeightBytes(artifact), s, m));
                 Console.MarkupLine(Markup.Escape($"{seedTag}{b} · {strategy} avg {plan.AverageBits(artifact):F2} bits: SOTU {s:F3}, Moby {m:F3}"));
             }
             foreach (var r in MatQuantBenchPlan.Sliced) Add("uniform", r, PlanStrategies.Uniform(layers, r));
@@ -157,120 +151,16 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
         var omniBudget = (o.Let ? "LWC + LET: " : "LWC only (no LET): ") + $"{epochs} epochs per block over {o.CalibN} windows × 256 tokens of SOTU train, Adam lr {o.LwcLr}, " +
             $"{o.LwcBatch} window(s) per step, clip init σ(4) = 0.982, bound of γ, β: 1 at one width, 2 for MatQuant (lwc-max auto)";
         if (multi)
-            WriteSeedReport(outPath, rows, seedCurves, seeds, bench.Labels, independent, modelPath, steps, batch, context, group, maxTokens, omniBudget, o.CalibN, selection.Text, grid);
+            MatQuantSeedReport.Write(Console, outPath, new MatQuantSeedRun(MatQuantSeedRun.CurrentVersion,
+                new MatQuantSeedSettings(modelPath, steps, batch, context, group, maxTokens, omniBudget, o.CalibN, selection.Text, grid, independent, [.. bench.Labels]),
+                seeds, rows, seedCurves));
         else
             WriteReport(outPath, rows, curves, independent, modelPath, steps, batch, context, group, maxTokens, omniBudget, o.CalibN, selection.Text, grid);
         Console.MarkupLine($"wrote [bold]{Markup.Escape(Path.ChangeExtension(Path.GetFullPath(outPath), null) + "-tables.md")}[/] (+ plots beside it)");
         return 0;
     }
 
-    // --seeds: mean ± sd per cell, paired Δ vs independent with the verdict, Mix'n'Match with ±1 sd bands, per-seed CSVs
-    private void WriteSeedReport(string path, List<Row> rows, List<CurvePoint> curves, int[] seeds, IReadOnlyList<string> texts, int[] independent,
-        string model, int steps, int batch, int context, int group, int maxTokens, string omniBudget, int calibN, string layers, QatGrid grid)
-    {
-        var stem = Path.ChangeExtension(Path.GetFullPath(path), null);
-        var cells = rows.Where(r => r.Run != "float").Select(r => new SeedCell(r.Base, r.Run, r.Bits, r.Seed, [r.Sotu, r.Moby])).ToList();
-        var sotu = MatQuantSeedStats.Aggregate(cells, 0);
-        var moby = MatQuantSeedStats.Aggregate(cells, 1);
-        var md = new StringBuilder();
-        var f = rows.First(r => r.Run == "float");
-        string seedText = string.Join(",", seeds);
-        md.AppendLine($"Model {model}; group {(group == 0 ? "per-channel" : group.ToString(CultureInfo.InvariantCulture))}; quantized linears: {(layers == "all" ? "all" : layers + " (the rest float)")}. Perplexity: windows 256, stride 128, first {maxTokens} tokens of each text (0 = all).");
-        md.AppendLine($"Seeds {seedText} (quantization seed: calibration sampling, QAT data order and init; the float model is the same for every seed). " +
-            "Cells: mean ± sample sd over seeds. Δ: MatQuant − independent at the same served bits, paired by seed (mean ± sd of the per-seed differences; negative = MatQuant better).");
-        if (rows.Any(r => r.Base == "qat"))
-            md.AppendLine($"QAT: {steps} steps × {batch} windows × {context} tokens per run (AdamW, same budget for every run){(grid == QatGrid.MinMax ? "; frozen min-max grid" : "; learned grid")}.");
-        if (rows.Any(r => r.Base == "athena"))
-            md.AppendLine($"Athena: {calibN} windows × 256 tokens of SOTU train.");
-        if (rows.Any(r => r.Base == "omniquant"))
-            md.AppendLine($"OmniQuant with {omniBudget} (same budget for every run).");
-        md.AppendLine($"Float model: SOTU-test {f.Sotu:F3}, Moby-Dick {f.Moby:F3}.");
-        md.AppendLine();
-        var verdicts = new List<(string Base, string Run, int Bits, MeanSd Ds, MeanSd Dm)>();
-        foreach (var b in rows.Select(r => r.Base).Where(b => b != "-").Distinct())
-        {
-            var runs = rows.Where(r => r.Base == b).Select(r => r.Run).Distinct().Where(r => !r.StartsWith(MatQuantSeedStats.IndependentPrefix, StringComparison.Ordinal)).ToList();
-            var widths = MatQuantBenchPlan.Sliced.Union(independent).Distinct().OrderByDescending(x => x).ToList();
-            string Cell(string run, int bits)
-            {
-                if (!sotu.TryGetValue((b, run, bits), out var s)) return "–";
-                var served = rows.Where(r => r.Base == b && r.Run == run && r.Bits == bits).ToList();
-                return $"{s.Text()} / {moby[(b, run, bits)].Text()}" + (served.Any(r => r.EffBits > r.Bits + 1e-9)
-                    ? $" (paper {served.Average(r => r.PaperBits):F3} b; stored {served.Average(r => r.EffBits):F3} escape / {served.Average(r => r.SparseBits):F3} sparse b)" : "");
-            }
-            md.AppendLine($"### Base: {b} — perplexity (SOTU-test / Moby-Dick), mean ± sd over seeds {seedText}");
-            md.AppendLine();
-            md.AppendLine("| bits | independent | " + string.Join(" | ", runs) + " |");
-            md.AppendLine("|---|---|" + string.Concat(runs.Select(_ => "---|")));
-            foreach (var bits in widths)
-                md.AppendLine($"| {bits} | {Cell(MatQuantSeedStats.IndependentPrefix + bits, bits)} | " + string.Join(" | ", runs.Select(run => Cell(run, bits))) + " |");
-            md.AppendLine();
-            md.AppendLine($"Δ vs independent ({b}; SOTU-test / Moby-Dick; paired by seed; ✓ better by > 2 sd, ✗ worse by > 2 sd, · within noise):");
-            md.AppendLine();
-            md.AppendLine("| bits | " + string.Join(" | ", runs) + " |");
-            md.AppendLine("|---|" + string.Concat(runs.Select(_ => "---|")));
-            foreach (var bits in widths.Where(w => independent.Contains(w)))
-            {
-                var line = new List<string>();
-                foreach (var run in runs)
-                {
-                    var ds = MatQuantSeedStats.PairedDelta(cells, b, run, bits, 0);
-                    var dm = MatQuantSeedStats.PairedDelta(cells, b, run, bits, 1);
-                    if (ds is null || dm is null) { line.Add("–"); continue; }
-                    verdicts.Add((b, run, bits, ds.Value, dm.Value));
-                    line.Add($"{ds.Value.SignedText()} {Mark(ds.Value)} / {dm.Value.SignedText()} {Mark(dm.Value)}");
-                }
-                md.AppendLine($"| {bits} | " + string.Join(" | ", line) + " |");
-            }
-            md.AppendLine();
-            var c = curves.Where(x => x.Base == b).ToList();
-            if (c.Count == 0) continue;
-            var points = c.GroupBy(x => (x.Strategy, x.Target)).Select(g => (g.Key.Strategy, g.Key.Target, Avg: g.Average(x => x.Avg), Bytes: g.Average(x => (double)x.Bytes),
-                Sotu: MeanSd.Of(g.Select(x => x.Sotu).ToArray()), Moby: MeanSd.Of(g.Select(x => x.Moby).ToArray()))).OrderBy(x => x.Strategy).ThenBy(x => x.Avg).ToList();
-            var plotPath = MatQuantBenchPlan.PlotPath(path, b);
-            MatQuantBenchPlan.SavePlot(plotPath, points, $"Mix'n'Match ({b} MatQuant artifact, seeds {seedText}): SOTU-test ppl vs average bits");
-            md.AppendLine($"Mix'n'Match on the {b} MatQuant {{8,4,2}} artifact of each seed (levels 2,4,8 for pyramid/budget; uniform at each width); mean ± sd over seeds:");
-            md.AppendLine();
-            md.AppendLine("| strategy | target | avg bits (mean) | weight bytes (mean) | SOTU-test | Moby-Dick |");
-            md.AppendLine("|---|---|---|---|---|---|");
-            foreach (var x in points)
-                md.AppendLine($"| {x.Strategy} | {x.Target:0.##} | {x.Avg:F3} | {x.Bytes:N0} | {x.Sotu.Text()} | {x.Moby.Text()} |");
-            md.AppendLine();
-            md.AppendLine($"![Mix'n'Match, {b} base, mean ± 1 sd]({Path.GetFileName(plotPath)})");
-            md.AppendLine();
-        }
-        md.AppendLine("### Verdict (generated from the paired Δ)");
-        md.AppendLine();
-        md.AppendLine("Rule: MatQuant is better where −mean(Δ) > 2 sd(Δ), worse where mean(Δ) > 2 sd(Δ), else within noise; per base, run and served bits, on each text.");
-        md.AppendLine();
-        md.AppendLine("| base | run | bits | Δ SOTU-test | verdict | Δ Moby-Dick | verdict |");
-        md.AppendLine("|---|---|---|---|---|---|---|");
-        foreach (var v in verdicts)
-            md.AppendLine($"| {v.Base} | {v.Run} | {v.Bits} | {v.Ds.SignedText()} | {MatQuantSeedStats.VerdictText(MatQuantSeedStats.Verdict(v.Ds))} | {v.Dm.SignedText()} | {MatQuantSeedStats.VerdictText(MatQuantSeedStats.Verdict(v.Dm))} |");
-        md.AppendLine();
-        foreach (var g in verdicts.GroupBy(v => v.Base))
-        {
-            string Count(Func<(string Base, string Run, int Bits, MeanSd Ds, MeanSd Dm), MeanSd> pick) =>
-                string.Join(", ", Enum.GetValues<SeedVerdict>().Where(k => k != SeedVerdict.OneSeed)
-                    .Select(k => $"{g.Count(v => MatQuantSeedStats.Verdict(pick(v)) == k)} {MatQuantSeedStats.VerdictText(k)}"));
-            var head = g.Where(v => v.Run.StartsWith("MatQuant {8,4,2}", StringComparison.Ordinal) && !v.Run.Contains('+')).Take(independent.Length).ToList();
-            md.AppendLine($"- **{g.Key}**: SOTU-test {Count(v => v.Ds)}; Moby-Dick {Count(v => v.Dm)} (of {g.Count()} cells). Headline {head.FirstOrDefault().Run}: " +
-                string.Join("; ", head.Select(v => $"int{v.Bits} {v.Ds.SignedText()} ({MatQuantSeedStats.VerdictText(MatQuantSeedStats.Verdict(v.Ds))}) / {v.Dm.SignedText()} ({MatQuantSeedStats.VerdictText(MatQuantSeedStats.Verdict(v.Dm))})")) + ".");
-        }
-        md.AppendLine();
-        md.AppendLine($"Per-seed values: {Path.GetFileName(stem)}-seeds.csv (cells), {Path.GetFileName(stem)}-curves.csv (Mix'n'Match).");
-        Matq.Formats.IO.AtomicFile.WriteAllText(stem + "-seeds.csv", MatQuantSeedStats.Csv(cells, texts));
-        var cc = new StringBuilder("base,strategy,target,seed,avg_bits,weight_bytes," + string.Join(",", texts) + "\n");
-        foreach (var x in curves)
-            cc.AppendLine(string.Create(CultureInfo.InvariantCulture, $"{x.Base},{x.Strategy},{x.Target:R},{x.Seed},{x.Avg:R},{x.Bytes},{x.Sotu:R},{x.Moby:R}"));
-        Matq.Formats.IO.AtomicFile.WriteAllText(stem + "-curves.csv", cc.ToString());
-        Matq.Formats.IO.AtomicFile.WriteAllText(stem + "-tables.md", md.ToString());
-        Console.WriteLine(md.ToString());
-
-        static string Mark(MeanSd d) => MatQuantSeedStats.Verdict(d) switch { SeedVerdict.Better => "✓", SeedVerdict.Worse => "✗", _ => "·" };
-    }
-
-    private void WriteReport(string path, List<Row> rows, List<(string Base, string Strategy, double Avg, long Bytes, double Sotu, double Moby)> curves,
+    private void WriteReport(string path, List<MatQuantRow> rows, List<(string Base, string Strategy, double Avg, long Bytes, double Sotu, double Moby)> curves,
         int[] independent, string model, int steps, int batch, int context, int group, int maxTokens, string omniBudget, int calibN, string layers, QatGrid grid)
     {
         var md = new StringBuilder();
@@ -296,7 +186,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
             md.AppendLine("|---|---|" + string.Concat(runs.Select(_ => "---|")));
             foreach (var bits in MatQuantBenchPlan.Sliced.Union(independent).Distinct().OrderByDescending(x => x))
             {
-                string Cell(Row? r) => r is null ? "–" : $"{r.Sotu:F3} / {r.Moby:F3}"
+                string Cell(MatQuantRow? r) => r is null ? "–" : $"{r.Sotu:F3} / {r.Moby:F3}"
                     + (r.EffBits > r.Bits + 1e-9 ? $" (paper {r.PaperBits:F3} b; stored {r.EffBits:F3} escape / {r.SparseBits:F3} sparse b)" : "");
                 var ind = rows.FirstOrDefault(r => r.Base == b && r.Run == $"independent int{bits}");
                 md.AppendLine($"| {bits} | {Cell(ind)} | " + string.Join(" | ", runs.Select(run => Cell(rows.FirstOrDefault(r => r.Base == b && r.Run == run && r.Bits == bits)))) + " |");

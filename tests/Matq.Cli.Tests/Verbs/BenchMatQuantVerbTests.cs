@@ -205,6 +205,100 @@ public sealed class BenchMatQuantVerbTests : IDisposable
         Assert.True(new FileInfo(Path.Combine(_dir, "seeds-qat-mixnmatch.png")).Length > 1000);
     }
 
+    [Fact]
+    public void Seeds_run_in_separate_processes_merge_into_the_report_of_one_run_of_all_seeds()
+    {
+        var data = FakeData();
+        string[] Args(string seeds, string name) => ["matquant", "--model", QuantizeVerbHarness.TinyModel(), "--device", "cpu", "--bases", "qat", "--independent", "8,2",
+            "--steps", "2", "--batch", "1", "--context", "16", "--calib-n", "2", "--max-tokens", "300", "--budgets", "3", "--codistill", "none", "--seeds", seeds,
+            "--group", "64", "--threads", "1", "--out", Path.Combine(_dir, name + ".md"), "--work", Path.Combine(_dir, "work-" + name)];
+        foreach (var (seeds, name) in new[] { ("1,2", "both"), ("1", "one"), ("2", "two") })
+        {
+            var (c, o) = Run(data, Args(seeds, name));
+            Assert.True(c == 0, o);
+        }
+        var runs = $"{Path.Combine(_dir, "one-run.json")},{Path.Combine(_dir, "two-run.json")}";
+        var (code, output) = RunMerge(["matquant-merge", "--runs", runs, "--out", Path.Combine(_dir, "merged.md")]);
+        Assert.True(code == 0, output);
+        Assert.Contains("merged seeds 1,2 from 2 run files", output);
+        // CPU runs are deterministic per seed: the merged values and tables are the one run's, line for line
+        Assert.Equal(File.ReadAllLines(Path.Combine(_dir, "both-seeds.csv")).Order(), File.ReadAllLines(Path.Combine(_dir, "merged-seeds.csv")).Order());
+        Assert.Equal(File.ReadAllLines(Path.Combine(_dir, "both-curves.csv")).Order(), File.ReadAllLines(Path.Combine(_dir, "merged-curves.csv")).Order());
+        static string Tables(string path) => File.ReadAllText(path).Replace("both-", "X-").Replace("merged-", "X-");
+        Assert.Equal(Tables(Path.Combine(_dir, "both-tables.md")), Tables(Path.Combine(_dir, "merged-tables.md")));
+        Assert.True(new FileInfo(Path.Combine(_dir, "merged-qat-mixnmatch.png")).Length > 1000);
+
+        // merging a seed twice, or the merged file with a part of it, is refused with one line and writes nothing
+        var (dup, dupOut) = RunMerge(["matquant-merge", "--runs", $"{Path.Combine(_dir, "both-run.json")},{Path.Combine(_dir, "two-run.json")}", "--out", Path.Combine(_dir, "dup.md")]);
+        Assert.NotEqual(0, dup);
+        Assert.Contains("seed 2 is in both", dupOut);
+        Assert.False(File.Exists(Path.Combine(_dir, "dup-tables.md")));
+    }
+
+    private static MatQuantSeedRun FakeRun(int seed, double floatSotu = 5.0, int steps = 2, string layers = "all") =>
+        new(MatQuantSeedRun.CurrentVersion, new MatQuantSeedSettings("m", steps, 1, 16, 64, 300, "omni", 2, layers, Matq.Algorithms.MatQuant.QatGrid.Learned, [8, 2], ["SOTU test", "Moby-Dick"]),
+            [seed], [new("-", "float", 32, 32, floatSotu, 14.0), new("qat", "independent int2", 2, 2, 5.5 + seed, 15, Seed: seed)],
+            [new(seed, "qat", "uniform", 2, 2, 100, 5.6, 15.1)]);
+
+    [Theory]
+    [InlineData("steps", "other settings than 'a' (--steps: 2 vs 3)")]
+    [InlineData("layers", "other settings than 'a' (--layers: all vs ffn)")]
+    [InlineData("float", "another float model than 'a' (float SOTU-test 5.1000 vs 5.0000)")]
+    [InlineData("seed", "seed 1 is in both 'a' and 'b'")]
+    public void Merge_refuses_runs_of_different_experiments_with_one_line(string what, string expected)
+    {
+        var b = what switch
+        {
+            "steps" => FakeRun(2, steps: 3),
+            "layers" => FakeRun(2, layers: "ffn"),
+            "float" => FakeRun(2, floatSotu: 5.1),
+            _ => FakeRun(1),
+        };
+        var e = Assert.Throws<MatqException>(() => MatQuantSeedRun.Merge([FakeRun(1), b], ["a", "b"]));
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void Run_file_round_trips_and_a_wrong_file_is_one_line()
+    {
+        var path = Path.Combine(_dir, "r-run.json");
+        File.WriteAllText(path, FakeRun(3).ToJson());
+        var back = MatQuantSeedRun.Read(path);
+        Assert.Equal([3], back.Seeds);
+        Assert.Equal(FakeRun(3).Rows, back.Rows);
+        Assert.Equal(FakeRun(3).Curves, back.Curves);
+        Assert.Null(FakeRun(3).Settings.FirstDifference(back.Settings));
+        var bad = Path.Combine(_dir, "bad-run.json");
+        File.WriteAllText(bad, "{\"Version\": 1");
+        var (code, output) = RunMerge(["matquant-merge", "--runs", $"{path},{bad}", "--out", Path.Combine(_dir, "m.md")]);
+        Assert.NotEqual(0, code);
+        Assert.Contains("is not a bench matquant run file", output);
+        var (code2, output2) = RunMerge(["matquant-merge", "--runs", path, "--out", Path.Combine(_dir, "m.md")]);
+        Assert.NotEqual(0, code2);
+        Assert.Contains("fewer than two files", output2);
+        var (code3, output3) = RunMerge(["matquant-merge", "--runs", $"{path},{Path.Combine(_dir, "missing-run.json")}", "--out", Path.Combine(_dir, "m.md")]);
+        Assert.NotEqual(0, code3);
+        Assert.Contains("missing-run.json' does not exist", output3);
+        var (code4, output4) = RunMerge(["matquant-merge", "--runs", $"{path},{bad}", "--out", Path.Combine(_dir, "r.md")]);
+        Assert.NotEqual(0, code4);
+        Assert.Contains("would overwrite the input", output4);
+        Assert.False(File.Exists(Path.Combine(_dir, "m-tables.md")));
+    }
+
+    private static (int Code, string Output) RunMerge(string[] args)
+    {
+        var writer = new StringWriter();
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(writer), Ansi = AnsiSupport.No, ColorSystem = ColorSystemSupport.NoColors, Interactive = InteractionSupport.No,
+        });
+        console.Profile.Width = 400;
+        var root = new RootCommand("test");
+        root.Subcommands.Add(new BenchMatQuantMergeVerb(console).Build());
+        int code = CliHost.Run(root, args, console);
+        return (code, writer.ToString());
+    }
+
     private DataStore FakeData()
     {
         var cache = new DataCache(Path.Combine(_dir, "data"));
