@@ -77,8 +77,10 @@ case $STAGE in
     for setting in "${settings[@]}"; do
       read -r layers group grid <<< "$setting"
       name="$STAGE-$BASE-$layers-g$group-$grid"
-      "$MATQ" bench matquant-merge --runs "$OUT/$name-s1-run.json,$OUT/$name-s2-run.json,$OUT/$name-s3-run.json" --out "$OUT/$name.md" > "$OUT/$name-merge.log" 2>&1 \
-        && echo "merged $name" || { echo "merge of $name failed:"; tail -n 2 "$OUT/$name-merge.log"; }
+      # a process stopped by LIMIT leaves its finished rows in its run file (none if stopped in its first run)
+      files=$(ls "$OUT/$name"-s[123]-run.json 2>/dev/null | paste -sd, -)
+      "$MATQ" bench matquant-merge --runs "$files" --out "$OUT/$name.md" > "$OUT/$name-merge.log" 2>&1 \
+        && echo "merged $name ($files)" || { echo "merge of $name failed:"; tail -n 2 "$OUT/$name-merge.log"; }
     done
     exit 0
   fi ;;&

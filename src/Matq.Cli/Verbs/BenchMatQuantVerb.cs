@@ -75,6 +75,16 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
         }
         var curves = new List<(string Base, string Strategy, double Avg, long Bytes, double Sotu, double Moby)>();
         var seedCurves = new List<MatQuantCurvePoint>();
+        var omniBudget = (o.Let ? "LWC + LET: " : "LWC only (no LET): ") + $"{epochs} epochs per block over {o.CalibN} windows × 256 tokens of SOTU train, Adam lr {o.LwcLr}, " +
+            $"{o.LwcBatch} window(s) per step, clip init σ(4) = 0.982, bound of γ, β: 1 at one width, 2 for MatQuant (lwc-max auto)";
+        var settings = new MatQuantSeedSettings(modelPath, steps, batch, context, group, maxTokens, omniBudget, o.CalibN, selection.Text, grid, independent, [.. bench.Labels]);
+        // --seeds: the run file after every run, so a process stopped by a time limit leaves every row it finished
+        void Progress(int seed)
+        {
+            if (multi)
+                MatQuantSeedReport.SaveProgress(outPath, new MatQuantSeedRun(MatQuantSeedRun.CurrentVersion, settings,
+                    seeds.TakeWhile(x => x != seed).Append(seed).ToArray(), rows, seedCurves, [seed]));
+        }
         foreach (var seed in seeds)
         {
         var qatData = bench.QatWindows(steps, batch, context, seed);
@@ -118,6 +128,7 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
                     Console.MarkupLine(Markup.Escape($"{seedTag}{b} · {run.Label} @ {bits} bits{(served.ExtraPrecision ? $" ({served.ExtraBitsText})" : "")}: SOTU {s:F3}, Moby {m:F3}  [{sw.Elapsed.TotalSeconds:F0} s]"));
                 }
                 if (run.MixSource && mix) mixArtifacts[b] = path;
+                Progress(seed);
             }
         }
 
@@ -146,14 +157,11 @@ public sealed class BenchMatQuantVerb(IAnsiConsole console, Func<DataStore>? dat
                 Add("budget", budget, PlanStrategies.Budget(layers, budget, levels, (l, bits) => sens[(l, bits)]));
             }
             if (!multi) MatQuantBenchPlan.SavePlot(MatQuantBenchPlan.PlotPath(outPath, b), curves.Where(c => c.Base == b).ToList(), b);
+            Progress(seed);
         }
         }
-        var omniBudget = (o.Let ? "LWC + LET: " : "LWC only (no LET): ") + $"{epochs} epochs per block over {o.CalibN} windows × 256 tokens of SOTU train, Adam lr {o.LwcLr}, " +
-            $"{o.LwcBatch} window(s) per step, clip init σ(4) = 0.982, bound of γ, β: 1 at one width, 2 for MatQuant (lwc-max auto)";
         if (multi)
-            MatQuantSeedReport.Write(Console, outPath, new MatQuantSeedRun(MatQuantSeedRun.CurrentVersion,
-                new MatQuantSeedSettings(modelPath, steps, batch, context, group, maxTokens, omniBudget, o.CalibN, selection.Text, grid, independent, [.. bench.Labels]),
-                seeds, rows, seedCurves));
+            MatQuantSeedReport.Write(Console, outPath, new MatQuantSeedRun(MatQuantSeedRun.CurrentVersion, settings, seeds, rows, seedCurves));
         else
             WriteReport(outPath, rows, curves, independent, modelPath, steps, batch, context, group, maxTokens, omniBudget, o.CalibN, selection.Text, grid);
         Console.MarkupLine($"wrote [bold]{Markup.Escape(Path.ChangeExtension(Path.GetFullPath(outPath), null) + "-tables.md")}[/] (+ plots beside it)");

@@ -43,7 +43,9 @@ public sealed record MatQuantSeedSettings(string Model, int Steps, int Batch, in
 }
 
 /// <summary>Everything a seeded `bench matquant` measured: the float row, every served row and every Mix'n'Match point.</summary>
-public sealed record MatQuantSeedRun(int Version, MatQuantSeedSettings Settings, int[] Seeds, List<MatQuantRow> Rows, List<MatQuantCurvePoint> Curves)
+/// <remarks><see cref="Incomplete"/> names the seeds whose rows stop short: a seeded run rewrites its run file after every
+/// run with its seed in progress listed there, so a process stopped by a time limit still leaves every finished row.</remarks>
+public sealed record MatQuantSeedRun(int Version, MatQuantSeedSettings Settings, int[] Seeds, List<MatQuantRow> Rows, List<MatQuantCurvePoint> Curves, int[]? Incomplete = null)
 {
     public const int CurrentVersion = 1;
 
@@ -96,7 +98,9 @@ public sealed record MatQuantSeedRun(int Version, MatQuantSeedSettings Settings,
         }
         var rows = new List<MatQuantRow> { first.Float };
         rows.AddRange(runs.SelectMany(r => r.Rows.Where(x => x.Run != "float")));
-        return new MatQuantSeedRun(CurrentVersion, first.Settings, runs.SelectMany(r => r.Seeds).Order().ToArray(), rows, runs.SelectMany(r => r.Curves).ToList());
+        var incomplete = runs.SelectMany(r => r.Incomplete ?? []).Order().ToArray();
+        return new MatQuantSeedRun(CurrentVersion, first.Settings, runs.SelectMany(r => r.Seeds).Order().ToArray(), rows, runs.SelectMany(r => r.Curves).ToList(),
+            incomplete.Length > 0 ? incomplete : null);
 
         // the float model is scored the same way by every process: equal up to the last bits of a sum's order
         static bool SameValue(double a, double b) => Math.Abs(a - b) <= 1e-9 * Math.Max(1, Math.Abs(a));
@@ -107,6 +111,12 @@ public sealed record MatQuantSeedRun(int Version, MatQuantSeedSettings Settings,
 /// per-seed CSVs and the run file.</summary>
 public static class MatQuantSeedReport
 {
+    /// <summary>Path of the run file beside the report <paramref name="path"/>.</summary>
+    public static string RunFile(string path) => Path.ChangeExtension(Path.GetFullPath(path), null) + "-run.json";
+
+    /// <summary>Rewrites the run file only (atomically): what a run has measured so far, its seed in progress marked incomplete.</summary>
+    public static void SaveProgress(string path, MatQuantSeedRun run) => Matq.Formats.IO.AtomicFile.WriteAllText(RunFile(path), run.ToJson());
+
     public static void Write(IAnsiConsole console, string path, MatQuantSeedRun run)
     {
         var (rows, curves, seeds, st) = (run.Rows, run.Curves, run.Seeds, run.Settings);
@@ -128,6 +138,8 @@ public static class MatQuantSeedReport
         if (rows.Any(r => r.Base == "omniquant"))
             md.AppendLine($"OmniQuant with {st.OmniBudget} (same budget for every run).");
         md.AppendLine($"Float model: SOTU-test {f.Sotu:F3}, Moby-Dick {f.Moby:F3}.");
+        if (run.Incomplete is { Length: > 0 } stopped)
+            md.AppendLine($"**Incomplete:** seed(s) {string.Join(",", stopped)} stopped before their last rows (a run file written on the way); a cell over fewer seeds says n.");
         md.AppendLine();
         var verdicts = new List<(string Base, string Run, int Bits, MeanSd Ds, MeanSd Dm)>();
         foreach (var b in rows.Select(r => r.Base).Where(b => b != "-").Distinct())
@@ -138,7 +150,7 @@ public static class MatQuantSeedReport
             {
                 if (!sotu.TryGetValue((b, runName, bits), out var s)) return "–";
                 var served = rows.Where(r => r.Base == b && r.Run == runName && r.Bits == bits).ToList();
-                return $"{s.Text()} / {moby[(b, runName, bits)].Text()}" + (served.Any(r => r.EffBits > r.Bits + 1e-9)
+                return $"{s.Text()} / {moby[(b, runName, bits)].Text()}" + Short(s.N) + (served.Any(r => r.EffBits > r.Bits + 1e-9)
                     ? $" (paper {served.Average(r => r.PaperBits):F3} b; stored {served.Average(r => r.EffBits):F3} escape / {served.Average(r => r.SparseBits):F3} sparse b)" : "");
             }
             md.AppendLine($"### Base: {b} — perplexity (SOTU-test / Moby-Dick), mean ± sd over seeds {seedText}");
@@ -161,7 +173,7 @@ public static class MatQuantSeedReport
                     var dm = MatQuantSeedStats.PairedDelta(cells, b, r, bits, 1);
                     if (ds is null || dm is null) { line.Add("–"); continue; }
                     verdicts.Add((b, r, bits, ds.Value, dm.Value));
-                    line.Add($"{ds.Value.SignedText()} {Mark(ds.Value)} / {dm.Value.SignedText()} {Mark(dm.Value)}");
+                    line.Add($"{ds.Value.SignedText()} {Mark(ds.Value)} / {dm.Value.SignedText()} {Mark(dm.Value)}{Short(ds.Value.N)}");
                 }
                 md.AppendLine($"| {bits} | " + string.Join(" | ", line) + " |");
             }
@@ -207,10 +219,11 @@ public static class MatQuantSeedReport
         foreach (var x in curves)
             cc.AppendLine(string.Create(CultureInfo.InvariantCulture, $"{x.Base},{x.Strategy},{x.Target:R},{x.Seed},{x.Avg:R},{x.Bytes},{x.Sotu:R},{x.Moby:R}"));
         Matq.Formats.IO.AtomicFile.WriteAllText(stem + "-curves.csv", cc.ToString());
-        Matq.Formats.IO.AtomicFile.WriteAllText(stem + "-run.json", run.ToJson());
+        Matq.Formats.IO.AtomicFile.WriteAllText(RunFile(path), run.ToJson());
         Matq.Formats.IO.AtomicFile.WriteAllText(stem + "-tables.md", md.ToString());
         console.WriteLine(md.ToString());
 
+        string Short(int n) => n < seeds.Length ? $" (n={n})" : "";
         static string Mark(MeanSd d) => MatQuantSeedStats.Verdict(d) switch { SeedVerdict.Better => "✓", SeedVerdict.Worse => "✗", _ => "·" };
     }
 }

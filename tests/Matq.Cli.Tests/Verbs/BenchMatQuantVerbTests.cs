@@ -221,6 +221,7 @@ public sealed class BenchMatQuantVerbTests : IDisposable
         var (code, output) = RunMerge(["matquant-merge", "--runs", runs, "--out", Path.Combine(_dir, "merged.md")]);
         Assert.True(code == 0, output);
         Assert.Contains("merged seeds 1,2 from 2 run files", output);
+        Assert.Null(MatQuantSeedRun.Read(Path.Combine(_dir, "one-run.json")).Incomplete);   // rewritten after every run, complete at the end
         // CPU runs are deterministic per seed: the merged values and tables are the one run's, line for line
         Assert.Equal(File.ReadAllLines(Path.Combine(_dir, "both-seeds.csv")).Order(), File.ReadAllLines(Path.Combine(_dir, "merged-seeds.csv")).Order());
         Assert.Equal(File.ReadAllLines(Path.Combine(_dir, "both-curves.csv")).Order(), File.ReadAllLines(Path.Combine(_dir, "merged-curves.csv")).Order());
@@ -256,6 +257,21 @@ public sealed class BenchMatQuantVerbTests : IDisposable
         };
         var e = Assert.Throws<MatqException>(() => MatQuantSeedRun.Merge([FakeRun(1), b], ["a", "b"]));
         Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void A_stopped_seed_merges_with_its_finished_rows_and_the_report_says_so()
+    {
+        var stopped = FakeRun(2) with { Incomplete = [2], Rows = [.. FakeRun(2).Rows.Take(1)] };   // the float row only: stopped before its first run
+        var merged = MatQuantSeedRun.Merge([FakeRun(1), stopped, FakeRun(3)], ["a", "b", "c"]);
+        Assert.Equal([1, 2, 3], merged.Seeds);
+        Assert.Equal([2], merged.Incomplete!);
+        var path = Path.Combine(_dir, "partial.md");
+        MatQuantSeedReport.Write(AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(new StringWriter()) }), path, merged);
+        var tables = File.ReadAllText(Path.Combine(_dir, "partial-tables.md"));
+        Assert.Contains("**Incomplete:** seed(s) 2 stopped before their last rows", tables);
+        Assert.Contains("(n=2)", tables);
+        Assert.Equal([2], MatQuantSeedRun.Read(MatQuantSeedReport.RunFile(path)).Incomplete!);
     }
 
     [Fact]
