@@ -13,6 +13,7 @@
 #   SETTINGS="all 64 learned;all 0 learned" runs several settings side by side on the same float model.
 #   LIMIT (seconds, default 0 = none) stops every bench process that is still running when it is reached.
 #   THREADS sets each process's torch CPU threads (default: torch's choice).
+# SMALL_MODEL=DIR: train into DIR once and reuse it (e.g. two stages side by side on one float model).
 # Writes $OUT/<stage>-*.md (+ -tables.md, -seeds.csv, -curves.csv, plots) and logs. Needs $MATQ (published Matq.Cli), $OUT,
 # MATQ_DATA (the folder that holds sotu/, moby-dick/ and gpt2-tokenizer/: e.g. .carry/data.tar.xz unpacked to /tmp/data → MATQ_DATA=/tmp/data) and MATQ_TORCH_LIB (CUDA PyTorch lib). Budgets: STEPS (200), BATCH (16), CONTEXT (256)
 # for QAT; CALIB_N (64) for Athena/OmniQuant; EPOCHS (2) for OmniQuant; MAX_TOKENS (0 = the whole texts).
@@ -29,10 +30,13 @@ STEPS=${STEPS:-200}; BATCH=${BATCH:-16}; CONTEXT=${CONTEXT:-256}; CALIB_N=${CALI
 if [[ "${QUICK:-0}" == 1 ]]; then
   model=models/tiny; dev=(--device cpu --threads 1); STEPS=2; BATCH=1; CONTEXT=16; CALIB_N=4; EPOCHS=1; MAX_TOKENS=1000
 else
-  model="$work/small"
-  start=$(date +%s)
-  "$MATQ" train lm --preset small --device cuda --seed "${RETRAIN_SEED:-1234}" --out "$model" > "$OUT/train-small.log" 2>&1
-  echo "trained $model in $(( $(date +%s) - start )) s"; tail -n 3 "$OUT/train-small.log"
+  model="${SMALL_MODEL:-$work/small}"   # SMALL_MODEL: a small model trained before (several stages on one float model)
+  if [[ -f "$model/config.json" ]]; then echo "float model: $model (trained before)"
+  else
+    start=$(date +%s)
+    "$MATQ" train lm --preset small --device cuda --seed "${RETRAIN_SEED:-1234}" --out "$model" > "$OUT/train-small.log" 2>&1
+    echo "trained $model in $(( $(date +%s) - start )) s"; tail -n 3 "$OUT/train-small.log"
+  fi
   dev=(--device cuda)
   [[ -n "${THREADS:-}" ]] && dev+=(--threads "$THREADS")
 fi
