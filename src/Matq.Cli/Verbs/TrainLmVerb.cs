@@ -9,7 +9,8 @@ public sealed class TrainLmVerb(IAnsiConsole console, Func<DataStore>? data = nu
     "Train a reference language model from scratch on State of the Union addresses (HF folder + loss plot + model card)",
     "matq train lm --preset tiny --out models/tiny",
     "matq train lm --preset small --device cuda --max-minutes 15 --out models/small",
-    "matq train lm --preset tiny --out models/tiny --resume")
+    "matq train lm --preset tiny --out models/tiny --resume",
+    "MATQ_TORCH_LIB=/opt/torch/.venv/lib/python3.12/site-packages/torch/lib matq train lm --preset small --device cuda --gpus 2 --out models/small-dp")
 {
     private readonly Func<DataStore> _data = data ?? (() => new DataStore());
 
@@ -33,8 +34,14 @@ public sealed class TrainLmVerb(IAnsiConsole console, Func<DataStore>? data = nu
         HelpName = "MIN",
     };
     private readonly Option<int?> _evalEvery = new("--eval-every") { Description = "Validation loss every N steps (default: the preset's; 0 = only at the end)", HelpName = "N" };
+    private readonly Option<int> _gpus = new("--gpus")
+    {
+        Description = "Data-parallel over N ranks, one process per GPU (cuda:0..N-1, gradients averaged through NCCL; with --device cpu, N processes over loopback TCP): each rank trains on 1/N of every step's --batch rows",
+        DefaultValueFactory = _ => 1,
+        HelpName = "N",
+    };
 
-    protected override IEnumerable<Option> Options => [_preset, _out, _steps, _batch, _lr, _device, _seed, _resume, _force, _maxMinutes, _evalEvery];
+    protected override IEnumerable<Option> Options => [_preset, _out, _steps, _batch, _lr, _device, _seed, _resume, _force, _maxMinutes, _evalEvery, _gpus];
 
     protected override TrainLmSettings Read(ParseResult result) => new(new LmRunRequest(result.GetValue(_preset)!, result.GetValue(_out)!)
     {
@@ -46,16 +53,27 @@ public sealed class TrainLmVerb(IAnsiConsole console, Func<DataStore>? data = nu
         Resume = result.GetValue(_resume),
         MaxMinutes = result.GetValue(_maxMinutes),
         EvalEvery = result.GetValue(_evalEvery),
-    }, result.GetValue(_force));
+    }, result.GetValue(_force), result.GetValue(_gpus));
 
     protected override int Run(TrainLmSettings settings)
     {
         var request = settings.Request;
+        if (settings.Gpus > 1 && !RankLauncher.IsRank)
+        {
+            if (Matq.Runtime.TorchRuntime.Configure(request.Device).Device.type == TorchSharp.DeviceType.CUDA)
+            {
+                int visible = (int)TorchSharp.torch.cuda.device_count();
+                if (visible < settings.Gpus) throw new MatqException($"--gpus {settings.Gpus}: this machine has {visible} CUDA device(s): give --gpus {Math.Max(1, visible)} or fewer");
+            }
+            var (file, prefix) = RankLauncher.Self();
+            Console.MarkupLine($"starting {settings.Gpus} ranks (data-parallel; rank 0 writes {Markup.Escape(request.OutDir)})");
+            return RankLauncher.Run(Console, settings.Gpus, file, [.. prefix, .. RankLauncher.ArgumentsWithoutGpus(Environment.GetCommandLineArgs().Skip(1).ToList())]);
+        }
 
         using var cts = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cts.Cancel(); };
         System.Console.CancelKeyPress += onCancel;
-        LmRunReport report;
+        LmRunReport? report;
         try
         {
             report = Console.Progress()
@@ -82,7 +100,8 @@ public sealed class TrainLmVerb(IAnsiConsole console, Func<DataStore>? data = nu
         {
             System.Console.CancelKeyPress -= onCancel;
         }
-        PrintSummary(report);
+        if (report is null) Console.MarkupLine("this rank's part is done; rank 0 writes the model");
+        else PrintSummary(report);
         return 0;
     }
 
@@ -106,11 +125,18 @@ public sealed class TrainLmVerb(IAnsiConsole console, Func<DataStore>? data = nu
 
 /// <summary>What `train lm` was asked: the run request and --force; <see cref="Validate"/> checks the preset, --device and
 /// --out (one line per mistake) before any data is touched.</summary>
-public sealed record TrainLmSettings(LmRunRequest Request, bool Force) : IVerbSettings
+public sealed record TrainLmSettings(LmRunRequest Request, bool Force, int Gpus = 1) : IVerbSettings
 {
     public void Validate()
     {
-        LmPreset.Get(Request.Preset);
+        var preset = LmPreset.Get(Request.Preset);
+        if (Gpus < 1) throw new MatqException($"--gpus {Gpus}: give 1 or more");
+        if (Gpus > 1)
+        {
+            int batch = Request.Batch ?? preset.Defaults.BatchSize;
+            if (batch % Gpus != 0) throw new MatqException($"--gpus {Gpus}: the batch of {batch} rows does not split over {Gpus} ranks: give a --batch that is a multiple of {Gpus}");
+            if (Request.MaxMinutes is not null) throw new MatqException("--max-minutes with --gpus is not implemented: the ranks would have to agree on the shortened schedule; give --steps instead");
+        }
         Matq.Runtime.TorchRuntime.Check(Request.Device);
         var outFull = OutputPaths.CheckWorkFolder(Request.OutDir, "--out");
         if (!Request.Resume && !Force && Matq.Loading.LlamaSaver.HoldsModel(outFull))

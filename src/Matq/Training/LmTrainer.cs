@@ -2,6 +2,7 @@
 // schedule, global-norm clipping, periodic validation, atomic checkpoints, exact resume, optional time budget.
 using System.Diagnostics;
 using TorchSharp;
+using Matq.Distributed;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -22,11 +23,21 @@ public sealed class LmTrainer : IDisposable
     private readonly MasterWeights _masters;
     private readonly AdamW _optimizer;
     private readonly string _runKey;
+    private readonly ProcessGroup _group;
 
-    /// <summary>Moves <paramref name="model"/> (fp32, freshly seeded) to the device and narrows it to the compute dtype.</summary>
-    public LmTrainer(nn.Module<Tensor, Tensor> model, Device device, TrainOptions options, string modelKey)
+    /// <summary>Moves <paramref name="model"/> (fp32, freshly seeded) to the device and narrows it to the compute dtype.
+    /// With a <paramref name="group"/> of several ranks the training is data-parallel: every rank builds the same global
+    /// batch of each step and trains on its 1/world of the rows, the gradients are averaged over ranks (bucketed) before
+    /// the clip and the step, so the ranks stay identical and the run follows the one-process run with the same batch
+    /// (up to the order of the gradient sums); rank 0 alone validates and writes checkpoints.</summary>
+    public LmTrainer(nn.Module<Tensor, Tensor> model, Device device, TrainOptions options, string modelKey, ProcessGroup? group = null)
     {
         options.Validate();
+        _group = group ?? new SingleProcessGroup();
+        if (options.BatchSize % _group.WorldSize != 0)
+            throw new MatqException($"batch {options.BatchSize} does not split over {_group.WorldSize} ranks: give a --batch that is a multiple of the rank count");
+        if (_group.WorldSize > 1 && options.MaxMinutes is not null)
+            throw new MatqException("--max-minutes with several ranks is not implemented: the ranks would have to agree on the shortened schedule; give --steps instead");
         _model = model;
         _device = device;
         _o = options;
@@ -64,6 +75,9 @@ public sealed class LmTrainer : IDisposable
             if (stored.Step < stored.PlannedSteps)
                 throw new MatqException($"{checkpointPath} holds an unfinished run at step {stored.Step}/{stored.PlannedSteps}: pass --resume to continue it, or use another --out");
         }
+        _masters.BroadcastMasters(_group);   // one start point on every rank (seeded alike, or one checkpoint: a safeguard)
+        bool root = _group.IsRoot;
+        int rows = _o.BatchSize / _group.WorldSize;
 
         using var batcher = new TokenBatcher(trainTokens, _o.BatchSize, _o.ContextLength, _o.Seed, _device);
         var schedule = _o.Schedule(state.PlannedSteps);
@@ -104,7 +118,7 @@ public sealed class LmTrainer : IDisposable
             TokensSeen = state.Step * tokensPerStep,
         };
 
-        if (state.Step == 0 && validationTokens.Length > _o.ContextLength + 1) Validate(0);
+        if (root && state.Step == 0 && validationTokens.Length > _o.ContextLength + 1) Validate(0);
         _model.train();
         while (state.Step < state.PlannedSteps)
         {
@@ -119,7 +133,8 @@ public sealed class LmTrainer : IDisposable
             using (var scope = NewDisposeScope())
             {
                 foreach (var g in _optimizer.ParamGroups) g.LearningRate = lr;
-                var batch = batcher.Batch(step);                                  // [B, T+1]
+                var batch = batcher.Batch(step);                                  // [B, T+1], the same on every rank
+                if (_group.WorldSize > 1) batch = batch.narrow(0, _group.Rank * rows, rows);   // this rank's rows [B/W, T+1]
                 var input = batch.narrow(1, 0, _o.ContextLength);                 // [B, T]
                 var target = batch.narrow(1, 1, _o.ContextLength);                // [B, T]
                 var logits = _model.call(input);                                  // [B, T, V]
@@ -127,6 +142,7 @@ public sealed class LmTrainer : IDisposable
                 var loss = nn.functional.cross_entropy(logits.flatten(0, 1).to_type(ScalarType.Float32), target.flatten());
                 loss.backward();
                 _masters.GradsToMasters();
+                _masters.AverageGrads(_group);
                 GradClip.ClipGlobalNorm(_masters.OptimizerParameters, _o.ClipNorm);
                 _optimizer.step();
                 _optimizer.zero_grad();
@@ -139,6 +155,7 @@ public sealed class LmTrainer : IDisposable
             if (log)
             {
                 // .item() syncs the device, so the clock below is honest for asynchronous GPUs.
+                _group.AllReduceMean(lossSum);   // every rank's mean over its rows → the global batch's mean
                 lastTrain = lossSum.item<float>() / lossCount;
                 state.Train.Add(new LossPoint(state.Step, lastTrain, lr));
                 lossSum.zero_();
@@ -162,18 +179,18 @@ public sealed class LmTrainer : IDisposable
                 }
             }
             bool last = state.Step == state.PlannedSteps;
-            if (_o.EvalEvery > 0 && state.Step % _o.EvalEvery == 0 && !last) { PauseClock(); Validate(state.Step); _model.train(); }
-            if (checkpointPath is not null && state.Step % _o.CheckpointEvery == 0 && !last)
+            if (root && _o.EvalEvery > 0 && state.Step % _o.EvalEvery == 0 && !last) { PauseClock(); Validate(state.Step); _model.train(); }
+            if (root && checkpointPath is not null && state.Step % _o.CheckpointEvery == 0 && !last)
             {
                 PauseClock();
                 TrainCheckpoint.Save(checkpointPath, _masters.Masters, _optimizer, Snapshot());
             }
         }
         PauseClock();
-        if (state.Validation.Count == 0 || state.Validation[^1].Step != state.Step)
+        if (root && (state.Validation.Count == 0 || state.Validation[^1].Step != state.Step))
             if (validationTokens.Length > _o.ContextLength + 1) Validate(state.Step);
         state = Snapshot();
-        if (checkpointPath is not null) TrainCheckpoint.Save(checkpointPath, _masters.Masters, _optimizer, state);
+        if (root && checkpointPath is not null) TrainCheckpoint.Save(checkpointPath, _masters.Masters, _optimizer, state);
         double msPerStep = measured > 0 ? trainClock.Elapsed.TotalMilliseconds / measured : double.NaN;
         double tps = measured > 0 ? measured * tokensPerStep / trainClock.Elapsed.TotalSeconds : double.NaN;
         return new TrainResult(state, msPerStep, tps, measured, stoppedByBudget, cancelled);

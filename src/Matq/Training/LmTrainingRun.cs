@@ -41,7 +41,8 @@ public static class LmTrainingRun
     /// <summary>Largest safetensors shard written for the model (a single larger tensor still gets a file of its own).</summary>
     public const long MaxShardBytes = 16L * 1024 * 1024 - 4096;
 
-    public static LmRunReport Run(LmRunRequest request, Func<DataStore> dataStore, Action<TrainProgress>? progress = null,
+    /// <summary>Trains and saves; null on a data-parallel rank other than 0 (rank 0 writes the model, plot and card).</summary>
+    public static LmRunReport? Run(LmRunRequest request, Func<DataStore> dataStore, Action<TrainProgress>? progress = null,
         Action<string>? log = null, CancellationToken cancel = default)
     {
         var preset = LmPreset.Get(request.Preset);
@@ -56,7 +57,8 @@ public static class LmTrainingRun
         };
         options = options with { WarmupSteps = Math.Min(options.WarmupSteps, Math.Max(1, options.Steps / 10)) };
         options.Validate();
-        var device = TorchRuntime.Configure(request.Device).Device;
+        var device = Matq.Distributed.ProcessGroup.RankDevice(TorchRuntime.Configure(request.Device).Device);
+        using var group = Matq.Distributed.ProcessGroup.FromEnvironment(device);
         // No autocast in TorchSharp 0.107: bf16 weights/compute with fp32 masters on GPU (see MasterWeights); fp32 on CPU.
         options = options with { ComputeDtype = device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32 };
         var outDir = Path.GetFullPath(request.OutDir);
@@ -87,8 +89,10 @@ public static class LmTrainingRun
         log?.Invoke($"model: {config.ParameterCount():N0} parameters; device {DeviceText(device)}, compute {options.ComputeDtype}");
 
         TrainResult result;
-        using (var trainer = new LmTrainer(model, device, options, LmPreset.ModelKey(config, tokenizer.Name)))
+        if (group.WorldSize > 1) log?.Invoke($"data-parallel: rank {group.Rank} of {group.WorldSize}, {options.BatchSize / group.WorldSize} of the {options.BatchSize} rows of each step");
+        using (var trainer = new LmTrainer(model, device, options, LmPreset.ModelKey(config, tokenizer.Name), group))
             result = trainer.Run(trainIds, valIds, ckpt, request.Resume, progress, cancel);
+        if (!group.IsRoot) return null;
 
         log?.Invoke($"saving {outDir}");
         LlamaSaver.Save(model, outDir, SafetensorsDtype.BF16, MaxShardBytes);

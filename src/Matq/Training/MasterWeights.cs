@@ -96,6 +96,25 @@ public sealed class MasterWeights : IDisposable
         for (int i = 0; i < _flat.Count; i++) _flat[i].grad = _flatGrads[i];
     }
 
+    /// <summary>Data-parallel step: after <see cref="GradsToMasters"/>, every rank's optimizer gradients become their mean
+    /// over ranks (the flat buffers as they are; the model's own grads, in fp32, bucketed).</summary>
+    public void AverageGrads(Matq.Distributed.ProcessGroup group)
+    {
+        if (group.WorldSize == 1) return;
+        if (Separate) Matq.Distributed.GradientBuckets.AllReduceMean(group, _flatGrads);
+        else Matq.Distributed.GradientBuckets.AllReduceMean(group, _pairs.Select(p => p.Model.grad).OfType<Tensor>().ToList());
+    }
+
+    /// <summary>Every rank's masters (and model) become rank 0's: the same start point for data-parallel ranks.</summary>
+    public void BroadcastMasters(Matq.Distributed.ProcessGroup group)
+    {
+        if (group.WorldSize == 1) return;
+        using (no_grad())
+            if (Separate) foreach (var f in _flat) group.Broadcast(f.detach());
+            else foreach (var (_, model, _, _) in _pairs) group.Broadcast(model.detach());
+        MastersToModel();
+    }
+
     /// <summary>model ← round(master) after each optimizer step (and after loading a checkpoint).</summary>
     public void MastersToModel()
     {

@@ -26,6 +26,21 @@ public sealed class LmVerbTests : IDisposable
         return (code, writer.ToString());
     }
 
+    [Theory]
+    [InlineData("0", null, null, "--gpus 0: give 1 or more")]
+    [InlineData("3", "8", null, "the batch of 8 rows does not split over 3 ranks")]
+    [InlineData("2", "8", "5", "--max-minutes with --gpus is not implemented")]
+    public void TrainLmGpusMistakesAreOneLine(string gpus, string? batch, string? minutes, string expected)
+    {
+        var args = new List<string> { "train", "lm", "--preset", "tiny", "--out", Path.Combine(_dir, "dp"), "--gpus", gpus, "--device", "cpu" };
+        if (batch is not null) args.AddRange(["--batch", batch]);
+        if (minutes is not null) args.AddRange(["--max-minutes", minutes]);
+        var (code, output) = Run([.. args]);
+        Assert.Equal(CliHost.Failure, code);
+        Assert.Contains(expected, output);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "dp")));
+    }
+
     [Fact]
     public void EvalWithAMissingModelFolderSaysSo()
     {

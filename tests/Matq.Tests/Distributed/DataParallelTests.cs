@@ -1,0 +1,187 @@
+// The collectives over the loopback TCP star (ranks as threads of this process, each its own HostProcessGroup), gradient
+// bucketing, and data-parallel training: two ranks with half of every batch each end where the one-process run with the
+// whole batch ends (up to the order of the gradient sums), and one rank of a group is exactly the one-process run.
+using System.Net;
+using System.Net.Sockets;
+using Matq.Distributed;
+using Matq.Models;
+using Matq.Runtime.Models;
+using Matq.Tests.Training;
+using Matq.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Matq.Tests.Distributed;
+
+public sealed class DataParallelTests
+{
+    private static int FreePort()
+    {
+        var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        int port = ((IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        return port;
+    }
+
+    /// <summary>Runs <paramref name="body"/> once per rank, each on its own thread with its own group; rank order results.</summary>
+    private static T[] OnRanks<T>(int world, Func<ProcessGroup, T> body)
+    {
+        int port = FreePort();
+        var results = new T[world];
+        var errors = new Exception?[world];
+        var threads = Enumerable.Range(0, world).Select(r => new Thread(() =>
+        {
+            try
+            {
+                using var g = new HostProcessGroup(r, world, "127.0.0.1", port);
+                results[r] = body(g);
+            }
+            catch (Exception e) { errors[r] = e; }
+        })).ToList();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
+        foreach (var e in errors) if (e is not null) throw new AggregateException(e);
+        return results;
+    }
+
+    [Fact]
+    public void All_reduce_gives_every_rank_the_rank_order_sum_and_broadcast_the_roots_values()
+    {
+        var got = OnRanks(3, g =>
+        {
+            using var t = tensor(new[] { 0.1f * (g.Rank + 1), 1e8f, -3f + g.Rank, 1f / 3 * g.Rank });
+            g.AllReduceSum(t);
+            using var b = tensor(new[] { (float)g.Rank, 10f + g.Rank });
+            g.Broadcast(b, root: 1);
+            return (Sum: t.data<float>().ToArray(), Bcast: b.data<float>().ToArray());
+        });
+        float[] expected = [(0.1f + 0.2f) + 0.3f, (1e8f + 1e8f) + 1e8f, (-3f + -2f) + -1f, (0f + 1f / 3) + 2f / 3];
+        foreach (var (sum, bcast) in got)
+        {
+            Assert.Equal(expected, sum);          // the same bits on every rank
+            Assert.Equal([1f, 11f], bcast);
+        }
+    }
+
+    [Fact]
+    public void Ranks_that_disagree_on_a_size_fail_with_one_line()
+    {
+        var e = Assert.Throws<AggregateException>(() => OnRanks(2, g =>
+        {
+            using var t = zeros(g.Rank == 0 ? 3 : 4);
+            g.AllReduceSum(t);
+            return 0;
+        }));
+        Assert.Contains(e.InnerExceptions, x => x.Message.Contains("the ranks disagree on a tensor's size") || x.Message.Contains("left the job"));
+    }
+
+    [Fact]
+    public void Buckets_group_consecutive_tensors_and_give_the_same_mean_as_one_collective_per_tensor()
+    {
+        Assert.Equal([[0, 1], [2], [3, 4]], GradientBuckets.Plan([10, 15, 40, 5, 5], bucketBytes: 100));
+        Assert.Equal([[0], [1]], GradientBuckets.Plan([100, 1], bucketBytes: 8));   // a tensor larger than a bucket is its own
+        var got = OnRanks(2, g =>
+        {
+            var gen = new Random(g.Rank + 5);
+            Tensor Make(params long[] shape) => tensor(Enumerable.Range(0, (int)shape.Aggregate(1L, (a, b) => a * b)).Select(_ => (float)gen.NextDouble()).ToArray(), shape);
+            var a = new[] { Make(3, 4), Make(5), Make(2, 2, 2), Make(7) };
+            var b = a.Select(t => t.clone()).ToArray();
+            GradientBuckets.AllReduceMean(g, a, bucketBytes: 80);
+            foreach (var t in b) g.AllReduceMean(t);
+            return (A: a.Select(t => t.data<float>().ToArray()).ToArray(), B: b.Select(t => t.data<float>().ToArray()).ToArray(),
+                Shapes: a.Select(t => t.shape).ToArray());
+        });
+        for (int i = 0; i < 4; i++)
+        {
+            Assert.Equal(got[0].B[i], got[0].A[i]);   // exact: element-wise sums do not depend on the bucketing
+            Assert.Equal(got[0].A[i], got[1].A[i]);
+        }
+        Assert.Equal([2L, 2, 2], got[0].Shapes[2]);
+    }
+
+    private const int Vocab = 32;
+    private static readonly int[] TrainTokens = TestText.Tokens(4000, Vocab, 1);
+    private static readonly int[] ValTokens = TestText.Tokens(600, Vocab, 2);
+    private static readonly LlamaConfig TinyConfig = new(hiddenSize: 32, intermediateSize: 64, numLayers: 2, numHeads: 4, vocabSize: Vocab,
+        numKvHeads: 2, maxPositionEmbeddings: 16);
+
+    private static TrainOptions Options(ScalarType dtype, int steps = 12) => new()
+    {
+        ComputeDtype = dtype, Steps = steps, BatchSize = 4, ContextLength = 16, Lr = 1e-2, WarmupSteps = 3, EvalEvery = 0, EvalWindows = 8,
+        CheckpointEvery = 1000, LogEvery = 1, ThroughputWarmup = 0, Seed = 7,
+    };
+
+    private static (double[] Losses, float[][] Masters) Train(LlamaForCausalLM model, TrainOptions o, ProcessGroup? g, string? ckpt = null)
+    {
+        using var trainer = new LmTrainer(model, CPU, o, "dp-test", g);
+        var r = trainer.Run(TrainTokens, ValTokens, ckpt, false);
+        return (r.State.Train.Select(p => p.Loss).ToArray(), trainer.Masters.Select(m => m.Master.detach().cpu().data<float>().ToArray()).ToArray());
+    }
+
+    // fp32: only the order of the gradient sums differs; bf16 compute: each half's backward also rounds its gradients to
+    // bf16 differently, and Adam's per-element normalization turns a flipped near-zero gradient into a full step
+    [Theory]
+    [InlineData(ScalarType.Float32, 12, 2e-4, 3)]
+    [InlineData(ScalarType.BFloat16, 12, 1e-2, 2)]
+    public void Two_ranks_with_half_the_rows_each_follow_the_one_process_run(ScalarType dtype, int steps, double tolerance, int lossDigits)
+    {
+        var o = Options(dtype, steps);
+        torch.manual_seed(o.Seed);
+        using var single = new LlamaForCausalLM(TinyConfig);
+        var one = Train(single, o, null);
+        // the ranks' models are built before the threads start: the seeded global generator is process-wide
+        var models = Enumerable.Range(0, 2).Select(r => { torch.manual_seed(r == 0 ? o.Seed : 99); return new LlamaForCausalLM(TinyConfig); }).ToArray();
+        var dir = Directory.CreateTempSubdirectory("matq-dp-").FullName;
+        try
+        {
+            // rank 1 starts from other weights: the broadcast from rank 0 must make the start points equal
+            var ranks = OnRanks(2, g => Train(models[g.Rank], o, g, Path.Combine(dir, $"ckpt-{g.Rank}.bin")));
+            for (int i = 0; i < one.Masters.Length; i++)
+            {
+                Assert.Equal(ranks[0].Masters[i], ranks[1].Masters[i]);             // the ranks stay identical, bit for bit
+                // fp32: the largest difference; bf16: the mean one (a few near-zero gradients can flip their Adam step)
+                double scale = dtype == ScalarType.Float32 ? one.Masters[i].Max(v => Math.Abs(v)) + 1e-3 : one.Masters[i].Average(v => Math.Abs(v)) + 1e-3;
+                var deltas = one.Masters[i].Zip(ranks[0].Masters[i], (a, b) => (double)Math.Abs(a - b)).ToArray();
+                double diff = dtype == ScalarType.Float32 ? deltas.Max() : deltas.Average();
+                Assert.True(diff <= tolerance * scale, $"master {i}: |Δ| {diff:E2} vs the one-process run (scale {scale:F3})");
+            }
+            Assert.Equal(one.Losses.Length, ranks[0].Losses.Length);
+            for (int s = 0; s < one.Losses.Length; s++) Assert.Equal(one.Losses[s], ranks[0].Losses[s], lossDigits);   // the global batch's mean loss
+            Assert.True(File.Exists(Path.Combine(dir, "ckpt-0.bin")));
+            Assert.False(File.Exists(Path.Combine(dir, "ckpt-1.bin")));           // rank 0 alone writes checkpoints
+        }
+        finally
+        {
+            foreach (var m in models) m.Dispose();
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void A_batch_that_does_not_split_over_the_ranks_is_one_line()
+    {
+        var e = Assert.Throws<AggregateException>(() => OnRanks(3, g =>
+        {
+            torch.manual_seed(1);
+            using var m = new LlamaForCausalLM(TinyConfig);
+            using var t = new LmTrainer(m, CPU, Options(ScalarType.Float32), "dp-test", g);
+            return 0;
+        }));
+        Assert.Contains(e.InnerExceptions, x => x.Message.Contains("batch 4 does not split over 3 ranks"));
+    }
+}
+
+public sealed class NcclLookupTests
+{
+    [Fact]
+    public void Nccl_is_looked_for_where_the_torch_install_keeps_it_and_its_absence_is_one_line()
+    {
+        var c = Nccl.Candidates("/x/libnccl.so.2", "/opt/torch/.venv/lib/python3.12/site-packages/torch/lib");
+        Assert.Equal(["/x/libnccl.so.2", "/opt/torch/.venv/lib/python3.12/site-packages/nvidia/nccl/lib/libnccl.so.2",
+            "/opt/torch/.venv/lib/python3.12/site-packages/torch/lib/libnccl.so.2", "libnccl.so.2"], c);
+        Assert.Equal(["libnccl.so.2"], Nccl.Candidates(null, null));
+        var e = Assert.Throws<MatqException>(() => Nccl.Load(["/nonexistent/libnccl.so.2"]));
+        Assert.Contains("NCCL not found (tried /nonexistent/libnccl.so.2): set MATQ_NCCL_LIB", e.Message);
+    }
+}
