@@ -27,7 +27,10 @@ public sealed class DeviceVerb(IAnsiConsole console) : Verb<DeviceSettings>(cons
         table.AddRow("CUDA devices", device.type == DeviceType.CUDA ? torch.cuda.device_count().ToString() : "0");
         table.AddRow(Markup.Escape($"{n}x{n} fp32 matmul"), $"{Measure(device, ScalarType.Float32, n) * 1000:F1} GFLOP/s");
         if (device.type == DeviceType.CUDA)
+        {
             table.AddRow(Markup.Escape($"{n}x{n} bf16 matmul"), $"{Measure(device, ScalarType.BFloat16, n) * 1000:F1} GFLOP/s");
+            table.AddRow("NCCL (one rank)", Markup.Escape(NcclCheck(device)));
+        }
         Console.Write(table);
         return 0;
     }
@@ -48,6 +51,30 @@ public sealed class DeviceVerb(IAnsiConsole console) : Verb<DeviceSettings>(cons
         for (int i = 0; i < reps; i++) { using var s = NewDisposeScope(); matmul(a, b); }
         Sync(device);
         return 2.0 * n * n * (double)n * reps / sw.Elapsed.TotalSeconds / 1e12;
+    }
+
+    // --gpus N's collectives on this GPU alone: a one-rank communicator, an all-reduce and a broadcast of 1M values
+    // (a one-rank sum is the identity), checked and timed; a missing NCCL is its one line, not a failure of the verb
+    private static string NcclCheck(Device device)
+    {
+        try
+        {
+            using var host = new Matq.Distributed.HostProcessGroup(0, 1, "127.0.0.1", 0);
+            using var nccl = new Matq.Distributed.NcclProcessGroup(host, device);
+            using var scope = NewDisposeScope();
+            var x = randn(1 << 20, device: device);
+            var y = x.clone();
+            nccl.AllReduceSum(y);
+            nccl.Broadcast(y);
+            torch.cuda.synchronize();
+            var sw = Stopwatch.StartNew();
+            for (int i = 0; i < 20; i++) nccl.AllReduceSum(y);
+            torch.cuda.synchronize();
+            bool same = (y - x).abs().max().item<float>() == 0;
+            return same ? $"all-reduce and broadcast ok ({sw.Elapsed.TotalMilliseconds / 20 * 1000:F0} µs per 4 MiB all-reduce)"
+                : "all-reduce changed the values: NCCL is not working";
+        }
+        catch (MatqException e) { return e.Message; }
     }
 
     private static void Sync(Device device)
