@@ -101,10 +101,16 @@ public sealed class QuantizeVerb : Verb<QuantizeSettings>
     };
 
     private readonly Option<string?> _tokenizer = CommonOptions.Tokenizer();
+    private readonly Option<int> _gpus = new("--gpus")
+    {
+        Description = "QAT-based methods (matquant --base qat, efqat): data-parallel over N ranks, one process per GPU (each trains on 1/N of every step's rows, gradients averaged through NCCL; rank 0 writes --out)",
+        DefaultValueFactory = _ => 1,
+        HelpName = "N",
+    };
 
     protected override void Configure(Command command)
     {
-        foreach (var o in new Option[] { _model, _method, _bits, _group, _symmetric, _clip, _options, _base, _lambda, _codistill, _layers, _head, _embeddingBits, _calibData, _calibN, _calibLen, _out, _device, _seed, _resume, _tokenizer })
+        foreach (var o in new Option[] { _model, _method, _bits, _group, _symmetric, _clip, _options, _base, _lambda, _codistill, _layers, _head, _embeddingBits, _calibData, _calibN, _calibLen, _out, _device, _seed, _resume, _tokenizer, _gpus })
             command.Options.Add(o);
         foreach (var o in _visionOptions) command.Options.Add(o);
     }
@@ -119,7 +125,7 @@ public sealed class QuantizeVerb : Verb<QuantizeSettings>
             r.GetValue(_options) ?? [], r.GetValue(_base), r.GetValue(_lambda), r.GetValue(_codistill), r.GetValue(_layers)!, r.GetValue(_head),
             r.GetValue(_embeddingBits), r.GetValue(_calibData)!, r.GetValue(_calibN), r.GetValue(_calibLen), Given(r, _calibLen), r.GetValue(_out), r.GetValue(_device)!,
             r.GetValue(_seed), r.GetValue(_resume), r.GetValue(_tokenizer),
-            LmOnlyOptions.FirstOrDefault(o => Given(r, o))?.Name, _visionOptions.FirstOrDefault(o => Given(r, o))?.Name);
+            LmOnlyOptions.FirstOrDefault(o => Given(r, o))?.Name, _visionOptions.FirstOrDefault(o => Given(r, o))?.Name, r.GetValue(_gpus));
     }
 
     protected override int Run(QuantizeSettings s)
@@ -133,6 +139,16 @@ public sealed class QuantizeVerb : Verb<QuantizeSettings>
         var calibData = s.CalibData;
 
         var device = TorchRuntime.Configure(s.Device).Device;
+        if (s.Gpus > 1 && !RankLauncher.IsRank)
+        {
+            if (device.type == TorchSharp.DeviceType.CUDA && TorchSharp.torch.cuda.device_count() < s.Gpus)
+                throw new MatqException($"--gpus {s.Gpus}: this machine has {TorchSharp.torch.cuda.device_count()} CUDA device(s): give --gpus {Math.Max(1, TorchSharp.torch.cuda.device_count())} or fewer");
+            var (file, prefix) = RankLauncher.Self();
+            Console.MarkupLine($"starting {s.Gpus} ranks (data-parallel {Markup.Escape(registration.Name)}; rank 0 writes {Markup.Escape(outPath)})");
+            return RankLauncher.Run(Console, s.Gpus, file, [.. prefix, .. RankLauncher.ArgumentsWithoutGpus(Environment.GetCommandLineArgs().Skip(1).ToList())]);
+        }
+        device = Matq.Distributed.ProcessGroup.RankDevice(device);
+        using var group = Matq.Distributed.ProcessGroup.FromEnvironment(device);
         // PTQ methods stream an HF folder block by block (LlamaBlockStream: one block in host/device memory at a time);
         // the others need the whole model resident, which is said with its size before the load.
         bool streamed = algorithm.Streams && Directory.Exists(modelPath);
@@ -182,8 +198,9 @@ public sealed class QuantizeVerb : Verb<QuantizeSettings>
             {
                 var task = ctx.AddTask($"{registration.Name} {config.Bits}-bit", maxValue: 1);
                 var context = new QuantizationContext(model, device, registration.NeedsCalibration ? Calibration : null, seed,
-                    e => { OnEvent(task, e); _observe?.Invoke(e); }, cts.Token) { Checkpoint = checkpoint, Blocks = stream, CodeSpill = spill };
+                    e => { OnEvent(task, e); _observe?.Invoke(e); }, cts.Token) { Checkpoint = checkpoint, Blocks = stream, CodeSpill = spill, Group = group };
                 run = QuantizationRunner.Run(algorithm, context);
+                if (!group.IsRoot) return;   // the ranks hold identical results; rank 0 writes them
                 task.Description = "writing artifact";
                 written = ArtifactExport.Write(run, model, outPath, tokenizerFolder, floats, stream is null ? null : stream.StoredReader);
                 task.Value = task.MaxValue;
@@ -197,6 +214,11 @@ public sealed class QuantizeVerb : Verb<QuantizeSettings>
         finally
         {
             System.Console.CancelKeyPress -= onCancel;
+        }
+        if (!group.IsRoot)
+        {
+            Console.MarkupLine($"rank {group.Rank}: done; rank 0 writes {Markup.Escape(outPath)}");
+            return 0;
         }
         // the artifact is written: its checkpoint (or a stale one of an earlier run for this --out) has no use left
         if (checkpoint is not null) checkpoint.Delete();
@@ -294,7 +316,7 @@ public sealed class QuantizeVerb : Verb<QuantizeSettings>
 /// paths, --resume, calibration and --device (one line per mistake) before a model load or a dataset fetch.</summary>
 public sealed record QuantizeSettings(string Model, string Method, string Bits, int Group, bool Symmetric, string? Clip, string[] Options, string? Base,
     string? Lambda, string? Codistill, string Layers, bool IncludeHead, int? EmbeddingBits, string CalibData, int CalibN, int CalibLen, bool CalibLenGiven, string? Out,
-    string Device, int Seed, bool Resume, string? Tokenizer, string? GivenLmOption, string? GivenVisionOption) : IVerbSettings
+    string Device, int Seed, bool Resume, string? Tokenizer, string? GivenLmOption, string? GivenVisionOption, int Gpus = 1) : IVerbSettings
 {
     /// <summary>The method's config: method, master bits (int8 for a MatQuant list of widths), group, options and layers.</summary>
     public QuantizationConfig Config
@@ -343,6 +365,10 @@ public sealed record QuantizeSettings(string Model, string Method, string Bits, 
         OutputPaths.CheckFile(outPath, "--out", Model);
         OutputPaths.CheckNotInput(ArtifactExport.TokenizerFolderFor(outPath), "--out", Model);
         var algorithm = AlgorithmRegistry.Create(config);   // the method's own options are checked here, before the load
+        if (Gpus < 1) throw new MatqException($"--gpus {Gpus}: give 1 or more");
+        if (Gpus > 1 && algorithm.Streams)
+            throw new MatqException($"--gpus {Gpus} with {algorithm.Name}: layer-parallel PTQ over several GPUs is not implemented yet; run it on one GPU (--gpus applies to the QAT-based methods: matquant --base qat, efqat)");
+        if (Gpus > 1 && Resume) throw new MatqException("--gpus with --resume: the QAT-based methods have no block checkpoint to resume; run without --resume");
         if (Resume && !algorithm.SupportsResume)
             throw new MatqException($"--resume: {algorithm.Name}{(matquant ? " with base " + config.Options.GetValueOrDefault(MatQuantConfig.BaseKey, "qat") : "")} does not walk the model block by block, so it has no checkpoint to continue; methods that resume: {QuantizationCheckpoint.ResumableMethods}");
         if (Resume && !QuantizationCheckpoint.Exists(outPath))

@@ -25,7 +25,7 @@ public sealed class DataParallelTests
     }
 
     /// <summary>Runs <paramref name="body"/> once per rank, each on its own thread with its own group; rank order results.</summary>
-    private static T[] OnRanks<T>(int world, Func<ProcessGroup, T> body)
+    internal static T[] OnRanks<T>(int world, Func<ProcessGroup, T> body)
     {
         int port = FreePort();
         var results = new T[world];
@@ -183,5 +183,40 @@ public sealed class NcclLookupTests
         Assert.Equal(["libnccl.so.2"], Nccl.Candidates(null, null));
         var e = Assert.Throws<MatqException>(() => Nccl.Load(["/nonexistent/libnccl.so.2"]));
         Assert.Contains("NCCL not found (tried /nonexistent/libnccl.so.2): set MATQ_NCCL_LIB", e.Message);
+    }
+}
+
+public sealed class DataParallelQatTests
+{
+    private static Matq.Quantization.Pipeline.CalibrationTokens Data() => new(Matq.Tests.Algorithms.Athena.AthenaTestData.ZipfWindows(16, 17, seed: 5));
+
+    private static Matq.Quantization.Pipeline.QuantizationConfig Config() => new("matquant", 8, 32, options: new Dictionary<string, string>
+    {
+        ["bits"] = "8,4,2", ["lambda"] = "1,1,1", ["steps"] = "4", ["batch"] = "4", ["warmup"] = "1", ["lr"] = "0.01", ["scale-lr"] = "0.01",
+    });
+
+    [Fact]
+    public void MatQuant_qat_on_two_ranks_with_half_the_rows_each_matches_the_one_process_codes()
+    {
+        List<Matq.Quantization.Pipeline.QuantizedLinearResult> Run(ProcessGroup? g)
+        {
+            using var model = Matq.Tests.Pipeline.PipelineFixtures.LoadTiny();
+            var context = new Matq.Quantization.Pipeline.QuantizationContext(model, CPU, Data, seed: 9) { Group = g ?? new SingleProcessGroup() };
+            return Matq.Quantization.Pipeline.QuantizationRunner.Run(Config(), context).Layers.ToList();
+        }
+        var one = Run(null);
+        var ranks = DataParallelTests.OnRanks(2, g => Run(g));
+        long codes = 0, differ = 0;
+        for (int i = 0; i < one.Count; i++)
+        {
+            Assert.Equal(ranks[0][i].Codes, ranks[1][i].Codes);          // the ranks agree exactly
+            Assert.Equal(ranks[0][i].Scales, ranks[1][i].Scales);
+            codes += one[i].Codes.Length;
+            differ += one[i].Codes.Zip(ranks[0][i].Codes, (a, b) => a != b ? 1 : 0).Sum();
+            for (int k = 0; k < one[i].Scales.Length; k++)
+                Assert.True(Math.Abs(one[i].Scales[k] - ranks[0][i].Scales[k]) <= 1e-4 * Math.Abs(one[i].Scales[k]), $"layer {i} scale {k}");
+        }
+        // the one-process run and the ranks differ only in the order of the gradient sums: a code may round the other way
+        Assert.True(differ <= codes / 1000, $"{differ} of {codes} codes differ from the one-process run");
     }
 }

@@ -5,12 +5,16 @@
 //
 // Per step s on ids [B, T+1] (windows order[(s·B + i) mod N] of a seeded permutation): x = ids[:, :T], y = ids[:, 1:];
 //   BeforeStep(s); L = objective.Loss(x, y); L.backward(); clip ‖∇‖ ≤ clip; AdamW step; AfterStep()
+// Data-parallel (a group of W ranks): every rank builds the same [B, T+1] batch and trains on its B/W rows; the
+// gradients are averaged over ranks (bucketed) before the clip and the step, so the ranks stay identical; rank 0 writes
+// the checkpoints. The start point is broadcast from rank 0.
 // Two AdamW groups (β = 0.9, 0.95, no weight decay): weights at lr·m(s), scales/zeros/extras at scale-lr·m(s), where m is
 // the warm-up + cosine multiplier (to 10%). With grid = minmax α, z are the min-max of the current W at every step and
 // only W trains. Only the quantized linears (and the objective's extras) train; everything else is frozen meanwhile.
 using Matq.Runtime;
 using System.Diagnostics;
 using Matq.Algorithms.MatQuant;
+using Matq.Distributed;
 using Matq.Kernels.Quantization;
 using Matq.Models;
 using Matq.Quantization.Pipeline;
@@ -38,7 +42,7 @@ public static class QatTrainer
         {
             log?.Invoke(s);
             progress.Message(0, $"{objective.Label} step {s.Step}/{config.Steps}, loss {s.Loss:F4}");
-        }, context.Cancellation);
+        }, context.Cancellation, context.Group);
         return Export(trained, context, quant, sw.Elapsed.TotalSeconds);
     }
 
@@ -46,9 +50,12 @@ public static class QatTrainer
     /// (the caller exports and disposes them). The model's module tree is restored before returning (also on failure).</summary>
     public static IReadOnlyList<(string Name, NestedQuantLinear Module)> Train(LlamaForCausalLM model, IReadOnlyList<SelectedLinear> selected,
         QuantSpec spec, QatConfig config, QatObjective objective, CalibrationTokens data, Device device, int seed,
-        Action<QatStep>? log = null, CancellationToken cancel = default)
+        Action<QatStep>? log = null, CancellationToken cancel = default, ProcessGroup? group = null)
     {
         ArgumentNullException.ThrowIfNull(model);
+        group ??= new SingleProcessGroup();
+        if (config.Batch % group.WorldSize != 0)
+            throw new MatqException($"{objective.Label}: batch {config.Batch} does not split over {group.WorldSize} ranks: give a batch that is a multiple of the rank count");
         ArgumentNullException.ThrowIfNull(selected);
         ArgumentNullException.ThrowIfNull(spec);
         ArgumentNullException.ThrowIfNull(config);
@@ -72,7 +79,7 @@ public static class QatTrainer
             foreach (var p in also) p.requires_grad = true;
             foreach (var (name, m) in modules) model.ReplaceLinear(name, m);
             objective.Attached(modules.Select(m => m.Module).ToList());
-            Loop(model, modules.Select(m => m.Module).ToList(), config, objective, data, device, seed, log, cancel);
+            Loop(model, modules.Select(m => m.Module).ToList(), config, objective, data, device, seed, log, cancel, group);
             objective.Finished();
             return modules;
         }
@@ -89,7 +96,7 @@ public static class QatTrainer
     }
 
     private static void Loop(LlamaForCausalLM model, List<NestedQuantLinear> modules, QatConfig config, QatObjective objective, CalibrationTokens data,
-        Device device, int seed, Action<QatStep>? log, CancellationToken cancel)
+        Device device, int seed, Action<QatStep>? log, CancellationToken cancel, ProcessGroup group)
     {
         var weights = modules.Select(m => (Tensor)m.Weight).ToList();
         var also = objective.AlsoTrain;
@@ -113,6 +120,9 @@ public static class QatTrainer
                 throw new MatqException($"{ckpt} was written by a different {objective.Label} run; use the same settings or another checkpoint path");
             start = TrainCheckpoint.Load(ckpt, named, optimizer).Step;
         }
+        using (no_grad())
+            foreach (var p in all) group.Broadcast(p.detach());   // one start point on every rank
+        int rows = config.Batch / group.WorldSize;
         int[] order = Shuffle(data.Count, seed);
         model.train();
         var sw = Stopwatch.StartNew();
@@ -123,24 +133,31 @@ public static class QatTrainer
             double mult = schedule.At(step);
             optimizer.ParamGroups.ElementAt(0).LearningRate = config.Lr * mult;
             optimizer.ParamGroups.ElementAt(1).LearningRate = config.ScaleLr * mult;
-            var ids = Batch(data, order, step, config.Batch, device);                            // [B, T+1]
+            var ids = Batch(data, order, step, config.Batch, device);                            // [B, T+1], alike on every rank
+            if (group.WorldSize > 1) ids = ids.narrow(0, group.Rank * rows, rows);               // this rank's [B/W, T+1]
             long t = ids.shape[1] - 1;
             var x = ids.narrow(1, 0, t);
             var y = ids.narrow(1, 1, t).flatten();                                              // [B·T]
             objective.BeforeStep(step);
             var (loss, terms) = objective.Loss(model, modules, x, y);
             loss.backward();
+            GradientBuckets.AllReduceMean(group, all.Select(p => p.grad).OfType<Tensor>().ToList());
             GradClip.ClipGlobalNorm(all, config.ClipNorm);
             optimizer.step();
             objective.AfterStep();
             optimizer.ClearGradients();
             if (log is not null && ((step + 1) % 10 == 0 || step + 1 == config.Steps))
-                log(new QatStep(step + 1, loss.item<float>(), terms.Select(c => (double)c.item<float>()).ToArray()));
-            if (config.Checkpoint is { } path && (step + 1) % config.CheckpointEvery == 0 && step + 1 < config.Steps)
+            {
+                var shown = stack(terms.Prepend(loss).Select(c => c.detach().to_type(ScalarType.Float32).reshape(1)).ToList()).flatten();
+                group.AllReduceMean(shown);                                                      // the global batch's means
+                var v = shown.cpu().data<float>().ToArray();
+                log(new QatStep(step + 1, v[0], v.Skip(1).Select(x => (double)x).ToArray()));
+            }
+            if (group.IsRoot && config.Checkpoint is { } path && (step + 1) % config.CheckpointEvery == 0 && step + 1 < config.Steps)
                 TrainCheckpoint.Save(path, named, optimizer, new TrainState { Step = step + 1, PlannedSteps = config.Steps, Seed = seed, RunKey = runKey,
                     ElapsedSeconds = sw.Elapsed.TotalSeconds });
         }
-        if (config.Checkpoint is { } final)
+        if (group.IsRoot && config.Checkpoint is { } final)
             TrainCheckpoint.Save(final, named, optimizer, new TrainState { Step = config.Steps, PlannedSteps = config.Steps, Seed = seed, RunKey = runKey,
                 ElapsedSeconds = sw.Elapsed.TotalSeconds });
         model.eval();

@@ -90,6 +90,9 @@ public sealed class QuantizationContext
     public int Seed { get; }
     public CancellationToken Cancellation { get; }
 
+    /// <summary>The ranks of a data-parallel run (`--gpus N`); QAT-based methods split each step's rows over them.</summary>
+    public Matq.Distributed.ProcessGroup Group { get; init; } = new Matq.Distributed.SingleProcessGroup();
+
     private readonly Action<QuantizationEvent>? _sink;
     private IReadOnlyList<SelectedLinear>? _selected;
     private QuantizationProgress? _progress;
