@@ -159,6 +159,43 @@ public sealed class DataParallelTests
     }
 
     [Fact]
+    public void A_run_checkpointed_by_two_ranks_resumes_in_one_process()
+    {
+        var o = Options(ScalarType.Float32) with { CheckpointEvery = 3 };
+        torch.manual_seed(o.Seed);
+        using var single = new LlamaForCausalLM(TinyConfig);
+        var whole = Train(single, o, null);
+        var dir = Directory.CreateTempSubdirectory("matq-dp-resume-").FullName;
+        var ckpt = Path.Combine(dir, "ckpt.bin");
+        try
+        {
+            var models = Enumerable.Range(0, 2).Select(_ => { torch.manual_seed(o.Seed); return new LlamaForCausalLM(TinyConfig); }).ToArray();
+            // both ranks stop after step 6 (each its own cancellation, at the same step), rank 0 leaves the checkpoint
+            OnRanks(2, g =>
+            {
+                using var cts = new CancellationTokenSource();
+                using var trainer = new LmTrainer(models[g.Rank], CPU, o, "dp-test", g);
+                return trainer.Run(TrainTokens, ValTokens, ckpt, false, p => { if (p.Step == 6) cts.Cancel(); }, cts.Token).Cancelled;
+            });
+            foreach (var m in models) m.Dispose();
+            Assert.Equal(6, TrainCheckpoint.ReadState(ckpt).Step);
+            torch.manual_seed(123);   // the checkpoint, not the seed, sets the weights
+            using var resumed = new LlamaForCausalLM(TinyConfig);
+            using var trainer = new LmTrainer(resumed, CPU, o, "dp-test");
+            var r = trainer.Run(TrainTokens, ValTokens, ckpt, resume: true);
+            Assert.Equal(12, r.State.Step);
+            var masters = trainer.Masters.Select(m => m.Master.detach().cpu().data<float>().ToArray()).ToArray();
+            for (int i = 0; i < masters.Length; i++)
+            {
+                double scale = whole.Masters[i].Max(v => Math.Abs(v)) + 1e-3;
+                double diff = whole.Masters[i].Zip(masters[i], (a, b) => (double)Math.Abs(a - b)).Max();
+                Assert.True(diff <= 2e-4 * scale, $"master {i}: |Δ| {diff:E2} vs the uninterrupted one-process run");
+            }
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    [Fact]
     public void A_batch_that_does_not_split_over_the_ranks_is_one_line()
     {
         var e = Assert.Throws<AggregateException>(() => OnRanks(3, g =>
