@@ -3,8 +3,6 @@
 // loopback port); each rank's output lines come back prefixed "[rank k]"; the first rank that fails stops all the
 // others, and the launcher exits with that rank's code after one line naming it.
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using Matq.Distributed;
 
 namespace Matq.Cli.Common;
@@ -39,7 +37,7 @@ public static class RankLauncher
     /// every rank exits 0, else the first failing rank's exit code (the others are stopped).</summary>
     public static int Run(IAnsiConsole console, int ranks, string fileName, IReadOnlyList<string> args, TimeSpan? stopGrace = null)
     {
-        int port = FreePort();
+        int port = HostProcessGroup.FreeLoopbackPort();
         var procs = new Process[ranks];
         var gate = new object();
         int failedRank = -1, failedCode = 0;
@@ -92,14 +90,5 @@ public static class RankLauncher
         if (failedRank < 0) return 0;
         console.MarkupLine($"[red]rank {failedRank} failed with exit code {failedCode}; the other ranks were stopped[/]");
         return failedCode;
-    }
-
-    private static int FreePort()
-    {
-        var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        int port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
     }
 }

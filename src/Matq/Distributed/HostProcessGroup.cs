@@ -63,6 +63,16 @@ public sealed class HostProcessGroup : ProcessGroup
         }
     }
 
+    /// <summary>A loopback TCP port that was free a moment ago: the rendezvous port a launcher hands its ranks.</summary>
+    public static int FreeLoopbackPort()
+    {
+        var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        int port = ((IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        return port;
+    }
+
     private static int Remaining(DateTime deadline) => (int)Math.Max(0, (deadline - DateTime.UtcNow).TotalMilliseconds);
 
     public override void AllReduceSum(Tensor t)

@@ -1,8 +1,6 @@
 // The collectives over the loopback TCP star (ranks as threads of this process, each its own HostProcessGroup), gradient
 // bucketing, and data-parallel training: two ranks with half of every batch each end where the one-process run with the
 // whole batch ends (up to the order of the gradient sums), and one rank of a group is exactly the one-process run.
-using System.Net;
-using System.Net.Sockets;
 using Matq.Distributed;
 using Matq.Models;
 using Matq.Runtime.Models;
@@ -15,19 +13,10 @@ namespace Matq.Tests.Distributed;
 
 public sealed class DataParallelTests
 {
-    private static int FreePort()
-    {
-        var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        int port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
-    }
-
     /// <summary>Runs <paramref name="body"/> once per rank, each on its own thread with its own group; rank order results.</summary>
     internal static T[] OnRanks<T>(int world, Func<ProcessGroup, T> body)
     {
-        int port = FreePort();
+        int port = HostProcessGroup.FreeLoopbackPort();
         var results = new T[world];
         var errors = new Exception?[world];
         var threads = Enumerable.Range(0, world).Select(r => new Thread(() =>
