@@ -103,7 +103,7 @@ public sealed class QuantizeVerb : Verb<QuantizeSettings>
     private readonly Option<string?> _tokenizer = CommonOptions.Tokenizer();
     private readonly Option<int> _gpus = new("--gpus")
     {
-        Description = "QAT-based methods (matquant --base qat, efqat): data-parallel over N ranks, one process per GPU (each trains on 1/N of every step's rows, gradients averaged through NCCL; rank 0 writes --out)",
+        Description = "N ranks, one process per GPU (rank 0 writes --out): gptq, athena, matquant --base athena spread each block's linears over them (layer-parallel, the one-GPU artifact); matquant --base qat, efqat train data-parallel (each rank 1/N of every step's rows, gradients averaged through NCCL)",
         DefaultValueFactory = _ => 1,
         HelpName = "N",
     };
@@ -174,8 +174,9 @@ public sealed class QuantizeVerb : Verb<QuantizeSettings>
             : sourceDtypes is not null ? ArtifactExport.InSourceDtypes(model, sourceDtypes) : null;
         OutputPaths.CheckFreeSpace(outPath, 2 * ArtifactExport.EstimateBytes(model, config, sourceDtypes), "--out");   // staged, then written
 
-        var checkpoint = OpenCheckpoint(algorithm, model, modelPath, outPath, resume, registration.NeedsCalibration ? (calibData, calibN, calibLen) : null,
-            seed, device.ToString());
+        // rank 0 alone keeps the resume checkpoint (the ranks hold the same results)
+        var checkpoint = group.IsRoot ? OpenCheckpoint(algorithm, model, modelPath, outPath, resume, registration.NeedsCalibration ? (calibData, calibN, calibLen) : null,
+            seed, device.ToString()) : null;
 
         CalibrationTokens Calibration()
         {
@@ -185,7 +186,7 @@ public sealed class QuantizeVerb : Verb<QuantizeSettings>
         }
 
         // a streamed method without a checkpoint (rtn) keeps its finished codes in a temp file beside --out, not in memory
-        using var spill = streamed && checkpoint is null ? new CodeSpill(outPath) : null;
+        using var spill = streamed && checkpoint is null && group.IsRoot ? new CodeSpill(outPath) : null;
         using var cts = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cts.Cancel(); };
         System.Console.CancelKeyPress += onCancel;
@@ -366,9 +367,9 @@ public sealed record QuantizeSettings(string Model, string Method, string Bits, 
         OutputPaths.CheckNotInput(ArtifactExport.TokenizerFolderFor(outPath), "--out", Model);
         var algorithm = AlgorithmRegistry.Create(config);   // the method's own options are checked here, before the load
         if (Gpus < 1) throw new MatqException($"--gpus {Gpus}: give 1 or more");
-        if (Gpus > 1 && algorithm.Streams)
-            throw new MatqException($"--gpus {Gpus} with {algorithm.Name}: layer-parallel PTQ over several GPUs is not implemented yet; run it on one GPU (--gpus applies to the QAT-based methods: matquant --base qat, efqat)");
-        if (Gpus > 1 && Resume) throw new MatqException("--gpus with --resume: the QAT-based methods have no block checkpoint to resume; run without --resume");
+        if (Gpus > 1 && algorithm.Streams && !algorithm.LayerParallel)
+            throw new MatqException($"--gpus {Gpus} with {algorithm.Name}: spreading it over several GPUs is not implemented; run it on one GPU (--gpus applies to gptq, athena, matquant --base athena (layer-parallel) and to matquant --base qat, efqat (data-parallel))");
+        if (Gpus > 1 && Resume) throw new MatqException("--gpus with --resume is not implemented: resume on one GPU, or run without --resume");
         if (Resume && !algorithm.SupportsResume)
             throw new MatqException($"--resume: {algorithm.Name}{(matquant ? " with base " + config.Options.GetValueOrDefault(MatQuantConfig.BaseKey, "qat") : "")} does not walk the model block by block, so it has no checkpoint to continue; methods that resume: {QuantizationCheckpoint.ResumableMethods}");
         if (Resume && !QuantizationCheckpoint.Exists(outPath))

@@ -102,12 +102,22 @@ public sealed class HostProcessGroup : ProcessGroup
         if (WorldSize == 1) return;
         var values = Values(t);
         var bytes = MemoryMarshal.AsBytes(values.AsSpan());
-        BroadcastBytes(bytes, root);
+        BroadcastInPlace(bytes, root);
         if (Rank != root) Store(t, values);
     }
 
+    public override byte[] BroadcastBytes(byte[]? data, int root = 0)
+    {
+        if (WorldSize == 1) return data ?? throw new ArgumentNullException(nameof(data));
+        var length = BitConverter.GetBytes(Rank == root ? (data ?? throw new ArgumentNullException(nameof(data))).LongLength : 0L);
+        BroadcastInPlace(length.AsSpan(), root);
+        var payload = Rank == root ? data! : new byte[checked((int)BitConverter.ToInt64(length))];
+        BroadcastInPlace(payload.AsSpan(), root);
+        return payload;
+    }
+
     /// <summary>In place: every rank's <paramref name="bytes"/> become the root's (the same length on every rank).</summary>
-    public void BroadcastBytes(Span<byte> bytes, int root = 0)
+    public void BroadcastInPlace(Span<byte> bytes, int root = 0)
     {
         if (WorldSize == 1) return;
         if (Rank == 0)

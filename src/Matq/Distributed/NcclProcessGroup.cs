@@ -23,7 +23,7 @@ public sealed unsafe partial class NcclProcessGroup : ProcessGroup
         var id = new byte[Nccl.UniqueIdBytes];
         if (host.IsRoot)
             fixed (byte* p = id) Nccl.Check(Nccl.ncclGetUniqueId(p), "ncclGetUniqueId");
-        host.BroadcastBytes(id);
+        host.BroadcastInPlace(id);
         Nccl.UniqueId uid = default;
         id.CopyTo(new Span<byte>(uid.Bytes, Nccl.UniqueIdBytes));
         // ncclCommInitRank creates the communicator on the current CUDA device: a tensor op on the rank's device makes it current
@@ -44,6 +44,9 @@ public sealed unsafe partial class NcclProcessGroup : ProcessGroup
         var p = CudaModule.Pointer<float>(t);
         Nccl.Check(Nccl.ncclBroadcast(p, p, (nuint)t.numel(), Nccl.Float32, root, _comm, IntPtr.Zero), "ncclBroadcast");
     }
+
+    /// <summary>Host bytes (layer results) travel over the TCP rendezvous, not through NCCL.</summary>
+    public override byte[] BroadcastBytes(byte[]? data, int root = 0) => _host.BroadcastBytes(data, root);
 
     private static void Check(Tensor t)
     {

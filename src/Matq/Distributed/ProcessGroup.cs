@@ -29,6 +29,9 @@ public abstract class ProcessGroup : IDisposable
     /// <summary>In place: every rank's <paramref name="t"/> becomes the root's (contiguous fp32).</summary>
     public abstract void Broadcast(Tensor t, int root = 0);
 
+    /// <summary>The root's bytes on every rank (any length; the others pass null).</summary>
+    public abstract byte[] BroadcastBytes(byte[]? data, int root = 0);
+
     /// <summary>In place: the element-wise mean over ranks.</summary>
     public void AllReduceMean(Tensor t)
     {
@@ -72,4 +75,5 @@ public sealed class SingleProcessGroup() : ProcessGroup(0, 1)
 {
     public override void AllReduceSum(Tensor t) { }
     public override void Broadcast(Tensor t, int root = 0) { }
+    public override byte[] BroadcastBytes(byte[]? data, int root = 0) => data ?? throw new ArgumentNullException(nameof(data));
 }

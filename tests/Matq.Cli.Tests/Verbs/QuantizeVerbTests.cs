@@ -53,8 +53,8 @@ public sealed class QuantizeVerbTests : IDisposable
     [InlineData("--method matquant --bits 8,4,2 --base athena --codistill 8->2", "codistill applies to the qat and omniquant bases")]
     [InlineData("--method matquant --bits 8,4,2 --base gptq", "base = 'gptq' is not known")]
     [InlineData("--method omniquant --bits 4 --option epochs=-1", "epochs = -1 is out of range")]
-    [InlineData("--method gptq --bits 4 --gpus 2", "--gpus 2 with gptq: layer-parallel PTQ over several GPUs is not implemented yet")]
-    [InlineData("--method matquant --bits 8,4,2 --base omniquant --gpus 2", "layer-parallel PTQ over several GPUs is not implemented yet")]
+    [InlineData("--method rtn --bits 4 --gpus 2", "--gpus 2 with rtn: spreading it over several GPUs is not implemented")]
+    [InlineData("--method matquant --bits 8,4,2 --base omniquant --gpus 2", "spreading it over several GPUs is not implemented")]
     [InlineData("--method matquant --bits 8,4,2 --base qat --gpus 0", "--gpus 0: give 1 or more")]
     public void Mistakes_are_one_line_before_any_load(string args, string expected)
     {

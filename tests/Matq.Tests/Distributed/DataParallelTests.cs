@@ -246,3 +246,53 @@ public sealed class DataParallelQatTests
         Assert.True(differ <= codes / 1000, $"{differ} of {codes} codes differ from the one-process run");
     }
 }
+
+public sealed class LayerParallelPtqTests
+{
+    private static Matq.Quantization.Pipeline.CalibrationTokens Data() => new(Matq.Tests.Algorithms.Athena.AthenaTestData.ZipfWindows(8, 33, seed: 3));
+
+    [Theory]
+    [InlineData("gptq", 2)]
+    [InlineData("gptq", 3)]
+    [InlineData("matquant-athena", 2)]
+    public void Each_block_spread_over_the_ranks_gives_the_one_process_results_bit_for_bit(string method, int world)
+    {
+        var config = method == "gptq"
+            ? new Matq.Quantization.Pipeline.QuantizationConfig("gptq", 4, 32)
+            : new Matq.Quantization.Pipeline.QuantizationConfig("matquant", 8, 32, options: new Dictionary<string, string> { ["base"] = "athena", ["bits"] = "8,4,2" });
+        List<Matq.Quantization.Pipeline.QuantizedLinearResult> Run(ProcessGroup? g)
+        {
+            using var model = Matq.Tests.Pipeline.PipelineFixtures.LoadTiny();
+            var context = new Matq.Quantization.Pipeline.QuantizationContext(model, CPU, Data, seed: 4) { Group = g ?? new SingleProcessGroup() };
+            return Matq.Quantization.Pipeline.QuantizationRunner.Run(config, context).Layers.ToList();
+        }
+        var one = Run(null);
+        var ranks = DataParallelTests.OnRanks(world, g => Run(g));
+        foreach (var rank in ranks)
+        {
+            Assert.Equal(one.Count, rank.Count);
+            for (int i = 0; i < one.Count; i++)
+            {
+                Assert.Equal(one[i].Name, rank[i].Name);
+                Assert.Equal(one[i].Codes, rank[i].Codes);
+                Assert.Equal(one[i].Scales, rank[i].Scales);
+                Assert.Equal(one[i].Zeros, rank[i].Zeros);
+                Assert.Equal(one[i].Report.HessianErrorAfter, rank[i].Report.HessianErrorAfter);
+            }
+        }
+    }
+
+    [Fact]
+    public void A_result_survives_its_trip_between_ranks()
+    {
+        var r = new Matq.Quantization.Pipeline.QuantizedLinearResult("model.layers.0.mlp.up_proj", 2, 3, -1, [1, 2, 3, 4, 5, 6], [0.5f, 0.25f], [1f, 2f], [2, 0, 1],
+            new Matq.Quantization.Pipeline.LayerReport("model.layers.0.mlp.up_proj", 2, 3, 4, 1e-3, double.NaN, 0.5, 1.25));
+        var back = Matq.Quantization.Pipeline.QuantizedLinearResult.FromBytes(r.ToBytes());
+        Assert.Equal(r.Codes, back.Codes);
+        Assert.Equal(r.Scales, back.Scales);
+        Assert.Equal(r.Zeros, back.Zeros);
+        Assert.Equal(r.Perm, back.Perm);
+        Assert.Equal(r.Report, back.Report);
+        Assert.Equal((r.Name, r.OutFeatures, r.InFeatures, r.GroupSize), (back.Name, back.OutFeatures, back.InFeatures, back.GroupSize));
+    }
+}

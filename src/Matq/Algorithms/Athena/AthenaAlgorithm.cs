@@ -63,6 +63,8 @@ public sealed class AthenaAlgorithm : QuantizationAlgorithm
 
     public override bool Streams => true;
 
+    public override bool LayerParallel => true;
+
     public override IReadOnlyList<QuantizedLinearResult> Convert(QuantizationContext context)
     {
         ArgumentNullException.ThrowIfNull(context);

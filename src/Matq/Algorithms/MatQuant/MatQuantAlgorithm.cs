@@ -80,6 +80,8 @@ public sealed class MatQuantAlgorithm : QuantizationAlgorithm
     /// <summary>The base's: athena and omniquant read one held block at a time; qat needs the whole model resident.</summary>
     public override bool Streams => MatQuant.Base.Streams;
 
+    public override bool LayerParallel => MatQuant.Base.LayerParallel;
+
     public override JsonObject DescribeSettings()
     {
         var o = new JsonObject

@@ -39,6 +39,9 @@ public abstract class MatQuantBase
     /// runs on a block-streamed model (<see cref="QuantizationAlgorithm.Streams"/>).</summary>
     public abstract bool Streams { get; }
 
+    /// <summary>Whether the base quantizes through SequentialQuantization (see <see cref="QuantizationAlgorithm.LayerParallel"/>).</summary>
+    public virtual bool LayerParallel => false;
+
     /// <summary>The base's own options (the matquant registry row declares them all).</summary>
     public abstract IReadOnlyList<AlgorithmOption> Options { get; }
 
@@ -82,6 +85,7 @@ public abstract class MatQuantBase
         public override bool TrainsSlices => false;
         public override bool SupportsResume => true;
         public override bool Streams => true;
+        public override bool LayerParallel => true;
         public override IReadOnlyList<AlgorithmOption> Options => AthenaAlgorithm.AthenaRegistration.Options;
 
         public override void Describe(MatQuantAlgorithm algorithm, JsonObject o) =>

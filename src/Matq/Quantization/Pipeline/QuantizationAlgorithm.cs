@@ -31,6 +31,10 @@ public abstract class QuantizationAlgorithm
     /// runs on a block-streamed model (<see cref="QuantizationContext.Blocks"/>); false = it needs the whole model resident.</summary>
     public virtual bool Streams => false;
 
+    /// <summary>Whether Convert quantizes through <see cref="SequentialQuantization"/>, whose linears of a block are
+    /// independent once the block's Hessians are captured: `--gpus N` spreads them over the ranks (layer-parallel).</summary>
+    public virtual bool LayerParallel => false;
+
     /// <summary>Attach hooks, swap modules, capture what Convert needs. Default: nothing.</summary>
     public virtual void Prepare(QuantizationContext context) { }
 

@@ -80,6 +80,41 @@ public sealed record QuantizedLinearResult
     }
 
     /// <summary>The artifact's name for this weight: "&lt;module&gt;.weight".</summary>
+    /// <summary>The result as bytes, to hand it to the other ranks of a layer-parallel run (<see cref="FromBytes"/> reads it back).</summary>
+    public byte[] ToBytes()
+    {
+        using var ms = new MemoryStream();
+        using (var w = new BinaryWriter(ms))
+        {
+            w.Write(Name); w.Write(OutFeatures); w.Write(InFeatures); w.Write(GroupSize);
+            w.Write(System.Text.Json.JsonSerializer.Serialize(Report, ReportJson));
+            w.Write(Perm?.Length ?? -1);
+            foreach (var p in Perm ?? []) w.Write(p);
+            var codes = Codes;
+            w.Write(codes.Length); w.Write(codes);
+            w.Write(Scales.Length); w.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(Scales.AsSpan()));
+            w.Write(Zeros.Length); w.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(Zeros.AsSpan()));
+        }
+        return ms.ToArray();
+    }
+
+    public static QuantizedLinearResult FromBytes(byte[] bytes)
+    {
+        using var r = new BinaryReader(new MemoryStream(bytes));
+        string name = r.ReadString();
+        int rows = r.ReadInt32(), cols = r.ReadInt32(), group = r.ReadInt32();
+        var report = System.Text.Json.JsonSerializer.Deserialize<LayerReport>(r.ReadString(), ReportJson)!;
+        int permLength = r.ReadInt32();
+        int[]? perm = permLength < 0 ? null : Enumerable.Range(0, permLength).Select(_ => r.ReadInt32()).ToArray();
+        var codes = r.ReadBytes(r.ReadInt32());
+        float[] Floats() => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(r.ReadBytes(4 * r.ReadInt32())).ToArray();
+        var scales = Floats();
+        var zeros = Floats();
+        return new QuantizedLinearResult(name, rows, cols, group, codes, scales, zeros, perm, report);
+    }
+
+    private static readonly System.Text.Json.JsonSerializerOptions ReportJson = new() { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+
     public string WeightName => Name + ".weight";
 
     public int GroupWidth => GroupSize == -1 ? InFeatures : GroupSize;

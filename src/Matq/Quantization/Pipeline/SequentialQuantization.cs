@@ -2,6 +2,10 @@
 // with the athena base): the context's selection, progress events (Started, BlockStarted, LayerDone, BlockDone), cancellation, and the
 // resume checkpoint — each finished block's results and installed weights are committed; a checkpoint holding k finished
 // blocks restores them (results as stored, weights bit-identical) and the walk quantizes from block k on.
+// Layer-parallel (a context group of W ranks, `--gpus W`): every rank captures each block's Hessians and propagates the
+// block as before, but quantizes only the linears it owns (the k-th linear of the run belongs to rank k mod W); the
+// owner then broadcasts the weight to install and the result, so every rank installs the same weights and holds the
+// same results as the one-process walk: the artifact is the one-process artifact, bit for bit on identical devices.
 using Matq.Calibration;
 using static TorchSharp.torch;
 
@@ -37,6 +41,23 @@ public static class SequentialQuantization
         int block = -1, blockStart = results.Count;
         double solveS = 0, methodS = 0;   // per block: the solvers' own seconds, and the method's (solve + its results)
         var clock = new System.Diagnostics.Stopwatch();
+        var group = context.Group;
+        int owned = -1;
+        (QuantizedLinearResult, Tensor) Quantize(CalibratedLinear linear)
+        {
+            if (group.WorldSize == 1) return quantize(linear);
+            int owner = ++owned % group.WorldSize;
+            QuantizedLinearResult? mine = null;
+            Tensor installed;
+            if (group.Rank == owner)
+            {
+                (mine, installed) = quantize(linear);
+                installed = installed.to_type(ScalarType.Float32).contiguous();
+            }
+            else installed = zeros(linear.Weight.shape, ScalarType.Float32, linear.Weight.device);
+            group.Broadcast(installed, owner);
+            return (QuantizedLinearResult.FromBytes(group.BroadcastBytes(mine?.ToBytes(), owner)), installed);
+        }
         SequentialCalibrator.Run(model, calibration.Windows, linear =>
         {
             context.Cancellation.ThrowIfCancellationRequested();
@@ -46,7 +67,7 @@ public static class SequentialQuantization
                 progress.BlockStarted(block);
             }
             clock.Restart();
-            var (result, installed) = quantize(linear);
+            var (result, installed) = Quantize(linear);
             methodS += clock.Elapsed.TotalSeconds;
             solveS += result.Report.Seconds;
             results.Add(result);
