@@ -74,7 +74,7 @@ public sealed class DeviceVerb(IAnsiConsole console) : Verb<DeviceSettings>(cons
             return same ? $"all-reduce and broadcast ok ({sw.Elapsed.TotalMilliseconds / 20 * 1000:F0} µs per 4 MiB all-reduce)"
                 : "all-reduce changed the values: NCCL is not working";
         }
-        catch (MatqException e) { return e.Message; }
+        catch (Exception e) when (e is MatqException or Matq.Runtime.Cuda.CudaException or DllNotFoundException) { return e.Message; }
     }
 
     private static void Sync(Device device)

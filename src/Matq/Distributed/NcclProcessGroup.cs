@@ -26,8 +26,15 @@ public sealed unsafe partial class NcclProcessGroup : ProcessGroup
         host.BroadcastInPlace(id);
         Nccl.UniqueId uid = default;
         id.CopyTo(new Span<byte>(uid.Bytes, Nccl.UniqueIdBytes));
-        // ncclCommInitRank creates the communicator on the current CUDA device: a tensor op on the rank's device makes it current
-        using (var touch = zeros(1, device: device)) _ = touch.sum().item<float>();
+        // ncclCommInitRank creates the communicator on the calling thread's current CUDA device. libtorch's ops restore the
+        // device they switch to, so the rank's device is made current here: its primary context (the one libtorch uses)
+        // through the driver API, which the runtime NCCL calls into honours.
+        using (var touch = zeros(1, device: device)) _ = touch.sum().item<float>();   // libtorch initialized on the device first
+        int index = Math.Max(0, (int)device.index);
+        Driver.Check(Driver.cuInit(0), "cuInit");
+        Driver.Check(Driver.cuDeviceGet(out int cuDevice, index), $"cuDeviceGet({index})");
+        Driver.Check(Driver.cuDevicePrimaryCtxRetain(out var context, cuDevice), "cuDevicePrimaryCtxRetain");
+        Driver.Check(Driver.cuCtxSetCurrent(context), "cuCtxSetCurrent");
         Nccl.Check(Nccl.ncclCommInitRank(out _comm, WorldSize, uid, Rank), $"ncclCommInitRank (rank {Rank} of {WorldSize})");
     }
 
