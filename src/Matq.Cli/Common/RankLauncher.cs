@@ -33,6 +33,20 @@ public static class RankLauncher
         return Path.GetFileNameWithoutExtension(path) == "dotnet" && entry is { Length: > 0 } ? (path, [entry]) : (path, []);
     }
 
+    /// <summary>`--gpus N` of a verb: checks that <paramref name="device"/> (CUDA) has N GPUs, says what starts, and runs N
+    /// ranks of this very command line without --gpus; returns the launcher's exit code.</summary>
+    public static int LaunchSelf(IAnsiConsole console, int ranks, TorchSharp.torch.Device device, string what)
+    {
+        if (device.type == TorchSharp.DeviceType.CUDA)
+        {
+            int visible = (int)TorchSharp.torch.cuda.device_count();
+            if (visible < ranks) throw new MatqException($"--gpus {ranks}: this machine has {visible} CUDA device(s): give --gpus {Math.Max(1, visible)} or fewer");
+        }
+        var (file, prefix) = Self();
+        console.MarkupLine($"starting {ranks} ranks ({Markup.Escape(what)})");
+        return Run(console, ranks, file, [.. prefix, .. ArgumentsWithoutGpus(Environment.GetCommandLineArgs().Skip(1).ToList())]);
+    }
+
     /// <summary>Runs <paramref name="ranks"/> processes of <paramref name="fileName"/> <paramref name="args"/>; returns 0 when
     /// every rank exits 0, else the first failing rank's exit code (the others are stopped).</summary>
     public static int Run(IAnsiConsole console, int ranks, string fileName, IReadOnlyList<string> args, TimeSpan? stopGrace = null)

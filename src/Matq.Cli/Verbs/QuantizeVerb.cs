@@ -140,13 +140,8 @@ public sealed class QuantizeVerb : Verb<QuantizeSettings>
 
         var device = TorchRuntime.Configure(s.Device).Device;
         if (s.Gpus > 1 && !RankLauncher.IsRank)
-        {
-            if (device.type == TorchSharp.DeviceType.CUDA && TorchSharp.torch.cuda.device_count() < s.Gpus)
-                throw new MatqException($"--gpus {s.Gpus}: this machine has {TorchSharp.torch.cuda.device_count()} CUDA device(s): give --gpus {Math.Max(1, TorchSharp.torch.cuda.device_count())} or fewer");
-            var (file, prefix) = RankLauncher.Self();
-            Console.MarkupLine($"starting {s.Gpus} ranks (data-parallel {Markup.Escape(registration.Name)}; rank 0 writes {Markup.Escape(outPath)})");
-            return RankLauncher.Run(Console, s.Gpus, file, [.. prefix, .. RankLauncher.ArgumentsWithoutGpus(Environment.GetCommandLineArgs().Skip(1).ToList())]);
-        }
+            return RankLauncher.LaunchSelf(Console, s.Gpus, device,
+                $"{(algorithm.LayerParallel ? "layer" : "data")}-parallel {registration.Name}; rank 0 writes {outPath}");
         device = Matq.Distributed.ProcessGroup.RankDevice(device);
         using var group = Matq.Distributed.ProcessGroup.FromEnvironment(device);
         // PTQ methods stream an HF folder block by block (LlamaBlockStream: one block in host/device memory at a time);

@@ -59,16 +59,8 @@ public sealed class TrainLmVerb(IAnsiConsole console, Func<DataStore>? data = nu
     {
         var request = settings.Request;
         if (settings.Gpus > 1 && !RankLauncher.IsRank)
-        {
-            if (Matq.Runtime.TorchRuntime.Configure(request.Device).Device.type == TorchSharp.DeviceType.CUDA)
-            {
-                int visible = (int)TorchSharp.torch.cuda.device_count();
-                if (visible < settings.Gpus) throw new MatqException($"--gpus {settings.Gpus}: this machine has {visible} CUDA device(s): give --gpus {Math.Max(1, visible)} or fewer");
-            }
-            var (file, prefix) = RankLauncher.Self();
-            Console.MarkupLine($"starting {settings.Gpus} ranks (data-parallel; rank 0 writes {Markup.Escape(request.OutDir)})");
-            return RankLauncher.Run(Console, settings.Gpus, file, [.. prefix, .. RankLauncher.ArgumentsWithoutGpus(Environment.GetCommandLineArgs().Skip(1).ToList())]);
-        }
+            return RankLauncher.LaunchSelf(Console, settings.Gpus, Matq.Runtime.TorchRuntime.Configure(request.Device).Device,
+                $"data-parallel; rank 0 writes {request.OutDir}");
 
         using var cts = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cts.Cancel(); };

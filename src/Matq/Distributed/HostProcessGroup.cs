@@ -100,7 +100,7 @@ public sealed class HostProcessGroup : ProcessGroup
     public override void Broadcast(Tensor t, int root = 0)
     {
         if (WorldSize == 1) return;
-        var values = Values(t);
+        var values = Rank == root ? Values(t) : new float[Check(t).numel()];   // the others' values are overwritten
         var bytes = MemoryMarshal.AsBytes(values.AsSpan());
         BroadcastInPlace(bytes, root);
         if (Rank != root) Store(t, values);
@@ -130,10 +130,12 @@ public sealed class HostProcessGroup : ProcessGroup
         else ReceiveFrame(_peers[0]!, 0, bytes.Length).CopyTo(bytes);
     }
 
+    private static Tensor Check(Tensor t) =>
+        t.dtype == ScalarType.Float32 ? t : throw new ArgumentException($"collectives take fp32 tensors, not {t.dtype}");
+
     private static float[] Values(Tensor t)
     {
-        if (t.dtype != ScalarType.Float32) throw new ArgumentException($"collectives take fp32 tensors, not {t.dtype}");
-        using var host = t.detach().cpu().contiguous();
+        using var host = Check(t).detach().cpu().contiguous();
         return host.data<float>().ToArray();
     }
 

@@ -141,7 +141,7 @@ public static class QatTrainer
             objective.BeforeStep(step);
             var (loss, terms) = objective.Loss(model, modules, x, y);
             loss.backward();
-            GradientBuckets.AllReduceMean(group, all.Select(p => p.grad).OfType<Tensor>().ToList());
+            if (group.WorldSize > 1) GradientBuckets.AllReduceMean(group, all.Select(p => p.grad).OfType<Tensor>().ToList());
             GradClip.ClipGlobalNorm(all, config.ClipNorm);
             optimizer.step();
             objective.AfterStep();

@@ -31,7 +31,7 @@ public sealed class QuantizationCheckpoint
     public const string ResumableMethods = "gptq, athena, omniquant, and matquant with --base athena or omniquant";
 
     // reports keep their doubles exactly (shortest round-trip text), NaN/∞ included
-    private static readonly JsonSerializerOptions ReportJson = new() { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+    private static JsonSerializerOptions ReportJson => QuantizedLinearResult.ReportJson;
 
     private readonly List<KeyValuePair<string, string>> _settings;
     private string? _calibration;

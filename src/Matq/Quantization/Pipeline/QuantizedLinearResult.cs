@@ -113,7 +113,8 @@ public sealed record QuantizedLinearResult
         return new QuantizedLinearResult(name, rows, cols, group, codes, scales, zeros, perm, report);
     }
 
-    private static readonly System.Text.Json.JsonSerializerOptions ReportJson = new() { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+    /// <summary>How a LayerReport is stored as JSON (its Hessian errors may be NaN): the checkpoint's form too.</summary>
+    internal static readonly System.Text.Json.JsonSerializerOptions ReportJson = new() { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
 
     public string WeightName => Name + ".weight";
 
